@@ -1,0 +1,135 @@
+import { malformed } from "./errors.js";
+
+// Node's Buffer is several times faster than TextEncoder and atob for these conversions; browsers
+// and other runtimes fall back to the Web APIs. Nothing here keeps a reference to the input.
+type BufferLike = {
+  from(data: string, encoding: string): Uint8Array;
+  from(
+    data: ArrayBufferLike,
+    byteOffset: number,
+    length: number,
+  ): Uint8Array & {
+    toString(encoding: string): string;
+  };
+  byteLength(data: string, encoding: string): number;
+};
+const NodeBuffer = (globalThis as { Buffer?: BufferLike }).Buffer;
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** UTF-8 bytes of a string. */
+export function utf8Encode(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/**
+ * Text of UTF-8 bytes. Invalid UTF-8 is a `MalformedInput` error, never replacement characters:
+ * an event must not silently change on the way through.
+ *
+ * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
+ */
+export function utf8Decode(bytes: Uint8Array, what = "text"): string {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch (err) {
+    throw malformed(`${what} is not valid UTF-8`, err);
+  }
+}
+
+/** Number of bytes `text` takes in UTF-8. */
+export function utf8Length(text: string): number {
+  if (NodeBuffer) return NodeBuffer.byteLength(text, "utf8");
+  return encoder.encode(text).length;
+}
+
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B64_LOOKUP = new Int16Array(128).fill(-1);
+for (let i = 0; i < B64.length; i++) B64_LOOKUP[B64.charCodeAt(i)] = i;
+
+/** Standard base64 (RFC 4648 section 4, with padding) of bytes. */
+export function base64Encode(bytes: Uint8Array): string {
+  if (NodeBuffer) {
+    return NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+  }
+  let out = "";
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n =
+      ((bytes[i] as number) << 16) | ((bytes[i + 1] as number) << 8) | (bytes[i + 2] as number);
+    out += `${B64[n >> 18]}${B64[(n >> 12) & 63]}${B64[(n >> 6) & 63]}${B64[n & 63]}`;
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = (bytes[i] as number) << 16;
+    out += `${B64[n >> 18]}${B64[(n >> 12) & 63]}==`;
+  } else if (rest === 2) {
+    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] as number) << 8);
+    out += `${B64[n >> 18]}${B64[(n >> 12) & 63]}${B64[(n >> 6) & 63]}=`;
+  }
+  return out;
+}
+
+/** Whether `text` is well-formed standard base64 (RFC 4648 section 4), padding included. */
+export function isBase64(text: string): boolean {
+  if (text.length % 4 !== 0) return false;
+  let end = text.length;
+  if (end > 0 && text.charCodeAt(end - 1) === 61) end--;
+  if (end > 0 && text.charCodeAt(end - 1) === 61) end--;
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 128 || B64_LOOKUP[c] === -1) return false;
+  }
+  return true;
+}
+
+/**
+ * Bytes of standard base64 text.
+ *
+ * @throws {@link PosthornError} `MalformedInput` when the text is not base64
+ */
+export function base64Decode(text: string, what = "base64 value"): Uint8Array {
+  if (!isBase64(text)) throw malformed(`${what} is not valid base64`);
+  if (NodeBuffer) {
+    const b = NodeBuffer.from(text, "base64");
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 61) end--;
+  const out = new Uint8Array(Math.floor((end * 3) / 4));
+  let bits = 0;
+  let acc = 0;
+  let o = 0;
+  for (let i = 0; i < end; i++) {
+    acc = (acc << 6) | (B64_LOOKUP[text.charCodeAt(i)] as number);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
+/** Byte-wise equality. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Views any binary value a client library hands over (`Buffer`, `ArrayBuffer`, a typed array or
+ * `DataView`) as a `Uint8Array`, without copying.
+ */
+export function toUint8Array(value: ArrayBuffer | ArrayBufferView): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value))
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  return new Uint8Array(value);
+}
+
+/** Whether a value is binary data: a `Uint8Array` (which includes Node's `Buffer`). */
+export function isBytes(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array;
+}

@@ -1,0 +1,131 @@
+/**
+ * A parsed media type (RFC 2045/RFC 9110 section 8.3.1): lower-cased type and subtype, the
+ * structured-syntax suffix, and parameters with lower-cased names and unquoted values.
+ */
+export interface ContentType {
+  /** `type/subtype`, lower case, without parameters, e.g. `application/cloudevents+json`. */
+  readonly mediaType: string;
+  readonly type: string;
+  readonly subtype: string;
+  /** The structured-syntax suffix without `+` (`json` for `application/vnd.x+json`), or `""`. */
+  readonly suffix: string;
+  readonly parameters: Readonly<Record<string, string>>;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const cache = new Map<string, ContentType | null>();
+const CACHE_LIMIT = 256;
+
+/**
+ * Parses a `Content-Type` value. Results are cached, since the same few values recur on every
+ * message.
+ *
+ * @returns the parsed type, or `undefined` when the value is not a media type
+ */
+export function parseContentType(value: string): ContentType | undefined {
+  const hit = cache.get(value);
+  if (hit !== undefined) return hit ?? undefined;
+  const parsed = parseUncached(value);
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(value, parsed ?? null);
+  return parsed;
+}
+
+function parseUncached(value: string): ContentType | undefined {
+  const semi = value.indexOf(";");
+  const essence = (semi === -1 ? value : value.slice(0, semi)).trim().toLowerCase();
+  const slash = essence.indexOf("/");
+  if (slash <= 0) return undefined;
+  const type = essence.slice(0, slash);
+  const subtype = essence.slice(slash + 1);
+  if (!TOKEN.test(type) || !TOKEN.test(subtype)) return undefined;
+  const plus = subtype.lastIndexOf("+");
+  const parameters: Record<string, string> = Object.create(null);
+  if (semi !== -1 && !parseParameters(value.slice(semi + 1), parameters)) return undefined;
+  return Object.freeze({
+    mediaType: essence,
+    type,
+    subtype,
+    suffix: plus === -1 ? "" : subtype.slice(plus + 1),
+    parameters: Object.freeze(parameters),
+  });
+}
+
+function parseParameters(text: string, into: Record<string, string>): boolean {
+  let i = 0;
+  while (i < text.length) {
+    while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === ";")) i++;
+    if (i >= text.length) break;
+    const eq = text.indexOf("=", i);
+    if (eq === -1) return false;
+    const name = text.slice(i, eq).trim().toLowerCase();
+    if (!TOKEN.test(name)) return false;
+    i = eq + 1;
+    let val = "";
+    if (text[i] === '"') {
+      i++;
+      while (i < text.length && text[i] !== '"') {
+        if (text[i] === "\\" && i + 1 < text.length) i++;
+        val += text[i];
+        i++;
+      }
+      if (text[i] !== '"') return false;
+      i++;
+    } else {
+      const end = text.indexOf(";", i);
+      val = (end === -1 ? text.slice(i) : text.slice(i, end)).trim();
+      i = end === -1 ? text.length : end;
+    }
+    if (!(name in into)) into[name] = val;
+  }
+  return true;
+}
+
+/** Whether a content type names JSON: `application/json`, `text/json` or any `+json` suffix. */
+export function isJsonContentType(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const ct = parseContentType(value);
+  return ct !== undefined && (ct.subtype === "json" || ct.suffix === "json");
+}
+
+const TEXT_SUBTYPES = new Set([
+  "xml",
+  "json",
+  "javascript",
+  "ecmascript",
+  "yaml",
+  "x-yaml",
+  "csv",
+  "x-www-form-urlencoded",
+  "graphql",
+  "sql",
+]);
+
+/**
+ * Whether a content type names text: `text/*`, JSON, XML and YAML (also as `+suffix`), and any
+ * type with a `charset` parameter. Such data is carried as a string.
+ */
+export function isTextContentType(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const ct = parseContentType(value);
+  if (ct === undefined) return false;
+  return (
+    ct.type === "text" ||
+    TEXT_SUBTYPES.has(ct.subtype) ||
+    ct.suffix === "json" ||
+    ct.suffix === "xml" ||
+    ct.suffix === "yaml" ||
+    "charset" in ct.parameters
+  );
+}
+
+/** Whether `value` is a syntactically valid media type (RFC 2046), parameters included. */
+export function isMediaType(value: string): boolean {
+  return parseContentType(value) !== undefined;
+}
+
+/** Whether two content types name the same media type, ignoring case and parameters. */
+export function sameMediaType(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  return parseContentType(a)?.mediaType === parseContentType(b)?.mediaType;
+}

@@ -1,0 +1,113 @@
+import { isBytes, utf8Decode, utf8Encode } from "./bytes.js";
+import { isJsonContentType, isTextContentType } from "./content-type.js";
+import { invalidEvent, malformed } from "./errors.js";
+
+/** Limits applied when parsing JSON from the wire. */
+export interface JsonLimits {
+  /** Deepest nesting of arrays and objects accepted. Default 128. */
+  maxDepth?: number;
+}
+
+/** Default nesting limit for JSON read from the wire. */
+export const DEFAULT_MAX_JSON_DEPTH = 128;
+
+/**
+ * Parses JSON read from the wire. Invalid JSON and nesting deeper than the limit are
+ * `MalformedInput` errors. `JSON.parse` defines `__proto__` keys as plain own properties, so the
+ * result cannot pollute prototypes; code that copies parsed members elsewhere must still validate
+ * their names.
+ *
+ * @throws {@link PosthornError} `MalformedInput`
+ */
+export function parseJson(text: string, what = "JSON", limits: JsonLimits = {}): unknown {
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
+  // Nesting needs at least one bracket per level, so short texts cannot exceed the limit.
+  if (text.length > maxDepth && jsonDepthExceeds(text, maxDepth)) {
+    throw malformed(`${what} is nested deeper than ${maxDepth} levels`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw malformed(`${what} is not valid JSON: ${(err as Error).message}`, err);
+  }
+}
+
+/** Whether JSON text nests arrays or objects deeper than `maxDepth`, skipping string contents. */
+export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92)
+        i++; // backslash escapes the next character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > maxDepth) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
+
+/**
+ * The bytes that carry `data` in binary mode (and in formats that hold data as bytes), following
+ * the JSON format's rules so every path agrees: bytes as they are; under a JSON content type (or
+ * no content type, which implies JSON) the JSON text of the value; a string as UTF-8.
+ *
+ * @returns the bytes, or `undefined` when the event has no data
+ * @throws {@link PosthornError} `InvalidEvent` when the data cannot be represented
+ */
+export function encodeData(
+  data: unknown,
+  datacontenttype: string | undefined,
+): Uint8Array | undefined {
+  if (data === undefined) return undefined;
+  if (isBytes(data)) return data;
+  if (datacontenttype === undefined || isJsonContentType(datacontenttype)) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(data);
+    } catch (err) {
+      throw invalidEvent(
+        `data cannot be serialized as JSON: ${(err as Error).message}`,
+        "data",
+        err,
+      );
+    }
+    if (text === undefined) throw invalidEvent("data has no JSON representation", "data");
+    return utf8Encode(text);
+  }
+  if (typeof data === "string") return utf8Encode(data);
+  throw invalidEvent(`data must be bytes or a string under ${datacontenttype}`, "data");
+}
+
+/** The content type binary mode writes for an event: its own, or JSON when it has non-binary data. */
+export function effectiveContentType(
+  data: unknown,
+  datacontenttype: string | undefined,
+): string | undefined {
+  if (datacontenttype !== undefined) return datacontenttype;
+  if (data === undefined || isBytes(data)) return undefined;
+  return "application/json";
+}
+
+/**
+ * Reads `data` back from the bytes of a binary-mode message: under a JSON content type the
+ * parsed JSON value, under a text type the string, otherwise the bytes.
+ *
+ * @throws {@link PosthornError} `MalformedInput` on invalid JSON or invalid UTF-8
+ */
+export function decodeData(
+  bytes: Uint8Array,
+  datacontenttype: string | undefined,
+  limits?: JsonLimits,
+): unknown {
+  if (datacontenttype === undefined) return bytes;
+  if (isJsonContentType(datacontenttype)) {
+    if (bytes.length === 0) return undefined;
+    return parseJson(utf8Decode(bytes, "JSON data"), "JSON data", limits);
+  }
+  if (isTextContentType(datacontenttype)) return utf8Decode(bytes, "text data");
+  return bytes;
+}

@@ -1,0 +1,171 @@
+import type { Delivery, Message, ReleaseOptions, SettlementCapabilities } from "./envelopes.js";
+import { PosthornError } from "./errors.js";
+import type { CloudEvent } from "./event.js";
+
+/** What a binding supplies to {@link createDelivery}: the transport's own settlement actions. */
+export interface DeliveryInit<T> {
+  readonly message: Message;
+  readonly event: CloudEvent<T> | undefined;
+  readonly error?: PosthornError | undefined;
+  readonly deliveryCount: number;
+  readonly capabilities: SettlementCapabilities;
+  accept(): Promise<void> | void;
+  release?(options: ReleaseOptions): Promise<void> | void;
+  reject?(reason: string | undefined): Promise<void> | void;
+  inProgress?(): Promise<void> | void;
+}
+
+/**
+ * Makes a {@link Delivery} from a binding's settlement actions, enforcing the rules every binding
+ * shares: a delivery settles once (a second settlement is `SettlementFailed`), and what the
+ * capabilities exclude is `NotSupported`, never silently ignored.
+ */
+export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
+  let settled = false;
+  const caps = init.capabilities;
+  const settle = async (what: string, action: () => Promise<void> | void): Promise<void> => {
+    if (settled)
+      throw new PosthornError(
+        "SettlementFailed",
+        `cannot ${what}: the delivery is already settled`,
+      );
+    settled = true;
+    try {
+      await action();
+    } catch (err) {
+      throw err instanceof PosthornError
+        ? err
+        : new PosthornError(
+            "SettlementFailed",
+            `${what} failed: ${(err as Error)?.message ?? err}`,
+            { cause: err },
+          );
+    }
+  };
+  return {
+    message: init.message,
+    event: init.event,
+    error: init.error,
+    deliveryCount: init.deliveryCount,
+    capabilities: caps,
+    get settled() {
+      return settled;
+    },
+    accept: () => settle("accept", () => init.accept()),
+    release: (options: ReleaseOptions = {}) => {
+      if (caps.release === "none" || !init.release) {
+        return Promise.reject(notSupported("release()", "cannot redeliver"));
+      }
+      if (options.delayMs !== undefined && !caps.releaseDelay) {
+        return Promise.reject(notSupported("release({ delayMs })", "cannot delay a redelivery"));
+      }
+      const release = init.release;
+      return settle("release", () => release(options));
+    },
+    reject: (reason?: string | Error) => {
+      if (caps.reject === "none" || !init.reject) {
+        return Promise.reject(notSupported("reject()", "has no dead-letter path configured"));
+      }
+      const reject = init.reject;
+      const text = reason instanceof Error ? reason.message : reason;
+      return settle("reject", () => reject(text));
+    },
+    inProgress: async () => {
+      if (!caps.inProgress || !init.inProgress)
+        throw notSupported("inProgress()", "cannot extend ownership");
+      if (settled) throw new PosthornError("SettlementFailed", "inProgress() after settlement");
+      await init.inProgress();
+    },
+  };
+}
+
+function notSupported(what: string, why: string): PosthornError {
+  return new PosthornError("NotSupported", `${what} is not supported: this transport ${why}`);
+}
+
+/**
+ * A push-to-pull queue: a binding pushes deliveries as the client library emits them, and the
+ * subscriber's async iterator pulls them. `end()` finishes iteration after what is queued;
+ * `fail(err)` makes the next pull throw.
+ */
+export class AsyncQueue<T> implements AsyncIterable<T> {
+  readonly #items: T[] = [];
+  #head = 0;
+  readonly #waiting: Array<{
+    resolve: (r: IteratorResult<T>) => void;
+    reject: (e: unknown) => void;
+  }> = [];
+  #ended = false;
+  #error: unknown = undefined;
+
+  /** How many items wait to be pulled. */
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /** Whether `end()` or `fail()` was called. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Adds an item, handing it straight to a waiting consumer when there is one. */
+  push(item: T): void {
+    if (this.#ended) return;
+    const waiter = this.#waiting.shift();
+    if (waiter) waiter.resolve({ value: item, done: false });
+    else this.#items.push(item);
+  }
+
+  /** Ends iteration once queued items are consumed. */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    for (const w of this.#waiting.splice(0)) w.resolve({ value: undefined, done: true });
+  }
+
+  /** Ends iteration with an error, thrown to the consumer after queued items. */
+  fail(error: unknown): void {
+    if (this.#ended) return;
+    this.#error = error;
+    this.#ended = true;
+    for (const w of this.#waiting.splice(0)) w.reject(error);
+  }
+
+  /** Removes and returns every queued item (for releasing them on close). */
+  drain(): T[] {
+    const rest = this.#items.slice(this.#head);
+    this.#items.length = 0;
+    this.#head = 0;
+    return rest;
+  }
+
+  #next(): Promise<IteratorResult<T>> {
+    if (this.#head < this.#items.length) {
+      const value = this.#items[this.#head++] as T;
+      if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+        this.#items.splice(0, this.#head);
+        this.#head = 0;
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.#ended) {
+      if (this.#error !== undefined) {
+        const err = this.#error;
+        this.#error = undefined;
+        return Promise.reject(err);
+      }
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: () => this.#next(),
+      return: () => {
+        this.end();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}

@@ -1,0 +1,136 @@
+import type { PosthornError } from "./errors.js";
+import type { CloudEvent, CloudEventLike } from "./event.js";
+
+/** How an event is laid onto a transport message (the CloudEvents binding specs' "content modes"). */
+export type ContentMode = "binary" | "structured" | "batch";
+
+/** A value a transport property or header can hold after mapping. */
+export type PropertyValue = string | number | boolean | bigint | Uint8Array | Date | null;
+
+/**
+ * A transport message reduced to what every transport has: a body, its content type, and
+ * application properties (HTTP and Kafka headers, AMQP application properties, MQTT user
+ * properties, NATS headers). Non-CloudEvents traffic arrives as a `Message`.
+ */
+export interface Message<T = Uint8Array> {
+  /** The payload. */
+  readonly body: T;
+  /** The content type, when the transport carried one. */
+  readonly contentType?: string;
+  /** Properties or headers by name, as the transport delivered them (names as received). */
+  readonly properties: Readonly<Record<string, PropertyValue | readonly PropertyValue[]>>;
+  /** Transport-specific addressing and metadata (topic, subject, key, partition, offset, ...). */
+  readonly metadata?: Readonly<Record<string, unknown>>;
+}
+
+/** Options for {@link Delivery.release}. */
+export interface ReleaseOptions {
+  /** Ask the transport to redeliver no sooner than this. Only where `capabilities.releaseDelay`. */
+  delayMs?: number;
+}
+
+/** How a transport supports each settlement, read from one table per binding. */
+export interface SettlementCapabilities {
+  /** `native`: the transport redelivers; `emulated`: the binding does (seek, withheld ack); `none`. */
+  readonly release: "native" | "emulated" | "none";
+  /** Whether `release({ delayMs })` is honoured. */
+  readonly releaseDelay: boolean;
+  /** `native`: the broker dead-letters; `dead-letter-topic`: the binding publishes to one; `none`. */
+  readonly reject: "native" | "dead-letter-topic" | "none";
+  /** Whether `inProgress()` extends the time the consumer owns the delivery. */
+  readonly inProgress: boolean;
+  /** Where the delivery count comes from. */
+  readonly deliveryCount: "native" | "attribute" | "none";
+}
+
+/**
+ * One received message or event, owned by the consumer until settled. A delivery always has the
+ * raw `message`; `event` is set when it decoded as a CloudEvent, `error` when it claimed to be one
+ * but could not be decoded (reject it, or inspect the message).
+ */
+export interface Delivery<T = unknown> {
+  /** The transport message as received. */
+  readonly message: Message;
+  /** The decoded event, when the message is a valid CloudEvent. */
+  readonly event: CloudEvent<T> | undefined;
+  /** Why a message that looked like a CloudEvent could not be decoded. */
+  readonly error: PosthornError | undefined;
+  /** How many times this message has been delivered, counting this one (1 on first delivery). */
+  readonly deliveryCount: number;
+  /** What settlement this transport can do. */
+  readonly capabilities: SettlementCapabilities;
+  /** Whether accept, release or reject has been called. */
+  readonly settled: boolean;
+  /** Done with it: the transport forgets it (ack, commit, 2xx). */
+  accept(): Promise<void>;
+  /**
+   * Not done: deliver it again, to this or another consumer.
+   *
+   * @throws {@link PosthornError} `NotSupported` where the transport cannot redeliver
+   */
+  release(options?: ReleaseOptions): Promise<void>;
+  /**
+   * Cannot be done: dead-letter it.
+   *
+   * @throws {@link PosthornError} `NotSupported` where the transport has no dead-letter path
+   */
+  reject(reason?: string | Error): Promise<void>;
+  /**
+   * Still working on it: extend the consumer's ownership (JetStream `working`).
+   *
+   * @throws {@link PosthornError} `NotSupported` where the transport cannot
+   */
+  inProgress(): Promise<void>;
+}
+
+/**
+ * A job: a delivery of a CloudEvent that exactly one of several competing consumers owns and
+ * settles. `attempt` is the delivery count, from the transport's own counter where it has one.
+ */
+export interface Job<T = unknown> extends Delivery<T> {
+  readonly event: CloudEvent<T>;
+  /** 1 on the first attempt. */
+  readonly attempt: number;
+}
+
+/** Views a delivery as a job when it carries a valid event. */
+export function asJob<T>(delivery: Delivery<T>): Job<T> | undefined {
+  if (delivery.event === undefined) return undefined;
+  return Object.assign(Object.create(delivery) as Delivery<T>, {
+    attempt: delivery.deliveryCount,
+  }) as Job<T>;
+}
+
+/** Options every publisher accepts per call. */
+export interface PublishOptions {
+  /** Content mode for this call; defaults to the publisher's. */
+  mode?: ContentMode;
+  /** Cancels waiting for the acknowledgement. */
+  abortSignal?: AbortSignal;
+  /** Give up waiting for the acknowledgement after this long. */
+  timeoutMs?: number;
+}
+
+/** Sends events (or batches) over one transport destination. */
+export interface Publisher<O extends PublishOptions = PublishOptions> {
+  /**
+   * Sends one event or a batch and resolves when the transport acknowledged it at the promised
+   * level (broker ack, HTTP 2xx, ...).
+   *
+   * @throws {@link PosthornError} `PublishRejected`, `ConnectionFailed`, `Timeout`, `Closed`, ...
+   */
+  publish(events: CloudEventLike | readonly CloudEventLike[], options?: O): Promise<void>;
+  /** Waits for in-flight publishes, then releases the publisher's resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Receives deliveries from one transport source, as an async iterable. */
+export interface Subscriber<T = unknown> extends AsyncIterable<Delivery<T>> {
+  /** What settlement this subscriber's deliveries support. */
+  readonly capabilities: SettlementCapabilities;
+  /**
+   * Stops receiving; unsettled deliveries are released where the transport can, and iteration
+   * ends. Idempotent.
+   */
+  close(): Promise<void>;
+}

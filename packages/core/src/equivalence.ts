@@ -1,0 +1,187 @@
+import { base64Encode, isBytes, utf8Decode, utf8Encode } from "./bytes.js";
+import { isJsonContentType, parseContentType } from "./content-type.js";
+import { CloudEvent, type CloudEventLike } from "./event.js";
+import { extensions as defaultRegistry, type ExtensionRegistry } from "./extensions.js";
+import { type AttributeValue, canonicalString, canonicalTimestamp } from "./types.js";
+
+/** The data of an event reduced to what equivalence compares. */
+export type CanonicalData =
+  | { readonly kind: "none" }
+  | { readonly kind: "bytes"; readonly base64: string }
+  | { readonly kind: "json"; readonly value: unknown };
+
+/** An event reduced to canonical strings (see `docs/concepts.md`, "Equivalence"). */
+export interface CanonicalEvent {
+  /** Every attribute's canonical string, sorted by name. */
+  readonly attributes: Readonly<Record<string, string>>;
+  readonly data: CanonicalData;
+}
+
+/** Options for {@link canonicalize} and {@link equivalent}. */
+export interface EquivalenceOptions {
+  /** Where declared Timestamp extensions are looked up. Defaults to the default registry. */
+  registry?: ExtensionRegistry;
+}
+
+/**
+ * Reduces an event to the canonical form equivalence is defined on:
+ * - every attribute as its canonical string (Boolean `true`/`false`, Integer decimal, Binary
+ *   base64), so a typed value and the string a header carried compare equal;
+ * - Timestamps (`time` and declared Timestamp extensions) as the instant they name, at full
+ *   precision, in UTC;
+ * - `datacontenttype` with the media type lower-cased and a `charset=utf-8` parameter dropped
+ *   (all text Posthorn reads and writes is UTF-8), and written as `application/json` when the
+ *   event has non-binary data and no content type (JSON format 3.1.2);
+ * - data as bytes (binary or text, text taken as UTF-8) or as a JSON value under a JSON content
+ *   type; empty data and no data are the same, since most transports cannot tell them apart.
+ */
+export function canonicalize(
+  input: CloudEventLike,
+  options: EquivalenceOptions = {},
+): CanonicalEvent {
+  const event = CloudEvent.from(input);
+  const registry = options.registry ?? defaultRegistry;
+  const attributes: Record<string, string> = {};
+  const data = event.data;
+  for (const name of Object.keys(event).sort()) {
+    if (name === "data") continue;
+    const value = event[name] as AttributeValue;
+    if (name === "datacontenttype") {
+      attributes[name] = canonicalMediaType(value as string);
+    } else if (registry.typeOf(name) === "Timestamp" && typeof value === "string") {
+      attributes[name] = canonicalTimestamp(value);
+    } else {
+      attributes[name] = canonicalString(value);
+    }
+  }
+  if (attributes.datacontenttype === undefined && data !== undefined && !isBytes(data)) {
+    attributes.datacontenttype = "application/json";
+  }
+  return {
+    attributes: sortKeys(attributes),
+    data: canonicalData(data, attributes.datacontenttype),
+  };
+}
+
+function sortKeys(record: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(record).sort()) out[key] = record[key] as string;
+  return out;
+}
+
+/** A media type in the form equivalence compares. */
+export function canonicalMediaType(value: string): string {
+  const ct = parseContentType(value);
+  if (!ct) return value;
+  const params = Object.keys(ct.parameters)
+    .filter((k) => !(k === "charset" && (ct.parameters[k] as string).toLowerCase() === "utf-8"))
+    .sort()
+    .map((k) => `;${k}=${ct.parameters[k]}`);
+  return ct.mediaType + params.join("");
+}
+
+function canonicalData(data: unknown, contentType: string | undefined): CanonicalData {
+  if (data === undefined) return { kind: "none" };
+  const json = isJsonContentType(contentType);
+  if (isBytes(data)) {
+    if (data.length === 0) return { kind: "none" };
+    if (json) {
+      try {
+        return { kind: "json", value: JSON.parse(utf8Decode(data)) };
+      } catch {
+        // not JSON after all: compare the bytes
+      }
+    }
+    return { kind: "bytes", base64: base64Encode(data) };
+  }
+  if (typeof data === "string" && !json) {
+    return data.length === 0
+      ? { kind: "none" }
+      : { kind: "bytes", base64: base64Encode(utf8Encode(data)) };
+  }
+  return { kind: "json", value: data };
+}
+
+/**
+ * Lists how two events differ under {@link canonicalize}; empty when they are equivalent.
+ * Each entry is a sentence naming the attribute, for test failure messages.
+ */
+export function differences(
+  a: CloudEventLike,
+  b: CloudEventLike,
+  options?: EquivalenceOptions,
+): string[] {
+  const ca = canonicalize(a, options);
+  const cb = canonicalize(b, options);
+  const out: string[] = [];
+  const names = new Set([...Object.keys(ca.attributes), ...Object.keys(cb.attributes)]);
+  for (const name of [...names].sort()) {
+    const va = ca.attributes[name];
+    const vb = cb.attributes[name];
+    if (va === vb) continue;
+    if (va === undefined)
+      out.push(`${name}: absent on the left, ${JSON.stringify(vb)} on the right`);
+    else if (vb === undefined)
+      out.push(`${name}: ${JSON.stringify(va)} on the left, absent on the right`);
+    else out.push(`${name}: ${clip(JSON.stringify(va))} != ${clip(JSON.stringify(vb))}`);
+  }
+  if (!dataEqual(ca.data, cb.data)) {
+    out.push(`data: ${describe(ca.data)} != ${describe(cb.data)}`);
+  }
+  return out;
+}
+
+/**
+ * Whether two events are equivalent: the same attribute names, the same canonical string for
+ * each, and the same data (see {@link canonicalize}).
+ *
+ * @example
+ * ```ts
+ * expect(equivalent(sent, received)).toBe(true);
+ * ```
+ */
+export function equivalent(
+  a: CloudEventLike,
+  b: CloudEventLike,
+  options?: EquivalenceOptions,
+): boolean {
+  return differences(a, b, options).length === 0;
+}
+
+function dataEqual(a: CanonicalData, b: CanonicalData): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === "none") return true;
+  if (a.kind === "bytes") return a.base64 === (b as { base64: string }).base64;
+  return deepEqual(a.value, (b as { value: unknown }).value);
+}
+
+/** Structural equality of JSON values. */
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!deepEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (const k of ka) {
+    if (!Object.hasOwn(b, k)) return false;
+    if (!deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+      return false;
+  }
+  return true;
+}
+
+function describe(d: CanonicalData): string {
+  if (d.kind === "none") return "no data";
+  if (d.kind === "bytes") return `bytes ${clip(d.base64)}`;
+  return `JSON ${clip(JSON.stringify(d.value) ?? "undefined")}`;
+}
+
+function clip(text: string): string {
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}

@@ -1,0 +1,119 @@
+/**
+ * Every failure Posthorn reports is a {@link PosthornError} with one of these codes. Callers branch
+ * on `err.code` (or `err.name === "PosthornError"`), never on `instanceof` across packages, since
+ * two copies of core can be installed side by side.
+ *
+ * | code | meaning | retryable by default |
+ * | --- | --- | --- |
+ * | `InvalidEvent` | an event breaks a CloudEvents rule (missing or malformed attribute) | no |
+ * | `MalformedInput` | bytes, headers or properties cannot be parsed at all | no |
+ * | `UnsupportedContentType` | no registered format or codec handles the content type | no |
+ * | `PayloadTooLarge` | an event, batch or header set exceeds a configured limit | no |
+ * | `NotSupported` | the transport cannot do what was asked (e.g. `release()` on core NATS) | no |
+ * | `ConnectionFailed` | the transport connection failed or was lost | yes |
+ * | `Timeout` | an operation did not complete in time | yes |
+ * | `PublishRejected` | the peer or broker refused a message it received | depends on the condition |
+ * | `Closed` | the publisher or subscriber was closed | no |
+ * | `Aborted` | an `AbortSignal` fired | no |
+ * | `SettlementFailed` | a delivery could not be settled (already settled, link gone) | no |
+ */
+export type ErrorCode =
+  | "InvalidEvent"
+  | "MalformedInput"
+  | "UnsupportedContentType"
+  | "PayloadTooLarge"
+  | "NotSupported"
+  | "ConnectionFailed"
+  | "Timeout"
+  | "PublishRejected"
+  | "Closed"
+  | "Aborted"
+  | "SettlementFailed";
+
+/** Options for {@link PosthornError}. */
+export interface PosthornErrorOptions {
+  /** Whether trying the same operation again may succeed. Defaults per code (see {@link ErrorCode}). */
+  retryable?: boolean;
+  /** The transport's own code or condition, e.g. `amqp:resource-limit-exceeded` or HTTP `503`. */
+  protocolCode?: string | number;
+  /** The attribute, header or property the error is about, when there is one. */
+  attribute?: string;
+  /** The underlying error. */
+  cause?: unknown;
+}
+
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(["ConnectionFailed", "Timeout"]);
+
+/**
+ * The one error type of Posthorn.
+ *
+ * @example
+ * ```ts
+ * try { format.decode(bytes) } catch (err) {
+ *   if (isPosthornError(err, "MalformedInput")) console.warn(err.message);
+ * }
+ * ```
+ */
+export class PosthornError extends Error {
+  override readonly name = "PosthornError";
+  /** What kind of failure this is. */
+  readonly code: ErrorCode;
+  /** Whether trying again may succeed. */
+  readonly retryable: boolean;
+  /** The transport's own code or condition, where it has one. */
+  readonly protocolCode: string | number | undefined;
+  /** The attribute, header or property concerned, where there is one. */
+  readonly attribute: string | undefined;
+
+  /**
+   * @param code - the failure kind
+   * @param message - a sentence a person can act on
+   * @param options - retryability, protocol code, attribute and cause
+   */
+  constructor(code: ErrorCode, message: string, options: PosthornErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? RETRYABLE_BY_DEFAULT.has(code);
+    this.protocolCode = options.protocolCode;
+    this.attribute = options.attribute;
+  }
+}
+
+/**
+ * Tells whether `err` is a Posthorn error, optionally of one code. Works across copies of core.
+ *
+ * @param err - anything caught
+ * @param code - when given, the code it must have
+ */
+export function isPosthornError(err: unknown, code?: ErrorCode): err is PosthornError {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { name?: unknown; code?: unknown };
+  return e.name === "PosthornError" && (code === undefined || e.code === code);
+}
+
+/** Shorthand for an `InvalidEvent` error about one attribute. */
+export function invalidEvent(message: string, attribute?: string, cause?: unknown): PosthornError {
+  return new PosthornError("InvalidEvent", message, {
+    ...(attribute === undefined ? {} : { attribute }),
+    cause,
+  });
+}
+
+/** Shorthand for a `MalformedInput` error. */
+export function malformed(message: string, cause?: unknown, attribute?: string): PosthornError {
+  return new PosthornError("MalformedInput", message, {
+    ...(attribute === undefined ? {} : { attribute }),
+    cause,
+  });
+}
+
+/**
+ * Wraps anything thrown by a decoder into a typed error: a {@link PosthornError} passes through,
+ * anything else (a `RangeError` from a library, a `TypeError` from truncated bytes) becomes
+ * `MalformedInput` with the original as `cause`.
+ */
+export function asDecodeError(err: unknown, what: string): PosthornError {
+  if (isPosthornError(err)) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return malformed(`${what}: ${reason}`, err);
+}

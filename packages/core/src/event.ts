@@ -1,0 +1,365 @@
+import { base64Decode, base64Encode, isBytes } from "./bytes.js";
+import { isJsonContentType, isMediaType } from "./content-type.js";
+import { invalidEvent } from "./errors.js";
+import {
+  type AttributeValue,
+  checkValue,
+  dateToTimestamp,
+  isAbsoluteUri,
+  isInteger,
+  isTimestamp,
+  isUriReference,
+  isValidString,
+} from "./types.js";
+
+/** The CloudEvents 1.0 context attributes (spec.md, "Context Attributes"). */
+export interface CloudEventAttributes {
+  readonly specversion: "1.0";
+  /** Identifies the event; with `source`, unique per distinct event. */
+  readonly id: string;
+  /** URI-reference naming the context in which the event happened. */
+  readonly source: string;
+  /** The kind of event, e.g. `com.example.order.created`. */
+  readonly type: string;
+  /** RFC 2046 media type of `data`. */
+  readonly datacontenttype?: string;
+  /** Absolute URI of the schema `data` adheres to. */
+  readonly dataschema?: string;
+  /** The subject of the event in the context of `source`. */
+  readonly subject?: string;
+  /** RFC 3339 timestamp of when the occurrence happened, kept exactly as given. */
+  readonly time?: string;
+}
+
+/**
+ * What an event can be made from: a Posthorn event, an instance of the `cloudevents` package's
+ * `CloudEvent` class, or any object of its `CloudEventV1` shape (attributes and extensions as
+ * top-level properties, `data` or `data_base64`). `time` may be a `Date`.
+ */
+export interface CloudEventInit<T = unknown> {
+  specversion?: string;
+  id: string;
+  source: string;
+  type: string;
+  datacontenttype?: string | undefined;
+  dataschema?: string | undefined;
+  subject?: string | undefined;
+  time?: string | Date | undefined;
+  data?: T;
+  data_base64?: string | undefined;
+  [extension: string]: unknown;
+}
+
+/** Anything accepted where an event is: an instance or the plain `CloudEventV1` shape. */
+export type CloudEventLike<T = unknown> = CloudEvent<T> | CloudEventInit<T>;
+
+/** What {@link CloudEvent.create} takes: `id`, `specversion` and `time` may be left out. */
+export type CloudEventCreateInit<T = unknown> = Omit<CloudEventInit<T>, "id"> & { id?: string };
+
+/** Options for {@link CloudEvent.create}. */
+export interface CreateEventOptions {
+  /** Fill `time` with the current time when absent. Defaults to `true`. */
+  fillTime?: boolean;
+}
+
+// Members read before the loop over extensions and optional attributes.
+const HANDLED_FIRST = new Set(["specversion", "id", "source", "type", "data", "data_base64"]);
+const NAME = /^[a-z0-9]+$/;
+const BRAND = Symbol.for("posthorn.CloudEvent");
+
+const OPTIONAL_CHECKS: Record<string, (v: unknown) => boolean> = {
+  datacontenttype: (v) => typeof v === "string" && isMediaType(v),
+  dataschema: (v) => typeof v === "string" && v.length > 0 && isAbsoluteUri(v),
+  subject: (v) => typeof v === "string" && v.length > 0 && isValidString(v),
+  time: (v) => typeof v === "string" && isTimestamp(v),
+};
+const OPTIONAL_RULES: Record<string, string> = {
+  datacontenttype: "datacontenttype must be an RFC 2046 media type",
+  dataschema: "dataschema must be a non-empty absolute URI",
+  subject: "subject must be a non-empty String",
+  time: "time must be an RFC 3339 timestamp",
+};
+
+function randomId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+/**
+ * A CloudEvents 1.0 event: context attributes and extensions as top-level properties, and
+ * `data`. Instances are validated on construction and frozen; methods return changed copies.
+ * Methods have upper-case letters in their names, so they never collide with an attribute.
+ *
+ * Binary data is a `Uint8Array`. `data_base64` is accepted on input and turned into bytes.
+ *
+ * @example
+ * ```ts
+ * const event = CloudEvent.create<Order>({
+ *   type: "com.example.order.created",
+ *   source: "/orders",
+ *   datacontenttype: "application/json",
+ *   data: { orderId: 42 },
+ * });
+ * ```
+ */
+export class CloudEvent<T = unknown> implements CloudEventAttributes {
+  declare readonly specversion: "1.0";
+  declare readonly id: string;
+  declare readonly source: string;
+  declare readonly type: string;
+  declare readonly datacontenttype?: string;
+  declare readonly dataschema?: string;
+  declare readonly subject?: string;
+  declare readonly time?: string;
+  /** The event payload. Absent when the event has no data. */
+  declare readonly data?: T;
+  /** Extension attributes, as top-level properties. */
+  readonly [extension: string]: unknown;
+
+  /**
+   * Builds and validates an event. Every required attribute must be present.
+   *
+   * @throws {@link PosthornError} `InvalidEvent` naming the first attribute that breaks a rule
+   */
+  constructor(init: CloudEventInit<T>) {
+    buildInto(this as unknown as Record<string, unknown>, init);
+    Object.freeze(this);
+  }
+
+  /**
+   * Makes a new event, filling `id` (a random UUID), `specversion` and, unless told not to,
+   * `time` (now) when they are absent.
+   */
+  static create<T>(init: CloudEventCreateInit<T>, options: CreateEventOptions = {}): CloudEvent<T> {
+    const full = { ...init } as CloudEventInit<T>;
+    if (full.id === undefined) full.id = randomId();
+    if (full.specversion === undefined) full.specversion = "1.0";
+    if (full.time === undefined && options.fillTime !== false) full.time = new Date();
+    return new CloudEvent(full);
+  }
+
+  /**
+   * The event as a Posthorn `CloudEvent`: returned as is when it already is one, otherwise
+   * validated and converted (for example an instance of the `cloudevents` package's class).
+   */
+  static from<T>(input: CloudEventLike<T>): CloudEvent<T> {
+    return isCloudEvent<T>(input) ? input : new CloudEvent(input as CloudEventInit<T>);
+  }
+
+  /**
+   * A copy with some attributes changed. An attribute set to `undefined` is removed.
+   *
+   * @throws {@link PosthornError} `InvalidEvent` when the result breaks a rule
+   */
+  cloneWith<U = T>(patch: Partial<CloudEventInit<U>>): CloudEvent<U> {
+    const next: Record<string, unknown> = { ...this };
+    for (const key of Object.keys(patch)) next[key] = patch[key];
+    if ("data_base64" in patch && !("data" in patch)) delete next.data;
+    return new CloudEvent(next as CloudEventInit<U>);
+  }
+
+  /** A copy with other data (and, when given, another `datacontenttype`). */
+  withData<U>(data: U, datacontenttype?: string): CloudEvent<U> {
+    const patch: Partial<CloudEventInit<U>> = { data };
+    if (datacontenttype !== undefined) patch.datacontenttype = datacontenttype;
+    return this.cloneWith(patch);
+  }
+
+  /** A copy without data. */
+  withoutData(): CloudEvent<never> {
+    const next: Record<string, unknown> = { ...this };
+    delete next.data;
+    return new CloudEvent(next as CloudEventInit<never>);
+  }
+
+  /** Whether the event carries data (a `data` member, even if it is `null`). */
+  hasData(): boolean {
+    return Object.hasOwn(this, "data");
+  }
+
+  /** Every context attribute and extension (not `data`), as a new plain object. */
+  getAttributes(): Record<string, AttributeValue> {
+    const out: Record<string, AttributeValue> = {};
+    for (const key of Object.keys(this)) {
+      if (key !== "data") out[key] = this[key] as AttributeValue;
+    }
+    return out;
+  }
+
+  /** The extension attributes only, as a new plain object. */
+  getExtensions(): Record<string, AttributeValue> {
+    const out: Record<string, AttributeValue> = {};
+    for (const key of Object.keys(this)) {
+      if (!KNOWN.has(key)) out[key] = this[key] as AttributeValue;
+    }
+    return out;
+  }
+
+  /**
+   * The event in the shape of the JSON event format and of the `cloudevents` package's
+   * `CloudEventV1`: binary data becomes `data_base64`. `JSON.stringify(event)` uses it.
+   */
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(this)) {
+      const value = this[key];
+      if (key === "data") {
+        if (isBytes(value)) out.data_base64 = base64Encode(value);
+        else out.data = value;
+      } else {
+        out[key] = isBytes(value) ? base64Encode(value) : value;
+      }
+    }
+    return out;
+  }
+}
+
+Object.defineProperty(CloudEvent.prototype, BRAND, { value: true });
+
+const KNOWN = new Set([
+  "specversion",
+  "id",
+  "source",
+  "type",
+  "datacontenttype",
+  "dataschema",
+  "subject",
+  "time",
+  "data",
+]);
+
+/** Whether `value` is a Posthorn `CloudEvent` instance (from any copy of core). */
+export function isCloudEvent<T = unknown>(value: unknown): value is CloudEvent<T> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[BRAND] === true
+  );
+}
+
+/**
+ * Makes an event WITHOUT validation, for tests that must hand an invalid event to an encoder to
+ * prove the decoder on the other side rejects it. Never use it for real traffic.
+ *
+ * @internal
+ */
+export function createUncheckedEvent(attributes: Record<string, unknown>): CloudEvent {
+  const event = Object.create(CloudEvent.prototype) as Record<string, unknown>;
+  for (const key of Object.keys(attributes)) {
+    if (attributes[key] !== undefined) {
+      Object.defineProperty(event, key, { value: attributes[key], enumerable: true });
+    }
+  }
+  return Object.freeze(event) as unknown as CloudEvent;
+}
+
+function buildInto(target: Record<string, unknown>, init: CloudEventInit): void {
+  if (typeof init !== "object" || init === null) throw invalidEvent("an event must be an object");
+  const specversion = init.specversion;
+  if (specversion !== "1.0") {
+    throw invalidEvent(
+      specversion === undefined
+        ? "specversion is required"
+        : `specversion must be "1.0", got ${JSON.stringify(String(specversion))}`,
+      "specversion",
+    );
+  }
+  target.specversion = "1.0";
+  const id = init.id;
+  if (typeof id !== "string" || id.length === 0 || !isValidString(id)) {
+    throw invalidEvent("id is required and must be a non-empty String", "id");
+  }
+  target.id = id;
+  const source = init.source;
+  if (typeof source !== "string" || source.length === 0 || !isUriReference(source)) {
+    throw invalidEvent("source is required and must be a non-empty URI-reference", "source");
+  }
+  target.source = source;
+  const type = init.type;
+  if (typeof type !== "string" || type.length === 0 || !isValidString(type)) {
+    throw invalidEvent("type is required and must be a non-empty String", "type");
+  }
+  target.type = type;
+
+  const hasData = Object.hasOwn(init, "data") && init.data !== undefined;
+  const base64 = init.data_base64;
+  for (const key of Object.keys(init)) {
+    if (HANDLED_FIRST.has(key)) continue;
+    let value = init[key];
+    if (value === undefined || value === null) continue;
+    if (key in OPTIONAL_CHECKS) {
+      if (key === "time" && value instanceof Date) {
+        if (Number.isNaN(value.getTime())) throw invalidEvent("time is an invalid Date", "time");
+        value = dateToTimestamp(value);
+      }
+      if (!(OPTIONAL_CHECKS[key] as (v: unknown) => boolean)(value)) {
+        throw invalidEvent(OPTIONAL_RULES[key] as string, key);
+      }
+      target[key] = value;
+      continue;
+    }
+    if (!NAME.test(key)) {
+      throw invalidEvent(
+        `attribute name ${JSON.stringify(key)} must consist of lower-case letters and digits`,
+        key,
+      );
+    }
+    target[key] = checkExtension(key, value);
+  }
+  if (base64 !== undefined && base64 !== null) {
+    if (hasData)
+      throw invalidEvent("an event cannot have both data and data_base64", "data_base64");
+    if (typeof base64 !== "string")
+      throw invalidEvent("data_base64 must be a string", "data_base64");
+    try {
+      target.data = base64Decode(base64, "data_base64");
+    } catch (err) {
+      throw invalidEvent("data_base64 is not valid base64", "data_base64", err);
+    }
+  } else if (Object.hasOwn(init, "data") && init.data !== undefined) {
+    target.data = init.data;
+  }
+  if (target.data !== undefined && !isBytes(target.data)) {
+    checkData(target.data, target.datacontenttype as string | undefined);
+  }
+}
+
+function checkExtension(name: string, value: unknown): AttributeValue {
+  if (typeof value === "string") {
+    if (!isValidString(value)) {
+      throw invalidEvent(`${name} holds a control character, noncharacter or lone surrogate`, name);
+    }
+    return value;
+  }
+  if (typeof value === "boolean" || isBytes(value)) return value;
+  if (typeof value === "number") {
+    if (!isInteger(value))
+      throw invalidEvent(`${name} must be an Integer in the signed 32-bit range`, name);
+    return value;
+  }
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) throw invalidEvent(`${name} is an invalid Date`, name);
+    return dateToTimestamp(value);
+  }
+  if (value instanceof URL) {
+    const text = value.href;
+    checkValue(text, "URI", name);
+    return text;
+  }
+  throw invalidEvent(
+    `${name} has a value of type ${typeof value}; extensions take Boolean, Integer, String, Binary, URI or Timestamp values`,
+    name,
+  );
+}
+
+function checkData(data: unknown, datacontenttype: string | undefined): void {
+  // Only strings and JSON values can be carried without bytes; a non-string under a content type
+  // that is not JSON has no encoding any format could write (JSON format 3.1.1).
+  if (typeof data === "string") return;
+  if (datacontenttype === undefined || isJsonContentType(datacontenttype)) return;
+  throw invalidEvent(
+    `data of type ${data === null ? "null" : typeof data} needs a JSON datacontenttype or must be a string or Uint8Array, not ${datacontenttype}`,
+    "data",
+  );
+}

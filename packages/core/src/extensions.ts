@@ -1,0 +1,126 @@
+import type { AttributeType } from "./types.js";
+
+/**
+ * The context attributes of CloudEvents 1.0 (spec.md, "Context Attributes") and their types.
+ */
+export const CONTEXT_ATTRIBUTE_TYPES: Readonly<Record<string, AttributeType>> = Object.freeze({
+  specversion: "String",
+  id: "String",
+  source: "URI-reference",
+  type: "String",
+  datacontenttype: "String",
+  dataschema: "URI",
+  subject: "String",
+  time: "Timestamp",
+});
+
+/** Whether `name` is one of the spec's own context attributes (not an extension). */
+export function isContextAttribute(name: string): boolean {
+  return Object.hasOwn(CONTEXT_ATTRIBUTE_TYPES, name);
+}
+
+/**
+ * An extension attribute declared once so that every binding restores its type. Transports that
+ * carry only strings (HTTP and Kafka headers, MQTT user properties, NATS headers) otherwise return
+ * extension values as Strings.
+ */
+export interface ExtensionDeclaration {
+  /** The attribute name: lower-case letters and digits. */
+  readonly name: string;
+  /** Its CloudEvents type. */
+  readonly type: AttributeType;
+  /** Which spec extension or project it belongs to, for documentation. */
+  readonly extension?: string;
+  /**
+   * Binding-specific placement, keyed by binding name, e.g. `{ kafka: "key" }` to also write the
+   * value as the Kafka record key. Each binding documents the placements it understands.
+   */
+  readonly placement?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The extensions of the CloudEvents spec's `extensions/` folder whose attribute types are fixed
+ * there; declared out of the box.
+ */
+export const SPEC_EXTENSIONS: readonly ExtensionDeclaration[] = Object.freeze([
+  { name: "partitionkey", type: "String", extension: "partitioning", placement: { kafka: "key" } },
+  { name: "traceparent", type: "String", extension: "distributed-tracing" },
+  { name: "tracestate", type: "String", extension: "distributed-tracing" },
+  { name: "sequence", type: "String", extension: "sequence" },
+  { name: "dataref", type: "URI-reference", extension: "dataref" },
+  { name: "correlationid", type: "String", extension: "correlation" },
+  { name: "causationid", type: "String", extension: "correlation" },
+  { name: "recordedtime", type: "Timestamp", extension: "recordedtime" },
+  { name: "expirytime", type: "Timestamp", extension: "expirytime" },
+  { name: "severitytext", type: "String", extension: "severity" },
+  { name: "severitynumber", type: "Integer", extension: "severity" },
+  { name: "sampledrate", type: "Integer", extension: "sampledrate" },
+  { name: "authtype", type: "String", extension: "authcontext" },
+  { name: "authid", type: "String", extension: "authcontext" },
+  { name: "authclaims", type: "String", extension: "authcontext" },
+  { name: "deprecated", type: "Boolean", extension: "deprecation" },
+  { name: "deprecationfrom", type: "Timestamp", extension: "deprecation" },
+  { name: "deprecationsunset", type: "Timestamp", extension: "deprecation" },
+  { name: "deprecationmigration", type: "URI", extension: "deprecation" },
+] satisfies ExtensionDeclaration[]);
+
+/**
+ * A set of extension declarations. Bindings take one as an option; {@link extensions} is the
+ * default every binding uses when none is given.
+ */
+export class ExtensionRegistry {
+  readonly #byName = new Map<string, ExtensionDeclaration>();
+
+  /** @param declarations - the extensions this registry starts with */
+  constructor(declarations: Iterable<ExtensionDeclaration> = []) {
+    for (const d of declarations) this.declare(d);
+  }
+
+  /**
+   * Declares (or redeclares) an extension.
+   *
+   * @throws TypeError when the name is not lower-case letters and digits, or names a context attribute
+   */
+  declare(declaration: ExtensionDeclaration): this {
+    if (!/^[a-z0-9]+$/.test(declaration.name) || isContextAttribute(declaration.name)) {
+      throw new TypeError(`cannot declare extension ${JSON.stringify(declaration.name)}`);
+    }
+    this.#byName.set(declaration.name, Object.freeze({ ...declaration }));
+    return this;
+  }
+
+  /** The declared type of an attribute: a context attribute's own type, else a declared extension's. */
+  typeOf(name: string): AttributeType | undefined {
+    return CONTEXT_ATTRIBUTE_TYPES[name] ?? this.#byName.get(name)?.type;
+  }
+
+  /** The declaration of an extension, if declared. */
+  get(name: string): ExtensionDeclaration | undefined {
+    return this.#byName.get(name);
+  }
+
+  /** Every declared extension. */
+  list(): ExtensionDeclaration[] {
+    return [...this.#byName.values()];
+  }
+
+  /** A copy of this registry, to extend without touching the original. */
+  clone(): ExtensionRegistry {
+    return new ExtensionRegistry(this.#byName.values());
+  }
+}
+
+/** The default registry: the spec's extensions, plus whatever the application declares. */
+export const extensions: ExtensionRegistry = new ExtensionRegistry(SPEC_EXTENSIONS);
+
+/**
+ * Declares an extension in the default registry, so that every binding restores its type.
+ *
+ * @example
+ * ```ts
+ * declareExtension({ name: "priority", type: "Integer" });
+ * ```
+ */
+export function declareExtension(declaration: ExtensionDeclaration): void {
+  extensions.declare(declaration);
+}

@@ -1,0 +1,84 @@
+import { parseContentType } from "./content-type.js";
+import type { CloudEvent, CloudEventLike } from "./event.js";
+
+/**
+ * An event format (JSON, Avro, Protobuf): how one event, and where the format defines it a batch,
+ * become bytes and back. Formats are plain objects; bindings take any of them for structured mode.
+ */
+export interface EventFormat {
+  /** Short name used in URLs and options: `json`, `avro`, `protobuf`. */
+  readonly name: string;
+  /** Media type of one event, e.g. `application/cloudevents+json`. */
+  readonly contentType: string;
+  /** Media type of a batch, when the format defines one. */
+  readonly batchContentType?: string;
+  /** Whether encoded events are UTF-8 text (WebSocket text frames, MQTT 3.1.1 payloads). */
+  readonly text: boolean;
+  /**
+   * Encodes one event.
+   *
+   * @throws {@link PosthornError} `InvalidEvent` when the event cannot be represented
+   */
+  encode(event: CloudEventLike): Uint8Array;
+  /**
+   * Decodes one event.
+   *
+   * @throws {@link PosthornError} `MalformedInput` or `InvalidEvent`, never anything else
+   */
+  decode(bytes: Uint8Array): CloudEvent;
+  /** Encodes a batch; present when {@link batchContentType} is. */
+  encodeBatch?(events: readonly CloudEventLike[]): Uint8Array;
+  /** Decodes a batch; present when {@link batchContentType} is. */
+  decodeBatch?(bytes: Uint8Array): CloudEvent[];
+}
+
+/**
+ * A codec for typed `data` in binary mode (an Avro record, a Protobuf message): turns the value
+ * into the bytes of the payload and back, identified by its content type and `dataschema`.
+ */
+export interface DataCodec<T = unknown> {
+  /** The content type the encoded payload carries, e.g. `application/avro`. */
+  readonly contentType: string;
+  /** The `dataschema` URI naming the schema, when the codec has one. */
+  readonly dataschema?: string;
+  /** Encodes a value. */
+  encode(value: T): Uint8Array;
+  /**
+   * Decodes bytes into a value.
+   *
+   * @throws {@link PosthornError} `MalformedInput`
+   */
+  decode(bytes: Uint8Array): T;
+}
+
+/** What a format matched for a content type: the format, and whether it names its batch type. */
+export interface FormatMatch {
+  readonly format: EventFormat;
+  readonly batch: boolean;
+}
+
+/**
+ * Finds the format a content type names, among the formats a caller registered. Matching ignores
+ * case and parameters.
+ *
+ * @returns the format and whether it is the batch type, or `undefined`
+ */
+export function findFormat(
+  formats: readonly EventFormat[],
+  contentType: string | undefined,
+): FormatMatch | undefined {
+  if (contentType === undefined) return undefined;
+  const mediaType = parseContentType(contentType)?.mediaType;
+  if (mediaType === undefined) return undefined;
+  for (const format of formats) {
+    if (format.contentType === mediaType) return { format, batch: false };
+    if (format.batchContentType === mediaType) return { format, batch: true };
+  }
+  return undefined;
+}
+
+/** Whether a content type announces a structured or batch CloudEvent (`application/cloudevents...`). */
+export function isCloudEventsContentType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  return parseContentType(contentType)?.mediaType.startsWith("application/cloudevents") === true;
+}

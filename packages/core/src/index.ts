@@ -1,0 +1,105 @@
+export {
+  base64Decode,
+  base64Encode,
+  bytesEqual,
+  isBase64,
+  isBytes,
+  toUint8Array,
+  utf8Decode,
+  utf8Encode,
+  utf8Length,
+} from "./bytes.js";
+export {
+  type ContentType,
+  isJsonContentType,
+  isMediaType,
+  isTextContentType,
+  parseContentType,
+  sameMediaType,
+} from "./content-type.js";
+export {
+  DEFAULT_MAX_JSON_DEPTH,
+  decodeData,
+  effectiveContentType,
+  encodeData,
+  type JsonLimits,
+  jsonDepthExceeds,
+  parseJson,
+} from "./data.js";
+export { AsyncQueue, createDelivery, type DeliveryInit } from "./delivery.js";
+export {
+  asJob,
+  type ContentMode,
+  type Delivery,
+  type Job,
+  type Message,
+  type PropertyValue,
+  type Publisher,
+  type PublishOptions,
+  type ReleaseOptions,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "./envelopes.js";
+export {
+  type CanonicalData,
+  type CanonicalEvent,
+  canonicalize,
+  canonicalMediaType,
+  deepEqual,
+  differences,
+  type EquivalenceOptions,
+  equivalent,
+} from "./equivalence.js";
+export {
+  asDecodeError,
+  type ErrorCode,
+  invalidEvent,
+  isPosthornError,
+  malformed,
+  PosthornError,
+  type PosthornErrorOptions,
+} from "./errors.js";
+export {
+  CloudEvent,
+  type CloudEventAttributes,
+  type CloudEventCreateInit,
+  type CloudEventInit,
+  type CloudEventLike,
+  type CreateEventOptions,
+  createUncheckedEvent,
+  isCloudEvent,
+} from "./event.js";
+export {
+  CONTEXT_ATTRIBUTE_TYPES,
+  declareExtension,
+  type ExtensionDeclaration,
+  ExtensionRegistry,
+  extensions,
+  isContextAttribute,
+  SPEC_EXTENSIONS,
+} from "./extensions.js";
+export {
+  type DataCodec,
+  type EventFormat,
+  type FormatMatch,
+  findFormat,
+  isCloudEventsContentType,
+} from "./format.js";
+export { toCloudEventV1 } from "./interop.js";
+export {
+  type AttributeType,
+  type AttributeValue,
+  canonicalString,
+  canonicalTimestamp,
+  checkValue,
+  formatInstant,
+  type Instant,
+  isAbsoluteUri,
+  isInteger,
+  isTimestamp,
+  isUriReference,
+  isValidString,
+  parseCanonical,
+  parseTimestamp,
+  typeOfValue,
+} from "./types.js";

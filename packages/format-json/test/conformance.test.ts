@@ -1,0 +1,4 @@
+import { json } from "@posthorn/format-json";
+import { describeFormatConformance } from "@posthorn/testkit";
+
+describeFormatConformance(json);

@@ -1,0 +1,120 @@
+import {
+  type CloudEvent,
+  type ContentMode,
+  type EventFormat,
+  isPosthornError,
+} from "@posthorn/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { detectableInvalidVectors, expectEquivalent } from "./format-suite.js";
+import { type EventVector, invalidEvent, validVectors } from "./vectors.js";
+
+/** One way a binding carries events: a content mode and, for structured and batch, a format. */
+export interface BindingPath {
+  readonly mode: ContentMode;
+  readonly format?: EventFormat;
+}
+
+/** How {@link describeBindingConformance} drives a binding. */
+export interface BindingHarness {
+  /** Shown in test names, e.g. `http (mapping)` or `amqp (RabbitMQ)`. */
+  readonly name: string;
+  /** Every mode x format the binding supports here. */
+  readonly paths: readonly BindingPath[];
+  /** Whether attribute values keep their types on this path (AMQP does; HTTP headers do not). */
+  readonly typed?: boolean;
+  /** Whether attribute names keep their case (Kafka headers do; HTTP headers do not). */
+  readonly caseSensitive?: boolean;
+  /** Per-test timeout for paths over real connections. */
+  readonly timeoutMs?: number;
+  setup?(): Promise<void> | void;
+  teardown?(): Promise<void> | void;
+  /**
+   * Sends one event along `path` and returns what the other side decoded. For an invalid event
+   * it must throw the typed error the sending or the receiving side raised.
+   */
+  roundTrip(event: CloudEvent, path: BindingPath): Promise<CloudEvent> | CloudEvent;
+  /** Sends a batch along a `batch` path and returns what the other side decoded. */
+  roundTripBatch?(
+    events: readonly CloudEvent[],
+    path: BindingPath,
+  ): Promise<CloudEvent[]> | CloudEvent[];
+  /** Why `path` cannot carry `vector`, or `undefined` when it can. */
+  skip?(vector: EventVector, path: BindingPath): string | undefined;
+}
+
+/** `binary`, `structured/json`, `batch/protobuf`: how a path reads in test names. */
+export function pathLabel(path: BindingPath): string {
+  return path.format ? `${path.mode}/${path.format.name}` : path.mode;
+}
+
+/**
+ * The shared conformance suite for a binding: every valid vector along every path round-trips to
+ * an equivalent event; every invalid vector the path can detect is rejected with a typed error;
+ * batch paths carry a batch of every vector in order.
+ *
+ * @example
+ * ```ts
+ * describeBindingConformance(httpMappingHarness());
+ * ```
+ */
+export function describeBindingConformance(harness: BindingHarness): void {
+  describe(`binding conformance: ${harness.name}`, () => {
+    if (harness.setup) beforeAll(() => harness.setup?.());
+    if (harness.teardown) afterAll(() => harness.teardown?.());
+    const invalid = detectableInvalidVectors({
+      typed: harness.typed ?? false,
+      caseSensitive: harness.caseSensitive ?? false,
+    });
+
+    for (const path of harness.paths) {
+      describe(pathLabel(path), () => {
+        if (path.mode === "batch") {
+          it(
+            "round-trips a batch of every vector, in order",
+            async () => {
+              const carried = validVectors.filter((x) => harness.skip?.(x, path) === undefined);
+              expect(carried.length).toBeGreaterThan(0);
+              const events = carried.map((x) => x.event);
+              const roundTripBatch = harness.roundTripBatch;
+              expect(roundTripBatch, "a batch path needs roundTripBatch").toBeDefined();
+              const back = await roundTripBatch?.call(harness, events, path);
+              expect(back).toHaveLength(events.length);
+              for (const [i, e] of (back ?? []).entries()) {
+                expectEquivalent(e, events[i] as CloudEvent, carried[i]?.name);
+              }
+            },
+            harness.timeoutMs,
+          );
+          return;
+        }
+        for (const vec of validVectors) {
+          const reason = harness.skip?.(vec, path);
+          it.skipIf(reason !== undefined)(
+            `${vec.name}${reason ? ` (skipped: ${reason})` : ""}`,
+            async () => {
+              const back = await harness.roundTrip(vec.event, path);
+              expectEquivalent(back, vec.event, `${vec.name} via ${pathLabel(path)}`);
+            },
+            harness.timeoutMs,
+          );
+        }
+        for (const vec of invalid) {
+          it(
+            `rejects invalid: ${vec.name}`,
+            async () => {
+              let thrown: unknown;
+              try {
+                await harness.roundTrip(invalidEvent(vec), path);
+              } catch (err) {
+                thrown = err;
+              }
+              expect(thrown, `${vec.name} was accepted`).toBeDefined();
+              expect(isPosthornError(thrown), `untyped error: ${String(thrown)}`).toBe(true);
+            },
+            harness.timeoutMs,
+          );
+        }
+      });
+    }
+  });
+}

@@ -1,0 +1,247 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** The brokers the integration tests use, and the environment variable naming each. */
+export type BrokerName = "amqp" | "mqtt" | "nats" | "kafka";
+
+const ENV: Record<BrokerName, string> = {
+  amqp: "AMQP_URL",
+  mqtt: "MQTT_URL",
+  nats: "NATS_URL",
+  kafka: "KAFKA_BROKERS",
+};
+
+const DEFAULTS: Record<Exclude<BrokerName, "kafka">, string> = {
+  amqp: "amqp://guest:guest@127.0.0.1:5672",
+  mqtt: "mqtt://127.0.0.1:1883",
+  nats: "nats://127.0.0.1:4222",
+};
+
+/**
+ * The address of a broker: its environment variable, or the local default. Kafka has no default
+ * (the testkit's own Kafka-protocol broker stands in when `KAFKA_BROKERS` is unset).
+ */
+export function brokerUrl(name: BrokerName): string | undefined {
+  const fromEnv = process.env[ENV[name]];
+  if (fromEnv) return fromEnv;
+  return name === "kafka" ? undefined : DEFAULTS[name];
+}
+
+/** Whether the process runs under CI (`CI=true`), where a missing broker fails the run. */
+export function inCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== "" && ci !== "false" && ci !== "0";
+}
+
+/** Whether something accepts TCP connections at host:port within `timeoutMs`. */
+export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once("error", () => done(false));
+    socket.connect(port, host, () => done(true));
+  });
+}
+
+/** Host and port of a broker URL (`amqp://u:p@host:5672/x`, or Kafka's `host:9092,host2:9092`). */
+export function hostPort(url: string, defaultPort: number): { host: string; port: number } {
+  const first = url.split(",")[0]?.trim() ?? url;
+  const withScheme = first.includes("://") ? first : `tcp://${first}`;
+  const u = new URL(withScheme);
+  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : defaultPort };
+}
+
+const DEFAULT_PORTS: Record<BrokerName, number> = {
+  amqp: 5672,
+  mqtt: 1883,
+  nats: 4222,
+  kafka: 9092,
+};
+
+/**
+ * Checks that a broker answers. Outside CI a missing broker returns `false` with a warning, so the
+ * caller can `describe.skipIf(!ok)` with that reason; under `CI=true` it throws, failing the run:
+ * integration tests are never skipped in CI.
+ *
+ * @example
+ * ```ts
+ * const rabbit = await requireBroker("amqp");
+ * describe.skipIf(!rabbit)("against RabbitMQ (skipped: no broker outside CI)", () => { ... });
+ * ```
+ */
+export async function requireBroker(name: BrokerName, url = brokerUrl(name)): Promise<boolean> {
+  if (url === undefined) throw new Error(`no address for ${name}: set ${ENV[name]}`);
+  const { host, port } = hostPort(url, DEFAULT_PORTS[name]);
+  if (await portOpen(host, port)) return true;
+  const message = `${name} broker not reachable at ${host}:${port} (${ENV[name]}=${url})`;
+  if (inCi()) throw new Error(`${message}; under CI=true a missing broker fails the run`);
+  console.warn(`${message}: skipping its integration tests outside CI`);
+  return false;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until host:port accepts connections, or throws after `timeoutMs`. */
+export async function waitForPort(host: string, port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await portOpen(host, port, 250)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listened on ${host}:${port} within ${timeoutMs} ms`);
+}
+
+/** A broker process a test started, and how to stop it. */
+export interface LaunchedBroker {
+  readonly url: string;
+  readonly port: number;
+  /** Extra listeners, e.g. `websocket` for Mosquitto. */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly process: ChildProcess;
+  /** Stops the process and removes its temporary files. */
+  stop(): Promise<void>;
+  /** Kills the process hard (for fault tests) without removing its state. */
+  kill(): Promise<void>;
+  /** Starts it again on the same ports with the same state. */
+  restart(): Promise<void>;
+}
+
+function findBinary(name: string): string {
+  for (const dir of (process.env.PATH ?? "")
+    .split(":")
+    .concat(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"])) {
+    const candidate = join(dir, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error(`${name} is not installed (apt-get install -y ${name})`);
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
+}
+
+async function launch(
+  binary: string,
+  args: string[],
+  ports: Record<string, number>,
+  main: string,
+  url: string,
+  dir: string,
+): Promise<LaunchedBroker> {
+  const start = async (): Promise<ChildProcess> => {
+    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    try {
+      await Promise.race([
+        waitForPort("127.0.0.1", ports[main] as number),
+        exited(child).then(() => {
+          throw new Error(`${binary} exited at start: ${stderr}`);
+        }),
+      ]);
+    } catch (err) {
+      child.kill("SIGKILL");
+      throw err;
+    }
+    return child;
+  };
+  let child = await start();
+  const broker: LaunchedBroker = {
+    url,
+    port: ports[main] as number,
+    ports,
+    get process() {
+      return child;
+    },
+    async kill() {
+      child.kill("SIGKILL");
+      await exited(child);
+    },
+    async restart() {
+      child = await start();
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exited(child);
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return broker;
+}
+
+/**
+ * Starts `nats-server` with JetStream on a free port and a temporary store directory.
+ *
+ * @example
+ * ```ts
+ * const nats = await startNatsServer();
+ * afterAll(() => nats.stop());
+ * ```
+ */
+export async function startNatsServer(): Promise<LaunchedBroker> {
+  const binary = findBinary("nats-server");
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "posthorn-nats-"));
+  return launch(
+    binary,
+    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
+    { nats: port },
+    "nats",
+    `nats://127.0.0.1:${port}`,
+    dir,
+  );
+}
+
+/** Options for {@link startMosquitto}. */
+export interface MosquittoOptions {
+  /** Also listen for MQTT over WebSockets on another free port (`ports.websocket`). */
+  websockets?: boolean;
+}
+
+/** Starts `mosquitto` on a free port (and a WebSocket listener when asked), anonymous access. */
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<LaunchedBroker> {
+  const binary = findBinary("mosquitto");
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-"));
+  const ports: Record<string, number> = { mqtt: port };
+  const lines = [
+    "per_listener_settings false",
+    "allow_anonymous true",
+    `listener ${port} 127.0.0.1`,
+  ];
+  if (options.websockets) {
+    const wsPort = await freePort();
+    ports.websocket = wsPort;
+    lines.push(`listener ${wsPort} 127.0.0.1`, "protocol websockets");
+  }
+  lines.push("persistence false", "max_queued_messages 100000", "max_inflight_messages 0");
+  const conf = join(dir, "mosquitto.conf");
+  writeFileSync(conf, `${lines.join("\n")}\n`);
+  return launch(binary, ["-c", conf], ports, "mqtt", `mqtt://127.0.0.1:${port}`, dir);
+}

@@ -1,0 +1,174 @@
+import {
+  type CloudEvent,
+  differences,
+  type EventFormat,
+  isCloudEvent,
+  isPosthornError,
+} from "@posthorn/core";
+import { describe, expect, it } from "vitest";
+import {
+  type EventVector,
+  type InvalidVector,
+  invalidEvent,
+  invalidVectors,
+  validVectors,
+} from "./vectors.js";
+
+/** Options for {@link describeFormatConformance}. */
+export interface FormatConformanceOptions {
+  /** Why a vector cannot be carried by this format, or `undefined` when it can. */
+  skip?(vector: EventVector): string | undefined;
+  /** Whether this format keeps value types (every format does; default `true`). */
+  typed?: boolean;
+}
+
+/**
+ * Asserts that `actual` is equivalent to `expected`, failing with the list of differences.
+ */
+export function expectEquivalent(actual: unknown, expected: CloudEvent, context = ""): void {
+  expect(isCloudEvent(actual), `${context}: decoded value is not a CloudEvent`).toBe(true);
+  const diff = differences(expected, actual as CloudEvent);
+  expect(diff, `${context}: not equivalent`).toEqual([]);
+}
+
+/**
+ * Asserts that `action` throws a Posthorn error (any code, or one of `codes`).
+ */
+export function expectTypedError(action: () => unknown, codes?: readonly string[]): void {
+  let thrown: unknown;
+  try {
+    action();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, "expected a typed error, got none").toBeDefined();
+  expect(isPosthornError(thrown), `expected a PosthornError, got ${String(thrown)}`).toBe(true);
+  if (codes) expect(codes).toContain((thrown as { code: string }).code);
+}
+
+/** Invalid vectors a path can detect, given whether it keeps types and name case. */
+export function detectableInvalidVectors(options: {
+  typed: boolean;
+  caseSensitive: boolean;
+}): InvalidVector[] {
+  return invalidVectors.filter(
+    (v) =>
+      v.detectableBy === "any" ||
+      (v.detectableBy === "typed" && options.typed) ||
+      (v.detectableBy === "case-sensitive" && options.caseSensitive),
+  );
+}
+
+/** Deterministic corruptions of an encoding: truncations and single-byte flips. */
+export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
+  const out: Uint8Array[] = [new Uint8Array(0)];
+  const n = bytes.length;
+  if (n === 0) return out;
+  for (let i = 1; i <= count / 2; i++) {
+    const cut = Math.floor((n * i) / (count / 2 + 1));
+    out.push(bytes.subarray(0, cut));
+  }
+  for (let i = 0; i < count / 2; i++) {
+    const flipped = bytes.slice();
+    const at = Math.floor((n * (i + 0.5)) / (count / 2));
+    flipped[at] = (flipped[at] as number) ^ (0x5a + i);
+    out.push(flipped);
+  }
+  return out;
+}
+
+/**
+ * The shared conformance suite for an event format: every valid vector round-trips to an
+ * equivalent event, alone and in a batch; every invalid vector is rejected with a typed error
+ * (at encoding or at decoding); truncated and corrupted bytes give a typed error or a valid event,
+ * never anything else.
+ *
+ * @example
+ * ```ts
+ * describeFormatConformance(json);
+ * ```
+ */
+export function describeFormatConformance(
+  format: EventFormat,
+  options: FormatConformanceOptions = {},
+): void {
+  const typed = options.typed ?? true;
+  const carried = validVectors.filter((vec) => options.skip?.(vec) === undefined);
+
+  describe(`format conformance: ${format.name} (${format.contentType})`, () => {
+    it("carries at least 40 vectors", () => {
+      expect(carried.length).toBeGreaterThanOrEqual(40);
+    });
+
+    describe("valid vectors round-trip", () => {
+      for (const vec of validVectors) {
+        const reason = options.skip?.(vec);
+        it.skipIf(reason !== undefined)(
+          `${vec.name}${reason ? ` (skipped: ${reason})` : ""}`,
+          () => {
+            const bytes = format.encode(vec.event);
+            expect(bytes).toBeInstanceOf(Uint8Array);
+            expectEquivalent(format.decode(bytes), vec.event, vec.name);
+          },
+        );
+      }
+    });
+
+    if (format.encodeBatch && format.decodeBatch) {
+      const encodeBatch = format.encodeBatch.bind(format);
+      const decodeBatch = format.decodeBatch.bind(format);
+      describe(`batch (${format.batchContentType})`, () => {
+        it("round-trips every vector in one batch, in order", () => {
+          const events = carried.map((x) => x.event);
+          const back = decodeBatch(encodeBatch(events));
+          expect(back).toHaveLength(events.length);
+          for (const [i, e] of back.entries())
+            expectEquivalent(e, events[i] as CloudEvent, carried[i]?.name);
+        });
+        it("round-trips an empty batch", () => {
+          expect(decodeBatch(encodeBatch([]))).toEqual([]);
+        });
+        it("rejects a batch holding an invalid event", () => {
+          const bad = invalidEvent(invalidVectors[0] as InvalidVector);
+          const first = carried[0]?.event as CloudEvent;
+          let bytes: Uint8Array;
+          try {
+            bytes = encodeBatch([first, bad]);
+          } catch (err) {
+            expect(isPosthornError(err)).toBe(true);
+            return;
+          }
+          expectTypedError(() => decodeBatch(bytes));
+        });
+      });
+    }
+
+    describe("invalid vectors are rejected with a typed error", () => {
+      for (const vec of detectableInvalidVectors({ typed, caseSensitive: true })) {
+        it(vec.name, () => {
+          expectTypedError(
+            () => format.decode(format.encode(invalidEvent(vec))),
+            ["InvalidEvent", "MalformedInput"],
+          );
+        });
+      }
+    });
+
+    describe("truncated and corrupted bytes", () => {
+      for (const vec of carried.filter((x) => !x.tags.includes("large")).slice(0, 20)) {
+        it(`${vec.name}: every corruption decodes to a typed error or a valid event`, () => {
+          for (const bad of corruptions(format.encode(vec.event))) {
+            let result: unknown;
+            try {
+              result = format.decode(bad);
+            } catch (err) {
+              expect(isPosthornError(err), `untyped error: ${String(err)}`).toBe(true);
+              continue;
+            }
+            expect(isCloudEvent(result)).toBe(true);
+          }
+        });
+      }
+    });
+  });
+}

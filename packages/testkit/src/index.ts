@@ -1,0 +1,38 @@
+export {
+  type BindingHarness,
+  type BindingPath,
+  describeBindingConformance,
+  pathLabel,
+} from "./binding-suite.js";
+export {
+  type BrokerName,
+  brokerUrl,
+  freePort,
+  hostPort,
+  inCi,
+  type LaunchedBroker,
+  type MosquittoOptions,
+  portOpen,
+  requireBroker,
+  startMosquitto,
+  startNatsServer,
+  waitForPort,
+} from "./brokers.js";
+export {
+  corruptions,
+  describeFormatConformance,
+  detectableInvalidVectors,
+  expectEquivalent,
+  expectTypedError,
+  type FormatConformanceOptions,
+} from "./format-suite.js";
+export {
+  type Detectability,
+  type EventVector,
+  type InvalidVector,
+  invalidEvent,
+  invalidVectors,
+  type VectorTag,
+  validVectors,
+  vector,
+} from "./vectors.js";

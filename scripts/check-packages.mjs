@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// Runs publint and attw (Are The Types Wrong) on every published package, after `npm run build`.
+// Exits non-zero when either reports a problem for any package.
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const only = process.argv.slice(2);
+let failed = 0;
+
+for (const dir of readdirSync(join(root, "packages")).sort()) {
+  const pkgDir = join(root, "packages", dir);
+  const manifest = join(pkgDir, "package.json");
+  if (!existsSync(manifest)) continue;
+  const pkg = JSON.parse(readFileSync(manifest, "utf8"));
+  if (pkg.private) continue;
+  if (only.length > 0 && !only.includes(dir) && !only.includes(pkg.name)) continue;
+  if (!existsSync(join(pkgDir, "dist"))) {
+    console.error(`${pkg.name}: no dist/ (run npm run build first)`);
+    failed++;
+    continue;
+  }
+  for (const [tool, args] of [
+    ["publint", ["publint", "--strict", pkgDir]],
+    ["attw", ["attw", "--pack", pkgDir, "--format", "table-flipped", "--profile", "node16"]],
+  ]) {
+    try {
+      execFileSync("npx", ["--no-install", ...args], { stdio: "pipe", cwd: root });
+      console.log(`ok   ${tool.padEnd(8)} ${pkg.name}`);
+    } catch (err) {
+      failed++;
+      console.error(`FAIL ${tool.padEnd(8)} ${pkg.name}\n${err.stdout ?? ""}${err.stderr ?? ""}`);
+    }
+  }
+}
+if (failed > 0) {
+  console.error(`${failed} package check(s) failed`);
+  process.exit(1);
+}
