@@ -1,0 +1,78 @@
+// `npm run bench [-- --quick] [-- --only name,name]`: runs every suite in bench/suites/, prints one
+// table per group with Posthorn's rate, the baseline's rate measured in the same run, the ratio and
+// the goal, and writes bench/results/<suite>.json.
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { BenchSuite, Row } from "./lib.ts";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const args = process.argv.slice(2);
+const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
+const onlyArg =
+  args.find((a) => a.startsWith("--only="))?.slice(7) ??
+  (args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined);
+const only = onlyArg ? onlyArg.split(",") : undefined;
+
+function fmtRate(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M/s`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k/s`;
+  return `${n.toFixed(0)} /s`;
+}
+
+function printRows(rows: readonly Row[]): void {
+  const groups = new Map<string, Row[]>();
+  for (const row of rows) groups.set(row.group, [...(groups.get(row.group) ?? []), row]);
+  for (const [group, list] of groups) {
+    console.log(`\n## ${group}\n`);
+    console.log("| case | posthorn | baseline | ratio | goal |");
+    console.log("| --- | --- | --- | --- | --- |");
+    for (const r of list) {
+      const base = r.baseline ? `${fmtRate(r.baseline.opsPerSec)} (${r.baseline.label})` : "";
+      const ratio = r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}x`;
+      const goal =
+        r.goal === undefined
+          ? ""
+          : `${r.goal}x ${r.ratio !== undefined && r.ratio >= r.goal ? "met" : "MISSED"}`;
+      const extra = r.ours.extra
+        ? ` [${Object.entries(r.ours.extra)
+            .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`)
+            .join(", ")}]`
+        : "";
+      console.log(
+        `| ${r.name} | ${fmtRate(r.ours.opsPerSec)}${extra} | ${base} | ${ratio} | ${goal} |`,
+      );
+    }
+  }
+}
+
+const suitesDir = join(here, "suites");
+const files = readdirSync(suitesDir)
+  .filter((f) => f.endsWith(".bench.ts"))
+  .sort();
+mkdirSync(join(here, "results"), { recursive: true });
+console.log(`# Posthorn benchmarks (${quick ? "quick" : "full"} mode)`);
+console.log(
+  `node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+);
+let failures = 0;
+for (const file of files) {
+  const name = file.replace(/\.bench\.ts$/, "");
+  if (only && !only.includes(name)) continue;
+  const mod = (await import(pathToFileURL(join(suitesDir, file)).href)) as { suite?: BenchSuite };
+  if (!mod.suite) continue;
+  console.log(`\n# ${mod.suite.name}`);
+  try {
+    const rows = await mod.suite.run({ quick });
+    printRows(rows);
+    writeFileSync(
+      join(here, "results", `${name}.json`),
+      `${JSON.stringify({ suite: mod.suite.name, quick, node: process.version, date: new Date().toISOString(), rows }, null, 2)}\n`,
+    );
+  } catch (err) {
+    failures++;
+    console.error(`suite ${name} failed:`, err);
+  }
+}
+process.exitCode = failures > 0 ? 1 : 0;
