@@ -67,18 +67,32 @@ const HANDLED_FIRST = new Set(["specversion", "id", "source", "type", "data", "d
 const NAME = /^[a-z0-9]+$/;
 const BRAND = Symbol.for("posthorn.CloudEvent");
 
-const OPTIONAL_CHECKS: Record<string, (v: unknown) => boolean> = {
-  datacontenttype: (v) => typeof v === "string" && isMediaType(v),
-  dataschema: (v) => typeof v === "string" && v.length > 0 && isAbsoluteUri(v),
-  subject: (v) => typeof v === "string" && v.length > 0 && isValidString(v),
-  time: (v) => typeof v === "string" && isTimestamp(v),
-};
-const OPTIONAL_RULES: Record<string, string> = {
-  datacontenttype: "datacontenttype must be an RFC 2046 media type",
-  dataschema: "dataschema must be a non-empty absolute URI",
-  subject: "subject must be a non-empty String",
-  time: "time must be an RFC 3339 timestamp",
-};
+// Maps, not object literals: a member named `constructor` or `__proto__` must not find
+// Object.prototype's properties here.
+const OPTIONAL_CHECKS = new Map<string, [check: (v: unknown) => boolean, rule: string]>([
+  [
+    "datacontenttype",
+    [
+      (v) => typeof v === "string" && isMediaType(v),
+      "datacontenttype must be an RFC 2046 media type",
+    ],
+  ],
+  [
+    "dataschema",
+    [
+      (v) => typeof v === "string" && v.length > 0 && isAbsoluteUri(v),
+      "dataschema must be a non-empty absolute URI",
+    ],
+  ],
+  [
+    "subject",
+    [
+      (v) => typeof v === "string" && v.length > 0 && isValidString(v),
+      "subject must be a non-empty String",
+    ],
+  ],
+  ["time", [(v) => typeof v === "string" && isTimestamp(v), "time must be an RFC 3339 timestamp"]],
+]);
 
 function randomId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
@@ -288,14 +302,13 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
     if (HANDLED_FIRST.has(key)) continue;
     let value = init[key];
     if (value === undefined || value === null) continue;
-    if (key in OPTIONAL_CHECKS) {
+    const optional = OPTIONAL_CHECKS.get(key);
+    if (optional !== undefined) {
       if (key === "time" && value instanceof Date) {
         if (Number.isNaN(value.getTime())) throw invalidEvent("time is an invalid Date", "time");
         value = dateToTimestamp(value);
       }
-      if (!(OPTIONAL_CHECKS[key] as (v: unknown) => boolean)(value)) {
-        throw invalidEvent(OPTIONAL_RULES[key] as string, key);
-      }
+      if (!optional[0](value)) throw invalidEvent(optional[1], key);
       target[key] = value;
       continue;
     }
@@ -307,7 +320,14 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
     }
     target[key] = checkExtension(key, value);
   }
-  if (base64 !== undefined && base64 !== null) {
+  // An instance of the `cloudevents` package's class carries binary data twice, as `data` bytes
+  // and as `data_base64`: that is one payload, accepted when the two agree.
+  const sameBytes =
+    hasData &&
+    isBytes(init.data) &&
+    typeof base64 === "string" &&
+    base64Encode(init.data) === base64;
+  if (base64 !== undefined && base64 !== null && !sameBytes) {
     if (hasData)
       throw invalidEvent("an event cannot have both data and data_base64", "data_base64");
     if (typeof base64 !== "string")

@@ -91,7 +91,8 @@ export class ExtensionRegistry {
 
   /** The declared type of an attribute: a context attribute's own type, else a declared extension's. */
   typeOf(name: string): AttributeType | undefined {
-    return CONTEXT_ATTRIBUTE_TYPES[name] ?? this.#byName.get(name)?.type;
+    if (Object.hasOwn(CONTEXT_ATTRIBUTE_TYPES, name)) return CONTEXT_ATTRIBUTE_TYPES[name];
+    return this.#byName.get(name)?.type;
   }
 
   /** The declaration of an extension, if declared. */

@@ -1,0 +1,66 @@
+import {
+  type EventFormat,
+  findFormat,
+  isCloudEventsContentType,
+  isJsonContentType,
+  isTextContentType,
+  parseContentType,
+} from "@posthorn/core";
+import { describe, expect, it } from "vitest";
+
+describe("parseContentType", () => {
+  it("lower-cases type and parameter names, unquotes values, finds the suffix", () => {
+    const ct = parseContentType('Application/Vnd.Example+JSON; Charset="UTF-8"; q=1');
+    expect(ct?.mediaType).toBe("application/vnd.example+json");
+    expect(ct?.suffix).toBe("json");
+    expect(ct?.parameters).toEqual({ charset: "UTF-8", q: "1" });
+  });
+  it("handles quoted parameters with escapes and semicolons", () => {
+    expect(parseContentType('text/plain; a="x;\\"y"')?.parameters.a).toBe('x;"y');
+  });
+  it.each(["", "json", "/json", "application/", "a b/c", "text/plain; =x", 'text/plain; a="open'])(
+    "rejects %j",
+    (v) => {
+      expect(parseContentType(v)).toBeUndefined();
+    },
+  );
+  it("does not let a parameter named __proto__ reach a prototype", () => {
+    const ct = parseContentType("text/plain; __proto__=x");
+    expect(ct?.parameters.__proto__).toBe("x");
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+});
+
+describe("content type classes", () => {
+  it("knows JSON and text", () => {
+    expect(isJsonContentType("application/json")).toBe(true);
+    expect(isJsonContentType("application/cloudevents+json")).toBe(true);
+    expect(isJsonContentType("text/plain")).toBe(false);
+    expect(isTextContentType("text/csv")).toBe(true);
+    expect(isTextContentType("application/xml")).toBe(true);
+    expect(isTextContentType("application/atom+xml")).toBe(true);
+    expect(isTextContentType("application/octet-stream")).toBe(false);
+    expect(isTextContentType("application/x-thing; charset=utf-8")).toBe(true);
+  });
+  it("recognises CloudEvents structured and batch types", () => {
+    expect(isCloudEventsContentType("application/cloudevents+json; charset=utf-8")).toBe(true);
+    expect(isCloudEventsContentType("application/cloudevents-batch+protobuf")).toBe(true);
+    expect(isCloudEventsContentType("application/json")).toBe(false);
+  });
+  it("findFormat matches single and batch types ignoring case and parameters", () => {
+    const fmt = {
+      name: "x",
+      contentType: "application/cloudevents+x",
+      batchContentType: "application/cloudevents-batch+x",
+    } as EventFormat;
+    expect(findFormat([fmt], "Application/CloudEvents+X; charset=utf-8")).toEqual({
+      format: fmt,
+      batch: false,
+    });
+    expect(findFormat([fmt], "application/cloudevents-batch+x")).toEqual({
+      format: fmt,
+      batch: true,
+    });
+    expect(findFormat([fmt], "application/cloudevents+y")).toBeUndefined();
+  });
+});

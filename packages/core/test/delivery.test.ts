@@ -1,0 +1,162 @@
+import {
+  AsyncQueue,
+  asJob,
+  CloudEvent,
+  createDelivery,
+  type SettlementCapabilities,
+} from "@posthorn/core";
+import { describe, expect, it } from "vitest";
+
+const full: SettlementCapabilities = {
+  release: "native",
+  releaseDelay: true,
+  reject: "native",
+  inProgress: true,
+  deliveryCount: "native",
+};
+const none: SettlementCapabilities = {
+  release: "none",
+  releaseDelay: false,
+  reject: "none",
+  inProgress: false,
+  deliveryCount: "none",
+};
+const event = new CloudEvent({ specversion: "1.0", id: "1", source: "/s", type: "t" });
+const message = { body: new Uint8Array(0), properties: {} };
+
+describe("createDelivery", () => {
+  it("settles once and calls the transport action", async () => {
+    const calls: string[] = [];
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 2,
+      capabilities: full,
+      accept: () => void calls.push("accept"),
+      release: (o) => void calls.push(`release ${o.delayMs}`),
+    });
+    expect(d.settled).toBe(false);
+    await d.accept();
+    expect(d.settled).toBe(true);
+    await expect(d.release({ delayMs: 5 })).rejects.toMatchObject({ code: "SettlementFailed" });
+    expect(calls).toEqual(["accept"]);
+  });
+  it("passes the delay and the reason through", async () => {
+    const calls: unknown[] = [];
+    const d1 = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: full,
+      accept: () => {},
+      release: (o) => void calls.push(o),
+    });
+    await d1.release({ delayMs: 250 });
+    const d2 = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: full,
+      accept: () => {},
+      reject: (r) => void calls.push(r),
+    });
+    await d2.reject(new Error("bad order"));
+    expect(calls).toEqual([{ delayMs: 250 }, "bad order"]);
+  });
+  it("says NotSupported for what the capabilities exclude, leaving the delivery unsettled", async () => {
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: none,
+      accept: () => {},
+    });
+    await expect(d.release()).rejects.toMatchObject({ code: "NotSupported" });
+    await expect(d.reject("x")).rejects.toMatchObject({ code: "NotSupported" });
+    await expect(d.inProgress()).rejects.toMatchObject({ code: "NotSupported" });
+    expect(d.settled).toBe(false);
+    const delayed = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: { ...full, releaseDelay: false },
+      accept: () => {},
+      release: () => {},
+    });
+    await expect(delayed.release({ delayMs: 10 })).rejects.toMatchObject({ code: "NotSupported" });
+  });
+  it("wraps a failing transport action in SettlementFailed with the cause", async () => {
+    const cause = new Error("link detached");
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: full,
+      accept: () => Promise.reject(cause),
+    });
+    await expect(d.accept()).rejects.toMatchObject({ code: "SettlementFailed", cause });
+  });
+  it("asJob exposes the attempt for deliveries with an event", () => {
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 3,
+      capabilities: full,
+      accept: () => {},
+    });
+    expect(asJob(d)?.attempt).toBe(3);
+    expect(asJob(d)?.event).toBe(event);
+    expect(
+      asJob(
+        createDelivery({
+          message,
+          event: undefined,
+          deliveryCount: 1,
+          capabilities: full,
+          accept: () => {},
+        }),
+      ),
+    ).toBeUndefined();
+  });
+});
+
+describe("AsyncQueue", () => {
+  it("hands items to waiting and later consumers in order, then ends", async () => {
+    const q = new AsyncQueue<number>();
+    const it = q[Symbol.asyncIterator]();
+    const first = it.next();
+    q.push(1);
+    q.push(2);
+    q.push(3);
+    q.end();
+    q.push(4);
+    expect(await first).toEqual({ value: 1, done: false });
+    const rest: number[] = [];
+    for await (const n of { [Symbol.asyncIterator]: () => it }) rest.push(n);
+    expect(rest).toEqual([2, 3]);
+  });
+  it("throws the failure after queued items", async () => {
+    const q = new AsyncQueue<number>();
+    q.push(1);
+    q.fail(new Error("connection lost"));
+    const seen: number[] = [];
+    await expect(
+      (async () => {
+        for await (const n of q) seen.push(n);
+      })(),
+    ).rejects.toThrow("connection lost");
+    expect(seen).toEqual([1]);
+  });
+  it("keeps memory bounded while streaming many items", async () => {
+    const q = new AsyncQueue<number>();
+    let sum = 0;
+    const consumer = (async () => {
+      for await (const n of q) sum += n;
+    })();
+    for (let i = 0; i < 5000; i++) q.push(1);
+    q.end();
+    await consumer;
+    expect(sum).toBe(5000);
+    expect(q.size).toBe(0);
+  });
+});
