@@ -1,0 +1,214 @@
+import {
+  asDecodeError,
+  CloudEvent,
+  type ContentMode,
+  decodeData,
+  extensions as defaultRegistry,
+  type EventFormat,
+  type ExtensionRegistry,
+  findFormat,
+  invalidEvent,
+  isCloudEventsContentType,
+  type JsonLimits,
+  PosthornError,
+  parseCanonical,
+  utf8Encode,
+} from "@posthorn/core";
+import { decodeHeaderValue } from "./header-value.js";
+
+/**
+ * Headers as the many HTTP stacks hand them over: a Web `Headers` (or anything with `forEach`),
+ * or a plain record (Node's `IncomingHttpHeaders`, Express, Fastify, the `cloudevents` package's
+ * `Message.headers`). Names are matched case-insensitively.
+ */
+export type HttpHeadersInput =
+  | { forEach(callback: (value: string, name: string) => void): void }
+  | Readonly<Record<string, string | readonly string[] | number | undefined>>;
+
+/** A received HTTP message: headers and body (bytes, or text as some frameworks give it). */
+export interface ReceivedHttpMessage {
+  readonly headers: HttpHeadersInput;
+  readonly body: Uint8Array | string | undefined;
+}
+
+/** Options for {@link fromHttpMessage}. */
+export interface FromHttpMessageOptions {
+  /** Formats accepted in structured and batch mode. With none, only binary mode is read. */
+  formats?: readonly EventFormat[];
+  /** Where the types of extensions are looked up (binary mode). Defaults to core's registry. */
+  registry?: ExtensionRegistry;
+  /** Largest body accepted; larger is `PayloadTooLarge`. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Limits for JSON data read in binary mode. */
+  json?: JsonLimits;
+}
+
+/** The default body limit of the decoder and the receivers: 1 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+/** What {@link detectMode} found: the content mode and, for structured and batch, the format. */
+export interface DetectedMode {
+  readonly mode: ContentMode;
+  readonly format?: EventFormat;
+}
+
+interface CollectedHeaders {
+  contentType: string | undefined;
+  /** `ce-` headers by lower-case attribute name, raw values. */
+  attributes: Map<string, string>;
+}
+
+function headerText(value: string | readonly string[] | number | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === "string") return value;
+  if (typeof value === "number") return String(value);
+  return value.join(",");
+}
+
+function collect(headers: HttpHeadersInput): CollectedHeaders {
+  const out: CollectedHeaders = { contentType: undefined, attributes: new Map() };
+  const take = (rawName: string, value: string | undefined): void => {
+    if (value === undefined) return;
+    const c0 = rawName.charCodeAt(0);
+    // Only content-type and ce-* matter: skip everything else before lower-casing.
+    if (c0 !== 99 && c0 !== 67) return;
+    const name = rawName.toLowerCase();
+    if (name === "content-type") out.contentType = value;
+    else if (name.startsWith("ce-")) {
+      const attr = name.slice(3);
+      const prior = out.attributes.get(attr);
+      // Header names are case-insensitive (3.1.3.1): two spellings are one header, listed.
+      out.attributes.set(attr, prior === undefined ? value : `${prior},${value}`);
+    }
+  };
+  if (typeof (headers as { forEach?: unknown }).forEach === "function") {
+    (headers as { forEach(cb: (v: string, n: string) => void): void }).forEach((v, n) => {
+      take(n, v);
+    });
+  } else {
+    const record = headers as Readonly<Record<string, string | readonly string[] | number>>;
+    for (const name of Object.keys(record)) take(name, headerText(record[name]));
+  }
+  return out;
+}
+
+/**
+ * Tells the content mode of a received message from its headers (HTTP binding 3): a
+ * `Content-Type` of the form `application/cloudevents...` is structured or batch in the format that
+ * names that media type; otherwise a `ce-specversion` header makes it binary.
+ *
+ * @returns the mode and format
+ * @throws {@link PosthornError} `UnsupportedContentType` when no registered format names the
+ *   CloudEvents media type, or the message is not a CloudEvent at all
+ */
+export function detectMode(
+  headers: HttpHeadersInput,
+  formats: readonly EventFormat[] = [],
+): DetectedMode {
+  return detect(collect(headers), formats);
+}
+
+function detect(collected: CollectedHeaders, formats: readonly EventFormat[]): DetectedMode {
+  const contentType = collected.contentType;
+  if (isCloudEventsContentType(contentType)) {
+    const match = findFormat(formats, contentType);
+    if (match === undefined) {
+      throw new PosthornError(
+        "UnsupportedContentType",
+        `no registered event format reads ${contentType}`,
+        { protocolCode: 415 },
+      );
+    }
+    return { mode: match.batch ? "batch" : "structured", format: match.format };
+  }
+  if (collected.attributes.has("specversion")) return { mode: "binary" };
+  throw new PosthornError(
+    "UnsupportedContentType",
+    `not a CloudEvent: no ce-specversion header and Content-Type ${contentType ?? "(none)"} names no event format`,
+    { protocolCode: 415 },
+  );
+}
+
+function isAttributeName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
+  }
+  return true;
+}
+
+function fromBinary(
+  collected: CollectedHeaders,
+  body: Uint8Array,
+  options: FromHttpMessageOptions,
+): CloudEvent {
+  const registry = options.registry ?? defaultRegistry;
+  // A null-prototype object: no attribute name can reach Object.prototype.
+  const init: Record<string, unknown> = Object.create(null);
+  for (const [name, raw] of collected.attributes) {
+    if (!isAttributeName(name) || name === "data") {
+      throw invalidEvent(`header ce-${name} names no valid attribute`, name);
+    }
+    // 3.1.3.2: undo quoting, then one round of percent-decoding.
+    const text = decodeHeaderValue(raw, name);
+    const type = registry.typeOf(name);
+    // Headers carry only strings; restore the declared type of known extensions.
+    init[name] =
+      type === "Boolean" || type === "Integer" || type === "Binary"
+        ? parseCanonical(text, type, name)
+        : text;
+  }
+  // 3.1.1: Content-Type is datacontenttype (it wins over a stray ce-datacontenttype header).
+  const contentType = collected.contentType;
+  if (contentType !== undefined) init.datacontenttype = contentType;
+  else delete init.datacontenttype;
+  // 3.1.2: the body is the data; an empty body is no data.
+  if (body.length > 0) init.data = decodeData(body, contentType, options.json);
+  return new CloudEvent(init as never);
+}
+
+/**
+ * Reads a CloudEvent (or, in batch mode, an array of them) from an HTTP request or response,
+ * detecting the mode from the headers (see {@link detectMode}).
+ *
+ * Binary mode reads `ce-` headers case-insensitively, percent-decodes their values (after
+ * undoing RFC 7230 quoting), restores the declared types of known extensions, and takes
+ * `Content-Type` as `datacontenttype`. A message that is not a CloudEvent is an
+ * `UnsupportedContentType` error; receivers answer it with 415.
+ *
+ * @param message - headers and body
+ * @param options - formats, registry and limits
+ * @returns one event, or an array in batch mode
+ * @throws {@link PosthornError} `UnsupportedContentType` (not a CloudEvent, unknown format),
+ *   `PayloadTooLarge`, `MalformedInput` (unparseable body or header), `InvalidEvent`
+ */
+export function fromHttpMessage(
+  message: ReceivedHttpMessage,
+  options: FromHttpMessageOptions = {},
+): CloudEvent | CloudEvent[] {
+  const collected = collect(message.headers);
+  const detected = detect(collected, options.formats ?? []);
+  const raw = message.body;
+  const body =
+    raw === undefined ? new Uint8Array(0) : typeof raw === "string" ? utf8Encode(raw) : raw;
+  const max = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (body.length > max) {
+    throw new PosthornError("PayloadTooLarge", `body of ${body.length} bytes exceeds ${max}`, {
+      protocolCode: 413,
+    });
+  }
+  try {
+    if (detected.mode === "binary") return fromBinary(collected, body, options);
+    const format = detected.format as EventFormat;
+    if (detected.mode === "batch") {
+      if (!format.decodeBatch) {
+        throw new PosthornError("UnsupportedContentType", `${format.name} cannot decode a batch`);
+      }
+      return format.decodeBatch(body);
+    }
+    return format.decode(body);
+  } catch (err) {
+    throw asDecodeError(err, "HTTP message");
+  }
+}

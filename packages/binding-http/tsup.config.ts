@@ -1,0 +1,6 @@
+import { defineConfig } from "tsup";
+import { packageBuild } from "../../tsup.shared.ts";
+
+export default defineConfig(
+  packageBuild({ index: "src/index.ts", express: "src/express.ts", fastify: "src/fastify.ts" }),
+);
