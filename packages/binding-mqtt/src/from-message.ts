@@ -1,0 +1,205 @@
+import {
+  asDecodeError,
+  CloudEvent,
+  decodeData,
+  extensions as defaultExtensions,
+  type EventFormat,
+  findFormat,
+  isCloudEventsContentType,
+  isContextAttribute,
+  type Message,
+  malformed,
+  PosthornError,
+  parseCanonical,
+} from "@posthorn/core";
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_MAX_USER_PROPERTIES,
+  type FromMqttMessageOptions,
+  type MqttMessage,
+} from "./mqtt-message.js";
+import { JSON_EVENT_CONTENT_TYPE } from "./to-message.js";
+
+/** How an MQTT message carries a CloudEvent, as {@link classifyMqttMessage} tells it. */
+export type MqttEventMode = "binary" | "structured";
+
+// `"specversion"` as bytes: a structured JSON event without a content type names it somewhere.
+const SPECVERSION_KEY = new TextEncoder().encode('"specversion"');
+
+/**
+ * Tells whether an MQTT message carries a CloudEvent, and in which mode, without decoding it
+ * (MQTT binding 3.1 and 3.2):
+ * - a Content Type of the form `application/cloudevents...` is structured mode;
+ * - otherwise, at MQTT 5, a `specversion` User Property is binary mode;
+ * - otherwise, with no Content Type (every MQTT 3.1.1 message, and MQTT 5 messages from 3.1.1
+ *   publishers), a payload that is a JSON object naming `"specversion"` is a structured event
+ *   in the JSON format.
+ *
+ * @returns the mode, or `undefined` for a plain (non-CloudEvents) message
+ */
+export function classifyMqttMessage(
+  message: MqttMessage,
+  options: Pick<FromMqttMessageOptions, "protocolVersion"> = {},
+): MqttEventMode | undefined {
+  const contentType = message.contentType;
+  if (contentType !== undefined && isCloudEventsContentType(contentType)) return "structured";
+  const props = message.userProperties;
+  if ((options.protocolVersion ?? 5) === 5 && props && Object.hasOwn(props, "specversion")) {
+    return "binary";
+  }
+  if (contentType === undefined && looksLikeJsonEvent(message.payload)) return "structured";
+  return undefined;
+}
+
+/**
+ * Reads a CloudEvent from an MQTT message, detecting the mode ({@link classifyMqttMessage}) and,
+ * in structured mode, the format from the Content Type among `options.formats`. In binary mode,
+ * attributes whose type is declared (context attributes and extensions in `options.extensions`)
+ * are restored to that type; other extensions stay Strings.
+ *
+ * @param message - the payload and MQTT 5 properties
+ * @param options - the formats to accept, the protocol version, the extension registry, limits
+ * @throws {@link PosthornError} `MalformedInput` (not a CloudEvent, repeated user property names,
+ *   unparseable payload), `InvalidEvent` (an attribute breaks a rule), `UnsupportedContentType`
+ *   (no registered format for the Content Type), `PayloadTooLarge` (a limit is exceeded)
+ */
+export function fromMqttMessage(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
+  const maxBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  if (message.payload.length > maxBytes) {
+    throw new PosthornError(
+      "PayloadTooLarge",
+      `MQTT payload of ${message.payload.length} bytes exceeds the limit of ${maxBytes}`,
+    );
+  }
+  const mode = classifyMqttMessage(message, options);
+  if (mode === undefined) throw malformed("the MQTT message does not carry a CloudEvent");
+  try {
+    if (mode === "binary") return fromBinary(message, options);
+    return structuredFormat(message.contentType, options.formats).decode(message.payload);
+  } catch (err) {
+    throw asDecodeError(err, "MQTT message");
+  }
+}
+
+function structuredFormat(
+  contentType: string | undefined,
+  formats: readonly EventFormat[],
+): EventFormat {
+  // MQTT binding 3.2: without a Content Type (MQTT 3.1.1) the event is in the JSON format.
+  const match = findFormat(formats, contentType ?? JSON_EVENT_CONTENT_TYPE);
+  if (match === undefined || match.batch) {
+    throw new PosthornError(
+      "UnsupportedContentType",
+      match?.batch
+        ? "the MQTT binding defines no batch mode"
+        : `no registered event format reads ${contentType ?? JSON_EVENT_CONTENT_TYPE}`,
+    );
+  }
+  return match.format;
+}
+
+function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
+  const registry = options.extensions ?? defaultExtensions;
+  const props = message.userProperties ?? {};
+  const names = Object.keys(props);
+  const maxProps = options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES;
+  if (names.length > maxProps) {
+    throw new PosthornError(
+      "PayloadTooLarge",
+      `${names.length} user properties exceed the limit of ${maxProps}`,
+    );
+  }
+  // A prototype-less object: a property named `__proto__` stays a plain (and invalid) name.
+  const init = Object.create(null) as Record<string, unknown>;
+  for (const name of names) {
+    const value = single(name, props[name]);
+    if (name === "data" || name === "data_base64") {
+      throw malformed(`user property ${name} is not an attribute name`, undefined, name);
+    }
+    const type = isContextAttribute(name) ? undefined : registry.typeOf(name);
+    // MQTT binding 3.1.3.1: user properties carry canonical strings; restore declared types.
+    init[name] =
+      type === undefined || type === "String" ? value : parseCanonical(value, type, name);
+  }
+  // MQTT binding 3.1.3.2: Content Type is datacontenttype.
+  const contentType = message.contentType;
+  const fromProperty = init.datacontenttype as string | undefined;
+  if (contentType !== undefined) {
+    if (fromProperty !== undefined && fromProperty !== contentType) {
+      throw malformed(
+        "the datacontenttype user property contradicts the Content Type",
+        undefined,
+        "datacontenttype",
+      );
+    }
+    init.datacontenttype = contentType;
+  }
+  const datacontenttype = init.datacontenttype as string | undefined;
+  // No payload and no content type is an event without data; the binding cannot tell it from
+  // empty binary data, which equivalence treats the same.
+  if (message.payload.length > 0 || datacontenttype !== undefined) {
+    const data = decodeData(message.payload, datacontenttype);
+    if (data !== undefined) init.data = data;
+  }
+  return new CloudEvent(init as never);
+}
+
+function single(name: string, value: string | readonly string[] | undefined): string {
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) {
+    if (value.length === 1 && typeof value[0] === "string") return value[0];
+    throw malformed(`user property ${name} appears ${value.length} times`, undefined, name);
+  }
+  throw malformed(`user property ${name} is not a string`, undefined, name);
+}
+
+function looksLikeJsonEvent(payload: Uint8Array): boolean {
+  let i = 0;
+  const n = payload.length;
+  // Skip JSON whitespace (and a UTF-8 byte order mark) before the opening brace.
+  if (n >= 3 && payload[0] === 0xef && payload[1] === 0xbb && payload[2] === 0xbf) i = 3;
+  while (i < n) {
+    const c = payload[i] as number;
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
+    i++;
+  }
+  if (payload[i] !== 0x7b) return false;
+  return indexOfBytes(payload, SPECVERSION_KEY, i + 1) !== -1;
+}
+
+function indexOfBytes(haystack: Uint8Array, needle: Uint8Array, from: number): number {
+  const first = needle[0] as number;
+  const last = haystack.length - needle.length;
+  for (
+    let i = haystack.indexOf(first, from);
+    i !== -1 && i <= last;
+    i = haystack.indexOf(first, i + 1)
+  ) {
+    let j = 1;
+    while (j < needle.length && haystack[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+  }
+  return -1;
+}
+
+/**
+ * The transport-neutral {@link Message} view of an MQTT message: the payload as `body`, the
+ * Content Type, and User Properties as `properties` (a repeated name keeps all its values).
+ *
+ * @param message - the payload and MQTT 5 properties
+ * @param metadata - transport details to attach (topic, QoS, retain and dup flags)
+ */
+export function toPlainMessage(
+  message: MqttMessage,
+  metadata?: Readonly<Record<string, unknown>>,
+): Message {
+  const properties = Object.create(null) as Record<string, string | readonly string[]>;
+  const props = message.userProperties;
+  if (props) for (const name of Object.keys(props)) properties[name] = props[name] as string;
+  return {
+    body: message.payload,
+    ...(message.contentType === undefined ? {} : { contentType: message.contentType }),
+    properties,
+    ...(metadata === undefined ? {} : { metadata }),
+  };
+}

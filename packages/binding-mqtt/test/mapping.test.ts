@@ -1,0 +1,285 @@
+import { CloudEvent, extensions, isPosthornError, PosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
+import { describe, expect, it } from "vitest";
+import {
+  classifyMqttMessage,
+  fromMqttMessage,
+  type MqttMessage,
+  toMqttMessage,
+} from "../src/index.js";
+import { availableFormats } from "./formats.js";
+
+const formats = await availableFormats();
+
+function roundTrip(version: 4 | 5) {
+  return (event: CloudEvent, path: BindingPath): CloudEvent => {
+    const mode = path.mode === "batch" ? "structured" : path.mode;
+    const message = toMqttMessage(event, {
+      mode,
+      protocolVersion: version,
+      ...(path.format ? { format: path.format } : {}),
+    });
+    return fromMqttMessage(message, { formats, protocolVersion: version });
+  };
+}
+
+describeBindingConformance({
+  name: "mqtt 5 binary (mapping)",
+  paths: [{ mode: "binary" }],
+  typed: false,
+  caseSensitive: true,
+  roundTrip: roundTrip(5),
+});
+
+describeBindingConformance({
+  name: "mqtt 5 structured (mapping)",
+  paths: formats.map((format) => ({ mode: "structured", format })),
+  typed: true,
+  caseSensitive: true,
+  roundTrip: roundTrip(5),
+});
+
+describeBindingConformance({
+  name: "mqtt 3.1.1 structured (mapping)",
+  paths: [{ mode: "structured", format: json }],
+  typed: true,
+  caseSensitive: true,
+  roundTrip: roundTrip(4),
+});
+
+function expectCode(action: () => unknown, code: string): void {
+  let thrown: unknown;
+  try {
+    action();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(isPosthornError(thrown), `expected a PosthornError, got ${String(thrown)}`).toBe(true);
+  expect((thrown as PosthornError).code).toBe(code);
+}
+
+const base = { payload: new Uint8Array(0) };
+const required = { specversion: "1.0", id: "1", source: "/s", type: "t" };
+
+describe("toMqttMessage", () => {
+  it("writes attributes as user properties without a prefix and datacontenttype as Content Type", () => {
+    const m = toMqttMessage(vector("typical").event, { mode: "binary" });
+    expect(m.contentType).toBe("application/json");
+    expect(m.userProperties?.id).toBe("b7e1f2c4-5a6b-4c3d-9e8f-0123456789ab");
+    expect(m.userProperties?.traceparent).toBeDefined();
+    expect(m.userProperties?.datacontenttype).toBeUndefined();
+    expect(JSON.parse(new TextDecoder().decode(m.payload)).orderId).toBe(42);
+  });
+
+  it("writes the format's media type as Content Type in structured mode", () => {
+    const m = toMqttMessage(vector("minimal").event, { mode: "structured", format: json });
+    expect(m.contentType).toBe("application/cloudevents+json");
+    expect(m.userProperties).toBeUndefined();
+  });
+
+  it("writes canonical strings for typed extensions", () => {
+    const m = toMqttMessage(vector("ext-many").event, { mode: "binary" });
+    expect(m.userProperties?.e2).toBe("2");
+    expect(m.userProperties?.e3).toBe("true");
+  });
+
+  it("refuses binary mode and non-JSON formats at MQTT 3.1.1", () => {
+    const event = vector("minimal").event;
+    expectCode(() => toMqttMessage(event, { mode: "binary", protocolVersion: 4 }), "NotSupported");
+    const fake = { ...json, name: "fake", contentType: "application/cloudevents+fake" };
+    expectCode(
+      () => toMqttMessage(event, { mode: "structured", format: fake, protocolVersion: 4 }),
+      "NotSupported",
+    );
+    expect(toMqttMessage(event, { protocolVersion: 4, format: json }).contentType).toBeUndefined();
+  });
+
+  it("refuses structured mode without a format", () => {
+    expectCode(
+      () => toMqttMessage(vector("minimal").event, { mode: "structured" }),
+      "NotSupported",
+    );
+  });
+});
+
+describe("fromMqttMessage", () => {
+  it("restores declared extension types from user properties", () => {
+    const registry = extensions.clone().declare({ name: "priority", type: "Integer" });
+    const event = fromMqttMessage(
+      {
+        ...base,
+        userProperties: {
+          ...required,
+          priority: "7",
+          recordedtime: "2024-01-02T03:04:05.678Z",
+          severitynumber: "9",
+        },
+      },
+      { formats: [json], extensions: registry },
+    );
+    expect(event.priority).toBe(7);
+    expect(event.severitynumber).toBe(9);
+    expect(event.recordedtime).toBe("2024-01-02T03:04:05.678Z");
+    const plain = fromMqttMessage(
+      { ...base, userProperties: { ...required, priority: "7" } },
+      { formats: [json] },
+    );
+    expect(plain.priority).toBe("7");
+  });
+
+  it("rejects a declared extension whose string is not of its type", () => {
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { ...base, userProperties: { ...required, severitynumber: "high" } },
+          { formats: [json] },
+        ),
+      "InvalidEvent",
+    );
+  });
+
+  it("accepts a user property delivered as a one-element array and rejects repeated names", () => {
+    const ok = fromMqttMessage(
+      { ...base, userProperties: { ...required, id: ["x"] } },
+      { formats: [json] },
+    );
+    expect(ok.id).toBe("x");
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { ...base, userProperties: { ...required, subject: ["a", "b"] } },
+          { formats: [json] },
+        ),
+      "MalformedInput",
+    );
+  });
+
+  it("never pollutes prototypes through user property names", () => {
+    const props = Object.create(null) as Record<string, string>;
+    Object.assign(props, required);
+    Object.defineProperty(props, "__proto__", { value: "x", enumerable: true });
+    expectCode(
+      () => fromMqttMessage({ ...base, userProperties: props }, { formats: [json] }),
+      "InvalidEvent",
+    );
+    for (const name of ["constructor", "prototype"]) {
+      const event = fromMqttMessage(
+        { ...base, userProperties: { ...required, [name]: "y" } },
+        { formats: [json] },
+      );
+      expect(event[name]).toBe("y");
+    }
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it("refuses data and data_base64 as user property names", () => {
+    for (const name of ["data", "data_base64"]) {
+      expectCode(
+        () =>
+          fromMqttMessage(
+            { ...base, userProperties: { ...required, [name]: "AAAA" } },
+            { formats: [json] },
+          ),
+        "MalformedInput",
+      );
+    }
+  });
+
+  it("refuses a datacontenttype user property that contradicts Content Type", () => {
+    expectCode(
+      () =>
+        fromMqttMessage(
+          {
+            payload: new TextEncoder().encode("hi"),
+            contentType: "text/plain",
+            userProperties: { ...required, datacontenttype: "application/json" },
+          },
+          { formats: [json] },
+        ),
+      "MalformedInput",
+    );
+  });
+
+  it("assumes the JSON format for a message without Content Type (MQTT 3.1.1)", () => {
+    const payload = json.encode(vector("typical").event);
+    for (const protocolVersion of [4, 5] as const) {
+      const event = fromMqttMessage({ payload }, { formats: [json], protocolVersion });
+      expect(event.id).toBe(vector("typical").event.id);
+    }
+  });
+
+  it("tells plain messages from CloudEvents", () => {
+    const text = (s: string): MqttMessage => ({ payload: new TextEncoder().encode(s) });
+    expect(classifyMqttMessage(text("21.5"))).toBeUndefined();
+    expect(classifyMqttMessage(text('{"temperature":21.5}'))).toBeUndefined();
+    expect(classifyMqttMessage(text(' \n{"specversion":"1.0"}'))).toBe("structured");
+    expect(classifyMqttMessage({ ...base, userProperties: { specversion: "1.0" } })).toBe("binary");
+    expect(
+      classifyMqttMessage(
+        { ...base, userProperties: { specversion: "1.0" } },
+        { protocolVersion: 4 },
+      ),
+    ).toBeUndefined();
+    expect(classifyMqttMessage({ ...base, contentType: "application/cloudevents+avro" })).toBe(
+      "structured",
+    );
+    expectCode(() => fromMqttMessage(text("21.5"), { formats: [json] }), "MalformedInput");
+  });
+
+  it("refuses structured content types it has no format for, and batches", () => {
+    const payload = new Uint8Array([1, 2, 3]);
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { payload, contentType: "application/cloudevents+unknown" },
+          { formats: [json] },
+        ),
+      "UnsupportedContentType",
+    );
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { payload: new TextEncoder().encode("[]"), contentType: json.batchContentType as string },
+          { formats: [json] },
+        ),
+      "UnsupportedContentType",
+    );
+  });
+
+  it("enforces the payload and user property limits", () => {
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { payload: new Uint8Array(11), userProperties: required },
+          { formats: [json], maxPayloadBytes: 10 },
+        ),
+      "PayloadTooLarge",
+    );
+    const many: Record<string, string> = { ...required };
+    for (let i = 0; i < 300; i++) many[`x${i}`] = "v";
+    expectCode(
+      () => fromMqttMessage({ ...base, userProperties: many }, { formats: [json] }),
+      "PayloadTooLarge",
+    );
+  });
+
+  it("turns malformed structured payloads into typed errors", () => {
+    const good = json.encode(vector("typical").event);
+    for (let cut = 1; cut < good.length; cut += 97) {
+      expect(() =>
+        fromMqttMessage(
+          { payload: good.subarray(0, cut), contentType: json.contentType },
+          { formats: [json] },
+        ),
+      ).toThrow(PosthornError);
+    }
+  });
+
+  it("accepts an instance of the cloudevents package's CloudEvent shape", () => {
+    const plain = vector("typical").event.toJSON();
+    const m = toMqttMessage(plain as never, { mode: "binary" });
+    expect(fromMqttMessage(m, { formats: [json] }).id).toBe(plain.id);
+    expect(CloudEvent.from(plain as never).id).toBe(plain.id);
+  });
+});
