@@ -87,6 +87,19 @@ export {
 } from "./format.js";
 export { toCloudEventV1 } from "./interop.js";
 export {
+  EventRouter,
+  type EventRouterOptions,
+  type FallbackReason,
+  type InferOutput,
+  type RouteHandler,
+  type RouteMatch,
+  type RouterFallback,
+  type RouterRunOptions,
+  type StandardIssue,
+  type StandardResult,
+  type StandardSchemaV1,
+} from "./router.js";
+export {
   type AttributeType,
   type AttributeValue,
   canonicalString,

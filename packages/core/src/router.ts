@@ -1,0 +1,239 @@
+import type { Delivery } from "./envelopes.js";
+import { isPosthornError, PosthornError } from "./errors.js";
+import type { CloudEvent } from "./event.js";
+
+/**
+ * The Standard Schema interface (standardschema.dev, v1): what zod, valibot, ArkType, typebox and
+ * others implement. Declared here structurally so no validator library becomes a dependency.
+ */
+export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  readonly "~standard": {
+    readonly version: 1;
+    readonly vendor: string;
+    readonly validate: (value: unknown) => StandardResult<Output> | Promise<StandardResult<Output>>;
+    readonly types?: { readonly input: Input; readonly output: Output } | undefined;
+  };
+}
+
+/** A Standard Schema validation result. */
+export type StandardResult<Output> =
+  | { readonly value: Output; readonly issues?: undefined }
+  | { readonly issues: readonly StandardIssue[] };
+
+/** One problem a Standard Schema validator found. */
+export interface StandardIssue {
+  readonly message: string;
+  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
+}
+
+/** The output type of a Standard Schema. */
+export type InferOutput<S> = S extends StandardSchemaV1<unknown, infer O> ? O : unknown;
+
+/** Which events a route takes: an exact `type`, or patterns where `*` matches any run of characters. */
+export interface RouteMatch {
+  readonly type: string;
+  readonly source?: string;
+  readonly subject?: string;
+}
+
+/** A route's handler: gets the event with validated, typed data, and the delivery to settle. */
+export type RouteHandler<T> = (
+  event: CloudEvent<T>,
+  delivery: Delivery<T>,
+) => unknown | Promise<unknown>;
+
+/** Why a delivery went to the fallback. */
+export type FallbackReason = "not-an-event" | "unknown-type" | "invalid-data";
+
+/** Handles what no route takes. The default rejects (dead-letters) it. */
+export type RouterFallback = (
+  delivery: Delivery,
+  reason: FallbackReason,
+  issues: readonly StandardIssue[] | undefined,
+) => unknown | Promise<unknown>;
+
+/** Options for {@link EventRouter}. */
+export interface EventRouterOptions {
+  /** What happens to unknown types, invalid data and undecodable messages. Default: reject. */
+  fallback?: RouterFallback;
+  /** Called with errors the router handled itself (a failed handler, a settlement that failed). */
+  onError?: (error: unknown, delivery: Delivery) => void;
+}
+
+/** Options for {@link EventRouter.run}. */
+export interface RouterRunOptions {
+  /** How many deliveries are handled at once. Default 1 (in order). */
+  concurrency?: number;
+}
+
+interface Route {
+  readonly match: RouteMatch;
+  readonly type: RegExp | undefined;
+  readonly source: RegExp | undefined;
+  readonly subject: RegExp | undefined;
+  readonly schema: StandardSchemaV1 | undefined;
+  readonly handler: RouteHandler<unknown>;
+}
+
+function pattern(text: string | undefined): RegExp | undefined {
+  if (text === undefined || !text.includes("*")) return undefined;
+  const escaped = text.split("*").map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  return new RegExp(`^${escaped.join(".*")}$`);
+}
+
+function matches(
+  value: string | undefined,
+  exact: string | undefined,
+  re: RegExp | undefined,
+): boolean {
+  if (exact === undefined) return true;
+  if (value === undefined) return false;
+  return re ? re.test(value) : value === exact;
+}
+
+async function defaultFallback(delivery: Delivery): Promise<void> {
+  try {
+    await delivery.reject("no route took this delivery");
+  } catch (err) {
+    // Transports with no dead-letter path (core NATS, WebSocket) cannot reject: dropping is all
+    // that is left, and the error callback hears about it.
+    if (isPosthornError(err, "NotSupported")) await delivery.accept();
+    else throw err;
+  }
+}
+
+/**
+ * Dispatches deliveries from any subscriber to handlers by event `type` (and optionally `source`
+ * and `subject` patterns), validating `data` with a Standard Schema so the handler receives a
+ * typed event.
+ *
+ * Settlement: a handler that returns accepts the delivery (unless it settled it itself); one that
+ * throws releases it where the transport can redeliver, and rejects it otherwise. Unknown types,
+ * invalid data and messages that are not CloudEvents go to the fallback (default: reject).
+ *
+ * @example
+ * ```ts
+ * const router = new EventRouter();
+ * router.on("com.example.order.created", OrderSchema, async (event) => {
+ *   await ship(event.data.orderId); // data is typed by the schema
+ * });
+ * await router.run(subscriber);
+ * ```
+ */
+export class EventRouter {
+  readonly #exact = new Map<string, Route[]>();
+  readonly #patterns: Route[] = [];
+  readonly #fallback: RouterFallback;
+  readonly #onError: ((error: unknown, delivery: Delivery) => void) | undefined;
+
+  constructor(options: EventRouterOptions = {}) {
+    this.#fallback = options.fallback ?? defaultFallback;
+    this.#onError = options.onError;
+  }
+
+  /**
+   * Adds a route. Routes for an exact type are tried before pattern routes; within each, in the
+   * order added; the first whose `source` and `subject` match takes the delivery.
+   */
+  on<S extends StandardSchemaV1>(
+    match: string | RouteMatch,
+    schema: S,
+    handler: RouteHandler<InferOutput<S>>,
+  ): this;
+  on<T = unknown>(match: string | RouteMatch, handler: RouteHandler<T>): this;
+  on(
+    match: string | RouteMatch,
+    schemaOrHandler: StandardSchemaV1 | RouteHandler<unknown>,
+    maybeHandler?: RouteHandler<unknown>,
+  ): this {
+    const m: RouteMatch = typeof match === "string" ? { type: match } : match;
+    const schema = typeof schemaOrHandler === "function" ? undefined : schemaOrHandler;
+    const handler = (
+      typeof schemaOrHandler === "function" ? schemaOrHandler : maybeHandler
+    ) as RouteHandler<unknown>;
+    if (typeof handler !== "function") throw new TypeError("a route needs a handler function");
+    const route: Route = {
+      match: m,
+      type: pattern(m.type),
+      source: pattern(m.source),
+      subject: pattern(m.subject),
+      schema,
+      handler,
+    };
+    if (route.type) this.#patterns.push(route);
+    else this.#exact.set(m.type, [...(this.#exact.get(m.type) ?? []), route]);
+    return this;
+  }
+
+  #find(event: CloudEvent): Route | undefined {
+    const fits = (r: Route) =>
+      matches(event.source, r.match.source, r.source) &&
+      matches(event.subject, r.match.subject, r.subject);
+    const exact = this.#exact.get(event.type)?.find(fits);
+    if (exact) return exact;
+    return this.#patterns.find((r) => (r.type as RegExp).test(event.type) && fits(r));
+  }
+
+  /**
+   * Handles one delivery: routes, validates, calls the handler and settles. Never throws for a
+   * handler's failure; errors go to `onError`.
+   */
+  async dispatch(delivery: Delivery): Promise<void> {
+    try {
+      const event = delivery.event;
+      if (event === undefined) {
+        await this.#fallback(delivery, "not-an-event", undefined);
+        return;
+      }
+      const route = this.#find(event);
+      if (!route) {
+        await this.#fallback(delivery, "unknown-type", undefined);
+        return;
+      }
+      let typed: CloudEvent = event;
+      if (route.schema) {
+        const result = await route.schema["~standard"].validate(event.data);
+        if (result.issues) {
+          await this.#fallback(delivery, "invalid-data", result.issues);
+          return;
+        }
+        if (result.value !== event.data) typed = event.withData(result.value);
+      }
+      try {
+        await route.handler(typed, delivery);
+      } catch (err) {
+        this.#onError?.(err, delivery);
+        if (!delivery.settled) await this.#retryOrReject(delivery, err);
+        return;
+      }
+      if (!delivery.settled) await delivery.accept();
+    } catch (err) {
+      this.#onError?.(err, delivery);
+    }
+  }
+
+  async #retryOrReject(delivery: Delivery, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    if (delivery.capabilities.release !== "none") return delivery.release();
+    if (delivery.capabilities.reject !== "none") return delivery.reject(reason);
+    throw new PosthornError(
+      "NotSupported",
+      `handler failed and the transport can neither release nor reject: ${reason}`,
+      { cause: err },
+    );
+  }
+
+  /**
+   * Dispatches every delivery of a subscriber until it ends (or is closed).
+   */
+  async run(deliveries: AsyncIterable<Delivery>, options: RouterRunOptions = {}): Promise<void> {
+    const concurrency = Math.max(1, options.concurrency ?? 1);
+    const running = new Set<Promise<void>>();
+    for await (const delivery of deliveries) {
+      const p: Promise<void> = this.dispatch(delivery).finally(() => running.delete(p));
+      running.add(p);
+      if (running.size >= concurrency) await Promise.race(running);
+    }
+    await Promise.all(running);
+  }
+}

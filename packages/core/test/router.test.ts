@@ -1,0 +1,161 @@
+import {
+  CloudEvent,
+  createDelivery,
+  type Delivery,
+  EventRouter,
+  type SettlementCapabilities,
+} from "@posthorn/core";
+import { describe, expect, expectTypeOf, it } from "vitest";
+import { z } from "zod";
+
+const caps: SettlementCapabilities = {
+  release: "native",
+  releaseDelay: true,
+  reject: "native",
+  inProgress: false,
+  deliveryCount: "native",
+};
+const atMostOnce: SettlementCapabilities = {
+  release: "none",
+  releaseDelay: false,
+  reject: "none",
+  inProgress: false,
+  deliveryCount: "none",
+};
+
+function delivery(event: CloudEvent | undefined, capabilities = caps) {
+  const outcome: string[] = [];
+  const d = createDelivery({
+    message: { body: new Uint8Array(0), properties: {} },
+    event,
+    deliveryCount: 1,
+    capabilities,
+    accept: () => void outcome.push("accept"),
+    release: () => void outcome.push("release"),
+    reject: (r) => void outcome.push(`reject: ${r}`),
+  });
+  return { d: d as Delivery, outcome };
+}
+
+const ev = (type: string, data: unknown, extra: Record<string, unknown> = {}) =>
+  new CloudEvent({
+    specversion: "1.0",
+    id: "1",
+    source: "/orders/eu",
+    type,
+    datacontenttype: "application/json",
+    data,
+    ...extra,
+  });
+
+const Order = z.object({ orderId: z.number(), total: z.number().default(0) });
+
+describe("EventRouter", () => {
+  it("routes by type, validates data and hands the handler a typed event, then accepts", async () => {
+    const seen: number[] = [];
+    const router = new EventRouter().on("com.example.order.created", Order, (event) => {
+      expectTypeOf(event.data).toEqualTypeOf<{ orderId: number; total: number } | undefined>();
+      seen.push(event.data?.orderId ?? -1, event.data?.total ?? -1);
+    });
+    const { d, outcome } = delivery(ev("com.example.order.created", { orderId: 7 }));
+    await router.dispatch(d);
+    expect(seen).toEqual([7, 0]);
+    expect(outcome).toEqual(["accept"]);
+  });
+
+  it("sends invalid data and unknown types to the fallback, which rejects by default", async () => {
+    const router = new EventRouter().on("com.example.order.created", Order, () => {});
+    const bad = delivery(ev("com.example.order.created", { orderId: "seven" }));
+    await router.dispatch(bad.d);
+    expect(bad.outcome).toEqual(["reject: no route took this delivery"]);
+    const unknown = delivery(ev("com.example.other", {}));
+    await router.dispatch(unknown.d);
+    expect(unknown.outcome).toEqual(["reject: no route took this delivery"]);
+  });
+
+  it("tells a custom fallback why, with the validator's issues", async () => {
+    const reasons: unknown[] = [];
+    const router = new EventRouter({
+      fallback: async (d, reason, issues) => {
+        reasons.push(reason, issues?.[0]?.path);
+        await d.accept();
+      },
+    }).on("t", Order, () => {});
+    await router.dispatch(delivery(ev("t", { orderId: "x" })).d);
+    await router.dispatch(delivery(undefined).d);
+    expect(reasons).toEqual(["invalid-data", ["orderId"], "not-an-event", undefined]);
+  });
+
+  it("matches source and subject patterns, exact types before patterns", async () => {
+    const hits: string[] = [];
+    const router = new EventRouter()
+      .on({ type: "com.example.*", source: "/orders/*" }, () => void hits.push("pattern"))
+      .on(
+        { type: "com.example.order.created", source: "/billing/*" },
+        () => void hits.push("billing"),
+      )
+      .on("com.example.order.created", () => void hits.push("exact"));
+    await router.dispatch(delivery(ev("com.example.order.created", {})).d);
+    await router.dispatch(delivery(ev("com.example.order.shipped", {})).d);
+    await router.dispatch(
+      delivery(ev("com.example.order.created", {}, { source: "/billing/x" })).d,
+    );
+    expect(hits).toEqual(["exact", "pattern", "billing"]);
+  });
+
+  it("releases when a handler throws, and reports the error", async () => {
+    const errors: unknown[] = [];
+    const router = new EventRouter({ onError: (e) => errors.push(e) }).on("t", () => {
+      throw new Error("database down");
+    });
+    const { d, outcome } = delivery(ev("t", {}));
+    await router.dispatch(d);
+    expect(outcome).toEqual(["release"]);
+    expect(errors).toHaveLength(1);
+  });
+
+  it("leaves a delivery the handler settled itself alone", async () => {
+    const router = new EventRouter().on("t", (_e, d) => d.reject("not mine"));
+    const { d, outcome } = delivery(ev("t", {}));
+    await router.dispatch(d);
+    expect(outcome).toEqual(["reject: not mine"]);
+  });
+
+  it("drops (accepts) on transports that cannot dead-letter, and says so through onError when a handler fails", async () => {
+    const errors: unknown[] = [];
+    const router = new EventRouter({ onError: (e) => errors.push(e) }).on("t", () => {
+      throw new Error("boom");
+    });
+    const unknown = delivery(ev("x", {}), atMostOnce);
+    await router.dispatch(unknown.d);
+    expect(unknown.outcome).toEqual(["accept"]);
+    const failing = delivery(ev("t", {}), atMostOnce);
+    await router.dispatch(failing.d);
+    expect(errors.map((e) => (e as { code?: string }).code ?? "handler")).toEqual([
+      "handler",
+      "NotSupported",
+    ]);
+  });
+
+  it("runs a whole subscriber with bounded concurrency", async () => {
+    let active = 0;
+    let peak = 0;
+    const router = new EventRouter().on("t", async () => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+    });
+    const outcomes: string[][] = [];
+    async function* source() {
+      for (let i = 0; i < 12; i++) {
+        const x = delivery(ev("t", { i }));
+        outcomes.push(x.outcome);
+        yield x.d;
+      }
+    }
+    await router.run(source(), { concurrency: 3 });
+    expect(peak).toBe(3);
+    expect(outcomes.flat()).toEqual(Array(12).fill("accept"));
+  });
+});
