@@ -1,0 +1,346 @@
+import {
+  type AttributeType,
+  asDecodeError,
+  CloudEvent,
+  type CloudEventInit,
+  decodeData,
+  extensions as defaultRegistry,
+  type EventFormat,
+  type ExtensionRegistry,
+  findFormat,
+  invalidEvent,
+  isBytes,
+  isCloudEventsContentType,
+  type Message,
+  malformed,
+  PosthornError,
+  type PropertyValue,
+  parseCanonical,
+  utf8Decode,
+  utf8Encode,
+} from "@posthorn/core";
+import {
+  ATTRIBUTE_PREFIX,
+  CONTENT_TYPE_HEADER,
+  DEFAULT_MAX_HEADERS,
+  DEFAULT_MAX_VALUE_BYTES,
+  type KafkaContentMode,
+  type KafkaDecodeOptions,
+  type KafkaHeaders,
+  type KafkaRecord,
+} from "./record.js";
+
+/** What {@link readKafkaRecord} found in a record. */
+export interface KafkaReadResult {
+  /** The record as a transport-neutral message (always set). */
+  readonly message: Message;
+  /** The content mode, when the record claims to be a CloudEvent. */
+  readonly mode: KafkaContentMode | undefined;
+  /** The event, when the record is a valid CloudEvent. */
+  readonly event: CloudEvent | undefined;
+  /** Why a record that claims to be a CloudEvent could not be decoded. */
+  readonly error: PosthornError | undefined;
+}
+
+const NAME = /^[a-z0-9]+$/;
+const PREFIX_LENGTH = ATTRIBUTE_PREFIX.length;
+// Attribute types a header's string must be parsed into; String, URI and URI-reference stay
+// strings, and the event constructor checks the context attributes itself.
+const PARSED_TYPES: ReadonlySet<AttributeType> = new Set([
+  "Boolean",
+  "Integer",
+  "Binary",
+  "Timestamp",
+  "URI",
+  "URI-reference",
+]);
+
+/** Whether a header name starts with `ce_`, in any case. */
+function isAttributeHeader(name: string): boolean {
+  return (
+    name.length > PREFIX_LENGTH &&
+    name.charCodeAt(2) === 95 &&
+    (name.charCodeAt(0) | 0x20) === 99 &&
+    (name.charCodeAt(1) | 0x20) === 101
+  );
+}
+
+/**
+ * The content mode a record is in (Kafka binding 3): `structured` when its `content-type` header
+ * starts with `application/cloudevents`, `binary` when it has `ce_` headers, otherwise
+ * `undefined` (not a CloudEvent).
+ *
+ * @throws {@link PosthornError} `MalformedInput` when the `content-type` header is repeated or not UTF-8
+ */
+export function contentModeOf(record: KafkaRecord): KafkaContentMode | undefined {
+  const headers = record.headers;
+  if (headers === undefined || headers === null) return undefined;
+  const ct = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
+  if (isCloudEventsContentType(ct)) return "structured";
+  for (const name in headers) {
+    if (Object.hasOwn(headers, name) && isAttributeHeader(name)) return "binary";
+  }
+  return undefined;
+}
+
+/**
+ * Decodes a record that carries a CloudEvent, in either content mode (Kafka binding 3).
+ *
+ * @param record - the record as a Kafka client delivered it (header values as `Buffer`s or strings)
+ * @param options - formats for structured mode, the extension registry, limits
+ * @returns the event
+ * @throws {@link PosthornError} `MalformedInput` (not a CloudEvent, repeated or non-UTF-8 headers),
+ *   `InvalidEvent`, `UnsupportedContentType` (a format not registered), `PayloadTooLarge`
+ * @example
+ * ```ts
+ * await consumer.run({ eachMessage: async ({ message }) => {
+ *   const event = fromKafkaRecord(message, { formats: [json] });
+ * } });
+ * ```
+ */
+export function fromKafkaRecord(record: KafkaRecord, options: KafkaDecodeOptions = {}): CloudEvent {
+  try {
+    const event = decodeEvent(record, options);
+    if (event === undefined) {
+      throw malformed(
+        "the record is not a CloudEvent: no ce_ headers and no CloudEvents content-type",
+      );
+    }
+    return event;
+  } catch (err) {
+    throw asDecodeError(err, "Kafka record");
+  }
+}
+
+/**
+ * Reads any record: the message envelope always, and the event when the record claims to be a
+ * CloudEvent (or the typed error saying why it is not a valid one). Never throws.
+ *
+ * @param record - the record as delivered
+ * @param options - as for {@link fromKafkaRecord}
+ * @param metadata - transport metadata for the message (topic, partition, offset)
+ */
+export function readKafkaRecord(
+  record: KafkaRecord,
+  options: KafkaDecodeOptions = {},
+  metadata: Readonly<Record<string, unknown>> = {},
+): KafkaReadResult {
+  const message = kafkaRecordToMessage(record, metadata);
+  let mode: KafkaContentMode | undefined;
+  try {
+    mode = contentModeOf(record);
+    if (mode === undefined) return { message, mode, event: undefined, error: undefined };
+    const event = decodeEvent(record, options, mode);
+    return { message, mode, event, error: undefined };
+  } catch (err) {
+    return { message, mode, event: undefined, error: asDecodeError(err, "Kafka record") };
+  }
+}
+
+function decodeEvent(
+  record: KafkaRecord,
+  options: KafkaDecodeOptions,
+  knownMode?: KafkaContentMode,
+): CloudEvent | undefined {
+  const headers = record.headers ?? {};
+  const value = record.value;
+  const maxValue = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+  if (value !== null && value !== undefined && value.length > maxValue) {
+    throw new PosthornError(
+      "PayloadTooLarge",
+      `record value of ${value.length} bytes exceeds the limit of ${maxValue}`,
+    );
+  }
+  const contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
+  const mode =
+    knownMode ?? (isCloudEventsContentType(contentType) ? "structured" : contentModeOf(record));
+  if (mode === undefined) return undefined;
+  if (mode === "structured") return decodeStructured(value, contentType, options.formats ?? []);
+  return decodeBinary(headers, value, contentType, options);
+}
+
+function decodeStructured(
+  value: Uint8Array | string | null | undefined,
+  contentType: string | undefined,
+  formats: readonly EventFormat[],
+): CloudEvent {
+  const match = findFormat(formats, contentType);
+  if (match === undefined) {
+    throw new PosthornError(
+      "UnsupportedContentType",
+      `no registered event format reads ${contentType}`,
+      { attribute: CONTENT_TYPE_HEADER },
+    );
+  }
+  if (match.batch) {
+    throw new PosthornError(
+      "UnsupportedContentType",
+      `${contentType} is a batch; the Kafka binding has no batch mode (Kafka binding 1.3)`,
+      { attribute: CONTENT_TYPE_HEADER },
+    );
+  }
+  // Kafka binding 3.3.2: a structured record always has a value; one without is no event.
+  if (value === null || value === undefined) {
+    throw malformed("a structured-mode record has no value");
+  }
+  return match.format.decode(typeof value === "string" ? utf8Encode(value) : value);
+}
+
+function decodeBinary(
+  headers: KafkaHeaders,
+  value: Uint8Array | string | null | undefined,
+  contentType: string | undefined,
+  options: KafkaDecodeOptions,
+): CloudEvent {
+  const registry: ExtensionRegistry = options.registry ?? defaultRegistry;
+  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  const init = Object.create(null) as Record<string, unknown>;
+  let count = 0;
+  let fallbackContentType: string | undefined;
+  for (const header in headers) {
+    if (!Object.hasOwn(headers, header)) continue;
+    const raw = headers[header];
+    count += Array.isArray(raw) ? raw.length : 1;
+    if (count > maxHeaders) {
+      throw new PosthornError("PayloadTooLarge", `the record has more than ${maxHeaders} headers`);
+    }
+    if (!isAttributeHeader(header)) continue;
+    const name = header.slice(PREFIX_LENGTH);
+    // Kafka binding 3.2.3.1: the header name is `ce_` and the attribute name; attribute names
+    // are lower-case letters and digits (spec.md), which also keeps `__proto__` out.
+    if (!NAME.test(name)) {
+      throw invalidEvent(
+        `header ${JSON.stringify(header)} names no valid attribute: names are lower-case letters and digits`,
+        name,
+      );
+    }
+    const text = headerText(raw, header);
+    if (text === undefined) continue;
+    if (name in init) {
+      throw malformed(`attribute ${name} is carried by more than one header`, undefined, name);
+    }
+    if (name === "datacontenttype") {
+      // Not in the binding (3.2.1 uses content-type), but some SDKs write it as well.
+      fallbackContentType = text;
+      continue;
+    }
+    // Typed extensions: a declared extension gets its declared type back; the context
+    // attributes are checked by the event constructor.
+    const type = registry.get(name)?.type;
+    init[name] =
+      type !== undefined && PARSED_TYPES.has(type) ? parseCanonical(text, type, name) : text;
+  }
+  // Kafka binding 3.2.1: the content-type header is datacontenttype.
+  const datacontenttype = contentType ?? fallbackContentType;
+  if (datacontenttype !== undefined) init.datacontenttype = datacontenttype;
+  // Kafka binding 3.2.2: the value is the data; a record without a value is an event without data.
+  if (value !== null && value !== undefined) {
+    const bytes = typeof value === "string" ? utf8Encode(value) : value;
+    const data = decodeData(bytes, datacontenttype, options.json);
+    if (data !== undefined) init.data = data;
+  }
+  return new CloudEvent(init as unknown as CloudEventInit);
+}
+
+/**
+ * The text of one header value: UTF-8 bytes decoded strictly, a string as it is, `undefined` for
+ * no value. A header that repeats (an array of several values) is `MalformedInput`, since an
+ * attribute has one value.
+ */
+function headerText(value: unknown, name: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === "string") return value;
+  if (isBytes(value)) return bytesText(value, name);
+  if (Array.isArray(value)) {
+    if (value.length === 0) return undefined;
+    if (value.length > 1) {
+      throw malformed(`header ${JSON.stringify(name)} is repeated ${value.length} times`);
+    }
+    return headerText(value[0], name);
+  }
+  throw malformed(`header ${JSON.stringify(name)} has a value of type ${typeof value}`);
+}
+
+// Short ASCII values (almost every attribute) skip the UTF-8 decoder: one pass checks the bytes
+// and builds the string.
+function bytesText(bytes: Uint8Array, name: string): string {
+  const n = bytes.length;
+  if (n <= 64) {
+    let out = "";
+    for (let i = 0; i < n; i++) {
+      const b = bytes[i] as number;
+      if (b >= 0x80) return utf8Decode(bytes, `header ${name}`);
+      out += String.fromCharCode(b);
+    }
+    return out;
+  }
+  return utf8Decode(bytes, `header ${name}`);
+}
+
+/**
+ * The record as a transport-neutral {@link Message}: the value as `body` (empty for a tombstone),
+ * `content-type` as `contentType`, the headers as `properties` (UTF-8 text where valid, bytes
+ * otherwise, arrays for repeated names), and `key`, `timestamp`, `tombstone` plus the given
+ * metadata (topic, partition, offset) as `metadata`. Header decoding happens on first access.
+ */
+export function kafkaRecordToMessage(
+  record: KafkaRecord,
+  metadata: Readonly<Record<string, unknown>> = {},
+): Message {
+  const value = record.value;
+  const body =
+    value === null || value === undefined
+      ? new Uint8Array(0)
+      : typeof value === "string"
+        ? utf8Encode(value)
+        : value;
+  const headers = record.headers ?? {};
+  let properties: Record<string, PropertyValue | readonly PropertyValue[]> | undefined;
+  let contentType: string | undefined;
+  try {
+    contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
+  } catch {
+    contentType = undefined;
+  }
+  const message: Message = {
+    body,
+    ...(contentType === undefined ? {} : { contentType }),
+    get properties() {
+      properties ??= headerProperties(headers);
+      return properties;
+    },
+    metadata: {
+      ...metadata,
+      key: record.key ?? null,
+      timestamp: record.timestamp,
+      tombstone: value === null || value === undefined,
+    },
+  };
+  return message;
+}
+
+function headerProperties(
+  headers: KafkaHeaders,
+): Record<string, PropertyValue | readonly PropertyValue[]> {
+  // A null prototype: header names are untrusted, and `__proto__` must stay an ordinary name.
+  const out = Object.create(null) as Record<string, PropertyValue | readonly PropertyValue[]>;
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue;
+    const raw = headers[name];
+    out[name] = Array.isArray(raw) ? raw.map(propertyValue) : propertyValue(raw);
+  }
+  return out;
+}
+
+function propertyValue(value: unknown): PropertyValue {
+  if (value === undefined || value === null) return null;
+  if (typeof value === "string") return value;
+  if (isBytes(value)) {
+    try {
+      return utf8Decode(value);
+    } catch {
+      return value;
+    }
+  }
+  return String(value);
+}

@@ -1,0 +1,24 @@
+export {
+  contentModeOf,
+  fromKafkaRecord,
+  type KafkaReadResult,
+  kafkaRecordToMessage,
+  readKafkaRecord,
+} from "./from-record.js";
+export { declaredKeyMapper, partitionKeyMapper } from "./key-mappers.js";
+export {
+  ATTRIBUTE_PREFIX,
+  CONTENT_TYPE_HEADER,
+  DEFAULT_MAX_HEADERS,
+  DEFAULT_MAX_VALUE_BYTES,
+  DELIVERY_COUNT_HEADER,
+  type KafkaContentMode,
+  type KafkaDecodeOptions,
+  type KafkaEncodeOptions,
+  type KafkaHeaders,
+  type KafkaHeaderValue,
+  type KafkaRecord,
+  type KeyMapper,
+  type OutgoingKafkaRecord,
+} from "./record.js";
+export { structuredContentType, toKafkaRecord } from "./to-record.js";
