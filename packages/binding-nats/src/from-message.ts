@@ -1,0 +1,335 @@
+import {
+  asDecodeError,
+  CloudEvent,
+  DEFAULT_MAX_JSON_DEPTH,
+  decodeData,
+  extensions as defaultRegistry,
+  type EventFormat,
+  type ExtensionRegistry,
+  findFormat,
+  invalidEvent,
+  isCloudEventsContentType,
+  type Message,
+  malformed,
+  PosthornError,
+  parseCanonical,
+} from "@posthorn/core";
+import { decodeHeaderValue } from "./headers.js";
+import type { NatsContentMode } from "./to-message.js";
+
+/**
+ * Headers as a NATS client delivers them: nats.js `MsgHdrs` (v2 and v3) and this binding's
+ * `NatsHeaders` iterate as `[name, values]`; a plain record works too.
+ */
+export type NatsHeadersLike =
+  | Iterable<readonly [string, string | readonly string[]]>
+  | Readonly<Record<string, string | readonly string[]>>;
+
+/** A received NATS message as the mapping layer reads it: any nats.js `Msg` or `JsMsg` is one. */
+export interface NatsMessageLike {
+  readonly subject?: string;
+  readonly data: Uint8Array;
+  readonly headers?: NatsHeadersLike | undefined;
+}
+
+/** Default cap on a received payload: 8 MiB (nats-server allows at most 64 MiB, 1 MiB by default). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+/** Default cap on the number of header values in a received message. */
+export const DEFAULT_MAX_HEADERS = 256;
+
+/** Options for {@link fromNatsMessage} and {@link detectNatsMode}. */
+export interface NatsDecodeOptions {
+  /**
+   * The event formats structured mode may use, matched by `Content-Type`. Without any, structured
+   * messages are `UnsupportedContentType` errors.
+   */
+  formats?: readonly EventFormat[];
+  /** Where declared extension types are looked up. Defaults to core's `extensions` registry. */
+  extensions?: ExtensionRegistry;
+  /** Larger payloads are `PayloadTooLarge`. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. */
+  maxPayloadBytes?: number;
+  /** More header values than this are `PayloadTooLarge`. Default {@link DEFAULT_MAX_HEADERS}. */
+  maxHeaders?: number;
+  /** Deepest JSON nesting accepted in JSON data. Default 128. */
+  maxJsonDepth?: number;
+  /**
+   * Whether a message with no headers whose payload is a JSON object with a `specversion` member
+   * is read as a structured JSON event (as producers of NATS binding 1.0.2, which had no headers,
+   * send them). Needs a JSON format in `formats`. Default `true`.
+   */
+  detectHeaderlessJson?: boolean;
+}
+
+const ATTRIBUTE_NAME = /^[a-z0-9]+$/;
+const SPECVERSION_MEMBER = new TextEncoder().encode('"specversion"');
+
+/** One pass over the headers: what mode detection and decoding need. */
+interface HeaderScan {
+  /** The `Content-Type` header, when present. */
+  contentType: string | undefined;
+  /** Whether any `ce-` header is present. */
+  binary: boolean;
+}
+
+function entries(
+  headers: NatsHeadersLike,
+): Iterable<readonly [string, string | readonly string[]]> {
+  if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === "function") {
+    return headers as Iterable<readonly [string, string | readonly string[]]>;
+  }
+  const record = headers as Readonly<Record<string, string | readonly string[]>>;
+  return Object.keys(record).map((k) => [k, record[k] as string | readonly string[]] as const);
+}
+
+function firstValue(value: string | readonly string[]): string | undefined {
+  return typeof value === "string" ? value : value[0];
+}
+
+// ASCII case-insensitive test for the "ce-" prefix without allocating.
+function isCeHeader(name: string): boolean {
+  return (
+    name.length > 3 &&
+    (name.charCodeAt(0) | 0x20) === 0x63 &&
+    (name.charCodeAt(1) | 0x20) === 0x65 &&
+    name.charCodeAt(2) === 0x2d
+  );
+}
+
+function scan(headers: NatsHeadersLike | undefined): HeaderScan {
+  const result: HeaderScan = { contentType: undefined, binary: false };
+  if (!headers) return result;
+  for (const [name, value] of entries(headers)) {
+    if (isCeHeader(name)) result.binary = true;
+    else if (name.length === 12 && name.toLowerCase() === "content-type") {
+      result.contentType ??= firstValue(value);
+    }
+  }
+  return result;
+}
+
+/**
+ * Tells how a NATS message carries a CloudEvent (NATS binding 3): `structured` when its
+ * `Content-Type` is `application/cloudevents...` (matched case-insensitively), `binary` when it
+ * has `ce-` headers, and `undefined` when it is not a CloudEvent at all. With
+ * `detectHeaderlessJson` (the default), a header-less JSON object with a `specversion` member is
+ * `structured` too.
+ */
+export function detectNatsMode(
+  message: NatsMessageLike,
+  options: NatsDecodeOptions = {},
+): NatsContentMode | undefined {
+  const s = scan(message.headers);
+  return modeOf(s, message, options);
+}
+
+function modeOf(
+  s: HeaderScan,
+  message: NatsMessageLike,
+  options: NatsDecodeOptions,
+): NatsContentMode | undefined {
+  if (isCloudEventsContentType(s.contentType)) return "structured";
+  if (s.binary) return "binary";
+  if (
+    s.contentType === undefined &&
+    options.detectHeaderlessJson !== false &&
+    looksLikeStructuredJson(message.data)
+  ) {
+    return "structured";
+  }
+  return undefined;
+}
+
+function looksLikeStructuredJson(data: Uint8Array): boolean {
+  let i = 0;
+  while (
+    i < data.length &&
+    (data[i] === 0x20 || data[i] === 0x0a || data[i] === 0x0d || data[i] === 0x09)
+  )
+    i++;
+  if (data[i] !== 0x7b) return false;
+  // A bounded search for the member name; a match still has to decode as an event.
+  const limit = Math.min(data.length, 64 * 1024) - SPECVERSION_MEMBER.length;
+  outer: for (let p = i; p <= limit; p++) {
+    for (let k = 0; k < SPECVERSION_MEMBER.length; k++) {
+      if (data[p + k] !== SPECVERSION_MEMBER[k]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Reads a CloudEvent from a NATS message, in whichever mode it was sent (NATS binding 3).
+ *
+ * Binary mode: each `ce-<name>` header (names case-insensitive) is percent-decoded (3.1.3.2) into
+ * attribute `<name>`; attributes whose type is declared in the extension registry get that type
+ * back (Integer, Boolean, Binary, ...), the rest stay Strings. `ce-datacontenttype` (or, from
+ * producers that use it instead, `Content-Type`) says how the payload becomes `data`.
+ * Structured mode: the payload is decoded by the format `Content-Type` names.
+ *
+ * @param message - a nats.js `Msg`/`JsMsg` or anything with `data` and `headers`
+ * @param options - formats for structured mode, the extension registry, limits
+ * @returns the event
+ * @throws {@link PosthornError} `MalformedInput`, `InvalidEvent`, `UnsupportedContentType` or
+ *   `PayloadTooLarge`; never anything else
+ * @example
+ * ```ts
+ * for await (const m of nc.subscribe("orders")) {
+ *   const event = fromNatsMessage(m, { formats: [json] });
+ * }
+ * ```
+ */
+export function fromNatsMessage(
+  message: NatsMessageLike,
+  options: NatsDecodeOptions = {},
+): CloudEvent {
+  try {
+    const maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    const data = message.data;
+    if (!(data instanceof Uint8Array)) throw malformed("a NATS message payload must be bytes");
+    if (data.length > maxPayload) {
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
+      );
+    }
+    const s = scan(message.headers);
+    const mode = modeOf(s, message, options);
+    if (mode === "structured") return fromStructured(data, s.contentType, options);
+    if (mode === "binary") return fromBinary(message, data, s.contentType, options);
+    throw malformed(
+      "the NATS message is not a CloudEvent: no ce- headers and no CloudEvents Content-Type",
+    );
+  } catch (err) {
+    throw asDecodeError(err, "NATS message");
+  }
+}
+
+function fromStructured(
+  data: Uint8Array,
+  contentType: string | undefined,
+  options: NatsDecodeOptions,
+): CloudEvent {
+  const formats = options.formats ?? [];
+  if (contentType === undefined) {
+    // Header-less structured JSON (NATS binding 1.0.2 producers).
+    const jsonFormat = formats.find((f) => f.contentType === "application/cloudevents+json");
+    if (!jsonFormat) {
+      throw new PosthornError(
+        "UnsupportedContentType",
+        "a header-less structured event needs the JSON format among options.formats",
+      );
+    }
+    return jsonFormat.decode(data);
+  }
+  const match = findFormat(formats, contentType);
+  if (!match) {
+    throw new PosthornError(
+      "UnsupportedContentType",
+      `no registered event format reads ${contentType}`,
+      { protocolCode: contentType },
+    );
+  }
+  if (match.batch) {
+    throw new PosthornError(
+      "UnsupportedContentType",
+      `the NATS binding has no batch mode (NATS binding 1.3), got ${contentType}`,
+      { protocolCode: contentType },
+    );
+  }
+  return match.format.decode(data);
+}
+
+function fromBinary(
+  message: NatsMessageLike,
+  data: Uint8Array,
+  contentTypeHeader: string | undefined,
+  options: NatsDecodeOptions,
+): CloudEvent {
+  const registry = options.extensions ?? defaultRegistry;
+  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  // A null-prototype record: header names such as ce-__proto__ are refused below anyway.
+  const attributes: Record<string, unknown> = Object.create(null);
+  const texts: Record<string, string> = Object.create(null);
+  let count = 0;
+  for (const [header, raw] of entries(message.headers ?? {})) {
+    count += typeof raw === "string" ? 1 : raw.length;
+    if (count > maxHeaders) {
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `the NATS message has more than ${maxHeaders} header values`,
+      );
+    }
+    if (!isCeHeader(header)) continue;
+    // NATS binding 3.1.3.1: header names are case-insensitive; attribute names are lower case.
+    const name = header.slice(3).toLowerCase();
+    if (!ATTRIBUTE_NAME.test(name)) {
+      throw invalidEvent(`header ${header} does not name a valid attribute`, name);
+    }
+    const values = typeof raw === "string" ? [raw] : raw;
+    let text: string | undefined;
+    for (const value of values) {
+      const decoded = decodeHeaderValue(value, header);
+      if (text !== undefined && decoded !== text) {
+        throw malformed(`header ${header} is repeated with different values`, undefined, name);
+      }
+      text = decoded;
+    }
+    if (text === undefined) continue;
+    const seen = texts[name];
+    if (seen !== undefined && seen !== text) {
+      throw malformed(
+        `attribute ${name} appears in headers that differ only in case, with different values`,
+        undefined,
+        name,
+      );
+    }
+    texts[name] = text;
+    const type = registry.typeOf(name);
+    attributes[name] =
+      type === undefined || type === "String" ? text : parseCanonical(text, type, name);
+  }
+  let contentType = attributes.datacontenttype as string | undefined;
+  if (contentType === undefined && contentTypeHeader !== undefined) {
+    // Not what NATS binding 3.1.3.1 says, but what producers modelled on HTTP send.
+    contentType = contentTypeHeader;
+    attributes.datacontenttype = contentType;
+  }
+  if (data.length > 0 || contentType !== undefined) {
+    const value = decodeData(data, contentType, {
+      maxDepth: options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH,
+    });
+    if (value !== undefined) attributes.data = value;
+  }
+  return new CloudEvent(attributes as never);
+}
+
+/**
+ * The transport-neutral envelope of a NATS message: payload, `Content-Type`, every header
+ * (repeated headers as arrays), and the subject in `metadata`. Non-CloudEvents traffic arrives
+ * this way.
+ *
+ * @param message - a nats.js `Msg`/`JsMsg` or anything with `data` and `headers`
+ * @param metadata - extra transport metadata (stream sequence, ...)
+ */
+export function toMessageEnvelope(
+  message: NatsMessageLike,
+  metadata?: Readonly<Record<string, unknown>>,
+): Message {
+  const properties: Record<string, string | readonly string[]> = Object.create(null);
+  let contentType: string | undefined;
+  if (message.headers) {
+    for (const [name, value] of entries(message.headers)) {
+      const v =
+        typeof value === "string" ? value : value.length === 1 ? (value[0] as string) : [...value];
+      properties[name] = v;
+      if (contentType === undefined && name.toLowerCase() === "content-type") {
+        contentType = firstValue(value);
+      }
+    }
+  }
+  const meta = { subject: message.subject, ...metadata };
+  return contentType === undefined
+    ? { body: message.data, properties, metadata: meta }
+    : { body: message.data, contentType, properties, metadata: meta };
+}

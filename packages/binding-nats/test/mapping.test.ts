@@ -1,0 +1,344 @@
+import {
+  decodeHeaderValue,
+  detectNatsMode,
+  encodeHeaderValue,
+  fromNatsMessage,
+  NatsHeaders,
+  toMessageEnvelope,
+  toNatsMessage,
+} from "@posthorn/binding-nats";
+import {
+  CloudEvent,
+  createUncheckedEvent,
+  extensions,
+  isPosthornError,
+  utf8Decode,
+  utf8Encode,
+} from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { expectTypedError, vector } from "@posthorn/testkit";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+
+const base = { specversion: "1.0", id: "1", source: "/s", type: "t" } as const;
+const formats = [json];
+
+function headerRecord(headers: NatsHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of headers) out[k] = v.join(",");
+  return out;
+}
+
+describe("header values (NATS binding 3.1.3.2)", () => {
+  it("percent-encodes the spec's example exactly", () => {
+    expect(encodeHeaderValue("Euro \u20AC \u{1F600}")).toBe("Euro%20%E2%82%AC%20%F0%9F%98%80");
+  });
+
+  it("encodes space, double quote, percent and control characters, and nothing printable else", () => {
+    expect(encodeHeaderValue('a "b" 100%\t')).toBe("a%20%22b%22%20100%25%09");
+    expect(encodeHeaderValue("plain-ASCII_value.~!#$&'()*+,/:;=?@[]")).toBe(
+      "plain-ASCII_value.~!#$&'()*+,/:;=?@[]",
+    );
+  });
+
+  it("decodes lower-case hex, needlessly encoded characters and quoted strings", () => {
+    expect(decodeHeaderValue("%e2%82%ac")).toBe("\u20AC");
+    expect(decodeHeaderValue("%41%42C")).toBe("ABC");
+    expect(decodeHeaderValue('"a \\"quoted\\" value"')).toBe('a "quoted" value');
+  });
+
+  it("keeps a % that starts no escape, as unencoding producers send it", () => {
+    expect(decodeHeaderValue("100% sure %Z")).toBe("100% sure %Z");
+  });
+
+  it("rejects escapes that are not valid UTF-8, such as overlong %C0%A0", () => {
+    expectTypedError(() => decodeHeaderValue("%C0%A0", "ce-subject"), ["MalformedInput"]);
+    expectTypedError(() => decodeHeaderValue("%FF", "ce-subject"), ["MalformedInput"]);
+  });
+
+  it("round-trips arbitrary strings", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme" }), (s) => {
+        const encoded = encodeHeaderValue(s);
+        expect(/^[\x21-\x7e]*$/.test(encoded)).toBe(true);
+        expect(decodeHeaderValue(encoded)).toBe(s);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe("NatsHeaders", () => {
+  it("writes the NATS/1.0 header block", () => {
+    const h = new NatsHeaders([
+      ["ce-id", "1"],
+      ["ce-type", "t"],
+    ]);
+    expect(utf8Decode(h.encode())).toBe("NATS/1.0\r\nce-id: 1\r\nce-type: t\r\n\r\n");
+    expect(h.byteLength()).toBe(h.encode().length);
+  });
+
+  it("refuses CR and LF in values (header injection) and bad names", () => {
+    const h = new NatsHeaders();
+    expectTypedError(() => h.set("x", "a\r\nInjected: yes"), ["MalformedInput"]);
+    expectTypedError(() => h.set("bad:name", "v"), ["MalformedInput"]);
+    expectTypedError(() => h.set("bad name", "v"), ["MalformedInput"]);
+    expectTypedError(() => h.set("x", " padded"), ["MalformedInput"]);
+  });
+
+  it("looks names up case-insensitively", () => {
+    const h = new NatsHeaders([["Content-Type", "text/plain"]]);
+    expect(h.lookup("content-type")).toBe("text/plain");
+    expect(h.get("content-type")).toBe("");
+  });
+});
+
+describe("toNatsMessage", () => {
+  it("binary mode: every attribute as a ce- header, datacontenttype as ce-datacontenttype, data as payload", () => {
+    const event = vector("typical").event;
+    const { data, headers } = toNatsMessage(event);
+    const h = headerRecord(headers);
+    expect(h["ce-specversion"]).toBe("1.0");
+    expect(h["ce-id"]).toBe(event.id);
+    expect(h["ce-datacontenttype"]).toBe("application/json");
+    expect(h["ce-time"]).toBe("2024-05-01T10:00:00.000Z");
+    expect(h["Content-Type"]).toBeUndefined();
+    expect(JSON.parse(utf8Decode(data))).toEqual(event.data);
+  });
+
+  it("binary mode: writes application/json for JSON data without a datacontenttype", () => {
+    const { headers } = toNatsMessage(vector("json-no-content-type").event);
+    expect(headers.get("ce-datacontenttype")).toBe("application/json");
+  });
+
+  it("binary mode: percent-encodes values so that padding survives nats.js trimming", () => {
+    const { headers } = toNatsMessage(vector("ext-padded-string").event);
+    expect(headers.get("ce-padded")).toBe("%20%20padded%20value%20%20");
+  });
+
+  it("binary mode: CR/LF in an unvalidated value is encoded, never written raw, and refused on receipt", () => {
+    const event = createUncheckedEvent({ ...base, note: "a\r\nce-id: injected" });
+    const message = toNatsMessage(event);
+    expect(utf8Decode(message.headers.encode())).not.toContain("\r\nce-id: injected");
+    expectTypedError(() => fromNatsMessage(message), ["InvalidEvent"]);
+  });
+
+  it("binary mode: refuses attribute names and values that no header can carry", () => {
+    expectTypedError(
+      () => toNatsMessage(createUncheckedEvent({ ...base, "bad:name": "x" })),
+      ["InvalidEvent"],
+    );
+    expectTypedError(
+      () => toNatsMessage(createUncheckedEvent({ ...base, n: { a: 1 } })),
+      ["InvalidEvent"],
+    );
+    expectTypedError(
+      () => toNatsMessage(createUncheckedEvent({ ...base, n: 1.5 })),
+      ["InvalidEvent"],
+    );
+  });
+
+  it("structured mode: the formatted event as payload, Content-Type naming the format", () => {
+    const event = vector("typical").event;
+    const { data, headers } = toNatsMessage(event, { mode: "structured", format: json });
+    expect(headers.get("Content-Type")).toBe("application/cloudevents+json");
+    expect([...headers].length).toBe(1);
+    expect(JSON.parse(utf8Decode(data)).id).toBe(event.id);
+  });
+
+  it("has no batch mode and needs a format for structured mode", () => {
+    expectTypedError(
+      () => toNatsMessage(vector("minimal").event, { mode: "batch" as never }),
+      ["NotSupported"],
+    );
+    expect(() => toNatsMessage(vector("minimal").event, { mode: "structured" })).toThrow(TypeError);
+  });
+});
+
+describe("fromNatsMessage", () => {
+  const msg = (headers: Record<string, string | string[]>, data = new Uint8Array(0)) => ({
+    subject: "s",
+    data,
+    headers,
+  });
+  const ceHeaders = { "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t" };
+
+  it("reads ce- headers case-insensitively", () => {
+    const e = fromNatsMessage(
+      msg({ "CE-SPECVERSION": "1.0", "Ce-Id": "x", "ce-SOURCE": "/s", "cE-type": "t" }),
+    );
+    expect(e.id).toBe("x");
+    expect(e.source).toBe("/s");
+  });
+
+  it("refuses the same attribute in two headers differing in case with different values", () => {
+    expectTypedError(
+      () => fromNatsMessage(msg({ ...ceHeaders, "ce-x": "a", "CE-X": "b" })),
+      ["MalformedInput"],
+    );
+    expect(fromNatsMessage(msg({ ...ceHeaders, "ce-x": "a", "CE-X": "a" })).x).toBe("a");
+  });
+
+  it("refuses a repeated header with different values", () => {
+    expectTypedError(
+      () => fromNatsMessage(msg({ ...ceHeaders, "ce-x": ["a", "b"] })),
+      ["MalformedInput"],
+    );
+  });
+
+  it("restores the types of declared extensions from the registry", () => {
+    const registry = extensions.clone();
+    registry.declare({ name: "priority", type: "Integer" });
+    registry.declare({ name: "flagged", type: "Boolean" });
+    registry.declare({ name: "signature", type: "Binary" });
+    const sent = new CloudEvent({
+      ...base,
+      priority: 7,
+      flagged: true,
+      signature: new Uint8Array([1, 2, 255]),
+      sampledrate: 10,
+      recordedtime: "2024-01-02T03:04:05.678+01:00",
+    });
+    const back = fromNatsMessage(toNatsMessage(sent), { extensions: registry });
+    expect(back.priority).toBe(7);
+    expect(back.flagged).toBe(true);
+    expect(back.signature).toEqual(new Uint8Array([1, 2, 255]));
+    expect(back.sampledrate).toBe(10);
+    expect(back.recordedtime).toBe("2024-01-02T03:04:05.678+01:00");
+    // Undeclared, the same headers read as Strings.
+    const plain = fromNatsMessage(toNatsMessage(sent), { extensions: extensions.clone() });
+    expect(plain.priority).toBe("7");
+  });
+
+  it("refuses a value that does not parse as its declared type", () => {
+    expectTypedError(
+      () => fromNatsMessage(msg({ ...ceHeaders, sampledrate: "x", "ce-sampledrate": "ten" })),
+      ["InvalidEvent"],
+    );
+    expectTypedError(
+      () => fromNatsMessage(msg({ ...ceHeaders, "ce-recordedtime": "yesterday" })),
+      ["InvalidEvent"],
+    );
+  });
+
+  it("refuses __proto__ and constructor as attribute names without polluting anything", () => {
+    expectTypedError(
+      () => fromNatsMessage(msg({ ...ceHeaders, "ce-__proto__": "x" })),
+      ["InvalidEvent"],
+    );
+    const e = fromNatsMessage(msg({ ...ceHeaders, "ce-constructor": "x" }));
+    expect(e.constructor).toBe("x");
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it("reads data by ce-datacontenttype, falling back to a Content-Type header", () => {
+    const e = fromNatsMessage(
+      msg({ ...ceHeaders, "Content-Type": "text/plain" }, utf8Encode("hi")),
+    );
+    expect(e.datacontenttype).toBe("text/plain");
+    expect(e.data).toBe("hi");
+  });
+
+  it("an empty payload with no content type is no data", () => {
+    expect(fromNatsMessage(msg(ceHeaders)).hasData()).toBe(false);
+  });
+
+  it("refuses oversized payloads and too many headers", () => {
+    expectTypedError(
+      () => fromNatsMessage(msg(ceHeaders, new Uint8Array(11)), { maxPayloadBytes: 10 }),
+      ["PayloadTooLarge"],
+    );
+    const many: Record<string, string> = { ...ceHeaders };
+    for (let i = 0; i < 20; i++) many[`ce-x${i}`] = "v";
+    expectTypedError(() => fromNatsMessage(msg(many), { maxHeaders: 10 }), ["PayloadTooLarge"]);
+  });
+
+  it("structured mode is told by a Content-Type of application/cloudevents, case-insensitively", () => {
+    const event = vector("typical").event;
+    const data = json.encode(event);
+    expect(
+      detectNatsMode({ data, headers: { "content-type": "Application/CloudEvents+JSON" } }),
+    ).toBe("structured");
+    expect(
+      fromNatsMessage(
+        { data, headers: { "content-type": "Application/CloudEvents+JSON" } },
+        { formats },
+      ).id,
+    ).toBe(event.id);
+  });
+
+  it("reads header-less structured JSON, as NATS binding 1.0.2 producers send it", () => {
+    const event = vector("typical").event;
+    const data = json.encode(event);
+    expect(detectNatsMode({ data })).toBe("structured");
+    expect(fromNatsMessage({ data }, { formats }).id).toBe(event.id);
+    expect(detectNatsMode({ data }, { detectHeaderlessJson: false })).toBeUndefined();
+  });
+
+  it("says UnsupportedContentType for unregistered formats and for batches", () => {
+    const data = json.encode(vector("typical").event);
+    expectTypedError(
+      () => fromNatsMessage({ data, headers: { "Content-Type": "application/cloudevents+json" } }),
+      ["UnsupportedContentType"],
+    );
+    expectTypedError(
+      () =>
+        fromNatsMessage(
+          {
+            data: json.encodeBatch?.([]) ?? data,
+            headers: { "Content-Type": "application/cloudevents-batch+json" },
+          },
+          { formats },
+        ),
+      ["UnsupportedContentType"],
+    );
+  });
+
+  it("plain NATS messages are no CloudEvent, and become Message envelopes with their headers", () => {
+    const plain = {
+      subject: "orders",
+      data: utf8Encode('{"a":1}'),
+      headers: { "Content-Type": "application/json", X: ["1", "2"] },
+    };
+    expect(detectNatsMode(plain)).toBeUndefined();
+    expectTypedError(() => fromNatsMessage(plain), ["MalformedInput"]);
+    const m = toMessageEnvelope(plain);
+    expect(m.contentType).toBe("application/json");
+    expect(m.properties).toEqual({ "Content-Type": "application/json", X: ["1", "2"] });
+    expect(m.metadata?.subject).toBe("orders");
+  });
+
+  it("ends in an event or a typed error for arbitrary headers and payloads", () => {
+    const name = fc.oneof(
+      fc.constantFrom(
+        "ce-specversion",
+        "ce-id",
+        "ce-source",
+        "ce-type",
+        "ce-datacontenttype",
+        "Content-Type",
+        "ce-x",
+      ),
+      fc.string({ maxLength: 12 }),
+    );
+    const value = fc.oneof(
+      fc.constantFrom("1.0", "/s", "application/json", "application/cloudevents+json"),
+      fc.string(),
+    );
+    fc.assert(
+      fc.property(
+        fc.dictionary(name, value, { maxKeys: 8 }),
+        fc.uint8Array({ maxLength: 64 }),
+        (headers, data) => {
+          try {
+            const e = fromNatsMessage({ data, headers }, { formats });
+            expect(e.specversion).toBe("1.0");
+          } catch (err) {
+            expect(isPosthornError(err), String(err)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+});
