@@ -1,0 +1,4 @@
+import { json } from "@posthorn/format-json";
+import { describeFormatProperties } from "@posthorn/testkit";
+
+describeFormatProperties(json);
