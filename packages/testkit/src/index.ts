@@ -27,6 +27,11 @@ export {
   type FormatConformanceOptions,
 } from "./format-suite.js";
 export {
+  type KafkaTestBroker,
+  type KafkaTestBrokerOptions,
+  startKafkaBroker,
+} from "./kafka/broker.js";
+export {
   type Detectability,
   type EventVector,
   type InvalidVector,
