@@ -1,0 +1,493 @@
+import {
+  asDecodeError,
+  CloudEvent,
+  type CloudEventLike,
+  DEFAULT_MAX_JSON_DEPTH,
+  type EventFormat,
+  invalidEvent,
+  isBytes,
+  isInteger,
+  isJsonContentType,
+  malformed,
+  parseJson,
+  utf8Decode,
+  utf8Encode,
+} from "@posthorn/core";
+import { AvroReader, AvroWriter } from "./avro-io.js";
+
+/** Media type of one event in the Avro format (avro-format.md section 4). */
+export const AVRO_CONTENT_TYPE = "application/cloudevents+avro";
+
+/** Options for {@link avroFormat}. */
+export interface AvroFormatOptions {
+  /** Deepest nesting of JSON data accepted when decoding. Default 128. */
+  maxDepth?: number;
+}
+
+// Branches of the attribute value union: null, boolean, int, string, bytes.
+const ATTR_NULL = 0;
+const ATTR_BOOLEAN = 1;
+const ATTR_INT = 2;
+const ATTR_STRING = 3;
+const ATTR_BYTES = 4;
+// Branches of the data union: bytes, null, boolean, map, array, double, string.
+const DATA_BYTES = 0;
+const DATA_NULL = 1;
+const DATA_BOOLEAN = 2;
+const DATA_MAP = 3;
+const DATA_ARRAY = 4;
+const DATA_DOUBLE = 5;
+const DATA_STRING = 6;
+// Branches of the top-level map's member union: null, boolean, record, double, string.
+const MEMBER_NULL = 0;
+const MEMBER_BOOLEAN = 1;
+const MEMBER_RECORD = 2;
+const MEMBER_DOUBLE = 3;
+const MEMBER_STRING = 4;
+// Branches of the record's value map union: null, boolean, map, array, double, string.
+const INNER_NULL = 0;
+const INNER_BOOLEAN = 1;
+const INNER_MAP = 2;
+const INNER_ARRAY = 3;
+const INNER_DOUBLE = 4;
+const INNER_STRING = 5;
+
+const JSON_NULL_BYTES = utf8Encode("null");
+const writer = new AvroWriter();
+
+/**
+ * The CloudEvents Avro event format (`application/cloudevents+avro`, avro-format.md).
+ *
+ * Every attribute, required ones included, goes into the `attribute` map (section 2.4): Boolean
+ * as `boolean`, Integer as `int`, Binary as `bytes`, and String, URI, URI-reference and Timestamp
+ * as `string` (section 2.1). Data (section 3): bytes as `bytes`; a string (text, or a JSON string)
+ * as `string`; JSON data as the JSON-value structure of the schema (objects as maps, arrays,
+ * numbers as doubles, booleans), with a JSON `null` written as the bytes `null` so that it stays
+ * distinct from an event without data (the `null` branch). The format defines no batch.
+ *
+ * Decoding reads the `bytes` branch under a JSON content type as JSON (as binary-mode bindings
+ * do), refuses unknown union branches, lengths and counts beyond the input, trailing bytes and
+ * JSON nested deeper than `maxDepth` with `MalformedInput`, and validates the event.
+ *
+ * @example
+ * ```ts
+ * const bytes = avro.encode(event);
+ * const back = avro.decode(bytes);
+ * ```
+ */
+export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
+  const maxDepth = options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
+  return {
+    name: "avro",
+    contentType: AVRO_CONTENT_TYPE,
+    text: false,
+    encode(input: CloudEventLike): Uint8Array {
+      const event = CloudEvent.from(input);
+      writer.reset();
+      try {
+        writeEvent(writer, event);
+      } catch (err) {
+        writer.reset();
+        if (err instanceof RangeError) {
+          throw invalidEvent(`data cannot be written as Avro: ${err.message}`, "data", err);
+        }
+        throw err;
+      }
+      return writer.finish();
+    },
+    decode(bytes: Uint8Array): CloudEvent {
+      try {
+        const reader = new AvroReader(bytes);
+        const init = readEvent(reader, maxDepth);
+        reader.expectEnd("Avro event");
+        return new CloudEvent(init as never);
+      } catch (err) {
+        throw asDecodeError(err, "Avro event");
+      }
+    },
+  };
+}
+
+/** The Avro event format with default limits. */
+export const avro: EventFormat = avroFormat();
+
+function writeEvent(w: AvroWriter, event: CloudEvent): void {
+  const keys = Object.keys(event);
+  const hasData = Object.hasOwn(event, "data");
+  const count = hasData ? keys.length - 1 : keys.length;
+  // avro-format.md 2.4: the attribute map.
+  if (count > 0) {
+    w.long(count);
+    for (const name of keys) {
+      if (name === "data") continue;
+      w.string(name);
+      writeAttribute(w, name, event[name]);
+    }
+  }
+  w.long(0);
+  // avro-format.md 3: the data union.
+  if (!hasData) {
+    w.long(DATA_NULL);
+    return;
+  }
+  const data = event.data;
+  if (isBytes(data)) {
+    w.long(DATA_BYTES);
+    w.bytes(data);
+  } else if (typeof data === "string") {
+    w.long(DATA_STRING);
+    w.string(data);
+  } else {
+    writeJsonData(w, data);
+  }
+}
+
+function writeAttribute(w: AvroWriter, name: string, value: unknown): void {
+  // avro-format.md 2.1: URI, URI-reference and Timestamp are strings like String.
+  if (typeof value === "string") {
+    w.long(ATTR_STRING);
+    w.string(value);
+  } else if (typeof value === "boolean") {
+    w.long(ATTR_BOOLEAN);
+    w.byte(value ? 1 : 0);
+  } else if (typeof value === "number") {
+    if (!isInteger(value)) {
+      throw invalidEvent(`${name} must be an Integer in the signed 32-bit range`, name);
+    }
+    w.long(ATTR_INT);
+    w.long(value);
+  } else if (isBytes(value)) {
+    w.long(ATTR_BYTES);
+    w.bytes(value);
+  } else {
+    throw invalidEvent(
+      `${name} has a value of type ${typeof value}, which Avro cannot carry`,
+      name,
+    );
+  }
+}
+
+/** What JSON.stringify would make of a value: toJSON applied, unrepresentable values as undefined. */
+function jsonView(value: unknown, key: string): unknown {
+  if (typeof value === "object" && value !== null) {
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === "function") return toJSON.call(value, key);
+    return value;
+  }
+  if (typeof value === "function" || typeof value === "symbol") return undefined;
+  if (typeof value === "bigint") throw invalidEvent("data holds a bigint, which JSON cannot carry");
+  return value;
+}
+
+function checkNumber(n: number): number {
+  if (!Number.isFinite(n)) throw invalidEvent("data holds a non-finite number", "data");
+  return n;
+}
+
+function writeJsonData(w: AvroWriter, raw: unknown): void {
+  const value = jsonView(raw, "");
+  if (value === null) {
+    // A JSON null goes as its JSON text, since the null branch means "no data".
+    w.long(DATA_BYTES);
+    w.bytes(JSON_NULL_BYTES);
+  } else if (typeof value === "boolean") {
+    w.long(DATA_BOOLEAN);
+    w.byte(value ? 1 : 0);
+  } else if (typeof value === "number") {
+    w.long(DATA_DOUBLE);
+    w.double(checkNumber(value));
+  } else if (typeof value === "string") {
+    w.long(DATA_STRING);
+    w.string(value);
+  } else if (Array.isArray(value)) {
+    w.long(DATA_ARRAY);
+    writeBoxArray(w, value);
+  } else if (typeof value === "object") {
+    w.long(DATA_MAP);
+    const obj = value as Record<string, unknown>;
+    const keys = presentKeys(obj);
+    if (keys.length > 0) {
+      w.long(keys.length);
+      for (const key of keys) {
+        w.string(key);
+        writeMember(w, jsonView(obj[key], key));
+      }
+    }
+    w.long(0);
+  } else {
+    throw invalidEvent("data has no JSON representation", "data");
+  }
+}
+
+/** Keys JSON.stringify would write: those whose values are not undefined, functions or symbols. */
+function presentKeys(obj: Record<string, unknown>): string[] {
+  const keys = Object.keys(obj);
+  for (let i = 0; i < keys.length; i++) {
+    const v = obj[keys[i] as string];
+    if (v === undefined || typeof v === "function" || typeof v === "symbol") {
+      return keys.filter((k) => {
+        const x = obj[k];
+        return !(x === undefined || typeof x === "function" || typeof x === "symbol");
+      });
+    }
+  }
+  return keys;
+}
+
+function writeMember(w: AvroWriter, value: unknown): void {
+  if (value === null) w.long(MEMBER_NULL);
+  else if (typeof value === "boolean") {
+    w.long(MEMBER_BOOLEAN);
+    w.byte(value ? 1 : 0);
+  } else if (typeof value === "number") {
+    w.long(MEMBER_DOUBLE);
+    w.double(checkNumber(value));
+  } else if (typeof value === "string") {
+    w.long(MEMBER_STRING);
+    w.string(value);
+  } else if (typeof value === "object") {
+    w.long(MEMBER_RECORD);
+    writeBox(w, value);
+  } else {
+    throw invalidEvent("data has no JSON representation", "data");
+  }
+}
+
+/**
+ * A JSON value as the AvroCloudEventData record. An object (other than one whose only member is
+ * named `value`) is written as its members; anything else as a single member named `value`.
+ */
+function writeBox(w: AvroWriter, value: unknown): void {
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const obj = value as Record<string, unknown>;
+    const keys = presentKeys(obj);
+    if (!(keys.length === 1 && keys[0] === "value")) {
+      if (keys.length > 0) {
+        w.long(keys.length);
+        for (const key of keys) {
+          w.string(key);
+          writeInner(w, jsonView(obj[key], key));
+        }
+      }
+      w.long(0);
+      return;
+    }
+  }
+  w.long(1);
+  w.string("value");
+  writeInner(w, value);
+  w.long(0);
+}
+
+function writeInner(w: AvroWriter, value: unknown): void {
+  if (value === null) w.long(INNER_NULL);
+  else if (typeof value === "boolean") {
+    w.long(INNER_BOOLEAN);
+    w.byte(value ? 1 : 0);
+  } else if (typeof value === "number") {
+    w.long(INNER_DOUBLE);
+    w.double(checkNumber(value));
+  } else if (typeof value === "string") {
+    w.long(INNER_STRING);
+    w.string(value);
+  } else if (Array.isArray(value)) {
+    w.long(INNER_ARRAY);
+    writeBoxArray(w, value);
+  } else if (typeof value === "object") {
+    w.long(INNER_MAP);
+    const obj = value as Record<string, unknown>;
+    const keys = presentKeys(obj);
+    if (keys.length > 0) {
+      w.long(keys.length);
+      for (const key of keys) {
+        w.string(key);
+        writeBox(w, jsonView(obj[key], key));
+      }
+    }
+    w.long(0);
+  } else {
+    throw invalidEvent("data has no JSON representation", "data");
+  }
+}
+
+function writeBoxArray(w: AvroWriter, items: readonly unknown[]): void {
+  if (items.length > 0) {
+    w.long(items.length);
+    for (let i = 0; i < items.length; i++) {
+      // JSON writes undefined, functions and symbols in arrays as null.
+      const item = jsonView(items[i], String(i));
+      writeBox(w, item === undefined ? null : item);
+    }
+  }
+  w.long(0);
+}
+
+// ---- decoding
+
+function readEvent(r: AvroReader, maxDepth: number): Record<string, unknown> {
+  // A null-prototype object: a `__proto__` key is then a plain (and invalid) attribute name.
+  const init: Record<string, unknown> = Object.create(null);
+  // Each map entry takes at least a key length byte and a branch byte.
+  for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
+    for (let i = 0; i < n; i++) {
+      const name = r.string();
+      if (name in init) throw malformed(`Avro attribute map repeats ${JSON.stringify(name)}`);
+      if (name === "data" || name === "data_base64") {
+        throw invalidEvent(`${name} is not an attribute name`, name);
+      }
+      const value = readAttribute(r);
+      if (value !== undefined) init[name] = value;
+    }
+  }
+  const branch = r.branch(7);
+  const contentType = init.datacontenttype;
+  const json = typeof contentType !== "string" || isJsonContentType(contentType);
+  switch (branch) {
+    case DATA_BYTES: {
+      const bytes = r.bytes();
+      if (typeof contentType === "string" && json) {
+        // Under a JSON content type the bytes are JSON text (a JSON null, or another producer
+        // that writes all data as bytes).
+        if (bytes.length > 0) {
+          init.data = parseJson(utf8Decode(bytes, "JSON data"), "JSON data", { maxDepth });
+        }
+      } else {
+        init.data = bytes;
+      }
+      break;
+    }
+    case DATA_NULL:
+      break;
+    case DATA_BOOLEAN:
+      init.data = r.boolean();
+      break;
+    case DATA_MAP:
+      init.data = readMembers(r, maxDepth, 1);
+      break;
+    case DATA_ARRAY:
+      init.data = readBoxArray(r, maxDepth, 1);
+      break;
+    case DATA_DOUBLE:
+      init.data = r.double();
+      break;
+    default:
+      init.data = r.string();
+      break;
+  }
+  return init;
+}
+
+function readAttribute(r: AvroReader): unknown {
+  switch (r.branch(5)) {
+    case ATTR_NULL:
+      return undefined;
+    case ATTR_BOOLEAN:
+      return r.boolean();
+    case ATTR_INT:
+      return r.int();
+    case ATTR_STRING:
+      return r.string();
+    default:
+      return r.bytes();
+  }
+}
+
+function setMember(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") {
+    Object.defineProperty(obj, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    obj[key] = value;
+  }
+}
+
+function tooDeep(maxDepth: number): Error {
+  return malformed(`Avro JSON data is nested deeper than ${maxDepth} levels`);
+}
+
+function readMembers(r: AvroReader, maxDepth: number, depth: number): Record<string, unknown> {
+  if (depth > maxDepth) throw tooDeep(maxDepth);
+  const obj: Record<string, unknown> = {};
+  for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
+    for (let i = 0; i < n; i++) {
+      const key = r.string();
+      let value: unknown;
+      switch (r.branch(5)) {
+        case MEMBER_NULL:
+          value = null;
+          break;
+        case MEMBER_BOOLEAN:
+          value = r.boolean();
+          break;
+        case MEMBER_RECORD:
+          value = readBox(r, maxDepth, depth + 1);
+          break;
+        case MEMBER_DOUBLE:
+          value = r.double();
+          break;
+        default:
+          value = r.string();
+          break;
+      }
+      setMember(obj, key, value);
+    }
+  }
+  return obj;
+}
+
+function readBox(r: AvroReader, maxDepth: number, depth: number): unknown {
+  if (depth > maxDepth) throw tooDeep(maxDepth);
+  const obj: Record<string, unknown> = {};
+  let count = 0;
+  let only: unknown;
+  for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
+    for (let i = 0; i < n; i++) {
+      const key = r.string();
+      const value = readInner(r, maxDepth, depth);
+      setMember(obj, key, value);
+      if (count++ === 0 && key === "value") only = value;
+    }
+  }
+  // A record holding one member named `value` is that value; any other record is an object.
+  return count === 1 && Object.hasOwn(obj, "value") ? only : obj;
+}
+
+function readInner(r: AvroReader, maxDepth: number, depth: number): unknown {
+  switch (r.branch(6)) {
+    case INNER_NULL:
+      return null;
+    case INNER_BOOLEAN:
+      return r.boolean();
+    case INNER_MAP: {
+      if (depth + 1 > maxDepth) throw tooDeep(maxDepth);
+      const obj: Record<string, unknown> = {};
+      for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
+        for (let i = 0; i < n; i++) {
+          const key = r.string();
+          setMember(obj, key, readBox(r, maxDepth, depth + 1));
+        }
+      }
+      return obj;
+    }
+    case INNER_ARRAY:
+      return readBoxArray(r, maxDepth, depth + 1);
+    case INNER_DOUBLE:
+      return r.double();
+    default:
+      return r.string();
+  }
+}
+
+function readBoxArray(r: AvroReader, maxDepth: number, depth: number): unknown[] {
+  if (depth > maxDepth) throw tooDeep(maxDepth);
+  const items: unknown[] = [];
+  // Each item is a record, at least one byte (an empty map).
+  for (let n = r.blockCount(1); n > 0; n = r.blockCount(1)) {
+    for (let i = 0; i < n; i++) items.push(readBox(r, maxDepth, depth));
+  }
+  return items;
+}

@@ -1,0 +1,289 @@
+import { malformed, utf8Decode } from "@posthorn/core";
+
+// Avro 1.11 specification, "Binary Encoding": int and long are zig-zag varints, strings and bytes
+// a long length then the bytes, double 8 bytes little-endian, unions a long branch index then the
+// value, maps and arrays blocks of (count, items) ended by a zero count.
+
+const encoder = new TextEncoder();
+const INITIAL_SIZE = 8 * 1024;
+// A writer that grew past this for one large event drops back to the initial size afterwards, so
+// one big payload does not pin megabytes for the life of the process.
+const RETAIN_LIMIT = 1024 * 1024;
+const scratch = new DataView(new ArrayBuffer(8));
+
+/**
+ * A growable output buffer, reused across calls (encoders are synchronous, so one per module is
+ * enough). `finish()` copies out the bytes written.
+ *
+ * @internal
+ */
+export class AvroWriter {
+  buf: Uint8Array = new Uint8Array(INITIAL_SIZE);
+  pos = 0;
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  ensure(extra: number): void {
+    const need = this.pos + extra;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  finish(): Uint8Array {
+    const out = this.buf.slice(0, this.pos);
+    if (this.buf.length > RETAIN_LIMIT) this.buf = new Uint8Array(INITIAL_SIZE);
+    this.pos = 0;
+    return out;
+  }
+
+  byte(b: number): void {
+    if (this.pos >= this.buf.length) this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  /** A long given as a JS number in the safe-integer range (zig-zag, then base-128 varint). */
+  long(n: number): void {
+    let z = n >= 0 ? n * 2 : -n * 2 - 1;
+    this.ensure(10);
+    const b = this.buf;
+    let p = this.pos;
+    while (z >= 128) {
+      b[p++] = (z % 128) | 128;
+      z = Math.floor(z / 128);
+    }
+    b[p++] = z;
+    this.pos = p;
+  }
+
+  /** A long given as a bigint (timestamp-micros). */
+  bigLong(n: bigint): void {
+    let z = n >= 0n ? n << 1n : (-n << 1n) - 1n;
+    this.ensure(10);
+    while (z >= 128n) {
+      this.buf[this.pos++] = Number(z & 127n) | 128;
+      z >>= 7n;
+    }
+    this.buf[this.pos++] = Number(z);
+  }
+
+  double(x: number): void {
+    this.ensure(8);
+    scratch.setFloat64(0, x, true);
+    for (let i = 0; i < 8; i++) this.buf[this.pos++] = scratch.getUint8(i);
+  }
+
+  bytes(data: Uint8Array): void {
+    this.long(data.length);
+    this.ensure(data.length);
+    this.buf.set(data, this.pos);
+    this.pos += data.length;
+  }
+
+  string(s: string): void {
+    const n = s.length;
+    if (n < 64) {
+      // Short ASCII strings (most attribute names and values): the length is one byte.
+      this.ensure(n + 1);
+      const b = this.buf;
+      const start = this.pos;
+      let p = start + 1;
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) {
+          this.longString(s);
+          return;
+        }
+        b[p++] = c;
+      }
+      b[start] = n << 1;
+      this.pos = p;
+      return;
+    }
+    this.longString(s);
+  }
+
+  private longString(s: string): void {
+    const max = s.length * 3;
+    const reserved = varintSize(max * 2);
+    // Room for the string and for the final length, so nothing below reallocates mid-write.
+    this.ensure(reserved + max + 10);
+    const start = this.pos;
+    const { written } = encoder.encodeInto(s, this.buf.subarray(start + reserved));
+    const actual = varintSize(written * 2);
+    if (actual < reserved) {
+      this.buf.copyWithin(start + actual, start + reserved, start + reserved + written);
+    }
+    this.long(written);
+    this.pos += written;
+  }
+}
+
+function varintSize(z: number): number {
+  let size = 1;
+  while (z >= 128) {
+    z = Math.floor(z / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * Reads Avro binary data with every length and count checked against the bytes that remain, so
+ * truncated or hostile input fails fast with `MalformedInput` and never allocates more than the
+ * input's size.
+ *
+ * @internal
+ */
+export class AvroReader {
+  readonly buf: Uint8Array;
+  pos = 0;
+  readonly end: number;
+
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
+    this.end = buf.length;
+  }
+
+  get remaining(): number {
+    return this.end - this.pos;
+  }
+
+  /** A long as a JS number; values beyond 2^53 lose precision, which every caller bounds anyway. */
+  long(): number {
+    const b = this.buf;
+    let p = this.pos;
+    if (p >= this.end) throw truncated();
+    let byte = b[p++] as number;
+    if (byte < 128) {
+      this.pos = p;
+      return byte & 1 ? -(byte + 1) / 2 : byte / 2;
+    }
+    let z = byte & 127;
+    let scale = 128;
+    for (let i = 1; ; i++) {
+      if (i >= 10) throw malformed("Avro varint is longer than 10 bytes");
+      if (p >= this.end) throw truncated();
+      byte = b[p++] as number;
+      z += (byte & 127) * scale;
+      if (byte < 128) break;
+      scale *= 128;
+    }
+    this.pos = p;
+    return z % 2 === 1 ? -(z + 1) / 2 : z / 2;
+  }
+
+  /** A long as a bigint, exact over the whole 64-bit range. */
+  bigLong(): bigint {
+    let z = 0n;
+    let shift = 0n;
+    for (let i = 0; ; i++) {
+      if (i >= 10) throw malformed("Avro varint is longer than 10 bytes");
+      if (this.pos >= this.end) throw truncated();
+      const byte = this.buf[this.pos++] as number;
+      z |= BigInt(byte & 127) << shift;
+      if (byte < 128) break;
+      shift += 7n;
+    }
+    return z & 1n ? -((z + 1n) >> 1n) : z >> 1n;
+  }
+
+  int(): number {
+    const n = this.long();
+    if (n < -2147483648 || n > 2147483647) throw malformed("Avro int is out of the 32-bit range");
+    return n;
+  }
+
+  boolean(): boolean {
+    if (this.pos >= this.end) throw truncated();
+    const b = this.buf[this.pos++];
+    if (b === 0) return false;
+    if (b === 1) return true;
+    throw malformed("Avro boolean is neither 0 nor 1");
+  }
+
+  double(): number {
+    if (this.end - this.pos < 8) throw truncated();
+    for (let i = 0; i < 8; i++) scratch.setUint8(i, this.buf[this.pos++] as number);
+    return scratch.getFloat64(0, true);
+  }
+
+  /** A union branch index, checked against the number of branches. */
+  branch(count: number): number {
+    const i = this.long();
+    if (i < 0 || i >= count || !Number.isInteger(i)) {
+      throw malformed(`Avro union branch ${i} does not exist (the union has ${count})`);
+    }
+    return i;
+  }
+
+  /** A length prefix, checked against the remaining bytes before anything is allocated. */
+  length(): number {
+    const n = this.long();
+    if (n < 0) throw malformed("Avro length is negative");
+    if (n > this.end - this.pos) throw truncated(n);
+    return n;
+  }
+
+  /** Bytes as a view on the input (no copy). */
+  bytes(): Uint8Array {
+    const n = this.length();
+    const start = this.pos;
+    this.pos += n;
+    return this.buf.subarray(start, start + n);
+  }
+
+  string(): string {
+    const n = this.length();
+    const b = this.buf;
+    const start = this.pos;
+    const end = start + n;
+    this.pos = end;
+    if (n < 48) {
+      let s = "";
+      for (let i = start; i < end; i++) {
+        const c = b[i] as number;
+        if (c >= 0x80) return utf8Decode(b.subarray(start, end), "Avro string");
+        s += String.fromCharCode(c);
+      }
+      return s;
+    }
+    return utf8Decode(b.subarray(start, end), "Avro string");
+  }
+
+  /**
+   * The item count of the next map or array block (0 at the end). A negative count is followed by
+   * the block's size in bytes, which is read and checked. Each item takes at least `minItemBytes`,
+   * so a count larger than the remaining bytes allow is refused before looping.
+   */
+  blockCount(minItemBytes: number): number {
+    let n = this.long();
+    if (n < 0) {
+      n = -n;
+      this.length();
+    }
+    if (n * minItemBytes > this.end - this.pos) {
+      throw malformed(`Avro block claims ${n} items, more than the remaining bytes can hold`);
+    }
+    return n;
+  }
+
+  expectEnd(what: string): void {
+    if (this.pos !== this.end) {
+      throw malformed(`${what} has ${this.end - this.pos} bytes after the end of the record`);
+    }
+  }
+}
+
+function truncated(claimed?: number): Error {
+  return malformed(
+    claimed === undefined
+      ? "Avro data is truncated"
+      : `Avro length ${claimed} exceeds the remaining bytes (truncated or corrupted input)`,
+  );
+}
