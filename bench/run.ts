@@ -5,6 +5,7 @@ import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { ratioChart } from "./chart.ts";
 import type { BenchSuite, Row } from "./lib.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -57,6 +58,7 @@ console.log(
   `node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
 );
 let failures = 0;
+const allRows: Row[] = [];
 for (const file of files) {
   const name = file.replace(/\.bench\.ts$/, "");
   if (only && !only.includes(name)) continue;
@@ -66,6 +68,7 @@ for (const file of files) {
   try {
     const rows = await mod.suite.run({ quick });
     printRows(rows);
+    allRows.push(...rows);
     writeFileSync(
       join(here, "results", `${name}.json`),
       `${JSON.stringify({ suite: mod.suite.name, quick, node: process.version, date: new Date().toISOString(), rows }, null, 2)}\n`,
@@ -74,5 +77,17 @@ for (const file of files) {
     failures++;
     console.error(`suite ${name} failed:`, err);
   }
+}
+// Charts go next to docs/benchmarks.md; a partial run (--only) writes its own file so it never
+// replaces the full chart with a subset.
+if (allRows.length > 0) {
+  const chartsDir = join(here, "..", "docs", "benchmarks");
+  mkdirSync(chartsDir, { recursive: true });
+  const file = only ? `ratios-${only.join("-")}.svg` : "ratios.svg";
+  writeFileSync(
+    join(chartsDir, file),
+    `${ratioChart(`Posthorn vs baselines (${quick ? "quick" : "full"} run)`, allRows)}\n`,
+  );
+  console.log(`\nchart: docs/benchmarks/${file}`);
 }
 process.exitCode = failures > 0 ? 1 : 0;

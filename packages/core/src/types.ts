@@ -82,37 +82,51 @@ export interface Instant {
  */
 export function parseTimestamp(s: string): Instant | undefined {
   const m = RFC3339.exec(s);
-  if (!m) return undefined;
-  const year = Number(m[1]);
-  const month = Number(m[2]);
-  const day = Number(m[3]);
-  const hour = Number(m[4]);
-  const minute = Number(m[5]);
+  if (!m || !fieldsValid(m)) return undefined;
   const second = Number(m[6]);
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60)
-    return undefined;
-  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-  const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
-  if (day > daysInMonth) return undefined;
-  let offsetMinutes = 0;
-  if (m[9] !== undefined) {
-    const oh = Number(m[10]);
-    const om = Number(m[11]);
-    if (oh > 23 || om > 59) return undefined;
-    offsetMinutes = (m[9] === "-" ? -1 : 1) * (oh * 60 + om);
-  }
+  const offsetMinutes =
+    m[9] === undefined ? 0 : (m[9] === "-" ? -1 : 1) * (Number(m[10]) * 60 + Number(m[11]));
   // setUTCFullYear, unlike Date.UTC, keeps years 0-99 as they are.
   const d = new Date(0);
-  d.setUTCFullYear(year, month - 1, day);
-  d.setUTCHours(hour, minute, Math.min(second, 59), 0);
+  d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  d.setUTCHours(Number(m[4]), Number(m[5]), Math.min(second, 59), 0);
   const epochSeconds = d.getTime() / 1000 + (second === 60 ? 1 : 0) - offsetMinutes * 60;
   const fraction = (m[7] ?? "").slice(1).replace(/0+$/, "");
   return { epochSeconds, fraction };
 }
 
+// Range checks of the RFC 3339 fields the regular expression matched (section 5.7).
+function fieldsValid(m: RegExpExecArray): boolean {
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  if (
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    Number(m[4]) > 23 ||
+    Number(m[5]) > 59 ||
+    Number(m[6]) > 60
+  ) {
+    return false;
+  }
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const daysInMonth =
+    month === 2
+      ? leap
+        ? 29
+        : 28
+      : month === 4 || month === 6 || month === 9 || month === 11
+        ? 30
+        : 31;
+  if (day > daysInMonth) return false;
+  return m[9] === undefined || (Number(m[10]) <= 23 && Number(m[11]) <= 59);
+}
+
 /** Whether `s` is an RFC 3339 timestamp. */
 export function isTimestamp(s: string): boolean {
-  return parseTimestamp(s) !== undefined;
+  const m = RFC3339.exec(s);
+  return m !== null && fieldsValid(m);
 }
 
 /**

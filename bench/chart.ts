@@ -1,0 +1,54 @@
+import type { Row } from "./lib.ts";
+
+const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+/**
+ * A horizontal bar chart of ratios (ours / baseline) for rows that have one, grouped, with the
+ * 1x parity line and each row's goal marked. Returns SVG text.
+ */
+export function ratioChart(title: string, rows: readonly Row[]): string {
+  const withRatio = rows.filter((r) => r.ratio !== undefined);
+  const labelWidth = 430;
+  const barWidth = 420;
+  const rowHeight = 22;
+  const top = 40;
+  const maxRatio = Math.max(2, ...withRatio.map((r) => Math.max(r.ratio ?? 0, r.goal ?? 0))) * 1.1;
+  const x = (ratio: number) =>
+    labelWidth + (Math.log10(1 + ratio) / Math.log10(1 + maxRatio)) * barWidth;
+  const parts: string[] = [];
+  let y = top;
+  let group = "";
+  for (const r of withRatio) {
+    if (r.group !== group) {
+      group = r.group;
+      y += 8;
+      parts.push(`<text x="8" y="${y + 14}" font-weight="bold">${escape(group)}</text>`);
+      y += rowHeight;
+    }
+    const ratio = r.ratio as number;
+    const met = r.goal === undefined || ratio >= r.goal;
+    parts.push(
+      `<text x="20" y="${y + 15}">${escape(r.name)}</text>`,
+      `<rect x="${labelWidth}" y="${y + 3}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 6}" fill="${met ? "#2e7d32" : "#c62828"}"/>`,
+      `<text x="${(x(ratio) + 4).toFixed(1)}" y="${y + 15}">${ratio.toFixed(2)}x</text>`,
+    );
+    if (r.goal !== undefined) {
+      parts.push(
+        `<line x1="${x(r.goal).toFixed(1)}" x2="${x(r.goal).toFixed(1)}" y1="${y + 1}" y2="${y + rowHeight - 1}" stroke="#000" stroke-dasharray="3,2"/>`,
+      );
+    }
+    y += rowHeight;
+  }
+  const height = y + 30;
+  const width = labelWidth + barWidth + 80;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="8" y="20" font-size="15" font-weight="bold">${escape(title)}</text>`,
+    `<line x1="${x(1).toFixed(1)}" x2="${x(1).toFixed(1)}" y1="${top}" y2="${y}" stroke="#888"/>`,
+    `<text x="${(x(1) - 10).toFixed(1)}" y="${y + 16}" fill="#555">1x</text>`,
+    ...parts,
+    `<text x="8" y="${height - 6}" fill="#555">bar: Posthorn / baseline in the same run (log scale); dashed: goal; green: goal met</text>`,
+    "</svg>",
+  ].join("\n");
+}
