@@ -1,0 +1,44 @@
+import type { Connection, EventContext } from "rhea";
+
+const MARK = Symbol.for("posthorn.amqp.listener");
+
+type Marked = ((context: EventContext) => void) & { [MARK]?: true };
+
+/**
+ * Listens to a connection event without taking it away from the application. rhea hands an
+ * event to the connection's listeners when it has any, and only otherwise to the container's; so
+ * while Posthorn's are the only ones on the connection, the event is passed on to the container
+ * as rhea would have done.
+ *
+ * @returns a function that removes the listener
+ */
+export function observeConnection(
+  connection: Connection,
+  event: "disconnected" | "connection_close" | "connection_error",
+  handler: (context: EventContext) => void,
+): () => void {
+  const listener: Marked = (context: EventContext) => {
+    const others = connection
+      .listeners(event)
+      .filter((l) => (l as Marked)[MARK] !== true && l !== listener);
+    handler(context);
+    if (others.length === 0 && isFirstMarked(connection, event, listener)) {
+      const container = (
+        connection as unknown as {
+          container?: { dispatch?: (name: string, context: EventContext) => boolean };
+        }
+      ).container;
+      container?.dispatch?.(event, context);
+    }
+  };
+  listener[MARK] = true;
+  connection.on(event, listener);
+  return () => {
+    connection.removeListener(event, listener);
+  };
+}
+
+// Several Posthorn publishers and subscribers may watch one connection; one of them forwards.
+function isFirstMarked(connection: Connection, event: string, listener: Marked): boolean {
+  return connection.listeners(event).find((l) => (l as Marked)[MARK] === true) === listener;
+}

@@ -1,0 +1,364 @@
+import {
+  type AttributeType,
+  asDecodeError,
+  CloudEvent,
+  canonicalString,
+  decodeData,
+  extensions as defaultRegistry,
+  type EventFormat,
+  type ExtensionRegistry,
+  findFormat,
+  invalidEvent,
+  isBytes,
+  isCloudEventsContentType,
+  isContextAttribute,
+  isInteger,
+  type JsonLimits,
+  type Message,
+  malformed,
+  PosthornError,
+  type PropertyValue,
+  parseCanonical,
+  utf8Encode,
+} from "@posthorn/core";
+import {
+  type AmqpMessage,
+  DATA_SECTION_TYPECODE,
+  SEQUENCE_SECTION_TYPECODE,
+} from "./amqp-message.js";
+
+/** Default limit on the body of a received message, in bytes. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Default limit on the number of application properties of a received message. */
+export const DEFAULT_MAX_PROPERTIES = 1024;
+
+/** Options for {@link fromAmqpMessage} and {@link decodeAmqpMessage}. */
+export interface FromAmqpMessageOptions extends JsonLimits {
+  /** The event formats structured mode may use. Without them, structured messages are errors. */
+  formats?: readonly EventFormat[];
+  /** Where declared extension types are looked up. Defaults to core's `extensions`. */
+  registry?: ExtensionRegistry;
+  /** Largest body accepted, in bytes; more is `PayloadTooLarge`. Default 16 MiB. */
+  maxMessageBytes?: number;
+  /** Most application properties accepted; more is `PayloadTooLarge`. Default 1024. */
+  maxProperties?: number;
+}
+
+/** What {@link fromAmqpMessage} made of an AMQP message. */
+export interface AmqpDecoded {
+  /** The message as a transport-neutral envelope: body bytes, content type, properties. */
+  readonly message: Message;
+  /** The event, when the message is a valid CloudEvent. */
+  readonly event: CloudEvent | undefined;
+  /** Why a message that claims to be a CloudEvent could not be decoded. */
+  readonly error: PosthornError | undefined;
+}
+
+// Header and properties fields copied into Message.metadata, by rhea's name and ours.
+const METADATA_FIELDS: ReadonlyArray<readonly [string, string]> = [
+  ["message_id", "messageId"],
+  ["correlation_id", "correlationId"],
+  ["subject", "subject"],
+  ["to", "to"],
+  ["reply_to", "replyTo"],
+  ["group_id", "groupId"],
+  ["group_sequence", "groupSequence"],
+  ["reply_to_group_id", "replyToGroupId"],
+  ["user_id", "userId"],
+  ["content_encoding", "contentEncoding"],
+  ["creation_time", "creationTime"],
+  ["absolute_expiry_time", "absoluteExpiryTime"],
+  ["durable", "durable"],
+  ["priority", "priority"],
+  ["ttl", "ttl"],
+  ["first_acquirer", "firstAcquirer"],
+  ["delivery_count", "deliveryCount"],
+  ["message_annotations", "messageAnnotations"],
+  ["delivery_annotations", "deliveryAnnotations"],
+];
+
+const NAME = /^[a-z0-9]+$/;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Reads an AMQP 1.0 message (amqp-protocol-binding.md section 3). Never throws: bad input ends in
+ * `error`, with the raw message kept.
+ *
+ * - Structured mode when `content-type` starts with `application/cloudevents`: the body is
+ *   decoded with the registered format that media type names.
+ * - Binary mode when any application property carries the `cloudEvents:` or `cloudEvents_`
+ *   prefix: typed AMQP values become the matching CloudEvents types (any integer type within
+ *   32 bits is an Integer, `timestamp` is a Timestamp, `binary` is Binary), and strings of
+ *   declared extensions are read back into their declared type. `content-type` is
+ *   `datacontenttype`; the data comes from the data section(s), or from an AMQP value body that is
+ *   a string or binary.
+ * - Anything else is a plain `Message` (no event, no error).
+ */
+export function fromAmqpMessage(
+  amqp: AmqpMessage,
+  options: FromAmqpMessageOptions = {},
+): AmqpDecoded {
+  let bodyError: PosthornError | undefined;
+  let body: Uint8Array | undefined;
+  try {
+    body = bodyBytes(amqp.body);
+  } catch (err) {
+    bodyError = asDecodeError(err, "AMQP body");
+  }
+  const props = amqp.application_properties;
+  const properties: Record<string, PropertyValue> = {};
+  let count = 0;
+  let claimsEvent = false;
+  if (props !== undefined && props !== null && typeof props === "object") {
+    for (const key of Object.keys(props)) {
+      count++;
+      if (!claimsEvent && prefixLength(key) > 0) claimsEvent = true;
+      const value = toPropertyValue(props[key]);
+      if (value === undefined) continue;
+      if (key === "__proto__") {
+        Object.defineProperty(properties, key, { value, enumerable: true, writable: true });
+      } else properties[key] = value;
+    }
+  }
+  const contentType = typeof amqp.content_type === "string" ? amqp.content_type : undefined;
+  const message: Message = {
+    body: body ?? EMPTY,
+    ...(contentType === undefined ? {} : { contentType }),
+    properties,
+    metadata: metadataOf(amqp),
+  };
+  const structured = isCloudEventsContentType(contentType);
+  if (!structured && !claimsEvent) return { message, event: undefined, error: undefined };
+  try {
+    if (count > (options.maxProperties ?? DEFAULT_MAX_PROPERTIES)) {
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `the message has ${count} application properties, more than the limit of ${options.maxProperties ?? DEFAULT_MAX_PROPERTIES}`,
+      );
+    }
+    if (bodyError) throw bodyError;
+    const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (body !== undefined && body.length > max) {
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `the message body has ${body.length} bytes, more than the limit of ${max}`,
+      );
+    }
+    const event = structured
+      ? decodeStructured(body, contentType, options)
+      : decodeBinary(props as Record<string, unknown>, body, contentType, options);
+    return { message, event, error: undefined };
+  } catch (err) {
+    return { message, event: undefined, error: asDecodeError(err, "AMQP message") };
+  }
+}
+
+/**
+ * Reads a CloudEvent from an AMQP 1.0 message, in either mode.
+ *
+ * @throws {@link PosthornError} `MalformedInput` when the message is not a CloudEvent or cannot
+ *   be read, `InvalidEvent` when it breaks a CloudEvents rule, `UnsupportedContentType` for a
+ *   format not registered, `PayloadTooLarge` past a limit
+ */
+export function decodeAmqpMessage(
+  amqp: AmqpMessage,
+  options: FromAmqpMessageOptions = {},
+): CloudEvent {
+  const { event, error } = fromAmqpMessage(amqp, options);
+  if (error) throw error;
+  if (event === undefined) {
+    throw malformed("the AMQP message is not a CloudEvent: no cloudEvents: properties");
+  }
+  return event;
+}
+
+// 3.2: the format the content type names decodes the body.
+function decodeStructured(
+  body: Uint8Array | undefined,
+  contentType: string | undefined,
+  options: FromAmqpMessageOptions,
+): CloudEvent {
+  const match = findFormat(options.formats ?? [], contentType);
+  if (match === undefined || match.batch) {
+    throw new PosthornError(
+      "UnsupportedContentType",
+      `no registered event format reads ${contentType}${match?.batch ? " (AMQP carries no batches)" : ""}`,
+    );
+  }
+  if (body === undefined) throw malformed("a structured-mode message has no body");
+  return match.format.decode(body);
+}
+
+// 3.1: attributes from application properties, data from the application-data section.
+function decodeBinary(
+  props: Record<string, unknown>,
+  body: Uint8Array | undefined,
+  contentType: string | undefined,
+  options: FromAmqpMessageOptions,
+): CloudEvent {
+  const registry = options.registry ?? defaultRegistry;
+  // A prototype-less record: a property named `cloudEvents:__proto__` stays an own member, and
+  // the CloudEvent constructor then rejects its name.
+  const init = Object.create(null) as Record<string, unknown>;
+  let propertyContentType: string | undefined;
+  for (const key of Object.keys(props)) {
+    const skip = prefixLength(key);
+    if (skip === 0) continue;
+    const name = key.slice(skip);
+    const raw = props[key];
+    if (raw === null || raw === undefined) continue;
+    if (name === "datacontenttype") {
+      // 3.1.1 puts it in content-type; a sender that also (or only) wrote the property is read.
+      if (typeof raw !== "string") throw invalidEvent("datacontenttype must be a String", name);
+      propertyContentType = raw;
+      continue;
+    }
+    if (name === "data" || !NAME.test(name)) {
+      throw invalidEvent(
+        `attribute name ${JSON.stringify(name)} must consist of lower-case letters and digits`,
+        name,
+      );
+    }
+    const value = attributeValue(name, raw, registry);
+    if (Object.hasOwn(init, name)) {
+      if (!sameValue(init[name], value)) {
+        throw malformed(`attribute ${name} appears under both prefixes with different values`);
+      }
+      continue;
+    }
+    init[name] = value;
+  }
+  const datacontenttype = contentType ?? propertyContentType;
+  if (datacontenttype !== undefined) init.datacontenttype = datacontenttype;
+  if (body !== undefined) {
+    const data = decodeData(body, datacontenttype, options);
+    if (data !== undefined) init.data = data;
+  }
+  return new CloudEvent(init as never);
+}
+
+/** The length of a `cloudEvents:` / `cloudEvents_` prefix at the start of `key` (any case), or 0. */
+function prefixLength(key: string): number {
+  if (key.length <= 12) return 0;
+  const sep = key.charCodeAt(11);
+  if (sep !== 58 && sep !== 95) return 0;
+  if (key.startsWith("cloudEvents")) return 12;
+  return key.slice(0, 11).toLowerCase() === "cloudevents" ? 12 : 0;
+}
+
+// 3.1.3.2: native AMQP values and canonical strings are both read; strings of declared types are
+// parsed back into them.
+function attributeValue(name: string, raw: unknown, registry: ExtensionRegistry): unknown {
+  const declared = registry.typeOf(name);
+  if (typeof raw === "string") {
+    if (declared === undefined || declared === "String" || isContextAttribute(name)) return raw;
+    return parseCanonical(raw, declared, name);
+  }
+  if (typeof raw === "number") {
+    if (!isInteger(raw)) {
+      throw invalidEvent(`${name} is a number outside the 32-bit Integer range`, name);
+    }
+    return asDeclared(name, raw, declared, "Integer");
+  }
+  if (typeof raw === "boolean") return asDeclared(name, raw, declared, "Boolean");
+  if (raw instanceof Date) {
+    if (Number.isNaN(raw.getTime())) throw invalidEvent(`${name} is an invalid timestamp`, name);
+    return asDeclared(name, raw.toISOString(), declared, "Timestamp");
+  }
+  // A copy: rhea's Buffer is a view into the transfer frame.
+  if (isBytes(raw)) return asDeclared(name, new Uint8Array(raw), declared, "Binary");
+  throw invalidEvent(`${name} holds an AMQP value that no CloudEvents type maps to`, name);
+}
+
+/** A native value of type `actual`, checked against (or, for strings, turned into) the declared one. */
+function asDeclared(
+  name: string,
+  value: string | number | boolean | Uint8Array,
+  declared: AttributeType | undefined,
+  actual: AttributeType,
+): unknown {
+  if (declared === undefined || declared === actual) return value;
+  if (declared === "String") return canonicalString(value);
+  if (actual === "Timestamp" && declared !== "Integer" && declared !== "Boolean") return value;
+  throw invalidEvent(`${name} must be a ${declared}, got an AMQP ${actual.toLowerCase()}`, name);
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (isBytes(a) && isBytes(b)) return canonicalString(a) === canonicalString(b);
+  return a === b;
+}
+
+function isSection(
+  body: object,
+): body is { typecode: number; content: unknown; multiple?: boolean } {
+  return typeof (body as { typecode?: unknown }).typecode === "number" && "content" in body;
+}
+
+/** The application data of a body: data section(s), or an AMQP value that is binary or a string. */
+function bodyBytes(body: unknown): Uint8Array | undefined {
+  if (body === undefined || body === null) return undefined;
+  if (typeof body === "string") return utf8Encode(body);
+  if (isBytes(body)) return plain(body);
+  if (typeof body === "object" && isSection(body)) {
+    if (body.typecode === SEQUENCE_SECTION_TYPECODE) {
+      throw malformed("an AMQP sequence body cannot carry CloudEvents data");
+    }
+    if (body.typecode !== DATA_SECTION_TYPECODE) throw malformed("unknown AMQP body section");
+    const content = body.content;
+    if (isBytes(content)) return plain(content);
+    if (Array.isArray(content) && content.every(isBytes)) return concat(content);
+    throw malformed("an AMQP data section holds no binary");
+  }
+  throw malformed(`an AMQP value body of type ${typeof body} cannot carry CloudEvents data`);
+}
+
+/** The same bytes as a plain `Uint8Array` (rhea hands out Node `Buffer`s), without copying. */
+function plain(bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function toPropertyValue(value: unknown): PropertyValue | undefined {
+  if (value === null) return null;
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+    case "bigint":
+      return value;
+    case "object":
+      if (value instanceof Date) return value;
+      if (isBytes(value)) return plain(value);
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+function metadataOf(amqp: AmqpMessage): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [field, name] of METADATA_FIELDS) {
+    const value = amqp[field];
+    if (value !== undefined && value !== null) out[name] = value;
+  }
+  if (amqp.body !== undefined && amqp.body !== null && typeof amqp.body === "object") {
+    const body = amqp.body as object;
+    if (!isBytes(body) && !isSection(body)) out.amqpValue = body;
+  } else if (typeof amqp.body === "number" || typeof amqp.body === "boolean") {
+    out.amqpValue = amqp.body;
+  }
+  return out;
+}

@@ -1,0 +1,37 @@
+export {
+  AMQP_PREFIX,
+  type AmqpCodec,
+  type AmqpIntegerType,
+  type AmqpMessage,
+  type AmqpPrefix,
+  DATA_SECTION_TYPECODE,
+  SEQUENCE_SECTION_TYPECODE,
+} from "./amqp-message.js";
+export {
+  AMQP_ERROR_TABLE,
+  type AmqpErrorContext,
+  conditionOf,
+  translateAmqpError,
+} from "./errors.js";
+export {
+  type AmqpDecoded,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_MAX_PROPERTIES,
+  decodeAmqpMessage,
+  type FromAmqpMessageOptions,
+  fromAmqpMessage,
+} from "./from-message.js";
+export {
+  type AmqpPublisher,
+  type AmqpPublisherOptions,
+  type AmqpPublishOptions,
+  amqpPublisher,
+} from "./publisher.js";
+export {
+  AMQP_SETTLEMENT_CAPABILITIES,
+  type AmqpSubscriber,
+  type AmqpSubscriberOptions,
+  amqpSubscriber,
+  deliveryCountOf,
+} from "./subscriber.js";
+export { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";

@@ -1,0 +1,306 @@
+import {
+  type CloudEventLike,
+  PosthornError,
+  type Publisher,
+  type PublishOptions,
+} from "@posthorn/core";
+import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
+import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
+import { observeConnection } from "./connection-events.js";
+import { translateAmqpError } from "./errors.js";
+import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
+
+/** Options for {@link amqpPublisher}. */
+export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec" | "mode"> {
+  /** The target address, e.g. `/queue/orders` or `/exchange/events/order.created` on RabbitMQ. */
+  address: string;
+  /** `binary` (default) or `structured` (then `format` is required). */
+  mode?: "binary" | "structured";
+  /** Most transfers awaiting the peer's disposition at once. Default 1000. */
+  maxInFlight?: number;
+  /**
+   * Most publishes waiting for link credit or a free in-flight slot; past it `publish` fails
+   * at once (`PublishRejected`, retryable), so a peer that grants no credit cannot make the
+   * publisher buffer without bound. Default 10,000.
+   */
+  maxQueued?: number;
+  /** How long a publish may wait for credit and the disposition together. Default 30,000 ms. */
+  timeoutMs?: number;
+  /** Extra rhea sender options (link name, source, ...); `target` and settlement are set here. */
+  senderOptions?: Record<string, unknown>;
+}
+
+/** Per-call options of {@link AmqpPublisher.publish}. */
+export interface AmqpPublishOptions extends PublishOptions {
+  /**
+   * AMQP message fields to set besides the binding's, by rhea's names: `subject` (RabbitMQ's
+   * routing key on `/exchange/<name>` addresses), `message_id`, `correlation_id`, `ttl`,
+   * `durable`, `priority`, ...
+   */
+  fields?: Readonly<Record<string, unknown>>;
+}
+
+/** A publisher of CloudEvents over one AMQP 1.0 sender link. */
+export interface AmqpPublisher extends Publisher<AmqpPublishOptions> {
+  /** The target address. */
+  readonly address: string;
+  /** Resolves when the sender link is attached; rejects when the peer refused it. */
+  readonly ready: Promise<void>;
+}
+
+interface Job {
+  readonly message: AmqpMessage;
+  readonly resolve: () => void;
+  readonly reject: (err: PosthornError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  cleanup: (() => void) | undefined;
+}
+
+const RESERVED_FIELDS = new Set(["application_properties", "body", "content_type"]);
+
+/**
+ * Publishes CloudEvents over a rhea connection the application opened, on a sender link of its
+ * own. `publish` resolves when the peer settles the transfer `accepted`; `rejected`, `released`
+ * and `modified` reject with `PublishRejected` carrying the AMQP condition (`protocolCode`).
+ * Sends happen only while the link has credit and fewer than `maxInFlight` transfers are
+ * unsettled; other publishes wait in a queue of at most `maxQueued`.
+ *
+ * @param connection - an open (or opening) rhea connection
+ * @param options - the address and how events are mapped
+ * @example
+ * ```ts
+ * import rhea from "rhea";
+ * const connection = rhea.connect({ host: "127.0.0.1", port: 5672, username: "guest", password: "guest" });
+ * const publisher = amqpPublisher(connection, { address: "/queue/orders" });
+ * await publisher.publish(event);
+ * await publisher.close();
+ * ```
+ */
+export function amqpPublisher(
+  connection: Connection,
+  options: AmqpPublisherOptions,
+): AmqpPublisher {
+  const codec = (connection as unknown as { container: AmqpCodec }).container;
+  const { address, senderOptions, maxInFlight = 1000, maxQueued = 10_000 } = options;
+  const defaultTimeoutMs = options.timeoutMs ?? 30_000;
+  const mapping: ToAmqpMessageOptions = {
+    codec,
+    mode: options.mode ?? "binary",
+    ...(options.format === undefined ? {} : { format: options.format }),
+    ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+    ...(options.integerType === undefined ? {} : { integerType: options.integerType }),
+    ...(options.registry === undefined ? {} : { registry: options.registry }),
+  };
+  const what = `publish to ${address}`;
+  const queue: Job[] = [];
+  let queueHead = 0;
+  const inFlight = new Map<RheaDelivery, Job>();
+  let failure: PosthornError | undefined;
+  let closing: Promise<void> | undefined;
+  let drained: (() => void) | undefined;
+
+  const sender: Sender = connection.open_sender({
+    ...senderOptions,
+    target: { address },
+    autosettle: true,
+    // rhea reports `modified` as `released` unless told not to; the caller sees which it was.
+    treat_modified_as_released: false,
+  } as Parameters<Connection["open_sender"]>[0]);
+
+  let readyResolve!: () => void;
+  let readyReject!: (e: unknown) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    readyResolve = resolve;
+    readyReject = reject;
+  });
+  ready.catch(() => {});
+
+  const finish = (job: Job): void => {
+    if (job.timer !== undefined) clearTimeout(job.timer);
+    job.cleanup?.();
+  };
+
+  const failAll = (err: PosthornError, includeQueued: boolean): void => {
+    const jobs = [...inFlight.values()];
+    inFlight.clear();
+    if (includeQueued) {
+      jobs.push(...queue.slice(queueHead));
+      queue.length = 0;
+      queueHead = 0;
+    }
+    for (const job of jobs) {
+      finish(job);
+      job.reject(err);
+    }
+    checkDrained();
+  };
+
+  const checkDrained = (): void => {
+    if (drained && inFlight.size === 0 && queue.length - queueHead === 0) drained();
+  };
+
+  const pump = (): void => {
+    while (queueHead < queue.length && inFlight.size < maxInFlight && sender.sendable()) {
+      const job = queue[queueHead] as Job;
+      queue[queueHead++] = undefined as unknown as Job;
+      if (queueHead > 1024 && queueHead * 2 > queue.length) {
+        queue.splice(0, queueHead);
+        queueHead = 0;
+      }
+      inFlight.set(sender.send(job.message as never), job);
+    }
+  };
+
+  const settleWith = (context: EventContext, outcome?: "rejected" | "released" | "modified") => {
+    const delivery = context.delivery;
+    if (delivery === undefined) return;
+    const job = inFlight.get(delivery);
+    if (job === undefined) return;
+    inFlight.delete(delivery);
+    finish(job);
+    if (outcome === undefined) job.resolve();
+    else {
+      const state = delivery.remote_state as { error?: unknown } | undefined;
+      job.reject(translateAmqpError(state?.error, "publish", what, outcome));
+    }
+    pump();
+    checkDrained();
+  };
+
+  sender.on("accepted", (c) => settleWith(c));
+  sender.on("rejected", (c) => settleWith(c, "rejected"));
+  sender.on("released", (c) => settleWith(c, "released"));
+  sender.on("modified", (c) => settleWith(c, "modified"));
+  sender.on("sendable", pump);
+  sender.on("sender_open", () => {
+    readyResolve();
+    pump();
+  });
+  const onLinkError = (context: EventContext): void => {
+    const err = translateAmqpError(context.sender?.error, "link", `the sender link to ${address}`);
+    if (!closing) failure = err;
+    readyReject(err);
+    failAll(closing ? new PosthornError("Closed", "the publisher was closed") : err, true);
+  };
+  sender.on("sender_error", onLinkError);
+  sender.on("sender_close", (context) => {
+    if (!closing) onLinkError(context);
+  });
+  const stopObserving = [
+    observeConnection(connection, "disconnected", (context) => {
+      const err = translateAmqpError(
+        context.error ?? { condition: "amqp:connection:forced", description: "disconnected" },
+        "connection",
+        `the connection carrying ${what}`,
+      );
+      // Transfers not yet settled are lost with the connection; the caller may resend them.
+      failAll(err, !context.reconnecting);
+      if (!context.reconnecting) {
+        failure = err;
+        readyReject(err);
+      }
+    }),
+  ];
+
+  const publishOne = (event: CloudEventLike, opts: AmqpPublishOptions): Promise<void> => {
+    if (closing) return Promise.reject(new PosthornError("Closed", "the publisher is closed"));
+    if (failure) return Promise.reject(failure);
+    let message: AmqpMessage;
+    try {
+      message = toAmqpMessage(event, opts.mode ? { ...mapping, mode: opts.mode } : mapping);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (opts.fields) {
+      for (const key of Object.keys(opts.fields)) {
+        if (!RESERVED_FIELDS.has(key)) message[key] = opts.fields[key];
+      }
+    }
+    if (queue.length - queueHead >= maxQueued) {
+      return Promise.reject(
+        new PosthornError(
+          "PublishRejected",
+          `${what}: ${maxQueued} publishes already wait for link credit`,
+          { retryable: true },
+        ),
+      );
+    }
+    const signal = opts.abortSignal;
+    if (signal?.aborted) {
+      return Promise.reject(new PosthornError("Aborted", `${what} was aborted`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const job: Job = { message, resolve, reject, timer: undefined, cleanup: undefined };
+      const drop = (err: PosthornError): void => {
+        const at = queue.indexOf(job, queueHead);
+        if (at >= 0) queue.splice(at, 1);
+        for (const [d, j] of inFlight) {
+          if (j === job) {
+            inFlight.delete(d);
+            break;
+          }
+        }
+        finish(job);
+        reject(err);
+        pump();
+        checkDrained();
+      };
+      const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
+      if (Number.isFinite(timeoutMs)) {
+        job.timer = setTimeout(
+          () =>
+            drop(
+              new PosthornError(
+                "Timeout",
+                `${what}: no disposition within ${timeoutMs} ms (credit or settlement)`,
+              ),
+            ),
+          timeoutMs,
+        );
+      }
+      if (signal) {
+        const onAbort = (): void => drop(new PosthornError("Aborted", `${what} was aborted`));
+        signal.addEventListener("abort", onAbort, { once: true });
+        job.cleanup = () => signal.removeEventListener("abort", onAbort);
+      }
+      queue.push(job);
+      pump();
+    });
+  };
+
+  return {
+    address,
+    ready,
+    publish(events, opts = {}) {
+      if (Array.isArray(events)) {
+        return Promise.all(events.map((e) => publishOne(e, opts))).then(() => undefined);
+      }
+      return publishOne(events as CloudEventLike, opts);
+    },
+    close() {
+      if (closing) return closing;
+      closing = (async () => {
+        if (inFlight.size > 0 || queue.length - queueHead > 0) {
+          if (!failure) {
+            await new Promise<void>((resolve) => {
+              drained = resolve;
+              checkDrained();
+            });
+          }
+        }
+        for (const stop of stopObserving) stop();
+        if (sender.is_open() && !connection.is_closed()) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, 5000);
+            sender.once("sender_close", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            sender.close();
+          });
+        }
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,265 @@
+import {
+  AsyncQueue,
+  createDelivery,
+  type Delivery,
+  PosthornError,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "@posthorn/core";
+import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
+import type { AmqpMessage } from "./amqp-message.js";
+import { observeConnection } from "./connection-events.js";
+import { translateAmqpError } from "./errors.js";
+import { type FromAmqpMessageOptions, fromAmqpMessage } from "./from-message.js";
+
+/**
+ * What AMQP 1.0 settlement can do, for every subscriber of this binding: `release()` is the
+ * `released` (or `modified`) outcome and the broker redelivers; `reject()` is the `rejected`
+ * outcome and the broker dead-letters (RabbitMQ: to the queue's dead-letter exchange, else it
+ * drops the message); no delayed release; no lock extension; the delivery count comes from the
+ * message header.
+ */
+export const AMQP_SETTLEMENT_CAPABILITIES: SettlementCapabilities = Object.freeze({
+  release: "native",
+  releaseDelay: false,
+  reject: "native",
+  inProgress: false,
+  deliveryCount: "native",
+});
+
+/** Options for {@link amqpSubscriber}. */
+export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
+  /** The source address, e.g. `/amq/queue/orders` on RabbitMQ. */
+  address: string;
+  /**
+   * Link credit: how many deliveries may be unsettled (queued or handed out) at once. Each
+   * settlement grants one more. Default 100.
+   */
+  credit?: number;
+  /**
+   * The outcome `release()` sends: `released` (default; the delivery count is not raised) or
+   * `modified` with `delivery-failed` (the broker raises the delivery count). RabbitMQ 3.x ends
+   * the session on `modified`; use it with brokers that support it (ActiveMQ Artemis, Qpid,
+   * Azure Service Bus, RabbitMQ 4).
+   */
+  releaseOutcome?: "released" | "modified";
+  /** The error condition `reject()` sends with the `rejected` outcome. Default `posthorn:rejected`. */
+  rejectCondition?: string;
+  /** Extra rhea receiver options (link name, filters, ...); source, credit and settlement are set here. */
+  receiverOptions?: Record<string, unknown>;
+}
+
+/** A subscriber on one AMQP 1.0 receiver link. */
+export interface AmqpSubscriber<T = unknown> extends Subscriber<T> {
+  /** The source address. */
+  readonly address: string;
+  /** Resolves when the receiver link is attached; rejects when the peer refused it. */
+  readonly ready: Promise<void>;
+}
+
+/**
+ * How many times a message has been delivered, counting this one: the header's `delivery-count`
+ * (failed earlier attempts) plus one. A peer that does not count (RabbitMQ 3.x) but marks the
+ * message as possibly acquired before (`first-acquirer` false) gives at least 2.
+ */
+export function deliveryCountOf(message: AmqpMessage): number {
+  const failed = typeof message.delivery_count === "number" ? message.delivery_count : 0;
+  const count = failed + 1;
+  return count === 1 && message.first_acquirer === false ? 2 : count;
+}
+
+interface Tracked {
+  readonly delivery: RheaDelivery;
+  live: boolean;
+}
+
+/**
+ * Receives from an AMQP 1.0 source over a rhea connection the application opened, with manual
+ * settlement: `accept()` sends `accepted`, `release()` `released` (or `modified` with
+ * delivery-failed), `reject(reason)` `rejected` with an error condition. The link never holds
+ * more than `credit` unsettled deliveries. `close()` releases what is unsettled and detaches.
+ *
+ * @param connection - an open (or opening) rhea connection
+ * @param options - the address, credit, formats for structured mode and decoding limits
+ * @example
+ * ```ts
+ * const subscriber = amqpSubscriber(connection, { address: "/amq/queue/orders", formats: [json] });
+ * for await (const delivery of subscriber) {
+ *   if (delivery.event) { await handle(delivery.event); await delivery.accept(); }
+ *   else await delivery.reject(delivery.error ?? "not a CloudEvent");
+ * }
+ * ```
+ */
+export function amqpSubscriber<T = unknown>(
+  connection: Connection,
+  options: AmqpSubscriberOptions,
+): AmqpSubscriber<T> {
+  const { address, receiverOptions } = options;
+  const credit = options.credit ?? 100;
+  const releaseOutcome = options.releaseOutcome ?? "released";
+  const rejectCondition = options.rejectCondition ?? "posthorn:rejected";
+  const queue = new AsyncQueue<Delivery<T>>();
+  const unsettled = new Set<Tracked>();
+  let closing: Promise<void> | undefined;
+
+  const receiver: Receiver = connection.open_receiver({
+    ...receiverOptions,
+    source: { address },
+    autoaccept: false,
+    autosettle: true,
+    credit_window: 0,
+  });
+
+  let readyResolve!: () => void;
+  let readyReject!: (e: unknown) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    readyResolve = resolve;
+    readyReject = reject;
+  });
+  ready.catch(() => {});
+
+  const grant = (): void => {
+    if (!closing && receiver.is_open()) receiver.add_credit(1);
+  };
+
+  const settle = (tracked: Tracked, action: (d: RheaDelivery) => void): void => {
+    if (!tracked.live) {
+      throw new PosthornError(
+        "SettlementFailed",
+        closing
+          ? "the subscriber was closed and released this delivery; the broker redelivers it"
+          : "the link that carried this delivery is gone; the broker redelivers it",
+      );
+    }
+    tracked.live = false;
+    unsettled.delete(tracked);
+    action(tracked.delivery);
+    grant();
+  };
+
+  receiver.on("message", (context: EventContext) => {
+    const rheaDelivery = context.delivery;
+    const amqp = context.message as unknown as AmqpMessage | undefined;
+    if (rheaDelivery === undefined || amqp === undefined) return;
+    const tracked: Tracked = { delivery: rheaDelivery, live: true };
+    if (closing) {
+      rheaDelivery.release();
+      return;
+    }
+    unsettled.add(tracked);
+    const decoded = fromAmqpMessage(amqp, options);
+    const message = {
+      ...decoded.message,
+      metadata: { ...decoded.message.metadata, address },
+    };
+    queue.push(
+      createDelivery<T>({
+        message,
+        event: decoded.event as Delivery<T>["event"],
+        error: decoded.error,
+        deliveryCount: deliveryCountOf(amqp),
+        capabilities: AMQP_SETTLEMENT_CAPABILITIES,
+        accept: () => settle(tracked, (d) => d.accept()),
+        release: () =>
+          settle(tracked, (d) =>
+            // Both fields explicit: some brokers refuse a modified outcome with absent fields.
+            releaseOutcome === "modified"
+              ? d.modified({ delivery_failed: true, undeliverable_here: false })
+              : d.release(),
+          ),
+        reject: (reason) =>
+          settle(tracked, (d) =>
+            d.reject({
+              condition: rejectCondition,
+              description: reason ?? "rejected by the consumer",
+            }),
+          ),
+      }),
+    );
+  });
+
+  receiver.on("receiver_open", () => {
+    readyResolve();
+    // A (re)attached link starts without credit; grant room for what is not yet settled.
+    let live = 0;
+    for (const t of unsettled) if (t.live) live++;
+    if (credit - live > 0) receiver.add_credit(credit - live);
+  });
+
+  const onLinkError = (context: EventContext): void => {
+    if (closing) return;
+    const err = translateAmqpError(
+      context.receiver?.error,
+      "link",
+      `the receiver link from ${address}`,
+    );
+    readyReject(err);
+    for (const t of unsettled) t.live = false;
+    unsettled.clear();
+    queue.fail(err);
+  };
+  receiver.on("receiver_error", onLinkError);
+  receiver.on("receiver_close", onLinkError);
+
+  const stopObserving = observeConnection(connection, "disconnected", (context) => {
+    if (closing) return;
+    // Deliveries of the lost connection cannot be settled any more; the broker redelivers them.
+    for (const t of unsettled) t.live = false;
+    unsettled.clear();
+    queue.drain();
+    if (!context.reconnecting) {
+      const err = translateAmqpError(
+        context.error ?? { condition: "amqp:connection:forced", description: "disconnected" },
+        "connection",
+        `the connection carrying ${address}`,
+      );
+      readyReject(err);
+      queue.fail(err);
+    }
+  });
+
+  const close = (): Promise<void> => {
+    if (closing) return closing;
+    closing = (async () => {
+      stopObserving();
+      // Everything not settled goes back to the broker for another consumer.
+      const open = receiver.is_open() && !connection.is_closed();
+      for (const t of unsettled) {
+        if (t.live && open) t.delivery.release();
+        t.live = false;
+      }
+      unsettled.clear();
+      queue.drain();
+      queue.end();
+      if (open) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 5000);
+          receiver.once("receiver_close", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          receiver.close();
+        });
+      }
+    })();
+    return closing;
+  };
+
+  return {
+    address,
+    ready,
+    capabilities: AMQP_SETTLEMENT_CAPABILITIES,
+    close,
+    [Symbol.asyncIterator](): AsyncIterator<Delivery<T>> {
+      const inner = queue[Symbol.asyncIterator]();
+      return {
+        next: () => inner.next(),
+        // Leaving a for-await loop closes the subscriber, releasing what was not settled.
+        return: async () => {
+          await close();
+          return { value: undefined, done: true };
+        },
+      };
+    },
+  };
+}

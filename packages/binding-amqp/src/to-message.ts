@@ -1,0 +1,147 @@
+import {
+  CloudEvent,
+  type CloudEventLike,
+  type ContentMode,
+  extensions as defaultRegistry,
+  type EventFormat,
+  type ExtensionRegistry,
+  effectiveContentType,
+  encodeData,
+  invalidEvent,
+  isBytes,
+  isCloudEvent,
+  isInteger,
+  PosthornError,
+  parseTimestamp,
+} from "@posthorn/core";
+import {
+  AMQP_PREFIX,
+  type AmqpCodec,
+  type AmqpIntegerType,
+  type AmqpMessage,
+  type AmqpPrefix,
+} from "./amqp-message.js";
+
+/** Options for {@link toAmqpMessage}. */
+export interface ToAmqpMessageOptions {
+  /** rhea itself (`import rhea from "rhea"`): writes AMQP `long`/`int` values and data sections. */
+  codec: AmqpCodec;
+  /** `binary` (default) or `structured`. AMQP has no batch mode. */
+  mode?: ContentMode;
+  /** The event format of structured mode. Required there. */
+  format?: EventFormat;
+  /** Application-property prefix: `cloudEvents:` (default, the spec's) or `cloudEvents_` (JMS selectors). */
+  prefix?: AmqpPrefix;
+  /** AMQP type of Integer attributes: `long` (default, the spec's table) or `int`. */
+  integerType?: AmqpIntegerType;
+  /** Where declared Timestamp extensions are looked up. Defaults to core's `extensions`. */
+  registry?: ExtensionRegistry;
+}
+
+/**
+ * Maps a CloudEvent onto an AMQP 1.0 message (amqp-protocol-binding.md section 3), ready for a
+ * rhea sender.
+ *
+ * Binary mode (3.1): every attribute but `datacontenttype` becomes an application property named
+ * `cloudEvents:<name>` with its AMQP type: Boolean as `boolean`, Integer as `long` (or `int`),
+ * Binary as `binary`, Timestamps as `timestamp` when millisecond precision holds them exactly (a
+ * finer fraction travels as the canonical string, which the spec allows), everything else as
+ * `string`. `datacontenttype` is the `content-type` property, and the data is one data section.
+ * An event without data carries no data section.
+ *
+ * Structured mode (3.2): the formatted event in one data section, `content-type` the format's
+ * media type.
+ *
+ * @throws {@link PosthornError} `InvalidEvent` when an attribute or the data cannot be
+ *   represented; `NotSupported` for batch mode or structured mode without a format
+ * @example
+ * ```ts
+ * import rhea from "rhea";
+ * sender.send(toAmqpMessage(event, { codec: rhea }));
+ * ```
+ */
+export function toAmqpMessage(input: CloudEventLike, options: ToAmqpMessageOptions): AmqpMessage {
+  const event = isCloudEvent(input) ? input : CloudEvent.from(input);
+  const mode = options.mode ?? "binary";
+  const codec = options.codec;
+  if (mode === "structured") {
+    const format = options.format;
+    if (format === undefined) {
+      throw new PosthornError("NotSupported", "structured mode needs an event format");
+    }
+    // 3.2.1 and 3.2.2: the format's media type, the formatted event as application data.
+    return {
+      content_type: format.contentType,
+      body: codec.message.data_section(format.encode(event)),
+    };
+  }
+  if (mode !== "binary") {
+    throw new PosthornError(
+      "NotSupported",
+      `the AMQP binding has no ${mode} mode; publish the events one by one`,
+    );
+  }
+  const prefix = options.prefix ?? AMQP_PREFIX;
+  const wrapInteger =
+    options.integerType === "int"
+      ? (n: number) => codec.types.wrap_int(n)
+      : (n: number) => codec.types.wrap_long(n);
+  const registry = options.registry ?? defaultRegistry;
+  const properties: Record<string, unknown> = {};
+  const record = event as unknown as Record<string, unknown>;
+  for (const name of Object.keys(record)) {
+    if (name === "data" || name === "datacontenttype") continue;
+    const value = record[name];
+    if (value === undefined || value === null) continue;
+    // 3.1.3.1 names, 3.1.3.2 values in their AMQP types.
+    properties[prefix + name] = toPropertyValue(name, value, registry, wrapInteger);
+  }
+  const data = record.data;
+  const datacontenttype = record.datacontenttype as string | undefined;
+  const message: AmqpMessage = { application_properties: properties };
+  // 3.1.1: datacontenttype is the AMQP content-type property.
+  const contentType = effectiveContentType(data, datacontenttype);
+  if (contentType !== undefined) message.content_type = contentType;
+  // 3.1.2: the data as bytes in the application-data (data) section, never an AMQP value.
+  const bytes = encodeData(data, datacontenttype);
+  if (bytes !== undefined) message.body = codec.message.data_section(bytes);
+  return message;
+}
+
+function toPropertyValue(
+  name: string,
+  value: unknown,
+  registry: ExtensionRegistry,
+  wrapInteger: (n: number) => unknown,
+): unknown {
+  switch (typeof value) {
+    case "string":
+      if (registry.typeOf(name) === "Timestamp") return timestampValue(value);
+      return value;
+    case "boolean":
+      return value;
+    case "number":
+      if (!isInteger(value)) {
+        throw invalidEvent(`${name} must be an Integer in the signed 32-bit range`, name);
+      }
+      return wrapInteger(value);
+    default:
+      if (isBytes(value)) return value;
+      throw invalidEvent(
+        `${name} has a value of type ${typeof value}, which no AMQP property type carries`,
+        name,
+      );
+  }
+}
+
+/**
+ * An AMQP timestamp (a `Date`, which rhea writes as `timestamp`) when milliseconds hold the
+ * instant exactly; otherwise the canonical string, so no precision is lost.
+ */
+function timestampValue(text: string): Date | string {
+  const instant = parseTimestamp(text);
+  if (instant === undefined || instant.fraction.length > 3) return text;
+  const ms = instant.epochSeconds * 1000 + Number(instant.fraction.padEnd(3, "0"));
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? text : date;
+}
