@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+import { runCli } from "./main.js";
+
+// The posthorn command. Ctrl-C (or SIGTERM) stops receive and bridge cleanly: subscriptions are
+// closed and unsettled deliveries released; a second Ctrl-C exits at once.
+const controller = new AbortController();
+let interrupted = 0;
+const onSignal = (signal: NodeJS.Signals) => {
+  interrupted++;
+  if (interrupted > 1) process.exit(signal === "SIGINT" ? 130 : 143);
+  controller.abort();
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+
+const io = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdin: process.stdin,
+  env: process.env,
+};
+const code = await runCli(process.argv.slice(2), io, controller.signal);
+process.exitCode = code;
+// Whatever a client library left behind (a reconnect timer, an idle socket) must not keep the
+// command alive once its work is done.
+setTimeout(() => process.exit(code), 2000).unref();

@@ -1,0 +1,156 @@
+import { type Delivery, type Subscriber, utf8Decode } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import {
+  type CommandIo,
+  EXIT_FAILED,
+  EXIT_OK,
+  note,
+  numberOption,
+  parseCommandArgs,
+} from "../cli-io.js";
+import { openEndpoint } from "../endpoint.js";
+import { describeError } from "../redact.js";
+import { noMorePositionals, positional } from "./shared.js";
+
+/** `posthorn receive --help`. */
+export const RECEIVE_HELP = `Usage: posthorn receive <url> [options]
+
+Receives events from an endpoint URL and prints each as one line of the JSON event format
+on stdout, then accepts it (so the output pipes into jq, a file, or posthorn send).
+For http:// and ws:// it listens on the URL's host, port and path.
+
+Options:
+  --count <n>        stop after n events (default: run until --timeout or Ctrl-C)
+  --timeout <ms>     stop after this long; with --count, fewer than n events is a failure
+  --json             print one JSON object per delivery instead:
+                     {"event":{...},"deliveryCount":1,"contentType":"...","properties":{...}}
+                     (undecodable messages too, with "error")
+  -h, --help         this text
+
+A message that is not a valid CloudEvent is reported on stderr and rejected (dead-lettered)
+where the transport can, otherwise accepted so it is not redelivered forever.
+"ready" is written to stderr once the subscription is in place.
+
+Exit status: 0 on success, 1 when --count was not reached before --timeout or on an error,
+2 on a usage error.
+
+Examples:
+  posthorn receive 'kafka://127.0.0.1:9092/orders?group=cli&from=earliest' --count 10
+  posthorn receive http://127.0.0.1:8080/events --json | jq .event.type
+`;
+
+const OPTIONS = {
+  count: { type: "string", short: "n" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+function jsonSafe(value: unknown): unknown {
+  if (value instanceof Uint8Array) return { base64: Buffer.from(value).toString("base64") };
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(jsonSafe);
+  return value;
+}
+
+/** One delivery as the `--json` line. */
+export function deliveryRecord(delivery: Delivery): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(delivery.message.properties)) properties[k] = jsonSafe(v);
+  const record: Record<string, unknown> = {};
+  if (delivery.event) record.event = JSON.parse(utf8Decode(json.encode(delivery.event)));
+  if (delivery.error) record.error = { code: delivery.error.code, message: delivery.error.message };
+  record.deliveryCount = delivery.deliveryCount;
+  if (delivery.message.contentType !== undefined) record.contentType = delivery.message.contentType;
+  record.properties = properties;
+  if (!delivery.event) record.bodyBase64 = Buffer.from(delivery.message.body).toString("base64");
+  return record;
+}
+
+/**
+ * Pulls deliveries until `count` (when given), the deadline (when given) or the signal.
+ * Calls `handle` on each in order.
+ *
+ * @returns how many were handled
+ */
+export async function consume(
+  subscriber: Subscriber,
+  handle: (delivery: Delivery) => Promise<void>,
+  limits: { count?: number | undefined; timeoutMs?: number | undefined; signal?: AbortSignal },
+): Promise<number> {
+  const iterator = subscriber[Symbol.asyncIterator]();
+  let handled = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const stop = new Promise<"stop">((resolve) => {
+    if (limits.timeoutMs !== undefined) timer = setTimeout(() => resolve("stop"), limits.timeoutMs);
+    limits.signal?.addEventListener("abort", () => resolve("stop"), { once: true });
+  });
+  try {
+    while (limits.count === undefined || handled < limits.count) {
+      const next = await Promise.race([iterator.next(), stop]);
+      if (next === "stop" || next.done) break;
+      await handle(next.value);
+      handled++;
+    }
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+  return handled;
+}
+
+/** Runs `posthorn receive`. */
+export async function receiveCommand(
+  argv: readonly string[],
+  io: CommandIo,
+  signal?: AbortSignal,
+): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
+  if (values.help) {
+    io.stdout.write(RECEIVE_HELP);
+    return EXIT_OK;
+  }
+  const url = positional(positionals, 0, "url");
+  noMorePositionals(positionals, 1);
+  const count = numberOption(values, "count");
+  const timeoutMs = numberOption(values, "timeout");
+  const endpoint = await openEndpoint(url);
+  const subscriber = await endpoint.createSubscriber();
+  note(io, `ready: receiving from ${endpoint.display}`);
+  let handled = 0;
+  try {
+    handled = await consume(
+      subscriber,
+      async (delivery) => {
+        if (values.json) {
+          io.stdout.write(`${JSON.stringify(deliveryRecord(delivery))}\n`);
+        } else if (delivery.event) {
+          io.stdout.write(`${utf8Decode(json.encode(delivery.event))}\n`);
+        }
+        if (delivery.event) {
+          await delivery.accept();
+          return;
+        }
+        const why = delivery.error
+          ? `${delivery.error.code}: ${delivery.error.message}`
+          : "not a CloudEvent";
+        if (delivery.capabilities.reject !== "none") {
+          note(io, `rejecting a message that is not a valid CloudEvent (${why})`);
+          await delivery
+            .reject(why)
+            .catch((err) => note(io, `reject failed: ${describeError(err)}`));
+        } else {
+          note(io, `accepting (dropping) a message that is not a valid CloudEvent (${why})`);
+          await delivery.accept();
+        }
+      },
+      { count, timeoutMs, ...(signal ? { signal } : {}) },
+    );
+  } finally {
+    await subscriber.close();
+  }
+  if (count !== undefined && handled < count) {
+    note(io, `posthorn receive: got ${handled} of ${count} events before the timeout`);
+    return EXIT_FAILED;
+  }
+  return EXIT_OK;
+}

@@ -1,0 +1,144 @@
+import { readFile } from "node:fs/promises";
+import type { CloudEvent } from "@posthorn/core";
+import {
+  type CommandIo,
+  EXIT_OK,
+  note,
+  numberOption,
+  parseCommandArgs,
+  UsageError,
+} from "../cli-io.js";
+import { openEndpoint } from "../endpoint.js";
+import { buildEvent, parseEventsText, readAll } from "../input.js";
+import { noMorePositionals, positional, withModeAndFormat } from "./shared.js";
+
+/** `posthorn send --help`. */
+export const SEND_HELP = `Usage: posthorn send <url> [options]
+
+Sends CloudEvents to an endpoint URL and exits when the transport acknowledged them.
+
+Events come from (first that applies):
+  --event <file>        a file in the JSON event format: one event, a JSON batch
+                        (an array) or JSON lines; "-" reads stdin
+  --type/--source/...   one event built from options (id and time generated)
+  stdin                 when it is not a terminal
+
+Options:
+  --mode <mode>         binary | structured | batch (overrides ?mode=)
+  --format <format>     json | avro | protobuf, for structured and batch (overrides ?format=)
+  --type <type>         event type, e.g. com.example.order.created
+  --source <uri>        event source, e.g. /orders
+  --id <id>             event id (default: a random UUID)
+  --subject <subject>   event subject
+  --data <text>         event data; JSON text is sent as JSON, anything else as text
+  --datacontenttype <t> media type of --data
+  --ext <name=value>    an extension attribute (repeatable)
+  --concurrency <n>     publishes in flight at once, outside batch mode (default 16)
+  --timeout <ms>        connection and acknowledgement timeout (default 10000)
+  --json                print a JSON summary on stdout
+  -h, --help            this text
+
+Exit status: 0 when every event was acknowledged, 1 when any failed, 2 on a usage error.
+
+Examples:
+  posthorn send http://127.0.0.1:8080/events --type com.example.ping --source /cli --data '{"n":1}'
+  posthorn send 'kafka://127.0.0.1:9092/orders?mode=structured&format=avro' --event orders.jsonl
+  cat events.json | posthorn send amqp://guest:guest@127.0.0.1:5672/orders
+`;
+
+const OPTIONS = {
+  event: { type: "string", short: "e" },
+  mode: { type: "string" },
+  format: { type: "string" },
+  type: { type: "string" },
+  source: { type: "string" },
+  id: { type: "string" },
+  subject: { type: "string" },
+  data: { type: "string" },
+  datacontenttype: { type: "string" },
+  ext: { type: "string", multiple: true },
+  concurrency: { type: "string" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+async function loadEvents(values: Record<string, unknown>, io: CommandIo): Promise<CloudEvent[]> {
+  const file = values.event as string | undefined;
+  if (file === "-")
+    return parseEventsText(await readAll(io.stdin as AsyncIterable<Uint8Array>), "stdin");
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      throw new UsageError(`cannot read --event ${file}: ${(err as Error).message}`);
+    }
+    return parseEventsText(text, file);
+  }
+  if (values.type !== undefined || values.source !== undefined || values.data !== undefined) {
+    return [
+      buildEvent({
+        type: values.type as string | undefined,
+        source: values.source as string | undefined,
+        id: values.id as string | undefined,
+        subject: values.subject as string | undefined,
+        data: values.data as string | undefined,
+        datacontenttype: values.datacontenttype as string | undefined,
+        extensions: values.ext as string[] | undefined,
+      }),
+    ];
+  }
+  if (io.stdin.isTTY) {
+    throw new UsageError(
+      "no events: give --event <file>, --type and --source, or pipe events on stdin",
+    );
+  }
+  return parseEventsText(await readAll(io.stdin as AsyncIterable<Uint8Array>), "stdin");
+}
+
+/** Runs `posthorn send`. */
+export async function sendCommand(argv: readonly string[], io: CommandIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
+  if (values.help) {
+    io.stdout.write(SEND_HELP);
+    return EXIT_OK;
+  }
+  const url = positional(positionals, 0, "url");
+  noMorePositionals(positionals, 1);
+  const timeoutMs = numberOption(values, "timeout", 10_000) as number;
+  const concurrency = Math.max(1, numberOption(values, "concurrency", 16) as number);
+  const events = await loadEvents(values, io);
+  const endpoint = await openEndpoint(
+    withModeAndFormat(url, values.mode as string | undefined, values.format as string | undefined),
+    { timeoutMs },
+  );
+  const started = Date.now();
+  const publisher = await endpoint.createPublisher();
+  try {
+    if (endpoint.mode === "batch") {
+      await publisher.publish(events, { timeoutMs });
+    } else {
+      let next = 0;
+      const worker = async () => {
+        while (next < events.length) {
+          const event = events[next++] as CloudEvent;
+          await publisher.publish(event, { timeoutMs });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(concurrency, events.length) }, worker));
+    }
+  } finally {
+    await publisher.close();
+  }
+  const ms = Date.now() - started;
+  const what = `${events.length} event${events.length === 1 ? "" : "s"}`;
+  const how = endpoint.mode === "binary" ? "binary" : `${endpoint.mode}/${endpoint.formatName}`;
+  if (values.json) {
+    io.stdout.write(
+      `${JSON.stringify({ sent: events.length, url: endpoint.display, mode: endpoint.mode, format: endpoint.formatName, ms })}\n`,
+    );
+  } else {
+    note(io, `sent ${what} to ${endpoint.display} (${how}) in ${ms} ms`);
+  }
+  return EXIT_OK;
+}

@@ -1,0 +1,93 @@
+import {
+  type ContentMode,
+  PosthornError,
+  type Publisher,
+  type PublishOptions,
+  type Subscriber,
+} from "@posthorn/core";
+import type { TransportTraits } from "../driver.js";
+import type { FormatName } from "../endpoint-url.js";
+import { availableFormatNames } from "../formats.js";
+
+/**
+ * A publisher that also closes what the driver created for it (the client, the connection) when
+ * it is closed.
+ */
+export function ownedPublisher(inner: Publisher, cleanup: () => Promise<void> | void): Publisher {
+  let closing: Promise<void> | undefined;
+  return {
+    publish: (events, options?: PublishOptions) => inner.publish(events, options),
+    close() {
+      closing ??= (async () => {
+        try {
+          await inner.close();
+        } finally {
+          await cleanup();
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+/** A subscriber that also closes what the driver created for it when it is closed. */
+export function ownedSubscriber(
+  inner: Subscriber,
+  cleanup: () => Promise<void> | void,
+): Subscriber {
+  let closing: Promise<void> | undefined;
+  return {
+    capabilities: inner.capabilities,
+    [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
+    close() {
+      closing ??= (async () => {
+        try {
+          await inner.close();
+        } finally {
+          await cleanup();
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Rejects with a `Timeout` error naming `what` when `work` takes longer than `ms`. */
+export function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new PosthornError("Timeout", `${what}: no answer within ${ms} ms`)),
+      ms,
+    );
+    work.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** The formats of this build, optionally only those with a batch encoding. */
+export function formatsHere(only?: readonly FormatName[]): FormatName[] {
+  const here = availableFormatNames();
+  return only ? here.filter((f) => only.includes(f)) : here;
+}
+
+/** Traits of a path whose attributes travel as strings in headers (binary mode). */
+export function headerTraits(mode: ContentMode, caseSensitive: boolean): TransportTraits {
+  return mode === "binary" ? { typed: false, caseSensitive } : { typed: true, caseSensitive: true };
+}
+
+/** The `host:port` of the first host of a URL, with a default port. */
+export function firstHost(
+  hosts: readonly { host: string; port: number | undefined }[],
+  defaultPort: number,
+): { host: string; port: number } {
+  const h = hosts[0];
+  return { host: h?.host || "127.0.0.1", port: h?.port ?? defaultPort };
+}

@@ -1,0 +1,192 @@
+import { type ContentMode, PosthornError } from "@posthorn/core";
+import { REDACTED, registerSecret } from "./redact.js";
+
+/** One `host:port` of an endpoint URL (Kafka URLs may list several). */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number | undefined;
+}
+
+/** The name of an event format a URL can ask for with `?format=`. */
+export type FormatName = "json" | "avro" | "protobuf";
+
+/** The format names `?format=` accepts. */
+export const FORMAT_NAMES: readonly FormatName[] = ["json", "avro", "protobuf"];
+
+/** The content modes `?mode=` accepts. */
+export const MODE_NAMES: readonly ContentMode[] = ["binary", "structured", "batch"];
+
+/**
+ * An endpoint URL taken apart. The password is kept (drivers need it to connect) but never appears
+ * in {@link ParsedEndpointUrl.display}, and it is registered with the redactor as soon as it is
+ * parsed.
+ */
+export interface ParsedEndpointUrl {
+  /** The scheme as written, lower case: `kafka`, `mqtts`, `mqtt+ws`, ... */
+  readonly scheme: string;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /** Every host of the authority, in order. */
+  readonly hosts: readonly HostPort[];
+  /** The path after the authority, percent-decoded, without the leading `/`. */
+  readonly path: string;
+  /** The raw path, as written (with its leading `/`). */
+  readonly rawPath: string;
+  /** Query parameters. */
+  readonly params: URLSearchParams;
+  /** `mode` from the query, when given. */
+  readonly mode: ContentMode | undefined;
+  /** `format` from the query, when given. */
+  readonly format: FormatName | undefined;
+  /** The URL with the password replaced by `***`: safe to print. */
+  readonly display: string;
+}
+
+// scheme://[userinfo@]authority[/path][?query][#fragment]; the authority may list several
+// host:port pairs separated by commas (Kafka bootstrap servers), which WHATWG URL cannot parse.
+const URL_SHAPE =
+  /^([a-z][a-z0-9+.-]*):\/\/(?:([^@/?#]*)@)?([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#.*)?$/i;
+
+function bad(message: string): PosthornError {
+  return new PosthornError("MalformedInput", message);
+}
+
+function decode(part: string, what: string, display: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch (err) {
+    throw new PosthornError(
+      "MalformedInput",
+      `${display}: the ${what} is not valid percent-encoding`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+function parseHost(text: string, display: string): HostPort {
+  // [v6]:port, host:port, host
+  const v6 = /^\[([^\]]+)\](?::(\d*))?$/.exec(text);
+  const m = v6 ?? /^([^:]*)(?::(\d*))?$/.exec(text);
+  if (!m) throw bad(`${display}: cannot read host "${text}"`);
+  const host = m[1] ?? "";
+  const portText = m[2];
+  let port: number | undefined;
+  if (portText !== undefined && portText !== "") {
+    port = Number(portText);
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw bad(`${display}: port "${portText}" is not a number from 1 to 65535`);
+  }
+  return { host, port };
+}
+
+/**
+ * Parses an endpoint URL: `scheme://[user[:password]@]host[:port][,host:port...]/path?query`.
+ * Checks `mode` and `format` against the names Posthorn knows; whether the binding behind the
+ * scheme can honour them is the driver's check.
+ *
+ * @param input - the URL as a user typed it
+ * @returns its parts, with a printable form that hides the password
+ * @throws {@link PosthornError} `MalformedInput` when the URL cannot be read
+ */
+export function parseEndpointUrl(input: string): ParsedEndpointUrl {
+  const m = URL_SHAPE.exec(input.trim());
+  if (!m) {
+    throw bad(
+      `"${hidePassword(input)}" is not an endpoint URL: expected scheme://host[:port]/path, e.g. kafka://127.0.0.1:9092/orders`,
+    );
+  }
+  const scheme = (m[1] ?? "").toLowerCase();
+  const userinfo = m[2];
+  let username: string | undefined;
+  let password: string | undefined;
+  let shownUserinfo = "";
+  if (userinfo !== undefined) {
+    const colon = userinfo.indexOf(":");
+    const rawUser = colon < 0 ? userinfo : userinfo.slice(0, colon);
+    const rawPassword = colon < 0 ? undefined : userinfo.slice(colon + 1);
+    // Register before decoding can fail, so no error message can carry it.
+    registerSecret(rawPassword);
+    username = decode(rawUser, "user name", scheme) || undefined;
+    password = rawPassword === undefined ? undefined : decode(rawPassword, "password", scheme);
+    registerSecret(password);
+    shownUserinfo = `${rawUser}${rawPassword === undefined ? "" : `:${REDACTED}`}@`;
+  }
+  const authority = m[3] ?? "";
+  const rawPath = m[4] ?? "";
+  const query = m[5] ?? "";
+  const display = `${scheme}://${shownUserinfo}${authority}${rawPath}${query ? `?${query}` : ""}`;
+  if (authority === "") throw bad(`${display}: the URL names no host`);
+  const hosts = authority.split(",").map((h) => parseHost(h.trim(), display));
+  const params = new URLSearchParams(query);
+  const modeText = params.get("mode") ?? undefined;
+  if (modeText !== undefined && !(MODE_NAMES as readonly string[]).includes(modeText)) {
+    throw bad(`${display}: mode "${modeText}" is not one of ${MODE_NAMES.join(", ")}`);
+  }
+  const formatText = params.get("format") ?? undefined;
+  if (formatText !== undefined && !(FORMAT_NAMES as readonly string[]).includes(formatText)) {
+    throw bad(`${display}: format "${formatText}" is not one of ${FORMAT_NAMES.join(", ")}`);
+  }
+  return {
+    scheme,
+    username,
+    password,
+    hosts,
+    path: decode(rawPath.replace(/^\//, ""), "path", display),
+    rawPath,
+    params,
+    mode: modeText as ContentMode | undefined,
+    format: formatText as FormatName | undefined,
+    display,
+  };
+}
+
+/**
+ * Replaces the password of a URL-looking string with `***`, without parsing it strictly.
+ *
+ * @param url - a URL, possibly malformed
+ */
+export function hidePassword(url: string): string {
+  return url.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*):[^@/]*@/i,
+    (_m, head: string, user: string) => `${head}${user}:${REDACTED}@`,
+  );
+}
+
+/**
+ * Reads a query parameter as a boolean (`1`, `true`, `yes`, `0`, `false`, `no`, or present and
+ * empty for true).
+ */
+export function booleanParam(url: ParsedEndpointUrl, name: string): boolean | undefined {
+  const value = url.params.get(name);
+  if (value === null) return undefined;
+  const v = value.toLowerCase();
+  if (v === "" || v === "1" || v === "true" || v === "yes") return true;
+  if (v === "0" || v === "false" || v === "no") return false;
+  throw bad(`${url.display}: ${name}="${value}" is not a boolean (true or false)`);
+}
+
+/** Reads a query parameter as a non-negative integer. */
+export function integerParam(url: ParsedEndpointUrl, name: string): number | undefined {
+  const value = url.params.get(name);
+  if (value === null) return undefined;
+  const n = Number(value);
+  if (value === "" || !Number.isInteger(n) || n < 0)
+    throw bad(`${url.display}: ${name}="${value}" is not a non-negative integer`);
+  return n;
+}
+
+/**
+ * Checks that a URL has no query parameters but the ones a driver knows (plus `mode` and
+ * `format`), so a typo is an error rather than silently ignored.
+ */
+export function checkParams(url: ParsedEndpointUrl, known: readonly string[]): void {
+  for (const name of new Set(url.params.keys())) {
+    if (name === "mode" || name === "format" || known.includes(name)) continue;
+    const all = ["mode", "format", ...known].join(", ");
+    throw bad(
+      `${url.display}: unknown query parameter "${name}" for ${url.scheme}:// (known: ${all})`,
+    );
+  }
+}

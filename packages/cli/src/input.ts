@@ -1,0 +1,112 @@
+import { CloudEvent, isPosthornError, malformed, PosthornError, utf8Encode } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+
+/**
+ * Reads events written in the CloudEvents JSON event format: one event, a JSON batch (an array),
+ * or JSON lines (one event per line; blank lines are skipped).
+ *
+ * @param text - the input
+ * @param source - where it came from, for error messages (`stdin`, a file name)
+ * @returns the events, validated
+ * @throws {@link PosthornError} `MalformedInput` or `InvalidEvent`, naming the line for JSON lines
+ */
+export function parseEventsText(text: string, source = "input"): CloudEvent[] {
+  const trimmed = text.trim();
+  if (trimmed === "") throw malformed(`${source} is empty: expected a CloudEvent in JSON`);
+  const bytes = utf8Encode(trimmed);
+  if (trimmed.startsWith("[")) {
+    try {
+      return json.decodeBatch?.(bytes) ?? [];
+    } catch (err) {
+      throw prefixed(err, `${source}: not a JSON batch of CloudEvents`);
+    }
+  }
+  try {
+    return [json.decode(bytes)];
+  } catch (whole) {
+    const lines = trimmed.split(/\r?\n/);
+    if (lines.length === 1) throw prefixed(whole, `${source}: not a CloudEvent`);
+    const events: CloudEvent[] = [];
+    for (const [i, line] of lines.entries()) {
+      if (line.trim() === "") continue;
+      try {
+        events.push(json.decode(utf8Encode(line)));
+      } catch (err) {
+        throw prefixed(err, `${source} line ${i + 1}: not a CloudEvent`);
+      }
+    }
+    return events;
+  }
+}
+
+function prefixed(err: unknown, what: string): PosthornError {
+  if (isPosthornError(err)) {
+    return new PosthornError(err.code, `${what}: ${err.message}`, {
+      cause: err,
+      ...(err.attribute === undefined ? {} : { attribute: err.attribute }),
+    });
+  }
+  return malformed(`${what}: ${err instanceof Error ? err.message : String(err)}`, err);
+}
+
+/** What {@link buildEvent} takes: the `--type`, `--source`, `--data`, ... options of `send`. */
+export interface BuildEventOptions {
+  type?: string | undefined;
+  source?: string | undefined;
+  id?: string | undefined;
+  subject?: string | undefined;
+  datacontenttype?: string | undefined;
+  /** Parsed as JSON when it is JSON (and `datacontenttype` is JSON or absent), else sent as text. */
+  data?: string | undefined;
+  /** `name=value` extension attributes (String values). */
+  extensions?: readonly string[] | undefined;
+}
+
+/**
+ * Builds one event from command-line options, with a generated id and the current time.
+ *
+ * @throws {@link PosthornError} `InvalidEvent` when `type` or `source` is missing or invalid
+ */
+export function buildEvent(options: BuildEventOptions): CloudEvent {
+  if (!options.type || !options.source) {
+    throw new PosthornError(
+      "InvalidEvent",
+      "an event needs --type and --source (or give --event file.json, or pipe events on stdin)",
+    );
+  }
+  const init: Record<string, unknown> = { type: options.type, source: options.source };
+  if (options.id !== undefined) init.id = options.id;
+  if (options.subject !== undefined) init.subject = options.subject;
+  for (const pair of options.extensions ?? []) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw malformed(`--ext "${pair}" is not name=value`);
+    init[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  if (options.data !== undefined) {
+    const declared = options.datacontenttype;
+    const wantsJson = declared === undefined || /[/+]json(;|$)/i.test(declared);
+    let value: unknown = options.data;
+    let isJson = false;
+    if (wantsJson) {
+      try {
+        value = JSON.parse(options.data);
+        isJson = true;
+      } catch {
+        value = options.data;
+      }
+    }
+    init.data = value;
+    init.datacontenttype = declared ?? (isJson ? "application/json" : "text/plain");
+  } else if (options.datacontenttype !== undefined) {
+    init.datacontenttype = options.datacontenttype;
+  }
+  return CloudEvent.create(init as Parameters<typeof CloudEvent.create>[0]);
+}
+
+/** Reads all of a readable stream (stdin) as UTF-8 text. */
+export async function readAll(stream: AsyncIterable<Uint8Array | string>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream)
+    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : Buffer.from(chunk));
+  return Buffer.concat(chunks).toString("utf8");
+}
