@@ -12,6 +12,8 @@ import { malformed, PosthornError, utf8Encode } from "@posthorn/core";
  */
 export class NatsHeaders implements Iterable<[string, string[]]> {
   readonly #map = new Map<string, string[]>();
+  // The encoded block, kept until the next change: size checks and publishing both need it.
+  #text: string | undefined;
   /** The status code of the status line (0 for an ordinary message). */
   readonly code = 0;
   /** The status description of the status line (empty for an ordinary message). */
@@ -77,6 +79,7 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
    * @throws {@link PosthornError} `MalformedInput` when the name or value is not header-safe
    */
   set(name: string, value: string): void {
+    this.#text = undefined;
     this.#map.set(checkHeaderName(name), [checkHeaderValue(name, value)]);
   }
 
@@ -87,6 +90,7 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
    */
   append(name: string, value: string): void {
     const safe = checkHeaderValue(name, value);
+    this.#text = undefined;
     const existing = this.#map.get(name);
     if (existing) existing.push(safe);
     else this.#map.set(checkHeaderName(name), [safe]);
@@ -94,6 +98,7 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
 
   /** Removes a header. */
   delete(name: string): void {
+    this.#text = undefined;
     this.#map.delete(name);
   }
 
@@ -103,12 +108,14 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
 
   /** The header block as NATS sends it: `NATS/1.0\r\n`, one line per value, a blank line. */
   toString(): string {
+    if (this.#text !== undefined) return this.#text;
     if (this.#map.size === 0) return "";
     let s = "NATS/1.0\r\n";
     for (const [name, values] of this.#map) {
       for (const value of values) s += `${name}: ${value}\r\n`;
     }
-    return `${s}\r\n`;
+    this.#text = `${s}\r\n`;
+    return this.#text;
   }
 
   /** The header block as UTF-8 bytes (nats.js calls this when it publishes). */

@@ -1,3 +1,18 @@
+export { JETSTREAM_CAPABILITIES, NATS_CORE_CAPABILITIES } from "./capabilities.js";
+export type {
+  ConsumerLike,
+  ConsumerMessagesLike,
+  JetStreamClientLike,
+  JsDeliveryInfoLike,
+  JsMsgLike,
+  NatsConnectionLike,
+  NatsMsgLike,
+  NatsServerInfoLike,
+  NatsSubscribeOptionsLike,
+  NatsSubscriptionLike,
+  PubAckLike,
+} from "./client.js";
+export { type NatsOperation, translateNatsError } from "./errors.js";
 export {
   DEFAULT_MAX_HEADERS,
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -15,6 +30,21 @@ export {
   encodeHeaderValue,
   NatsHeaders,
 } from "./headers.js";
+export {
+  type JetStreamPublisher,
+  type JetStreamPublisherOptions,
+  jetStreamPublisher,
+  type NatsPublisherOptions,
+  type NatsPublishOptions,
+  natsPublisher,
+} from "./publisher.js";
+export {
+  type JetStreamSubscriber,
+  type JetStreamSubscriberOptions,
+  jetStreamSubscriber,
+  type NatsSubscriberOptions,
+  natsSubscriber,
+} from "./subscriber.js";
 export {
   CE_HEADER_PREFIX,
   CONTENT_TYPE_HEADER,

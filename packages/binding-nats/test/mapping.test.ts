@@ -156,7 +156,10 @@ describe("toNatsMessage", () => {
 });
 
 describe("fromNatsMessage", () => {
-  const msg = (headers: Record<string, string | string[]>, data = new Uint8Array(0)) => ({
+  const msg = (
+    headers: Record<string, string | string[]>,
+    data: Uint8Array = new Uint8Array(0),
+  ) => ({
     subject: "s",
     data,
     headers,

@@ -1,0 +1,285 @@
+import {
+  CloudEvent,
+  type CloudEventLike,
+  type EventFormat,
+  PosthornError,
+  type Publisher,
+  type PublishOptions,
+} from "@posthorn/core";
+import {
+  connectionOf,
+  type JetStreamClientLike,
+  type NatsConnectionLike,
+  type PubAckLike,
+} from "./client.js";
+import { translateNatsError } from "./errors.js";
+import { encodeHeaderValue } from "./headers.js";
+import { type NatsContentMode, type NatsMessage, toNatsMessage } from "./to-message.js";
+
+/** Options for {@link natsPublisher} and {@link jetStreamPublisher}. */
+export interface NatsPublisherOptions {
+  /** The subject to publish on, or a function choosing it per event. */
+  subject: string | ((event: CloudEvent) => string);
+  /** Content mode: `binary` (default) or `structured` (then `format` is required). */
+  mode?: NatsContentMode;
+  /** The event format for structured mode, e.g. `json` from `@posthorn/format-json`. */
+  format?: EventFormat;
+  /**
+   * Largest message (payload plus headers) to hand to the client; larger ones are
+   * `PayloadTooLarge` before anything is sent. Defaults to the server's `max_payload`.
+   */
+  maxPayloadBytes?: number;
+}
+
+/** Per-call options of a NATS publisher. */
+export interface NatsPublishOptions extends PublishOptions {
+  /** Publish this call on another subject. */
+  subject?: string;
+}
+
+/** Options for {@link jetStreamPublisher}. */
+export interface JetStreamPublisherOptions extends NatsPublisherOptions {
+  /**
+   * The JetStream message id (`Nats-Msg-Id`) for an event, which the stream de-duplicates on
+   * within its duplicate window. Defaults to the event `id` (percent-encoded for the header);
+   * return `undefined` for no de-duplication. Use `source` and `id` together when ids are only
+   * unique per source.
+   */
+  messageId?: (event: CloudEvent) => string | undefined;
+  /** How long to wait for the stream's acknowledgement. Default 5000 ms (per call: `timeoutMs`). */
+  timeoutMs?: number;
+  /** How many publishes of one batch wait for acknowledgements at once. Default 256. */
+  maxInFlight?: number;
+}
+
+interface Prepared {
+  readonly event: CloudEvent;
+  readonly subject: string;
+  readonly message: NatsMessage;
+}
+
+function checkBatchMode(options: NatsPublishOptions | undefined): void {
+  if (options?.mode === "batch") {
+    throw new PosthornError(
+      "NotSupported",
+      "the NATS binding has no batch mode (NATS binding 1.3)",
+    );
+  }
+}
+
+function checkFormat(options: NatsPublisherOptions): void {
+  if ((options.mode ?? "binary") === "structured" && !options.format) {
+    throw new TypeError("a structured-mode NATS publisher needs options.format");
+  }
+}
+
+function preparer(
+  options: NatsPublisherOptions,
+  limit: () => number | undefined,
+): (input: CloudEventLike, call: NatsPublishOptions | undefined) => Prepared {
+  const subjectOf = options.subject;
+  return (input, call) => {
+    const event = CloudEvent.from(input);
+    const mode = (call?.mode ?? options.mode ?? "binary") as NatsContentMode;
+    const message = toNatsMessage(event, {
+      mode,
+      ...(options.format ? { format: options.format } : {}),
+    });
+    const max = limit();
+    if (max !== undefined) {
+      const size = message.data.length + message.headers.byteLength();
+      if (size > max) {
+        throw new PosthornError(
+          "PayloadTooLarge",
+          `the NATS message for event ${JSON.stringify(event.id)} is ${size} bytes (payload and headers); the limit is ${max}`,
+          { protocolCode: "MAX_PAYLOAD_EXCEEDED" },
+        );
+      }
+    }
+    const subject = call?.subject ?? (typeof subjectOf === "string" ? subjectOf : subjectOf(event));
+    return { event, subject, message };
+  };
+}
+
+function closedError(): PosthornError {
+  return new PosthornError("Closed", "the NATS publisher is closed");
+}
+
+function abortedError(signal: AbortSignal): PosthornError {
+  return new PosthornError("Aborted", "the publish was aborted", { cause: signal.reason });
+}
+
+/**
+ * A publisher on core NATS. Core NATS has no acknowledgement: `publish()` resolves once the client
+ * has the message (at-most-once). `close()` flushes, so that everything published before it has
+ * reached the server; it leaves the connection open (it belongs to the caller).
+ *
+ * @param nc - a connection from nats.js (`connect()` of `nats` v2 or `@nats-io/transport-node`)
+ * @param options - subject, content mode, format and size limit
+ * @example
+ * ```ts
+ * const nc = await connect({ servers: "127.0.0.1:4222" });
+ * const publisher = natsPublisher(nc, { subject: "orders.created" });
+ * await publisher.publish(event);
+ * ```
+ */
+export function natsPublisher(
+  nc: NatsConnectionLike,
+  options: NatsPublisherOptions,
+): Publisher<NatsPublishOptions> {
+  checkFormat(options);
+  const prepare = preparer(options, () => options.maxPayloadBytes ?? nc.info?.max_payload);
+  let closed = false;
+  const send = (p: Prepared): void => {
+    try {
+      nc.publish(p.subject, p.message.data, { headers: p.message.headers });
+    } catch (err) {
+      throw translateNatsError(err, "publish");
+    }
+  };
+  return {
+    async publish(events, call) {
+      if (closed) throw closedError();
+      checkBatchMode(call);
+      if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+      if (Array.isArray(events)) {
+        // Encode everything first, so that a bad event fails the call before anything is sent.
+        const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
+        for (const p of prepared) send(p);
+      } else {
+        send(prepare(events as CloudEventLike, call));
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (nc.isClosed()) return;
+      try {
+        await nc.flush();
+      } catch (err) {
+        throw translateNatsError(err, "publish");
+      }
+    },
+  };
+}
+
+/** What a JetStream publish resolves to, for callers that want the stream's answer. */
+export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
+  /**
+   * Publishes one event and resolves with the stream's acknowledgement: the stream, the sequence,
+   * and whether the stream recognised it as a duplicate of an event inside its duplicate window.
+   *
+   * @throws {@link PosthornError} `PublishRejected`, `Timeout`, `PayloadTooLarge`, `Closed`, `Aborted`
+   */
+  publishWithAck(
+    event: CloudEventLike,
+    options?: NatsPublishOptions,
+  ): Promise<{ stream: string; sequence: number; duplicate: boolean }>;
+}
+
+/**
+ * A publisher on JetStream: each publish waits for the stream's acknowledgement (`PubAck`), and
+ * sets the message id (`Nats-Msg-Id`) from the event `id`, so re-publishing an event inside the
+ * stream's duplicate window stores it once. A subject no stream listens on is `PublishRejected`.
+ *
+ * @param js - a JetStream client (`jetstream(nc)` of `@nats-io/jetstream`, or `nc.jetstream()` of `nats`)
+ * @param options - subject, mode, format, message id, timeout
+ * @example
+ * ```ts
+ * const publisher = jetStreamPublisher(jetstream(nc), { subject: "jobs.resize" });
+ * await publisher.publish(event); // resolves once the stream stored it
+ * ```
+ */
+export function jetStreamPublisher(
+  js: JetStreamClientLike,
+  options: JetStreamPublisherOptions,
+): JetStreamPublisher {
+  checkFormat(options);
+  const nc = connectionOf(js);
+  const prepare = preparer(options, () => options.maxPayloadBytes ?? nc?.info?.max_payload);
+  const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id));
+  const maxInFlight = Math.max(1, options.maxInFlight ?? 256);
+  const inFlight = new Set<Promise<unknown>>();
+  let closed = false;
+
+  const send = async (p: Prepared, call: NatsPublishOptions | undefined): Promise<PubAckLike> => {
+    const id = messageId(p.event);
+    const timeout = call?.timeoutMs ?? options.timeoutMs ?? 5000;
+    const ack = js.publish(p.subject, p.message.data, {
+      headers: p.message.headers,
+      timeout,
+      ...(id === undefined ? {} : { msgID: id }),
+    });
+    const tracked = ack.catch(() => undefined);
+    inFlight.add(tracked);
+    try {
+      const signal = call?.abortSignal;
+      return await (signal ? withAbort(ack, signal) : ack);
+    } catch (err) {
+      throw translateNatsError(err, "publish");
+    } finally {
+      inFlight.delete(tracked);
+    }
+  };
+
+  const publishWithAck: JetStreamPublisher["publishWithAck"] = async (event, call) => {
+    if (closed) throw closedError();
+    checkBatchMode(call);
+    if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+    const ack = await send(prepare(event, call), call);
+    return { stream: ack.stream, sequence: ack.seq, duplicate: ack.duplicate };
+  };
+
+  return {
+    publishWithAck,
+    async publish(events, call) {
+      if (!Array.isArray(events)) {
+        await publishWithAck(events as CloudEventLike, call);
+        return;
+      }
+      if (closed) throw closedError();
+      checkBatchMode(call);
+      if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+      const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
+      // Pipelined: up to maxInFlight acknowledgements outstanding; the first failure is thrown
+      // after every started publish has settled, so none is left unobserved.
+      let next = 0;
+      let failure: unknown;
+      const worker = async (): Promise<void> => {
+        while (next < prepared.length && failure === undefined) {
+          const p = prepared[next++] as Prepared;
+          try {
+            await send(p, call);
+          } catch (err) {
+            failure ??= err;
+          }
+        }
+      };
+      await Promise.all(
+        Array.from({ length: Math.min(maxInFlight, prepared.length) }, () => worker()),
+      );
+      if (failure !== undefined) throw failure;
+    },
+    async close() {
+      closed = true;
+      await Promise.all(inFlight);
+    },
+  };
+}
+
+function withAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortedError(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}

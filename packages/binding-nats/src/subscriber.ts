@@ -1,0 +1,312 @@
+import {
+  AsyncQueue,
+  type CloudEvent,
+  createDelivery,
+  type Delivery,
+  type PosthornError,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "@posthorn/core";
+import { JETSTREAM_CAPABILITIES, NATS_CORE_CAPABILITIES } from "./capabilities.js";
+import {
+  type ConsumerMessagesLike,
+  connectionOf,
+  type JetStreamClientLike,
+  type JsMsgLike,
+  type NatsConnectionLike,
+  type NatsMsgLike,
+} from "./client.js";
+import { translateNatsError } from "./errors.js";
+import {
+  detectNatsMode,
+  fromNatsMessage,
+  type NatsDecodeOptions,
+  type NatsMessageLike,
+  toMessageEnvelope,
+} from "./from-message.js";
+
+/** Options for {@link natsSubscriber}. */
+export interface NatsSubscriberOptions extends NatsDecodeOptions {
+  /** The subject (wildcards `*` and `>` allowed). */
+  subject: string;
+  /**
+   * A queue group: subscribers sharing it compete, and each message goes to one of them
+   * (competing consumers on core NATS, still at-most-once).
+   */
+  queue?: string;
+}
+
+/** Options for {@link jetStreamSubscriber}. */
+export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
+  /** The stream. */
+  stream: string;
+  /**
+   * The durable consumer to read from, created beforehand (with explicit acks) by the application
+   * or its deployment. Several subscribers on one durable consumer share its messages.
+   */
+  consumer: string;
+  /** How many messages the client pulls ahead. Default 256. */
+  maxMessages?: number;
+  /** How long each pull request waits on the server. Default the client's (30 s). */
+  expiresMs?: number;
+  /**
+   * Whether `accept()` waits for the server to confirm the ack (`ackAck`), so that a resolved
+   * `accept()` means the message will not come back. Default `false`: acks are sent and not
+   * confirmed, like nats.js does by default.
+   */
+  confirmAck?: boolean;
+  /**
+   * Whether `reject(reason)` sends the reason with `+TERM`. nats-server before 2.10 does not
+   * understand a reason and treats `+TERM <reason>` as no acknowledgement at all, redelivering the
+   * message; the default is to send a reason only when the server says it is 2.10 or later.
+   */
+  termWithReason?: boolean;
+}
+
+function decode<T>(
+  msg: NatsMessageLike,
+  options: NatsDecodeOptions,
+): { event: CloudEvent<T> | undefined; error: PosthornError | undefined } {
+  if (detectNatsMode(msg, options) === undefined) return { event: undefined, error: undefined };
+  try {
+    return { event: fromNatsMessage(msg, options) as CloudEvent<T>, error: undefined };
+  } catch (err) {
+    return { event: undefined, error: err as PosthornError };
+  }
+}
+
+const noop = (): void => {};
+
+/**
+ * A subscriber on core NATS: an async iterable of deliveries. CloudEvents (binary or structured)
+ * arrive with `event` set; other messages with only `message`; messages that claim to be
+ * CloudEvents but do not decode with `error` set. Core NATS is at-most-once: `accept()` does
+ * nothing, and `release()`/`reject()`/`inProgress()` are `NotSupported`
+ * ({@link NATS_CORE_CAPABILITIES}). Subscribers in one `queue` group share the messages.
+ *
+ * `close()` drains the subscription (messages the server already sent are still delivered),
+ * then ends iteration once the queued deliveries are consumed.
+ *
+ * @param nc - a connection from nats.js (v2 or v3)
+ * @param options - subject, queue group, formats, extension registry, limits
+ * @example
+ * ```ts
+ * const subscriber = natsSubscriber(nc, { subject: "orders.>", formats: [json] });
+ * for await (const delivery of subscriber) handle(delivery.event);
+ * ```
+ */
+export function natsSubscriber<T = unknown>(
+  nc: NatsConnectionLike,
+  options: NatsSubscriberOptions,
+): Subscriber<T> {
+  const queue = new AsyncQueue<Delivery<T>>();
+  const decodeOptions: NatsDecodeOptions = options;
+  const onMessage = (err: Error | null, msg: NatsMsgLike): void => {
+    if (err) {
+      queue.fail(translateNatsError(err, "subscribe"));
+      return;
+    }
+    const { event, error } = decode<T>(msg, decodeOptions);
+    const metadata = msg.reply ? { reply: msg.reply } : undefined;
+    queue.push(
+      createDelivery<T>({
+        message: toMessageEnvelope(msg, metadata),
+        event,
+        error,
+        deliveryCount: 1,
+        capabilities: NATS_CORE_CAPABILITIES,
+        accept: noop,
+      }),
+    );
+  };
+  let sub: ReturnType<NatsConnectionLike["subscribe"]>;
+  try {
+    sub = nc.subscribe(options.subject, {
+      ...(options.queue === undefined ? {} : { queue: options.queue }),
+      callback: onMessage,
+    });
+  } catch (err) {
+    throw translateNatsError(err, "subscribe");
+  }
+  sub.closed.then(
+    (result) =>
+      result instanceof Error ? queue.fail(translateNatsError(result, "subscribe")) : queue.end(),
+    (err: unknown) => queue.fail(translateNatsError(err, "subscribe")),
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    capabilities: NATS_CORE_CAPABILITIES,
+    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
+    close() {
+      closing ??= (async () => {
+        if (!nc.isClosed()) {
+          try {
+            await sub.drain();
+          } catch {
+            sub.unsubscribe();
+          }
+        }
+        queue.end();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** A JetStream subscriber, with the settlement JetStream supports. */
+export interface JetStreamSubscriber<T = unknown> extends Subscriber<T> {
+  /** How many deliveries were handed out and are not settled yet. */
+  readonly inFlight: number;
+}
+
+function serverAtLeast210(version: string | undefined): boolean {
+  if (!version) return false;
+  const [major, minor] = version.split(".").map((n) => Number.parseInt(n, 10));
+  return (major ?? 0) > 2 || ((major ?? 0) === 2 && (minor ?? 0) >= 10);
+}
+
+/**
+ * A subscriber on a durable JetStream consumer: an async iterable of deliveries that must be
+ * settled ({@link JETSTREAM_CAPABILITIES}): `accept()` acks, `release({ delayMs })` naks (with
+ * that delay), `reject()` terminates, `inProgress()` tells the server the handler is still
+ * working (resetting the ack wait). `deliveryCount` is the server's count of deliveries of the
+ * message, so a job knows its attempt number.
+ *
+ * `close()` stops pulling, naks every delivery handed out and not yet settled (so another
+ * consumer gets it at once rather than after the ack wait), and ends iteration. Messages the
+ * client had pulled but not yet handed out come back after the consumer's ack wait.
+ *
+ * @param js - a JetStream client (v2 or v3)
+ * @param options - stream, durable consumer, formats, extension registry, limits
+ * @throws {@link PosthornError} when the consumer cannot be found or read
+ * @example
+ * ```ts
+ * const jobs = await jetStreamSubscriber(jetstream(nc), { stream: "JOBS", consumer: "workers" });
+ * for await (const job of jobs) {
+ *   try { await work(job.event); await job.accept(); }
+ *   catch { await job.release({ delayMs: 5000 }); }
+ * }
+ * ```
+ */
+export async function jetStreamSubscriber<T = unknown>(
+  js: JetStreamClientLike,
+  options: JetStreamSubscriberOptions,
+): Promise<JetStreamSubscriber<T>> {
+  let messages: ConsumerMessagesLike;
+  try {
+    const consumer = await js.consumers.get(options.stream, options.consumer);
+    messages = await consumer.consume({
+      max_messages: options.maxMessages ?? 256,
+      ...(options.expiresMs === undefined ? {} : { expires: options.expiresMs }),
+    });
+  } catch (err) {
+    throw translateNatsError(err, "subscribe");
+  }
+  const termWithReason =
+    options.termWithReason ?? serverAtLeast210(connectionOf(js)?.info?.version);
+  const decodeOptions: NatsDecodeOptions = options;
+  const unsettled = new Set<Delivery<T>>();
+  let closed = false;
+  const capabilities: SettlementCapabilities = JETSTREAM_CAPABILITIES;
+
+  const toDelivery = (msg: JsMsgLike): Delivery<T> => {
+    const { event, error } = decode<T>(msg, decodeOptions);
+    const info = msg.info;
+    let delivery: Delivery<T> | undefined;
+    const done = () => {
+      if (delivery) unsettled.delete(delivery);
+    };
+    delivery = createDelivery<T>({
+      message: toMessageEnvelope(msg, {
+        stream: info.stream,
+        consumer: info.consumer,
+        streamSequence: info.streamSequence,
+        deliverySequence: info.deliverySequence,
+        pending: info.pending,
+        timestampNanos: info.timestampNanos,
+      }),
+      event,
+      error,
+      deliveryCount: info.deliveryCount,
+      capabilities,
+      async accept() {
+        done();
+        if (options.confirmAck) {
+          let ok: boolean;
+          try {
+            ok = await msg.ackAck();
+          } catch (err) {
+            throw translateNatsError(err, "settle");
+          }
+          if (!ok)
+            throw translateNatsError(new Error("the server did not confirm the ack"), "settle");
+        } else {
+          msg.ack();
+        }
+      },
+      release({ delayMs }) {
+        done();
+        if (delayMs !== undefined && delayMs > 0) msg.nak(delayMs);
+        else msg.nak();
+      },
+      reject(reason) {
+        done();
+        if (termWithReason && reason) msg.term(reason);
+        else msg.term();
+      },
+      inProgress() {
+        msg.working();
+      },
+    });
+    unsettled.add(delivery);
+    return delivery;
+  };
+
+  let closing: Promise<void> | undefined;
+  return {
+    capabilities,
+    get inFlight() {
+      return unsettled.size;
+    },
+    [Symbol.asyncIterator](): AsyncIterator<Delivery<T>> {
+      const it = messages[Symbol.asyncIterator]();
+      return {
+        async next(): Promise<IteratorResult<Delivery<T>>> {
+          if (closed) return { value: undefined, done: true };
+          let r: IteratorResult<JsMsgLike>;
+          try {
+            r = await it.next();
+          } catch (err) {
+            throw translateNatsError(err, "subscribe");
+          }
+          if (r.done || closed) {
+            // A message pulled after close() goes back at once.
+            if (!r.done) r.value.nak();
+            return { value: undefined, done: true };
+          }
+          return { value: toDelivery(r.value), done: false };
+        },
+        async return(): Promise<IteratorResult<Delivery<T>>> {
+          return { value: undefined, done: true };
+        },
+      };
+    },
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        for (const delivery of [...unsettled]) {
+          if (delivery.settled) continue;
+          // Settle through the delivery, so a later accept() by a handler says SettlementFailed.
+          // A connection that is gone cannot nak: the ack wait brings the message back then.
+          await delivery.release().catch(() => undefined);
+        }
+        try {
+          await messages.close();
+        } catch {
+          messages.stop();
+        }
+      })();
+      return closing;
+    },
+  };
+}

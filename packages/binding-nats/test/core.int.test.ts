@@ -1,0 +1,221 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  NATS_CORE_CAPABILITIES,
+  type NatsContentMode,
+  NatsHeaders,
+  natsPublisher,
+  natsSubscriber,
+} from "@posthorn/binding-nats";
+import {
+  type CloudEvent,
+  type Delivery,
+  type EventFormat,
+  isPosthornError,
+  malformed,
+  type Publisher,
+  type Subscriber,
+  utf8Encode,
+} from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
+import { afterAll, describe, expect, it } from "vitest";
+import { availableFormats } from "./formats.js";
+import { startTestNats, tooLarge, unique } from "./nats-server.js";
+
+const server = await startTestNats();
+const nc: NatsConnection = await connect({ servers: server.url });
+const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+const formats: EventFormat[] = await availableFormats();
+
+afterAll(async () => {
+  await nc.close();
+  await server.stop();
+});
+
+async function firstOf<T>(subscriber: Subscriber<T>): Promise<Delivery<T>> {
+  const it = subscriber[Symbol.asyncIterator]();
+  const r = await it.next();
+  if (r.done) throw new Error("subscriber ended");
+  return r.value;
+}
+
+/** A path's publisher and subscriber on one subject, reused across the file's round trips. */
+function corePath(path: BindingPath) {
+  let pair:
+    | { publisher: Publisher; subscriber: Subscriber; it: AsyncIterator<Delivery> }
+    | undefined;
+  return async (event: CloudEvent): Promise<CloudEvent> => {
+    if (!pair) {
+      const subject = unique("conf");
+      const subscriber = natsSubscriber(nc, { subject, formats });
+      await nc.flush();
+      const publisher = natsPublisher(nc, {
+        subject,
+        mode: path.mode as NatsContentMode,
+        ...(path.format ? { format: path.format } : {}),
+      });
+      pair = { publisher, subscriber, it: subscriber[Symbol.asyncIterator]() };
+    }
+    await pair.publisher.publish(event);
+    const r = await pair.it.next();
+    if (r.done) throw new Error("subscriber ended");
+    const d = r.value;
+    await d.accept();
+    if (d.error) throw d.error;
+    if (!d.event) throw malformed("not read as a CloudEvent");
+    return d.event;
+  };
+}
+
+const binaryPath = corePath({ mode: "binary" });
+describeBindingConformance({
+  name: "nats core (nats-server, binary)",
+  paths: [{ mode: "binary" }],
+  typed: false,
+  caseSensitive: false,
+  timeoutMs: 10_000,
+  roundTrip: (event) => binaryPath(event),
+  skip: (vec, path) => tooLarge(vec.event, path, maxPayload),
+});
+
+const structuredPaths = new Map(
+  formats.map((f) => [f, corePath({ mode: "structured", format: f })]),
+);
+describeBindingConformance({
+  name: "nats core (nats-server, structured)",
+  paths: formats.map((format) => ({ mode: "structured" as const, format })),
+  typed: true,
+  caseSensitive: true,
+  timeoutMs: 10_000,
+  roundTrip: (event, path) =>
+    (structuredPaths.get(path.format as EventFormat) as (e: CloudEvent) => Promise<CloudEvent>)(
+      event,
+    ),
+  skip: (vec, path) => tooLarge(vec.event, path, maxPayload),
+});
+
+describe("core NATS publisher and subscriber", () => {
+  it("is at-most-once: accept() is a no-op, release() and reject() are NotSupported", async () => {
+    const subject = unique("caps");
+    const subscriber = natsSubscriber(nc, { subject });
+    expect(subscriber.capabilities).toEqual(NATS_CORE_CAPABILITIES);
+    await nc.flush();
+    const publisher = natsPublisher(nc, { subject });
+    await publisher.publish(vector("typical").event);
+    const d = await firstOf(subscriber);
+    expect(d.deliveryCount).toBe(1);
+    await expect(d.release()).rejects.toMatchObject({ code: "NotSupported" });
+    await expect(d.reject("no")).rejects.toMatchObject({ code: "NotSupported" });
+    await expect(d.inProgress()).rejects.toMatchObject({ code: "NotSupported" });
+    await d.accept();
+    expect(d.settled).toBe(true);
+    await expect(d.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    await publisher.close();
+    await subscriber.close();
+  });
+
+  it("delivers plain NATS messages as Message envelopes with their headers", async () => {
+    const subject = unique("plain");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    await nc.flush();
+    const headers = new NatsHeaders([
+      ["Content-Type", "application/json"],
+      ["X-Trace", "abc"],
+    ]);
+    nc.publish(subject, utf8Encode('{"hello":"world"}'), { headers });
+    const d = await firstOf(subscriber);
+    expect(d.event).toBeUndefined();
+    expect(d.error).toBeUndefined();
+    expect(d.message.contentType).toBe("application/json");
+    expect(d.message.properties["X-Trace"]).toBe("abc");
+    expect(d.message.metadata?.subject).toBe(subject);
+    await subscriber.close();
+  });
+
+  it("hands a delivery with a typed error for a message that claims to be a CloudEvent and is not", async () => {
+    const subject = unique("broken");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    await nc.flush();
+    nc.publish(subject, utf8Encode("{"), {
+      headers: new NatsHeaders([["Content-Type", "application/cloudevents+json"]]),
+    });
+    const d = await firstOf(subscriber);
+    expect(d.event).toBeUndefined();
+    expect(d.error?.code).toBe("MalformedInput");
+    await subscriber.close();
+  });
+
+  it("splits a queue group's messages between competing subscribers, each message once", async () => {
+    const subject = unique("queue");
+    const group = "workers";
+    const a = natsSubscriber(nc, { subject, queue: group });
+    const nc2 = await connect({ servers: server.url });
+    const b = natsSubscriber(nc2, { subject, queue: group });
+    await nc.flush();
+    await nc2.flush();
+    const seen = { a: [] as string[], b: [] as string[] };
+    const total = 200;
+    const drain = async (s: Subscriber, into: string[]) => {
+      for await (const d of s) {
+        into.push(d.event?.id ?? "?");
+        if (seen.a.length + seen.b.length >= total) break;
+      }
+    };
+    const publisher = natsPublisher(nc, { subject });
+    const events = Array.from({ length: total }, (_, i) =>
+      vector("minimal").event.cloneWith({ id: `job-${i}` }),
+    );
+    const running = Promise.all([drain(a, seen.a), drain(b, seen.b)]);
+    await publisher.publish(events);
+    await publisher.close();
+    await Promise.race([running, new Promise((r) => setTimeout(r, 3000))]);
+    const all = [...seen.a, ...seen.b];
+    expect(new Set(all).size).toBe(all.length);
+    expect(all.length).toBe(total);
+    expect(seen.a.length).toBeGreaterThan(0);
+    expect(seen.b.length).toBeGreaterThan(0);
+    await a.close();
+    await b.close();
+    await nc2.close();
+  });
+
+  it("raises PayloadTooLarge before sending a message over the server's max_payload", async () => {
+    const publisher = natsPublisher(nc, { subject: unique("big") });
+    const big = vector("minimal").event.withData(
+      new Uint8Array(maxPayload),
+      "application/octet-stream",
+    );
+    await expect(publisher.publish(big)).rejects.toMatchObject({ code: "PayloadTooLarge" });
+    const small = natsPublisher(nc, { subject: unique("big"), maxPayloadBytes: 100 });
+    await expect(small.publish(vector("typical").event)).rejects.toMatchObject({
+      code: "PayloadTooLarge",
+    });
+  });
+
+  it("refuses to publish after close(), and batch mode", async () => {
+    const publisher = natsPublisher(nc, { subject: unique("closed") });
+    await expect(
+      publisher.publish(vector("minimal").event, { mode: "batch" }),
+    ).rejects.toMatchObject({
+      code: "NotSupported",
+    });
+    await publisher.close();
+    await publisher.close();
+    const err = await publisher.publish(vector("minimal").event).catch((e: unknown) => e);
+    expect(isPosthornError(err, "Closed")).toBe(true);
+  });
+
+  it("ends iteration when the subscriber closes, after delivering what was queued", async () => {
+    const subject = unique("closing");
+    const subscriber = natsSubscriber(nc, { subject });
+    await nc.flush();
+    const publisher = natsPublisher(nc, { subject });
+    await publisher.publish([vector("minimal").event, vector("typical").event]);
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    await subscriber.close();
+    const ids: string[] = [];
+    for await (const d of subscriber) ids.push(d.event?.id ?? "?");
+    expect(ids).toHaveLength(2);
+  });
+});
