@@ -803,8 +803,7 @@ class Connection {
       if (body !== undefined) this.send(correlationId, body);
     } catch (err) {
       const what = apiKey >= 0 ? `api key ${apiKey} v${version}` : "request";
-      if (err instanceof ProtocolError || err instanceof RangeError)
-        this.fail(`malformed ${what}: ${err.message}`);
+      if (err instanceof ProtocolError) this.fail(`malformed ${what}: ${err.message}`);
       else this.fail(`error handling ${what}: ${(err as Error)?.stack ?? String(err)}`);
     }
   }

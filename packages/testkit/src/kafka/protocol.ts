@@ -180,7 +180,8 @@ export class Writer {
   }
 
   int8(v: number): this {
-    this.buf.writeInt8(v, this.ensure(1));
+    const at = this.ensure(1);
+    this.buf.writeInt8(v, at);
     return this;
   }
 
@@ -189,17 +190,20 @@ export class Writer {
   }
 
   int16(v: number): this {
-    this.buf.writeInt16BE(v, this.ensure(2));
+    const at = this.ensure(2);
+    this.buf.writeInt16BE(v, at);
     return this;
   }
 
   int32(v: number): this {
-    this.buf.writeInt32BE(v, this.ensure(4));
+    const at = this.ensure(4);
+    this.buf.writeInt32BE(v, at);
     return this;
   }
 
   int64(v: number): this {
-    this.buf.writeBigInt64BE(BigInt(v), this.ensure(8));
+    const at = this.ensure(8);
+    this.buf.writeBigInt64BE(BigInt(v), at);
     return this;
   }
 
@@ -207,7 +211,8 @@ export class Writer {
     if (v === null) return this.int16(-1);
     const len = Buffer.byteLength(v);
     this.int16(len);
-    this.buf.write(v, this.ensure(len), len, "utf8");
+    const at = this.ensure(len);
+    this.buf.write(v, at, len, "utf8");
     return this;
   }
 
@@ -222,7 +227,8 @@ export class Writer {
   }
 
   raw(v: Uint8Array): this {
-    this.buf.set(v, this.ensure(v.length));
+    const at = this.ensure(v.length);
+    this.buf.set(v, at);
     return this;
   }
 

@@ -1,0 +1,327 @@
+import { randomUUID } from "node:crypto";
+import { type Consumer, type EachMessagePayload, Kafka, logLevel, type Producer } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type KafkaTestBroker, startKafkaBroker } from "../src/index.js";
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
+
+// Small group timings keep rebalances fast; the broker itself has no initial rebalance delay.
+const CONSUMER_TIMINGS = {
+  sessionTimeout: 4000,
+  rebalanceTimeout: 4000,
+  heartbeatInterval: 100,
+  maxWaitTimeInMs: 100,
+} as const;
+
+interface Received {
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: string | null;
+  headers: Record<string, string>;
+}
+
+function received({ partition, message }: EachMessagePayload): Received {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+  return {
+    partition,
+    offset: message.offset,
+    key: message.key?.toString() ?? null,
+    value: message.value?.toString() ?? null,
+    headers,
+  };
+}
+
+/** Resolves once `predicate` holds, polling every 20 ms; rejects after `timeoutMs`. */
+async function until(
+  predicate: () => boolean,
+  timeoutMs = 15_000,
+  what = "condition",
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+describe("Kafka test broker with kafkajs", () => {
+  let broker: KafkaTestBroker;
+  let kafka: Kafka;
+  const open: (Producer | Consumer)[] = [];
+
+  beforeAll(async () => {
+    broker = await startKafkaBroker({
+      log: process.env.KAFKA_BROKER_DEBUG ? (l) => console.error(l) : () => {},
+    });
+    kafka = new Kafka({
+      clientId: "broker-test",
+      brokers: broker.brokers,
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 5, initialRetryTime: 50 },
+    });
+  });
+
+  afterAll(async () => {
+    for (const c of open) await c.disconnect().catch(() => {});
+    await broker?.stop();
+  });
+
+  async function producer(idempotent = false): Promise<Producer> {
+    const p = kafka.producer(idempotent ? { idempotent: true, maxInFlightRequests: 1 } : {});
+    open.push(p);
+    await p.connect();
+    return p;
+  }
+
+  async function consumer(groupId: string): Promise<Consumer> {
+    const c = kafka.consumer({ groupId, ...CONSUMER_TIMINGS });
+    open.push(c);
+    await c.connect();
+    return c;
+  }
+
+  it("advertises itself as the only broker", () => {
+    expect(broker.host).toBe("127.0.0.1");
+    expect(broker.port).toBeGreaterThan(0);
+    expect(broker.brokers).toEqual([`127.0.0.1:${broker.port}`]);
+  });
+
+  it("carries keys, values and headers from producer to consumer across 3 partitions", async () => {
+    const topic = unique("keys-headers");
+    broker.createTopic(topic, 3);
+    const p = await producer();
+    const messages = Array.from({ length: 30 }, (_, i) => ({
+      key: `key-${i}`,
+      value: `value-${i}`,
+      headers: { ce_id: `id-${i}`, "content-type": "text/plain" },
+      partition: i % 3,
+    }));
+    const acks = await p.send({ topic, messages });
+    expect(acks.map((a) => a.errorCode)).toEqual([0, 0, 0]);
+
+    const c = await consumer(unique("g"));
+    await c.subscribe({ topic, fromBeginning: true });
+    const got: Received[] = [];
+    await c.run({ eachMessage: async (payload) => void got.push(received(payload)) });
+    await until(() => got.length >= 30, 15_000, "30 records");
+    await c.stop();
+
+    expect(got).toHaveLength(30);
+    expect(new Set(got.map((g) => g.partition))).toEqual(new Set([0, 1, 2]));
+    for (const g of got) {
+      const i = Number(g.value?.slice("value-".length));
+      expect(g).toMatchObject({
+        partition: i % 3,
+        key: `key-${i}`,
+        headers: { ce_id: `id-${i}`, "content-type": "text/plain" },
+      });
+    }
+    // Offsets are dense per partition, in send order.
+    for (const part of [0, 1, 2]) {
+      const inPart = got.filter((g) => g.partition === part);
+      expect(inPart.map((g) => Number(g.offset))).toEqual(inPart.map((_, i) => i));
+    }
+  });
+
+  it("auto-creates topics with the default partition count and reports offsets", async () => {
+    const topic = unique("auto");
+    const p = await producer();
+    await p.send({ topic, messages: [{ value: "a" }, { value: "b" }, { value: "c" }] });
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      expect(offsets).toHaveLength(3);
+      expect(offsets.reduce((sum, o) => sum + Number(o.high), 0)).toBe(3);
+      expect(offsets.every((o) => o.low === "0")).toBe(true);
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      expect(meta.topics[0]?.partitions.map((x) => x.leader)).toEqual([1, 1, 1]);
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it("creates topics through the admin API and refuses a replication factor above 1", async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const topic = unique("admin");
+      expect(await admin.createTopics({ topics: [{ topic, numPartitions: 5 }] })).toBe(true);
+      expect(await admin.createTopics({ topics: [{ topic, numPartitions: 5 }] })).toBe(false);
+      expect((await admin.fetchTopicOffsets(topic)).length).toBe(5);
+      const err = await admin
+        .createTopics({ topics: [{ topic: unique("rf"), replicationFactor: 3 }] })
+        .then(
+          () => undefined,
+          (e: { errors?: { type?: string }[] }) => e,
+        );
+      expect(err?.errors?.[0]?.type).toBe("INVALID_REPLICATION_FACTOR");
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it("accepts an idempotent producer and stores each record once, in order", async () => {
+    const topic = unique("idem");
+    broker.createTopic(topic, 1);
+    const p = await producer(true);
+    for (let batch = 0; batch < 5; batch++) {
+      await p.send({
+        topic,
+        messages: Array.from({ length: 10 }, (_, i) => ({
+          key: "k",
+          value: String(batch * 10 + i),
+        })),
+      });
+    }
+    const c = await consumer(unique("g"));
+    await c.subscribe({ topic, fromBeginning: true });
+    const got: Received[] = [];
+    await c.run({ eachMessage: async (payload) => void got.push(received(payload)) });
+    await until(() => got.length >= 50, 15_000, "50 records");
+    await new Promise((r) => setTimeout(r, 200));
+    await c.stop();
+    expect(got.map((g) => g.value)).toEqual(Array.from({ length: 50 }, (_, i) => String(i)));
+  });
+
+  it("splits partitions between two group members and rebalances when one leaves", async () => {
+    const topic = unique("group");
+    const groupId = unique("g");
+    broker.createTopic(topic, 4);
+    const assignments = new Map<string, number[]>();
+    const got = new Map<string, Received[]>();
+
+    async function member(name: string): Promise<Consumer> {
+      const c = await consumer(groupId);
+      got.set(name, []);
+      c.on(c.events.GROUP_JOIN, (e) => {
+        assignments.set(name, [...(e.payload.memberAssignment[topic] ?? [])].sort());
+      });
+      await c.subscribe({ topic, fromBeginning: true });
+      await c.run({ eachMessage: async (payload) => void got.get(name)?.push(received(payload)) });
+      return c;
+    }
+
+    const a = await member("a");
+    await until(() => assignments.get("a")?.length === 4, 15_000, "a owning all partitions");
+    const b = await member("b");
+    await until(
+      () => (assignments.get("a")?.length ?? 0) === 2 && (assignments.get("b")?.length ?? 0) === 2,
+      15_000,
+      "a and b sharing the partitions",
+    );
+    const shareA = assignments.get("a") ?? [];
+    const shareB = assignments.get("b") ?? [];
+    expect([...shareA, ...shareB].sort()).toEqual([0, 1, 2, 3]);
+
+    const p = await producer();
+    await p.send({
+      topic,
+      messages: Array.from({ length: 40 }, (_, i) => ({ value: `m${i}`, partition: i % 4 })),
+    });
+    const count = () => (got.get("a")?.length ?? 0) + (got.get("b")?.length ?? 0);
+    await until(() => count() >= 40, 15_000, "40 records over two members");
+    expect(new Set(got.get("a")?.map((r) => r.partition))).toEqual(new Set(shareA));
+    expect(new Set(got.get("b")?.map((r) => r.partition))).toEqual(new Set(shareB));
+
+    await a.disconnect();
+    await until(() => assignments.get("b")?.length === 4, 15_000, "b taking over every partition");
+    await p.send({
+      topic,
+      messages: Array.from({ length: 8 }, (_, i) => ({ value: `late${i}`, partition: i % 4 })),
+    });
+    await until(
+      () => (got.get("b")?.filter((r) => r.value?.startsWith("late")).length ?? 0) >= 8,
+      15_000,
+      "b receiving the records of a's former partitions",
+    );
+    await b.disconnect();
+    const all = [...(got.get("a") ?? []), ...(got.get("b") ?? [])].map((r) => r.value);
+    for (let i = 0; i < 40; i++) expect(all).toContain(`m${i}`);
+  });
+
+  it("keeps committed offsets across a consumer restart", async () => {
+    const topic = unique("commit");
+    const groupId = unique("g");
+    broker.createTopic(topic, 2);
+    const p = await producer();
+    await p.send({
+      topic,
+      messages: Array.from({ length: 6 }, (_, i) => ({ value: `first${i}`, partition: i % 2 })),
+    });
+
+    const c1 = await consumer(groupId);
+    await c1.subscribe({ topic, fromBeginning: true });
+    const first: Received[] = [];
+    await c1.run({ eachMessage: async (payload) => void first.push(received(payload)) });
+    await until(() => first.length >= 6, 15_000, "6 records");
+    await c1.disconnect(); // commits the resolved offsets
+
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const committed = await admin.fetchOffsets({ groupId, topics: [topic] });
+      expect(committed[0]?.partitions.map((x) => x.offset).sort()).toEqual(["3", "3"]);
+    } finally {
+      await admin.disconnect();
+    }
+
+    await p.send({
+      topic,
+      messages: Array.from({ length: 4 }, (_, i) => ({ value: `second${i}`, partition: i % 2 })),
+    });
+    const c2 = await consumer(groupId);
+    await c2.subscribe({ topic, fromBeginning: true });
+    const second: Received[] = [];
+    await c2.run({ eachMessage: async (payload) => void second.push(received(payload)) });
+    await until(() => second.length >= 4, 15_000, "4 new records");
+    await new Promise((r) => setTimeout(r, 300));
+    await c2.disconnect();
+    expect(second.map((r) => r.value).sort()).toEqual(["second0", "second1", "second2", "second3"]);
+  });
+
+  it("wakes a waiting consumer as soon as records arrive (long poll without a busy loop)", async () => {
+    const topic = unique("longpoll");
+    broker.createTopic(topic, 1);
+    const c = kafka.consumer({ groupId: unique("g"), ...CONSUMER_TIMINGS, maxWaitTimeInMs: 5000 });
+    open.push(c);
+    await c.connect();
+    await c.subscribe({ topic, fromBeginning: true });
+    let joined = false;
+    c.on(c.events.GROUP_JOIN, () => {
+      joined = true;
+    });
+    const arrivals: number[] = [];
+    await c.run({ eachMessage: async () => void arrivals.push(Date.now()) });
+    await until(() => joined, 15_000, "join");
+    await new Promise((r) => setTimeout(r, 300)); // the consumer is now parked in a 5 s fetch
+    const p = await producer();
+    const sentAt = Date.now();
+    await p.send({ topic, messages: [{ value: "wake up" }] });
+    await until(() => arrivals.length === 1, 4000, "the record");
+    expect((arrivals[0] ?? 0) - sentAt).toBeLessThan(1000);
+    await c.disconnect();
+  });
+
+  it("keeps data over restart() and clients reconnect", async () => {
+    const topic = unique("restart");
+    broker.createTopic(topic, 1);
+    const p = await producer();
+    await p.send({ topic, messages: [{ value: "before" }] });
+    const port = broker.port;
+    await broker.restart();
+    expect(broker.port).toBe(port);
+    await p.send({ topic, messages: [{ value: "after" }] });
+    const c = await consumer(unique("g"));
+    await c.subscribe({ topic, fromBeginning: true });
+    const got: Received[] = [];
+    await c.run({ eachMessage: async (payload) => void got.push(received(payload)) });
+    await until(() => got.length >= 2, 15_000, "2 records");
+    await c.disconnect();
+    expect(got.map((g) => g.value)).toEqual(["before", "after"]);
+  });
+});
