@@ -1,0 +1,472 @@
+import {
+  asDecodeError,
+  CloudEvent,
+  type CloudEventLike,
+  DEFAULT_MAX_JSON_DEPTH,
+  decodeData,
+  extensions as defaultRegistry,
+  type EventFormat,
+  type ExtensionRegistry,
+  invalidEvent,
+  isBytes,
+  isInteger,
+  isJsonContentType,
+  type JsonLimits,
+  parseContentType,
+  parseJson,
+} from "@posthorn/core";
+import { fromProtoTimestamp, toProtoTimestamp } from "./timestamp.js";
+import { expectWireType, LEN, ProtoReader, ProtoWriter, readTag, VARINT } from "./wire.js";
+
+/** Media type of one event in the Protobuf format (protobuf-format.md section 4). */
+export const PROTOBUF_CONTENT_TYPE = "application/cloudevents+protobuf";
+/** Media type of a batch in the Protobuf format (protobuf-format.md section 5.2). */
+export const PROTOBUF_BATCH_CONTENT_TYPE = "application/cloudevents-batch+protobuf";
+/** Content type of protobuf message data (protobuf-format.md section 1.2). */
+export const PROTOBUF_DATA_CONTENT_TYPE = "application/protobuf";
+
+/** Options for {@link protobufFormat}. */
+export interface ProtobufFormatOptions {
+  /**
+   * Where attribute types are looked up: declared URI, URI-reference and Timestamp extensions
+   * travel as `ce_uri`, `ce_uri_ref` and `ce_timestamp`. Defaults to core's `extensions` registry.
+   */
+  registry?: ExtensionRegistry;
+  /** Deepest nesting of JSON data accepted when decoding. Default 128. */
+  maxDepth?: number;
+}
+
+// Field numbers of io.cloudevents.v1.CloudEvent.
+const F_ID = 1;
+const F_SOURCE = 2;
+const F_SPEC_VERSION = 3;
+const F_TYPE = 4;
+const F_ATTRIBUTES = 5;
+const F_BINARY_DATA = 6;
+const F_TEXT_DATA = 7;
+const F_PROTO_DATA = 8;
+// Field numbers of CloudEventAttributeValue (the attr oneof).
+const A_BOOLEAN = 1;
+const A_INTEGER = 2;
+const A_STRING = 3;
+const A_BYTES = 4;
+const A_URI = 5;
+const A_URI_REF = 6;
+const A_TIMESTAMP = 7;
+
+// Attributes with their own fields (protobuf-format.md 2.3), never in the attributes map.
+const OWN_FIELDS = new Set(["id", "source", "specversion", "type"]);
+const PROTOBUF_MEDIA_TYPES = new Set(["application/protobuf", "application/x-protobuf"]);
+
+const writer = new ProtoWriter();
+
+/**
+ * The CloudEvents Protobuf event format (`application/cloudevents+protobuf`) and its batch
+ * (`application/cloudevents-batch+protobuf`), with the field numbers of the specification's
+ * `cloudevents.proto`.
+ *
+ * - `id`, `source`, `specversion` and `type` in their own fields (section 2.3); every other
+ *   attribute in the `attributes` map (section 2.4): Boolean as `ce_boolean`, Integer as
+ *   `ce_integer`, Binary as `ce_bytes`, and strings as `ce_uri`, `ce_uri_ref` or `ce_timestamp`
+ *   when the attribute is declared with that type (`dataschema` is a URI, `time` a Timestamp, the
+ *   registry knows the rest), otherwise `ce_string`.
+ * - Data (section 3): bytes as `binary_data`, except bytes under `application/protobuf` with a
+ *   `dataschema`, which go as `proto_data` (a `google.protobuf.Any` whose type URL is the
+ *   `dataschema`); strings and JSON values as `text_data` (JSON data as its JSON text, with
+ *   `datacontenttype: application/json` written when the event names none).
+ *
+ * Decoding is the reverse: `text_data` under a JSON content type is parsed, `binary_data` is read
+ * as binary-mode bindings read a payload, and `proto_data` yields the packed message's bytes. A
+ * `ce_timestamp` comes back as an RFC 3339 string in UTC (the offset an event was written with is
+ * not carried). Truncated or corrupted bytes are `MalformedInput`.
+ *
+ * @example
+ * ```ts
+ * const bytes = protobuf.encode(event);
+ * const batch = protobuf.decodeBatch!(protobuf.encodeBatch!([a, b]));
+ * ```
+ */
+export function protobufFormat(options: ProtobufFormatOptions = {}): EventFormat {
+  const registry = options.registry ?? defaultRegistry;
+  const limits: JsonLimits = { maxDepth: options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH };
+  return {
+    name: "protobuf",
+    contentType: PROTOBUF_CONTENT_TYPE,
+    batchContentType: PROTOBUF_BATCH_CONTENT_TYPE,
+    text: false,
+    encode(input: CloudEventLike): Uint8Array {
+      const event = CloudEvent.from(input);
+      writer.reset();
+      try {
+        writeEvent(writer, event, registry);
+      } catch (err) {
+        writer.reset();
+        throw err;
+      }
+      return writer.finish();
+    },
+    decode(bytes: Uint8Array): CloudEvent {
+      try {
+        return new CloudEvent(readEvent(new ProtoReader(bytes), limits) as never);
+      } catch (err) {
+        throw asDecodeError(err, "protobuf event");
+      }
+    },
+    encodeBatch(events: readonly CloudEventLike[]): Uint8Array {
+      const list = events.map((e) => CloudEvent.from(e));
+      writer.reset();
+      try {
+        // protobuf-format.md 5.1: CloudEventBatch { repeated CloudEvent events = 1; }
+        for (const event of list) {
+          writer.tag(1, LEN);
+          const at = writer.fork();
+          writeEvent(writer, event, registry);
+          writer.join(at);
+        }
+      } catch (err) {
+        writer.reset();
+        throw err;
+      }
+      return writer.finish();
+    },
+    decodeBatch(bytes: Uint8Array): CloudEvent[] {
+      try {
+        const r = new ProtoReader(bytes);
+        const out: CloudEvent[] = [];
+        while (r.pos < r.end) {
+          const tag = readTag(r);
+          if (tag >>> 3 !== 1) {
+            r.skip(tag & 7);
+            continue;
+          }
+          expectWireType(tag, LEN, "events");
+          const len = r.length();
+          const sub = new ProtoReader(bytes, r.pos, r.pos + len);
+          out.push(new CloudEvent(readEvent(sub, limits) as never));
+          r.pos += len;
+        }
+        return out;
+      } catch (err) {
+        throw asDecodeError(err, "protobuf batch");
+      }
+    },
+  };
+}
+
+/** The Protobuf event format with default options. */
+export const protobuf: EventFormat = protobufFormat();
+
+// ---- encoding
+
+function ownField(w: ProtoWriter, field: number, value: unknown, name: string): void {
+  if (value === undefined || value === "") return; // proto3: an empty string is not written
+  if (typeof value !== "string") throw invalidEvent(`${name} must be a string`, name);
+  w.tag(field, LEN);
+  w.string(value);
+}
+
+function isProtobufMediaType(contentType: unknown): boolean {
+  if (typeof contentType !== "string") return false;
+  const mediaType = parseContentType(contentType)?.mediaType;
+  return mediaType !== undefined && PROTOBUF_MEDIA_TYPES.has(mediaType);
+}
+
+function writeEvent(w: ProtoWriter, event: CloudEvent, registry: ExtensionRegistry): void {
+  ownField(w, F_ID, event.id, "id");
+  ownField(w, F_SOURCE, event.source, "source");
+  ownField(w, F_SPEC_VERSION, event.specversion, "specversion");
+  ownField(w, F_TYPE, event.type, "type");
+  const hasData = Object.hasOwn(event, "data");
+  const data = event.data;
+  for (const name of Object.keys(event)) {
+    if (name === "data" || OWN_FIELDS.has(name)) continue;
+    writeAttribute(w, name, event[name], registry);
+  }
+  const contentType = event.datacontenttype;
+  // JSON format 3.1.2: non-binary data without a content type is JSON, and says so when written
+  // elsewhere; otherwise a receiver could not tell JSON text from plain text in text_data.
+  if (hasData && contentType === undefined && !isBytes(data)) {
+    writeAttribute(w, "datacontenttype", "application/json", registry);
+  }
+  if (!hasData) return;
+  if (isBytes(data)) {
+    const typeUrl = event.dataschema;
+    if (typeof typeUrl === "string" && typeUrl !== "" && isProtobufMediaType(contentType)) {
+      // protobuf-format.md 3: a protobuf message goes in proto_data, its type URL in dataschema.
+      w.tag(F_PROTO_DATA, LEN);
+      const at = w.fork();
+      w.tag(1, LEN);
+      w.string(typeUrl);
+      if (data.length > 0) {
+        w.tag(2, LEN);
+        w.bytes(data);
+      }
+      w.join(at);
+    } else {
+      w.tag(F_BINARY_DATA, LEN);
+      w.bytes(data);
+    }
+    return;
+  }
+  let text: string | undefined;
+  if (typeof data === "string" && contentType !== undefined && !isJsonContentType(contentType)) {
+    text = data;
+  } else {
+    try {
+      text = JSON.stringify(data);
+    } catch (err) {
+      throw invalidEvent(
+        `data cannot be serialized as JSON: ${(err as Error).message}`,
+        "data",
+        err,
+      );
+    }
+    if (text === undefined) throw invalidEvent("data has no JSON representation", "data");
+  }
+  w.tag(F_TEXT_DATA, LEN);
+  w.string(text);
+}
+
+function writeAttribute(
+  w: ProtoWriter,
+  name: string,
+  value: unknown,
+  registry: ExtensionRegistry,
+): void {
+  // protobuf-format.md 2.4: map<string, CloudEventAttributeValue> attributes = 5, each entry a
+  // message { string key = 1; CloudEventAttributeValue value = 2; }.
+  w.tag(F_ATTRIBUTES, LEN);
+  const entry = w.fork();
+  w.tag(1, LEN);
+  w.string(name);
+  w.tag(2, LEN);
+  const at = w.fork();
+  if (typeof value === "string") {
+    const declared = registry.typeOf(name);
+    const ts = declared === "Timestamp" ? toProtoTimestamp(value) : undefined;
+    if (ts !== undefined) {
+      w.tag(A_TIMESTAMP, LEN);
+      const inner = w.fork();
+      if (ts.seconds !== 0) {
+        w.tag(1, VARINT);
+        w.int(ts.seconds);
+      }
+      if (ts.nanos !== 0) {
+        w.tag(2, VARINT);
+        w.uint(ts.nanos);
+      }
+      w.join(inner);
+    } else {
+      w.tag(declared === "URI" ? A_URI : declared === "URI-reference" ? A_URI_REF : A_STRING, LEN);
+      w.string(value);
+    }
+  } else if (typeof value === "boolean") {
+    w.tag(A_BOOLEAN, VARINT);
+    w.bool(value);
+  } else if (typeof value === "number") {
+    if (!isInteger(value)) {
+      throw invalidEvent(`${name} must be an Integer in the signed 32-bit range`, name);
+    }
+    w.tag(A_INTEGER, VARINT);
+    w.int(value);
+  } else if (isBytes(value)) {
+    w.tag(A_BYTES, LEN);
+    w.bytes(value);
+  } else {
+    throw invalidEvent(
+      `${name} has a value of type ${typeof value}, which protobuf cannot carry`,
+      name,
+    );
+  }
+  w.join(at);
+  w.join(entry);
+}
+
+// ---- decoding
+
+function readEvent(r: ProtoReader, limits: JsonLimits): Record<string, unknown> {
+  // A null-prototype object: a `__proto__` key is then a plain (and invalid) attribute name.
+  const init: Record<string, unknown> = Object.create(null);
+  let dataField = 0;
+  let binary: Uint8Array | undefined;
+  let text: string | undefined;
+  while (r.pos < r.end) {
+    const tag = readTag(r);
+    switch (tag >>> 3) {
+      case F_ID:
+        expectWireType(tag, LEN, "id");
+        init.id = r.string();
+        break;
+      case F_SOURCE:
+        expectWireType(tag, LEN, "source");
+        init.source = r.string();
+        break;
+      case F_SPEC_VERSION:
+        expectWireType(tag, LEN, "spec_version");
+        init.specversion = r.string();
+        break;
+      case F_TYPE:
+        expectWireType(tag, LEN, "type");
+        init.type = r.string();
+        break;
+      case F_ATTRIBUTES:
+        expectWireType(tag, LEN, "attributes");
+        readEntry(r, init);
+        break;
+      case F_BINARY_DATA:
+        expectWireType(tag, LEN, "binary_data");
+        dataField = F_BINARY_DATA;
+        binary = r.bytes();
+        break;
+      case F_TEXT_DATA:
+        expectWireType(tag, LEN, "text_data");
+        dataField = F_TEXT_DATA;
+        text = r.string();
+        break;
+      case F_PROTO_DATA:
+        expectWireType(tag, LEN, "proto_data");
+        dataField = F_PROTO_DATA;
+        binary = readAnyValue(r);
+        break;
+      default:
+        r.skip(tag & 7);
+    }
+  }
+  const contentType = init.datacontenttype;
+  if (contentType !== undefined && typeof contentType !== "string") {
+    throw invalidEvent("datacontenttype must be a string", "datacontenttype");
+  }
+  if (dataField === F_TEXT_DATA) {
+    const t = text as string;
+    if (contentType !== undefined && isJsonContentType(contentType)) {
+      if (t !== "") init.data = parseJson(t, "JSON data", limits);
+    } else {
+      init.data = t;
+    }
+  } else if (dataField === F_BINARY_DATA) {
+    const data = decodeData(binary as Uint8Array, contentType, limits);
+    if (data !== undefined) init.data = data;
+  } else if (dataField === F_PROTO_DATA) {
+    init.data = binary;
+  }
+  return init;
+}
+
+/** Reads one map entry into `init` (a later entry for the same key replaces an earlier one). */
+function readEntry(r: ProtoReader, init: Record<string, unknown>): void {
+  const len = r.length();
+  const end = r.pos + len;
+  const outer = r.end;
+  r.end = end;
+  let key = "";
+  let value: unknown;
+  while (r.pos < end) {
+    const tag = readTag(r);
+    const field = tag >>> 3;
+    if (field === 1) {
+      expectWireType(tag, LEN, "attributes key");
+      key = r.string();
+    } else if (field === 2) {
+      expectWireType(tag, LEN, "attributes value");
+      value = readAttributeValue(r);
+    } else {
+      r.skip(tag & 7);
+    }
+  }
+  r.end = outer;
+  if (OWN_FIELDS.has(key)) {
+    throw invalidEvent(`${key} has its own field and must not be in the attributes map`, key);
+  }
+  if (key === "data" || key === "data_base64") {
+    throw invalidEvent(`${key} is not an attribute name`, key);
+  }
+  if (value !== undefined) init[key] = value;
+  else delete init[key];
+}
+
+function readAttributeValue(r: ProtoReader): unknown {
+  const len = r.length();
+  const end = r.pos + len;
+  const outer = r.end;
+  r.end = end;
+  let value: unknown;
+  while (r.pos < end) {
+    const tag = readTag(r);
+    switch (tag >>> 3) {
+      case A_BOOLEAN:
+        expectWireType(tag, VARINT, "ce_boolean");
+        value = r.bool();
+        break;
+      case A_INTEGER:
+        expectWireType(tag, VARINT, "ce_integer");
+        value = r.int32();
+        break;
+      case A_STRING:
+      case A_URI:
+      case A_URI_REF:
+        expectWireType(tag, LEN, "ce_string");
+        value = r.string();
+        break;
+      case A_BYTES:
+        expectWireType(tag, LEN, "ce_bytes");
+        value = r.bytes();
+        break;
+      case A_TIMESTAMP:
+        expectWireType(tag, LEN, "ce_timestamp");
+        value = readTimestamp(r);
+        break;
+      default:
+        r.skip(tag & 7);
+    }
+  }
+  r.end = outer;
+  return value;
+}
+
+function readTimestamp(r: ProtoReader): string {
+  const len = r.length();
+  const end = r.pos + len;
+  const outer = r.end;
+  r.end = end;
+  let seconds = 0;
+  let nanos = 0;
+  while (r.pos < end) {
+    const tag = readTag(r);
+    const field = tag >>> 3;
+    if (field === 1) {
+      expectWireType(tag, VARINT, "Timestamp.seconds");
+      seconds = r.int64();
+    } else if (field === 2) {
+      expectWireType(tag, VARINT, "Timestamp.nanos");
+      nanos = r.int32();
+    } else {
+      r.skip(tag & 7);
+    }
+  }
+  r.end = outer;
+  return fromProtoTimestamp(seconds, nanos);
+}
+
+/** The `value` of a google.protobuf.Any (its `type_url` names the message type). */
+function readAnyValue(r: ProtoReader): Uint8Array {
+  const len = r.length();
+  const end = r.pos + len;
+  const outer = r.end;
+  r.end = end;
+  let value: Uint8Array = new Uint8Array(0);
+  while (r.pos < end) {
+    const tag = readTag(r);
+    const field = tag >>> 3;
+    if (field === 1) {
+      expectWireType(tag, LEN, "Any.type_url");
+      r.string();
+    } else if (field === 2) {
+      expectWireType(tag, LEN, "Any.value");
+      value = r.bytes();
+    } else {
+      r.skip(tag & 7);
+    }
+  }
+  r.end = outer;
+  return value;
+}
