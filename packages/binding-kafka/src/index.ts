@@ -1,3 +1,15 @@
+export type {
+  KafkaBatchPayload,
+  KafkaConsumedRecord,
+  KafkaConsumerLike,
+  KafkaProducerLike,
+  KafkaSendHeaderValue,
+  KafkaSendMessage,
+  KafkaSendRecord,
+  KafkaTopicPartitionOffset,
+  KafkaTopicPartitions,
+} from "./client.js";
+export { fromKafkaError } from "./errors.js";
 export {
   contentModeOf,
   fromKafkaRecord,
@@ -6,6 +18,12 @@ export {
   readKafkaRecord,
 } from "./from-record.js";
 export { declaredKeyMapper, partitionKeyMapper } from "./key-mappers.js";
+export {
+  type KafkaPublisher,
+  type KafkaPublisherOptions,
+  type KafkaPublishOptions,
+  kafkaPublisher,
+} from "./publisher.js";
 export {
   ATTRIBUTE_PREFIX,
   CONTENT_TYPE_HEADER,
@@ -21,4 +39,11 @@ export {
   type KeyMapper,
   type OutgoingKafkaRecord,
 } from "./record.js";
+export {
+  DEAD_LETTER_HEADERS,
+  type KafkaSubscriber,
+  type KafkaSubscriberOptions,
+  kafkaCapabilities,
+  kafkaSubscriber,
+} from "./subscriber.js";
 export { structuredContentType, toKafkaRecord } from "./to-record.js";

@@ -1,0 +1,66 @@
+import { type ErrorCode, isPosthornError, PosthornError } from "@posthorn/core";
+
+// kafkajs error names and Kafka protocol error types, mapped onto Posthorn's codes in one place.
+const BY_NAME: Readonly<Record<string, ErrorCode>> = {
+  KafkaJSConnectionError: "ConnectionFailed",
+  KafkaJSConnectionClosedError: "ConnectionFailed",
+  KafkaJSBrokerNotFound: "ConnectionFailed",
+  KafkaJSNotConnected: "ConnectionFailed",
+  KafkaJSRequestTimeoutError: "Timeout",
+  KafkaJSTimeout: "Timeout",
+  KafkaJSLockTimeout: "Timeout",
+  KafkaJSProtocolError: "PublishRejected",
+  KafkaJSNonRetriableError: "PublishRejected",
+  KafkaJSAggregateError: "PublishRejected",
+};
+
+const BY_TYPE: Readonly<Record<string, ErrorCode>> = {
+  MESSAGE_TOO_LARGE: "PayloadTooLarge",
+  RECORD_LIST_TOO_LARGE: "PayloadTooLarge",
+  REQUEST_TIMED_OUT: "Timeout",
+  NETWORK_EXCEPTION: "ConnectionFailed",
+  UNKNOWN_TOPIC_OR_PARTITION: "PublishRejected",
+  TOPIC_AUTHORIZATION_FAILED: "PublishRejected",
+  INVALID_RECORD: "PublishRejected",
+  CORRUPT_MESSAGE: "PublishRejected",
+};
+
+interface KafkaClientError {
+  name?: string;
+  type?: string;
+  code?: number | string;
+  retriable?: boolean;
+  message?: string;
+  cause?: unknown;
+  originalError?: unknown;
+}
+
+/**
+ * Translates an error from a Kafka client (kafkajs, or a KafkaJS-compatible client) into a
+ * {@link PosthornError}: connection and timeout failures are retryable, protocol refusals carry
+ * the Kafka error type as `protocolCode`.
+ *
+ * @param err - what the client threw
+ * @param what - the operation, for the message (e.g. `publish to orders`)
+ */
+export function fromKafkaError(err: unknown, what: string): PosthornError {
+  if (isPosthornError(err)) return err;
+  let e = (
+    typeof err === "object" && err !== null ? err : { message: String(err) }
+  ) as KafkaClientError;
+  // kafkajs wraps the last failure of its retries; the wrapped one says what went wrong.
+  if (e.name === "KafkaJSNumberOfRetriesExceeded") {
+    const inner = e.cause ?? e.originalError;
+    if (typeof inner === "object" && inner !== null) e = inner as KafkaClientError;
+  }
+  const code: ErrorCode =
+    (e.type !== undefined ? BY_TYPE[e.type] : undefined) ??
+    (e.name !== undefined ? BY_NAME[e.name] : undefined) ??
+    (e.retriable ? "ConnectionFailed" : "PublishRejected");
+  const protocolCode = e.type ?? e.code;
+  return new PosthornError(code, `${what} failed: ${e.message ?? String(err)}`, {
+    cause: err,
+    ...(e.retriable === undefined ? {} : { retryable: e.retriable }),
+    ...(protocolCode === undefined ? {} : { protocolCode }),
+  });
+}

@@ -1,0 +1,189 @@
+import {
+  type CloudEventLike,
+  type EventFormat,
+  PosthornError,
+  type Publisher,
+  type PublishOptions,
+} from "@posthorn/core";
+import type { KafkaProducerLike, KafkaSendMessage } from "./client.js";
+import { fromKafkaError } from "./errors.js";
+import type { KafkaContentMode, KeyMapper } from "./record.js";
+import { toKafkaRecord } from "./to-record.js";
+
+/** Options for {@link kafkaPublisher}. */
+export interface KafkaPublisherOptions {
+  /** The topic every event goes to, unless a call names another. */
+  topic: string;
+  /** `binary` (default) or `structured`. */
+  mode?: KafkaContentMode;
+  /** The event format for structured mode. */
+  format?: EventFormat;
+  /**
+   * Computes each record's key from its event (opt in; Kafka binding 3.1). Without it, the key
+   * is the one passed to `publish`, or none.
+   */
+  keyMapper?: KeyMapper;
+  /**
+   * Acknowledgements to wait for: -1 all in-sync replicas (kafkajs' default), 1 the leader, 0
+   * none. Leave unset with an idempotent producer (it requires -1) and with
+   * `@confluentinc/kafka-javascript` (acks are producer configuration there).
+   */
+  acks?: number;
+  /** Default for {@link PublishOptions.timeoutMs}: give up waiting for the acknowledgement. */
+  timeoutMs?: number;
+}
+
+/** Per-call options of a Kafka publisher. */
+export interface KafkaPublishOptions extends PublishOptions {
+  /** The record key the caller provides, for every event of the call (Kafka binding 3.1). */
+  key?: Uint8Array | string | null;
+  /** A partition to write to, instead of the producer's partitioner. */
+  partition?: number;
+  /** Another topic for this call. */
+  topic?: string;
+}
+
+/** A publisher of events to a Kafka topic. */
+export type KafkaPublisher = Publisher<KafkaPublishOptions>;
+
+type BufferCtor = {
+  isBuffer(v: unknown): boolean;
+  from(buffer: ArrayBufferLike, byteOffset: number, length: number): Uint8Array;
+};
+const NodeBuffer = (globalThis as { Buffer?: BufferCtor }).Buffer;
+
+// kafkajs writes any value that is not a Buffer as String(value): a plain Uint8Array must become
+// a Buffer view (no copy) before it is handed over.
+function asBuffer<T>(value: T): T {
+  if (NodeBuffer && value instanceof Uint8Array && !NodeBuffer.isBuffer(value)) {
+    return NodeBuffer.from(value.buffer, value.byteOffset, value.byteLength) as T;
+  }
+  return value;
+}
+
+/**
+ * A publisher over a kafkajs `Producer` the caller made and connected (or the KafkaJS-compatible
+ * producer of `@confluentinc/kafka-javascript`). `publish` of an array sends all its records in
+ * one `send` and resolves when the broker acknowledged them; it works with the idempotent
+ * producer. `close()` waits for sends in flight; the producer stays the caller's to disconnect.
+ *
+ * @param producer - a connected producer
+ * @param options - topic, content mode, format, key mapper, acks
+ * @example
+ * ```ts
+ * const producer = kafka.producer({ idempotent: true });
+ * await producer.connect();
+ * const publisher = kafkaPublisher(producer, { topic: "orders", keyMapper: partitionKeyMapper });
+ * await publisher.publish(event);
+ * ```
+ */
+export function kafkaPublisher(
+  producer: KafkaProducerLike,
+  options: KafkaPublisherOptions,
+): KafkaPublisher {
+  const defaultMode = options.mode ?? "binary";
+  if (defaultMode === "structured" && options.format === undefined) {
+    throw new PosthornError("NotSupported", "a structured-mode Kafka publisher needs a format");
+  }
+  const inFlight = new Set<Promise<unknown>>();
+  let closed = false;
+
+  const publish = async (
+    events: CloudEventLike | readonly CloudEventLike[],
+    call: KafkaPublishOptions = {},
+  ): Promise<void> => {
+    if (closed) throw new PosthornError("Closed", "the Kafka publisher is closed");
+    const mode = call.mode ?? defaultMode;
+    if (mode === "batch") {
+      throw new PosthornError(
+        "NotSupported",
+        "the Kafka binding has no batch mode (Kafka binding 1.3); an array is sent as one request of several records",
+      );
+    }
+    const list = Array.isArray(events) ? events : [events as CloudEventLike];
+    const messages: KafkaSendMessage[] = new Array(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const record = toKafkaRecord(list[i] as CloudEventLike, {
+        mode,
+        ...(options.format === undefined ? {} : { format: options.format }),
+        ...(call.key === undefined ? {} : { key: call.key }),
+        ...(options.keyMapper === undefined ? {} : { keyMapper: options.keyMapper }),
+      });
+      const message: KafkaSendMessage = {
+        key: asBuffer(record.key),
+        value: asBuffer(record.value),
+        headers: record.headers,
+      };
+      if (call.partition !== undefined) message.partition = call.partition;
+      messages[i] = message;
+    }
+    if (messages.length === 0) return;
+    const topic = call.topic ?? options.topic;
+    const timeoutMs = call.timeoutMs ?? options.timeoutMs;
+    const sent = producer.send({
+      topic,
+      messages,
+      ...(options.acks === undefined ? {} : { acks: options.acks }),
+    });
+    inFlight.add(sent);
+    try {
+      await waitFor(sent, call.abortSignal, timeoutMs, topic);
+    } catch (err) {
+      throw fromKafkaError(err, `publish to ${topic}`);
+    } finally {
+      inFlight.delete(sent);
+    }
+  };
+
+  return {
+    publish,
+    async close() {
+      closed = true;
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+/** Waits for a send, giving up on abort or after `timeoutMs` (the send itself is not recalled). */
+function waitFor(
+  sent: Promise<unknown>,
+  signal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+  topic: string,
+): Promise<unknown> {
+  if (signal === undefined && timeoutMs === undefined) return sent;
+  if (signal?.aborted) {
+    sent.catch(() => {});
+    return Promise.reject(new PosthornError("Aborted", `publish to ${topic} was aborted`));
+  }
+  return new Promise((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => {
+      cleanup();
+      reject(new PosthornError("Aborted", `publish to ${topic} was aborted`));
+    };
+    const cleanup = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        cleanup();
+        reject(
+          new PosthornError("Timeout", `no acknowledgement from ${topic} within ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    sent.then(
+      (v) => {
+        cleanup();
+        resolve(v);
+      },
+      (err) => {
+        cleanup();
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,522 @@
+import {
+  AsyncQueue,
+  createDelivery,
+  type Delivery,
+  PosthornError,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "@posthorn/core";
+import type {
+  KafkaBatchPayload,
+  KafkaConsumedRecord,
+  KafkaConsumerLike,
+  KafkaProducerLike,
+  KafkaSendHeaderValue,
+} from "./client.js";
+import { fromKafkaError } from "./errors.js";
+import { readKafkaRecord } from "./from-record.js";
+import { DELIVERY_COUNT_HEADER, type KafkaDecodeOptions } from "./record.js";
+
+/** Headers Posthorn adds to a record it writes to the dead-letter topic. */
+export const DEAD_LETTER_HEADERS = Object.freeze({
+  reason: "posthorn-dead-letter-reason",
+  topic: "posthorn-original-topic",
+  partition: "posthorn-original-partition",
+  offset: "posthorn-original-offset",
+});
+
+/** Options for {@link kafkaSubscriber}. */
+export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
+  /** Topics (or patterns) to subscribe to. */
+  topics: readonly (string | RegExp)[];
+  /**
+   * Where a group without committed offsets starts: the earliest record (`true`) or new records
+   * only (default). With `@confluentinc/kafka-javascript` this is consumer configuration instead.
+   */
+  fromBeginning?: boolean;
+  /** The topic `reject()` writes records to. Without it, `reject()` is `NotSupported`. */
+  deadLetterTopic?: string;
+  /** The producer that writes to the dead-letter topic. Required with `deadLetterTopic`. */
+  producer?: KafkaProducerLike;
+  /**
+   * Most records handed out and not yet settled; above it the subscriber pauses the partitions
+   * that deliver, and resumes them when half have been settled. Default 1000.
+   */
+  maxInFlight?: number;
+  /** Wait this long after an accept before committing, to commit less often. Default 0. */
+  commitIntervalMs?: number;
+  /** On `close()`, wait up to this long for deliveries in the application's hands to settle. Default 0. */
+  drainTimeoutMs?: number;
+  /** Passed to the consumer's `run`. Default 1. */
+  partitionsConsumedConcurrently?: number;
+  /**
+   * Which API the consumer speaks. `kafkajs` (default) passes `autoCommit: false` to `run` and
+   * `fromBeginning` to `subscribe`; `confluent` (`@confluentinc/kafka-javascript`'s KafkaJS API)
+   * passes neither, since that client takes them as consumer configuration: create its consumer
+   * with `{ kafkaJS: { groupId, autoCommit: false, fromBeginning } }`. Detected from the
+   * consumer's `assignment()` method when not given.
+   */
+  client?: "kafkajs" | "confluent";
+  /** Called with errors that have no caller to go to (a background commit that failed). */
+  onError?: (error: PosthornError) => void;
+}
+
+/** A subscriber over a Kafka consumer group. */
+export interface KafkaSubscriber extends Subscriber {
+  /** Resolves once the consumer subscribed and joined its group; rejects when it could not. */
+  readonly ready: Promise<void>;
+}
+
+/**
+ * What a Kafka subscriber can do: accept commits a checkpoint; release seeks back so the record
+ * comes again (emulated, no delay); reject writes to a dead-letter topic when one is configured;
+ * the delivery count is counted here and carried in the `posthorn-delivery-count` header across
+ * dead-letter and retry topics, since Kafka has no counter of its own.
+ */
+export function kafkaCapabilities(deadLetter: boolean): SettlementCapabilities {
+  return {
+    release: "emulated",
+    releaseDelay: false,
+    reject: deadLetter ? "dead-letter-topic" : "none",
+    inProgress: false,
+    deliveryCount: "attribute",
+  };
+}
+
+type EntryState = "inflight" | "released" | "done";
+
+interface Entry {
+  readonly offset: bigint;
+  readonly key: string;
+  state: EntryState;
+  deliveries: number;
+}
+
+/**
+ * The checkpoint of one partition: every record handed out, in offset order, until it and all
+ * before it are settled. The committed offset is the lowest record not yet done (or one past the
+ * last done), so nothing past a record in flight is ever committed.
+ */
+class PartitionTrack {
+  readonly #entries: Entry[] = [];
+  #head = 0;
+  readonly #byOffset = new Map<string, Entry>();
+  /** One past the highest offset popped as done. */
+  #floor = -1n;
+  /** The offset last committed by this subscriber. */
+  committed = -1n;
+  dropped = false;
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+
+  /** Registers a fetched record; returns its entry when it is to be delivered now. */
+  receive(offsetText: string): Entry | undefined {
+    const known = this.#byOffset.get(offsetText);
+    if (known !== undefined) {
+      if (known.state !== "released") return undefined; // in the application's hands, or done
+      known.state = "inflight";
+      known.deliveries++;
+      return known;
+    }
+    const offset = BigInt(offsetText);
+    const last = this.#entries[this.#entries.length - 1];
+    if (offset < this.#floor || (last !== undefined && offset <= last.offset)) return undefined;
+    const entry: Entry = { offset, key: offsetText, state: "inflight", deliveries: 1 };
+    this.#entries.push(entry);
+    this.#byOffset.set(offsetText, entry);
+    return entry;
+  }
+
+  /** Marks a record done. */
+  done(entry: Entry): void {
+    entry.state = "done";
+    while (this.#head < this.#entries.length) {
+      const first = this.#entries[this.#head] as Entry;
+      if (first.state !== "done") break;
+      this.#floor = first.offset + 1n;
+      this.#byOffset.delete(first.key);
+      this.#head++;
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** The lowest offset released and waiting to be fetched again. */
+  lowestReleased(): bigint | undefined {
+    for (let i = this.#head; i < this.#entries.length; i++) {
+      const e = this.#entries[i] as Entry;
+      if (e.state === "released") return e.offset;
+    }
+    return undefined;
+  }
+
+  /** The offset to commit: the lowest record not done, or one past the last done. */
+  watermark(): bigint {
+    const first = this.#entries[this.#head];
+    return first === undefined ? this.#floor : first.offset;
+  }
+}
+
+/**
+ * A subscriber over a kafkajs `Consumer` the caller made and connected (its group id, session
+ * and retry settings are the caller's), as an async iterable of deliveries with checkpoint
+ * semantics:
+ *
+ * - `accept()` marks the record done; offsets are committed only up to the lowest record not yet
+ *   done in each partition, so a crash loses nothing (records after it are delivered again);
+ * - `release()` seeks the partition back so the record is delivered again (records after it that
+ *   are in flight or done are not handed out twice);
+ * - `reject()` writes the record, with its headers and the reason, to the dead-letter topic,
+ *   then counts as done;
+ * - `close()` commits what was accepted, stops the consumer, and leaves what was not settled to
+ *   be delivered again; the consumer stays the caller's to disconnect.
+ *
+ * @param consumer - a connected consumer that is not running yet
+ * @param options - topics, dead-letter topic and producer, decoding options
+ * @example
+ * ```ts
+ * const consumer = kafka.consumer({ groupId: "billing" });
+ * await consumer.connect();
+ * const subscriber = kafkaSubscriber(consumer, {
+ *   topics: ["orders"], formats: [json], deadLetterTopic: "orders.dlq", producer,
+ * });
+ * for await (const delivery of subscriber) {
+ *   if (delivery.event) { await handle(delivery.event); await delivery.accept(); }
+ *   else await delivery.reject(delivery.error);
+ * }
+ * ```
+ */
+export function kafkaSubscriber(
+  consumer: KafkaConsumerLike,
+  options: KafkaSubscriberOptions,
+): KafkaSubscriber {
+  return new KafkaSubscriberImpl(consumer, options);
+}
+
+class KafkaSubscriberImpl implements KafkaSubscriber {
+  readonly capabilities: SettlementCapabilities;
+  readonly ready: Promise<void>;
+  readonly #consumer: KafkaConsumerLike;
+  readonly #options: KafkaSubscriberOptions;
+  readonly #queue = new AsyncQueue<Delivery>();
+  readonly #tracks = new Map<string, PartitionTrack>();
+  readonly #paused = new Map<string, PartitionTrack>();
+  readonly #dirty = new Set<PartitionTrack>();
+  readonly #maxInFlight: number;
+  readonly #confluent: boolean;
+  readonly #removers: Array<() => void> = [];
+  #inFlight = 0;
+  #flushing: Promise<void> | undefined;
+  #closed = false;
+  #stopping = false;
+  #closing: Promise<void> | undefined;
+  #settledWaiters: Array<() => void> = [];
+
+  constructor(consumer: KafkaConsumerLike, options: KafkaSubscriberOptions) {
+    if (options.deadLetterTopic !== undefined && options.producer === undefined) {
+      throw new PosthornError(
+        "NotSupported",
+        "a dead-letter topic needs a producer to write to it (options.producer)",
+      );
+    }
+    this.#consumer = consumer;
+    this.#options = options;
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1000);
+    this.#confluent =
+      (options.client ??
+        (typeof (consumer as { assignment?: unknown }).assignment === "function"
+          ? "confluent"
+          : "kafkajs")) === "confluent";
+    this.capabilities = kafkaCapabilities(options.deadLetterTopic !== undefined);
+    this.#listen();
+    this.ready = this.#start();
+    // The failure also ends iteration; `ready` rejecting unobserved must not crash the process.
+    this.ready.catch(() => {});
+  }
+
+  async #start(): Promise<void> {
+    try {
+      const topics = [...this.#options.topics];
+      await this.#consumer.subscribe(
+        this.#confluent
+          ? { topics }
+          : { topics, fromBeginning: this.#options.fromBeginning ?? false },
+      );
+      await this.#consumer.run({
+        eachBatch: (payload) => this.#eachBatch(payload),
+        eachBatchAutoResolve: false,
+        ...(this.#confluent ? {} : { autoCommit: false }),
+        partitionsConsumedConcurrently: this.#options.partitionsConsumedConcurrently ?? 1,
+      });
+    } catch (err) {
+      const error = fromKafkaError(err, "starting the Kafka consumer");
+      this.#queue.fail(error);
+      throw error;
+    }
+  }
+
+  #listen(): void {
+    const consumer = this.#consumer as unknown as {
+      on?: (name: string, listener: (event: { payload?: unknown }) => void) => unknown;
+      events?: { GROUP_JOIN?: string; CRASH?: string };
+    };
+    if (typeof consumer.on !== "function" || consumer.events === undefined) return;
+    const add = (name: string | undefined, listener: (event: { payload?: unknown }) => void) => {
+      if (name === undefined) return;
+      const remove = consumer.on?.(name, listener);
+      if (typeof remove === "function") this.#removers.push(remove as () => void);
+    };
+    // After a rebalance, partitions this member lost are forgotten: their unsettled records go
+    // to the new owner from the last commit, and settling them here no longer commits anything.
+    add(consumer.events.GROUP_JOIN, (event) => {
+      const assignment = (event.payload as { memberAssignment?: Record<string, number[]> })
+        ?.memberAssignment;
+      if (assignment === undefined) return;
+      for (const [key, track] of this.#tracks) {
+        if (!assignment[track.topic]?.includes(track.partition)) {
+          track.dropped = true;
+          this.#tracks.delete(key);
+          this.#paused.delete(key);
+          this.#dirty.delete(track);
+        }
+      }
+    });
+    add(consumer.events.CRASH, (event) => {
+      const payload = event.payload as { error?: unknown; restart?: boolean } | undefined;
+      if (payload?.restart === false) {
+        this.#queue.fail(fromKafkaError(payload.error, "the Kafka consumer"));
+      }
+    });
+  }
+
+  #track(topic: string, partition: number): PartitionTrack {
+    const key = `${partition}:${topic}`;
+    let track = this.#tracks.get(key);
+    if (track === undefined) {
+      track = new PartitionTrack(topic, partition);
+      this.#tracks.set(key, track);
+    }
+    return track;
+  }
+
+  async #eachBatch(payload: KafkaBatchPayload): Promise<void> {
+    const { topic, partition, messages } = payload.batch;
+    const track = this.#track(topic, partition);
+    for (const record of messages) {
+      // Stop at close (nothing more is handed out or resolved: the next owner fetches it), and
+      // when a seek made the rest of this batch stale.
+      if (this.#stopping || payload.isRunning?.() === false || payload.isStale?.() === true) return;
+      const entry = track.receive(record.offset);
+      payload.resolveOffset(record.offset);
+      if (entry !== undefined) {
+        this.#inFlight++;
+        this.#queue.push(this.#deliver(track, entry, record));
+      }
+    }
+    if (this.#inFlight >= this.#maxInFlight && !this.#stopping) {
+      this.#paused.set(`${partition}:${topic}`, track);
+      this.#consumer.pause([{ topic, partitions: [partition] }]);
+    }
+  }
+
+  #deliver(track: PartitionTrack, entry: Entry, record: KafkaConsumedRecord): Delivery {
+    const { topic, partition } = track;
+    const read = readKafkaRecord(
+      {
+        key: record.key,
+        value: record.value,
+        headers: record.headers,
+        timestamp: record.timestamp,
+      },
+      this.#options,
+      { topic, partition, offset: record.offset },
+    );
+    const deliveryCount = previousDeliveries(record) + entry.deliveries;
+    const settle = (): void => this.#settled();
+    return createDelivery({
+      message: read.message,
+      event: read.event,
+      error: read.error,
+      deliveryCount,
+      capabilities: this.capabilities,
+      accept: () => {
+        this.#checkOpen("accept");
+        this.#done(track, entry);
+        settle();
+      },
+      release: () => {
+        this.#checkOpen("release");
+        this.#release(track, entry);
+        settle();
+      },
+      reject: async (reason) => {
+        this.#checkOpen("reject");
+        try {
+          await this.#deadLetter(record, topic, partition, deliveryCount, reason);
+        } catch (err) {
+          // Not dead-lettered, so not done: deliver it again rather than lose it.
+          this.#release(track, entry);
+          settle();
+          throw new PosthornError(
+            "SettlementFailed",
+            `reject failed: the record could not be written to ${this.#options.deadLetterTopic}, so it will be delivered again`,
+            { cause: fromKafkaError(err, "dead-letter publish"), retryable: true },
+          );
+        }
+        this.#done(track, entry);
+        settle();
+      },
+    });
+  }
+
+  #checkOpen(what: string): void {
+    if (this.#closed) {
+      throw new PosthornError(
+        "Closed",
+        `cannot ${what}: the subscriber is closed, and the record will be delivered again`,
+      );
+    }
+  }
+
+  #done(track: PartitionTrack, entry: Entry): void {
+    if (track.dropped) return;
+    track.done(entry);
+    if (track.watermark() > track.committed) this.#scheduleCommit(track);
+  }
+
+  #release(track: PartitionTrack, entry: Entry): void {
+    if (track.dropped) return;
+    entry.state = "released";
+    // kafkajs keeps one pending seek per partition: always seek to the lowest released record.
+    const offset = track.lowestReleased() ?? entry.offset;
+    this.#consumer.seek({ topic: track.topic, partition: track.partition, offset: String(offset) });
+  }
+
+  async #deadLetter(
+    record: KafkaConsumedRecord,
+    topic: string,
+    partition: number,
+    deliveryCount: number,
+    reason: string | undefined,
+  ): Promise<void> {
+    const producer = this.#options.producer as KafkaProducerLike;
+    const headers: Record<string, KafkaSendHeaderValue> = { ...(record.headers ?? {}) };
+    headers[DEAD_LETTER_HEADERS.reason] = reason ?? "";
+    headers[DEAD_LETTER_HEADERS.topic] = topic;
+    headers[DEAD_LETTER_HEADERS.partition] = String(partition);
+    headers[DEAD_LETTER_HEADERS.offset] = record.offset;
+    headers[DELIVERY_COUNT_HEADER] = String(deliveryCount);
+    await producer.send({
+      topic: this.#options.deadLetterTopic as string,
+      messages: [{ key: record.key ?? null, value: record.value ?? null, headers }],
+    });
+  }
+
+  #settled(): void {
+    this.#inFlight--;
+    if (this.#paused.size > 0 && this.#inFlight <= this.#maxInFlight / 2 && !this.#closed) {
+      const tracks = [...this.#paused.values()];
+      this.#paused.clear();
+      this.#consumer.resume(tracks.map((t) => ({ topic: t.topic, partitions: [t.partition] })));
+    }
+    if (this.#inFlight === 0) for (const w of this.#settledWaiters.splice(0)) w();
+  }
+
+  #scheduleCommit(track: PartitionTrack): void {
+    this.#dirty.add(track);
+    this.#flushing ??= this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#dirty.size > 0) {
+        const interval = this.#options.commitIntervalMs ?? 0;
+        if (interval > 0) await new Promise((r) => setTimeout(r, interval));
+        const tracks = [...this.#dirty].filter((t) => !t.dropped);
+        this.#dirty.clear();
+        const offsets = [];
+        const marks: bigint[] = [];
+        for (const t of tracks) {
+          const mark = t.watermark();
+          if (mark <= t.committed) continue;
+          offsets.push({ topic: t.topic, partition: t.partition, offset: String(mark) });
+          marks.push(mark);
+        }
+        if (offsets.length === 0) continue;
+        try {
+          await this.#consumer.commitOffsets(offsets);
+          tracks.forEach((t, i) => {
+            const mark = marks[i] as bigint;
+            if (mark > t.committed) t.committed = mark;
+          });
+        } catch (err) {
+          // The next accept (or close) commits again; a commit that fails after a rebalance is
+          // harmless: the new owner delivers from the last commit.
+          this.#options.onError?.(fromKafkaError(err, "commit offsets"));
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Delivery> {
+    return this.#queue[Symbol.asyncIterator]();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#stopping = true;
+    // Deliveries not yet pulled are never handed out: they are neither done nor committed.
+    const unpulled = this.#queue.drain();
+    this.#inFlight -= unpulled.length;
+    this.#queue.end();
+    const drainMs = this.#options.drainTimeoutMs ?? 0;
+    if (drainMs > 0 && this.#inFlight > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((r) => this.#settledWaiters.push(r)),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, drainMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.#closed = true;
+    // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop).
+    await this.ready.catch(() => {});
+    for (const track of this.#tracks.values()) {
+      if (track.watermark() > track.committed) this.#dirty.add(track);
+    }
+    while (this.#flushing !== undefined || this.#dirty.size > 0) {
+      this.#flushing ??= this.#flush();
+      await this.#flushing;
+    }
+    for (const remove of this.#removers.splice(0)) remove();
+    try {
+      await this.#consumer.stop();
+    } catch (err) {
+      throw fromKafkaError(err, "stopping the Kafka consumer");
+    }
+  }
+}
+
+/** Deliveries a record had before it was written where it is now (dead-letter or retry topics). */
+function previousDeliveries(record: KafkaConsumedRecord): number {
+  let raw = record.headers?.[DELIVERY_COUNT_HEADER];
+  if (Array.isArray(raw)) raw = raw[raw.length - 1];
+  if (raw === undefined || raw === null || raw.length > 9) return 0;
+  const text = typeof raw === "string" ? raw : String.fromCharCode(...(raw as Uint8Array));
+  return COUNT.test(text) ? Number(text) : 0;
+}
+
+const COUNT = /^\d{1,9}$/;
