@@ -84,6 +84,6 @@ export interface KafkaConsumerLike {
   resume(topics: KafkaTopicPartitions[]): void;
   stop(): Promise<void>;
   /** Instrumentation events (kafkajs); used to follow rebalances and crashes when present. */
-  on?(eventName: never, listener: (event: never) => void): unknown;
+  on?(eventName: never, listener: never): unknown;
   readonly events?: { readonly GROUP_JOIN?: string; readonly CRASH?: string };
 }
