@@ -182,6 +182,8 @@ export function integerParam(url: ParsedEndpointUrl, name: string): number | und
  * `format`), so a typo is an error rather than silently ignored.
  */
 export function checkParams(url: ParsedEndpointUrl, known: readonly string[]): void {
+  // "*": the driver passes unknown parameters on (HTTP keeps them in the target URL).
+  if (known.includes("*")) return;
   for (const name of new Set(url.params.keys())) {
     if (name === "mode" || name === "format" || known.includes(name)) continue;
     const all = ["mode", "format", ...known].join(", ");

@@ -28,7 +28,7 @@ const TRANSPORTS: readonly TransportEntry[] = [
   {
     transport: "http",
     schemes: ["http", "https"],
-    load: "@posthorn/binding-http has no publisher or receiver in this build yet",
+    load: async () => (await import("./drivers/http.js")).driver,
   },
   {
     transport: "ws",
@@ -38,7 +38,7 @@ const TRANSPORTS: readonly TransportEntry[] = [
   {
     transport: "amqp",
     schemes: ["amqp", "amqps"],
-    load: "@posthorn/binding-amqp is not part of this build yet",
+    load: async () => (await import("./drivers/amqp.js")).driver,
   },
   {
     transport: "mqtt",

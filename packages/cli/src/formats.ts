@@ -8,9 +8,12 @@ type FormatLoader = () => Promise<EventFormat>;
 // loads avsc or protobufjs.
 const LOADERS: Record<FormatName, FormatLoader | string> = {
   json: async () => json,
-  avro: "@posthorn/format-avro is not part of this build",
+  avro: async () => (await import("@posthorn/format-avro")).avro,
   protobuf: "@posthorn/format-protobuf is not part of this build",
 };
+
+/** Formats that define a batch encoding (the Avro format defines none). */
+export const BATCH_FORMAT_NAMES: readonly FormatName[] = ["json", "protobuf"];
 
 const loaded = new Map<FormatName, EventFormat>();
 

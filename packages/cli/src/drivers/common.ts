@@ -7,7 +7,7 @@ import {
 } from "@posthorn/core";
 import type { TransportTraits } from "../driver.js";
 import type { FormatName } from "../endpoint-url.js";
-import { availableFormatNames } from "../formats.js";
+import { availableFormatNames, BATCH_FORMAT_NAMES } from "../formats.js";
 
 /**
  * A publisher that also closes what the driver created for it (the client, the connection) when
@@ -72,10 +72,15 @@ export function withTimeout<T>(work: Promise<T>, ms: number, what: string): Prom
   });
 }
 
-/** The formats of this build, optionally only those with a batch encoding. */
+/** The formats of this build, optionally only some of them. */
 export function formatsHere(only?: readonly FormatName[]): FormatName[] {
   const here = availableFormatNames();
   return only ? here.filter((f) => only.includes(f)) : here;
+}
+
+/** The formats of this build that have a batch encoding. */
+export function batchFormatsHere(): FormatName[] {
+  return formatsHere(BATCH_FORMAT_NAMES);
 }
 
 /** Traits of a path whose attributes travel as strings in headers (binary mode). */

@@ -1,0 +1,164 @@
+import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
+import { PosthornError } from "@posthorn/core";
+import rhea, { type Connection, type ConnectionOptions } from "rhea";
+import type { EndpointDriver, ResolvedEndpoint } from "../driver.js";
+import { integerParam, type ParsedEndpointUrl } from "../endpoint-url.js";
+import { firstHost, formatsHere, ownedPublisher, ownedSubscriber, withTimeout } from "./common.js";
+
+// RabbitMQ's AMQP 1.0 address forms (/queue/q, /exchange/x/key, /topic/t, /amq/queue/q) start
+// with a slash that the URL path separator swallows; put it back for them.
+const RABBITMQ_PREFIXES = ["queue/", "exchange/", "topic/", "amq/"];
+
+/** The AMQP address a URL names: its path, with RabbitMQ's leading slash restored. */
+export function amqpAddress(url: ParsedEndpointUrl): string {
+  if (url.path === "") {
+    throw new PosthornError(
+      "MalformedInput",
+      `${url.display}: the path must name a queue or address`,
+    );
+  }
+  return RABBITMQ_PREFIXES.some((p) => url.path.startsWith(p)) ? `/${url.path}` : url.path;
+}
+
+async function connect(endpoint: ResolvedEndpoint): Promise<Connection> {
+  const url = endpoint.url;
+  const secure = url.scheme === "amqps";
+  const { host, port } = firstHost(url.hosts, secure ? 5671 : 5672);
+  const container = rhea.create_container();
+  const options: ConnectionOptions = {
+    host,
+    port,
+    reconnect: false,
+    idle_time_out: 60_000,
+    container_id: `posthorn-${Math.random().toString(16).slice(2, 10)}`,
+  };
+  if (endpoint.username !== undefined) options.username = endpoint.username;
+  if (endpoint.password !== undefined) options.password = endpoint.password;
+  if (secure) {
+    const tls = endpoint.options.tls ?? {};
+    Object.assign(options, {
+      transport: "tls",
+      servername: host,
+      ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
+      ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
+      ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) }),
+      ...(tls.rejectUnauthorized === undefined
+        ? {}
+        : { rejectUnauthorized: tls.rejectUnauthorized }),
+    });
+  }
+  const connection = container.connect(options);
+  const opened = new Promise<Connection>((resolve, reject) => {
+    connection.once("connection_open", () => resolve(connection));
+    connection.once("connection_error", (ctx) =>
+      reject(
+        new PosthornError("ConnectionFailed", describe(ctx.connection.error) ?? "refused", {
+          cause: ctx.connection.error,
+        }),
+      ),
+    );
+    connection.once("disconnected", (ctx) =>
+      reject(
+        new PosthornError("ConnectionFailed", describe(ctx.error) ?? "disconnected", {
+          cause: ctx.error,
+        }),
+      ),
+    );
+  });
+  try {
+    return await withTimeout(opened, endpoint.timeoutMs, "AMQP connection");
+  } catch (err) {
+    connection.close();
+    throw err;
+  }
+}
+
+function describe(err: unknown): string | undefined {
+  if (err === undefined || err === null) return undefined;
+  if (err instanceof AggregateError)
+    return err.errors.map((e) => String(e?.message ?? e)).join("; ");
+  const e = err as { message?: string; code?: string; condition?: string; description?: string };
+  return e.description ?? e.message ?? e.code ?? e.condition ?? String(err);
+}
+
+function closeConnection(connection: Connection): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!connection.is_open()) {
+      connection.close();
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => {
+      connection.close();
+      resolve();
+    }, 2000);
+    connection.once("connection_close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    connection.once("disconnected", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    connection.close();
+  });
+}
+
+/** `amqp://`, `amqps://`: AMQP 1.0 over rhea (RabbitMQ, ActiveMQ Artemis, Qpid, Service Bus). */
+export const driver: EndpointDriver = {
+  transport: "amqp",
+  schemes: ["amqp", "amqps"],
+  params: ["credit", "prefix"],
+  check(url) {
+    amqpAddress(url);
+    const prefix = url.params.get("prefix");
+    if (prefix !== null && prefix !== "cloudEvents:" && prefix !== "cloudEvents_") {
+      throw new PosthornError(
+        "MalformedInput",
+        `${url.display}: prefix must be cloudEvents: or cloudEvents_`,
+      );
+    }
+  },
+  support: () => ({
+    binary: true,
+    structured: formatsHere(),
+    batch: "the AMQP binding defines no batch mode",
+    defaultMode: "binary",
+  }),
+  // AMQP application properties keep types and case (amqp-protocol-binding.md 3.1.3).
+  traits: () => ({ typed: true, caseSensitive: true }),
+  async createPublisher(endpoint) {
+    const connection = await connect(endpoint);
+    const prefix = endpoint.url.params.get("prefix");
+    const publisher = amqpPublisher(connection, {
+      address: amqpAddress(endpoint.url),
+      mode: endpoint.mode === "structured" ? "structured" : "binary",
+      format: endpoint.format,
+      timeoutMs: endpoint.timeoutMs,
+      ...(prefix === "cloudEvents_" ? { prefix } : {}),
+    });
+    try {
+      await withTimeout(publisher.ready, endpoint.timeoutMs, "AMQP sender link");
+    } catch (err) {
+      await closeConnection(connection);
+      throw err;
+    }
+    return ownedPublisher(publisher, () => closeConnection(connection));
+  },
+  async createSubscriber(endpoint) {
+    const connection = await connect(endpoint);
+    const credit = integerParam(endpoint.url, "credit");
+    const subscriber = amqpSubscriber(connection, {
+      address: amqpAddress(endpoint.url),
+      formats: endpoint.formats,
+      ...(credit === undefined ? {} : { credit }),
+    });
+    try {
+      await withTimeout(subscriber.ready, endpoint.timeoutMs, "AMQP receiver link");
+    } catch (err) {
+      await closeConnection(connection);
+      throw err;
+    }
+    return ownedSubscriber(subscriber, () => closeConnection(connection));
+  },
+};
