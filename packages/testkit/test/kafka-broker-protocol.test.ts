@@ -1,0 +1,488 @@
+// Wire-level tests of the Kafka test broker: requests built by hand over a raw TCP socket, to check
+// error codes and connection handling that well-behaved clients never exercise.
+import { connect, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type KafkaTestBroker, startKafkaBroker } from "../src/index.js";
+import { crc32c } from "../src/kafka/crc32c.js";
+import { ApiKey, ErrorCode, Reader, Writer } from "../src/kafka/protocol.js";
+
+/** A minimal Kafka client: frames requests, matches responses by correlation id. */
+class RawClient {
+  private buffered = Buffer.alloc(0);
+  private nextId = 1;
+  private readonly waiting = new Map<number, (body: Reader) => void>();
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: Socket) {
+    socket.on("data", (chunk) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      while (this.buffered.length >= 4) {
+        const size = this.buffered.readInt32BE(0);
+        if (this.buffered.length < size + 4) break;
+        const frame = this.buffered.subarray(4, size + 4);
+        this.buffered = this.buffered.subarray(size + 4);
+        const id = frame.readInt32BE(0);
+        this.waiting.get(id)?.(new Reader(frame, 4));
+        this.waiting.delete(id);
+      }
+    });
+    this.closed = new Promise((resolve) => socket.on("close", () => resolve()));
+    socket.on("error", () => {});
+  }
+
+  static open(port: number): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, "127.0.0.1", () => resolve(new RawClient(s)));
+      s.once("error", reject);
+    });
+  }
+
+  /** Sends a request; resolves with a reader positioned after the response header. */
+  request(apiKey: number, version: number, body: (w: Writer) => void): Promise<Reader> {
+    const id = this.nextId++;
+    const w = new Writer();
+    w.int16(apiKey).int16(version).int32(id).nullableString("raw-test");
+    body(w);
+    const payload = w.finish();
+    const frame = Buffer.alloc(4 + payload.length);
+    frame.writeInt32BE(payload.length, 0);
+    payload.copy(frame, 4);
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.socket.write(frame);
+    });
+  }
+
+  /** Sends a request that gets no response (acks=0). */
+  fireAndForget(apiKey: number, version: number, body: (w: Writer) => void): void {
+    void this.request(apiKey, version, body);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+interface TestRecord {
+  key: string | null;
+  value: string | null;
+  headers?: [string, string][];
+}
+
+function varint(out: number[], n: number): void {
+  let v = n >= 0 ? n * 2 : -n * 2 - 1;
+  while (v >= 0x80) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+}
+
+function bytesField(out: number[], s: string | null): void {
+  if (s === null) return varint(out, -1);
+  const b = Buffer.from(s);
+  varint(out, b.length);
+  out.push(...b);
+}
+
+/** Encodes a magic-v2 record batch (uncompressed) with a valid CRC-32C. */
+function recordBatch(
+  records: TestRecord[],
+  producer: { id: number; epoch: number; sequence: number } = { id: -1, epoch: -1, sequence: -1 },
+): Buffer {
+  const body: number[] = [];
+  records.forEach((r, i) => {
+    const rec: number[] = [0];
+    varint(rec, 0); // timestamp delta
+    varint(rec, i); // offset delta
+    bytesField(rec, r.key);
+    bytesField(rec, r.value);
+    varint(rec, r.headers?.length ?? 0);
+    for (const [k, v] of r.headers ?? []) {
+      bytesField(rec, k);
+      bytesField(rec, v);
+    }
+    varint(body, rec.length);
+    body.push(...rec);
+  });
+  const now = Date.now();
+  const buf = Buffer.alloc(61 + body.length);
+  buf.writeBigInt64BE(0n, 0);
+  buf.writeInt32BE(buf.length - 12, 8);
+  buf.writeInt32BE(0, 12);
+  buf.writeInt8(2, 16);
+  buf.writeInt16BE(0, 21);
+  buf.writeInt32BE(records.length - 1, 23);
+  buf.writeBigInt64BE(BigInt(now), 27);
+  buf.writeBigInt64BE(BigInt(now), 35);
+  buf.writeBigInt64BE(BigInt(producer.id), 43);
+  buf.writeInt16BE(producer.epoch, 51);
+  buf.writeInt32BE(producer.sequence, 53);
+  buf.writeInt32BE(records.length, 57);
+  Buffer.from(body).copy(buf, 61);
+  buf.writeUInt32BE(crc32c(buf, 21), 17);
+  return buf;
+}
+
+/** Produce v7 of one batch to one partition; returns [error code, base offset]. */
+async function produce(
+  c: RawClient,
+  topic: string,
+  partition: number,
+  batch: Buffer,
+): Promise<[number, number]> {
+  const r = await c.request(ApiKey.Produce, 7, (w) => {
+    w.nullableString(null).int16(-1).int32(1000);
+    w.int32(1).string(topic).int32(1).int32(partition).nullableBytes(batch);
+  });
+  r.int32(); // topics
+  r.string();
+  r.int32(); // partitions
+  r.int32();
+  const error = r.int16();
+  return [error, r.int64()];
+}
+
+async function latestOffset(c: RawClient, topic: string, partition: number): Promise<number> {
+  const r = await c.request(ApiKey.ListOffsets, 3, (w) => {
+    w.int32(-1).int8(0).int32(1).string(topic).int32(1).int32(partition).int64(-1);
+  });
+  r.int32(); // throttle
+  r.int32();
+  r.string();
+  r.int32();
+  r.int32();
+  expect(r.int16()).toBe(ErrorCode.NONE);
+  r.int64();
+  return r.int64();
+}
+
+/** Fetch v11 of one partition; returns the error code, high watermark and record bytes. */
+async function fetchOnce(
+  c: RawClient,
+  topic: string,
+  offset: number,
+  maxWaitMs: number,
+): Promise<{ error: number; highWatermark: number; records: Buffer | null }> {
+  const r = await c.request(ApiKey.Fetch, 11, (w) => {
+    w.int32(-1)
+      .int32(maxWaitMs)
+      .int32(1)
+      .int32(1 << 20)
+      .int8(0)
+      .int32(0)
+      .int32(-1);
+    w.int32(1)
+      .string(topic)
+      .int32(1)
+      .int32(0)
+      .int32(-1)
+      .int64(offset)
+      .int64(-1)
+      .int32(1 << 20);
+    w.int32(0).string("");
+  });
+  r.int32(); // throttle
+  expect(r.int16()).toBe(ErrorCode.NONE);
+  r.int32(); // session id
+  r.int32();
+  r.string();
+  r.int32();
+  r.int32();
+  const error = r.int16();
+  const highWatermark = r.int64();
+  r.int64();
+  r.int64();
+  r.int32(); // aborted transactions (null)
+  r.int32(); // preferred read replica
+  return { error, highWatermark, records: r.nullableBytes() };
+}
+
+describe("Kafka test broker at the wire level", () => {
+  let broker: KafkaTestBroker;
+  const logged: string[] = [];
+  const clients: RawClient[] = [];
+
+  beforeAll(async () => {
+    broker = await startKafkaBroker({ log: (line) => logged.push(line), maxFrameBytes: 1 << 20 });
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await broker?.stop();
+  });
+
+  async function client(): Promise<RawClient> {
+    const c = await RawClient.open(broker.port);
+    clients.push(c);
+    return c;
+  }
+
+  it("answers a too-new ApiVersions request in the v0 shape with UNSUPPORTED_VERSION", async () => {
+    const c = await client();
+    const r = await c.request(ApiKey.ApiVersions, 3, (w) => {
+      // v3 body: compact strings and tagged fields the broker does not need to parse
+      w.int8(0).int8(5).raw(Buffer.from("test")).int8(2).raw(Buffer.from("1")).int8(0);
+    });
+    expect(r.int16()).toBe(ErrorCode.UNSUPPORTED_VERSION);
+    const apis = r.array((r) => ({ key: r.int16(), min: r.int16(), max: r.int16() }));
+    expect(apis.find((a) => a.key === ApiKey.ApiVersions)).toEqual({ key: 18, min: 0, max: 2 });
+    expect(r.remaining).toBe(0);
+    const ok = await c.request(ApiKey.ApiVersions, 2, () => {});
+    expect(ok.int16()).toBe(ErrorCode.NONE);
+    expect(ok.array((r) => [r.int16(), r.int16(), r.int16()]).length).toBeGreaterThan(10);
+    expect(ok.int32()).toBe(0);
+  });
+
+  it("rejects a batch whose CRC-32C does not match with CORRUPT_MESSAGE and stores nothing", async () => {
+    const c = await client();
+    broker.createTopic("raw-crc", 1);
+    const batch = recordBatch([{ key: "k", value: "hello" }]);
+    const corrupt = Buffer.from(batch);
+    corrupt[corrupt.length - 3] ^= 0xff;
+    expect((await produce(c, "raw-crc", 0, corrupt))[0]).toBe(ErrorCode.CORRUPT_MESSAGE);
+    expect(await latestOffset(c, "raw-crc", 0)).toBe(0);
+    expect(await produce(c, "raw-crc", 0, batch)).toEqual([ErrorCode.NONE, 0]);
+    expect(await latestOffset(c, "raw-crc", 0)).toBe(1);
+    expect(logged.some((l) => l.includes("CRC-32C mismatch"))).toBe(true);
+  });
+
+  it("rejects a batch whose records do not parse, even with a valid CRC", async () => {
+    const c = await client();
+    broker.createTopic("raw-bad-records", 1);
+    const batch = recordBatch([{ key: "k", value: "v" }]);
+    batch.writeInt32BE(2, 57); // claims two records
+    batch.writeInt32BE(1, 23);
+    batch.writeUInt32BE(crc32c(batch, 21), 17);
+    expect((await produce(c, "raw-bad-records", 0, batch))[0]).toBe(ErrorCode.CORRUPT_MESSAGE);
+    expect(await latestOffset(c, "raw-bad-records", 0)).toBe(0);
+  });
+
+  it("deduplicates retried idempotent batches and rejects sequence gaps", async () => {
+    const c = await client();
+    broker.createTopic("raw-idem", 1);
+    const init = await c.request(ApiKey.InitProducerId, 1, (w) =>
+      w.nullableString(null).int32(60_000),
+    );
+    init.int32();
+    expect(init.int16()).toBe(ErrorCode.NONE);
+    const id = init.int64();
+    const epoch = init.int16();
+    const three = [
+      { key: "a", value: "1" },
+      { key: "b", value: "2" },
+      { key: "c", value: "3" },
+    ];
+    const first = recordBatch(three, { id, epoch, sequence: 0 });
+    expect(await produce(c, "raw-idem", 0, first)).toEqual([ErrorCode.NONE, 0]);
+    // A retry of the same batch is acknowledged with its original offset and not stored twice.
+    expect(await produce(c, "raw-idem", 0, first)).toEqual([ErrorCode.NONE, 0]);
+    expect(await latestOffset(c, "raw-idem", 0)).toBe(3);
+    const gap = recordBatch([{ key: "d", value: "4" }], { id, epoch, sequence: 5 });
+    expect((await produce(c, "raw-idem", 0, gap))[0]).toBe(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER);
+    const next = recordBatch([{ key: "d", value: "4" }], { id, epoch, sequence: 3 });
+    expect(await produce(c, "raw-idem", 0, next)).toEqual([ErrorCode.NONE, 3]);
+    const fenced = recordBatch([{ key: "e", value: "5" }], { id, epoch: epoch - 1, sequence: 0 });
+    expect((await produce(c, "raw-idem", 0, fenced))[0]).toBe(ErrorCode.INVALID_PRODUCER_EPOCH);
+    expect(await latestOffset(c, "raw-idem", 0)).toBe(4);
+  });
+
+  it("stores records produced with acks=0 without answering", async () => {
+    const c = await client();
+    broker.createTopic("raw-acks0", 1);
+    c.fireAndForget(ApiKey.Produce, 7, (w) => {
+      w.nullableString(null).int16(0).int32(1000);
+      w.int32(1)
+        .string("raw-acks0")
+        .int32(1)
+        .int32(0)
+        .nullableBytes(recordBatch([{ key: null, value: "x" }]));
+    });
+    // Requests on a connection are handled in order, so this answer comes after the produce.
+    expect(await latestOffset(c, "raw-acks0", 0)).toBe(1);
+  });
+
+  it("parks a fetch until records arrive, and returns empty after max wait otherwise", async () => {
+    const waiter = await client();
+    const writer = await client();
+    broker.createTopic("raw-poll", 1);
+
+    const t0 = Date.now();
+    const empty = await fetchOnce(waiter, "raw-poll", 0, 150);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(empty.records?.length ?? 0).toBe(0);
+
+    const started = Date.now();
+    const pending = fetchOnce(waiter, "raw-poll", 0, 10_000);
+    await new Promise((r) => setTimeout(r, 100));
+    await produce(
+      writer,
+      "raw-poll",
+      0,
+      recordBatch([{ key: "k", value: "v", headers: [["h", "1"]] }]),
+    );
+    const got = await pending;
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(got.error).toBe(ErrorCode.NONE);
+    expect(got.highWatermark).toBe(1);
+    expect(got.records?.readBigInt64BE(0)).toBe(0n); // base offset assigned by the broker
+    expect(got.records && crc32c(got.records, 21)).toBe(got.records?.readUInt32BE(17));
+
+    expect((await fetchOnce(waiter, "raw-poll", 7, 0)).error).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+  });
+
+  it("runs the join/sync/heartbeat protocol with REBALANCE_IN_PROGRESS and generations", async () => {
+    const a = await client();
+    const b = await client();
+    const join = async (c: RawClient, memberId: string) => {
+      const r = await c.request(ApiKey.JoinGroup, 5, (w) => {
+        w.string("raw-group")
+          .int32(5000)
+          .int32(5000)
+          .string(memberId)
+          .nullableString(null)
+          .string("consumer");
+        w.int32(1)
+          .string("range")
+          .nullableBytes(Buffer.from(`meta-${memberId || "new"}`));
+      });
+      r.int32();
+      return {
+        error: r.int16(),
+        generation: r.int32(),
+        protocol: r.string(),
+        leader: r.string(),
+        memberId: r.string(),
+        members: r.array((r) => ({
+          id: r.string(),
+          instance: r.nullableString(),
+          meta: r.bytes().toString(),
+        })),
+      };
+    };
+    const sync = async (
+      c: RawClient,
+      generation: number,
+      memberId: string,
+      assignments: [string, string][],
+    ) => {
+      const r = await c.request(ApiKey.SyncGroup, 3, (w) => {
+        w.string("raw-group").int32(generation).string(memberId).nullableString(null);
+        w.array(assignments, (w, [m, a]) => w.string(m).nullableBytes(Buffer.from(a)));
+      });
+      r.int32();
+      return { error: r.int16(), assignment: r.bytes().toString() };
+    };
+    const heartbeat = async (c: RawClient, generation: number, memberId: string) => {
+      const r = await c.request(ApiKey.Heartbeat, 3, (w) => {
+        w.string("raw-group").int32(generation).string(memberId).nullableString(null);
+      });
+      r.int32();
+      return r.int16();
+    };
+
+    const a1 = await join(a, "");
+    expect(a1).toMatchObject({ error: 0, generation: 1, protocol: "range", leader: a1.memberId });
+    expect(a1.members).toHaveLength(1);
+    expect(await sync(a, 1, a1.memberId, [[a1.memberId, "all"]])).toEqual({
+      error: 0,
+      assignment: "all",
+    });
+    expect(await heartbeat(a, 1, a1.memberId)).toBe(ErrorCode.NONE);
+
+    const b1Pending = join(b, ""); // parks until a rejoins
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await heartbeat(a, 1, a1.memberId)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
+    const [a2, b1] = await Promise.all([join(a, a1.memberId), b1Pending]);
+    expect(a2.generation).toBe(2);
+    expect(b1.generation).toBe(2);
+    expect(a2.leader).toBe(a1.memberId);
+    expect(a2.members.map((m) => m.id).sort()).toEqual([a1.memberId, b1.memberId].sort());
+    expect(b1.members).toEqual([]); // only the leader gets the metadata
+
+    const bSync = sync(b, 2, b1.memberId, []); // waits for the leader's assignment
+    const aSync = await sync(a, 2, a1.memberId, [
+      [a1.memberId, "p0"],
+      [b1.memberId, "p1"],
+    ]);
+    expect(aSync).toEqual({ error: 0, assignment: "p0" });
+    expect(await bSync).toEqual({ error: 0, assignment: "p1" });
+    expect(await heartbeat(b, 1, b1.memberId)).toBe(ErrorCode.ILLEGAL_GENERATION);
+    expect(await heartbeat(b, 2, "nobody")).toBe(ErrorCode.UNKNOWN_MEMBER_ID);
+
+    const leave = await b.request(ApiKey.LeaveGroup, 3, (w) => {
+      w.string("raw-group").int32(1).string(b1.memberId).nullableString(null);
+    });
+    leave.int32();
+    expect(leave.int16()).toBe(ErrorCode.NONE);
+    expect(await heartbeat(a, 2, a1.memberId)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
+    const a3 = await join(a, a1.memberId);
+    expect(a3).toMatchObject({ error: 0, generation: 3 });
+    expect(a3.members).toHaveLength(1);
+  });
+
+  it("closes a connection on an unknown API key, a bad frame size or a truncated body, and keeps serving", async () => {
+    const unknown = await client();
+    void unknown.request(999, 0, () => {});
+    await unknown.closed;
+    expect(logged.some((l) => l.includes("unknown or unsupported API key 999"))).toBe(true);
+
+    const oversized = await client();
+    const header = Buffer.alloc(4);
+    header.writeInt32BE(2 << 20, 0); // over the 1 MiB limit of this broker
+    oversized.socket.write(header);
+    await oversized.closed;
+    expect(logged.some((l) => l.includes("invalid frame size"))).toBe(true);
+
+    const negative = await client();
+    negative.socket.write(Buffer.from([0xff, 0xff, 0xff, 0xf0]));
+    await negative.closed;
+
+    const truncated = await client();
+    void truncated.request(ApiKey.Metadata, 6, (w) => w.int32(1000)); // 1000 topics, no bytes
+    await truncated.closed;
+    expect(logged.some((l) => l.includes("malformed api key 3 v6"))).toBe(true);
+
+    const unsupported = await client();
+    void unsupported.request(ApiKey.Fetch, 12, () => {});
+    await unsupported.closed;
+    expect(logged.some((l) => l.includes("Fetch v12 not supported"))).toBe(true);
+
+    const healthy = await client();
+    const r = await healthy.request(ApiKey.ApiVersions, 0, () => {});
+    expect(r.int16()).toBe(ErrorCode.NONE);
+  });
+
+  it("reassembles requests split across many TCP writes and pipelined requests in one write", async () => {
+    const c = await client();
+    const w = new Writer();
+    for (let id = 100; id < 103; id++) {
+      const body = new Writer()
+        .int16(ApiKey.ApiVersions)
+        .int16(1)
+        .int32(id)
+        .nullableString("x")
+        .finish();
+      w.int32(body.length).raw(body);
+    }
+    const bytes = Buffer.from(w.finish());
+    const ids: number[] = [];
+    let buffered = Buffer.alloc(0);
+    const done = new Promise<void>((resolve) => {
+      c.socket.on("data", (chunk) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 4 && buffered.length >= buffered.readInt32BE(0) + 4) {
+          ids.push(buffered.readInt32BE(4));
+          buffered = buffered.subarray(buffered.readInt32BE(0) + 4);
+        }
+        if (ids.length === 3) resolve();
+      });
+    });
+    for (let i = 0; i < bytes.length; i += 3) {
+      c.socket.write(bytes.subarray(i, i + 3));
+      if (i % 12 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    await done;
+    expect(ids).toEqual([100, 101, 102]);
+  });
+});
