@@ -12,8 +12,8 @@ import { AvroReader } from "./avro-io.js";
 export const AVRO_DATA_CONTENT_TYPE = "application/avro";
 
 /**
- * An Avro schema: its JSON text, its parsed JSON (an object, or an array for a union), or a type
- * already compiled by `avsc`.
+ * An Avro schema: its JSON text (or a bare primitive type name such as `string`), its parsed JSON
+ * (an object, or an array for a union), or a type already compiled by `avsc`.
  */
 export type AvroSchemaDefinition = string | object;
 
@@ -74,7 +74,7 @@ export function avroDataCodec<T = unknown>(
 ): DataCodec<T> {
   let type: CompiledType;
   try {
-    const parsed = typeof schema === "string" ? JSON.parse(schema) : schema;
+    const parsed = typeof schema === "string" ? parseSchemaText(schema) : schema;
     type = (avsc.Type.isType(parsed)
       ? parsed
       : avsc.Type.forSchema(parsed as never)) as unknown as CompiledType;
@@ -119,6 +119,12 @@ export function avroDataCodec<T = unknown>(
       }
     },
   };
+}
+
+/** Schema JSON text, or a bare type name such as `string` (not JSON, but a valid schema). */
+function parseSchemaText(text: string): unknown {
+  const t = text.trim();
+  return t.startsWith("{") || t.startsWith("[") || t.startsWith('"') ? JSON.parse(t) : t;
 }
 
 interface WalkLimits {
