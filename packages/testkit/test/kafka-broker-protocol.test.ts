@@ -79,7 +79,10 @@ function varint(out: number[], n: number): void {
 }
 
 function bytesField(out: number[], s: string | null): void {
-  if (s === null) return varint(out, -1);
+  if (s === null) {
+    varint(out, -1);
+    return;
+  }
   const b = Buffer.from(s);
   varint(out, b.length);
   out.push(...b);
@@ -239,7 +242,8 @@ describe("Kafka test broker at the wire level", () => {
     broker.createTopic("raw-crc", 1);
     const batch = recordBatch([{ key: "k", value: "hello" }]);
     const corrupt = Buffer.from(batch);
-    corrupt[corrupt.length - 3] ^= 0xff;
+    const at = corrupt.length - 3;
+    corrupt.writeUInt8(corrupt.readUInt8(at) ^ 0xff, at);
     expect((await produce(c, "raw-crc", 0, corrupt))[0]).toBe(ErrorCode.CORRUPT_MESSAGE);
     expect(await latestOffset(c, "raw-crc", 0)).toBe(0);
     expect(await produce(c, "raw-crc", 0, batch)).toEqual([ErrorCode.NONE, 0]);
