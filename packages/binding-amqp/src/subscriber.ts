@@ -9,6 +9,7 @@ import {
 import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
 import type { AmqpMessage } from "./amqp-message.js";
 import { observeConnection } from "./connection-events.js";
+import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, fromAmqpMessage } from "./from-message.js";
 
@@ -122,7 +123,13 @@ export function amqpSubscriber<T = unknown>(
     if (!closing && receiver.is_open()) receiver.add_credit(1);
   };
 
-  const settle = (tracked: Tracked, action: (d: RheaDelivery) => void): void => {
+  const gate = dispositionGate(connection);
+
+  const settle = (
+    tracked: Tracked,
+    key: string,
+    action: (d: RheaDelivery) => void,
+  ): Promise<void> => {
     if (!tracked.live) {
       throw new PosthornError(
         "SettlementFailed",
@@ -133,8 +140,13 @@ export function amqpSubscriber<T = unknown>(
     }
     tracked.live = false;
     unsettled.delete(tracked);
-    action(tracked.delivery);
-    grant();
+    return new Promise<void>((resolve) => {
+      gate.submit(key, () => {
+        action(tracked.delivery);
+        grant();
+        resolve();
+      });
+    });
   };
 
   receiver.on("message", (context: EventContext) => {
@@ -143,7 +155,7 @@ export function amqpSubscriber<T = unknown>(
     if (rheaDelivery === undefined || amqp === undefined) return;
     const tracked: Tracked = { delivery: rheaDelivery, live: true };
     if (closing) {
-      rheaDelivery.release();
+      gate.submit("released", () => rheaDelivery.release());
       return;
     }
     unsettled.add(tracked);
@@ -159,21 +171,20 @@ export function amqpSubscriber<T = unknown>(
         error: decoded.error,
         deliveryCount: deliveryCountOf(amqp),
         capabilities: AMQP_SETTLEMENT_CAPABILITIES,
-        accept: () => settle(tracked, (d) => d.accept()),
+        accept: () => settle(tracked, "accepted", (d) => d.accept()),
         release: () =>
-          settle(tracked, (d) =>
+          settle(tracked, releaseOutcome, (d) =>
             // Both fields explicit: some brokers refuse a modified outcome with absent fields.
             releaseOutcome === "modified"
               ? d.modified({ delivery_failed: true, undeliverable_here: false })
               : d.release(),
           ),
-        reject: (reason) =>
-          settle(tracked, (d) =>
-            d.reject({
-              condition: rejectCondition,
-              description: reason ?? "rejected by the consumer",
-            }),
-          ),
+        reject: (reason) => {
+          const description = reason ?? "rejected by the consumer";
+          return settle(tracked, `rejected:${description}`, (d) =>
+            d.reject({ condition: rejectCondition, description }),
+          );
+        },
       }),
     );
   });
@@ -225,7 +236,7 @@ export function amqpSubscriber<T = unknown>(
       // Everything not settled goes back to the broker for another consumer.
       const open = receiver.is_open() && !connection.is_closed();
       for (const t of unsettled) {
-        if (t.live && open) t.delivery.release();
+        if (t.live && open) gate.submit("released", () => t.delivery.release());
         t.live = false;
       }
       unsettled.clear();

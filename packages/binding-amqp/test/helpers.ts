@@ -1,0 +1,253 @@
+import {
+  type AmqpPublisher,
+  type AmqpSubscriber,
+  amqpPublisher,
+  amqpSubscriber,
+} from "@posthorn/binding-amqp";
+import type { CloudEvent, Delivery, EventFormat } from "@posthorn/core";
+import { type BindingHarness, type BindingPath, brokerUrl, pathLabel } from "@posthorn/testkit";
+import rhea, { type Connection, type Container, type EventContext } from "rhea";
+
+/** Opens a rhea connection and waits until it is open. */
+export function openConnection(options: {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+}): Promise<Connection> {
+  const container = rhea.create_container();
+  return new Promise((resolve, reject) => {
+    const connection = container.connect({ ...options, reconnect: false });
+    connection.once("connection_open", () => resolve(connection));
+    connection.once("connection_error", (ctx: EventContext) => reject(ctx.connection.error));
+    connection.once("disconnected", (ctx: EventContext) => reject(ctx.error));
+  });
+}
+
+/** Opens a connection to the RabbitMQ of `AMQP_URL` (default guest:guest@127.0.0.1:5672). */
+export function connectRabbit(): Promise<Connection> {
+  const url = new URL(brokerUrl("amqp") as string);
+  return openConnection({
+    host: url.hostname,
+    port: url.port ? Number(url.port) : 5672,
+    username: decodeURIComponent(url.username || "guest"),
+    password: decodeURIComponent(url.password || "guest"),
+  });
+}
+
+/** Closes a rhea connection and waits until its socket is gone. */
+export function closeConnection(connection: Connection): Promise<void> {
+  if (connection.is_closed()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 3000);
+    connection.once("connection_close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    connection.close();
+  });
+}
+
+/** The next delivery of a subscriber, or a failure after `timeoutMs`. */
+export async function nextDelivery<T>(
+  iterator: AsyncIterator<Delivery<T>>,
+  timeoutMs = 5000,
+): Promise<Delivery<T>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const result = await Promise.race([
+      iterator.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no delivery within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+    if (result.done) throw new Error("the subscriber ended");
+    return result.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A unique name for a queue or address. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * A conformance harness over real links: per path, one publisher and one subscriber; every
+ * round trip publishes, takes the next delivery, accepts it and returns its event (or throws its
+ * error).
+ */
+export function linkHarness(options: {
+  name: string;
+  paths: readonly BindingPath[];
+  formats: readonly EventFormat[];
+  connect(): Promise<Connection>;
+  /** Prepares the addresses of one path (e.g. declares the queue) and returns them. */
+  addresses(label: string): Promise<{ publish: string; consume: string }>;
+  teardown?(): Promise<void>;
+}): BindingHarness {
+  let connection: Connection | undefined;
+  const links = new Map<
+    string,
+    {
+      publisher: AmqpPublisher;
+      subscriber: AmqpSubscriber;
+      iterator: AsyncIterator<Delivery>;
+    }
+  >();
+  return {
+    name: options.name,
+    paths: options.paths,
+    typed: true,
+    caseSensitive: true,
+    timeoutMs: 15_000,
+    async setup() {
+      connection = await options.connect();
+      for (const path of options.paths) {
+        const label = pathLabel(path);
+        const { publish, consume } = await options.addresses(label);
+        const subscriber = amqpSubscriber(connection, {
+          address: consume,
+          formats: options.formats,
+          credit: 10,
+        });
+        const publisher = amqpPublisher(connection, {
+          address: publish,
+          mode: path.mode === "structured" ? "structured" : "binary",
+          ...(path.format ? { format: path.format } : {}),
+        });
+        await Promise.all([subscriber.ready, publisher.ready]);
+        links.set(label, { publisher, subscriber, iterator: subscriber[Symbol.asyncIterator]() });
+      }
+    },
+    async teardown() {
+      for (const { publisher, subscriber } of links.values()) {
+        await publisher.close();
+        await subscriber.close();
+      }
+      if (connection) await closeConnection(connection);
+      await options.teardown?.();
+    },
+    async roundTrip(event: CloudEvent, path: BindingPath) {
+      const link = links.get(pathLabel(path));
+      if (!link) throw new Error(`no link for ${pathLabel(path)}`);
+      await link.publisher.publish(event);
+      const delivery = await nextDelivery(link.iterator);
+      await delivery.accept();
+      if (delivery.error) throw delivery.error;
+      if (!delivery.event) throw new Error("the delivery carries no event");
+      return delivery.event;
+    },
+  };
+}
+
+/** What a peer saw of one settlement by the subscriber. */
+export interface PeerOutcome {
+  readonly address: string;
+  readonly outcome: string;
+  readonly state: Record<string, unknown> | undefined;
+}
+
+/**
+ * A tiny AMQP 1.0 peer on a free port (rhea's own `listen`): messages arriving on a link to an
+ * address are accepted and sent on to the links attached from that address, in order; redelivery
+ * is not emulated. Links to addresses starting with `nocredit` get no credit. Settlements the subscriber sends are recorded in `outcomes`.
+ */
+export async function startPeer(port: number): Promise<{
+  readonly container: Container;
+  readonly outcomes: PeerOutcome[];
+  /** Hands a raw message to the consumers of `address` (to send what a publisher would not). */
+  inject(address: string, message: Record<string, unknown>): void;
+  stop(): Promise<void>;
+}> {
+  // Links attached to the peer get credit by hand, so an address can be left without any.
+  const container = rhea.create_container({
+    id: "posthorn-test-peer",
+    credit_window: 0,
+    treat_modified_as_released: false,
+  } as Parameters<typeof rhea.create_container>[0]);
+  const outcomes: PeerOutcome[] = [];
+  const pending = new Map<string, Record<string, unknown>[]>();
+  const senders = new Map<string, rhea.Sender[]>();
+  const flush = (address: string): void => {
+    const waiting = pending.get(address) ?? [];
+    for (const sender of senders.get(address) ?? []) {
+      while (waiting.length > 0 && sender.sendable()) {
+        sender.send(waiting.shift() as never);
+      }
+    }
+  };
+  const inject = (address: string, message: Record<string, unknown>): void => {
+    const list = pending.get(address) ?? [];
+    list.push(message);
+    pending.set(address, list);
+    flush(address);
+  };
+  container.on("sender_open", (ctx: EventContext) => {
+    const sender = ctx.sender as rhea.Sender;
+    const address = (sender.source as { address?: string } | undefined)?.address ?? "";
+    sender.set_source({ address });
+    senders.set(address, [...(senders.get(address) ?? []), sender]);
+    flush(address);
+  });
+  container.on("receiver_open", (ctx: EventContext) => {
+    const receiver = ctx.receiver as rhea.Receiver;
+    const address = (receiver.target as { address?: string } | undefined)?.address ?? "";
+    receiver.set_target({ address });
+    if (!address.startsWith("nocredit")) receiver.add_credit(1000);
+  });
+  container.on("sendable", (ctx: EventContext) => {
+    const address = (ctx.sender?.source as { address?: string } | undefined)?.address ?? "";
+    flush(address);
+  });
+  container.on("message", (ctx: EventContext) => {
+    const address = (ctx.receiver?.target as { address?: string } | undefined)?.address ?? "";
+    // Re-encoded by rhea on the way out: numbers lose their AMQP integer type (rhea writes uint).
+    inject(address, ctx.message as unknown as Record<string, unknown>);
+    ctx.receiver?.add_credit(1);
+  });
+  for (const outcome of ["accepted", "released", "rejected", "modified"]) {
+    container.on(outcome, (ctx: EventContext) => {
+      const address = (ctx.sender?.source as { address?: string } | undefined)?.address ?? "";
+      outcomes.push({
+        address,
+        outcome,
+        state: ctx.delivery?.remote_state as Record<string, unknown> | undefined,
+      });
+    });
+  }
+  container.on("sender_close", (ctx: EventContext) => {
+    for (const [address, list] of senders) {
+      senders.set(
+        address,
+        list.filter((s) => s !== ctx.sender),
+      );
+    }
+  });
+  container.on("connection_open", (ctx: EventContext) => {
+    // No Nagle delay on the peer's side either (rhea sets it only where links are opened).
+    (
+      ctx.connection as unknown as { socket?: { setNoDelay?(v: boolean): void } }
+    ).socket?.setNoDelay?.(true);
+  });
+  container.on("disconnected", () => {});
+  container.on("error", () => {});
+  const server = container.listen({ port, host: "127.0.0.1" });
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", () => resolve());
+    server.once("error", reject);
+  });
+  return {
+    container,
+    outcomes,
+    inject,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+      }),
+  };
+}
