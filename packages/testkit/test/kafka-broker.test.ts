@@ -1,5 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { type Consumer, type EachMessagePayload, Kafka, logLevel, type Producer } from "kafkajs";
+import {
+  CompressionTypes,
+  type Consumer,
+  type EachMessagePayload,
+  Kafka,
+  logLevel,
+  type Producer,
+} from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type KafkaTestBroker, startKafkaBroker } from "../src/index.js";
 
@@ -163,6 +170,30 @@ describe("Kafka test broker with kafkajs", () => {
     } finally {
       await admin.disconnect();
     }
+  });
+
+  it("passes compressed (gzip) batches through unchanged", async () => {
+    const topic = unique("gzip");
+    broker.createTopic(topic, 1);
+    const p = await producer();
+    const value = "compressible ".repeat(200);
+    await p.send({
+      topic,
+      compression: CompressionTypes.GZIP,
+      messages: Array.from({ length: 20 }, (_, i) => ({
+        key: `k${i}`,
+        value,
+        headers: { i: String(i) },
+      })),
+    });
+    const c = await consumer(unique("g"));
+    await c.subscribe({ topic, fromBeginning: true });
+    const got: Received[] = [];
+    await c.run({ eachMessage: async (payload) => void got.push(received(payload)) });
+    await until(() => got.length >= 20, 15_000, "20 records");
+    await c.stop();
+    expect(got.map((g) => g.headers.i)).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(got.every((g) => g.value === value)).toBe(true);
   });
 
   it("accepts an idempotent producer and stores each record once, in order", async () => {

@@ -32,6 +32,8 @@ export interface KafkaTestBrokerOptions {
    * protocol violations go to `console.warn`, other lines are dropped.
    */
   log?: (line: string) => void;
+  /** Also log every request (client id, API name and version) through `log`. Default false. */
+  traceRequests?: boolean;
 }
 
 /** A running test broker. */
@@ -57,6 +59,7 @@ const NODE_ID = 1;
 const CLUSTER_ID = "posthorn-test-broker";
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const DEFAULT_MAX_FRAME = 100 * 1024 * 1024;
+const MAX_QUEUED_REQUESTS = 64;
 
 /** API keys and version ranges the broker implements and advertises in ApiVersions. */
 export const SUPPORTED_APIS: readonly { key: number; name: string; min: number; max: number }[] = [
@@ -722,6 +725,7 @@ class Connection {
     private readonly maxFrameBytes: number,
     private readonly warn: (line: string) => void,
     private readonly onGone: (c: Connection) => void,
+    private readonly trace: ((line: string) => void) | undefined,
   ) {
     this.clientHost = `/${socket.remoteAddress ?? "unknown"}`;
     socket.setNoDelay(true);
@@ -752,6 +756,8 @@ class Connection {
         this.pending = rest.length > 0 ? [rest] : [];
         this.pendingBytes = rest.length;
       }
+      // Requests are handled one at a time; stop reading while too many wait (TCP backpressure).
+      if (this.queue.length >= MAX_QUEUED_REQUESTS && !this.socket.isPaused()) this.socket.pause();
       if (!this.busy) void this.pump();
     } catch (err) {
       this.fail(`frame error: ${(err as Error).message}`);
@@ -764,6 +770,8 @@ class Connection {
       while (!this.closed) {
         const frame = this.queue.shift();
         if (!frame) break;
+        if (this.queue.length < MAX_QUEUED_REQUESTS / 2 && this.socket.isPaused())
+          this.socket.resume();
         await this.handleFrame(frame);
       }
     } finally {
@@ -791,6 +799,7 @@ class Connection {
         throw new ProtocolError(`${api.name} v${version} not supported (v${api.min}-v${api.max})`);
       }
       const clientId = r.nullableString() ?? "";
+      if (this.trace) this.trace(`request ${api.name} v${version} from ${clientId || "?"}`);
       const body = await this.core.handle(apiKey, r, {
         version,
         clientId,
@@ -859,6 +868,7 @@ export async function startKafkaBroker(
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME;
   const info = options.log ?? (() => {});
   const warn = options.log ?? ((line: string) => console.warn(`[kafka-test-broker] ${line}`));
+  const trace = options.traceRequests ? info : undefined;
   if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
     throw new RangeError(`defaultPartitions must be a positive integer, got ${defaultPartitions}`);
   }
@@ -878,7 +888,7 @@ export async function startKafkaBroker(
       const s = createServer((socket) => {
         try {
           connections.add(
-            new Connection(socket, core, maxFrameBytes, warn, (c) => connections.delete(c)),
+            new Connection(socket, core, maxFrameBytes, warn, (c) => connections.delete(c), trace),
           );
         } catch (err) {
           warn(`could not accept a connection: ${(err as Error).message}`);

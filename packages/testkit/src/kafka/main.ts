@@ -16,6 +16,7 @@ const broker = await startKafkaBroker({
   port,
   ...(partitions ? { defaultPartitions: Number(partitions) } : {}),
   log: (line) => console.log(`[kafka-test-broker] ${line}`),
+  traceRequests: process.env.KAFKA_TEST_BROKER_TRACE === "1",
 });
 console.log(
   `Kafka test broker listening on ${broker.brokers.join(",")} (in memory; Ctrl-C to stop)`,
