@@ -48,12 +48,12 @@ const TRANSPORTS: readonly TransportEntry[] = [
   {
     transport: "kafka",
     schemes: ["kafka", "kafka+ssl"],
-    load: "@posthorn/binding-kafka is not part of this build yet",
+    load: async () => (await import("./drivers/kafka.js")).driver,
   },
   {
     transport: "nats",
     schemes: ["nats", "nats+tls"],
-    load: "@posthorn/binding-nats is not part of this build yet",
+    load: async () => (await import("./drivers/nats.js")).driver,
   },
 ];
 

@@ -20,7 +20,7 @@ export function ownedPublisher(inner: Publisher, cleanup: () => Promise<void> | 
     close() {
       closing ??= (async () => {
         try {
-          await inner.close();
+          await boundedClose(inner.close());
         } finally {
           await cleanup();
         }
@@ -42,7 +42,7 @@ export function ownedSubscriber(
     close() {
       closing ??= (async () => {
         try {
-          await inner.close();
+          await boundedClose(inner.close());
         } finally {
           await cleanup();
         }
@@ -50,6 +50,27 @@ export function ownedSubscriber(
       return closing;
     },
   };
+}
+
+/**
+ * Waits for a binding's close, at most `ms`: the driver then closes the client anyway, so a
+ * command never hangs on a close that waits for the network.
+ */
+function boundedClose(closing: Promise<void>, ms = 5000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref?.();
+    closing.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** Rejects with a `Timeout` error naming `what` when `work` takes longer than `ms`. */

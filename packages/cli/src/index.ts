@@ -1,0 +1,8 @@
+export {
+  createPublisher,
+  createSubscriber,
+  type Endpoint,
+  listTransports,
+  loadDriver,
+  openEndpoint,
+} from "./endpoint.js";
