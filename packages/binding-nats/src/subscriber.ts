@@ -294,17 +294,20 @@ export async function jetStreamSubscriber<T = unknown>(
     close() {
       closing ??= (async () => {
         closed = true;
+        // Stop pulling first, and let the server see it (a round trip), so that a released
+        // message goes to another consumer and not to this one's last pull request. stop(), not
+        // close(): close() waits for the iterator to be pulled to its end, which a caller that
+        // stopped iterating never does; stop() also ends any pending next().
+        messages.stop();
+        const nc = connectionOf(js);
+        if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
         for (const delivery of [...unsettled]) {
           if (delivery.settled) continue;
           // Settle through the delivery, so a later accept() by a handler says SettlementFailed.
           // A connection that is gone cannot nak: the ack wait brings the message back then.
           await delivery.release().catch(() => undefined);
         }
-        try {
-          await messages.close();
-        } catch {
-          messages.stop();
-        }
+        if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
       })();
       return closing;
     },

@@ -1,0 +1,308 @@
+import {
+  AckPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  JETSTREAM_CAPABILITIES,
+  type JetStreamSubscriber,
+  jetStreamPublisher,
+  jetStreamSubscriber,
+  type NatsContentMode,
+} from "@posthorn/binding-nats";
+import { asJob, type CloudEvent, type Delivery, type EventFormat, malformed } from "@posthorn/core";
+import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
+import { afterAll, describe, expect, it } from "vitest";
+import { availableFormats } from "./formats.js";
+import { startTestNats, tooLarge, unique } from "./nats-server.js";
+
+const server = await startTestNats();
+const nc: NatsConnection = await connect({ servers: server.url });
+const js: JetStreamClient = jetstream(nc);
+const jsm: JetStreamManager = await jetstreamManager(nc);
+const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+const formats: EventFormat[] = await availableFormats();
+const streams: string[] = [];
+const subscribers: JetStreamSubscriber[] = [];
+
+afterAll(async () => {
+  for (const s of subscribers) await s.close();
+  for (const name of streams) await jsm.streams.delete(name).catch(() => undefined);
+  await nc.close();
+  await server.stop();
+});
+
+const SECOND = 1_000_000_000;
+
+/** A stream on its own subjects with one durable explicit-ack consumer. */
+async function streamWithConsumer(
+  options: { workQueue?: boolean; ackWaitMs?: number; duplicateWindowMs?: number } = {},
+): Promise<{ stream: string; subject: string; consumer: string }> {
+  const stream = unique("S").toUpperCase();
+  const subject = `${stream.toLowerCase()}.events`;
+  await jsm.streams.add({
+    name: stream,
+    subjects: [`${stream.toLowerCase()}.>`],
+    ...(options.workQueue ? { retention: RetentionPolicy.Workqueue } : {}),
+    ...(options.duplicateWindowMs
+      ? { duplicate_window: options.duplicateWindowMs * 1_000_000 }
+      : {}),
+  });
+  streams.push(stream);
+  const consumer = "workers";
+  await jsm.consumers.add(stream, {
+    durable_name: consumer,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: ((options.ackWaitMs ?? 30_000) / 1000) * SECOND,
+  });
+  return { stream, subject, consumer };
+}
+
+async function subscribe(stream: string, consumer: string, client: JetStreamClient = js) {
+  const s = await jetStreamSubscriber(client, { stream, consumer, formats, maxMessages: 64 });
+  subscribers.push(s);
+  return s;
+}
+
+// One pending pull per iterator: a timed-out wait keeps its pull for the next call, so no
+// delivery is taken by a pull nobody reads.
+const pendingPulls = new WeakMap<AsyncIterator<Delivery>, Promise<IteratorResult<Delivery>>>();
+
+async function next(it: AsyncIterator<Delivery>, timeoutMs = 5000): Promise<Delivery | undefined> {
+  let pull = pendingPulls.get(it);
+  if (!pull) {
+    pull = it.next();
+    pendingPulls.set(it, pull);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((r) => {
+    timer = setTimeout(() => r("timeout"), timeoutMs);
+  });
+  const r = await Promise.race([pull, timeout]);
+  clearTimeout(timer);
+  if (r === "timeout") return undefined;
+  pendingPulls.delete(it);
+  return r.done ? undefined : r.value;
+}
+
+function jetStreamPath(path: BindingPath) {
+  let pair: { publish: (e: CloudEvent) => Promise<void>; it: AsyncIterator<Delivery> } | undefined;
+  return async (event: CloudEvent): Promise<CloudEvent> => {
+    if (!pair) {
+      const { stream, subject, consumer } = await streamWithConsumer();
+      const publisher = jetStreamPublisher(js, {
+        subject,
+        mode: path.mode as NatsContentMode,
+        ...(path.format ? { format: path.format } : {}),
+        // Conformance publishes one vector per id several times: no de-duplication here.
+        messageId: () => undefined,
+      });
+      const subscriber = await subscribe(stream, consumer);
+      pair = { publish: (e) => publisher.publish(e), it: subscriber[Symbol.asyncIterator]() };
+    }
+    await pair.publish(event);
+    const d = await next(pair.it);
+    if (!d) throw new Error("no delivery");
+    await d.accept();
+    if (d.error) throw d.error;
+    if (!d.event) throw malformed("not read as a CloudEvent");
+    return d.event;
+  };
+}
+
+const binary = jetStreamPath({ mode: "binary" });
+describeBindingConformance({
+  name: "nats JetStream (nats-server, binary)",
+  paths: [{ mode: "binary" }],
+  typed: false,
+  caseSensitive: false,
+  timeoutMs: 10_000,
+  roundTrip: (event) => binary(event),
+  skip: (vec, path) => tooLarge(vec.event, path, maxPayload),
+});
+
+const structured = new Map(
+  formats.map((f) => [f, jetStreamPath({ mode: "structured", format: f })]),
+);
+describeBindingConformance({
+  name: "nats JetStream (nats-server, structured)",
+  paths: formats.map((format) => ({ mode: "structured" as const, format })),
+  typed: true,
+  caseSensitive: true,
+  timeoutMs: 10_000,
+  roundTrip: (event, path) =>
+    (structured.get(path.format as EventFormat) as (e: CloudEvent) => Promise<CloudEvent>)(event),
+  skip: (vec, path) => tooLarge(vec.event, path, maxPayload),
+});
+
+describe("JetStream settlement", () => {
+  it("accept() acks: the message is not delivered again", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const sub = await subscribe(stream, consumer);
+    expect(sub.capabilities).toEqual(JETSTREAM_CAPABILITIES);
+    const it = sub[Symbol.asyncIterator]();
+    const d = await next(it);
+    expect(d?.deliveryCount).toBe(1);
+    expect(asJob(d as Delivery)?.attempt).toBe(1);
+    await d?.accept();
+    expect(await next(it, 1800)).toBeUndefined();
+    const info = await jsm.consumers.info(stream, consumer);
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+  });
+
+  it("release({ delayMs }) naks: redelivered no sooner than the delay, with the attempt counted", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer();
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const it = (await subscribe(stream, consumer))[Symbol.asyncIterator]();
+    const first = await next(it);
+    const released = Date.now();
+    await first?.release({ delayMs: 700 });
+    const again = await next(it, 5000);
+    const waited = Date.now() - released;
+    expect(again?.event?.id).toBe(vector("typical").event.id);
+    expect(again?.deliveryCount).toBe(2);
+    expect(asJob(again as Delivery)?.attempt).toBe(2);
+    expect(waited).toBeGreaterThanOrEqual(650);
+    await again?.accept();
+  });
+
+  it("reject() terminates: no redelivery, and the server publishes a MSG_TERMINATED advisory", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
+    const advisories: string[] = [];
+    const adv = nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.${stream}.${consumer}`, {
+      callback: (_err, m) => {
+        advisories.push(m.string());
+      },
+    });
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const it = (await subscribe(stream, consumer))[Symbol.asyncIterator]();
+    const d = await next(it);
+    await d?.reject("cannot parse the order");
+    expect(await next(it, 1800)).toBeUndefined();
+    expect(advisories).toHaveLength(1);
+    expect(JSON.parse(advisories[0] as string).stream_seq).toBe(1);
+    adv.unsubscribe();
+  });
+
+  it("inProgress() keeps a long job from being redelivered past the ack wait", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const sub = await subscribe(stream, consumer);
+    const it = sub[Symbol.asyncIterator]();
+    const d = await next(it);
+    const pending = it.next();
+    let redelivered = false;
+    void pending.then(() => {
+      redelivered = true;
+    });
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      await d?.inProgress();
+    }
+    expect(redelivered).toBe(false);
+    await d?.accept();
+    expect(redelivered).toBe(false);
+    await sub.close();
+  });
+
+  it("close() releases deliveries handed out and not settled, so another consumer gets them at once", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer();
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const first = await subscribe(stream, consumer);
+    const d = await next(first[Symbol.asyncIterator]());
+    expect(first.inFlight).toBe(1);
+    // A second worker is already waiting when the first shuts down.
+    const second = await subscribe(stream, consumer);
+    const secondIt = second[Symbol.asyncIterator]();
+    const waiting = next(secondIt, 3000);
+    await first.close();
+    expect(d?.settled).toBe(true);
+    await expect(d?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    const again = await waiting;
+    expect(again?.event?.id).toBe(vector("typical").event.id);
+    expect(again?.deliveryCount).toBe(2);
+    await again?.accept();
+  });
+
+  it("stores a re-published event once within the duplicate window (message id = event id)", async () => {
+    const { stream, subject } = await streamWithConsumer({ duplicateWindowMs: 60_000 });
+    const publisher = jetStreamPublisher(js, { subject });
+    const event = vector("unicode-id").event;
+    const first = await publisher.publishWithAck(event);
+    const second = await publisher.publishWithAck(event);
+    await publisher.publish(event);
+    expect(first.duplicate).toBe(false);
+    expect(second.duplicate).toBe(true);
+    expect(second.sequence).toBe(first.sequence);
+    const info = await jsm.streams.info(stream);
+    expect(info.state.messages).toBe(1);
+    await publisher.publish(event.cloneWith({ id: "another" }));
+    expect((await jsm.streams.info(stream)).state.messages).toBe(2);
+  });
+
+  it("refuses a subject no stream listens on with PublishRejected", async () => {
+    const publisher = jetStreamPublisher(js, { subject: unique("nostream"), timeoutMs: 2000 });
+    await expect(publisher.publish(vector("minimal").event)).rejects.toMatchObject({
+      code: "PublishRejected",
+    });
+  });
+
+  it("raises PayloadTooLarge before sending a message over the server's max_payload", async () => {
+    const { subject } = await streamWithConsumer();
+    const publisher = jetStreamPublisher(js, { subject });
+    const big = vector("minimal").event.withData(
+      new Uint8Array(maxPayload),
+      "application/octet-stream",
+    );
+    await expect(publisher.publish(big)).rejects.toMatchObject({ code: "PayloadTooLarge" });
+  });
+
+  it("two consumers on one work-queue stream split 1,000 jobs: none lost, none handled twice", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer({ workQueue: true });
+    const total = 1000;
+    const publisher = jetStreamPublisher(js, { subject });
+    const events = Array.from({ length: total }, (_, i) =>
+      vector("typical").event.cloneWith({ id: `job-${i}` }),
+    );
+    await publisher.publish(events);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(total);
+
+    const nc2 = await connect({ servers: server.url });
+    const workers = [
+      await subscribe(stream, consumer),
+      await subscribe(stream, consumer, jetstream(nc2)),
+    ];
+    const handled = new Map<string, number>();
+    const perWorker = [0, 0];
+    let done = 0;
+    await Promise.all(
+      workers.map(async (w, index) => {
+        const it = w[Symbol.asyncIterator]();
+        while (done < total) {
+          const d = await next(it, 1000);
+          if (!d) continue;
+          const id = d.event?.id as string;
+          handled.set(id, (handled.get(id) ?? 0) + 1);
+          perWorker[index] = (perWorker[index] ?? 0) + 1;
+          await d.accept();
+          done++;
+        }
+      }),
+    );
+    for (const w of workers) await w.close();
+    await nc2.close();
+    expect(handled.size).toBe(total);
+    expect([...handled.values()].every((n) => n === 1)).toBe(true);
+    expect(perWorker[0]).toBeGreaterThan(0);
+    expect(perWorker[1]).toBeGreaterThan(0);
+    // Work-queue retention: every acked job is gone from the stream.
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await jsm.streams.info(stream)).state.messages).toBe(0);
+  }, 30_000);
+});
