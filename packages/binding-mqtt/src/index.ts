@@ -1,3 +1,4 @@
+export { fromMqttError } from "./errors.js";
 export {
   classifyMqttMessage,
   fromMqttMessage,
@@ -13,4 +14,17 @@ export {
   type MqttProtocolVersion,
   type ToMqttMessageOptions,
 } from "./mqtt-message.js";
+export {
+  clientProtocolVersion,
+  type MqttPublisherOptions,
+  type MqttPublishOptions,
+  type MqttQos,
+  mqttPublisher,
+} from "./publisher.js";
+export {
+  type MqttSubscriber,
+  type MqttSubscriberOptions,
+  mqttSubscriber,
+  topicMatches,
+} from "./subscriber.js";
 export { JSON_EVENT_CONTENT_TYPE, toMqttMessage } from "./to-message.js";

@@ -8,6 +8,7 @@ import {
   encodeData,
   invalidEvent,
   isBytes,
+  isValidString,
   PosthornError,
 } from "@posthorn/core";
 import type { MqttMessage, ToMqttMessageOptions } from "./mqtt-message.js";
@@ -16,6 +17,7 @@ import type { MqttMessage, ToMqttMessageOptions } from "./mqtt-message.js";
 export const JSON_EVENT_CONTENT_TYPE = "application/cloudevents+json";
 
 const EMPTY = new Uint8Array(0);
+const ATTRIBUTE_NAME = /^[a-z0-9]+$/;
 
 /**
  * Maps a CloudEvent onto an MQTT PUBLISH (CloudEvents MQTT protocol binding, section 3).
@@ -88,11 +90,26 @@ function toBinary(event: CloudEvent): MqttMessage {
       data = value;
       hasData = true;
     } else if (name !== "datacontenttype") {
+      if (!ATTRIBUTE_NAME.test(name)) {
+        throw invalidEvent(
+          `attribute name ${JSON.stringify(name)} is not lower-case letters and digits`,
+          name,
+        );
+      }
       if (!isAttributeValue(value)) {
         throw invalidEvent(`${name} is not a CloudEvents attribute value`, name);
       }
       // MQTT binding 3.1.3.1: attribute name as the user property name, canonical string value.
-      userProperties[name] = canonicalString(value);
+      const text = canonicalString(value);
+      // Brokers close the connection on control characters in UTF-8 strings (MQTT 5 1.5.4), so
+      // an event that breaks the String rules is refused here rather than on the wire.
+      if (!isValidString(text)) {
+        throw invalidEvent(
+          `${name} holds a control character, noncharacter or lone surrogate`,
+          name,
+        );
+      }
+      userProperties[name] = text;
     }
   }
   const datacontenttype = event.datacontenttype;

@@ -1,0 +1,47 @@
+import { type ErrorCode, isPosthornError, PosthornError } from "@posthorn/core";
+
+// mqtt.js reports failures as plain Errors distinguished by message (and, for MQTT 5 reason
+// codes, a numeric `code`); this one table turns them into Posthorn codes.
+const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode]> = [
+  ["client disconnecting", "Closed"],
+  ["Client is disconnecting", "Closed"],
+  ["client disconnected", "Closed"],
+  ["Connection closed", "ConnectionFailed"],
+  ["Connection refused", "ConnectionFailed"],
+  ["Keepalive timeout", "ConnectionFailed"],
+  ["ECONNREFUSED", "ConnectionFailed"],
+  ["ECONNRESET", "ConnectionFailed"],
+  ["exceeding packets size", "PayloadTooLarge"],
+  ["Invalid topic", "PublishRejected"],
+];
+
+/**
+ * Translates an error from mqtt.js into a {@link PosthornError}. An MQTT 5 reason code of 0x80 or
+ * more becomes `PublishRejected` with the reason code as `protocolCode`.
+ *
+ * @param err - what mqtt.js passed to a callback or rejected with
+ * @param what - the operation, for the message
+ */
+export function fromMqttError(err: unknown, what: string): PosthornError {
+  if (isPosthornError(err)) return err;
+  const e = err as { message?: unknown; code?: unknown } | null;
+  const message = typeof e?.message === "string" ? e.message : String(err);
+  const reason = typeof e?.code === "number" ? e.code : undefined;
+  if (reason !== undefined && reason >= 0x80) {
+    return new PosthornError(
+      "PublishRejected",
+      `${what}: the broker refused (reason ${reason}): ${message}`,
+      {
+        protocolCode: reason,
+        retryable: reason === 0x97 || reason === 0x89, // quota exceeded, server busy
+        cause: err,
+      },
+    );
+  }
+  const code =
+    BY_MESSAGE.find(([fragment]) => message.includes(fragment))?.[1] ?? "ConnectionFailed";
+  return new PosthornError(code, `${what}: ${message}`, {
+    ...(typeof e?.code === "string" ? { protocolCode: e.code } : {}),
+    cause: err,
+  });
+}

@@ -1,0 +1,174 @@
+import {
+  type CloudEventLike,
+  type EventFormat,
+  PosthornError,
+  type Publisher,
+  type PublishOptions,
+} from "@posthorn/core";
+import type { IClientPublishOptions, MqttClient } from "mqtt";
+import { fromMqttError } from "./errors.js";
+import type { MqttProtocolVersion } from "./mqtt-message.js";
+import { toMqttMessage } from "./to-message.js";
+
+/** An MQTT Quality of Service level. */
+export type MqttQos = 0 | 1 | 2;
+
+/** Options for {@link mqttPublisher}. */
+export interface MqttPublisherOptions {
+  /** The topic to publish to (no wildcards). */
+  topic: string;
+  /** QoS of every publish. Default 1. */
+  qos?: MqttQos;
+  /** Content mode. Default `binary` at MQTT 5, `structured` at 3.1.1 (its only mode). */
+  mode?: "binary" | "structured";
+  /** The event format for structured mode (MQTT 3.1.1 needs the JSON format). */
+  format?: EventFormat;
+  /** Set the MQTT retain flag. Default `false`. */
+  retain?: boolean;
+  /** Give up waiting for an acknowledgement after this long. Default: wait as long as mqtt.js does. */
+  timeoutMs?: number;
+}
+
+/** Per-call options of an MQTT publisher. */
+export interface MqttPublishOptions extends PublishOptions {
+  /** Another topic for this call. */
+  topic?: string;
+  /** Another QoS for this call. */
+  qos?: MqttQos;
+  /** The retain flag for this call. */
+  retain?: boolean;
+}
+
+/** The protocol version an mqtt.js client speaks (mqtt.js defaults to 4, i.e. MQTT 3.1.1). */
+export function clientProtocolVersion(client: MqttClient): MqttProtocolVersion {
+  const v = client.options.protocolVersion;
+  return v === 5 || v === 3 ? v : 4;
+}
+
+/** @internal A zero-copy Buffer view where Buffer exists (mqtt.js expects one), the bytes otherwise. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  const B = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+  if (B === undefined || B.isBuffer(bytes)) return bytes as Buffer;
+  return B.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Publishes CloudEvents through an mqtt.js client the caller made and connected. Each
+ * `publish()` resolves when the broker acknowledged at the chosen QoS (QoS 0: written to the
+ * connection; QoS 1: PUBACK; QoS 2: PUBCOMP), and rejects with a typed error when the broker
+ * refuses (MQTT 5 reason codes, `PublishRejected`) or the connection fails. MQTT has no batch
+ * mode: an array is published as one message per event, all awaited.
+ *
+ * The client stays the caller's: `close()` waits for in-flight publishes and does not end it.
+ *
+ * @param client - a connected (or connecting) mqtt.js `MqttClient`
+ * @param options - topic, QoS, mode, format, retain
+ * @throws {@link PosthornError} `NotSupported` when the options ask for what the client's
+ *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1)
+ * @example
+ * ```ts
+ * const client = await mqtt.connectAsync("mqtt://localhost", { protocolVersion: 5 });
+ * const publisher = mqttPublisher(client, { topic: "orders", qos: 1 });
+ * await publisher.publish({ specversion: "1.0", id: "1", source: "/shop", type: "order.created" });
+ * ```
+ */
+export function mqttPublisher(
+  client: MqttClient,
+  options: MqttPublisherOptions,
+): Publisher<MqttPublishOptions> {
+  const protocolVersion = clientProtocolVersion(client);
+  const defaultMode = options.mode ?? (protocolVersion === 5 ? "binary" : "structured");
+  if (protocolVersion !== 5 && defaultMode === "binary") {
+    throw new PosthornError(
+      "NotSupported",
+      "MQTT 3.1.1 carries CloudEvents in structured mode only",
+    );
+  }
+  if (defaultMode === "structured" && options.format === undefined) {
+    throw new PosthornError("NotSupported", "structured mode needs an event format");
+  }
+  const qos = options.qos ?? 1;
+  const retain = options.retain ?? false;
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  let closed = false;
+
+  const sendOne = (event: CloudEventLike, call: MqttPublishOptions): Promise<void> => {
+    const mode = call.mode ?? defaultMode;
+    if (mode === "batch") {
+      return Promise.reject(
+        new PosthornError("NotSupported", "the MQTT binding has no batch mode"),
+      );
+    }
+    const message = toMqttMessage(event, {
+      mode,
+      protocolVersion,
+      ...(options.format === undefined ? {} : { format: options.format }),
+    });
+    const publishOptions: IClientPublishOptions = {
+      qos: call.qos ?? qos,
+      retain: call.retain ?? retain,
+    };
+    if (protocolVersion === 5 && (message.contentType !== undefined || message.userProperties)) {
+      publishOptions.properties = {
+        ...(message.contentType === undefined ? {} : { contentType: message.contentType }),
+        ...(message.userProperties === undefined
+          ? {}
+          : { userProperties: message.userProperties as Record<string, string> }),
+      };
+    }
+    const topic = call.topic ?? options.topic;
+    return new Promise<void>((resolve, reject) => {
+      client.publish(topic, asBuffer(message.payload), publishOptions, (err) => {
+        if (err) reject(fromMqttError(err, `publish to ${topic}`));
+        else resolve();
+      });
+    });
+  };
+
+  const withLimits = (work: Promise<void>, call: MqttPublishOptions): Promise<void> => {
+    const timeoutMs = call.timeoutMs ?? options.timeoutMs;
+    const signal = call.abortSignal;
+    if (timeoutMs === undefined && signal === undefined) return work;
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => finish(new PosthornError("Aborted", "publish aborted"));
+      const finish = (err?: unknown) => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => finish(new PosthornError("Timeout", `no acknowledgement within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }
+      work.then(() => finish(), finish);
+    });
+  };
+
+  return {
+    async publish(events, call: MqttPublishOptions = {}) {
+      if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
+      inFlight++;
+      try {
+        const work = Array.isArray(events)
+          ? Promise.all((events as readonly CloudEventLike[]).map((e) => sendOne(e, call))).then(
+              () => undefined,
+            )
+          : sendOne(events as CloudEventLike, call);
+        await withLimits(work, call);
+      } finally {
+        if (--inFlight === 0 && idle) idle();
+      }
+    },
+    async close() {
+      closed = true;
+      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+    },
+  };
+}

@@ -1,0 +1,412 @@
+import {
+  AsyncQueue,
+  type CloudEvent,
+  createDelivery,
+  type Delivery,
+  type EventFormat,
+  type ExtensionRegistry,
+  isPosthornError,
+  type PosthornError,
+  PosthornError as PosthornErrorClass,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "@posthorn/core";
+import type { MqttClient } from "mqtt";
+import { fromMqttError } from "./errors.js";
+import { classifyMqttMessage, fromMqttMessage, toPlainMessage } from "./from-message.js";
+import type { MqttLimits, MqttMessage } from "./mqtt-message.js";
+import { asBuffer, clientProtocolVersion, type MqttQos } from "./publisher.js";
+
+/** Options for {@link mqttSubscriber}. */
+export interface MqttSubscriberOptions extends MqttLimits {
+  /** The topic filter (`+` and `#` wildcards allowed; `$share/<group>/<filter>` for jobs). */
+  topic: string;
+  /**
+   * Subscribe as one of a group of competing consumers: the filter becomes
+   * `$share/<group>/<topic>` (MQTT 5 shared subscriptions; Mosquitto also accepts them at 3.1.1).
+   */
+  group?: string;
+  /** Maximum QoS to subscribe at. Default 1. */
+  qos?: MqttQos;
+  /** Formats that structured messages may use; a 3.1.1 subscriber needs the JSON format. */
+  formats: readonly EventFormat[];
+  /** Where declared extension types are looked up in binary mode. Defaults to core's registry. */
+  extensions?: ExtensionRegistry;
+  /** Where `reject()` publishes the message (unchanged) before acknowledging it. */
+  deadLetterTopic?: string;
+  /** QoS of dead-letter publishes. Default 1. */
+  deadLetterQos?: MqttQos;
+  /** How long `close()` waits for deliveries in hand to be settled. Default 5000. */
+  drainTimeoutMs?: number;
+}
+
+/** An MQTT subscriber: deliveries as an async iterable, plus the topic filter it subscribed. */
+export interface MqttSubscriber<T = unknown> extends Subscriber<T> {
+  /** The filter as subscribed, e.g. `$share/workers/jobs/#`. */
+  readonly filter: string;
+}
+
+type HandleMessage = (packet: PacketLike, callback: (err?: Error) => void) => void;
+
+/** The parts of an mqtt.js PUBLISH packet the subscriber reads. */
+interface PacketLike {
+  readonly topic: string | Uint8Array;
+  readonly payload: Uint8Array | string;
+  readonly qos: number;
+  readonly retain?: boolean;
+  readonly dup?: boolean;
+  readonly messageId?: number;
+  readonly properties?: {
+    readonly contentType?: string;
+    readonly userProperties?: Readonly<Record<string, string | string[]>>;
+  };
+}
+
+interface Route {
+  matches(topic: string): boolean;
+  receive(packet: PacketLike, callback: (err?: Error) => void): void;
+}
+
+interface Dispatcher {
+  readonly routes: Set<Route>;
+}
+
+// One dispatcher per client: mqtt.js has a single handleMessage hook, which every subscriber on
+// that client shares. Packets no subscriber claims go to the hook that was there before.
+const dispatchers = new WeakMap<MqttClient, Dispatcher>();
+
+function dispatcherFor(client: MqttClient): Dispatcher {
+  let dispatcher = dispatchers.get(client);
+  if (dispatcher) return dispatcher;
+  const routes = new Set<Route>();
+  const target = client as unknown as { handleMessage: HandleMessage };
+  const previous = target.handleMessage.bind(client);
+  target.handleMessage = (packet, callback) => {
+    const topic = typeof packet.topic === "string" ? packet.topic : String(packet.topic);
+    for (const route of routes) {
+      if (route.matches(topic)) {
+        route.receive(packet, callback);
+        return;
+      }
+    }
+    previous(packet, callback);
+  };
+  dispatcher = { routes };
+  dispatchers.set(client, dispatcher);
+  return dispatcher;
+}
+
+/**
+ * Whether `topic` matches the MQTT topic filter `filter` (`+` one level, `#` the rest; a
+ * `$share/<group>/` prefix is ignored; wildcards at the first level never match `$` topics).
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  let f = filter;
+  if (f.startsWith("$share/")) {
+    const groupEnd = f.indexOf("/", 7);
+    f = groupEnd === -1 ? "" : f.slice(groupEnd + 1);
+  }
+  const fl = f.split("/");
+  const tl = topic.split("/");
+  if (topic.startsWith("$") && (fl[0] === "+" || fl[0] === "#")) return false;
+  for (let i = 0; i < fl.length; i++) {
+    const level = fl[i];
+    if (level === "#") return true;
+    if (i >= tl.length) return false;
+    if (level !== "+" && level !== tl[i]) return false;
+  }
+  return fl.length === tl.length;
+}
+
+/** Why a withheld acknowledgement is dropped (passed to mqtt.js, which then sends no ack). */
+const WITHHELD = new Error("posthorn: acknowledgement withheld");
+
+/**
+ * Subscribes an mqtt.js client the caller made to a topic filter and yields every message as a
+ * {@link Delivery}: CloudEvents (binary or structured, any registered format) as `event`,
+ * messages that claim to be CloudEvents but do not decode with `error`, and plain MQTT messages
+ * with only `message`.
+ *
+ * Settlement (see docs/bindings/mqtt.md):
+ * - QoS 0: nothing to acknowledge; `accept()` is a no-op and `release()` is `NotSupported`.
+ * - QoS 1 and 2: the PUBACK (PUBCOMP) waits for `accept()`. mqtt.js handles incoming packets
+ *   one after another, so while a delivery is in hand no later packet on that connection is
+ *   processed: settle promptly, within the keepalive interval, and publish from another client
+ *   inside handlers.
+ * - `release()` withholds the acknowledgement and reconnects the client, so the broker resends
+ *   the message (MQTT redelivers only on session resumption). It needs a persistent session
+ *   (`clean: false`, and at MQTT 5 a `sessionExpiryInterval` above 0) and automatic reconnects;
+ *   otherwise `capabilities.release` is `none` and it is `NotSupported`.
+ * - `reject()` publishes the message unchanged to `deadLetterTopic`, then acknowledges it;
+ *   without a dead-letter topic it is `NotSupported`.
+ *
+ * @param client - a connected mqtt.js client; keep one client per consuming loop
+ * @param options - filter, QoS, formats, dead-letter topic, limits
+ * @returns the subscriber, once the broker granted the subscription
+ * @throws {@link PosthornError} `ConnectionFailed` or `PublishRejected` when subscribing fails
+ * @example
+ * ```ts
+ * const sub = await mqttSubscriber(client, { topic: "orders", group: "billing", formats: [json] });
+ * for await (const delivery of sub) {
+ *   if (delivery.event) await handle(delivery.event);
+ *   await delivery.accept();
+ * }
+ * ```
+ */
+export async function mqttSubscriber<T = unknown>(
+  client: MqttClient,
+  options: MqttSubscriberOptions,
+): Promise<MqttSubscriber<T>> {
+  const protocolVersion = clientProtocolVersion(client);
+  const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
+  const qos = options.qos ?? 1;
+  const opts = client.options;
+  const persistent =
+    opts.clean === false &&
+    opts.reconnectPeriod !== 0 &&
+    (protocolVersion !== 5 || (opts.properties?.sessionExpiryInterval ?? 0) > 0);
+  const capabilities: SettlementCapabilities = Object.freeze({
+    release: qos > 0 && persistent ? "emulated" : "none",
+    releaseDelay: false,
+    reject: options.deadLetterTopic === undefined ? "none" : "dead-letter-topic",
+    inProgress: false,
+    deliveryCount: "none",
+  });
+  const qos0Capabilities: SettlementCapabilities = Object.freeze({
+    ...capabilities,
+    release: "none",
+  });
+  const decodeOptions = {
+    formats: options.formats,
+    protocolVersion,
+    ...(options.extensions === undefined ? {} : { extensions: options.extensions }),
+    ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
+    ...(options.maxUserProperties === undefined
+      ? {}
+      : { maxUserProperties: options.maxUserProperties }),
+  };
+
+  const queue = new AsyncQueue<Delivery<T>>();
+  // Acknowledgements held for deliveries not yet settled, by delivery.
+  const held = new Map<Delivery<T>, (err?: Error) => void>();
+  // Redeliveries this subscriber caused with release(), by packet identifier.
+  const released = new Map<number, number>();
+  let generation = 0;
+  let closing = false;
+  let settledWaiter: (() => void) | undefined;
+
+  const onClose = () => {
+    generation++;
+    // Acknowledgements of the lost connection can never be sent; with a persistent session the
+    // broker resends those messages, so drop the copies not yet handed out.
+    if (persistent) {
+      const keep = queue.drain().filter((d) => !held.has(d));
+      for (const d of keep) queue.push(d);
+    }
+    held.clear();
+    settledWaiter?.();
+  };
+  client.on("close", onClose);
+
+  const forget = (delivery: Delivery<T>) => {
+    held.delete(delivery);
+    if (held.size === 0) settledWaiter?.();
+  };
+
+  const receive = (packet: PacketLike, callback: (err?: Error) => void) => {
+    if (closing) {
+      // Not ours to process any more: leave it unacknowledged for the session to resend.
+      callback(packet.qos > 0 ? WITHHELD : undefined);
+      return;
+    }
+    const payload =
+      typeof packet.payload === "string"
+        ? new TextEncoder().encode(packet.payload)
+        : packet.payload;
+    const props = packet.properties;
+    const mqttMessage: MqttMessage = {
+      payload,
+      ...(props?.contentType === undefined ? {} : { contentType: props.contentType }),
+      ...(props?.userProperties === undefined ? {} : { userProperties: props.userProperties }),
+    };
+    const messageId = packet.messageId;
+    const topic = typeof packet.topic === "string" ? packet.topic : String(packet.topic);
+    const metadata = {
+      topic,
+      qos: packet.qos,
+      retain: packet.retain === true,
+      dup: packet.dup === true,
+      ...(messageId === undefined ? {} : { messageId }),
+    };
+    let event: CloudEvent<T> | undefined;
+    let error: PosthornError | undefined;
+    if (classifyMqttMessage(mqttMessage, decodeOptions) !== undefined) {
+      try {
+        event = fromMqttMessage(mqttMessage, decodeOptions) as CloudEvent<T>;
+      } catch (err) {
+        error = isPosthornError(err)
+          ? err
+          : new PosthornErrorClass("MalformedInput", String(err), { cause: err });
+      }
+    }
+    const priorReleases =
+      packet.dup === true && messageId !== undefined ? released.get(messageId) : undefined;
+    if (priorReleases !== undefined && messageId !== undefined) released.delete(messageId);
+    const deliveryCount = 1 + (priorReleases ?? 0);
+    const message = toPlainMessage(mqttMessage, metadata);
+
+    const deadLetter = (reason: string | undefined): Promise<void> => {
+      void reason;
+      const topicOut = options.deadLetterTopic as string;
+      return new Promise<void>((resolve, reject) => {
+        client.publish(
+          topicOut,
+          asBuffer(payload),
+          {
+            qos: options.deadLetterQos ?? 1,
+            ...(protocolVersion === 5 && props
+              ? {
+                  properties: {
+                    ...(props.contentType === undefined ? {} : { contentType: props.contentType }),
+                    ...(props.userProperties === undefined
+                      ? {}
+                      : { userProperties: props.userProperties as Record<string, string> }),
+                  },
+                }
+              : {}),
+          },
+          (err) => (err ? reject(fromMqttError(err, `publish to ${topicOut}`)) : resolve()),
+        );
+      });
+    };
+
+    if (packet.qos === 0) {
+      callback();
+      queue.push(
+        createDelivery<T>({
+          message,
+          event,
+          error,
+          deliveryCount,
+          capabilities: qos0Capabilities,
+          accept: () => undefined,
+          reject: (reason) => deadLetter(reason).then(() => undefined),
+        }),
+      );
+      return;
+    }
+
+    const born = generation;
+    const stale = () =>
+      new PosthornErrorClass(
+        "SettlementFailed",
+        persistent
+          ? "the connection was lost before settlement; the broker redelivers the message"
+          : "the connection was lost before settlement; without a persistent session the broker dropped the message",
+      );
+    let delivery: Delivery<T>;
+    const ack = () => {
+      if (!held.has(delivery)) {
+        // Lost with a clean session: the broker already forgot it, so there is nothing to ack.
+        if (!persistent && born !== generation) return;
+        throw stale();
+      }
+      forget(delivery);
+      callback();
+    };
+    delivery = createDelivery<T>({
+      message,
+      event,
+      error,
+      deliveryCount,
+      capabilities,
+      accept: ack,
+      release: () => {
+        if (!held.has(delivery)) throw stale();
+        forget(delivery);
+        if (messageId !== undefined) released.set(messageId, deliveryCount);
+        // MQTT resends unacknowledged messages only when a session resumes: drop the
+        // connection (mqtt.js reconnects with the same session) instead of acknowledging.
+        (client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+      },
+      reject: async (reason) => {
+        if (!held.has(delivery)) throw stale();
+        // The dead-letter PUBACK arrives behind the held acknowledgement on this connection, so
+        // send the copy first, then acknowledge, then wait for the broker to take the copy.
+        const sent = deadLetter(reason);
+        ack();
+        await sent;
+      },
+    });
+    held.set(delivery, callback);
+    queue.push(delivery);
+  };
+
+  const route: Route = { matches: (t) => topicMatches(filter, t), receive };
+  const dispatcher = dispatcherFor(client);
+  dispatcher.routes.add(route);
+
+  try {
+    const grants = await client.subscribeAsync(filter, { qos });
+    const refused = grants.find((g) => g.qos === 128 || (g.qos as number) >= 0x80);
+    if (refused) {
+      throw new PosthornErrorClass(
+        "PublishRejected",
+        `the broker refused the subscription to ${filter}`,
+        {
+          protocolCode: refused.qos,
+        },
+      );
+    }
+  } catch (err) {
+    dispatcher.routes.delete(route);
+    client.off("close", onClose);
+    throw fromMqttError(err, `subscribe to ${filter}`);
+  }
+
+  let closed: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    closing = true;
+    // Deliveries not yet handed out are released: their acknowledgements are withheld.
+    for (const d of queue.drain()) {
+      const callback = held.get(d);
+      held.delete(d);
+      callback?.(WITHHELD);
+    }
+    queue.end();
+    if (held.size > 0) {
+      const drainMs = options.drainTimeoutMs ?? 5000;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainMs);
+        settledWaiter = () => {
+          if (held.size === 0) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+      });
+      settledWaiter = undefined;
+    }
+    // Whatever is still in hand is released the same way: no acknowledgement is sent.
+    for (const callback of held.values()) callback(WITHHELD);
+    held.clear();
+    client.off("close", onClose);
+    try {
+      if (client.connected) await client.unsubscribeAsync(filter);
+    } catch {
+      // The client is going away; the broker drops the subscription with the session.
+    } finally {
+      dispatcher.routes.delete(route);
+    }
+  };
+
+  return {
+    filter,
+    capabilities,
+    close: () => {
+      closed ??= close();
+      return closed;
+    },
+    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
+  };
+}

@@ -1,0 +1,100 @@
+import { type CloudEvent, type Delivery, type EventFormat, PosthornError } from "@posthorn/core";
+import type { BindingHarness, BindingPath, EventVector } from "@posthorn/testkit";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
+
+let counter = 0;
+/** A topic no other test uses. */
+export function uniqueTopic(label: string): string {
+  counter++;
+  return `posthorn-test/${label}/${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
+
+/** Connects an mqtt.js client and waits for CONNACK. */
+export function connect(url: string, options: IClientOptions = {}): Promise<MqttClient> {
+  return mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 5000, ...options });
+}
+
+export interface LiveHarnessOptions {
+  name: string;
+  /** The broker URL, or a function that starts a broker and returns its URL. */
+  url: () => string | Promise<string>;
+  protocolVersion: 4 | 5;
+  paths: readonly BindingPath[];
+  formats: readonly EventFormat[];
+  typed: boolean;
+  stop?: () => Promise<void>;
+  /** Why this broker cannot carry a vector. */
+  skip?: (vector: EventVector) => string | undefined;
+}
+
+/**
+ * A conformance harness that publishes each event through a real broker and returns what the
+ * subscriber decoded: one publishing client and one subscribing client, one topic per event.
+ */
+export function liveHarness(options: LiveHarnessOptions): BindingHarness {
+  let pub: MqttClient | undefined;
+  let sub: MqttClient | undefined;
+  let subscriber: MqttSubscriber | undefined;
+  let loop: Promise<void> | undefined;
+  const base = uniqueTopic(options.name.replace(/[^a-z0-9]+/gi, "-"));
+  const waiting = new Map<string, (d: Delivery) => void>();
+  let n = 0;
+  return {
+    name: options.name,
+    paths: options.paths,
+    typed: options.typed,
+    caseSensitive: true,
+    timeoutMs: 15_000,
+    async setup() {
+      const url = await options.url();
+      pub = await connect(url, { protocolVersion: options.protocolVersion });
+      sub = await connect(url, { protocolVersion: options.protocolVersion });
+      subscriber = await mqttSubscriber(sub, {
+        topic: `${base}/#`,
+        qos: 1,
+        formats: options.formats,
+      });
+      const s = subscriber;
+      loop = (async () => {
+        for await (const d of s) {
+          await d.accept();
+          const topic = d.message.metadata?.topic as string;
+          waiting.get(topic)?.(d);
+          waiting.delete(topic);
+        }
+      })();
+    },
+    async teardown() {
+      await subscriber?.close();
+      await loop;
+      await pub?.endAsync();
+      await sub?.endAsync();
+      await options.stop?.();
+    },
+    async roundTrip(event: CloudEvent, path: BindingPath) {
+      const topic = `${base}/${++n}`;
+      const received = new Promise<Delivery>((resolve) => waiting.set(topic, resolve));
+      const publisher = mqttPublisher(pub as MqttClient, {
+        topic,
+        qos: 1,
+        mode: path.mode === "binary" ? "binary" : "structured",
+        ...(path.format ? { format: path.format } : {}),
+      });
+      try {
+        await publisher.publish(event);
+      } catch (err) {
+        waiting.delete(topic);
+        throw err;
+      }
+      const d = await received;
+      if (d.error) throw d.error;
+      // No specversion at all: the receiver sees a plain MQTT message, not a CloudEvent.
+      if (!d.event) throw new PosthornError("MalformedInput", "the message is not a CloudEvent");
+      return d.event;
+    },
+    skip(vector: EventVector) {
+      return options.skip?.(vector);
+    },
+  };
+}
