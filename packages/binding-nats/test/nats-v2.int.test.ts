@@ -1,0 +1,65 @@
+import {
+  jetStreamPublisher,
+  jetStreamSubscriber,
+  natsPublisher,
+  natsSubscriber,
+} from "@posthorn/binding-nats";
+import { equivalent } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { vector } from "@posthorn/testkit";
+import { AckPolicy, connect, type NatsConnection } from "nats";
+import { afterAll, describe, expect, it } from "vitest";
+import { startTestNats, unique } from "./nats-server.js";
+
+// The same publishers and subscribers over the `nats` v2 package, which the binding supports
+// through the same structural types as the modular v3 clients.
+const server = await startTestNats();
+const nc: NatsConnection = await connect({ servers: server.url });
+
+afterAll(async () => {
+  await nc.close();
+  await server.stop();
+});
+
+describe("with the nats v2 package", () => {
+  it("publishes and receives on core NATS in binary and structured mode", async () => {
+    const subject = unique("v2core");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    await nc.flush();
+    const event = vector("typical").event;
+    await natsPublisher(nc, { subject }).publish(event);
+    await natsPublisher(nc, { subject, mode: "structured", format: json }).publish(event);
+    const it = subscriber[Symbol.asyncIterator]();
+    for (let i = 0; i < 2; i++) {
+      const r = await it.next();
+      expect(r.done).toBe(false);
+      expect(equivalent(r.value?.event ?? vector("minimal").event, event)).toBe(true);
+    }
+    await subscriber.close();
+  });
+
+  it("publishes with acks and de-duplication, and settles on a durable consumer", async () => {
+    const jsm = await nc.jetstreamManager();
+    const stream = unique("V2").toUpperCase();
+    const subject = `${stream.toLowerCase()}.jobs`;
+    await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+    await jsm.consumers.add(stream, { durable_name: "w", ack_policy: AckPolicy.Explicit });
+    const js = nc.jetstream();
+    const publisher = jetStreamPublisher(js, { subject });
+    const event = vector("typical").event;
+    expect((await publisher.publishWithAck(event)).duplicate).toBe(false);
+    expect((await publisher.publishWithAck(event)).duplicate).toBe(true);
+    const subscriber = await jetStreamSubscriber(js, { stream, consumer: "w", formats: [json] });
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = (await it.next()).value;
+    expect(first?.deliveryCount).toBe(1);
+    await first?.release({ delayMs: 100 });
+    const second = (await it.next()).value;
+    expect(second?.deliveryCount).toBe(2);
+    await second?.accept();
+    await subscriber.close();
+    const info = await jsm.consumers.info(stream, "w");
+    expect(info.num_ack_pending).toBe(0);
+    await jsm.streams.delete(stream);
+  });
+});
