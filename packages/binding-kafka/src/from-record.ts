@@ -152,9 +152,7 @@ function decodeEvent(
     );
   }
   const contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
-  const mode =
-    knownMode ?? (isCloudEventsContentType(contentType) ? "structured" : contentModeOf(record));
-  if (mode === undefined) return undefined;
+  const mode = knownMode ?? (isCloudEventsContentType(contentType) ? "structured" : "binary");
   if (mode === "structured") return decodeStructured(value, contentType, options.formats ?? []);
   return decodeBinary(headers, value, contentType, options);
 }
@@ -186,25 +184,28 @@ function decodeStructured(
   return match.format.decode(typeof value === "string" ? utf8Encode(value) : value);
 }
 
+/** Decodes a binary-mode record; `undefined` when it has no `ce_` header (no CloudEvent). */
 function decodeBinary(
   headers: KafkaHeaders,
   value: Uint8Array | string | null | undefined,
   contentType: string | undefined,
   options: KafkaDecodeOptions,
-): CloudEvent {
+): CloudEvent | undefined {
   const registry: ExtensionRegistry = options.registry ?? defaultRegistry;
   const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
-  const init = Object.create(null) as Record<string, unknown>;
+  // A plain object is safe: names are checked against NAME first, so `__proto__` never gets in.
+  const init: Record<string, unknown> = {};
   let count = 0;
   let fallbackContentType: string | undefined;
-  for (const header in headers) {
-    if (!Object.hasOwn(headers, header)) continue;
+  let claimed = false;
+  for (const header of Object.keys(headers)) {
     const raw = headers[header];
     count += Array.isArray(raw) ? raw.length : 1;
     if (count > maxHeaders) {
       throw new PosthornError("PayloadTooLarge", `the record has more than ${maxHeaders} headers`);
     }
     if (!isAttributeHeader(header)) continue;
+    claimed = true;
     const name = header.slice(PREFIX_LENGTH);
     // Kafka binding 3.2.3.1: the header name is `ce_` and the attribute name; attribute names
     // are lower-case letters and digits (spec.md), which also keeps `__proto__` out.
@@ -216,7 +217,7 @@ function decodeBinary(
     }
     const text = headerText(raw, header);
     if (text === undefined) continue;
-    if (name in init) {
+    if (Object.hasOwn(init, name)) {
       throw malformed(`attribute ${name} is carried by more than one header`, undefined, name);
     }
     if (name === "datacontenttype") {
@@ -230,6 +231,7 @@ function decodeBinary(
     init[name] =
       type !== undefined && PARSED_TYPES.has(type) ? parseCanonical(text, type, name) : text;
   }
+  if (!claimed) return undefined;
   // Kafka binding 3.2.1: the content-type header is datacontenttype.
   const datacontenttype = contentType ?? fallbackContentType;
   if (datacontenttype !== undefined) init.datacontenttype = datacontenttype;
@@ -265,14 +267,11 @@ function headerText(value: unknown, name: string): string | undefined {
 // and builds the string.
 function bytesText(bytes: Uint8Array, name: string): string {
   const n = bytes.length;
-  if (n <= 64) {
-    let out = "";
+  if (n <= 128) {
     for (let i = 0; i < n; i++) {
-      const b = bytes[i] as number;
-      if (b >= 0x80) return utf8Decode(bytes, `header ${name}`);
-      out += String.fromCharCode(b);
+      if ((bytes[i] as number) >= 0x80) return utf8Decode(bytes, `header ${name}`);
     }
-    return out;
+    return String.fromCharCode.apply(null, bytes as unknown as number[]);
   }
   return utf8Decode(bytes, `header ${name}`);
 }
