@@ -490,3 +490,61 @@ describe("Kafka test broker at the wire level", () => {
     expect(ids).toEqual([100, 101, 102]);
   });
 });
+
+describe("Kafka test broker lifecycle", () => {
+  it("stop() closes client connections and frees the port", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    const c = await RawClient.open(broker.port);
+    const r = await c.request(ApiKey.ApiVersions, 2, () => {});
+    expect(r.int16()).toBe(ErrorCode.NONE);
+    await broker.stop();
+    await c.closed;
+    const again = await startKafkaBroker({ port: broker.port, log: () => {} });
+    expect(again.port).toBe(broker.port);
+    await again.stop();
+  });
+
+  it("refuses to start on a port already in use", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    try {
+      await expect(startKafkaBroker({ port: broker.port, log: () => {} })).rejects.toThrow(
+        /EADDRINUSE/,
+      );
+    } finally {
+      await broker.stop();
+    }
+  });
+
+  it("restart() drops connections mid-fetch and serves the same data on the same port", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    try {
+      broker.createTopic("life", 1);
+      const c = await RawClient.open(broker.port);
+      expect((await produce(c, "life", 0, recordBatch([{ key: "k", value: "v" }])))[0]).toBe(0);
+      void fetchOnce(c, "life", 1, 30_000).catch(() => {}); // parked
+      await new Promise((r) => setTimeout(r, 50));
+      await broker.restart();
+      await c.closed;
+      const d = await RawClient.open(broker.port);
+      expect(await latestOffset(d, "life", 0)).toBe(1);
+      d.close();
+    } finally {
+      await broker.stop();
+    }
+  });
+
+  it("validates createTopic arguments", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    try {
+      expect(() => broker.createTopic("bad name!")).toThrow(RangeError);
+      expect(() => broker.createTopic("ok", 0)).toThrow(RangeError);
+      broker.createTopic("ok", 2);
+      broker.createTopic("ok", 5); // exists: no-op
+      const c = await RawClient.open(broker.port);
+      expect(await latestOffset(c, "ok", 1)).toBe(0);
+      c.close();
+    } finally {
+      await broker.stop();
+    }
+  });
+});

@@ -60,6 +60,7 @@ const CLUSTER_ID = "posthorn-test-broker";
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const DEFAULT_MAX_FRAME = 100 * 1024 * 1024;
 const MAX_QUEUED_REQUESTS = 64;
+const MAX_FETCH_WAIT_MS = 5 * 60_000;
 
 /** API keys and version ranges the broker implements and advertises in ApiVersions. */
 export const SUPPORTED_APIS: readonly { key: number; name: string; min: number; max: number }[] = [
@@ -460,7 +461,8 @@ class BrokerCore {
         if (ready()) finish();
         else arm();
       };
-      const timer = setTimeout(finish, maxWaitMs);
+      // Timers never keep the process alive on their own: the listening server does, until stop().
+      const timer = setTimeout(finish, Math.min(maxWaitMs, MAX_FETCH_WAIT_MS)).unref();
       const removeClose = ctx.onClose(() => {
         done = true;
         clearTimeout(timer);

@@ -189,7 +189,7 @@ export class GroupCoordinator {
     clearTimeout(g.rebalanceTimer);
     let timeout = 0;
     for (const m of g.members.values()) timeout = Math.max(timeout, m.rebalanceTimeoutMs);
-    g.rebalanceTimer = setTimeout(() => this.completeJoin(g), timeout);
+    g.rebalanceTimer = setTimeout(() => this.completeJoin(g), timeout).unref();
     this.maybeCompleteJoin(g);
   }
 
@@ -267,7 +267,7 @@ export class GroupCoordinator {
       if (g.members.get(m.id) !== m || m.joinWaiter) return;
       this.log(`group ${g.id}: member ${m.id} session expired`);
       this.removeMember(g, m, "session timeout");
-    }, m.sessionTimeoutMs);
+    }, m.sessionTimeoutMs).unref();
   }
 
   private dropMember(g: Group, m: Member): void {
