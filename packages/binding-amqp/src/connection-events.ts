@@ -1,4 +1,4 @@
-import type { Connection, EventContext } from "rhea";
+import type { Connection, EventContext, Session } from "rhea";
 
 const MARK = Symbol.for("posthorn.amqp.listener");
 
@@ -41,4 +41,37 @@ export function observeConnection(
 // Several Posthorn publishers and subscribers may watch one connection; one of them forwards.
 function isFirstMarked(connection: Connection, event: string, listener: Marked): boolean {
   return connection.listeners(event).find((l) => (l as Marked)[MARK] === true) === listener;
+}
+
+/**
+ * Ends a session Posthorn opened (detaching its links) and waits for the peer's answer, at most
+ * `timeoutMs`. Nothing to do when the connection or the session is already gone.
+ */
+export function endSession(
+  connection: Connection,
+  session: Session,
+  timeoutMs = 5000,
+): Promise<void> {
+  if (connection.is_closed() || !session.is_open()) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    session.once("session_close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    session.close();
+  });
+}
+
+/**
+ * Turns Nagle's algorithm off on the connection's socket unless the connection's
+ * `tcp_no_delay` option is `false`: what rhea's own `open_sender`/`open_receiver` do, which
+ * links attached on a session of their own skip.
+ */
+export function applyNoDelay(connection: Connection): void {
+  const c = connection as unknown as {
+    get_option?(name: string, fallback: unknown): unknown;
+    socket?: { setNoDelay?(on: boolean): void };
+  };
+  if (c.get_option?.("tcp_no_delay", true) !== false) c.socket?.setNoDelay?.(true);
 }

@@ -14,6 +14,13 @@ class DispositionGate {
   #scheduled = false;
   readonly #waiting: Array<{ key: string; run: () => void }> = [];
 
+  /** Resolves once every submitted settlement has been handed to rhea and written. */
+  async idle(): Promise<void> {
+    do {
+      await new Promise((resolve) => setImmediate(resolve));
+    } while (this.#waiting.length > 0);
+  }
+
   submit(key: string, run: () => void): void {
     if (this.#waiting.length === 0 && (this.#key === undefined || this.#key === key)) {
       this.#key = key;

@@ -67,17 +67,23 @@ const DEFAULT_CODE: Record<AmqpErrorContext, ErrorCode> = {
 /** The condition (or socket error code) an AMQP error or rhea error carries. */
 export function conditionOf(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
-  const e = error as { condition?: unknown; code?: unknown; value?: unknown };
-  if (typeof e.condition === "string") return e.condition;
-  if (typeof e.code === "string") return e.code;
-  return undefined;
+  const e = error as { condition?: unknown; code?: unknown };
+  return text(e.condition) ?? text(e.code);
 }
 
 function descriptionOf(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
   const e = error as { description?: unknown; message?: unknown };
-  if (typeof e.description === "string" && e.description) return e.description;
-  if (typeof e.message === "string" && e.message) return e.message;
+  return text(e.description) || text(e.message) || undefined;
+}
+
+/** A string, or the string inside a still-typed AMQP value (`{ value: "..." }`). */
+function text(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (typeof value === "object" && value !== null) {
+    const inner = (value as { value?: unknown }).value;
+    if (typeof inner === "string") return inner;
+  }
   return undefined;
 }
 

@@ -6,7 +6,7 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
-import { observeConnection } from "./connection-events.js";
+import { applyNoDelay, endSession, observeConnection } from "./connection-events.js";
 import { translateAmqpError } from "./errors.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
 
@@ -99,13 +99,18 @@ export function amqpPublisher(
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
 
-  const sender: Sender = connection.open_sender({
+  // A session of its own: RabbitMQ ends the whole session when an address does not exist, and
+  // that must not take the application's other links down with it.
+  applyNoDelay(connection);
+  const session = connection.create_session();
+  session.begin();
+  const sender: Sender = session.attach_sender({
     ...senderOptions,
     target: { address },
     autosettle: true,
     // rhea reports `modified` as `released` unless told not to; the caller sees which it was.
     treat_modified_as_released: false,
-  } as Parameters<Connection["open_sender"]>[0]);
+  });
 
   let readyResolve!: () => void;
   let readyReject!: (e: unknown) => void;
@@ -186,6 +191,15 @@ export function amqpPublisher(
   sender.on("sender_close", (context) => {
     if (!closing) onLinkError(context);
   });
+  const onSessionEnd = (context: EventContext): void => {
+    if (closing) return;
+    const err = translateAmqpError(context.session?.error, "link", `the session of ${what}`);
+    failure = err;
+    readyReject(err);
+    failAll(err, true);
+  };
+  session.on("session_error", onSessionEnd);
+  session.on("session_close", onSessionEnd);
   const stopObserving = [
     observeConnection(connection, "disconnected", (context) => {
       const err = translateAmqpError(
@@ -289,16 +303,7 @@ export function amqpPublisher(
           }
         }
         for (const stop of stopObserving) stop();
-        if (sender.is_open() && !connection.is_closed()) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, 5000);
-            sender.once("sender_close", () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            sender.close();
-          });
-        }
+        await endSession(connection, session);
       })();
       return closing;
     },

@@ -8,7 +8,7 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
 import type { AmqpMessage } from "./amqp-message.js";
-import { observeConnection } from "./connection-events.js";
+import { applyNoDelay, endSession, observeConnection } from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, fromAmqpMessage } from "./from-message.js";
@@ -103,7 +103,11 @@ export function amqpSubscriber<T = unknown>(
   const unsettled = new Set<Tracked>();
   let closing: Promise<void> | undefined;
 
-  const receiver: Receiver = connection.open_receiver({
+  // A session of its own, so a failing address ends only this subscriber's session.
+  applyNoDelay(connection);
+  const session = connection.create_session();
+  session.begin();
+  const receiver: Receiver = session.attach_receiver({
     ...receiverOptions,
     source: { address },
     autoaccept: false,
@@ -119,6 +123,9 @@ export function amqpSubscriber<T = unknown>(
   });
   ready.catch(() => {});
 
+  // Each settlement gives one credit back. (RabbitMQ 3.x sometimes sends a few transfers past
+  // the credit, rabbitmq-server#2597, fixed in 4.0; rhea then logs "Received transfer when credit
+  // was 0". Returning credit one by one keeps that overshoot smallest.)
   const grant = (): void => {
     if (!closing && receiver.is_open()) receiver.add_credit(1);
   };
@@ -211,6 +218,20 @@ export function amqpSubscriber<T = unknown>(
   };
   receiver.on("receiver_error", onLinkError);
   receiver.on("receiver_close", onLinkError);
+  const onSessionEnd = (context: EventContext): void => {
+    if (closing) return;
+    const err = translateAmqpError(
+      context.session?.error,
+      "link",
+      `the session of the receiver from ${address}`,
+    );
+    readyReject(err);
+    for (const t of unsettled) t.live = false;
+    unsettled.clear();
+    queue.fail(err);
+  };
+  session.on("session_error", onSessionEnd);
+  session.on("session_close", onSessionEnd);
 
   const stopObserving = observeConnection(connection, "disconnected", (context) => {
     if (closing) return;
@@ -242,16 +263,9 @@ export function amqpSubscriber<T = unknown>(
       unsettled.clear();
       queue.drain();
       queue.end();
-      if (open) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, 5000);
-          receiver.once("receiver_close", () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          receiver.close();
-        });
-      }
+      // Dispositions go out before the detach: let the gate flush them first.
+      if (open) await gate.idle();
+      await endSession(connection, session);
     })();
     return closing;
   };

@@ -169,6 +169,7 @@ export async function startPeer(port: number): Promise<{
     id: "posthorn-test-peer",
     credit_window: 0,
     treat_modified_as_released: false,
+    autoaccept: false,
   } as Parameters<typeof rhea.create_container>[0]);
   const outcomes: PeerOutcome[] = [];
   const pending = new Map<string, Record<string, unknown>[]>();
@@ -206,9 +207,22 @@ export async function startPeer(port: number): Promise<{
   });
   container.on("message", (ctx: EventContext) => {
     const address = (ctx.receiver?.target as { address?: string } | undefined)?.address ?? "";
+    ctx.receiver?.add_credit(1);
+    // Links to `reject...` and `release...` addresses refuse what they receive.
+    if (address.startsWith("reject")) {
+      ctx.delivery?.reject({
+        condition: "amqp:precondition-failed",
+        description: "refused by the test peer",
+      });
+      return;
+    }
+    if (address.startsWith("release")) {
+      ctx.delivery?.release();
+      return;
+    }
+    ctx.delivery?.accept();
     // Re-encoded by rhea on the way out: numbers lose their AMQP integer type (rhea writes uint).
     inject(address, ctx.message as unknown as Record<string, unknown>);
-    ctx.receiver?.add_credit(1);
   });
   for (const outcome of ["accepted", "released", "rejected", "modified"]) {
     container.on(outcome, (ctx: EventContext) => {

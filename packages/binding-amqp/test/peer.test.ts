@@ -156,6 +156,27 @@ describe("amqp peer to peer", () => {
     await modifiedSubscriber.close();
   });
 
+  it("a rejected publish fails with PublishRejected and the condition; a released one is retryable", async () => {
+    const rejecting = amqpPublisher(connection, { address: uniqueName("reject") });
+    const releasing = amqpPublisher(connection, { address: uniqueName("release") });
+    await Promise.all([rejecting.ready, releasing.ready]);
+    const rejected = await rejecting.publish(vector("minimal").event).catch((e: unknown) => e);
+    expect(rejected).toMatchObject({
+      name: "PosthornError",
+      code: "PublishRejected",
+      protocolCode: "amqp:precondition-failed",
+      retryable: false,
+    });
+    expect(String((rejected as Error).message)).toContain("refused by the test peer");
+    const released = await releasing.publish(vector("minimal").event).catch((e: unknown) => e);
+    expect(released).toMatchObject({
+      code: "PublishRejected",
+      protocolCode: "amqp:released",
+      retryable: true,
+    });
+    await Promise.all([rejecting.close(), releasing.close()]);
+  });
+
   it("reads delivery-count from the message header", async () => {
     const p = await ensurePeer();
     const address = uniqueName("count");
