@@ -1,0 +1,262 @@
+import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { afterEach, describe, expect, it } from "vitest";
+import { mqttPublisher, mqttSubscriber } from "../src/index.js";
+import { connect, uniqueTopic } from "./live-harness.js";
+
+const ok = await requireBroker("mqtt");
+const url = brokerUrl("mqtt") as string;
+
+const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
+afterEach(async () => {
+  for (const x of opened.splice(0).reverse()) {
+    if ("endAsync" in x) await x.endAsync(true);
+    else await x.close();
+  }
+});
+
+async function client(options: IClientOptions): Promise<MqttClient> {
+  const c = await connect(url, options);
+  opened.push(c);
+  return c;
+}
+
+/** A client with a session that survives reconnects, as release() needs. */
+function persistent(protocolVersion: 4 | 5): IClientOptions {
+  return {
+    protocolVersion,
+    clean: false,
+    clientId: `posthorn-${protocolVersion}-${Math.random().toString(36).slice(2, 10)}`,
+    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 30 } } : {}),
+  };
+}
+
+function event(i: number): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id: `job-${i}`,
+    source: "/tests",
+    type: "com.example.job",
+    data: { i },
+  });
+}
+
+async function next<T>(it: AsyncIterator<Delivery<T>>, ms = 5000): Promise<Delivery<T>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const r = await Promise.race([
+    it.next(),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (r.done) throw new Error("the subscriber ended");
+  return r.value;
+}
+
+describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)", () => {
+  for (const version of [5, 4] as const) {
+    const mode = version === 5 ? "binary" : "structured";
+    describe(`MQTT ${version === 5 ? "5" : "3.1.1"}`, () => {
+      it("accept() acknowledges: the message is not redelivered after a reconnect", async () => {
+        const topic = uniqueTopic("accept");
+        const sub = await client(persistent(version));
+        const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+        opened.push(subscriber);
+        const pub = await client({ protocolVersion: version });
+        const publisher = mqttPublisher(pub, { topic, mode, format: json });
+        const it = subscriber[Symbol.asyncIterator]();
+        await publisher.publish(event(1));
+        const first = await next(it);
+        expect(first.event?.id).toBe("job-1");
+        expect(first.deliveryCount).toBe(1);
+        await first.accept();
+        // accept() hands the PUBACK to the connection; let it reach the broker before the drop.
+        await new Promise((r) => setTimeout(r, 200));
+        // Drop the connection: the session resumes and resends only what was not acknowledged.
+        const reconnected = new Promise((r) => sub.once("connect", r));
+        (sub as unknown as { stream: { destroy(): void } }).stream.destroy();
+        await reconnected;
+        await publisher.publish(event(2));
+        const second = await next(it);
+        expect(second.event?.id).toBe("job-2");
+        await second.accept();
+      });
+
+      it("release() withholds the ack and the broker redelivers after the reconnect", async () => {
+        const topic = uniqueTopic("release");
+        const sub = await client(persistent(version));
+        const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+        opened.push(subscriber);
+        expect(subscriber.capabilities.release).toBe("emulated");
+        const pub = await client({ protocolVersion: version });
+        await mqttPublisher(pub, { topic, mode, format: json }).publish(event(3));
+        const it = subscriber[Symbol.asyncIterator]();
+        const first = await next(it);
+        expect(first.event?.id).toBe("job-3");
+        await first.release();
+        const again = await next(it);
+        expect(again.event?.id).toBe("job-3");
+        expect(again.deliveryCount).toBe(2);
+        expect(again.message.metadata?.dup).toBe(true);
+        await again.accept();
+        await expect(again.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+      });
+
+      it("reject() publishes the message unchanged to the dead-letter topic and acks it", async () => {
+        const topic = uniqueTopic("reject");
+        const deadLetterTopic = `${topic}/dead`;
+        const dlqClient = await client({ protocolVersion: version });
+        const dlq = await mqttSubscriber(dlqClient, { topic: deadLetterTopic, formats: [json] });
+        opened.push(dlq);
+        const sub = await client(persistent(version));
+        const subscriber = await mqttSubscriber(sub, { topic, formats: [json], deadLetterTopic });
+        opened.push(subscriber);
+        expect(subscriber.capabilities.reject).toBe("dead-letter-topic");
+        const pub = await client({ protocolVersion: version });
+        await mqttPublisher(pub, { topic, mode, format: json }).publish(event(4));
+        const got = await next(subscriber[Symbol.asyncIterator]());
+        await got.reject("cannot process");
+        const dead = await next(dlq[Symbol.asyncIterator]());
+        expect(dead.event?.id).toBe("job-4");
+        expect(dead.event?.data).toEqual({ i: 4 });
+        await dead.accept();
+      });
+
+      it("QoS 2 deliveries are acknowledged on accept()", async () => {
+        const topic = uniqueTopic("qos2");
+        const sub = await client({ protocolVersion: version });
+        const subscriber = await mqttSubscriber(sub, { topic, qos: 2, formats: [json] });
+        opened.push(subscriber);
+        const pub = await client({ protocolVersion: version });
+        const publisher = mqttPublisher(pub, { topic, qos: 2, mode, format: json });
+        const it = subscriber[Symbol.asyncIterator]();
+        for (const i of [5, 6]) {
+          await publisher.publish(event(i));
+          const d = await next(it);
+          expect(d.event?.id).toBe(`job-${i}`);
+          expect(d.message.metadata?.qos).toBe(2);
+          await d.accept();
+        }
+      });
+    });
+  }
+
+  it("declares what a clean session and no dead-letter topic cannot do, as NotSupported", async () => {
+    const topic = uniqueTopic("caps");
+    const sub = await client({ protocolVersion: 5 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    expect(subscriber.capabilities).toMatchObject({
+      release: "none",
+      reject: "none",
+      deliveryCount: "none",
+    });
+    const pub = await client({ protocolVersion: 5 });
+    await mqttPublisher(pub, { topic }).publish(event(7));
+    const d = await next(subscriber[Symbol.asyncIterator]());
+    for (const action of [() => d.release(), () => d.reject("x"), () => d.inProgress()]) {
+      const err = await action().catch((e: unknown) => e);
+      expect(isPosthornError(err, "NotSupported")).toBe(true);
+    }
+    await d.accept();
+  });
+
+  it("delivers plain MQTT messages as Message envelopes", async () => {
+    const topic = uniqueTopic("plain");
+    const sub = await client({ protocolVersion: 5 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    const pub = await client({ protocolVersion: 5 });
+    await pub.publishAsync(topic, "21.5", {
+      qos: 1,
+      properties: { contentType: "text/plain", userProperties: { unit: ["C", "K"] } },
+    });
+    const d = await next(subscriber[Symbol.asyncIterator]());
+    expect(d.event).toBeUndefined();
+    expect(d.error).toBeUndefined();
+    expect(new TextDecoder().decode(d.message.body)).toBe("21.5");
+    expect(d.message.contentType).toBe("text/plain");
+    expect(d.message.properties.unit).toEqual(["C", "K"]);
+    await d.accept();
+  });
+
+  it("gives an error, not a crash, for a message that claims to be an event but is broken", async () => {
+    const topic = uniqueTopic("broken");
+    const sub = await client({ protocolVersion: 5 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    const pub = await client({ protocolVersion: 5 });
+    await pub.publishAsync(topic, "{not json", {
+      qos: 1,
+      properties: { contentType: "application/cloudevents+json" },
+    });
+    const d = await next(subscriber[Symbol.asyncIterator]());
+    expect(d.event).toBeUndefined();
+    expect(d.error?.code).toBe("MalformedInput");
+    await d.accept();
+  });
+
+  it("two shared-subscription consumers split 1,000 jobs, none lost", async () => {
+    const topic = uniqueTopic("jobs");
+    const group = `g${Date.now().toString(36)}`;
+    const seen = new Map<string, number>();
+    const counts: number[] = [];
+    const consumers = await Promise.all(
+      [0, 1].map(async () => {
+        const c = await client({ protocolVersion: 5 });
+        const s = await mqttSubscriber(c, { topic, group, formats: [json] });
+        opened.push(s);
+        return s;
+      }),
+    );
+    expect(consumers[0]?.filter).toBe(`$share/${group}/${topic}`);
+    const total = 1000;
+    const done = new Promise<void>((resolve) => {
+      consumers.forEach(async (s, index) => {
+        counts[index] = 0;
+        for await (const d of s) {
+          const id = d.event?.id as string;
+          seen.set(id, (seen.get(id) ?? 0) + 1);
+          counts[index] = (counts[index] ?? 0) + 1;
+          await d.accept();
+          if (seen.size === total) resolve();
+        }
+      });
+    });
+    const pub = await client({ protocolVersion: 5 });
+    const publisher = mqttPublisher(pub, { topic, qos: 1 });
+    await Promise.all(Array.from({ length: total }, (_, i) => publisher.publish(event(i))));
+    await done;
+    expect(seen.size).toBe(total);
+    expect(counts[0]).toBeGreaterThan(0);
+    expect(counts[1]).toBeGreaterThan(0);
+    expect((counts[0] ?? 0) + (counts[1] ?? 0)).toBeGreaterThanOrEqual(total);
+  });
+
+  it("close() withholds acknowledgements of unsettled deliveries so the session resends them", async () => {
+    const topic = uniqueTopic("close");
+    const options = persistent(5);
+    const sub = await client(options);
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json], drainTimeoutMs: 50 });
+    const pub = await client({ protocolVersion: 5 });
+    await mqttPublisher(pub, { topic }).publish(event(8));
+    const d = await next(subscriber[Symbol.asyncIterator]());
+    expect(d.event?.id).toBe("job-8");
+    await subscriber.close();
+    // The unsettled message comes back when the same session resumes on a new connection.
+    await sub.endAsync();
+    // Listen before the CONNACK: the broker resends in-flight messages right after it.
+    const again = mqtt.connect(url, options);
+    opened.push(again);
+    const back = new Promise<string>((resolve) =>
+      again.once("message", (_t, payload, packet) => {
+        void payload;
+        resolve(String(packet.properties?.userProperties?.id));
+      }),
+    );
+    expect(await back).toBe("job-8");
+  });
+});
