@@ -11,9 +11,13 @@ import { malformed, PosthornError, utf8Encode } from "@posthorn/core";
  * JetStream `Nats-Msg-Id` header.
  */
 export class NatsHeaders implements Iterable<[string, string[]]> {
-  readonly #map = new Map<string, string[]>();
+  // Headers built by this binding's encoder arrive as a flat [name, value, ...] list and the
+  // finished header block; the map is only built when someone reads or changes them.
+  #map: Map<string, string[]> | undefined;
+  #flat: string[] | undefined;
   // The encoded block, kept until the next change: size checks and publishing both need it.
   #text: string | undefined;
+  #bytes: Uint8Array | undefined;
   /** The status code of the status line (0 for an ordinary message). */
   readonly code = 0;
   /** The status description of the status line (empty for an ordinary message). */
@@ -31,43 +35,80 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
     if (entries) for (const [name, value] of entries) this.append(name, value);
   }
 
+  /**
+   * Headers whose names and values the caller has already made header-safe, with the header
+   * block they encode to. For this binding's encoder; skips every check.
+   *
+   * @internal
+   */
+  static trusted(flat: string[], text: string): NatsHeaders {
+    const h = new NatsHeaders();
+    h.#flat = flat;
+    h.#text = text;
+    return h;
+  }
+
+  get #entries(): Map<string, string[]> {
+    if (this.#map) return this.#map;
+    const map = new Map<string, string[]>();
+    const flat = this.#flat;
+    if (flat) {
+      for (let i = 0; i < flat.length; i += 2) {
+        const name = flat[i] as string;
+        const value = flat[i + 1] as string;
+        const existing = map.get(name);
+        if (existing) existing.push(value);
+        else map.set(name, [value]);
+      }
+      this.#flat = undefined;
+    }
+    this.#map = map;
+    return map;
+  }
+
+  #changed(): void {
+    this.#text = undefined;
+    this.#bytes = undefined;
+  }
+
   /** How many distinct header names there are. */
   size(): number {
-    return this.#map.size;
+    return this.#entries.size;
   }
 
   /** Every header name, as given. */
   keys(): string[] {
-    return [...this.#map.keys()];
+    return [...this.#entries.keys()];
   }
 
   /** The first value of a header (exact name), or `""` like nats.js. */
   get(name: string): string {
-    return this.#map.get(name)?.[0] ?? "";
+    return this.#entries.get(name)?.[0] ?? "";
   }
 
   /** The last value of a header (exact name), or `""` like nats.js. */
   last(name: string): string {
-    const values = this.#map.get(name);
+    const values = this.#entries.get(name);
     return values?.[values.length - 1] ?? "";
   }
 
   /** Every value of a header (exact name). */
   values(name: string): string[] {
-    return [...(this.#map.get(name) ?? [])];
+    return [...(this.#entries.get(name) ?? [])];
   }
 
   /** Whether a header is present (exact name). */
   has(name: string): boolean {
-    return this.#map.has(name);
+    return this.#entries.has(name);
   }
 
   /** The first value of a header, matching its name case-insensitively. */
   lookup(name: string): string | undefined {
-    const exact = this.#map.get(name);
+    const map = this.#entries;
+    const exact = map.get(name);
     if (exact) return exact[0];
     const lower = name.toLowerCase();
-    for (const [key, values] of this.#map) {
+    for (const [key, values] of map) {
       if (key.toLowerCase() === lower) return values[0];
     }
     return undefined;
@@ -79,8 +120,10 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
    * @throws {@link PosthornError} `MalformedInput` when the name or value is not header-safe
    */
   set(name: string, value: string): void {
-    this.#text = undefined;
-    this.#map.set(checkHeaderName(name), [checkHeaderValue(name, value)]);
+    const safe = checkHeaderValue(name, value);
+    const map = this.#entries;
+    this.#changed();
+    map.set(checkHeaderName(name), [safe]);
   }
 
   /**
@@ -90,28 +133,30 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
    */
   append(name: string, value: string): void {
     const safe = checkHeaderValue(name, value);
-    this.#text = undefined;
-    const existing = this.#map.get(name);
+    const map = this.#entries;
+    this.#changed();
+    const existing = map.get(name);
     if (existing) existing.push(safe);
-    else this.#map.set(checkHeaderName(name), [safe]);
+    else map.set(checkHeaderName(name), [safe]);
   }
 
   /** Removes a header. */
   delete(name: string): void {
-    this.#text = undefined;
-    this.#map.delete(name);
+    this.#changed();
+    this.#entries.delete(name);
   }
 
   [Symbol.iterator](): Iterator<[string, string[]]> {
-    return this.#map.entries();
+    return this.#entries.entries();
   }
 
   /** The header block as NATS sends it: `NATS/1.0\r\n`, one line per value, a blank line. */
   toString(): string {
     if (this.#text !== undefined) return this.#text;
-    if (this.#map.size === 0) return "";
+    const map = this.#entries;
+    if (map.size === 0) return "";
     let s = "NATS/1.0\r\n";
-    for (const [name, values] of this.#map) {
+    for (const [name, values] of map) {
       for (const value of values) s += `${name}: ${value}\r\n`;
     }
     this.#text = `${s}\r\n`;
@@ -120,12 +165,13 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
 
   /** The header block as UTF-8 bytes (nats.js calls this when it publishes). */
   encode(): Uint8Array {
-    return utf8Encode(this.toString());
+    this.#bytes ??= utf8Encode(this.toString());
+    return this.#bytes;
   }
 
   /** The header block's size in bytes, as counted against the server's `max_payload`. */
   byteLength(): number {
-    return utf8Length(this.toString());
+    return this.#bytes?.length ?? utf8Length(this.toString());
   }
 }
 

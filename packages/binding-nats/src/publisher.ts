@@ -87,7 +87,7 @@ function preparer(
     });
     const max = limit();
     if (max !== undefined) {
-      const size = message.data.length + message.headers.byteLength();
+      const size = message.data.length + message.headers.encode().length;
       if (size > max) {
         throw new PosthornError(
           "PayloadTooLarge",

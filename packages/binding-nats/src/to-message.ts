@@ -80,23 +80,28 @@ export function toNatsMessage(event: CloudEventLike, options: NatsEncodeOptions 
 }
 
 function toBinary(event: CloudEvent): NatsMessage {
-  const headers = new NatsHeaders();
   const record = event as unknown as Record<string, unknown>;
+  // Names are checked against the attribute-name rule and values percent-encoded, so both are
+  // header-safe by construction: the header block is written here in one pass.
+  const flat: string[] = [];
+  let text = "NATS/1.0\r\n";
   for (const name of Object.keys(record)) {
     if (name === "data" || name === "datacontenttype") continue;
-    headers.append(CE_HEADER_PREFIX + checkName(name), headerText(record[name], name));
+    const header = CE_HEADER_PREFIX + checkName(name);
+    const value = headerText(record[name], name);
+    flat.push(header, value);
+    text += `${header}: ${value}\r\n`;
   }
   const data = event.data;
   const contentType = effectiveContentType(data, event.datacontenttype);
   if (contentType !== undefined) {
     // NATS binding 3.1.3.1: datacontenttype travels as ce-datacontenttype like any attribute.
-    headers.append(
-      `${CE_HEADER_PREFIX}datacontenttype`,
-      headerText(contentType, "datacontenttype"),
-    );
+    const value = headerText(contentType, "datacontenttype");
+    flat.push("ce-datacontenttype", value);
+    text += `ce-datacontenttype: ${value}\r\n`;
   }
   const bytes = encodeData(data, event.datacontenttype) ?? EMPTY;
-  return { data: bytes, headers };
+  return { data: bytes, headers: NatsHeaders.trusted(flat, `${text}\r\n`) };
 }
 
 const EMPTY = new Uint8Array(0);
