@@ -1,6 +1,8 @@
 import { type KafkaSubscriber, kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
 import type { CloudEvent, Delivery, EventFormat } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
+import { protobuf } from "@posthorn/format-protobuf";
 import { type BindingHarness, describeBindingConformance } from "@posthorn/testkit";
 import type { Producer } from "kafkajs";
 import { describe } from "vitest";
@@ -34,7 +36,7 @@ function harness(mode: "binary" | "structured", format?: EventFormat): BindingHa
       subscriber = kafkaSubscriber(consumer, {
         topics: [topic],
         fromBeginning: true,
-        formats: [json],
+        formats: [json, avro, protobuf],
       });
       await subscriber.ready;
       iterator = subscriber[Symbol.asyncIterator]();
@@ -61,5 +63,7 @@ describe.skipIf(!ok)(
   () => {
     describeBindingConformance(harness("binary"));
     describeBindingConformance(harness("structured", json));
+    describeBindingConformance(harness("structured", avro));
+    describeBindingConformance(harness("structured", protobuf));
   },
 );

@@ -1,5 +1,7 @@
 import { fromKafkaRecord, toKafkaRecord } from "@posthorn/binding-kafka";
+import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
+import { protobuf } from "@posthorn/format-protobuf";
 import { describeBindingConformance } from "@posthorn/testkit";
 import { asReceived } from "./wire.js";
 
@@ -15,7 +17,11 @@ describeBindingConformance({
 
 describeBindingConformance({
   name: "kafka (mapping, structured)",
-  paths: [{ mode: "structured", format: json }],
+  paths: [
+    { mode: "structured", format: json },
+    { mode: "structured", format: avro },
+    { mode: "structured", format: protobuf },
+  ],
   typed: true,
   caseSensitive: true,
   roundTrip: (event, path) =>
@@ -26,6 +32,6 @@ describeBindingConformance({
           ...(path.format ? { format: path.format } : {}),
         }),
       ),
-      { formats: [json] },
+      { formats: [json, avro, protobuf] },
     ),
 });
