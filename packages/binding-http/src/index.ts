@@ -1,3 +1,4 @@
+export { createFetchHandler, readRequestBody, toResponse } from "./fetch-handler.js";
 export {
   DEFAULT_MAX_BODY_BYTES,
   type DetectedMode,
@@ -9,9 +10,42 @@ export {
 } from "./from-message.js";
 export { decodeHeaderValue, encodeHeaderValue } from "./header-value.js";
 export {
+  createNodeHandler,
+  handleNodeRequest,
+  type NodeRequestLike,
+  type NodeResponseLike,
+  readNodeBody,
+} from "./node-handler.js";
+export {
+  HttpPublisher,
+  type HttpPublisherOptions,
+  type HttpPublishOptions,
+  httpPublisher,
+  parseRetryAfter,
+  type RetryOptions,
+} from "./publisher.js";
+export {
+  HTTP_CAPABILITIES,
+  HttpReceiver,
+  type HttpReceiverOptions,
+  type HttpReceiverRequest,
+  type HttpReply,
+  httpReceiver,
+  type ReceiverOrOptions,
+} from "./receiver.js";
+export {
   formatContentType,
   HEADER_PREFIX,
   type HttpMessage,
   type ToHttpMessageOptions,
   toHttpMessage,
 } from "./to-message.js";
+export {
+  answerWebhookValidation,
+  readWebhookGrant,
+  WEBHOOK_HEADERS,
+  type WebhookGrant,
+  type WebhookPermission,
+  type WebhookReceiverOptions,
+  type WebhookSenderOptions,
+} from "./webhook.js";

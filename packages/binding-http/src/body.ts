@@ -1,0 +1,18 @@
+import { PosthornError } from "@posthorn/core";
+
+/** Joins chunks into one array, without copying when there is just one. */
+export function concatChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/** The error a body reader throws past its limit. */
+export function tooLarge(limit: number): PosthornError {
+  return new PosthornError("PayloadTooLarge", `body exceeds ${limit} bytes`, { protocolCode: 413 });
+}

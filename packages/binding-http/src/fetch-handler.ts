@@ -1,0 +1,59 @@
+import { concatChunks, tooLarge } from "./body.js";
+import { type HttpReply, type ReceiverOrOptions, toReceiver } from "./receiver.js";
+
+/**
+ * Reads a Web `Request` body up to `limit` bytes, cancelling the stream past it.
+ *
+ * @throws {@link PosthornError} `PayloadTooLarge`
+ */
+export async function readRequestBody(request: Request, limit: number): Promise<Uint8Array> {
+  const stream = request.body;
+  if (stream === null) return new Uint8Array(0);
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge(limit);
+    }
+    chunks.push(value);
+  }
+  return concatChunks(chunks, total);
+}
+
+/** Turns a receiver's reply into a Web `Response`. */
+export function toResponse(reply: HttpReply): Response {
+  return new Response(reply.body ?? null, { status: reply.status, headers: reply.headers });
+}
+
+/**
+ * A receiver over the Web-standard `Request` and `Response`: for any fetch-style server (Deno,
+ * Bun, Cloudflare Workers, Hono, Next.js route handlers, a service worker).
+ *
+ * @param receiver - an {@link HttpReceiver}, or options to make one
+ * @returns `(request) => Promise<Response>`
+ *
+ * @example
+ * ```ts
+ * const handle = createFetchHandler({ formats: [json], onDelivery: (d) => console.log(d.event) });
+ * Bun.serve({ fetch: handle });
+ * ```
+ */
+export function createFetchHandler(
+  receiver: ReceiverOrOptions,
+): (request: Request) => Promise<Response> {
+  const target = toReceiver(receiver);
+  return async (request: Request) => {
+    const reply = await target.handle({
+      method: request.method,
+      url: request.url,
+      headers: request.headers,
+      readBody: (limit) => readRequestBody(request, limit),
+    });
+    return toResponse(reply);
+  };
+}

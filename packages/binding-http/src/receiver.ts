@@ -1,0 +1,367 @@
+import {
+  AsyncQueue,
+  type CloudEvent,
+  createDelivery,
+  type Delivery,
+  type EventFormat,
+  type ExtensionRegistry,
+  isPosthornError,
+  type JsonLimits,
+  type Message,
+  PosthornError,
+  type PropertyValue,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "@posthorn/core";
+import { DEFAULT_MAX_BODY_BYTES, fromHttpMessage, type HttpHeadersInput } from "./from-message.js";
+import {
+  answerWebhookValidation,
+  WEBHOOK_HEADERS,
+  type WebhookReceiverOptions,
+} from "./webhook.js";
+
+/**
+ * What settling an HTTP delivery does. The sender, not a broker, redelivers: `release()` answers
+ * 429 or 503 with `Retry-After` (so `delayMs` is honoured), `reject()` answers 422, which no
+ * well-behaved sender retries. HTTP has no delivery counter.
+ */
+export const HTTP_CAPABILITIES: SettlementCapabilities = Object.freeze({
+  release: "native",
+  releaseDelay: true,
+  reject: "native",
+  inProgress: false,
+  deliveryCount: "none",
+});
+
+/** Options of an HTTP receiver (every adapter takes them). */
+export interface HttpReceiverOptions {
+  /** Formats accepted in structured and batch mode. Binary mode needs none. */
+  formats?: readonly EventFormat[];
+  /** Where binary-mode extension types are looked up. */
+  registry?: ExtensionRegistry;
+  /** Largest body accepted (413 above it). Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Most request headers accepted (431 above it). Default 200. */
+  maxHeaderCount?: number;
+  /** Largest total size of header names and values (431 above it). Default 64 KiB. */
+  maxHeaderBytes?: number;
+  /** JSON limits for binary-mode data. */
+  json?: JsonLimits;
+  /**
+   * Handles each event. It may settle the delivery itself; when it returns without settling,
+   * the delivery is accepted, and when it throws, the request is answered 500. Without a
+   * handler, deliveries are read by iterating the receiver (it is a `Subscriber`).
+   */
+  onDelivery?: (delivery: Delivery) => unknown;
+  /** Status of a released delivery: 503 (default) or 429. */
+  releaseStatus?: 429 | 503;
+  /** `Retry-After` sent when `release()` gives no `delayMs`. Default 1000 ms. */
+  defaultRetryAfterMs?: number;
+  /** How long a delivery may stay unsettled before the request is answered 503. Default 30 s. */
+  settleTimeoutMs?: number;
+  /** Checks the `Authorization` header (or `access_token` query parameter); false is 401. */
+  authorize?: (credential: string | undefined) => boolean | Promise<boolean>;
+  /** Answers the webhook validation handshake (`OPTIONS`) when set. */
+  webhook?: WebhookReceiverOptions;
+}
+
+/** A request as every adapter presents it to {@link HttpReceiver.handle}. */
+export interface HttpReceiverRequest {
+  readonly method: string;
+  /** Path and query, when known (for `access_token`). */
+  readonly url?: string;
+  readonly headers: HttpHeadersInput;
+  /**
+   * Reads the whole body, failing with `PayloadTooLarge` past `limit` bytes (without reading
+   * further than that).
+   */
+  readBody(limit: number): Promise<Uint8Array>;
+}
+
+/** The answer an adapter writes back. */
+export interface HttpReply {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  /** A short plain-text explanation for error statuses. */
+  readonly body?: string;
+}
+
+type Outcome =
+  | { kind: "accept" }
+  | { kind: "release"; delayMs: number | undefined }
+  | { kind: "reject"; reason: string | undefined };
+
+const ERROR_STATUS: Readonly<Record<string, number>> = {
+  UnsupportedContentType: 415,
+  PayloadTooLarge: 413,
+  MalformedInput: 400,
+  InvalidEvent: 400,
+};
+
+function errorReply(
+  status: number,
+  message: string,
+  extra: Record<string, string> = {},
+): HttpReply {
+  return {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", ...extra },
+    body: message,
+  };
+}
+
+function headerRecord(headers: HttpHeadersInput): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  if (typeof (headers as { forEach?: unknown }).forEach === "function") {
+    (headers as { forEach(cb: (v: string, n: string) => void): void }).forEach((v, n) => {
+      out[n.toLowerCase()] = v;
+    });
+  } else {
+    const record = headers as Readonly<Record<string, string | readonly string[] | number>>;
+    for (const name of Object.keys(record)) {
+      const v = record[name];
+      if (v !== undefined) out[name.toLowerCase()] = Array.isArray(v) ? v.join(",") : String(v);
+    }
+  }
+  return out;
+}
+
+function headerSize(headers: Record<string, string>): { count: number; bytes: number } {
+  let count = 0;
+  let bytes = 0;
+  for (const name of Object.keys(headers)) {
+    count++;
+    bytes += name.length + (headers[name] as string).length;
+  }
+  return { count, bytes };
+}
+
+function accessToken(url: string | undefined): string | undefined {
+  if (url === undefined || !url.includes("access_token=")) return undefined;
+  const q = url.indexOf("?");
+  if (q === -1) return undefined;
+  const value = new URLSearchParams(url.slice(q + 1)).get("access_token");
+  return value === null ? undefined : `Bearer ${value}`;
+}
+
+/**
+ * The framework-neutral HTTP receiver every adapter (fetch, node:http, Express, Fastify) drives.
+ * It answers the webhook handshake, checks authorization and limits, decodes the request (binary,
+ * structured or batch), hands each event over as a {@link Delivery}, and turns the settlement into
+ * the status code: accept 204, release 503/429 with `Retry-After`, reject 422; 400 for an invalid
+ * event or unparseable body, 413 too large, 415 not a CloudEvent or unknown format, 431 too many
+ * or too large headers, 401 unauthorized, 405 other methods.
+ *
+ * Without `onDelivery`, the receiver is a `Subscriber`: iterate it to get deliveries, and each
+ * HTTP request waits until its deliveries are settled (or `settleTimeoutMs` passes).
+ */
+export class HttpReceiver implements Subscriber {
+  /** {@link HTTP_CAPABILITIES}. */
+  readonly capabilities: SettlementCapabilities = HTTP_CAPABILITIES;
+  readonly #options: HttpReceiverOptions;
+  readonly #queue = new AsyncQueue<Delivery>();
+  readonly #pending = new Set<(o: Outcome) => void>();
+  #closed = false;
+
+  /** @param options - formats, limits, handler, webhook and authorization settings */
+  constructor(options: HttpReceiverOptions = {}) {
+    this.#options = options;
+  }
+
+  /**
+   * Handles one request and returns the reply to write. Never throws: every failure is a status.
+   *
+   * @param request - method, headers and a body reader
+   */
+  async handle(request: HttpReceiverRequest): Promise<HttpReply> {
+    try {
+      return await this.#handle(request);
+    } catch (err) {
+      if (isPosthornError(err)) {
+        const status = ERROR_STATUS[err.code];
+        if (status !== undefined) return errorReply(status, err.message);
+      }
+      return errorReply(500, "the event handler failed");
+    }
+  }
+
+  async #handle(request: HttpReceiverRequest): Promise<HttpReply> {
+    const o = this.#options;
+    const headers = headerRecord(request.headers);
+    const size = headerSize(headers);
+    if (size.count > (o.maxHeaderCount ?? 200) || size.bytes > (o.maxHeaderBytes ?? 65536)) {
+      return errorReply(431, "request headers are too many or too large");
+    }
+    const method = request.method.toUpperCase();
+    if (method === "OPTIONS") return this.#options_(headers);
+    if (method !== "POST" && method !== "PUT") {
+      return errorReply(405, `method ${method} not allowed`, { allow: "POST, PUT, OPTIONS" });
+    }
+    if (this.#closed) return errorReply(503, "the receiver is closed", { "retry-after": "1" });
+    if (o.authorize) {
+      const credential = headers.authorization ?? accessToken(request.url);
+      if ((await o.authorize(credential)) !== true) {
+        return errorReply(401, "not authorized", { "www-authenticate": "Bearer" });
+      }
+    }
+    const max = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const declared = Number(headers["content-length"]);
+    if (declared > max) {
+      return errorReply(413, `body of ${declared} bytes exceeds ${max}`, { connection: "close" });
+    }
+    let body: Uint8Array;
+    try {
+      body = await request.readBody(max);
+    } catch (err) {
+      if (isPosthornError(err, "PayloadTooLarge")) {
+        return errorReply(413, err.message, { connection: "close" });
+      }
+      throw err;
+    }
+    const decoded = fromHttpMessage(
+      { headers, body },
+      {
+        formats: o.formats ?? [],
+        maxBodyBytes: max,
+        ...(o.registry ? { registry: o.registry } : {}),
+        ...(o.json ? { json: o.json } : {}),
+      },
+    );
+    const events = Array.isArray(decoded) ? decoded : [decoded];
+    const message: Message = {
+      body,
+      ...(headers["content-type"] === undefined ? {} : { contentType: headers["content-type"] }),
+      properties: headers as Record<string, PropertyValue>,
+      metadata: { method, ...(request.url === undefined ? {} : { url: request.url }) },
+    };
+    const outcomes = await Promise.all(events.map((event) => this.#deliver(message, event)));
+    return this.#reply(outcomes);
+  }
+
+  async #options_(headers: Record<string, string>): Promise<HttpReply> {
+    const origin = headers[WEBHOOK_HEADERS.requestOrigin];
+    const webhook = this.#options.webhook;
+    if (origin === undefined || webhook === undefined) {
+      // Not a validation request, or no handshake configured: say what is allowed, grant nothing.
+      return { status: 204, headers: { allow: "POST, PUT, OPTIONS" } };
+    }
+    const grant = await answerWebhookValidation(
+      origin,
+      headers[WEBHOOK_HEADERS.requestRate],
+      webhook,
+    );
+    return { status: grant.status, headers: grant.headers };
+  }
+
+  #deliver(message: Message, event: CloudEvent): Promise<Outcome> {
+    return new Promise<Outcome>((resolve, reject) => {
+      let done = false;
+      const finish = (outcome: Outcome): void => {
+        if (done) return;
+        done = true;
+        this.#pending.delete(finish);
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      const timeoutMs = this.#options.settleTimeoutMs ?? 30_000;
+      const timer = setTimeout(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
+      this.#pending.add(finish);
+      const delivery = createDelivery<unknown>({
+        message,
+        event,
+        deliveryCount: 1,
+        capabilities: HTTP_CAPABILITIES,
+        accept: () => finish({ kind: "accept" }),
+        release: (options) => finish({ kind: "release", delayMs: options.delayMs }),
+        reject: (reason) => finish({ kind: "reject", reason }),
+      });
+      const handler = this.#options.onDelivery;
+      if (handler === undefined) {
+        this.#queue.push(delivery);
+        return;
+      }
+      Promise.resolve()
+        .then(() => handler(delivery))
+        .then(
+          () => {
+            if (!delivery.settled) return delivery.accept();
+          },
+          (err: unknown) => {
+            if (!done) {
+              done = true;
+              this.#pending.delete(finish);
+              clearTimeout(timer);
+              reject(err);
+            }
+          },
+        )
+        .catch(reject);
+    });
+  }
+
+  #reply(outcomes: readonly Outcome[]): HttpReply {
+    // A batch is one request: a release anywhere asks for the whole batch again; otherwise a
+    // reject anywhere refuses it; otherwise it is accepted.
+    let release: Outcome | undefined;
+    let rejected: Outcome | undefined;
+    for (const outcome of outcomes) {
+      if (outcome.kind === "release") release ??= outcome;
+      else if (outcome.kind === "reject") rejected ??= outcome;
+    }
+    if (release?.kind === "release") {
+      const ms = release.delayMs ?? this.#options.defaultRetryAfterMs ?? 1000;
+      return errorReply(this.#options.releaseStatus ?? 503, "released: deliver again later", {
+        "retry-after": String(Math.max(0, Math.ceil(ms / 1000))),
+      });
+    }
+    if (rejected?.kind === "reject") {
+      return errorReply(422, rejected.reason ?? "rejected by the receiver");
+    }
+    return { status: 204, headers: {} };
+  }
+
+  /** Iterates deliveries when no `onDelivery` handler was given. */
+  [Symbol.asyncIterator](): AsyncIterator<Delivery> {
+    if (this.#options.onDelivery !== undefined) {
+      throw new PosthornError(
+        "NotSupported",
+        "this receiver hands deliveries to onDelivery; it cannot also be iterated",
+      );
+    }
+    return this.#queue[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Stops receiving: later requests are answered 503, and requests still waiting for settlement
+   * are released (503 with `Retry-After`), so their senders deliver again. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.drain();
+    this.#queue.end();
+    for (const finish of [...this.#pending]) finish({ kind: "release", delayMs: undefined });
+  }
+}
+
+/**
+ * Makes an {@link HttpReceiver}.
+ *
+ * @example
+ * ```ts
+ * const receiver = httpReceiver({ formats: [json] });
+ * http.createServer(createNodeHandler(receiver)).listen(8080);
+ * for await (const delivery of receiver) { ...; await delivery.accept(); }
+ * ```
+ */
+export function httpReceiver(options: HttpReceiverOptions = {}): HttpReceiver {
+  return new HttpReceiver(options);
+}
+
+/** A receiver, or the options to make one. */
+export type ReceiverOrOptions = HttpReceiver | HttpReceiverOptions;
+
+/** The receiver itself, or a new one made from options. */
+export function toReceiver(input: ReceiverOrOptions): HttpReceiver {
+  return input instanceof HttpReceiver ? input : new HttpReceiver(input);
+}
