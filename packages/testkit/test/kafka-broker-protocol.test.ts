@@ -548,3 +548,141 @@ describe("Kafka test broker lifecycle", () => {
     }
   });
 });
+
+describe("Kafka test broker under hostile input", () => {
+  it("survives random frames and mutated requests, and keeps serving", async () => {
+    const logged: string[] = [];
+    const broker = await startKafkaBroker({ log: (l) => logged.push(l), maxFrameBytes: 1 << 16 });
+    try {
+      broker.createTopic("fuzz", 2);
+      // Deterministic pseudo-random numbers (xorshift), so a failure is reproducible.
+      let seed = Number(process.env.KAFKA_BROKER_FUZZ_SEED ?? 0x2545f491);
+      const rand = (n: number) => {
+        seed ^= seed << 13;
+        seed ^= seed >>> 17;
+        seed ^= seed << 5;
+        return (seed >>> 0) % n;
+      };
+      const valid: [number, number, (w: Writer) => void][] = [
+        [ApiKey.Metadata, 6, (w) => w.int32(1).string("fuzz").bool(true)],
+        [
+          ApiKey.Produce,
+          7,
+          (w) => {
+            w.nullableString(null).int16(1).int32(1000).int32(1).string("fuzz").int32(1).int32(0);
+            w.nullableBytes(recordBatch([{ key: "k", value: "v", headers: [["h", "x"]] }]));
+          },
+        ],
+        [
+          ApiKey.Fetch,
+          11,
+          (w) => {
+            w.int32(-1)
+              .int32(10)
+              .int32(1)
+              .int32(1 << 20)
+              .int8(0)
+              .int32(0)
+              .int32(-1);
+            w.int32(1)
+              .string("fuzz")
+              .int32(1)
+              .int32(0)
+              .int32(-1)
+              .int64(0)
+              .int64(-1)
+              .int32(1 << 20);
+            w.int32(0).string("");
+          },
+        ],
+        [
+          ApiKey.JoinGroup,
+          5,
+          (w) => {
+            w.string("fuzz-g")
+              .int32(100)
+              .int32(100)
+              .string("")
+              .nullableString(null)
+              .string("consumer");
+            w.int32(1).string("range").nullableBytes(Buffer.from("m"));
+          },
+        ],
+        [
+          ApiKey.OffsetCommit,
+          2,
+          (w) =>
+            w
+              .string("fuzz-g")
+              .int32(-1)
+              .string("")
+              .int64(-1)
+              .int32(1)
+              .string("fuzz")
+              .int32(1)
+              .int32(0)
+              .int64(1)
+              .nullableString(null),
+        ],
+        [
+          ApiKey.ListOffsets,
+          3,
+          (w) => w.int32(-1).int8(0).int32(1).string("fuzz").int32(1).int32(0).int64(-2),
+        ],
+        [
+          ApiKey.CreateTopics,
+          3,
+          (w) =>
+            w
+              .int32(1)
+              .string("fuzz-new")
+              .int32(2)
+              .int16(1)
+              .int32(0)
+              .int32(0)
+              .int32(100)
+              .bool(false),
+        ],
+      ];
+      const rounds = Number(process.env.KAFKA_BROKER_FUZZ_ROUNDS ?? 150);
+      for (let round = 0; round < rounds; round++) {
+        const socket = connect(broker.port, "127.0.0.1");
+        socket.on("error", () => {});
+        await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+        let frame: Buffer;
+        if (round % 3 === 0) {
+          frame = Buffer.alloc(4 + rand(64));
+          for (let i = 4; i < frame.length; i++) frame[i] = rand(256);
+          frame.writeInt32BE(frame.length - 4, 0);
+        } else {
+          const [key, version, body] = valid[rand(valid.length)] as (typeof valid)[number];
+          const w = new Writer().int16(key).int16(version).int32(round).nullableString("fuzz");
+          body(w);
+          const payload = Buffer.from(w.finish());
+          const flips = 1 + rand(4);
+          for (let f = 0; f < flips; f++) {
+            const at = 4 + rand(Math.max(1, payload.length - 4)); // keep key and version mostly
+            payload[at] = rand(256);
+          }
+          const cut = rand(4) === 0 ? rand(payload.length) : payload.length;
+          frame = Buffer.alloc(4 + cut);
+          frame.writeInt32BE(cut, 0);
+          payload.copy(frame, 4, 0, cut);
+        }
+        socket.write(frame);
+        await new Promise((r) => setTimeout(r, 5));
+        socket.destroy();
+      }
+      const c = await RawClient.open(broker.port);
+      const r = await c.request(ApiKey.ApiVersions, 2, () => {});
+      expect(r.int16()).toBe(ErrorCode.NONE);
+      expect(await latestOffset(c, "fuzz", 1)).toBeGreaterThanOrEqual(0);
+      c.close();
+      expect(logged.some((l) => l.startsWith("closing connection"))).toBe(true);
+      expect(logged.filter((l) => l.includes("error handling"))).toEqual([]);
+      if (process.env.KAFKA_BROKER_FUZZ_ROUNDS) console.log(logged.join("\n"));
+    } finally {
+      await broker.stop();
+    }
+  });
+});
