@@ -686,3 +686,65 @@ describe("Kafka test broker under hostile input", () => {
     }
   });
 });
+
+describe("Kafka test broker group timeouts", () => {
+  let broker: KafkaTestBroker;
+  const clients: RawClient[] = [];
+
+  beforeAll(async () => {
+    broker = await startKafkaBroker({ log: () => {} });
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await broker?.stop();
+  });
+
+  async function join(group: string, sessionMs: number, rebalanceMs: number, memberId = "") {
+    const c = await RawClient.open(broker.port);
+    clients.push(c);
+    const r = await c.request(ApiKey.JoinGroup, 5, (w) => {
+      w.string(group)
+        .int32(sessionMs)
+        .int32(rebalanceMs)
+        .string(memberId)
+        .nullableString(null)
+        .string("consumer");
+      w.int32(1).string("range").nullableBytes(Buffer.alloc(0));
+    });
+    r.int32();
+    const error = r.int16();
+    const generation = r.int32();
+    r.string();
+    r.string();
+    const id = r.string();
+    const members = r.array((r) => [r.string(), r.nullableString(), r.bytes()]).length;
+    return { c, error, generation, id, members };
+  }
+
+  async function heartbeat(c: RawClient, group: string, generation: number, memberId: string) {
+    const r = await c.request(ApiKey.Heartbeat, 3, (w) => {
+      w.string(group).int32(generation).string(memberId).nullableString(null);
+    });
+    r.int32();
+    return r.int16();
+  }
+
+  it("removes a member whose session expires", async () => {
+    const a = await join("expire-session", 150, 150);
+    expect(a).toMatchObject({ error: 0, generation: 1 });
+    expect(await heartbeat(a.c, "expire-session", 1, a.id)).toBe(ErrorCode.NONE);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await heartbeat(a.c, "expire-session", 1, a.id)).toBe(ErrorCode.UNKNOWN_MEMBER_ID);
+  });
+
+  it("completes a rebalance without a member that does not rejoin within the rebalance timeout", async () => {
+    const a = await join("expire-rebalance", 10_000, 300);
+    expect(a.generation).toBe(1);
+    const started = Date.now();
+    const b = await join("expire-rebalance", 10_000, 300); // a never rejoins
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(b).toMatchObject({ error: 0, generation: 2, members: 1 });
+    expect(await heartbeat(a.c, "expire-rebalance", 1, a.id)).toBe(ErrorCode.UNKNOWN_MEMBER_ID);
+  });
+});
