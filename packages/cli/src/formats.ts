@@ -9,7 +9,7 @@ type FormatLoader = () => Promise<EventFormat>;
 const LOADERS: Record<FormatName, FormatLoader | string> = {
   json: async () => json,
   avro: async () => (await import("@posthorn/format-avro")).avro,
-  protobuf: "@posthorn/format-protobuf is not part of this build",
+  protobuf: async () => (await import("@posthorn/format-protobuf")).protobuf,
 };
 
 /** Formats that define a batch encoding (the Avro format defines none). */
