@@ -1,8 +1,7 @@
 import type { EventFormat } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
+import { protobuf } from "@posthorn/format-protobuf";
 
-/**
- * Every event format available to these tests. Only JSON: the Avro and Protobuf format packages
- * did not exist in this checkout when these tests were written; add them here when they land.
- */
-export const FORMATS: readonly EventFormat[] = [json];
+/** Every event format available to these tests: JSON, Avro and Protobuf. */
+export const FORMATS: readonly EventFormat[] = [json, avro, protobuf];

@@ -1,0 +1,193 @@
+import {
+  createNodeHandler,
+  type HttpReceiverOptions,
+  httpReceiver,
+  toHttpMessage,
+} from "@posthorn/binding-http";
+import { CloudEvent, type Delivery } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { afterAll, describe, expect, it } from "vitest";
+import { startServer, type TestServer } from "./servers.js";
+
+const event = new CloudEvent({
+  specversion: "1.0",
+  id: "r-1",
+  source: "/receiver",
+  type: "com.example.test",
+  datacontenttype: "application/json",
+  data: { n: 1 },
+});
+const servers: TestServer[] = [];
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+});
+
+async function serve(options: HttpReceiverOptions): Promise<string> {
+  const server = await startServer(
+    createNodeHandler(httpReceiver({ formats: [json], ...options })),
+  );
+  servers.push(server);
+  return server.url;
+}
+
+async function post(
+  url: string,
+  message = toHttpMessage(event),
+  extra: Record<string, string> = {},
+) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { ...message.headers, ...extra },
+    body: message.body as BodyInit,
+  });
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+describe("HTTP receiver status codes (node:http)", () => {
+  it("answers 204 when the handler accepts, or returns without settling", async () => {
+    const seen: Delivery[] = [];
+    const url = await serve({ onDelivery: (d) => void seen.push(d) });
+    expect((await post(url)).status).toBe(204);
+    expect(seen[0]?.event?.id).toBe("r-1");
+    expect(seen[0]?.settled).toBe(true);
+  });
+  it("answers 503 with Retry-After on release, in seconds, rounding the delay up", async () => {
+    const url = await serve({ onDelivery: (d) => d.release({ delayMs: 2500 }) });
+    const r = await post(url);
+    expect(r.status).toBe(503);
+    expect(r.headers.get("retry-after")).toBe("3");
+  });
+  it("answers 429 on release when configured, with the default Retry-After", async () => {
+    const url = await serve({
+      releaseStatus: 429,
+      defaultRetryAfterMs: 7000,
+      onDelivery: (d) => d.release(),
+    });
+    const r = await post(url);
+    expect(r.status).toBe(429);
+    expect(r.headers.get("retry-after")).toBe("7");
+  });
+  it("answers 422 on reject, with the reason", async () => {
+    const url = await serve({ onDelivery: (d) => d.reject("no such order") });
+    const r = await post(url);
+    expect(r.status).toBe(422);
+    expect(r.text).toBe("no such order");
+  });
+  it("answers 500 when the handler throws", async () => {
+    const url = await serve({
+      onDelivery: () => {
+        throw new Error("boom");
+      },
+    });
+    expect((await post(url)).status).toBe(500);
+  });
+  it("answers 400 for an invalid event and for an unparseable body", async () => {
+    const url = await serve({ onDelivery: () => undefined });
+    const missingType = { "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s" };
+    expect((await post(url, { headers: missingType, body: new Uint8Array(0) })).status).toBe(400);
+    const badJson = {
+      headers: { "content-type": "application/cloudevents+json" },
+      body: new TextEncoder().encode("{nope"),
+    };
+    expect((await post(url, badJson)).status).toBe(400);
+    const overlong = {
+      headers: { ...missingType, "ce-type": "t", "ce-subject": "%C0%A0" },
+      body: new Uint8Array(0),
+    };
+    expect((await post(url, overlong)).status).toBe(400);
+  });
+  it("answers 415 for a body that is not a CloudEvent and for an unregistered format", async () => {
+    const url = await serve({ onDelivery: () => undefined });
+    const plain = {
+      headers: { "content-type": "application/json" },
+      body: new TextEncoder().encode("{}"),
+    };
+    expect((await post(url, plain)).status).toBe(415);
+    const avro = {
+      headers: { "content-type": "application/cloudevents+avro" },
+      body: new Uint8Array(4),
+    };
+    expect((await post(url, avro)).status).toBe(415);
+  });
+  it("answers 413 past maxBodyBytes, by Content-Length and when streamed without one", async () => {
+    const url = await serve({ maxBodyBytes: 1000, onDelivery: () => undefined });
+    const big = toHttpMessage(event.withData("x".repeat(2000), "text/plain"));
+    expect((await post(url, big)).status).toBe(413);
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 5; i++) controller.enqueue(new Uint8Array(400).fill(65));
+        controller.close();
+      },
+    });
+    const response = await fetch(url, {
+      method: "POST",
+      headers: big.headers,
+      body: chunks,
+      duplex: "half",
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    await response.text();
+  });
+  it("answers 431 past maxHeaderCount", async () => {
+    const url = await serve({ maxHeaderCount: 20, onDelivery: () => undefined });
+    const extra: Record<string, string> = {};
+    for (let i = 0; i < 30; i++) extra[`x-filler-${i}`] = "v";
+    expect((await post(url, toHttpMessage(event), extra)).status).toBe(431);
+  });
+  it("answers 401 when authorize refuses, and reads bearer tokens from the header or access_token", async () => {
+    const url = await serve({
+      authorize: (c) => c === "Bearer s3cret",
+      onDelivery: () => undefined,
+    });
+    expect((await post(url)).status).toBe(401);
+    expect((await post(url, toHttpMessage(event), { authorization: "Bearer s3cret" })).status).toBe(
+      204,
+    );
+    expect((await post(`${url}?access_token=s3cret`)).status).toBe(204);
+  });
+  it("answers 405 for GET", async () => {
+    const url = await serve({ onDelivery: () => undefined });
+    const response = await fetch(url);
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toContain("POST");
+    await response.text();
+  });
+  it("accepts a batch only when every event is accepted; one release asks for all again", async () => {
+    let n = 0;
+    const url = await serve({ onDelivery: (d) => (n++ === 1 ? d.release() : d.accept()) });
+    const batch = toHttpMessage([event, event.cloneWith({ id: "r-2" })], {
+      mode: "batch",
+      format: json,
+    });
+    expect((await post(url, batch)).status).toBe(503);
+  });
+});
+
+describe("HTTP receiver as a Subscriber", () => {
+  it("holds the response open until the delivery is settled", async () => {
+    const receiver = httpReceiver({ formats: [json] });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const responding = post(server.url);
+    const iterator = receiver[Symbol.asyncIterator]();
+    const { value } = await iterator.next();
+    const delivery = value as Delivery;
+    expect(delivery.event?.id).toBe("r-1");
+    expect(delivery.capabilities.release).toBe("native");
+    await expect(delivery.inProgress()).rejects.toMatchObject({ code: "NotSupported" });
+    await delivery.release({ delayMs: 1000 });
+    await expect(delivery.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    const r = await responding;
+    expect(r.status).toBe(503);
+    expect(r.headers.get("retry-after")).toBe("1");
+    await receiver.close();
+  });
+  it("answers 503 when a delivery stays unsettled past settleTimeoutMs, and after close", async () => {
+    const receiver = httpReceiver({ formats: [json], settleTimeoutMs: 100 });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    expect((await post(server.url)).status).toBe(503);
+    await receiver.close();
+    expect((await post(server.url)).status).toBe(503);
+  });
+});
