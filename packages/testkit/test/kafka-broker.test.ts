@@ -355,4 +355,33 @@ describe("Kafka test broker with kafkajs", () => {
     await c.disconnect();
     expect(got.map((g) => g.value)).toEqual(["before", "after"]);
   });
+
+  it("lets a running consumer group continue after restart()", async () => {
+    const topic = unique("restart-group");
+    broker.createTopic(topic, 2);
+    const p = await producer();
+    const c = await consumer(unique("g"));
+    await c.subscribe({ topic, fromBeginning: true });
+    const got: Received[] = [];
+    await c.run({ eachMessage: async (payload) => void got.push(received(payload)) });
+    await p.send({
+      topic,
+      messages: [
+        { value: "one", partition: 0 },
+        { value: "two", partition: 1 },
+      ],
+    });
+    await until(() => got.length >= 2, 15_000, "2 records before the restart");
+    await broker.restart();
+    await p.send({
+      topic,
+      messages: [
+        { value: "three", partition: 0 },
+        { value: "four", partition: 1 },
+      ],
+    });
+    await until(() => got.length >= 4, 20_000, "2 records after the restart");
+    await c.disconnect();
+    expect(got.map((g) => g.value).sort()).toEqual(["four", "one", "three", "two"]);
+  });
 });
