@@ -101,6 +101,8 @@ function preparer(
   };
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 function closedError(): PosthornError {
   return new PosthornError("Closed", "the NATS publisher is closed");
 }
@@ -138,16 +140,23 @@ export function natsPublisher(
     }
   };
   return {
-    async publish(events, call) {
-      if (closed) throw closedError();
-      checkBatchMode(call);
-      if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
-      if (Array.isArray(events)) {
-        // Encode everything first, so that a bad event fails the call before anything is sent.
-        const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
-        for (const p of prepared) send(p);
-      } else {
-        send(prepare(events as CloudEventLike, call));
+    // Not async: the work is synchronous, and the resolved promise is shared, so a publish that
+    // succeeds allocates no promise of its own.
+    publish(events, call) {
+      try {
+        if (closed) throw closedError();
+        checkBatchMode(call);
+        if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+        if (Array.isArray(events)) {
+          // Encode everything first, so that a bad event fails the call before anything is sent.
+          const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
+          for (const p of prepared) send(p);
+        } else {
+          send(prepare(events as CloudEventLike, call));
+        }
+        return RESOLVED;
+      } catch (err) {
+        return Promise.reject(err);
       }
     },
     async close() {
