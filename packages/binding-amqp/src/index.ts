@@ -7,6 +7,7 @@ export {
   DATA_SECTION_TYPECODE,
   SEQUENCE_SECTION_TYPECODE,
 } from "./amqp-message.js";
+export { type EncodeAmqpMessageOptions, encodeAmqpMessage } from "./encode-message.js";
 export {
   AMQP_ERROR_TABLE,
   type AmqpErrorContext,

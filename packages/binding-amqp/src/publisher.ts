@@ -7,6 +7,7 @@ import {
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
 import { applyNoDelay, endSession, observeConnection } from "./connection-events.js";
+import { encodeAmqpMessage } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
 
@@ -49,10 +50,13 @@ export interface AmqpPublisher extends Publisher<AmqpPublishOptions> {
 }
 
 interface Job {
-  readonly message: AmqpMessage;
+  /** Pre-encoded bytes, or a message for rhea to encode (when extra fields are set). */
+  readonly message: Buffer | AmqpMessage;
   readonly resolve: () => void;
   readonly reject: (err: PosthornError) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** `Date.now()` past which the publish fails with `Timeout`. */
+  readonly deadline: number;
+  readonly timeoutMs: number;
   cleanup: (() => void) | undefined;
 }
 
@@ -121,8 +125,54 @@ export function amqpPublisher(
   ready.catch(() => {});
 
   const finish = (job: Job): void => {
-    if (job.timer !== undefined) clearTimeout(job.timer);
     job.cleanup?.();
+  };
+
+  // One sweeping timer for every pending publish, instead of a timer per publish.
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  let sweepEveryMs = Number.POSITIVE_INFINITY;
+  const stopSweeper = (): void => {
+    if (sweeper !== undefined) clearInterval(sweeper);
+    sweeper = undefined;
+    sweepEveryMs = Number.POSITIVE_INFINITY;
+  };
+  const armSweeper = (timeoutMs: number): void => {
+    const every = Math.min(1000, Math.max(5, Math.floor(timeoutMs / 4)));
+    if (sweeper !== undefined && every >= sweepEveryMs) return;
+    stopSweeper();
+    sweepEveryMs = every;
+    sweeper = setInterval(sweep, every);
+  };
+  const sweep = (): void => {
+    const now = Date.now();
+    const expired: Job[] = [];
+    for (const [delivery, job] of inFlight) {
+      if (job.deadline <= now) {
+        inFlight.delete(delivery);
+        expired.push(job);
+      }
+    }
+    for (let i = queueHead; i < queue.length; i++) {
+      const job = queue[i] as Job;
+      if (job.deadline <= now) {
+        queue.splice(i--, 1);
+        expired.push(job);
+      }
+    }
+    for (const job of expired) {
+      finish(job);
+      job.reject(
+        new PosthornError(
+          "Timeout",
+          `${what}: no disposition within ${job.timeoutMs} ms (credit or settlement)`,
+        ),
+      );
+    }
+    if (inFlight.size === 0 && queue.length - queueHead === 0) stopSweeper();
+    if (expired.length > 0) {
+      pump();
+      checkDrained();
+    }
   };
 
   const failAll = (err: PosthornError, includeQueued: boolean): void => {
@@ -141,7 +191,9 @@ export function amqpPublisher(
   };
 
   const checkDrained = (): void => {
-    if (drained && inFlight.size === 0 && queue.length - queueHead === 0) drained();
+    if (inFlight.size > 0 || queue.length - queueHead > 0) return;
+    stopSweeper();
+    drained?.();
   };
 
   const pump = (): void => {
@@ -152,7 +204,10 @@ export function amqpPublisher(
         queue.splice(0, queueHead);
         queueHead = 0;
       }
-      inFlight.set(sender.send(job.message as never), job);
+      const delivery = Buffer.isBuffer(job.message)
+        ? sender.send(job.message, undefined, 0)
+        : sender.send(job.message as never);
+      inFlight.set(delivery, job);
     }
   };
 
@@ -219,16 +274,22 @@ export function amqpPublisher(
   const publishOne = (event: CloudEventLike, opts: AmqpPublishOptions): Promise<void> => {
     if (closing) return Promise.reject(new PosthornError("Closed", "the publisher is closed"));
     if (failure) return Promise.reject(failure);
-    let message: AmqpMessage;
+    let message: Buffer | AmqpMessage;
     try {
-      message = toAmqpMessage(event, opts.mode ? { ...mapping, mode: opts.mode } : mapping);
+      const options = opts.mode ? { ...mapping, mode: opts.mode } : mapping;
+      if (opts.fields) {
+        const fields = opts.fields;
+        const built = toAmqpMessage(event, options);
+        for (const key of Object.keys(fields)) {
+          if (!RESERVED_FIELDS.has(key)) built[key] = fields[key];
+        }
+        message = built;
+      } else {
+        // The common case skips rhea's generic encoder: the binding writes the bytes itself.
+        message = encodeAmqpMessage(event, options);
+      }
     } catch (err) {
       return Promise.reject(err);
-    }
-    if (opts.fields) {
-      for (const key of Object.keys(opts.fields)) {
-        if (!RESERVED_FIELDS.has(key)) message[key] = opts.fields[key];
-      }
     }
     if (queue.length - queueHead >= maxQueued) {
       return Promise.reject(
@@ -244,36 +305,32 @@ export function amqpPublisher(
       return Promise.reject(new PosthornError("Aborted", `${what} was aborted`));
     }
     return new Promise<void>((resolve, reject) => {
-      const job: Job = { message, resolve, reject, timer: undefined, cleanup: undefined };
-      const drop = (err: PosthornError): void => {
-        const at = queue.indexOf(job, queueHead);
-        if (at >= 0) queue.splice(at, 1);
-        for (const [d, j] of inFlight) {
-          if (j === job) {
-            inFlight.delete(d);
-            break;
-          }
-        }
-        finish(job);
-        reject(err);
-        pump();
-        checkDrained();
-      };
       const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
-      if (Number.isFinite(timeoutMs)) {
-        job.timer = setTimeout(
-          () =>
-            drop(
-              new PosthornError(
-                "Timeout",
-                `${what}: no disposition within ${timeoutMs} ms (credit or settlement)`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }
+      const finite = Number.isFinite(timeoutMs);
+      const job: Job = {
+        message,
+        resolve,
+        reject,
+        deadline: finite ? Date.now() + timeoutMs : Number.POSITIVE_INFINITY,
+        timeoutMs,
+        cleanup: undefined,
+      };
+      if (finite) armSweeper(timeoutMs);
       if (signal) {
-        const onAbort = (): void => drop(new PosthornError("Aborted", `${what} was aborted`));
+        const onAbort = (): void => {
+          const at = queue.indexOf(job, queueHead);
+          if (at >= 0) queue.splice(at, 1);
+          for (const [d, j] of inFlight) {
+            if (j === job) {
+              inFlight.delete(d);
+              break;
+            }
+          }
+          finish(job);
+          reject(new PosthornError("Aborted", `${what} was aborted`));
+          pump();
+          checkDrained();
+        };
         signal.addEventListener("abort", onAbort, { once: true });
         job.cleanup = () => signal.removeEventListener("abort", onAbort);
       }
@@ -303,6 +360,7 @@ export function amqpPublisher(
           }
         }
         for (const stop of stopObserving) stop();
+        stopSweeper();
         await endSession(connection, session);
       })();
       return closing;

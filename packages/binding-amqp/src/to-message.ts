@@ -139,9 +139,17 @@ function toPropertyValue(
  * instant exactly; otherwise the canonical string, so no precision is lost.
  */
 function timestampValue(text: string): Date | string {
+  const ms = timestampMillis(text);
+  return ms === undefined ? text : new Date(ms);
+}
+
+/**
+ * The milliseconds since the epoch of an RFC 3339 timestamp, when they name it exactly (a
+ * fraction of at most three digits, a representable date); `undefined` otherwise.
+ */
+export function timestampMillis(text: string): number | undefined {
   const instant = parseTimestamp(text);
-  if (instant === undefined || instant.fraction.length > 3) return text;
+  if (instant === undefined || instant.fraction.length > 3) return undefined;
   const ms = instant.epochSeconds * 1000 + Number(instant.fraction.padEnd(3, "0"));
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? text : date;
+  return Number.isNaN(new Date(ms).getTime()) ? undefined : ms;
 }
