@@ -7,6 +7,11 @@ import {
   toReceiver,
 } from "./receiver.js";
 
+// Node's EventEmitter types its generic listener with `any[]` arguments; only that matches every
+// overload of IncomingMessage.on.
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type Listener = (...args: any[]) => void;
+
 /**
  * The parts of a Node `IncomingMessage` the receiver uses (Express and Fastify requests have
  * them too). Structural, so no `node:http` types leak into the API.
@@ -16,8 +21,8 @@ export interface NodeRequestLike {
   readonly url?: string | undefined;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   readonly readableEnded?: boolean;
-  on(event: string, listener: (arg: never) => void): unknown;
-  removeListener(event: string, listener: (arg: never) => void): unknown;
+  on(event: string, listener: Listener): unknown;
+  removeListener(event: string, listener: Listener): unknown;
 }
 
 /** The parts of a Node `ServerResponse` the receiver uses. */
