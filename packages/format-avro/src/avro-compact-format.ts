@@ -81,7 +81,7 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
     decode(bytes: Uint8Array): CloudEvent {
       try {
         const r = new AvroReader(bytes);
-        const init: Record<string, unknown> = Object.create(null);
+        const init: Record<string, unknown> = {};
         init.specversion = "1.0";
         init.id = r.string();
         init.source = r.string();
@@ -92,11 +92,17 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
         if (r.branch(2) === 1) init.time = fromMicros(r.bigLong());
         for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
           for (let i = 0; i < n; i++) {
-            const name = r.string();
-            if (isContextAttribute(name) || name === "data" || name === "data_base64") {
+            const name = r.key();
+            if (
+              isContextAttribute(name) ||
+              name === "data" ||
+              name === "data_base64" ||
+              name === "__proto__"
+            ) {
               throw invalidEvent(`${name} cannot be an extension`, name);
             }
-            if (name in init) throw invalidEvent(`extension ${name} appears twice`, name);
+            if (Object.hasOwn(init, name))
+              throw invalidEvent(`extension ${name} appears twice`, name);
             init[name] = readExtension(r);
           }
         }

@@ -325,14 +325,17 @@ function writeBoxArray(w: AvroWriter, items: readonly unknown[]): void {
 // ---- decoding
 
 function readEvent(r: AvroReader, maxDepth: number): Record<string, unknown> {
-  // A null-prototype object: a `__proto__` key is then a plain (and invalid) attribute name.
-  const init: Record<string, unknown> = Object.create(null);
+  // A plain object (faster than a null-prototype one); `__proto__` is refused below, so no key
+  // can reach the prototype.
+  const init: Record<string, unknown> = {};
   // Each map entry takes at least a key length byte and a branch byte.
   for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
     for (let i = 0; i < n; i++) {
-      const name = r.string();
-      if (name in init) throw malformed(`Avro attribute map repeats ${JSON.stringify(name)}`);
-      if (name === "data" || name === "data_base64") {
+      const name = r.key();
+      if (Object.hasOwn(init, name)) {
+        throw malformed(`Avro attribute map repeats ${JSON.stringify(name)}`);
+      }
+      if (name === "data" || name === "data_base64" || name === "__proto__") {
         throw invalidEvent(`${name} is not an attribute name`, name);
       }
       const value = readAttribute(r);
@@ -414,7 +417,7 @@ function readMembers(r: AvroReader, maxDepth: number, depth: number): Record<str
   const obj: Record<string, unknown> = {};
   for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
     for (let i = 0; i < n; i++) {
-      const key = r.string();
+      const key = r.key();
       let value: unknown;
       switch (r.branch(5)) {
         case MEMBER_NULL:
@@ -446,7 +449,7 @@ function readBox(r: AvroReader, maxDepth: number, depth: number): unknown {
   let only: unknown;
   for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
     for (let i = 0; i < n; i++) {
-      const key = r.string();
+      const key = r.key();
       const value = readInner(r, maxDepth, depth);
       setMember(obj, key, value);
       if (count++ === 0 && key === "value") only = value;
@@ -467,7 +470,7 @@ function readInner(r: AvroReader, maxDepth: number, depth: number): unknown {
       const obj: Record<string, unknown> = {};
       for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
         for (let i = 0; i < n; i++) {
-          const key = r.string();
+          const key = r.key();
           setMember(obj, key, readBox(r, maxDepth, depth + 1));
         }
       }

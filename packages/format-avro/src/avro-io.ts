@@ -142,6 +142,8 @@ function varintSize(z: number): number {
  */
 export class AvroReader {
   readonly buf: Uint8Array;
+  /** A Node Buffer view of `buf`, made on first use. */
+  view: Latin1Buffer | undefined = undefined;
   pos = 0;
   readonly end: number;
 
@@ -238,22 +240,64 @@ export class AvroReader {
     return this.buf.subarray(start, start + n);
   }
 
-  string(): string {
+  /**
+   * A string used as a property name (attribute names, JSON member names). Names recur on every
+   * message, so short ASCII ones are looked up in a small cache and the same string instance is
+   * returned, which spares allocating and re-hashing a fresh key each time.
+   */
+  key(): string {
     const n = this.length();
+    if (n > 32) {
+      return this.stringOf(n);
+    }
+    const b = this.buf;
+    const start = this.pos;
+    let hash = n;
+    for (let i = start; i < start + n; i++) {
+      const c = b[i] as number;
+      if (c >= 0x80) return this.stringOf(n);
+      hash = (Math.imul(hash, 31) + c) | 0;
+    }
+    const hit = keyCache.get(hash);
+    if (hit !== undefined && hit.length === n) {
+      let same = true;
+      for (let i = 0; i < n; i++) {
+        if (hit.charCodeAt(i) !== b[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.pos = start + n;
+        return hit;
+      }
+    }
+    const s = this.stringOf(n);
+    if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.clear();
+    keyCache.set(hash, s);
+    return s;
+  }
+
+  string(): string {
+    return this.stringOf(this.length());
+  }
+
+  private stringOf(n: number): string {
     const b = this.buf;
     const start = this.pos;
     const end = start + n;
     this.pos = end;
-    if (n < 48) {
+    // ASCII (most attribute names and values) needs no UTF-8 decoding; anything else goes
+    // through the strict decoder, so invalid UTF-8 is an error and not replacement characters.
+    for (let i = start; i < end; i++) {
+      if ((b[i] as number) >= 0x80) return utf8Decode(b.subarray(start, end), "Avro string");
+    }
+    if (n < 16) {
       let s = "";
-      for (let i = start; i < end; i++) {
-        const c = b[i] as number;
-        if (c >= 0x80) return utf8Decode(b.subarray(start, end), "Avro string");
-        s += String.fromCharCode(c);
-      }
+      for (let i = start; i < end; i++) s += String.fromCharCode(b[i] as number);
       return s;
     }
-    return utf8Decode(b.subarray(start, end), "Avro string");
+    return latin1(this, start, end);
   }
 
   /**
@@ -278,6 +322,31 @@ export class AvroReader {
       throw malformed(`${what} has ${this.end - this.pos} bytes after the end of the record`);
     }
   }
+}
+
+const KEY_CACHE_LIMIT = 512;
+const keyCache = new Map<number, string>();
+
+type Latin1Buffer = Uint8Array & { latin1Slice(start: number, end: number): string };
+type BufferFactory = { from(b: ArrayBufferLike, offset: number, length: number): Latin1Buffer };
+const NodeBuffer = (globalThis as unknown as { Buffer?: BufferFactory }).Buffer;
+
+/** Text of ASCII bytes: Node's native latin1 slice on a view of the input, else fromCharCode. */
+function latin1(
+  r: { buf: Uint8Array; view?: Latin1Buffer | undefined },
+  start: number,
+  end: number,
+): string {
+  if (NodeBuffer) {
+    let view = r.view;
+    if (view === undefined) {
+      const b = r.buf;
+      view = NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength);
+      r.view = view;
+    }
+    return view.latin1Slice(start, end);
+  }
+  return String.fromCharCode.apply(null, r.buf.subarray(start, end) as unknown as number[]);
 }
 
 function truncated(claimed?: number): Error {
