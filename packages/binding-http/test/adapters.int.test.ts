@@ -1,0 +1,143 @@
+import type { AddressInfo } from "node:net";
+import { httpPublisher, httpReceiver } from "@posthorn/binding-http";
+import { expressHandler } from "@posthorn/binding-http/express";
+import { fastifyCloudEvents } from "@posthorn/binding-http/fastify";
+import type { CloudEvent, Delivery } from "@posthorn/core";
+import { equivalent } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { vector } from "@posthorn/testkit";
+import express from "express";
+import Fastify from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const samples = ["typical", "binary-every-byte", "unicode-subject", "header-special-chars"].map(
+  (name) => vector(name).event,
+);
+
+async function roundTrips(url: string, received: CloudEvent[]): Promise<void> {
+  for (const mode of ["binary", "structured"] as const) {
+    for (const event of samples) {
+      received.length = 0;
+      await httpPublisher({ url, mode, format: json, retry: false }).publish(event);
+      expect(received).toHaveLength(1);
+      expect(equivalent(received[0] as CloudEvent, event)).toBe(true);
+    }
+  }
+}
+
+describe("Express adapter (@posthorn/binding-http/express)", () => {
+  const received: CloudEvent[] = [];
+  let server: ReturnType<ReturnType<typeof express>["listen"]>;
+  let base = "";
+  beforeAll(async () => {
+    const app = express();
+    const onDelivery = (d: Delivery) => void received.push(d.event as CloudEvent);
+    app.use("/events", expressHandler({ formats: [json], onDelivery }));
+    // Behind express.raw(), the adapter takes the bytes the middleware read.
+    app.post(
+      "/raw",
+      express.raw({ type: () => true }),
+      expressHandler({ formats: [json], onDelivery }),
+    );
+    // Behind express.json(), the body is gone: a clear 500, never a wrong event.
+    app.post(
+      "/parsed",
+      express.json({ type: () => true }),
+      expressHandler({ formats: [json], onDelivery }),
+    );
+    app.post(
+      "/reject",
+      expressHandler({ formats: [json], maxBodyBytes: 100, onDelivery: (d) => d.reject("nope") }),
+    );
+    await new Promise<void>((resolve) => {
+      server = app.listen(0, "127.0.0.1", () => resolve());
+    });
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("receives binary and structured events over a real Express server", async () => {
+    await roundTrips(`${base}/events`, received);
+  });
+  it("works behind express.raw()", async () => {
+    await roundTrips(`${base}/raw`, received);
+  });
+  it("answers 500 with an explanation behind express.json()", async () => {
+    const response = await fetch(`${base}/parsed`, {
+      method: "POST",
+      headers: { "content-type": "application/cloudevents+json" },
+      body: JSON.stringify(samples[0]),
+    });
+    expect(response.status).toBe(500);
+    expect(await response.text()).toMatch(/before body parsers/);
+  });
+  it("maps reject to 422 and oversized bodies to 413", async () => {
+    const publisher = httpPublisher({ url: `${base}/reject`, retry: false });
+    await expect(publisher.publish(vector("minimal").event)).rejects.toMatchObject({
+      protocolCode: 422,
+    });
+    await expect(publisher.publish(vector("large-json").event)).rejects.toMatchObject({
+      protocolCode: 413,
+    });
+  });
+});
+
+describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
+  const received: CloudEvent[] = [];
+  const app = Fastify();
+  let base = "";
+  beforeAll(async () => {
+    await app.register(
+      fastifyCloudEvents({
+        path: "/events",
+        formats: [json],
+        webhook: { allowedOrigins: ["sender.example"] },
+        onDelivery: (d) => void received.push(d.event as CloudEvent),
+      }),
+    );
+    const subscriber = httpReceiver({ formats: [json], settleTimeoutMs: 5000 });
+    await app.register(fastifyCloudEvents({ path: "/held", receiver: subscriber }));
+    (async () => {
+      for await (const d of subscriber) await d.release({ delayMs: 2000 });
+    })();
+    app.addHook("onClose", () => subscriber.close());
+    // The plugin's parsers are encapsulated: the app's own JSON routes still parse JSON.
+    app.post("/plain", async (request) => ({ echoed: request.body }));
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => app.close());
+
+  it("receives binary and structured events over a real Fastify server", async () => {
+    await roundTrips(`${base}/events`, received);
+  });
+  it("answers the webhook handshake through Fastify", async () => {
+    const publisher = httpPublisher({
+      url: `${base}/events`,
+      webhook: { origin: "sender.example" },
+    });
+    await publisher.publish(samples[0] as CloudEvent);
+    expect(publisher.permission?.allowedOrigin).toBe("sender.example");
+  });
+  it("answers a released delivery with 503 and Retry-After through Fastify", async () => {
+    const response = await fetch(`${base}/held`, {
+      method: "POST",
+      headers: { "content-type": "application/cloudevents+json" },
+      body: JSON.stringify(samples[0]),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("2");
+    await response.text();
+  });
+  it("leaves the application's other routes and parsers alone", async () => {
+    const response = await fetch(`${base}/plain`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"a":1}',
+    });
+    expect(await response.json()).toEqual({ echoed: { a: 1 } });
+  });
+});
