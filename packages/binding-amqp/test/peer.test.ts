@@ -177,6 +177,25 @@ describe("amqp peer to peer", () => {
     await Promise.all([rejecting.close(), releasing.close()]);
   });
 
+  it("sets extra AMQP message fields per publish (subject, message-id) next to the binding's", async () => {
+    const address = uniqueName("fields");
+    const subscriber = amqpSubscriber(connection, { address });
+    const publisher = amqpPublisher(connection, { address });
+    await Promise.all([subscriber.ready, publisher.ready]);
+    await publisher.publish(vector("typical").event, {
+      fields: { subject: "order.created", message_id: "m-42", body: "ignored" },
+    });
+    const delivery = await nextDelivery(subscriber[Symbol.asyncIterator]());
+    await delivery.accept();
+    expect(delivery.message.metadata).toMatchObject({
+      subject: "order.created",
+      messageId: "m-42",
+    });
+    expect(delivery.event?.id).toBe(vector("typical").event.id);
+    expect(delivery.event?.data).toEqual(vector("typical").event.data);
+    await Promise.all([publisher.close(), subscriber.close()]);
+  });
+
   it("reads delivery-count from the message header", async () => {
     const p = await ensurePeer();
     const address = uniqueName("count");
