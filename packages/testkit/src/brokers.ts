@@ -157,8 +157,9 @@ async function launch(
       stderr = (stderr + d.toString()).slice(-4000);
     });
     try {
+      // Every listener, not only the main one: Mosquitto opens its WebSocket listener later.
       await Promise.race([
-        waitForPort("127.0.0.1", ports[main] as number),
+        Promise.all(Object.values(ports).map((p) => waitForPort("127.0.0.1", p))),
         exited(child).then(() => {
           throw new Error(`${binary} exited at start: ${stderr}`);
         }),
@@ -195,6 +196,12 @@ async function launch(
   return broker;
 }
 
+/** Options for {@link startNatsServer}. */
+export interface NatsServerOptions {
+  /** The server's `max_payload`. Default 4 MiB, so the testkit's 1 MiB vector fits with headers. */
+  maxPayloadBytes?: number;
+}
+
 /**
  * Starts `nats-server` with JetStream on a free port and a temporary store directory.
  *
@@ -204,13 +211,16 @@ async function launch(
  * afterAll(() => nats.stop());
  * ```
  */
-export async function startNatsServer(): Promise<LaunchedBroker> {
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<LaunchedBroker> {
   const binary = findBinary("nats-server");
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-nats-"));
+  const conf = join(dir, "nats.conf");
+  // max_payload is only settable in a configuration file.
+  writeFileSync(conf, `max_payload: ${options.maxPayloadBytes ?? 4 * 1024 * 1024}\n`);
   return launch(
     binary,
-    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
+    ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
     { nats: port },
     "nats",
     `nats://127.0.0.1:${port}`,

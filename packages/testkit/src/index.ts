@@ -12,6 +12,7 @@ export {
   inCi,
   type LaunchedBroker,
   type MosquittoOptions,
+  type NatsServerOptions,
   portOpen,
   requireBroker,
   startMosquitto,
@@ -31,6 +32,16 @@ export {
   type KafkaTestBrokerOptions,
   startKafkaBroker,
 } from "./kafka/broker.js";
+export {
+  type ArbitraryEventOptions,
+  arbitraryEvent,
+  arbitraryHeaders,
+  describeFormatProperties,
+  describeMappingProperties,
+  expectEventOrTypedError,
+  type MappingPropertyHarness,
+  propertyRuns,
+} from "./properties.js";
 export {
   type Detectability,
   type EventVector,
