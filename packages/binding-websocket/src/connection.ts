@@ -1,0 +1,389 @@
+import {
+  AsyncQueue,
+  type CloudEventLike,
+  createDelivery,
+  type Delivery,
+  type EventFormat,
+  isPosthornError,
+  type Message,
+  PosthornError,
+  type Publisher,
+  type PublishOptions,
+  type SettlementCapabilities,
+  type Subscriber,
+} from "@posthorn/core";
+import {
+  formatOfSubprotocol,
+  frameBytes,
+  frameText,
+  fromWebSocketFrame,
+  offeredSubprotocols,
+  toWebSocketFrame,
+} from "./subprotocol.js";
+
+/**
+ * A WebSocket, structurally: the browser's global `WebSocket` and the `ws` package's both fit.
+ * Neither library's types appear in the API.
+ */
+export interface WebSocketLike {
+  readonly readyState: number;
+  /** The negotiated subprotocol (`""` when none). */
+  readonly protocol: string;
+  binaryType: string;
+  send(data: string | ArrayBufferLike | ArrayBufferView, ...rest: never[]): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: string, listener: (event: never) => void, options?: unknown): void;
+  removeEventListener(type: string, listener: (event: never) => void): void;
+}
+
+/** A WebSocket constructor: the global `WebSocket`, or `WebSocket` from `ws`. */
+export type WebSocketConstructor = new (
+  url: string,
+  protocols?: string | string[],
+) => WebSocketLike;
+
+/** What settling a WebSocket delivery does: nothing, since the protocol has no acknowledgement. */
+export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
+  release: "none",
+  releaseDelay: false,
+  reject: "none",
+  inProgress: false,
+  deliveryCount: "none",
+});
+
+const OPEN = 1;
+
+// The `ws` package's socket: an EventEmitter whose `send` takes options and a callback, and whose
+// 'message' listener gets Buffers without a text conversion.
+interface NodeWs {
+  on(
+    event: "message",
+    listener: (data: Uint8Array | ArrayBuffer | Uint8Array[], isBinary: boolean) => void,
+  ): unknown;
+  on(event: "close" | "error", listener: (arg?: unknown) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+  send(data: Uint8Array, options: { binary: boolean }, cb: (err?: Error) => void): void;
+}
+
+function isNodeWs(socket: WebSocketLike): boolean {
+  return typeof (socket as unknown as { on?: unknown }).on === "function";
+}
+
+/**
+ * The format a socket negotiated among `formats`.
+ *
+ * @throws {@link PosthornError} `NotSupported` when the socket negotiated no known subprotocol
+ */
+export function negotiatedFormat(
+  socket: WebSocketLike,
+  formats: readonly EventFormat[],
+): EventFormat {
+  const format = formatOfSubprotocol(formats, socket.protocol);
+  if (format === undefined) {
+    throw new PosthornError(
+      "NotSupported",
+      `the WebSocket negotiated ${socket.protocol ? `subprotocol ${socket.protocol}` : "no subprotocol"}; CloudEvents needs one of ${offeredSubprotocols(formats).join(", ")}`,
+    );
+  }
+  return format;
+}
+
+/** Options of {@link webSocketPublisher} and {@link webSocketSubscriber}. */
+export interface WebSocketBindingOptions {
+  /** The formats this side accepts; the socket's negotiated subprotocol picks one. */
+  formats: readonly EventFormat[];
+}
+
+/**
+ * Publishes events over an open WebSocket, one structured event per message in the negotiated
+ * format (text frames for JSON, binary frames for Avro and Protobuf). Works on either side of a
+ * connection. With `ws`, `publish` resolves once the frame is written to the socket; browsers
+ * offer no such signal, so it resolves when the frame is queued. No acknowledgement exists.
+ *
+ * @param socket - an open socket (browser `WebSocket` or `ws`)
+ * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
+ */
+export function webSocketPublisher(
+  socket: WebSocketLike,
+  options: WebSocketBindingOptions,
+): Publisher {
+  const format = negotiatedFormat(socket, options.formats);
+  const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
+  const inFlight = new Set<Promise<void>>();
+  let closed = false;
+
+  const sendOne = (event: CloudEventLike): Promise<void> => {
+    if (socket.readyState !== OPEN) {
+      return Promise.reject(new PosthornError("ConnectionFailed", "the WebSocket is not open"));
+    }
+    const frame = toWebSocketFrame(event, format);
+    if (node) {
+      return new Promise((resolve, reject) => {
+        node.send(frame.data, { binary: !frame.text }, (err) => {
+          if (err)
+            reject(
+              new PosthornError("ConnectionFailed", `sending failed: ${err.message}`, {
+                cause: err,
+              }),
+            );
+          else resolve();
+        });
+      });
+    }
+    // The browser API sends strings as text frames and buffers as binary frames.
+    socket.send(frame.text ? frameText(frame) : frame.data);
+    return Promise.resolve();
+  };
+
+  return {
+    async publish(
+      events: CloudEventLike | readonly CloudEventLike[],
+      _options?: PublishOptions,
+    ): Promise<void> {
+      if (closed) throw new PosthornError("Closed", "the publisher is closed");
+      // The WebSockets binding has no batch: a batch is one message per event, in order.
+      const list = Array.isArray(events)
+        ? (events as readonly CloudEventLike[])
+        : [events as CloudEventLike];
+      const run = Promise.all(list.map(sendOne)).then(() => undefined);
+      inFlight.add(run);
+      const forget = (): void => {
+        inFlight.delete(run);
+      };
+      run.then(forget, forget);
+      return run;
+    },
+    async close(): Promise<void> {
+      closed = true;
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+/**
+ * Receives events from an open WebSocket as an async iterable of deliveries, on either side of a
+ * connection. A message that does not decode arrives as a delivery with `error` set and no
+ * `event`. Iteration ends when the socket closes.
+ *
+ * Settlement: WebSockets have no acknowledgement, so `accept()` does nothing, and `release()` and
+ * `reject()` throw `NotSupported` (see {@link WEBSOCKET_CAPABILITIES}). `close()` stops listening;
+ * the socket itself stays open (it belongs to the caller).
+ *
+ * @param socket - an open socket (browser `WebSocket` or `ws`)
+ * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
+ */
+export function webSocketSubscriber(
+  socket: WebSocketLike,
+  options: WebSocketBindingOptions,
+): Subscriber {
+  const format = negotiatedFormat(socket, options.formats);
+  const queue = new AsyncQueue<Delivery>();
+  const contentType = format.contentType;
+
+  const receive = (data: string | Uint8Array | ArrayBuffer | Uint8Array[]): void => {
+    const body = frameBytes(data);
+    const message: Message = { body, contentType, properties: {} };
+    let event: ReturnType<typeof fromWebSocketFrame> | undefined;
+    let error: PosthornError | undefined;
+    try {
+      event = fromWebSocketFrame(body, format);
+    } catch (err) {
+      error = isPosthornError(err)
+        ? err
+        : new PosthornError("MalformedInput", String(err), { cause: err });
+    }
+    queue.push(
+      createDelivery({
+        message,
+        event,
+        error,
+        deliveryCount: 1,
+        capabilities: WEBSOCKET_CAPABILITIES,
+        accept: () => undefined,
+      }),
+    );
+  };
+
+  const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
+  const onNodeMessage = (data: Uint8Array | ArrayBuffer | Uint8Array[]): void => receive(data);
+  const onMessage = (event: { data: string | ArrayBuffer | Uint8Array }): void =>
+    receive(event.data);
+  const onClose = (): void => queue.end();
+  const onError = (): void =>
+    queue.fail(new PosthornError("ConnectionFailed", "the WebSocket failed"));
+  if (node) {
+    node.on("message", onNodeMessage);
+    node.on("close", onClose);
+    node.on("error", onError);
+  } else {
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("message", onMessage as (event: never) => void);
+    socket.addEventListener("close", onClose);
+    socket.addEventListener("error", onError);
+  }
+
+  return {
+    capabilities: WEBSOCKET_CAPABILITIES,
+    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
+    async close(): Promise<void> {
+      if (node) {
+        node.off("message", onNodeMessage);
+        node.off("close", onClose);
+        node.off("error", onError);
+      } else {
+        socket.removeEventListener("message", onMessage as (event: never) => void);
+        socket.removeEventListener("close", onClose);
+        socket.removeEventListener("error", onError);
+      }
+      queue.end();
+    },
+  };
+}
+
+/** Options of {@link connectWebSocket}. */
+export interface ConnectWebSocketOptions {
+  /** Formats offered, in order of preference (their subprotocols go in `Sec-WebSocket-Protocol`). */
+  formats: readonly EventFormat[];
+  /** The constructor: `WebSocket` from `ws` in Node; defaults to the global `WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** How long to wait for the connection to open. Default 10 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * Opens a client WebSocket offering the CloudEvents subprotocols of `formats`, and resolves when
+ * it is open with one of them negotiated.
+ *
+ * @returns the open socket, for {@link webSocketPublisher} and {@link webSocketSubscriber}
+ * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
+ *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
+ *   opens without a CloudEvents subprotocol, `Timeout`
+ *
+ * @example
+ * ```ts
+ * import WebSocket from "ws"; // in browsers, leave `WebSocket` out
+ * const socket = await connectWebSocket("ws://localhost:8080", { formats: [json], WebSocket });
+ * await webSocketPublisher(socket, { formats: [json] }).publish(event);
+ * ```
+ */
+export function connectWebSocket(
+  url: string,
+  options: ConnectWebSocketOptions,
+): Promise<WebSocketLike> {
+  const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (Ctor === undefined) {
+    return Promise.reject(
+      new PosthornError(
+        "NotSupported",
+        "no global WebSocket here; pass options.WebSocket (from ws)",
+      ),
+    );
+  }
+  const protocols = offeredSubprotocols(options.formats);
+  return new Promise((resolve, reject) => {
+    let socket: WebSocketLike;
+    try {
+      socket = new Ctor(url, protocols);
+    } catch (err) {
+      reject(
+        new PosthornError("ConnectionFailed", `cannot open ${url}: ${(err as Error).message}`, {
+          cause: err,
+        }),
+      );
+      return;
+    }
+    const timer = setTimeout(() => {
+      done();
+      socket.close();
+      reject(
+        new PosthornError(
+          "Timeout",
+          `${url} did not open within ${options.timeoutMs ?? 10_000} ms`,
+        ),
+      );
+    }, options.timeoutMs ?? 10_000);
+    const onOpen = (): void => {
+      done();
+      try {
+        negotiatedFormat(socket, options.formats);
+        resolve(socket);
+      } catch (err) {
+        socket.close(1002, "no CloudEvents subprotocol");
+        reject(err);
+      }
+    };
+    const onError = (event: { message?: string; error?: unknown }): void => {
+      done();
+      const detail =
+        event.message ?? (event.error as Error | undefined)?.message ?? "connection failed";
+      reject(
+        new PosthornError(
+          "ConnectionFailed",
+          `WebSocket ${url} (offering ${protocols.join(", ")}) failed: ${detail}`,
+          {
+            cause: event.error ?? event,
+            retryable: !/Unexpected server response: 4\d\d/.test(detail),
+          },
+        ),
+      );
+    };
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.removeEventListener("open", onOpen);
+      socket.removeEventListener("error", onError as (event: never) => void);
+    };
+    socket.addEventListener("open", onOpen);
+    socket.addEventListener("error", onError as (event: never) => void);
+  });
+}
+
+/** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
+export interface WebSocketServerCloudEventsOptions {
+  /** Picks the first subprotocol the client offered that names one of the formats. */
+  handleProtocols(protocols: Set<string>, request: unknown): string | false;
+  /** Refuses the handshake with 400 when the client offers no known subprotocol. */
+  verifyClient(
+    info: { req: { headers: Readonly<Record<string, string | string[] | undefined>> } },
+    callback: (result: boolean, code?: number, message?: string) => void,
+  ): void;
+}
+
+/**
+ * Options for a `ws` `WebSocketServer` that speaks the CloudEvents subprotocols of `formats`:
+ * the server picks the client's first offered subprotocol it knows, and refuses a client that
+ * offers none with `400 Bad Request` and a message naming the subprotocols it would accept.
+ *
+ * @example
+ * ```ts
+ * const wss = new WebSocketServer({ port: 8080, ...webSocketServerOptions([json, avro]) });
+ * wss.on("connection", (socket) => consume(webSocketSubscriber(socket, { formats: [json, avro] })));
+ * ```
+ */
+export function webSocketServerOptions(
+  formats: readonly EventFormat[],
+): WebSocketServerCloudEventsOptions {
+  const known = new Set(offeredSubprotocols(formats));
+  const pick = (offered: Iterable<string>): string | false => {
+    for (const p of offered) if (known.has(p)) return p;
+    return false;
+  };
+  return {
+    handleProtocols: (protocols) => pick(protocols),
+    verifyClient(info, callback) {
+      const header = info.req.headers["sec-websocket-protocol"];
+      const text = Array.isArray(header) ? header.join(",") : (header ?? "");
+      const offered = text
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
+      if (pick(offered) !== false) callback(true);
+      else {
+        callback(
+          false,
+          400,
+          `no CloudEvents subprotocol offered; this server accepts ${[...known].join(", ")}`,
+        );
+      }
+    },
+  };
+}
