@@ -89,7 +89,7 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
         if (r.branch(2) === 1) init.datacontenttype = r.string();
         if (r.branch(2) === 1) init.dataschema = r.string();
         if (r.branch(2) === 1) init.subject = r.string();
-        if (r.branch(2) === 1) init.time = fromMicros(r.bigLong());
+        if (r.branch(2) === 1) init.time = fromMicros(r.exactLong());
         for (let n = r.blockCount(2); n > 0; n = r.blockCount(2)) {
           for (let i = 0; i < n; i++) {
             const name = r.key();
@@ -160,7 +160,7 @@ function writeEvent(w: AvroWriter, event: CloudEvent, registry: ExtensionRegistr
       );
     }
     w.long(1);
-    w.bigLong(micros);
+    writeMicros(w, micros);
   }
   const names = Object.keys(event).filter((k) => !isContextAttribute(k) && k !== "data");
   if (names.length > 0) {
@@ -189,7 +189,7 @@ function writeExtension(
     const micros = registry.typeOf(name) === "Timestamp" ? toMicros(value) : undefined;
     if (micros !== undefined) {
       w.long(EXT_TIMESTAMP);
-      w.bigLong(micros);
+      writeMicros(w, micros);
     } else {
       w.long(EXT_STRING);
       w.string(value);
@@ -214,6 +214,11 @@ function writeExtension(
   }
 }
 
+function writeMicros(w: AvroWriter, micros: number | bigint): void {
+  if (typeof micros === "number") w.long(micros);
+  else w.bigLong(micros);
+}
+
 function readExtension(r: AvroReader): unknown {
   switch (r.branch(5)) {
     case EXT_BOOLEAN:
@@ -221,7 +226,7 @@ function readExtension(r: AvroReader): unknown {
     case EXT_INT:
       return r.int();
     case EXT_TIMESTAMP:
-      return fromMicros(r.bigLong());
+      return fromMicros(r.exactLong());
     case EXT_STRING:
       return r.string();
     default:

@@ -180,6 +180,15 @@ export class AvroReader {
     return z % 2 === 1 ? -(z + 1) / 2 : z / 2;
   }
 
+  /** A long as a number when it is exact as one (below 2^53), otherwise as a bigint. */
+  exactLong(): number | bigint {
+    const start = this.pos;
+    const n = this.long();
+    if (Math.abs(n) < 2 ** 52) return n;
+    this.pos = start;
+    return this.bigLong();
+  }
+
   /** A long as a bigint, exact over the whole 64-bit range. */
   bigLong(): bigint {
     let z = 0n;

@@ -18,7 +18,7 @@ export interface ProtoTimestamp {
  * @internal
  */
 export function toProtoTimestamp(text: string): ProtoTimestamp | undefined {
-  const t = parseTimestamp(text);
+  const t = parseRfc3339(text);
   if (t === undefined || t.fraction.length > 9) return undefined;
   if (t.epochSeconds < MIN_SECONDS || t.epochSeconds > MAX_SECONDS) return undefined;
   return {
@@ -76,4 +76,84 @@ export function formatUtc(epochSeconds: number, fraction: string): string {
   const y = year >= 1000 ? `${year}` : `${year}`.padStart(4, "0");
   const frac = fraction === "" ? "" : `.${fraction}`;
   return `${y}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}${frac}Z`;
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function digits(s: string, at: number, count: number): number {
+  let n = 0;
+  for (let i = at; i < at + count; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * RFC 3339 parsing for the common shapes (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM)`) by
+ * calendar arithmetic, with core's `parseTimestamp` deciding everything else (leap seconds,
+ * invalid text). Same result as `parseTimestamp`, several times faster, since encoders call it
+ * for every event.
+ *
+ * @internal
+ */
+export function parseRfc3339(s: string): { epochSeconds: number; fraction: string } | undefined {
+  const n = s.length;
+  if (
+    n < 20 ||
+    s.charCodeAt(4) !== 45 ||
+    s.charCodeAt(7) !== 45 ||
+    (s.charCodeAt(10) | 32) !== 116 ||
+    s.charCodeAt(13) !== 58 ||
+    s.charCodeAt(16) !== 58
+  ) {
+    return parseTimestamp(s);
+  }
+  const year = digits(s, 0, 4);
+  const month = digits(s, 5, 2);
+  const day = digits(s, 8, 2);
+  const hour = digits(s, 11, 2);
+  const minute = digits(s, 14, 2);
+  const second = digits(s, 17, 2);
+  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23) {
+    return parseTimestamp(s);
+  }
+  if (minute < 0 || minute > 59 || second < 0 || second > 59) return parseTimestamp(s);
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  if (day > (month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number))) return undefined;
+  let i = 19;
+  let fraction = "";
+  if (s.charCodeAt(i) === 46) {
+    let j = i + 1;
+    while (j < n && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++;
+    if (j === i + 1) return undefined;
+    let end = j;
+    while (end > i + 1 && s.charCodeAt(end - 1) === 48) end--;
+    fraction = s.slice(i + 1, end);
+    i = j;
+  }
+  let offsetMinutes = 0;
+  const c = s.charCodeAt(i);
+  if ((c | 32) === 122) {
+    if (i + 1 !== n) return undefined;
+  } else if ((c === 43 || c === 45) && n === i + 6 && s.charCodeAt(i + 3) === 58) {
+    const oh = digits(s, i + 1, 2);
+    const om = digits(s, i + 4, 2);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return undefined;
+    offsetMinutes = (c === 45 ? -1 : 1) * (oh * 60 + om);
+  } else {
+    return parseTimestamp(s);
+  }
+  // Days since 1970-01-01 of a proleptic Gregorian date (after H. Hinnant).
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  const days =
+    era * 146097 + yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy - 719468;
+  return {
+    epochSeconds: days * 86400 + hour * 3600 + minute * 60 + second - offsetMinutes * 60,
+    fraction,
+  };
 }

@@ -20,3 +20,35 @@ describe("protobuf Timestamp conversion", () => {
     expect(toProtoTimestamp("2024-01-01T00:00:00.1234567891Z")).toBeUndefined();
   });
 });
+
+describe("parseRfc3339", () => {
+  it("agrees with core's parseTimestamp", async () => {
+    const { parseTimestamp } = await import("@posthorn/core");
+    const { parseRfc3339 } = await import("../src/timestamp.js");
+    const texts = [
+      "2024-05-01T10:00:00Z",
+      "2024-05-01t10:00:00.000z",
+      "1985-04-12T23:20:50.52-08:00",
+      "2024-05-01T10:00:00+05:30",
+      "2024-02-29T23:59:59.999999999Z",
+      "2023-02-29T00:00:00Z",
+      "2024-02-30T00:00:00Z",
+      "2016-12-31T23:59:60Z",
+      "0001-01-01T00:00:00Z",
+      "9999-12-31T23:59:59.1Z",
+      "1969-12-31T23:59:59.5Z",
+      "2024-05-01T10:00:00",
+      "2024-05-01T10:00:00.Z",
+      "2024-05-01T24:00:00Z",
+      "2024-13-01T00:00:00Z",
+      "2024-05-01T10:00:00+24:00",
+      "yesterday at noon",
+      "2024-05-01 10:00:00Z",
+    ];
+    for (let i = 0; i < 500; i++) {
+      const d = new Date(-62135596800000 + ((i * 7919 * 86400007) % 315537897599000));
+      texts.push(d.toISOString());
+    }
+    for (const t of texts) expect(parseRfc3339(t), t).toEqual(parseTimestamp(t));
+  });
+});

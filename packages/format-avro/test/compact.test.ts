@@ -1,0 +1,40 @@
+import { CloudEvent } from "@posthorn/core";
+import { AVRO_COMPACT_CONTENT_TYPE, avroCompactFormat } from "@posthorn/format-avro";
+import { describe, expect, it } from "vitest";
+
+const compact = avroCompactFormat();
+const base = { specversion: "1.0", id: "1", source: "/s", type: "t" } as const;
+
+describe("compact Avro format", () => {
+  it("announces the working draft's media type", () => {
+    expect(compact.contentType).toBe(AVRO_COMPACT_CONTENT_TYPE);
+    expect(AVRO_COMPACT_CONTENT_TYPE).toBe("application/cloudevents+avro-compact");
+  });
+
+  for (const [time, expected] of [
+    ["0001-01-01T00:00:00.000001Z", "0001-01-01T00:00:00.000001Z"],
+    ["1800-06-15T12:00:00.5Z", "1800-06-15T12:00:00.5Z"],
+    ["1969-12-31T23:59:59.999999Z", "1969-12-31T23:59:59.999999Z"],
+    ["2024-05-01T10:00:00+05:30", "2024-05-01T04:30:00Z"],
+    ["2200-01-01T00:00:00.000Z", "2200-01-01T00:00:00Z"],
+    ["9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"],
+  ] as const) {
+    it(`carries time ${time} as ${expected}`, () => {
+      const back = compact.decode(compact.encode(new CloudEvent({ ...base, time })));
+      expect(back.time).toBe(expected);
+    });
+  }
+
+  it("writes datacontenttype application/json for JSON data that names none", () => {
+    const back = compact.decode(compact.encode(new CloudEvent({ ...base, data: { a: 1 } })));
+    expect(back.datacontenttype).toBe("application/json");
+    expect(back.data).toEqual({ a: 1 });
+  });
+
+  it("refuses specversion other than 1.0 at encoding", () => {
+    const unchecked = { ...base, specversion: "0.3" };
+    expect(() => compact.encode(unchecked as never)).toThrow(
+      expect.objectContaining({ name: "PosthornError" }),
+    );
+  });
+});
