@@ -143,7 +143,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   constructor(options: HttpPublisherOptions) {
     this.#url = String(options.url);
     this.#options = options;
-    const f = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
+    const global = globalThis as { fetch?: typeof fetch };
+    // Browsers refuse a fetch called on another object ("Illegal invocation"): call it unbound.
+    const f: typeof fetch | undefined =
+      options.fetch ??
+      (global.fetch ? (input, init) => (global.fetch as typeof fetch)(input, init) : undefined);
     if (f === undefined)
       throw new PosthornError("NotSupported", "no fetch is available; pass options.fetch");
     this.#fetch = f;
@@ -245,7 +249,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (auth !== undefined) headers.authorization = typeof auth === "string" ? auth : await auth();
     let response: Response;
     try {
-      response = await this.#fetch(this.#url, {
+      response = await (0, this.#fetch)(this.#url, {
         method: "OPTIONS",
         headers,
         signal: AbortSignal.timeout(webhook.timeoutMs ?? 10_000),
@@ -273,7 +277,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       let failure: PosthornError;
       let waitMs: number | undefined;
       try {
-        const response = await this.#fetch(this.#url, {
+        const response = await (0, this.#fetch)(this.#url, {
           ...init,
           body: init.body as BodyInit,
           signal,
