@@ -151,5 +151,11 @@ export function timestampMillis(text: string): number | undefined {
   const instant = parseTimestamp(text);
   if (instant === undefined || instant.fraction.length > 3) return undefined;
   const ms = instant.epochSeconds * 1000 + Number(instant.fraction.padEnd(3, "0"));
-  return Number.isNaN(new Date(ms).getTime()) ? undefined : ms;
+  // Read back as RFC 3339 in UTC, which has four-digit years: `9999-12-31T16:00:00-08:00` is in
+  // year 10000 in UTC and stays a string.
+  return ms >= MIN_RFC3339_MS && ms <= MAX_RFC3339_MS ? ms : undefined;
 }
+
+/** 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z. */
+const MIN_RFC3339_MS = -62167219200000;
+const MAX_RFC3339_MS = 253402300799999;

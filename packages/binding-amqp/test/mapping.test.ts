@@ -132,6 +132,12 @@ describe("toAmqpMessage", () => {
     );
   });
 
+  it("keeps a timestamp whose UTC year has five digits as its string", () => {
+    const e = event({ time: "9999-12-31T16:00:00-08:00" });
+    expect(rawPropertyTypes(encode(e))["cloudEvents:time"]).toBe("Str8");
+    expect(decodeAmqpMessage(overTheWire(encode(e))).time).toBe("9999-12-31T16:00:00-08:00");
+  });
+
   it("writes the cloudEvents_ prefix when asked", () => {
     const message = encode(event({}), { prefix: "cloudEvents_" });
     expect(Object.keys(message.application_properties ?? {}).sort()).toEqual([
