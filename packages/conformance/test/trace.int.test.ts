@@ -126,7 +126,9 @@ describe.skipIf(!mqttOk)(
         nats = await startNatsServer();
         cleanups.push(() => nats?.stop());
       }
-      const nc = await natsConnect({ servers: process.env.NATS_URL ?? nats?.url });
+      const nc = await natsConnect({
+        servers: process.env.NATS_URL ?? (nats as LaunchedBroker).url,
+      });
       const subject = `trace.${run}`;
       const natsSub = natsSubscriber(nc, { subject, formats: [json] });
       await nc.flush();
