@@ -145,12 +145,10 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     this.#options = options;
     const global = globalThis as { fetch?: typeof fetch };
     // Browsers refuse a fetch called on another object ("Illegal invocation"): call it unbound.
-    const f: typeof fetch | undefined =
-      options.fetch ??
-      (global.fetch ? (input, init) => (global.fetch as typeof fetch)(input, init) : undefined);
+    const f = options.fetch ?? global.fetch;
     if (f === undefined)
       throw new PosthornError("NotSupported", "no fetch is available; pass options.fetch");
-    this.#fetch = f;
+    this.#fetch = (input, init) => f(input, init);
     const headers: Record<string, string> = {};
     for (const name of Object.keys(options.headers ?? {})) {
       headers[name.toLowerCase()] = (options.headers as Record<string, string>)[name] as string;
@@ -249,7 +247,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (auth !== undefined) headers.authorization = typeof auth === "string" ? auth : await auth();
     let response: Response;
     try {
-      response = await (0, this.#fetch)(this.#url, {
+      response = await this.#fetch(this.#url, {
         method: "OPTIONS",
         headers,
         signal: AbortSignal.timeout(webhook.timeoutMs ?? 10_000),
@@ -277,7 +275,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       let failure: PosthornError;
       let waitMs: number | undefined;
       try {
-        const response = await (0, this.#fetch)(this.#url, {
+        const response = await this.#fetch(this.#url, {
           ...init,
           body: init.body as BodyInit,
           signal,

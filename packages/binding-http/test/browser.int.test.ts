@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { createNodeHandler, httpReceiver } from "@posthorn/binding-http";
 import { webSocketPublisher, webSocketServerOptions } from "@posthorn/binding-websocket";
