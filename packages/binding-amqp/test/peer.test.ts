@@ -253,6 +253,12 @@ describe("amqp peer to peer", () => {
     ]);
     const codes = results.map((r) => (r.status === "rejected" ? r.reason.code : "ok"));
     expect(codes).toEqual(["Timeout", "Timeout", "PublishRejected"]);
+    const controller = new AbortController();
+    const aborted = publisher
+      .publish(vector("minimal").event, { abortSignal: controller.signal, timeoutMs: 5000 })
+      .catch((e: unknown) => e);
+    controller.abort();
+    expect(await aborted).toMatchObject({ code: "Aborted" });
     await publisher.close();
   });
 });
