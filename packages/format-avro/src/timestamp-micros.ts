@@ -1,7 +1,7 @@
 import { malformed, parseTimestamp } from "@posthorn/core";
 
-// Years 0001 to 9999, the range RFC 3339 timestamps can name.
-const MIN_SECONDS = -62135596800n;
+// Years 0000 to 9999 in UTC, the range an RFC 3339 timestamp in UTC can name.
+const MIN_SECONDS = -62167219200n;
 const MAX_SECONDS = 253402300799n;
 const MICROS = 1000000n;
 
@@ -26,7 +26,7 @@ export function toMicros(text: string): number | bigint | undefined {
 /**
  * Microseconds since the epoch as an RFC 3339 timestamp in UTC.
  *
- * @throws {@link PosthornError} `MalformedInput` outside years 0001 to 9999
+ * @throws {@link PosthornError} `MalformedInput` outside years 0000 to 9999
  * @internal
  */
 export function fromMicros(micros: number | bigint): string {
@@ -43,13 +43,13 @@ export function fromMicros(micros: number | bigint): string {
       r += MICROS;
     }
     if (s < MIN_SECONDS || s > MAX_SECONDS) {
-      throw malformed("Avro timestamp-micros is outside the years 0001 to 9999");
+      throw malformed("Avro timestamp-micros is outside the years 0000 to 9999");
     }
     seconds = Number(s);
     rest = Number(r);
   }
-  if (seconds < -62135596800 || seconds > 253402300799) {
-    throw malformed("Avro timestamp-micros is outside the years 0001 to 9999");
+  if (seconds < -62167219200 || seconds > 253402300799) {
+    throw malformed("Avro timestamp-micros is outside the years 0000 to 9999");
   }
   let fraction = rest === 0 ? "" : String(rest).padStart(6, "0");
   while (fraction.endsWith("0")) fraction = fraction.slice(0, -1);

@@ -1,0 +1,4 @@
+import { protobuf } from "@posthorn/format-protobuf";
+import { describeFormatProperties } from "@posthorn/testkit";
+
+describeFormatProperties(protobuf);
