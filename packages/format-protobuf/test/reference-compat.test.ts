@@ -152,7 +152,7 @@ describe("protobuf message data as proto_data (google.protobuf.Any)", () => {
     .add(new protobufjs.Field("name", 1, "string"))
     .add(new protobufjs.Field("count", 2, "int32"));
   new protobufjs.Root().define("test").add(thing);
-  const codec = protobufDataCodec<{ name: string; count: number }>(thing as never);
+  const codec = protobufDataCodec<{ name: string; count: number }>(thing);
 
   it("names the type URL from the message type", () => {
     expect(codec.contentType).toBe("application/protobuf");
