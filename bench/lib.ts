@@ -10,8 +10,13 @@ export interface BenchContext {
 export interface Measurement {
   /** What ran, e.g. `posthorn` or `cloudevents HTTP.toEvent` or `raw mqtt.js`. */
   readonly label: string;
-  /** Operations (events) per second. */
+  /** Operations (events) per second of wall-clock time (median over rounds). */
   readonly opsPerSec: number;
+  /**
+   * Operations per second of CPU time used by this process (user + system, all threads, so GC
+   * helper threads count too). Less disturbed than wall time when other processes share the cores.
+   */
+  readonly cpuOpsPerSec?: number;
   /** Extra figures (bytes on the wire, p50/p99 latency in ms, heap bytes per event, ...). */
   readonly extra?: Readonly<Record<string, number>>;
 }
@@ -27,10 +32,21 @@ export interface Row {
   readonly name: string;
   readonly ours: Measurement;
   readonly baseline?: Measurement;
-  /** ours.opsPerSec / baseline.opsPerSec. */
+  /**
+   * ours / baseline: the median of the per-round ratios (each round runs both sides back to back,
+   * so a slow moment on a shared machine hits both).
+   */
   readonly ratio?: number;
+  /** The same ratio by CPU time, where measured. */
+  readonly cpuRatio?: number;
+  /** The lowest and highest per-round ratio: how much the figure moved between rounds. */
+  readonly ratioRange?: readonly [number, number];
+  /** Rounds measured. */
+  readonly rounds?: number;
   /** The ratio the issue asks for, e.g. 5 for decode, 0.9 for throughput. */
   readonly goal?: number;
+  /** A caveat printed with the row (for example: the baseline does less work). */
+  readonly note?: string;
 }
 
 /** A benchmark suite: a file in bench/suites/ exporting `suite`. */
@@ -39,8 +55,112 @@ export interface BenchSuite {
   run(ctx: BenchContext): Promise<Row[]>;
 }
 
+// Results of benchmarked functions go here so the optimiser cannot drop the calls.
+let sink: unknown;
+/** Keeps a value alive (for benchmark loops written by hand). */
+export function blackhole(value: unknown): void {
+  sink = value;
+}
+
+function cpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+interface Side {
+  readonly label: string;
+  readonly fn: () => unknown;
+}
+
+interface SideResult {
+  wallNs: number;
+  cpuNs: number;
+}
+
 /**
- * Runs two functions in one tinybench run, interleaved, and returns the comparison row.
+ * Calls `fn` in batches sized so one batch takes about 0.5 ms: per-call timing of a sub-microsecond
+ * function measures the timer more than the function and pulls every ratio towards 1.
+ */
+function batchSize(fn: () => unknown): number {
+  let n = 1;
+  for (;;) {
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) sink = fn();
+    const ns = Number(process.hrtime.bigint() - t);
+    if (ns > 500_000 || n >= 1 << 20)
+      return Math.max(1, Math.round((n * 500_000) / Math.max(ns, 1)));
+    n *= 2;
+  }
+}
+
+/** One tinybench run of both sides (in the given order), nanoseconds per call of each. */
+async function oneRound(sides: readonly Side[], timeMs: number): Promise<SideResult[]> {
+  const bench = new Bench({ time: timeMs, warmupTime: Math.max(20, timeMs / 4) });
+  const calls = new Map<string, { batch: number; count: number; cpuStart: number; cpu: number }>();
+  for (const side of sides) {
+    const state = { batch: batchSize(side.fn), count: 0, cpuStart: 0, cpu: 0 };
+    calls.set(side.label, state);
+    const { fn } = side;
+    bench.add(
+      side.label,
+      () => {
+        const n = state.batch;
+        for (let i = 0; i < n; i++) sink = fn();
+        state.count += n;
+      },
+      {
+        beforeAll(mode) {
+          if (mode === "run") {
+            state.count = 0;
+            state.cpuStart = cpuMicros();
+          }
+        },
+        afterAll(mode) {
+          if (mode === "run") state.cpu = cpuMicros() - state.cpuStart;
+        },
+      },
+    );
+  }
+  await bench.run();
+  return sides.map((side) => {
+    const task = bench.getTask(side.label);
+    const result = task?.result as { period?: number; latency?: { p50?: number } } | undefined;
+    const state = calls.get(side.label) as { batch: number; count: number; cpu: number };
+    // The median batch time: robust against batches the scheduler interrupted.
+    const perBatchMs = result?.latency?.p50 ?? result?.period;
+    if (!perBatchMs || state.count === 0)
+      throw new Error(`benchmark task ${side.label} produced no result`);
+    return { wallNs: (perBatchMs * 1e6) / state.batch, cpuNs: (state.cpu * 1000) / state.count };
+  });
+}
+
+/**
+ * Measures several functions side by side: `rounds` tinybench runs, alternating the order of the
+ * sides, each function called in batches. Returns, per side, the median over rounds of the
+ * nanoseconds per call (wall and CPU), and the per-round values.
+ */
+export async function measureSides(
+  sides: readonly Side[],
+  ctx: BenchContext,
+  options: { rounds?: number; timeMs?: number } = {},
+): Promise<{ wallNs: number[]; cpuNs: number[]; perRound: SideResult[][] }> {
+  const rounds = options.rounds ?? (ctx.quick ? 3 : 7);
+  const timeMs = options.timeMs ?? (ctx.quick ? 80 : 300);
+  const perRound: SideResult[][] = [];
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? sides : [...sides].reverse();
+    const results = await oneRound(order, timeMs);
+    perRound.push(sides.map((s) => results[order.indexOf(s)] as SideResult));
+  }
+  return {
+    wallNs: sides.map((_, i) => median(perRound.map((r) => (r[i] as SideResult).wallNs))),
+    cpuNs: sides.map((_, i) => median(perRound.map((r) => (r[i] as SideResult).cpuNs))),
+    perRound,
+  };
+}
+
+/**
+ * Runs two functions side by side (see {@link measureSides}) and returns the comparison row.
  * Each function does one operation (encode one event, decode one message).
  */
 export async function compare(options: {
@@ -49,31 +169,42 @@ export async function compare(options: {
   ours: { label?: string; fn: () => unknown };
   baseline: { label: string; fn: () => unknown };
   goal?: number;
+  note?: string;
   ctx: BenchContext;
+  rounds?: number;
 }): Promise<Row> {
-  const bench = new Bench({
-    time: options.ctx.quick ? 150 : 1000,
-    warmupTime: options.ctx.quick ? 50 : 250,
-  });
   const oursLabel = options.ours.label ?? "posthorn";
-  bench.add(oursLabel, options.ours.fn).add(options.baseline.label, options.baseline.fn);
-  await bench.run();
-  const hz = (name: string): number => {
-    const task = bench.getTask(name);
-    const result = task?.result as { throughput?: { mean?: number }; hz?: number } | undefined;
-    const value = result?.throughput?.mean ?? result?.hz;
-    if (!value) throw new Error(`benchmark task ${name} produced no result`);
-    return value;
-  };
-  const ours = hz(oursLabel);
-  const base = hz(options.baseline.label);
+  const baseLabel =
+    options.baseline.label === oursLabel ? `${oursLabel} (baseline)` : options.baseline.label;
+  const m = await measureSides(
+    [
+      { label: oursLabel, fn: options.ours.fn },
+      { label: baseLabel, fn: options.baseline.fn },
+    ],
+    options.ctx,
+    options.rounds === undefined ? {} : { rounds: options.rounds },
+  );
+  const ratios = m.perRound.map((r) => (r[1] as SideResult).wallNs / (r[0] as SideResult).wallNs);
+  const cpuRatios = m.perRound.map((r) => (r[1] as SideResult).cpuNs / (r[0] as SideResult).cpuNs);
   return {
     group: options.group,
     name: options.name,
-    ours: { label: oursLabel, opsPerSec: ours },
-    baseline: { label: options.baseline.label, opsPerSec: base },
-    ratio: ours / base,
+    ours: {
+      label: oursLabel,
+      opsPerSec: 1e9 / (m.wallNs[0] as number),
+      cpuOpsPerSec: 1e9 / (m.cpuNs[0] as number),
+    },
+    baseline: {
+      label: options.baseline.label,
+      opsPerSec: 1e9 / (m.wallNs[1] as number),
+      cpuOpsPerSec: 1e9 / (m.cpuNs[1] as number),
+    },
+    ratio: median(ratios),
+    cpuRatio: median(cpuRatios),
+    ratioRange: [Math.min(...ratios), Math.max(...ratios)],
+    rounds: ratios.length,
     ...(options.goal === undefined ? {} : { goal: options.goal }),
+    ...(options.note === undefined ? {} : { note: options.note }),
   };
 }
 
@@ -83,33 +214,36 @@ export async function measure(
   fn: () => unknown,
   ctx: BenchContext,
 ): Promise<Measurement> {
-  const bench = new Bench({ time: ctx.quick ? 150 : 1000, warmupTime: ctx.quick ? 50 : 250 });
-  bench.add(label, fn);
-  await bench.run();
-  const result = bench.getTask(label)?.result as
-    | { throughput?: { mean?: number }; hz?: number }
-    | undefined;
-  return { label, opsPerSec: result?.throughput?.mean ?? result?.hz ?? 0 };
+  const m = await measureSides([{ label, fn }], ctx);
+  return {
+    label,
+    opsPerSec: 1e9 / (m.wallNs[0] as number),
+    cpuOpsPerSec: 1e9 / (m.cpuNs[0] as number),
+  };
 }
 
 /**
  * Times an end-to-end run: `run(count)` must send (and, where it measures both ends, receive)
- * `count` events and resolve when done. Returns events per second.
+ * `count` events and resolve when done. Returns events per second, by wall clock and by this
+ * process's CPU time.
  */
 export async function throughput(
   label: string,
   count: number,
   run: (count: number) => Promise<void>,
 ): Promise<Measurement> {
+  const cpu = cpuMicros();
   const started = process.hrtime.bigint();
   await run(count);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  return { label, opsPerSec: count / seconds };
+  const cpuSeconds = (cpuMicros() - cpu) / 1e6;
+  return { label, opsPerSec: count / seconds, cpuOpsPerSec: count / Math.max(cpuSeconds, 1e-9) };
 }
 
 /**
  * Runs ours and the raw baseline alternately `rounds` times (so drift on a shared machine hits
- * both), and returns the row built from the median rate of each.
+ * both; the side that goes first alternates too), and returns the row built from the median rate
+ * of each and the median of the per-round ratios.
  */
 export async function compareThroughput(options: {
   group: string;
@@ -119,26 +253,47 @@ export async function compareThroughput(options: {
   ours: { label?: string; run: (count: number) => Promise<void> };
   baseline: { label: string; run: (count: number) => Promise<void> };
   goal?: number;
+  note?: string;
+  /** Extra figures for ours (bytes, ...), added to the measured ones. */
+  extra?: Readonly<Record<string, number>>;
 }): Promise<Row> {
   const rounds = options.rounds ?? 3;
-  const oursRates: number[] = [];
-  const baseRates: number[] = [];
+  const ours: Measurement[] = [];
+  const base: Measurement[] = [];
   const oursLabel = options.ours.label ?? "posthorn";
   for (let i = 0; i < rounds; i++) {
-    baseRates.push(
-      (await throughput(options.baseline.label, options.count, options.baseline.run)).opsPerSec,
-    );
-    oursRates.push((await throughput(oursLabel, options.count, options.ours.run)).opsPerSec);
+    if (i % 2 === 0) {
+      base.push(await throughput(options.baseline.label, options.count, options.baseline.run));
+      ours.push(await throughput(oursLabel, options.count, options.ours.run));
+    } else {
+      ours.push(await throughput(oursLabel, options.count, options.ours.run));
+      base.push(await throughput(options.baseline.label, options.count, options.baseline.run));
+    }
   }
-  const ours = median(oursRates);
-  const base = median(baseRates);
+  const ratios = ours.map((o, i) => o.opsPerSec / (base[i] as Measurement).opsPerSec);
+  const cpuRatios = ours.map(
+    (o, i) => (o.cpuOpsPerSec as number) / ((base[i] as Measurement).cpuOpsPerSec as number),
+  );
   return {
     group: options.group,
     name: options.name,
-    ours: { label: oursLabel, opsPerSec: ours },
-    baseline: { label: options.baseline.label, opsPerSec: base },
-    ratio: ours / base,
+    ours: {
+      label: oursLabel,
+      opsPerSec: median(ours.map((m) => m.opsPerSec)),
+      cpuOpsPerSec: median(ours.map((m) => m.cpuOpsPerSec as number)),
+      ...(options.extra ? { extra: options.extra } : {}),
+    },
+    baseline: {
+      label: options.baseline.label,
+      opsPerSec: median(base.map((m) => m.opsPerSec)),
+      cpuOpsPerSec: median(base.map((m) => m.cpuOpsPerSec as number)),
+    },
+    ratio: median(ratios),
+    cpuRatio: median(cpuRatios),
+    ratioRange: [Math.min(...ratios), Math.max(...ratios)],
+    rounds,
     ...(options.goal === undefined ? {} : { goal: options.goal }),
+    ...(options.note === undefined ? {} : { note: options.note }),
   };
 }
 
@@ -156,4 +311,18 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[index] ?? Number.NaN;
+}
+
+/** Forces a full garbage collection when node runs with `--expose-gc` (the runner sets it). */
+export function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    gc();
+  }
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

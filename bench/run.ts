@@ -22,16 +22,19 @@ function fmtRate(n: number): string {
   return `${n.toFixed(0)} /s`;
 }
 
+function fmtRatio(r: number | undefined): string {
+  return r === undefined ? "" : `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
+}
+
 function printRows(rows: readonly Row[]): void {
   const groups = new Map<string, Row[]>();
   for (const row of rows) groups.set(row.group, [...(groups.get(row.group) ?? []), row]);
   for (const [group, list] of groups) {
     console.log(`\n## ${group}\n`);
-    console.log("| case | posthorn | baseline | ratio | goal |");
-    console.log("| --- | --- | --- | --- | --- |");
+    console.log("| case | posthorn | baseline | ratio | ratio by CPU | range | goal |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- |");
     for (const r of list) {
       const base = r.baseline ? `${fmtRate(r.baseline.opsPerSec)} (${r.baseline.label})` : "";
-      const ratio = r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}x`;
       const goal =
         r.goal === undefined
           ? ""
@@ -41,8 +44,10 @@ function printRows(rows: readonly Row[]): void {
             .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`)
             .join(", ")}]`
         : "";
+      const range = r.ratioRange ? `${fmtRatio(r.ratioRange[0])}-${fmtRatio(r.ratioRange[1])}` : "";
+      const note = r.note ? ` (${r.note})` : "";
       console.log(
-        `| ${r.name} | ${fmtRate(r.ours.opsPerSec)}${extra} | ${base} | ${ratio} | ${goal} |`,
+        `| ${r.name}${note} | ${fmtRate(r.ours.opsPerSec)}${extra} | ${base} | ${fmtRatio(r.ratio)} | ${fmtRatio(r.cpuRatio)} | ${range} | ${goal} |`,
       );
     }
   }

@@ -21,8 +21,14 @@ export const DEFAULT_MAX_JSON_DEPTH = 128;
  */
 export function parseJson(text: string, what = "JSON", limits: JsonLimits = {}): unknown {
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
-  // Nesting needs at least one bracket per level, so short texts cannot exceed the limit.
-  if (text.length > maxDepth && jsonDepthExceeds(text, maxDepth)) {
+  // Nesting needs at least one opening bracket per level, so a text with no more than `maxDepth`
+  // of them (counted natively by indexOf, strings included) cannot exceed the limit; only texts
+  // with more get the exact scan.
+  if (
+    text.length > maxDepth &&
+    openingBracketsExceed(text, maxDepth) &&
+    jsonDepthExceeds(text, maxDepth)
+  ) {
     throw malformed(`${what} is nested deeper than ${maxDepth} levels`);
   }
   try {
@@ -30,6 +36,18 @@ export function parseJson(text: string, what = "JSON", limits: JsonLimits = {}):
   } catch (err) {
     throw malformed(`${what} is not valid JSON: ${(err as Error).message}`, err);
   }
+}
+
+// Whether `text` holds more than `limit` opening brackets (`{` and `[`), anywhere.
+function openingBracketsExceed(text: string, limit: number): boolean {
+  let count = 0;
+  for (let i = text.indexOf("{"); i !== -1; i = text.indexOf("{", i + 1)) {
+    if (++count > limit) return true;
+  }
+  for (let i = text.indexOf("["); i !== -1; i = text.indexOf("[", i + 1)) {
+    if (++count > limit) return true;
+  }
+  return false;
 }
 
 /** Whether JSON text nests arrays or objects deeper than `maxDepth`, skipping string contents. */

@@ -62,37 +62,19 @@ export interface CreateEventOptions {
   fillTime?: boolean;
 }
 
-// Members read before the loop over extensions and optional attributes.
-const HANDLED_FIRST = new Set(["specversion", "id", "source", "type", "data", "data_base64"]);
-const NAME = /^[a-z0-9]+$/;
 const BRAND = Symbol.for("posthorn.CloudEvent");
 
-// Maps, not object literals: a member named `constructor` or `__proto__` must not find
-// Object.prototype's properties here.
-const OPTIONAL_CHECKS = new Map<string, [check: (v: unknown) => boolean, rule: string]>([
-  [
-    "datacontenttype",
-    [
-      (v) => typeof v === "string" && isMediaType(v),
-      "datacontenttype must be an RFC 2046 media type",
-    ],
-  ],
-  [
-    "dataschema",
-    [
-      (v) => typeof v === "string" && v.length > 0 && isAbsoluteUri(v),
-      "dataschema must be a non-empty absolute URI",
-    ],
-  ],
-  [
-    "subject",
-    [
-      (v) => typeof v === "string" && v.length > 0 && isValidString(v),
-      "subject must be a non-empty String",
-    ],
-  ],
-  ["time", [(v) => typeof v === "string" && isTimestamp(v), "time must be an RFC 3339 timestamp"]],
-]);
+// Attribute names are lower-case ASCII letters and digits (spec.md, "Attribute Naming
+// Convention"); a loop, no regular expression: this runs for every extension of every event.
+function isAttributeName(name: string): boolean {
+  const n = name.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
+  }
+  return true;
+}
 
 function randomId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
@@ -299,26 +281,55 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
   const hasData = Object.hasOwn(init, "data") && init.data !== undefined;
   const base64 = init.data_base64;
   for (const key of Object.keys(init)) {
-    if (HANDLED_FIRST.has(key)) continue;
     let value = init[key];
     if (value === undefined || value === null) continue;
-    const optional = OPTIONAL_CHECKS.get(key);
-    if (optional !== undefined) {
-      if (key === "time" && value instanceof Date) {
-        if (Number.isNaN(value.getTime())) throw invalidEvent("time is an invalid Date", "time");
-        value = dateToTimestamp(value);
-      }
-      if (!optional[0](value)) throw invalidEvent(optional[1], key);
-      target[key] = value;
-      continue;
+    // A switch, not Set/Map look-ups: property names are internalized strings, so each case is a
+    // pointer comparison, and this loop runs for every member of every event built or decoded.
+    switch (key) {
+      case "specversion":
+      case "id":
+      case "source":
+      case "type":
+      case "data":
+      case "data_base64":
+        continue;
+      case "datacontenttype":
+        if (!(typeof value === "string" && isMediaType(value))) {
+          throw invalidEvent("datacontenttype must be an RFC 2046 media type", key);
+        }
+        target.datacontenttype = value;
+        continue;
+      case "dataschema":
+        if (!(typeof value === "string" && value.length > 0 && isAbsoluteUri(value))) {
+          throw invalidEvent("dataschema must be a non-empty absolute URI", key);
+        }
+        target.dataschema = value;
+        continue;
+      case "subject":
+        if (!(typeof value === "string" && value.length > 0 && isValidString(value))) {
+          throw invalidEvent("subject must be a non-empty String", key);
+        }
+        target.subject = value;
+        continue;
+      case "time":
+        if (value instanceof Date) {
+          if (Number.isNaN(value.getTime())) throw invalidEvent("time is an invalid Date", "time");
+          value = dateToTimestamp(value);
+        }
+        if (!(typeof value === "string" && isTimestamp(value))) {
+          throw invalidEvent("time must be an RFC 3339 timestamp", key);
+        }
+        target.time = value;
+        continue;
+      default:
+        if (!isAttributeName(key)) {
+          throw invalidEvent(
+            `attribute name ${JSON.stringify(key)} must consist of lower-case letters and digits`,
+            key,
+          );
+        }
+        target[key] = checkExtension(key, value);
     }
-    if (!NAME.test(key)) {
-      throw invalidEvent(
-        `attribute name ${JSON.stringify(key)} must consist of lower-case letters and digits`,
-        key,
-      );
-    }
-    target[key] = checkExtension(key, value);
   }
   // An instance of the `cloudevents` package's class carries binary data twice, as `data` bytes
   // and as `data_base64`: that is one payload, accepted when the two agree.
