@@ -24,52 +24,62 @@ const validString = (minLength = 0, maxLength = 40): fc.Arbitrary<string> =>
     .string({ unit: "binary", minLength, maxLength })
     .filter((s) => s.length >= minLength && isValidString(s));
 
-const sources = fc.oneof(
-  fc.webUrl({ withQueryParameters: true }),
-  fc.constantFrom(
-    "/orders",
-    "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66",
-    "mailto:a@example.com",
-    "../rel?x=1#f",
-    "a/b",
-  ),
-);
+// Built on first use: constructing these costs time, and every test file imports the testkit.
+let parts: ReturnType<typeof buildParts> | undefined;
 
-const timestamps = fc
-  .tuple(
-    fc.date({
-      min: new Date("0001-01-01T00:00:00Z"),
-      max: new Date("9999-12-31T23:59:59Z"),
-      noInvalidDate: true,
-    }),
-    fc.constantFrom("", ".5", ".123", ".123456", ".123456789", ".000"),
-    fc.constantFrom("Z", "+00:00", "+05:30", "-08:00", "+14:00"),
-  )
-  .map(([d, frac, offset]) => `${d.toISOString().slice(0, 19)}${frac}${offset}`);
+function buildParts() {
+  const sources = fc.oneof(
+    fc.webUrl({ withQueryParameters: true }),
+    fc.constantFrom(
+      "/orders",
+      "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66",
+      "mailto:a@example.com",
+      "../rel?x=1#f",
+      "a/b",
+    ),
+  );
 
-const extensionName = fc
-  .stringMatching(/^[a-z0-9]{1,20}$/)
-  .filter((n) => n !== "data" && !isContextAttribute(n) && extensions.typeOf(n) === undefined);
+  const timestamps = fc
+    .tuple(
+      fc.date({
+        min: new Date("0001-01-01T00:00:00Z"),
+        max: new Date("9999-12-31T23:59:59Z"),
+        noInvalidDate: true,
+      }),
+      fc.constantFrom("", ".5", ".123", ".123456", ".123456789", ".000"),
+      fc.constantFrom("Z", "+00:00", "+05:30", "-08:00", "+14:00"),
+    )
+    .map(([d, frac, offset]) => `${d.toISOString().slice(0, 19)}${frac}${offset}`);
 
-const extensionValue: fc.Arbitrary<string | number | boolean | Uint8Array> = fc.oneof(
-  validString(0, 30),
-  fc.integer({ min: -2147483648, max: 2147483647 }),
-  fc.boolean(),
-  fc.uint8Array({ maxLength: 32 }),
-);
+  const extensionName = fc
+    .stringMatching(/^[a-z0-9]{1,20}$/)
+    .filter((n) => n !== "data" && !isContextAttribute(n) && extensions.typeOf(n) === undefined);
 
-const jsonData = fc.record({
-  datacontenttype: fc.constantFrom("application/json", "application/vnd.example+json", "text/json"),
-  data: fc.jsonValue({ maxDepth: 3 }),
-});
-const textData = fc.record({
-  datacontenttype: fc.constantFrom("text/plain", "text/csv; charset=utf-8", "application/xml"),
-  data: validString(1, 200),
-});
-const binaryData = fc.record({
-  datacontenttype: fc.constantFrom("application/octet-stream", "image/png"),
-  data: fc.uint8Array({ minLength: 1, maxLength: 300 }),
-});
+  const extensionValue: fc.Arbitrary<string | number | boolean | Uint8Array> = fc.oneof(
+    validString(0, 30),
+    fc.integer({ min: -2147483648, max: 2147483647 }),
+    fc.boolean(),
+    fc.uint8Array({ maxLength: 32 }),
+  );
+
+  const jsonData = fc.record({
+    datacontenttype: fc.constantFrom(
+      "application/json",
+      "application/vnd.example+json",
+      "text/json",
+    ),
+    data: fc.jsonValue({ maxDepth: 3 }),
+  });
+  const textData = fc.record({
+    datacontenttype: fc.constantFrom("text/plain", "text/csv; charset=utf-8", "application/xml"),
+    data: validString(1, 200),
+  });
+  const binaryData = fc.record({
+    datacontenttype: fc.constantFrom("application/octet-stream", "image/png"),
+    data: fc.uint8Array({ minLength: 1, maxLength: 300 }),
+  });
+  return { sources, timestamps, extensionName, extensionValue, jsonData, textData, binaryData };
+}
 
 /** Options for {@link arbitraryEvent}. */
 export interface ArbitraryEventOptions {
@@ -84,6 +94,9 @@ export interface ArbitraryEventOptions {
  * and JSON, text, binary or no data.
  */
 export function arbitraryEvent(options: ArbitraryEventOptions = {}): fc.Arbitrary<CloudEvent> {
+  parts ??= buildParts();
+  const { sources, timestamps, extensionName, extensionValue, jsonData, textData, binaryData } =
+    parts;
   const value =
     options.binaryExtensions === false
       ? extensionValue.filter((v) => !(v instanceof Uint8Array))
