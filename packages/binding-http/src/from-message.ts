@@ -9,6 +9,7 @@ import {
   findFormat,
   invalidEvent,
   isCloudEventsContentType,
+  isContextAttribute,
   type JsonLimits,
   PosthornError,
   parseCanonical,
@@ -54,8 +55,9 @@ export interface DetectedMode {
 
 interface CollectedHeaders {
   contentType: string | undefined;
-  /** `ce-` headers by lower-case attribute name, raw values. */
-  attributes: Map<string, string>;
+  /** `ce-` headers: lower-case attribute names and raw values, in parallel. */
+  names: string[];
+  values: string[];
 }
 
 function headerText(value: string | readonly string[] | number | undefined): string | undefined {
@@ -65,29 +67,37 @@ function headerText(value: string | readonly string[] | number | undefined): str
   return value.join(",");
 }
 
-function collect(headers: HttpHeadersInput): CollectedHeaders {
-  const out: CollectedHeaders = { contentType: undefined, attributes: new Map() };
-  const take = (rawName: string, value: string | undefined): void => {
-    if (value === undefined) return;
-    const c0 = rawName.charCodeAt(0);
-    // Only content-type and ce-* matter: skip everything else before lower-casing.
-    if (c0 !== 99 && c0 !== 67) return;
-    const name = rawName.toLowerCase();
-    if (name === "content-type") out.contentType = value;
-    else if (name.startsWith("ce-")) {
-      const attr = name.slice(3);
-      const prior = out.attributes.get(attr);
+function take(out: CollectedHeaders, rawName: string, value: string | undefined): void {
+  if (value === undefined) return;
+  const c0 = rawName.charCodeAt(0);
+  // Only content-type and ce-* matter: skip everything else before lower-casing.
+  if (c0 !== 99 && c0 !== 67) return;
+  const name = rawName.toLowerCase();
+  if (name === "content-type") out.contentType = value;
+  else if (name.startsWith("ce-")) {
+    const attr = name.slice(3);
+    const at = out.names.indexOf(attr);
+    if (at === -1) {
+      out.names.push(attr);
+      out.values.push(value);
+    } else {
       // Header names are case-insensitive (3.1.3.1): two spellings are one header, listed.
-      out.attributes.set(attr, prior === undefined ? value : `${prior},${value}`);
+      out.values[at] = `${out.values[at]},${value}`;
     }
-  };
+  }
+}
+
+function collect(headers: HttpHeadersInput): CollectedHeaders {
+  const out: CollectedHeaders = { contentType: undefined, names: [], values: [] };
   if (typeof (headers as { forEach?: unknown }).forEach === "function") {
     (headers as { forEach(cb: (v: string, n: string) => void): void }).forEach((v, n) => {
-      take(n, v);
+      take(out, n, v);
     });
   } else {
     const record = headers as Readonly<Record<string, string | readonly string[] | number>>;
-    for (const name of Object.keys(record)) take(name, headerText(record[name]));
+    for (const name in record) {
+      if (Object.hasOwn(record, name)) take(out, name, headerText(record[name]));
+    }
   }
   return out;
 }
@@ -121,7 +131,7 @@ function detect(collected: CollectedHeaders, formats: readonly EventFormat[]): D
     }
     return { mode: match.batch ? "batch" : "structured", format: match.format };
   }
-  if (collected.attributes.has("specversion")) return { mode: "binary" };
+  if (collected.names.includes("specversion")) return { mode: "binary" };
   throw new PosthornError(
     "UnsupportedContentType",
     `not a CloudEvent: no ce-specversion header and Content-Type ${contentType ?? "(none)"} names no event format`,
@@ -144,15 +154,20 @@ function fromBinary(
   options: FromHttpMessageOptions,
 ): CloudEvent {
   const registry = options.registry ?? defaultRegistry;
-  // A null-prototype object: no attribute name can reach Object.prototype.
-  const init: Record<string, unknown> = Object.create(null);
-  for (const [name, raw] of collected.attributes) {
+  // Names are checked to be lower-case letters and digits before use, so no name can reach
+  // Object.prototype (`__proto__` cannot pass), and a plain object stays fast.
+  const init: Record<string, unknown> = {};
+  const { names, values } = collected;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const raw = values[i] as string;
     if (!isAttributeName(name) || name === "data") {
       throw invalidEvent(`header ce-${name} names no valid attribute`, name);
     }
     // 3.1.3.2: undo quoting, then one round of percent-decoding.
     const text = decodeHeaderValue(raw, name);
-    const type = registry.typeOf(name);
+    // Context attributes are all carried as strings; only extensions can have other types.
+    const type = isContextAttribute(name) ? undefined : registry.typeOf(name);
     // Headers carry only strings; restore the declared type of known extensions.
     init[name] =
       type === "Boolean" || type === "Integer" || type === "Binary"

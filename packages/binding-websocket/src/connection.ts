@@ -109,17 +109,29 @@ export function webSocketPublisher(
 ): Publisher {
   const format = negotiatedFormat(socket, options.formats);
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
-  const inFlight = new Set<Promise<void>>();
+  // A counter and one waiter, not a set of promises: publish is a hot path (one frame per event).
+  let pending = 0;
+  let drained: (() => void) | undefined;
   let closed = false;
+  const settled = (): void => {
+    if (--pending === 0 && drained) drained();
+  };
 
   const sendOne = (event: CloudEventLike): Promise<void> => {
     if (socket.readyState !== OPEN) {
       return Promise.reject(new PosthornError("ConnectionFailed", "the WebSocket is not open"));
     }
-    const frame = toWebSocketFrame(event, format);
+    let frame: ReturnType<typeof toWebSocketFrame>;
+    try {
+      frame = toWebSocketFrame(event, format);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (node) {
+      pending++;
       return new Promise((resolve, reject) => {
         node.send(frame.data, { binary: !frame.text }, (err) => {
+          settled();
           if (err)
             reject(
               new PosthornError("ConnectionFailed", `sending failed: ${err.message}`, {
@@ -130,32 +142,28 @@ export function webSocketPublisher(
         });
       });
     }
-    // The browser API sends strings as text frames and buffers as binary frames.
+    // The browser API sends strings as text frames and buffers as binary frames; it says nothing
+    // about when a frame leaves, so the publish resolves once the frame is queued.
     socket.send(frame.text ? frameText(frame) : frame.data);
     return Promise.resolve();
   };
 
   return {
-    async publish(
+    publish(
       events: CloudEventLike | readonly CloudEventLike[],
       _options?: PublishOptions,
     ): Promise<void> {
-      if (closed) throw new PosthornError("Closed", "the publisher is closed");
+      if (closed) return Promise.reject(new PosthornError("Closed", "the publisher is closed"));
+      if (!Array.isArray(events)) return sendOne(events as CloudEventLike);
       // The WebSockets binding has no batch: a batch is one message per event, in order.
-      const list = Array.isArray(events)
-        ? (events as readonly CloudEventLike[])
-        : [events as CloudEventLike];
-      const run = Promise.all(list.map(sendOne)).then(() => undefined);
-      inFlight.add(run);
-      const forget = (): void => {
-        inFlight.delete(run);
-      };
-      run.then(forget, forget);
-      return run;
+      return Promise.all((events as readonly CloudEventLike[]).map(sendOne)).then(() => undefined);
     },
-    async close(): Promise<void> {
+    close(): Promise<void> {
       closed = true;
-      await Promise.allSettled([...inFlight]);
+      if (pending === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        drained = resolve;
+      });
     },
   };
 }

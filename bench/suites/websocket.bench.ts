@@ -1,0 +1,124 @@
+import type { AddressInfo } from "node:net";
+import {
+  connectWebSocket,
+  toWebSocketFrame,
+  webSocketPublisher,
+  webSocketServerOptions,
+} from "@posthorn/binding-websocket";
+import { json } from "@posthorn/format-json";
+import { vector } from "@posthorn/testkit";
+import WebSocket, { WebSocketServer } from "ws";
+import { type BenchSuite, compareThroughput } from "../lib.ts";
+
+// Events per second over one WebSocket: webSocketPublisher (encoding each event as JSON, one text
+// frame each) against plain ws sending the same pre-encoded bytes as text frames. A run ends when
+// the server has received every message.
+export const suite: BenchSuite = {
+  name: "WebSocket binding: webSocketPublisher vs plain ws",
+  async run(ctx) {
+    const event = vector("typical").event;
+    const frame = toWebSocketFrame(event, json);
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions([json]),
+    });
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    let received = 0;
+    let target = 0;
+    let done: (() => void) | undefined;
+    wss.on("connection", (socket) => {
+      socket.on("message", () => {
+        if (++received === target) done?.();
+      });
+    });
+    const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+    const socket = await connectWebSocket(url, { formats: [json], WebSocket: WebSocket as never });
+    const raw = socket as unknown as WebSocket;
+    const publisher = webSocketPublisher(socket, { formats: [json] });
+    const expect = (count: number): Promise<void> => {
+      received = 0;
+      target = count;
+      return new Promise((resolve) => {
+        done = resolve;
+      });
+    };
+    try {
+      const row = await compareThroughput({
+        group: "throughput: WebSocket",
+        name: "publish structured JSON, one connection",
+        count: ctx.quick ? 5000 : 50_000,
+        rounds: ctx.quick ? 3 : 5,
+        ours: {
+          label: "webSocketPublisher",
+          run: async (n) => {
+            const arrived = expect(n);
+            const sends: Promise<void>[] = [];
+            for (let i = 0; i < n; i++) sends.push(publisher.publish(event));
+            await Promise.all(sends);
+            await arrived;
+          },
+        },
+        baseline: {
+          label: "plain ws, pre-encoded",
+          run: async (n) => {
+            const arrived = expect(n);
+            const sends: Promise<void>[] = [];
+            for (let i = 0; i < n; i++) {
+              sends.push(
+                new Promise((resolve, reject) =>
+                  raw.send(frame.data, { binary: false }, (err) => (err ? reject(err) : resolve())),
+                ),
+              );
+            }
+            await Promise.all(sends);
+            await arrived;
+          },
+        },
+        goal: 0.9,
+      });
+      // The same comparison with the baseline doing the same JSON encoding per event: what the
+      // binding itself costs on top of the format.
+      const sameWork = await compareThroughput({
+        group: "throughput: WebSocket",
+        name: "publish structured JSON, baseline encoding each event too",
+        count: ctx.quick ? 5000 : 50_000,
+        rounds: ctx.quick ? 3 : 5,
+        ours: {
+          label: "webSocketPublisher",
+          run: async (n) => {
+            const arrived = expect(n);
+            const sends: Promise<void>[] = [];
+            for (let i = 0; i < n; i++) sends.push(publisher.publish(event));
+            await Promise.all(sends);
+            await arrived;
+          },
+        },
+        baseline: {
+          label: "plain ws + json.encode",
+          run: async (n) => {
+            const arrived = expect(n);
+            const sends: Promise<void>[] = [];
+            for (let i = 0; i < n; i++) {
+              sends.push(
+                new Promise((resolve, reject) =>
+                  raw.send(json.encode(event), { binary: false }, (err) =>
+                    err ? reject(err) : resolve(),
+                  ),
+                ),
+              );
+            }
+            await Promise.all(sends);
+            await arrived;
+          },
+        },
+        goal: 0.9,
+      });
+      return [row, sameWork];
+    } finally {
+      raw.close();
+      for (const c of wss.clients) c.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    }
+  },
+};
