@@ -161,10 +161,12 @@ export async function mqttSubscriber<T = unknown>(
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;
   const opts = client.options;
-  const persistent =
+  // The broker keeps the session (and resends what was not acknowledged to whoever resumes it)...
+  const sessionPersists =
     opts.clean === false &&
-    opts.reconnectPeriod !== 0 &&
     (protocolVersion !== 5 || (opts.properties?.sessionExpiryInterval ?? 0) > 0);
+  // ...and release() can use that only when this client reconnects by itself.
+  const persistent = sessionPersists && opts.reconnectPeriod !== 0;
   const capabilities: SettlementCapabilities = Object.freeze({
     release: qos > 0 && persistent ? "emulated" : "none",
     releaseDelay: false,
@@ -193,13 +195,14 @@ export async function mqttSubscriber<T = unknown>(
   const released = new Map<number, number>();
   let generation = 0;
   let closing = false;
+  let arrived: (() => void) | undefined;
   let settledWaiter: (() => void) | undefined;
 
   const onClose = () => {
     generation++;
     // Acknowledgements of the lost connection can never be sent; with a persistent session the
     // broker resends those messages, so drop the copies not yet handed out.
-    if (persistent) {
+    if (sessionPersists) {
       const keep = queue.drain().filter((d) => !held.has(d));
       for (const d of keep) queue.push(d);
     }
@@ -300,7 +303,7 @@ export async function mqttSubscriber<T = unknown>(
     const stale = () =>
       new PosthornErrorClass(
         "SettlementFailed",
-        persistent
+        sessionPersists
           ? "the connection was lost before settlement; the broker redelivers the message"
           : "the connection was lost before settlement; without a persistent session the broker dropped the message",
       );
@@ -308,7 +311,7 @@ export async function mqttSubscriber<T = unknown>(
     const ack = () => {
       if (!held.has(delivery)) {
         // Lost with a clean session: the broker already forgot it, so there is nothing to ack.
-        if (!persistent && born !== generation) return;
+        if (!sessionPersists && born !== generation) return;
         throw stale();
       }
       forget(delivery);
@@ -340,13 +343,14 @@ export async function mqttSubscriber<T = unknown>(
     });
     held.set(delivery, callback);
     queue.push(delivery);
+    arrived?.();
   };
 
   const route: Route = { matches: (t) => topicMatches(filter, t), receive };
   const dispatcher = dispatcherFor(client);
   dispatcher.routes.add(route);
 
-  try {
+  const subscribed = (async () => {
     const grants = await client.subscribeAsync(filter, { qos });
     const refused = grants.find((g) => g.qos === 128 || (g.qos as number) >= 0x80);
     if (refused) {
@@ -358,11 +362,28 @@ export async function mqttSubscriber<T = unknown>(
         },
       );
     }
+  })();
+  // A resumed session resends its unacknowledged messages right after CONNACK, possibly before
+  // the SUBACK; a delivery held for settlement then blocks the SUBACK behind it (mqtt.js handles
+  // packets one at a time). A delivery on this filter shows the broker has the subscription, so
+  // the subscriber is handed out then, and a refusal arriving later ends its iteration.
+  const early = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  try {
+    await Promise.race([subscribed, early]);
   } catch (err) {
     dispatcher.routes.delete(route);
     client.off("close", onClose);
     throw fromMqttError(err, `subscribe to ${filter}`);
+  } finally {
+    arrived = undefined;
   }
+  subscribed.catch((err: unknown) => {
+    if (closing) return;
+    dispatcher.routes.delete(route);
+    queue.fail(fromMqttError(err, `subscribe to ${filter}`));
+  });
 
   let closed: Promise<void> | undefined;
   const close = async (): Promise<void> => {

@@ -20,6 +20,18 @@ export {
   waitForPort,
 } from "./brokers.js";
 export {
+  DeliveryLedger,
+  expectNoLeakedHandles,
+  type FaultBroker,
+  forEachConcurrently,
+  type LedgerCounts,
+  type OpenHandles,
+  openHandles,
+  type PublishRetryOptions,
+  publishWithRetry,
+  startPersistentMosquitto,
+} from "./faults.js";
+export {
   corruptions,
   describeFormatConformance,
   detectableInvalidVectors,

@@ -1,0 +1,336 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isPosthornError } from "@posthorn/core";
+import { freePort, type LaunchedBroker, waitForPort } from "./brokers.js";
+
+/** The counts of a {@link DeliveryLedger}. */
+export interface LedgerCounts {
+  /** Events whose publish resolved: the publisher reported them as sent. */
+  readonly sent: number;
+  /** Distinct sent events received at least once. */
+  readonly received: number;
+  /** Deliveries beyond the first of an event (redeliveries, resends). */
+  readonly duplicates: number;
+  /** Sent events never received. */
+  readonly lost: number;
+  /** Distinct events received whose publish never resolved (stored although the call failed). */
+  readonly unconfirmed: number;
+  /** Publish attempts that failed with a retryable error and were tried again. */
+  readonly retries: number;
+}
+
+/**
+ * One account of a fault test: what the publisher reported as sent, what the subscriber
+ * received, and from both the duplicates and the losses. Every fault test of every binding
+ * counts with it, so their summaries mean the same thing.
+ *
+ * @example
+ * ```ts
+ * const ledger = new DeliveryLedger("mqtt");
+ * await publishWithRetry(() => publisher.publish(e), ledger); ledger.sent(e.id);
+ * for await (const d of subscriber) { ledger.received(d.event.id); await d.accept(); }
+ * await ledger.waitForAll(30_000);
+ * console.log(ledger.summary()); // faults mqtt: sent 10000, received 10000, duplicates 12, lost 0
+ * ```
+ */
+export class DeliveryLedger {
+  readonly #sent = new Set<string>();
+  readonly #deliveries = new Map<string, number>();
+  #retries = 0;
+  #waiters: Array<() => void> = [];
+
+  /** @param transport - the name the summary line carries */
+  constructor(readonly transport: string) {}
+
+  /** Records that the publish of `id` resolved. */
+  sent(id: string): void {
+    this.#sent.add(id);
+    this.#wake();
+  }
+
+  /** Records one delivery of `id`. */
+  received(id: string): void {
+    this.#deliveries.set(id, (this.#deliveries.get(id) ?? 0) + 1);
+    this.#wake();
+  }
+
+  /** Records a publish attempt that failed with a retryable error. */
+  retried(): void {
+    this.#retries++;
+  }
+
+  /** How many publishes resolved so far. */
+  get sentCount(): number {
+    return this.#sent.size;
+  }
+
+  /** How many deliveries arrived so far, duplicates included. */
+  get deliveryCount(): number {
+    let n = 0;
+    for (const c of this.#deliveries.values()) n += c;
+    return n;
+  }
+
+  /** The sent events not received (yet). */
+  missing(): string[] {
+    return [...this.#sent].filter((id) => !this.#deliveries.has(id));
+  }
+
+  /** The counts as they stand. */
+  counts(): LedgerCounts {
+    let received = 0;
+    let duplicates = 0;
+    let unconfirmed = 0;
+    for (const [id, n] of this.#deliveries) {
+      duplicates += n - 1;
+      if (this.#sent.has(id)) received++;
+      else unconfirmed++;
+    }
+    return {
+      sent: this.#sent.size,
+      received,
+      duplicates,
+      lost: this.#sent.size - received,
+      unconfirmed,
+      retries: this.#retries,
+    };
+  }
+
+  /** The one-line summary every fault test prints. */
+  summary(): string {
+    const c = this.counts();
+    const extra =
+      c.retries > 0 || c.unconfirmed > 0
+        ? ` (retried publishes ${c.retries}, received but never confirmed ${c.unconfirmed})`
+        : "";
+    return `faults ${this.transport}: sent ${c.sent}, received ${c.received}, duplicates ${c.duplicates}, lost ${c.lost}${extra}`;
+  }
+
+  /** Waits until every sent event was received, or `timeoutMs` passed; says which. */
+  async waitForAll(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.counts().lost > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, 250));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#waiters.push(done);
+      });
+    }
+    return true;
+  }
+
+  /** Waits until `n` publishes resolved (to fault the broker mid-stream). */
+  async waitForSent(n: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#sent.size < n) {
+      if (Date.now() > deadline) {
+        throw new Error(`only ${this.#sent.size} of ${n} publishes resolved in ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+/** Options for {@link publishWithRetry}. */
+export interface PublishRetryOptions {
+  /** Attempts before giving up. Default 100. */
+  maxAttempts?: number;
+  /** Pause between attempts. Default 100 ms. */
+  delayMs?: number;
+}
+
+/**
+ * Runs a publish, and runs it again while it fails with a retryable {@link PosthornError}
+ * (`ConnectionFailed`, `Timeout`, or any with `retryable: true`), as an application would. Any
+ * other failure, an untyped one included, is thrown: that is the contract under test.
+ *
+ * @param publish - one attempt
+ * @param ledger - counts the retries
+ */
+export async function publishWithRetry(
+  publish: () => Promise<unknown>,
+  ledger?: DeliveryLedger,
+  options: PublishRetryOptions = {},
+): Promise<void> {
+  const maxAttempts = options.maxAttempts ?? 100;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await publish();
+      return;
+    } catch (err) {
+      if (!isPosthornError(err)) {
+        throw new Error(`publish failed with an untyped error: ${String(err)}`, { cause: err });
+      }
+      if (!err.retryable || attempt >= maxAttempts) throw err;
+      ledger?.retried();
+      await new Promise((r) => setTimeout(r, options.delayMs ?? 100));
+    }
+  }
+}
+
+/**
+ * Runs `work` over `items` with at most `concurrency` running at once (a publisher keeping a
+ * window of unacknowledged publishes open, as a throughput-minded application does).
+ */
+export async function forEachConcurrently<T>(
+  items: readonly T[],
+  concurrency: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await work(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** A broker for fault tests: a {@link LaunchedBroker} that can also stop gracefully and come back. */
+export interface FaultBroker extends LaunchedBroker {
+  /** Stops the process with SIGTERM (the broker saves its state) without removing the state. */
+  terminate(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
+}
+
+/**
+ * Starts `mosquitto` on a free port with persistence on (a store in a temporary directory), so
+ * persistent sessions, their subscriptions and their queued and in-flight QoS 1/2 messages survive
+ * a restart. The testkit's {@link startMosquitto} runs without persistence, where a restart loses
+ * them all.
+ *
+ * Mosquitto writes its store when it stops (SIGTERM, {@link FaultBroker.terminate}) and every
+ * `autosaveIntervalS`; a SIGKILL ({@link LaunchedBroker.kill}) loses what arrived since the last save.
+ *
+ * @param options - `autosaveIntervalS` (default 1800, Mosquitto's own default)
+ */
+export async function startPersistentMosquitto(
+  options: { autosaveIntervalS?: number } = {},
+): Promise<FaultBroker> {
+  const binary = ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
+    .concat((process.env.PATH ?? "").split(":"))
+    .map((d) => join(d, "mosquitto"))
+    .find((p) => existsSync(p));
+  if (binary === undefined) throw new Error("mosquitto is not installed");
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-faults-"));
+  // Started as root, Mosquitto drops to its own user, which must be able to write the store.
+  chmodSync(dir, 0o777);
+  const conf = join(dir, "mosquitto.conf");
+  writeFileSync(
+    conf,
+    [
+      "per_listener_settings false",
+      "allow_anonymous true",
+      `listener ${port} 127.0.0.1`,
+      "persistence true",
+      `persistence_location ${dir}/`,
+      `autosave_interval ${options.autosaveIntervalS ?? 1800}`,
+      "max_queued_messages 100000",
+      "max_inflight_messages 0",
+      "",
+    ].join("\n"),
+  );
+  const start = async (): Promise<ChildProcess> => {
+    const child = spawn(binary, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    try {
+      await Promise.race([
+        waitForPort("127.0.0.1", port),
+        exited(child).then(() => {
+          throw new Error(`mosquitto exited at start: ${stderr}`);
+        }),
+      ]);
+    } catch (err) {
+      child.kill("SIGKILL");
+      throw err;
+    }
+    return child;
+  };
+  let child = await start();
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited(child);
+    clearTimeout(timer);
+  };
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    ports: { mqtt: port },
+    get process() {
+      return child;
+    },
+    kill: () => stopWith("SIGKILL"),
+    terminate: () => stopWith("SIGTERM"),
+    async restart() {
+      await stopWith("SIGTERM");
+      child = await start();
+    },
+    async stop() {
+      await stopWith("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Open sockets and timers of this process, from `process.getActiveResourcesInfo()`. */
+export interface OpenHandles {
+  readonly sockets: number;
+  readonly timers: number;
+}
+
+/** Counts this process's TCP sockets and timers. */
+export function openHandles(): OpenHandles {
+  let sockets = 0;
+  let timers = 0;
+  for (const kind of process.getActiveResourcesInfo()) {
+    if (kind === "TCPSocketWrap") sockets++;
+    else if (kind === "Timeout") timers++;
+  }
+  return { sockets, timers };
+}
+
+/**
+ * Waits (up to `timeoutMs`) for the open sockets and timers to fall back to `baseline`, and
+ * throws naming what is left when they do not: a leak.
+ */
+export async function expectNoLeakedHandles(
+  baseline: OpenHandles,
+  timeoutMs = 3000,
+): Promise<OpenHandles> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = openHandles();
+    if (now.sockets <= baseline.sockets && now.timers <= baseline.timers) return now;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `leaked handles: ${now.sockets} sockets and ${now.timers} timers open, ${baseline.sockets} and ${baseline.timers} before`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
