@@ -39,6 +39,7 @@ export class DeliveryLedger {
   readonly #sent = new Set<string>();
   readonly #deliveries = new Map<string, number>();
   #retries = 0;
+  readonly #retryCodes = new Map<string, number>();
   #waiters: Array<() => void> = [];
 
   /** @param transport - the name the summary line carries */
@@ -56,9 +57,15 @@ export class DeliveryLedger {
     this.#wake();
   }
 
-  /** Records a publish attempt that failed with a retryable error. */
-  retried(): void {
+  /** Records a publish attempt that failed with a retryable error (by its code). */
+  retried(code = "unknown"): void {
     this.#retries++;
+    this.#retryCodes.set(code, (this.#retryCodes.get(code) ?? 0) + 1);
+  }
+
+  /** The retried publishes by error code, e.g. `{ Timeout: 3 }`. */
+  retriesByCode(): Record<string, number> {
+    return Object.fromEntries(this.#retryCodes);
   }
 
   /** How many publishes resolved so far. */
@@ -103,7 +110,7 @@ export class DeliveryLedger {
     const c = this.counts();
     const extra =
       c.retries > 0 || c.unconfirmed > 0
-        ? ` (retried publishes ${c.retries}, received but never confirmed ${c.unconfirmed})`
+        ? ` (retried publishes ${c.retries} ${JSON.stringify(this.retriesByCode())}, received but never confirmed ${c.unconfirmed})`
         : "";
     return `faults ${this.transport}: sent ${c.sent}, received ${c.received}, duplicates ${c.duplicates}, lost ${c.lost}${extra}`;
   }
@@ -174,7 +181,7 @@ export async function publishWithRetry(
         throw new Error(`publish failed with an untyped error: ${String(err)}`, { cause: err });
       }
       if (!err.retryable || attempt >= maxAttempts) throw err;
-      ledger?.retried();
+      ledger?.retried(err.code);
       await new Promise((r) => setTimeout(r, options.delayMs ?? 100));
     }
   }

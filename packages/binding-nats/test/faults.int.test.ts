@@ -1,0 +1,179 @@
+import {
+  AckPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetStreamPublisher, jetStreamSubscriber } from "@posthorn/binding-nats";
+import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import {
+  DeliveryLedger,
+  forEachConcurrently,
+  type LaunchedBroker,
+  publishWithRetry,
+  startNatsServer,
+} from "@posthorn/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { unique } from "./nats-server.js";
+
+// Faults against a nats-server this file starts (JetStream, file store in a temporary directory
+// that restart() keeps): a hard kill and restart mid-stream, and a consumer that dies mid-job.
+const EVENTS = Number(process.env.POSTHORN_FAULT_EVENTS ?? 10_000);
+const SECOND = 1_000_000_000;
+
+let server: LaunchedBroker;
+const connections: NatsConnection[] = [];
+
+beforeAll(async () => {
+  server = await startNatsServer();
+});
+
+afterAll(async () => {
+  for (const nc of connections.splice(0)) await nc.close().catch(() => undefined);
+  await server?.stop();
+});
+
+/** A connection that keeps reconnecting while the server is away. */
+async function natsConnection(): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: server.url,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 100,
+    pingInterval: 1000,
+  });
+  connections.push(nc);
+  return nc;
+}
+
+async function streamWithConsumer(
+  jsm: JetStreamManager,
+  ackWaitMs: number,
+): Promise<{ stream: string; subject: string; consumer: string }> {
+  const stream = unique("FAULTS").toUpperCase();
+  const subject = `${stream.toLowerCase()}.events`;
+  await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+  await jsm.consumers.add(stream, {
+    durable_name: "workers",
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: (ackWaitMs / 1000) * SECOND,
+  });
+  return { stream, subject, consumer: "workers" };
+}
+
+function event(i: number, prefix = "nats-fault"): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id: `${prefix}-${i}`,
+    source: "/faults/nats",
+    type: "com.example.fault",
+    data: { i },
+  });
+}
+
+async function next(it: AsyncIterator<Delivery>, ms: number): Promise<Delivery> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
+      }),
+    ]);
+    if (r.done) throw new Error("the subscriber ended");
+    return r.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("JetStream under broker faults (acknowledged publish, explicit acks)", () => {
+  it(`a server kill and restart mid-stream of ${EVENTS} events loses nothing the publisher reported as sent`, {
+    timeout: 120_000,
+  }, async () => {
+    const ledger = new DeliveryLedger("nats-jetstream");
+    const pubConn = await natsConnection();
+    const subConn = await natsConnection();
+    const { stream, subject, consumer } = await streamWithConsumer(
+      await jetstreamManager(pubConn),
+      2000,
+    );
+    const subscriber = await jetStreamSubscriber(jetstream(subConn), {
+      stream,
+      consumer,
+      formats: [json],
+      maxMessages: 256,
+      expiresMs: 2000,
+    });
+    const consuming = (async () => {
+      for await (const d of subscriber) {
+        if (d.event) ledger.received(d.event.id);
+        await d.accept();
+      }
+    })();
+
+    const js: JetStreamClient = jetstream(pubConn);
+    const publisher = jetStreamPublisher(js, { subject, timeoutMs: 2000 });
+    const events = Array.from({ length: EVENTS }, (_, i) => event(i));
+    const publishing = forEachConcurrently(events, 64, async (e) => {
+      await publishWithRetry(() => publisher.publish(e), ledger);
+      ledger.sent(e.id);
+    });
+
+    await ledger.waitForSent(Math.floor(EVENTS / 3), 60_000);
+    const receivedBefore = ledger.deliveryCount;
+    await server.kill();
+    await new Promise((r) => setTimeout(r, 500));
+    await server.restart();
+    await publishing;
+    const complete = await ledger.waitForAll(45_000);
+    console.log(`${ledger.summary()} [killed after ${receivedBefore} deliveries]`);
+
+    await publisher.close();
+    await subscriber.close();
+    await consuming;
+    expect(ledger.missing().slice(0, 10)).toEqual([]);
+    expect(complete).toBe(true);
+    expect(ledger.counts().sent).toBe(EVENTS);
+    expect(ledger.counts().lost).toBe(0);
+  });
+
+  it("a consumer that crashes between receiving and settling: the job comes back to another consumer after the ack wait", async () => {
+    const nc = await natsConnection();
+    const { stream, subject, consumer } = await streamWithConsumer(
+      await jetstreamManager(nc),
+      1000,
+    );
+    await jetStreamPublisher(jetstream(nc), { subject }).publish(event(1, "job"));
+
+    const doomed = await connect({ servers: server.url });
+    const first = await jetStreamSubscriber(jetstream(doomed), {
+      stream,
+      consumer,
+      formats: [json],
+      maxMessages: 1,
+    });
+    const got = await next(first[Symbol.asyncIterator](), 5000);
+    expect(got.event?.id).toBe("job-1");
+    expect(got.deliveryCount).toBe(1);
+    // The crash: the process holding the job goes away without settling (or closing) anything.
+    await doomed.close();
+
+    const other = await jetStreamSubscriber(jetstream(await natsConnection()), {
+      stream,
+      consumer,
+      formats: [json],
+      maxMessages: 1,
+    });
+    const again = await next(other[Symbol.asyncIterator](), 10_000);
+    expect(again.event?.id).toBe("job-1");
+    expect(again.deliveryCount).toBe(2);
+    await again.accept();
+    await other.close();
+    const late = await got.accept().catch((e: unknown) => e);
+    // The dead consumer's acknowledgement can no longer reach the server.
+    expect(late === undefined || isPosthornError(late)).toBe(true);
+  });
+});
