@@ -109,8 +109,11 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
       `${names.length} user properties exceed the limit of ${maxProps}`,
     );
   }
-  // A prototype-less object: a property named `__proto__` stays a plain (and invalid) name.
-  const init = Object.create(null) as Record<string, unknown>;
+  // When every name is an attribute name (lower-case letters and digits, so never `__proto__`),
+  // a plain object: V8 keeps it in fast mode, and the event constructor reads it about twice as
+  // fast as a dictionary. Otherwise a prototype-less object, so a property named `__proto__`
+  // stays a plain (and invalid) name for the constructor to refuse.
+  const init = (names.every(isAttributeName) ? {} : Object.create(null)) as Record<string, unknown>;
   for (const name of names) {
     const value = single(name, props[name]);
     if (name === "data" || name === "data_base64") {
@@ -142,6 +145,16 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);
+}
+
+function isAttributeName(name: string): boolean {
+  const n = name.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
+  }
+  return true;
 }
 
 function single(name: string, value: string | readonly string[] | undefined): string {

@@ -18,6 +18,8 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
   // The encoded block, kept until the next change: size checks and publishing both need it.
   #text: string | undefined;
   #bytes: Uint8Array | undefined;
+  // Set by trusted(): the block is known to be ASCII, so encoding needs no check.
+  #ascii = false;
   /** The status code of the status line (0 for an ordinary message). */
   readonly code = 0;
   /** The status description of the status line (empty for an ordinary message). */
@@ -41,10 +43,14 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
    *
    * @internal
    */
-  static trusted(flat: string[], text: string): NatsHeaders {
+  static trusted(flat: string[], text: string, bytes?: Uint8Array): NatsHeaders {
     const h = new NatsHeaders();
     h.#flat = flat;
     h.#text = text;
+    h.#ascii = true;
+    // Shared encoded bytes (structured mode reuses one block per format) are never written to:
+    // a change to these headers drops them and encodes afresh.
+    if (bytes !== undefined) h.#bytes = bytes;
     return h;
   }
 
@@ -67,6 +73,7 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
   }
 
   #changed(): void {
+    this.#ascii = false;
     this.#text = undefined;
     this.#bytes = undefined;
   }
@@ -165,7 +172,7 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
 
   /** The header block as UTF-8 bytes (nats.js calls this when it publishes). */
   encode(): Uint8Array {
-    this.#bytes ??= utf8Encode(this.toString());
+    this.#bytes ??= encodeText(this.toString(), this.#ascii);
     return this.#bytes;
   }
 
@@ -173,6 +180,20 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
   byteLength(): number {
     return this.#bytes?.length ?? utf8Length(this.toString());
   }
+}
+
+type Latin1Buffer = { from(text: string, encoding: "latin1"): Uint8Array };
+const NodeBuffer = (globalThis as { Buffer?: Latin1Buffer }).Buffer;
+const PRINTABLE_ASCII = /^[\x20-\x7e\r\n]*$/;
+
+// The header block as bytes. Blocks this binding writes are ASCII (values percent-encoded), and
+// for ASCII Node's Buffer.from(text, "latin1") is the cheapest encoder there is (pooled, no UTF-8
+// work); anything else, and other runtimes, get UTF-8 from TextEncoder.
+function encodeText(text: string, ascii: boolean): Uint8Array {
+  if (NodeBuffer !== undefined && (ascii || PRINTABLE_ASCII.test(text))) {
+    return NodeBuffer.from(text, "latin1");
+  }
+  return utf8Encode(text);
 }
 
 function utf8Length(s: string): number {
@@ -236,6 +257,8 @@ function isSpace(c: number): boolean {
 }
 
 const HEX = "0123456789ABCDEF";
+// U+0021-U+007E without `"` and `%`: the characters 3.1.3.2 leaves as they are.
+const HEADER_SAFE = /^[\x21\x23\x24\x26-\x7e]*$/;
 
 /**
  * Percent-encodes a canonical string for a NATS header value (NATS binding 3.1.3.2): space,
@@ -243,6 +266,8 @@ const HEX = "0123456789ABCDEF";
  * upper-case hex. Strings that need no encoding are returned as they are.
  */
 export function encodeHeaderValue(value: string): string {
+  // Most values (ids, sources, types, timestamps) need no encoding: one native scan says so.
+  if (HEADER_SAFE.test(value)) return value;
   let i = 0;
   for (; i < value.length; i++) {
     const c = value.charCodeAt(i);
