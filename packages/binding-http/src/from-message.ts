@@ -3,6 +3,7 @@ import {
   CloudEvent,
   type ContentMode,
   decodeData,
+  decodeHeaderValue,
   extensions as defaultRegistry,
   type EventFormat,
   type ExtensionRegistry,
@@ -15,7 +16,6 @@ import {
   parseCanonical,
   utf8Encode,
 } from "@posthorn/core";
-import { decodeHeaderValue } from "./header-value.js";
 
 /**
  * Headers as the many HTTP stacks hand them over: a Web `Headers` (or anything with `forEach`),

@@ -8,7 +8,6 @@ export {
   type HttpHeadersInput,
   type ReceivedHttpMessage,
 } from "./from-message.js";
-export { decodeHeaderValue, encodeHeaderValue } from "./header-value.js";
 export {
   createNodeHandler,
   handleNodeRequest,

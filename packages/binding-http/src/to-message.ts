@@ -6,12 +6,12 @@ import {
   type EventFormat,
   effectiveContentType,
   encodeData,
+  encodeHeaderValue,
   invalidEvent,
   isBytes,
   isInteger,
   PosthornError,
 } from "@posthorn/core";
-import { encodeHeaderValue } from "./header-value.js";
 
 /**
  * An HTTP message reduced to what the mapping needs: header names (lower case when Posthorn

@@ -1,10 +1,11 @@
+import { fromHttpMessage, toHttpMessage } from "@posthorn/binding-http";
 import {
+  CloudEvent,
+  createUncheckedEvent,
   decodeHeaderValue,
   encodeHeaderValue,
-  fromHttpMessage,
-  toHttpMessage,
-} from "@posthorn/binding-http";
-import { CloudEvent, createUncheckedEvent, isPosthornError } from "@posthorn/core";
+  isPosthornError,
+} from "@posthorn/core";
 import { expectTypedError } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 

@@ -1,8 +1,9 @@
-import { encodeHeaderValue, fromHttpMessage, toHttpMessage } from "@posthorn/binding-http";
+import { fromHttpMessage, toHttpMessage } from "@posthorn/binding-http";
 import {
   CloudEvent,
   canonicalTimestamp,
   differences,
+  encodeHeaderValue,
   isBytes,
   isJsonContentType,
   parseContentType,

@@ -85,6 +85,7 @@ export {
   findFormat,
   isCloudEventsContentType,
 } from "./format.js";
+export { decodeHeaderValue, encodeHeaderValue } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
 export {
   EventRouter,

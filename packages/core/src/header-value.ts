@@ -1,4 +1,4 @@
-import { invalidEvent, malformed } from "@posthorn/core";
+import { invalidEvent, malformed } from "./errors.js";
 
 const HEX = "0123456789ABCDEF";
 
