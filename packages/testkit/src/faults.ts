@@ -322,6 +322,22 @@ export function openHandles(): OpenHandles {
 }
 
 /**
+ * The open sockets and timers once the process is quiet: sockets closed a moment ago (a port
+ * probe of a broker launcher) still count for a tick, so this samples until two readings 50 ms
+ * apart agree (at most a second) and returns the lower.
+ */
+export async function baselineHandles(): Promise<OpenHandles> {
+  let last = openHandles();
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = openHandles();
+    if (now.sockets === last.sockets && now.timers === last.timers) return now;
+    last = now;
+  }
+  return last;
+}
+
+/**
  * Waits (up to `timeoutMs`) for the open sockets and timers to fall back to `baseline`, and
  * throws naming what is left when they do not: a leak.
  */

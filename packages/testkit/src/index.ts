@@ -20,6 +20,7 @@ export {
   waitForPort,
 } from "./brokers.js";
 export {
+  baselineHandles,
   DeliveryLedger,
   expectNoLeakedHandles,
   type FaultBroker,

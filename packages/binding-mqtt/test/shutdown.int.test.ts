@@ -1,0 +1,122 @@
+import { CloudEvent, type Delivery } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import {
+  baselineHandles,
+  expectNoLeakedHandles,
+  type LaunchedBroker,
+  type OpenHandles,
+  startMosquitto,
+} from "@posthorn/testkit";
+import mqtt, { type IClientOptions } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mqttPublisher, mqttSubscriber } from "../src/index.js";
+import { uniqueTopic } from "./live-harness.js";
+
+// Graceful shutdown against a Mosquitto this file starts: close() of publishers and subscribers
+// resolves with deliveries in hand, what was not settled comes back, and nothing stays open.
+let broker: LaunchedBroker;
+let baseline: OpenHandles;
+
+beforeAll(async () => {
+  broker = await startMosquitto();
+  baseline = await baselineHandles();
+});
+
+afterAll(async () => {
+  await broker?.stop();
+});
+
+function event(i: number): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id: `shutdown-${i}`,
+    source: "/shutdown/mqtt",
+    type: "com.example.shutdown",
+    data: { i },
+  });
+}
+
+function options(clientId: string): IClientOptions {
+  return {
+    protocolVersion: 5,
+    clean: false,
+    clientId,
+    properties: { sessionExpiryInterval: 60 },
+    reconnectPeriod: 100,
+    connectTimeout: 5000,
+  };
+}
+
+async function take<T>(it: AsyncIterator<Delivery<T>>, count: number, ms = 5000) {
+  const out: Delivery<T>[] = [];
+  const deadline = Date.now() + ms;
+  while (out.length < count) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${out.length} of ${count} deliveries in ${ms} ms`)),
+          Math.max(1, deadline - Date.now()),
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (r.done) throw new Error("the subscriber ended");
+    out.push(r.value);
+  }
+  return out;
+}
+
+describe("MQTT graceful shutdown", () => {
+  it("close() resolves with publishes in flight and a delivery in hand; the unsettled one comes back; no socket or timer is left", async () => {
+    const topic = uniqueTopic("shutdown");
+    const clientId = `posthorn-shutdown-${process.pid}-${Date.now().toString(36)}`;
+    const sub = await mqtt.connectAsync(broker.url, options(clientId));
+    const subscriber = await mqttSubscriber(sub, {
+      topic,
+      qos: 1,
+      formats: [json],
+      drainTimeoutMs: 300,
+    });
+    const pub = await mqtt.connectAsync(broker.url, { protocolVersion: 5, connectTimeout: 5000 });
+    const publisher = mqttPublisher(pub, { topic, qos: 1 });
+
+    // Publishes in flight when close() is called: close() waits for their acknowledgements.
+    const publishes = [1, 2, 3].map((i) => publisher.publish(event(i)));
+    await publisher.close();
+    await Promise.all(publishes);
+    await expect(publisher.publish(event(9))).rejects.toMatchObject({ code: "Closed" });
+
+    const it = subscriber[Symbol.asyncIterator]();
+    const [first] = await take(it, 1);
+    expect(first?.event?.id).toBe("shutdown-1");
+    await first?.accept();
+    const [inHand] = await take(it, 1);
+    expect(inHand?.event?.id).toBe("shutdown-2");
+    // close() waits drainTimeoutMs for the delivery in hand, then lets it go unacknowledged.
+    const started = Date.now();
+    await subscriber.close();
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect((await it.next()).done).toBe(true);
+    await expect(inHand?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    await sub.endAsync();
+    await pub.endAsync();
+
+    // The session resumes: what was not acknowledged (in hand, and not yet handed out) returns.
+    const again = mqtt.connect(broker.url, options(clientId));
+    const resumed = await mqttSubscriber(again, { topic, qos: 1, formats: [json] });
+    // One delivery in hand at a time per connection (mqtt.js): accept each before the next.
+    const rit = resumed[Symbol.asyncIterator]();
+    const back: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const [d] = await take(rit, 1);
+      back.push(d?.event?.id ?? "?");
+      await d?.accept();
+    }
+    expect(back.sort()).toEqual(["shutdown-2", "shutdown-3"]);
+    await resumed.close();
+    await again.endAsync();
+
+    await expectNoLeakedHandles(baseline);
+  });
+});
