@@ -10,11 +10,11 @@ import { expectEquivalent, validVectors } from "@posthorn/testkit";
 import avsc from "avsc";
 import { describe, expect, it } from "vitest";
 
-// The reference schemas are the CloudEvents specification's own files (test/reference/, copied
-// unchanged from cloudevents/spec), compiled by avsc: an independent Avro implementation.
+// The reference schemas are the CloudEvents specification's own files (../shared/spec beside the
+// checkout, as CI also has it), compiled by avsc: an independent Avro implementation.
 const load = (name: string) =>
   avsc.Type.forSchema(
-    JSON.parse(readFileSync(new URL(`./reference/${name}`, import.meta.url), "utf8")),
+    JSON.parse(readFileSync(new URL(`../../../../shared/spec/${name}`, import.meta.url), "utf8")),
   );
 const reference = load("cloudevents.avsc");
 const referenceCompact = load("cloudevents-compact.avsc");

@@ -5,11 +5,11 @@ import { expectEquivalent, validVectors } from "@posthorn/testkit";
 import protobufjs from "protobufjs";
 import { describe, expect, it } from "vitest";
 
-// The reference schema is the CloudEvents specification's cloudevents.proto (test/reference/,
-// copied unchanged), loaded by protobufjs with its field names kept as written. protobufjs ships
+// The reference schema is the CloudEvents specification's cloudevents.proto (../shared/spec
+// beside the checkout), loaded by protobufjs with its field names kept as written. protobufjs ships
 // google/protobuf/any.proto and timestamp.proto, which the schema imports.
 const root = new protobufjs.Root().loadSync(
-  fileURLToPath(new URL("./reference/cloudevents.proto", import.meta.url)),
+  fileURLToPath(new URL("../../../../shared/spec/cloudevents.proto", import.meta.url)),
   { keepCase: true },
 );
 const Reference = root.lookupType("io.cloudevents.v1.CloudEvent");
