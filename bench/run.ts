@@ -17,6 +17,7 @@ const onlyArg =
 const only = onlyArg ? onlyArg.split(",") : undefined;
 
 function fmtRate(n: number): string {
+  if (n === 0) return "-";
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M/s`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k/s`;
   return `${n.toFixed(0)} /s`;
@@ -34,7 +35,14 @@ function printRows(rows: readonly Row[]): void {
     console.log("| case | posthorn | baseline | ratio | ratio by CPU | range | goal |");
     console.log("| --- | --- | --- | --- | --- | --- | --- |");
     for (const r of list) {
-      const base = r.baseline ? `${fmtRate(r.baseline.opsPerSec)} (${r.baseline.label})` : "";
+      const baseExtra = r.baseline?.extra
+        ? ` [${Object.entries(r.baseline.extra)
+            .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`)
+            .join(", ")}]`
+        : "";
+      const base = r.baseline
+        ? `${fmtRate(r.baseline.opsPerSec)}${baseExtra} (${r.baseline.label})`
+        : "";
       const goal =
         r.goal === undefined
           ? ""
