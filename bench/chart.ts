@@ -52,3 +52,56 @@ export function ratioChart(title: string, rows: readonly Row[]): string {
     "</svg>",
   ].join("\n");
 }
+
+/**
+ * Grouped horizontal bars of latency percentiles (p50 and p99, ms) for rows whose `extra` has
+ * `p50Ms`/`p99Ms`: Posthorn and the raw client for each transport. Returns SVG text.
+ */
+export function latencyChart(title: string, rows: readonly Row[]): string {
+  const withLatency = rows.filter((r) => r.ours.extra?.p50Ms !== undefined);
+  const labelWidth = 430;
+  const barWidth = 420;
+  const rowHeight = 18;
+  const top = 40;
+  const values = withLatency.flatMap((r) => [
+    r.ours.extra?.p99Ms ?? 0,
+    r.baseline?.extra?.p99Ms ?? 0,
+  ]);
+  const max = Math.max(1, ...values) * 1.1;
+  const x = (ms: number) => labelWidth + (Math.log10(1 + ms) / Math.log10(1 + max)) * barWidth;
+  const parts: string[] = [];
+  let y = top;
+  for (const r of withLatency) {
+    y += 8;
+    parts.push(
+      `<text x="8" y="${y + 14}" font-weight="bold">${escape(`${r.group.replace(/^latency: /, "")}: ${r.name}`)}</text>`,
+    );
+    y += rowHeight;
+    const sides: [string, Readonly<Record<string, number>> | undefined, string][] = [
+      ["posthorn", r.ours.extra, "#1565c0"],
+      [r.baseline?.label ?? "raw", r.baseline?.extra, "#9e9e9e"],
+    ];
+    for (const [label, extra, color] of sides) {
+      if (!extra) continue;
+      for (const p of ["p50Ms", "p99Ms"] as const) {
+        const v = extra[p] ?? 0;
+        parts.push(
+          `<text x="20" y="${y + 13}">${escape(`${label} ${p.slice(0, 3)}`)}</text>`,
+          `<rect x="${labelWidth}" y="${y + 3}" width="${(x(v) - labelWidth).toFixed(1)}" height="${rowHeight - 6}" fill="${color}" opacity="${p === "p50Ms" ? 1 : 0.6}"/>`,
+          `<text x="${(x(v) + 4).toFixed(1)}" y="${y + 13}">${v.toFixed(2)} ms</text>`,
+        );
+        y += rowHeight;
+      }
+    }
+  }
+  const height = y + 30;
+  const width = labelWidth + barWidth + 90;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="8" y="20" font-size="15" font-weight="bold">${escape(title)}</text>`,
+    ...parts,
+    `<text x="8" y="${height - 6}" fill="#555">end-to-end latency at a fixed rate, milliseconds (log scale); blue: Posthorn, grey: raw client</text>`,
+    "</svg>",
+  ].join("\n");
+}

@@ -1,11 +1,11 @@
 // `npm run bench [-- --quick] [-- --only name,name]`: runs every suite in bench/suites/, prints one
 // table per group with Posthorn's rate, the baseline's rate measured in the same run, the ratio and
 // the goal, and writes bench/results/<suite>.json.
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { ratioChart } from "./chart.ts";
+import { latencyChart, ratioChart } from "./chart.ts";
 import type { BenchSuite, Row } from "./lib.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -61,6 +61,23 @@ function printRows(rows: readonly Row[]): void {
   }
 }
 
+if (args.includes("--charts")) {
+  const rows: Row[] = [];
+  let mode = "full";
+  for (const f of readdirSync(join(here, "results"))
+    .filter((n) => n.endsWith(".json"))
+    .sort()) {
+    const r = JSON.parse(readFileSync(join(here, "results", f), "utf8")) as {
+      quick: boolean;
+      rows: Row[];
+    };
+    if (r.quick) mode = "quick";
+    rows.push(...r.rows);
+  }
+  writeCharts(rows, mode);
+  process.exit(0);
+}
+
 const suitesDir = join(here, "suites");
 const files = readdirSync(suitesDir)
   .filter((f) => f.endsWith(".bench.ts"))
@@ -91,15 +108,23 @@ for (const file of files) {
     console.error(`suite ${name} failed:`, err);
   }
 }
-// The chart goes next to docs/benchmarks.md, from full runs only: a partial run (--only) would
-// replace it with a subset.
-if (allRows.length > 0 && !only) {
+// The charts go next to docs/benchmarks.md, from full runs only: a partial run (--only) would
+// replace them with a subset. `--charts` rebuilds them from bench/results/*.json without running.
+function writeCharts(rows: readonly Row[], mode: string): void {
   const chartsDir = join(here, "..", "docs", "benchmarks");
   mkdirSync(chartsDir, { recursive: true });
   writeFileSync(
     join(chartsDir, "ratios.svg"),
-    `${ratioChart(`Posthorn vs baselines (${quick ? "quick" : "full"} run)`, allRows)}\n`,
+    `${ratioChart(`Posthorn vs baselines (${mode} run)`, rows)}\n`,
   );
   console.log("\nchart: docs/benchmarks/ratios.svg");
+  if (rows.some((r) => r.ours.extra?.p50Ms !== undefined)) {
+    writeFileSync(
+      join(chartsDir, "latency.svg"),
+      `${latencyChart(`End-to-end latency (${mode} run)`, rows)}\n`,
+    );
+    console.log("chart: docs/benchmarks/latency.svg");
+  }
 }
+if (allRows.length > 0 && !only) writeCharts(allRows, quick ? "quick" : "full");
 process.exitCode = failures > 0 ? 1 : 0;

@@ -36,7 +36,19 @@ export const suite: BenchSuite = {
           label: "cloudevents HTTP.toEvent (structured)",
           fn: () => HTTP.toEvent({ headers, body: text }),
         },
-        goal: 3,
+        goal: 5,
+        ctx,
+      }),
+    );
+    rows.push(
+      await compare({
+        group: "codec: JSON format",
+        name: "decode typical event, baseline without HTTP",
+        ours: { fn: () => json.decode(bytes) },
+        baseline: {
+          label: "JSON.parse + cloudevents new CloudEvent (validating)",
+          fn: () => new SdkCloudEvent(JSON.parse(text)),
+        },
         ctx,
       }),
     );
