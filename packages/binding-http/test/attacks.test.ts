@@ -33,13 +33,13 @@ function receiver(options: HttpReceiverOptions = {}) {
   });
   const send = async (
     headers: HeadersInit,
-    body?: BodyInit | null,
+    body?: BodyInit | Uint8Array | null,
   ): Promise<{ status: number; text: string }> => {
     const response = await handle(
       new Request(URL_, {
         method: "POST",
         headers,
-        body: body ?? null,
+        body: (body ?? null) as BodyInit | null,
         duplex: "half",
       } as RequestInit),
     );

@@ -158,7 +158,7 @@ describe(`hostile requests through the fetch handler (${propertyRuns()} cases)`,
           const request = new Request("http://receiver.test/events", {
             method,
             headers: h,
-            body: body === undefined ? null : body,
+            body: (body === undefined ? null : body) as BodyInit | null,
           });
           const response = await handle(request);
           await response.arrayBuffer();
@@ -197,7 +197,11 @@ describe(`hostile requests through the fetch handler (${propertyRuns()} cases)`,
         seen.length = 0;
         const { headers, body } = toHttpMessage(event, mode);
         const response = await handle(
-          new Request("http://receiver.test/events", { method: "POST", headers, body }),
+          new Request("http://receiver.test/events", {
+            method: "POST",
+            headers,
+            body: body as BodyInit,
+          }),
         );
         expect(response.status).toBe(204);
         expect(seen).toHaveLength(1);
