@@ -266,14 +266,27 @@ export class HttpReceiver implements Subscriber {
       const timeoutMs = this.#options.settleTimeoutMs ?? 30_000;
       const timer = setTimeout(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
       this.#pending.add(finish);
+      // The request may already have been answered for the application (503 when the receiver
+      // closed or settleTimeoutMs passed): settling then must say so, not pretend it worked.
+      const settle = (outcome: Outcome): void => {
+        if (done) {
+          throw new PosthornError(
+            "SettlementFailed",
+            this.#closed
+              ? "the receiver was closed and answered this request 503; the sender delivers it again"
+              : "the request was answered 503 after settleTimeoutMs; the sender delivers it again",
+          );
+        }
+        finish(outcome);
+      };
       const delivery = createDelivery<unknown>({
         message,
         event,
         deliveryCount: 1,
         capabilities: HTTP_CAPABILITIES,
-        accept: () => finish({ kind: "accept" }),
-        release: (options) => finish({ kind: "release", delayMs: options.delayMs }),
-        reject: (reason) => finish({ kind: "reject", reason }),
+        accept: () => settle({ kind: "accept" }),
+        release: (options) => settle({ kind: "release", delayMs: options.delayMs }),
+        reject: (reason) => settle({ kind: "reject", reason }),
       });
       const handler = this.#options.onDelivery;
       if (handler === undefined) {
@@ -284,7 +297,7 @@ export class HttpReceiver implements Subscriber {
         .then(() => handler(delivery))
         .then(
           () => {
-            if (!delivery.settled) return delivery.accept();
+            if (!delivery.settled && !done) return delivery.accept();
           },
           (err: unknown) => {
             if (!done) {

@@ -1,0 +1,96 @@
+import { createServer, type Server } from "node:http";
+import {
+  createNodeHandler,
+  type HttpReceiver,
+  httpPublisher,
+  httpReceiver,
+} from "@posthorn/binding-http";
+import { CloudEvent } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { DeliveryLedger, forEachConcurrently, freePort, publishWithRetry } from "@posthorn/testkit";
+import { describe, expect, it } from "vitest";
+
+// The receiver's server goes away mid-stream (its receiver closed, its connections cut, its port
+// closed) and comes back on the same port while the publisher sends 10,000 events with retries.
+// HTTP is at-least-once through the sender: a publish resolves only on a 2xx, which the receiver
+// sends after the handler accepted the event, so every event reported as sent was received.
+const EVENTS = Number(process.env.POSTHORN_FAULT_EVENTS ?? 10_000);
+
+function event(i: number): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id: `http-fault-${i}`,
+    source: "/faults/http",
+    type: "com.example.fault",
+    data: { i },
+  });
+}
+
+async function listen(port: number, receiver: HttpReceiver): Promise<Server> {
+  const server = createServer(createNodeHandler(receiver));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
+  });
+  return server;
+}
+
+async function shutDown(server: Server, receiver: HttpReceiver): Promise<void> {
+  // Requests waiting for settlement are answered 503 + Retry-After; then every connection is cut,
+  // so requests on the wire fail as connection errors.
+  await receiver.close();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
+}
+
+describe("HTTP under receiver faults", () => {
+  it(`a receiver restart mid-stream of ${EVENTS} events: every event reported as sent was received`, {
+    timeout: 60_000,
+  }, async () => {
+    const ledger = new DeliveryLedger("http");
+    const port = await freePort();
+    const makeReceiver = () =>
+      httpReceiver({
+        formats: [json],
+        defaultRetryAfterMs: 200,
+        // Some work before accepting, so requests are in the handler when the server goes down.
+        onDelivery: async (d) => {
+          if (d.event) ledger.received(d.event.id);
+          await new Promise((r) => setTimeout(r, 2));
+        },
+      });
+    let receiver = makeReceiver();
+    let server = await listen(port, receiver);
+    const publisher = httpPublisher({
+      url: `http://127.0.0.1:${port}/events`,
+      timeoutMs: 5000,
+      retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 1000 },
+    });
+    const events = Array.from({ length: EVENTS }, (_, i) => event(i));
+    const publishing = forEachConcurrently(events, 32, async (e) => {
+      await publishWithRetry(() => publisher.publish(e), ledger, { delayMs: 50 });
+      ledger.sent(e.id);
+    });
+
+    await ledger.waitForSent(Math.floor(EVENTS / 3), 30_000);
+    const before = ledger.deliveryCount;
+    await shutDown(server, receiver);
+    // Down long enough for publishes to meet a refused connection and retry.
+    await new Promise((r) => setTimeout(r, 500));
+    receiver = makeReceiver();
+    server = await listen(port, receiver);
+    await publishing;
+    const complete = await ledger.waitForAll(10_000);
+    console.log(`${ledger.summary()} [receiver down for 500 ms after ${before} deliveries]`);
+    await publisher.close();
+    await shutDown(server, receiver);
+
+    const counts = ledger.counts();
+    expect(counts.retries).toBeGreaterThan(0);
+    expect(ledger.missing().slice(0, 10)).toEqual([]);
+    expect(complete).toBe(true);
+    expect(counts.sent).toBe(EVENTS);
+    expect(counts.lost).toBe(0);
+  });
+});
