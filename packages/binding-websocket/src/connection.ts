@@ -36,11 +36,32 @@ export interface WebSocketLike {
   removeEventListener(type: string, listener: (event: never) => void): void;
 }
 
-/** A WebSocket constructor: the global `WebSocket`, or `WebSocket` from `ws`. */
+/**
+ * A WebSocket constructor: the global `WebSocket`, or `WebSocket` from `ws` (whose third argument
+ * takes `maxPayload`; browsers ignore it).
+ */
 export type WebSocketConstructor = new (
   url: string,
   protocols?: string | string[],
+  options?: { maxPayload?: number },
 ) => WebSocketLike;
+
+/**
+ * The largest WebSocket message accepted by default: 4 MiB (`ws` alone would take 100 MiB). A
+ * 1 MiB binary payload is about 1.4 MiB as JSON, so events of that size fit in every format.
+ */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+/** WebSocket close code 1009 (RFC 6455 7.4.1): a message too big to process. */
+const MESSAGE_TOO_BIG = 1009;
+
+function payloadTooLarge(limit: number, size?: number): PosthornError {
+  return new PosthornError(
+    "PayloadTooLarge",
+    `a WebSocket message${size === undefined ? "" : ` of ${size} bytes`} exceeds the limit of ${limit} bytes; the connection was closed with ${MESSAGE_TOO_BIG}`,
+    { protocolCode: MESSAGE_TOO_BIG },
+  );
+}
 
 /** What settling a WebSocket delivery does: nothing, since the protocol has no acknowledgement. */
 export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
@@ -92,6 +113,13 @@ export function negotiatedFormat(
 export interface WebSocketBindingOptions {
   /** The formats this side accepts; the socket's negotiated subprotocol picks one. */
   formats: readonly EventFormat[];
+  /**
+   * Largest message a subscriber accepts ({@link DEFAULT_MAX_PAYLOAD_BYTES} by default); a larger
+   * one closes the connection with 1009 and fails iteration with `PayloadTooLarge`. With `ws`,
+   * also give the socket a `maxPayload` ({@link connectWebSocket}, {@link webSocketServerOptions}),
+   * so the message is refused while it arrives rather than after.
+   */
+  maxPayloadBytes?: number;
 }
 
 /**
@@ -131,7 +159,6 @@ export function webSocketPublisher(
       pending++;
       return new Promise((resolve, reject) => {
         node.send(frame.data, { binary: !frame.text }, (err) => {
-          settled();
           if (err)
             reject(
               new PosthornError("ConnectionFailed", `sending failed: ${err.message}`, {
@@ -139,6 +166,8 @@ export function webSocketPublisher(
               }),
             );
           else resolve();
+          // After the publish settled, so close() resolves only once every publish has.
+          settled();
         });
       });
     }
@@ -187,9 +216,17 @@ export function webSocketSubscriber(
   const format = negotiatedFormat(socket, options.formats);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;
+  const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
 
   const receive = (data: string | Uint8Array | ArrayBuffer | Uint8Array[]): void => {
-    const body = frameBytes(data);
+    // A string has at least as many UTF-8 bytes as UTF-16 units: refuse before converting.
+    const body =
+      typeof data === "string" && data.length > maxPayloadBytes ? undefined : frameBytes(data);
+    if (body === undefined || body.length > maxPayloadBytes) {
+      queue.fail(payloadTooLarge(maxPayloadBytes, body?.length));
+      socket.close(MESSAGE_TOO_BIG, "message too big");
+      return;
+    }
     const message: Message = { body, contentType, properties: {} };
     let event: ReturnType<typeof fromWebSocketFrame> | undefined;
     let error: PosthornError | undefined;
@@ -217,8 +254,22 @@ export function webSocketSubscriber(
   const onMessage = (event: { data: string | ArrayBuffer | Uint8Array }): void =>
     receive(event.data);
   const onClose = (): void => queue.end();
-  const onError = (): void =>
-    queue.fail(new PosthornError("ConnectionFailed", "the WebSocket failed"));
+  const onError = (err?: unknown): void => {
+    // `ws` refuses a message past its maxPayload while it arrives, closes with 1009, and says so.
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+      queue.fail(payloadTooLarge(maxPayloadBytes));
+      return;
+    }
+    const detail = (err as { message?: unknown } | undefined)?.message;
+    queue.fail(
+      new PosthornError(
+        "ConnectionFailed",
+        `the WebSocket failed${typeof detail === "string" ? `: ${detail}` : ""}`,
+        err === undefined ? {} : { cause: err },
+      ),
+    );
+  };
   if (node) {
     node.on("message", onNodeMessage);
     node.on("close", onClose);
@@ -256,6 +307,12 @@ export interface ConnectWebSocketOptions {
   WebSocket?: WebSocketConstructor;
   /** How long to wait for the connection to open. Default 10 s. */
   timeoutMs?: number;
+  /**
+   * Largest message the socket accepts, given to `ws` as `maxPayload` (browsers set their own
+   * limits). Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. Past it `ws` closes the connection with
+   * 1009 and the subscriber's iteration fails with `PayloadTooLarge`.
+   */
+  maxPayloadBytes?: number;
 }
 
 /**
@@ -291,7 +348,9 @@ export function connectWebSocket(
   return new Promise((resolve, reject) => {
     let socket: WebSocketLike;
     try {
-      socket = new Ctor(url, protocols);
+      socket = new Ctor(url, protocols, {
+        maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      });
     } catch (err) {
       reject(
         new PosthornError("ConnectionFailed", `cannot open ${url}: ${(err as Error).message}`, {
@@ -347,6 +406,8 @@ export function connectWebSocket(
 
 /** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
 export interface WebSocketServerCloudEventsOptions {
+  /** Largest message accepted; past it `ws` closes the connection with 1009. */
+  maxPayload: number;
   /** Picks the first subprotocol the client offered that names one of the formats. */
   handleProtocols(protocols: Set<string>, request: unknown): string | false;
   /** Refuses the handshake with 400 when the client offers no known subprotocol. */
@@ -360,7 +421,11 @@ export interface WebSocketServerCloudEventsOptions {
  * Options for a `ws` `WebSocketServer` that speaks the CloudEvents subprotocols of `formats`:
  * the server picks the client's first offered subprotocol it knows, and refuses a client that
  * offers none with `400 Bad Request` and a message naming the subprotocols it would accept.
+ * Messages past `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}) close the connection
+ * with 1009.
  *
+ * @param formats - the formats the server speaks
+ * @param options - `maxPayloadBytes`, the largest message accepted
  * @example
  * ```ts
  * const wss = new WebSocketServer({ port: 8080, ...webSocketServerOptions([json, avro]) });
@@ -369,6 +434,7 @@ export interface WebSocketServerCloudEventsOptions {
  */
 export function webSocketServerOptions(
   formats: readonly EventFormat[],
+  options: { maxPayloadBytes?: number } = {},
 ): WebSocketServerCloudEventsOptions {
   const known = new Set(offeredSubprotocols(formats));
   const pick = (offered: Iterable<string>): string | false => {
@@ -376,6 +442,7 @@ export function webSocketServerOptions(
     return false;
   };
   return {
+    maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     handleProtocols: (protocols) => pick(protocols),
     verifyClient(info, callback) {
       const header = info.req.headers["sec-websocket-protocol"];

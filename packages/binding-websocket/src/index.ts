@@ -1,6 +1,7 @@
 export {
   type ConnectWebSocketOptions,
   connectWebSocket,
+  DEFAULT_MAX_PAYLOAD_BYTES,
   negotiatedFormat,
   WEBSOCKET_CAPABILITIES,
   type WebSocketBindingOptions,
