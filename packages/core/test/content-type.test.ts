@@ -26,7 +26,7 @@ describe("parseContentType", () => {
   );
   it("does not let a parameter named __proto__ reach a prototype", () => {
     const ct = parseContentType("text/plain; __proto__=x");
-    expect(ct?.parameters.__proto__).toBe("x");
+    expect(Object.getOwnPropertyDescriptor(ct?.parameters, "__proto__")?.value).toBe("x");
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 });
