@@ -263,13 +263,46 @@ export async function jetStreamSubscriber<T = unknown>(
   };
 
   let closing: Promise<void> | undefined;
+  // The one iterator over nats.js's messages (it allows one), shared with close().
+  let source: AsyncIterator<JsMsgLike> | undefined;
+
+  // Messages nats.js pulled ahead and holds, not handed out yet: nak them, so that they go to
+  // another consumer now instead of after the ack wait. Runs after stop(), so that taking them
+  // out does not make nats.js pull more. The iterator still yields the batch it had taken; the
+  // rest stays in nats.js's queue (`yields` of its QueuedIterator in v2 and v3, read only when
+  // it is there). A message still on the wire when stop() ran is dropped by nats.js and comes
+  // back after the ack wait.
+  const releaseBuffered = async (): Promise<void> => {
+    if (source) {
+      for (;;) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const r = await Promise.race([
+          source.next(),
+          new Promise<undefined>((resolve) => {
+            timer = setTimeout(resolve, 100);
+          }),
+        ]).finally(() => clearTimeout(timer));
+        if (r === undefined || r.done) break;
+        r.value.nak();
+      }
+    }
+    const queued = (messages as { yields?: unknown }).yields;
+    if (!Array.isArray(queued)) return;
+    for (const m of queued.splice(0)) {
+      if (typeof m === "object" && m !== null && typeof (m as JsMsgLike).nak === "function") {
+        (m as JsMsgLike).nak();
+      }
+    }
+  };
+
   return {
     capabilities,
     get inFlight() {
       return unsettled.size;
     },
     [Symbol.asyncIterator](): AsyncIterator<Delivery<T>> {
-      const it = messages[Symbol.asyncIterator]();
+      source ??= messages[Symbol.asyncIterator]();
+      const it = source;
       return {
         async next(): Promise<IteratorResult<Delivery<T>>> {
           if (closed) return { value: undefined, done: true };
@@ -299,6 +332,7 @@ export async function jetStreamSubscriber<T = unknown>(
         // close(): close() waits for the iterator to be pulled to its end, which a caller that
         // stopped iterating never does; stop() also ends any pending next().
         messages.stop();
+        await releaseBuffered().catch(() => undefined);
         const nc = connectionOf(js);
         if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
         for (const delivery of [...unsettled]) {
