@@ -279,7 +279,7 @@ export async function jetStreamSubscriber<T = unknown>(
         const r = await Promise.race([
           source.next(),
           new Promise<undefined>((resolve) => {
-            timer = setTimeout(resolve, 100);
+            timer = setTimeout(() => resolve(undefined), 100);
           }),
         ]).finally(() => clearTimeout(timer));
         if (r === undefined || r.done) break;
