@@ -3,6 +3,7 @@
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
 import { DeliveryLedger, forEachConcurrently, inCi, publishWithRetry } from "@posthorn/testkit";
+import amqplib from "amqplib";
 import rhea, { type Connection, type EventContext } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeConnection, nextDelivery, openConnection, uniqueName } from "./helpers.js";
@@ -69,6 +70,16 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
     return { connection, drops };
   }
 
+  /** Declares a durable queue over AMQP 0-9-1 (the AMQP 1.0 plugin cannot) and returns its address. */
+  async function durableQueue(label: string): Promise<string> {
+    const admin = await amqplib.connect(`amqp://guest:guest@${broker.host}:${broker.port}`);
+    const channel = await admin.createChannel();
+    const name = uniqueName(label);
+    await channel.assertQueue(name, { durable: true });
+    await admin.close();
+    return `/amq/queue/${name}`;
+  }
+
   async function plain(): Promise<Connection> {
     const c = await openConnection({
       host: broker.host,
@@ -80,68 +91,79 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
     return c;
   }
 
-  it(`a broker restart mid-stream of ${EVENTS} persistent events loses nothing that was accepted`, {
-    timeout: 90_000,
-  }, async () => {
-    const ledger = new DeliveryLedger("amqp");
-    // `/queue/<name>`: the plugin declares a durable queue; `durable: true` makes the messages
-    // persistent, so what the broker accepted survives its restart.
-    const address = `/queue/${uniqueName("faults-restart")}`;
-    const sub = await reconnecting("sub");
-    const pub = await reconnecting("pub");
-    const publisher = amqpPublisher(pub.connection, { address, timeoutMs: 20_000 });
-    await publisher.ready;
-    const subscriber = amqpSubscriber(sub.connection, { address, credit: 200 });
-    await subscriber.ready;
-    let settlementFailures = 0;
-    const consuming = (async () => {
-      for await (const d of subscriber) {
-        if (d.event) ledger.received(d.event.id);
-        try {
-          await d.accept();
-        } catch (err) {
-          // The connection dropped with this delivery unsettled: the broker redelivers it.
-          if (!isPosthornError(err, "SettlementFailed")) throw err;
-          settlementFailures++;
+  for (const fault of ["restart", "crash"] as const) {
+    const what =
+      fault === "restart"
+        ? "a broker restart (rabbitmqctl stop, start)"
+        : "a broker crash (SIGKILL, start)";
+    it(`${what} mid-stream of ${EVENTS} persistent events loses nothing that was accepted`, {
+      timeout: 90_000,
+    }, async () => {
+      const ledger = new DeliveryLedger(fault === "restart" ? "amqp" : "amqp (broker killed)");
+      // A durable queue and persistent messages (`durable: true`), so what the broker accepted
+      // survives it. (RabbitMQ 3.x's AMQP 1.0 plugin declares `/queue/<name>` queues non-durable
+      // unless the link's terminus asks for durability, and those vanish with a restart.)
+      const address = await durableQueue(`faults-${fault}`);
+      const sub = await reconnecting("sub");
+      const pub = await reconnecting("pub");
+      const publisher = amqpPublisher(pub.connection, { address, timeoutMs: 20_000 });
+      await publisher.ready;
+      const subscriber = amqpSubscriber(sub.connection, { address, credit: 200 });
+      await subscriber.ready;
+      let settlementFailures = 0;
+      const consuming = (async () => {
+        for await (const d of subscriber) {
+          if (d.event) ledger.received(d.event.id);
+          try {
+            await d.accept();
+          } catch (err) {
+            // The connection dropped with this delivery unsettled: the broker redelivers it.
+            if (!isPosthornError(err, "SettlementFailed")) throw err;
+            settlementFailures++;
+          }
         }
+      })();
+
+      const events = Array.from({ length: EVENTS }, (_, i) => event(i));
+      const publishing = forEachConcurrently(events, 200, async (e) => {
+        await publishWithRetry(() => publisher.publish(e, { fields: { durable: true } }), ledger);
+        ledger.sent(e.id);
+      });
+
+      await ledger.waitForSent(Math.floor(EVENTS / 3), 60_000);
+      const receivedBefore = ledger.deliveryCount;
+      const restartStarted = Date.now();
+      if (fault === "restart") await broker.restart();
+      else {
+        await broker.kill();
+        await broker.start();
       }
-    })();
+      const restartMs = Date.now() - restartStarted;
+      await publishing;
+      const complete = await ledger.waitForAll(30_000);
+      console.log(
+        `${ledger.summary()} [${fault} and start took ${restartMs} ms, after ${receivedBefore} deliveries; ` +
+          `connection drops: publisher ${pub.drops.length}, subscriber ${sub.drops.length}; ` +
+          `settlements refused after the drop ${settlementFailures}]`,
+      );
 
-    const events = Array.from({ length: EVENTS }, (_, i) => event(i));
-    const publishing = forEachConcurrently(events, 200, async (e) => {
-      await publishWithRetry(() => publisher.publish(e, { fields: { durable: true } }), ledger);
-      ledger.sent(e.id);
+      await publisher.close();
+      await subscriber.close();
+      await consuming;
+      const counts = ledger.counts();
+      expect(pub.drops.length).toBeGreaterThan(0);
+      expect(sub.drops.length).toBeGreaterThan(0);
+      expect(ledger.missing().slice(0, 10)).toEqual([]);
+      expect(complete).toBe(true);
+      expect(counts.sent).toBe(EVENTS);
+      expect(counts.lost).toBe(0);
     });
-
-    await ledger.waitForSent(Math.floor(EVENTS / 3), 60_000);
-    const receivedBefore = ledger.deliveryCount;
-    const restartStarted = Date.now();
-    await broker.restart();
-    const restartMs = Date.now() - restartStarted;
-    await publishing;
-    const complete = await ledger.waitForAll(30_000);
-    console.log(
-      `${ledger.summary()} [restart of ${restartMs} ms after ${receivedBefore} deliveries; ` +
-        `connection drops: publisher ${pub.drops.length}, subscriber ${sub.drops.length}; ` +
-        `settlements refused after the drop ${settlementFailures}]`,
-    );
-
-    await publisher.close();
-    await subscriber.close();
-    await consuming;
-    const counts = ledger.counts();
-    expect(pub.drops.length).toBeGreaterThan(0);
-    expect(sub.drops.length).toBeGreaterThan(0);
-    expect(ledger.missing().slice(0, 10)).toEqual([]);
-    expect(complete).toBe(true);
-    expect(counts.sent).toBe(EVENTS);
-    expect(counts.lost).toBe(0);
-  });
+  }
 
   it("a consumer that crashes between receiving and settling: the job goes to another consumer", {
     timeout: 30_000,
   }, async () => {
-    const address = `/queue/${uniqueName("faults-crash")}`;
+    const address = await durableQueue("faults-consumer-crash");
     const producer = await plain();
     const publisher = amqpPublisher(producer, { address });
     await publisher.publish(event(1, "job"), { fields: { durable: true } });

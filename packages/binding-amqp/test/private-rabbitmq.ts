@@ -20,6 +20,10 @@ export interface PrivateRabbitMq {
   start(): Promise<void>;
   /** {@link stop}, then {@link start}. */
   restart(): Promise<void>;
+  /** Kills the node (SIGKILL): a crash, with no chance to flush or close anything. */
+  kill(): Promise<void>;
+  /** Runs `rabbitmqctl` against the node and returns its output. */
+  ctl(...args: string[]): Promise<string>;
   /** Stops the node and removes its files. */
   dispose(): Promise<void>;
 }
@@ -134,6 +138,28 @@ export async function startPrivateRabbitMq(): Promise<PrivateRabbitMq> {
     async restart() {
       await stop();
       await start();
+    },
+    async kill() {
+      const running = child;
+      if (running === undefined || running.exitCode !== null || running.signalCode !== null) return;
+      running.kill("SIGKILL");
+      await exited(running);
+    },
+    ctl(...args: string[]) {
+      return new Promise<string>((resolve) => {
+        const run = spawn(binaries.ctl, ["-n", nodename, "-q", ...args], {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        run.stdout?.on("data", (d: Buffer) => {
+          out += d.toString();
+        });
+        run.stderr?.on("data", (d: Buffer) => {
+          out += d.toString();
+        });
+        run.once("exit", () => resolve(out));
+      });
     },
     async dispose() {
       await stop();
