@@ -27,7 +27,11 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
   maxQueued?: number;
   /** How long a publish may wait for credit and the disposition together. Default 30,000 ms. */
   timeoutMs?: number;
-  /** Extra rhea sender options (link name, source, ...); `target` and settlement are set here. */
+  /**
+   * Extra rhea sender options (link name, source, ...); settlement is set here, and the target's
+   * `address`. Other target fields are kept: `{ target: { durable: 2 } }` asks for a durable
+   * terminus, which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable.
+   */
   senderOptions?: Record<string, unknown>;
 }
 
@@ -110,7 +114,7 @@ export function amqpPublisher(
   session.begin();
   const sender: Sender = session.attach_sender({
     ...senderOptions,
-    target: { address },
+    target: { ...(senderOptions?.target as Record<string, unknown> | undefined), address },
     autosettle: true,
     // rhea reports `modified` as `released` unless told not to; the caller sees which it was.
     treat_modified_as_released: false,

@@ -46,7 +46,10 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
   releaseOutcome?: "released" | "modified";
   /** The error condition `reject()` sends with the `rejected` outcome. Default `posthorn:rejected`. */
   rejectCondition?: string;
-  /** Extra rhea receiver options (link name, filters, ...); source, credit and settlement are set here. */
+  /**
+   * Extra rhea receiver options (link name, filters, ...); credit and settlement are set here, and
+   * the source's `address`. Other source fields are kept (`durable`, `filter`, ...).
+   */
   receiverOptions?: Record<string, unknown>;
 }
 
@@ -109,7 +112,7 @@ export function amqpSubscriber<T = unknown>(
   session.begin();
   const receiver: Receiver = session.attach_receiver({
     ...receiverOptions,
-    source: { address },
+    source: { ...(receiverOptions?.source as Record<string, unknown> | undefined), address },
     autoaccept: false,
     autosettle: true,
     credit_window: 0,

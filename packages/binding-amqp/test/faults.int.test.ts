@@ -160,6 +160,22 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
     });
   }
 
+  it("a /queue/ address is declared durable only when the link asks for a durable terminus", async () => {
+    const connection = await plain();
+    const plainName = uniqueName("terminus-plain");
+    const durableName = uniqueName("terminus-durable");
+    const transient = amqpPublisher(connection, { address: `/queue/${plainName}` });
+    const durable = amqpPublisher(connection, {
+      address: `/queue/${durableName}`,
+      senderOptions: { target: { durable: 2 } },
+    });
+    await Promise.all([transient.ready, durable.ready]);
+    const listing = await broker.ctl("list_queues", "name", "durable");
+    expect(listing).toMatch(new RegExp(`${plainName}\\s+false`));
+    expect(listing).toMatch(new RegExp(`${durableName}\\s+true`));
+    await Promise.all([transient.close(), durable.close()]);
+  });
+
   it("a consumer that crashes between receiving and settling: the job goes to another consumer", {
     timeout: 30_000,
   }, async () => {
