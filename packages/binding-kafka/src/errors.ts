@@ -25,6 +25,15 @@ const BY_TYPE: Readonly<Record<string, ErrorCode>> = {
   CORRUPT_MESSAGE: "PublishRejected",
 };
 
+// Plain Errors kafkajs throws without a name or a retriable flag, by message: a broker connection
+// that is being re-established (seen while the broker restarts) is a connection failure.
+const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode]> = [
+  ["Broker not connected", "ConnectionFailed"],
+  ["Connection closed", "ConnectionFailed"],
+  ["ECONNREFUSED", "ConnectionFailed"],
+  ["ECONNRESET", "ConnectionFailed"],
+];
+
 interface KafkaClientError {
   name?: string;
   type?: string;
@@ -56,6 +65,9 @@ export function fromKafkaError(err: unknown, what: string): PosthornError {
   const code: ErrorCode =
     (e.type !== undefined ? BY_TYPE[e.type] : undefined) ??
     (e.name !== undefined ? BY_NAME[e.name] : undefined) ??
+    (e.retriable === undefined && typeof e.message === "string"
+      ? BY_MESSAGE.find(([fragment]) => (e.message as string).includes(fragment))?.[1]
+      : undefined) ??
     (e.retriable ? "ConnectionFailed" : "PublishRejected");
   const protocolCode = e.type ?? e.code;
   return new PosthornError(code, `${what} failed: ${e.message ?? String(err)}`, {

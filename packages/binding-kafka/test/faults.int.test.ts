@@ -1,4 +1,4 @@
-import { kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
+import { fromKafkaError, kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
 import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
@@ -131,6 +131,13 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
     expect(complete).toBe(true);
     expect(ledger.counts().sent).toBe(EVENTS);
     expect(ledger.counts().lost).toBe(0);
+  });
+
+  it("what kafkajs throws while a restarted broker reconnects is a retryable ConnectionFailed", () => {
+    // Seen in the restart test: kafkajs throws a plain Error (no name, no retriable flag) from a
+    // broker whose connection is being re-established.
+    const err = fromKafkaError(new Error("Broker not connected"), "publish to t");
+    expect(err).toMatchObject({ code: "ConnectionFailed", retryable: true });
   });
 
   it("a consumer that crashes between receiving and settling: another member of the group gets the uncommitted records", async () => {

@@ -1,0 +1,133 @@
+import { kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
+import { CloudEvent, type Delivery } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import {
+  baselineHandles,
+  expectNoLeakedHandles,
+  type KafkaTestBroker,
+  type OpenHandles,
+  startKafkaBroker,
+} from "@posthorn/testkit";
+import { type Consumer, Kafka, logLevel } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Graceful shutdown against the testkit's Kafka broker, started by this file: close() resolves
+// with sends in flight and deliveries in hand, commits what was accepted, leaves the rest to the
+// next member, and nothing stays open once the clients are disconnected.
+let broker: KafkaTestBroker;
+let kafka: Kafka;
+let baseline: OpenHandles;
+
+beforeAll(async () => {
+  broker = await startKafkaBroker({ log: () => {} });
+  kafka = new Kafka({
+    clientId: "posthorn-shutdown",
+    brokers: broker.brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 5, initialRetryTime: 50, maxRetryTime: 500 },
+  });
+  baseline = await baselineHandles();
+});
+
+afterAll(async () => {
+  await broker?.stop();
+});
+
+function event(i: number): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id: `shutdown-${i}`,
+    source: "/shutdown/kafka",
+    type: "com.example.shutdown",
+    data: { i },
+  });
+}
+
+async function consumer(groupId: string): Promise<Consumer> {
+  const c = kafka.consumer({
+    groupId,
+    sessionTimeout: 6000,
+    rebalanceTimeout: 3000,
+    heartbeatInterval: 300,
+    maxWaitTimeInMs: 50,
+  });
+  await c.connect();
+  return c;
+}
+
+async function take(it: AsyncIterator<Delivery>, count: number, ms = 10_000): Promise<Delivery[]> {
+  const out: Delivery[] = [];
+  const deadline = Date.now() + ms;
+  while (out.length < count) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${out.length} of ${count} deliveries in ${ms} ms`)),
+          Math.max(1, deadline - Date.now()),
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (r.done) throw new Error("the subscriber ended");
+    out.push(r.value);
+  }
+  return out;
+}
+
+describe("Kafka graceful shutdown", () => {
+  it("close() resolves with sends in flight and deliveries in hand; the next member gets exactly the unaccepted ones; nothing is left open", async () => {
+    const topic = `posthorn-shutdown-${process.pid}-${Date.now().toString(36)}`;
+    broker.createTopic(topic, 1);
+    const producer = kafka.producer({ idempotent: true });
+    await producer.connect();
+    const publisher = kafkaPublisher(producer, { topic });
+    // One send of four records, in flight when close() is called: close() waits for it.
+    const sent = publisher.publish([0, 1, 2, 3].map(event));
+    await publisher.close();
+    await sent;
+    await expect(publisher.publish(event(9))).rejects.toMatchObject({ code: "Closed" });
+
+    const groupId = `${topic}-group`;
+    const firstConsumer = await consumer(groupId);
+    const first = kafkaSubscriber(firstConsumer, {
+      topics: [topic],
+      fromBeginning: true,
+      formats: [json],
+      drainTimeoutMs: 500,
+    });
+    await first.ready;
+    const it = first[Symbol.asyncIterator]();
+    const got = await take(it, 4);
+    expect(got.map((d) => d.event?.id)).toEqual([
+      "shutdown-0",
+      "shutdown-1",
+      "shutdown-2",
+      "shutdown-3",
+    ]);
+    await got[0]?.accept();
+    // In hand during close(): settled within drainTimeoutMs, so it counts.
+    const closing = first.close();
+    await got[1]?.accept();
+    await closing;
+    expect((await it.next()).done).toBe(true);
+    await expect(got[2]?.accept()).rejects.toMatchObject({ code: "Closed" });
+    await firstConsumer.disconnect();
+
+    const secondConsumer = await consumer(groupId);
+    const second = kafkaSubscriber(secondConsumer, {
+      topics: [topic],
+      fromBeginning: true,
+      formats: [json],
+    });
+    await second.ready;
+    const again = await take(second[Symbol.asyncIterator](), 2);
+    expect(again.map((d) => d.event?.id)).toEqual(["shutdown-2", "shutdown-3"]);
+    for (const d of again) await d.accept();
+    await second.close();
+    await secondConsumer.disconnect();
+    await producer.disconnect();
+
+    await expectNoLeakedHandles(baseline);
+  });
+});
