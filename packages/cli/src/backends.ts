@@ -247,7 +247,7 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
           backend,
           url: (u) => {
             const name = uniqueName("PH", u).replace(/-/g, "_");
-            return under(b, name.replace(/_/g, "."), `stream=${name}&durable=${name}`);
+            return under(b, name.replace(/_/g, "."), `stream=${name}&durable=${name}&dedupe=false`);
           },
           skip: sizeSkip(1024 * 1024, "larger than nats-server's default max_payload"),
         });

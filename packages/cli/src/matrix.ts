@@ -187,3 +187,44 @@ export function typedRejection(err: unknown): string | undefined {
 export function traitsOf(cell: OpenCell): TransportTraits {
   return cell.endpoint.traits;
 }
+
+/** What {@link exchange} saw. */
+export interface Exchange {
+  /** The delivery, when one came before the publish failed or the time ran out. */
+  readonly delivery: Delivery | undefined;
+  /** When the delivery arrived (`performance.now()`). */
+  readonly at: number;
+  /** Why the publish failed, when it failed before anything came back. */
+  readonly publishError: unknown;
+  /**
+   * The publish's outcome (the error, or `undefined`). Settle the delivery first: an HTTP
+   * publish resolves only once the receiver settled.
+   */
+  readonly published: Promise<unknown>;
+}
+
+/**
+ * Publishes and pulls at the same time (an HTTP publish waits for the receiver's settlement, so
+ * pulling after publishing would deadlock), and returns as soon as a delivery arrives, the
+ * publish fails, or `receiveMs` passes.
+ */
+export async function exchange(
+  cell: OpenCell,
+  payload: CloudEvent | CloudEvent[],
+  receiveMs: number,
+): Promise<Exchange> {
+  const receiving = cell.next(receiveMs).then((d) => ({ d, at: performance.now() }));
+  const published = cell.publisher.publish(payload, { timeoutMs: 10_000 }).then(
+    () => undefined,
+    (err: unknown) => err ?? new Error("publish failed"),
+  );
+  const first = await Promise.race([
+    receiving.then((r) => ({ kind: "received" as const, r })),
+    published.then((e) => ({ kind: "published" as const, e })),
+  ]);
+  if (first.kind === "published" && first.e !== undefined) {
+    return { delivery: undefined, at: performance.now(), publishError: first.e, published };
+  }
+  const r = first.kind === "received" ? first.r : await receiving;
+  return { delivery: r.d, at: r.at, publishError: undefined, published };
+}

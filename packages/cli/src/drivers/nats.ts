@@ -69,7 +69,7 @@ async function ensureStream(jsm: JetStreamManager, stream: string, subject: stri
 export const driver: EndpointDriver = {
   transport: "nats",
   schemes: ["nats", "nats+tls"],
-  params: ["stream", "durable", "queue", "tls", "create"],
+  params: ["stream", "durable", "queue", "tls", "create", "dedupe"],
   check(url) {
     subjectOf(url);
     if (url.params.has("durable") && !url.params.has("stream")) {
@@ -111,6 +111,9 @@ export const driver: EndpointDriver = {
         mode,
         format: endpoint.format,
         timeoutMs: endpoint.timeoutMs,
+        // The stream de-duplicates on the event id by default (what a retrying producer wants);
+        // dedupe=false sends events that share an id as distinct messages.
+        ...(booleanParam(url, "dedupe") === false ? { messageId: () => undefined } : {}),
       });
       return ownedPublisher(publisher, () => nc.close());
     } catch (err) {
