@@ -64,7 +64,7 @@ function headerText(value: string | readonly string[] | number | undefined): str
   if (value === undefined) return undefined;
   if (typeof value === "string") return value;
   if (typeof value === "number") return String(value);
-  return value.join(",");
+  return value.join(", ");
 }
 
 function take(out: CollectedHeaders, rawName: string, value: string | undefined): void {
@@ -81,8 +81,9 @@ function take(out: CollectedHeaders, rawName: string, value: string | undefined)
       out.names.push(attr);
       out.values.push(value);
     } else {
-      // Header names are case-insensitive (3.1.3.1): two spellings are one header, listed.
-      out.values[at] = `${out.values[at]},${value}`;
+      // Header names are case-insensitive (3.1.3.1): two spellings are one field, listed the way
+      // Node and fetch join repeated fields (RFC 9110 5.3).
+      out.values[at] = `${out.values[at]}, ${value}`;
     }
   }
 }
