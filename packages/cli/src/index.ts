@@ -1,3 +1,11 @@
+export type {
+  EndpointDriver,
+  EndpointOptions,
+  EndpointTlsOptions,
+  ModeSupport,
+  ResolvedEndpoint,
+  TransportTraits,
+} from "./driver.js";
 export {
   createPublisher,
   createSubscriber,
@@ -6,3 +14,15 @@ export {
   loadDriver,
   openEndpoint,
 } from "./endpoint.js";
+export {
+  FORMAT_NAMES,
+  type FormatName,
+  type HostPort,
+  hidePassword,
+  MODE_NAMES,
+  type ParsedEndpointUrl,
+  parseEndpointUrl,
+} from "./endpoint-url.js";
+export { type BuildEventOptions, buildEvent, parseEventsText } from "./input.js";
+export { runCli } from "./main.js";
+export { describeError, redact, registerSecret } from "./redact.js";

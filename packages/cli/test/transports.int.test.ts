@@ -1,0 +1,308 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CloudEvent, type Subscriber } from "@posthorn/core";
+import { brokerUrl, freePort, requireBroker, startKafkaBroker } from "@posthorn/testkit";
+import { createSubscriber } from "posthorn";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli, startCli, unique } from "./run-cli.js";
+
+const amqpOk = await requireBroker("amqp");
+const mqttOk = await requireBroker("mqtt");
+const natsOk = await requireBroker("nats");
+const amqpBase = (brokerUrl("amqp") ?? "").replace(/\/+$/, "");
+const mqttBase = (brokerUrl("mqtt") ?? "").replace(/\/+$/, "");
+const natsBase = (brokerUrl("nats") ?? "").replace(/\/+$/, "");
+
+// Kafka: KAFKA_BROKERS when set, else the testkit broker in this process (the spawned commands
+// reach it over TCP like any client).
+let kafkaBrokers = process.env.KAFKA_BROKERS ?? "";
+let stopKafka: (() => Promise<void>) | undefined;
+beforeAll(async () => {
+  if (!kafkaBrokers) {
+    const broker = await startKafkaBroker({ log: () => undefined });
+    kafkaBrokers = broker.brokers.join(",");
+    stopKafka = () => broker.stop();
+  }
+});
+afterAll(async () => {
+  await stopKafka?.();
+});
+
+const dir = mkdtempSync(join(tmpdir(), "posthorn-cli-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Starts `receive`, waits until it is subscribed, runs `send`, and returns the received lines. */
+async function sendThenReceive(
+  url: string,
+  sendArgs: string[],
+): Promise<Record<string, unknown>[]> {
+  const receiver = startCli(["receive", url, "--count", "1", "--timeout", "30000"]);
+  await receiver.waitFor("ready:");
+  const sent = await runCli(["send", url, ...sendArgs]);
+  expect(sent.stderr).toContain("sent 1 event");
+  expect(sent.code).toBe(0);
+  const got = await receiver.done;
+  expect(got.code, got.stderr).toBe(0);
+  return got.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function eventArgs(id: string): string[] {
+  return ["--type", "com.example.cli", "--source", "/cli/test", "--id", id, "--data", '{"n":1}'];
+}
+
+describe("send then receive, on every scheme (spawned commands)", () => {
+  it("http: binary, and structured avro, and batch protobuf", async () => {
+    for (const query of ["", "?mode=structured&format=avro", "?mode=batch&format=protobuf"]) {
+      const url = `http://127.0.0.1:${await freePort()}/${unique("events")}${query}`;
+      const id = unique("id");
+      const [line] = await sendThenReceive(url, eventArgs(id));
+      expect(line).toMatchObject({ id, type: "com.example.cli", data: { n: 1 } });
+    }
+  });
+
+  describe.skipIf(!amqpOk)("amqp (skipped: no broker outside CI)", () => {
+    it("amqp: send to a queue first, then receive what waited there", async () => {
+      const url = `${amqpBase}/queue/${unique("posthorn-cli")}?mode=structured&format=protobuf`;
+      const id = unique("id");
+      expect((await runCli(["send", url, ...eventArgs(id)])).code).toBe(0);
+      const got = await runCli(["receive", url, "--count", "1", "--timeout", "20000"]);
+      expect(got.code, got.stderr).toBe(0);
+      expect(JSON.parse(got.stdout)).toMatchObject({ id, data: { n: 1 } });
+    });
+  });
+
+  describe.skipIf(!mqttOk)("mqtt (skipped: no broker outside CI)", () => {
+    it("mqtt 5 binary and mqtt 3.1.1 structured", async () => {
+      for (const query of ["?version=5", "?version=3.1.1"]) {
+        const url = `${mqttBase}/posthorn/${unique("cli")}${query}`;
+        const id = unique("id");
+        const [line] = await sendThenReceive(url, eventArgs(id));
+        expect(line).toMatchObject({ id, data: { n: 1 } });
+      }
+    });
+  });
+
+  it("kafka: send, then a new group reads from the earliest offset", async () => {
+    const topic = unique("posthorn-cli");
+    const url = `kafka://${kafkaBrokers}/${topic}`;
+    const id = unique("id");
+    expect(
+      (await runCli(["send", `${url}?mode=structured&format=avro`, ...eventArgs(id)])).code,
+    ).toBe(0);
+    const got = await runCli([
+      "receive",
+      `${url}?group=${topic}&from=earliest`,
+      "--count",
+      "1",
+      "--timeout",
+      "20000",
+    ]);
+    expect(got.code, got.stderr).toBe(0);
+    expect(JSON.parse(got.stdout)).toMatchObject({ id, data: { n: 1 } });
+  });
+
+  describe.skipIf(!natsOk)("nats (skipped: no broker outside CI)", () => {
+    it("core NATS (receive first) and JetStream (send first)", async () => {
+      const subject = unique("posthorn.cli").replace(/-/g, "_");
+      const id = unique("id");
+      const [line] = await sendThenReceive(`${natsBase}/${subject}`, eventArgs(id));
+      expect(line).toMatchObject({ id });
+      const stream = unique("PCLI").replace(/-/g, "_");
+      const js = `${natsBase}/${subject}.js?stream=${stream}&durable=d`;
+      expect((await runCli(["send", js, ...eventArgs(`${id}-js`)])).code).toBe(0);
+      const got = await runCli(["receive", js, "--count", "1", "--timeout", "20000"]);
+      expect(got.code, got.stderr).toBe(0);
+      expect(JSON.parse(got.stdout)).toMatchObject({ id: `${id}-js` });
+    });
+  });
+});
+
+/** 1,000 events as JSON lines, each with its own id. */
+function thousandEvents(tag: string): { file: string; ids: Set<string> } {
+  const ids = new Set<string>();
+  const lines: string[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const id = `${tag}-${i}`;
+    ids.add(id);
+    lines.push(
+      JSON.stringify(
+        new CloudEvent({
+          specversion: "1.0",
+          id,
+          source: "/bridge",
+          type: "com.example.n",
+          data: { i },
+        }),
+      ),
+    );
+  }
+  const file = join(dir, `${tag}.jsonl`);
+  writeFileSync(file, `${lines.join("\n")}\n`);
+  return { file, ids };
+}
+
+/** Reads events from a subscriber until every id was seen (duplicates allowed: at least once). */
+async function collect(
+  subscriber: Subscriber,
+  ids: Set<string>,
+  timeoutMs: number,
+): Promise<Set<string>> {
+  const seen = new Set<string>();
+  const deadline = setTimeout(() => void subscriber.close(), timeoutMs);
+  try {
+    for await (const d of subscriber) {
+      if (d.event) seen.add(d.event.id);
+      await d.accept();
+      if ([...ids].every((id) => seen.has(id))) break;
+    }
+  } finally {
+    clearTimeout(deadline);
+    await subscriber.close();
+  }
+  return seen;
+}
+
+describe.skipIf(!mqttOk)("bridge mqtt -> kafka (skipped: no broker outside CI)", () => {
+  it("moves 1,000 events, none lost", { timeout: 120_000 }, async () => {
+    const tag = unique("m2k");
+    const { file, ids } = thousandEvents(tag);
+    const from = `${mqttBase}/posthorn/${tag}?version=5&qos=1&clientid=${tag}`;
+    const topic = `posthorn-${tag}`;
+    const to = `kafka://${kafkaBrokers}/${topic}?mode=structured`;
+    const bridge = startCli([
+      "bridge",
+      from,
+      to,
+      "--count",
+      "1000",
+      "--timeout",
+      "90000",
+      "--json",
+    ]);
+    await bridge.waitFor("ready:");
+    const sent = await runCli([
+      "send",
+      `${mqttBase}/posthorn/${tag}?version=5&qos=1`,
+      "--event",
+      file,
+    ]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const result = await bridge.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ moved: 1000, lost: 0, rejected: 0 });
+    const seen = await collect(
+      await createSubscriber(`kafka://${kafkaBrokers}/${topic}?group=${topic}&from=earliest`),
+      ids,
+      60_000,
+    );
+    expect([...ids].filter((id) => !seen.has(id))).toEqual([]);
+  });
+});
+
+describe.skipIf(!amqpOk || !natsOk)("bridge amqp -> nats (skipped: no broker outside CI)", () => {
+  it("moves 1,000 events, none lost", { timeout: 120_000 }, async () => {
+    const tag = unique("a2n");
+    const { file, ids } = thousandEvents(tag);
+    const queue = `${amqpBase}/queue/posthorn-${tag}`;
+    // The events wait in the queue before the bridge starts.
+    const sent = await runCli(["send", queue, "--event", file]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const stream = tag.replace(/-/g, "_").toUpperCase();
+    const to = `${natsBase}/${tag.replace(/-/g, "_")}?stream=${stream}&mode=structured&format=protobuf`;
+    const result = await runCli([
+      "bridge",
+      queue,
+      to,
+      "--count",
+      "1000",
+      "--timeout",
+      "90000",
+      "--json",
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ moved: 1000, lost: 0 });
+    const seen = await collect(await createSubscriber(`${to}&durable=check`), ids, 60_000);
+    expect([...ids].filter((id) => !seen.has(id))).toEqual([]);
+  });
+});
+
+describe("conformance (spawned)", () => {
+  it("writes a full JSON matrix: every cell of every binding found, all green", {
+    timeout: 180_000,
+  }, async () => {
+    const report = join(dir, "conformance.json");
+    const only = [
+      "http",
+      ...(amqpOk ? ["amqp"] : []),
+      ...(mqttOk ? ["mqtt"] : []),
+      "kafka",
+      ...(natsOk ? ["nats"] : []),
+    ];
+    const r = await runCli(["conformance", "--only", only.join(","), "--report", report], {
+      env: { KAFKA_BROKERS: kafkaBrokers },
+    });
+    const json = JSON.parse(readFileSync(report, "utf8"));
+    const bindings = json.rows.map((row: { binding: string }) => row.binding);
+    expect(bindings).toContain("http");
+    expect(bindings).toContain("kafka");
+    if (amqpOk) expect(bindings).toContain("amqp");
+    if (mqttOk) expect(bindings).toEqual(expect.arrayContaining(["mqtt 5", "mqtt 3.1.1"]));
+    if (natsOk) expect(bindings).toEqual(expect.arrayContaining(["nats", "nats jetstream"]));
+    expect(json.columns).toEqual(
+      expect.arrayContaining([
+        "binary",
+        "structured/json",
+        "structured/avro",
+        "structured/protobuf",
+        "batch/json",
+      ]),
+    );
+    for (const row of json.rows) {
+      for (const cell of row.cells) {
+        expect(cell.failed, `${row.binding} ${cell.path}`).toBe(0);
+        expect(cell.passed, `${row.binding} ${cell.path}`).toBeGreaterThanOrEqual(
+          json.vectors.valid - 1,
+        );
+      }
+    }
+    expect(json.summary.greenCells).toBe(json.summary.cells);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("cells green");
+  });
+
+  it("writes a self-contained HTML page", { timeout: 60_000 }, async () => {
+    const report = join(dir, "conformance.html");
+    const r = await runCli(["conformance", "--only", "http", "--report", report]);
+    expect(r.code, r.stderr).toBe(0);
+    const html = readFileSync(report, "utf8");
+    expect(html).toMatch(/^<!doctype html>/);
+    expect(html).toContain("all green");
+    expect(html).not.toMatch(/<script|<link /);
+  });
+});
+
+describe("demo (spawned, no broker variables)", () => {
+  it("finishes green on embedded defaults, well under a minute", { timeout: 90_000 }, async () => {
+    const started = Date.now();
+    const r = await runCli(["demo"], {
+      env: {
+        AMQP_URL: undefined,
+        MQTT_URL: undefined,
+        NATS_URL: undefined,
+        KAFKA_BROKERS: undefined,
+      },
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain("rhea peer to peer");
+    expect(r.stdout).toContain("aedes");
+    expect(r.stdout).toMatch(/(\d+) of \1 paths equivalent/);
+    for (const transport of ["http", "amqp", "mqtt 3.1.1", "kafka"]) {
+      expect(r.stdout).toMatch(new RegExp(`^${transport}\\s+\\w+`, "m"));
+    }
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+});
