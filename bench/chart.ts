@@ -26,10 +26,10 @@ export function ratioChart(title: string, rows: readonly Row[]): string {
       y += rowHeight;
     }
     const ratio = r.ratio as number;
-    const met = r.goal === undefined || ratio >= r.goal;
+    const fill = r.goal === undefined ? "#5c7fa3" : ratio >= r.goal ? "#2e7d32" : "#c62828";
     parts.push(
       `<text x="20" y="${y + 15}">${escape(r.name)}</text>`,
-      `<rect x="${labelWidth}" y="${y + 3}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 6}" fill="${met ? "#2e7d32" : "#c62828"}"/>`,
+      `<rect x="${labelWidth}" y="${y + 3}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 6}" fill="${fill}"/>`,
       `<text x="${(x(ratio) + 4).toFixed(1)}" y="${y + 15}">${ratio.toFixed(2)}x</text>`,
     );
     if (r.goal !== undefined) {
@@ -48,7 +48,7 @@ export function ratioChart(title: string, rows: readonly Row[]): string {
     `<line x1="${x(1).toFixed(1)}" x2="${x(1).toFixed(1)}" y1="${top}" y2="${y}" stroke="#888"/>`,
     `<text x="${(x(1) - 10).toFixed(1)}" y="${y + 16}" fill="#555">1x</text>`,
     ...parts,
-    `<text x="8" y="${height - 6}" fill="#555">bar: Posthorn / baseline in the same run (log scale); dashed: goal; green: goal met</text>`,
+    `<text x="8" y="${height - 6}" fill="#555">bar: Posthorn / baseline in the same run (log scale); dashed: goal; green: goal met, red: missed, blue: no goal</text>`,
     "</svg>",
   ].join("\n");
 }

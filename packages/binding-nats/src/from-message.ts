@@ -9,6 +9,7 @@ import {
   findFormat,
   invalidEvent,
   isCloudEventsContentType,
+  isContextAttribute,
   type Message,
   malformed,
   PosthornError,
@@ -93,6 +94,29 @@ function isCeHeader(name: string): boolean {
     (name.charCodeAt(1) | 0x20) === 0x65 &&
     name.charCodeAt(2) === 0x2d
   );
+}
+
+// Header name -> attribute name, for header names seen before: the same few arrive on every
+// message, and a look-up is cheaper than slicing, lower-casing and checking each time.
+const attributeNames = new Map<string, string>();
+const ATTRIBUTE_NAMES_LIMIT = 512;
+
+/**
+ * The attribute a `ce-` header carries (NATS binding 3.1.3.1: header names are case-insensitive;
+ * attribute names are lower case).
+ *
+ * @throws {@link PosthornError} `InvalidEvent` when the rest of the name is no attribute name
+ */
+function attributeNameOf(header: string): string {
+  const known = attributeNames.get(header);
+  if (known !== undefined) return known;
+  const name = header.slice(3).toLowerCase();
+  if (!ATTRIBUTE_NAME.test(name)) {
+    throw invalidEvent(`header ${header} does not name a valid attribute`, name);
+  }
+  if (attributeNames.size >= ATTRIBUTE_NAMES_LIMIT) attributeNames.clear();
+  attributeNames.set(header, name);
+  return name;
 }
 
 function scan(headers: NatsHeadersLike | undefined): HeaderScan {
@@ -248,9 +272,11 @@ function fromBinary(
 ): CloudEvent {
   const registry = options.extensions ?? defaultRegistry;
   const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
-  // A null-prototype record: header names such as ce-__proto__ are refused below anyway.
-  const attributes: Record<string, unknown> = Object.create(null);
-  const texts: Record<string, string> = Object.create(null);
+  // Plain objects, which V8 keeps in fast mode (the event constructor reads them about twice as
+  // fast as prototype-less dictionaries): only checked attribute names (lower-case letters and
+  // digits, never `__proto__`) are ever written to them.
+  const attributes: Record<string, unknown> = {};
+  const texts: Record<string, string> = {};
   let count = 0;
   for (const [header, raw] of entries(message.headers ?? {})) {
     count += typeof raw === "string" ? 1 : raw.length;
@@ -261,11 +287,7 @@ function fromBinary(
       );
     }
     if (!isCeHeader(header)) continue;
-    // NATS binding 3.1.3.1: header names are case-insensitive; attribute names are lower case.
-    const name = header.slice(3).toLowerCase();
-    if (!ATTRIBUTE_NAME.test(name)) {
-      throw invalidEvent(`header ${header} does not name a valid attribute`, name);
-    }
+    const name = attributeNameOf(header);
     const values = typeof raw === "string" ? [raw] : raw;
     let text: string | undefined;
     for (const value of values) {
@@ -276,7 +298,7 @@ function fromBinary(
       text = decoded;
     }
     if (text === undefined) continue;
-    const seen = texts[name];
+    const seen = Object.hasOwn(texts, name) ? texts[name] : undefined;
     if (seen !== undefined && seen !== text) {
       throw malformed(
         `attribute ${name} appears in headers that differ only in case, with different values`,
@@ -285,7 +307,9 @@ function fromBinary(
       );
     }
     texts[name] = text;
-    const type = registry.typeOf(name);
+    // Context attributes are checked by the event constructor; declared extensions get their
+    // declared type back here.
+    const type = isContextAttribute(name) ? undefined : registry.typeOf(name);
     attributes[name] =
       type === undefined || type === "String" ? text : parseCanonical(text, type, name);
   }
@@ -316,20 +340,51 @@ export function toMessageEnvelope(
   message: NatsMessageLike,
   metadata?: Readonly<Record<string, unknown>>,
 ): Message {
-  const properties: Record<string, string | readonly string[]> = Object.create(null);
+  const headers = message.headers;
   let contentType: string | undefined;
-  if (message.headers) {
-    for (const [name, value] of entries(message.headers)) {
-      const v =
-        typeof value === "string" ? value : value.length === 1 ? (value[0] as string) : [...value];
-      properties[name] = v;
-      if (contentType === undefined && name.toLowerCase() === "content-type") {
+  if (headers) {
+    for (const [name, value] of entries(headers)) {
+      if (name.length === 12 && name.toLowerCase() === "content-type") {
         contentType = firstValue(value);
+        break;
       }
     }
   }
+  // The properties are copied on first access: a subscriber that reads the event never needs
+  // them, and building them for every message was a tenth of the receive path.
+  let properties: Record<string, string | readonly string[]> | undefined;
+  const readProperties = () => {
+    if (properties !== undefined) return properties;
+    // A null prototype: header names are untrusted, and `__proto__` must stay an ordinary name.
+    const out: Record<string, string | readonly string[]> = Object.create(null);
+    if (headers) {
+      for (const [name, value] of entries(headers)) {
+        out[name] =
+          typeof value === "string"
+            ? value
+            : value.length === 1
+              ? (value[0] as string)
+              : [...value];
+      }
+    }
+    properties = out;
+    return out;
+  };
   const meta = { subject: message.subject, ...metadata };
   return contentType === undefined
-    ? { body: message.data, properties, metadata: meta }
-    : { body: message.data, contentType, properties, metadata: meta };
+    ? {
+        body: message.data,
+        get properties() {
+          return readProperties();
+        },
+        metadata: meta,
+      }
+    : {
+        body: message.data,
+        contentType,
+        get properties() {
+          return readProperties();
+        },
+        metadata: meta,
+      };
 }
