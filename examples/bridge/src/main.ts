@@ -1,0 +1,14 @@
+import { bridge } from "./bridge.js";
+
+const [from, to] = process.argv.slice(2);
+if (!from || !to) {
+  console.error("usage: main.ts <from-url> <to-url>");
+  process.exit(2);
+}
+const stop = new AbortController();
+process.once("SIGINT", () => stop.abort());
+const counts = await bridge(from, to, {
+  signal: stop.signal,
+  onReady: () => console.error("bridging; Ctrl-C to stop"),
+});
+console.log(counts);

@@ -1,0 +1,44 @@
+import { CloudEvent } from "@posthorn/core";
+import { freePort, startKafkaBroker } from "@posthorn/testkit";
+import { createPublisher, createSubscriber } from "posthorn";
+import { describe, expect, it } from "vitest";
+import { bridge } from "../src/bridge.js";
+
+describe("bridge (HTTP to the testkit Kafka broker)", () => {
+  it("moves every event, converting binary HTTP to structured Avro records", {
+    timeout: 60_000,
+  }, async () => {
+    const kafka = await startKafkaBroker({ log: () => undefined });
+    try {
+      const from = `http://127.0.0.1:${await freePort()}/in`;
+      const topic = `example-bridge-${Date.now()}`;
+      const to = `kafka://${kafka.brokers[0]}/${topic}?mode=structured&format=avro`;
+      let ready!: () => void;
+      const isReady = new Promise<void>((r) => {
+        ready = r;
+      });
+      const running = bridge(from, to, { limit: 20, onReady: ready });
+      await isReady;
+      const publisher = await createPublisher(from);
+      for (let i = 0; i < 20; i++) {
+        await publisher.publish(
+          CloudEvent.create({ type: "com.example.n", source: "/t", id: `e-${i}`, data: { i } }),
+        );
+      }
+      await publisher.close();
+      expect(await running).toEqual({ moved: 20, released: 0, rejected: 0 });
+      const sub = await createSubscriber(`${to}&from=earliest`);
+      const ids: string[] = [];
+      for await (const d of sub) {
+        expect(d.message.contentType).toContain("avro");
+        ids.push(d.event?.id ?? "?");
+        await d.accept();
+        if (ids.length === 20) break;
+      }
+      await sub.close();
+      expect(ids.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `e-${i}`).sort());
+    } finally {
+      await kafka.stop();
+    }
+  });
+});

@@ -1,0 +1,55 @@
+import { CloudEvent, type Job } from "@posthorn/core";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import { createSubscriber } from "posthorn";
+import { describe, expect, it } from "vitest";
+import { type Outcome, queueUrls, runWorker, submitJobs } from "../src/job-queue.js";
+
+const ok = await requireBroker("nats");
+
+describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)", () => {
+  it("shares jobs between two workers, retries failures, and dead-letters a poison job", async () => {
+    const options = {
+      server: brokerUrl("nats") as string,
+      name: `exjobs${Date.now()}`,
+      maxAttempts: 3,
+    };
+    const jobs = Array.from({ length: 20 }, (_, i) =>
+      CloudEvent.create({ type: "com.example.job", source: "/test", id: `job-${i}`, data: { i } }),
+    );
+    await submitJobs(options, jobs);
+    const stop = new AbortController();
+    const log: Array<{ worker: string; id: string; attempt: number; outcome: Outcome }> = [];
+    let finished = 0;
+    const timer = setTimeout(() => stop.abort(), 20_000);
+    const worker = (name: string) =>
+      runWorker(
+        options,
+        async (job: Job) => {
+          // Give the other worker a chance to take jobs too.
+          await new Promise((r) => setTimeout(r, 5));
+          if ((job.event.data as { i: number }).i === 13) throw new Error("poison");
+        },
+        (job, outcome) => {
+          log.push({ worker: name, id: job.event.id, attempt: job.attempt, outcome });
+          if (outcome !== "retry" && ++finished === jobs.length) stop.abort();
+        },
+        stop.signal,
+      );
+    await Promise.all([worker("a"), worker("b")]);
+    clearTimeout(timer);
+    const done = log.filter((l) => l.outcome === "done").map((l) => l.id);
+    expect(new Set(done).size).toBe(19);
+    expect(new Set(log.map((l) => l.worker))).toEqual(new Set(["a", "b"]));
+    const poison = log.filter((l) => l.id === "job-13");
+    expect(poison.map((l) => l.outcome)).toEqual(["retry", "retry", "dead"]);
+    expect(poison.map((l) => l.attempt)).toEqual([1, 2, 3]);
+    const dead = await createSubscriber(queueUrls(options).dead);
+    for await (const d of dead) {
+      expect(d.event?.id).toBe("job-13");
+      expect(d.event?.deadreason).toBe("poison");
+      await d.accept();
+      break;
+    }
+    await dead.close();
+  });
+});
