@@ -1,14 +1,15 @@
 import { defineConfig } from "tsup";
 import { packageBuild } from "../../tsup.shared.ts";
 
-// The library (index) and the command (bin); the command runs on Node, so it is built for it.
+// ESM: the library and the command, code-split so that a driver (and its client library) loads
+// only when its scheme is used. CJS: the library only; esbuild's lazy module wrappers keep the
+// drivers' requires inside the dynamic imports there.
 export default defineConfig([
-  packageBuild({ index: "src/index.ts" }),
   {
-    ...packageBuild({ bin: "src/bin.ts" }),
+    ...packageBuild({ index: "src/index.ts", bin: "src/bin.ts" }),
     format: ["esm"],
-    dts: false,
+    splitting: true,
     platform: "node",
-    clean: false,
   },
+  { ...packageBuild({ index: "src/index.ts" }), format: ["cjs"], platform: "node", clean: false },
 ]);

@@ -24,5 +24,4 @@ export {
   parseEndpointUrl,
 } from "./endpoint-url.js";
 export { type BuildEventOptions, buildEvent, parseEventsText } from "./input.js";
-export { runCli } from "./main.js";
 export { describeError, redact, registerSecret } from "./redact.js";
