@@ -5,13 +5,15 @@ import {
   readKafkaRecord,
   toKafkaRecord,
 } from "@posthorn/binding-kafka";
-import { isPosthornError } from "@posthorn/core";
+import { type CloudEvent, isPosthornError } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
+import { protobuf } from "@posthorn/format-protobuf";
 import { arbitraryHeaders, describeMappingProperties } from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-const formats = [json];
+const formats = [json, avro, protobuf];
 
 /** The record as kafkajs delivers it: every header value a Buffer. */
 function asReceived(r: ReturnType<typeof toKafkaRecord>): KafkaRecord {
@@ -69,6 +71,11 @@ describeMappingProperties({
           formats,
         }),
     },
+    ...[avro, protobuf].map((format) => ({
+      label: `structured ${format.name}`,
+      roundTrip: (e: CloudEvent) =>
+        fromKafkaRecord(asReceived(toKafkaRecord(e, { mode: "structured", format })), { formats }),
+    })),
   ],
   hostileMessages,
   decode: receive,

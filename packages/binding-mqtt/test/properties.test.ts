@@ -1,5 +1,7 @@
-import { isPosthornError } from "@posthorn/core";
+import { type CloudEvent, isPosthornError } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
+import { protobuf } from "@posthorn/format-protobuf";
 import { arbitraryHeaders, describeMappingProperties } from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -11,7 +13,7 @@ import {
   toPlainMessage,
 } from "../src/index.js";
 
-const formats = [json];
+const formats = [json, avro, protobuf];
 
 /** What the subscriber does with a message: an event, a plain message, or a typed error. */
 function receive(message: MqttMessage, protocolVersion: 4 | 5): unknown {
@@ -82,6 +84,13 @@ describeMappingProperties({
           },
         ),
     },
+    ...[avro, protobuf].map((format) => ({
+      label: `MQTT 5 structured ${format.name}`,
+      roundTrip: (e: CloudEvent) =>
+        fromMqttMessage(toMqttMessage(e, { mode: "structured", format, protocolVersion: 5 }), {
+          formats,
+        }),
+    })),
     {
       label: "MQTT 3.1.1 structured JSON",
       roundTrip: (e) =>

@@ -5,13 +5,15 @@ import {
   toMessageEnvelope,
   toNatsMessage,
 } from "@posthorn/binding-nats";
-import { isPosthornError } from "@posthorn/core";
+import { type CloudEvent, isPosthornError } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
+import { protobuf } from "@posthorn/format-protobuf";
 import { arbitraryHeaders, describeMappingProperties } from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-const formats = [json];
+const formats = [json, avro, protobuf];
 
 /** What a subscriber does with a message: an event, a Message envelope, or a typed error. */
 function receive(message: NatsMessageLike): unknown {
@@ -58,6 +60,11 @@ describeMappingProperties({
           formats,
         }),
     },
+    ...[avro, protobuf].map((format) => ({
+      label: `structured ${format.name}`,
+      roundTrip: (e: CloudEvent) =>
+        fromNatsMessage(asReceived(toNatsMessage(e, { mode: "structured", format })), { formats }),
+    })),
   ],
   hostileMessages,
   decode: receive,
