@@ -142,7 +142,8 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *
  * @param client - a connected mqtt.js client; keep one client per consuming loop
  * @param options - filter, QoS, formats, dead-letter topic, limits
- * @returns the subscriber, once the broker granted the subscription
+ * @returns the subscriber, once the broker granted the subscription (or, on a resumed session,
+ *   once the broker resent a message for it: a refusal arriving later then ends iteration)
  * @throws {@link PosthornError} `ConnectionFailed` or `PublishRejected` when subscribing fails
  * @example
  * ```ts
