@@ -27,11 +27,11 @@ function fmtRatio(r: number | undefined): string {
   return r === undefined ? "" : `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
 }
 
-function printRows(rows: readonly Row[]): void {
+function printRows(rows: readonly Row[], heading = "##"): void {
   const groups = new Map<string, Row[]>();
   for (const row of rows) groups.set(row.group, [...(groups.get(row.group) ?? []), row]);
   for (const [group, list] of groups) {
-    console.log(`\n## ${group}\n`);
+    console.log(`\n${heading} ${group}\n`);
     console.log("| case | posthorn | baseline | ratio | ratio by CPU | range | goal |");
     console.log("| --- | --- | --- | --- | --- | --- | --- |");
     for (const r of list) {
@@ -59,6 +59,23 @@ function printRows(rows: readonly Row[]): void {
       );
     }
   }
+}
+
+// `--markdown` prints the tables of bench/results/*.json as Markdown (for docs/benchmarks.md).
+if (args.includes("--markdown")) {
+  for (const f of readdirSync(join(here, "results"))
+    .filter((n) => n.endsWith(".json"))
+    .sort()) {
+    const r = JSON.parse(readFileSync(join(here, "results", f), "utf8")) as {
+      suite: string;
+      quick: boolean;
+      date: string;
+      rows: Row[];
+    };
+    console.log(`\n### ${r.suite}\n\n${r.quick ? "quick" : "full"} run, ${r.date.slice(0, 16)}Z`);
+    printRows(r.rows, "####");
+  }
+  process.exit(0);
 }
 
 if (args.includes("--charts")) {
