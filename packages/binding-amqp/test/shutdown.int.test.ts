@@ -2,7 +2,12 @@
 // releases the subscriber's unsettled deliveries, and nothing is left open afterwards.
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, type Delivery } from "@posthorn/core";
-import { brokerUrl, expectNoLeakedHandles, openHandles, requireBroker } from "@posthorn/testkit";
+import {
+  baselineHandles,
+  brokerUrl,
+  expectNoLeakedHandles,
+  requireBroker,
+} from "@posthorn/testkit";
 import amqplib from "amqplib";
 import { describe, expect, it } from "vitest";
 import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
@@ -28,7 +33,7 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
     const channel = await admin.createChannel();
     const queue = uniqueName("shutdown");
     await channel.assertQueue(queue, { durable: false });
-    const baseline = openHandles();
+    const baseline = await baselineHandles();
     try {
       const connection = await connectRabbit();
       const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { createNodeHandler, httpPublisher, httpReceiver } from "@posthorn/binding-http";
 import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { expectNoLeakedHandles, openHandles } from "@posthorn/testkit";
+import { baselineHandles, expectNoLeakedHandles } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
 function event(i: number): CloudEvent {
@@ -20,7 +20,7 @@ describe("HTTP graceful shutdown", () => {
   it("receiver.close() releases held deliveries (503 + Retry-After), publisher.close() waits for in-flight publishes, and no socket or timer is left", {
     timeout: 20_000,
   }, async () => {
-    const baseline = openHandles();
+    const baseline = await baselineHandles();
     const receiver = httpReceiver({ formats: [json] });
     const server = createServer(createNodeHandler(receiver));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

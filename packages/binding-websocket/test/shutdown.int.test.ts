@@ -8,7 +8,7 @@ import {
 } from "@posthorn/binding-websocket";
 import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { expectNoLeakedHandles, openHandles } from "@posthorn/testkit";
+import { baselineHandles, expectNoLeakedHandles } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 
@@ -28,7 +28,7 @@ describe("WebSocket graceful shutdown", () => {
   it("publisher.close() waits for frames being written, subscriber.close() ends iteration, and no socket or timer is left", {
     timeout: 20_000,
   }, async () => {
-    const baseline = openHandles();
+    const baseline = await baselineHandles();
     const wss = new WebSocketServer({
       port: 0,
       host: "127.0.0.1",
