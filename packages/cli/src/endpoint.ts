@@ -33,7 +33,7 @@ const TRANSPORTS: readonly TransportEntry[] = [
   {
     transport: "ws",
     schemes: ["ws", "wss"],
-    load: "@posthorn/binding-websocket is not part of this build yet",
+    load: async () => (await import("./drivers/ws.js")).driver,
   },
   {
     transport: "amqp",

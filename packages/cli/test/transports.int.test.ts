@@ -64,6 +64,15 @@ describe("send then receive, on every scheme (spawned commands)", () => {
     }
   });
 
+  it("ws: structured protobuf by subprotocol, and avro by format", async () => {
+    for (const query of ["?subprotocol=cloudevents.proto", "?format=avro"]) {
+      const url = `ws://127.0.0.1:${await freePort()}/${unique("events")}${query}`;
+      const id = unique("id");
+      const [line] = await sendThenReceive(url, eventArgs(id));
+      expect(line).toMatchObject({ id, data: { n: 1 } });
+    }
+  });
+
   describe.skipIf(!amqpOk)("amqp (skipped: no broker outside CI)", () => {
     it("amqp: send to a queue first, then receive what waited there", async () => {
       const url = `${amqpBase}/queue/${unique("posthorn-cli")}?mode=structured&format=protobuf`;
@@ -237,6 +246,7 @@ describe("conformance (spawned)", () => {
     const report = join(dir, "conformance.json");
     const only = [
       "http",
+      "ws",
       ...(amqpOk ? ["amqp"] : []),
       ...(mqttOk ? ["mqtt"] : []),
       "kafka",
@@ -247,7 +257,7 @@ describe("conformance (spawned)", () => {
     });
     const json = JSON.parse(readFileSync(report, "utf8"));
     const bindings = json.rows.map((row: { binding: string }) => row.binding);
-    expect(bindings).toContain("http");
+    expect(bindings).toEqual(expect.arrayContaining(["http", "ws"]));
     expect(bindings).toContain("kafka");
     if (amqpOk) expect(bindings).toContain("amqp");
     if (mqttOk) expect(bindings).toEqual(expect.arrayContaining(["mqtt 5", "mqtt 3.1.1"]));
@@ -300,7 +310,7 @@ describe("demo (spawned, no broker variables)", () => {
     expect(r.stdout).toContain("rhea peer to peer");
     expect(r.stdout).toContain("aedes");
     expect(r.stdout).toMatch(/(\d+) of \1 paths equivalent/);
-    for (const transport of ["http", "amqp", "mqtt 3.1.1", "kafka"]) {
+    for (const transport of ["http", "ws", "amqp", "mqtt 3.1.1", "kafka"]) {
       expect(r.stdout).toMatch(new RegExp(`^${transport}\\s+\\w+`, "m"));
     }
     expect(Date.now() - started).toBeLessThan(60_000);
