@@ -106,6 +106,21 @@ describe("posthorn (spawned)", () => {
   });
 
   describe.skipIf(!rabbit)("with RabbitMQ (skipped: no broker outside CI)", () => {
+    it("a wrong password says authentication failed, without the password", async () => {
+      const host = (brokerUrl("amqp") as string).replace(/^amqp:\/\/[^@]*@/, "");
+      const r = await runCli([
+        "send",
+        `amqp://guest:n0t-the-pw@${host}/x`,
+        "--type",
+        "t",
+        "--source",
+        "/s",
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("authenticate");
+      expect(r.stderr).not.toContain("n0t-the-pw");
+    });
+
     it("receive --json prints one object per delivery, with the event and its delivery count", async () => {
       const base = brokerUrl("amqp") as string;
       const queue = `${base.replace(/\/+$/, "")}/queue/posthorn-cli-bad-${Date.now()}`;

@@ -50,13 +50,11 @@ async function connect(endpoint: ResolvedEndpoint): Promise<Connection> {
   const connection = container.connect(options);
   const opened = new Promise<Connection>((resolve, reject) => {
     connection.once("connection_open", () => resolve(connection));
-    connection.once("connection_error", (ctx) =>
-      reject(
-        new PosthornError("ConnectionFailed", describe(ctx.connection.error) ?? "refused", {
-          cause: ctx.connection.error,
-        }),
-      ),
-    );
+    // rhea puts the reason (a SASL failure, a refused open) on the event, not the connection.
+    connection.once("connection_error", (ctx) => {
+      const cause = ctx.error ?? ctx.connection.error;
+      reject(new PosthornError("ConnectionFailed", describe(cause) ?? "refused", { cause }));
+    });
     connection.once("disconnected", (ctx) =>
       reject(
         new PosthornError("ConnectionFailed", describe(ctx.error) ?? "disconnected", {
