@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { openEndpoint, parseEndpointUrl, redact } from "../src/index.js";
+import { parseEventsText } from "../src/input.js";
+
+describe("parseEndpointUrl", () => {
+  it("reads several Kafka bootstrap hosts, the path and the query", () => {
+    const u = parseEndpointUrl(
+      "kafka://a:9092,[::1]:9093/orders?group=g&mode=structured&format=avro",
+    );
+    expect(u.hosts).toEqual([
+      { host: "a", port: 9092 },
+      { host: "::1", port: 9093 },
+    ]);
+    expect(u.path).toBe("orders");
+    expect(u.mode).toBe("structured");
+    expect(u.format).toBe("avro");
+    expect(u.params.get("group")).toBe("g");
+  });
+
+  it("decodes credentials, hides the password in display and in any later message", () => {
+    const u = parseEndpointUrl("amqp://bob:p%40ss%2Fw0rd@broker:5672/queue/orders");
+    expect(u.username).toBe("bob");
+    expect(u.password).toBe("p@ss/w0rd");
+    expect(u.display).toBe("amqp://bob:***@broker:5672/queue/orders");
+    expect(redact("client said: bad password p@ss/w0rd for bob")).not.toContain("p@ss/w0rd");
+    expect(redact("amqp://x:other-secret@h/q")).toBe("amqp://x:***@h/q");
+  });
+
+  it("refuses unknown modes, formats, ports and shapes with MalformedInput", () => {
+    for (const bad of [
+      "kafka://h/t?mode=fast",
+      "kafka://h/t?format=xml",
+      "kafka://h:99999/t",
+      "not a url",
+      "kafka:///t",
+    ]) {
+      expect(() => parseEndpointUrl(bad), bad).toThrow(
+        expect.objectContaining({ code: "MalformedInput" }),
+      );
+    }
+  });
+});
+
+describe("openEndpoint (no connection)", () => {
+  it("chooses each transport's default mode and checks combinations before connecting", async () => {
+    expect((await openEndpoint("mqtt://h/t?version=3.1.1")).mode).toBe("structured");
+    expect((await openEndpoint("ws://h/p?subprotocol=cloudevents.proto")).formatName).toBe(
+      "protobuf",
+    );
+    expect((await openEndpoint("nats://h/s")).mode).toBe("binary");
+    await expect(openEndpoint("amqp://h/q?mode=batch")).rejects.toMatchObject({
+      code: "NotSupported",
+    });
+    await expect(openEndpoint("ws://h/p?mode=binary")).rejects.toMatchObject({
+      code: "NotSupported",
+    });
+    await expect(openEndpoint("nats://h/s?queue=q&stream=S")).rejects.toMatchObject({
+      code: "NotSupported",
+    });
+    await expect(openEndpoint("gopher://h/x")).rejects.toThrow(/unknown scheme/);
+  });
+});
+
+describe("parseEventsText", () => {
+  const e = (id: string) => JSON.stringify({ specversion: "1.0", id, source: "/s", type: "t" });
+  it("reads one event, a batch, and JSON lines", () => {
+    expect(parseEventsText(e("1")).map((x) => x.id)).toEqual(["1"]);
+    expect(parseEventsText(`[${e("1")},${e("2")}]`).map((x) => x.id)).toEqual(["1", "2"]);
+    expect(parseEventsText(`${e("1")}\n\n${e("2")}\n`).map((x) => x.id)).toEqual(["1", "2"]);
+  });
+  it("names the line that is not an event", () => {
+    expect(() => parseEventsText(`${e("1")}\n{"id":"2"}`, "in.jsonl")).toThrow(/in\.jsonl line 2/);
+  });
+});
