@@ -1,4 +1,16 @@
 import { defineConfig } from "tsup";
 import { packageBuild } from "../../tsup.shared.ts";
 
-export default { ...defineConfig(packageBuild()), platform: "node" };
+// The root holds the vitest suites; the subpaths need no vitest: `vectors` (event vectors),
+// `brokers` (launchers and port helpers) and `kafka` (the Kafka-protocol test broker).
+export default {
+  ...defineConfig(
+    packageBuild({
+      index: "src/index.ts",
+      vectors: "src/vectors.ts",
+      brokers: "src/brokers.ts",
+      kafka: "src/kafka.ts",
+    }),
+  ),
+  platform: "node",
+};

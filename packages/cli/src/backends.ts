@@ -1,4 +1,5 @@
-import { freePort, hostPort, portOpen, startKafkaBroker, startNatsServer } from "@posthorn/testkit";
+import { freePort, hostPort, portOpen, startNatsServer } from "@posthorn/testkit/brokers";
+import { startKafkaBroker } from "@posthorn/testkit/kafka";
 import { startAedes, startAmqpPeer } from "./embedded.js";
 import { listTransports } from "./endpoint.js";
 import { hidePassword } from "./endpoint-url.js";

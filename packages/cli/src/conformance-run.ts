@@ -1,5 +1,5 @@
 import type { CloudEvent, Delivery } from "@posthorn/core";
-import { invalidEvent, invalidVectors, validVectors } from "@posthorn/testkit";
+import { invalidEvent, invalidVectors, validVectors } from "@posthorn/testkit/vectors";
 import {
   compare,
   eventText,
