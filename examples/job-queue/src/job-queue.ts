@@ -1,4 +1,4 @@
-import { asJob, CloudEvent, type Job } from "@posthorn/core";
+import { asJob, type CloudEvent, type Job } from "@posthorn/core";
 import { createPublisher, createSubscriber } from "posthorn";
 
 /** Where the queue lives: subjects and streams on one NATS server. */
@@ -55,7 +55,7 @@ export async function runWorker(
           // Dead-letter first, then accept: a crash in between leaves the job to be retried,
           // never lost.
           await deadLetters.publish(
-            CloudEvent.from({ ...job.event, deadreason: (err as Error).message || "failed" }),
+            job.event.cloneWith({ deadreason: (err as Error).message || "failed" }),
           );
           await job.accept();
           report(job, "dead");
