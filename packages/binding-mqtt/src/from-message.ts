@@ -206,13 +206,21 @@ export function toPlainMessage(
   message: MqttMessage,
   metadata?: Readonly<Record<string, unknown>>,
 ): Message {
-  const properties = Object.create(null) as Record<string, string | readonly string[]>;
+  // Copied on first access: a subscriber that reads the event never needs them.
+  let properties: Record<string, string | readonly string[]> | undefined;
   const props = message.userProperties;
-  if (props) for (const name of Object.keys(props)) properties[name] = props[name] as string;
-  return {
+  const envelope: { -readonly [K in keyof Message]: Message[K] } = {
     body: message.payload,
-    ...(message.contentType === undefined ? {} : { contentType: message.contentType }),
-    properties,
-    ...(metadata === undefined ? {} : { metadata }),
+    get properties() {
+      if (properties === undefined) {
+        // A null prototype: property names are untrusted, and `__proto__` must stay a name.
+        properties = Object.create(null) as Record<string, string | readonly string[]>;
+        if (props) for (const name of Object.keys(props)) properties[name] = props[name] as string;
+      }
+      return properties;
+    },
   };
+  if (message.contentType !== undefined) envelope.contentType = message.contentType;
+  if (metadata !== undefined) envelope.metadata = metadata;
+  return envelope;
 }
