@@ -3,12 +3,15 @@
 // the goal, and writes bench/results/<suite>.json.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { latencyChart, ratioChart } from "./chart.ts";
 import type { BenchSuite, Row } from "./lib.ts";
 
+// This file runs from bench/ (tsx) or bundled from bench/.build/ (npm run bench, see build.mjs);
+// results and charts go to bench/results and docs/benchmarks either way.
 const here = fileURLToPath(new URL(".", import.meta.url));
+const benchDir = basename(here.replace(/[/\\]$/, "")) === ".build" ? join(here, "..") : here;
 const args = process.argv.slice(2);
 const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
 const onlyArg =
@@ -63,10 +66,10 @@ function printRows(rows: readonly Row[], heading = "##"): void {
 
 // `--markdown` prints the tables of bench/results/*.json as Markdown (for docs/benchmarks.md).
 if (args.includes("--markdown")) {
-  for (const f of readdirSync(join(here, "results"))
+  for (const f of readdirSync(join(benchDir, "results"))
     .filter((n) => n.endsWith(".json"))
     .sort()) {
-    const r = JSON.parse(readFileSync(join(here, "results", f), "utf8")) as {
+    const r = JSON.parse(readFileSync(join(benchDir, "results", f), "utf8")) as {
       suite: string;
       quick: boolean;
       date: string;
@@ -81,10 +84,10 @@ if (args.includes("--markdown")) {
 if (args.includes("--charts")) {
   const rows: Row[] = [];
   let mode = "full";
-  for (const f of readdirSync(join(here, "results"))
+  for (const f of readdirSync(join(benchDir, "results"))
     .filter((n) => n.endsWith(".json"))
     .sort()) {
-    const r = JSON.parse(readFileSync(join(here, "results", f), "utf8")) as {
+    const r = JSON.parse(readFileSync(join(benchDir, "results", f), "utf8")) as {
       quick: boolean;
       rows: Row[];
     };
@@ -97,9 +100,9 @@ if (args.includes("--charts")) {
 
 const suitesDir = join(here, "suites");
 const files = readdirSync(suitesDir)
-  .filter((f) => f.endsWith(".bench.ts"))
+  .filter((f) => f.endsWith(".bench.ts") || f.endsWith(".bench.mjs"))
   .sort();
-mkdirSync(join(here, "results"), { recursive: true });
+mkdirSync(join(benchDir, "results"), { recursive: true });
 console.log(`# Posthorn benchmarks (${quick ? "quick" : "full"} mode)`);
 console.log(
   `node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
@@ -107,7 +110,7 @@ console.log(
 let failures = 0;
 const allRows: Row[] = [];
 for (const file of files) {
-  const name = file.replace(/\.bench\.ts$/, "");
+  const name = file.replace(/\.bench\.m?[jt]s$/, "");
   if (only && !only.includes(name)) continue;
   const mod = (await import(pathToFileURL(join(suitesDir, file)).href)) as { suite?: BenchSuite };
   if (!mod.suite) continue;
@@ -117,7 +120,7 @@ for (const file of files) {
     printRows(rows);
     allRows.push(...rows);
     writeFileSync(
-      join(here, "results", `${name}.json`),
+      join(benchDir, "results", `${name}.json`),
       `${JSON.stringify({ suite: mod.suite.name, quick, node: process.version, date: new Date().toISOString(), rows }, null, 2)}\n`,
     );
   } catch (err) {
@@ -128,7 +131,7 @@ for (const file of files) {
 // The charts go next to docs/benchmarks.md, from full runs only: a partial run (--only) would
 // replace them with a subset, and a quick run with noisier figures. `--charts` rebuilds them from bench/results/*.json without running.
 function writeCharts(rows: readonly Row[], mode: string): void {
-  const chartsDir = join(here, "..", "docs", "benchmarks");
+  const chartsDir = join(benchDir, "..", "docs", "benchmarks");
   mkdirSync(chartsDir, { recursive: true });
   writeFileSync(
     join(chartsDir, "ratios.svg"),
