@@ -17,6 +17,7 @@ const suites = readdirSync(join(here, "suites")).filter((f) => f.endsWith(".benc
 await build({
   entryPoints: [
     { in: join(here, "run.ts"), out: "run" },
+    { in: join(here, "profile.ts"), out: "profile" },
     ...suites.map((f) => ({
       in: join(here, "suites", f),
       out: `suites/${f.replace(/\.ts$/, "")}`,

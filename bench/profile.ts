@@ -1,11 +1,15 @@
 // Profiling helper for the codec hot paths (see docs/benchmarks.md, "Where time goes").
 //
-//   node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx bench/profile.ts kafka-decode-binary
-//   node --import tsx bench/profile.ts --summary /tmp/prof/<file>.cpuprofile
+//   node bench/build.mjs    # bundles this file too, as bench/.build/profile.mjs (no keepNames)
+//   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/.build/profile.mjs kafka-decode-binary
+//   node bench/.build/profile.mjs --summary /tmp/prof/<file>.cpuprofile
+//
+// (`node --import tsx bench/profile.ts ...` works too, but tsx compiles with keepNames, which
+// makes every closure created per call much dearer than in the published packages.)
 //
 // The first runs one case in a loop (2,000,000 calls unless a count follows the name) and prints
 // the time per call; the second prints the functions with the most self time in a profile.
-// `node --import tsx bench/profile.ts` alone lists the cases.
+// Without arguments it lists the cases.
 import { readFileSync } from "node:fs";
 import { fromKafkaRecord, toKafkaRecord } from "@posthorn/binding-kafka";
 import { fromMqttMessage, toMqttMessage } from "@posthorn/binding-mqtt";
