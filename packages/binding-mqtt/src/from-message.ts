@@ -54,7 +54,7 @@ export function classifyMqttMessage(
 /**
  * Reads a CloudEvent from an MQTT message, detecting the mode ({@link classifyMqttMessage}) and,
  * in structured mode, the format from the Content Type among `options.formats`. In binary mode,
- * attributes whose type is declared (context attributes and extensions in `options.extensions`)
+ * attributes whose type is declared (context attributes and extensions in `options.registry`)
  * are restored to that type; other extensions stay Strings.
  *
  * @param message - the payload and MQTT 5 properties
@@ -99,7 +99,7 @@ function structuredFormat(
 }
 
 function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
-  const registry = options.extensions ?? defaultExtensions;
+  const registry = options.registry ?? defaultExtensions;
   const props = message.userProperties ?? {};
   const names = Object.keys(props);
   const maxProps = options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES;

@@ -49,7 +49,7 @@ export interface FromMqttMessageOptions extends MqttLimits {
   /** The protocol version the message arrived at. Defaults to 5. */
   protocolVersion?: MqttProtocolVersion;
   /** Where declared extension types are looked up in binary mode. Defaults to core's registry. */
-  extensions?: ExtensionRegistry;
+  registry?: ExtensionRegistry;
 }
 
 /** Default {@link MqttLimits.maxPayloadBytes}: 8 MiB. */

@@ -31,7 +31,7 @@ export interface MqttSubscriberOptions extends MqttLimits {
   /** Formats that structured messages may use; a 3.1.1 subscriber needs the JSON format. */
   formats: readonly EventFormat[];
   /** Where declared extension types are looked up in binary mode. Defaults to core's registry. */
-  extensions?: ExtensionRegistry;
+  registry?: ExtensionRegistry;
   /** Where `reject()` publishes the message (unchanged) before acknowledging it. */
   deadLetterTopic?: string;
   /** QoS of dead-letter publishes. Default 1. */
@@ -182,7 +182,7 @@ export async function mqttSubscriber<T = unknown>(
   const decodeOptions = {
     formats: options.formats,
     protocolVersion,
-    ...(options.extensions === undefined ? {} : { extensions: options.extensions }),
+    ...(options.registry === undefined ? {} : { registry: options.registry }),
     ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
     ...(options.maxUserProperties === undefined
       ? {}

@@ -116,7 +116,7 @@ describe("fromMqttMessage", () => {
           severitynumber: "9",
         },
       },
-      { formats: [json], extensions: registry },
+      { formats: [json], registry },
     );
     expect(event.priority).toBe(7);
     expect(event.severitynumber).toBe(9);

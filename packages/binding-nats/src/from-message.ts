@@ -46,7 +46,7 @@ export interface NatsDecodeOptions {
    */
   formats?: readonly EventFormat[];
   /** Where declared extension types are looked up. Defaults to core's `extensions` registry. */
-  extensions?: ExtensionRegistry;
+  registry?: ExtensionRegistry;
   /** Larger payloads are `PayloadTooLarge`. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. */
   maxPayloadBytes?: number;
   /** More header values than this are `PayloadTooLarge`. Default {@link DEFAULT_MAX_HEADERS}. */
@@ -270,7 +270,7 @@ function fromBinary(
   contentTypeHeader: string | undefined,
   options: NatsDecodeOptions,
 ): CloudEvent {
-  const registry = options.extensions ?? defaultRegistry;
+  const registry = options.registry ?? defaultRegistry;
   const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
   // Plain objects, which V8 keeps in fast mode (the event constructor reads them about twice as
   // fast as prototype-less dictionaries): only checked attribute names (lower-case letters and

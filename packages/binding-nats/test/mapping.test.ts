@@ -202,14 +202,14 @@ describe("fromNatsMessage", () => {
       sampledrate: 10,
       recordedtime: "2024-01-02T03:04:05.678+01:00",
     });
-    const back = fromNatsMessage(toNatsMessage(sent), { extensions: registry });
+    const back = fromNatsMessage(toNatsMessage(sent), { registry });
     expect(back.priority).toBe(7);
     expect(back.flagged).toBe(true);
     expect(back.signature).toEqual(new Uint8Array([1, 2, 255]));
     expect(back.sampledrate).toBe(10);
     expect(back.recordedtime).toBe("2024-01-02T03:04:05.678+01:00");
     // Undeclared, the same headers read as Strings.
-    const plain = fromNatsMessage(toNatsMessage(sent), { extensions: extensions.clone() });
+    const plain = fromNatsMessage(toNatsMessage(sent), { registry: extensions.clone() });
     expect(plain.priority).toBe("7");
   });
 

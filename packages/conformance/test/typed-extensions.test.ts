@@ -48,11 +48,11 @@ const paths: Record<string, (e: CloudEvent, r: ExtensionRegistry) => CloudEvent>
   },
   mqtt5: (e, r) => {
     const m = toMqttMessage(e, { mode: "binary", protocolVersion: 5 });
-    return fromMqttMessage(m, { formats: [json], protocolVersion: 5, extensions: r });
+    return fromMqttMessage(m, { formats: [json], protocolVersion: 5, registry: r });
   },
   nats: (e, r) => {
     const m = toNatsMessage(e, { mode: "binary" });
-    return fromNatsMessage({ data: m.data, headers: m.headers }, { extensions: r });
+    return fromNatsMessage({ data: m.data, headers: m.headers }, { registry: r });
   },
 };
 
