@@ -1,6 +1,7 @@
 import type { Row } from "./lib.ts";
 
-const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const xmlEscape = (s: string) =>
+  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 /**
  * A horizontal bar chart of ratios (ours / baseline) for rows that have one, grouped, with the
@@ -22,13 +23,13 @@ export function ratioChart(title: string, rows: readonly Row[]): string {
     if (r.group !== group) {
       group = r.group;
       y += 8;
-      parts.push(`<text x="8" y="${y + 14}" font-weight="bold">${escape(group)}</text>`);
+      parts.push(`<text x="8" y="${y + 14}" font-weight="bold">${xmlEscape(group)}</text>`);
       y += rowHeight;
     }
     const ratio = r.ratio as number;
     const fill = r.goal === undefined ? "#5c7fa3" : ratio >= r.goal ? "#2e7d32" : "#c62828";
     parts.push(
-      `<text x="20" y="${y + 15}">${escape(r.name)}</text>`,
+      `<text x="20" y="${y + 15}">${xmlEscape(r.name)}</text>`,
       `<rect x="${labelWidth}" y="${y + 3}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 6}" fill="${fill}"/>`,
       `<text x="${(x(ratio) + 4).toFixed(1)}" y="${y + 15}">${ratio.toFixed(2)}x</text>`,
     );
@@ -44,7 +45,7 @@ export function ratioChart(title: string, rows: readonly Row[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
-    `<text x="8" y="20" font-size="15" font-weight="bold">${escape(title)}</text>`,
+    `<text x="8" y="20" font-size="15" font-weight="bold">${xmlEscape(title)}</text>`,
     `<line x1="${x(1).toFixed(1)}" x2="${x(1).toFixed(1)}" y1="${top}" y2="${y}" stroke="#888"/>`,
     `<text x="${(x(1) - 10).toFixed(1)}" y="${y + 16}" fill="#555">1x</text>`,
     ...parts,
@@ -74,7 +75,7 @@ export function latencyChart(title: string, rows: readonly Row[]): string {
   for (const r of withLatency) {
     y += 8;
     parts.push(
-      `<text x="8" y="${y + 14}" font-weight="bold">${escape(`${r.group.replace(/^latency: /, "")}: ${r.name}`)}</text>`,
+      `<text x="8" y="${y + 14}" font-weight="bold">${xmlEscape(`${r.group.replace(/^latency: /, "")}: ${r.name}`)}</text>`,
     );
     y += rowHeight;
     const sides: [string, Readonly<Record<string, number>> | undefined, string][] = [
@@ -86,7 +87,7 @@ export function latencyChart(title: string, rows: readonly Row[]): string {
       for (const p of ["p50Ms", "p99Ms"] as const) {
         const v = extra[p] ?? 0;
         parts.push(
-          `<text x="20" y="${y + 13}">${escape(`${label} ${p.slice(0, 3)}`)}</text>`,
+          `<text x="20" y="${y + 13}">${xmlEscape(`${label} ${p.slice(0, 3)}`)}</text>`,
           `<rect x="${labelWidth}" y="${y + 3}" width="${(x(v) - labelWidth).toFixed(1)}" height="${rowHeight - 6}" fill="${color}" opacity="${p === "p50Ms" ? 1 : 0.6}"/>`,
           `<text x="${(x(v) + 4).toFixed(1)}" y="${y + 13}">${v.toFixed(2)} ms</text>`,
         );
@@ -99,7 +100,7 @@ export function latencyChart(title: string, rows: readonly Row[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
-    `<text x="8" y="20" font-size="15" font-weight="bold">${escape(title)}</text>`,
+    `<text x="8" y="20" font-size="15" font-weight="bold">${xmlEscape(title)}</text>`,
     ...parts,
     `<text x="8" y="${height - 6}" fill="#555">end-to-end latency at a fixed rate, milliseconds (log scale); blue: Posthorn, grey: raw client</text>`,
     "</svg>",

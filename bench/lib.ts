@@ -56,6 +56,7 @@ export interface BenchSuite {
 }
 
 // Results of benchmarked functions go here so the optimiser cannot drop the calls.
+// biome-ignore lint/correctness/noUnusedVariables: only written, so the calls cannot be dropped
 let sink: unknown;
 /** Keeps a value alive (for benchmark loops written by hand). */
 export function blackhole(value: unknown): void {
