@@ -21,15 +21,14 @@ export interface DeliveryInit<T> {
  * capabilities exclude is `NotSupported`, never silently ignored.
  */
 export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
-  let settled = false;
   const caps = init.capabilities;
   const settle = async (what: string, action: () => Promise<void> | void): Promise<void> => {
-    if (settled)
+    if (delivery.settled)
       throw new PosthornError(
         "SettlementFailed",
         `cannot ${what}: the delivery is already settled`,
       );
-    settled = true;
+    delivery.settled = true;
     try {
       await action();
     } catch (err) {
@@ -42,15 +41,16 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
           );
     }
   };
-  return {
+  // `settled` is a data property that settle() updates, not a getter: an accessor in an object
+  // literal costs a fresh hidden class per delivery. Views made with Object.create (asJob, the
+  // OpenTelemetry wrapper) read it through the prototype, so they see the update.
+  const delivery: { -readonly [K in keyof Delivery<T>]: Delivery<T>[K] } = {
     message: init.message,
     event: init.event,
     error: init.error,
     deliveryCount: init.deliveryCount,
     capabilities: caps,
-    get settled() {
-      return settled;
-    },
+    settled: false,
     accept: () => settle("accept", () => init.accept()),
     release: (options: ReleaseOptions = {}) => {
       if (caps.release === "none" || !init.release) {
@@ -73,10 +73,13 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
     inProgress: async () => {
       if (!caps.inProgress || !init.inProgress)
         throw notSupported("inProgress()", "cannot extend ownership");
-      if (settled) throw new PosthornError("SettlementFailed", "inProgress() after settlement");
+      if (delivery.settled) {
+        throw new PosthornError("SettlementFailed", "inProgress() after settlement");
+      }
       await init.inProgress();
     },
   };
+  return delivery;
 }
 
 function notSupported(what: string, why: string): PosthornError {
