@@ -10,6 +10,9 @@ export default defineConfig([
     format: ["esm"],
     splitting: true,
     platform: "node",
+    // The two builds run at once: neither cleans, or one would delete the other's output
+    // (the build script empties dist/ first).
+    clean: false,
   },
   { ...packageBuild({ index: "src/index.ts" }), format: ["cjs"], platform: "node", clean: false },
 ]);
