@@ -117,3 +117,4 @@ export {
   parseTimestamp,
   typeOfValue,
 } from "./types.js";
+export { decodeKey, decodeText, type TextSource } from "./wire-text.js";

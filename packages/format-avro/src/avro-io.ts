@@ -1,4 +1,4 @@
-import { malformed, utf8Decode } from "@posthorn/core";
+import { decodeKey, decodeText, malformed, type TextSource } from "@posthorn/core";
 
 // Avro 1.11 specification, "Binary Encoding": int and long are zig-zag varints, strings and bytes
 // a long length then the bytes, double 8 bytes little-endian, unions a long branch index then the
@@ -143,7 +143,7 @@ function varintSize(z: number): number {
 export class AvroReader {
   readonly buf: Uint8Array;
   /** A Node Buffer view of `buf`, made on first use. */
-  view: Latin1Buffer | undefined = undefined;
+  view: TextSource["view"] = undefined;
   pos = 0;
   readonly end: number;
 
@@ -256,35 +256,9 @@ export class AvroReader {
    */
   key(): string {
     const n = this.length();
-    if (n > 32) {
-      return this.stringOf(n);
-    }
-    const b = this.buf;
     const start = this.pos;
-    let hash = n;
-    for (let i = start; i < start + n; i++) {
-      const c = b[i] as number;
-      if (c >= 0x80) return this.stringOf(n);
-      hash = (Math.imul(hash, 31) + c) | 0;
-    }
-    const hit = keyCache.get(hash);
-    if (hit !== undefined && hit.length === n) {
-      let same = true;
-      for (let i = 0; i < n; i++) {
-        if (hit.charCodeAt(i) !== b[start + i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) {
-        this.pos = start + n;
-        return hit;
-      }
-    }
-    const s = this.stringOf(n);
-    if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.clear();
-    keyCache.set(hash, s);
-    return s;
+    this.pos = start + n;
+    return decodeKey(this, start, start + n, "Avro string");
   }
 
   string(): string {
@@ -292,21 +266,9 @@ export class AvroReader {
   }
 
   private stringOf(n: number): string {
-    const b = this.buf;
     const start = this.pos;
-    const end = start + n;
-    this.pos = end;
-    // ASCII (most attribute names and values) needs no UTF-8 decoding; anything else goes
-    // through the strict decoder, so invalid UTF-8 is an error and not replacement characters.
-    for (let i = start; i < end; i++) {
-      if ((b[i] as number) >= 0x80) return utf8Decode(b.subarray(start, end), "Avro string");
-    }
-    if (n < 16) {
-      let s = "";
-      for (let i = start; i < end; i++) s += String.fromCharCode(b[i] as number);
-      return s;
-    }
-    return latin1(this, start, end);
+    this.pos = start + n;
+    return decodeText(this, start, start + n, "Avro string");
   }
 
   /**
@@ -331,31 +293,6 @@ export class AvroReader {
       throw malformed(`${what} has ${this.end - this.pos} bytes after the end of the record`);
     }
   }
-}
-
-const KEY_CACHE_LIMIT = 512;
-const keyCache = new Map<number, string>();
-
-type Latin1Buffer = Uint8Array & { latin1Slice(start: number, end: number): string };
-type BufferFactory = { from(b: ArrayBufferLike, offset: number, length: number): Latin1Buffer };
-const NodeBuffer = (globalThis as unknown as { Buffer?: BufferFactory }).Buffer;
-
-/** Text of ASCII bytes: Node's native latin1 slice on a view of the input, else fromCharCode. */
-function latin1(
-  r: { buf: Uint8Array; view?: Latin1Buffer | undefined },
-  start: number,
-  end: number,
-): string {
-  if (NodeBuffer) {
-    let view = r.view;
-    if (view === undefined) {
-      const b = r.buf;
-      view = NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength);
-      r.view = view;
-    }
-    return view.latin1Slice(start, end);
-  }
-  return String.fromCharCode.apply(null, r.buf.subarray(start, end) as unknown as number[]);
 }
 
 function truncated(claimed?: number): Error {
