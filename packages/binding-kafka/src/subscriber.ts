@@ -439,21 +439,25 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         if (interval > 0) await new Promise((r) => setTimeout(r, interval));
         const tracks = [...this.#dirty].filter((t) => !t.dropped);
         this.#dirty.clear();
-        const offsets = [];
-        const marks: bigint[] = [];
-        for (const t of tracks) {
-          const mark = t.watermark();
-          if (mark <= t.committed) continue;
-          offsets.push({ topic: t.topic, partition: t.partition, offset: String(mark) });
-          marks.push(mark);
+        // Each commit pairs a partition with the mark taken now: accepts that land while the
+        // commit is in flight move the watermark on and are committed by the next round.
+        const commits: { track: PartitionTrack; mark: bigint }[] = [];
+        for (const track of tracks) {
+          const mark = track.watermark();
+          if (mark > track.committed) commits.push({ track, mark });
         }
-        if (offsets.length === 0) continue;
+        if (commits.length === 0) continue;
         try {
-          await this.#consumer.commitOffsets(offsets);
-          tracks.forEach((t, i) => {
-            const mark = marks[i] as bigint;
-            if (mark > t.committed) t.committed = mark;
-          });
+          await this.#consumer.commitOffsets(
+            commits.map(({ track, mark }) => ({
+              topic: track.topic,
+              partition: track.partition,
+              offset: String(mark),
+            })),
+          );
+          for (const { track, mark } of commits) {
+            if (mark > track.committed) track.committed = mark;
+          }
         } catch (err) {
           // The next accept (or close) commits again; a commit that fails after a rebalance is
           // harmless: the new owner delivers from the last commit.
