@@ -15,7 +15,7 @@ import {
   PosthornError,
   parseCanonical,
 } from "@posthorn/core";
-import { decodeHeaderValue } from "./headers.js";
+import { decodeNatsHeaderValue } from "./headers.js";
 import type { NatsContentMode } from "./to-message.js";
 
 /**
@@ -291,7 +291,7 @@ function fromBinary(
     const values = typeof raw === "string" ? [raw] : raw;
     let text: string | undefined;
     for (const value of values) {
-      const decoded = decodeHeaderValue(value, header);
+      const decoded = decodeNatsHeaderValue(value, header);
       if (text !== undefined && decoded !== text) {
         throw malformed(`header ${header} is repeated with different values`, undefined, name);
       }

@@ -1,4 +1,4 @@
-import { malformed, PosthornError, utf8Encode } from "@posthorn/core";
+import { decodeHeaderValue, malformed, PosthornError, utf8Encode } from "@posthorn/core";
 
 /**
  * NATS message headers (NATS ADR-4: `NATS/1.0` status line, then `Name: value` lines, CRLF
@@ -256,121 +256,30 @@ function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x09;
 }
 
-const HEX = "0123456789ABCDEF";
-// U+0021-U+007E without `"` and `%`: the characters 3.1.3.2 leaves as they are.
-const HEADER_SAFE = /^[\x21\x23\x24\x26-\x7e]*$/;
+const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII_RUNS = /[^\x00-\x7f]+/g;
 
 /**
- * Percent-encodes a canonical string for a NATS header value (NATS binding 3.1.3.2): space,
- * double quote, percent and every character outside U+0021-U+007E become `%XY` per UTF-8 byte,
- * upper-case hex. Strings that need no encoding are returned as they are.
- */
-export function encodeHeaderValue(value: string): string {
-  // Most values (ids, sources, types, timestamps) need no encoding: one native scan says so.
-  if (HEADER_SAFE.test(value)) return value;
-  let i = 0;
-  for (; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c <= 0x20 || c >= 0x7f || c === 0x22 || c === 0x25) break;
-  }
-  if (i === value.length) return value;
-  let out = value.slice(0, i);
-  for (; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c > 0x20 && c < 0x7f && c !== 0x22 && c !== 0x25) {
-      out += value[i];
-      continue;
-    }
-    // A surrogate pair is one character (3.1.3.2): take the whole code point.
-    const cp = value.codePointAt(i) as number;
-    if (cp > 0xffff) i++;
-    for (const byte of utf8Encode(String.fromCodePoint(cp))) {
-      out += `%${HEX[byte >> 4]}${HEX[byte & 15]}`;
-    }
-  }
-  return out;
-}
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  return -1;
-}
-
-/**
- * Reads a NATS header value back into the canonical string (NATS binding 3.1.3.2): first undoes an
- * RFC 7230 quoted string (with backslash escapes), then one round of percent-decoding. Lower-case
- * hex and needlessly encoded characters are accepted; a `%` that does not start an escape is kept
- * as it is (producers that do not encode at all exist); escapes that decode to invalid UTF-8
- * (such as the overlong `%C0%A0`) are rejected.
+ * Reads a NATS header value back into the attribute's canonical string (NATS binding 3.1.3.2,
+ * the same rules as the HTTP binding's): core's `decodeHeaderValue`, with one NATS difference.
+ * nats.js has already read the header block as UTF-8, so a raw non-ASCII character (sent by a
+ * producer that does not encode) is Unicode text, never a Latin-1 stand-in for a wire byte as it
+ * is on a Node HTTP server. Such characters are percent-encoded as UTF-8 first, so core's decoder
+ * sees only ASCII and cannot reinterpret them.
  *
  * @throws {@link PosthornError} `MalformedInput` naming the header
  */
-export function decodeHeaderValue(raw: string, name = "header"): string {
-  let value = raw;
-  if (value.length >= 2 && value.charCodeAt(0) === 0x22) value = unquote(value, name);
-  const first = value.indexOf("%");
-  if (first === -1) return value;
-  const bytes: number[] = [];
-  let out = value.slice(0, first);
-  let i = first;
-  while (i < value.length) {
-    const c = value.charCodeAt(i);
-    if (c === 0x25 && i + 2 < value.length) {
-      const hi = hexValue(value.charCodeAt(i + 1));
-      const lo = hexValue(value.charCodeAt(i + 2));
-      if (hi >= 0 && lo >= 0) {
-        bytes.push((hi << 4) | lo);
-        i += 3;
-        continue;
-      }
-    }
-    if (bytes.length > 0) out += flush(bytes, name);
-    // Not an escape: keep the character (a whole code point) as it is.
-    const cp = value.codePointAt(i) as number;
-    const width = cp > 0xffff ? 2 : 1;
-    out += value.slice(i, i + width);
-    i += width;
-  }
-  if (bytes.length > 0) out += flush(bytes, name);
-  return out;
-}
-
-function flush(bytes: number[], name: string): string {
-  let text: string;
+export function decodeNatsHeaderValue(raw: string, header: string): string {
+  if (!NON_ASCII.test(raw)) return decodeHeaderValue(raw, header);
+  let ascii: string;
   try {
-    text = strictUtf8.decode(new Uint8Array(bytes));
+    ascii = raw.replace(NON_ASCII_RUNS, encodeURIComponent);
   } catch (err) {
-    throw new PosthornError(
-      "MalformedInput",
-      `NATS header ${name} percent-decodes to bytes that are not valid UTF-8`,
-      { attribute: name, cause: err },
-    );
+    // encodeURIComponent throws only on a lone surrogate, which has no UTF-8 form.
+    throw new PosthornError("MalformedInput", `NATS header ${header} holds a lone surrogate`, {
+      attribute: header,
+      cause: err,
+    });
   }
-  bytes.length = 0;
-  return text;
-}
-
-function unquote(value: string, name: string): string {
-  if (value.charCodeAt(value.length - 1) !== 0x22) {
-    throw malformed(`NATS header ${name} has an unterminated quoted string`, undefined, name);
-  }
-  let out = "";
-  for (let i = 1; i < value.length - 1; i++) {
-    let c = value[i] as string;
-    if (c === "\\") {
-      i++;
-      if (i >= value.length - 1) {
-        throw malformed(`NATS header ${name} ends in a dangling backslash`, undefined, name);
-      }
-      c = value[i] as string;
-    } else if (c === '"') {
-      throw malformed(`NATS header ${name} has a stray double quote`, undefined, name);
-    }
-    out += c;
-  }
-  return out;
+  return decodeHeaderValue(ascii, header);
 }

@@ -26,8 +26,7 @@ export {
 export {
   checkHeaderName,
   checkHeaderValue,
-  decodeHeaderValue,
-  encodeHeaderValue,
+  decodeNatsHeaderValue,
   NatsHeaders,
 } from "./headers.js";
 export {

@@ -2,6 +2,7 @@ import {
   CloudEvent,
   type CloudEventLike,
   type EventFormat,
+  encodeHeaderValue,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -13,7 +14,6 @@ import {
   type PubAckLike,
 } from "./client.js";
 import { translateNatsError } from "./errors.js";
-import { encodeHeaderValue } from "./headers.js";
 import { type NatsContentMode, type NatsMessage, toNatsMessage } from "./to-message.js";
 
 /** Options for {@link natsPublisher} and {@link jetStreamPublisher}. */
@@ -206,7 +206,7 @@ export function jetStreamPublisher(
   checkFormat(options);
   const nc = connectionOf(js);
   const prepare = preparer(options, () => options.maxPayloadBytes ?? nc?.info?.max_payload);
-  const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id));
+  const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id, "id"));
   const maxInFlight = Math.max(1, options.maxInFlight ?? 256);
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;

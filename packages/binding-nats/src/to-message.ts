@@ -5,12 +5,13 @@ import {
   type EventFormat,
   effectiveContentType,
   encodeData,
+  encodeHeaderValue,
   invalidEvent,
   isBytes,
   isInteger,
   PosthornError,
 } from "@posthorn/core";
-import { encodeHeaderValue, NatsHeaders } from "./headers.js";
+import { NatsHeaders } from "./headers.js";
 
 /** The content modes the NATS binding defines (NATS binding 1.3: no batch mode). */
 export type NatsContentMode = "binary" | "structured";
@@ -141,7 +142,7 @@ function checkName(name: string): string {
 
 // NATS binding 3.1.3.2: the canonical string, percent-encoded.
 function headerText(value: unknown, name: string): string {
-  if (typeof value === "string") return encodeHeaderValue(value);
+  if (typeof value === "string") return encodeHeaderValue(value, name);
   if (typeof value === "boolean") return value ? "true" : "false";
   if (typeof value === "number") {
     if (!isInteger(value)) throw invalidEvent(`${name} must be a 32-bit Integer`, name);

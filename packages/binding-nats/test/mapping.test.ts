@@ -1,7 +1,6 @@
 import {
-  decodeHeaderValue,
+  decodeNatsHeaderValue,
   detectNatsMode,
-  encodeHeaderValue,
   fromNatsMessage,
   NatsHeaders,
   toMessageEnvelope,
@@ -10,6 +9,7 @@ import {
 import {
   CloudEvent,
   createUncheckedEvent,
+  encodeHeaderValue,
   extensions,
   isPosthornError,
   utf8Decode,
@@ -42,18 +42,32 @@ describe("header values (NATS binding 3.1.3.2)", () => {
   });
 
   it("decodes lower-case hex, needlessly encoded characters and quoted strings", () => {
-    expect(decodeHeaderValue("%e2%82%ac")).toBe("\u20AC");
-    expect(decodeHeaderValue("%41%42C")).toBe("ABC");
-    expect(decodeHeaderValue('"a \\"quoted\\" value"')).toBe('a "quoted" value');
+    expect(decodeNatsHeaderValue("%e2%82%ac", "ce-x")).toBe("\u20AC");
+    expect(decodeNatsHeaderValue("%41%42C", "ce-x")).toBe("ABC");
+    expect(decodeNatsHeaderValue('"a \\"quoted\\" value"', "ce-x")).toBe('a "quoted" value');
   });
 
   it("keeps a % that starts no escape, as unencoding producers send it", () => {
-    expect(decodeHeaderValue("100% sure %Z")).toBe("100% sure %Z");
+    expect(decodeNatsHeaderValue("100% sure %Z", "ce-x")).toBe("100% sure %Z");
   });
 
   it("rejects escapes that are not valid UTF-8, such as overlong %C0%A0", () => {
-    expectTypedError(() => decodeHeaderValue("%C0%A0", "ce-subject"), ["MalformedInput"]);
-    expectTypedError(() => decodeHeaderValue("%FF", "ce-subject"), ["MalformedInput"]);
+    expectTypedError(() => decodeNatsHeaderValue("%C0%A0", "ce-subject"), ["MalformedInput"]);
+    expectTypedError(() => decodeNatsHeaderValue("%FF", "ce-subject"), ["MalformedInput"]);
+  });
+
+  it("reads raw non-ASCII as the Unicode text nats.js decoded, never as Latin-1 bytes", () => {
+    // Read as Latin-1 bytes, "\u00C3\u00A9" would be the UTF-8 of "\u00E9"; over NATS it is two characters.
+    expect(decodeNatsHeaderValue("\u00C3\u00A9", "ce-x")).toBe("\u00C3\u00A9");
+    expect(decodeNatsHeaderValue("\u00C3\u00A9%20\u20AC", "ce-x")).toBe("\u00C3\u00A9 \u20AC");
+    expect(decodeNatsHeaderValue('"caf\u00E9 \\"x\\""', "ce-x")).toBe('caf\u00E9 "x"');
+    // An escape that a raw character would complete is still invalid UTF-8 on its own.
+    expectTypedError(() => decodeNatsHeaderValue("%C3\u00A9", "ce-x"), ["MalformedInput"]);
+    expectTypedError(() => decodeNatsHeaderValue("a\uD800b", "ce-x"), ["MalformedInput"]);
+  });
+
+  it("keeps an encoded byte order mark: one round of decoding, nothing dropped", () => {
+    expect(decodeNatsHeaderValue("%EF%BB%BFa%EF%BB%BFb", "ce-x")).toBe("\uFEFFa\uFEFFb");
   });
 
   it("round-trips arbitrary strings", () => {
@@ -61,7 +75,7 @@ describe("header values (NATS binding 3.1.3.2)", () => {
       fc.property(fc.string({ unit: "grapheme" }), (s) => {
         const encoded = encodeHeaderValue(s);
         expect(/^[\x21-\x7e]*$/.test(encoded)).toBe(true);
-        expect(decodeHeaderValue(encoded)).toBe(s);
+        expect(decodeNatsHeaderValue(encoded, "ce-x")).toBe(s);
       }),
       { numRuns: 500 },
     );
