@@ -244,13 +244,17 @@ export async function throughput(
 /**
  * Runs ours and the raw baseline alternately `rounds` times (so drift on a shared machine hits
  * both; the side that goes first alternates too), and returns the row built from the median rate
- * of each and the median of the per-round ratios.
+ * of each and the median of the per-round ratios. With `warmup`, each side first runs that many
+ * operations unmeasured, so neither side's first round pays for JIT compilation, connection
+ * set-up or buffer growth that the other side's first round then profits from.
  */
 export async function compareThroughput(options: {
   group: string;
   name: string;
   count: number;
   rounds?: number;
+  /** Operations each side runs unmeasured before the first round. Default 0. */
+  warmup?: number;
   ours: { label?: string; run: (count: number) => Promise<void> };
   baseline: { label: string; run: (count: number) => Promise<void> };
   goal?: number;
@@ -262,6 +266,10 @@ export async function compareThroughput(options: {
   const ours: Measurement[] = [];
   const base: Measurement[] = [];
   const oursLabel = options.ours.label ?? "posthorn";
+  if (options.warmup !== undefined && options.warmup > 0) {
+    await options.baseline.run(options.warmup);
+    await options.ours.run(options.warmup);
+  }
   for (let i = 0; i < rounds; i++) {
     if (i % 2 === 0) {
       base.push(await throughput(options.baseline.label, options.count, options.baseline.run));

@@ -107,6 +107,7 @@ export const suite: BenchSuite = {
           name: `publish typical event, binary mode, ${WINDOW} unsettled, wait for accepted`,
           count,
           rounds: ctx.quick ? 3 : 5,
+          warmup: 2000,
           ours: {
             run: (n) => windowed(n, () => publisher.publish(event)),
           },

@@ -49,6 +49,7 @@ export const suite: BenchSuite = {
         name: "publish structured JSON, one connection",
         count: ctx.quick ? 5000 : 50_000,
         rounds: ctx.quick ? 3 : 5,
+        warmup: 5000,
         ours: {
           label: "webSocketPublisher",
           run: async (n) => {
@@ -84,6 +85,7 @@ export const suite: BenchSuite = {
         name: "publish structured JSON, baseline encoding each event too",
         count: ctx.quick ? 5000 : 50_000,
         rounds: ctx.quick ? 3 : 5,
+        warmup: 5000,
         ours: {
           label: "webSocketPublisher",
           run: async (n) => {
