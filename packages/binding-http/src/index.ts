@@ -41,8 +41,13 @@ export {
 } from "./to-message.js";
 export {
   answerWebhookValidation,
+  confirmWebhookCallback,
+  readWebhookApproval,
   readWebhookGrant,
   WEBHOOK_HEADERS,
+  type WebhookApproval,
+  type WebhookCallbackRequest,
+  type WebhookConfirmOptions,
   type WebhookGrant,
   type WebhookPermission,
   type WebhookReceiverOptions,

@@ -9,8 +9,12 @@ import {
 } from "@posthorn/core";
 import { toHttpMessage } from "./to-message.js";
 import {
+  anySignal,
+  fetchFailure,
+  RateLimiter,
   readWebhookGrant,
   WEBHOOK_HEADERS,
+  type WebhookApproval,
   type WebhookPermission,
   type WebhookSenderOptions,
 } from "./webhook.js";
@@ -51,7 +55,10 @@ export interface HttpPublisherOptions {
    * it per request (a token that refreshes).
    */
   authorization?: string | (() => string | Promise<string>);
-  /** Perform the webhook validation handshake before the first delivery. */
+  /**
+   * Perform the webhook validation handshake before the first delivery, then keep to the rate it
+   * grants (see {@link WebhookSenderOptions}).
+   */
   webhook?: WebhookSenderOptions;
 }
 
@@ -115,15 +122,29 @@ function aborted(): PosthornError {
   return new PosthornError("Aborted", "the publish was aborted");
 }
 
-function anySignal(signals: AbortSignal[]): AbortSignal {
-  const any = (AbortSignal as { any?: (s: AbortSignal[]) => AbortSignal }).any;
-  if (any) return any(signals);
-  const controller = new AbortController();
-  for (const s of signals) {
-    if (s.aborted) controller.abort(s.reason);
-    else s.addEventListener("abort", () => controller.abort(s.reason), { once: true });
-  }
-  return controller.signal;
+/** Settles like `promise`, unless `signal` fires first (then `Aborted`). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(aborted());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(aborted());
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+interface PendingApproval {
+  resolve(permission: WebhookPermission): void;
+  reject(err: PosthornError): void;
 }
 
 /**
@@ -135,7 +156,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   readonly #fetch: typeof fetch;
   readonly #staticHeaders: Record<string, string>;
   readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #limiter: RateLimiter | undefined;
   #grant: Promise<WebhookPermission> | undefined;
+  #approval: PendingApproval | undefined;
   #permission: WebhookPermission | undefined;
   #closed = false;
 
@@ -158,11 +181,55 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (typeof options.authorization === "string") headers.authorization = options.authorization;
     checkHeaders(headers);
     this.#staticHeaders = headers;
+    if (options.webhook) this.#limiter = new RateLimiter(options.webhook.burst);
   }
 
-  /** The permission the webhook handshake obtained, once it has run. */
+  /**
+   * The permission the webhook handshake (or {@link approveWebhook}) obtained, once there is one.
+   * Deliveries keep to its `allowedRate`.
+   */
   get permission(): WebhookPermission | undefined {
     return this.#permission;
+  }
+
+  #grantPermission(permission: WebhookPermission): WebhookPermission {
+    this.#permission = permission;
+    this.#limiter?.setRate(permission.allowedRate);
+    return permission;
+  }
+
+  /**
+   * Records a grant that arrived asynchronously (http-webhook.md 4.1.3): call it from the handler
+   * serving `webhook.callbackUrl` once the request is known to be genuine (its secret matches).
+   * Publishes waiting for the handshake then go ahead, at the rate granted. Calling it again
+   * replaces the rate.
+   *
+   * @param approval - the rate granted, e.g. `readWebhookApproval(request.headers)`; none is no limit
+   * @returns the permission now held
+   * @throws {@link PosthornError} `NotSupported` when the publisher has no `webhook` option
+   *
+   * @example
+   * ```ts
+   * // in the sender's server, for GET /webhook-confirm?key=<secret>
+   * if (key === secret) publisher.approveWebhook(readWebhookApproval(req.headers));
+   * ```
+   */
+  approveWebhook(approval: WebhookApproval = {}): WebhookPermission {
+    const webhook = this.#options.webhook;
+    if (webhook === undefined) {
+      throw new PosthornError(
+        "NotSupported",
+        "approveWebhook needs the publisher's webhook option",
+      );
+    }
+    const rate = approval.allowedRate;
+    const permission = this.#grantPermission({
+      allowedOrigin: webhook.origin,
+      allowedRate:
+        typeof rate === "number" && Number.isInteger(rate) && rate > 0 ? rate : undefined,
+    });
+    this.#approval?.resolve(permission);
+    return permission;
   }
 
   /**
@@ -207,7 +274,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   ): Promise<void> {
     const format = this.#options.format;
     const message = toHttpMessage(input, format === undefined ? { mode } : { mode, format });
-    if (this.#options.webhook && this.#permission === undefined) await this.#handshake();
+    if (this.#options.webhook && this.#permission === undefined) {
+      await abortable(this.#handshake(), options.abortSignal);
+    }
     const headers: Record<string, string> = { ...this.#staticHeaders, ...message.headers };
     if (options.headers) {
       checkHeaders(options.headers);
@@ -225,10 +294,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 
   #handshake(): Promise<WebhookPermission> {
     this.#grant ??= this.#requestGrant().then(
-      (permission) => {
-        this.#permission = permission;
-        return permission;
-      },
+      (permission) =>
+        this.#permission === permission ? permission : this.#grantPermission(permission),
       (err: unknown) => {
         this.#grant = undefined; // ask again on the next publish
         throw err;
@@ -243,20 +310,73 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     const headers: Record<string, string> = { [WEBHOOK_HEADERS.requestOrigin]: webhook.origin };
     if (webhook.requestRate !== undefined)
       headers[WEBHOOK_HEADERS.requestRate] = String(webhook.requestRate);
-    const auth = this.#options.authorization;
-    if (auth !== undefined) headers.authorization = typeof auth === "string" ? auth : await auth();
-    let response: Response;
-    try {
-      response = await this.#fetch(this.#url, {
-        method: "OPTIONS",
-        headers,
-        signal: AbortSignal.timeout(webhook.timeoutMs ?? 10_000),
+    // 4.1.3: the receiver may grant later by calling this URL. The approval can arrive before the
+    // OPTIONS answer does, so the promise that waits for it exists before the request is sent.
+    let approved: Promise<WebhookPermission> | undefined;
+    if (webhook.callbackUrl !== undefined) {
+      headers[WEBHOOK_HEADERS.requestCallback] = String(webhook.callbackUrl);
+      approved = new Promise<WebhookPermission>((resolve, reject) => {
+        this.#approval = { resolve, reject };
       });
-    } catch (err) {
-      throw this.#fetchError(err, undefined, "the webhook validation request");
+      approved.catch(() => undefined);
     }
-    await response.arrayBuffer().catch(() => undefined);
-    return readWebhookGrant(response.status, response.headers, webhook.origin);
+    checkHeaders(headers);
+    try {
+      const auth = this.#options.authorization;
+      if (auth !== undefined)
+        headers.authorization = typeof auth === "string" ? auth : await auth();
+      const timeoutMs = webhook.timeoutMs ?? 10_000;
+      let response: Response;
+      try {
+        response = await this.#fetch(this.#url, {
+          method: "OPTIONS",
+          headers,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (err) {
+        throw fetchFailure(err, undefined, "the webhook validation request", timeoutMs);
+      }
+      await response.arrayBuffer().catch(() => undefined);
+      try {
+        return readWebhookGrant(response.status, response.headers, webhook.origin);
+      } catch (refusal) {
+        if (approved === undefined) throw refusal;
+        // 4.2: a target granting by callback withholds the grant headers, and one that does not
+        // know the handshake may still have the callback called by a person: wait either way.
+        return await this.#awaitApproval(approved, webhook, refusal);
+      }
+    } finally {
+      this.#approval = undefined;
+    }
+  }
+
+  #awaitApproval(
+    approved: Promise<WebhookPermission>,
+    webhook: WebhookSenderOptions,
+    refusal: unknown,
+  ): Promise<WebhookPermission> {
+    const ms = webhook.approvalTimeoutMs ?? 300_000;
+    return new Promise<WebhookPermission>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new PosthornError(
+            "Timeout",
+            `no webhook approval reached ${String(webhook.callbackUrl)} within ${ms} ms`,
+            { cause: refusal, retryable: true },
+          ),
+        );
+      }, ms);
+      approved.then(
+        (permission) => {
+          clearTimeout(timer);
+          resolve(permission);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   }
 
   async #attempts(
@@ -270,6 +390,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 30_000;
     const user = options.abortSignal;
     for (let attempt = 1; ; attempt++) {
+      // http-webhook.md 4.2.2: every request, retries included, counts against the granted rate.
+      // The wait comes before the attempt's timeout starts; the caller's abortSignal ends it.
+      if (this.#limiter) await this.#limiter.acquire(user);
       const timeout = AbortSignal.timeout(timeoutMs);
       const signal = user ? anySignal([user, timeout]) : timeout;
       let failure: PosthornError;
@@ -297,7 +420,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       } catch (err) {
         // The only Posthorn errors thrown in the try block are final answers.
         if (isPosthornError(err)) throw err;
-        failure = this.#fetchError(err, user, `${init.method} ${this.#url}`, timeoutMs);
+        failure = fetchFailure(err, user, `${init.method} ${this.#url}`, timeoutMs);
         if (!failure.retryable) throw failure;
       }
       if (attempt >= maxAttempts) throw failure;
@@ -314,34 +437,14 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     }
   }
 
-  #fetchError(
-    err: unknown,
-    user: AbortSignal | undefined,
-    what: string,
-    timeoutMs?: number,
-  ): PosthornError {
-    if (user?.aborted) return new PosthornError("Aborted", `${what} was aborted`, { cause: err });
-    const name = (err as { name?: string })?.name;
-    if (name === "TimeoutError" || name === "AbortError") {
-      return new PosthornError(
-        "Timeout",
-        `${what} did not complete within ${timeoutMs ?? 10_000} ms`,
-        {
-          cause: err,
-        },
-      );
-    }
-    const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-    return new PosthornError(
-      "ConnectionFailed",
-      `${what} failed: ${cause?.message ?? (err as Error)?.message ?? String(err)}`,
-      { cause: err, ...(cause?.code ? { protocolCode: cause.code } : {}) },
-    );
-  }
-
-  /** Waits for publishes in flight, then refuses new ones. Idempotent. */
+  /**
+   * Refuses new publishes and waits for those in flight (including those queued for the granted
+   * rate, which are still sent). Publishes waiting for an asynchronous webhook approval fail with
+   * `Closed`. Idempotent.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#approval?.reject(new PosthornError("Closed", "the publisher was closed before approval"));
     await Promise.allSettled([...this.#inFlight]);
   }
 }
@@ -350,7 +453,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  * A publisher that POSTs events over the standard `fetch`: binary, structured or batch mode,
  * per-attempt timeouts through `AbortSignal`, retries with exponential backoff and jitter on
  * 429/502/503/504 and on connection failures and timeouts (honouring `Retry-After` on 429 and
- * 503), never on other 4xx; optional webhook validation handshake and `Authorization`. Works in
+ * 503), never on other 4xx; optional webhook validation handshake (synchronous, or by callback)
+ * with pacing to the granted rate, and `Authorization`. Works in
  * Node (undici keeps connections alive by default) and in browsers.
  *
  * @example

@@ -61,7 +61,10 @@ export interface HttpReceiverOptions {
   settleTimeoutMs?: number;
   /** Checks the `Authorization` header (or `access_token` query parameter); false is 401. */
   authorize?: (credential: string | undefined) => boolean | Promise<boolean>;
-  /** Answers the webhook validation handshake (`OPTIONS`) when set. */
+  /**
+   * Answers the webhook validation handshake (`OPTIONS`) when set: at once for the origins it
+   * allows, or later through the sender's callback URL with `onCallback`.
+   */
   webhook?: WebhookReceiverOptions;
 }
 
@@ -249,6 +252,7 @@ export class HttpReceiver implements Subscriber {
       origin,
       headers[WEBHOOK_HEADERS.requestRate],
       webhook,
+      headers[WEBHOOK_HEADERS.requestCallback],
     );
     return { status: grant.status, headers: grant.headers };
   }

@@ -1,4 +1,5 @@
-import { PosthornError } from "@posthorn/core";
+import { isPosthornError, PosthornError } from "@posthorn/core";
+import type { HttpHeadersInput } from "./from-message.js";
 
 /**
  * Header names of the HTTP 1.1 Web Hooks for Event Delivery spec (http-webhook.md section 4,
@@ -24,6 +25,46 @@ export interface WebhookReceiverOptions {
    * sender asked for (`WebHook-Request-Rate`) is granted; when it asked none, nothing is said.
    */
   allowedRate?: number | "*";
+  /**
+   * Asynchronous validation (http-webhook.md 4.1.3). When set, a validation request whose origin
+   * `allowedOrigins` does not grant at once, but which carries an absolute `http(s)`
+   * `WebHook-Request-Callback` URL, is answered 200 with the grant headers withheld, and handed to
+   * this function. Grant it later with `request.confirm()` (or {@link confirmWebhookCallback}),
+   * e.g. after a person approved it; ignore it to refuse. The callback URL comes from the sender:
+   * confirm only origins you recognise, since confirming makes this server call that URL.
+   */
+  onCallback?: (request: WebhookCallbackRequest) => unknown;
+}
+
+/** A validation request left for the application to grant later (see `onCallback`). */
+export interface WebhookCallbackRequest {
+  /** The sender's `WebHook-Request-Origin`. */
+  readonly origin: string;
+  /** The sender's `WebHook-Request-Callback` URL. */
+  readonly callbackUrl: string;
+  /** The sender's `WebHook-Request-Rate`, when it asked for one. */
+  readonly requestedRate: number | undefined;
+  /**
+   * Grants permission by calling the callback URL ({@link confirmWebhookCallback}). The rate sent
+   * defaults to the receiver's `allowedRate`, else the rate the sender asked for, else `*`.
+   */
+  confirm(options?: WebhookConfirmOptions): Promise<void>;
+}
+
+/** Options of {@link confirmWebhookCallback}. */
+export interface WebhookConfirmOptions {
+  /** Sent as `WebHook-Allowed-Origin`: the sender's origin, or `*`. Default `*`. */
+  allowedOrigin?: string;
+  /** Sent as `WebHook-Allowed-Rate` (requests per minute, or `*`). Default `*`. */
+  allowedRate?: number | "*";
+  /** `GET` (default) or `POST`; the spec allows both. */
+  method?: "GET" | "POST";
+  /** The fetch to use. Default the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Timeout of the request. Default 10 s. */
+  timeoutMs?: number;
+  /** Cancels the request. */
+  abortSignal?: AbortSignal;
 }
 
 /** What the receiver's answer to a validation request is: status and headers. */
@@ -38,14 +79,20 @@ export interface WebhookGrant {
  * every origin is) and, where known, `WebHook-Allowed-Rate`; otherwise 403 with neither header,
  * which the sender reads as "not granted".
  *
+ * When the origin is not granted at once, the request carries a `WebHook-Request-Callback` URL
+ * and `options.onCallback` is set, the answer is 200 without the grant headers (4.2: a target
+ * granting by callback withholds them) and `onCallback` decides later (4.1.3).
+ *
  * @param origin - the `WebHook-Request-Origin` value
  * @param requestedRate - the `WebHook-Request-Rate` value, if any
  * @param options - who is allowed and at what rate
+ * @param callbackUrl - the `WebHook-Request-Callback` value, if any
  */
 export async function answerWebhookValidation(
   origin: string,
   requestedRate: string | undefined,
   options: WebhookReceiverOptions,
+  callbackUrl?: string,
 ): Promise<WebhookGrant> {
   const allowed = options.allowedOrigins;
   let granted: boolean;
@@ -56,16 +103,130 @@ export async function answerWebhookValidation(
     granted = allowed.some((o) => o.toLowerCase() === lower);
   }
   const headers: Record<string, string> = { allow: "POST, OPTIONS" };
-  if (!granted) return { status: 403, headers };
+  const rate = options.allowedRate ?? (isRate(requestedRate) ? requestedRate : "*");
+  if (!granted) {
+    const onCallback = options.onCallback;
+    const url = callbackUrl === undefined ? undefined : httpUrl(callbackUrl.trim());
+    if (onCallback === undefined || url === undefined) return { status: 403, headers };
+    const asked =
+      isRate(requestedRate) && requestedRate !== "*" ? Number(requestedRate) : undefined;
+    await onCallback({
+      origin,
+      callbackUrl: url,
+      requestedRate: asked,
+      confirm: (confirmOptions = {}) =>
+        confirmWebhookCallback(url, {
+          allowedOrigin: origin,
+          allowedRate: rate === "*" ? "*" : Number(rate),
+          ...confirmOptions,
+        }),
+    });
+    // 4.2: permission by callback withholds the grant headers.
+    return { status: 200, headers };
+  }
   // 4.2: the origin itself, or "*" when the receiver accepts deliveries from anyone.
   headers[WEBHOOK_HEADERS.allowedOrigin] = allowed === "*" ? "*" : origin;
-  const rate = options.allowedRate ?? (isRate(requestedRate) ? requestedRate : undefined);
-  if (rate !== undefined) headers[WEBHOOK_HEADERS.allowedRate] = String(rate);
+  // 4.2.2: the rate MUST be returned when one was asked for, and SHOULD be otherwise; with no
+  // limit configured and none asked for, the truthful answer is "*".
+  headers[WEBHOOK_HEADERS.allowedRate] = String(rate);
   return { status: 200, headers };
 }
 
 function isRate(value: string | undefined): value is string {
   return value !== undefined && (value === "*" || /^[1-9]\d{0,8}$/.test(value));
+}
+
+/** The URL in its normalised form when it is absolute http or https, else `undefined`. */
+function httpUrl(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  return url.protocol === "http:" || url.protocol === "https:" ? url.href : undefined;
+}
+
+/**
+ * Grants a sender permission asynchronously (http-webhook.md 4.1.3): calls the sender's
+ * `WebHook-Request-Callback` URL with `GET` (or `POST`), carrying `WebHook-Allowed-Origin` and
+ * `WebHook-Allowed-Rate`. Resolves when the sender answers 2xx.
+ *
+ * @param callbackUrl - the URL the sender gave in `WebHook-Request-Callback`
+ * @param options - the rate granted, method, fetch, timeout, abort signal
+ * @throws {@link PosthornError} `MalformedInput` (not an absolute http(s) URL), `PublishRejected`
+ *   (a non-2xx answer; `protocolCode` is the status), `Timeout`, `ConnectionFailed`, `Aborted`,
+ *   `NotSupported` (no fetch available)
+ *
+ * @example
+ * ```ts
+ * await confirmWebhookCallback(callbackUrl, { allowedOrigin: "events.example.com", allowedRate: 120 });
+ * ```
+ */
+export async function confirmWebhookCallback(
+  callbackUrl: string | URL,
+  options: WebhookConfirmOptions = {},
+): Promise<void> {
+  const url = httpUrl(String(callbackUrl));
+  if (url === undefined) {
+    throw new PosthornError(
+      "MalformedInput",
+      `the webhook callback URL ${JSON.stringify(String(callbackUrl))} is not an absolute http(s) URL`,
+      { attribute: WEBHOOK_HEADERS.requestCallback },
+    );
+  }
+  const f = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
+  if (f === undefined) {
+    throw new PosthornError("NotSupported", "no fetch is available; pass options.fetch");
+  }
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const user = options.abortSignal;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = user ? anySignal([user, timeout]) : timeout;
+  const headers: Record<string, string> = {
+    [WEBHOOK_HEADERS.allowedOrigin]: options.allowedOrigin ?? "*",
+    [WEBHOOK_HEADERS.allowedRate]: String(options.allowedRate ?? "*"),
+  };
+  let response: Response;
+  try {
+    response = await f(url, { method: options.method ?? "GET", headers, signal });
+  } catch (err) {
+    throw fetchFailure(err, user, `the webhook callback ${url}`, timeoutMs);
+  }
+  await response.arrayBuffer().catch(() => undefined);
+  if (response.status < 200 || response.status > 299) {
+    throw new PosthornError(
+      "PublishRejected",
+      `the webhook callback ${url} answered ${response.status}`,
+      { protocolCode: response.status, retryable: false },
+    );
+  }
+}
+
+/**
+ * Translates what a `fetch` threw into a typed error: the caller's abort, a timeout, or a failed
+ * connection (with the system error code, e.g. `ECONNREFUSED`, as `protocolCode`).
+ */
+export function fetchFailure(
+  err: unknown,
+  user: AbortSignal | undefined,
+  what: string,
+  timeoutMs: number,
+): PosthornError {
+  if (isPosthornError(err)) return err;
+  if (user?.aborted) return new PosthornError("Aborted", `${what} was aborted`, { cause: err });
+  const name = (err as { name?: string })?.name;
+  if (name === "TimeoutError" || name === "AbortError") {
+    return new PosthornError("Timeout", `${what} did not complete within ${timeoutMs} ms`, {
+      cause: err,
+    });
+  }
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return new PosthornError(
+    "ConnectionFailed",
+    `${what} failed: ${cause?.message ?? (err as Error)?.message ?? String(err)}`,
+    { cause: err, ...(cause?.code ? { protocolCode: cause.code } : {}) },
+  );
 }
 
 /** What a sender's validation handshake obtained. */
@@ -84,6 +245,65 @@ export interface WebhookSenderOptions {
   requestRate?: number;
   /** Timeout of the `OPTIONS` request. Default 10 s. */
   timeoutMs?: number;
+  /**
+   * A URL the sender serves, sent as `WebHook-Request-Callback` (http-webhook.md 4.1.3), where
+   * the receiver (or a person with a browser) grants permission later. It should hold a secret
+   * that is hard to guess. When the `OPTIONS` answer grants nothing, publishes wait until the
+   * application calls `publisher.approveWebhook()` from its handler for this URL.
+   */
+  callbackUrl?: string | URL;
+  /**
+   * How long publishes wait for an asynchronous grant before failing with `Timeout`; the next
+   * publish asks again. Default 5 minutes.
+   */
+  approvalTimeoutMs?: number;
+  /**
+   * How many requests may go back to back after an idle spell, within the granted rate. Default 1:
+   * requests are spaced at least `60000 / rate` ms apart, so no 60-second window holds more than
+   * the granted number. With `burst` B, a window may hold up to rate + B - 1.
+   */
+  burst?: number;
+}
+
+/** A grant that arrived by callback (see {@link readWebhookApproval}). */
+export interface WebhookApproval {
+  /** Requests per minute granted, or `*` (or absent) for no limit. */
+  allowedRate?: number | "*";
+}
+
+function headerValue(headers: HttpHeadersInput, name: string): string | undefined {
+  const get = (headers as { get?: unknown }).get;
+  if (typeof get === "function") {
+    const v = (get as (n: string) => string | null).call(headers, name);
+    return v ?? undefined;
+  }
+  const record = headers as Readonly<
+    Record<string, string | readonly string[] | number | undefined>
+  >;
+  for (const key of Object.keys(record)) {
+    if (key.toLowerCase() !== name) continue;
+    const v = record[key];
+    return v === undefined ? undefined : Array.isArray(v) ? v.join(",") : String(v);
+  }
+  return undefined;
+}
+
+/** A positive integer rate, or `undefined` for `*`, absent or unreadable values (no limit). */
+function readRate(value: string | undefined): number | undefined {
+  const text = value?.trim();
+  const n = text === undefined || text === "*" ? Number.NaN : Number(text);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * Reads the grant a receiver sent to the sender's callback URL (http-webhook.md 4.1.3): the
+ * `WebHook-Allowed-Rate` header of that request, for `publisher.approveWebhook()`.
+ *
+ * @param headers - the callback request's headers (Web `Headers` or a Node header record)
+ */
+export function readWebhookApproval(headers: HttpHeadersInput): WebhookApproval {
+  const rate = readRate(headerValue(headers, WEBHOOK_HEADERS.allowedRate));
+  return rate === undefined ? {} : { allowedRate: rate };
 }
 
 /**
@@ -111,7 +331,107 @@ export function readWebhookGrant(
       { protocolCode: status, retryable: false },
     );
   }
-  const rate = headers.get(WEBHOOK_HEADERS.allowedRate)?.trim();
-  const n = rate === undefined || rate === "*" ? Number.NaN : Number(rate);
-  return { allowedOrigin, allowedRate: Number.isInteger(n) && n > 0 ? n : undefined };
+  return {
+    allowedOrigin,
+    allowedRate: readRate(headers.get(WEBHOOK_HEADERS.allowedRate) ?? undefined),
+  };
+}
+
+/** One signal that aborts when any of `signals` does (`AbortSignal.any` where it exists). */
+export function anySignal(signals: AbortSignal[]): AbortSignal {
+  const any = (AbortSignal as { any?: (s: AbortSignal[]) => AbortSignal }).any;
+  if (any) return any(signals);
+  const controller = new AbortController();
+  for (const s of signals) {
+    if (s.aborted) controller.abort(s.reason);
+    else s.addEventListener("abort", () => controller.abort(s.reason), { once: true });
+  }
+  return controller.signal;
+}
+
+interface RateWaiter {
+  resolve(): void;
+  reject(err: PosthornError): void;
+}
+
+/**
+ * Paces requests to a granted rate (http-webhook.md 4.2.2, requests per minute), as a token
+ * bucket of `burst` tokens refilled one per `60000 / rate` ms (kept as a theoretical arrival
+ * time, so no timer runs while idle). Waiters are served first come, first served; an aborted
+ * waiter leaves the queue without taking a token, so nothing is sent for it and nobody behind it
+ * waits longer. A rate of `undefined` is no limit.
+ */
+export class RateLimiter {
+  #intervalMs = 0;
+  #burst: number;
+  /** When the bucket would be full again: each request pushes it one interval on. */
+  #tat = 0;
+  readonly #queue: RateWaiter[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** @param burst - requests allowed back to back after an idle spell (at least 1) */
+  constructor(burst = 1) {
+    this.#burst = Math.max(1, Math.floor(burst));
+  }
+
+  /** Sets the rate in requests per minute; `undefined` lifts the limit. Waiters are re-timed. */
+  setRate(perMinute: number | undefined): void {
+    this.#intervalMs = perMinute === undefined ? 0 : 60_000 / perMinute;
+    this.#pump();
+  }
+
+  /**
+   * Waits for a token.
+   *
+   * @throws {@link PosthornError} `Aborted` when `signal` fires first (no token is taken)
+   */
+  acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(rateAborted());
+    if (this.#queue.length === 0 && this.#take()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const at = this.#queue.indexOf(waiter);
+        if (at !== -1) this.#queue.splice(at, 1);
+        reject(rateAborted());
+        this.#pump();
+      };
+      const waiter: RateWaiter = {
+        resolve: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+        reject,
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(waiter);
+      this.#pump();
+    });
+  }
+
+  /** Takes a token if one is there now. */
+  #take(): boolean {
+    if (this.#intervalMs === 0) return true;
+    const now = performance.now();
+    const tat = Math.max(this.#tat, now);
+    // GCRA: conforming when the bucket, after this request, would not overflow.
+    if (tat + this.#intervalMs - this.#burst * this.#intervalMs > now + 0.5) return false;
+    this.#tat = tat + this.#intervalMs;
+    return true;
+  }
+
+  #pump(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    while (this.#queue.length > 0 && this.#take()) this.#queue.shift()?.resolve();
+    if (this.#queue.length === 0) return;
+    const now = performance.now();
+    const next = Math.max(this.#tat, now) + this.#intervalMs - this.#burst * this.#intervalMs;
+    this.#timer = setTimeout(() => this.#pump(), Math.max(1, Math.ceil(next - now)));
+  }
+}
+
+function rateAborted(): PosthornError {
+  return new PosthornError("Aborted", "the publish was aborted while waiting for the webhook rate");
 }
