@@ -243,6 +243,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<La
   const lines = [
     "per_listener_settings false",
     "allow_anonymous true",
+    // Global (every listener's client sockets). Mosquitto 2.0 leaves Nagle's algorithm on, so a
+    // PUBACK written right after another small packet waits for the peer's delayed ACK (~40 ms),
+    // which stalls small QoS 1 batches.
+    "set_tcp_nodelay true",
     `listener ${port} 127.0.0.1`,
   ];
   if (options.websockets) {
