@@ -11,6 +11,7 @@ import { toHttpMessage } from "./to-message.js";
 import {
   anySignal,
   fetchFailure,
+  httpUrl,
   RateLimiter,
   readWebhookGrant,
   WEBHOOK_HEADERS,
@@ -157,6 +158,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   readonly #staticHeaders: Record<string, string>;
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #limiter: RateLimiter | undefined;
+  readonly #callbackUrl: string | undefined;
   #grant: Promise<WebhookPermission> | undefined;
   #approval: PendingApproval | undefined;
   #permission: WebhookPermission | undefined;
@@ -182,6 +184,17 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     checkHeaders(headers);
     this.#staticHeaders = headers;
     if (options.webhook) this.#limiter = new RateLimiter(options.webhook.burst);
+    const callback = options.webhook?.callbackUrl;
+    if (callback !== undefined) {
+      this.#callbackUrl = httpUrl(String(callback));
+      if (this.#callbackUrl === undefined) {
+        throw new PosthornError(
+          "MalformedInput",
+          `webhook.callbackUrl ${JSON.stringify(String(callback))} is not an absolute http(s) URL`,
+          { attribute: WEBHOOK_HEADERS.requestCallback },
+        );
+      }
+    }
   }
 
   /**
@@ -313,14 +326,13 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     // 4.1.3: the receiver may grant later by calling this URL. The approval can arrive before the
     // OPTIONS answer does, so the promise that waits for it exists before the request is sent.
     let approved: Promise<WebhookPermission> | undefined;
-    if (webhook.callbackUrl !== undefined) {
-      headers[WEBHOOK_HEADERS.requestCallback] = String(webhook.callbackUrl);
+    if (this.#callbackUrl !== undefined) {
+      headers[WEBHOOK_HEADERS.requestCallback] = this.#callbackUrl;
       approved = new Promise<WebhookPermission>((resolve, reject) => {
         this.#approval = { resolve, reject };
       });
       approved.catch(() => undefined);
     }
-    checkHeaders(headers);
     try {
       const auth = this.#options.authorization;
       if (auth !== undefined)
@@ -361,7 +373,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         reject(
           new PosthornError(
             "Timeout",
-            `no webhook approval reached ${String(webhook.callbackUrl)} within ${ms} ms`,
+            `no webhook approval reached ${this.#callbackUrl} within ${ms} ms`,
             { cause: refusal, retryable: true },
           ),
         );

@@ -137,7 +137,7 @@ function isRate(value: string | undefined): value is string {
 }
 
 /** The URL in its normalised form when it is absolute http or https, else `undefined`. */
-function httpUrl(value: string): string | undefined {
+export function httpUrl(value: string): string | undefined {
   let url: URL;
   try {
     url = new URL(value);

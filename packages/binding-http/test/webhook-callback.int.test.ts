@@ -326,3 +326,16 @@ describe("readWebhookApproval", () => {
     expect(readWebhookApproval({})).toEqual({});
   });
 });
+
+describe("webhook.callbackUrl", () => {
+  it("is refused at construction when it is not an absolute http(s) URL", () => {
+    for (const bad of ["confirm?key=1", "mailto:ops@example.com", "https://a.example:99999/"]) {
+      expect(() =>
+        httpPublisher({
+          url: "http://127.0.0.1:1/",
+          webhook: { origin: "a.example", callbackUrl: bad },
+        }),
+      ).toThrow(expect.objectContaining({ code: "MalformedInput" }));
+    }
+  });
+});
