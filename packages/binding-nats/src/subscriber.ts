@@ -1,9 +1,7 @@
 import {
   AsyncQueue,
-  type CloudEvent,
   createDelivery,
   type Delivery,
-  type PosthornError,
   type SettlementCapabilities,
   type Subscriber,
 } from "@posthorn/core";
@@ -17,13 +15,7 @@ import {
   type NatsMsgLike,
 } from "./client.js";
 import { translateNatsError } from "./errors.js";
-import {
-  detectNatsMode,
-  fromNatsMessage,
-  type NatsDecodeOptions,
-  type NatsMessageLike,
-  toMessageEnvelope,
-} from "./from-message.js";
+import { type NatsDecodeOptions, receiveNatsMessage } from "./from-message.js";
 
 /** Options for {@link natsSubscriber}. */
 export interface NatsSubscriberOptions extends NatsDecodeOptions {
@@ -63,18 +55,6 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
   termWithReason?: boolean;
 }
 
-function decode<T>(
-  msg: NatsMessageLike,
-  options: NatsDecodeOptions,
-): { event: CloudEvent<T> | undefined; error: PosthornError | undefined } {
-  if (detectNatsMode(msg, options) === undefined) return { event: undefined, error: undefined };
-  try {
-    return { event: fromNatsMessage(msg, options) as CloudEvent<T>, error: undefined };
-  } catch (err) {
-    return { event: undefined, error: err as PosthornError };
-  }
-}
-
 const noop = (): void => {};
 
 /**
@@ -106,13 +86,16 @@ export function natsSubscriber<T = unknown>(
       queue.fail(translateNatsError(err, "subscribe"));
       return;
     }
-    const { event, error } = decode<T>(msg, decodeOptions);
-    const metadata = msg.reply ? { reply: msg.reply } : undefined;
+    const received = receiveNatsMessage<T>(
+      msg,
+      msg.reply ? { reply: msg.reply } : undefined,
+      decodeOptions,
+    );
     queue.push(
       createDelivery<T>({
-        message: toMessageEnvelope(msg, metadata),
-        event,
-        error,
+        message: received.message,
+        event: received.event,
+        error: received.error,
         deliveryCount: 1,
         capabilities: NATS_CORE_CAPABILITIES,
         accept: noop,
@@ -210,21 +193,25 @@ export async function jetStreamSubscriber<T = unknown>(
   const capabilities: SettlementCapabilities = JETSTREAM_CAPABILITIES;
 
   const toDelivery = (msg: JsMsgLike): Delivery<T> => {
-    const { event, error } = decode<T>(msg, decodeOptions);
     const info = msg.info;
-    let delivery: Delivery<T> | undefined;
-    const done = () => {
-      if (delivery) unsettled.delete(delivery);
-    };
-    delivery = createDelivery<T>({
-      message: toMessageEnvelope(msg, {
+    const { event, error, message } = receiveNatsMessage<T>(
+      msg,
+      {
         stream: info.stream,
         consumer: info.consumer,
         streamSequence: info.streamSequence,
         deliverySequence: info.deliverySequence,
         pending: info.pending,
         timestampNanos: info.timestampNanos,
-      }),
+      },
+      decodeOptions,
+    );
+    let delivery: Delivery<T> | undefined;
+    const done = () => {
+      if (delivery) unsettled.delete(delivery);
+    };
+    delivery = createDelivery<T>({
+      message,
       event,
       error,
       deliveryCount: info.deliveryCount,
