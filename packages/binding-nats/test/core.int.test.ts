@@ -1,15 +1,18 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
+  fromNatsMessage,
   NATS_CORE_CAPABILITIES,
   type NatsContentMode,
   NatsHeaders,
   natsPublisher,
   natsSubscriber,
+  toMessageEnvelope,
 } from "@posthorn/binding-nats";
 import {
   type CloudEvent,
   type Delivery,
   type EventFormat,
+  equivalent,
   isPosthornError,
   malformed,
   type Publisher,
@@ -129,6 +132,38 @@ describe("core NATS publisher and subscriber", () => {
     expect(d.message.contentType).toBe("application/json");
     expect(d.message.properties["X-Trace"]).toBe("abc");
     expect(d.message.metadata?.subject).toBe(subject);
+    await subscriber.close();
+  });
+
+  it("reads the header block as nats.js does: repeated and interleaved names, colons and raw UTF-8 in values", async () => {
+    const subject = unique("headers");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    const seen: Array<{ data: Uint8Array; headers: unknown }> = [];
+    const raw = nc.subscribe(subject, { callback: (_e, m) => seen.push(m) });
+    await nc.flush();
+    const headers = new NatsHeaders([
+      ["ce-specversion", "1.0"],
+      ["ce-id", "x1"],
+      ["X-Url", "http://h:1/a"],
+      ["ce-Source", "/s"],
+      ["ce-id", "x1"],
+      ["ce-type", "t"],
+      ["ce-subject", "caf\u00E9%20\u00C3\u00A9"],
+      ["X-Url", "second"],
+    ]);
+    nc.publish(subject, utf8Encode("hi"), { headers });
+    const d = await firstOf(subscriber);
+    await nc.flush();
+    raw.unsubscribe();
+    expect(d.error).toBeUndefined();
+    expect(d.event?.id).toBe("x1");
+    expect(d.event?.source).toBe("/s");
+    expect(d.event?.subject).toBe("caf\u00E9 \u00C3\u00A9");
+    // The same message through nats.js's own header map decodes to the same event and properties.
+    const viaNats = fromNatsMessage(seen[0] as never, { formats: [json] });
+    expect(d.event && equivalent(d.event, viaNats)).toBe(true);
+    expect(d.message.properties).toEqual(toMessageEnvelope(seen[0] as never).properties);
+    expect(d.message.properties["X-Url"]).toEqual(["http://h:1/a", "second"]);
     await subscriber.close();
   });
 
