@@ -42,7 +42,11 @@ async function rateReceiver(rate: number | "*") {
   return { url: server.url, posts };
 }
 
-/** A fetch that records when the publisher sends each POST (what the rate limiter controls). */
+/**
+ * A fetch that records when the publisher sends each POST (what the rate limiter controls). A few
+ * ms of event-loop delay can sit between the limiter releasing a request and this call, so the
+ * spacing checks allow SLACK_MS; without pacing the gaps are near 0, far below.
+ */
 function timedFetch() {
   const sent: number[] = [];
   const f: typeof fetch = (input, init) => {
@@ -51,6 +55,8 @@ function timedFetch() {
   };
   return { fetch: f, sent };
 }
+
+const SLACK_MS = 10;
 
 function gaps(times: readonly number[]): number[] {
   return times.slice(1).map((t, i) => t - (times[i] as number));
@@ -70,14 +76,15 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
     expect(publisher.permission).toEqual({ allowedOrigin: "sender.example", allowedRate: 600 });
     expect(posts.map((p) => p.id).sort()).toEqual(ids);
     expect(timed.sent).toHaveLength(6);
-    for (const gap of gaps(timed.sent)) expect(gap).toBeGreaterThanOrEqual(99);
+    for (const gap of gaps(timed.sent)) expect(gap).toBeGreaterThanOrEqual(100 - SLACK_MS);
     const span = (timed.sent.at(-1) as number) - (timed.sent[0] as number);
-    expect(span).toBeGreaterThanOrEqual(499);
+    expect(span).toBeGreaterThanOrEqual(500 - SLACK_MS);
     // Paced, not stalled: five intervals plus scheduling slack.
     expect(span).toBeLessThan(1500);
-    // What the receiver saw agrees: six arrivals over at least ~five intervals.
+    // What the receiver saw agrees: six arrivals spread over about five intervals (network and
+    // scheduling jitter allowed for).
     const seen = (posts.at(-1)?.at as number) - (posts[0]?.at as number);
-    expect(seen).toBeGreaterThanOrEqual(450);
+    expect(seen).toBeGreaterThanOrEqual(400);
   });
 
   it("sends a burst of `burst` requests at once, then one per interval", async () => {
@@ -94,8 +101,8 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
     expect(offsets).toHaveLength(5);
     // The first three go together; the fourth waits one interval, the fifth two.
     expect(offsets[2]).toBeLessThan(60);
-    expect(offsets[3]).toBeGreaterThanOrEqual(99);
-    expect(offsets[4]).toBeGreaterThanOrEqual(199);
+    expect(offsets[3]).toBeGreaterThanOrEqual(100 - SLACK_MS);
+    expect(offsets[4]).toBeGreaterThanOrEqual(200 - SLACK_MS);
   });
 
   it("does not pace when the receiver grants *", async () => {
@@ -172,7 +179,7 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
     await publisher.publish(event("retried"));
     expect(posts).toBe(2);
     // Retry-After: 0 allows an immediate retry, but the rate does not: one interval apart.
-    expect(gaps(timed.sent)[0]).toBeGreaterThanOrEqual(99);
+    expect(gaps(timed.sent)[0]).toBeGreaterThanOrEqual(100 - SLACK_MS);
   });
 
   it("paces to a rate granted later by approveWebhook", async () => {
@@ -190,7 +197,7 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
     });
     await Promise.all(["b", "c", "d"].map((id) => publisher.publish(event(id))));
     const later = timed.sent.slice(1);
-    for (const gap of gaps(later)) expect(gap).toBeGreaterThanOrEqual(99);
+    for (const gap of gaps(later)) expect(gap).toBeGreaterThanOrEqual(100 - SLACK_MS);
   });
 
   it("refuses approveWebhook on a publisher without the webhook option", () => {
