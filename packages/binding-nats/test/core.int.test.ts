@@ -138,8 +138,12 @@ describe("core NATS publisher and subscriber", () => {
   it("reads the header block as nats.js does: repeated and interleaved names, colons and raw UTF-8 in values", async () => {
     const subject = unique("headers");
     const subscriber = natsSubscriber(nc, { subject, formats: [json] });
-    const seen: Array<{ data: Uint8Array; headers: unknown }> = [];
-    const raw = nc.subscribe(subject, { callback: (_e, m) => seen.push(m) });
+    const seen: unknown[] = [];
+    const raw = nc.subscribe(subject, {
+      callback: (_e, m) => {
+        seen.push(m);
+      },
+    });
     await nc.flush();
     const headers = new NatsHeaders([
       ["ce-specversion", "1.0"],
