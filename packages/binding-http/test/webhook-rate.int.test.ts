@@ -81,10 +81,11 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
     expect(span).toBeGreaterThanOrEqual(500 - SLACK_MS);
     // Paced, not stalled: five intervals plus scheduling slack.
     expect(span).toBeLessThan(1500);
-    // What the receiver saw agrees: six arrivals spread over about five intervals (network and
-    // scheduling jitter allowed for).
+    // The receiver sees them spread out too. Arrival times carry connection and scheduling jitter
+    // (one loaded run saw a first arrival 100 ms late), so this only checks that they are paced at
+    // all: unpaced, six arrivals land within a few ms.
     const seen = (posts.at(-1)?.at as number) - (posts[0]?.at as number);
-    expect(seen).toBeGreaterThanOrEqual(400);
+    expect(seen).toBeGreaterThanOrEqual(250);
   });
 
   it("sends a burst of `burst` requests at once, then one per interval", async () => {
