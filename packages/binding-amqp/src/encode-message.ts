@@ -76,6 +76,7 @@ class Writer {
 
   /** A string, symbol or binary: the 8-bit-length form when it fits. */
   variable(small: number, large: number, text: string | undefined, bytes?: Uint8Array): void {
+    if (text !== undefined && text.length <= 64 && this.ascii(small, text)) return;
     const length = text === undefined ? (bytes as Uint8Array).length : Buffer.byteLength(text);
     this.ensure(length + 5);
     if (length <= 255) {
@@ -89,6 +90,28 @@ class Writer {
     if (text === undefined) this.buffer.set(bytes as Uint8Array, this.at);
     else this.buffer.write(text, this.at, length, "utf8");
     this.at += length;
+  }
+
+  /**
+   * Writes a short string in the 8-bit-length form when it is all ASCII (then its UTF-8 bytes are
+   * its char codes), copying in JavaScript: for the short names and values of event attributes
+   * that is several times cheaper than measuring and writing through the native UTF-8 encoder.
+   * Returns false, having written nothing, when the text holds a non-ASCII character.
+   */
+  ascii(code: number, text: string): boolean {
+    const n = text.length;
+    this.ensure(n + 2);
+    const buffer = this.buffer;
+    const start = this.at + 2;
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return false;
+      buffer[start + i] = c;
+    }
+    buffer[this.at] = code;
+    buffer[this.at + 1] = n;
+    this.at = start + n;
+    return true;
   }
 
   integer(n: number, asInt: boolean): void {
@@ -185,13 +208,34 @@ export function encodeAmqpMessage(
     const value = record[name];
     if (value === undefined || value === null) continue;
     // 3.1.3.1 names, 3.1.3.2 values in their AMQP types.
-    w.variable(STR8, STR32, prefix + name);
+    w.variable(STR8, STR32, propertyName(prefix, name));
     writeValue(w, name, value, registry, asInt);
     count += 2;
   }
   w.close(mapAt, count);
   writeBody(w, bytes);
   return w.bytes();
+}
+
+// Prefixed property names, made once: `prefix + name` would be a fresh concatenation per
+// message, which the writer must flatten before it can read its characters.
+const propertyNames = new Map<string, Map<string, string>>();
+const PROPERTY_NAMES_LIMIT = 256;
+
+function propertyName(prefix: string, name: string): string {
+  let names = propertyNames.get(prefix);
+  if (names === undefined) {
+    if (propertyNames.size >= 8) propertyNames.clear();
+    names = new Map();
+    propertyNames.set(prefix, names);
+  }
+  let full = names.get(name);
+  if (full === undefined) {
+    if (names.size >= PROPERTY_NAMES_LIMIT) names.clear();
+    full = prefix + name;
+    names.set(name, full);
+  }
+  return full;
 }
 
 // 3.1.1 / 3.2.1: content-type is field 6 of the properties list; the fields before it are null.
