@@ -199,7 +199,7 @@ export const suite: BenchSuite = {
             },
           };
         },
-        "at most once: nothing to settle, the deliveries are plain objects; unbounded (the client's slow-consumer limit applies)",
+        "at most once: nothing to settle, the deliveries are plain objects; those not yet pulled are bounded by maxPending (default 65,536; beyond it messages are dropped and counted)",
       ),
     );
     rows.push(

@@ -120,6 +120,9 @@ function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
   }
   const text = headerText.decode(bytes.subarray(0, hdr));
   const out: Array<[string, string[]]> = [];
+  // By name, so that a block of many headers (a hostile one can hold hundreds of thousands within
+  // max_payload) is read in linear time.
+  const byName = new Map<string, string[]>();
   let start = text.indexOf("\r\n");
   if (start === -1 || text.slice(0, start) !== NATS_STATUS_LINE) return message.headers;
   start += 2;
@@ -134,15 +137,13 @@ function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
         if (!plainHeaderName(name) || value.includes("\r") || value.includes("\n")) {
           return message.headers;
         }
-        let values: string[] | undefined;
-        for (const entry of out) {
-          if (entry[0] === name) {
-            values = entry[1];
-            break;
-          }
-        }
+        const values = byName.get(name);
         if (values) values.push(value);
-        else out.push([name, [value]]);
+        else {
+          const fresh = [value];
+          byName.set(name, fresh);
+          out.push([name, fresh]);
+        }
       }
     }
     start = end + 2;
@@ -291,7 +292,7 @@ export function fromNatsMessage(
         `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
       );
     }
-    const headers = message.headers;
+    const headers = readHeaders(message);
     const s = scan(headers);
     const mode = modeOf(s, message, options);
     if (mode === "structured") return fromStructured(data, s.contentType, options);
@@ -348,7 +349,7 @@ export function receiveNatsMessage<T>(
       error = asDecodeError(err, "NATS message");
     }
   }
-  return { event, error, message: envelope(message, s.contentType, metadata) };
+  return { event, error, message: envelope(message, headers, s.contentType, metadata) };
 }
 
 function fromStructured(
@@ -463,7 +464,7 @@ export function toMessageEnvelope(
   metadata?: Readonly<Record<string, unknown>>,
 ): Message {
   let contentType: string | undefined;
-  const headers = message.headers;
+  const headers = readHeaders(message);
   if (headers) {
     for (const [name, value] of entries(headers)) {
       if (name.length === 12 && name.toLowerCase() === "content-type") {
@@ -472,13 +473,14 @@ export function toMessageEnvelope(
       }
     }
   }
-  return envelope(message, contentType, metadata);
+  return envelope(message, headers, contentType, metadata);
 }
 
-// The envelope, given the first Content-Type header's value. `message.headers` is read only when
-// `properties` is.
+// The envelope, given the headers as read and the first Content-Type header's value; the
+// properties are built from the headers only when `properties` is read.
 function envelope(
   message: NatsMessageLike,
+  headers: NatsHeadersLike | undefined,
   contentType: string | undefined,
   metadata: Readonly<Record<string, unknown>> | undefined,
 ): Message {
@@ -489,7 +491,8 @@ function envelope(
     if (properties !== undefined) return properties;
     // A null prototype: header names are untrusted, and `__proto__` must stay an ordinary name.
     const out: Record<string, string | readonly string[]> = Object.create(null);
-    const headers = message.headers;
+    // The headers as the receive path already read them: nats.js's own `msg.headers` map takes
+    // time quadratic in the number of names (19 s for 40,000 in one message).
     if (headers) {
       for (const [name, value] of entries(headers)) {
         out[name] =

@@ -38,9 +38,11 @@ export {
   natsPublisher,
 } from "./publisher.js";
 export {
+  DEFAULT_MAX_PENDING,
   type JetStreamSubscriber,
   type JetStreamSubscriberOptions,
   jetStreamSubscriber,
+  type NatsSubscriber,
   type NatsSubscriberOptions,
   natsSubscriber,
 } from "./subscriber.js";

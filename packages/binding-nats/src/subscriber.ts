@@ -26,6 +26,28 @@ export interface NatsSubscriberOptions extends NatsDecodeOptions {
    * (competing consumers on core NATS, still at-most-once).
    */
   queue?: string;
+  /**
+   * Most deliveries kept waiting for the iterator to pull them. Core NATS has no flow control: the
+   * server sends as fast as it can, and a consumer that falls behind cannot slow it down. Past
+   * this many, a message that arrives is dropped (before it is decoded) and counted in `dropped`,
+   * as nats-server itself drops messages for a slow consumer; at-most-once delivery allows it, and
+   * it keeps the subscriber's memory bounded. Default {@link DEFAULT_MAX_PENDING}; `Infinity`
+   * for no limit.
+   */
+  maxPending?: number;
+  /** Called for each message dropped because `maxPending` deliveries were waiting, with the total. */
+  onDrop?: (dropped: number) => void;
+}
+
+/** The default `maxPending` of {@link natsSubscriber}: 65,536 deliveries, NATS clients' usual limit. */
+export const DEFAULT_MAX_PENDING = 65_536;
+
+/** A core NATS subscriber. */
+export interface NatsSubscriber<T = unknown> extends Subscriber<T> {
+  /** How many deliveries wait for the iterator to pull them. */
+  readonly pending: number;
+  /** How many messages were dropped because `maxPending` deliveries were waiting. */
+  readonly dropped: number;
 }
 
 /** Options for {@link jetStreamSubscriber}. */
@@ -65,7 +87,8 @@ const noop = (): void => {};
  * ({@link NATS_CORE_CAPABILITIES}). Subscribers in one `queue` group share the messages.
  *
  * `close()` drains the subscription (messages the server already sent are still delivered),
- * then ends iteration once the queued deliveries are consumed.
+ * then ends iteration once the queued deliveries are consumed. At most `maxPending` deliveries
+ * wait to be pulled; past that, arriving messages are dropped and counted in `dropped`.
  *
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
@@ -78,12 +101,21 @@ const noop = (): void => {};
 export function natsSubscriber<T = unknown>(
   nc: NatsConnectionLike,
   options: NatsSubscriberOptions,
-): Subscriber<T> {
+): NatsSubscriber<T> {
   const queue = new AsyncQueue<Delivery<T>>();
   const decodeOptions: NatsDecodeOptions = options;
+  const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+  if (!(maxPending >= 1)) throw new TypeError("maxPending must be at least 1");
+  const onDrop = options.onDrop;
+  let dropped = 0;
   const onMessage = (err: Error | null, msg: NatsMsgLike): void => {
     if (err) {
       queue.fail(translateNatsError(err, "subscribe"));
+      return;
+    }
+    if (queue.size >= maxPending) {
+      dropped++;
+      onDrop?.(dropped);
       return;
     }
     const received = receiveNatsMessage<T>(
@@ -119,6 +151,12 @@ export function natsSubscriber<T = unknown>(
   let closing: Promise<void> | undefined;
   return {
     capabilities: NATS_CORE_CAPABILITIES,
+    get pending() {
+      return queue.size;
+    },
+    get dropped() {
+      return dropped;
+    },
     [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
     close() {
       closing ??= (async () => {

@@ -171,6 +171,57 @@ describe("core NATS publisher and subscriber", () => {
     await subscriber.close();
   });
 
+  it("reads a header block of 40,000 distinct names in linear time and refuses it with PayloadTooLarge", async () => {
+    const subject = unique("many-headers");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    await nc.flush();
+    const entries: [string, string][] = [["ce-id", "x"]];
+    for (let i = 0; i < 40_000; i++) entries.push([`x-${i}`, "v"]);
+    nc.publish(subject, utf8Encode("{}"), { headers: new NatsHeaders(entries) });
+    const started = performance.now();
+    const d = await firstOf(subscriber);
+    const names = Object.keys(d.message.properties);
+    // Quadratic matching of names (nats.js's own header map is) takes about 20 s here; reading
+    // the block in linear time takes tens of milliseconds.
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(d.event).toBeUndefined();
+    expect(d.error?.code).toBe("PayloadTooLarge");
+    expect(names).toHaveLength(40_001);
+    await subscriber.close();
+  });
+
+  it("keeps at most maxPending deliveries waiting, dropping and counting the rest (no flow control on core NATS)", async () => {
+    const subject = unique("pending");
+    const drops: number[] = [];
+    const subscriber = natsSubscriber(nc, {
+      subject,
+      formats: [json],
+      maxPending: 5,
+      onDrop: (n) => drops.push(n),
+    });
+    await nc.flush();
+    const publisher = natsPublisher(nc, { subject });
+    const sent = Array.from({ length: 8 }, (_, i) =>
+      vector("typical").event.cloneWith({ id: `p${i}` }),
+    );
+    await publisher.publish(sent);
+    await nc.flush();
+    // Once the server echoes a flush on this connection, it has handed over everything before it.
+    await nc.flush();
+    expect(subscriber.pending).toBe(5);
+    expect(subscriber.dropped).toBe(3);
+    expect(drops).toEqual([1, 2, 3]);
+    const first = await firstOf(subscriber);
+    expect(first.event?.id).toBe("p0");
+    expect(subscriber.pending).toBe(4);
+    nc.publish(subject, utf8Encode("plain"));
+    await nc.flush();
+    expect(subscriber.pending).toBe(5);
+    expect(subscriber.dropped).toBe(3);
+    await subscriber.close();
+    expect(() => natsSubscriber(nc, { subject, maxPending: 0 })).toThrow(TypeError);
+  });
+
   it("hands a delivery with a typed error for a message that claims to be a CloudEvent and is not", async () => {
     const subject = unique("broken");
     const subscriber = natsSubscriber(nc, { subject, formats: [json] });
