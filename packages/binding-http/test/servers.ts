@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { CloudEvent, isPosthornError, type PosthornError } from "@posthorn/core";
 
 /** A node:http server on a free loopback port. */
 export interface TestServer {
@@ -24,4 +25,27 @@ export async function startServer(
         server.close(() => resolve());
       }),
   };
+}
+
+/** A small text event with the given id and source. */
+export function textEvent(id: string, source: string): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id,
+    source,
+    type: "t",
+    data: "x",
+    datacontenttype: "text/plain",
+  });
+}
+
+/** The typed error a promise rejects with; anything else (or no rejection) fails the test. */
+export async function failure(p: Promise<unknown>): Promise<PosthornError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isPosthornError(err)) return err;
+    throw err;
+  }
+  throw new Error("expected a failure");
 }

@@ -8,35 +8,16 @@ import {
   readWebhookApproval,
   type WebhookCallbackRequest,
 } from "@posthorn/binding-http";
-import { CloudEvent, isPosthornError, type PosthornError } from "@posthorn/core";
+import type { CloudEvent } from "@posthorn/core";
 import { afterAll, describe, expect, it } from "vitest";
-import { startServer, type TestServer } from "./servers.js";
+import { failure, startServer, type TestServer, textEvent } from "./servers.js";
 
 const servers: TestServer[] = [];
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.close()));
 });
 
-function event(id: string): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id,
-    source: "/callback",
-    type: "t",
-    data: "x",
-    datacontenttype: "text/plain",
-  });
-}
-
-async function failure(p: Promise<unknown>): Promise<PosthornError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isPosthornError(err)) return err;
-    throw err;
-  }
-  throw new Error("expected a failure");
-}
+const event = (id: string): CloudEvent => textEvent(id, "/callback");
 
 async function until(check: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;

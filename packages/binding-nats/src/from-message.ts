@@ -283,15 +283,7 @@ export function fromNatsMessage(
   options: NatsDecodeOptions = {},
 ): CloudEvent {
   try {
-    const maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    const data = message.data;
-    if (!(data instanceof Uint8Array)) throw malformed("a NATS message payload must be bytes");
-    if (data.length > maxPayload) {
-      throw new PosthornError(
-        "PayloadTooLarge",
-        `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
-      );
-    }
+    const data = checkedPayload(message, options);
     const headers = readHeaders(message);
     const s = scan(headers);
     const mode = modeOf(s, message, options);
@@ -303,6 +295,20 @@ export function fromNatsMessage(
   } catch (err) {
     throw asDecodeError(err, "NATS message");
   }
+}
+
+/** The payload, when it is bytes within `maxPayloadBytes`. */
+function checkedPayload(message: NatsMessageLike, options: NatsDecodeOptions): Uint8Array {
+  const maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const data = message.data;
+  if (!(data instanceof Uint8Array)) throw malformed("a NATS message payload must be bytes");
+  if (data.length > maxPayload) {
+    throw new PosthornError(
+      "PayloadTooLarge",
+      `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
+    );
+  }
+  return data;
 }
 
 /** What a subscriber makes of one received message. @internal */
@@ -331,15 +337,7 @@ export function receiveNatsMessage<T>(
   let error: PosthornError | undefined;
   if (mode !== undefined) {
     try {
-      const maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-      const data = message.data;
-      if (!(data instanceof Uint8Array)) throw malformed("a NATS message payload must be bytes");
-      if (data.length > maxPayload) {
-        throw new PosthornError(
-          "PayloadTooLarge",
-          `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
-        );
-      }
+      const data = checkedPayload(message, options);
       event = (
         mode === "structured"
           ? fromStructured(data, s.contentType, options)
