@@ -265,7 +265,15 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       on?: (name: string, listener: (event: { payload?: unknown }) => void) => unknown;
       events?: { GROUP_JOIN?: string; CRASH?: string };
     };
-    if (typeof consumer.on !== "function" || consumer.events === undefined) return;
+    // `@confluentinc/kafka-javascript`'s KafkaJS API has no instrumentation events: reading
+    // `events` throws "Not implemented" there. Its rebalances are followed in #eachBatch.
+    let events: { GROUP_JOIN?: string; CRASH?: string } | undefined;
+    try {
+      events = consumer.events;
+    } catch {
+      events = undefined;
+    }
+    if (typeof consumer.on !== "function" || events === undefined) return;
     const add = (name: string | undefined, listener: (event: { payload?: unknown }) => void) => {
       if (name === undefined) return;
       const remove = consumer.on?.(name, listener);
@@ -273,20 +281,14 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     };
     // After a rebalance, partitions this member lost are forgotten: their unsettled records go
     // to the new owner from the last commit, and settling them here no longer commits anything.
-    add(consumer.events.GROUP_JOIN, (event) => {
+    add(events.GROUP_JOIN, (event) => {
       const assignment = (event.payload as { memberAssignment?: Record<string, number[]> })
         ?.memberAssignment;
-      if (assignment === undefined) return;
-      for (const [key, track] of this.#tracks) {
-        if (!assignment[track.topic]?.includes(track.partition)) {
-          track.dropped = true;
-          this.#tracks.delete(key);
-          this.#paused.delete(key);
-          this.#dirty.delete(track);
-        }
+      if (assignment !== undefined) {
+        this.#forgetLost((topic, partition) => assignment[topic]?.includes(partition) === true);
       }
     });
-    add(consumer.events.CRASH, (event) => {
+    add(events.CRASH, (event) => {
       const payload = event.payload as { error?: unknown; restart?: boolean } | undefined;
       if (payload?.restart === false) {
         this.#queue.fail(fromKafkaError(payload.error, "the Kafka consumer"));
@@ -304,8 +306,31 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     return track;
   }
 
+  /** Forgets the partitions this member no longer owns (after a rebalance). */
+  #forgetLost(owned: (topic: string, partition: number) => boolean): void {
+    for (const [key, track] of this.#tracks) {
+      if (!owned(track.topic, track.partition)) {
+        track.dropped = true;
+        this.#tracks.delete(key);
+        this.#paused.delete(key);
+        this.#dirty.delete(track);
+      }
+    }
+  }
+
+  /** With the confluent client (no GROUP_JOIN event), the current assignment says what is owned. */
+  #followAssignment(): void {
+    const assignment = (
+      this.#consumer as { assignment?: () => { topic: string; partition: number }[] }
+    ).assignment?.();
+    if (!Array.isArray(assignment)) return;
+    const owned = new Set(assignment.map((a) => `${a.partition}:${a.topic}`));
+    this.#forgetLost((topic, partition) => owned.has(`${partition}:${topic}`));
+  }
+
   async #eachBatch(payload: KafkaBatchPayload): Promise<void> {
     const { topic, partition, messages } = payload.batch;
+    if (this.#confluent) this.#followAssignment();
     const track = this.#track(topic, partition);
     for (const record of messages) {
       // Stop at close (nothing more is handed out or resolved: the next owner fetches it), and
@@ -507,7 +532,21 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     }
     for (const remove of this.#removers.splice(0)) remove();
     try {
-      await this.#consumer.stop();
+      if (this.#confluent) {
+        // Its KafkaJS API has no stop() ("Not implemented"): pausing every assigned partition
+        // ends the fetching; disconnecting is the owner's.
+        const assignment =
+          (
+            this.#consumer as { assignment?: () => { topic: string; partition: number }[] }
+          ).assignment?.() ?? [];
+        if (assignment.length > 0) {
+          this.#consumer.pause(
+            assignment.map((a) => ({ topic: a.topic, partitions: [a.partition] })),
+          );
+        }
+      } else {
+        await this.#consumer.stop();
+      }
     } catch (err) {
       throw fromKafkaError(err, "stopping the Kafka consumer");
     }

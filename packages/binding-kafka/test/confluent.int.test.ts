@@ -1,0 +1,190 @@
+import {
+  type KafkaConsumerLike,
+  type KafkaProducerLike,
+  type KafkaSubscriber,
+  kafkaPublisher,
+  kafkaSubscriber,
+} from "@posthorn/binding-kafka";
+import { CloudEvent, type Delivery, type EventFormat } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { type BindingHarness, describeBindingConformance } from "@posthorn/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+
+// The same publisher and subscriber over `@confluentinc/kafka-javascript` (librdkafka) through
+// its KafkaJS-compatible API, instead of kafkajs. The package builds librdkafka from source when
+// it is installed (an optional dependency: .ci/run installs the system libraries it links to);
+// without it these tests are skipped outside CI and fail under CI=true.
+
+interface ConfluentKafkaJS {
+  Kafka: new (config: {
+    kafkaJS: Record<string, unknown>;
+  }) => {
+    producer(config?: Record<string, unknown>): ConfluentClient & KafkaProducerLike;
+    consumer(config: { kafkaJS: Record<string, unknown> }): ConfluentClient & KafkaConsumerLike;
+  };
+  logLevel: { NOTHING: number };
+}
+interface ConfluentClient {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
+const loaded = (await import("@confluentinc/kafka-javascript").then(
+  (m) => (m as unknown as { KafkaJS: ConfluentKafkaJS }).KafkaJS,
+  () => undefined,
+)) as ConfluentKafkaJS | undefined;
+if (loaded === undefined && process.env.CI === "true") {
+  throw new Error(
+    "@confluentinc/kafka-javascript is not installed: .ci/run builds it (CKJS_LINKING=dynamic, with the -dev libraries of scripts/system-deps.sh)",
+  );
+}
+const ok = loaded !== undefined && (await externalKafkaOk());
+const KafkaJS = loaded as ConfluentKafkaJS;
+
+/** Clients of the confluent package on the tests' brokers; all disconnected by `stop()`. */
+function confluentClients(env: KafkaEnv) {
+  const kafka = new KafkaJS.Kafka({
+    kafkaJS: { brokers: env.brokers, logLevel: KafkaJS.logLevel.NOTHING },
+  });
+  const clients: ConfluentClient[] = [];
+  return {
+    async producer() {
+      // librdkafka refuses records over 1,000,000 bytes by default; the vectors go up to 1 MiB.
+      const producer = kafka.producer({ "message.max.bytes": 4 * 1024 * 1024 });
+      await producer.connect();
+      clients.push(producer);
+      return producer;
+    },
+    async consumer(groupId: string) {
+      const consumer = kafka.consumer({
+        kafkaJS: { groupId, fromBeginning: true, autoCommit: false, sessionTimeout: 6000 },
+      });
+      await consumer.connect();
+      clients.push(consumer);
+      return consumer;
+    },
+    async stop() {
+      await Promise.all(clients.splice(0).map((c) => c.disconnect().catch(() => undefined)));
+    },
+  };
+}
+
+function harness(mode: "binary" | "structured", format?: EventFormat): BindingHarness {
+  let env: KafkaEnv;
+  let clients: ReturnType<typeof confluentClients>;
+  let subscriber: KafkaSubscriber;
+  let iterator: AsyncIterator<Delivery>;
+  let publish: (event: CloudEvent) => Promise<void>;
+  return {
+    name: `kafka over @confluentinc/kafka-javascript (${mode})`,
+    paths: format ? [{ mode, format }] : [{ mode }],
+    typed: mode === "structured",
+    caseSensitive: true,
+    timeoutMs: 20_000,
+    async setup() {
+      env = await kafkaEnv();
+      clients = confluentClients(env);
+      const topic = env.topicName(`confluent-${mode}`);
+      await env.createTopic(topic, 1);
+      const publisher = kafkaPublisher(await clients.producer(), {
+        topic,
+        mode,
+        ...(format ? { format } : {}),
+      });
+      publish = (event) => publisher.publish(event);
+      subscriber = kafkaSubscriber(await clients.consumer(env.topicName("group")), {
+        topics: [topic],
+        formats: [json],
+      });
+      await subscriber.ready;
+      iterator = subscriber[Symbol.asyncIterator]();
+    },
+    async teardown() {
+      await subscriber?.close();
+      await clients?.stop();
+      await env?.stop();
+    },
+    async roundTrip(event) {
+      await publish(event);
+      const next = await iterator.next();
+      if (next.done) throw new Error("the subscriber ended");
+      const delivery = next.value;
+      await delivery.accept();
+      if (delivery.error) throw delivery.error;
+      if (!delivery.event) throw new Error("the record did not arrive as a CloudEvent");
+      return delivery.event;
+    },
+  };
+}
+
+describe.skipIf(!ok)(
+  "Kafka binding over @confluentinc/kafka-javascript (skipped: the package is not installed, outside CI)",
+  () => {
+    describeBindingConformance(harness("binary"));
+    describeBindingConformance(harness("structured", json));
+
+    describe("checkpoints", () => {
+      let env: KafkaEnv;
+      let clients: ReturnType<typeof confluentClients>;
+      beforeAll(async () => {
+        env = await kafkaEnv();
+        clients = confluentClients(env);
+      });
+      afterAll(async () => {
+        await clients?.stop();
+        await env?.stop();
+      });
+
+      async function take(subscriber: KafkaSubscriber, count: number): Promise<Delivery[]> {
+        const out: Delivery[] = [];
+        const it = subscriber[Symbol.asyncIterator]();
+        while (out.length < count) {
+          const next = await it.next();
+          if (next.done) throw new Error(`the subscriber ended after ${out.length} deliveries`);
+          out.push(next.value);
+        }
+        return out;
+      }
+
+      it("commits only below the lowest unaccepted record: a new member of the group gets exactly the rest", async () => {
+        const topic = env.topicName("confluent-checkpoint");
+        const group = env.topicName("confluent-group");
+        await env.createTopic(topic, 1);
+        const events = Array.from(
+          { length: 6 },
+          (_, i) =>
+            new CloudEvent({
+              specversion: "1.0",
+              id: `c${i}`,
+              source: "/confluent",
+              type: "com.example.checkpoint",
+              data: { i },
+            }),
+        );
+        await kafkaPublisher(await clients.producer(), { topic }).publish(events);
+
+        const first = kafkaSubscriber(await clients.consumer(group), {
+          topics: [topic],
+          formats: [json],
+        });
+        const got = await take(first, 6);
+        expect(got.map((d) => d.event?.id)).toEqual(["c0", "c1", "c2", "c3", "c4", "c5"]);
+        // c3 stays unaccepted: the commit stops at it, whatever was accepted after it.
+        for (const i of [0, 1, 2, 4, 5]) await got[i]?.accept();
+        await first.close();
+        await clients.stop();
+
+        const second = kafkaSubscriber(await clients.consumer(group), {
+          topics: [topic],
+          formats: [json],
+        });
+        const again = await take(second, 3);
+        expect(again.map((d) => d.event?.id)).toEqual(["c3", "c4", "c5"]);
+        expect(again[0]?.event?.data).toEqual({ i: 3 });
+        for (const d of again) await d.accept();
+        await second.close();
+      }, 60_000);
+    });
+  },
+);
