@@ -185,6 +185,68 @@ describe.skipIf(!ok)(
         for (const d of again) await d.accept();
         await second.close();
       }, 60_000);
+
+      it("a second member joining mid-stream takes partitions over; the 1,000 events are split and none is lost", async () => {
+        const topic = env.topicName("confluent-split");
+        const group = env.topicName("confluent-split-group");
+        await env.createTopic(topic, 4);
+        const sent = Array.from(
+          { length: 1000 },
+          (_, i) =>
+            new CloudEvent({
+              specversion: "1.0",
+              id: `s${i}`,
+              source: "/confluent",
+              type: "com.example.split",
+              data: { i },
+            }),
+        );
+        const counts = new Map<string, number>();
+        const per = { a: 0, b: 0 };
+        const consume = async (name: "a" | "b", s: KafkaSubscriber) => {
+          for await (const d of s) {
+            const id = d.event?.id ?? "?";
+            counts.set(id, (counts.get(id) ?? 0) + 1);
+            per[name]++;
+            await d.accept();
+          }
+        };
+        const publisher = kafkaPublisher(await clients.producer(), {
+          topic,
+          keyMapper: (e) => e.id,
+        });
+        // The first member owns all four partitions and is reading when the second joins, so the
+        // rebalance takes partitions away from a member that has records in hand.
+        const a = kafkaSubscriber(await clients.consumer(group), { topics: [topic] });
+        const loops = [consume("a", a)];
+        await publisher.publish(sent.slice(0, 500));
+        const firstHalf = Date.now() + 20_000;
+        while (per.a < 100 && Date.now() < firstHalf) await new Promise((r) => setTimeout(r, 20));
+        expect(per.a).toBeGreaterThanOrEqual(100);
+        const second = await clients.consumer(group);
+        const b = kafkaSubscriber(second, { topics: [topic] });
+        loops.push(consume("b", b));
+        await b.ready;
+        // librdkafka joins the group in the background: wait until the rebalance gave it partitions.
+        const owns = () => (second as unknown as { assignment(): unknown[] }).assignment().length;
+        const joined = Date.now() + 30_000;
+        while (owns() === 0 && Date.now() < joined) await new Promise((r) => setTimeout(r, 50));
+        expect(owns()).toBeGreaterThan(0);
+        for (let i = 500; i < sent.length; i += 100)
+          await publisher.publish(sent.slice(i, i + 100));
+        const deadline = Date.now() + 45_000;
+        while (counts.size < sent.length && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        await Promise.all([a.close(), b.close()]);
+        await Promise.all(loops);
+        const lost = sent.filter((e) => !counts.has(e.id)).length;
+        expect(lost).toBe(0);
+        expect(counts.has("?")).toBe(false);
+        // Both members got partitions: the group rebalanced between them.
+        expect(per.a).toBeGreaterThan(0);
+        expect(per.b).toBeGreaterThan(0);
+      }, 90_000);
     });
   },
 );
