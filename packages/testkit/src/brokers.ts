@@ -79,11 +79,66 @@ const DEFAULT_PORTS: Record<BrokerName, number> = {
 export async function requireBroker(name: BrokerName, url = brokerUrl(name)): Promise<boolean> {
   if (url === undefined) throw new Error(`no address for ${name}: set ${ENV[name]}`);
   const { host, port } = hostPort(url, DEFAULT_PORTS[name]);
-  if (await portOpen(host, port)) return true;
-  const message = `${name} broker not reachable at ${host}:${port} (${ENV[name]}=${url})`;
-  if (inCi()) throw new Error(`${message}; under CI=true a missing broker fails the run`);
-  console.warn(`${message}: skipping its integration tests outside CI`);
+  const shown = withoutPassword(url);
+  let problem: string | undefined;
+  if (!(await portOpen(host, port))) {
+    problem = `${name} broker not reachable at ${host}:${port} (${ENV[name]}=${shown})`;
+  } else if (name === "amqp") {
+    // RabbitMQ listens on 5672 without its AMQP 1.0 plugin too, and then answers a 1.0 client
+    // with a 0-9-1 header: every test would fail with a protocol error that does not say why.
+    const answer = await amqpProtocolAnswer(host, port);
+    if (answer !== "1.0") {
+      problem = `the broker at ${host}:${port} (${ENV[name]}=${shown}) does not speak AMQP 1.0 (it answered ${answer}); for RabbitMQ enable its plugin: rabbitmq-plugins enable rabbitmq_amqp1_0 (bash scripts/brokers.sh does)`;
+    }
+  }
+  if (problem === undefined) return true;
+  if (inCi()) throw new Error(`${problem}; under CI=true a missing broker fails the run`);
+  console.warn(`${problem}: skipping its integration tests outside CI`);
   return false;
+}
+
+// A broker address for messages: a password in it is replaced by `***`.
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === "") return url;
+    parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
+  }
+}
+
+/**
+ * The AMQP version a server answers with when a client opens with the AMQP 1.0 SASL header:
+ * `"1.0"`, another version as the server's header spells it (`"AMQP 0-9-1"`), or `"nothing"`
+ * when it closes or stays silent.
+ */
+export function amqpProtocolAnswer(host: string, port: number, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    let received = Buffer.alloc(0);
+    const done = (answer: string): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done("nothing"), timeoutMs);
+    socket.once("error", () => done("nothing"));
+    socket.once("close", () => done("nothing"));
+    socket.on("data", (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length < 8) return;
+      const header = received.subarray(0, 8);
+      if (header.toString("latin1", 0, 4) !== "AMQP") return done("no AMQP header");
+      // 1.0 header: "AMQP", protocol id (0 AMQP, 2 TLS, 3 SASL), then 1 0 0.
+      if (header[5] === 1 && header[6] === 0 && header[7] === 0) return done("1.0");
+      return done(`AMQP ${header[5]}-${header[6]}-${header[7]}`);
+    });
+    socket.connect(port, host, () => {
+      socket.write(Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0]));
+    });
+  });
 }
 
 /** A free TCP port on 127.0.0.1. */

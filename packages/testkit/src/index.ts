@@ -5,6 +5,7 @@ export {
   pathLabel,
 } from "./binding-suite.js";
 export {
+  amqpProtocolAnswer,
   type BrokerName,
   brokerUrl,
   freePort,
