@@ -4,10 +4,9 @@
 // topic/subject and its own receiving client, started once per session, so a run is: publish
 // `count` events in batches, and wait until the receiver has seen them all.
 //
-// Adding a transport (AMQP, HTTP, WebSocket): write a function returning an `E2eTransport` and add
-// it to the list in bench/suites/e2e.bench.ts (or export `e2eTransports` from your own suite file
-// and list it there); everything else (throughput, payload and batch sweeps, latency, memory) is
-// shared.
+// Adding a transport: write a function returning an `E2eTransport` (AMQP and WebSocket are in
+// bench/e2e-more.ts) and add it to the list in bench/suites/e2e.bench.ts; everything else
+// (throughput, payload and batch sweeps, latency) is shared.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -128,14 +127,14 @@ export function payloadEvents(size: number, count: number, prefix = "e"): CloudE
   );
 }
 
-function slice<T>(list: readonly T[], from: number, n: number): T[] {
+export function slice<T>(list: readonly T[], from: number, n: number): T[] {
   const out: T[] = new Array(n);
   for (let i = 0; i < n; i++) out[i] = list[(from + i) % list.length] as T;
   return out;
 }
 
 /** Iterates a subscriber in the background, accepting each delivery and counting it. */
-function consume(subscriber: Subscriber, arrivals: Arrivals): void {
+export function consume(subscriber: Subscriber, arrivals: Arrivals): void {
   void (async () => {
     for await (const delivery of subscriber) {
       await delivery.accept();
@@ -145,7 +144,7 @@ function consume(subscriber: Subscriber, arrivals: Arrivals): void {
 }
 
 let unique = 0;
-const runId = () => `${process.pid}-${Date.now().toString(36)}-${unique++}`;
+export const runId = () => `${process.pid}-${Date.now().toString(36)}-${unique++}`;
 
 /**
  * Starts Mosquitto on a free port for the benchmarks: the testkit's settings plus

@@ -8,17 +8,20 @@ import {
   payloadEvents,
   runSide,
 } from "../e2e.ts";
+import { amqpTransport, webSocketTransport } from "../e2e-more.ts";
 import { type BenchSuite, compareThroughput, median, percentile, type Row } from "../lib.ts";
 
 // End to end, per transport: events per second through Posthorn's publisher AND subscriber
 // (every delivery accepted), next to the raw client sending and receiving the same bytes,
 // pre-encoded; payload sizes and batch sizes swept; then latency percentiles at a fixed rate.
-// AMQP, HTTP and WebSocket: add an E2eTransport (see bench/e2e.ts) to this list.
+// HTTP is measured by its own suite (request per event); every other transport is here.
 const transports: readonly (() => E2eTransport)[] = [
   mqttTransport,
   natsCoreTransport,
   jetStreamTransport,
   kafkaTransport,
+  amqpTransport,
+  webSocketTransport,
 ];
 
 const KiB = 1024;
