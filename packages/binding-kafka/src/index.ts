@@ -41,6 +41,7 @@ export {
 } from "./record.js";
 export {
   DEAD_LETTER_HEADERS,
+  DEFAULT_COMMIT_INTERVAL_MS,
   type KafkaSubscriber,
   type KafkaSubscriberOptions,
   kafkaCapabilities,

@@ -43,7 +43,14 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
    * that deliver, and resumes them when half have been settled. Default 1000.
    */
   maxInFlight?: number;
-  /** Wait this long after an accept before committing, to commit less often. Default 0. */
+  /**
+   * Wait this long after an accept before committing, so that one commit covers the accepts of
+   * that interval. Default {@link DEFAULT_COMMIT_INTERVAL_MS} (100 ms). Committing after every
+   * accept instead (0) sends commits back to back under load, and those requests slow the
+   * consumer's own fetches: measured on the test broker, p50 latency at 1,000 events/s went from
+   * 10-150 ms to 1.2 ms with 100. A crash redelivers what was accepted in the last interval
+   * (at-least-once duplicates, never a loss); `close()` commits at once.
+   */
   commitIntervalMs?: number;
   /** On `close()`, wait up to this long for deliveries in the application's hands to settle. Default 0. */
   drainTimeoutMs?: number;
@@ -60,6 +67,9 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
   /** Called with errors that have no caller to go to (a background commit that failed). */
   onError?: (error: PosthornError) => void;
 }
+
+/** The default `commitIntervalMs` of {@link kafkaSubscriber}. */
+export const DEFAULT_COMMIT_INTERVAL_MS = 100;
 
 /** A subscriber over a Kafka consumer group. */
 export interface KafkaSubscriber extends Subscriber {
@@ -460,8 +470,9 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   async #flush(): Promise<void> {
     try {
       while (this.#dirty.size > 0) {
-        const interval = this.#options.commitIntervalMs ?? 0;
-        if (interval > 0) await new Promise((r) => setTimeout(r, interval));
+        const interval = this.#options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS;
+        // Closing commits what is left at once.
+        if (interval > 0 && !this.#closed) await new Promise((r) => setTimeout(r, interval));
         const tracks = [...this.#dirty].filter((t) => !t.dropped);
         this.#dirty.clear();
         // Each commit pairs a partition with the mark taken now: accepts that land while the
