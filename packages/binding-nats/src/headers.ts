@@ -256,30 +256,17 @@ function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x09;
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
-const NON_ASCII_RUNS = /[^\x00-\x7f]+/g;
-
 /**
  * Reads a NATS header value back into the attribute's canonical string (NATS binding 3.1.3.2,
  * the same rules as the HTTP binding's): core's `decodeHeaderValue`, with one NATS difference.
  * nats.js has already read the header block as UTF-8, so a raw non-ASCII character (sent by a
  * producer that does not encode) is Unicode text, never a Latin-1 stand-in for a wire byte as it
- * is on a Node HTTP server. Such characters are percent-encoded as UTF-8 first, so core's decoder
- * sees only ASCII and cannot reinterpret them.
+ * is on a Node HTTP server.
  *
  * @throws {@link PosthornError} `MalformedInput` naming the header
  */
 export function decodeNatsHeaderValue(raw: string, header: string): string {
-  if (!NON_ASCII.test(raw)) return decodeHeaderValue(raw, header);
-  let ascii: string;
-  try {
-    ascii = raw.replace(NON_ASCII_RUNS, encodeURIComponent);
-  } catch (err) {
-    // encodeURIComponent throws only on a lone surrogate, which has no UTF-8 form.
-    throw new PosthornError("MalformedInput", `NATS header ${header} holds a lone surrogate`, {
-      attribute: header,
-      cause: err,
-    });
-  }
-  return decodeHeaderValue(ascii, header);
+  return decodeHeaderValue(raw, header, UNICODE_TEXT);
 }
+
+const UNICODE_TEXT = { text: "unicode" } as const;

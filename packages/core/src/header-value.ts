@@ -104,12 +104,21 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * UTF-8 from a sender that does not encode is restored; a value holding characters above U+00FF
  * (handed over by JavaScript code rather than read off the wire) is taken as Unicode text.
  *
+ * A transport whose client already decoded the header block as UTF-8 (nats.js) passes
+ * `{ text: "unicode" }`: raw non-ASCII characters are then always Unicode text.
+ *
  * @param value - the header value as received
  * @param name - the attribute, for the error
+ * @param options - how raw non-ASCII characters are read: `"latin1"` first, as wire bytes
+ *   (default), or `"unicode"`
  * @returns the attribute's string
  * @throws {@link PosthornError} `MalformedInput` when the decoded bytes are not valid UTF-8
  */
-export function decodeHeaderValue(value: string, name = "attribute"): string {
+export function decodeHeaderValue(
+  value: string,
+  name = "attribute",
+  options: { readonly text?: "latin1" | "unicode" } = {},
+): string {
   let text = value;
   if (text.charCodeAt(0) === 34) text = unquote(text) ?? text;
   const n = text.length;
@@ -120,8 +129,10 @@ export function decodeHeaderValue(value: string, name = "attribute"): string {
     if (c === 37 || c >= 0x80) break;
   }
   if (i === n) return text;
-  const latin1 = decodeBytes(text, i, true, name);
-  if (latin1 !== undefined) return latin1;
+  if (options.text !== "unicode") {
+    const latin1 = decodeBytes(text, i, true, name);
+    if (latin1 !== undefined) return latin1;
+  }
   const unicode = decodeBytes(text, i, false, name);
   if (unicode !== undefined) return unicode;
   throw malformed(`header for ${name} is not valid UTF-8 after percent-decoding`, undefined, name);
