@@ -328,14 +328,19 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     }
   }
 
-  /** With the confluent client (no GROUP_JOIN event), the current assignment says what is owned. */
+  /**
+   * With the confluent client (no GROUP_JOIN event), the current assignment says what is owned.
+   * It runs per batch, and that client's batches hold one record: a scan of the few partitions,
+   * without building keys or a set.
+   */
   #followAssignment(): void {
     const assignment = (
       this.#consumer as { assignment?: () => { topic: string; partition: number }[] }
     ).assignment?.();
     if (!Array.isArray(assignment)) return;
-    const owned = new Set(assignment.map((a) => `${a.partition}:${a.topic}`));
-    this.#forgetLost((topic, partition) => owned.has(`${partition}:${topic}`));
+    this.#forgetLost((topic, partition) =>
+      assignment.some((a) => a.partition === partition && a.topic === topic),
+    );
   }
 
   async #eachBatch(payload: KafkaBatchPayload): Promise<void> {
