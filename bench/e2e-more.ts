@@ -8,15 +8,15 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import type { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import amqplib from "amqplib";
 import rhea, { type Connection, type Delivery as RheaDelivery, type Sender } from "rhea";
 import WebSocket, { WebSocketServer } from "ws";
-import { Arrivals, consume, type E2eTransport, runId, slice } from "./e2e.ts";
+import { Arrivals, consume, type E2eTransport, publishFrom, runId, slice } from "./e2e.ts";
 
-function openRhea(url: URL): Promise<Connection> {
+/** A rhea connection to the broker at `url` (guest/guest unless the URL says otherwise). */
+export function openRhea(url: URL): Promise<Connection> {
   const container = rhea.create_container();
   return new Promise((resolve, reject) => {
     const connection = container.connect({
@@ -120,10 +120,7 @@ export function amqpTransport(): E2eTransport {
           return {
             ours: {
               arrivals: oursArrivals,
-              send: (from, n) =>
-                n === 1
-                  ? publisher.publish(events[from % events.length] as CloudEvent)
-                  : publisher.publish(slice(events, from, n)),
+              send: publishFrom(publisher, events),
             },
             raw: { arrivals: rawArrivals, send: (from, n) => raw.send(slice(pre, from, n)) },
           };
@@ -191,10 +188,7 @@ export function webSocketTransport(): E2eTransport {
           return {
             ours: {
               arrivals: oursArrivals,
-              send: (from, n) =>
-                n === 1
-                  ? publisher.publish(events[from % events.length] as CloudEvent)
-                  : publisher.publish(slice(events, from, n)),
+              send: publishFrom(publisher, events),
             },
             raw: {
               arrivals: rawArrivals,

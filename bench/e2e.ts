@@ -133,6 +133,20 @@ export function slice<T>(list: readonly T[], from: number, n: number): T[] {
   return out;
 }
 
+/**
+ * Posthorn's side of `Endpoint.send`: events `from` .. `from + n - 1` of the list (wrapping
+ * around), one event as itself and several as one `publish` of an array.
+ */
+export function publishFrom(
+  publisher: { publish(events: CloudEvent | readonly CloudEvent[]): Promise<void> },
+  events: readonly CloudEvent[],
+): (from: number, n: number) => Promise<void> {
+  return (from, n) =>
+    n === 1
+      ? publisher.publish(events[from % events.length] as CloudEvent)
+      : publisher.publish(slice(events, from, n));
+}
+
 /** Iterates a subscriber in the background, accepting each delivery and counting it. */
 export function consume(subscriber: Subscriber, arrivals: Arrivals): void {
   void (async () => {
@@ -227,10 +241,7 @@ export function mqttTransport(): E2eTransport {
           return {
             ours: {
               arrivals: oursArrivals,
-              send: (from, n) =>
-                n === 1
-                  ? publisher.publish(events[from % events.length] as CloudEvent)
-                  : publisher.publish(slice(events, from, n)),
+              send: publishFrom(publisher, events),
             },
             raw: {
               arrivals: rawArrivals,
@@ -297,12 +308,12 @@ export function natsCoreTransport(): E2eTransport {
             for (const [name, values] of m.headers) for (const v of values) h.append(name, v);
             return { data: m.data, headers: h };
           });
+          const send = publishFrom(publisher, events);
           return {
             ours: {
               arrivals: oursArrivals,
               send: async (from, n) => {
-                if (n === 1) await publisher.publish(events[from % events.length] as CloudEvent);
-                else await publisher.publish(slice(events, from, n));
+                await send(from, n);
                 await maybeFlush(size * n);
               },
               finish: () => pubNc.flush(),
@@ -394,10 +405,7 @@ export function jetStreamTransport(): E2eTransport {
           return {
             ours: {
               arrivals: oursArrivals,
-              send: (from, n) =>
-                n === 1
-                  ? publisher.publish(events[from % events.length] as CloudEvent)
-                  : publisher.publish(slice(events, from, n)),
+              send: publishFrom(publisher, events),
             },
             raw: {
               arrivals: rawArrivals,
@@ -477,10 +485,7 @@ export function kafkaTransport(): E2eTransport {
           return {
             ours: {
               arrivals: oursArrivals,
-              send: (from, n) =>
-                n === 1
-                  ? publisher.publish(events[from % events.length] as CloudEvent)
-                  : publisher.publish(slice(events, from, n)),
+              send: publishFrom(publisher, events),
             },
             raw: {
               arrivals: rawArrivals,

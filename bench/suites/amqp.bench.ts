@@ -5,25 +5,11 @@
 import { amqpPublisher, toAmqpMessage } from "@posthorn/binding-amqp";
 import { brokerUrl, portOpen, vector } from "@posthorn/testkit";
 import amqplib from "amqplib";
-import rhea, { type Connection, type Sender } from "rhea";
+import rhea, { type Sender } from "rhea";
+import { openRhea } from "../e2e-more.ts";
 import { type BenchSuite, compareThroughput, type Row } from "../lib.ts";
 
 const WINDOW = 500;
-
-function open(url: URL): Promise<Connection> {
-  const container = rhea.create_container();
-  return new Promise((resolve, reject) => {
-    const connection = container.connect({
-      host: url.hostname,
-      port: url.port ? Number(url.port) : 5672,
-      username: decodeURIComponent(url.username || "guest"),
-      password: decodeURIComponent(url.password || "guest"),
-      reconnect: false,
-    });
-    connection.once("connection_open", () => resolve(connection));
-    connection.once("disconnected", (ctx) => reject(ctx.error));
-  });
-}
 
 /** Sends `count` pre-encoded payloads, at most WINDOW unsettled, resolving when all are accepted. */
 function rawRun(sender: Sender, payload: Buffer, count: number): Promise<void> {
@@ -87,7 +73,7 @@ export const suite: BenchSuite = {
     // A length limit (dropping the oldest) keeps the broker's work flat across rounds, so no
     // purge has to run inside the timed part.
     await channel.assertQueue(queue, { durable: false, arguments: { "x-max-length": 1000 } });
-    const connection = await open(url);
+    const connection = await openRhea(url);
     const address = `/amq/queue/${queue}`;
     const rows: Row[] = [];
     try {
