@@ -10,6 +10,7 @@ import { json } from "@posthorn/format-json";
 import { type BindingHarness, describeBindingConformance } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+import { kafkaHarness } from "./harness.js";
 
 // The same publisher and subscriber over `@confluentinc/kafka-javascript` (librdkafka) through
 // its KafkaJS-compatible API, instead of kafkajs. The package builds librdkafka from source when
@@ -71,51 +72,14 @@ function confluentClients(env: KafkaEnv) {
 }
 
 function harness(mode: "binary" | "structured", format?: EventFormat): BindingHarness {
-  let env: KafkaEnv;
-  let clients: ReturnType<typeof confluentClients>;
-  let subscriber: KafkaSubscriber;
-  let iterator: AsyncIterator<Delivery>;
-  let publish: (event: CloudEvent) => Promise<void>;
-  return {
+  return kafkaHarness({
     name: `kafka over @confluentinc/kafka-javascript (${mode})`,
-    paths: format ? [{ mode, format }] : [{ mode }],
-    typed: mode === "structured",
-    caseSensitive: true,
+    mode,
+    format,
     timeoutMs: 20_000,
-    async setup() {
-      env = await kafkaEnv();
-      clients = confluentClients(env);
-      const topic = env.topicName(`confluent-${mode}`);
-      await env.createTopic(topic, 1);
-      const publisher = kafkaPublisher(await clients.producer(), {
-        topic,
-        mode,
-        ...(format ? { format } : {}),
-      });
-      publish = (event) => publisher.publish(event);
-      subscriber = kafkaSubscriber(await clients.consumer(env.topicName("group")), {
-        topics: [topic],
-        formats: [json],
-      });
-      await subscriber.ready;
-      iterator = subscriber[Symbol.asyncIterator]();
-    },
-    async teardown() {
-      await subscriber?.close();
-      await clients?.stop();
-      await env?.stop();
-    },
-    async roundTrip(event) {
-      await publish(event);
-      const next = await iterator.next();
-      if (next.done) throw new Error("the subscriber ended");
-      const delivery = next.value;
-      await delivery.accept();
-      if (delivery.error) throw delivery.error;
-      if (!delivery.event) throw new Error("the record did not arrive as a CloudEvent");
-      return delivery.event;
-    },
-  };
+    clients: confluentClients,
+    subscriber: { formats: [json] },
+  });
 }
 
 describe.skipIf(!ok)(
