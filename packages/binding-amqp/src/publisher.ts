@@ -6,7 +6,12 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
-import { applyNoDelay, endSession, observeConnection } from "./connection-events.js";
+import {
+  applyNoDelay,
+  corkForThisTick,
+  endSession,
+  observeConnection,
+} from "./connection-events.js";
 import { encodeAmqpMessage } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
@@ -201,6 +206,7 @@ export function amqpPublisher(
   };
 
   const pump = (): void => {
+    let sent = false;
     while (queueHead < queue.length && inFlight.size < maxInFlight && sender.sendable()) {
       const job = queue[queueHead] as Job;
       queue[queueHead++] = undefined as unknown as Job;
@@ -212,7 +218,9 @@ export function amqpPublisher(
         ? sender.send(job.message, undefined, 0)
         : sender.send(job.message as never);
       inFlight.set(delivery, job);
+      sent = true;
     }
+    if (sent) corkForThisTick(connection);
   };
 
   const settleWith = (context: EventContext, outcome?: "rejected" | "released" | "modified") => {

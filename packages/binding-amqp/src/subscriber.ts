@@ -8,7 +8,12 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
 import type { AmqpMessage } from "./amqp-message.js";
-import { applyNoDelay, endSession, observeConnection } from "./connection-events.js";
+import {
+  applyNoDelay,
+  corkForThisTick,
+  endSession,
+  observeConnection,
+} from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, fromAmqpMessage } from "./from-message.js";
@@ -154,6 +159,7 @@ export function amqpSubscriber<T = unknown>(
       gate.submit(key, () => {
         action(tracked.delivery);
         grant();
+        corkForThisTick(connection);
         resolve();
       });
     });

@@ -1,5 +1,7 @@
 // rhea to rhea with no broker: a rhea container listens on a free port and relays messages from
 // the publisher's link to the subscriber's, so the whole binding runs over real AMQP frames.
+
+import type { Socket } from "node:net";
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, isPosthornError } from "@posthorn/core";
 import { type BindingPath, describeBindingConformance, freePort, vector } from "@posthorn/testkit";
@@ -194,6 +196,50 @@ describe("amqp peer to peer", () => {
     expect(delivery.event?.id).toBe(vector("typical").event.id);
     expect(delivery.event?.data).toEqual(vector("typical").event.data);
     await Promise.all([publisher.close(), subscriber.close()]);
+  });
+
+  it("writes the transfers of publishes made in one tick in one system call, and loses none", async () => {
+    const address = uniqueName("coalesce");
+    const own = await connect();
+    const subscriber = amqpSubscriber(own, { address, credit: 500 });
+    const publisher = amqpPublisher(own, { address, maxInFlight: 500 });
+    await Promise.all([subscriber.ready, publisher.ready]);
+    // Count what reaches the real socket: one `_writev` call carries many buffered writes.
+    const socket = (own as unknown as { socket: Socket }).socket;
+    const calls = { write: 0, writev: 0 };
+    type Writev = NonNullable<Socket["_writev"]>;
+    const original = { write: socket._write, writev: socket._writev as Writev };
+    socket._write = function (this: Socket, ...args: Parameters<Socket["_write"]>) {
+      calls.write++;
+      return original.write.apply(this, args);
+    };
+    socket._writev = function (this: Socket, ...args: Parameters<Writev>) {
+      calls.writev++;
+      return original.writev.apply(this, args);
+    };
+    try {
+      const events = Array.from({ length: 200 }, (_, i) =>
+        vector("typical").event.cloneWith({ id: `coalesce-${i}` }),
+      );
+      const sent = Promise.all(events.map((e) => publisher.publish(e)));
+      // Every transfer was written before the first disposition could arrive.
+      const flushed = new Promise((resolve) => setImmediate(resolve));
+      await flushed;
+      expect(calls.write + calls.writev).toBeLessThanOrEqual(2);
+      await sent;
+      const iterator = subscriber[Symbol.asyncIterator]();
+      const ids = new Set<string>();
+      for (let i = 0; i < events.length; i++) {
+        const delivery = await nextDelivery(iterator);
+        ids.add(delivery.event?.id ?? "");
+        await delivery.accept();
+      }
+      expect(ids.size).toBe(events.length);
+    } finally {
+      socket._write = original.write;
+      socket._writev = original.writev;
+      await Promise.all([publisher.close(), subscriber.close()]);
+    }
   });
 
   it("reads delivery-count from the message header", async () => {
