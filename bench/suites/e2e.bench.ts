@@ -43,8 +43,11 @@ export const suite: BenchSuite = {
           [KiB, 1],
           [KiB, 100],
         ];
+    // BENCH_E2E=amqp,mqtt runs only the transports whose names contain one of those words.
+    const only = process.env.BENCH_E2E?.toLowerCase().split(",").filter(Boolean);
     for (const make of transports) {
       const transport = make();
+      if (only && !only.some((word) => transport.name.toLowerCase().includes(word))) continue;
       let session: Awaited<ReturnType<E2eTransport["open"]>>;
       try {
         session = await transport.open();
