@@ -4,7 +4,13 @@
 import type { Socket } from "node:net";
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, isPosthornError } from "@posthorn/core";
-import { type BindingPath, describeBindingConformance, freePort, vector } from "@posthorn/testkit";
+import {
+  type BindingPath,
+  countSocketWrites,
+  describeBindingConformance,
+  freePort,
+  vector,
+} from "@posthorn/testkit";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allFormats } from "./formats.js";
@@ -204,19 +210,7 @@ describe("amqp peer to peer", () => {
     const subscriber = amqpSubscriber(own, { address, credit: 500 });
     const publisher = amqpPublisher(own, { address, maxInFlight: 500 });
     await Promise.all([subscriber.ready, publisher.ready]);
-    // Count what reaches the real socket: one `_writev` call carries many buffered writes.
-    const socket = (own as unknown as { socket: Socket }).socket;
-    const calls = { write: 0, writev: 0 };
-    type Writev = NonNullable<Socket["_writev"]>;
-    const original = { write: socket._write, writev: socket._writev as Writev };
-    socket._write = function (this: Socket, ...args: Parameters<Socket["_write"]>) {
-      calls.write++;
-      return original.write.apply(this, args);
-    };
-    socket._writev = function (this: Socket, ...args: Parameters<Writev>) {
-      calls.writev++;
-      return original.writev.apply(this, args);
-    };
+    const writes = countSocketWrites((own as unknown as { socket: Socket }).socket);
     try {
       const events = Array.from({ length: 200 }, (_, i) =>
         vector("typical").event.cloneWith({ id: `coalesce-${i}` }),
@@ -225,7 +219,7 @@ describe("amqp peer to peer", () => {
       // Every transfer was written before the first disposition could arrive.
       const flushed = new Promise((resolve) => setImmediate(resolve));
       await flushed;
-      expect(calls.write + calls.writev).toBeLessThanOrEqual(2);
+      expect(writes.calls).toBeLessThanOrEqual(2);
       await sent;
       const iterator = subscriber[Symbol.asyncIterator]();
       const ids = new Set<string>();
@@ -236,8 +230,7 @@ describe("amqp peer to peer", () => {
       }
       expect(ids.size).toBe(events.length);
     } finally {
-      socket._write = original.write;
-      socket._writev = original.writev;
+      writes.restore();
       await Promise.all([publisher.close(), subscriber.close()]);
     }
   });

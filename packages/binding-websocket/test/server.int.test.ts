@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import {
   connectWebSocket,
   negotiatedFormat,
@@ -9,7 +9,12 @@ import {
 } from "@posthorn/binding-websocket";
 import type { CloudEvent, Delivery, EventFormat, Subscriber } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
+import {
+  type BindingPath,
+  countSocketWrites,
+  describeBindingConformance,
+  vector,
+} from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 import { FORMATS } from "./formats.js";
@@ -215,6 +220,38 @@ describe("WebSocket frames and settlement", () => {
     client.close();
     expect((await iterator.next()).done).toBe(true);
     await subscriber.close();
+  });
+  it("writes the frames of publishes made in one tick in one system call, and loses none", async () => {
+    const connecting = server.nextConnection();
+    const client = await connectWebSocket(server.url, {
+      formats: [json],
+      WebSocket: WebSocket as never,
+    });
+    const peer = (await connecting) as unknown as WebSocket;
+    const ids: string[] = [];
+    const count = 300;
+    const arrived = new Promise<void>((resolve) =>
+      peer.on("message", (data) => {
+        ids.push((JSON.parse(String(data)) as { id: string }).id);
+        if (ids.length === count) resolve();
+      }),
+    );
+    const writes = countSocketWrites((client as unknown as { _socket: Socket })._socket);
+    try {
+      const publisher = webSocketPublisher(client, { formats: [json] });
+      const events = Array.from({ length: count }, (_, i) =>
+        vector("typical").event.cloneWith({ id: `tick-${i}` }),
+      );
+      const sent = Promise.all(events.map((e) => publisher.publish(e)));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(writes.calls).toBe(1);
+      await sent;
+      await arrived;
+      expect(ids).toEqual(events.map((e) => e.id));
+    } finally {
+      writes.restore();
+      client.close();
+    }
   });
   it("fails publish with ConnectionFailed once the socket is closed", async () => {
     const client = await connectWebSocket(server.url, {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isPosthornError } from "@posthorn/core";
@@ -356,4 +357,45 @@ export async function expectNoLeakedHandles(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** What {@link countSocketWrites} has seen. */
+export interface SocketWriteCount {
+  /** Writes that reached the socket's handle: one system call each (`_write` or `_writev`). */
+  readonly calls: number;
+  /** Puts the socket's own write methods back. */
+  restore(): void;
+}
+
+/**
+ * Counts the writes a real TCP socket hands to the operating system, to test that a client
+ * coalesces frames: many `socket.write` calls made while corked arrive as one `_writev`.
+ *
+ * @param socket - a connected `net.Socket` (or TLS socket)
+ */
+export function countSocketWrites(socket: Socket): SocketWriteCount {
+  type Write = Socket["_write"];
+  type Writev = NonNullable<Socket["_writev"]>;
+  const write = socket._write;
+  const writev = socket._writev as Writev | undefined;
+  let calls = 0;
+  socket._write = function (this: Socket, ...args: Parameters<Write>) {
+    calls++;
+    return write.apply(this, args);
+  };
+  if (writev !== undefined) {
+    socket._writev = function (this: Socket, ...args: Parameters<Writev>) {
+      calls++;
+      return writev.apply(this, args);
+    };
+  }
+  return {
+    get calls() {
+      return calls;
+    },
+    restore() {
+      socket._write = write;
+      if (writev !== undefined) socket._writev = writev;
+    },
+  };
 }

@@ -22,6 +22,7 @@ export {
 } from "./brokers.js";
 export {
   baselineHandles,
+  countSocketWrites,
   DeliveryLedger,
   expectNoLeakedHandles,
   type FaultBroker,
@@ -31,6 +32,7 @@ export {
   openHandles,
   type PublishRetryOptions,
   publishWithRetry,
+  type SocketWriteCount,
   startPersistentMosquitto,
 } from "./faults.js";
 export {
