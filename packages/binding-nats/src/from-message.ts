@@ -94,7 +94,7 @@ interface RawNatsMsg {
 }
 
 const headerText = new TextDecoder();
-const NATS_STATUS_LINE = "NATS/1.0";
+const NATS_STATUS_LINE = "NATS/1.0\r\n";
 
 /**
  * The headers of a received message, as `[name, values]` entries in the order nats.js gives
@@ -119,13 +119,14 @@ function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
     return message.headers;
   }
   const text = headerText.decode(bytes.subarray(0, hdr));
-  const out: Array<[string, string[]]> = [];
-  // By name, so that a block of many headers (a hostile one can hold hundreds of thousands within
-  // max_payload) is read in linear time.
-  const byName = new Map<string, string[]>();
-  let start = text.indexOf("\r\n");
-  if (start === -1 || text.slice(0, start) !== NATS_STATUS_LINE) return message.headers;
-  start += 2;
+  if (!text.startsWith(NATS_STATUS_LINE)) return message.headers;
+  // One entry per name; a single value stays a plain string (no array per header).
+  const out: Array<[string, string | string[]]> = [];
+  // Names are matched by a short scan while there are few, and through a map past
+  // SCAN_LIMIT, so that a block of many headers (a hostile one can hold hundreds of thousands
+  // within max_payload) is still read in linear time.
+  let byName: Map<string, [string, string | string[]]> | undefined;
+  let start = NATS_STATUS_LINE.length;
   while (start < text.length) {
     let end = text.indexOf("\r\n", start);
     if (end === -1) end = text.length;
@@ -133,22 +134,40 @@ function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
       const colon = text.indexOf(":", start);
       if (colon !== -1 && colon < end) {
         const name = text.slice(start, colon);
-        const value = text.slice(colon + 1, end).trim();
-        if (!plainHeaderName(name) || value.includes("\r") || value.includes("\n")) {
-          return message.headers;
-        }
-        const values = byName.get(name);
-        if (values) values.push(value);
-        else {
-          const fresh = [value];
-          byName.set(name, fresh);
-          out.push([name, fresh]);
-        }
+        const value = trimmedValue(text, colon + 1, end);
+        if (value === undefined || !plainHeaderName(name)) return message.headers;
+        const entry = byName ? byName.get(name) : scanFor(out, name);
+        if (entry === undefined) {
+          const fresh: [string, string | string[]] = [name, value];
+          out.push(fresh);
+          if (byName) byName.set(name, fresh);
+          else if (out.length > SCAN_LIMIT) byName = new Map(out.map((e) => [e[0], e]));
+        } else if (typeof entry[1] === "string") entry[1] = [entry[1], value];
+        else entry[1].push(value);
       }
     }
     start = end + 2;
   }
   return out;
+}
+
+const SCAN_LIMIT = 16;
+
+function scanFor(
+  out: ReadonlyArray<[string, string | string[]]>,
+  name: string,
+): [string, string | string[]] | undefined {
+  for (let i = 0; i < out.length; i++) {
+    const entry = out[i] as [string, string | string[]];
+    if (entry[0] === name) return entry;
+  }
+  return undefined;
+}
+
+/** The value between `from` and `to`, trimmed as nats.js trims it; `undefined` when it holds a lone CR or LF. */
+function trimmedValue(text: string, from: number, to: number): string | undefined {
+  const value = text.slice(from, to).trim();
+  return value.includes("\r") || value.includes("\n") ? undefined : value;
 }
 
 // What nats.js accepts as a header name (printable ASCII, no colon).
@@ -409,14 +428,16 @@ function fromBinary(
     }
     if (!isCeHeader(header)) continue;
     const name = attributeNameOf(header);
-    const values = typeof raw === "string" ? [raw] : raw;
     let text: string | undefined;
-    for (const value of values) {
-      const decoded = decodeNatsHeaderValue(value, header);
-      if (text !== undefined && decoded !== text) {
-        throw malformed(`header ${header} is repeated with different values`, undefined, name);
+    if (typeof raw === "string") text = decodeNatsHeaderValue(raw, header);
+    else {
+      for (const value of raw) {
+        const decoded = decodeNatsHeaderValue(value, header);
+        if (text !== undefined && decoded !== text) {
+          throw malformed(`header ${header} is repeated with different values`, undefined, name);
+        }
+        text = decoded;
       }
-      text = decoded;
     }
     if (text === undefined) continue;
     const seen = Object.hasOwn(texts, name) ? texts[name] : undefined;
