@@ -171,6 +171,54 @@ describe("core NATS publisher and subscriber", () => {
     await subscriber.close();
   });
 
+  it("reads repeated names as nats.js does past the first 16 names too, and refuses an attribute repeated with another value", async () => {
+    const subject = unique("many-repeats");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    const seen: unknown[] = [];
+    // nats.js's own header map, built here, makes toMessageEnvelope below read through it.
+    const raw = nc.subscribe(subject, {
+      callback: (_e, m) => {
+        expect(m.headers?.get("X-Url")).toBe("first");
+        seen.push(m);
+      },
+    });
+    await nc.flush();
+    const filler = Array.from({ length: 20 }, (_, i): [string, string] => [`x-${i}`, `v${i}`]);
+    const entries: [string, string][] = [
+      ["ce-specversion", "1.0"],
+      ["X-Url", "first"],
+      ...filler,
+      ["ce-id", "x1"],
+      ["ce-source", "/s"],
+      ["ce-type", "t"],
+      ["X-Url", "second"],
+      ["x-3", "again"],
+    ];
+    // NatsHeaders (like nats.js's map) writes a name's values together; a block written by hand,
+    // as any client may, keeps them apart: X-Url and x-3 come back after 16 other names.
+    const interleaved = (list: [string, string][]) =>
+      NatsHeaders.trusted(
+        list.flat(),
+        `NATS/1.0\r\n${list.map(([n, v]) => `${n}: ${v}\r\n`).join("")}\r\n`,
+      );
+    nc.publish(subject, utf8Encode("{}"), { headers: interleaved(entries) });
+    nc.publish(subject, utf8Encode("{}"), {
+      headers: interleaved([...entries, ["ce-id", "x2"]]),
+    });
+    const ok = await firstOf(subscriber);
+    const bad = await firstOf(subscriber);
+    await nc.flush();
+    raw.unsubscribe();
+    expect(ok.error).toBeUndefined();
+    expect(ok.event?.id).toBe("x1");
+    expect(ok.message.properties["X-Url"]).toEqual(["first", "second"]);
+    expect(ok.message.properties["x-3"]).toEqual(["v3", "again"]);
+    expect(ok.message.properties).toEqual(toMessageEnvelope(seen[0] as never).properties);
+    expect(bad.event).toBeUndefined();
+    expect(bad.error?.code).toBe("MalformedInput");
+    await subscriber.close();
+  });
+
   it("reads a header block of 40,000 distinct names in linear time and refuses it with PayloadTooLarge", async () => {
     const subject = unique("many-headers");
     const subscriber = natsSubscriber(nc, { subject, formats: [json] });
