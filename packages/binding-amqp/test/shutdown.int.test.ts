@@ -1,28 +1,19 @@
 // Graceful shutdown against the shared RabbitMQ (AMQP_URL): close() drains the publisher and
 // releases the subscriber's unsettled deliveries, and nothing is left open afterwards.
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
-import { CloudEvent, type Delivery } from "@posthorn/core";
+import type { Delivery } from "@posthorn/core";
 import {
   baselineHandles,
   brokerUrl,
   expectNoLeakedHandles,
   requireBroker,
+  shutdownEvent,
 } from "@posthorn/testkit";
 import amqplib from "amqplib";
 import { describe, expect, it } from "vitest";
 import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
 
 const ok = await requireBroker("amqp");
-
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `shutdown-${i}`,
-    source: "/shutdown/amqp",
-    type: "com.example.shutdown",
-    data: { i },
-  });
-}
 
 describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", () => {
   it("close() waits for in-flight publishes, releases unsettled deliveries to the next consumer, and leaks no socket or timer", {
@@ -41,7 +32,7 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
       // Publishes still in flight when close() is called: close resolves only after every one
       // of them has its disposition, and all of them are accepted.
       const outcomes = Array.from({ length: total }, (_, i) =>
-        publisher.publish(event(i)).then(
+        publisher.publish(shutdownEvent("amqp", i)).then(
           () => "accepted",
           (err: unknown) => `failed: ${String(err)}`,
         ),
@@ -52,7 +43,9 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
         new Promise<undefined>((r) => setImmediate(() => r(undefined))),
       ]);
       expect(settledAtClose).toEqual(Array(total).fill("accepted"));
-      await expect(publisher.publish(event(-1))).rejects.toMatchObject({ code: "Closed" });
+      await expect(publisher.publish(shutdownEvent("amqp", -1))).rejects.toMatchObject({
+        code: "Closed",
+      });
 
       // A subscriber holding deliveries (some handed out, the rest prefetched by its credit).
       const subscriber = amqpSubscriber(connection, { address: `/amq/queue/${queue}`, credit: 50 });

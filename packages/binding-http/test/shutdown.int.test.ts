@@ -1,20 +1,10 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createNodeHandler, httpPublisher, httpReceiver } from "@posthorn/binding-http";
-import { CloudEvent, type Delivery } from "@posthorn/core";
+import type { Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { baselineHandles, expectNoLeakedHandles } from "@posthorn/testkit";
+import { baselineHandles, expectNoLeakedHandles, shutdownEvent } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
-
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `shutdown-${i}`,
-    source: "/shutdown/http",
-    type: "com.example.shutdown",
-    data: { i },
-  });
-}
 
 describe("HTTP graceful shutdown", () => {
   it("receiver.close() releases held deliveries (503 + Retry-After), publisher.close() waits for in-flight publishes, and no socket or timer is left", {
@@ -34,7 +24,7 @@ describe("HTTP graceful shutdown", () => {
     // Ten publishes whose deliveries the application holds unsettled; five it accepts.
     const held = 10;
     const outcomes = Array.from({ length: held }, (_, i) =>
-      publisher.publish(event(i)).then(
+      publisher.publish(shutdownEvent("http", i)).then(
         () => ({ ok: true as const }),
         (err: { code?: string; protocolCode?: unknown; retryable?: boolean }) => ({
           ok: false as const,
@@ -65,7 +55,9 @@ describe("HTTP graceful shutdown", () => {
     }
     await expect(deliveries[7]?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
     expect(await iterator.next()).toMatchObject({ done: true });
-    await expect(publisher.publish(event(99))).rejects.toMatchObject({ code: "Closed" });
+    await expect(publisher.publish(shutdownEvent("http", 99))).rejects.toMatchObject({
+      code: "Closed",
+    });
 
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
@@ -85,7 +77,7 @@ describe("HTTP settlement after the request was answered", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     const publisher = httpPublisher({ url: `http://127.0.0.1:${port}/`, retry: false });
-    const publishing = publisher.publish(event(1));
+    const publishing = publisher.publish(shutdownEvent("http", 1));
     const delivery = (await receiver[Symbol.asyncIterator]().next()).value as Delivery;
     await expect(publishing).rejects.toMatchObject({ code: "PublishRejected", protocolCode: 503 });
     await expect(delivery.accept()).rejects.toMatchObject({ code: "SettlementFailed" });

@@ -1,11 +1,15 @@
 import { fromKafkaError, kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
-import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
+import { isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   DeliveryLedger,
+  expectEverySentEventReceived,
+  faultEvent,
   forEachConcurrently,
   type KafkaTestBroker,
+  nextDelivery,
   publishWithRetry,
+  receiveIntoLedger,
   startKafkaBroker,
 } from "@posthorn/testkit";
 import { type Consumer, Kafka, logLevel, type Producer } from "kafkajs";
@@ -59,32 +63,6 @@ async function producer(): Promise<Producer> {
   return p;
 }
 
-function event(i: number, prefix = "kafka-fault"): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `${prefix}-${i}`,
-    source: "/faults/kafka",
-    type: "com.example.fault",
-    data: { i },
-  });
-}
-
-async function next(it: AsyncIterator<Delivery>, ms: number): Promise<Delivery> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
-      }),
-    ]);
-    if (r.done) throw new Error("the subscriber ended");
-    return r.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing consumer)", () => {
   it(`a broker restart mid-stream of ${EVENTS} events loses nothing the publisher reported as sent`, {
     timeout: 120_000,
@@ -98,17 +76,12 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
       formats: [json],
     });
     await subscriber.ready;
-    const consuming = (async () => {
-      for await (const d of subscriber) {
-        if (d.event) ledger.received(d.event.id);
-        await d.accept();
-      }
-    })();
+    const consuming = receiveIntoLedger(subscriber, ledger);
 
     const publisher = kafkaPublisher(await producer(), { topic, timeoutMs: 10_000 });
     // Batches of 50 events in one send each, 4 sends at a time: each event counts as sent when
     // its batch's acknowledgement arrived.
-    const events = Array.from({ length: EVENTS }, (_, i) => event(i));
+    const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("kafka", i));
     const batches = Array.from({ length: Math.ceil(EVENTS / 50) }, (_, b) =>
       events.slice(b * 50, b * 50 + 50),
     );
@@ -127,10 +100,7 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
     await publisher.close();
     await subscriber.close();
     await consuming;
-    expect(ledger.missing().slice(0, 10)).toEqual([]);
-    expect(complete).toBe(true);
-    expect(ledger.counts().sent).toBe(EVENTS);
-    expect(ledger.counts().lost).toBe(0);
+    expectEverySentEventReceived(ledger, { sent: EVENTS, complete });
   });
 
   it("what kafkajs throws while a restarted broker reconnects is a retryable ConnectionFailed", () => {
@@ -143,7 +113,10 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
   it("a consumer that crashes between receiving and settling: another member of the group gets the uncommitted records", async () => {
     const topic = name("crash");
     broker.createTopic(topic, 1);
-    await kafkaPublisher(await producer(), { topic }).publish([event(0, "job"), event(1, "job")]);
+    await kafkaPublisher(await producer(), { topic }).publish([
+      faultEvent("kafka", 0, "job"),
+      faultEvent("kafka", 1, "job"),
+    ]);
     const groupId = name("crash-group");
 
     const doomedConsumer = await consumer(groupId);
@@ -154,8 +127,8 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
     });
     await first.ready;
     const it1 = first[Symbol.asyncIterator]();
-    const a = await next(it1, 10_000);
-    const b = await next(it1, 10_000);
+    const a = await nextDelivery(it1, 10_000);
+    const b = await nextDelivery(it1, 10_000);
     expect([a.event?.id, b.event?.id]).toEqual(["job-0", "job-1"]);
     await a.accept();
     // Let the checkpoint of job-0 reach the broker, then the member dies with job-1 unsettled:
@@ -169,7 +142,7 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
       formats: [json],
     });
     await other.ready;
-    const again = await next(other[Symbol.asyncIterator](), 15_000);
+    const again = await nextDelivery(other[Symbol.asyncIterator](), 15_000);
     expect(again.event?.id).toBe("job-1");
     await again.accept();
     await other.close();

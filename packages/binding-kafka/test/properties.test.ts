@@ -5,11 +5,15 @@ import {
   readKafkaRecord,
   toKafkaRecord,
 } from "@posthorn/binding-kafka";
-import { type CloudEvent, isPosthornError } from "@posthorn/core";
 import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
 import { protobuf } from "@posthorn/format-protobuf";
-import { arbitraryHeaders, describeMappingProperties } from "@posthorn/testkit";
+import {
+  arbitraryHeaders,
+  contentModePaths,
+  describeMappingProperties,
+  expectTypedError,
+} from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -58,41 +62,15 @@ const hostileMessages: fc.Arbitrary<KafkaRecord> = fc.record({
 
 describeMappingProperties({
   name: "kafka",
-  paths: [
-    {
-      label: "binary",
-      roundTrip: (e) =>
-        fromKafkaRecord(asReceived(toKafkaRecord(e, { mode: "binary" })), { formats }),
-    },
-    {
-      label: "structured JSON",
-      roundTrip: (e) =>
-        fromKafkaRecord(asReceived(toKafkaRecord(e, { mode: "structured", format: json })), {
-          formats,
-        }),
-    },
-    ...[avro, protobuf].map((format) => ({
-      label: `structured ${format.name}`,
-      roundTrip: (e: CloudEvent) =>
-        fromKafkaRecord(asReceived(toKafkaRecord(e, { mode: "structured", format })), { formats }),
-    })),
-  ],
+  paths: contentModePaths(
+    (e, mode) => fromKafkaRecord(asReceived(toKafkaRecord(e, mode)), { formats }),
+    formats,
+  ),
   hostileMessages,
   decode: receive,
 });
 
 const buf = (s: string) => Buffer.from(s);
-
-function expectTyped(action: () => unknown, codes: readonly string[]): void {
-  let thrown: unknown;
-  try {
-    action();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isPosthornError(thrown), `expected a typed error, got ${String(thrown)}`).toBe(true);
-  expect(codes).toContain((thrown as { code: string }).code);
-}
 
 // Named attacks not already in mapping.test.ts (which covers ce___proto__ names, repeated
 // headers, prefixes differing in case, invalid UTF-8 header values and the size limits).
@@ -118,7 +96,7 @@ describe("named attacks on the Kafka mapping", () => {
 
   it("deeply nested JSON data is MalformedInput, not a stack overflow", () => {
     const deep = buf(`${"[".repeat(100_000)}${"]".repeat(100_000)}`);
-    expectTyped(
+    expectTypedError(
       () =>
         fromKafkaRecord(
           { key: null, value: deep, headers: { ...required, "content-type": "application/json" } },
@@ -129,7 +107,7 @@ describe("named attacks on the Kafka mapping", () => {
   });
 
   it("invalid UTF-8 in text data is MalformedInput", () => {
-    expectTyped(
+    expectTypedError(
       () =>
         fromKafkaRecord(
           {
@@ -144,7 +122,7 @@ describe("named attacks on the Kafka mapping", () => {
   });
 
   it("attribute names differing in case are refused, not merged", () => {
-    expectTyped(
+    expectTypedError(
       () =>
         fromKafkaRecord(
           { key: null, value: null, headers: { ...required, ce_ID: "2" } },
@@ -156,7 +134,7 @@ describe("named attacks on the Kafka mapping", () => {
 
   it("specversion other than 1.0 is refused in binary and structured mode", () => {
     for (const v of ["0.3", "1.1", "2.0"]) {
-      expectTyped(
+      expectTypedError(
         () =>
           fromKafkaRecord(
             { key: null, value: null, headers: { ...required, ce_specversion: v } },
@@ -164,7 +142,7 @@ describe("named attacks on the Kafka mapping", () => {
           ),
         ["InvalidEvent", "MalformedInput"],
       );
-      expectTyped(
+      expectTypedError(
         () =>
           fromKafkaRecord(
             {

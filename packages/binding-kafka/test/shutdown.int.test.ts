@@ -1,12 +1,13 @@
 import { kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
-import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   baselineHandles,
   expectNoLeakedHandles,
   type KafkaTestBroker,
   type OpenHandles,
+  shutdownEvent,
   startKafkaBroker,
+  takeDeliveries,
 } from "@posthorn/testkit";
 import { type Consumer, Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,16 +34,6 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `shutdown-${i}`,
-    source: "/shutdown/kafka",
-    type: "com.example.shutdown",
-    data: { i },
-  });
-}
-
 async function consumer(groupId: string): Promise<Consumer> {
   const c = kafka.consumer({
     groupId,
@@ -55,26 +46,6 @@ async function consumer(groupId: string): Promise<Consumer> {
   return c;
 }
 
-async function take(it: AsyncIterator<Delivery>, count: number, ms = 10_000): Promise<Delivery[]> {
-  const out: Delivery[] = [];
-  const deadline = Date.now() + ms;
-  while (out.length < count) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${out.length} of ${count} deliveries in ${ms} ms`)),
-          Math.max(1, deadline - Date.now()),
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
-    if (r.done) throw new Error("the subscriber ended");
-    out.push(r.value);
-  }
-  return out;
-}
-
 describe("Kafka graceful shutdown", () => {
   it("close() resolves with sends in flight and deliveries in hand; the next member gets exactly the unaccepted ones; nothing is left open", async () => {
     const topic = `posthorn-shutdown-${process.pid}-${Date.now().toString(36)}`;
@@ -83,10 +54,12 @@ describe("Kafka graceful shutdown", () => {
     await producer.connect();
     const publisher = kafkaPublisher(producer, { topic });
     // One send of four records, in flight when close() is called: close() waits for it.
-    const sent = publisher.publish([0, 1, 2, 3].map(event));
+    const sent = publisher.publish([0, 1, 2, 3].map((i) => shutdownEvent("kafka", i)));
     await publisher.close();
     await sent;
-    await expect(publisher.publish(event(9))).rejects.toMatchObject({ code: "Closed" });
+    await expect(publisher.publish(shutdownEvent("kafka", 9))).rejects.toMatchObject({
+      code: "Closed",
+    });
 
     const groupId = `${topic}-group`;
     const firstConsumer = await consumer(groupId);
@@ -98,7 +71,7 @@ describe("Kafka graceful shutdown", () => {
     });
     await first.ready;
     const it = first[Symbol.asyncIterator]();
-    const got = await take(it, 4);
+    const got = await takeDeliveries(it, 4, 10_000);
     expect(got.map((d) => d.event?.id)).toEqual([
       "shutdown-0",
       "shutdown-1",
@@ -121,7 +94,7 @@ describe("Kafka graceful shutdown", () => {
       formats: [json],
     });
     await second.ready;
-    const again = await take(second[Symbol.asyncIterator](), 2);
+    const again = await takeDeliveries(second[Symbol.asyncIterator](), 2, 10_000);
     expect(again.map((d) => d.event?.id)).toEqual(["shutdown-2", "shutdown-3"]);
     for (const d of again) await d.accept();
     await second.close();

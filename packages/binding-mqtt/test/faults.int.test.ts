@@ -1,10 +1,12 @@
-import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   DeliveryLedger,
+  expectEverySentEventReceived,
   type FaultBroker,
-  forEachConcurrently,
-  publishWithRetry,
+  faultEvent,
+  nextDelivery,
+  publishEachWithRetry,
+  receiveIntoLedger,
   startPersistentMosquitto,
 } from "@posthorn/testkit";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
@@ -42,32 +44,6 @@ async function persistentClient(label: string, extra: IClientOptions = {}): Prom
   return c;
 }
 
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `mqtt-fault-${i}`,
-    source: "/faults/mqtt",
-    type: "com.example.fault",
-    data: { i },
-  });
-}
-
-async function next<T>(it: AsyncIterator<Delivery<T>>, ms: number): Promise<Delivery<T>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
-      }),
-    ]);
-    if (r.done) throw new Error("the subscriber ended");
-    return r.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 describe("MQTT under broker faults (Mosquitto with persistence, QoS 1, persistent sessions)", () => {
   it(`a broker restart mid-stream of ${EVENTS} events loses nothing the publisher reported as sent`, {
     timeout: 120_000,
@@ -76,25 +52,15 @@ describe("MQTT under broker faults (Mosquitto with persistence, QoS 1, persisten
     const topic = uniqueTopic("faults-restart");
     const sub = await persistentClient("sub");
     const subscriber = await mqttSubscriber(sub, { topic, qos: 1, formats: [json] });
-    const consuming = (async () => {
-      for await (const d of subscriber) {
-        if (d.event) ledger.received(d.event.id);
-        try {
-          await d.accept();
-        } catch (err) {
-          // The connection dropped with this delivery in hand: the session brings it back.
-          if (!isPosthornError(err, "SettlementFailed")) throw err;
-        }
-      }
-    })();
+    const consuming = receiveIntoLedger(subscriber, ledger, {
+      // The connection dropped with this delivery in hand: the session brings it back.
+      onSettlementFailed: () => {},
+    });
 
     const pub = await persistentClient("pub");
     const publisher = mqttPublisher(pub, { topic, qos: 1, timeoutMs: 5000 });
-    const events = Array.from({ length: EVENTS }, (_, i) => event(i));
-    const publishing = forEachConcurrently(events, 64, async (e) => {
-      await publishWithRetry(() => publisher.publish(e), ledger);
-      ledger.sent(e.id);
-    });
+    const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("mqtt", i));
+    const publishing = publishEachWithRetry(events, 64, (e) => publisher.publish(e), ledger);
 
     await ledger.waitForSent(Math.floor(EVENTS / 3), 60_000);
     const receivedBefore = ledger.deliveryCount;
@@ -106,11 +72,7 @@ describe("MQTT under broker faults (Mosquitto with persistence, QoS 1, persisten
     await publisher.close();
     await subscriber.close();
     await consuming;
-    const counts = ledger.counts();
-    expect(ledger.missing().slice(0, 10)).toEqual([]);
-    expect(complete).toBe(true);
-    expect(counts.sent).toBe(EVENTS);
-    expect(counts.lost).toBe(0);
+    expectEverySentEventReceived(ledger, { sent: EVENTS, complete });
   });
 
   it("a consumer that crashes between receiving and settling: the job comes back to the consumer that resumes the session", async () => {
@@ -120,8 +82,8 @@ describe("MQTT under broker faults (Mosquitto with persistence, QoS 1, persisten
     const first = await persistentClient("crash-a", options);
     const subscriber = await mqttSubscriber(first, { topic, qos: 1, formats: [json] });
     const pub = await persistentClient("crash-pub");
-    await mqttPublisher(pub, { topic, qos: 1 }).publish(event(1));
-    const got = await next(subscriber[Symbol.asyncIterator](), 5000);
+    await mqttPublisher(pub, { topic, qos: 1 }).publish(faultEvent("mqtt", 1));
+    const got = await nextDelivery(subscriber[Symbol.asyncIterator](), 5000);
     expect(got.event?.id).toBe("mqtt-fault-1");
     // The crash: the socket goes away with the acknowledgement unsent, and nothing reconnects.
     const gone = new Promise<void>((r) => first.once("close", () => r()));
@@ -142,7 +104,7 @@ describe("MQTT under broker faults (Mosquitto with persistence, QoS 1, persisten
     });
     clients.push(second);
     const resumed = await mqttSubscriber(second, { topic, qos: 1, formats: [json] });
-    const again = await next(resumed[Symbol.asyncIterator](), 5000);
+    const again = await nextDelivery(resumed[Symbol.asyncIterator](), 5000);
     expect(again.event?.id).toBe("mqtt-fault-1");
     expect(again.message.metadata?.dup).toBe(true);
     await again.accept();

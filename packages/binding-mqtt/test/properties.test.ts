@@ -1,8 +1,12 @@
-import { type CloudEvent, isPosthornError } from "@posthorn/core";
 import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
 import { protobuf } from "@posthorn/format-protobuf";
-import { arbitraryHeaders, describeMappingProperties } from "@posthorn/testkit";
+import {
+  arbitraryHeaders,
+  contentModePaths,
+  describeMappingProperties,
+  expectTypedError,
+} from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -69,28 +73,11 @@ const hostileMessages: fc.Arbitrary<MqttMessage & { version: 4 | 5 }> = fc.recor
 describeMappingProperties({
   name: "mqtt",
   paths: [
-    {
-      label: "MQTT 5 binary",
-      roundTrip: (e) =>
-        fromMqttMessage(toMqttMessage(e, { mode: "binary", protocolVersion: 5 }), { formats }),
-    },
-    {
-      label: "MQTT 5 structured JSON",
-      roundTrip: (e) =>
-        fromMqttMessage(
-          toMqttMessage(e, { mode: "structured", format: json, protocolVersion: 5 }),
-          {
-            formats,
-          },
-        ),
-    },
-    ...[avro, protobuf].map((format) => ({
-      label: `MQTT 5 structured ${format.name}`,
-      roundTrip: (e: CloudEvent) =>
-        fromMqttMessage(toMqttMessage(e, { mode: "structured", format, protocolVersion: 5 }), {
-          formats,
-        }),
-    })),
+    ...contentModePaths(
+      (e, mode) => fromMqttMessage(toMqttMessage(e, { ...mode, protocolVersion: 5 }), { formats }),
+      formats,
+      "MQTT 5 ",
+    ),
     {
       label: "MQTT 3.1.1 structured JSON",
       roundTrip: (e) =>
@@ -106,17 +93,6 @@ describeMappingProperties({
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
 const required = { specversion: "1.0", id: "1", source: "/s", type: "t" };
-
-function expectTyped(action: () => unknown, codes: readonly string[]): void {
-  let thrown: unknown;
-  try {
-    action();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isPosthornError(thrown), `expected a typed error, got ${String(thrown)}`).toBe(true);
-  expect(codes).toContain((thrown as { code: string }).code);
-}
 
 // Named attacks not already in mapping.test.ts (which covers __proto__/constructor user
 // property names, the payload and user-property limits, and repeated names).
@@ -140,7 +116,7 @@ describe("named attacks on the MQTT mapping", () => {
     }
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     // A structured event naming __proto__ as an attribute is refused.
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           {
@@ -157,7 +133,7 @@ describe("named attacks on the MQTT mapping", () => {
 
   it("deeply nested JSON is MalformedInput, not a stack overflow", () => {
     const deep = utf8(`${"[".repeat(100_000)}${"]".repeat(100_000)}`);
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           { payload: deep, contentType: "application/json", userProperties: required },
@@ -168,14 +144,14 @@ describe("named attacks on the MQTT mapping", () => {
     const nestedEvent = utf8(
       `{"specversion":"1.0","id":"1","source":"/s","type":"t","data":${"[".repeat(10_000)}${"]".repeat(10_000)}}`,
     );
-    expectTyped(
+    expectTypedError(
       () => fromMqttMessage({ payload: nestedEvent, contentType: json.contentType }, { formats }),
       ["MalformedInput"],
     );
   });
 
   it("invalid UTF-8 in text data and lone surrogates in attributes are typed errors", () => {
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           {
@@ -187,7 +163,7 @@ describe("named attacks on the MQTT mapping", () => {
         ),
       ["MalformedInput"],
     );
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           { payload: new Uint8Array(0), userProperties: { ...required, subject: "a\uD800b" } },
@@ -196,7 +172,7 @@ describe("named attacks on the MQTT mapping", () => {
       ["InvalidEvent", "MalformedInput"],
     );
     // Structured JSON whose bytes are not UTF-8.
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           {
@@ -210,7 +186,7 @@ describe("named attacks on the MQTT mapping", () => {
   });
 
   it("attributes repeated with a different case are refused, not merged", () => {
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           { payload: new Uint8Array(0), userProperties: { ...required, ID: "2" } },
@@ -218,7 +194,7 @@ describe("named attacks on the MQTT mapping", () => {
         ),
       ["InvalidEvent", "MalformedInput"],
     );
-    expectTyped(
+    expectTypedError(
       () =>
         fromMqttMessage(
           {
@@ -233,7 +209,7 @@ describe("named attacks on the MQTT mapping", () => {
 
   it("specversion other than 1.0 is refused in binary and structured mode", () => {
     for (const v of ["0.3", "1.1", "2.0", ""]) {
-      expectTyped(
+      expectTypedError(
         () =>
           fromMqttMessage(
             { payload: new Uint8Array(0), userProperties: { ...required, specversion: v } },
@@ -241,7 +217,7 @@ describe("named attacks on the MQTT mapping", () => {
           ),
         ["InvalidEvent", "MalformedInput"],
       );
-      expectTyped(
+      expectTypedError(
         () =>
           fromMqttMessage(
             {

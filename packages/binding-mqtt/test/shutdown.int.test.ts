@@ -1,11 +1,12 @@
-import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   baselineHandles,
   expectNoLeakedHandles,
   type LaunchedBroker,
   type OpenHandles,
+  shutdownEvent,
   startMosquitto,
+  takeDeliveries,
 } from "@posthorn/testkit";
 import mqtt, { type IClientOptions } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,16 +27,6 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `shutdown-${i}`,
-    source: "/shutdown/mqtt",
-    type: "com.example.shutdown",
-    data: { i },
-  });
-}
-
 function options(clientId: string): IClientOptions {
   return {
     protocolVersion: 5,
@@ -45,26 +36,6 @@ function options(clientId: string): IClientOptions {
     reconnectPeriod: 100,
     connectTimeout: 5000,
   };
-}
-
-async function take<T>(it: AsyncIterator<Delivery<T>>, count: number, ms = 5000) {
-  const out: Delivery<T>[] = [];
-  const deadline = Date.now() + ms;
-  while (out.length < count) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${out.length} of ${count} deliveries in ${ms} ms`)),
-          Math.max(1, deadline - Date.now()),
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
-    if (r.done) throw new Error("the subscriber ended");
-    out.push(r.value);
-  }
-  return out;
 }
 
 describe("MQTT graceful shutdown", () => {
@@ -82,16 +53,18 @@ describe("MQTT graceful shutdown", () => {
     const publisher = mqttPublisher(pub, { topic, qos: 1 });
 
     // Publishes in flight when close() is called: close() waits for their acknowledgements.
-    const publishes = [1, 2, 3].map((i) => publisher.publish(event(i)));
+    const publishes = [1, 2, 3].map((i) => publisher.publish(shutdownEvent("mqtt", i)));
     await publisher.close();
     await Promise.all(publishes);
-    await expect(publisher.publish(event(9))).rejects.toMatchObject({ code: "Closed" });
+    await expect(publisher.publish(shutdownEvent("mqtt", 9))).rejects.toMatchObject({
+      code: "Closed",
+    });
 
     const it = subscriber[Symbol.asyncIterator]();
-    const [first] = await take(it, 1);
+    const [first] = await takeDeliveries(it, 1);
     expect(first?.event?.id).toBe("shutdown-1");
     await first?.accept();
-    const [inHand] = await take(it, 1);
+    const [inHand] = await takeDeliveries(it, 1);
     expect(inHand?.event?.id).toBe("shutdown-2");
     // close() waits drainTimeoutMs for the delivery in hand, then lets it go unacknowledged.
     const started = Date.now();
@@ -109,7 +82,7 @@ describe("MQTT graceful shutdown", () => {
     const rit = resumed[Symbol.asyncIterator]();
     const back: string[] = [];
     for (let i = 0; i < 2; i++) {
-      const [d] = await take(rit, 1);
+      const [d] = await takeDeliveries(rit, 1);
       back.push(d?.event?.id ?? "?");
       await d?.accept();
     }

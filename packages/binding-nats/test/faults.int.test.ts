@@ -7,13 +7,16 @@ import {
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetStreamPublisher, jetStreamSubscriber } from "@posthorn/binding-nats";
-import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
+import { isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   DeliveryLedger,
-  forEachConcurrently,
+  expectEverySentEventReceived,
+  faultEvent,
   type LaunchedBroker,
-  publishWithRetry,
+  nextDelivery,
+  publishEachWithRetry,
+  receiveIntoLedger,
   startNatsServer,
 } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -63,32 +66,6 @@ async function streamWithConsumer(
   return { stream, subject, consumer: "workers" };
 }
 
-function event(i: number, prefix = "nats-fault"): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `${prefix}-${i}`,
-    source: "/faults/nats",
-    type: "com.example.fault",
-    data: { i },
-  });
-}
-
-async function next(it: AsyncIterator<Delivery>, ms: number): Promise<Delivery> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
-      }),
-    ]);
-    if (r.done) throw new Error("the subscriber ended");
-    return r.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 describe("JetStream under broker faults (acknowledged publish, explicit acks)", () => {
   it(`a server kill and restart mid-stream of ${EVENTS} events loses nothing the publisher reported as sent`, {
     timeout: 120_000,
@@ -107,20 +84,12 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
       maxMessages: 256,
       expiresMs: 2000,
     });
-    const consuming = (async () => {
-      for await (const d of subscriber) {
-        if (d.event) ledger.received(d.event.id);
-        await d.accept();
-      }
-    })();
+    const consuming = receiveIntoLedger(subscriber, ledger);
 
     const js: JetStreamClient = jetstream(pubConn);
     const publisher = jetStreamPublisher(js, { subject, timeoutMs: 2000 });
-    const events = Array.from({ length: EVENTS }, (_, i) => event(i));
-    const publishing = forEachConcurrently(events, 64, async (e) => {
-      await publishWithRetry(() => publisher.publish(e), ledger);
-      ledger.sent(e.id);
-    });
+    const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("nats", i));
+    const publishing = publishEachWithRetry(events, 64, (e) => publisher.publish(e), ledger);
 
     await ledger.waitForSent(Math.floor(EVENTS / 3), 60_000);
     const receivedBefore = ledger.deliveryCount;
@@ -134,10 +103,7 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
     await publisher.close();
     await subscriber.close();
     await consuming;
-    expect(ledger.missing().slice(0, 10)).toEqual([]);
-    expect(complete).toBe(true);
-    expect(ledger.counts().sent).toBe(EVENTS);
-    expect(ledger.counts().lost).toBe(0);
+    expectEverySentEventReceived(ledger, { sent: EVENTS, complete });
   });
 
   it("a consumer that crashes between receiving and settling: the job comes back to another consumer after the ack wait", async () => {
@@ -146,7 +112,7 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
       await jetstreamManager(nc),
       1000,
     );
-    await jetStreamPublisher(jetstream(nc), { subject }).publish(event(1, "job"));
+    await jetStreamPublisher(jetstream(nc), { subject }).publish(faultEvent("nats", 1, "job"));
 
     const doomed = await connect({ servers: server.url });
     const first = await jetStreamSubscriber(jetstream(doomed), {
@@ -155,7 +121,7 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
       formats: [json],
       maxMessages: 1,
     });
-    const got = await next(first[Symbol.asyncIterator](), 5000);
+    const got = await nextDelivery(first[Symbol.asyncIterator](), 5000);
     expect(got.event?.id).toBe("job-1");
     expect(got.deliveryCount).toBe(1);
     // The crash: the process holding the job goes away without settling (or closing) anything.
@@ -167,7 +133,7 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
       formats: [json],
       maxMessages: 1,
     });
-    const again = await next(other[Symbol.asyncIterator](), 10_000);
+    const again = await nextDelivery(other[Symbol.asyncIterator](), 10_000);
     expect(again.event?.id).toBe("job-1");
     expect(again.deliveryCount).toBe(2);
     await again.accept();

@@ -5,11 +5,15 @@ import {
   toMessageEnvelope,
   toNatsMessage,
 } from "@posthorn/binding-nats";
-import { type CloudEvent, isPosthornError } from "@posthorn/core";
 import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
 import { protobuf } from "@posthorn/format-protobuf";
-import { arbitraryHeaders, describeMappingProperties } from "@posthorn/testkit";
+import {
+  arbitraryHeaders,
+  contentModePaths,
+  describeMappingProperties,
+  expectTypedError,
+} from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -47,41 +51,15 @@ const hostileMessages: fc.Arbitrary<NatsMessageLike> = fc.record({
 
 describeMappingProperties({
   name: "nats",
-  paths: [
-    {
-      label: "binary",
-      roundTrip: (e) =>
-        fromNatsMessage(asReceived(toNatsMessage(e, { mode: "binary" })), { formats }),
-    },
-    {
-      label: "structured JSON",
-      roundTrip: (e) =>
-        fromNatsMessage(asReceived(toNatsMessage(e, { mode: "structured", format: json })), {
-          formats,
-        }),
-    },
-    ...[avro, protobuf].map((format) => ({
-      label: `structured ${format.name}`,
-      roundTrip: (e: CloudEvent) =>
-        fromNatsMessage(asReceived(toNatsMessage(e, { mode: "structured", format })), { formats }),
-    })),
-  ],
+  paths: contentModePaths(
+    (e, mode) => fromNatsMessage(asReceived(toNatsMessage(e, mode)), { formats }),
+    formats,
+  ),
   hostileMessages,
   decode: receive,
 });
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
-
-function expectTyped(action: () => unknown, codes: readonly string[]): void {
-  let thrown: unknown;
-  try {
-    action();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isPosthornError(thrown), `expected a typed error, got ${String(thrown)}`).toBe(true);
-  expect(codes).toContain((thrown as { code: string }).code);
-}
 
 // Named attacks not already in mapping.test.ts (which covers ce-__proto__ names, case-differing
 // and repeated headers, overlong percent-escapes, header injection, and the size limits).
@@ -107,7 +85,7 @@ describe("named attacks on the NATS mapping", () => {
 
   it("deeply nested JSON data is MalformedInput, not a stack overflow", () => {
     const deep = utf8(`${'{"a":'.repeat(50_000)}1${"}".repeat(50_000)}`);
-    expectTyped(
+    expectTypedError(
       () =>
         fromNatsMessage(
           { data: deep, headers: { ...required, "ce-datacontenttype": "application/json" } },
@@ -118,7 +96,7 @@ describe("named attacks on the NATS mapping", () => {
   });
 
   it("invalid UTF-8 in text data is MalformedInput", () => {
-    expectTyped(
+    expectTypedError(
       () =>
         fromNatsMessage(
           {
@@ -133,7 +111,7 @@ describe("named attacks on the NATS mapping", () => {
 
   it("specversion other than 1.0 is refused in binary and structured mode", () => {
     for (const v of ["0.3", "1.1", "2.0"]) {
-      expectTyped(
+      expectTypedError(
         () =>
           fromNatsMessage(
             { data: new Uint8Array(0), headers: { ...required, "ce-specversion": v } },
@@ -141,7 +119,7 @@ describe("named attacks on the NATS mapping", () => {
           ),
         ["InvalidEvent", "MalformedInput"],
       );
-      expectTyped(
+      expectTypedError(
         () =>
           fromNatsMessage(
             {

@@ -6,14 +6,15 @@ import {
   natsPublisher,
   natsSubscriber,
 } from "@posthorn/binding-nats";
-import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   baselineHandles,
   expectNoLeakedHandles,
   type LaunchedBroker,
   type OpenHandles,
+  shutdownEvent,
   startNatsServer,
+  takeDeliveries,
 } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unique } from "./nats-server.js";
@@ -32,36 +33,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `shutdown-${i}`,
-    source: "/shutdown/nats",
-    type: "com.example.shutdown",
-    data: { i },
-  });
-}
-
-async function take(it: AsyncIterator<Delivery>, count: number, ms = 5000): Promise<Delivery[]> {
-  const out: Delivery[] = [];
-  const deadline = Date.now() + ms;
-  while (out.length < count) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${out.length} of ${count} deliveries in ${ms} ms`)),
-          Math.max(1, deadline - Date.now()),
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
-    if (r.done) throw new Error("the subscriber ended");
-    out.push(r.value);
-  }
-  return out;
-}
-
 describe("NATS graceful shutdown", () => {
   it("JetStream: close() resolves with publishes in flight and deliveries in hand, which go back to another subscriber at once", async () => {
     const nc = await connect({ servers: server.url });
@@ -77,10 +48,12 @@ describe("NATS graceful shutdown", () => {
     });
     const js = jetstream(nc);
     const publisher = jetStreamPublisher(js, { subject });
-    const publishes = [1, 2, 3, 4].map((i) => publisher.publish(event(i)));
+    const publishes = [1, 2, 3, 4].map((i) => publisher.publish(shutdownEvent("nats", i)));
     await publisher.close();
     await Promise.all(publishes);
-    await expect(publisher.publish(event(9))).rejects.toMatchObject({ code: "Closed" });
+    await expect(publisher.publish(shutdownEvent("nats", 9))).rejects.toMatchObject({
+      code: "Closed",
+    });
 
     const first = await jetStreamSubscriber(js, {
       stream,
@@ -89,7 +62,7 @@ describe("NATS graceful shutdown", () => {
       maxMessages: 2,
     });
     const it = first[Symbol.asyncIterator]();
-    const [a, b] = await take(it, 2);
+    const [a, b] = await takeDeliveries(it, 2);
     await a?.accept();
     expect(first.inFlight).toBe(1);
     // Wait until nats.js pulled ahead (job 3, maybe 4, into its buffer) and nothing is in transit:
@@ -117,7 +90,7 @@ describe("NATS graceful shutdown", () => {
       maxMessages: 8,
     });
     // Well inside the 60 s ack wait: they came back because close() released them.
-    const rest = await take(second[Symbol.asyncIterator](), 3, 10_000);
+    const rest = await takeDeliveries(second[Symbol.asyncIterator](), 3, 10_000);
     const ids = rest.map((d) => d.event?.id);
     // A stream is read in order: a was shutdown-1, b in hand, 3 (and maybe 4) pulled ahead.
     expect(a?.event?.id).toBe("shutdown-1");
@@ -135,9 +108,9 @@ describe("NATS graceful shutdown", () => {
     const subject = unique("shutdown.core");
     const subscriber = natsSubscriber(nc, { subject, formats: [json] });
     const publisher = natsPublisher(nc, { subject });
-    await Promise.all([1, 2, 3].map((i) => publisher.publish(event(i))));
+    await Promise.all([1, 2, 3].map((i) => publisher.publish(shutdownEvent("nats", i))));
     await publisher.close();
-    const got = await take(subscriber[Symbol.asyncIterator](), 3);
+    const got = await takeDeliveries(subscriber[Symbol.asyncIterator](), 3);
     expect(got.map((d) => d.event?.id)).toEqual(["shutdown-1", "shutdown-2", "shutdown-3"]);
     await subscriber.close();
     await nc.close();

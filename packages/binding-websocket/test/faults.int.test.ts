@@ -6,9 +6,9 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import { CloudEvent, isPosthornError, type Publisher } from "@posthorn/core";
+import { type CloudEvent, isPosthornError, type Publisher } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { DeliveryLedger, forEachConcurrently, freePort } from "@posthorn/testkit";
+import { DeliveryLedger, faultEvent, forEachConcurrently, freePort } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 
@@ -19,16 +19,6 @@ import WebSocket, { WebSocketServer } from "ws";
 // Closed at once, so the application knows what to send again after it reconnects.
 const EVENTS = Number(process.env.POSTHORN_FAULT_EVENTS ?? 10_000);
 const formats = [json];
-
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `ws-fault-${i}`,
-    source: "/faults/websocket",
-    type: "com.example.fault",
-    data: { i },
-  });
-}
 
 /** A ws server on a fixed port whose subscribers record every event in the ledger. */
 async function startServer(port: number, ledger: DeliveryLedger): Promise<WebSocketServer> {
@@ -126,7 +116,9 @@ describe("WebSocket under server faults (at-most-once, no silent failure)", () =
       const ledger = new DeliveryLedger(`websocket (${how})`);
       const port = await freePort();
       let wss = await startServer(port, ledger);
-      const events = Array.from({ length: EVENTS }, (_, i) => event(i));
+      const events = Array.from({ length: EVENTS }, (_, i) =>
+        faultEvent("websocket", i, "ws-fault"),
+      );
       const publishing = publishThroughFaults(`ws://127.0.0.1:${port}`, events, ledger);
       await ledger.waitForSent(Math.floor(EVENTS / 3), 30_000);
       const before = ledger.deliveryCount;

@@ -6,23 +6,13 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import { CloudEvent, type Delivery } from "@posthorn/core";
+import type { Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { baselineHandles, expectNoLeakedHandles } from "@posthorn/testkit";
+import { baselineHandles, expectNoLeakedHandles, shutdownEvent } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 
 const formats = [json];
-
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `shutdown-${i}`,
-    source: "/shutdown/websocket",
-    type: "com.example.shutdown",
-    data: { i },
-  });
-}
 
 describe("WebSocket graceful shutdown", () => {
   it("publisher.close() waits for frames being written, subscriber.close() ends iteration, and no socket or timer is left", {
@@ -50,7 +40,7 @@ describe("WebSocket graceful shutdown", () => {
     const publisher = webSocketPublisher(client, { formats });
     let resolved = 0;
     const publishes = Array.from({ length: total }, (_, i) =>
-      publisher.publish(event(i)).then(() => {
+      publisher.publish(shutdownEvent("websocket", i)).then(() => {
         resolved++;
       }),
     );
@@ -58,7 +48,9 @@ describe("WebSocket graceful shutdown", () => {
     // close() resolved only once every frame handed to ws was written.
     expect(resolved).toBe(total);
     await Promise.all(publishes);
-    await expect(publisher.publish(event(-1))).rejects.toMatchObject({ code: "Closed" });
+    await expect(publisher.publish(shutdownEvent("websocket", -1))).rejects.toMatchObject({
+      code: "Closed",
+    });
 
     const received: Delivery[] = [];
     while (received.length < total) received.push((await iterator.next()).value as Delivery);

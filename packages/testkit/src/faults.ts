@@ -3,7 +3,8 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isPosthornError } from "@posthorn/core";
+import { CloudEvent, type Delivery, isPosthornError, type PosthornError } from "@posthorn/core";
+import { expect } from "vitest";
 import { freePort, type LaunchedBroker, waitForPort } from "./brokers.js";
 
 /** The counts of a {@link DeliveryLedger}. */
@@ -205,6 +206,187 @@ export async function forEachConcurrently<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/**
+ * Asserts what an at-least-once fault test promises: every one of `sent` events was reported as
+ * sent and received, and {@link DeliveryLedger.waitForAll} saw them all arrive in time. Fails
+ * naming up to ten of the missing ids first, as they say most about the loss.
+ *
+ * @param ledger - the test's ledger, after the subscriber closed
+ * @param expected - `sent`: how many events the test published; `complete`: what `waitForAll` returned
+ */
+export function expectEverySentEventReceived(
+  ledger: DeliveryLedger,
+  expected: { sent: number; complete: boolean },
+): void {
+  expect(ledger.missing().slice(0, 10)).toEqual([]);
+  expect(expected.complete).toBe(true);
+  const counts = ledger.counts();
+  expect(counts.sent).toBe(expected.sent);
+  expect(counts.lost).toBe(0);
+}
+
+/** Options for {@link receiveIntoLedger}. */
+export interface ReceiveIntoLedgerOptions {
+  /**
+   * Takes an accept that failed with `SettlementFailed` instead of failing the consumer: for a
+   * transport where a dropped connection refuses the settlement of a delivery that the broker
+   * then delivers again. Without it, every failed accept ends the consumer with that error.
+   */
+  onSettlementFailed?: (err: PosthornError) => void;
+}
+
+/**
+ * Drains `subscriber` into `ledger`: records every delivered event's id, then accepts it. Ends
+ * when the subscriber ends (its `close()`), and rejects on the first accept that fails, unless
+ * {@link ReceiveIntoLedgerOptions.onSettlementFailed} takes it.
+ *
+ * @param subscriber - the subscriber under test
+ * @param ledger - records the deliveries
+ * @returns a promise to await after closing the subscriber
+ * @example
+ * ```ts
+ * const consuming = receiveIntoLedger(subscriber, ledger);
+ * // ... publish, fault the broker, wait for the ledger ...
+ * await subscriber.close();
+ * await consuming;
+ * ```
+ */
+export async function receiveIntoLedger(
+  subscriber: AsyncIterable<Delivery>,
+  ledger: DeliveryLedger,
+  options: ReceiveIntoLedgerOptions = {},
+): Promise<void> {
+  const { onSettlementFailed } = options;
+  for await (const d of subscriber) {
+    if (d.event) ledger.received(d.event.id);
+    try {
+      await d.accept();
+    } catch (err) {
+      if (onSettlementFailed === undefined || !isPosthornError(err, "SettlementFailed")) throw err;
+      onSettlementFailed(err);
+    }
+  }
+}
+
+/**
+ * Publishes each of `events` with {@link publishWithRetry}, `concurrency` at a time, and records
+ * each in `ledger` as sent once its publish resolved.
+ *
+ * @param events - the events, one publish each
+ * @param concurrency - how many publishes may be unresolved at once
+ * @param publish - one attempt to publish one event
+ * @param ledger - counts the sent events and the retries
+ * @param options - how {@link publishWithRetry} retries
+ */
+export function publishEachWithRetry(
+  events: readonly CloudEvent[],
+  concurrency: number,
+  publish: (event: CloudEvent) => Promise<unknown>,
+  ledger: DeliveryLedger,
+  options: PublishRetryOptions = {},
+): Promise<void> {
+  return forEachConcurrently(events, concurrency, async (e) => {
+    await publishWithRetry(() => publish(e), ledger, options);
+    ledger.sent(e.id);
+  });
+}
+
+/**
+ * The `i`th event of a fault test: id `<idPrefix>-<i>`, source `/faults/<transport>`, type
+ * `com.example.fault`, data `{ i }`.
+ *
+ * @param transport - names the source
+ * @param i - the event's number
+ * @param idPrefix - what the id starts with (default `<transport>-fault`)
+ */
+export function faultEvent(
+  transport: string,
+  i: number,
+  idPrefix = `${transport}-fault`,
+): CloudEvent {
+  return numberedEvent(`${idPrefix}-${i}`, `/faults/${transport}`, "com.example.fault", i);
+}
+
+/**
+ * The `i`th event of a shutdown test: id `shutdown-<i>`, source `/shutdown/<transport>`, type
+ * `com.example.shutdown`, data `{ i }`.
+ *
+ * @param transport - names the source
+ * @param i - the event's number
+ */
+export function shutdownEvent(transport: string, i: number): CloudEvent {
+  return numberedEvent(`shutdown-${i}`, `/shutdown/${transport}`, "com.example.shutdown", i);
+}
+
+function numberedEvent(id: string, source: string, type: string, i: number): CloudEvent {
+  return new CloudEvent({ specversion: "1.0", id, source, type, data: { i } });
+}
+
+/** The next value of `iterator`, rejecting with `timeoutMessage()` at `deadline` (epoch ms). */
+async function nextBefore<T>(
+  iterator: AsyncIterator<T>,
+  deadline: number,
+  timeoutMessage: () => string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const r = await Promise.race([
+      iterator.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(timeoutMessage())),
+          Math.max(1, deadline - Date.now()),
+        );
+      }),
+    ]);
+    if (r.done) throw new Error("the subscriber ended");
+    return r.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The next delivery of a subscriber's iterator.
+ *
+ * @param iterator - `subscriber[Symbol.asyncIterator]()`
+ * @param timeoutMs - how long to wait (default 5000)
+ * @throws Error when no delivery came within `timeoutMs`, or the subscriber ended
+ */
+export function nextDelivery<T>(
+  iterator: AsyncIterator<Delivery<T>>,
+  timeoutMs = 5000,
+): Promise<Delivery<T>> {
+  return nextBefore(iterator, Date.now() + timeoutMs, () => `no delivery within ${timeoutMs} ms`);
+}
+
+/**
+ * The next `count` deliveries of a subscriber's iterator, all within one `timeoutMs`.
+ *
+ * @param iterator - `subscriber[Symbol.asyncIterator]()`
+ * @param count - how many deliveries to take
+ * @param timeoutMs - how long all of them may take (default 5000)
+ * @throws Error saying how many came when `count` did not come in time, or the subscriber ended
+ */
+export async function takeDeliveries<T>(
+  iterator: AsyncIterator<Delivery<T>>,
+  count: number,
+  timeoutMs = 5000,
+): Promise<Delivery<T>[]> {
+  const out: Delivery<T>[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < count) {
+    out.push(
+      await nextBefore(
+        iterator,
+        deadline,
+        () => `${out.length} of ${count} deliveries in ${timeoutMs} ms`,
+      ),
+    );
+  }
+  return out;
 }
 
 /** A broker for fault tests: a {@link LaunchedBroker} that can also stop gracefully and come back. */

@@ -226,6 +226,46 @@ export interface MappingPropertyHarness<M> {
   readonly events?: ArbitraryEventOptions;
 }
 
+/** A content mode to encode in: binary, or structured in one format. */
+export type ContentModeOptions =
+  | { readonly mode: "binary" }
+  | { readonly mode: "structured"; readonly format: EventFormat };
+
+/** One round-trip path of a {@link MappingPropertyHarness}. */
+export type MappingPath = MappingPropertyHarness<unknown>["paths"][number];
+
+/**
+ * The round-trip paths of a binding with both content modes: binary, then structured in each of
+ * `formats`, labelled `binary`, `structured JSON`, `structured avro`, ... (after `labelPrefix`).
+ *
+ * @param roundTrip - encodes the event in the given mode and decodes it as a subscriber would
+ * @param formats - the formats to round-trip structured events through
+ * @param labelPrefix - put before every label, e.g. `"MQTT 5 "`
+ * @example
+ * ```ts
+ * describeMappingProperties({
+ *   name: "nats",
+ *   paths: contentModePaths((e, mode) => fromNatsMessage(toNatsMessage(e, mode), { formats }), formats),
+ *   hostileMessages,
+ *   decode,
+ * });
+ * ```
+ */
+export function contentModePaths(
+  roundTrip: (event: CloudEvent, mode: ContentModeOptions) => CloudEvent,
+  formats: readonly EventFormat[],
+  labelPrefix = "",
+): MappingPath[] {
+  return [
+    { label: `${labelPrefix}binary`, roundTrip: (e) => roundTrip(e, { mode: "binary" }) },
+    ...formats.map((format) => ({
+      // The acronym in capitals; the other formats by their own names.
+      label: `${labelPrefix}structured ${format.name === "json" ? "JSON" : format.name}`,
+      roundTrip: (e: CloudEvent) => roundTrip(e, { mode: "structured", format }),
+    })),
+  ];
+}
+
 /**
  * Property tests for a binding's mapping layer: arbitrary valid events round-trip through every
  * path, and arbitrary protocol messages decode to an event, a message or a typed error; nothing
