@@ -128,7 +128,7 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
    * `time` (now) when they are absent.
    */
   static create<T>(init: CloudEventCreateInit<T>, options: CreateEventOptions = {}): CloudEvent<T> {
-    const full = { ...init } as CloudEventInit<T>;
+    const full = ownMembers(init as unknown as Record<string, unknown>) as CloudEventInit<T>;
     if (full.id === undefined) full.id = randomId();
     if (full.specversion === undefined) full.specversion = "1.0";
     if (full.time === undefined && options.fillTime !== false) full.time = new Date();
@@ -149,9 +149,13 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
    * @throws {@link PosthornError} `InvalidEvent` when the result breaks a rule
    */
   cloneWith<U = T>(patch: Partial<CloudEventInit<U>>): CloudEvent<U> {
-    const next: Record<string, unknown> = { ...this };
-    for (const key of Object.keys(patch)) next[key] = patch[key];
-    if ("data_base64" in patch && !("data" in patch)) delete next.data;
+    const skipData = "data_base64" in patch && !("data" in patch);
+    const next = ownMembers(
+      this as unknown as Record<string, unknown>,
+      skipData ? "data" : undefined,
+    );
+    for (const key of Object.keys(patch))
+      setOwn(next, key, (patch as Record<string, unknown>)[key]);
     return new CloudEvent(next as CloudEventInit<U>);
   }
 
@@ -164,9 +168,9 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
 
   /** A copy without data. */
   withoutData(): CloudEvent<never> {
-    const next: Record<string, unknown> = { ...this };
-    delete next.data;
-    return new CloudEvent(next as CloudEventInit<never>);
+    return new CloudEvent(
+      ownMembers(this as unknown as Record<string, unknown>, "data") as CloudEventInit<never>,
+    );
   }
 
   /** Whether the event carries data (a `data` member, even if it is `null`). */
@@ -248,6 +252,31 @@ export function createUncheckedEvent(attributes: Record<string, unknown>): Cloud
     }
   }
   return Object.freeze(event) as unknown as CloudEvent;
+}
+
+/**
+ * A plain object with the own enumerable members of `source` (but `skip`), written as own data
+ * members, `__proto__` included. Used where a spread would be followed by new members: V8 builds
+ * that through a slow path (about 0.5 us per added member on Node 20).
+ */
+function ownMembers(source: Record<string, unknown>, skip?: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(source)) {
+    if (key !== skip) setOwn(out, key, source[key]);
+  }
+  return out;
+}
+
+/** `target[key] = value` as an own data member, even for `__proto__`. */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") {
+    Object.defineProperty(target, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else target[key] = value;
 }
 
 function buildInto(target: Record<string, unknown>, init: CloudEventInit): void {

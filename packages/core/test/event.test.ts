@@ -82,6 +82,18 @@ describe("CloudEvent construction", () => {
     expect(Object.getPrototypeOf(e)).toBe(CloudEvent.prototype);
   });
 
+  it("create and cloneWith refuse a __proto__ member as new CloudEvent does, polluting nothing", () => {
+    const hostile = JSON.parse('{"source":"/s","type":"t","__proto__":{"polluted":true}}');
+    expect(() => CloudEvent.create(hostile)).toThrowError(
+      expect.objectContaining({ code: "InvalidEvent", attribute: "__proto__" }),
+    );
+    const e = new CloudEvent(base as never);
+    expect(() => e.cloneWith(JSON.parse('{"__proto__":{"polluted":true}}'))).toThrowError(
+      expect.objectContaining({ code: "InvalidEvent", attribute: "__proto__" }),
+    );
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it("turns data_base64 into bytes and Dates into RFC 3339", () => {
     const e = new CloudEvent({
       ...base,
