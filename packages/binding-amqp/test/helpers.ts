@@ -5,7 +5,17 @@ import {
   amqpSubscriber,
 } from "@posthorn/binding-amqp";
 import type { CloudEvent, Delivery, EventFormat } from "@posthorn/core";
-import { type BindingHarness, type BindingPath, brokerUrl, pathLabel } from "@posthorn/testkit";
+import {
+  type BindingHarness,
+  type BindingPath,
+  brokerUrl,
+  nextDelivery,
+  pathLabel,
+} from "@posthorn/testkit";
+
+// The next delivery of a subscriber, or a failure after `timeoutMs`: testkit's, for these tests.
+export { nextDelivery };
+
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 
 /** Opens a rhea connection and waits until it is open. */
@@ -46,29 +56,6 @@ export function closeConnection(connection: Connection): Promise<void> {
     });
     connection.close();
   });
-}
-
-/** The next delivery of a subscriber, or a failure after `timeoutMs`. */
-export async function nextDelivery<T>(
-  iterator: AsyncIterator<Delivery<T>>,
-  timeoutMs = 5000,
-): Promise<Delivery<T>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const result = await Promise.race([
-      iterator.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no delivery within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      }),
-    ]);
-    if (result.done) throw new Error("the subscriber ended");
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** A unique name for a queue or address. */
