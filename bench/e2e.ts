@@ -7,10 +7,6 @@
 // Adding a transport: write a function returning an `E2eTransport` (AMQP and WebSocket are in
 // bench/e2e-more.ts) and add it to the list in bench/suites/e2e.bench.ts; everything else
 // (throughput, payload and batch sweeps, latency) is shared.
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders } from "@nats-io/transport-node";
 import { kafkaPublisher, kafkaSubscriber, toKafkaRecord } from "@posthorn/binding-kafka";
@@ -24,13 +20,7 @@ import {
 } from "@posthorn/binding-nats";
 import { CloudEvent, type Subscriber } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import {
-  freePort,
-  startKafkaBroker,
-  startNatsServer,
-  vector,
-  waitForPort,
-} from "@posthorn/testkit";
+import { startKafkaBroker, startMosquitto, startNatsServer, vector } from "@posthorn/testkit";
 import { Kafka, logLevel } from "kafkajs";
 import mqtt from "mqtt";
 
@@ -160,44 +150,6 @@ export function consume(subscriber: Subscriber, arrivals: Arrivals): void {
 let unique = 0;
 export const runId = () => `${process.pid}-${Date.now().toString(36)}-${unique++}`;
 
-/**
- * Starts Mosquitto on a free port for the benchmarks: the testkit's settings plus
- * `set_tcp_nodelay true`. Mosquitto's default leaves Nagle's algorithm on, so its PUBACK to a
- * small QoS 1 publish waits for the client's delayed ACK (~40 ms): a run of batches of 10 then
- * crawls at ~220 events/s on both sides and measures the TCP timers, not the code.
- */
-export async function startBenchMosquitto(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "posthorn-bench-mosquitto-"));
-  const conf = join(dir, "mosquitto.conf");
-  writeFileSync(
-    conf,
-    [
-      "per_listener_settings false",
-      "allow_anonymous true",
-      `listener ${port} 127.0.0.1`,
-      "persistence false",
-      "max_queued_messages 100000",
-      "max_inflight_messages 0",
-      "set_tcp_nodelay true",
-      "",
-    ].join("\n"),
-  );
-  const child = spawn("mosquitto", ["-c", conf], { stdio: "ignore" });
-  await waitForPort("127.0.0.1", port);
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once("exit", resolve));
-        child.kill("SIGTERM");
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 /** MQTT 5 on a Mosquitto the suite starts (isolated from the shared one), QoS 1 both ways. */
 export function mqttTransport(): E2eTransport {
   return {
@@ -205,7 +157,9 @@ export function mqttTransport(): E2eTransport {
     rawLabel: "mqtt.js, pre-encoded",
     maxPayloadBytes: 1 << 20,
     async open() {
-      const broker = await startBenchMosquitto();
+      // testkit's Mosquitto sets TCP_NODELAY: with Nagle on, a QoS 1 PUBACK waits for the
+      // client's delayed ACK (~40 ms) and the run measures TCP timers, not the code.
+      const broker = await startMosquitto();
       const url = broker.url;
       const id = runId();
       const clients = await Promise.all(
