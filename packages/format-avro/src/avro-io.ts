@@ -1,14 +1,9 @@
-import { decodeKey, decodeText, malformed, type TextSource } from "@posthorn/core";
+import { ByteReader, ByteWriter, malformed } from "@posthorn/core";
 
 // Avro 1.11 specification, "Binary Encoding": int and long are zig-zag varints, strings and bytes
 // a long length then the bytes, double 8 bytes little-endian, unions a long branch index then the
 // value, maps and arrays blocks of (count, items) ended by a zero count.
 
-const encoder = new TextEncoder();
-const INITIAL_SIZE = 8 * 1024;
-// A writer that grew past this for one large event drops back to the initial size afterwards, so
-// one big payload does not pin megabytes for the life of the process.
-const RETAIN_LIMIT = 1024 * 1024;
 const scratch = new DataView(new ArrayBuffer(8));
 
 /**
@@ -17,48 +12,10 @@ const scratch = new DataView(new ArrayBuffer(8));
  *
  * @internal
  */
-export class AvroWriter {
-  buf: Uint8Array = new Uint8Array(INITIAL_SIZE);
-  pos = 0;
-
-  reset(): void {
-    this.pos = 0;
-  }
-
-  ensure(extra: number): void {
-    const need = this.pos + extra;
-    if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-  }
-
-  finish(): Uint8Array {
-    const out = this.buf.slice(0, this.pos);
-    if (this.buf.length > RETAIN_LIMIT) this.buf = new Uint8Array(INITIAL_SIZE);
-    this.pos = 0;
-    return out;
-  }
-
-  byte(b: number): void {
-    if (this.pos >= this.buf.length) this.ensure(1);
-    this.buf[this.pos++] = b;
-  }
-
+export class AvroWriter extends ByteWriter {
   /** A long given as a JS number in the safe-integer range (zig-zag, then base-128 varint). */
   long(n: number): void {
-    let z = n >= 0 ? n * 2 : -n * 2 - 1;
-    this.ensure(10);
-    const b = this.buf;
-    let p = this.pos;
-    while (z >= 128) {
-      b[p++] = (z % 128) | 128;
-      z = Math.floor(z / 128);
-    }
-    b[p++] = z;
-    this.pos = p;
+    this.varint(n >= 0 ? n * 2 : -n * 2 - 1);
   }
 
   /** A long given as a bigint (timestamp-micros). */
@@ -80,57 +37,13 @@ export class AvroWriter {
 
   bytes(data: Uint8Array): void {
     this.long(data.length);
-    this.ensure(data.length);
-    this.buf.set(data, this.pos);
-    this.pos += data.length;
+    this.raw(data);
   }
 
+  /** A string: its UTF-8 length as a long (a non-negative long zig-zags to twice itself). */
   string(s: string): void {
-    const n = s.length;
-    if (n < 64) {
-      // Short ASCII strings (most attribute names and values): the length is one byte.
-      this.ensure(n + 1);
-      const b = this.buf;
-      const start = this.pos;
-      let p = start + 1;
-      for (let i = 0; i < n; i++) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) {
-          this.longString(s);
-          return;
-        }
-        b[p++] = c;
-      }
-      b[start] = n << 1;
-      this.pos = p;
-      return;
-    }
-    this.longString(s);
+    this.utf8(s, 2);
   }
-
-  private longString(s: string): void {
-    const max = s.length * 3;
-    const reserved = varintSize(max * 2);
-    // Room for the string and for the final length, so nothing below reallocates mid-write.
-    this.ensure(reserved + max + 10);
-    const start = this.pos;
-    const { written } = encoder.encodeInto(s, this.buf.subarray(start + reserved));
-    const actual = varintSize(written * 2);
-    if (actual < reserved) {
-      this.buf.copyWithin(start + actual, start + reserved, start + reserved + written);
-    }
-    this.long(written);
-    this.pos += written;
-  }
-}
-
-function varintSize(z: number): number {
-  let size = 1;
-  while (z >= 128) {
-    z = Math.floor(z / 128);
-    size++;
-  }
-  return size;
 }
 
 /**
@@ -140,16 +53,9 @@ function varintSize(z: number): number {
  *
  * @internal
  */
-export class AvroReader {
-  readonly buf: Uint8Array;
-  /** A Node Buffer view of `buf`, made on first use. */
-  view: TextSource["view"] = undefined;
-  pos = 0;
-  readonly end: number;
-
+export class AvroReader extends ByteReader {
   constructor(buf: Uint8Array) {
-    this.buf = buf;
-    this.end = buf.length;
+    super(buf, "Avro", 0, buf.length);
   }
 
   get remaining(): number {
@@ -158,25 +64,9 @@ export class AvroReader {
 
   /** A long as a JS number; values beyond 2^53 lose precision, which every caller bounds anyway. */
   long(): number {
-    const b = this.buf;
-    let p = this.pos;
-    if (p >= this.end) throw truncated();
-    let byte = b[p++] as number;
-    if (byte < 128) {
-      this.pos = p;
-      return byte & 1 ? -(byte + 1) / 2 : byte / 2;
-    }
-    let z = byte & 127;
-    let scale = 128;
-    for (let i = 1; ; i++) {
-      if (i >= 10) throw malformed("Avro varint is longer than 10 bytes");
-      if (p >= this.end) throw truncated();
-      byte = b[p++] as number;
-      z += (byte & 127) * scale;
-      if (byte < 128) break;
-      scale *= 128;
-    }
-    this.pos = p;
+    const z = this.varint();
+    // Bit operations where they are exact (below 2^30), arithmetic beyond.
+    if (z < 0x40000000) return z & 1 ? -((z + 1) >> 1) : z >> 1;
     return z % 2 === 1 ? -(z + 1) / 2 : z / 2;
   }
 
@@ -195,7 +85,7 @@ export class AvroReader {
     let shift = 0n;
     for (let i = 0; ; i++) {
       if (i >= 10) throw malformed("Avro varint is longer than 10 bytes");
-      if (this.pos >= this.end) throw truncated();
+      if (this.pos >= this.end) throw this.truncated();
       const byte = this.buf[this.pos++] as number;
       z |= BigInt(byte & 127) << shift;
       if (byte < 128) break;
@@ -211,7 +101,7 @@ export class AvroReader {
   }
 
   boolean(): boolean {
-    if (this.pos >= this.end) throw truncated();
+    if (this.pos >= this.end) throw this.truncated();
     const b = this.buf[this.pos++];
     if (b === 0) return false;
     if (b === 1) return true;
@@ -219,7 +109,7 @@ export class AvroReader {
   }
 
   double(): number {
-    if (this.end - this.pos < 8) throw truncated();
+    if (this.end - this.pos < 8) throw this.truncated();
     for (let i = 0; i < 8; i++) scratch.setUint8(i, this.buf[this.pos++] as number);
     return scratch.getFloat64(0, true);
   }
@@ -237,16 +127,17 @@ export class AvroReader {
   length(): number {
     const n = this.long();
     if (n < 0) throw malformed("Avro length is negative");
-    if (n > this.end - this.pos) throw truncated(n);
+    if (n > this.end - this.pos) {
+      throw malformed(
+        `Avro length ${n} exceeds the remaining bytes (truncated or corrupted input)`,
+      );
+    }
     return n;
   }
 
   /** Bytes as a view on the input (no copy). */
   bytes(): Uint8Array {
-    const n = this.length();
-    const start = this.pos;
-    this.pos += n;
-    return this.buf.subarray(start, start + n);
+    return this.take(this.length());
   }
 
   /**
@@ -255,20 +146,11 @@ export class AvroReader {
    * returned, which spares allocating and re-hashing a fresh key each time.
    */
   key(): string {
-    const n = this.length();
-    const start = this.pos;
-    this.pos = start + n;
-    return decodeKey(this, start, start + n, "Avro string");
+    return this.keyText(this.length(), "Avro string");
   }
 
   string(): string {
-    return this.stringOf(this.length());
-  }
-
-  private stringOf(n: number): string {
-    const start = this.pos;
-    this.pos = start + n;
-    return decodeText(this, start, start + n, "Avro string");
+    return this.text(this.length(), "Avro string");
   }
 
   /**
@@ -293,12 +175,4 @@ export class AvroReader {
       throw malformed(`${what} has ${this.end - this.pos} bytes after the end of the record`);
     }
   }
-}
-
-function truncated(claimed?: number): Error {
-  return malformed(
-    claimed === undefined
-      ? "Avro data is truncated"
-      : `Avro length ${claimed} exceeds the remaining bytes (truncated or corrupted input)`,
-  );
 }

@@ -1,4 +1,4 @@
-import { decodeKey, decodeText, malformed, type TextSource } from "@posthorn/core";
+import { ByteReader, ByteWriter, malformed, varintSize } from "@posthorn/core";
 
 // Protocol Buffers encoding (protobuf.dev/programming-guides/encoding): a record is a tag varint
 // (field number << 3 | wire type) then the value: VARINT (0), I64 (1), LEN (2), I32 (5).
@@ -12,10 +12,6 @@ export const LEN = 2;
 /** Wire type of 32-bit fixed values. @internal */
 export const I32 = 5;
 
-const encoder = new TextEncoder();
-const INITIAL_SIZE = 8 * 1024;
-const RETAIN_LIMIT = 1024 * 1024;
-
 /**
  * A growable output buffer reused across (synchronous) encode calls. Nested messages are written
  * in place: `fork()` reserves one byte for the length, `join()` writes it, moving the body when
@@ -23,42 +19,10 @@ const RETAIN_LIMIT = 1024 * 1024;
  *
  * @internal
  */
-export class ProtoWriter {
-  buf: Uint8Array = new Uint8Array(INITIAL_SIZE);
-  pos = 0;
-
-  reset(): void {
-    this.pos = 0;
-  }
-
-  ensure(extra: number): void {
-    const need = this.pos + extra;
-    if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-  }
-
-  finish(): Uint8Array {
-    const out = this.buf.slice(0, this.pos);
-    if (this.buf.length > RETAIN_LIMIT) this.buf = new Uint8Array(INITIAL_SIZE);
-    this.pos = 0;
-    return out;
-  }
-
+export class ProtoWriter extends ByteWriter {
   /** A varint of a non-negative number below 2^53. */
   uint(n: number): void {
-    this.ensure(10);
-    const b = this.buf;
-    let p = this.pos;
-    while (n >= 128) {
-      b[p++] = (n % 128) | 128;
-      n = Math.floor(n / 128);
-    }
-    b[p++] = n;
-    this.pos = p;
+    this.varint(n);
   }
 
   /** An int32 or int64 held in a safe JS integer; negatives take ten bytes (two's complement). */
@@ -92,46 +56,12 @@ export class ProtoWriter {
   }
 
   bytes(data: Uint8Array): void {
-    this.uint(data.length);
-    this.ensure(data.length);
-    this.buf.set(data, this.pos);
-    this.pos += data.length;
+    this.varint(data.length);
+    this.raw(data);
   }
 
   string(s: string): void {
-    const n = s.length;
-    if (n < 128) {
-      this.ensure(n + 1);
-      const b = this.buf;
-      const start = this.pos;
-      let p = start + 1;
-      for (let i = 0; i < n; i++) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) {
-          this.longString(s);
-          return;
-        }
-        b[p++] = c;
-      }
-      b[start] = n;
-      this.pos = p;
-      return;
-    }
-    this.longString(s);
-  }
-
-  private longString(s: string): void {
-    const max = s.length * 3;
-    const reserved = varintSize(max);
-    this.ensure(reserved + max + 10);
-    const start = this.pos;
-    const { written } = encoder.encodeInto(s, this.buf.subarray(start + reserved));
-    const actual = varintSize(written);
-    if (actual < reserved) {
-      this.buf.copyWithin(start + actual, start + reserved, start + reserved + written);
-    }
-    this.uint(written);
-    this.pos += written;
+    this.utf8(s, 1);
   }
 
   /** Starts a length-delimited value; returns where its length goes. */
@@ -156,15 +86,6 @@ export class ProtoWriter {
   }
 }
 
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
 /**
  * Reads protobuf records within `[pos, end)` of a buffer. Every length is checked against the
  * bytes that remain before anything is read or allocated, varints are at most ten bytes, and
@@ -173,41 +94,14 @@ function varintSize(n: number): number {
  *
  * @internal
  */
-export class ProtoReader {
-  readonly buf: Uint8Array;
-  /** A Node Buffer view of `buf`, made on first use. */
-  view: TextSource["view"] = undefined;
-  pos: number;
-  end: number;
-
+export class ProtoReader extends ByteReader {
   constructor(buf: Uint8Array, pos = 0, end = buf.length) {
-    this.buf = buf;
-    this.pos = pos;
-    this.end = end;
+    super(buf, "protobuf", pos, end);
   }
 
   /** A varint as a JS number (exact below 2^53; larger values only ever fail a bound). */
   uint(): number {
-    const b = this.buf;
-    let p = this.pos;
-    if (p >= this.end) throw truncated();
-    let byte = b[p++] as number;
-    if (byte < 128) {
-      this.pos = p;
-      return byte;
-    }
-    let n = byte & 127;
-    let scale = 128;
-    for (let i = 1; ; i++) {
-      if (i >= 10) throw malformed("protobuf varint is longer than 10 bytes");
-      if (p >= this.end) throw truncated();
-      byte = b[p++] as number;
-      n += (byte & 127) * scale;
-      if (byte < 128) break;
-      scale *= 128;
-    }
-    this.pos = p;
-    return n;
+    return this.varint();
   }
 
   /** An int32 field: the low 32 bits of the varint, as a signed number. */
@@ -217,7 +111,7 @@ export class ProtoReader {
     let lo = 0;
     for (let i = 0; ; i++) {
       if (i >= 10) throw malformed("protobuf varint is longer than 10 bytes");
-      if (p >= this.end) throw truncated();
+      if (p >= this.end) throw this.truncated();
       const byte = b[p++] as number;
       if (i < 5) lo |= (byte & 127) << (7 * i);
       if (byte < 128) break;
@@ -234,7 +128,7 @@ export class ProtoReader {
     let hi = 0;
     for (let i = 0; ; i++) {
       if (i >= 10) throw malformed("protobuf varint is longer than 10 bytes");
-      if (p >= this.end) throw truncated();
+      if (p >= this.end) throw this.truncated();
       const byte = b[p++] as number;
       if (i < 4) lo |= (byte & 127) << (7 * i);
       else if (i === 4) {
@@ -264,10 +158,7 @@ export class ProtoReader {
 
   /** Bytes as a view on the input (no copy). */
   bytes(): Uint8Array {
-    const n = this.length();
-    const start = this.pos;
-    this.pos += n;
-    return this.buf.subarray(start, start + n);
+    return this.take(this.length());
   }
 
   /**
@@ -276,20 +167,11 @@ export class ProtoReader {
    * returned, which spares allocating and re-hashing a fresh key each time.
    */
   key(): string {
-    const n = this.length();
-    const start = this.pos;
-    this.pos = start + n;
-    return decodeKey(this, start, start + n, "protobuf string");
+    return this.keyText(this.length(), "protobuf string");
   }
 
   string(): string {
-    return this.stringOf(this.length());
-  }
-
-  private stringOf(n: number): string {
-    const start = this.pos;
-    this.pos = start + n;
-    return decodeText(this, start, start + n, "protobuf string");
+    return this.text(this.length(), "protobuf string");
   }
 
   /** Skips a field of an unknown number. */
@@ -313,7 +195,7 @@ export class ProtoReader {
   }
 
   private advance(n: number): void {
-    if (n > this.end - this.pos) throw truncated();
+    if (n > this.end - this.pos) throw this.truncated();
     this.pos += n;
   }
 }
@@ -330,8 +212,4 @@ export function expectWireType(tag: number, wireType: number, what: string): voi
   if ((tag & 7) !== wireType) {
     throw malformed(`protobuf field ${what} has wire type ${tag & 7}, expected ${wireType}`);
   }
-}
-
-function truncated(): Error {
-  return malformed("protobuf data is truncated");
 }

@@ -1,0 +1,224 @@
+import { malformed } from "./errors.js";
+import { decodeKey, decodeText } from "./wire-text.js";
+
+// Binary formats (Avro, Protobuf) write lengths and integers as base-128 varints: seven bits a
+// byte, low bits first, the high bit set on every byte but the last. What a varint holds (a plain
+// length, a zig-zag long, a tag) is the format's business; these classes only move the bytes.
+
+const encoder = new TextEncoder();
+const INITIAL_SIZE = 8 * 1024;
+// A writer that grew past this for one large value drops back to the initial size afterwards, so
+// one big payload does not pin megabytes for the life of the process.
+const RETAIN_LIMIT = 1024 * 1024;
+
+/** Number of bytes the base-128 varint of a non-negative integer below 2^53 takes. */
+export function varintSize(z: number): number {
+  let size = 1;
+  while (z >= 128) {
+    z = Math.floor(z / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * A growable output buffer for a binary encoder, reused across calls (encoders are synchronous,
+ * so one per module is enough). `finish()` copies out the bytes written. Formats extend it with
+ * their own integer and length encodings.
+ *
+ * @example
+ * ```ts
+ * const w = new ByteWriter();
+ * w.varint(300);
+ * w.raw(payload);
+ * const bytes = w.finish();
+ * ```
+ */
+export class ByteWriter {
+  buf: Uint8Array = new Uint8Array(INITIAL_SIZE);
+  pos = 0;
+
+  /** Drops what was written (after a failed encode). */
+  reset(): void {
+    this.pos = 0;
+  }
+
+  /** Makes room for `extra` more bytes, doubling the buffer as often as needed. */
+  ensure(extra: number): void {
+    const need = this.pos + extra;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  /**
+   * @returns a copy of the bytes written; the writer is empty afterwards
+   */
+  finish(): Uint8Array {
+    const out = this.buf.slice(0, this.pos);
+    if (this.buf.length > RETAIN_LIMIT) this.buf = new Uint8Array(INITIAL_SIZE);
+    this.pos = 0;
+    return out;
+  }
+
+  byte(b: number): void {
+    if (this.pos >= this.buf.length) this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  /** Bytes as they are, with no length before them. */
+  raw(data: Uint8Array): void {
+    this.ensure(data.length);
+    this.buf.set(data, this.pos);
+    this.pos += data.length;
+  }
+
+  /** The varint of a non-negative integer below 2^53. */
+  varint(z: number): void {
+    this.ensure(10);
+    const b = this.buf;
+    let p = this.pos;
+    while (z >= 128) {
+      b[p++] = (z % 128) | 128;
+      z = Math.floor(z / 128);
+    }
+    b[p++] = z;
+    this.pos = p;
+  }
+
+  /**
+   * The UTF-8 bytes of a string after a varint of their count times `lengthScale`: 1 writes the
+   * count itself, 2 its zig-zag encoding (a non-negative n zig-zags to 2n).
+   */
+  utf8(s: string, lengthScale: 1 | 2): void {
+    const n = s.length;
+    if (n * lengthScale < 128) {
+      // Short ASCII strings (most attribute names and values): the length is one byte.
+      this.ensure(n + 1);
+      const b = this.buf;
+      const start = this.pos;
+      let p = start + 1;
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) {
+          this.longUtf8(s, lengthScale);
+          return;
+        }
+        b[p++] = c;
+      }
+      b[start] = n * lengthScale;
+      this.pos = p;
+      return;
+    }
+    this.longUtf8(s, lengthScale);
+  }
+
+  private longUtf8(s: string, lengthScale: number): void {
+    const max = s.length * 3;
+    const reserved = varintSize(max * lengthScale);
+    // Room for the string and for the final length, so nothing below reallocates mid-write.
+    this.ensure(reserved + max + 10);
+    const start = this.pos;
+    const { written } = encoder.encodeInto(s, this.buf.subarray(start + reserved));
+    const actual = varintSize(written * lengthScale);
+    if (actual < reserved) {
+      this.buf.copyWithin(start + actual, start + reserved, start + reserved + written);
+    }
+    this.varint(written * lengthScale);
+    this.pos += written;
+  }
+}
+
+/**
+ * Reads a binary format within `[pos, end)` of a buffer. Varints are at most ten bytes and every
+ * read is checked against `end`, so bad input is a `MalformedInput` error, never a hang. Formats
+ * extend it with their own integer and length encodings; `label` names the format in errors.
+ */
+export class ByteReader {
+  readonly buf: Uint8Array;
+  pos: number;
+  end: number;
+  readonly label: string;
+  /** A Node Buffer view of `buf`, made on first use (see {@link TextSource}). */
+  view: { latin1Slice(start: number, end: number): string } | undefined = undefined;
+
+  /**
+   * @param label - names the format in errors (`Avro`, `protobuf`)
+   * @param pos - where reading starts
+   * @param end - where the input ends (exclusive)
+   */
+  constructor(buf: Uint8Array, label: string, pos: number, end: number) {
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+    this.label = label;
+  }
+
+  /**
+   * A varint as a JS number (exact below 2^53; larger values only ever fail a bound).
+   *
+   * @throws {@link PosthornError} `MalformedInput` when truncated or longer than ten bytes
+   */
+  varint(): number {
+    const b = this.buf;
+    let p = this.pos;
+    if (p >= this.end) throw this.truncated();
+    let byte = b[p++] as number;
+    if (byte < 128) {
+      this.pos = p;
+      return byte;
+    }
+    let z = byte & 127;
+    let scale = 128;
+    for (let i = 1; ; i++) {
+      if (i >= 10) throw malformed(`${this.label} varint is longer than 10 bytes`);
+      if (p >= this.end) throw this.truncated();
+      byte = b[p++] as number;
+      z += (byte & 127) * scale;
+      if (byte < 128) break;
+      scale *= 128;
+    }
+    this.pos = p;
+    return z;
+  }
+
+  /** The next `n` bytes as a view on the input (no copy); `n` is already checked against `end`. */
+  take(n: number): Uint8Array {
+    const start = this.pos;
+    this.pos = start + n;
+    return this.buf.subarray(start, start + n);
+  }
+
+  /**
+   * The next `n` bytes as text, `n` already checked against `end`.
+   *
+   * @param what - names the string in the error
+   * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
+   */
+  text(n: number, what: string): string {
+    const start = this.pos;
+    this.pos = start + n;
+    return decodeText(this, start, start + n, what);
+  }
+
+  /**
+   * Like {@link ByteReader.text}, for strings used as property names: short ASCII ones come from
+   * a small cache, the same string instance each time (see `decodeKey`).
+   *
+   * @param what - names the string in the error
+   * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
+   */
+  keyText(n: number, what: string): string {
+    const start = this.pos;
+    this.pos = start + n;
+    return decodeKey(this, start, start + n, what);
+  }
+
+  /** The error for input that ends too early. */
+  truncated(): Error {
+    return malformed(`${this.label} data is truncated`);
+  }
+}
