@@ -138,7 +138,7 @@ function writeEvent(w: AvroWriter, event: CloudEvent): void {
     w.long(DATA_STRING);
     w.string(data);
   } else {
-    writeJsonData(w, data);
+    writeJsonValue(w, jsonView(data, ""), true);
   }
 }
 
@@ -184,33 +184,40 @@ function checkNumber(n: number): number {
   return n;
 }
 
-function writeJsonData(w: AvroWriter, raw: unknown): void {
-  const value = jsonView(raw, "");
+/**
+ * A JSON value as a branch of the data union (`top`) or of a record's value union. The two
+ * unions differ only in that the data union has `bytes` first (so a JSON null, whose `null`
+ * branch there means "no data", goes as its JSON text) and maps whose values are member unions.
+ */
+function writeJsonValue(w: AvroWriter, value: unknown, top: boolean): void {
   if (value === null) {
-    // A JSON null goes as its JSON text, since the null branch means "no data".
-    w.long(DATA_BYTES);
-    w.bytes(JSON_NULL_BYTES);
+    if (top) {
+      w.long(DATA_BYTES);
+      w.bytes(JSON_NULL_BYTES);
+    } else w.long(INNER_NULL);
   } else if (typeof value === "boolean") {
-    w.long(DATA_BOOLEAN);
+    w.long(top ? DATA_BOOLEAN : INNER_BOOLEAN);
     w.byte(value ? 1 : 0);
   } else if (typeof value === "number") {
-    w.long(DATA_DOUBLE);
+    w.long(top ? DATA_DOUBLE : INNER_DOUBLE);
     w.double(checkNumber(value));
   } else if (typeof value === "string") {
-    w.long(DATA_STRING);
+    w.long(top ? DATA_STRING : INNER_STRING);
     w.string(value);
   } else if (Array.isArray(value)) {
-    w.long(DATA_ARRAY);
+    w.long(top ? DATA_ARRAY : INNER_ARRAY);
     writeBoxArray(w, value);
   } else if (typeof value === "object") {
-    w.long(DATA_MAP);
+    w.long(top ? DATA_MAP : INNER_MAP);
     const obj = value as Record<string, unknown>;
     const keys = presentKeys(obj);
     if (keys.length > 0) {
       w.long(keys.length);
       for (const key of keys) {
         w.string(key);
-        writeMember(w, jsonView(obj[key], key));
+        const member = jsonView(obj[key], key);
+        if (top) writeMember(w, member);
+        else writeBox(w, member);
       }
     }
     w.long(0);
@@ -266,7 +273,7 @@ function writeBox(w: AvroWriter, value: unknown): void {
         w.long(keys.length);
         for (const key of keys) {
           w.string(key);
-          writeInner(w, jsonView(obj[key], key));
+          writeJsonValue(w, jsonView(obj[key], key), false);
         }
       }
       w.long(0);
@@ -275,39 +282,8 @@ function writeBox(w: AvroWriter, value: unknown): void {
   }
   w.long(1);
   w.string("value");
-  writeInner(w, value);
+  writeJsonValue(w, value, false);
   w.long(0);
-}
-
-function writeInner(w: AvroWriter, value: unknown): void {
-  if (value === null) w.long(INNER_NULL);
-  else if (typeof value === "boolean") {
-    w.long(INNER_BOOLEAN);
-    w.byte(value ? 1 : 0);
-  } else if (typeof value === "number") {
-    w.long(INNER_DOUBLE);
-    w.double(checkNumber(value));
-  } else if (typeof value === "string") {
-    w.long(INNER_STRING);
-    w.string(value);
-  } else if (Array.isArray(value)) {
-    w.long(INNER_ARRAY);
-    writeBoxArray(w, value);
-  } else if (typeof value === "object") {
-    w.long(INNER_MAP);
-    const obj = value as Record<string, unknown>;
-    const keys = presentKeys(obj);
-    if (keys.length > 0) {
-      w.long(keys.length);
-      for (const key of keys) {
-        w.string(key);
-        writeBox(w, jsonView(obj[key], key));
-      }
-    }
-    w.long(0);
-  } else {
-    throw invalidEvent("data has no JSON representation", "data");
-  }
 }
 
 function writeBoxArray(w: AvroWriter, items: readonly unknown[]): void {
