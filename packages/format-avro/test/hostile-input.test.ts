@@ -1,18 +1,8 @@
 import { isPosthornError } from "@posthorn/core";
 import { avro, avroCompactFormat, avroDataCodec } from "@posthorn/format-avro";
 import { describe, expect, it } from "vitest";
+import { long } from "./avro-bytes.js";
 
-/** Zig-zag varint of a long, as Avro writes it. */
-function long(n: number): number[] {
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  const out: number[] = [];
-  while (z >= 128) {
-    out.push((z % 128) | 128);
-    z = Math.floor(z / 128);
-  }
-  out.push(z);
-  return out;
-}
 const str = (s: string) => [...long(s.length), ...Buffer.from(s)];
 const GIB = 2 ** 30;
 

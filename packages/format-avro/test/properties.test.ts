@@ -2,6 +2,7 @@ import { CloudEvent, isPosthornError } from "@posthorn/core";
 import { avro, avroCompactFormat } from "@posthorn/format-avro";
 import { describeFormatProperties } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
+import { long } from "./avro-bytes.js";
 
 // Arbitrary events round-trip, arbitrary and mutated bytes end in an event or a typed error
 // (>= 1,000 cases per property under CI=true). Length fields claiming gigabytes and deep JSON
@@ -9,17 +10,6 @@ import { describe, expect, it } from "vitest";
 describeFormatProperties(avro);
 // timestamp-micros cannot hold nanoseconds, so the compact format is exercised on the attacks only.
 
-/** Zig-zag varint of a long, as Avro writes it. */
-function long(n: number): number[] {
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  const out: number[] = [];
-  while (z >= 128) {
-    out.push((z % 128) | 128);
-    z = Math.floor(z / 128);
-  }
-  out.push(z);
-  return out;
-}
 const bytesOf = (s: string) => [...Buffer.from(s, "latin1")];
 const str = (s: string) => [...long(Buffer.byteLength(s, "latin1")), ...bytesOf(s)];
 

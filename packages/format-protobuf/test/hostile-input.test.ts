@@ -1,19 +1,9 @@
 import { isPosthornError } from "@posthorn/core";
 import { protobuf } from "@posthorn/format-protobuf";
 import { describe, expect, it } from "vitest";
+import { HEAD, str, varint } from "./proto-bytes.js";
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 128) {
-    out.push((n % 128) | 128);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-const str = (field: number, s: string) => [field * 8 + 2, ...varint(s.length), ...Buffer.from(s)];
 const GIB = 2 ** 30;
-const HEAD = [...str(1, "1"), ...str(2, "/s"), ...str(3, "1.0"), ...str(4, "t")];
 
 function expectMalformedFast(decode: () => unknown): void {
   const started = performance.now();

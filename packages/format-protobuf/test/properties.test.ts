@@ -2,27 +2,16 @@ import { isPosthornError } from "@posthorn/core";
 import { protobuf } from "@posthorn/format-protobuf";
 import { describeFormatProperties } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
+import { field, HEAD, str } from "./proto-bytes.js";
 
 // Arbitrary events round-trip (alone and in batches), arbitrary and mutated bytes end in an event
 // or a typed error (>= 1,000 cases per property under CI=true). Length fields claiming gigabytes
 // and deep JSON nesting have their named tests in hostile-input.test.ts.
 describeFormatProperties(protobuf);
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 128) {
-    out.push((n % 128) | 128);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-const field = (n: number, bytes: number[]) => [n * 8 + 2, ...varint(bytes.length), ...bytes];
-const str = (n: number, s: string) => field(n, [...Buffer.from(s)]);
 /** An attributes map entry (field 5): key, and a CloudEventAttributeValue with ce_string (3). */
 const attr = (key: string, value: number[]) =>
   field(5, [...str(1, key), ...field(2, field(3, value))]);
-const HEAD = [...str(1, "1"), ...str(2, "/s"), ...str(3, "1.0"), ...str(4, "t")];
 
 function expectTyped(decode: () => unknown, codes: readonly string[]): void {
   let thrown: unknown;
