@@ -25,6 +25,12 @@ export class UsageError extends Error {
 /** The `parseArgs` option table of a command. */
 export type OptionTable = NonNullable<Parameters<typeof parseArgs>[0]>["options"];
 
+/** A command's parsed arguments. */
+export interface ParsedArgs {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+}
+
 /**
  * Parses a command's arguments with `node:util` `parseArgs`, turning its errors into
  * {@link UsageError}s.
@@ -32,10 +38,7 @@ export type OptionTable = NonNullable<Parameters<typeof parseArgs>[0]>["options"
 export function parseCommandArgs<T extends OptionTable>(
   argv: readonly string[],
   options: T,
-): {
-  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
-  positionals: string[];
-} {
+): ParsedArgs {
   try {
     const { values, positionals } = parseArgs({
       args: [...argv],

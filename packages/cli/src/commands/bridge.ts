@@ -1,16 +1,9 @@
 import type { Delivery, Publisher } from "@posthorn/core";
-import {
-  type CommandIo,
-  EXIT_FAILED,
-  EXIT_OK,
-  note,
-  numberOption,
-  parseCommandArgs,
-} from "../cli-io.js";
+import { type CommandIo, EXIT_FAILED, EXIT_OK, note, numberOption } from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { describeError } from "../redact.js";
 import { consume } from "./receive.js";
-import { noMorePositionals, positional, sleep } from "./shared.js";
+import { parseOrHelp, positionalArgs, sleep } from "./shared.js";
 
 /** `posthorn bridge --help`. */
 export const BRIDGE_HELP = `Usage: posthorn bridge <from-url> <to-url> [options]
@@ -99,14 +92,10 @@ export async function bridgeCommand(
   io: CommandIo,
   signal?: AbortSignal,
 ): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
-  if (values.help) {
-    io.stdout.write(BRIDGE_HELP);
-    return EXIT_OK;
-  }
-  const from = positional(positionals, 0, "from-url");
-  const to = positional(positionals, 1, "to-url");
-  noMorePositionals(positionals, 2);
+  const parsed = parseOrHelp(argv, OPTIONS, BRIDGE_HELP, io);
+  if (!parsed) return EXIT_OK;
+  const { values, positionals } = parsed;
+  const [from, to] = positionalArgs(positionals, ["from-url", "to-url"]);
   const count = numberOption(values, "count");
   const timeoutMs = numberOption(values, "timeout");
   const concurrency = Math.max(1, numberOption(values, "concurrency", 16) as number);

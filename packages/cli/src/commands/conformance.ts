@@ -6,11 +6,11 @@ import {
   formatTable,
   note,
   palette,
-  parseCommandArgs,
   progressBar,
   UsageError,
   useColour,
 } from "../cli-io.js";
+import { onlyOption, parseOrHelp } from "./shared.js";
 
 /** `posthorn conformance --help`. */
 export const CONFORMANCE_HELP = `Usage: posthorn conformance [options]
@@ -43,17 +43,14 @@ const OPTIONS = {
 
 /** Runs `posthorn conformance`. */
 export async function conformanceCommand(argv: readonly string[], io: CommandIo): Promise<number> {
-  const { values } = parseCommandArgs(argv, OPTIONS);
-  if (values.help) {
-    io.stdout.write(CONFORMANCE_HELP);
-    return EXIT_OK;
-  }
+  const parsed = parseOrHelp(argv, OPTIONS, CONFORMANCE_HELP, io);
+  if (!parsed) return EXIT_OK;
+  const { values } = parsed;
   const reportFile = values.report as string | undefined;
   if (reportFile !== undefined && !/\.(html?|json)$/i.test(reportFile)) {
     throw new UsageError("--report must name a .html or .json file");
   }
-  const only =
-    typeof values.only === "string" ? values.only.split(",").map((s) => s.trim()) : undefined;
+  const only = onlyOption(values);
   const ci = io.env.CI !== undefined && !["", "0", "false"].includes(io.env.CI);
   const requireAll = values["require-all"] === true || ci;
   const { findBackends } = await import("../backends.js");

@@ -6,11 +6,11 @@ import {
   formatTable,
   note,
   palette,
-  parseCommandArgs,
   useColour,
 } from "../cli-io.js";
 import type { MatrixPath, MatrixRow } from "../matrix.js";
 import { describeError } from "../redact.js";
+import { onlyOption, parseOrHelp } from "./shared.js";
 
 /** `posthorn demo --help`. */
 export const DEMO_HELP = `Usage: posthorn demo [options]
@@ -136,13 +136,10 @@ async function runRow(
 
 /** Runs `posthorn demo`. */
 export async function demoCommand(argv: readonly string[], io: CommandIo): Promise<number> {
-  const { values } = parseCommandArgs(argv, OPTIONS);
-  if (values.help) {
-    io.stdout.write(DEMO_HELP);
-    return EXIT_OK;
-  }
-  const only =
-    typeof values.only === "string" ? values.only.split(",").map((s) => s.trim()) : undefined;
+  const parsed = parseOrHelp(argv, OPTIONS, DEMO_HELP, io);
+  if (!parsed) return EXIT_OK;
+  const { values } = parsed;
+  const only = onlyOption(values);
   const c = palette(useColour(io));
   const started = Date.now();
   const { findBackends } = await import("../backends.js");

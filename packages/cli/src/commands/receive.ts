@@ -1,16 +1,9 @@
 import { type Delivery, type Subscriber, utf8Decode } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import {
-  type CommandIo,
-  EXIT_FAILED,
-  EXIT_OK,
-  note,
-  numberOption,
-  parseCommandArgs,
-} from "../cli-io.js";
+import { type CommandIo, EXIT_FAILED, EXIT_OK, note, numberOption } from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { describeError } from "../redact.js";
-import { noMorePositionals, positional } from "./shared.js";
+import { parseOrHelp, positionalArgs } from "./shared.js";
 
 /** `posthorn receive --help`. */
 export const RECEIVE_HELP = `Usage: posthorn receive <url> [options]
@@ -104,13 +97,10 @@ export async function receiveCommand(
   io: CommandIo,
   signal?: AbortSignal,
 ): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
-  if (values.help) {
-    io.stdout.write(RECEIVE_HELP);
-    return EXIT_OK;
-  }
-  const url = positional(positionals, 0, "url");
-  noMorePositionals(positionals, 1);
+  const parsed = parseOrHelp(argv, OPTIONS, RECEIVE_HELP, io);
+  if (!parsed) return EXIT_OK;
+  const { values, positionals } = parsed;
+  const [url] = positionalArgs(positionals, ["url"]);
   const count = numberOption(values, "count");
   const timeoutMs = numberOption(values, "timeout");
   const endpoint = await openEndpoint(url);

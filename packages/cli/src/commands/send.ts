@@ -1,16 +1,9 @@
 import { readFile } from "node:fs/promises";
 import type { CloudEvent } from "@posthorn/core";
-import {
-  type CommandIo,
-  EXIT_OK,
-  note,
-  numberOption,
-  parseCommandArgs,
-  UsageError,
-} from "../cli-io.js";
+import { type CommandIo, EXIT_OK, note, numberOption, UsageError } from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { buildEvent, parseEventsText, readAll } from "../input.js";
-import { noMorePositionals, positional, withModeAndFormat } from "./shared.js";
+import { parseOrHelp, positionalArgs, withModeAndFormat } from "./shared.js";
 
 /** `posthorn send --help`. */
 export const SEND_HELP = `Usage: posthorn send <url> [options]
@@ -98,13 +91,10 @@ async function loadEvents(values: Record<string, unknown>, io: CommandIo): Promi
 
 /** Runs `posthorn send`. */
 export async function sendCommand(argv: readonly string[], io: CommandIo): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
-  if (values.help) {
-    io.stdout.write(SEND_HELP);
-    return EXIT_OK;
-  }
-  const url = positional(positionals, 0, "url");
-  noMorePositionals(positionals, 1);
+  const parsed = parseOrHelp(argv, OPTIONS, SEND_HELP, io);
+  if (!parsed) return EXIT_OK;
+  const { values, positionals } = parsed;
+  const [url] = positionalArgs(positionals, ["url"]);
   const timeoutMs = numberOption(values, "timeout", 10_000) as number;
   const concurrency = Math.max(1, numberOption(values, "concurrency", 16) as number);
   const events = await loadEvents(values, io);

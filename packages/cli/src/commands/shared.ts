@@ -1,4 +1,26 @@
-import { UsageError } from "../cli-io.js";
+import {
+  type CommandIo,
+  type OptionTable,
+  type ParsedArgs,
+  parseCommandArgs,
+  UsageError,
+} from "../cli-io.js";
+
+/**
+ * Parses a command's arguments, or answers `--help`: prints `help` on stdout and returns
+ * `undefined`, and the command then exits 0.
+ */
+export function parseOrHelp(
+  argv: readonly string[],
+  options: OptionTable,
+  help: string,
+  io: CommandIo,
+): ParsedArgs | undefined {
+  const parsed = parseCommandArgs(argv, options);
+  if (!parsed.values.help) return parsed;
+  io.stdout.write(help);
+  return undefined;
+}
 
 /**
  * Sets `mode` and `format` query parameters on an endpoint URL from `--mode` and `--format`
@@ -20,18 +42,26 @@ export function withModeAndFormat(
   return `${head}?${params.toString()}`;
 }
 
-/** The one positional a command needs, or a usage error naming it. */
-export function positional(positionals: readonly string[], index: number, name: string): string {
-  const value = positionals[index];
-  if (value === undefined) throw new UsageError(`missing <${name}>`);
-  return value;
+/**
+ * The positionals a command takes, in order, or a usage error naming the first one missing or
+ * the first one too many.
+ */
+export function positionalArgs<const Names extends readonly string[]>(
+  positionals: readonly string[],
+  names: Names,
+): { [K in keyof Names]: string } {
+  for (const [index, name] of names.entries()) {
+    if (positionals[index] === undefined) throw new UsageError(`missing <${name}>`);
+  }
+  if (positionals.length > names.length) {
+    throw new UsageError(`unexpected argument "${positionals[names.length]}"`);
+  }
+  return positionals.slice(0, names.length) as { [K in keyof Names]: string };
 }
 
-/** Rejects positionals beyond the expected count. */
-export function noMorePositionals(positionals: readonly string[], count: number): void {
-  if (positionals.length > count) {
-    throw new UsageError(`unexpected argument "${positionals[count]}"`);
-  }
+/** The `--only` list of transports, when given. */
+export function onlyOption(values: ParsedArgs["values"]): string[] | undefined {
+  return typeof values.only === "string" ? values.only.split(",").map((s) => s.trim()) : undefined;
 }
 
 /** Resolves after `ms`, or when the signal fires. */
