@@ -102,6 +102,21 @@ function closeConnection(connection: Connection): Promise<void> {
   });
 }
 
+/** Waits for a link to attach; when it fails or times out, closes the connection and throws. */
+async function linkReady(
+  ready: Promise<void>,
+  connection: Connection,
+  endpoint: ResolvedEndpoint,
+  what: string,
+): Promise<void> {
+  try {
+    await withTimeout(ready, endpoint.timeoutMs, what);
+  } catch (err) {
+    await closeConnection(connection);
+    throw err;
+  }
+}
+
 /** `amqp://`, `amqps://`: AMQP 1.0 over rhea (RabbitMQ, ActiveMQ Artemis, Qpid, Service Bus). */
 export const driver: EndpointDriver = {
   transport: "amqp",
@@ -135,12 +150,7 @@ export const driver: EndpointDriver = {
       timeoutMs: endpoint.timeoutMs,
       ...(prefix === "cloudEvents_" ? { prefix } : {}),
     });
-    try {
-      await withTimeout(publisher.ready, endpoint.timeoutMs, "AMQP sender link");
-    } catch (err) {
-      await closeConnection(connection);
-      throw err;
-    }
+    await linkReady(publisher.ready, connection, endpoint, "AMQP sender link");
     return ownedPublisher(publisher, () => closeConnection(connection));
   },
   async createSubscriber(endpoint) {
@@ -151,12 +161,7 @@ export const driver: EndpointDriver = {
       formats: endpoint.formats,
       ...(credit === undefined ? {} : { credit }),
     });
-    try {
-      await withTimeout(subscriber.ready, endpoint.timeoutMs, "AMQP receiver link");
-    } catch (err) {
-      await closeConnection(connection);
-      throw err;
-    }
+    await linkReady(subscriber.ready, connection, endpoint, "AMQP receiver link");
     return ownedSubscriber(subscriber, () => closeConnection(connection));
   },
 };

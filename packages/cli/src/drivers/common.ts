@@ -14,19 +14,9 @@ import { availableFormatNames, BATCH_FORMAT_NAMES } from "../formats.js";
  * it is closed.
  */
 export function ownedPublisher(inner: Publisher, cleanup: () => Promise<void> | void): Publisher {
-  let closing: Promise<void> | undefined;
   return {
     publish: (events, options?: PublishOptions) => inner.publish(events, options),
-    close() {
-      closing ??= (async () => {
-        try {
-          await boundedClose(inner.close());
-        } finally {
-          await cleanup();
-        }
-      })();
-      return closing;
-    },
+    close: closeOnce(inner, cleanup),
   };
 }
 
@@ -35,20 +25,31 @@ export function ownedSubscriber(
   inner: Subscriber,
   cleanup: () => Promise<void> | void,
 ): Subscriber {
-  let closing: Promise<void> | undefined;
   return {
     capabilities: inner.capabilities,
     [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
-    close() {
-      closing ??= (async () => {
-        try {
-          await boundedClose(inner.close());
-        } finally {
-          await cleanup();
-        }
-      })();
-      return closing;
-    },
+    close: closeOnce(inner, cleanup),
+  };
+}
+
+/**
+ * The `close` of an owned publisher or subscriber: closes `inner` (bounded), then runs
+ * `cleanup`, once however often it is called.
+ */
+function closeOnce(
+  inner: { close(): Promise<void> },
+  cleanup: () => Promise<void> | void,
+): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => {
+    closing ??= (async () => {
+      try {
+        await boundedClose(inner.close());
+      } finally {
+        await cleanup();
+      }
+    })();
+    return closing;
   };
 }
 

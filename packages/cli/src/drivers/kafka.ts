@@ -3,7 +3,13 @@ import { PosthornError } from "@posthorn/core";
 import { type Admin, Kafka, type KafkaConfig, logLevel, type SASLOptions } from "kafkajs";
 import type { EndpointDriver, ResolvedEndpoint } from "../driver.js";
 import { booleanParam, integerParam, type ParsedEndpointUrl } from "../endpoint-url.js";
-import { formatsHere, ownedPublisher, ownedSubscriber, withTimeout } from "./common.js";
+import {
+  formatsHere,
+  headerTraits,
+  ownedPublisher,
+  ownedSubscriber,
+  withTimeout,
+} from "./common.js";
 
 const SASL_MECHANISMS = ["plain", "scram-sha-256", "scram-sha-512"] as const;
 
@@ -100,10 +106,7 @@ export const driver: EndpointDriver = {
     defaultMode: "binary",
   }),
   // Kafka headers keep their case; their values are bytes, read back as Strings.
-  traits: (_url, mode) =>
-    mode === "binary"
-      ? { typed: false, caseSensitive: true }
-      : { typed: true, caseSensitive: true },
+  traits: (_url, mode) => headerTraits(mode, true),
   async createPublisher(endpoint) {
     const kafka = client(endpoint);
     const topic = topicOf(endpoint.url);

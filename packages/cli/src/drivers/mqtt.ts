@@ -3,7 +3,14 @@ import { PosthornError } from "@posthorn/core";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { EndpointDriver, ResolvedEndpoint } from "../driver.js";
 import { booleanParam, integerParam, type ParsedEndpointUrl } from "../endpoint-url.js";
-import { firstHost, formatsHere, ownedPublisher, ownedSubscriber, withTimeout } from "./common.js";
+import {
+  firstHost,
+  formatsHere,
+  headerTraits,
+  ownedPublisher,
+  ownedSubscriber,
+  withTimeout,
+} from "./common.js";
 
 function version(url: ParsedEndpointUrl): 4 | 5 {
   const v = url.params.get("version") ?? "5";
@@ -102,10 +109,7 @@ export const driver: EndpointDriver = {
       defaultMode: "structured",
     };
   },
-  traits: (_url, mode) =>
-    mode === "binary"
-      ? { typed: false, caseSensitive: true }
-      : { typed: true, caseSensitive: true },
+  traits: (_url, mode) => headerTraits(mode, true),
   async createPublisher(endpoint) {
     const client = await connect(endpoint, "pub");
     const url = endpoint.url;
