@@ -7,6 +7,11 @@ import { runCli, startCli } from "./run-cli.js";
 // the command the way a user would.
 const rabbit = await requireBroker("amqp");
 
+/** `posthorn send <url> --type t --source /s [...extra]`: one event built from options. */
+function sendOne(url: string, ...extra: string[]) {
+  return runCli(["send", url, "--type", "t", "--source", "/s", ...extra]);
+}
+
 describe("posthorn (spawned)", () => {
   it.each(["send", "receive", "bridge", "conformance", "demo"])(
     "%s --help prints its usage and exits 0",
@@ -33,63 +38,26 @@ describe("posthorn (spawned)", () => {
   });
 
   it("refuses a mode the binding cannot carry, saying why (exit 1)", async () => {
-    const r = await runCli([
-      "send",
-      "mqtt://127.0.0.1:1883/t?version=3.1.1&mode=binary",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-    ]);
+    const r = await sendOne("mqtt://127.0.0.1:1883/t?version=3.1.1&mode=binary");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("NotSupported");
     expect(r.stderr).toContain("MQTT 3.1.1 has no user properties");
-    const batch = await runCli([
-      "send",
-      "kafka://127.0.0.1:9092/t?mode=batch",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-    ]);
+    const batch = await sendOne("kafka://127.0.0.1:9092/t?mode=batch");
     expect(batch.code).toBe(1);
     expect(batch.stderr).toContain("no batch mode");
-    const avroBatch = await runCli([
-      "send",
-      "http://127.0.0.1:1/x?mode=batch&format=avro",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-    ]);
+    const avroBatch = await sendOne("http://127.0.0.1:1/x?mode=batch&format=avro");
     expect(avroBatch.code).toBe(1);
     expect(avroBatch.stderr).toContain("format=avro is not possible in batch mode");
   });
 
   it("rejects an unknown query parameter instead of ignoring it", async () => {
-    const r = await runCli([
-      "send",
-      "kafka://127.0.0.1:9092/t?gruop=g",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-    ]);
+    const r = await sendOne("kafka://127.0.0.1:9092/t?gruop=g");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('unknown query parameter "gruop"');
   });
 
   it("names the unreachable URL and the cause, and never prints the password", async () => {
-    const r = await runCli([
-      "send",
-      "amqp://alice:s3cr3t-pw@127.0.0.1:1/orders",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-      "--timeout",
-      "3000",
-    ]);
+    const r = await sendOne("amqp://alice:s3cr3t-pw@127.0.0.1:1/orders", "--timeout", "3000");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("amqp://alice:***@127.0.0.1:1/orders");
     expect(r.stderr).toMatch(/ECONNREFUSED|refused/);
@@ -108,14 +76,7 @@ describe("posthorn (spawned)", () => {
   describe.skipIf(!rabbit)("with RabbitMQ (skipped: no broker outside CI)", () => {
     it("a wrong password says authentication failed, without the password", async () => {
       const host = (brokerUrl("amqp") as string).replace(/^amqp:\/\/[^@]*@/, "");
-      const r = await runCli([
-        "send",
-        `amqp://guest:n0t-the-pw@${host}/x`,
-        "--type",
-        "t",
-        "--source",
-        "/s",
-      ]);
+      const r = await sendOne(`amqp://guest:n0t-the-pw@${host}/x`);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("authenticate");
       expect(r.stderr).not.toContain("n0t-the-pw");

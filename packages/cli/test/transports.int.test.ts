@@ -50,6 +50,13 @@ async function sendThenReceive(
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** Runs `receive --count 1` on what already waits at `url` and returns the event it printed. */
+async function receiveWaiting(url: string): Promise<unknown> {
+  const got = await runCli(["receive", url, "--count", "1", "--timeout", "20000"]);
+  expect(got.code, got.stderr).toBe(0);
+  return JSON.parse(got.stdout);
+}
+
 function eventArgs(id: string): string[] {
   return ["--type", "com.example.cli", "--source", "/cli/test", "--id", id, "--data", '{"n":1}'];
 }
@@ -78,9 +85,7 @@ describe("send then receive, on every scheme (spawned commands)", () => {
       const url = `${amqpBase}/queue/${unique("posthorn-cli")}?mode=structured&format=protobuf`;
       const id = unique("id");
       expect((await runCli(["send", url, ...eventArgs(id)])).code).toBe(0);
-      const got = await runCli(["receive", url, "--count", "1", "--timeout", "20000"]);
-      expect(got.code, got.stderr).toBe(0);
-      expect(JSON.parse(got.stdout)).toMatchObject({ id, data: { n: 1 } });
+      expect(await receiveWaiting(url)).toMatchObject({ id, data: { n: 1 } });
     });
   });
 
@@ -102,16 +107,10 @@ describe("send then receive, on every scheme (spawned commands)", () => {
     expect(
       (await runCli(["send", `${url}?mode=structured&format=avro`, ...eventArgs(id)])).code,
     ).toBe(0);
-    const got = await runCli([
-      "receive",
-      `${url}?group=${topic}&from=earliest`,
-      "--count",
-      "1",
-      "--timeout",
-      "20000",
-    ]);
-    expect(got.code, got.stderr).toBe(0);
-    expect(JSON.parse(got.stdout)).toMatchObject({ id, data: { n: 1 } });
+    expect(await receiveWaiting(`${url}?group=${topic}&from=earliest`)).toMatchObject({
+      id,
+      data: { n: 1 },
+    });
   });
 
   describe.skipIf(!natsOk)("nats (skipped: no broker outside CI)", () => {
@@ -123,12 +122,13 @@ describe("send then receive, on every scheme (spawned commands)", () => {
       const stream = unique("PCLI").replace(/-/g, "_");
       const js = `${natsBase}/${subject}.js?stream=${stream}&durable=d`;
       expect((await runCli(["send", js, ...eventArgs(`${id}-js`)])).code).toBe(0);
-      const got = await runCli(["receive", js, "--count", "1", "--timeout", "20000"]);
-      expect(got.code, got.stderr).toBe(0);
-      expect(JSON.parse(got.stdout)).toMatchObject({ id: `${id}-js` });
+      expect(await receiveWaiting(js)).toMatchObject({ id: `${id}-js` });
     });
   });
 });
+
+/** The bridge options of the 1,000-event runs: stop after all moved, print the JSON summary. */
+const MOVE_ALL = ["--count", "1000", "--timeout", "90000", "--json"];
 
 /** 1,000 events as JSON lines, each with its own id. */
 function thousandEvents(tag: string): { file: string; ids: Set<string> } {
@@ -182,16 +182,7 @@ describe.skipIf(!mqttOk)("bridge mqtt -> kafka (skipped: no broker outside CI)",
     const from = `${mqttBase}/posthorn/${tag}?version=5&qos=1&clientid=${tag}`;
     const topic = `posthorn-${tag}`;
     const to = `kafka://${kafkaBrokers}/${topic}?mode=structured`;
-    const bridge = startCli([
-      "bridge",
-      from,
-      to,
-      "--count",
-      "1000",
-      "--timeout",
-      "90000",
-      "--json",
-    ]);
+    const bridge = startCli(["bridge", from, to, ...MOVE_ALL]);
     await bridge.waitFor("ready:");
     const sent = await runCli([
       "send",
@@ -222,16 +213,7 @@ describe.skipIf(!amqpOk || !natsOk)("bridge amqp -> nats (skipped: no broker out
     expect(sent.code, sent.stderr).toBe(0);
     const stream = tag.replace(/-/g, "_").toUpperCase();
     const to = `${natsBase}/${tag.replace(/-/g, "_")}?stream=${stream}&mode=structured&format=protobuf`;
-    const result = await runCli([
-      "bridge",
-      queue,
-      to,
-      "--count",
-      "1000",
-      "--timeout",
-      "90000",
-      "--json",
-    ]);
+    const result = await runCli(["bridge", queue, to, ...MOVE_ALL]);
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ moved: 1000, lost: 0 });
     const seen = await collect(await createSubscriber(`${to}&durable=check`), ids, 60_000);
