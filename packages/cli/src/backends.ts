@@ -82,6 +82,15 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
     unavailable.push({ label: transport, reason: t?.reason ?? "unknown transport" });
     return true;
   };
+  /** Whether a broker answers at `base`; when not, it is left out, pointing to `variable`. */
+  const answers = async (label: string, base: string, port: number, variable: string) => {
+    if (await reachable(base, port)) return true;
+    unavailable.push({
+      label,
+      reason: `nothing answers at ${hidePassword(base)} (set ${variable})`,
+    });
+    return false;
+  };
 
   try {
     if (wanted("http") && !bindingMissing("http")) {
@@ -109,7 +118,7 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
       const fromEnv = env.AMQP_URL;
       if (fromEnv || options.fallback === "local") {
         const base = fromEnv || "amqp://guest:guest@127.0.0.1:5672";
-        if (await reachable(base, 5672)) {
+        if (await answers("amqp", base, 5672, "AMQP_URL")) {
           rows.push({
             label: "amqp",
             transport: "amqp",
@@ -118,11 +127,6 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
             skip: noSkips,
           });
           notes.push(`amqp: the broker at ${hidePassword(base)}${fromEnv ? " (AMQP_URL)" : ""}`);
-        } else {
-          unavailable.push({
-            label: "amqp",
-            reason: `nothing answers at ${hidePassword(base)} (set AMQP_URL)`,
-          });
         }
       } else {
         const peer = await startAmqpPeer();
@@ -142,7 +146,7 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
       const fromEnv = env.MQTT_URL;
       if (fromEnv || options.fallback === "local") {
         const base = fromEnv || "mqtt://127.0.0.1:1883";
-        if (await reachable(base, 1883)) {
+        if (await answers("mqtt", base, 1883, "MQTT_URL")) {
           for (const version of ["5", "3.1.1"]) {
             rows.push({
               label: `mqtt ${version}`,
@@ -155,11 +159,6 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
           notes.push(
             `mqtt: the broker at ${hidePassword(base)}${fromEnv ? " (MQTT_URL)" : ""}, MQTT 5 and 3.1.1`,
           );
-        } else {
-          unavailable.push({
-            label: "mqtt",
-            reason: `nothing answers at ${hidePassword(base)} (set MQTT_URL)`,
-          });
         }
       } else {
         const aedes = await startAedes();
@@ -212,13 +211,8 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
       if (fromEnv || options.fallback === "local") {
         base = fromEnv || "nats://127.0.0.1:4222";
         backend = `nats-server at ${hidePassword(base)}`;
-        if (!(await reachable(base, 4222))) {
-          unavailable.push({
-            label: "nats",
-            reason: `nothing answers at ${hidePassword(base)} (set NATS_URL)`,
-          });
-          base = undefined;
-        } else notes.push(`nats: ${backend}${fromEnv ? " (NATS_URL)" : ""}`);
+        if (!(await answers("nats", base, 4222, "NATS_URL"))) base = undefined;
+        else notes.push(`nats: ${backend}${fromEnv ? " (NATS_URL)" : ""}`);
       } else {
         try {
           const server = await startNatsServer();
