@@ -10,6 +10,7 @@ import {
   isCloudEvent,
   isInteger,
   PosthornError,
+  prefixedName,
 } from "@posthorn/core";
 import { AMQP_PREFIX } from "./amqp-message.js";
 import { type ToAmqpMessageOptions, timestampMillis } from "./to-message.js";
@@ -208,34 +209,13 @@ export function encodeAmqpMessage(
     const value = record[name];
     if (value === undefined || value === null) continue;
     // 3.1.3.1 names, 3.1.3.2 values in their AMQP types.
-    w.variable(STR8, STR32, propertyName(prefix, name));
+    w.variable(STR8, STR32, prefixedName(prefix, name));
     writeValue(w, name, value, registry, asInt);
     count += 2;
   }
   w.close(mapAt, count);
   writeBody(w, bytes);
   return w.bytes();
-}
-
-// Prefixed property names, made once: `prefix + name` would be a fresh concatenation per
-// message, which the writer must flatten before it can read its characters.
-const propertyNames = new Map<string, Map<string, string>>();
-const PROPERTY_NAMES_LIMIT = 256;
-
-function propertyName(prefix: string, name: string): string {
-  let names = propertyNames.get(prefix);
-  if (names === undefined) {
-    if (propertyNames.size >= 8) propertyNames.clear();
-    names = new Map();
-    propertyNames.set(prefix, names);
-  }
-  let full = names.get(name);
-  if (full === undefined) {
-    if (names.size >= PROPERTY_NAMES_LIMIT) names.clear();
-    full = prefix + name;
-    names.set(name, full);
-  }
-  return full;
 }
 
 // 3.1.1 / 3.2.1: content-type is field 6 of the properties list; the fields before it are null.

@@ -11,6 +11,7 @@ import {
   isBytes,
   isInteger,
   PosthornError,
+  prefixedName,
 } from "@posthorn/core";
 
 /**
@@ -87,7 +88,10 @@ function toBinary(event: CloudEvent): HttpMessage {
       );
     }
     // 3.1.3.2: the canonical string, percent-encoded.
-    headers[HEADER_PREFIX + name] = encodeHeaderValue(attributeText(name, event[name]), name);
+    headers[prefixedName(HEADER_PREFIX, name)] = encodeHeaderValue(
+      attributeText(name, event[name]),
+      name,
+    );
   }
   const data = event.data;
   const dct = event.datacontenttype;

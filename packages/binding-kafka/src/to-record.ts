@@ -9,6 +9,7 @@ import {
   isBytes,
   isInteger,
   PosthornError,
+  prefixedName,
 } from "@posthorn/core";
 import {
   ATTRIBUTE_PREFIX,
@@ -107,7 +108,7 @@ function binary(event: CloudEvent, key: Uint8Array | string | null): OutgoingKaf
     }
     // Kafka binding 3.2.3: each attribute as its own header, name prefixed `ce_` (3.2.3.1),
     // value the attribute's canonical string as UTF-8.
-    headers[headerName(name)] = headerValue(name, value);
+    headers[prefixedName(ATTRIBUTE_PREFIX, name)] = headerValue(name, value);
   }
   // Kafka binding 3.2.1: datacontenttype is the content-type header.
   const contentType = effectiveContentType(data, datacontenttype);
@@ -115,21 +116,6 @@ function binary(event: CloudEvent, key: Uint8Array | string | null): OutgoingKaf
   // Kafka binding 3.2.2: the data bytes are the value; no data is no value.
   const value = encodeData(data, contentType) ?? null;
   return { key, value, headers };
-}
-
-// Header names made once per attribute name: a fresh `ce_` + name per record is a new string
-// that V8 must hash and intern before it can be a property key.
-const headerNames = new Map<string, string>();
-const HEADER_NAMES_LIMIT = 512;
-
-function headerName(attribute: string): string {
-  let name = headerNames.get(attribute);
-  if (name === undefined) {
-    if (headerNames.size >= HEADER_NAMES_LIMIT) headerNames.clear();
-    name = ATTRIBUTE_PREFIX + attribute;
-    headerNames.set(attribute, name);
-  }
-  return name;
 }
 
 function headerValue(name: string, value: unknown): string {

@@ -193,3 +193,34 @@ function decodeBytes(
     return undefined;
   }
 }
+
+// prefix -> (attribute name -> prefixed name), bounded: names come from events, which a sender
+// may fill with arbitrary extension names.
+const prefixed = new Map<string, Map<string, string>>();
+const PREFIXES_LIMIT = 16;
+const NAMES_LIMIT = 512;
+
+/**
+ * `prefix + name` (a header or property name such as `ce-id` or `cloudEvents:id`), made once and
+ * then reused. A fresh concatenation per message is a new string that a mapping must flatten or
+ * hash before it can write it or use it as a property key; the same few names recur on every
+ * message.
+ *
+ * @param prefix - the binding's prefix, e.g. `ce_`
+ * @param name - the attribute name
+ */
+export function prefixedName(prefix: string, name: string): string {
+  let names = prefixed.get(prefix);
+  if (names === undefined) {
+    if (prefixed.size >= PREFIXES_LIMIT) prefixed.clear();
+    names = new Map();
+    prefixed.set(prefix, names);
+  }
+  let full = names.get(name);
+  if (full === undefined) {
+    if (names.size >= NAMES_LIMIT) names.clear();
+    full = prefix + name;
+    names.set(name, full);
+  }
+  return full;
+}

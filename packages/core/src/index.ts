@@ -86,7 +86,7 @@ export {
   findFormat,
   isCloudEventsContentType,
 } from "./format.js";
-export { decodeHeaderValue, encodeHeaderValue } from "./header-value.js";
+export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
 export {
   EventRouter,
