@@ -253,7 +253,7 @@ function writeAttribute(
       }
       if (ts.nanos !== 0) {
         w.tag(2, VARINT);
-        w.uint(ts.nanos);
+        w.varint(ts.nanos);
       }
       w.join(inner);
     } else {

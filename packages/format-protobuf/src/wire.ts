@@ -20,15 +20,10 @@ export const I32 = 5;
  * @internal
  */
 export class ProtoWriter extends ByteWriter {
-  /** A varint of a non-negative number below 2^53. */
-  uint(n: number): void {
-    this.varint(n);
-  }
-
   /** An int32 or int64 held in a safe JS integer; negatives take ten bytes (two's complement). */
   int(n: number): void {
     if (n >= 0) {
-      this.uint(n);
+      this.varint(n);
       return;
     }
     this.ensure(10);
@@ -47,7 +42,7 @@ export class ProtoWriter extends ByteWriter {
   }
 
   tag(field: number, wireType: number): void {
-    this.uint(field * 8 + wireType);
+    this.varint(field * 8 + wireType);
   }
 
   bool(v: boolean): void {
@@ -81,7 +76,7 @@ export class ProtoWriter extends ByteWriter {
     this.ensure(size - 1);
     this.buf.copyWithin(at + size, at + 1, this.pos);
     this.pos = at;
-    this.uint(len);
+    this.varint(len);
     this.pos += len;
   }
 }
@@ -97,11 +92,6 @@ export class ProtoWriter extends ByteWriter {
 export class ProtoReader extends ByteReader {
   constructor(buf: Uint8Array, pos = 0, end = buf.length) {
     super(buf, "protobuf", pos, end);
-  }
-
-  /** A varint as a JS number (exact below 2^53; larger values only ever fail a bound). */
-  uint(): number {
-    return this.varint();
   }
 
   /** An int32 field: the low 32 bits of the varint, as a signed number. */
@@ -142,12 +132,12 @@ export class ProtoReader extends ByteReader {
   }
 
   bool(): boolean {
-    return this.uint() !== 0;
+    return this.varint() !== 0;
   }
 
   /** A length prefix, checked against the bytes left in the current message. */
   length(): number {
-    const n = this.uint();
+    const n = this.varint();
     if (n > this.end - this.pos) {
       throw malformed(
         `protobuf length ${n} exceeds the ${this.end - this.pos} remaining bytes (truncated or corrupted input)`,
@@ -178,7 +168,7 @@ export class ProtoReader extends ByteReader {
   skip(wireType: number): void {
     switch (wireType) {
       case VARINT:
-        this.uint();
+        this.varint();
         return;
       case I64:
         this.advance(8);
@@ -202,7 +192,7 @@ export class ProtoReader extends ByteReader {
 
 /** Reads a tag and checks the field number. @internal */
 export function readTag(r: ProtoReader): number {
-  const tag = r.uint();
+  const tag = r.varint();
   if (tag < 8 || tag > 0xffffffff) throw malformed(`protobuf tag ${tag} is not valid`);
   return tag;
 }
