@@ -1,9 +1,8 @@
-import { malformed } from "./errors.js";
-import { decodeKey, decodeText } from "./wire-text.js";
-
 // Binary formats (Avro, Protobuf) write lengths and integers as base-128 varints: seven bits a
 // byte, low bits first, the high bit set on every byte but the last. What a varint holds (a plain
-// length, a zig-zag long, a tag) is the format's business; these classes only move the bytes.
+// length, a zig-zag long, a tag) is the format's business; the writer only moves the bytes.
+// (Readers stay in each format: a reader class shared by both formats measured 2-5% slower
+// decoding when both run in one process, its methods seeing two receiver shapes.)
 
 const encoder = new TextEncoder();
 const INITIAL_SIZE = 8 * 1024;
@@ -129,96 +128,5 @@ export class ByteWriter {
     }
     this.varint(written * lengthScale);
     this.pos += written;
-  }
-}
-
-/**
- * Reads a binary format within `[pos, end)` of a buffer. Varints are at most ten bytes and every
- * read is checked against `end`, so bad input is a `MalformedInput` error, never a hang. Formats
- * extend it with their own integer and length encodings; `label` names the format in errors.
- */
-export class ByteReader {
-  readonly buf: Uint8Array;
-  pos: number;
-  end: number;
-  readonly label: string;
-  /** A Node Buffer view of `buf`, made on first use (see {@link TextSource}). */
-  view: { latin1Slice(start: number, end: number): string } | undefined = undefined;
-
-  /**
-   * @param label - names the format in errors (`Avro`, `protobuf`)
-   * @param pos - where reading starts
-   * @param end - where the input ends (exclusive)
-   */
-  constructor(buf: Uint8Array, label: string, pos: number, end: number) {
-    this.buf = buf;
-    this.pos = pos;
-    this.end = end;
-    this.label = label;
-  }
-
-  /**
-   * A varint as a JS number (exact below 2^53; larger values only ever fail a bound).
-   *
-   * @throws {@link PosthornError} `MalformedInput` when truncated or longer than ten bytes
-   */
-  varint(): number {
-    const b = this.buf;
-    let p = this.pos;
-    if (p >= this.end) throw this.truncated();
-    let byte = b[p++] as number;
-    if (byte < 128) {
-      this.pos = p;
-      return byte;
-    }
-    let z = byte & 127;
-    let scale = 128;
-    for (let i = 1; ; i++) {
-      if (i >= 10) throw malformed(`${this.label} varint is longer than 10 bytes`);
-      if (p >= this.end) throw this.truncated();
-      byte = b[p++] as number;
-      z += (byte & 127) * scale;
-      if (byte < 128) break;
-      scale *= 128;
-    }
-    this.pos = p;
-    return z;
-  }
-
-  /** The next `n` bytes as a view on the input (no copy); `n` is already checked against `end`. */
-  take(n: number): Uint8Array {
-    const start = this.pos;
-    this.pos = start + n;
-    return this.buf.subarray(start, start + n);
-  }
-
-  /**
-   * The next `n` bytes as text, `n` already checked against `end`.
-   *
-   * @param what - names the string in the error
-   * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
-   */
-  text(n: number, what: string): string {
-    const start = this.pos;
-    this.pos = start + n;
-    return decodeText(this, start, start + n, what);
-  }
-
-  /**
-   * Like {@link ByteReader.text}, for strings used as property names: short ASCII ones come from
-   * a small cache, the same string instance each time (see `decodeKey`).
-   *
-   * @param what - names the string in the error
-   * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
-   */
-  keyText(n: number, what: string): string {
-    const start = this.pos;
-    this.pos = start + n;
-    return decodeKey(this, start, start + n, what);
-  }
-
-  /** The error for input that ends too early. */
-  truncated(): Error {
-    return malformed(`${this.label} data is truncated`);
   }
 }

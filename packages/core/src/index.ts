@@ -1,4 +1,4 @@
-export { ByteReader, ByteWriter, varintSize } from "./byte-buffer.js";
+export { ByteWriter, varintSize } from "./byte-buffer.js";
 export {
   base64Decode,
   base64Encode,

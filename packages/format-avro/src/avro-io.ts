@@ -1,4 +1,4 @@
-import { ByteReader, ByteWriter, malformed } from "@posthorn/core";
+import { ByteWriter, decodeKey, decodeText, malformed, type TextSource } from "@posthorn/core";
 
 // Avro 1.11 specification, "Binary Encoding": int and long are zig-zag varints, strings and bytes
 // a long length then the bytes, double 8 bytes little-endian, unions a long branch index then the
@@ -53,9 +53,16 @@ export class AvroWriter extends ByteWriter {
  *
  * @internal
  */
-export class AvroReader extends ByteReader {
+export class AvroReader {
+  readonly buf: Uint8Array;
+  /** A Node Buffer view of `buf`, made on first use. */
+  view: TextSource["view"] = undefined;
+  pos = 0;
+  readonly end: number;
+
   constructor(buf: Uint8Array) {
-    super(buf, "Avro", 0, buf.length);
+    this.buf = buf;
+    this.end = buf.length;
   }
 
   get remaining(): number {
@@ -64,9 +71,25 @@ export class AvroReader extends ByteReader {
 
   /** A long as a JS number; values beyond 2^53 lose precision, which every caller bounds anyway. */
   long(): number {
-    const z = this.varint();
-    // Bit operations where they are exact (below 2^30), arithmetic beyond.
-    if (z < 0x40000000) return z & 1 ? -((z + 1) >> 1) : z >> 1;
+    const b = this.buf;
+    let p = this.pos;
+    if (p >= this.end) throw truncated();
+    let byte = b[p++] as number;
+    if (byte < 128) {
+      this.pos = p;
+      return byte & 1 ? -(byte + 1) / 2 : byte / 2;
+    }
+    let z = byte & 127;
+    let scale = 128;
+    for (let i = 1; ; i++) {
+      if (i >= 10) throw malformed("Avro varint is longer than 10 bytes");
+      if (p >= this.end) throw truncated();
+      byte = b[p++] as number;
+      z += (byte & 127) * scale;
+      if (byte < 128) break;
+      scale *= 128;
+    }
+    this.pos = p;
     return z % 2 === 1 ? -(z + 1) / 2 : z / 2;
   }
 
@@ -85,7 +108,7 @@ export class AvroReader extends ByteReader {
     let shift = 0n;
     for (let i = 0; ; i++) {
       if (i >= 10) throw malformed("Avro varint is longer than 10 bytes");
-      if (this.pos >= this.end) throw this.truncated();
+      if (this.pos >= this.end) throw truncated();
       const byte = this.buf[this.pos++] as number;
       z |= BigInt(byte & 127) << shift;
       if (byte < 128) break;
@@ -101,7 +124,7 @@ export class AvroReader extends ByteReader {
   }
 
   boolean(): boolean {
-    if (this.pos >= this.end) throw this.truncated();
+    if (this.pos >= this.end) throw truncated();
     const b = this.buf[this.pos++];
     if (b === 0) return false;
     if (b === 1) return true;
@@ -109,7 +132,7 @@ export class AvroReader extends ByteReader {
   }
 
   double(): number {
-    if (this.end - this.pos < 8) throw this.truncated();
+    if (this.end - this.pos < 8) throw truncated();
     for (let i = 0; i < 8; i++) scratch.setUint8(i, this.buf[this.pos++] as number);
     return scratch.getFloat64(0, true);
   }
@@ -127,17 +150,16 @@ export class AvroReader extends ByteReader {
   length(): number {
     const n = this.long();
     if (n < 0) throw malformed("Avro length is negative");
-    if (n > this.end - this.pos) {
-      throw malformed(
-        `Avro length ${n} exceeds the remaining bytes (truncated or corrupted input)`,
-      );
-    }
+    if (n > this.end - this.pos) throw truncated(n);
     return n;
   }
 
   /** Bytes as a view on the input (no copy). */
   bytes(): Uint8Array {
-    return this.take(this.length());
+    const n = this.length();
+    const start = this.pos;
+    this.pos += n;
+    return this.buf.subarray(start, start + n);
   }
 
   /**
@@ -146,11 +168,20 @@ export class AvroReader extends ByteReader {
    * returned, which spares allocating and re-hashing a fresh key each time.
    */
   key(): string {
-    return this.keyText(this.length(), "Avro string");
+    const n = this.length();
+    const start = this.pos;
+    this.pos = start + n;
+    return decodeKey(this, start, start + n, "Avro string");
   }
 
   string(): string {
-    return this.text(this.length(), "Avro string");
+    return this.stringOf(this.length());
+  }
+
+  private stringOf(n: number): string {
+    const start = this.pos;
+    this.pos = start + n;
+    return decodeText(this, start, start + n, "Avro string");
   }
 
   /**
@@ -175,4 +206,12 @@ export class AvroReader extends ByteReader {
       throw malformed(`${what} has ${this.end - this.pos} bytes after the end of the record`);
     }
   }
+}
+
+function truncated(claimed?: number): Error {
+  return malformed(
+    claimed === undefined
+      ? "Avro data is truncated"
+      : `Avro length ${claimed} exceeds the remaining bytes (truncated or corrupted input)`,
+  );
 }

@@ -1,4 +1,11 @@
-import { ByteReader, ByteWriter, malformed, varintSize } from "@posthorn/core";
+import {
+  ByteWriter,
+  decodeKey,
+  decodeText,
+  malformed,
+  type TextSource,
+  varintSize,
+} from "@posthorn/core";
 
 // Protocol Buffers encoding (protobuf.dev/programming-guides/encoding): a record is a tag varint
 // (field number << 3 | wire type) then the value: VARINT (0), I64 (1), LEN (2), I32 (5).
@@ -89,9 +96,41 @@ export class ProtoWriter extends ByteWriter {
  *
  * @internal
  */
-export class ProtoReader extends ByteReader {
+export class ProtoReader {
+  readonly buf: Uint8Array;
+  /** A Node Buffer view of `buf`, made on first use. */
+  view: TextSource["view"] = undefined;
+  pos: number;
+  end: number;
+
   constructor(buf: Uint8Array, pos = 0, end = buf.length) {
-    super(buf, "protobuf", pos, end);
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+  }
+
+  /** A varint as a JS number (exact below 2^53; larger values only ever fail a bound). */
+  uint(): number {
+    const b = this.buf;
+    let p = this.pos;
+    if (p >= this.end) throw truncated();
+    let byte = b[p++] as number;
+    if (byte < 128) {
+      this.pos = p;
+      return byte;
+    }
+    let n = byte & 127;
+    let scale = 128;
+    for (let i = 1; ; i++) {
+      if (i >= 10) throw malformed("protobuf varint is longer than 10 bytes");
+      if (p >= this.end) throw truncated();
+      byte = b[p++] as number;
+      n += (byte & 127) * scale;
+      if (byte < 128) break;
+      scale *= 128;
+    }
+    this.pos = p;
+    return n;
   }
 
   /** An int32 field: the low 32 bits of the varint, as a signed number. */
@@ -101,7 +140,7 @@ export class ProtoReader extends ByteReader {
     let lo = 0;
     for (let i = 0; ; i++) {
       if (i >= 10) throw malformed("protobuf varint is longer than 10 bytes");
-      if (p >= this.end) throw this.truncated();
+      if (p >= this.end) throw truncated();
       const byte = b[p++] as number;
       if (i < 5) lo |= (byte & 127) << (7 * i);
       if (byte < 128) break;
@@ -118,7 +157,7 @@ export class ProtoReader extends ByteReader {
     let hi = 0;
     for (let i = 0; ; i++) {
       if (i >= 10) throw malformed("protobuf varint is longer than 10 bytes");
-      if (p >= this.end) throw this.truncated();
+      if (p >= this.end) throw truncated();
       const byte = b[p++] as number;
       if (i < 4) lo |= (byte & 127) << (7 * i);
       else if (i === 4) {
@@ -132,12 +171,12 @@ export class ProtoReader extends ByteReader {
   }
 
   bool(): boolean {
-    return this.varint() !== 0;
+    return this.uint() !== 0;
   }
 
   /** A length prefix, checked against the bytes left in the current message. */
   length(): number {
-    const n = this.varint();
+    const n = this.uint();
     if (n > this.end - this.pos) {
       throw malformed(
         `protobuf length ${n} exceeds the ${this.end - this.pos} remaining bytes (truncated or corrupted input)`,
@@ -148,7 +187,10 @@ export class ProtoReader extends ByteReader {
 
   /** Bytes as a view on the input (no copy). */
   bytes(): Uint8Array {
-    return this.take(this.length());
+    const n = this.length();
+    const start = this.pos;
+    this.pos += n;
+    return this.buf.subarray(start, start + n);
   }
 
   /**
@@ -157,18 +199,27 @@ export class ProtoReader extends ByteReader {
    * returned, which spares allocating and re-hashing a fresh key each time.
    */
   key(): string {
-    return this.keyText(this.length(), "protobuf string");
+    const n = this.length();
+    const start = this.pos;
+    this.pos = start + n;
+    return decodeKey(this, start, start + n, "protobuf string");
   }
 
   string(): string {
-    return this.text(this.length(), "protobuf string");
+    return this.stringOf(this.length());
+  }
+
+  private stringOf(n: number): string {
+    const start = this.pos;
+    this.pos = start + n;
+    return decodeText(this, start, start + n, "protobuf string");
   }
 
   /** Skips a field of an unknown number. */
   skip(wireType: number): void {
     switch (wireType) {
       case VARINT:
-        this.varint();
+        this.uint();
         return;
       case I64:
         this.advance(8);
@@ -185,14 +236,14 @@ export class ProtoReader extends ByteReader {
   }
 
   private advance(n: number): void {
-    if (n > this.end - this.pos) throw this.truncated();
+    if (n > this.end - this.pos) throw truncated();
     this.pos += n;
   }
 }
 
 /** Reads a tag and checks the field number. @internal */
 export function readTag(r: ProtoReader): number {
-  const tag = r.varint();
+  const tag = r.uint();
   if (tag < 8 || tag > 0xffffffff) throw malformed(`protobuf tag ${tag} is not valid`);
   return tag;
 }
@@ -202,4 +253,8 @@ export function expectWireType(tag: number, wireType: number, what: string): voi
   if ((tag & 7) !== wireType) {
     throw malformed(`protobuf field ${what} has wire type ${tag & 7}, expected ${wireType}`);
   }
+}
+
+function truncated(): Error {
+  return malformed("protobuf data is truncated");
 }
