@@ -63,6 +63,7 @@ export class ByteWriter {
     return out;
   }
 
+  /** One byte, 0 to 255. */
   byte(b: number): void {
     if (this.pos >= this.buf.length) this.ensure(1);
     this.buf[this.pos++] = b;
