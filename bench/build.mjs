@@ -14,6 +14,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, ".build");
 rmSync(out, { recursive: true, force: true });
 const suites = readdirSync(join(here, "suites")).filter((f) => f.endsWith(".bench.ts"));
+const probes = readdirSync(join(here, "probes")).filter((f) => f.endsWith(".ts"));
 await build({
   entryPoints: [
     { in: join(here, "run.ts"), out: "run" },
@@ -21,6 +22,10 @@ await build({
     ...suites.map((f) => ({
       in: join(here, "suites", f),
       out: `suites/${f.replace(/\.ts$/, "")}`,
+    })),
+    ...probes.map((f) => ({
+      in: join(here, "probes", f),
+      out: `probes/${f.replace(/\.ts$/, "")}`,
     })),
   ],
   outdir: out,
