@@ -86,6 +86,28 @@ function firstValue(value: string | readonly string[]): string | undefined {
   return typeof value === "string" ? value : value[0];
 }
 
+/**
+ * Headers as two parallel lists, names and values (a single value as a plain string): the
+ * receive path makes two arrays per message rather than an entry array per header.
+ */
+class HeaderList {
+  readonly names: string[] = [];
+  readonly values: Array<string | readonly string[]> = [];
+}
+
+/** Any headers as a {@link HeaderList}, in their order. */
+function headerList(headers: NatsHeadersLike | undefined): HeaderList {
+  if (headers instanceof HeaderList) return headers;
+  const list = new HeaderList();
+  if (headers) {
+    for (const [name, value] of entries(headers)) {
+      list.names.push(name);
+      list.values.push(value);
+    }
+  }
+  return list;
+}
+
 /** The private fields of a nats.js (v2 and v3) `MsgImpl` that hold the undecoded header block. */
 interface RawNatsMsg {
   readonly _headers?: unknown;
@@ -105,7 +127,7 @@ const NATS_STATUS_LINE = "NATS/1.0\r\n";
  * rejects, a message that is not a `MsgImpl`, headers nats.js already decoded) falls back to
  * `message.headers`.
  */
-function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
+function readHeaders(message: NatsMessageLike): HeaderList {
   const raw = message as RawNatsMsg;
   const hdr = raw._msg?.hdr;
   const bytes = raw._rdata;
@@ -116,16 +138,16 @@ function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
     !(bytes instanceof Uint8Array) ||
     hdr > bytes.length
   ) {
-    return message.headers;
+    return headerList(message.headers);
   }
   const text = headerText.decode(bytes.subarray(0, hdr));
-  if (!text.startsWith(NATS_STATUS_LINE)) return message.headers;
-  // One entry per name; a single value stays a plain string (no array per header).
-  const out: Array<[string, string | string[]]> = [];
-  // Names are matched by a short scan while there are few, and through a map past
-  // SCAN_LIMIT, so that a block of many headers (a hostile one can hold hundreds of thousands
-  // within max_payload) is still read in linear time.
-  let byName: Map<string, [string, string | string[]]> | undefined;
+  if (!text.startsWith(NATS_STATUS_LINE)) return headerList(message.headers);
+  const list = new HeaderList();
+  const { names, values } = list;
+  // Names are matched by a short scan while there are few, and through a map (name -> index)
+  // past SCAN_LIMIT, so that a block of many headers (a hostile one can hold hundreds of
+  // thousands within max_payload) is still read in linear time.
+  let byName: Map<string, number> | undefined;
   let start = NATS_STATUS_LINE.length;
   while (start < text.length) {
     let end = text.indexOf("\r\n", start);
@@ -135,34 +157,26 @@ function readHeaders(message: NatsMessageLike): NatsHeadersLike | undefined {
       if (colon !== -1 && colon < end) {
         const name = text.slice(start, colon);
         const value = trimmedValue(text, colon + 1, end);
-        if (value === undefined || !plainHeaderName(name)) return message.headers;
-        const entry = byName ? byName.get(name) : scanFor(out, name);
-        if (entry === undefined) {
-          const fresh: [string, string | string[]] = [name, value];
-          out.push(fresh);
-          if (byName) byName.set(name, fresh);
-          else if (out.length > SCAN_LIMIT) byName = new Map(out.map((e) => [e[0], e]));
-        } else if (typeof entry[1] === "string") entry[1] = [entry[1], value];
-        else entry[1].push(value);
+        if (value === undefined || !plainHeaderName(name)) return headerList(message.headers);
+        const at = byName ? (byName.get(name) ?? -1) : names.indexOf(name);
+        if (at === -1) {
+          names.push(name);
+          values.push(value);
+          if (byName) byName.set(name, names.length - 1);
+          else if (names.length > SCAN_LIMIT) byName = new Map(names.map((n, i) => [n, i]));
+        } else {
+          const seen = values[at] as string | string[];
+          if (typeof seen === "string") values[at] = [seen, value];
+          else seen.push(value);
+        }
       }
     }
     start = end + 2;
   }
-  return out;
+  return list;
 }
 
 const SCAN_LIMIT = 16;
-
-function scanFor(
-  out: ReadonlyArray<[string, string | string[]]>,
-  name: string,
-): [string, string | string[]] | undefined {
-  for (let i = 0; i < out.length; i++) {
-    const entry = out[i] as [string, string | string[]];
-    if (entry[0] === name) return entry;
-  }
-  return undefined;
-}
 
 /** The value between `from` and `to`, trimmed as nats.js trims it; `undefined` when it holds a lone CR or LF. */
 function trimmedValue(text: string, from: number, to: number): string | undefined {
@@ -213,13 +227,14 @@ function attributeNameOf(header: string): string {
   return name;
 }
 
-function scan(headers: NatsHeadersLike | undefined): HeaderScan {
+function scan(headers: HeaderList): HeaderScan {
   const result: HeaderScan = { contentType: undefined, binary: false };
-  if (!headers) return result;
-  for (const [name, value] of entries(headers)) {
+  const { names, values } = headers;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
     if (isCeHeader(name)) result.binary = true;
     else if (name.length === 12 && name.toLowerCase() === "content-type") {
-      result.contentType ??= firstValue(value);
+      result.contentType ??= firstValue(values[i] as string | readonly string[]);
     }
   }
   return result;
@@ -236,7 +251,7 @@ export function detectNatsMode(
   message: NatsMessageLike,
   options: NatsDecodeOptions = {},
 ): NatsContentMode | undefined {
-  const s = scan(message.headers);
+  const s = scan(headerList(message.headers));
   return modeOf(s, message, options);
 }
 
@@ -405,7 +420,7 @@ function fromStructured(
 }
 
 function fromBinary(
-  headers: NatsHeadersLike | undefined,
+  headers: HeaderList,
   data: Uint8Array,
   contentTypeHeader: string | undefined,
   options: NatsDecodeOptions,
@@ -418,7 +433,10 @@ function fromBinary(
   const attributes: Record<string, unknown> = {};
   const texts: Record<string, string> = {};
   let count = 0;
-  for (const [header, raw] of entries(headers ?? {})) {
+  const { names, values } = headers;
+  for (let i = 0; i < names.length; i++) {
+    const header = names[i] as string;
+    const raw = values[i] as string | readonly string[];
     count += typeof raw === "string" ? 1 : raw.length;
     if (count > maxHeaders) {
       throw new PosthornError(
@@ -484,12 +502,12 @@ export function toMessageEnvelope(
 ): Message {
   let contentType: string | undefined;
   const headers = readHeaders(message);
-  if (headers) {
-    for (const [name, value] of entries(headers)) {
-      if (name.length === 12 && name.toLowerCase() === "content-type") {
-        contentType = firstValue(value);
-        break;
-      }
+  const { names, values } = headers;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    if (name.length === 12 && name.toLowerCase() === "content-type") {
+      contentType = firstValue(values[i] as string | readonly string[]);
+      break;
     }
   }
   return envelope(message, headers, contentType, metadata);
@@ -499,7 +517,7 @@ export function toMessageEnvelope(
 // properties are built from the headers only when `properties` is read.
 function envelope(
   message: NatsMessageLike,
-  headers: NatsHeadersLike | undefined,
+  headers: HeaderList,
   contentType: string | undefined,
   metadata: Readonly<Record<string, unknown>> | undefined,
 ): Message {
@@ -512,15 +530,11 @@ function envelope(
     const out: Record<string, string | readonly string[]> = Object.create(null);
     // The headers as the receive path already read them: nats.js's own `msg.headers` map takes
     // time quadratic in the number of names (19 s for 40,000 in one message).
-    if (headers) {
-      for (const [name, value] of entries(headers)) {
-        out[name] =
-          typeof value === "string"
-            ? value
-            : value.length === 1
-              ? (value[0] as string)
-              : [...value];
-      }
+    const { names, values } = headers;
+    for (let i = 0; i < names.length; i++) {
+      const value = values[i] as string | readonly string[];
+      out[names[i] as string] =
+        typeof value === "string" ? value : value.length === 1 ? (value[0] as string) : [...value];
     }
     properties = out;
     return out;
