@@ -431,7 +431,6 @@ function fromBinary(
   // fast as prototype-less dictionaries): only checked attribute names (lower-case letters and
   // digits, never `__proto__`) are ever written to them.
   const attributes: Record<string, unknown> = {};
-  const texts: Record<string, string> = {};
   let count = 0;
   const { names, values } = headers;
   for (let i = 0; i < names.length; i++) {
@@ -458,15 +457,17 @@ function fromBinary(
       }
     }
     if (text === undefined) continue;
-    const seen = Object.hasOwn(texts, name) ? texts[name] : undefined;
-    if (seen !== undefined && seen !== text) {
-      throw malformed(
-        `attribute ${name} appears in headers that differ only in case, with different values`,
-        undefined,
-        name,
-      );
+    if (Object.hasOwn(attributes, name)) {
+      // Two header names that differ only in case carry one attribute (rare: compare texts).
+      if (earlierText(headers, i, name) !== text) {
+        throw malformed(
+          `attribute ${name} appears in headers that differ only in case, with different values`,
+          undefined,
+          name,
+        );
+      }
+      continue;
     }
-    texts[name] = text;
     // Context attributes are checked by the event constructor; declared extensions get their
     // declared type back here.
     const type = isContextAttribute(name) ? undefined : registry.typeOf(name);
@@ -486,6 +487,18 @@ function fromBinary(
     if (value !== undefined) attributes.data = value;
   }
   return new CloudEvent(attributes as never);
+}
+
+/** The decoded text of the first header before index `before` that carries attribute `name`. */
+function earlierText(headers: HeaderList, before: number, name: string): string | undefined {
+  for (let i = 0; i < before; i++) {
+    const header = headers.names[i] as string;
+    if (!isCeHeader(header) || attributeNameOf(header) !== name) continue;
+    const raw = headers.values[i] as string | readonly string[];
+    const first = typeof raw === "string" ? raw : raw[0];
+    if (first !== undefined) return decodeNatsHeaderValue(first, header);
+  }
+  return undefined;
 }
 
 /**
