@@ -9,26 +9,9 @@
 // Arguments: transport (amqp, ws, js, kafka, mqtt, nats), side (ours, raw or both), payload bytes,
 // batch size, events per round. Prints events per second and CPU microseconds per event for
 // three rounds of each side.
+import { payloadEvents, runSide } from "../e2e.ts";
+import { e2eTransports as transports } from "../transports.ts";
 
-import {
-  type E2eTransport,
-  jetStreamTransport,
-  kafkaTransport,
-  mqttTransport,
-  natsCoreTransport,
-  payloadEvents,
-  runSide,
-} from "../e2e.ts";
-import { amqpTransport, webSocketTransport } from "../e2e-more.ts";
-
-const transports: Record<string, () => E2eTransport> = {
-  amqp: amqpTransport,
-  ws: webSocketTransport,
-  js: jetStreamTransport,
-  kafka: kafkaTransport,
-  mqtt: mqttTransport,
-  nats: natsCoreTransport,
-};
 const [name = "", which = "both", size = "1024", batch = "10", count = "20000"] =
   process.argv.slice(2);
 const make = transports[name];

@@ -5,27 +5,10 @@
 //   node bench/.build/probes/latency.mjs kafka sweep  # after 20,000 events per side first, as
 //                                                     # the full suite measures after its sweeps
 
-import {
-  type E2eTransport,
-  jetStreamTransport,
-  kafkaTransport,
-  latencyRun,
-  mqttTransport,
-  natsCoreTransport,
-  payloadEvents,
-  runSide,
-} from "../e2e.ts";
-import { amqpTransport, webSocketTransport } from "../e2e-more.ts";
+import { latencyRun, payloadEvents, runSide } from "../e2e.ts";
 import { percentile } from "../lib.ts";
+import { e2eTransports as transports } from "../transports.ts";
 
-const transports: Record<string, () => E2eTransport> = {
-  amqp: amqpTransport,
-  ws: webSocketTransport,
-  js: jetStreamTransport,
-  kafka: kafkaTransport,
-  mqtt: mqttTransport,
-  nats: natsCoreTransport,
-};
 const [name = "", mode = ""] = process.argv.slice(2);
 const make = transports[name];
 if (make === undefined) {

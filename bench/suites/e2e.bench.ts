@@ -1,28 +1,12 @@
-import {
-  type E2eTransport,
-  jetStreamTransport,
-  kafkaTransport,
-  latencyRun,
-  mqttTransport,
-  natsCoreTransport,
-  payloadEvents,
-  runSide,
-} from "../e2e.ts";
-import { amqpTransport, webSocketTransport } from "../e2e-more.ts";
+import { type E2eSession, latencyRun, payloadEvents, runSide } from "../e2e.ts";
 import { type BenchSuite, compareThroughput, median, percentile, type Row } from "../lib.ts";
+import { e2eTransports } from "../transports.ts";
 
 // End to end, per transport: events per second through Posthorn's publisher AND subscriber
 // (every delivery accepted), next to the raw client sending and receiving the same bytes,
 // pre-encoded; payload sizes and batch sizes swept; then latency percentiles at a fixed rate.
 // HTTP is measured by its own suite (request per event); every other transport is here.
-const transports: readonly (() => E2eTransport)[] = [
-  mqttTransport,
-  natsCoreTransport,
-  jetStreamTransport,
-  kafkaTransport,
-  amqpTransport,
-  webSocketTransport,
-];
+const transports = Object.values(e2eTransports);
 
 const KiB = 1024;
 const sizeLabel = (n: number) =>
@@ -48,7 +32,7 @@ export const suite: BenchSuite = {
     for (const make of transports) {
       const transport = make();
       if (only && !only.some((word) => transport.name.toLowerCase().includes(word))) continue;
-      let session: Awaited<ReturnType<E2eTransport["open"]>>;
+      let session: E2eSession;
       try {
         session = await transport.open();
       } catch (err) {
