@@ -107,6 +107,7 @@ export {
   canonicalString,
   canonicalTimestamp,
   checkValue,
+  dateToTimestamp,
   formatInstant,
   type Instant,
   isAbsoluteUri,

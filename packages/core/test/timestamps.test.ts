@@ -1,4 +1,4 @@
-import { formatInstant, parseTimestamp } from "@posthorn/core";
+import { dateToTimestamp, formatInstant, parseTimestamp } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 
 // parseTimestamp and formatInstant work by calendar arithmetic, not Date: check them against Date
@@ -42,5 +42,40 @@ describe("timestamps by calendar arithmetic", () => {
     ]) {
       expect(parseTimestamp(bad), bad).toBeUndefined();
     }
+  });
+});
+
+describe("dateToTimestamp", () => {
+  it("writes what toISOString writes, for every year 0-9999 and the edges of each field", () => {
+    const edges = [
+      Date.UTC(0, 0, 1),
+      Date.UTC(9, 11, 31, 23, 59, 59, 999),
+      Date.UTC(99, 0, 1, 0, 0, 0, 1),
+      Date.UTC(999, 5, 15, 12, 30, 30, 10),
+      Date.UTC(1970, 0, 1),
+      -1,
+      Date.UTC(2000, 1, 29, 9, 5, 7, 100),
+      Date.UTC(2024, 4, 1, 10, 0, 0, 0),
+      Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+    ];
+    // Years 0-99 through Date.UTC mean 1900-1999; setUTCFullYear gives the real ones.
+    const lowYears = [0, 9, 99, 999].map((y) => new Date(0).setUTCFullYear(y, 2, 4));
+    let seed = 7;
+    const random = Array.from({ length: 2000 }, () => {
+      seed = (seed * 48271) % 2147483647;
+      return -62167219200000 + (seed / 2147483647) * (253402300799999 + 62167219200000);
+    });
+    for (const ms of [...edges, ...lowYears, ...random.map(Math.floor)]) {
+      const d = new Date(ms);
+      expect(dateToTimestamp(d)).toBe(d.toISOString());
+    }
+  });
+
+  it("leaves years outside 0-9999 to toISOString, and refuses an invalid date as it does", () => {
+    for (const ms of [-62167219200001, 253402300800000, 8.64e15, -8.64e15]) {
+      const d = new Date(ms);
+      expect(dateToTimestamp(d)).toBe(d.toISOString());
+    }
+    expect(() => dateToTimestamp(new Date(Number.NaN))).toThrowError(RangeError);
   });
 });
