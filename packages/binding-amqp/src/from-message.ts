@@ -3,6 +3,7 @@ import {
   asDecodeError,
   CloudEvent,
   canonicalString,
+  dateToTimestamp,
   decodeData,
   extensions as defaultRegistry,
   type EventFormat,
@@ -202,9 +203,8 @@ function decodeBinary(
   const init = Object.create(null) as Record<string, unknown>;
   let propertyContentType: string | undefined;
   for (const key of Object.keys(props)) {
-    const skip = prefixLength(key);
-    if (skip === 0) continue;
-    const name = key.slice(skip);
+    const name = attributeNameOf(key);
+    if (name === "") continue;
     const raw = props[key];
     if (raw === null || raw === undefined) continue;
     if (name === "datacontenttype") {
@@ -212,12 +212,6 @@ function decodeBinary(
       if (typeof raw !== "string") throw invalidEvent("datacontenttype must be a String", name);
       propertyContentType = raw;
       continue;
-    }
-    if (name === "data" || !NAME.test(name)) {
-      throw invalidEvent(
-        `attribute name ${JSON.stringify(name)} must consist of lower-case letters and digits`,
-        name,
-      );
     }
     const value = attributeValue(name, raw, registry);
     if (Object.hasOwn(init, name)) {
@@ -235,6 +229,33 @@ function decodeBinary(
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);
+}
+
+// Application-property name -> attribute name ("" for a property that carries none), for names
+// seen before: the same few arrive on every message, and a look-up returns one string that V8
+// has interned as a property key, where slicing made a fresh one per message to check and hash.
+const attributeNames = new Map<string, string>();
+const ATTRIBUTE_NAMES_LIMIT = 512;
+
+/**
+ * The attribute an application property carries (3.1.3.1: the prefix, then the name), or `""`.
+ *
+ * @throws {@link PosthornError} `InvalidEvent` when the name after the prefix is no attribute name
+ */
+function attributeNameOf(key: string): string {
+  const known = attributeNames.get(key);
+  if (known !== undefined) return known;
+  const skip = prefixLength(key);
+  const name = skip === 0 ? "" : key.slice(skip);
+  if (name !== "" && (name === "data" || !NAME.test(name))) {
+    throw invalidEvent(
+      `attribute name ${JSON.stringify(name)} must consist of lower-case letters and digits`,
+      name,
+    );
+  }
+  if (attributeNames.size >= ATTRIBUTE_NAMES_LIMIT) attributeNames.clear();
+  attributeNames.set(key, name);
+  return name;
 }
 
 /** The length of a `cloudEvents:` / `cloudEvents_` prefix at the start of `key` (any case), or 0. */
@@ -263,7 +284,7 @@ function attributeValue(name: string, raw: unknown, registry: ExtensionRegistry)
   if (typeof raw === "boolean") return asDeclared(name, raw, declared, "Boolean");
   if (raw instanceof Date) {
     if (Number.isNaN(raw.getTime())) throw invalidEvent(`${name} is an invalid timestamp`, name);
-    return asDeclared(name, raw.toISOString(), declared, "Timestamp");
+    return asDeclared(name, dateToTimestamp(raw), declared, "Timestamp");
   }
   // A copy: rhea's Buffer is a view into the transfer frame.
   if (isBytes(raw)) return asDeclared(name, new Uint8Array(raw), declared, "Binary");
