@@ -13,7 +13,7 @@ import {
 } from "@posthorn/testkit";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { allFormats } from "./formats.js";
+import { FORMATS } from "./formats.js";
 import {
   closeConnection,
   linkHarness,
@@ -23,7 +23,7 @@ import {
   uniqueName,
 } from "./helpers.js";
 
-const formats = await allFormats();
+const formats = FORMATS;
 const paths: BindingPath[] = [
   { mode: "binary" },
   ...formats.map((format) => ({ mode: "structured" as const, format })),

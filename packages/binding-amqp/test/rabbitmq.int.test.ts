@@ -14,7 +14,7 @@ import {
 import amqplib from "amqplib";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { allFormats } from "./formats.js";
+import { FORMATS } from "./formats.js";
 import {
   closeConnection,
   connectRabbit,
@@ -24,7 +24,7 @@ import {
 } from "./helpers.js";
 
 const ok = await requireBroker("amqp");
-const formats = await allFormats();
+const formats = FORMATS;
 const paths: BindingPath[] = [
   { mode: "binary" },
   ...formats.map((format) => ({ mode: "structured" as const, format })),

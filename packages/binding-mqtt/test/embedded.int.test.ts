@@ -1,10 +1,10 @@
 import { json } from "@posthorn/format-json";
 import { describeBindingConformance } from "@posthorn/testkit";
 import { type EmbeddedMqttBroker, startEmbeddedMqttBroker } from "../src/embedded.js";
-import { availableFormats } from "./formats.js";
+import { FORMATS } from "./formats.js";
 import { liveHarness } from "./live-harness.js";
 
-const formats = await availableFormats();
+const formats = FORMATS;
 let broker: EmbeddedMqttBroker | undefined;
 
 // aedes speaks MQTT 3.1.1, so the 3.1.1 suite (structured JSON) runs against it in process.

@@ -9,10 +9,10 @@ import {
   waitForPort,
 } from "@posthorn/testkit";
 import { describe } from "vitest";
-import { availableFormats } from "./formats.js";
+import { FORMATS } from "./formats.js";
 import { liveHarness } from "./live-harness.js";
 
-const formats = await availableFormats();
+const formats = FORMATS;
 const ok = await requireBroker("mqtt");
 const url = () => brokerUrl("mqtt") as string;
 

@@ -1,9 +1,9 @@
 import { fromNatsMessage, toNatsMessage } from "@posthorn/binding-nats";
 import type { CloudEvent } from "@posthorn/core";
 import { describeBindingConformance } from "@posthorn/testkit";
-import { availableFormats } from "./formats.js";
+import { FORMATS } from "./formats.js";
 
-const formats = await availableFormats();
+const formats = FORMATS;
 
 // Binary mode: attributes as ce- headers, which carry strings only and fold case.
 describeBindingConformance({

@@ -17,7 +17,7 @@ import {
 import { asJob, type CloudEvent, type Delivery, type EventFormat, malformed } from "@posthorn/core";
 import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
-import { availableFormats } from "./formats.js";
+import { FORMATS } from "./formats.js";
 import { startTestNats, tooLarge, unique } from "./nats-server.js";
 
 const server = await startTestNats();
@@ -25,7 +25,7 @@ const nc: NatsConnection = await connect({ servers: server.url });
 const js: JetStreamClient = jetstream(nc);
 const jsm: JetStreamManager = await jetstreamManager(nc);
 const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
-const formats: EventFormat[] = await availableFormats();
+const formats = FORMATS;
 const streams: string[] = [];
 const subscribers: JetStreamSubscriber[] = [];
 
