@@ -258,8 +258,13 @@ function headerText(value: unknown, name: string): string | undefined {
 
 // Node's TextDecoder checks and decodes a short header value faster than any JavaScript loop
 // (measured: 66 ns against 139 ns for String.fromCharCode over a checked ASCII value).
+// The error's wording is built only when a value is not UTF-8, not for every header read.
 function bytesText(bytes: Uint8Array, name: string): string {
-  return utf8Decode(bytes, `header ${name}`);
+  try {
+    return utf8Decode(bytes);
+  } catch (err) {
+    throw malformed(`header ${name} is not valid UTF-8`, (err as Error).cause ?? err);
+  }
 }
 
 // Header name -> attribute name (`null`: not a `ce_` header), for header names seen before: the
