@@ -1,3 +1,4 @@
+import type { CorkableStream } from "@posthorn/core";
 import type { Connection, EventContext, Session } from "rhea";
 
 const MARK = Symbol.for("posthorn.amqp.listener");
@@ -76,27 +77,7 @@ export function applyNoDelay(connection: Connection): void {
   if (c.get_option?.("tcp_no_delay", true) !== false) c.socket?.setNoDelay?.(true);
 }
 
-interface CorkableSocket {
-  cork?(): void;
-  uncork?(): void;
-  writableCorked?: number;
-}
-
-const corked = new WeakSet<object>();
-
-/**
- * Holds the connection's socket writes until the current tick ends, so that the transfer frames
- * rhea writes for several sends in one tick leave in one `writev` instead of one system call
- * each (rhea writes every frame with its own `socket.write`, in a `process.nextTick` queued by
- * the first send; the uncork queued here runs after it). Nothing is held past the tick.
- */
-export function corkForThisTick(connection: Connection): void {
-  const socket = (connection as unknown as { socket?: CorkableSocket }).socket;
-  if (socket?.cork === undefined || corked.has(socket)) return;
-  corked.add(socket);
-  socket.cork();
-  process.nextTick(() => {
-    corked.delete(socket);
-    socket.uncork?.();
-  });
+/** The connection's socket, for core's corkForThisTick (rhea writes every frame on its own). */
+export function socketOf(connection: Connection): CorkableStream | undefined {
+  return (connection as unknown as { socket?: CorkableStream }).socket;
 }

@@ -1,17 +1,13 @@
 import {
   type CloudEventLike,
+  corkForThisTick,
   PosthornError,
   type Publisher,
   type PublishOptions,
 } from "@posthorn/core";
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
-import {
-  applyNoDelay,
-  corkForThisTick,
-  endSession,
-  observeConnection,
-} from "./connection-events.js";
+import { applyNoDelay, endSession, observeConnection, socketOf } from "./connection-events.js";
 import { encodeAmqpMessage } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
@@ -220,7 +216,7 @@ export function amqpPublisher(
       inFlight.set(delivery, job);
       sent = true;
     }
-    if (sent) corkForThisTick(connection);
+    if (sent) corkForThisTick(socketOf(connection));
   };
 
   const settleWith = (context: EventContext, outcome?: "rejected" | "released" | "modified") => {

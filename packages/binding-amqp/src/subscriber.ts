@@ -1,5 +1,6 @@
 import {
   AsyncQueue,
+  corkForThisTick,
   createDelivery,
   type Delivery,
   PosthornError,
@@ -8,12 +9,7 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
 import type { AmqpMessage } from "./amqp-message.js";
-import {
-  applyNoDelay,
-  corkForThisTick,
-  endSession,
-  observeConnection,
-} from "./connection-events.js";
+import { applyNoDelay, endSession, observeConnection, socketOf } from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, fromAmqpMessage } from "./from-message.js";
@@ -159,7 +155,7 @@ export function amqpSubscriber<T = unknown>(
       gate.submit(key, () => {
         action(tracked.delivery);
         grant();
-        corkForThisTick(connection);
+        corkForThisTick(socketOf(connection));
         resolve();
       });
     });

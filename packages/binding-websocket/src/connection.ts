@@ -1,6 +1,8 @@
 import {
   AsyncQueue,
   type CloudEventLike,
+  type CorkableStream,
+  corkForThisTick,
   createDelivery,
   type Delivery,
   type EventFormat,
@@ -90,28 +92,6 @@ function isNodeWs(socket: WebSocketLike): boolean {
   return typeof (socket as unknown as { on?: unknown }).on === "function";
 }
 
-interface CorkableSocket {
-  cork?(): void;
-  uncork?(): void;
-}
-
-/**
- * Corks `ws`'s TCP socket until the current tick ends, at most once per tick, so that the frames
- * of every publish made in this tick leave in one `writev`. (`ws` corks around each frame's
- * header and payload and uncorks at once: one system call per frame otherwise.)
- */
-function corkForThisTick(ws: NodeWs, state: { corked: boolean }): void {
-  if (state.corked) return;
-  const tcp = (ws as unknown as { _socket?: CorkableSocket })._socket;
-  if (tcp?.cork === undefined || tcp.uncork === undefined) return;
-  state.corked = true;
-  tcp.cork();
-  process.nextTick(() => {
-    state.corked = false;
-    tcp.uncork?.();
-  });
-}
-
 /**
  * The format a socket negotiated among `formats`.
  *
@@ -163,7 +143,6 @@ export function webSocketPublisher(
   let pending = 0;
   let drained: (() => void) | undefined;
   let closed = false;
-  const cork = { corked: false };
   const settled = (): void => {
     if (--pending === 0 && drained) drained();
   };
@@ -180,7 +159,8 @@ export function webSocketPublisher(
     }
     if (node) {
       pending++;
-      corkForThisTick(node, cork);
+      // ws corks around each frame and uncorks at once: one system call per frame otherwise.
+      corkForThisTick((node as unknown as { _socket?: CorkableStream })._socket);
       return new Promise((resolve, reject) => {
         node.send(frame.data, { binary: !frame.text }, (err) => {
           if (err)

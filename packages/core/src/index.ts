@@ -18,6 +18,7 @@ export {
   parseContentType,
   sameMediaType,
 } from "./content-type.js";
+export { type CorkableStream, corkForThisTick } from "./cork.js";
 export {
   DEFAULT_MAX_JSON_DEPTH,
   decodeData,
