@@ -9,6 +9,7 @@ import { json } from "@posthorn/format-json";
 import { describeMappingProperties } from "@posthorn/testkit";
 import fc from "fast-check";
 import rhea from "rhea";
+import { expect, it } from "vitest";
 
 const wire = (message: AmqpMessage): AmqpMessage =>
   rhea.message.decode(rhea.message.encode(message)) as unknown as AmqpMessage;
@@ -78,7 +79,7 @@ const body = fc.oneof(
   fc.string({ maxLength: 60 }).map((s) => rhea.message.data_section(new TextEncoder().encode(s))),
 );
 
-describeMappingProperties<AmqpMessage>({
+const coverage = describeMappingProperties<AmqpMessage>({
   name: "amqp",
   paths: [
     {
@@ -120,4 +121,13 @@ describeMappingProperties<AmqpMessage>({
     if (result.error) throw result.error;
     return result.event ?? result.message;
   },
+});
+
+it("round-trips through both encoders, both prefixes and structured JSON, and decodes hostile messages", () => {
+  expect(coverage.cases).toEqual([
+    "binary (toAmqpMessage, rhea bytes): arbitrary valid events round-trip equivalently",
+    "binary, AMQP int, cloudEvents_ (encodeAmqpMessage): arbitrary valid events round-trip equivalently",
+    "structured/json (encodeAmqpMessage): arbitrary valid events round-trip equivalently",
+    "arbitrary messages decode to an event, a message or a typed error",
+  ]);
 });

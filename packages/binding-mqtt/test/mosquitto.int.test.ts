@@ -4,11 +4,13 @@ import {
   describeBindingConformance,
   type EventVector,
   type LaunchedBroker,
+  pathsOf,
   requireBroker,
   startMosquitto,
+  validVectors,
   waitForPort,
 } from "@posthorn/testkit";
-import { describe } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
 import { liveHarness } from "./live-harness.js";
 
@@ -17,7 +19,7 @@ const ok = await requireBroker("mqtt");
 const url = () => brokerUrl("mqtt") as string;
 
 describe.skipIf(!ok)("over Mosquitto (skipped: no broker outside CI)", () => {
-  describeBindingConformance(
+  const binary = describeBindingConformance(
     liveHarness({
       name: "mqtt 5 binary (Mosquitto)",
       url,
@@ -27,7 +29,7 @@ describe.skipIf(!ok)("over Mosquitto (skipped: no broker outside CI)", () => {
       typed: false,
     }),
   );
-  describeBindingConformance(
+  const structured = describeBindingConformance(
     liveHarness({
       name: "mqtt 5 structured (Mosquitto)",
       url,
@@ -37,7 +39,7 @@ describe.skipIf(!ok)("over Mosquitto (skipped: no broker outside CI)", () => {
       typed: true,
     }),
   );
-  describeBindingConformance(
+  const v311 = describeBindingConformance(
     liveHarness({
       name: "mqtt 3.1.1 structured (Mosquitto)",
       url,
@@ -47,6 +49,16 @@ describe.skipIf(!ok)("over Mosquitto (skipped: no broker outside CI)", () => {
       typed: true,
     }),
   );
+  it("covers MQTT 5 binary and structured in every format, and 3.1.1 structured JSON, skipping nothing", () => {
+    expect(pathsOf(binary)).toEqual(["binary"]);
+    expect(pathsOf(structured)).toEqual([
+      "structured/json",
+      "structured/avro",
+      "structured/protobuf",
+    ]);
+    expect(pathsOf(v311)).toEqual(["structured/json"]);
+    expect([...binary.skipped, ...structured.skipped, ...v311.skipped]).toEqual([]);
+  });
 });
 
 // MQTT over WebSockets: a Mosquitto started for this file with a websockets listener.
@@ -70,7 +82,7 @@ const stopWs = async () => {
 };
 
 describe("over WebSockets to a Mosquitto started by the test", () => {
-  describeBindingConformance(
+  const v5 = describeBindingConformance(
     liveHarness({
       name: "mqtt 5 binary + structured (ws)",
       url: wsUrl,
@@ -81,7 +93,7 @@ describe("over WebSockets to a Mosquitto started by the test", () => {
       skip: skipLarge,
     }),
   );
-  describeBindingConformance(
+  const v311 = describeBindingConformance(
     liveHarness({
       name: "mqtt 3.1.1 structured (ws)",
       url: wsUrl,
@@ -93,4 +105,12 @@ describe("over WebSockets to a Mosquitto started by the test", () => {
       skip: skipLarge,
     }),
   );
+  it("skips exactly the large vectors over WebSockets, and no other", () => {
+    const large = validVectors.filter((v) => skipLarge(v) !== undefined);
+    expect(large.length).toBeGreaterThan(0);
+    const expected = (paths: string[]) =>
+      paths.flatMap((p) => large.map((v) => `${p}: ${v.name} (${skipLarge(v)})`));
+    expect(v5.skipped).toEqual(expected(["binary", "structured/json"]));
+    expect(v311.skipped).toEqual(expected(["structured/json"]));
+  });
 });

@@ -1,10 +1,11 @@
 import { fromWebSocketFrame, toWebSocketFrame } from "@posthorn/binding-websocket";
 import { json } from "@posthorn/format-json";
-import { describeBindingConformance } from "@posthorn/testkit";
+import { describeBindingConformance, pathsOf } from "@posthorn/testkit";
+import { expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
 
 // The mapping layer: one structured event per message, in each subprotocol's format.
-describeBindingConformance({
+const coverage = describeBindingConformance({
   name: "websocket (mapping)",
   paths: FORMATS.map((format) => ({ mode: "structured" as const, format })),
   typed: true,
@@ -16,4 +17,9 @@ describeBindingConformance({
     const received = frame.text ? new TextDecoder().decode(frame.data) : frame.data;
     return fromWebSocketFrame(received, format);
   },
+});
+
+it("covers every subprotocol's format, skipping no vector", () => {
+  expect(pathsOf(coverage)).toEqual(["structured/json", "structured/avro", "structured/protobuf"]);
+  expect(coverage.skipped).toEqual([]);
 });

@@ -8,6 +8,7 @@ import {
 import type { CloudEvent, EventFormat } from "@posthorn/core";
 import { arbitraryEvent, describeMappingProperties } from "@posthorn/testkit";
 import fc from "fast-check";
+import { expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
 
 // Property tests of the WebSocket frames (>= 1,000 cases per path under CI=true): arbitrary valid
@@ -63,7 +64,7 @@ const hostileMessages: fc.Arbitrary<Frame> = fc.oneof(
   mutated,
 );
 
-describeMappingProperties<Frame>({
+const coverage = describeMappingProperties<Frame>({
   name: "websocket",
   paths: [
     ...FORMATS.map((format) => ({
@@ -78,4 +79,14 @@ describeMappingProperties<Frame>({
   ],
   hostileMessages,
   decode: (frame) => fromWebSocketFrame(frame.data, formatOf(frame.protocol)),
+});
+
+it("round-trips through every subprotocol, JSON also as a text frame, and decodes hostile frames", () => {
+  expect(coverage.cases).toEqual([
+    "cloudevents.json (binary frame bytes): arbitrary valid events round-trip equivalently",
+    "cloudevents.avro (binary frame bytes): arbitrary valid events round-trip equivalently",
+    "cloudevents.proto (binary frame bytes): arbitrary valid events round-trip equivalently",
+    "cloudevents.json (text frame, read as a string): arbitrary valid events round-trip equivalently",
+    "arbitrary messages decode to an event, a message or a typed error",
+  ]);
 });

@@ -1,4 +1,10 @@
 import { json } from "@posthorn/format-json";
-import { describeFormatConformance } from "@posthorn/testkit";
+import { describeFormatConformance, validVectors } from "@posthorn/testkit";
+import { expect, it } from "vitest";
 
-describeFormatConformance(json);
+const coverage = describeFormatConformance(json);
+
+it("round-trips every valid vector, skipping none", () => {
+  expect(coverage.cases).toEqual(validVectors.map((v) => v.name));
+  expect(coverage.skipped).toEqual([]);
+});

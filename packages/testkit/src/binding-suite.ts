@@ -57,7 +57,26 @@ export function pathLabel(path: BindingPath): string {
  * describeBindingConformance(httpMappingHarness());
  * ```
  */
-export function describeBindingConformance(harness: BindingHarness): void {
+/**
+ * What a suite registered, for the calling file to check: a file that only calls a suite can
+ * still assert that the suite covers what it should (no path left without cases, no case skipped
+ * that should run).
+ */
+export interface SuiteCoverage {
+  /** Every case registered, e.g. `structured/json: typical` (property suites: property names). */
+  readonly cases: readonly string[];
+  /** The cases registered as skipped, as `case (reason)`. */
+  readonly skipped: readonly string[];
+}
+
+/** The path labels a binding suite registered cases for, in order (e.g. `binary`, `structured/json`). */
+export function pathsOf(coverage: SuiteCoverage): string[] {
+  return [...new Set(coverage.cases.map((c) => c.slice(0, c.indexOf(": "))))];
+}
+
+export function describeBindingConformance(harness: BindingHarness): SuiteCoverage {
+  const cases: string[] = [];
+  const skipped: string[] = [];
   describe(`binding conformance: ${harness.name}`, () => {
     if (harness.setup) beforeAll(() => harness.setup?.());
     if (harness.teardown) afterAll(() => harness.teardown?.());
@@ -69,6 +88,7 @@ export function describeBindingConformance(harness: BindingHarness): void {
     for (const path of harness.paths) {
       describe(pathLabel(path), () => {
         if (path.mode === "batch") {
+          cases.push(`${pathLabel(path)}: batch of every vector`);
           it(
             "round-trips a batch of every vector, in order",
             async () => {
@@ -89,6 +109,9 @@ export function describeBindingConformance(harness: BindingHarness): void {
         }
         for (const vec of validVectors) {
           const reason = harness.skip?.(vec, path);
+          const name = `${pathLabel(path)}: ${vec.name}`;
+          cases.push(name);
+          if (reason !== undefined) skipped.push(`${name} (${reason})`);
           it.skipIf(reason !== undefined)(
             `${vec.name}${reason ? ` (skipped: ${reason})` : ""}`,
             async () => {
@@ -99,6 +122,7 @@ export function describeBindingConformance(harness: BindingHarness): void {
           );
         }
         for (const vec of invalid) {
+          cases.push(`${pathLabel(path)}: rejects ${vec.name}`);
           it(
             `rejects invalid: ${vec.name}`,
             async () => {
@@ -117,4 +141,5 @@ export function describeBindingConformance(harness: BindingHarness): void {
       });
     }
   });
+  return { cases, skipped };
 }

@@ -6,6 +6,7 @@ import {
   isPosthornError,
 } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
+import type { SuiteCoverage } from "./binding-suite.js";
 import {
   type EventVector,
   type InvalidVector,
@@ -91,7 +92,9 @@ export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
 export function describeFormatConformance(
   format: EventFormat,
   options: FormatConformanceOptions = {},
-): void {
+): SuiteCoverage {
+  const cases: string[] = [];
+  const skipped: string[] = [];
   const typed = options.typed ?? true;
   const carried = validVectors.filter((vec) => options.skip?.(vec) === undefined);
 
@@ -103,6 +106,8 @@ export function describeFormatConformance(
     describe("valid vectors round-trip", () => {
       for (const vec of validVectors) {
         const reason = options.skip?.(vec);
+        cases.push(vec.name);
+        if (reason !== undefined) skipped.push(`${vec.name} (${reason})`);
         it.skipIf(reason !== undefined)(
           `${vec.name}${reason ? ` (skipped: ${reason})` : ""}`,
           () => {
@@ -171,4 +176,5 @@ export function describeFormatConformance(
       }
     });
   });
+  return { cases, skipped };
 }

@@ -3,6 +3,8 @@ export {
   type BindingPath,
   describeBindingConformance,
   pathLabel,
+  pathsOf,
+  type SuiteCoverage,
 } from "./binding-suite.js";
 export {
   amqpProtocolAnswer,

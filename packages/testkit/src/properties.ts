@@ -10,7 +10,8 @@ import {
   isValidString,
 } from "@posthorn/core";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it as vitestIt } from "vitest";
+import type { SuiteCoverage } from "./binding-suite.js";
 
 /** How many generated cases each property runs: at least 1,000 under CI, fewer locally. */
 export function propertyRuns(): number {
@@ -151,8 +152,14 @@ export function expectEventOrTypedError(decode: () => unknown): void {
 export function describeFormatProperties(
   format: EventFormat,
   options: ArbitraryEventOptions = {},
-): void {
+): SuiteCoverage {
   const numRuns = propertyRuns();
+  const cases: string[] = [];
+  // Every property test below, by name, so the calling file can check what ran.
+  const it = (name: string, fn: () => void): void => {
+    cases.push(name);
+    vitestIt(name, fn);
+  };
   describe(`format properties: ${format.name} (${numRuns} cases each)`, () => {
     it("arbitrary valid events round-trip equivalently", () => {
       fc.assert(
@@ -208,6 +215,7 @@ export function describeFormatProperties(
       );
     });
   });
+  return { cases, skipped: [] };
 }
 
 /** What {@link describeMappingProperties} needs from a binding's mapping layer. */
@@ -271,8 +279,13 @@ export function contentModePaths(
  * path, and arbitrary protocol messages decode to an event, a message or a typed error; nothing
  * pollutes `Object.prototype`.
  */
-export function describeMappingProperties<M>(harness: MappingPropertyHarness<M>): void {
+export function describeMappingProperties<M>(harness: MappingPropertyHarness<M>): SuiteCoverage {
   const numRuns = propertyRuns();
+  const cases: string[] = [];
+  const it = (name: string, fn: () => void): void => {
+    cases.push(name);
+    vitestIt(name, fn);
+  };
   describe(`mapping properties: ${harness.name} (${numRuns} cases each)`, () => {
     for (const path of harness.paths) {
       it(`${path.label}: arbitrary valid events round-trip equivalently`, () => {
@@ -294,6 +307,7 @@ export function describeMappingProperties<M>(harness: MappingPropertyHarness<M>)
       );
     });
   });
+  return { cases, skipped: [] };
 }
 
 /**
