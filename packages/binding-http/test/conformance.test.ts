@@ -1,7 +1,8 @@
 import { fromHttpMessage, toHttpMessage } from "@posthorn/binding-http";
 import type { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type BindingPath, describeBindingConformance } from "@posthorn/testkit";
+import { type BindingPath, describeBindingConformance, pathsOf } from "@posthorn/testkit";
+import { expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
 
 // The mapping layer on its own: every vector through toHttpMessage and back through
@@ -16,7 +17,7 @@ const paths: BindingPath[] = [
 ];
 const options = { formats: FORMATS, maxBodyBytes: 8 * 1024 * 1024 };
 
-describeBindingConformance({
+const coverage = describeBindingConformance({
   name: "http (mapping)",
   paths,
   roundTrip(event: CloudEvent, path: BindingPath) {
@@ -27,4 +28,16 @@ describeBindingConformance({
     const message = toHttpMessage(events, { mode: "batch", format: path.format ?? json });
     return fromHttpMessage(message, options) as CloudEvent[];
   },
+});
+
+it("covers binary and structured mode in every format, batch mode in JSON and Protobuf (Avro has none), skipping no vector", () => {
+  expect(pathsOf(coverage)).toEqual([
+    "binary",
+    "structured/json",
+    "structured/avro",
+    "structured/protobuf",
+    "batch/json",
+    "batch/protobuf",
+  ]);
+  expect(coverage.skipped).toEqual([]);
 });

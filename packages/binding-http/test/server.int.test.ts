@@ -7,7 +7,8 @@ import {
 } from "@posthorn/binding-http";
 import type { CloudEvent, Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type BindingPath, describeBindingConformance } from "@posthorn/testkit";
+import { type BindingPath, describeBindingConformance, pathsOf } from "@posthorn/testkit";
+import { expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
 import { startServer, type TestServer } from "./servers.js";
 
@@ -25,7 +26,7 @@ const MAX = 8 * 1024 * 1024;
 // (keep-alive), received by createNodeHandler in handler mode.
 let server: TestServer | undefined;
 let received: CloudEvent[] = [];
-describeBindingConformance({
+const viaServer = describeBindingConformance({
   name: "http (node:http server, fetch publisher)",
   paths,
   timeoutMs: 10_000,
@@ -108,10 +109,24 @@ async function viaFetchHandler(
   return events;
 }
 
-describeBindingConformance({
+const viaFetch = describeBindingConformance({
   name: "http (fetch handler, subscriber mode)",
   paths,
   teardown: () => subscriber.close(),
   roundTrip: async (event, path) => (await viaFetchHandler(event, path))[0] as CloudEvent,
   roundTripBatch: (events, path) => viaFetchHandler(events, path),
+});
+
+it("covers binary and structured mode in every format, batch mode in JSON and Protobuf (Avro has none) on both receivers, skipping no vector", () => {
+  for (const coverage of [viaServer, viaFetch]) {
+    expect(pathsOf(coverage)).toEqual([
+      "binary",
+      "structured/json",
+      "structured/avro",
+      "structured/protobuf",
+      "batch/json",
+      "batch/protobuf",
+    ]);
+    expect(coverage.skipped).toEqual([]);
+  }
 });

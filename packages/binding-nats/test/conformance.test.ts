@@ -35,6 +35,10 @@ const structured = describeBindingConformance({
 
 it("covers binary mode and structured mode in every format, skipping no vector", () => {
   expect(pathsOf(binary)).toEqual(["binary"]);
-  expect(pathsOf(structured)).toEqual(["structured/json", "structured/avro", "structured/protobuf"]);
+  expect(pathsOf(structured)).toEqual([
+    "structured/json",
+    "structured/avro",
+    "structured/protobuf",
+  ]);
   expect([...binary.skipped, ...structured.skipped]).toEqual([]);
 });

@@ -1,4 +1,10 @@
 import { protobuf } from "@posthorn/format-protobuf";
-import { describeFormatConformance } from "@posthorn/testkit";
+import { describeFormatConformance, validVectors } from "@posthorn/testkit";
+import { expect, it } from "vitest";
 
-describeFormatConformance(protobuf);
+const coverage = describeFormatConformance(protobuf);
+
+it("round-trips every valid vector, skipping none", () => {
+  expect(coverage.cases).toEqual(validVectors.map((v) => v.name));
+  expect(coverage.skipped).toEqual([]);
+});
