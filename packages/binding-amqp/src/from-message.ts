@@ -122,12 +122,13 @@ export function fromAmqpMessage(
     }
   }
   const contentType = typeof amqp.content_type === "string" ? amqp.content_type : undefined;
-  const message: Message = {
+  const message: { -readonly [K in keyof Message]: Message[K] } = {
     body: body ?? EMPTY,
-    ...(contentType === undefined ? {} : { contentType }),
     properties,
     metadata: metadataOf(amqp),
   };
+  // Added after: a spread between the members would take V8's slow path for every message.
+  if (contentType !== undefined) message.contentType = contentType;
   const structured = isCloudEventsContentType(contentType);
   if (!structured && !claimsEvent) return { message, event: undefined, error: undefined };
   try {

@@ -5,9 +5,9 @@ import {
   type Publisher,
   type PublishOptions,
 } from "@posthorn/core";
-import type { KafkaProducerLike, KafkaSendMessage } from "./client.js";
+import type { KafkaProducerLike, KafkaSendMessage, KafkaSendRecord } from "./client.js";
 import { fromKafkaError } from "./errors.js";
-import type { KafkaContentMode, KeyMapper } from "./record.js";
+import type { KafkaContentMode, KafkaEncodeOptions, KeyMapper } from "./record.js";
 import { toKafkaRecord } from "./to-record.js";
 
 /** Options for {@link kafkaPublisher}. */
@@ -102,13 +102,14 @@ export function kafkaPublisher(
     }
     const list = Array.isArray(events) ? events : [events as CloudEventLike];
     const messages: KafkaSendMessage[] = new Array(list.length);
+    // One options object for the whole call, built member by member (spreads after other
+    // members take V8's slow path).
+    const mapping: KafkaEncodeOptions = { mode };
+    if (options.format !== undefined) mapping.format = options.format;
+    if (call.key !== undefined) mapping.key = call.key;
+    if (options.keyMapper !== undefined) mapping.keyMapper = options.keyMapper;
     for (let i = 0; i < list.length; i++) {
-      const record = toKafkaRecord(list[i] as CloudEventLike, {
-        mode,
-        ...(options.format === undefined ? {} : { format: options.format }),
-        ...(call.key === undefined ? {} : { key: call.key }),
-        ...(options.keyMapper === undefined ? {} : { keyMapper: options.keyMapper }),
-      });
+      const record = toKafkaRecord(list[i] as CloudEventLike, mapping);
       const message: KafkaSendMessage = {
         key: asBuffer(record.key),
         value: asBuffer(record.value),
@@ -120,11 +121,9 @@ export function kafkaPublisher(
     if (messages.length === 0) return;
     const topic = call.topic ?? options.topic;
     const timeoutMs = call.timeoutMs ?? options.timeoutMs;
-    const sent = producer.send({
-      topic,
-      messages,
-      ...(options.acks === undefined ? {} : { acks: options.acks }),
-    });
+    const request: KafkaSendRecord = { topic, messages };
+    if (options.acks !== undefined) request.acks = options.acks;
+    const sent = producer.send(request);
     inFlight.add(sent);
     try {
       await waitFor(sent, call.abortSignal, timeoutMs, topic);
