@@ -93,11 +93,24 @@ export function isBase64(text: string): boolean {
  * @throws {@link PosthornError} `MalformedInput` when the text is not base64
  */
 export function base64Decode(text: string, what = "base64 value"): Uint8Array {
-  if (!isBase64(text)) throw malformed(`${what} is not valid base64`);
   if (NodeBuffer) {
-    const b = NodeBuffer.from(text, "base64");
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    // Node's decoder is lenient: it skips characters outside the alphabet (whitespace included),
+    // stops at padding, and reads the URL-safe alphabet too. Each of those leaves fewer bytes
+    // than the text's length implies, except the URL-safe letters, which are looked for
+    // separately; so the check is exact without a pass over the text in JavaScript, which took
+    // longer than the decoding (5x for 64 KiB).
+    const n = text.length;
+    if (n % 4 === 0) {
+      const padding =
+        n === 0 || text.charCodeAt(n - 1) !== 61 ? 0 : text.charCodeAt(n - 2) === 61 ? 2 : 1;
+      const b = NodeBuffer.from(text, "base64");
+      if (b.length === (n / 4) * 3 - padding && !text.includes("-") && !text.includes("_")) {
+        return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      }
+    }
+    throw malformed(`${what} is not valid base64`);
   }
+  if (!isBase64(text)) throw malformed(`${what} is not valid base64`);
   let end = text.length;
   while (end > 0 && text.charCodeAt(end - 1) === 61) end--;
   const out = new Uint8Array(Math.floor((end * 3) / 4));

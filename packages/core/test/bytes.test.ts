@@ -6,6 +6,7 @@ import {
   toUint8Array,
   utf8Decode,
 } from "@posthorn/core";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 describe("base64", () => {
@@ -18,11 +19,62 @@ describe("base64", () => {
       expect(bytesEqual(base64Decode(text), bytes)).toBe(true);
     }
   });
-  it.each(["abc", "ab=c", "a===", "ab$d", "YQ==YQ=="])("rejects %j", (text) => {
+  it.each([
+    "abc",
+    "ab=c",
+    "a===",
+    "ab$d",
+    "YQ==YQ==",
+    "YQ=a",
+    "====",
+    "ab-_",
+    "YWJj ZGVm",
+    "YWJj\nZGVm",
+    "YWJjZGV\u00e9",
+    "YW\u0000j",
+  ])("rejects %j", (text) => {
     expect(isBase64(text)).toBe(false);
     expect(() => base64Decode(text)).toThrowError(
       expect.objectContaining({ code: "MalformedInput" }),
     );
+  });
+});
+
+describe("base64Decode on random text", () => {
+  // Node's decoder is lenient (it skips foreign characters, reads the URL-safe alphabet, stops at
+  // padding), so base64Decode checks what it gave back; this holds that check to the
+  // character-by-character reading of isBase64, and the bytes to the platform's atob.
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const char = fc.oneof(
+    { weight: 12, arbitrary: fc.constantFrom(...alphabet) },
+    { weight: 1, arbitrary: fc.constantFrom("=", "-", "_", " ", "\n", "!", "\u00e9", "\u0000") },
+  );
+  it("accepts exactly what isBase64 accepts, with the bytes atob reads", () => {
+    fc.assert(
+      fc.property(fc.array(char, { maxLength: 24 }), (chars) => {
+        const text = chars.join("");
+        if (isBase64(text)) {
+          const expected = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+          expect(bytesEqual(base64Decode(text), expected)).toBe(true);
+        } else {
+          expect(() => base64Decode(text)).toThrowError(
+            expect.objectContaining({ code: "MalformedInput" }),
+          );
+        }
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+  it("rejects one foreign character anywhere in a long text", () => {
+    const text = base64Encode(Uint8Array.from({ length: 3000 }, (_, i) => (i * 31) & 0xff));
+    for (const bad of [" ", "-", "_", "=", "*", "\u00e9"]) {
+      for (const at of [0, 1, 1999, text.length - 3]) {
+        const broken = text.slice(0, at) + bad + text.slice(at + 1);
+        expect(() => base64Decode(broken), `${JSON.stringify(bad)} at ${at}`).toThrowError(
+          expect.objectContaining({ code: "MalformedInput" }),
+        );
+      }
+    }
   });
 });
 
