@@ -24,8 +24,23 @@ import {
 } from "./subprotocol.js";
 
 /**
- * A WebSocket, structurally: the browser's global `WebSocket` and the `ws` package's both fit.
- * Neither library's types appear in the API.
+ * The part of a WebSocket event the binding reads. Every event of the browser's `WebSocket` and of
+ * `ws`'s (`open`, `message`, `error`, `close`) fits it, so their listeners take this parameter.
+ */
+export interface WebSocketEventLike {
+  readonly type: string;
+  /** A `message` event's payload: a string, or binary data (`ArrayBuffer`, `ws`'s `Buffer`s). */
+  readonly data?: unknown;
+  /** An `error` event's description, where the socket gives one (`ws` does). */
+  readonly message?: unknown;
+  /** An `error` event's underlying error, where the socket gives one (`ws` does). */
+  readonly error?: unknown;
+}
+
+/**
+ * A WebSocket, structurally: the browser's global `WebSocket`, `ws`'s client `WebSocket` and the
+ * sockets a `ws` `WebSocketServer` hands out all fit, without a cast. Neither library's types
+ * appear in the API.
  */
 export interface WebSocketLike {
   readonly readyState: number;
@@ -34,19 +49,23 @@ export interface WebSocketLike {
   binaryType: string;
   send(data: string | ArrayBufferLike | ArrayBufferView, ...rest: never[]): void;
   close(code?: number, reason?: string): void;
-  addEventListener(type: string, listener: (event: never) => void, options?: unknown): void;
-  removeEventListener(type: string, listener: (event: never) => void): void;
+  addEventListener(
+    type: string,
+    listener: (event: WebSocketEventLike) => void,
+    options?: unknown,
+  ): void;
+  removeEventListener(type: string, listener: (event: WebSocketEventLike) => void): void;
 }
 
 /**
  * A WebSocket constructor: the global `WebSocket`, or `WebSocket` from `ws` (whose third argument
- * takes `maxPayload`; browsers ignore it).
+ * takes `maxPayload`; browsers ignore it). `S` is the socket it makes.
  */
-export type WebSocketConstructor = new (
+export type WebSocketConstructor<S extends WebSocketLike = WebSocketLike> = new (
   url: string,
   protocols?: string | string[],
   options?: { maxPayload?: number },
-) => WebSocketLike;
+) => S;
 
 /**
  * The largest WebSocket message accepted by default: 4 MiB (`ws` alone would take 100 MiB). A
@@ -255,8 +274,9 @@ export function webSocketSubscriber(
 
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   const onNodeMessage = (data: Uint8Array | ArrayBuffer | Uint8Array[]): void => receive(data);
-  const onMessage = (event: { data: string | ArrayBuffer | Uint8Array }): void =>
-    receive(event.data);
+  // With binaryType "arraybuffer", a browser's message data is a string or an ArrayBuffer.
+  const onMessage = (event: WebSocketEventLike): void =>
+    receive(event.data as string | ArrayBuffer | Uint8Array);
   const onClose = (): void => queue.end();
   const onError = (err?: unknown): void => {
     // `ws` refuses a message past its maxPayload while it arrives, closes with 1009, and says so.
@@ -280,7 +300,7 @@ export function webSocketSubscriber(
     node.on("error", onError);
   } else {
     socket.binaryType = "arraybuffer";
-    socket.addEventListener("message", onMessage as (event: never) => void);
+    socket.addEventListener("message", onMessage);
     socket.addEventListener("close", onClose);
     socket.addEventListener("error", onError);
   }
@@ -294,7 +314,7 @@ export function webSocketSubscriber(
         node.off("close", onClose);
         node.off("error", onError);
       } else {
-        socket.removeEventListener("message", onMessage as (event: never) => void);
+        socket.removeEventListener("message", onMessage);
         socket.removeEventListener("close", onClose);
         socket.removeEventListener("error", onError);
       }
@@ -303,12 +323,16 @@ export function webSocketSubscriber(
   };
 }
 
-/** Options of {@link connectWebSocket}. */
-export interface ConnectWebSocketOptions {
+/**
+ * Options of {@link connectWebSocket}.
+ *
+ * @typeParam S - the socket `WebSocket` makes
+ */
+export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike> {
   /** Formats offered, in order of preference (their subprotocols go in `Sec-WebSocket-Protocol`). */
   formats: readonly EventFormat[];
   /** The constructor: `WebSocket` from `ws` in Node; defaults to the global `WebSocket`. */
-  WebSocket?: WebSocketConstructor;
+  WebSocket?: WebSocketConstructor<S>;
   /** How long to wait for the connection to open. Default 10 s. */
   timeoutMs?: number;
   /**
@@ -323,7 +347,9 @@ export interface ConnectWebSocketOptions {
  * Opens a client WebSocket offering the CloudEvents subprotocols of `formats`, and resolves when
  * it is open with one of them negotiated.
  *
- * @returns the open socket, for {@link webSocketPublisher} and {@link webSocketSubscriber}
+ * @typeParam S - the socket type: `ws`'s `WebSocket` when `options.WebSocket` is `ws`'s class
+ * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
+ *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
  *   opens without a CloudEvents subprotocol, `Timeout`
@@ -335,11 +361,16 @@ export interface ConnectWebSocketOptions {
  * await webSocketPublisher(socket, { formats: [json] }).publish(event);
  * ```
  */
-export function connectWebSocket(
+export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
   url: string,
-  options: ConnectWebSocketOptions,
-): Promise<WebSocketLike> {
-  const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  options: ConnectWebSocketOptions<S>,
+): Promise<S> {
+  // Without options.WebSocket nothing infers S, so S is WebSocketLike: the global constructor's.
+  const Ctor =
+    options.WebSocket ??
+    ((globalThis as { WebSocket?: WebSocketConstructor }).WebSocket as
+      | WebSocketConstructor<S>
+      | undefined);
   if (Ctor === undefined) {
     return Promise.reject(
       new PosthornError(
@@ -350,7 +381,7 @@ export function connectWebSocket(
   }
   const protocols = offeredSubprotocols(options.formats);
   return new Promise((resolve, reject) => {
-    let socket: WebSocketLike;
+    let socket: S;
     try {
       socket = new Ctor(url, protocols, {
         maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
@@ -383,10 +414,16 @@ export function connectWebSocket(
         reject(err);
       }
     };
-    const onError = (event: { message?: string; error?: unknown }): void => {
+    // ws's error events say what failed (message, error); a browser's say nothing.
+    const onError = (event: WebSocketEventLike): void => {
       done();
+      const error = event.error as { message?: unknown } | null | undefined;
       const detail =
-        event.message ?? (event.error as Error | undefined)?.message ?? "connection failed";
+        typeof event.message === "string"
+          ? event.message
+          : typeof error?.message === "string"
+            ? error.message
+            : "connection failed";
       reject(
         new PosthornError(
           "ConnectionFailed",
@@ -401,10 +438,10 @@ export function connectWebSocket(
     const done = (): void => {
       clearTimeout(timer);
       socket.removeEventListener("open", onOpen);
-      socket.removeEventListener("error", onError as (event: never) => void);
+      socket.removeEventListener("error", onError);
     };
     socket.addEventListener("open", onOpen);
-    socket.addEventListener("error", onError as (event: never) => void);
+    socket.addEventListener("error", onError);
   });
 }
 

@@ -6,6 +6,7 @@ export {
   WEBSOCKET_CAPABILITIES,
   type WebSocketBindingOptions,
   type WebSocketConstructor,
+  type WebSocketEventLike,
   type WebSocketLike,
   type WebSocketServerCloudEventsOptions,
   webSocketPublisher,

@@ -2,7 +2,6 @@ import type { AddressInfo } from "node:net";
 import {
   connectWebSocket,
   DEFAULT_MAX_PAYLOAD_BYTES,
-  type WebSocketLike,
   webSocketPublisher,
   webSocketServerOptions,
   webSocketSubscriber,
@@ -30,7 +29,7 @@ async function pair(
     clientMaxPayloadBytes?: number;
     protocol?: typeof json;
   } = {},
-): Promise<{ client: WebSocketLike; server: WebSocketLike }> {
+): Promise<{ client: WebSocket; server: WebSocket }> {
   const format = options.protocol ?? json;
   const wss = new WebSocketServer({
     port: 0,
@@ -42,12 +41,10 @@ async function pair(
     }),
   });
   await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
-  const accepted = new Promise<WebSocketLike>((resolve) =>
-    wss.once("connection", (s) => resolve(s as unknown as WebSocketLike)),
-  );
+  const accepted = new Promise<WebSocket>((resolve) => wss.once("connection", resolve));
   const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
     formats: [format],
-    WebSocket: WebSocket as never,
+    WebSocket,
     ...(options.clientMaxPayloadBytes === undefined
       ? {}
       : { maxPayloadBytes: options.clientMaxPayloadBytes }),
@@ -60,11 +57,8 @@ async function pair(
   return { client, server };
 }
 
-function closeCode(socket: WebSocketLike): Promise<number> {
-  return new Promise((resolve) => {
-    const onClose = (e: { code: number }) => resolve(e.code);
-    socket.addEventListener("close", onClose as (event: never) => void);
-  });
+function closeCode(socket: WebSocket): Promise<number> {
+  return new Promise((resolve) => socket.addEventListener("close", (e) => resolve(e.code)));
 }
 
 async function failure(iterator: AsyncIterator<Delivery>): Promise<unknown> {
@@ -186,7 +180,7 @@ describe("attack: hostile messages arrive as deliveries with a typed error", () 
     it(`${label}: ${codes.join(" or ")}, and the connection stays open`, async () => {
       const { client, server } = await pair({ protocol: format });
       const iterator = webSocketSubscriber(server, { formats: FORMATS })[Symbol.asyncIterator]();
-      (client as unknown as WebSocket).send(frame);
+      client.send(frame);
       const got = (await iterator.next()).value as Delivery;
       expect(got.event).toBeUndefined();
       expect(isPosthornError(got.error)).toBe(true);
@@ -206,7 +200,7 @@ describe("attack: hostile messages arrive as deliveries with a typed error", () 
       '{"specversion":"1.0","id":"2","source":"/s","type":"t","constructor":"c","prototype":"p"}',
       '{"specversion":"1.0","id":"3","source":"/s","type":"t","data":{"__proto__":{"polluted":1}}}',
     ];
-    for (const f of frames) (client as unknown as WebSocket).send(f);
+    for (const f of frames) client.send(f);
     for (let i = 0; i < frames.length; i++) {
       const d = (await iterator.next()).value as Delivery;
       expect(d.event !== undefined || isPosthornError(d.error)).toBe(true);
@@ -220,7 +214,7 @@ describe("attack: hostile messages arrive as deliveries with a typed error", () 
     const iterator = webSocketSubscriber(server, { formats: FORMATS })[Symbol.asyncIterator]();
     const code = closeCode(client);
     // A text frame whose payload is not UTF-8 (RFC 6455 8.1): ws refuses it before decoding.
-    (client as unknown as WebSocket).send(new Uint8Array([0x7b, 0xc0, 0xa0, 0x7d]), {
+    client.send(new Uint8Array([0x7b, 0xc0, 0xa0, 0x7d]), {
       binary: false,
     });
     const err = await failure(iterator);

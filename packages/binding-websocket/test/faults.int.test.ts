@@ -1,7 +1,6 @@
 import type { Server } from "node:http";
 import {
   connectWebSocket,
-  type WebSocketLike,
   webSocketPublisher,
   webSocketServerOptions,
   webSocketSubscriber,
@@ -29,7 +28,7 @@ async function startServer(port: number, ledger: DeliveryLedger): Promise<WebSoc
   });
   wss.on("connection", (socket) => {
     void (async () => {
-      for await (const d of webSocketSubscriber(socket as unknown as WebSocketLike, { formats })) {
+      for await (const d of webSocketSubscriber(socket, { formats })) {
         if (d.event) ledger.received(d.event.id);
       }
     })().catch(() => undefined);
@@ -56,14 +55,14 @@ async function publishThroughFaults(
   const failures: Record<string, number> = {};
   const untyped: unknown[] = [];
   let connections = 0;
-  let current: Promise<{ socket: WebSocketLike; publisher: Publisher }> | undefined;
+  let current: Promise<{ socket: WebSocket; publisher: Publisher }> | undefined;
   const connection = () => {
     current ??= (async () => {
       for (;;) {
         try {
           const socket = await connectWebSocket(url, {
             formats,
-            WebSocket: WebSocket as never,
+            WebSocket,
             timeoutMs: 2000,
           });
           connections++;

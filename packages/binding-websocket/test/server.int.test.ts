@@ -2,7 +2,6 @@ import type { AddressInfo, Socket } from "node:net";
 import {
   connectWebSocket,
   negotiatedFormat,
-  type WebSocketLike,
   webSocketPublisher,
   webSocketServerOptions,
   webSocketSubscriber,
@@ -28,15 +27,14 @@ async function startServer(formats: readonly EventFormat[] = FORMATS) {
   });
   await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
   const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
-  const sockets: WebSocketLike[] = [];
-  const waiting: Array<(s: WebSocketLike) => void> = [];
+  const sockets: WebSocket[] = [];
+  const waiting: Array<(s: WebSocket) => void> = [];
   wss.on("connection", (socket) => {
-    const s = socket as unknown as WebSocketLike;
     const w = waiting.shift();
-    if (w) w(s);
-    else sockets.push(s);
+    if (w) w(socket);
+    else sockets.push(socket);
   });
-  const nextConnection = (): Promise<WebSocketLike> => {
+  const nextConnection = (): Promise<WebSocket> => {
     const s = sockets.shift();
     return s ? Promise.resolve(s) : new Promise((resolve) => waiting.push(resolve));
   };
@@ -48,8 +46,8 @@ async function startServer(formats: readonly EventFormat[] = FORMATS) {
 }
 
 interface Link {
-  client: WebSocketLike;
-  server: WebSocketLike;
+  client: WebSocket;
+  server: WebSocket;
 }
 
 /** Drives one direction of a per-format connection: sender publishes, receiver iterates. */
@@ -65,7 +63,7 @@ function harness(direction: "client-to-server" | "server-to-client") {
     const connecting = server.nextConnection();
     const client = await connectWebSocket(server.url, {
       formats: [format],
-      WebSocket: WebSocket as never,
+      WebSocket,
     });
     const link = { client, server: await connecting };
     const receiving = direction === "client-to-server" ? link.server : link.client;
@@ -123,7 +121,7 @@ describe("subprotocol negotiation", () => {
     const { avro } = await import("@posthorn/format-avro");
     const socket = await connectWebSocket(server.url, {
       formats: [avro, json],
-      WebSocket: WebSocket as never,
+      WebSocket,
     });
     expect(socket.protocol).toBe("cloudevents.json");
     expect(negotiatedFormat(socket, [avro, json]).name).toBe("json");
@@ -133,7 +131,7 @@ describe("subprotocol negotiation", () => {
     const { protobuf } = await import("@posthorn/format-protobuf");
     const err = await connectWebSocket(server.url, {
       formats: [protobuf],
-      WebSocket: WebSocket as never,
+      WebSocket,
     }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "ConnectionFailed", retryable: false });
     expect(String((err as Error).message)).toMatch(/cloudevents\.proto.*400/);
@@ -151,12 +149,8 @@ describe("subprotocol negotiation", () => {
     await new Promise<void>((resolve) => raw.once("listening", () => resolve()));
     const client = new WebSocket(`ws://127.0.0.1:${(raw.address() as AddressInfo).port}`);
     await new Promise((resolve) => client.once("open", resolve));
-    expect(() => webSocketPublisher(client as never, { formats: [json] })).toThrow(
-      /no subprotocol/,
-    );
-    expect(() => webSocketSubscriber(client as never, { formats: [json] })).toThrow(
-      /cloudevents\.json/,
-    );
+    expect(() => webSocketPublisher(client, { formats: [json] })).toThrow(/no subprotocol/);
+    expect(() => webSocketSubscriber(client, { formats: [json] })).toThrow(/cloudevents\.json/);
     client.close();
     for (const c of raw.clients) c.terminate();
     await new Promise((resolve) => raw.close(resolve));
@@ -164,7 +158,7 @@ describe("subprotocol negotiation", () => {
   it("fails to connect with ConnectionFailed when nothing listens", async () => {
     const err = await connectWebSocket("ws://127.0.0.1:1", {
       formats: [json],
-      WebSocket: WebSocket as never,
+      WebSocket,
     }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "ConnectionFailed" });
   });
@@ -182,9 +176,9 @@ describe("WebSocket frames and settlement", () => {
       const connecting = server.nextConnection();
       const client = await connectWebSocket(server.url, {
         formats: [format],
-        WebSocket: WebSocket as never,
+        WebSocket,
       });
-      const peer = (await connecting) as unknown as WebSocket;
+      const peer = await connecting;
       const frame = new Promise<boolean>((resolve) =>
         peer.once("message", (_d, isBinary) => resolve(isBinary)),
       );
@@ -197,7 +191,7 @@ describe("WebSocket frames and settlement", () => {
     const connecting = server.nextConnection();
     const client = await connectWebSocket(server.url, {
       formats: [json],
-      WebSocket: WebSocket as never,
+      WebSocket,
     });
     const subscriber = webSocketSubscriber(await connecting, { formats: [json] });
     expect(subscriber.capabilities).toMatchObject({ release: "none", reject: "none" });
@@ -225,9 +219,9 @@ describe("WebSocket frames and settlement", () => {
     const connecting = server.nextConnection();
     const client = await connectWebSocket(server.url, {
       formats: [json],
-      WebSocket: WebSocket as never,
+      WebSocket,
     });
-    const peer = (await connecting) as unknown as WebSocket;
+    const peer = await connecting;
     const ids: string[] = [];
     const count = 300;
     const arrived = new Promise<void>((resolve) =>
@@ -256,7 +250,7 @@ describe("WebSocket frames and settlement", () => {
   it("fails publish with ConnectionFailed once the socket is closed", async () => {
     const client = await connectWebSocket(server.url, {
       formats: [json],
-      WebSocket: WebSocket as never,
+      WebSocket,
     });
     const publisher = webSocketPublisher(client, { formats: [json] });
     client.close();

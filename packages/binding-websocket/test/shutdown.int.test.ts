@@ -1,7 +1,6 @@
 import type { AddressInfo } from "node:net";
 import {
   connectWebSocket,
-  type WebSocketLike,
   webSocketPublisher,
   webSocketServerOptions,
   webSocketSubscriber,
@@ -25,12 +24,10 @@ describe("WebSocket graceful shutdown", () => {
       ...webSocketServerOptions(formats),
     });
     await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
-    const accepted = new Promise<WebSocketLike>((resolve) =>
-      wss.once("connection", (s) => resolve(s as unknown as WebSocketLike)),
-    );
+    const accepted = new Promise<WebSocket>((resolve) => wss.once("connection", resolve));
     const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
       formats,
-      WebSocket: WebSocket as never,
+      WebSocket,
     });
     const server = await accepted;
     const subscriber = webSocketSubscriber(server, { formats });
@@ -61,7 +58,7 @@ describe("WebSocket graceful shutdown", () => {
     expect(server.readyState).toBe(1);
 
     const closed = new Promise<void>((resolve) =>
-      client.addEventListener("close", (() => resolve()) as (event: never) => void),
+      client.addEventListener("close", () => resolve()),
     );
     client.close(1000, "done");
     await closed;

@@ -221,6 +221,11 @@ const checked = all.filter((s) => !s.fragment);
 const tsSnippets = checked.filter((s) => s.lang === "ts");
 const jsSnippets = checked.filter((s) => s.lang === "js");
 
+// A page that uses every marker, typechecked with the documentation, so that the markers stay
+// proven to work while the documentation needs none of them.
+const MARKERS = "packages/conformance/test/docs-snippets/markers.md";
+const markerFixture = extract(MARKERS);
+
 describe("code examples in README.md and docs/", () => {
   it("finds the snippets it is meant to check, and skips only the marked fragments", () => {
     expect(all.flatMap((s) => s.unknownMarkers)).toEqual([]);
@@ -232,13 +237,30 @@ describe("code examples in README.md and docs/", () => {
       ["routing"],
       ["tracing"],
     ]);
-    expect(all.filter((s) => s.knownErrors !== undefined).length).toBe(2);
+    // No page's snippet is known to fail: each marker of this kind stood for a package typing bug.
+    expect(all.filter((s) => s.knownErrors !== undefined).length).toBe(0);
+  });
+
+  it("reads the markers (on a fixture page that uses each one)", () => {
+    expect(markerFixture.flatMap((s) => s.unknownMarkers)).toEqual([]);
+    expect(
+      markerFixture.map((s) => ({
+        line: s.fenceLine,
+        fragment: s.fragment,
+        contexts: s.contexts,
+        knownErrors: s.knownErrors,
+      })),
+    ).toEqual([
+      { line: 7, fragment: false, contexts: [], knownErrors: [2322] },
+      { line: 12, fragment: true, contexts: [], knownErrors: undefined },
+      { line: 17, fragment: false, contexts: ["routing"], knownErrors: undefined },
+    ]);
   });
 
   // One program for all snippets, built once, when the first test below asks for it.
   let findings: Finding[] | undefined;
   const check = (): Finding[] => {
-    findings ??= typecheck(tsSnippets);
+    findings ??= typecheck([...tsSnippets, ...markerFixture.filter((s) => !s.fragment)]);
     return findings;
   };
 
@@ -247,8 +269,15 @@ describe("code examples in README.md and docs/", () => {
     expect(unexpected.map((f) => f.text)).toEqual([]);
   });
 
+  it("reports a known error at its markdown line, and none for a fragment or a snippet given its context", () => {
+    expect(check().flatMap((f) => (f.snippet?.doc === MARKERS ? [f.text] : []))).toEqual([
+      `${MARKERS}:8:7: TS2322: Type 'string' is not assignable to type 'number'.`,
+    ]);
+  });
+
   it("still sees each known error that a marker records (remove the marker once it is fixed)", () => {
-    const marked = tsSnippets.filter((s) => s.knownErrors !== undefined);
+    const marked = [...tsSnippets, ...markerFixture].filter((s) => s.knownErrors !== undefined);
+    expect(marked.length).toBeGreaterThan(0);
     const codes = (list: number[]) => [...new Set(list)].sort();
     const seen = marked.map((s) => ({
       at: `${s.doc}:${s.fenceLine}`,
