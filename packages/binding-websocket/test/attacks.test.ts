@@ -6,7 +6,7 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
+import { CloudEvent, type Delivery, type EventFormat, isPosthornError } from "@posthorn/core";
 import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
 import { protobuf } from "@posthorn/format-protobuf";
@@ -27,7 +27,7 @@ async function pair(
   options: {
     serverMaxPayloadBytes?: number;
     clientMaxPayloadBytes?: number;
-    protocol?: typeof json;
+    protocol?: EventFormat;
   } = {},
 ): Promise<{ client: WebSocket; server: WebSocket }> {
   const format = options.protocol ?? json;
@@ -126,7 +126,7 @@ describe("attack: oversized WebSocket messages", () => {
 
 describe("attack: hostile messages arrive as deliveries with a typed error", () => {
   const deep = (n: number) => `${"[".repeat(n)}${"]".repeat(n)}`;
-  const cases: Array<[string, typeof json, string | Uint8Array, readonly string[]]> = [
+  const cases: Array<[string, EventFormat, string | Uint8Array, readonly string[]]> = [
     [
       "deeply nested JSON data",
       json,

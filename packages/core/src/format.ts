@@ -33,6 +33,33 @@ export interface EventFormat {
 }
 
 /**
+ * An {@link EventFormat} that defines a batch: `batchContentType`, `encodeBatch` and `decodeBatch`
+ * are all there, so batch calls need no check. It is an `EventFormat` wherever one is asked for.
+ *
+ * @example
+ * ```ts
+ * const format: BatchEventFormat = json;
+ * const back = format.decodeBatch(format.encodeBatch(events));
+ * ```
+ */
+export interface BatchEventFormat extends EventFormat {
+  /** Media type of a batch, e.g. `application/cloudevents-batch+json`. */
+  readonly batchContentType: string;
+  /**
+   * Encodes a batch.
+   *
+   * @throws {@link PosthornError} `InvalidEvent` when an event cannot be represented
+   */
+  encodeBatch(events: readonly CloudEventLike[]): Uint8Array;
+  /**
+   * Decodes a batch.
+   *
+   * @throws {@link PosthornError} `MalformedInput` or `InvalidEvent`, never anything else
+   */
+  decodeBatch(bytes: Uint8Array): CloudEvent[];
+}
+
+/**
  * A codec for typed `data` in binary mode (an Avro record, a Protobuf message): turns the value
  * into the bytes of the payload and back, identified by its content type and `dataschema`.
  */

@@ -81,6 +81,7 @@ export {
   SPEC_EXTENSIONS,
 } from "./extensions.js";
 export {
+  type BatchEventFormat,
   type DataCodec,
   type EventFormat,
   type FormatMatch,

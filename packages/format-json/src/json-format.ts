@@ -1,8 +1,8 @@
 import {
   asDecodeError,
+  type BatchEventFormat,
   CloudEvent,
   type CloudEventLike,
-  type EventFormat,
   type JsonLimits,
   malformed,
   parseJson,
@@ -36,7 +36,7 @@ export interface JsonFormatOptions extends JsonLimits {}
  * const back = json.decode(bytes);
  * ```
  */
-export function jsonFormat(options: JsonFormatOptions = {}): EventFormat {
+export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
   const limits: JsonLimits = { maxDepth: options.maxDepth ?? 128 };
 
   const decodeValue = (value: unknown): CloudEvent => {
@@ -81,4 +81,4 @@ export function jsonFormat(options: JsonFormatOptions = {}): EventFormat {
 }
 
 /** The JSON event format with default limits. */
-export const json: EventFormat = jsonFormat();
+export const json: BatchEventFormat = jsonFormat();

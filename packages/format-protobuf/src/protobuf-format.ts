@@ -1,11 +1,11 @@
 import {
   asDecodeError,
+  type BatchEventFormat,
   CloudEvent,
   type CloudEventLike,
   DEFAULT_MAX_JSON_DEPTH,
   decodeData,
   extensions as defaultRegistry,
-  type EventFormat,
   type ExtensionRegistry,
   invalidEvent,
   isBytes,
@@ -83,10 +83,10 @@ const writer = new ProtoWriter();
  * @example
  * ```ts
  * const bytes = protobuf.encode(event);
- * const batch = protobuf.decodeBatch!(protobuf.encodeBatch!([a, b]));
+ * const batch = protobuf.decodeBatch(protobuf.encodeBatch(events));
  * ```
  */
-export function protobufFormat(options: ProtobufFormatOptions = {}): EventFormat {
+export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventFormat {
   const registry = options.registry ?? defaultRegistry;
   const limits: JsonLimits = { maxDepth: options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH };
   return {
@@ -154,7 +154,7 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): EventFormat
 }
 
 /** The Protobuf event format with default options. */
-export const protobuf: EventFormat = protobufFormat();
+export const protobuf: BatchEventFormat = protobufFormat();
 
 // ---- encoding
 
