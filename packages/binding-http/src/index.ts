@@ -25,6 +25,7 @@ export {
 } from "./publisher.js";
 export {
   HTTP_CAPABILITIES,
+  type HttpDelivery,
   HttpReceiver,
   type HttpReceiverOptions,
   type HttpReceiverRequest,

@@ -33,6 +33,16 @@ export const HTTP_CAPABILITIES: SettlementCapabilities = Object.freeze({
   deliveryCount: "none",
 });
 
+/**
+ * A delivery from an {@link HttpReceiver}: always a CloudEvent, since a request that does not
+ * decode to one (or a batch of them) is answered 4xx and never delivered. It is a `Delivery`
+ * wherever one is asked for.
+ */
+export interface HttpDelivery<T = unknown> extends Delivery<T> {
+  /** The event the request carried (one of them, for a batch). */
+  readonly event: CloudEvent<T>;
+}
+
 /** Options of an HTTP receiver (every adapter takes them). */
 export interface HttpReceiverOptions {
   /** Formats accepted in structured and batch mode. Binary mode needs none. */
@@ -52,7 +62,7 @@ export interface HttpReceiverOptions {
    * the delivery is accepted, and when it throws, the request is answered 500. Without a
    * handler, deliveries are read by iterating the receiver (it is a `Subscriber`).
    */
-  onDelivery?: (delivery: Delivery) => unknown;
+  onDelivery?: (delivery: HttpDelivery) => unknown;
   /** Status of a released delivery: 503 (default) or 429. */
   releaseStatus?: 429 | 503;
   /** `Retry-After` sent when `release()` gives no `delayMs`. Default 1000 ms. */
@@ -150,10 +160,10 @@ function accessToken(url: string | undefined): string | undefined {
 /**
  * The framework-neutral HTTP receiver every adapter (fetch, node:http, Express, Fastify) drives.
  * It answers the webhook handshake, checks authorization and limits, decodes the request (binary,
- * structured or batch), hands each event over as a {@link Delivery}, and turns the settlement into
- * the status code: accept 204, release 503/429 with `Retry-After`, reject 422; 400 for an invalid
- * event or unparseable body, 413 too large, 415 not a CloudEvent or unknown format, 431 too many
- * or too large headers, 401 unauthorized, 405 other methods.
+ * structured or batch), hands each event over as an {@link HttpDelivery}, and turns the settlement
+ * into the status code: accept 204, release 503/429 with `Retry-After`, reject 422; 400 for an
+ * invalid event or unparseable body, 413 too large, 415 not a CloudEvent or unknown format, 431 too
+ * many or too large headers, 401 unauthorized, 405 other methods.
  *
  * Without `onDelivery`, the receiver is a `Subscriber`: iterate it to get deliveries, and each
  * HTTP request waits until its deliveries are settled (or `settleTimeoutMs` passes).
@@ -162,7 +172,7 @@ export class HttpReceiver implements Subscriber {
   /** {@link HTTP_CAPABILITIES}. */
   readonly capabilities: SettlementCapabilities = HTTP_CAPABILITIES;
   readonly #options: HttpReceiverOptions;
-  readonly #queue = new AsyncQueue<Delivery>();
+  readonly #queue = new AsyncQueue<HttpDelivery>();
   readonly #pending = new Set<(o: Outcome) => void>();
   #closed = false;
 
@@ -283,6 +293,7 @@ export class HttpReceiver implements Subscriber {
         }
         finish(outcome);
       };
+      // createDelivery types `event` as possibly undefined; here it is the decoded event.
       const delivery = createDelivery<unknown>({
         message,
         event,
@@ -291,7 +302,7 @@ export class HttpReceiver implements Subscriber {
         accept: () => settle({ kind: "accept" }),
         release: (options) => settle({ kind: "release", delayMs: options.delayMs }),
         reject: (reason) => settle({ kind: "reject", reason }),
-      });
+      }) as HttpDelivery;
       const handler = this.#options.onDelivery;
       if (handler === undefined) {
         this.#queue.push(delivery);
@@ -338,7 +349,7 @@ export class HttpReceiver implements Subscriber {
   }
 
   /** Iterates deliveries when no `onDelivery` handler was given. */
-  [Symbol.asyncIterator](): AsyncIterator<Delivery> {
+  [Symbol.asyncIterator](): AsyncIterator<HttpDelivery> {
     if (this.#options.onDelivery !== undefined) {
       throw new PosthornError(
         "NotSupported",
