@@ -1,5 +1,5 @@
 import type { Delivery, Message, ReleaseOptions, SettlementCapabilities } from "./envelopes.js";
-import { PosthornError } from "./errors.js";
+import { isPosthornError, PosthornError } from "./errors.js";
 import type { CloudEvent } from "./event.js";
 
 /** What a binding supplies to {@link createDelivery}: the transport's own settlement actions. */
@@ -32,13 +32,7 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
     try {
       await action();
     } catch (err) {
-      throw err instanceof PosthornError
-        ? err
-        : new PosthornError(
-            "SettlementFailed",
-            `${what} failed: ${(err as Error)?.message ?? err}`,
-            { cause: err },
-          );
+      throw settlementFailed(what, err);
     }
   };
   // `settled` is a data property that settle() updates, not a getter: an accessor in an object
@@ -76,10 +70,25 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
       if (delivery.settled) {
         throw new PosthornError("SettlementFailed", "inProgress() after settlement");
       }
-      await init.inProgress();
+      // Like a settlement, a client's own error comes out as a PosthornError; unlike one, a
+      // failed inProgress() leaves the delivery unsettled, to be settled or extended again.
+      try {
+        await init.inProgress();
+      } catch (err) {
+        throw settlementFailed("inProgress", err);
+      }
     },
   };
   return delivery;
+}
+
+/** A transport's failure as a PosthornError: its own when it is one, else `SettlementFailed`. */
+function settlementFailed(what: string, err: unknown): PosthornError {
+  return isPosthornError(err)
+    ? err
+    : new PosthornError("SettlementFailed", `${what} failed: ${(err as Error)?.message ?? err}`, {
+        cause: err,
+      });
 }
 
 function notSupported(what: string, why: string): PosthornError {

@@ -3,6 +3,7 @@ import {
   asJob,
   CloudEvent,
   createDelivery,
+  isPosthornError,
   type SettlementCapabilities,
 } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
@@ -95,6 +96,49 @@ describe("createDelivery", () => {
       accept: () => Promise.reject(cause),
     });
     await expect(d.accept()).rejects.toMatchObject({ code: "SettlementFailed", cause });
+  });
+  it("passes on a PosthornError from another copy of core as it is, without instanceof", async () => {
+    // Two copies of core installed side by side: same name and code, different class.
+    const foreign = Object.assign(new Error("link gone"), {
+      name: "PosthornError",
+      code: "ConnectionFailed",
+      retryable: true,
+    });
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: full,
+      accept: () => Promise.reject(foreign),
+      inProgress: () => Promise.reject(foreign),
+    });
+    await expect(d.inProgress()).rejects.toBe(foreign);
+    await expect(d.accept()).rejects.toBe(foreign);
+  });
+  it("wraps a client error from inProgress() in SettlementFailed and leaves the delivery unsettled", async () => {
+    const cause = new TypeError("socket closed");
+    let working = 0;
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: full,
+      accept: () => {},
+      inProgress: () => {
+        working++;
+        if (working === 1) throw cause;
+      },
+    });
+    const err = await d.inProgress().catch((e: unknown) => e);
+    expect(isPosthornError(err, "SettlementFailed")).toBe(true);
+    expect((err as Error).cause).toBe(cause);
+    expect((err as Error).message).toContain("socket closed");
+    expect(d.settled).toBe(false);
+    // Still the consumer's: it can extend again and settle.
+    await d.inProgress();
+    await d.accept();
+    expect(working).toBe(2);
+    expect(d.settled).toBe(true);
   });
   it("asJob exposes the attempt for deliveries with an event", () => {
     const d = createDelivery({
