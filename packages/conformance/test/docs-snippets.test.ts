@@ -1,13 +1,14 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
 
-// Every ```ts / ```typescript block in README.md and docs/**/*.md is typechecked as its own ES
-// module, against the packages' sources, with the root tsconfig.json's compiler options (strict,
-// exactOptionalPropertyTypes, verbatimModuleSyntax, the @posthorn/* paths). A failure names the
-// markdown file and line. ```js blocks are parsed for syntax only. docs/benchmarks.md is left out.
+// Every ```ts / ```typescript block in README.md, docs/**/*.md and packages/*/README.md is
+// typechecked as its own ES module, against the packages' sources, with the root tsconfig.json's
+// compiler options (strict, exactOptionalPropertyTypes, verbatimModuleSyntax, the @posthorn/*
+// paths). A failure names the markdown file and line. ```js blocks are parsed for syntax only.
+// docs/benchmarks.md is left out.
 //
 // Each snippet gets docs-snippets/prelude.ts appended (after its last line, so that line numbers
 // stay those of the markdown): the reader's own `event`, `handle`, ... that examples use without
@@ -50,7 +51,11 @@ function markdownFiles(): string[] {
     }
   };
   walk("docs");
-  return ["README.md", ...docs.sort()];
+  const readmes = readdirSync(join(root, "packages"), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => `packages/${e.name}/README.md`)
+    .filter((path) => existsSync(join(root, path)));
+  return ["README.md", ...docs.sort(), ...readmes.sort()];
 }
 
 function extract(doc: string): Snippet[] {
@@ -226,11 +231,15 @@ const jsSnippets = checked.filter((s) => s.lang === "js");
 const MARKERS = "packages/conformance/test/docs-snippets/markers.md";
 const markerFixture = extract(MARKERS);
 
-describe("code examples in README.md and docs/", () => {
+describe("code examples in README.md, docs/ and the package READMEs", () => {
   it("finds the snippets it is meant to check, and skips only the marked fragments", () => {
     expect(all.flatMap((s) => s.unknownMarkers)).toEqual([]);
     // Update these when a snippet is added, removed or marked: a drop means snippets went unchecked.
-    expect(tsSnippets.length).toBe(23);
+    expect(tsSnippets.length).toBe(36);
+    // Every package README's examples are among them (otel's README has none).
+    expect(
+      [...new Set(tsSnippets.map((s) => s.doc))].filter((d) => d.startsWith("packages/")),
+    ).toHaveLength(12);
     expect(jsSnippets.length).toBe(0);
     expect(all.filter((s) => s.fragment).length).toBe(0);
     expect(all.filter((s) => s.contexts.length > 0).map((s) => s.contexts)).toEqual([

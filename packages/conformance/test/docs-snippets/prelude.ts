@@ -1,7 +1,7 @@
-// Appended to every TypeScript snippet in README.md and docs/ (see ../docs-snippets.test.ts): the
-// reader's own application, which the examples call but do not show. A snippet that declares one
-// of these names itself keeps its own. Anything from a Posthorn package or a client library is
-// imported by the snippet, never declared here.
+// Appended to every TypeScript snippet in README.md, docs/ and packages/*/README.md (see
+// ../docs-snippets.test.ts): the reader's own application, which the examples call but do not
+// show. A snippet that declares one of these names itself keeps its own. Anything from a Posthorn
+// package or a client library is imported by the snippet, never declared here.
 
 /** An event the reader wants to send. */
 declare const event: import("@posthorn/core").CloudEvent;
