@@ -96,9 +96,42 @@ function notSupported(what: string, why: string): PosthornError {
 }
 
 /**
+ * Makes leaving iteration close the subscriber, as the `Subscriber` contract asks: the
+ * iterator's `return()`, which `break`, `return` and a throw out of a `for await` loop call,
+ * waits for `close()` and then ends `iterator`. Every binding wraps the iterator it hands out
+ * with it, so that a consumer that stops pulling also stops holding deliveries (an ack held back,
+ * a queue-group share, an uncommitted offset, a request waiting for an answer).
+ *
+ * @param iterator - the subscriber's own iterator, e.g. an {@link AsyncQueue}'s
+ * @param close - the subscriber's `close()` (idempotent, as the contract requires)
+ * @returns an iterator that pulls from `iterator` and closes the subscriber on `return()`
+ * @example
+ * ```ts
+ * [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
+ * ```
+ */
+export function closeOnReturn<T>(
+  iterator: AsyncIterator<T>,
+  close: () => Promise<void>,
+): AsyncIterator<T> {
+  return {
+    next: () => iterator.next(),
+    return: async () => {
+      try {
+        await close();
+      } finally {
+        await iterator.return?.();
+      }
+      return { value: undefined, done: true };
+    },
+  };
+}
+
+/**
  * A push-to-pull queue: a binding pushes deliveries as the client library emits them, and the
  * subscriber's async iterator pulls them. `end()` finishes iteration after what is queued;
- * `fail(err)` makes the next pull throw.
+ * `fail(err)` makes the next pull throw. Its iterator's `return()` only ends the queue: a
+ * subscriber hands it out through {@link closeOnReturn}, so that leaving a loop closes it.
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
   readonly #items: T[] = [];

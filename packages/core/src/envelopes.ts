@@ -124,13 +124,20 @@ export interface Publisher<O extends PublishOptions = PublishOptions> {
   close(): Promise<void>;
 }
 
-/** Receives deliveries from one transport source, as an async iterable. */
+/**
+ * Receives deliveries from one transport source, as an async iterable.
+ *
+ * Leaving iteration (`break`, `return` or a throw out of a `for await` loop, or calling the
+ * iterator's `return()`) closes the subscriber, as `close()` does, and the loop goes on only once
+ * it is closed. A subscriber is iterated once: to stop for a while and go on later, pull with
+ * the iterator's `next()` instead of a loop.
+ */
 export interface Subscriber<T = unknown> extends AsyncIterable<Delivery<T>> {
   /** What settlement this subscriber's deliveries support. */
   readonly capabilities: SettlementCapabilities;
   /**
    * Stops receiving; unsettled deliveries are released where the transport can, and iteration
-   * ends. Idempotent.
+   * ends. Idempotent: a second call (or leaving iteration after it) waits for the same close.
    */
   close(): Promise<void>;
 }

@@ -28,7 +28,7 @@ export {
   jsonDepthExceeds,
   parseJson,
 } from "./data.js";
-export { AsyncQueue, createDelivery, type DeliveryInit } from "./delivery.js";
+export { AsyncQueue, closeOnReturn, createDelivery, type DeliveryInit } from "./delivery.js";
 export {
   asJob,
   type ContentMode,

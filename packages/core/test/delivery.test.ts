@@ -2,6 +2,7 @@ import {
   AsyncQueue,
   asJob,
   CloudEvent,
+  closeOnReturn,
   createDelivery,
   isPosthornError,
   type SettlementCapabilities,
@@ -202,5 +203,99 @@ describe("AsyncQueue", () => {
     await consumer;
     expect(sum).toBe(5000);
     expect(q.size).toBe(0);
+  });
+});
+
+describe("closeOnReturn", () => {
+  /** A subscriber-shaped object over a queue, as bindings build them. */
+  function subscriberOver(q: AsyncQueue<number>) {
+    const calls: string[] = [];
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        calls.push("close started");
+        await new Promise((r) => setTimeout(r, 20));
+        q.end();
+        calls.push("close done");
+      })();
+      return closing;
+    };
+    return {
+      calls,
+      close,
+      [Symbol.asyncIterator]: () => closeOnReturn(q[Symbol.asyncIterator](), close),
+    };
+  }
+
+  it("closes the subscriber when a for await loop is left with break, and waits for the close", async () => {
+    const q = new AsyncQueue<number>();
+    for (const n of [1, 2, 3]) q.push(n);
+    const sub = subscriberOver(q);
+    const seen: number[] = [];
+    for await (const n of sub) {
+      seen.push(n);
+      if (n === 2) break;
+    }
+    sub.calls.push("after loop");
+    expect(seen).toEqual([1, 2]);
+    expect(sub.calls).toEqual(["close started", "close done", "after loop"]);
+    expect(q.ended).toBe(true);
+  });
+
+  it("closes on return and on a throw out of the loop, and close stays idempotent", async () => {
+    const q = new AsyncQueue<number>();
+    q.push(1);
+    const sub = subscriberOver(q);
+    const first = await (async () => {
+      for await (const n of sub) return n;
+      return undefined;
+    })();
+    expect(first).toBe(1);
+    expect(sub.calls).toEqual(["close started", "close done"]);
+
+    const q2 = new AsyncQueue<number>();
+    q2.push(7);
+    const sub2 = subscriberOver(q2);
+    await expect(
+      (async () => {
+        for await (const n of sub2) throw new Error(`handler failed on ${n}`);
+      })(),
+    ).rejects.toThrow("handler failed on 7");
+    expect(sub2.calls).toEqual(["close started", "close done"]);
+    // A close() after leaving the loop is the same close, not a second one.
+    await sub2.close();
+    expect(sub2.calls).toEqual(["close started", "close done"]);
+  });
+
+  it("ends a pending pull, and ends the inner iterator even when close() fails", async () => {
+    const q = new AsyncQueue<number>();
+    const it = closeOnReturn(q[Symbol.asyncIterator](), () => Promise.resolve(q.end()));
+    const pending = it.next();
+    await it.return?.();
+    expect(await pending).toEqual({ value: undefined, done: true });
+
+    const q2 = new AsyncQueue<number>();
+    const failing = closeOnReturn(q2[Symbol.asyncIterator](), () =>
+      Promise.reject(new Error("close failed")),
+    );
+    await expect(failing.return?.()).rejects.toThrow("close failed");
+    expect(q2.ended).toBe(true);
+  });
+
+  it("is what AsyncQueue's own return() is not: that only ends the queue", async () => {
+    const q = new AsyncQueue<number>();
+    q.push(1);
+    let closed = 0;
+    for await (const _ of q) break;
+    expect(q.ended).toBe(true);
+    expect(closed).toBe(0);
+    const q2 = new AsyncQueue<number>();
+    q2.push(1);
+    const wrapped = {
+      [Symbol.asyncIterator]: () =>
+        closeOnReturn(q2[Symbol.asyncIterator](), async () => void closed++),
+    };
+    for await (const _ of wrapped) break;
+    expect(closed).toBe(1);
   });
 });
