@@ -1,6 +1,7 @@
 import {
   AsyncQueue,
   type CloudEvent,
+  closeOnReturn,
   createDelivery,
   type Delivery,
   type EventFormat,
@@ -160,6 +161,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   otherwise `capabilities.release` is `none` and it is `NotSupported`.
  * - `reject()` publishes the message unchanged to `deadLetterTopic`, then acknowledges it;
  *   without a dead-letter topic it is `NotSupported`.
+ * - `close()`, and leaving a `for await` loop over the subscriber, which closes it, withhold the
+ *   acknowledgement of what is unsettled after `drainTimeoutMs`; settling it later is
+ *   `SettlementFailed`.
  *
  * @param client - a connected mqtt.js client; keep one client per consuming loop
  * @param options - filter, QoS, formats, dead-letter topic, limits
@@ -322,12 +326,18 @@ export async function mqttSubscriber<T = unknown>(
     }
 
     const born = generation;
+    // Why the acknowledgement is no longer held: the application closed the subscriber (or left
+    // its loop), or the connection dropped. Either way no acknowledgement was sent.
     const stale = () =>
       new PosthornErrorClass(
         "SettlementFailed",
-        sessionPersists
-          ? "the connection was lost before settlement; the broker redelivers the message"
-          : "the connection was lost before settlement; without a persistent session the broker dropped the message",
+        closing && born === generation
+          ? sessionPersists
+            ? "the subscriber was closed and released this delivery without acknowledging it; the broker redelivers it when the session resumes"
+            : "the subscriber was closed and released this delivery without acknowledging it; without a persistent session the broker does not redeliver it"
+          : sessionPersists
+            ? "the connection was lost before settlement; the broker redelivers the message"
+            : "the connection was lost before settlement; without a persistent session the broker dropped the message",
       );
     let delivery: Delivery<T>;
     const ack = () => {
@@ -443,13 +453,16 @@ export async function mqttSubscriber<T = unknown>(
     }
   };
 
+  const closeOnce = (): Promise<void> => {
+    closed ??= close();
+    return closed;
+  };
   return {
     filter,
     capabilities,
-    close: () => {
-      closed ??= close();
-      return closed;
-    },
-    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
+    close: closeOnce,
+    // Leaving a for-await loop closes the subscriber: a message held for an accept() that never
+    // comes would stall every subscriber on this client.
+    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), closeOnce),
   };
 }
