@@ -10,10 +10,14 @@
 // - the same program as TypeScript (.mts and .cts) typechecks against the shipped declarations
 //   (`--skipLibCheck false`) under `node16` and under `preserve` + `bundler` resolution.
 //
+// Every packed tarball must also hold each entry of its package's `files` list: one that matches
+// nothing fails the check (a README.md listed there and missing leaves the npm page empty).
+//
 // Usage: node scripts/check-install.mjs [--keep] [scenario ...]
 // Scenario names as printed (default: all); --keep leaves the projects in the temporary folder
-// and prints where. Exits non-zero when any scenario fails. Peers are pinned to the versions
-// installed in the monorepo, so a run needs the npm registry only for what npm's cache lacks.
+// and prints where. Exits non-zero when any scenario fails or a tarball lacks a `files` entry.
+// Peers are pinned to the versions installed in the monorepo, so a run needs the npm registry
+// only for what npm's cache lacks.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -553,6 +557,7 @@ async function main() {
 
   const tmp = mkdtempSync(join(tmpdir(), "posthorn-install-"));
   let failed = 0;
+  let missingFiles = 0;
   try {
     const packDir = join(tmp, "tarballs");
     mkdirSync(packDir);
@@ -564,22 +569,23 @@ async function main() {
     );
     if (pack.code !== 0) throw new Error(`npm pack exited ${pack.code}\n${pack.stderr}`);
     const tarballs = new Map();
-    const warnings = [];
+    const missing = [];
     console.log("tarballs:");
     for (const t of JSON.parse(pack.stdout)) {
       tarballs.set(t.name, { path: join(packDir, t.filename) });
       console.log(
         `  ${t.name.padEnd(28)} ${kib(t.size).padStart(10)} packed ${kib(t.unpackedSize).padStart(10)} unpacked ${String(t.entryCount).padStart(3)} files`,
       );
-      // A `files` entry that matches nothing: not an install failure, but worth fixing.
+      // A `files` entry that matches nothing: something meant to ship (a README) does not.
       for (const entry of packages.get(t.name).pkg.files ?? []) {
         const pattern = entry.replace(/^\.\//, "").replace(/\/$/, "");
         if (!t.files.some((f) => f.path === pattern || f.path.startsWith(`${pattern}/`))) {
-          warnings.push(`${t.name}: "files" lists ${entry}, and the tarball has no such file`);
+          missing.push(`${t.name}: "files" lists ${entry}, and the tarball has no such file`);
         }
       }
     }
-    for (const w of warnings) console.log(`warning: ${w}`);
+    for (const m of missing) console.log(`FAIL ${m}`);
+    missingFiles = missing.length;
     const ctx = { packages, tarballs, tmp, watched };
     const results = [];
     const queue = [...scenarios];
@@ -605,11 +611,16 @@ async function main() {
     console.log(
       `\ninstall check: ${results.length - failed} of ${results.length} scenarios passed in ${seconds(Date.now() - started)}`,
     );
+    if (missingFiles > 0) {
+      console.log(
+        `install check: ${missingFiles} "files" entries missing from the tarballs (above)`,
+      );
+    }
   } finally {
     if (keep) console.log(`kept ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });
   }
-  if (failed > 0) process.exit(1);
+  if (failed > 0 || missingFiles > 0) process.exit(1);
 }
 
 await main();
