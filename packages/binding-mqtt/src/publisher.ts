@@ -92,6 +92,8 @@ export function mqttPublisher(
   let inFlight = 0;
   let idle: (() => void) | undefined;
   let closed = false;
+  // One promise for every close() call: a second call must not take the first one's waiter.
+  let closing: Promise<void> | undefined;
 
   // The mapping options of each mode, made once rather than for every event.
   const mappingOptions = (mode: "binary" | "structured"): ToMqttMessageOptions => {
@@ -172,9 +174,12 @@ export function mqttPublisher(
         if (--inFlight === 0 && idle) idle();
       }
     },
-    async close() {
+    close() {
       closed = true;
-      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+      closing ??= (async () => {
+        if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+      })();
+      return closing;
     },
   };
 }

@@ -141,6 +141,8 @@ export function natsPublisher(
   checkFormat(options);
   const prepare = preparer(options, () => options.maxPayloadBytes ?? nc.info?.max_payload);
   let closed = false;
+  // One promise for every close() call, so that a second call too resolves after the flush.
+  let closing: Promise<void> | undefined;
   const send = (p: Prepared): void => {
     try {
       nc.publish(p.subject, p.message.data, { headers: p.message.headers });
@@ -168,15 +170,17 @@ export function natsPublisher(
         return Promise.reject(err);
       }
     },
-    async close() {
-      if (closed) return;
+    close() {
       closed = true;
-      if (nc.isClosed()) return;
-      try {
-        await nc.flush();
-      } catch (err) {
-        throw translateNatsError(err, "publish");
-      }
+      closing ??= (async () => {
+        if (nc.isClosed()) return;
+        try {
+          await nc.flush();
+        } catch (err) {
+          throw translateNatsError(err, "publish");
+        }
+      })();
+      return closing;
     },
   };
 }

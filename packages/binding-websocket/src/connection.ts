@@ -162,6 +162,8 @@ export function webSocketPublisher(
   let pending = 0;
   let drained: (() => void) | undefined;
   let closed = false;
+  // One promise for every close() call: a second call must not take the first one's waiter.
+  let closing: Promise<void> | undefined;
   const settled = (): void => {
     if (--pending === 0 && drained) drained();
   };
@@ -212,10 +214,13 @@ export function webSocketPublisher(
     },
     close(): Promise<void> {
       closed = true;
-      if (pending === 0) return Promise.resolve();
-      return new Promise((resolve) => {
-        drained = resolve;
-      });
+      closing ??=
+        pending === 0
+          ? Promise.resolve()
+          : new Promise((resolve) => {
+              drained = resolve;
+            });
+      return closing;
     },
   };
 }

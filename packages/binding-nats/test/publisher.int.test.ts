@@ -1,0 +1,55 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { natsPublisher } from "@posthorn/binding-nats";
+import { shutdownEvent } from "@posthorn/testkit";
+import { afterAll, describe, expect, it } from "vitest";
+import { startTestNats, unique } from "./nats-server.js";
+
+// The publishers' contract against a nats-server this file starts (or NATS_URL's).
+const server = await startTestNats();
+const nc: NatsConnection = await connect({ servers: server.url });
+
+afterAll(async () => {
+  await nc.close();
+  await server.stop();
+});
+
+/** How `promise` settled within `ms`: `{ resolved }` or `{ rejected }`, or `"pending"`. */
+function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise.then(
+      (value) => ({ resolved: value }),
+      (error: unknown) => ({ rejected: error }),
+    ),
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve("pending"), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+describe("natsPublisher close()", () => {
+  it("called twice with messages not yet flushed, resolves both calls only once the server has them all", async () => {
+    const subject = unique("close_twice");
+    // A subscription on the publishing connection: the server answers the flush's PING after it
+    // has routed every message published before it, so each one is counted here by then.
+    let received = 0;
+    const sub = nc.subscribe(subject, {
+      callback: () => {
+        received++;
+      },
+    });
+    await nc.flush();
+    const publisher = natsPublisher(nc, { subject });
+    const total = 500;
+    for (let i = 0; i < total; i++) await publisher.publish(shutdownEvent("nats", i));
+    // Each call reports how many messages had come back when it resolved.
+    const first = publisher.close().then(() => received);
+    const second = publisher.close().then(() => received);
+    expect(received).toBe(0);
+    expect(await within(Promise.all([first, second]), 5000)).toEqual({
+      resolved: [total, total],
+    });
+    expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+    sub.unsubscribe();
+  });
+});
