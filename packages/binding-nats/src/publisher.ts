@@ -75,7 +75,10 @@ function checkBatchMode(options: NatsPublishOptions | undefined): void {
 
 function checkFormat(options: NatsPublisherOptions): void {
   if ((options.mode ?? "binary") === "structured" && !options.format) {
-    throw new TypeError("a structured-mode NATS publisher needs options.format");
+    throw new PosthornError(
+      "NotSupported",
+      "a structured-mode NATS publisher needs an event format (options.format)",
+    );
   }
 }
 
@@ -127,6 +130,7 @@ function abortedError(signal: AbortSignal): PosthornError {
  *
  * @param nc - a connection from nats.js (`connect()` of `nats` v2 or `@nats-io/transport-node`)
  * @param options - subject, content mode, format and size limit
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format
  * @example
  * ```ts
  * const nc = await connect({ servers: "127.0.0.1:4222" });
@@ -206,6 +210,7 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
  *
  * @param js - a JetStream client (`jetstream(nc)` of `@nats-io/jetstream`, or `nc.jetstream()` of `nats`)
  * @param options - subject, mode, format, message id, timeout
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format
  * @example
  * ```ts
  * const publisher = jetStreamPublisher(jetstream(nc), { subject: "jobs.resize" });

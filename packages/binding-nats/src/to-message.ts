@@ -63,8 +63,8 @@ function isAttributeName(name: string): boolean {
  * @param event - the event (a Posthorn `CloudEvent` or any `CloudEventV1`-shaped object)
  * @param options - content mode and, for structured mode, the format
  * @returns the payload and headers to publish
- * @throws {@link PosthornError} `InvalidEvent` when the event cannot be represented
- * @throws TypeError when structured mode is asked for without a format
+ * @throws {@link PosthornError} `InvalidEvent` when the event cannot be represented;
+ *   `NotSupported` for structured mode without a format, and for a mode NATS does not have
  * @example
  * ```ts
  * const { data, headers } = toNatsMessage(event);
@@ -76,7 +76,12 @@ export function toNatsMessage(event: CloudEventLike, options: NatsEncodeOptions 
   const mode = options.mode ?? "binary";
   if (mode === "structured") {
     const format = options.format;
-    if (!format) throw new TypeError("structured mode needs an event format (options.format)");
+    if (!format) {
+      throw new PosthornError(
+        "NotSupported",
+        "structured mode needs an event format (options.format)",
+      );
+    }
     return { data: format.encode(ce), headers: structuredHeaders(format) };
   }
   if (mode !== "binary") {

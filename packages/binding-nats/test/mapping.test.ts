@@ -165,7 +165,10 @@ describe("toNatsMessage", () => {
       () => toNatsMessage(vector("minimal").event, { mode: "batch" as never }),
       ["NotSupported"],
     );
-    expect(() => toNatsMessage(vector("minimal").event, { mode: "structured" })).toThrow(TypeError);
+    expectTypedError(
+      () => toNatsMessage(vector("minimal").event, { mode: "structured" }),
+      ["NotSupported"],
+    );
   });
 });
 

@@ -1,5 +1,7 @@
+import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { natsPublisher } from "@posthorn/binding-nats";
+import { jetStreamPublisher, natsPublisher } from "@posthorn/binding-nats";
+import { isPosthornError } from "@posthorn/core";
 import { shutdownEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
@@ -50,6 +52,50 @@ describe("natsPublisher close()", () => {
       resolved: [total, total],
     });
     expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+    sub.unsubscribe();
+  });
+});
+
+/** What `make` throws. */
+function thrown(make: () => unknown): unknown {
+  try {
+    make();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+describe("structured mode without a format", () => {
+  it("is NotSupported for a structured-mode publisher, core or JetStream, as in the other bindings", () => {
+    const core = thrown(() => natsPublisher(nc, { subject: unique("nofmt"), mode: "structured" }));
+    expect(isPosthornError(core, "NotSupported")).toBe(true);
+    const js = thrown(() =>
+      jetStreamPublisher(jetstream(nc), { subject: unique("nofmt"), mode: "structured" }),
+    );
+    expect(isPosthornError(js, "NotSupported")).toBe(true);
+  });
+
+  it("rejects a structured publish on a binary publisher with NotSupported, and sends nothing", async () => {
+    const subject = unique("nofmt_call");
+    let received = 0;
+    const sub = nc.subscribe(subject, {
+      callback: () => {
+        received++;
+      },
+    });
+    await nc.flush();
+    const publisher = natsPublisher(nc, { subject });
+    for (const events of [shutdownEvent("nats", 1), [shutdownEvent("nats", 2)]]) {
+      const err = await publisher.publish(events, { mode: "structured" }).catch((e: unknown) => e);
+      expect(isPosthornError(err, "NotSupported")).toBe(true);
+      expect((err as Error).message).toMatch(/format/);
+    }
+    const js = jetStreamPublisher(jetstream(nc), { subject });
+    const err = await js.publish(shutdownEvent("nats", 3), { mode: "structured" }).catch((e) => e);
+    expect(isPosthornError(err, "NotSupported")).toBe(true);
+    await publisher.close();
+    expect(received).toBe(0);
     sub.unsubscribe();
   });
 });
