@@ -167,7 +167,7 @@ export function webSocketTransport(): E2eTransport {
         let seen = 0;
         server.on("connection", (socket, request) => {
           if (request.url === "/ours") {
-            const subscriber = webSocketSubscriber(socket as never, { formats: [json] });
+            const subscriber = webSocketSubscriber(socket, { formats: [json] });
             subscribers.push(subscriber);
             consume(subscriber, oursArrivals);
           } else {
@@ -177,9 +177,9 @@ export function webSocketTransport(): E2eTransport {
         });
       });
       const base = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const options = { formats: [json], WebSocket: WebSocket as never };
+      const options = { formats: [json], WebSocket };
       const ours = await connectWebSocket(`${base}/ours`, options);
-      const raw = (await connectWebSocket(`${base}/raw`, options)) as unknown as WebSocket;
+      const raw = await connectWebSocket(`${base}/raw`, options);
       await accepted;
       const publisher = webSocketPublisher(ours, { formats: [json] });
       return {

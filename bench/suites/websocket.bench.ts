@@ -33,8 +33,8 @@ export const suite: BenchSuite = {
       });
     });
     const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
-    const socket = await connectWebSocket(url, { formats: [json], WebSocket: WebSocket as never });
-    const raw = socket as unknown as WebSocket;
+    const socket = await connectWebSocket(url, { formats: [json], WebSocket });
+    const raw = socket;
     const publisher = webSocketPublisher(socket, { formats: [json] });
     const expect = (count: number): Promise<void> => {
       received = 0;

@@ -16,7 +16,7 @@ export function parseEventsText(text: string, source = "input"): CloudEvent[] {
   const bytes = utf8Encode(trimmed);
   if (trimmed.startsWith("[")) {
     try {
-      return json.decodeBatch?.(bytes) ?? [];
+      return json.decodeBatch(bytes);
     } catch (err) {
       throw prefixed(err, `${source}: not a JSON batch of CloudEvents`);
     }

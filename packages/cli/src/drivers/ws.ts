@@ -2,7 +2,6 @@ import type { IncomingMessage } from "node:http";
 import {
   connectWebSocket,
   WEBSOCKET_CAPABILITIES,
-  type WebSocketConstructor,
   type WebSocketLike,
   webSocketPublisher,
   webSocketServerOptions,
@@ -74,7 +73,7 @@ export const driver: EndpointDriver = {
     const formats = [endpoint.format];
     const socket = await connectWebSocket(address(endpoint.url), {
       formats,
-      WebSocket: WebSocket as unknown as WebSocketConstructor,
+      WebSocket,
       timeoutMs: endpoint.timeoutMs,
     });
     const publisher = webSocketPublisher(socket, { formats });
@@ -116,7 +115,7 @@ function mergedSubscriber(
   const queue = new AsyncQueue<Delivery>();
   const subscribers = new Set<Subscriber>();
   server.on("connection", (socket: WebSocket, _request: IncomingMessage) => {
-    const subscriber = webSocketSubscriber(socket as unknown as WebSocketLike, { formats });
+    const subscriber = webSocketSubscriber(socket, { formats });
     subscribers.add(subscriber);
     void (async () => {
       try {
