@@ -1,5 +1,6 @@
 import {
   AsyncQueue,
+  closeOnReturn,
   createDelivery,
   type Delivery,
   type SettlementCapabilities,
@@ -87,7 +88,8 @@ const noop = (): void => {};
  * ({@link NATS_CORE_CAPABILITIES}). Subscribers in one `queue` group share the messages.
  *
  * `close()` drains the subscription (messages the server already sent are still delivered),
- * then ends iteration once the queued deliveries are consumed. At most `maxPending` deliveries
+ * then ends iteration once the queued deliveries are consumed. Leaving a `for await` loop
+ * closes the subscriber, and so leaves its queue group. At most `maxPending` deliveries
  * wait to be pulled; past that, arriving messages are dropped and counted in `dropped`.
  *
  * @param nc - a connection from nats.js (v2 or v3)
@@ -149,6 +151,19 @@ export function natsSubscriber<T = unknown>(
     (err: unknown) => queue.fail(translateNatsError(err, "subscribe")),
   );
   let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      if (!nc.isClosed()) {
+        try {
+          await sub.drain();
+        } catch {
+          sub.unsubscribe();
+        }
+      }
+      queue.end();
+    })();
+    return closing;
+  };
   return {
     capabilities: NATS_CORE_CAPABILITIES,
     get pending() {
@@ -157,20 +172,10 @@ export function natsSubscriber<T = unknown>(
     get dropped() {
       return dropped;
     },
-    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
-    close() {
-      closing ??= (async () => {
-        if (!nc.isClosed()) {
-          try {
-            await sub.drain();
-          } catch {
-            sub.unsubscribe();
-          }
-        }
-        queue.end();
-      })();
-      return closing;
-    },
+    // Leaving a for-await loop closes the subscriber: still subscribed, a queue-group member
+    // would go on taking its share of the group's messages into a queue nobody reads.
+    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
+    close,
   };
 }
 
@@ -195,7 +200,8 @@ function serverAtLeast210(version: string | undefined): boolean {
  *
  * `close()` stops pulling, naks every delivery handed out and not yet settled (so another
  * consumer gets it at once rather than after the ack wait), and ends iteration. Messages the
- * client had pulled but not yet handed out come back after the consumer's ack wait.
+ * client had pulled but not yet handed out come back after the consumer's ack wait. Leaving a
+ * `for await` loop closes the subscriber the same way.
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
@@ -320,6 +326,28 @@ export async function jetStreamSubscriber<T = unknown>(
     }
   };
 
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      closed = true;
+      // Stop pulling first, and let the server see it (a round trip), so that a released
+      // message goes to another consumer and not to this one's last pull request. stop(), not
+      // close(): close() waits for the iterator to be pulled to its end, which a caller that
+      // stopped iterating never does; stop() also ends any pending next().
+      messages.stop();
+      await releaseBuffered().catch(() => undefined);
+      const nc = connectionOf(js);
+      if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
+      for (const delivery of [...unsettled]) {
+        if (delivery.settled) continue;
+        // Settle through the delivery, so a later accept() by a handler says SettlementFailed.
+        // A connection that is gone cannot nak: the ack wait brings the message back then.
+        await delivery.release().catch(() => undefined);
+      }
+      if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
+    })();
+    return closing;
+  };
+
   return {
     capabilities,
     get inFlight() {
@@ -328,47 +356,29 @@ export async function jetStreamSubscriber<T = unknown>(
     [Symbol.asyncIterator](): AsyncIterator<Delivery<T>> {
       source ??= messages[Symbol.asyncIterator]();
       const it = source;
-      return {
-        async next(): Promise<IteratorResult<Delivery<T>>> {
-          if (closed) return { value: undefined, done: true };
-          let r: IteratorResult<JsMsgLike>;
-          try {
-            r = await it.next();
-          } catch (err) {
-            throw translateNatsError(err, "subscribe");
-          }
-          if (r.done || closed) {
-            // A message pulled after close() goes back at once.
-            if (!r.done) r.value.nak();
-            return { value: undefined, done: true };
-          }
-          return { value: toDelivery(r.value), done: false };
+      // Leaving a for-await loop closes the subscriber: what it pulled and handed out is naked,
+      // instead of waiting out the consumer's ack wait.
+      return closeOnReturn(
+        {
+          next: async (): Promise<IteratorResult<Delivery<T>>> => {
+            if (closed) return { value: undefined, done: true };
+            let r: IteratorResult<JsMsgLike>;
+            try {
+              r = await it.next();
+            } catch (err) {
+              throw translateNatsError(err, "subscribe");
+            }
+            if (r.done || closed) {
+              // A message pulled after close() goes back at once.
+              if (!r.done) r.value.nak();
+              return { value: undefined, done: true };
+            }
+            return { value: toDelivery(r.value), done: false };
+          },
         },
-        async return(): Promise<IteratorResult<Delivery<T>>> {
-          return { value: undefined, done: true };
-        },
-      };
+        close,
+      );
     },
-    close() {
-      closing ??= (async () => {
-        closed = true;
-        // Stop pulling first, and let the server see it (a round trip), so that a released
-        // message goes to another consumer and not to this one's last pull request. stop(), not
-        // close(): close() waits for the iterator to be pulled to its end, which a caller that
-        // stopped iterating never does; stop() also ends any pending next().
-        messages.stop();
-        await releaseBuffered().catch(() => undefined);
-        const nc = connectionOf(js);
-        if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
-        for (const delivery of [...unsettled]) {
-          if (delivery.settled) continue;
-          // Settle through the delivery, so a later accept() by a handler says SettlementFailed.
-          // A connection that is gone cannot nak: the ack wait brings the message back then.
-          await delivery.release().catch(() => undefined);
-        }
-        if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
-      })();
-      return closing;
-    },
+    close,
   };
 }

@@ -1,0 +1,121 @@
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  jetStreamPublisher,
+  jetStreamSubscriber,
+  natsPublisher,
+  natsSubscriber,
+} from "@posthorn/binding-nats";
+import { type Delivery, isPosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { vector } from "@posthorn/testkit";
+import { afterAll, describe, expect, it } from "vitest";
+import { startTestNats, unique } from "./nats-server.js";
+
+// Leaving a for-await loop closes the subscriber (core's Subscriber contract), against a
+// nats-server this file starts. Without that, a queue-group member that left its loop keeps its
+// share of the group's messages, and a JetStream message in hand waits out the ack wait.
+const server = await startTestNats();
+const nc: NatsConnection = await connect({ servers: server.url });
+
+afterAll(async () => {
+  await nc.close();
+  await server.stop();
+});
+
+/** Pulls one delivery, or undefined after `ms`. */
+async function nextWithin(it: AsyncIterator<Delivery>, ms: number): Promise<Delivery | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const r = await Promise.race([
+    it.next(),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  return r === undefined || r.done ? undefined : r.value;
+}
+
+describe("leaving the loop over core NATS", () => {
+  it("a queue-group member that breaks out of its loop leaves the group: the remaining member gets every later message", async () => {
+    const subject = unique("leave-group");
+    const group = "workers";
+    const leaver = natsSubscriber(nc, { subject, queue: group, formats: [json] });
+    const nc2 = await connect({ servers: server.url });
+    try {
+      await nc.flush();
+      const publisher = natsPublisher(nc, { subject });
+      await publisher.publish(vector("minimal").event.cloneWith({ id: "first" }));
+      for await (const d of leaver) {
+        expect(d.event?.id).toBe("first");
+        break;
+      }
+
+      const stayer = natsSubscriber(nc2, { subject, queue: group, formats: [json] });
+      await nc2.flush();
+      const total = 200;
+      const ids = new Set<string>();
+      const received = (async () => {
+        for await (const d of stayer) {
+          ids.add(d.event?.id ?? "?");
+          if (ids.size === total) break;
+        }
+      })();
+      await publisher.publish(
+        Array.from({ length: total }, (_, i) => vector("minimal").event.cloneWith({ id: `m${i}` })),
+      );
+      await nc.flush();
+      await Promise.race([received, new Promise((r) => setTimeout(r, 3000))]);
+      expect(ids.size).toBe(total);
+      await stayer.close();
+    } finally {
+      await nc2.close();
+    }
+  });
+});
+
+describe("leaving the loop over JetStream", () => {
+  it("a delivery in hand when the loop is left is naked: it comes back at once, not after the ack wait", async () => {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("LEAVE").toUpperCase();
+    const subject = `${stream.toLowerCase()}.jobs`;
+    await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+    try {
+      // An ack wait far longer than the test waits: only a nak brings the message back in time.
+      await jsm.consumers.add(stream, {
+        durable_name: "workers",
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: 60 * 1_000_000_000,
+      });
+      await jetStreamPublisher(js, { subject }).publish(
+        vector("minimal").event.cloneWith({ id: "job-1" }),
+      );
+      const first = await jetStreamSubscriber(js, { stream, consumer: "workers", formats: [json] });
+      let kept: Delivery | undefined;
+      for await (const d of first) {
+        kept = d;
+        break;
+      }
+      expect(kept?.event?.id).toBe("job-1");
+      expect(kept?.deliveryCount).toBe(1);
+      // Released by the close: settling it now says so.
+      const err = await kept?.accept().catch((e: unknown) => e);
+      expect(isPosthornError(err, "SettlementFailed")).toBe(true);
+
+      const second = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+      });
+      const again = await nextWithin(second[Symbol.asyncIterator](), 5000);
+      expect(again?.event?.id).toBe("job-1");
+      // Its deliveryCount is not asserted: nats-server 2.9.10 counts a message naked after the
+      // pull that carried it was stopped as delivered once (deliverySequence 2, deliveryCount 1),
+      // with an explicit close() as well.
+      await again?.accept();
+      await second.close();
+    } finally {
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
+});
