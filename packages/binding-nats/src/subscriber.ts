@@ -3,6 +3,7 @@ import {
   closeOnReturn,
   createDelivery,
   type Delivery,
+  PosthornError,
   type SettlementCapabilities,
   type Subscriber,
 } from "@posthorn/core";
@@ -94,6 +95,8 @@ const noop = (): void => {};
  *
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
+ * @throws {@link PosthornError} `NotSupported` when `maxPending` is below 1; `ConnectionFailed`
+ *   (or the code of the client's error) when subscribing fails
  * @example
  * ```ts
  * const subscriber = natsSubscriber(nc, { subject: "orders.>", formats: [json] });
@@ -107,7 +110,9 @@ export function natsSubscriber<T = unknown>(
   const queue = new AsyncQueue<Delivery<T>>();
   const decodeOptions: NatsDecodeOptions = options;
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
-  if (!(maxPending >= 1)) throw new TypeError("maxPending must be at least 1");
+  if (!(maxPending >= 1)) {
+    throw new PosthornError("NotSupported", `maxPending must be at least 1, got ${maxPending}`);
+  }
   const onDrop = options.onDrop;
   let dropped = 0;
   const onMessage = (err: Error | null, msg: NatsMsgLike): void => {

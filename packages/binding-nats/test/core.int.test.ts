@@ -267,7 +267,19 @@ describe("core NATS publisher and subscriber", () => {
     expect(subscriber.pending).toBe(5);
     expect(subscriber.dropped).toBe(3);
     await subscriber.close();
-    expect(() => natsSubscriber(nc, { subject, maxPending: 0 })).toThrow(TypeError);
+    // Bad configuration is NotSupported, as in the other bindings, not a bare TypeError.
+    for (const maxPending of [0, -1, Number.NaN]) {
+      const err = (() => {
+        try {
+          natsSubscriber(nc, { subject, maxPending });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(isPosthornError(err, "NotSupported")).toBe(true);
+      expect((err as Error).message).toContain("maxPending");
+    }
   });
 
   it("hands a delivery with a typed error for a message that claims to be a CloudEvent and is not", async () => {
