@@ -144,10 +144,36 @@ export interface WebSocketBindingOptions {
 }
 
 /**
+ * Per-call options of {@link webSocketPublisher}. WebSockets have no acknowledgement, so what a
+ * publish waits for is `ws` writing its frames to the socket (a browser gives no such signal:
+ * there a publish resolves once its frames are queued, and only an `abortSignal` aborted before
+ * the call has an effect).
+ */
+export interface WebSocketPublishOptions extends PublishOptions {
+  /**
+   * `structured`, the only mode (every WebSocket message is one structured event); `binary` and
+   * `batch` are `NotSupported`.
+   */
+  mode?: "structured";
+  /**
+   * Aborted before the call: nothing is sent and the publish fails with `Aborted`. Aborted while
+   * `ws` has not yet written the frames: the publish fails with `Aborted`, though the frames,
+   * already handed to `ws`, still go out (and `close()` waits for them).
+   */
+  abortSignal?: AbortSignal;
+  /**
+   * Fail with `Timeout` when `ws` has not written the frames within this long (a peer that does
+   * not read fills the socket's buffers). The frames still go out, and `close()` waits for them.
+   */
+  timeoutMs?: number;
+}
+
+/**
  * Publishes events over an open WebSocket, one structured event per message in the negotiated
  * format (text frames for JSON, binary frames for Avro and Protobuf). Works on either side of a
  * connection. With `ws`, `publish` resolves once the frame is written to the socket; browsers
  * offer no such signal, so it resolves when the frame is queued. No acknowledgement exists.
+ * Per-call options: see {@link WebSocketPublishOptions}.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
@@ -155,7 +181,7 @@ export interface WebSocketBindingOptions {
 export function webSocketPublisher(
   socket: WebSocketLike,
   options: WebSocketBindingOptions,
-): Publisher {
+): Publisher<WebSocketPublishOptions> {
   const format = negotiatedFormat(socket, options.formats);
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // A counter and one waiter, not a set of promises: publish is a hot path (one frame per event).
@@ -205,12 +231,18 @@ export function webSocketPublisher(
   return {
     publish(
       events: CloudEventLike | readonly CloudEventLike[],
-      _options?: PublishOptions,
+      call?: WebSocketPublishOptions,
     ): Promise<void> {
       if (closed) return Promise.reject(new PosthornError("Closed", "the publisher is closed"));
-      if (!Array.isArray(events)) return sendOne(events as CloudEventLike);
-      // The WebSockets binding has no batch: a batch is one message per event, in order.
-      return Promise.all((events as readonly CloudEventLike[]).map(sendOne)).then(() => undefined);
+      if (call !== undefined) {
+        const refusal = refuseCall(call);
+        if (refusal !== undefined) return Promise.reject(refusal);
+      }
+      const work = Array.isArray(events)
+        ? // The WebSockets binding has no batch: a batch is one message per event, in order.
+          Promise.all((events as readonly CloudEventLike[]).map(sendOne)).then(() => undefined)
+        : sendOne(events as CloudEventLike);
+      return call === undefined || node === undefined ? work : withLimits(work, call);
     },
     close(): Promise<void> {
       closed = true;
@@ -223,6 +255,59 @@ export function webSocketPublisher(
       return closing;
     },
   };
+}
+
+/** Why a publish with these options cannot go ahead at all, or `undefined`. */
+function refuseCall(call: PublishOptions): PosthornError | undefined {
+  const mode = call.mode;
+  if (mode !== undefined && mode !== "structured") {
+    return new PosthornError(
+      "NotSupported",
+      `the WebSockets binding has no ${String(mode)} mode: every message is one structured event`,
+    );
+  }
+  if (call.abortSignal?.aborted) {
+    return new PosthornError("Aborted", "the publish was aborted before it was sent", {
+      cause: call.abortSignal.reason,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * Settles like `work`, unless `call.abortSignal` fires (`Aborted`) or `call.timeoutMs` passes
+ * (`Timeout`) first. `work` is still observed to its end, and `close()` still waits for it.
+ */
+function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
+  const timeoutMs = call.timeoutMs;
+  const signal = call.abortSignal;
+  if (timeoutMs === undefined && signal === undefined) return work;
+  return new Promise<void>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = (): void =>
+      finish(
+        new PosthornError("Aborted", "the publish was aborted before ws wrote it", {
+          cause: signal?.reason,
+        }),
+      );
+    const finish = (err?: unknown): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(
+        () =>
+          finish(
+            new PosthornError("Timeout", `ws did not write the frames within ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      );
+    }
+    work.then(() => finish(), finish);
+  });
 }
 
 /**

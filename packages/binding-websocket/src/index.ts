@@ -8,6 +8,7 @@ export {
   type WebSocketConstructor,
   type WebSocketEventLike,
   type WebSocketLike,
+  type WebSocketPublishOptions,
   type WebSocketServerCloudEventsOptions,
   webSocketPublisher,
   webSocketServerOptions,
