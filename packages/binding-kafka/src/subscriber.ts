@@ -184,7 +184,8 @@ class PartitionTrack {
  * - `reject()` writes the record, with its headers and the reason, to the dead-letter topic,
  *   then counts as done;
  * - `close()` commits what was accepted, stops the consumer, and leaves what was not settled to
- *   be delivered again; the consumer stays the caller's to disconnect.
+ *   be delivered again (settling it later is `SettlementFailed`); the consumer stays the
+ *   caller's to disconnect.
  *
  * @param consumer - a connected consumer that is not running yet
  * @param options - topics, dead-letter topic and producer, decoding options
@@ -416,8 +417,10 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
 
   #checkOpen(what: string): void {
     if (this.#closed) {
+      // SettlementFailed, as settling a delivery that can no longer be settled is in every
+      // binding; the subscriber being closed is the reason.
       throw new PosthornError(
-        "Closed",
+        "SettlementFailed",
         `cannot ${what}: the subscriber is closed, and the record will be delivered again`,
       );
     }

@@ -264,7 +264,8 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
     const [d] = await take(subscriber, 1);
     await Promise.all([subscriber.close(), subscriber.close()]);
     const err = await d?.accept().catch((e: unknown) => e);
-    expect(isPosthornError(err, "Closed")).toBe(true);
+    expect(isPosthornError(err, "SettlementFailed")).toBe(true);
+    expect((err as Error).message).toMatch(/subscriber is closed/);
     const end = await subscriber[Symbol.asyncIterator]().next();
     expect(end.done).toBe(true);
   });

@@ -84,7 +84,7 @@ describe("Kafka graceful shutdown", () => {
     await got[1]?.accept();
     await closing;
     expect((await it.next()).done).toBe(true);
-    await expect(got[2]?.accept()).rejects.toMatchObject({ code: "Closed" });
+    await expect(got[2]?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
     await firstConsumer.disconnect();
 
     const secondConsumer = await consumer(groupId);
