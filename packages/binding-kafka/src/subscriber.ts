@@ -1,5 +1,6 @@
 import {
   AsyncQueue,
+  closeOnReturn,
   createDelivery,
   type Delivery,
   PosthornError,
@@ -185,7 +186,7 @@ class PartitionTrack {
  *   then counts as done;
  * - `close()` commits what was accepted, stops the consumer, and leaves what was not settled to
  *   be delivered again (settling it later is `SettlementFailed`); the consumer stays the
- *   caller's to disconnect.
+ *   caller's to disconnect. Leaving a `for await` loop closes the subscriber the same way.
  *
  * @param consumer - a connected consumer that is not running yet
  * @param options - topics, dead-letter topic and producer, decoding options
@@ -514,7 +515,9 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
-    return this.#queue[Symbol.asyncIterator]();
+    // Leaving a for-await loop closes the subscriber: a consumer left running would keep its
+    // partitions and fetch records nobody settles, and their commits would stall.
+    return closeOnReturn(this.#queue[Symbol.asyncIterator](), () => this.close());
   }
 
   close(): Promise<void> {

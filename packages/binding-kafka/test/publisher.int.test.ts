@@ -67,10 +67,9 @@ describe.skipIf(!ok)("kafkaPublisher (skipped: KAFKA_BROKERS unreachable outside
     await publisher.publish(event("k1", { partitionkey: "ignored" }), { key: "caller-key" });
     const consumer = await env.consumer(env.topicName("g"));
     const subscriber = kafkaSubscriber(consumer, { topics: [topic], fromBeginning: true });
-    const [d] = await (async () => {
-      for await (const x of subscriber) return [x];
-      return [];
-    })();
+    // Pulled with next(): returning out of a for-await loop would close the subscriber first.
+    const first = await subscriber[Symbol.asyncIterator]().next();
+    const d = first.done ? undefined : first.value;
     expect(String(d?.message.metadata?.key)).toBe("caller-key");
     expect(d?.event?.partitionkey).toBe("ignored");
     await d?.accept();
