@@ -1,5 +1,6 @@
 import {
   AsyncQueue,
+  closeOnReturn,
   corkForThisTick,
   createDelivery,
   type Delivery,
@@ -280,16 +281,7 @@ export function amqpSubscriber<T = unknown>(
     ready,
     capabilities: AMQP_SETTLEMENT_CAPABILITIES,
     close,
-    [Symbol.asyncIterator](): AsyncIterator<Delivery<T>> {
-      const inner = queue[Symbol.asyncIterator]();
-      return {
-        next: () => inner.next(),
-        // Leaving a for-await loop closes the subscriber, releasing what was not settled.
-        return: async () => {
-          await close();
-          return { value: undefined, done: true };
-        },
-      };
-    },
+    // Leaving a for-await loop closes the subscriber, releasing what was not settled.
+    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
   };
 }

@@ -179,6 +179,25 @@ describe.skipIf(!ok)("amqp against RabbitMQ (skipped: no broker outside CI)", ()
       await publisher.close();
     });
 
+    it("leaving a for-await loop closes the subscriber: the delivery in hand goes back to the queue", async () => {
+      const queue = await admin.queue(uniqueName("leave-loop"));
+      const subscriber = amqpSubscriber(connection, { address: `/amq/queue/${queue}` });
+      const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });
+      await Promise.all([subscriber.ready, publisher.ready]);
+      await publisher.publish(vector("typical").event);
+      let kept: Delivery | undefined;
+      for await (const d of subscriber) {
+        kept = d;
+        break;
+      }
+      const err = await kept?.accept().catch((e: unknown) => e);
+      expect(isPosthornError(err, "SettlementFailed")).toBe(true);
+      // Released by the close, and the link detached: the broker has it again.
+      const back = await admin.get(queue);
+      expect(back === false ? undefined : back.fields.redelivered).toBe(true);
+      await publisher.close();
+    });
+
     it("release redelivers the message with its delivery count raised", async () => {
       const queue = await admin.queue(uniqueName("release"));
       const subscriber = amqpSubscriber(connection, { address: `/amq/queue/${queue}` });
