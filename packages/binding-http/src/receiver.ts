@@ -1,6 +1,7 @@
 import {
   AsyncQueue,
   type CloudEvent,
+  closeOnReturn,
   createDelivery,
   type Delivery,
   type EventFormat,
@@ -166,7 +167,8 @@ function accessToken(url: string | undefined): string | undefined {
  * many or too large headers, 401 unauthorized, 405 other methods.
  *
  * Without `onDelivery`, the receiver is a `Subscriber`: iterate it to get deliveries, and each
- * HTTP request waits until its deliveries are settled (or `settleTimeoutMs` passes).
+ * HTTP request waits until its deliveries are settled (or `settleTimeoutMs` passes). Leaving a
+ * `for await` loop over it closes it, as `close()` does.
  */
 export class HttpReceiver implements Subscriber {
   /** {@link HTTP_CAPABILITIES}. */
@@ -356,7 +358,9 @@ export class HttpReceiver implements Subscriber {
         "this receiver hands deliveries to onDelivery; it cannot also be iterated",
       );
     }
-    return this.#queue[Symbol.asyncIterator]();
+    // Leaving a for-await loop closes the receiver: otherwise each request would wait
+    // settleTimeoutMs for a loop nobody runs any more.
+    return closeOnReturn(this.#queue[Symbol.asyncIterator](), () => this.close());
   }
 
   /**

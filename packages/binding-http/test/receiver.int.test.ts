@@ -190,4 +190,27 @@ describe("HTTP receiver as a Subscriber", () => {
     await receiver.close();
     expect((await post(server.url)).status).toBe(503);
   });
+  it("leaving a for-await loop closes it: the delivery in hand and later requests are answered 503 at once, not after settleTimeoutMs", async () => {
+    // The default settleTimeoutMs (30 s): a request left waiting for a loop nobody runs any more
+    // would be answered only then.
+    const receiver = httpReceiver({ formats: [json] });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const inHand = post(server.url);
+    let kept: Delivery | undefined;
+    for await (const d of receiver) {
+      kept = d;
+      break;
+    }
+    expect(kept?.event?.id).toBe("r-1");
+    const started = Date.now();
+    const first = await inHand;
+    expect(first.status).toBe(503);
+    expect(first.headers.get("retry-after")).toBe("1");
+    await expect(kept?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    const later = await post(server.url);
+    expect(later.status).toBe(503);
+    expect(later.text).toContain("closed");
+    expect(Date.now() - started).toBeLessThan(2000);
+  }, 10_000);
 });
