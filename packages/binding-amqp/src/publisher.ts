@@ -279,26 +279,36 @@ export function amqpPublisher(
     }),
   ];
 
-  const publishOne = (event: CloudEventLike, opts: AmqpPublishOptions): Promise<void> => {
-    if (closing) return Promise.reject(new PosthornError("Closed", "the publisher is closed"));
-    if (failure) return Promise.reject(failure);
-    let message: Buffer | AmqpMessage;
-    try {
-      const options = opts.mode ? { ...mapping, mode: opts.mode } : mapping;
-      if (opts.fields) {
-        const fields = opts.fields;
-        const built = toAmqpMessage(event, options);
-        for (const key of Object.keys(fields)) {
-          if (!RESERVED_FIELDS.has(key)) built[key] = fields[key];
-        }
-        message = built;
-      } else {
-        // The common case skips rhea's generic encoder: the binding writes the bytes itself.
-        message = encodeAmqpMessage(event, options);
+  // The mapping options of a call: the publisher's, unless the call asks for another mode.
+  const mappingOf = (opts: AmqpPublishOptions): ToAmqpMessageOptions =>
+    opts.mode ? { ...mapping, mode: opts.mode } : mapping;
+
+  // One event as what the link sends; throws when the event cannot be encoded.
+  const encode = (
+    event: CloudEventLike,
+    options: ToAmqpMessageOptions,
+    fields: Readonly<Record<string, unknown>> | undefined,
+  ): Buffer | AmqpMessage => {
+    if (fields) {
+      const built = toAmqpMessage(event, options);
+      for (const key of Object.keys(fields)) {
+        if (!RESERVED_FIELDS.has(key)) built[key] = fields[key];
       }
-    } catch (err) {
-      return Promise.reject(err);
+      return built;
     }
+    // The common case skips rhea's generic encoder: the binding writes the bytes itself.
+    return encodeAmqpMessage(event, options);
+  };
+
+  // Why nothing can be sent now, or `undefined`.
+  const refusal = (opts: AmqpPublishOptions): PosthornError | undefined => {
+    if (closing) return new PosthornError("Closed", "the publisher is closed");
+    if (failure) return failure;
+    if (opts.abortSignal?.aborted) return new PosthornError("Aborted", `${what} was aborted`);
+    return undefined;
+  };
+
+  const enqueue = (message: Buffer | AmqpMessage, opts: AmqpPublishOptions): Promise<void> => {
     if (queue.length - queueHead >= maxQueued) {
       return Promise.reject(
         new PosthornError(
@@ -309,9 +319,6 @@ export function amqpPublisher(
       );
     }
     const signal = opts.abortSignal;
-    if (signal?.aborted) {
-      return Promise.reject(new PosthornError("Aborted", `${what} was aborted`));
-    }
     return new Promise<void>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
       const finite = Number.isFinite(timeoutMs);
@@ -351,10 +358,33 @@ export function amqpPublisher(
     address,
     ready,
     publish(events, opts = {}) {
-      if (Array.isArray(events)) {
-        return Promise.all(events.map((e) => publishOne(e, opts))).then(() => undefined);
+      const refused = refusal(opts);
+      if (refused) return Promise.reject(refused);
+      const options = mappingOf(opts);
+      const fields = opts.fields;
+      if (!Array.isArray(events)) {
+        let message: Buffer | AmqpMessage;
+        try {
+          message = encode(events as CloudEventLike, options, fields);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return enqueue(message, opts);
       }
-      return publishOne(events as CloudEventLike, opts);
+      // Every event is encoded before any is queued: one that cannot be encoded fails the call
+      // with nothing sent.
+      const list = events as readonly CloudEventLike[];
+      const n = list.length;
+      const messages: Array<Buffer | AmqpMessage> = new Array(n);
+      try {
+        for (let i = 0; i < n; i++)
+          messages[i] = encode(list[i] as CloudEventLike, options, fields);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      const sends: Promise<void>[] = new Array(n);
+      for (let i = 0; i < n; i++) sends[i] = enqueue(messages[i] as Buffer | AmqpMessage, opts);
+      return Promise.all(sends).then(() => undefined);
     },
     close() {
       if (closing) return closing;

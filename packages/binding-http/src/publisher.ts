@@ -7,7 +7,7 @@ import {
   type Publisher,
   type PublishOptions,
 } from "@posthorn/core";
-import { toHttpMessage } from "./to-message.js";
+import { type HttpMessage, type ToHttpMessageOptions, toHttpMessage } from "./to-message.js";
 import {
   anySignal,
   fetchFailure,
@@ -247,7 +247,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 
   /**
    * Sends one event, or several. In binary and structured mode each event is its own request,
-   * sent in order; in batch mode the array is one request. Resolves on a 2xx answer.
+   * sent in order, once every event is encoded (an event that cannot be encoded fails the call
+   * with no request made; a request that fails stops the call, and the events before it were
+   * delivered); in batch mode the array is one request. Resolves on a 2xx answer.
    *
    * @throws {@link PosthornError} `PublishRejected` (`protocolCode` is the HTTP status; retryable
    *   for 429/502/503/504 once retries are spent), `Timeout`, `ConnectionFailed`, `Aborted`,
@@ -272,27 +274,29 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     options: HttpPublishOptions,
   ): Promise<void> {
     const mode = options.mode ?? this.#options.mode ?? "binary";
+    const format = this.#options.format;
+    const mapping: ToHttpMessageOptions = format === undefined ? { mode } : { mode, format };
+    if (options.headers) checkHeaders(options.headers);
     if (Array.isArray(events) && mode !== "batch") {
-      for (const event of events as readonly CloudEventLike[])
-        await this.#send(event, mode, options);
+      // Every event is encoded before the first request: one that cannot be encoded fails the
+      // call with nothing sent.
+      const list = events as readonly CloudEventLike[];
+      const messages: HttpMessage[] = new Array(list.length);
+      for (let i = 0; i < list.length; i++) {
+        messages[i] = toHttpMessage(list[i] as CloudEventLike, mapping);
+      }
+      for (const message of messages) await this.#send(message, options);
       return;
     }
-    await this.#send(events, mode, options);
+    await this.#send(toHttpMessage(events, mapping), options);
   }
 
-  async #send(
-    input: CloudEventLike | readonly CloudEventLike[],
-    mode: ContentMode,
-    options: HttpPublishOptions,
-  ): Promise<void> {
-    const format = this.#options.format;
-    const message = toHttpMessage(input, format === undefined ? { mode } : { mode, format });
+  async #send(message: HttpMessage, options: HttpPublishOptions): Promise<void> {
     if (this.#options.webhook && this.#permission === undefined) {
       await abortable(this.#handshake(), options.abortSignal);
     }
     const headers: Record<string, string> = { ...this.#staticHeaders, ...message.headers };
     if (options.headers) {
-      checkHeaders(options.headers);
       for (const name of Object.keys(options.headers)) {
         headers[name.toLowerCase()] = options.headers[name] as string;
       }

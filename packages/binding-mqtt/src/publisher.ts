@@ -7,7 +7,7 @@ import {
 } from "@posthorn/core";
 import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
-import type { MqttProtocolVersion, ToMqttMessageOptions } from "./mqtt-message.js";
+import type { MqttMessage, MqttProtocolVersion, ToMqttMessageOptions } from "./mqtt-message.js";
 import { toMqttMessage } from "./to-message.js";
 
 /** An MQTT Quality of Service level. */
@@ -104,14 +104,11 @@ export function mqttPublisher(
   const binaryOptions = mappingOptions("binary");
   const structuredOptions = mappingOptions("structured");
 
-  const sendOne = (event: CloudEventLike, call: MqttPublishOptions): Promise<void> => {
-    const mode = call.mode ?? defaultMode;
-    if (mode === "batch") {
-      return Promise.reject(
-        new PosthornError("NotSupported", "the MQTT binding has no batch mode"),
-      );
-    }
-    const message = toMqttMessage(event, mode === "binary" ? binaryOptions : structuredOptions);
+  // mqtt.js's options for one encoded message, built when it is sent.
+  const publishOptionsOf = (
+    message: MqttMessage,
+    call: MqttPublishOptions,
+  ): IClientPublishOptions => {
     const publishOptions: IClientPublishOptions = {
       qos: call.qos ?? qos,
       retain: call.retain ?? retain,
@@ -125,13 +122,41 @@ export function mqttPublisher(
       }
       publishOptions.properties = properties;
     }
-    const topic = call.topic ?? options.topic;
+    return publishOptions;
+  };
+
+  const send = (topic: string, message: MqttMessage, call: MqttPublishOptions): Promise<void> => {
+    const publishOptions = publishOptionsOf(message, call);
     return new Promise<void>((resolve, reject) => {
       client.publish(topic, asBuffer(message.payload), publishOptions, (err) => {
         if (err) reject(fromMqttError(err, `publish to ${topic}`));
         else resolve();
       });
     });
+  };
+
+  // Every event of an array is encoded before any is sent: one that cannot be encoded fails the
+  // call with nothing sent (and leaves no publish behind whose failure nobody would observe).
+  const sendAll = (
+    events: CloudEventLike | readonly CloudEventLike[],
+    call: MqttPublishOptions,
+  ): Promise<void> => {
+    const mode = call.mode ?? defaultMode;
+    if (mode === "batch") {
+      throw new PosthornError("NotSupported", "the MQTT binding has no batch mode");
+    }
+    const mapping = mode === "binary" ? binaryOptions : structuredOptions;
+    const topic = call.topic ?? options.topic;
+    if (!Array.isArray(events)) {
+      return send(topic, toMqttMessage(events as CloudEventLike, mapping), call);
+    }
+    const list = events as readonly CloudEventLike[];
+    const n = list.length;
+    const messages: MqttMessage[] = new Array(n);
+    for (let i = 0; i < n; i++) messages[i] = toMqttMessage(list[i] as CloudEventLike, mapping);
+    const sends: Promise<void>[] = new Array(n);
+    for (let i = 0; i < n; i++) sends[i] = send(topic, messages[i] as MqttMessage, call);
+    return Promise.all(sends).then(() => undefined);
   };
 
   const withLimits = (work: Promise<void>, call: MqttPublishOptions): Promise<void> => {
@@ -164,12 +189,7 @@ export function mqttPublisher(
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
       inFlight++;
       try {
-        const work = Array.isArray(events)
-          ? Promise.all((events as readonly CloudEventLike[]).map((e) => sendOne(e, call))).then(
-              () => undefined,
-            )
-          : sendOne(events as CloudEventLike, call);
-        await withLimits(work, call);
+        await withLimits(sendAll(events, call), call);
       } finally {
         if (--inFlight === 0 && idle) idle();
       }

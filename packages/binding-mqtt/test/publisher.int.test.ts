@@ -1,3 +1,5 @@
+import type { CloudEventInit } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker, shutdownEvent } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -53,5 +55,42 @@ describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outsid
       resolved: [total, total],
     });
     expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+  });
+
+  it("publish(array) sends none of the array when one event cannot be encoded", async () => {
+    const topic = uniqueTopic("array-invalid");
+    // The broker's view, through a plain mqtt.js subscription: the ids of what reached it.
+    const sub = await open();
+    const ids: string[] = [];
+    sub.on("message", (t, payload, packet) => {
+      // Binary mode carries the id as a user property (MQTT binding 3.1.3.1), structured in JSON.
+      const id = packet.properties?.userProperties?.id ?? JSON.parse(payload.toString()).id;
+      if (t === topic) ids.push(String(id));
+    });
+    await sub.subscribeAsync(topic, { qos: 1 });
+    const client = await open();
+    for (const mode of ["binary", "structured"] as const) {
+      const publisher = mqttPublisher(client, { topic, qos: 1, mode, format: json });
+      const invalid: CloudEventInit = {
+        specversion: "1.0",
+        id: "bad",
+        source: "/mqtt",
+        type: "t",
+        ext: { not: "a CloudEvents type" },
+      };
+      await expect(
+        publisher.publish([shutdownEvent("mqtt", 1), invalid, shutdownEvent("mqtt", 3)]),
+      ).rejects.toMatchObject({ name: "PosthornError", code: "InvalidEvent" });
+      await publisher.close();
+    }
+    // Sent after, on the same connection and topic: what arrives first says what went before.
+    await mqttPublisher(client, { topic, qos: 1, mode: "structured", format: json }).publish(
+      shutdownEvent("mqtt", 4),
+    );
+    const deadline = Date.now() + 5000;
+    while (!ids.includes("shutdown-4") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(ids).toEqual(["shutdown-4"]);
   });
 });

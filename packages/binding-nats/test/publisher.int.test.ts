@@ -1,7 +1,7 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetStreamPublisher, natsPublisher } from "@posthorn/binding-nats";
-import { isPosthornError } from "@posthorn/core";
+import { type CloudEventInit, isPosthornError } from "@posthorn/core";
 import { shutdownEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
@@ -97,5 +97,54 @@ describe("structured mode without a format", () => {
     await publisher.close();
     expect(received).toBe(0);
     sub.unsubscribe();
+  });
+});
+
+describe("publish(array) with an event that cannot be encoded", () => {
+  const invalid: CloudEventInit = {
+    specversion: "1.0",
+    id: "bad",
+    source: "/nats",
+    type: "t",
+    ext: { not: "a CloudEvents type" },
+  };
+  const array = () => [shutdownEvent("nats", 1), invalid, shutdownEvent("nats", 3)];
+
+  it("core NATS: rejects with the encoding error and sends none of the array", async () => {
+    const subject = unique("array_invalid");
+    let received = 0;
+    const sub = nc.subscribe(subject, {
+      callback: () => {
+        received++;
+      },
+    });
+    await nc.flush();
+    const publisher = natsPublisher(nc, { subject });
+    await expect(publisher.publish(array())).rejects.toMatchObject({
+      name: "PosthornError",
+      code: "InvalidEvent",
+    });
+    // close() flushes: the server has routed whatever was published, back to this connection.
+    await publisher.close();
+    expect(received).toBe(0);
+    sub.unsubscribe();
+  });
+
+  it("JetStream: rejects with the encoding error and the stream stores none of the array", async () => {
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("ARRAY_INVALID").toUpperCase();
+    const subject = `${stream.toLowerCase()}.events`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    try {
+      const publisher = jetStreamPublisher(jetstream(nc), { subject });
+      await expect(publisher.publish(array())).rejects.toMatchObject({
+        name: "PosthornError",
+        code: "InvalidEvent",
+      });
+      await publisher.close();
+      expect((await jsm.streams.info(stream)).state.messages).toBe(0);
+    } finally {
+      await jsm.streams.delete(stream);
+    }
   });
 });

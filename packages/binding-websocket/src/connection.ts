@@ -21,6 +21,7 @@ import {
   fromWebSocketFrame,
   offeredSubprotocols,
   toWebSocketFrame,
+  type WebSocketFrame,
 } from "./subprotocol.js";
 
 /**
@@ -94,6 +95,8 @@ export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
 });
 
 const OPEN = 1;
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 // The `ws` package's socket: an EventEmitter whose `send` takes options and a callback, and whose
 // 'message' listener gets Buffers without a text conversion.
@@ -194,20 +197,11 @@ export function webSocketPublisher(
     if (--pending === 0 && drained) drained();
   };
 
-  const sendOne = (event: CloudEventLike): Promise<void> => {
-    if (socket.readyState !== OPEN) {
-      return Promise.reject(new PosthornError("ConnectionFailed", "the WebSocket is not open"));
-    }
-    let frame: ReturnType<typeof toWebSocketFrame>;
-    try {
-      frame = toWebSocketFrame(event, format);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  // Hands one encoded frame to the socket: with ws, settles on its send callback; in a browser,
+  // resolves at once.
+  const send = (frame: WebSocketFrame): Promise<void> => {
     if (node) {
       pending++;
-      // ws corks around each frame and uncorks at once: one system call per frame otherwise.
-      corkForThisTick((node as unknown as { _socket?: CorkableStream })._socket);
       return new Promise((resolve, reject) => {
         node.send(frame.data, { binary: !frame.text }, (err) => {
           if (err)
@@ -225,7 +219,40 @@ export function webSocketPublisher(
     // The browser API sends strings as text frames and buffers as binary frames; it says nothing
     // about when a frame leaves, so the publish resolves once the frame is queued.
     socket.send(frame.text ? frameText(frame) : frame.data);
-    return Promise.resolve();
+    return RESOLVED;
+  };
+  // ws corks around each frame and uncorks at once: one system call per frame otherwise.
+  const cork = (): void => {
+    if (node) corkForThisTick((node as unknown as { _socket?: CorkableStream })._socket);
+  };
+
+  const sendOne = (event: CloudEventLike): Promise<void> => {
+    let frame: WebSocketFrame;
+    try {
+      frame = toWebSocketFrame(event, format);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    cork();
+    return send(frame);
+  };
+
+  // The WebSockets binding has no batch: an array is one message per event, in order. Every
+  // event is encoded before any is sent, so one that cannot be encoded fails the call with
+  // nothing sent.
+  const sendAll = (events: readonly CloudEventLike[]): Promise<void> => {
+    const n = events.length;
+    const frames: WebSocketFrame[] = new Array(n);
+    try {
+      for (let i = 0; i < n; i++) frames[i] = toWebSocketFrame(events[i] as CloudEventLike, format);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (n === 0) return RESOLVED;
+    cork();
+    const sends: Promise<void>[] = new Array(n);
+    for (let i = 0; i < n; i++) sends[i] = send(frames[i] as WebSocketFrame);
+    return Promise.all(sends).then(() => undefined);
   };
 
   return {
@@ -238,9 +265,11 @@ export function webSocketPublisher(
         const refusal = refuseCall(call);
         if (refusal !== undefined) return Promise.reject(refusal);
       }
+      if (socket.readyState !== OPEN) {
+        return Promise.reject(new PosthornError("ConnectionFailed", "the WebSocket is not open"));
+      }
       const work = Array.isArray(events)
-        ? // The WebSockets binding has no batch: a batch is one message per event, in order.
-          Promise.all((events as readonly CloudEventLike[]).map(sendOne)).then(() => undefined)
+        ? sendAll(events as readonly CloudEventLike[])
         : sendOne(events as CloudEventLike);
       return call === undefined || node === undefined ? work : withLimits(work, call);
     },

@@ -1,7 +1,8 @@
 import { webSocketPublisher } from "@posthorn/binding-websocket";
+import type { CloudEventInit } from "@posthorn/core";
 import { shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
-import { formats, type Link, link, within } from "./link.js";
+import { formats, type Link, link, nextId, within } from "./link.js";
 
 // The publisher's contract over a real connection (an in-process ws server).
 const links: Link[] = [];
@@ -35,5 +36,25 @@ describe("webSocketPublisher close()", () => {
       resolved: [total, total],
     });
     expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+  });
+});
+
+describe("webSocketPublisher publish(array)", () => {
+  it("sends none of the array when one event cannot be encoded", async () => {
+    const l = await open();
+    const publisher = webSocketPublisher(l.client, { formats });
+    const invalid: CloudEventInit = {
+      specversion: "1.0",
+      id: "bad",
+      source: "/ws",
+      type: "t",
+      ext: { not: "a CloudEvents type" },
+    };
+    await expect(
+      publisher.publish([shutdownEvent("ws", 1), invalid, shutdownEvent("ws", 3)]),
+    ).rejects.toMatchObject({ name: "PosthornError", code: "InvalidEvent" });
+    // The next event the server gets is the one sent after: nothing of the array went out.
+    await publisher.publish(shutdownEvent("ws", 4));
+    expect(await nextId(l)).toBe("shutdown-4");
   });
 });

@@ -117,7 +117,13 @@ export interface Publisher<O extends PublishOptions = PublishOptions> {
    * Sends one event or a batch and resolves when the transport acknowledged it at the promised
    * level (broker ack, HTTP 2xx, ...).
    *
-   * @throws {@link PosthornError} `PublishRejected`, `ConnectionFailed`, `Timeout`, `Closed`, ...
+   * An array is validated whole first: every event is encoded before any is sent, so an event
+   * that cannot be encoded (`InvalidEvent`, ...) fails the call with nothing sent. Past that, an
+   * array is not atomic unless the transport makes it one message (an HTTP batch): when a send
+   * fails, others of the array may have been sent, and the call rejects with the first failure.
+   *
+   * @throws {@link PosthornError} `PublishRejected`, `ConnectionFailed`, `Timeout`, `Closed`,
+   *   `InvalidEvent`, `NotSupported` (an option the transport cannot honour), ...
    */
   publish(events: CloudEventLike | readonly CloudEventLike[], options?: O): Promise<void>;
   /** Waits for in-flight publishes, then releases the publisher's resources. Idempotent. */

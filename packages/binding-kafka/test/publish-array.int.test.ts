@@ -1,0 +1,50 @@
+import { kafkaPublisher } from "@posthorn/binding-kafka";
+import { type CloudEventInit, isPosthornError } from "@posthorn/core";
+import { shutdownEvent } from "@posthorn/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+
+// publish(array) against the testkit's Kafka-protocol broker (or KAFKA_BROKERS): an event that
+// cannot be encoded fails the whole call before anything is sent.
+const ok = await externalKafkaOk();
+
+describe.skipIf(!ok)(
+  "kafkaPublisher publish(array) (skipped: KAFKA_BROKERS unreachable outside CI)",
+  () => {
+    let env: KafkaEnv;
+    beforeAll(async () => {
+      env = await kafkaEnv();
+    });
+    afterAll(async () => {
+      await env?.stop();
+    });
+
+    it("rejects with the encoding error and writes none of the array to the topic", async () => {
+      const topic = env.topicName("array-invalid");
+      await env.createTopic(topic, 1);
+      const publisher = kafkaPublisher(await env.producer(), { topic, acks: 1 });
+      const invalid: CloudEventInit = {
+        specversion: "1.0",
+        id: "bad",
+        source: "/kafka",
+        type: "t",
+        ext: { not: "a CloudEvents type" },
+      };
+      const err = await publisher
+        .publish([shutdownEvent("kafka", 1), invalid, shutdownEvent("kafka", 3)])
+        .catch((e: unknown) => e);
+      expect(isPosthornError(err, "InvalidEvent")).toBe(true);
+      // One record after: the partition's end offset counts every record the topic ever got.
+      await publisher.publish(shutdownEvent("kafka", 4));
+      await publisher.close();
+      const admin = env.kafka.admin();
+      await admin.connect();
+      try {
+        const [partition] = await admin.fetchTopicOffsets(topic);
+        expect(partition?.high).toBe("1");
+      } finally {
+        await admin.disconnect();
+      }
+    });
+  },
+);
