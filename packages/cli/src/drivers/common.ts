@@ -1,5 +1,6 @@
 import {
   type ContentMode,
+  closeOnReturn,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -25,10 +26,12 @@ export function ownedSubscriber(
   inner: Subscriber,
   cleanup: () => Promise<void> | void,
 ): Subscriber {
+  const close = closeOnce(inner, cleanup);
   return {
     capabilities: inner.capabilities,
-    [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
-    close: closeOnce(inner, cleanup),
+    // Leaving a loop closes the subscriber (core's contract), and with it what the CLI opened.
+    [Symbol.asyncIterator]: () => closeOnReturn(inner[Symbol.asyncIterator](), close),
+    close,
   };
 }
 

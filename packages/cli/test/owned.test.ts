@@ -1,0 +1,42 @@
+import { AsyncQueue, type Delivery, type Subscriber } from "@posthorn/core";
+import { describe, expect, it } from "vitest";
+import { ownedSubscriber } from "../src/drivers/common.js";
+
+// A subscriber over a queue, recording its close; what the CLI wraps is a binding's subscriber.
+function queueSubscriber(queue: AsyncQueue<Delivery>, log: string[]): Subscriber {
+  return {
+    capabilities: {
+      release: "none",
+      releaseDelay: false,
+      reject: "none",
+      inProgress: false,
+      deliveryCount: "none",
+    },
+    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
+    async close() {
+      log.push("inner closed");
+      queue.end();
+    },
+  };
+}
+
+describe("ownedSubscriber", () => {
+  it("closes the inner subscriber and what the CLI opened when a loop is left", async () => {
+    const queue = new AsyncQueue<Delivery>();
+    const log: string[] = [];
+    const owned = ownedSubscriber(queueSubscriber(queue, log), () => {
+      log.push("cleanup");
+    });
+    queue.push({} as Delivery);
+    queue.push({} as Delivery);
+    let seen = 0;
+    for await (const _ of owned) {
+      seen++;
+      break;
+    }
+    expect(seen).toBe(1);
+    expect(log).toEqual(["inner closed", "cleanup"]);
+    await owned.close();
+    expect(log).toEqual(["inner closed", "cleanup"]);
+  });
+});
