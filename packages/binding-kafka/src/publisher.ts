@@ -93,6 +93,11 @@ export function kafkaPublisher(
     call: KafkaPublishOptions = {},
   ): Promise<void> => {
     if (closed) throw new PosthornError("Closed", "the Kafka publisher is closed");
+    const topic = call.topic ?? options.topic;
+    // Aborted before the call: nothing is sent (waitFor only stops waiting for what was).
+    if (call.abortSignal?.aborted) {
+      throw new PosthornError("Aborted", `publish to ${topic} was aborted`);
+    }
     const mode = call.mode ?? defaultMode;
     if (mode === "batch") {
       throw new PosthornError(
@@ -119,7 +124,6 @@ export function kafkaPublisher(
       messages[i] = message;
     }
     if (messages.length === 0) return;
-    const topic = call.topic ?? options.topic;
     const timeoutMs = call.timeoutMs ?? options.timeoutMs;
     const request: KafkaSendRecord = { topic, messages };
     if (options.acks !== undefined) request.acks = options.acks;

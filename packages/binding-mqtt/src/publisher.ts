@@ -187,6 +187,8 @@ export function mqttPublisher(
   return {
     async publish(events, call: MqttPublishOptions = {}) {
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
+      // Aborted before the call: nothing is sent (withLimits only stops waiting for what was).
+      if (call.abortSignal?.aborted) throw new PosthornError("Aborted", "publish aborted");
       inFlight++;
       try {
         await withLimits(sendAll(events, call), call);

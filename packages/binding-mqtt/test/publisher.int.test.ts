@@ -93,4 +93,29 @@ describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outsid
     }
     expect(ids).toEqual(["shutdown-4"]);
   });
+
+  it("publish with an abortSignal aborted before the call rejects with Aborted and publishes nothing", async () => {
+    const topic = uniqueTopic("aborted");
+    const sub = await open();
+    const ids: string[] = [];
+    sub.on("message", (t, payload) => {
+      if (t === topic) ids.push(String(JSON.parse(payload.toString()).id));
+    });
+    await sub.subscribeAsync(topic, { qos: 1 });
+    const client = await open();
+    const publisher = mqttPublisher(client, { topic, qos: 1, mode: "structured", format: json });
+    const abortSignal = AbortSignal.abort();
+    for (const events of [shutdownEvent("mqtt", 1), [shutdownEvent("mqtt", 2)]]) {
+      await expect(publisher.publish(events, { abortSignal })).rejects.toMatchObject({
+        name: "PosthornError",
+        code: "Aborted",
+      });
+    }
+    await publisher.publish(shutdownEvent("mqtt", 3));
+    const deadline = Date.now() + 5000;
+    while (!ids.includes("shutdown-3") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(ids).toEqual(["shutdown-3"]);
+  });
 });
