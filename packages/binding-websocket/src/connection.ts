@@ -2,6 +2,7 @@ import {
   AsyncQueue,
   type CloudEventLike,
   type CorkableStream,
+  closeOnReturn,
   corkForThisTick,
   createDelivery,
   type Delivery,
@@ -346,7 +347,8 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  *
  * Settlement: WebSockets have no acknowledgement, so `accept()` does nothing, and `release()` and
  * `reject()` throw `NotSupported` (see {@link WEBSOCKET_CAPABILITIES}). `close()` stops listening;
- * the socket itself stays open (it belongs to the caller).
+ * the socket itself stays open (it belongs to the caller). Leaving a `for await` loop closes the
+ * subscriber the same way.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
@@ -424,21 +426,23 @@ export function webSocketSubscriber(
     socket.addEventListener("error", onError);
   }
 
+  const close = async (): Promise<void> => {
+    if (node) {
+      node.off("message", onNodeMessage);
+      node.off("close", onClose);
+      node.off("error", onError);
+    } else {
+      socket.removeEventListener("message", onMessage);
+      socket.removeEventListener("close", onClose);
+      socket.removeEventListener("error", onError);
+    }
+    queue.end();
+  };
   return {
     capabilities: WEBSOCKET_CAPABILITIES,
-    [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
-    async close(): Promise<void> {
-      if (node) {
-        node.off("message", onNodeMessage);
-        node.off("close", onClose);
-        node.off("error", onError);
-      } else {
-        socket.removeEventListener("message", onMessage);
-        socket.removeEventListener("close", onClose);
-        socket.removeEventListener("error", onError);
-      }
-      queue.end();
-    },
+    // Leaving a loop closes the subscriber (core's contract): its listeners go, the socket stays.
+    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
+    close,
   };
 }
 

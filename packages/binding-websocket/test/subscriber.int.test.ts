@@ -1,0 +1,62 @@
+import type { AddressInfo } from "node:net";
+import {
+  connectWebSocket,
+  webSocketPublisher,
+  webSocketServerOptions,
+  webSocketSubscriber,
+} from "@posthorn/binding-websocket";
+import { shutdownEvent } from "@posthorn/testkit";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket, { WebSocketServer } from "ws";
+import { formats } from "./link.js";
+
+const servers: WebSocketServer[] = [];
+afterEach(async () => {
+  for (const wss of servers.splice(0)) {
+    for (const socket of wss.clients) socket.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  }
+});
+
+async function pair(): Promise<{ client: WebSocket; server: WebSocket }> {
+  const wss = new WebSocketServer({
+    port: 0,
+    host: "127.0.0.1",
+    ...webSocketServerOptions(formats),
+  });
+  servers.push(wss);
+  await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+  const accepted = new Promise<WebSocket>((resolve) => wss.once("connection", resolve));
+  const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
+    formats,
+    WebSocket,
+  });
+  return { client, server: await accepted };
+}
+
+describe("webSocketSubscriber", () => {
+  it("closes when a for-await loop is left: its listeners go and the socket stays open", async () => {
+    const { client, server } = await pair();
+    const listeners = () => ["message", "close", "error"].map((e) => server.listenerCount(e));
+    const before = listeners();
+    const subscriber = webSocketSubscriber(server, { formats });
+    expect(listeners()).toEqual(before.map((n) => n + 1));
+    const publisher = webSocketPublisher(client, { formats });
+    await publisher.publish([shutdownEvent("websocket", 1), shutdownEvent("websocket", 2)]);
+    const seen: string[] = [];
+    for await (const delivery of subscriber) {
+      seen.push(delivery.event?.id ?? "");
+      break;
+    }
+    expect(seen).toEqual([shutdownEvent("websocket", 1).id]);
+    expect(listeners()).toEqual(before);
+    expect(server.readyState).toBe(WebSocket.OPEN);
+    // A new subscriber on the same socket gets what arrives next.
+    const next = webSocketSubscriber(server, { formats });
+    await publisher.publish(shutdownEvent("websocket", 3));
+    const iterator = next[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.event?.id).toBe(shutdownEvent("websocket", 3).id);
+    await next.close();
+    await publisher.close();
+  });
+});
