@@ -3,6 +3,7 @@ import {
   type BatchEventFormat,
   CloudEvent,
   type CloudEventLike,
+  invalidEvent,
   type JsonLimits,
   malformed,
   parseJson,
@@ -14,6 +15,16 @@ import {
 export const JSON_CONTENT_TYPE = "application/cloudevents+json";
 /** Media type of a batch in the JSON format (json-format.md section 4). */
 export const JSON_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
+
+// The attributes of a CloudEvent always serialize; only `data` can fail (a BigInt, a cycle, a
+// throwing toJSON), and that is an invalid event, as binary mode's encodeData says.
+function stringify(value: CloudEvent | CloudEvent[]): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    throw invalidEvent(`data cannot be serialized as JSON: ${(err as Error).message}`, "data", err);
+  }
+}
 
 /** Options for {@link jsonFormat}. */
 export interface JsonFormatOptions extends JsonLimits {}
@@ -56,7 +67,7 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     batchContentType: JSON_BATCH_CONTENT_TYPE,
     text: true,
     encode(event: CloudEventLike): Uint8Array {
-      return utf8Encode(JSON.stringify(CloudEvent.from(event)));
+      return utf8Encode(stringify(CloudEvent.from(event)));
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {
@@ -66,7 +77,7 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
       }
     },
     encodeBatch(events: readonly CloudEventLike[]): Uint8Array {
-      return utf8Encode(JSON.stringify(events.map((e) => CloudEvent.from(e))));
+      return utf8Encode(stringify(events.map((e) => CloudEvent.from(e))));
     },
     decodeBatch(bytes: Uint8Array): CloudEvent[] {
       try {

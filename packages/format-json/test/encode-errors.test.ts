@@ -1,0 +1,36 @@
+import { CloudEvent, encodeData } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { describe, expect, it } from "vitest";
+
+const base = { specversion: "1.0", id: "e-1", source: "/s", type: "t" } as const;
+const cyclic: Record<string, unknown> = { a: 1 };
+cyclic.self = cyclic;
+const unserializable: Array<[string, unknown]> = [
+  ["a BigInt", { n: 10n }],
+  ["a cycle", cyclic],
+  [
+    "a throwing toJSON",
+    {
+      toJSON: () => {
+        throw new Error("no");
+      },
+    },
+  ],
+];
+
+describe("JSON format, data that has no JSON text", () => {
+  it.each(unserializable)(
+    "refuses %s with InvalidEvent on data, as binary mode does",
+    (_, data) => {
+      const event = CloudEvent.create({ ...base, data });
+      const invalid = expect.objectContaining({
+        name: "PosthornError",
+        code: "InvalidEvent",
+        attribute: "data",
+      });
+      expect(() => json.encode(event)).toThrowError(invalid);
+      expect(() => json.encodeBatch([event])).toThrowError(invalid);
+      expect(() => encodeData(event.data, event.datacontenttype)).toThrowError(invalid);
+    },
+  );
+});
