@@ -211,6 +211,7 @@ describe("HTTP receiver as a Subscriber", () => {
     const later = await post(server.url);
     expect(later.status).toBe(503);
     expect(later.text).toContain("closed");
-    expect(Date.now() - started).toBeLessThan(2000);
-  }, 10_000);
+    // Far below the 30 s settle timeout the requests waited for before; slack for a loaded machine.
+    expect(Date.now() - started).toBeLessThan(8000);
+  }, 20_000);
 });
