@@ -8,6 +8,7 @@ import {
   isBytes,
   isInteger,
   isJsonContentType,
+  isPosthornError,
   malformed,
   parseJson,
   utf8Decode,
@@ -88,10 +89,13 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
         writeEvent(writer, event);
       } catch (err) {
         writer.reset();
-        if (err instanceof RangeError) {
-          throw invalidEvent(`data cannot be written as Avro: ${err.message}`, "data", err);
-        }
-        throw err;
+        if (isPosthornError(err)) throw err;
+        // A cycle overflows the stack (RangeError); a toJSON of the data may throw anything.
+        throw invalidEvent(
+          `data cannot be written as Avro: ${(err as Error)?.message ?? String(err)}`,
+          "data",
+          err,
+        );
       }
       return writer.finish();
     },
@@ -175,7 +179,7 @@ function jsonView(value: unknown, key: string): unknown {
     return value;
   }
   if (typeof value === "function" || typeof value === "symbol") return undefined;
-  if (typeof value === "bigint") throw invalidEvent("data holds a bigint, which JSON cannot carry");
+  if (typeof value === "bigint") throw invalidEvent("data holds a bigint, which JSON cannot carry", "data");
   return value;
 }
 
