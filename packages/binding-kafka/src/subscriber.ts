@@ -2,6 +2,8 @@ import {
   AsyncQueue,
   closeOnReturn,
   createDelivery,
+  DEAD_LETTER_ORIGINAL_TOPIC,
+  DEAD_LETTER_REASON,
   type Delivery,
   PosthornError,
   type SettlementCapabilities,
@@ -18,10 +20,14 @@ import { fromKafkaError } from "./errors.js";
 import { readKafkaRecord } from "./from-record.js";
 import { DELIVERY_COUNT_HEADER, type KafkaDecodeOptions } from "./record.js";
 
-/** Headers Posthorn adds to a record it writes to the dead-letter topic. */
+/**
+ * Headers Posthorn adds to a record it writes to the dead-letter topic. The reason and topic
+ * names are core's `DEAD_LETTER_REASON` and `DEAD_LETTER_ORIGINAL_TOPIC`, which the MQTT binding
+ * writes as user properties too.
+ */
 export const DEAD_LETTER_HEADERS = Object.freeze({
-  reason: "posthorn-dead-letter-reason",
-  topic: "posthorn-original-topic",
+  reason: DEAD_LETTER_REASON,
+  topic: DEAD_LETTER_ORIGINAL_TOPIC,
   partition: "posthorn-original-partition",
   offset: "posthorn-original-offset",
 });

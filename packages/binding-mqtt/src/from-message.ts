@@ -1,6 +1,8 @@
 import {
   asDecodeError,
   CloudEvent,
+  DEAD_LETTER_ORIGINAL_TOPIC,
+  DEAD_LETTER_REASON,
   decodeData,
   extensions as defaultExtensions,
   type EventFormat,
@@ -55,7 +57,10 @@ export function classifyMqttMessage(
  * Reads a CloudEvent from an MQTT message, detecting the mode ({@link classifyMqttMessage}) and,
  * in structured mode, the format from the Content Type among `options.formats`. In binary mode,
  * attributes whose type is declared (context attributes and extensions in `options.registry`)
- * are restored to that type; other extensions stay Strings.
+ * are restored to that type; other extensions stay Strings. The user properties a subscriber's
+ * `reject()` adds to a dead-letter copy (core's `DEAD_LETTER_ORIGINAL_TOPIC` and
+ * `DEAD_LETTER_REASON`) are not attributes and are skipped, so the copy reads as the same event;
+ * {@link toPlainMessage} keeps them.
  *
  * @param message - the payload and MQTT 5 properties
  * @param options - the formats to accept, the protocol version, the extension registry, limits
@@ -101,7 +106,15 @@ function structuredFormat(
 function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
   const registry = options.registry ?? defaultExtensions;
   const props = message.userProperties ?? {};
-  const names = Object.keys(props);
+  let names = Object.keys(props);
+  // What reject() adds to a dead-letter copy is about the message, not the event: skip exactly
+  // those names, so the copy decodes to the event that was rejected.
+  if (
+    Object.hasOwn(props, DEAD_LETTER_ORIGINAL_TOPIC) ||
+    Object.hasOwn(props, DEAD_LETTER_REASON)
+  ) {
+    names = names.filter((name) => !isDeadLetterName(name));
+  }
   const maxProps = options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES;
   if (names.length > maxProps) {
     throw new PosthornError(
@@ -145,6 +158,10 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);
+}
+
+function isDeadLetterName(name: string): boolean {
+  return name === DEAD_LETTER_ORIGINAL_TOPIC || name === DEAD_LETTER_REASON;
 }
 
 function isAttributeName(name: string): boolean {

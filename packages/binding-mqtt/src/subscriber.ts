@@ -3,16 +3,19 @@ import {
   type CloudEvent,
   closeOnReturn,
   createDelivery,
+  DEAD_LETTER_ORIGINAL_TOPIC,
+  DEAD_LETTER_REASON,
   type Delivery,
   type EventFormat,
   type ExtensionRegistry,
   isPosthornError,
+  isValidString,
   type PosthornError,
   PosthornError as PosthornErrorClass,
   type SettlementCapabilities,
   type Subscriber,
 } from "@posthorn/core";
-import type { MqttClient } from "mqtt";
+import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
 import { classifyMqttMessage, fromMqttMessage, toPlainMessage } from "./from-message.js";
 import type { MqttLimits, MqttMessage } from "./mqtt-message.js";
@@ -33,7 +36,11 @@ export interface MqttSubscriberOptions extends MqttLimits {
   formats: readonly EventFormat[];
   /** Where declared extension types are looked up in binary mode. Defaults to core's registry. */
   registry?: ExtensionRegistry;
-  /** Where `reject()` publishes the message (unchanged) before acknowledging it. */
+  /**
+   * Where `reject()` publishes the message (unchanged) before acknowledging it. At MQTT 5 the
+   * copy adds the user properties {@link DEAD_LETTER_ORIGINAL_TOPIC} and, when `reject()` is
+   * given one, {@link DEAD_LETTER_REASON}.
+   */
   deadLetterTopic?: string;
   /** QoS of dead-letter publishes. Default 1. */
   deadLetterQos?: MqttQos;
@@ -140,6 +147,59 @@ export function topicMatcher(filter: string): (topic: string) => boolean {
   };
 }
 
+/** The longest UTF-8 string an MQTT packet can carry (MQTT 5 1.5.4), in bytes. */
+const MAX_MQTT_STRING_BYTES = 65_535;
+
+/**
+ * The MQTT 5 properties of a dead-letter copy: the original Content Type and user properties
+ * unchanged, plus the original topic and the reason under core's dead-letter names. The MQTT
+ * decoder skips exactly those two names in binary mode, so the copy still decodes to the same
+ * event (an attribute name is lower-case letters and digits, so they can never be one).
+ */
+function deadLetterProperties(
+  props: PacketLike["properties"],
+  topic: string,
+  reason: string | undefined,
+): NonNullable<IClientPublishOptions["properties"]> {
+  // A null prototype: the names come from the wire, and `__proto__` must stay a name.
+  const userProperties = Object.create(null) as Record<string, string | string[]>;
+  const original = props?.userProperties;
+  if (original !== undefined) {
+    for (const name of Object.keys(original)) {
+      const value = original[name];
+      if (value !== undefined) userProperties[name] = value as string | string[];
+    }
+  }
+  // A copy rejected again (by a dead-letter subscriber) describes its last rejection only.
+  userProperties[DEAD_LETTER_ORIGINAL_TOPIC] = topic;
+  if (reason === undefined) delete userProperties[DEAD_LETTER_REASON];
+  else userProperties[DEAD_LETTER_REASON] = mqttString(reason);
+  return props?.contentType === undefined
+    ? { userProperties }
+    : { contentType: props.contentType, userProperties };
+}
+
+/**
+ * `text` as a string an MQTT packet may carry: brokers close the connection on control
+ * characters, noncharacters and lone surrogates (MQTT 5 1.5.4), which error messages often hold
+ * (line breaks), so each becomes U+FFFD; and it is cut, at a character boundary, to 65,535
+ * UTF-8 bytes.
+ */
+function mqttString(text: string): string {
+  if (isValidString(text) && text.length * 3 <= MAX_MQTT_STRING_BYTES) return text;
+  let out = "";
+  let bytes = 0;
+  for (const ch of text) {
+    const safe = isValidString(ch) ? ch : "\uFFFD";
+    const cp = safe.codePointAt(0) as number;
+    const size = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes + size > MAX_MQTT_STRING_BYTES) break;
+    bytes += size;
+    out += safe;
+  }
+  return out;
+}
+
 /** Why a withheld acknowledgement is dropped (passed to mqtt.js, which then sends no ack). */
 const WITHHELD = new Error("posthorn: acknowledgement withheld");
 
@@ -159,8 +219,11 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   the message (MQTT redelivers only on session resumption). It needs a persistent session
  *   (`clean: false`, and at MQTT 5 a `sessionExpiryInterval` above 0) and automatic reconnects;
  *   otherwise `capabilities.release` is `none` and it is `NotSupported`.
- * - `reject()` publishes the message unchanged to `deadLetterTopic`, then acknowledges it;
- *   without a dead-letter topic it is `NotSupported`.
+ * - `reject(reason)` publishes the message unchanged to `deadLetterTopic`, then acknowledges
+ *   it; without a dead-letter topic it is `NotSupported`. At MQTT 5 the copy also carries the
+ *   user properties `posthorn-original-topic` and, when given, `posthorn-dead-letter-reason`
+ *   (core's `DEAD_LETTER_ORIGINAL_TOPIC` and `DEAD_LETTER_REASON`), which the decoder skips, so
+ *   the copy decodes to the same event; MQTT 3.1.1 has no properties to carry them.
  * - `close()`, and leaving a `for await` loop over the subscriber, which closes it, withhold the
  *   acknowledgement of what is unsettled after `drainTimeoutMs`; settling it later is
  *   `SettlementFailed`.
@@ -285,26 +348,15 @@ export async function mqttSubscriber<T = unknown>(
     const message = toPlainMessage(mqttMessage, metadata);
 
     const deadLetter = (reason: string | undefined): Promise<void> => {
-      void reason;
       const topicOut = options.deadLetterTopic as string;
+      const publishOptions: IClientPublishOptions = { qos: options.deadLetterQos ?? 1 };
+      // MQTT 3.1.1 has no properties: the copy is the payload alone, and the reason is lost.
+      if (protocolVersion === 5) {
+        publishOptions.properties = deadLetterProperties(props, topic, reason);
+      }
       return new Promise<void>((resolve, reject) => {
-        client.publish(
-          topicOut,
-          asBuffer(payload),
-          {
-            qos: options.deadLetterQos ?? 1,
-            ...(protocolVersion === 5 && props
-              ? {
-                  properties: {
-                    ...(props.contentType === undefined ? {} : { contentType: props.contentType }),
-                    ...(props.userProperties === undefined
-                      ? {}
-                      : { userProperties: props.userProperties as Record<string, string> }),
-                  },
-                }
-              : {}),
-          },
-          (err) => (err ? reject(fromMqttError(err, `publish to ${topicOut}`)) : resolve()),
+        client.publish(topicOut, asBuffer(payload), publishOptions, (err) =>
+          err ? reject(fromMqttError(err, `publish to ${topicOut}`)) : resolve(),
         );
       });
     };

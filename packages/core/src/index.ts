@@ -28,6 +28,7 @@ export {
   jsonDepthExceeds,
   parseJson,
 } from "./data.js";
+export { DEAD_LETTER_ORIGINAL_TOPIC, DEAD_LETTER_REASON } from "./dead-letter.js";
 export { AsyncQueue, closeOnReturn, createDelivery, type DeliveryInit } from "./delivery.js";
 export {
   asJob,
