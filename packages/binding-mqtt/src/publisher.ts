@@ -89,8 +89,14 @@ export function mqttPublisher(
   }
   const qos = options.qos ?? 1;
   const retain = options.retain ?? false;
-  let inFlight = 0;
+  // close() waits for both: publish() calls that have not returned, and messages mqtt.js has not
+  // called back for (a call that timed out or was aborted stops waiting; its message is still out).
+  let calls = 0;
+  let messages = 0;
   let idle: (() => void) | undefined;
+  const settledOne = (): void => {
+    if (calls === 0 && messages === 0 && idle) idle();
+  };
   let closed = false;
   // One promise for every close() call: a second call must not take the first one's waiter.
   let closing: Promise<void> | undefined;
@@ -127,11 +133,19 @@ export function mqttPublisher(
 
   const send = (topic: string, message: MqttMessage, call: MqttPublishOptions): Promise<void> => {
     const publishOptions = publishOptionsOf(message, call);
+    messages++;
     return new Promise<void>((resolve, reject) => {
-      client.publish(topic, asBuffer(message.payload), publishOptions, (err) => {
+      const done = (err?: Error): void => {
+        messages--;
+        settledOne();
         if (err) reject(fromMqttError(err, `publish to ${topic}`));
         else resolve();
-      });
+      };
+      try {
+        client.publish(topic, asBuffer(message.payload), publishOptions, (err) => done(err));
+      } catch (err) {
+        done(err as Error);
+      }
     });
   };
 
@@ -189,17 +203,18 @@ export function mqttPublisher(
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
       // Aborted before the call: nothing is sent (withLimits only stops waiting for what was).
       if (call.abortSignal?.aborted) throw new PosthornError("Aborted", "publish aborted");
-      inFlight++;
+      calls++;
       try {
         await withLimits(sendAll(events, call), call);
       } finally {
-        if (--inFlight === 0 && idle) idle();
+        calls--;
+        settledOne();
       }
     },
     close() {
       closed = true;
       closing ??= (async () => {
-        if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+        if (calls > 0 || messages > 0) await new Promise<void>((resolve) => (idle = resolve));
       })();
       return closing;
     },

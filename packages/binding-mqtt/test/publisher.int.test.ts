@@ -57,6 +57,23 @@ describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outsid
     expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
   });
 
+  it("close() waits for the PUBACKs of publishes whose calls already gave up (abort)", async () => {
+    const client = await open();
+    const publisher = mqttPublisher(client, { topic: uniqueTopic("close-after-abort"), qos: 1 });
+    // mqtt.js keeps a QoS 1 message's callback in client.outgoing until its PUBACK arrives.
+    const outgoing = () => Object.keys((client as unknown as { outgoing: object }).outgoing).length;
+    const aborts = new AbortController();
+    const total = 50;
+    const publishes = Array.from({ length: total }, (_, i) =>
+      publisher.publish(shutdownEvent("mqtt", i), { abortSignal: aborts.signal }),
+    );
+    aborts.abort();
+    for (const p of publishes) await expect(p).rejects.toMatchObject({ code: "Aborted" });
+    expect(outgoing()).toBeGreaterThan(0);
+    await publisher.close();
+    expect(outgoing()).toBe(0);
+  });
+
   it("publish(array) sends none of the array when one event cannot be encoded", async () => {
     const topic = uniqueTopic("array-invalid");
     // The broker's view, through a plain mqtt.js subscription: the ids of what reached it.
