@@ -107,7 +107,15 @@ export interface PublishOptions {
   mode?: ContentMode;
   /** Cancels waiting for the acknowledgement. */
   abortSignal?: AbortSignal;
-  /** Give up waiting for the acknowledgement after this long. */
+  /**
+   * The longest the whole `publish()` call may take, retries and backoff included. When it
+   * passes, the call rejects with `Timeout`. The message may still be delivered: a timeout says
+   * nothing about whether the broker got it.
+   *
+   * The same meaning holds on every transport; each binding documents its default (some have
+   * none, and then wait as long as their client does). A transport without acknowledgement (core
+   * NATS) settles once it has handed over the bytes, and so ignores it.
+   */
   timeoutMs?: number;
 }
 
