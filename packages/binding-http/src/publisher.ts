@@ -31,6 +31,12 @@ export interface RetryOptions {
    * out: the publish fails with a retryable `PublishRejected` instead.
    */
   maxDelayMs?: number;
+  /**
+   * How long one attempt (one request and its answer) may take before it is aborted and, if
+   * attempts remain, retried. Default 30 s. With `timeoutMs` set, an attempt never outlives the
+   * call: it is cut off when the call's time runs out.
+   */
+  attemptTimeoutMs?: number;
 }
 
 /** Options of {@link httpPublisher}. */
@@ -45,9 +51,15 @@ export interface HttpPublisherOptions {
   method?: "POST" | "PUT";
   /** The fetch to use. Default the global `fetch` (undici in Node, with keep-alive). */
   fetch?: typeof fetch;
-  /** Per-attempt timeout. Default 30 s. */
+  /**
+   * The longest a whole `publish()` call may take: every attempt, the backoff between them, the
+   * wait for the webhook handshake and for the granted rate. When it passes, the call rejects
+   * with `Timeout` (the receiver may still have got the event). No default: without it a call
+   * ends after at most `retry.maxAttempts` attempts of `retry.attemptTimeoutMs` each, plus the
+   * backoff. Per call: {@link PublishOptions.timeoutMs}.
+   */
   timeoutMs?: number;
-  /** Retry policy, or `false` for a single attempt. */
+  /** Retry policy, or `false` for a single attempt (still bounded by `attemptTimeoutMs`). */
   retry?: RetryOptions | false;
   /** Extra headers on every request (not `content-type` or `ce-*`, which the mapping writes). */
   headers?: Record<string, string>;
@@ -119,24 +131,93 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/** `failure` made final, because a `Retry-After` asks for more time than the publish may wait. */
+function retryAfterRefused(failure: PosthornError, why: string): PosthornError {
+  return new PosthornError(failure.code, `${failure.message} (${why})`, {
+    protocolCode: failure.protocolCode ?? "",
+    retryable: true,
+    cause: failure,
+  });
+}
+
 function aborted(): PosthornError {
   return new PosthornError("Aborted", "the publish was aborted");
 }
 
-/** Settles like `promise`, unless `signal` fires first (then `Aborted`). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(aborted());
+/**
+ * The time budget of one `publish()` call. `deadline` is on the `performance.now()` clock,
+ * `Infinity` when the call has no `timeoutMs`.
+ */
+interface CallBudget {
+  readonly deadline: number;
+  readonly timeoutMs: number | undefined;
+}
+
+const UNBOUNDED: CallBudget = { deadline: Number.POSITIVE_INFINITY, timeoutMs: undefined };
+
+function budgetOf(timeoutMs: number | undefined): CallBudget {
+  if (timeoutMs === undefined || !Number.isFinite(timeoutMs)) return UNBOUNDED;
+  return { deadline: performance.now() + timeoutMs, timeoutMs };
+}
+
+/**
+ * The call's `timeoutMs` passed. `failure` is the last attempt that failed, if one did; `cause`
+ * defaults to it.
+ */
+function callTimeout(
+  what: string,
+  budget: CallBudget,
+  failure?: PosthornError,
+  cause: unknown = failure,
+): PosthornError {
+  const last = failure ? ` (last failure: ${failure.message})` : "";
+  return new PosthornError(
+    "Timeout",
+    `${what} did not complete within timeoutMs ${budget.timeoutMs} ms${last}`,
+    cause === undefined ? { retryable: true } : { cause, retryable: true },
+  );
+}
+
+/**
+ * Settles like `promise`, unless `signal` fires (`Aborted`) or the call's deadline passes
+ * (`Timeout`) first. A timer runs only when the call has a deadline.
+ */
+function bounded<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  budget: CallBudget,
+  what: string,
+): Promise<T> {
+  if (signal === undefined && budget === UNBOUNDED) return promise;
+  const left = budget.deadline - performance.now();
+  if (signal?.aborted || left <= 0) {
+    promise.catch(() => undefined); // settles later, with nobody waiting for it
+    return Promise.reject(signal?.aborted ? aborted() : callTimeout(what, budget));
+  }
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(aborted());
-    signal.addEventListener("abort", onAbort, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const done = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(aborted());
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (left !== Number.POSITIVE_INFINITY) {
+      timer = setTimeout(() => {
+        done();
+        reject(callTimeout(what, budget));
+      }, left);
+    }
     promise.then(
       (value) => {
-        signal.removeEventListener("abort", onAbort);
+        done();
         resolve(value);
       },
       (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
+        done();
         reject(err);
       },
     );
@@ -251,9 +332,13 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    * with no request made; a request that fails stops the call, and the events before it were
    * delivered); in batch mode the array is one request. Resolves on a 2xx answer.
    *
+   * `timeoutMs` (per call, else the publisher's) bounds the whole call, every request of an array
+   * included; `retry.attemptTimeoutMs` bounds each attempt.
+   *
    * @throws {@link PosthornError} `PublishRejected` (`protocolCode` is the HTTP status; retryable
-   *   for 429/502/503/504 once retries are spent), `Timeout`, `ConnectionFailed`, `Aborted`,
-   *   `Closed`, `InvalidEvent`
+   *   for 429/502/503/504 once retries are spent, or when a `Retry-After` would end past
+   *   `maxDelayMs` or the call's `timeoutMs`), `Timeout` (an attempt's or the call's),
+   *   `ConnectionFailed`, `Aborted`, `Closed`, `InvalidEvent`
    */
   publish(
     events: CloudEventLike | readonly CloudEventLike[],
@@ -273,6 +358,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     events: CloudEventLike | readonly CloudEventLike[],
     options: HttpPublishOptions,
   ): Promise<void> {
+    const budget = budgetOf(options.timeoutMs ?? this.#options.timeoutMs);
     const mode = options.mode ?? this.#options.mode ?? "binary";
     const format = this.#options.format;
     const mapping: ToHttpMessageOptions = format === undefined ? { mode } : { mode, format };
@@ -285,15 +371,19 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       for (let i = 0; i < list.length; i++) {
         messages[i] = toHttpMessage(list[i] as CloudEventLike, mapping);
       }
-      for (const message of messages) await this.#send(message, options);
+      for (const message of messages) await this.#send(message, options, budget);
       return;
     }
-    await this.#send(toHttpMessage(events, mapping), options);
+    await this.#send(toHttpMessage(events, mapping), options, budget);
   }
 
-  async #send(message: HttpMessage, options: HttpPublishOptions): Promise<void> {
+  async #send(
+    message: HttpMessage,
+    options: HttpPublishOptions,
+    budget: CallBudget,
+  ): Promise<void> {
     if (this.#options.webhook && this.#permission === undefined) {
-      await abortable(this.#handshake(), options.abortSignal);
+      await bounded(this.#handshake(), options.abortSignal, budget, "the webhook handshake");
     }
     const headers: Record<string, string> = { ...this.#staticHeaders, ...message.headers };
     if (options.headers) {
@@ -305,7 +395,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (typeof auth === "function") headers.authorization = await auth();
     await this.#attempts(
       { method: this.#options.method ?? "POST", headers, body: message.body },
-      options,
+      options.abortSignal,
+      budget,
     );
   }
 
@@ -397,21 +488,28 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 
   async #attempts(
     init: { method: string; headers: Record<string, string>; body: Uint8Array },
-    options: HttpPublishOptions,
+    user: AbortSignal | undefined,
+    budget: CallBudget,
   ): Promise<void> {
     const retry = this.#options.retry === false ? { maxAttempts: 1 } : (this.#options.retry ?? {});
     const maxAttempts = Math.max(1, retry.maxAttempts ?? 3);
     const baseDelayMs = retry.baseDelayMs ?? 100;
     const maxDelayMs = retry.maxDelayMs ?? 10_000;
-    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 30_000;
-    const user = options.abortSignal;
+    const attemptMs = retry.attemptTimeoutMs ?? 30_000;
+    const what = `${init.method} ${this.#url}`;
+    let failure: PosthornError | undefined;
     for (let attempt = 1; ; attempt++) {
       // http-webhook.md 4.2.2: every request, retries included, counts against the granted rate.
-      // The wait comes before the attempt's timeout starts; the caller's abortSignal ends it.
-      if (this.#limiter) await this.#limiter.acquire(user);
-      const timeout = AbortSignal.timeout(timeoutMs);
+      // The wait counts against the call's timeoutMs; the caller's abortSignal ends it too.
+      if (this.#limiter) await this.#paced(user, budget, what, failure);
+      // One AbortSignal per attempt (each costs undici something per request): the attempt's own
+      // timeout, shortened to the time left in the call, and the caller's signal only if given.
+      const left = budget.deadline - performance.now();
+      if (left <= 0) throw callTimeout(what, budget, failure);
+      const cutByCall = left <= attemptMs;
+      const ms = cutByCall ? Math.ceil(left) : attemptMs;
+      const timeout = AbortSignal.timeout(ms);
       const signal = user ? anySignal([user, timeout]) : timeout;
-      let failure: PosthornError;
       let waitMs: number | undefined;
       try {
         const response = await this.#fetch(this.#url, {
@@ -436,20 +534,65 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       } catch (err) {
         // The only Posthorn errors thrown in the try block are final answers.
         if (isPosthornError(err)) throw err;
-        failure = fetchFailure(err, user, `${init.method} ${this.#url}`, timeoutMs);
+        const thrown = fetchFailure(err, user, what, ms);
+        if (thrown.code === "Timeout" && cutByCall) {
+          throw callTimeout(what, budget, failure, failure ?? thrown);
+        }
+        failure = thrown;
         if (!failure.retryable) throw failure;
       }
       if (attempt >= maxAttempts) throw failure;
+      if (waitMs !== undefined) {
+        // The receiver said when to come back. If that is too far off, fail now with its answer
+        // rather than sleep to a Timeout that is already certain.
+        if (waitMs > maxDelayMs)
+          throw retryAfterRefused(
+            failure,
+            `Retry-After of ${waitMs} ms exceeds maxDelayMs ${maxDelayMs}`,
+          );
+        if (performance.now() + waitMs >= budget.deadline) {
+          throw retryAfterRefused(
+            failure,
+            `Retry-After of ${waitMs} ms ends past the call's timeoutMs ${budget.timeoutMs} ms`,
+          );
+        }
+        await sleep(waitMs, user);
+        continue;
+      }
       const backoff = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-      const delay = waitMs ?? backoff * (0.5 + Math.random() / 2);
-      if (delay > maxDelayMs) {
-        throw new PosthornError(
-          failure.code,
-          `${failure.message} (Retry-After of ${delay} ms exceeds maxDelayMs ${maxDelayMs})`,
-          { protocolCode: failure.protocolCode ?? "", retryable: true, cause: failure },
-        );
+      const delay = backoff * (0.5 + Math.random() / 2);
+      const rest = budget.deadline - performance.now();
+      if (delay >= rest) {
+        // The call's time runs out during the backoff: wait until it does, then Timeout.
+        await sleep(Math.max(0, rest), user);
+        throw callTimeout(what, budget, failure);
       }
       await sleep(delay, user);
+    }
+  }
+
+  /** Waits for the webhook rate's next token, within the call's time. */
+  async #paced(
+    user: AbortSignal | undefined,
+    budget: CallBudget,
+    what: string,
+    failure: PosthornError | undefined,
+  ): Promise<void> {
+    const limiter = this.#limiter as RateLimiter;
+    // Without a granted rate the limiter never waits.
+    if (budget === UNBOUNDED || this.#permission?.allowedRate === undefined) {
+      return limiter.acquire(user);
+    }
+    const left = budget.deadline - performance.now();
+    if (left <= 0) throw callTimeout(what, budget, failure);
+    // Only a publisher paced to a granted rate gets here, so this second signal per request is
+    // off the common path.
+    const timeout = AbortSignal.timeout(Math.ceil(left));
+    try {
+      await limiter.acquire(user ? anySignal([user, timeout]) : timeout);
+    } catch (err) {
+      if (timeout.aborted && !user?.aborted) throw callTimeout(what, budget, failure);
+      throw err;
     }
   }
 
@@ -467,7 +610,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 
 /**
  * A publisher that POSTs events over the standard `fetch`: binary, structured or batch mode,
- * per-attempt timeouts through `AbortSignal`, retries with exponential backoff and jitter on
+ * a timeout for the whole call (`timeoutMs`) and one per attempt (`retry.attemptTimeoutMs`, one
+ * `AbortSignal` per request), retries with exponential backoff and jitter on
  * 429/502/503/504 and on connection failures and timeouts (honouring `Retry-After` on 429 and
  * 503), never on other 4xx; optional webhook validation handshake (synchronous, or by callback)
  * with pacing to the granted rate, and `Authorization`. Works in
