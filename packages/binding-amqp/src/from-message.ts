@@ -39,7 +39,17 @@ export interface FromAmqpMessageOptions extends JsonLimits {
   formats?: readonly EventFormat[];
   /** Where declared extension types are looked up. Defaults to core's `extensions`. */
   registry?: ExtensionRegistry;
-  /** Largest body accepted, in bytes; more is `PayloadTooLarge`. Default 16 MiB. */
+  /**
+   * Largest body accepted, in bytes; more is `PayloadTooLarge`. Default
+   * {@link DEFAULT_MAX_MESSAGE_BYTES} (16 MiB). The same name as in every other binding.
+   */
+  maxPayloadBytes?: number;
+  /**
+   * The former name of {@link FromAmqpMessageOptions.maxPayloadBytes}, still read; when both are
+   * given, `maxPayloadBytes` wins.
+   *
+   * @deprecated use maxPayloadBytes
+   */
   maxMessageBytes?: number;
   /** Most application properties accepted; more is `PayloadTooLarge`. Default 1024. */
   maxProperties?: number;
@@ -139,7 +149,7 @@ export function fromAmqpMessage(
       );
     }
     if (bodyError) throw bodyError;
-    const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const max = options.maxPayloadBytes ?? options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (body !== undefined && body.length > max) {
       throw new PosthornError(
         "PayloadTooLarge",

@@ -38,7 +38,17 @@ export interface FromHttpMessageOptions {
   formats?: readonly EventFormat[];
   /** Where the types of extensions are looked up (binary mode). Defaults to core's registry. */
   registry?: ExtensionRegistry;
-  /** Largest body accepted; larger is `PayloadTooLarge`. Default 1 MiB. */
+  /**
+   * Largest body accepted, in bytes; larger is `PayloadTooLarge`. Default
+   * {@link DEFAULT_MAX_BODY_BYTES} (1 MiB). The same name as in every other binding.
+   */
+  maxPayloadBytes?: number;
+  /**
+   * The former name of {@link FromHttpMessageOptions.maxPayloadBytes}, still read; when both are
+   * given, `maxPayloadBytes` wins.
+   *
+   * @deprecated use maxPayloadBytes
+   */
   maxBodyBytes?: number;
   /** Limits for JSON data read in binary mode. */
   json?: JsonLimits;
@@ -208,7 +218,7 @@ export function fromHttpMessage(
   const raw = message.body;
   const body =
     raw === undefined ? new Uint8Array(0) : typeof raw === "string" ? utf8Encode(raw) : raw;
-  const max = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const max = options.maxPayloadBytes ?? options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (body.length > max) {
     throw new PosthornError("PayloadTooLarge", `body of ${body.length} bytes exceeds ${max}`, {
       protocolCode: 413,

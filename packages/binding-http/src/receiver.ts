@@ -50,7 +50,17 @@ export interface HttpReceiverOptions {
   formats?: readonly EventFormat[];
   /** Where binary-mode extension types are looked up. */
   registry?: ExtensionRegistry;
-  /** Largest body accepted (413 above it). Default 1 MiB. */
+  /**
+   * Largest body accepted, in bytes (413 above it). Default 1 MiB. The same name as in every
+   * other binding.
+   */
+  maxPayloadBytes?: number;
+  /**
+   * The former name of {@link HttpReceiverOptions.maxPayloadBytes}, still read; when both are
+   * given, `maxPayloadBytes` wins.
+   *
+   * @deprecated use maxPayloadBytes
+   */
   maxBodyBytes?: number;
   /** Most request headers accepted (431 above it). Default 200. */
   maxHeaderCount?: number;
@@ -219,7 +229,7 @@ export class HttpReceiver implements Subscriber {
         return errorReply(401, "not authorized", { "www-authenticate": "Bearer" });
       }
     }
-    const max = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const max = o.maxPayloadBytes ?? o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     const declared = Number(headers["content-length"]);
     if (declared > max) {
       return errorReply(413, `body of ${declared} bytes exceeds ${max}`, { connection: "close" });
@@ -237,7 +247,7 @@ export class HttpReceiver implements Subscriber {
       { headers, body },
       {
         formats: o.formats ?? [],
-        maxBodyBytes: max,
+        maxPayloadBytes: max,
         ...(o.registry ? { registry: o.registry } : {}),
         ...(o.json ? { json: o.json } : {}),
       },

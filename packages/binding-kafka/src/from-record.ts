@@ -145,7 +145,7 @@ function decodeEvent(
 ): CloudEvent | undefined {
   const headers = record.headers ?? {};
   const value = record.value;
-  const maxValue = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+  const maxValue = options.maxPayloadBytes ?? options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
   if (value !== null && value !== undefined && value.length > maxValue) {
     throw new PosthornError(
       "PayloadTooLarge",

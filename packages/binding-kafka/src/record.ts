@@ -62,7 +62,17 @@ export interface KafkaDecodeOptions {
   formats?: readonly EventFormat[];
   /** Where declared extension types are looked up. Defaults to core's `extensions`. */
   registry?: ExtensionRegistry;
-  /** Largest value accepted, in bytes. Default 8 MiB. */
+  /**
+   * Largest record value accepted, in bytes; more is `PayloadTooLarge`. Default
+   * {@link DEFAULT_MAX_VALUE_BYTES} (8 MiB). The same name as in every other binding.
+   */
+  maxPayloadBytes?: number;
+  /**
+   * The former name of {@link KafkaDecodeOptions.maxPayloadBytes}, still read; when both are
+   * given, `maxPayloadBytes` wins.
+   *
+   * @deprecated use maxPayloadBytes
+   */
   maxValueBytes?: number;
   /** Most header entries accepted (repeated names count once per value). Default 256. */
   maxHeaders?: number;
@@ -82,7 +92,7 @@ export const ATTRIBUTE_PREFIX = "ce_";
  */
 export const DELIVERY_COUNT_HEADER = "posthorn-delivery-count";
 
-/** Default of {@link KafkaDecodeOptions.maxValueBytes}. */
+/** Default of {@link KafkaDecodeOptions.maxPayloadBytes}: 8 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024;
 
 /** Default of {@link KafkaDecodeOptions.maxHeaders}. */

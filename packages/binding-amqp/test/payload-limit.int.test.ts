@@ -1,0 +1,84 @@
+import { type AmqpSubscriberOptions, amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
+import { CloudEvent, type Delivery } from "@posthorn/core";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import amqplib from "amqplib";
+import type { Connection } from "rhea";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
+
+// The subscriber's size limit, under its name in every binding (maxPayloadBytes) and its former
+// one (maxMessageBytes), against RabbitMQ (AMQP_URL). Queues are declared over AMQP 0-9-1.
+const ok = await requireBroker("amqp");
+
+function event(id: string, size: number): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id,
+    source: "/tests/limit",
+    type: "t",
+    datacontenttype: "application/octet-stream",
+    data: new Uint8Array(size),
+  });
+}
+
+describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)", () => {
+  let admin: amqplib.ChannelModel;
+  let channel: amqplib.Channel;
+  let connection: Connection;
+  const queues: string[] = [];
+  beforeAll(async () => {
+    admin = await amqplib.connect(brokerUrl("amqp") as string);
+    channel = await admin.createChannel();
+    connection = await connectRabbit();
+  });
+  afterAll(async () => {
+    await closeConnection(connection);
+    for (const q of queues) await channel.deleteQueue(q);
+    await channel.close();
+    await admin.close();
+  });
+
+  /** Publishes a 1,500-byte and a 500-byte event, and returns the two deliveries, in order. */
+  async function receive(
+    limits: Pick<AmqpSubscriberOptions, "maxPayloadBytes" | "maxMessageBytes">,
+  ): Promise<[Delivery, Delivery]> {
+    const queue = uniqueName("limit");
+    await channel.assertQueue(queue, { durable: false, autoDelete: false });
+    queues.push(queue);
+    const address = `/amq/queue/${queue}`;
+    const publisher = amqpPublisher(connection, { address });
+    const subscriber = amqpSubscriber(connection, { address, ...limits });
+    await Promise.all([publisher.ready, subscriber.ready]);
+    try {
+      await publisher.publish([event("big", 1500), event("small", 500)]);
+      const it = subscriber[Symbol.asyncIterator]();
+      const first = await nextDelivery(it);
+      await first.accept();
+      const second = await nextDelivery(it);
+      await second.accept();
+      return [first, second];
+    } finally {
+      await publisher.close();
+      await subscriber.close();
+    }
+  }
+
+  it("maxPayloadBytes: a body past it is a PayloadTooLarge delivery, a smaller one an event", async () => {
+    const [big, small] = await receive({ maxPayloadBytes: 1000 });
+    expect(big.event).toBeUndefined();
+    expect(big.error?.code).toBe("PayloadTooLarge");
+    expect(small.event?.id).toBe("small");
+  });
+
+  it("the deprecated maxMessageBytes still limits", async () => {
+    const [big, small] = await receive({ maxMessageBytes: 1000 });
+    expect(big.error?.code).toBe("PayloadTooLarge");
+    expect(small.event?.id).toBe("small");
+  });
+
+  it("maxPayloadBytes wins when both are given", async () => {
+    const [big] = await receive({ maxPayloadBytes: 2000, maxMessageBytes: 1000 });
+    expect(big.error).toBeUndefined();
+    expect(big.event?.id).toBe("big");
+  });
+});
