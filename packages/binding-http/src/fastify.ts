@@ -46,7 +46,7 @@ export interface FastifyCloudEventsOptions extends HttpReceiverOptions {
  * A Fastify plugin that receives CloudEvents on `POST`, `PUT` and `OPTIONS` (the webhook
  * handshake) at `path`. Inside its own encapsulated context it replaces Fastify's body parsers
  * with one that leaves the body unread, so the receiver sees the exact bytes and enforces its own
- * `maxBodyBytes`.
+ * `maxPayloadBytes`.
  *
  * @example
  * ```ts

@@ -73,7 +73,7 @@ export const driver: EndpointDriver = {
       formats: endpoint.formats,
       // The binding's 1 MiB default is for servers facing the internet; the command receives
       // what its user sends it, batches of large events included.
-      maxBodyBytes: 64 * 1024 * 1024,
+      maxPayloadBytes: 64 * 1024 * 1024,
       ...(expected === undefined
         ? {}
         : { authorize: (header: string | undefined) => header === expected }),
