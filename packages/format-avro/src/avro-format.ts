@@ -179,7 +179,8 @@ function jsonView(value: unknown, key: string): unknown {
     return value;
   }
   if (typeof value === "function" || typeof value === "symbol") return undefined;
-  if (typeof value === "bigint") throw invalidEvent("data holds a bigint, which JSON cannot carry", "data");
+  if (typeof value === "bigint")
+    throw invalidEvent("data holds a bigint, which JSON cannot carry", "data");
   return value;
 }
 
