@@ -10,7 +10,12 @@ const INITIAL_SIZE = 8 * 1024;
 // one big payload does not pin megabytes for the life of the process.
 const RETAIN_LIMIT = 1024 * 1024;
 
-/** Number of bytes the base-128 varint of a non-negative integer below 2^53 takes. */
+/**
+ * Number of bytes the base-128 varint of a non-negative integer below 2^53 takes.
+ *
+ * @param z - the integer, already zig-zagged where the format wants that
+ * @returns the size in bytes, 1 to 8
+ */
 export function varintSize(z: number): number {
   let size = 1;
   while (z >= 128) {
@@ -34,7 +39,9 @@ export function varintSize(z: number): number {
  * ```
  */
 export class ByteWriter {
+  /** The buffer written into; replaced by a larger one as it grows, so do not keep it. */
   buf: Uint8Array = new Uint8Array(INITIAL_SIZE);
+  /** Number of bytes written so far: the offset in `buf` of the next one. */
   pos = 0;
 
   /** Drops what was written (after a failed encode). */
@@ -42,7 +49,11 @@ export class ByteWriter {
     this.pos = 0;
   }
 
-  /** Makes room for `extra` more bytes, doubling the buffer as often as needed. */
+  /**
+   * Makes room for `extra` more bytes, doubling the buffer as often as needed.
+   *
+   * @param extra - bytes about to be written
+   */
   ensure(extra: number): void {
     const need = this.pos + extra;
     if (need <= this.buf.length) return;
@@ -63,20 +74,32 @@ export class ByteWriter {
     return out;
   }
 
-  /** One byte, 0 to 255. */
+  /**
+   * Writes one byte.
+   *
+   * @param b - the byte, 0 to 255
+   */
   byte(b: number): void {
     if (this.pos >= this.buf.length) this.ensure(1);
     this.buf[this.pos++] = b;
   }
 
-  /** Bytes as they are, with no length before them. */
+  /**
+   * Writes bytes as they are, with no length before them.
+   *
+   * @param data - the bytes to copy in
+   */
   raw(data: Uint8Array): void {
     this.ensure(data.length);
     this.buf.set(data, this.pos);
     this.pos += data.length;
   }
 
-  /** The varint of a non-negative integer below 2^53. */
+  /**
+   * Writes the varint of a non-negative integer below 2^53.
+   *
+   * @param z - the integer, already zig-zagged where the format wants that
+   */
   varint(z: number): void {
     this.ensure(10);
     const b = this.buf;
@@ -90,8 +113,11 @@ export class ByteWriter {
   }
 
   /**
-   * The UTF-8 bytes of a string after a varint of their count times `lengthScale`: 1 writes the
-   * count itself, 2 its zig-zag encoding (a non-negative n zig-zags to 2n).
+   * Writes the UTF-8 bytes of a string after a varint of their count times `lengthScale`.
+   *
+   * @param s - the string
+   * @param lengthScale - 1 writes the byte count itself (Protobuf), 2 its zig-zag encoding, as
+   *   Avro's long (a non-negative n zig-zags to 2n)
    */
   utf8(s: string, lengthScale: 1 | 2): void {
     const n = s.length;

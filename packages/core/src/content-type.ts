@@ -5,10 +5,16 @@
 export interface ContentType {
   /** `type/subtype`, lower case, without parameters, e.g. `application/cloudevents+json`. */
   readonly mediaType: string;
+  /** The top-level type, lower case, e.g. `application`. */
   readonly type: string;
+  /** The subtype with its suffix, lower case, e.g. `cloudevents+json`. */
   readonly subtype: string;
   /** The structured-syntax suffix without `+` (`json` for `application/vnd.x+json`), or `""`. */
   readonly suffix: string;
+  /**
+   * The parameters by lower-cased name, values unquoted and unescaped; the first of a repeated
+   * name wins. A null-prototype object, frozen.
+   */
   readonly parameters: Readonly<Record<string, string>>;
 }
 
@@ -20,7 +26,9 @@ const CACHE_LIMIT = 256;
  * Parses a `Content-Type` value. Results are cached, since the same few values recur on every
  * message.
  *
- * @returns the parsed type, or `undefined` when the value is not a media type
+ * @param value - the header value, e.g. `application/json; charset=utf-8`
+ * @returns the parsed type (frozen, shared between calls), or `undefined` when the value is not
+ *   a media type
  */
 export function parseContentType(value: string): ContentType | undefined {
   const hit = cache.get(value);
@@ -81,7 +89,11 @@ function parseParameters(text: string, into: Record<string, string>): boolean {
   return true;
 }
 
-/** Whether a content type names JSON: `application/json`, `text/json` or any `+json` suffix. */
+/**
+ * Whether a content type names JSON: `application/json`, `text/json` or any `+json` suffix.
+ *
+ * @param value - a `Content-Type` value; `undefined` or an unparseable value is not JSON
+ */
 export function isJsonContentType(value: string | undefined): boolean {
   if (value === undefined) return false;
   const ct = parseContentType(value);
@@ -104,6 +116,8 @@ const TEXT_SUBTYPES = new Set([
 /**
  * Whether a content type names text: `text/*`, JSON, XML and YAML (also as `+suffix`), and any
  * type with a `charset` parameter. Such data is carried as a string.
+ *
+ * @param value - a `Content-Type` value; `undefined` or an unparseable value is not text
  */
 export function isTextContentType(value: string | undefined): boolean {
   if (value === undefined) return false;
@@ -119,12 +133,21 @@ export function isTextContentType(value: string | undefined): boolean {
   );
 }
 
-/** Whether `value` is a syntactically valid media type (RFC 2046), parameters included. */
+/**
+ * Whether `value` is a syntactically valid media type (RFC 2046), parameters included.
+ *
+ * @param value - the text to check
+ */
 export function isMediaType(value: string): boolean {
   return parseContentType(value) !== undefined;
 }
 
-/** Whether two content types name the same media type, ignoring case and parameters. */
+/**
+ * Whether two content types name the same media type, ignoring case and parameters.
+ *
+ * @param a - one `Content-Type` value; `undefined` matches nothing
+ * @param b - the other
+ */
 export function sameMediaType(a: string | undefined, b: string | undefined): boolean {
   if (a === undefined || b === undefined) return false;
   return parseContentType(a)?.mediaType === parseContentType(b)?.mediaType;

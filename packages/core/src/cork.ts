@@ -1,6 +1,8 @@
 /** A stream that can hold its writes: a Node `net.Socket` (or anything with cork/uncork). */
 export interface CorkableStream {
+  /** Starts holding writes in memory. */
   cork?(): void;
+  /** Sends the writes held since `cork()`, together. */
   uncork?(): void;
 }
 

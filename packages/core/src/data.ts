@@ -17,7 +17,11 @@ export const DEFAULT_MAX_JSON_DEPTH = 128;
  * result cannot pollute prototypes; code that copies parsed members elsewhere must still validate
  * their names.
  *
- * @throws {@link PosthornError} `MalformedInput`
+ * @param text - the JSON text
+ * @param what - what the text is, for the error message (default `"JSON"`)
+ * @param limits - the nesting limit (default {@link DEFAULT_MAX_JSON_DEPTH})
+ * @returns the parsed value
+ * @throws {@link PosthornError} `MalformedInput` on invalid JSON or nesting past the limit
  */
 export function parseJson(text: string, what = "JSON", limits: JsonLimits = {}): unknown {
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
@@ -50,7 +54,13 @@ function openingBracketsExceed(text: string, limit: number): boolean {
   return false;
 }
 
-/** Whether JSON text nests arrays or objects deeper than `maxDepth`, skipping string contents. */
+/**
+ * Whether JSON text nests arrays or objects deeper than `maxDepth`, skipping string contents.
+ * Does not check that the text is valid JSON.
+ *
+ * @param text - the JSON text
+ * @param maxDepth - deepest nesting allowed; one more level returns true
+ */
 export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
   let depth = 0;
   let inString = false;
@@ -73,8 +83,12 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
  * the JSON format's rules so every path agrees: bytes as they are; under a JSON content type (or
  * no content type, which implies JSON) the JSON text of the value; a string as UTF-8.
  *
+ * @param data - the event's `data`
+ * @param datacontenttype - the event's `datacontenttype`, if it has one
  * @returns the bytes, or `undefined` when the event has no data
- * @throws {@link PosthornError} `InvalidEvent` when the data cannot be represented
+ * @throws {@link PosthornError} `InvalidEvent` when the data cannot be represented: JSON that
+ *   `JSON.stringify` refuses (a cycle, a bigint) or has no text for, or a value that is neither
+ *   bytes nor a string under a non-JSON content type
  */
 export function encodeData(
   data: unknown,
@@ -100,7 +114,14 @@ export function encodeData(
   throw invalidEvent(`data must be bytes or a string under ${datacontenttype}`, "data");
 }
 
-/** The content type binary mode writes for an event: its own, or JSON when it has non-binary data. */
+/**
+ * The content type binary mode writes for an event: its own, or JSON when it has non-binary data.
+ *
+ * @param data - the event's `data`
+ * @param datacontenttype - the event's `datacontenttype`, if it has one
+ * @returns the content type, or `undefined` for an event without one whose data is absent or
+ *   bytes
+ */
 export function effectiveContentType(
   data: unknown,
   datacontenttype: string | undefined,
@@ -114,6 +135,11 @@ export function effectiveContentType(
  * Reads `data` back from the bytes of a binary-mode message: under a JSON content type the
  * parsed JSON value, under a text type the string, otherwise the bytes.
  *
+ * @param bytes - the message body
+ * @param datacontenttype - the content type the message carried; without one the bytes are
+ *   returned as they are
+ * @param limits - the nesting limit for JSON (default {@link DEFAULT_MAX_JSON_DEPTH})
+ * @returns the data; `undefined` for an empty body under a JSON content type
  * @throws {@link PosthornError} `MalformedInput` on invalid JSON or invalid UTF-8
  */
 export function decodeData(

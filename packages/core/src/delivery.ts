@@ -4,14 +4,39 @@ import type { CloudEvent } from "./event.js";
 
 /** What a binding supplies to {@link createDelivery}: the transport's own settlement actions. */
 export interface DeliveryInit<T> {
+  /** The transport message as received; becomes {@link Delivery.message}. */
   readonly message: Message;
+  /** The decoded event, or `undefined` when the message is not a valid CloudEvent. */
   readonly event: CloudEvent<T> | undefined;
+  /** Why a message that claimed to be a CloudEvent did not decode; omit when it did. */
   readonly error?: PosthornError | undefined;
+  /** Deliveries of this message so far, this one included (1 on the first). */
   readonly deliveryCount: number;
+  /**
+   * What the transport can do. A settlement it excludes fails with `NotSupported` before the
+   * action below is called.
+   */
   readonly capabilities: SettlementCapabilities;
+  /**
+   * Acknowledges the message on the transport. Called at most once, and only if no other
+   * settlement was. A throw becomes `SettlementFailed` unless it is a `PosthornError` already.
+   */
   accept(): Promise<void> | void;
+  /**
+   * Hands the message back for redelivery. Omit it, or set `capabilities.release` to `"none"`,
+   * where the transport cannot; `options.delayMs` arrives only if `capabilities.releaseDelay`.
+   */
   release?(options: ReleaseOptions): Promise<void> | void;
+  /**
+   * Dead-letters the message. Receives the consumer's reason as text (an `Error`'s message), or
+   * `undefined`. Omit it, or set `capabilities.reject` to `"none"`, where there is no
+   * dead-letter path.
+   */
   reject?(reason: string | undefined): Promise<void> | void;
+  /**
+   * Extends the consumer's ownership of the message; may be called more than once, never after
+   * a settlement. Needs `capabilities.inProgress`.
+   */
   inProgress?(): Promise<void> | void;
 }
 
@@ -19,6 +44,9 @@ export interface DeliveryInit<T> {
  * Makes a {@link Delivery} from a binding's settlement actions, enforcing the rules every binding
  * shares: a delivery settles once (a second settlement is `SettlementFailed`), and what the
  * capabilities exclude is `NotSupported`, never silently ignored.
+ *
+ * @param init - the message, its decoded event or error, and the transport's actions
+ * @returns a delivery whose settlements call `init`'s actions at most once between them
  */
 export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
   const caps = init.capabilities;
@@ -153,7 +181,12 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return this.#ended;
   }
 
-  /** Adds an item, handing it straight to a waiting consumer when there is one. */
+  /**
+   * Adds an item, handing it straight to a waiting consumer when there is one. Does nothing
+   * once the queue has ended.
+   *
+   * @param item - the item to queue
+   */
   push(item: T): void {
     if (this.#ended) return;
     const waiter = this.#waiting.shift();
@@ -168,7 +201,12 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     for (const w of this.#waiting.splice(0)) w.resolve({ value: undefined, done: true });
   }
 
-  /** Ends iteration with an error, thrown to the consumer after queued items. */
+  /**
+   * Ends iteration with an error, thrown to the consumer after queued items. Does nothing once
+   * the queue has ended.
+   *
+   * @param error - what the next pull past the queued items rejects with (once)
+   */
   fail(error: unknown): void {
     if (this.#ended) return;
     this.#error = error;
@@ -204,6 +242,10 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
 
+  /**
+   * An iterator over the queued and future items. Its `return()` ends the queue (a subscriber
+   * hands it out through {@link closeOnReturn}). Every iterator pulls from the same queue.
+   */
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => this.#next(),

@@ -88,12 +88,19 @@ export interface Delivery<T = unknown> {
  * settles. `attempt` is the delivery count, from the transport's own counter where it has one.
  */
 export interface Job<T = unknown> extends Delivery<T> {
+  /** The decoded event; a job always has one. */
   readonly event: CloudEvent<T>;
   /** 1 on the first attempt. */
   readonly attempt: number;
 }
 
-/** Views a delivery as a job when it carries a valid event. */
+/**
+ * Views a delivery as a job when it carries a valid event. The job settles the delivery itself
+ * (it reads and calls through to it), and `attempt` is its `deliveryCount`.
+ *
+ * @param delivery - a delivery from any subscriber
+ * @returns the job, or `undefined` when the delivery has no event
+ */
 export function asJob<T>(delivery: Delivery<T>): Job<T> | undefined {
   if (delivery.event === undefined) return undefined;
   return Object.assign(Object.create(delivery) as Delivery<T>, {

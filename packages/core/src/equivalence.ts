@@ -6,14 +6,28 @@ import { type AttributeValue, canonicalString, canonicalTimestamp } from "./type
 
 /** The data of an event reduced to what equivalence compares. */
 export type CanonicalData =
-  | { readonly kind: "none" }
-  | { readonly kind: "bytes"; readonly base64: string }
-  | { readonly kind: "json"; readonly value: unknown };
+  | {
+      /** No data, or empty data (most transports cannot tell the two apart). */
+      readonly kind: "none";
+    }
+  | {
+      /** Data compared as bytes: binary data, or text under a non-JSON content type. */
+      readonly kind: "bytes";
+      /** The bytes (text as UTF-8) in standard base64. */
+      readonly base64: string;
+    }
+  | {
+      /** Data compared as a JSON value: under a JSON content type, or with none. */
+      readonly kind: "json";
+      /** The value; bytes under a JSON content type are parsed when they are JSON. */
+      readonly value: unknown;
+    };
 
 /** An event reduced to canonical strings (see `docs/concepts.md`, "Equivalence"). */
 export interface CanonicalEvent {
   /** Every attribute's canonical string, sorted by name. */
   readonly attributes: Readonly<Record<string, string>>;
+  /** The data, reduced to what equivalence compares. */
   readonly data: CanonicalData;
 }
 
@@ -34,6 +48,10 @@ export interface EquivalenceOptions {
  *   event has non-binary data and no content type (JSON format 3.1.2);
  * - data as bytes (binary or text, text taken as UTF-8) or as a JSON value under a JSON content
  *   type; empty data and no data are the same, since most transports cannot tell them apart.
+ *
+ * @param input - the event; one that is not a Posthorn `CloudEvent` is validated first
+ * @param options - where declared Timestamp extensions are looked up
+ * @throws {@link PosthornError} `InvalidEvent` when `input` is not a valid event
  */
 export function canonicalize(
   input: CloudEventLike,
@@ -69,7 +87,12 @@ function sortKeys(record: Record<string, string>): Record<string, string> {
   return out;
 }
 
-/** A media type in the form equivalence compares. */
+/**
+ * A media type in the form equivalence compares: type and subtype lower case, then the
+ * parameters sorted by name, without `charset=utf-8`.
+ *
+ * @param value - a `Content-Type` value; one that does not parse is returned unchanged
+ */
 export function canonicalMediaType(value: string): string {
   const ct = parseContentType(value);
   if (!ct) return value;
@@ -105,6 +128,11 @@ function canonicalData(data: unknown, contentType: string | undefined): Canonica
 /**
  * Lists how two events differ under {@link canonicalize}; empty when they are equivalent.
  * Each entry is a sentence naming the attribute, for test failure messages.
+ *
+ * @param a - the left event
+ * @param b - the right event
+ * @param options - where declared Timestamp extensions are looked up
+ * @throws {@link PosthornError} `InvalidEvent` when either is not a valid event
  */
 export function differences(
   a: CloudEventLike,
@@ -135,6 +163,10 @@ export function differences(
  * Whether two events are equivalent: the same attribute names, the same canonical string for
  * each, and the same data (see {@link canonicalize}).
  *
+ * @param a - one event
+ * @param b - the other
+ * @param options - where declared Timestamp extensions are looked up
+ * @throws {@link PosthornError} `InvalidEvent` when either is not a valid event
  * @example
  * ```ts
  * expect(equivalent(sent, received)).toBe(true);
@@ -155,7 +187,13 @@ function dataEqual(a: CanonicalData, b: CanonicalData): boolean {
   return deepEqual(a.value, (b as { value: unknown }).value);
 }
 
-/** Structural equality of JSON values. */
+/**
+ * Structural equality of JSON values: arrays element by element, objects by their own
+ * enumerable keys in any order, everything else with `===`.
+ *
+ * @param a - one value
+ * @param b - the other
+ */
 export function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;

@@ -55,6 +55,7 @@ const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(["ConnectionFailed"
  * ```
  */
 export class PosthornError extends Error {
+  /** Always `"PosthornError"`: test it, or call {@link isPosthornError}, not `instanceof`. */
   override readonly name = "PosthornError";
   /** What kind of failure this is. */
   readonly code: ErrorCode;
@@ -91,7 +92,14 @@ export function isPosthornError(err: unknown, code?: ErrorCode): err is Posthorn
   return e.name === "PosthornError" && (code === undefined || e.code === code);
 }
 
-/** Shorthand for an `InvalidEvent` error about one attribute. */
+/**
+ * Shorthand for an `InvalidEvent` error about one attribute (not retryable).
+ *
+ * @param message - a sentence a person can act on
+ * @param attribute - the attribute concerned, when there is one
+ * @param cause - the underlying error, when there is one
+ * @returns the error, to throw
+ */
 export function invalidEvent(message: string, attribute?: string, cause?: unknown): PosthornError {
   return new PosthornError("InvalidEvent", message, {
     ...(attribute === undefined ? {} : { attribute }),
@@ -99,7 +107,15 @@ export function invalidEvent(message: string, attribute?: string, cause?: unknow
   });
 }
 
-/** Shorthand for a `MalformedInput` error. */
+/**
+ * Shorthand for a `MalformedInput` error (not retryable). Note the order: `cause` comes before
+ * `attribute` here, after it in {@link invalidEvent}.
+ *
+ * @param message - a sentence a person can act on
+ * @param cause - the underlying error, when there is one
+ * @param attribute - the attribute, header or property concerned, when there is one
+ * @returns the error, to throw
+ */
 export function malformed(message: string, cause?: unknown, attribute?: string): PosthornError {
   return new PosthornError("MalformedInput", message, {
     ...(attribute === undefined ? {} : { attribute }),
@@ -111,6 +127,10 @@ export function malformed(message: string, cause?: unknown, attribute?: string):
  * Wraps anything thrown by a decoder into a typed error: a {@link PosthornError} passes through,
  * anything else (a `RangeError` from a library, a `TypeError` from truncated bytes) becomes
  * `MalformedInput` with the original as `cause`.
+ *
+ * @param err - anything a decoder threw
+ * @param what - what was being decoded; starts the new error's message
+ * @returns the error, to throw
  */
 export function asDecodeError(err: unknown, what: string): PosthornError {
   if (isPosthornError(err)) return err;

@@ -14,6 +14,7 @@ import {
 
 /** The CloudEvents 1.0 context attributes (spec.md, "Context Attributes"). */
 export interface CloudEventAttributes {
+  /** The CloudEvents version the event follows; always `"1.0"`. */
   readonly specversion: "1.0";
   /** Identifies the event; with `source`, unique per distinct event. */
   readonly id: string;
@@ -37,16 +38,37 @@ export interface CloudEventAttributes {
  * top-level properties, `data` or `data_base64`). `time` may be a `Date`.
  */
 export interface CloudEventInit<T = unknown> {
+  /**
+   * Must be `"1.0"`. Optional in the type for {@link CloudEvent.create}, which fills it; the
+   * constructor rejects an init without it.
+   */
   specversion?: string;
+  /** Identifies the event; a non-empty String. */
   id: string;
+  /** A non-empty URI-reference naming the context in which the event happened. */
   source: string;
+  /** The kind of event; a non-empty String. */
   type: string;
+  /** RFC 2046 media type of `data`. */
   datacontenttype?: string | undefined;
+  /** Absolute URI of the schema `data` adheres to. */
   dataschema?: string | undefined;
+  /** The subject of the event in the context of `source`; a non-empty String when present. */
   subject?: string | undefined;
+  /** When the occurrence happened: an RFC 3339 timestamp, or a `Date` (converted to one). */
   time?: string | Date | undefined;
+  /**
+   * The payload: bytes (`Uint8Array`), a string, or a JSON value when the content type is JSON
+   * or absent. `null` is kept as data; `undefined` means none.
+   */
   data?: T;
+  /** Binary data in base64, decoded to bytes. Not together with `data` (unless they agree). */
   data_base64?: string | undefined;
+  /**
+   * Extension attributes: names of lower-case letters and digits; values Boolean, Integer,
+   * String, `Uint8Array` (Binary), `URL` (URI) or `Date` (Timestamp). `undefined` and `null`
+   * leave an attribute out.
+   */
   [extension: string]: unknown;
 }
 
@@ -54,7 +76,10 @@ export interface CloudEventInit<T = unknown> {
 export type CloudEventLike<T = unknown> = CloudEvent<T> | CloudEventInit<T>;
 
 /** What {@link CloudEvent.create} takes: `id`, `specversion` and `time` may be left out. */
-export type CloudEventCreateInit<T = unknown> = Omit<CloudEventInit<T>, "id"> & { id?: string };
+export type CloudEventCreateInit<T = unknown> = Omit<CloudEventInit<T>, "id"> & {
+  /** The event's id; a random UUID when left out. */
+  id?: string;
+};
 
 /** Options for {@link CloudEvent.create}. */
 export interface CreateEventOptions {
@@ -100,13 +125,21 @@ function randomId(): string {
  * ```
  */
 export class CloudEvent<T = unknown> implements CloudEventAttributes {
+  /** The CloudEvents version the event follows; always `"1.0"`. */
   declare readonly specversion: "1.0";
+  /** Identifies the event; with `source`, unique per distinct event. */
   declare readonly id: string;
+  /** URI-reference naming the context in which the event happened. */
   declare readonly source: string;
+  /** The kind of event, e.g. `com.example.order.created`. */
   declare readonly type: string;
+  /** RFC 2046 media type of `data`. */
   declare readonly datacontenttype?: string;
+  /** Absolute URI of the schema `data` adheres to. */
   declare readonly dataschema?: string;
+  /** The subject of the event in the context of `source`. */
   declare readonly subject?: string;
+  /** RFC 3339 timestamp of when the occurrence happened; a `Date` given is converted to one. */
   declare readonly time?: string;
   /** The event payload. Absent when the event has no data. */
   declare readonly data?: T;
@@ -116,6 +149,7 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
   /**
    * Builds and validates an event. Every required attribute must be present.
    *
+   * @param init - the attributes, extensions and data; `specversion` must be `"1.0"`
    * @throws {@link PosthornError} `InvalidEvent` naming the first attribute that breaks a rule
    */
   constructor(init: CloudEventInit<T>) {
@@ -126,6 +160,10 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
   /**
    * Makes a new event, filling `id` (a random UUID), `specversion` and, unless told not to,
    * `time` (now) when they are absent.
+   *
+   * @param init - the attributes, extensions and data
+   * @param options - whether to fill `time`
+   * @throws {@link PosthornError} `InvalidEvent` naming the first attribute that breaks a rule
    */
   static create<T>(init: CloudEventCreateInit<T>, options: CreateEventOptions = {}): CloudEvent<T> {
     const full = ownMembers(init as unknown as Record<string, unknown>) as CloudEventInit<T>;
@@ -138,6 +176,9 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
   /**
    * The event as a Posthorn `CloudEvent`: returned as is when it already is one, otherwise
    * validated and converted (for example an instance of the `cloudevents` package's class).
+   *
+   * @param input - the event or its plain shape
+   * @throws {@link PosthornError} `InvalidEvent` when `input` is not a valid event
    */
   static from<T>(input: CloudEventLike<T>): CloudEvent<T> {
     return isCloudEvent<T>(input) ? input : new CloudEvent(input as CloudEventInit<T>);
@@ -146,6 +187,8 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
   /**
    * A copy with some attributes changed. An attribute set to `undefined` is removed.
    *
+   * @param patch - the attributes (or `data`, `data_base64`) to set; `data_base64` without
+   *   `data` replaces the data
    * @throws {@link PosthornError} `InvalidEvent` when the result breaks a rule
    */
   cloneWith<U = T>(patch: Partial<CloudEventInit<U>>): CloudEvent<U> {
@@ -159,7 +202,13 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
     return new CloudEvent(next as CloudEventInit<U>);
   }
 
-  /** A copy with other data (and, when given, another `datacontenttype`). */
+  /**
+   * A copy with other data (and, when given, another `datacontenttype`).
+   *
+   * @param data - the new data; `undefined` removes it
+   * @param datacontenttype - the new content type; when left out the current one is kept
+   * @throws {@link PosthornError} `InvalidEvent` when the data does not fit the content type
+   */
   withData<U>(data: U, datacontenttype?: string): CloudEvent<U> {
     const patch: Partial<CloudEventInit<U>> = { data };
     if (datacontenttype !== undefined) patch.datacontenttype = datacontenttype;
@@ -229,7 +278,11 @@ const KNOWN = new Set([
   "data",
 ]);
 
-/** Whether `value` is a Posthorn `CloudEvent` instance (from any copy of core). */
+/**
+ * Whether `value` is a Posthorn `CloudEvent` instance (from any copy of core).
+ *
+ * @param value - anything
+ */
 export function isCloudEvent<T = unknown>(value: unknown): value is CloudEvent<T> {
   return (
     typeof value === "object" &&
@@ -242,6 +295,7 @@ export function isCloudEvent<T = unknown>(value: unknown): value is CloudEvent<T
  * Makes an event WITHOUT validation, for tests that must hand an invalid event to an encoder to
  * prove the decoder on the other side rejects it. Never use it for real traffic.
  *
+ * @param attributes - the members to set as they are; `undefined` ones are left out
  * @internal
  */
 export function createUncheckedEvent(attributes: Record<string, unknown>): CloudEvent {

@@ -14,7 +14,11 @@ export const CONTEXT_ATTRIBUTE_TYPES: Readonly<Record<string, AttributeType>> = 
   time: "Timestamp",
 });
 
-/** Whether `name` is one of the spec's own context attributes (not an extension). */
+/**
+ * Whether `name` is one of the spec's own context attributes (not an extension).
+ *
+ * @param name - an attribute name, exactly (the check is case-sensitive)
+ */
 export function isContextAttribute(name: string): boolean {
   return Object.hasOwn(CONTEXT_ATTRIBUTE_TYPES, name);
 }
@@ -79,6 +83,9 @@ export class ExtensionRegistry {
   /**
    * Declares (or redeclares) an extension.
    *
+   * @param declaration - the name, type and placements; a later declaration of a name replaces
+   *   the earlier one
+   * @returns this registry, for chaining
    * @throws TypeError when the name is not lower-case letters and digits, or names a context attribute
    */
   declare(declaration: ExtensionDeclaration): this {
@@ -89,13 +96,22 @@ export class ExtensionRegistry {
     return this;
   }
 
-  /** The declared type of an attribute: a context attribute's own type, else a declared extension's. */
+  /**
+   * The declared type of an attribute: a context attribute's own type, else a declared extension's.
+   *
+   * @param name - the attribute name
+   * @returns the type, or `undefined` for an undeclared extension
+   */
   typeOf(name: string): AttributeType | undefined {
     if (Object.hasOwn(CONTEXT_ATTRIBUTE_TYPES, name)) return CONTEXT_ATTRIBUTE_TYPES[name];
     return this.#byName.get(name)?.type;
   }
 
-  /** The declaration of an extension, if declared. */
+  /**
+   * The declaration of an extension, if declared.
+   *
+   * @param name - the extension's name
+   */
   get(name: string): ExtensionDeclaration | undefined {
     return this.#byName.get(name);
   }
@@ -117,6 +133,9 @@ export const extensions: ExtensionRegistry = new ExtensionRegistry(SPEC_EXTENSIO
 /**
  * Declares an extension in the default registry, so that every binding restores its type.
  *
+ * @param declaration - the name, type and placements; replaces an earlier declaration of the name
+ * @throws TypeError when the name is not lower-case letters and digits, or names a context
+ *   attribute
  * @example
  * ```ts
  * declareExtension({ name: "priority", type: "Integer" });

@@ -80,7 +80,9 @@ export interface DataCodec<T = unknown> {
 
 /** What a format matched for a content type: the format, and whether it names its batch type. */
 export interface FormatMatch {
+  /** The registered format whose content type matched. */
   readonly format: EventFormat;
+  /** Whether the content type was the format's batch type rather than its single-event type. */
   readonly batch: boolean;
 }
 
@@ -88,6 +90,8 @@ export interface FormatMatch {
  * Finds the format a content type names, among the formats a caller registered. Matching ignores
  * case and parameters.
  *
+ * @param formats - the formats to look in, in order; the first that matches wins
+ * @param contentType - a `Content-Type` value; `undefined` or an unparseable value matches none
  * @returns the format and whether it is the batch type, or `undefined`
  */
 export function findFormat(
@@ -104,7 +108,11 @@ export function findFormat(
   return undefined;
 }
 
-/** Whether a content type announces a structured or batch CloudEvent (`application/cloudevents...`). */
+/**
+ * Whether a content type announces a structured or batch CloudEvent (`application/cloudevents...`).
+ *
+ * @param contentType - a `Content-Type` value; `undefined` or an unparseable value is not one
+ */
 export function isCloudEventsContentType(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
   return parseContentType(contentType)?.mediaType.startsWith("application/cloudevents") === true;

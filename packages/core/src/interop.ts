@@ -7,6 +7,10 @@ import { CloudEvent, type CloudEventLike } from "./event.js";
  *
  * Going the other way needs no function: every Posthorn API accepts that package's instances and
  * plain `CloudEventV1` objects, and {@link CloudEvent.from} converts one explicitly.
+ *
+ * @param input - the event; one that is not a Posthorn `CloudEvent` is validated first
+ * @returns a new plain object
+ * @throws {@link PosthornError} `InvalidEvent` when `input` is not a valid event
  */
 export function toCloudEventV1(input: CloudEventLike): Record<string, unknown> {
   const event = CloudEvent.from(input);

@@ -7,23 +7,53 @@ import type { CloudEvent } from "./event.js";
  * others implement. Declared here structurally so no validator library becomes a dependency.
  */
 export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  /** The standard's members, under a name no validator uses for anything else. */
   readonly "~standard": {
+    /** The version of the standard; 1. */
     readonly version: 1;
+    /** The library that made the schema, e.g. `zod`. */
     readonly vendor: string;
+    /** Checks a value: the (possibly transformed) value, or the issues found; may be async. */
     readonly validate: (value: unknown) => StandardResult<Output> | Promise<StandardResult<Output>>;
-    readonly types?: { readonly input: Input; readonly output: Output } | undefined;
+    /** Carries the input and output types for inference only; never read at run time. */
+    readonly types?:
+      | {
+          /** The type the schema accepts. */
+          readonly input: Input;
+          /** The type validation produces. */
+          readonly output: Output;
+        }
+      | undefined;
   };
 }
 
 /** A Standard Schema validation result. */
 export type StandardResult<Output> =
-  | { readonly value: Output; readonly issues?: undefined }
-  | { readonly issues: readonly StandardIssue[] };
+  | {
+      /** The validated value, possibly transformed by the schema (the router hands it on). */
+      readonly value: Output;
+      /** Absent on success. */
+      readonly issues?: undefined;
+    }
+  | {
+      /** What the validator found wrong; the router sends the delivery to the fallback. */
+      readonly issues: readonly StandardIssue[];
+    };
 
 /** One problem a Standard Schema validator found. */
 export interface StandardIssue {
+  /** What is wrong, in the validator's words. */
   readonly message: string;
-  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
+  /** Where in the value, from the root: keys and indexes, bare or wrapped. */
+  readonly path?:
+    | ReadonlyArray<
+        | PropertyKey
+        | {
+            /** One key or index of the path. */
+            readonly key: PropertyKey;
+          }
+      >
+    | undefined;
 }
 
 /** The output type of a Standard Schema. */
@@ -31,8 +61,14 @@ export type InferOutput<S> = S extends StandardSchemaV1<unknown, infer O> ? O : 
 
 /** Which events a route takes: an exact `type`, or patterns where `*` matches any run of characters. */
 export interface RouteMatch {
+  /** The event type, exactly, or a pattern with `*`. */
   readonly type: string;
+  /** The event's `source`, exactly or as a `*` pattern; any source when left out. */
   readonly source?: string;
+  /**
+   * The event's `subject`, exactly or as a `*` pattern; any subject when left out. An event
+   * without a subject matches no route that names one.
+   */
   readonly subject?: string;
 }
 
@@ -126,6 +162,11 @@ export class EventRouter {
   readonly #fallback: RouterFallback;
   readonly #onError: ((error: unknown, delivery: Delivery) => void) | undefined;
 
+  /**
+   * Makes a router with no routes.
+   *
+   * @param options - the fallback and the error callback
+   */
   constructor(options: EventRouterOptions = {}) {
     this.#fallback = options.fallback ?? defaultFallback;
     this.#onError = options.onError;
@@ -134,12 +175,27 @@ export class EventRouter {
   /**
    * Adds a route. Routes for an exact type are tried before pattern routes; within each, in the
    * order added; the first whose `source` and `subject` match takes the delivery.
+   *
+   * @param match - the event type (exact, or a `*` pattern), or a type with `source` and `subject`
+   * @param schema - a Standard Schema for `data`; data it rejects goes to the fallback
+   *   (`invalid-data`), and its output, when different, replaces `data`
+   * @param handler - gets the event with typed data and the delivery
+   * @returns this router, for chaining
+   * @throws TypeError when `handler` is not a function
    */
   on<S extends StandardSchemaV1>(
     match: string | RouteMatch,
     schema: S,
     handler: RouteHandler<InferOutput<S>>,
   ): this;
+  /**
+   * Adds a route that takes `data` as it is, unvalidated (typed `T` by the caller's word alone).
+   *
+   * @param match - the event type (exact, or a `*` pattern), or a type with `source` and `subject`
+   * @param handler - gets the event and the delivery
+   * @returns this router, for chaining
+   * @throws TypeError when `handler` is not a function
+   */
   on<T = unknown>(match: string | RouteMatch, handler: RouteHandler<T>): this;
   on(
     match: string | RouteMatch,
@@ -177,6 +233,8 @@ export class EventRouter {
   /**
    * Handles one delivery: routes, validates, calls the handler and settles. Never throws for a
    * handler's failure; errors go to `onError`.
+   *
+   * @param delivery - a delivery from any subscriber
    */
   async dispatch(delivery: Delivery): Promise<void> {
     try {
@@ -224,7 +282,11 @@ export class EventRouter {
   }
 
   /**
-   * Dispatches every delivery of a subscriber until it ends (or is closed).
+   * Dispatches every delivery of a subscriber until it ends (or is closed), then waits for the
+   * deliveries still being handled.
+   *
+   * @param deliveries - the subscriber, or any async iterable of deliveries
+   * @param options - how many deliveries are handled at once (default 1, in order)
    */
   async run(deliveries: AsyncIterable<Delivery>, options: RouterRunOptions = {}): Promise<void> {
     const concurrency = Math.max(1, options.concurrency ?? 1);

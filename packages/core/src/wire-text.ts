@@ -9,8 +9,15 @@ const NodeBuffer = (globalThis as unknown as { Buffer?: BufferFactory }).Buffer;
  * made on first use (for the native latin1 slice). Avro and Protobuf readers are such sources.
  */
 export interface TextSource {
+  /** The bytes being decoded. */
   readonly buf: Uint8Array;
-  view?: { latin1Slice(start: number, end: number): string } | undefined;
+  /** A `Buffer` over the whole of `buf`, set by {@link decodeText}; start it `undefined`. */
+  view?:
+    | {
+        /** Node's own latin1 decoding of `[start, end)`, offsets relative to `buf`. */
+        latin1Slice(start: number, end: number): string;
+      }
+    | undefined;
 }
 
 /**
@@ -18,6 +25,10 @@ export interface TextSource {
  * without UTF-8 decoding, anything else through the strict decoder, so invalid UTF-8 is a
  * `MalformedInput` error and never replacement characters.
  *
+ * @param src - the decoder's input
+ * @param start - offset in `src.buf` of the first byte
+ * @param end - offset just past the last byte
+ * @param what - what the text is, for the error message
  * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
  */
 export function decodeText(src: TextSource, start: number, end: number, what: string): string {
@@ -48,6 +59,12 @@ const keyCache = new Map<number, string>();
  * Like {@link decodeText}, for strings used as property names (attribute names, JSON member
  * names). Names recur on every message, so short ASCII ones are looked up in a small cache and
  * the same string instance is returned, which spares allocating and re-hashing a fresh key.
+ *
+ * @param src - the decoder's input
+ * @param start - offset in `src.buf` of the first byte
+ * @param end - offset just past the last byte
+ * @param what - what the text is, for the error message
+ * @throws {@link PosthornError} `MalformedInput` on invalid UTF-8
  */
 export function decodeKey(src: TextSource, start: number, end: number, what: string): string {
   const n = end - start;
