@@ -11,6 +11,10 @@ import { type ReceiverOrOptions, toReceiver } from "./receiver.js";
  * or `express.text()` read. Express itself is not a dependency.
  */
 export interface ExpressRequestLike extends NodeRequestLike {
+  /**
+   * What a body parser left: bytes or text are decoded as the body; an object means the body was
+   * parsed as JSON or a form, and is answered 500.
+   */
   readonly body?: unknown;
 }
 

@@ -3,22 +3,31 @@ import { HttpReceiver, type HttpReceiverOptions, toReceiver } from "./receiver.j
 
 /** The parts of a Fastify request the plugin uses. */
 export interface FastifyRequestLike {
+  /** The underlying Node request, whose body stream the receiver reads. */
   readonly raw: NodeRequestLike;
+  /** The request method. */
   readonly method: string;
+  /** The request target (path and query). */
   readonly url: string;
+  /** The headers, names lower case. */
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
 /** The parts of a Fastify reply the plugin uses. */
 export interface FastifyReplyLike {
+  /** Sets the status code. */
   code(status: number): FastifyReplyLike;
+  /** Sets response headers. */
   headers(values: Record<string, string>): FastifyReplyLike;
+  /** Sends the reply, with an optional text body. */
   send(body?: string): unknown;
 }
 
 /** The parts of a Fastify instance the plugin uses. Fastify itself is not a dependency. */
 export interface FastifyInstanceLike {
+  /** Drops the body parsers of the plugin's context, so no parser reads the body first. */
   removeAllContentTypeParsers(): void;
+  /** Adds a body parser; the plugin adds one for every type that parses nothing. */
   addContentTypeParser(
     contentType: string,
     parser: (
@@ -27,9 +36,13 @@ export interface FastifyInstanceLike {
       done: (err: Error | null, body?: unknown) => void,
     ) => void,
   ): void;
+  /** Adds a route. */
   route(options: {
+    /** The methods it answers. */
     method: string[];
+    /** The path. */
     url: string;
+    /** Handles one request. */
     handler: (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown>;
   }): unknown;
 }
@@ -48,6 +61,8 @@ export interface FastifyCloudEventsOptions extends HttpReceiverOptions {
  * with one that leaves the body unread, so the receiver sees the exact bytes and enforces its own
  * `maxPayloadBytes`.
  *
+ * @param options - the route path and the receiver's options, or a `receiver` to drive (then
+ *   the other receiver options here are ignored)
  * @example
  * ```ts
  * import { fastifyCloudEvents } from "@posthorn/binding-http/fastify";

@@ -4,7 +4,10 @@ import { type HttpReply, type ReceiverOrOptions, toReceiver } from "./receiver.j
 /**
  * Reads a Web `Request` body up to `limit` bytes, cancelling the stream past it.
  *
- * @throws {@link PosthornError} `PayloadTooLarge`
+ * @param request - the request; one without a body reads as zero bytes
+ * @param limit - the most bytes accepted
+ * @returns the whole body
+ * @throws {@link PosthornError} `PayloadTooLarge` (protocol code 413) past `limit`
  */
 export async function readRequestBody(request: Request, limit: number): Promise<Uint8Array> {
   const stream = request.body;
@@ -25,7 +28,11 @@ export async function readRequestBody(request: Request, limit: number): Promise<
   return concatChunks(chunks, total);
 }
 
-/** Turns a receiver's reply into a Web `Response`. */
+/**
+ * Turns a receiver's reply into a Web `Response`.
+ *
+ * @param reply - the status, headers and body the receiver chose
+ */
 export function toResponse(reply: HttpReply): Response {
   return new Response(reply.body ?? null, { status: reply.status, headers: reply.headers });
 }

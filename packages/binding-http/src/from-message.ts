@@ -23,12 +23,17 @@ import {
  * `Message.headers`). Names are matched case-insensitively.
  */
 export type HttpHeadersInput =
-  | { forEach(callback: (value: string, name: string) => void): void }
+  | {
+      /** Calls `callback` once per header, as a Web `Headers` does (repeated values joined). */
+      forEach(callback: (value: string, name: string) => void): void;
+    }
   | Readonly<Record<string, string | readonly string[] | number | undefined>>;
 
 /** A received HTTP message: headers and body (bytes, or text as some frameworks give it). */
 export interface ReceivedHttpMessage {
+  /** The request or response headers, in any of the shapes HTTP stacks use. */
   readonly headers: HttpHeadersInput;
+  /** The body: bytes, text (read as UTF-8 bytes), or `undefined` for none. */
   readonly body: Uint8Array | string | undefined;
 }
 
@@ -59,7 +64,9 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 /** What {@link detectMode} found: the content mode and, for structured and batch, the format. */
 export interface DetectedMode {
+  /** `binary`, `structured` or `batch`. */
   readonly mode: ContentMode;
+  /** The format that reads the body, for structured and batch; absent in binary mode. */
   readonly format?: EventFormat;
 }
 
@@ -118,9 +125,11 @@ function collect(headers: HttpHeadersInput): CollectedHeaders {
  * `Content-Type` of the form `application/cloudevents...` is structured or batch in the format that
  * names that media type; otherwise a `ce-specversion` header makes it binary.
  *
+ * @param headers - the message's headers; only `Content-Type` and `ce-*` are read
+ * @param formats - the formats accepted in structured and batch mode (default none)
  * @returns the mode and format
- * @throws {@link PosthornError} `UnsupportedContentType` when no registered format names the
- *   CloudEvents media type, or the message is not a CloudEvent at all
+ * @throws {@link PosthornError} `UnsupportedContentType` (protocol code 415) when no registered
+ *   format names the CloudEvents media type, or the message is not a CloudEvent at all
  */
 export function detectMode(
   headers: HttpHeadersInput,

@@ -17,24 +17,36 @@ type Listener = (...args: any[]) => void;
  * them too). Structural, so no `node:http` types leak into the API.
  */
 export interface NodeRequestLike {
+  /** The request method; taken as `GET` when absent. */
   readonly method?: string | undefined;
+  /** The request target as sent (path and query). */
   readonly url?: string | undefined;
+  /** The headers, names lower case, as Node parses them. */
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Whether the body stream has ended: a `body` on an ended request was read by a parser. */
   readonly readableEnded?: boolean;
+  /** Adds a stream listener; the receiver listens for `data`, `end` and `error`. */
   on(event: string, listener: Listener): unknown;
+  /** Removes a listener added with `on`. */
   removeListener(event: string, listener: Listener): unknown;
 }
 
 /** The parts of a Node `ServerResponse` the receiver uses. */
 export interface NodeResponseLike {
+  /** Sends the status line and headers. */
   writeHead(status: number, headers: Record<string, string>): unknown;
+  /** Sends the body, if any, and finishes the response. */
   end(body?: string): unknown;
 }
 
 /**
  * Reads a Node request body up to `limit` bytes, stopping (and leaving the rest unread) past it.
  *
- * @throws {@link PosthornError} `PayloadTooLarge`, or `ConnectionFailed` when the stream fails
+ * @param request - the request, its body not yet read
+ * @param limit - the most bytes accepted
+ * @returns the whole body
+ * @throws {@link PosthornError} `PayloadTooLarge` (protocol code 413) past `limit`, or
+ *   `ConnectionFailed` when the stream fails
  */
 export function readNodeBody(request: NodeRequestLike, limit: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
@@ -98,7 +110,15 @@ export function writeReply(response: NodeResponseLike, reply: HttpReply): void {
   response.end(reply.body);
 }
 
-/** Drives a receiver with one Node request and writes the reply. */
+/**
+ * Drives a receiver with one Node request and writes the reply. A body that a parser turned into
+ * an object is answered 500 with the reason, without calling the receiver. Never rejects for a
+ * bad request: the receiver answers it.
+ *
+ * @param receiver - the receiver that handles the request
+ * @param request - the request, with `body` when a middleware already read it
+ * @param response - where the reply is written
+ */
 export async function handleNodeRequest(
   receiver: HttpReceiver,
   request: NodeRequestLike & { body?: unknown },

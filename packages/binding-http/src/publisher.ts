@@ -103,7 +103,11 @@ function checkHeaders(headers: Record<string, string>): void {
 /**
  * Reads `Retry-After` (RFC 9110 10.2.3): delay-seconds or an HTTP-date.
  *
- * @returns milliseconds to wait, or `undefined` when absent or unreadable
+ * @param value - the header's value, or `null` when the response has none
+ * @param now - the current time in epoch milliseconds, which an HTTP-date is measured from
+ *   (default `Date.now()`)
+ * @returns milliseconds to wait (0 for a date in the past), or `undefined` when absent or
+ *   unreadable
  */
 export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
   if (value === null) return undefined;
@@ -339,6 +343,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    *   for 429/502/503/504 once retries are spent, or when a `Retry-After` would end past
    *   `maxDelayMs` or the call's `timeoutMs`), `Timeout` (an attempt's or the call's),
    *   `ConnectionFailed`, `Aborted`, `Closed`, `InvalidEvent`
+   *
+   * @param events - one event, or an array sent in order (one request in batch mode)
+   * @param options - extra headers, `timeoutMs` for the whole call, and an `abortSignal`
    */
   publish(
     events: CloudEventLike | readonly CloudEventLike[],
@@ -622,6 +629,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  * const publisher = httpPublisher({ url: "http://localhost:8080/events", mode: "structured", format: json });
  * await publisher.publish(event);
  * ```
+ *
+ * @param options - destination, mode, format, timeouts, retries, headers, webhook
+ * @throws {@link PosthornError} `NotSupported` when there is no global `fetch` and none is given,
+ *   `InvalidEvent` when a configured header holds CR, LF or NUL, `MalformedInput` when
+ *   `webhook.callbackUrl` is not an absolute http(s) URL
  */
 export function httpPublisher(options: HttpPublisherOptions): HttpPublisher {
   return new HttpPublisher(options);

@@ -91,9 +91,11 @@ export interface HttpReceiverOptions {
 
 /** A request as every adapter presents it to {@link HttpReceiver.handle}. */
 export interface HttpReceiverRequest {
+  /** The request method, e.g. `POST`; `OPTIONS` is the webhook handshake. */
   readonly method: string;
   /** Path and query, when known (for `access_token`). */
   readonly url?: string;
+  /** The request headers, in any shape an HTTP stack uses. */
   readonly headers: HttpHeadersInput;
   /**
    * Reads the whole body, failing with `PayloadTooLarge` past `limit` bytes (without reading
@@ -104,7 +106,9 @@ export interface HttpReceiverRequest {
 
 /** The answer an adapter writes back. */
 export interface HttpReply {
+  /** The HTTP status code. */
   readonly status: number;
+  /** Response headers by name (e.g. `Retry-After`, `WebHook-Allowed-Origin`). */
   readonly headers: Record<string, string>;
   /** A short plain-text explanation for error statuses. */
   readonly body?: string;
@@ -389,6 +393,8 @@ export class HttpReceiver implements Subscriber {
 /**
  * Makes an {@link HttpReceiver}.
  *
+ * @param options - formats, limits, the delivery handler, release status and webhook answers
+ *   (default none: binary mode only, deliveries read by iterating)
  * @example
  * ```ts
  * const receiver = httpReceiver({ formats: [json] });

@@ -19,7 +19,9 @@ import {
  * writes them) with string values, and the body.
  */
 export interface HttpMessage {
+  /** Header values by name; Posthorn writes `content-type` and `ce-*` names in lower case. */
   readonly headers: Record<string, string>;
+  /** The body; empty for an event without data in binary mode. */
   readonly body: Uint8Array;
 }
 
@@ -109,7 +111,14 @@ function requireFormat(options: ToHttpMessageOptions, mode: ContentMode): EventF
   return options.format;
 }
 
-/** The Content-Type of a structured or batch message in `format`. */
+/**
+ * The Content-Type of a structured or batch message in `format`, with `; charset=utf-8` for a
+ * text format.
+ *
+ * @param format - the event format
+ * @param batch - whether the message is a batch
+ * @throws {@link PosthornError} `NotSupported` for a batch in a format that defines none
+ */
 export function formatContentType(format: EventFormat, batch: boolean): string {
   const mediaType = batch ? format.batchContentType : format.contentType;
   if (mediaType === undefined) {

@@ -69,7 +69,12 @@ export interface WebhookConfirmOptions {
 
 /** What the receiver's answer to a validation request is: status and headers. */
 export interface WebhookGrant {
+  /** 200 when the origin is allowed or left to the callback, 403 when refused. */
   readonly status: number;
+  /**
+   * `Allow` always; `WebHook-Allowed-Origin` and `WebHook-Allowed-Rate` only when granted at
+   * once.
+   */
   readonly headers: Record<string, string>;
 }
 
@@ -310,7 +315,11 @@ export function readWebhookApproval(headers: HttpHeadersInput): WebhookApproval 
  * Reads a receiver's answer to the validation request (http-webhook.md 4.2): granted when the
  * status is 2xx and `WebHook-Allowed-Origin` is `*` or the sender's own origin.
  *
- * @returns the permission
+ * @param status - the HTTP status of the answer
+ * @param headers - the answer's headers (a Web `Headers`, or anything with `get`)
+ * @param origin - the sender's own origin, as it sent it in `WebHook-Request-Origin`; compared
+ *   without regard to case
+ * @returns the permission; `allowedRate` only when the header holds a positive integer
  * @throws {@link PosthornError} `PublishRejected` (not retryable) when permission is refused
  */
 export function readWebhookGrant(
