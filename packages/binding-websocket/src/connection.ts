@@ -30,6 +30,7 @@ import {
  * `ws`'s (`open`, `message`, `error`, `close`) fits it, so their listeners take this parameter.
  */
 export interface WebSocketEventLike {
+  /** The event's name: `open`, `message`, `error` or `close`. */
   readonly type: string;
   /** A `message` event's payload: a string, or binary data (`ArrayBuffer`, `ws`'s `Buffer`s). */
   readonly data?: unknown;
@@ -45,17 +46,23 @@ export interface WebSocketEventLike {
  * appear in the API.
  */
 export interface WebSocketLike {
+  /** 0 connecting, 1 open, 2 closing, 3 closed; a publish needs 1. */
   readonly readyState: number;
   /** The negotiated subprotocol (`""` when none). */
   readonly protocol: string;
+  /** How binary messages arrive (`arraybuffer`, `blob`, `nodebuffer`, ...). */
   binaryType: string;
+  /** Sends one message: a string as a text frame, bytes as a binary frame. */
   send(data: string | ArrayBufferLike | ArrayBufferView, ...rest: never[]): void;
+  /** Starts the closing handshake, with an optional close code and reason. */
   close(code?: number, reason?: string): void;
+  /** Adds a listener for `open`, `message`, `error` or `close`. */
   addEventListener(
     type: string,
     listener: (event: WebSocketEventLike) => void,
     options?: unknown,
   ): void;
+  /** Removes a listener added with `addEventListener`. */
   removeEventListener(type: string, listener: (event: WebSocketEventLike) => void): void;
 }
 
@@ -66,7 +73,10 @@ export interface WebSocketLike {
 export type WebSocketConstructor<S extends WebSocketLike = WebSocketLike> = new (
   url: string,
   protocols?: string | string[],
-  options?: { maxPayload?: number },
+  options?: {
+    /** Largest message `ws` accepts, in bytes; a browser ignores it. */
+    maxPayload?: number;
+  },
 ) => S;
 
 /**
@@ -118,6 +128,8 @@ function isNodeWs(socket: WebSocketLike): boolean {
 /**
  * The format a socket negotiated among `formats`.
  *
+ * @param socket - an open socket
+ * @param formats - the formats this side accepts
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no known subprotocol
  */
 export function negotiatedFormat(
@@ -180,6 +192,8 @@ export interface WebSocketPublishOptions extends PublishOptions {
  * Per-call options: see {@link WebSocketPublishOptions}.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
+ * @param options - the formats this side accepts (the negotiated subprotocol picks one);
+ *   `maxPayloadBytes` applies to subscribers only and is not read here
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
  */
 export function webSocketPublisher(
@@ -351,6 +365,8 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * subscriber the same way.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
+ * @param options - the formats this side accepts (the negotiated subprotocol picks one) and
+ *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES})
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
  */
 export function webSocketSubscriber(
@@ -471,11 +487,15 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  * it is open with one of them negotiated.
  *
  * @typeParam S - the socket type: `ws`'s `WebSocket` when `options.WebSocket` is `ws`'s class
+ * @param url - the server's `ws:` or `wss:` URL
+ * @param options - the formats to offer, the constructor, the open timeout (default 10 s) and
+ *   `maxPayloadBytes`
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
  *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
- *   opens without a CloudEvents subprotocol, `Timeout`
+ *   opens without a CloudEvents subprotocol or there is no `WebSocket` to use, `Timeout`. A
+ *   format without a WebSockets subprotocol is `NotSupported` thrown at once, not a rejection.
  *
  * @example
  * ```ts
@@ -576,7 +596,13 @@ export interface WebSocketServerCloudEventsOptions {
   handleProtocols(protocols: Set<string>, request: unknown): string | false;
   /** Refuses the handshake with 400 when the client offers no known subprotocol. */
   verifyClient(
-    info: { req: { headers: Readonly<Record<string, string | string[] | undefined>> } },
+    info: {
+      /** The upgrade request. */
+      req: {
+        /** Its headers; `sec-websocket-protocol` is read. */
+        headers: Readonly<Record<string, string | string[] | undefined>>;
+      };
+    },
     callback: (result: boolean, code?: number, message?: string) => void,
   ): void;
 }

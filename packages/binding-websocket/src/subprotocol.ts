@@ -22,6 +22,7 @@ export const SUBPROTOCOLS: Readonly<Record<string, string>> = Object.freeze({
 /**
  * The subprotocol that carries `format`, from its name.
  *
+ * @param format - the event format; its `name` is looked up in {@link SUBPROTOCOLS}
  * @throws {@link PosthornError} `NotSupported` for a format the WebSockets binding does not name
  */
 export function subprotocolOf(format: EventFormat): string {
@@ -35,12 +36,22 @@ export function subprotocolOf(format: EventFormat): string {
   return protocol;
 }
 
-/** The subprotocols a client offers for `formats`, in the caller's order of preference. */
+/**
+ * The subprotocols a client offers for `formats`, in the caller's order of preference.
+ *
+ * @param formats - the formats to offer, most preferred first
+ * @throws {@link PosthornError} `NotSupported` for a format the WebSockets binding does not name
+ */
 export function offeredSubprotocols(formats: readonly EventFormat[]): string[] {
   return formats.map(subprotocolOf);
 }
 
-/** The format among `formats` that a negotiated subprotocol names, if any. */
+/**
+ * The format among `formats` that a negotiated subprotocol names, if any.
+ *
+ * @param formats - the formats this side accepts
+ * @param protocol - the negotiated subprotocol; `undefined` or `""` (none) matches no format
+ */
 export function formatOfSubprotocol(
   formats: readonly EventFormat[],
   protocol: string | undefined,
@@ -56,6 +67,7 @@ export function formatOfSubprotocol(
 
 /** One WebSocket message: the encoded event, and whether it goes in a text frame. */
 export interface WebSocketFrame {
+  /** The encoded event: the whole message. */
   readonly data: Uint8Array;
   /** Text frame for text formats (JSON), binary frame otherwise (WebSockets binding 1.2). */
   readonly text: boolean;
@@ -65,6 +77,8 @@ export interface WebSocketFrame {
  * Encodes one event as one WebSocket message in the negotiated format (WebSockets binding 1.2:
  * every message is one structured event).
  *
+ * @param event - the event
+ * @param format - the negotiated format
  * @throws {@link PosthornError} `InvalidEvent` when the format cannot represent the event
  */
 export function toWebSocketFrame(event: CloudEventLike, format: EventFormat): WebSocketFrame {
@@ -76,6 +90,8 @@ export function toWebSocketFrame(event: CloudEventLike, format: EventFormat): We
  * frames (as `Uint8Array`, `ArrayBuffer` or a `Buffer` list) are both accepted, whatever the
  * format, since the frame type carries no information the format does not.
  *
+ * @param data - the message as the WebSocket implementation delivered it
+ * @param format - the negotiated format
  * @throws {@link PosthornError} `MalformedInput` or `InvalidEvent`
  */
 export function fromWebSocketFrame(
@@ -89,7 +105,12 @@ export function fromWebSocketFrame(
   }
 }
 
-/** The bytes of a received message, whatever shape the WebSocket implementation gave it. */
+/**
+ * The bytes of a received message, whatever shape the WebSocket implementation gave it.
+ *
+ * @param data - a string (UTF-8 encoded), bytes, an `ArrayBuffer` (viewed, not copied), or the
+ *   fragments `ws` hands over as a list (joined into one copy)
+ */
 export function frameBytes(
   data: string | Uint8Array | ArrayBuffer | readonly Uint8Array[],
 ): Uint8Array {
@@ -109,7 +130,12 @@ export function frameBytes(
   return toUint8Array(data as ArrayBuffer | Uint8Array);
 }
 
-/** The text of a frame for a text format, for WebSocket APIs that send text only as strings. */
+/**
+ * The text of a frame for a text format, for WebSocket APIs that send text only as strings.
+ *
+ * @param frame - an encoded frame
+ * @throws {@link PosthornError} `MalformedInput` when its bytes are not valid UTF-8
+ */
 export function frameText(frame: WebSocketFrame): string {
   return utf8Decode(frame.data, "text frame");
 }
