@@ -27,11 +27,16 @@ export interface AmqpMessage {
  * mapping imports no client library, so it stays usable (and testable) without a connection.
  */
 export interface AmqpCodec {
+  /** Typed-value wrappers (rhea's `types`). */
   readonly types: {
+    /** Wraps a number to be written as an AMQP `long` (64-bit signed). */
     wrap_long(value: number): unknown;
+    /** Wraps a number to be written as an AMQP `int` (32-bit signed). */
     wrap_int(value: number): unknown;
   };
+  /** Message helpers (rhea's `message`). */
   readonly message: {
+    /** Makes a body that is one data section holding `data`. */
     data_section(data: Uint8Array): unknown;
   };
 }

@@ -166,6 +166,10 @@ class Writer {
  * event has no data). Send the bytes as a pre-encoded payload (rhea:
  * `sender.send(bytes, undefined, 0)`).
  *
+ * @param input - the event; one that is not a Posthorn `CloudEvent` is validated first
+ * @param options - mode (`binary` by default, or `structured`), format, prefix, Integer type
+ *   and extension registry, as for {@link toAmqpMessage}
+ * @returns the encoded bare message
  * @throws {@link PosthornError} as {@link toAmqpMessage} does
  */
 export function encodeAmqpMessage(

@@ -64,7 +64,13 @@ const DEFAULT_CODE: Record<AmqpErrorContext, ErrorCode> = {
   connection: "ConnectionFailed",
 };
 
-/** The condition (or socket error code) an AMQP error or rhea error carries. */
+/**
+ * The condition (or socket error code) an AMQP error or rhea error carries.
+ *
+ * @param error - anything a rhea event or callback handed over
+ * @returns the condition, e.g. `amqp:not-found`, or a code such as `ECONNREFUSED`; `undefined`
+ *   when it carries neither
+ */
 export function conditionOf(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
   const e = error as { condition?: unknown; code?: unknown };

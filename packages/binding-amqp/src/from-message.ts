@@ -104,6 +104,11 @@ const EMPTY = new Uint8Array(0);
  *   `datacontenttype`; the data comes from the data section(s), or from an AMQP value body that is
  *   a string or binary.
  * - Anything else is a plain `Message` (no event, no error).
+ *
+ * @param amqp - the message as rhea delivered it
+ * @param options - formats for structured mode, the extension registry and the limits
+ *   (`maxPayloadBytes` 16 MiB, `maxProperties` 1024, JSON nesting 128 by default)
+ * @returns the message, and the event or the error
  */
 export function fromAmqpMessage(
   amqp: AmqpMessage,
@@ -168,6 +173,8 @@ export function fromAmqpMessage(
 /**
  * Reads a CloudEvent from an AMQP 1.0 message, in either mode.
  *
+ * @param amqp - the message as rhea delivered it
+ * @param options - as for {@link fromAmqpMessage}
  * @throws {@link PosthornError} `MalformedInput` when the message is not a CloudEvent or cannot
  *   be read, `InvalidEvent` when it breaks a CloudEvents rule, `UnsupportedContentType` for a
  *   format not registered, `PayloadTooLarge` past a limit

@@ -67,6 +67,9 @@ export interface AmqpSubscriber<T = unknown> extends Subscriber<T> {
  * How many times a message has been delivered, counting this one: the header's `delivery-count`
  * (failed earlier attempts) plus one. A peer that does not count (RabbitMQ 3.x) but marks the
  * message as possibly acquired before (`first-acquirer` false) gives at least 2.
+ *
+ * @param message - the message as rhea delivered it
+ * @returns the count, at least 1
  */
 export function deliveryCountOf(message: AmqpMessage): number {
   const failed = typeof message.delivery_count === "number" ? message.delivery_count : 0;

@@ -52,6 +52,9 @@ export interface ToAmqpMessageOptions {
  * Structured mode (3.2): the formatted event in one data section, `content-type` the format's
  * media type.
  *
+ * @param input - the event; one that is not a Posthorn `CloudEvent` is validated first
+ * @param options - rhea as the codec, the mode (`binary` by default), the format of structured
+ *   mode, the prefix, the Integer type and the extension registry
  * @throws {@link PosthornError} `InvalidEvent` when an attribute or the data cannot be
  *   represented; `NotSupported` for batch mode or structured mode without a format
  * @example
