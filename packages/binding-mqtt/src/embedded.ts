@@ -10,6 +10,7 @@ export interface EmbeddedMqttBrokerOptions {
 export interface EmbeddedMqttBroker {
   /** `mqtt://127.0.0.1:<port>`. */
   readonly url: string;
+  /** The TCP port it listens on, on 127.0.0.1. */
   readonly port: number;
   /** Disconnects every client and stops listening. Idempotent. */
   stop(): Promise<void>;
@@ -20,7 +21,8 @@ export interface EmbeddedMqttBroker {
  * 127.0.0.1, for demos, examples and machines without Mosquitto. aedes speaks MQTT 3.1.1 (and
  * 3.1): use the binding's structured JSON mode with it. It keeps everything in memory.
  *
- * @throws Error when `aedes` is not installed
+ * @param options - the port (default 0: a free one)
+ * @throws Error when `aedes` is not installed, or the port cannot be bound
  * @example
  * ```ts
  * const broker = await startEmbeddedMqttBroker();

@@ -37,6 +37,9 @@ const SPECVERSION_KEY = new TextEncoder().encode('"specversion"');
  *   publishers), a payload that is a JSON object naming `"specversion"` is a structured event
  *   in the JSON format.
  *
+ * @param message - the received message
+ * @param options - the MQTT version the client speaks (default 5); below 5, user properties are
+ *   not read
  * @returns the mode, or `undefined` for a plain (non-CloudEvents) message
  */
 export function classifyMqttMessage(

@@ -39,7 +39,12 @@ export interface MqttPublishOptions extends PublishOptions {
   retain?: boolean;
 }
 
-/** The protocol version an mqtt.js client speaks (mqtt.js defaults to 4, i.e. MQTT 3.1.1). */
+/**
+ * The protocol version an mqtt.js client speaks (mqtt.js defaults to 4, i.e. MQTT 3.1.1).
+ *
+ * @param client - the client; its `options.protocolVersion` is read
+ * @returns 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5; any other value is taken as 4
+ */
 export function clientProtocolVersion(client: MqttClient): MqttProtocolVersion {
   const v = client.options.protocolVersion;
   return v === 5 || v === 3 ? v : 4;

@@ -116,6 +116,9 @@ function dispatcherFor(client: MqttClient): Dispatcher {
 /**
  * Whether `topic` matches the MQTT topic filter `filter` (`+` one level, `#` the rest; a
  * `$share/<group>/` prefix is ignored; wildcards at the first level never match `$` topics).
+ *
+ * @param filter - the topic filter a subscription used
+ * @param topic - the topic a message was published to
  */
 export function topicMatches(filter: string, topic: string): boolean {
   return topicMatcher(filter)(topic);
