@@ -71,7 +71,9 @@ function isAttributeHeader(name: string): boolean {
  * starts with `application/cloudevents`, `binary` when it has `ce_` headers, otherwise
  * `undefined` (not a CloudEvent).
  *
- * @throws {@link PosthornError} `MalformedInput` when the `content-type` header is repeated or not UTF-8
+ * @param record - the record as a Kafka client delivered it
+ * @throws {@link PosthornError} `MalformedInput` when the `content-type` header is repeated or not
+ *   UTF-8
  */
 export function contentModeOf(record: KafkaRecord): KafkaContentMode | undefined {
   const headers = record.headers;
@@ -302,6 +304,10 @@ function attributeNameOf(header: string): string | undefined {
  * `content-type` as `contentType`, the headers as `properties` (UTF-8 text where valid, bytes
  * otherwise, arrays for repeated names), and `key`, `timestamp`, `tombstone` plus the given
  * metadata (topic, partition, offset) as `metadata`. Header decoding happens on first access.
+ * Never throws: a `content-type` header that cannot be read leaves `contentType` out.
+ *
+ * @param record - the record as a Kafka client delivered it
+ * @param metadata - more members for `metadata`, e.g. `{ topic, partition, offset }`
  */
 export function kafkaRecordToMessage(
   record: KafkaRecord,

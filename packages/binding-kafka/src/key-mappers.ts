@@ -12,6 +12,9 @@ import type { KeyMapper } from "./record.js";
  * partitioning extension becomes the record key as it is, when present. The attribute still
  * travels with the event.
  *
+ * @param event - the event being published
+ * @returns the key (bytes as they are, other values as their canonical string), or `undefined`
+ *   when the event has no `partitionkey`
  * @example
  * ```ts
  * const publisher = kafkaPublisher(producer, { topic: "orders", keyMapper: partitionKeyMapper });

@@ -29,9 +29,11 @@ export interface KafkaRecord {
 
 /** What {@link toKafkaRecord} produces: string headers, byte value. */
 export interface OutgoingKafkaRecord {
+  /** The record key: the key mapper's, else the one given, else `null`. */
   readonly key: Uint8Array | string | null;
   /** The value bytes, or `null` for an event without data in binary mode (a tombstone). */
   readonly value: Uint8Array | null;
+  /** `ce_` attribute headers and `content-type` (binary mode), or `content-type` alone. */
   readonly headers: Record<string, string>;
 }
 

@@ -89,6 +89,8 @@ export interface KafkaSubscriber extends Subscriber {
  * comes again (emulated, no delay); reject writes to a dead-letter topic when one is configured;
  * the delivery count is counted here and carried in the `posthorn-delivery-count` header across
  * dead-letter and retry topics, since Kafka has no counter of its own.
+ *
+ * @param deadLetter - whether a dead-letter topic is configured
  */
 export function kafkaCapabilities(deadLetter: boolean): SettlementCapabilities {
   return {

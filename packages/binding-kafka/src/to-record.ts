@@ -85,7 +85,11 @@ function structured(
 
 const contentTypes = new WeakMap<EventFormat, string>();
 
-/** The `content-type` header of a structured record in `format` (text formats name UTF-8). */
+/**
+ * The `content-type` header of a structured record in `format` (text formats name UTF-8).
+ *
+ * @param format - the event format
+ */
 export function structuredContentType(format: EventFormat): string {
   let ct = contentTypes.get(format);
   if (ct === undefined) {
