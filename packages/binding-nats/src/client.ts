@@ -7,91 +7,159 @@ import type { NatsHeaders } from "./headers.js";
 
 /** The server `INFO` fields the binding reads. */
 export interface NatsServerInfoLike {
+  /** The largest message the server accepts, in bytes. */
   readonly max_payload: number;
+  /** The server's version, e.g. `2.10.22`. */
   readonly version?: string;
+  /** Whether the server supports message headers. */
   readonly headers?: boolean;
 }
 
 /** A received core NATS message (nats.js `Msg`). */
 export interface NatsMsgLike {
+  /** The subject it was published to. */
   readonly subject: string;
+  /** The subject to answer on, for a request. */
   readonly reply?: string | undefined;
+  /** The payload. */
   readonly data: Uint8Array;
+  /** The headers, when the message has any. */
   readonly headers?: NatsHeadersLike | undefined;
 }
 
 /** A core NATS subscription (nats.js `Subscription`). */
 export interface NatsSubscriptionLike {
+  /** Ends the subscription at once (or after `max` messages in all). */
   unsubscribe(max?: number): void;
+  /** Ends the subscription after the messages already received are handled. */
   drain(): Promise<void>;
+  /** Settles when the subscription has ended, for whatever reason. */
   readonly closed: Promise<unknown>;
 }
 
 /** Options this binding passes to `subscribe()`. */
 export interface NatsSubscribeOptionsLike {
+  /** The queue group: each message goes to one member of the group. */
   queue?: string;
+  /** Receives each message (or an error) as it arrives, instead of an iterator. */
   callback?: (err: Error | null, msg: NatsMsgLike) => void;
 }
 
 /** A connection made with nats.js (`NatsConnection` of `nats` v2 or `@nats-io/transport-node` v3). */
 export interface NatsConnectionLike {
+  /** The server's `INFO`, once connected. */
   readonly info?: NatsServerInfoLike | undefined;
-  publish(subject: string, payload?: Uint8Array, options?: { headers?: NatsHeaders }): void;
+  /** Queues a message for sending; there is no acknowledgement. */
+  publish(
+    subject: string,
+    payload?: Uint8Array,
+    options?: {
+      /** The message headers. */
+      headers?: NatsHeaders;
+    },
+  ): void;
+  /** Subscribes to a subject (wildcards allowed). */
   subscribe(subject: string, options?: NatsSubscribeOptionsLike): NatsSubscriptionLike;
+  /** Resolves when the server has seen everything sent so far. */
   flush(): Promise<void>;
+  /** Whether the connection is closed for good. */
   isClosed(): boolean;
 }
 
 /** The acknowledgement of a JetStream publish (nats.js `PubAck`). */
 export interface PubAckLike {
+  /** The stream that stored the message. */
   readonly stream: string;
+  /** Its sequence number in the stream. */
   readonly seq: number;
+  /** Whether the stream had already stored a message with the same message ID. */
   readonly duplicate: boolean;
 }
 
 /** Delivery metadata of a JetStream message (nats.js `DeliveryInfo`). */
 export interface JsDeliveryInfoLike {
+  /** The stream the message is stored in. */
   readonly stream: string;
+  /** The consumer that delivered it. */
   readonly consumer: string;
+  /** How many times it has been delivered, this time included. */
   readonly deliveryCount: number;
+  /** Its sequence number in the stream. */
   readonly streamSequence: number;
+  /** The consumer's count of deliveries, redeliveries included. */
   readonly deliverySequence: number;
+  /** How many messages the consumer has yet to deliver. */
   readonly pending: number;
+  /** When the message was stored, in nanoseconds since the epoch. */
   readonly timestampNanos: number;
 }
 
 /** A message from a JetStream consumer (nats.js `JsMsg`). */
 export interface JsMsgLike {
+  /** The subject it was published to. */
   readonly subject: string;
+  /** The payload. */
   readonly data: Uint8Array;
+  /** The headers, when the message has any. */
   readonly headers?: NatsHeadersLike | undefined;
+  /** Where it comes from and how often it was delivered. */
   readonly info: JsDeliveryInfoLike;
+  /** Acknowledges it: the consumer will not deliver it again. */
   ack(): void;
+  /** Asks for redelivery, after `millis` milliseconds when given. */
   nak(millis?: number): void;
+  /** Tells the server work goes on, restarting the ack wait. */
   working(): void;
+  /** Stops redelivery for good, with an optional reason (servers from 2.11 take it). */
   term(reason?: string): void;
-  ackAck(opts?: { expect?: number; timeout?: number }): Promise<boolean>;
+  /** Acknowledges it and resolves with whether the server confirmed the acknowledgement. */
+  ackAck(opts?: {
+    /** Read by neither `nats` v2 nor `@nats-io/jetstream` v3; the binding never sets it. */
+    expect?: number;
+    /** How long to wait for the confirmation, in milliseconds. */
+    timeout?: number;
+  }): Promise<boolean>;
 }
 
 /** What `consume()` returns (nats.js `ConsumerMessages`). */
 export interface ConsumerMessagesLike extends AsyncIterable<JsMsgLike> {
+  /** Stops pulling messages; iteration ends, or fails with `err` when given. */
   stop(err?: Error): void;
+  /** Stops pulling messages and resolves once the pull requests are done. */
   close(): Promise<unknown>;
 }
 
 /** A JetStream consumer (nats.js `Consumer`). */
 export interface ConsumerLike {
-  consume(options?: { max_messages?: number; expires?: number }): Promise<ConsumerMessagesLike>;
+  /** Starts pulling messages, which arrive through the returned iterable. */
+  consume(options?: {
+    /** The most messages fetched ahead, not yet handled. */
+    max_messages?: number;
+    /** How long one pull request lasts on the server, in milliseconds. */
+    expires?: number;
+  }): Promise<ConsumerMessagesLike>;
 }
 
 /** A JetStream client (`nc.jetstream()` in `nats` v2, `jetstream(nc)` in `@nats-io/jetstream`). */
 export interface JetStreamClientLike {
+  /** Publishes to a stream's subject; resolves with the stream's acknowledgement. */
   publish(
     subject: string,
     payload?: Uint8Array,
-    options?: { msgID?: string; headers?: NatsHeaders; timeout?: number },
+    options?: {
+      /** The message ID the stream deduplicates on. */
+      msgID?: string;
+      /** The message headers. */
+      headers?: NatsHeaders;
+      /** How long to wait for the acknowledgement, in milliseconds. */
+      timeout?: number;
+    },
   ): Promise<PubAckLike>;
-  readonly consumers: { get(stream: string, name?: string): Promise<ConsumerLike> };
+  /** Looks up consumers. */
+  readonly consumers: {
+    /** The consumer `name` of `stream` (an ordered consumer when `name` is left out). */
+    get(stream: string, name?: string): Promise<ConsumerLike>;
+  };
 }
 
 /** The connection behind a JetStream client, where the client exposes it (both versions do). */

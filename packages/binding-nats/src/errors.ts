@@ -54,6 +54,11 @@ const BY_CODE: Readonly<Record<string, Translation>> = {
  * Translates anything nats.js throws into a {@link PosthornError}, with the client's own name or
  * code as `protocolCode` and the original as `cause`. Settlement failures are always
  * `SettlementFailed`.
+ *
+ * @param err - anything a nats.js call threw or rejected with; a `PosthornError` is returned as is
+ * @param operation - what the binding was doing, which picks the code when the table has none:
+ *   `PublishRejected` for `publish`, `ConnectionFailed` for `subscribe`
+ * @returns the error, to throw
  */
 export function translateNatsError(err: unknown, operation: NatsOperation): PosthornError {
   if (isPosthornError(err)) return err;

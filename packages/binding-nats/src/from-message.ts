@@ -28,8 +28,11 @@ export type NatsHeadersLike =
 
 /** A received NATS message as the mapping layer reads it: any nats.js `Msg` or `JsMsg` is one. */
 export interface NatsMessageLike {
+  /** The subject it was published to; goes into `metadata`. */
   readonly subject?: string;
+  /** The payload. */
   readonly data: Uint8Array;
+  /** The headers, when the message has any. */
   readonly headers?: NatsHeadersLike | undefined;
 }
 
@@ -246,6 +249,9 @@ function scan(headers: HeaderList): HeaderScan {
  * has `ce-` headers, and `undefined` when it is not a CloudEvent at all. With
  * `detectHeaderlessJson` (the default), a header-less JSON object with a `specversion` member is
  * `structured` too.
+ *
+ * @param message - the received message
+ * @param options - `detectHeaderlessJson`; the other decode options are not read here
  */
 export function detectNatsMode(
   message: NatsMessageLike,

@@ -41,6 +41,9 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
    * Headers whose names and values the caller has already made header-safe, with the header
    * block they encode to. For this binding's encoder; skips every check.
    *
+   * @param flat - names and values alternating, `[name, value, name, value, ...]`; kept, not copied
+   * @param text - the header block they encode to, as {@link NatsHeaders.toString} would write it
+   * @param bytes - that block as bytes, shared and never written to, when the caller has it
    * @internal
    */
   static trusted(flat: string[], text: string, bytes?: Uint8Array): NatsHeaders {
@@ -88,28 +91,49 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
     return [...this.#entries.keys()];
   }
 
-  /** The first value of a header (exact name), or `""` like nats.js. */
+  /**
+   * The first value of a header (exact name), or `""` like nats.js.
+   *
+   * @param name - the header name, matched exactly
+   */
   get(name: string): string {
     return this.#entries.get(name)?.[0] ?? "";
   }
 
-  /** The last value of a header (exact name), or `""` like nats.js. */
+  /**
+   * The last value of a header (exact name), or `""` like nats.js.
+   *
+   * @param name - the header name, matched exactly
+   */
   last(name: string): string {
     const values = this.#entries.get(name);
     return values?.[values.length - 1] ?? "";
   }
 
-  /** Every value of a header (exact name). */
+  /**
+   * Every value of a header (exact name), as a new array; empty when it is absent.
+   *
+   * @param name - the header name, matched exactly
+   */
   values(name: string): string[] {
     return [...(this.#entries.get(name) ?? [])];
   }
 
-  /** Whether a header is present (exact name). */
+  /**
+   * Whether a header is present (exact name).
+   *
+   * @param name - the header name, matched exactly
+   */
   has(name: string): boolean {
     return this.#entries.has(name);
   }
 
-  /** The first value of a header, matching its name case-insensitively. */
+  /**
+   * The first value of a header, matching its name case-insensitively (an exact match first).
+   *
+   * @param name - the header name, in any case
+   * @returns the value, or `undefined` when no header has that name
+   */
   lookup(name: string): string | undefined {
     const map = this.#entries;
     const exact = map.get(name);
@@ -124,6 +148,8 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
   /**
    * Replaces a header's values.
    *
+   * @param name - the header name, matched exactly
+   * @param value - the one value it keeps
    * @throws {@link PosthornError} `MalformedInput` when the name or value is not header-safe
    */
   set(name: string, value: string): void {
@@ -136,6 +162,8 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
   /**
    * Adds a value to a header.
    *
+   * @param name - the header name, matched exactly; a new name is added at the end
+   * @param value - the value to add after its others
    * @throws {@link PosthornError} `MalformedInput` when the name or value is not header-safe
    */
   append(name: string, value: string): void {
@@ -147,12 +175,17 @@ export class NatsHeaders implements Iterable<[string, string[]]> {
     else map.set(checkHeaderName(name), [safe]);
   }
 
-  /** Removes a header. */
+  /**
+   * Removes a header and all its values; nothing happens when it is absent.
+   *
+   * @param name - the header name, matched exactly
+   */
   delete(name: string): void {
     this.#changed();
     this.#entries.delete(name);
   }
 
+  /** Each header as `[name, values]`, names as given, in the order they were first added. */
   [Symbol.iterator](): Iterator<[string, string[]]> {
     return this.#entries.entries();
   }
@@ -210,7 +243,9 @@ function utf8Length(s: string): number {
 /**
  * Checks a header name: printable ASCII without `:` (RFC 822 field name, as nats.js requires).
  *
- * @throws {@link PosthornError} `MalformedInput`
+ * @param name - the header name
+ * @returns the name, unchanged
+ * @throws {@link PosthornError} `MalformedInput` when it is empty or holds another character
  */
 export function checkHeaderName(name: string): string {
   if (name.length === 0) throw malformed("a NATS header name cannot be empty");
@@ -229,7 +264,11 @@ export function checkHeaderName(name: string): string {
  * Checks a header value: NATS headers are line-based, so CR and LF would end the header (header
  * injection). nats.js also trims values, so leading and trailing whitespace would be lost.
  *
- * @throws {@link PosthornError} `MalformedInput`
+ * @param name - the header name, for the error
+ * @param value - the value to check
+ * @returns the value, unchanged
+ * @throws {@link PosthornError} `MalformedInput` when it is not a string, holds CR or LF, or
+ *   starts or ends with a space or tab
  */
 export function checkHeaderValue(name: string, value: string): string {
   if (typeof value !== "string") {
@@ -263,6 +302,8 @@ function isSpace(c: number): boolean {
  * producer that does not encode) is Unicode text, never a Latin-1 stand-in for a wire byte as it
  * is on a Node HTTP server.
  *
+ * @param raw - the header value as nats.js delivered it
+ * @param header - the header's name, for the error
  * @throws {@link PosthornError} `MalformedInput` naming the header
  */
 export function decodeNatsHeaderValue(raw: string, header: string): string {

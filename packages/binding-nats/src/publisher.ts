@@ -200,7 +200,14 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
   publishWithAck(
     event: CloudEventLike,
     options?: NatsPublishOptions,
-  ): Promise<{ stream: string; sequence: number; duplicate: boolean }>;
+  ): Promise<{
+    /** The stream that stored the event. */
+    stream: string;
+    /** Its sequence number in the stream. */
+    sequence: number;
+    /** Whether the stream had already stored an event with this message ID. */
+    duplicate: boolean;
+  }>;
 }
 
 /**
