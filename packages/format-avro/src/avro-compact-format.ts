@@ -54,6 +54,7 @@ const writer = new AvroWriter();
  * than rounded; a Timestamp extension that fine travels as a string instead. The draft defines
  * no batch.
  *
+ * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @example
  * ```ts
  * const format = avroCompactFormat();

@@ -70,6 +70,7 @@ const writer = new AvroWriter();
  * do), refuses unknown union branches, lengths and counts beyond the input, trailing bytes and
  * JSON nested deeper than `maxDepth` with `MalformedInput`, and validates the event.
  *
+ * @param options - the JSON nesting limit for decoding (default 128)
  * @example
  * ```ts
  * const bytes = avro.encode(event);

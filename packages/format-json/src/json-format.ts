@@ -41,6 +41,7 @@ export interface JsonFormatOptions extends JsonLimits {}
  * JSON, invalid UTF-8 and nesting deeper than `maxDepth` are `MalformedInput`; members that break
  * the CloudEvents rules are `InvalidEvent`.
  *
+ * @param options - the nesting limit for decoding (`maxDepth`, default 128)
  * @example
  * ```ts
  * const bytes = json.encode(event);

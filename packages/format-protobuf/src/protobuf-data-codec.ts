@@ -8,7 +8,10 @@ import { PROTOBUF_DATA_CONTENT_TYPE } from "./protobuf-format.js";
  */
 export interface ProtobufMessageType<T = unknown> {
   /** Encodes a message (or a plain object of its shape); `finish()` returns the bytes. */
-  encode(message: T): { finish(): Uint8Array };
+  encode(message: T): {
+    /** The encoded bytes. */
+    finish(): Uint8Array;
+  };
   /**
    * Decodes bytes into a message. Typed loosely (protobufjs's reflected types return a generic
    * `Message`); the codec returns it as the `T` it was created with.

@@ -80,6 +80,7 @@ const writer = new ProtoWriter();
  * `ce_timestamp` comes back as an RFC 3339 string in UTC (the offset an event was written with is
  * not carried). Truncated or corrupted bytes are `MalformedInput`.
  *
+ * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @example
  * ```ts
  * const bytes = protobuf.encode(event);
