@@ -31,7 +31,12 @@ export interface InstrumentOptions {
 
 const defaultTracer = (): Tracer => trace.getTracer("@posthorn/otel");
 
-/** CloudEvents semantic-convention attributes of an event (`cloudevents.event_*`). */
+/**
+ * CloudEvents semantic-convention attributes of an event (`cloudevents.event_*`), plus
+ * `messaging.message.id` (the event `id`).
+ *
+ * @param event - the event
+ */
 export function eventAttributes(event: CloudEvent): Attributes {
   const attrs: Attributes = {
     "cloudevents.event_id": event.id,
@@ -49,6 +54,9 @@ export function eventAttributes(event: CloudEvent): Attributes {
  * messaging semantic conventions), and every event leaves carrying that span's context in its
  * `traceparent`/`tracestate` extensions. The span ends when the transport acknowledged, with an
  * error status when it did not.
+ *
+ * @param publisher - the publisher to wrap; `close()` passes through to it
+ * @param options - the tracer, `messaging.system` and `messaging.destination.name`
  */
 export function instrumentPublisher<O extends PublishOptions>(
   publisher: Publisher<O>,
@@ -110,6 +118,9 @@ export interface TracedDelivery<T = unknown> extends Delivery<T> {
  * producer's context carried in the event's `traceparent` (so one trace id follows the event
  * across transports) and linked to it. The span ends when the delivery is settled; `release` and
  * `reject` set an error status.
+ *
+ * @param subscriber - the subscriber to wrap
+ * @param options - the tracer, `messaging.system` and `messaging.destination.name`
  */
 export function instrumentSubscriber<T>(
   subscriber: Subscriber<T>,

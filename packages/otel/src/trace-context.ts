@@ -15,7 +15,10 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
 /**
  * Reads a `traceparent` value (the distributed-tracing extension, W3C Trace Context).
  *
- * @returns the remote span context, or `undefined` when the value is not a valid traceparent
+ * @param traceparent - the `traceparent` value, e.g. `00-<32 hex>-<16 hex>-01`
+ * @param tracestate - the `tracestate` value, when the event carries one
+ * @returns the remote span context (only the sampled flag kept), or `undefined` when the value is
+ *   not a valid traceparent
  */
 export function parseTraceparent(
   traceparent: string,
@@ -42,7 +45,11 @@ export function parseTraceparent(
   };
 }
 
-/** Writes a span context as a `traceparent` value. */
+/**
+ * Writes a span context as a `traceparent` value (version `00`).
+ *
+ * @param spanContext - the span context; its ids are written as they are, unchecked
+ */
 export function formatTraceparent(spanContext: SpanContext): string {
   const flags = (spanContext.traceFlags & 0xff).toString(16).padStart(2, "0");
   return `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`;
@@ -52,6 +59,10 @@ export function formatTraceparent(spanContext: SpanContext): string {
  * A copy of the event carrying the span context of `ctx` (default: the active context) in the
  * `traceparent` and `tracestate` extensions. Returns the event unchanged when there is no valid
  * span in that context.
+ *
+ * @param event - the event; one that is not a Posthorn `CloudEvent` is validated first
+ * @param ctx - the context whose span to carry (default: the active context)
+ * @throws {@link PosthornError} `InvalidEvent` when `event` is not a valid event
  */
 export function injectTraceContext<T>(
   event: CloudEventLike<T>,
@@ -69,7 +80,10 @@ export function injectTraceContext<T>(
 
 /**
  * The context an event's `traceparent`/`tracestate` extensions describe, set as the remote parent
- * on `parent` (default: the root context). Without a valid traceparent, `parent` is returned.
+ * on `parent`. Without a valid traceparent, `parent` is returned.
+ *
+ * @param event - the received event
+ * @param parent - the context to set the remote parent on (default: the active context)
  */
 export function extractTraceContext(
   event: CloudEventLike,
