@@ -10,7 +10,9 @@ import { type EventVector, invalidEvent, validVectors } from "./vectors.js";
 
 /** One way a binding carries events: a content mode and, for structured and batch, a format. */
 export interface BindingPath {
+  /** `binary`, `structured` or `batch`. */
   readonly mode: ContentMode;
+  /** The event format, for `structured` and `batch`. */
   readonly format?: EventFormat;
 }
 
@@ -26,7 +28,9 @@ export interface BindingHarness {
   readonly caseSensitive?: boolean;
   /** Per-test timeout for paths over real connections. */
   readonly timeoutMs?: number;
+  /** Runs once before the suite's tests (start a broker, open connections). */
   setup?(): Promise<void> | void;
+  /** Runs once after them (close what `setup` opened). */
   teardown?(): Promise<void> | void;
   /**
    * Sends one event along `path` and returns what the other side decoded. For an invalid event
@@ -42,21 +46,15 @@ export interface BindingHarness {
   skip?(vector: EventVector, path: BindingPath): string | undefined;
 }
 
-/** `binary`, `structured/json`, `batch/protobuf`: how a path reads in test names. */
+/**
+ * `binary`, `structured/json`, `batch/protobuf`: how a path reads in test names.
+ *
+ * @param path - the mode and format
+ */
 export function pathLabel(path: BindingPath): string {
   return path.format ? `${path.mode}/${path.format.name}` : path.mode;
 }
 
-/**
- * The shared conformance suite for a binding: every valid vector along every path round-trips to
- * an equivalent event; every invalid vector the path can detect is rejected with a typed error;
- * batch paths carry a batch of every vector in order.
- *
- * @example
- * ```ts
- * describeBindingConformance(httpMappingHarness());
- * ```
- */
 /**
  * What a suite registered, for the calling file to check: a file that only calls a suite can
  * still assert that the suite covers what it should (no path left without cases, no case skipped
@@ -69,11 +67,28 @@ export interface SuiteCoverage {
   readonly skipped: readonly string[];
 }
 
-/** The path labels a binding suite registered cases for, in order (e.g. `binary`, `structured/json`). */
+/**
+ * The path labels a binding suite registered cases for, in order (e.g. `binary`,
+ * `structured/json`).
+ *
+ * @param coverage - what the suite returned
+ */
 export function pathsOf(coverage: SuiteCoverage): string[] {
   return [...new Set(coverage.cases.map((c) => c.slice(0, c.indexOf(": "))))];
 }
 
+/**
+ * The shared conformance suite for a binding: every valid vector along every path round-trips to
+ * an equivalent event; every invalid vector the path can detect is rejected with a typed error;
+ * batch paths carry a batch of every vector in order. Call it at the top level of a test file.
+ *
+ * @param harness - how to send an event along each path and read it back
+ * @returns the cases it registered, to check coverage with
+ * @example
+ * ```ts
+ * describeBindingConformance(httpMappingHarness());
+ * ```
+ */
 export function describeBindingConformance(harness: BindingHarness): SuiteCoverage {
   const cases: string[] = [];
   const skipped: string[] = [];

@@ -23,6 +23,9 @@ const DEFAULTS: Record<Exclude<BrokerName, "kafka">, string> = {
 /**
  * The address of a broker: its environment variable, or the local default. Kafka has no default
  * (the testkit's own Kafka-protocol broker stands in when `KAFKA_BROKERS` is unset).
+ *
+ * @param name - which broker
+ * @returns the URL (for Kafka the `KAFKA_BROKERS` list), or `undefined` for Kafka without it
  */
 export function brokerUrl(name: BrokerName): string | undefined {
   const fromEnv = process.env[ENV[name]];
@@ -36,7 +39,13 @@ export function inCi(): boolean {
   return ci !== undefined && ci !== "" && ci !== "false" && ci !== "0";
 }
 
-/** Whether something accepts TCP connections at host:port within `timeoutMs`. */
+/**
+ * Whether something accepts TCP connections at host:port within `timeoutMs`. Never rejects.
+ *
+ * @param host - host name or address
+ * @param port - TCP port
+ * @param timeoutMs - how long to wait for the connection, in milliseconds (default 1000)
+ */
 export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = new Socket();
@@ -50,7 +59,13 @@ export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<
   });
 }
 
-/** Host and port of a broker URL (`amqp://u:p@host:5672/x`, or Kafka's `host:9092,host2:9092`). */
+/**
+ * Host and port of a broker URL (`amqp://u:p@host:5672/x`, or Kafka's `host:9092,host2:9092`).
+ *
+ * @param url - the URL; of a comma-separated list only the first entry is read
+ * @param defaultPort - the port when the URL names none
+ * @throws TypeError when the URL cannot be parsed
+ */
 export function hostPort(url: string, defaultPort: number): { host: string; port: number } {
   const first = url.split(",")[0]?.trim() ?? url;
   const withScheme = first.includes("://") ? first : `tcp://${first}`;
@@ -75,6 +90,12 @@ const DEFAULT_PORTS: Record<BrokerName, number> = {
  * const rabbit = await requireBroker("amqp");
  * describe.skipIf(!rabbit)("against RabbitMQ (skipped: no broker outside CI)", () => { ... });
  * ```
+ *
+ * @param name - which broker
+ * @param url - its address (default {@link brokerUrl}); for AMQP the server must also answer
+ *   the AMQP 1.0 header
+ * @throws Error when there is no address (Kafka without `KAFKA_BROKERS`), and under CI when the
+ *   broker does not answer
  */
 export async function requireBroker(name: BrokerName, url = brokerUrl(name)): Promise<boolean> {
   if (url === undefined) throw new Error(`no address for ${name}: set ${ENV[name]}`);
@@ -111,8 +132,12 @@ function withoutPassword(url: string): string {
 
 /**
  * The AMQP version a server answers with when a client opens with the AMQP 1.0 SASL header:
- * `"1.0"`, another version as the server's header spells it (`"AMQP 0-9-1"`), or `"nothing"`
- * when it closes or stays silent.
+ * `"1.0"`, another version as the server's header spells it (`"AMQP 0-9-1"`), `"no AMQP header"`
+ * when it answers something else, or `"nothing"` when it closes or stays silent. Never rejects.
+ *
+ * @param host - host name or address
+ * @param port - TCP port
+ * @param timeoutMs - how long to wait for the answer, in milliseconds (default 2000)
  */
 export function amqpProtocolAnswer(host: string, port: number, timeoutMs = 2000): Promise<string> {
   return new Promise((resolve) => {
@@ -155,7 +180,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Waits until host:port accepts connections, or throws after `timeoutMs`. */
+/**
+ * Waits until host:port accepts connections, or throws after `timeoutMs`. Tries every 50 ms
+ * or so, each try waiting up to 250 ms.
+ *
+ * @param host - host name or address
+ * @param port - TCP port
+ * @param timeoutMs - how long to keep trying, in milliseconds (default 10 s)
+ * @throws Error when nothing listened in time
+ */
 export async function waitForPort(host: string, port: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -167,10 +200,13 @@ export async function waitForPort(host: string, port: number, timeoutMs = 10_000
 
 /** A broker process a test started, and how to stop it. */
 export interface LaunchedBroker {
+  /** The URL clients connect to, e.g. `nats://127.0.0.1:<port>`. */
   readonly url: string;
+  /** The main listener's port, on 127.0.0.1. */
   readonly port: number;
   /** Extra listeners, e.g. `websocket` for Mosquitto. */
   readonly ports: Readonly<Record<string, number>>;
+  /** The running process; a new one after {@link LaunchedBroker.restart}. */
   readonly process: ChildProcess;
   /** Stops the process and removes its temporary files. */
   stop(): Promise<void>;
@@ -260,6 +296,8 @@ export interface NatsServerOptions {
 /**
  * Starts `nats-server` with JetStream on a free port and a temporary store directory.
  *
+ * @param options - the server's `max_payload` (default 4 MiB)
+ * @throws Error when `nats-server` is not installed, or it exits or does not listen within 10 s
  * @example
  * ```ts
  * const nats = await startNatsServer();
@@ -289,7 +327,12 @@ export interface MosquittoOptions {
   websockets?: boolean;
 }
 
-/** Starts `mosquitto` on a free port (and a WebSocket listener when asked), anonymous access. */
+/**
+ * Starts `mosquitto` on a free port (and a WebSocket listener when asked), anonymous access.
+ *
+ * @param options - whether to listen for MQTT over WebSockets too
+ * @throws Error when `mosquitto` is not installed, or it exits or does not listen within 10 s
+ */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<LaunchedBroker> {
   const binary = findBinary("mosquitto");
   const port = await freePort();

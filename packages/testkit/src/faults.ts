@@ -47,19 +47,31 @@ export class DeliveryLedger {
   /** @param transport - the name the summary line carries */
   constructor(readonly transport: string) {}
 
-  /** Records that the publish of `id` resolved. */
+  /**
+   * Records that the publish of `id` resolved.
+   *
+   * @param id - the event's id
+   */
   sent(id: string): void {
     this.#sent.add(id);
     this.#wake();
   }
 
-  /** Records one delivery of `id`. */
+  /**
+   * Records one delivery of `id`.
+   *
+   * @param id - the delivered event's id
+   */
   received(id: string): void {
     this.#deliveries.set(id, (this.#deliveries.get(id) ?? 0) + 1);
     this.#wake();
   }
 
-  /** Records a publish attempt that failed with a retryable error (by its code). */
+  /**
+   * Records a publish attempt that failed with a retryable error (by its code).
+   *
+   * @param code - the error's code (default `"unknown"`)
+   */
   retried(code = "unknown"): void {
     this.#retries++;
     this.#retryCodes.set(code, (this.#retryCodes.get(code) ?? 0) + 1);
@@ -117,7 +129,12 @@ export class DeliveryLedger {
     return `faults ${this.transport}: sent ${c.sent}, received ${c.received}, duplicates ${c.duplicates}, lost ${c.lost}${extra}`;
   }
 
-  /** Waits until every sent event was received, or `timeoutMs` passed; says which. */
+  /**
+   * Waits until every sent event was received, or `timeoutMs` passed; says which.
+   *
+   * @param timeoutMs - how long to wait, in milliseconds
+   * @returns true when nothing sent is missing, false on timeout
+   */
   async waitForAll(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (this.counts().lost > 0) {
@@ -135,7 +152,13 @@ export class DeliveryLedger {
     return true;
   }
 
-  /** Waits until `n` publishes resolved (to fault the broker mid-stream). */
+  /**
+   * Waits until `n` publishes resolved (to fault the broker mid-stream).
+   *
+   * @param n - how many
+   * @param timeoutMs - how long to wait, in milliseconds
+   * @throws Error when fewer resolved in time
+   */
   async waitForSent(n: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.#sent.size < n) {
@@ -167,6 +190,9 @@ export interface PublishRetryOptions {
  *
  * @param publish - one attempt
  * @param ledger - counts the retries
+ * @param options - most attempts (default 100) and the pause between them (default 100 ms)
+ * @throws the last retryable error once the attempts are spent; an untyped failure wrapped in
+ *   an `Error`
  */
 export async function publishWithRetry(
   publish: () => Promise<unknown>,
@@ -192,6 +218,11 @@ export async function publishWithRetry(
 /**
  * Runs `work` over `items` with at most `concurrency` running at once (a publisher keeping a
  * window of unacknowledged publishes open, as a throughput-minded application does).
+ *
+ * @param items - the items, taken in order
+ * @param concurrency - most calls of `work` running at once
+ * @param work - called once per item; the first rejection rejects the whole, while the other
+ *   workers finish their current item
  */
 export async function forEachConcurrently<T>(
   items: readonly T[],
@@ -244,6 +275,7 @@ export interface ReceiveIntoLedgerOptions {
  *
  * @param subscriber - the subscriber under test
  * @param ledger - records the deliveries
+ * @param options - what to do with an accept that fails with `SettlementFailed`
  * @returns a promise to await after closing the subscriber
  * @example
  * ```ts
@@ -489,7 +521,9 @@ export async function startPersistentMosquitto(
 
 /** Open sockets and timers of this process, from `process.getActiveResourcesInfo()`. */
 export interface OpenHandles {
+  /** Open TCP sockets (`TCPSocketWrap`). */
   readonly sockets: number;
+  /** Pending timers (`Timeout`). */
   readonly timers: number;
 }
 
@@ -507,7 +541,7 @@ export function openHandles(): OpenHandles {
 /**
  * The open sockets and timers once the process is quiet: sockets closed a moment ago (a port
  * probe of a broker launcher) still count for a tick, so this samples until two readings 50 ms
- * apart agree (at most a second) and returns the lower.
+ * apart agree and returns that reading, or the last one after about a second.
  */
 export async function baselineHandles(): Promise<OpenHandles> {
   let last = openHandles();
@@ -523,6 +557,11 @@ export async function baselineHandles(): Promise<OpenHandles> {
 /**
  * Waits (up to `timeoutMs`) for the open sockets and timers to fall back to `baseline`, and
  * throws naming what is left when they do not: a leak.
+ *
+ * @param baseline - the counts before the test, from {@link baselineHandles}
+ * @param timeoutMs - how long to wait, in milliseconds (default 3000)
+ * @returns the counts once they are back at or below the baseline
+ * @throws Error naming the counts left open when they are not in time
  */
 export async function expectNoLeakedHandles(
   baseline: OpenHandles,

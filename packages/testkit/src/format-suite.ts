@@ -25,6 +25,10 @@ export interface FormatConformanceOptions {
 
 /**
  * Asserts that `actual` is equivalent to `expected`, failing with the list of differences.
+ *
+ * @param actual - what came back; it must be a Posthorn `CloudEvent`
+ * @param expected - the event that was sent
+ * @param context - starts each failure message, e.g. the vector and path (default `""`)
  */
 export function expectEquivalent(actual: unknown, expected: CloudEvent, context = ""): void {
   expect(isCloudEvent(actual), `${context}: decoded value is not a CloudEvent`).toBe(true);
@@ -34,6 +38,9 @@ export function expectEquivalent(actual: unknown, expected: CloudEvent, context 
 
 /**
  * Asserts that `action` throws a Posthorn error (any code, or one of `codes`).
+ *
+ * @param action - called once, synchronously; a returned promise is not awaited
+ * @param codes - the codes accepted; any code when left out
  */
 export function expectTypedError(action: () => unknown, codes?: readonly string[]): void {
   let thrown: unknown;
@@ -47,7 +54,12 @@ export function expectTypedError(action: () => unknown, codes?: readonly string[
   if (codes) expect(codes).toContain((thrown as { code: string }).code);
 }
 
-/** Invalid vectors a path can detect, given whether it keeps types and name case. */
+/**
+ * Invalid vectors a path can detect, given whether it keeps types and name case.
+ *
+ * @param options - `typed`: the path keeps attribute value types; `caseSensitive`: it keeps the
+ *   case of attribute names
+ */
 export function detectableInvalidVectors(options: {
   typed: boolean;
   caseSensitive: boolean;
@@ -60,7 +72,14 @@ export function detectableInvalidVectors(options: {
   );
 }
 
-/** Deterministic corruptions of an encoding: truncations and single-byte flips. */
+/**
+ * Deterministic corruptions of an encoding: truncations and single-byte flips.
+ *
+ * @param bytes - a valid encoding
+ * @param count - how many truncations and flips, half each (default 24)
+ * @returns the empty input, then the truncations, then the flipped copies (only the empty input
+ *   when `bytes` is empty)
+ */
 export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
   const out: Uint8Array[] = [new Uint8Array(0)];
   const n = bytes.length;
@@ -82,8 +101,11 @@ export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
  * The shared conformance suite for an event format: every valid vector round-trips to an
  * equivalent event, alone and in a batch; every invalid vector is rejected with a typed error
  * (at encoding or at decoding); truncated and corrupted bytes give a typed error or a valid event,
- * never anything else.
+ * never anything else. Call it at the top level of a test file.
  *
+ * @param format - the format under test
+ * @param options - vectors to skip, and whether the format keeps value types (default true)
+ * @returns the cases it registered, to check coverage with
  * @example
  * ```ts
  * describeFormatConformance(json);

@@ -93,6 +93,8 @@ export interface ArbitraryEventOptions {
  * sources, timestamps with offsets and up to nanosecond fractions, up to six extensions of every
  * type (names that are not declared extensions, so untyped transports return Strings for them),
  * and JSON, text, binary or no data.
+ *
+ * @param options - whether extensions may hold Binary values (default true)
  */
 export function arbitraryEvent(options: ArbitraryEventOptions = {}): fc.Arbitrary<CloudEvent> {
   parts ??= buildParts();
@@ -124,7 +126,13 @@ export function arbitraryEvent(options: ArbitraryEventOptions = {}): fc.Arbitrar
     });
 }
 
-/** Runs `decode` on input and checks the outcome is a valid event (or list of them) or a typed error. */
+/**
+ * Runs `decode` on input and checks the outcome is a valid event (or list of them) or a typed
+ * error.
+ *
+ * @param decode - runs the decoder on one input, synchronously
+ * @throws Error when the decoder throws an untyped error or returns anything else
+ */
 export function expectEventOrTypedError(decode: () => unknown): void {
   let result: unknown;
   try {
@@ -148,6 +156,10 @@ export function expectEventOrTypedError(decode: () => unknown): void {
  * Property tests for a format: arbitrary valid events round-trip to equivalent events (alone and
  * in batches), and arbitrary or mutated bytes decode to a valid event or a typed error, never
  * anything else and never a hang.
+ *
+ * @param format - the format under test
+ * @param options - options for the generated events (whether Binary extensions are generated)
+ * @returns the cases it registered, to check coverage with
  */
 export function describeFormatProperties(
   format: EventFormat,
@@ -220,10 +232,13 @@ export function describeFormatProperties(
 
 /** What {@link describeMappingProperties} needs from a binding's mapping layer. */
 export interface MappingPropertyHarness<M> {
+  /** Shown in test names, e.g. `nats`. */
   readonly name: string;
   /** Content modes and formats to round-trip through, each a label and a pure round trip. */
   readonly paths: ReadonlyArray<{
+    /** Starts the test name, e.g. `binary` or `structured JSON`. */
     readonly label: string;
+    /** Encodes the event along this path and decodes it back. */
     roundTrip(event: CloudEvent): CloudEvent;
   }>;
   /** Arbitrary protocol messages (hostile headers, properties, bodies) for the decoder. */
@@ -236,8 +251,16 @@ export interface MappingPropertyHarness<M> {
 
 /** A content mode to encode in: binary, or structured in one format. */
 export type ContentModeOptions =
-  | { readonly mode: "binary" }
-  | { readonly mode: "structured"; readonly format: EventFormat };
+  | {
+      /** Binary mode. */
+      readonly mode: "binary";
+    }
+  | {
+      /** Structured mode. */
+      readonly mode: "structured";
+      /** The format of the structured message. */
+      readonly format: EventFormat;
+    };
 
 /** One round-trip path of a {@link MappingPropertyHarness}. */
 export type MappingPath = MappingPropertyHarness<unknown>["paths"][number];
@@ -278,6 +301,9 @@ export function contentModePaths(
  * Property tests for a binding's mapping layer: arbitrary valid events round-trip through every
  * path, and arbitrary protocol messages decode to an event, a message or a typed error; nothing
  * pollutes `Object.prototype`.
+ *
+ * @param harness - the paths, the hostile messages and the decoder
+ * @returns the cases it registered, to check coverage with
  */
 export function describeMappingProperties<M>(harness: MappingPropertyHarness<M>): SuiteCoverage {
   const numRuns = propertyRuns();
@@ -315,6 +341,8 @@ export function describeMappingProperties<M>(harness: MappingPropertyHarness<M>)
  * prefix plus CloudEvents attribute names (in mixed case), hostile names (`__proto__`,
  * `constructor`), and random names; values random Unicode, percent sequences and control
  * characters.
+ *
+ * @param prefix - the binding's attribute prefix, e.g. `ce-` or `ce_`
  */
 export function arbitraryHeaders(prefix: string): fc.Arbitrary<Record<string, string>> {
   const attr = fc.constantFrom(

@@ -23,9 +23,13 @@ export type VectorTag =
 
 /** A valid event every format and binding must round-trip to an equivalent event. */
 export interface EventVector {
+  /** A short unique name, used in test names, e.g. `typical`. */
   readonly name: string;
+  /** What the vector exercises, in a sentence. */
   readonly description: string;
+  /** What it contains, for a path to skip what it cannot carry. */
   readonly tags: readonly VectorTag[];
+  /** The event, validated. */
   readonly event: CloudEvent;
 }
 
@@ -40,8 +44,11 @@ export type Detectability =
 
 /** An event that breaks a CloudEvents rule; every decoder must reject it with a typed error. */
 export interface InvalidVector {
+  /** A short unique name, used in test names. */
   readonly name: string;
+  /** The rule it breaks, in a few words. */
   readonly description: string;
+  /** What kind of path can tell it is invalid. */
   readonly detectableBy: Detectability;
   /** The attributes as a producer that does not validate would send them. */
   readonly attributes: Readonly<Record<string, unknown>>;
@@ -342,12 +349,21 @@ export const invalidVectors: readonly InvalidVector[] = Object.freeze([
   iv("ext-object", "an object-valued extension", "typed", { nested: { a: 1 } }),
 ]);
 
-/** Builds the event of an invalid vector without validation, for encoders under test. */
+/**
+ * Builds the event of an invalid vector without validation, for encoders under test.
+ *
+ * @param vector - the invalid vector
+ */
 export function invalidEvent(vector: InvalidVector): CloudEvent {
   return createUncheckedEvent(vector.attributes as Record<string, unknown>);
 }
 
-/** A vector by name. */
+/**
+ * A vector by name.
+ *
+ * @param name - the vector's name
+ * @throws Error when no valid vector has that name
+ */
 export function vector(name: string): EventVector {
   const found = validVectors.find((x) => x.name === name);
   if (!found) throw new Error(`no vector named ${name}`);

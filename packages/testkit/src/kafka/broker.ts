@@ -854,6 +854,9 @@ class Connection {
  * kafkajs and librdkafka-based clients (kcat) can produce, consume and run consumer groups
  * against it. A test tool, not a production broker: see the testkit README for its limits.
  *
+ * @param options - host (default 127.0.0.1), port (default a free one), partitions of topics
+ *   created without a count (default 3), topic auto-creation, the largest request frame (default
+ *   100 MiB) and logging
  * @example
  * ```ts
  * const broker = await startKafkaBroker();
