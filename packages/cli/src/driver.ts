@@ -49,6 +49,7 @@ export interface TransportTraits {
 
 /** Everything a driver needs to open one endpoint, after the generic checks. */
 export interface ResolvedEndpoint {
+  /** The endpoint URL taken apart. */
   readonly url: ParsedEndpointUrl;
   /** The content mode publishers use. */
   readonly mode: ContentMode;
@@ -56,6 +57,7 @@ export interface ResolvedEndpoint {
   readonly format: EventFormat;
   /** Every format a subscriber recognises. */
   readonly formats: readonly EventFormat[];
+  /** The options the endpoint was opened with. */
   readonly options: EndpointOptions;
   /** `options.timeoutMs` or the default. */
   readonly timeoutMs: number;

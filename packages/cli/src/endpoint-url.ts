@@ -3,7 +3,9 @@ import { REDACTED, registerSecret } from "./redact.js";
 
 /** One `host:port` of an endpoint URL (Kafka URLs may list several). */
 export interface HostPort {
+  /** The host name or address (an IPv6 address without its brackets). */
   readonly host: string;
+  /** The port, or `undefined` when the URL gives none (the transport's default applies). */
   readonly port: number | undefined;
 }
 
@@ -24,7 +26,9 @@ export const MODE_NAMES: readonly ContentMode[] = ["binary", "structured", "batc
 export interface ParsedEndpointUrl {
   /** The scheme as written, lower case: `kafka`, `mqtts`, `mqtt+ws`, ... */
   readonly scheme: string;
+  /** The user name, percent-decoded, when the URL gives one. */
   readonly username: string | undefined;
+  /** The password, percent-decoded, when the URL gives one; registered with the redactor. */
   readonly password: string | undefined;
   /** Every host of the authority, in order. */
   readonly hosts: readonly HostPort[];

@@ -74,6 +74,7 @@ export function listTransports(): Array<{
 /**
  * Loads the driver of a transport by its name (`kafka`) or one of its schemes (`mqtts`).
  *
+ * @param schemeOrTransport - a transport name or URL scheme, in any case
  * @throws {@link PosthornError} `NotSupported` for an unknown scheme or a binding not in this build
  */
 export async function loadDriver(schemeOrTransport: string): Promise<EndpointDriver> {

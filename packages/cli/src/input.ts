@@ -51,10 +51,18 @@ function prefixed(err: unknown, what: string): PosthornError {
 
 /** What {@link buildEvent} takes: the `--type`, `--source`, `--data`, ... options of `send`. */
 export interface BuildEventOptions {
+  /** The event `type` (`--type`); required. */
   type?: string | undefined;
+  /** The event `source` (`--source`); required. */
   source?: string | undefined;
+  /** The event `id` (`--id`); a random UUID when absent. */
   id?: string | undefined;
+  /** The event `subject` (`--subject`). */
   subject?: string | undefined;
+  /**
+   * The `datacontenttype` (`--datacontenttype`); with `data` and none given, `application/json`
+   * when the data parses as JSON, else `text/plain`.
+   */
   datacontenttype?: string | undefined;
   /** Parsed as JSON when it is JSON (and `datacontenttype` is JSON or absent), else sent as text. */
   data?: string | undefined;
@@ -65,7 +73,9 @@ export interface BuildEventOptions {
 /**
  * Builds one event from command-line options, with a generated id and the current time.
  *
- * @throws {@link PosthornError} `InvalidEvent` when `type` or `source` is missing or invalid
+ * @param options - the attributes, data and extensions from the command line
+ * @throws {@link PosthornError} `InvalidEvent` when `type` or `source` is missing or invalid,
+ *   `MalformedInput` when an extension is not `name=value`
  */
 export function buildEvent(options: BuildEventOptions): CloudEvent {
   if (!options.type || !options.source) {
