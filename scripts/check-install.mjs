@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // Installs the published packages from their npm tarballs into fresh projects outside the
-// monorepo, one binding per project, after `npm run build`, as a user would. For every scenario:
+// monorepo, one binding per project, after `npm run build`, as a user would. Also one project
+// each for @posthorn/otel and @posthorn/testkit, and one for the `posthorn` command. For every
+// scenario:
 //
 // - the installed tree holds the Posthorn packages asked for, the peers the user chose and what
-//   those peers depend on, and nothing else that a Posthorn package could bring: no other
-//   binding's client, no format library that was not asked for, no other @posthorn package;
-// - a small program, run as ESM (.mjs) and as CommonJS (.cjs), encodes an event with the
-//   binding's mapping functions, decodes it back and checks it with core's `equivalent`;
+//   those peers depend on, what a Posthorn package lists in its `dependencies` (only the CLI has
+//   any), and nothing else that a Posthorn package could bring: no other binding's client, no
+//   format library that was not asked for, no other @posthorn package, no development tool;
+// - a small program, run as ESM (.mjs) and as CommonJS (.cjs), uses the package: a binding's
+//   mapping functions encode an event and decode it back, checked with core's `equivalent`;
 // - the same program as TypeScript (.mts and .cts) typechecks against the shipped declarations
-//   (`--skipLibCheck false`) under `node16` and under `preserve` + `bundler` resolution.
+//   (`--skipLibCheck false`) under `node16` and under `preserve` + `bundler` resolution;
+// - for the CLI, the installed bin runs: `posthorn --help` lists the commands and `posthorn demo`
+//   (embedded brokers only, nats-server started by the demo) reports every path equivalent.
 //
 // Every packed tarball must also hold each entry of its package's `files` list: one that matches
 // nothing fails the check (a README.md listed there and missing leaves the npm page empty).
@@ -41,56 +46,85 @@ const FORMATS = {
 };
 
 /**
- * One project per scenario. `peers` are what the user installs next to the Posthorn packages:
- * the transport client picked among the binding's peer dependencies, and the required peers of
- * the formats (both checked against the manifests). `runtime` names peers the program itself
- * imports (as the binding's README shows), with a default import in ESM. `browser` bindings are
- * also typechecked as a bundled browser app would be: DOM types and no Node types. `lib` adds to
- * the TypeScript libraries.
+ * One project per scenario. `pkg` is the package the scenario is about, imported by the program
+ * as `binding` (or as `as` names it). `peers` are what the user installs next to the Posthorn
+ * packages: the transport client picked among the binding's peer dependencies, and the required
+ * peers of the formats (both checked against the manifests). `runtime` names peers the program
+ * itself imports (as the binding's README shows), with a default import in ESM; `imports` the
+ * same as namespace imports. `browser` bindings are also typechecked as a bundled browser app
+ * would be: DOM types and no Node types. `lib` adds to the TypeScript libraries. `esmOnly` names
+ * entry points that cannot be required, with the error they throw: the CommonJS program checks
+ * that they fail with exactly that, and the rest loads. `bin` runs the package's command.
  */
+// The heaviest come first (the CLI, then testkit with vitest): three run at a time, and a long
+// one started last would run on alone.
 const SCENARIOS = [
+  // Every transport's client comes with the command (its `dependencies`); the user adds nothing.
+  { name: "cli", pkg: "posthorn", as: "cli", formats: [], peers: [], bin: "posthorn" },
+  {
+    // The root holds the vitest suites (and imports vitest and fast-check); the subpaths, which
+    // the CLI uses, need neither. Vitest is ESM only: its CommonJS entry throws on require(), so
+    // the root's CommonJS build cannot load whatever testkit does.
+    name: "testkit",
+    pkg: "@posthorn/testkit",
+    as: "testkit",
+    formats: [],
+    peers: ["vitest", "fast-check"],
+    esmOnly: {
+      "@posthorn/testkit": "Vitest cannot be imported in a CommonJS module using require()",
+    },
+  },
   {
     name: "mqtt",
-    binding: "@posthorn/binding-mqtt",
+    pkg: "@posthorn/binding-mqtt",
     formats: ["json"],
     peers: ["mqtt"],
     // mqtt's own declarations (through worker-timers) name DOM types such as Worker.
     lib: ["dom"],
   },
-  { name: "kafka", binding: "@posthorn/binding-kafka", formats: ["json"], peers: ["kafkajs"] },
-  { name: "http", binding: "@posthorn/binding-http", formats: ["json"], peers: [], browser: true },
+  { name: "kafka", pkg: "@posthorn/binding-kafka", formats: ["json"], peers: ["kafkajs"] },
+  { name: "http", pkg: "@posthorn/binding-http", formats: ["json"], peers: [], browser: true },
   {
     name: "nats",
-    binding: "@posthorn/binding-nats",
+    pkg: "@posthorn/binding-nats",
     formats: ["json"],
     peers: ["@nats-io/transport-node"],
   },
   {
     name: "amqp",
-    binding: "@posthorn/binding-amqp",
+    pkg: "@posthorn/binding-amqp",
     formats: ["json"],
     peers: ["rhea"],
     runtime: { rhea: "rhea" },
   },
   {
     name: "websocket",
-    binding: "@posthorn/binding-websocket",
+    pkg: "@posthorn/binding-websocket",
     formats: ["json"],
     peers: ["ws"],
     browser: true,
   },
   {
     name: "nats-v2+avro+protobuf",
-    binding: "@posthorn/binding-nats",
+    pkg: "@posthorn/binding-nats",
     formats: ["json", "avro", "protobuf"],
     peers: ["nats", "avsc"],
   },
+  {
+    name: "otel",
+    pkg: "@posthorn/otel",
+    as: "otel",
+    formats: [],
+    peers: ["@opentelemetry/api"],
+    imports: { api: "@opentelemetry/api" },
+  },
 ];
 
-// The mapping round trips, one body per binding, shared by the .mjs, .cjs, .mts and .cts files:
-// plain JavaScript that also typechecks under --strict. In scope: core, binding, the format
-// modules, `formats` (their formats), `event`, `other`, `check(label, ok)`, the `runtime` imports
-// and the SUBPATHS modules.
+// The mapping round trips, one body per binding (and one for otel, testkit and the CLI's library),
+// shared by the .mjs, .cjs, .mts and .cts files: plain JavaScript that also typechecks under
+// --strict. In scope: core, binding (or the scenario's `as`), the format modules, `formats` (their
+// formats, when there are any), `event`, `other`, `check(label, ok)`, the `runtime` and `imports`
+// modules and the SUBPATHS modules, less the `esmOnly` ones (ESM_BODIES may use those).
 const BODIES = {
   "@posthorn/binding-mqtt": `
 check("MQTT 5 binary", core.equivalent(binding.fromMqttMessage(binding.toMqttMessage(event, { mode: "binary" }), { formats }), event));
@@ -157,10 +191,49 @@ for (const format of formats) {
   check("WebSocket subprotocol " + format.name, binding.formatOfSubprotocol(formats, binding.subprotocolOf(format)) === format);
 }
 `,
+  "@posthorn/otel": `
+const spanContext = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: api.TraceFlags.SAMPLED };
+const traced = otel.injectTraceContext(event, api.trace.setSpanContext(api.ROOT_CONTEXT, spanContext));
+check("traceparent injected from the context's span", traced.traceparent === "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+const extracted = api.trace.getSpanContext(otel.extractTraceContext(traced, api.ROOT_CONTEXT));
+check("span context extracted from the event", extracted !== undefined && extracted.traceId === spanContext.traceId && extracted.spanId === spanContext.spanId && extracted.isRemote === true);
+check("event otherwise unchanged", core.equivalent(traced.cloneWith({ traceparent: undefined }), event));
+check("no span, no traceparent", otel.injectTraceContext(event, api.ROOT_CONTEXT).traceparent === undefined);
+check("all-zero trace id refused", otel.parseTraceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01") === undefined);
+`,
+  "@posthorn/testkit": `
+// instanceof across the packages: the vectors are built by the same (deduplicated) core.
+check("valid vectors are CloudEvents of the installed core", vectors.validVectors.length > 0 && vectors.validVectors.every((v) => v.event instanceof core.CloudEvent && core.equivalent(v.event, v.event)));
+check("invalid vectors", vectors.invalidVectors.length > 0 && vectors.invalidVectors.every((v) => typeof v.name === "string"));
+const kafkaHost = brokers.hostPort("127.0.0.1:19092,127.0.0.2:19093", 9092);
+check("brokers.hostPort reads the first host", kafkaHost.host === "127.0.0.1" && kafkaHost.port === 19092);
+check("Kafka test broker entry point", typeof kafka.startKafkaBroker === "function");
+`,
+  posthorn: `
+const url = cli.parseEndpointUrl("kafka://user:s3cret@127.0.0.1:9092,127.0.0.2/orders?mode=structured&format=avro");
+check("parseEndpointUrl reads hosts, path, mode and format", url.hosts.length === 2 && url.hosts[1]?.host === "127.0.0.2" && url.path === "orders" && url.mode === "structured" && url.format === "avro");
+check("parseEndpointUrl hides the password", !url.display.includes("s3cret"));
+const transports = cli.listTransports();
+check("every transport available", ["http", "ws", "amqp", "mqtt", "kafka", "nats"].every((t) => transports.some((x) => x.transport === t && x.available)));
+const built = cli.buildEvent({ type: event.type, source: event.source, subject: "order-42", data: '{"orderId":42}', extensions: ["tenant=acme"] });
+check("buildEvent reads JSON data and extensions", built instanceof core.CloudEvent && built.subject === "order-42" && built.tenant === "acme" && JSON.stringify(built.data) === '{"orderId":42}');
+`,
+};
+
+/** Lines only the ESM programs (.mjs, .mts) run: they use `esmOnly` entry points. */
+const ESM_BODIES = {
+  "@posthorn/testkit": `
+check("root exports the vitest suites", typeof testkit.describeBindingConformance === "function" && typeof testkit.describeFormatConformance === "function" && typeof testkit.describeMappingProperties === "function");
+`,
 };
 
 /** Extra entry points of a binding the program loads, to show they need no optional peer. */
 const SUBPATHS = {
+  "@posthorn/testkit": {
+    vectors: "@posthorn/testkit/vectors",
+    brokers: "@posthorn/testkit/brokers",
+    kafka: "@posthorn/testkit/kafka",
+  },
   "@posthorn/binding-http": {
     express: "@posthorn/binding-http/express",
     fastify: "@posthorn/binding-http/fastify",
@@ -199,12 +272,32 @@ function monorepoVersion(name) {
   return readJson(manifest).version;
 }
 
-/** Runs a command; resolves with its exit code and output, never rejects on a non-zero exit. */
-function run(command, args, options) {
+/**
+ * Runs a command; resolves with its exit code and output, never rejects on a non-zero exit. With
+ * `timeoutMs`, the command runs in a process group of its own and the whole group (whatever it
+ * started, a nats-server among them) is killed when the time is up; `timedOut` then says so.
+ */
+function run(command, args, { timeoutMs, ...options } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, {
+      ...options,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: timeoutMs !== undefined,
+    });
     let stdout = "";
     let stderr = "";
+    let timedOut = false;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            try {
+              process.kill(-child.pid, "SIGKILL");
+            } catch {
+              // The group is gone already.
+            }
+          }, timeoutMs);
     child.stdout.on("data", (chunk) => {
       stdout += chunk;
     });
@@ -212,7 +305,10 @@ function run(command, args, options) {
       stderr += chunk;
     });
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, timedOut });
+    });
   });
 }
 
@@ -278,20 +374,26 @@ function pathTo(via, key) {
 
 /** The four programs of a scenario: .mjs and .cjs to run, .mts and .cts to typecheck. */
 function programs(scenario, posthornNames) {
+  const esmOnly = scenario.esmOnly ?? {};
   const modules = [
     ["core", "@posthorn/core"],
-    ["binding", scenario.binding],
+    [scenario.as ?? "binding", scenario.pkg],
     ...scenario.formats.map((f) => [FORMATS[f].variable, FORMATS[f].pkg]),
-    ...Object.entries(SUBPATHS[scenario.binding] ?? {}),
+    ...Object.entries(SUBPATHS[scenario.pkg] ?? {}),
+    ...Object.entries(scenario.imports ?? {}),
   ];
+  const required = modules.filter(([, p]) => esmOnly[p] === undefined);
   const defaults = Object.entries(scenario.runtime ?? {});
   const body = [
-    `const formats = [${scenario.formats.map((f) => FORMATS[f].value).join(", ")}];`,
+    ...(scenario.formats.length > 0
+      ? [`const formats = [${scenario.formats.map((f) => FORMATS[f].value).join(", ")}];`]
+      : []),
     `const event = core.CloudEvent.create({ type: "com.example.order.created", source: "/orders", subject: "order-42", datacontenttype: "application/json", data: { orderId: 42, note: "h\\u00e9llo" }, tenant: "acme" });`,
     `const other = core.CloudEvent.create({ type: "com.example.order.created", source: "/orders", datacontenttype: "application/json", data: { orderId: 43 } });`,
     `check("equivalent tells two events apart", !core.equivalent(event, other) && core.equivalent(event, event));`,
-    BODIES[scenario.binding].trim(),
+    BODIES[scenario.pkg].trim(),
   ].join("\n");
+  const esmBody = [body, ...(ESM_BODIES[scenario.pkg] ? [ESM_BODIES[scenario.pkg].trim()] : [])];
   const jsCheck = [
     "let failures = 0;",
     "function check(label, ok) {",
@@ -306,17 +408,23 @@ function programs(scenario, posthornNames) {
   ].join("\n");
   const exit = "if (failures > 0) process.exitCode = 1;";
   // Each package resolves to its ESM build from import and to its CommonJS build from require.
+  // (An `esmOnly` one only resolves there: the CommonJS program checks how it refuses to load.)
   const resolveChecks = (resolver, as, ext) =>
     posthornNames
-      .map(
-        (name) =>
-          `check("${name} loads as ${as}", /[\\\\/]dist[\\\\/]index\\.${ext}$/.test(${resolver}("${name}")));`,
-      )
+      .map((name) => {
+        const what = as === "CommonJS" && esmOnly[name] !== undefined ? "resolves" : "loads";
+        return `check("${name} ${what} as ${as}", /[\\\\/]dist[\\\\/]index\\.${ext}$/.test(${resolver}("${name}")));`;
+      })
       .join("\n");
+  // An entry point that cannot be required must fail with its known error, not another one.
+  const refusals = Object.entries(esmOnly).map(
+    ([p, message]) =>
+      `try { require("${p}"); check("${p} refuses require()", false); } catch (err) { check("${p} refuses require(): ${message}", String(err instanceof Error ? err.message : err).includes(${JSON.stringify(message)})); }`,
+  );
   const importLines = modules.map(([v, p]) => `import * as ${v} from "${p}";`);
   const defaultImports = defaults.map(([v, p]) => `import ${v} from "${p}";`);
-  const requireLines = [...modules, ...defaults].map(([v, p]) => `const ${v} = require("${p}");`);
-  const importRequireLines = [...modules, ...defaults].map(
+  const requireLines = [...required, ...defaults].map(([v, p]) => `const ${v} = require("${p}");`);
+  const importRequireLines = [...required, ...defaults].map(
     ([v, p]) => `import ${v} = require("${p}");`,
   );
   return {
@@ -327,17 +435,18 @@ function programs(scenario, posthornNames) {
       jsCheck,
       "const resolve = (specifier) => fileURLToPath(import.meta.resolve(specifier));",
       resolveChecks("resolve", "ESM", "js"),
-      body,
+      ...esmBody,
       exit,
     ].join("\n"),
     "check.cjs": [
       ...requireLines,
       jsCheck,
       resolveChecks("require.resolve", "CommonJS", "cjs"),
+      ...refusals,
       body,
       exit,
     ].join("\n"),
-    "consumer.mts": [...importLines, ...defaultImports, tsCheck, body].join("\n"),
+    "consumer.mts": [...importLines, ...defaultImports, tsCheck, ...esmBody].join("\n"),
     "consumer.cts": [...importRequireLines, tsCheck, body].join("\n"),
   };
 }
@@ -351,36 +460,231 @@ const TSC_MODES = {
   },
 };
 
-async function runScenario(scenario, ctx) {
-  const started = Date.now();
-  const lines = [];
-  const failures = [];
-  const fail = (what) => failures.push(what);
-  // The Posthorn packages: the binding, the formats, core, and what they declare in turn.
-  const posthorn = new Set(["@posthorn/core", scenario.binding]);
+/** Development tools: none may be installed unless the user chose it or what they chose needs it. */
+const DEV_TOOLS = new Set([
+  "vitest",
+  "vite",
+  "fast-check",
+  "typescript",
+  "tsx",
+  "tsup",
+  "esbuild",
+  "turbo",
+  "@biomejs/biome",
+]);
+
+/** The commands `posthorn --help` must list (the README's package table and docs/cli.md). */
+const CLI_COMMANDS = ["send", "receive", "bridge", "conformance", "demo"];
+/** The transports of `posthorn demo` with embedded brokers (docs/cli.md): all of them, NATS too. */
+const DEMO_TRANSPORTS = ["http", "ws", "amqp", "mqtt 3.1.1", "kafka", "nats", "nats jetstream"];
+const DEMO_MODES = ["binary", "structured", "batch"];
+const DEMO_FORMATS = ["json", "avro", "protobuf"];
+
+/** The package an installed file belongs to (the name after its last node_modules folder). */
+function ownerOf(file) {
+  const at = file.lastIndexOf("/node_modules/") + "/node_modules/".length;
+  if (at < "/node_modules/".length) return undefined;
+  const [first = "", second = ""] = file.slice(at).split("/");
+  const name = first.startsWith("@") ? `${first}/${second}` : first;
+  return { name, manifest: join(file.slice(0, at), name, "package.json") };
+}
+
+/**
+ * When a program or the bin failed to load a module: which installed file asked for what, and
+ * why it is not there (a package its manifest does not list, a file its tarball does not hold,
+ * a subpath its exports do not name). Empty when the output shows no such failure.
+ */
+function diagnose({ stdout, stderr }, dir) {
+  // The demo prints a failed row's error on stdout, Node its loader errors on stderr.
+  const output = `${stdout}\n${stderr}`;
+  const found = [];
+  const relative = (file) => file.replace(/^file:\/\//, "").replace(`${dir}/`, "");
+  const explain = (specifier, importer) => {
+    const from = relative(importer);
+    const { name: owner, manifest } = ownerOf(importer) ?? {};
+    if (specifier.startsWith(".") || specifier.startsWith("/") || specifier.startsWith("file:")) {
+      found.push(
+        `${from} imports ${relative(specifier)}, which the ${owner ?? "installed"} tarball does not hold (its "files" list or its build)`,
+      );
+      return;
+    }
+    const parts = specifier.split("/");
+    const name = specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
+    if (owner === undefined) {
+      found.push(`${from} imports ${specifier}, which is not installed`);
+      return;
+    }
+    const pkg = existsSync(manifest) ? readJson(manifest) : {};
+    const monorepo = readJson(join(root, "package.json"));
+    let why;
+    if (pkg.dependencies?.[name] !== undefined) why = `${owner} lists it in dependencies`;
+    else if (pkg.peerDependenciesMeta?.[name]?.optional) {
+      why = `${owner} has it as an optional peer, which npm does not install`;
+    } else if (pkg.peerDependencies?.[name] !== undefined) why = `${owner} has it as a peer`;
+    else {
+      why = `${owner} does not list it in dependencies${monorepo.devDependencies?.[name] ? " (the monorepo has it in devDependencies only)" : ""}`;
+    }
+    found.push(`${from} imports ${specifier}: ${why}`);
+  };
+  for (const m of output.matchAll(
+    /Cannot find (?:package|module) '([^']+)' imported from (\S+)/g,
+  )) {
+    explain(m[1], m[2]);
+  }
+  for (const m of output.matchAll(/Cannot find module '([^']+)'\s*\nRequire stack:\s*\n- (\S+)/g)) {
+    explain(m[1], m[2]);
+  }
+  for (const m of output.matchAll(
+    /Package subpath '([^']+)' is not defined by "exports" in (\S+) imported from (\S+)/g,
+  )) {
+    found.push(
+      `${relative(m[3])} imports the subpath ${m[1]} of ${ownerOf(m[2])?.name ?? m[2]}, which its "exports" do not name`,
+    );
+  }
+  return found.length > 0 ? `: ${[...new Set(found)].join("; ")}` : "";
+}
+
+/**
+ * Runs the installed command: `--help` through npx lists every command, each command's own
+ * `--help` loads, and `demo` on embedded brokers reports every path equivalent.
+ */
+async function checkBin(scenario, dir, { lines, fail, timings }) {
+  const bin = scenario.bin;
+  const link = join(dir, "node_modules", ".bin", bin);
+  if (!existsSync(link)) {
+    fail(`node_modules/.bin/${bin} is missing: ${scenario.pkg}'s "bin" did not install`);
+    return;
+  }
+  // The demo starts embedded brokers only where no broker address is configured.
+  const env = { ...npmEnv, NO_COLOR: "1" };
+  for (const key of ["AMQP_URL", "MQTT_URL", "NATS_URL", "KAFKA_BROKERS"]) delete env[key];
+  const report = (what, r) => `${what}${diagnose(r, dir)}\n${r.stdout}${r.stderr}`;
+
+  let at = Date.now();
+  // npx --no: the installed bin, never one fetched from the registry.
+  const help = await run("npx", ["--no", "--", bin, "--help"], {
+    cwd: dir,
+    env,
+    timeoutMs: 30_000,
+  });
+  const listed = CLI_COMMANDS.filter((c) => new RegExp(`^\\s+${c}\\b`, "m").test(help.stdout));
+  const unlisted = CLI_COMMANDS.filter((c) => !listed.includes(c));
+  lines.push(`npx ${bin} --help: exit ${help.code}, lists ${listed.join(" ") || "no command"}`);
+  if (help.code !== 0 || !help.stdout.includes(`Usage: ${bin}`) || unlisted.length > 0) {
+    fail(
+      report(
+        `npx ${bin} --help exited ${help.code}${unlisted.length > 0 ? `, not listing ${unlisted.join(" ")}` : ""}`,
+        help,
+      ),
+    );
+  }
+  // Each command's help, through the bin's own shebang: every command module loads.
+  const helps = await Promise.all(
+    CLI_COMMANDS.map((c) => run(link, [c, "--help"], { cwd: dir, env, timeoutMs: 30_000 })),
+  );
+  const helped = CLI_COMMANDS.filter(
+    (c, i) => helps[i].code === 0 && helps[i].stdout.includes(`Usage: ${bin} ${c}`),
+  );
+  lines.push(`${bin} <command> --help: ${helped.length}/${CLI_COMMANDS.length} commands`);
+  CLI_COMMANDS.forEach((c, i) => {
+    if (!helped.includes(c)) fail(report(`${bin} ${c} --help exited ${helps[i].code}`, helps[i]));
+  });
+  timings.push(`help ${seconds(Date.now() - at)}`);
+
+  at = Date.now();
+  const demo = await run(link, ["demo"], { cwd: dir, env, timeoutMs: 90_000 });
+  timings.push(`demo ${seconds(Date.now() - at)}`);
+  const out = demo.stdout.replace(/\x1b\[[0-9;]*m/g, "");
+  const summary = /^(\d+) of (\d+) paths equivalent in [\d.]+ s$/m.exec(out);
+  const text = out.split("\n");
+  const rule = text.findIndex((l) => /^-+( +-+)+ *$/.test(l));
+  const rows = [];
+  for (let i = rule + 1; rule >= 0 && i < text.length && text[i].trim() !== ""; i++) {
+    const [transport, mode, format, , , equivalent] = text[i].trim().split(/ {2,}/);
+    rows.push({ transport, mode, format, equivalent });
+  }
+  const problems = [];
+  if (demo.timedOut) problems.push("did not finish in 90 s");
+  if (demo.code !== 0) problems.push(`exited ${demo.code}`);
+  if (!summary) problems.push('printed no "N of N paths equivalent" line');
+  else {
+    if (summary[1] !== summary[2]) problems.push(`${summary[1]} of ${summary[2]} paths equivalent`);
+    if (Number(summary[2]) !== rows.length) {
+      problems.push(`the summary counts ${summary[2]} paths, the table has ${rows.length} rows`);
+    }
+  }
+  const notYes = rows.filter((r) => r.equivalent !== "yes");
+  if (notYes.length > 0) {
+    problems.push(
+      `not equivalent: ${notYes.map((r) => `${r.transport} ${r.mode}/${r.format}`).join(", ")}`,
+    );
+  }
+  const missing = [
+    ...DEMO_TRANSPORTS.filter((t) => !rows.some((r) => r.transport === t)),
+    ...DEMO_MODES.filter((m) => !rows.some((r) => r.mode === m)).map((m) => `mode ${m}`),
+    ...DEMO_FORMATS.filter((f) => !rows.some((r) => r.format === f)).map((f) => `format ${f}`),
+  ];
+  if (missing.length > 0) problems.push(`no row for ${missing.join(", ")}`);
+  for (const l of text.filter((x) => x.includes("left out"))) problems.push(l.trim());
+  const perTransport = DEMO_TRANSPORTS.map(
+    (t) => `${t} ${rows.filter((r) => r.transport === t).length}`,
+  ).join(", ");
+  lines.push(
+    `${bin} demo: exit ${demo.code}, "${summary ? summary[0] : "no summary"}" (${perTransport})`,
+  );
+  if (problems.length > 0) fail(report(`${bin} demo: ${problems.join("; ")}`, demo));
+}
+
+/**
+ * The Posthorn packages a scenario installs: its package, its formats, core, and what they
+ * declare in turn (dependencies and required peers); with a line per package that brings others.
+ */
+function posthornPackages(scenario, packages) {
+  const posthorn = new Set(["@posthorn/core", scenario.pkg]);
   for (const f of scenario.formats) posthorn.add(FORMATS[f].pkg);
+  const lines = [];
   for (let grew = true; grew; ) {
     grew = false;
     for (const name of [...posthorn]) {
-      const pkg = ctx.packages.get(name).pkg;
-      for (const dep of [...Object.keys(pkg.dependencies ?? {}), ...requiredPeers(pkg)]) {
-        if (isPosthorn(dep) && !posthorn.has(dep)) {
-          lines.push(`also installs ${dep}: ${name} declares it`);
-          posthorn.add(dep);
-          grew = true;
-        }
+      const pkg = packages.get(name).pkg;
+      const brought = [...Object.keys(pkg.dependencies ?? {}), ...requiredPeers(pkg)].filter(
+        (dep) => isPosthorn(dep) && !posthorn.has(dep),
+      );
+      for (const dep of brought) posthorn.add(dep);
+      if (brought.length > 0) {
+        lines.push(
+          `also installs ${brought.join(" ")}: ${name} declares ${brought.length > 1 ? "them" : "it"}`,
+        );
+        grew = true;
       }
     }
   }
+  return { posthorn, lines };
+}
+
+async function runScenario(scenario, ctx) {
+  const started = Date.now();
+  const failures = [];
+  const fail = (what) => failures.push(what);
+  const timings = [];
+  const { posthorn, lines } = posthornPackages(scenario, ctx.packages);
+  // What the Posthorn packages list as `dependencies` of their own (the CLI's transport clients).
+  const provided = new Set();
+  for (const name of posthorn) {
+    for (const dep of Object.keys(ctx.packages.get(name).pkg.dependencies ?? {})) {
+      if (!isPosthorn(dep)) provided.add(dep);
+    }
+  }
   // The peers the user installs, each one a peer dependency some installed package declares;
-  // a required peer the scenario does not expect is one npm would install on its own.
+  // a required peer the scenario does not expect, and no Posthorn package depends on, is one npm
+  // would install on its own.
   const peers = new Set(scenario.peers);
   const declared = new Set();
   for (const name of posthorn) {
     const pkg = ctx.packages.get(name).pkg;
     for (const peer of Object.keys(pkg.peerDependencies ?? {})) declared.add(peer);
     for (const peer of requiredPeers(pkg)) {
-      if (!isPosthorn(peer) && !peers.has(peer)) {
+      if (!isPosthorn(peer) && !peers.has(peer) && !provided.has(peer)) {
         fail(`${name} requires the peer ${peer}, which a ${scenario.name} user should not need`);
       }
     }
@@ -435,21 +739,43 @@ async function runScenario(scenario, ctx) {
     const chosenKeys = byName(userChosen);
     // What the user's own choices bring (a client's dependencies: mqtt brings ws, for one).
     const ofChoices = reach(graph, [...chosenKeys]);
-    // What the Posthorn packages bring by themselves: everything reached from them without
-    // passing through a package the user installed on purpose.
     const posthornKeys = [...byName(posthorn)];
-    const ofPosthorn = reach(graph, posthornKeys, chosenKeys);
+    // What a Posthorn package lists in its own `dependencies`, and what that brings.
+    const declaredKeys = new Set();
+    for (const key of posthornKeys) {
+      const { name, edges } = graph.nodes.get(key);
+      const deps = ctx.packages.get(name).pkg.dependencies ?? {};
+      for (const next of edges) {
+        const dep = graph.nodes.get(next).name;
+        if (!isPosthorn(dep) && deps[dep] !== undefined) declaredKeys.add(next);
+      }
+    }
+    const ofDeclared = reach(graph, [...declaredKeys]);
+    // What the Posthorn packages bring besides: everything reached from them without passing
+    // through a package the user installed on purpose or one they declare as a dependency.
+    const ofPosthorn = reach(graph, posthornKeys, new Set([...chosenKeys, ...declaredKeys]));
+    const everything = reach(graph, graph.top);
     for (const [key, node] of graph.nodes) {
       if (isPosthorn(node.name) && !posthorn.has(node.name)) {
         fail(`unexpected Posthorn package ${key}`);
       }
-      if (ctx.watched.has(node.name) && !ofChoices.has(key) && !ofPosthorn.has(key)) {
-        fail(`${key} is installed: ${pathTo(reach(graph, graph.top), key)}`);
+      const accounted = ofChoices.has(key) || ofDeclared.has(key) || ofPosthorn.has(key);
+      if (ctx.watched.has(node.name) && !accounted) {
+        fail(`${key} is installed: ${pathTo(everything, key)}`);
+      }
+      // A development tool comes only with what the user chose (vitest brings esbuild).
+      if (DEV_TOOLS.has(node.name) && !ofChoices.has(key)) {
+        fail(`${key}, a development tool, is installed: ${pathTo(everything, key)}`);
       }
     }
     for (const key of ofPosthorn.keys()) {
       const name = graph.nodes.get(key).name;
       if (!isPosthorn(name)) fail(`Posthorn brings ${key}: ${pathTo(ofPosthorn, key)}`);
+    }
+    if (declaredKeys.size > 0) {
+      lines.push(
+        `${ofDeclared.size} of them through ${declaredKeys.size} packages Posthorn lists in its dependencies`,
+      );
     }
     for (const name of posthorn) {
       const nodes = [...graph.nodes.values()].filter((node) => node.name === name);
@@ -470,8 +796,11 @@ async function runScenario(scenario, ctx) {
       const passed = checks.filter((l) => l.startsWith("ok")).length;
       lines.push(`${file.endsWith(".mjs") ? "ESM" : "CJS"} ${passed}/${checks.length} checks`);
       if (r.code !== 0 || passed !== checks.length || checks.length === 0) {
-        fail(`node ${file} exited ${r.code}\n${r.stdout}${r.stderr}`);
+        fail(`node ${file} exited ${r.code}${diagnose(r, dir)}\n${r.stdout}${r.stderr}`);
       }
+    }
+    for (const [p, message] of Object.entries(scenario.esmOnly ?? {})) {
+      lines.push(`CJS: require("${p}") throws "${message}" (checked); its subpaths load`);
     }
     // An empty folder as the only type root: no @types package is visible without an import.
     mkdirSync(join(dir, "no-types"));
@@ -500,6 +829,8 @@ async function runScenario(scenario, ctx) {
       lines.push(`tsc ${label} ${r.code === 0 ? "ok" : "FAIL"}`);
       if (r.code !== 0) fail(`tsc (${label}) exited ${r.code}\n${r.stdout}${r.stderr}`);
     }
+    timings.push(`programs ${seconds(Date.now() - installed)}`);
+    if (scenario.bin !== undefined) await checkBin(scenario, dir, { lines, fail, timings });
   }
   return {
     name: scenario.name,
@@ -508,9 +839,10 @@ async function runScenario(scenario, ctx) {
       `${[...posthorn].map((n) => n.replace("@posthorn/", "")).join(" ")}${peers.size > 0 ? ` + ${[...peers].join(" ")}` : ""}`,
       `${count} packages installed (${typesOnly} of them only for @types/node)`,
       ...lines,
-      `install ${seconds(installed - started)}, total ${seconds(Date.now() - started)}`,
+      `install ${seconds(installed - started)}, ${timings.map((t) => `${t}, `).join("")}total ${seconds(Date.now() - started)}`,
     ],
     failures,
+    ms: Date.now() - started,
   };
 }
 
@@ -537,18 +869,13 @@ async function main() {
       if (!isPosthorn(name)) watched.add(name);
     }
   }
-  const needed = new Set(["@posthorn/core"]);
   for (const s of scenarios) {
-    needed.add(s.binding);
-    for (const f of s.formats) needed.add(FORMATS[f].pkg);
+    if (!packages.has(s.pkg))
+      throw new Error(`${s.pkg} is not a published package of the monorepo`);
   }
-  for (const name of packages.keys()) {
-    if (name.startsWith("@posthorn/binding-") || name.startsWith("@posthorn/format-")) {
-      needed.add(name);
-    }
-  }
+  // Every published package is packed, whichever scenarios run: the "files" check covers each.
+  const needed = new Set(packages.keys());
   for (const name of needed) {
-    if (!packages.has(name)) throw new Error(`${name} is not a published package of the monorepo`);
     if (!existsSync(join(packages.get(name).dir, "dist"))) {
       console.error(`${name}: no dist/ (run npm run build first)`);
       process.exit(1);
@@ -568,6 +895,7 @@ async function main() {
       { cwd: root, env: npmEnv },
     );
     if (pack.code !== 0) throw new Error(`npm pack exited ${pack.code}\n${pack.stderr}`);
+    const packed = Date.now();
     const tarballs = new Map();
     const missing = [];
     console.log("tarballs:");
@@ -608,8 +936,14 @@ async function main() {
       }),
     );
     failed = results.filter((r) => !r.ok).length;
+    const took = scenarios
+      .map((s) => results.find((r) => r.name === s.name))
+      .map((r) => `${r.name} ${r.ms === undefined ? "-" : seconds(r.ms)}`);
     console.log(
-      `\ninstall check: ${results.length - failed} of ${results.length} scenarios passed in ${seconds(Date.now() - started)}`,
+      `\ntimings: pack ${seconds(packed - started)}; ${took.join(", ")} (${CONCURRENCY} at a time)`,
+    );
+    console.log(
+      `install check: ${results.length - failed} of ${results.length} scenarios passed in ${seconds(Date.now() - started)}`,
     );
     if (missingFiles > 0) {
       console.log(
