@@ -1,5 +1,5 @@
 import type { Delivery } from "./envelopes.js";
-import { isPosthornError, PosthornError } from "./errors.js";
+import { isPosthornError } from "./errors.js";
 import type { CloudEvent } from "./event.js";
 
 /**
@@ -238,47 +238,52 @@ export class EventRouter {
    */
   async dispatch(delivery: Delivery): Promise<void> {
     try {
-      const event = delivery.event;
-      if (event === undefined) {
-        await this.#fallback(delivery, "not-an-event", undefined);
-        return;
-      }
-      const route = this.#find(event);
-      if (!route) {
-        await this.#fallback(delivery, "unknown-type", undefined);
-        return;
-      }
-      let typed: CloudEvent = event;
-      if (route.schema) {
-        const result = await route.schema["~standard"].validate(event.data);
-        if (result.issues) {
-          await this.#fallback(delivery, "invalid-data", result.issues);
-          return;
-        }
-        if (result.value !== event.data) typed = event.withData(result.value);
-      }
-      try {
-        await route.handler(typed, delivery);
-      } catch (err) {
-        this.#onError?.(err, delivery);
-        if (!delivery.settled) await this.#retryOrReject(delivery, err);
-        return;
-      }
-      if (!delivery.settled) await delivery.accept();
+      await this.#route(delivery);
     } catch (err) {
+      // A handler, a schema's validate or the fallback threw (or the accept after a handler
+      // failed): onError hears it once, and a delivery still unsettled is given back.
       this.#onError?.(err, delivery);
+      if (delivery.settled) return;
+      try {
+        await this.#retryOrReject(delivery, err);
+      } catch (settleErr) {
+        this.#onError?.(settleErr, delivery);
+      }
     }
   }
 
+  async #route(delivery: Delivery): Promise<void> {
+    const event = delivery.event;
+    if (event === undefined) {
+      await this.#fallback(delivery, "not-an-event", undefined);
+      return;
+    }
+    const route = this.#find(event);
+    if (!route) {
+      await this.#fallback(delivery, "unknown-type", undefined);
+      return;
+    }
+    let typed: CloudEvent = event;
+    if (route.schema) {
+      const result = await route.schema["~standard"].validate(event.data);
+      if (result.issues) {
+        await this.#fallback(delivery, "invalid-data", result.issues);
+        return;
+      }
+      if (result.value !== event.data) typed = event.withData(result.value);
+    }
+    await route.handler(typed, delivery);
+    if (!delivery.settled) await delivery.accept();
+  }
+
+  // Redelivery where the transport can, else the dead-letter place, else (at most once: core
+  // NATS, WebSocket, MQTT without a session or dead-letter topic) the delivery is let go, so that
+  // an acknowledgement held back does not stall the connection; onError has heard the failure.
   async #retryOrReject(delivery: Delivery, err: unknown): Promise<void> {
     const reason = err instanceof Error ? err.message : String(err);
     if (delivery.capabilities.release !== "none") return delivery.release();
     if (delivery.capabilities.reject !== "none") return delivery.reject(reason);
-    throw new PosthornError(
-      "NotSupported",
-      `handler failed and the transport can neither release nor reject: ${reason}`,
-      { cause: err },
-    );
+    return delivery.accept();
   }
 
   /**

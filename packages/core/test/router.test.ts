@@ -131,10 +131,63 @@ describe("EventRouter", () => {
     expect(unknown.outcome).toEqual(["accept"]);
     const failing = delivery(ev("t", {}), atMostOnce);
     await router.dispatch(failing.d);
-    expect(errors.map((e) => (e as { code?: string }).code ?? "handler")).toEqual([
-      "handler",
-      "NotSupported",
-    ]);
+    // Heard once, the handler's own error; the delivery is let go rather than left unsettled
+    // (an MQTT acknowledgement held back would stall the connection).
+    expect(errors.map((e) => (e as Error).message)).toEqual(["boom"]);
+    expect(failing.outcome).toEqual(["accept"]);
+  });
+
+  it("gives back a delivery whose schema validator throws, and reports it once", async () => {
+    const errors: unknown[] = [];
+    const throwing = {
+      "~standard": {
+        version: 1 as const,
+        vendor: "test",
+        validate: (): never => {
+          throw new Error("validator crashed");
+        },
+      },
+    };
+    const router = new EventRouter({ onError: (e) => errors.push(e) }).on("t", throwing, () => {
+      throw new Error("never called");
+    });
+    const { d, outcome } = delivery(ev("t", {}));
+    await router.dispatch(d);
+    expect(outcome).toEqual(["release"]);
+    expect(errors.map((e) => (e as Error).message)).toEqual(["validator crashed"]);
+  });
+
+  it("gives back a delivery whose fallback throws before settling it, and reports it once", async () => {
+    const errors: unknown[] = [];
+    const router = new EventRouter({
+      onError: (e) => errors.push(e),
+      fallback: () => {
+        throw new Error("fallback crashed");
+      },
+    });
+    const { d, outcome } = delivery(ev("unrouted", {}));
+    await router.dispatch(d);
+    expect(outcome).toEqual(["release"]);
+    expect(errors.map((e) => (e as Error).message)).toEqual(["fallback crashed"]);
+  });
+
+  it("reports a failed accept after a handler once, and settles nothing twice", async () => {
+    const errors: unknown[] = [];
+    const router = new EventRouter({ onError: (e) => errors.push(e) }).on("t", () => undefined);
+    const d = createDelivery({
+      message: { body: new Uint8Array(0), properties: {} },
+      event: ev("t", {}),
+      deliveryCount: 1,
+      capabilities: caps,
+      accept: () => {
+        throw new Error("connection lost");
+      },
+      release: () => {
+        throw new Error("release must not be called");
+      },
+    });
+    await router.dispatch(d);
+    expect(errors.map((e) => (e as { code?: string }).code)).toEqual(["SettlementFailed"]);
   });
 
   it("runs a whole subscriber with bounded concurrency", async () => {
