@@ -1,4 +1,11 @@
-import { CloudEvent, isPosthornError, malformed, PosthornError, utf8Encode } from "@posthorn/core";
+import {
+  CloudEvent,
+  isContextAttribute,
+  isPosthornError,
+  malformed,
+  PosthornError,
+  utf8Encode,
+} from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 
 /**
@@ -90,7 +97,27 @@ export function buildEvent(options: BuildEventOptions): CloudEvent {
   for (const pair of options.extensions ?? []) {
     const eq = pair.indexOf("=");
     if (eq <= 0) throw malformed(`--ext "${pair}" is not name=value`);
-    init[pair.slice(0, eq)] = pair.slice(eq + 1);
+    const name = pair.slice(0, eq);
+    // An extension, not a way around the other flags: a context attribute (or data) given as
+    // --ext would silently replace --type, --source, --id, --subject or --data.
+    if (isContextAttribute(name) || name === "data" || name === "data_base64") {
+      throw new PosthornError(
+        "InvalidEvent",
+        `--ext ${name}=... names a context attribute, not an extension: use its own option`,
+        { attribute: name },
+      );
+    }
+    if (!/^[a-z0-9]+$/.test(name)) {
+      throw new PosthornError(
+        "InvalidEvent",
+        `--ext ${JSON.stringify(name)}: extension names are lower-case letters and digits`,
+        { attribute: name },
+      );
+    }
+    if (Object.hasOwn(init, name)) {
+      throw new PosthornError("InvalidEvent", `--ext ${name} is given twice`, { attribute: name });
+    }
+    init[name] = pair.slice(eq + 1);
   }
   if (options.data !== undefined) {
     const declared = options.datacontenttype;
