@@ -494,8 +494,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
- *   opens without a CloudEvents subprotocol or there is no `WebSocket` to use, `Timeout`. A
- *   format without a WebSockets subprotocol is `NotSupported` thrown at once, not a rejection.
+ *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, or a format has no
+ *   WebSockets subprotocol; `Timeout`. Every failure is a rejection, none is thrown.
  *
  * @example
  * ```ts
@@ -522,7 +522,13 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
       ),
     );
   }
-  const protocols = offeredSubprotocols(options.formats);
+  let protocols: string[];
+  try {
+    protocols = offeredSubprotocols(options.formats);
+  } catch (err) {
+    // A format with no WebSocket subprotocol: rejected, as every other failure here is.
+    return Promise.reject(err);
+  }
   return new Promise((resolve, reject) => {
     let socket: S;
     try {

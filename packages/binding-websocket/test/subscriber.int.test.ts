@@ -5,6 +5,8 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
+import type { EventFormat } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
 import { shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
@@ -58,5 +60,24 @@ describe("webSocketSubscriber", () => {
     expect((await iterator.next()).value?.event?.id).toBe(shutdownEvent("websocket", 3).id);
     await next.close();
     await publisher.close();
+  });
+});
+
+describe("connectWebSocket", () => {
+  it("rejects, rather than throws, for a format with no WebSockets subprotocol", async () => {
+    const noSubprotocol: EventFormat = {
+      ...json,
+      name: "xml",
+      contentType: "application/cloudevents+xml",
+    };
+    let thrown: unknown;
+    let result: Promise<unknown> | undefined;
+    try {
+      result = connectWebSocket("ws://127.0.0.1:9", { formats: [noSubprotocol], WebSocket });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeUndefined();
+    await expect(result).rejects.toMatchObject({ name: "PosthornError", code: "NotSupported" });
   });
 });
