@@ -187,6 +187,11 @@ function accessToken(url: string | undefined): string | undefined {
 export class HttpReceiver implements Subscriber {
   /** {@link HTTP_CAPABILITIES}. */
   readonly capabilities: SettlementCapabilities = HTTP_CAPABILITIES;
+  /**
+   * Already resolved: there is no subscription to set up. The receiver takes requests as soon
+   * as the server that routes them to it listens, which is the application's to wait for.
+   */
+  readonly ready: Promise<void> = Promise.resolve();
   readonly #options: HttpReceiverOptions;
   readonly #queue = new AsyncQueue<HttpDelivery>();
   readonly #pending = new Set<(o: Outcome) => void>();

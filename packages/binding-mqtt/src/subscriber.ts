@@ -515,6 +515,8 @@ export async function mqttSubscriber<T = unknown>(
   return {
     filter,
     capabilities,
+    // Handed out only once the broker has the subscription (see above), so nothing to wait for.
+    ready: Promise.resolve(),
     close: closeOnce,
     // Leaving a for-await loop closes the subscriber: a message held for an accept() that never
     // comes would stall every subscriber on this client.

@@ -93,13 +93,19 @@ const noop = (): void => {};
  * closes the subscriber, and so leaves its queue group. At most `maxPending` deliveries
  * wait to be pulled; past that, arriving messages are dropped and counted in `dropped`.
  *
+ * The subscriber is returned at once, before the server has the subscription: `await
+ * subscriber.ready` (a round trip of the connection, `flush()`) before publishing anything it
+ * must receive.
+ *
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
  * @throws {@link PosthornError} `NotSupported` when `maxPending` is below 1; `ConnectionFailed`
- *   (or the code of the client's error) when subscribing fails
+ *   (or the code of the client's error) when subscribing fails; a flush that fails rejects
+ *   `ready` (and ends iteration) with the translated error instead
  * @example
  * ```ts
  * const subscriber = natsSubscriber(nc, { subject: "orders.>", formats: [json] });
+ * await subscriber.ready;
  * for await (const delivery of subscriber) handle(delivery.event);
  * ```
  */
@@ -150,6 +156,40 @@ export function natsSubscriber<T = unknown>(
   } catch (err) {
     throw translateNatsError(err, "subscribe");
   }
+  // subscribe() only queues the SUB line: the server has the subscription once it answered a
+  // PING sent after it (a flush), and a message published before then is not delivered. nats.js
+  // v3 leaves that flush unanswered for good when the connection closes first, so the end of the
+  // subscription settles `ready` too. Set up before the handler below, so that the failure, not
+  // a plain end, is what iteration sees.
+  let confirmed = false;
+  const ready = new Promise<void>((resolve, reject) => {
+    const fail = (err: unknown): void => {
+      if (confirmed) return;
+      confirmed = true;
+      const error = translateNatsError(err, "subscribe");
+      queue.fail(error);
+      reject(error);
+    };
+    nc.flush().then(() => {
+      if (confirmed) return;
+      confirmed = true;
+      resolve();
+    }, fail);
+    sub.closed.then(
+      (result) =>
+        fail(
+          result instanceof Error
+            ? result
+            : new PosthornError(
+                "Closed",
+                `the subscription to ${options.subject} ended before the server confirmed it`,
+              ),
+        ),
+      fail,
+    );
+  });
+  // The failure also ends iteration; `ready` rejecting unobserved must not crash the process.
+  ready.catch(noop);
   sub.closed.then(
     (result) =>
       result instanceof Error ? queue.fail(translateNatsError(result, "subscribe")) : queue.end(),
@@ -171,6 +211,7 @@ export function natsSubscriber<T = unknown>(
   };
   return {
     capabilities: NATS_CORE_CAPABILITIES,
+    ready,
     get pending() {
       return queue.size;
     },
@@ -355,6 +396,8 @@ export async function jetStreamSubscriber<T = unknown>(
 
   return {
     capabilities,
+    // Returned only once the consumer is found and consuming: nothing left to wait for.
+    ready: Promise.resolve(),
     get inFlight() {
       return unsettled.size;
     },

@@ -456,6 +456,8 @@ export function webSocketSubscriber(
   };
   return {
     capabilities: WEBSOCKET_CAPABILITIES,
+    // The listeners are on the socket already: a frame that arrives from now on is delivered.
+    ready: Promise.resolve(),
     // Leaving a loop closes the subscriber (core's contract): its listeners go, the socket stays.
     [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
     close,

@@ -157,6 +157,22 @@ export interface Subscriber<T = unknown> extends AsyncIterable<Delivery<T>> {
   /** What settlement this subscriber's deliveries support. */
   readonly capabilities: SettlementCapabilities;
   /**
+   * Resolves once the subscription is in place on the broker: a message published after it
+   * resolves is delivered to this subscriber (on a queue shared by several consumers, to one of
+   * them). Rejects with a {@link PosthornError} (`ConnectionFailed`, `Closed`, ...) when the
+   * subscription cannot be made; iteration then fails with the same error. Already resolved where
+   * nothing needs to be set up (a subscriber that is only returned once subscribed, an HTTP
+   * receiver, an open WebSocket). The one await that works on every transport:
+   *
+   * @example
+   * ```ts
+   * const subscriber = natsSubscriber(nc, { subject: "orders.>" });
+   * await subscriber.ready;
+   * await publisher.publish(event); // delivered to subscriber
+   * ```
+   */
+  readonly ready: Promise<void>;
+  /**
    * Stops receiving; unsettled deliveries are released where the transport can, and iteration
    * ends. Idempotent: a second call (or leaving iteration after it) waits for the same close.
    */

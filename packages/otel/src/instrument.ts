@@ -180,6 +180,9 @@ export function instrumentSubscriber<T>(
     get capabilities() {
       return subscriber.capabilities;
     },
+    get ready() {
+      return subscriber.ready;
+    },
     close: () => subscriber.close(),
     async *[Symbol.asyncIterator]() {
       for await (const delivery of subscriber) yield wrap(delivery);

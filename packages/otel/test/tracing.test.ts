@@ -11,6 +11,7 @@ import {
   type CloudEventLike,
   createDelivery,
   type Delivery,
+  PosthornError,
   type Publisher,
   type SettlementCapabilities,
   type Subscriber,
@@ -48,7 +49,11 @@ const caps: SettlementCapabilities = {
 };
 
 // An in-process transport: what is published is delivered to the subscriber as is.
-function loopback(): { publisher: Publisher; subscriber: Subscriber; settled: string[] } {
+function loopback(ready: Promise<void> = Promise.resolve()): {
+  publisher: Publisher;
+  subscriber: Subscriber;
+  settled: string[];
+} {
   const queue = new AsyncQueue<Delivery>();
   const settled: string[] = [];
   const publisher: Publisher = {
@@ -72,6 +77,7 @@ function loopback(): { publisher: Publisher; subscriber: Subscriber; settled: st
   };
   const subscriber: Subscriber = {
     capabilities: caps,
+    ready,
     close: async () => queue.end(),
     [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
   };
@@ -194,5 +200,14 @@ describe("instrumented publisher and subscriber", () => {
     const traceIds = new Set(exporter.getFinishedSpans().map((s) => s.spanContext().traceId));
     expect(traceIds).toEqual(new Set([root.spanContext().traceId]));
     expect(exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.CONSUMER)).toHaveLength(4);
+  });
+
+  it("forwards the subscriber's ready, resolved or rejected", async () => {
+    const options = { tracer, system: "test", destination: "orders" };
+    const { subscriber } = loopback();
+    await expect(instrumentSubscriber(subscriber, options).ready).resolves.toBeUndefined();
+    const refused = new PosthornError("ConnectionFailed", "the broker refused the subscription");
+    const failing = loopback(Promise.reject(refused));
+    await expect(instrumentSubscriber(failing.subscriber, options).ready).rejects.toBe(refused);
   });
 });

@@ -29,6 +29,7 @@ export function ownedSubscriber(
   const close = closeOnce(inner, cleanup);
   return {
     capabilities: inner.capabilities,
+    ready: inner.ready,
     // Leaving a loop closes the subscriber (core's contract), and with it what the CLI opened.
     [Symbol.asyncIterator]: () => closeOnReturn(inner[Symbol.asyncIterator](), close),
     close,

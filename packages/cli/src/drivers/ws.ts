@@ -130,6 +130,8 @@ function mergedSubscriber(
   let closing: Promise<void> | undefined;
   return {
     capabilities: WEBSOCKET_CAPABILITIES,
+    // Returned once the server listens: a client that connects from now on is heard.
+    ready: Promise.resolve(),
     [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
     close() {
       closing ??= (async () => {
