@@ -164,6 +164,18 @@ describe("HTTP receiver status codes (node:http)", () => {
 });
 
 describe("HTTP receiver as a Subscriber", () => {
+  it("is ready at once: with the server listening, an event posted then is delivered", async () => {
+    const receiver = httpReceiver({ formats: [json] });
+    await expect(receiver.ready).resolves.toBeUndefined();
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const responding = post(server.url);
+    const { value } = await receiver[Symbol.asyncIterator]().next();
+    expect((value as Delivery | undefined)?.event?.id).toBe("r-1");
+    await (value as Delivery).accept();
+    expect((await responding).status).toBe(204);
+    await receiver.close();
+  });
   it("holds the response open until the delivery is settled", async () => {
     const receiver = httpReceiver({ formats: [json] });
     const server = await startServer(createNodeHandler(receiver));

@@ -37,6 +37,17 @@ async function pair(): Promise<{ client: WebSocket; server: WebSocket }> {
 }
 
 describe("webSocketSubscriber", () => {
+  it("is ready at once: a frame sent after it resolves is delivered", async () => {
+    const { client, server } = await pair();
+    const subscriber = webSocketSubscriber(server, { formats });
+    await expect(subscriber.ready).resolves.toBeUndefined();
+    const publisher = webSocketPublisher(client, { formats });
+    await publisher.publish(shutdownEvent("websocket", 1));
+    const { value } = await subscriber[Symbol.asyncIterator]().next();
+    expect(value?.event?.id).toBe(shutdownEvent("websocket", 1).id);
+    await subscriber.close();
+    await publisher.close();
+  });
   it("closes when a for-await loop is left: its listeners go and the socket stays open", async () => {
     const { client, server } = await pair();
     const listeners = () => ["message", "close", "error"].map((e) => server.listenerCount(e));

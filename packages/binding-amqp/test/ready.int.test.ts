@@ -1,0 +1,62 @@
+// Core's Subscriber.ready on RabbitMQ (AMQP_URL, default amqp://guest:guest@127.0.0.1:5672).
+// A `/topic/<key>` source is a queue the broker makes for the link and binds to amq.topic when
+// the link attaches: a message published before that goes nowhere, so only a resolved `ready`
+// makes the delivery certain.
+import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
+import { CloudEvent, isPosthornError, type Subscriber } from "@posthorn/core";
+import { requireBroker } from "@posthorn/testkit";
+import type { Connection } from "rhea";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
+
+const ok = await requireBroker("amqp");
+
+describe.skipIf(!ok)("amqpSubscriber ready on RabbitMQ (skipped: no broker outside CI)", () => {
+  let subscribing: Connection;
+  let publishing: Connection;
+  beforeAll(async () => {
+    subscribing = await connectRabbit();
+    publishing = await connectRabbit();
+  });
+  afterAll(async () => {
+    await closeConnection(subscribing);
+    await closeConnection(publishing);
+  });
+
+  it("resolves once the link is attached, and a message published then from another connection arrives", async () => {
+    const key = uniqueName("ready");
+    const publisher = amqpPublisher(publishing, { address: `/topic/${key}` });
+    await publisher.ready;
+    const subscriber: Subscriber = amqpSubscriber(subscribing, { address: `/topic/${key}` });
+    await subscriber.ready;
+    const event = new CloudEvent({
+      specversion: "1.0",
+      id: "r-1",
+      source: "/ready",
+      type: "com.example.ready",
+    });
+    await publisher.publish(event);
+    const delivery = await nextDelivery(subscriber[Symbol.asyncIterator](), 5000);
+    expect(delivery.event?.id).toBe("r-1");
+    await delivery.accept();
+    await subscriber.close();
+    await publisher.close();
+  });
+
+  it("rejects with a PosthornError when the broker refuses the link", async () => {
+    const connection = await connectRabbit();
+    try {
+      const subscriber = amqpSubscriber(connection, {
+        address: `/amq/queue/${uniqueName("missing")}`,
+      });
+      const error = await subscriber.ready.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(isPosthornError(error)).toBe(true);
+      await subscriber.close();
+    } finally {
+      await closeConnection(connection);
+    }
+  });
+});
