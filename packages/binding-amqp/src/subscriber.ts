@@ -261,6 +261,11 @@ export function amqpSubscriber<T = unknown>(
 
   const close = (): Promise<void> => {
     if (closing) return closing;
+    // A close before the link attached: ready will never resolve, so it says why (a no-op once
+    // ready has settled).
+    readyReject(
+      new PosthornError("Closed", "the AMQP subscriber was closed before its link attached"),
+    );
     closing = (async () => {
       stopObserving();
       // Everything not settled goes back to the broker for another consumer.

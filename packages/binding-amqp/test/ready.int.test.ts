@@ -43,6 +43,21 @@ describe.skipIf(!ok)("amqpSubscriber ready on RabbitMQ (skipped: no broker outsi
     await publisher.close();
   });
 
+  it("rejects with Closed when closed before the link attached, instead of never settling", async () => {
+    const subscriber = amqpSubscriber(subscribing, { address: `/topic/${uniqueName("early")}` });
+    const closed = subscriber.close();
+    await expect(
+      Promise.race([
+        subscriber.ready.then(
+          () => "resolved",
+          (err: unknown) => err,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve("pending after 3 s"), 3000)),
+      ]),
+    ).resolves.toMatchObject({ name: "PosthornError", code: "Closed" });
+    await closed;
+  });
+
   it("rejects with a PosthornError when the broker refuses the link", async () => {
     const connection = await connectRabbit();
     try {
