@@ -154,7 +154,9 @@ export interface WebSocketBindingOptions {
    * Largest message a subscriber accepts ({@link DEFAULT_MAX_PAYLOAD_BYTES} by default); a larger
    * one closes the connection with 1009 and fails iteration with `PayloadTooLarge`. With `ws`,
    * also give the socket a `maxPayload` ({@link connectWebSocket}, {@link webSocketServerOptions}),
-   * so the message is refused while it arrives rather than after.
+   * so the message is refused while it arrives rather than after. A publisher refuses a larger
+   * message of its own with `PayloadTooLarge` before sending it (raise the limit on both sides
+   * together).
    */
   maxPayloadBytes?: number;
 }
@@ -192,8 +194,9 @@ export interface WebSocketPublishOptions extends PublishOptions {
  * Per-call options: see {@link WebSocketPublishOptions}.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
- * @param options - the formats this side accepts (the negotiated subprotocol picks one);
- *   `maxPayloadBytes` applies to subscribers only and is not read here
+ * @param options - the formats this side accepts (the negotiated subprotocol picks one), and
+ *   `maxPayloadBytes` (default 4 MiB): a larger message is refused with `PayloadTooLarge` before
+ *   it is sent, since a receiver with that limit would close the connection
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
  */
 export function webSocketPublisher(
@@ -241,10 +244,24 @@ export function webSocketPublisher(
     if (node) corkForThisTick((node as unknown as { _socket?: CorkableStream })._socket);
   };
 
+  // The receiving side closes the whole connection (1009) on a message past its limit, which by
+  // default is this one: an event too large for it is refused here, before it costs the others.
+  const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const encode = (event: CloudEventLike): WebSocketFrame => {
+    const frame = toWebSocketFrame(event, format);
+    if (frame.data.length > maxPayloadBytes) {
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `the WebSocket message is ${frame.data.length} bytes, more than maxPayloadBytes (${maxPayloadBytes}); a receiver with that limit closes the connection (1009)`,
+      );
+    }
+    return frame;
+  };
+
   const sendOne = (event: CloudEventLike): Promise<void> => {
     let frame: WebSocketFrame;
     try {
-      frame = toWebSocketFrame(event, format);
+      frame = encode(event);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -259,7 +276,7 @@ export function webSocketPublisher(
     const n = events.length;
     const frames: WebSocketFrame[] = new Array(n);
     try {
-      for (let i = 0; i < n; i++) frames[i] = toWebSocketFrame(events[i] as CloudEventLike, format);
+      for (let i = 0; i < n; i++) frames[i] = encode(events[i] as CloudEventLike);
     } catch (err) {
       return Promise.reject(err);
     }

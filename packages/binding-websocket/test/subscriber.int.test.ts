@@ -92,3 +92,23 @@ describe("connectWebSocket", () => {
     await expect(result).rejects.toMatchObject({ name: "PosthornError", code: "NotSupported" });
   });
 });
+
+describe("webSocketPublisher maxPayloadBytes", () => {
+  it("refuses an event larger than the limit before sending it, so the connection stays up", async () => {
+    const { client, server } = await pair();
+    const subscriber = webSocketSubscriber(server, { formats, maxPayloadBytes: 4096 });
+    const publisher = webSocketPublisher(client, { formats, maxPayloadBytes: 4096 });
+    const big = { ...shutdownEvent("websocket", 1), data: "x".repeat(8192) };
+    await expect(publisher.publish(big)).rejects.toMatchObject({ code: "PayloadTooLarge" });
+    await expect(publisher.publish([shutdownEvent("websocket", 2), big])).rejects.toMatchObject({
+      code: "PayloadTooLarge",
+    });
+    // Nothing of either call went out, and the connection is still there for the next event.
+    await publisher.publish(shutdownEvent("websocket", 3));
+    const iterator = subscriber[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.event?.id).toBe(shutdownEvent("websocket", 3).id);
+    expect(client.readyState).toBe(WebSocket.OPEN);
+    await subscriber.close();
+    await publisher.close();
+  });
+});
