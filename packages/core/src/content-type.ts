@@ -145,10 +145,12 @@ export function isMediaType(value: string): boolean {
 /**
  * Whether two content types name the same media type, ignoring case and parameters.
  *
- * @param a - one `Content-Type` value; `undefined` matches nothing
+ * @param a - one `Content-Type` value; `undefined` or a value that is not a media type matches
+ *   nothing (two unparseable values are not "the same")
  * @param b - the other
  */
 export function sameMediaType(a: string | undefined, b: string | undefined): boolean {
   if (a === undefined || b === undefined) return false;
-  return parseContentType(a)?.mediaType === parseContentType(b)?.mediaType;
+  const left = parseContentType(a);
+  return left !== undefined && left.mediaType === parseContentType(b)?.mediaType;
 }

@@ -5,6 +5,7 @@ import {
   isJsonContentType,
   isTextContentType,
   parseContentType,
+  sameMediaType,
 } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 
@@ -62,5 +63,19 @@ describe("content type classes", () => {
       batch: true,
     });
     expect(findFormat([fmt], "application/cloudevents+y")).toBeUndefined();
+  });
+});
+
+describe("sameMediaType", () => {
+  it("compares the media type, ignoring case and parameters", () => {
+    expect(sameMediaType("Application/JSON; charset=utf-8", "application/json")).toBe(true);
+    expect(sameMediaType("application/json", "text/plain")).toBe(false);
+    expect(sameMediaType(undefined, "application/json")).toBe(false);
+  });
+  it("never calls values that are not media types the same, not even two equal ones", () => {
+    expect(sameMediaType("not a type", "not a type")).toBe(false);
+    expect(sameMediaType("garbage", "other garbage")).toBe(false);
+    expect(sameMediaType("garbage", "application/json")).toBe(false);
+    expect(sameMediaType("application/json", "garbage")).toBe(false);
   });
 });
