@@ -134,8 +134,9 @@ export const driver: EndpointDriver = {
           formats: endpoint.formats,
           ...(queue === null ? {} : { queue }),
         });
-        // The SUB must reach the server before "ready" means anything.
-        await nc.flush();
+        // The SUB must reach the server before "ready" means anything: the subscriber's ready
+        // is that round trip.
+        await subscriber.ready;
         return ownedSubscriber(subscriber, () => nc.close());
       }
       const jsm = await jetstreamManager(nc);
