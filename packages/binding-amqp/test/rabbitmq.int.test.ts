@@ -192,8 +192,13 @@ describe.skipIf(!ok)("amqp against RabbitMQ (skipped: no broker outside CI)", ()
       }
       const err = await kept?.accept().catch((e: unknown) => e);
       expect(isPosthornError(err, "SettlementFailed")).toBe(true);
-      // Released by the close, and the link detached: the broker has it again.
-      const back = await admin.get(queue);
+      // Released by the close, and the link detached: the broker has it again. RabbitMQ requeues
+      // a released message asynchronously, so another connection may look a moment too early.
+      let back = await admin.get(queue);
+      for (let tries = 0; back === false && tries < 40; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        back = await admin.get(queue);
+      }
       expect(back === false ? undefined : back.fields.redelivered).toBe(true);
       await publisher.close();
     });
