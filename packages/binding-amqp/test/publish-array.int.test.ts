@@ -1,6 +1,6 @@
 import { amqpPublisher } from "@posthorn/binding-amqp";
-import { type CloudEventInit, isPosthornError } from "@posthorn/core";
-import { brokerUrl, requireBroker, shutdownEvent } from "@posthorn/testkit";
+import { isPosthornError } from "@posthorn/core";
+import { brokerUrl, requireBroker, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import amqplib from "amqplib";
 import type { Connection } from "rhea";
 import { afterAll, describe, expect, it } from "vitest";
@@ -25,13 +25,7 @@ describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside C
     await channel.assertQueue(queue, { durable: false, autoDelete: false });
     try {
       connection = await connectRabbit();
-      const invalid: CloudEventInit = {
-        specversion: "1.0",
-        id: "bad",
-        source: "/amqp",
-        type: "t",
-        ext: { not: "a CloudEvents type" },
-      };
+      const invalid = unencodableEvent("amqp");
       const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });
       await publisher.ready;
       // With message fields and without: the two encoding paths of the publisher.

@@ -1,7 +1,7 @@
 import { httpPublisher } from "@posthorn/binding-http";
-import { type CloudEventInit, isPosthornError } from "@posthorn/core";
+import { isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { shutdownEvent } from "@posthorn/testkit";
+import { shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startServer, type TestServer } from "./servers.js";
 
@@ -23,13 +23,7 @@ describe("httpPublisher publish(array)", () => {
       });
     });
     servers.push(server);
-    const invalid: CloudEventInit = {
-      specversion: "1.0",
-      id: "bad",
-      source: "/http",
-      type: "t",
-      ext: { not: "a CloudEvents type" },
-    };
+    const invalid = unencodableEvent("http");
     for (const mode of ["binary", "structured", "batch"] as const) {
       const publisher = httpPublisher({ url: server.url, mode, format: json, retry: false });
       const err = await publisher

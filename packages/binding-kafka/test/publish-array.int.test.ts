@@ -1,6 +1,6 @@
 import { kafkaPublisher } from "@posthorn/binding-kafka";
-import { type CloudEventInit, isPosthornError } from "@posthorn/core";
-import { shutdownEvent } from "@posthorn/testkit";
+import { isPosthornError } from "@posthorn/core";
+import { shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
 
@@ -23,13 +23,7 @@ describe.skipIf(!ok)(
       const topic = env.topicName("array-invalid");
       await env.createTopic(topic, 1);
       const publisher = kafkaPublisher(await env.producer(), { topic, acks: 1 });
-      const invalid: CloudEventInit = {
-        specversion: "1.0",
-        id: "bad",
-        source: "/kafka",
-        type: "t",
-        ext: { not: "a CloudEvents type" },
-      };
+      const invalid = unencodableEvent("kafka");
       const err = await publisher
         .publish([shutdownEvent("kafka", 1), invalid, shutdownEvent("kafka", 3)])
         .catch((e: unknown) => e);

@@ -1,6 +1,11 @@
-import type { CloudEventInit } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { brokerUrl, requireBroker, shutdownEvent } from "@posthorn/testkit";
+import {
+  brokerUrl,
+  requireBroker,
+  settledWithin,
+  shutdownEvent,
+  unencodableEvent,
+} from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
 import { mqttPublisher } from "../src/index.js";
@@ -21,20 +26,6 @@ afterEach(async () => {
   for (const client of clients.splice(0)) await client.endAsync();
 });
 
-/** How `promise` settled within `ms`: `{ resolved }` or `{ rejected }`, or `"pending"`. */
-function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise.then(
-      (value) => ({ resolved: value }),
-      (error: unknown) => ({ rejected: error }),
-    ),
-    new Promise((resolve) => {
-      timer = setTimeout(() => resolve("pending"), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outside CI)", () => {
   it("close() called twice with publishes in flight resolves both calls, once every PUBACK came", async () => {
     const client = await open();
@@ -51,10 +42,10 @@ describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outsid
     const second = publisher.close().then(() => settled);
     expect(settled).toBe(0);
     await Promise.all(publishes);
-    expect(await within(Promise.all([first, second]), 2000)).toEqual({
+    expect(await settledWithin(Promise.all([first, second]), 2000)).toEqual({
       resolved: [total, total],
     });
-    expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+    expect(await settledWithin(publisher.close(), 2000)).toEqual({ resolved: undefined });
   });
 
   it("close() waits for the PUBACKs of publishes whose calls already gave up (abort)", async () => {
@@ -88,13 +79,7 @@ describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outsid
     const client = await open();
     for (const mode of ["binary", "structured"] as const) {
       const publisher = mqttPublisher(client, { topic, qos: 1, mode, format: json });
-      const invalid: CloudEventInit = {
-        specversion: "1.0",
-        id: "bad",
-        source: "/mqtt",
-        type: "t",
-        ext: { not: "a CloudEvents type" },
-      };
+      const invalid = unencodableEvent("mqtt");
       await expect(
         publisher.publish([shutdownEvent("mqtt", 1), invalid, shutdownEvent("mqtt", 3)]),
       ).rejects.toMatchObject({ name: "PosthornError", code: "InvalidEvent" });

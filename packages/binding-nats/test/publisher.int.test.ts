@@ -1,8 +1,8 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetStreamPublisher, natsPublisher } from "@posthorn/binding-nats";
-import { type CloudEventInit, isPosthornError } from "@posthorn/core";
-import { shutdownEvent } from "@posthorn/testkit";
+import { isPosthornError } from "@posthorn/core";
+import { settledWithin, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
 
@@ -14,20 +14,6 @@ afterAll(async () => {
   await nc.close();
   await server.stop();
 });
-
-/** How `promise` settled within `ms`: `{ resolved }` or `{ rejected }`, or `"pending"`. */
-function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise.then(
-      (value) => ({ resolved: value }),
-      (error: unknown) => ({ rejected: error }),
-    ),
-    new Promise((resolve) => {
-      timer = setTimeout(() => resolve("pending"), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 describe("natsPublisher close()", () => {
   it("called twice with messages not yet flushed, resolves both calls only once the server has them all", async () => {
@@ -48,10 +34,10 @@ describe("natsPublisher close()", () => {
     const first = publisher.close().then(() => received);
     const second = publisher.close().then(() => received);
     expect(received).toBe(0);
-    expect(await within(Promise.all([first, second]), 5000)).toEqual({
+    expect(await settledWithin(Promise.all([first, second]), 5000)).toEqual({
       resolved: [total, total],
     });
-    expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+    expect(await settledWithin(publisher.close(), 2000)).toEqual({ resolved: undefined });
     sub.unsubscribe();
   });
 });
@@ -101,13 +87,7 @@ describe("structured mode without a format", () => {
 });
 
 describe("publish(array) with an event that cannot be encoded", () => {
-  const invalid: CloudEventInit = {
-    specversion: "1.0",
-    id: "bad",
-    source: "/nats",
-    type: "t",
-    ext: { not: "a CloudEvents type" },
-  };
+  const invalid = unencodableEvent("nats");
   const array = () => [shutdownEvent("nats", 1), invalid, shutdownEvent("nats", 3)];
 
   it("core NATS: rejects with the encoding error and sends none of the array", async () => {

@@ -58,20 +58,6 @@ export async function nextId(link: Link, timeoutMs = 5000): Promise<string | und
   return (await nextDelivery(link.received, timeoutMs)).event?.id;
 }
 
-/** How `promise` settled within `ms`: `{ resolved }` or `{ rejected }`, or `"pending"`. */
-export function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise.then(
-      (value) => ({ resolved: value }),
-      (error: unknown) => ({ rejected: error }),
-    ),
-    new Promise((resolve) => {
-      timer = setTimeout(() => resolve("pending"), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 /** An event with `bytes` bytes of text data. */
 export function bigEvent(id: string, bytes: number): CloudEvent {
   return new CloudEvent({

@@ -1,8 +1,8 @@
 import { type WebSocketPublishOptions, webSocketPublisher } from "@posthorn/binding-websocket";
 import type { Publisher, PublishOptions } from "@posthorn/core";
-import { nextDelivery, shutdownEvent } from "@posthorn/testkit";
+import { nextDelivery, settledWithin, shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
-import { congest, formats, type Link, link, nextId, within } from "./link.js";
+import { congest, formats, type Link, link, nextId } from "./link.js";
 
 // Per-call PublishOptions over a real connection (an in-process ws server): never ignored.
 const links: Link[] = [];
@@ -57,14 +57,14 @@ describe("webSocketPublisher per-call options", () => {
     const backlog = await congest(l, (e) => publisher.publish(e));
     const controller = new AbortController();
     const call = publisher.publish(shutdownEvent("ws", 1), { abortSignal: controller.signal });
-    expect(await within(call, 50)).toBe("pending");
+    expect(await settledWithin(call, 50)).toBe("pending");
     controller.abort();
-    expect(await within(call, 1000)).toMatchObject({
+    expect(await settledWithin(call, 1000)).toMatchObject({
       rejected: { name: "PosthornError", code: "Aborted" },
     });
     // The frame was handed to ws and still goes out: close() waits for it.
     const closing = publisher.close();
-    expect(await within(closing, 50)).toBe("pending");
+    expect(await settledWithin(closing, 50)).toBe("pending");
     l.server.resume();
     await Promise.all([...backlog, closing]);
     for (let i = 0; i < backlog.length; i++) await nextDelivery(l.received, 10_000);
@@ -83,7 +83,7 @@ describe("webSocketPublisher per-call options", () => {
     const call = publisher.publish([shutdownEvent("ws", 1), shutdownEvent("ws", 2)], {
       timeoutMs: 100,
     });
-    expect(await within(call, 2000)).toMatchObject({
+    expect(await settledWithin(call, 2000)).toMatchObject({
       rejected: { name: "PosthornError", code: "Timeout" },
     });
     expect(Date.now() - started).toBeGreaterThanOrEqual(90);

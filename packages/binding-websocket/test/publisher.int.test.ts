@@ -1,8 +1,7 @@
 import { webSocketPublisher } from "@posthorn/binding-websocket";
-import type { CloudEventInit } from "@posthorn/core";
-import { shutdownEvent } from "@posthorn/testkit";
+import { settledWithin, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
-import { formats, type Link, link, nextId, within } from "./link.js";
+import { formats, type Link, link, nextId } from "./link.js";
 
 // The publisher's contract over a real connection (an in-process ws server).
 const links: Link[] = [];
@@ -32,10 +31,10 @@ describe("webSocketPublisher close()", () => {
     const second = publisher.close().then(() => settled);
     expect(settled).toBe(0);
     await Promise.all(publishes);
-    expect(await within(Promise.all([first, second]), 2000)).toEqual({
+    expect(await settledWithin(Promise.all([first, second]), 2000)).toEqual({
       resolved: [total, total],
     });
-    expect(await within(publisher.close(), 2000)).toEqual({ resolved: undefined });
+    expect(await settledWithin(publisher.close(), 2000)).toEqual({ resolved: undefined });
   });
 });
 
@@ -43,13 +42,7 @@ describe("webSocketPublisher publish(array)", () => {
   it("sends none of the array when one event cannot be encoded", async () => {
     const l = await open();
     const publisher = webSocketPublisher(l.client, { formats });
-    const invalid: CloudEventInit = {
-      specversion: "1.0",
-      id: "bad",
-      source: "/ws",
-      type: "t",
-      ext: { not: "a CloudEvents type" },
-    };
+    const invalid = unencodableEvent("ws");
     await expect(
       publisher.publish([shutdownEvent("ws", 1), invalid, shutdownEvent("ws", 3)]),
     ).rejects.toMatchObject({ name: "PosthornError", code: "InvalidEvent" });

@@ -1,22 +1,10 @@
 import { CloudEvent, encodeData } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
+import { dataWithoutJson } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
 const base = { specversion: "1.0", id: "e-1", source: "/s", type: "t" } as const;
-const cyclic: Record<string, unknown> = { a: 1 };
-cyclic.self = cyclic;
-const unserializable: Array<[string, unknown]> = [
-  ["a BigInt", { n: 10n }],
-  ["a cycle", cyclic],
-  [
-    "a throwing toJSON",
-    {
-      toJSON: () => {
-        throw new Error("no");
-      },
-    },
-  ],
-];
+const unserializable = dataWithoutJson();
 
 describe("JSON format, data that has no JSON text", () => {
   it.each(unserializable)(

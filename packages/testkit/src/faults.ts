@@ -3,7 +3,13 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CloudEvent, type Delivery, isPosthornError, type PosthornError } from "@posthorn/core";
+import {
+  CloudEvent,
+  type CloudEventInit,
+  type Delivery,
+  isPosthornError,
+  type PosthornError,
+} from "@posthorn/core";
 import { expect } from "vitest";
 import { freePort, type LaunchedBroker, waitForPort } from "./brokers.js";
 
@@ -350,6 +356,55 @@ export function faultEvent(
  */
 export function shutdownEvent(transport: string, i: number): CloudEvent {
   return numberedEvent(`shutdown-${i}`, `/shutdown/${transport}`, "com.example.shutdown", i);
+}
+
+/**
+ * An event no binding can encode: its extension `ext` holds an object, which no CloudEvents type
+ * can (so it is a plain init, not a `CloudEvent`). For tests that an array publish holding it
+ * sends nothing.
+ *
+ * @param transport - names the source
+ */
+export function unencodableEvent(transport: string): CloudEventInit {
+  return {
+    specversion: "1.0",
+    id: "bad",
+    source: `/${transport}`,
+    type: "t",
+    ext: { not: "a CloudEvents type" },
+  };
+}
+
+/** What {@link settledWithin} saw: the value, the error, or `"pending"` when time ran out. */
+export type Settlement =
+  | {
+      /** The value the promise resolved with. */
+      resolved: unknown;
+    }
+  | {
+      /** The reason the promise was rejected with. */
+      rejected: unknown;
+    }
+  | "pending";
+
+/**
+ * How `promise` settled within `ms`, without waiting longer: for tests that a call is still
+ * pending at some point, or settled in time.
+ *
+ * @param promise - the promise to watch
+ * @param ms - how long to wait for it, in milliseconds
+ */
+export function settledWithin(promise: Promise<unknown>, ms: number): Promise<Settlement> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race<Settlement>([
+    promise.then(
+      (value) => ({ resolved: value }),
+      (error: unknown) => ({ rejected: error }),
+    ),
+    new Promise<Settlement>((resolve) => {
+      timer = setTimeout(() => resolve("pending"), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function numberedEvent(id: string, source: string, type: string, i: number): CloudEvent {

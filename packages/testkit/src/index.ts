@@ -40,10 +40,13 @@ export {
   publishWithRetry,
   type ReceiveIntoLedgerOptions,
   receiveIntoLedger,
+  type Settlement,
   type SocketWriteCount,
+  settledWithin,
   shutdownEvent,
   startPersistentMosquitto,
   takeDeliveries,
+  unencodableEvent,
 } from "./faults.js";
 export {
   corruptions,
@@ -73,6 +76,7 @@ export {
 } from "./properties.js";
 export {
   type Detectability,
+  dataWithoutJson,
   type EventVector,
   type InvalidVector,
   invalidEvent,

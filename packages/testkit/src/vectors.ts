@@ -369,3 +369,23 @@ export function vector(name: string): EventVector {
   if (!found) throw new Error(`no vector named ${name}`);
   return found;
 }
+
+/**
+ * Values for `data` that have no JSON text, each with a name for test titles: a BigInt, a cycle
+ * and a `toJSON` that throws. Every format must refuse them with `InvalidEvent` on `data`. A
+ * fresh list each call (the cycle is a new object).
+ */
+export function dataWithoutJson(): Array<[name: string, data: unknown]> {
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  const throwing = {
+    toJSON: (): never => {
+      throw new Error("no JSON here");
+    },
+  };
+  return [
+    ["a BigInt", { n: 10n }],
+    ["a cycle", cyclic],
+    ["a throwing toJSON", throwing],
+  ];
+}
