@@ -1,7 +1,7 @@
 // Broker faults against a RabbitMQ node of this file's own (private-rabbitmq.ts): the shared
 // broker on 5672 serves other tests at the same time and must not be restarted under them.
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
-import type { Delivery } from "@posthorn/core";
+import { type Delivery, isPosthornError, PosthornError } from "@posthorn/core";
 import {
   DeliveryLedger,
   expectEverySentEventReceived,
@@ -77,6 +77,28 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
     return `/amq/queue/${name}`;
   }
 
+  /** Whether `err` is the broker's answer that the queue of a link does not exist. */
+  function queueNotFound(err: unknown): boolean {
+    return isPosthornError(err) && err.protocolCode === "amqp:not-found";
+  }
+
+  /**
+   * Waits for the broker to list `queue` (after a restart it recovers durable queues one by one);
+   * fails, with the broker's log, when it does not within 30 s: then the broker lost the queue.
+   */
+  async function waitForQueue(queue: string, failure: unknown): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const listing = await broker.ctl("list_queues", "name");
+      if (listing.split("\n").some((line) => line.trim() === queue)) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(
+      `RabbitMQ did not bring back the durable queue ${queue} within 30 s of ${String(failure)}; ` +
+        `its log ends:\n${broker.logTail(60)}`,
+    );
+  }
+
   async function plain(): Promise<Connection> {
     const c = await openConnection({
       host: broker.host,
@@ -101,25 +123,72 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
       // survives it. (RabbitMQ 3.x's AMQP 1.0 plugin declares `/queue/<name>` queues non-durable
       // unless the link's terminus asks for durability, and those vanish with a restart.)
       const address = await durableQueue(`faults-${fault}`);
+      const queue = address.slice("/amq/queue/".length);
       const sub = await reconnecting("sub");
       const pub = await reconnecting("pub");
-      const publisher = amqpPublisher(pub.connection, { address, timeoutMs: 20_000 });
+      const openPublisher = () => amqpPublisher(pub.connection, { address, timeoutMs: 20_000 });
+      let publisher = openPublisher();
       await publisher.ready;
-      const subscriber = amqpSubscriber(sub.connection, { address, credit: 200 });
+      const openSubscriber = () => amqpSubscriber(sub.connection, { address, credit: 200 });
+      let subscriber = openSubscriber();
       await subscriber.ready;
       let settlementFailures = 0;
-      const consuming = receiveIntoLedger(subscriber, ledger, {
-        // The connection dropped with this delivery unsettled: the broker redelivers it.
-        onSettlementFailed: () => {
-          settlementFailures++;
-        },
-      });
+      // A RabbitMQ 3.x node coming back from a crash under load can answer a link that re-attaches
+      // before the queue is recovered with `amqp:not-found`. The link fails, and so does the
+      // Posthorn subscriber or publisher on it (an unknown queue is not a fault it can wait out);
+      // an application's supervisor then opens another once the queue is back, as the test does.
+      // A queue the broker never brings back fails the test in waitForQueue.
+      let reopened = 0;
+      const consuming = (async () => {
+        for (;;) {
+          try {
+            await receiveIntoLedger(subscriber, ledger, {
+              // The connection dropped with this delivery unsettled: the broker redelivers it.
+              onSettlementFailed: () => {
+                settlementFailures++;
+              },
+            });
+            return;
+          } catch (err) {
+            if (!queueNotFound(err) || reopened >= 20) throw err;
+            reopened++;
+            await waitForQueue(queue, err);
+            subscriber = openSubscriber();
+          }
+        }
+      })();
+      // Awaited after the subscriber closes; until then a failure must not go unhandled.
+      consuming.catch(() => {});
+      let reopening: Promise<void> | undefined;
+      const reopenPublisher = (failed: unknown): Promise<void> => {
+        reopening ??= (async () => {
+          reopened++;
+          await waitForQueue(queue, failed);
+          publisher = openPublisher();
+          await publisher.ready;
+        })().finally(() => {
+          reopening = undefined;
+        });
+        return reopening;
+      };
 
       const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("amqp", i));
       const publishing = publishEachWithRetry(
         events,
         200,
-        (e) => publisher.publish(e, { fields: { durable: true } }),
+        async (e) => {
+          const current = publisher;
+          try {
+            await current.publish(e, { fields: { durable: true } });
+          } catch (err) {
+            if (!queueNotFound(err) || reopened >= 20) throw err;
+            if (publisher === current) await reopenPublisher(err);
+            throw new PosthornError("ConnectionFailed", "the publisher was reopened", {
+              retryable: true,
+              cause: err,
+            });
+          }
+        },
         ledger,
       );
 
@@ -137,7 +206,8 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
       console.log(
         `${ledger.summary()} [${fault} and start took ${restartMs} ms, after ${receivedBefore} deliveries; ` +
           `connection drops: publisher ${pub.drops.length}, subscriber ${sub.drops.length}; ` +
-          `settlements refused after the drop ${settlementFailures}]`,
+          `settlements refused after the drop ${settlementFailures}; ` +
+          `links reopened after amqp:not-found ${reopened}]`,
       );
 
       await publisher.close();

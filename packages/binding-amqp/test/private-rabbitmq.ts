@@ -1,6 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, waitForPort } from "@posthorn/testkit";
@@ -24,6 +33,8 @@ export interface PrivateRabbitMq {
   kill(): Promise<void>;
   /** Runs `rabbitmqctl` against the node and returns its output. */
   ctl(...args: string[]): Promise<string>;
+  /** The last `lines` lines of the node's log files, to explain a failure. */
+  logTail(lines: number): string;
   /** Stops the node and removes its files. */
   dispose(): Promise<void>;
 }
@@ -160,6 +171,14 @@ export async function startPrivateRabbitMq(): Promise<PrivateRabbitMq> {
         });
         run.once("exit", () => resolve(out));
       });
+    },
+    logTail(lines: number) {
+      const logs = join(dir, "log");
+      const text = readdirSync(logs)
+        .filter((f) => f.endsWith(".log"))
+        .map((f) => readFileSync(join(logs, f), "utf8"))
+        .join("\n");
+      return text.split("\n").slice(-lines).join("\n");
     },
     async dispose() {
       await stop();
