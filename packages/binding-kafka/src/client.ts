@@ -126,7 +126,10 @@ export interface KafkaConsumerLike {
   resume(topics: KafkaTopicPartitions[]): void;
   /** Stops fetching, leaving the consumer connected. */
   stop(): Promise<void>;
-  /** Instrumentation events (kafkajs); used to follow rebalances and crashes when present. */
+  /**
+   * Instrumentation events (kafkajs); used to follow rebalances and crashes, and to tell when the
+   * start offsets are known, when present.
+   */
   on?(eventName: never, listener: never): unknown;
   /** The names of the instrumentation events, to pass to `on`. */
   readonly events?: {
@@ -134,5 +137,9 @@ export interface KafkaConsumerLike {
     readonly GROUP_JOIN?: string;
     /** Emitted when the consumer crashed. */
     readonly CRASH?: string;
+    /** Emitted when a fetch from one broker (`payload.nodeId`) starts. */
+    readonly FETCH_START?: string;
+    /** Emitted when a fetch from one broker (`payload.nodeId`) has returned. */
+    readonly FETCH?: string;
   };
 }

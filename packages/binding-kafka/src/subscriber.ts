@@ -69,6 +69,12 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
    * passes neither, since that client takes them as consumer configuration: create its consumer
    * with `{ kafkaJS: { groupId, autoCommit: false, fromBeginning } }`. Detected from the
    * consumer's `assignment()` method when not given.
+   *
+   * With `confluent`, `ready` keeps a weaker promise: that client's `run()` returns before the
+   * consumer joined its group, and it reports neither the join nor its start offsets, so `ready`
+   * resolves once `run()` returned. A new group that reads from the end can then miss records
+   * published right after `ready` (on the test broker it missed every one); a group with
+   * committed offsets, or one created with `fromBeginning: true`, does not.
    */
   client?: "kafkajs" | "confluent";
   /** Called with errors that have no caller to go to (a background commit that failed). */
@@ -80,7 +86,24 @@ export const DEFAULT_COMMIT_INTERVAL_MS = 100;
 
 /** A subscriber over a Kafka consumer group. */
 export interface KafkaSubscriber extends Subscriber {
-  /** Resolves once the consumer subscribed and joined its group; rejects when it could not. */
+  /**
+   * Resolves once the consumer joined its group, received its partitions, and the offset each of
+   * them starts from is fixed: a record published after it resolves is delivered (to the member
+   * that owns its partition). A partition with no committed offset that starts from the end
+   * (`fromBeginning` false) learns where that end is at the consumer's first fetch after joining,
+   * so with kafkajs `ready` waits for that fetch to return: when there is nothing to read, that is
+   * after the consumer's `maxWaitTimeInMs` (kafkajs' default 5000 ms). With `fromBeginning: true`,
+   * or a member given no partitions, it resolves at the join.
+   *
+   * Rejects when the consumer could not start, or crashed before it was ready and will not
+   * restart (iteration then fails with the same error), and with `Closed` when the subscriber is
+   * closed first. With `client: "confluent"` it resolves sooner and promises less (see
+   * {@link KafkaSubscriberOptions.client}); with a consumer that has no kafkajs instrumentation
+   * events, it resolves once `run()` returned.
+   *
+   * A later rebalance is Kafka's: a partition that moves to another member before anything was
+   * committed on it starts from the end again, at its new owner's first fetch.
+   */
   readonly ready: Promise<void>;
 }
 
@@ -236,6 +259,19 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #stopping = false;
   #closing: Promise<void> | undefined;
   #settledWaiters: Array<() => void> = [];
+  /** Subscribing and `run()`: settled once the consumer runs (or could not start). */
+  readonly #running: Promise<void>;
+  /** Settled once every assigned partition's start offset is fixed (or it never will be). */
+  readonly #startOffsets: Promise<void>;
+  #startKnown!: () => void;
+  #startFailed!: (error: PosthornError) => void;
+  #startSettled = false;
+  /** Whether the consumer joined its group since it (re)started. */
+  #joined = false;
+  /** The brokers (node ids) a fetch started from since the last join. */
+  readonly #fetchingSinceJoin = new Set<unknown>();
+  /** Removes the listeners that follow fetches until the start offsets are known. */
+  readonly #startRemovers: Array<() => void> = [];
 
   constructor(consumer: KafkaConsumerLike, options: KafkaSubscriberOptions) {
     if (options.deadLetterTopic !== undefined && options.producer === undefined) {
@@ -253,13 +289,36 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
           ? "confluent"
           : "kafkajs")) === "confluent";
     this.capabilities = kafkaCapabilities(options.deadLetterTopic !== undefined);
+    this.#startOffsets = new Promise<void>((resolve, reject) => {
+      this.#startKnown = () => {
+        if (this.#startSettled) return;
+        this.#startSettled = true;
+        for (const remove of this.#startRemovers.splice(0)) remove();
+        resolve();
+      };
+      this.#startFailed = (error) => {
+        if (this.#startSettled) return;
+        this.#startSettled = true;
+        for (const remove of this.#startRemovers.splice(0)) remove();
+        reject(error);
+      };
+    });
+    // Awaited only once run() returned; a close or a crash can reject it before that.
+    this.#startOffsets.catch(() => {});
+    // Before run(): kafkajs emits the join (and may start fetching) before run() returns.
     this.#listen();
+    this.#running = this.#run();
     this.ready = this.#start();
     // The failure also ends iteration; `ready` rejecting unobserved must not crash the process.
     this.ready.catch(() => {});
   }
 
   async #start(): Promise<void> {
+    await this.#running;
+    await this.#startOffsets;
+  }
+
+  async #run(): Promise<void> {
     try {
       const topics = [...this.#options.topics];
       await this.#consumer.subscribe(
@@ -283,21 +342,29 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #listen(): void {
     const consumer = this.#consumer as unknown as {
       on?: (name: string, listener: (event: { payload?: unknown }) => void) => unknown;
-      events?: { GROUP_JOIN?: string; CRASH?: string };
+      events?: KafkaConsumerLike["events"];
     };
     // `@confluentinc/kafka-javascript`'s KafkaJS API has no instrumentation events: reading
     // `events` throws "Not implemented" there. Its rebalances are followed in #eachBatch.
-    let events: { GROUP_JOIN?: string; CRASH?: string } | undefined;
+    let events: KafkaConsumerLike["events"];
     try {
       events = consumer.events;
     } catch {
       events = undefined;
     }
-    if (typeof consumer.on !== "function" || events === undefined) return;
-    const add = (name: string | undefined, listener: (event: { payload?: unknown }) => void) => {
+    if (typeof consumer.on !== "function" || events === undefined) {
+      // Nothing tells when the start offsets are known: `ready` is `run()` returning.
+      this.#startKnown();
+      return;
+    }
+    const add = (
+      name: string | undefined,
+      listener: (event: { payload?: unknown }) => void,
+      removers = this.#removers,
+    ) => {
       if (name === undefined) return;
       const remove = consumer.on?.(name, listener);
-      if (typeof remove === "function") this.#removers.push(remove as () => void);
+      if (typeof remove === "function") removers.push(remove as () => void);
     };
     // After a rebalance, partitions this member lost are forgotten: their unsettled records go
     // to the new owner from the last commit, and settling them here no longer commits anything.
@@ -307,13 +374,61 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       if (assignment !== undefined) {
         this.#forgetLost((topic, partition) => assignment[topic]?.includes(partition) === true);
       }
+      this.#joinedGroup(assignment);
     });
     add(events.CRASH, (event) => {
       const payload = event.payload as { error?: unknown; restart?: boolean } | undefined;
+      // A restart joins again, with new fetches.
+      this.#joined = false;
+      this.#fetchingSinceJoin.clear();
       if (payload?.restart === false) {
-        this.#queue.fail(fromKafkaError(payload.error, "the Kafka consumer"));
+        const error = fromKafkaError(payload.error, "the Kafka consumer");
+        this.#queue.fail(error);
+        this.#startFailed(error);
       }
     });
+    if (
+      events.GROUP_JOIN === undefined ||
+      events.FETCH_START === undefined ||
+      events.FETCH === undefined
+    ) {
+      this.#startKnown();
+      return;
+    }
+    // kafkajs looks up the start offsets of all its assigned partitions at the beginning of each
+    // fetch, before it sends the Fetch request: once a fetch that started after the join has
+    // returned, every start offset is fixed (a committed one, or the end or the beginning of the
+    // log as it was then). A fetch that fails to look them up mostly rejoins (a new GROUP_JOIN,
+    // which starts the wait again) or throws (no FETCH event); only a connection lost during the
+    // lookup ends the fetch with neither, and then `ready` can come a fetch too early.
+    const nodeOf = (event: { payload?: unknown }) =>
+      (event.payload as { nodeId?: unknown })?.nodeId;
+    add(
+      events.FETCH_START,
+      (event) => {
+        if (this.#joined) this.#fetchingSinceJoin.add(nodeOf(event));
+      },
+      this.#startRemovers,
+    );
+    add(
+      events.FETCH,
+      (event) => {
+        if (this.#fetchingSinceJoin.has(nodeOf(event))) this.#startKnown();
+      },
+      this.#startRemovers,
+    );
+  }
+
+  /** After a join: whether the start offsets are known now, or at the next fetch. */
+  #joinedGroup(assignment: Record<string, number[]> | undefined): void {
+    if (this.#startSettled) return;
+    this.#joined = true;
+    this.#fetchingSinceJoin.clear();
+    // Only a partition with no committed offset that starts from the end has a start that moves
+    // until the consumer looks it up: the beginning, or a committed offset, is behind every record
+    // published from now on whenever it is looked up.
+    const none = assignment !== undefined && Object.values(assignment).every((p) => p.length === 0);
+    if (none || this.#options.fromBeginning === true) this.#startKnown();
   }
 
   #track(topic: string, partition: number): PartitionTrack {
@@ -535,6 +650,10 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
 
   async #close(): Promise<void> {
     this.#stopping = true;
+    // Closed before the start offsets were known: `ready` says why (a no-op once it settled).
+    this.#startFailed(
+      new PosthornError("Closed", "the Kafka subscriber was closed before it was ready"),
+    );
     // Deliveries not yet pulled are never handed out: they are neither done nor committed.
     const unpulled = this.#queue.drain();
     this.#inFlight -= unpulled.length;
@@ -551,8 +670,9 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       clearTimeout(timer);
     }
     this.#closed = true;
-    // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop).
-    await this.ready.catch(() => {});
+    // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop),
+    // and stop it only once run() returned (a stop during kafkajs' join is ignored).
+    await this.#running.catch(() => {});
     for (const track of this.#tracks.values()) {
       if (track.watermark() > track.committed) this.#dirty.add(track);
     }

@@ -3,7 +3,9 @@ import { type KafkaTestBroker, requireBroker, startKafkaBroker } from "@posthorn
 import {
   type Consumer,
   type ConsumerConfig,
+  type ISocketFactory,
   Kafka,
+  type KafkaConfig,
   logLevel,
   type Producer,
   type ProducerConfig,
@@ -22,8 +24,15 @@ export interface KafkaEnv {
   topicName(label: string): string;
   createTopic(name: string, partitions: number): Promise<void>;
   producer(config?: ProducerConfig): Promise<Producer>;
-  /** A connected consumer in `groupId` with short session and retry timeouts. */
-  consumer(groupId: string, config?: Partial<ConsumerConfig>): Promise<Consumer>;
+  /**
+   * A connected consumer in `groupId` with short session and retry timeouts; with a
+   * `socketFactory`, on a client of its own that makes its connections with it.
+   */
+  consumer(
+    groupId: string,
+    config?: Partial<ConsumerConfig>,
+    socketFactory?: ISocketFactory,
+  ): Promise<Consumer>;
   /** Disconnects every client made here, then stops the broker when it started one. */
   stop(): Promise<void>;
 }
@@ -39,14 +48,15 @@ export async function kafkaEnv(): Promise<KafkaEnv> {
   const brokers = external
     ? external.split(",").map((b) => b.trim())
     : (broker as KafkaTestBroker).brokers;
-  const kafka = new Kafka({
+  const kafkaConfig: KafkaConfig = {
     clientId: "posthorn-binding-kafka-tests",
     brokers,
     logLevel: logLevel.NOTHING,
     connectionTimeout: 2000,
     requestTimeout: 10_000,
     retry: { retries: 5, initialRetryTime: 50, maxRetryTime: 500 },
-  });
+  };
+  const kafka = new Kafka(kafkaConfig);
   const clients: Array<{ disconnect(): Promise<void> }> = [];
   const run = randomUUID().slice(0, 8);
   return {
@@ -72,8 +82,9 @@ export async function kafkaEnv(): Promise<KafkaEnv> {
       clients.push(producer);
       return producer;
     },
-    async consumer(groupId, config = {}) {
-      const consumer = kafka.consumer({
+    async consumer(groupId, config = {}, socketFactory) {
+      const client = socketFactory ? new Kafka({ ...kafkaConfig, socketFactory }) : kafka;
+      const consumer = client.consumer({
         groupId,
         sessionTimeout: 6000,
         rebalanceTimeout: 3000,

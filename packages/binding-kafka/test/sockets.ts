@@ -1,0 +1,63 @@
+import { connect, type Socket } from "node:net";
+import type { ISocketFactory } from "kafkajs";
+
+// Kafka API keys, as the first two bytes after a request's 4-byte size.
+/** ListOffsets: how a consumer learns where the end (or the beginning) of a partition is. */
+const LIST_OFFSETS = 2;
+/** JoinGroup: the first step of joining a consumer group. */
+const JOIN_GROUP = 11;
+
+type Write = (chunk: Buffer, encoding?: BufferEncoding) => boolean;
+
+/** The API key of a request as kafkajs writes it: in one `write` call, size first. */
+function apiKeyOf(chunk: unknown): number | undefined {
+  return Buffer.isBuffer(chunk) && chunk.length >= 6 ? chunk.readInt16BE(4) : undefined;
+}
+
+/**
+ * A kafkajs socket factory whose connections hold every ListOffsets request back for `delayMs`
+ * (and the requests written after it, so that the order on the connection stays the client's).
+ * A consumer made with it learns where the end of a partition is that much later: the gap
+ * between joining the group and fixing the start offset of a partition without a committed
+ * offset, which on the in-process test broker is otherwise too short for a test to hit.
+ *
+ * @param delayMs - how long each ListOffsets request is held back
+ */
+export function slowOffsetLookups(delayMs: number): ISocketFactory {
+  return ({ host, port, onConnect }) => {
+    const socket: Socket = connect({ host, port }, onConnect);
+    const write = socket.write.bind(socket) as Write;
+    let queue: Promise<void> | undefined;
+    let queued = 0;
+    socket.write = ((chunk: Buffer, encoding?: BufferEncoding) => {
+      const slow = apiKeyOf(chunk) === LIST_OFFSETS;
+      if (!slow && queue === undefined) return write(chunk, encoding);
+      queued++;
+      queue = (queue ?? Promise.resolve())
+        .then(() => (slow ? new Promise<void>((r) => setTimeout(r, delayMs)) : undefined))
+        .then(() => {
+          if (!socket.destroyed) write(chunk, encoding);
+          if (--queued === 0) queue = undefined;
+        });
+      return true;
+    }) as typeof socket.write;
+    return socket;
+  };
+}
+
+/**
+ * A kafkajs socket factory whose connections are cut when a JoinGroup request is written: a
+ * consumer made with it can connect and subscribe, but crashes when it tries to join its group.
+ */
+export function failingJoins(): ISocketFactory {
+  return ({ host, port, onConnect }) => {
+    const socket: Socket = connect({ host, port }, onConnect);
+    const write = socket.write.bind(socket) as Write;
+    socket.write = ((chunk: Buffer, encoding?: BufferEncoding) => {
+      if (apiKeyOf(chunk) !== JOIN_GROUP) return write(chunk, encoding);
+      socket.destroy(new Error("test: connection cut on JoinGroup"));
+      return false;
+    }) as typeof socket.write;
+    return socket;
+  };
+}
