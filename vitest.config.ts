@@ -8,6 +8,11 @@ const root = fileURLToPath(new URL(".", import.meta.url));
 export default defineConfig({
   resolve: {
     alias: [
+      // The HTTP binding's Node entry point (its `node` export condition), as Node resolves it.
+      {
+        find: /^@posthorn\/binding-http$/,
+        replacement: `${root}packages/binding-http/src/index.node.ts`,
+      },
       { find: /^@posthorn\/([a-z0-9-]+)$/, replacement: `${root}packages/$1/src/index.ts` },
       {
         find: /^@posthorn\/([a-z0-9-]+)\/([a-z0-9-]+)$/,

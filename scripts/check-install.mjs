@@ -221,11 +221,39 @@ check("buildEvent reads JSON data and extensions", built instanceof core.CloudEv
 };
 
 /** Lines only the ESM programs (.mjs, .mts) run: they use `esmOnly` entry points. */
+// Lines only the ESM program runs (not typechecked: the consumers are checked without Node's
+// types too). In Node the HTTP publisher sends with node:http (the package's "node" export
+// condition): one real request to a receiver on a local server.
+const RUN_BODIES = {
+  "@posthorn/binding-http": `
+const { createServer } = await import("node:http");
+const receiver = binding.httpReceiver({ formats });
+const server = createServer(binding.createNodeHandler(receiver));
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const publisher = binding.httpPublisher({ url: "http://127.0.0.1:" + server.address().port + "/", retry: false, timeoutMs: 5000 });
+const received = (async () => {
+  for await (const delivery of receiver) {
+    await delivery.accept();
+    return delivery.event;
+  }
+})();
+await publisher.publish(event);
+check("httpPublisher delivers to httpReceiver over node:http", core.equivalent(await received, event));
+await publisher.close();
+await receiver.close();
+server.closeAllConnections();
+server.close();
+`,
+};
+
 const ESM_BODIES = {
   "@posthorn/testkit": `
 check("root exports the vitest suites", typeof testkit.describeBindingConformance === "function" && typeof testkit.describeFormatConformance === "function" && typeof testkit.describeMappingProperties === "function");
 `,
 };
+
+/** Packages whose `.` export has a `node` condition (dist/index.node.*), which Node resolves. */
+const NODE_ENTRY = new Set(["@posthorn/binding-http"]);
 
 /** Extra entry points of a binding the program loads, to show they need no optional peer. */
 const SUBPATHS = {
@@ -413,7 +441,9 @@ function programs(scenario, posthornNames) {
     posthornNames
       .map((name) => {
         const what = as === "CommonJS" && esmOnly[name] !== undefined ? "resolves" : "loads";
-        return `check("${name} ${what} as ${as}", /[\\\\/]dist[\\\\/]index\\.${ext}$/.test(${resolver}("${name}")));`;
+        // A package with a `node` export condition resolves to its Node build here.
+        const entry = NODE_ENTRY.has(name) ? "index\\.node" : "index";
+        return `check("${name} ${what} as ${as}", /[\\\\/]dist[\\\\/]${entry}\\.${ext}$/.test(${resolver}("${name}")));`;
       })
       .join("\n");
   // An entry point that cannot be required must fail with its known error, not another one.
@@ -436,6 +466,7 @@ function programs(scenario, posthornNames) {
       "const resolve = (specifier) => fileURLToPath(import.meta.resolve(specifier));",
       resolveChecks("resolve", "ESM", "js"),
       ...esmBody,
+      ...(RUN_BODIES[scenario.pkg] ? [RUN_BODIES[scenario.pkg].trim()] : []),
       exit,
     ].join("\n"),
     "check.cjs": [

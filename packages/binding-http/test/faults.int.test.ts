@@ -14,6 +14,7 @@ import {
   publishEachWithRetry,
 } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
+import { SENDERS } from "./servers.js";
 
 // The receiver's server goes away mid-stream (its receiver closed, its connections cut, its port
 // closed) and comes back on the same port while the publisher sends 10,000 events with retries.
@@ -39,49 +40,52 @@ async function shutDown(server: Server, receiver: HttpReceiver): Promise<void> {
   await closed;
 }
 
-describe("HTTP under receiver faults", () => {
-  it(`a receiver restart mid-stream of ${EVENTS} events: every event reported as sent was received`, {
-    timeout: 60_000,
-  }, async () => {
-    const ledger = new DeliveryLedger("http");
-    const port = await freePort();
-    const makeReceiver = () =>
-      httpReceiver({
-        formats: [json],
-        defaultRetryAfterMs: 200,
-        // Some work before accepting, so requests are in the handler when the server goes down.
-        onDelivery: async (d) => {
-          if (d.event) ledger.received(d.event.id);
-          await new Promise((r) => setTimeout(r, 2));
-        },
+describe.each(SENDERS)("over $name", ({ options: sender }) => {
+  describe("HTTP under receiver faults", () => {
+    it(`a receiver restart mid-stream of ${EVENTS} events: every event reported as sent was received`, {
+      timeout: 60_000,
+    }, async () => {
+      const ledger = new DeliveryLedger("http");
+      const port = await freePort();
+      const makeReceiver = () =>
+        httpReceiver({
+          formats: [json],
+          defaultRetryAfterMs: 200,
+          // Some work before accepting, so requests are in the handler when the server goes down.
+          onDelivery: async (d) => {
+            if (d.event) ledger.received(d.event.id);
+            await new Promise((r) => setTimeout(r, 2));
+          },
+        });
+      let receiver = makeReceiver();
+      let server = await listen(port, receiver);
+      const publisher = httpPublisher({
+        ...sender,
+        url: `http://127.0.0.1:${port}/events`,
+        timeoutMs: 5000,
+        retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 1000 },
       });
-    let receiver = makeReceiver();
-    let server = await listen(port, receiver);
-    const publisher = httpPublisher({
-      url: `http://127.0.0.1:${port}/events`,
-      timeoutMs: 5000,
-      retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 1000 },
-    });
-    const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("http", i));
-    const publishing = publishEachWithRetry(events, 32, (e) => publisher.publish(e), ledger, {
-      delayMs: 50,
-    });
+      const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("http", i));
+      const publishing = publishEachWithRetry(events, 32, (e) => publisher.publish(e), ledger, {
+        delayMs: 50,
+      });
 
-    await ledger.waitForSent(Math.floor(EVENTS / 3), 30_000);
-    const before = ledger.deliveryCount;
-    await shutDown(server, receiver);
-    // Down long enough for publishes to meet a refused connection and retry.
-    await new Promise((r) => setTimeout(r, 500));
-    receiver = makeReceiver();
-    server = await listen(port, receiver);
-    await publishing;
-    const complete = await ledger.waitForAll(10_000);
-    console.log(`${ledger.summary()} [receiver down for 500 ms after ${before} deliveries]`);
-    await publisher.close();
-    await shutDown(server, receiver);
+      await ledger.waitForSent(Math.floor(EVENTS / 3), 30_000);
+      const before = ledger.deliveryCount;
+      await shutDown(server, receiver);
+      // Down long enough for publishes to meet a refused connection and retry.
+      await new Promise((r) => setTimeout(r, 500));
+      receiver = makeReceiver();
+      server = await listen(port, receiver);
+      await publishing;
+      const complete = await ledger.waitForAll(10_000);
+      console.log(`${ledger.summary()} [receiver down for 500 ms after ${before} deliveries]`);
+      await publisher.close();
+      await shutDown(server, receiver);
 
-    const counts = ledger.counts();
-    expect(counts.retries).toBeGreaterThan(0);
-    expectEverySentEventReceived(ledger, { sent: EVENTS, complete });
+      const counts = ledger.counts();
+      expect(counts.retries).toBeGreaterThan(0);
+      expectEverySentEventReceived(ledger, { sent: EVENTS, complete });
+    });
   });
 });

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createNodeHandler, httpPublisher, httpReceiver } from "@posthorn/binding-http";
 import type { CloudEvent } from "@posthorn/core";
 import { afterAll, describe, expect, it } from "vitest";
-import { failure, startServer, type TestServer, textEvent } from "./servers.js";
+import { failure, SENDERS, startServer, type TestServer, textEvent } from "./servers.js";
 
 const servers: TestServer[] = [];
 afterAll(async () => {
@@ -63,177 +63,200 @@ async function timed(publish: () => Promise<void>) {
   return { err, ms: performance.now() - start, start };
 }
 
-describe("httpPublisher timeoutMs bounds the whole call", () => {
-  it("a 503 after 1 s on every attempt: Timeout at 1.5 s, the second attempt cut off", {
-    timeout: 10_000,
-  }, async () => {
-    const { url, seen } = await slowServer(1000, { status: 503 });
-    const publisher = httpPublisher({
-      url,
-      timeoutMs: 1500,
-      retry: { maxAttempts: 3, baseDelayMs: 10 },
+describe.each(SENDERS)("over $name", ({ options: sender }) => {
+  describe("httpPublisher timeoutMs bounds the whole call", () => {
+    it("a 503 after 1 s on every attempt: Timeout at 1.5 s, the second attempt cut off", {
+      timeout: 10_000,
+    }, async () => {
+      const { url, seen } = await slowServer(1000, { status: 503 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        timeoutMs: 1500,
+        retry: { maxAttempts: 3, baseDelayMs: 10 },
+      });
+      const { err, ms } = await timed(() => publisher.publish(event("slow-503")));
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+      expect(err.message).toContain("timeoutMs 1500 ms");
+      expect(err.message).toContain("answered 503");
+      expect(ms).toBeGreaterThanOrEqual(1450);
+      expect(ms).toBeLessThan(2200);
+      expect(seen).toHaveLength(2);
     });
-    const { err, ms } = await timed(() => publisher.publish(event("slow-503")));
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-    expect(err.message).toContain("timeoutMs 1500 ms");
-    expect(err.message).toContain("answered 503");
-    expect(ms).toBeGreaterThanOrEqual(1450);
-    expect(ms).toBeLessThan(2200);
-    expect(seen).toHaveLength(2);
-  });
 
-  it("503 with Retry-After: 1 forever and timeoutMs 1500: fails with the 503 once the next Retry-After would end past the deadline", {
-    timeout: 10_000,
-  }, async () => {
-    const { url, seen } = await slowServer(0, { status: 503, headers: { "retry-after": "1" } });
-    const publisher = httpPublisher({
-      url,
-      timeoutMs: 1500,
-      retry: { maxAttempts: 5, baseDelayMs: 10 },
+    it("503 with Retry-After: 1 forever and timeoutMs 1500: fails with the 503 once the next Retry-After would end past the deadline", {
+      timeout: 10_000,
+    }, async () => {
+      const { url, seen } = await slowServer(0, { status: 503, headers: { "retry-after": "1" } });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        timeoutMs: 1500,
+        retry: { maxAttempts: 5, baseDelayMs: 10 },
+      });
+      const { err, ms } = await timed(() => publisher.publish(event("retry-after")));
+      // The first Retry-After (1 s) fits in 1.5 s and is waited out; the second would end at about
+      // 2 s, so the call fails at once with the receiver's answer instead of sleeping past it.
+      expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 503, retryable: true });
+      expect(err.message).toContain("timeoutMs 1500 ms");
+      expect(seen).toHaveLength(2);
+      expect(ms).toBeGreaterThanOrEqual(950);
+      expect(ms).toBeLessThan(1500);
     });
-    const { err, ms } = await timed(() => publisher.publish(event("retry-after")));
-    // The first Retry-After (1 s) fits in 1.5 s and is waited out; the second would end at about
-    // 2 s, so the call fails at once with the receiver's answer instead of sleeping past it.
-    expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 503, retryable: true });
-    expect(err.message).toContain("timeoutMs 1500 ms");
-    expect(seen).toHaveLength(2);
-    expect(ms).toBeGreaterThanOrEqual(950);
-    expect(ms).toBeLessThan(1500);
-  });
 
-  it("a backoff that would outlast the call is cut short at the deadline with Timeout", {
-    timeout: 5000,
-  }, async () => {
-    const { url, seen } = await slowServer(0, { status: 503 });
-    const publisher = httpPublisher({
-      url,
-      timeoutMs: 800,
-      retry: { maxAttempts: 3, baseDelayMs: 5000, maxDelayMs: 10_000 },
+    it("a backoff that would outlast the call is cut short at the deadline with Timeout", {
+      timeout: 5000,
+    }, async () => {
+      const { url, seen } = await slowServer(0, { status: 503 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        timeoutMs: 800,
+        retry: { maxAttempts: 3, baseDelayMs: 5000, maxDelayMs: 10_000 },
+      });
+      const { err, ms } = await timed(() => publisher.publish(event("backoff")));
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+      expect(err.message).toContain("answered 503");
+      expect(ms).toBeGreaterThanOrEqual(750);
+      expect(ms).toBeLessThan(1500);
+      expect(seen).toHaveLength(1);
     });
-    const { err, ms } = await timed(() => publisher.publish(event("backoff")));
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-    expect(err.message).toContain("answered 503");
-    expect(ms).toBeGreaterThanOrEqual(750);
-    expect(ms).toBeLessThan(1500);
-    expect(seen).toHaveLength(1);
-  });
 
-  it("an attempt never outlives the call: per-call timeoutMs 400 under attemptTimeoutMs 5000", {
-    timeout: 10_000,
-  }, async () => {
-    const { url, seen } = await slowServer(undefined, { status: 204 });
-    const publisher = httpPublisher({
-      url,
-      timeoutMs: 10_000,
-      retry: { maxAttempts: 3, baseDelayMs: 1, attemptTimeoutMs: 5000 },
+    it("an attempt never outlives the call: per-call timeoutMs 400 under attemptTimeoutMs 5000", {
+      timeout: 10_000,
+    }, async () => {
+      const { url, seen } = await slowServer(undefined, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        timeoutMs: 10_000,
+        retry: { maxAttempts: 3, baseDelayMs: 1, attemptTimeoutMs: 5000 },
+      });
+      const { err, ms } = await timed(() =>
+        publisher.publish(event("per-call"), { timeoutMs: 400 }),
+      );
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+      expect(err.message).toContain("timeoutMs 400 ms");
+      expect(ms).toBeGreaterThanOrEqual(350);
+      expect(ms).toBeLessThan(1000);
+      expect(seen).toHaveLength(1);
     });
-    const { err, ms } = await timed(() => publisher.publish(event("per-call"), { timeoutMs: 400 }));
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-    expect(err.message).toContain("timeoutMs 400 ms");
-    expect(ms).toBeGreaterThanOrEqual(350);
-    expect(ms).toBeLessThan(1000);
-    expect(seen).toHaveLength(1);
-  });
 
-  it("an array in binary mode shares one budget: the third request is cut off at 1 s", {
-    timeout: 10_000,
-  }, async () => {
-    const { url, seen } = await slowServer(400, { status: 204 });
-    const publisher = httpPublisher({ url, timeoutMs: 1000 });
-    const { err, ms } = await timed(() =>
-      publisher.publish([event("a-1"), event("a-2"), event("a-3")]),
-    );
-    expect(err).toMatchObject({ code: "Timeout" });
-    expect(ms).toBeGreaterThanOrEqual(950);
-    expect(ms).toBeLessThan(1600);
-    expect(seen).toHaveLength(3);
-  });
-
-  it("the caller's abortSignal cuts a backoff short with Aborted", { timeout: 5000 }, async () => {
-    const { url, seen } = await slowServer(0, { status: 503 });
-    const publisher = httpPublisher({
-      url,
-      timeoutMs: 10_000,
-      retry: { maxAttempts: 3, baseDelayMs: 4000 },
+    it("an array in binary mode shares one budget: the third request is cut off at 1 s", {
+      timeout: 10_000,
+    }, async () => {
+      const { url, seen } = await slowServer(400, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        timeoutMs: 1000,
+      });
+      const { err, ms } = await timed(() =>
+        publisher.publish([event("a-1"), event("a-2"), event("a-3")]),
+      );
+      expect(err).toMatchObject({ code: "Timeout" });
+      expect(ms).toBeGreaterThanOrEqual(950);
+      expect(ms).toBeLessThan(1600);
+      expect(seen).toHaveLength(3);
     });
-    const { err, ms } = await timed(() =>
-      publisher.publish(event("abort"), { abortSignal: AbortSignal.timeout(300) }),
-    );
-    expect(err.code).toBe("Aborted");
-    expect(ms).toBeGreaterThanOrEqual(250);
-    expect(ms).toBeLessThan(1000);
-    expect(seen).toHaveLength(1);
-  });
-});
 
-describe("httpPublisher retry.attemptTimeoutMs", () => {
-  it("a receiver that never answers: each of 3 attempts aborted at 300 ms, then Timeout", {
-    timeout: 10_000,
-  }, async () => {
-    const { url, seen } = await slowServer(undefined, { status: 204 });
-    const publisher = httpPublisher({
-      url,
-      retry: { maxAttempts: 3, baseDelayMs: 1, attemptTimeoutMs: 300 },
+    it("the caller's abortSignal cuts a backoff short with Aborted", {
+      timeout: 5000,
+    }, async () => {
+      const { url, seen } = await slowServer(0, { status: 503 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        timeoutMs: 10_000,
+        retry: { maxAttempts: 3, baseDelayMs: 4000 },
+      });
+      const { err, ms } = await timed(() =>
+        publisher.publish(event("abort"), { abortSignal: AbortSignal.timeout(300) }),
+      );
+      expect(err.code).toBe("Aborted");
+      expect(ms).toBeGreaterThanOrEqual(250);
+      expect(ms).toBeLessThan(1000);
+      expect(seen).toHaveLength(1);
     });
-    const { err, ms } = await timed(() => publisher.publish(event("attempts")));
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-    expect(err.message).toContain("300 ms");
-    expect(seen).toHaveLength(3);
-    expect(ms).toBeGreaterThanOrEqual(850);
-    expect(ms).toBeLessThan(2500);
-    // Each attempt's connection is closed by the abort about 300 ms after its request arrived
-    // (the server sees the last close a moment after the publish rejects).
-    await until(() => seen.every((s) => s.ended !== undefined));
-    for (const s of seen) {
-      expect(s.ended).toBeDefined();
-      const lived = (s.ended as number) - s.at;
-      expect(lived).toBeGreaterThanOrEqual(250);
-      expect(lived).toBeLessThan(800);
-    }
   });
-});
 
-describe("httpPublisher timeoutMs with webhooks", () => {
-  it("bounds the wait for an approval by callback", { timeout: 10_000 }, async () => {
-    const handler = createNodeHandler(
-      httpReceiver({
-        // Grants nobody at once: the sender waits for its callback URL to be called.
-        webhook: { allowedOrigins: ["other.example"], onCallback: () => undefined },
-        onDelivery: () => undefined,
-      }),
-    );
-    const target = await startServer(handler);
-    servers.push(target);
-    const publisher = httpPublisher({
-      url: target.url,
-      webhook: { origin: "sender.example", callbackUrl: "http://127.0.0.1:9/confirm" },
+  describe("httpPublisher retry.attemptTimeoutMs", () => {
+    it("a receiver that never answers: each of 3 attempts aborted at 300 ms, then Timeout", {
+      timeout: 10_000,
+    }, async () => {
+      const { url, seen } = await slowServer(undefined, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 3, baseDelayMs: 1, attemptTimeoutMs: 300 },
+      });
+      const { err, ms } = await timed(() => publisher.publish(event("attempts")));
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+      expect(err.message).toContain("300 ms");
+      expect(seen).toHaveLength(3);
+      expect(ms).toBeGreaterThanOrEqual(850);
+      expect(ms).toBeLessThan(2500);
+      // Each attempt's connection is closed by the abort about 300 ms after its request arrived
+      // (the server sees the last close a moment after the publish rejects).
+      await until(() => seen.every((s) => s.ended !== undefined));
+      for (const s of seen) {
+        expect(s.ended).toBeDefined();
+        const lived = (s.ended as number) - s.at;
+        expect(lived).toBeGreaterThanOrEqual(250);
+        expect(lived).toBeLessThan(800);
+      }
     });
-    const { err, ms } = await timed(() => publisher.publish(event("approval"), { timeoutMs: 500 }));
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-    expect(ms).toBeGreaterThanOrEqual(450);
-    expect(ms).toBeLessThan(1500);
-    await publisher.close();
   });
 
-  it("bounds the wait for the granted rate; the publish that times out is never sent", {
-    timeout: 10_000,
-  }, async () => {
-    const posts: string[] = [];
-    const handler = createNodeHandler(
-      httpReceiver({
-        webhook: { allowedOrigins: ["sender.example"], allowedRate: 30 }, // one per 2 s
-        onDelivery: (d) => void posts.push(d.event?.id ?? ""),
-      }),
-    );
-    const target = await startServer(handler);
-    servers.push(target);
-    const publisher = httpPublisher({ url: target.url, webhook: { origin: "sender.example" } });
-    await publisher.publish(event("first"));
-    const { err, ms } = await timed(() => publisher.publish(event("second"), { timeoutMs: 300 }));
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-    expect(ms).toBeGreaterThanOrEqual(250);
-    expect(ms).toBeLessThan(1200);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(posts).toEqual(["first"]);
+  describe("httpPublisher timeoutMs with webhooks", () => {
+    it("bounds the wait for an approval by callback", { timeout: 10_000 }, async () => {
+      const handler = createNodeHandler(
+        httpReceiver({
+          // Grants nobody at once: the sender waits for its callback URL to be called.
+          webhook: { allowedOrigins: ["other.example"], onCallback: () => undefined },
+          onDelivery: () => undefined,
+        }),
+      );
+      const target = await startServer(handler);
+      servers.push(target);
+      const publisher = httpPublisher({
+        ...sender,
+        url: target.url,
+        webhook: { origin: "sender.example", callbackUrl: "http://127.0.0.1:9/confirm" },
+      });
+      const { err, ms } = await timed(() =>
+        publisher.publish(event("approval"), { timeoutMs: 500 }),
+      );
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+      expect(ms).toBeGreaterThanOrEqual(450);
+      expect(ms).toBeLessThan(1500);
+      await publisher.close();
+    });
+
+    it("bounds the wait for the granted rate; the publish that times out is never sent", {
+      timeout: 10_000,
+    }, async () => {
+      const posts: string[] = [];
+      const handler = createNodeHandler(
+        httpReceiver({
+          webhook: { allowedOrigins: ["sender.example"], allowedRate: 30 }, // one per 2 s
+          onDelivery: (d) => void posts.push(d.event?.id ?? ""),
+        }),
+      );
+      const target = await startServer(handler);
+      servers.push(target);
+      const publisher = httpPublisher({
+        ...sender,
+        url: target.url,
+        webhook: { origin: "sender.example" },
+      });
+      await publisher.publish(event("first"));
+      const { err, ms } = await timed(() => publisher.publish(event("second"), { timeoutMs: 300 }));
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+      expect(ms).toBeGreaterThanOrEqual(250);
+      expect(ms).toBeLessThan(1200);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(posts).toEqual(["first"]);
+    });
   });
 });

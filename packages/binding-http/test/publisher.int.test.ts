@@ -8,7 +8,7 @@ import {
 import { CloudEvent, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { afterAll, describe, expect, it } from "vitest";
-import { startServer, type TestServer } from "./servers.js";
+import { SENDERS, startServer, type TestServer } from "./servers.js";
 
 const event = new CloudEvent({
   specversion: "1.0",
@@ -49,156 +49,219 @@ async function failure(promise: Promise<unknown>) {
   throw new Error("expected a failure");
 }
 
-describe("httpPublisher retries", () => {
-  it("waits out Retry-After on 429, then delivers", async () => {
-    const { url, seen } = await scripted([{ status: 429, headers: { "retry-after": "1" } }]);
-    const publisher = httpPublisher({ url, retry: { maxAttempts: 3, baseDelayMs: 10 } });
-    await publisher.publish(event);
-    expect(seen).toHaveLength(2);
-    expect((seen[1]?.at ?? 0) - (seen[0]?.at ?? 0)).toBeGreaterThanOrEqual(950);
-  });
-  it("retries 503 with backoff when there is no Retry-After", async () => {
-    const { url, seen } = await scripted([{ status: 503 }, { status: 503 }]);
-    await httpPublisher({ url, retry: { maxAttempts: 3, baseDelayMs: 20 } }).publish(event);
-    expect(seen).toHaveLength(3);
-  });
-  it("never retries another 4xx, and reports the status as protocolCode", async () => {
-    for (const status of [400, 401, 404, 413, 415, 422]) {
-      const { url, seen } = await scripted([{ status }]);
+describe.each(SENDERS)("over $name", ({ options: sender }) => {
+  describe("httpPublisher retries", () => {
+    it("waits out Retry-After on 429, then delivers", async () => {
+      const { url, seen } = await scripted([{ status: 429, headers: { "retry-after": "1" } }]);
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 3, baseDelayMs: 10 },
+      });
+      await publisher.publish(event);
+      expect(seen).toHaveLength(2);
+      expect((seen[1]?.at ?? 0) - (seen[0]?.at ?? 0)).toBeGreaterThanOrEqual(950);
+    });
+    it("retries 503 with backoff when there is no Retry-After", async () => {
+      const { url, seen } = await scripted([{ status: 503 }, { status: 503 }]);
+      await httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 3, baseDelayMs: 20 },
+      }).publish(event);
+      expect(seen).toHaveLength(3);
+    });
+    it("never retries another 4xx, and reports the status as protocolCode", async () => {
+      for (const status of [400, 401, 404, 413, 415, 422]) {
+        const { url, seen } = await scripted([{ status }]);
+        const err = await failure(
+          httpPublisher({
+            ...sender,
+            url,
+            retry: { maxAttempts: 5, baseDelayMs: 1 },
+          }).publish(event),
+        );
+        expect(err.code).toBe("PublishRejected");
+        expect(err.protocolCode).toBe(status);
+        expect(err.retryable).toBe(false);
+        expect(seen).toHaveLength(1);
+      }
+    });
+    it("gives up after maxAttempts with a retryable PublishRejected", async () => {
+      const { url, seen } = await scripted([{ status: 503 }, { status: 503 }, { status: 503 }]);
       const err = await failure(
-        httpPublisher({ url, retry: { maxAttempts: 5, baseDelayMs: 1 } }).publish(event),
+        httpPublisher({
+          ...sender,
+          url,
+          retry: { maxAttempts: 2, baseDelayMs: 1 },
+        }).publish(event),
+      );
+      expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 503, retryable: true });
+      expect(seen).toHaveLength(2);
+    });
+    it("does not wait a Retry-After longer than maxDelayMs", async () => {
+      const { url, seen } = await scripted([{ status: 429, headers: { "retry-after": "120" } }]);
+      const err = await failure(
+        httpPublisher({
+          ...sender,
+          url,
+          retry: { maxDelayMs: 1000 },
+        }).publish(event),
+      );
+      expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 429, retryable: true });
+      expect(seen).toHaveLength(1);
+    });
+    it("fails with Timeout when the receiver does not answer in time", async () => {
+      const server = await startServer(() => undefined); // never answers
+      servers.push(server);
+      const err = await failure(
+        httpPublisher({
+          ...sender,
+          url: server.url,
+          timeoutMs: 100,
+          retry: false,
+        }).publish(event),
+      );
+      expect(err).toMatchObject({ code: "Timeout", retryable: true });
+    });
+    it("fails with a retryable ConnectionFailed when nothing listens", async () => {
+      const server = await startServer(() => undefined);
+      const url = server.url;
+      await server.close();
+      const err = await failure(
+        httpPublisher({
+          ...sender,
+          url,
+          retry: { maxAttempts: 2, baseDelayMs: 1 },
+        }).publish(event),
+      );
+      expect(err).toMatchObject({ code: "ConnectionFailed", retryable: true });
+    });
+    it("fails with Aborted when the caller's signal fires", async () => {
+      const server = await startServer(() => undefined);
+      servers.push(server);
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 50);
+      const err = await failure(
+        httpPublisher({
+          ...sender,
+          url: server.url,
+        }).publish(event, { abortSignal: controller.signal }),
+      );
+      expect(err.code).toBe("Aborted");
+    });
+    it("reads Retry-After as seconds or an HTTP-date", () => {
+      expect(parseRetryAfter("3")).toBe(3000);
+      expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6000);
+      expect(parseRetryAfter("soon")).toBeUndefined();
+    });
+    it("sends the Authorization header, static or from a function", async () => {
+      const { url, seen } = await scripted([]);
+      await httpPublisher({
+        ...sender,
+        url,
+        authorization: "Bearer a",
+      }).publish(event);
+      await httpPublisher({
+        ...sender,
+        url,
+        authorization: async () => "Bearer b",
+      }).publish(event);
+      expect(seen.map((s) => s.headers.authorization)).toEqual(["Bearer a", "Bearer b"]);
+    });
+    it("refuses headers with CR or LF", () => {
+      expect(() =>
+        httpPublisher({
+          ...sender,
+          url: "http://127.0.0.1:1/",
+          headers: { "x-a": "1\r\nx-b: 2" },
+        }),
+      ).toThrow(/CR, LF/);
+    });
+    it("refuses to publish after close", async () => {
+      const publisher = httpPublisher({
+        ...sender,
+        url: "http://127.0.0.1:1/",
+      });
+      await publisher.close();
+      expect(await failure(publisher.publish(event))).toMatchObject({ code: "Closed" });
+    });
+  });
+
+  describe("webhook validation handshake", () => {
+    it("asks with OPTIONS before the first delivery and delivers once granted, on both sides", async () => {
+      const received: string[] = [];
+      const receiver = httpReceiver({
+        formats: [json],
+        webhook: { allowedOrigins: ["events.example.com"], allowedRate: 120 },
+        onDelivery: (d) => void received.push(d.event?.id ?? ""),
+      });
+      const methods: string[] = [];
+      const handler = createNodeHandler(receiver);
+      const server = await startServer((req, res) => {
+        methods.push(req.method ?? "");
+        handler(req, res);
+      });
+      servers.push(server);
+      const publisher = httpPublisher({
+        ...sender,
+        url: server.url,
+        webhook: { origin: "events.example.com", requestRate: 60 },
+      });
+      await publisher.publish(event);
+      await publisher.publish(event);
+      expect(methods).toEqual(["OPTIONS", "POST", "POST"]);
+      expect(publisher.permission).toEqual({
+        allowedOrigin: "events.example.com",
+        allowedRate: 120,
+      });
+      expect(received).toEqual(["p-1", "p-1"]);
+    });
+    it("grants * with the requested rate when every origin is allowed", async () => {
+      const receiver = httpReceiver({ webhook: { allowedOrigins: "*" } });
+      const server = await startServer(createNodeHandler(receiver));
+      servers.push(server);
+      const response = await fetch(server.url, {
+        method: "OPTIONS",
+        headers: { "WebHook-Request-Origin": "a.example", "WebHook-Request-Rate": "30" },
+      });
+      expect(response.status).toBe(200);
+      expect(response.headers.get("webhook-allowed-origin")).toBe("*");
+      expect(response.headers.get("webhook-allowed-rate")).toBe("30");
+      await receiver.close();
+    });
+    it("refuses an origin it does not allow, and the sender never POSTs", async () => {
+      const receiver = httpReceiver({
+        webhook: { allowedOrigins: (o) => o.endsWith(".trusted.example") },
+      });
+      const methods: string[] = [];
+      const handler = createNodeHandler(receiver);
+      const server = await startServer((req, res) => {
+        methods.push(req.method ?? "");
+        handler(req, res);
+      });
+      servers.push(server);
+      const err = await failure(
+        httpPublisher({
+          ...sender,
+          url: server.url,
+          webhook: { origin: "evil.example" },
+        }).publish(event),
+      );
+      expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 403, retryable: false });
+      expect(methods).toEqual(["OPTIONS"]);
+    });
+    it("treats a receiver that ignores the handshake as not granting", async () => {
+      const { url, seen } = await scripted([{ status: 200 }]);
+      const err = await failure(
+        httpPublisher({
+          ...sender,
+          url,
+          webhook: { origin: "a.example" },
+        }).publish(event),
       );
       expect(err.code).toBe("PublishRejected");
-      expect(err.protocolCode).toBe(status);
-      expect(err.retryable).toBe(false);
-      expect(seen).toHaveLength(1);
-    }
-  });
-  it("gives up after maxAttempts with a retryable PublishRejected", async () => {
-    const { url, seen } = await scripted([{ status: 503 }, { status: 503 }, { status: 503 }]);
-    const err = await failure(
-      httpPublisher({ url, retry: { maxAttempts: 2, baseDelayMs: 1 } }).publish(event),
-    );
-    expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 503, retryable: true });
-    expect(seen).toHaveLength(2);
-  });
-  it("does not wait a Retry-After longer than maxDelayMs", async () => {
-    const { url, seen } = await scripted([{ status: 429, headers: { "retry-after": "120" } }]);
-    const err = await failure(httpPublisher({ url, retry: { maxDelayMs: 1000 } }).publish(event));
-    expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 429, retryable: true });
-    expect(seen).toHaveLength(1);
-  });
-  it("fails with Timeout when the receiver does not answer in time", async () => {
-    const server = await startServer(() => undefined); // never answers
-    servers.push(server);
-    const err = await failure(
-      httpPublisher({ url: server.url, timeoutMs: 100, retry: false }).publish(event),
-    );
-    expect(err).toMatchObject({ code: "Timeout", retryable: true });
-  });
-  it("fails with a retryable ConnectionFailed when nothing listens", async () => {
-    const server = await startServer(() => undefined);
-    const url = server.url;
-    await server.close();
-    const err = await failure(
-      httpPublisher({ url, retry: { maxAttempts: 2, baseDelayMs: 1 } }).publish(event),
-    );
-    expect(err).toMatchObject({ code: "ConnectionFailed", retryable: true });
-  });
-  it("fails with Aborted when the caller's signal fires", async () => {
-    const server = await startServer(() => undefined);
-    servers.push(server);
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 50);
-    const err = await failure(
-      httpPublisher({ url: server.url }).publish(event, { abortSignal: controller.signal }),
-    );
-    expect(err.code).toBe("Aborted");
-  });
-  it("reads Retry-After as seconds or an HTTP-date", () => {
-    expect(parseRetryAfter("3")).toBe(3000);
-    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6000);
-    expect(parseRetryAfter("soon")).toBeUndefined();
-  });
-  it("sends the Authorization header, static or from a function", async () => {
-    const { url, seen } = await scripted([]);
-    await httpPublisher({ url, authorization: "Bearer a" }).publish(event);
-    await httpPublisher({ url, authorization: async () => "Bearer b" }).publish(event);
-    expect(seen.map((s) => s.headers.authorization)).toEqual(["Bearer a", "Bearer b"]);
-  });
-  it("refuses headers with CR or LF", () => {
-    expect(() =>
-      httpPublisher({ url: "http://127.0.0.1:1/", headers: { "x-a": "1\r\nx-b: 2" } }),
-    ).toThrow(/CR, LF/);
-  });
-  it("refuses to publish after close", async () => {
-    const publisher = httpPublisher({ url: "http://127.0.0.1:1/" });
-    await publisher.close();
-    expect(await failure(publisher.publish(event))).toMatchObject({ code: "Closed" });
-  });
-});
-
-describe("webhook validation handshake", () => {
-  it("asks with OPTIONS before the first delivery and delivers once granted, on both sides", async () => {
-    const received: string[] = [];
-    const receiver = httpReceiver({
-      formats: [json],
-      webhook: { allowedOrigins: ["events.example.com"], allowedRate: 120 },
-      onDelivery: (d) => void received.push(d.event?.id ?? ""),
+      expect(seen.map((s) => s.method)).toEqual(["OPTIONS"]);
     });
-    const methods: string[] = [];
-    const handler = createNodeHandler(receiver);
-    const server = await startServer((req, res) => {
-      methods.push(req.method ?? "");
-      handler(req, res);
-    });
-    servers.push(server);
-    const publisher = httpPublisher({
-      url: server.url,
-      webhook: { origin: "events.example.com", requestRate: 60 },
-    });
-    await publisher.publish(event);
-    await publisher.publish(event);
-    expect(methods).toEqual(["OPTIONS", "POST", "POST"]);
-    expect(publisher.permission).toEqual({ allowedOrigin: "events.example.com", allowedRate: 120 });
-    expect(received).toEqual(["p-1", "p-1"]);
-  });
-  it("grants * with the requested rate when every origin is allowed", async () => {
-    const receiver = httpReceiver({ webhook: { allowedOrigins: "*" } });
-    const server = await startServer(createNodeHandler(receiver));
-    servers.push(server);
-    const response = await fetch(server.url, {
-      method: "OPTIONS",
-      headers: { "WebHook-Request-Origin": "a.example", "WebHook-Request-Rate": "30" },
-    });
-    expect(response.status).toBe(200);
-    expect(response.headers.get("webhook-allowed-origin")).toBe("*");
-    expect(response.headers.get("webhook-allowed-rate")).toBe("30");
-    await receiver.close();
-  });
-  it("refuses an origin it does not allow, and the sender never POSTs", async () => {
-    const receiver = httpReceiver({
-      webhook: { allowedOrigins: (o) => o.endsWith(".trusted.example") },
-    });
-    const methods: string[] = [];
-    const handler = createNodeHandler(receiver);
-    const server = await startServer((req, res) => {
-      methods.push(req.method ?? "");
-      handler(req, res);
-    });
-    servers.push(server);
-    const err = await failure(
-      httpPublisher({ url: server.url, webhook: { origin: "evil.example" } }).publish(event),
-    );
-    expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 403, retryable: false });
-    expect(methods).toEqual(["OPTIONS"]);
-  });
-  it("treats a receiver that ignores the handshake as not granting", async () => {
-    const { url, seen } = await scripted([{ status: 200 }]);
-    const err = await failure(
-      httpPublisher({ url, webhook: { origin: "a.example" } }).publish(event),
-    );
-    expect(err.code).toBe("PublishRejected");
-    expect(seen.map((s) => s.method)).toEqual(["OPTIONS"]);
   });
 });

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { HttpPublisherOptions } from "@posthorn/binding-http";
 import { CloudEvent, isPosthornError, type PosthornError } from "@posthorn/core";
 
 /** A node:http server on a free loopback port. */
@@ -49,3 +50,15 @@ export async function failure(p: Promise<unknown>): Promise<PosthornError> {
   }
   throw new Error("expected a failure");
 }
+
+/**
+ * The two ways an `HttpPublisher` sends in Node, for tests that run against both: its default
+ * (`node:http` with a keep-alive agent) and a given `fetch` (undici).
+ */
+export const SENDERS: ReadonlyArray<{
+  name: string;
+  options: Pick<HttpPublisherOptions, "fetch">;
+}> = [
+  { name: "node:http", options: {} },
+  { name: "fetch", options: { fetch: (input, init) => globalThis.fetch(input, init) } },
+];

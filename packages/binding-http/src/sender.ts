@@ -1,0 +1,71 @@
+import { anySignal, fetchFailure } from "./webhook.js";
+
+/** One request of a publisher, as its sender sends it. */
+export interface SenderRequest {
+  readonly method: string;
+  /** Lower-case names. */
+  readonly headers: Record<string, string>;
+  readonly body: Uint8Array | undefined;
+  /** How long the request and the reading of its answer may take; then `Timeout`. */
+  readonly timeoutMs: number;
+  /** The caller's signal: when it fires the request is abandoned with `Aborted`. */
+  readonly signal: AbortSignal | undefined;
+  /** The request in words (`POST http://...`), for error messages. */
+  readonly what: string;
+}
+
+/** The answer to a {@link SenderRequest}, its body read. */
+export interface SenderAnswer {
+  readonly status: number;
+  /** A response header's value, or `null` when absent. */
+  header(name: string): string | null;
+  /** The body as text; empty when it could not be read. */
+  readonly text: string;
+}
+
+/**
+ * How an `HttpPublisher` sends its requests: with `fetch` anywhere, or with `node:http` in Node.
+ * `send` rejects only with a `PosthornError`: `Timeout`, `Aborted` or `ConnectionFailed`.
+ */
+export interface RequestSender {
+  send(request: SenderRequest): Promise<SenderAnswer>;
+  /** Releases what the sender holds (idle connections); called once nothing is in flight. */
+  close(): void;
+}
+
+/**
+ * Makes the sender of a publisher without a `fetch` option, from its target URL and its
+ * options. The Node entry point of the package passes one that uses `node:http`.
+ */
+export type SenderFactory = (url: string, options: { readonly agent?: unknown }) => RequestSender;
+
+/**
+ * A sender over a `fetch`: one `AbortSignal` per request (its timeout, joined with the caller's
+ * signal when there is one).
+ *
+ * @param url - where every request goes
+ * @param f - the fetch to call
+ */
+export function fetchSender(url: string, f: typeof fetch): RequestSender {
+  return {
+    async send(request) {
+      const timeout = AbortSignal.timeout(request.timeoutMs);
+      const signal = request.signal ? anySignal([request.signal, timeout]) : timeout;
+      let response: Response;
+      try {
+        response = await f(url, {
+          method: request.method,
+          headers: request.headers,
+          body: (request.body ?? null) as BodyInit | null,
+          signal,
+        });
+      } catch (err) {
+        throw fetchFailure(err, request.signal, request.what, request.timeoutMs);
+      }
+      // Reading the (small) answer lets keep-alive reuse the connection.
+      const text = await response.text().catch(() => "");
+      return { status: response.status, header: (name) => response.headers.get(name), text };
+    },
+    close() {},
+  };
+}
