@@ -70,7 +70,7 @@ export interface HttpPublisherOptions {
   agent?: HttpAgentLike;
   /**
    * The longest a whole `publish()` call may take: every attempt, the backoff between them, the
-   * wait for the webhook handshake and for the granted rate. When it passes, the call rejects
+   * wait for the webhook handshake, for the granted rate and for an `authorization` callback. When it passes, the call rejects
    * with `Timeout` (the receiver may still have got the event). No default: without it a call
    * ends after at most `retry.maxAttempts` attempts of `retry.attemptTimeoutMs` each, plus the
    * backoff. Per call: {@link PublishOptions.timeoutMs}.
@@ -434,7 +434,15 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       }
     }
     const auth = this.#options.authorization;
-    if (typeof auth === "function") headers.authorization = await auth();
+    if (typeof auth === "function") {
+      // A token callback that hangs (a token service down) is bounded like the rest of the call.
+      headers.authorization = await bounded(
+        Promise.resolve().then(auth),
+        options.abortSignal,
+        budget,
+        "the authorization callback",
+      );
+    }
     await this.#attempts(
       { method: this.#options.method ?? "POST", headers, body: message.body },
       options.abortSignal,

@@ -180,6 +180,38 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
     });
   });
 
+  describe("httpPublisher timeoutMs and the authorization callback", () => {
+    it("a callback that never answers ends the call with Timeout at timeoutMs, nothing sent", async () => {
+      const { url, seen } = await slowServer(0, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        authorization: () => new Promise<string>(() => {}),
+      });
+      const { err, ms } = await timed(() => publisher.publish(event("auth-1"), { timeoutMs: 300 }));
+      expect(err?.code).toBe("Timeout");
+      expect(ms).toBeGreaterThanOrEqual(280);
+      expect(ms).toBeLessThan(1500);
+      expect(seen).toHaveLength(0);
+    });
+
+    it("the caller's abortSignal ends the wait for the callback with Aborted", async () => {
+      const { url, seen } = await slowServer(0, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        authorization: () => new Promise<string>(() => {}),
+      });
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 100);
+      const { err } = await timed(() =>
+        publisher.publish(event("auth-2"), { abortSignal: controller.signal }),
+      );
+      expect(err?.code).toBe("Aborted");
+      expect(seen).toHaveLength(0);
+    });
+  });
+
   describe("httpPublisher retry.attemptTimeoutMs", () => {
     it("a receiver that never answers: each of 3 attempts aborted at 300 ms, then Timeout", {
       timeout: 10_000,
