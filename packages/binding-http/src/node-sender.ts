@@ -91,13 +91,14 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
         };
         const onAbort = (): void => fail(new PosthornError("Aborted", `${what} was aborted`));
         const onAnswer = (res: http.IncomingMessage): void => {
-          let text = "";
-          let kept = 0;
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            if (kept < KEEP_TEXT_BYTES) {
-              text += chunk;
-              kept += chunk.length;
+          // Most answers have no body: the bytes are kept, and made text only when there are any.
+          let kept: Buffer[] | undefined;
+          let keptBytes = 0;
+          res.on("data", (chunk: Buffer) => {
+            if (keptBytes < KEEP_TEXT_BYTES) {
+              if (kept === undefined) kept = [chunk];
+              else kept.push(chunk);
+              keptBytes += chunk.length;
             }
           });
           res.on("end", () => {
@@ -113,7 +114,7 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
                 if (value === undefined) return null;
                 return Array.isArray(value) ? value.join(", ") : value;
               },
-              text,
+              text: kept === undefined ? "" : Buffer.concat(kept).toString("utf8"),
             });
           });
           // An answer cut off mid-body ends in an error here ("aborted"), not in "end".

@@ -268,6 +268,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   readonly #options: HttpPublisherOptions;
   readonly #sender: RequestSender;
   readonly #staticHeaders: Record<string, string>;
+  readonly #staticHeaderNames: readonly string[];
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #limiter: RateLimiter | undefined;
   readonly #callbackUrl: string | undefined;
@@ -303,6 +304,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (typeof options.authorization === "string") headers.authorization = options.authorization;
     checkHeaders(headers);
     this.#staticHeaders = headers;
+    this.#staticHeaderNames = Object.keys(headers);
     if (options.webhook) this.#limiter = new RateLimiter(options.webhook.burst);
     const callback = options.webhook?.callbackUrl;
     if (callback !== undefined) {
@@ -427,13 +429,24 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (this.#options.webhook && this.#permission === undefined) {
       await bounded(this.#handshake(), options.abortSignal, budget, "the webhook handshake");
     }
-    const headers: Record<string, string> = { ...this.#staticHeaders, ...message.headers };
-    if (options.headers) {
-      for (const name of Object.keys(options.headers)) {
-        headers[name.toLowerCase()] = options.headers[name] as string;
+    // The message's headers are made for this request alone, so they are sent as they are when
+    // nothing is added; otherwise the publisher's go first, then the message's, then the call's.
+    let headers = message.headers as Record<string, string>;
+    const auth = this.#options.authorization;
+    if (this.#staticHeaderNames.length > 0 || options.headers || typeof auth === "function") {
+      headers = {};
+      for (const name of this.#staticHeaderNames) {
+        headers[name] = this.#staticHeaders[name] as string;
+      }
+      for (const name of Object.keys(message.headers)) {
+        headers[name] = message.headers[name] as string;
+      }
+      if (options.headers) {
+        for (const name of Object.keys(options.headers)) {
+          headers[name.toLowerCase()] = options.headers[name] as string;
+        }
       }
     }
-    const auth = this.#options.authorization;
     if (typeof auth === "function") {
       // A token callback that hangs (a token service down) is bounded like the rest of the call.
       headers.authorization = await bounded(
