@@ -24,7 +24,9 @@ afterAll(async () => {
 });
 
 /** A server answering with the scripted statuses in turn (then 204), recording each request. */
-async function scripted(answers: Array<{ status: number; headers?: Record<string, string> }>) {
+async function scripted(
+  answers: Array<{ status: number; headers?: Record<string, string>; body?: string }>,
+) {
   const seen: Array<{ method: string; headers: IncomingMessage["headers"]; at: number }> = [];
   const server = await startServer((req: IncomingMessage, res: ServerResponse) => {
     req.resume();
@@ -32,7 +34,7 @@ async function scripted(answers: Array<{ status: number; headers?: Record<string
       seen.push({ method: req.method ?? "", headers: req.headers, at: Date.now() });
       const next = answers.shift() ?? { status: 204 };
       res.writeHead(next.status, next.headers ?? {});
-      res.end();
+      res.end(next.body);
     });
   });
   servers.push(server);
@@ -44,13 +46,34 @@ async function failure(promise: Promise<unknown>) {
     await promise;
   } catch (err) {
     expect(isPosthornError(err), String(err)).toBe(true);
-    return err as { code: string; protocolCode: unknown; retryable: boolean };
+    return err as { code: string; protocolCode: unknown; retryable: boolean; message: string };
   }
   throw new Error("expected a failure");
 }
 
 describe.each(SENDERS)("over $name", ({ options: sender }) => {
   describe("httpPublisher retries", () => {
+    it("a 400 is final, and its answer's text is in the error", async () => {
+      const { url, seen } = await scripted([
+        {
+          status: 400,
+          headers: { "content-type": "text/plain" },
+          body: "ce-id is missing ünd more",
+        },
+      ]);
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 3, baseDelayMs: 10 },
+      });
+      const err = await failure(publisher.publish(event));
+      expect(err.code).toBe("PublishRejected");
+      expect(err.protocolCode).toBe(400);
+      expect(err.retryable).toBe(false);
+      expect(err.message).toContain("answered 400: ce-id is missing ünd more");
+      expect(seen).toHaveLength(1);
+    });
+
     it("waits out Retry-After on 429, then delivers", async () => {
       const { url, seen } = await scripted([{ status: 429, headers: { "retry-after": "1" } }]);
       const publisher = httpPublisher({
