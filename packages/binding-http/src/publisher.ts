@@ -675,13 +675,14 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 }
 
 /**
- * A publisher that POSTs events over the standard `fetch`: binary, structured or batch mode,
- * a timeout for the whole call (`timeoutMs`) and one per attempt (`retry.attemptTimeoutMs`, one
- * `AbortSignal` per request), retries with exponential backoff and jitter on
- * 429/502/503/504 and on connection failures and timeouts (honouring `Retry-After` on 429 and
- * 503), never on other 4xx; optional webhook validation handshake (synchronous, or by callback)
- * with pacing to the granted rate, and `Authorization`. Works in
- * Node (undici keeps connections alive by default) and in browsers.
+ * A publisher that POSTs events over HTTP: binary, structured or batch mode, a timeout for the
+ * whole call (`timeoutMs`) and one per attempt (`retry.attemptTimeoutMs`), retries with
+ * exponential backoff and jitter on 429/502/503/504 and on connection failures and timeouts
+ * (honouring `Retry-After` on 429 and 503), never on other 4xx; optional webhook validation
+ * handshake (synchronous, or by callback) with pacing to the granted rate, and `Authorization`.
+ * In Node (the package's `node` export condition) requests go through `node:http` /
+ * `node:https` on a keep-alive agent (or `options.agent`); in browsers and other runtimes, and
+ * wherever `options.fetch` is given, through `fetch`.
  *
  * @example
  * ```ts
@@ -690,9 +691,10 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  * ```
  *
  * @param options - destination, mode, format, timeouts, retries, headers, webhook
- * @throws {@link PosthornError} `NotSupported` when there is no global `fetch` and none is given,
- *   `InvalidEvent` when a configured header holds CR, LF or NUL, `MalformedInput` when
- *   `webhook.callbackUrl` is not an absolute http(s) URL
+ * @throws {@link PosthornError} `NotSupported` when there is no global `fetch` and none is given
+ *   (outside Node), `InvalidEvent` when a configured header holds CR, LF or NUL,
+ *   `MalformedInput` when `webhook.callbackUrl` is not an absolute http(s) URL, or in Node when
+ *   `url` is not an absolute http(s) URL or holds credentials
  */
 export function httpPublisher(options: HttpPublisherOptions): HttpPublisher {
   return new HttpPublisher(options);
