@@ -3,6 +3,7 @@
 // other runtimes get index.ts, which never loads a Node module.
 import { nodeSender } from "./node-sender.js";
 import { HttpPublisher as FetchPublisher, type HttpPublisherOptions } from "./publisher.js";
+import { PLATFORM_SENDER } from "./sender.js";
 
 export * from "./index.js";
 
@@ -13,7 +14,8 @@ export * from "./index.js";
 export class HttpPublisher extends FetchPublisher {
   /** @param options - destination, mode, format, timeouts, retries, headers, webhook, agent */
   constructor(options: HttpPublisherOptions) {
-    super(options, nodeSender);
+    // A copy of the options once per publisher, carrying the sender under an unexported symbol.
+    super({ ...options, [PLATFORM_SENDER]: nodeSender } as HttpPublisherOptions);
   }
 }
 

@@ -9,9 +9,10 @@ import {
 } from "@posthorn/core";
 import {
   fetchSender,
+  PLATFORM_SENDER,
   type RequestSender,
   type SenderAnswer,
-  type SenderFactory,
+  type WithPlatformSender,
 } from "./sender.js";
 import { type HttpMessage, type ToHttpMessageOptions, toHttpMessage } from "./to-message.js";
 import {
@@ -277,14 +278,13 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   #permission: WebhookPermission | undefined;
   #closed = false;
 
-  /**
-   * @param options - destination, mode, format, timeouts, retries, headers, webhook
-   * @param platformSender - how requests go out when `options.fetch` is not given: the package's
-   *   Node entry point passes its `node:http` sender; elsewhere the global `fetch` is used
-   */
-  constructor(options: HttpPublisherOptions, platformSender?: SenderFactory) {
+  /** @param options - destination, mode, format, timeouts, retries, headers, webhook, agent */
+  constructor(options: HttpPublisherOptions) {
     this.#url = String(options.url);
     this.#options = options;
+    // The package's Node entry point passes its node:http sender this way; elsewhere there is
+    // none, and the global fetch is used.
+    const platformSender = (options as WithPlatformSender)[PLATFORM_SENDER];
     if (options.fetch === undefined && platformSender !== undefined) {
       this.#sender = platformSender(this.#url, options);
     } else {

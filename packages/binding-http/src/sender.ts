@@ -40,6 +40,18 @@ export interface RequestSender {
 export type SenderFactory = (url: string, options: { readonly agent?: unknown }) => RequestSender;
 
 /**
+ * Where the Node entry point's publisher hands its {@link SenderFactory} to the shared
+ * constructor: a member of the options under a symbol the package does not export, so it is no
+ * part of the public API.
+ */
+export const PLATFORM_SENDER: unique symbol = Symbol("posthorn.platformSender");
+
+/** Options carrying a {@link PLATFORM_SENDER}. */
+export interface WithPlatformSender {
+  readonly [PLATFORM_SENDER]?: SenderFactory;
+}
+
+/**
  * A sender over a `fetch`: one `AbortSignal` per request (its timeout, joined with the caller's
  * signal when there is one).
  *
