@@ -8,6 +8,7 @@ import {
   type PublishOptions,
 } from "@posthorn/core";
 import {
+  anySignal,
   fetchSender,
   PLATFORM_SENDER,
   type RequestSender,
@@ -16,7 +17,6 @@ import {
 } from "./sender.js";
 import { type HttpMessage, type ToHttpMessageOptions, toHttpMessage } from "./to-message.js";
 import {
-  anySignal,
   httpUrl,
   RateLimiter,
   readWebhookGrant,

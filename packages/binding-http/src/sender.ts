@@ -1,4 +1,4 @@
-import { anySignal, fetchFailure } from "./webhook.js";
+import { isPosthornError, PosthornError } from "@posthorn/core";
 
 /** One request of a publisher, as its sender sends it. */
 export interface SenderRequest {
@@ -80,4 +80,42 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
     },
     close() {},
   };
+}
+
+/**
+ * Translates what a `fetch` threw into a typed error: the caller's abort, a timeout, or a failed
+ * connection (with the system error code, e.g. `ECONNREFUSED`, as `protocolCode`).
+ */
+export function fetchFailure(
+  err: unknown,
+  user: AbortSignal | undefined,
+  what: string,
+  timeoutMs: number,
+): PosthornError {
+  if (isPosthornError(err)) return err;
+  if (user?.aborted) return new PosthornError("Aborted", `${what} was aborted`, { cause: err });
+  const name = (err as { name?: string })?.name;
+  if (name === "TimeoutError" || name === "AbortError") {
+    return new PosthornError("Timeout", `${what} did not complete within ${timeoutMs} ms`, {
+      cause: err,
+    });
+  }
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return new PosthornError(
+    "ConnectionFailed",
+    `${what} failed: ${cause?.message ?? (err as Error)?.message ?? String(err)}`,
+    { cause: err, ...(cause?.code ? { protocolCode: cause.code } : {}) },
+  );
+}
+
+/** One signal that aborts when any of `signals` does (`AbortSignal.any` where it exists). */
+export function anySignal(signals: AbortSignal[]): AbortSignal {
+  const any = (AbortSignal as { any?: (s: AbortSignal[]) => AbortSignal }).any;
+  if (any) return any(signals);
+  const controller = new AbortController();
+  for (const s of signals) {
+    if (s.aborted) controller.abort(s.reason);
+    else s.addEventListener("abort", () => controller.abort(s.reason), { once: true });
+  }
+  return controller.signal;
 }

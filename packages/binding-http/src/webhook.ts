@@ -1,5 +1,6 @@
 import { isPosthornError, PosthornError } from "@posthorn/core";
 import type { HttpHeadersInput } from "./from-message.js";
+import { fetchSender } from "./sender.js";
 
 /**
  * Header names of the HTTP 1.1 Web Hooks for Event Delivery spec (http-webhook.md section 4,
@@ -184,54 +185,24 @@ export async function confirmWebhookCallback(
   if (f === undefined) {
     throw new PosthornError("NotSupported", "no fetch is available; pass options.fetch");
   }
-  const timeoutMs = options.timeoutMs ?? 10_000;
-  const user = options.abortSignal;
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const signal = user ? anySignal([user, timeout]) : timeout;
-  const headers: Record<string, string> = {
-    [WEBHOOK_HEADERS.allowedOrigin]: options.allowedOrigin ?? "*",
-    [WEBHOOK_HEADERS.allowedRate]: String(options.allowedRate ?? "*"),
-  };
-  let response: Response;
-  try {
-    response = await f(url, { method: options.method ?? "GET", headers, signal });
-  } catch (err) {
-    throw fetchFailure(err, user, `the webhook callback ${url}`, timeoutMs);
-  }
-  await response.arrayBuffer().catch(() => undefined);
-  if (response.status < 200 || response.status > 299) {
-    throw new PosthornError(
-      "PublishRejected",
-      `the webhook callback ${url} answered ${response.status}`,
-      { protocolCode: response.status, retryable: false },
-    );
-  }
-}
-
-/**
- * Translates what a `fetch` threw into a typed error: the caller's abort, a timeout, or a failed
- * connection (with the system error code, e.g. `ECONNREFUSED`, as `protocolCode`).
- */
-export function fetchFailure(
-  err: unknown,
-  user: AbortSignal | undefined,
-  what: string,
-  timeoutMs: number,
-): PosthornError {
-  if (isPosthornError(err)) return err;
-  if (user?.aborted) return new PosthornError("Aborted", `${what} was aborted`, { cause: err });
-  const name = (err as { name?: string })?.name;
-  if (name === "TimeoutError" || name === "AbortError") {
-    return new PosthornError("Timeout", `${what} did not complete within ${timeoutMs} ms`, {
-      cause: err,
+  const what = `the webhook callback ${url}`;
+  const answer = await fetchSender(url, (input, init) => f(input, init)).send({
+    method: options.method ?? "GET",
+    headers: {
+      [WEBHOOK_HEADERS.allowedOrigin]: options.allowedOrigin ?? "*",
+      [WEBHOOK_HEADERS.allowedRate]: String(options.allowedRate ?? "*"),
+    },
+    body: undefined,
+    timeoutMs: options.timeoutMs ?? 10_000,
+    signal: options.abortSignal,
+    what,
+  });
+  if (answer.status < 200 || answer.status > 299) {
+    throw new PosthornError("PublishRejected", `${what} answered ${answer.status}`, {
+      protocolCode: answer.status,
+      retryable: false,
     });
   }
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  return new PosthornError(
-    "ConnectionFailed",
-    `${what} failed: ${cause?.message ?? (err as Error)?.message ?? String(err)}`,
-    { cause: err, ...(cause?.code ? { protocolCode: cause.code } : {}) },
-  );
 }
 
 /** What a sender's validation handshake obtained. */
@@ -344,18 +315,6 @@ export function readWebhookGrant(
     allowedOrigin,
     allowedRate: readRate(headers.get(WEBHOOK_HEADERS.allowedRate) ?? undefined),
   };
-}
-
-/** One signal that aborts when any of `signals` does (`AbortSignal.any` where it exists). */
-export function anySignal(signals: AbortSignal[]): AbortSignal {
-  const any = (AbortSignal as { any?: (s: AbortSignal[]) => AbortSignal }).any;
-  if (any) return any(signals);
-  const controller = new AbortController();
-  for (const s of signals) {
-    if (s.aborted) controller.abort(s.reason);
-    else s.addEventListener("abort", () => controller.abort(s.reason), { once: true });
-  }
-  return controller.signal;
 }
 
 interface RateWaiter {
