@@ -263,13 +263,14 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   readonly #running: Promise<void>;
   /** Settled once every assigned partition's start offset is fixed (or it never will be). */
   readonly #startOffsets: Promise<void>;
-  #startKnown!: () => void;
-  #startFailed!: (error: PosthornError) => void;
+  /** Resolves or rejects {@link #startOffsets}, once (a later call does nothing). */
+  #settleStart!: (error?: PosthornError) => void;
   #startSettled = false;
-  /** Whether the consumer joined its group since it (re)started. */
-  #joined = false;
-  /** The brokers (node ids) a fetch started from since the last join. */
-  readonly #fetchingSinceJoin = new Set<unknown>();
+  /**
+   * The brokers (node ids) a fetch started from since the consumer last joined its group;
+   * `undefined` while it has not joined since it (re)started.
+   */
+  #fetchingSinceJoin: Set<unknown> | undefined;
   /** Removes the listeners that follow fetches until the start offsets are known. */
   readonly #startRemovers: Array<() => void> = [];
 
@@ -290,17 +291,12 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
           : "kafkajs")) === "confluent";
     this.capabilities = kafkaCapabilities(options.deadLetterTopic !== undefined);
     this.#startOffsets = new Promise<void>((resolve, reject) => {
-      this.#startKnown = () => {
+      this.#settleStart = (error) => {
         if (this.#startSettled) return;
         this.#startSettled = true;
         for (const remove of this.#startRemovers.splice(0)) remove();
-        resolve();
-      };
-      this.#startFailed = (error) => {
-        if (this.#startSettled) return;
-        this.#startSettled = true;
-        for (const remove of this.#startRemovers.splice(0)) remove();
-        reject(error);
+        if (error === undefined) resolve();
+        else reject(error);
       };
     });
     // Awaited only once run() returned; a close or a crash can reject it before that.
@@ -354,7 +350,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     }
     if (typeof consumer.on !== "function" || events === undefined) {
       // Nothing tells when the start offsets are known: `ready` is `run()` returning.
-      this.#startKnown();
+      this.#settleStart();
       return;
     }
     const add = (
@@ -379,12 +375,11 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     add(events.CRASH, (event) => {
       const payload = event.payload as { error?: unknown; restart?: boolean } | undefined;
       // A restart joins again, with new fetches.
-      this.#joined = false;
-      this.#fetchingSinceJoin.clear();
+      this.#fetchingSinceJoin = undefined;
       if (payload?.restart === false) {
         const error = fromKafkaError(payload.error, "the Kafka consumer");
         this.#queue.fail(error);
-        this.#startFailed(error);
+        this.#settleStart(error);
       }
     });
     if (
@@ -392,7 +387,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       events.FETCH_START === undefined ||
       events.FETCH === undefined
     ) {
-      this.#startKnown();
+      this.#settleStart();
       return;
     }
     // kafkajs looks up the start offsets of all its assigned partitions at the beginning of each
@@ -406,14 +401,14 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     add(
       events.FETCH_START,
       (event) => {
-        if (this.#joined) this.#fetchingSinceJoin.add(nodeOf(event));
+        this.#fetchingSinceJoin?.add(nodeOf(event));
       },
       this.#startRemovers,
     );
     add(
       events.FETCH,
       (event) => {
-        if (this.#fetchingSinceJoin.has(nodeOf(event))) this.#startKnown();
+        if (this.#fetchingSinceJoin?.has(nodeOf(event))) this.#settleStart();
       },
       this.#startRemovers,
     );
@@ -422,13 +417,12 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   /** After a join: whether the start offsets are known now, or at the next fetch. */
   #joinedGroup(assignment: Record<string, number[]> | undefined): void {
     if (this.#startSettled) return;
-    this.#joined = true;
-    this.#fetchingSinceJoin.clear();
+    this.#fetchingSinceJoin = new Set();
     // Only a partition with no committed offset that starts from the end has a start that moves
     // until the consumer looks it up: the beginning, or a committed offset, is behind every record
     // published from now on whenever it is looked up.
     const none = assignment !== undefined && Object.values(assignment).every((p) => p.length === 0);
-    if (none || this.#options.fromBeginning === true) this.#startKnown();
+    if (none || this.#options.fromBeginning === true) this.#settleStart();
   }
 
   #track(topic: string, partition: number): PartitionTrack {
@@ -651,7 +645,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   async #close(): Promise<void> {
     this.#stopping = true;
     // Closed before the start offsets were known: `ready` says why (a no-op once it settled).
-    this.#startFailed(
+    this.#settleStart(
       new PosthornError("Closed", "the Kafka subscriber was closed before it was ready"),
     );
     // Deliveries not yet pulled are never handed out: they are neither done nor committed.

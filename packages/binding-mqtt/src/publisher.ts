@@ -171,10 +171,10 @@ export function mqttPublisher(
     }
     const list = events as readonly CloudEventLike[];
     const n = list.length;
-    const messages: MqttMessage[] = new Array(n);
-    for (let i = 0; i < n; i++) messages[i] = toMqttMessage(list[i] as CloudEventLike, mapping);
+    const encoded: MqttMessage[] = new Array(n);
+    for (let i = 0; i < n; i++) encoded[i] = toMqttMessage(list[i] as CloudEventLike, mapping);
     const sends: Promise<void>[] = new Array(n);
-    for (let i = 0; i < n; i++) sends[i] = send(topic, messages[i] as MqttMessage, call);
+    for (let i = 0; i < n; i++) sends[i] = send(topic, encoded[i] as MqttMessage, call);
     return Promise.all(sends).then(() => undefined);
   };
 

@@ -14,6 +14,7 @@ import {
   PosthornError as PosthornErrorClass,
   type SettlementCapabilities,
   type Subscriber,
+  utf8Length,
 } from "@posthorn/core";
 import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
@@ -189,7 +190,7 @@ function deadLetterProperties(
  * UTF-8 bytes.
  */
 function mqttString(text: string): string {
-  if (isValidString(text) && text.length * 3 <= MAX_MQTT_STRING_BYTES) return text;
+  if (isValidString(text) && utf8Length(text) <= MAX_MQTT_STRING_BYTES) return text;
   let out = "";
   let bytes = 0;
   for (const ch of text) {
