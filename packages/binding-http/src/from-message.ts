@@ -9,6 +9,7 @@ import {
   type ExtensionRegistry,
   findFormat,
   invalidEvent,
+  isAttributeName,
   isCloudEventsContentType,
   isContextAttribute,
   type JsonLimits,
@@ -157,15 +158,6 @@ function detect(collected: CollectedHeaders, formats: readonly EventFormat[]): D
     `not a CloudEvent: no ce-specversion header and Content-Type ${contentType ?? "(none)"} names no event format`,
     { protocolCode: 415 },
   );
-}
-
-function isAttributeName(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
-  }
-  return true;
 }
 
 function fromBinary(

@@ -8,6 +8,7 @@ import {
   encodeData,
   encodeHeaderValue,
   invalidEvent,
+  isAttributeName,
   isBytes,
   isInteger,
   PosthornError,
@@ -37,15 +38,6 @@ export interface ToHttpMessageOptions {
 export const HEADER_PREFIX = "ce-";
 
 const EMPTY = new Uint8Array(0);
-
-function isAttributeName(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
-  }
-  return true;
-}
 
 // Content-Type is written as it stands (it is a media type, not a percent-encoded attribute), so
 // it must be visible ASCII or space: that keeps CR, LF and other controls out of the header.

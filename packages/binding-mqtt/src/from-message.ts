@@ -7,6 +7,7 @@ import {
   extensions as defaultExtensions,
   type EventFormat,
   findFormat,
+  isAttributeName,
   isCloudEventsContentType,
   isContextAttribute,
   type Message,
@@ -165,16 +166,6 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
 
 function isDeadLetterName(name: string): boolean {
   return name === DEAD_LETTER_ORIGINAL_TOPIC || name === DEAD_LETTER_REASON;
-}
-
-function isAttributeName(name: string): boolean {
-  const n = name.length;
-  if (n === 0) return false;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
-  }
-  return true;
 }
 
 function single(name: string, value: string | readonly string[] | undefined): string {

@@ -7,6 +7,7 @@ import {
   effectiveContentType,
   encodeData,
   invalidEvent,
+  isAttributeName,
   isBytes,
   isValidString,
   PosthornError,
@@ -17,7 +18,6 @@ import type { MqttMessage, ToMqttMessageOptions } from "./mqtt-message.js";
 export const JSON_EVENT_CONTENT_TYPE = "application/cloudevents+json";
 
 const EMPTY = new Uint8Array(0);
-const ATTRIBUTE_NAME = /^[a-z0-9]+$/;
 
 /**
  * Maps a CloudEvent onto an MQTT PUBLISH (CloudEvents MQTT protocol binding, section 3).
@@ -90,7 +90,7 @@ function toBinary(event: CloudEvent): MqttMessage {
       data = value;
       hasData = true;
     } else if (name !== "datacontenttype") {
-      if (!ATTRIBUTE_NAME.test(name)) {
+      if (!isAttributeName(name)) {
         throw invalidEvent(
           `attribute name ${JSON.stringify(name)} is not lower-case letters and digits`,
           name,

@@ -8,6 +8,7 @@ import {
   type ExtensionRegistry,
   findFormat,
   invalidEvent,
+  isAttributeName,
   isCloudEventsContentType,
   isContextAttribute,
   type Message,
@@ -64,7 +65,6 @@ export interface NatsDecodeOptions {
   detectHeaderlessJson?: boolean;
 }
 
-const ATTRIBUTE_NAME = /^[a-z0-9]+$/;
 const SPECVERSION_MEMBER = new TextEncoder().encode('"specversion"');
 
 /** One pass over the headers: what mode detection and decoding need. */
@@ -222,7 +222,7 @@ function attributeNameOf(header: string): string {
   const known = attributeNames.get(header);
   if (known !== undefined) return known;
   const name = header.slice(3).toLowerCase();
-  if (!ATTRIBUTE_NAME.test(name)) {
+  if (!isAttributeName(name)) {
     throw invalidEvent(`header ${header} does not name a valid attribute`, name);
   }
   if (attributeNames.size >= ATTRIBUTE_NAMES_LIMIT) attributeNames.clear();

@@ -7,6 +7,7 @@ import {
   encodeData,
   encodeHeaderValue,
   invalidEvent,
+  isAttributeName,
   isBytes,
   isInteger,
   PosthornError,
@@ -38,18 +39,6 @@ export interface NatsEncodeOptions {
   mode?: NatsContentMode;
   /** The event format for structured mode (required there), e.g. `json` from `@posthorn/format-json`. */
   format?: EventFormat;
-}
-
-// Attribute names are lower-case ASCII letters and digits; a loop, cheaper than a regular
-// expression for names this short.
-function isAttributeName(name: string): boolean {
-  const n = name.length;
-  if (n === 0) return false;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
-  }
-  return true;
 }
 
 /**

@@ -1,5 +1,6 @@
 import {
   CloudEvent,
+  isAttributeName,
   isContextAttribute,
   isPosthornError,
   malformed,
@@ -107,7 +108,7 @@ export function buildEvent(options: BuildEventOptions): CloudEvent {
         { attribute: name },
       );
     }
-    if (!/^[a-z0-9]+$/.test(name)) {
+    if (!isAttributeName(name)) {
       throw new PosthornError(
         "InvalidEvent",
         `--ext ${JSON.stringify(name)}: extension names are lower-case letters and digits`,

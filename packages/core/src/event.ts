@@ -1,6 +1,7 @@
 import { base64Decode, base64Encode, isBytes } from "./bytes.js";
 import { isJsonContentType, isMediaType } from "./content-type.js";
 import { invalidEvent } from "./errors.js";
+import { isAttributeName } from "./extensions.js";
 import {
   type AttributeValue,
   checkValue,
@@ -88,18 +89,6 @@ export interface CreateEventOptions {
 }
 
 const BRAND = Symbol.for("posthorn.CloudEvent");
-
-// Attribute names are lower-case ASCII letters and digits (spec.md, "Attribute Naming
-// Convention"); a loop, no regular expression: this runs for every extension of every event.
-function isAttributeName(name: string): boolean {
-  const n = name.length;
-  if (n === 0) return false;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false;
-  }
-  return true;
-}
 
 function randomId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;

@@ -78,6 +78,7 @@ export {
   type ExtensionDeclaration,
   ExtensionRegistry,
   extensions,
+  isAttributeName,
   isContextAttribute,
   SPEC_EXTENSIONS,
 } from "./extensions.js";
