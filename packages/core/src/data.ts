@@ -79,6 +79,22 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
 }
 
 /**
+ * `JSON.stringify(value)`, with a failure (a BigInt, a cycle, a `toJSON` that throws: only an
+ * event's `data` can hold those) as an `InvalidEvent` error on `data`.
+ *
+ * @param value - an event, events, or an event's data
+ * @returns the JSON text; `undefined` when the value has none (say, a function)
+ * @throws {@link PosthornError} `InvalidEvent` (attribute `data`) when it cannot be serialized
+ */
+export function jsonText(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    throw invalidEvent(`data cannot be serialized as JSON: ${(err as Error).message}`, "data", err);
+  }
+}
+
+/**
  * The bytes that carry `data` in binary mode (and in formats that hold data as bytes), following
  * the JSON format's rules so every path agrees: bytes as they are; under a JSON content type (or
  * no content type, which implies JSON) the JSON text of the value; a string as UTF-8.
@@ -97,16 +113,7 @@ export function encodeData(
   if (data === undefined) return undefined;
   if (isBytes(data)) return data;
   if (datacontenttype === undefined || isJsonContentType(datacontenttype)) {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(data);
-    } catch (err) {
-      throw invalidEvent(
-        `data cannot be serialized as JSON: ${(err as Error).message}`,
-        "data",
-        err,
-      );
-    }
+    const text = jsonText(data);
     if (text === undefined) throw invalidEvent("data has no JSON representation", "data");
     return utf8Encode(text);
   }

@@ -26,6 +26,7 @@ export {
   encodeData,
   type JsonLimits,
   jsonDepthExceeds,
+  jsonText,
   parseJson,
 } from "./data.js";
 export { DEAD_LETTER_ORIGINAL_TOPIC, DEAD_LETTER_REASON } from "./dead-letter.js";

@@ -3,8 +3,8 @@ import {
   type BatchEventFormat,
   CloudEvent,
   type CloudEventLike,
-  invalidEvent,
   type JsonLimits,
+  jsonText,
   malformed,
   parseJson,
   utf8Decode,
@@ -19,11 +19,7 @@ export const JSON_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
 // The attributes of a CloudEvent always serialize; only `data` can fail (a BigInt, a cycle, a
 // throwing toJSON), and that is an invalid event, as binary mode's encodeData says.
 function stringify(value: CloudEvent | CloudEvent[]): string {
-  try {
-    return JSON.stringify(value);
-  } catch (err) {
-    throw invalidEvent(`data cannot be serialized as JSON: ${(err as Error).message}`, "data", err);
-  }
+  return jsonText(value) as string;
 }
 
 /** Options for {@link jsonFormat}. */
