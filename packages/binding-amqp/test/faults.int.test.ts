@@ -1,7 +1,7 @@
 // Broker faults against a RabbitMQ node of this file's own (private-rabbitmq.ts): the shared
 // broker on 5672 serves other tests at the same time and must not be restarted under them.
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
-import { type Delivery, isPosthornError, PosthornError } from "@posthorn/core";
+import type { Delivery } from "@posthorn/core";
 import {
   DeliveryLedger,
   expectEverySentEventReceived,
@@ -77,25 +77,15 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
     return `/amq/queue/${name}`;
   }
 
-  /** Whether `err` is the broker's answer that the queue of a link does not exist. */
-  function queueNotFound(err: unknown): boolean {
-    return isPosthornError(err) && err.protocolCode === "amqp:not-found";
-  }
-
   /**
-   * Waits for the broker to list `queue` (after a restart it recovers durable queues one by one);
-   * fails, with the broker's log, when it does not within 30 s: then the broker lost the queue.
+   * `err` with what the node knew when it happened: its queues and the end of its log (a failure
+   * here is the broker's as often as the client's, and the CI log is all there is to go on).
    */
-  async function waitForQueue(queue: string, failure: unknown): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      const listing = await broker.ctl("list_queues", "name");
-      if (listing.split("\n").some((line) => line.trim() === queue)) return;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(
-      `RabbitMQ did not bring back the durable queue ${queue} within 30 s of ${String(failure)}; ` +
-        `its log ends:\n${broker.logTail(60)}`,
+  async function withBrokerState(err: unknown): Promise<Error> {
+    const queues = await broker.ctl("list_queues", "name", "durable", "messages");
+    return new Error(
+      `${String(err)}\nqueues on the node:\n${queues}\nits log ends:\n${broker.logTail(60)}`,
+      { cause: err },
     );
   }
 
@@ -123,74 +113,42 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
       // survives it. (RabbitMQ 3.x's AMQP 1.0 plugin declares `/queue/<name>` queues non-durable
       // unless the link's terminus asks for durability, and those vanish with a restart.)
       const address = await durableQueue(`faults-${fault}`);
-      const queue = address.slice("/amq/queue/".length);
+      if (fault === "crash") {
+        // RabbitMQ 3.x keeps queue declarations in mnesia. Twice a clean-clone CI run killed the
+        // node a few seconds after the declare and it came back with one of its two durable
+        // queues ("Recovering 1 queues"), answering the re-attaching links with amqp:not-found:
+        // the declaration had not reached its disk. A graceful restart writes it out, so the crash
+        // tests what it is meant to: the messages the broker confirmed.
+        await broker.restart();
+      }
       const sub = await reconnecting("sub");
       const pub = await reconnecting("pub");
-      const openPublisher = () => amqpPublisher(pub.connection, { address, timeoutMs: 20_000 });
-      let publisher = openPublisher();
+      const publisher = amqpPublisher(pub.connection, { address, timeoutMs: 20_000 });
       await publisher.ready;
-      const openSubscriber = () => amqpSubscriber(sub.connection, { address, credit: 200 });
-      let subscriber = openSubscriber();
+      const subscriber = amqpSubscriber(sub.connection, { address, credit: 200 });
       await subscriber.ready;
       let settlementFailures = 0;
-      // A RabbitMQ 3.x node coming back from a crash under load can answer a link that re-attaches
-      // before the queue is recovered with `amqp:not-found`. The link fails, and so does the
-      // Posthorn subscriber or publisher on it (an unknown queue is not a fault it can wait out);
-      // an application's supervisor then opens another once the queue is back, as the test does.
-      // A queue the broker never brings back fails the test in waitForQueue.
-      let reopened = 0;
-      const consuming = (async () => {
-        for (;;) {
-          try {
-            await receiveIntoLedger(subscriber, ledger, {
-              // The connection dropped with this delivery unsettled: the broker redelivers it.
-              onSettlementFailed: () => {
-                settlementFailures++;
-              },
-            });
-            return;
-          } catch (err) {
-            if (!queueNotFound(err) || reopened >= 20) throw err;
-            reopened++;
-            await waitForQueue(queue, err);
-            subscriber = openSubscriber();
-          }
-        }
-      })();
+      const consuming = receiveIntoLedger(subscriber, ledger, {
+        // The connection dropped with this delivery unsettled: the broker redelivers it.
+        onSettlementFailed: () => {
+          settlementFailures++;
+        },
+      }).catch(async (err) => {
+        throw await withBrokerState(err);
+      });
       // Awaited after the subscriber closes; until then a failure must not go unhandled.
       consuming.catch(() => {});
-      let reopening: Promise<void> | undefined;
-      const reopenPublisher = (failed: unknown): Promise<void> => {
-        reopening ??= (async () => {
-          reopened++;
-          await waitForQueue(queue, failed);
-          publisher = openPublisher();
-          await publisher.ready;
-        })().finally(() => {
-          reopening = undefined;
-        });
-        return reopening;
-      };
 
       const events = Array.from({ length: EVENTS }, (_, i) => faultEvent("amqp", i));
       const publishing = publishEachWithRetry(
         events,
         200,
-        async (e) => {
-          const current = publisher;
-          try {
-            await current.publish(e, { fields: { durable: true } });
-          } catch (err) {
-            if (!queueNotFound(err) || reopened >= 20) throw err;
-            if (publisher === current) await reopenPublisher(err);
-            throw new PosthornError("ConnectionFailed", "the publisher was reopened", {
-              retryable: true,
-              cause: err,
-            });
-          }
-        },
+        (e) => publisher.publish(e, { fields: { durable: true } }),
         ledger,
-      );
+      ).catch(async (err) => {
+        throw await withBrokerState(err);
+      });
+      publishing.catch(() => {});
 
       await ledger.waitForSent(Math.floor(EVENTS / 3), 60_000);
       const receivedBefore = ledger.deliveryCount;
@@ -206,8 +164,7 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
       console.log(
         `${ledger.summary()} [${fault} and start took ${restartMs} ms, after ${receivedBefore} deliveries; ` +
           `connection drops: publisher ${pub.drops.length}, subscriber ${sub.drops.length}; ` +
-          `settlements refused after the drop ${settlementFailures}; ` +
-          `links reopened after amqp:not-found ${reopened}]`,
+          `settlements refused after the drop ${settlementFailures}]`,
       );
 
       await publisher.close();
