@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import { PosthornError } from "@posthorn/core";
-import type { RequestSender, SenderAnswer, SenderRequest } from "./sender.js";
+import type { RequestSender, SenderAnswer } from "./sender.js";
 
 // How much of an answer's body is kept for the error message (the rest is read and dropped, so
 // the connection can be reused).

@@ -2,7 +2,6 @@ import {
   type CloudEventLike,
   type ContentMode,
   type EventFormat,
-  isPosthornError,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -371,7 +370,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    * Sends one event, or several. In binary and structured mode each event is its own request,
    * sent in order, once every event is encoded (an event that cannot be encoded fails the call
    * with no request made; a request that fails stops the call, and the events before it were
-   * delivered); in batch mode the array is one request. Resolves on a 2xx answer.
+   * delivered); in batch mode the array is one request. Resolves on a 2xx answer; a redirect is
+   * not followed (a 3xx is `PublishRejected` with its status, 0 in a browser).
    *
    * `timeoutMs` (per call, else the publisher's) bounds the whole call, every request of an array
    * included; `retry.attemptTimeoutMs` bounds each attempt.

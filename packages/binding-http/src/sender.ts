@@ -53,7 +53,8 @@ export interface WithPlatformSender {
 
 /**
  * A sender over a `fetch`: one `AbortSignal` per request (its timeout, joined with the caller's
- * signal when there is one).
+ * signal when there is one). Redirects are not followed: a 3xx is the answer (in a browser, which
+ * hides it, status 0).
  *
  * @param url - where every request goes
  * @param f - the fetch to call
@@ -70,9 +71,16 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
           headers: request.headers,
           body: (request.body ?? null) as BodyInit | null,
           signal,
+          // Followed, a 301, 302 or 303 would resend the event as a body-less GET (whose 2xx then
+          // looks like a delivery), and any redirect would take it where the answer points.
+          redirect: "manual",
         });
       } catch (err) {
         throw fetchFailure(err, request.signal, request.what, request.timeoutMs);
+      }
+      if (response.type === "opaqueredirect") {
+        // A browser hides a redirect not followed: status 0, no headers, no body.
+        return { status: 0, header: () => null, text: "a redirect, not followed" };
       }
       // Reading the (small) answer lets keep-alive reuse the connection.
       const text = await response.text().catch(() => "");

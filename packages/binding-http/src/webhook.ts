@@ -1,4 +1,4 @@
-import { isPosthornError, PosthornError } from "@posthorn/core";
+import { PosthornError } from "@posthorn/core";
 import type { HttpHeadersInput } from "./from-message.js";
 import { fetchSender } from "./sender.js";
 

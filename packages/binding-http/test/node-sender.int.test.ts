@@ -146,25 +146,6 @@ describe("httpPublisher over node:http", () => {
     await publisher.close();
   });
 
-  it("does not follow a redirect: a 307 fails the publish with its status, and the target gets nothing", async () => {
-    const target = await recording();
-    const redirecting = await startServer((req: IncomingMessage, res: ServerResponse) => {
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(307, { location: target.url });
-        res.end();
-      });
-    });
-    servers.push(redirecting);
-    const publisher = httpPublisher({ url: redirecting.url });
-    const err = await failure(publisher.publish(textEvent("redirect-1", "/node")));
-    expect(err.code).toBe("PublishRejected");
-    expect(err.protocolCode).toBe(307);
-    expect(err.retryable).toBe(false);
-    expect(target.requests).toHaveLength(0);
-    await publisher.close();
-  });
-
   it("a refused connection is ConnectionFailed with the socket's error code", async () => {
     const server = await recording();
     const url = server.url;

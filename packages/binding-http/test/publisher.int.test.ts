@@ -74,6 +74,28 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       expect(seen).toHaveLength(1);
     });
 
+    it("follows no redirect: a 3xx fails the publish with its status, and where it points gets nothing", async () => {
+      // fetch would follow them: a 301, 302 or 303 as a GET without the event (answered 2xx,
+      // the publish would have looked delivered), a 307 or 308 to wherever the answer points.
+      for (const status of [301, 302, 303, 307, 308]) {
+        const target = await scripted([]);
+        const { url, seen } = await scripted([{ status, headers: { location: target.url } }]);
+        const publisher = httpPublisher({
+          ...sender,
+          url,
+          retry: { maxAttempts: 3, baseDelayMs: 10 },
+        });
+        const err = await failure(publisher.publish(event));
+        expect(err.code, String(status)).toBe("PublishRejected");
+        expect(err.protocolCode).toBe(status);
+        expect(err.retryable).toBe(false);
+        expect(err.message).toContain(`answered ${status}`);
+        expect(seen).toHaveLength(1);
+        expect(target.seen).toHaveLength(0);
+        await publisher.close();
+      }
+    });
+
     it("waits out Retry-After on 429, then delivers", async () => {
       const { url, seen } = await scripted([{ status: 429, headers: { "retry-after": "1" } }]);
       const publisher = httpPublisher({
