@@ -10,6 +10,12 @@ import { describeError } from "./redact.js";
 export interface UnavailableRow {
   readonly label: string;
   readonly reason: string;
+  /**
+   * Whether the run was asked for this transport: its address is configured (an environment
+   * variable) or `only` names it. Left out, it fails a demo; otherwise (no embedded server can
+   * stand in, the binding is not installed) it is reported and the run goes on.
+   */
+  readonly requested: boolean;
 }
 
 /** The rows a run can use, what could not be used, and how to stop what was started. */
@@ -75,11 +81,16 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
   const notes: string[] = [];
   const stops: Array<() => Promise<void>> = [];
   const wanted = (t: string) => !options.only || options.only.includes(t);
+  const named = (t: string) => options.only?.includes(t) === true;
   const available = new Map(listTransports().map((t) => [t.transport, t]));
   const bindingMissing = (transport: string): boolean => {
     const t = available.get(transport);
     if (t?.available) return false;
-    unavailable.push({ label: transport, reason: t?.reason ?? "unknown transport" });
+    unavailable.push({
+      label: transport,
+      reason: t?.reason ?? "unknown transport",
+      requested: named(transport),
+    });
     return true;
   };
   /** Whether a broker answers at `base`; when not, it is left out, pointing to `variable`. */
@@ -88,6 +99,7 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
     unavailable.push({
       label,
       reason: `nothing answers at ${hidePassword(base)} (set ${variable})`,
+      requested: Boolean(env[variable]) || named(label),
     });
     return false;
   };
@@ -187,6 +199,7 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
           unavailable.push({
             label: "kafka",
             reason: `nothing answers at ${fromEnv} (KAFKA_BROKERS)`,
+            requested: true,
           });
         }
       } else {
@@ -224,6 +237,7 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
           unavailable.push({
             label: "nats",
             reason: `nats-server is not installed, so NATS is left out (${describeError(err)}); set NATS_URL to use a running one`,
+            requested: named("nats"),
           });
         }
       }

@@ -298,3 +298,20 @@ describe("demo (spawned, no broker variables)", () => {
     expect(Date.now() - started).toBeLessThan(60_000);
   });
 });
+
+describe("demo (spawned) with a configured broker that does not answer", () => {
+  it("fails, naming the transport that was asked for and left out", {
+    timeout: 60_000,
+  }, async () => {
+    const closed = await freePort();
+    const r = await runCli(["demo", "--only", "http,kafka"], {
+      env: { KAFKA_BROKERS: `127.0.0.1:${closed}` },
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    // The paths that could run still ran, and were equivalent.
+    expect(r.stdout).toMatch(/^http\s+binary\s+/m);
+    expect(r.stdout).toMatch(/(\d+) of \1 paths equivalent in [\d.]+ s; left out: kafka/);
+    expect(r.stdout).toContain(`kafka: left out: nothing answers at 127.0.0.1:${closed}`);
+    expect(r.stderr).toContain("posthorn demo: kafka was asked for and left out");
+  });
+});
