@@ -34,7 +34,7 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_PROPERTIES = 1024;
 
 /** Options for {@link fromAmqpMessage} and {@link decodeAmqpMessage}. */
-export interface FromAmqpMessageOptions extends JsonLimits {
+export interface FromAmqpMessageOptions {
   /** The event formats structured mode may use. Without them, structured messages are errors. */
   formats?: readonly EventFormat[];
   /** Where declared extension types are looked up. Defaults to core's `extensions`. */
@@ -53,6 +53,17 @@ export interface FromAmqpMessageOptions extends JsonLimits {
   maxMessageBytes?: number;
   /** Most application properties accepted; more is `PayloadTooLarge`. Default 1024. */
   maxProperties?: number;
+  /**
+   * Limits for JSON data read in binary mode: `maxDepth`, the deepest nesting accepted (default
+   * 128; deeper is `MalformedInput`). The same option as in every other binding.
+   */
+  json?: JsonLimits;
+  /**
+   * The former place of `json.maxDepth`, still read; when both are given, `json.maxDepth` wins.
+   *
+   * @deprecated use json: { maxDepth }
+   */
+  maxDepth?: number;
 }
 
 /** What {@link fromAmqpMessage} made of an AMQP message. */
@@ -243,7 +254,7 @@ function decodeBinary(
   const datacontenttype = contentType ?? propertyContentType;
   if (datacontenttype !== undefined) init.datacontenttype = datacontenttype;
   if (body !== undefined) {
-    const data = decodeData(body, datacontenttype, options);
+    const data = decodeData(body, datacontenttype, jsonLimits(options));
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);
@@ -400,4 +411,10 @@ function metadataOf(amqp: AmqpMessage): Record<string, unknown> {
     out.amqpValue = amqp.body;
   }
   return out;
+}
+
+/** The JSON limits of `options`, from `json` or the deprecated top-level `maxDepth`. */
+function jsonLimits(options: FromAmqpMessageOptions): JsonLimits | undefined {
+  if (options.maxDepth === undefined) return options.json;
+  return { maxDepth: options.json?.maxDepth ?? options.maxDepth };
 }

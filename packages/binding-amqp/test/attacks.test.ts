@@ -25,7 +25,15 @@ describe("attack: deeply nested JSON", () => {
       wire({ content_type: "application/json", application_properties: base, body: data(body) });
     expect(fromAmqpMessage(message(deep(100_000))).error?.code).toBe("MalformedInput");
     expect(fromAmqpMessage(message(deep(100))).event?.data).toBeDefined();
+    expect(fromAmqpMessage(message(deep(9)), { json: { maxDepth: 8 } }).error?.code).toBe(
+      "MalformedInput",
+    );
+    expect(fromAmqpMessage(message(deep(8)), { json: { maxDepth: 8 } }).event?.data).toBeDefined();
+    // The deprecated top-level name is still read; json.maxDepth wins over it.
     expect(fromAmqpMessage(message(deep(9)), { maxDepth: 8 }).error?.code).toBe("MalformedInput");
+    expect(
+      fromAmqpMessage(message(deep(9)), { maxDepth: 8, json: { maxDepth: 9 } }).event?.data,
+    ).toBeDefined();
   });
   it("a structured event nested 100,000 deep is MalformedInput", () => {
     const body = `{"specversion":"1.0","id":"1","source":"/s","type":"t","data":${deep(100_000)}}`;

@@ -158,7 +158,7 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
   // No payload and no content type is an event without data; the binding cannot tell it from
   // empty binary data, which equivalence treats the same.
   if (message.payload.length > 0 || datacontenttype !== undefined) {
-    const data = decodeData(message.payload, datacontenttype);
+    const data = decodeData(message.payload, datacontenttype, options.json);
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);

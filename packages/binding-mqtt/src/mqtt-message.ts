@@ -1,4 +1,4 @@
-import type { ContentMode, EventFormat, ExtensionRegistry } from "@posthorn/core";
+import type { ContentMode, EventFormat, ExtensionRegistry, JsonLimits } from "@posthorn/core";
 
 /**
  * The MQTT protocol level a message travels at: `5` (MQTT 5.0) or `4` (MQTT 3.1.1, which mqtt.js
@@ -37,6 +37,11 @@ export interface MqttLimits {
   maxPayloadBytes?: number;
   /** Most user properties accepted on one message. Default {@link DEFAULT_MAX_USER_PROPERTIES}. */
   maxUserProperties?: number;
+  /**
+   * Limits for JSON data read in binary mode: `maxDepth`, the deepest nesting accepted (default
+   * 128; deeper is `MalformedInput`). The same option as in every other binding.
+   */
+  json?: JsonLimits;
 }
 
 /** Options for {@link fromMqttMessage} and {@link classifyMqttMessage}. */

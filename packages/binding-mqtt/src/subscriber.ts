@@ -279,6 +279,7 @@ export async function mqttSubscriber<T = unknown>(
     ...(options.maxUserProperties === undefined
       ? {}
       : { maxUserProperties: options.maxUserProperties }),
+    ...(options.json === undefined ? {} : { json: options.json }),
   };
 
   const queue = new AsyncQueue<Delivery<T>>();

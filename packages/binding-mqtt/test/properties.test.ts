@@ -150,6 +150,21 @@ describe("named attacks on the MQTT mapping", () => {
     );
   });
 
+  it("the JSON nesting limit of binary-mode data is json.maxDepth (default 128)", () => {
+    const nested = (n: number) => ({
+      payload: utf8(`${"[".repeat(n)}${"]".repeat(n)}`),
+      contentType: "application/json",
+      userProperties: required,
+    });
+    expect(fromMqttMessage(nested(128), { formats }).data).toBeDefined();
+    expectTypedError(() => fromMqttMessage(nested(129), { formats }), ["MalformedInput"]);
+    expect(fromMqttMessage(nested(8), { formats, json: { maxDepth: 8 } }).data).toBeDefined();
+    expectTypedError(
+      () => fromMqttMessage(nested(9), { formats, json: { maxDepth: 8 } }),
+      ["MalformedInput"],
+    );
+  });
+
   it("invalid UTF-8 in text data and lone surrogates in attributes are typed errors", () => {
     expectTypedError(
       () =>

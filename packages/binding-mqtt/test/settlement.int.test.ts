@@ -199,6 +199,36 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
     await d.accept();
   });
 
+  it("applies json.maxDepth to binary-mode data: deeper is an error delivery, not an event", async () => {
+    const topic = uniqueTopic("nested");
+    const sub = await client({ protocolVersion: 5 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json], json: { maxDepth: 4 } });
+    opened.push(subscriber);
+    const pub = await client({ protocolVersion: 5 });
+    const attributes = { specversion: "1.0", id: "n-1", source: "/nested", type: "t" };
+    for (const [id, depth] of [
+      ["n-4", 4],
+      ["n-5", 5],
+    ] as const) {
+      await pub.publishAsync(topic, `${"[".repeat(depth)}${"]".repeat(depth)}`, {
+        qos: 1,
+        properties: {
+          contentType: "application/json",
+          userProperties: { ...attributes, id },
+        },
+      });
+    }
+    const iterator = subscriber[Symbol.asyncIterator]();
+    const within = await next(iterator);
+    expect(within.event?.id).toBe("n-4");
+    await within.accept();
+    const beyond = await next(iterator);
+    expect(beyond.event).toBeUndefined();
+    expect(beyond.error?.code).toBe("MalformedInput");
+    expect(beyond.error?.message).toContain("deeper than 4");
+    await beyond.accept();
+  });
+
   it("two shared-subscription consumers split 1,000 jobs, none lost", async () => {
     const topic = uniqueTopic("jobs");
     const group = `g${Date.now().toString(36)}`;

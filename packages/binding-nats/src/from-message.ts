@@ -1,7 +1,6 @@
 import {
   asDecodeError,
   CloudEvent,
-  DEFAULT_MAX_JSON_DEPTH,
   decodeData,
   extensions as defaultRegistry,
   type EventFormat,
@@ -11,6 +10,7 @@ import {
   isAttributeName,
   isCloudEventsContentType,
   isContextAttribute,
+  type JsonLimits,
   type Message,
   malformed,
   PosthornError,
@@ -55,7 +55,16 @@ export interface NatsDecodeOptions {
   maxPayloadBytes?: number;
   /** More header values than this are `PayloadTooLarge`. Default {@link DEFAULT_MAX_HEADERS}. */
   maxHeaders?: number;
-  /** Deepest JSON nesting accepted in JSON data. Default 128. */
+  /**
+   * Limits for JSON data read in binary mode: `maxDepth`, the deepest nesting accepted (default
+   * 128; deeper is `MalformedInput`). The same option as in every other binding.
+   */
+  json?: JsonLimits;
+  /**
+   * The former name of `json.maxDepth`, still read; when both are given, `json.maxDepth` wins.
+   *
+   * @deprecated use json: { maxDepth }
+   */
   maxJsonDepth?: number;
   /**
    * Whether a message with no headers whose payload is a JSON object with a `specversion` member
@@ -487,9 +496,13 @@ function fromBinary(
     attributes.datacontenttype = contentType;
   }
   if (data.length > 0 || contentType !== undefined) {
-    const value = decodeData(data, contentType, {
-      maxDepth: options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH,
-    });
+    const value = decodeData(
+      data,
+      contentType,
+      options.maxJsonDepth === undefined
+        ? options.json
+        : { maxDepth: options.json?.maxDepth ?? options.maxJsonDepth },
+    );
     if (value !== undefined) attributes.data = value;
   }
   return new CloudEvent(attributes as never);

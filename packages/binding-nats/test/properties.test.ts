@@ -95,6 +95,27 @@ describe("named attacks on the NATS mapping", () => {
     );
   });
 
+  it("the JSON nesting limit is json.maxDepth (the deprecated maxJsonDepth is still read)", () => {
+    const nested = (n: number) => ({
+      data: utf8(`${"[".repeat(n)}${"]".repeat(n)}`),
+      headers: { ...required, "ce-datacontenttype": "application/json" },
+    });
+    expect(fromNatsMessage(nested(128), { formats }).data).toBeDefined();
+    expectTypedError(() => fromNatsMessage(nested(129), { formats }), ["MalformedInput"]);
+    expect(fromNatsMessage(nested(8), { formats, json: { maxDepth: 8 } }).data).toBeDefined();
+    expectTypedError(
+      () => fromNatsMessage(nested(9), { formats, json: { maxDepth: 8 } }),
+      ["MalformedInput"],
+    );
+    expectTypedError(
+      () => fromNatsMessage(nested(9), { formats, maxJsonDepth: 8 }),
+      ["MalformedInput"],
+    );
+    expect(
+      fromNatsMessage(nested(9), { formats, maxJsonDepth: 8, json: { maxDepth: 9 } }).data,
+    ).toBeDefined();
+  });
+
   it("invalid UTF-8 in text data is MalformedInput", () => {
     expectTypedError(
       () =>
