@@ -33,7 +33,7 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** Default limit on the number of application properties of a received message. */
 export const DEFAULT_MAX_PROPERTIES = 1024;
 
-/** Options for {@link fromAmqpMessage} and {@link decodeAmqpMessage}. */
+/** Options for {@link readAmqpMessage} and {@link fromAmqpMessage}. */
 export interface FromAmqpMessageOptions {
   /** The event formats structured mode may use. Without them, structured messages are errors. */
   formats?: readonly EventFormat[];
@@ -66,7 +66,7 @@ export interface FromAmqpMessageOptions {
   maxDepth?: number;
 }
 
-/** What {@link fromAmqpMessage} made of an AMQP message. */
+/** What {@link readAmqpMessage} made of an AMQP message. */
 export interface AmqpDecoded {
   /** The message as a transport-neutral envelope: body bytes, content type, properties. */
   readonly message: Message;
@@ -121,7 +121,7 @@ const EMPTY = new Uint8Array(0);
  *   (`maxPayloadBytes` 16 MiB, `maxProperties` 1024, JSON nesting 128 by default)
  * @returns the message, and the event or the error
  */
-export function fromAmqpMessage(
+export function readAmqpMessage(
   amqp: AmqpMessage,
   options: FromAmqpMessageOptions = {},
 ): AmqpDecoded {
@@ -185,22 +185,30 @@ export function fromAmqpMessage(
  * Reads a CloudEvent from an AMQP 1.0 message, in either mode.
  *
  * @param amqp - the message as rhea delivered it
- * @param options - as for {@link fromAmqpMessage}
+ * @param options - as for {@link readAmqpMessage}
  * @throws {@link PosthornError} `MalformedInput` when the message is not a CloudEvent or cannot
  *   be read, `InvalidEvent` when it breaks a CloudEvents rule, `UnsupportedContentType` for a
  *   format not registered, `PayloadTooLarge` past a limit
  */
-export function decodeAmqpMessage(
+export function fromAmqpMessage(
   amqp: AmqpMessage,
   options: FromAmqpMessageOptions = {},
 ): CloudEvent {
-  const { event, error } = fromAmqpMessage(amqp, options);
+  const { event, error } = readAmqpMessage(amqp, options);
   if (error) throw error;
   if (event === undefined) {
     throw malformed("the AMQP message is not a CloudEvent: no cloudEvents: properties");
   }
   return event;
 }
+
+/**
+ * The former name of {@link fromAmqpMessage} (which was the name of {@link readAmqpMessage}):
+ * the names now mean what they mean in every other binding.
+ *
+ * @deprecated use fromAmqpMessage
+ */
+export const decodeAmqpMessage: typeof fromAmqpMessage = fromAmqpMessage;
 
 // 3.2: the format the content type names decodes the body.
 function decodeStructured(

@@ -21,6 +21,7 @@ export {
   decodeAmqpMessage,
   type FromAmqpMessageOptions,
   fromAmqpMessage,
+  readAmqpMessage,
 } from "./from-message.js";
 export {
   type AmqpPublisher,

@@ -13,7 +13,7 @@ import type { AmqpMessage } from "./amqp-message.js";
 import { applyNoDelay, endSession, observeConnection, socketOf } from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
-import { type FromAmqpMessageOptions, fromAmqpMessage } from "./from-message.js";
+import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
 
 /**
  * What AMQP 1.0 settlement can do, for every subscriber of this binding: `release()` is the
@@ -175,7 +175,7 @@ export function amqpSubscriber<T = unknown>(
       return;
     }
     unsettled.add(tracked);
-    const decoded = fromAmqpMessage(amqp, options);
+    const decoded = readAmqpMessage(amqp, options);
     const message = decoded.message;
     // The metadata object is the decoder's fresh one: adding to it costs far less than a copy
     // (a spread followed by a new member takes V8's slow path, about 0.5 us).

@@ -1,4 +1,4 @@
-import { type AmqpMessage, fromAmqpMessage } from "@posthorn/binding-amqp";
+import { type AmqpMessage, readAmqpMessage } from "@posthorn/binding-amqp";
 import { json } from "@posthorn/format-json";
 import rhea from "rhea";
 import { describe, expect, it } from "vitest";
@@ -23,21 +23,21 @@ describe("attack: deeply nested JSON", () => {
   it("binary-mode JSON data nested 100,000 deep is MalformedInput; the limit is configurable", () => {
     const message = (body: string) =>
       wire({ content_type: "application/json", application_properties: base, body: data(body) });
-    expect(fromAmqpMessage(message(deep(100_000))).error?.code).toBe("MalformedInput");
-    expect(fromAmqpMessage(message(deep(100))).event?.data).toBeDefined();
-    expect(fromAmqpMessage(message(deep(9)), { json: { maxDepth: 8 } }).error?.code).toBe(
+    expect(readAmqpMessage(message(deep(100_000))).error?.code).toBe("MalformedInput");
+    expect(readAmqpMessage(message(deep(100))).event?.data).toBeDefined();
+    expect(readAmqpMessage(message(deep(9)), { json: { maxDepth: 8 } }).error?.code).toBe(
       "MalformedInput",
     );
-    expect(fromAmqpMessage(message(deep(8)), { json: { maxDepth: 8 } }).event?.data).toBeDefined();
+    expect(readAmqpMessage(message(deep(8)), { json: { maxDepth: 8 } }).event?.data).toBeDefined();
     // The deprecated top-level name is still read; json.maxDepth wins over it.
-    expect(fromAmqpMessage(message(deep(9)), { maxDepth: 8 }).error?.code).toBe("MalformedInput");
+    expect(readAmqpMessage(message(deep(9)), { maxDepth: 8 }).error?.code).toBe("MalformedInput");
     expect(
-      fromAmqpMessage(message(deep(9)), { maxDepth: 8, json: { maxDepth: 9 } }).event?.data,
+      readAmqpMessage(message(deep(9)), { maxDepth: 8, json: { maxDepth: 9 } }).event?.data,
     ).toBeDefined();
   });
   it("a structured event nested 100,000 deep is MalformedInput", () => {
     const body = `{"specversion":"1.0","id":"1","source":"/s","type":"t","data":${deep(100_000)}}`;
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       wire({ content_type: "application/cloudevents+json", body: data(body) }),
       { formats: [json] },
     );
@@ -47,7 +47,7 @@ describe("attack: deeply nested JSON", () => {
 
 describe("attack: invalid UTF-8", () => {
   it("in text data is MalformedInput", () => {
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       wire({
         content_type: "text/plain",
         application_properties: base,
@@ -61,7 +61,7 @@ describe("attack: invalid UTF-8", () => {
     const head = new TextEncoder().encode(
       '{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":"',
     );
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       wire({
         content_type: "application/cloudevents+json",
         body: data(new Uint8Array([...head, 0xed, 0xa0, 0x80, 0x22, 0x7d])),
@@ -80,7 +80,7 @@ describe("attack: invalid UTF-8", () => {
     const at = bytes.indexOf("aXXb");
     bytes[at + 1] = 0xc0;
     bytes[at + 2] = 0xa0;
-    const decoded = fromAmqpMessage(rhea.message.decode(bytes) as unknown as AmqpMessage);
+    const decoded = readAmqpMessage(rhea.message.decode(bytes) as unknown as AmqpMessage);
     expect(decoded.error).toBeUndefined();
     expect(decoded.event?.subject).toBe("a\ufffd\ufffdb");
   });
@@ -88,20 +88,20 @@ describe("attack: invalid UTF-8", () => {
 
 describe("attack: duplicate attributes differing in case", () => {
   it("cloudEvents:ID next to cloudEvents:id is refused (attribute names are lower case)", () => {
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       wire({ application_properties: { ...base, "cloudEvents:ID": "2" } }),
     );
     expect(decoded.error?.code).toBe("InvalidEvent");
   });
   it("the same attribute under prefixes of another case with another value is refused", () => {
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       wire({ application_properties: { ...base, "CLOUDEVENTS:id": "2" } }),
     );
     expect(decoded.event).toBeUndefined();
     expect(["InvalidEvent", "MalformedInput"]).toContain(decoded.error?.code);
   });
   it("a structured event with id and ID is refused", () => {
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       wire({
         content_type: "application/cloudevents+json",
         body: data('{"specversion":"1.0","id":"1","ID":"2","source":"/s","type":"t"}'),
@@ -116,12 +116,12 @@ describe("attack: duplicate attributes differing in case", () => {
 describe("attack: specversion other than 1.0", () => {
   for (const version of ["0.3", "1.1", "2.0", "", 1]) {
     it(`refuses specversion ${JSON.stringify(version)} in binary and structured mode`, () => {
-      const binary = fromAmqpMessage(
+      const binary = readAmqpMessage(
         wire({ application_properties: { ...base, "cloudEvents:specversion": version } }),
       );
       expect(binary.event).toBeUndefined();
       expect(binary.error?.code).toBe("InvalidEvent");
-      const structured = fromAmqpMessage(
+      const structured = readAmqpMessage(
         wire({
           content_type: "application/cloudevents+json",
           body: data(JSON.stringify({ specversion: version, id: "1", source: "/s", type: "t" })),
@@ -136,7 +136,7 @@ describe("attack: specversion other than 1.0", () => {
 
 describe("attack: prototype pollution through JSON", () => {
   it("__proto__ members in a structured event and in JSON data pollute nothing", () => {
-    fromAmqpMessage(
+    readAmqpMessage(
       wire({
         content_type: "application/cloudevents+json",
         body: data(
@@ -145,7 +145,7 @@ describe("attack: prototype pollution through JSON", () => {
       }),
       { formats: [json] },
     );
-    const withData = fromAmqpMessage(
+    const withData = readAmqpMessage(
       wire({
         content_type: "application/json",
         application_properties: base,

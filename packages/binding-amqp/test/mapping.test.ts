@@ -4,6 +4,7 @@ import {
   deliveryCountOf,
   encodeAmqpMessage,
   fromAmqpMessage,
+  readAmqpMessage,
   type ToAmqpMessageOptions,
   toAmqpMessage,
   translateAmqpError,
@@ -82,7 +83,7 @@ describeBindingConformance({
       mode: path.mode,
       ...(path.format ? { format: path.format } : {}),
     });
-    return decodeAmqpMessage(overTheWire(message), { formats });
+    return fromAmqpMessage(overTheWire(message), { formats });
   },
 });
 
@@ -135,7 +136,7 @@ describe("toAmqpMessage", () => {
   it("keeps a timestamp whose UTC year has five digits as its string", () => {
     const e = event({ time: "9999-12-31T16:00:00-08:00" });
     expect(rawPropertyTypes(encode(e))["cloudEvents:time"]).toBe("Str8");
-    expect(decodeAmqpMessage(overTheWire(encode(e))).time).toBe("9999-12-31T16:00:00-08:00");
+    expect(fromAmqpMessage(overTheWire(encode(e))).time).toBe("9999-12-31T16:00:00-08:00");
   });
 
   it("writes the cloudEvents_ prefix when asked", () => {
@@ -160,7 +161,7 @@ describe("toAmqpMessage", () => {
   it("writes no data section for an event without data", () => {
     const message = overTheWire(encode(event({ datacontenttype: "application/json" })));
     expect(message.body).toBeNull();
-    expect(decodeAmqpMessage(message).hasData()).toBe(false);
+    expect(fromAmqpMessage(message).hasData()).toBe(false);
   });
 
   it("structured mode: the format's media type and the formatted event in a data section", () => {
@@ -233,7 +234,19 @@ describe("encodeAmqpMessage", () => {
   });
 });
 
-describe("fromAmqpMessage", () => {
+describe("readAmqpMessage", () => {
+  it("is the reader that never throws; fromAmqpMessage (formerly decodeAmqpMessage) throws", () => {
+    const broken = overTheWire(encode(event({}))) as AmqpMessage & {
+      application_properties: Record<string, unknown>;
+    };
+    broken.application_properties["cloudEvents:specversion"] = "0.3";
+    const read = readAmqpMessage(broken);
+    expect(read.event).toBeUndefined();
+    expect(read.error?.code).toBe("InvalidEvent");
+    expect(() => fromAmqpMessage(broken)).toThrow(read.error?.message ?? "");
+    expect(decodeAmqpMessage).toBe(fromAmqpMessage);
+  });
+
   const base = {
     "cloudEvents:specversion": "1.0",
     "cloudEvents:id": "1",
@@ -242,7 +255,7 @@ describe("fromAmqpMessage", () => {
   };
 
   it("reads typed values back: long within 32 bits, timestamp, binary, boolean", () => {
-    const e = decodeAmqpMessage(
+    const e = fromAmqpMessage(
       overTheWire({
         application_properties: {
           ...base,
@@ -262,7 +275,7 @@ describe("fromAmqpMessage", () => {
   });
 
   it("refuses a long outside the Integer range", () => {
-    const { error } = fromAmqpMessage(
+    const { error } = readAmqpMessage(
       overTheWire({
         application_properties: { ...base, "cloudEvents:big": rhea.types.wrap_long(2 ** 40) },
       }),
@@ -276,7 +289,7 @@ describe("fromAmqpMessage", () => {
       { name: "urgent", type: "Boolean" },
       { name: "sig", type: "Binary" },
     ]);
-    const e = decodeAmqpMessage(
+    const e = fromAmqpMessage(
       {
         application_properties: {
           ...base,
@@ -295,7 +308,7 @@ describe("fromAmqpMessage", () => {
   });
 
   it("reads the cloudEvents_ prefix, and both prefixes in one message", () => {
-    const e = decodeAmqpMessage({
+    const e = fromAmqpMessage({
       application_properties: {
         cloudEvents_specversion: "1.0",
         cloudEvents_id: "1",
@@ -309,18 +322,18 @@ describe("fromAmqpMessage", () => {
   });
 
   it("refuses one attribute under both prefixes with different values", () => {
-    const { error } = fromAmqpMessage({
+    const { error } = readAmqpMessage({
       application_properties: { ...base, "cloudEvents:subject": "a", cloudEvents_subject: "b" },
     });
     expect(error?.code).toBe("MalformedInput");
   });
 
   it("accepts data in an AMQP value that is a string or binary", () => {
-    const text = decodeAmqpMessage(
+    const text = fromAmqpMessage(
       overTheWire({ content_type: "text/plain", application_properties: base, body: "hi" }),
     );
     expect(text.data).toBe("hi");
-    const bytes = decodeAmqpMessage(
+    const bytes = fromAmqpMessage(
       overTheWire({
         content_type: "application/octet-stream",
         application_properties: base,
@@ -331,7 +344,7 @@ describe("fromAmqpMessage", () => {
   });
 
   it("joins several data sections", () => {
-    const e = decodeAmqpMessage(
+    const e = fromAmqpMessage(
       overTheWire({
         content_type: "text/plain",
         application_properties: base,
@@ -343,14 +356,14 @@ describe("fromAmqpMessage", () => {
 
   it("refuses bodies that cannot carry data: sequences, numbers", () => {
     for (const body of [rhea.message.sequence_section([1, 2]), 42]) {
-      const { error } = fromAmqpMessage(overTheWire({ application_properties: base, body }));
+      const { error } = readAmqpMessage(overTheWire({ application_properties: base, body }));
       expect(error?.code).toBe("MalformedInput");
     }
   });
 
   it("passes a message that is not a CloudEvent through with its properties", () => {
     const when = new Date(1_700_000_000_000);
-    const decoded = fromAmqpMessage(
+    const decoded = readAmqpMessage(
       overTheWire({
         content_type: "text/plain",
         subject: "greeting",
@@ -375,7 +388,7 @@ describe("fromAmqpMessage", () => {
 
   it("refuses hostile attribute names without polluting prototypes", () => {
     for (const name of ["__proto__", "constructor", "prototype", "data", "data_base64", "Id"]) {
-      const { event: e, error } = fromAmqpMessage(
+      const { event: e, error } = readAmqpMessage(
         overTheWire({ application_properties: { ...base, [`cloudEvents:${name}`]: "x" } }),
       );
       if (name === "constructor" || name === "prototype") {
@@ -390,13 +403,13 @@ describe("fromAmqpMessage", () => {
   });
 
   it("keeps a __proto__ property of a plain message as an own property", () => {
-    const decoded = fromAmqpMessage({ application_properties: { ["__proto__"]: "x" } });
+    const decoded = readAmqpMessage({ application_properties: { ["__proto__"]: "x" } });
     expect(Object.hasOwn(decoded.message.properties, "__proto__")).toBe(true);
     expect(Object.getPrototypeOf(decoded.message.properties)).toBe(Object.prototype);
   });
 
   it("enforces the body and property limits", () => {
-    const big = fromAmqpMessage(
+    const big = readAmqpMessage(
       {
         content_type: "application/octet-stream",
         application_properties: base,
@@ -408,13 +421,13 @@ describe("fromAmqpMessage", () => {
     const many: Record<string, unknown> = { ...base };
     for (let i = 0; i < 20; i++) many[`p${i}`] = i;
     expect(
-      fromAmqpMessage({ application_properties: many }, { maxProperties: 10 }).error?.code,
+      readAmqpMessage({ application_properties: many }, { maxProperties: 10 }).error?.code,
     ).toBe("PayloadTooLarge");
   });
 
   it("structured mode: an unregistered format or a batch type is UnsupportedContentType", () => {
     for (const contentType of ["application/cloudevents+avro", json.batchContentType as string]) {
-      const { error } = fromAmqpMessage(
+      const { error } = readAmqpMessage(
         {
           content_type: contentType,
           body: rhea.message.data_section(new Uint8Array([1])),
@@ -426,7 +439,7 @@ describe("fromAmqpMessage", () => {
   });
 
   it("reports invalid JSON data as MalformedInput", () => {
-    const { error } = fromAmqpMessage({
+    const { error } = readAmqpMessage({
       content_type: "application/json",
       application_properties: base,
       body: rhea.message.data_section(new TextEncoder().encode("{nope")),

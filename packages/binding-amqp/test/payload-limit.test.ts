@@ -1,7 +1,7 @@
 import {
   encodeAmqpMessage,
   type FromAmqpMessageOptions,
-  fromAmqpMessage,
+  readAmqpMessage,
 } from "@posthorn/binding-amqp";
 import { CloudEvent } from "@posthorn/core";
 import rhea from "rhea";
@@ -24,14 +24,14 @@ function message(size: number) {
 }
 
 function tooLarge(size: number, options: FromAmqpMessageOptions): boolean {
-  const { event, error } = fromAmqpMessage(message(size), options);
+  const { event, error } = readAmqpMessage(message(size), options);
   if (error?.code === "PayloadTooLarge") return true;
   expect(error).toBeUndefined();
   expect(event?.id).toBe("limit-1");
   return false;
 }
 
-describe("fromAmqpMessage size limit", () => {
+describe("readAmqpMessage size limit", () => {
   it("maxPayloadBytes limits the body", () => {
     expect(tooLarge(101, { maxPayloadBytes: 100 })).toBe(true);
     expect(tooLarge(100, { maxPayloadBytes: 100 })).toBe(false);

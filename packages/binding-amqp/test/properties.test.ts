@@ -1,8 +1,8 @@
 import {
   type AmqpMessage,
-  decodeAmqpMessage,
   encodeAmqpMessage,
   fromAmqpMessage,
+  readAmqpMessage,
   toAmqpMessage,
 } from "@posthorn/binding-amqp";
 import { json } from "@posthorn/format-json";
@@ -84,12 +84,12 @@ const coverage = describeMappingProperties<AmqpMessage>({
   paths: [
     {
       label: "binary (toAmqpMessage, rhea bytes)",
-      roundTrip: (e) => decodeAmqpMessage(wire(toAmqpMessage(e, { codec: rhea }))),
+      roundTrip: (e) => fromAmqpMessage(wire(toAmqpMessage(e, { codec: rhea }))),
     },
     {
       label: "binary, AMQP int, cloudEvents_ (encodeAmqpMessage)",
       roundTrip: (e) =>
-        decodeAmqpMessage(
+        fromAmqpMessage(
           rhea.message.decode(
             encodeAmqpMessage(e, { integerType: "int", prefix: "cloudEvents_" }),
           ) as unknown as AmqpMessage,
@@ -98,7 +98,7 @@ const coverage = describeMappingProperties<AmqpMessage>({
     {
       label: "structured/json (encodeAmqpMessage)",
       roundTrip: (e) =>
-        decodeAmqpMessage(
+        fromAmqpMessage(
           rhea.message.decode(
             encodeAmqpMessage(e, { mode: "structured", format: json }),
           ) as unknown as AmqpMessage,
@@ -117,7 +117,7 @@ const coverage = describeMappingProperties<AmqpMessage>({
     { requiredKeys: [] },
   ) as fc.Arbitrary<AmqpMessage>,
   decode(message) {
-    const result = fromAmqpMessage(message, { formats: [json] });
+    const result = readAmqpMessage(message, { formats: [json] });
     if (result.error) throw result.error;
     return result.event ?? result.message;
   },
