@@ -80,6 +80,12 @@ export interface HttpReceiverOptions {
   defaultRetryAfterMs?: number;
   /** How long a delivery may stay unsettled before the request is answered 503. Default 30 s. */
   settleTimeoutMs?: number;
+  /**
+   * On `close()`, wait up to this long for deliveries in the application's hands (and running
+   * `onDelivery` handlers) to settle, so their requests get their real answer instead of 503.
+   * Default 0, as on Kafka (MQTT's is 5 s).
+   */
+  drainTimeoutMs?: number;
   /** Checks the `Authorization` header (or `access_token` query parameter); false is 401. */
   authorize?: (credential: string | undefined) => boolean | Promise<boolean>;
   /**
@@ -194,8 +200,12 @@ export class HttpReceiver implements Subscriber {
   readonly ready: Promise<void> = Promise.resolve();
   readonly #options: HttpReceiverOptions;
   readonly #queue = new AsyncQueue<HttpDelivery>();
-  readonly #pending = new Set<(o: Outcome) => void>();
+  /** Deliveries whose request waits for its answer, and what answers it. */
+  readonly #pending = new Map<HttpDelivery, (o: Outcome) => void>();
+  /** Called whenever a pending delivery is answered, while close() waits for them. */
+  #answered: (() => void) | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   /** @param options - formats, limits, handler, webhook and authorization settings */
   constructor(options: HttpReceiverOptions = {}) {
@@ -252,6 +262,8 @@ export class HttpReceiver implements Subscriber {
       }
       throw err;
     }
+    // Closed while the body was read: its delivery would go to a queue nobody reads any more.
+    if (this.#closed) return errorReply(503, "the receiver is closed", { "retry-after": "1" });
     const decoded = fromHttpMessage(
       { headers, body },
       {
@@ -294,13 +306,13 @@ export class HttpReceiver implements Subscriber {
       const finish = (outcome: Outcome): void => {
         if (done) return;
         done = true;
-        this.#pending.delete(finish);
+        this.#pending.delete(delivery);
         clearTimeout(timer);
         resolve(outcome);
+        this.#answered?.();
       };
       const timeoutMs = this.#options.settleTimeoutMs ?? 30_000;
       const timer = setTimeout(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
-      this.#pending.add(finish);
       // The request may already have been answered for the application (503 when the receiver
       // closed or settleTimeoutMs passed): settling then must say so, not pretend it worked.
       const settle = (outcome: Outcome): void => {
@@ -324,6 +336,7 @@ export class HttpReceiver implements Subscriber {
         release: (options) => settle({ kind: "release", delayMs: options.delayMs }),
         reject: (reason) => settle({ kind: "reject", reason }),
       }) as HttpDelivery;
+      this.#pending.set(delivery, finish);
       const handler = this.#options.onDelivery;
       if (handler === undefined) {
         this.#queue.push(delivery);
@@ -338,9 +351,10 @@ export class HttpReceiver implements Subscriber {
           (err: unknown) => {
             if (!done) {
               done = true;
-              this.#pending.delete(finish);
+              this.#pending.delete(delivery);
               clearTimeout(timer);
               reject(err);
+              this.#answered?.();
             }
           },
         )
@@ -383,15 +397,37 @@ export class HttpReceiver implements Subscriber {
   }
 
   /**
-   * Stops receiving: later requests are answered 503, and requests still waiting for settlement
-   * are released (503 with `Retry-After`), so their senders deliver again. Idempotent.
+   * Stops receiving: later requests are answered 503, and so are requests whose deliveries were
+   * not handed out yet. Deliveries in the application's hands get up to `drainTimeoutMs`
+   * (default 0) to be settled; then those still waiting are released (503 with `Retry-After`),
+   * so their senders deliver again. Calling it again returns the same promise.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
-    this.#queue.drain();
+    for (const delivery of this.#queue.drain()) {
+      this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
+    }
     this.#queue.end();
-    for (const finish of [...this.#pending]) finish({ kind: "release", delayMs: undefined });
+    const drainMs = this.#options.drainTimeoutMs ?? 0;
+    if (drainMs > 0 && this.#pending.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainMs);
+        this.#answered = () => {
+          if (this.#pending.size > 0) return;
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#answered = undefined;
+    }
+    for (const finish of [...this.#pending.values()]) {
+      finish({ kind: "release", delayMs: undefined });
+    }
   }
 }
 

@@ -227,3 +227,110 @@ describe("HTTP receiver as a Subscriber", () => {
     expect(Date.now() - started).toBeLessThan(8000);
   }, 20_000);
 });
+
+describe("HTTP receiver close() with drainTimeoutMs", () => {
+  /** A receiver behind a server, and a way to post to it. */
+  async function served(options: HttpReceiverOptions) {
+    const receiver = httpReceiver({ formats: [json], ...options });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    return { receiver, url: server.url };
+  }
+
+  it("a delivery in hand settled within the window gets its real answer, and close waits for it", async () => {
+    const { receiver, url } = await served({ drainTimeoutMs: 5000 });
+    const inHand = post(url);
+    const iterator = receiver[Symbol.asyncIterator]();
+    const delivery = (await iterator.next()).value as Delivery;
+    // Not handed out yet when close() starts: answered 503 at once, as without a drain.
+    const queued = post(url, toHttpMessage(event.cloneWith({ id: "r-2" })));
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    let closedAt = 0;
+    const closing = receiver.close().then(() => {
+      closedAt = Date.now();
+    });
+    const queuedAnswer = await queued;
+    expect(queuedAnswer.status).toBe(503);
+    expect(queuedAnswer.headers.get("retry-after")).toBe("1");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(closedAt).toBe(0);
+    // New requests are refused while close() waits.
+    expect((await post(url)).status).toBe(503);
+    await delivery.accept();
+    await closing;
+    expect((await inHand).status).toBe(204);
+    expect(closedAt - started).toBeGreaterThanOrEqual(200);
+    expect(closedAt - started).toBeLessThan(3000);
+    // Calling it again gives the same, settled promise.
+    await receiver.close();
+  });
+
+  it("an onDelivery handler still running finishes within the window", async () => {
+    let release: (() => void) | undefined;
+    let entered: (() => void) | undefined;
+    const started = new Promise<void>((r) => {
+      entered = r;
+    });
+    const { receiver, url } = await served({
+      drainTimeoutMs: 5000,
+      onDelivery: () =>
+        new Promise<void>((r) => {
+          release = r;
+          entered?.();
+        }),
+    });
+    const answer = post(url);
+    await started;
+    const closing = receiver.close();
+    setTimeout(() => release?.(), 150);
+    await closing;
+    expect((await answer).status).toBe(204);
+  });
+
+  it("past the window the rest is released (503), and settling it then fails", async () => {
+    const { receiver, url } = await served({ drainTimeoutMs: 300 });
+    const inHand = post(url);
+    const delivery = (await receiver[Symbol.asyncIterator]().next()).value as Delivery;
+    const started = Date.now();
+    await receiver.close();
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(250);
+    expect(took).toBeLessThan(3000);
+    const answer = await inHand;
+    expect(answer.status).toBe(503);
+    expect(answer.headers.get("retry-after")).toBe("1");
+    await expect(delivery.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+  });
+
+  it("a request whose body arrives after close() is answered 503 at once, not after settleTimeoutMs", async () => {
+    const { receiver, url } = await served({});
+    const message = toHttpMessage(event);
+    const body = message.body as Uint8Array;
+    // The headers and half the body now, the rest once the receiver closed.
+    const { request } = await import("node:http");
+    const answered = new Promise<{ status: number; at: number }>((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method: "POST",
+          headers: { ...message.headers, "content-length": String(body.length) },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, at: Date.now() }));
+        },
+      );
+      req.on("error", reject);
+      req.write(body.subarray(0, 4));
+      setTimeout(async () => {
+        await receiver.close();
+        req.end(body.subarray(4));
+      }, 100);
+    });
+    const started = Date.now();
+    const { status, at } = await answered;
+    expect(status).toBe(503);
+    expect(at - started).toBeLessThan(3000);
+  }, 40_000);
+});
