@@ -308,7 +308,30 @@ export function amqpPublisher(
     return undefined;
   };
 
-  const enqueue = (message: Buffer | AmqpMessage, opts: AmqpPublishOptions): Promise<void> => {
+  /** Takes `job` out of the queue or the in-flight map and rejects it `Aborted`. */
+  const abort = (job: Job): void => {
+    const at = queue.indexOf(job, queueHead);
+    if (at >= 0) queue.splice(at, 1);
+    for (const [d, j] of inFlight) {
+      if (j === job) {
+        inFlight.delete(d);
+        break;
+      }
+    }
+    finish(job);
+    job.reject(new PosthornError("Aborted", `${what} was aborted`));
+  };
+
+  /**
+   * Queues one message. With `group` (the jobs of one array publish), the caller listens for
+   * the abort once for all of them: a listener per message would pass Node's limit of ten per
+   * signal, and it warns of a leak.
+   */
+  const enqueue = (
+    message: Buffer | AmqpMessage,
+    opts: AmqpPublishOptions,
+    group?: Set<Job>,
+  ): Promise<void> => {
     if (queue.length - queueHead >= maxQueued) {
       return Promise.reject(
         new PosthornError(
@@ -331,18 +354,11 @@ export function amqpPublisher(
         cleanup: undefined,
       };
       if (finite) armSweeper(timeoutMs);
-      if (signal) {
+      if (group) {
+        group.add(job);
+      } else if (signal) {
         const onAbort = (): void => {
-          const at = queue.indexOf(job, queueHead);
-          if (at >= 0) queue.splice(at, 1);
-          for (const [d, j] of inFlight) {
-            if (j === job) {
-              inFlight.delete(d);
-              break;
-            }
-          }
-          finish(job);
-          reject(new PosthornError("Aborted", `${what} was aborted`));
+          abort(job);
           pump();
           checkDrained();
         };
@@ -382,8 +398,26 @@ export function amqpPublisher(
       } catch (err) {
         return Promise.reject(err);
       }
+      const signal = opts.abortSignal;
+      const group = signal ? new Set<Job>() : undefined;
       const sends: Promise<void>[] = new Array(n);
-      for (let i = 0; i < n; i++) sends[i] = enqueue(messages[i] as Buffer | AmqpMessage, opts);
+      for (let i = 0; i < n; i++) {
+        sends[i] = enqueue(messages[i] as Buffer | AmqpMessage, opts, group);
+      }
+      if (signal && group && group.size > 0) {
+        const onAbort = (): void => {
+          for (const job of [...group]) abort(job);
+          pump();
+          checkDrained();
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        // A job leaves the group when it settles, however; the last one takes the listener away.
+        const leave = (job: Job) => () => {
+          group.delete(job);
+          if (group.size === 0) signal.removeEventListener("abort", onAbort);
+        };
+        for (const job of group) job.cleanup = leave(job);
+      }
       return Promise.all(sends).then(() => undefined);
     },
     close() {

@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { amqpPublisher } from "@posthorn/binding-amqp";
 import { isPosthornError } from "@posthorn/core";
 import { brokerUrl, requireBroker, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
@@ -49,6 +50,50 @@ describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside C
       }
       expect(queued).toHaveLength(1);
     } finally {
+      await channel.deleteQueue(queue);
+      await channel.close();
+    }
+  });
+
+  it("listens for an abortSignal once per call, not once per message: no leak warning, none left", async () => {
+    const channel = await (admin ??= await amqplib.connect(
+      brokerUrl("amqp") as string,
+    )).createChannel();
+    const queue = uniqueName("array-abort");
+    await channel.assertQueue(queue, { durable: false, autoDelete: false });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      connection ??= await connectRabbit();
+      const publisher = amqpPublisher(connection, {
+        address: `/amq/queue/${queue}`,
+        maxInFlight: 4,
+      });
+      await publisher.ready;
+      const events = (from: number) =>
+        Array.from({ length: 50 }, (_, i) => shutdownEvent("amqp", from + i));
+      // Delivered in full.
+      const kept = new AbortController();
+      await publisher.publish(events(0), { abortSignal: kept.signal });
+      expect(getEventListeners(kept.signal, "abort")).toHaveLength(0);
+      // Aborted while most of the array still waits for its turn (4 in flight at most).
+      const stopped = new AbortController();
+      const publishing = publisher.publish(events(100), { abortSignal: stopped.signal });
+      expect(getEventListeners(stopped.signal, "abort")).toHaveLength(1);
+      stopped.abort();
+      const err = await publishing.catch((e: unknown) => e);
+      expect(isPosthornError(err, "Aborted")).toBe(true);
+      expect(getEventListeners(stopped.signal, "abort")).toHaveLength(0);
+      await publisher.close();
+      // Node reports a listener leak on the next turn of the event loop.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(warnings.map((w) => w.name)).not.toContain("MaxListenersExceededWarning");
+      const { messageCount } = await channel.checkQueue(queue);
+      expect(messageCount).toBeGreaterThanOrEqual(50);
+      expect(messageCount).toBeLessThan(100);
+    } finally {
+      process.off("warning", onWarning);
       await channel.deleteQueue(queue);
       await channel.close();
     }
