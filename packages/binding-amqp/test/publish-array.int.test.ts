@@ -56,9 +56,8 @@ describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside C
   });
 
   it("listens for an abortSignal once per call, not once per message: no leak warning, none left", async () => {
-    const channel = await (admin ??= await amqplib.connect(
-      brokerUrl("amqp") as string,
-    )).createChannel();
+    admin ??= await amqplib.connect(brokerUrl("amqp") as string);
+    const channel = await admin.createChannel();
     const queue = uniqueName("array-abort");
     await channel.assertQueue(queue, { durable: false, autoDelete: false });
     const warnings: Error[] = [];
