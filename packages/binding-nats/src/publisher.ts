@@ -236,7 +236,15 @@ export function jetStreamPublisher(
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;
 
-  const send = async (p: Prepared, call: NatsPublishOptions | undefined): Promise<PubAckLike> => {
+  /**
+   * Publishes one prepared message and waits for its acknowledgement, or for `aborted` (an array
+   * publish's one abort for all its messages) or else the call's own signal.
+   */
+  const send = async (
+    p: Prepared,
+    call: NatsPublishOptions | undefined,
+    aborted?: Promise<never>,
+  ): Promise<PubAckLike> => {
     const id = messageId(p.event);
     const timeout = call?.timeoutMs ?? options.timeoutMs ?? 5000;
     const publishOptions: { headers: NatsHeaders; timeout: number; msgID?: string } = {
@@ -249,6 +257,7 @@ export function jetStreamPublisher(
     inFlight.add(tracked);
     try {
       const signal = call?.abortSignal;
+      if (aborted) return await Promise.race([ack, aborted]);
       return await (signal ? withAbort(ack, signal) : ack);
     } catch (err) {
       throw translateNatsError(err, "publish");
@@ -276,6 +285,18 @@ export function jetStreamPublisher(
       checkBatchMode(call);
       if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
       const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
+      // One listener on the caller's signal for the whole array: one per message in flight (up
+      // to maxInFlight) would pass Node's limit of ten per signal, and it warns of a leak.
+      const signal = call?.abortSignal;
+      let stopListening: (() => void) | undefined;
+      const aborted =
+        signal &&
+        new Promise<never>((_, reject) => {
+          const onAbort = () => reject(abortedError(signal));
+          signal.addEventListener("abort", onAbort, { once: true });
+          stopListening = () => signal.removeEventListener("abort", onAbort);
+        });
+      aborted?.catch(() => {});
       // Pipelined: up to maxInFlight acknowledgements outstanding; the first failure is thrown
       // after every started publish has settled, so none is left unobserved.
       let next = 0;
@@ -284,15 +305,19 @@ export function jetStreamPublisher(
         while (next < prepared.length && failure === undefined) {
           const p = prepared[next++] as Prepared;
           try {
-            await send(p, call);
+            await send(p, call, aborted);
           } catch (err) {
             failure ??= err;
           }
         }
       };
-      await Promise.all(
-        Array.from({ length: Math.min(maxInFlight, prepared.length) }, () => worker()),
-      );
+      try {
+        await Promise.all(
+          Array.from({ length: Math.min(maxInFlight, prepared.length) }, () => worker()),
+        );
+      } finally {
+        stopListening?.();
+      }
       if (failure !== undefined) throw failure;
     },
     async close() {

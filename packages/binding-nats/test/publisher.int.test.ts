@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetStreamPublisher, natsPublisher } from "@posthorn/binding-nats";
@@ -124,6 +125,47 @@ describe("publish(array) with an event that cannot be encoded", () => {
       await publisher.close();
       expect((await jsm.streams.info(stream)).state.messages).toBe(0);
     } finally {
+      await jsm.streams.delete(stream);
+    }
+  });
+});
+
+describe("JetStream publish(array) with an abortSignal", () => {
+  it("listens once per call, not once per message in flight: no leak warning, none left", async () => {
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("ARRAY_ABORT").toUpperCase();
+    const subject = `${stream.toLowerCase()}.events`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const publisher = jetStreamPublisher(jetstream(nc), { subject, maxInFlight: 64 });
+      const events = (from: number, n: number) =>
+        Array.from({ length: n }, (_, i) => shutdownEvent("nats", from + i));
+      // Stored in full, with up to 64 acknowledgements outstanding at once.
+      const kept = new AbortController();
+      const publishing = publisher.publish(events(0, 300), { abortSignal: kept.signal });
+      await new Promise((r) => setImmediate(r));
+      expect(getEventListeners(kept.signal, "abort")).toHaveLength(1);
+      await publishing;
+      expect(getEventListeners(kept.signal, "abort")).toHaveLength(0);
+      expect((await jsm.streams.info(stream)).state.messages).toBe(300);
+      // Aborted with most of the array not yet sent: the call rejects Aborted and sends no more.
+      const stopped = new AbortController();
+      const cut = publisher.publish(events(1000, 300), { abortSignal: stopped.signal });
+      stopped.abort();
+      const err = await cut.catch((e: unknown) => e);
+      expect(isPosthornError(err, "Aborted")).toBe(true);
+      expect(getEventListeners(stopped.signal, "abort")).toHaveLength(0);
+      await publisher.close();
+      const stored = (await jsm.streams.info(stream)).state.messages;
+      expect(stored).toBeGreaterThanOrEqual(300);
+      expect(stored).toBeLessThanOrEqual(300 + 64);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(warnings.map((w) => w.name)).not.toContain("MaxListenersExceededWarning");
+    } finally {
+      process.off("warning", onWarning);
       await jsm.streams.delete(stream);
     }
   });
