@@ -49,6 +49,11 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
   /** The error condition `reject()` sends with the `rejected` outcome. Default `posthorn:rejected`. */
   rejectCondition?: string;
   /**
+   * On `close()`, wait up to this long for deliveries in the application's hands to settle (their
+   * settlements still reach the broker); those still unsettled then are released. Default 0.
+   */
+  drainTimeoutMs?: number;
+  /**
    * Extra rhea receiver options (link name, filters, ...); credit and settlement are set here, and
    * the source's `address`. Other source fields are kept (`durable`, `filter`, ...).
    */
@@ -80,13 +85,17 @@ export function deliveryCountOf(message: AmqpMessage): number {
 interface Tracked {
   readonly delivery: RheaDelivery;
   live: boolean;
+  /** The delivery made for the application (close tells those still queued by it). */
+  handout: Delivery<unknown> | undefined;
 }
 
 /**
  * Receives from an AMQP 1.0 source over a rhea connection the application opened, with manual
  * settlement: `accept()` sends `accepted`, `release()` `released` (or `modified` with
  * delivery-failed), `reject(reason)` `rejected` with an error condition. The link never holds
- * more than `credit` unsettled deliveries. `close()` releases what is unsettled and detaches.
+ * more than `credit` unsettled deliveries. `close()` releases what was not handed out yet, waits up
+ * to `drainTimeoutMs` for the deliveries in the application's hands to be settled, releases those
+ * still unsettled and detaches.
  *
  * @param connection - an open (or opening) rhea connection
  * @param options - the address, credit, formats for structured mode and decoding limits
@@ -107,9 +116,12 @@ export function amqpSubscriber<T = unknown>(
   const credit = options.credit ?? 100;
   const releaseOutcome = options.releaseOutcome ?? "released";
   const rejectCondition = options.rejectCondition ?? "posthorn:rejected";
+  const drainTimeoutMs = options.drainTimeoutMs ?? 0;
   const queue = new AsyncQueue<Delivery<T>>();
   const unsettled = new Set<Tracked>();
   let closing: Promise<void> | undefined;
+  // Set while close() waits for the deliveries in hand: called when none is left unsettled.
+  let drained: (() => void) | undefined;
 
   // A session of its own, so a failing address ends only this subscriber's session.
   applyNoDelay(connection);
@@ -155,6 +167,7 @@ export function amqpSubscriber<T = unknown>(
     }
     tracked.live = false;
     unsettled.delete(tracked);
+    if (unsettled.size === 0) drained?.();
     return new Promise<void>((resolve) => {
       gate.submit(key, () => {
         action(tracked.delivery);
@@ -169,7 +182,7 @@ export function amqpSubscriber<T = unknown>(
     const rheaDelivery = context.delivery;
     const amqp = context.message as unknown as AmqpMessage | undefined;
     if (rheaDelivery === undefined || amqp === undefined) return;
-    const tracked: Tracked = { delivery: rheaDelivery, live: true };
+    const tracked: Tracked = { delivery: rheaDelivery, live: true, handout: undefined };
     if (closing) {
       gate.submit("released", () => rheaDelivery.release());
       return;
@@ -180,29 +193,29 @@ export function amqpSubscriber<T = unknown>(
     // The metadata object is the decoder's fresh one: adding to it costs far less than a copy
     // (a spread followed by a new member takes V8's slow path, about 0.5 us).
     (message.metadata as Record<string, unknown>).address = address;
-    queue.push(
-      createDelivery<T>({
-        message,
-        event: decoded.event as Delivery<T>["event"],
-        error: decoded.error,
-        deliveryCount: deliveryCountOf(amqp),
-        capabilities: AMQP_SETTLEMENT_CAPABILITIES,
-        accept: () => settle(tracked, "accepted", (d) => d.accept()),
-        release: () =>
-          settle(tracked, releaseOutcome, (d) =>
-            // Both fields explicit: some brokers refuse a modified outcome with absent fields.
-            releaseOutcome === "modified"
-              ? d.modified({ delivery_failed: true, undeliverable_here: false })
-              : d.release(),
-          ),
-        reject: (reason) => {
-          const description = reason ?? "rejected by the consumer";
-          return settle(tracked, `rejected:${description}`, (d) =>
-            d.reject({ condition: rejectCondition, description }),
-          );
-        },
-      }),
-    );
+    const delivery = createDelivery<T>({
+      message,
+      event: decoded.event as Delivery<T>["event"],
+      error: decoded.error,
+      deliveryCount: deliveryCountOf(amqp),
+      capabilities: AMQP_SETTLEMENT_CAPABILITIES,
+      accept: () => settle(tracked, "accepted", (d) => d.accept()),
+      release: () =>
+        settle(tracked, releaseOutcome, (d) =>
+          // Both fields explicit: some brokers refuse a modified outcome with absent fields.
+          releaseOutcome === "modified"
+            ? d.modified({ delivery_failed: true, undeliverable_here: false })
+            : d.release(),
+        ),
+      reject: (reason) => {
+        const description = reason ?? "rejected by the consumer";
+        return settle(tracked, `rejected:${description}`, (d) =>
+          d.reject({ condition: rejectCondition, description }),
+        );
+      },
+    });
+    tracked.handout = delivery;
+    queue.push(delivery);
   });
 
   receiver.on("receiver_open", () => {
@@ -213,7 +226,16 @@ export function amqpSubscriber<T = unknown>(
     if (credit - live > 0) receiver.add_credit(credit - live);
   });
 
+  // Deliveries of a lost link cannot be settled any more; the broker redelivers them. Also ends
+  // close()'s wait for them.
+  const forget = (): void => {
+    for (const t of unsettled) t.live = false;
+    unsettled.clear();
+    drained?.();
+  };
+
   const onLinkError = (context: EventContext): void => {
+    forget();
     if (closing) return;
     const err = translateAmqpError(
       context.receiver?.error,
@@ -221,13 +243,12 @@ export function amqpSubscriber<T = unknown>(
       `the receiver link from ${address}`,
     );
     readyReject(err);
-    for (const t of unsettled) t.live = false;
-    unsettled.clear();
     queue.fail(err);
   };
   receiver.on("receiver_error", onLinkError);
   receiver.on("receiver_close", onLinkError);
   const onSessionEnd = (context: EventContext): void => {
+    forget();
     if (closing) return;
     const err = translateAmqpError(
       context.session?.error,
@@ -235,18 +256,14 @@ export function amqpSubscriber<T = unknown>(
       `the session of the receiver from ${address}`,
     );
     readyReject(err);
-    for (const t of unsettled) t.live = false;
-    unsettled.clear();
     queue.fail(err);
   };
   session.on("session_error", onSessionEnd);
   session.on("session_close", onSessionEnd);
 
   const stopObserving = observeConnection(connection, "disconnected", (context) => {
+    forget();
     if (closing) return;
-    // Deliveries of the lost connection cannot be settled any more; the broker redelivers them.
-    for (const t of unsettled) t.live = false;
-    unsettled.clear();
     queue.drain();
     if (!context.reconnecting) {
       const err = translateAmqpError(
@@ -259,6 +276,14 @@ export function amqpSubscriber<T = unknown>(
     }
   });
 
+  const linkOpen = (): boolean => receiver.is_open() && !connection.is_closed();
+  // Sends the delivery back to the broker for another consumer; settling it later fails.
+  const giveBack = (t: Tracked, open: boolean): void => {
+    if (t.live && open) gate.submit("released", () => t.delivery.release());
+    t.live = false;
+    unsettled.delete(t);
+  };
+
   const close = (): Promise<void> => {
     if (closing) return closing;
     // A close before the link attached: ready will never resolve, so it says why (a no-op once
@@ -267,16 +292,24 @@ export function amqpSubscriber<T = unknown>(
       new PosthornError("Closed", "the AMQP subscriber was closed before its link attached"),
     );
     closing = (async () => {
-      stopObserving();
-      // Everything not settled goes back to the broker for another consumer.
-      const open = receiver.is_open() && !connection.is_closed();
-      for (const t of unsettled) {
-        if (t.live && open) gate.submit("released", () => t.delivery.release());
-        t.live = false;
-      }
-      unsettled.clear();
-      queue.drain();
+      // What the application has not seen yet goes back at once.
+      const queued = new Set<unknown>(queue.drain());
       queue.end();
+      let open = linkOpen();
+      for (const t of unsettled) if (queued.has(t.handout)) giveBack(t, open);
+      // The deliveries in hand may still be settled over the attached link, for a while.
+      if (drainTimeoutMs > 0 && unsettled.size > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+          timer = setTimeout(resolve, drainTimeoutMs);
+        });
+        clearTimeout(timer);
+        drained = undefined;
+        open = linkOpen();
+      }
+      stopObserving();
+      for (const t of unsettled) giveBack(t, open);
       // Dispositions go out before the detach: let the gate flush them first.
       if (open) await gate.idle();
       await endSession(connection, session);

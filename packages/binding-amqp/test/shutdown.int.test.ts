@@ -1,5 +1,6 @@
 // Graceful shutdown against the shared RabbitMQ (AMQP_URL): close() drains the publisher and
-// releases the subscriber's unsettled deliveries, and nothing is left open afterwards.
+// releases the subscriber's unsettled deliveries, waiting up to drainTimeoutMs for those in
+// hand, and nothing is left open afterwards.
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import type { Delivery } from "@posthorn/core";
 import {
@@ -7,10 +8,12 @@ import {
   brokerUrl,
   expectNoLeakedHandles,
   requireBroker,
+  settledWithin,
   shutdownEvent,
 } from "@posthorn/testkit";
 import amqplib from "amqplib";
-import { describe, expect, it } from "vitest";
+import type { Connection } from "rhea";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
 
 const ok = await requireBroker("amqp");
@@ -82,3 +85,168 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
     }
   });
 });
+
+describe.skipIf(!ok)(
+  "AMQP subscriber close() with drainTimeoutMs (skipped: no broker outside CI)",
+  () => {
+    let admin: amqplib.ChannelModel;
+    let channel: amqplib.Channel;
+    let connection: Connection;
+    const queues: string[] = [];
+    beforeAll(async () => {
+      admin = await amqplib.connect(brokerUrl("amqp") as string);
+      channel = await admin.createChannel();
+      connection = await connectRabbit();
+    });
+    afterAll(async () => {
+      if (connection) await closeConnection(connection);
+      for (const q of queues) await channel?.deleteQueue(q);
+      await channel?.close();
+      await admin?.close();
+    });
+
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    /** A new queue holding shutdown-0 ... shutdown-(count-1): its name and AMQP 1.0 address. */
+    const filledQueue = async (count: number): Promise<{ queue: string; address: string }> => {
+      const queue = uniqueName("drain");
+      await channel.assertQueue(queue, { durable: false });
+      queues.push(queue);
+      const address = `/amq/queue/${queue}`;
+      const publisher = amqpPublisher(connection, { address });
+      await publisher.publish(Array.from({ length: count }, (_, i) => shutdownEvent("amqp", i)));
+      await publisher.close();
+      return { queue, address };
+    };
+
+    /**
+     * Polls the queue over AMQP 0-9-1 until `done` holds (RabbitMQ requeues asynchronously), at
+     * most 3 s; returns the last reading.
+     */
+    const queueUntil = async (
+      queue: string,
+      done: (q: amqplib.Replies.AssertQueue) => boolean,
+    ): Promise<amqplib.Replies.AssertQueue> => {
+      const deadline = Date.now() + 3000;
+      let q = await channel.checkQueue(queue);
+      while (!done(q) && Date.now() < deadline) {
+        await sleep(25);
+        q = await channel.checkQueue(queue);
+      }
+      return q;
+    };
+
+    it("waits for the delivery in hand: its accept() during the wait reaches the broker and ends the wait; the queued one goes back at once", {
+      timeout: 20_000,
+    }, async () => {
+      const { queue, address } = await filledQueue(2);
+      const baseline = await baselineHandles();
+      const subscriber = amqpSubscriber(connection, { address, drainTimeoutMs: 5000 });
+      const inHand = await nextDelivery(subscriber[Symbol.asyncIterator]());
+      expect(inHand.event?.id).toBe("shutdown-0");
+      // Both messages are with the subscriber: one handed out, one queued behind it.
+      expect((await queueUntil(queue, (q) => q.messageCount === 0)).messageCount).toBe(0);
+
+      const started = performance.now();
+      const closing = subscriber.close();
+      let closedAt: number | undefined;
+      void closing.then(() => {
+        closedAt = performance.now();
+      });
+      expect(subscriber.close()).toBe(closing);
+      // The queued one is back in the queue while close() still waits for the one in hand.
+      expect((await queueUntil(queue, (q) => q.messageCount === 1)).messageCount).toBe(1);
+      await sleep(200 - (performance.now() - started));
+      expect(closedAt).toBeUndefined();
+      const acceptedAt = performance.now();
+      await expect(inHand.accept()).resolves.toBeUndefined();
+      await closing;
+      const closeMs = (closedAt as number) - started;
+      const afterAcceptMs = (closedAt as number) - acceptedAt;
+      console.log(
+        `amqp drainTimeoutMs 5000: accept at ${(acceptedAt - started).toFixed(0)} ms, close resolved at ${closeMs.toFixed(0)} ms (${afterAcceptMs.toFixed(0)} ms after the accept)`,
+      );
+      expect(afterAcceptMs).toBeLessThan(1000);
+      expect(closeMs).toBeLessThan(2000);
+
+      // Accepted, so gone: the next consumer gets only the released one.
+      const next = amqpSubscriber(connection, { address });
+      const it2 = next[Symbol.asyncIterator]();
+      const back = await nextDelivery(it2);
+      expect(back.event?.id).toBe("shutdown-1");
+      await back.accept();
+      expect(await settledWithin(it2.next(), 1000)).toBe("pending");
+      await next.close();
+      const after = await queueUntil(queue, (q) => q.consumerCount === 0);
+      expect(after).toMatchObject({ consumerCount: 0, messageCount: 0 });
+      // The drain timer was cleared: nothing is left waiting on it.
+      await expectNoLeakedHandles(baseline, 1000);
+    });
+
+    it("gives up after drainTimeoutMs: the delivery still in hand is released and settling it fails", {
+      timeout: 20_000,
+    }, async () => {
+      const { address } = await filledQueue(1);
+      const subscriber = amqpSubscriber(connection, { address, drainTimeoutMs: 300 });
+      const inHand = await nextDelivery(subscriber[Symbol.asyncIterator]());
+      const started = performance.now();
+      await subscriber.close();
+      const closeMs = performance.now() - started;
+      console.log(
+        `amqp drainTimeoutMs 300, nothing settled: close resolved in ${closeMs.toFixed(0)} ms`,
+      );
+      expect(closeMs).toBeGreaterThanOrEqual(250);
+      expect(closeMs).toBeLessThan(3000);
+      await expect(inHand.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+
+      const next = amqpSubscriber(connection, { address });
+      const back = await nextDelivery(next[Symbol.asyncIterator]());
+      expect(back.event?.id).toBe(inHand.event?.id);
+      await back.accept();
+      await next.close();
+    });
+
+    it("without drainTimeoutMs close() does not wait for the delivery in hand", async () => {
+      const { address } = await filledQueue(1);
+      const subscriber = amqpSubscriber(connection, { address });
+      await nextDelivery(subscriber[Symbol.asyncIterator]());
+      const started = performance.now();
+      await subscriber.close();
+      const closeMs = performance.now() - started;
+      console.log(
+        `amqp default drainTimeoutMs, one in hand: close resolved in ${closeMs.toFixed(0)} ms`,
+      );
+      expect(closeMs).toBeLessThan(1000);
+    });
+
+    it("stops waiting at once when the connection drops during the wait", {
+      timeout: 20_000,
+    }, async () => {
+      const { address } = await filledQueue(1);
+      const doomed = await connectRabbit();
+      // Without a listener rhea writes the disconnect to the console.
+      doomed.on("disconnected", () => {});
+      const subscriber = amqpSubscriber(doomed, { address, drainTimeoutMs: 5000 });
+      const inHand = await nextDelivery(subscriber[Symbol.asyncIterator]());
+      const closing = subscriber.close();
+      await sleep(100);
+      const droppedAt = performance.now();
+      (doomed as unknown as { socket: { destroy(err: Error): void } }).socket.destroy(
+        new Error("the connection dropped"),
+      );
+      await closing;
+      const afterDropMs = performance.now() - droppedAt;
+      console.log(
+        `amqp drainTimeoutMs 5000, connection dropped: close resolved ${afterDropMs.toFixed(0)} ms after the drop`,
+      );
+      expect(afterDropMs).toBeLessThan(1000);
+      await expect(inHand.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+
+      const next = amqpSubscriber(connection, { address });
+      const back = await nextDelivery(next[Symbol.asyncIterator]());
+      expect(back.event?.id).toBe(inHand.event?.id);
+      await back.accept();
+      await next.close();
+    });
+  },
+);
