@@ -77,6 +77,12 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
    * message; the default is to send a reason only when the server says it is 2.10 or later.
    */
   termWithReason?: boolean;
+  /**
+   * On `close()`, wait up to this long for deliveries in the application's hands to settle:
+   * `accept()`, `release()`, `reject()` and `inProgress()` reach the server meanwhile, and what is
+   * still unsettled afterwards is naked. The wait ends early when the connection closes. Default 0.
+   */
+  drainTimeoutMs?: number;
 }
 
 const noop = (): void => {};
@@ -244,10 +250,11 @@ function serverAtLeast210(version: string | undefined): boolean {
  * working (resetting the ack wait). `deliveryCount` is the server's count of deliveries of the
  * message, so a job knows its attempt number.
  *
- * `close()` stops pulling, naks every delivery handed out and not yet settled (so another
- * consumer gets it at once rather than after the ack wait), and ends iteration. Messages the
- * client had pulled but not yet handed out come back after the consumer's ack wait. Leaving a
- * `for await` loop closes the subscriber the same way.
+ * `close()` stops pulling and ends iteration, naks the messages the client had pulled but not
+ * yet handed out, waits up to `drainTimeoutMs` (default 0) for the deliveries handed out to be
+ * settled, then naks those still unsettled (so another consumer gets them at once rather than
+ * after the ack wait; settling one later is `SettlementFailed`). Leaving a `for await` loop
+ * closes the subscriber the same way.
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
@@ -279,6 +286,8 @@ export async function jetStreamSubscriber<T = unknown>(
     options.termWithReason ?? serverAtLeast210(connectionOf(js)?.info?.version);
   const decodeOptions: NatsDecodeOptions = options;
   const unsettled = new Set<Delivery<T>>();
+  // Set while close() waits for the deliveries handed out to be settled.
+  let allSettled: (() => void) | undefined;
   let closed = false;
   const capabilities: SettlementCapabilities = JETSTREAM_CAPABILITIES;
 
@@ -299,6 +308,7 @@ export async function jetStreamSubscriber<T = unknown>(
     let delivery: Delivery<T> | undefined;
     const done = () => {
       if (delivery) unsettled.delete(delivery);
+      if (unsettled.size === 0) allSettled?.();
     };
     delivery = createDelivery<T>({
       message,
@@ -383,6 +393,20 @@ export async function jetStreamSubscriber<T = unknown>(
       await releaseBuffered().catch(() => undefined);
       const nc = connectionOf(js);
       if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
+      const drainMs = options.drainTimeoutMs ?? 0;
+      if (drainMs > 0 && unsettled.size > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((resolve) => {
+          const stop = (): void => resolve();
+          allSettled = stop;
+          timer = setTimeout(stop, drainMs);
+          // A closed connection settles nothing more (`closed()` of nats.js v2 and v3, read
+          // only when it is there).
+          (nc as { closed?: () => Promise<unknown> } | undefined)?.closed?.().then(stop, stop);
+        });
+        allSettled = undefined;
+        clearTimeout(timer);
+      }
       for (const delivery of [...unsettled]) {
         if (delivery.settled) continue;
         // Settle through the delivery, so a later accept() by a handler says SettlementFailed.

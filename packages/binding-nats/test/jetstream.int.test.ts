@@ -62,8 +62,19 @@ async function streamWithConsumer(
   return { stream, subject, consumer };
 }
 
-async function subscribe(stream: string, consumer: string, client: JetStreamClient = js) {
-  const s = await jetStreamSubscriber(client, { stream, consumer, formats, maxMessages: 64 });
+async function subscribe(
+  stream: string,
+  consumer: string,
+  client: JetStreamClient = js,
+  options: { drainTimeoutMs?: number } = {},
+) {
+  const s = await jetStreamSubscriber(client, {
+    stream,
+    consumer,
+    formats,
+    maxMessages: 64,
+    ...options,
+  });
   subscribers.push(s);
   return s;
 }
@@ -221,13 +232,78 @@ describe("JetStream settlement", () => {
     const second = await subscribe(stream, consumer);
     const secondIt = second[Symbol.asyncIterator]();
     const waiting = next(secondIt, 3000);
+    const closeStarted = Date.now();
     await first.close();
+    // drainTimeoutMs defaults to 0: close() does not wait for the delivery in hand.
+    expect(Date.now() - closeStarted).toBeLessThan(1000);
     expect(d?.settled).toBe(true);
     await expect(d?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
     const again = await waiting;
     expect(again?.event?.id).toBe(vector("typical").event.id);
     expect(again?.deliveryCount).toBe(2);
     await again?.accept();
+  });
+
+  it("close() with drainTimeoutMs waits for a delivery in hand: accepted during the wait, it is acked and close() resolves soon after", async () => {
+    // A long ack wait: a message that comes back came back because it was not acked.
+    const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 60_000 });
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const sub = await subscribe(stream, consumer, js, { drainTimeoutMs: 5000 });
+    const d = await next(sub[Symbol.asyncIterator]());
+    expect(d?.event?.id).toBe(vector("typical").event.id);
+    let closedAt: number | undefined;
+    const closing = sub.close();
+    expect(sub.close()).toBe(closing);
+    void closing.then(() => {
+      closedAt = Date.now();
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(closedAt).toBeUndefined();
+    await d?.inProgress();
+    const acceptedAt = Date.now();
+    await d?.accept();
+    await closing;
+    expect((closedAt as number) - acceptedAt).toBeLessThan(1000);
+    expect(sub.inFlight).toBe(0);
+    const again = await subscribe(stream, consumer);
+    expect(await next(again[Symbol.asyncIterator](), 1500)).toBeUndefined();
+    // Asked after that wait: the server applies an ack after it answered the flush that sent it.
+    const info = await jsm.consumers.info(stream, consumer);
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+  });
+
+  it("close() with drainTimeoutMs naks a delivery still unsettled when the wait is over: settling it then is SettlementFailed, and it is delivered again", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 60_000 });
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const sub = await subscribe(stream, consumer, js, { drainTimeoutMs: 300 });
+    const d = await next(sub[Symbol.asyncIterator]());
+    const started = Date.now();
+    await sub.close();
+    const closeMs = Date.now() - started;
+    expect(closeMs).toBeGreaterThanOrEqual(250);
+    expect(closeMs).toBeLessThan(3000);
+    await expect(d?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    // Well inside the 60 s ack wait: it came back because close() naked it.
+    const again = await next((await subscribe(stream, consumer))[Symbol.asyncIterator](), 5000);
+    expect(again?.event?.id).toBe(vector("typical").event.id);
+    await again?.accept();
+  });
+
+  it("close() with drainTimeoutMs stops waiting when the connection closes", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 60_000 });
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const nc2 = await connect({ servers: server.url });
+    const sub = await subscribe(stream, consumer, jetstream(nc2), { drainTimeoutMs: 10_000 });
+    const d = await next(sub[Symbol.asyncIterator]());
+    expect(d).toBeDefined();
+    const closing = sub.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await nc2.close();
+    await closing;
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expect(d?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
   });
 
   it("stores a re-published event once within the duplicate window (message id = event id)", async () => {

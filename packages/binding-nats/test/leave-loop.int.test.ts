@@ -17,6 +17,7 @@ import { startTestNats, unique } from "./nats-server.js";
 // share of the group's messages, and a JetStream message in hand waits out the ack wait.
 const server = await startTestNats();
 const nc: NatsConnection = await connect({ servers: server.url });
+const jsm = await jetstreamManager(nc);
 
 afterAll(async () => {
   await nc.close();
@@ -74,22 +75,28 @@ describe("leaving the loop over core NATS", () => {
 });
 
 describe("leaving the loop over JetStream", () => {
-  it("a delivery in hand when the loop is left is naked: it comes back at once, not after the ack wait", async () => {
-    const js = jetstream(nc);
-    const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+
+  /** A stream holding one job, "job-1", and its durable consumer "workers"; returns the stream. */
+  async function oneJob(): Promise<string> {
     const stream = unique("LEAVE").toUpperCase();
     const subject = `${stream.toLowerCase()}.jobs`;
     await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+    // An ack wait far longer than the tests wait: only a nak brings the message back in time.
+    await jsm.consumers.add(stream, {
+      durable_name: "workers",
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: 60 * 1_000_000_000,
+    });
+    await jetStreamPublisher(js, { subject }).publish(
+      vector("minimal").event.cloneWith({ id: "job-1" }),
+    );
+    return stream;
+  }
+
+  it("a delivery in hand when the loop is left is naked: it comes back at once, not after the ack wait", async () => {
+    const stream = await oneJob();
     try {
-      // An ack wait far longer than the test waits: only a nak brings the message back in time.
-      await jsm.consumers.add(stream, {
-        durable_name: "workers",
-        ack_policy: AckPolicy.Explicit,
-        ack_wait: 60 * 1_000_000_000,
-      });
-      await jetStreamPublisher(js, { subject }).publish(
-        vector("minimal").event.cloneWith({ id: "job-1" }),
-      );
       const first = await jetStreamSubscriber(js, { stream, consumer: "workers", formats: [json] });
       let kept: Delivery | undefined;
       for await (const d of first) {
@@ -114,6 +121,42 @@ describe("leaving the loop over JetStream", () => {
       // with an explicit close() as well.
       await again?.accept();
       await second.close();
+    } finally {
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
+
+  it("with drainTimeoutMs, leaving the loop waits for a delivery handed to other work: accepted meanwhile, it is acked", async () => {
+    const stream = await oneJob();
+    try {
+      const first = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        drainTimeoutMs: 5000,
+      });
+      let handled: Promise<void> | undefined;
+      const started = Date.now();
+      for await (const d of first) {
+        handled = (async () => {
+          await new Promise((r) => setTimeout(r, 200));
+          await d.accept();
+        })();
+        break;
+      }
+      const left = Date.now() - started;
+      await handled;
+      expect(left).toBeGreaterThanOrEqual(150);
+      expect(left).toBeLessThan(2000);
+
+      const second = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+      });
+      expect(await nextWithin(second[Symbol.asyncIterator](), 1500)).toBeUndefined();
+      await second.close();
+      expect((await jsm.consumers.info(stream, "workers")).num_ack_pending).toBe(0);
     } finally {
       await jsm.streams.delete(stream).catch(() => undefined);
     }
