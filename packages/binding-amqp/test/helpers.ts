@@ -16,6 +16,7 @@ import {
 // The next delivery of a subscriber, or a failure after `timeoutMs`: testkit's, for these tests.
 export { nextDelivery };
 
+import amqplib from "amqplib";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 
 /** Opens a rhea connection and waits until it is open. */
@@ -251,4 +252,65 @@ export async function startPeer(port: number): Promise<{
         server.close(() => resolve());
       }),
   };
+}
+
+/** What {@link QueueAdmin.count} reads of a queue. */
+export interface QueueCount {
+  readonly messages: number;
+  readonly consumers: number;
+}
+
+/** Declares and deletes queues over AMQP 0-9-1, for what the AMQP 1.0 plugin cannot declare. */
+export class QueueAdmin {
+  #connection: amqplib.ChannelModel | undefined;
+  #channel: amqplib.Channel | undefined;
+  readonly #queues: string[] = [];
+  readonly #exchanges: string[] = [];
+
+  async channel(): Promise<amqplib.Channel> {
+    if (!this.#channel) {
+      this.#connection = await amqplib.connect(brokerUrl("amqp") as string);
+      this.#channel = await this.#connection.createChannel();
+    }
+    return this.#channel;
+  }
+
+  async queue(name: string, args: Record<string, unknown> = {}): Promise<string> {
+    const ch = await this.channel();
+    await ch.assertQueue(name, { durable: false, arguments: args });
+    this.#queues.push(name);
+    return name;
+  }
+
+  /** Deletes a queue someone else declares, at the end. */
+  adopt(name: string): string {
+    this.#queues.push(name);
+    return name;
+  }
+
+  async fanout(name: string): Promise<string> {
+    const ch = await this.channel();
+    await ch.assertExchange(name, "fanout", { durable: false });
+    this.#exchanges.push(name);
+    return name;
+  }
+
+  /** Takes one message off a queue over AMQP 0-9-1, or `false` when it is empty. */
+  async get(queue: string): Promise<amqplib.GetMessage | false> {
+    return (await this.channel()).get(queue, { noAck: true });
+  }
+
+  /** How many messages a queue holds, and how many consumers it has, over AMQP 0-9-1. */
+  async count(queue: string): Promise<QueueCount> {
+    const q = await (await this.channel()).checkQueue(queue);
+    return { messages: q.messageCount, consumers: q.consumerCount };
+  }
+
+  async close(): Promise<void> {
+    if (!this.#channel) return;
+    for (const q of this.#queues) await this.#channel.deleteQueue(q);
+    for (const x of this.#exchanges) await this.#channel.deleteExchange(x);
+    await this.#channel.close();
+    await this.#connection?.close();
+  }
 }

@@ -1,10 +1,9 @@
 import { type AmqpSubscriberOptions, amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, type Delivery } from "@posthorn/core";
-import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import amqplib from "amqplib";
+import { requireBroker } from "@posthorn/testkit";
 import type { Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
+import { closeConnection, connectRabbit, nextDelivery, QueueAdmin, uniqueName } from "./helpers.js";
 
 // The subscriber's size limit, under its name in every binding (maxPayloadBytes) and its former
 // one (maxMessageBytes), against RabbitMQ (AMQP_URL). Queues are declared over AMQP 0-9-1.
@@ -22,19 +21,13 @@ function event(id: string, size: number): CloudEvent {
 }
 
 describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)", () => {
-  let admin: amqplib.ChannelModel;
-  let channel: amqplib.Channel;
+  const admin = new QueueAdmin();
   let connection: Connection;
-  const queues: string[] = [];
   beforeAll(async () => {
-    admin = await amqplib.connect(brokerUrl("amqp") as string);
-    channel = await admin.createChannel();
     connection = await connectRabbit();
   });
   afterAll(async () => {
     await closeConnection(connection);
-    for (const q of queues) await channel.deleteQueue(q);
-    await channel.close();
     await admin.close();
   });
 
@@ -42,9 +35,7 @@ describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)"
   async function receive(
     limits: Pick<AmqpSubscriberOptions, "maxPayloadBytes" | "maxMessageBytes">,
   ): Promise<[Delivery, Delivery]> {
-    const queue = uniqueName("limit");
-    await channel.assertQueue(queue, { durable: false, autoDelete: false });
-    queues.push(queue);
+    const queue = await admin.queue(uniqueName("limit"));
     const address = `/amq/queue/${queue}`;
     const publisher = amqpPublisher(connection, { address });
     const subscriber = amqpSubscriber(connection, { address, ...limits });

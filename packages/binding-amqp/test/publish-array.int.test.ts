@@ -1,70 +1,53 @@
 import { getEventListeners } from "node:events";
 import { amqpPublisher } from "@posthorn/binding-amqp";
 import { isPosthornError } from "@posthorn/core";
-import { brokerUrl, requireBroker, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
-import amqplib from "amqplib";
+import { requireBroker, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import type { Connection } from "rhea";
-import { afterAll, describe, expect, it } from "vitest";
-import { closeConnection, connectRabbit, uniqueName } from "./helpers.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeConnection, connectRabbit, QueueAdmin, uniqueName } from "./helpers.js";
 
 // publish(array) against RabbitMQ (AMQP_URL): an event that cannot be encoded fails the whole
 // call before anything is sent. The queue is declared, and counted, over AMQP 0-9-1.
 const ok = await requireBroker("amqp");
 
 describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside CI)", () => {
-  let admin: amqplib.ChannelModel | undefined;
-  let connection: Connection | undefined;
+  const admin = new QueueAdmin();
+  let connection: Connection;
+  beforeAll(async () => {
+    connection = await connectRabbit();
+  });
   afterAll(async () => {
     if (connection) await closeConnection(connection);
-    await admin?.close();
+    await admin.close();
   });
 
   it("rejects with the encoding error and the queue gets none of the array", async () => {
-    admin = await amqplib.connect(brokerUrl("amqp") as string);
-    const channel = await admin.createChannel();
-    const queue = uniqueName("array-invalid");
-    await channel.assertQueue(queue, { durable: false, autoDelete: false });
-    try {
-      connection = await connectRabbit();
-      const invalid = unencodableEvent("amqp");
-      const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });
-      await publisher.ready;
-      // With message fields and without: the two encoding paths of the publisher.
-      for (const fields of [undefined, { subject: "s" }]) {
-        const err = await publisher
-          .publish(
-            [shutdownEvent("amqp", 1), invalid, shutdownEvent("amqp", 3)],
-            fields ? { fields } : {},
-          )
-          .catch((e: unknown) => e);
-        expect(isPosthornError(err, "InvalidEvent")).toBe(true);
-      }
-      // One message after, accepted once queued: whatever went before it is queued too.
-      await publisher.publish(shutdownEvent("amqp", 4));
-      await publisher.close();
-      const queued: unknown[] = [];
-      for (;;) {
-        const message = await channel.get(queue, { noAck: true });
-        if (message === false) break;
-        queued.push(message);
-      }
-      expect(queued).toHaveLength(1);
-    } finally {
-      await channel.deleteQueue(queue);
-      await channel.close();
+    const queue = await admin.queue(uniqueName("array-invalid"));
+    const invalid = unencodableEvent("amqp");
+    const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });
+    await publisher.ready;
+    // With message fields and without: the two encoding paths of the publisher.
+    for (const fields of [undefined, { subject: "s" }]) {
+      const err = await publisher
+        .publish(
+          [shutdownEvent("amqp", 1), invalid, shutdownEvent("amqp", 3)],
+          fields ? { fields } : {},
+        )
+        .catch((e: unknown) => e);
+      expect(isPosthornError(err, "InvalidEvent")).toBe(true);
     }
+    // One message after, accepted once queued: whatever went before it is queued too.
+    await publisher.publish(shutdownEvent("amqp", 4));
+    await publisher.close();
+    expect(await admin.count(queue)).toEqual({ messages: 1, consumers: 0 });
   });
 
   it("listens for an abortSignal once per call, not once per message: no leak warning, none left", async () => {
-    admin ??= await amqplib.connect(brokerUrl("amqp") as string);
-    const channel = await admin.createChannel();
-    const queue = uniqueName("array-abort");
-    await channel.assertQueue(queue, { durable: false, autoDelete: false });
+    const queue = await admin.queue(uniqueName("array-abort"));
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on("warning", onWarning);
     try {
-      connection ??= await connectRabbit();
       const publisher = amqpPublisher(connection, {
         address: `/amq/queue/${queue}`,
         maxInFlight: 4,
@@ -88,13 +71,11 @@ describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside C
       // Node reports a listener leak on the next turn of the event loop.
       await new Promise((r) => setTimeout(r, 50));
       expect(warnings.map((w) => w.name)).not.toContain("MaxListenersExceededWarning");
-      const { messageCount } = await channel.checkQueue(queue);
-      expect(messageCount).toBeGreaterThanOrEqual(50);
-      expect(messageCount).toBeLessThan(100);
+      const { messages } = await admin.count(queue);
+      expect(messages).toBeGreaterThanOrEqual(50);
+      expect(messages).toBeLessThan(100);
     } finally {
       process.off("warning", onWarning);
-      await channel.deleteQueue(queue);
-      await channel.close();
     }
   });
 });

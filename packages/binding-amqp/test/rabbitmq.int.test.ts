@@ -5,13 +5,11 @@ import { type AmqpSubscriber, amqpPublisher, amqpSubscriber } from "@posthorn/bi
 import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
 import {
   type BindingPath,
-  brokerUrl,
   describeBindingConformance,
   expectEquivalent,
   requireBroker,
   vector,
 } from "@posthorn/testkit";
-import amqplib from "amqplib";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
@@ -20,6 +18,7 @@ import {
   connectRabbit,
   linkHarness,
   nextDelivery,
+  QueueAdmin,
   uniqueName,
 } from "./helpers.js";
 
@@ -29,55 +28,6 @@ const paths: BindingPath[] = [
   { mode: "binary" },
   ...formats.map((format) => ({ mode: "structured" as const, format })),
 ];
-
-/** Declares and deletes queues over AMQP 0-9-1, for what the AMQP 1.0 plugin cannot declare. */
-class QueueAdmin {
-  #connection: amqplib.ChannelModel | undefined;
-  #channel: amqplib.Channel | undefined;
-  readonly #queues: string[] = [];
-  readonly #exchanges: string[] = [];
-
-  async channel(): Promise<amqplib.Channel> {
-    if (!this.#channel) {
-      this.#connection = await amqplib.connect(brokerUrl("amqp") as string);
-      this.#channel = await this.#connection.createChannel();
-    }
-    return this.#channel;
-  }
-
-  async queue(name: string, args: Record<string, unknown> = {}): Promise<string> {
-    const ch = await this.channel();
-    await ch.assertQueue(name, { durable: false, arguments: args });
-    this.#queues.push(name);
-    return name;
-  }
-
-  /** Deletes a queue someone else declares, at the end. */
-  adopt(name: string): string {
-    this.#queues.push(name);
-    return name;
-  }
-
-  async fanout(name: string): Promise<string> {
-    const ch = await this.channel();
-    await ch.assertExchange(name, "fanout", { durable: false });
-    this.#exchanges.push(name);
-    return name;
-  }
-
-  /** Takes one message off a queue over AMQP 0-9-1, or `false` when it is empty. */
-  async get(queue: string): Promise<amqplib.GetMessage | false> {
-    return (await this.channel()).get(queue, { noAck: true });
-  }
-
-  async close(): Promise<void> {
-    if (!this.#channel) return;
-    for (const q of this.#queues) await this.#channel.deleteQueue(q);
-    for (const x of this.#exchanges) await this.#channel.deleteExchange(x);
-    await this.#channel.close();
-    await this.#connection?.close();
-  }
-}
 
 describe.skipIf(!ok)("amqp against RabbitMQ (skipped: no broker outside CI)", () => {
   const admin = new QueueAdmin();

@@ -14,7 +14,14 @@ import {
 import amqplib from "amqplib";
 import type { Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeConnection, connectRabbit, nextDelivery, uniqueName } from "./helpers.js";
+import {
+  closeConnection,
+  connectRabbit,
+  nextDelivery,
+  QueueAdmin,
+  type QueueCount,
+  uniqueName,
+} from "./helpers.js";
 
 const ok = await requireBroker("amqp");
 
@@ -89,29 +96,21 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
 describe.skipIf(!ok)(
   "AMQP subscriber close() with drainTimeoutMs (skipped: no broker outside CI)",
   () => {
-    let admin: amqplib.ChannelModel;
-    let channel: amqplib.Channel;
+    const admin = new QueueAdmin();
     let connection: Connection;
-    const queues: string[] = [];
     beforeAll(async () => {
-      admin = await amqplib.connect(brokerUrl("amqp") as string);
-      channel = await admin.createChannel();
       connection = await connectRabbit();
     });
     afterAll(async () => {
       if (connection) await closeConnection(connection);
-      for (const q of queues) await channel?.deleteQueue(q);
-      await channel?.close();
-      await admin?.close();
+      await admin.close();
     });
 
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
     /** A new queue holding shutdown-0 ... shutdown-(count-1): its name and AMQP 1.0 address. */
     const filledQueue = async (count: number): Promise<{ queue: string; address: string }> => {
-      const queue = uniqueName("drain");
-      await channel.assertQueue(queue, { durable: false });
-      queues.push(queue);
+      const queue = await admin.queue(uniqueName("drain"));
       const address = `/amq/queue/${queue}`;
       const publisher = amqpPublisher(connection, { address });
       await publisher.publish(Array.from({ length: count }, (_, i) => shutdownEvent("amqp", i)));
@@ -125,13 +124,13 @@ describe.skipIf(!ok)(
      */
     const queueUntil = async (
       queue: string,
-      done: (q: amqplib.Replies.AssertQueue) => boolean,
-    ): Promise<amqplib.Replies.AssertQueue> => {
+      done: (q: QueueCount) => boolean,
+    ): Promise<QueueCount> => {
       const deadline = Date.now() + 3000;
-      let q = await channel.checkQueue(queue);
+      let q = await admin.count(queue);
       while (!done(q) && Date.now() < deadline) {
         await sleep(25);
-        q = await channel.checkQueue(queue);
+        q = await admin.count(queue);
       }
       return q;
     };
@@ -145,7 +144,7 @@ describe.skipIf(!ok)(
       const inHand = await nextDelivery(subscriber[Symbol.asyncIterator]());
       expect(inHand.event?.id).toBe("shutdown-0");
       // Both messages are with the subscriber: one handed out, one queued behind it.
-      expect((await queueUntil(queue, (q) => q.messageCount === 0)).messageCount).toBe(0);
+      expect((await queueUntil(queue, (q) => q.messages === 0)).messages).toBe(0);
 
       const started = performance.now();
       const closing = subscriber.close();
@@ -155,7 +154,7 @@ describe.skipIf(!ok)(
       });
       expect(subscriber.close()).toBe(closing);
       // The queued one is back in the queue while close() still waits for the one in hand.
-      expect((await queueUntil(queue, (q) => q.messageCount === 1)).messageCount).toBe(1);
+      expect((await queueUntil(queue, (q) => q.messages === 1)).messages).toBe(1);
       await sleep(200 - (performance.now() - started));
       expect(closedAt).toBeUndefined();
       const acceptedAt = performance.now();
@@ -177,8 +176,8 @@ describe.skipIf(!ok)(
       await back.accept();
       expect(await settledWithin(it2.next(), 1000)).toBe("pending");
       await next.close();
-      const after = await queueUntil(queue, (q) => q.consumerCount === 0);
-      expect(after).toMatchObject({ consumerCount: 0, messageCount: 0 });
+      const after = await queueUntil(queue, (q) => q.consumers === 0);
+      expect(after).toEqual({ consumers: 0, messages: 0 });
       // The drain timer was cleared: nothing is left waiting on it.
       await expectNoLeakedHandles(baseline, 1000);
     });
