@@ -135,6 +135,15 @@ describe.skipIf(!ok)(
       return q;
     };
 
+    /** A new subscriber on `address` gets `released` again (and accepts it). */
+    const expectRedelivered = async (address: string, released: Delivery): Promise<void> => {
+      const next = amqpSubscriber(connection, { address });
+      const back = await nextDelivery(next[Symbol.asyncIterator]());
+      expect(back.event?.id).toBe(released.event?.id);
+      await back.accept();
+      await next.close();
+    };
+
     it("waits for the delivery in hand: its accept() during the wait reaches the broker and ends the wait; the queued one goes back at once", {
       timeout: 20_000,
     }, async () => {
@@ -197,12 +206,7 @@ describe.skipIf(!ok)(
       expect(closeMs).toBeGreaterThanOrEqual(250);
       expect(closeMs).toBeLessThan(3000);
       await expect(inHand.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
-
-      const next = amqpSubscriber(connection, { address });
-      const back = await nextDelivery(next[Symbol.asyncIterator]());
-      expect(back.event?.id).toBe(inHand.event?.id);
-      await back.accept();
-      await next.close();
+      await expectRedelivered(address, inHand);
     });
 
     it("without drainTimeoutMs close() does not wait for the delivery in hand", async () => {
@@ -240,12 +244,7 @@ describe.skipIf(!ok)(
       );
       expect(afterDropMs).toBeLessThan(1000);
       await expect(inHand.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
-
-      const next = amqpSubscriber(connection, { address });
-      const back = await nextDelivery(next[Symbol.asyncIterator]());
-      expect(back.event?.id).toBe(inHand.event?.id);
-      await back.accept();
-      await next.close();
+      await expectRedelivered(address, inHand);
     });
   },
 );
