@@ -62,4 +62,42 @@ describe("with the nats v2 package", () => {
     expect(info.num_ack_pending).toBe(0);
     await jsm.streams.delete(stream);
   });
+
+  it("close() with drainTimeoutMs waits for a delivery in hand, whose accept then reaches the server", async () => {
+    const jsm = await nc.jetstreamManager();
+    const stream = unique("V2DRAIN").toUpperCase();
+    const subject = `${stream.toLowerCase()}.jobs`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    await jsm.consumers.add(stream, { durable_name: "w", ack_policy: AckPolicy.Explicit });
+    try {
+      const js = nc.jetstream();
+      await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+      const subscriber = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "w",
+        formats: [json],
+        drainTimeoutMs: 5000,
+      });
+      const inHand = (await subscriber[Symbol.asyncIterator]().next()).value;
+      const started = Date.now();
+      const closing = subscriber.close();
+      setTimeout(() => void inHand?.accept(), 200);
+      await closing;
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(150);
+      expect(took).toBeLessThan(3000);
+      expect(inHand?.settled).toBe(true);
+      // The server applies an ack after the API request that follows it may be answered.
+      let info = await jsm.consumers.info(stream, "w");
+      for (let i = 0; i < 40 && info.num_ack_pending > 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        info = await jsm.consumers.info(stream, "w");
+      }
+      expect(info.num_ack_pending).toBe(0);
+      expect(info.num_pending).toBe(0);
+      expect(info.num_redelivered).toBe(0);
+    } finally {
+      await jsm.streams.delete(stream);
+    }
+  });
 });
