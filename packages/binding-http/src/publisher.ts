@@ -107,9 +107,16 @@ export interface HttpPublishOptions extends PublishOptions {
   headers?: Record<string, string>;
 }
 
-// http-webhook.md 2.2: 429 asks to slow down; 503 is a temporary failure. 502 and 504 come from
-// proxies in front of a receiver that is briefly away. Every other 4xx and 5xx is final.
-const RETRY_STATUS: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+/**
+ * Whether an answer with `status` is worth another attempt. http-webhook.md 2.2: 429 asks to slow
+ * down and 503 is a temporary failure; a 5xx is the server's failure (a handler that crashed, a
+ * proxy whose receiver is briefly away), not the event's, and the next attempt may succeed. The
+ * exceptions are 501 and 505, which say the server cannot take this kind of request at all. Every
+ * other 4xx is the event's or the request's fault, and final.
+ */
+function retryableStatus(status: number): boolean {
+  return status === 429 || (status >= 500 && status !== 501 && status !== 505);
+}
 
 function checkHeaders(headers: Record<string, string>): void {
   for (const name of Object.keys(headers)) {
@@ -377,7 +384,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    * included; `retry.attemptTimeoutMs` bounds each attempt.
    *
    * @throws {@link PosthornError} `PublishRejected` (`protocolCode` is the HTTP status; retryable
-   *   for 429/502/503/504 once retries are spent, or when a `Retry-After` would end past
+   *   for 429 and 5xx but 501 and 505 once retries are spent, or when a `Retry-After` would end past
    *   `maxDelayMs` or the call's `timeoutMs`), `Timeout` (an attempt's or the call's),
    *   `ConnectionFailed`, `Aborted`, `Closed`, `InvalidEvent`
    *
@@ -592,7 +599,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       if (answer !== undefined) {
         const status = answer.status;
         if (status >= 200 && status < 300) return;
-        const retryable = RETRY_STATUS.has(status);
+        const retryable = retryableStatus(status);
         const text = answer.text;
         failure = new PosthornError(
           "PublishRejected",
@@ -677,7 +684,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 /**
  * A publisher that POSTs events over HTTP: binary, structured or batch mode, a timeout for the
  * whole call (`timeoutMs`) and one per attempt (`retry.attemptTimeoutMs`), retries with
- * exponential backoff and jitter on 429/502/503/504 and on connection failures and timeouts
+ * exponential backoff and jitter on 429 and 5xx (but 501 and 505) and on connection failures and timeouts
  * (honouring `Retry-After` on 429 and 503), never on other 4xx; optional webhook validation
  * handshake (synchronous, or by callback) with pacing to the granted rate, and `Authorization`.
  * In Node (the package's `node` export condition) requests go through `node:http` /

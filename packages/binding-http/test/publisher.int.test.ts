@@ -116,6 +116,33 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       }).publish(event);
       expect(seen).toHaveLength(3);
     });
+    it("retries a 5xx (a handler that failed, a proxy whose receiver is away), then delivers", async () => {
+      for (const status of [500, 502, 504, 507]) {
+        const { url, seen } = await scripted([{ status }]);
+        await httpPublisher({
+          ...sender,
+          url,
+          retry: { maxAttempts: 3, baseDelayMs: 10 },
+        }).publish(event);
+        expect(seen, String(status)).toHaveLength(2);
+      }
+    });
+    it("never retries 501 or 505: the server cannot take such a request at all", async () => {
+      for (const status of [501, 505]) {
+        const { url, seen } = await scripted([{ status }]);
+        const err = await failure(
+          httpPublisher({
+            ...sender,
+            url,
+            retry: { maxAttempts: 5, baseDelayMs: 1 },
+          }).publish(event),
+        );
+        expect(err.code).toBe("PublishRejected");
+        expect(err.protocolCode).toBe(status);
+        expect(err.retryable).toBe(false);
+        expect(seen).toHaveLength(1);
+      }
+    });
     it("never retries another 4xx, and reports the status as protocolCode", async () => {
       for (const status of [400, 401, 404, 413, 415, 422]) {
         const { url, seen } = await scripted([{ status }]);
