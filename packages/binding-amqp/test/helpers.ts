@@ -18,6 +18,7 @@ export { nextDelivery };
 
 import amqplib from "amqplib";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
+import { afterAll, beforeAll } from "vitest";
 
 /** Opens a rhea connection and waits until it is open. */
 export function openConnection(options: {
@@ -313,4 +314,27 @@ export class QueueAdmin {
     await this.#channel.close();
     await this.#connection?.close();
   }
+}
+
+/**
+ * For a describe block against RabbitMQ: a {@link QueueAdmin} and one rhea connection, opened
+ * before its tests and closed after them, the queues the admin declared deleted.
+ */
+export function rabbitFixture(): { readonly admin: QueueAdmin; readonly connection: Connection } {
+  const admin = new QueueAdmin();
+  let connection: Connection | undefined;
+  beforeAll(async () => {
+    connection = await connectRabbit();
+  });
+  afterAll(async () => {
+    if (connection) await closeConnection(connection);
+    await admin.close();
+  });
+  return {
+    admin,
+    get connection(): Connection {
+      if (connection === undefined) throw new Error("the RabbitMQ connection opens in beforeAll");
+      return connection;
+    },
+  };
 }

@@ -1,9 +1,8 @@
 import { type AmqpSubscriberOptions, amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, type Delivery } from "@posthorn/core";
 import { requireBroker } from "@posthorn/testkit";
-import type { Connection } from "rhea";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeConnection, connectRabbit, nextDelivery, QueueAdmin, uniqueName } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { nextDelivery, rabbitFixture, uniqueName } from "./helpers.js";
 
 // The subscriber's size limit, under its name in every binding (maxPayloadBytes) and its former
 // one (maxMessageBytes), against RabbitMQ (AMQP_URL). Queues are declared over AMQP 0-9-1.
@@ -21,15 +20,8 @@ function event(id: string, size: number): CloudEvent {
 }
 
 describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)", () => {
-  const admin = new QueueAdmin();
-  let connection: Connection;
-  beforeAll(async () => {
-    connection = await connectRabbit();
-  });
-  afterAll(async () => {
-    await closeConnection(connection);
-    await admin.close();
-  });
+  const rabbit = rabbitFixture();
+  const { admin } = rabbit;
 
   /** Publishes a 1,500-byte and a 500-byte event, and returns the two deliveries, in order. */
   async function receive(
@@ -37,8 +29,8 @@ describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)"
   ): Promise<[Delivery, Delivery]> {
     const queue = await admin.queue(uniqueName("limit"));
     const address = `/amq/queue/${queue}`;
-    const publisher = amqpPublisher(connection, { address });
-    const subscriber = amqpSubscriber(connection, { address, ...limits });
+    const publisher = amqpPublisher(rabbit.connection, { address });
+    const subscriber = amqpSubscriber(rabbit.connection, { address, ...limits });
     await Promise.all([publisher.ready, subscriber.ready]);
     try {
       await publisher.publish([event("big", 1500), event("small", 500)]);

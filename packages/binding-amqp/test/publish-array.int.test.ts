@@ -2,29 +2,21 @@ import { getEventListeners } from "node:events";
 import { amqpPublisher } from "@posthorn/binding-amqp";
 import { isPosthornError } from "@posthorn/core";
 import { requireBroker, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
-import type { Connection } from "rhea";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeConnection, connectRabbit, QueueAdmin, uniqueName } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { rabbitFixture, uniqueName } from "./helpers.js";
 
 // publish(array) against RabbitMQ (AMQP_URL): an event that cannot be encoded fails the whole
 // call before anything is sent. The queue is declared, and counted, over AMQP 0-9-1.
 const ok = await requireBroker("amqp");
 
 describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside CI)", () => {
-  const admin = new QueueAdmin();
-  let connection: Connection;
-  beforeAll(async () => {
-    connection = await connectRabbit();
-  });
-  afterAll(async () => {
-    if (connection) await closeConnection(connection);
-    await admin.close();
-  });
+  const rabbit = rabbitFixture();
+  const { admin } = rabbit;
 
   it("rejects with the encoding error and the queue gets none of the array", async () => {
     const queue = await admin.queue(uniqueName("array-invalid"));
     const invalid = unencodableEvent("amqp");
-    const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });
+    const publisher = amqpPublisher(rabbit.connection, { address: `/amq/queue/${queue}` });
     await publisher.ready;
     // With message fields and without: the two encoding paths of the publisher.
     for (const fields of [undefined, { subject: "s" }]) {
@@ -48,7 +40,7 @@ describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside C
     const onWarning = (w: Error) => warnings.push(w);
     process.on("warning", onWarning);
     try {
-      const publisher = amqpPublisher(connection, {
+      const publisher = amqpPublisher(rabbit.connection, {
         address: `/amq/queue/${queue}`,
         maxInFlight: 4,
       });

@@ -12,14 +12,13 @@ import {
   shutdownEvent,
 } from "@posthorn/testkit";
 import amqplib from "amqplib";
-import type { Connection } from "rhea";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   closeConnection,
   connectRabbit,
   nextDelivery,
-  QueueAdmin,
   type QueueCount,
+  rabbitFixture,
   uniqueName,
 } from "./helpers.js";
 
@@ -96,15 +95,8 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
 describe.skipIf(!ok)(
   "AMQP subscriber close() with drainTimeoutMs (skipped: no broker outside CI)",
   () => {
-    const admin = new QueueAdmin();
-    let connection: Connection;
-    beforeAll(async () => {
-      connection = await connectRabbit();
-    });
-    afterAll(async () => {
-      if (connection) await closeConnection(connection);
-      await admin.close();
-    });
+    const rabbit = rabbitFixture();
+    const { admin } = rabbit;
 
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -112,7 +104,7 @@ describe.skipIf(!ok)(
     const filledQueue = async (count: number): Promise<{ queue: string; address: string }> => {
       const queue = await admin.queue(uniqueName("drain"));
       const address = `/amq/queue/${queue}`;
-      const publisher = amqpPublisher(connection, { address });
+      const publisher = amqpPublisher(rabbit.connection, { address });
       await publisher.publish(Array.from({ length: count }, (_, i) => shutdownEvent("amqp", i)));
       await publisher.close();
       return { queue, address };
@@ -137,7 +129,7 @@ describe.skipIf(!ok)(
 
     /** A new subscriber on `address` gets `released` again (and accepts it). */
     const expectRedelivered = async (address: string, released: Delivery): Promise<void> => {
-      const next = amqpSubscriber(connection, { address });
+      const next = amqpSubscriber(rabbit.connection, { address });
       const back = await nextDelivery(next[Symbol.asyncIterator]());
       expect(back.event?.id).toBe(released.event?.id);
       await back.accept();
@@ -149,7 +141,7 @@ describe.skipIf(!ok)(
     }, async () => {
       const { queue, address } = await filledQueue(2);
       const baseline = await baselineHandles();
-      const subscriber = amqpSubscriber(connection, { address, drainTimeoutMs: 5000 });
+      const subscriber = amqpSubscriber(rabbit.connection, { address, drainTimeoutMs: 5000 });
       const inHand = await nextDelivery(subscriber[Symbol.asyncIterator]());
       expect(inHand.event?.id).toBe("shutdown-0");
       // Both messages are with the subscriber: one handed out, one queued behind it.
@@ -178,7 +170,7 @@ describe.skipIf(!ok)(
       expect(closeMs).toBeLessThan(2000);
 
       // Accepted, so gone: the next consumer gets only the released one.
-      const next = amqpSubscriber(connection, { address });
+      const next = amqpSubscriber(rabbit.connection, { address });
       const it2 = next[Symbol.asyncIterator]();
       const back = await nextDelivery(it2);
       expect(back.event?.id).toBe("shutdown-1");
@@ -195,7 +187,7 @@ describe.skipIf(!ok)(
       timeout: 20_000,
     }, async () => {
       const { address } = await filledQueue(1);
-      const subscriber = amqpSubscriber(connection, { address, drainTimeoutMs: 300 });
+      const subscriber = amqpSubscriber(rabbit.connection, { address, drainTimeoutMs: 300 });
       const inHand = await nextDelivery(subscriber[Symbol.asyncIterator]());
       const started = performance.now();
       await subscriber.close();
@@ -211,7 +203,7 @@ describe.skipIf(!ok)(
 
     it("without drainTimeoutMs close() does not wait for the delivery in hand", async () => {
       const { address } = await filledQueue(1);
-      const subscriber = amqpSubscriber(connection, { address });
+      const subscriber = amqpSubscriber(rabbit.connection, { address });
       await nextDelivery(subscriber[Symbol.asyncIterator]());
       const started = performance.now();
       await subscriber.close();
