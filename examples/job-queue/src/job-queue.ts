@@ -26,7 +26,9 @@ export type Outcome = "done" | "retry" | "dead";
 
 /**
  * Runs one worker until `signal` fires: takes jobs one at a time, calls `handle`, accepts on
- * success, releases on failure, and dead-letters after `maxAttempts`.
+ * success, releases on failure, and dead-letters after `maxAttempts`. When `signal` fires during
+ * a job, the worker finishes and settles that job first, then stops; the jobs it had not started
+ * go back to the queue for the other workers.
  */
 export async function runWorker(
   options: JobQueueOptions,
@@ -38,14 +40,25 @@ export async function runWorker(
   const maxAttempts = options.maxAttempts ?? 3;
   const jobs = await createSubscriber(work);
   const deadLetters = await createPublisher(dead);
-  signal.addEventListener("abort", () => void jobs.close(), { once: true });
+  // Closing the subscriber while a job is in hand would give that job back (another worker then
+  // does it again) and make its accept() fail; so a stop waits for the job in hand.
+  let busy = false;
+  signal.addEventListener(
+    "abort",
+    () => {
+      if (!busy) void jobs.close();
+    },
+    { once: true },
+  );
   try {
     for await (const delivery of jobs) {
+      if (signal.aborted) break;
       const job = asJob(delivery);
       if (!job) {
         await delivery.reject("not a CloudEvent");
         continue;
       }
+      busy = true;
       try {
         await handle(job);
         await job.accept();
@@ -63,7 +76,11 @@ export async function runWorker(
           await job.release({ delayMs: 100 });
           report(job, "retry");
         }
+      } finally {
+        busy = false;
       }
+      // Leaving the loop closes the subscriber.
+      if (signal.aborted) break;
     }
   } finally {
     await jobs.close();

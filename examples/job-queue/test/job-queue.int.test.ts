@@ -52,4 +52,38 @@ describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)",
     }
     await dead.close();
   });
+
+  it("a stop during a job finishes and settles that job first, and starts no other", async () => {
+    const options = { server: brokerUrl("nats") as string, name: `exstop${Date.now()}` };
+    const jobs = Array.from({ length: 3 }, (_, i) =>
+      CloudEvent.create({ type: "com.example.job", source: "/test", id: `job-${i}`, data: { i } }),
+    );
+    await submitJobs(options, jobs);
+    const stop = new AbortController();
+    let started: (() => void) | undefined;
+    const inHandler = new Promise<void>((r) => {
+      started = r;
+    });
+    let finish: (() => void) | undefined;
+    const log: Array<{ id: string; outcome: Outcome }> = [];
+    const working = runWorker(
+      options,
+      (job: Job) =>
+        new Promise<void>((resolve) => {
+          if (job.event.id !== "job-0")
+            throw new Error(`${job.event.id} was started after the stop`);
+          finish = resolve;
+          started?.();
+        }),
+      (job, outcome) => log.push({ id: job.event.id, outcome }),
+      stop.signal,
+    );
+    await inHandler;
+    stop.abort();
+    await new Promise((r) => setTimeout(r, 100));
+    finish?.();
+    // Resolves (the job in hand was accepted, not handed back), and started nothing after it.
+    await working;
+    expect(log).toEqual([{ id: "job-0", outcome: "done" }]);
+  });
 });
