@@ -358,8 +358,9 @@ export async function jetStreamSubscriber<T = unknown>(
   // out does not make nats.js pull more. The iterator still yields the batch it had taken; the
   // rest stays in nats.js's queue (`yields` of its QueuedIterator in v2 and v3, read only when
   // it is there). A message still on the wire when stop() ran is dropped by nats.js and comes
-  // back after the ack wait.
+  // back after the ack wait. They are naked newest first: see nakNewestFirst.
   const releaseBuffered = async (): Promise<void> => {
+    const taken: JsMsgLike[] = [];
     if (source) {
       for (;;) {
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -370,23 +371,25 @@ export async function jetStreamSubscriber<T = unknown>(
           }),
         ]).finally(() => clearTimeout(timer));
         if (r === undefined || r.done) break;
-        r.value.nak();
+        taken.push(r.value);
       }
     }
     const queued = (messages as { yields?: unknown }).yields;
-    if (!Array.isArray(queued)) return;
-    for (const m of queued.splice(0)) {
-      if (typeof m === "object" && m !== null && typeof (m as JsMsgLike).nak === "function") {
-        (m as JsMsgLike).nak();
+    if (Array.isArray(queued)) {
+      for (const m of queued.splice(0)) {
+        if (typeof m === "object" && m !== null && typeof (m as JsMsgLike).nak === "function") {
+          taken.push(m as JsMsgLike);
+        }
       }
     }
+    nakNewestFirst(taken);
   };
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       closed = true;
-      // Stop pulling first, and let the server see it (a round trip), so that a released
-      // message goes to another consumer and not to this one's last pull request. stop(), not
+      // Stop pulling first (stop() unsubscribes the pull's inbox, and the naks go out after it),
+      // so that a released message goes to another consumer, not to this one. stop(), not
       // close(): close() waits for the iterator to be pulled to its end, which a caller that
       // stopped iterating never does; stop() also ends any pending next().
       messages.stop();
@@ -407,10 +410,11 @@ export async function jetStreamSubscriber<T = unknown>(
         allSettled = undefined;
         clearTimeout(timer);
       }
-      for (const delivery of [...unsettled]) {
+      // Newest first, as above. Settled through the delivery, so a later accept() by a handler
+      // says SettlementFailed. A connection that is gone cannot nak: the ack wait brings the
+      // message back then.
+      for (const delivery of [...unsettled].reverse()) {
         if (delivery.settled) continue;
-        // Settle through the delivery, so a later accept() by a handler says SettlementFailed.
-        // A connection that is gone cannot nak: the ack wait brings the message back then.
         await delivery.release().catch(() => undefined);
       }
       if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
@@ -453,4 +457,14 @@ export async function jetStreamSubscriber<T = unknown>(
     },
     close,
   };
+}
+
+/**
+ * Naks `messages` (in the order they were delivered) newest first. nats-server 2.9 loses track
+ * of messages naked oldest first: of three pulled and naked in order, the consumer redelivered
+ * the last one twice and the middle one only after the ack wait. Newest first, each comes back
+ * once, at once (the test in leave-loop.int.test.ts, with ten).
+ */
+function nakNewestFirst(messages: readonly JsMsgLike[]): void {
+  for (let i = messages.length - 1; i >= 0; i--) (messages[i] as JsMsgLike).nak();
 }

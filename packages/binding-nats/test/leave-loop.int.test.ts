@@ -77,8 +77,11 @@ describe("leaving the loop over core NATS", () => {
 describe("leaving the loop over JetStream", () => {
   const js = jetstream(nc);
 
-  /** A stream holding one job, "job-1", and its durable consumer "workers"; returns the stream. */
-  async function oneJob(): Promise<string> {
+  /**
+   * A stream holding `count` jobs, "job-1" first, and its durable consumer "workers"; returns the
+   * stream.
+   */
+  async function jobs(count = 1): Promise<string> {
     const stream = unique("LEAVE").toUpperCase();
     const subject = `${stream.toLowerCase()}.jobs`;
     await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
@@ -89,13 +92,15 @@ describe("leaving the loop over JetStream", () => {
       ack_wait: 60 * 1_000_000_000,
     });
     await jetStreamPublisher(js, { subject }).publish(
-      vector("minimal").event.cloneWith({ id: "job-1" }),
+      Array.from({ length: count }, (_, i) =>
+        vector("minimal").event.cloneWith({ id: `job-${i + 1}` }),
+      ),
     );
     return stream;
   }
 
   it("a delivery in hand when the loop is left is naked: it comes back at once, not after the ack wait", async () => {
-    const stream = await oneJob();
+    const stream = await jobs();
     try {
       const first = await jetStreamSubscriber(js, { stream, consumer: "workers", formats: [json] });
       let kept: Delivery | undefined;
@@ -127,7 +132,7 @@ describe("leaving the loop over JetStream", () => {
   });
 
   it("with drainTimeoutMs, leaving the loop waits for a delivery handed to other work: accepted meanwhile, it is acked", async () => {
-    const stream = await oneJob();
+    const stream = await jobs();
     try {
       const first = await jetStreamSubscriber(js, {
         stream,
@@ -157,6 +162,45 @@ describe("leaving the loop over JetStream", () => {
       expect(await nextWithin(second[Symbol.asyncIterator](), 1500)).toBeUndefined();
       await second.close();
       expect((await jsm.consumers.info(stream, "workers")).num_ack_pending).toBe(0);
+    } finally {
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
+
+  it("messages pulled ahead and not handed out come back once each, at once, when the loop is left", async () => {
+    const stream = await jobs(10);
+    try {
+      const first = await jetStreamSubscriber(js, { stream, consumer: "workers", formats: [json] });
+      for await (const d of first) {
+        expect(d.event?.id).toBe("job-1");
+        await d.accept();
+        break;
+      }
+      // nats.js had pulled the other nine; the close naked them. Naked oldest first, nats-server
+      // 2.9 redelivered one of them twice and kept another until the ack wait (60 s here).
+      const second = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+      });
+      const it = second[Symbol.asyncIterator]();
+      const ids: string[] = [];
+      for (let d = await nextWithin(it, 3000); d; d = await nextWithin(it, 1000)) {
+        ids.push(d.event?.id ?? "?");
+        await d.accept();
+      }
+      await second.close();
+      expect(ids.sort()).toEqual([
+        "job-10",
+        "job-2",
+        "job-3",
+        "job-4",
+        "job-5",
+        "job-6",
+        "job-7",
+        "job-8",
+        "job-9",
+      ]);
     } finally {
       await jsm.streams.delete(stream).catch(() => undefined);
     }
