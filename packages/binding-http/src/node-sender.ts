@@ -71,8 +71,9 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
     send: (request) =>
       new Promise<SenderAnswer>((resolve, reject) => {
         const { signal, what } = request;
+        const aborted = (): PosthornError => new PosthornError("Aborted", `${what} was aborted`);
         if (signal?.aborted) {
-          reject(new PosthornError("Aborted", `${what} was aborted`));
+          reject(aborted());
           return;
         }
         // node:http writes the content-length itself when the body is handed to end() whole.
@@ -81,15 +82,20 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
         let settled = false;
         let timer: ReturnType<typeof setTimeout> | undefined;
         let req: http.ClientRequest | undefined;
-        const fail = (err: PosthornError): void => {
-          if (settled) return;
+        // The first of answer, error, timeout and abort settles the request; the others find it so.
+        const settle = (): boolean => {
+          if (settled) return false;
           settled = true;
           clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
+          return true;
+        };
+        const fail = (err: PosthornError): void => {
+          if (!settle()) return;
           req?.destroy();
           reject(err);
         };
-        const onAbort = (): void => fail(new PosthornError("Aborted", `${what} was aborted`));
+        const onAbort = (): void => fail(aborted());
         const onAnswer = (res: http.IncomingMessage): void => {
           // Most answers have no body: the bytes are kept, and made text only when there are any.
           let kept: Buffer[] | undefined;
@@ -102,17 +108,16 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
             }
           });
           res.on("end", () => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            signal?.removeEventListener("abort", onAbort);
+            if (!settle()) return;
             const answerHeaders = res.headers;
             resolve({
               status: res.statusCode ?? 0,
-              header: (name) => {
-                const value = answerHeaders[name.toLowerCase()];
-                if (value === undefined) return null;
-                return Array.isArray(value) ? value.join(", ") : value;
+              headers: {
+                get: (name) => {
+                  const value = answerHeaders[name.toLowerCase()];
+                  if (value === undefined) return null;
+                  return Array.isArray(value) ? value.join(", ") : value;
+                },
               },
               text: kept === undefined ? "" : Buffer.concat(kept).toString("utf8"),
             });

@@ -511,11 +511,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         what: "the webhook validation request",
       });
       try {
-        return readWebhookGrant(
-          answer.status,
-          { get: (name) => answer.header(name) },
-          webhook.origin,
-        );
+        return readWebhookGrant(answer.status, answer.headers, webhook.origin);
       } catch (refusal) {
         if (approved === undefined) throw refusal;
         // 4.2: a target granting by callback withholds the grant headers, and one that does not
@@ -609,7 +605,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         if (!retryable) throw failure;
         // Retry-After is honoured on 429 and 503 (http-webhook.md 2.2; RFC 9110 10.2.3).
         if (status === 429 || status === 503)
-          waitMs = parseRetryAfter(answer.header("retry-after"));
+          waitMs = parseRetryAfter(answer.headers.get("retry-after"));
       }
       // This attempt failed, with an answer or without: `failure` says how.
       const last = failure as PosthornError;

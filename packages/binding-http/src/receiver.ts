@@ -241,7 +241,7 @@ export class HttpReceiver implements Subscriber {
     if (method !== "POST" && method !== "PUT") {
       return errorReply(405, `method ${method} not allowed`, { allow: "POST, PUT, OPTIONS" });
     }
-    if (this.#closed) return errorReply(503, "the receiver is closed", { "retry-after": "1" });
+    if (this.#closed) return closedReply();
     if (o.authorize) {
       const credential = headers.authorization ?? accessToken(request.url);
       if ((await o.authorize(credential)) !== true) {
@@ -263,7 +263,7 @@ export class HttpReceiver implements Subscriber {
       throw err;
     }
     // Closed while the body was read: its delivery would go to a queue nobody reads any more.
-    if (this.#closed) return errorReply(503, "the receiver is closed", { "retry-after": "1" });
+    if (this.#closed) return closedReply();
     const decoded = fromHttpMessage(
       { headers, body },
       {
@@ -303,11 +303,17 @@ export class HttpReceiver implements Subscriber {
   #deliver(message: Message, event: CloudEvent): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       let done = false;
-      const finish = (outcome: Outcome): void => {
-        if (done) return;
+      // Whether this call is the one that ends the delivery's wait (an outcome, or the handler's
+      // failure); close() hears of each end.
+      const end = (): boolean => {
+        if (done) return false;
         done = true;
         this.#pending.delete(delivery);
         clearTimeout(timer);
+        return true;
+      };
+      const finish = (outcome: Outcome): void => {
+        if (!end()) return;
         resolve(outcome);
         this.#answered?.();
       };
@@ -349,13 +355,9 @@ export class HttpReceiver implements Subscriber {
             if (!delivery.settled && !done) return delivery.accept();
           },
           (err: unknown) => {
-            if (!done) {
-              done = true;
-              this.#pending.delete(delivery);
-              clearTimeout(timer);
-              reject(err);
-              this.#answered?.();
-            }
+            if (!end()) return;
+            reject(err);
+            this.#answered?.();
           },
         )
         .catch(reject);
@@ -453,4 +455,9 @@ export type ReceiverOrOptions = HttpReceiver | HttpReceiverOptions;
 /** The receiver itself, or a new one made from options. */
 export function toReceiver(input: ReceiverOrOptions): HttpReceiver {
   return input instanceof HttpReceiver ? input : new HttpReceiver(input);
+}
+
+/** The answer to a request that reaches a closed receiver: deliver again, elsewhere or later. */
+function closedReply(): HttpReply {
+  return errorReply(503, "the receiver is closed", { "retry-after": "1" });
 }

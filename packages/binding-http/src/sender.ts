@@ -17,8 +17,8 @@ export interface SenderRequest {
 /** The answer to a {@link SenderRequest}, its body read. */
 export interface SenderAnswer {
   readonly status: number;
-  /** A response header's value, or `null` when absent. */
-  header(name: string): string | null;
+  /** The response headers: a value by name (any case), or `null` when absent. */
+  readonly headers: { get(name: string): string | null };
   /** The body as text; empty when it could not be read. */
   readonly text: string;
 }
@@ -51,6 +51,8 @@ export interface WithPlatformSender {
   readonly [PLATFORM_SENDER]?: SenderFactory;
 }
 
+const NO_HEADERS = { get: (): null => null };
+
 /**
  * A sender over a `fetch`: one `AbortSignal` per request (its timeout, joined with the caller's
  * signal when there is one). Redirects are not followed: a 3xx is the answer (in a browser, which
@@ -80,11 +82,11 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
       }
       if (response.type === "opaqueredirect") {
         // A browser hides a redirect not followed: status 0, no headers, no body.
-        return { status: 0, header: () => null, text: "a redirect, not followed" };
+        return { status: 0, headers: NO_HEADERS, text: "a redirect, not followed" };
       }
       // Reading the (small) answer lets keep-alive reuse the connection.
       const text = await response.text().catch(() => "");
-      return { status: response.status, header: (name) => response.headers.get(name), text };
+      return { status: response.status, headers: response.headers, text };
     },
     close() {},
   };
@@ -94,7 +96,7 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
  * Translates what a `fetch` threw into a typed error: the caller's abort, a timeout, or a failed
  * connection (with the system error code, e.g. `ECONNREFUSED`, as `protocolCode`).
  */
-export function fetchFailure(
+function fetchFailure(
   err: unknown,
   user: AbortSignal | undefined,
   what: string,

@@ -1,14 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   createNodeHandler,
+  type HttpReceiver,
   httpPublisher,
   httpReceiver,
   parseRetryAfter,
 } from "@posthorn/binding-http";
-import { CloudEvent, isPosthornError } from "@posthorn/core";
+import { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { afterAll, describe, expect, it } from "vitest";
-import { SENDERS, startServer, type TestServer } from "./servers.js";
+import { failure, SENDERS, startServer, type TestServer } from "./servers.js";
 
 const event = new CloudEvent({
   specversion: "1.0",
@@ -41,14 +42,16 @@ async function scripted(
   return { url: server.url, seen };
 }
 
-async function failure(promise: Promise<unknown>) {
-  try {
-    await promise;
-  } catch (err) {
-    expect(isPosthornError(err), String(err)).toBe(true);
-    return err as { code: string; protocolCode: unknown; retryable: boolean; message: string };
-  }
-  throw new Error("expected a failure");
+/** A server in front of `receiver` that records the method of every request it gets. */
+async function recordingMethods(receiver: HttpReceiver) {
+  const methods: string[] = [];
+  const handler = createNodeHandler(receiver);
+  const server = await startServer((req, res) => {
+    methods.push(req.method ?? "");
+    handler(req, res);
+  });
+  servers.push(server);
+  return { server, methods };
 }
 
 describe.each(SENDERS)("over $name", ({ options: sender }) => {
@@ -252,13 +255,7 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
         webhook: { allowedOrigins: ["events.example.com"], allowedRate: 120 },
         onDelivery: (d) => void received.push(d.event?.id ?? ""),
       });
-      const methods: string[] = [];
-      const handler = createNodeHandler(receiver);
-      const server = await startServer((req, res) => {
-        methods.push(req.method ?? "");
-        handler(req, res);
-      });
-      servers.push(server);
+      const { server, methods } = await recordingMethods(receiver);
       const publisher = httpPublisher({
         ...sender,
         url: server.url,
@@ -290,13 +287,7 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       const receiver = httpReceiver({
         webhook: { allowedOrigins: (o) => o.endsWith(".trusted.example") },
       });
-      const methods: string[] = [];
-      const handler = createNodeHandler(receiver);
-      const server = await startServer((req, res) => {
-        methods.push(req.method ?? "");
-        handler(req, res);
-      });
-      servers.push(server);
+      const { server, methods } = await recordingMethods(receiver);
       const err = await failure(
         httpPublisher({
           ...sender,
