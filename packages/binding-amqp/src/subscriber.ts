@@ -4,6 +4,7 @@ import {
   corkForThisTick,
   createDelivery,
   type Delivery,
+  Drain,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
@@ -120,8 +121,8 @@ export function amqpSubscriber<T = unknown>(
   const queue = new AsyncQueue<Delivery<T>>();
   const unsettled = new Set<Tracked>();
   let closing: Promise<void> | undefined;
-  // Set while close() waits for the deliveries in hand: called when none is left unsettled.
-  let drained: (() => void) | undefined;
+  // What close() waits on for the deliveries in hand.
+  const drain = new Drain();
 
   // A session of its own, so a failing address ends only this subscriber's session.
   applyNoDelay(connection);
@@ -167,7 +168,7 @@ export function amqpSubscriber<T = unknown>(
     }
     tracked.live = false;
     unsettled.delete(tracked);
-    if (unsettled.size === 0) drained?.();
+    drain.wake();
     return new Promise<void>((resolve) => {
       gate.submit(key, () => {
         action(tracked.delivery);
@@ -231,7 +232,7 @@ export function amqpSubscriber<T = unknown>(
   const forget = (): void => {
     for (const t of unsettled) t.live = false;
     unsettled.clear();
-    drained?.();
+    drain.wake();
   };
 
   const onLinkError = (context: EventContext): void => {
@@ -299,13 +300,7 @@ export function amqpSubscriber<T = unknown>(
       for (const t of unsettled) if (queued.has(t.handout)) giveBack(t, open);
       // The deliveries in hand may still be settled over the attached link, for a while.
       if (drainTimeoutMs > 0 && unsettled.size > 0) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          drained = resolve;
-          timer = setTimeout(resolve, drainTimeoutMs);
-        });
-        clearTimeout(timer);
-        drained = undefined;
+        await drain.wait(drainTimeoutMs, () => unsettled.size === 0);
         open = linkOpen();
       }
       stopObserving();

@@ -4,6 +4,7 @@ import {
   closeOnReturn,
   createDelivery,
   type Delivery,
+  Drain,
   type EventFormat,
   type ExtensionRegistry,
   isPosthornError,
@@ -202,8 +203,8 @@ export class HttpReceiver implements Subscriber {
   readonly #queue = new AsyncQueue<HttpDelivery>();
   /** Deliveries whose request waits for its answer, and what answers it. */
   readonly #pending = new Map<HttpDelivery, (o: Outcome) => void>();
-  /** Called whenever a pending delivery is answered, while close() waits for them. */
-  #answered: (() => void) | undefined;
+  /** What close() waits on for the deliveries in the application's hands. */
+  readonly #drain = new Drain();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -315,7 +316,7 @@ export class HttpReceiver implements Subscriber {
       const finish = (outcome: Outcome): void => {
         if (!end()) return;
         resolve(outcome);
-        this.#answered?.();
+        this.#drain.wake();
       };
       const timeoutMs = this.#options.settleTimeoutMs ?? 30_000;
       const timer = setTimeout(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
@@ -357,7 +358,7 @@ export class HttpReceiver implements Subscriber {
           (err: unknown) => {
             if (!end()) return;
             reject(err);
-            this.#answered?.();
+            this.#drain.wake();
           },
         )
         .catch(reject);
@@ -417,15 +418,7 @@ export class HttpReceiver implements Subscriber {
     this.#queue.end();
     const drainMs = this.#options.drainTimeoutMs ?? 0;
     if (drainMs > 0 && this.#pending.size > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, drainMs);
-        this.#answered = () => {
-          if (this.#pending.size > 0) return;
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#answered = undefined;
+      await this.#drain.wait(drainMs, () => this.#pending.size === 0);
     }
     for (const finish of [...this.#pending.values()]) {
       finish({ kind: "release", delayMs: undefined });

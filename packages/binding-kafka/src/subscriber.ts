@@ -5,6 +5,7 @@ import {
   DEAD_LETTER_ORIGINAL_TOPIC,
   DEAD_LETTER_REASON,
   type Delivery,
+  Drain,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
@@ -258,7 +259,8 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #closed = false;
   #stopping = false;
   #closing: Promise<void> | undefined;
-  #settledWaiters: Array<() => void> = [];
+  // What close() waits on for the deliveries in hand.
+  readonly #drain = new Drain();
   /** Subscribing and `run()`: settled once the consumer runs (or could not start). */
   readonly #running: Promise<void>;
   /** Settled once every assigned partition's start offset is fixed (or it never will be). */
@@ -585,7 +587,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       this.#paused.clear();
       this.#consumer.resume(tracks.map((t) => ({ topic: t.topic, partitions: [t.partition] })));
     }
-    if (this.#inFlight === 0) for (const w of this.#settledWaiters.splice(0)) w();
+    this.#drain.wake();
   }
 
   #scheduleCommit(track: PartitionTrack): void {
@@ -654,14 +656,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     this.#queue.end();
     const drainMs = this.#options.drainTimeoutMs ?? 0;
     if (drainMs > 0 && this.#inFlight > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise<void>((r) => this.#settledWaiters.push(r)),
-        new Promise<void>((r) => {
-          timer = setTimeout(r, drainMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      await this.#drain.wait(drainMs, () => this.#inFlight === 0);
     }
     this.#closed = true;
     // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop),

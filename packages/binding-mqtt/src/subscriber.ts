@@ -6,6 +6,7 @@ import {
   DEAD_LETTER_ORIGINAL_TOPIC,
   DEAD_LETTER_REASON,
   type Delivery,
+  Drain,
   type EventFormat,
   type ExtensionRegistry,
   isPosthornError,
@@ -290,7 +291,8 @@ export async function mqttSubscriber<T = unknown>(
   let generation = 0;
   let closing = false;
   let arrived: (() => void) | undefined;
-  let settledWaiter: (() => void) | undefined;
+  // What close() waits on for the deliveries in hand.
+  const drain = new Drain();
 
   const onClose = () => {
     generation++;
@@ -301,13 +303,13 @@ export async function mqttSubscriber<T = unknown>(
       for (const d of keep) queue.push(d);
     }
     held.clear();
-    settledWaiter?.();
+    drain.wake();
   };
   client.on("close", onClose);
 
   const forget = (delivery: Delivery<T>) => {
     held.delete(delivery);
-    if (held.size === 0) settledWaiter?.();
+    drain.wake();
   };
 
   const receive = (packet: PacketLike, callback: (err?: Error) => void) => {
@@ -484,19 +486,7 @@ export async function mqttSubscriber<T = unknown>(
       callback?.(WITHHELD);
     }
     queue.end();
-    if (held.size > 0) {
-      const drainMs = options.drainTimeoutMs ?? 5000;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, drainMs);
-        settledWaiter = () => {
-          if (held.size === 0) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-      });
-      settledWaiter = undefined;
-    }
+    if (held.size > 0) await drain.wait(options.drainTimeoutMs ?? 5000, () => held.size === 0);
     // Whatever is still in hand is released the same way: no acknowledgement is sent.
     for (const callback of held.values()) callback(WITHHELD);
     held.clear();

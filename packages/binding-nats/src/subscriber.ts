@@ -3,6 +3,7 @@ import {
   closeOnReturn,
   createDelivery,
   type Delivery,
+  Drain,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
@@ -286,8 +287,8 @@ export async function jetStreamSubscriber<T = unknown>(
     options.termWithReason ?? serverAtLeast210(connectionOf(js)?.info?.version);
   const decodeOptions: NatsDecodeOptions = options;
   const unsettled = new Set<Delivery<T>>();
-  // Set while close() waits for the deliveries handed out to be settled.
-  let allSettled: (() => void) | undefined;
+  // What close() waits on for the deliveries handed out.
+  const drain = new Drain();
   let closed = false;
   const capabilities: SettlementCapabilities = JETSTREAM_CAPABILITIES;
 
@@ -308,7 +309,7 @@ export async function jetStreamSubscriber<T = unknown>(
     let delivery: Delivery<T> | undefined;
     const done = () => {
       if (delivery) unsettled.delete(delivery);
-      if (unsettled.size === 0) allSettled?.();
+      drain.wake();
     };
     delivery = createDelivery<T>({
       message,
@@ -398,17 +399,12 @@ export async function jetStreamSubscriber<T = unknown>(
       if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
       const drainMs = options.drainTimeoutMs ?? 0;
       if (drainMs > 0 && unsettled.size > 0) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          const stop = (): void => resolve();
-          allSettled = stop;
-          timer = setTimeout(stop, drainMs);
-          // A closed connection settles nothing more (`closed()` of nats.js v2 and v3, read
-          // only when it is there).
-          (nc as { closed?: () => Promise<unknown> } | undefined)?.closed?.().then(stop, stop);
-        });
-        allSettled = undefined;
-        clearTimeout(timer);
+        // A closed connection settles nothing more (`closed()` of nats.js v2 and v3, read only
+        // when it is there).
+        const connectionClosed = (
+          nc as { closed?: () => Promise<unknown> } | undefined
+        )?.closed?.();
+        await drain.wait(drainMs, () => unsettled.size === 0, connectionClosed);
       }
       // Newest first, as above. Settled through the delivery, so a later accept() by a handler
       // says SettlementFailed. A connection that is gone cannot nak: the ack wait brings the

@@ -256,3 +256,40 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     };
   }
 }
+
+/**
+ * What a subscriber's `close()` waits on for its `drainTimeoutMs`: the deliveries in the
+ * application's hands being settled. The subscriber calls {@link Drain.wake} whenever one is
+ * settled or lost (a no-op when nothing waits), and `close()` awaits {@link Drain.wait}.
+ */
+export class Drain {
+  #wake: (() => void) | undefined;
+
+  /** Tells a waiting {@link Drain.wait} to check again. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /**
+   * Resolves once `idle()` holds (checked now and at every wake), after `ms`, or when `stop`
+   * settles, whichever is first; at once when `ms` is not positive. Leaves no timer behind.
+   *
+   * @param ms - the longest wait (`drainTimeoutMs`)
+   * @param idle - whether nothing is left to wait for
+   * @param stop - ends the wait early, e.g. the connection closing (nothing can be settled then)
+   */
+  async wait(ms: number, idle: () => boolean, stop?: Promise<unknown>): Promise<void> {
+    if (!(ms > 0) || idle()) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      const end = (): void => resolve();
+      timer = setTimeout(end, ms);
+      this.#wake = () => {
+        if (idle()) end();
+      };
+      stop?.then(end, end);
+    });
+    clearTimeout(timer);
+    this.#wake = undefined;
+  }
+}

@@ -30,7 +30,13 @@ export {
   parseJson,
 } from "./data.js";
 export { DEAD_LETTER_ORIGINAL_TOPIC, DEAD_LETTER_REASON } from "./dead-letter.js";
-export { AsyncQueue, closeOnReturn, createDelivery, type DeliveryInit } from "./delivery.js";
+export {
+  AsyncQueue,
+  closeOnReturn,
+  createDelivery,
+  type DeliveryInit,
+  Drain,
+} from "./delivery.js";
 export {
   asJob,
   type ContentMode,
