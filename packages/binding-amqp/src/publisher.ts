@@ -308,18 +308,24 @@ export function amqpPublisher(
     return undefined;
   };
 
-  /** Takes `job` out of the queue or the in-flight map and rejects it `Aborted`. */
-  const abort = (job: Job): void => {
-    const at = queue.indexOf(job, queueHead);
-    if (at >= 0) queue.splice(at, 1);
-    for (const [d, j] of inFlight) {
-      if (j === job) {
-        inFlight.delete(d);
-        break;
-      }
+  /**
+   * Takes `jobs` out of the queue and the in-flight map, in one pass over each (an aborted array
+   * may hold thousands), and rejects them `Aborted`; then sends what may go now.
+   */
+  const abort = (jobs: ReadonlySet<Job>): void => {
+    let kept = queueHead;
+    for (let i = queueHead; i < queue.length; i++) {
+      const job = queue[i] as Job;
+      if (!jobs.has(job)) queue[kept++] = job;
     }
-    finish(job);
-    job.reject(new PosthornError("Aborted", `${what} was aborted`));
+    queue.length = kept;
+    for (const [d, j] of inFlight) if (jobs.has(j)) inFlight.delete(d);
+    for (const job of [...jobs]) {
+      finish(job);
+      job.reject(new PosthornError("Aborted", `${what} was aborted`));
+    }
+    pump();
+    checkDrained();
   };
 
   /**
@@ -357,11 +363,7 @@ export function amqpPublisher(
       if (group) {
         group.add(job);
       } else if (signal) {
-        const onAbort = (): void => {
-          abort(job);
-          pump();
-          checkDrained();
-        };
+        const onAbort = (): void => abort(new Set([job]));
         signal.addEventListener("abort", onAbort, { once: true });
         job.cleanup = () => signal.removeEventListener("abort", onAbort);
       }
@@ -405,11 +407,7 @@ export function amqpPublisher(
         sends[i] = enqueue(messages[i] as Buffer | AmqpMessage, opts, group);
       }
       if (signal && group && group.size > 0) {
-        const onAbort = (): void => {
-          for (const job of [...group]) abort(job);
-          pump();
-          checkDrained();
-        };
+        const onAbort = (): void => abort(group);
         signal.addEventListener("abort", onAbort, { once: true });
         // A job leaves the group when it settles, however; the last one takes the listener away.
         const leave = (job: Job) => () => {
