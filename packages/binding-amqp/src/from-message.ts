@@ -21,6 +21,7 @@ import {
   type PropertyValue,
   parseCanonical,
   utf8Encode,
+  withFormerMaxDepth,
 } from "@posthorn/core";
 import {
   type AmqpMessage,
@@ -262,7 +263,11 @@ function decodeBinary(
   const datacontenttype = contentType ?? propertyContentType;
   if (datacontenttype !== undefined) init.datacontenttype = datacontenttype;
   if (body !== undefined) {
-    const data = decodeData(body, datacontenttype, jsonLimits(options));
+    const data = decodeData(
+      body,
+      datacontenttype,
+      withFormerMaxDepth(options.json, options.maxDepth),
+    );
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);
@@ -419,10 +424,4 @@ function metadataOf(amqp: AmqpMessage): Record<string, unknown> {
     out.amqpValue = amqp.body;
   }
   return out;
-}
-
-/** The JSON limits of `options`, from `json` or the deprecated top-level `maxDepth`. */
-function jsonLimits(options: FromAmqpMessageOptions): JsonLimits | undefined {
-  if (options.maxDepth === undefined) return options.json;
-  return { maxDepth: options.json?.maxDepth ?? options.maxDepth };
 }

@@ -15,6 +15,7 @@ import {
   malformed,
   PosthornError,
   parseCanonical,
+  withFormerMaxDepth,
 } from "@posthorn/core";
 import { decodeNatsHeaderValue } from "./headers.js";
 import type { NatsContentMode } from "./to-message.js";
@@ -499,9 +500,7 @@ function fromBinary(
     const value = decodeData(
       data,
       contentType,
-      options.maxJsonDepth === undefined
-        ? options.json
-        : { maxDepth: options.json?.maxDepth ?? options.maxJsonDepth },
+      withFormerMaxDepth(options.json, options.maxJsonDepth),
     );
     if (value !== undefined) attributes.data = value;
   }

@@ -12,6 +12,21 @@ export interface JsonLimits {
 export const DEFAULT_MAX_JSON_DEPTH = 128;
 
 /**
+ * A binding's `json` limits with the depth it once took as an option of its own (deprecated)
+ * filled in: `json.maxDepth` wins when both are given. Allocates only when the former option is.
+ *
+ * @param json - the binding's `json` option
+ * @param formerMaxDepth - the binding's former depth option (AMQP `maxDepth`, NATS `maxJsonDepth`)
+ */
+export function withFormerMaxDepth(
+  json: JsonLimits | undefined,
+  formerMaxDepth: number | undefined,
+): JsonLimits | undefined {
+  if (formerMaxDepth === undefined) return json;
+  return { maxDepth: json?.maxDepth ?? formerMaxDepth };
+}
+
+/**
  * Parses JSON read from the wire. Invalid JSON and nesting deeper than the limit are
  * `MalformedInput` errors. `JSON.parse` defines `__proto__` keys as plain own properties, so the
  * result cannot pollute prototypes; code that copies parsed members elsewhere must still validate

@@ -28,6 +28,7 @@ export {
   jsonDepthExceeds,
   jsonText,
   parseJson,
+  withFormerMaxDepth,
 } from "./data.js";
 export { DEAD_LETTER_ORIGINAL_TOPIC, DEAD_LETTER_REASON } from "./dead-letter.js";
 export {
