@@ -13,10 +13,12 @@ import {
   isCloudEventsContentType,
   isContextAttribute,
   type Message,
+  type MessageProperties,
   malformed,
   PosthornError,
   type PropertyValue,
   parseCanonical,
+  ReceivedMessage,
   utf8Decode,
   utf8Encode,
 } from "@posthorn/core";
@@ -341,31 +343,10 @@ export function kafkaRecordToMessage(
   meta.key = record.key ?? null;
   meta.timestamp = record.timestamp;
   meta.tombstone = value === null || value === undefined;
-  // Two literals rather than one with a conditional spread member, which is slower to build.
-  let properties: Record<string, PropertyValue | readonly PropertyValue[]> | undefined;
-  return contentType === undefined
-    ? {
-        body,
-        get properties() {
-          properties ??= headerProperties(headers);
-          return properties;
-        },
-        metadata: meta,
-      }
-    : {
-        body,
-        contentType,
-        get properties() {
-          properties ??= headerProperties(headers);
-          return properties;
-        },
-        metadata: meta,
-      };
+  return new ReceivedMessage(body, contentType, meta, headers, headerProperties);
 }
 
-function headerProperties(
-  headers: KafkaHeaders,
-): Record<string, PropertyValue | readonly PropertyValue[]> {
+function headerProperties(headers: KafkaHeaders): MessageProperties {
   // A null prototype: header names are untrusted, and `__proto__` must stay an ordinary name.
   const out = Object.create(null) as Record<string, PropertyValue | readonly PropertyValue[]>;
   for (const name in headers) {

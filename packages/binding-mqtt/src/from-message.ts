@@ -11,9 +11,11 @@ import {
   isCloudEventsContentType,
   isContextAttribute,
   type Message,
+  type MessageProperties,
   malformed,
   PosthornError,
   parseCanonical,
+  ReceivedMessage,
 } from "@posthorn/core";
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -218,20 +220,18 @@ export function toPlainMessage(
   metadata?: Readonly<Record<string, unknown>>,
 ): Message {
   // Copied on first access: a subscriber that reads the event never needs them.
-  let properties: Record<string, string | readonly string[]> | undefined;
-  const props = message.userProperties;
-  const envelope: { -readonly [K in keyof Message]: Message[K] } = {
-    body: message.payload,
-    get properties() {
-      if (properties === undefined) {
-        // A null prototype: property names are untrusted, and `__proto__` must stay a name.
-        properties = Object.create(null) as Record<string, string | readonly string[]>;
-        if (props) for (const name of Object.keys(props)) properties[name] = props[name] as string;
-      }
-      return properties;
-    },
-  };
-  if (message.contentType !== undefined) envelope.contentType = message.contentType;
-  if (metadata !== undefined) envelope.metadata = metadata;
-  return envelope;
+  return new ReceivedMessage(
+    message.payload,
+    message.contentType,
+    metadata,
+    message.userProperties,
+    userProperties,
+  );
+}
+
+function userProperties(props: MqttMessage["userProperties"]): MessageProperties {
+  // A null prototype: property names are untrusted, and `__proto__` must stay a name.
+  const out = Object.create(null) as Record<string, string | readonly string[]>;
+  if (props) for (const name of Object.keys(props)) out[name] = props[name] as string;
+  return out;
 }

@@ -100,6 +100,7 @@ export {
 } from "./format.js";
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
+export { type MessageProperties, ReceivedMessage } from "./received-message.js";
 export {
   EventRouter,
   type EventRouterOptions,
