@@ -224,9 +224,16 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
 
   #next(): Promise<IteratorResult<T>> {
     if (this.#head < this.#items.length) {
-      const value = this.#items[this.#head++] as T;
-      if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-        this.#items.splice(0, this.#head);
+      const items = this.#items;
+      const value = items[this.#head] as T;
+      // The slot lets go of the item at once: a consumed delivery still referenced here would
+      // live through garbage collections until the next compaction, and with it its event.
+      (items as Array<T | undefined>)[this.#head++] = undefined;
+      if (this.#head === items.length) {
+        items.length = 0;
+        this.#head = 0;
+      } else if (this.#head > 1024 && this.#head * 2 > items.length) {
+        items.splice(0, this.#head);
         this.#head = 0;
       }
       return Promise.resolve({ value, done: false });

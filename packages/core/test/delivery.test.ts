@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import {
   AsyncQueue,
   asJob,
@@ -203,6 +205,25 @@ describe("AsyncQueue", () => {
     await consumer;
     expect(sum).toBe(5000);
     expect(q.size).toBe(0);
+  });
+  it("lets go of an item once it is pulled, with others still queued", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const q = new AsyncQueue<object>();
+    const it = q[Symbol.asyncIterator]();
+    const refs: WeakRef<object>[] = [];
+    for (let i = 0; i < 3; i++) {
+      const item = { i };
+      refs.push(new WeakRef(item));
+      q.push(item);
+    }
+    await it.next();
+    await it.next();
+    // A macrotask, so that nothing on the stack or in a settled promise still holds the items.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    gc();
+    expect(refs.map((r) => r.deref() === undefined)).toEqual([true, true, false]);
+    expect(q.size).toBe(1);
   });
 });
 
