@@ -16,10 +16,12 @@ import {
   isInteger,
   type JsonLimits,
   type Message,
+  type MessageProperties,
   malformed,
   PosthornError,
   type PropertyValue,
   parseCanonical,
+  ReceivedMessage,
   utf8Encode,
   withFormerMaxDepth,
 } from "@posthorn/core";
@@ -134,28 +136,23 @@ export function readAmqpMessage(
     bodyError = asDecodeError(err, "AMQP body");
   }
   const props = amqp.application_properties;
-  const properties: Record<string, PropertyValue> = {};
   let count = 0;
   let claimsEvent = false;
   if (props !== undefined && props !== null && typeof props === "object") {
     for (const key of Object.keys(props)) {
       count++;
       if (!claimsEvent && prefixLength(key) > 0) claimsEvent = true;
-      const value = toPropertyValue(props[key]);
-      if (value === undefined) continue;
-      if (key === "__proto__") {
-        Object.defineProperty(properties, key, { value, enumerable: true, writable: true });
-      } else properties[key] = value;
     }
   }
   const contentType = typeof amqp.content_type === "string" ? amqp.content_type : undefined;
-  const message: { -readonly [K in keyof Message]: Message[K] } = {
-    body: body ?? EMPTY,
-    properties,
-    metadata: metadataOf(amqp),
-  };
-  // Added after: a spread between the members would take V8's slow path for every message.
-  if (contentType !== undefined) message.contentType = contentType;
+  // The properties are copied on first read: a subscriber that reads the event never needs them.
+  const message = new ReceivedMessage(
+    body ?? EMPTY,
+    contentType,
+    metadataOf(amqp),
+    count === 0 ? undefined : (props as Record<string, unknown>),
+    applicationProperties,
+  );
   const structured = isCloudEventsContentType(contentType);
   if (!structured && !claimsEvent) return { message, event: undefined, error: undefined };
   try {
@@ -236,9 +233,10 @@ function decodeBinary(
   options: FromAmqpMessageOptions,
 ): CloudEvent {
   const registry = options.registry ?? defaultRegistry;
-  // A prototype-less record: a property named `cloudEvents:__proto__` stays an own member, and
-  // the CloudEvent constructor then rejects its name.
-  const init = Object.create(null) as Record<string, unknown>;
+  // A plain object, not a prototype-less one (which V8 keeps in dictionary mode, dearer to fill
+  // and to read): every name put in it passed attributeNameOf's check (lower-case letters and
+  // digits), so `__proto__` never reaches it.
+  const init: Record<string, unknown> = {};
   let propertyContentType: string | undefined;
   for (const key of Object.keys(props)) {
     const name = attributeNameOf(key);
@@ -392,6 +390,19 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+function applicationProperties(props: Record<string, unknown> | undefined): MessageProperties {
+  const properties: Record<string, PropertyValue> = {};
+  if (props === undefined) return properties;
+  for (const key of Object.keys(props)) {
+    const value = toPropertyValue(props[key]);
+    if (value === undefined) continue;
+    if (key === "__proto__") {
+      Object.defineProperty(properties, key, { value, enumerable: true, writable: true });
+    } else properties[key] = value;
+  }
+  return properties;
 }
 
 function toPropertyValue(value: unknown): PropertyValue | undefined {
