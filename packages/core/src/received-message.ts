@@ -16,9 +16,13 @@ export type MessageProperties = Readonly<Record<string, PropertyValue | readonly
  * @typeParam S - what the properties are built from (a header list, a record's headers, ...)
  */
 export class ReceivedMessage<S> implements Message {
+  /** The payload. */
   declare readonly body: Uint8Array;
+  /** The content type, when the transport carried one (absent otherwise). */
   declare readonly contentType?: string;
+  /** The headers by name, built by the constructor's `build` on first read, then kept. */
   declare readonly properties: MessageProperties;
+  /** Transport metadata (topic, subject, key, ...), when given (absent otherwise). */
   declare readonly metadata?: Readonly<Record<string, unknown>>;
   #source: S | undefined;
   #build: (source: S) => MessageProperties;
