@@ -15,6 +15,7 @@ import { applyNoDelay, endSession, observeConnection, socketOf } from "./connect
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
+import { SlotSet, type Slotted } from "./slot-set.js";
 
 /**
  * What AMQP 1.0 settlement can do, for every subscriber of this binding: `release()` is the
@@ -83,7 +84,7 @@ export function deliveryCountOf(message: AmqpMessage): number {
   return count === 1 && message.first_acquirer === false ? 2 : count;
 }
 
-interface Tracked {
+interface Tracked extends Slotted {
   readonly delivery: RheaDelivery;
   live: boolean;
   /** The delivery made for the application (close tells those still queued by it). */
@@ -119,7 +120,7 @@ export function amqpSubscriber<T = unknown>(
   const rejectCondition = options.rejectCondition ?? "posthorn:rejected";
   const drainTimeoutMs = options.drainTimeoutMs ?? 0;
   const queue = new AsyncQueue<Delivery<T>>();
-  const unsettled = new Set<Tracked>();
+  const unsettled = new SlotSet<Tracked>();
   let closing: Promise<void> | undefined;
   // What close() waits on for the deliveries in hand.
   const drain = new Drain();
@@ -183,7 +184,7 @@ export function amqpSubscriber<T = unknown>(
     const rheaDelivery = context.delivery;
     const amqp = context.message as unknown as AmqpMessage | undefined;
     if (rheaDelivery === undefined || amqp === undefined) return;
-    const tracked: Tracked = { delivery: rheaDelivery, live: true, handout: undefined };
+    const tracked: Tracked = { delivery: rheaDelivery, live: true, handout: undefined, slot: -1 };
     if (closing) {
       gate.submit("released", () => rheaDelivery.release());
       return;

@@ -1,0 +1,68 @@
+/** An item a {@link SlotSet} can hold: it carries its own position in the set. */
+export interface Slotted {
+  /** Where the item sits in its set, or -1 when it is in none. Managed by the set. */
+  slot: number;
+}
+
+/**
+ * A set of short-lived items (a subscriber's unsettled deliveries), kept in an array in which
+ * each item knows its index: adding appends, deleting moves the last item into the gap. Both are
+ * O(1), and a deleted item is no longer referenced by anything the set holds.
+ *
+ * A `Set` did the same job in the subscriber, but under load (tens of thousands of deliveries
+ * added and deleted a second) it made V8's young-generation collector promote about 700 KB per
+ * collection instead of about 150 KB: deliveries (with their rhea deliveries and received bytes)
+ * lived on into the old generation, which cost several microseconds of CPU per delivery.
+ *
+ * Iterating goes over a copy, so the loop may delete items, including the current one.
+ *
+ * @typeParam T - the items; each is in at most one set at a time
+ */
+export class SlotSet<T extends Slotted> implements Iterable<T> {
+  readonly #items: T[] = [];
+
+  /** How many items the set holds. */
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /**
+   * Adds an item not in any set.
+   *
+   * @param item - the item; its `slot` must be -1
+   */
+  add(item: T): void {
+    item.slot = this.#items.length;
+    this.#items.push(item);
+  }
+
+  /**
+   * Removes an item; does nothing when it is not in this set.
+   *
+   * @param item - the item
+   * @returns whether it was in the set
+   */
+  delete(item: T): boolean {
+    const items = this.#items;
+    const at = item.slot;
+    if (at < 0 || items[at] !== item) return false;
+    const last = items.pop() as T;
+    if (last !== item) {
+      items[at] = last;
+      last.slot = at;
+    }
+    item.slot = -1;
+    return true;
+  }
+
+  /** Removes every item. */
+  clear(): void {
+    for (const item of this.#items) item.slot = -1;
+    this.#items.length = 0;
+  }
+
+  /** The items, in no particular order, from a copy taken when iteration starts. */
+  [Symbol.iterator](): Iterator<T> {
+    return this.#items.slice()[Symbol.iterator]();
+  }
+}
