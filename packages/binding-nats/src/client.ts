@@ -1,3 +1,4 @@
+import type { CorkableStream } from "@posthorn/core";
 import type { NatsHeadersLike } from "./from-message.js";
 import type { NatsHeaders } from "./headers.js";
 
@@ -166,4 +167,21 @@ export interface JetStreamClientLike {
 export function connectionOf(js: JetStreamClientLike): NatsConnectionLike | undefined {
   const nc = (js as { nc?: unknown }).nc;
   return typeof nc === "object" && nc !== null ? (nc as NatsConnectionLike) : undefined;
+}
+
+/**
+ * The socket under a nats.js connection in Node (`nc.protocol.transport.socket` in v2 and v3),
+ * for core's `corkForThisTick`; `undefined` elsewhere (a WebSocket transport, a browser, a
+ * connection not open yet). nats.js writes its outbound buffer a microtask after the first
+ * command, so acknowledgements made one per delivery, each after an `await`, left in one system
+ * call each.
+ */
+export function socketOf(nc: NatsConnectionLike | undefined): CorkableStream | undefined {
+  const socket = (nc as { protocol?: { transport?: { socket?: unknown } } } | undefined)?.protocol
+    ?.transport?.socket;
+  return typeof socket === "object" &&
+    socket !== null &&
+    typeof (socket as CorkableStream).cork === "function"
+    ? (socket as CorkableStream)
+    : undefined;
 }

@@ -1,6 +1,7 @@
 import {
   AsyncQueue,
   closeOnReturn,
+  corkForThisTick,
   createDelivery,
   type Delivery,
   Drain,
@@ -16,6 +17,7 @@ import {
   type JsMsgLike,
   type NatsConnectionLike,
   type NatsMsgLike,
+  socketOf,
 } from "./client.js";
 import { translateNatsError } from "./errors.js";
 import { type NatsDecodeOptions, receiveNatsMessage } from "./from-message.js";
@@ -310,6 +312,8 @@ export async function jetStreamSubscriber<T = unknown>(
     const done = () => {
       if (delivery) unsettled.delete(delivery);
       drain.wake();
+      // The settlement's write waits for the tick's others: one system call for them all.
+      corkForThisTick(socketOf(connectionOf(js)));
     };
     delivery = createDelivery<T>({
       message,

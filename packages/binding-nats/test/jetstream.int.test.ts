@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import {
   AckPolicy,
   type JetStreamClient,
@@ -15,7 +16,12 @@ import {
   type NatsContentMode,
 } from "@posthorn/binding-nats";
 import { asJob, type CloudEvent, type Delivery, type EventFormat, malformed } from "@posthorn/core";
-import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
+import {
+  type BindingPath,
+  countSocketWrites,
+  describeBindingConformance,
+  vector,
+} from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { FORMATS } from "./formats.js";
 import { startTestNats, tooLarge, unique } from "./nats-server.js";
@@ -151,6 +157,48 @@ describeBindingConformance({
 });
 
 describe("JetStream settlement", () => {
+  it("writes the acks of deliveries settled in one tick in one system call, and loses none", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer();
+    const count = 50;
+    const events = Array.from({ length: count }, (_, i) =>
+      vector("typical").event.cloneWith({ id: `cork-${i}` }),
+    );
+    await jetStreamPublisher(js, { subject, messageId: () => undefined }).publish(events);
+    // A connection of its own, so that only the subscriber's writes are counted.
+    const own = await connect({ servers: server.url });
+    try {
+      const sub = await subscribe(stream, consumer, jetstream(own));
+      const it = sub[Symbol.asyncIterator]();
+      const first = await next(it);
+      // Every message in nats.js's buffer (one pull of up to 64 asked for all of them).
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // One tick: each pull resolves through microtasks only, and so does each accept.
+      const deliveries = [first];
+      for (let i = 1; i < count; i++) deliveries.push(await next(it));
+      const socket = (own as unknown as { protocol: { transport: { socket: Socket } } }).protocol
+        .transport.socket;
+      const writes = countSocketWrites(socket);
+      try {
+        for (const d of deliveries) await d?.accept();
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(new Set(deliveries.map((d) => d?.event?.id)).size).toBe(count);
+        // Without the cork, one write per ack (50 here).
+        expect(writes.calls).toBe(1);
+      } finally {
+        writes.restore();
+      }
+      let pending = -1;
+      for (let i = 0; i < 50 && pending !== 0; i++) {
+        pending = (await jsm.consumers.info(stream, consumer)).num_ack_pending;
+        if (pending !== 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(pending).toBe(0);
+      expect((await jsm.consumers.info(stream, consumer)).ack_floor.stream_seq).toBe(count);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("accept() acks: the message is not delivered again", async () => {
     const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
     await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
