@@ -87,6 +87,8 @@ export function deliveryCountOf(message: AmqpMessage): number {
 interface Tracked extends Slotted {
   readonly delivery: RheaDelivery;
   live: boolean;
+  /** Not live because its link (or connection) went away, not because close() released it. */
+  lost: boolean;
   /** The delivery made for the application (close tells those still queued by it). */
   handout: Delivery<unknown> | undefined;
 }
@@ -162,9 +164,9 @@ export function amqpSubscriber<T = unknown>(
     if (!tracked.live) {
       throw new PosthornError(
         "SettlementFailed",
-        closing
-          ? "the subscriber was closed and released this delivery; the broker redelivers it"
-          : "the link that carried this delivery is gone; the broker redelivers it",
+        tracked.lost
+          ? "the link that carried this delivery is gone; the broker redelivers it"
+          : "the subscriber was closed and released this delivery; the broker redelivers it",
       );
     }
     tracked.live = false;
@@ -184,7 +186,13 @@ export function amqpSubscriber<T = unknown>(
     const rheaDelivery = context.delivery;
     const amqp = context.message as unknown as AmqpMessage | undefined;
     if (rheaDelivery === undefined || amqp === undefined) return;
-    const tracked: Tracked = { delivery: rheaDelivery, live: true, handout: undefined, slot: -1 };
+    const tracked: Tracked = {
+      delivery: rheaDelivery,
+      live: true,
+      lost: false,
+      handout: undefined,
+      slot: -1,
+    };
     if (closing) {
       gate.submit("released", () => rheaDelivery.release());
       return;
@@ -231,7 +239,10 @@ export function amqpSubscriber<T = unknown>(
   // Deliveries of a lost link cannot be settled any more; the broker redelivers them. Also ends
   // close()'s wait for them.
   const forget = (): void => {
-    for (const t of unsettled) t.live = false;
+    for (const t of unsettled) {
+      t.live = false;
+      t.lost = true;
+    }
     unsettled.clear();
     drain.wake();
   };
@@ -282,6 +293,8 @@ export function amqpSubscriber<T = unknown>(
   // Sends the delivery back to the broker for another consumer; settling it later fails.
   const giveBack = (t: Tracked, open: boolean): void => {
     if (t.live && open) gate.submit("released", () => t.delivery.release());
+    // Over a link that is no longer open nothing was released: the broker redelivers it anyway.
+    else if (t.live) t.lost = true;
     t.live = false;
     unsettled.delete(t);
   };
