@@ -13,6 +13,7 @@ import {
   prefixedName,
 } from "@posthorn/core";
 import { AMQP_PREFIX } from "./amqp-message.js";
+import type { BufferPool } from "./buffer-pool.js";
 import { type ToAmqpMessageOptions, timestampMillis } from "./to-message.js";
 
 /** Options for {@link encodeAmqpMessage}: those of `toAmqpMessage`, without the rhea codec. */
@@ -41,19 +42,30 @@ const APPLICATION_PROPERTIES = 0x74;
 const DATA = 0x75;
 const AMQP_VALUE = 0x77;
 
-/** A growable byte buffer for one message. */
+/** A growable byte buffer for one message, taken from a pool when one is given. */
 class Writer {
   buffer: Buffer;
+  /** The buffer when it came from the pool (the publisher hands it back after settlement). */
+  pooled: Buffer | undefined;
   at = 0;
 
-  constructor(size: number) {
-    this.buffer = Buffer.allocUnsafe(size);
+  constructor(
+    size: number,
+    readonly pool?: BufferPool,
+  ) {
+    this.pooled = pool?.take(size);
+    this.buffer = this.pooled ?? Buffer.allocUnsafe(size);
   }
 
   ensure(n: number): void {
     if (this.at + n <= this.buffer.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.at + n));
+    const size = Math.max(this.buffer.length * 2, this.at + n);
+    const pooled = this.pool?.take(size);
+    const next = pooled ?? Buffer.allocUnsafe(size);
     this.buffer.copy(next, 0, 0, this.at);
+    // Nothing has seen the old buffer but this writer.
+    if (this.pooled !== undefined) this.pool?.give(this.pooled);
+    this.pooled = pooled;
     this.buffer = next;
   }
 
@@ -176,6 +188,21 @@ export function encodeAmqpMessage(
   input: CloudEventLike,
   options: EncodeAmqpMessageOptions = {},
 ): Buffer {
+  return encodeWithPool(input, options, undefined).bytes;
+}
+
+/**
+ * {@link encodeAmqpMessage}, writing into a buffer from `pool` when the message is large enough
+ * for one: `pooled` is that buffer (which `bytes` is a view of), to hand back once nothing reads
+ * the bytes any more.
+ *
+ * @internal
+ */
+export function encodeWithPool(
+  input: CloudEventLike,
+  options: EncodeAmqpMessageOptions,
+  pool: BufferPool | undefined,
+): { bytes: Buffer; pooled: Buffer | undefined } {
   const event = isCloudEvent(input) ? input : CloudEvent.from(input);
   const mode = options.mode ?? "binary";
   if (mode === "structured") {
@@ -184,10 +211,10 @@ export function encodeAmqpMessage(
       throw new PosthornError("NotSupported", "structured mode needs an event format");
     }
     const body = format.encode(event);
-    const w = new Writer(body.length + 64 + format.contentType.length);
+    const w = new Writer(body.length + 64 + format.contentType.length, pool);
     writeProperties(w, format.contentType);
     writeBody(w, body);
-    return w.bytes();
+    return { bytes: w.bytes(), pooled: w.pooled };
   }
   if (mode !== "binary") {
     throw new PosthornError(
@@ -202,7 +229,7 @@ export function encodeAmqpMessage(
   const data = record.data;
   const datacontenttype = record.datacontenttype as string | undefined;
   const bytes = encodeData(data, datacontenttype);
-  const w = new Writer(512 + (bytes?.length ?? 0));
+  const w = new Writer(512 + (bytes?.length ?? 0), pool);
   const contentType = effectiveContentType(data, datacontenttype);
   if (contentType !== undefined) writeProperties(w, contentType);
   w.descriptor(APPLICATION_PROPERTIES);
@@ -219,7 +246,7 @@ export function encodeAmqpMessage(
   }
   w.close(mapAt, count);
   writeBody(w, bytes);
-  return w.bytes();
+  return { bytes: w.bytes(), pooled: w.pooled };
 }
 
 // 3.1.1 / 3.2.1: content-type is field 6 of the properties list; the fields before it are null.

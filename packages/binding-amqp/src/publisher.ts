@@ -7,8 +7,9 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
+import { BufferPool } from "./buffer-pool.js";
 import { applyNoDelay, endSession, observeConnection, socketOf } from "./connection-events.js";
-import { encodeAmqpMessage } from "./encode-message.js";
+import { encodeWithPool } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
 
@@ -57,6 +58,8 @@ export interface AmqpPublisher extends Publisher<AmqpPublishOptions> {
 interface Job {
   /** Pre-encoded bytes, or a message for rhea to encode (when extra fields are set). */
   readonly message: Buffer | AmqpMessage;
+  /** The pool's buffer `message` was written into: handed back once the peer settled it. */
+  readonly pooled: Buffer | undefined;
   readonly resolve: () => void;
   readonly reject: (err: PosthornError) => void;
   /** `Date.now()` past which the publish fails with `Timeout`. */
@@ -104,6 +107,10 @@ export function amqpPublisher(
   const queue: Job[] = [];
   let queueHead = 0;
   const inFlight = new Map<RheaDelivery, Job>();
+  // Encoding buffers of large messages, reused after the peer settled them (see BufferPool), and
+  // which pool buffer each message's bytes were written into, until its job is queued.
+  const pool = new BufferPool(16 * 1024 * 1024);
+  const pooledOf = new WeakMap<Buffer, Buffer>();
   let failure: PosthornError | undefined;
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
@@ -226,6 +233,8 @@ export function amqpPublisher(
     if (job === undefined) return;
     inFlight.delete(delivery);
     finish(job);
+    // The peer settled the transfer, so rhea wrote its bytes long ago: the buffer can be reused.
+    if (job.pooled !== undefined) pool.give(job.pooled);
     if (outcome === undefined) job.resolve();
     else {
       const state = delivery.remote_state as { error?: unknown } | undefined;
@@ -296,8 +305,11 @@ export function amqpPublisher(
       }
       return built;
     }
-    // The common case skips rhea's generic encoder: the binding writes the bytes itself.
-    return encodeAmqpMessage(event, options);
+    // The common case skips rhea's generic encoder: the binding writes the bytes itself, large
+    // messages into a buffer of the pool.
+    const { bytes, pooled } = encodeWithPool(event, options, pool);
+    if (pooled !== undefined) pooledOf.set(bytes, pooled);
+    return bytes;
   };
 
   // Why nothing can be sent now, or `undefined`.
@@ -351,8 +363,11 @@ export function amqpPublisher(
     return new Promise<void>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
       const finite = Number.isFinite(timeoutMs);
+      const pooled = Buffer.isBuffer(message) ? pooledOf.get(message) : undefined;
+      if (pooled !== undefined) pooledOf.delete(message as Buffer);
       const job: Job = {
         message,
+        pooled,
         resolve,
         reject,
         deadline: finite ? Date.now() + timeoutMs : Number.POSITIVE_INFINITY,

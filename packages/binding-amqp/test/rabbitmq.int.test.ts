@@ -64,6 +64,41 @@ describe.skipIf(!ok)("amqp against RabbitMQ (skipped: no broker outside CI)", ()
     const take = async (subscriber: AmqpSubscriber): Promise<Delivery> =>
       nextDelivery(subscriber[Symbol.asyncIterator]());
 
+    it("reuses the encoding buffers of large messages only after the broker settled them: every byte arrives as sent", async () => {
+      const queue = await admin.queue(uniqueName("pooled"));
+      const publisher = amqpPublisher(connection, { address: `/amq/queue/${queue}` });
+      const subscriber = amqpSubscriber(connection, { address: `/amq/queue/${queue}`, credit: 50 });
+      await Promise.all([publisher.ready, subscriber.ready]);
+      // 64 KiB and 300 KiB (several frames) of distinct bytes per event, published in rounds of
+      // 20 concurrent publishes: the buffers of one round are reused by the next.
+      const sizes = [65_536, 300_000];
+      const sent = new Map<string, Uint8Array>();
+      for (let round = 0; round < 6; round++) {
+        const events = Array.from({ length: 20 }, (_, i) => {
+          const data = new Uint8Array(sizes[i % 2] as number);
+          for (let j = 0; j < data.length; j += 997) data[j] = (round * 31 + i * 7 + j) & 0xff;
+          const id = `pooled-${round}-${i}`;
+          sent.set(id, data);
+          return new CloudEvent({ specversion: "1.0", id, source: "/p", type: "t", data });
+        });
+        await Promise.all(events.map((e) => publisher.publish(e)));
+      }
+      const iterator = subscriber[Symbol.asyncIterator]();
+      for (let n = 0; n < sent.size; n++) {
+        const d = await nextDelivery(iterator);
+        const expected = sent.get(d.event?.id ?? "");
+        expect(expected, d.event?.id).toBeDefined();
+        expect(
+          Buffer.compare(
+            Buffer.from(d.event?.data as Uint8Array),
+            Buffer.from(expected as Uint8Array),
+          ),
+        ).toBe(0);
+        await d.accept();
+      }
+      await Promise.all([publisher.close(), subscriber.close()]);
+    });
+
     it("delivers typed attributes as AMQP long (default) or int, boolean, binary, timestamp", async () => {
       const queue = await admin.queue(uniqueName("typed"));
       const subscriber = amqpSubscriber(connection, { address: `/amq/queue/${queue}` });
