@@ -52,6 +52,12 @@ export class BufferPool {
     return Buffer.allocUnsafeSlow(Math.ceil(size / 4096) * 4096);
   }
 
+  /** Lets go of every free buffer (a closed publisher keeps none). */
+  clear(): void {
+    this.#free.length = 0;
+    this.#bytes = 0;
+  }
+
   /**
    * Hands a buffer back for reuse. Only for a buffer nothing reads any more.
    *

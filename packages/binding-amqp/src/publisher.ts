@@ -446,6 +446,7 @@ export function amqpPublisher(
         }
         for (const stop of stopObserving) stop();
         stopSweeper();
+        pool.clear();
         await endSession(connection, session);
       })();
       return closing;

@@ -30,4 +30,13 @@ describe("BufferPool (the AMQP publisher's encoding buffers for large messages)"
     expect(pool.take(60_000)).toBe(a);
     expect(pool.take(60_000)).not.toBe(b);
   });
+
+  it("lets go of every free buffer on clear(), and serves fresh ones after", () => {
+    const pool = new BufferPool(1 << 20);
+    const a = pool.take(10_000) as Buffer;
+    pool.give(a);
+    pool.clear();
+    expect(pool.freeBytes).toBe(0);
+    expect(pool.take(10_000)).not.toBe(a);
+  });
 });
