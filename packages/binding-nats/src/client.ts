@@ -171,17 +171,12 @@ export function connectionOf(js: JetStreamClientLike): NatsConnectionLike | unde
 
 /**
  * The socket under a nats.js connection in Node (`nc.protocol.transport.socket` in v2 and v3),
- * for core's `corkForThisTick`; `undefined` elsewhere (a WebSocket transport, a browser, a
- * connection not open yet). nats.js writes its outbound buffer a microtask after the first
+ * for core's `corkForThisTick`, which does nothing for `undefined` or a stream without `cork` (a
+ * WebSocket transport, a browser). nats.js writes its outbound buffer a microtask after the first
  * command, so acknowledgements made one per delivery, each after an `await`, left in one system
- * call each.
+ * call each. Read at each use: a reconnect replaces the socket.
  */
 export function socketOf(nc: NatsConnectionLike | undefined): CorkableStream | undefined {
-  const socket = (nc as { protocol?: { transport?: { socket?: unknown } } } | undefined)?.protocol
+  return (nc as { protocol?: { transport?: { socket?: CorkableStream } } } | undefined)?.protocol
     ?.transport?.socket;
-  return typeof socket === "object" &&
-    socket !== null &&
-    typeof (socket as CorkableStream).cork === "function"
-    ? (socket as CorkableStream)
-    : undefined;
 }

@@ -556,10 +556,7 @@ function envelope(
   contentType: string | undefined,
   metadata: Readonly<Record<string, unknown>> | undefined,
 ): Message {
-  const meta =
-    metadata === undefined
-      ? { subject: message.subject }
-      : { subject: message.subject, ...metadata };
+  const meta = { subject: message.subject, ...metadata };
   return new ReceivedMessage(message.data, contentType, meta, headers, headerProperties);
 }
 

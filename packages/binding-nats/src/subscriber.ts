@@ -285,8 +285,8 @@ export async function jetStreamSubscriber<T = unknown>(
   } catch (err) {
     throw translateNatsError(err, "subscribe");
   }
-  const termWithReason =
-    options.termWithReason ?? serverAtLeast210(connectionOf(js)?.info?.version);
+  const nc = connectionOf(js);
+  const termWithReason = options.termWithReason ?? serverAtLeast210(nc?.info?.version);
   const decodeOptions: NatsDecodeOptions = options;
   const unsettled = new Set<Delivery<T>>();
   // What close() waits on for the deliveries handed out.
@@ -313,7 +313,7 @@ export async function jetStreamSubscriber<T = unknown>(
       if (delivery) unsettled.delete(delivery);
       drain.wake();
       // The settlement's write waits for the tick's others: one system call for them all.
-      corkForThisTick(socketOf(connectionOf(js)));
+      corkForThisTick(socketOf(nc));
     };
     delivery = createDelivery<T>({
       message,
@@ -399,7 +399,6 @@ export async function jetStreamSubscriber<T = unknown>(
       // stopped iterating never does; stop() also ends any pending next().
       messages.stop();
       await releaseBuffered().catch(() => undefined);
-      const nc = connectionOf(js);
       if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
       const drainMs = options.drainTimeoutMs ?? 0;
       if (drainMs > 0 && unsettled.size > 0) {
