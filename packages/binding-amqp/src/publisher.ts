@@ -55,11 +55,15 @@ export interface AmqpPublisher extends Publisher<AmqpPublishOptions> {
   readonly ready: Promise<void>;
 }
 
-interface Job {
+/** What the link sends for one event. */
+interface Encoded {
   /** Pre-encoded bytes, or a message for rhea to encode (when extra fields are set). */
   readonly message: Buffer | AmqpMessage;
   /** The pool's buffer `message` was written into: handed back once the peer settled it. */
   readonly pooled: Buffer | undefined;
+}
+
+interface Job extends Encoded {
   readonly resolve: () => void;
   readonly reject: (err: PosthornError) => void;
   /** `Date.now()` past which the publish fails with `Timeout`. */
@@ -107,10 +111,8 @@ export function amqpPublisher(
   const queue: Job[] = [];
   let queueHead = 0;
   const inFlight = new Map<RheaDelivery, Job>();
-  // Encoding buffers of large messages, reused after the peer settled them (see BufferPool), and
-  // which pool buffer each message's bytes were written into, until its job is queued.
+  // Encoding buffers of large messages, reused after the peer settled them (see BufferPool).
   const pool = new BufferPool(16 * 1024 * 1024);
-  const pooledOf = new WeakMap<Buffer, Buffer>();
   let failure: PosthornError | undefined;
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
@@ -297,19 +299,18 @@ export function amqpPublisher(
     event: CloudEventLike,
     options: ToAmqpMessageOptions,
     fields: Readonly<Record<string, unknown>> | undefined,
-  ): Buffer | AmqpMessage => {
+  ): Encoded => {
     if (fields) {
       const built = toAmqpMessage(event, options);
       for (const key of Object.keys(fields)) {
         if (!RESERVED_FIELDS.has(key)) built[key] = fields[key];
       }
-      return built;
+      return { message: built, pooled: undefined };
     }
     // The common case skips rhea's generic encoder: the binding writes the bytes itself, large
     // messages into a buffer of the pool.
     const { bytes, pooled } = encodeWithPool(event, options, pool);
-    if (pooled !== undefined) pooledOf.set(bytes, pooled);
-    return bytes;
+    return { message: bytes, pooled };
   };
 
   // Why nothing can be sent now, or `undefined`.
@@ -346,7 +347,7 @@ export function amqpPublisher(
    * signal, and it warns of a leak.
    */
   const enqueue = (
-    message: Buffer | AmqpMessage,
+    { message, pooled }: Encoded,
     opts: AmqpPublishOptions,
     group?: Set<Job>,
   ): Promise<void> => {
@@ -363,8 +364,6 @@ export function amqpPublisher(
     return new Promise<void>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? defaultTimeoutMs;
       const finite = Number.isFinite(timeoutMs);
-      const pooled = Buffer.isBuffer(message) ? pooledOf.get(message) : undefined;
-      if (pooled !== undefined) pooledOf.delete(message as Buffer);
       const job: Job = {
         message,
         pooled,
@@ -396,22 +395,21 @@ export function amqpPublisher(
       const options = mappingOf(opts);
       const fields = opts.fields;
       if (!Array.isArray(events)) {
-        let message: Buffer | AmqpMessage;
+        let encoded: Encoded;
         try {
-          message = encode(events as CloudEventLike, options, fields);
+          encoded = encode(events as CloudEventLike, options, fields);
         } catch (err) {
           return Promise.reject(err);
         }
-        return enqueue(message, opts);
+        return enqueue(encoded, opts);
       }
       // Every event is encoded before any is queued: one that cannot be encoded fails the call
       // with nothing sent.
       const list = events as readonly CloudEventLike[];
       const n = list.length;
-      const messages: Array<Buffer | AmqpMessage> = new Array(n);
+      const encoded: Encoded[] = new Array(n);
       try {
-        for (let i = 0; i < n; i++)
-          messages[i] = encode(list[i] as CloudEventLike, options, fields);
+        for (let i = 0; i < n; i++) encoded[i] = encode(list[i] as CloudEventLike, options, fields);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -419,7 +417,7 @@ export function amqpPublisher(
       const group = signal ? new Set<Job>() : undefined;
       const sends: Promise<void>[] = new Array(n);
       for (let i = 0; i < n; i++) {
-        sends[i] = enqueue(messages[i] as Buffer | AmqpMessage, opts, group);
+        sends[i] = enqueue(encoded[i] as Encoded, opts, group);
       }
       if (signal && group && group.size > 0) {
         const onAbort = (): void => abort(group);

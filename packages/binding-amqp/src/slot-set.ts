@@ -37,15 +37,24 @@ export class SlotSet<T extends Slotted> implements Iterable<T> {
   }
 
   /**
+   * Whether the set holds `item`.
+   *
+   * @param item - the item
+   */
+  has(item: T): boolean {
+    return item.slot >= 0 && this.#items[item.slot] === item;
+  }
+
+  /**
    * Removes an item; does nothing when it is not in this set.
    *
    * @param item - the item
    * @returns whether it was in the set
    */
   delete(item: T): boolean {
+    if (!this.has(item)) return false;
     const items = this.#items;
     const at = item.slot;
-    if (at < 0 || items[at] !== item) return false;
     const last = items.pop() as T;
     if (last !== item) {
       items[at] = last;

@@ -86,8 +86,10 @@ export function deliveryCountOf(message: AmqpMessage): number {
 
 interface Tracked extends Slotted {
   readonly delivery: RheaDelivery;
-  live: boolean;
-  /** Not live because its link (or connection) went away, not because close() released it. */
+  /**
+   * Out of `unsettled` because its link (or connection) went away, not because it was settled or
+   * close() released it.
+   */
   lost: boolean;
   /** The delivery made for the application (close tells those still queued by it). */
   handout: Delivery<unknown> | undefined;
@@ -161,7 +163,7 @@ export function amqpSubscriber<T = unknown>(
     key: string,
     action: (d: RheaDelivery) => void,
   ): Promise<void> => {
-    if (!tracked.live) {
+    if (!unsettled.has(tracked)) {
       throw new PosthornError(
         "SettlementFailed",
         tracked.lost
@@ -169,7 +171,6 @@ export function amqpSubscriber<T = unknown>(
           : "the subscriber was closed and released this delivery; the broker redelivers it",
       );
     }
-    tracked.live = false;
     unsettled.delete(tracked);
     drain.wake();
     return new Promise<void>((resolve) => {
@@ -188,7 +189,6 @@ export function amqpSubscriber<T = unknown>(
     if (rheaDelivery === undefined || amqp === undefined) return;
     const tracked: Tracked = {
       delivery: rheaDelivery,
-      live: true,
       lost: false,
       handout: undefined,
       slot: -1,
@@ -231,18 +231,13 @@ export function amqpSubscriber<T = unknown>(
   receiver.on("receiver_open", () => {
     readyResolve();
     // A (re)attached link starts without credit; grant room for what is not yet settled.
-    let live = 0;
-    for (const t of unsettled) if (t.live) live++;
-    if (credit - live > 0) receiver.add_credit(credit - live);
+    if (credit - unsettled.size > 0) receiver.add_credit(credit - unsettled.size);
   });
 
   // Deliveries of a lost link cannot be settled any more; the broker redelivers them. Also ends
   // close()'s wait for them.
   const forget = (): void => {
-    for (const t of unsettled) {
-      t.live = false;
-      t.lost = true;
-    }
+    for (const t of unsettled) t.lost = true;
     unsettled.clear();
     drain.wake();
   };
@@ -292,11 +287,10 @@ export function amqpSubscriber<T = unknown>(
   const linkOpen = (): boolean => receiver.is_open() && !connection.is_closed();
   // Sends the delivery back to the broker for another consumer; settling it later fails.
   const giveBack = (t: Tracked, open: boolean): void => {
-    if (t.live && open) gate.submit("released", () => t.delivery.release());
+    if (!unsettled.delete(t)) return;
+    if (open) gate.submit("released", () => t.delivery.release());
     // Over a link that is no longer open nothing was released: the broker redelivers it anyway.
-    else if (t.live) t.lost = true;
-    t.live = false;
-    unsettled.delete(t);
+    else t.lost = true;
   };
 
   const close = (): Promise<void> => {

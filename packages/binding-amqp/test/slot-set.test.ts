@@ -30,8 +30,11 @@ describe("SlotSet (the AMQP subscriber's unsettled deliveries)", () => {
     const y = item(2);
     a.add(x);
     b.add(y);
+    expect(a.has(y)).toBe(false);
+    expect(a.has(x)).toBe(true);
     expect(a.delete(y)).toBe(false);
     expect(a.delete(x)).toBe(true);
+    expect(a.has(x)).toBe(false);
     expect(a.delete(x)).toBe(false);
     expect(x.slot).toBe(-1);
     expect(b.size).toBe(1);
@@ -60,6 +63,7 @@ describe("SlotSet (the AMQP subscriber's unsettled deliveries)", () => {
     };
     for (let step = 0; step < 10_000; step++) {
       const x = pool[next() % pool.length] as Item;
+      expect(set.has(x)).toBe(model.has(x));
       if (model.has(x)) {
         expect(set.delete(x)).toBe(true);
         model.delete(x);
