@@ -45,8 +45,9 @@ export class ReceivedMessage<S> implements Message {
    * @param contentType - the transport's content type; omitted from the message when undefined
    * @param metadata - transport metadata; omitted from the message when undefined
    * @param source - what `build` reads the properties from
-   * @param build - makes the properties from `source`, once, on first read. It should return a
-   *   prototype-less record: names come from the wire, and `__proto__` must stay a plain name.
+   * @param build - makes the properties from `source`, once, on first read. Names come from the
+   *   wire, so `__proto__` must stay a plain name in what it returns (a prototype-less record, or
+   *   one that defines such a name as an own member).
    */
   constructor(
     body: Uint8Array,
