@@ -123,11 +123,15 @@ function headerList(headers: NatsHeadersLike | undefined): HeaderList {
   return list;
 }
 
-/** The private fields of a nats.js (v2 and v3) `MsgImpl` that hold the undecoded header block. */
+/**
+ * The private fields of a nats.js (v2 and v3) `MsgImpl` that hold the undecoded header block,
+ * and of a `JsMsgImpl`, which wraps a `MsgImpl` as `msg`.
+ */
 interface RawNatsMsg {
   readonly _headers?: unknown;
   readonly _msg?: { readonly hdr?: unknown };
   readonly _rdata?: unknown;
+  readonly msg?: unknown;
 }
 
 const headerText = new TextDecoder();
@@ -136,14 +140,18 @@ const NATS_STATUS_LINE = "NATS/1.0\r\n";
 /**
  * The headers of a received message, as `[name, values]` entries in the order nats.js gives
  * them, read straight from the header block of a nats.js `MsgImpl` (v2 and v3 keep it in `_rdata`
- * up to `_msg.hdr`). nats.js's own `msg.headers` builds a validated, canonicalised map through
- * several copies per header, most of the receive path's cost. Anything this reader is not sure
- * reads exactly as nats.js would (a status line, a CR or LF inside a line, a name nats.js
- * rejects, a message that is not a `MsgImpl`, headers nats.js already decoded) falls back to
- * `message.headers`.
+ * up to `_msg.hdr`; a JetStream `JsMsgImpl` holds such a message as `msg`). nats.js's own
+ * `msg.headers` builds a validated, canonicalised map through several copies per header, most of
+ * the receive path's cost, and matches names in quadratic time (a 64 KiB block of 5,400 names
+ * took 207 ms). Anything this reader is not sure reads exactly as nats.js would (a status line, a
+ * CR or LF inside a line, a name nats.js rejects, a message that is not a `MsgImpl`, headers
+ * nats.js already decoded) falls back to `message.headers`.
  */
 function readHeaders(message: NatsMessageLike): HeaderList {
-  const raw = message as RawNatsMsg;
+  let raw = message as RawNatsMsg;
+  if (raw._msg === undefined && typeof raw.msg === "object" && raw.msg !== null) {
+    raw = raw.msg as RawNatsMsg;
+  }
   const hdr = raw._msg?.hdr;
   const bytes = raw._rdata;
   if (
