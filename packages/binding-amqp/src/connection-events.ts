@@ -1,5 +1,5 @@
 import type { CorkableStream } from "@posthorn/core";
-import type { Connection, EventContext, Session } from "rhea";
+import type { Connection, EventContext, Receiver, Sender, Session } from "rhea";
 
 const MARK = Symbol.for("posthorn.amqp.listener");
 
@@ -45,22 +45,52 @@ function isFirstMarked(connection: Connection, event: string, listener: Marked):
 }
 
 /**
- * Ends a session Posthorn opened (detaching its links) and waits for the peer's answer, at most
- * `timeoutMs`. Nothing to do when the connection or the session is already gone.
+ * Detaches a link Posthorn opened, then ends its session: waits for the peer's detach, at most
+ * `detachTimeoutMs`, then for its end, at most `endTimeoutMs`. Nothing to do when the connection
+ * or the session is already gone; a connection lost during a wait ends it.
+ *
+ * The link goes first. Ending a session with its link still attached while the broker was
+ * sending on it, RabbitMQ 3.10 left about one end in fifty unanswered (its log shows the
+ * session's internal channel failing to shut down), and the link stayed attached. It still leaves
+ * about one in three hundred unanswered with the link detached: nothing waits on the session then
+ * (its link and dispositions are done), so the wait for its end is short, and rhea keeps the
+ * session until an answer comes or the connection closes.
  */
-export function endSession(
+export async function closeLinkAndSession(
   connection: Connection,
   session: Session,
-  timeoutMs = 5000,
+  link: Sender | Receiver,
+  detachTimeoutMs = 5000,
+  endTimeoutMs = 1000,
 ): Promise<void> {
-  if (connection.is_closed() || !session.is_open()) return Promise.resolve();
+  if (connection.is_closed() || !session.is_open()) return;
+  if (link.is_open()) {
+    const event = link.is_receiver() ? "receiver_close" : "sender_close";
+    await answered(connection, link, event, () => link.close(), detachTimeoutMs);
+  }
+  if (connection.is_closed() || !session.is_open()) return;
+  await answered(connection, session, "session_close", () => session.close(), endTimeoutMs);
+}
+
+/** Does `act` and waits for `event` on `endpoint`, a lost connection or `timeoutMs`, whichever is first. */
+function answered(
+  connection: Connection,
+  endpoint: Session | Sender | Receiver,
+  event: string,
+  act: () => void,
+  timeoutMs: number,
+): Promise<void> {
   return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    session.once("session_close", () => {
+    const done = (): void => {
       clearTimeout(timer);
+      endpoint.removeListener(event, done);
+      stopObserving();
       resolve();
-    });
-    session.close();
+    };
+    const timer = setTimeout(done, Math.max(0, timeoutMs));
+    const stopObserving = observeConnection(connection, "disconnected", done);
+    endpoint.once(event, done);
+    act();
   });
 }
 

@@ -8,7 +8,12 @@ import {
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
 import { BufferPool } from "./buffer-pool.js";
-import { applyNoDelay, endSession, observeConnection, socketOf } from "./connection-events.js";
+import {
+  applyNoDelay,
+  closeLinkAndSession,
+  observeConnection,
+  socketOf,
+} from "./connection-events.js";
 import { encodeWithPool } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
@@ -445,7 +450,7 @@ export function amqpPublisher(
         for (const stop of stopObserving) stop();
         stopSweeper();
         pool.clear();
-        await endSession(connection, session);
+        await closeLinkAndSession(connection, session, sender);
       })();
       return closing;
     },

@@ -11,7 +11,12 @@ import {
 } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
 import type { AmqpMessage } from "./amqp-message.js";
-import { applyNoDelay, endSession, observeConnection, socketOf } from "./connection-events.js";
+import {
+  applyNoDelay,
+  closeLinkAndSession,
+  observeConnection,
+  socketOf,
+} from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
@@ -315,7 +320,7 @@ export function amqpSubscriber<T = unknown>(
       for (const t of unsettled) giveBack(t, open);
       // Dispositions go out before the detach: let the gate flush them first.
       if (open) await gate.idle();
-      await endSession(connection, session);
+      await closeLinkAndSession(connection, session, receiver);
     })();
     return closing;
   };
