@@ -359,11 +359,10 @@ export async function jetStreamSubscriber<T = unknown>(
   let source: AsyncIterator<JsMsgLike> | undefined;
 
   // Messages nats.js pulled ahead and holds, not handed out yet: nak them, so that they go to
-  // another consumer now instead of after the ack wait. Runs after stop(), so that taking them
-  // out does not make nats.js pull more. The iterator still yields the batch it had taken; the
-  // rest stays in nats.js's queue (`yields` of its QueuedIterator in v2 and v3, read only when
-  // it is there). A message still on the wire when stop() ran is dropped by nats.js and comes
-  // back after the ack wait. They are naked newest first: see nakNewestFirst.
+  // another consumer now instead of after the ack wait. Runs after stop() (see close()). The
+  // iterator still yields the batch it had taken; the rest stays in nats.js's queue (`yields` of
+  // its QueuedIterator in v2 and v3, read only when it is there). They are naked newest first:
+  // see nakNewestFirst.
   const releaseBuffered = async (): Promise<void> => {
     const taken: JsMsgLike[] = [];
     if (source) {
@@ -393,11 +392,23 @@ export async function jetStreamSubscriber<T = unknown>(
   const close = (): Promise<void> => {
     closing ??= (async () => {
       closed = true;
-      // Stop pulling first (stop() unsubscribes the pull's inbox, and the naks go out after it),
+      // Messages the server sent before this point arrive before the answer to a round trip:
+      // let them in while the subscription is there, so that they are naked below rather than
+      // dropped by nats.js and held by the server until the ack wait.
+      if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
+      // Then stop pulling (stop() unsubscribes the pull's inbox, and the naks go out after it),
       // so that a released message goes to another consumer, not to this one. stop(), not
       // close(): close() waits for the iterator to be pulled to its end, which a caller that
       // stopped iterating never does; stop() also ends any pending next().
       messages.stop();
+      // nats.js queues its next pull requests among the messages it holds and sends each when
+      // the iterator reaches it, with the inbox read then; releaseBuffered takes those messages
+      // through the iterator. Sent with the unsubscribed inbox, such a request took a released
+      // message that then came back only after the ack wait, and nats-server 2.9 sent another
+      // one twice. Without an inbox (`inbox` of nats.js v2 and v3's consumer messages) the
+      // server answers nothing.
+      const held = messages as { inbox?: unknown };
+      if (typeof held.inbox === "string") held.inbox = "";
       await releaseBuffered().catch(() => undefined);
       if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
       const drainMs = options.drainTimeoutMs ?? 0;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
@@ -201,6 +202,79 @@ describe("leaving the loop over JetStream", () => {
         "job-8",
         "job-9",
       ]);
+    } finally {
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
+
+  it("a release() before close(), with more jobs stored than pulled ahead: every job comes back once, at once", async () => {
+    const stream = await jobs(30);
+    try {
+      const first = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        maxMessages: 10,
+      });
+      const it1 = first[Symbol.asyncIterator]();
+      await (await nextWithin(it1, 3000))?.accept();
+      const released = await nextWithin(it1, 3000);
+      expect(released?.event?.id).toBe("job-2");
+      await released?.release();
+      await sleep(100);
+      // nats.js queues its next pull requests behind the messages it holds, and sends them as
+      // those are taken. Taken by close() after the subscription was gone, they went out with
+      // that subscription's inbox: the released job was delivered there and came back only after
+      // the ack wait (60 s here), and nats-server 2.9 sent another twice.
+      await first.close();
+      const second = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+      });
+      const it2 = second[Symbol.asyncIterator]();
+      const ids: string[] = [];
+      for (let d = await nextWithin(it2, 3000); d; d = await nextWithin(it2, 1000)) {
+        ids.push(d.event?.id ?? "?");
+        await d.accept();
+      }
+      await second.close();
+      expect(ids.sort()).toEqual(Array.from({ length: 29 }, (_, i) => `job-${i + 2}`).sort());
+    } finally {
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
+
+  it("messages still arriving when the loop is left come back once each, at once", async () => {
+    const stream = await jobs(2000);
+    try {
+      const first = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        maxMessages: 1000,
+      });
+      // Left at the first delivery: most of the 1,000 pulled are still on their way.
+      for await (const d of first) {
+        await d.accept();
+        break;
+      }
+      const second = await jetStreamSubscriber(js, {
+        stream,
+        consumer: "workers",
+        formats: [json],
+      });
+      const it = second[Symbol.asyncIterator]();
+      const ids = new Set<string>();
+      let count = 0;
+      for (let d = await nextWithin(it, 3000); d; d = await nextWithin(it, 1000)) {
+        ids.add(d.event?.id ?? "?");
+        count++;
+        await d.accept();
+      }
+      await second.close();
+      expect(ids.size).toBe(1999);
+      expect(count).toBe(1999);
     } finally {
       await jsm.streams.delete(stream).catch(() => undefined);
     }
