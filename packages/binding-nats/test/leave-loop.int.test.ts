@@ -100,6 +100,22 @@ describe("leaving the loop over JetStream", () => {
     return stream;
   }
 
+  /**
+   * What a second worker on the stream's consumer gets, accepting each, until it waits a second
+   * for more: the job ids in arrival order.
+   */
+  async function jobsLeft(stream: string): Promise<string[]> {
+    const second = await jetStreamSubscriber(js, { stream, consumer: "workers", formats: [json] });
+    const it = second[Symbol.asyncIterator]();
+    const ids: string[] = [];
+    for (let d = await nextWithin(it, 3000); d; d = await nextWithin(it, 1000)) {
+      ids.push(d.event?.id ?? "?");
+      await d.accept();
+    }
+    await second.close();
+    return ids;
+  }
+
   it("a delivery in hand when the loop is left is naked: it comes back at once, not after the ack wait", async () => {
     const stream = await jobs();
     try {
@@ -179,19 +195,7 @@ describe("leaving the loop over JetStream", () => {
       }
       // nats.js had pulled the other nine; the close naked them. Naked oldest first, nats-server
       // 2.9 redelivered one of them twice and kept another until the ack wait (60 s here).
-      const second = await jetStreamSubscriber(js, {
-        stream,
-        consumer: "workers",
-        formats: [json],
-      });
-      const it = second[Symbol.asyncIterator]();
-      const ids: string[] = [];
-      for (let d = await nextWithin(it, 3000); d; d = await nextWithin(it, 1000)) {
-        ids.push(d.event?.id ?? "?");
-        await d.accept();
-      }
-      await second.close();
-      expect(ids.sort()).toEqual([
+      expect((await jobsLeft(stream)).sort()).toEqual([
         "job-10",
         "job-2",
         "job-3",
@@ -227,19 +231,9 @@ describe("leaving the loop over JetStream", () => {
       // that subscription's inbox: the released job was delivered there and came back only after
       // the ack wait (60 s here), and nats-server 2.9 sent another twice.
       await first.close();
-      const second = await jetStreamSubscriber(js, {
-        stream,
-        consumer: "workers",
-        formats: [json],
-      });
-      const it2 = second[Symbol.asyncIterator]();
-      const ids: string[] = [];
-      for (let d = await nextWithin(it2, 3000); d; d = await nextWithin(it2, 1000)) {
-        ids.push(d.event?.id ?? "?");
-        await d.accept();
-      }
-      await second.close();
-      expect(ids.sort()).toEqual(Array.from({ length: 29 }, (_, i) => `job-${i + 2}`).sort());
+      expect((await jobsLeft(stream)).sort()).toEqual(
+        Array.from({ length: 29 }, (_, i) => `job-${i + 2}`).sort(),
+      );
     } finally {
       await jsm.streams.delete(stream).catch(() => undefined);
     }
@@ -259,22 +253,9 @@ describe("leaving the loop over JetStream", () => {
         await d.accept();
         break;
       }
-      const second = await jetStreamSubscriber(js, {
-        stream,
-        consumer: "workers",
-        formats: [json],
-      });
-      const it = second[Symbol.asyncIterator]();
-      const ids = new Set<string>();
-      let count = 0;
-      for (let d = await nextWithin(it, 3000); d; d = await nextWithin(it, 1000)) {
-        ids.add(d.event?.id ?? "?");
-        count++;
-        await d.accept();
-      }
-      await second.close();
-      expect(ids.size).toBe(1999);
-      expect(count).toBe(1999);
+      const ids = await jobsLeft(stream);
+      expect(ids).toHaveLength(1999);
+      expect(new Set(ids).size).toBe(1999);
     } finally {
       await jsm.streams.delete(stream).catch(() => undefined);
     }
