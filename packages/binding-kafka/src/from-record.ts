@@ -295,6 +295,13 @@ function attributeNameOf(header: string): string | undefined {
         name,
       );
     }
+    // `data` is the event's data, which binary mode carries in the value, never an attribute.
+    if (name === "data") {
+      throw invalidEvent(
+        `header ${JSON.stringify(header)} names no attribute: data is the value`,
+        name,
+      );
+    }
   }
   if (attributeNames.size >= ATTRIBUTE_NAMES_LIMIT) attributeNames.clear();
   attributeNames.set(header, name);

@@ -184,6 +184,18 @@ describe("fromKafkaRecord", () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 
+  it("refuses a ce_data header: data is the value, never an attribute", () => {
+    for (const value of [null, Buffer.alloc(0), Buffer.from("{}")]) {
+      const record = {
+        key: null,
+        value,
+        headers: { ...headers, "content-type": "application/json", ce_data: '{"admin":true}' },
+      };
+      expect(codeOf(() => fromKafkaRecord(record))).toBe("InvalidEvent");
+      expect(readKafkaRecord(record).error?.code).toBe("InvalidEvent");
+    }
+  });
+
   it("restores declared extension types", () => {
     const event = fromKafkaRecord({
       key: null,

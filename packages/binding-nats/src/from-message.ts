@@ -245,6 +245,9 @@ function attributeNameOf(header: string): string {
   if (!isAttributeName(name)) {
     throw invalidEvent(`header ${header} does not name a valid attribute`, name);
   }
+  // `data` is the event's data, which binary mode carries in the payload, never an attribute.
+  if (name === "data")
+    throw invalidEvent(`header ${header} names no attribute: data is the payload`, name);
   if (attributeNames.size >= ATTRIBUTE_NAMES_LIMIT) attributeNames.clear();
   attributeNames.set(header, name);
   return name;

@@ -251,6 +251,17 @@ describe("fromNatsMessage", () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 
+  it("refuses a ce-data header: data is the payload, never an attribute", () => {
+    for (const payload of [new Uint8Array(0), utf8Encode("{}")]) {
+      for (const name of ["ce-data", "CE-Data"]) {
+        expectTypedError(
+          () => fromNatsMessage(msg({ ...ceHeaders, [name]: "injected" }, payload)),
+          ["InvalidEvent"],
+        );
+      }
+    }
+  });
+
   it("reads data by ce-datacontenttype, falling back to a Content-Type header", () => {
     const e = fromNatsMessage(
       msg({ ...ceHeaders, "Content-Type": "text/plain" }, utf8Encode("hi")),
