@@ -135,19 +135,39 @@ interface RawNatsMsg {
 }
 
 const headerText = new TextDecoder();
-const NATS_STATUS_LINE = "NATS/1.0\r\n";
 
 /**
  * The headers of a received message, as `[name, values]` entries in the order nats.js gives
  * them, read straight from the header block of a nats.js `MsgImpl` (v2 and v3 keep it in `_rdata`
- * up to `_msg.hdr`; a JetStream `JsMsgImpl` holds such a message as `msg`). nats.js's own
- * `msg.headers` builds a validated, canonicalised map through several copies per header, most of
- * the receive path's cost, and matches names in quadratic time (a 64 KiB block of 5,400 names
- * took 207 ms). Anything this reader is not sure reads exactly as nats.js would (a status line, a
- * CR or LF inside a line, a name nats.js rejects, a message that is not a `MsgImpl`, headers
- * nats.js already decoded) falls back to `message.headers`.
+ * up to `_msg.hdr`; a JetStream `JsMsgImpl` holds such a message as `msg`), in linear time.
+ * nats.js's own `msg.headers` builds a validated, canonicalised map through several copies per
+ * header, most of the receive path's cost, and matches names in quadratic time (a 64 KiB block of
+ * 5,400 names took 207 ms; a core NATS message can carry 1 MiB). A message that is not a
+ * `MsgImpl`, or whose headers nats.js already decoded, is read through `message.headers`.
+ *
+ * @throws {@link PosthornError} `MalformedInput` for a block nats.js refuses: a name with a
+ *   character outside printable ASCII, a CR or LF inside a value
  */
 function readHeaders(message: NatsMessageLike): HeaderList {
+  const read = readHeaderBlock(message);
+  return read === undefined ? clientHeaders(message) : read;
+}
+
+/**
+ * `message.headers` as a {@link HeaderList}. nats.js builds its map on first read and throws its
+ * own error for a block it refuses (a name with a space, a CR or LF inside a value): that is
+ * `MalformedInput` here.
+ */
+function clientHeaders(message: NatsMessageLike): HeaderList {
+  try {
+    return headerList(message.headers);
+  } catch (err) {
+    throw asDecodeError(err, "the NATS header block cannot be read");
+  }
+}
+
+/** {@link readHeaders}'s own reading; `undefined` where it leaves the block to nats.js. */
+function readHeaderBlock(message: NatsMessageLike): HeaderList | undefined {
   let raw = message as RawNatsMsg;
   if (raw._msg === undefined && typeof raw.msg === "object" && raw.msg !== null) {
     raw = raw.msg as RawNatsMsg;
@@ -161,26 +181,43 @@ function readHeaders(message: NatsMessageLike): HeaderList {
     !(bytes instanceof Uint8Array) ||
     hdr > bytes.length
   ) {
-    return headerList(message.headers);
+    return undefined;
   }
   const text = headerText.decode(bytes.subarray(0, hdr));
-  if (!text.startsWith(NATS_STATUS_LINE)) return headerList(message.headers);
   const list = new HeaderList();
   const { names, values } = list;
   // Names are matched by a short scan while there are few, and through a map (name -> index)
   // past SCAN_LIMIT, so that a block of many headers (a hostile one can hold hundreds of
   // thousands within max_payload) is still read in linear time.
   let byName: Map<string, number> | undefined;
-  let start = NATS_STATUS_LINE.length;
+  // The first line is the status line (`NATS/1.0`, maybe with a code); nats.js reads the
+  // headers from the lines after it, whatever it says.
+  const firstLine = text.indexOf("\r\n");
+  if (firstLine === -1) return list;
+  let start = firstLine + 2;
+  // The first colon at or after `start`, found again only once a line start passes it: a search
+  // per line would run on to the next colon, quadratic in a block of colon-less lines.
+  let colon = -1;
   while (start < text.length) {
     let end = text.indexOf("\r\n", start);
     if (end === -1) end = text.length;
     if (end > start) {
-      const colon = text.indexOf(":", start);
-      if (colon !== -1 && colon < end) {
+      if (colon !== -2 && colon < start) {
+        colon = text.indexOf(":", start);
+        if (colon === -1) colon = -2;
+      }
+      if (colon >= 0 && colon < end) {
         const name = text.slice(start, colon);
         const value = trimmedValue(text, colon + 1, end);
-        if (value === undefined || !plainHeaderName(name)) return headerList(message.headers);
+        // What nats.js refuses (its own error, from `msg.headers`): MalformedInput.
+        if (value === undefined) {
+          throw malformed(`NATS header ${quoted(name)} has a CR or LF inside its value`);
+        }
+        if (!clientHeaderName(name)) {
+          throw malformed(
+            `NATS header name ${quoted(name)} has a character outside printable ASCII`,
+          );
+        }
         const at = byName ? (byName.get(name) ?? -1) : names.indexOf(name);
         if (at === -1) {
           names.push(name);
@@ -207,9 +244,13 @@ function trimmedValue(text: string, from: number, to: number): string | undefine
   return value.includes("\r") || value.includes("\n") ? undefined : value;
 }
 
-// What nats.js accepts as a header name (printable ASCII, no colon).
-function plainHeaderName(name: string): boolean {
-  if (name.length === 0) return false;
+// A name for an error message, cut short: a hostile one can be most of a megabyte.
+function quoted(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+// What nats.js accepts as a header name: printable ASCII, no colon; empty too.
+function clientHeaderName(name: string): boolean {
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (c < 0x21 || c > 0x7e || c === 0x3a) return false;
@@ -275,13 +316,13 @@ function scan(headers: HeaderList): HeaderScan {
  *
  * @param message - the received message
  * @param options - `detectHeaderlessJson`; the other decode options are not read here
+ * @throws {@link PosthornError} `MalformedInput` when nats.js cannot read the header block
  */
 export function detectNatsMode(
   message: NatsMessageLike,
   options: NatsDecodeOptions = {},
 ): NatsContentMode | undefined {
-  const s = scan(headerList(message.headers));
-  return modeOf(s, message, options);
+  return modeOf(scan(readHeaders(message)), message, options);
 }
 
 function modeOf(
@@ -302,6 +343,7 @@ function modeOf(
 }
 
 function looksLikeStructuredJson(data: Uint8Array): boolean {
+  if (!(data instanceof Uint8Array)) return false;
   let i = 0;
   while (
     i < data.length &&
@@ -393,7 +435,18 @@ export function receiveNatsMessage<T>(
   metadata: Readonly<Record<string, unknown>> | undefined,
   options: NatsDecodeOptions,
 ): Received<T> {
-  const headers = readHeaders(message);
+  let headers: HeaderList;
+  try {
+    headers = readHeaders(message);
+  } catch (err) {
+    // Nothing can be told from a block nats.js refuses: the delivery says why, with no headers.
+    const error = asDecodeError(err, "NATS message");
+    return {
+      event: undefined,
+      error,
+      message: envelope(message, new HeaderList(), undefined, metadata),
+    };
+  }
   const s = scan(headers);
   const mode = modeOf(s, message, options);
   let event: CloudEvent<T> | undefined;
@@ -539,6 +592,7 @@ function earlierText(headers: HeaderList, before: number, name: string): string 
  *
  * @param message - a nats.js `Msg`/`JsMsg` or anything with `data` and `headers`
  * @param metadata - extra transport metadata (stream sequence, ...)
+ * @throws {@link PosthornError} `MalformedInput` when nats.js cannot read the header block
  */
 export function toMessageEnvelope(
   message: NatsMessageLike,

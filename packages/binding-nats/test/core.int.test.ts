@@ -1,5 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
+  detectNatsMode,
   fromNatsMessage,
   NATS_CORE_CAPABILITIES,
   type NatsContentMode,
@@ -216,6 +217,66 @@ describe("core NATS publisher and subscriber", () => {
     expect(ok.message.properties).toEqual(toMessageEnvelope(seen[0] as never).properties);
     expect(bad.event).toBeUndefined();
     expect(bad.error?.code).toBe("MalformedInput");
+    await subscriber.close();
+  });
+
+  it("a header block nats.js refuses arrives as a MalformedInput delivery, and the subscriber goes on", async () => {
+    const subject = unique("refused-headers");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    const seen: unknown[] = [];
+    const raw = nc.subscribe(subject, { callback: (_e, m) => void seen.push(m) });
+    await nc.flush();
+    // Blocks as a hostile publisher writes them (the header text is sent as it is).
+    const block = (lines: string[]) =>
+      NatsHeaders.trusted([], `NATS/1.0\r\n${lines.map((l) => `${l}\r\n`).join("")}\r\n`);
+    const ce = ["ce-specversion: 1.0", "ce-source: /s", "ce-type: t"];
+    nc.publish(subject, utf8Encode("{}"), { headers: block([...ce, "ce-id: before"]) });
+    nc.publish(subject, utf8Encode("{}"), { headers: block([...ce, "bad name: x"]) });
+    nc.publish(subject, utf8Encode("{}"), { headers: block([...ce, "x-lf: a\nb"]) });
+    nc.publish(subject, utf8Encode("{}"), { headers: block([...ce, "ce-id: after"]) });
+    const it = subscriber[Symbol.asyncIterator]();
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await it.next();
+      const d = r.value as Delivery;
+      got.push(d.event ? `event ${d.event.id}` : `error ${d.error?.code}`);
+      if (d.error) expect(Object.keys(d.message.properties)).toEqual([]);
+    }
+    expect(got).toEqual([
+      "event before",
+      "error MalformedInput",
+      "error MalformedInput",
+      "event after",
+    ]);
+    await nc.flush();
+    raw.unsubscribe();
+    expect(nc.isClosed()).toBe(false);
+    // The same messages through the functions: typed errors, nats.js's own never.
+    for (const m of seen.slice(1, 3)) {
+      for (const read of [
+        () => fromNatsMessage(m as never, { formats: [json] }),
+        () => detectNatsMode(m as never),
+        () => toMessageEnvelope(m as never),
+      ]) {
+        expect(() => read()).toThrow(expect.objectContaining({ code: "MalformedInput" }));
+      }
+    }
+    await subscriber.close();
+  });
+
+  it("reads a header block of colon-less lines in linear time", async () => {
+    const subject = unique("colonless");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    await nc.flush();
+    // 3.6 MB of lines without a colon: a search for each line's colon ran on to the end of the
+    // block, quadratic (1.5 s at 960 KB, about 20 s at this size).
+    const text = `NATS/1.0\r\nce-specversion: 1.0\r\nce-id: x\r\nce-source: /s\r\nce-type: t\r\n${"a\r\n".repeat(1_200_000)}\r\n`;
+    nc.publish(subject, utf8Encode("{}"), { headers: NatsHeaders.trusted([], text) });
+    const started = performance.now();
+    const d = await firstOf(subscriber);
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(d.error).toBeUndefined();
+    expect(d.event?.id).toBe("x");
     await subscriber.close();
   });
 

@@ -411,6 +411,25 @@ describe("JetStream settlement", () => {
     await d?.reject();
   });
 
+  it("a stored header block nats.js refuses arrives as a MalformedInput delivery, and iteration goes on", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer();
+    const block = (last: string) =>
+      NatsHeaders.trusted(
+        [],
+        `NATS/1.0\r\nce-specversion: 1.0\r\nce-source: /s\r\nce-type: t\r\n${last}\r\n\r\n`,
+      );
+    await js.publish(subject, utf8Encode("{}"), { headers: block("bad name: x") });
+    await js.publish(subject, utf8Encode("{}"), { headers: block("ce-id: after") });
+    const it = (await subscribe(stream, consumer))[Symbol.asyncIterator]();
+    const bad = await next(it);
+    expect(bad?.event).toBeUndefined();
+    expect(bad?.error?.code).toBe("MalformedInput");
+    await bad?.reject();
+    const good = await next(it);
+    expect(good?.event?.id).toBe("after");
+    await good?.accept();
+  });
+
   it("reads a JetStream message's header block from its bytes, never through nats.js's header map, to the same event and properties", async () => {
     const { stream, subject } = await streamWithConsumer();
     await js.publish(subject, utf8Encode("hi"), {
