@@ -41,22 +41,44 @@ export function parseContentType(value: string): ContentType | undefined {
 
 function parseUncached(value: string): ContentType | undefined {
   const semi = value.indexOf(";");
-  const essence = (semi === -1 ? value : value.slice(0, semi)).trim().toLowerCase();
+  const essence = trimOws(semi === -1 ? value : value.slice(0, semi));
   const slash = essence.indexOf("/");
   if (slash <= 0) return undefined;
+  // Checked before lower-casing: toLowerCase maps some non-ASCII letters to ASCII ones (the
+  // Kelvin sign to "k").
   const type = essence.slice(0, slash);
   const subtype = essence.slice(slash + 1);
   if (!TOKEN.test(type) || !TOKEN.test(subtype)) return undefined;
   const plus = subtype.lastIndexOf("+");
   const parameters: Record<string, string> = Object.create(null);
   if (semi !== -1 && !parseParameters(value.slice(semi + 1), parameters)) return undefined;
+  const lowerSubtype = subtype.toLowerCase();
   return Object.freeze({
-    mediaType: essence,
-    type,
-    subtype,
-    suffix: plus === -1 ? "" : subtype.slice(plus + 1),
+    mediaType: essence.toLowerCase(),
+    type: type.toLowerCase(),
+    subtype: lowerSubtype,
+    suffix: plus === -1 ? "" : lowerSubtype.slice(plus + 1),
     parameters: Object.freeze(parameters),
   });
+}
+
+/** Without leading and trailing spaces and tabs (HTTP's optional whitespace), and nothing else. */
+function trimOws(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text[start] === " " || text[start] === "\t")) start++;
+  while (end > start && (text[end - 1] === " " || text[end - 1] === "\t")) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+// A parameter value as a token, leniently: any visible ASCII but `;` and `"` (some producers
+// leave URIs unquoted), never a control character, a space or non-ASCII.
+const BARE_VALUE = /^[!#-:<-~]*$/;
+
+// Inside a quoted string (RFC 9110 section 5.6.4): tab, space, visible ASCII and obs-text
+// (U+0080-U+00FF), never a control character.
+function isQuotedChar(c: number): boolean {
+  return c === 0x09 || (c >= 0x20 && c !== 0x7f && c <= 0xff);
 }
 
 function parseParameters(text: string, into: Record<string, string>): boolean {
@@ -66,14 +88,16 @@ function parseParameters(text: string, into: Record<string, string>): boolean {
     if (i >= text.length) break;
     const eq = text.indexOf("=", i);
     if (eq === -1) return false;
-    const name = text.slice(i, eq).trim().toLowerCase();
-    if (!TOKEN.test(name)) return false;
+    const rawName = trimOws(text.slice(i, eq));
+    if (!TOKEN.test(rawName)) return false;
+    const name = rawName.toLowerCase();
     i = eq + 1;
     let val = "";
     if (text[i] === '"') {
       i++;
       while (i < text.length && text[i] !== '"') {
         if (text[i] === "\\" && i + 1 < text.length) i++;
+        if (!isQuotedChar(text.charCodeAt(i))) return false;
         val += text[i];
         i++;
       }
@@ -81,7 +105,8 @@ function parseParameters(text: string, into: Record<string, string>): boolean {
       i++;
     } else {
       const end = text.indexOf(";", i);
-      val = (end === -1 ? text.slice(i) : text.slice(i, end)).trim();
+      val = trimOws(end === -1 ? text.slice(i) : text.slice(i, end));
+      if (!BARE_VALUE.test(val)) return false;
       i = end === -1 ? text.length : end;
     }
     if (!(name in into)) into[name] = val;

@@ -25,6 +25,31 @@ describe("parseContentType", () => {
       expect(parseContentType(v)).toBeUndefined();
     },
   );
+  it.each([
+    "application/json; a=b\r\nX-Evil: 1",
+    "application/json\r\n",
+    "\napplication/json",
+    "text/plain; charset=utf\u00008",
+    'text/plain; a="x\u0001y"',
+    "text/plain; a=caf\u00e9",
+    "text/plain; a=b c",
+    // U+212A KELVIN SIGN lower-cases to "k": the token check comes first.
+    "application/\u212A",
+    "text/plain; \u212Aey=v",
+  ])("refuses control characters, non-ASCII and spaces where RFC 9110 has none: %j", (v) => {
+    expect(parseContentType(v)).toBeUndefined();
+  });
+  it("keeps what real producers send: spaces and tabs around parts, unquoted URIs, obs-text quoted", () => {
+    expect(parseContentType(" application/json ;\tcharset = utf-8 ")?.parameters).toEqual({
+      charset: "utf-8",
+    });
+    expect(parseContentType("application/ld+json; profile=http://x.example/a")?.parameters).toEqual(
+      {
+        profile: "http://x.example/a",
+      },
+    );
+    expect(parseContentType('text/plain; title="caf\u00e9"')?.parameters.title).toBe("caf\u00e9");
+  });
   it("does not let a parameter named __proto__ reach a prototype", () => {
     const ct = parseContentType("text/plain; __proto__=x");
     expect(Object.getOwnPropertyDescriptor(ct?.parameters, "__proto__")?.value).toBe("x");
