@@ -323,7 +323,11 @@ function attributeValue(name: string, raw: unknown, registry: ExtensionRegistry)
   }
   if (typeof raw === "boolean") return asDeclared(name, raw, declared, "Boolean");
   if (raw instanceof Date) {
-    if (Number.isNaN(raw.getTime())) throw invalidEvent(`${name} is an invalid timestamp`, name);
+    // RFC 3339 writes years 0000 to 9999 only (an AMQP timestamp reaches past them).
+    const year = raw.getUTCFullYear();
+    if (!(year >= 0 && year <= 9999)) {
+      throw invalidEvent(`${name} is a timestamp outside the years RFC 3339 can write`, name);
+    }
     return asDeclared(name, dateToTimestamp(raw), declared, "Timestamp");
   }
   // A copy: rhea's Buffer is a view into the transfer frame.
@@ -340,7 +344,6 @@ function asDeclared(
 ): unknown {
   if (declared === undefined || declared === actual) return value;
   if (declared === "String") return canonicalString(value);
-  if (actual === "Timestamp" && declared !== "Integer" && declared !== "Boolean") return value;
   throw invalidEvent(`${name} must be a ${declared}, got an AMQP ${actual.toLowerCase()}`, name);
 }
 

@@ -274,6 +274,32 @@ describe("readAmqpMessage", () => {
     expect(e.ok).toBe(false);
   });
 
+  it("refuses a timestamp RFC 3339 cannot write, and one where another type is declared", () => {
+    const late = readAmqpMessage(
+      overTheWire({
+        application_properties: {
+          ...base,
+          "cloudEvents:expirytime": new Date(Date.UTC(10000, 0, 1)),
+        },
+      }),
+    );
+    expect(late.error?.code).toBe("InvalidEvent");
+    const registry = new ExtensionRegistry([{ name: "migration", type: "URI" }]);
+    const mistyped = readAmqpMessage(
+      overTheWire({ application_properties: { ...base, "cloudEvents:migration": new Date(0) } }),
+      { registry },
+    );
+    expect(mistyped.error?.code).toBe("InvalidEvent");
+    // As a string, the same text is refused the same way.
+    const asText = readAmqpMessage(
+      overTheWire({
+        application_properties: { ...base, "cloudEvents:migration": "1970-01-01T00:00:00.000Z" },
+      }),
+      { registry },
+    );
+    expect(asText.error?.code).toBe("InvalidEvent");
+  });
+
   it("refuses a long outside the Integer range", () => {
     const { error } = readAmqpMessage(
       overTheWire({
