@@ -76,7 +76,11 @@ interface CollectedHeaders {
   /** `ce-` headers: lower-case attribute names and raw values, in parallel. */
   names: string[];
   values: string[];
+  /** Attribute name -> index, past {@link SCAN_LIMIT} names: many headers stay linear. */
+  byName?: Map<string, number>;
 }
+
+const SCAN_LIMIT = 16;
 
 function headerText(value: string | readonly string[] | number | undefined): string | undefined {
   if (value === undefined) return undefined;
@@ -94,10 +98,14 @@ function take(out: CollectedHeaders, rawName: string, value: string | undefined)
   if (name === "content-type") out.contentType = value;
   else if (name.startsWith("ce-")) {
     const attr = name.slice(3);
-    const at = out.names.indexOf(attr);
+    const at = out.byName ? (out.byName.get(attr) ?? -1) : out.names.indexOf(attr);
     if (at === -1) {
       out.names.push(attr);
       out.values.push(value);
+      if (out.byName) out.byName.set(attr, out.names.length - 1);
+      else if (out.names.length > SCAN_LIMIT) {
+        out.byName = new Map(out.names.map((n, i) => [n, i]));
+      }
     } else {
       // Header names are case-insensitive (3.1.3.1): two spellings are one field, listed the way
       // Node and fetch join repeated fields (RFC 9110 5.3).
