@@ -26,6 +26,11 @@ const CACHE_LIMIT = 256;
  * Parses a `Content-Type` value. Results are cached, since the same few values recur on every
  * message.
  *
+ * Type, subtype and parameter names are tokens (RFC 9110 section 8.3.1); a parameter value is a
+ * quoted string or, leniently, any visible ASCII but `;` and `"` (producers leave URIs unquoted).
+ * Spaces and tabs around the parts are allowed; control characters (CR, LF, NUL, ...) and
+ * non-ASCII outside quotes never are, so a value that parses can go into any protocol's header.
+ *
  * @param value - the header value, e.g. `application/json; charset=utf-8`
  * @returns the parsed type (frozen, shared between calls), or `undefined` when the value is not
  *   a media type
