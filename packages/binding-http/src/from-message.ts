@@ -188,11 +188,9 @@ function fromBinary(
     const text = decodeHeaderValue(raw, name);
     // Context attributes are all carried as strings; only extensions can have other types.
     const type = isContextAttribute(name) ? undefined : registry.typeOf(name);
-    // Headers carry only strings; restore the declared type of known extensions.
-    init[name] =
-      type === "Boolean" || type === "Integer" || type === "Binary"
-        ? parseCanonical(text, type, name)
-        : text;
+    // Headers carry only strings; restore (and check) the declared type of known extensions, as
+    // the other bindings do.
+    init[name] = type === undefined || type === "String" ? text : parseCanonical(text, type, name);
   }
   // 3.1.1: Content-Type is datacontenttype (it wins over a stray ce-datacontenttype header).
   const contentType = collected.contentType;

@@ -152,6 +152,20 @@ describe("fromHttpMessage", () => {
       ["InvalidEvent"],
     );
   });
+  it("rejects a declared Timestamp or URI-reference extension that is not one, as the other bindings do", () => {
+    for (const bad of [{ "ce-recordedtime": "not-a-time" }, { "ce-dataref": "a b" }]) {
+      expectTypedError(
+        () => fromHttpMessage({ headers: { ...headers, ...bad }, body: undefined }),
+        ["InvalidEvent"],
+      );
+    }
+    const e = fromHttpMessage({
+      headers: { ...headers, "ce-recordedtime": "2024-01-02T03:04:05Z", "ce-dataref": "/a/b" },
+      body: undefined,
+    }) as CloudEvent;
+    expect(e.recordedtime).toBe("2024-01-02T03:04:05Z");
+    expect(e.dataref).toBe("/a/b");
+  });
   it("refuses __proto__ and constructor as attribute names without touching prototypes", () => {
     expectTypedError(() =>
       fromHttpMessage({ headers: { ...headers, "ce-__proto__": "x" }, body: undefined }),
