@@ -374,5 +374,11 @@ function propertyValue(value: unknown): PropertyValue {
       return value;
     }
   }
-  return String(value);
+  // Another client's value (kafkajs gives strings and Buffers): its text; one that has none (a
+  // prototype-less object) is null, not an error thrown from the envelope's properties.
+  try {
+    return String(value);
+  } catch {
+    return null;
+  }
 }

@@ -184,6 +184,17 @@ describe("fromKafkaRecord", () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 
+  it("reads the properties of any header value without throwing: one with no text is null", () => {
+    const record = {
+      key: null,
+      value: null,
+      headers: { ...headers, odd: Object.create(null), n: 7 as never },
+    };
+    const { message } = readKafkaRecord(record as never);
+    expect(message.properties.odd).toBeNull();
+    expect(message.properties.n).toBe("7");
+  });
+
   it("refuses a ce_data header: data is the value, never an attribute", () => {
     for (const value of [null, Buffer.alloc(0), Buffer.from("{}")]) {
       const record = {

@@ -116,6 +116,14 @@ function headerList(headers: NatsHeadersLike | undefined): HeaderList {
   const list = new HeaderList();
   if (headers) {
     for (const [name, value] of entries(headers)) {
+      // What nats.js hands out is text; anything else (from another client) is refused here,
+      // before mode detection reads it.
+      if (
+        typeof name !== "string" ||
+        !(typeof value === "string" || (Array.isArray(value) && value.every(isString)))
+      ) {
+        throw malformed(`NATS header ${quoted(String(name))} does not hold text`);
+      }
       list.names.push(name);
       list.values.push(value);
     }
@@ -242,6 +250,10 @@ const SCAN_LIMIT = 16;
 function trimmedValue(text: string, from: number, to: number): string | undefined {
   const value = text.slice(from, to).trim();
   return value.includes("\r") || value.includes("\n") ? undefined : value;
+}
+
+function isString(value: unknown): value is string {
+  return typeof value === "string";
 }
 
 // A name for an error message, cut short: a hostile one can be most of a megabyte.

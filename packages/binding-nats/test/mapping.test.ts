@@ -251,6 +251,23 @@ describe("fromNatsMessage", () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 
+  it("refuses header values that are not text (from a client other than nats.js) with MalformedInput", () => {
+    for (const value of [null, 7, {}, [1], undefined]) {
+      const message = {
+        subject: "s",
+        data: new Uint8Array(0),
+        headers: { ...ceHeaders, "ce-x": value },
+      };
+      for (const read of [
+        () => fromNatsMessage(message as never),
+        () => detectNatsMode(message as never),
+        () => toMessageEnvelope(message as never),
+      ]) {
+        expectTypedError(read, ["MalformedInput"]);
+      }
+    }
+  });
+
   it("refuses a ce-data header: data is the payload, never an attribute", () => {
     for (const payload of [new Uint8Array(0), utf8Encode("{}")]) {
       for (const name of ["ce-data", "CE-Data"]) {
