@@ -564,6 +564,9 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     }
     const timer = setTimeout(() => {
       done();
+      // Closing a socket still connecting makes ws emit one more "error" (closed before the
+      // connection was established); with no listener left, Node would throw it.
+      socket.addEventListener("error", ignoreEvent);
       socket.close();
       reject(
         new PosthornError(
@@ -612,6 +615,8 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     socket.addEventListener("error", onError);
   });
 }
+
+function ignoreEvent(): void {}
 
 /** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
 export interface WebSocketServerCloudEventsOptions {

@@ -1,4 +1,4 @@
-import type { AddressInfo, Socket } from "node:net";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import {
   connectWebSocket,
   negotiatedFormat,
@@ -154,6 +154,21 @@ describe("subprotocol negotiation", () => {
     client.close();
     for (const c of raw.clients) c.terminate();
     await new Promise((resolve) => raw.close(resolve));
+  });
+  it("times out with Timeout against a server that never answers the upgrade, and nothing is thrown afterwards", async () => {
+    const held: Socket[] = [];
+    const silent = createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const url = `ws://127.0.0.1:${(silent.address() as AddressInfo).port}/`;
+    const err = await connectWebSocket(url, { formats: [json], WebSocket, timeoutMs: 200 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: "Timeout" });
+    // ws emits one more error for the socket closed while connecting; unheard, Node threw it
+    // (vitest reports it as an unhandled error and fails the run).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
   });
   it("fails to connect with ConnectionFailed when nothing listens", async () => {
     const err = await connectWebSocket("ws://127.0.0.1:1", {
