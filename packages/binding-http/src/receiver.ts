@@ -207,6 +207,11 @@ export class HttpReceiver implements Subscriber {
   readonly #drain = new Drain();
   #closed = false;
   #closing: Promise<void> | undefined;
+  #markClosed: () => void = () => {};
+  /** Resolves when close() begins: a body still arriving then is not waited for. */
+  readonly #whenClosed = new Promise<typeof CLOSED>((resolve) => {
+    this.#markClosed = () => resolve(CLOSED);
+  });
 
   /** @param options - formats, limits, handler, webhook and authorization settings */
   constructor(options: HttpReceiverOptions = {}) {
@@ -255,15 +260,26 @@ export class HttpReceiver implements Subscriber {
       return errorReply(413, `body of ${declared} bytes exceeds ${max}`, { connection: "close" });
     }
     let body: Uint8Array;
+    const reading = request.readBody(max);
     try {
-      body = await request.readBody(max);
+      const read = await Promise.race([reading, this.#whenClosed]);
+      // Closed while the body was arriving: answered now, not once the sender finishes (the rest
+      // of the body is not read, so the connection closes).
+      if (read === CLOSED) {
+        reading.catch(() => undefined);
+        return errorReply(503, "the receiver is closed", {
+          "retry-after": "1",
+          connection: "close",
+        });
+      }
+      body = read;
     } catch (err) {
       if (isPosthornError(err, "PayloadTooLarge")) {
         return errorReply(413, err.message, { connection: "close" });
       }
       throw err;
     }
-    // Closed while the body was read: its delivery would go to a queue nobody reads any more.
+    // Closed just as the body arrived: its delivery would go to a queue nobody reads any more.
     if (this.#closed) return closedReply();
     const decoded = fromHttpMessage(
       { headers, body },
@@ -412,6 +428,7 @@ export class HttpReceiver implements Subscriber {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#markClosed();
     for (const delivery of this.#queue.drain()) {
       this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
     }
@@ -451,6 +468,8 @@ export function toReceiver(input: ReceiverOrOptions): HttpReceiver {
 }
 
 /** The answer to a request that reaches a closed receiver: deliver again, elsewhere or later. */
+const CLOSED = Symbol("closed");
+
 function closedReply(): HttpReply {
   return errorReply(503, "the receiver is closed", { "retry-after": "1" });
 }

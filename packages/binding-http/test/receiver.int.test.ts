@@ -303,6 +303,38 @@ describe("HTTP receiver close() with drainTimeoutMs", () => {
     await expect(delivery.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
   });
 
+  it("a request whose body is still arriving when close() is called is answered 503 at once, before the sender finishes", async () => {
+    const { receiver, url } = await served({});
+    const message = toHttpMessage(event);
+    const body = message.body as Uint8Array;
+    const { request } = await import("node:http");
+    let closedAt = 0;
+    const req = request(url, {
+      method: "POST",
+      headers: { ...message.headers, "content-length": String(body.length) },
+    });
+    const answered = new Promise<{ status: number; at: number; close: string | undefined }>(
+      (resolve, reject) => {
+        req.on("response", (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, at: Date.now(), close: res.headers.connection });
+        });
+        req.on("error", reject);
+      },
+    );
+    // Half the body, and the rest never: the answer came only once the sender sent it.
+    req.write(body.subarray(0, 4));
+    setTimeout(() => {
+      closedAt = Date.now();
+      void receiver.close();
+    }, 100);
+    const { status, at, close } = await answered;
+    req.destroy();
+    expect(status).toBe(503);
+    expect(close).toBe("close");
+    expect(at - closedAt).toBeLessThan(1000);
+  });
+
   it("a request whose body arrives after close() is answered 503 at once, not after settleTimeoutMs", async () => {
     const { receiver, url } = await served({});
     const message = toHttpMessage(event);
