@@ -51,8 +51,14 @@ interface KafkaClientError {
  *
  * @param err - what the client threw
  * @param what - the operation, for the message (e.g. `publish to orders`)
+ * @param refused - the code of a failure the client does not call retriable and nothing else
+ *   names: `PublishRejected` (the default) for a publish, `SettlementFailed` for a commit
  */
-export function fromKafkaError(err: unknown, what: string): PosthornError {
+export function fromKafkaError(
+  err: unknown,
+  what: string,
+  refused: ErrorCode = "PublishRejected",
+): PosthornError {
   if (isPosthornError(err)) return err;
   let e = (
     typeof err === "object" && err !== null ? err : { message: String(err) }
@@ -68,7 +74,7 @@ export function fromKafkaError(err: unknown, what: string): PosthornError {
     (e.retriable === undefined && typeof e.message === "string"
       ? BY_MESSAGE.find(([fragment]) => (e.message as string).includes(fragment))?.[1]
       : undefined) ??
-    (e.retriable ? "ConnectionFailed" : "PublishRejected");
+    (e.retriable ? "ConnectionFailed" : refused);
   const protocolCode = e.type ?? e.code;
   return new PosthornError(code, `${what} failed: ${e.message ?? String(err)}`, {
     cause: err,

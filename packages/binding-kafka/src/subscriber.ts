@@ -625,7 +625,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         } catch (err) {
           // The next accept (or close) commits again; a commit that fails after a rebalance is
           // harmless: the new owner delivers from the last commit.
-          this.#options.onError?.(fromKafkaError(err, "commit offsets"));
+          this.#options.onError?.(fromKafkaError(err, "commit offsets", "SettlementFailed"));
         }
       }
     } finally {

@@ -110,6 +110,19 @@ describe("Kafka under broker faults (acks=-1, idempotent producer, checkpointing
     expect(err).toMatchObject({ code: "ConnectionFailed", retryable: true });
   });
 
+  it("a refusal kafkajs does not call retriable is PublishRejected for a publish and SettlementFailed for a commit", () => {
+    // As kafkajs throws a commit refused during a rebalance (non-retriable, no type).
+    const refused = Object.assign(new Error("The coordinator is not aware of this member"), {
+      name: "KafkaJSNonRetriableError",
+      retriable: false,
+    });
+    expect(fromKafkaError(refused, "publish to t").code).toBe("PublishRejected");
+    expect(fromKafkaError(refused, "commit offsets", "SettlementFailed")).toMatchObject({
+      code: "SettlementFailed",
+      retryable: false,
+    });
+  });
+
   it("a consumer that crashes between receiving and settling: another member of the group gets the uncommitted records", async () => {
     const topic = name("crash");
     broker.createTopic(topic, 1);
