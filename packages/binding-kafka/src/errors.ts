@@ -51,8 +51,8 @@ interface KafkaClientError {
  *
  * @param err - what the client threw
  * @param what - the operation, for the message (e.g. `publish to orders`)
- * @param refused - the code of a failure the client does not call retriable and nothing else
- *   names: `PublishRejected` (the default) for a publish, `SettlementFailed` for a commit
+ * @param refused - the code of a refusal (a protocol error, what the client does not call
+ *   retriable): `PublishRejected` (the default) for a publish, `SettlementFailed` for a commit
  */
 export function fromKafkaError(
   err: unknown,
@@ -68,13 +68,15 @@ export function fromKafkaError(
     const inner = e.cause ?? e.originalError;
     if (typeof inner === "object" && inner !== null) e = inner as KafkaClientError;
   }
-  const code: ErrorCode =
+  const found: ErrorCode =
     (e.type !== undefined ? BY_TYPE[e.type] : undefined) ??
     (e.name !== undefined ? BY_NAME[e.name] : undefined) ??
     (e.retriable === undefined && typeof e.message === "string"
       ? BY_MESSAGE.find(([fragment]) => (e.message as string).includes(fragment))?.[1]
       : undefined) ??
-    (e.retriable ? "ConnectionFailed" : refused);
+    (e.retriable ? "ConnectionFailed" : "PublishRejected");
+  // A refusal is a refusal of the operation at hand: of a commit, it is a failed settlement.
+  const code = found === "PublishRejected" ? refused : found;
   const protocolCode = e.type ?? e.code;
   return new PosthornError(code, `${what} failed: ${e.message ?? String(err)}`, {
     cause: err,
