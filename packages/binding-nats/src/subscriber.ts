@@ -394,7 +394,8 @@ export async function jetStreamSubscriber<T = unknown>(
       closed = true;
       // Messages the server sent before this point arrive before the answer to a round trip:
       // let them in while the subscription is there, so that they are naked below rather than
-      // dropped by nats.js and held by the server until the ack wait.
+      // held by the server until the ack wait. (What its consumer sends later, under load, still
+      // goes to the closed subscription.)
       if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
       // Then stop pulling (stop() unsubscribes the pull's inbox, and the naks go out after it),
       // so that a released message goes to another consumer, not to this one. stop(), not

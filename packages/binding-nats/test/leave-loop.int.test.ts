@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -239,24 +240,40 @@ describe("leaving the loop over JetStream", () => {
     }
   });
 
-  it("messages still arriving when the loop is left come back once each, at once", async () => {
+  it("messages the server had sent when close() began come back once each, at once", async () => {
     const stream = await jobs(2000);
+    // A connection of its own, whose reading the test holds back; consumer info through another.
+    const own = await connect({ servers: server.url });
     try {
-      const first = await jetStreamSubscriber(js, {
+      const first = await jetStreamSubscriber(jetstream(own), {
         stream,
         consumer: "workers",
         formats: [json],
         maxMessages: 1000,
       });
-      // Left at the first delivery: most of the 1,000 pulled are still on their way.
-      for await (const d of first) {
-        await d.accept();
-        break;
+      const it = first[Symbol.asyncIterator]();
+      await (await nextWithin(it, 3000))?.accept();
+      await own.flush();
+      // The client reads nothing more while the server sends the rest of the pull (1,000): they
+      // wait in the socket, on the wire, as under load.
+      const socket = (own as unknown as { protocol: { transport: { socket: Socket } } }).protocol
+        .transport.socket;
+      socket.pause();
+      for (let i = 0; i < 100; i++) {
+        const info = await jsm.consumers.info(stream, "workers");
+        if (info.num_ack_pending >= 999) break;
+        await sleep(20);
       }
+      // Stopped at once, nats.js dropped what was still in the socket, and the server held it
+      // until the ack wait (60 s here): 769 of 1,000 in a run without the pause.
+      const closing = first.close();
+      socket.resume();
+      await closing;
       const ids = await jobsLeft(stream);
       expect(ids).toHaveLength(1999);
       expect(new Set(ids).size).toBe(1999);
     } finally {
+      await own.close();
       await jsm.streams.delete(stream).catch(() => undefined);
     }
   });
