@@ -323,10 +323,11 @@ function attributeValue(name: string, raw: unknown, registry: ExtensionRegistry)
   }
   if (typeof raw === "boolean") return asDeclared(name, raw, declared, "Boolean");
   if (raw instanceof Date) {
-    // RFC 3339 writes years 0000 to 9999 only (an AMQP timestamp reaches past them).
+    // RFC 3339 writes years 0000 to 9999 only (an AMQP timestamp reaches past them); an invalid
+    // date's year is NaN.
     const year = raw.getUTCFullYear();
     if (!(year >= 0 && year <= 9999)) {
-      throw invalidEvent(`${name} is a timestamp outside the years RFC 3339 can write`, name);
+      throw invalidEvent(`${name} is not a timestamp RFC 3339 can write`, name);
     }
     return asDeclared(name, dateToTimestamp(raw), declared, "Timestamp");
   }

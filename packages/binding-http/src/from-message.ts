@@ -13,6 +13,7 @@ import {
   isCloudEventsContentType,
   isContextAttribute,
   type JsonLimits,
+  NameIndex,
   PosthornError,
   parseCanonical,
   utf8Encode,
@@ -73,14 +74,11 @@ export interface DetectedMode {
 
 interface CollectedHeaders {
   contentType: string | undefined;
-  /** `ce-` headers: lower-case attribute names and raw values, in parallel. */
-  names: string[];
+  /** `ce-` headers: lower-case attribute names, indexed (many headers stay linear)... */
+  attributes: NameIndex;
+  /** ...and their raw values, in parallel. */
   values: string[];
-  /** Attribute name -> index, past {@link SCAN_LIMIT} names: many headers stay linear. */
-  byName?: Map<string, number>;
 }
-
-const SCAN_LIMIT = 16;
 
 function headerText(value: string | readonly string[] | number | undefined): string | undefined {
   if (value === undefined) return undefined;
@@ -98,14 +96,10 @@ function take(out: CollectedHeaders, rawName: string, value: string | undefined)
   if (name === "content-type") out.contentType = value;
   else if (name.startsWith("ce-")) {
     const attr = name.slice(3);
-    const at = out.byName ? (out.byName.get(attr) ?? -1) : out.names.indexOf(attr);
+    const at = out.attributes.indexOf(attr);
     if (at === -1) {
-      out.names.push(attr);
+      out.attributes.add(attr);
       out.values.push(value);
-      if (out.byName) out.byName.set(attr, out.names.length - 1);
-      else if (out.names.length > SCAN_LIMIT) {
-        out.byName = new Map(out.names.map((n, i) => [n, i]));
-      }
     } else {
       // Header names are case-insensitive (3.1.3.1): two spellings are one field, listed the way
       // Node and fetch join repeated fields (RFC 9110 5.3).
@@ -115,7 +109,11 @@ function take(out: CollectedHeaders, rawName: string, value: string | undefined)
 }
 
 function collect(headers: HttpHeadersInput): CollectedHeaders {
-  const out: CollectedHeaders = { contentType: undefined, names: [], values: [] };
+  const out: CollectedHeaders = {
+    contentType: undefined,
+    attributes: new NameIndex(),
+    values: [],
+  };
   if (typeof (headers as { forEach?: unknown }).forEach === "function") {
     (headers as { forEach(cb: (v: string, n: string) => void): void }).forEach((v, n) => {
       take(out, n, v);
@@ -160,7 +158,7 @@ function detect(collected: CollectedHeaders, formats: readonly EventFormat[]): D
     }
     return { mode: match.batch ? "batch" : "structured", format: match.format };
   }
-  if (collected.names.includes("specversion")) return { mode: "binary" };
+  if (collected.attributes.indexOf("specversion") !== -1) return { mode: "binary" };
   throw new PosthornError(
     "UnsupportedContentType",
     `not a CloudEvent: no ce-specversion header and Content-Type ${contentType ?? "(none)"} names no event format`,
@@ -177,7 +175,8 @@ function fromBinary(
   // Names are checked to be lower-case letters and digits before use, so no name can reach
   // Object.prototype (`__proto__` cannot pass), and a plain object stays fast.
   const init: Record<string, unknown> = {};
-  const { names, values } = collected;
+  const { values } = collected;
+  const names = collected.attributes.names;
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
     const raw = values[i] as string;

@@ -267,10 +267,7 @@ export class HttpReceiver implements Subscriber {
       // of the body is not read, so the connection closes).
       if (read === CLOSED) {
         reading.catch(() => undefined);
-        return errorReply(503, "the receiver is closed", {
-          "retry-after": "1",
-          connection: "close",
-        });
+        return closedReply({ connection: "close" });
       }
       body = read;
     } catch (err) {
@@ -467,9 +464,10 @@ export function toReceiver(input: ReceiverOrOptions): HttpReceiver {
   return input instanceof HttpReceiver ? input : new HttpReceiver(input);
 }
 
-/** The answer to a request that reaches a closed receiver: deliver again, elsewhere or later. */
+/** What `#whenClosed` resolves with, told apart from a body. */
 const CLOSED = Symbol("closed");
 
-function closedReply(): HttpReply {
-  return errorReply(503, "the receiver is closed", { "retry-after": "1" });
+/** The answer to a request that reaches a closed receiver: deliver again, elsewhere or later. */
+function closedReply(headers?: Readonly<Record<string, string>>): HttpReply {
+  return errorReply(503, "the receiver is closed", { "retry-after": "1", ...headers });
 }

@@ -14,8 +14,10 @@ import {
   type Message,
   type MessageProperties,
   malformed,
+  NameIndex,
   PosthornError,
   parseCanonical,
+  quoted,
   ReceivedMessage,
   withFormerMaxDepth,
 } from "@posthorn/core";
@@ -103,10 +105,10 @@ function firstValue(value: string | readonly string[]): string | undefined {
 
 /**
  * Headers as two parallel lists, names and values (a single value as a plain string): the
- * receive path makes two arrays per message rather than an entry array per header.
+ * receive path makes two arrays per message rather than an entry array per header. Names read
+ * from a header block are found again through the index (a repeated name groups its values).
  */
-class HeaderList {
-  readonly names: string[] = [];
+class HeaderList extends NameIndex {
   readonly values: Array<string | readonly string[]> = [];
 }
 
@@ -124,7 +126,7 @@ function headerList(headers: NatsHeadersLike | undefined): HeaderList {
       ) {
         throw malformed(`NATS header ${quoted(String(name))} does not hold text`);
       }
-      list.names.push(name);
+      list.add(name);
       list.values.push(value);
     }
   }
@@ -193,11 +195,7 @@ function readHeaderBlock(message: NatsMessageLike): HeaderList | undefined {
   }
   const text = headerText.decode(bytes.subarray(0, hdr));
   const list = new HeaderList();
-  const { names, values } = list;
-  // Names are matched by a short scan while there are few, and through a map (name -> index)
-  // past SCAN_LIMIT, so that a block of many headers (a hostile one can hold hundreds of
-  // thousands within max_payload) is still read in linear time.
-  let byName: Map<string, number> | undefined;
+  const values = list.values;
   // The first line is the status line (`NATS/1.0`, maybe with a code); nats.js reads the
   // headers from the lines after it, whatever it says.
   const firstLine = text.indexOf("\r\n");
@@ -226,12 +224,12 @@ function readHeaderBlock(message: NatsMessageLike): HeaderList | undefined {
             `NATS header name ${quoted(name)} has a character outside printable ASCII`,
           );
         }
-        const at = byName ? (byName.get(name) ?? -1) : names.indexOf(name);
+        // A hostile block can hold hundreds of thousands of names within max_payload: the index
+        // keeps matching them linear.
+        const at = list.indexOf(name);
         if (at === -1) {
-          names.push(name);
+          list.add(name);
           values.push(value);
-          if (byName) byName.set(name, names.length - 1);
-          else if (names.length > SCAN_LIMIT) byName = new Map(names.map((n, i) => [n, i]));
         } else {
           const seen = values[at] as string | string[];
           if (typeof seen === "string") values[at] = [seen, value];
@@ -244,8 +242,6 @@ function readHeaderBlock(message: NatsMessageLike): HeaderList | undefined {
   return list;
 }
 
-const SCAN_LIMIT = 16;
-
 /** The value between `from` and `to`, trimmed as nats.js trims it; `undefined` when it holds a lone CR or LF. */
 function trimmedValue(text: string, from: number, to: number): string | undefined {
   const value = text.slice(from, to).trim();
@@ -254,11 +250,6 @@ function trimmedValue(text: string, from: number, to: number): string | undefine
 
 function isString(value: unknown): value is string {
   return typeof value === "string";
-}
-
-// A name for an error message, cut short: a hostile one can be most of a megabyte.
-function quoted(text: string): string {
-  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
 }
 
 // What nats.js accepts as a header name: printable ASCII, no colon; empty too.

@@ -108,6 +108,16 @@ export function invalidEvent(message: string, attribute?: string, cause?: unknow
 }
 
 /**
+ * Untrusted text for an error message: JSON-quoted (so control characters show), and cut after
+ * 40 characters (a hostile header name can be most of a megabyte).
+ *
+ * @param text - the text
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+/**
  * Shorthand for a `MalformedInput` error (not retryable). Note the order: `cause` comes before
  * `attribute` here, after it in {@link invalidEvent}.
  *

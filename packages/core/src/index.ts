@@ -69,6 +69,7 @@ export {
   malformed,
   PosthornError,
   type PosthornErrorOptions,
+  quoted,
 } from "./errors.js";
 export {
   CloudEvent,
@@ -100,6 +101,7 @@ export {
 } from "./format.js";
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
+export { NameIndex } from "./name-index.js";
 export { type MessageProperties, ReceivedMessage } from "./received-message.js";
 export {
   EventRouter,

@@ -1,5 +1,5 @@
 import { base64Decode, base64Encode, isBase64, isBytes } from "./bytes.js";
-import { invalidEvent } from "./errors.js";
+import { invalidEvent, quoted } from "./errors.js";
 
 /**
  * The CloudEvents 1.0 type system (spec.md, "Type System").
@@ -439,11 +439,14 @@ export function parseCanonical(
     case "Boolean":
       if (text === "true") return true;
       if (text === "false") return false;
-      throw invalidEvent(`${name} must be a Boolean ("true" or "false"), got ${quote(text)}`, name);
+      throw invalidEvent(
+        `${name} must be a Boolean ("true" or "false"), got ${quoted(text)}`,
+        name,
+      );
     case "Integer": {
       const n = INTEGER_TEXT.test(text) ? Number(text) : Number.NaN;
       if (!isInteger(n)) {
-        throw invalidEvent(`${name} must be a 32-bit Integer, got ${quote(text)}`, name);
+        throw invalidEvent(`${name} must be a 32-bit Integer, got ${quoted(text)}`, name);
       }
       return n;
     }
@@ -499,8 +502,4 @@ export function checkValue(value: unknown, type: AttributeType, name: string): v
       if (!isTimestamp(value)) throw invalidEvent(`${name} must be an RFC 3339 timestamp`, name);
       return;
   }
-}
-
-function quote(text: string): string {
-  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
 }
