@@ -1,5 +1,5 @@
 import {
-  type AttributeType,
+  asDeclaredType,
   asDecodeError,
   CloudEvent,
   canonicalString,
@@ -20,7 +20,6 @@ import {
   malformed,
   PosthornError,
   type PropertyValue,
-  parseCanonical,
   ReceivedMessage,
   utf8Encode,
   withFormerMaxDepth,
@@ -308,20 +307,20 @@ function prefixLength(key: string): number {
 }
 
 // 3.1.3.2: native AMQP values and canonical strings are both read; strings of declared types are
-// parsed back into them.
+// parsed back into them, native values checked against them.
 function attributeValue(name: string, raw: unknown, registry: ExtensionRegistry): unknown {
   const declared = registry.typeOf(name);
   if (typeof raw === "string") {
-    if (declared === undefined || declared === "String" || isContextAttribute(name)) return raw;
-    return parseCanonical(raw, declared, name);
+    // The constructor checks the context attributes' strings.
+    return isContextAttribute(name) ? raw : asDeclaredType(name, raw, declared, "AMQP");
   }
   if (typeof raw === "number") {
     if (!isInteger(raw)) {
       throw invalidEvent(`${name} is a number outside the 32-bit Integer range`, name);
     }
-    return asDeclared(name, raw, declared, "Integer");
+    return asDeclaredType(name, raw, declared, "AMQP");
   }
-  if (typeof raw === "boolean") return asDeclared(name, raw, declared, "Boolean");
+  if (typeof raw === "boolean") return asDeclaredType(name, raw, declared, "AMQP");
   if (raw instanceof Date) {
     // RFC 3339 writes years 0000 to 9999 only (an AMQP timestamp reaches past them); an invalid
     // date's year is NaN.
@@ -329,23 +328,15 @@ function attributeValue(name: string, raw: unknown, registry: ExtensionRegistry)
     if (!(year >= 0 && year <= 9999)) {
       throw invalidEvent(`${name} is not a timestamp RFC 3339 can write`, name);
     }
-    return asDeclared(name, dateToTimestamp(raw), declared, "Timestamp");
+    // A timestamp is a Timestamp, or a String when declared so; its text is the canonical one.
+    if (declared !== undefined && declared !== "Timestamp" && declared !== "String") {
+      throw invalidEvent(`${name} must be of type ${declared}; AMQP carried Timestamp`, name);
+    }
+    return dateToTimestamp(raw);
   }
   // A copy: rhea's Buffer is a view into the transfer frame.
-  if (isBytes(raw)) return asDeclared(name, new Uint8Array(raw), declared, "Binary");
+  if (isBytes(raw)) return asDeclaredType(name, new Uint8Array(raw), declared, "AMQP");
   throw invalidEvent(`${name} holds an AMQP value that no CloudEvents type maps to`, name);
-}
-
-/** A native value of type `actual`, checked against (or, for strings, turned into) the declared one. */
-function asDeclared(
-  name: string,
-  value: string | number | boolean | Uint8Array,
-  declared: AttributeType | undefined,
-  actual: AttributeType,
-): unknown {
-  if (declared === undefined || declared === actual) return value;
-  if (declared === "String") return canonicalString(value);
-  throw invalidEvent(`${name} must be a ${declared}, got an AMQP ${actual.toLowerCase()}`, name);
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

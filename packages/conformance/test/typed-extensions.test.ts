@@ -3,7 +3,9 @@ import { fromKafkaRecord, toKafkaRecord } from "@posthorn/binding-kafka";
 import { fromMqttMessage, toMqttMessage } from "@posthorn/binding-mqtt";
 import { fromNatsMessage, toNatsMessage } from "@posthorn/binding-nats";
 import { CloudEvent, ExtensionRegistry, extensions, isPosthornError } from "@posthorn/core";
-import { json } from "@posthorn/format-json";
+import { avroCompactFormat, avroFormat } from "@posthorn/format-avro";
+import { jsonFormat } from "@posthorn/format-json";
+import { protobufFormat } from "@posthorn/format-protobuf";
 import { describe, expect, it } from "vitest";
 
 // Issue 12: declare extensions once, and every binding's binary-mode decoder restores their types
@@ -48,7 +50,7 @@ const paths: Record<string, (e: CloudEvent, r: ExtensionRegistry) => CloudEvent>
   },
   mqtt5: (e, r) => {
     const m = toMqttMessage(e, { mode: "binary", protocolVersion: 5 });
-    return fromMqttMessage(m, { formats: [json], protocolVersion: 5, registry: r });
+    return fromMqttMessage(m, { formats: [jsonFormat()], protocolVersion: 5, registry: r });
   },
   nats: (e, r) => {
     const m = toNatsMessage(e, { mode: "binary" });
@@ -91,4 +93,81 @@ describe("typed extensions through header-based bindings", () => {
       expect((err as { attribute?: string }).attribute).toBe("priority");
     });
   }
+});
+
+// The formats carry some types themselves (JSON: Boolean and Integer; Avro: Boolean, Integer and
+// Binary; Protobuf: all), and the declarations fill in the rest, so that a structured event comes
+// back as the same binding's binary mode gives it: the same declarations, the same types.
+const formats = {
+  json: (r: ExtensionRegistry) => jsonFormat({ registry: r }),
+  avro: (r: ExtensionRegistry) => avroFormat({ registry: r }),
+  "avro-compact": (r: ExtensionRegistry) => avroCompactFormat({ registry: r }),
+  protobuf: (r: ExtensionRegistry) => protobufFormat({ registry: r }),
+};
+
+function invalidAttribute(run: () => unknown): string | undefined {
+  try {
+    run();
+  } catch (err) {
+    expect(isPosthornError(err, "InvalidEvent")).toBe(true);
+    return (err as { attribute?: string }).attribute;
+  }
+  return undefined;
+}
+
+describe("typed extensions through the event formats", () => {
+  for (const [name, make] of Object.entries(formats)) {
+    const format = make(registry);
+    // Encoded by a producer that declares nothing: declared types travel as their strings.
+    const plain = make(new ExtensionRegistry());
+    const stringly = event.cloneWith({
+      priority: "-7",
+      urgent: "true",
+      checksum: "AAH+/w==",
+      severitynumber: "17",
+    });
+
+    it(`${name}: declared extensions come back with their types`, () => {
+      const back = format.decode(format.encode(event));
+      expect(back.priority).toBe(-7);
+      expect(back.urgent).toBe(true);
+      expect(back.checksum).toEqual(new Uint8Array([0, 1, 254, 255]));
+      expect(back.callback).toBe("https://example.com/cb?x=1");
+      expect(back.severitynumber).toBe(17);
+      expect(back.untyped).toBe("42");
+    });
+
+    it(`${name}: declared types are restored from strings, as from headers`, () => {
+      const back = format.decode(plain.encode(stringly));
+      expect(back.priority).toBe(-7);
+      expect(back.urgent).toBe(true);
+      expect(back.checksum).toEqual(new Uint8Array([0, 1, 254, 255]));
+      expect(back.severitynumber).toBe(17);
+      // and without the declarations they stay the strings they were
+      const untyped = plain.decode(plain.encode(stringly));
+      expect(untyped.priority).toBe("-7");
+      expect(untyped.checksum).toBe("AAH+/w==");
+    });
+
+    it(`${name}: a value that is not of the declared type is an InvalidEvent naming it`, () => {
+      const bytes = (change: Record<string, unknown>) => plain.encode(event.cloneWith(change));
+      expect(invalidAttribute(() => format.decode(bytes({ priority: "high" })))).toBe("priority");
+      expect(invalidAttribute(() => format.decode(bytes({ urgent: 1 })))).toBe("urgent");
+      expect(invalidAttribute(() => format.decode(bytes({ priority: true })))).toBe("priority");
+      expect(invalidAttribute(() => format.decode(bytes({ deadline: "soon" })))).toBe("deadline");
+      expect(invalidAttribute(() => format.decode(bytes({ callback: "no scheme" })))).toBe(
+        "callback",
+      );
+    });
+
+    it(`${name}: a typed value of a declared String becomes its canonical string`, () => {
+      const strings = new ExtensionRegistry([{ name: "label", type: "String" }]);
+      const back = make(strings).decode(plain.encode(event.cloneWith({ label: 12 })));
+      expect(back.label).toBe("12");
+    });
+  }
+
+  it("data cannot be declared as an extension", () => {
+    expect(() => new ExtensionRegistry([{ name: "data", type: "Integer" }])).toThrow(TypeError);
+  });
 });

@@ -103,10 +103,12 @@ export class ExtensionRegistry {
    * @param declaration - the name, type and placements; a later declaration of a name replaces
    *   the earlier one
    * @returns this registry, for chaining
-   * @throws TypeError when the name is not lower-case letters and digits, or names a context attribute
+   * @throws TypeError when the name is not lower-case letters and digits, or names a context
+   *   attribute or `data` (the event's data in every format)
    */
   declare(declaration: ExtensionDeclaration): this {
-    if (!isAttributeName(declaration.name) || isContextAttribute(declaration.name)) {
+    const name = declaration.name;
+    if (!isAttributeName(name) || isContextAttribute(name) || name === "data") {
       throw new TypeError(`cannot declare extension ${JSON.stringify(declaration.name)}`);
     }
     this.#byName.set(declaration.name, Object.freeze({ ...declaration }));
@@ -152,7 +154,7 @@ export const extensions: ExtensionRegistry = new ExtensionRegistry(SPEC_EXTENSIO
  *
  * @param declaration - the name, type and placements; replaces an earlier declaration of the name
  * @throws TypeError when the name is not lower-case letters and digits, or names a context
- *   attribute
+ *   attribute or `data`
  * @example
  * ```ts
  * declareExtension({ name: "priority", type: "Integer" });

@@ -119,6 +119,7 @@ export {
 export {
   type AttributeType,
   type AttributeValue,
+  asDeclaredType,
   canonicalString,
   canonicalTimestamp,
   checkValue,

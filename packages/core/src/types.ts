@@ -460,6 +460,41 @@ export function parseCanonical(
 }
 
 /**
+ * An extension value as a typed format or binding decoded it (JSON, Avro, Protobuf, AMQP), held
+ * to the type declared for it, as strings from string-only transports are ({@link parseCanonical}):
+ * a string is read as the declared type; a value of the declared type stays as it is; a value of
+ * another type becomes its canonical string when the declared type is String, and is an error
+ * otherwise. With no declared type the value is returned unchanged, and so is anything that is
+ * not an attribute value (the CloudEvent constructor refuses it).
+ *
+ * @param name - the attribute's name, for the error
+ * @param value - the decoded value
+ * @param declared - the declared type (`registry.typeOf(name)`), or `undefined`
+ * @param where - what carried the value, for the error, e.g. `"JSON"`
+ * @returns the value, of the declared type
+ * @throws {@link PosthornError} `InvalidEvent` when the value is not of the declared type
+ */
+export function asDeclaredType(
+  name: string,
+  value: unknown,
+  declared: AttributeType | undefined,
+  where: string,
+): unknown {
+  if (declared === undefined) return value;
+  if (typeof value === "string") {
+    return declared === "String" ? value : parseCanonical(value, declared, name);
+  }
+  let actual: AttributeType;
+  if (typeof value === "boolean") actual = "Boolean";
+  else if (isInteger(value)) actual = "Integer";
+  else if (isBytes(value)) actual = "Binary";
+  else return value;
+  if (declared === actual) return value;
+  if (declared === "String") return canonicalString(value as AttributeValue);
+  throw invalidEvent(`${name} must be of type ${declared}; ${where} carried ${actual}`, name);
+}
+
+/**
  * Checks a value against a CloudEvents type.
  *
  * @param value - the value to check: a boolean, a number, bytes, or a string for the string types

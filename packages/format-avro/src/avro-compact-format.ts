@@ -1,4 +1,5 @@
 import {
+  asDeclaredType,
   asDecodeError,
   CloudEvent,
   type CloudEventLike,
@@ -24,7 +25,9 @@ export const AVRO_COMPACT_CONTENT_TYPE = "application/cloudevents+avro-compact";
 export interface AvroCompactFormatOptions {
   /**
    * Where the types of extensions are looked up: declared Timestamp extensions travel as
-   * `timestamp-micros`. Defaults to core's `extensions` registry.
+   * `timestamp-micros`, and on decoding a declared extension gets its declared type (a string is
+   * read as it, a value of another type is an `InvalidEvent`). Defaults to core's `extensions`
+   * registry.
    */
   registry?: ExtensionRegistry;
   /** Deepest nesting of JSON data accepted when decoding. Default 128. */
@@ -104,7 +107,10 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
             }
             if (Object.hasOwn(init, name))
               throw invalidEvent(`extension ${name} appears twice`, name);
-            init[name] = readExtension(r);
+            const value = readExtension(r);
+            const declared = registry.get(name)?.type;
+            init[name] =
+              declared === undefined ? value : asDeclaredType(name, value, declared, "Avro");
           }
         }
         if (r.branch(2) === DATA_BYTES) {

@@ -1,9 +1,12 @@
 import {
+  asDeclaredType,
   asDecodeError,
   CloudEvent,
   type CloudEventLike,
   DEFAULT_MAX_JSON_DEPTH,
+  extensions as defaultRegistry,
   type EventFormat,
+  type ExtensionRegistry,
   invalidEvent,
   isBytes,
   isInteger,
@@ -23,6 +26,11 @@ export const AVRO_CONTENT_TYPE = "application/cloudevents+avro";
 export interface AvroFormatOptions {
   /** Deepest nesting of JSON data accepted when decoding. Default 128. */
   maxDepth?: number;
+  /**
+   * Where extension types are declared, for decoding: a declared extension gets its declared
+   * type. Defaults to core's `extensions` registry.
+   */
+  registry?: ExtensionRegistry;
 }
 
 // Branches of the attribute value union: null, boolean, int, string, bytes.
@@ -68,9 +76,11 @@ const writer = new AvroWriter();
  *
  * Decoding reads the `bytes` branch under a JSON content type as JSON (as binary-mode bindings
  * do), refuses unknown union branches, lengths and counts beyond the input, trailing bytes and
- * JSON nested deeper than `maxDepth` with `MalformedInput`, and validates the event.
+ * JSON nested deeper than `maxDepth` with `MalformedInput`, and validates the event. Extensions
+ * declared in the registry get their declared type (a `string` is read as it, a value of another
+ * type is an `InvalidEvent`), as in the bindings' binary modes.
  *
- * @param options - the JSON nesting limit for decoding (default 128)
+ * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @example
  * ```ts
  * const bytes = avro.encode(event);
@@ -79,6 +89,7 @@ const writer = new AvroWriter();
  */
 export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
+  const registry = options.registry ?? defaultRegistry;
   return {
     name: "avro",
     contentType: AVRO_CONTENT_TYPE,
@@ -103,7 +114,7 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
     decode(bytes: Uint8Array): CloudEvent {
       try {
         const reader = new AvroReader(bytes);
-        const init = readEvent(reader, maxDepth);
+        const init = readEvent(reader, maxDepth, registry);
         reader.expectEnd("Avro event");
         return new CloudEvent(init as never);
       } catch (err) {
@@ -306,7 +317,11 @@ function writeBoxArray(w: AvroWriter, items: readonly unknown[]): void {
 
 // ---- decoding
 
-function readEvent(r: AvroReader, maxDepth: number): Record<string, unknown> {
+function readEvent(
+  r: AvroReader,
+  maxDepth: number,
+  registry: ExtensionRegistry,
+): Record<string, unknown> {
   // A plain object (faster than a null-prototype one); `__proto__` is refused below, so no key
   // can reach the prototype.
   const init: Record<string, unknown> = {};
@@ -321,7 +336,9 @@ function readEvent(r: AvroReader, maxDepth: number): Record<string, unknown> {
         throw invalidEvent(`${name} is not an attribute name`, name);
       }
       const value = readAttribute(r);
-      if (value !== undefined) init[name] = value;
+      if (value === undefined) continue;
+      const declared = registry.get(name)?.type;
+      init[name] = declared === undefined ? value : asDeclaredType(name, value, declared, "Avro");
     }
   }
   const branch = r.branch(7);

@@ -1,8 +1,11 @@
 import {
+  asDeclaredType,
   asDecodeError,
   type BatchEventFormat,
   CloudEvent,
   type CloudEventLike,
+  extensions as defaultRegistry,
+  type ExtensionRegistry,
   type JsonLimits,
   jsonText,
   malformed,
@@ -23,7 +26,14 @@ function stringify(value: CloudEvent | CloudEvent[]): string {
 }
 
 /** Options for {@link jsonFormat}. */
-export interface JsonFormatOptions extends JsonLimits {}
+export interface JsonFormatOptions extends JsonLimits {
+  /**
+   * Where extension types are declared. On decoding, a declared extension gets its declared type
+   * (a string is read as it, a JSON value of another type is an `InvalidEvent`), as in the
+   * bindings' binary modes. Defaults to core's `extensions` registry.
+   */
+  registry?: ExtensionRegistry;
+}
 
 /**
  * The CloudEvents JSON event format, single events and batches.
@@ -35,9 +45,11 @@ export interface JsonFormatOptions extends JsonLimits {}
  * Decoding (3.1.2) treats unknown members as extensions, keeps a JSON string under a JSON content
  * type as the string it is, and refuses non-string `data` under a non-JSON content type. Invalid
  * JSON, invalid UTF-8 and nesting deeper than `maxDepth` are `MalformedInput`; members that break
- * the CloudEvents rules are `InvalidEvent`.
+ * the CloudEvents rules are `InvalidEvent`. Extensions declared in the registry get their declared
+ * type: `"5"` for a declared Integer is read as 5, `"high"` is an `InvalidEvent`.
  *
- * @param options - the nesting limit for decoding (`maxDepth`, default 128)
+ * @param options - the extension registry and the nesting limit for decoding (`maxDepth`,
+ *   default 128)
  * @example
  * ```ts
  * const bytes = json.encode(event);
@@ -46,13 +58,19 @@ export interface JsonFormatOptions extends JsonLimits {}
  */
 export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
   const limits: JsonLimits = { maxDepth: options.maxDepth ?? 128 };
+  const registry = options.registry ?? defaultRegistry;
 
   const decodeValue = (value: unknown): CloudEvent => {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw malformed("a JSON-format event must be a JSON object");
     }
+    const init = value as Record<string, unknown>;
+    for (const name in init) {
+      const declared = registry.get(name)?.type;
+      if (declared !== undefined) init[name] = asDeclaredType(name, init[name], declared, "JSON");
+    }
     // The CloudEvent constructor checks every member: names, types, data against datacontenttype.
-    return new CloudEvent(value as Record<string, unknown> as never);
+    return new CloudEvent(init as never);
   };
 
   const parse = (bytes: Uint8Array, what: string): unknown =>

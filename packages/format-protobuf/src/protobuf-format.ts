@@ -1,4 +1,5 @@
 import {
+  asDeclaredType,
   asDecodeError,
   type BatchEventFormat,
   CloudEvent,
@@ -29,7 +30,9 @@ export const PROTOBUF_DATA_CONTENT_TYPE = "application/protobuf";
 export interface ProtobufFormatOptions {
   /**
    * Where attribute types are looked up: declared URI, URI-reference and Timestamp extensions
-   * travel as `ce_uri`, `ce_uri_ref` and `ce_timestamp`. Defaults to core's `extensions` registry.
+   * travel as `ce_uri`, `ce_uri_ref` and `ce_timestamp`, and on decoding a declared extension
+   * gets its declared type (a string is read as it, a value of another type is an
+   * `InvalidEvent`). Defaults to core's `extensions` registry.
    */
   registry?: ExtensionRegistry;
   /** Deepest nesting of JSON data accepted when decoding. Default 128. */
@@ -78,7 +81,8 @@ const writer = new ProtoWriter();
  * Decoding is the reverse: `text_data` under a JSON content type is parsed, `binary_data` is read
  * as binary-mode bindings read a payload, and `proto_data` yields the packed message's bytes. A
  * `ce_timestamp` comes back as an RFC 3339 string in UTC (the offset an event was written with is
- * not carried). Truncated or corrupted bytes are `MalformedInput`.
+ * not carried). A declared extension gets its declared type, as in the bindings' binary modes.
+ * Truncated or corrupted bytes are `MalformedInput`.
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @example
@@ -108,7 +112,7 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {
-        return new CloudEvent(readEvent(new ProtoReader(bytes), limits) as never);
+        return new CloudEvent(readEvent(new ProtoReader(bytes), limits, registry) as never);
       } catch (err) {
         throw asDecodeError(err, "protobuf event");
       }
@@ -143,7 +147,7 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
           expectWireType(tag, LEN, "events");
           const len = r.length();
           const sub = new ProtoReader(bytes, r.pos, r.pos + len);
-          out.push(new CloudEvent(readEvent(sub, limits) as never));
+          out.push(new CloudEvent(readEvent(sub, limits, registry) as never));
           r.pos += len;
         }
         return out;
@@ -285,7 +289,11 @@ function writeAttribute(
 
 // ---- decoding
 
-function readEvent(r: ProtoReader, limits: JsonLimits): Record<string, unknown> {
+function readEvent(
+  r: ProtoReader,
+  limits: JsonLimits,
+  registry: ExtensionRegistry,
+): Record<string, unknown> {
   // A plain object (faster than a null-prototype one); readEntry refuses `__proto__`, so no key
   // can reach the prototype.
   const init: Record<string, unknown> = {};
@@ -313,7 +321,7 @@ function readEvent(r: ProtoReader, limits: JsonLimits): Record<string, unknown> 
         break;
       case F_ATTRIBUTES:
         expectWireType(tag, LEN, "attributes");
-        readEntry(r, init);
+        readEntry(r, init, registry);
         break;
       case F_BINARY_DATA:
         expectWireType(tag, LEN, "binary_data");
@@ -354,8 +362,15 @@ function readEvent(r: ProtoReader, limits: JsonLimits): Record<string, unknown> 
   return init;
 }
 
-/** Reads one map entry into `init` (a later entry for the same key replaces an earlier one). */
-function readEntry(r: ProtoReader, init: Record<string, unknown>): void {
+/**
+ * Reads one map entry into `init` (a later entry for the same key replaces an earlier one); a
+ * declared extension gets its declared type.
+ */
+function readEntry(
+  r: ProtoReader,
+  init: Record<string, unknown>,
+  registry: ExtensionRegistry,
+): void {
   const len = r.length();
   const end = r.pos + len;
   const outer = r.end;
@@ -382,8 +397,12 @@ function readEntry(r: ProtoReader, init: Record<string, unknown>): void {
   if (key === "data" || key === "data_base64" || key === "__proto__") {
     throw invalidEvent(`${key} is not an attribute name`, key);
   }
-  if (value !== undefined) init[key] = value;
-  else delete init[key];
+  if (value === undefined) {
+    delete init[key];
+    return;
+  }
+  const declared = registry.get(key)?.type;
+  init[key] = declared === undefined ? value : asDeclaredType(key, value, declared, "Protobuf");
 }
 
 function readAttributeValue(r: ProtoReader): unknown {
