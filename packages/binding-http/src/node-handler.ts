@@ -162,11 +162,17 @@ export function createNodeHandler(
   const target = toReceiver(receiver);
   return (request, response) => {
     handleNodeRequest(target, request, response).catch((err: unknown) => {
-      writeReply(response, {
-        status: 500,
-        headers: {},
-        body: String((err as Error)?.message ?? err),
-      });
+      // Writing the answer failed, most likely because the application answered first (its own
+      // deadline): another try would throw again, out of this handler, and end the process.
+      try {
+        writeReply(response, {
+          status: 500,
+          headers: {},
+          body: String((err as Error)?.message ?? err),
+        });
+      } catch {
+        response.end();
+      }
     });
   };
 }
