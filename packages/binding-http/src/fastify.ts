@@ -1,4 +1,4 @@
-import { type NodeRequestLike, readNodeBody } from "./node-handler.js";
+import { clientSignal, type NodeRequestLike, readNodeBody } from "./node-handler.js";
 import { HttpReceiver, type HttpReceiverOptions, toReceiver } from "./receiver.js";
 
 /** The parts of a Fastify request the plugin uses. */
@@ -81,12 +81,17 @@ export function fastifyCloudEvents(
       method: ["POST", "PUT", "OPTIONS"],
       url: path,
       handler: async (request, reply) => {
-        const answer = await target.handle({
-          method: request.method,
-          url: request.url,
-          headers: request.headers,
-          readBody: (limit) => readNodeBody(request.raw, limit),
-        });
+        // The receiver reads the body itself here, so the request stream tells when the client left.
+        const gone = clientSignal(request.raw);
+        const answer = await target
+          .handle({
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            readBody: (limit) => readNodeBody(request.raw, limit),
+            signal: gone.signal,
+          })
+          .finally(gone.dispose);
         return reply.code(answer.status).headers(answer.headers).send(answer.body);
       },
     });

@@ -1,29 +1,55 @@
+import { PosthornError } from "@posthorn/core";
 import { concatChunks, tooLarge } from "./body.js";
 import { type HttpReply, type ReceiverOrOptions, toReceiver } from "./receiver.js";
 
 /**
- * Reads a Web `Request` body up to `limit` bytes, cancelling the stream past it.
+ * Reads a Web `Request` body up to `limit` bytes, cancelling the stream past it, or when the
+ * request's `signal` aborts (the client went away: a body the stream ended early is never
+ * returned as whole).
  *
  * @param request - the request; one without a body reads as zero bytes
  * @param limit - the most bytes accepted
  * @returns the whole body
- * @throws {@link PosthornError} `PayloadTooLarge` (protocol code 413) past `limit`
+ * @throws {@link PosthornError} `PayloadTooLarge` (protocol code 413) past `limit`, `Aborted`
+ *   when the request's signal aborts, `NotSupported` when the body was already read; the
+ *   stream's own error when it fails
  */
 export async function readRequestBody(request: Request, limit: number): Promise<Uint8Array> {
+  if (request.bodyUsed) {
+    throw new PosthornError(
+      "NotSupported",
+      "the request body was already read before the CloudEvents receiver saw it",
+    );
+  }
   const stream = request.body;
   if (stream === null) return new Uint8Array(0);
+  // Some runtimes' requests have no signal.
+  const signal: AbortSignal | undefined = request.signal ?? undefined;
+  const gone = (): PosthornError =>
+    new PosthornError("Aborted", "the client closed the request before its body was read");
+  if (signal?.aborted === true) throw gone();
   const reader = stream.getReader();
+  let onAbort = (): void => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(gone());
+  });
+  aborted.catch(() => undefined);
+  signal?.addEventListener("abort", onAbort, { once: true });
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw tooLarge(limit);
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), aborted]);
+      if (done) break;
+      total += value.length;
+      if (total > limit) throw tooLarge(limit);
+      chunks.push(value);
     }
-    chunks.push(value);
+  } catch (err) {
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
   return concatChunks(chunks, total);
 }
@@ -60,6 +86,7 @@ export function createFetchHandler(
       url: request.url,
       headers: request.headers,
       readBody: (limit) => readRequestBody(request, limit),
+      ...(request.signal ? { signal: request.signal } : {}),
     });
     return toResponse(reply);
   };

@@ -25,7 +25,9 @@ export interface NodeRequestLike {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   /** Whether the body stream has ended: a `body` on an ended request was read by a parser. */
   readonly readableEnded?: boolean;
-  /** Adds a stream listener; the receiver listens for `data`, `end` and `error`. */
+  /** Whether the stream was destroyed: before its end, the client went away. */
+  readonly destroyed?: boolean;
+  /** Adds a stream listener; the receiver listens for `data`, `end`, `error`, `close`, `aborted`. */
   on(event: string, listener: Listener): unknown;
   /** Removes a listener added with `on`. */
   removeListener(event: string, listener: Listener): unknown;
@@ -37,6 +39,10 @@ export interface NodeResponseLike {
   writeHead(status: number, headers: Record<string, string>): unknown;
   /** Sends the body, if any, and finishes the response. */
   end(body?: string): unknown;
+  /** Adds a listener; the receiver listens for `close`, which before the answer means the client left. */
+  on?(event: string, listener: Listener): unknown;
+  /** Removes a listener added with `on`. */
+  removeListener?(event: string, listener: Listener): unknown;
 }
 
 /**
@@ -45,10 +51,21 @@ export interface NodeResponseLike {
  * @param request - the request, its body not yet read
  * @param limit - the most bytes accepted
  * @returns the whole body
- * @throws {@link PosthornError} `PayloadTooLarge` (protocol code 413) past `limit`, or
- *   `ConnectionFailed` when the stream fails
+ * @throws {@link PosthornError} `PayloadTooLarge` (protocol code 413) past `limit`,
+ *   `ConnectionFailed` when the stream fails, `Aborted` when it closes before its end (the client
+ *   went away, perhaps before this was called), `NotSupported` when something else read it
  */
 export function readNodeBody(request: NodeRequestLike, limit: number): Promise<Uint8Array> {
+  // A stream that already ended or closed emits nothing more: listening would wait forever.
+  if (request.readableEnded === true) {
+    return Promise.reject(
+      new PosthornError(
+        "NotSupported",
+        "the request body was already read before the CloudEvents receiver saw it; mount the receiver before body parsers",
+      ),
+    );
+  }
+  if (request.destroyed === true) return Promise.reject(clientGone());
   return new Promise((resolve, reject) => {
     const chunks: Uint8Array[] = [];
     let total = 0;
@@ -56,6 +73,7 @@ export function readNodeBody(request: NodeRequestLike, limit: number): Promise<U
       request.removeListener("data", onData);
       request.removeListener("end", onEnd);
       request.removeListener("error", onError);
+      request.removeListener("close", onClose);
     };
     const onData = (chunk: Uint8Array | string): void => {
       const bytes = typeof chunk === "string" ? utf8Encode(chunk) : chunk;
@@ -79,10 +97,52 @@ export function readNodeBody(request: NodeRequestLike, limit: number): Promise<U
         }),
       );
     };
+    // After an error, or with no error at all when the stream was destroyed without one.
+    const onClose = (): void => {
+      cleanup();
+      reject(clientGone());
+    };
     request.on("data", onData);
     request.on("end", onEnd);
     request.on("error", onError);
+    request.on("close", onClose);
   });
+}
+
+function clientGone(): PosthornError {
+  return new PosthornError("Aborted", "the client closed the request before its body was read");
+}
+
+/**
+ * A signal that aborts when the client goes away before it is answered: the request stream closes
+ * before its end, or the response closes before it is written. Node emits neither again for a
+ * request already destroyed, so that one is aborted at once.
+ *
+ * @param request - the request
+ * @param response - the response, when it can be listened to
+ * @returns the signal, and `dispose()` to call once the answer is chosen
+ */
+export function clientSignal(
+  request: NodeRequestLike,
+  response?: NodeResponseLike,
+): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onRequestClose = (): void => {
+    if (request.readableEnded !== true) controller.abort();
+  };
+  const onResponseClose = (): void => controller.abort();
+  if (request.destroyed === true && request.readableEnded !== true) controller.abort();
+  request.on("aborted", onRequestClose);
+  request.on("close", onRequestClose);
+  response?.on?.("close", onResponseClose);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      request.removeListener("aborted", onRequestClose);
+      request.removeListener("close", onRequestClose);
+      response?.removeListener?.("close", onResponseClose);
+    },
+  };
 }
 
 /**
@@ -131,15 +191,22 @@ export async function handleNodeRequest(
     writeReply(response, { status: 500, headers: {}, body: (err as Error).message });
     return;
   }
-  const reply = await receiver.handle({
-    method: request.method ?? "GET",
-    ...(request.url === undefined ? {} : { url: request.url }),
-    headers: request.headers,
-    readBody: (limit) => {
-      if (early === undefined) return readNodeBody(request, limit);
-      return early.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(early);
-    },
-  });
+  const gone = clientSignal(request, response);
+  let reply: HttpReply;
+  try {
+    reply = await receiver.handle({
+      method: request.method ?? "GET",
+      ...(request.url === undefined ? {} : { url: request.url }),
+      headers: request.headers,
+      readBody: (limit) => {
+        if (early === undefined) return readNodeBody(request, limit);
+        return early.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(early);
+      },
+      signal: gone.signal,
+    });
+  } finally {
+    gone.dispose();
+  }
   writeReply(response, reply);
 }
 

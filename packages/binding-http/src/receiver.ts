@@ -87,7 +87,19 @@ export interface HttpReceiverOptions {
    * Default 0, as on Kafka (MQTT's is 5 s).
    */
   drainTimeoutMs?: number;
-  /** Checks the `Authorization` header (or `access_token` query parameter); false is 401. */
+  /**
+   * How long the receiver waits, from the request's arrival, for everything before the delivery:
+   * `authorize`, the webhook handshake's `allowedOrigins` and `onCallback`, and the whole body.
+   * Past it a body still arriving is answered 408 with `Connection: close`, and an `authorize`
+   * or webhook callback that has not answered 500. Default 60 s. (The delivery itself is bounded
+   * by `settleTimeoutMs`.) `Infinity` sets no limit.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Checks the `Authorization` header (or `access_token` query parameter); false is 401. When it
+   * throws or rejects, the answer is 500 `authorize failed` (the error's text is not sent): the
+   * credential may be fine, so the sender should try again rather than give up as on 401.
+   */
   authorize?: (credential: string | undefined) => boolean | Promise<boolean>;
   /**
    * Answers the webhook validation handshake (`OPTIONS`) when set: at once for the origins it
@@ -109,6 +121,11 @@ export interface HttpReceiverRequest {
    * further than that).
    */
   readBody(limit: number): Promise<Uint8Array>;
+  /**
+   * Aborts when the client goes away before it is answered. The receiver then stops waiting for
+   * `authorize` and the body, delivers nothing, and answers 499 (which nobody reads).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** The answer an adapter writes back. */
@@ -207,11 +224,12 @@ export class HttpReceiver implements Subscriber {
   readonly #drain = new Drain();
   #closed = false;
   #closing: Promise<void> | undefined;
-  #markClosed: () => void = () => {};
-  /** Resolves when close() begins: a body still arriving then is not waited for. */
-  readonly #whenClosed = new Promise<typeof CLOSED>((resolve) => {
-    this.#markClosed = () => resolve(CLOSED);
-  });
+  /**
+   * Called when close() begins, to end the waits of requests not yet delivered. One entry per
+   * such request, removed when it is past them: racing one promise that stays pending until
+   * close() would keep a reaction per request, for the receiver's lifetime.
+   */
+  readonly #onClose = new Set<() => void>();
 
   /** @param options - formats, limits, handler, webhook and authorization settings */
   constructor(options: HttpReceiverOptions = {}) {
@@ -243,14 +261,59 @@ export class HttpReceiver implements Subscriber {
       return errorReply(431, "request headers are too many or too large");
     }
     const method = request.method.toUpperCase();
-    if (method === "OPTIONS") return this.#options_(headers);
-    if (method !== "POST" && method !== "PUT") {
+    if (method !== "OPTIONS" && method !== "POST" && method !== "PUT") {
       return errorReply(405, `method ${method} not allowed`, { allow: "POST, PUT, OPTIONS" });
+    }
+    const timeoutMs = o.requestTimeoutMs ?? 60_000;
+    // The webhook handshake is answered after close() too, as before: it delivers nothing.
+    const stop = this.#interruptions(request.signal, timeoutMs, method !== "OPTIONS");
+    try {
+      return await this.#receive(request, method, headers, stop.when, timeoutMs);
+    } finally {
+      stop.dispose();
+    }
+  }
+
+  /**
+   * What comes after the header checks. Each wait for the application's callbacks or the client
+   * races `stop`: the receiver closing, the client going away, or `requestTimeoutMs` passing.
+   */
+  async #receive(
+    request: HttpReceiverRequest,
+    method: string,
+    headers: Record<string, string>,
+    stop: Promise<Interruption>,
+    timeoutMs: number,
+  ): Promise<HttpReply> {
+    const o = this.#options;
+    // A function, not a property read: the compiler would keep its value across the awaits.
+    const gone = (): boolean => request.signal?.aborted === true;
+    if (method === "OPTIONS") {
+      const answer = await Promise.race([this.#options_(headers), stop]);
+      if (typeof answer !== "symbol") return answer;
+      if (answer === TIMED_OUT) {
+        return errorReply(500, `the webhook callbacks did not answer within ${timeoutMs} ms`);
+      }
+      return interruptedReply(answer);
     }
     if (this.#closed) return closedReply();
     if (o.authorize) {
+      const authorize = o.authorize;
       const credential = headers.authorization ?? accessToken(request.url);
-      if ((await o.authorize(credential)) !== true) {
+      let allowed: boolean | Interruption;
+      try {
+        // Through then(), so an authorize that throws at once is a rejection like any other.
+        allowed = await Promise.race([Promise.resolve().then(() => authorize(credential)), stop]);
+      } catch {
+        return errorReply(500, "authorize failed");
+      }
+      if (allowed === TIMED_OUT) {
+        return errorReply(500, `authorize did not answer within ${timeoutMs} ms`, {
+          connection: "close",
+        });
+      }
+      if (typeof allowed === "symbol") return interruptedReply(allowed);
+      if (allowed !== true) {
         return errorReply(401, "not authorized", { "www-authenticate": "Bearer" });
       }
     }
@@ -259,25 +322,34 @@ export class HttpReceiver implements Subscriber {
     if (declared > max) {
       return errorReply(413, `body of ${declared} bytes exceeds ${max}`, { connection: "close" });
     }
+    // Gone while authorize ran: reading the body of an aborted request may never end.
+    if (gone()) return interruptedReply(ABORTED);
     let body: Uint8Array;
-    const reading = request.readBody(max);
     try {
-      const read = await Promise.race([reading, this.#whenClosed]);
-      // Closed while the body was arriving: answered now, not once the sender finishes (the rest
-      // of the body is not read, so the connection closes).
-      if (read === CLOSED) {
-        reading.catch(() => undefined);
-        return closedReply({ connection: "close" });
+      const read = await Promise.race([request.readBody(max), stop]);
+      // The rest of the body is not read, so the connection closes: answered now, not once the
+      // sender finishes (or never, for a client gone or a body trickling in).
+      if (read === TIMED_OUT) {
+        return errorReply(408, `the body did not arrive within ${timeoutMs} ms`, {
+          connection: "close",
+        });
       }
+      if (typeof read === "symbol") return interruptedReply(read);
       body = read;
     } catch (err) {
       if (isPosthornError(err, "PayloadTooLarge")) {
         return errorReply(413, err.message, { connection: "close" });
       }
-      throw err;
+      if (isPosthornError(err, "NotSupported")) return errorReply(500, err.message);
+      // The stream broke off (the client went away, or sent a body that does not parse): a
+      // half-read body is never decoded.
+      if (gone()) return interruptedReply(ABORTED);
+      return errorReply(400, "the request body could not be read", { connection: "close" });
     }
     // Closed just as the body arrived: its delivery would go to a queue nobody reads any more.
     if (this.#closed) return closedReply();
+    // Gone just as the body arrived: nobody waits for the answer a delivery would get.
+    if (gone()) return interruptedReply(ABORTED);
     const decoded = fromHttpMessage(
       { headers, body },
       {
@@ -296,6 +368,38 @@ export class HttpReceiver implements Subscriber {
     };
     const outcomes = await Promise.all(events.map((event) => this.#deliver(message, event)));
     return this.#reply(outcomes);
+  }
+
+  /**
+   * One promise for whatever ends the waits of one request first: the receiver closing (when
+   * `untilClose`), the request's signal, or `timeoutMs` (none when it is `Infinity` or past what
+   * a timer holds). `dispose()` drops the timer and the listeners.
+   */
+  #interruptions(
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+    untilClose: boolean,
+  ): { when: Promise<Interruption>; dispose(): void } {
+    let end: (why: Interruption) => void = () => {};
+    const when = new Promise<Interruption>((resolve) => {
+      end = resolve;
+    });
+    const onClose = (): void => end(CLOSED);
+    const onAbort = (): void => end(ABORTED);
+    if (untilClose) this.#onClose.add(onClose);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timer =
+      timeoutMs <= MAX_TIMER_MS ? setTimeout(() => end(TIMED_OUT), timeoutMs) : undefined;
+    if (untilClose && this.#closed) end(CLOSED);
+    else if (signal?.aborted === true) end(ABORTED);
+    return {
+      when,
+      dispose: () => {
+        clearTimeout(timer);
+        this.#onClose.delete(onClose);
+        signal?.removeEventListener("abort", onAbort);
+      },
+    };
   }
 
   async #options_(headers: Record<string, string>): Promise<HttpReply> {
@@ -425,7 +529,7 @@ export class HttpReceiver implements Subscriber {
 
   async #close(): Promise<void> {
     this.#closed = true;
-    this.#markClosed();
+    for (const end of [...this.#onClose]) end();
     for (const delivery of this.#queue.drain()) {
       this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
     }
@@ -464,8 +568,23 @@ export function toReceiver(input: ReceiverOrOptions): HttpReceiver {
   return input instanceof HttpReceiver ? input : new HttpReceiver(input);
 }
 
-/** What `#whenClosed` resolves with, told apart from a body. */
+/** The receiver closed: told apart from a body or an answer. */
 const CLOSED = Symbol("closed");
+/** The request's signal aborted: the client went away. */
+const ABORTED = Symbol("aborted");
+/** `requestTimeoutMs` passed. */
+const TIMED_OUT = Symbol("timed out");
+/** The longest delay a timer holds; a longer one would fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+/** Why the receiver stopped waiting for a request's callbacks or body. */
+type Interruption = typeof CLOSED | typeof ABORTED | typeof TIMED_OUT;
+
+/** The answer when the receiver closed or the client went away before the delivery. */
+function interruptedReply(why: typeof CLOSED | typeof ABORTED): HttpReply {
+  if (why === CLOSED) return closedReply({ connection: "close" });
+  // 499, as nginx logs it: the client closed the request; nobody reads this answer.
+  return errorReply(499, "the client closed the request", { connection: "close" });
+}
 
 /** The answer to a request that reaches a closed receiver: deliver again, elsewhere or later. */
 function closedReply(headers?: Readonly<Record<string, string>>): HttpReply {
