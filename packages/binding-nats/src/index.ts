@@ -39,6 +39,7 @@ export {
 } from "./publisher.js";
 export {
   DEFAULT_MAX_PENDING,
+  DEFAULT_STOP_TIMEOUT_MS,
   type JetStreamSubscriber,
   type JetStreamSubscriberOptions,
   jetStreamSubscriber,

@@ -86,7 +86,18 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
    * still unsettled afterwards is naked. The wait ends early when the connection closes. Default 0.
    */
   drainTimeoutMs?: number;
+  /**
+   * On `close()`, how long to wait for each round trip to the server: the one that confirms the
+   * server stopped sending to this subscriber (messages it sent before are received and naked),
+   * and the one after the naks. A server that does not answer in time is not waited for again,
+   * and a message it sends later is dropped and comes back after the consumer's ack wait. Default
+   * {@link DEFAULT_STOP_TIMEOUT_MS}.
+   */
+  stopTimeoutMs?: number;
 }
+
+/** The default `stopTimeoutMs` of {@link jetStreamSubscriber}: 5 seconds. */
+export const DEFAULT_STOP_TIMEOUT_MS = 5000;
 
 const noop = (): void => {};
 
@@ -253,7 +264,8 @@ function serverAtLeast210(version: string | undefined): boolean {
  * working (resetting the ack wait). `deliveryCount` is the server's count of deliveries of the
  * message, so a job knows its attempt number.
  *
- * `close()` stops pulling and ends iteration, naks the messages the client had pulled but not
+ * `close()` stops pulling (a round trip, at most `stopTimeoutMs`, so that what the server sent
+ * meanwhile is received too) and ends iteration, naks the messages the client had pulled but not
  * yet handed out, waits up to `drainTimeoutMs` (default 0) for the deliveries handed out to be
  * settled, then naks those still unsettled (so another consumer gets them at once rather than
  * after the ack wait; settling one later is `SettlementFailed`). Leaving a `for await` loop
@@ -389,29 +401,80 @@ export async function jetStreamSubscriber<T = unknown>(
     nakNewestFirst(taken);
   };
 
+  const stopMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+  // Whether the server answered close()'s round trips so far: one that did not answer within
+  // stopMs is not waited for again.
+  let answering = true;
+  /**
+   * Waits for `work` (a round trip), at most stopMs and not past the connection's end (`closed()`
+   * of nats.js v2 and v3, read only when it is there: v3 never answers a flush once closed).
+   */
+  const roundTrip = async (work: () => Promise<unknown>): Promise<void> => {
+    if (!answering || !nc || nc.isClosed()) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const connectionClosed = (nc as { closed?: () => Promise<unknown> }).closed?.();
+    answering = await Promise.race([
+      Promise.resolve()
+        .then(work)
+        .then(
+          () => true,
+          () => true,
+        ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), stopMs);
+      }),
+      ...(connectionClosed
+        ? [
+            connectionClosed.then(
+              () => false,
+              () => false,
+            ),
+          ]
+        : []),
+    ]).finally(() => clearTimeout(timer));
+  };
+
+  // Stops the server sending. The server goes on answering the pull requests it holds until it
+  // has the unsubscription of their inbox, and what it sent to the client before then arrives
+  // after a local unsubscribe() and is dropped by nats.js, while the server holds it until the
+  // ack wait (244 of 1,000 pulled in a run under the test suite's load). Draining the pull's
+  // subscription (`sub` of nats.js v2 and v3's consumer messages, read only when it is there)
+  // sends the UNSUB and a PING and keeps receiving until the PONG: nats-server delivers to a
+  // subscription only until it processed the UNSUB, and those deliveries come before the PONG.
+  // What its consumer sends afterwards matches no subscription, and nats-server (2.9 too) puts
+  // a message it could not deliver back for redelivery at once (`didNotDeliver`) and drops a
+  // pull request whose inbox has no interest. So every message sent to this subscriber is
+  // either received here, to be naked, or back on the server.
+  const stopPulling = async (): Promise<void> => {
+    const sub = (messages as { sub?: { drain?: unknown } }).sub;
+    const drainSub = sub?.drain;
+    if (typeof drainSub === "function") {
+      await roundTrip(() => drainSub.call(sub));
+    } else {
+      // Without a subscription to drain, a round trip lets in what the server sent before it.
+      await roundTrip(() => (nc ? nc.flush() : Promise.resolve()));
+    }
+    // stop(), not close(): close() waits for the iterator to be pulled to its end, which a
+    // caller that stopped iterating never does; stop() also ends any pending next(). After a
+    // drain it only ends iteration; after a drain that timed out it drops the subscription.
+    messages.stop();
+    // nats.js queues its next pull requests among the messages it holds and sends each when
+    // the iterator reaches it, with the inbox read then; releaseBuffered takes those messages
+    // through the iterator. Sent with the unsubscribed inbox, such a request took a released
+    // message that then came back only after the ack wait, and nats-server 2.9 sent another
+    // one twice. Without an inbox (`inbox` of nats.js v2 and v3's consumer messages) the
+    // server answers nothing. Blanked only now: while the subscription is there, nats.js tells
+    // its status messages from the consumer's by this inbox.
+    const held = messages as { inbox?: unknown };
+    if (typeof held.inbox === "string") held.inbox = "";
+  };
+
   const close = (): Promise<void> => {
     closing ??= (async () => {
       closed = true;
-      // Messages the server sent before this point arrive before the answer to a round trip:
-      // let them in while the subscription is there, so that they are naked below rather than
-      // held by the server until the ack wait. (What its consumer sends later, under load, still
-      // goes to the closed subscription.)
-      if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
-      // Then stop pulling (stop() unsubscribes the pull's inbox, and the naks go out after it),
-      // so that a released message goes to another consumer, not to this one. stop(), not
-      // close(): close() waits for the iterator to be pulled to its end, which a caller that
-      // stopped iterating never does; stop() also ends any pending next().
-      messages.stop();
-      // nats.js queues its next pull requests among the messages it holds and sends each when
-      // the iterator reaches it, with the inbox read then; releaseBuffered takes those messages
-      // through the iterator. Sent with the unsubscribed inbox, such a request took a released
-      // message that then came back only after the ack wait, and nats-server 2.9 sent another
-      // one twice. Without an inbox (`inbox` of nats.js v2 and v3's consumer messages) the
-      // server answers nothing.
-      const held = messages as { inbox?: unknown };
-      if (typeof held.inbox === "string") held.inbox = "";
+      await stopPulling();
       await releaseBuffered().catch(() => undefined);
-      if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
+      await roundTrip(() => (nc ? nc.flush() : Promise.resolve()));
       const drainMs = options.drainTimeoutMs ?? 0;
       if (drainMs > 0 && unsettled.size > 0) {
         // A closed connection settles nothing more (`closed()` of nats.js v2 and v3, read only
@@ -428,7 +491,7 @@ export async function jetStreamSubscriber<T = unknown>(
         if (delivery.settled) continue;
         await delivery.release().catch(() => undefined);
       }
-      if (nc && !nc.isClosed()) await nc.flush().catch(() => undefined);
+      await roundTrip(() => (nc ? nc.flush() : Promise.resolve()));
     })();
     return closing;
   };

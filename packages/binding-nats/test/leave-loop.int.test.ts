@@ -277,4 +277,95 @@ describe("leaving the loop over JetStream", () => {
       await jsm.streams.delete(stream).catch(() => undefined);
     }
   });
+
+  it("messages the server sends while close() is under way come back once each, at once", async () => {
+    const stream = unique("LEAVE").toUpperCase();
+    const subject = `${stream.toLowerCase()}.jobs`;
+    await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+    // Only a nak brings a job back before the ack wait, which jobsLeft never waits out.
+    await jsm.consumers.add(stream, {
+      durable_name: "workers",
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: 30 * 1_000_000_000,
+    });
+    const own = await connect({ servers: server.url });
+    const socket = (own as unknown as { protocol: { transport: { socket: Socket } } }).protocol
+      .transport.socket;
+    const write = socket.write;
+    try {
+      const first = await jetStreamSubscriber(jetstream(own), {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        maxMessages: 2000,
+      });
+      // nats.js sends its first pull request when the iterator is first pulled.
+      const publisher = jetStreamPublisher(js, { subject });
+      await publisher.publish(vector("minimal").event.cloneWith({ id: "job-0" }));
+      await (await nextWithin(first[Symbol.asyncIterator](), 3000))?.accept();
+      await own.flush();
+      // What the client writes from now on reaches the server 300 ms late, in order: a slow link
+      // (or a busy server) while the server's consumer goes on sending for the pull request.
+      socket.write = ((...args: Parameters<Socket["write"]>) => {
+        setTimeout(() => write.apply(socket, args), 300);
+        return true;
+      }) as Socket["write"];
+      const closing = first.close();
+      // 1,000 jobs published over about a second, through another connection, while it closes.
+      for (let batch = 0; batch < 20; batch++) {
+        await publisher.publish(
+          Array.from({ length: 50 }, (_, i) =>
+            vector("minimal").event.cloneWith({ id: `job-${batch * 50 + i + 1}` }),
+          ),
+        );
+        await sleep(50);
+      }
+      await closing;
+      socket.write = write;
+      // Stopped after a round trip, nats.js dropped what the server sent between its answer and
+      // the unsubscription, and the server held those until the ack wait.
+      const ids = await jobsLeft(stream);
+      expect(ids).toHaveLength(1000);
+      expect(new Set(ids).size).toBe(1000);
+    } finally {
+      socket.write = write;
+      await own.close();
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
+
+  it("close() waits at most stopTimeoutMs for a server that does not answer", async () => {
+    const stream = await jobs(10);
+    const own = await connect({ servers: server.url });
+    const socket = (own as unknown as { protocol: { transport: { socket: Socket } } }).protocol
+      .transport.socket;
+    try {
+      const first = await jetStreamSubscriber(jetstream(own), {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        stopTimeoutMs: 500,
+      });
+      const kept = await nextWithin(first[Symbol.asyncIterator](), 3000);
+      expect(kept?.event?.id).toBe("job-1");
+      // The client reads nothing more, so no answer of the server reaches it.
+      socket.pause();
+      const started = Date.now();
+      const closedAfterMs = await Promise.race([
+        first.close().then(() => Date.now() - started),
+        sleep(5000).then(() => Number.POSITIVE_INFINITY),
+      ]);
+      // One round trip given up on after 500 ms; the ones after it are not waited for.
+      expect(closedAfterMs).toBeGreaterThanOrEqual(450);
+      expect(closedAfterMs).toBeLessThan(1500);
+      // The delivery in hand was naked all the same.
+      expect(
+        isPosthornError(await kept?.accept().catch((e: unknown) => e), "SettlementFailed"),
+      ).toBe(true);
+    } finally {
+      socket.resume();
+      await own.close();
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
 });
