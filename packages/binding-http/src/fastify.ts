@@ -82,16 +82,13 @@ export function fastifyCloudEvents(
       url: path,
       handler: async (request, reply) => {
         // The receiver reads the body itself here, so the request stream tells when the client left.
-        const gone = clientSignal(request.raw);
-        const answer = await target
-          .handle({
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            readBody: (limit) => readNodeBody(request.raw, limit),
-            signal: gone.signal,
-          })
-          .finally(gone.dispose);
+        const answer = await target.handle({
+          method: request.method,
+          url: request.url,
+          headers: request.headers,
+          readBody: (limit) => readNodeBody(request.raw, limit),
+          signal: clientSignal(request.raw),
+        });
         return reply.code(answer.status).headers(answer.headers).send(answer.body);
       },
     });

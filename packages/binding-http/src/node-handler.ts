@@ -1,6 +1,7 @@
 import { isBytes, PosthornError, utf8Encode } from "@posthorn/core";
 import { concatChunks, tooLarge } from "./body.js";
 import {
+  type ClientSignal,
   type HttpReceiver,
   type HttpReply,
   type ReceiverOrOptions,
@@ -116,33 +117,56 @@ function clientGone(): PosthornError {
 /**
  * A signal that aborts when the client goes away before it is answered: the request stream closes
  * before its end, or the response closes before it is written. Node emits neither again for a
- * request already destroyed, so that one is aborted at once.
+ * request already destroyed, so that one is aborted at once. It listens to the streams only while
+ * the receiver listens to it: lighter than an `AbortController` and its `EventTarget` per request.
  *
  * @param request - the request
  * @param response - the response, when it can be listened to
- * @returns the signal, and `dispose()` to call once the answer is chosen
+ * @returns the signal
  */
-export function clientSignal(
-  request: NodeRequestLike,
-  response?: NodeResponseLike,
-): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const onRequestClose = (): void => {
-    if (request.readableEnded !== true) controller.abort();
+export function clientSignal(request: NodeRequestLike, response?: NodeResponseLike): ClientSignal {
+  return new NodeClientSignal(request, response);
+}
+
+class NodeClientSignal implements ClientSignal {
+  #aborted: boolean;
+  #listener: (() => void) | undefined;
+  readonly #request: NodeRequestLike;
+  readonly #response: NodeResponseLike | undefined;
+  readonly #onRequestClose = (): void => {
+    if (this.#request.readableEnded !== true) this.#abort();
   };
-  const onResponseClose = (): void => controller.abort();
-  if (request.destroyed === true && request.readableEnded !== true) controller.abort();
-  request.on("aborted", onRequestClose);
-  request.on("close", onRequestClose);
-  response?.on?.("close", onResponseClose);
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      request.removeListener("aborted", onRequestClose);
-      request.removeListener("close", onRequestClose);
-      response?.removeListener?.("close", onResponseClose);
-    },
-  };
+  readonly #onResponseClose = (): void => this.#abort();
+
+  constructor(request: NodeRequestLike, response: NodeResponseLike | undefined) {
+    this.#request = request;
+    this.#response = response;
+    this.#aborted = request.destroyed === true && request.readableEnded !== true;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  addEventListener(_type: "abort", listener: () => void): void {
+    if (this.#listener !== undefined) throw new Error("clientSignal takes one listener");
+    this.#listener = listener;
+    this.#request.on("close", this.#onRequestClose);
+    this.#response?.on?.("close", this.#onResponseClose);
+  }
+
+  removeEventListener(_type: "abort", listener: () => void): void {
+    if (this.#listener !== listener) return;
+    this.#listener = undefined;
+    this.#request.removeListener("close", this.#onRequestClose);
+    this.#response?.removeListener?.("close", this.#onResponseClose);
+  }
+
+  #abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#listener?.();
+  }
 }
 
 /**
@@ -191,22 +215,16 @@ export async function handleNodeRequest(
     writeReply(response, { status: 500, headers: {}, body: (err as Error).message });
     return;
   }
-  const gone = clientSignal(request, response);
-  let reply: HttpReply;
-  try {
-    reply = await receiver.handle({
-      method: request.method ?? "GET",
-      ...(request.url === undefined ? {} : { url: request.url }),
-      headers: request.headers,
-      readBody: (limit) => {
-        if (early === undefined) return readNodeBody(request, limit);
-        return early.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(early);
-      },
-      signal: gone.signal,
-    });
-  } finally {
-    gone.dispose();
-  }
+  const reply = await receiver.handle({
+    method: request.method ?? "GET",
+    ...(request.url === undefined ? {} : { url: request.url }),
+    headers: request.headers,
+    readBody: (limit) => {
+      if (early === undefined) return readNodeBody(request, limit);
+      return early.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(early);
+    },
+    signal: clientSignal(request, response),
+  });
   writeReply(response, reply);
 }
 

@@ -315,6 +315,40 @@ describe("limits on the time before the delivery", () => {
     expect(r.delivered).toEqual([]);
   });
 
+  it("each request gets its own deadline: later ones are not cut short, quick ones pass", {
+    timeout: 8000,
+  }, async () => {
+    // One timer serves every request's deadline; it must re-arm for the next one.
+    const r = counted({ requestTimeoutMs: 600 });
+    const url = await nodeServer(r.receiver);
+    const first = await openRequest(url, body.subarray(0, 1));
+    const firstAnswer = answer(first);
+    const firstAt = Date.now();
+    await sleep(300);
+    // A request that completes in between removes itself; it must not disturb the deadlines.
+    const quick = await fetch(url, { method: "POST", headers: message.headers, body });
+    expect(quick.status).toBe(204);
+    const second = await openRequest(url, body.subarray(0, 1));
+    const secondAnswer = answer(second);
+    const secondAt = Date.now();
+    try {
+      const a = await firstAnswer;
+      expect(a.status).toBe(408);
+      expect(a.at - firstAt).toBeGreaterThanOrEqual(550);
+      // The second one is still waiting when the first one's deadline passes.
+      expect(r.pending).toBe(1);
+      const b = await secondAnswer;
+      expect(b.status).toBe(408);
+      expect(b.at - secondAt).toBeGreaterThanOrEqual(550);
+      expect(b.at - secondAt).toBeLessThan(2000);
+    } finally {
+      first.destroy();
+      second.destroy();
+    }
+    await settles(() => r.pending === 0, 1000, "handling after the answers");
+    expect(r.delivered).toEqual([event.id]);
+  });
+
   it("an authorize that never answers is answered 500 after requestTimeoutMs", {
     timeout: 5000,
   }, async () => {
