@@ -233,6 +233,8 @@ export class HttpReceiver implements Subscriber {
   readonly #queue = new AsyncQueue<HttpDelivery>();
   /** Deliveries whose request waits for its answer, and what answers it. */
   readonly #pending = new Map<HttpDelivery, (o: Outcome) => void>();
+  /** Deliveries in the queue, not handed to the application yet. */
+  readonly #queued = new Set<HttpDelivery>();
   /** What close() waits on for the deliveries in the application's hands. */
   readonly #drain = new Drain();
   #closed = false;
@@ -382,8 +384,16 @@ export class HttpReceiver implements Subscriber {
       properties: headers as Record<string, PropertyValue>,
       metadata: { method, ...(request.url === undefined ? {} : { url: request.url }) },
     };
-    const outcomes = await Promise.all(events.map((event) => this.#deliver(message, event)));
-    return this.#reply(outcomes);
+    const queued: HttpDelivery[] = [];
+    const outcomes = Promise.all(events.map((event) => this.#deliver(message, event, queued)));
+    if (queued.length > 0) {
+      // A client gone while its deliveries wait in the queue: they are withdrawn rather than
+      // handed out for an answer nobody hears (its sender, unanswered, delivers them again).
+      void stop.then((why) => {
+        if (why === ABORTED) for (const delivery of queued) this.#withdraw(delivery);
+      });
+    }
+    return this.#reply(await outcomes);
   }
 
   /**
@@ -442,7 +452,11 @@ export class HttpReceiver implements Subscriber {
     return { status: grant.status, headers: grant.headers };
   }
 
-  #deliver(message: Message, event: CloudEvent): Promise<Outcome> {
+  /**
+   * Hands one event to `onDelivery`, or queues it for the iterator (and adds it to `queued`), and
+   * resolves with its outcome.
+   */
+  #deliver(message: Message, event: CloudEvent, queued: HttpDelivery[]): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       let done = false;
       // Whether this call is the one that ends the delivery's wait (an outcome, or the handler's
@@ -487,6 +501,8 @@ export class HttpReceiver implements Subscriber {
       this.#pending.set(delivery, finish);
       const handler = this.#options.onDelivery;
       if (handler === undefined) {
+        this.#queued.add(delivery);
+        queued.push(delivery);
         this.#queue.push(delivery);
         return;
       }
@@ -535,9 +551,27 @@ export class HttpReceiver implements Subscriber {
         "this receiver hands deliveries to onDelivery; it cannot also be iterated",
       );
     }
+    const source = this.#queue[Symbol.asyncIterator]();
+    const next = async (): Promise<IteratorResult<HttpDelivery>> => {
+      for (;;) {
+        const r = await source.next();
+        if (r.done === true) return r;
+        this.#queued.delete(r.value);
+        // One already answered while it waited here (its client went away, or settleTimeoutMs
+        // passed) is skipped: its sender delivers it again.
+        if (this.#pending.has(r.value)) return r;
+      }
+    };
     // Leaving a for-await loop closes the receiver: otherwise each request would wait
     // settleTimeoutMs for a loop nobody runs any more.
-    return closeOnReturn(this.#queue[Symbol.asyncIterator](), () => this.close());
+    return closeOnReturn({ next }, () => this.close());
+  }
+
+  /** Answers a delivery that is still in the queue as released, and so takes it out. */
+  #withdraw(delivery: HttpDelivery): void {
+    if (this.#queued.delete(delivery)) {
+      this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
+    }
   }
 
   /**
@@ -557,6 +591,7 @@ export class HttpReceiver implements Subscriber {
     for (const delivery of this.#queue.drain()) {
       this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
     }
+    this.#queued.clear();
     this.#queue.end();
     const drainMs = this.#options.drainTimeoutMs ?? 0;
     if (drainMs > 0 && this.#pending.size > 0) {

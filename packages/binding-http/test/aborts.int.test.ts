@@ -384,3 +384,55 @@ describe("limits on the time before the delivery", () => {
     expect(r.pending).toBe(0);
   });
 });
+
+describe("deliveries waiting in the queue", () => {
+  /** A receiver read by iterating, and a server for it. */
+  async function iterated(options: HttpReceiverOptions = {}) {
+    const receiver = httpReceiver(options);
+    closers.push(() => receiver.close());
+    const url = await nodeServer(receiver);
+    return { receiver, url, deliveries: receiver[Symbol.asyncIterator]() };
+  }
+
+  const second = toHttpMessage(event.cloneWith({ id: "a-2" }));
+  const sendSecond = (url: string) =>
+    fetch(url, { method: "POST", headers: second.headers, body: second.body as BodyInit });
+
+  it("one whose client went away before it was handed out is withdrawn, not handed out", async () => {
+    const { url, deliveries } = await iterated();
+    const socket = await openRequest(url, body);
+    // The whole request arrived and waits in the queue; then its client goes away.
+    await sleep(200);
+    socket.destroy();
+    await sleep(200);
+    const answered = sendSecond(url);
+    const next = await deliveries.next();
+    expect(next.done).toBe(false);
+    expect(next.value?.event.id).toBe("a-2");
+    await next.value?.accept();
+    expect((await answered).status).toBe(204);
+  });
+
+  it("one already answered 503 after settleTimeoutMs is not handed out afterwards", async () => {
+    const { url, deliveries } = await iterated({ settleTimeoutMs: 200 });
+    const first = await fetch(url, { method: "POST", headers: message.headers, body });
+    expect(first.status).toBe(503);
+    const answered = sendSecond(url);
+    const next = await deliveries.next();
+    expect(next.value?.event.id).toBe("a-2");
+    await next.value?.accept();
+    expect((await answered).status).toBe(204);
+  });
+
+  it("one whose client is still there is handed out as before", async () => {
+    const { url, deliveries } = await iterated();
+    const socket = await openRequest(url, body);
+    const answered = answer(socket);
+    await sleep(200);
+    const next = await deliveries.next();
+    expect(next.value?.event.id).toBe("a-1");
+    await next.value?.accept();
+    expect((await answered).status).toBe(204);
+    socket.destroy();
+  });
+});
