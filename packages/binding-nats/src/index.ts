@@ -30,6 +30,7 @@ export {
   NatsHeaders,
 } from "./headers.js";
 export {
+  DEFAULT_CLOSE_TIMEOUT_MS,
   type JetStreamPublisher,
   type JetStreamPublisherOptions,
   jetStreamPublisher,

@@ -35,7 +35,16 @@ export interface NatsPublisherOptions {
    * `PayloadTooLarge` before anything is sent. Defaults to the server's `max_payload`.
    */
   maxPayloadBytes?: number;
+  /**
+   * Core NATS: how long `close()` waits for the server to confirm what was published, across a
+   * reconnection. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. (JetStream's `close()` waits for the
+   * acknowledgements in flight, each bounded by `timeoutMs`.)
+   */
+  closeTimeoutMs?: number;
 }
+
+/** The default `closeTimeoutMs` of {@link natsPublisher}: 5 seconds. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Per-call options of a NATS publisher. */
 export interface NatsPublishOptions extends PublishOptions {
@@ -119,6 +128,14 @@ function closedError(): PosthornError {
   return new PosthornError("Closed", "the NATS publisher is closed");
 }
 
+function reconnecting(): PosthornError {
+  return new PosthornError(
+    "ConnectionFailed",
+    "the NATS connection is reconnecting, and nats.js drops what is published meanwhile; publish again once it is back",
+    { retryable: true },
+  );
+}
+
 function abortedError(signal: AbortSignal): PosthornError {
   return new PosthornError("Aborted", "the publish was aborted", { cause: signal.reason });
 }
@@ -126,7 +143,12 @@ function abortedError(signal: AbortSignal): PosthornError {
 /**
  * A publisher on core NATS. Core NATS has no acknowledgement: `publish()` resolves once the client
  * has the message (at-most-once). `close()` flushes, so that everything published before it has
- * reached the server; it leaves the connection open (it belongs to the caller).
+ * reached the server; it leaves the connection open (it belongs to the caller). While the client
+ * reconnects, `publish()` rejects with `ConnectionFailed` (retryable): nats.js would drop the
+ * message when it reconnects, after reporting it sent. `close()` called then waits for the
+ * reconnection, up to `closeTimeoutMs`; past it, or when the connection closed on an error, it
+ * rejects with `ConnectionFailed`. A message still in the client's buffer when the connection
+ * drops is lost (at-most-once).
  *
  * @param nc - a connection from nats.js (`connect()` of `nats` v2 or `@nats-io/transport-node`)
  * @param options - subject, content mode, format and size limit
@@ -147,6 +169,10 @@ export function natsPublisher(
   let closed = false;
   // One promise for every close() call, so that a second call too resolves after the flush.
   let closing: Promise<void> | undefined;
+  // nats.js empties its outbound buffer on every reconnection attempt: a message published while
+  // it is away is dropped after publish() reported it handed over (`protocol.connected` of nats.js
+  // v2 and v3, read only when it is there).
+  const protocol = (nc as { protocol?: { connected?: unknown } }).protocol;
   const send = (p: Prepared): void => {
     try {
       nc.publish(p.subject, p.message.data, { headers: p.message.headers });
@@ -162,6 +188,7 @@ export function natsPublisher(
         if (closed) throw closedError();
         checkBatchMode(call);
         if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+        if (protocol?.connected === false && !nc.isClosed()) throw reconnecting();
         if (Array.isArray(events)) {
           // Encode everything first, so that a bad event fails the call before anything is sent.
           const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
@@ -176,17 +203,63 @@ export function natsPublisher(
     },
     close() {
       closed = true;
-      closing ??= (async () => {
-        if (nc.isClosed()) return;
-        try {
-          await nc.flush();
-        } catch (err) {
-          throw translateNatsError(err, "publish");
-        }
-      })();
+      closing ??= confirmPublished(nc, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
       return closing;
     },
   };
+}
+
+/**
+ * Waits until the server has everything published on `nc` so far (the answer to a round trip),
+ * for at most `timeoutMs`. nats.js fails a round trip begun while it reconnects, then sends what
+ * it kept once it is back: so a failed one is tried again, every 100 ms, until the time is up.
+ */
+async function confirmPublished(nc: NatsConnectionLike, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let failure: unknown;
+  for (;;) {
+    if (nc.isClosed()) {
+      // Closed by its owner (nats.js flushes first) or given up on after an error, which it
+      // resolves closed() with (v2 and v3, read only when it is there).
+      const why = await (nc as { closed?: () => Promise<unknown> }).closed?.();
+      if (why instanceof Error) failure = why;
+      else return;
+      break;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A round trip that fails later, after the time ran out, is caught here all the same.
+    const flushed = nc.flush().then(
+      () => "answered" as const,
+      (err: unknown) => {
+        failure = err;
+        return "failed" as const;
+      },
+    );
+    const outcome = await Promise.race([
+      flushed,
+      new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), left);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (outcome === "answered") return;
+    if (outcome === "failed") {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100, deadline - Date.now())));
+    }
+  }
+  const why =
+    failure === undefined
+      ? "no answer"
+      : failure instanceof Error
+        ? failure.message
+        : String(failure);
+  throw new PosthornError(
+    "ConnectionFailed",
+    `the NATS server did not confirm what was published within ${timeoutMs} ms of close() (${why}); events published before the connection dropped may be lost`,
+    { ...(failure === undefined ? {} : { cause: failure }), retryable: true },
+  );
 }
 
 /** What a JetStream publish resolves to, for callers that want the stream's answer. */

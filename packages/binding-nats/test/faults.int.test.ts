@@ -6,7 +6,7 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetStreamPublisher, jetStreamSubscriber } from "@posthorn/binding-nats";
+import { jetStreamPublisher, jetStreamSubscriber, natsPublisher } from "@posthorn/binding-nats";
 import { isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
@@ -17,6 +17,7 @@ import {
   nextDelivery,
   publishEachWithRetry,
   receiveIntoLedger,
+  settledWithin,
   startNatsServer,
 } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -143,3 +144,105 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
     expect(late === undefined || isPosthornError(late)).toBe(true);
   });
 });
+
+describe("natsPublisher while the server is away", () => {
+  /** A server of its own, which the test kills, and a connection that keeps reconnecting. */
+  async function awayServer() {
+    const own = await startNatsServer();
+    const nc = await connect({
+      servers: own.url,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 100,
+    });
+    return { own, nc };
+  }
+
+  it("refuses a publish with ConnectionFailed instead of handing nats.js a message it drops", {
+    timeout: 20_000,
+  }, async () => {
+    const { own, nc } = await awayServer();
+    try {
+      const subject = unique("away");
+      let received = 0;
+      nc.subscribe(subject, { callback: () => void received++ });
+      await nc.flush();
+      const publisher = natsPublisher(nc, { subject });
+      await own.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const refused = await publisher.publish(faultEvent("nats", 1)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isPosthornError(refused, "ConnectionFailed")).toBe(true);
+      expect((refused as { retryable?: boolean }).retryable).toBe(true);
+      await own.restart();
+      // Back: publishing works again, and what is published arrives.
+      await waitUntil(async () => {
+        try {
+          await publisher.publish(faultEvent("nats", 2));
+          return true;
+        } catch {
+          return false;
+        }
+      }, 8000);
+      await nc.flush();
+      expect(received).toBeGreaterThanOrEqual(1);
+      await nc.close();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("close() waits for the reconnection and resolves once the server answers", {
+    timeout: 20_000,
+  }, async () => {
+    const { own, nc } = await awayServer();
+    try {
+      const publisher = natsPublisher(nc, { subject: unique("wait"), closeTimeoutMs: 10_000 });
+      await publisher.publish(faultEvent("nats", 1));
+      await own.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      const closing = publisher.close();
+      setTimeout(() => void own.restart(), 1000);
+      expect(await settledWithin(closing, 8000)).toEqual({ resolved: undefined });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      await nc.close();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("close() rejects with ConnectionFailed after closeTimeoutMs when the server stays away", {
+    timeout: 10_000,
+  }, async () => {
+    const { own, nc } = await awayServer();
+    try {
+      const publisher = natsPublisher(nc, { subject: unique("gone"), closeTimeoutMs: 600 });
+      await publisher.publish(faultEvent("nats", 1));
+      await own.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      const err = await publisher.close().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const took = Date.now() - started;
+      expect(isPosthornError(err, "ConnectionFailed")).toBe(true);
+      expect((err as Error).message).toMatch(/within 600 ms of close\(\)/);
+      expect(took).toBeGreaterThanOrEqual(550);
+      expect(took).toBeLessThan(3000);
+      await nc.close();
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
+async function waitUntil(done: () => Promise<boolean>, withinMs: number): Promise<void> {
+  const until = Date.now() + withinMs;
+  while (!(await done())) {
+    if (Date.now() > until) throw new Error(`not within ${withinMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
