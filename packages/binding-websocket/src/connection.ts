@@ -601,7 +601,7 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
           `WebSocket ${url} (offering ${protocols.join(", ")}) failed: ${detail}`,
           {
             cause: event.error ?? event,
-            retryable: !/Unexpected server response: 4\d\d/.test(detail),
+            retryable: !NOT_RETRYABLE_HANDSHAKE.test(detail),
           },
         ),
       );
@@ -617,6 +617,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
 }
 
 function ignoreEvent(): void {}
+
+// ws's handshake failures that trying again cannot mend: the server refused the request (4xx), or
+// answered without a subprotocol, or with one that was not offered (it speaks none of ours).
+const NOT_RETRYABLE_HANDSHAKE =
+  /Unexpected server response: 4\d\d|Server sent (no|an invalid|a) subprotocol/;
 
 /** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
 export interface WebSocketServerCloudEventsOptions {

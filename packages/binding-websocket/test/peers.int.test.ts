@@ -1,0 +1,182 @@
+import type { AddressInfo } from "node:net";
+import {
+  connectWebSocket,
+  webSocketPublisher,
+  webSocketServerOptions,
+  webSocketSubscriber,
+} from "@posthorn/binding-websocket";
+import { type Delivery, isPosthornError } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
+import { nextDelivery, settledWithin, shutdownEvent } from "@posthorn/testkit";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket, { type ServerOptions, WebSocketServer } from "ws";
+import { FORMATS } from "./formats.js";
+import { congest, formats, type Link, link, nextId } from "./link.js";
+
+// Misbehaving peers over real ws connections: whatever the peer does, the other side gets a typed
+// error or an ended iteration, never a crash (an 'error' event nobody listens to is thrown by
+// Node) and never a promise pending forever.
+
+const links: Link[] = [];
+const servers: WebSocketServer[] = [];
+const open = async (): Promise<Link> => {
+  const l = await link();
+  links.push(l);
+  return l;
+};
+
+afterEach(async () => {
+  for (const l of links.splice(0)) await l.stop();
+  for (const wss of servers.splice(0)) {
+    for (const socket of wss.clients) socket.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  }
+});
+
+/** A ws server on a free port with these options, and its next connection. */
+async function serve(
+  options: ServerOptions,
+): Promise<{ url: string; accepted: Promise<WebSocket> }> {
+  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", ...options });
+  servers.push(wss);
+  await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+    accepted: new Promise((resolve) => wss.once("connection", resolve)),
+  };
+}
+
+function closed(socket: WebSocket): Promise<number> {
+  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve(-1);
+  return new Promise((resolve) => socket.once("close", (code) => resolve(code)));
+}
+
+async function pull(iterator: AsyncIterator<Delivery>): Promise<unknown> {
+  try {
+    const r = await iterator.next();
+    return r.done ? "ended" : r.value;
+  } catch (err) {
+    return err;
+  }
+}
+
+describe("connectWebSocket against a server that negotiates no CloudEvents subprotocol", () => {
+  it("fails with ConnectionFailed, not retryable, when the server answers without a subprotocol", async () => {
+    const { url } = await serve({ handleProtocols: () => false });
+    const err = await connectWebSocket(url, { formats, WebSocket }).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      name: "PosthornError",
+      code: "ConnectionFailed",
+      retryable: false,
+    });
+    expect(String((err as Error).message)).toMatch(/no subprotocol/);
+  });
+
+  it("fails with ConnectionFailed, not retryable, when the server picks a subprotocol not offered", async () => {
+    const { url } = await serve({ handleProtocols: () => "chat" });
+    const err = await connectWebSocket(url, { formats, WebSocket }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "ConnectionFailed", retryable: false });
+  });
+});
+
+describe("a peer that goes away", () => {
+  it("publishes held in ws's buffers settle with ConnectionFailed when the peer goes away, and close() resolves", {
+    timeout: 20_000,
+  }, async () => {
+    const l = await open();
+    const publisher = webSocketPublisher(l.client, { formats });
+    const backlog = await congest(l, (e) => publisher.publish(e));
+    const held = publisher.publish(shutdownEvent("ws", 1));
+    l.server.terminate();
+    const outcomes = await Promise.allSettled([...backlog, held]);
+    expect(outcomes.at(-1)).toMatchObject({
+      status: "rejected",
+      reason: { code: "ConnectionFailed" },
+    });
+    for (const o of outcomes) {
+      if (o.status === "rejected") expect(isPosthornError(o.reason, "ConnectionFailed")).toBe(true);
+    }
+    expect(await settledWithin(publisher.close(), 5000)).toEqual({ resolved: undefined });
+  });
+});
+
+describe("frames a subscriber gets", () => {
+  it("a fragmented message arrives as one event", async () => {
+    const l = await open();
+    const text = JSON.stringify(shutdownEvent("ws", 7));
+    const cut = Math.floor(text.length / 3);
+    l.client.send(text.slice(0, cut), { fin: false });
+    l.client.send(text.slice(cut, 2 * cut), { fin: false });
+    l.client.send(text.slice(2 * cut), { fin: true });
+    expect(await nextId(l)).toBe("shutdown-7");
+  });
+
+  it("a fragmented message past maxPayload closes the connection with 1009: PayloadTooLarge", async () => {
+    const { url, accepted } = await serve(
+      webSocketServerOptions(formats, { maxPayloadBytes: 100 }),
+    );
+    const client = await connectWebSocket(url, { formats, WebSocket });
+    const iterator = webSocketSubscriber(await accepted, { formats })[Symbol.asyncIterator]();
+    const code = closed(client);
+    for (let i = 0; i < 5; i++) client.send("x".repeat(30), { fin: i === 4 });
+    expect(isPosthornError(await pull(iterator), "PayloadTooLarge")).toBe(true);
+    expect(await code).toBe(1009);
+  });
+
+  it("a binary frame on cloudevents.json and a text frame on cloudevents.avro decode by the format", async () => {
+    const l = await open();
+    l.client.send(Buffer.from(JSON.stringify(shutdownEvent("ws", 3))), { binary: true });
+    expect(await nextId(l)).toBe("shutdown-3");
+
+    const { url, accepted } = await serve(webSocketServerOptions(FORMATS));
+    const client = await connectWebSocket(url, { formats: [avro], WebSocket });
+    const iterator = webSocketSubscriber(await accepted, { formats: FORMATS })[
+      Symbol.asyncIterator
+    ]();
+    client.send("not avro at all");
+    const got = (await pull(iterator)) as Delivery;
+    expect(got.event).toBeUndefined();
+    expect(isPosthornError(got.error)).toBe(true);
+    client.close();
+  });
+
+  for (const [label, frame] of [
+    [
+      "a JSON array (a batch: the WebSockets binding has none)",
+      `[${JSON.stringify(shutdownEvent("ws", 1))},{"id":"2"}]`,
+    ],
+    ["a JSON array of valid events", `[${JSON.stringify(shutdownEvent("ws", 1))}]`],
+    ["a JSON number", "42"],
+    ["a JSON string", '"an event"'],
+    ["JSON null", "null"],
+    ["an empty object", "{}"],
+    ["an event missing source", '{"specversion":"1.0","id":"1","type":"t"}'],
+    ["an empty text frame", ""],
+  ] as const) {
+    it(`${label}: a delivery with a typed error and no event; the connection stays`, async () => {
+      const l = await open();
+      l.client.send(frame);
+      const got = await nextDelivery(l.received, 5000);
+      expect(got.event).toBeUndefined();
+      expect(["MalformedInput", "InvalidEvent"]).toContain(got.error?.code);
+      await webSocketPublisher(l.client, { formats }).publish(shutdownEvent("ws", 9));
+      expect(await nextId(l)).toBe("shutdown-9");
+    });
+  }
+});
+
+describe("closing the subscriber", () => {
+  it("while a delivery is held and a pull waits: the pull ends, the held delivery still accepts", async () => {
+    const l = await open();
+    const subscriber = webSocketSubscriber(l.server, { formats });
+    const iterator = subscriber[Symbol.asyncIterator]();
+    await webSocketPublisher(l.client, { formats }).publish(shutdownEvent("ws", 1));
+    const held = (await iterator.next()).value as Delivery;
+    const waiting = iterator.next();
+    await Promise.all([subscriber.close(), subscriber.close()]);
+    expect(await settledWithin(waiting, 2000)).toEqual({
+      resolved: { value: undefined, done: true },
+    });
+    await expect(held.accept()).resolves.toBeUndefined();
+  });
+});
