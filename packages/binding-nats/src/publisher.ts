@@ -268,7 +268,8 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
    * Publishes one event and resolves with the stream's acknowledgement: the stream, the sequence,
    * and whether the stream recognised it as a duplicate of an event inside its duplicate window.
    *
-   * @throws {@link PosthornError} `PublishRejected`, `Timeout`, `PayloadTooLarge`, `Closed`, `Aborted`
+   * @throws {@link PosthornError} `PublishRejected`, `Timeout`, `PayloadTooLarge`, `Closed`,
+   *   `Aborted`, `ConnectionFailed` while the connection reconnects
    */
   publishWithAck(
     event: CloudEventLike,
@@ -287,6 +288,8 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
  * A publisher on JetStream: each publish waits for the stream's acknowledgement (`PubAck`), and
  * sets the message id (`Nats-Msg-Id`) from the event `id`, so re-publishing an event inside the
  * stream's duplicate window stores it once. A subject no stream listens on is `PublishRejected`.
+ * While the connection reconnects, a publish is refused with `ConnectionFailed` (retryable), not
+ * sent to be dropped by nats.js and end as a `Timeout`.
  *
  * @param js - a JetStream client (`jetstream(nc)` of `@nats-io/jetstream`, or `nc.jetstream()` of `nats`)
  * @param options - subject, mode, format, message id, timeout
@@ -303,6 +306,7 @@ export function jetStreamPublisher(
 ): JetStreamPublisher {
   checkFormat(options);
   const nc = connectionOf(js);
+  const protocol = (nc as { protocol?: { connected?: unknown } } | undefined)?.protocol;
   const prepare = preparer(options, () => options.maxPayloadBytes ?? nc?.info?.max_payload);
   const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id, "id"));
   const maxInFlight = Math.max(1, options.maxInFlight ?? 256);
@@ -325,6 +329,9 @@ export function jetStreamPublisher(
       timeout,
     };
     if (id !== undefined) publishOptions.msgID = id;
+    // Sent while the connection is away, the request would be dropped at the reconnection and
+    // end as a Timeout ("may be stored"); refused now, it is known not to be.
+    if (protocol?.connected === false && !nc?.isClosed()) throw reconnecting();
     const ack = js.publish(p.subject, p.message.data, publishOptions);
     const tracked = ack.catch(() => undefined);
     inFlight.add(tracked);

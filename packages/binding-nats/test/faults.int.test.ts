@@ -193,6 +193,34 @@ describe("natsPublisher while the server is away", () => {
     }
   });
 
+  it("JetStream: a publish is refused with ConnectionFailed at once, not a Timeout after timeoutMs", {
+    timeout: 20_000,
+  }, async () => {
+    const { own, nc } = await awayServer();
+    try {
+      const jsm = await jetstreamManager(nc);
+      const stream = unique("AWAY").toUpperCase();
+      await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+      const publisher = jetStreamPublisher(jetstream(nc), {
+        subject: `${stream.toLowerCase()}.events`,
+        timeoutMs: 5000,
+      });
+      await publisher.publish(faultEvent("nats", 1));
+      await own.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      const refused = await publisher.publish(faultEvent("nats", 2)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isPosthornError(refused, "ConnectionFailed")).toBe(true);
+      expect(Date.now() - started).toBeLessThan(1000);
+      await nc.close();
+    } finally {
+      await own.stop();
+    }
+  });
+
   it("close() waits for the reconnection and resolves once the server answers", {
     timeout: 20_000,
   }, async () => {
