@@ -125,6 +125,22 @@ function isNodeWs(socket: WebSocketLike): boolean {
   return typeof (socket as unknown as { on?: unknown }).on === "function";
 }
 
+const heard = new WeakSet<WebSocketLike>();
+
+/**
+ * Gives a `ws` socket one 'error' listener for good. `ws` emits 'error' for what the peer sends
+ * wrong (a text frame that is not UTF-8, a message past `maxPayload`, a bad frame) and closes the
+ * connection; an 'error' event nobody listens to is thrown by Node and ends the process. With it,
+ * a socket that only publishes, or whose subscriber closed, just closes: a publish then fails with
+ * `ConnectionFailed`, and a subscriber still hears the error through its own listener. (A
+ * browser's unheard error events throw nothing.)
+ */
+function keepErrorsHeard(socket: WebSocketLike): void {
+  if (heard.has(socket) || !isNodeWs(socket)) return;
+  heard.add(socket);
+  (socket as unknown as NodeWs).on("error", ignoreEvent);
+}
+
 /**
  * The format a socket negotiated among `formats`.
  *
@@ -204,6 +220,7 @@ export function webSocketPublisher(
   options: WebSocketBindingOptions,
 ): Publisher<WebSocketPublishOptions> {
   const format = negotiatedFormat(socket, options.formats);
+  keepErrorsHeard(socket);
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // A counter and one waiter, not a set of promises: publish is a hot path (one frame per event).
   let pending = 0;
@@ -391,6 +408,7 @@ export function webSocketSubscriber(
   options: WebSocketBindingOptions,
 ): Subscriber {
   const format = negotiatedFormat(socket, options.formats);
+  keepErrorsHeard(socket);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
@@ -562,11 +580,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
       );
       return;
     }
+    // Closing a socket still connecting (on timeout) makes ws emit one more 'error', and the peer
+    // can make it emit others once the socket is open: none may go unheard.
+    keepErrorsHeard(socket);
     const timer = setTimeout(() => {
       done();
-      // Closing a socket still connecting makes ws emit one more "error" (closed before the
-      // connection was established); with no listener left, Node would throw it.
-      socket.addEventListener("error", ignoreEvent);
       socket.close();
       reject(
         new PosthornError(

@@ -51,6 +51,11 @@ function closed(socket: WebSocket): Promise<number> {
   return new Promise((resolve) => socket.once("close", (code) => resolve(code)));
 }
 
+/** A text frame whose payload is not UTF-8 (RFC 6455 8.1): ws fails the connection with 1007. */
+function sendInvalidText(socket: WebSocket): void {
+  socket.send(Buffer.from([0x7b, 0xc0, 0xa0, 0x7d]), { binary: false });
+}
+
 async function pull(iterator: AsyncIterator<Delivery>): Promise<unknown> {
   try {
     const r = await iterator.next();
@@ -76,6 +81,68 @@ describe("connectWebSocket against a server that negotiates no CloudEvents subpr
     const { url } = await serve({ handleProtocols: () => "chat" });
     const err = await connectWebSocket(url, { formats, WebSocket }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "ConnectionFailed", retryable: false });
+  });
+});
+
+describe("a peer that sends what ws refuses, to a side that only publishes", () => {
+  it("a client socket from connectWebSocket with a publisher only: no crash, and publish fails typed", async () => {
+    const { url, accepted } = await serve(webSocketServerOptions(formats));
+    const client = await connectWebSocket(url, { formats, WebSocket });
+    const publisher = webSocketPublisher(client, { formats });
+    const peer = await accepted;
+    const failed = closed(client);
+    const code = closed(peer);
+    sendInvalidText(peer);
+    // ws fails the connection (1007 to the peer) and emits 'error'; unheard, Node threw it
+    // (vitest reports an unhandled error and fails the run).
+    expect(await code).toBe(1007);
+    await failed;
+    await expect(publisher.publish(shutdownEvent("ws", 1))).rejects.toMatchObject({
+      code: "ConnectionFailed",
+    });
+    await expect(publisher.close()).resolves.toBeUndefined();
+  });
+
+  it("a client socket from connectWebSocket that nothing uses yet: no crash", async () => {
+    const { url, accepted } = await serve(webSocketServerOptions(formats));
+    const client = await connectWebSocket(url, { formats, WebSocket });
+    const peer = await accepted;
+    const failed = closed(client);
+    const code = closed(peer);
+    sendInvalidText(peer);
+    expect(await code).toBe(1007);
+    await failed;
+  });
+
+  it("a server's socket with a publisher only: a message past maxPayload closes it with 1009, no crash", async () => {
+    const { url, accepted } = await serve(
+      webSocketServerOptions(formats, { maxPayloadBytes: 100 }),
+    );
+    const client = await connectWebSocket(url, { formats, WebSocket });
+    const server = await accepted;
+    const replies = webSocketPublisher(server, { formats });
+    const failed = closed(server);
+    const code = closed(client);
+    client.send("x".repeat(1000));
+    expect(await code).toBe(1009);
+    await failed;
+    await expect(replies.publish(shutdownEvent("ws", 1))).rejects.toMatchObject({
+      code: "ConnectionFailed",
+    });
+  });
+
+  it("a server's socket whose subscriber was closed: a bad frame afterwards crashes nothing", async () => {
+    const { url, accepted } = await serve(webSocketServerOptions(formats));
+    const client = await connectWebSocket(url, { formats, WebSocket });
+    const server = await accepted;
+    const subscriber = webSocketSubscriber(server, { formats });
+    await subscriber.close();
+    await subscriber.close();
+    const failed = closed(server);
+    const code = closed(client);
+    sendInvalidText(client);
+    expect(await code).toBe(1007);
+    await failed;
   });
 });
 
