@@ -106,6 +106,7 @@ export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
 });
 
 const OPEN = 1;
+const CLOSED = 3;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -476,6 +477,9 @@ export function webSocketSubscriber(
     socket.addEventListener("close", onClose);
     socket.addEventListener("error", onError);
   }
+  // A socket that closed before this call (a peer gone while the application awaited something
+  // before subscribing) will not emit close again: waiting for it would hang the first pull.
+  if (socket.readyState === CLOSED) queue.end();
 
   const close = async (): Promise<void> => {
     if (node) {

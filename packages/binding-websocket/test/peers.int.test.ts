@@ -146,6 +146,20 @@ describe("a peer that sends what ws refuses, to a side that only publishes", () 
   });
 });
 
+describe("webSocketSubscriber on a socket that already closed", () => {
+  it("ends iteration at once instead of waiting for a close event that already happened", async () => {
+    const l = await open();
+    const code = closed(l.server);
+    l.client.terminate();
+    await code;
+    expect(l.server.readyState).toBe(WebSocket.CLOSED);
+    const iterator = webSocketSubscriber(l.server, { formats })[Symbol.asyncIterator]();
+    expect(await settledWithin(iterator.next(), 2000)).toEqual({
+      resolved: { value: undefined, done: true },
+    });
+  });
+});
+
 describe("a peer that goes away", () => {
   it("publishes held in ws's buffers settle with ConnectionFailed when the peer goes away, and close() resolves", {
     timeout: 20_000,
