@@ -178,6 +178,20 @@ export interface WebSocketBindingOptions {
   maxPayloadBytes?: number;
 }
 
+/** The default `closeTimeoutMs` of {@link webSocketPublisher}: 5 seconds. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+
+/** Options of {@link webSocketPublisher}. */
+export interface WebSocketPublisherOptions extends WebSocketBindingOptions {
+  /**
+   * How long `close()` waits for `ws` to write the frames handed to it before it rejects with
+   * `Timeout` (a peer that stopped reading never takes them). Default
+   * {@link DEFAULT_CLOSE_TIMEOUT_MS}. The frames stay in the socket's buffers, and their publishes
+   * settle when they are written or the socket closes.
+   */
+  closeTimeoutMs?: number;
+}
+
 /**
  * Per-call options of {@link webSocketPublisher}. WebSockets have no acknowledgement, so what a
  * publish waits for is `ws` writing its frames to the socket (a browser gives no such signal:
@@ -211,14 +225,15 @@ export interface WebSocketPublishOptions extends PublishOptions {
  * Per-call options: see {@link WebSocketPublishOptions}.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
- * @param options - the formats this side accepts (the negotiated subprotocol picks one), and
+ * @param options - the formats this side accepts (the negotiated subprotocol picks one),
  *   `maxPayloadBytes` (default 4 MiB): a larger message is refused with `PayloadTooLarge` before
- *   it is sent, since a receiver with that limit would close the connection
+ *   it is sent, since a receiver with that limit would close the connection, and
+ *   `closeTimeoutMs` (default 5 s): how long `close()` waits for the frames to be written
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
  */
 export function webSocketPublisher(
   socket: WebSocketLike,
-  options: WebSocketBindingOptions,
+  options: WebSocketPublisherOptions,
 ): Publisher<WebSocketPublishOptions> {
   const format = negotiatedFormat(socket, options.formats);
   keepErrorsHeard(socket);
@@ -232,6 +247,26 @@ export function webSocketPublisher(
   const settled = (): void => {
     if (--pending === 0 && drained) drained();
   };
+  // Waits for every frame handed to ws to be written; a peer that stopped reading never takes
+  // them, so the wait is bounded.
+  const drain = (timeoutMs: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            drained = undefined;
+            reject(
+              new PosthornError(
+                "Timeout",
+                `ws did not write ${pending} frame(s) within closeTimeoutMs (${timeoutMs} ms): the peer is not reading; they stay in the socket's buffers until it does or the socket closes`,
+              ),
+            );
+          }, timeoutMs)
+        : undefined;
+      drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
 
   // Hands one encoded frame to the socket: with ws, settles on its send callback; in a browser,
   // resolves at once.
@@ -265,6 +300,7 @@ export function webSocketPublisher(
   // The receiving side closes the whole connection (1009) on a message past its limit, which by
   // default is this one: an event too large for it is refused here, before it costs the others.
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
   const encode = (event: CloudEventLike): WebSocketFrame => {
     const frame = toWebSocketFrame(event, format);
     if (frame.data.length > maxPayloadBytes) {
@@ -325,12 +361,7 @@ export function webSocketPublisher(
     },
     close(): Promise<void> {
       closed = true;
-      closing ??=
-        pending === 0
-          ? Promise.resolve()
-          : new Promise((resolve) => {
-              drained = resolve;
-            });
+      closing ??= pending === 0 ? Promise.resolve() : drain(closeTimeoutMs);
       return closing;
     },
   };

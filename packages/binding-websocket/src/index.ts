@@ -1,6 +1,7 @@
 export {
   type ConnectWebSocketOptions,
   connectWebSocket,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
   negotiatedFormat,
   WEBSOCKET_CAPABILITIES,
@@ -8,6 +9,7 @@ export {
   type WebSocketConstructor,
   type WebSocketEventLike,
   type WebSocketLike,
+  type WebSocketPublisherOptions,
   type WebSocketPublishOptions,
   type WebSocketServerCloudEventsOptions,
   webSocketPublisher,

@@ -160,6 +160,27 @@ describe("webSocketSubscriber on a socket that already closed", () => {
   });
 });
 
+describe("a peer that stops reading", () => {
+  it("publisher.close() rejects with Timeout after closeTimeoutMs instead of waiting forever", {
+    timeout: 20_000,
+  }, async () => {
+    const l = await open();
+    const publisher = webSocketPublisher(l.client, { formats, closeTimeoutMs: 200 });
+    const backlog = await congest(l, (e) => publisher.publish(e));
+    const closing = publisher.close();
+    expect(await settledWithin(closing, 5000)).toMatchObject({
+      rejected: { name: "PosthornError", code: "Timeout" },
+    });
+    expect(await settledWithin(publisher.close(), 100)).toMatchObject({
+      rejected: { code: "Timeout" },
+    });
+    // The frames are still the socket's: once the peer reads again they go out.
+    l.server.resume();
+    await Promise.all(backlog);
+    for (let i = 0; i < backlog.length; i++) expect(await nextId(l, 10_000)).toBe(`backlog-${i}`);
+  });
+});
+
 describe("a peer that goes away", () => {
   it("publishes held in ws's buffers settle with ConnectionFailed when the peer goes away, and close() resolves", {
     timeout: 20_000,
