@@ -48,6 +48,8 @@ export interface WebSocketEventLike {
 export interface WebSocketLike {
   /** 0 connecting, 1 open, 2 closing, 3 closed; a publish needs 1. */
   readonly readyState: number;
+  /** Bytes queued by `send()` and not yet written; a publisher refuses to queue past a limit. */
+  readonly bufferedAmount?: number;
   /** The negotiated subprotocol (`""` when none). */
   readonly protocol: string;
   /** How binary messages arrive (`arraybuffer`, `blob`, `nodebuffer`, ...). */
@@ -181,6 +183,12 @@ export interface WebSocketBindingOptions {
 /** The default `closeTimeoutMs` of {@link webSocketPublisher}: 5 seconds. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
+/**
+ * The default `maxBufferedBytes` of {@link webSocketPublisher}: 64 MiB, sixteen messages of the
+ * largest default size.
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+
 /** Options of {@link webSocketPublisher}. */
 export interface WebSocketPublisherOptions extends WebSocketBindingOptions {
   /**
@@ -190,6 +198,13 @@ export interface WebSocketPublisherOptions extends WebSocketBindingOptions {
    * settle when they are written or the socket closes.
    */
   closeTimeoutMs?: number;
+  /**
+   * Most bytes the socket may hold unsent (`bufferedAmount`) for a publish to go ahead; past it
+   * `publish` fails at once with `PublishRejected` (retryable), so a peer that stops reading cannot
+   * make the publisher buffer without bound. Default {@link DEFAULT_MAX_BUFFERED_BYTES}. Frames
+   * written within one tick count until the tick ends (they leave in one `writev`).
+   */
+  maxBufferedBytes?: number;
 }
 
 /**
@@ -227,8 +242,9 @@ export interface WebSocketPublishOptions extends PublishOptions {
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
  *   `maxPayloadBytes` (default 4 MiB): a larger message is refused with `PayloadTooLarge` before
- *   it is sent, since a receiver with that limit would close the connection, and
- *   `closeTimeoutMs` (default 5 s): how long `close()` waits for the frames to be written
+ *   it is sent, since a receiver with that limit would close the connection, `maxBufferedBytes`
+ *   (default 64 MiB): past it a publish is refused with `PublishRejected`, and `closeTimeoutMs`
+ *   (default 5 s): how long `close()` waits for the frames to be written
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
  */
 export function webSocketPublisher(
@@ -300,6 +316,7 @@ export function webSocketPublisher(
   // The receiving side closes the whole connection (1009) on a message past its limit, which by
   // default is this one: an event too large for it is refused here, before it costs the others.
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
   const encode = (event: CloudEventLike): WebSocketFrame => {
     const frame = toWebSocketFrame(event, format);
@@ -353,6 +370,18 @@ export function webSocketPublisher(
       }
       if (socket.readyState !== OPEN) {
         return Promise.reject(new PosthornError("ConnectionFailed", "the WebSocket is not open"));
+      }
+      // ws (and a browser) queue whatever they are given in memory: a peer that stopped reading
+      // would make that grow without bound. One getter read per call.
+      const buffered = socket.bufferedAmount;
+      if (buffered !== undefined && buffered > maxBufferedBytes) {
+        return Promise.reject(
+          new PosthornError(
+            "PublishRejected",
+            `${buffered} bytes already wait to be written to the WebSocket, more than maxBufferedBytes (${maxBufferedBytes}): the peer is not reading fast enough`,
+            { retryable: true },
+          ),
+        );
       }
       const work = Array.isArray(events)
         ? sendAll(events as readonly CloudEventLike[])

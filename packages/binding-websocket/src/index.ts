@@ -2,6 +2,7 @@ export {
   type ConnectWebSocketOptions,
   connectWebSocket,
   DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_MAX_PAYLOAD_BYTES,
   negotiatedFormat,
   WEBSOCKET_CAPABILITIES,

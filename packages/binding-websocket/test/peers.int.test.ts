@@ -11,7 +11,7 @@ import { nextDelivery, settledWithin, shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { type ServerOptions, WebSocketServer } from "ws";
 import { FORMATS } from "./formats.js";
-import { congest, formats, type Link, link, nextId } from "./link.js";
+import { bigEvent, congest, formats, type Link, link, nextId } from "./link.js";
 
 // Misbehaving peers over real ws connections: whatever the peer does, the other side gets a typed
 // error or an ended iteration, never a crash (an 'error' event nobody listens to is thrown by
@@ -178,6 +178,36 @@ describe("a peer that stops reading", () => {
     l.server.resume();
     await Promise.all(backlog);
     for (let i = 0; i < backlog.length; i++) expect(await nextId(l, 10_000)).toBe(`backlog-${i}`);
+  });
+
+  it("publish() refuses with PublishRejected (retryable) past maxBufferedBytes, and sends again once the peer reads", {
+    timeout: 20_000,
+  }, async () => {
+    const l = await open();
+    const limit = 8 * 1024 * 1024;
+    const publisher = webSocketPublisher(l.client, { formats, maxBufferedBytes: limit });
+    const backlog = await congest(l, (e) => publisher.publish(e));
+    // The old publisher took all 64 (64 MiB queued in ws for a peer that reads nothing).
+    let refusal: unknown;
+    for (let i = 0; i < 64 && refusal === undefined; i++) {
+      const call = publisher.publish(bigEvent(`more-${i}`, 1024 * 1024));
+      const early = await settledWithin(call, 0);
+      if (early !== "pending" && "rejected" in early) refusal = early.rejected;
+      else backlog.push(call);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(refusal).toMatchObject({
+      name: "PosthornError",
+      code: "PublishRejected",
+      retryable: true,
+    });
+    expect(l.client.bufferedAmount).toBeGreaterThan(limit);
+    expect(l.client.bufferedAmount).toBeLessThan(limit + 2 * 1024 * 1024);
+    l.server.resume();
+    await Promise.all(backlog);
+    await publisher.publish(shutdownEvent("ws", 2));
+    for (let i = 0; i < backlog.length; i++) await nextDelivery(l.received, 10_000);
+    expect(await nextId(l)).toBe("shutdown-2");
   });
 });
 
