@@ -122,6 +122,9 @@ interface NodeWs {
   on(event: "close" | "error", listener: (arg?: unknown) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
   send(data: Uint8Array, options: { binary: boolean }, cb: (err?: Error) => void): void;
+  // Since ws 8.? (absent in the oldest 8.x): stop and restart reading the TCP socket.
+  pause?(): void;
+  resume?(): void;
 }
 
 function isNodeWs(socket: WebSocketLike): boolean {
@@ -178,6 +181,22 @@ export interface WebSocketBindingOptions {
    * together).
    */
   maxPayloadBytes?: number;
+}
+
+/**
+ * The default `maxPending` of {@link webSocketSubscriber}: 256 deliveries waiting to be pulled
+ * (at most 1 GiB at the default `maxPayloadBytes`; 256 KiB of 1 KiB events).
+ */
+export const DEFAULT_MAX_PENDING = 256;
+
+/** Options of {@link webSocketSubscriber}. */
+export interface WebSocketSubscriberOptions extends WebSocketBindingOptions {
+  /**
+   * Most deliveries waiting to be pulled before the subscriber pauses a `ws` socket (TCP then holds
+   * the peer back); it resumes once half of them were pulled. Default {@link DEFAULT_MAX_PENDING}.
+   * A browser's WebSocket cannot pause, so there it has no effect.
+   */
+  maxPending?: number;
 }
 
 /** The default `closeTimeoutMs` of {@link webSocketPublisher}: 5 seconds. */
@@ -459,20 +478,40 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * the socket itself stays open (it belongs to the caller). Leaving a `for await` loop closes the
  * subscriber the same way.
  *
+ * Flow control: with `ws`, once `maxPending` deliveries wait to be pulled the subscriber pauses the
+ * socket, so TCP holds the peer back, and resumes it once half of them were pulled. A browser's
+ * WebSocket cannot pause: there what arrives waits in memory.
+ *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
- * @param options - the formats this side accepts (the negotiated subprotocol picks one) and
- *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES})
- * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
+ * @param options - the formats this side accepts (the negotiated subprotocol picks one),
+ *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}) and `maxPending` (default
+ *   {@link DEFAULT_MAX_PENDING})
+ * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
+ *   subprotocol; `NotSupported` for a `maxPending` below 1
  */
 export function webSocketSubscriber(
   socket: WebSocketLike,
-  options: WebSocketBindingOptions,
+  options: WebSocketSubscriberOptions,
 ): Subscriber {
   const format = negotiatedFormat(socket, options.formats);
   keepErrorsHeard(socket);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+  if (!(maxPending >= 1)) {
+    throw new PosthornError("NotSupported", `maxPending must be at least 1, got ${maxPending}`);
+  }
+  const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
+  // ws reads as fast as the peer sends: past maxPending unpulled deliveries, stop reading until
+  // the application has pulled half of them (only ws can; a browser's socket cannot pause).
+  const canPause = typeof node?.pause === "function" && typeof node.resume === "function";
+  const resumeAt = maxPending >> 1;
+  let paused = false;
+  const resume = (): void => {
+    paused = false;
+    node?.resume?.();
+  };
 
   const receive = (data: string | Uint8Array | ArrayBuffer | Uint8Array[]): void => {
     // A string has at least as many UTF-8 bytes as UTF-16 units: refuse before converting.
@@ -503,9 +542,11 @@ export function webSocketSubscriber(
         accept: () => undefined,
       }),
     );
+    if (canPause && !paused && queue.size >= maxPending) {
+      paused = true;
+      node?.pause?.();
+    }
   };
-
-  const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   const onNodeMessage = (data: Uint8Array | ArrayBuffer | Uint8Array[]): void => receive(data);
   // With binaryType "arraybuffer", a browser's message data is a string or an ArrayBuffer.
   const onMessage = (event: WebSocketEventLike): void =>
@@ -542,6 +583,8 @@ export function webSocketSubscriber(
   if (socket.readyState === CLOSED) queue.end();
 
   const close = async (): Promise<void> => {
+    // The socket is the caller's: it is not left unread for whoever listens next.
+    if (paused) resume();
     if (node) {
       node.off("message", onNodeMessage);
       node.off("close", onClose);
@@ -558,7 +601,18 @@ export function webSocketSubscriber(
     // The listeners are on the socket already: a frame that arrives from now on is delivered.
     ready: Promise.resolve(),
     // Leaving a loop closes the subscriber (core's contract): its listeners go, the socket stays.
-    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
+    [Symbol.asyncIterator]: () => {
+      const deliveries = queue[Symbol.asyncIterator]();
+      const pulled: AsyncIterator<Delivery> = canPause
+        ? {
+            next: () => {
+              if (paused && queue.size <= resumeAt) resume();
+              return deliveries.next();
+            },
+          }
+        : deliveries;
+      return closeOnReturn(pulled, close);
+    },
     close,
   };
 }

@@ -211,6 +211,70 @@ describe("a peer that stops reading", () => {
   });
 });
 
+describe("a peer that sends faster than the application pulls", () => {
+  // Without link()'s own subscriber: a second subscriber that nobody pulls would pause the
+  // socket too, and hold it paused.
+  const open = async (): Promise<{ client: WebSocket; server: WebSocket }> => {
+    const { url, accepted } = await serve(webSocketServerOptions(formats));
+    const client = await connectWebSocket(url, { formats, WebSocket });
+    return { client, server: await accepted };
+  };
+  /** Publishes `count` events of 16 KiB from the client without waiting. */
+  const flood = (l: { client: WebSocket }, count: number): Promise<void>[] => {
+    const publisher = webSocketPublisher(l.client, { formats });
+    return Array.from({ length: count }, (_, i) =>
+      publisher.publish(bigEvent(`flood-${i}`, 16_384)),
+    );
+  };
+  /** Waits until `done()` holds, up to 10 s. */
+  const until = async (done: () => boolean): Promise<void> => {
+    for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  it("pauses the ws socket past maxPending waiting deliveries, so TCP holds the peer back, and loses nothing", {
+    timeout: 30_000,
+  }, async () => {
+    const l = await open();
+    const subscriber = webSocketSubscriber(l.server, { formats, maxPending: 16 });
+    const count = 2000;
+    let written = 0;
+    const publishes = flood(l, count).map((p) => p.then(() => void written++));
+    // The old subscriber read all 32 MiB into its queue: every publish resolved, nothing paused.
+    await until(() => l.server.isPaused || written === count);
+    expect(l.server.isPaused).toBe(true);
+    const iterator = subscriber[Symbol.asyncIterator]();
+    for (let i = 0; i < count; i++) {
+      expect((await nextDelivery(iterator, 10_000)).event?.id).toBe(`flood-${i}`);
+    }
+    await Promise.all(publishes);
+    expect(l.server.isPaused).toBe(false);
+    await subscriber.close();
+  });
+
+  it("closing a paused subscriber resumes the socket: a new subscriber gets what follows", {
+    timeout: 30_000,
+  }, async () => {
+    const l = await open();
+    const first = webSocketSubscriber(l.server, { formats, maxPending: 4 });
+    const publishes = flood(l, 2000);
+    await until(() => l.server.isPaused);
+    expect(l.server.isPaused).toBe(true);
+    await first.close();
+    expect(l.server.isPaused).toBe(false);
+    const next = webSocketSubscriber(l.server, { formats })[Symbol.asyncIterator]();
+    const id = (await nextDelivery(next, 10_000)).event?.id ?? "";
+    expect(Number(id.replace("flood-", ""))).toBeGreaterThan(0);
+    // What was queued in the first one went with it (at-most-once); the rest arrives in order.
+    let last = id;
+    while (last !== "flood-1999") {
+      const following = (await nextDelivery(next, 10_000)).event?.id ?? "";
+      expect(Number(following.replace("flood-", ""))).toBe(Number(last.replace("flood-", "")) + 1);
+      last = following;
+    }
+    await Promise.all(publishes);
+  });
+});
+
 describe("a peer that goes away", () => {
   it("publishes held in ws's buffers settle with ConnectionFailed when the peer goes away, and close() resolves", {
     timeout: 20_000,
