@@ -251,6 +251,15 @@ describe("a peer that sends faster than the application pulls", () => {
     await subscriber.close();
   });
 
+  it("refuses a maxPending below 1 with NotSupported", async () => {
+    const { server } = await open();
+    for (const maxPending of [0, -1, Number.NaN]) {
+      expect(() => webSocketSubscriber(server, { formats, maxPending })).toThrow(
+        expect.objectContaining({ name: "PosthornError", code: "NotSupported" }),
+      );
+    }
+  });
+
   it("closing a paused subscriber resumes the socket: a new subscriber gets what follows", {
     timeout: 30_000,
   }, async () => {
