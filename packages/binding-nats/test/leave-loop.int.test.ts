@@ -11,6 +11,7 @@ import {
 import { type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { vector } from "@posthorn/testkit";
+import { connect as connectV2 } from "nats";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
 
@@ -25,6 +26,13 @@ afterAll(async () => {
   await nc.close();
   await server.stop();
 });
+
+/** What the tests use of a connection of either client. */
+interface ClosableConnection {
+  readonly protocol: { readonly transport: { readonly socket: Socket } };
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
 
 /** Pulls one delivery, or undefined after `ms`. */
 async function nextWithin(it: AsyncIterator<Delivery>, ms: number): Promise<Delivery | undefined> {
@@ -278,61 +286,85 @@ describe("leaving the loop over JetStream", () => {
     }
   });
 
-  it("messages the server sends while close() is under way come back once each, at once", async () => {
-    const stream = unique("LEAVE").toUpperCase();
-    const subject = `${stream.toLowerCase()}.jobs`;
-    await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
-    // Only a nak brings a job back before the ack wait, which jobsLeft never waits out.
-    await jsm.consumers.add(stream, {
-      durable_name: "workers",
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: 30 * 1_000_000_000,
-    });
-    const own = await connect({ servers: server.url });
-    const socket = (own as unknown as { protocol: { transport: { socket: Socket } } }).protocol
-      .transport.socket;
-    const write = socket.write;
-    try {
-      const first = await jetStreamSubscriber(jetstream(own), {
-        stream,
-        consumer: "workers",
-        formats: [json],
-        maxMessages: 2000,
+  // The subscriber's own connection, from nats.js v3 or the `nats` v2 package (the drain reads
+  // the same members of both clients' pull iterators).
+  const clients = [
+    {
+      name: "nats.js v3",
+      open: async () => {
+        const own = await connect({ servers: server.url });
+        return { own: own as unknown as ClosableConnection, js: jetstream(own) };
+      },
+    },
+    {
+      name: "nats v2",
+      open: async () => {
+        const own = await connectV2({ servers: server.url });
+        return { own: own as unknown as ClosableConnection, js: own.jetstream() };
+      },
+    },
+  ];
+
+  it.each(clients)(
+    "messages the server sends while close() is under way come back once each, at once ($name)",
+    async ({ open }) => {
+      const stream = unique("LEAVE").toUpperCase();
+      const subject = `${stream.toLowerCase()}.jobs`;
+      await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+      // Only a nak brings a job back before the ack wait, which jobsLeft never waits out.
+      await jsm.consumers.add(stream, {
+        durable_name: "workers",
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: 30 * 1_000_000_000,
       });
-      // nats.js sends its first pull request when the iterator is first pulled.
-      const publisher = jetStreamPublisher(js, { subject });
-      await publisher.publish(vector("minimal").event.cloneWith({ id: "job-0" }));
-      await (await nextWithin(first[Symbol.asyncIterator](), 3000))?.accept();
-      await own.flush();
-      // What the client writes from now on reaches the server 300 ms late, in order: a slow link
-      // (or a busy server) while the server's consumer goes on sending for the pull request.
-      socket.write = ((...args: Parameters<Socket["write"]>) => {
-        setTimeout(() => write.apply(socket, args), 300);
-        return true;
-      }) as Socket["write"];
-      const closing = first.close();
-      // 1,000 jobs published over about a second, through another connection, while it closes.
-      for (let batch = 0; batch < 20; batch++) {
-        await publisher.publish(
-          Array.from({ length: 50 }, (_, i) =>
-            vector("minimal").event.cloneWith({ id: `job-${batch * 50 + i + 1}` }),
-          ),
+      const { own, js: ownJs } = await open();
+      const socket = own.protocol.transport.socket;
+      const write = socket.write;
+      try {
+        const first = await jetStreamSubscriber(
+          ownJs as Parameters<typeof jetStreamSubscriber>[0],
+          {
+            stream,
+            consumer: "workers",
+            formats: [json],
+            maxMessages: 2000,
+          },
         );
-        await sleep(50);
+        // nats.js sends its first pull request when the iterator is first pulled.
+        const publisher = jetStreamPublisher(js, { subject });
+        await publisher.publish(vector("minimal").event.cloneWith({ id: "job-0" }));
+        await (await nextWithin(first[Symbol.asyncIterator](), 3000))?.accept();
+        await own.flush();
+        // What the client writes from now on reaches the server 300 ms late, in order: a slow
+        // link (or a busy server) while the server's consumer goes on sending for the pull.
+        socket.write = ((...args: Parameters<Socket["write"]>) => {
+          setTimeout(() => write.apply(socket, args), 300);
+          return true;
+        }) as Socket["write"];
+        const closing = first.close();
+        // 1,000 jobs published over about a second, through another connection, while it closes.
+        for (let batch = 0; batch < 20; batch++) {
+          await publisher.publish(
+            Array.from({ length: 50 }, (_, i) =>
+              vector("minimal").event.cloneWith({ id: `job-${batch * 50 + i + 1}` }),
+            ),
+          );
+          await sleep(50);
+        }
+        await closing;
+        socket.write = write;
+        // Stopped after a round trip, nats.js dropped what the server sent between its answer
+        // and the unsubscription, and the server held those until the ack wait.
+        const ids = await jobsLeft(stream);
+        expect(ids).toHaveLength(1000);
+        expect(new Set(ids).size).toBe(1000);
+      } finally {
+        socket.write = write;
+        await own.close();
+        await jsm.streams.delete(stream).catch(() => undefined);
       }
-      await closing;
-      socket.write = write;
-      // Stopped after a round trip, nats.js dropped what the server sent between its answer and
-      // the unsubscription, and the server held those until the ack wait.
-      const ids = await jobsLeft(stream);
-      expect(ids).toHaveLength(1000);
-      expect(new Set(ids).size).toBe(1000);
-    } finally {
-      socket.write = write;
-      await own.close();
-      await jsm.streams.delete(stream).catch(() => undefined);
-    }
-  });
+    },
+  );
 
   it("close() waits at most stopTimeoutMs for a server that does not answer", async () => {
     const stream = await jobs(10);
