@@ -24,12 +24,8 @@ export function observeConnection(
       .filter((l) => (l as Marked)[MARK] !== true && l !== listener);
     handler(context);
     if (others.length === 0 && isFirstMarked(connection, event, listener)) {
-      const container = (
-        connection as unknown as {
-          container?: { dispatch?: (name: string, context: EventContext) => boolean };
-        }
-      ).container;
-      container?.dispatch?.(event, context);
+      const handled = containerOf(connection)?.dispatch?.(event, context) === true;
+      if (!handled && event === "connection_close") unhandledClose(connection, context);
     }
   };
   listener[MARK] = true;
@@ -37,6 +33,121 @@ export function observeConnection(
   return () => {
     connection.removeListener(event, listener);
   };
+}
+
+interface RheaContainer {
+  dispatch?: (name: string, ...args: unknown[]) => boolean;
+  listenerCount?: (name: string) => number;
+}
+
+function containerOf(connection: Connection): RheaContainer | undefined {
+  return (connection as unknown as { container?: RheaContainer }).container;
+}
+
+/** Whether anyone but Posthorn listens for `event` on the connection or its container. */
+function othersListen(connection: Connection, event: string): boolean {
+  if (connection.listeners(event).some((l) => (l as Marked)[MARK] !== true)) return true;
+  return (containerOf(connection)?.listenerCount?.(event) ?? 0) > 0;
+}
+
+/**
+ * rhea raises `error` when the peer closes the connection with a fatal error and nobody listens
+ * for `connection_error` or `connection_close`. Posthorn's `connection_close` listener counts as
+ * one, so an application whose container listens for `error` still gets it from here.
+ */
+function unhandledClose(connection: Connection, context: EventContext): void {
+  const error = (context as { error?: { condition?: unknown; description?: unknown } }).error;
+  if (error === undefined || !isFatal(connection, error.condition)) return;
+  if (othersListen(connection, "connection_error")) return;
+  const raised = Object.assign(new Error(String(error.description ?? error.condition)), {
+    name: "ConnectionError",
+    condition: error.condition,
+    description: error.description,
+    connection,
+  });
+  // Through the connection, as rhea would: its own listeners first, then the guard's forward.
+  guardErrors(connection);
+  (connection as unknown as { emit(name: string, err: unknown): boolean }).emit("error", raised);
+}
+
+function isFatal(connection: Connection, condition: unknown): boolean {
+  const c = connection as unknown as { _is_fatal?: (condition: unknown) => boolean };
+  return c._is_fatal?.(condition) ?? true;
+}
+
+const MISSING_ERROR = { condition: "amqp:connection:forced", description: "disconnected" };
+const CLOSED = { condition: "amqp:connection:forced", description: "the connection was closed" };
+
+/** How a connection went away, for a publisher or subscriber on it. */
+export interface ConnectionLoss {
+  /** The AMQP error or socket error, or a stand-in `amqp:connection:forced` one. */
+  readonly error: unknown;
+  /** Whether rhea reconnects (and re-attaches the link) after this. */
+  readonly reconnecting: boolean;
+}
+
+/**
+ * Calls `handler` when the connection is lost: the socket dropped (`disconnected`), or the
+ * connection was closed, by the peer or by the application (`connection_close`). rhea reports a
+ * closed connection only with `connection_close`: its socket ending afterwards is no
+ * `disconnected`. Also keeps rhea's `error` events from ending the process
+ * ({@link guardErrors}).
+ *
+ * @returns a function that removes the listeners
+ */
+export function observeConnectionLoss(
+  connection: Connection,
+  handler: (loss: ConnectionLoss) => void,
+): () => void {
+  guardErrors(connection);
+  const stops = [
+    observeConnection(connection, "disconnected", (context) => {
+      handler({
+        error: context.error ?? MISSING_ERROR,
+        reconnecting: context.reconnecting === true,
+      });
+    }),
+    observeConnection(connection, "connection_close", (context) => {
+      const error = (context as { error?: { condition?: unknown } }).error;
+      // A non-fatal condition (amqp:connection:forced by default) on a connection with reconnect
+      // on and not closed by the application: rhea reconnects, as after a dropped socket.
+      const options = (connection as unknown as { options?: { reconnect?: unknown } }).options;
+      const localOpen = (connection as unknown as { state?: { local_open?: boolean } }).state
+        ?.local_open;
+      const reconnecting =
+        error !== undefined &&
+        Boolean(options?.reconnect) &&
+        localOpen === true &&
+        !isFatal(connection, error.condition);
+      handler({ error: error ?? CLOSED, reconnecting });
+    }),
+  ];
+  return () => {
+    for (const stop of stops) stop();
+  };
+}
+
+const guarded = new WeakSet<Connection>();
+
+/**
+ * Gives the connection one `error` listener for good (once per connection). rhea dispatches
+ * `error` to the connection's listeners, else to the container's, where an `error` event nobody
+ * listens for is thrown: from a socket callback, that ends the process. rhea raises one when it
+ * cannot decode a frame or a message the peer sent (it then ends the connection, which publishers
+ * and subscribers report as `ConnectionFailed`) and when the peer closes the connection with a
+ * fatal error nobody handles. The listener passes the error on to the container when the
+ * container has `error` listeners, and otherwise drops it.
+ */
+export function guardErrors(connection: Connection): void {
+  if (guarded.has(connection)) return;
+  guarded.add(connection);
+  const forward = (err: unknown): void => {
+    // Listeners of the application's own on the connection already got it from the emit.
+    if (connection.listeners("error").some((l) => l !== forward)) return;
+    const container = containerOf(connection);
+    if ((container?.listenerCount?.("error") ?? 0) > 0) container?.dispatch?.("error", err);
+  };
+  connection.on("error", forward as never);
 }
 
 // Several Posthorn publishers and subscribers may watch one connection; one of them forwards.
@@ -88,7 +199,7 @@ function answered(
       resolve();
     };
     const timer = setTimeout(done, Math.max(0, timeoutMs));
-    const stopObserving = observeConnection(connection, "disconnected", done);
+    const stopObserving = observeConnectionLoss(connection, done);
     endpoint.once(event, done);
     act();
   });

@@ -11,7 +11,7 @@ import { BufferPool } from "./buffer-pool.js";
 import {
   applyNoDelay,
   closeLinkAndSession,
-  observeConnection,
+  observeConnectionLoss,
   socketOf,
 } from "./connection-events.js";
 import { encodeWithPool } from "./encode-message.js";
@@ -121,6 +121,10 @@ export function amqpPublisher(
   let failure: PosthornError | undefined;
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
+  // Whether the link is attached on the current connection. rhea keeps a dropped link's credit
+  // until it reconnects, and a transfer sent in between goes into a session buffer it then
+  // throws away: the publish would wait for a disposition that cannot come.
+  let attached = false;
 
   // A session of its own: RabbitMQ ends the whole session when an address does not exist, and
   // that must not take the application's other links down with it.
@@ -216,6 +220,7 @@ export function amqpPublisher(
   };
 
   const pump = (): void => {
+    if (!attached) return;
     let sent = false;
     while (queueHead < queue.length && inFlight.size < maxInFlight && sender.sendable()) {
       const job = queue[queueHead] as Job;
@@ -257,6 +262,7 @@ export function amqpPublisher(
   sender.on("modified", (c) => settleWith(c, "modified"));
   sender.on("sendable", pump);
   sender.on("sender_open", () => {
+    attached = true;
     readyResolve();
     pump();
   });
@@ -280,15 +286,13 @@ export function amqpPublisher(
   session.on("session_error", onSessionEnd);
   session.on("session_close", onSessionEnd);
   const stopObserving = [
-    observeConnection(connection, "disconnected", (context) => {
-      const err = translateAmqpError(
-        context.error ?? { condition: "amqp:connection:forced", description: "disconnected" },
-        "connection",
-        `the connection carrying ${what}`,
-      );
+    observeConnectionLoss(connection, ({ error, reconnecting }) => {
+      attached = false;
+      const err = translateAmqpError(error, "connection", `the connection carrying ${what}`);
       // Transfers not yet settled are lost with the connection; the caller may resend them.
-      failAll(err, !context.reconnecting);
-      if (!context.reconnecting) {
+      // Queued publishes wait for the link to be attached again when rhea reconnects.
+      failAll(err, !reconnecting);
+      if (!reconnecting) {
         failure = err;
         readyReject(err);
       }

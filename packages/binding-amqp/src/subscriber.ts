@@ -14,7 +14,7 @@ import type { AmqpMessage } from "./amqp-message.js";
 import {
   applyNoDelay,
   closeLinkAndSession,
-  observeConnection,
+  observeConnectionLoss,
   socketOf,
 } from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
@@ -274,16 +274,12 @@ export function amqpSubscriber<T = unknown>(
   session.on("session_error", onSessionEnd);
   session.on("session_close", onSessionEnd);
 
-  const stopObserving = observeConnection(connection, "disconnected", (context) => {
+  const stopObserving = observeConnectionLoss(connection, ({ error, reconnecting }) => {
     forget();
     if (closing) return;
     queue.drain();
-    if (!context.reconnecting) {
-      const err = translateAmqpError(
-        context.error ?? { condition: "amqp:connection:forced", description: "disconnected" },
-        "connection",
-        `the connection carrying ${address}`,
-      );
+    if (!reconnecting) {
+      const err = translateAmqpError(error, "connection", `the connection carrying ${address}`);
       readyReject(err);
       queue.fail(err);
     }

@@ -1,0 +1,202 @@
+// A misbehaving or vanishing peer, rhea to rhea with no broker: a rhea container listening on a
+// free port plays the peer, and each test closes its connection, destroys its socket or sends
+// what rhea cannot decode.
+
+import type { Socket } from "node:net";
+import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
+import { freePort, vector } from "@posthorn/testkit";
+import rhea, { type Connection, type Container, type EventContext } from "rhea";
+import { afterEach, describe, expect, it } from "vitest";
+import { closeConnection } from "./helpers.js";
+
+interface Peer {
+  readonly port: number;
+  readonly container: Container;
+  /** The peer's side of each connection, in the order they opened. */
+  readonly connections: Connection[];
+  /** Bodies of the messages the peer accepted. */
+  readonly received: unknown[];
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/**
+ * A peer that accepts every message sent to it (credit 100) and serves the links attached from
+ * it through `onSender`.
+ */
+async function startPeer(onSender?: (ctx: EventContext) => void): Promise<Peer> {
+  const port = await freePort();
+  const container = rhea.create_container({
+    id: "posthorn-faulty-peer",
+    credit_window: 0,
+    autoaccept: false,
+  } as Parameters<typeof rhea.create_container>[0]);
+  const connections: Connection[] = [];
+  const received: unknown[] = [];
+  container.on("connection_open", (ctx: EventContext) => connections.push(ctx.connection));
+  container.on("receiver_open", (ctx: EventContext) => {
+    const receiver = ctx.receiver as rhea.Receiver;
+    receiver.set_target({ address: (receiver.target as { address?: string }).address ?? "" });
+    receiver.add_credit(100);
+  });
+  container.on("sender_open", (ctx: EventContext) => {
+    const sender = ctx.sender as rhea.Sender;
+    sender.set_source({ address: (sender.source as { address?: string }).address ?? "" });
+    onSender?.(ctx);
+  });
+  container.on("message", (ctx: EventContext) => {
+    received.push(ctx.message?.body);
+    ctx.delivery?.accept();
+    ctx.receiver?.add_credit(1);
+  });
+  container.on("disconnected", () => {});
+  container.on("error", () => {});
+  const server = container.listen({ port, host: "127.0.0.1" });
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", () => resolve());
+    server.once("error", reject);
+  });
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { port, container, connections, received };
+}
+
+/**
+ * A connection from a container of its own with no listeners at all, as an application that
+ * listens for nothing has: rhea throws an `error` event nobody handles.
+ */
+async function bareConnection(
+  port: number,
+  options: Record<string, unknown> = {},
+): Promise<{ connection: Connection; container: Container }> {
+  const container = rhea.create_container();
+  const connection = container.connect({
+    host: "127.0.0.1",
+    port,
+    reconnect: false,
+    ...options,
+  } as Parameters<Container["connect"]>[0]);
+  await new Promise<void>((resolve) => connection.once("connection_open", () => resolve()));
+  cleanups.push(() => closeConnection(connection));
+  return { connection, container };
+}
+
+/** `promise`'s outcome, or `"pending"` when it has none after `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  return Promise.race([
+    promise,
+    new Promise<"pending">((resolve) => setTimeout(() => resolve("pending"), ms)),
+  ]);
+}
+
+const failure = (p: Promise<unknown>): Promise<unknown> =>
+  p.then(
+    () => "resolved",
+    (err: unknown) => err,
+  );
+
+describe("amqp publisher and subscriber when the peer misbehaves or goes away", () => {
+  it("a publish made while rhea waits to reconnect goes out on the re-attached link", async () => {
+    const peer = await startPeer();
+    const { connection } = await bareConnection(peer.port, {
+      reconnect: true,
+      initial_reconnect_delay: 300,
+      max_reconnect_delay: 300,
+    });
+    connection.on("disconnected", () => {});
+    const publisher = amqpPublisher(connection, { address: "reconnect", timeoutMs: 20_000 });
+    await publisher.publish(vector("minimal").event);
+    const dropped = new Promise((resolve) => connection.once("disconnected", resolve));
+    (peer.connections[0] as unknown as { socket: Socket }).socket.destroy();
+    await dropped;
+    // The link still holds the credit of the lost connection here: rhea took a transfer into a
+    // session buffer it discards when reconnecting, and the publish waited for its Timeout.
+    const sent = publisher.publish(vector("typical").event);
+    expect(await within(failure(sent), 10_000)).toBe("resolved");
+    expect(peer.received).toHaveLength(2);
+    expect(await within(publisher.close(), 10_000)).toBeUndefined();
+  });
+
+  it("the peer closing the connection with an error fails waiting publishes with ConnectionFailed", async () => {
+    const peer = await startPeer();
+    peer.container.removeAllListeners("message");
+    // Takes the first message without settling it, then closes the connection.
+    peer.container.on("message", (ctx: EventContext) => {
+      ctx.connection.close({ condition: "amqp:internal-error", description: "going away" });
+    });
+    const { connection } = await bareConnection(peer.port);
+    const publisher = amqpPublisher(connection, { address: "closing", timeoutMs: 30_000 });
+    await publisher.ready;
+    const waiting = failure(publisher.publish(vector("minimal").event));
+    expect(await within(waiting, 10_000)).toMatchObject({
+      name: "PosthornError",
+      code: "ConnectionFailed",
+      protocolCode: "amqp:internal-error",
+    });
+    expect(await failure(publisher.publish(vector("minimal").event))).toMatchObject({
+      code: "ConnectionFailed",
+    });
+    expect(await within(publisher.close(), 10_000)).toBeUndefined();
+  });
+
+  for (const who of ["the peer", "the application"] as const) {
+    it(`a subscriber's iteration fails with ConnectionFailed when ${who} closes the connection`, async () => {
+      let closePeerSide: (() => void) | undefined;
+      const peer = await startPeer((ctx) => {
+        closePeerSide = () =>
+          ctx.connection.close({ condition: "amqp:internal-error", description: "bye" });
+      });
+      const { connection } = await bareConnection(peer.port);
+      const subscriber = amqpSubscriber(connection, { address: "source" });
+      await subscriber.ready;
+      const next = failure(subscriber[Symbol.asyncIterator]().next());
+      if (who === "the peer") closePeerSide?.();
+      else connection.close();
+      expect(await within(next, 10_000)).toMatchObject({ code: "ConnectionFailed" });
+      expect(await within(subscriber.close(), 10_000)).toBeUndefined();
+    });
+  }
+
+  it("a transfer rhea cannot decode ends the connection (ConnectionFailed) and does not crash the process", async () => {
+    const peer = await startPeer((ctx) => {
+      const sender = ctx.sender as rhea.Sender;
+      sender.once("sendable", () => {
+        // A data section claiming 4 GiB in a 10-byte message: rhea's decoder throws a RangeError.
+        const garbage = Buffer.from([0x00, 0x53, 0x75, 0xb0, 0xff, 0xff, 0xff, 0xff, 1, 2]);
+        sender.send(garbage as never, undefined, 0);
+      });
+    });
+    const { connection } = await bareConnection(peer.port);
+    const subscriber = amqpSubscriber(connection, { address: "garbage", credit: 5 });
+    const next = failure(subscriber[Symbol.asyncIterator]().next());
+    expect(await within(next, 10_000)).toMatchObject({ code: "ConnectionFailed" });
+    expect(await within(subscriber.close(), 10_000)).toBeUndefined();
+  });
+
+  it("a fatal connection close nobody listens for does not crash; a container listening for 'error' still gets it", async () => {
+    for (const listening of [false, true]) {
+      let closePeerSide: (() => void) | undefined;
+      const peer = await startPeer((ctx) => {
+        closePeerSide = () =>
+          ctx.connection.close({ condition: "amqp:unauthorized-access", description: "revoked" });
+      });
+      const { connection, container } = await bareConnection(peer.port);
+      const errors: unknown[] = [];
+      if (listening) container.on("error", (err: unknown) => errors.push(err));
+      const subscriber = amqpSubscriber(connection, { address: "fatal" });
+      await subscriber.ready;
+      const next = failure(subscriber[Symbol.asyncIterator]().next());
+      closePeerSide?.();
+      expect(await within(next, 10_000)).toMatchObject({
+        code: "ConnectionFailed",
+        protocolCode: "amqp:unauthorized-access",
+        retryable: false,
+      });
+      expect(errors).toHaveLength(listening ? 1 : 0);
+      if (listening) expect(errors[0]).toMatchObject({ condition: "amqp:unauthorized-access" });
+      await subscriber.close();
+    }
+  });
+});
