@@ -16,6 +16,7 @@ export {
 } from "./mqtt-message.js";
 export {
   clientProtocolVersion,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   type MqttPublisherOptions,
   type MqttPublishOptions,
   type MqttQos,

@@ -27,7 +27,17 @@ export interface MqttPublisherOptions {
   retain?: boolean;
   /** Give up waiting for an acknowledgement after this long. Default: wait as long as mqtt.js does. */
   timeoutMs?: number;
+  /**
+   * How long `close()` waits for in-flight publishes before it rejects with `Timeout`. Default
+   * {@link DEFAULT_CLOSE_TIMEOUT_MS}. While the broker is away mqtt.js keeps unacknowledged
+   * publishes and resends them after it reconnects, which may be never; those publishes stay
+   * pending (and settle if the client reconnects) after `close()` gave up.
+   */
+  closeTimeoutMs?: number;
 }
+
+/** The default `closeTimeoutMs` of {@link mqttPublisher}: 5 seconds. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Per-call options of an MQTT publisher. */
 export interface MqttPublishOptions extends PublishOptions {
@@ -56,6 +66,34 @@ export function asBuffer(bytes: Uint8Array): Buffer {
   if (B === undefined || B.isBuffer(bytes)) return bytes as Buffer;
   return B.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
+
+/** The publishes a client has not called back for yet, by client: failed when the client ends. */
+const pendingByClient = new WeakMap<MqttClient, Set<(err?: Error) => void>>();
+
+/**
+ * The set of a client's pending publish callbacks. mqtt.js never calls back a publish it still
+ * holds (offline queue, unacknowledged QoS 1/2) when the client is ended (`end(true)`, or while
+ * it is offline), so on 'end' they are failed here; one listener per client, at its first publisher.
+ */
+function pendingOf(client: MqttClient): Set<(err?: Error) => void> {
+  let pending = pendingByClient.get(client);
+  if (pending !== undefined) return pending;
+  const set = new Set<(err?: Error) => void>();
+  pending = set;
+  pendingByClient.set(client, set);
+  client.on("end", () => {
+    if (set.size === 0) return;
+    const abandoned = [...set];
+    set.clear();
+    for (const done of abandoned) done(ENDED);
+  });
+  return set;
+}
+
+/** What a publish the client gave up on fails with (`Closed`: see {@link fromMqttError}). */
+const ENDED = new Error(
+  "client disconnected: the client was ended before the broker acknowledged the message; it may or may not have arrived",
+);
 
 /**
  * Publishes CloudEvents through an mqtt.js client the caller made and connected. Each
@@ -105,6 +143,8 @@ export function mqttPublisher(
   let closed = false;
   // One promise for every close() call: a second call must not take the first one's waiter.
   let closing: Promise<void> | undefined;
+  const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+  const pending = pendingOf(client);
 
   // The mapping options of each mode, made once rather than for every event.
   const mappingOptions = (mode: "binary" | "structured"): ToMqttMessageOptions => {
@@ -140,12 +180,18 @@ export function mqttPublisher(
     const publishOptions = publishOptionsOf(message, call);
     messages++;
     return new Promise<void>((resolve, reject) => {
+      let settled = false;
       const done = (err?: Error): void => {
+        // Once: the 'end' listener may fail a publish that mqtt.js calls back later after all.
+        if (settled) return;
+        settled = true;
+        pending.delete(done);
         messages--;
         settledOne();
         if (err) reject(fromMqttError(err, `publish to ${topic}`));
         else resolve();
       };
+      pending.add(done);
       try {
         client.publish(topic, asBuffer(message.payload), publishOptions, (err) => done(err));
       } catch (err) {
@@ -206,6 +252,10 @@ export function mqttPublisher(
   return {
     async publish(events, call: MqttPublishOptions = {}) {
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
+      // An ended client (mqtt.js sets `disconnected`) would store the message and never send it.
+      if ((client as { disconnected?: boolean }).disconnected === true) {
+        throw new PosthornError("Closed", "the mqtt.js client was ended");
+      }
       // Aborted before the call: nothing is sent (withLimits only stops waiting for what was).
       if (call.abortSignal?.aborted) throw new PosthornError("Aborted", "publish aborted");
       calls++;
@@ -219,7 +269,22 @@ export function mqttPublisher(
     close() {
       closed = true;
       closing ??= (async () => {
-        if (calls > 0 || messages > 0) await new Promise<void>((resolve) => (idle = resolve));
+        if (calls === 0 && messages === 0) return;
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            idle = undefined;
+            reject(
+              new PosthornError(
+                "Timeout",
+                `${messages} publishes still unacknowledged after ${closeTimeoutMs} ms; mqtt.js keeps them and resends them if the client reconnects`,
+              ),
+            );
+          }, closeTimeoutMs);
+          idle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       })();
       return closing;
     },
