@@ -23,6 +23,7 @@ export {
   mqttPublisher,
 } from "./publisher.js";
 export {
+  DEFAULT_MAX_PENDING,
   type MqttSubscriber,
   type MqttSubscriberOptions,
   mqttSubscriber,

@@ -48,7 +48,19 @@ export interface MqttSubscriberOptions extends MqttLimits {
   deadLetterQos?: MqttQos;
   /** How long `close()` waits for deliveries in hand to be settled. Default 5000. */
   drainTimeoutMs?: number;
+  /**
+   * Most QoS 0 deliveries kept waiting for the iterator to pull them. QoS 0 needs no
+   * acknowledgement, so mqtt.js would read every one the broker sends into memory however far
+   * the application is behind; past this many the subscriber stops mqtt.js processing packets on
+   * this connection (it then stops reading the socket, and TCP holds the broker back) until half
+   * were pulled. QoS 1 and 2 need no limit: one delivery in hand already stops the connection.
+   * Default {@link DEFAULT_MAX_PENDING}.
+   */
+  maxPending?: number;
 }
+
+/** The default `maxPending` of {@link mqttSubscriber}: 256 QoS 0 deliveries waiting to be pulled. */
+export const DEFAULT_MAX_PENDING = 256;
 
 /** An MQTT subscriber: deliveries as an async iterable, plus the topic filter it subscribed. */
 export interface MqttSubscriber<T = unknown> extends Subscriber<T> {
@@ -283,7 +295,23 @@ export async function mqttSubscriber<T = unknown>(
     ...(options.json === undefined ? {} : { json: options.json }),
   };
 
+  const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+  if (!(maxPending >= 1)) {
+    throw new PosthornErrorClass(
+      "NotSupported",
+      `maxPending must be at least 1, got ${maxPending}`,
+    );
+  }
+  const resumeAt = maxPending >> 1;
   const queue = new AsyncQueue<Delivery<T>>();
+  // mqtt.js's callback for the QoS 0 message that filled the queue: held, mqtt.js processes no
+  // further packet on this connection and stops reading its socket until the queue is pulled down.
+  let paused: (() => void) | undefined;
+  const resume = () => {
+    const go = paused;
+    paused = undefined;
+    go?.();
+  };
   // Acknowledgements held for deliveries not yet settled, by delivery.
   const held = new Map<Delivery<T>, (err?: Error) => void>();
   // Redeliveries this subscriber caused with release(), by packet identifier.
@@ -303,6 +331,8 @@ export async function mqttSubscriber<T = unknown>(
       for (const d of keep) queue.push(d);
     }
     held.clear();
+    // The held callback belongs to the lost connection's packet loop; let it finish.
+    resume();
     drain.wake();
   };
   client.on("close", onClose);
@@ -369,7 +399,8 @@ export async function mqttSubscriber<T = unknown>(
     };
 
     if (packet.qos === 0) {
-      callback();
+      if (queue.size + 1 >= maxPending) paused = callback;
+      else callback();
       queue.push(
         createDelivery<T>({
           message,
@@ -479,6 +510,8 @@ export async function mqttSubscriber<T = unknown>(
   let closed: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
+    // What mqtt.js still has to process comes to receive(), which now leaves it unacknowledged.
+    resume();
     // Deliveries not yet handed out are released: their acknowledgements are withheld.
     for (const d of queue.drain()) {
       const callback = held.get(d);
@@ -512,6 +545,16 @@ export async function mqttSubscriber<T = unknown>(
     close: closeOnce,
     // Leaving a for-await loop closes the subscriber: a message held for an accept() that never
     // comes would stall every subscriber on this client.
-    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), closeOnce),
+    [Symbol.asyncIterator]: () => {
+      const pulled = queue[Symbol.asyncIterator]();
+      const next = pulled.next;
+      // Each pull takes one delivery off the queue at once: resume mqtt.js at half the limit.
+      pulled.next = () => {
+        const result = next();
+        if (paused !== undefined && queue.size <= resumeAt) resume();
+        return result;
+      };
+      return closeOnReturn(pulled, closeOnce);
+    },
   };
 }

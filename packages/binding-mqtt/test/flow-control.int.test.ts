@@ -1,0 +1,116 @@
+import { json } from "@posthorn/format-json";
+import { type LaunchedBroker, startMosquitto } from "@posthorn/testkit";
+import mqtt, { type MqttClient } from "mqtt";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { mqttPublisher, mqttSubscriber } from "../src/index.js";
+import { uniqueTopic } from "./live-harness.js";
+
+// A QoS 0 subscriber whose application pulls slowly or not at all, against a Mosquitto this file
+// starts (max_inflight_messages 0: the broker keeps sending to a client that stops reading, it
+// does not drop QoS 0 messages). mqtt.js emits 'message' for every PUBLISH it processes, so
+// counting those shows how far it read.
+let broker: LaunchedBroker;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  broker = await startMosquitto();
+});
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => undefined);
+});
+
+afterAll(async () => {
+  await broker?.stop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function client(): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(broker.url, {
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
+  clients.push(c);
+  return c;
+}
+
+const COUNT = 2000;
+const data = "x".repeat(1024);
+
+async function publishAll(topic: string): Promise<void> {
+  const publisher = mqttPublisher(await client(), { topic, qos: 0 });
+  const sends: Promise<void>[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    sends.push(
+      publisher.publish({ specversion: "1.0", id: `f-${i}`, source: "/flow", type: "t", data }),
+    );
+  }
+  await Promise.all(sends);
+}
+
+describe("MQTT QoS 0 subscriber flow control", () => {
+  it("stops mqtt.js reading past maxPending deliveries not pulled, and every message arrives in order once pulled", {
+    timeout: 60_000,
+  }, async () => {
+    const topic = uniqueTopic("flow");
+    const sub = await client();
+    let processed = 0;
+    sub.on("message", () => processed++);
+    const subscriber = await mqttSubscriber(sub, {
+      topic,
+      qos: 0,
+      formats: [json],
+      maxPending: 16,
+    });
+    await publishAll(topic);
+    // Time for mqtt.js to read whatever it is allowed to (all 2,000 without flow control).
+    const deadline = Date.now() + 3000;
+    while (processed < COUNT && Date.now() < deadline) await sleep(50);
+    expect(processed).toBeLessThanOrEqual(16);
+    const ids: string[] = [];
+    for await (const d of subscriber) {
+      ids.push(d.event?.id ?? "?");
+      if (ids.length === COUNT) break;
+    }
+    expect(ids).toEqual(Array.from({ length: COUNT }, (_, i) => `f-${i}`));
+  });
+
+  it("closing a subscriber that stopped mqtt.js lets the client go on: a later subscriber on it receives", {
+    timeout: 60_000,
+  }, async () => {
+    const topic = uniqueTopic("flow-close");
+    const sub = await client();
+    const subscriber = await mqttSubscriber(sub, {
+      topic,
+      qos: 0,
+      formats: [json],
+      maxPending: 4,
+    });
+    await publishAll(topic);
+    await sleep(200);
+    await subscriber.close();
+    const next = await mqttSubscriber(sub, { topic: `${topic}-next`, qos: 1, formats: [json] });
+    await mqttPublisher(await client(), { topic: `${topic}-next`, qos: 1 }).publish({
+      specversion: "1.0",
+      id: "after",
+      source: "/flow",
+      type: "t",
+    });
+    for await (const d of next) {
+      expect(d.event?.id).toBe("after");
+      await d.accept();
+      break;
+    }
+  });
+
+  it("refuses a maxPending below 1 with NotSupported", async () => {
+    const sub = await client();
+    for (const maxPending of [0, -1, Number.NaN]) {
+      await expect(
+        mqttSubscriber(sub, { topic: uniqueTopic("flow-bad"), formats: [json], maxPending }),
+      ).rejects.toMatchObject({ code: "NotSupported" });
+    }
+  });
+});
