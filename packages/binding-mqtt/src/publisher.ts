@@ -67,32 +67,54 @@ export function asBuffer(bytes: Uint8Array): Buffer {
   return B.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** The publishes a client has not called back for yet, by client: failed when the client ends. */
-const pendingByClient = new WeakMap<MqttClient, Set<(err?: Error) => void>>();
+/** What the publishers of one client share. */
+interface ClientState {
+  /** Callbacks of the publishes mqtt.js has not called back yet. */
+  readonly pending: Set<(err?: Error) => void>;
+  /** The connection closed and the client does not reconnect by itself (`reconnectPeriod: 0`). */
+  stranded: boolean;
+}
+
+const clientStates = new WeakMap<MqttClient, ClientState>();
 
 /**
- * The set of a client's pending publish callbacks. mqtt.js never calls back a publish it still
- * holds (offline queue, unacknowledged QoS 1/2) when the client is ended (`end(true)`, or while
- * it is offline), so on 'end' they are failed here; one listener per client, at its first publisher.
+ * The state of a client's publishers. mqtt.js never calls back a publish it still holds (offline
+ * queue, unacknowledged QoS 1/2) when the client is ended (`end(true)`, or `end()` while it is
+ * offline), nor while a client with `reconnectPeriod: 0` stays disconnected, so those are failed
+ * here: on 'end' with `Closed`, on 'close' of such a client with `ConnectionFailed`. Two listeners
+ * per client, added with its first publisher.
  */
-function pendingOf(client: MqttClient): Set<(err?: Error) => void> {
-  let pending = pendingByClient.get(client);
-  if (pending !== undefined) return pending;
-  const set = new Set<(err?: Error) => void>();
-  pending = set;
-  pendingByClient.set(client, set);
-  client.on("end", () => {
-    if (set.size === 0) return;
-    const abandoned = [...set];
-    set.clear();
-    for (const done of abandoned) done(ENDED);
+function stateOf(client: MqttClient): ClientState {
+  const known = clientStates.get(client);
+  if (known !== undefined) return known;
+  const state: ClientState = { pending: new Set(), stranded: false };
+  clientStates.set(client, state);
+  const failAll = (err: Error) => {
+    if (state.pending.size === 0) return;
+    const abandoned = [...state.pending];
+    state.pending.clear();
+    for (const done of abandoned) done(err);
+  };
+  client.on("end", () => failAll(ENDED));
+  client.on("close", () => {
+    if (client.options.reconnectPeriod !== 0) return;
+    state.stranded = true;
+    failAll(STRANDED);
   });
-  return set;
+  client.on("connect", () => {
+    state.stranded = false;
+  });
+  return state;
 }
 
 /** What a publish the client gave up on fails with (`Closed`: see {@link fromMqttError}). */
 const ENDED = new Error(
   "client disconnected: the client was ended before the broker acknowledged the message; it may or may not have arrived",
+);
+
+/** What a publish on a client that will not reconnect fails with (`ConnectionFailed`). */
+const STRANDED = new Error(
+  "Connection closed, and the client does not reconnect by itself (reconnectPeriod 0); the message may or may not have arrived",
 );
 
 /**
@@ -144,7 +166,8 @@ export function mqttPublisher(
   // One promise for every close() call: a second call must not take the first one's waiter.
   let closing: Promise<void> | undefined;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
-  const pending = pendingOf(client);
+  const state = stateOf(client);
+  const pending = state.pending;
 
   // The mapping options of each mode, made once rather than for every event.
   const mappingOptions = (mode: "binary" | "structured"): ToMqttMessageOptions => {
@@ -255,6 +278,9 @@ export function mqttPublisher(
       // An ended client (mqtt.js sets `disconnected`) would store the message and never send it.
       if ((client as { disconnected?: boolean }).disconnected === true) {
         throw new PosthornError("Closed", "the mqtt.js client was ended");
+      }
+      if (state.stranded && !client.connected) {
+        throw fromMqttError(STRANDED, "publish");
       }
       // Aborted before the call: nothing is sent (withLimits only stops waiting for what was).
       if (call.abortSignal?.aborted) throw new PosthornError("Aborted", "publish aborted");

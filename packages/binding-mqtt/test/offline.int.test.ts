@@ -152,4 +152,31 @@ describe("MQTT publisher while the broker is away", () => {
     await c.endAsync(true);
     expect(await stateAfter(sent, 3000)).toBe("Closed");
   });
+
+  it("with reconnectPeriod 0, publishes held when the connection drops fail with ConnectionFailed, and later ones are refused at once", {
+    timeout: 30_000,
+  }, async () => {
+    const topic = uniqueTopic("offline-no-reconnect");
+    const pub = await mqtt.connectAsync(broker.url, {
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
+    pub.on("error", () => {});
+    clients.push(pub);
+    const publisher = mqttPublisher(pub, { topic, closeTimeoutMs: 10_000 });
+    // Stopped, the broker takes the bytes (the kernel does) but never acknowledges them.
+    broker.process.kill("SIGSTOP");
+    const held = publisher.publish(event("h1"), { qos: 1 });
+    held.catch(() => undefined);
+    expect(await stateAfter(held, 300)).toBe("pending");
+    const closing = publisher.close();
+    closing.catch(() => undefined);
+    await broker.kill();
+    expect(await stateAfter(held, 3000)).toBe("ConnectionFailed");
+    // close() had only that publish to wait for.
+    expect(await stateAfter(closing, 1000)).toBe("resolved");
+    const other = mqttPublisher(pub, { topic });
+    expect(await stateAfter(other.publish(event("h2"), { qos: 1 }), 1000)).toBe("ConnectionFailed");
+  });
 });
