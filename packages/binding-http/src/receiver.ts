@@ -9,6 +9,7 @@ import {
   type ExtensionRegistry,
   isPosthornError,
   type JsonLimits,
+  MAX_TIMER_MS,
   type Message,
   PosthornError,
   type PropertyValue,
@@ -633,8 +634,6 @@ const CLOSED = Symbol("closed");
 const ABORTED = Symbol("aborted");
 /** `requestTimeoutMs` passed. */
 const TIMED_OUT = Symbol("timed out");
-/** The longest delay a timer holds; a longer one would fire at once. */
-const MAX_TIMER_MS = 2_147_483_647;
 /** Why the receiver stopped waiting for a request's callbacks or body. */
 type Interruption = typeof CLOSED | typeof ABORTED | typeof TIMED_OUT;
 

@@ -1,5 +1,6 @@
 import {
   type CloudEventLike,
+  Drain,
   type EventFormat,
   PosthornError,
   type Publisher,
@@ -158,10 +159,9 @@ export function mqttPublisher(
   // called back for (a call that timed out or was aborted stops waiting; its message is still out).
   let calls = 0;
   let messages = 0;
-  let idle: (() => void) | undefined;
-  const settledOne = (): void => {
-    if (calls === 0 && messages === 0 && idle) idle();
-  };
+  const drain = new Drain();
+  const idle = (): boolean => calls === 0 && messages === 0;
+  const settledOne = (): void => drain.wake();
   let closed = false;
   // One promise for every close() call: a second call must not take the first one's waiter.
   let closing: Promise<void> | undefined;
@@ -295,22 +295,13 @@ export function mqttPublisher(
     close() {
       closed = true;
       closing ??= (async () => {
-        if (calls === 0 && messages === 0) return;
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => {
-            idle = undefined;
-            reject(
-              new PosthornError(
-                "Timeout",
-                `${messages} publishes still unacknowledged after ${closeTimeoutMs} ms; mqtt.js keeps them and resends them if the client reconnects`,
-              ),
-            );
-          }, closeTimeoutMs);
-          idle = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
+        await drain.wait(closeTimeoutMs, idle);
+        if (!idle()) {
+          throw new PosthornError(
+            "Timeout",
+            `${messages} publishes still unacknowledged after ${closeTimeoutMs} ms; mqtt.js keeps them and resends them if the client reconnects`,
+          );
+        }
       })();
       return closing;
     },

@@ -399,8 +399,12 @@ export async function mqttSubscriber<T = unknown>(
     };
 
     if (packet.qos === 0) {
-      if (queue.size + 1 >= maxPending) paused = callback;
-      else callback();
+      if (queue.size + 1 >= maxPending) {
+        paused = callback;
+        queue.onDrainedTo(resumeAt, resume);
+      } else {
+        callback();
+      }
       queue.push(
         createDelivery<T>({
           message,
@@ -545,16 +549,6 @@ export async function mqttSubscriber<T = unknown>(
     close: closeOnce,
     // Leaving a for-await loop closes the subscriber: a message held for an accept() that never
     // comes would stall every subscriber on this client.
-    [Symbol.asyncIterator]: () => {
-      const pulled = queue[Symbol.asyncIterator]();
-      const next = pulled.next;
-      // Each pull takes one delivery off the queue at once: resume mqtt.js at half the limit.
-      pulled.next = () => {
-        const result = next();
-        if (paused !== undefined && queue.size <= resumeAt) resume();
-        return result;
-      };
-      return closeOnReturn(pulled, closeOnce);
-    },
+    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), closeOnce),
   };
 }

@@ -6,6 +6,7 @@ import {
   corkForThisTick,
   createDelivery,
   type Delivery,
+  Drain,
   type EventFormat,
   isPosthornError,
   type Message,
@@ -275,33 +276,24 @@ export function webSocketPublisher(
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // A counter and one waiter, not a set of promises: publish is a hot path (one frame per event).
   let pending = 0;
-  let drained: (() => void) | undefined;
+  const drain = new Drain();
   let closed = false;
   // One promise for every close() call: a second call must not take the first one's waiter.
   let closing: Promise<void> | undefined;
   const settled = (): void => {
-    if (--pending === 0 && drained) drained();
+    if (--pending === 0) drain.wake();
   };
   // Waits for every frame handed to ws to be written; a peer that stopped reading never takes
   // them, so the wait is bounded.
-  const drain = (timeoutMs: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const timer = Number.isFinite(timeoutMs)
-        ? setTimeout(() => {
-            drained = undefined;
-            reject(
-              new PosthornError(
-                "Timeout",
-                `ws did not write ${pending} frame(s) within closeTimeoutMs (${timeoutMs} ms): the peer is not reading; they stay in the socket's buffers until it does or the socket closes`,
-              ),
-            );
-          }, timeoutMs)
-        : undefined;
-      drained = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+  const written = async (timeoutMs: number): Promise<void> => {
+    await drain.wait(timeoutMs, () => pending === 0);
+    if (pending > 0) {
+      throw new PosthornError(
+        "Timeout",
+        `ws did not write ${pending} frame(s) within closeTimeoutMs (${timeoutMs} ms): the peer is not reading; they stay in the socket's buffers until it does or the socket closes`,
+      );
+    }
+  };
 
   // Hands one encoded frame to the socket: with ws, settles on its send callback; in a browser,
   // resolves at once.
@@ -409,7 +401,7 @@ export function webSocketPublisher(
     },
     close(): Promise<void> {
       closed = true;
-      closing ??= pending === 0 ? Promise.resolve() : drain(closeTimeoutMs);
+      closing ??= written(closeTimeoutMs);
       return closing;
     },
   };
@@ -545,6 +537,9 @@ export function webSocketSubscriber(
     if (canPause && !paused && queue.size >= maxPending) {
       paused = true;
       node?.pause?.();
+      queue.onDrainedTo(resumeAt, () => {
+        if (paused) resume();
+      });
     }
   };
   const onNodeMessage = (data: Uint8Array | ArrayBuffer | Uint8Array[]): void => receive(data);
@@ -601,18 +596,7 @@ export function webSocketSubscriber(
     // The listeners are on the socket already: a frame that arrives from now on is delivered.
     ready: Promise.resolve(),
     // Leaving a loop closes the subscriber (core's contract): its listeners go, the socket stays.
-    [Symbol.asyncIterator]: () => {
-      const deliveries = queue[Symbol.asyncIterator]();
-      const pulled: AsyncIterator<Delivery> = canPause
-        ? {
-            next: () => {
-              if (paused && queue.size <= resumeAt) resume();
-              return deliveries.next();
-            },
-          }
-        : deliveries;
-      return closeOnReturn(pulled, close);
-    },
+    [Symbol.asyncIterator]: () => closeOnReturn(queue[Symbol.asyncIterator](), close),
     close,
   };
 }

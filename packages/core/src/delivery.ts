@@ -170,6 +170,8 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }> = [];
   #ended = false;
   #error: unknown = undefined;
+  #lowWater = 0;
+  #onLowWater: (() => void) | undefined;
 
   /** How many items wait to be pulled. */
   get size(): number {
@@ -214,6 +216,19 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     for (const w of this.#waiting.splice(0)) w.reject(error);
   }
 
+  /**
+   * Calls `fn` once, at the first pull that leaves at most `level` items queued: flow control,
+   * for a binding that stopped reading its source when too many waited. A later call replaces an
+   * earlier one that has not fired.
+   *
+   * @param level - how many items may still wait
+   * @param fn - what to call, e.g. resuming the socket
+   */
+  onDrainedTo(level: number, fn: () => void): void {
+    this.#lowWater = level;
+    this.#onLowWater = fn;
+  }
+
   /** Removes and returns every queued item (for releasing them on close). */
   drain(): T[] {
     const rest = this.#items.slice(this.#head);
@@ -223,6 +238,16 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }
 
   #next(): Promise<IteratorResult<T>> {
+    const result = this.#take();
+    if (this.#onLowWater !== undefined && this.size <= this.#lowWater) {
+      const fn = this.#onLowWater;
+      this.#onLowWater = undefined;
+      fn();
+    }
+    return result;
+  }
+
+  #take(): Promise<IteratorResult<T>> {
     if (this.#head < this.#items.length) {
       const items = this.#items;
       const value = items[this.#head] as T;
@@ -264,10 +289,14 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }
 }
 
+/** The longest delay a timer holds; `setTimeout` fires a longer one at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /**
- * What a subscriber's `close()` waits on for its `drainTimeoutMs`: the deliveries in the
- * application's hands being settled. The subscriber calls {@link Drain.wake} whenever one is
- * settled or lost (a no-op when nothing waits), and `close()` awaits {@link Drain.wait}.
+ * What a `close()` waits on for a bounded time: a subscriber's deliveries in the application's
+ * hands being settled (`drainTimeoutMs`), a publisher's messages being acknowledged or written
+ * (`closeTimeoutMs`). The binding calls {@link Drain.wake} whenever one is settled or lost (a
+ * no-op when nothing waits), and `close()` awaits {@link Drain.wait}.
  */
 export class Drain {
   #wake: (() => void) | undefined;
@@ -279,9 +308,10 @@ export class Drain {
 
   /**
    * Resolves once `idle()` holds (checked now and at every wake), after `ms`, or when `stop`
-   * settles, whichever is first; at once when `ms` is not positive. Leaves no timer behind.
+   * settles, whichever is first; at once when `ms` is not positive; with no time limit when `ms`
+   * is past what a timer holds (`Infinity`). Leaves no timer behind.
    *
-   * @param ms - the longest wait (`drainTimeoutMs`)
+   * @param ms - the longest wait (`drainTimeoutMs`, `closeTimeoutMs`)
    * @param idle - whether nothing is left to wait for
    * @param stop - ends the wait early, e.g. the connection closing (nothing can be settled then)
    */
@@ -290,7 +320,8 @@ export class Drain {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
       const end = (): void => resolve();
-      timer = setTimeout(end, ms);
+      // A longer delay would make setTimeout fire at once.
+      if (ms <= MAX_TIMER_MS) timer = setTimeout(end, ms);
       this.#wake = () => {
         if (idle()) end();
       };

@@ -37,6 +37,7 @@ export {
   createDelivery,
   type DeliveryInit,
   Drain,
+  MAX_TIMER_MS,
 } from "./delivery.js";
 export {
   asJob,

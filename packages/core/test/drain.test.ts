@@ -1,4 +1,4 @@
-import { Drain } from "@posthorn/core";
+import { AsyncQueue, Drain } from "@posthorn/core";
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 describe("Drain (what close() waits on for drainTimeoutMs)", () => {
@@ -62,5 +62,41 @@ describe("Drain (what close() waits on for drainTimeoutMs)", () => {
       expect(await settled(waiting)).toBe(true);
       expect(vi.getTimerCount()).toBe(0);
     }
+  });
+
+  it("waits with no time limit for Infinity, instead of a timer that fires at once", async () => {
+    const drain = new Drain();
+    let inHand = 1;
+    const waiting = drain.wait(Number.POSITIVE_INFINITY, () => inHand === 0);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await settled(waiting)).toBe(false);
+    inHand = 0;
+    drain.wake();
+    expect(await settled(waiting)).toBe(true);
+  });
+});
+
+describe("AsyncQueue.onDrainedTo (flow control)", () => {
+  it("fires once, at the first pull that leaves at most the level queued", async () => {
+    const queue = new AsyncQueue<number>();
+    for (let i = 0; i < 4; i++) queue.push(i);
+    let fired = 0;
+    queue.onDrainedTo(2, () => fired++);
+    const it = queue[Symbol.asyncIterator]();
+    await it.next();
+    expect(fired).toBe(0);
+    await it.next();
+    expect(fired).toBe(1);
+    await it.next();
+    await it.next();
+    expect(fired).toBe(1);
+  });
+
+  it("fires at a pull on an empty queue too (a consumer already waiting)", () => {
+    const queue = new AsyncQueue<number>();
+    let fired = 0;
+    queue.onDrainedTo(0, () => fired++);
+    void queue[Symbol.asyncIterator]().next();
+    expect(fired).toBe(1);
   });
 });
