@@ -12,6 +12,24 @@ export function concatChunks(chunks: readonly Uint8Array[], total: number): Uint
   return out;
 }
 
+/** The error a body reader throws when the client went away before its body was read. */
+export function clientGone(): PosthornError {
+  return new PosthornError("Aborted", "the client closed the request before its body was read");
+}
+
+/**
+ * The error a body reader throws for a body something else read first (a body parser mounted
+ * before the receiver).
+ *
+ * @param hint - what to do about it, appended to the message
+ */
+export function alreadyRead(hint = ""): PosthornError {
+  return new PosthornError(
+    "NotSupported",
+    `the request body was already read before the CloudEvents receiver saw it${hint}`,
+  );
+}
+
 /** The error a body reader throws past its limit. */
 export function tooLarge(limit: number): PosthornError {
   return new PosthornError("PayloadTooLarge", `body exceeds ${limit} bytes`, { protocolCode: 413 });

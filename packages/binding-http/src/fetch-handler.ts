@@ -1,5 +1,5 @@
-import { PosthornError } from "@posthorn/core";
-import { concatChunks, tooLarge } from "./body.js";
+import type { PosthornError } from "@posthorn/core";
+import { alreadyRead, clientGone, concatChunks, tooLarge } from "./body.js";
 import { type HttpReply, type ReceiverOrOptions, toReceiver } from "./receiver.js";
 
 /**
@@ -15,23 +15,16 @@ import { type HttpReply, type ReceiverOrOptions, toReceiver } from "./receiver.j
  *   stream's own error when it fails
  */
 export async function readRequestBody(request: Request, limit: number): Promise<Uint8Array> {
-  if (request.bodyUsed) {
-    throw new PosthornError(
-      "NotSupported",
-      "the request body was already read before the CloudEvents receiver saw it",
-    );
-  }
+  if (request.bodyUsed) throw alreadyRead();
   const stream = request.body;
   if (stream === null) return new Uint8Array(0);
   // Some runtimes' requests have no signal.
   const signal: AbortSignal | undefined = request.signal ?? undefined;
-  const gone = (): PosthornError =>
-    new PosthornError("Aborted", "the client closed the request before its body was read");
-  if (signal?.aborted === true) throw gone();
+  if (signal?.aborted === true) throw clientGone();
   const reader = stream.getReader();
   let onAbort = (): void => {};
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(gone());
+    onAbort = () => reject(clientGone());
   });
   aborted.catch(() => undefined);
   signal?.addEventListener("abort", onAbort, { once: true });

@@ -1,5 +1,5 @@
 import { isBytes, PosthornError, utf8Encode } from "@posthorn/core";
-import { concatChunks, tooLarge } from "./body.js";
+import { alreadyRead, clientGone, concatChunks, tooLarge } from "./body.js";
 import {
   type ClientSignal,
   type HttpReceiver,
@@ -59,12 +59,7 @@ export interface NodeResponseLike {
 export function readNodeBody(request: NodeRequestLike, limit: number): Promise<Uint8Array> {
   // A stream that already ended or closed emits nothing more: listening would wait forever.
   if (request.readableEnded === true) {
-    return Promise.reject(
-      new PosthornError(
-        "NotSupported",
-        "the request body was already read before the CloudEvents receiver saw it; mount the receiver before body parsers",
-      ),
-    );
+    return Promise.reject(alreadyRead("; mount the receiver before body parsers"));
   }
   if (request.destroyed === true) return Promise.reject(clientGone());
   return new Promise((resolve, reject) => {
@@ -108,10 +103,6 @@ export function readNodeBody(request: NodeRequestLike, limit: number): Promise<U
     request.on("error", onError);
     request.on("close", onClose);
   });
-}
-
-function clientGone(): PosthornError {
-  return new PosthornError("Aborted", "the client closed the request before its body was read");
 }
 
 /**
