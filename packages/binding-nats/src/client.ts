@@ -170,6 +170,24 @@ export function connectionOf(js: JetStreamClientLike): NatsConnectionLike | unde
 }
 
 /**
+ * What the connection's `closed()` resolves with once it closes (an `Error` when it closed on
+ * one), or `undefined` where the client has no `closed()` (both nats.js v2 and v3 have it).
+ */
+export function whenClosed(nc: NatsConnectionLike | undefined): Promise<unknown> | undefined {
+  return (nc as { closed?: () => Promise<unknown> } | undefined)?.closed?.();
+}
+
+/**
+ * Whether nats.js is between connections, reconnecting (`protocol.connected` of v2 and v3, read
+ * only when it is there). It empties its outbound buffer on every reconnection attempt, so what
+ * is published meanwhile is dropped after the call returned.
+ */
+export function isReconnecting(nc: NatsConnectionLike | undefined): boolean {
+  const protocol = (nc as { protocol?: { connected?: unknown } } | undefined)?.protocol;
+  return protocol?.connected === false && nc?.isClosed() === false;
+}
+
+/**
  * The socket under a nats.js connection in Node (`nc.protocol.transport.socket` in v2 and v3),
  * for core's `corkForThisTick`, which does nothing for `undefined` or a stream without `cork` (a
  * WebSocket transport, a browser). nats.js writes its outbound buffer a microtask after the first

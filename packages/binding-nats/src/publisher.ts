@@ -9,9 +9,11 @@ import {
 } from "@posthorn/core";
 import {
   connectionOf,
+  isReconnecting,
   type JetStreamClientLike,
   type NatsConnectionLike,
   type PubAckLike,
+  whenClosed,
 } from "./client.js";
 import { translateNatsError } from "./errors.js";
 import type { NatsHeaders } from "./headers.js";
@@ -128,7 +130,7 @@ function closedError(): PosthornError {
   return new PosthornError("Closed", "the NATS publisher is closed");
 }
 
-function reconnecting(): PosthornError {
+function reconnectingError(): PosthornError {
   return new PosthornError(
     "ConnectionFailed",
     "the NATS connection is reconnecting, and nats.js drops what is published meanwhile; publish again once it is back",
@@ -169,10 +171,6 @@ export function natsPublisher(
   let closed = false;
   // One promise for every close() call, so that a second call too resolves after the flush.
   let closing: Promise<void> | undefined;
-  // nats.js empties its outbound buffer on every reconnection attempt: a message published while
-  // it is away is dropped after publish() reported it handed over (`protocol.connected` of nats.js
-  // v2 and v3, read only when it is there).
-  const protocol = (nc as { protocol?: { connected?: unknown } }).protocol;
   const send = (p: Prepared): void => {
     try {
       nc.publish(p.subject, p.message.data, { headers: p.message.headers });
@@ -188,7 +186,8 @@ export function natsPublisher(
         if (closed) throw closedError();
         checkBatchMode(call);
         if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
-        if (protocol?.connected === false && !nc.isClosed()) throw reconnecting();
+        // nats.js would drop it after publish() reported it handed over.
+        if (isReconnecting(nc)) throw reconnectingError();
         if (Array.isArray(events)) {
           // Encode everything first, so that a bad event fails the call before anything is sent.
           const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
@@ -221,7 +220,7 @@ async function confirmPublished(nc: NatsConnectionLike, timeoutMs: number): Prom
     if (nc.isClosed()) {
       // Closed by its owner (nats.js flushes first) or given up on after an error, which it
       // resolves closed() with (v2 and v3, read only when it is there).
-      const why = await (nc as { closed?: () => Promise<unknown> }).closed?.();
+      const why = await whenClosed(nc);
       if (why instanceof Error) failure = why;
       else return;
       break;
@@ -306,7 +305,6 @@ export function jetStreamPublisher(
 ): JetStreamPublisher {
   checkFormat(options);
   const nc = connectionOf(js);
-  const protocol = (nc as { protocol?: { connected?: unknown } } | undefined)?.protocol;
   const prepare = preparer(options, () => options.maxPayloadBytes ?? nc?.info?.max_payload);
   const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id, "id"));
   const maxInFlight = Math.max(1, options.maxInFlight ?? 256);
@@ -331,7 +329,7 @@ export function jetStreamPublisher(
     if (id !== undefined) publishOptions.msgID = id;
     // Sent while the connection is away, the request would be dropped at the reconnection and
     // end as a Timeout ("may be stored"); refused now, it is known not to be.
-    if (protocol?.connected === false && !nc?.isClosed()) throw reconnecting();
+    if (isReconnecting(nc)) throw reconnectingError();
     const ack = js.publish(p.subject, p.message.data, publishOptions);
     const tracked = ack.catch(() => undefined);
     inFlight.add(tracked);

@@ -18,6 +18,7 @@ import {
   type NatsConnectionLike,
   type NatsMsgLike,
   socketOf,
+  whenClosed,
 } from "./client.js";
 import { translateNatsError } from "./errors.js";
 import { type NatsDecodeOptions, receiveNatsMessage } from "./from-message.js";
@@ -412,7 +413,7 @@ export async function jetStreamSubscriber<T = unknown>(
   const roundTrip = async (work: () => Promise<unknown>): Promise<void> => {
     if (!answering || !nc || nc.isClosed()) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const connectionClosed = (nc as { closed?: () => Promise<unknown> }).closed?.();
+    const connectionClosed = whenClosed(nc);
     answering = await Promise.race([
       Promise.resolve()
         .then(work)
@@ -479,10 +480,7 @@ export async function jetStreamSubscriber<T = unknown>(
       if (drainMs > 0 && unsettled.size > 0) {
         // A closed connection settles nothing more (`closed()` of nats.js v2 and v3, read only
         // when it is there).
-        const connectionClosed = (
-          nc as { closed?: () => Promise<unknown> } | undefined
-        )?.closed?.();
-        await drain.wait(drainMs, () => unsettled.size === 0, connectionClosed);
+        await drain.wait(drainMs, () => unsettled.size === 0, whenClosed(nc));
       }
       // Newest first, as above. Settled through the delivery, so a later accept() by a handler
       // says SettlementFailed. A connection that is gone cannot nak: the ack wait brings the
