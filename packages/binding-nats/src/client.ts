@@ -198,3 +198,29 @@ export function socketOf(nc: NatsConnectionLike | undefined): CorkableStream | u
   return (nc as { protocol?: { transport?: { socket?: CorkableStream } } } | undefined)?.protocol
     ?.transport?.socket;
 }
+
+/** The `status()` iterator of nats.js v2 and v3: events with a `type`, and `stop()` to end it. */
+interface NatsStatusIteratorLike extends AsyncIterable<{ readonly type: string }> {
+  stop?(): void;
+}
+
+/**
+ * Calls `listener` each time nats.js reports that the connection dropped (a `disconnect` event
+ * on `nc.status()`, the same in v2 and v3, read only when it is there), until the returned
+ * function is called or the connection closes. nats.js dispatches it in the tick the socket
+ * closed, before it dials again.
+ *
+ * @returns stops watching: ends the iterator, which nats.js then forgets
+ */
+export function onDisconnect(nc: NatsConnectionLike, listener: () => void): () => void {
+  const status = (nc as { status?: () => NatsStatusIteratorLike }).status?.();
+  if (!status) return () => {};
+  void (async () => {
+    try {
+      for await (const s of status) if (s.type === "disconnect") listener();
+    } catch {
+      // The iterator failed: nats.js reports nothing more on it.
+    }
+  })();
+  return () => status.stop?.();
+}

@@ -34,6 +34,7 @@ export {
   type JetStreamPublisher,
   type JetStreamPublisherOptions,
   jetStreamPublisher,
+  type NatsPublisher,
   type NatsPublisherOptions,
   type NatsPublishOptions,
   natsPublisher,

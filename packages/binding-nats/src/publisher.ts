@@ -12,6 +12,7 @@ import {
   isReconnecting,
   type JetStreamClientLike,
   type NatsConnectionLike,
+  onDisconnect,
   type PubAckLike,
   whenClosed,
 } from "./client.js";
@@ -142,15 +143,39 @@ function abortedError(signal: AbortSignal): PosthornError {
   return new PosthornError("Aborted", "the publish was aborted", { cause: signal.reason });
 }
 
+/** A publisher on core NATS ({@link natsPublisher}). */
+export interface NatsPublisher extends Publisher<NatsPublishOptions> {
+  /**
+   * Resolves once the server has everything published before the call (a nats.js `flush()`
+   * round trip). Core NATS is at-most-once: when the connection dropped after messages that no
+   * completed flush had confirmed, they may be lost, and this rejects (once for that loss) even
+   * though the round trip itself succeeded after the reconnection.
+   *
+   * @throws {@link PosthornError} `ConnectionFailed` naming how many messages published since
+   *   the last confirmed flush may be lost, when the connection dropped in between (not
+   *   retryable: publish them again) or the round trip failed (while reconnecting); `Closed`
+   *   after `close()` or when the connection is closed
+   */
+  flush(): Promise<void>;
+}
+
 /**
  * A publisher on core NATS. Core NATS has no acknowledgement: `publish()` resolves once the client
- * has the message (at-most-once). `close()` flushes, so that everything published before it has
- * reached the server; it leaves the connection open (it belongs to the caller). While the client
- * reconnects, `publish()` rejects with `ConnectionFailed` (retryable): nats.js would drop the
- * message when it reconnects, after reporting it sent. `close()` called then waits for the
- * reconnection, up to `closeTimeoutMs`; past it, or when the connection closed on an error, it
- * rejects with `ConnectionFailed`. A message still in the client's buffer when the connection
- * drops is lost (at-most-once).
+ * has the message (at-most-once). While the client reconnects, `publish()` rejects with
+ * `ConnectionFailed` (retryable): nats.js would drop the message when it reconnects, after
+ * reporting it sent.
+ *
+ * `flush()` and `close()` tell you when messages may have been lost: a message still in the
+ * client's buffer or the socket when the connection drops is gone, so the publisher counts the
+ * messages handed to nats.js and those a completed flush round trip confirmed (counters only,
+ * nothing per message), and watches the connection's status for `disconnect`. If the connection
+ * dropped while messages were unconfirmed, `flush()` and `close()` reject with
+ * `ConnectionFailed` naming how many may be lost, instead of resolving as if all were delivered.
+ *
+ * `close()` flushes, so that everything published before it has reached the server, and stops
+ * watching the connection's status; it leaves the connection open (it belongs to the caller).
+ * Called while the client reconnects, it waits for the reconnection, up to `closeTimeoutMs`; past
+ * it, or when the connection closed on an error, it rejects with `ConnectionFailed`.
  *
  * @param nc - a connection from nats.js (`connect()` of `nats` v2 or `@nats-io/transport-node`)
  * @param options - subject, content mode, format and size limit
@@ -160,23 +185,57 @@ function abortedError(signal: AbortSignal): PosthornError {
  * const nc = await connect({ servers: "127.0.0.1:4222" });
  * const publisher = natsPublisher(nc, { subject: "orders.created" });
  * await publisher.publish(event);
+ * await publisher.flush(); // the server has it, or ConnectionFailed says it may be lost
  * ```
  */
 export function natsPublisher(
   nc: NatsConnectionLike,
   options: NatsPublisherOptions,
-): Publisher<NatsPublishOptions> {
+): NatsPublisher {
   checkFormat(options);
   const prepare = preparer(options, () => options.maxPayloadBytes ?? nc.info?.max_payload);
   let closed = false;
   // One promise for every close() call, so that a second call too resolves after the flush.
   let closing: Promise<void> | undefined;
+  // Counters, not records per message: how many messages were handed to nats.js, how many of
+  // those a completed flush round trip confirmed, and how many were unconfirmed when the
+  // connection dropped (not yet reported by flush() or close()).
+  let handed = 0;
+  let confirmed = 0;
+  let mayBeLost = 0;
+  const stopWatching = onDisconnect(nc, () => {
+    mayBeLost += handed - confirmed;
+    confirmed = handed;
+  });
+  /**
+   * A round trip begun when `upTo` messages were handed over was answered: the server has them.
+   * Throws, once, for those unconfirmed at an earlier drop.
+   */
+  const confirm = (upTo: number): void => {
+    if (upTo > confirmed) confirmed = upTo;
+    if (mayBeLost > 0) {
+      const count = mayBeLost;
+      mayBeLost = 0;
+      throw lostError(count, undefined);
+    }
+  };
+  /**
+   * A round trip failed (the connection dropped under it): every message not yet confirmed may be
+   * lost, counted here as reported, so the drop's own event adds none of them again.
+   */
+  const takeLost = (): number => {
+    const n = mayBeLost + handed - confirmed;
+    mayBeLost = 0;
+    confirmed = handed;
+    return n;
+  };
   const send = (p: Prepared): void => {
     try {
       nc.publish(p.subject, p.message.data, { headers: p.message.headers });
     } catch (err) {
       throw translateNatsError(err, "publish");
     }
+    handed++;
   };
   return {
     // Not async: the work is synchronous, and the resolved promise is shared, so a publish that
@@ -200,20 +259,72 @@ export function natsPublisher(
         return Promise.reject(err);
       }
     },
+    async flush() {
+      if (closed) throw closedError();
+      const upTo = handed;
+      try {
+        await nc.flush();
+      } catch (err) {
+        const translated = translateNatsError(err, "publish");
+        if (translated.code === "Closed") throw translated;
+        // A round trip fails when the connection drops under it, or was begun while away.
+        throw lostError(takeLost(), err);
+      }
+      confirm(upTo);
+    },
     close() {
       closed = true;
-      closing ??= confirmPublished(nc, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
+      closing ??= (async () => {
+        const upTo = handed;
+        try {
+          await confirmPublished(
+            nc,
+            options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
+            () => mayBeLost + handed - confirmed,
+          );
+          confirm(upTo);
+        } finally {
+          stopWatching();
+        }
+      })();
       return closing;
     },
   };
 }
 
 /**
- * Waits until the server has everything published on `nc` so far (the answer to a round trip),
- * for at most `timeoutMs`. nats.js fails a round trip begun while it reconnects, then sends what
- * it kept once it is back: so a failed one is tried again, every 100 ms, until the time is up.
+ * The error of a flush or close after the connection dropped: `count` messages published since
+ * the last confirmed flush may be lost. Not retryable when there are any: calling again does not
+ * bring them back (publish them again instead).
  */
-async function confirmPublished(nc: NatsConnectionLike, timeoutMs: number): Promise<void> {
+function lostError(count: number, cause: unknown): PosthornError {
+  const options = cause === undefined ? {} : { cause };
+  if (count === 0) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    return new PosthornError(
+      "ConnectionFailed",
+      `the NATS flush round trip failed: ${why}`,
+      options,
+    );
+  }
+  return new PosthornError(
+    "ConnectionFailed",
+    `${count} message${count === 1 ? "" : "s"} published since the last confirmed flush may be lost: the NATS connection dropped before the server confirmed ${count === 1 ? "it" : "them"} (core NATS is at-most-once)`,
+    { ...options, retryable: false },
+  );
+}
+
+/**
+ * Waits until the server has everything published on `nc` so far (the answer to a round trip),
+ * for at most `timeoutMs`. nats.js fails a round trip begun while it reconnects, so a failed one
+ * is tried again, every 100 ms, until the time is up. `unconfirmed` counts, for the error, the
+ * messages that may be lost.
+ */
+async function confirmPublished(
+  nc: NatsConnectionLike,
+  timeoutMs: number,
+  unconfirmed: () => number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let failure: unknown;
   for (;;) {
@@ -254,9 +365,14 @@ async function confirmPublished(nc: NatsConnectionLike, timeoutMs: number): Prom
       : failure instanceof Error
         ? failure.message
         : String(failure);
+  const count = unconfirmed();
+  const lost =
+    count === 0
+      ? ""
+      : `; ${count} message${count === 1 ? "" : "s"} published since the last confirmed flush may be lost`;
   throw new PosthornError(
     "ConnectionFailed",
-    `the NATS server did not confirm what was published within ${timeoutMs} ms of close() (${why}); events published before the connection dropped may be lost`,
+    `the NATS server did not confirm what was published within ${timeoutMs} ms of close() (${why})${lost}`,
     { ...(failure === undefined ? {} : { cause: failure }), retryable: true },
   );
 }
