@@ -84,6 +84,25 @@ export interface ConnectionLoss {
   readonly error: unknown;
   /** Whether rhea reconnects (and re-attaches the link) after this. */
   readonly reconnecting: boolean;
+  /**
+   * Whether the application closed the connection (`connection.close()`) and the peer answered:
+   * publishers and subscribers report `Closed` then, and `ConnectionFailed` for every other loss.
+   */
+  readonly byApplication: boolean;
+}
+
+/**
+ * Whether the connection was closed on this side by the application, as opposed to by rhea
+ * itself: rhea closes it after an idle timeout and when answering a peer's close with a non-fatal
+ * error, and marks both with `closed_with_non_fatal_error` (a peer's fatal close is answered only
+ * after `connection_close` was dispatched, while the connection is still open on this side).
+ */
+function closedByApplication(connection: Connection): boolean {
+  const c = connection as unknown as {
+    state?: { local_open?: boolean };
+    closed_with_non_fatal_error?: boolean;
+  };
+  return c.state?.local_open === false && c.closed_with_non_fatal_error !== true;
 }
 
 /**
@@ -101,10 +120,12 @@ export function observeConnectionLoss(
 ): () => void {
   guardErrors(connection);
   const stops = [
+    // A socket lost before the peer answered a close counts as lost, whoever asked for the close.
     observeConnection(connection, "disconnected", (context) => {
       handler({
         error: context.error ?? MISSING_ERROR,
         reconnecting: context.reconnecting === true,
+        byApplication: false,
       });
     }),
     observeConnection(connection, "connection_close", (context) => {
@@ -119,7 +140,11 @@ export function observeConnectionLoss(
         Boolean(options?.reconnect) &&
         localOpen === true &&
         !isFatal(connection, error.condition);
-      handler({ error: error ?? CLOSED, reconnecting });
+      handler({
+        error: error ?? CLOSED,
+        reconnecting,
+        byApplication: !reconnecting && closedByApplication(connection),
+      });
     }),
   ];
   return () => {

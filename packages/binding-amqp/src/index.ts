@@ -28,6 +28,7 @@ export {
   type AmqpPublisherOptions,
   type AmqpPublishOptions,
   amqpPublisher,
+  DEFAULT_CLOSE_TIMEOUT_MS,
 } from "./publisher.js";
 export {
   AMQP_SETTLEMENT_CAPABILITIES,

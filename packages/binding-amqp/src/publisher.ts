@@ -1,6 +1,7 @@
 import {
   type CloudEventLike,
   corkForThisTick,
+  Drain,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -35,12 +36,23 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
   /** How long a publish may wait for credit and the disposition together. Default 30,000 ms. */
   timeoutMs?: number;
   /**
+   * How long `close()` waits for the publishes still queued or awaiting their disposition,
+   * whatever their own `timeoutMs` (which may be `Infinity`). Past it each of them fails with
+   * `Timeout` (the peer may or may not have the message) and `close()`, once the link is
+   * detached, rejects with `Timeout` saying how many there were. `Infinity` waits as long as
+   * the peer does; 0 does not wait. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}.
+   */
+  closeTimeoutMs?: number;
+  /**
    * Extra rhea sender options (link name, source, ...); settlement is set here, and the target's
    * `address`. Other target fields are kept: `{ target: { durable: 2 } }` asks for a durable
    * terminus, which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable.
    */
   senderOptions?: Record<string, unknown>;
 }
+
+/** The default `closeTimeoutMs` of {@link amqpPublisher}: 5 seconds. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Per-call options of {@link AmqpPublisher.publish}. */
 export interface AmqpPublishOptions extends PublishOptions {
@@ -84,7 +96,10 @@ const RESERVED_FIELDS = new Set(["application_properties", "body", "content_type
  * own. `publish` resolves when the peer settles the transfer `accepted`; `rejected`, `released`
  * and `modified` reject with `PublishRejected` carrying the AMQP condition (`protocolCode`).
  * Sends happen only while the link has credit and fewer than `maxInFlight` transfers are
- * unsettled; other publishes wait in a queue of at most `maxQueued`.
+ * unsettled; other publishes wait in a queue of at most `maxQueued`. A lost connection fails what
+ * awaits its disposition with `ConnectionFailed`; one the application closed, with `Closed`.
+ * `close()` waits at most `closeTimeoutMs` for what is queued or in flight, then fails it with
+ * `Timeout` and rejects with `Timeout` itself.
  *
  * @param connection - an open (or opening) rhea connection
  * @param options - the address and how events are mapped
@@ -104,6 +119,7 @@ export function amqpPublisher(
   const codec = (connection as unknown as { container: AmqpCodec }).container;
   const { address, senderOptions, maxInFlight = 1000, maxQueued = 10_000 } = options;
   const defaultTimeoutMs = options.timeoutMs ?? 30_000;
+  const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
   const mapping: ToAmqpMessageOptions = {
     codec,
     mode: options.mode ?? "binary",
@@ -120,7 +136,9 @@ export function amqpPublisher(
   const pool = new BufferPool(16 * 1024 * 1024);
   let failure: PosthornError | undefined;
   let closing: Promise<void> | undefined;
-  let drained: (() => void) | undefined;
+  // What close() waits on for the publishes queued or in flight.
+  const drain = new Drain();
+  const idle = (): boolean => inFlight.size === 0 && queue.length - queueHead === 0;
   // Whether the link is attached on the current connection. rhea keeps a dropped link's credit
   // until it reconnects, and a transfer sent in between goes into a session buffer it then
   // throws away: the publish would wait for a disposition that cannot come.
@@ -214,9 +232,9 @@ export function amqpPublisher(
   };
 
   const checkDrained = (): void => {
-    if (inFlight.size > 0 || queue.length - queueHead > 0) return;
+    if (!idle()) return;
     stopSweeper();
-    drained?.();
+    drain.wake();
   };
 
   const pump = (): void => {
@@ -286,9 +304,14 @@ export function amqpPublisher(
   session.on("session_error", onSessionEnd);
   session.on("session_close", onSessionEnd);
   const stopObserving = [
-    observeConnectionLoss(connection, ({ error, reconnecting }) => {
+    observeConnectionLoss(connection, ({ error, reconnecting, byApplication }) => {
       attached = false;
-      const err = translateAmqpError(error, "connection", `the connection carrying ${what}`);
+      const err = byApplication
+        ? new PosthornError(
+            "Closed",
+            `the application closed the connection carrying ${what}; a publish awaiting its disposition may or may not have arrived`,
+          )
+        : translateAmqpError(error, "connection", `the connection carrying ${what}`);
       // Transfers not yet settled are lost with the connection; the caller may resend them.
       // Queued publishes wait for the link to be attached again when rhea reconnects.
       failAll(err, !reconnecting);
@@ -443,18 +466,29 @@ export function amqpPublisher(
     close() {
       if (closing) return closing;
       closing = (async () => {
-        if (inFlight.size > 0 || queue.length - queueHead > 0) {
-          if (!failure) {
-            await new Promise<void>((resolve) => {
-              drained = resolve;
-              checkDrained();
-            });
-          }
+        // A lost link or connection fails what is waiting, which ends the wait as well.
+        await drain.wait(closeTimeoutMs, idle);
+        const unsettled = inFlight.size + queue.length - queueHead;
+        if (unsettled > 0) {
+          // Nothing may stay pending once the link is detached: no disposition can come then.
+          failAll(
+            new PosthornError(
+              "Timeout",
+              `${what}: no disposition within closeTimeoutMs (${closeTimeoutMs} ms) of close(); the peer may or may not have the message`,
+            ),
+            true,
+          );
         }
         for (const stop of stopObserving) stop();
         stopSweeper();
         pool.clear();
         await closeLinkAndSession(connection, session, sender);
+        if (unsettled > 0) {
+          throw new PosthornError(
+            "Timeout",
+            `${unsettled} publishes to ${address} were still unsettled after closeTimeoutMs (${closeTimeoutMs} ms); each was rejected with Timeout`,
+          );
+        }
       })();
       return closing;
     },

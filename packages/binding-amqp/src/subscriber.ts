@@ -274,16 +274,21 @@ export function amqpSubscriber<T = unknown>(
   session.on("session_error", onSessionEnd);
   session.on("session_close", onSessionEnd);
 
-  const stopObserving = observeConnectionLoss(connection, ({ error, reconnecting }) => {
-    forget();
-    if (closing) return;
-    queue.drain();
-    if (!reconnecting) {
-      const err = translateAmqpError(error, "connection", `the connection carrying ${address}`);
-      readyReject(err);
-      queue.fail(err);
-    }
-  });
+  const stopObserving = observeConnectionLoss(
+    connection,
+    ({ error, reconnecting, byApplication }) => {
+      forget();
+      if (closing) return;
+      queue.drain();
+      if (!reconnecting) {
+        const err = byApplication
+          ? new PosthornError("Closed", `the application closed the connection carrying ${address}`)
+          : translateAmqpError(error, "connection", `the connection carrying ${address}`);
+        readyReject(err);
+        queue.fail(err);
+      }
+    },
+  );
 
   const linkOpen = (): boolean => receiver.is_open() && !connection.is_closed();
   // Sends the delivery back to the broker for another consumer; settling it later fails.

@@ -176,6 +176,42 @@ describe.skipIf(!installed)("AMQP 1.0 under broker faults (a private RabbitMQ no
     });
   }
 
+  it("RabbitMQ dropping the connection (rabbitmqctl stop_app) fails publishes and iteration with ConnectionFailed (retryable), not Closed", {
+    timeout: 60_000,
+  }, async () => {
+    const address = await durableQueue("faults-broker-close");
+    const connection = await plain();
+    const publisher = amqpPublisher(connection, { address });
+    const subscriber = amqpSubscriber(connection, { address });
+    await Promise.all([publisher.ready, subscriber.ready]);
+    const outcome = (p: Promise<unknown>): Promise<unknown> =>
+      p.then(
+        () => "resolved",
+        (err: unknown) => err,
+      );
+    const waiting = outcome(subscriber[Symbol.asyncIterator]().next());
+    // The broker drops every client connection and keeps running: RabbitMQ 3.10 resets the
+    // socket. (rabbitmqctl cannot close one AMQP 1.0 connection there: list_amqp10_connections
+    // lists none, and closing the direct connection behind a session leaves the client's alone.)
+    try {
+      await broker.ctl("stop_app");
+      const lost = await waiting;
+      console.log(`amqp, broker dropped the connection: iteration failed with ${String(lost)}`);
+      expect(lost).toMatchObject({
+        name: "PosthornError",
+        code: "ConnectionFailed",
+        retryable: true,
+      });
+      expect(await outcome(publisher.publish(faultEvent("amqp", 1)))).toMatchObject({
+        code: "ConnectionFailed",
+        retryable: true,
+      });
+    } finally {
+      await broker.ctl("start_app");
+    }
+    await Promise.all([publisher.close(), subscriber.close()]);
+  });
+
   it("a /queue/ address is declared durable only when the link asks for a durable terminus", async () => {
     const connection = await plain();
     const plainName = uniqueName("terminus-plain");

@@ -3,10 +3,10 @@
 // what rhea cannot decode.
 
 import type { Socket } from "node:net";
-import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
+import { amqpPublisher, amqpSubscriber, DEFAULT_CLOSE_TIMEOUT_MS } from "@posthorn/binding-amqp";
 import { freePort, vector } from "@posthorn/testkit";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { closeConnection } from "./helpers.js";
 
 interface Peer {
@@ -141,8 +141,35 @@ describe("amqp publisher and subscriber when the peer misbehaves or goes away", 
     expect(await within(publisher.close(), 10_000)).toBeUndefined();
   });
 
+  it("the application closing the connection fails waiting and later publishes with Closed, not ConnectionFailed", async () => {
+    const peer = await startPeer();
+    peer.container.removeAllListeners("message");
+    // Takes every message without settling it.
+    peer.container.on("message", (ctx: EventContext) => {
+      peer.received.push(ctx.message?.body);
+    });
+    const { connection } = await bareConnection(peer.port);
+    const publisher = amqpPublisher(connection, { address: "app-closed", timeoutMs: 30_000 });
+    await publisher.ready;
+    const waiting = failure(publisher.publish(vector("minimal").event));
+    await vi.waitFor(() => expect(peer.received).toHaveLength(1));
+    await closeConnection(connection);
+    expect(await within(waiting, 10_000)).toMatchObject({
+      name: "PosthornError",
+      code: "Closed",
+      retryable: false,
+      message: expect.stringContaining("the application closed the connection"),
+    });
+    expect(await failure(publisher.publish(vector("minimal").event))).toMatchObject({
+      code: "Closed",
+      retryable: false,
+    });
+    expect(await within(publisher.close(), 10_000)).toBeUndefined();
+  });
+
   for (const who of ["the peer", "the application"] as const) {
-    it(`a subscriber's iteration fails with ConnectionFailed when ${who} closes the connection`, async () => {
+    const code = who === "the peer" ? "ConnectionFailed" : "Closed";
+    it(`a subscriber's iteration fails with ${code} when ${who} closes the connection`, async () => {
       let closePeerSide: (() => void) | undefined;
       const peer = await startPeer((ctx) => {
         closePeerSide = () =>
@@ -154,7 +181,7 @@ describe("amqp publisher and subscriber when the peer misbehaves or goes away", 
       const next = failure(subscriber[Symbol.asyncIterator]().next());
       if (who === "the peer") closePeerSide?.();
       else connection.close();
-      expect(await within(next, 10_000)).toMatchObject({ code: "ConnectionFailed" });
+      expect(await within(next, 10_000)).toMatchObject({ code, retryable: code !== "Closed" });
       expect(await within(subscriber.close(), 10_000)).toBeUndefined();
     });
   }
@@ -198,5 +225,105 @@ describe("amqp publisher and subscriber when the peer misbehaves or goes away", 
       if (listening) expect(errors[0]).toMatchObject({ condition: "amqp:unauthorized-access" });
       await subscriber.close();
     }
+  });
+});
+
+describe("amqp publisher close() against a peer that never settles", () => {
+  /** A peer that takes every transfer and never sends a disposition; `received` counts them. */
+  async function silentPeer(): Promise<Peer> {
+    const peer = await startPeer();
+    peer.container.removeAllListeners("message");
+    peer.container.on("message", (ctx: EventContext) => {
+      peer.received.push(ctx.message?.body);
+      ctx.receiver?.add_credit(1);
+    });
+    return peer;
+  }
+
+  it("rejects with Timeout after closeTimeoutMs, naming how many publishes were unsettled, and rejects each of them with Timeout", async () => {
+    const peer = await silentPeer();
+    const { connection } = await bareConnection(peer.port);
+    // timeoutMs Infinity: nothing but closeTimeoutMs bounds the wait. Two transfers in flight,
+    // the third queued behind maxInFlight.
+    const publisher = amqpPublisher(connection, {
+      address: "silent",
+      timeoutMs: Number.POSITIVE_INFINITY,
+      closeTimeoutMs: 300,
+      maxInFlight: 2,
+    });
+    await publisher.ready;
+    const sends = [1, 2, 3].map((i) =>
+      failure(publisher.publish({ ...vector("minimal").event, id: `silent-${i}` })),
+    );
+    await vi.waitFor(() => expect(peer.received).toHaveLength(2));
+    const started = performance.now();
+    const closed = failure(publisher.close());
+    expect(await within(closed, 10_000)).toMatchObject({
+      name: "PosthornError",
+      code: "Timeout",
+      message: expect.stringContaining("3 publishes to silent were still unsettled"),
+    });
+    const closeMs = performance.now() - started;
+    expect(closeMs).toBeGreaterThanOrEqual(280);
+    expect(closeMs).toBeLessThan(3000);
+    // Nothing is left pending: every publish failed, retryable (the peer may have the message).
+    for (const sent of sends) {
+      expect(await within(sent, 100)).toMatchObject({
+        code: "Timeout",
+        retryable: true,
+        message: expect.stringContaining("closeTimeoutMs (300 ms)"),
+      });
+    }
+    // Every call gets the same answer, and the publisher refuses new publishes.
+    expect(await within(failure(publisher.close()), 100)).toMatchObject({ code: "Timeout" });
+    expect(await failure(publisher.publish(vector("minimal").event))).toMatchObject({
+      code: "Closed",
+    });
+    // The link was detached: the peer's side of it is closed.
+    expect(peer.received).toHaveLength(2);
+  });
+
+  it(`bounds close() by DEFAULT_CLOSE_TIMEOUT_MS (${DEFAULT_CLOSE_TIMEOUT_MS} ms) when closeTimeoutMs is not given`, {
+    timeout: 20_000,
+  }, async () => {
+    expect(DEFAULT_CLOSE_TIMEOUT_MS).toBe(5000);
+    const peer = await silentPeer();
+    const { connection } = await bareConnection(peer.port);
+    const publisher = amqpPublisher(connection, {
+      address: "silent-default",
+      timeoutMs: Number.POSITIVE_INFINITY,
+    });
+    await publisher.ready;
+    const sent = failure(publisher.publish(vector("minimal").event));
+    await vi.waitFor(() => expect(peer.received).toHaveLength(1));
+    const started = performance.now();
+    expect(await within(failure(publisher.close()), 15_000)).toMatchObject({
+      code: "Timeout",
+      message: expect.stringContaining("1 publishes to silent-default were still unsettled"),
+    });
+    const closeMs = performance.now() - started;
+    expect(closeMs).toBeGreaterThanOrEqual(DEFAULT_CLOSE_TIMEOUT_MS - 50);
+    expect(closeMs).toBeLessThan(DEFAULT_CLOSE_TIMEOUT_MS + 3000);
+    expect(await within(sent, 100)).toMatchObject({ code: "Timeout" });
+  });
+
+  it("resolves as before when the peer settles within closeTimeoutMs", async () => {
+    let settle: (() => void) | undefined;
+    const peer = await startPeer();
+    peer.container.removeAllListeners("message");
+    peer.container.on("message", (ctx: EventContext) => {
+      peer.received.push(ctx.message?.body);
+      // Settled 100 ms after close() began.
+      settle = () => ctx.delivery?.accept();
+    });
+    const { connection } = await bareConnection(peer.port);
+    const publisher = amqpPublisher(connection, { address: "late", closeTimeoutMs: 2000 });
+    await publisher.ready;
+    const sent = failure(publisher.publish(vector("minimal").event));
+    await vi.waitFor(() => expect(settle).toBeDefined());
+    const closed = failure(publisher.close());
+    setTimeout(() => settle?.(), 100);
+    expect(await within(closed, 5000)).toBe("resolved");
+    expect(await within(sent, 100)).toBe("resolved");
   });
 });

@@ -146,6 +146,58 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
 });
 
 describe.skipIf(!ok)(
+  "AMQP connection closed by the application (skipped: no broker outside CI)",
+  () => {
+    const rabbit = rabbitFixture();
+
+    /** A promise's failure, or "resolved". */
+    const outcome = (p: Promise<unknown>): Promise<unknown> =>
+      p.then(
+        () => "resolved",
+        (err: unknown) => err,
+      );
+
+    it("the publisher and the subscriber on it fail with Closed (not retryable), not ConnectionFailed", {
+      timeout: 20_000,
+    }, async () => {
+      const queue = await rabbit.admin.queue(uniqueName("app-close"));
+      const address = `/amq/queue/${queue}`;
+      const own = await connectRabbit();
+      const publisher = amqpPublisher(own, { address });
+      const subscriber = amqpSubscriber(own, { address });
+      await Promise.all([publisher.ready, subscriber.ready]);
+      const iterator = subscriber[Symbol.asyncIterator]();
+      await publisher.publish(shutdownEvent("amqp", 1));
+      await (await nextDelivery(iterator)).accept();
+
+      // Handed to rhea in the same tick as the close: RabbitMQ accepts it before it reads the
+      // close, or the close fails it; either way it is not a lost connection.
+      const racing = outcome(publisher.publish(shutdownEvent("amqp", 2)));
+      const waiting = outcome(iterator.next());
+      await closeConnection(own);
+      const raced = await racing;
+      expect(raced === "resolved" ? "resolved" : (raced as { code?: string }).code).toMatch(
+        /^(resolved|Closed)$/,
+      );
+      expect(await waiting).toMatchObject({
+        name: "PosthornError",
+        code: "Closed",
+        retryable: false,
+        message: expect.stringContaining("the application closed the connection"),
+      });
+      expect(await outcome(publisher.publish(shutdownEvent("amqp", 3)))).toMatchObject({
+        name: "PosthornError",
+        code: "Closed",
+        retryable: false,
+        message: expect.stringContaining("the application closed the connection"),
+      });
+      await expect(publisher.close()).resolves.toBeUndefined();
+      await expect(subscriber.close()).resolves.toBeUndefined();
+    });
+  },
+);
+
+describe.skipIf(!ok)(
   "AMQP subscriber close() with drainTimeoutMs (skipped: no broker outside CI)",
   () => {
     const rabbit = rabbitFixture();
