@@ -283,8 +283,7 @@ export class HttpReceiver implements Subscriber {
       return errorReply(405, `method ${method} not allowed`, { allow: "POST, PUT, OPTIONS" });
     }
     const timeoutMs = o.requestTimeoutMs ?? 60_000;
-    // The webhook handshake is answered after close() too, as before: it delivers nothing.
-    const waiter = this.#wait(request.signal, timeoutMs, method !== "OPTIONS");
+    const waiter = this.#wait(request.signal, timeoutMs);
     try {
       return await this.#receive(request, method, headers, waiter.when, timeoutMs);
     } finally {
@@ -307,6 +306,8 @@ export class HttpReceiver implements Subscriber {
     const o = this.#options;
     // A function, not a property read: the compiler would keep its value across the awaits.
     const gone = (): boolean => request.signal?.aborted === true;
+    // The webhook handshake too: a closed receiver takes no deliveries, so it grants none.
+    if (this.#closed) return closedReply();
     if (method === "OPTIONS") {
       const answer = await Promise.race([this.#options_(headers), stop]);
       if (typeof answer !== "symbol") return answer;
@@ -315,7 +316,6 @@ export class HttpReceiver implements Subscriber {
       }
       return interruptedReply(answer);
     }
-    if (this.#closed) return closedReply();
     if (o.authorize) {
       const authorize = o.authorize;
       const credential = headers.authorization ?? accessToken(request.url);
@@ -398,14 +398,13 @@ export class HttpReceiver implements Subscriber {
   }
 
   /**
-   * The waits of one request, ended by whatever comes first: the receiver closing (when
-   * `untilClose`), the request's signal, or `timeoutMs` (none when it is `Infinity` or past what
-   * a timer holds).
+   * The waits of one request, ended by whatever comes first: the receiver closing, the request's
+   * signal, or `timeoutMs` (none when it is `Infinity` or past what a timer holds).
    */
-  #wait(signal: ClientSignal | undefined, timeoutMs: number, untilClose: boolean): Waiter {
+  #wait(signal: ClientSignal | undefined, timeoutMs: number): Waiter {
     const deadline = timeoutMs <= MAX_TIMER_MS ? Date.now() + timeoutMs : Number.POSITIVE_INFINITY;
-    const waiter = new Waiter(signal, deadline, untilClose);
-    if (untilClose && this.#closed) waiter.end(CLOSED);
+    const waiter = new Waiter(signal, deadline);
+    if (this.#closed) waiter.end(CLOSED);
     else if (signal?.aborted === true) waiter.end(ABORTED);
     this.#waiting.add(waiter);
     if (this.#deadlineTimer === undefined && deadline !== Number.POSITIVE_INFINITY) {
@@ -588,7 +587,7 @@ export class HttpReceiver implements Subscriber {
 
   async #close(): Promise<void> {
     this.#closed = true;
-    for (const waiter of [...this.#waiting]) if (waiter.untilClose) waiter.end(CLOSED);
+    for (const waiter of [...this.#waiting]) waiter.end(CLOSED);
     for (const delivery of this.#queue.drain()) {
       this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
     }
@@ -648,7 +647,6 @@ class Waiter {
   constructor(
     signal: ClientSignal | undefined,
     readonly deadline: number,
-    readonly untilClose: boolean,
   ) {
     this.when = new Promise<Interruption>((resolve) => {
       this.end = resolve;

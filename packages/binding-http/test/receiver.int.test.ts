@@ -202,6 +202,51 @@ describe("HTTP receiver as a Subscriber", () => {
     await receiver.close();
     expect((await post(server.url)).status).toBe(503);
   });
+  it("answers the webhook handshake (OPTIONS) 503 after close, granting nothing, like every other request", async () => {
+    const receiver = httpReceiver({ formats: [json], webhook: { allowedOrigins: "*" } });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const handshake = () =>
+      fetch(server.url, {
+        method: "OPTIONS",
+        headers: { "webhook-request-origin": "sender.example" },
+      });
+    const open = await handshake();
+    expect(open.status).toBe(200);
+    expect(open.headers.get("webhook-allowed-origin")).toBe("*");
+    await receiver.close();
+    for (const response of [
+      await handshake(),
+      // Not a validation request (no WebHook-Request-Origin): 204 with Allow while open.
+      await fetch(server.url, { method: "OPTIONS" }),
+    ]) {
+      expect(response.status).toBe(503);
+      expect(response.headers.get("retry-after")).toBe("1");
+      expect(response.headers.get("webhook-allowed-origin")).toBeNull();
+      expect(await response.text()).toContain("closed");
+    }
+  });
+  it("answers a handshake whose allowedOrigins check is still running at close() 503 at once", async () => {
+    const receiver = httpReceiver({
+      formats: [json],
+      webhook: {
+        allowedOrigins: () => new Promise<boolean>((r) => setTimeout(() => r(true), 3000)),
+      },
+    });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const answered = fetch(server.url, {
+      method: "OPTIONS",
+      headers: { "webhook-request-origin": "sender.example" },
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await receiver.close();
+    const response = await answered;
+    expect(response.status).toBe(503);
+    expect(response.headers.get("webhook-allowed-origin")).toBeNull();
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
   it("leaving a for-await loop closes it: the delivery in hand and later requests are answered 503 at once, not after settleTimeoutMs", async () => {
     // The default settleTimeoutMs (30 s): a request left waiting for a loop nobody runs any more
     // would be answered only then.
