@@ -24,6 +24,7 @@ export {
   type RetryOptions,
 } from "./publisher.js";
 export {
+  type AuthorizeContext,
   type ClientSignal,
   HTTP_CAPABILITIES,
   type HttpDelivery,

@@ -100,13 +100,28 @@ export interface HttpReceiverOptions {
    * Checks the `Authorization` header (or `access_token` query parameter); false is 401. When it
    * throws or rejects, the answer is 500 `authorize failed` (the error's text is not sent): the
    * credential may be fine, so the sender should try again rather than give up as on 401.
+   * `context.abortSignal` aborts when the receiver stops waiting for the answer (the client went
+   * away, `requestTimeoutMs` passed, or `close()`): pass it on, e.g. to `fetch`.
    */
-  authorize?: (credential: string | undefined) => boolean | Promise<boolean>;
+  authorize?: (
+    credential: string | undefined,
+    context: AuthorizeContext,
+  ) => boolean | Promise<boolean>;
   /**
    * Answers the webhook validation handshake (`OPTIONS`) when set: at once for the origins it
    * allows, or later through the sender's callback URL with `onCallback`.
    */
   webhook?: WebhookReceiverOptions;
+}
+
+/** What an {@link HttpReceiverOptions.authorize} callback gets besides the credential. */
+export interface AuthorizeContext {
+  /**
+   * Aborts when the receiver stops waiting for `authorize`: the client went away (reason a
+   * `PosthornError` `Aborted`), `requestTimeoutMs` passed (`Timeout`), or the receiver was closed
+   * (`Closed`). Made when first read, so an `authorize` that does not read it costs nothing more.
+   */
+  readonly abortSignal: AbortSignal;
 }
 
 /** A request as every adapter presents it to {@link HttpReceiver.handle}. */
@@ -124,7 +139,8 @@ export interface HttpReceiverRequest {
   readBody(limit: number): Promise<Uint8Array>;
   /**
    * Aborts when the client goes away before it is answered. The receiver then stops waiting for
-   * `authorize` and the body, delivers nothing, and answers 499 (which nobody reads).
+   * `authorize` and the body, delivers nothing, and answers 499: nginx's non-standard "client
+   * closed request", which reaches logs and metrics only, never the client, who is gone.
    */
   readonly signal?: ClientSignal;
 }
@@ -285,7 +301,7 @@ export class HttpReceiver implements Subscriber {
     const timeoutMs = o.requestTimeoutMs ?? 60_000;
     const waiter = this.#wait(request.signal, timeoutMs);
     try {
-      return await this.#receive(request, method, headers, waiter.when, timeoutMs);
+      return await this.#receive(request, method, headers, waiter, timeoutMs);
     } finally {
       waiter.dispose();
       this.#waiting.delete(waiter);
@@ -294,16 +310,18 @@ export class HttpReceiver implements Subscriber {
 
   /**
    * What comes after the header checks. Each wait for the application's callbacks or the client
-   * races `stop`: the receiver closing, the client going away, or `requestTimeoutMs` passing.
+   * races `waiter.when`: the receiver closing, the client going away, or `requestTimeoutMs`
+   * passing.
    */
   async #receive(
     request: HttpReceiverRequest,
     method: string,
     headers: Record<string, string>,
-    stop: Promise<Interruption>,
+    waiter: Waiter,
     timeoutMs: number,
   ): Promise<HttpReply> {
     const o = this.#options;
+    const stop = waiter.when;
     // A function, not a property read: the compiler would keep its value across the awaits.
     const gone = (): boolean => request.signal?.aborted === true;
     // The webhook handshake too: a closed receiver takes no deliveries, so it grants none.
@@ -319,10 +337,19 @@ export class HttpReceiver implements Subscriber {
     if (o.authorize) {
       const authorize = o.authorize;
       const credential = headers.authorization ?? accessToken(request.url);
+      // Its signal is made only if authorize reads it.
+      const context: AuthorizeContext = {
+        get abortSignal() {
+          return waiter.abortSignal();
+        },
+      };
       let allowed: boolean | Interruption;
       try {
         // Through then(), so an authorize that throws at once is a rejection like any other.
-        allowed = await Promise.race([Promise.resolve().then(() => authorize(credential)), stop]);
+        allowed = await Promise.race([
+          Promise.resolve().then(() => authorize(credential, context)),
+          stop,
+        ]);
       } catch {
         return errorReply(500, "authorize failed");
       }
@@ -640,7 +667,11 @@ type Interruption = typeof CLOSED | typeof ABORTED | typeof TIMED_OUT;
 class Waiter {
   /** Resolves with why the waits ended, if they end before the request is past them. */
   readonly when: Promise<Interruption>;
-  end: (why: Interruption) => void = () => {};
+  #resolve: (why: Interruption) => void = () => {};
+  /** Why the waits ended, once they have. */
+  #why: Interruption | undefined;
+  /** Made by the first {@link Waiter.abortSignal} call only. */
+  #controller: AbortController | undefined;
   readonly #signal: ClientSignal | undefined;
   readonly #onAbort = (): void => this.end(ABORTED);
 
@@ -649,16 +680,45 @@ class Waiter {
     readonly deadline: number,
   ) {
     this.when = new Promise<Interruption>((resolve) => {
-      this.end = resolve;
+      this.#resolve = resolve;
     });
     this.#signal = signal;
     signal?.addEventListener("abort", this.#onAbort);
+  }
+
+  /** Ends the waits (the first reason counts). */
+  end(why: Interruption): void {
+    if (this.#why !== undefined) return;
+    this.#why = why;
+    this.#resolve(why);
+    this.#controller?.abort(interruptionError(why));
+  }
+
+  /**
+   * An `AbortSignal` that aborts when the waits end, with a `PosthornError` as its reason
+   * (`Aborted`, `Timeout` or `Closed`); made on the first call, aborted already if they have.
+   */
+  abortSignal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#why !== undefined) this.#controller.abort(interruptionError(this.#why));
+    }
+    return this.#controller.signal;
   }
 
   /** Drops the signal's listener. */
   dispose(): void {
     this.#signal?.removeEventListener("abort", this.#onAbort);
   }
+}
+
+/** The reason an `authorize` callback's `abortSignal` gives for ending. */
+function interruptionError(why: Interruption): PosthornError {
+  if (why === ABORTED) return new PosthornError("Aborted", "the client closed the request");
+  if (why === TIMED_OUT) {
+    return new PosthornError("Timeout", "requestTimeoutMs passed before the delivery");
+  }
+  return new PosthornError("Closed", "the receiver was closed");
 }
 
 /** The answer when the receiver closed or the client went away before the delivery. */

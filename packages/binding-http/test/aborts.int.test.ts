@@ -205,6 +205,72 @@ describe.each(SERVERS)("client aborts, over $name", ({ serve }) => {
   });
 });
 
+describe.each(SERVERS)("authorize's abortSignal, over $name", ({ serve }) => {
+  /**
+   * An authorize that waits, as one calling a token service with fetch would, on a promise that
+   * ends only when its signal aborts, and reports the signal's reason.
+   */
+  function watching() {
+    let signal: AbortSignal | undefined;
+    let seen: (reason: unknown) => void = () => {};
+    const aborted = new Promise<unknown>((resolve) => {
+      seen = resolve;
+    });
+    const authorize = (_credential: string | undefined, context: { abortSignal: AbortSignal }) => {
+      signal = context.abortSignal;
+      return new Promise<boolean>((_, reject) => {
+        const onAbort = () => {
+          seen(context.abortSignal.reason);
+          reject(context.abortSignal.reason);
+        };
+        if (context.abortSignal.aborted) onAbort();
+        else context.abortSignal.addEventListener("abort", onAbort, { once: true });
+      });
+    };
+    return {
+      authorize,
+      aborted,
+      get signal() {
+        return signal;
+      },
+    };
+  }
+
+  it("aborts, with an Aborted reason, when the client closes its socket while authorize runs", async () => {
+    const w = watching();
+    const r = counted({ authorize: w.authorize });
+    const url = await serve(r.receiver);
+    const socket = await openRequest(url, body);
+    await settles(() => w.signal !== undefined, 2000, "authorize called");
+    expect(w.signal?.aborted).toBe(false);
+    socket.destroy();
+    const reason = await Promise.race([w.aborted, sleep(2000).then(() => "not aborted")]);
+    expect(reason).toMatchObject({ name: "PosthornError", code: "Aborted" });
+    expect(w.signal?.aborted).toBe(true);
+    await settles(() => r.pending === 0, 1000, "handling after the abort");
+    expect(r.delivered).toEqual([]);
+  });
+
+  it("aborts with Closed on close(), and with Timeout after requestTimeoutMs", async () => {
+    for (const [options, end, code] of [
+      [{}, (receiver: HttpReceiver) => void receiver.close(), "Closed"],
+      [{ requestTimeoutMs: 200 }, () => {}, "Timeout"],
+    ] as const) {
+      const w = watching();
+      const r = counted({ ...options, authorize: w.authorize });
+      const url = await serve(r.receiver);
+      const socket = await openRequest(url, body);
+      const answered = answer(socket);
+      await settles(() => w.signal !== undefined, 2000, "authorize called");
+      end(r.receiver);
+      const reason = await Promise.race([w.aborted, sleep(2000).then(() => "not aborted")]);
+      expect(reason).toMatchObject({ name: "PosthornError", code });
+      expect((await answered).status).toBe(code === "Closed" ? 503 : 500);
+      socket.destroy();
+    }
+  });
+});
+
 describe("client aborts before the receiver sees the request", () => {
   it("Express: a client gone while an earlier async middleware ran is not waited for", async () => {
     const r = counted({});
