@@ -9,6 +9,7 @@ import {
   Drain,
   type EventFormat,
   isPosthornError,
+  MAX_TIMER_MS,
   type Message,
   PosthornError,
   type Publisher,
@@ -16,6 +17,15 @@ import {
   type SettlementCapabilities,
   type Subscriber,
 } from "@posthorn/core";
+import {
+  closeLoss,
+  DEFAULT_HEARTBEAT_MS,
+  isNodeWs,
+  lossOf,
+  type NodeWs,
+  watch,
+  withLoss,
+} from "./liveness.js";
 import {
   formatOfSubprotocol,
   frameBytes,
@@ -39,6 +49,10 @@ export interface WebSocketEventLike {
   readonly message?: unknown;
   /** An `error` event's underlying error, where the socket gives one (`ws` does). */
   readonly error?: unknown;
+  /** A `close` event's close code (RFC 6455 7.4). */
+  readonly code?: unknown;
+  /** A `close` event's close reason. */
+  readonly reason?: unknown;
 }
 
 /**
@@ -113,41 +127,6 @@ const CLOSED = 3;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
-// The `ws` package's socket: an EventEmitter whose `send` takes options and a callback, and whose
-// 'message' listener gets Buffers without a text conversion.
-interface NodeWs {
-  on(
-    event: "message",
-    listener: (data: Uint8Array | ArrayBuffer | Uint8Array[], isBinary: boolean) => void,
-  ): unknown;
-  on(event: "close" | "error", listener: (arg?: unknown) => void): unknown;
-  off(event: string, listener: (...args: never[]) => void): unknown;
-  send(data: Uint8Array, options: { binary: boolean }, cb: (err?: Error) => void): void;
-  // Since ws 8.? (absent in the oldest 8.x): stop and restart reading the TCP socket.
-  pause?(): void;
-  resume?(): void;
-}
-
-function isNodeWs(socket: WebSocketLike): boolean {
-  return typeof (socket as unknown as { on?: unknown }).on === "function";
-}
-
-const heard = new WeakSet<WebSocketLike>();
-
-/**
- * Gives a `ws` socket one 'error' listener for good. `ws` emits 'error' for what the peer sends
- * wrong (a text frame that is not UTF-8, a message past `maxPayload`, a bad frame) and closes the
- * connection; an 'error' event nobody listens to is thrown by Node and ends the process. With it,
- * a socket that only publishes, or whose subscriber closed, just closes: a publish then fails with
- * `ConnectionFailed`, and a subscriber still hears the error through its own listener. (A
- * browser's unheard error events throw nothing.)
- */
-function keepErrorsHeard(socket: WebSocketLike): void {
-  if (heard.has(socket) || !isNodeWs(socket)) return;
-  heard.add(socket);
-  (socket as unknown as NodeWs).on("error", ignoreEvent);
-}
-
 /**
  * The format a socket negotiated among `formats`.
  *
@@ -182,6 +161,17 @@ export interface WebSocketBindingOptions {
    * together).
    */
   maxPayloadBytes?: number;
+  /**
+   * With `ws`: ping the peer this often, and terminate the socket when neither a pong nor anything
+   * else arrived by the next ping (a peer gone without closing the connection), so that waiting
+   * publishes fail and subscribers end with `ConnectionFailed`. `0` or `Infinity`: no heartbeat.
+   * The heartbeat belongs to the socket and lasts until it closes: the first of
+   * {@link connectWebSocket}, {@link webSocketPublisher} and {@link webSocketSubscriber} to touch
+   * it starts it, with this option or {@link DEFAULT_HEARTBEAT_MS}; a later one that gives another
+   * value sets it anew. A browser's `WebSocket` cannot ping (its browser answers pings, though),
+   * so there it has no effect.
+   */
+  heartbeatMs?: number;
 }
 
 /**
@@ -272,7 +262,7 @@ export function webSocketPublisher(
   options: WebSocketPublisherOptions,
 ): Publisher<WebSocketPublishOptions> {
   const format = negotiatedFormat(socket, options.formats);
-  keepErrorsHeard(socket);
+  watch(socket, options.heartbeatMs);
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // A counter and one waiter, not a set of promises: publish is a hot path (one frame per event).
   let pending = 0;
@@ -304,9 +294,11 @@ export function webSocketPublisher(
         node.send(frame.data, { binary: !frame.text }, (err) => {
           if (err)
             reject(
-              new PosthornError("ConnectionFailed", `sending failed: ${err.message}`, {
-                cause: err,
-              }),
+              new PosthornError(
+                "ConnectionFailed",
+                withLoss(socket, `sending failed: ${err.message}`),
+                { cause: err },
+              ),
             );
           else resolve();
           // After the publish settled, so close() resolves only once every publish has.
@@ -380,7 +372,9 @@ export function webSocketPublisher(
         if (refusal !== undefined) return Promise.reject(refusal);
       }
       if (socket.readyState !== OPEN) {
-        return Promise.reject(new PosthornError("ConnectionFailed", "the WebSocket is not open"));
+        return Promise.reject(
+          new PosthornError("ConnectionFailed", withLoss(socket, "the WebSocket is not open")),
+        );
       }
       // ws (and a browser) queue whatever they are given in memory: a peer that stopped reading
       // would make that grow without bound. One getter read per call.
@@ -463,7 +457,10 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
 /**
  * Receives events from an open WebSocket as an async iterable of deliveries, on either side of a
  * connection. A message that does not decode arrives as a delivery with `error` set and no
- * `event`. Iteration ends when the socket closes.
+ * `event`. Iteration ends when the socket closes cleanly (1000, 1001, or 1005: a closing handshake
+ * without a code), and fails with `ConnectionFailed` (retryable, the close code in
+ * `protocolCode`) when the connection is lost: an abnormal close (1006, no closing handshake), any
+ * other close code, a socket error, or the heartbeat giving up on a silent peer (`heartbeatMs`).
  *
  * Settlement: WebSockets have no acknowledgement, so `accept()` does nothing, and `release()` and
  * `reject()` throw `NotSupported` (see {@link WEBSOCKET_CAPABILITIES}). `close()` stops listening;
@@ -476,8 +473,9 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
- *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}) and `maxPending` (default
- *   {@link DEFAULT_MAX_PENDING})
+ *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}), `maxPending` (default
+ *   {@link DEFAULT_MAX_PENDING}) and, with `ws`, `heartbeatMs` (default
+ *   {@link DEFAULT_HEARTBEAT_MS})
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
  *   subprotocol; `NotSupported` for a `maxPending` below 1
  */
@@ -486,7 +484,7 @@ export function webSocketSubscriber(
   options: WebSocketSubscriberOptions,
 ): Subscriber {
   const format = negotiatedFormat(socket, options.formats);
-  keepErrorsHeard(socket);
+  watch(socket, options.heartbeatMs);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
@@ -546,7 +544,15 @@ export function webSocketSubscriber(
   // With binaryType "arraybuffer", a browser's message data is a string or an ArrayBuffer.
   const onMessage = (event: WebSocketEventLike): void =>
     receive(event.data as string | ArrayBuffer | Uint8Array);
-  const onClose = (): void => queue.end();
+  // A clean close ends iteration; a lost connection fails it, so that the application can tell.
+  const ended = (lost: PosthornError | undefined): void => {
+    if (lost === undefined) queue.end();
+    else queue.fail(lost);
+  };
+  const onNodeClose = (code: number, reason: Uint8Array): void =>
+    ended(closeLoss(code, reason, socket));
+  const onClose = (event: WebSocketEventLike): void =>
+    ended(closeLoss(event.code, event.reason, socket));
   const onError = (err?: unknown): void => {
     // `ws` refuses a message past its maxPayload while it arrives, closes with 1009, and says so.
     const code = (err as { code?: unknown } | undefined)?.code;
@@ -565,7 +571,7 @@ export function webSocketSubscriber(
   };
   if (node) {
     node.on("message", onNodeMessage);
-    node.on("close", onClose);
+    node.on("close", onNodeClose);
     node.on("error", onError);
   } else {
     socket.binaryType = "arraybuffer";
@@ -574,15 +580,16 @@ export function webSocketSubscriber(
     socket.addEventListener("error", onError);
   }
   // A socket that closed before this call (a peer gone while the application awaited something
-  // before subscribing) will not emit close again: waiting for it would hang the first pull.
-  if (socket.readyState === CLOSED) queue.end();
+  // before subscribing) will not emit close again: waiting for it would hang the first pull. How it
+  // closed is known where the binding watched the socket before (ws).
+  if (socket.readyState === CLOSED) ended(lossOf(socket));
 
   const close = async (): Promise<void> => {
     // The socket is the caller's: it is not left unread for whoever listens next.
     if (paused) resume();
     if (node) {
       node.off("message", onNodeMessage);
-      node.off("close", onClose);
+      node.off("close", onNodeClose);
       node.off("error", onError);
     } else {
       socket.removeEventListener("message", onMessage);
@@ -601,6 +608,9 @@ export function webSocketSubscriber(
   };
 }
 
+/** The default `timeoutMs` of {@link connectWebSocket}: 10 seconds. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
 /**
  * Options of {@link connectWebSocket}.
  *
@@ -611,8 +621,25 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
   formats: readonly EventFormat[];
   /** The constructor: `WebSocket` from `ws` in Node; defaults to the global `WebSocket`. */
   WebSocket?: WebSocketConstructor<S>;
-  /** How long to wait for the connection to open. Default 10 s. */
+  /**
+   * How long to wait for the connection to open before failing with `Timeout` and closing the
+   * socket. Default {@link DEFAULT_CONNECT_TIMEOUT_MS}; `Infinity` (or anything past what a timer
+   * holds, `MAX_TIMER_MS`) waits with no limit.
+   */
   timeoutMs?: number;
+  /**
+   * Gives up on connecting: aborted before the socket opens, the socket is closed and the call
+   * fails with `Aborted`; aborted before the call, no connection is attempted. Once the call has
+   * resolved, the socket is the caller's and the signal does nothing to it.
+   */
+  abortSignal?: AbortSignal;
+  /**
+   * With `ws`: ping the server this often, and terminate the socket when neither a pong nor
+   * anything else arrived by the next ping (see {@link WebSocketBindingOptions.heartbeatMs}).
+   * Default {@link DEFAULT_HEARTBEAT_MS}; `0` or `Infinity`: no heartbeat. A browser's `WebSocket`
+   * cannot ping, so there it has no effect.
+   */
+  heartbeatMs?: number;
   /**
    * Largest message the socket accepts, given to `ws` as `maxPayload` (browsers set their own
    * limits). Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. Past it `ws` closes the connection with
@@ -627,14 +654,15 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  *
  * @typeParam S - the socket type: `ws`'s `WebSocket` when `options.WebSocket` is `ws`'s class
  * @param url - the server's `ws:` or `wss:` URL
- * @param options - the formats to offer, the constructor, the open timeout (default 10 s) and
- *   `maxPayloadBytes`
+ * @param options - the formats to offer, the constructor, the open timeout (default 10 s), an
+ *   `abortSignal`, `maxPayloadBytes` and, with `ws`, `heartbeatMs` (default 30 s)
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
  *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
  *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, or a format has no
- *   WebSockets subprotocol; `Timeout`. Every failure is a rejection, none is thrown.
+ *   WebSockets subprotocol; `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
+ *   a rejection, none is thrown.
  *
  * @example
  * ```ts
@@ -668,6 +696,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     // A format with no WebSocket subprotocol: rejected, as every other failure here is.
     return Promise.reject(err);
   }
+  const signal = options.abortSignal;
+  const aborted = (): PosthornError =>
+    new PosthornError("Aborted", `connecting to ${url} was aborted`, { cause: signal?.reason });
+  if (signal?.aborted) return Promise.reject(aborted());
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     let socket: S;
     try {
@@ -682,19 +715,25 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
       );
       return;
     }
-    // Closing a socket still connecting (on timeout) makes ws emit one more 'error', and the peer
-    // can make it emit others once the socket is open: none may go unheard.
-    keepErrorsHeard(socket);
-    const timer = setTimeout(() => {
+    // Closing a socket still connecting (on timeout or abort) makes ws emit one more 'error', and
+    // the peer can make it emit others once the socket is open: none may go unheard. The
+    // heartbeat starts pinging once the socket is open.
+    watch(socket, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+    const giveUp = (err: PosthornError): void => {
       done();
       socket.close();
-      reject(
-        new PosthornError(
-          "Timeout",
-          `${url} did not open within ${options.timeoutMs ?? 10_000} ms`,
-        ),
-      );
-    }, options.timeoutMs ?? 10_000);
+      reject(err);
+    };
+    // A longer delay would make setTimeout fire at once.
+    const timer =
+      timeoutMs <= MAX_TIMER_MS
+        ? setTimeout(
+            () =>
+              giveUp(new PosthornError("Timeout", `${url} did not open within ${timeoutMs} ms`)),
+            timeoutMs,
+          )
+        : undefined;
+    const onAbort = (): void => giveUp(aborted());
     const onOpen = (): void => {
       done();
       try {
@@ -728,15 +767,15 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     };
     const done = (): void => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
       socket.removeEventListener("open", onOpen);
       socket.removeEventListener("error", onError);
     };
     socket.addEventListener("open", onOpen);
     socket.addEventListener("error", onError);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
-
-function ignoreEvent(): void {}
 
 // ws's handshake failures that trying again cannot mend: the server refused the request (4xx), or
 // answered without a subprotocol, or with one that was not offered (it speaks none of ours).

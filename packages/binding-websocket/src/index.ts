@@ -2,6 +2,7 @@ export {
   type ConnectWebSocketOptions,
   connectWebSocket,
   DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_MAX_PENDING,
@@ -19,6 +20,7 @@ export {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "./connection.js";
+export { DEFAULT_HEARTBEAT_MS } from "./liveness.js";
 export {
   formatOfSubprotocol,
   frameBytes,

@@ -150,12 +150,23 @@ describe("webSocketSubscriber on a socket that already closed", () => {
   it("ends iteration at once instead of waiting for a close event that already happened", async () => {
     const l = await open();
     const code = closed(l.server);
-    l.client.terminate();
-    await code;
+    l.client.close(1000, "done");
+    expect(await code).toBe(1000);
     expect(l.server.readyState).toBe(WebSocket.CLOSED);
     const iterator = webSocketSubscriber(l.server, { formats })[Symbol.asyncIterator]();
     expect(await settledWithin(iterator.next(), 2000)).toEqual({
       resolved: { value: undefined, done: true },
+    });
+  });
+  it("fails iteration at once with ConnectionFailed when that close was abnormal (1006)", async () => {
+    const l = await open();
+    const code = closed(l.server);
+    l.client.terminate();
+    expect(await code).toBe(1006);
+    // The binding watched the socket (the link's subscriber), so it knows how it closed.
+    const iterator = webSocketSubscriber(l.server, { formats })[Symbol.asyncIterator]();
+    expect(await settledWithin(iterator.next(), 2000)).toMatchObject({
+      rejected: { name: "PosthornError", code: "ConnectionFailed", protocolCode: 1006 },
     });
   });
 });
