@@ -12,6 +12,12 @@ type BufferLike = {
     toString(encoding: string): string;
   };
   byteLength(data: string, encoding: string): number;
+  allocUnsafe(size: number): Uint8Array & {
+    write(text: string, offset: number, length: number, encoding: string): number;
+  };
+};
+type BufferView = Uint8Array & {
+  lastIndexOf(value: string, byteOffset: number, encoding: string): number;
 };
 const NodeBuffer = (globalThis as { Buffer?: BufferLike }).Buffer;
 
@@ -27,6 +33,70 @@ const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
  */
 export function utf8Encode(text: string): Uint8Array {
   return NodeBuffer ? NodeBuffer.from(text, "utf8") : encoder.encode(text);
+}
+
+/**
+ * UTF-8 bytes of `before + ascii + after`, without making that string: in Node the three are
+ * written straight into one buffer, `ascii` copied byte for byte. Made for a text around one very
+ * long ASCII part (the base64 of a large payload), where joining first and encoding would copy
+ * and scan it twice more.
+ *
+ * @param before - any text
+ * @param ascii - text of ASCII characters only (U+0000 to U+007F); others would be written as
+ *   Latin-1, one byte each, which is not UTF-8
+ * @param after - any text
+ */
+export function utf8EncodeSpliced(before: string, ascii: string, after: string): Uint8Array {
+  if (!NodeBuffer) return encoder.encode(before + ascii + after);
+  const head = NodeBuffer.byteLength(before, "utf8");
+  const size = head + ascii.length + NodeBuffer.byteLength(after, "utf8");
+  const out = NodeBuffer.allocUnsafe(size);
+  out.write(before, 0, head, "utf8");
+  out.write(ascii, head, ascii.length, "latin1");
+  out.write(after, head + ascii.length, size - head - ascii.length, "utf8");
+  return out;
+}
+
+/**
+ * Where the last occurrence of an ASCII string starts in bytes, looking no later than `from`;
+ * -1 when it does not occur. In Node a native search (about 1 us over 90 KB, against 35 us for a
+ * byte loop).
+ *
+ * @param bytes - where to look
+ * @param ascii - what to look for, ASCII characters only
+ * @param from - the latest index the occurrence may start at (none before 0)
+ */
+export function lastIndexOfAscii(bytes: Uint8Array, ascii: string, from: number): number {
+  // Node reads a negative offset as counted from the end.
+  if (from < 0) return -1;
+  if (NodeBuffer) {
+    const view = NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as BufferView;
+    return view.lastIndexOf(ascii, from, "latin1");
+  }
+  const last = Math.min(from, bytes.length - ascii.length);
+  for (let at = last; at >= 0; at--) {
+    let i = 0;
+    while (i < ascii.length && bytes[at + i] === ascii.charCodeAt(i)) i++;
+    if (i === ascii.length) return at;
+  }
+  return -1;
+}
+
+/**
+ * Text of bytes known to be ASCII (checked by the caller), one character per byte. In Node a plain
+ * copy, with no UTF-8 validation pass.
+ *
+ * @param bytes - bytes from 0x00 to 0x7F; others become the Latin-1 character of the same number
+ */
+export function asciiText(bytes: Uint8Array): string {
+  if (NodeBuffer) {
+    return NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+  }
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return text;
 }
 
 /**

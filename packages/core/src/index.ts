@@ -1,13 +1,16 @@
 export { ByteWriter, varintSize } from "./byte-buffer.js";
 export {
+  asciiText,
   base64Decode,
   base64Encode,
   bytesEqual,
   isBase64,
   isBytes,
+  lastIndexOfAscii,
   toUint8Array,
   utf8Decode,
   utf8Encode,
+  utf8EncodeSpliced,
   utf8Length,
 } from "./bytes.js";
 export {

@@ -1,13 +1,17 @@
 import {
+  asciiText,
   base64Decode,
   base64Encode,
   bytesEqual,
   isBase64,
+  lastIndexOfAscii,
   toUint8Array,
   utf8Decode,
+  utf8Encode,
+  utf8EncodeSpliced,
 } from "@posthorn/core";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 describe("base64", () => {
   it("round-trips every length and byte value", () => {
@@ -100,4 +104,76 @@ describe("toUint8Array", () => {
     expect(new Uint8Array(buffer)[2]).toBe(9);
     expect(toUint8Array(buffer).byteLength).toBe(8);
   });
+});
+
+// The helpers behind the JSON format's large binary data, in Node (Buffer) and as a runtime
+// without Buffer runs them (the module loaded again with Buffer hidden).
+describe("utf8EncodeSpliced, lastIndexOfAscii, asciiText", async () => {
+  const node = { utf8EncodeSpliced, lastIndexOfAscii, asciiText };
+  const saved = globalThis.Buffer;
+  let web: typeof node;
+  try {
+    vi.resetModules();
+    (globalThis as { Buffer?: unknown }).Buffer = undefined;
+    web = await import("../src/bytes.js");
+  } finally {
+    globalThis.Buffer = saved;
+  }
+  it("loads the module again without Buffer", () => {
+    expect(Buffer.isBuffer(node.utf8EncodeSpliced("a", "b", "c"))).toBe(true);
+    expect(Buffer.isBuffer(web.utf8EncodeSpliced("a", "b", "c"))).toBe(false);
+  });
+  const ascii = fc.string({
+    unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)),
+  });
+  const any = fc.string({ unit: "binary" });
+
+  for (const [runtime, impl] of [
+    ["Node", node],
+    ["no Buffer", web],
+  ] as const) {
+    it(`${runtime}: utf8EncodeSpliced gives the UTF-8 bytes of the joined text`, () => {
+      fc.assert(
+        fc.property(any, ascii, any, (before, middle, after) => {
+          const out = impl.utf8EncodeSpliced(before, middle, after);
+          expect(Array.from(out)).toEqual(Array.from(utf8Encode(before + middle + after)));
+        }),
+      );
+    });
+
+    it(`${runtime}: lastIndexOfAscii finds what String.lastIndexOf finds`, () => {
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ maxLength: 200 }).map((b) => b.map((x) => 0x61 + (x % 3))),
+          fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 4 }),
+          fc.integer({ min: -5, max: 210 }),
+          (bytes, needle, from) => {
+            const text = String.fromCharCode(...bytes);
+            const expected = from < 0 ? -1 : text.lastIndexOf(needle, from);
+            // Also through a view that starts inside a larger buffer.
+            const padded = new Uint8Array(bytes.length + 7).fill(0x61);
+            padded.set(bytes, 3);
+            const view = padded.subarray(3, 3 + bytes.length);
+            expect(impl.lastIndexOfAscii(bytes, needle, from)).toBe(expected);
+            expect(impl.lastIndexOfAscii(view, needle, from)).toBe(expected);
+          },
+        ),
+      );
+    });
+
+    it(`${runtime}: asciiText reads ASCII bytes one character each, long ones too`, () => {
+      fc.assert(
+        fc.property(
+          fc.oneof(
+            ascii,
+            ascii.map((t) => t.repeat(700)),
+          ),
+          (text) => {
+            const bytes = utf8Encode(`..${text}`).subarray(2);
+            expect(impl.asciiText(bytes)).toBe(text);
+          },
+        ),
+      );
+    });
+  }
 });

@@ -1,17 +1,22 @@
 import {
+  asciiText,
   asDeclaredType,
   asDecodeError,
   type BatchEventFormat,
+  base64Encode,
   CloudEvent,
   type CloudEventLike,
   extensions as defaultRegistry,
   type ExtensionRegistry,
+  isBytes,
   type JsonLimits,
   jsonText,
+  lastIndexOfAscii,
   malformed,
   parseJson,
   utf8Decode,
   utf8Encode,
+  utf8EncodeSpliced,
 } from "@posthorn/core";
 
 /** Media type of one event in the JSON format (json-format.md section 4). */
@@ -21,9 +26,65 @@ export const JSON_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
 
 // The attributes of a CloudEvent always serialize; only `data` can fail (a BigInt, a cycle, a
 // throwing toJSON), and that is an invalid event, as binary mode's encodeData says.
-function stringify(value: CloudEvent | CloudEvent[]): string {
+function stringify(value: unknown): string {
   return jsonText(value) as string;
 }
+
+// Binary data from this size on is written around the JSON of the other members, not through
+// JSON.stringify: V8's (Node 20) scans every character of a string for escapes, about 2 ns each,
+// which for the base64 of 64 KiB took 180 us against 8 us for the base64 encoding itself. Base64
+// needs no escaping. Below it, one JSON.stringify is as fast.
+const SPLICE_BASE64_FROM = 256;
+
+function hasLargeBinaryData(event: CloudEvent): boolean {
+  const data = event.data;
+  return isBytes(data) && data.length >= SPLICE_BASE64_FROM;
+}
+
+/**
+ * The JSON format's bytes of one event, `data_base64` spliced in after the JSON of the other
+ * members when the data is large binary. `data` is always an event's last member (the
+ * constructor adds it last), so the bytes are those `JSON.stringify` gives either way.
+ */
+function encodeEvent(event: CloudEvent): Uint8Array {
+  if (!hasLargeBinaryData(event)) return utf8Encode(stringify(event));
+  const record = event as unknown as Record<string, unknown>;
+  // Names are attribute names (lower-case letters and digits), so a plain object is safe.
+  const members: Record<string, unknown> = {};
+  for (const name of Object.keys(record)) {
+    if (name === "data") continue;
+    const value = record[name];
+    members[name] = isBytes(value) ? base64Encode(value) : value;
+  }
+  const head = stringify(members);
+  const base64 = base64Encode(event.data as Uint8Array);
+  return utf8EncodeSpliced(`${head.slice(0, -1)},"data_base64":"`, base64, '"}');
+}
+
+function encodeEvents(events: readonly CloudEvent[]): Uint8Array {
+  if (!events.some(hasLargeBinaryData)) return utf8Encode(stringify(events));
+  const encoded = events.map(encodeEvent);
+  let size = 1 + encoded.length;
+  for (const bytes of encoded) size += bytes.length;
+  const out = new Uint8Array(size);
+  let at = 0;
+  out[at++] = 0x5b; // [
+  for (const [i, bytes] of encoded.entries()) {
+    if (i > 0) out[at++] = 0x2c; // ,
+    out.set(bytes, at);
+    at += bytes.length;
+  }
+  out[at] = 0x5d; // ]
+  return out;
+}
+
+// On decoding, an event whose text ends in a `data_base64` member of at least this many characters
+// has it read straight from the bytes, and only the rest goes through UTF-8 decoding and
+// JSON.parse, which would copy and scan the long string twice more: 62 us for 64 KiB of data
+// against 15 us, 2.7 ms against 0.53 ms for 1 MiB (Node 20). Below it there is nothing to gain.
+const SPLIT_BASE64_FROM = 1024;
+const SPLICED_MEMBER = ',"data_base64":"';
+const JSON_SPACE = new Set([0x20, 0x0a, 0x0d, 0x09]);
 
 /** Options for {@link jsonFormat}. */
 export interface JsonFormatOptions extends JsonLimits {
@@ -76,23 +137,54 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
   const parse = (bytes: Uint8Array, what: string): unknown =>
     parseJson(utf8Decode(bytes, what), what, limits);
 
+  // A text that ends in a long `data_base64` member written the compact way (as Posthorn and most
+  // SDKs write it): the members before it parsed, that member added as its bytes are. Whether it
+  // is a member of the outer object is settled by parsing the rest: `text[0, at) + "}"` parses to
+  // an object only when `at` is outside every string and nested value. Its value is all base64 (no
+  // escapes, nothing outside ASCII) when the constructor's strict base64 decoding accepts it; so
+  // when this returns an event, JSON.parse of the whole text gives the same members in the same
+  // order. `undefined` when the text is not so or anything fails: the whole text is then decoded
+  // as usual, which also gives the usual error.
+  const decodeSpliced = (bytes: Uint8Array): CloudEvent | undefined => {
+    let end = bytes.length;
+    while (end > 0 && JSON_SPACE.has(bytes[end - 1] as number)) end--;
+    if (bytes[end - 1] !== 0x7d || bytes[end - 2] !== 0x22) return undefined; // "}
+    const latest = end - 2 - SPLIT_BASE64_FROM;
+    if (latest <= 0) return undefined;
+    const at = lastIndexOfAscii(bytes, SPLICED_MEMBER, latest);
+    if (at <= 0) return undefined;
+    try {
+      const text = utf8Decode(bytes.subarray(0, at));
+      const rest = parseJson(`${text}}`, "JSON event", limits);
+      if (typeof rest !== "object" || rest === null || Array.isArray(rest)) return undefined;
+      // As JSON.parse does when the name came earlier too: the later member's value wins.
+      (rest as Record<string, unknown>).data_base64 = asciiText(
+        bytes.subarray(at + SPLICED_MEMBER.length, end - 2),
+      );
+      return decodeValue(rest);
+    } catch {
+      return undefined;
+    }
+  };
+
   return {
     name: "json",
     contentType: JSON_CONTENT_TYPE,
     batchContentType: JSON_BATCH_CONTENT_TYPE,
     text: true,
     encode(event: CloudEventLike): Uint8Array {
-      return utf8Encode(stringify(CloudEvent.from(event)));
+      return encodeEvent(CloudEvent.from(event));
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {
-        return decodeValue(parse(bytes, "JSON event"));
+        const spliced = bytes.length > SPLIT_BASE64_FROM ? decodeSpliced(bytes) : undefined;
+        return spliced ?? decodeValue(parse(bytes, "JSON event"));
       } catch (err) {
         throw asDecodeError(err, "JSON event");
       }
     },
     encodeBatch(events: readonly CloudEventLike[]): Uint8Array {
-      return utf8Encode(stringify(events.map((e) => CloudEvent.from(e))));
+      return encodeEvents(events.map((e) => CloudEvent.from(e)));
     },
     decodeBatch(bytes: Uint8Array): CloudEvent[] {
       try {
