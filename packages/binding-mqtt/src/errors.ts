@@ -16,17 +16,29 @@ const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode]> = [
 ];
 
 /**
+ * The failure reason code a SUBACK carries: mqtt.js 5 rejects a refused subscription with an
+ * error holding the SUBACK (`packet.granted`: 0x80 at MQTT 3.1.1, e.g. 0x87 Not authorized at
+ * MQTT 5) and no `code`.
+ */
+function refusedSubscription(e: { packet?: unknown } | null): number | undefined {
+  const granted = (e?.packet as { granted?: unknown } | undefined)?.granted;
+  if (!Array.isArray(granted)) return undefined;
+  return granted.find((g): g is number => typeof g === "number" && g >= 0x80);
+}
+
+/**
  * Translates an error from mqtt.js into a {@link PosthornError}. An MQTT 5 reason code of 0x80 or
- * more becomes `PublishRejected` with the reason code as `protocolCode`.
+ * more (on an acknowledgement, or in a SUBACK refusing a subscription, 0x80 at MQTT 3.1.1 too)
+ * becomes `PublishRejected` with the reason code as `protocolCode`.
  *
  * @param err - what mqtt.js passed to a callback or rejected with
  * @param what - the operation, for the message
  */
 export function fromMqttError(err: unknown, what: string): PosthornError {
   if (isPosthornError(err)) return err;
-  const e = err as { message?: unknown; code?: unknown } | null;
+  const e = err as { message?: unknown; code?: unknown; packet?: unknown } | null;
   const message = typeof e?.message === "string" ? e.message : String(err);
-  const reason = typeof e?.code === "number" ? e.code : undefined;
+  const reason = typeof e?.code === "number" ? e.code : refusedSubscription(e);
   if (reason !== undefined && reason >= 0x80) {
     return new PosthornError(
       "PublishRejected",

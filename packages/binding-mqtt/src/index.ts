@@ -17,6 +17,7 @@ export {
 export {
   clientProtocolVersion,
   DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_MAX_QUEUED,
   type MqttPublisherOptions,
   type MqttPublishOptions,
   type MqttQos,

@@ -35,10 +35,22 @@ export interface MqttPublisherOptions {
    * pending (and settle if the client reconnects) after `close()` gave up.
    */
   closeTimeoutMs?: number;
+  /**
+   * Most of this publisher's messages mqtt.js may hold while the client is not connected: those
+   * published while it is offline or reconnecting (its offline queue) and those sent before the
+   * connection dropped and not yet acknowledged (its outgoing store), which it keeps in memory
+   * without a limit of its own. Past it `publish()` fails at once while the client is not
+   * connected (`PublishRejected`, retryable), with nothing handed to mqtt.js. 0 refuses every
+   * publish while the client is not connected. Default {@link DEFAULT_MAX_QUEUED}.
+   */
+  maxQueued?: number;
 }
 
 /** The default `closeTimeoutMs` of {@link mqttPublisher}: 5 seconds. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+
+/** The default `maxQueued` of {@link mqttPublisher}: 10,000 messages, as the AMQP publisher's. */
+export const DEFAULT_MAX_QUEUED = 10_000;
 
 /** Per-call options of an MQTT publisher. */
 export interface MqttPublishOptions extends PublishOptions {
@@ -127,10 +139,15 @@ const STRANDED = new Error(
  *
  * The client stays the caller's: `close()` waits for in-flight publishes and does not end it.
  *
+ * While the client is not connected, mqtt.js keeps what is published and sends it once it has
+ * reconnected; at most `maxQueued` of this publisher's messages, past which `publish()` fails at
+ * once with `PublishRejected` (retryable).
+ *
  * @param client - a connected (or connecting) mqtt.js `MqttClient`
- * @param options - topic, QoS, mode, format, retain
+ * @param options - topic, QoS, mode, format, retain, limits
  * @throws {@link PosthornError} `NotSupported` when the options ask for what the client's
- *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1)
+ *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1), or for a
+ *   negative `maxQueued`
  * @example
  * ```ts
  * const client = await mqtt.connectAsync("mqtt://localhost", { protocolVersion: 5 });
@@ -155,6 +172,10 @@ export function mqttPublisher(
   }
   const qos = options.qos ?? 1;
   const retain = options.retain ?? false;
+  const maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED;
+  if (!(maxQueued >= 0)) {
+    throw new PosthornError("NotSupported", `maxQueued must be 0 or more, got ${maxQueued}`);
+  }
   // close() waits for both: publish() calls that have not returned, and messages mqtt.js has not
   // called back for (a call that timed out or was aborted stops waiting; its message is still out).
   let calls = 0;
@@ -279,8 +300,17 @@ export function mqttPublisher(
       if ((client as { disconnected?: boolean }).disconnected === true) {
         throw new PosthornError("Closed", "the mqtt.js client was ended");
       }
-      if (state.stranded && !client.connected) {
-        throw fromMqttError(STRANDED, "publish");
+      if (!client.connected) {
+        if (state.stranded) throw fromMqttError(STRANDED, "publish");
+        // Every message mqtt.js has not called back is one it holds while the client is away.
+        const count = Array.isArray(events) ? events.length : 1;
+        if (messages + count > maxQueued) {
+          throw new PosthornError(
+            "PublishRejected",
+            `publish to ${call.topic ?? options.topic}: the client is not connected and mqtt.js already holds ${messages} of this publisher's messages (maxQueued ${maxQueued})`,
+            { retryable: true },
+          );
+        }
       }
       // Aborted before the call: nothing is sent (withLimits only stops waiting for what was).
       if (call.abortSignal?.aborted) throw new PosthornError("Aborted", "publish aborted");

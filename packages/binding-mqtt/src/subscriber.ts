@@ -249,7 +249,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  * @param options - filter, QoS, formats, dead-letter topic, limits
  * @returns the subscriber, once the broker granted the subscription (or, on a resumed session,
  *   once the broker resent a message for it: a refusal arriving later then ends iteration)
- * @throws {@link PosthornError} `ConnectionFailed` or `PublishRejected` when subscribing fails
+ * @throws {@link PosthornError} `PublishRejected` when the broker refuses the subscription, with
+ *   the SUBACK's reason code as `protocolCode` (e.g. 0x87 Not authorized at MQTT 5, 0x80 at 3.1.1;
+ *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first
  * @example
  * ```ts
  * const sub = await mqttSubscriber(client, { topic: "orders", group: "billing", formats: [json] });

@@ -4,6 +4,7 @@ import { type BindingPath, describeBindingConformance, vector } from "@posthorn/
 import { describe, expect, it } from "vitest";
 import {
   classifyMqttMessage,
+  fromMqttError,
   fromMqttMessage,
   type MqttMessage,
   toMqttMessage,
@@ -281,5 +282,33 @@ describe("fromMqttMessage", () => {
     const m = toMqttMessage(plain as never, { mode: "binary" });
     expect(fromMqttMessage(m, { formats: [json] }).id).toBe(plain.id);
     expect(CloudEvent.from(plain as never).id).toBe(plain.id);
+  });
+});
+
+describe("fromMqttError", () => {
+  // mqtt.js 5 rejects a refused subscription with its SUBACK and no reason code of its own.
+  const subackError = (granted: number[]) =>
+    Object.assign(new Error("Subscribe error: Not authorized"), {
+      packet: { cmd: "suback", messageId: 1, granted },
+    });
+
+  it("reads a SUBACK failure code (0x80 and above) as PublishRejected with the code", () => {
+    expect(fromMqttError(subackError([0x87]), "subscribe to t")).toMatchObject({
+      code: "PublishRejected",
+      protocolCode: 0x87,
+      retryable: false,
+      message: "subscribe to t: the broker refused (reason 135): Subscribe error: Not authorized",
+    });
+    expect(fromMqttError(subackError([1, 0x80]), "subscribe to t")).toMatchObject({
+      code: "PublishRejected",
+      protocolCode: 0x80,
+    });
+    // Quota exceeded may pass.
+    expect(fromMqttError(subackError([0x97]), "subscribe to t").retryable).toBe(true);
+  });
+
+  it("leaves a SUBACK that granted every subscription to the message table", () => {
+    const err = Object.assign(new Error("Connection closed"), { packet: { granted: [1] } });
+    expect(fromMqttError(err, "subscribe to t")).toMatchObject({ code: "ConnectionFailed" });
   });
 });

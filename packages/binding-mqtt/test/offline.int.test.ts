@@ -1,9 +1,15 @@
 import { PosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type LaunchedBroker, startMosquitto, startPersistentMosquitto } from "@posthorn/testkit";
+import {
+  type LaunchedBroker,
+  nextDelivery,
+  settledWithin,
+  startMosquitto,
+  startPersistentMosquitto,
+} from "@posthorn/testkit";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { mqttPublisher, mqttSubscriber } from "../src/index.js";
+import { DEFAULT_MAX_QUEUED, mqttPublisher, mqttSubscriber } from "../src/index.js";
 import { uniqueTopic } from "./live-harness.js";
 
 // Publishing while the broker is away, against a Mosquitto this file starts and kills. mqtt.js
@@ -178,5 +184,104 @@ describe("MQTT publisher while the broker is away", () => {
     expect(await stateAfter(closing, 1000)).toBe("resolved");
     const other = mqttPublisher(pub, { topic });
     expect(await stateAfter(other.publish(event("h2"), { qos: 1 }), 1000)).toBe("ConnectionFailed");
+  });
+
+  it("past maxQueued while the broker is down, publish() fails at once with PublishRejected (retryable) and hands nothing to mqtt.js; what was kept arrives once the broker is back", {
+    timeout: 30_000,
+  }, async () => {
+    // As in the first test: the subscriber's session survives the restart, so what the publisher
+    // sends after it reaches the subscriber whichever client reconnects first.
+    const persistent = await startPersistentMosquitto();
+    try {
+      const topic = uniqueTopic("offline-bounded");
+      const sub = await mqtt.connectAsync(persistent.url, {
+        protocolVersion: 5,
+        clean: false,
+        clientId: `posthorn-bounded-${process.pid}-${Date.now().toString(36)}`,
+        properties: { sessionExpiryInterval: 300 },
+        reconnectPeriod: 100,
+      });
+      sub.on("error", () => {});
+      clients.push(sub);
+      const subscriber = await mqttSubscriber(sub, { topic, qos: 1, formats: [json] });
+      const pub = await client(persistent.url);
+      const publisher = mqttPublisher(pub, { topic, qos: 1, maxQueued: 5 });
+      await persistent.terminate();
+      await sleep(300);
+      expect(pub.connected).toBe(false);
+
+      const kept = [0, 1, 2].map((i) => publisher.publish(event(`k${i}`)));
+      // 3 held + 3 is past the bound: the whole array is refused, none of it handed over.
+      const started = performance.now();
+      const tooMany = publisher.publish([event("over-1"), event("over-2"), event("over-3")]);
+      expect(await stateAfter(tooMany, 50)).toBe("PublishRejected");
+      // 3 + 2 fits.
+      kept.push(publisher.publish([event("k3"), event("k4")]));
+      const over = publisher.publish(event("over-4"), { qos: 0 });
+      await expect(over).rejects.toMatchObject({
+        name: "PosthornError",
+        code: "PublishRejected",
+        retryable: true,
+        message: expect.stringContaining("maxQueued 5"),
+      });
+      const refusedMs = performance.now() - started;
+      console.log(
+        `mqtt maxQueued 5, broker down: 5 kept, 2 calls past the bound refused in ${refusedMs.toFixed(1)} ms`,
+      );
+      expect(refusedMs).toBeLessThan(100);
+      expect(await stateAfter(Promise.all(kept), 500)).toBe("pending");
+
+      await persistent.restart();
+      await Promise.all(kept);
+      const iterator = subscriber[Symbol.asyncIterator]();
+      const ids: string[] = [];
+      // One at a time: while a QoS 1 delivery is in hand mqtt.js reads nothing else.
+      for (let i = 0; i < 5; i++) {
+        const d = await nextDelivery(iterator, 10_000);
+        ids.push(d.event?.id ?? "?");
+        await d.accept();
+      }
+      expect(ids.sort()).toEqual(["k0", "k1", "k2", "k3", "k4"]);
+      // The refused ones were never handed to mqtt.js: nothing else comes.
+      expect(await settledWithin(iterator.next(), 500)).toBe("pending");
+      // Connected again, the bound does not apply.
+      await expect(publisher.publish(event("after"))).resolves.toBeUndefined();
+    } finally {
+      for (const c of clients.splice(0)) await c.endAsync(true).catch(() => undefined);
+      await persistent.stop();
+    }
+  });
+
+  it(`maxQueued defaults to ${DEFAULT_MAX_QUEUED}; 0 refuses every publish while the client is not connected`, {
+    timeout: 30_000,
+  }, async () => {
+    const topic = uniqueTopic("offline-default-bound");
+    const pub = await client(broker.url);
+    const unbounded = mqttPublisher(pub, { topic, qos: 0 });
+    const none = mqttPublisher(pub, { topic, maxQueued: 0 });
+    await expect(none.publish(event("connected"))).resolves.toBeUndefined();
+    await broker.kill();
+    await sleep(300);
+    expect(pub.connected).toBe(false);
+    await expect(none.publish(event("z"))).rejects.toMatchObject({
+      code: "PublishRejected",
+      retryable: true,
+    });
+    const held = Array.from({ length: DEFAULT_MAX_QUEUED }, (_, i) =>
+      unbounded.publish(event(`d${i}`)),
+    );
+    for (const h of held) h.catch(() => undefined);
+    await expect(unbounded.publish(event("one-more"))).rejects.toMatchObject({
+      code: "PublishRejected",
+      retryable: true,
+      message: expect.stringContaining(`holds ${DEFAULT_MAX_QUEUED} of this publisher's messages`),
+    });
+    // Each publisher counts its own messages.
+    await expect(none.publish(event("z2"))).rejects.toMatchObject({ code: "PublishRejected" });
+    expect(() => mqttPublisher(pub, { topic, maxQueued: -1 })).toThrow(
+      expect.objectContaining({ code: "NotSupported" }),
+    );
+    await broker.restart();
+    await Promise.all(held);
   });
 });
