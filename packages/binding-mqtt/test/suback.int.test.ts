@@ -107,7 +107,7 @@ afterEach(async () => {
 const event = (id: string) => ({ specversion: "1.0", id, source: "/acl", type: "t.acl" });
 
 describe.skipIf(MOSQUITTO === undefined || DYNSEC === undefined)(
-  "MQTT subscription refused by the broker (Mosquitto, dynamic security plugin)",
+  "MQTT subscription refused by the broker (Mosquitto, dynamic security plugin; skipped: not installed, never under CI)",
   () => {
     let broker: Broker;
     beforeAll(async () => {
@@ -176,7 +176,7 @@ describe.skipIf(MOSQUITTO === undefined || DYNSEC === undefined)(
 );
 
 describe.skipIf(MOSQUITTO === undefined)(
-  "MQTT subscription to a topic Mosquitto's acl_file denies (not refused: Mosquitto withholds the messages)",
+  "MQTT subscription to a topic Mosquitto's acl_file denies: not refused, the messages withheld (skipped: mosquitto not installed, never under CI)",
   () => {
     let broker: Broker;
     beforeAll(async () => {
