@@ -3,6 +3,7 @@ import {
   type CloudEventLike,
   type EventFormat,
   encodeHeaderValue,
+  MAX_TIMER_MS,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -151,12 +152,16 @@ export interface NatsPublisher extends Publisher<NatsPublishOptions> {
    * completed flush had confirmed, they may be lost, and this rejects (once for that loss) even
    * though the round trip itself succeeded after the reconnection.
    *
+   * @param options - `timeoutMs`: how long to wait for the server's answer (default: the
+   *   publisher's `closeTimeoutMs`, 5 s; `Infinity` for no limit)
    * @throws {@link PosthornError} `ConnectionFailed` naming how many messages published since
    *   the last confirmed flush may be lost, when the connection dropped in between (not
-   *   retryable: publish them again) or the round trip failed (while reconnecting); `Closed`
-   *   after `close()` or when the connection is closed
+   *   retryable: publish them again) or the round trip failed (while reconnecting); `Timeout`
+   *   (retryable) when the server did not answer within `timeoutMs` (nothing is counted as
+   *   lost: a later flush may still confirm them); `Closed` after `close()` or when the
+   *   connection is closed
    */
-  flush(): Promise<void>;
+  flush(options?: { timeoutMs?: number }): Promise<void>;
 }
 
 /**
@@ -259,16 +264,32 @@ export function natsPublisher(
         return Promise.reject(err);
       }
     },
-    async flush() {
+    async flush(flushOptions = {}) {
       if (closed) throw closedError();
       const upTo = handed;
+      const timeoutMs =
+        flushOptions.timeoutMs ?? options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+      let answered: true | undefined;
       try {
-        await nc.flush();
+        // A server that is up but does not answer would hold the round trip until nats.js's
+        // ping checks give the connection up (minutes by default).
+        answered = await withinTime(
+          nc.flush().then(() => true as const),
+          timeoutMs,
+        );
       } catch (err) {
         const translated = translateNatsError(err, "publish");
         if (translated.code === "Closed") throw translated;
         // A round trip fails when the connection drops under it, or was begun while away.
         throw lostError(takeLost(), err);
+      }
+      if (answered === undefined) {
+        const count = mayBeLost + handed - confirmed;
+        throw new PosthornError(
+          "Timeout",
+          `the NATS server did not answer the flush round trip within ${timeoutMs} ms; ${count} message${count === 1 ? "" : "s"} published since the last confirmed flush ${count === 1 ? "is" : "are"} not confirmed`,
+          { retryable: true },
+        );
       }
       confirm(upTo);
     },
@@ -338,7 +359,6 @@ async function confirmPublished(
     }
     const left = deadline - Date.now();
     if (left <= 0) break;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     // A round trip that fails later, after the time ran out, is caught here all the same.
     const flushed = nc.flush().then(
       () => "answered" as const,
@@ -347,13 +367,7 @@ async function confirmPublished(
         return "failed" as const;
       },
     );
-    const outcome = await Promise.race([
-      flushed,
-      new Promise<"late">((resolve) => {
-        timer = setTimeout(() => resolve("late"), left);
-      }),
-    ]);
-    clearTimeout(timer);
+    const outcome = (await withinTime(flushed, left)) ?? "late";
     if (outcome === "answered") return;
     if (outcome === "failed") {
       await new Promise((resolve) => setTimeout(resolve, Math.min(100, deadline - Date.now())));
@@ -375,6 +389,25 @@ async function confirmPublished(
     `the NATS server did not confirm what was published within ${timeoutMs} ms of close() (${why})${lost}`,
     { ...(failure === undefined ? {} : { cause: failure }), retryable: true },
   );
+}
+
+/**
+ * What `work` resolves to, or `undefined` when `ms` passed first (no limit past what a timer can
+ * hold, `Infinity` included: such a timer would fire at once). Rejects as `work` does.
+ */
+async function withinTime<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  if (ms > MAX_TIMER_MS) return work;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), Math.max(0, ms));
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** What a JetStream publish resolves to, for callers that want the stream's answer. */

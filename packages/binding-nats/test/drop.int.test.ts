@@ -152,5 +152,60 @@ for (const client of Object.keys(clients)) {
       await expect(publisher.close()).resolves.toBeUndefined();
       expect(received()).toBe(3);
     });
+
+    it("flush() gives up after timeoutMs while the server does not answer; a later flush confirms", {
+      timeout: 15_000,
+    }, async () => {
+      const { subject, received } = await setUp(client);
+      const own = server as LaunchedBroker;
+      const publisher = natsPublisher(nc as TestConnection, { subject });
+      await pause(own);
+      try {
+        await publisher.publish([0, 1, 2].map((i) => faultEvent("nats", i)));
+        const started = Date.now();
+        const err = await publisher.flush({ timeoutMs: 300 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(Date.now() - started).toBeLessThan(2000);
+        expect(isPosthornError(err, "Timeout")).toBe(true);
+        expect((err as Error).message).toMatch(/within 300 ms; 3 messages .* are not confirmed/);
+        expect((err as { retryable?: boolean }).retryable).toBe(true);
+      } finally {
+        own.process.kill("SIGCONT");
+      }
+      // Nothing was counted as lost: the server had them all along.
+      await expect(publisher.flush()).resolves.toBeUndefined();
+      expect(received()).toBe(3);
+      await expect(publisher.close()).resolves.toBeUndefined();
+    });
+
+    it("closeTimeoutMs Infinity waits for the answer with no timer (one never fired at once)", {
+      timeout: 15_000,
+    }, async () => {
+      const { subject, received } = await setUp(client);
+      const own = server as LaunchedBroker;
+      const publisher = natsPublisher(nc as TestConnection, { subject, closeTimeoutMs: Infinity });
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => void warnings.push(w.name);
+      process.on("warning", onWarning);
+      try {
+        await pause(own);
+        await publisher.publish([0, 1].map((i) => faultEvent("nats", i)));
+        let settled = false;
+        const closing = publisher.close().finally(() => {
+          settled = true;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(settled).toBe(false);
+        own.process.kill("SIGCONT");
+        await expect(closing).resolves.toBeUndefined();
+        expect(received()).toBe(2);
+        expect(warnings).not.toContain("TimeoutOverflowWarning");
+      } finally {
+        own.process.kill("SIGCONT");
+        process.off("warning", onWarning);
+      }
+    });
   });
 }
