@@ -1,4 +1,5 @@
 import type { CorkableStream } from "@posthorn/core";
+import { limitTimer } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Sender, Session } from "rhea";
 
 const MARK = Symbol.for("posthorn.amqp.listener");
@@ -223,7 +224,7 @@ function answered(
       stopObserving();
       resolve();
     };
-    const timer = setTimeout(done, Math.max(0, timeoutMs));
+    const timer = limitTimer(done, timeoutMs);
     const stopObserving = observeConnectionLoss(connection, done);
     endpoint.once(event, done);
     act();

@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import * as https from "node:https";
-import { PosthornError } from "@posthorn/core";
+import { limitTimer, PosthornError } from "@posthorn/core";
 import type { RequestSender, SenderAnswer } from "./sender.js";
 
 // How much of an answer's body is kept for the error message (the rest is read and dropped, so
@@ -141,7 +141,7 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           );
           return;
         }
-        timer = setTimeout(
+        timer = limitTimer(
           () =>
             fail(
               new PosthornError(

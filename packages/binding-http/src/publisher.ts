@@ -2,6 +2,7 @@ import {
   type CloudEventLike,
   type ContentMode,
   type EventFormat,
+  limitTimer,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -160,7 +161,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
       clearTimeout(timer);
       reject(aborted());
     };
-    const timer = setTimeout(() => {
+    const timer = limitTimer(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
     }, ms);
@@ -242,12 +243,10 @@ function bounded<T>(
       reject(aborted());
     };
     signal?.addEventListener("abort", onAbort, { once: true });
-    if (left !== Number.POSITIVE_INFINITY) {
-      timer = setTimeout(() => {
-        done();
-        reject(callTimeout(what, budget));
-      }, left);
-    }
+    timer = limitTimer(() => {
+      done();
+      reject(callTimeout(what, budget));
+    }, left);
     promise.then(
       (value) => {
         done();
@@ -530,7 +529,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   ): Promise<WebhookPermission> {
     const ms = webhook.approvalTimeoutMs ?? 300_000;
     return new Promise<WebhookPermission>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = limitTimer(() => {
         reject(
           new PosthornError(
             "Timeout",

@@ -9,6 +9,7 @@ import {
   type ExtensionRegistry,
   isPosthornError,
   type JsonLimits,
+  limitTimer,
   MAX_TIMER_MS,
   type Message,
   PosthornError,
@@ -501,7 +502,7 @@ export class HttpReceiver implements Subscriber {
         this.#drain.wake();
       };
       const timeoutMs = this.#options.settleTimeoutMs ?? 30_000;
-      const timer = setTimeout(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
+      const timer = limitTimer(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
       // The request may already have been answered for the application (503 when the receiver
       // closed or settleTimeoutMs passed): settling then must say so, not pretend it worked.
       const settle = (outcome: Outcome): void => {

@@ -1,4 +1,4 @@
-import { isPosthornError, PosthornError } from "@posthorn/core";
+import { isPosthornError, MAX_TIMER_MS, PosthornError } from "@posthorn/core";
 
 /** One request of a publisher, as its sender sends it. */
 export interface SenderRequest {
@@ -64,8 +64,13 @@ const NO_HEADERS = { get: (): null => null };
 export function fetchSender(url: string, f: typeof fetch): RequestSender {
   return {
     async send(request) {
-      const timeout = AbortSignal.timeout(request.timeoutMs);
-      const signal = request.signal ? anySignal([request.signal, timeout]) : timeout;
+      // No limit past what a timer holds (Infinity): AbortSignal.timeout throws on Infinity.
+      const timeout =
+        request.timeoutMs > MAX_TIMER_MS ? undefined : AbortSignal.timeout(request.timeoutMs);
+      const signal =
+        request.signal && timeout
+          ? anySignal([request.signal, timeout])
+          : (timeout ?? request.signal ?? null);
       let response: Response;
       try {
         response = await f(url, {

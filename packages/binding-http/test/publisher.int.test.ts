@@ -8,6 +8,7 @@ import {
 } from "@posthorn/binding-http";
 import { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
+import { watchTimerOverflows } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { failure, SENDERS, startServer, type TestServer } from "./servers.js";
 
@@ -55,6 +56,35 @@ async function recordingMethods(receiver: HttpReceiver) {
 }
 
 describe.each(SENDERS)("over $name", ({ options: sender }) => {
+  it("Infinity as every time limit sets none: a slow answer is waited for", async () => {
+    const overflows = watchTimerOverflows();
+    try {
+      const server = await startServer((req, res) => {
+        req.resume();
+        req.on("end", () => {
+          // Slower than the 1 ms after which a timer set to Infinity fires.
+          setTimeout(() => {
+            res.writeHead(204);
+            res.end();
+          }, 30);
+        });
+      });
+      servers.push(server);
+      const publisher = httpPublisher({
+        ...sender,
+        url: server.url,
+        timeoutMs: Infinity,
+        retry: { attemptTimeoutMs: Infinity, maxDelayMs: Infinity },
+      });
+      await expect(publisher.publish(event)).resolves.toBeUndefined();
+      await expect(publisher.publish(event, { timeoutMs: 2 ** 40 })).resolves.toBeUndefined();
+      expect(overflows.count()).toBe(0);
+      await publisher.close();
+    } finally {
+      overflows.stop();
+    }
+  });
+
   describe("httpPublisher retries", () => {
     it("a 400 is final, and its answer's text is in the error", async () => {
       const { url, seen } = await scripted([

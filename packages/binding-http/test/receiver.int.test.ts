@@ -6,6 +6,7 @@ import {
 } from "@posthorn/binding-http";
 import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
+import { watchTimerOverflows } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startServer, type TestServer } from "./servers.js";
 
@@ -193,6 +194,24 @@ describe("HTTP receiver as a Subscriber", () => {
     expect(r.status).toBe(503);
     expect(r.headers.get("retry-after")).toBe("1");
     await receiver.close();
+  });
+  it("settleTimeoutMs Infinity sets no limit: a delivery settled later is still answered 204", async () => {
+    const overflows = watchTimerOverflows();
+    try {
+      const receiver = httpReceiver({ formats: [json], settleTimeoutMs: Infinity });
+      const server = await startServer(createNodeHandler(receiver));
+      servers.push(server);
+      const responding = post(server.url);
+      const { value } = await receiver[Symbol.asyncIterator]().next();
+      // A timer set to Infinity fires after 1 ms: the request was answered 503 by then.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await (value as Delivery).accept();
+      expect((await responding).status).toBe(204);
+      expect(overflows.count()).toBe(0);
+      await receiver.close();
+    } finally {
+      overflows.stop();
+    }
   });
   it("answers 503 when a delivery stays unsettled past settleTimeoutMs, and after close", async () => {
     const receiver = httpReceiver({ formats: [json], settleTimeoutMs: 100 });

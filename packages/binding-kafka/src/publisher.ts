@@ -1,6 +1,7 @@
 import {
   type CloudEventLike,
   type EventFormat,
+  limitTimer,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -170,7 +171,7 @@ function waitFor(
       signal?.removeEventListener("abort", onAbort);
     };
     if (timeoutMs !== undefined) {
-      timer = setTimeout(() => {
+      timer = limitTimer(() => {
         cleanup();
         reject(
           new PosthornError("Timeout", `no acknowledgement from ${topic} within ${timeoutMs} ms`),

@@ -6,6 +6,7 @@ import {
   partitionKeyMapper,
 } from "@posthorn/binding-kafka";
 import { CloudEvent, isPosthornError } from "@posthorn/core";
+import { watchTimerOverflows } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
 
@@ -57,6 +58,25 @@ describe.skipIf(!ok)("kafkaPublisher (skipped: KAFKA_BROKERS unreachable outside
     await subscriber.close();
     // Kafka binding 3.1: the opt-in mapper keys by partitionkey; without one, no key.
     expect(Object.fromEntries(keys)).toEqual({ p1: "k-a", p2: "k-b", p3: null });
+  });
+
+  it("timeoutMs Infinity sets no limit: the publish waits for the acknowledgement", async () => {
+    const overflows = watchTimerOverflows();
+    try {
+      const topic = env.topicName("pub-no-limit");
+      await env.createTopic(topic, 1);
+      const producer = await env.producer();
+      const publisher = kafkaPublisher(producer, { topic, timeoutMs: Infinity });
+      await expect(
+        publisher.publish(Array.from({ length: 50 }, (_, i) => event(`nl-${i}`))),
+      ).resolves.toBeUndefined();
+      await expect(
+        publisher.publish(event("nl-50"), { timeoutMs: 2 ** 40 }),
+      ).resolves.toBeUndefined();
+      expect(overflows.count()).toBe(0);
+    } finally {
+      overflows.stop();
+    }
   });
 
   it("uses the caller's key by default", async () => {

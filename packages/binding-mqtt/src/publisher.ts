@@ -2,6 +2,7 @@ import {
   type CloudEventLike,
   Drain,
   type EventFormat,
+  limitTimer,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -284,7 +285,7 @@ export function mqttPublisher(
       if (signal?.aborted) return onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
       if (timeoutMs !== undefined) {
-        timer = setTimeout(
+        timer = limitTimer(
           () => finish(new PosthornError("Timeout", `no acknowledgement within ${timeoutMs} ms`)),
           timeoutMs,
         );

@@ -5,6 +5,7 @@ import {
   settledWithin,
   shutdownEvent,
   unencodableEvent,
+  watchTimerOverflows,
 } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -27,6 +28,25 @@ afterEach(async () => {
 });
 
 describe.skipIf(!ok)("mqttPublisher against Mosquitto (skipped: no broker outside CI)", () => {
+  it("timeoutMs Infinity sets no limit: the publish waits for its PUBACKs", async () => {
+    const overflows = watchTimerOverflows();
+    try {
+      const client = await open();
+      const publisher = mqttPublisher(client, {
+        topic: uniqueTopic("no-limit"),
+        qos: 1,
+        timeoutMs: Infinity,
+      });
+      // Enough PUBACKs to take longer than the 1 ms after which a timer set to Infinity fires.
+      const events = Array.from({ length: 300 }, (_, i) => shutdownEvent("mqtt", i));
+      await expect(publisher.publish(events)).resolves.toBeUndefined();
+      expect(overflows.count()).toBe(0);
+      await publisher.close();
+    } finally {
+      overflows.stop();
+    }
+  });
+
   it("close() called twice with publishes in flight resolves both calls, once every PUBACK came", async () => {
     const client = await open();
     const publisher = mqttPublisher(client, { topic: uniqueTopic("close-twice"), qos: 1 });

@@ -3,6 +3,7 @@ import {
   type CloudEventLike,
   type EventFormat,
   encodeHeaderValue,
+  limitTimer,
   MAX_TIMER_MS,
   PosthornError,
   type Publisher,
@@ -402,7 +403,7 @@ async function withinTime<T>(work: Promise<T>, ms: number): Promise<T | undefine
     return await Promise.race([
       work,
       new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), Math.max(0, ms));
+        timer = limitTimer(() => resolve(undefined), ms);
       }),
     ]);
   } finally {

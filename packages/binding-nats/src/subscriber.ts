@@ -5,6 +5,7 @@ import {
   createDelivery,
   type Delivery,
   Drain,
+  limitTimer,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
@@ -422,7 +423,7 @@ export async function jetStreamSubscriber<T = unknown>(
           () => true,
         ),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), stopMs);
+        timer = limitTimer(() => resolve(false), stopMs);
       }),
       ...(connectionClosed
         ? [

@@ -10,7 +10,7 @@ import {
 } from "@posthorn/binding-nats";
 import { type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { vector } from "@posthorn/testkit";
+import { vector, watchTimerOverflows } from "@posthorn/testkit";
 import { connect as connectV2 } from "nats";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
@@ -365,6 +365,40 @@ describe("leaving the loop over JetStream", () => {
       }
     },
   );
+
+  it("stopTimeoutMs Infinity sets no limit: close() waits for the server's answer", async () => {
+    const stream = await jobs(10);
+    const own = await connect({ servers: server.url });
+    const socket = (own as unknown as { protocol: { transport: { socket: Socket } } }).protocol
+      .transport.socket;
+    const overflows = watchTimerOverflows();
+    try {
+      const first = await jetStreamSubscriber(jetstream(own), {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        stopTimeoutMs: Infinity,
+      });
+      const kept = await nextWithin(first[Symbol.asyncIterator](), 3000);
+      expect(kept?.event?.id).toBe("job-1");
+      socket.pause();
+      let closed = false;
+      const closing = first.close().then(() => {
+        closed = true;
+      });
+      // A timer set to Infinity fires after 1 ms: close() went on without the answer by then.
+      await sleep(300);
+      expect(closed).toBe(false);
+      socket.resume();
+      await closing;
+      expect(overflows.count()).toBe(0);
+    } finally {
+      overflows.stop();
+      socket.resume();
+      await own.close();
+      await jsm.streams.delete(stream).catch(() => undefined);
+    }
+  });
 
   it("close() waits at most stopTimeoutMs for a server that does not answer", async () => {
     const stream = await jobs(10);

@@ -9,6 +9,7 @@ import {
   Drain,
   type EventFormat,
   isPosthornError,
+  limitTimer,
   MAX_TIMER_MS,
   type Message,
   PosthornError,
@@ -442,7 +443,7 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     if (timeoutMs !== undefined) {
-      timer = setTimeout(
+      timer = limitTimer(
         () =>
           finish(
             new PosthornError("Timeout", `ws did not write the frames within ${timeoutMs} ms`),

@@ -1,6 +1,6 @@
 import { type WebSocketPublishOptions, webSocketPublisher } from "@posthorn/binding-websocket";
 import type { Publisher, PublishOptions } from "@posthorn/core";
-import { nextDelivery, settledWithin, shutdownEvent } from "@posthorn/testkit";
+import { nextDelivery, settledWithin, shutdownEvent, watchTimerOverflows } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { congest, formats, type Link, link, nextId } from "./link.js";
 
@@ -90,6 +90,27 @@ describe("webSocketPublisher per-call options", () => {
     l.server.resume();
     await Promise.all(backlog);
     await publisher.close();
+  });
+
+  it("timeoutMs Infinity sets no limit: a publish behind a congested socket waits for it", {
+    timeout: 20_000,
+  }, async () => {
+    const overflows = watchTimerOverflows();
+    try {
+      const l = await open();
+      const publisher = webSocketPublisher(l.client, { formats });
+      const backlog = await congest(l, (e) => publisher.publish(e));
+      const call = publisher.publish(shutdownEvent("ws", 1), { timeoutMs: Infinity });
+      // A timer set to Infinity fires after 1 ms: the call failed with Timeout by then.
+      expect(await settledWithin(call, 100)).toBe("pending");
+      l.server.resume();
+      await Promise.all(backlog);
+      await expect(call).resolves.toBeUndefined();
+      expect(overflows.count()).toBe(0);
+      await publisher.close();
+    } finally {
+      overflows.stop();
+    }
   });
 
   it("types the per-call options as what a WebSocket can do", () => {

@@ -293,6 +293,23 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
 export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
+ * `setTimeout` for a time limit a user gave: no timer at all (`undefined`, which `clearTimeout`
+ * accepts) when `ms` is past what a timer holds, `Infinity` included, so that such a limit means
+ * none; `setTimeout` would fire it after 1 ms (with a `TimeoutOverflowWarning` in Node). A
+ * negative `ms` fires at once, as `setTimeout` does.
+ *
+ * @param callback - what to run when the time is up
+ * @param ms - the limit in milliseconds
+ * @returns the timer, or `undefined` when there is none
+ */
+export function limitTimer(
+  callback: () => void,
+  ms: number,
+): ReturnType<typeof setTimeout> | undefined {
+  return ms > MAX_TIMER_MS ? undefined : setTimeout(callback, Math.max(0, ms));
+}
+
+/**
  * What a `close()` waits on for a bounded time: a subscriber's deliveries in the application's
  * hands being settled (`drainTimeoutMs`), a publisher's messages being acknowledged or written
  * (`closeTimeoutMs`). The binding calls {@link Drain.wake} whenever one is settled or lost (a
@@ -320,8 +337,7 @@ export class Drain {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
       const end = (): void => resolve();
-      // A longer delay would make setTimeout fire at once.
-      if (ms <= MAX_TIMER_MS) timer = setTimeout(end, ms);
+      timer = limitTimer(end, ms);
       this.#wake = () => {
         if (idle()) end();
       };

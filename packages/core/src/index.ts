@@ -40,6 +40,7 @@ export {
   createDelivery,
   type DeliveryInit,
   Drain,
+  limitTimer,
   MAX_TIMER_MS,
 } from "./delivery.js";
 export {

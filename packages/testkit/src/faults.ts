@@ -675,3 +675,20 @@ export function countSocketWrites(socket: Socket): SocketWriteCount {
     },
   };
 }
+
+/**
+ * Counts the `TimeoutOverflowWarning`s Node emits from now on: a timer set past what it holds
+ * (`Infinity` given as a time limit, say), which Node fires after 1 ms instead. Call `stop()` when
+ * done.
+ */
+export function watchTimerOverflows(): { count(): number; stop(): void } {
+  let count = 0;
+  const onWarning = (warning: Error): void => {
+    if (warning.name === "TimeoutOverflowWarning") count++;
+  };
+  process.on("warning", onWarning);
+  return {
+    count: () => count,
+    stop: () => void process.off("warning", onWarning),
+  };
+}

@@ -47,6 +47,7 @@ export {
   startPersistentMosquitto,
   takeDeliveries,
   unencodableEvent,
+  watchTimerOverflows,
 } from "./faults.js";
 export {
   corruptions,
