@@ -121,7 +121,9 @@ export interface PublishOptions {
    *
    * The same meaning holds on every transport; each binding documents its default (some have
    * none, and then wait as long as their client does). A transport without acknowledgement (core
-   * NATS) settles once it has handed over the bytes, and so ignores it.
+   * NATS) settles once it has handed over the bytes, and so ignores it. `Infinity` (or anything
+   * past `MAX_TIMER_MS`, about 24.8 days) sets no limit, here and in every binding's other
+   * time limits.
    */
   timeoutMs?: number;
 }
