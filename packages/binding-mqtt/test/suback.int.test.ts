@@ -1,9 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { json } from "@posthorn/format-json";
-import { freePort, inCi, settledWithin, waitForPort } from "@posthorn/testkit";
+import { inCi, type LaunchedBroker, settledWithin, startMosquitto } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
@@ -33,72 +31,6 @@ if ((MOSQUITTO === undefined || DYNSEC === undefined) && inCi()) {
   throw new Error("mosquitto and its dynamic security plugin must be installed under CI=true");
 }
 
-interface Broker {
-  readonly url: string;
-  stop(): Promise<void>;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
-  });
-}
-
-/** Starts `mosquitto` on a free port with `config` (listener, anonymous access added) and `files`. */
-async function startMosquittoWith(
-  config: (dir: string) => string[],
-  files: Record<string, string>,
-): Promise<Broker> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-acl-"));
-  // Started as root, Mosquitto drops to its own user, which must read (and the plugin write) here.
-  chmodSync(dir, 0o777);
-  for (const [name, text] of Object.entries(files)) {
-    writeFileSync(join(dir, name), text);
-    chmodSync(join(dir, name), 0o666);
-  }
-  const conf = join(dir, "mosquitto.conf");
-  writeFileSync(
-    conf,
-    [
-      "per_listener_settings false",
-      "allow_anonymous true",
-      "persistence false",
-      `listener ${port} 127.0.0.1`,
-      ...config(dir),
-      "",
-    ].join("\n"),
-  );
-  const child = spawn(MOSQUITTO as string, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  try {
-    await Promise.race([
-      waitForPort("127.0.0.1", port),
-      exited(child).then(() => {
-        throw new Error(`mosquitto exited at start: ${stderr}`);
-      }),
-    ]);
-  } catch (err) {
-    child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    async stop() {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited(child);
-      clearTimeout(timer);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 const clients: MqttClient[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.endAsync(true).catch(() => undefined);
@@ -109,7 +41,7 @@ const event = (id: string) => ({ specversion: "1.0", id, source: "/acl", type: "
 describe.skipIf(MOSQUITTO === undefined || DYNSEC === undefined)(
   "MQTT subscription refused by the broker (Mosquitto, dynamic security plugin; skipped: not installed, never under CI)",
   () => {
-    let broker: Broker;
+    let broker: LaunchedBroker;
     beforeAll(async () => {
       // Anonymous clients may subscribe to anything but denied/#.
       const dynsec = {
@@ -129,10 +61,10 @@ describe.skipIf(MOSQUITTO === undefined || DYNSEC === undefined)(
         ],
         anonymousGroup: "anonymous",
       };
-      broker = await startMosquittoWith(
-        (dir) => [`plugin ${DYNSEC}`, `plugin_opt_config_file ${join(dir, "dynsec.json")}`],
-        { "dynsec.json": JSON.stringify(dynsec) },
-      );
+      broker = await startMosquitto({
+        config: (dir) => [`plugin ${DYNSEC}`, `plugin_opt_config_file ${join(dir, "dynsec.json")}`],
+        files: { "dynsec.json": JSON.stringify(dynsec) },
+      });
     });
     afterAll(async () => {
       await broker?.stop();
@@ -178,11 +110,12 @@ describe.skipIf(MOSQUITTO === undefined || DYNSEC === undefined)(
 describe.skipIf(MOSQUITTO === undefined)(
   "MQTT subscription to a topic Mosquitto's acl_file denies: not refused, the messages withheld (skipped: mosquitto not installed, never under CI)",
   () => {
-    let broker: Broker;
+    let broker: LaunchedBroker;
     beforeAll(async () => {
       // Anonymous clients may publish to denied/# but not read it.
-      broker = await startMosquittoWith((dir) => [`acl_file ${join(dir, "acl")}`], {
-        acl: "topic readwrite allowed/#\ntopic write denied/#\n",
+      broker = await startMosquitto({
+        config: (dir) => [`acl_file ${join(dir, "acl")}`],
+        files: { acl: "topic readwrite allowed/#\ntopic write denied/#\n" },
       });
     });
     afterAll(async () => {

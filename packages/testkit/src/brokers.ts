@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -325,18 +325,35 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
 export interface MosquittoOptions {
   /** Also listen for MQTT over WebSockets on another free port (`ports.websocket`). */
   websockets?: boolean;
+  /**
+   * More configuration lines, given the broker's own directory (where `files` are), e.g.
+   * `(dir) => ["acl_file " + join(dir, "acl")]`.
+   */
+  config?: (dir: string) => readonly string[];
+  /**
+   * Files to write into the broker's directory first, by name (an ACL, a plugin's state). The
+   * directory and these are writable by every user: started as root, Mosquitto drops to its own.
+   */
+  files?: Readonly<Record<string, string>>;
 }
 
 /**
  * Starts `mosquitto` on a free port (and a WebSocket listener when asked), anonymous access.
  *
- * @param options - whether to listen for MQTT over WebSockets too
+ * @param options - whether to listen for MQTT over WebSockets too, more configuration and files
  * @throws Error when `mosquitto` is not installed, or it exits or does not listen within 10 s
  */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<LaunchedBroker> {
   const binary = findBinary("mosquitto");
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-"));
+  if (options.files !== undefined) {
+    chmodSync(dir, 0o777);
+    for (const [name, text] of Object.entries(options.files)) {
+      writeFileSync(join(dir, name), text);
+      chmodSync(join(dir, name), 0o666);
+    }
+  }
   const ports: Record<string, number> = { mqtt: port };
   const lines = [
     "per_listener_settings false",
@@ -353,6 +370,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<La
     lines.push(`listener ${wsPort} 127.0.0.1`, "protocol websockets");
   }
   lines.push("persistence false", "max_queued_messages 100000", "max_inflight_messages 0");
+  lines.push(...(options.config?.(dir) ?? []));
   const conf = join(dir, "mosquitto.conf");
   writeFileSync(conf, `${lines.join("\n")}\n`);
   return launch(binary, ["-c", conf], ports, "mqtt", `mqtt://127.0.0.1:${port}`, dir);
