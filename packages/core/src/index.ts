@@ -2,6 +2,7 @@ export { ByteWriter, varintSize } from "./byte-buffer.js";
 export {
   asciiText,
   base64Decode,
+  base64DecodeBytes,
   base64Encode,
   bytesEqual,
   isBase64,
@@ -107,6 +108,7 @@ export {
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
 export { NameIndex } from "./name-index.js";
+export { checkCountOption, checkTimeOption } from "./options.js";
 export { type MessageProperties, ReceivedMessage } from "./received-message.js";
 export {
   EventRouter,

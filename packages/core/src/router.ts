@@ -1,6 +1,7 @@
 import type { Delivery } from "./envelopes.js";
 import { isPosthornError } from "./errors.js";
 import type { CloudEvent } from "./event.js";
+import { checkCountOption } from "./options.js";
 
 /**
  * The Standard Schema interface (standardschema.dev, v1): what zod, valibot, ArkType, typebox and
@@ -98,7 +99,10 @@ export interface EventRouterOptions {
 
 /** Options for {@link EventRouter.run}. */
 export interface RouterRunOptions {
-  /** How many deliveries are handled at once. Default 1 (in order). */
+  /**
+   * How many deliveries are handled at once: a whole number, 1 or more, or `Infinity` for no
+   * limit. Default 1 (in order).
+   */
   concurrency?: number;
 }
 
@@ -292,9 +296,11 @@ export class EventRouter {
    *
    * @param deliveries - the subscriber, or any async iterable of deliveries
    * @param options - how many deliveries are handled at once (default 1, in order)
+   * @throws {@link PosthornError} `NotSupported` (the returned promise rejects, before any delivery
+   *   is read) when `concurrency` is not a whole number of 1 or more, nor `Infinity`
    */
   async run(deliveries: AsyncIterable<Delivery>, options: RouterRunOptions = {}): Promise<void> {
-    const concurrency = Math.max(1, options.concurrency ?? 1);
+    const concurrency = checkCountOption("concurrency", options.concurrency) ?? 1;
     const running = new Set<Promise<void>>();
     for await (const delivery of deliveries) {
       const p: Promise<void> = this.dispatch(delivery).finally(() => running.delete(p));

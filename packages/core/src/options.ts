@@ -1,0 +1,67 @@
+import { PosthornError } from "./errors.js";
+
+// How a refused value reads in the message: numbers as JavaScript prints them (NaN, -1, 2.5),
+// anything else with its type, since a string "100" prints like the number.
+function shown(value: unknown): string {
+  return typeof value === "number" ? String(value) : `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function refuse(name: string, value: unknown, rule: string): PosthornError {
+  return new PosthornError("NotSupported", `${name} must be ${rule}, got ${shown(value)}`, {
+    attribute: name,
+  });
+}
+
+/**
+ * Checks a time limit option (`timeoutMs`, `closeTimeoutMs`, `drainTimeoutMs`, ...) once, where
+ * the publisher, subscriber or receiver is made: a number of milliseconds, 0 or more. `Infinity`
+ * (or anything past `MAX_TIMER_MS`) is no limit; what 0 means each option documents. `NaN`, a
+ * negative number and anything not a number are refused: compared with `>` or `<`, `NaN` is
+ * false both ways and silently turns a limit off, and a negative one fires at once.
+ *
+ * @param name - the option's name, as the caller wrote it (`"timeoutMs"`, `"retry.maxDelayMs"`)
+ * @param value - the value given; `undefined` (not given) passes
+ * @returns `value`
+ * @throws {@link PosthornError} `NotSupported` naming the option and the value
+ */
+export function checkTimeOption<T extends number | undefined>(name: string, value: T): T {
+  if (value === undefined || (typeof value === "number" && value >= 0)) return value;
+  throw refuse(name, value, "a number of milliseconds, 0 or more (Infinity for no limit)");
+}
+
+/**
+ * Checks a count or size option (`maxInFlight`, `maxQueued`, `maxPayloadBytes`, ...) once, where
+ * the publisher, subscriber or receiver is made: a whole number of at least `least`, or, where
+ * `unbounded` allows it, `Infinity` for no limit. `least` is 1 for counts that 0 would turn into
+ * a wait with no end (no publish may be in flight, no delivery may be pending) and 0 for limits
+ * where 0 refuses everything past it, as documented. `NaN`, a fraction, a smaller number and
+ * anything not a number are refused.
+ *
+ * @param name - the option's name, as the caller wrote it
+ * @param value - the value given; `undefined` (not given) passes
+ * @param least - the smallest value that means something: 0 or 1 (default 1)
+ * @param unbounded - whether `Infinity` is accepted as no limit (default `true`); `false` for a
+ *   number handed to a client or a server that needs a finite one
+ * @returns `value`
+ * @throws {@link PosthornError} `NotSupported` naming the option and the value
+ */
+export function checkCountOption<T extends number | undefined>(
+  name: string,
+  value: T,
+  least: 0 | 1 = 1,
+  unbounded = true,
+): T {
+  if (
+    value === undefined ||
+    (typeof value === "number" &&
+      value >= least &&
+      (Number.isInteger(value) || (unbounded && value === Number.POSITIVE_INFINITY)))
+  ) {
+    return value;
+  }
+  throw refuse(
+    name,
+    value,
+    `a whole number, ${least} or more${unbounded ? " (Infinity for no limit)" : ""}`,
+  );
+}

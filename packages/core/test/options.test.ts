@@ -1,0 +1,89 @@
+import {
+  AsyncQueue,
+  checkCountOption,
+  checkTimeOption,
+  type Delivery,
+  EventRouter,
+} from "@posthorn/core";
+import { describe, expect, it } from "vitest";
+
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+const refused = (name: string, shown: string) =>
+  expect.objectContaining({
+    name: "PosthornError",
+    code: "NotSupported",
+    attribute: name,
+    message: expect.stringMatching(new RegExp(`^${name} must be .*, got ${literal(shown)}$`)),
+  });
+
+describe("checkTimeOption", () => {
+  it("passes undefined, 0, fractions and Infinity through", () => {
+    for (const ms of [undefined, 0, 0.5, 250, Number.POSITIVE_INFINITY]) {
+      expect(checkTimeOption("timeoutMs", ms)).toBe(ms);
+    }
+  });
+
+  it("refuses NaN, a negative number and anything not a number, naming option and value", () => {
+    expect(() => checkTimeOption("timeoutMs", Number.NaN)).toThrow(refused("timeoutMs", "NaN"));
+    expect(() => checkTimeOption("closeTimeoutMs", -1)).toThrow(refused("closeTimeoutMs", "-1"));
+    expect(() => checkTimeOption("drainTimeoutMs", Number.NEGATIVE_INFINITY)).toThrow(
+      refused("drainTimeoutMs", "-Infinity"),
+    );
+    expect(() => checkTimeOption("timeoutMs", "100" as unknown as number)).toThrow(
+      refused("timeoutMs", 'string "100"'),
+    );
+  });
+});
+
+describe("checkCountOption", () => {
+  it("passes whole numbers from the least value up, and Infinity unless bounded", () => {
+    for (const n of [undefined, 1, 7, Number.POSITIVE_INFINITY]) {
+      expect(checkCountOption("maxInFlight", n)).toBe(n);
+    }
+    expect(checkCountOption("maxQueued", 0, 0)).toBe(0);
+    expect(checkCountOption("maxMessages", 256, 1, false)).toBe(256);
+  });
+
+  it("refuses NaN, fractions, values under the least and Infinity where bounded", () => {
+    expect(() => checkCountOption("maxInFlight", 0)).toThrow(refused("maxInFlight", "0"));
+    expect(() => checkCountOption("maxInFlight", Number.NaN)).toThrow(
+      refused("maxInFlight", "NaN"),
+    );
+    expect(() => checkCountOption("maxInFlight", 2.5)).toThrow(refused("maxInFlight", "2.5"));
+    expect(() => checkCountOption("maxQueued", -1, 0)).toThrow(refused("maxQueued", "-1"));
+    expect(() => checkCountOption("maxMessages", Number.POSITIVE_INFINITY, 1, false)).toThrow(
+      refused("maxMessages", "Infinity"),
+    );
+  });
+});
+
+describe("EventRouter.run concurrency", () => {
+  const idle = () => {
+    const queue = new AsyncQueue<Delivery>();
+    queue.end();
+    return queue;
+  };
+
+  it("refuses 0, NaN and fractions before reading a delivery", async () => {
+    const router = new EventRouter();
+    // NaN compared false with the number running, so every delivery ran at once; 0 and
+    // negatives were taken as 1.
+    for (const [concurrency, shown] of [
+      [0, "0"],
+      [Number.NaN, "NaN"],
+      [-2, "-2"],
+      [1.5, "1.5"],
+    ] as const) {
+      await expect(router.run(idle(), { concurrency })).rejects.toEqual(
+        refused("concurrency", shown),
+      );
+    }
+  });
+
+  it("takes Infinity as no limit", async () => {
+    await expect(
+      new EventRouter().run(idle(), { concurrency: Number.POSITIVE_INFINITY }),
+    ).resolves.toBeUndefined();
+  });
+});
