@@ -1,5 +1,7 @@
 import {
   type CloudEventLike,
+  checkCountOption,
+  checkTimeOption,
   Drain,
   type EventFormat,
   limitTimer,
@@ -148,7 +150,8 @@ const STRANDED = new Error(
  * @param options - topic, QoS, mode, format, retain, limits
  * @throws {@link PosthornError} `NotSupported` when the options ask for what the client's
  *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1), or for a
- *   negative `maxQueued`
+ *   time limit that is not a number of 0 or more (`NaN`, negative) or a `maxQueued` that is not a
+ *   whole number of 0 or more (a per-call `timeoutMs` is checked likewise, and the call rejects)
  * @example
  * ```ts
  * const client = await mqtt.connectAsync("mqtt://localhost", { protocolVersion: 5 });
@@ -160,6 +163,9 @@ export function mqttPublisher(
   client: MqttClient,
   options: MqttPublisherOptions,
 ): Publisher<MqttPublishOptions> {
+  checkTimeOption("timeoutMs", options.timeoutMs);
+  checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
+  checkCountOption("maxQueued", options.maxQueued, 0);
   const protocolVersion = clientProtocolVersion(client);
   const defaultMode = options.mode ?? (protocolVersion === 5 ? "binary" : "structured");
   if (protocolVersion !== 5 && defaultMode === "binary") {
@@ -174,9 +180,6 @@ export function mqttPublisher(
   const qos = options.qos ?? 1;
   const retain = options.retain ?? false;
   const maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED;
-  if (!(maxQueued >= 0)) {
-    throw new PosthornError("NotSupported", `maxQueued must be 0 or more, got ${maxQueued}`);
-  }
   // close() waits for both: publish() calls that have not returned, and messages mqtt.js has not
   // called back for (a call that timed out or was aborted stops waiting; its message is still out).
   let calls = 0;
@@ -296,6 +299,7 @@ export function mqttPublisher(
 
   return {
     async publish(events, call: MqttPublishOptions = {}) {
+      if (call.timeoutMs !== undefined) checkTimeOption("timeoutMs", call.timeoutMs);
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
       // An ended client (mqtt.js sets `disconnected`) would store the message and never send it.
       if ((client as { disconnected?: boolean }).disconnected === true) {

@@ -1,6 +1,8 @@
 import {
   AsyncQueue,
   type CloudEvent,
+  checkCountOption,
+  checkTimeOption,
   closeOnReturn,
   createDelivery,
   DEAD_LETTER_ORIGINAL_TOPIC,
@@ -251,7 +253,10 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   once the broker resent a message for it: a refusal arriving later then ends iteration)
  * @throws {@link PosthornError} `PublishRejected` when the broker refuses the subscription, with
  *   the SUBACK's reason code as `protocolCode` (e.g. 0x87 Not authorized at MQTT 5, 0x80 at 3.1.1;
- *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first
+ *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first;
+ *   `NotSupported`, before subscribing, for a `drainTimeoutMs` that is not a number of 0 or more,
+ *   a `maxPending` that is not a whole number of 1 or more, or a `maxPayloadBytes`,
+ *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more
  * @example
  * ```ts
  * const sub = await mqttSubscriber(client, { topic: "orders", group: "billing", formats: [json] });
@@ -265,6 +270,11 @@ export async function mqttSubscriber<T = unknown>(
   client: MqttClient,
   options: MqttSubscriberOptions,
 ): Promise<MqttSubscriber<T>> {
+  checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
+  checkCountOption("maxPending", options.maxPending);
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxUserProperties", options.maxUserProperties, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;
@@ -298,12 +308,6 @@ export async function mqttSubscriber<T = unknown>(
   };
 
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
-  if (!(maxPending >= 1)) {
-    throw new PosthornErrorClass(
-      "NotSupported",
-      `maxPending must be at least 1, got ${maxPending}`,
-    );
-  }
   const resumeAt = maxPending >> 1;
   const queue = new AsyncQueue<Delivery<T>>();
   // mqtt.js's callback for the QoS 0 message that filled the queue: held, mqtt.js processes no

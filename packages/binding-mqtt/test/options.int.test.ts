@@ -1,0 +1,82 @@
+import { json } from "@posthorn/format-json";
+import { brokerUrl, requireBroker, shutdownEvent } from "@posthorn/testkit";
+import type { MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mqttPublisher, mqttSubscriber } from "../src/index.js";
+import { connect, uniqueTopic } from "./live-harness.js";
+
+// Numeric options are checked where the publisher or subscriber is made, against a real client
+// of the Mosquitto of MQTT_URL (default 127.0.0.1:1883).
+const ok = await requireBroker("mqtt");
+const url = brokerUrl("mqtt") as string;
+
+const refused = (option: string, shown: string) =>
+  expect.objectContaining({
+    code: "NotSupported",
+    attribute: option,
+    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
+  });
+
+const NaN_ = Number.NaN;
+
+describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () => {
+  let client: MqttClient;
+  beforeAll(async () => {
+    client = await connect(url, { protocolVersion: 5 });
+  });
+  afterAll(async () => {
+    await client?.endAsync();
+  });
+
+  it("mqttPublisher refuses NaN, negative and fractional values, naming the option", () => {
+    const topic = uniqueTopic("options");
+    const cases: [Record<string, number>, string, string][] = [
+      [{ timeoutMs: NaN_ }, "timeoutMs", "NaN"],
+      [{ timeoutMs: -1 }, "timeoutMs", "-1"],
+      [{ closeTimeoutMs: NaN_ }, "closeTimeoutMs", "NaN"],
+      [{ maxQueued: 2.5 }, "maxQueued", "2\\.5"],
+      [{ maxQueued: -1 }, "maxQueued", "-1"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => mqttPublisher(client, { topic, ...options })).toThrow(refused(option, shown));
+    }
+    // 0 and Infinity mean what the docs say, and are taken.
+    for (const options of [
+      { timeoutMs: 0, closeTimeoutMs: 0, maxQueued: 0 },
+      { timeoutMs: Infinity, closeTimeoutMs: Infinity, maxQueued: Infinity },
+    ]) {
+      expect(() => mqttPublisher(client, { topic, ...options })).not.toThrow();
+    }
+  });
+
+  it("a per-call timeoutMs of NaN or below 0 is refused before anything is sent", async () => {
+    const publisher = mqttPublisher(client, { topic: uniqueTopic("call"), qos: 1 });
+    // NaN and negatives made a timer that fired at once: Timeout, with the message sent anyway.
+    await expect(publisher.publish(shutdownEvent("mqtt", 0), { timeoutMs: NaN_ })).rejects.toEqual(
+      refused("timeoutMs", "NaN"),
+    );
+    await expect(publisher.publish(shutdownEvent("mqtt", 1), { timeoutMs: -5 })).rejects.toEqual(
+      refused("timeoutMs", "-5"),
+    );
+    await publisher.close();
+  });
+
+  it("mqttSubscriber refuses them before it subscribes", async () => {
+    const topic = uniqueTopic("sub-options");
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ drainTimeoutMs: -1 }, "drainTimeoutMs", "-1"],
+      [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
+      [{ maxPending: 0 }, "maxPending", "0"],
+      [{ maxPending: 1.5 }, "maxPending", "1\\.5"],
+      [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
+      [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
+      [{ maxUserProperties: NaN_ }, "maxUserProperties", "NaN"],
+      [{ json: { maxDepth: NaN_ } }, "json.maxDepth", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      await expect(mqttSubscriber(client, { topic, formats: [json], ...options })).rejects.toEqual(
+        refused(option, shown),
+      );
+    }
+  });
+});
