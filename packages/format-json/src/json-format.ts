@@ -1,8 +1,8 @@
 import {
-  asciiText,
   asDeclaredType,
   asDecodeError,
   type BatchEventFormat,
+  base64DecodeBytes,
   base64Encode,
   CloudEvent,
   type CloudEventLike,
@@ -138,13 +138,14 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     parseJson(utf8Decode(bytes, what), what, limits);
 
   // A text that ends in a long `data_base64` member written the compact way (as Posthorn and most
-  // SDKs write it): the members before it parsed, that member added as its bytes are. Whether it
-  // is a member of the outer object is settled by parsing the rest: `text[0, at) + "}"` parses to
-  // an object only when `at` is outside every string and nested value. Its value is all base64 (no
-  // escapes, nothing outside ASCII) when the constructor's strict base64 decoding accepts it; so
-  // when this returns an event, JSON.parse of the whole text gives the same members in the same
-  // order. `undefined` when the text is not so or anything fails: the whole text is then decoded
-  // as usual, which also gives the usual error.
+  // SDKs write it): the members before it parsed, and the data decoded from the member's bytes as
+  // they are. Whether it is a member of the outer object is settled by parsing the rest:
+  // `text[0, at) + "}"` parses to an object only when `at` is outside every string and nested
+  // value. Its value is all base64 (no escapes, nothing outside ASCII) when strict base64
+  // decoding accepts it; so when this returns an event, JSON.parse of the whole text gives the
+  // same members and the same data. `undefined` when the text is not so, when the rest names
+  // `data` or `data_base64` too (the whole text says what that means), or anything fails: the
+  // whole text is then decoded as usual, which also gives the usual error.
   const decodeSpliced = (bytes: Uint8Array): CloudEvent | undefined => {
     let end = bytes.length;
     while (end > 0 && JSON_SPACE.has(bytes[end - 1] as number)) end--;
@@ -157,8 +158,9 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
       const text = utf8Decode(bytes.subarray(0, at));
       const rest = parseJson(`${text}}`, "JSON event", limits);
       if (typeof rest !== "object" || rest === null || Array.isArray(rest)) return undefined;
-      // As JSON.parse does when the name came earlier too: the later member's value wins.
-      (rest as Record<string, unknown>).data_base64 = asciiText(
+      if (Object.hasOwn(rest, "data") || Object.hasOwn(rest, "data_base64")) return undefined;
+      // Decoded from the bytes: one character per byte, so none can pass for another.
+      (rest as Record<string, unknown>).data = base64DecodeBytes(
         bytes.subarray(at + SPLICED_MEMBER.length, end - 2),
       );
       return decodeValue(rest);

@@ -93,6 +93,9 @@ describe("JSON format, large binary data", () => {
     "a \\u escape in the base64": (t, at) => t.slice(0, at) + t.slice(at).replace("A", "\\u0041"),
     "a character outside base64": (t, at) => `${t.slice(0, at)}-${t.slice(at + 1)}`,
     "a character outside ASCII": (t, at) => `${t.slice(0, at)}é${t.slice(at + 1)}`,
+    // U+0141's low byte is that of "A", which is all Node's base64 decoder reads of it.
+    "a character above U+00FF": (t, at) => `${t.slice(0, at)}Ł${t.slice(at + 1)}`,
+    "a \\u escape above U+00FF": (t, at) => `${t.slice(0, at)}\\u0141${t.slice(at + 1)}`,
     "padding in the middle": (t, at) => `${t.slice(0, at)}=${t.slice(at + 1)}`,
     "a quote in the base64": (t, at) => `${t.slice(0, at)}"${t.slice(at + 1)}`,
     "cut in the base64": (t, at) => `${t.slice(0, at)}"}`,
@@ -124,6 +127,15 @@ describe("JSON format, large binary data", () => {
       );
     });
   }
+
+  it("refuses data_base64 with a character above U+00FF whose low byte is base64", () => {
+    for (const base64 of ["\\u0141AAA", "Ł".concat("A".repeat(2047))]) {
+      const bytes = utf8Encode(
+        `{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"${base64}"}`,
+      );
+      expect(decoded(bytes)).toEqual({ code: "InvalidEvent" });
+    }
+  });
 
   it("reads invalid UTF-8 before the member as MalformedInput, as the plain path does", () => {
     const event = new CloudEvent({
