@@ -1,6 +1,8 @@
 import {
   CloudEvent,
   type CloudEventLike,
+  checkCountOption,
+  checkTimeOption,
   type EventFormat,
   encodeHeaderValue,
   limitTimer,
@@ -78,16 +80,21 @@ interface Prepared {
   readonly message: NatsMessage;
 }
 
-function checkBatchMode(options: NatsPublishOptions | undefined): void {
+// A call's options: no batch mode, and a timeoutMs (when given) of 0 or more.
+function checkCall(options: NatsPublishOptions | undefined): void {
   if (options?.mode === "batch") {
     throw new PosthornError(
       "NotSupported",
       "the NATS binding has no batch mode (NATS binding 1.3)",
     );
   }
+  if (options?.timeoutMs !== undefined) checkTimeOption("timeoutMs", options.timeoutMs);
 }
 
+// The options both publishers share; the numeric ones are checked once, here.
 function checkFormat(options: NatsPublisherOptions): void {
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   if ((options.mode ?? "binary") === "structured" && !options.format) {
     throw new PosthornError(
       "NotSupported",
@@ -185,7 +192,9 @@ export interface NatsPublisher extends Publisher<NatsPublishOptions> {
  *
  * @param nc - a connection from nats.js (`connect()` of `nats` v2 or `@nats-io/transport-node`)
  * @param options - subject, content mode, format and size limit
- * @throws {@link PosthornError} `NotSupported` for structured mode without a format
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format, a time limit
+ *   that is not a number of 0 or more, or a count or size that is not a whole number (a per-call
+ *   `timeoutMs` is checked likewise, and the call rejects)
  * @example
  * ```ts
  * const nc = await connect({ servers: "127.0.0.1:4222" });
@@ -249,7 +258,7 @@ export function natsPublisher(
     publish(events, call) {
       try {
         if (closed) throw closedError();
-        checkBatchMode(call);
+        checkCall(call);
         if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
         // nats.js would drop it after publish() reported it handed over.
         if (isReconnecting(nc)) throw reconnectingError();
@@ -267,6 +276,7 @@ export function natsPublisher(
     },
     async flush(flushOptions = {}) {
       if (closed) throw closedError();
+      checkTimeOption("timeoutMs", flushOptions.timeoutMs);
       const upTo = handed;
       const timeoutMs =
         flushOptions.timeoutMs ?? options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
@@ -442,7 +452,9 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
  *
  * @param js - a JetStream client (`jetstream(nc)` of `@nats-io/jetstream`, or `nc.jetstream()` of `nats`)
  * @param options - subject, mode, format, message id, timeout
- * @throws {@link PosthornError} `NotSupported` for structured mode without a format
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format, a time limit
+ *   that is not a number of 0 or more, or a count or size that is not a whole number (a per-call
+ *   `timeoutMs` is checked likewise, and the call rejects)
  * @example
  * ```ts
  * const publisher = jetStreamPublisher(jetstream(nc), { subject: "jobs.resize" });
@@ -454,10 +466,12 @@ export function jetStreamPublisher(
   options: JetStreamPublisherOptions,
 ): JetStreamPublisher {
   checkFormat(options);
+  checkTimeOption("timeoutMs", options.timeoutMs);
+  checkCountOption("maxInFlight", options.maxInFlight);
   const nc = connectionOf(js);
   const prepare = preparer(options, () => options.maxPayloadBytes ?? nc?.info?.max_payload);
   const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id, "id"));
-  const maxInFlight = Math.max(1, options.maxInFlight ?? 256);
+  const maxInFlight = options.maxInFlight ?? 256;
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;
 
@@ -496,7 +510,7 @@ export function jetStreamPublisher(
 
   const publishWithAck: JetStreamPublisher["publishWithAck"] = async (event, call) => {
     if (closed) throw closedError();
-    checkBatchMode(call);
+    checkCall(call);
     if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
     const ack = await send(prepare(event, call), call);
     return { stream: ack.stream, sequence: ack.seq, duplicate: ack.duplicate };
@@ -510,7 +524,7 @@ export function jetStreamPublisher(
         return;
       }
       if (closed) throw closedError();
-      checkBatchMode(call);
+      checkCall(call);
       if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
       const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
       // One listener on the caller's signal for the whole array: one per message in flight (up

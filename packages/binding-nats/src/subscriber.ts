@@ -1,11 +1,14 @@
 import {
   AsyncQueue,
+  checkCountOption,
+  checkTimeOption,
   closeOnReturn,
   corkForThisTick,
   createDelivery,
   type Delivery,
   Drain,
   limitTimer,
+  MAX_TIMER_MS,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
@@ -103,6 +106,14 @@ export const DEFAULT_STOP_TIMEOUT_MS = 5000;
 
 const noop = (): void => {};
 
+// The decoding limits both subscribers take, checked once when the subscriber is made.
+function checkDecodeLimits(options: NatsDecodeOptions): void {
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxHeaders", options.maxHeaders, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+  checkCountOption("maxJsonDepth", options.maxJsonDepth, 0);
+}
+
 /**
  * A subscriber on core NATS: an async iterable of deliveries. CloudEvents (binary or structured)
  * arrive with `event` set; other messages with only `message`; messages that claim to be
@@ -121,7 +132,8 @@ const noop = (): void => {};
  *
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
- * @throws {@link PosthornError} `NotSupported` when `maxPending` is below 1; `ConnectionFailed`
+ * @throws {@link PosthornError} `NotSupported` when `maxPending` is not a whole number of 1 or more
+ *   (or `Infinity`), or a decoding limit not a whole number of 0 or more; `ConnectionFailed`
  *   (or the code of the client's error) when subscribing fails; a flush that fails rejects
  *   `ready` (and ends iteration) with the translated error instead
  * @example
@@ -135,12 +147,11 @@ export function natsSubscriber<T = unknown>(
   nc: NatsConnectionLike,
   options: NatsSubscriberOptions,
 ): NatsSubscriber<T> {
+  checkDecodeLimits(options);
+  checkCountOption("maxPending", options.maxPending);
   const queue = new AsyncQueue<Delivery<T>>();
   const decodeOptions: NatsDecodeOptions = options;
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
-  if (!(maxPending >= 1)) {
-    throw new PosthornError("NotSupported", `maxPending must be at least 1, got ${maxPending}`);
-  }
   const onDrop = options.onDrop;
   let dropped = 0;
   const onMessage = (err: Error | null, msg: NatsMsgLike): void => {
@@ -275,7 +286,10 @@ function serverAtLeast210(version: string | undefined): boolean {
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
- * @throws {@link PosthornError} when the consumer cannot be found or read
+ * @throws {@link PosthornError} when the consumer cannot be found or read; `NotSupported`, before
+ *   reading it, for a `maxMessages` that is not a whole number of 1 or more, an `expiresMs` outside
+ *   1000 to `MAX_TIMER_MS`, a `drainTimeoutMs` or `stopTimeoutMs` that is not a number of 0 or
+ *   more, or a decoding limit that is not a whole number of 0 or more
  * @example
  * ```ts
  * const jobs = await jetStreamSubscriber(jetstream(nc), { stream: "JOBS", consumer: "workers" });
@@ -289,6 +303,22 @@ export async function jetStreamSubscriber<T = unknown>(
   js: JetStreamClientLike,
   options: JetStreamSubscriberOptions,
 ): Promise<JetStreamSubscriber<T>> {
+  checkDecodeLimits(options);
+  checkCountOption("maxMessages", options.maxMessages, 1, false);
+  const expiresMs = options.expiresMs;
+  // nats.js refuses less than a second, and takes 0 and NaN for its default (30 s).
+  if (
+    expiresMs !== undefined &&
+    !(typeof expiresMs === "number" && expiresMs >= 1000 && expiresMs <= MAX_TIMER_MS)
+  ) {
+    throw new PosthornError(
+      "NotSupported",
+      `expiresMs must be a number of milliseconds from 1000 to MAX_TIMER_MS, got ${String(expiresMs)}`,
+      { attribute: "expiresMs" },
+    );
+  }
+  checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
+  checkTimeOption("stopTimeoutMs", options.stopTimeoutMs);
   let messages: ConsumerMessagesLike;
   try {
     const consumer = await js.consumers.get(options.stream, options.consumer);

@@ -1,0 +1,123 @@
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  jetStreamPublisher,
+  jetStreamSubscriber,
+  natsPublisher,
+  natsSubscriber,
+} from "@posthorn/binding-nats";
+import { shutdownEvent } from "@posthorn/testkit";
+import { afterAll, describe, expect, it } from "vitest";
+import { startTestNats, unique } from "./nats-server.js";
+
+// Numeric options are checked where the publisher or subscriber is made, on a real connection
+// to a nats-server the test starts.
+const server = await startTestNats();
+const nc: NatsConnection = await connect({ servers: server.url });
+const js = jetstream(nc);
+
+afterAll(async () => {
+  await nc.close();
+  await server.stop();
+});
+
+const refused = (option: string, shown: string) =>
+  expect.objectContaining({
+    code: "NotSupported",
+    attribute: option,
+    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
+  });
+
+const NaN_ = Number.NaN;
+
+describe("NATS numeric options", () => {
+  it("jetStreamPublisher refuses a maxInFlight of NaN, which published nothing and resolved", () => {
+    const subject = unique("opts");
+    // Array.from({ length: Math.min(NaN, n) }) started no worker: publish([...]) resolved at once
+    // with nothing sent.
+    expect(() => jetStreamPublisher(js, { subject, maxInFlight: NaN_ })).toThrow(
+      refused("maxInFlight", "NaN"),
+    );
+    expect(() => jetStreamPublisher(js, { subject, maxInFlight: 0 })).toThrow(
+      refused("maxInFlight", "0"),
+    );
+    expect(() => jetStreamPublisher(js, { subject, maxInFlight: 1.5 })).toThrow(
+      refused("maxInFlight", "1\\.5"),
+    );
+    expect(() => jetStreamPublisher(js, { subject, timeoutMs: -1 })).toThrow(
+      refused("timeoutMs", "-1"),
+    );
+    expect(() =>
+      jetStreamPublisher(js, { subject, maxInFlight: Infinity, timeoutMs: Infinity }),
+    ).not.toThrow();
+  });
+
+  it("both publishers refuse bad limits, and a bad per-call or flush timeoutMs rejects the call", async () => {
+    const subject = unique("opts");
+    for (const make of [
+      (o: object) => natsPublisher(nc, { subject, ...o }),
+      (o: object) => jetStreamPublisher(js, { subject, ...o }),
+    ]) {
+      expect(() => make({ maxPayloadBytes: NaN_ })).toThrow(refused("maxPayloadBytes", "NaN"));
+      expect(() => make({ maxPayloadBytes: -1 })).toThrow(refused("maxPayloadBytes", "-1"));
+      expect(() => make({ closeTimeoutMs: NaN_ })).toThrow(refused("closeTimeoutMs", "NaN"));
+    }
+    const core = natsPublisher(nc, { subject });
+    await expect(core.publish(shutdownEvent("nats", 0), { timeoutMs: NaN_ })).rejects.toEqual(
+      refused("timeoutMs", "NaN"),
+    );
+    // NaN made flush() race a timer that fired at once, and fail with Timeout.
+    await expect(core.flush({ timeoutMs: NaN_ })).rejects.toEqual(refused("timeoutMs", "NaN"));
+    await core.close();
+    const jsp = jetStreamPublisher(js, { subject });
+    await expect(jsp.publish(shutdownEvent("nats", 1), { timeoutMs: -1 })).rejects.toEqual(
+      refused("timeoutMs", "-1"),
+    );
+    await jsp.close();
+  });
+
+  it("natsSubscriber refuses a bad maxPending or decoding limit before it subscribes", () => {
+    const subject = unique("opts");
+    const cases: [object, string, string][] = [
+      [{ maxPending: 0 }, "maxPending", "0"],
+      [{ maxPending: 2.5 }, "maxPending", "2\\.5"],
+      [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
+      [{ maxHeaders: -1 }, "maxHeaders", "-1"],
+      [{ json: { maxDepth: NaN_ } }, "json.maxDepth", "NaN"],
+      [{ maxJsonDepth: 1.5 }, "maxJsonDepth", "1\\.5"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => natsSubscriber(nc, { subject, ...options })).toThrow(refused(option, shown));
+    }
+    const sub = natsSubscriber(nc, { subject, maxPending: Infinity, maxPayloadBytes: 0 });
+    return sub.close();
+  });
+
+  it("jetStreamSubscriber refuses bad values before it looks the consumer up", async () => {
+    // The stream does not exist: a value that were taken would fail with the lookup instead.
+    const target = { stream: unique("no-stream"), consumer: "none" };
+    const cases: [object, string, string][] = [
+      // nats.js took 0 and NaN for its default of 100 messages.
+      [{ maxMessages: 0 }, "maxMessages", "0"],
+      [{ maxMessages: NaN_ }, "maxMessages", "NaN"],
+      [{ maxMessages: Infinity }, "maxMessages", "Infinity"],
+      // nats.js took 0 and NaN for its default of 30 s, and refused less than 1 s itself.
+      [{ expiresMs: 0 }, "expiresMs", "0"],
+      [{ expiresMs: NaN_ }, "expiresMs", "NaN"],
+      [{ expiresMs: 999 }, "expiresMs", "999"],
+      [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
+      [{ stopTimeoutMs: -1 }, "stopTimeoutMs", "-1"],
+      [{ maxHeaders: NaN_ }, "maxHeaders", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      await expect(jetStreamSubscriber(js, { ...target, ...options })).rejects.toEqual(
+        refused(option, shown),
+      );
+    }
+    await expect(jetStreamSubscriber(js, { ...target, expiresMs: 1000 })).rejects.not.toMatchObject(
+      {
+        code: "NotSupported",
+      },
+    );
+  });
+});
