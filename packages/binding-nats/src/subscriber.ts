@@ -305,18 +305,8 @@ export async function jetStreamSubscriber<T = unknown>(
 ): Promise<JetStreamSubscriber<T>> {
   checkDecodeLimits(options);
   checkCountOption("maxMessages", options.maxMessages, 1, false);
-  const expiresMs = options.expiresMs;
   // nats.js refuses less than a second, and takes 0 and NaN for its default (30 s).
-  if (
-    expiresMs !== undefined &&
-    !(typeof expiresMs === "number" && expiresMs >= 1000 && expiresMs <= MAX_TIMER_MS)
-  ) {
-    throw new PosthornError(
-      "NotSupported",
-      `expiresMs must be a number of milliseconds from 1000 to MAX_TIMER_MS, got ${String(expiresMs)}`,
-      { attribute: "expiresMs" },
-    );
-  }
+  checkTimeOption("expiresMs", options.expiresMs, 1000, MAX_TIMER_MS);
   checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
   checkTimeOption("stopTimeoutMs", options.stopTimeoutMs);
   let messages: ConsumerMessagesLike;

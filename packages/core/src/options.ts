@@ -17,16 +17,32 @@ function refuse(name: string, value: unknown, rule: string): PosthornError {
  * the publisher, subscriber or receiver is made: a number of milliseconds, 0 or more. `Infinity`
  * (or anything past `MAX_TIMER_MS`) is no limit; what 0 means each option documents. `NaN`, a
  * negative number and anything not a number are refused: compared with `>` or `<`, `NaN` is
- * false both ways and silently turns a limit off, and a negative one fires at once.
+ * false both ways and silently turns a limit off, and a negative one fires at once. An interval
+ * rather than a limit, or a number handed to a client that needs it finite, gives `most`.
  *
  * @param name - the option's name, as the caller wrote it (`"timeoutMs"`, `"retry.maxDelayMs"`)
  * @param value - the value given; `undefined` (not given) passes
+ * @param least - the smallest value accepted (default 0)
+ * @param most - the largest value accepted (default `Infinity`)
  * @returns `value`
  * @throws {@link PosthornError} `NotSupported` naming the option and the value
  */
-export function checkTimeOption<T extends number | undefined>(name: string, value: T): T {
-  if (value === undefined || (typeof value === "number" && value >= 0)) return value;
-  throw refuse(name, value, "a number of milliseconds, 0 or more (Infinity for no limit)");
+export function checkTimeOption<T extends number | undefined>(
+  name: string,
+  value: T,
+  least = 0,
+  most = Number.POSITIVE_INFINITY,
+): T {
+  if (value === undefined || (typeof value === "number" && value >= least && value <= most)) {
+    return value;
+  }
+  throw refuse(
+    name,
+    value,
+    most === Number.POSITIVE_INFINITY
+      ? `a number of milliseconds, ${least} or more (Infinity for no limit)`
+      : `a number of milliseconds from ${least} to ${most}`,
+  );
 }
 
 /**

@@ -33,6 +33,13 @@ describe("checkTimeOption", () => {
     expect(() => checkTimeOption("timeoutMs", "100" as unknown as number)).toThrow(
       refused("timeoutMs", 'string "100"'),
     );
+    expect(() => checkTimeOption("expiresMs", 999, 1000, 60_000)).toThrow(
+      refused("expiresMs", "999"),
+    );
+    expect(() => checkTimeOption("expiresMs", Infinity, 1000, 60_000)).toThrow(
+      refused("expiresMs", "Infinity"),
+    );
+    expect(checkTimeOption("expiresMs", 60_000, 1000, 60_000)).toBe(60_000);
   });
 });
 
