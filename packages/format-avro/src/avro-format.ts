@@ -370,7 +370,7 @@ function readEvent(
       init.data = readBoxArray(r, maxDepth, 1);
       break;
     case DATA_DOUBLE:
-      init.data = r.double();
+      init.data = jsonNumber(r);
       break;
     default:
       init.data = r.string();
@@ -429,7 +429,7 @@ function readMembers(r: AvroReader, maxDepth: number, depth: number): Record<str
           value = readBox(r, maxDepth, depth + 1);
           break;
         case MEMBER_DOUBLE:
-          value = r.double();
+          value = jsonNumber(r);
           break;
         default:
           value = r.string();
@@ -478,7 +478,7 @@ function readInner(r: AvroReader, maxDepth: number, depth: number): unknown {
     case INNER_ARRAY:
       return readBoxArray(r, maxDepth, depth + 1);
     case INNER_DOUBLE:
-      return r.double();
+      return jsonNumber(r);
     default:
       return r.string();
   }
@@ -492,4 +492,16 @@ function readBoxArray(r: AvroReader, maxDepth: number, depth: number): unknown[]
     for (let i = 0; i < n; i++) items.push(readBox(r, maxDepth, depth));
   }
   return items;
+}
+
+/**
+ * A double of the data union, which holds a JSON number: NaN and the infinities are none (an
+ * event holding one could not be encoded again in any format).
+ */
+function jsonNumber(r: AvroReader): number {
+  const value = r.double();
+  if (!Number.isFinite(value)) {
+    throw malformed(`Avro data holds ${value}, which is no JSON number`);
+  }
+  return value;
 }

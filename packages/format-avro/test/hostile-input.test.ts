@@ -83,3 +83,19 @@ describe("Avro decoding refuses lengths and counts the input cannot hold", () =>
     expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
   });
 });
+
+describe("data doubles that are no JSON number", () => {
+  it("refuses NaN and the infinities in the data union", () => {
+    // specversion 1.0, id 1, source /s, type t, datacontenttype application/json; then the data
+    // union's double branch (index 5) holding `nan`.
+    const head =
+      "0a167370656376657273696f6e0606312e300469640602310c736f7572636506042f7308747970650602741e64617461636f6e74656e747479706506206170706c69636174696f6e2f6a736f6e00";
+    for (const double of ["000000000000f87f", "000000000000f07f", "000000000000f0ff"]) {
+      expect(() => avro.decode(Buffer.from(`${head}0a${double}`, "hex")), double).toThrowError(
+        expect.objectContaining({ code: "MalformedInput" }),
+      );
+    }
+    // A finite double there is data all the same.
+    expect(avro.decode(Buffer.from(`${head}0a000000000000f03f`, "hex")).data).toBe(1);
+  });
+});

@@ -128,3 +128,23 @@ describe("JSON format encoding", () => {
     );
   });
 });
+
+describe("numbers past the range of a double", () => {
+  it("refuses data or an extension JSON.parse would read as Infinity: the event could not be encoded again", () => {
+    for (const member of [
+      '"data":{"n":1e400}',
+      '"data":[-1e999]',
+      '"data":1e309',
+      `"data":1${"0".repeat(400)}`,
+    ]) {
+      const text = `{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"application/json",${member}}`;
+      expect(() => json.decode(enc(text)), member.slice(0, 30)).toThrowError(
+        expect.objectContaining({ code: "MalformedInput" }),
+      );
+    }
+    const batch = '[{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"n":1e400}}]';
+    expect(() => json.decodeBatch(enc(batch))).toThrowError(
+      expect.objectContaining({ code: "MalformedInput" }),
+    );
+  });
+});

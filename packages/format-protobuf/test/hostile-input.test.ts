@@ -102,3 +102,15 @@ describe("Protobuf decoding refuses lengths the input cannot hold", () => {
     expect(protobuf.decode(new Uint8Array(bytes)).id).toBe("1");
   });
 });
+
+describe("JSON text_data past the range of a double", () => {
+  it("is MalformedInput, not an event whose data holds Infinity", () => {
+    // id "1", source "/s", specversion "1.0", type "t", datacontenttype application/json,
+    // text_data "[1e999]".
+    const hex =
+      "0a013112022f731a03312e302201742a250a0f64617461636f6e74656e747479706512121a106170706c69636174696f6e2f6a736f6e3a075b31653939395d";
+    expect(() => protobuf.decode(Buffer.from(hex, "hex"))).toThrowError(
+      expect.objectContaining({ code: "MalformedInput" }),
+    );
+  });
+});
