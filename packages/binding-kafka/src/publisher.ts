@@ -1,5 +1,6 @@
 import {
   type CloudEventLike,
+  checkTimeOption,
   type EventFormat,
   limitTimer,
   PosthornError,
@@ -70,6 +71,9 @@ function asBuffer<T>(value: T): T {
  *
  * @param producer - a connected producer
  * @param options - topic, content mode, format, key mapper, acks
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format, or a
+ *   `timeoutMs` that is not a number of 0 or more (a per-call one is checked likewise, and the
+ *   call rejects with nothing sent)
  * @example
  * ```ts
  * const producer = kafka.producer({ idempotent: true });
@@ -82,6 +86,7 @@ export function kafkaPublisher(
   producer: KafkaProducerLike,
   options: KafkaPublisherOptions,
 ): KafkaPublisher {
+  checkTimeOption("timeoutMs", options.timeoutMs);
   const defaultMode = options.mode ?? "binary";
   if (defaultMode === "structured" && options.format === undefined) {
     throw new PosthornError("NotSupported", "a structured-mode Kafka publisher needs a format");
@@ -94,6 +99,7 @@ export function kafkaPublisher(
     call: KafkaPublishOptions = {},
   ): Promise<void> => {
     if (closed) throw new PosthornError("Closed", "the Kafka publisher is closed");
+    if (call.timeoutMs !== undefined) checkTimeOption("timeoutMs", call.timeoutMs);
     const topic = call.topic ?? options.topic;
     // Aborted before the call: nothing is sent (waitFor only stops waiting for what was).
     if (call.abortSignal?.aborted) {

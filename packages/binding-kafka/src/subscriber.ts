@@ -1,11 +1,14 @@
 import {
   AsyncQueue,
+  checkCountOption,
+  checkTimeOption,
   closeOnReturn,
   createDelivery,
   DEAD_LETTER_ORIGINAL_TOPIC,
   DEAD_LETTER_REASON,
   type Delivery,
   Drain,
+  MAX_TIMER_MS,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
@@ -222,6 +225,11 @@ class PartitionTrack {
  *
  * @param consumer - a connected consumer that is not running yet
  * @param options - topics, dead-letter topic and producer, decoding options
+ * @throws {@link PosthornError} `NotSupported` for a dead-letter topic without a producer, a
+ *   `maxInFlight` or `partitionsConsumedConcurrently` that is not a whole number of 1 or more
+ *   (`maxInFlight` may be `Infinity`), a `commitIntervalMs` outside 0 to `MAX_TIMER_MS`, a
+ *   `drainTimeoutMs` that is not a number of 0 or more, or a decoding limit that is not a whole
+ *   number of 0 or more
  * @example
  * ```ts
  * const consumer = kafka.consumer({ groupId: "billing" });
@@ -283,9 +291,23 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         "a dead-letter topic needs a producer to write to it (options.producer)",
       );
     }
+    checkCountOption("maxInFlight", options.maxInFlight);
+    checkCountOption(
+      "partitionsConsumedConcurrently",
+      options.partitionsConsumedConcurrently,
+      1,
+      false,
+    );
+    // An interval, not a limit: a setTimeout of more than MAX_TIMER_MS fires after 1 ms.
+    checkTimeOption("commitIntervalMs", options.commitIntervalMs, 0, MAX_TIMER_MS);
+    checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
+    checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+    checkCountOption("maxValueBytes", options.maxValueBytes, 0);
+    checkCountOption("maxHeaders", options.maxHeaders, 0);
+    checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
     this.#consumer = consumer;
     this.#options = options;
-    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1000);
+    this.#maxInFlight = options.maxInFlight ?? 1000;
     this.#confluent =
       (options.client ??
         (typeof (consumer as { assignment?: unknown }).assignment === "function"

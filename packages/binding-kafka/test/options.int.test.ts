@@ -1,0 +1,81 @@
+import { kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
+import { CloudEvent } from "@posthorn/core";
+import type { Consumer, Producer } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+
+// Numeric options are checked where the publisher or subscriber is made, with a real producer
+// and consumer of the testkit's broker (or KAFKA_BROKERS).
+const ok = await externalKafkaOk();
+
+const refused = (option: string, shown: string) =>
+  expect.objectContaining({
+    code: "NotSupported",
+    attribute: option,
+    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
+  });
+
+const NaN_ = Number.NaN;
+
+describe.skipIf(!ok)(
+  "Kafka numeric options (skipped: KAFKA_BROKERS unreachable outside CI)",
+  () => {
+    let env: KafkaEnv;
+    let producer: Producer;
+    let consumer: Consumer;
+    beforeAll(async () => {
+      env = await kafkaEnv();
+      producer = await env.producer();
+      consumer = await env.consumer(env.topicName("opts-group"));
+    });
+    afterAll(async () => {
+      await env?.stop();
+    });
+
+    it("kafkaPublisher refuses a bad timeoutMs, at construction and per call", async () => {
+      const topic = env.topicName("opts");
+      expect(() => kafkaPublisher(producer, { topic, timeoutMs: NaN_ })).toThrow(
+        refused("timeoutMs", "NaN"),
+      );
+      expect(() => kafkaPublisher(producer, { topic, timeoutMs: -1 })).toThrow(
+        refused("timeoutMs", "-1"),
+      );
+      const publisher = kafkaPublisher(producer, { topic, timeoutMs: Infinity });
+      // NaN made a timer that fired at once: Timeout, with the record sent anyway.
+      const event = new CloudEvent({ specversion: "1.0", id: "x", source: "/o", type: "t" });
+      await expect(publisher.publish(event, { timeoutMs: NaN_ })).rejects.toEqual(
+        refused("timeoutMs", "NaN"),
+      );
+      await publisher.close();
+    });
+
+    it("kafkaSubscriber refuses bad counts, intervals and limits before it subscribes", () => {
+      const topics = [env.topicName("opts-sub")];
+      const cases: [object, string, string][] = [
+        // Math.max(1, NaN) is NaN: the subscriber never paused a partition.
+        [{ maxInFlight: NaN_ }, "maxInFlight", "NaN"],
+        [{ maxInFlight: 0 }, "maxInFlight", "0"],
+        [{ maxInFlight: 2.5 }, "maxInFlight", "2\\.5"],
+        [{ partitionsConsumedConcurrently: 0 }, "partitionsConsumedConcurrently", "0"],
+        [
+          { partitionsConsumedConcurrently: Infinity },
+          "partitionsConsumedConcurrently",
+          "Infinity",
+        ],
+        // setTimeout fired an interval of Infinity after 1 ms, with a TimeoutOverflowWarning.
+        [{ commitIntervalMs: Infinity }, "commitIntervalMs", "Infinity"],
+        [{ commitIntervalMs: -1 }, "commitIntervalMs", "-1"],
+        [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
+        [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
+        [{ maxValueBytes: -1 }, "maxValueBytes", "-1"],
+        [{ maxHeaders: 1.5 }, "maxHeaders", "1\\.5"],
+        [{ json: { maxDepth: NaN_ } }, "json.maxDepth", "NaN"],
+      ];
+      for (const [options, option, shown] of cases) {
+        expect(() => kafkaSubscriber(consumer, { topics, ...options })).toThrow(
+          refused(option, shown),
+        );
+      }
+    });
+  },
+);
