@@ -1,5 +1,7 @@
 import {
   type CloudEventLike,
+  checkCountOption,
+  checkTimeOption,
   corkForThisTick,
   Drain,
   PosthornError,
@@ -25,15 +27,22 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
   address: string;
   /** `binary` (default) or `structured` (then `format` is required). */
   mode?: "binary" | "structured";
-  /** Most transfers awaiting the peer's disposition at once. Default 1000. */
+  /**
+   * Most transfers awaiting the peer's disposition at once: a whole number, 1 or more, or
+   * `Infinity` for no limit. Default 1000.
+   */
   maxInFlight?: number;
   /**
    * Most publishes waiting for link credit or a free in-flight slot; past it `publish` fails
    * at once (`PublishRejected`, retryable), so a peer that grants no credit cannot make the
-   * publisher buffer without bound. Default 10,000.
+   * publisher buffer without bound. 0: a publish that cannot be sent at once (no credit, no free
+   * slot, the link not attached yet) fails. `Infinity`: no limit. Default 10,000.
    */
   maxQueued?: number;
-  /** How long a publish may wait for credit and the disposition together. Default 30,000 ms. */
+  /**
+   * How long a publish may wait for credit and the disposition together. `Infinity`: no limit.
+   * Default 30,000 ms.
+   */
   timeoutMs?: number;
   /**
    * How long `close()` waits for the publishes still queued or awaiting their disposition,
@@ -103,6 +112,10 @@ const RESERVED_FIELDS = new Set(["application_properties", "body", "content_type
  *
  * @param connection - an open (or opening) rhea connection
  * @param options - the address and how events are mapped
+ * @throws {@link PosthornError} `NotSupported` for a `maxInFlight` that is not a whole number of 1
+ *   or more, a `maxQueued` that is not a whole number of 0 or more (either may be `Infinity`), or
+ *   a `timeoutMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call `timeoutMs`
+ *   is checked likewise, and the call rejects with nothing sent)
  * @example
  * ```ts
  * import rhea from "rhea";
@@ -116,6 +129,10 @@ export function amqpPublisher(
   connection: Connection,
   options: AmqpPublisherOptions,
 ): AmqpPublisher {
+  checkCountOption("maxInFlight", options.maxInFlight);
+  checkCountOption("maxQueued", options.maxQueued, 0);
+  checkTimeOption("timeoutMs", options.timeoutMs);
+  checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   const codec = (connection as unknown as { container: AmqpCodec }).container;
   const { address, senderOptions, maxInFlight = 1000, maxQueued = 10_000 } = options;
   const defaultTimeoutMs = options.timeoutMs ?? 30_000;
@@ -350,6 +367,13 @@ export function amqpPublisher(
     if (closing) return new PosthornError("Closed", "the publisher is closed");
     if (failure) return failure;
     if (opts.abortSignal?.aborted) return new PosthornError("Aborted", `${what} was aborted`);
+    if (opts.timeoutMs !== undefined) {
+      try {
+        checkTimeOption("timeoutMs", opts.timeoutMs);
+      } catch (err) {
+        return err as PosthornError;
+      }
+    }
     return undefined;
   };
 
@@ -383,7 +407,11 @@ export function amqpPublisher(
     opts: AmqpPublishOptions,
     group?: Set<Job>,
   ): Promise<void> => {
-    if (queue.length - queueHead >= maxQueued) {
+    if (
+      queue.length - queueHead >= maxQueued &&
+      // Nothing waits and the link can take it now: it goes out without waiting (maxQueued 0).
+      !(attached && queueHead === queue.length && inFlight.size < maxInFlight && sender.sendable())
+    ) {
       return Promise.reject(
         new PosthornError(
           "PublishRejected",

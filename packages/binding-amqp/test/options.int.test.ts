@@ -1,0 +1,72 @@
+import { amqpPublisher } from "@posthorn/binding-amqp";
+import { requireBroker, shutdownEvent } from "@posthorn/testkit";
+import { describe, expect, it } from "vitest";
+import { rabbitFixture, uniqueName } from "./helpers.js";
+
+// The publisher's numeric options against RabbitMQ (AMQP_URL): checked when it is made, and
+// maxQueued 0 meaning what it says.
+const ok = await requireBroker("amqp");
+
+const refused = (option: string, shown: string) =>
+  expect.objectContaining({
+    code: "NotSupported",
+    attribute: option,
+    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
+  });
+
+const NaN_ = Number.NaN;
+
+describe.skipIf(!ok)("amqpPublisher numeric options (skipped: no broker outside CI)", () => {
+  const rabbit = rabbitFixture();
+  const { admin } = rabbit;
+
+  it("refuses NaN, negatives, fractions and a maxInFlight of 0", () => {
+    const address = "/queue/never-attached";
+    const cases: [object, string, string][] = [
+      // No transfer could ever be sent: every publish waited for its timeoutMs.
+      [{ maxInFlight: 0 }, "maxInFlight", "0"],
+      [{ maxInFlight: NaN_ }, "maxInFlight", "NaN"],
+      [{ maxInFlight: 1.5 }, "maxInFlight", "1\\.5"],
+      [{ maxQueued: -1 }, "maxQueued", "-1"],
+      [{ maxQueued: NaN_ }, "maxQueued", "NaN"],
+      // Not finite, so no deadline at all: NaN waited for ever.
+      [{ timeoutMs: NaN_ }, "timeoutMs", "NaN"],
+      [{ timeoutMs: -1 }, "timeoutMs", "-1"],
+      [{ closeTimeoutMs: NaN_ }, "closeTimeoutMs", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => amqpPublisher(rabbit.connection, { address, ...options })).toThrow(
+        refused(option, shown),
+      );
+    }
+  });
+
+  it("a per-call timeoutMs of NaN rejects the call with nothing sent", async () => {
+    const queue = await admin.queue(uniqueName("opts-call"));
+    const publisher = amqpPublisher(rabbit.connection, { address: `/amq/queue/${queue}` });
+    await publisher.ready;
+    await expect(publisher.publish(shutdownEvent("amqp", 0), { timeoutMs: NaN_ })).rejects.toEqual(
+      refused("timeoutMs", "NaN"),
+    );
+    await publisher.close();
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
+  });
+
+  it("maxQueued 0 sends what can go at once and refuses only what would wait", async () => {
+    const queue = await admin.queue(uniqueName("opts-queued-0"));
+    const publisher = amqpPublisher(rabbit.connection, {
+      address: `/amq/queue/${queue}`,
+      maxQueued: 0,
+      maxInFlight: 1,
+    });
+    await publisher.ready;
+    // It refused every publish, credit or not.
+    const first = publisher.publish(shutdownEvent("amqp", 1));
+    const second = publisher.publish(shutdownEvent("amqp", 2));
+    await expect(second).rejects.toMatchObject({ code: "PublishRejected", retryable: true });
+    await expect(first).resolves.toBeUndefined();
+    await expect(publisher.publish(shutdownEvent("amqp", 3))).resolves.toBeUndefined();
+    await publisher.close();
+    expect(await admin.count(queue)).toEqual({ messages: 2, consumers: 0 });
+  });
+});
