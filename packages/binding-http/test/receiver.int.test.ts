@@ -110,6 +110,20 @@ describe("HTTP receiver status codes (node:http)", () => {
     };
     expect((await post(url, avro)).status).toBe(415);
   });
+  it("answers a hostile Content-Type or header name with a bounded body, not the value echoed whole", async () => {
+    const url = await serve({ onDelivery: () => undefined });
+    // Node takes up to 16 KiB of headers; the answer quoted all of it before.
+    const long = await post(url, {
+      headers: { "content-type": `application/cloudevents+${"x".repeat(12_000)}` },
+      body: new TextEncoder().encode("{}"),
+    });
+    expect(long.status).toBe(415);
+    expect(long.text.length).toBeLessThan(2200);
+    expect(long.text).toMatch(/more characters\)$/);
+    const name = await post(url, toHttpMessage(event), { [`ce-${"a_".repeat(6000)}`]: "x" });
+    expect(name.status).toBe(400);
+    expect(name.text.length).toBeLessThan(2200);
+  });
   it("answers 413 past maxBodyBytes, by Content-Length and when streamed without one", async () => {
     const url = await serve({ maxBodyBytes: 1000, onDelivery: () => undefined });
     const big = toHttpMessage(event.withData("x".repeat(2000), "text/plain"));

@@ -18,6 +18,7 @@ import {
   PosthornError,
   type PropertyValue,
   parseCanonical,
+  quoted,
   ReceivedMessage,
   utf8Decode,
   utf8Encode,
@@ -253,11 +254,11 @@ function headerText(value: unknown, name: string): string | undefined {
   if (Array.isArray(value)) {
     if (value.length === 0) return undefined;
     if (value.length > 1) {
-      throw malformed(`header ${JSON.stringify(name)} is repeated ${value.length} times`);
+      throw malformed(`header ${quoted(name)} is repeated ${value.length} times`);
     }
     return headerText(value[0], name);
   }
-  throw malformed(`header ${JSON.stringify(name)} has a value of type ${typeof value}`);
+  throw malformed(`header ${quoted(name)} has a value of type ${typeof value}`);
 }
 
 // Node's TextDecoder checks and decodes a short header value faster than any JavaScript loop
@@ -291,16 +292,13 @@ function attributeNameOf(header: string): string | undefined {
     // Attribute names are lower-case letters and digits (spec.md), which also keeps `__proto__` out.
     if (!NAME.test(name)) {
       throw invalidEvent(
-        `header ${JSON.stringify(header)} names no valid attribute: names are lower-case letters and digits`,
+        `header ${quoted(header)} names no valid attribute: names are lower-case letters and digits`,
         name,
       );
     }
     // `data` is the event's data, which binary mode carries in the value, never an attribute.
     if (name === "data") {
-      throw invalidEvent(
-        `header ${JSON.stringify(header)} names no attribute: data is the value`,
-        name,
-      );
+      throw invalidEvent(`header ${quoted(header)} names no attribute: data is the value`, name);
     }
   }
   if (attributeNames.size >= ATTRIBUTE_NAMES_LIMIT) attributeNames.clear();

@@ -72,12 +72,28 @@ export class PosthornError extends Error {
    * @param options - retryability, protocol code, attribute and cause
    */
   constructor(code: ErrorCode, message: string, options: PosthornErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      cut(message, MAX_MESSAGE_LENGTH),
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.code = code;
     this.retryable = options.retryable ?? RETRYABLE_BY_DEFAULT.has(code);
     this.protocolCode = options.protocolCode;
-    this.attribute = options.attribute;
+    this.attribute =
+      options.attribute === undefined ? undefined : cut(options.attribute, MAX_ATTRIBUTE_LENGTH);
   }
+}
+
+// Messages and attribute names often quote what arrived (a header name, a content type, an
+// attribute's value), and they go on to logs, HTTP answers and dead-letter reasons: a hostile
+// megabyte must not go with them. Past these lengths they are cut, saying how much was left out.
+const MAX_MESSAGE_LENGTH = 2000;
+const MAX_ATTRIBUTE_LENGTH = 200;
+
+function cut(text: string, max: number): string {
+  return text.length <= max
+    ? text
+    : `${text.slice(0, max)}... (${text.length - max} more characters)`;
 }
 
 /**

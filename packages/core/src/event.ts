@@ -1,6 +1,6 @@
 import { base64Decode, base64Encode, isBytes } from "./bytes.js";
 import { isJsonContentType, isMediaType } from "./content-type.js";
-import { invalidEvent } from "./errors.js";
+import { invalidEvent, quoted } from "./errors.js";
 import { isAttributeName } from "./extensions.js";
 import {
   type AttributeValue,
@@ -329,7 +329,7 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
     throw invalidEvent(
       specversion === undefined
         ? "specversion is required"
-        : `specversion must be "1.0", got ${JSON.stringify(String(specversion))}`,
+        : `specversion must be "1.0", got ${quoted(String(specversion))}`,
       "specversion",
     );
   }
@@ -396,7 +396,7 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
       default:
         if (!isAttributeName(key)) {
           throw invalidEvent(
-            `attribute name ${JSON.stringify(key)} must consist of lower-case letters and digits`,
+            `attribute name ${quoted(key)} must consist of lower-case letters and digits`,
             key,
           );
         }
