@@ -169,7 +169,10 @@ export interface NatsPublisher extends Publisher<NatsPublishOptions> {
    *   lost: a later flush may still confirm them); `Closed` after `close()` or when the
    *   connection is closed
    */
-  flush(options?: { timeoutMs?: number }): Promise<void>;
+  flush(options?: {
+    /** How long to wait for the server's answer; default `closeTimeoutMs` (5 s). */
+    timeoutMs?: number;
+  }): Promise<void>;
 }
 
 /**
