@@ -89,6 +89,23 @@ export function deliveryCountOf(message: AmqpMessage): number {
   return count === 1 && message.first_acquirer === false ? 2 : count;
 }
 
+/**
+ * Whether the peer can be held to the link credit it was granted. RabbitMQ 3.x cannot: its AMQP
+ * 1.0 plugin hands each flow's credit to the queue afresh, ignoring the messages already on their
+ * way, and against 3.10 a receiver with credit 10 received 897 transfers past what it had
+ * granted (rabbitmq-server#2597, fixed by the native AMQP 1.0 of RabbitMQ 4.0). Read from the
+ * `product` and `version` properties of the peer's open frame.
+ *
+ * @param connection - an open rhea connection
+ * @returns `false` for RabbitMQ before 4, `true` for every other peer
+ */
+function creditKeptBy(connection: Connection): boolean {
+  const properties = (connection as unknown as { properties?: Record<string, unknown> }).properties;
+  if (properties?.product !== "RabbitMQ") return true;
+  const major = Number.parseInt(String(properties.version), 10);
+  return Number.isNaN(major) || major >= 4;
+}
+
 interface Tracked extends Slotted {
   readonly delivery: RheaDelivery;
   /**
@@ -154,11 +171,41 @@ export function amqpSubscriber<T = unknown>(
   });
   ready.catch(() => {});
 
-  // Each settlement gives one credit back. (RabbitMQ 3.x sometimes sends a few transfers past
-  // the credit, rabbitmq-server#2597, fixed in 4.0; rhea then logs "Received transfer when credit
-  // was 0". Returning credit one by one keeps that overshoot smallest.)
+  // Each settlement gives one credit back. (RabbitMQ 3.x sends transfers past the credit,
+  // rabbitmq-server#2597, fixed in 4.0; see creditKeptBy. Returning credit one by one keeps that
+  // overshoot smallest.)
   const grant = (): void => {
-    if (!closing && receiver.is_open()) receiver.add_credit(1);
+    if (!closing && receiver.is_open()) {
+      receiver.add_credit(1);
+      granted++;
+    }
+  };
+
+  // AMQP 1.0 2.6.7: the peer may not send more transfers than the credit granted. rhea takes them
+  // anyway (its `credit` stops at 0, it logs "Received transfer when credit was 0"), so the
+  // subscriber counts: every credit it granted since the link attached against every transfer
+  // since then. The subscriber only ever adds credit and never drains, so a transfer past that
+  // sum is past every limit its flows announced, whatever was in flight when they crossed (a
+  // sender's own drain flow only uses credit up). `granted` is Infinity for a peer known not to
+  // keep to its credit (see creditKeptBy).
+  let granted = 0;
+  let received = 0;
+  let exceeded = false;
+
+  // A transfer past the credit: detach with amqp:link:transfer-limit-exceeded and end iteration
+  // after what was queued, as on any other lost link. The transfer itself is dropped unsettled,
+  // as are those the peer sends before it reads the detach: the detach ends their link.
+  const overrun = (): void => {
+    if (exceeded) return;
+    exceeded = true;
+    const error = {
+      condition: "amqp:link:transfer-limit-exceeded",
+      description: `the peer sent transfer ${received} after ${granted} credits were granted`,
+    };
+    if (receiver.is_open()) receiver.close(error);
+    forget();
+    if (closing) return;
+    queue.fail(translateAmqpError(error, "link", `the receiver link from ${address}`));
   };
 
   const gate = dispositionGate(connection);
@@ -189,6 +236,10 @@ export function amqpSubscriber<T = unknown>(
   };
 
   receiver.on("message", (context: EventContext) => {
+    if (++received > granted) {
+      overrun();
+      return;
+    }
     const rheaDelivery = context.delivery;
     const amqp = context.message as unknown as AmqpMessage | undefined;
     if (rheaDelivery === undefined || amqp === undefined) return;
@@ -235,8 +286,12 @@ export function amqpSubscriber<T = unknown>(
 
   receiver.on("receiver_open", () => {
     readyResolve();
-    // A (re)attached link starts without credit; grant room for what is not yet settled.
-    if (credit - unsettled.size > 0) receiver.add_credit(credit - unsettled.size);
+    // A (re)attached link starts without credit, and counts its transfers afresh; grant room for
+    // what is not yet settled.
+    received = 0;
+    const room = Math.max(credit - unsettled.size, 0);
+    granted = creditKeptBy(connection) ? room : Number.POSITIVE_INFINITY;
+    if (room > 0) receiver.add_credit(room);
   });
 
   // Deliveries of a lost link cannot be settled any more; the broker redelivers them. Also ends
