@@ -1,6 +1,8 @@
 import {
   type CloudEventLike,
   type ContentMode,
+  checkCountOption,
+  checkTimeOption,
   type EventFormat,
   limitTimer,
   PosthornError,
@@ -285,6 +287,18 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 
   /** @param options - destination, mode, format, timeouts, retries, headers, webhook, agent */
   constructor(options: HttpPublisherOptions) {
+    checkTimeOption("timeoutMs", options.timeoutMs);
+    const retry = options.retry === false ? undefined : options.retry;
+    // NaN attempts were never used up: a failing receiver was retried for ever.
+    checkCountOption("retry.maxAttempts", retry?.maxAttempts);
+    checkTimeOption("retry.baseDelayMs", retry?.baseDelayMs);
+    checkTimeOption("retry.maxDelayMs", retry?.maxDelayMs);
+    checkTimeOption("retry.attemptTimeoutMs", retry?.attemptTimeoutMs);
+    const webhook = options.webhook;
+    checkCountOption("webhook.requestRate", webhook?.requestRate, 1, false);
+    checkTimeOption("webhook.timeoutMs", webhook?.timeoutMs);
+    checkTimeOption("webhook.approvalTimeoutMs", webhook?.approvalTimeoutMs);
+    checkCountOption("webhook.burst", webhook?.burst, 1, false);
     this.#url = String(options.url);
     this.#options = options;
     // The package's Node entry point passes its node:http sender this way; elsewhere there is
@@ -395,6 +409,13 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     options: HttpPublishOptions = {},
   ): Promise<void> {
     if (this.#closed) return Promise.reject(new PosthornError("Closed", "the publisher is closed"));
+    if (options.timeoutMs !== undefined) {
+      try {
+        checkTimeOption("timeoutMs", options.timeoutMs);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     const run = this.#publish(events, options);
     this.#inFlight.add(run);
     const forget = (): void => {
@@ -694,7 +715,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  *
  * @param options - destination, mode, format, timeouts, retries, headers, webhook
  * @throws {@link PosthornError} `NotSupported` when there is no global `fetch` and none is given
- *   (outside Node), `InvalidEvent` when a configured header holds CR, LF or NUL,
+ *   (outside Node), or for a time limit (`timeoutMs`, `retry.*Ms`, `webhook.*Ms`) that is not a
+ *   number of 0 or more, a `retry.maxAttempts` that is not a whole number of 1 or more (or
+ *   `Infinity`), a `webhook.requestRate` or `webhook.burst` that is not a whole number of 1 or
+ *   more (a per-call `timeoutMs` is checked likewise, and the call rejects with nothing sent);
+ *   `InvalidEvent` when a configured header holds CR, LF or NUL,
  *   `MalformedInput` when `webhook.callbackUrl` is not an absolute http(s) URL, or in Node when
  *   `url` is not an absolute http(s) URL or holds credentials
  */

@@ -1,6 +1,8 @@
 import {
   AsyncQueue,
   type CloudEvent,
+  checkCountOption,
+  checkTimeOption,
   closeOnReturn,
   createDelivery,
   type Delivery,
@@ -268,6 +270,16 @@ export class HttpReceiver implements Subscriber {
 
   /** @param options - formats, limits, handler, webhook and authorization settings */
   constructor(options: HttpReceiverOptions = {}) {
+    checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+    checkCountOption("maxBodyBytes", options.maxBodyBytes, 0);
+    checkCountOption("maxHeaderCount", options.maxHeaderCount, 0);
+    checkCountOption("maxHeaderBytes", options.maxHeaderBytes, 0);
+    checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+    // Sent as Retry-After in seconds: NaN went out as "NaN".
+    checkTimeOption("defaultRetryAfterMs", options.defaultRetryAfterMs, 0, Number.MAX_SAFE_INTEGER);
+    checkTimeOption("settleTimeoutMs", options.settleTimeoutMs);
+    checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
+    checkTimeOption("requestTimeoutMs", options.requestTimeoutMs);
     this.#options = options;
   }
 
@@ -635,6 +647,10 @@ export class HttpReceiver implements Subscriber {
  * Makes an {@link HttpReceiver}.
  *
  * @param options - formats, limits, the delivery handler, release status and webhook answers
+ * @throws {@link PosthornError} `NotSupported` for a limit (`maxPayloadBytes`, `maxHeaderCount`,
+ *   `maxHeaderBytes`, `json.maxDepth`) that is not a whole number of 0 or more, or a time
+ *   (`defaultRetryAfterMs`, `settleTimeoutMs`, `drainTimeoutMs`, `requestTimeoutMs`) that is not a
+ *   number of 0 or more (`defaultRetryAfterMs` also finite); so do the adapters given options
  *   (default none: binary mode only, deliveries read by iterating)
  * @example
  * ```ts

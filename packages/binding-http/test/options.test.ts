@@ -1,0 +1,110 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  createFetchHandler,
+  createNodeHandler,
+  httpPublisher,
+  httpReceiver,
+} from "@posthorn/binding-http";
+import { CloudEvent } from "@posthorn/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Numeric options are checked where the publisher or receiver is made.
+
+const refused = (option: string, shown: string) =>
+  expect.objectContaining({
+    code: "NotSupported",
+    attribute: option,
+    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
+  });
+
+const NaN_ = Number.NaN;
+
+describe("httpPublisher numeric options", () => {
+  let server: Server;
+  let url: string;
+  let requests = 0;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      requests++;
+      req.resume();
+      req.on("end", () => res.writeHead(503).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it("refuses NaN, negatives and fractions, naming the option", () => {
+    const cases: [object, string, string][] = [
+      [{ timeoutMs: NaN_ }, "timeoutMs", "NaN"],
+      [{ timeoutMs: -1 }, "timeoutMs", "-1"],
+      // attempt >= NaN never held: a receiver answering 503 was tried again for ever.
+      [{ retry: { maxAttempts: NaN_ } }, "retry.maxAttempts", "NaN"],
+      [{ retry: { maxAttempts: 0 } }, "retry.maxAttempts", "0"],
+      [{ retry: { maxAttempts: 2.5 } }, "retry.maxAttempts", "2\\.5"],
+      [{ retry: { baseDelayMs: -1 } }, "retry.baseDelayMs", "-1"],
+      [{ retry: { maxDelayMs: NaN_ } }, "retry.maxDelayMs", "NaN"],
+      [{ retry: { attemptTimeoutMs: NaN_ } }, "retry.attemptTimeoutMs", "NaN"],
+      [{ webhook: { origin: "a.example", requestRate: 0 } }, "webhook.requestRate", "0"],
+      [{ webhook: { origin: "a.example", timeoutMs: NaN_ } }, "webhook.timeoutMs", "NaN"],
+      [
+        { webhook: { origin: "a.example", approvalTimeoutMs: -1 } },
+        "webhook.approvalTimeoutMs",
+        "-1",
+      ],
+      [{ webhook: { origin: "a.example", burst: NaN_ } }, "webhook.burst", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => httpPublisher({ url, ...options })).toThrow(refused(option, shown));
+    }
+    expect(() =>
+      httpPublisher({
+        url,
+        timeoutMs: Infinity,
+        retry: { maxAttempts: Infinity, maxDelayMs: 0, attemptTimeoutMs: Infinity },
+      }),
+    ).not.toThrow();
+  });
+
+  it("a per-call timeoutMs of NaN or below 0 rejects the call with no request made", async () => {
+    const publisher = httpPublisher({ url, retry: false });
+    const event = new CloudEvent({ specversion: "1.0", id: "o", source: "/o", type: "t" });
+    const before = requests;
+    // NaN was no limit at all.
+    await expect(publisher.publish(event, { timeoutMs: NaN_ })).rejects.toEqual(
+      refused("timeoutMs", "NaN"),
+    );
+    await expect(publisher.publish(event, { timeoutMs: -1 })).rejects.toEqual(
+      refused("timeoutMs", "-1"),
+    );
+    expect(requests).toBe(before);
+    await publisher.close();
+  });
+});
+
+describe("httpReceiver numeric options", () => {
+  it("refuses NaN, negatives and fractions, in every adapter given options", () => {
+    const cases: [object, string, string][] = [
+      [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
+      [{ maxBodyBytes: -1 }, "maxBodyBytes", "-1"],
+      [{ maxHeaderCount: 1.5 }, "maxHeaderCount", "1\\.5"],
+      [{ maxHeaderBytes: NaN_ }, "maxHeaderBytes", "NaN"],
+      [{ json: { maxDepth: -1 } }, "json.maxDepth", "-1"],
+      // Sent as Retry-After: NaN went out as "NaN".
+      [{ defaultRetryAfterMs: NaN_ }, "defaultRetryAfterMs", "NaN"],
+      [{ defaultRetryAfterMs: Infinity }, "defaultRetryAfterMs", "Infinity"],
+      [{ settleTimeoutMs: -1 }, "settleTimeoutMs", "-1"],
+      [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
+      [{ requestTimeoutMs: NaN_ }, "requestTimeoutMs", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => httpReceiver(options)).toThrow(refused(option, shown));
+      expect(() => createNodeHandler(options)).toThrow(refused(option, shown));
+      expect(() => createFetchHandler(options)).toThrow(refused(option, shown));
+    }
+    expect(() =>
+      httpReceiver({ maxPayloadBytes: 0, settleTimeoutMs: Infinity, requestTimeoutMs: Infinity }),
+    ).not.toThrow();
+  });
+});
