@@ -13,9 +13,11 @@ import {
   isCloudEventsContentType,
   isContextAttribute,
   type JsonLimits,
+  malformed,
   NameIndex,
   PosthornError,
   parseCanonical,
+  quoted,
   utf8Encode,
 } from "@posthorn/core";
 
@@ -145,6 +147,33 @@ export function detectMode(
   return detect(collect(headers), formats);
 }
 
+const VISIBLE_ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * The `Content-Type` of a binary-mode message as `datacontenttype`: without the whitespace around
+ * it (RFC 9110 5.5, which headers handed over as a plain record may keep), and refused when it
+ * holds anything but visible ASCII and spaces inside (a tab, or a Latin-1 byte in a quoted
+ * parameter, which HTTP allows): the binding could not send such an event on over HTTP, as a
+ * bridge would.
+ */
+function sendableContentType(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(value.length - 1);
+  const trimmed =
+    first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09
+      ? value.replace(/^[ \t]+|[ \t]+$/g, "")
+      : value;
+  if (!VISIBLE_ASCII.test(trimmed)) {
+    throw malformed(
+      `Content-Type ${quoted(trimmed)} holds a character outside visible ASCII, which an HTTP header of this binding cannot carry on`,
+      undefined,
+      "datacontenttype",
+    );
+  }
+  return trimmed;
+}
+
 function detect(collected: CollectedHeaders, formats: readonly EventFormat[]): DetectedMode {
   const contentType = collected.contentType;
   if (isCloudEventsContentType(contentType)) {
@@ -192,7 +221,7 @@ function fromBinary(
     init[name] = type === undefined || type === "String" ? text : parseCanonical(text, type, name);
   }
   // 3.1.1: Content-Type is datacontenttype (it wins over a stray ce-datacontenttype header).
-  const contentType = collected.contentType;
+  const contentType = sendableContentType(collected.contentType);
   if (contentType !== undefined) init.datacontenttype = contentType;
   else delete init.datacontenttype;
   // 3.1.2: the body is the data; an empty body is no data.

@@ -371,3 +371,28 @@ describe("attack: prototype pollution through names", () => {
     expect(Object.keys(Object.prototype)).toEqual([]);
   });
 });
+
+describe("a binary-mode Content-Type the binding could not send on", () => {
+  const base = { "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t" };
+  it("is taken without the whitespace around it, and sends on as it came", () => {
+    for (const contentType of ["text/plain\t", " text/plain", "\t text/plain; charset=utf-8 \t"]) {
+      const event = fromHttpMessage({
+        headers: { ...base, "content-type": contentType },
+        body: "hi",
+      });
+      expect(event.datacontenttype).toBe(contentType.trim());
+      const again = fromHttpMessage(toHttpMessage(event));
+      expect(again.datacontenttype).toBe(event.datacontenttype);
+      expect(again.data).toEqual(event.data);
+    }
+  });
+  it("is MalformedInput when it holds a tab inside, a control character or a Latin-1 byte", () => {
+    for (const contentType of ['text/plain; a="\u00e9"', "text/plain;\ta=b", "text/\u0001plain"]) {
+      expect(() =>
+        fromHttpMessage({ headers: { ...base, "content-type": contentType }, body: "hi" }),
+      ).toThrowError(
+        expect.objectContaining({ code: "MalformedInput", attribute: "datacontenttype" }),
+      );
+    }
+  });
+});
