@@ -2,6 +2,8 @@ import {
   AsyncQueue,
   type CloudEventLike,
   type CorkableStream,
+  checkCountOption,
+  checkTimeOption,
   closeOnReturn,
   corkForThisTick,
   createDelivery,
@@ -256,12 +258,18 @@ export interface WebSocketPublishOptions extends PublishOptions {
  *   it is sent, since a receiver with that limit would close the connection, `maxBufferedBytes`
  *   (default 64 MiB): past it a publish is refused with `PublishRejected`, and `closeTimeoutMs`
  *   (default 5 s): how long `close()` waits for the frames to be written
- * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents subprotocol
+ * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
+ *   subprotocol, for a `maxPayloadBytes` or `maxBufferedBytes` that is not a whole number of 0 or
+ *   more, or a `heartbeatMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call
+ *   `timeoutMs` is checked likewise, and the call rejects with nothing sent)
  */
 export function webSocketPublisher(
   socket: WebSocketLike,
   options: WebSocketPublisherOptions,
 ): Publisher<WebSocketPublishOptions> {
+  checkBindingOptions(options);
+  checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
+  checkCountOption("maxBufferedBytes", options.maxBufferedBytes, 0);
   const format = negotiatedFormat(socket, options.formats);
   watch(socket, options.heartbeatMs);
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
@@ -416,7 +424,31 @@ function refuseCall(call: PublishOptions): PosthornError | undefined {
       cause: call.abortSignal.reason,
     });
   }
+  if (call.timeoutMs !== undefined) {
+    try {
+      checkTimeOption("timeoutMs", call.timeoutMs);
+    } catch (err) {
+      return err as PosthornError;
+    }
+  }
   return undefined;
+}
+
+// The options the publisher and the subscriber share, checked once when either is made.
+function checkBindingOptions(options: WebSocketBindingOptions): void {
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkTimeOption("heartbeatMs", options.heartbeatMs);
+}
+
+/**
+ * `maxPayloadBytes` as `ws`'s `maxPayload`, which it truncates to 32 bits and takes 0 (or less)
+ * for no limit: 0 is refused (it would lift the limit it names), and `Infinity` or anything past
+ * 32 bits is given as 0, no limit, rather than wrapped around to some other number.
+ */
+function wsMaxPayload(maxPayloadBytes: number | undefined): number {
+  checkCountOption("maxPayloadBytes", maxPayloadBytes);
+  const max = maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  return max > 0x7fff_ffff ? 0 : max;
 }
 
 /**
@@ -478,21 +510,22 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  *   {@link DEFAULT_MAX_PENDING}) and, with `ws`, `heartbeatMs` (default
  *   {@link DEFAULT_HEARTBEAT_MS})
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
- *   subprotocol; `NotSupported` for a `maxPending` below 1
+ *   subprotocol; `NotSupported` for a `maxPending` that is not a whole number of 1 or more (or
+ *   `Infinity`), a `maxPayloadBytes` that is not a whole number of 0 or more, or a `heartbeatMs`
+ *   that is not a number of 0 or more
  */
 export function webSocketSubscriber(
   socket: WebSocketLike,
   options: WebSocketSubscriberOptions,
 ): Subscriber {
+  checkBindingOptions(options);
+  checkCountOption("maxPending", options.maxPending);
   const format = negotiatedFormat(socket, options.formats);
   watch(socket, options.heartbeatMs);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
-  if (!(maxPending >= 1)) {
-    throw new PosthornError("NotSupported", `maxPending must be at least 1, got ${maxPending}`);
-  }
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // ws reads as fast as the peer sends: past maxPending unpulled deliveries, stop reading until
   // the application has pulled half of them (only ws can; a browser's socket cannot pause).
@@ -644,7 +677,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
   /**
    * Largest message the socket accepts, given to `ws` as `maxPayload` (browsers set their own
    * limits). Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. Past it `ws` closes the connection with
-   * 1009 and the subscriber's iteration fails with `PayloadTooLarge`.
+   * 1009 and the subscriber's iteration fails with `PayloadTooLarge`. A whole number, 1 or more
+   * (`ws` would take 0 for no limit), or `Infinity` for no limit.
    */
   maxPayloadBytes?: number;
 }
@@ -661,8 +695,10 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
- *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, or a format has no
- *   WebSockets subprotocol; `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
+ *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, a format has no
+ *   WebSockets subprotocol, or before connecting for a `timeoutMs` or `heartbeatMs` that is not a
+ *   number of 0 or more or a `maxPayloadBytes` that is not a whole number of 1 or more (or
+ *   `Infinity`); `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
  *   a rejection, none is thrown.
  *
  * @example
@@ -701,13 +737,19 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
   const aborted = (): PosthornError =>
     new PosthornError("Aborted", `connecting to ${url} was aborted`, { cause: signal?.reason });
   if (signal?.aborted) return Promise.reject(aborted());
+  let maxPayload: number;
+  try {
+    checkTimeOption("timeoutMs", options.timeoutMs);
+    checkTimeOption("heartbeatMs", options.heartbeatMs);
+    maxPayload = wsMaxPayload(options.maxPayloadBytes);
+  } catch (err) {
+    return Promise.reject(err);
+  }
   const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     let socket: S;
     try {
-      socket = new Ctor(url, protocols, {
-        maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
-      });
+      socket = new Ctor(url, protocols, { maxPayload });
     } catch (err) {
       reject(
         new PosthornError("ConnectionFailed", `cannot open ${url}: ${(err as Error).message}`, {
@@ -810,7 +852,9 @@ export interface WebSocketServerCloudEventsOptions {
  * with 1009.
  *
  * @param formats - the formats the server speaks
- * @param options - `maxPayloadBytes`, the largest message accepted
+ * @param options - `maxPayloadBytes`, the largest message accepted: a whole number, 1 or more
+ *   (`ws` takes 0 for no limit), or `Infinity` for none
+ * @throws {@link PosthornError} `NotSupported` for any other `maxPayloadBytes`
  * @example
  * ```ts
  * const wss = new WebSocketServer({ port: 8080, ...webSocketServerOptions([json, avro]) });
@@ -821,13 +865,14 @@ export function webSocketServerOptions(
   formats: readonly EventFormat[],
   options: { maxPayloadBytes?: number } = {},
 ): WebSocketServerCloudEventsOptions {
+  const maxPayload = wsMaxPayload(options.maxPayloadBytes);
   const known = new Set(offeredSubprotocols(formats));
   const pick = (offered: Iterable<string>): string | false => {
     for (const p of offered) if (known.has(p)) return p;
     return false;
   };
   return {
-    maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+    maxPayload,
     handleProtocols: (protocols) => pick(protocols),
     verifyClient(info, callback) {
       const header = info.req.headers["sec-websocket-protocol"];
