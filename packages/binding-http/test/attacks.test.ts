@@ -379,9 +379,9 @@ describe("a binary-mode Content-Type the binding could not send on", () => {
       const event = fromHttpMessage({
         headers: { ...base, "content-type": contentType },
         body: "hi",
-      });
+      }) as CloudEvent;
       expect(event.datacontenttype).toBe(contentType.trim());
-      const again = fromHttpMessage(toHttpMessage(event));
+      const again = fromHttpMessage(toHttpMessage(event)) as CloudEvent;
       expect(again.datacontenttype).toBe(event.datacontenttype);
       expect(again.data).toEqual(event.data);
     }
