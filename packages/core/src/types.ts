@@ -321,7 +321,10 @@ function daysIn(year: number, month: number): number {
 
 /**
  * The canonical form of a timestamp for comparison: UTC, `Z`, fraction without trailing zeros.
- * Two timestamps name the same instant exactly when their canonical forms are equal.
+ * Two timestamps name the same instant exactly when their canonical forms are equal. An offset
+ * can move a time out of the years 0000 to 9999 (`0000-01-01T00:00:00+00:01` is in year -1),
+ * which RFC 3339 cannot write in UTC: such an instant is written with ISO 8601's expanded year,
+ * as `Date.toISOString` does (`-000001-12-31T23:59:00Z`).
  *
  * @param s - an RFC 3339 timestamp; text that is not one is returned unchanged
  */
@@ -333,7 +336,8 @@ export function canonicalTimestamp(s: string): string {
 
 /**
  * Formats whole epoch seconds plus a decimal fraction as RFC 3339 in UTC (trailing zeros of the
- * fraction dropped).
+ * fraction dropped); outside the years 0000 to 9999, with ISO 8601's expanded year as
+ * `Date.toISOString` writes it.
  *
  * @param epochSeconds - whole seconds since 1970-01-01T00:00:00Z
  * @param fraction - the decimal digits of the fraction of a second, without the point (`""` for
@@ -369,7 +373,12 @@ function formatUtc(epochSeconds: number, fraction: string): string {
   const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
   const month = mp < 10 ? mp + 3 : mp - 9;
   const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
-  const y = year >= 1000 ? `${year}` : `${year}`.padStart(4, "0");
+  // Years past 0000-9999 (an offset can move a time there) have no RFC 3339 form: ISO 8601's
+  // expanded one, as Date.toISOString writes it, still names each instant once.
+  const y =
+    year >= 0 && year <= 9999
+      ? `${year}`.padStart(4, "0")
+      : `${year < 0 ? "-" : "+"}${`${Math.abs(year)}`.padStart(6, "0")}`;
   const frac = fraction === "" ? "" : `.${fraction}`;
   return `${y}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}${frac}Z`;
 }

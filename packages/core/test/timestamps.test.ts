@@ -1,4 +1,10 @@
-import { dateToTimestamp, formatInstant, parseTimestamp } from "@posthorn/core";
+import {
+  canonicalTimestamp,
+  dateToTimestamp,
+  formatInstant,
+  isTimestamp,
+  parseTimestamp,
+} from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 
 // parseTimestamp and formatInstant work by calendar arithmetic, not Date: check them against Date
@@ -77,5 +83,25 @@ describe("dateToTimestamp", () => {
       expect(dateToTimestamp(d)).toBe(d.toISOString());
     }
     expect(() => dateToTimestamp(new Date(Number.NaN))).toThrowError(RangeError);
+  });
+});
+
+describe("canonicalTimestamp of times an offset moves out of the years 0000 to 9999", () => {
+  it("writes ISO 8601's expanded year, as Date.toISOString does, one form per instant", () => {
+    const cases: Array<[string, string]> = [
+      ["0000-01-01T00:00:00+00:01", "-000001-12-31T23:59:00Z"],
+      ["0000-01-01T05:00:00.5+14:00", "-000001-12-31T15:00:00.5Z"],
+      ["9999-12-31T23:59:59-00:01", "+010000-01-01T00:00:59Z"],
+      ["9999-12-31T16:00:00-08:00", "+010000-01-01T00:00:00Z"],
+    ];
+    for (const [time, canonical] of cases) {
+      expect(isTimestamp(time)).toBe(true);
+      expect(canonicalTimestamp(time)).toBe(canonical);
+      // The same instant as JavaScript names it, where Date reaches (milliseconds).
+      expect(new Date(canonical).getTime()).toBe(new Date(Date.parse(time)).getTime());
+    }
+    // Inside the range nothing changes.
+    expect(canonicalTimestamp("0000-01-01T00:01:00+00:01")).toBe("0000-01-01T00:00:00Z");
+    expect(canonicalTimestamp("9999-12-31T23:59:59Z")).toBe("9999-12-31T23:59:59Z");
   });
 });
