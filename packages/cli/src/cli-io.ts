@@ -70,6 +70,27 @@ export function numberOption(
   return n;
 }
 
+/**
+ * Reads a count option (`--count`, `--concurrency`): a whole number of `least` or more, or throws
+ * a {@link UsageError} naming it.
+ */
+export function countOption(
+  values: Record<string, unknown>,
+  name: string,
+  fallback?: number,
+  least: 0 | 1 = 0,
+): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (typeof raw !== "string" || raw.trim() === "" || !Number.isInteger(n) || n < least) {
+    throw new UsageError(
+      `--${name} must be a whole number, ${least} or more, got "${String(raw)}"`,
+    );
+  }
+  return n;
+}
+
 /** Writes a line to stderr with secrets hidden. */
 export function note(io: CommandIo, line: string): void {
   io.stderr.write(`${redact(line)}\n`);

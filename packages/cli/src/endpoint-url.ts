@@ -171,13 +171,22 @@ export function booleanParam(url: ParsedEndpointUrl, name: string): boolean | un
   throw bad(`${url.display}: ${name}="${value}" is not a boolean (true or false)`);
 }
 
-/** Reads a query parameter as a non-negative integer. */
-export function integerParam(url: ParsedEndpointUrl, name: string): number | undefined {
+/**
+ * Reads a query parameter as an integer of `least` or more (default 0): 1 for a count that 0
+ * would make wait for ever (`credit`, `partitions`).
+ */
+export function integerParam(
+  url: ParsedEndpointUrl,
+  name: string,
+  least: 0 | 1 = 0,
+): number | undefined {
   const value = url.params.get(name);
   if (value === null) return undefined;
   const n = Number(value);
-  if (value === "" || !Number.isInteger(n) || n < 0)
-    throw bad(`${url.display}: ${name}="${value}" is not a non-negative integer`);
+  if (value === "" || !Number.isInteger(n) || n < least)
+    throw bad(
+      `${url.display}: ${name}="${value}" is not ${least === 0 ? "a non-negative integer" : "an integer of 1 or more"}`,
+    );
   return n;
 }
 

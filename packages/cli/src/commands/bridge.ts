@@ -1,5 +1,12 @@
 import type { Delivery, Publisher } from "@posthorn/core";
-import { type CommandIo, EXIT_FAILED, EXIT_OK, note, numberOption } from "../cli-io.js";
+import {
+  type CommandIo,
+  countOption,
+  EXIT_FAILED,
+  EXIT_OK,
+  note,
+  numberOption,
+} from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { describeError } from "../redact.js";
 import { consume } from "./receive.js";
@@ -96,9 +103,9 @@ export async function bridgeCommand(
   if (!parsed) return EXIT_OK;
   const { values, positionals } = parsed;
   const [from, to] = positionalArgs(positionals, ["from-url", "to-url"]);
-  const count = numberOption(values, "count");
+  const count = countOption(values, "count");
   const timeoutMs = numberOption(values, "timeout");
-  const concurrency = Math.max(1, numberOption(values, "concurrency", 16) as number);
+  const concurrency = countOption(values, "concurrency", 16, 1) as number;
   const upstream = await openEndpoint(from);
   const downstream = await openEndpoint(to);
   const publisher = await downstream.createPublisher();

@@ -1,6 +1,13 @@
 import { type Delivery, type Subscriber, utf8Decode } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type CommandIo, EXIT_FAILED, EXIT_OK, note, numberOption } from "../cli-io.js";
+import {
+  type CommandIo,
+  countOption,
+  EXIT_FAILED,
+  EXIT_OK,
+  note,
+  numberOption,
+} from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { describeError } from "../redact.js";
 import { parseOrHelp, positionalArgs } from "./shared.js";
@@ -101,7 +108,7 @@ export async function receiveCommand(
   if (!parsed) return EXIT_OK;
   const { values, positionals } = parsed;
   const [url] = positionalArgs(positionals, ["url"]);
-  const count = numberOption(values, "count");
+  const count = countOption(values, "count");
   const timeoutMs = numberOption(values, "timeout");
   const endpoint = await openEndpoint(url);
   const subscriber = await endpoint.createSubscriber();

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import type { CloudEvent } from "@posthorn/core";
-import { type CommandIo, EXIT_OK, note, numberOption, UsageError } from "../cli-io.js";
+import { type CommandIo, countOption, EXIT_OK, note, numberOption, UsageError } from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { buildEvent, parseEventsText, readAll } from "../input.js";
 import { parseOrHelp, positionalArgs, withModeAndFormat } from "./shared.js";
@@ -96,7 +96,7 @@ export async function sendCommand(argv: readonly string[], io: CommandIo): Promi
   const { values, positionals } = parsed;
   const [url] = positionalArgs(positionals, ["url"]);
   const timeoutMs = numberOption(values, "timeout", 10_000) as number;
-  const concurrency = Math.max(1, numberOption(values, "concurrency", 16) as number);
+  const concurrency = countOption(values, "concurrency", 16, 1) as number;
   const events = await loadEvents(values, io);
   const endpoint = await openEndpoint(
     withModeAndFormat(url, values.mode as string | undefined, values.format as string | undefined),

@@ -124,6 +124,8 @@ export const driver: EndpointDriver = {
   params: ["credit", "prefix"],
   check(url) {
     amqpAddress(url);
+    // Credit 0 grants the broker nothing to send: the subscriber would wait for ever.
+    integerParam(url, "credit", 1);
     const prefix = url.params.get("prefix");
     if (prefix !== null && prefix !== "cloudEvents:" && prefix !== "cloudEvents_") {
       throw new PosthornError(
@@ -155,7 +157,7 @@ export const driver: EndpointDriver = {
   },
   async createSubscriber(endpoint) {
     const connection = await connect(endpoint);
-    const credit = integerParam(endpoint.url, "credit");
+    const credit = integerParam(endpoint.url, "credit", 1);
     const subscriber = amqpSubscriber(connection, {
       address: amqpAddress(endpoint.url),
       formats: endpoint.formats,

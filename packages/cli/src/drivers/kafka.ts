@@ -60,7 +60,7 @@ async function ensureTopic(kafka: Kafka, endpoint: ResolvedEndpoint, topic: stri
   const admin: Admin = kafka.admin();
   await admin.connect();
   try {
-    const partitions = integerParam(endpoint.url, "partitions");
+    const partitions = integerParam(endpoint.url, "partitions", 1);
     await admin.createTopics({
       topics: [{ topic, ...(partitions === undefined ? {} : { numPartitions: partitions }) }],
       waitForLeaders: true,
@@ -80,6 +80,7 @@ export const driver: EndpointDriver = {
   params: ["group", "from", "dlq", "key", "clientid", "tls", "sasl", "create", "partitions"],
   check(url) {
     topicOf(url);
+    integerParam(url, "partitions", 1);
     const from = url.params.get("from");
     if (from !== null && from !== "earliest" && from !== "latest") {
       throw new PosthornError("MalformedInput", `${url.display}: from must be earliest or latest`);

@@ -1,0 +1,57 @@
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { openEndpoint } from "../src/index.js";
+import { runCli } from "../src/main.js";
+
+// Counts on the command line and in endpoint URLs are whole numbers, refused before anything
+// connects (every URL here points at port 1, where nothing listens).
+
+async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
+  const stderr = new PassThrough();
+  let text = "";
+  stderr.on("data", (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  const io = { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env: {} };
+  const code = await runCli(argv, io);
+  return { code, stderr: text };
+}
+
+describe("count options", () => {
+  it("receive --count must be a whole number (2.5 was read as 3)", async () => {
+    const r = await run(["receive", "nats://127.0.0.1:1/s", "--count", "2.5"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--count must be a whole number, 0 or more, got "2.5"');
+  });
+
+  it("bridge --concurrency must be a whole number of 1 or more (0 was taken as 1)", async () => {
+    const r = await run([
+      "bridge",
+      "nats://127.0.0.1:1/a",
+      "nats://127.0.0.1:1/b",
+      "--concurrency",
+      "0",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--concurrency must be a whole number, 1 or more, got "0"');
+  });
+
+  it("send --concurrency must be a whole number of 1 or more (2.5 ran 2 at once)", async () => {
+    const r = await run(["send", "nats://127.0.0.1:1/s", "--concurrency", "2.5"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--concurrency must be a whole number, 1 or more, got "2.5"');
+  });
+
+  it("an AMQP credit or Kafka partitions of 0 is refused when the endpoint is opened", async () => {
+    // Credit 0 grants the broker nothing to send: the subscriber waited for ever.
+    await expect(openEndpoint("amqp://127.0.0.1:1/queue/q?credit=0")).rejects.toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringContaining('credit="0" is not an integer of 1 or more'),
+    });
+    await expect(openEndpoint("kafka://127.0.0.1:1/t?partitions=0")).rejects.toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringContaining('partitions="0" is not an integer of 1 or more'),
+    });
+    await expect(openEndpoint("amqp://127.0.0.1:1/queue/q?credit=5")).resolves.toBeDefined();
+  });
+});
