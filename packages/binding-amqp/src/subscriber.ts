@@ -1,5 +1,7 @@
 import {
   AsyncQueue,
+  checkCountOption,
+  checkTimeOption,
   closeOnReturn,
   corkForThisTick,
   createDelivery,
@@ -140,6 +142,14 @@ export function amqpSubscriber<T = unknown>(
   connection: Connection,
   options: AmqpSubscriberOptions,
 ): AmqpSubscriber<T> {
+  // Checked once, here: AMQP credit is a finite count, and 0 would never let a message in.
+  checkCountOption("credit", options.credit, 1, false);
+  checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxMessageBytes", options.maxMessageBytes, 0);
+  checkCountOption("maxProperties", options.maxProperties, 0);
+  checkCountOption("maxDepth", options.maxDepth, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
   const { address, receiverOptions } = options;
   const credit = options.credit ?? 100;
   const releaseOutcome = options.releaseOutcome ?? "released";

@@ -1,4 +1,4 @@
-import { amqpPublisher } from "@posthorn/binding-amqp";
+import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { requireBroker, shutdownEvent } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { rabbitFixture, uniqueName } from "./helpers.js";
@@ -36,6 +36,27 @@ describe.skipIf(!ok)("amqpPublisher numeric options (skipped: no broker outside 
     ];
     for (const [options, option, shown] of cases) {
       expect(() => amqpPublisher(rabbit.connection, { address, ...options })).toThrow(
+        refused(option, shown),
+      );
+    }
+  });
+
+  it("the subscriber refuses a credit of 0 (no message could ever come in), NaN, fractions and negative limits", () => {
+    const address = "/queue/never-attached";
+    const cases: [object, string, string][] = [
+      [{ credit: 0 }, "credit", "0"],
+      [{ credit: NaN_ }, "credit", "NaN"],
+      [{ credit: 2.5 }, "credit", "2\\.5"],
+      // Link credit is a 32-bit count on the wire (AMQP 1.0 2.7.4): there is no unlimited.
+      [{ credit: Number.POSITIVE_INFINITY }, "credit", "Infinity"],
+      [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
+      [{ drainTimeoutMs: -5 }, "drainTimeoutMs", "-5"],
+      [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
+      [{ maxProperties: -1 }, "maxProperties", "-1"],
+      [{ json: { maxDepth: 1.5 } }, "json.maxDepth", "1\\.5"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => amqpSubscriber(rabbit.connection, { address, ...options })).toThrow(
         refused(option, shown),
       );
     }
