@@ -209,6 +209,22 @@ describe("HTTP receiver as a Subscriber", () => {
     expect(r.headers.get("retry-after")).toBe("1");
     await receiver.close();
   });
+  it("refuses release({ delayMs: NaN }) instead of answering Retry-After: NaN; a valid release still answers", async () => {
+    const receiver = httpReceiver({ formats: [json] });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const responding = post(server.url);
+    const { value } = await receiver[Symbol.asyncIterator]().next();
+    const delivery = value as Delivery;
+    await expect(delivery.release({ delayMs: Number.NaN })).rejects.toMatchObject({
+      code: "NotSupported",
+    });
+    await delivery.release({ delayMs: 2000 });
+    const r = await responding;
+    expect(r.status).toBe(503);
+    expect(r.headers.get("retry-after")).toBe("2");
+    await receiver.close();
+  });
   it("settleTimeoutMs Infinity sets no limit: a delivery settled later is still answered 204", async () => {
     const overflows = watchTimerOverflows();
     try {

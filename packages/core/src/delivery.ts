@@ -1,6 +1,7 @@
 import type { Delivery, Message, ReleaseOptions, SettlementCapabilities } from "./envelopes.js";
 import { isPosthornError, PosthornError } from "./errors.js";
 import type { CloudEvent } from "./event.js";
+import { checkTimeOption } from "./options.js";
 
 /** What a binding supplies to {@link createDelivery}: the transport's own settlement actions. */
 export interface DeliveryInit<T> {
@@ -80,6 +81,12 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
       }
       if (options.delayMs !== undefined && !caps.releaseDelay) {
         return Promise.reject(notSupported("release({ delayMs })", "cannot delay a redelivery"));
+      }
+      // A finite number of milliseconds, 0 or more: NaN went out over HTTP as "Retry-After: NaN".
+      try {
+        checkTimeOption("release({ delayMs })", options.delayMs, 0, Number.MAX_SAFE_INTEGER);
+      } catch (err) {
+        return Promise.reject(err);
       }
       const release = init.release;
       return settle("release", () => release(options));

@@ -67,6 +67,26 @@ describe("createDelivery", () => {
     await d2.reject(new Error("bad order"));
     expect(calls).toEqual([{ delayMs: 250 }, "bad order"]);
   });
+  it("refuses a release delay that is no finite number of milliseconds, leaving the delivery unsettled", async () => {
+    const calls: unknown[] = [];
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: full,
+      accept: () => {},
+      release: (o) => void calls.push(o.delayMs),
+    });
+    for (const delayMs of [Number.NaN, -1, Number.POSITIVE_INFINITY]) {
+      await expect(d.release({ delayMs })).rejects.toMatchObject({
+        code: "NotSupported",
+        attribute: "release({ delayMs })",
+      });
+    }
+    expect(d.settled).toBe(false);
+    await d.release({ delayMs: 0 });
+    expect(calls).toEqual([0]);
+  });
   it("says NotSupported for what the capabilities exclude, leaving the delivery unsettled", async () => {
     const d = createDelivery({
       message,
