@@ -63,7 +63,10 @@ export class PosthornError extends Error {
   readonly retryable: boolean;
   /** The transport's own code or condition, where it has one. */
   readonly protocolCode: string | number | undefined;
-  /** The attribute, header or property concerned, where there is one. */
+  /**
+   * The attribute, header or property concerned, or the option a `NotSupported` setting names,
+   * where there is one.
+   */
   readonly attribute: string | undefined;
 
   /**
