@@ -1,5 +1,5 @@
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
-import { requireBroker, shutdownEvent } from "@posthorn/testkit";
+import { refusedOption, requireBroker, shutdownEvent } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { rabbitFixture, uniqueName } from "./helpers.js";
 
@@ -7,12 +7,7 @@ import { rabbitFixture, uniqueName } from "./helpers.js";
 // maxQueued 0 meaning what it says.
 const ok = await requireBroker("amqp");
 
-const refused = (option: string, shown: string) =>
-  expect.objectContaining({
-    code: "NotSupported",
-    attribute: option,
-    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
-  });
+const refused = refusedOption;
 
 const NaN_ = Number.NaN;
 
@@ -26,7 +21,7 @@ describe.skipIf(!ok)("amqpPublisher numeric options (skipped: no broker outside 
       // No transfer could ever be sent: every publish waited for its timeoutMs.
       [{ maxInFlight: 0 }, "maxInFlight", "0"],
       [{ maxInFlight: NaN_ }, "maxInFlight", "NaN"],
-      [{ maxInFlight: 1.5 }, "maxInFlight", "1\\.5"],
+      [{ maxInFlight: 1.5 }, "maxInFlight", "1.5"],
       [{ maxQueued: -1 }, "maxQueued", "-1"],
       [{ maxQueued: NaN_ }, "maxQueued", "NaN"],
       // Not finite, so no deadline at all: NaN waited for ever.
@@ -46,14 +41,14 @@ describe.skipIf(!ok)("amqpPublisher numeric options (skipped: no broker outside 
     const cases: [object, string, string][] = [
       [{ credit: 0 }, "credit", "0"],
       [{ credit: NaN_ }, "credit", "NaN"],
-      [{ credit: 2.5 }, "credit", "2\\.5"],
+      [{ credit: 2.5 }, "credit", "2.5"],
       // Link credit is a 32-bit count on the wire (AMQP 1.0 2.7.4): there is no unlimited.
       [{ credit: Number.POSITIVE_INFINITY }, "credit", "Infinity"],
       [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
       [{ drainTimeoutMs: -5 }, "drainTimeoutMs", "-5"],
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
       [{ maxProperties: -1 }, "maxProperties", "-1"],
-      [{ json: { maxDepth: 1.5 } }, "json.maxDepth", "1\\.5"],
+      [{ json: { maxDepth: 1.5 } }, "json.maxDepth", "1.5"],
     ];
     for (const [options, option, shown] of cases) {
       expect(() => amqpSubscriber(rabbit.connection, { address, ...options })).toThrow(

@@ -7,16 +7,12 @@ import {
   httpReceiver,
 } from "@posthorn/binding-http";
 import { CloudEvent } from "@posthorn/core";
+import { refusedOption } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // Numeric options are checked where the publisher or receiver is made.
 
-const refused = (option: string, shown: string) =>
-  expect.objectContaining({
-    code: "NotSupported",
-    attribute: option,
-    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
-  });
+const refused = refusedOption;
 
 const NaN_ = Number.NaN;
 
@@ -42,7 +38,7 @@ describe("httpPublisher numeric options", () => {
       // attempt >= NaN never held: a receiver answering 503 was tried again for ever.
       [{ retry: { maxAttempts: NaN_ } }, "retry.maxAttempts", "NaN"],
       [{ retry: { maxAttempts: 0 } }, "retry.maxAttempts", "0"],
-      [{ retry: { maxAttempts: 2.5 } }, "retry.maxAttempts", "2\\.5"],
+      [{ retry: { maxAttempts: 2.5 } }, "retry.maxAttempts", "2.5"],
       [{ retry: { baseDelayMs: -1 } }, "retry.baseDelayMs", "-1"],
       [{ retry: { maxDelayMs: NaN_ } }, "retry.maxDelayMs", "NaN"],
       [{ retry: { attemptTimeoutMs: NaN_ } }, "retry.attemptTimeoutMs", "NaN"],
@@ -88,7 +84,7 @@ describe("httpReceiver numeric options", () => {
     const cases: [object, string, string][] = [
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
       [{ maxBodyBytes: -1 }, "maxBodyBytes", "-1"],
-      [{ maxHeaderCount: 1.5 }, "maxHeaderCount", "1\\.5"],
+      [{ maxHeaderCount: 1.5 }, "maxHeaderCount", "1.5"],
       [{ maxHeaderBytes: NaN_ }, "maxHeaderBytes", "NaN"],
       [{ json: { maxDepth: -1 } }, "json.maxDepth", "-1"],
       // Sent as Retry-After: NaN went out as "NaN".

@@ -1,5 +1,5 @@
 import { json } from "@posthorn/format-json";
-import { brokerUrl, requireBroker, shutdownEvent } from "@posthorn/testkit";
+import { brokerUrl, refusedOption, requireBroker, shutdownEvent } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
@@ -10,12 +10,7 @@ import { connect, uniqueTopic } from "./live-harness.js";
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const refused = (option: string, shown: string) =>
-  expect.objectContaining({
-    code: "NotSupported",
-    attribute: option,
-    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
-  });
+const refused = refusedOption;
 
 const NaN_ = Number.NaN;
 
@@ -34,7 +29,7 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
       [{ timeoutMs: NaN_ }, "timeoutMs", "NaN"],
       [{ timeoutMs: -1 }, "timeoutMs", "-1"],
       [{ closeTimeoutMs: NaN_ }, "closeTimeoutMs", "NaN"],
-      [{ maxQueued: 2.5 }, "maxQueued", "2\\.5"],
+      [{ maxQueued: 2.5 }, "maxQueued", "2.5"],
       [{ maxQueued: -1 }, "maxQueued", "-1"],
     ];
     for (const [options, option, shown] of cases) {
@@ -67,7 +62,7 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
       [{ drainTimeoutMs: -1 }, "drainTimeoutMs", "-1"],
       [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
       [{ maxPending: 0 }, "maxPending", "0"],
-      [{ maxPending: 1.5 }, "maxPending", "1\\.5"],
+      [{ maxPending: 1.5 }, "maxPending", "1.5"],
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
       [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
       [{ maxUserProperties: NaN_ }, "maxUserProperties", "NaN"],

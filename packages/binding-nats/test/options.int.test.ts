@@ -6,7 +6,7 @@ import {
   natsPublisher,
   natsSubscriber,
 } from "@posthorn/binding-nats";
-import { shutdownEvent } from "@posthorn/testkit";
+import { refusedOption, shutdownEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
 
@@ -21,12 +21,7 @@ afterAll(async () => {
   await server.stop();
 });
 
-const refused = (option: string, shown: string) =>
-  expect.objectContaining({
-    code: "NotSupported",
-    attribute: option,
-    message: expect.stringMatching(new RegExp(`^${option} must be .*, got ${shown}$`)),
-  });
+const refused = refusedOption;
 
 const NaN_ = Number.NaN;
 
@@ -42,7 +37,7 @@ describe("NATS numeric options", () => {
       refused("maxInFlight", "0"),
     );
     expect(() => jetStreamPublisher(js, { subject, maxInFlight: 1.5 })).toThrow(
-      refused("maxInFlight", "1\\.5"),
+      refused("maxInFlight", "1.5"),
     );
     expect(() => jetStreamPublisher(js, { subject, timeoutMs: -1 })).toThrow(
       refused("timeoutMs", "-1"),
@@ -80,11 +75,11 @@ describe("NATS numeric options", () => {
     const subject = unique("opts");
     const cases: [object, string, string][] = [
       [{ maxPending: 0 }, "maxPending", "0"],
-      [{ maxPending: 2.5 }, "maxPending", "2\\.5"],
+      [{ maxPending: 2.5 }, "maxPending", "2.5"],
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
       [{ maxHeaders: -1 }, "maxHeaders", "-1"],
       [{ json: { maxDepth: NaN_ } }, "json.maxDepth", "NaN"],
-      [{ maxJsonDepth: 1.5 }, "maxJsonDepth", "1\\.5"],
+      [{ maxJsonDepth: 1.5 }, "maxJsonDepth", "1.5"],
     ];
     for (const [options, option, shown] of cases) {
       expect(() => natsSubscriber(nc, { subject, ...options })).toThrow(refused(option, shown));

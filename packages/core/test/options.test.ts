@@ -5,17 +5,10 @@ import {
   type Delivery,
   EventRouter,
 } from "@posthorn/core";
+import { refusedOption } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
-const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-
-const refused = (name: string, shown: string) =>
-  expect.objectContaining({
-    name: "PosthornError",
-    code: "NotSupported",
-    attribute: name,
-    message: expect.stringMatching(new RegExp(`^${name} must be .*, got ${literal(shown)}$`)),
-  });
+const refused = refusedOption;
 
 describe("checkTimeOption", () => {
   it("passes undefined, 0, fractions and Infinity through", () => {

@@ -692,3 +692,23 @@ export function watchTimerOverflows(): { count(): number; stop(): void } {
     stop: () => void process.off("warning", onWarning),
   };
 }
+
+/**
+ * What a numeric option refused by core's `checkTimeOption`/`checkCountOption` throws, for
+ * `toThrow` and `rejects.toThrow`: `NotSupported`, the option in `attribute`, and a message naming
+ * the option and the value as given.
+ *
+ * @param option - the option's name as the binding names it (`"maxInFlight"`, `"retry.maxDelayMs"`)
+ * @param shown - the value as the message prints it (`"NaN"`, `"-1"`, `"2.5"`)
+ */
+export function refusedOption(option: string, shown: string): unknown {
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return expect.objectContaining({
+    name: "PosthornError",
+    code: "NotSupported",
+    attribute: option,
+    message: expect.stringMatching(
+      new RegExp(`^${literal(option)} must be .*, got ${literal(shown)}$`),
+    ),
+  });
+}

@@ -40,6 +40,7 @@ export {
   publishWithRetry,
   type ReceiveIntoLedgerOptions,
   receiveIntoLedger,
+  refusedOption,
   type Settlement,
   type SocketWriteCount,
   settledWithin,
