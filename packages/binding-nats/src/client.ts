@@ -204,23 +204,39 @@ interface NatsStatusIteratorLike extends AsyncIterable<{ readonly type: string }
   stop?(): void;
 }
 
+/** How many times a connection dropped, as far as nats.js reported it so far. */
+export interface DropCount {
+  readonly count: number;
+}
+
+const dropCounts = new WeakMap<object, { count: number }>();
+
 /**
- * Calls `listener` each time nats.js reports that the connection dropped (a `disconnect` event
- * on `nc.status()`, the same in v2 and v3, read only when it is there), until the returned
- * function is called or the connection closes. nats.js dispatches it in the tick the socket
- * closed, before it dials again.
+ * How many times `nc` dropped (a `disconnect` event on `nc.status()`, the same in v2 and v3, read
+ * only when it is there; nats.js dispatches it in the tick the socket closed, before it dials
+ * again). One watcher per connection, started on first use and ended by nats.js when the
+ * connection closes: every publisher reads the same count, so one made per event (as
+ * `natsPublisher(nc, options).publish(event)` does) adds no iterator of its own.
  *
- * @returns stops watching: ends the iterator, which nats.js then forgets
+ * @param nc - the connection
+ * @returns the count, which goes up as drops are reported (0 for ever without `status()`)
  */
-export function onDisconnect(nc: NatsConnectionLike, listener: () => void): () => void {
-  const status = (nc as { status?: () => NatsStatusIteratorLike }).status?.();
-  if (!status) return () => {};
-  void (async () => {
-    try {
-      for await (const s of status) if (s.type === "disconnect") listener();
-    } catch {
-      // The iterator failed: nats.js reports nothing more on it.
+export function dropsOf(nc: NatsConnectionLike): DropCount {
+  let drops = dropCounts.get(nc);
+  if (drops === undefined) {
+    const counter = { count: 0 };
+    drops = counter;
+    dropCounts.set(nc, counter);
+    const status = (nc as { status?: () => NatsStatusIteratorLike }).status?.();
+    if (status) {
+      void (async () => {
+        try {
+          for await (const s of status) if (s.type === "disconnect") counter.count++;
+        } catch {
+          // The iterator failed: nats.js reports nothing more on it.
+        }
+      })();
     }
-  })();
-  return () => status.stop?.();
+  }
+  return drops;
 }

@@ -13,10 +13,10 @@ import {
 } from "@posthorn/core";
 import {
   connectionOf,
+  dropsOf,
   isReconnecting,
   type JetStreamClientLike,
   type NatsConnectionLike,
-  onDisconnect,
   type PubAckLike,
   whenClosed,
 } from "./client.js";
@@ -184,12 +184,14 @@ export interface NatsPublisher extends Publisher<NatsPublishOptions> {
  * `flush()` and `close()` tell you when messages may have been lost: a message still in the
  * client's buffer or the socket when the connection drops is gone, so the publisher counts the
  * messages handed to nats.js and those a completed flush round trip confirmed (counters only,
- * nothing per message), and watches the connection's status for `disconnect`. If the connection
+ * nothing per message), and reads the connection's count of drops (one `status()` watcher per
+ * connection, shared by all its publishers, so a publisher made per event costs no iterator of
+ * its own). If the connection
  * dropped while messages were unconfirmed, `flush()` and `close()` reject with
  * `ConnectionFailed` naming how many may be lost, instead of resolving as if all were delivered.
  *
- * `close()` flushes, so that everything published before it has reached the server, and stops
- * watching the connection's status; it leaves the connection open (it belongs to the caller).
+ * `close()` flushes, so that everything published before it has reached the server; it leaves
+ * the connection open (it belongs to the caller).
  * Called while the client reconnects, it waits for the reconnection, up to `closeTimeoutMs`; past
  * it, or when the connection closed on an error, it rejects with `ConnectionFailed`.
  *
@@ -221,15 +223,23 @@ export function natsPublisher(
   let handed = 0;
   let confirmed = 0;
   let mayBeLost = 0;
-  const stopWatching = onDisconnect(nc, () => {
+  // The connection's drops, counted once per connection; this publisher looks at the count before
+  // anything changes its own counters, so a drop is charged with exactly the messages handed
+  // over and unconfirmed when it happened (none can be handed over while the client reconnects).
+  const drops = dropsOf(nc);
+  let dropsSeen = drops.count;
+  const noticeDrops = (): void => {
+    if (drops.count === dropsSeen) return;
+    dropsSeen = drops.count;
     mayBeLost += handed - confirmed;
     confirmed = handed;
-  });
+  };
   /**
    * A round trip begun when `upTo` messages were handed over was answered: the server has them.
    * Throws, once, for those unconfirmed at an earlier drop.
    */
   const confirm = (upTo: number): void => {
+    noticeDrops();
     if (upTo > confirmed) confirmed = upTo;
     if (mayBeLost > 0) {
       const count = mayBeLost;
@@ -242,12 +252,14 @@ export function natsPublisher(
    * lost, counted here as reported, so the drop's own event adds none of them again.
    */
   const takeLost = (): number => {
+    noticeDrops();
     const n = mayBeLost + handed - confirmed;
     mayBeLost = 0;
     confirmed = handed;
     return n;
   };
   const send = (p: Prepared): void => {
+    noticeDrops();
     try {
       nc.publish(p.subject, p.message.data, { headers: p.message.headers });
     } catch (err) {
@@ -311,16 +323,12 @@ export function natsPublisher(
       closed = true;
       closing ??= (async () => {
         const upTo = handed;
-        try {
-          await confirmPublished(
-            nc,
-            options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
-            () => mayBeLost + handed - confirmed,
-          );
-          confirm(upTo);
-        } finally {
-          stopWatching();
-        }
+        await confirmPublished(
+          nc,
+          options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
+          () => mayBeLost + handed - confirmed,
+        );
+        confirm(upTo);
       })();
       return closing;
     },

@@ -140,6 +140,35 @@ for (const client of Object.keys(clients)) {
       expect(received()).toBe(3);
     });
 
+    it("publishers made per event share the connection's one status watcher, and still tell a drop", {
+      timeout: 15_000,
+    }, async () => {
+      const { subject, received } = await setUp(client);
+      const conn = nc as TestConnection;
+      // nats.js keeps each status() iterator in a list: on the connection (v2) or its protocol (v3).
+      const watchers = () => {
+        const c = conn as unknown as {
+          listeners?: unknown[];
+          protocol?: { listeners?: unknown[] };
+        };
+        return (c.listeners ?? c.protocol?.listeners ?? []).length;
+      };
+      const before = watchers();
+      for (let i = 0; i < 200; i++) {
+        await natsPublisher(conn, { subject }).publish(faultEvent("nats", i));
+      }
+      // One per connection, however many publishers (there was one per publisher, kept until its
+      // close(), which a publisher made per event never gets).
+      expect(watchers() - before).toBeLessThanOrEqual(1);
+      const kept = natsPublisher(conn, { subject, closeTimeoutMs: 8000 });
+      await kept.flush();
+      expect(received()).toBe(200);
+      await publishIntoDrop(kept, 200, 4);
+      await expect(kept.close()).rejects.toThrow(
+        /^4 messages published since the last confirmed flush may be lost/,
+      );
+    });
+
     it("a drop after everything was confirmed: flush() and close() resolve", {
       timeout: 15_000,
     }, async () => {
