@@ -20,6 +20,7 @@ import {
   quoted,
   utf8Encode,
 } from "@posthorn/core";
+import { isWritableContentType } from "./to-message.js";
 
 /**
  * Headers as the many HTTP stacks hand them over: a Web `Headers` (or anything with `forEach`),
@@ -147,8 +148,6 @@ export function detectMode(
   return detect(collect(headers), formats);
 }
 
-const VISIBLE_ASCII = /^[\x20-\x7e]*$/;
-
 /**
  * The `Content-Type` of a binary-mode message as `datacontenttype`: without the whitespace around
  * it (RFC 9110 5.5, which headers handed over as a plain record may keep), and refused when it
@@ -164,7 +163,7 @@ function sendableContentType(value: string | undefined): string | undefined {
     first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09
       ? value.replace(/^[ \t]+|[ \t]+$/g, "")
       : value;
-  if (!VISIBLE_ASCII.test(trimmed)) {
+  if (!isWritableContentType(trimmed)) {
     throw malformed(
       `Content-Type ${quoted(trimmed)} holds a character outside visible ASCII, which an HTTP header of this binding cannot carry on`,
       undefined,

@@ -39,17 +39,26 @@ export const HEADER_PREFIX = "ce-";
 
 const EMPTY = new Uint8Array(0);
 
-// Content-Type is written as it stands (it is a media type, not a percent-encoded attribute), so
-// it must be visible ASCII or space: that keeps CR, LF and other controls out of the header.
+const VISIBLE_ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * Whether a `Content-Type` can be written as it stands (a media type, not a percent-encoded
+ * attribute): visible ASCII and space only, which keeps CR, LF and other controls out of the
+ * header. The receiving side holds a binary-mode `Content-Type` to the same rule, so that what it
+ * decodes can be sent on.
+ *
+ * @internal
+ */
+export function isWritableContentType(value: string): boolean {
+  return VISIBLE_ASCII.test(value);
+}
+
 function safeContentType(value: string): string {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e) {
-      throw invalidEvent(
-        "datacontenttype holds a character a header cannot carry",
-        "datacontenttype",
-      );
-    }
+  if (!isWritableContentType(value)) {
+    throw invalidEvent(
+      "datacontenttype holds a character a header cannot carry",
+      "datacontenttype",
+    );
   }
   return value;
 }

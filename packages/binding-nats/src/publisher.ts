@@ -6,7 +6,6 @@ import {
   type EventFormat,
   encodeHeaderValue,
   limitTimer,
-  MAX_TIMER_MS,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -418,7 +417,6 @@ async function confirmPublished(
  * hold, `Infinity` included: such a timer would fire at once). Rejects as `work` does.
  */
 async function withinTime<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
-  if (ms > MAX_TIMER_MS) return work;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([

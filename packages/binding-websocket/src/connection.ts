@@ -12,7 +12,6 @@ import {
   type EventFormat,
   isPosthornError,
   limitTimer,
-  MAX_TIMER_MS,
   type Message,
   PosthornError,
   type Publisher,
@@ -767,15 +766,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
       socket.close();
       reject(err);
     };
-    // A longer delay would make setTimeout fire at once.
-    const timer =
-      timeoutMs <= MAX_TIMER_MS
-        ? setTimeout(
-            () =>
-              giveUp(new PosthornError("Timeout", `${url} did not open within ${timeoutMs} ms`)),
-            timeoutMs,
-          )
-        : undefined;
+    // No timer past what one holds (Infinity): waits with no limit.
+    const timer = limitTimer(
+      () => giveUp(new PosthornError("Timeout", `${url} did not open within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     const onAbort = (): void => giveUp(aborted());
     const onOpen = (): void => {
       done();

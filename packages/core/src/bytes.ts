@@ -183,7 +183,7 @@ export function isBase64(text: string): boolean {
  */
 function lenientDecode(text: string): Uint8Array | undefined {
   const n = text.length;
-  if (n % 4 !== 0 || !NodeBuffer) return undefined;
+  if (n % 4 !== 0 || NodeBuffer === undefined) return undefined;
   const padding =
     n === 0 || text.charCodeAt(n - 1) !== 61 ? 0 : text.charCodeAt(n - 2) === 61 ? 2 : 1;
   const b = NodeBuffer.from(text, "base64");
@@ -203,8 +203,11 @@ function lenientDecode(text: string): Uint8Array | undefined {
  * @throws {@link PosthornError} `MalformedInput` when the text is not base64
  */
 export function base64DecodeBytes(text: Uint8Array, what = "base64 value"): Uint8Array {
-  const decoded = NodeBuffer ? lenientDecode(asciiText(text)) : undefined;
-  return decoded ?? base64Decode(asciiText(text), what);
+  const chars = asciiText(text);
+  if (!NodeBuffer) return base64Decode(chars, what);
+  const decoded = lenientDecode(chars);
+  if (decoded === undefined) throw malformed(`${what} is not valid base64`);
+  return decoded;
 }
 
 /**

@@ -86,6 +86,7 @@ export {
   type CreateEventOptions,
   createUncheckedEvent,
   isCloudEvent,
+  jsonMembers,
 } from "./event.js";
 export {
   CONTEXT_ATTRIBUTE_TYPES,

@@ -10,6 +10,7 @@ import {
   type ExtensionRegistry,
   isBytes,
   type JsonLimits,
+  jsonMembers,
   jsonText,
   lastIndexOfAscii,
   malformed,
@@ -48,15 +49,7 @@ function hasLargeBinaryData(event: CloudEvent): boolean {
  */
 function encodeEvent(event: CloudEvent): Uint8Array {
   if (!hasLargeBinaryData(event)) return utf8Encode(stringify(event));
-  const record = event as unknown as Record<string, unknown>;
-  // Names are attribute names (lower-case letters and digits), so a plain object is safe.
-  const members: Record<string, unknown> = {};
-  for (const name of Object.keys(record)) {
-    if (name === "data") continue;
-    const value = record[name];
-    members[name] = isBytes(value) ? base64Encode(value) : value;
-  }
-  const head = stringify(members);
+  const head = stringify(jsonMembers(event, false));
   const base64 = base64Encode(event.data as Uint8Array);
   return utf8EncodeSpliced(`${head.slice(0, -1)},"data_base64":"`, base64, '"}');
 }
