@@ -73,8 +73,9 @@ function encodeEvents(events: readonly CloudEvent[]): Uint8Array {
 
 // On decoding, an event whose text ends in a `data_base64` member of at least this many characters
 // has it read straight from the bytes, and only the rest goes through UTF-8 decoding and
-// JSON.parse, which would copy and scan the long string twice more: 62 us for 64 KiB of data
-// against 15 us, 2.7 ms against 0.53 ms for 1 MiB (Node 20). Below it there is nothing to gain.
+// JSON.parse, which would copy and scan the long string twice more: 62-107 us for 64 KiB of data
+// against 15-25 us, 2.6-2.8 ms against 0.27-0.34 ms for 1 MiB (Node 20,
+// bench/probes/json-binary.ts). At 1 KiB the two are within noise; below, nothing to gain.
 const SPLIT_BASE64_FROM = 1024;
 const SPLICED_MEMBER = ',"data_base64":"';
 const JSON_SPACE = new Set([0x20, 0x0a, 0x0d, 0x09]);
