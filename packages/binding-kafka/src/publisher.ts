@@ -1,5 +1,6 @@
 import {
   type CloudEventLike,
+  checkChoiceOption,
   checkTimeOption,
   type EventFormat,
   limitTimer,
@@ -27,8 +28,9 @@ export interface KafkaPublisherOptions {
   keyMapper?: KeyMapper;
   /**
    * Acknowledgements to wait for: -1 all in-sync replicas (kafkajs' default), 1 the leader, 0
-   * none. Leave unset with an idempotent producer (it requires -1) and with
-   * `@confluentinc/kafka-javascript` (acks are producer configuration there).
+   * none; any other value is refused with `NotSupported` when the publisher is made. Leave unset
+   * with an idempotent producer (it requires -1) and with `@confluentinc/kafka-javascript` (acks
+   * are producer configuration there).
    */
   acks?: number;
   /** Default for {@link PublishOptions.timeoutMs}: give up waiting for the acknowledgement. */
@@ -71,9 +73,9 @@ function asBuffer<T>(value: T): T {
  *
  * @param producer - a connected producer
  * @param options - topic, content mode, format, key mapper, acks
- * @throws {@link PosthornError} `NotSupported` for structured mode without a format, or a
- *   `timeoutMs` that is not a number of 0 or more (a per-call one is checked likewise, and the
- *   call rejects with nothing sent)
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format, an `acks`
+ *   other than -1, 0 or 1, or a `timeoutMs` that is not a number of 0 or more (a per-call one is
+ *   checked likewise, and the call rejects with nothing sent)
  * @example
  * ```ts
  * const producer = kafka.producer({ idempotent: true });
@@ -87,6 +89,9 @@ export function kafkaPublisher(
   options: KafkaPublisherOptions,
 ): KafkaPublisher {
   checkTimeOption("timeoutMs", options.timeoutMs);
+  // Kafka's produce request has -1, 0 and 1; kafkajs sends any number, and NaN or a fraction
+  // left the publish waiting for an answer that never came.
+  checkChoiceOption("acks", options.acks, [-1, 0, 1]);
   const defaultMode = options.mode ?? "binary";
   if (defaultMode === "structured" && options.format === undefined) {
     throw new PosthornError("NotSupported", "a structured-mode Kafka publisher needs a format");

@@ -45,6 +45,26 @@ describe.skipIf(!ok)(
       await publisher.close();
     });
 
+    it("kafkaPublisher refuses an acks other than -1, 0 or 1, before anything is sent", async () => {
+      const topic = env.topicName("opts-acks");
+      // The test broker took 2, 5 and -2 (Kafka answers INVALID_REQUIRED_ACKS); with NaN or 0.5
+      // the publish never got an answer.
+      for (const [acks, shown] of [
+        [2, "2"],
+        [-2, "-2"],
+        [NaN_, "NaN"],
+        [0.5, "0.5"],
+      ] as const) {
+        expect(() => kafkaPublisher(producer, { topic, acks })).toThrow(refused("acks", shown));
+      }
+      const event = new CloudEvent({ specversion: "1.0", id: "a", source: "/o", type: "t" });
+      for (const acks of [-1, 0, 1]) {
+        const publisher = kafkaPublisher(producer, { topic, acks });
+        await expect(publisher.publish(event)).resolves.toBeUndefined();
+        await publisher.close();
+      }
+    });
+
     it("kafkaSubscriber refuses bad counts, intervals and limits before it subscribes", () => {
       const topics = [env.topicName("opts-sub")];
       const cases: [object, string, string][] = [

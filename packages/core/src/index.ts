@@ -109,7 +109,7 @@ export {
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
 export { NameIndex } from "./name-index.js";
-export { checkCountOption, checkTimeOption } from "./options.js";
+export { checkChoiceOption, checkCountOption, checkTimeOption } from "./options.js";
 export { type MessageProperties, ReceivedMessage } from "./received-message.js";
 export {
   EventRouter,

@@ -81,3 +81,24 @@ export function checkCountOption<T extends number | undefined>(
     `a whole number, ${least} or more${unbounded ? " (Infinity for no limit)" : ""}`,
   );
 }
+
+/**
+ * Checks an option that takes one of a few numbers (`acks`, `qos`) once, where it is given:
+ * `value` must be one of `choices` itself, so `NaN`, `"1"` and `1.0000001` are refused as
+ * plainly as 3. Handed on unchecked, such a value reaches the client library or the wire, where
+ * it fails late, or not at all and means something else.
+ *
+ * @param name - the option's name, as the caller wrote it (`"acks"`, `"deadLetterQos"`)
+ * @param value - the value given; `undefined` (not given) passes
+ * @param choices - the values accepted
+ * @returns `value`
+ * @throws {@link PosthornError} `NotSupported` naming the option, the choices and the value
+ */
+export function checkChoiceOption<T extends number | undefined>(
+  name: string,
+  value: T,
+  choices: readonly number[],
+): T {
+  if (value === undefined || choices.includes(value)) return value;
+  throw refuse(name, value, `one of ${choices.join(", ")}`);
+}

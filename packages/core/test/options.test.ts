@@ -1,5 +1,6 @@
 import {
   AsyncQueue,
+  checkChoiceOption,
   checkCountOption,
   checkTimeOption,
   type Delivery,
@@ -54,6 +55,31 @@ describe("checkCountOption", () => {
     expect(() => checkCountOption("maxQueued", -1, 0)).toThrow(refused("maxQueued", "-1"));
     expect(() => checkCountOption("maxMessages", Number.POSITIVE_INFINITY, 1, false)).toThrow(
       refused("maxMessages", "Infinity"),
+    );
+  });
+});
+
+describe("checkChoiceOption", () => {
+  it("passes undefined and each of the choices", () => {
+    for (const acks of [undefined, -1, 0, 1] as const) {
+      expect(checkChoiceOption("acks", acks, [-1, 0, 1])).toBe(acks);
+    }
+  });
+
+  it("refuses anything else, naming the option, the choices and the value", () => {
+    for (const [qos, shown] of [
+      [3, "3"],
+      [-1, "-1"],
+      [0.5, "0.5"],
+      [Number.NaN, "NaN"],
+      ["1", 'string "1"'],
+    ] as const) {
+      expect(() => checkChoiceOption("qos", qos as unknown as 0 | 1 | 2, [0, 1, 2])).toThrow(
+        refused("qos", shown),
+      );
+    }
+    expect(() => checkChoiceOption("qos", 3 as 0, [0, 1, 2])).toThrow(
+      "qos must be one of 0, 1, 2, got 3",
     );
   });
 });
