@@ -1,5 +1,6 @@
 import {
   type CloudEventLike,
+  checkChoiceOption,
   checkCountOption,
   checkTimeOption,
   Drain,
@@ -17,11 +18,17 @@ import { toMqttMessage } from "./to-message.js";
 /** An MQTT Quality of Service level. */
 export type MqttQos = 0 | 1 | 2;
 
+/** The QoS levels MQTT has (MQTT 5 3.3.1.2, 3.1.1 3.3.1.2): any other is refused where given. */
+export const MQTT_QOS_LEVELS: readonly MqttQos[] = Object.freeze([0, 1, 2]);
+
 /** Options for {@link mqttPublisher}. */
 export interface MqttPublisherOptions {
   /** The topic to publish to (no wildcards). */
   topic: string;
-  /** QoS of every publish. Default 1. */
+  /**
+   * QoS of every publish: 0, 1 or 2 (anything else is refused with `NotSupported` when the
+   * publisher is made). Default 1.
+   */
   qos?: MqttQos;
   /** Content mode. Default `binary` at MQTT 5, `structured` at 3.1.1 (its only mode). */
   mode?: "binary" | "structured";
@@ -59,7 +66,7 @@ export const DEFAULT_MAX_QUEUED = 10_000;
 export interface MqttPublishOptions extends PublishOptions {
   /** Another topic for this call. */
   topic?: string;
-  /** Another QoS for this call. */
+  /** Another QoS for this call: 0, 1 or 2 (anything else rejects the call, nothing sent). */
   qos?: MqttQos;
   /** The retain flag for this call. */
   retain?: boolean;
@@ -150,8 +157,9 @@ const STRANDED = new Error(
  * @param options - topic, QoS, mode, format, retain, limits
  * @throws {@link PosthornError} `NotSupported` when the options ask for what the client's
  *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1), or for a
- *   time limit that is not a number of 0 or more (`NaN`, negative) or a `maxQueued` that is not a
- *   whole number of 0 or more (a per-call `timeoutMs` is checked likewise, and the call rejects)
+ *   time limit that is not a number of 0 or more (`NaN`, negative), a `maxQueued` that is not a
+ *   whole number of 0 or more, or a `qos` other than 0, 1 or 2 (a per-call `timeoutMs` or `qos`
+ *   is checked likewise, and the call rejects with nothing sent)
  * @example
  * ```ts
  * const client = await mqtt.connectAsync("mqtt://localhost", { protocolVersion: 5 });
@@ -166,6 +174,9 @@ export function mqttPublisher(
   checkTimeOption("timeoutMs", options.timeoutMs);
   checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   checkCountOption("maxQueued", options.maxQueued, 0);
+  // mqtt.js failed a QoS of 3, -1 or 1.5 with a TypeError from its packet writer (taken for a
+  // lost connection), and sent NaN as if it were 0.
+  checkChoiceOption("qos", options.qos, MQTT_QOS_LEVELS);
   const protocolVersion = clientProtocolVersion(client);
   const defaultMode = options.mode ?? (protocolVersion === 5 ? "binary" : "structured");
   if (protocolVersion !== 5 && defaultMode === "binary") {
@@ -300,6 +311,7 @@ export function mqttPublisher(
   return {
     async publish(events, call: MqttPublishOptions = {}) {
       if (call.timeoutMs !== undefined) checkTimeOption("timeoutMs", call.timeoutMs);
+      checkChoiceOption("qos", call.qos, MQTT_QOS_LEVELS);
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
       // An ended client (mqtt.js sets `disconnected`) would store the message and never send it.
       if ((client as { disconnected?: boolean }).disconnected === true) {

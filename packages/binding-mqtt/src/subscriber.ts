@@ -1,6 +1,7 @@
 import {
   AsyncQueue,
   type CloudEvent,
+  checkChoiceOption,
   checkCountOption,
   checkTimeOption,
   closeOnReturn,
@@ -23,7 +24,7 @@ import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
 import { classifyMqttMessage, fromMqttMessage, toPlainMessage } from "./from-message.js";
 import type { MqttLimits, MqttMessage } from "./mqtt-message.js";
-import { asBuffer, clientProtocolVersion, type MqttQos } from "./publisher.js";
+import { asBuffer, clientProtocolVersion, MQTT_QOS_LEVELS, type MqttQos } from "./publisher.js";
 
 /** Options for {@link mqttSubscriber}. */
 export interface MqttSubscriberOptions extends MqttLimits {
@@ -34,7 +35,10 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * `$share/<group>/<topic>` (MQTT 5 shared subscriptions; Mosquitto also accepts them at 3.1.1).
    */
   group?: string;
-  /** Maximum QoS to subscribe at. Default 1. */
+  /**
+   * Maximum QoS to subscribe at: 0, 1 or 2 (anything else is refused with `NotSupported` before
+   * subscribing). Default 1.
+   */
   qos?: MqttQos;
   /** Formats that structured messages may use; a 3.1.1 subscriber needs the JSON format. */
   formats: readonly EventFormat[];
@@ -46,7 +50,7 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * given one, {@link DEAD_LETTER_REASON}.
    */
   deadLetterTopic?: string;
-  /** QoS of dead-letter publishes. Default 1. */
+  /** QoS of dead-letter publishes: 0, 1 or 2, checked like `qos`. Default 1. */
   deadLetterQos?: MqttQos;
   /** How long `close()` waits for deliveries in hand to be settled. Default 5000. */
   drainTimeoutMs?: number;
@@ -256,7 +260,8 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first;
  *   `NotSupported`, before subscribing, for a `drainTimeoutMs` that is not a number of 0 or more,
  *   a `maxPending` that is not a whole number of 1 or more, or a `maxPayloadBytes`,
- *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more
+ *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more, or a `qos` or
+ *   `deadLetterQos` other than 0, 1 or 2
  * @example
  * ```ts
  * const sub = await mqttSubscriber(client, { topic: "orders", group: "billing", formats: [json] });
@@ -275,6 +280,10 @@ export async function mqttSubscriber<T = unknown>(
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
   checkCountOption("maxUserProperties", options.maxUserProperties, 0);
   checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+  // mqtt.js subscribed with a QoS of 3 or 1.5 as given, and would fail a dead-letter publish at
+  // such a QoS only when reject() is called.
+  checkChoiceOption("qos", options.qos, MQTT_QOS_LEVELS);
+  checkChoiceOption("deadLetterQos", options.deadLetterQos, MQTT_QOS_LEVELS);
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;

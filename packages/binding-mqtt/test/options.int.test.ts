@@ -56,6 +56,42 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
     await publisher.close();
   });
 
+  it("a qos other than 0, 1 or 2 is refused by the factory and per call, before anything is sent", async () => {
+    const topic = uniqueTopic("qos");
+    // mqtt.js failed 3, -1 and 1.5 with a TypeError from its packet writer (reported as a
+    // retryable ConnectionFailed) and published NaN as if it were 0.
+    const bad: [number, string][] = [
+      [3, "3"],
+      [-1, "-1"],
+      [1.5, "1.5"],
+      [NaN_, "NaN"],
+    ];
+    for (const [qos, shown] of bad) {
+      expect(() => mqttPublisher(client, { topic, qos: qos as 1 })).toThrow(refused("qos", shown));
+    }
+    const watcher = await connect(url, { protocolVersion: 5 });
+    const seen: string[] = [];
+    watcher.on("message", (_topic, payload) => seen.push(payload.toString()));
+    await watcher.subscribeAsync(topic, { qos: 1 });
+    const publisher = mqttPublisher(client, { topic, mode: "structured", format: json });
+    for (const [qos, shown] of bad) {
+      await expect(publisher.publish(shutdownEvent("mqtt", 0), { qos: qos as 1 })).rejects.toEqual(
+        refused("qos", shown),
+      );
+    }
+    // The levels themselves are taken, per call and by the factory.
+    for (const qos of [0, 1, 2] as const) {
+      await publisher.publish(shutdownEvent("mqtt", 1 + qos), { qos });
+      await mqttPublisher(client, { topic, qos, mode: "structured", format: json }).close();
+    }
+    await publisher.close();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map((text) => JSON.parse(text).id)).toEqual(
+      [1, 2, 3].map((n) => shutdownEvent("mqtt", n).id),
+    );
+    await watcher.endAsync();
+  });
+
   it("mqttSubscriber refuses them before it subscribes", async () => {
     const topic = uniqueTopic("sub-options");
     const cases: [Record<string, unknown>, string, string][] = [
@@ -67,6 +103,10 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
       [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
       [{ maxUserProperties: NaN_ }, "maxUserProperties", "NaN"],
       [{ json: { maxDepth: NaN_ } }, "json.maxDepth", "NaN"],
+      // mqtt.js subscribed at such a QoS as given.
+      [{ qos: 3 }, "qos", "3"],
+      [{ qos: 1.5 }, "qos", "1.5"],
+      [{ deadLetterTopic: `${topic}/dlq`, deadLetterQos: -1 }, "deadLetterQos", "-1"],
     ];
     for (const [options, option, shown] of cases) {
       await expect(mqttSubscriber(client, { topic, formats: [json], ...options })).rejects.toEqual(
