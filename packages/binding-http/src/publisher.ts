@@ -4,6 +4,7 @@ import {
   checkCountOption,
   checkTimeOption,
   type EventFormat,
+  isPosthornError,
   limitTimer,
   PosthornError,
   type Publisher,
@@ -19,8 +20,10 @@ import {
 } from "./sender.js";
 import { type HttpMessage, type ToHttpMessageOptions, toHttpMessage } from "./to-message.js";
 import {
+  checkRateOption,
   httpUrl,
   RateLimiter,
+  rateText,
   readWebhookGrant,
   WEBHOOK_HEADERS,
   type WebhookApproval,
@@ -360,7 +363,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    *
    * @param approval - the rate granted, e.g. `readWebhookApproval(request.headers)`; none is no limit
    * @returns the permission now held
-   * @throws {@link PosthornError} `NotSupported` when the publisher has no `webhook` option
+   * @throws {@link PosthornError} `NotSupported` when the publisher has no `webhook` option, or
+   *   for an `allowedRate` that is neither `"*"` nor a whole number of 1 or more (nothing is
+   *   approved)
    *
    * @example
    * ```ts
@@ -376,11 +381,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         "approveWebhook needs the publisher's webhook option",
       );
     }
-    const rate = approval.allowedRate;
+    // 0, a fraction or NaN was taken for no limit, unsaid.
+    const rate = checkRateOption("allowedRate", approval.allowedRate);
     const permission = this.#grantPermission({
       allowedOrigin: webhook.origin,
-      allowedRate:
-        typeof rate === "number" && Number.isInteger(rate) && rate > 0 ? rate : undefined,
+      allowedRate: rate === "*" ? undefined : rate,
     });
     this.#approval?.resolve(permission);
     return permission;
@@ -507,7 +512,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     // http-webhook.md 4.1: the validation request.
     const headers: Record<string, string> = { [WEBHOOK_HEADERS.requestOrigin]: webhook.origin };
     if (webhook.requestRate !== undefined)
-      headers[WEBHOOK_HEADERS.requestRate] = String(webhook.requestRate);
+      headers[WEBHOOK_HEADERS.requestRate] = rateText(webhook.requestRate);
     // 4.1.3: the receiver may grant later by calling this URL. The approval can arrive before the
     // OPTIONS answer does, so the promise that waits for it exists before the request is sent.
     let approved: Promise<WebhookPermission> | undefined;
@@ -533,7 +538,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       try {
         return readWebhookGrant(answer.status, answer.headers, webhook.origin);
       } catch (refusal) {
-        if (approved === undefined) throw refusal;
+        // A grant whose rate cannot be read is the receiver's error, not a refusal to wait out.
+        if (approved === undefined || isPosthornError(refusal, "MalformedInput")) throw refusal;
         // 4.2: a target granting by callback withholds the grant headers, and one that does not
         // know the handshake may still have the callback called by a person: wait either way.
         return await this.#awaitApproval(approved, webhook, refusal);

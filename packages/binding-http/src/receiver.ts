@@ -22,6 +22,7 @@ import {
 import { DEFAULT_MAX_BODY_BYTES, fromHttpMessage, type HttpHeadersInput } from "./from-message.js";
 import {
   answerWebhookValidation,
+  checkRateOption,
   WEBHOOK_HEADERS,
   type WebhookReceiverOptions,
 } from "./webhook.js";
@@ -280,6 +281,7 @@ export class HttpReceiver implements Subscriber {
     checkTimeOption("settleTimeoutMs", options.settleTimeoutMs);
     checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
     checkTimeOption("requestTimeoutMs", options.requestTimeoutMs);
+    checkRateOption("webhook.allowedRate", options.webhook?.allowedRate);
     this.#options = options;
   }
 
@@ -650,7 +652,8 @@ export class HttpReceiver implements Subscriber {
  * @throws {@link PosthornError} `NotSupported` for a limit (`maxPayloadBytes`, `maxHeaderCount`,
  *   `maxHeaderBytes`, `json.maxDepth`) that is not a whole number of 0 or more, or a time
  *   (`defaultRetryAfterMs`, `settleTimeoutMs`, `drainTimeoutMs`, `requestTimeoutMs`) that is not a
- *   number of 0 or more (`defaultRetryAfterMs` also finite); so do the adapters given options
+ *   number of 0 or more (`defaultRetryAfterMs` also finite), or a `webhook.allowedRate` that is
+ *   neither `"*"` nor a whole number of 1 or more; so do the adapters given options
  *   (default none: binary mode only, deliveries read by iterating)
  * @example
  * ```ts

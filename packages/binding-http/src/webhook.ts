@@ -1,4 +1,4 @@
-import { PosthornError } from "@posthorn/core";
+import { checkCountOption, PosthornError, quoted } from "@posthorn/core";
 import type { HttpHeadersInput } from "./from-message.js";
 import { fetchSender } from "./sender.js";
 
@@ -22,8 +22,10 @@ export interface WebhookReceiverOptions {
    */
   allowedOrigins: "*" | readonly string[] | ((origin: string) => boolean | Promise<boolean>);
   /**
-   * The rate granted, in requests per minute, or `"*"` for no limit. When absent, the rate the
-   * sender asked for (`WebHook-Request-Rate`) is granted; when it asked none, nothing is said.
+   * The rate granted, in requests per minute: a whole number, 1 or more, or `"*"` for no limit
+   * (http-webhook.md 4.2.2 allows nothing else). Anything else (0, a fraction, `NaN`, `Infinity`)
+   * is refused with `NotSupported` naming `webhook.allowedRate` when the receiver is made. When
+   * absent, the rate the sender asked for (`WebHook-Request-Rate`) is granted, else `*`.
    */
   allowedRate?: number | "*";
   /**
@@ -56,7 +58,11 @@ export interface WebhookCallbackRequest {
 export interface WebhookConfirmOptions {
   /** Sent as `WebHook-Allowed-Origin`: the sender's origin, or `*`. Default `*`. */
   allowedOrigin?: string;
-  /** Sent as `WebHook-Allowed-Rate` (requests per minute, or `*`). Default `*`. */
+  /**
+   * Sent as `WebHook-Allowed-Rate`: requests per minute (a whole number, 1 or more), or `*`.
+   * Anything else rejects the call with `NotSupported` naming `allowedRate`, nothing sent.
+   * Default `*`.
+   */
   allowedRate?: number | "*";
   /** `GET` (default) or `POST`; the spec allows both. */
   method?: "GET" | "POST";
@@ -93,6 +99,8 @@ export interface WebhookGrant {
  * @param requestedRate - the `WebHook-Request-Rate` value, if any
  * @param options - who is allowed and at what rate
  * @param callbackUrl - the `WebHook-Request-Callback` value, if any
+ * @throws {@link PosthornError} `NotSupported` when `options.allowedRate` is neither `*` nor a
+ *   whole number of 1 or more (the receiver checks it when it is made)
  */
 export async function answerWebhookValidation(
   origin: string,
@@ -100,6 +108,7 @@ export async function answerWebhookValidation(
   options: WebhookReceiverOptions,
   callbackUrl?: string,
 ): Promise<WebhookGrant> {
+  checkRateOption("webhook.allowedRate", options.allowedRate);
   const allowed = options.allowedOrigins;
   let granted: boolean;
   if (allowed === "*") granted = true;
@@ -134,12 +143,32 @@ export async function answerWebhookValidation(
   headers[WEBHOOK_HEADERS.allowedOrigin] = allowed === "*" ? "*" : origin;
   // 4.2.2: the rate MUST be returned when one was asked for, and SHOULD be otherwise; with no
   // limit configured and none asked for, the truthful answer is "*".
-  headers[WEBHOOK_HEADERS.allowedRate] = String(rate);
+  headers[WEBHOOK_HEADERS.allowedRate] = typeof rate === "number" ? rateText(rate) : rate;
   return { status: 200, headers };
 }
 
 function isRate(value: string | undefined): value is string {
   return value !== undefined && (value === "*" || /^[1-9]\d{0,8}$/.test(value));
+}
+
+/**
+ * Checks a rate given as an option (a receiver's `allowedRate`, a confirmation's or an approval's)
+ * where it is given: `*`, or a whole number of requests per minute, 1 or more. 4.2.2 allows
+ * nothing else; 0, `NaN` or `Infinity` went out as `WebHook-Allowed-Rate: NaN` and the like.
+ *
+ * @param name - the option's name, as the caller wrote it
+ * @param value - the value given; `undefined` (not given) passes
+ * @returns `value`
+ * @throws {@link PosthornError} `NotSupported` naming the option and the value
+ */
+export function checkRateOption<T extends number | "*" | undefined>(name: string, value: T): T {
+  if (value !== "*") checkCountOption(name, value as number | undefined, 1, false);
+  return value;
+}
+
+/** A checked rate as header text: digits (String writes 1e21 and past with an exponent), or `*`. */
+export function rateText(rate: number | "*"): string {
+  return rate === "*" || rate < 1e21 ? String(rate) : BigInt(rate).toString();
 }
 
 /** The URL in its normalised form when it is absolute http or https, else `undefined`. */
@@ -162,7 +191,8 @@ export function httpUrl(value: string): string | undefined {
  * @param options - the rate granted, method, fetch, timeout, abort signal
  * @throws {@link PosthornError} `MalformedInput` (not an absolute http(s) URL), `PublishRejected`
  *   (a non-2xx answer; `protocolCode` is the status), `Timeout`, `ConnectionFailed`, `Aborted`,
- *   `NotSupported` (no fetch available)
+ *   `NotSupported` (no fetch available, or an `allowedRate` that is neither `*` nor a whole
+ *   number of 1 or more; nothing is sent)
  *
  * @example
  * ```ts
@@ -181,6 +211,7 @@ export async function confirmWebhookCallback(
       { attribute: WEBHOOK_HEADERS.requestCallback },
     );
   }
+  checkRateOption("allowedRate", options.allowedRate);
   const f = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
   if (f === undefined) {
     throw new PosthornError("NotSupported", "no fetch is available; pass options.fetch");
@@ -190,7 +221,7 @@ export async function confirmWebhookCallback(
     method: options.method ?? "GET",
     headers: {
       [WEBHOOK_HEADERS.allowedOrigin]: options.allowedOrigin ?? "*",
-      [WEBHOOK_HEADERS.allowedRate]: String(options.allowedRate ?? "*"),
+      [WEBHOOK_HEADERS.allowedRate]: rateText(options.allowedRate ?? "*"),
     },
     body: undefined,
     timeoutMs: options.timeoutMs ?? 10_000,
@@ -243,7 +274,10 @@ export interface WebhookSenderOptions {
 
 /** A grant that arrived by callback (see {@link readWebhookApproval}). */
 export interface WebhookApproval {
-  /** Requests per minute granted, or `*` (or absent) for no limit. */
+  /**
+   * Requests per minute granted (a whole number, 1 or more), or `*` (or absent) for no limit;
+   * `approveWebhook` refuses anything else with `NotSupported`.
+   */
   allowedRate?: number | "*";
 }
 
@@ -264,21 +298,40 @@ function headerValue(headers: HttpHeadersInput, name: string): string | undefine
   return undefined;
 }
 
-/** A positive integer rate, or `undefined` for `*`, absent or unreadable values (no limit). */
-function readRate(value: string | undefined): number | undefined {
-  const text = value?.trim();
-  const n = text === undefined || text === "*" ? Number.NaN : Number(text);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
+/**
+ * A rate a peer sent in `WebHook-Allowed-Rate`: the positive integer, or `undefined` for `*`, for
+ * no header, and for one too large to hold (no limit in practice).
+ *
+ * @throws {@link PosthornError} `MalformedInput` for anything else (4.2.2: "either an asterisk
+ *   character or the string representation of a positive integer number greater than zero"):
+ *   such an answer says nothing of the rate, and was taken for no limit
+ */
+function readRate(value: string | undefined, from: string): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (text === "*") return undefined;
+  if (!/^[1-9][0-9]*$/.test(text)) {
+    throw new PosthornError(
+      "MalformedInput",
+      `${from} WebHook-Allowed-Rate ${quoted(text)} is neither "*" nor a positive integer (http-webhook.md 4.2.2)`,
+      { attribute: WEBHOOK_HEADERS.allowedRate },
+    );
+  }
+  const rate = Number(text);
+  return Number.isFinite(rate) ? rate : undefined;
 }
 
 /**
  * Reads the grant a receiver sent to the sender's callback URL (http-webhook.md 4.1.3): the
- * `WebHook-Allowed-Rate` header of that request, for `publisher.approveWebhook()`.
+ * `WebHook-Allowed-Rate` header of that request, for `publisher.approveWebhook()`. `*` or no
+ * header is no limit.
  *
  * @param headers - the callback request's headers (Web `Headers` or a Node header record)
+ * @throws {@link PosthornError} `MalformedInput` (attribute `webhook-allowed-rate`) when the
+ *   header is neither `*` nor a positive integer: answer the callback 400 and approve nothing
  */
 export function readWebhookApproval(headers: HttpHeadersInput): WebhookApproval {
-  const rate = readRate(headerValue(headers, WEBHOOK_HEADERS.allowedRate));
+  const rate = readRate(headerValue(headers, WEBHOOK_HEADERS.allowedRate), "the callback's");
   return rate === undefined ? {} : { allowedRate: rate };
 }
 
@@ -291,7 +344,9 @@ export function readWebhookApproval(headers: HttpHeadersInput): WebhookApproval 
  * @param origin - the sender's own origin, as it sent it in `WebHook-Request-Origin`; compared
  *   without regard to case
  * @returns the permission; `allowedRate` only when the header holds a positive integer
- * @throws {@link PosthornError} `PublishRejected` (not retryable) when permission is refused
+ * @throws {@link PosthornError} `PublishRejected` (not retryable) when permission is refused,
+ *   `MalformedInput` (attribute `webhook-allowed-rate`) when it is granted with a
+ *   `WebHook-Allowed-Rate` that is neither `*` nor a positive integer
  */
 export function readWebhookGrant(
   status: number,
@@ -313,7 +368,7 @@ export function readWebhookGrant(
   }
   return {
     allowedOrigin,
-    allowedRate: readRate(headers.get(WEBHOOK_HEADERS.allowedRate) ?? undefined),
+    allowedRate: readRate(headers.get(WEBHOOK_HEADERS.allowedRate) ?? undefined, "the receiver's"),
   };
 }
 

@@ -303,7 +303,7 @@ describe("readWebhookApproval", () => {
     });
     expect(readWebhookApproval({ "webhook-allowed-rate": "45" })).toEqual({ allowedRate: 45 });
     expect(readWebhookApproval({ "webhook-allowed-rate": "*" })).toEqual({});
-    expect(readWebhookApproval({ "webhook-allowed-rate": "-3" })).toEqual({});
+    expect(readWebhookApproval({ "webhook-allowed-rate": " 45 " })).toEqual({ allowedRate: 45 });
     expect(readWebhookApproval({})).toEqual({});
   });
 });

@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createNodeHandler, httpPublisher, httpReceiver } from "@posthorn/binding-http";
+import {
+  confirmWebhookCallback,
+  createNodeHandler,
+  httpPublisher,
+  httpReceiver,
+  readWebhookApproval,
+} from "@posthorn/binding-http";
 import type { CloudEvent } from "@posthorn/core";
+import { refusedOption } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { failure, startServer, type TestServer, textEvent } from "./servers.js";
 
@@ -187,5 +194,140 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
     expect(() => publisher.approveWebhook()).toThrow(
       expect.objectContaining({ code: "NotSupported" }),
     );
+  });
+});
+
+describe("webhook rates given as options", () => {
+  const bad: Array<[unknown, string]> = [
+    [0, "0"],
+    [-1, "-1"],
+    [2.5, "2.5"],
+    [Number.NaN, "NaN"],
+    [Number.POSITIVE_INFINITY, "Infinity"],
+    ["100", 'string "100"'],
+  ];
+
+  it("httpReceiver and the adapters refuse a webhook.allowedRate other than * or a whole number of 1 or more", async () => {
+    // NaN, 0 and Infinity went out as WebHook-Allowed-Rate: NaN, 0 and Infinity.
+    for (const [rate, shown] of bad) {
+      const webhook = { allowedOrigins: "*" as const, allowedRate: rate as number };
+      expect(() => httpReceiver({ webhook })).toThrow(refusedOption("webhook.allowedRate", shown));
+      expect(() => createNodeHandler({ webhook })).toThrow(
+        refusedOption("webhook.allowedRate", shown),
+      );
+    }
+    // A rate past 1e21 goes out as digits, which String() writes with an exponent.
+    const receiver = httpReceiver({ webhook: { allowedOrigins: "*", allowedRate: 1e21 } });
+    const reply = await receiver.handle({
+      method: "OPTIONS",
+      headers: { "webhook-request-origin": "sender.example" },
+      readBody: () => Promise.resolve(new Uint8Array()),
+    });
+    expect(reply.headers["webhook-allowed-rate"]).toBe("1000000000000000000000");
+  });
+
+  it("confirmWebhookCallback refuses such an allowedRate with no request made", async () => {
+    let calls = 0;
+    const f: typeof fetch = () => {
+      calls++;
+      return Promise.resolve(new Response(null, { status: 200 }));
+    };
+    for (const [rate, shown] of bad) {
+      await expect(
+        confirmWebhookCallback("http://127.0.0.1:1/confirm", {
+          allowedRate: rate as number,
+          fetch: f,
+        }),
+      ).rejects.toEqual(refusedOption("allowedRate", shown));
+    }
+    expect(calls).toBe(0);
+    await confirmWebhookCallback("http://127.0.0.1:1/confirm", { allowedRate: 30, fetch: f });
+    expect(calls).toBe(1);
+  });
+
+  it("approveWebhook refuses such an allowedRate and approves nothing", () => {
+    const publisher = httpPublisher({
+      url: "http://127.0.0.1:1/",
+      webhook: { origin: "sender.example" },
+    });
+    // They were taken for no limit.
+    for (const [rate, shown] of bad) {
+      expect(() => publisher.approveWebhook({ allowedRate: rate as number })).toThrow(
+        refusedOption("allowedRate", shown),
+      );
+    }
+    expect(publisher.permission).toBeUndefined();
+    expect(publisher.approveWebhook({ allowedRate: "*" }).allowedRate).toBeUndefined();
+  });
+});
+
+describe("a WebHook-Allowed-Rate the receiver got wrong", () => {
+  /** A receiver granting the origin with `rate` as its WebHook-Allowed-Rate, counting POSTs. */
+  async function wrongRateReceiver(rate: string) {
+    const seen = { posts: 0 };
+    const server = await startServer((req: IncomingMessage, res: ServerResponse) => {
+      req.resume();
+      if (req.method === "OPTIONS") {
+        res.writeHead(200, {
+          "webhook-allowed-origin": "sender.example",
+          "webhook-allowed-rate": rate,
+        });
+      } else {
+        seen.posts++;
+        res.writeHead(204);
+      }
+      res.end();
+    });
+    servers.push(server);
+    return { url: server.url, seen };
+  }
+
+  it("fails the publish with MalformedInput, nothing delivered; the next publish asks again", async () => {
+    // Each was taken for no limit, and the events went out unpaced.
+    for (const rate of ["0", "-3", "1.5", "abc", "1e3", "0x10", ""]) {
+      const { url, seen } = await wrongRateReceiver(rate);
+      const publisher = httpPublisher({ url, webhook: { origin: "sender.example" } });
+      for (const id of ["a", "b"]) {
+        const err = await failure(publisher.publish(event(id)));
+        expect(err).toMatchObject({ code: "MalformedInput", attribute: "webhook-allowed-rate" });
+        expect(err.message).toContain(JSON.stringify(rate));
+      }
+      expect(seen.posts).toBe(0);
+      expect(publisher.permission).toBeUndefined();
+    }
+  });
+
+  it("does not wait for a callback approval instead", async () => {
+    const { url } = await wrongRateReceiver("fast");
+    const publisher = httpPublisher({
+      url,
+      webhook: { origin: "sender.example", callbackUrl: "http://127.0.0.1:1/approve?key=k" },
+    });
+    const started = performance.now();
+    const err = await failure(publisher.publish(event("a")));
+    expect(err.code).toBe("MalformedInput");
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it("reads * and positive integers, a huge one as no limit", async () => {
+    for (const [rate, granted] of [
+      ["*", undefined],
+      [" 120 ", 120],
+      ["9".repeat(400), undefined],
+    ] as const) {
+      const { url, seen } = await wrongRateReceiver(rate);
+      const publisher = httpPublisher({ url, webhook: { origin: "sender.example" } });
+      await publisher.publish(event("a"));
+      expect(publisher.permission?.allowedRate).toBe(granted);
+      expect(seen.posts).toBe(1);
+    }
+  });
+
+  it("readWebhookApproval refuses a callback's malformed rate with MalformedInput", () => {
+    for (const rate of ["-3", "0", "2.5", "soon"]) {
+      expect(() => readWebhookApproval({ "webhook-allowed-rate": rate })).toThrow(
+        expect.objectContaining({ code: "MalformedInput", attribute: "webhook-allowed-rate" }),
+      );
+    }
   });
 });
