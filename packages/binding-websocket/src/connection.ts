@@ -24,7 +24,9 @@ import {
   DEFAULT_HEARTBEAT_MS,
   isNodeWs,
   lossOf,
+  markWritten,
   type NodeWs,
+  pauseReading,
   watch,
   withLoss,
 } from "./liveness.js";
@@ -164,9 +166,12 @@ export interface WebSocketBindingOptions {
    */
   maxPayloadBytes?: number;
   /**
-   * With `ws`: ping the peer this often, and terminate the socket when neither a pong nor anything
-   * else arrived by the next ping (a peer gone without closing the connection), so that waiting
-   * publishes fail and subscribers end with `ConnectionFailed`. `0` or `Infinity`: no heartbeat.
+   * With `ws`: ping the peer this often, and terminate the socket when by the next ping the peer
+   * answered nothing, sent nothing else, and took none of the bytes that waited for it (a peer gone
+   * without closing the connection), so that waiting publishes fail and subscribers end with
+   * `ConnectionFailed`. A side that paused reading (the subscriber's `maxPending`) gives no verdict
+   * while paused, and sends the peer an unsolicited pong every half interval instead, so a slow
+   * consumer is not taken for a gone one on either side. `0` or `Infinity`: no heartbeat.
    * The heartbeat belongs to the socket and lasts until it closes: the first of
    * {@link connectWebSocket}, {@link webSocketPublisher} and {@link webSocketSubscriber} to touch
    * it starts it, with this option or {@link DEFAULT_HEARTBEAT_MS}; a later one that gives another
@@ -187,6 +192,8 @@ export interface WebSocketSubscriberOptions extends WebSocketBindingOptions {
   /**
    * Most deliveries waiting to be pulled before the subscriber pauses a `ws` socket (TCP then holds
    * the peer back); it resumes once half of them were pulled. Default {@link DEFAULT_MAX_PENDING}.
+   * However long it stays paused, the heartbeat takes neither side for gone (see
+   * {@link WebSocketBindingOptions.heartbeatMs}).
    * A browser's WebSocket cannot pause, so there it has no effect.
    */
   maxPending?: number;
@@ -270,7 +277,7 @@ export function webSocketPublisher(
   checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   checkCountOption("maxBufferedBytes", options.maxBufferedBytes, 0);
   const format = negotiatedFormat(socket, options.formats);
-  watch(socket, options.heartbeatMs);
+  const live = watch(socket, options.heartbeatMs);
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // A counter and one waiter, not a set of promises: publish is a hot path (one frame per event).
   let pending = 0;
@@ -308,7 +315,11 @@ export function webSocketPublisher(
                 { cause: err },
               ),
             );
-          else resolve();
+          else {
+            resolve();
+            // The peer took bytes: a sign of life while the heartbeat's ping waits behind them.
+            if (live !== undefined) markWritten(live);
+          }
           // After the publish settled, so close() resolves only once every publish has.
           settled();
         });
@@ -500,8 +511,10 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * subscriber the same way.
  *
  * Flow control: with `ws`, once `maxPending` deliveries wait to be pulled the subscriber pauses the
- * socket, so TCP holds the peer back, and resumes it once half of them were pulled. A browser's
- * WebSocket cannot pause: there what arrives waits in memory.
+ * socket, so TCP holds the peer back, and resumes it once half of them were pulled. While paused,
+ * the socket's heartbeat gives no verdict and tells the peer, by unsolicited pongs, that this side
+ * lives, so holding deliveries longer than `heartbeatMs` costs the connection on neither side. A
+ * browser's WebSocket cannot pause: there what arrives waits in memory.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
@@ -567,7 +580,9 @@ export function webSocketSubscriber(
     );
     if (canPause && !paused && queue.size >= maxPending) {
       paused = true;
-      node?.pause?.();
+      // Through the heartbeat, which then neither waits for pongs it cannot read nor lets the
+      // peer's heartbeat take this side for gone.
+      pauseReading(socket as unknown as NodeWs & WebSocketLike);
       queue.onDrainedTo(resumeAt, () => {
         if (paused) resume();
       });
@@ -667,8 +682,9 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
    */
   abortSignal?: AbortSignal;
   /**
-   * With `ws`: ping the server this often, and terminate the socket when neither a pong nor
-   * anything else arrived by the next ping (see {@link WebSocketBindingOptions.heartbeatMs}).
+   * With `ws`: ping the server this often, and terminate the socket when by the next ping it
+   * answered nothing, sent nothing else and took none of the bytes waiting for it (see
+   * {@link WebSocketBindingOptions.heartbeatMs}).
    * Default {@link DEFAULT_HEARTBEAT_MS}; `0` or `Infinity`: no heartbeat. A browser's `WebSocket`
    * cannot ping, so there it has no effect.
    */

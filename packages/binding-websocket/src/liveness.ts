@@ -4,7 +4,7 @@ import type { WebSocketLike } from "./connection.js";
 /**
  * The default `heartbeatMs` of {@link connectWebSocket}, {@link webSocketPublisher} and
  * {@link webSocketSubscriber}: 30 seconds. A peer gone without a trace is noticed within about
- * twice that.
+ * twice that of the last byte it took.
  */
 export const DEFAULT_HEARTBEAT_MS = 30_000;
 
@@ -24,7 +24,8 @@ export interface NodeWs {
   once(event: "close", listener: (code: number, reason: Uint8Array) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
   send(data: Uint8Array, options: { binary: boolean }, cb: (err?: Error) => void): void;
-  ping(): void;
+  ping(data?: undefined, mask?: undefined, cb?: (err?: Error | null) => void): void;
+  pong(): void;
   terminate(): void;
   // Since ws 8.? (absent in the oldest 8.x): stop and restart reading the TCP socket.
   pause?(): void;
@@ -38,15 +39,26 @@ export function isNodeWs(socket: WebSocketLike): boolean {
 }
 
 /** What the binding keeps for each `ws` socket it touched. */
-interface Watch {
+export interface Watch {
   readonly socket: NodeWs & WebSocketLike;
   /** The heartbeat's interval, once someone chose one (0: none). */
   heartbeatMs: number | undefined;
   timer: ReturnType<typeof setInterval> | undefined;
+  /** While the socket is paused: tells the peer, every half interval, that this side lives. */
+  announcer: ReturnType<typeof setInterval> | undefined;
   /** A ping went out and nothing has been heard since. */
   awaiting: boolean;
   /** What the TCP socket had read when that ping went out. */
   read: number | undefined;
+  /**
+   * `bufferedAmount` just after that ping was handed to `ws`: more than 0 when the ping could not
+   * go out at once, waiting behind bytes of ours that the peer had not yet taken.
+   */
+  buffered: number;
+  /** Since that ping went out, `ws` finished writing something of ours (a frame, a ping). */
+  wrote: boolean;
+  /** Since that ping went out, the socket was paused: the peer's answer may wait unread. */
+  held: boolean;
   /** Why the connection was lost, once it is known: the heartbeat, or an abnormal close. */
   lost: PosthornError | undefined;
 }
@@ -62,20 +74,22 @@ const watches = new WeakMap<WebSocketLike, Watch>();
  *   'error' event nobody listens to is thrown by Node and ends the process. With it, a socket that
  *   only publishes, or whose subscriber closed, just closes. (A browser's unheard error events
  *   throw nothing.)
- * - A heartbeat: a ping every `heartbeatMs`; when neither a pong nor anything else arrived between
- *   one ping and the next tick, the peer is taken for gone (vanished without FIN or RST, which TCP
- *   alone notices only after many minutes, if ever) and the socket is terminated, so that
- *   publishes waiting on it fail and subscribers end with `ConnectionFailed`. The timer is unref'd
- *   and cleared when the socket closes.
+ * - A heartbeat: a ping every `heartbeatMs`, and at the next tick a verdict on the peer (see
+ *   {@link beat}): one that gave no sign of life is taken for gone (vanished without FIN or RST,
+ *   which TCP alone notices only after many minutes, if ever) and the socket is terminated, so
+ *   that publishes waiting on it fail and subscribers end with `ConnectionFailed`. The timer is
+ *   unref'd and cleared when the socket closes.
  * - Why the connection was lost, for a publish or subscriber that comes later.
  *
  * @param socket - the socket
  * @param heartbeatMs - the interval: sets it anew when given and different; when not, the socket
  *   keeps the one it has, or gets {@link DEFAULT_HEARTBEAT_MS}. `0` or anything past what a timer
  *   holds (`Infinity`) means no heartbeat.
+ * @returns what the binding keeps for the socket (for {@link markWritten}); `undefined` for a
+ *   browser's socket
  */
-export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): void {
-  if (!isNodeWs(socket)) return;
+export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): Watch | undefined {
+  if (!isNodeWs(socket)) return undefined;
   let w = watches.get(socket);
   if (w === undefined) {
     const node = socket as unknown as NodeWs & WebSocketLike;
@@ -83,8 +97,12 @@ export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): v
       socket: node,
       heartbeatMs: undefined,
       timer: undefined,
+      announcer: undefined,
       awaiting: false,
       read: undefined,
+      buffered: 0,
+      wrote: false,
+      held: false,
       lost: undefined,
     };
     w = created;
@@ -100,9 +118,33 @@ export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): v
   } else if (heartbeatMs === undefined || heartbeatMs === w.heartbeatMs) {
     // Restarting an unchanged interval would put the next ping off: a publisher made for every
     // event would keep the heartbeat from ever beating.
-    return;
+    return w;
   }
   startHeartbeat(w, heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  return w;
+}
+
+/**
+ * Tells the heartbeat that `ws` wrote one of the binding's frames: the peer is taking bytes, a
+ * sign of life while a ping waits behind them. One property set per frame.
+ *
+ * @param w - what {@link watch} returned for the socket
+ */
+export function markWritten(w: Watch): void {
+  w.wrote = true;
+}
+
+/**
+ * Stops reading `socket` (the subscriber's flow control). Its heartbeat then gives no verdict, since
+ * the peer's answers wait unread, and tells the peer this side lives (see {@link hold}) until
+ * reading resumes; the check starts over with the first ping after that.
+ *
+ * @param socket - a `ws` socket that can pause
+ */
+export function pauseReading(socket: NodeWs & WebSocketLike): void {
+  socket.pause?.();
+  const w = watches.get(socket);
+  if (w !== undefined) hold(w);
 }
 
 function startHeartbeat(w: Watch, ms: number): void {
@@ -118,26 +160,46 @@ function startHeartbeat(w: Watch, ms: number): void {
 
 function stopHeartbeat(w: Watch): void {
   if (w.timer !== undefined) clearInterval(w.timer);
+  if (w.announcer !== undefined) clearInterval(w.announcer);
   w.timer = undefined;
+  w.announcer = undefined;
   w.awaiting = false;
 }
 
+/**
+ * One tick of the heartbeat. The peer is alive, and gets the next ping, when since the last ping:
+ *
+ * 1. anything was read from it: a pong, a frame, any byte of one (a pong stuck behind a large
+ *    message is late through no fault of the peer);
+ * 2. or this side paused reading at some time: the peer's answer may wait unread, so its silence
+ *    says nothing (the check starts over with the next ping once reading resumes);
+ * 3. or that ping could not go out at once, because the peer had not yet taken bytes of ours
+ *    (`bufferedAmount` was more than 0 once it was handed to `ws`), and in the interval `ws`
+ *    finished writing something of ours (a frame, a ping) or `bufferedAmount` fell: the peer is
+ *    taking our bytes, only slowly, and its pong waits behind them.
+ *
+ * Otherwise it is taken for gone: it answered nothing, sent nothing, and took nothing of what
+ * waited for it for a whole interval. Even a peer that reads nothing is still acknowledged by its
+ * kernel until its buffers fill, so a stopped process or a dead path is noticed about two intervals
+ * after the last byte it took. While this side is paused it sends no ping (the pong could not be
+ * read) but tells the peer it lives ({@link hold}).
+ */
 function beat(w: Watch, ms: number): void {
   const socket = w.socket;
   // Connecting: connectWebSocket's timeout has it. Closing: ws's own close timer has it.
   if (socket.readyState !== OPEN) return;
-  // Paused (the subscriber's flow control): the peer's pong waits unread, so silence says nothing.
   if (socket.isPaused === true) {
-    w.awaiting = false;
+    hold(w);
     return;
   }
-  // Any byte read counts as hearing from the peer: a pong stuck behind a large message is late
-  // through no fault of the peer. One number per interval, nothing per message.
+  // Read as numbers once per interval, nothing per message.
   const read = (socket as unknown as { _socket?: { bytesRead?: number } })._socket?.bytesRead;
-  if (w.awaiting && read === w.read) {
+  const buffered = socket.bufferedAmount ?? 0;
+  const draining = w.buffered > 0 && (w.wrote || buffered < w.buffered);
+  if (w.awaiting && !w.held && read === w.read && !draining) {
     w.lost = new PosthornError(
       "ConnectionFailed",
-      `the WebSocket peer answered no ping within heartbeatMs (${ms} ms) and sent nothing else: the connection was taken for lost and terminated`,
+      `the WebSocket peer answered no ping within heartbeatMs (${ms} ms) and sent nothing else${w.buffered > 0 ? `, nor took any of the ${w.buffered} bytes waiting for it` : ""}: the connection was taken for lost and terminated`,
       { retryable: true },
     );
     stopHeartbeat(w);
@@ -145,8 +207,44 @@ function beat(w: Watch, ms: number): void {
     return;
   }
   w.awaiting = true;
+  w.held = false;
   w.read = read;
-  socket.ping();
+  w.wrote = false;
+  socket.ping(undefined, undefined, (err) => {
+    if (!err) w.wrote = true;
+  });
+  // A ping the kernel took at once waits behind nothing of this process's; one it could not is
+  // counted here, and its own write, once done, shows that the peer took bytes.
+  w.buffered = socket.bufferedAmount ?? 0;
+}
+
+/**
+ * While the socket is paused: no verdict (the peer's pongs wait unread), and an unsolicited pong
+ * (RFC 6455 5.5.3: a unidirectional heartbeat, no answer expected) now and every half interval
+ * until reading resumes, so that the peer's heartbeat, whose pings this side cannot answer, hears
+ * from it: this binding's, and any that counts a pong as life. Half an interval, so that every
+ * interval of a peer with the same `heartbeatMs` holds one whatever the two timers' phase. A stopped
+ * process sends none, so the peer still notices that.
+ */
+function hold(w: Watch): void {
+  w.held = true;
+  w.awaiting = false;
+  const ms = w.heartbeatMs;
+  if (w.timer === undefined || w.announcer !== undefined || ms === undefined) return;
+  announce(w);
+  const announcer = setInterval(() => {
+    if (w.socket.isPaused === true && w.socket.readyState === OPEN) announce(w);
+    else {
+      clearInterval(announcer);
+      w.announcer = undefined;
+    }
+  }, ms / 2);
+  (announcer as { unref?: () => unknown }).unref?.();
+  w.announcer = announcer;
+}
+
+function announce(w: Watch): void {
+  if (w.socket.readyState === OPEN) w.socket.pong();
 }
 
 /**
