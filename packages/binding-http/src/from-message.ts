@@ -2,6 +2,7 @@ import {
   asDecodeError,
   CloudEvent,
   type ContentMode,
+  checkCountOption,
   decodeData,
   decodeHeaderValue,
   extensions as defaultRegistry,
@@ -241,12 +242,19 @@ function fromBinary(
  * @param options - formats, registry and limits
  * @returns one event, or an array in batch mode
  * @throws {@link PosthornError} `UnsupportedContentType` (not a CloudEvent, unknown format),
- *   `PayloadTooLarge`, `MalformedInput` (unparseable body or header), `InvalidEvent`
+ *   `PayloadTooLarge`, `MalformedInput` (unparseable body or header), `InvalidEvent`;
+ *   `NotSupported`, before anything is read, for a `maxPayloadBytes`, `maxBodyBytes` or
+ *   `json.maxDepth` that is not a whole number of 0 or more (or `Infinity`)
  */
 export function fromHttpMessage(
   message: ReceivedHttpMessage,
   options: FromHttpMessageOptions = {},
 ): CloudEvent | CloudEvent[] {
+  // Checked on every call, as the receivers check theirs once: NaN compared false and turned a
+  // limit off, a negative one refused every body.
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxBodyBytes", options.maxBodyBytes, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
   const collected = collect(message.headers);
   const detected = detect(collected, options.formats ?? []);
   const raw = message.body;

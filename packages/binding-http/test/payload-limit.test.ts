@@ -5,6 +5,7 @@ import {
   toHttpMessage,
 } from "@posthorn/binding-http";
 import { CloudEvent, isPosthornError } from "@posthorn/core";
+import { refusedOption } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { startServer, type TestServer } from "./servers.js";
 
@@ -91,5 +92,23 @@ describe("HTTP receiver size limit, over node:http", () => {
   it("maxPayloadBytes wins when both are given", async () => {
     expect(await (await serve({ maxPayloadBytes: 2000, maxBodyBytes: 1000 }))(1500)).toBe(204);
     expect(await (await serve({ maxPayloadBytes: 1000, maxBodyBytes: 2000 }))(1500)).toBe(413);
+  });
+});
+
+describe("fromHttpMessage limits given per call", () => {
+  it("refuses NaN, negatives and fractions with NotSupported naming the limit, before reading", () => {
+    // NaN compared false and turned the limit off (the body was read); -1 refused every body.
+    const cases: [object, string, string][] = [
+      [{ maxPayloadBytes: Number.NaN }, "maxPayloadBytes", "NaN"],
+      [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
+      [{ maxBodyBytes: 2.5 }, "maxBodyBytes", "2.5"],
+      [{ json: { maxDepth: Number.NaN } }, "json.maxDepth", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => fromHttpMessage(message(10), options)).toThrow(refusedOption(option, shown));
+    }
+    expect(
+      fromHttpMessage(message(10), { maxPayloadBytes: Infinity, json: { maxDepth: 0 } }),
+    ).toBeDefined();
   });
 });

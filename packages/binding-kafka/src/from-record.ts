@@ -3,6 +3,7 @@ import {
   asDecodeError,
   CloudEvent,
   type CloudEventInit,
+  checkCountOption,
   decodeData,
   extensions as defaultRegistry,
   type EventFormat,
@@ -96,7 +97,9 @@ export function contentModeOf(record: KafkaRecord): KafkaContentMode | undefined
  * @param options - formats for structured mode, the extension registry, limits
  * @returns the event
  * @throws {@link PosthornError} `MalformedInput` (not a CloudEvent, repeated or non-UTF-8 headers),
- *   `InvalidEvent`, `UnsupportedContentType` (a format not registered), `PayloadTooLarge`
+ *   `InvalidEvent`, `UnsupportedContentType` (a format not registered), `PayloadTooLarge`;
+ *   `NotSupported`, before anything is read, for a `maxPayloadBytes`, `maxValueBytes`,
+ *   `maxHeaders` or `json.maxDepth` that is not a whole number of 0 or more (or `Infinity`)
  * @example
  * ```ts
  * await consumer.run({ eachMessage: async ({ message }) => {
@@ -105,6 +108,7 @@ export function contentModeOf(record: KafkaRecord): KafkaContentMode | undefined
  * ```
  */
 export function fromKafkaRecord(record: KafkaRecord, options: KafkaDecodeOptions = {}): CloudEvent {
+  checkDecodeLimits(options);
   try {
     const event = decodeEvent(record, options);
     if (event === undefined) {
@@ -120,17 +124,20 @@ export function fromKafkaRecord(record: KafkaRecord, options: KafkaDecodeOptions
 
 /**
  * Reads any record: the message envelope always, and the event when the record claims to be a
- * CloudEvent (or the typed error saying why it is not a valid one). Never throws.
+ * CloudEvent (or the typed error saying why it is not a valid one). Never throws for a record.
  *
  * @param record - the record as delivered
  * @param options - as for {@link fromKafkaRecord}
  * @param metadata - transport metadata for the message (topic, partition, offset)
+ * @throws {@link PosthornError} `NotSupported`, as {@link fromKafkaRecord}, for a limit that is
+ *   not a whole number of 0 or more
  */
 export function readKafkaRecord(
   record: KafkaRecord,
   options: KafkaDecodeOptions = {},
   metadata: Readonly<Record<string, unknown>> = {},
 ): KafkaReadResult {
+  checkDecodeLimits(options);
   const message = kafkaRecordToMessage(record, metadata);
   let mode: KafkaContentMode | undefined;
   try {
@@ -141,6 +148,17 @@ export function readKafkaRecord(
   } catch (err) {
     return { message, mode, event: undefined, error: asDecodeError(err, "Kafka record") };
   }
+}
+
+/**
+ * The limits, checked on every call as the subscriber checks its own once: NaN compared false and
+ * turned a limit off, a negative one refused every record.
+ */
+function checkDecodeLimits(options: KafkaDecodeOptions): void {
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxValueBytes", options.maxValueBytes, 0);
+  checkCountOption("maxHeaders", options.maxHeaders, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
 }
 
 function decodeEvent(

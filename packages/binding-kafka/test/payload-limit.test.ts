@@ -1,5 +1,11 @@
-import { fromKafkaRecord, type KafkaDecodeOptions, toKafkaRecord } from "@posthorn/binding-kafka";
+import {
+  fromKafkaRecord,
+  type KafkaDecodeOptions,
+  readKafkaRecord,
+  toKafkaRecord,
+} from "@posthorn/binding-kafka";
 import { CloudEvent, isPosthornError } from "@posthorn/core";
+import { refusedOption } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { asReceived } from "./wire.js";
 
@@ -42,5 +48,22 @@ describe("fromKafkaRecord size limit", () => {
   it("maxPayloadBytes wins when both are given", () => {
     expect(tooLarge(150, { maxPayloadBytes: 200, maxValueBytes: 100 })).toBe(false);
     expect(tooLarge(150, { maxPayloadBytes: 100, maxValueBytes: 200 })).toBe(true);
+  });
+});
+
+describe("decoding limits given per call", () => {
+  it("fromKafkaRecord and readKafkaRecord refuse NaN, negatives and fractions, naming the limit", () => {
+    // NaN compared false and turned the limit off (the record decoded); -1 refused every record.
+    const cases: [KafkaDecodeOptions, string, string][] = [
+      [{ maxPayloadBytes: Number.NaN }, "maxPayloadBytes", "NaN"],
+      [{ maxValueBytes: -1 }, "maxValueBytes", "-1"],
+      [{ maxHeaders: 1.5 }, "maxHeaders", "1.5"],
+      [{ json: { maxDepth: Number.NaN } }, "json.maxDepth", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => fromKafkaRecord(record(10), options)).toThrow(refusedOption(option, shown));
+      expect(() => readKafkaRecord(record(10), options)).toThrow(refusedOption(option, shown));
+    }
+    expect(fromKafkaRecord(record(10), { maxPayloadBytes: Infinity }).id).toBe("limit-1");
   });
 });

@@ -1,6 +1,7 @@
 import {
   asDecodeError,
   CloudEvent,
+  checkCountOption,
   DEAD_LETTER_ORIGINAL_TOPIC,
   DEAD_LETTER_REASON,
   decodeData,
@@ -72,9 +73,16 @@ export function classifyMqttMessage(
  * @param options - the formats to accept, the protocol version, the extension registry, limits
  * @throws {@link PosthornError} `MalformedInput` (not a CloudEvent, repeated user property names,
  *   unparseable payload), `InvalidEvent` (an attribute breaks a rule), `UnsupportedContentType`
- *   (no registered format for the Content Type), `PayloadTooLarge` (a limit is exceeded)
+ *   (no registered format for the Content Type), `PayloadTooLarge` (a limit is exceeded);
+ *   `NotSupported`, before anything is read, for a `maxPayloadBytes`, `maxUserProperties` or
+ *   `json.maxDepth` that is not a whole number of 0 or more (or `Infinity`)
  */
 export function fromMqttMessage(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
+  // Checked on every call, as the subscriber checks its own once: NaN compared false and turned
+  // a limit off, a negative one refused every message.
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxUserProperties", options.maxUserProperties, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
   const maxBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   if (message.payload.length > maxBytes) {
     throw new PosthornError(

@@ -1,6 +1,11 @@
 import { CloudEvent, extensions, isPosthornError, PosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type BindingPath, describeBindingConformance, vector } from "@posthorn/testkit";
+import {
+  type BindingPath,
+  describeBindingConformance,
+  refusedOption,
+  vector,
+} from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import {
   classifyMqttMessage,
@@ -310,5 +315,30 @@ describe("fromMqttError", () => {
   it("leaves a SUBACK that granted every subscription to the message table", () => {
     const err = Object.assign(new Error("Connection closed"), { packet: { granted: [1] } });
     expect(fromMqttError(err, "subscribe to t")).toMatchObject({ code: "ConnectionFailed" });
+  });
+});
+
+describe("fromMqttMessage limits given per call", () => {
+  it("refuses NaN, negatives and fractions with NotSupported naming the limit, before reading", () => {
+    const event = new CloudEvent({ specversion: "1.0", id: "1", source: "/s", type: "t" });
+    const message = toMqttMessage(event, { mode: "binary", protocolVersion: 5 });
+    // NaN compared false and turned the limit off (the message decoded); -1 refused every one.
+    const cases: [object, string, string][] = [
+      [{ maxPayloadBytes: Number.NaN }, "maxPayloadBytes", "NaN"],
+      [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
+      [{ maxUserProperties: 2.5 }, "maxUserProperties", "2.5"],
+      [{ json: { maxDepth: Number.NaN } }, "json.maxDepth", "NaN"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => fromMqttMessage(message, { formats, protocolVersion: 5, ...options })).toThrow(
+        refusedOption(option, shown),
+      );
+    }
+    const read = fromMqttMessage(message, {
+      formats,
+      protocolVersion: 5,
+      maxPayloadBytes: Infinity,
+    });
+    expect(read.id).toBe("1");
   });
 });

@@ -1,6 +1,7 @@
 import {
   asDecodeError,
   CloudEvent,
+  checkCountOption,
   decodeData,
   extensions as defaultRegistry,
   type EventFormat,
@@ -378,7 +379,9 @@ function looksLikeStructuredJson(data: Uint8Array): boolean {
  * @param options - formats for structured mode, the extension registry, limits
  * @returns the event
  * @throws {@link PosthornError} `MalformedInput`, `InvalidEvent`, `UnsupportedContentType` or
- *   `PayloadTooLarge`; never anything else
+ *   `PayloadTooLarge` for the message; `NotSupported`, before anything is read, for a
+ *   `maxPayloadBytes`, `maxHeaders`, `json.maxDepth` or `maxJsonDepth` that is not a whole number
+ *   of 0 or more (or `Infinity`); never anything else
  * @example
  * ```ts
  * for await (const m of nc.subscribe("orders")) {
@@ -390,6 +393,12 @@ export function fromNatsMessage(
   message: NatsMessageLike,
   options: NatsDecodeOptions = {},
 ): CloudEvent {
+  // Checked on every call, as the subscribers check theirs once: NaN compared false and turned a
+  // limit off, a negative one refused every message.
+  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
+  checkCountOption("maxHeaders", options.maxHeaders, 0);
+  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+  checkCountOption("maxJsonDepth", options.maxJsonDepth, 0);
   try {
     const data = checkedPayload(message, options);
     const headers = readHeaders(message);

@@ -16,7 +16,7 @@ import {
   utf8Encode,
 } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { expectTypedError, vector } from "@posthorn/testkit";
+import { expectTypedError, refusedOption, vector } from "@posthorn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -388,5 +388,27 @@ describe("fromNatsMessage", () => {
       ),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe("fromNatsMessage limits given per call", () => {
+  it("refuses NaN, negatives and fractions with NotSupported naming the limit, before reading", () => {
+    const message = {
+      subject: "s",
+      data: new Uint8Array(4),
+      headers: { "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t" },
+    };
+    // NaN compared false and turned the limit off (the message decoded); -1 refused every one.
+    const cases: [object, string, string][] = [
+      [{ maxPayloadBytes: Number.NaN }, "maxPayloadBytes", "NaN"],
+      [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
+      [{ maxHeaders: 2.5 }, "maxHeaders", "2.5"],
+      [{ json: { maxDepth: Number.NaN } }, "json.maxDepth", "NaN"],
+      [{ maxJsonDepth: -1 }, "maxJsonDepth", "-1"],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => fromNatsMessage(message, options)).toThrow(refusedOption(option, shown));
+    }
+    expect(fromNatsMessage(message, { maxPayloadBytes: Infinity }).id).toBe("1");
   });
 });

@@ -4,7 +4,11 @@ import { invalidEvent, malformed } from "./errors.js";
 
 /** Limits applied when parsing JSON from the wire. */
 export interface JsonLimits {
-  /** Deepest nesting of arrays and objects accepted. Default 128. */
+  /**
+   * Deepest nesting of arrays and objects accepted. Default 128. A whole number, 0 or more, or
+   * `Infinity`: the formats, subscribers, receivers and `from...` decoders that take it refuse
+   * anything else with `NotSupported`.
+   */
   maxDepth?: number;
 }
 

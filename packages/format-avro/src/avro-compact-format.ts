@@ -3,6 +3,7 @@ import {
   asDecodeError,
   CloudEvent,
   type CloudEventLike,
+  checkCountOption,
   DEFAULT_MAX_JSON_DEPTH,
   decodeData,
   extensions as defaultRegistry,
@@ -30,7 +31,10 @@ export interface AvroCompactFormatOptions {
    * registry.
    */
   registry?: ExtensionRegistry;
-  /** Deepest nesting of JSON data accepted when decoding. Default 128. */
+  /**
+   * Deepest nesting of JSON data accepted when decoding: a whole number, 0 or more, or `Infinity`; anything else is `NotSupported` when the format is made.
+   * Default 128.
+   */
   maxDepth?: number;
 }
 
@@ -58,6 +62,8 @@ const writer = new AvroWriter();
  * no batch.
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
+ * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
+ *   more (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
  * ```ts
  * const format = avroCompactFormat();
@@ -65,6 +71,7 @@ const writer = new AvroWriter();
  * ```
  */
 export function avroCompactFormat(options: AvroCompactFormatOptions = {}): EventFormat {
+  checkCountOption("maxDepth", options.maxDepth, 0);
   const registry = options.registry ?? defaultRegistry;
   const limits = { maxDepth: options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH };
   return {

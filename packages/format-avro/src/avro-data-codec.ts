@@ -1,5 +1,6 @@
 import {
   asDecodeError,
+  checkCountOption,
   type DataCodec,
   invalidEvent,
   isAbsoluteUri,
@@ -23,10 +24,14 @@ export interface AvroDataCodecOptions {
   dataschema?: string;
   /**
    * Most items an array or map of zero-byte items (nulls, empty records) may claim, since their
-   * count is not bounded by the input's size. Default 65536.
+   * count is not bounded by the input's size: a whole number, 0 or more, or `Infinity`; anything
+   * else is `NotSupported` when the codec is made. Default 65536.
    */
   maxZeroSizeItems?: number;
-  /** Deepest nesting of records, arrays, maps and unions accepted when decoding. Default 256. */
+  /**
+   * Deepest nesting of records, arrays, maps and unions accepted when decoding: a whole number, 0
+   * or more, or `Infinity`; anything else is `NotSupported` when the codec is made. Default 256.
+   */
   maxDepth?: number;
 }
 
@@ -59,7 +64,9 @@ const NodeBuffer = (globalThis as { Buffer?: BufferCtor }).Buffer;
  *
  * @param schema - the schema, as JSON text, parsed JSON, or an `avsc` type
  * @param options - the `dataschema` URI and decoding limits
- * @throws {@link PosthornError} `InvalidEvent` when the schema or `dataschema` is not valid
+ * @throws {@link PosthornError} `InvalidEvent` when the schema or `dataschema` is not valid;
+ *   `NotSupported` for a `maxZeroSizeItems` or `maxDepth` that is not a whole number of 0 or more
+ *   (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
  * ```ts
  * const orders = avroDataCodec<Order>(orderSchema, { dataschema: "https://example.com/order.avsc" });
@@ -81,6 +88,8 @@ export function avroDataCodec<T = unknown>(
   } catch (err) {
     throw invalidEvent(`not a valid Avro schema: ${(err as Error).message}`, "dataschema", err);
   }
+  checkCountOption("maxZeroSizeItems", options.maxZeroSizeItems, 0);
+  checkCountOption("maxDepth", options.maxDepth, 0);
   const dataschema = options.dataschema;
   if (dataschema !== undefined && !isAbsoluteUri(dataschema)) {
     throw invalidEvent("dataschema must be an absolute URI", "dataschema");

@@ -3,6 +3,7 @@ import {
   asDecodeError,
   CloudEvent,
   type CloudEventLike,
+  checkCountOption,
   DEFAULT_MAX_JSON_DEPTH,
   extensions as defaultRegistry,
   type EventFormat,
@@ -24,7 +25,10 @@ export const AVRO_CONTENT_TYPE = "application/cloudevents+avro";
 
 /** Options for {@link avroFormat}. */
 export interface AvroFormatOptions {
-  /** Deepest nesting of JSON data accepted when decoding. Default 128. */
+  /**
+   * Deepest nesting of JSON data accepted when decoding: a whole number, 0 or more, or `Infinity`; anything else is `NotSupported` when the format is made.
+   * Default 128.
+   */
   maxDepth?: number;
   /**
    * Where extension types are declared, for decoding: a declared extension gets its declared
@@ -81,6 +85,8 @@ const writer = new AvroWriter();
  * type is an `InvalidEvent`), as in the bindings' binary modes.
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
+ * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
+ *   more (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
  * ```ts
  * const bytes = avro.encode(event);
@@ -88,6 +94,7 @@ const writer = new AvroWriter();
  * ```
  */
 export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
+  checkCountOption("maxDepth", options.maxDepth, 0);
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const registry = options.registry ?? defaultRegistry;
   return {

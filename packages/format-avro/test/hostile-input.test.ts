@@ -1,5 +1,6 @@
 import { isPosthornError } from "@posthorn/core";
-import { avro, avroCompactFormat, avroDataCodec } from "@posthorn/format-avro";
+import { avro, avroCompactFormat, avroDataCodec, avroFormat } from "@posthorn/format-avro";
+import { refusedOption } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { long } from "./avro-bytes.js";
 
@@ -97,5 +98,23 @@ describe("data doubles that are no JSON number", () => {
     }
     // A finite double there is data all the same.
     expect(avro.decode(Buffer.from(`${head}0a000000000000f03f`, "hex")).data).toBe(1);
+  });
+});
+
+describe("decoding limits given to the Avro factories", () => {
+  it("refuse NaN, negatives and fractions with NotSupported, naming the limit", () => {
+    // NaN compared false and turned the limit off.
+    const cases: [() => unknown, string, string][] = [
+      [() => avroFormat({ maxDepth: Number.NaN }), "maxDepth", "NaN"],
+      [() => avroCompactFormat({ maxDepth: -1 }), "maxDepth", "-1"],
+      [() => avroDataCodec("string", { maxDepth: 2.5 }), "maxDepth", "2.5"],
+      [() => avroDataCodec("string", { maxZeroSizeItems: Number.NaN }), "maxZeroSizeItems", "NaN"],
+    ];
+    for (const [make, option, shown] of cases) {
+      expect(make).toThrow(refusedOption(option, shown));
+    }
+    expect(() =>
+      avroDataCodec("string", { maxZeroSizeItems: Infinity, maxDepth: 0 }),
+    ).not.toThrow();
   });
 });

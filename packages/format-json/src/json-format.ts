@@ -6,6 +6,7 @@ import {
   base64Encode,
   CloudEvent,
   type CloudEventLike,
+  checkCountOption,
   extensions as defaultRegistry,
   type ExtensionRegistry,
   isBytes,
@@ -105,6 +106,8 @@ export interface JsonFormatOptions extends JsonLimits {
  *
  * @param options - the extension registry and the nesting limit for decoding (`maxDepth`,
  *   default 128)
+ * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
+ *   more (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
  * ```ts
  * const bytes = json.encode(event);
@@ -112,6 +115,7 @@ export interface JsonFormatOptions extends JsonLimits {
  * ```
  */
 export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
+  checkCountOption("maxDepth", options.maxDepth, 0);
   const limits: JsonLimits = { maxDepth: options.maxDepth ?? 128 };
   const registry = options.registry ?? defaultRegistry;
 

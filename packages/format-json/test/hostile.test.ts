@@ -1,5 +1,6 @@
 import { CloudEvent, isPosthornError } from "@posthorn/core";
 import { json, jsonFormat } from "@posthorn/format-json";
+import { refusedOption } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
 const enc = (text: string) => new TextEncoder().encode(text);
@@ -146,5 +147,19 @@ describe("numbers past the range of a double", () => {
     expect(() => json.decodeBatch(enc(batch))).toThrowError(
       expect.objectContaining({ code: "MalformedInput" }),
     );
+  });
+});
+
+describe("jsonFormat({ maxDepth })", () => {
+  it("refuses NaN, negatives and fractions with NotSupported, when the format is made", () => {
+    // NaN compared false and turned the nesting limit off.
+    for (const [maxDepth, shown] of [
+      [Number.NaN, "NaN"],
+      [-1, "-1"],
+      [2.5, "2.5"],
+    ] as const) {
+      expect(() => jsonFormat({ maxDepth })).toThrow(refusedOption("maxDepth", shown));
+    }
+    expect(() => jsonFormat({ maxDepth: Infinity })).not.toThrow();
   });
 });

@@ -4,6 +4,7 @@ import {
   type BatchEventFormat,
   CloudEvent,
   type CloudEventLike,
+  checkCountOption,
   DEFAULT_MAX_JSON_DEPTH,
   decodeData,
   extensions as defaultRegistry,
@@ -35,7 +36,10 @@ export interface ProtobufFormatOptions {
    * `InvalidEvent`). Defaults to core's `extensions` registry.
    */
   registry?: ExtensionRegistry;
-  /** Deepest nesting of JSON data accepted when decoding. Default 128. */
+  /**
+   * Deepest nesting of JSON data accepted when decoding: a whole number, 0 or more, or `Infinity`; anything else is `NotSupported` when the format is made.
+   * Default 128.
+   */
   maxDepth?: number;
 }
 
@@ -85,6 +89,8 @@ const writer = new ProtoWriter();
  * Truncated or corrupted bytes are `MalformedInput`.
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
+ * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
+ *   more (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
  * ```ts
  * const bytes = protobuf.encode(event);
@@ -92,6 +98,7 @@ const writer = new ProtoWriter();
  * ```
  */
 export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventFormat {
+  checkCountOption("maxDepth", options.maxDepth, 0);
   const registry = options.registry ?? defaultRegistry;
   const limits: JsonLimits = { maxDepth: options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH };
   return {

@@ -1,5 +1,6 @@
 import { isPosthornError } from "@posthorn/core";
-import { protobuf } from "@posthorn/format-protobuf";
+import { protobuf, protobufFormat } from "@posthorn/format-protobuf";
+import { refusedOption } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { HEAD, str, varint } from "./proto-bytes.js";
 
@@ -112,5 +113,19 @@ describe("JSON text_data past the range of a double", () => {
     expect(() => protobuf.decode(Buffer.from(hex, "hex"))).toThrowError(
       expect.objectContaining({ code: "MalformedInput" }),
     );
+  });
+});
+
+describe("protobufFormat({ maxDepth })", () => {
+  it("refuses NaN, negatives and fractions with NotSupported, when the format is made", () => {
+    // NaN compared false and turned the nesting limit of JSON data off.
+    for (const [maxDepth, shown] of [
+      [Number.NaN, "NaN"],
+      [-1, "-1"],
+      [2.5, "2.5"],
+    ] as const) {
+      expect(() => protobufFormat({ maxDepth })).toThrow(refusedOption("maxDepth", shown));
+    }
+    expect(() => protobufFormat({ maxDepth: Infinity })).not.toThrow();
   });
 });
