@@ -4,9 +4,9 @@
  * on messages whose application properties and body hold every value type rhea can hand over
  * (and some it cannot: nested objects, invalid dates, bigints).
  */
-import { createRequire } from "node:module";
 import {
   type AmqpMessage,
+  checkAmqpMessage,
   DATA_SECTION_TYPECODE,
   type FromAmqpMessageOptions,
   fromAmqpMessage,
@@ -169,53 +169,6 @@ function decodeOptions(o: AmqpOptions): FromAmqpMessageOptions {
   };
 }
 
-/**
- * rhea's decoder believes the element count of a list, map or array: it allocates
- * `new Array(count)` (a list32 claiming 5 million elements, nested, took 2 GB) and reads
- * zero-width elements `count` times (an array of 4 billion nulls never ends). That is rhea's
- * business, not the binding's, so in the fuzzer its reader refuses a count past the bytes that
- * remain, and nesting past 32 levels, as a careful decoder would; the input then counts as one
- * rhea refused.
- */
-function boundRheaCounts(): void {
-  const types = createRequire(import.meta.url)("rhea/lib/types.js") as {
-    Reader: {
-      prototype: Record<string, (this: RheaReader, n: number, ...rest: unknown[]) => unknown>;
-    };
-  };
-  const proto = types.Reader.prototype;
-  if (proto.__fuzzBounded) return;
-  for (const method of ["read_n", "read_array_items"]) {
-    const original = proto[method] as (this: RheaReader, n: number, ...rest: unknown[]) => unknown;
-    proto[method] = function (this: RheaReader, n: number, ...rest: unknown[]) {
-      if (n > this.buffer.length - this.position)
-        throw new Error(`a count of ${n} past the buffer`);
-      return original.call(this, n, ...rest);
-    };
-  }
-  // And its nesting: a map of maps of maps, each counting thousands, recursed until the stack
-  // overflowed, allocating all the way (2 s an input).
-  let depth = 0;
-  for (const method of ["read_compound", "read_array"]) {
-    const original = proto[method] as (this: RheaReader, ...args: unknown[]) => unknown;
-    proto[method] = function (this: RheaReader, ...args: unknown[]) {
-      if (depth >= 32) throw new Error("nested more than 32 levels");
-      depth++;
-      try {
-        return original.apply(this, args);
-      } finally {
-        depth--;
-      }
-    };
-  }
-  Object.defineProperty(proto, "__fuzzBounded", { value: () => true });
-}
-
-interface RheaReader {
-  readonly buffer: Uint8Array;
-  readonly position: number;
-}
-
 /** Over the wire and back through rhea: typed wrappers become plain values, as a receiver sees them. */
 function throughRhea(message: AmqpMessage): AmqpMessage {
   return rhea.message.decode(
@@ -236,7 +189,6 @@ export const amqpTarget: Target<AmqpInput> = (() => {
     ],
     setup(seed) {
       c = corpus(seed);
-      boundRheaCounts();
     },
     generate(rng) {
       const options = {
@@ -316,16 +268,22 @@ export const amqpTarget: Target<AmqpInput> = (() => {
     run(input) {
       let amqp: AmqpMessage;
       if (input.via === "rhea") {
-        // rhea warns on the console about sections it does not know; that is its business.
-        const warn = console.warn;
-        console.warn = () => undefined;
+        // rhea's decoder believes the sizes and counts the bytes declare (an array of 4 billion
+        // nulls never ends); the binding's frame guard checks a message before rhea sees it, as
+        // guardedConnect does on a connection. What it passes, rhea must read without throwing.
+        const refused = checkAmqpMessage(input.bytes);
+        if (refused !== undefined) {
+          tally("the frame guard refused the bytes");
+          return;
+        }
         try {
           amqp = rhea.message.decode(Buffer.from(input.bytes)) as unknown as AmqpMessage;
-        } catch {
-          tally("rhea refused the bytes");
-          return;
-        } finally {
-          console.warn = warn;
+        } catch (err) {
+          throw new Finding(
+            "untyped-error",
+            "rhea's decoder threw on bytes the frame guard passed",
+            err,
+          );
         }
       } else {
         amqp = {

@@ -29,6 +29,7 @@ import {
   DATA_SECTION_TYPECODE,
   SEQUENCE_SECTION_TYPECODE,
 } from "./amqp-message.js";
+import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
 /** Default limit on the body of a received message, in bytes. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -152,6 +153,8 @@ export function readAmqpMessage(
     count === 0 ? undefined : (props as Record<string, unknown>),
     applicationProperties,
   );
+  const refused = refusalOf(amqp);
+  if (refused !== undefined) return { message, event: undefined, error: refused };
   const structured = isCloudEventsContentType(contentType);
   if (!structured && !claimsEvent) return { message, event: undefined, error: undefined };
   try {
@@ -351,6 +354,30 @@ function isSection(
 }
 
 /** The application data of a body: data section(s), or an AMQP value that is binary or a string. */
+const REFUSAL = /^(MalformedInput|PayloadTooLarge|NotSupported): /;
+
+/**
+ * The error a message marked by the frame guard (or by the subscriber, for a message format
+ * rhea does not decode) stands for: the annotation's value is the code, a colon and why.
+ */
+function refusalOf(amqp: AmqpMessage): PosthornError | undefined {
+  const annotations = amqp.message_annotations;
+  if (annotations === undefined || annotations === null || typeof annotations !== "object") {
+    return undefined;
+  }
+  const value = (annotations as Record<string, unknown>)[UNDECODABLE_ANNOTATION];
+  if (typeof value !== "string") return undefined;
+  const code = REFUSAL.exec(value)?.[1] as
+    | "MalformedInput"
+    | "PayloadTooLarge"
+    | "NotSupported"
+    | undefined;
+  return new PosthornError(
+    code ?? "MalformedInput",
+    `the AMQP message was not decoded: ${code === undefined ? value : value.slice(code.length + 2)}`,
+  );
+}
+
 function bodyBytes(body: unknown): Uint8Array | undefined {
   if (body === undefined || body === null) return undefined;
   if (typeof body === "string") return utf8Encode(body);

@@ -15,6 +15,16 @@ export {
   translateAmqpError,
 } from "./errors.js";
 export {
+  type AmqpGuardOptions,
+  DEFAULT_GUARD_MAX_FRAME_BYTES,
+  DEFAULT_GUARD_MAX_MESSAGE_BYTES,
+  FrameGuard,
+  guardedConnect,
+  guardSocket,
+  type RheaConnect,
+  withFrameGuard,
+} from "./frame-guard.js";
+export {
   type AmqpDecoded,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_PROPERTIES,
@@ -38,3 +48,9 @@ export {
   deliveryCountOf,
 } from "./subscriber.js";
 export { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
+export {
+  checkAmqpMessage,
+  DEFAULT_GUARD_MAX_DEPTH,
+  DEFAULT_GUARD_MAX_VALUES,
+  UNDECODABLE_ANNOTATION,
+} from "./wire-check.js";

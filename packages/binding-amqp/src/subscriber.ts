@@ -23,6 +23,7 @@ import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
 import { SlotSet, type Slotted } from "./slot-set.js";
+import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
 /**
  * What AMQP 1.0 settlement can do, for every subscriber of this binding: `release()` is the
@@ -75,6 +76,23 @@ export interface AmqpSubscriber<T = unknown> extends Subscriber<T> {
   readonly address: string;
   /** Resolves when the receiver link is attached; rejects when the peer refused it. */
   readonly ready: Promise<void>;
+}
+
+/**
+ * The message rhea decoded; for a message format other than AMQP's own (0), which rhea hands over
+ * as bytes, a message marked as not decoded with those bytes as its body.
+ */
+function messageOf(context: EventContext): AmqpMessage | undefined {
+  const format = (context as { format?: unknown }).format;
+  if (format === undefined || format === 0) {
+    return context.message as unknown as AmqpMessage | undefined;
+  }
+  return {
+    message_annotations: {
+      [UNDECODABLE_ANNOTATION]: `NotSupported: the transfer's message format is ${String(format)}, not AMQP 1.0's (0)`,
+    },
+    body: context.message as unknown,
+  } as AmqpMessage;
 }
 
 /**
@@ -251,7 +269,7 @@ export function amqpSubscriber<T = unknown>(
       return;
     }
     const rheaDelivery = context.delivery;
-    const amqp = context.message as unknown as AmqpMessage | undefined;
+    const amqp = messageOf(context);
     if (rheaDelivery === undefined || amqp === undefined) return;
     const tracked: Tracked = {
       delivery: rheaDelivery,

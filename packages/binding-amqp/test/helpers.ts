@@ -3,6 +3,7 @@ import {
   type AmqpSubscriber,
   amqpPublisher,
   amqpSubscriber,
+  guardedConnect,
 } from "@posthorn/binding-amqp";
 import type { CloudEvent, Delivery, EventFormat } from "@posthorn/core";
 import {
@@ -20,16 +21,26 @@ import amqplib from "amqplib";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 import { afterAll, beforeAll } from "vitest";
 
-/** Opens a rhea connection and waits until it is open. */
+/**
+ * Opens a rhea connection and waits until it is open. With `guarded`, through the binding's frame
+ * guard (guardedConnect), as the RabbitMQ tests connect: everything RabbitMQ sends them passes
+ * the guard's checks.
+ */
 export function openConnection(options: {
   host: string;
   port: number;
   username?: string;
   password?: string;
+  guarded?: boolean;
 }): Promise<Connection> {
   const container = rhea.create_container();
+  const { guarded, ...connect } = options;
   return new Promise((resolve, reject) => {
-    const connection = container.connect({ ...options, reconnect: false });
+    const connection = container.connect({
+      ...connect,
+      reconnect: false,
+      ...(guarded === true ? { connect: guardedConnect() } : {}),
+    } as Parameters<typeof container.connect>[0]);
     connection.once("connection_open", () => resolve(connection));
     connection.once("connection_error", (ctx: EventContext) => reject(ctx.connection.error));
     connection.once("disconnected", (ctx: EventContext) => reject(ctx.error));
@@ -44,6 +55,7 @@ export function connectRabbit(): Promise<Connection> {
     port: url.port ? Number(url.port) : 5672,
     username: decodeURIComponent(url.username || "guest"),
     password: decodeURIComponent(url.password || "guest"),
+    guarded: true,
   });
 }
 

@@ -1,4 +1,4 @@
-import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
+import { amqpPublisher, amqpSubscriber, guardedConnect } from "@posthorn/binding-amqp";
 import { PosthornError } from "@posthorn/core";
 import rhea, { type Connection, type ConnectionOptions } from "rhea";
 import type { EndpointDriver, ResolvedEndpoint } from "../driver.js";
@@ -25,11 +25,14 @@ async function connect(endpoint: ResolvedEndpoint): Promise<Connection> {
   const secure = url.scheme === "amqps";
   const { host, port } = firstHost(url.hosts, secure ? 5671 : 5672);
   const container = rhea.create_container();
-  const options: ConnectionOptions = {
+  // rhea reads `connect` (how to open the socket) though its typings leave it out.
+  const options: ConnectionOptions & { connect: ReturnType<typeof guardedConnect> } = {
     host,
     port,
     reconnect: false,
     idle_time_out: 60_000,
+    // rhea's decoder believes what the bytes declare; the guard checks every frame first.
+    connect: guardedConnect(),
     container_id: `posthorn-${Math.random().toString(16).slice(2, 10)}`,
   };
   if (endpoint.username !== undefined) options.username = endpoint.username;

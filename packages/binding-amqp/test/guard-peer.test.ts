@@ -1,0 +1,233 @@
+// The frame guard on real connections: a rhea container on a free port plays a hostile peer that
+// sends, as transfers of its own, bytes rhea's decoder cannot read or would read without bound,
+// and a raw TCP server sends a hostile performative. The subscriber's connection goes through
+// guardedConnect.
+
+import { createServer, Socket } from "node:net";
+import {
+  type AmqpSubscriber,
+  amqpSubscriber,
+  guardedConnect,
+  guardSocket,
+  toAmqpMessage,
+} from "@posthorn/binding-amqp";
+import type { Delivery } from "@posthorn/core";
+import { freePort, refusedOption, vector } from "@posthorn/testkit";
+import rhea, { type Connection, type EventContext } from "rhea";
+import { afterEach, describe, expect, it } from "vitest";
+import { closeConnection } from "./helpers.js";
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Peer {
+  readonly port: number;
+  /** The outcome of each transfer the peer sent, in order of settlement. */
+  readonly outcomes: string[];
+}
+
+/** A peer that sends `payloads` (message bytes, and their message format) on the first link attached from it. */
+async function startPeer(payloads: Array<[Buffer, number?]>): Promise<Peer> {
+  const port = await freePort();
+  const container = rhea.create_container({ id: "posthorn-hostile-peer", autoaccept: false });
+  const outcomes: string[] = [];
+  container.on("sender_open", (ctx: EventContext) => {
+    const sender = ctx.sender as rhea.Sender;
+    sender.set_source({ address: (sender.source as { address?: string }).address ?? "" });
+    const queue = [...payloads];
+    const send = (): void => {
+      while (queue.length > 0 && sender.sendable()) {
+        const [bytes, format] = queue.shift() as [Buffer, number?];
+        sender.send(bytes as never, undefined, format ?? 0);
+      }
+    };
+    sender.on("sendable", send);
+    send();
+  });
+  for (const outcome of ["accepted", "rejected", "released", "modified"]) {
+    container.on(outcome, () => outcomes.push(outcome));
+  }
+  container.on("disconnected", () => {});
+  container.on("error", () => {});
+  const server = container.listen({ port, host: "127.0.0.1" });
+  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { port, outcomes };
+}
+
+async function guardedConnection(
+  port: number,
+  options: Record<string, unknown> = {},
+  limits: Parameters<typeof guardedConnect>[0] = {},
+): Promise<Connection> {
+  const connection = rhea.create_container().connect({
+    host: "127.0.0.1",
+    port,
+    reconnect: false,
+    connect: guardedConnect(limits),
+    ...options,
+  } as Parameters<typeof rhea.connect>[0]);
+  await new Promise<void>((resolve) => connection.once("connection_open", () => resolve()));
+  cleanups.push(() => closeConnection(connection));
+  return connection;
+}
+
+async function take(subscriber: AmqpSubscriber, n: number): Promise<Delivery[]> {
+  // Not for-await: leaving that loop would close the subscriber.
+  const iterator = subscriber[Symbol.asyncIterator]();
+  const taken: Delivery[] = [];
+  while (taken.length < n) {
+    const next = await iterator.next();
+    if (next.done === true) break;
+    taken.push(next.value);
+  }
+  return taken;
+}
+
+const typical = (): Buffer =>
+  rhea.message.encode(toAmqpMessage(vector("typical").event, { codec: rhea }) as never);
+/** A data section claiming 4 GiB in a 10-byte message: rhea's decoder throws a RangeError. */
+const truncated = Buffer.from([0x00, 0x53, 0x75, 0xb0, 0xff, 0xff, 0xff, 0xff, 1, 2]);
+/** An application property holding an array of 2^32 - 1 nulls in 9 bytes. */
+const nullBomb = Buffer.from([
+  0x00, 0x53, 0x74, 0xc1, 14, 2, 0xa1, 1, 0x6b, 0xf0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x40,
+]);
+
+describe("guardedConnect against a hostile peer", () => {
+  it("hands a message rhea cannot decode to the subscriber as a MalformedInput delivery to reject, and the connection lives on", async () => {
+    const peer = await startPeer([[truncated], [typical()]]);
+    const connection = await guardedConnection(peer.port);
+    const subscriber = amqpSubscriber(connection, { address: "hostile", credit: 5 });
+    const [bad, good] = await take(subscriber, 2);
+    expect(bad?.event).toBeUndefined();
+    expect(bad?.error).toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringMatching(/claims more bytes than there are/),
+    });
+    // The original bytes are the body, for logging or a dead-letter copy.
+    expect(Buffer.from(bad?.message.body ?? [])).toEqual(truncated);
+    await bad?.reject("undecodable");
+    expect(good?.event).toEqual(vector("typical").event);
+    await good?.accept();
+    expect(connection.is_open()).toBe(true);
+    await subscriber.close();
+    expect(peer.outcomes).toEqual(["rejected", "accepted"]);
+  });
+
+  it("refuses an array of 2^32 - 1 nulls before rhea builds it", async () => {
+    const peer = await startPeer([[nullBomb], [typical()]]);
+    const connection = await guardedConnection(peer.port);
+    const subscriber = amqpSubscriber(connection, { address: "bomb", credit: 5 });
+    const before = process.memoryUsage().heapUsed;
+    const [bomb, good] = await take(subscriber, 2);
+    expect(bomb?.error).toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringMatching(/empty elements/),
+    });
+    expect(good?.event?.id).toBe(vector("typical").event.id);
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 1024 * 1024);
+    await subscriber.close();
+  });
+
+  it("checks a message spread over many frames as a whole: a valid one arrives intact, an invalid one as an error with all its bytes", async () => {
+    const event = vector("large-json").event;
+    const big = rhea.message.encode(toAmqpMessage(event, { codec: rhea }) as never);
+    // Valid sections, then a data section cut short: only the whole message shows it.
+    const broken = Buffer.concat([big, truncated]);
+    const peer = await startPeer([[big], [broken], [typical()]]);
+    // Frames of at most 512 bytes: the peer splits each message.
+    const connection = await guardedConnection(peer.port, { max_frame_size: 512 });
+    const subscriber = amqpSubscriber(connection, { address: "split", credit: 5 });
+    const [whole, bad, after] = await take(subscriber, 3);
+    expect(big.length).toBeGreaterThan(10 * 512);
+    expect(whole?.event).toEqual(event);
+    expect(bad?.error?.code).toBe("MalformedInput");
+    expect(Buffer.from(bad?.message.body ?? []).equals(broken)).toBe(true);
+    expect(after?.event?.id).toBe(vector("typical").event.id);
+    await subscriber.close();
+  });
+
+  it("passes a message past maxMessageBytes on without its bytes, as PayloadTooLarge", async () => {
+    const big = rhea.message.encode(
+      toAmqpMessage(vector("large-json").event, { codec: rhea }) as never,
+    );
+    const peer = await startPeer([[big], [typical()]]);
+    const connection = await guardedConnection(
+      peer.port,
+      { max_frame_size: 1024 },
+      { maxMessageBytes: 4096 },
+    );
+    const subscriber = amqpSubscriber(connection, { address: "big", credit: 5 });
+    const [tooLarge, good] = await take(subscriber, 2);
+    expect(tooLarge?.error).toMatchObject({
+      code: "PayloadTooLarge",
+      message: expect.stringMatching(/larger than the limit of 4096 bytes/),
+    });
+    expect(tooLarge?.message.body.length).toBe(0);
+    expect(good?.event?.id).toBe(vector("typical").event.id);
+    await subscriber.close();
+  });
+
+  it("ends the connection with MalformedInput when a performative is hostile (an open holding 2^32 - 1 nulls)", async () => {
+    const port = await freePort();
+    const server = createServer((socket: Socket) => {
+      socket.once("data", () => {
+        const open = Buffer.from([
+          0x00, 0x53, 0x10, 0xc0, 11, 1, 0xf0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x40,
+        ]);
+        const frame = Buffer.concat([Buffer.from([0, 0, 0, open.length + 8, 2, 0, 0, 0]), open]);
+        socket.write(Buffer.concat([Buffer.from("AMQP\x00\x01\x00\x00", "latin1"), frame]));
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const connection = rhea.create_container().connect({
+      host: "127.0.0.1",
+      port,
+      reconnect: false,
+      connect: guardedConnect(),
+    } as Parameters<typeof rhea.connect>[0]);
+    const error = await new Promise<unknown>((resolve) =>
+      connection.once("disconnected", (ctx: EventContext) => resolve(ctx.error)),
+    );
+    expect(error).toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringMatching(/^AMQP frame guard: .*empty elements/),
+    });
+  });
+
+  it("gives a message of another message format, which rhea does not decode, as NotSupported (with or without the guard)", async () => {
+    const peer = await startPeer([[typical(), 0x1234], [typical()]]);
+    const connection = rhea.create_container().connect({
+      host: "127.0.0.1",
+      port: peer.port,
+      reconnect: false,
+    });
+    cleanups.push(() => closeConnection(connection));
+    const subscriber = amqpSubscriber(connection, { address: "format", credit: 5 });
+    const [other, good] = await take(subscriber, 2);
+    expect(other?.error).toMatchObject({
+      code: "NotSupported",
+      message: expect.stringMatching(/message format is 4660/),
+    });
+    expect(Buffer.from(other?.message.body ?? []).equals(typical())).toBe(true);
+    expect(good?.event?.id).toBe(vector("typical").event.id);
+    await subscriber.close();
+  });
+
+  it("refuses limits that are not whole numbers of 1 or more", () => {
+    expect(() => guardedConnect({ maxFrameBytes: 0 })).toThrow(refusedOption("maxFrameBytes", "0"));
+    expect(() => guardedConnect({ maxMessageBytes: Number.NaN })).toThrow(
+      refusedOption("maxMessageBytes", "NaN"),
+    );
+    expect(() => guardSocket(new Socket(), { maxDepth: 1.5 })).toThrow(
+      refusedOption("maxDepth", "1.5"),
+    );
+    expect(() => guardedConnect({ maxValues: Number.POSITIVE_INFINITY })).toThrow(
+      refusedOption("maxValues", "Infinity"),
+    );
+  });
+});
