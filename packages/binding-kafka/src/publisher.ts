@@ -33,7 +33,11 @@ export interface KafkaPublisherOptions {
    * are producer configuration there).
    */
   acks?: number;
-  /** Default for {@link PublishOptions.timeoutMs}: give up waiting for the acknowledgement. */
+  /**
+   * Default for {@link PublishOptions.timeoutMs}: give up waiting for the acknowledgement
+   * (`Timeout`). 0 fails every publish at once with `Timeout` and nothing sent; `Infinity` is no
+   * limit. Default: none, as long as kafkajs waits.
+   */
   timeoutMs?: number;
 }
 
@@ -137,6 +141,11 @@ export function kafkaPublisher(
     }
     if (messages.length === 0) return;
     const timeoutMs = call.timeoutMs ?? options.timeoutMs;
+    // A time limit of 0 is over before anything could be acknowledged: Timeout with nothing
+    // sent, as over HTTP, rather than records sent that the caller was told failed.
+    if (timeoutMs === 0) {
+      throw new PosthornError("Timeout", `timeoutMs is 0: nothing was sent to ${topic}`);
+    }
     const request: KafkaSendRecord = { topic, messages };
     if (options.acks !== undefined) request.acks = options.acks;
     const sent = producer.send(request);

@@ -65,6 +65,28 @@ describe.skipIf(!ok)(
       }
     });
 
+    it("a timeoutMs of 0 fails the publish with Timeout and sends nothing", async () => {
+      const topic = env.topicName("opts-zero");
+      const sends: unknown[] = [];
+      const counting = {
+        send: (record: Parameters<Producer["send"]>[0]) => {
+          sends.push(record);
+          return producer.send(record);
+        },
+      };
+      const event = new CloudEvent({ specversion: "1.0", id: "z", source: "/o", type: "t" });
+      // The records went out, and the caller was told Timeout.
+      const given = kafkaPublisher(counting, { topic, timeoutMs: 0 });
+      await expect(given.publish(event)).rejects.toMatchObject({ code: "Timeout" });
+      const perCall = kafkaPublisher(counting, { topic });
+      await expect(perCall.publish(event, { timeoutMs: 0 })).rejects.toMatchObject({
+        code: "Timeout",
+      });
+      expect(sends).toHaveLength(0);
+      await perCall.publish(event, { timeoutMs: 5000 });
+      expect(sends).toHaveLength(1);
+    });
+
     it("kafkaSubscriber refuses bad counts, intervals and limits before it subscribes", () => {
       const topics = [env.topicName("opts-sub")];
       const cases: [object, string, string][] = [

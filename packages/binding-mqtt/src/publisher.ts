@@ -36,7 +36,11 @@ export interface MqttPublisherOptions {
   format?: EventFormat;
   /** Set the MQTT retain flag. Default `false`. */
   retain?: boolean;
-  /** Give up waiting for an acknowledgement after this long. Default: wait as long as mqtt.js does. */
+  /**
+   * Give up waiting for an acknowledgement after this long (`Timeout`). 0 fails every publish at
+   * once with `Timeout` and nothing sent; `Infinity` is no limit. Default: wait as long as mqtt.js
+   * does.
+   */
   timeoutMs?: number;
   /**
    * How long `close()` waits for in-flight publishes before it rejects with `Timeout`. Default
@@ -331,6 +335,11 @@ export function mqttPublisher(
       }
       // Aborted before the call: nothing is sent (withLimits only stops waiting for what was).
       if (call.abortSignal?.aborted) throw new PosthornError("Aborted", "publish aborted");
+      // A time limit of 0 is over before anything could be acknowledged: Timeout with nothing
+      // sent, as over HTTP, rather than a message sent that the caller was told failed.
+      if ((call.timeoutMs ?? options.timeoutMs) === 0) {
+        throw new PosthornError("Timeout", "timeoutMs is 0: nothing was published");
+      }
       calls++;
       try {
         await withLimits(sendAll(events, call), call);

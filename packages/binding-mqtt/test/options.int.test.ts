@@ -92,6 +92,27 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
     await watcher.endAsync();
   });
 
+  it("a timeoutMs of 0 fails the publish with Timeout and publishes nothing", async () => {
+    const topic = uniqueTopic("zero");
+    const watcher = await connect(url, { protocolVersion: 5 });
+    const seen: string[] = [];
+    watcher.on("message", (_topic, payload) => seen.push(payload.toString()));
+    await watcher.subscribeAsync(topic, { qos: 1 });
+    // The message went out, and the caller was told Timeout.
+    const given = mqttPublisher(client, { topic, timeoutMs: 0, mode: "structured", format: json });
+    await expect(given.publish(shutdownEvent("mqtt", 0))).rejects.toMatchObject({
+      code: "Timeout",
+    });
+    const perCall = mqttPublisher(client, { topic, mode: "structured", format: json });
+    await expect(perCall.publish(shutdownEvent("mqtt", 1), { timeoutMs: 0 })).rejects.toMatchObject(
+      { code: "Timeout" },
+    );
+    await perCall.publish(shutdownEvent("mqtt", 2), { timeoutMs: 5000 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map((text) => JSON.parse(text).id)).toEqual([shutdownEvent("mqtt", 2).id]);
+    await watcher.endAsync();
+  });
+
   it("mqttSubscriber refuses them before it subscribes", async () => {
     const topic = uniqueTopic("sub-options");
     const cases: [Record<string, unknown>, string, string][] = [
