@@ -8,16 +8,7 @@
 import { FrameGuard, toAmqpMessage } from "@posthorn/binding-amqp";
 import { vector } from "@posthorn/testkit";
 import rhea from "rhea";
-
-function bestMicros(fn: () => unknown, calls: number): number {
-  let best = Number.POSITIVE_INFINITY;
-  for (let round = 0; round < 5; round++) {
-    const started = process.hrtime.bigint();
-    for (let i = 0; i < calls; i++) fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - started) / calls / 1000);
-  }
-  return best;
-}
+import { bestMicros } from "../lib.ts";
 
 /** A transfer frame on channel 0, handle 0, with `more` as given, carrying `payload`. */
 function transfer(payload: Buffer, more: boolean): Buffer {

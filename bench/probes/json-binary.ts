@@ -6,16 +6,7 @@
 //   node bench/.build/probes/json-binary.mjs
 import { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-
-function bestMicros(fn: () => unknown, calls: number): number {
-  let best = Number.POSITIVE_INFINITY;
-  for (let round = 0; round < 5; round++) {
-    const started = process.hrtime.bigint();
-    for (let i = 0; i < calls; i++) fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - started) / calls / 1000);
-  }
-  return best;
-}
+import { bestMicros } from "../lib.ts";
 
 for (const size of [1024, 65536, 1048576]) {
   const data = Uint8Array.from({ length: size }, (_, i) => (i * 31) & 0xff);
