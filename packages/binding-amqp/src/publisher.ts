@@ -40,8 +40,9 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    */
   maxQueued?: number;
   /**
-   * How long a publish may wait for credit and the disposition together. `Infinity`: no limit.
-   * Default 30,000 ms.
+   * How long a publish may wait for credit and the disposition together (`Timeout`; the peer may
+   * still have the message). 0 fails every publish at once with `Timeout` and nothing sent.
+   * `Infinity`: no limit. Default 30,000 ms (per call: `timeoutMs`).
    */
   timeoutMs?: number;
   /**
@@ -373,6 +374,11 @@ export function amqpPublisher(
       } catch (err) {
         return err as PosthornError;
       }
+    }
+    // A limit of 0 is over before the peer could settle anything: Timeout with nothing sent, as
+    // over HTTP, rather than a transfer sent that the caller was told failed.
+    if ((opts.timeoutMs ?? defaultTimeoutMs) === 0) {
+      return new PosthornError("Timeout", `${what}: timeoutMs is 0, nothing was sent`);
     }
     return undefined;
   };

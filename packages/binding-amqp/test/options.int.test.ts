@@ -1,5 +1,5 @@
 import { amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
-import { refusedOption, requireBroker, shutdownEvent } from "@posthorn/testkit";
+import { nextDelivery, refusedOption, requireBroker, shutdownEvent } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { rabbitFixture, uniqueName } from "./helpers.js";
 
@@ -65,6 +65,35 @@ describe.skipIf(!ok)("amqpPublisher numeric options (skipped: no broker outside 
       refused("timeoutMs", "NaN"),
     );
     await publisher.close();
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
+  });
+
+  it("a timeoutMs of 0 fails the publish with Timeout and sends nothing", async () => {
+    const queue = await admin.queue(uniqueName("opts-zero"));
+    const address = `/amq/queue/${queue}`;
+    const watcher = amqpSubscriber(rabbit.connection, { address, credit: 10 });
+    // The transfer went out on the attached link, and the first sweep failed the call.
+    const given = amqpPublisher(rabbit.connection, { address, timeoutMs: 0 });
+    const perCall = amqpPublisher(rabbit.connection, { address });
+    await Promise.all([watcher.ready, given.ready, perCall.ready]);
+    await expect(given.publish(shutdownEvent("amqp", 0))).rejects.toMatchObject({
+      name: "PosthornError",
+      code: "Timeout",
+    });
+    await expect(
+      given.publish([shutdownEvent("amqp", 1), shutdownEvent("amqp", 2)]),
+    ).rejects.toMatchObject({ code: "Timeout" });
+    await expect(perCall.publish(shutdownEvent("amqp", 3), { timeoutMs: 0 })).rejects.toMatchObject(
+      { code: "Timeout" },
+    );
+    // Long enough for a transfer sent to reach the queue and the watcher.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await given.publish(shutdownEvent("amqp", 9), { timeoutMs: 5000 });
+    const delivery = await nextDelivery(watcher[Symbol.asyncIterator](), 3000);
+    await delivery.accept();
+    // The queue is in order: anything sent before would have come first.
+    expect(delivery.event?.id).toBe(shutdownEvent("amqp", 9).id);
+    await Promise.all([given.close(), perCall.close(), watcher.close()]);
     expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
   });
 

@@ -56,6 +56,13 @@ export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 export interface NatsPublishOptions extends PublishOptions {
   /** Publish this call on another subject. */
   subject?: string;
+  /**
+   * JetStream: how long to wait for the stream's acknowledgement (the publisher's `timeoutMs`
+   * when not given). Core NATS waits for nothing once nats.js has the message, so only 0 counts
+   * there. On both, 0 fails the call at once with `Timeout` and nothing sent; `Infinity` is no
+   * limit.
+   */
+  timeoutMs?: number;
 }
 
 /** Options for {@link jetStreamPublisher}. */
@@ -67,7 +74,11 @@ export interface JetStreamPublisherOptions extends NatsPublisherOptions {
    * unique per source.
    */
   messageId?: (event: CloudEvent) => string | undefined;
-  /** How long to wait for the stream's acknowledgement. Default 5000 ms (per call: `timeoutMs`). */
+  /**
+   * How long to wait for the stream's acknowledgement (`Timeout`; the stream may still store
+   * it). 0 fails every publish at once with `Timeout` and nothing sent; `Infinity` is no limit.
+   * Default 5000 ms (per call: `timeoutMs`).
+   */
   timeoutMs?: number;
   /** How many publishes of one batch wait for acknowledgements at once. Default 256. */
   maxInFlight?: number;
@@ -151,6 +162,12 @@ function abortedError(signal: AbortSignal): PosthornError {
   return new PosthornError("Aborted", "the publish was aborted", { cause: signal.reason });
 }
 
+// The rejection of a publish whose timeoutMs (the publisher's or the call's) is 0.
+function zeroTimeoutError(subject: NatsPublisherOptions["subject"]): PosthornError {
+  const where = typeof subject === "string" ? ` to ${subject}` : "";
+  return new PosthornError("Timeout", `timeoutMs is 0: nothing was published${where}`);
+}
+
 /** A publisher on core NATS ({@link natsPublisher}). */
 export interface NatsPublisher extends Publisher<NatsPublishOptions> {
   /**
@@ -176,7 +193,8 @@ export interface NatsPublisher extends Publisher<NatsPublishOptions> {
 
 /**
  * A publisher on core NATS. Core NATS has no acknowledgement: `publish()` resolves once the client
- * has the message (at-most-once). While the client reconnects, `publish()` rejects with
+ * has the message (at-most-once), so a per-call `timeoutMs` bounds nothing, except that 0 rejects
+ * the call with `Timeout` and nothing sent. While the client reconnects, `publish()` rejects with
  * `ConnectionFailed` (retryable): nats.js would drop the message when it reconnects, after
  * reporting it sent.
  *
@@ -274,6 +292,9 @@ export function natsPublisher(
         if (closed) throw closedError();
         checkCall(call);
         if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+        // Core NATS waits for nothing, but a limit of 0 is over before the call began: Timeout
+        // with nothing sent, as every other binding, not a message sent past it.
+        if (call?.timeoutMs === 0) throw zeroTimeoutError(call.subject ?? options.subject);
         // nats.js would drop it after publish() reported it handed over.
         if (isReconnecting(nc)) throw reconnectingError();
         if (Array.isArray(events)) {
@@ -484,6 +505,14 @@ export function jetStreamPublisher(
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;
 
+  // A limit of 0 is over before any PubAck could come: Timeout with nothing sent, as over HTTP,
+  // rather than a message the stream may store after the caller was told Timeout.
+  const checkZeroTimeout = (call: NatsPublishOptions | undefined): void => {
+    if ((call?.timeoutMs ?? options.timeoutMs) === 0) {
+      throw zeroTimeoutError(call?.subject ?? options.subject);
+    }
+  };
+
   /**
    * Publishes one prepared message and waits for its acknowledgement, or for `aborted` (an array
    * publish's one abort for all its messages) or else the call's own signal.
@@ -521,6 +550,7 @@ export function jetStreamPublisher(
     if (closed) throw closedError();
     checkCall(call);
     if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+    checkZeroTimeout(call);
     const ack = await send(prepare(event, call), call);
     return { stream: ack.stream, sequence: ack.seq, duplicate: ack.duplicate };
   };
@@ -535,6 +565,7 @@ export function jetStreamPublisher(
       if (closed) throw closedError();
       checkCall(call);
       if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
+      checkZeroTimeout(call);
       const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
       // One listener on the caller's signal for the whole array: one per message in flight (up
       // to maxInFlight) would pass Node's limit of ten per signal, and it warns of a leak.

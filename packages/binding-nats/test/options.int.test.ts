@@ -1,4 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   jetStreamPublisher,
@@ -6,7 +6,8 @@ import {
   natsPublisher,
   natsSubscriber,
 } from "@posthorn/binding-nats";
-import { refusedOption, shutdownEvent } from "@posthorn/testkit";
+import { json } from "@posthorn/format-json";
+import { nextDelivery, refusedOption, shutdownEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
 
@@ -24,6 +25,34 @@ afterAll(async () => {
 const refused = refusedOption;
 
 const NaN_ = Number.NaN;
+
+/**
+ * The ids of the events a core subscriber on `subject` receives while `publishing` runs and then
+ * `last`, which publishes `shutdownEvent("nats", 9)` normally: what the server routed on the
+ * subject, in order, up to that event.
+ */
+async function seenOn(
+  subject: string,
+  publishing: () => Promise<void>,
+  last: () => Promise<unknown>,
+): Promise<string[]> {
+  const watcher = natsSubscriber(nc, { subject, formats: [json] });
+  await watcher.ready;
+  const it = watcher[Symbol.asyncIterator]();
+  await publishing();
+  // Long enough for what was sent to come back on this connection.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  await last();
+  const lastId = shutdownEvent("nats", 9).id;
+  const seen: string[] = [];
+  while (seen.at(-1) !== lastId) {
+    const delivery = await nextDelivery(it, 2000);
+    seen.push(delivery.event?.id ?? "(no event)");
+    await delivery.accept();
+  }
+  await watcher.close();
+  return seen;
+}
 
 describe("NATS numeric options", () => {
   it("jetStreamPublisher refuses a maxInFlight of NaN, which published nothing and resolved", () => {
@@ -69,6 +98,70 @@ describe("NATS numeric options", () => {
       refused("timeoutMs", "-1"),
     );
     await jsp.close();
+  });
+
+  it("a per-call timeoutMs of 0 fails a core publish with Timeout and publishes nothing", async () => {
+    const subject = unique("opts-zero");
+    const publisher = natsPublisher(nc, { subject });
+    const seen = await seenOn(
+      subject,
+      async () => {
+        // The message went out, and the call resolved.
+        await expect(
+          publisher.publish(shutdownEvent("nats", 0), { timeoutMs: 0 }),
+        ).rejects.toMatchObject({ name: "PosthornError", code: "Timeout" });
+        await expect(
+          publisher.publish([shutdownEvent("nats", 1), shutdownEvent("nats", 2)], { timeoutMs: 0 }),
+        ).rejects.toMatchObject({ code: "Timeout" });
+        await publisher.flush();
+      },
+      () => publisher.publish(shutdownEvent("nats", 9), { timeoutMs: 5000 }),
+    );
+    expect(seen).toEqual([shutdownEvent("nats", 9).id]);
+    await publisher.close();
+  });
+
+  it("a timeoutMs of 0 fails a JetStream publish with Timeout and sends nothing to the stream", async () => {
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("OPTS_ZERO").toUpperCase();
+    const subject = `${stream.toLowerCase()}.events`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    try {
+      // The message went out, was stored, and the caller was told Timeout before any PubAck.
+      const given = jetStreamPublisher(js, { subject, timeoutMs: 0 });
+      const perCall = jetStreamPublisher(js, { subject });
+      let sequence = 0;
+      const seen = await seenOn(
+        subject,
+        async () => {
+          await expect(given.publish(shutdownEvent("nats", 0))).rejects.toMatchObject({
+            name: "PosthornError",
+            code: "Timeout",
+          });
+          await expect(
+            given.publish([shutdownEvent("nats", 1), shutdownEvent("nats", 2)]),
+          ).rejects.toMatchObject({ code: "Timeout" });
+          await expect(
+            perCall.publishWithAck(shutdownEvent("nats", 3), { timeoutMs: 0 }),
+          ).rejects.toMatchObject({ code: "Timeout" });
+          await expect(
+            perCall.publish(shutdownEvent("nats", 4), { timeoutMs: 0 }),
+          ).rejects.toMatchObject({ code: "Timeout" });
+        },
+        async () => {
+          const ack = await given.publishWithAck(shutdownEvent("nats", 9), { timeoutMs: 5000 });
+          sequence = ack.sequence;
+        },
+      );
+      expect(seen).toEqual([shutdownEvent("nats", 9).id]);
+      // The first message the stream ever stored.
+      expect(sequence).toBe(1);
+      expect((await jsm.streams.info(stream)).state.messages).toBe(1);
+      await given.close();
+      await perCall.close();
+    } finally {
+      await jsm.streams.delete(stream);
+    }
   });
 
   it("natsSubscriber refuses a bad maxPending or decoding limit before it subscribes", () => {
