@@ -228,9 +228,9 @@ export interface WebSocketPublisherOptions extends WebSocketBindingOptions {
 
 /**
  * Per-call options of {@link webSocketPublisher}. WebSockets have no acknowledgement, so what a
- * publish waits for is `ws` writing its frames to the socket (a browser gives no such signal:
- * there a publish resolves once its frames are queued, and only an `abortSignal` aborted before
- * the call has an effect).
+ * publish waits for is `ws` handing its frames whole to the operating system (see
+ * {@link webSocketPublisher}); a browser gives no such signal: there a publish resolves once its
+ * frames are queued, and only an `abortSignal` aborted before the call has an effect.
  */
 export interface WebSocketPublishOptions extends PublishOptions {
   /**
@@ -254,9 +254,17 @@ export interface WebSocketPublishOptions extends PublishOptions {
 /**
  * Publishes events over an open WebSocket, one structured event per message in the negotiated
  * format (text frames for JSON, binary frames for Avro and Protobuf). Works on either side of a
- * connection. With `ws`, `publish` resolves once the frame is written to the socket; browsers
- * offer no such signal, so it resolves when the frame is queued. No acknowledgement exists.
- * Per-call options: see {@link WebSocketPublishOptions}.
+ * connection. Per-call options: see {@link WebSocketPublishOptions}.
+ *
+ * What a resolved publish means: with `ws`, every byte of its frames was handed to the operating
+ * system (the kernel's socket buffer). When the connection is lost first (`terminate()`, the
+ * heartbeat giving the peer up, a socket error) with any part of a frame still in this process, the
+ * publish fails with `ConnectionFailed` (retryable) and never resolves. WebSockets have no
+ * acknowledgement, so a resolved publish is not a delivered one: bytes in the kernel of a
+ * connection that then dies can still be lost, and a failed publish's frame may have arrived
+ * (retrying can deliver it twice). Where delivery must be confirmed, have the peer send an event
+ * back. A browser's `WebSocket` gives no such signal: there a publish resolves once its frames
+ * are queued.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
@@ -313,6 +321,25 @@ export function webSocketPublisher(
                 "ConnectionFailed",
                 withLoss(socket, `sending failed: ${err.message}`),
                 { cause: err },
+              ),
+            );
+          else if (tcpDestroyed(node))
+            // Node calls a write back without an error when its socket was destroyed (terminate(),
+            // the heartbeat, a socket error) while part of the write still waited in Node for the
+            // kernel to take it: net's onWriteComplete drops the cancellation on a destroyed
+            // stream. A write that finished is called back before the socket is destroyed, but
+            // for one the kernel took whole in the very tick the socket was destroyed. So the
+            // frame may never have left this process. Node does not say how far a cut-off write
+            // got, so the frames that shared it (one tick's publishes leave in one writev) fail
+            // with it, though the kernel may have taken them whole.
+            reject(
+              new PosthornError(
+                "ConnectionFailed",
+                withLoss(
+                  socket,
+                  "the WebSocket connection was lost before its frame was all handed to the operating system",
+                ),
+                { retryable: true },
               ),
             );
           else {
@@ -418,6 +445,12 @@ export function webSocketPublisher(
       return closing;
     },
   };
+}
+
+/** Whether the TCP socket under a `ws` socket (its `_socket`, set once it opens) was destroyed. */
+function tcpDestroyed(node: NodeWs): boolean {
+  const tcp = (node as unknown as { _socket?: { destroyed?: boolean } | null })._socket;
+  return tcp?.destroyed === true;
 }
 
 /** Why a publish with these options cannot go ahead at all, or `undefined`. */

@@ -12,7 +12,8 @@ import { describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 
 // WebSockets have no acknowledgement, so the binding is at-most-once: `publish` resolves when
-// `ws` has written the frame, and a frame written into a connection that then dies can be lost.
+// the whole frame was handed to the kernel, and a frame there when the connection dies can be lost
+// (lost-frames.int.test.ts checks that a frame cut off halfway is never reported written).
 // What the binding promises, and these tests check, is that nothing fails silently: a publish on a
 // connection that is down (closing, closed, or dropped) rejects with a typed ConnectionFailed or
 // Closed at once, so the application knows what to send again after it reconnects.
