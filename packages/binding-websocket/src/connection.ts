@@ -230,7 +230,8 @@ export interface WebSocketPublisherOptions extends WebSocketBindingOptions {
  * Per-call options of {@link webSocketPublisher}. WebSockets have no acknowledgement, so what a
  * publish waits for is `ws` handing its frames whole to the operating system (see
  * {@link webSocketPublisher}); a browser gives no such signal: there a publish resolves once its
- * frames are queued, and only an `abortSignal` aborted before the call has an effect.
+ * frames are queued, and only an `abortSignal` aborted before the call, or a `timeoutMs` of 0, has
+ * an effect.
  */
 export interface WebSocketPublishOptions extends PublishOptions {
   /**
@@ -247,6 +248,8 @@ export interface WebSocketPublishOptions extends PublishOptions {
   /**
    * Fail with `Timeout` when `ws` has not written the frames within this long (a peer that does
    * not read fills the socket's buffers). The frames still go out, and `close()` waits for them.
+   * 0 fails the call at once with `Timeout` and nothing sent (in a browser too); `Infinity` is no
+   * limit, as when not given.
    */
   timeoutMs?: number;
 }
@@ -472,6 +475,11 @@ function refuseCall(call: PublishOptions): PosthornError | undefined {
       checkTimeOption("timeoutMs", call.timeoutMs);
     } catch (err) {
       return err as PosthornError;
+    }
+    // A limit of 0 is over before any frame could be written: Timeout with nothing sent, as in the
+    // other bindings, rather than frames sent that the caller is told timed out (and sends again).
+    if (call.timeoutMs === 0) {
+      return new PosthornError("Timeout", "timeoutMs is 0: nothing was sent");
     }
   }
   return undefined;

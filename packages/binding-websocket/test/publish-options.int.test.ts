@@ -92,6 +92,25 @@ describe("webSocketPublisher per-call options", () => {
     await publisher.close();
   });
 
+  it("timeoutMs 0 rejects with Timeout at once and sends nothing, one event or an array", async () => {
+    const l = await open();
+    let frames = 0;
+    l.server.on("message", () => frames++);
+    const publisher = webSocketPublisher(l.client, { formats });
+    await expect(publisher.publish(shutdownEvent("ws", 1), { timeoutMs: 0 })).rejects.toMatchObject(
+      { name: "PosthornError", code: "Timeout" },
+    );
+    await expect(
+      publisher.publish([shutdownEvent("ws", 2), shutdownEvent("ws", 3)], { timeoutMs: 0 }),
+    ).rejects.toMatchObject({ code: "Timeout" });
+    // The next event is the first the server gets, and the only frame.
+    await publisher.publish(shutdownEvent("ws", 4));
+    expect(await nextId(l)).toBe("shutdown-4");
+    expect(frames).toBe(1);
+    // close() has no frame of the refused calls to wait for.
+    await expect(settledWithin(publisher.close(), 1000)).resolves.toEqual({ resolved: undefined });
+  });
+
   it("timeoutMs Infinity sets no limit: a publish behind a congested socket waits for it", {
     timeout: 20_000,
   }, async () => {
