@@ -121,10 +121,10 @@ export interface PublishOptions {
    *
    * The same meaning holds on every transport; each binding documents its default (some have
    * none, and then wait as long as their client does). A transport without acknowledgement (core
-   * NATS) settles once it has handed over the bytes, and so ignores it. `Infinity` (or anything
-   * past `MAX_TIMER_MS`, about 24.8 days) sets no limit, here and in every binding's other
-   * time limits. 0 is a limit already over: the call rejects with `Timeout` at once (over HTTP,
-   * Kafka and MQTT with nothing sent). `NaN`, a negative number or anything not a number fails the call with
+   * NATS) settles once it has handed over the bytes, and so acts only on 0. `Infinity` (or
+   * anything past `MAX_TIMER_MS`, about 24.8 days) sets no limit, here and in every binding's
+   * other time limits. 0 is a limit already over: the call rejects with `Timeout` at once, with
+   * nothing sent, on every binding. `NaN`, a negative number or anything not a number fails the call with
    * `NotSupported` before anything is sent, as such a value of any numeric option fails the
    * factory that takes it (core's `checkTimeOption` and `checkCountOption`).
    */
