@@ -1,5 +1,6 @@
 import { parseContentType } from "./content-type.js";
 import type { CloudEvent, CloudEventLike } from "./event.js";
+import type { ExtensionRegistry } from "./extensions.js";
 
 /**
  * An event format (JSON, Avro, Protobuf): how one event, and where the format defines it a batch,
@@ -30,6 +31,22 @@ export interface EventFormat {
   encodeBatch?(events: readonly CloudEventLike[]): Uint8Array;
   /** Decodes a batch; present when {@link batchContentType} is. */
   decodeBatch?(bytes: Uint8Array): CloudEvent[];
+  /**
+   * The same format (same name, content types, limits and other options) reading the types of
+   * extensions from `registry` instead of the one it was made with. A binding given a `registry`
+   * option decodes structured and batch messages with the format this returns, so that a declared
+   * extension gets the same type in every content mode. Every built-in format has it, and returns
+   * itself for the registry it already uses. A format without it (a third-party one written before
+   * it existed) keeps working: bindings then decode with the format as given, and its own registry.
+   *
+   * @param registry - where declared extension types are looked up
+   * @returns a format that differs from this one only in its registry
+   * @example
+   * ```ts
+   * const typed = json.withRegistry?.(registry) ?? json;
+   * ```
+   */
+  withRegistry?(registry: ExtensionRegistry): EventFormat;
 }
 
 /**
@@ -57,6 +74,14 @@ export interface BatchEventFormat extends EventFormat {
    * @throws {@link PosthornError} `MalformedInput` or `InvalidEvent`, never anything else
    */
   decodeBatch(bytes: Uint8Array): CloudEvent[];
+  /**
+   * The same format reading the types of extensions from `registry`, still a batch format (see
+   * {@link EventFormat.withRegistry}).
+   *
+   * @param registry - where declared extension types are looked up
+   * @returns a format that differs from this one only in its registry
+   */
+  withRegistry?(registry: ExtensionRegistry): BatchEventFormat;
 }
 
 /**
@@ -106,6 +131,42 @@ export function findFormat(
     if (format.batchContentType === mediaType) return { format, batch: true };
   }
   return undefined;
+}
+
+// Formats adapted to a registry, made once per format and registry: bindings look them up for
+// every structured message they decode with a `registry` option.
+const adapted = new WeakMap<EventFormat, WeakMap<ExtensionRegistry, EventFormat>>();
+
+/**
+ * The format to decode with when a binding was given an extension registry: `format` adapted to
+ * `registry` by its {@link EventFormat.withRegistry}, made on first use and cached (weakly, by
+ * format and registry), so decoding one message after another adapts nothing anew. `format`
+ * itself when `registry` is `undefined` or the format has no `withRegistry`.
+ *
+ * @param format - the format a binding matched for a structured or batch message
+ * @param registry - the binding's `registry` option, if any
+ * @returns the format that reads declared extensions from `registry`
+ * @example
+ * ```ts
+ * const event = formatWithRegistry(json, registry).decode(bytes);
+ * ```
+ */
+export function formatWithRegistry(
+  format: EventFormat,
+  registry: ExtensionRegistry | undefined,
+): EventFormat {
+  if (registry === undefined || typeof format.withRegistry !== "function") return format;
+  let byRegistry = adapted.get(format);
+  if (byRegistry === undefined) {
+    byRegistry = new WeakMap();
+    adapted.set(format, byRegistry);
+  }
+  let result = byRegistry.get(registry);
+  if (result === undefined) {
+    result = format.withRegistry(registry);
+    byRegistry.set(registry, result);
+  }
+  return result;
 }
 
 /**

@@ -104,6 +104,7 @@ export {
   type EventFormat,
   type FormatMatch,
   findFormat,
+  formatWithRegistry,
   isCloudEventsContentType,
 } from "./format.js";
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";

@@ -28,7 +28,8 @@ export interface AvroCompactFormatOptions {
    * Where the types of extensions are looked up: declared Timestamp extensions travel as
    * `timestamp-micros`, and on decoding a declared extension gets its declared type (a string is
    * read as it, a value of another type is an `InvalidEvent`). Defaults to core's `extensions`
-   * registry.
+   * registry. A binding given a `registry` option of its own decodes with this format adapted to
+   * that one ({@link EventFormat.withRegistry}).
    */
   registry?: ExtensionRegistry;
   /**
@@ -59,7 +60,8 @@ const writer = new AvroWriter();
  *
  * A `time` finer than a microsecond cannot be carried and is refused with `InvalidEvent` rather
  * than rounded; a Timestamp extension that fine travels as a string instead. The draft defines
- * no batch.
+ * no batch. `withRegistry(other)` gives the same format with the same `maxDepth` using `other`
+ * for the types of extensions (itself for the registry it already has).
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
@@ -74,7 +76,7 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
   checkCountOption("maxDepth", options.maxDepth, 0);
   const registry = options.registry ?? defaultRegistry;
   const limits = { maxDepth: options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH };
-  return {
+  const format: EventFormat = {
     name: "avro-compact",
     contentType: AVRO_COMPACT_CONTENT_TYPE,
     text: false,
@@ -130,7 +132,13 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
         throw asDecodeError(err, "Avro compact event");
       }
     },
+    withRegistry(other: ExtensionRegistry): EventFormat {
+      return other === registry
+        ? format
+        : avroCompactFormat({ maxDepth: limits.maxDepth, registry: other });
+    },
   };
+  return format;
 }
 
 function optionalString(w: AvroWriter, value: unknown, name: string): void {

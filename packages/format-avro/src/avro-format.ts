@@ -32,7 +32,8 @@ export interface AvroFormatOptions {
   maxDepth?: number;
   /**
    * Where extension types are declared, for decoding: a declared extension gets its declared
-   * type. Defaults to core's `extensions` registry.
+   * type. Defaults to core's `extensions` registry. A binding given a `registry` option of its
+   * own decodes with this format adapted to that one ({@link EventFormat.withRegistry}).
    */
   registry?: ExtensionRegistry;
 }
@@ -82,7 +83,9 @@ const writer = new AvroWriter();
  * do), refuses unknown union branches, lengths and counts beyond the input, trailing bytes and
  * JSON nested deeper than `maxDepth` with `MalformedInput`, and validates the event. Extensions
  * declared in the registry get their declared type (a `string` is read as it, a value of another
- * type is an `InvalidEvent`), as in the bindings' binary modes.
+ * type is an `InvalidEvent`), as in the bindings' binary modes. `withRegistry(other)` gives the
+ * same format with the same `maxDepth` reading declared types from `other` (itself for the
+ * registry it already has).
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
@@ -97,7 +100,7 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
   checkCountOption("maxDepth", options.maxDepth, 0);
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const registry = options.registry ?? defaultRegistry;
-  return {
+  const format: EventFormat = {
     name: "avro",
     contentType: AVRO_CONTENT_TYPE,
     text: false,
@@ -128,7 +131,11 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
         throw asDecodeError(err, "Avro event");
       }
     },
+    withRegistry(other: ExtensionRegistry): EventFormat {
+      return other === registry ? format : avroFormat({ maxDepth, registry: other });
+    },
   };
+  return format;
 }
 
 /** The Avro event format with default limits. */

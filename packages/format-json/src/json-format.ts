@@ -86,7 +86,9 @@ export interface JsonFormatOptions extends JsonLimits {
   /**
    * Where extension types are declared. On decoding, a declared extension gets its declared type
    * (a string is read as it, a JSON value of another type is an `InvalidEvent`), as in the
-   * bindings' binary modes. Defaults to core's `extensions` registry.
+   * bindings' binary modes. Defaults to core's `extensions` registry. A binding given a
+   * `registry` option of its own decodes with this format adapted to that one
+   * ({@link BatchEventFormat.withRegistry}).
    */
   registry?: ExtensionRegistry;
 }
@@ -103,6 +105,8 @@ export interface JsonFormatOptions extends JsonLimits {
  * JSON, invalid UTF-8 and nesting deeper than `maxDepth` are `MalformedInput`; members that break
  * the CloudEvents rules are `InvalidEvent`. Extensions declared in the registry get their declared
  * type: `"5"` for a declared Integer is read as 5, `"high"` is an `InvalidEvent`.
+ * `withRegistry(other)` gives the same format with the same `maxDepth` reading declared types
+ * from `other` (itself for the registry it already has).
  *
  * @param options - the extension registry and the nesting limit for decoding (`maxDepth`,
  *   default 128)
@@ -116,7 +120,8 @@ export interface JsonFormatOptions extends JsonLimits {
  */
 export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
   checkCountOption("maxDepth", options.maxDepth, 0);
-  const limits: JsonLimits = { maxDepth: options.maxDepth ?? 128 };
+  const maxDepth = options.maxDepth ?? 128;
+  const limits: JsonLimits = { maxDepth };
   const registry = options.registry ?? defaultRegistry;
 
   const decodeValue = (value: unknown): CloudEvent => {
@@ -167,7 +172,7 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     }
   };
 
-  return {
+  const format: BatchEventFormat = {
     name: "json",
     contentType: JSON_CONTENT_TYPE,
     batchContentType: JSON_BATCH_CONTENT_TYPE,
@@ -195,7 +200,11 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
         throw asDecodeError(err, "JSON batch");
       }
     },
+    withRegistry(other: ExtensionRegistry): BatchEventFormat {
+      return other === registry ? format : jsonFormat({ maxDepth, registry: other });
+    },
   };
+  return format;
 }
 
 /** The JSON event format with default limits. */

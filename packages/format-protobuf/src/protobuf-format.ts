@@ -33,7 +33,9 @@ export interface ProtobufFormatOptions {
    * Where attribute types are looked up: declared URI, URI-reference and Timestamp extensions
    * travel as `ce_uri`, `ce_uri_ref` and `ce_timestamp`, and on decoding a declared extension
    * gets its declared type (a string is read as it, a value of another type is an
-   * `InvalidEvent`). Defaults to core's `extensions` registry.
+   * `InvalidEvent`). Defaults to core's `extensions` registry. A binding given a `registry`
+   * option of its own decodes with this format adapted to that one
+   * ({@link BatchEventFormat.withRegistry}).
    */
   registry?: ExtensionRegistry;
   /**
@@ -86,7 +88,9 @@ const writer = new ProtoWriter();
  * as binary-mode bindings read a payload, and `proto_data` yields the packed message's bytes. A
  * `ce_timestamp` comes back as an RFC 3339 string in UTC (the offset an event was written with is
  * not carried). A declared extension gets its declared type, as in the bindings' binary modes.
- * Truncated or corrupted bytes are `MalformedInput`.
+ * Truncated or corrupted bytes are `MalformedInput`. `withRegistry(other)` gives the same format
+ * with the same `maxDepth` using `other` for the types of attributes (itself for the registry it
+ * already has).
  *
  * @param options - the extension registry and the JSON nesting limit for decoding (default 128)
  * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
@@ -100,8 +104,9 @@ const writer = new ProtoWriter();
 export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventFormat {
   checkCountOption("maxDepth", options.maxDepth, 0);
   const registry = options.registry ?? defaultRegistry;
-  const limits: JsonLimits = { maxDepth: options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH };
-  return {
+  const maxDepth = options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
+  const limits: JsonLimits = { maxDepth };
+  const format: BatchEventFormat = {
     name: "protobuf",
     contentType: PROTOBUF_CONTENT_TYPE,
     batchContentType: PROTOBUF_BATCH_CONTENT_TYPE,
@@ -162,7 +167,11 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
         throw asDecodeError(err, "protobuf batch");
       }
     },
+    withRegistry(other: ExtensionRegistry): BatchEventFormat {
+      return other === registry ? format : protobufFormat({ maxDepth, registry: other });
+    },
   };
+  return format;
 }
 
 /** The Protobuf event format with default options. */

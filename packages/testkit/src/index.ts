@@ -76,6 +76,7 @@ export {
   type MappingPropertyHarness,
   propertyRuns,
 } from "./properties.js";
+export { describeFormatWithRegistry, type RegistryFormatOptions } from "./registry-suite.js";
 export {
   type Detectability,
   dataWithoutJson,

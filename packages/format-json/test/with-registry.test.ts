@@ -1,0 +1,4 @@
+import { jsonFormat } from "@posthorn/format-json";
+import { describeFormatWithRegistry } from "@posthorn/testkit";
+
+describeFormatWithRegistry(jsonFormat);

@@ -1,0 +1,4 @@
+import { protobufFormat } from "@posthorn/format-protobuf";
+import { describeFormatWithRegistry } from "@posthorn/testkit";
+
+describeFormatWithRegistry(protobufFormat);
