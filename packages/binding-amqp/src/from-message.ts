@@ -9,6 +9,7 @@ import {
   type EventFormat,
   type ExtensionRegistry,
   findFormat,
+  formatWithRegistry,
   invalidEvent,
   isBytes,
   isCloudEventsContentType,
@@ -40,7 +41,13 @@ export const DEFAULT_MAX_PROPERTIES = 1024;
 export interface FromAmqpMessageOptions {
   /** The event formats structured mode may use. Without them, structured messages are errors. */
   formats?: readonly EventFormat[];
-  /** Where declared extension types are looked up. Defaults to core's `extensions`. */
+  /**
+   * Where declared extension types are looked up, in both content modes: binary mode reads
+   * declared extensions' property values into their types, and structured mode decodes with the
+   * matched format adapted to this registry ({@link EventFormat.withRegistry}; a format without
+   * it decodes with its own). Defaults to core's `extensions` in binary mode and to the format's
+   * own in structured mode.
+   */
   registry?: ExtensionRegistry;
   /**
    * Largest body accepted, in bytes; more is `PayloadTooLarge`. Default
@@ -224,7 +231,7 @@ function decodeStructured(
     );
   }
   if (body === undefined) throw malformed("a structured-mode message has no body");
-  return match.format.decode(body);
+  return formatWithRegistry(match.format, options.registry).decode(body);
 }
 
 // 3.1: attributes from application properties, data from the application-data section.

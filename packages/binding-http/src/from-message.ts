@@ -9,6 +9,7 @@ import {
   type EventFormat,
   type ExtensionRegistry,
   findFormat,
+  formatWithRegistry,
   invalidEvent,
   isAttributeName,
   isCloudEventsContentType,
@@ -47,7 +48,13 @@ export interface ReceivedHttpMessage {
 export interface FromHttpMessageOptions {
   /** Formats accepted in structured and batch mode. With none, only binary mode is read. */
   formats?: readonly EventFormat[];
-  /** Where the types of extensions are looked up (binary mode). Defaults to core's registry. */
+  /**
+   * Where the types of extensions are looked up, in every mode: binary mode reads declared
+   * extensions' header strings into their types, and structured and batch mode decode with the
+   * matched format adapted to this registry ({@link EventFormat.withRegistry}; a format without
+   * it decodes with its own). Defaults to core's registry in binary mode and to each format's own
+   * in structured and batch mode.
+   */
   registry?: ExtensionRegistry;
   /**
    * Largest body accepted, in bytes; larger is `PayloadTooLarge`. Default
@@ -268,7 +275,7 @@ export function fromHttpMessage(
   }
   try {
     if (detected.mode === "binary") return fromBinary(collected, body, options);
-    const format = detected.format as EventFormat;
+    const format = formatWithRegistry(detected.format as EventFormat, options.registry);
     if (detected.mode === "batch") {
       if (!format.decodeBatch) {
         throw new PosthornError("UnsupportedContentType", `${format.name} cannot decode a batch`);

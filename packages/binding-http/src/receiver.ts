@@ -54,7 +54,11 @@ export interface HttpDelivery<T = unknown> extends Delivery<T> {
 export interface HttpReceiverOptions {
   /** Formats accepted in structured and batch mode. Binary mode needs none. */
   formats?: readonly EventFormat[];
-  /** Where binary-mode extension types are looked up. */
+  /**
+   * Where the types of extensions are looked up, in binary, structured and batch mode alike (see
+   * {@link FromHttpMessageOptions.registry}). Defaults to core's registry in binary mode and to
+   * each format's own in structured and batch mode.
+   */
   registry?: ExtensionRegistry;
   /**
    * Largest body accepted, in bytes (413 above it). Default 1 MiB. The same name as in every

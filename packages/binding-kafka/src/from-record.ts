@@ -6,9 +6,9 @@ import {
   checkCountOption,
   decodeData,
   extensions as defaultRegistry,
-  type EventFormat,
   type ExtensionRegistry,
   findFormat,
+  formatWithRegistry,
   invalidEvent,
   isBytes,
   isCloudEventsContentType,
@@ -177,16 +177,16 @@ function decodeEvent(
   }
   const contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
   const mode = knownMode ?? (isCloudEventsContentType(contentType) ? "structured" : "binary");
-  if (mode === "structured") return decodeStructured(value, contentType, options.formats ?? []);
+  if (mode === "structured") return decodeStructured(value, contentType, options);
   return decodeBinary(headers, value, contentType, options);
 }
 
 function decodeStructured(
   value: Uint8Array | string | null | undefined,
   contentType: string | undefined,
-  formats: readonly EventFormat[],
+  options: KafkaDecodeOptions,
 ): CloudEvent {
-  const match = findFormat(formats, contentType);
+  const match = findFormat(options.formats ?? [], contentType);
   if (match === undefined) {
     throw new PosthornError(
       "UnsupportedContentType",
@@ -205,7 +205,8 @@ function decodeStructured(
   if (value === null || value === undefined) {
     throw malformed("a structured-mode record has no value");
   }
-  return match.format.decode(typeof value === "string" ? utf8Encode(value) : value);
+  const format = formatWithRegistry(match.format, options.registry);
+  return format.decode(typeof value === "string" ? utf8Encode(value) : value);
 }
 
 /** Decodes a binary-mode record; `undefined` when it has no `ce_` header (no CloudEvent). */

@@ -62,7 +62,13 @@ export interface KafkaEncodeOptions {
 export interface KafkaDecodeOptions {
   /** Formats structured records may use. Without any, structured records are `UnsupportedContentType`. */
   formats?: readonly EventFormat[];
-  /** Where declared extension types are looked up. Defaults to core's `extensions`. */
+  /**
+   * Where declared extension types are looked up, in both content modes: binary mode reads
+   * declared extensions' header strings into their types, and structured mode decodes with the
+   * matched format adapted to this registry ({@link EventFormat.withRegistry}; a format without
+   * it decodes with its own). Defaults to core's `extensions` in binary mode and to the format's
+   * own in structured mode.
+   */
   registry?: ExtensionRegistry;
   /**
    * Largest record value accepted, in bytes; more is `PayloadTooLarge`. Default

@@ -8,6 +8,7 @@ import {
   extensions as defaultExtensions,
   type EventFormat,
   findFormat,
+  formatWithRegistry,
   isAttributeName,
   isCloudEventsContentType,
   isContextAttribute,
@@ -94,7 +95,8 @@ export function fromMqttMessage(message: MqttMessage, options: FromMqttMessageOp
   if (mode === undefined) throw malformed("the MQTT message does not carry a CloudEvent");
   try {
     if (mode === "binary") return fromBinary(message, options);
-    return structuredFormat(message.contentType, options.formats).decode(message.payload);
+    const format = structuredFormat(message.contentType, options.formats);
+    return formatWithRegistry(format, options.registry).decode(message.payload);
   } catch (err) {
     throw asDecodeError(err, "MQTT message");
   }

@@ -53,7 +53,13 @@ export interface FromMqttMessageOptions extends MqttLimits {
   formats: readonly EventFormat[];
   /** The protocol version the message arrived at. Defaults to 5. */
   protocolVersion?: MqttProtocolVersion;
-  /** Where declared extension types are looked up in binary mode. Defaults to core's registry. */
+  /**
+   * Where declared extension types are looked up, in both content modes: binary mode reads
+   * declared extensions' user properties into their types, and structured mode decodes with the
+   * matched format adapted to this registry ({@link EventFormat.withRegistry}; a format without
+   * it decodes with its own). Defaults to core's registry in binary mode and to the format's own
+   * in structured mode.
+   */
   registry?: ExtensionRegistry;
 }
 

@@ -42,7 +42,13 @@ export interface MqttSubscriberOptions extends MqttLimits {
   qos?: MqttQos;
   /** Formats that structured messages may use; a 3.1.1 subscriber needs the JSON format. */
   formats: readonly EventFormat[];
-  /** Where declared extension types are looked up in binary mode. Defaults to core's registry. */
+  /**
+   * Where declared extension types are looked up, in both content modes: binary mode reads
+   * declared extensions' user properties into their types, and structured mode decodes with the
+   * matched format adapted to this registry ({@link EventFormat.withRegistry}; a format without
+   * it decodes with its own). Defaults to core's registry in binary mode and to the format's own
+   * in structured mode.
+   */
   registry?: ExtensionRegistry;
   /**
    * Where `reject()` publishes the message (unchanged) before acknowledging it. At MQTT 5 the

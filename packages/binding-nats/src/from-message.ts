@@ -7,6 +7,7 @@ import {
   type EventFormat,
   type ExtensionRegistry,
   findFormat,
+  formatWithRegistry,
   invalidEvent,
   isAttributeName,
   isCloudEventsContentType,
@@ -55,7 +56,13 @@ export interface NatsDecodeOptions {
    * messages are `UnsupportedContentType` errors.
    */
   formats?: readonly EventFormat[];
-  /** Where declared extension types are looked up. Defaults to core's `extensions` registry. */
+  /**
+   * Where declared extension types are looked up, in both content modes: binary mode reads
+   * declared extensions' headers into their types, and structured mode decodes with the
+   * matched format adapted to this registry ({@link EventFormat.withRegistry}; a format without
+   * it decodes with its own). Defaults to core's `extensions` registry in binary mode and to the format's
+   * own in structured mode.
+   */
   registry?: ExtensionRegistry;
   /** Larger payloads are `PayloadTooLarge`. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. */
   maxPayloadBytes?: number;
@@ -493,7 +500,7 @@ function fromStructured(
         "a header-less structured event needs the JSON format among options.formats",
       );
     }
-    return jsonFormat.decode(data);
+    return formatWithRegistry(jsonFormat, options.registry).decode(data);
   }
   const match = findFormat(formats, contentType);
   if (!match) {
@@ -510,7 +517,7 @@ function fromStructured(
       { protocolCode: contentType },
     );
   }
-  return match.format.decode(data);
+  return formatWithRegistry(match.format, options.registry).decode(data);
 }
 
 function fromBinary(

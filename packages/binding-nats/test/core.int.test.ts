@@ -13,6 +13,7 @@ import {
   type CloudEvent,
   type Delivery,
   type EventFormat,
+  ExtensionRegistry,
   equivalent,
   isPosthornError,
   malformed,
@@ -115,6 +116,31 @@ describe("core NATS publisher and subscriber", () => {
     expect(d.settled).toBe(true);
     await expect(d.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
     await publisher.close();
+    await subscriber.close();
+  });
+
+  it("decodes structured events with the default json adapted to its registry, as binary ones", async () => {
+    const subject = unique("registry");
+    const registry = new ExtensionRegistry([
+      { name: "priority", type: "Integer" },
+      { name: "checksum", type: "Binary" },
+    ]);
+    const subscriber = natsSubscriber(nc, { subject, formats: [json], registry });
+    await subscriber.ready;
+    const sent = vector("minimal").event.cloneWith({ priority: "-7", checksum: "AAH+/w==" });
+    const it = subscriber[Symbol.asyncIterator]();
+    const received: CloudEvent[] = [];
+    for (const mode of ["structured", "binary"] as const) {
+      const publisher = natsPublisher(nc, { subject, mode, format: json });
+      await publisher.publish(sent);
+      const r = await it.next();
+      received.push(r.value?.event as CloudEvent);
+      await publisher.close();
+    }
+    const [structured, binary] = received;
+    expect(structured?.priority).toBe(-7);
+    expect(structured?.checksum).toEqual(new Uint8Array([0, 1, 254, 255]));
+    expect(structured).toEqual(binary);
     await subscriber.close();
   });
 

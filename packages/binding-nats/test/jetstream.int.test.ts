@@ -23,10 +23,12 @@ import {
   type CloudEvent,
   type Delivery,
   type EventFormat,
+  ExtensionRegistry,
   equivalent,
   malformed,
   utf8Encode,
 } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
 import {
   type BindingPath,
   countSocketWrites,
@@ -116,6 +118,43 @@ async function next(it: AsyncIterator<Delivery>, timeoutMs = 5000): Promise<Deli
   pendingPulls.delete(it);
   return r.done ? undefined : r.value;
 }
+
+describe("jetStreamSubscriber registry", () => {
+  it("decodes structured events with the default json adapted to its registry, as binary ones", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer();
+    const registry = new ExtensionRegistry([
+      { name: "priority", type: "Integer" },
+      { name: "checksum", type: "Binary" },
+    ]);
+    const subscriber = await jetStreamSubscriber(js, {
+      stream,
+      consumer,
+      formats: [json],
+      registry,
+    });
+    subscribers.push(subscriber);
+    const sent = vector("minimal").event.cloneWith({ priority: "-7", checksum: "AAH+/w==" });
+    const it = subscriber[Symbol.asyncIterator]();
+    const received: CloudEvent[] = [];
+    for (const mode of ["structured", "binary"] as const) {
+      // The same id twice: no de-duplication here.
+      const publisher = jetStreamPublisher(js, {
+        subject,
+        mode,
+        format: json,
+        messageId: () => undefined,
+      });
+      await publisher.publish(sent);
+      const d = await next(it);
+      received.push(d?.event as CloudEvent);
+      await d?.accept();
+    }
+    const [structured, binary] = received;
+    expect(structured?.priority).toBe(-7);
+    expect(structured?.checksum).toEqual(new Uint8Array([0, 1, 254, 255]));
+    expect(structured).toEqual(binary);
+  });
+});
 
 function jetStreamPath(path: BindingPath) {
   let pair: { publish: (e: CloudEvent) => Promise<void>; it: AsyncIterator<Delivery> } | undefined;

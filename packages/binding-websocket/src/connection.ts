@@ -10,6 +10,8 @@ import {
   type Delivery,
   Drain,
   type EventFormat,
+  type ExtensionRegistry,
+  formatWithRegistry,
   isPosthornError,
   limitTimer,
   type Message,
@@ -197,6 +199,14 @@ export interface WebSocketSubscriberOptions extends WebSocketBindingOptions {
    * A browser's WebSocket cannot pause, so there it has no effect.
    */
   maxPending?: number;
+  /**
+   * Where the types of extensions are looked up, as every other binding's subscriber takes it:
+   * the negotiated format, adapted to this registry once when the subscriber is made
+   * ({@link EventFormat.withRegistry}; a format without it decodes with its own), decodes every
+   * message. Every WebSocket message is a structured event, so without it the format's own
+   * registry applies (core's `extensions` for the default instances).
+   */
+  registry?: ExtensionRegistry;
 }
 
 /** The default `closeTimeoutMs` of {@link webSocketPublisher}: 5 seconds. */
@@ -560,7 +570,7 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
  *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}), `maxPending` (default
- *   {@link DEFAULT_MAX_PENDING}) and, with `ws`, `heartbeatMs` (default
+ *   {@link DEFAULT_MAX_PENDING}), the extension `registry` and, with `ws`, `heartbeatMs` (default
  *   {@link DEFAULT_HEARTBEAT_MS})
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
  *   subprotocol; `NotSupported` for a `maxPending` that is not a whole number of 1 or more (or
@@ -573,7 +583,7 @@ export function webSocketSubscriber(
 ): Subscriber {
   checkBindingOptions(options);
   checkCountOption("maxPending", options.maxPending);
-  const format = negotiatedFormat(socket, options.formats);
+  const format = formatWithRegistry(negotiatedFormat(socket, options.formats), options.registry);
   watch(socket, options.heartbeatMs);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;

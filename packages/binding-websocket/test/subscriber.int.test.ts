@@ -5,7 +5,7 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import type { EventFormat } from "@posthorn/core";
+import { type EventFormat, ExtensionRegistry } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
@@ -37,6 +37,28 @@ async function pair(): Promise<{ client: WebSocket; server: WebSocket }> {
 }
 
 describe("webSocketSubscriber", () => {
+  it("decodes with the format adapted to its registry: declared extensions get their types", async () => {
+    const { client, server } = await pair();
+    const registry = new ExtensionRegistry([
+      { name: "priority", type: "Integer" },
+      { name: "checksum", type: "Binary" },
+    ]);
+    // With the default json (core's registry); a second subscriber on a socket without one.
+    const typed = webSocketSubscriber(server, { formats: [json], registry });
+    const publisher = webSocketPublisher(client, { formats: [json] });
+    const sent = shutdownEvent("websocket", 7).cloneWith({ priority: "-7", checksum: "AAH+/w==" });
+    await publisher.publish(sent);
+    const { value } = await typed[Symbol.asyncIterator]().next();
+    expect(value?.event?.priority).toBe(-7);
+    expect(value?.event?.checksum).toEqual(new Uint8Array([0, 1, 254, 255]));
+    await typed.close();
+    const plain = webSocketSubscriber(server, { formats: [json] });
+    await publisher.publish(sent);
+    const next = await plain[Symbol.asyncIterator]().next();
+    expect(next.value?.event?.priority).toBe("-7");
+    await plain.close();
+    await publisher.close();
+  });
   it("is ready at once: a frame sent after it resolves is delivered", async () => {
     const { client, server } = await pair();
     const subscriber = webSocketSubscriber(server, { formats });

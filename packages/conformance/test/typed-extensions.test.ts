@@ -1,11 +1,13 @@
+import { fromAmqpMessage, toAmqpMessage } from "@posthorn/binding-amqp";
 import { fromHttpMessage, toHttpMessage } from "@posthorn/binding-http";
 import { fromKafkaRecord, toKafkaRecord } from "@posthorn/binding-kafka";
 import { fromMqttMessage, toMqttMessage } from "@posthorn/binding-mqtt";
 import { fromNatsMessage, toNatsMessage } from "@posthorn/binding-nats";
 import { CloudEvent, ExtensionRegistry, extensions, isPosthornError } from "@posthorn/core";
-import { avroCompactFormat, avroFormat } from "@posthorn/format-avro";
-import { jsonFormat } from "@posthorn/format-json";
-import { protobufFormat } from "@posthorn/format-protobuf";
+import { avro, avroCompactFormat, avroFormat } from "@posthorn/format-avro";
+import { json, jsonFormat } from "@posthorn/format-json";
+import { protobuf, protobufFormat } from "@posthorn/format-protobuf";
+import rhea from "rhea";
 import { describe, expect, it } from "vitest";
 
 // Issue 12: declare extensions once, and every binding's binary-mode decoder restores their types
@@ -169,5 +171,144 @@ describe("typed extensions through the event formats", () => {
 
   it("data cannot be declared as an extension", () => {
     expect(() => new ExtensionRegistry([{ name: "data", type: "Integer" }])).toThrow(TypeError);
+  });
+});
+
+// A binding's `registry` option is the same in both content modes: a structured message decoded
+// with the default format instances (which were made with core's `extensions`) gets the types the
+// option declares, as a binary message does. The event carries a declared Integer as a string and
+// a declared Binary, which the JSON format writes as base64 text: the default `json` reads both
+// back as Strings unless the binding hands its registry on.
+const sent = event.cloneWith({ priority: "-7" });
+const structuredPaths: Record<
+  string,
+  { structured: (e: CloudEvent, r: ExtensionRegistry) => CloudEvent; binary?: string }
+> = {
+  http: {
+    structured: (e, r) => {
+      const m = toHttpMessage(e, { mode: "structured", format: json });
+      return fromHttpMessage(m, { formats: [json], registry: r }) as CloudEvent;
+    },
+    binary: "http",
+  },
+  "http batch": {
+    structured: (e, r) => {
+      const m = toHttpMessage([e], { mode: "batch", format: json });
+      const back = fromHttpMessage(m, { formats: [json], registry: r }) as CloudEvent[];
+      expect(back).toHaveLength(1);
+      return back[0] as CloudEvent;
+    },
+    binary: "http",
+  },
+  kafka: {
+    structured: (e, r) => {
+      const rec = toKafkaRecord(e, { mode: "structured", format: json });
+      const headers = Object.fromEntries(
+        Object.entries(rec.headers).map(([k, v]) => [k, Buffer.from(v as string)]),
+      );
+      return fromKafkaRecord(
+        { key: null, value: rec.value, headers },
+        { formats: [json], registry: r },
+      );
+    },
+    binary: "kafka",
+  },
+  mqtt5: {
+    structured: (e, r) => {
+      const m = toMqttMessage(e, { mode: "structured", format: json, protocolVersion: 5 });
+      return fromMqttMessage(m, { formats: [json], protocolVersion: 5, registry: r });
+    },
+    binary: "mqtt5",
+  },
+  // MQTT 3.1.1 carries no content type: the payload is read with the JSON format by default.
+  "mqtt 3.1.1": {
+    structured: (e, r) => {
+      const m = toMqttMessage(e, { mode: "structured", format: json, protocolVersion: 4 });
+      return fromMqttMessage(m, { formats: [json], protocolVersion: 4, registry: r });
+    },
+    binary: "mqtt5",
+  },
+  nats: {
+    structured: (e, r) => {
+      const m = toNatsMessage(e, { mode: "structured", format: json });
+      return fromNatsMessage(
+        { data: m.data, headers: m.headers },
+        { formats: [json], registry: r },
+      );
+    },
+    binary: "nats",
+  },
+  // NATS binding 1.0.2 producers send structured JSON without headers.
+  "nats without headers": {
+    structured: (e, r) => {
+      const m = toNatsMessage(e, { mode: "structured", format: json });
+      return fromNatsMessage({ data: m.data }, { formats: [json], registry: r });
+    },
+    binary: "nats",
+  },
+  amqp: {
+    structured: (e, r) => {
+      const m = toAmqpMessage(e, { codec: rhea, mode: "structured", format: json });
+      const received = rhea.message.decode(rhea.message.encode(m as never)) as never;
+      return fromAmqpMessage(received, { formats: [json], registry: r });
+    },
+  },
+  "amqp protobuf": {
+    structured: (e, r) => {
+      const m = toAmqpMessage(e, { codec: rhea, mode: "structured", format: protobuf });
+      const received = rhea.message.decode(rhea.message.encode(m as never)) as never;
+      return fromAmqpMessage(received, { formats: [protobuf], registry: r });
+    },
+  },
+  "kafka avro": {
+    structured: (e, r) => {
+      const rec = toKafkaRecord(e, { mode: "structured", format: avro });
+      return fromKafkaRecord(
+        { key: null, value: rec.value, headers: rec.headers },
+        { formats: [avro], registry: r },
+      );
+    },
+  },
+};
+
+describe("typed extensions in structured mode: the binding's registry reaches the format", () => {
+  for (const [name, path] of Object.entries(structuredPaths)) {
+    it(`${name}: declared extensions come back with their types, as in binary mode`, () => {
+      const back = path.structured(sent, registry);
+      expect(back.priority).toBe(-7);
+      expect(back.checksum).toEqual(new Uint8Array([0, 1, 254, 255]));
+      expect(back.urgent).toBe(true);
+      expect(back.untyped).toBe("42");
+      if (path.binary !== undefined) {
+        expect(back).toEqual((paths[path.binary] as (typeof paths)[string])(sent, registry));
+      }
+    });
+
+    it(`${name}: a value that is not of the declared type is an InvalidEvent naming it`, () => {
+      expect(
+        invalidAttribute(() => path.structured(sent.cloneWith({ priority: "high" }), registry)),
+      ).toBe("priority");
+    });
+  }
+
+  it("a format without withRegistry decodes with its own registry, as before", () => {
+    const { withRegistry: _, ...legacy } = jsonFormat();
+    const m = toHttpMessage(sent, { mode: "structured", format: legacy });
+    const back = fromHttpMessage(m, { formats: [legacy], registry }) as CloudEvent;
+    expect(back.priority).toBe("-7");
+    expect(back.checksum).toBe("AAH+/w==");
+  });
+
+  it("without a registry option the format's own registry applies", () => {
+    const own = jsonFormat({ registry });
+    const m = toKafkaRecord(sent, { mode: "structured", format: own });
+    expect(
+      fromKafkaRecord({ key: null, value: m.value, headers: m.headers }, { formats: [own] })
+        .priority,
+    ).toBe(-7);
+    expect(
+      fromKafkaRecord({ key: null, value: m.value, headers: m.headers }, { formats: [json] })
+        .priority,
+    ).toBe("-7");
   });
 });
