@@ -5,6 +5,7 @@ import {
   type ExtensionRegistry,
   effectiveContentType,
   encodeData,
+  formatWithRegistry,
   invalidEvent,
   isBytes,
   isCloudEvent,
@@ -210,7 +211,7 @@ export function encodeWithPool(
     if (format === undefined) {
       throw new PosthornError("NotSupported", "structured mode needs an event format");
     }
-    const body = format.encode(event);
+    const body = formatWithRegistry(format, options.registry).encode(event);
     const w = new Writer(body.length + 64 + format.contentType.length, pool);
     writeProperties(w, format.contentType);
     writeBody(w, body);

@@ -7,6 +7,7 @@ import {
   type ExtensionRegistry,
   effectiveContentType,
   encodeData,
+  formatWithRegistry,
   invalidEvent,
   isBytes,
   isCloudEvent,
@@ -34,7 +35,11 @@ export interface ToAmqpMessageOptions {
   prefix?: AmqpPrefix;
   /** AMQP type of Integer attributes: `long` (default, the spec's table) or `int`. */
   integerType?: AmqpIntegerType;
-  /** Where declared Timestamp extensions are looked up. Defaults to core's `extensions`. */
+  /**
+   * Where declared extensions are looked up: Timestamp extensions become AMQP timestamps in binary
+   * mode, and in structured mode the format encodes with this registry (`withRegistry`). Defaults
+   * to core's `extensions` (and to the format's own registry in structured mode).
+   */
   registry?: ExtensionRegistry;
 }
 
@@ -75,7 +80,7 @@ export function toAmqpMessage(input: CloudEventLike, options: ToAmqpMessageOptio
     // 3.2.1 and 3.2.2: the format's media type, the formatted event as application data.
     return {
       content_type: format.contentType,
-      body: codec.message.data_section(format.encode(event)),
+      body: codec.message.data_section(formatWithRegistry(format, options.registry).encode(event)),
     };
   }
   if (mode !== "binary") {
