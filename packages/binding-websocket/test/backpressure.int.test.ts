@@ -106,8 +106,11 @@ describe("heartbeat under flow control", () => {
   }
 
   it("keeps a plain ws reader that takes the publisher's bytes slowly, its pongs late behind them", {
-    timeout: 15_000,
+    timeout: 20_000,
   }, async () => {
+    // Twice the others' interval, the same proportions: on a loaded machine a timer 100 ms late
+    // left a 200 ms interval with no visible progress at all.
+    const interval = 2 * HEARTBEAT_MS;
     const { url, accepted } = await serve();
     // Not Posthorn: it answers pings (ws does), but only when it reads them.
     const client = new WebSocket(url, ["cloudevents.json"]);
@@ -122,10 +125,10 @@ describe("heartbeat under flow control", () => {
       // in the two kernels, two intervals and more; then it reads at full speed.
       if (received.length < 16) {
         client.pause();
-        setTimeout(() => client.resume(), HEARTBEAT_MS / 2);
+        setTimeout(() => client.resume(), interval / 2);
       }
     });
-    const publisher = webSocketPublisher(server, { formats, heartbeatMs: HEARTBEAT_MS });
+    const publisher = webSocketPublisher(server, { formats, heartbeatMs: interval });
     const started = Date.now();
     for (let i = 0; i < count; i++) {
       // One at a time: what waits in ws is the frame being written, and each that is
@@ -136,7 +139,7 @@ describe("heartbeat under flow control", () => {
     await expect.poll(() => received.length, { timeout: 2000 }).toBe(count);
     expect(received).toEqual(Array.from({ length: count }, (_, i) => `slow-${i}`));
     // Long enough that a heartbeat counting pongs alone would have given it up.
-    expect(taken).toBeGreaterThan(4 * HEARTBEAT_MS);
+    expect(taken).toBeGreaterThan(4 * interval);
     expect([client.readyState, server.readyState]).toEqual([WebSocket.OPEN, WebSocket.OPEN]);
   });
 });
