@@ -1,6 +1,11 @@
 // End-to-end transports for AMQP 1.0 (RabbitMQ) and WebSockets, in the shape of bench/e2e.ts.
 import type { AddressInfo } from "node:net";
-import { amqpPublisher, amqpSubscriber, encodeAmqpMessage } from "@posthorn/binding-amqp";
+import {
+  amqpPublisher,
+  amqpSubscriber,
+  encodeAmqpMessage,
+  withFrameGuard,
+} from "@posthorn/binding-amqp";
 import {
   connectWebSocket,
   toWebSocketFrame,
@@ -15,17 +20,21 @@ import rhea, { type Connection, type Delivery as RheaDelivery, type Sender } fro
 import WebSocket, { WebSocketServer } from "ws";
 import { Arrivals, consume, type E2eTransport, publishFrom, runId, slice } from "./e2e.ts";
 
-/** A rhea connection to the broker at `url` (guest/guest unless the URL says otherwise). */
-export function openRhea(url: URL): Promise<Connection> {
+/**
+ * A rhea connection to the broker at `url` (guest/guest unless the URL says otherwise); with
+ * `guarded`, through the binding's frame guard, as docs/bindings/amqp.md says to connect.
+ */
+export function openRhea(url: URL, guarded = false): Promise<Connection> {
   const container = rhea.create_container();
+  const options = {
+    host: url.hostname,
+    port: url.port ? Number(url.port) : 5672,
+    username: decodeURIComponent(url.username || "guest"),
+    password: decodeURIComponent(url.password || "guest"),
+    reconnect: false,
+  };
   return new Promise((resolve, reject) => {
-    const connection = container.connect({
-      host: url.hostname,
-      port: url.port ? Number(url.port) : 5672,
-      username: decodeURIComponent(url.username || "guest"),
-      password: decodeURIComponent(url.password || "guest"),
-      reconnect: false,
-    });
+    const connection = container.connect(guarded ? withFrameGuard(options) : options);
     connection.once("connection_open", () => resolve(connection));
     connection.once("disconnected", (ctx) => reject(ctx.error));
   });
@@ -71,8 +80,9 @@ class RawAmqpSender {
 /**
  * AMQP 1.0 through the RabbitMQ at AMQP_URL (its AMQP 1.0 plugin), one queue per side: Posthorn's
  * publisher (waiting for `accepted`, 500 unsettled at most) into its subscriber (credit 500,
- * accepting every delivery), next to a bare rhea sender (the same pre-encoded messages, the same
- * window) into a rhea receiver with automatic accept.
+ * accepting every delivery), on connections through the frame guard, next to a bare rhea sender
+ * (the same pre-encoded messages, the same window) into a rhea receiver with automatic accept, on
+ * plain connections of their own.
  */
 export function amqpTransport(): E2eTransport {
   return {
@@ -89,7 +99,14 @@ export function amqpTransport(): E2eTransport {
       const rawQueue = `bench-e2e-${id}-raw`;
       await channel.assertQueue(ourQueue, { durable: false });
       await channel.assertQueue(rawQueue, { durable: false });
-      const [pubConnection, subConnection] = await Promise.all([openRhea(url), openRhea(url)]);
+      // Posthorn's side connects as documented (through the frame guard), the raw side as a bare
+      // rhea user does; a connection each, so neither pays for the other's reading.
+      const [pubConnection, subConnection, rawPub, rawSub] = await Promise.all([
+        openRhea(url, true),
+        openRhea(url, true),
+        openRhea(url),
+        openRhea(url),
+      ]);
       const oursArrivals = new Arrivals();
       const rawArrivals = new Arrivals();
       const subscriber = amqpSubscriber(subConnection, {
@@ -97,7 +114,7 @@ export function amqpTransport(): E2eTransport {
         credit: 500,
       });
       consume(subscriber, oursArrivals);
-      const receiver = subConnection.open_receiver({
+      const receiver = rawSub.open_receiver({
         source: { address: `/amq/queue/${rawQueue}` },
         credit_window: 500,
         autoaccept: true,
@@ -108,7 +125,7 @@ export function amqpTransport(): E2eTransport {
         maxInFlight: 500,
       });
       await publisher.ready;
-      const sender = pubConnection.open_sender({ target: { address: `/amq/queue/${rawQueue}` } });
+      const sender = rawPub.open_sender({ target: { address: `/amq/queue/${rawQueue}` } });
       await new Promise<void>((resolve) => {
         if (sender.sendable()) resolve();
         else sender.once("sendable", () => resolve());
@@ -130,8 +147,7 @@ export function amqpTransport(): E2eTransport {
           await subscriber.close();
           receiver.close();
           sender.close();
-          pubConnection.close();
-          subConnection.close();
+          for (const c of [pubConnection, subConnection, rawPub, rawSub]) c.close();
           await channel.deleteQueue(ourQueue);
           await channel.deleteQueue(rawQueue);
           await channel.close();
