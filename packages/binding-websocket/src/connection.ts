@@ -723,7 +723,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
   /**
    * How long to wait for the connection to open before failing with `Timeout` and closing the
    * socket. Default {@link DEFAULT_CONNECT_TIMEOUT_MS}; `Infinity` (or anything past what a timer
-   * holds, `MAX_TIMER_MS`) waits with no limit.
+   * holds, `MAX_TIMER_MS`) waits with no limit; 0 fails with `Timeout` at once, attempting no
+   * connection.
    */
   timeoutMs?: number;
   /**
@@ -812,6 +813,10 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     return Promise.reject(err);
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  // A limit already over, as for a publish: no connection is attempted.
+  if (timeoutMs === 0) {
+    return Promise.reject(new PosthornError("Timeout", `${url} did not open within 0 ms`));
+  }
   return new Promise((resolve, reject) => {
     let socket: S;
     try {

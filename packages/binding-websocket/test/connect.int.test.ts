@@ -129,6 +129,16 @@ describe("connectWebSocket timeoutMs", () => {
     });
   }
 
+  it("0 fails with Timeout at once and attempts no connection", async () => {
+    const { url, held } = await silentServer();
+    const err = await connectWebSocket(url, { formats, WebSocket, timeoutMs: 0 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: "Timeout" });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(held).toHaveLength(0);
+  });
+
   it("a finite timeoutMs still fails with Timeout", async () => {
     const { url } = await silentServer();
     const started = Date.now();
