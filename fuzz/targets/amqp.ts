@@ -29,8 +29,7 @@ import type { Rng } from "../rng.js";
 import type { Target } from "../target.js";
 import {
   type BindingOptions,
-  formatsOf,
-  jsonLimitsOf,
+  decodeOptionsOf,
   mutateBody,
   pickBindingOptions,
   ROUND_TRIP_LIMIT,
@@ -161,11 +160,8 @@ function hostileBody(rng: Rng, data: Uint8Array): unknown {
 
 function decodeOptions(o: AmqpOptions): FromAmqpMessageOptions {
   return {
-    formats: formatsOf(o),
-    registry: registryOf(o.registry),
-    ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
+    ...decodeOptionsOf(o),
     ...(o.maxProperties === undefined ? {} : { maxProperties: o.maxProperties }),
-    ...jsonLimitsOf(o),
   };
 }
 

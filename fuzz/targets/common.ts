@@ -1,11 +1,12 @@
 /** What several binding targets share: which formats a decoder is given, limits, bodies. */
-import type { EventFormat, JsonLimits } from "@posthorn/core";
+import type { EventFormat, ExtensionRegistry, JsonLimits } from "@posthorn/core";
 import {
   allFormats,
   type Corpus,
   type FormatOptions,
   formatOf,
   type RegistryName,
+  registryOf,
 } from "../corpus.js";
 import { arbitraryBytes, mutateBytes, utf8 } from "../mutate.js";
 import type { Rng } from "../rng.js";
@@ -52,6 +53,21 @@ export function formatsOf(o: BindingOptions): EventFormat[] {
 /** The `json` limits option of the bindings. */
 export function jsonLimitsOf(o: BindingOptions): { json?: JsonLimits } {
   return o.maxDepth === undefined ? {} : { json: { maxDepth: o.maxDepth } };
+}
+
+/** What every binding decoder is given: the formats, the registry, the payload and JSON limits. */
+export function decodeOptionsOf(o: BindingOptions): {
+  formats: EventFormat[];
+  registry: ExtensionRegistry;
+  maxPayloadBytes?: number;
+  json?: JsonLimits;
+} {
+  return {
+    formats: formatsOf(o),
+    registry: registryOf(o.registry),
+    ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
+    ...jsonLimitsOf(o),
+  };
 }
 
 /** A payload limit far above any input, for the second round of a round trip. */

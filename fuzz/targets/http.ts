@@ -26,8 +26,8 @@ import type { Rng } from "../rng.js";
 import type { Target } from "../target.js";
 import {
   type BindingOptions,
+  decodeOptionsOf,
   formatsOf,
-  jsonLimitsOf,
   latin1,
   mutateBody,
   pickBindingOptions,
@@ -162,14 +162,8 @@ function decodeAndCheck(
   body: Uint8Array | string | undefined,
   o: BindingOptions,
 ): ReturnType<typeof attempt<CloudEvent | CloudEvent[]>> {
-  const formats = formatsOf(o);
-  const registry = registryOf(o.registry);
-  const options = {
-    formats,
-    registry,
-    ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
-    ...jsonLimitsOf(o),
-  };
+  const options = decodeOptionsOf(o);
+  const { formats, registry } = options;
   const detected = attempt(
     "detectMode",
     () => detectMode(headers, formats),
@@ -251,10 +245,7 @@ function receiverFor(o: BindingOptions): HttpReceiver {
   let receiver = receivers.get(key);
   if (receiver === undefined) {
     receiver = httpReceiver({
-      formats: formatsOf(o),
-      registry: registryOf(o.registry),
-      ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
-      ...jsonLimitsOf(o),
+      ...decodeOptionsOf(o),
       onDelivery: (d: HttpDelivery) => {
         delivered.push(d.event);
         deliveredHeaders.push(d.message.properties as Record<string, string>);

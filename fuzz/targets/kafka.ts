@@ -20,8 +20,7 @@ import { attempt, checkEvent, checkRoundTrip, Finding, typedError } from "../ora
 import type { Target } from "../target.js";
 import {
   type BindingOptions,
-  formatsOf,
-  jsonLimitsOf,
+  decodeOptionsOf,
   mutateBody,
   pickBindingOptions,
   ROUND_TRIP_LIMIT,
@@ -44,11 +43,8 @@ const NONE = new Set<never>();
 
 function decodeOptions(o: KafkaInput["options"]): KafkaDecodeOptions {
   return {
-    formats: formatsOf(o),
-    registry: registryOf(o.registry),
-    ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
+    ...decodeOptionsOf(o),
     ...(o.maxHeaders === undefined ? {} : { maxHeaders: o.maxHeaders }),
-    ...jsonLimitsOf(o),
   };
 }
 

@@ -28,8 +28,7 @@ import { attempt, checkEvent, checkRoundTrip, Finding } from "../oracle.js";
 import type { Target } from "../target.js";
 import {
   type BindingOptions,
-  formatsOf,
-  jsonLimitsOf,
+  decodeOptionsOf,
   mutateBody,
   pickBindingOptions,
   ROUND_TRIP_LIMIT,
@@ -52,12 +51,9 @@ const NONE = new Set<ErrorCode>();
 function decodeOptions(input: MqttInput): FromMqttMessageOptions {
   const o = input.options;
   return {
-    formats: formatsOf(o),
-    registry: registryOf(o.registry),
+    ...decodeOptionsOf(o),
     protocolVersion: input.protocolVersion,
-    ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
     ...(o.maxUserProperties === undefined ? {} : { maxUserProperties: o.maxUserProperties }),
-    ...jsonLimitsOf(o),
   };
 }
 

@@ -25,8 +25,7 @@ import { attempt, checkEvent, checkRoundTrip, Finding, type Outcome, tally } fro
 import type { Target } from "../target.js";
 import {
   type BindingOptions,
-  formatsOf,
-  jsonLimitsOf,
+  decodeOptionsOf,
   mutateBody,
   pickBindingOptions,
   ROUND_TRIP_LIMIT,
@@ -86,14 +85,11 @@ const BLOCK_TOKENS = [
 
 function decodeOptions(o: NatsInput["options"]): NatsDecodeOptions {
   return {
-    formats: formatsOf(o),
-    registry: registryOf(o.registry),
-    ...(o.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: o.maxPayloadBytes }),
+    ...decodeOptionsOf(o),
     ...(o.maxHeaders === undefined ? {} : { maxHeaders: o.maxHeaders }),
     ...(o.detectHeaderlessJson === undefined
       ? {}
       : { detectHeaderlessJson: o.detectHeaderlessJson }),
-    ...jsonLimitsOf(o),
   };
 }
 

@@ -30,21 +30,22 @@ const SMALLLONG = 0x55;
 const LONG = 0x81;
 const TIMESTAMP = 0x83;
 const VBIN8 = 0xa0;
-const VBIN32 = 0xb0;
-const STR8 = 0xa1;
-const STR32 = 0xb1;
-const SYM8 = 0xa3;
-const SYM32 = 0xb3;
+export const VBIN32 = 0xb0;
+export const STR8 = 0xa1;
+export const STR32 = 0xb1;
+export const SYM8 = 0xa3;
+export const SYM32 = 0xb3;
 const LIST32 = 0xd0;
-const MAP32 = 0xd1;
+export const MAP32 = 0xd1;
 const SMALLULONG = 0x53;
 const PROPERTIES = 0x73;
 const APPLICATION_PROPERTIES = 0x74;
-const DATA = 0x75;
+export const DATA = 0x75;
+export const MESSAGE_ANNOTATIONS = 0x72;
 const AMQP_VALUE = 0x77;
 
 /** A growable byte buffer for one message, taken from a pool when one is given. */
-class Writer {
+export class Writer {
   buffer: Buffer;
   /** The buffer when it came from the pool (the publisher hands it back after settlement). */
   pooled: Buffer | undefined;
@@ -68,6 +69,13 @@ class Writer {
     if (this.pooled !== undefined) this.pool?.give(this.pooled);
     this.pooled = pooled;
     this.buffer = next;
+  }
+
+  /** Bytes as they are. */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buffer.set(bytes, this.at);
+    this.at += bytes.length;
   }
 
   byte(b: number): void {

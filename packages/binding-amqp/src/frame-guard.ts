@@ -2,6 +2,17 @@ import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { checkCountOption, PosthornError } from "@posthorn/core";
 import {
+  DATA,
+  MAP32,
+  MESSAGE_ANNOTATIONS,
+  STR8,
+  STR32,
+  SYM8,
+  SYM32,
+  VBIN32,
+  Writer,
+} from "./encode-message.js";
+import {
   checkSections,
   DEFAULT_GUARD_MAX_DEPTH,
   DEFAULT_GUARD_MAX_VALUES,
@@ -65,23 +76,21 @@ const HANDLE = 0;
 const MESSAGE_FORMAT = 3;
 const MORE = 5;
 
+/** A frame held back, with where its payload starts. */
 interface Held {
   bytes: Uint8Array;
+  payloadAt: number;
   ready: boolean;
 }
 
-/** A delivery whose transfer frames have not all arrived. */
+/** A message rhea decodes (format 0) whose transfer frames have not all arrived. */
 interface Open {
-  /** Its first frame, held back until the whole message is checked; absent once released. */
-  first: Held | undefined;
-  /** Where the first frame's payload starts. */
-  payloadAt: number;
+  /** Its first frame, held back until the whole message is checked. */
+  first: Held;
   /** The frames after the first, while the first is held. */
   later: Held[];
   parts: Uint8Array[];
   bytes: number;
-  /** Decoded by rhea (message format 0), so checked here. */
-  checked: boolean;
   /** Past maxMessageBytes: every later frame loses its payload. */
   tooLarge: boolean;
 }
@@ -111,17 +120,8 @@ export class FrameGuard {
   #need = 0;
   readonly #held: Held[] = [];
   #heldBytes = 0;
-  readonly #open = new Map<number, Open>();
-  /** The delivery in progress of any message rhea does not decode. */
-  readonly #unchecked: Open = {
-    first: undefined,
-    payloadAt: 0,
-    later: [],
-    parts: [],
-    bytes: 0,
-    checked: false,
-    tooLarge: false,
-  };
+  /** Messages in progress by channel and handle; `null` for one rhea does not decode. */
+  readonly #open = new Map<number, Open | null>();
   readonly #walk: Walk;
   readonly #fields: number[] = [];
 
@@ -186,7 +186,7 @@ export class FrameGuard {
         if (at > run) out.push(data.subarray(run, at));
         const bytes = kept === PASS ? data.subarray(at, at + size) : kept;
         if (this.#held.length > 0) {
-          if (kept !== HOLD) this.#hold({ bytes, ready: true });
+          if (kept !== HOLD) this.#hold({ bytes, payloadAt: 0, ready: true });
         } else if (kept !== HOLD) {
           out.push(bytes);
         }
@@ -256,11 +256,19 @@ export class FrameGuard {
     if (payloadAt < 0) throw violation(`a frame's performative cannot be read: ${walk.reason}`);
     const code = PERFORMATIVES.get(descriptorAt(data, offset + 1) ?? -1);
     if (code === undefined) throw violation("a frame's performative is not one AMQP 1.0 defines");
-    const fields = listFields(walk, offset, payloadAt, this.#fields);
-    if (fields === undefined) throw violation("a frame's performative is not a list");
+    const list = walk.value(offset + 1, payloadAt, 0); // past the descriptor, checked above
+    if (!LISTS.has(data[list] as number)) {
+      throw violation("a frame's performative is not a list");
+    }
     this.#sasl = type === 1;
-    if (type === 0 && code === TRANSFER) return this.#transfer(data, at, end, fields, payloadAt);
-    return PASS;
+    if (type !== 0 || code !== TRANSFER) return PASS;
+    return this.#transfer(
+      data,
+      at,
+      end,
+      listFields(walk, list, payloadAt, this.#fields),
+      payloadAt,
+    );
   }
 
   #transfer(
@@ -276,56 +284,50 @@ export class FrameGuard {
     const more = boolAt(data, fields[MORE]);
     let open = this.#open.get(key);
     if (open === undefined) {
-      const checked = (uintAt(data, fields[MESSAGE_FORMAT]) ?? 0) === 0;
-      if (!checked) {
+      if ((uintAt(data, fields[MESSAGE_FORMAT]) ?? 0) !== 0) {
         // rhea hands such a message over as bytes, undecoded.
-        if (more) this.#open.set(key, this.#unchecked);
+        if (more) this.#open.set(key, null);
         return PASS;
       }
       if (!more) {
         // The whole message in one frame, the usual case: nothing to hold or copy.
+        const size = end - payloadAt;
+        if (size > this.#maxMessage) {
+          return marked(data.subarray(at, end), payloadAt - at, this.#tooLarge(size), [], 0);
+        }
         const reason = this.#check(data, payloadAt, end);
-        return reason === undefined
-          ? PASS
-          : this.#refuse(
-              data.subarray(at, end),
-              payloadAt - at,
-              reason,
-              [data.subarray(payloadAt, end)],
-              end - payloadAt,
-            );
+        if (reason === undefined) return PASS;
+        const payload = data.subarray(payloadAt, end);
+        return marked(data.subarray(at, end), payloadAt - at, reason, [payload], size);
       }
-      const frame = data.subarray(at, end);
       open = {
-        first: { bytes: frame, ready: false },
-        payloadAt: payloadAt - at,
+        first: { bytes: data.subarray(at, end), payloadAt: payloadAt - at, ready: false },
         later: [],
         parts: [data.subarray(payloadAt, end)],
         bytes: end - payloadAt,
-        checked,
         tooLarge: false,
       };
       this.#open.set(key, open);
-      this.#hold(open.first as Held);
+      this.#hold(open.first);
       this.#overflow(open);
       return HOLD;
     }
     if (!more) this.#open.delete(key);
-    if (!open.checked) return PASS;
+    if (open === null) return PASS;
     if (open.tooLarge) return withoutPayload(data.subarray(at, end), payloadAt - at);
     open.parts.push(data.subarray(payloadAt, end));
     open.bytes += end - payloadAt;
-    const held: Held = { bytes: data.subarray(at, end), ready: true };
+    const held: Held = { bytes: data.subarray(at, end), payloadAt: payloadAt - at, ready: true };
     open.later.push(held);
     this.#hold(held);
     if (this.#overflow(open) || more) return HOLD;
-    const first = open.first as Held;
+    const { first } = open;
     const whole = Buffer.concat(open.parts, open.bytes);
     const reason = this.#check(whole, 0, whole.length);
     if (reason !== undefined) {
       this.#replace(
         first,
-        this.#refuse(first.bytes, open.payloadAt, reason, open.parts.slice(0, 1), open.bytes),
+        marked(first.bytes, first.payloadAt, reason, open.parts.slice(0, 1), open.bytes),
       );
     }
     first.ready = true;
@@ -334,47 +336,24 @@ export class FrameGuard {
 
   /** Why rhea must not decode the message in `bytes` from `start` to `end`, if it must not. */
   #check(bytes: Uint8Array, start: number, end: number): string | undefined {
-    if (end - start > this.#maxMessage) {
-      return `PayloadTooLarge: the message of ${end - start} bytes is larger than the limit of ${this.#maxMessage}`;
-    }
     const reason = checkSections(this.#walk.over(bytes, start), start, end);
     return reason === undefined
       ? undefined
       : `MalformedInput: its bytes are not a valid AMQP 1.0 message: ${reason}`;
   }
 
-  /** The first frame of a refused message, marked; a message too large loses its bytes. */
-  #refuse(
-    frame: Uint8Array,
-    payloadAt: number,
-    reason: string,
-    parts: Uint8Array[],
-    total: number,
-  ): Uint8Array {
-    return reason.startsWith("PayloadTooLarge")
-      ? marked(frame, payloadAt, reason, [], 0)
-      : marked(frame, payloadAt, reason, parts, total);
+  #tooLarge(bytes: number): string {
+    return `PayloadTooLarge: the message of ${bytes} bytes or more is larger than the limit of ${this.#maxMessage} bytes`;
   }
 
   /** Past maxMessageBytes: releases the first frame as a marker and strips the later ones. */
   #overflow(open: Open): boolean {
     if (open.bytes <= this.#maxMessage || open.tooLarge) return open.tooLarge;
     open.tooLarge = true;
-    const first = open.first as Held;
-    this.#replace(
-      first,
-      marked(
-        first.bytes,
-        open.payloadAt,
-        `PayloadTooLarge: the message is larger than the limit of ${this.#maxMessage} bytes (${open.bytes} so far)`,
-        [],
-        0,
-      ),
-    );
+    const { first } = open;
+    this.#replace(first, marked(first.bytes, first.payloadAt, this.#tooLarge(open.bytes), [], 0));
     first.ready = true;
-    for (const held of open.later) {
-      this.#replace(held, withoutPayload(held.bytes, payloadOffset(held.bytes)));
-    }
+    for (const held of open.later) this.#replace(held, withoutPayload(held.bytes, held.payloadAt));
     open.parts = [];
     open.later = [];
     return true;
@@ -393,17 +372,13 @@ function readUint16(b: Uint8Array, at: number): number {
   return ((b[at] as number) << 8) | (b[at + 1] as number);
 }
 
-/**
- * The offsets of the elements of the performative at `at` (a described list the walk checked to
- * end by `end`), into `fields`; `undefined` when it is not a list.
- */
-function listFields(walk: Walk, at: number, end: number, fields: number[]): number[] | undefined {
-  const bytes = walk.bytes;
-  const list = walk.value(at + 1, end, 0); // past the descriptor
-  const code = bytes[list];
+const LISTS = new Set([0x45, 0xc0, 0xd0]);
+
+/** The offsets of the fields of the list at `list` (checked to end by `end`), into `fields`. */
+function listFields(walk: Walk, list: number, end: number, fields: number[]): number[] {
   fields.length = 0;
+  const code = walk.bytes[list];
   if (code === 0x45) return fields;
-  if (code !== 0xc0 && code !== 0xd0) return undefined;
   const width = code === 0xc0 ? 1 : 4;
   const count = walk.size(list + 1 + width, width);
   let next = list + 1 + 2 * width;
@@ -451,15 +426,6 @@ function boolAt(b: Uint8Array, at: number | undefined): boolean {
   }
 }
 
-/** Where the payload of a checked frame starts. */
-function payloadOffset(frame: Uint8Array): number {
-  const walk = new Walk({
-    maxDepth: Number.POSITIVE_INFINITY,
-    maxValues: Number.POSITIVE_INFINITY,
-  });
-  return walk.over(frame).value((frame[4] as number) * 4, frame.length, 0);
-}
-
 /** `frame` with its payload cut off (the header and performative as they were). */
 function withoutPayload(frame: Uint8Array, payloadAt: number): Uint8Array {
   const copy = Buffer.from(frame.subarray(0, payloadAt));
@@ -480,30 +446,22 @@ function marked(
   parts: Uint8Array[],
   total: number,
 ): Uint8Array {
-  const why = Buffer.from(reason.slice(0, 500), "utf8");
-  const key = Buffer.from(UNDECODABLE_ANNOTATION, "latin1");
-  // 0x00 0x53 0x72 map32 [size count] sym8 key str32 why ; 0x00 0x53 0x75 vbin32 total
-  const mapBody = 4 + 2 + key.length + 5 + why.length;
-  const head = Buffer.alloc(3 + 1 + 4 + mapBody + 3 + 5);
-  let p = 0;
-  p = head.writeUInt8(0x00, p);
-  p = head.writeUInt8(0x53, p);
-  p = head.writeUInt8(0x72, p);
-  p = head.writeUInt8(0xd1, p);
-  p = head.writeUInt32BE(mapBody, p);
-  p = head.writeUInt32BE(2, p);
-  p = head.writeUInt8(0xa3, p);
-  p = head.writeUInt8(key.length, p);
-  p += key.copy(head, p);
-  p = head.writeUInt8(0xb1, p);
-  p = head.writeUInt32BE(why.length, p);
-  p += why.copy(head, p);
-  p = head.writeUInt8(0x00, p);
-  p = head.writeUInt8(0x53, p);
-  p = head.writeUInt8(0x75, p);
-  p = head.writeUInt8(0xb0, p);
-  head.writeUInt32BE(total, p);
-  const rewritten = Buffer.concat([frame.subarray(0, payloadAt), head, ...parts]);
+  const why = reason.slice(0, 500);
+  let here = 0;
+  for (const part of parts) here += part.length;
+  const w = new Writer(payloadAt + why.length * 3 + UNDECODABLE_ANNOTATION.length + 32 + here);
+  w.raw(frame.subarray(0, payloadAt));
+  w.descriptor(MESSAGE_ANNOTATIONS);
+  const map = w.open(MAP32);
+  w.variable(SYM8, SYM32, UNDECODABLE_ANNOTATION);
+  w.variable(STR8, STR32, why);
+  w.close(map, 2);
+  // A data section of `total` bytes: the parts here, the rest in the frames that follow.
+  w.descriptor(DATA);
+  w.byte(VBIN32);
+  w.uint32(total);
+  for (const part of parts) w.raw(part);
+  const rewritten = w.bytes();
   rewritten.writeUInt32BE(rewritten.length, 0);
   return rewritten;
 }
