@@ -76,7 +76,10 @@ export interface WebhookConfirmOptions {
 
 /** What the receiver's answer to a validation request is: status and headers. */
 export interface WebhookGrant {
-  /** 200 when the origin is allowed or left to the callback, 403 when refused. */
+  /**
+   * 200 when the origin is allowed or left to the callback, 403 when refused, 400 when the
+   * request's `WebHook-Request-Rate` is malformed.
+   */
   readonly status: number;
   /**
    * `Allow` always; `WebHook-Allowed-Origin` and `WebHook-Allowed-Rate` only when granted at
@@ -96,6 +99,9 @@ export interface WebhookGrant {
  * granting by callback withholds them) and `onCallback` decides later (4.1.3).
  *
  * @param origin - the `WebHook-Request-Origin` value
+ * A `WebHook-Request-Rate` that is neither `*` nor a positive integer is answered 400 with
+ * neither grant header, whatever the origin: the request is malformed.
+ *
  * @param requestedRate - the `WebHook-Request-Rate` value, if any
  * @param options - who is allowed and at what rate
  * @param callbackUrl - the `WebHook-Request-Callback` value, if any
@@ -109,6 +115,10 @@ export async function answerWebhookValidation(
   callbackUrl?: string,
 ): Promise<WebhookGrant> {
   checkRateOption("webhook.allowedRate", options.allowedRate);
+  const headers: Record<string, string> = { allow: "POST, OPTIONS" };
+  // 4.1.1: the requested rate is "*" or a positive integer. Anything else is a malformed request,
+  // not a request for no limit: granting "*" to it would lift the limit the sender meant to ask.
+  if (requestedRate !== undefined && !isRate(requestedRate)) return { status: 400, headers };
   const allowed = options.allowedOrigins;
   let granted: boolean;
   if (allowed === "*") granted = true;
@@ -117,14 +127,13 @@ export async function answerWebhookValidation(
     const lower = origin.toLowerCase();
     granted = allowed.some((o) => o.toLowerCase() === lower);
   }
-  const headers: Record<string, string> = { allow: "POST, OPTIONS" };
-  const rate = options.allowedRate ?? (isRate(requestedRate) ? requestedRate : "*");
+  const rate = options.allowedRate ?? requestedRate ?? "*";
   if (!granted) {
     const onCallback = options.onCallback;
     const url = callbackUrl === undefined ? undefined : httpUrl(callbackUrl.trim());
     if (onCallback === undefined || url === undefined) return { status: 403, headers };
     const asked =
-      isRate(requestedRate) && requestedRate !== "*" ? Number(requestedRate) : undefined;
+      requestedRate === undefined || requestedRate === "*" ? undefined : Number(requestedRate);
     await onCallback({
       origin,
       callbackUrl: url,
@@ -132,7 +141,8 @@ export async function answerWebhookValidation(
       confirm: (confirmOptions = {}) =>
         confirmWebhookCallback(url, {
           allowedOrigin: origin,
-          allowedRate: rate === "*" ? "*" : Number(rate),
+          // A rate past the range of a double (over 308 digits) is no limit in practice.
+          allowedRate: rate === "*" || !Number.isFinite(Number(rate)) ? "*" : Number(rate),
           ...confirmOptions,
         }),
     });
@@ -147,8 +157,9 @@ export async function answerWebhookValidation(
   return { status: 200, headers };
 }
 
-function isRate(value: string | undefined): value is string {
-  return value !== undefined && (value === "*" || /^[1-9]\d{0,8}$/.test(value));
+/** Whether a header value is a rate as 4.1.1 and 4.2.2 write one: `*` or a positive integer. */
+function isRate(value: string): boolean {
+  return value === "*" || /^[1-9]\d*$/.test(value);
 }
 
 /**

@@ -331,3 +331,58 @@ describe("a WebHook-Allowed-Rate the receiver got wrong", () => {
     }
   });
 });
+
+describe("a WebHook-Request-Rate the sender got wrong", () => {
+  async function ask(
+    allowedRate: number | "*" | undefined,
+    requestRate: string | undefined,
+    origin = "sender.example",
+  ) {
+    const receiver = httpReceiver({
+      webhook: { allowedOrigins: ["sender.example"], allowedRate },
+      onDelivery: () => undefined,
+    });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const headers: Record<string, string> = { "webhook-request-origin": origin };
+    if (requestRate !== undefined) headers["webhook-request-rate"] = requestRate;
+    const res = await fetch(server.url, { method: "OPTIONS", headers });
+    return {
+      status: res.status,
+      allowedOrigin: res.headers.get("webhook-allowed-origin"),
+      allowedRate: res.headers.get("webhook-allowed-rate"),
+    };
+  }
+
+  it("is answered 400 with no grant, with or without an allowedRate of the receiver's own", async () => {
+    // Before, a malformed rate was taken for "no limit asked" and granted "*".
+    for (const rate of ["0", "-3", "1.5", "abc", "1e3", "0x10", "060", "", "12 34"]) {
+      for (const allowedRate of [undefined, 600, "*"] as const) {
+        const answer = await ask(allowedRate, rate);
+        expect({ rate, allowedRate, answer }).toEqual({
+          rate,
+          allowedRate,
+          answer: { status: 400, allowedOrigin: null, allowedRate: null },
+        });
+      }
+    }
+  });
+
+  it("a valid one is granted as asked, however many digits it has", async () => {
+    // Rates of ten digits and more were taken for malformed and answered "*".
+    for (const rate of ["1", "60", "*", "1234567890", "123456789012345678901234567890"]) {
+      expect(await ask(undefined, rate)).toEqual({
+        status: 200,
+        allowedOrigin: "sender.example",
+        allowedRate: rate,
+      });
+    }
+    // The receiver's own allowedRate wins; an origin not allowed is 403.
+    expect(await ask(600, "1234567890")).toMatchObject({ status: 200, allowedRate: "600" });
+    expect(await ask(undefined, "60", "other.example")).toEqual({
+      status: 403,
+      allowedOrigin: null,
+      allowedRate: null,
+    });
+  });
+});
