@@ -1,5 +1,16 @@
-import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import {
+  type ListenOptions,
+  connect as netConnect,
+  createServer as netServer,
+  type Server,
+  type Socket,
+} from "node:net";
+import {
+  type TLSSocket,
+  type TlsOptions,
+  connect as tlsConnect,
+  createServer as tlsServer,
+} from "node:tls";
 import { checkCountOption, PosthornError } from "@posthorn/core";
 import {
   DATA,
@@ -537,13 +548,86 @@ export function guardedConnect(options: AmqpGuardOptions = {}): RheaConnect {
       transport === "tls" || transport === "ssl"
         ? tlsConnect(port, host, connectOptions as never, callback)
         : netConnect(port, host, callback);
-    const frameSize = connectOptions?.max_frame_size;
-    const limits =
-      options.maxFrameBytes === undefined && typeof frameSize === "number" && frameSize > 0
-        ? { ...options, maxFrameBytes: frameSize }
-        : options;
-    return guardSocket(socket, limits);
+    return guardSocket(socket, limitsFor(options, connectOptions?.max_frame_size));
   };
+}
+
+/** The limits, with `maxFrameBytes` from the connection's own `max_frame_size` when not given. */
+function limitsFor(options: AmqpGuardOptions, frameSize: unknown): AmqpGuardOptions {
+  return options.maxFrameBytes === undefined && typeof frameSize === "number" && frameSize > 0
+    ? { ...options, maxFrameBytes: frameSize }
+    : options;
+}
+
+/** What {@link guardedListen} needs of a rhea container (`rhea` itself, or `create_container()`). */
+export interface RheaContainerLike {
+  /** Makes a connection of this container, not yet connected (rhea's `create_connection`). */
+  create_connection(options?: never): unknown;
+}
+
+/**
+ * The options of {@link guardedListen}: where to listen (`port`, `host`, ... as `server.listen`
+ * takes them), `transport` (`tcp`, the default, `tls` or `ssl`) with Node's TLS server options,
+ * and rhea's connection options for the connections accepted (`max_frame_size`, `container_id`,
+ * ...), as rhea's own `listen` takes them.
+ */
+export type GuardedListenOptions = ListenOptions &
+  TlsOptions &
+  Record<string, unknown> & {
+    /** `tcp` (the default), or `tls` / `ssl` for a TLS server. */
+    transport?: "tcp" | "tls" | "ssl";
+    /** The largest frame the accepted connections take; `maxFrameBytes` defaults to it. */
+    max_frame_size?: number;
+  };
+
+/**
+ * rhea's `container.listen(options)` with every accepted socket guarded ({@link guardSocket}):
+ * a TCP server (or TLS when `options.transport` is `tls` or `ssl`) listening as `options` says,
+ * each connection made with `container.create_connection(options)` and accepted as rhea's own
+ * `listen` does, so the container's events (`connection_open`, `message`, ...) are the same.
+ * rhea's `listen` has no hook for the guard; this takes its place.
+ *
+ * @example
+ * ```ts
+ * const server = guardedListen(rhea, { port: 5672, host: "127.0.0.1" });
+ * ```
+ *
+ * @param container - the rhea container the connections belong to
+ * @param options - rhea's server options: `port`, `host`, `transport`, TLS options, connection
+ *   options such as `max_frame_size` (which `maxFrameBytes` defaults to)
+ * @param limits - the guard's limits
+ * @returns the listening server; close it to stop accepting
+ * @throws {@link PosthornError} `NotSupported` for a limit that is not a whole number of 1 or
+ *   more, or a `transport` other than `tcp`, `tls` and `ssl`
+ */
+export function guardedListen(
+  container: RheaContainerLike,
+  options: GuardedListenOptions,
+  limits: AmqpGuardOptions = {},
+): Server {
+  checkGuardOptions(limits);
+  const guarded = limitsFor(limits, options.max_frame_size);
+  const accept = (socket: Socket): void => {
+    const connection = container.create_connection(options as never) as {
+      accept(socket: Socket): unknown;
+    };
+    connection.accept(guardSocket(socket, guarded));
+  };
+  const transport = options.transport;
+  let server: Server;
+  if (transport === undefined || transport === "tcp") {
+    server = netServer(options, accept);
+  } else if (transport === "tls" || transport === "ssl") {
+    server = tlsServer(options);
+    server.on("secureConnection", (socket: TLSSocket) => accept(socket));
+  } else {
+    throw new PosthornError(
+      "NotSupported",
+      `guardedListen: transport ${JSON.stringify(String(transport))} is none of tcp, tls and ssl`,
+    );
+  }
+  server.listen(options);
+  return server;
 }
 
 /**

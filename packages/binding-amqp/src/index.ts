@@ -19,9 +19,12 @@ export {
   DEFAULT_GUARD_MAX_FRAME_BYTES,
   DEFAULT_GUARD_MAX_MESSAGE_BYTES,
   FrameGuard,
+  type GuardedListenOptions,
   guardedConnect,
+  guardedListen,
   guardSocket,
   type RheaConnect,
+  type RheaContainerLike,
   withFrameGuard,
 } from "./frame-guard.js";
 export {

@@ -8,6 +8,7 @@ import {
   type AmqpSubscriber,
   amqpSubscriber,
   guardedConnect,
+  guardedListen,
   guardSocket,
   toAmqpMessage,
 } from "@posthorn/binding-amqp";
@@ -219,6 +220,10 @@ describe("guardedConnect against a hostile peer", () => {
   });
 
   it("refuses limits that are not whole numbers of 1 or more", () => {
+    const container = rhea.create_container();
+    expect(() => guardedListen(container, { port: 0 }, { maxDepth: 0 })).toThrow(
+      refusedOption("maxDepth", "0"),
+    );
     expect(() => guardedConnect({ maxFrameBytes: 0 })).toThrow(refusedOption("maxFrameBytes", "0"));
     expect(() => guardedConnect({ maxMessageBytes: Number.NaN })).toThrow(
       refusedOption("maxMessageBytes", "NaN"),
@@ -229,5 +234,108 @@ describe("guardedConnect against a hostile peer", () => {
     expect(() => guardedConnect({ maxValues: Number.POSITIVE_INFINITY })).toThrow(
       refusedOption("maxValues", "Infinity"),
     );
+  });
+});
+
+describe("guardedListen: a rhea server whose accepted connections are guarded", () => {
+  /**
+   * A server on a free port through guardedListen; for each connection it accepts, a subscriber
+   * on the link `address` the client sends on, handing out what arrives.
+   */
+  async function startGuardedServer(limits: Parameters<typeof guardedListen>[2] = {}) {
+    const container = rhea.create_container({ id: "posthorn-guarded-server" });
+    const subscribers: AmqpSubscriber[] = [];
+    const opened = new Promise<AmqpSubscriber>((resolve) => {
+      container.on("connection_open", (ctx: EventContext) => {
+        const subscriber = amqpSubscriber(ctx.connection, { address: "hostile", credit: 5 });
+        subscribers.push(subscriber);
+        resolve(subscriber);
+      });
+    });
+    const disconnected: unknown[] = [];
+    container.on("disconnected", (ctx: EventContext) => disconnected.push(ctx.error));
+    container.on("error", () => {});
+    const port = await freePort();
+    const server = guardedListen(container, { port, host: "127.0.0.1" }, limits);
+    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    cleanups.push(async () => {
+      for (const s of subscribers) await s.close().catch(() => undefined);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return { port, opened, disconnected, container };
+  }
+
+  /** A client that connects to `port` and sends `payloads` on the link the server attaches. */
+  function hostileClient(port: number, payloads: Buffer[]) {
+    const client = rhea.create_container({ id: "posthorn-hostile-client" });
+    const outcomes: string[] = [];
+    client.on("sender_open", (ctx: EventContext) => {
+      const sender = ctx.sender as rhea.Sender;
+      sender.set_source({ address: "hostile" });
+      const queue = [...payloads];
+      const send = (): void => {
+        while (queue.length > 0 && sender.sendable())
+          sender.send(queue.shift() as never, undefined, 0);
+      };
+      sender.on("sendable", send);
+      send();
+    });
+    for (const outcome of ["accepted", "rejected"])
+      client.on(outcome, () => outcomes.push(outcome));
+    client.on("disconnected", () => {});
+    client.on("error", () => {});
+    const connection = client.connect({ host: "127.0.0.1", port, reconnect: false });
+    cleanups.push(() => closeConnection(connection));
+    return { connection, outcomes };
+  }
+
+  it("hands what rhea cannot decode, or would build without bound, to the server's subscriber as MalformedInput, and the connection lives on", async () => {
+    const server = await startGuardedServer();
+    const client = hostileClient(server.port, [truncated, nullBomb, typical()]);
+    const subscriber = await server.opened;
+    const [bad, bomb, good] = await take(subscriber, 3);
+    expect(bad?.error).toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringMatching(/claims more bytes than there are/),
+    });
+    expect(Buffer.from(bad?.message.body ?? [])).toEqual(truncated);
+    expect(bomb?.error?.code).toBe("MalformedInput");
+    expect(good?.event).toEqual(vector("typical").event);
+    await bad?.reject("undecodable");
+    await bomb?.reject("undecodable");
+    await good?.accept();
+    await expect.poll(() => client.outcomes).toEqual(["rejected", "rejected", "accepted"]);
+    expect(client.connection.is_open()).toBe(true);
+    expect(server.disconnected).toEqual([]);
+  });
+
+  it("takes maxFrameBytes from the server's max_frame_size, and ends a connection whose frame is past it", async () => {
+    const container = rhea.create_container({ id: "posthorn-guarded-server-small" });
+    const disconnected: unknown[] = [];
+    container.on("disconnected", (ctx: EventContext) => disconnected.push(ctx.error));
+    container.on("error", () => {});
+    const port = await freePort();
+    const server = guardedListen(container, { port, host: "127.0.0.1", max_frame_size: 512 });
+    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    // A raw client whose first frame (after the protocol header) claims 4 KiB.
+    const socket = new Socket();
+    cleanups.push(() => void socket.destroy());
+    await new Promise<void>((resolve) => socket.connect(port, "127.0.0.1", () => resolve()));
+    const frame = Buffer.alloc(4096);
+    frame.writeUInt32BE(4096, 0);
+    frame[4] = 2;
+    socket.write(Buffer.concat([Buffer.from("AMQP\x00\x01\x00\x00", "latin1"), frame]));
+    await expect.poll(() => disconnected.length).toBe(1);
+    expect(disconnected[0]).toMatchObject({
+      code: "MalformedInput",
+      message: expect.stringMatching(/AMQP frame guard/),
+    });
+  });
+
+  it("refuses a transport it does not know with NotSupported", () => {
+    expect(() =>
+      guardedListen(rhea.create_container(), { port: 0, transport: "sctp" as "tcp" }),
+    ).toThrow(expect.objectContaining({ code: "NotSupported" }));
   });
 });
