@@ -339,7 +339,10 @@ describe("a WebHook-Request-Rate the sender got wrong", () => {
     origin = "sender.example",
   ) {
     const receiver = httpReceiver({
-      webhook: { allowedOrigins: ["sender.example"], allowedRate },
+      webhook: {
+        allowedOrigins: ["sender.example"],
+        ...(allowedRate === undefined ? {} : { allowedRate }),
+      },
       onDelivery: () => undefined,
     });
     const server = await startServer(createNodeHandler(receiver));
