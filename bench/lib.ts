@@ -306,7 +306,6 @@ export async function compareThroughput(options: {
   };
 }
 
-/** The median of some numbers. */
 /**
  * The fastest of five rounds of `calls` calls to `fn`, in microseconds per call: for the probes,
  * which compare two ways of doing one thing on a busy machine.
@@ -321,6 +320,7 @@ export function bestMicros(fn: () => unknown, calls: number): number {
   return best;
 }
 
+/** The median of some numbers. */
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
