@@ -132,6 +132,17 @@ export interface ConsumerMessagesLike extends AsyncIterable<JsMsgLike> {
 
 /** A JetStream consumer (nats.js `Consumer`). */
 export interface ConsumerLike {
+  /**
+   * The consumer's configuration as the server has it (`cached`: the copy read when the consumer
+   * was looked up). Both nats.js lines have it; the binding reads it only where it is there.
+   */
+  info?(cached?: boolean): Promise<{
+    /** The consumer's configuration. */
+    readonly config: {
+      /** `explicit`, `all` or `none`. */
+      readonly ack_policy?: string;
+    };
+  }>;
   /** Starts pulling messages, which arrive through the returned iterable. */
   consume(options?: {
     /** The most messages fetched ahead, not yet handled. */

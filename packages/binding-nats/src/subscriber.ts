@@ -10,11 +10,13 @@ import {
   limitTimer,
   MAX_TIMER_MS,
   PosthornError,
+  quoted,
   type SettlementCapabilities,
   type Subscriber,
 } from "@posthorn/core";
 import { JETSTREAM_CAPABILITIES, NATS_CORE_CAPABILITIES } from "./capabilities.js";
 import {
+  type ConsumerLike,
   type ConsumerMessagesLike,
   connectionOf,
   type JetStreamClientLike,
@@ -264,6 +266,26 @@ export interface JetStreamSubscriber<T = unknown> extends Subscriber<T> {
   readonly inFlight: number;
 }
 
+/**
+ * Refuses a consumer whose acknowledgements do not settle one message each: with `ack_policy`
+ * `none` the server ignores every ack, nak and term, so `release()` and `reject()` resolved and
+ * nothing came back or stopped; with `all` an ack settles every earlier message too, ones other
+ * handlers still hold.
+ */
+async function checkAckPolicy(
+  consumer: ConsumerLike,
+  options: JetStreamSubscriberOptions,
+): Promise<void> {
+  if (typeof consumer.info !== "function") return;
+  const policy = (await consumer.info(true)).config.ack_policy;
+  if (policy === undefined || policy === "explicit") return;
+  throw new PosthornError(
+    "NotSupported",
+    `consumer ${quoted(options.consumer)} of stream ${quoted(options.stream)} has ack_policy ${quoted(policy)}: jetStreamSubscriber settles each message on its own and needs ack_policy "explicit" (create the consumer with AckPolicy.Explicit)`,
+    { attribute: "consumer", protocolCode: policy },
+  );
+}
+
 function serverAtLeast210(version: string | undefined): boolean {
   if (!version) return false;
   const [major, minor] = version.split(".").map((n) => Number.parseInt(n, 10));
@@ -286,8 +308,10 @@ function serverAtLeast210(version: string | undefined): boolean {
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
- * @throws {@link PosthornError} when the consumer cannot be found or read; `NotSupported`, before
- *   reading it, for a `maxMessages` that is not a whole number of 1 or more, an `expiresMs` outside
+ * @throws {@link PosthornError} when the consumer cannot be found or read; `NotSupported` for a
+ *   consumer whose `ack_policy` is not `explicit` (with `none` the server ignores every
+ *   settlement; with `all` one ack settles earlier messages too) and, before reading it, for a
+ *   `maxMessages` that is not a whole number of 1 or more, an `expiresMs` outside
  *   1000 to `MAX_TIMER_MS`, a `drainTimeoutMs` or `stopTimeoutMs` that is not a number of 0 or
  *   more, or a decoding limit that is not a whole number of 0 or more
  * @example
@@ -312,6 +336,7 @@ export async function jetStreamSubscriber<T = unknown>(
   let messages: ConsumerMessagesLike;
   try {
     const consumer = await js.consumers.get(options.stream, options.consumer);
+    await checkAckPolicy(consumer, options);
     messages = await consumer.consume({
       max_messages: options.maxMessages ?? 256,
       ...(options.expiresMs === undefined ? {} : { expires: options.expiresMs }),
