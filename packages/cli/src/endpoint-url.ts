@@ -46,10 +46,12 @@ export interface ParsedEndpointUrl {
   readonly display: string;
 }
 
-// scheme://[userinfo@]authority[/path][?query][#fragment]; the authority may list several
-// host:port pairs separated by commas (Kafka bootstrap servers), which WHATWG URL cannot parse.
-const URL_SHAPE =
-  /^([a-z][a-z0-9+.-]*):\/\/(?:([^@/?#]*)@)?([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#.*)?$/i;
+// scheme://[userinfo@]authority[/path][?query]; the authority may list several host:port pairs
+// separated by commas (Kafka bootstrap servers), which WHATWG URL cannot parse. No endpoint has a
+// fragment, and "#" is MQTT's multi-level wildcard (and a RabbitMQ topic pattern), so a "#" after
+// the authority is part of the path or the query: mqtt://h/sensors/#?version=5 subscribes to
+// sensors/# at MQTT 5 (read as a fragment, it subscribed to "sensors/" with no query).
+const URL_SHAPE = /^([a-z][a-z0-9+.-]*):\/\/(?:([^@/?#]*)@)?([^/?#]*)((?:\/[^?]*)?)(?:\?(.*))?$/i;
 
 function bad(message: string): PosthornError {
   return new PosthornError("MalformedInput", message);

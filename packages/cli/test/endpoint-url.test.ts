@@ -41,6 +41,37 @@ describe("parseEndpointUrl", () => {
   });
 });
 
+describe("a # in an endpoint URL", () => {
+  it("is MQTT's multi-level wildcard: part of the topic, and the query after it still counts", () => {
+    // Read as a fragment, this subscribed to "sensors/" (matching nothing below it) at the
+    // default version, whatever the query said.
+    const u = parseEndpointUrl("mqtt://127.0.0.1:1883/sensors/#?version=3.1.1&qos=0");
+    expect(u.path).toBe("sensors/#");
+    expect(u.params.get("version")).toBe("3.1.1");
+    expect(u.params.get("qos")).toBe("0");
+    expect(u.display).toBe("mqtt://127.0.0.1:1883/sensors/#?version=3.1.1&qos=0");
+    expect(parseEndpointUrl("mqtt://h/#").path).toBe("#");
+    expect(parseEndpointUrl("amqp://h/exchange/amq.topic/orders.#").path).toBe(
+      "exchange/amq.topic/orders.#",
+    );
+  });
+
+  it("is refused in http:// and ws:// URLs, where it would be a fragment never sent", async () => {
+    for (const url of ["http://127.0.0.1:1/events#x", "ws://127.0.0.1:1/e?subprotocol=a#b"]) {
+      await expect(openEndpoint(url), url).rejects.toMatchObject({
+        code: "MalformedInput",
+        message: expect.stringContaining("write %23"),
+      });
+    }
+  });
+
+  it("cannot stand in for the path: a # right after the host is not an endpoint URL", () => {
+    expect(() => parseEndpointUrl("kafka://h#t")).toThrow(
+      expect.objectContaining({ code: "MalformedInput" }),
+    );
+  });
+});
+
 describe("openEndpoint (no connection)", () => {
   it("chooses each transport's default mode and checks combinations before connecting", async () => {
     expect((await openEndpoint("mqtt://h/t?version=3.1.1")).mode).toBe("structured");

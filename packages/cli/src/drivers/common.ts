@@ -7,7 +7,7 @@ import {
   type Subscriber,
 } from "@posthorn/core";
 import type { TransportTraits } from "../driver.js";
-import type { FormatName } from "../endpoint-url.js";
+import type { FormatName, ParsedEndpointUrl } from "../endpoint-url.js";
 import { availableFormatNames, BATCH_FORMAT_NAMES } from "../formats.js";
 
 /**
@@ -112,6 +112,20 @@ export function batchFormatsHere(): FormatName[] {
 /** Traits of a path whose attributes travel as strings in headers (binary mode). */
 export function headerTraits(mode: ContentMode, caseSensitive: boolean): TransportTraits {
   return mode === "binary" ? { typed: false, caseSensitive } : { typed: true, caseSensitive: true };
+}
+
+/**
+ * Refuses a `#` in an HTTP or WebSocket URL: there it would start a fragment, which a client
+ * never sends, so the request would go to a path other than the one written.
+ *
+ * @throws {@link PosthornError} `MalformedInput` naming the fix
+ */
+export function refuseFragment(url: ParsedEndpointUrl): void {
+  if (!url.display.includes("#")) return;
+  throw new PosthornError(
+    "MalformedInput",
+    `${url.display}: a "#" in an ${url.scheme}:// URL starts a fragment, which is never sent to the server; write %23 for a "#" in the path or query`,
+  );
 }
 
 /** The `host:port` of the first host of a URL, with a default port. */

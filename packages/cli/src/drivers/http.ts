@@ -15,6 +15,7 @@ import {
   headerTraits,
   ownedPublisher,
   ownedSubscriber,
+  refuseFragment,
 } from "./common.js";
 
 // Parameters the driver reads; every other query parameter belongs to the target URL.
@@ -43,6 +44,7 @@ export const driver: EndpointDriver = {
   transport: "http",
   schemes: ["http", "https"],
   params: ["*"],
+  check: refuseFragment,
   support: () => ({
     binary: true,
     structured: formatsHere(),

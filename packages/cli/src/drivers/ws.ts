@@ -11,7 +11,7 @@ import { AsyncQueue, type Delivery, PosthornError, type Subscriber } from "@post
 import { WebSocket, WebSocketServer } from "ws";
 import type { EndpointDriver } from "../driver.js";
 import type { FormatName, ParsedEndpointUrl } from "../endpoint-url.js";
-import { firstHost, formatsHere, ownedPublisher, withTimeout } from "./common.js";
+import { firstHost, formatsHere, ownedPublisher, refuseFragment, withTimeout } from "./common.js";
 
 // The subprotocols of the WebSockets binding, by the format they carry.
 const BY_SUBPROTOCOL: Readonly<Record<string, FormatName>> = {
@@ -57,6 +57,7 @@ export const driver: EndpointDriver = {
   schemes: ["ws", "wss"],
   params: ["subprotocol"],
   check(url) {
+    refuseFragment(url);
     subprotocolFormat(url);
   },
   support(url) {
