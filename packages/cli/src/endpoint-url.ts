@@ -42,7 +42,10 @@ export interface ParsedEndpointUrl {
   readonly mode: ContentMode | undefined;
   /** `format` from the query, when given. */
   readonly format: FormatName | undefined;
-  /** The URL with the password replaced by `***`: safe to print. */
+  /**
+   * The URL with its secrets replaced by `***`: the password, a `token=` query value, and a NATS
+   * token (`nats://token@host`). Safe to print.
+   */
   readonly display: string;
 }
 
@@ -87,6 +90,19 @@ function parseHost(text: string, display: string): HostPort {
   return { host, port };
 }
 
+const NATS_SCHEMES = ["nats", "nats+tls"];
+
+// Query parameters whose value is a secret (http's bearer token): hidden in display, redacted.
+const SECRET_PARAM = /((?:^|&)token=)([^&]*)/gi;
+
+function decodeQueryValue(value: string): string {
+  try {
+    return decodeURIComponent(value.replace(/\+/g, " "));
+  } catch {
+    return value;
+  }
+}
+
 /**
  * Parses an endpoint URL: `scheme://[user[:password]@]host[:port][,host:port...]/path?query`.
  * Checks `mode` and `format` against the names Posthorn knows; whether the binding behind the
@@ -117,12 +133,25 @@ export function parseEndpointUrl(input: string): ParsedEndpointUrl {
     username = decode(rawUser, "user name", scheme) || undefined;
     password = rawPassword === undefined ? undefined : decode(rawPassword, "password", scheme);
     registerSecret(password);
-    shownUserinfo = `${rawUser}${rawPassword === undefined ? "" : `:${REDACTED}`}@`;
+    // nats://token@host: a NATS user without a password is a token, a secret like a password.
+    const natsToken = rawPassword === undefined && NATS_SCHEMES.includes(scheme);
+    if (natsToken) {
+      registerSecret(rawUser);
+      registerSecret(username);
+    }
+    shownUserinfo = natsToken
+      ? `${REDACTED}@`
+      : `${rawUser}${rawPassword === undefined ? "" : `:${REDACTED}`}@`;
   }
   const authority = m[3] ?? "";
   const rawPath = m[4] ?? "";
   const query = m[5] ?? "";
-  const display = `${scheme}://${shownUserinfo}${authority}${rawPath}${query ? `?${query}` : ""}`;
+  const shownQuery = query.replace(SECRET_PARAM, (_m, head: string, value: string) => {
+    registerSecret(value);
+    registerSecret(decodeQueryValue(value));
+    return `${head}${REDACTED}`;
+  });
+  const display = `${scheme}://${shownUserinfo}${authority}${rawPath}${shownQuery ? `?${shownQuery}` : ""}`;
   if (authority === "") throw bad(`${display}: the URL names no host`);
   const hosts = authority.split(",").map((h) => parseHost(h.trim(), display));
   const params = new URLSearchParams(query);

@@ -9,7 +9,7 @@ import {
   numberOption,
 } from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
-import { describeError } from "../redact.js";
+import { describeError, REDACTED } from "../redact.js";
 import { parseOrHelp, positionalArgs } from "./shared.js";
 
 /** `posthorn receive --help`. */
@@ -53,10 +53,15 @@ function jsonSafe(value: unknown): unknown {
   return value;
 }
 
-/** One delivery as the `--json` line. */
+const CREDENTIAL_HEADERS = new Set(["authorization", "proxy-authorization"]);
+
+/** One delivery as the `--json` line (credential headers such as `authorization` as `***`). */
 export function deliveryRecord(delivery: Delivery): Record<string, unknown> {
   const properties: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(delivery.message.properties)) properties[k] = jsonSafe(v);
+  for (const [k, v] of Object.entries(delivery.message.properties)) {
+    // An HTTP receiver's properties are the request headers: its credentials are not output.
+    properties[k] = CREDENTIAL_HEADERS.has(k.toLowerCase()) ? REDACTED : jsonSafe(v);
+  }
   const record: Record<string, unknown> = {};
   if (delivery.event) record.event = JSON.parse(utf8Decode(json.encode(delivery.event)));
   if (delivery.error) record.error = { code: delivery.error.code, message: delivery.error.message };
