@@ -1,10 +1,11 @@
-import { type ErrorCode, isPosthornError, PosthornError } from "@posthorn/core";
+import { type ErrorCode, isPosthornError, PosthornError, quoted } from "@posthorn/core";
 
 /** What the binding was doing when the client failed. */
 export type NatsOperation = "publish" | "subscribe" | "settle";
 
 interface Translation {
-  readonly code: ErrorCode;
+  /** The code; when absent, the operation's (`PublishRejected` or `ConnectionFailed`). */
+  readonly code?: ErrorCode;
   readonly retryable?: boolean;
 }
 
@@ -24,8 +25,9 @@ const BY_NAME: Readonly<Record<string, Translation>> = {
   JetStreamApiError: { code: "PublishRejected" },
   JetStreamError: { code: "PublishRejected" },
   JetStreamStatusError: { code: "ConnectionFailed" },
-  StreamNotFoundError: { code: "PublishRejected", retryable: false },
-  ConsumerNotFoundError: { code: "ConnectionFailed", retryable: false },
+  // Not found: nothing to publish to, or to subscribe to; the operation says which.
+  StreamNotFoundError: { retryable: false },
+  ConsumerNotFoundError: { retryable: false },
   InvalidSubjectError: { code: "PublishRejected", retryable: false },
   AbortError: { code: "Aborted" },
 };
@@ -78,9 +80,71 @@ export function translateNatsError(err: unknown, operation: NatsOperation): Post
   let found =
     (code !== undefined ? BY_CODE[code] : undefined) ?? (name ? BY_NAME[name] : undefined);
   if (!found && /max_payload/i.test(message)) found = { code: "PayloadTooLarge" };
-  const t = found ?? { code: operation === "publish" ? "PublishRejected" : "ConnectionFailed" };
-  return new PosthornError(t.code, `NATS ${operation} failed: ${message}`, {
+  const t = found ?? {};
+  const errorCode = t.code ?? (operation === "publish" ? "PublishRejected" : "ConnectionFailed");
+  return new PosthornError(errorCode, `NATS ${operation} failed: ${message}`, {
     ...options,
     ...(t.retryable === undefined ? {} : { retryable: t.retryable }),
   });
+}
+
+// JetStream API error codes (the server's `err_code`) of a consumer look-up, and what the user
+// has to do about each. nats.js v3 sets them as `code`; v2 as `api_error.err_code` (its `code`
+// is the HTTP-like 404 of both).
+const LOOKUP_FAILURES: Readonly<Record<number, (stream: string, consumer: string) => string>> = {
+  10059: (stream) =>
+    `stream ${quoted(stream)} does not exist on this server: create it (and its durable consumer) before jetStreamSubscriber reads it`,
+  10014: (stream, consumer) =>
+    `stream ${quoted(stream)} has no consumer ${quoted(consumer)}: create the durable pull consumer, with ack_policy "explicit", before jetStreamSubscriber reads it`,
+};
+
+/**
+ * The error of `jetStreamSubscriber` when it cannot look up or read the consumer: a missing
+ * stream or consumer, or a push consumer, is `ConnectionFailed`, not retryable, with a message
+ * that says what to create (nats.js v3 called a missing stream `PublishRejected` here, and v2 made
+ * every one of them retryable); anything else as {@link translateNatsError} does.
+ *
+ * @internal
+ */
+export function consumerLookupError(err: unknown, stream: string, consumer: string): PosthornError {
+  const translated = translateNatsError(err, "subscribe");
+  if (isPosthornError(err)) return translated;
+  const e = (typeof err === "object" && err !== null ? err : {}) as {
+    code?: unknown;
+    message?: unknown;
+    api_error?: { err_code?: unknown };
+  };
+  const apiCode = Number(e.api_error?.err_code ?? e.code);
+  const message = typeof e.message === "string" ? e.message : "";
+  const explain =
+    LOOKUP_FAILURES[apiCode] ??
+    (/stream not found/i.test(message) ? LOOKUP_FAILURES[10059] : undefined) ??
+    (/consumer not found/i.test(message) ? LOOKUP_FAILURES[10014] : undefined);
+  let text: string | undefined = explain?.(stream, consumer);
+  if (text === undefined && /not a pull consumer|push consumer/i.test(message)) {
+    text = `consumer ${quoted(consumer)} of stream ${quoted(stream)} is a push consumer (it has a deliver_subject): jetStreamSubscriber reads pull consumers, so create one without deliver_subject`;
+  }
+  if (text === undefined) return translated;
+  return new PosthornError("ConnectionFailed", text, {
+    cause: err,
+    retryable: false,
+    ...(translated.protocolCode === undefined ? {} : { protocolCode: translated.protocolCode }),
+  });
+}
+
+/**
+ * The error of a JetStream publish the server had no responder for: no stream stores the
+ * subject (nats.js v3 says `jetstream is not enabled`, v2 `503`), or JetStream is off.
+ *
+ * @internal
+ */
+export function noStreamError(err: unknown, subject: string): PosthornError | undefined {
+  const translated = translateNatsError(err, "publish");
+  const why = translated.protocolCode;
+  if (why !== "JetStreamNotEnabled" && why !== "503" && why !== "NoResponders") return undefined;
+  return new PosthornError(
+    "PublishRejected",
+    `no JetStream stream stores subject ${quoted(subject)} (the server had no responder for the publish): add the subject to a stream's subjects, or check that JetStream is enabled on the server`,
+    { cause: err, protocolCode: why, retryable: false },
+  );
 }

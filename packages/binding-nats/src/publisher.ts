@@ -19,7 +19,7 @@ import {
   type PubAckLike,
   whenClosed,
 } from "./client.js";
-import { translateNatsError } from "./errors.js";
+import { noStreamError, translateNatsError } from "./errors.js";
 import type { NatsHeaders } from "./headers.js";
 import {
   type NatsContentMode,
@@ -540,7 +540,7 @@ export function jetStreamPublisher(
       if (aborted) return await Promise.race([ack, aborted]);
       return await (signal ? withAbort(ack, signal) : ack);
     } catch (err) {
-      throw translateNatsError(err, "publish");
+      throw noStreamError(err, p.subject) ?? translateNatsError(err, "publish");
     } finally {
       inFlight.delete(tracked);
     }

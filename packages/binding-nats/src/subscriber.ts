@@ -26,7 +26,7 @@ import {
   socketOf,
   whenClosed,
 } from "./client.js";
-import { translateNatsError } from "./errors.js";
+import { consumerLookupError, translateNatsError } from "./errors.js";
 import { type NatsDecodeOptions, receiveNatsMessage } from "./from-message.js";
 
 /** Options for {@link natsSubscriber}. */
@@ -342,7 +342,7 @@ export async function jetStreamSubscriber<T = unknown>(
       ...(options.expiresMs === undefined ? {} : { expires: options.expiresMs }),
     });
   } catch (err) {
-    throw translateNatsError(err, "subscribe");
+    throw consumerLookupError(err, options.stream, options.consumer);
   }
   const nc = connectionOf(js);
   const termWithReason = options.termWithReason ?? serverAtLeast210(nc?.info?.version);

@@ -1,7 +1,13 @@
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { jetStreamSubscriber } from "@posthorn/binding-nats";
+import {
+  type JetStreamClientLike,
+  jetStreamPublisher,
+  jetStreamSubscriber,
+} from "@posthorn/binding-nats";
+import { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
+import { connect as connectV2 } from "nats";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
 
@@ -11,11 +17,18 @@ const server = await startTestNats();
 const nc = await connect({ servers: server.url });
 const js = jetstream(nc);
 const jsm = await jetstreamManager(nc);
+const ncV2 = await connectV2({ servers: server.url });
+// Both nats.js lines, whose errors for the same mistakes differ.
+const clients: ReadonlyArray<readonly [string, JetStreamClientLike]> = [
+  ["@nats-io/jetstream v3", js],
+  ["nats v2", ncV2.jetstream()],
+];
 const streams: string[] = [];
 
 afterAll(async () => {
   for (const name of streams) await jsm.streams.delete(name).catch(() => undefined);
   await nc.close();
+  await ncV2.close();
   await server.stop();
 });
 
@@ -51,5 +64,47 @@ describe("jetStreamSubscriber", () => {
     await jsm.consumers.add(name, { durable_name: "ok", ack_policy: AckPolicy.Explicit });
     const subscriber = await jetStreamSubscriber(js, { stream: name, consumer: "ok" });
     await subscriber.close();
+  });
+});
+
+describe.each(clients)("with %s", (_, client) => {
+  it("says a missing stream does not exist, as a subscribe failure that retrying will not mend", async () => {
+    const missing = unique("MISSING").toUpperCase();
+    const made = jetStreamSubscriber(client, { stream: missing, consumer: "workers" });
+    await expect(made).rejects.toMatchObject({
+      code: "ConnectionFailed",
+      retryable: false,
+      message: expect.stringContaining(`stream "${missing.slice(0, 40)}`),
+    });
+    await expect(made).rejects.toThrow(/does not exist on this server: create it/);
+  });
+
+  it("says which consumer is missing and how to create it", async () => {
+    const name = await stream();
+    const made = jetStreamSubscriber(client, { stream: name, consumer: "nobody" });
+    await expect(made).rejects.toMatchObject({ code: "ConnectionFailed", retryable: false });
+    await expect(made).rejects.toThrow(
+      /has no consumer "nobody": create the durable pull consumer/,
+    );
+  });
+
+  it("says a push consumer is not one it reads", async () => {
+    const name = await stream();
+    await jsm.consumers.add(name, {
+      durable_name: "push",
+      ack_policy: AckPolicy.Explicit,
+      deliver_subject: `${name.toLowerCase()}_deliver`,
+    });
+    const made = jetStreamSubscriber(client, { stream: name, consumer: "push" });
+    await expect(made).rejects.toMatchObject({ code: "ConnectionFailed", retryable: false });
+    await expect(made).rejects.toThrow(/is a push consumer/);
+  });
+
+  it("says no stream stores the subject of a JetStream publish", async () => {
+    const subject = unique("uncovered");
+    const publisher = jetStreamPublisher(client, { subject });
+    const published = publisher.publish(CloudEvent.create({ type: "t", source: "/s" }));
+    await expect(published).rejects.toMatchObject({ code: "PublishRejected", retryable: false });
+    await expect(published).rejects.toThrow(/no JetStream stream stores subject/);
   });
 });
