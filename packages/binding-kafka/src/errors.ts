@@ -34,6 +34,12 @@ const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode]> = [
   ["ECONNRESET", "ConnectionFailed"],
 ];
 
+// kafkajs errors that only wrap another one (their `cause`).
+const WRAPPERS: ReadonlySet<string> = new Set([
+  "KafkaJSNumberOfRetriesExceeded",
+  "KafkaJSNonRetriableError",
+]);
+
 interface KafkaClientError {
   name?: string;
   type?: string;
@@ -63,10 +69,14 @@ export function fromKafkaError(
   let e = (
     typeof err === "object" && err !== null ? err : { message: String(err) }
   ) as KafkaClientError;
-  // kafkajs wraps the last failure of its retries; the wrapped one says what went wrong.
-  if (e.name === "KafkaJSNumberOfRetriesExceeded") {
+  // kafkajs wraps the last failure of its retries, and a consumer that crashes and will not
+  // restart reports a KafkaJSNonRetriableError around what went wrong (a KafkaJSConnectionError
+  // when the broker went away): the innermost error says what happened (kafkajs itself decides
+  // whether to restart from it).
+  for (let depth = 0; depth < 8 && WRAPPERS.has(e.name ?? ""); depth++) {
     const inner = e.cause ?? e.originalError;
-    if (typeof inner === "object" && inner !== null) e = inner as KafkaClientError;
+    if (typeof inner !== "object" || inner === null) break;
+    e = inner as KafkaClientError;
   }
   const found: ErrorCode =
     (e.type !== undefined ? BY_TYPE[e.type] : undefined) ??

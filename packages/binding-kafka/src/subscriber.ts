@@ -221,7 +221,9 @@ class PartitionTrack {
  *   then counts as done;
  * - `close()` commits what was accepted, stops the consumer, and leaves what was not settled to
  *   be delivered again (settling it later is `SettlementFailed`); the consumer stays the
- *   caller's to disconnect. Leaving a `for await` loop closes the subscriber the same way.
+ *   caller's to disconnect. Leaving a `for await` loop closes the subscriber the same way;
+ * - when the consumer crashes and kafkajs will not restart it, iteration fails with the error,
+ *   settling is `SettlementFailed` (nothing can be committed), and `close()` does not wait.
  *
  * @param consumer - a connected consumer that is not running yet
  * @param options - topics, dead-letter topic and producer, decoding options
@@ -265,6 +267,8 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #inFlight = 0;
   #flushing: Promise<void> | undefined;
   #closed = false;
+  /** Why the consumer stopped for good: it crashed and kafkajs will not restart it. */
+  #crashed: PosthornError | undefined;
   #stopping = false;
   #closing: Promise<void> | undefined;
   // What close() waits on for the deliveries in hand.
@@ -402,8 +406,13 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       this.#fetchingSinceJoin = undefined;
       if (payload?.restart === false) {
         const error = fromKafkaError(payload.error, "the Kafka consumer");
+        // kafkajs disconnected the consumer: nothing can be committed or sought any more, so
+        // settling says so (the records come again to the group's next member), and close()
+        // no longer waits for deliveries to settle.
+        this.#crashed = error;
         this.#queue.fail(error);
         this.#settleStart(error);
+        this.#drain.wake();
       }
     });
     if (
@@ -534,8 +543,13 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       },
       release: () => {
         this.#checkOpen("release");
-        this.#release(track, entry);
-        settle();
+        try {
+          this.#release(track, entry);
+        } finally {
+          // Settled even when the seek fails: the record is released in this subscriber's
+          // books, and comes again from the last commit after a restart or a rebalance.
+          settle();
+        }
       },
       reject: async (reason) => {
         this.#checkOpen("reject");
@@ -558,6 +572,13 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   }
 
   #checkOpen(what: string): void {
+    if (this.#crashed !== undefined) {
+      throw new PosthornError(
+        "SettlementFailed",
+        `cannot ${what}: the Kafka consumer stopped after a crash and will not restart (${this.#crashed.message}), so nothing more is committed; the record will be delivered again to the group's next member`,
+        { cause: this.#crashed },
+      );
+    }
     if (this.#closed) {
       // SettlementFailed, as settling a delivery that can no longer be settled is in every
       // binding; the subscriber being closed is the reason.
@@ -677,16 +698,18 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     this.#inFlight -= unpulled.length;
     this.#queue.end();
     const drainMs = this.#options.drainTimeoutMs ?? 0;
-    if (drainMs > 0 && this.#inFlight > 0) {
-      await this.#drain.wait(drainMs, () => this.#inFlight === 0);
-    }
+    const drained = () => this.#inFlight === 0 || this.#crashed !== undefined;
+    if (drainMs > 0 && !drained()) await this.#drain.wait(drainMs, drained);
     this.#closed = true;
     // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop),
     // and stop it only once run() returned (a stop during kafkajs' join is ignored).
     await this.#running.catch(() => {});
-    for (const track of this.#tracks.values()) {
-      if (track.watermark() > track.committed) this.#dirty.add(track);
-    }
+    // A crashed consumer was disconnected by kafkajs: a commit would only fail.
+    if (this.#crashed === undefined) {
+      for (const track of this.#tracks.values()) {
+        if (track.watermark() > track.committed) this.#dirty.add(track);
+      }
+    } else this.#dirty.clear();
     while (this.#flushing !== undefined || this.#dirty.size > 0) {
       this.#flushing ??= this.#flush();
       await this.#flushing;

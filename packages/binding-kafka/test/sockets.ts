@@ -1,4 +1,4 @@
-import { connect, type Socket } from "node:net";
+import { connect, Socket } from "node:net";
 import type { ISocketFactory } from "kafkajs";
 
 // Kafka API keys, as the first two bytes after a request's 4-byte size.
@@ -59,5 +59,43 @@ export function failingJoins(): ISocketFactory {
       return false;
     }) as typeof socket.write;
     return socket;
+  };
+}
+
+/**
+ * A kafkajs socket factory whose connections can be cut at once, after which every new one fails
+ * as a broker that went away does: a consumer made with it loses the cluster while the cluster
+ * itself (and every other client) carries on. `restore()` lets new connections through again.
+ */
+export function cuttableConnections(): {
+  factory: ISocketFactory;
+  cut(): void;
+  restore(): void;
+} {
+  const open = new Set<Socket>();
+  let cut = false;
+  const factory: ISocketFactory = ({ host, port, onConnect }) => {
+    if (cut) {
+      // Never connected: it fails on the next tick, as a refused connection does.
+      const refused = new Socket();
+      setImmediate(() =>
+        refused.destroy(new Error("test: connect ECONNREFUSED (connections cut)")),
+      );
+      return refused;
+    }
+    const socket: Socket = connect({ host, port }, onConnect);
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    return socket;
+  };
+  return {
+    factory,
+    cut() {
+      cut = true;
+      for (const socket of open) socket.destroy(new Error("test: connection cut"));
+    },
+    restore() {
+      cut = false;
+    },
   };
 }

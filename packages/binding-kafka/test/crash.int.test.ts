@@ -1,0 +1,168 @@
+import { kafkaPublisher, kafkaSubscriber } from "@posthorn/binding-kafka";
+import { CloudEvent, isPosthornError, type PosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { nextDelivery, settledWithin } from "@posthorn/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+import { cuttableConnections } from "./sockets.js";
+
+// A consumer that crashes for good: kafkajs gives up on it (here its connections are cut and
+// restartOnFailure says no), disconnects it, and reports the crash. The cluster carries on.
+const ok = await externalKafkaOk();
+
+function crashEvent(id: string): CloudEvent {
+  return new CloudEvent({ specversion: "1.0", id, source: "/crash", type: "com.example.crash" });
+}
+
+describe.skipIf(!ok)(
+  "kafkaSubscriber after its consumer crashed (skipped: KAFKA_BROKERS unreachable outside CI)",
+  () => {
+    let env: KafkaEnv;
+    beforeAll(async () => {
+      env = await kafkaEnv();
+    });
+    afterAll(async () => {
+      await env?.stop();
+    });
+
+    it("iteration fails with ConnectionFailed, settling is SettlementFailed naming the crash, close() does not wait or commit, and the next member gets the unsettled records", {
+      timeout: 60_000,
+    }, async () => {
+      const topic = env.topicName("crash");
+      await env.createTopic(topic, 1);
+      await kafkaPublisher(await env.producer(), { topic }).publish(
+        ["a", "b", "c"].map(crashEvent),
+      );
+      const groupId = env.topicName("crash-group");
+      const connections = cuttableConnections();
+      const consumer = await env.consumer(
+        groupId,
+        {
+          retry: {
+            retries: 1,
+            initialRetryTime: 50,
+            maxRetryTime: 100,
+            restartOnFailure: async () => false,
+          },
+        },
+        connections.factory,
+      );
+      const errors: PosthornError[] = [];
+      const subscriber = kafkaSubscriber(consumer, {
+        topics: [topic],
+        fromBeginning: true,
+        formats: [json],
+        drainTimeoutMs: 30_000,
+        onError: (e) => errors.push(e),
+      });
+      const iterator = subscriber[Symbol.asyncIterator]();
+      const [a, b, c] = [
+        await nextDelivery(iterator, 10_000),
+        await nextDelivery(iterator, 10_000),
+        await nextDelivery(iterator, 10_000),
+      ];
+      expect([a.event?.id, b.event?.id, c.event?.id]).toEqual(["a", "b", "c"]);
+      await a.accept();
+      await new Promise((r) => setTimeout(r, 500)); // the commit of "a" reaches the broker
+
+      connections.cut();
+      // The crash ends iteration with what went wrong: the connection, not a refused publish.
+      const crash = await settledWithin(iterator.next(), 20_000);
+      const error = (crash as { rejected?: unknown }).rejected;
+      expect(isPosthornError(error) && [error.code, error.retryable]).toEqual([
+        "ConnectionFailed",
+        true,
+      ]);
+
+      // Nothing can be committed or sought now: settling says so instead of resolving.
+      for (const settle of [() => b.accept(), () => c.release()]) {
+        const failed = await settle().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isPosthornError(failed, "SettlementFailed")).toBe(true);
+        expect((failed as Error).message).toMatch(/crash/);
+      }
+
+      // Nothing will settle: close() does not wait out drainTimeoutMs, and commits nothing.
+      expect(await settledWithin(subscriber.close(), 5000)).toEqual({ resolved: undefined });
+      expect(errors.map((e) => e.message)).toEqual([]);
+
+      const next = kafkaSubscriber(await env.consumer(groupId), {
+        topics: [topic],
+        fromBeginning: true,
+        formats: [json],
+      });
+      const again = next[Symbol.asyncIterator]();
+      const ids: (string | undefined)[] = [];
+      for (let i = 0; i < 2; i++) {
+        const d = await nextDelivery(again, 15_000);
+        ids.push(d.event?.id);
+        await d.accept();
+      }
+      expect(ids).toEqual(["b", "c"]);
+      await next.close();
+    });
+
+    it("a release() that fails while kafkajs restarts the crashed consumer still counts as settled: close() does not wait for it, and the record comes again after the restart", {
+      timeout: 60_000,
+    }, async () => {
+      const topic = env.topicName("crash-restart");
+      await env.createTopic(topic, 1);
+      await kafkaPublisher(await env.producer(), { topic }).publish(["a", "b"].map(crashEvent));
+      const connections = cuttableConnections();
+      let crashed!: () => void;
+      const crash = new Promise<void>((r) => {
+        crashed = r;
+      });
+      let restart!: () => void;
+      const restarting = new Promise<void>((r) => {
+        restart = r;
+      });
+      const consumer = await env.consumer(
+        env.topicName("crash-restart-group"),
+        {
+          retry: {
+            retries: 1,
+            initialRetryTime: 50,
+            maxRetryTime: 100,
+            // kafkajs has disconnected the consumer when it asks: it restarts once let.
+            restartOnFailure: async () => {
+              crashed();
+              await restarting;
+              return true;
+            },
+          },
+        },
+        connections.factory,
+      );
+      const subscriber = kafkaSubscriber(consumer, {
+        topics: [topic],
+        fromBeginning: true,
+        formats: [json],
+        drainTimeoutMs: 30_000,
+      });
+      const iterator = subscriber[Symbol.asyncIterator]();
+      const a = await nextDelivery(iterator, 10_000);
+      const b = await nextDelivery(iterator, 10_000);
+      await a.accept();
+      await new Promise((r) => setTimeout(r, 500));
+
+      connections.cut();
+      await crash;
+      // No consumer group to seek in until the restart: the release fails, typed.
+      const failed = await b.release().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isPosthornError(failed, "SettlementFailed")).toBe(true);
+      connections.restore();
+      restart();
+      const again = await nextDelivery(iterator, 20_000);
+      expect([again.event?.id, again.deliveryCount]).toEqual(["b", 2]);
+      await again.accept();
+      // Every delivery was settled once: close() has nothing to wait for.
+      expect(await settledWithin(subscriber.close(), 5000)).toEqual({ resolved: undefined });
+    });
+  },
+);
