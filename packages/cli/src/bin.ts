@@ -10,7 +10,8 @@ const onSignal = (signal: NodeJS.Signals) => {
   if (interrupted > 1) process.exit(signal === "SIGINT" ? 130 : 143);
   controller.abort();
   // receive and bridge stop cleanly on the abort; anything still running after 3 s is ended.
-  setTimeout(() => process.exit(signal === "SIGINT" ? 130 : 143), 3000);
+  // Unreferenced: a command that stopped cleanly exits at once, not when this fires.
+  setTimeout(() => process.exit(signal === "SIGINT" ? 130 : 143), 3000).unref();
 };
 process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);

@@ -62,6 +62,7 @@ export async function bridgeOne(
   stats: BridgeStats,
   io: CommandIo,
   timeoutMs: number,
+  abortSignal?: AbortSignal,
 ): Promise<boolean> {
   if (!delivery.event) {
     const why = delivery.error ? delivery.error.message : "not a CloudEvent";
@@ -72,7 +73,7 @@ export async function bridgeOne(
     return false;
   }
   try {
-    await publisher.publish(delivery.event, { timeoutMs });
+    await publisher.publish(delivery.event, { timeoutMs, ...(abortSignal ? { abortSignal } : {}) });
   } catch (err) {
     note(io, `bridge: downstream publish failed: ${describeError(err)}`);
     if (delivery.capabilities.release === "none") {
@@ -121,13 +122,20 @@ export async function bridgeCommand(
       await consume(
         subscriber,
         async (delivery) => {
-          const task: Promise<void> = bridgeOne(delivery, publisher, stats, io, 10_000).then(
-            (ok) => {
-              inFlight.delete(task);
-              if (!ok) return sleep(50);
-              if (count !== undefined && stats.moved >= count) stop.abort();
-            },
-          );
+          // Ctrl-C ends the publishes still waiting, so their deliveries are released now
+          // rather than left to the upstream connection's end (or lost with the process).
+          const task: Promise<void> = bridgeOne(
+            delivery,
+            publisher,
+            stats,
+            io,
+            10_000,
+            signal,
+          ).then((ok) => {
+            inFlight.delete(task);
+            if (!ok) return sleep(50);
+            if (count !== undefined && stats.moved >= count) stop.abort();
+          });
           inFlight.add(task);
           while (inFlight.size >= concurrency) await Promise.race(inFlight);
         },
