@@ -118,6 +118,11 @@ function firstValue(value: string | readonly string[]): string | undefined {
  */
 class HeaderList extends NameIndex {
   readonly values: Array<string | readonly string[]> = [];
+  /**
+   * Whether the header block held bytes that are not UTF-8, which reading it as text (as nats.js
+   * does) turned into U+FFFD: an attribute must not take such a value as if it had been sent.
+   */
+  notUtf8 = false;
 }
 
 /** Any headers as a {@link HeaderList}, in their order. */
@@ -153,6 +158,17 @@ interface RawNatsMsg {
 }
 
 const headerText = new TextDecoder();
+const strictHeaderText = new TextDecoder("utf-8", { fatal: true });
+
+/** Whether `bytes`, read as text that holds U+FFFD, held bytes that are not UTF-8. */
+function notUtf8(bytes: Uint8Array): boolean {
+  try {
+    strictHeaderText.decode(bytes);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 /**
  * The headers of a received message, as `[name, values]` entries in the order nats.js gives
@@ -201,8 +217,11 @@ function readHeaderBlock(message: NatsMessageLike): HeaderList | undefined {
   ) {
     return undefined;
   }
-  const text = headerText.decode(bytes.subarray(0, hdr));
+  const block = bytes.subarray(0, hdr);
+  const text = headerText.decode(block);
   const list = new HeaderList();
+  // Checked only when the text shows a replacement character: one sent as such is valid UTF-8.
+  if (text.includes("\uFFFD")) list.notUtf8 = notUtf8(block);
   const values = list.values;
   // The first line is the status line (`NATS/1.0`, maybe with a code); nats.js reads the
   // headers from the lines after it, whatever it says.
@@ -546,6 +565,13 @@ function fromBinary(
     }
     if (!isCeHeader(header)) continue;
     const name = attributeNameOf(header);
+    if (headers.notUtf8 && hasReplacement(raw)) {
+      throw malformed(
+        `header ${header} holds bytes that are not UTF-8 (NATS binding 3.1.3.2: percent-encode them as UTF-8)`,
+        undefined,
+        name,
+      );
+    }
     let text: string | undefined;
     if (typeof raw === "string") text = decodeNatsHeaderValue(raw, header);
     else {
@@ -590,6 +616,10 @@ function fromBinary(
     if (value !== undefined) attributes.data = value;
   }
   return new CloudEvent(attributes as never);
+}
+
+function hasReplacement(raw: string | readonly string[]): boolean {
+  return typeof raw === "string" ? raw.includes("\uFFFD") : raw.some((v) => v.includes("\uFFFD"));
 }
 
 /** The decoded text of the first header before index `before` that carries attribute `name`. */

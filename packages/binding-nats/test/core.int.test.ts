@@ -290,6 +290,48 @@ describe("core NATS publisher and subscriber", () => {
     await subscriber.close();
   });
 
+  it("refuses a ce- header whose bytes are not UTF-8 (MalformedInput), instead of an attribute holding U+FFFD", async () => {
+    const subject = unique("not-utf8");
+    const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+    const seen: unknown[] = [];
+    const raw = nc.subscribe(subject, { callback: (_e, m) => void seen.push(m) });
+    await nc.flush();
+    // A producer that writes Latin-1 text into the header block: 0xE9 is no UTF-8 sequence.
+    const latin1 = (lines: string[]) => {
+      const text = `NATS/1.0\r\n${lines.map((l) => `${l}\r\n`).join("")}\r\n`;
+      return NatsHeaders.trusted(
+        [],
+        text,
+        Uint8Array.from(text, (c) => c.charCodeAt(0)),
+      );
+    };
+    const ce = ["ce-specversion: 1.0", "ce-id: 1", "ce-source: /s", "ce-type: t"];
+    nc.publish(subject, utf8Encode("{}"), { headers: latin1([...ce, "ce-subject: caf\xe9"]) });
+    // Not a CloudEvent: a plain message keeps its headers as nats.js reads them.
+    nc.publish(subject, utf8Encode("{}"), { headers: latin1(["x-name: caf\xe9"]) });
+    // U+FFFD itself, sent as UTF-8, is a character like any other.
+    const fffd = `NATS/1.0\r\n${ce.join("\r\n")}\r\nce-subject: a\uFFFD\r\n\r\n`;
+    nc.publish(subject, utf8Encode("{}"), {
+      headers: NatsHeaders.trusted([], fffd, utf8Encode(fffd)),
+    });
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Delivery;
+    expect(first.event).toBeUndefined();
+    expect(first.error).toMatchObject({ code: "MalformedInput", attribute: "subject" });
+    expect(first.error?.message).toMatch(/ce-subject holds bytes that are not UTF-8/);
+    const plain = (await it.next()).value as Delivery;
+    expect(plain.error).toBeUndefined();
+    expect(plain.message.properties["x-name"]).toBe("caf\uFFFD");
+    const replacement = (await it.next()).value as Delivery;
+    expect(replacement.event?.subject).toBe("a\uFFFD");
+    await nc.flush();
+    raw.unsubscribe();
+    expect(() => fromNatsMessage(seen[0] as never, { formats: [json] })).toThrow(
+      expect.objectContaining({ code: "MalformedInput" }),
+    );
+    await subscriber.close();
+  });
+
   it("reads a header block of colon-less lines in linear time", async () => {
     const subject = unique("colonless");
     const subscriber = natsSubscriber(nc, { subject, formats: [json] });
