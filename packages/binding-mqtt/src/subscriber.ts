@@ -65,7 +65,8 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * acknowledgement, so mqtt.js would read every one the broker sends into memory however far
    * the application is behind; past this many the subscriber stops mqtt.js processing packets on
    * this connection (it then stops reading the socket, and TCP holds the broker back) until half
-   * were pulled. QoS 1 and 2 need no limit: one delivery in hand already stops the connection.
+   * were pulled. QoS 1 and 2 deliveries count too, though the broker's in-flight window (its
+   * `max_inflight_messages`, or the client's MQTT 5 `receiveMaximum`) usually stops them first.
    * Default {@link DEFAULT_MAX_PENDING}.
    */
   maxPending?: number;
@@ -110,8 +111,47 @@ interface Route {
   receive(packet: PacketLike, callback: (err?: Error) => void): void;
 }
 
+/**
+ * An acknowledgement owed to the broker for one QoS 1/2 message: `send` is `undefined` until the
+ * delivery is settled, then `true` (send it) or `false` (withhold it: the session resends).
+ */
+interface OwedAck {
+  readonly packet: PacketLike;
+  send: boolean | undefined;
+}
+
 interface Dispatcher {
   readonly routes: Set<Route>;
+  /** Acknowledgements owed on the current connection, in the order the messages arrived. */
+  readonly owed: OwedAck[];
+  /** Sends what is settled at the head of `owed`, in arrival order. */
+  flush(): void;
+}
+
+/** The mqtt.js internals the subscriber acknowledges through (not in its public types). */
+interface ClientInternals {
+  _sendPacket(packet: object, callback?: () => void): void;
+  incomingStore: { del(packet: object, callback: () => void): void };
+  _releaseIncomingQoS2Publish?(messageId: number): void;
+}
+
+const noop = () => undefined;
+
+/**
+ * Sends the acknowledgement mqtt.js was told to skip: PUBACK at QoS 1, and at QoS 2 what mqtt.js
+ * does after its handler calls back (forget the stored PUBLISH, then PUBCOMP).
+ */
+function sendAck(client: MqttClient, packet: PacketLike): void {
+  const messageId = packet.messageId;
+  if (messageId === undefined) return;
+  const internals = client as unknown as ClientInternals;
+  if (packet.qos === 2) {
+    internals.incomingStore.del(packet, noop);
+    internals._releaseIncomingQoS2Publish?.(messageId);
+    internals._sendPacket({ cmd: "pubcomp", messageId });
+  } else {
+    internals._sendPacket({ cmd: "puback", messageId });
+  }
 }
 
 // One dispatcher per client: mqtt.js has a single handleMessage hook, which every subscriber on
@@ -122,6 +162,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   let dispatcher = dispatchers.get(client);
   if (dispatcher) return dispatcher;
   const routes = new Set<Route>();
+  const owed: OwedAck[] = [];
   const target = client as unknown as { handleMessage: HandleMessage };
   const previous = target.handleMessage.bind(client);
   target.handleMessage = (packet, callback) => {
@@ -134,7 +175,19 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     }
     previous(packet, callback);
   };
-  dispatcher = { routes };
+  // What was owed on a lost connection can never be sent on the next one (the packet identifiers
+  // belong to the old one); a persistent session resends those messages instead.
+  client.on("close", () => {
+    owed.length = 0;
+  });
+  const flush = () => {
+    while (owed.length > 0 && (owed[0] as OwedAck).send !== undefined) {
+      const head = owed.shift() as OwedAck;
+      // Never queued for a later connection: mqtt.js would send it there, with a stale identifier.
+      if (head.send && client.connected) sendAck(client, head.packet);
+    }
+  };
+  dispatcher = { routes, owed, flush };
   dispatchers.set(client, dispatcher);
   return dispatcher;
 }
@@ -229,7 +282,10 @@ function mqttString(text: string): string {
   return out;
 }
 
-/** Why a withheld acknowledgement is dropped (passed to mqtt.js, which then sends no ack). */
+/**
+ * Passed to mqtt.js's handler callback for a QoS 1/2 message: mqtt.js then sends no
+ * acknowledgement and goes on to the next packet; the subscriber sends it on settlement.
+ */
 const WITHHELD = new Error("posthorn: acknowledgement withheld");
 
 /**
@@ -241,9 +297,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  * Settlement (see docs/bindings/mqtt.md):
  * - QoS 0: nothing to acknowledge; `accept()` is a no-op and `release()` is `NotSupported`.
  * - QoS 1 and 2: the PUBACK (PUBCOMP) waits for `accept()`. mqtt.js handles incoming packets
- *   one after another, so while a delivery is in hand no later packet on that connection is
- *   processed: settle promptly, within the keepalive interval, and publish from another client
- *   inside handlers.
+ *   one after another; the subscriber tells it to skip the acknowledgement and sends it on
+ *   settlement, so mqtt.js goes on reading: several deliveries can be in hand (up to the broker's
+ *   in-flight window) and settled in any order, and the acknowledgements go out in arrival order.
  * - `release()` withholds the acknowledgement and reconnects the client, so the broker resends
  *   the message (MQTT redelivers only on session resumption). It needs a persistent session
  *   (`clean: false`, and at MQTT 5 a `sessionExpiryInterval` above 0) and automatic reconnects;
@@ -325,16 +381,17 @@ export async function mqttSubscriber<T = unknown>(
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
   const resumeAt = maxPending >> 1;
   const queue = new AsyncQueue<Delivery<T>>();
-  // mqtt.js's callback for the QoS 0 message that filled the queue: held, mqtt.js processes no
-  // further packet on this connection and stops reading its socket until the queue is pulled down.
+  // mqtt.js's callback for the message that filled the queue: held, mqtt.js processes no further
+  // packet on this connection and stops reading its socket until the queue is pulled down.
   let paused: (() => void) | undefined;
   const resume = () => {
     const go = paused;
     paused = undefined;
     go?.();
   };
-  // Acknowledgements held for deliveries not yet settled, by delivery.
-  const held = new Map<Delivery<T>, (err?: Error) => void>();
+  // Acknowledgements owed for deliveries not yet settled, by delivery.
+  const held = new Map<Delivery<T>, OwedAck>();
+  const dispatcher = dispatcherFor(client);
   // Redeliveries this subscriber caused with release(), by packet identifier.
   const released = new Map<number, number>();
   let generation = 0;
@@ -352,7 +409,7 @@ export async function mqttSubscriber<T = unknown>(
       for (const d of keep) queue.push(d);
     }
     held.clear();
-    // The held callback belongs to the lost connection's packet loop; let it finish.
+    // A held callback belongs to the lost connection's packet loop; let it finish.
     resume();
     drain.wake();
   };
@@ -419,13 +476,16 @@ export async function mqttSubscriber<T = unknown>(
       });
     };
 
+    // QoS 1/2: mqtt.js is told not to acknowledge (the acknowledgement is owed until settled),
+    // so it goes on reading while deliveries are in hand, and they can be settled in any order.
+    const handled = packet.qos === 0 ? callback : () => callback(WITHHELD);
+    if (queue.size + 1 >= maxPending) {
+      paused = handled;
+      queue.onDrainedTo(resumeAt, resume);
+    } else {
+      handled();
+    }
     if (packet.qos === 0) {
-      if (queue.size + 1 >= maxPending) {
-        paused = callback;
-        queue.onDrainedTo(resumeAt, resume);
-      } else {
-        callback();
-      }
       queue.push(
         createDelivery<T>({
           message,
@@ -455,6 +515,14 @@ export async function mqttSubscriber<T = unknown>(
             : "the connection was lost before settlement; without a persistent session the broker dropped the message",
       );
     let delivery: Delivery<T>;
+    const owed: OwedAck = { packet, send: undefined };
+    dispatcher.owed.push(owed);
+    // MQTT 5 4.6: acknowledgements go out in the order the messages arrived, so one settled
+    // ahead of an earlier one waits for it.
+    const settle = (send: boolean) => {
+      owed.send = send;
+      dispatcher.flush();
+    };
     const ack = () => {
       if (!held.has(delivery)) {
         // Lost with a clean session: the broker already forgot it, so there is nothing to ack.
@@ -462,7 +530,7 @@ export async function mqttSubscriber<T = unknown>(
         throw stale();
       }
       forget(delivery);
-      callback();
+      settle(true);
     };
     delivery = createDelivery<T>({
       message,
@@ -474,6 +542,8 @@ export async function mqttSubscriber<T = unknown>(
       release: () => {
         if (!held.has(delivery)) throw stale();
         forget(delivery);
+        // Deliveries settled behind this one are acknowledged before the connection goes.
+        settle(false);
         if (messageId !== undefined) released.set(messageId, deliveryCount);
         // MQTT resends unacknowledged messages only when a session resumes: drop the
         // connection (mqtt.js reconnects with the same session) instead of acknowledging.
@@ -481,20 +551,18 @@ export async function mqttSubscriber<T = unknown>(
       },
       reject: async (reason) => {
         if (!held.has(delivery)) throw stale();
-        // The dead-letter PUBACK arrives behind the held acknowledgement on this connection, so
-        // send the copy first, then acknowledge, then wait for the broker to take the copy.
+        // Copy first, then acknowledge: a crash in between leaves the message with the broker.
         const sent = deadLetter(reason);
         ack();
         await sent;
       },
     });
-    held.set(delivery, callback);
+    held.set(delivery, owed);
     queue.push(delivery);
     arrived?.();
   };
 
   const route: Route = { matches: topicMatcher(filter), receive };
-  const dispatcher = dispatcherFor(client);
   dispatcher.routes.add(route);
 
   const subscribed = (async () => {
@@ -511,9 +579,9 @@ export async function mqttSubscriber<T = unknown>(
     }
   })();
   // A resumed session resends its unacknowledged messages right after CONNACK, possibly before
-  // the SUBACK; a delivery held for settlement then blocks the SUBACK behind it (mqtt.js handles
-  // packets one at a time). A delivery on this filter shows the broker has the subscription, so
-  // the subscriber is handed out then, and a refusal arriving later ends its iteration.
+  // the SUBACK, which then waits behind them if they fill maxPending (mqtt.js handles packets one
+  // at a time). A delivery on this filter shows the broker has the subscription, so the
+  // subscriber is handed out then, and a refusal arriving later ends its iteration.
   const early = new Promise<void>((resolve) => {
     arrived = resolve;
   });
@@ -539,15 +607,17 @@ export async function mqttSubscriber<T = unknown>(
     resume();
     // Deliveries not yet handed out are released: their acknowledgements are withheld.
     for (const d of queue.drain()) {
-      const callback = held.get(d);
+      const owed = held.get(d);
       held.delete(d);
-      callback?.(WITHHELD);
+      if (owed) owed.send = false;
     }
+    dispatcher.flush();
     queue.end();
     if (held.size > 0) await drain.wait(options.drainTimeoutMs ?? 5000, () => held.size === 0);
     // Whatever is still in hand is released the same way: no acknowledgement is sent.
-    for (const callback of held.values()) callback(WITHHELD);
+    for (const owed of held.values()) owed.send = false;
     held.clear();
+    dispatcher.flush();
     client.off("close", onClose);
     try {
       if (client.connected) await client.unsubscribeAsync(filter);
