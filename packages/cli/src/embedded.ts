@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from "node:net";
+import { guardedListen } from "@posthorn/binding-amqp";
 import rhea, { type EventContext, type Message, type Sender } from "rhea";
 
 /** A server the command started in-process, and how to stop it. */
@@ -43,6 +44,7 @@ function stopper(
  * to an address hands its messages (accepted on arrival) to a receiver link attached to the same
  * address, queueing them until one is there and has credit. It is the smallest thing a publisher
  * and a subscriber can both connect to, so the demo needs no broker; it keeps nothing on disk.
+ * It listens through the AMQP binding's frame guard (`guardedListen`).
  */
 export async function startAmqpPeer(): Promise<EmbeddedServer> {
   const container = rhea.create_container({ id: "posthorn-demo-peer" });
@@ -98,7 +100,10 @@ export async function startAmqpPeer(): Promise<EmbeddedServer> {
   container.on("disconnected", () => undefined);
   container.on("error", () => undefined);
   const sockets = new Set<Socket>();
-  const server = container.listen({ port: 0, host: "127.0.0.1" }) as unknown as Server;
+  // Through the frame guard, as the CLI's client connections are (guardedConnect): a message
+  // rhea cannot decode is passed on marked undecodable (its consumer sees MalformedInput), and a
+  // frame that breaks the framing ends that connection, instead of reaching rhea's decoder.
+  const server = guardedListen(container, { port: 0, host: "127.0.0.1" });
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
