@@ -1,6 +1,7 @@
 import {
   type CloudEventLike,
   checkChoiceOption,
+  checkCountOption,
   checkTimeOption,
   type EventFormat,
   limitTimer,
@@ -45,7 +46,12 @@ export interface KafkaPublisherOptions {
 export interface KafkaPublishOptions extends PublishOptions {
   /** The record key the caller provides, for every event of the call (Kafka binding 3.1). */
   key?: Uint8Array | string | null;
-  /** A partition to write to, instead of the producer's partitioner. */
+  /**
+   * A partition to write to, instead of the producer's partitioner: a whole number, 0 or more
+   * (`NotSupported` otherwise, nothing sent). A partition the topic does not have fails the call
+   * with `PublishRejected` (`attribute` `partition`), nothing written: kafkajs drops such records
+   * unsent. With `acks` 0 the client reports nothing back, and that loss goes unseen.
+   */
   partition?: number;
   /** Another topic for this call. */
   topic?: string;
@@ -79,7 +85,8 @@ function asBuffer<T>(value: T): T {
  * @param options - topic, content mode, format, key mapper, acks
  * @throws {@link PosthornError} `NotSupported` for structured mode without a format, an `acks`
  *   other than -1, 0 or 1, or a `timeoutMs` that is not a number of 0 or more (a per-call one is
- *   checked likewise, and the call rejects with nothing sent)
+ *   checked likewise, and the call rejects with nothing sent, as for a per-call `partition` that
+ *   is not a whole number of 0 or more)
  * @example
  * ```ts
  * const producer = kafka.producer({ idempotent: true });
@@ -109,6 +116,9 @@ export function kafkaPublisher(
   ): Promise<void> => {
     if (closed) throw new PosthornError("Closed", "the Kafka publisher is closed");
     if (call.timeoutMs !== undefined) checkTimeOption("timeoutMs", call.timeoutMs);
+    // kafkajs groups records by partition and drops, unsent, those of a partition it has no
+    // metadata for (-1, NaN, a fraction, one past the topic's count), and still resolves.
+    checkCountOption("partition", call.partition, 0, false);
     const topic = call.topic ?? options.topic;
     // Aborted before the call: nothing is sent (waitFor only stops waiting for what was).
     if (call.abortSignal?.aborted) {
@@ -150,12 +160,20 @@ export function kafkaPublisher(
     if (options.acks !== undefined) request.acks = options.acks;
     const sent = producer.send(request);
     inFlight.add(sent);
+    let result: unknown;
     try {
-      await waitFor(sent, call.abortSignal, timeoutMs, topic);
+      result = await waitFor(sent, call.abortSignal, timeoutMs, topic);
     } catch (err) {
       throw fromKafkaError(err, `publish to ${topic}`);
     } finally {
       inFlight.delete(sent);
+    }
+    if (call.partition !== undefined && options.acks !== 0 && !wrote(result, call.partition)) {
+      throw new PosthornError(
+        "PublishRejected",
+        `publish to ${topic} wrote nothing: the topic has no partition ${call.partition} (the client dropped the records unsent); give a partition below the topic's partition count`,
+        { attribute: "partition" },
+      );
     }
   };
 
@@ -166,6 +184,18 @@ export function kafkaPublisher(
       await Promise.allSettled([...inFlight]);
     },
   };
+}
+
+/**
+ * Whether a send's result (kafkajs' `RecordMetadata[]`, one entry per partition written) shows
+ * `partition` written. A result of another shape is taken as written; with `acks` 0 there is
+ * nothing to read (kafkajs gives `[]`).
+ */
+function wrote(result: unknown, partition: number): boolean {
+  if (!Array.isArray(result)) return true;
+  const partitions = result.map((r) => (r as { partition?: unknown } | null)?.partition);
+  if (!partitions.every((p) => typeof p === "number")) return true;
+  return partitions.includes(partition);
 }
 
 /** Waits for a send, giving up on abort or after `timeoutMs` (the send itself is not recalled). */

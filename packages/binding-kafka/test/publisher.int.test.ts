@@ -96,6 +96,33 @@ describe.skipIf(!ok)("kafkaPublisher (skipped: KAFKA_BROKERS unreachable outside
     await subscriber.close();
   });
 
+  it("a partition the topic does not have fails the publish instead of resolving with nothing written", async () => {
+    const topic = env.topicName("pub-partition");
+    await env.createTopic(topic, 2);
+    const producer = await env.producer();
+    const publisher = kafkaPublisher(producer, { topic });
+    // kafkajs drops the records of a partition it has no metadata for, and resolves.
+    for (const partition of [2, 7]) {
+      const err = await publisher.publish(event(`p${partition}`), { partition }).catch((e) => e);
+      expect(isPosthornError(err, "PublishRejected") && err.attribute).toBe("partition");
+      expect((err as Error).message).toMatch(`no partition ${partition}`);
+    }
+    // Not a partition number at all: refused before anything is sent, naming the option.
+    for (const partition of [-1, 0.5, Number.NaN]) {
+      const err = await publisher.publish(event("bad"), { partition }).catch((e) => e);
+      expect(isPosthornError(err, "NotSupported") && err.attribute).toBe("partition");
+    }
+    await publisher.publish(event("p1"), { partition: 1 });
+    const admin = env.kafka.admin();
+    await admin.connect();
+    const offsets = await admin.fetchTopicOffsets(topic);
+    await admin.disconnect();
+    expect(offsets.map((o) => [o.partition, o.high]).sort()).toEqual([
+      [0, "0"],
+      [1, "1"],
+    ]);
+  });
+
   it("turns client failures into typed errors", async () => {
     const failing: KafkaProducerLike = {
       send: () =>
