@@ -23,17 +23,25 @@ export function parseEventsText(text: string, source = "input"): CloudEvent[] {
   if (trimmed === "") throw malformed(`${source} is empty: expected a CloudEvent in JSON`);
   const bytes = utf8Encode(trimmed);
   if (trimmed.startsWith("[")) {
+    let events: CloudEvent[];
     try {
-      return json.decodeBatch(bytes);
+      events = json.decodeBatch(bytes);
     } catch (err) {
       throw prefixed(err, `${source}: not a JSON batch of CloudEvents`);
     }
+    // Sending nothing and exiting 0 would hide an input that went wrong, as an empty one would.
+    if (events.length === 0) throw malformed(`${source} is an empty batch: expected CloudEvents`);
+    return events;
   }
   try {
     return [json.decode(bytes)];
   } catch (whole) {
     const lines = trimmed.split(/\r?\n/);
-    if (lines.length === 1) throw prefixed(whole, `${source}: not a CloudEvent`);
+    // One JSON value over several lines (a pretty-printed event) is one event: say what is wrong
+    // with it, not that its first line is not JSON.
+    if (lines.length === 1 || isOneJsonValue(trimmed)) {
+      throw prefixed(whole, `${source}: not a CloudEvent`);
+    }
     const events: CloudEvent[] = [];
     for (const [i, line] of lines.entries()) {
       if (line.trim() === "") continue;
@@ -44,6 +52,15 @@ export function parseEventsText(text: string, source = "input"): CloudEvent[] {
       }
     }
     return events;
+  }
+}
+
+function isOneJsonValue(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -102,4 +102,22 @@ describe("parseEventsText", () => {
   it("names the line that is not an event", () => {
     expect(() => parseEventsText(`${e("1")}\n{"id":"2"}`, "in.jsonl")).toThrow(/in\.jsonl line 2/);
   });
+  it("says what is wrong with a pretty-printed event, not that its first line is not JSON", () => {
+    const pretty = JSON.stringify({ specversion: "1.0", id: "1", source: "/s" }, null, 2);
+    expect(parseEventsText(JSON.stringify(JSON.parse(e("7")), null, 2))[0]?.id).toBe("7");
+    expect(() => parseEventsText(pretty, "event.json")).toThrow(
+      expect.objectContaining({
+        code: "InvalidEvent",
+        message: expect.stringMatching(/^event\.json: not a CloudEvent: type is required/),
+      }),
+    );
+  });
+  it("refuses an empty batch, as it refuses empty input, instead of sending nothing", () => {
+    expect(() => parseEventsText(" [ ]\n", "stdin")).toThrow(
+      expect.objectContaining({
+        code: "MalformedInput",
+        message: "stdin is an empty batch: expected CloudEvents",
+      }),
+    );
+  });
 });
