@@ -186,11 +186,18 @@ function decodeStructured(
   contentType: string | undefined,
   options: KafkaDecodeOptions,
 ): CloudEvent {
-  const match = findFormat(options.formats ?? [], contentType);
+  const formats = options.formats ?? [];
+  const match = findFormat(formats, contentType);
   if (match === undefined) {
+    // Say what was given and where a format goes: without `formats`, every structured record
+    // arrives as this error, and the reader has to know which option to set.
+    const given =
+      formats.length === 0
+        ? "options.formats is empty"
+        : `options.formats reads ${formats.map((f) => f.contentType).join(", ")}`;
     throw new PosthornError(
       "UnsupportedContentType",
-      `no registered event format reads ${contentType}`,
+      `no registered event format reads ${contentType} (${given}): add the format for it to options.formats, e.g. formats: [json] from @posthorn/format-json`,
       { attribute: CONTENT_TYPE_HEADER },
     );
   }

@@ -277,6 +277,11 @@ describe("fromKafkaRecord", () => {
       headers: { "content-type": "application/cloudevents+avro" },
     };
     expect(codeOf(() => fromKafkaRecord(avro, { formats: [json] }))).toBe("UnsupportedContentType");
+    // The message says which option to set, and what it holds.
+    expect(() => fromKafkaRecord(avro, { formats: [json] })).toThrow(
+      /application\/cloudevents\+avro \(options\.formats reads application\/cloudevents\+json\): add the format for it to options\.formats/,
+    );
+    expect(() => fromKafkaRecord(avro)).toThrow(/\(options\.formats is empty\)/);
     const batch = {
       key: null,
       value: Buffer.from("[]"),
