@@ -55,3 +55,20 @@ describe("count options", () => {
     await expect(openEndpoint("amqp://127.0.0.1:1/queue/q?credit=5")).resolves.toBeDefined();
   });
 });
+
+describe("--only", () => {
+  it.each(["demo", "conformance"])(
+    "%s --only with a transport this build does not know is a usage error naming the known ones",
+    async (command) => {
+      // It ran no row at all, then said "some paths did not round-trip", exit 1.
+      const r = await run([command, "--only", "http,kafak"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        '--only: unknown transport "kafak" (known: http, ws, amqp, mqtt, kafka, nats)',
+      );
+      const empty = await run([command, "--only", ","]);
+      expect(empty.code).toBe(2);
+      expect(empty.stderr).toContain("--only needs transports");
+    },
+  );
+});

@@ -5,6 +5,7 @@ import {
   parseCommandArgs,
   UsageError,
 } from "../cli-io.js";
+import { listTransports } from "../endpoint.js";
 
 /**
  * Parses a command's arguments, or answers `--help`: prints `help` on stdout and returns
@@ -59,9 +60,24 @@ export function positionalArgs<const Names extends readonly string[]>(
   return positionals.slice(0, names.length) as { [K in keyof Names]: string };
 }
 
-/** The `--only` list of transports, when given. */
+/**
+ * The `--only` list of transports, when given, or a usage error naming one this build does not
+ * know (a typo ran nothing and then said the paths did not round-trip).
+ */
 export function onlyOption(values: ParsedArgs["values"]): string[] | undefined {
-  return typeof values.only === "string" ? values.only.split(",").map((s) => s.trim()) : undefined;
+  if (typeof values.only !== "string") return undefined;
+  const known = listTransports().map((t) => t.transport);
+  const only = values.only
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== "");
+  if (only.length === 0) throw new UsageError(`--only needs transports: ${known.join(",")}`);
+  for (const name of only) {
+    if (!known.includes(name)) {
+      throw new UsageError(`--only: unknown transport "${name}" (known: ${known.join(", ")})`);
+    }
+  }
+  return only;
 }
 
 /** Resolves after `ms`, or when the signal fires. */
