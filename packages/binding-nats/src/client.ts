@@ -149,6 +149,8 @@ export interface ConsumerLike {
     max_messages?: number;
     /** How long one pull request lasts on the server, in milliseconds. */
     expires?: number;
+    /** Whether iteration fails when the stream or consumer is deleted, rather than waiting. */
+    abort_on_missing_resource?: boolean;
   }): Promise<ConsumerMessagesLike>;
 }
 

@@ -100,8 +100,8 @@ const LOOKUP_FAILURES: Readonly<Record<number, (stream: string, consumer: string
 
 /**
  * The error of `jetStreamSubscriber` when it cannot look up or read the consumer: a missing
- * stream or consumer, or a push consumer, is `ConnectionFailed`, not retryable, with a message
- * that says what to create (nats.js v3 called a missing stream `PublishRejected` here, and v2 made
+ * stream or consumer, a push consumer, or (while iterating) a consumer deleted under it, is
+ * `ConnectionFailed`, not retryable, with a message that says what to create (nats.js v3 called a missing stream `PublishRejected` here, and v2 made
  * every one of them retryable); anything else as {@link translateNatsError} does.
  *
  * @internal
@@ -121,6 +121,9 @@ export function consumerLookupError(err: unknown, stream: string, consumer: stri
     (/stream not found/i.test(message) ? LOOKUP_FAILURES[10059] : undefined) ??
     (/consumer not found/i.test(message) ? LOOKUP_FAILURES[10014] : undefined);
   let text: string | undefined = explain?.(stream, consumer);
+  if (text === undefined && /consumer deleted/i.test(message)) {
+    text = `consumer ${quoted(consumer)} of stream ${quoted(stream)} was deleted (or its stream was) while the subscriber read it: create it again and make a new subscriber`;
+  }
   if (text === undefined && /not a pull consumer|push consumer/i.test(message)) {
     text = `consumer ${quoted(consumer)} of stream ${quoted(stream)} is a push consumer (it has a deliver_subject): jetStreamSubscriber reads pull consumers, so create one without deliver_subject`;
   }

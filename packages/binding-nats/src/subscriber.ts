@@ -304,7 +304,8 @@ function serverAtLeast210(version: string | undefined): boolean {
  * yet handed out, waits up to `drainTimeoutMs` (default 0) for the deliveries handed out to be
  * settled, then naks those still unsettled (so another consumer gets them at once rather than
  * after the ack wait; settling one later is `SettlementFailed`). Leaving a `for await` loop
- * closes the subscriber the same way.
+ * closes the subscriber the same way. When the consumer or its stream is deleted, iteration fails
+ * with `ConnectionFailed` (not retryable) rather than waiting for it to come back.
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
@@ -339,6 +340,7 @@ export async function jetStreamSubscriber<T = unknown>(
     await checkAckPolicy(consumer, options);
     messages = await consumer.consume({
       max_messages: options.maxMessages ?? 256,
+      abort_on_missing_resource: true,
       ...(options.expiresMs === undefined ? {} : { expires: options.expiresMs }),
     });
   } catch (err) {
@@ -560,7 +562,9 @@ export async function jetStreamSubscriber<T = unknown>(
             try {
               r = await it.next();
             } catch (err) {
-              throw translateNatsError(err, "subscribe");
+              // nats.js ends iteration with an error when the consumer is deleted (it was told
+              // to: abort_on_missing_resource), rather than waiting in silence for it to return.
+              throw consumerLookupError(err, options.stream, options.consumer);
             }
             if (r.done || closed) {
               // A message pulled after close() goes back at once.

@@ -100,6 +100,35 @@ describe.each(clients)("with %s", (_, client) => {
     await expect(made).rejects.toThrow(/is a push consumer/);
   });
 
+  it.each(["consumer", "stream"] as const)(
+    "ends iteration with an error when its %s is deleted, instead of waiting for good",
+    async (deleted) => {
+      const name = await stream();
+      await jsm.consumers.add(name, { durable_name: "w", ack_policy: AckPolicy.Explicit });
+      const subscriber = await jetStreamSubscriber(client, { stream: name, consumer: "w" });
+      const next = subscriber[Symbol.asyncIterator]().next();
+      // The pull request is at the server before the deletion.
+      await nc.flush();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (deleted === "consumer") await jsm.consumers.delete(name, "w");
+      else await jsm.streams.delete(name);
+      const outcome = await Promise.race([
+        next.then(
+          () => "resolved",
+          (err: unknown) => err,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5000)),
+      ]);
+      expect(outcome).toMatchObject({
+        name: "PosthornError",
+        code: "ConnectionFailed",
+        retryable: false,
+        message: expect.stringMatching(/consumer "w" of stream .* was deleted/),
+      });
+      await subscriber.close();
+    },
+  );
+
   it("says no stream stores the subject of a JetStream publish", async () => {
     const subject = unique("uncovered");
     const publisher = jetStreamPublisher(client, { subject });
