@@ -30,9 +30,25 @@ export function registerSecret(secret: string | undefined): void {
 export function redact(text: string): string {
   let out = text;
   for (const secret of secrets) {
-    if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+    if (!out.includes(secret)) continue;
+    // A short secret is hidden where it stands alone, not inside a longer run of letters and
+    // digits: a password "p" turned "publish" into "***ublish" and "plain" into "***lain".
+    out =
+      secret.length < WHOLE_WORD_BELOW
+        ? out.replace(
+            new RegExp(`(?<![A-Za-z0-9])${escapeRegExp(secret)}(?![A-Za-z0-9])`, "g"),
+            REDACTED,
+          )
+        : out.split(secret).join(REDACTED);
   }
   return out.replace(USERINFO, (_m, head: string, user: string) => `${head}${user}:${REDACTED}@`);
+}
+
+/** Secrets shorter than this are matched as whole words only. */
+const WHOLE_WORD_BELOW = 8;
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 const USERINFO = /([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):[^@/\s]+@/gi;

@@ -2,6 +2,7 @@ import type { Delivery, Message } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 import { deliveryRecord } from "../src/commands/receive.js";
 import { parseEndpointUrl, redact } from "../src/index.js";
+import { registerSecret } from "../src/redact.js";
 
 // A token is a credential as a password is: the command never prints it.
 describe("secrets other than passwords", () => {
@@ -32,5 +33,24 @@ describe("secrets other than passwords", () => {
     const line = JSON.stringify(deliveryRecord(delivery));
     expect(line).not.toContain("abc-secret");
     expect(JSON.parse(line).properties).toEqual({ Authorization: "***", "ce-id": "1" });
+  });
+});
+
+describe("redact", () => {
+  it("hides a short password where it stands alone, without cutting it out of other words", () => {
+    registerSecret("p");
+    // Before: "cannot ***ublish to kafka://u:***@h/q?sasl=***lain: ... su******ort ...".
+    expect(
+      redact("cannot publish to kafka://u:p@h/q?sasl=plain: server does not support p (p)"),
+    ).toBe("cannot publish to kafka://u:***@h/q?sasl=plain: server does not support *** (***)");
+    registerSecret("a.b");
+    expect(redact("password a.b refused; aXb is not it")).toBe(
+      "password *** refused; aXb is not it",
+    );
+  });
+
+  it("hides a long password wherever it appears, inside other text too", () => {
+    registerSecret("Long-Secret-9");
+    expect(redact("xLong-Secret-9y")).toBe("x***y");
   });
 });
