@@ -34,7 +34,11 @@ export interface MqttPublisherOptions {
   mode?: "binary" | "structured";
   /** The event format for structured mode (MQTT 3.1.1 needs the JSON format). */
   format?: EventFormat;
-  /** Set the MQTT retain flag. Default `false`. */
+  /**
+   * Set the MQTT retain flag. Default `false`. An event with an empty payload (binary mode
+   * without data) cannot be retained: MQTT takes that as deleting the topic's retained message,
+   * so `publish()` rejects it with `NotSupported`.
+   */
   retain?: boolean;
   /**
    * Give up waiting for an acknowledgement after this long (`Timeout`). 0 fails every publish at
@@ -72,7 +76,7 @@ export interface MqttPublishOptions extends PublishOptions {
   topic?: string;
   /** Another QoS for this call: 0, 1 or 2 (anything else rejects the call, nothing sent). */
   qos?: MqttQos;
-  /** The retain flag for this call. */
+  /** The retain flag for this call (an event with an empty payload cannot be retained, as above). */
   retain?: boolean;
 }
 
@@ -145,6 +149,19 @@ const STRANDED = new Error(
 );
 
 /**
+ * MQTT 5 3.3.1.3 (3.1.1 likewise): a retained PUBLISH with an empty payload deletes the topic's
+ * retained message instead of being kept, so an event whose payload is empty (binary mode
+ * without data, or with empty data) cannot be retained.
+ */
+function checkRetainable(message: MqttMessage): void {
+  if (message.payload.length > 0) return;
+  throw new PosthornError(
+    "NotSupported",
+    "an event with an empty payload cannot be retained: MQTT takes a retained message with an empty payload as deleting the topic's retained message. Publish it in structured mode (the payload is then the whole event) or give it data",
+  );
+}
+
+/**
  * Publishes CloudEvents through an mqtt.js client the caller made and connected. Each
  * `publish()` resolves when the broker acknowledged at the chosen QoS (QoS 0: written to the
  * connection; QoS 1: PUBACK; QoS 2: PUBCOMP), and rejects with a typed error when the broker
@@ -163,7 +180,9 @@ const STRANDED = new Error(
  *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1), or for a
  *   time limit that is not a number of 0 or more (`NaN`, negative), a `maxQueued` that is not a
  *   whole number of 0 or more, or a `qos` other than 0, 1 or 2 (a per-call `timeoutMs` or `qos`
- *   is checked likewise, and the call rejects with nothing sent)
+ *   is checked likewise, and the call rejects with nothing sent); a retained `publish()` of an
+ *   event whose payload would be empty (binary mode without data) rejects with `NotSupported`
+ *   and nothing sent, since MQTT reads an empty retained payload as deleting the retained message
  * @example
  * ```ts
  * const client = await mqtt.connectAsync("mqtt://localhost", { protocolVersion: 5 });
@@ -275,13 +294,20 @@ export function mqttPublisher(
     }
     const mapping = mode === "binary" ? binaryOptions : structuredOptions;
     const topic = call.topic ?? options.topic;
+    const retained = call.retain ?? retain;
     if (!Array.isArray(events)) {
-      return send(topic, toMqttMessage(events as CloudEventLike, mapping), call);
+      const message = toMqttMessage(events as CloudEventLike, mapping);
+      if (retained) checkRetainable(message);
+      return send(topic, message, call);
     }
     const list = events as readonly CloudEventLike[];
     const n = list.length;
     const encoded: MqttMessage[] = new Array(n);
-    for (let i = 0; i < n; i++) encoded[i] = toMqttMessage(list[i] as CloudEventLike, mapping);
+    for (let i = 0; i < n; i++) {
+      const message = toMqttMessage(list[i] as CloudEventLike, mapping);
+      if (retained) checkRetainable(message);
+      encoded[i] = message;
+    }
     const sends: Promise<void>[] = new Array(n);
     for (let i = 0; i < n; i++) sends[i] = send(topic, encoded[i] as MqttMessage, call);
     return Promise.all(sends).then(() => undefined);
