@@ -504,6 +504,13 @@ export function receiveNatsMessage<T>(
   return { event, error, message: envelope(message, headers, s.contentType, metadata) };
 }
 
+/** What `options.formats` holds, for an error that says it lacks a format. */
+function formatsGiven(formats: readonly EventFormat[]): string {
+  return formats.length === 0
+    ? "options.formats is empty"
+    : `options.formats reads ${formats.map((f) => f.contentType).join(", ")}`;
+}
+
 function fromStructured(
   data: Uint8Array,
   contentType: string | undefined,
@@ -516,16 +523,17 @@ function fromStructured(
     if (!jsonFormat) {
       throw new PosthornError(
         "UnsupportedContentType",
-        "a header-less structured event needs the JSON format among options.formats",
+        `a header-less structured event needs the JSON format (${formatsGiven(formats)}): add formats: [json] from @posthorn/format-json, or detectHeaderlessJson: false to take such messages as plain ones`,
       );
     }
     return formatWithRegistry(jsonFormat, options.registry).decode(data);
   }
   const match = findFormat(formats, contentType);
   if (!match) {
+    // Without `formats`, every structured message arrives as this error: say where one goes.
     throw new PosthornError(
       "UnsupportedContentType",
-      `no registered event format reads ${contentType}`,
+      `no registered event format reads ${contentType} (${formatsGiven(formats)}): add the format for it to options.formats, e.g. formats: [json] from @posthorn/format-json`,
       { protocolCode: contentType },
     );
   }

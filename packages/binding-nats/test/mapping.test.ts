@@ -9,6 +9,7 @@ import {
 import {
   CloudEvent,
   createUncheckedEvent,
+  type EventFormat,
   encodeHeaderValue,
   extensions,
   isPosthornError,
@@ -339,6 +340,22 @@ describe("fromNatsMessage", () => {
           { formats },
         ),
       ["UnsupportedContentType"],
+    );
+  });
+
+  it("says which formats it has and where to add one when none reads the message", () => {
+    const data = json.encode(vector("typical").event);
+    const structured = { data, headers: { "Content-Type": "application/cloudevents+json" } };
+    expect(() => fromNatsMessage(structured)).toThrow(
+      /options\.formats is empty\): add the format for it to options\.formats, e\.g\. formats: \[json\] from @posthorn\/format-json/,
+    );
+    const avroOnly = { contentType: "application/cloudevents+avro" } as EventFormat;
+    expect(() => fromNatsMessage(structured, { formats: [avroOnly] })).toThrow(
+      /options\.formats reads application\/cloudevents\+avro\)/,
+    );
+    // A header-less JSON event (NATS binding 1.0.2) without the JSON format.
+    expect(() => fromNatsMessage({ data })).toThrow(
+      /needs the JSON format \(options\.formats is empty\): add formats: \[json\].*detectHeaderlessJson: false/,
     );
   });
 
