@@ -170,9 +170,14 @@ function decodeEvent(
   const value = record.value;
   const maxValue = options.maxPayloadBytes ?? options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
   if (value !== null && value !== undefined && value.length > maxValue) {
+    // Named by the option that set it, so that the reader knows what to raise.
+    const limit =
+      options.maxPayloadBytes === undefined && options.maxValueBytes !== undefined
+        ? "maxValueBytes"
+        : "maxPayloadBytes";
     throw new PosthornError(
       "PayloadTooLarge",
-      `record value of ${value.length} bytes exceeds the limit of ${maxValue}`,
+      `record value of ${value.length} bytes exceeds the limit of ${maxValue} (${limit}${limit === "maxPayloadBytes" && options.maxPayloadBytes === undefined ? ", by default" : ""}): raise ${limit} to accept it`,
     );
   }
   const contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
@@ -234,7 +239,10 @@ function decodeBinary(
     const raw = headers[header];
     count += Array.isArray(raw) ? raw.length : 1;
     if (count > maxHeaders) {
-      throw new PosthornError("PayloadTooLarge", `the record has more than ${maxHeaders} headers`);
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `the record has more than ${maxHeaders} headers (maxHeaders${options.maxHeaders === undefined ? ", by default" : ""}): raise maxHeaders to accept it`,
+      );
     }
     const name = attributeNameOf(header);
     if (name === undefined) continue;

@@ -51,6 +51,27 @@ describe("fromKafkaRecord size limit", () => {
   });
 });
 
+describe("what a limit's error says", () => {
+  it("names the option that set the limit, and that raising it accepts the record", () => {
+    const message = (options: KafkaDecodeOptions, rec = record(101)) =>
+      readKafkaRecord(rec, options).error?.message;
+    expect(message({ maxPayloadBytes: 100 })).toBe(
+      "record value of 101 bytes exceeds the limit of 100 (maxPayloadBytes): raise maxPayloadBytes to accept it",
+    );
+    expect(message({ maxValueBytes: 100 })).toMatch(/\(maxValueBytes\): raise maxValueBytes/);
+    expect(message({}, record(8 * 1024 * 1024 + 1))).toMatch(
+      /limit of 8388608 \(maxPayloadBytes, by default\): raise maxPayloadBytes/,
+    );
+    const headers = Object.fromEntries(
+      Array.from({ length: 300 }, (_, i) => [`h${i}`, Buffer.from("v")]),
+    );
+    const many = { ...record(1), headers: { ...record(1).headers, ...headers } };
+    expect(message({}, many)).toBe(
+      "the record has more than 256 headers (maxHeaders, by default): raise maxHeaders to accept it",
+    );
+  });
+});
+
 describe("decoding limits given per call", () => {
   it("fromKafkaRecord and readKafkaRecord refuse NaN, negatives and fractions, naming the limit", () => {
     // NaN compared false and turned the limit off (the record decoded); -1 refused every record.
