@@ -79,6 +79,11 @@ describe("posthorn (spawned)", () => {
       const r = await sendOne(`amqp://guest:n0t-the-pw@${host}/x`);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("authenticate");
+      // Not only rhea's "Failed to authenticate: 1": what failed, and what to check.
+      expect(r.stderr).toContain(
+        "authentication failed: the broker refused the user name or password; check user:password@ in the URL",
+      );
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).not.toContain("n0t-the-pw");
     });
 

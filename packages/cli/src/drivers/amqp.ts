@@ -79,7 +79,12 @@ function describe(err: unknown): string | undefined {
   if (err instanceof AggregateError)
     return err.errors.map((e) => String(e?.message ?? e)).join("; ");
   const e = err as { message?: string; code?: string; condition?: string; description?: string };
-  return e.description ?? e.message ?? e.code ?? e.condition ?? String(err);
+  const text = e.description ?? e.message ?? e.code ?? e.condition ?? String(err);
+  // rhea's SASL failure reads "Failed to authenticate: 1" (the SASL outcome code): say what to do.
+  if (e.condition === "amqp:unauthorized-access") {
+    return `authentication failed: the broker refused the user name or password; check user:password@ in the URL (${text})`;
+  }
+  return text;
 }
 
 function closeConnection(connection: Connection): Promise<void> {
