@@ -115,8 +115,11 @@ function checkFormat(options: NatsPublisherOptions): void {
 
 function preparer(
   options: NatsPublisherOptions,
-  limit: () => number | undefined,
+  serverLimit: () => number | undefined,
 ): (input: CloudEventLike, call: NatsPublishOptions | undefined) => Prepared {
+  // maxPayloadBytes when given, else the server's max_payload (read at each publish: a reconnect
+  // can reach another server).
+  const limit = (): number | undefined => options.maxPayloadBytes ?? serverLimit();
   const subjectOf = options.subject;
   // The mapping options of each mode, made once: an object spread after other members, made for
   // every event, takes V8's slow path.
@@ -134,7 +137,11 @@ function preparer(
       if (size > max) {
         throw new PosthornError(
           "PayloadTooLarge",
-          `the NATS message for event ${JSON.stringify(event.id)} is ${size} bytes (payload and headers); the limit is ${max}`,
+          `the NATS message for event ${JSON.stringify(event.id)} is ${size} bytes (payload and headers); the limit is ${max}${
+            options.maxPayloadBytes === undefined
+              ? " (the server's max_payload: raise it in the server's configuration, or send large data by reference)"
+              : " (the publisher's maxPayloadBytes)"
+          }`,
           { protocolCode: "MAX_PAYLOAD_EXCEEDED" },
         );
       }
@@ -230,7 +237,7 @@ export function natsPublisher(
   options: NatsPublisherOptions,
 ): NatsPublisher {
   checkFormat(options);
-  const prepare = preparer(options, () => options.maxPayloadBytes ?? nc.info?.max_payload);
+  const prepare = preparer(options, () => nc.info?.max_payload);
   let closed = false;
   // One promise for every close() call, so that a second call too resolves after the flush.
   let closing: Promise<void> | undefined;
@@ -499,7 +506,7 @@ export function jetStreamPublisher(
   checkTimeOption("timeoutMs", options.timeoutMs);
   checkCountOption("maxInFlight", options.maxInFlight);
   const nc = connectionOf(js);
-  const prepare = preparer(options, () => options.maxPayloadBytes ?? nc?.info?.max_payload);
+  const prepare = preparer(options, () => nc?.info?.max_payload);
   const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id, "id"));
   const maxInFlight = options.maxInFlight ?? 256;
   const inFlight = new Set<Promise<unknown>>();

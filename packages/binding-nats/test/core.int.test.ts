@@ -464,10 +464,17 @@ describe("core NATS publisher and subscriber", () => {
       new Uint8Array(maxPayload),
       "application/octet-stream",
     );
-    await expect(publisher.publish(big)).rejects.toMatchObject({ code: "PayloadTooLarge" });
+    await expect(publisher.publish(big)).rejects.toMatchObject({
+      code: "PayloadTooLarge",
+      // Which limit, and what to do about it.
+      message: expect.stringContaining(
+        `the limit is ${maxPayload} (the server's max_payload: raise it in the server's configuration`,
+      ),
+    });
     const small = natsPublisher(nc, { subject: unique("big"), maxPayloadBytes: 100 });
     await expect(small.publish(vector("typical").event)).rejects.toMatchObject({
       code: "PayloadTooLarge",
+      message: expect.stringContaining("the limit is 100 (the publisher's maxPayloadBytes)"),
     });
   });
 
