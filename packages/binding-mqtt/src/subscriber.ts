@@ -118,14 +118,20 @@ interface Route {
 interface OwedAck {
   readonly packet: PacketLike;
   send: boolean | undefined;
+  /** The connection it is owed on: {@link Dispatcher.epoch} when the message arrived. */
+  readonly epoch: number;
 }
 
 interface Dispatcher {
   readonly routes: Set<Route>;
   /** Acknowledgements owed on the current connection, in the order the messages arrived. */
   readonly owed: OwedAck[];
+  /** Counts the connections lost or dropped: an acknowledgement owed on an earlier one is void. */
+  readonly epoch: number;
   /** Sends what is settled at the head of `owed`, in arrival order. */
   flush(): void;
+  /** Drops the connection (mqtt.js reconnects), voiding every acknowledgement owed on it. */
+  drop(): void;
 }
 
 /** The mqtt.js internals the subscriber acknowledges through (not in its public types). */
@@ -177,17 +183,30 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   };
   // What was owed on a lost connection can never be sent on the next one (the packet identifiers
   // belong to the old one); a persistent session resends those messages instead.
-  client.on("close", () => {
+  const lose = () => {
     owed.length = 0;
-  });
-  const flush = () => {
-    while (owed.length > 0 && (owed[0] as OwedAck).send !== undefined) {
-      const head = owed.shift() as OwedAck;
-      // Never queued for a later connection: mqtt.js would send it there, with a stale identifier.
-      if (head.send && client.connected) sendAck(client, head.packet);
-    }
+    made.epoch++;
   };
-  dispatcher = { routes, owed, flush };
+  client.on("close", lose);
+  const made = {
+    routes,
+    owed,
+    epoch: 0,
+    flush: () => {
+      while (owed.length > 0 && (owed[0] as OwedAck).send !== undefined) {
+        const head = owed.shift() as OwedAck;
+        // Never queued for a later connection: mqtt.js would send it there, with a stale identifier.
+        if (head.send && client.connected) sendAck(client, head.packet);
+      }
+    },
+    drop: () => {
+      // Voided now, not at the 'close' event: an accept() in between would resolve on an
+      // acknowledgement written to a destroyed socket.
+      lose();
+      (client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+    },
+  };
+  dispatcher = made;
   dispatchers.set(client, dispatcher);
   return dispatcher;
 }
@@ -515,7 +534,9 @@ export async function mqttSubscriber<T = unknown>(
             : "the connection was lost before settlement; without a persistent session the broker dropped the message",
       );
     let delivery: Delivery<T>;
-    const owed: OwedAck = { packet, send: undefined };
+    const owed: OwedAck = { packet, send: undefined, epoch: dispatcher.epoch };
+    // The connection it arrived on was lost or dropped (release()), maybe before 'close'.
+    const lost = () => owed.epoch !== dispatcher.epoch;
     dispatcher.owed.push(owed);
     // MQTT 5 4.6: acknowledgements go out in the order the messages arrived, so one settled
     // ahead of an earlier one waits for it.
@@ -524,9 +545,9 @@ export async function mqttSubscriber<T = unknown>(
       dispatcher.flush();
     };
     const ack = () => {
-      if (!held.has(delivery)) {
+      if (!held.has(delivery) || lost()) {
         // Lost with a clean session: the broker already forgot it, so there is nothing to ack.
-        if (!sessionPersists && born !== generation) return;
+        if (!sessionPersists && (born !== generation || lost())) return;
         throw stale();
       }
       forget(delivery);
@@ -540,17 +561,18 @@ export async function mqttSubscriber<T = unknown>(
       capabilities,
       accept: ack,
       release: () => {
-        if (!held.has(delivery)) throw stale();
+        if (!held.has(delivery) || lost()) throw stale();
         forget(delivery);
-        // Deliveries settled behind this one are acknowledged before the connection goes.
+        // Acknowledgements free to go in order (settled, with nothing unsettled before them) are
+        // sent before the connection goes.
         settle(false);
         if (messageId !== undefined) released.set(messageId, deliveryCount);
         // MQTT resends unacknowledged messages only when a session resumes: drop the
         // connection (mqtt.js reconnects with the same session) instead of acknowledging.
-        (client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+        dispatcher.drop();
       },
       reject: async (reason) => {
-        if (!held.has(delivery)) throw stale();
+        if (!held.has(delivery) || lost()) throw stale();
         // Copy first, then acknowledge: a crash in between leaves the message with the broker.
         const sent = deadLetter(reason);
         ack();

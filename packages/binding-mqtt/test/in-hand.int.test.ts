@@ -138,6 +138,27 @@ describe.skipIf(!ok)("several deliveries in hand (skipped: no broker outside CI)
   });
 });
 
+describe.skipIf(!ok)("release() with several in hand (skipped: no broker outside CI)", () => {
+  it("the others of the dropped connection come again, and settling their old copies is SettlementFailed", async () => {
+    const topic = uniqueTopic("release-several");
+    const sub = await client({ ...persistent(5), reconnectPeriod: 100 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
+    for (let i = 0; i < 3; i++) await publisher.publish(event(i));
+    const it = subscriber[Symbol.asyncIterator]();
+    const [a, b, c] = [await next(it), await next(it), await next(it)];
+    await c.accept(); // waits behind b, so it is not sent before the drop
+    await a.release();
+    // b's connection is gone: its acknowledgement could only be written to a destroyed socket.
+    await expect(b.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    const again = [await next(it), await next(it), await next(it)];
+    expect(again.map((d) => d.event?.id)).toEqual(["job-0", "job-1", "job-2"]);
+    expect(again.map((d) => d.deliveryCount)).toEqual([2, 1, 1]);
+    for (const d of again) await d.accept();
+  });
+});
+
 // Mosquitto does not show the order acknowledgements arrive in: here a real broker (aedes, in
 // process) gets the subscriber's connection, and the test reads the PUBACKs it sends.
 it("acknowledgements go out in the order the messages arrived, whatever order they are settled in", async () => {
