@@ -122,6 +122,19 @@ export async function bridgeCommand(
       await consume(
         subscriber,
         async (delivery) => {
+          if (count !== undefined) {
+            // No more publishes in flight than events still to move: --count 2 moved all 5
+            // events waiting upstream.
+            while (inFlight.size > 0 && stats.moved + inFlight.size >= count) {
+              await Promise.race(inFlight);
+            }
+            if (stats.moved >= count && delivery.capabilities.release !== "none") {
+              // Taken from upstream after the count was reached: give it back, unmoved.
+              await delivery.release().catch(() => undefined);
+              stop.abort();
+              return;
+            }
+          }
           // Ctrl-C ends the publishes still waiting, so their deliveries are released now
           // rather than left to the upstream connection's end (or lost with the process).
           const task: Promise<void> = bridgeOne(

@@ -92,6 +92,8 @@ export async function consume(
   });
   try {
     while (limits.count === undefined || handled < limits.count) {
+      // A delivery already buffered would win the race below against a stop already made.
+      if (limits.signal?.aborted) break;
       const next = await Promise.race([iterator.next(), stop]);
       if (next === "stop" || next.done) break;
       await handle(next.value);

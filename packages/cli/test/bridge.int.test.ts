@@ -1,0 +1,66 @@
+import { brokerUrl, requireBroker, startKafkaBroker } from "@posthorn/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli, unique } from "./run-cli.js";
+
+const amqpOk = await requireBroker("amqp");
+const amqpBase = (brokerUrl("amqp") ?? "").replace(/\/+$/, "");
+
+// Kafka: KAFKA_BROKERS when set, else the testkit broker in this process.
+let kafkaBrokers = process.env.KAFKA_BROKERS ?? "";
+let stopKafka: (() => Promise<void>) | undefined;
+beforeAll(async () => {
+  if (!kafkaBrokers) {
+    const broker = await startKafkaBroker({ log: () => undefined });
+    kafkaBrokers = broker.brokers.join(",");
+    stopKafka = () => broker.stop();
+  }
+});
+afterAll(async () => {
+  await stopKafka?.();
+});
+
+function events(ids: string[]): string {
+  return ids
+    .map((id) => JSON.stringify({ specversion: "1.0", id, source: "/s", type: "t" }))
+    .join("\n");
+}
+
+describe.skipIf(!amqpOk)("bridge --count (skipped: no broker outside CI)", () => {
+  it("moves exactly n of the events waiting upstream and leaves the rest there", {
+    timeout: 60_000,
+  }, async () => {
+    const queue = `${amqpBase}/queue/${unique("posthorn-cli-count")}`;
+    const topic = unique("posthorn-cli-count");
+    const sent = await runCli(["send", queue], { stdin: events(["1", "2", "3", "4", "5"]) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const r = await runCli([
+      "bridge",
+      queue,
+      `kafka://${kafkaBrokers}/${topic}`,
+      "--count",
+      "2",
+      "--json",
+      "--timeout",
+      "30000",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    // Before: {"moved":5,...}, every event waiting was moved.
+    expect(JSON.parse(r.stdout)).toMatchObject({ moved: 2, lost: 0, rejected: 0 });
+    const downstream = await runCli([
+      "receive",
+      `kafka://${kafkaBrokers}/${topic}?from=earliest`,
+      "--count",
+      "3",
+      "--timeout",
+      "5000",
+    ]);
+    expect(downstream.stdout.trim().split("\n")).toHaveLength(2);
+    const left = await runCli(["receive", queue, "--count", "3", "--timeout", "20000"]);
+    expect(left.code, left.stderr).toBe(0);
+    const ids = left.stdout
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { id: string }).id);
+    expect(ids.sort()).toEqual(["3", "4", "5"]);
+  });
+});
