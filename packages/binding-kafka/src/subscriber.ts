@@ -38,7 +38,7 @@ export const DEAD_LETTER_HEADERS = Object.freeze({
 
 /** Options for {@link kafkaSubscriber}. */
 export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
-  /** Topics (or patterns) to subscribe to. */
+  /** Topics (or patterns) to subscribe to: at least one (`NotSupported` otherwise). */
   topics: readonly (string | RegExp)[];
   /**
    * Where a group without committed offsets starts: the earliest record (`true`) or new records
@@ -227,7 +227,8 @@ class PartitionTrack {
  *
  * @param consumer - a connected consumer that is not running yet
  * @param options - topics, dead-letter topic and producer, decoding options
- * @throws {@link PosthornError} `NotSupported` for a dead-letter topic without a producer, a
+ * @throws {@link PosthornError} `NotSupported` for `topics` that is not a non-empty array of
+ *   topic names and patterns, an empty `deadLetterTopic`, a dead-letter topic without a producer, a
  *   `maxInFlight` or `partitionsConsumedConcurrently` that is not a whole number of 1 or more
  *   (`maxInFlight` may be `Infinity`), a `commitIntervalMs` outside 0 to `MAX_TIMER_MS`, a
  *   `drainTimeoutMs` that is not a number of 0 or more, or a decoding limit that is not a whole
@@ -289,6 +290,30 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   readonly #startRemovers: Array<() => void> = [];
 
   constructor(consumer: KafkaConsumerLike, options: KafkaSubscriberOptions) {
+    // kafkajs subscribes to an empty list, and to each letter of a string spread into one, and
+    // the subscriber then waits for records that never come.
+    const topics = options.topics as unknown;
+    if (
+      !Array.isArray(topics) ||
+      topics.length === 0 ||
+      !topics.every((t) => (typeof t === "string" && t.length > 0) || t instanceof RegExp)
+    ) {
+      throw new PosthornError(
+        "NotSupported",
+        `topics must be a non-empty array of topic names or RegExp patterns, got ${shownTopics(topics)}`,
+        { attribute: "topics" },
+      );
+    }
+    if (
+      options.deadLetterTopic !== undefined &&
+      (typeof options.deadLetterTopic !== "string" || options.deadLetterTopic.length === 0)
+    ) {
+      throw new PosthornError(
+        "NotSupported",
+        `deadLetterTopic must be a topic name, got ${shownTopics(options.deadLetterTopic)}`,
+        { attribute: "deadLetterTopic" },
+      );
+    }
     if (options.deadLetterTopic !== undefined && options.producer === undefined) {
       throw new PosthornError(
         "NotSupported",
@@ -734,6 +759,17 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     } catch (err) {
       throw fromKafkaError(err, "stopping the Kafka consumer");
     }
+  }
+}
+
+/** A topics option as an error message shows it. */
+function shownTopics(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(shownTopics).join(", ")}]`;
+  if (value instanceof RegExp) return String(value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return typeof value;
   }
 }
 

@@ -108,6 +108,11 @@ describe.skipIf(!ok)(
         [{ maxValueBytes: -1 }, "maxValueBytes", "-1"],
         [{ maxHeaders: 1.5 }, "maxHeaders", "1.5"],
         [{ json: { maxDepth: NaN_ } }, "json.maxDepth", "NaN"],
+        // kafkajs subscribed to nothing, or to "o", "r", "d", ..., and no record ever came.
+        [{ topics: [] }, "topics", "[]"],
+        [{ topics: "orders" }, "topics", '"orders"'],
+        [{ topics: ["orders", ""] }, "topics", '["orders", ""]'],
+        [{ deadLetterTopic: "", producer: { send: async () => [] } }, "deadLetterTopic", '""'],
       ];
       for (const [options, option, shown] of cases) {
         expect(() => kafkaSubscriber(consumer, { topics, ...options })).toThrow(
