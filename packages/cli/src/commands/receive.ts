@@ -20,7 +20,8 @@ on stdout, then accepts it (so the output pipes into jq, a file, or posthorn sen
 For http:// and ws:// it listens on the URL's host, port and path.
 
 Options:
-  --count <n>        stop after n events (default: run until --timeout or Ctrl-C)
+  --count <n>        stop after n events (default: run until --timeout or Ctrl-C);
+                     messages that are not CloudEvents do not count
   --timeout <ms>     stop after this long; with --count, fewer than n events is a failure
   --json             print one JSON object per delivery instead:
                      {"event":{...},"deliveryCount":1,"contentType":"...","properties":{...}}
@@ -74,13 +75,13 @@ export function deliveryRecord(delivery: Delivery): Record<string, unknown> {
 
 /**
  * Pulls deliveries until `count` (when given), the deadline (when given) or the signal.
- * Calls `handle` on each in order.
+ * Calls `handle` on each in order; a delivery for which it returns `false` does not count.
  *
- * @returns how many were handled
+ * @returns how many were handled and counted
  */
 export async function consume(
   subscriber: Subscriber,
-  handle: (delivery: Delivery) => Promise<void>,
+  handle: (delivery: Delivery) => Promise<unknown>,
   limits: { count?: number | undefined; timeoutMs?: number | undefined; signal?: AbortSignal },
 ): Promise<number> {
   const iterator = subscriber[Symbol.asyncIterator]();
@@ -96,8 +97,7 @@ export async function consume(
       if (limits.signal?.aborted) break;
       const next = await Promise.race([iterator.next(), stop]);
       if (next === "stop" || next.done) break;
-      await handle(next.value);
-      handled++;
+      if ((await handle(next.value)) !== false) handled++;
     }
   } finally {
     if (timer) clearTimeout(timer);
@@ -132,8 +132,10 @@ export async function receiveCommand(
         }
         if (delivery.event) {
           await delivery.accept();
-          return;
+          return true;
         }
+        // --count counts events: a message that is not one is reported and settled, and the
+        // command goes on waiting (it ended, exit 0, having printed no event).
         const why = delivery.error
           ? `${delivery.error.code}: ${delivery.error.message}`
           : "not a CloudEvent";
@@ -146,6 +148,7 @@ export async function receiveCommand(
           note(io, `accepting (dropping) a message that is not a valid CloudEvent (${why})`);
           await delivery.accept();
         }
+        return false;
       },
       { count, timeoutMs, ...(signal ? { signal } : {}) },
     );
