@@ -33,6 +33,8 @@ export interface MqttSubscriberOptions extends MqttLimits {
   /**
    * Subscribe as one of a group of competing consumers: the filter becomes
    * `$share/<group>/<topic>` (MQTT 5 shared subscriptions; Mosquitto also accepts them at 3.1.1).
+   * A share name: one character or more, without `/`, `+` or `#` (anything else, `""` included,
+   * is refused with `NotSupported` before subscribing).
    */
   group?: string;
   /**
@@ -248,6 +250,22 @@ export function topicMatcher(filter: string): (topic: string) => boolean {
   };
 }
 
+/**
+ * MQTT 5 4.8.2: a share name is at least one character and holds no `/`, `+` or `#`. A `/` moved
+ * the rest of the name into the topic filter, so the broker granted a subscription to another
+ * topic and nothing arrived; `""` subscribed without sharing; `+` and `#` came back from mqtt.js
+ * as an invalid topic (`PublishRejected`), not as the option the caller got wrong.
+ */
+function checkGroup(group: string | undefined): void {
+  if (group === undefined) return;
+  if (typeof group === "string" && group.length > 0 && !/[/+#]/.test(group)) return;
+  throw new PosthornErrorClass(
+    "NotSupported",
+    `group must be a non-empty share name without "/", "+" or "#" (MQTT 5 4.8.2), got ${JSON.stringify(group)}`,
+    { attribute: "group" },
+  );
+}
+
 /** The longest UTF-8 string an MQTT packet can carry (MQTT 5 1.5.4), in bytes. */
 const MAX_MQTT_STRING_BYTES = 65_535;
 
@@ -341,8 +359,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first;
  *   `NotSupported`, before subscribing, for a `drainTimeoutMs` that is not a number of 0 or more,
  *   a `maxPending` that is not a whole number of 1 or more, or a `maxPayloadBytes`,
- *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more, or a `qos` or
- *   `deadLetterQos` other than 0, 1 or 2
+ *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more, a `qos` or
+ *   `deadLetterQos` other than 0, 1 or 2, or a `group` that is not a share name (empty, or with
+ *   `/`, `+` or `#`)
  * @example
  * ```ts
  * const sub = await mqttSubscriber(client, { topic: "orders", group: "billing", formats: [json] });
@@ -365,6 +384,7 @@ export async function mqttSubscriber<T = unknown>(
   // such a QoS only when reject() is called.
   checkChoiceOption("qos", options.qos, MQTT_QOS_LEVELS);
   checkChoiceOption("deadLetterQos", options.deadLetterQos, MQTT_QOS_LEVELS);
+  checkGroup(options.group);
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;

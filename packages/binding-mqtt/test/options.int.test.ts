@@ -135,4 +135,27 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
       );
     }
   });
+
+  it("mqttSubscriber refuses a group that is not a share name, naming the option", async () => {
+    const topic = uniqueTopic("group");
+    // "eu/billing" subscribed to $share/eu/billing/<topic>: group "eu", another topic, and nothing
+    // arrived; "" subscribed without sharing; "a+b" and "#" were an invalid-topic PublishRejected.
+    for (const group of ["eu/billing", "", "a+b", "#"]) {
+      await expect(mqttSubscriber(client, { topic, group, formats: [json] })).rejects.toMatchObject(
+        {
+          name: "PosthornError",
+          code: "NotSupported",
+          attribute: "group",
+          message: expect.stringContaining(JSON.stringify(group)),
+        },
+      );
+    }
+    const subscriber = await mqttSubscriber(client, {
+      topic,
+      group: "billing-eu",
+      formats: [json],
+    });
+    expect(subscriber.filter).toBe(`$share/billing-eu/${topic}`);
+    await subscriber.close();
+  });
 });
