@@ -77,6 +77,16 @@ export function translateNatsError(err: unknown, operation: NatsOperation): Post
   if (operation === "settle") {
     return new PosthornError("SettlementFailed", `NATS settlement failed: ${message}`, options);
   }
+  if (
+    operation === "subscribe" &&
+    (name === "InvalidSubjectError" || code === "BAD_SUBJECT" || /illegal subject/i.test(message))
+  ) {
+    // The subject the caller gave cannot be subscribed to: an option refused, not a publish.
+    return new PosthornError("NotSupported", `NATS subscribe failed: ${message}`, {
+      ...options,
+      attribute: "subject",
+    });
+  }
   let found =
     (code !== undefined ? BY_CODE[code] : undefined) ?? (name ? BY_NAME[name] : undefined);
   if (!found && /max_payload/i.test(message)) found = { code: "PayloadTooLarge" };

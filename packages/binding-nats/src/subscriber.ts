@@ -135,7 +135,8 @@ function checkDecodeLimits(options: NatsDecodeOptions): void {
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
  * @throws {@link PosthornError} `NotSupported` when `maxPending` is not a whole number of 1 or more
- *   (or `Infinity`), or a decoding limit not a whole number of 0 or more; `ConnectionFailed`
+ *   (or `Infinity`), a decoding limit not a whole number of 0 or more, or a `subject` nats.js
+ *   refuses (empty, or holding white space; `attribute` is `subject`); `ConnectionFailed`
  *   (or the code of the client's error) when subscribing fails; a flush that fails rejects
  *   `ready` (and ends iteration) with the translated error instead
  * @example

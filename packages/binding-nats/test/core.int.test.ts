@@ -100,6 +100,21 @@ describeBindingConformance({
 });
 
 describe("core NATS publisher and subscriber", () => {
+  it("refuses a subject nats.js cannot subscribe to with NotSupported naming it (it was PublishRejected)", () => {
+    for (const subject of ["a b", ""]) {
+      let thrown: unknown;
+      try {
+        natsSubscriber(nc, { subject });
+      } catch (err) {
+        thrown = err;
+      }
+      expect({ subject, thrown }).toMatchObject({
+        subject,
+        thrown: { code: "NotSupported", attribute: "subject", retryable: false },
+      });
+    }
+  });
+
   it("is at-most-once: accept() is a no-op, release() and reject() are NotSupported", async () => {
     const subject = unique("caps");
     const subscriber = natsSubscriber(nc, { subject });
