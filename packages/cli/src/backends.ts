@@ -96,9 +96,12 @@ export async function findBackends(options: BackendOptions): Promise<Backends> {
   /** Whether a broker answers at `base`; when not, it is left out, pointing to `variable`. */
   const answers = async (label: string, base: string, port: number, variable: string) => {
     if (await reachable(base, port)) return true;
+    // "(set AMQP_URL)" told a user who had set it to set it.
     unavailable.push({
       label,
-      reason: `nothing answers at ${hidePassword(base)} (set ${variable})`,
+      reason: env[variable]
+        ? `nothing answers at ${hidePassword(base)} (${variable}): is the broker running there?`
+        : `nothing answers at ${hidePassword(base)} (set ${variable} to use a broker elsewhere)`,
       requested: Boolean(env[variable]) || named(label),
     });
     return false;

@@ -6,13 +6,16 @@ import { runCli } from "../src/main.js";
 // Counts on the command line and in endpoint URLs are whole numbers, refused before anything
 // connects (every URL here points at port 1, where nothing listens).
 
-async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
+async function run(
+  argv: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stderr: string }> {
   const stderr = new PassThrough();
   let text = "";
   stderr.on("data", (chunk: Buffer) => {
     text += chunk.toString();
   });
-  const io = { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env: {} };
+  const io = { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env };
   const code = await runCli(argv, io);
   return { code, stderr: text };
 }
@@ -71,4 +74,15 @@ describe("--only", () => {
       expect(empty.stderr).toContain("--only needs transports");
     },
   );
+});
+
+describe("a broker variable that points at nothing", () => {
+  it("is named as the user's own setting, not as one to set", async () => {
+    const r = await run(["demo", "--only", "amqp"], { AMQP_URL: "amqp://127.0.0.1:1" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "amqp was asked for and left out: nothing answers at amqp://127.0.0.1:1 (AMQP_URL): is the broker running there?",
+    );
+    expect(r.stderr).not.toContain("set AMQP_URL");
+  });
 });
