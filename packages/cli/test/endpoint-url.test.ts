@@ -72,6 +72,19 @@ describe("a # in an endpoint URL", () => {
   });
 });
 
+describe("mqtt version=", () => {
+  it("takes 5, 3.1.1 and its protocol level 4, and refuses 3 (MQTT 3.1, another protocol)", async () => {
+    expect((await openEndpoint("mqtt://h/t?version=4")).mode).toBe("structured");
+    expect((await openEndpoint("mqtt://h/t?version=5")).mode).toBe("binary");
+    for (const v of ["3", "3.1", "6"]) {
+      await expect(openEndpoint(`mqtt://h/t?version=${v}`), v).rejects.toMatchObject({
+        code: "MalformedInput",
+        message: expect.stringContaining(`version="${v}" is not an MQTT version`),
+      });
+    }
+  });
+});
+
 describe("openEndpoint (no connection)", () => {
   it("chooses each transport's default mode and checks combinations before connecting", async () => {
     expect((await openEndpoint("mqtt://h/t?version=3.1.1")).mode).toBe("structured");

@@ -15,10 +15,12 @@ import {
 function version(url: ParsedEndpointUrl): 4 | 5 {
   const v = url.params.get("version") ?? "5";
   if (v === "5") return 5;
-  if (v === "3.1.1" || v === "4" || v === "3") return 4;
+  // 4 is 3.1.1's protocol level. "3" was taken as 3.1.1 too, but MQTT 3.1 (level 3) is another
+  // protocol that mqtt.js speaks and this binding does not.
+  if (v === "3.1.1" || v === "4") return 4;
   throw new PosthornError(
     "MalformedInput",
-    `${url.display}: version="${v}" is not an MQTT version (5 or 3.1.1)`,
+    `${url.display}: version="${v}" is not an MQTT version this binding speaks (5, or 3.1.1 also written 4)`,
   );
 }
 
