@@ -85,6 +85,16 @@ describe("mqtt version=", () => {
   });
 });
 
+describe("receiving over https", () => {
+  it("says what a user of the command can do, not only the option of code", async () => {
+    const endpoint = await openEndpoint("https://127.0.0.1:1/events");
+    await expect(endpoint.createSubscriber()).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringContaining("receive on http:// behind a TLS proxy"),
+    });
+  });
+});
+
 describe("openEndpoint (no connection)", () => {
   it("chooses each transport's default mode and checks combinations before connecting", async () => {
     expect((await openEndpoint("mqtt://h/t?version=3.1.1")).mode).toBe("structured");

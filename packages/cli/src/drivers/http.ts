@@ -98,7 +98,7 @@ export const driver: EndpointDriver = {
       if (!tls?.cert || !tls.key) {
         throw new PosthornError(
           "NotSupported",
-          `${url.display}: receiving over https needs a certificate and key (options.tls.cert and .key)`,
+          `${url.display}: receiving over https needs a certificate and key: give createSubscriber options.tls.cert and .key (the posthorn command has no option for them: receive on http:// behind a TLS proxy)`,
         );
       }
       server = createHttpsServer(
