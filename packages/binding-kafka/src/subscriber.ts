@@ -578,6 +578,13 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       },
       reject: async (reason) => {
         this.#checkOpen("reject");
+        if (track.dropped) {
+          // The partition moved to another member in a rebalance, which gets this record from
+          // the last commit and settles it there: a dead-letter copy written here would be a
+          // second outcome for one record.
+          settle();
+          return;
+        }
         try {
           await this.#deadLetter(record, topic, partition, deliveryCount, reason);
         } catch (err) {

@@ -270,6 +270,45 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
     expect(end.done).toBe(true);
   });
 
+  it("reject() of a record whose partition a rebalance moved away writes no dead-letter copy: the new owner gets the record", {
+    timeout: 60_000,
+  }, async () => {
+    // Before, the copy was written and the new owner got the record too: two outcomes for one.
+    const topic = env.topicName("moved");
+    await env.createTopic(topic, 2);
+    const deadLetterTopic = env.topicName("moved-dlq");
+    await env.createTopic(deadLetterTopic, 1);
+    const producer = await env.producer({ idempotent: true });
+    const publisher = kafkaPublisher(producer, { topic });
+    const first = events(2, "m");
+    for (const [p, e] of first.entries()) await publisher.publish(e, { partition: p });
+    const groupId = env.topicName("group");
+    const a = await subscribe(topic, groupId, { deadLetterTopic, producer });
+    const held = await take(a, 2);
+    const partitionOf = (d: Delivery | undefined) => Number(d?.message.metadata?.partition);
+    // A second member joins: the group gives it one of the two partitions.
+    const b = await subscribe(topic, groupId, { deadLetterTopic, producer });
+    const [moved] = await take(b, 1, 20_000);
+    const lost = partitionOf(moved);
+    const stay = held.find((d) => partitionOf(d) !== lost);
+    const gone = held.find((d) => partitionOf(d) === lost);
+    expect(idOf(moved as Delivery)).toBe(idOf(gone as Delivery));
+    // A learns of the loss at its next batch: a record on the partition it kept.
+    await publisher.publish(events(1, "n")[0] as CloudEvent, { partition: 1 - lost });
+    const [next] = await take(a, 1, 20_000);
+    expect(partitionOf(next)).toBe(1 - lost);
+    await gone?.reject("poison");
+    await stay?.reject("poison");
+    await next?.accept();
+    await moved?.accept();
+    await Promise.all([a.close(), b.close()]);
+    // Only the record of the partition A kept was dead-lettered.
+    const dlq = await subscribe(deadLetterTopic, env.topicName("dlq-reader"));
+    const dead = await takeFor(dlq, 3000);
+    expect(dead.map(idOf)).toEqual([idOf(stay as Delivery)]);
+    await dlq.close();
+  });
+
   it("two group members split 1,000 events across partitions and none is lost", {
     timeout: 60_000,
   }, async () => {
