@@ -104,6 +104,32 @@ interface ClientState {
   readonly pending: Set<(err?: Error) => void>;
   /** The connection closed and the client does not reconnect by itself (`reconnectPeriod: 0`). */
   stranded: boolean;
+  /** QoS 1/2 messages handed to mqtt.js and not yet called back (the send quota in use). */
+  inFlight: number;
+  /** QoS 1/2 sends waiting for the quota; each returns whether it took its slot. */
+  readonly waiting: Array<() => boolean>;
+}
+
+/**
+ * The server's Receive Maximum (MQTT 5 3.2.2.3.3, from its CONNACK; 65,535 when it names none):
+ * how many QoS 1/2 PUBLISHes the client may have unacknowledged (MQTT 5 4.9). mqtt.js keeps the
+ * CONNACK's properties but does not count against it. MQTT 3.1.1 has no such limit.
+ */
+function sendQuota(client: MqttClient): number {
+  if (client.options.protocolVersion !== 5) return Number.POSITIVE_INFINITY;
+  const max = (client as unknown as { _serverProperties?: { receiveMaximum?: unknown } })
+    ._serverProperties?.receiveMaximum;
+  return typeof max === "number" && max > 0 ? max : 65_535;
+}
+
+/** Hands waiting QoS 1/2 sends to mqtt.js while the client's send quota allows. */
+function pump(client: MqttClient, state: ClientState): void {
+  const quota = sendQuota(client);
+  while (state.waiting.length > 0 && state.inFlight < quota) {
+    const next = state.waiting.shift() as () => boolean;
+    state.inFlight++;
+    if (!next()) state.inFlight--;
+  }
 }
 
 const clientStates = new WeakMap<MqttClient, ClientState>();
@@ -118,12 +144,14 @@ const clientStates = new WeakMap<MqttClient, ClientState>();
 function stateOf(client: MqttClient): ClientState {
   const known = clientStates.get(client);
   if (known !== undefined) return known;
-  const state: ClientState = { pending: new Set(), stranded: false };
+  const state: ClientState = { pending: new Set(), stranded: false, inFlight: 0, waiting: [] };
   clientStates.set(client, state);
   const failAll = (err: Error) => {
     if (state.pending.size === 0) return;
     const abandoned = [...state.pending];
     state.pending.clear();
+    // Every waiting send belongs to one of these: failed, it takes no slot.
+    state.waiting.length = 0;
     for (const done of abandoned) done(err);
   };
   client.on("end", () => failAll(ENDED));
@@ -134,6 +162,8 @@ function stateOf(client: MqttClient): ClientState {
   });
   client.on("connect", () => {
     state.stranded = false;
+    // A new CONNACK may allow more.
+    pump(client, state);
   });
   return state;
 }
@@ -173,6 +203,9 @@ function checkRetainable(message: MqttMessage): void {
  * While the client is not connected, mqtt.js keeps what is published and sends it once it has
  * reconnected; at most `maxQueued` of this publisher's messages, past which `publish()` fails at
  * once with `PublishRejected` (retryable).
+ *
+ * At MQTT 5 the publishers of a client keep at most the server's Receive Maximum of QoS 1/2
+ * messages unacknowledged (MQTT 5 4.9); the rest wait in order for acknowledgements.
  *
  * @param client - a connected (or connecting) mqtt.js `MqttClient`
  * @param options - topic, QoS, mode, format, retain, limits
@@ -263,21 +296,40 @@ export function mqttPublisher(
     messages++;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
+      let slot = false;
       const done = (err?: Error): void => {
         // Once: the 'end' listener may fail a publish that mqtt.js calls back later after all.
         if (settled) return;
         settled = true;
         pending.delete(done);
+        if (slot) {
+          state.inFlight--;
+          pump(client, state);
+        }
         messages--;
         settledOne();
         if (err) reject(fromMqttError(err, `publish to ${topic}`));
         else resolve();
       };
       pending.add(done);
-      try {
-        client.publish(topic, asBuffer(message.payload), publishOptions, (err) => done(err));
-      } catch (err) {
-        done(err as Error);
+      const go = (): boolean => {
+        // Failed while it waited (the client was ended): nothing to send.
+        if (settled) return false;
+        slot = publishOptions.qos !== 0;
+        try {
+          client.publish(topic, asBuffer(message.payload), publishOptions, (err) => done(err));
+        } catch (err) {
+          done(err as Error);
+        }
+        return true;
+      };
+      if (publishOptions.qos === 0) {
+        go();
+      } else {
+        // MQTT 5 4.9: no more QoS 1/2 PUBLISHes unacknowledged than the server's Receive
+        // Maximum; past it Mosquitto refuses QoS 2 ones with 0x97 Quota exceeded.
+        state.waiting.push(go);
+        pump(client, state);
       }
     });
   };
