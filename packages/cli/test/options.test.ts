@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { openEndpoint } from "../src/index.js";
@@ -84,5 +87,23 @@ describe("a broker variable that points at nothing", () => {
       "amqp was asked for and left out: nothing answers at amqp://127.0.0.1:1 (AMQP_URL): is the broker running there?",
     );
     expect(r.stderr).not.toContain("set AMQP_URL");
+  });
+});
+
+describe("send --event with options that build an event", () => {
+  it("is a usage error naming the option, instead of ignoring it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "posthorn-cli-"));
+    try {
+      const file = join(dir, "events.jsonl");
+      writeFileSync(file, '{"specversion":"1.0","id":"1","source":"/s","type":"t"}\n');
+      // Before: the file's event was sent without the extension (here: to nothing, exit 1).
+      const r = await run(["send", "http://127.0.0.1:1/x", "--event", file, "--ext", "tenant=a"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        "--ext builds an event from options and does not apply to --event",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

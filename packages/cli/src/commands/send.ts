@@ -26,6 +26,7 @@ Options:
   --data <text>         event data; JSON text is sent as JSON, anything else as text
   --datacontenttype <t> media type of --data
   --ext <name=value>    an extension attribute (repeatable)
+                        (these build one event; with --event they are a usage error)
   --concurrency <n>     publishes in flight at once, outside batch mode (default 16)
   --timeout <ms>        connection and acknowledgement timeout (default 10000)
   --json                print a JSON summary on stdout
@@ -55,8 +56,25 @@ const OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
+const BUILD_OPTIONS = [
+  "type",
+  "source",
+  "id",
+  "subject",
+  "data",
+  "datacontenttype",
+  "ext",
+] as const;
+
 async function loadEvents(values: Record<string, unknown>, io: CommandIo): Promise<CloudEvent[]> {
   const file = values.event as string | undefined;
+  const building = BUILD_OPTIONS.filter((name) => values[name] !== undefined);
+  if (file !== undefined && building.length > 0) {
+    // They were ignored: --event f.json --ext tenant=a sent the file's events without the extension.
+    throw new UsageError(
+      `--${building[0]} builds an event from options and does not apply to --event: give one or the other`,
+    );
+  }
   if (file === "-")
     return parseEventsText(await readAll(io.stdin as AsyncIterable<Uint8Array>), "stdin");
   if (file !== undefined) {
