@@ -62,8 +62,21 @@ export function toKafkaRecord(
 function recordKey(event: CloudEvent, options: KafkaEncodeOptions): Uint8Array | string | null {
   // Kafka binding 3.1: the caller's key by default; a key mapper only when the caller opts in.
   const mapped = options.keyMapper?.(event);
-  if (mapped !== undefined) return mapped;
-  return options.key ?? null;
+  if (mapped !== undefined) return checkedKey(mapped, "the keyMapper returned");
+  return options.key === undefined ? null : checkedKey(options.key, "the key given is");
+}
+
+/**
+ * A record key as Kafka takes one: a string, bytes or `null`. JavaScript callers can hand over
+ * anything; a number failed later inside the client with Node's own wording.
+ */
+function checkedKey(key: unknown, what: string): Uint8Array | string | null {
+  if (key === null || typeof key === "string" || key instanceof Uint8Array) return key;
+  throw new PosthornError(
+    "NotSupported",
+    `${what} a ${typeof key}: a Kafka record key is a string, bytes (Uint8Array) or null; convert it, e.g. with String()`,
+    { attribute: "key" },
+  );
 }
 
 function structured(

@@ -65,6 +65,42 @@ describe.skipIf(!ok)(
       }
     });
 
+    it("kafkaPublisher refuses a topic that names none, made or per call, and a key that is not a string, bytes or null", async () => {
+      // kafkajs took "" and every publish failed with the broker's "Invalid topic".
+      expect(() => kafkaPublisher(producer, { topic: "" })).toThrow(refused("topic", '""'));
+      expect(() => kafkaPublisher(producer, { topic: 7 as never })).toThrow(refused("topic", "7"));
+      const sends: unknown[] = [];
+      const counting = {
+        send: (record: Parameters<Producer["send"]>[0]) => {
+          sends.push(record);
+          return producer.send(record);
+        },
+      };
+      const topic = env.topicName("opts-topic");
+      const event = new CloudEvent({ specversion: "1.0", id: "k", source: "/o", type: "t" });
+      const publisher = kafkaPublisher(counting, { topic });
+      await expect(publisher.publish(event, { topic: "" })).rejects.toEqual(refused("topic", '""'));
+      // A key mapper returning a number failed inside the client with Node's own wording
+      // ('The "string" argument must be of type string...') as PublishRejected.
+      const mapped = kafkaPublisher(counting, { topic, keyMapper: () => 42 as never });
+      await expect(mapped.publish(event)).rejects.toMatchObject({
+        code: "NotSupported",
+        attribute: "key",
+        message: expect.stringMatching(/^the keyMapper returned a number: a Kafka record key is/),
+      });
+      await expect(publisher.publish(event, { key: 42 as never })).rejects.toMatchObject({
+        code: "NotSupported",
+        attribute: "key",
+      });
+      expect(sends).toEqual([]);
+      // What a key may be still goes out.
+      for (const key of ["k", new Uint8Array([1, 2]), null]) {
+        await expect(publisher.publish(event, { key })).resolves.toBeUndefined();
+      }
+      expect(sends).toHaveLength(3);
+      await publisher.close();
+    });
+
     it("a timeoutMs of 0 fails the publish with Timeout and sends nothing", async () => {
       const topic = env.topicName("opts-zero");
       const sends: unknown[] = [];
