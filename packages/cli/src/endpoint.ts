@@ -219,7 +219,10 @@ function connectError(display: string, what: string, err: unknown): PosthornErro
     (err as { name?: unknown })?.name === "PosthornError" && typeof code === "string"
       ? (code as PosthornError["code"])
       : "ConnectionFailed";
-  return new PosthornError(posthornCode, `cannot ${what} ${display}: ${describeError(err)}`, {
+  // A driver's own errors already start with the URL: do not print it twice.
+  const cause = describeError(err);
+  const why = cause.startsWith(`${display}: `) ? cause.slice(display.length + 2) : cause;
+  return new PosthornError(posthornCode, `cannot ${what} ${display}: ${why}`, {
     cause: err,
   });
 }

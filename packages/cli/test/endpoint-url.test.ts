@@ -92,6 +92,12 @@ describe("receiving over https", () => {
       code: "NotSupported",
       message: expect.stringContaining("receive on http:// behind a TLS proxy"),
     });
+    // The URL once: "cannot receive from <url>: <url>: receiving over https ..." before.
+    await expect(endpoint.createSubscriber()).rejects.toMatchObject({
+      message: expect.stringMatching(
+        /^cannot receive from https:\/\/127\.0\.0\.1:1\/events: receiving over https/,
+      ),
+    });
   });
 });
 
