@@ -16,6 +16,10 @@ const onSignal = (signal: NodeJS.Signals) => {
 process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);
 
+// A reader that goes away (receive | head -1) makes writes fail with EPIPE: the command sees it
+// as a failed write and stops; without a listener the stream's error event crashed the process.
+process.stdout.on("error", () => controller.abort());
+
 const io = {
   stdout: process.stdout,
   stderr: process.stderr,

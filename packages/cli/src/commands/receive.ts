@@ -1,4 +1,4 @@
-import { type Delivery, type Subscriber, utf8Decode } from "@posthorn/core";
+import { type Delivery, PosthornError, type Subscriber, utf8Decode } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   type CommandIo,
@@ -105,6 +105,27 @@ export async function consume(
   return handled;
 }
 
+/**
+ * Writes a delivery's line and waits until the stream took it, so that a delivery is settled
+ * only once printed. When the output is gone (`receive | head -1` after head exits), the delivery
+ * is released where the transport can redeliver and the command stops with `Closed`: it crashed
+ * on EPIPE with a stack trace, having accepted events nobody read.
+ */
+async function printThenSettle(io: CommandIo, line: string, delivery: Delivery): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      io.stdout.write(line, (err) => (err ? reject(err) : resolve()));
+    });
+  } catch (err) {
+    if (delivery.capabilities.release !== "none") await delivery.release().catch(() => undefined);
+    throw new PosthornError(
+      "Closed",
+      `stdout was closed (${(err as { code?: string }).code ?? describeError(err)}): stopped; the delivery being printed was ${delivery.capabilities.release !== "none" ? "released for redelivery" : "not accepted"}`,
+      { cause: err },
+    );
+  }
+}
+
 /** Runs `posthorn receive`. */
 export async function receiveCommand(
   argv: readonly string[],
@@ -125,11 +146,10 @@ export async function receiveCommand(
     handled = await consume(
       subscriber,
       async (delivery) => {
-        if (values.json) {
-          io.stdout.write(`${JSON.stringify(deliveryRecord(delivery))}\n`);
-        } else if (delivery.event) {
-          io.stdout.write(`${utf8Decode(json.encode(delivery.event))}\n`);
-        }
+        const line = values.json
+          ? JSON.stringify(deliveryRecord(delivery))
+          : delivery.event && utf8Decode(json.encode(delivery.event));
+        if (line) await printThenSettle(io, `${line}\n`, delivery);
         if (delivery.event) {
           await delivery.accept();
           return true;
