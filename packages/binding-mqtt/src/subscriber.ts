@@ -96,6 +96,8 @@ interface PacketLike {
   readonly properties?: {
     readonly contentType?: string;
     readonly userProperties?: Readonly<Record<string, string | string[]>>;
+    /** MQTT 5: the identifiers of the subscriptions the message matched (3.3.2.3.8). */
+    readonly subscriptionIdentifier?: number | readonly number[];
   };
 }
 
@@ -109,6 +111,8 @@ type MqttMetadata = {
 };
 
 interface Route {
+  /** The MQTT 5 Subscription Identifier its SUBSCRIBE carried, if any. */
+  readonly id: number | undefined;
   matches(topic: string): boolean;
   receive(packet: PacketLike, callback: (err?: Error) => void): void;
 }
@@ -126,6 +130,8 @@ interface OwedAck {
 
 interface Dispatcher {
   readonly routes: Set<Route>;
+  /** The Subscription Identifier for the next subscriber, or `undefined` where there are none. */
+  nextId(): number | undefined;
   /** Acknowledgements owed on the current connection, in the order the messages arrived. */
   readonly owed: OwedAck[];
   /** Counts the connections lost or dropped: an acknowledgement owed on an earlier one is void. */
@@ -174,6 +180,21 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   const target = client as unknown as { handleMessage: HandleMessage };
   const previous = target.handleMessage.bind(client);
   target.handleMessage = (packet, callback) => {
+    // MQTT 5 3.3.4: a broker may send one copy per matching subscription (Mosquitto does), each
+    // naming its subscription: the subscriber that made it takes it, not the first whose filter
+    // matches (two overlapping filters on one client gave that one both copies, the other none).
+    const ids = packet.properties?.subscriptionIdentifier;
+    if (ids !== undefined) {
+      for (const route of routes) {
+        if (
+          route.id !== undefined &&
+          (ids === route.id || (Array.isArray(ids) && ids.includes(route.id)))
+        ) {
+          route.receive(packet, callback);
+          return;
+        }
+      }
+    }
     const topic = typeof packet.topic === "string" ? packet.topic : String(packet.topic);
     for (const route of routes) {
       if (route.matches(topic)) {
@@ -190,10 +211,20 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     made.epoch++;
   };
   client.on("close", lose);
+  let lastId = 0;
   const made = {
     routes,
     owed,
     epoch: 0,
+    nextId: () => {
+      if (client.options.protocolVersion !== 5) return undefined;
+      const server = (client as unknown as { _serverProperties?: Record<string, unknown> })
+        ._serverProperties;
+      if (server?.subscriptionIdentifiersAvailable === false) return undefined;
+      // 1 to 268,435,455 (a Variable Byte Integer); a client never makes that many subscribers.
+      lastId = (lastId % 268_435_455) + 1;
+      return lastId;
+    },
     flush: () => {
       while (owed.length > 0 && (owed[0] as OwedAck).send !== undefined) {
         const head = owed.shift() as OwedAck;
@@ -350,7 +381,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   acknowledgement of what is unsettled after `drainTimeoutMs`; settling it later is
  *   `SettlementFailed`.
  *
- * @param client - a connected mqtt.js client; keep one client per consuming loop
+ * @param client - a connected mqtt.js client. Several subscribers may share it: at MQTT 5 each
+ *   subscribes with its own Subscription Identifier and gets the copies sent for it; at 3.1.1 a
+ *   message matching two of their filters reaches only the subscriber made first
  * @param options - filter, QoS, formats, dead-letter topic, limits
  * @returns the subscriber, once the broker granted the subscription (or, on a resumed session,
  *   once the broker resent a message for it: a refusal arriving later then ends iteration)
@@ -604,11 +637,14 @@ export async function mqttSubscriber<T = unknown>(
     arrived?.();
   };
 
-  const route: Route = { matches: topicMatcher(filter), receive };
+  const route: Route = { id: dispatcher.nextId(), matches: topicMatcher(filter), receive };
   dispatcher.routes.add(route);
 
   const subscribed = (async () => {
-    const grants = await client.subscribeAsync(filter, { qos });
+    const grants = await client.subscribeAsync(
+      filter,
+      route.id === undefined ? { qos } : { qos, properties: { subscriptionIdentifier: route.id } },
+    );
     const refused = grants.find((g) => g.qos === 128 || (g.qos as number) >= 0x80);
     if (refused) {
       throw new PosthornErrorClass(
