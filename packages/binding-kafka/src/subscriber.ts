@@ -12,6 +12,7 @@ import {
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
+  type UnsupportedSettlements,
 } from "@posthorn/core";
 import type {
   KafkaBatchPayload,
@@ -110,6 +111,15 @@ export interface KafkaSubscriber extends Subscriber {
    */
   readonly ready: Promise<void>;
 }
+
+/** What a Kafka delivery's `NotSupported` settlements say. */
+const KAFKA_UNSUPPORTED: UnsupportedSettlements = Object.freeze({
+  releaseDelay:
+    "Kafka has no delayed redelivery: release() seeks back at once (a retry topic read later can delay)",
+  reject:
+    "this kafkaSubscriber has no dead-letter topic: give it deadLetterTopic and producer (a kafkajs producer that writes rejected records there)",
+  inProgress: "Kafka has no per-record acknowledgement whose wait could be extended",
+});
 
 /**
  * What a Kafka subscriber can do: accept commits a checkpoint; release seeks back so the record
@@ -561,6 +571,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       error: read.error,
       deliveryCount,
       capabilities: this.capabilities,
+      unsupported: KAFKA_UNSUPPORTED,
       accept: () => {
         this.#checkOpen("accept");
         this.#done(track, entry);

@@ -147,8 +147,18 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
       deliveryCount: "attribute",
     });
     const [d] = await take(plain, 1);
-    await expect(d?.reject("no dead-letter topic")).rejects.toMatchObject({ code: "NotSupported" });
-    await expect(d?.release({ delayMs: 10 })).rejects.toMatchObject({ code: "NotSupported" });
+    // Each says what to configure, or why Kafka cannot (it said "this transport has no
+    // dead-letter path configured", naming nothing to set).
+    await expect(d?.reject("no dead-letter topic")).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringMatching(
+        /^reject\(\) is not supported: .*deadLetterTopic and producer/,
+      ),
+    });
+    await expect(d?.release({ delayMs: 10 })).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringContaining("Kafka has no delayed redelivery"),
+    });
     await expect(d?.inProgress()).rejects.toMatchObject({ code: "NotSupported" });
     await d?.accept();
     await expect(d?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });

@@ -1,4 +1,4 @@
-import type { SettlementCapabilities } from "@posthorn/core";
+import type { SettlementCapabilities, UnsupportedSettlements } from "@posthorn/core";
 
 /**
  * Core NATS is at-most-once: there is no acknowledgement, so `accept()` is a no-op and
@@ -10,6 +10,16 @@ export const NATS_CORE_CAPABILITIES: SettlementCapabilities = Object.freeze({
   reject: "none",
   inProgress: false,
   deliveryCount: "none",
+});
+
+/** What a core NATS delivery's `NotSupported` settlements say: why, and where the feature is. */
+export const NATS_CORE_UNSUPPORTED: UnsupportedSettlements = Object.freeze({
+  release:
+    "core NATS is at most once and redelivers nothing; a JetStream stream and jetStreamSubscriber redeliver",
+  releaseDelay: "core NATS is at most once and redelivers nothing",
+  reject:
+    "core NATS is at most once and has no dead-letter path; with jetStreamSubscriber, reject() terminates the message",
+  inProgress: "core NATS has no acknowledgement whose wait could be extended",
 });
 
 /**

@@ -14,7 +14,11 @@ import {
   type SettlementCapabilities,
   type Subscriber,
 } from "@posthorn/core";
-import { JETSTREAM_CAPABILITIES, NATS_CORE_CAPABILITIES } from "./capabilities.js";
+import {
+  JETSTREAM_CAPABILITIES,
+  NATS_CORE_CAPABILITIES,
+  NATS_CORE_UNSUPPORTED,
+} from "./capabilities.js";
 import {
   type ConsumerLike,
   type ConsumerMessagesLike,
@@ -179,6 +183,7 @@ export function natsSubscriber<T = unknown>(
         error: received.error,
         deliveryCount: 1,
         capabilities: NATS_CORE_CAPABILITIES,
+        unsupported: NATS_CORE_UNSUPPORTED,
         accept: noop,
       }),
     );

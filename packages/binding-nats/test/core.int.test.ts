@@ -124,8 +124,16 @@ describe("core NATS publisher and subscriber", () => {
     await publisher.publish(vector("typical").event);
     const d = await firstOf(subscriber);
     expect(d.deliveryCount).toBe(1);
-    await expect(d.release()).rejects.toMatchObject({ code: "NotSupported" });
-    await expect(d.reject("no")).rejects.toMatchObject({ code: "NotSupported" });
+    // Each says why, and where it can be done (it said "this transport has no dead-letter path
+    // configured", as if configuring something could help).
+    await expect(d.release()).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringMatching(/core NATS is at most once.*jetStreamSubscriber/),
+    });
+    await expect(d.reject("no")).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringMatching(/core NATS is at most once.*jetStreamSubscriber/),
+    });
     await expect(d.inProgress()).rejects.toMatchObject({ code: "NotSupported" });
     await d.accept();
     expect(d.settled).toBe(true);

@@ -20,6 +20,7 @@ import {
   type PublishOptions,
   type SettlementCapabilities,
   type Subscriber,
+  type UnsupportedSettlements,
 } from "@posthorn/core";
 import {
   closeLoss,
@@ -118,6 +119,14 @@ function payloadTooLarge(limit: number, size?: number): PosthornError {
     { protocolCode: MESSAGE_TOO_BIG },
   );
 }
+
+/** What a WebSocket delivery's `NotSupported` settlements say. */
+const WEBSOCKET_UNSUPPORTED: UnsupportedSettlements = Object.freeze({
+  release: "the WebSockets binding has no acknowledgement: a frame is never redelivered",
+  releaseDelay: "the WebSockets binding has no acknowledgement: a frame is never redelivered",
+  reject: "the WebSockets binding has no acknowledgement and no dead-letter path",
+  inProgress: "the WebSockets binding has no acknowledgement whose wait could be extended",
+});
 
 /** What settling a WebSocket delivery does: nothing, since the protocol has no acknowledgement. */
 export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
@@ -626,6 +635,7 @@ export function webSocketSubscriber(
         error,
         deliveryCount: 1,
         capabilities: WEBSOCKET_CAPABILITIES,
+        unsupported: WEBSOCKET_UNSUPPORTED,
         accept: () => undefined,
       }),
     );

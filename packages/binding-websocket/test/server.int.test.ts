@@ -217,8 +217,14 @@ describe("WebSocket frames and settlement", () => {
     ]);
     const first = (await iterator.next()).value as Delivery;
     expect(first.event?.id).toBe(vector("minimal").event.id);
-    await expect(first.release()).rejects.toMatchObject({ code: "NotSupported" });
-    await expect(first.reject()).rejects.toMatchObject({ code: "NotSupported" });
+    await expect(first.release()).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringContaining("the WebSockets binding has no acknowledgement"),
+    });
+    await expect(first.reject()).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringContaining("no dead-letter path"),
+    });
     await first.accept();
     const second = (await iterator.next()).value as Delivery;
     expect(second.event?.type).toBe(vector("typical").event.type);

@@ -39,6 +39,25 @@ export interface DeliveryInit<T> {
    * a settlement. Needs `capabilities.inProgress`.
    */
   inProgress?(): Promise<void> | void;
+  /**
+   * What the `NotSupported` error of a settlement `capabilities` excludes says after "is not
+   * supported: ", per settlement: why this transport or this subscriber cannot, and what to
+   * configure where something can be (e.g. a dead-letter topic). A module constant, not made per
+   * delivery. Omitted, or for a settlement not named, a generic reason.
+   */
+  readonly unsupported?: UnsupportedSettlements;
+}
+
+/** Why a binding cannot release, reject or extend a delivery: see {@link DeliveryInit.unsupported}. */
+export interface UnsupportedSettlements {
+  /** Why `release()` is `NotSupported`, and what to do about it. */
+  readonly release?: string;
+  /** Why `release({ delayMs })` is `NotSupported` (redelivery without a delay may still work). */
+  readonly releaseDelay?: string;
+  /** Why `reject()` is `NotSupported`, and what to do about it. */
+  readonly reject?: string;
+  /** Why `inProgress()` is `NotSupported`. */
+  readonly inProgress?: string;
 }
 
 /**
@@ -77,10 +96,17 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
     accept: () => settle("accept", () => init.accept()),
     release: (options: ReleaseOptions = {}) => {
       if (caps.release === "none" || !init.release) {
-        return Promise.reject(notSupported("release()", "cannot redeliver"));
+        return Promise.reject(
+          notSupported("release()", init.unsupported?.release ?? "this transport cannot redeliver"),
+        );
       }
       if (options.delayMs !== undefined && !caps.releaseDelay) {
-        return Promise.reject(notSupported("release({ delayMs })", "cannot delay a redelivery"));
+        return Promise.reject(
+          notSupported(
+            "release({ delayMs })",
+            init.unsupported?.releaseDelay ?? "this transport cannot delay a redelivery",
+          ),
+        );
       }
       // A finite number of milliseconds, 0 or more: NaN went out over HTTP as "Retry-After: NaN".
       try {
@@ -93,7 +119,12 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
     },
     reject: (reason?: string | Error) => {
       if (caps.reject === "none" || !init.reject) {
-        return Promise.reject(notSupported("reject()", "has no dead-letter path configured"));
+        return Promise.reject(
+          notSupported(
+            "reject()",
+            init.unsupported?.reject ?? "this transport has no dead-letter path configured",
+          ),
+        );
       }
       const reject = init.reject;
       const text = reason instanceof Error ? reason.message : reason;
@@ -101,7 +132,10 @@ export function createDelivery<T>(init: DeliveryInit<T>): Delivery<T> {
     },
     inProgress: async () => {
       if (!caps.inProgress || !init.inProgress)
-        throw notSupported("inProgress()", "cannot extend ownership");
+        throw notSupported(
+          "inProgress()",
+          init.unsupported?.inProgress ?? "this transport cannot extend ownership",
+        );
       if (delivery.settled) {
         throw new PosthornError("SettlementFailed", "inProgress() after settlement");
       }
@@ -127,7 +161,7 @@ function settlementFailed(what: string, err: unknown): PosthornError {
 }
 
 function notSupported(what: string, why: string): PosthornError {
-  return new PosthornError("NotSupported", `${what} is not supported: this transport ${why}`);
+  return new PosthornError("NotSupported", `${what} is not supported: ${why}`);
 }
 
 /**

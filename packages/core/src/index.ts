@@ -43,6 +43,7 @@ export {
   Drain,
   limitTimer,
   MAX_TIMER_MS,
+  type UnsupportedSettlements,
 } from "./delivery.js";
 export {
   asJob,

@@ -87,6 +87,52 @@ describe("createDelivery", () => {
     await d.release({ delayMs: 0 });
     expect(calls).toEqual([0]);
   });
+  it("says why a settlement is NotSupported in the binding's words when it gives them, else generically", async () => {
+    const unsupported = {
+      release: "core NATS redelivers nothing",
+      releaseDelay: "no delays here",
+      reject: "give it deadLetterTopic",
+      inProgress: "no ack wait to extend",
+    };
+    const d = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: none,
+      unsupported,
+      accept: () => {},
+    });
+    const said = async (p: Promise<unknown>) => ((await p.catch((e: Error) => e)) as Error).message;
+    expect(await said(d.release())).toBe(
+      "release() is not supported: core NATS redelivers nothing",
+    );
+    expect(await said(d.reject("x"))).toBe("reject() is not supported: give it deadLetterTopic");
+    expect(await said(d.inProgress())).toBe("inProgress() is not supported: no ack wait to extend");
+    const delayed = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: { ...full, releaseDelay: false },
+      unsupported,
+      accept: () => {},
+      release: () => {},
+    });
+    expect(await said(delayed.release({ delayMs: 5 }))).toBe(
+      "release({ delayMs }) is not supported: no delays here",
+    );
+    // Without words of the binding's own, the generic ones.
+    const plain = createDelivery({
+      message,
+      event,
+      deliveryCount: 1,
+      capabilities: none,
+      accept: () => {},
+    });
+    expect(await said(plain.reject())).toBe(
+      "reject() is not supported: this transport has no dead-letter path configured",
+    );
+  });
+
   it("says NotSupported for what the capabilities exclude, leaving the delivery unsettled", async () => {
     const d = createDelivery({
       message,
