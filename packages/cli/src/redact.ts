@@ -71,9 +71,23 @@ export function describeError(err: unknown): string {
           "error"
         : typeof current === "string"
           ? current
-          : String(current);
+          : describeObject(current);
     if (message && !parts.some((p) => p.includes(message))) parts.push(message);
     current = current instanceof Error ? (current as { cause?: unknown }).cause : undefined;
   }
   return redact(parts.join(": "));
+}
+
+/**
+ * A thrown value that is no Error (rhea's AMQP error: `condition`, `description`): its text, or
+ * "" when it has none, instead of "[object Object]".
+ */
+function describeObject(value: unknown): string {
+  if (typeof value !== "object" || value === null) return String(value);
+  const v = value as { description?: unknown; message?: unknown; condition?: unknown };
+  for (const text of [v.description, v.message, v.condition]) {
+    if (typeof text === "string" && text !== "") return text;
+  }
+  const shown = String(value);
+  return shown === "[object Object]" ? "" : shown;
 }

@@ -1,8 +1,8 @@
-import type { Delivery, Message } from "@posthorn/core";
+import { type Delivery, type Message, PosthornError } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 import { deliveryRecord } from "../src/commands/receive.js";
 import { parseEndpointUrl, redact } from "../src/index.js";
-import { registerSecret } from "../src/redact.js";
+import { describeError, registerSecret } from "../src/redact.js";
 
 // A token is a credential as a password is: the command never prints it.
 describe("secrets other than passwords", () => {
@@ -52,5 +52,17 @@ describe("redact", () => {
   it("hides a long password wherever it appears, inside other text too", () => {
     registerSecret("Long-Secret-9");
     expect(redact("xLong-Secret-9y")).toBe("x***y");
+  });
+});
+
+describe("describeError", () => {
+  it("reads a cause that is a plain object (rhea's AMQP errors) instead of printing [object Object]", () => {
+    const err = new PosthornError("ConnectionFailed", "the session failed (amqp:not-found)", {
+      cause: { condition: "amqp:not-found", description: "NOT_FOUND - no exchange 'x'" },
+    });
+    expect(describeError(err)).toBe(
+      "the session failed (amqp:not-found): NOT_FOUND - no exchange 'x'",
+    );
+    expect(describeError(new Error("outer", { cause: {} }))).toBe("outer");
   });
 });
