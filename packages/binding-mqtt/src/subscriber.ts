@@ -18,6 +18,7 @@ import {
   PosthornError as PosthornErrorClass,
   type SettlementCapabilities,
   type Subscriber,
+  type UnsupportedSettlements,
   utf8Length,
 } from "@posthorn/core";
 import type { IClientPublishOptions, MqttClient } from "mqtt";
@@ -439,6 +440,22 @@ export async function mqttSubscriber<T = unknown>(
     ...capabilities,
     release: "none",
   });
+  // What the NotSupported settlements say: why, and what would make them work.
+  const noDeadLetter =
+    "this mqttSubscriber has no deadLetterTopic to publish rejected messages to: give it one";
+  const unsupported: UnsupportedSettlements = Object.freeze({
+    release:
+      qos === 0
+        ? "the subscription is QoS 0, which MQTT never redelivers: subscribe at qos 1 or 2"
+        : "MQTT redelivers only to a resumed session: release() needs clean: false, at MQTT 5 a sessionExpiryInterval above 0, and a reconnectPeriod above 0 on the client",
+    releaseDelay: "MQTT has no delayed redelivery",
+    reject: noDeadLetter,
+    inProgress: "MQTT has no acknowledgement wait to extend",
+  });
+  const qos0Unsupported: UnsupportedSettlements = Object.freeze({
+    ...unsupported,
+    release: "a QoS 0 message is never redelivered: publish and subscribe at qos 1 or 2",
+  });
   const decodeOptions = {
     formats: options.formats,
     protocolVersion,
@@ -565,6 +582,7 @@ export async function mqttSubscriber<T = unknown>(
           error,
           deliveryCount,
           capabilities: qos0Capabilities,
+          unsupported: qos0Unsupported,
           accept: () => undefined,
           reject: (reason) => deadLetter(reason).then(() => undefined),
         }),
@@ -612,6 +630,7 @@ export async function mqttSubscriber<T = unknown>(
       error,
       deliveryCount,
       capabilities,
+      unsupported,
       accept: ack,
       release: () => {
         if (!held.has(delivery) || lost()) throw stale();

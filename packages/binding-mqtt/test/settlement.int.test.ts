@@ -161,6 +161,14 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
       const err = await action().catch((e: unknown) => e);
       expect(isPosthornError(err, "NotSupported")).toBe(true);
     }
+    // Each says what would make it work (it said "this transport cannot redeliver" and "has no
+    // dead-letter path configured", naming nothing to set).
+    await expect(d.release()).rejects.toMatchObject({
+      message: expect.stringMatching(/clean: false.*sessionExpiryInterval.*reconnectPeriod/),
+    });
+    await expect(d.reject("x")).rejects.toMatchObject({
+      message: expect.stringContaining("no deadLetterTopic"),
+    });
     await d.accept();
   });
 
