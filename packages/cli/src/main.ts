@@ -19,13 +19,11 @@ export const VERSION = "0.1.0";
 /** `posthorn --help`. */
 export function mainHelp(): string {
   const transports = listTransports()
-    .map(
-      (t) =>
-        `  ${t.schemes
-          .map((s) => `${s}://`)
-          .join(" ")
-          .padEnd(40)}${t.available ? "" : `(unavailable: ${t.reason})`}`,
-    )
+    .map((t) => {
+      const schemes = t.schemes.map((s) => `${s}://`).join(" ");
+      // No padding after the last column: every line ended in spaces.
+      return t.available ? `  ${schemes}` : `  ${schemes.padEnd(40)}(unavailable: ${t.reason})`;
+    })
     .join("\n");
   return `Usage: posthorn <command> [options]
 

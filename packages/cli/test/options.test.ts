@@ -107,3 +107,17 @@ describe("send --event with options that build an event", () => {
     }
   });
 });
+
+describe("posthorn --help", () => {
+  it("lists every scheme, with no line ending in spaces", async () => {
+    const stdout = new PassThrough();
+    let text = "";
+    stdout.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    const io = { stdout, stderr: new PassThrough(), stdin: new PassThrough(), env: {} };
+    expect(await runCli(["--help"], io)).toBe(0);
+    expect(text).toContain("  mqtt:// mqtts:// mqtt+ws:// mqtt+wss://\n");
+    expect(text.split("\n").filter((line) => / $/.test(line))).toEqual([]);
+  });
+});
