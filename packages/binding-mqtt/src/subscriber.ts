@@ -153,6 +153,25 @@ interface ClientInternals {
 const noop = () => undefined;
 
 /**
+ * Refuses a client without the internals the subscriber acknowledges through, before it
+ * subscribes: every mqtt.js 5 release has them, and without them no QoS 1/2 message could ever be
+ * acknowledged (the broker would resend each one on every reconnect).
+ */
+function checkClientInternals(client: MqttClient): void {
+  const internals = client as unknown as Partial<ClientInternals>;
+  if (
+    typeof internals._sendPacket === "function" &&
+    typeof internals.incomingStore?.del === "function"
+  ) {
+    return;
+  }
+  throw new PosthornErrorClass(
+    "NotSupported",
+    "this MQTT client has no _sendPacket and incomingStore, which mqttSubscriber acknowledges QoS 1 and 2 messages through: use an mqtt.js 5 client (the mqtt package, 5.x)",
+  );
+}
+
+/**
  * Sends the acknowledgement mqtt.js was told to skip: PUBACK at QoS 1, and at QoS 2 what mqtt.js
  * does after its handler calls back (forget the stored PUBLISH, then PUBCOMP).
  */
@@ -419,6 +438,7 @@ export async function mqttSubscriber<T = unknown>(
   checkChoiceOption("qos", options.qos, MQTT_QOS_LEVELS);
   checkChoiceOption("deadLetterQos", options.deadLetterQos, MQTT_QOS_LEVELS);
   checkGroup(options.group);
+  checkClientInternals(client);
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;

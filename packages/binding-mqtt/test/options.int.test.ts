@@ -136,6 +136,24 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
     }
   });
 
+  it("mqttSubscriber refuses a client without the mqtt.js internals it acknowledges through, before subscribing", async () => {
+    const other = await connect(url, { protocolVersion: 5 });
+    try {
+      const internals = other as unknown as { _sendPacket: unknown };
+      const saved = internals._sendPacket;
+      internals._sendPacket = undefined;
+      await expect(
+        mqttSubscriber(other, { topic: uniqueTopic("internals"), formats: [json] }),
+      ).rejects.toMatchObject({
+        code: "NotSupported",
+        message: expect.stringContaining("use an mqtt.js 5 client"),
+      });
+      internals._sendPacket = saved;
+    } finally {
+      await other.endAsync();
+    }
+  });
+
   it("mqttSubscriber refuses a group that is not a share name, naming the option", async () => {
     const topic = uniqueTopic("group");
     // "eu/billing" subscribed to $share/eu/billing/<topic>: group "eu", another topic, and nothing
