@@ -8,20 +8,14 @@ import {
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
 
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
-afterEach(async () => {
-  for (const x of opened.splice(0).reverse()) {
-    if ("endAsync" in x) await x.endAsync(true);
-    else await x.close();
-  }
-});
+const opened = closedAfterEach();
 
 async function client(protocolVersion: 4 | 5): Promise<MqttClient> {
   const c = await connect(url, { protocolVersion });

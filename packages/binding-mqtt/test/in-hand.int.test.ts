@@ -5,9 +5,9 @@ import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import { Aedes } from "aedes";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import mqttPacket from "mqtt-packet";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
 
 // Several QoS 1/2 deliveries in hand on one connection: mqtt.js handles incoming packets one at a
 // time, and the subscriber used to hold that loop until accept(), so a loop that pulled a second
@@ -16,13 +16,7 @@ import { connect, uniqueTopic } from "./live-harness.js";
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
-afterEach(async () => {
-  for (const x of opened.splice(0).reverse()) {
-    if ("endAsync" in x) await x.endAsync(true);
-    else await x.close();
-  }
-});
+const opened = closedAfterEach();
 
 async function client(options: IClientOptions): Promise<MqttClient> {
   const c = await connect(url, options);

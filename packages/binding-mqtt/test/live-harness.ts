@@ -1,6 +1,7 @@
 import { type CloudEvent, type Delivery, type EventFormat, PosthornError } from "@posthorn/core";
 import type { BindingHarness, BindingPath, EventVector } from "@posthorn/testkit";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { afterEach } from "vitest";
 import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
 
 let counter = 0;
@@ -8,6 +9,21 @@ let counter = 0;
 export function uniqueTopic(label: string): string {
   counter++;
   return `posthorn-test/${label}/${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
+
+/**
+ * A list for what a test opens (mqtt.js clients, subscribers, publishers), closed after each test
+ * of the file, newest first, clients ended at once. Call it at the top level of a test file.
+ */
+export function closedAfterEach(): Array<{ close(): Promise<void> } | MqttClient> {
+  const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
+  afterEach(async () => {
+    for (const x of opened.splice(0).reverse()) {
+      if ("endAsync" in x) await x.endAsync(true);
+      else await x.close();
+    }
+  });
+  return opened;
 }
 
 /** Connects an mqtt.js client and waits for CONNACK. */

@@ -1,10 +1,9 @@
 import { CloudEvent, type Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import type { MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
 
 // Two subscribers on one client whose filters overlap: Mosquitto sends an MQTT 5 client one copy
 // per matching subscription, and both copies went to the subscriber made first, the other none.
@@ -12,13 +11,7 @@ import { connect, uniqueTopic } from "./live-harness.js";
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
-afterEach(async () => {
-  for (const x of opened.splice(0).reverse()) {
-    if ("endAsync" in x) await x.endAsync(true);
-    else await x.close();
-  }
-});
+const opened = closedAfterEach();
 
 /** Every delivery's event id a subscriber gets within `ms`, each accepted. */
 async function collect(subscriber: MqttSubscriber, ms: number): Promise<string[]> {

@@ -2,9 +2,9 @@ import { CloudEvent } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
 
 // MQTT 5 3.3.4 (Flow Control): a client sends at most the server's Receive Maximum of QoS 1 and 2
 // PUBLISHes not yet acknowledged. mqtt.js does not count them; Mosquitto (Receive Maximum 20)
@@ -13,13 +13,7 @@ import { connect, uniqueTopic } from "./live-harness.js";
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
-afterEach(async () => {
-  for (const x of opened.splice(0).reverse()) {
-    if ("endAsync" in x) await x.endAsync(true);
-    else await x.close();
-  }
-});
+const opened = closedAfterEach();
 
 async function client(): Promise<MqttClient> {
   const c = await connect(url, { protocolVersion: 5 });

@@ -2,9 +2,9 @@ import { CloudEvent, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
 
 // MQTT 5 3.3.1.3 (3.1.1 likewise): a retained PUBLISH with an empty payload deletes the topic's
 // retained message. An event without data has an empty payload in binary mode, so retaining one
@@ -13,13 +13,7 @@ import { connect, uniqueTopic } from "./live-harness.js";
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const opened: Array<{ close(): Promise<void> } | MqttClient> = [];
-afterEach(async () => {
-  for (const x of opened.splice(0).reverse()) {
-    if ("endAsync" in x) await x.endAsync(true);
-    else await x.close();
-  }
-});
+const opened = closedAfterEach();
 
 async function client(): Promise<MqttClient> {
   const c = await connect(url, { protocolVersion: 5 });
