@@ -1,23 +1,12 @@
-import { brokerUrl, requireBroker, startKafkaBroker } from "@posthorn/testkit";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, unique } from "./run-cli.js";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import { describe, expect, it } from "vitest";
+import { kafkaBrokersForFile, runCli, unique } from "./run-cli.js";
 
 const amqpOk = await requireBroker("amqp");
 const amqpBase = (brokerUrl("amqp") ?? "").replace(/\/+$/, "");
 
 // Kafka: KAFKA_BROKERS when set, else the testkit broker in this process.
-let kafkaBrokers = process.env.KAFKA_BROKERS ?? "";
-let stopKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  if (!kafkaBrokers) {
-    const broker = await startKafkaBroker({ log: () => undefined });
-    kafkaBrokers = broker.brokers.join(",");
-    stopKafka = () => broker.stop();
-  }
-});
-afterAll(async () => {
-  await stopKafka?.();
-});
+const kafkaBrokers = kafkaBrokersForFile();
 
 function events(ids: string[]): string {
   return ids
@@ -36,7 +25,7 @@ describe.skipIf(!amqpOk)("bridge --count (skipped: no broker outside CI)", () =>
     const r = await runCli([
       "bridge",
       queue,
-      `kafka://${kafkaBrokers}/${topic}`,
+      `kafka://${kafkaBrokers()}/${topic}`,
       "--count",
       "2",
       "--json",
@@ -48,7 +37,7 @@ describe.skipIf(!amqpOk)("bridge --count (skipped: no broker outside CI)", () =>
     expect(JSON.parse(r.stdout)).toMatchObject({ moved: 2, lost: 0, rejected: 0 });
     const downstream = await runCli([
       "receive",
-      `kafka://${kafkaBrokers}/${topic}?from=earliest`,
+      `kafka://${kafkaBrokers()}/${topic}?from=earliest`,
       "--count",
       "3",
       "--timeout",

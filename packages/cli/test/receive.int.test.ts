@@ -1,7 +1,7 @@
 import { connect } from "@nats-io/transport-node";
-import { brokerUrl, requireBroker, startKafkaBroker } from "@posthorn/testkit";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, startCli, unique } from "./run-cli.js";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import { describe, expect, it } from "vitest";
+import { kafkaBrokersForFile, runCli, startCli, unique } from "./run-cli.js";
 
 const natsOk = await requireBroker("nats");
 const natsBase = (brokerUrl("nats") ?? "").replace(/\/+$/, "");
@@ -32,25 +32,14 @@ describe.skipIf(!natsOk)("receive --count (skipped: no broker outside CI)", () =
 });
 
 // Kafka: KAFKA_BROKERS when set, else the testkit broker in this process.
-let kafkaBrokers = process.env.KAFKA_BROKERS ?? "";
-let stopKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  if (!kafkaBrokers) {
-    const broker = await startKafkaBroker({ log: () => undefined });
-    kafkaBrokers = broker.brokers.join(",");
-    stopKafka = () => broker.stop();
-  }
-});
-afterAll(async () => {
-  await stopKafka?.();
-});
+const kafkaBrokers = kafkaBrokersForFile();
 
 describe("receive whose reader goes away (receive | head -1)", () => {
   it("stops with one line on stderr, and the event it could not print is redelivered", {
     timeout: 60_000,
   }, async () => {
     const topic = unique("posthorn-cli-pipe");
-    const url = `kafka://${kafkaBrokers}/${topic}?group=${topic}&from=earliest`;
+    const url = `kafka://${kafkaBrokers()}/${topic}?group=${topic}&from=earliest`;
     const send = (id: string) =>
       runCli(["send", url.replace(/\?.*$/, ""), "--type", "t", "--source", "/s", "--id", id]);
     expect((await send("1")).code).toBe(0);

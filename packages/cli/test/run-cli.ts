@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { startKafkaBroker } from "@posthorn/testkit";
+import { afterAll, beforeAll } from "vitest";
 
 /** The repository root, where the command is run from, as a user of a fresh clone would. */
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -94,4 +96,26 @@ export function runCli(
 /** A name no other test (or run) uses. */
 export function unique(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * The Kafka brokers a test file's commands use: `KAFKA_BROKERS` when set, else a testkit broker
+ * started in this process before the file's tests and stopped after them (the spawned commands
+ * reach it over TCP like any client). Call it at the top level of a test file; read the returned
+ * function inside tests.
+ */
+export function kafkaBrokersForFile(): () => string {
+  let brokers = process.env.KAFKA_BROKERS ?? "";
+  let stop: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    if (!brokers) {
+      const broker = await startKafkaBroker({ log: () => undefined });
+      brokers = broker.brokers.join(",");
+      stop = () => broker.stop();
+    }
+  });
+  afterAll(async () => {
+    await stop?.();
+  });
+  return () => brokers;
 }

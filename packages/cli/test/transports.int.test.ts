@@ -2,10 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CloudEvent, type Subscriber } from "@posthorn/core";
-import { brokerUrl, freePort, requireBroker, startKafkaBroker } from "@posthorn/testkit";
+import { brokerUrl, freePort, requireBroker } from "@posthorn/testkit";
 import { createSubscriber } from "posthorn";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, startCli, unique } from "./run-cli.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { kafkaBrokersForFile, runCli, startCli, unique } from "./run-cli.js";
 
 const amqpOk = await requireBroker("amqp");
 const mqttOk = await requireBroker("mqtt");
@@ -14,20 +14,8 @@ const amqpBase = (brokerUrl("amqp") ?? "").replace(/\/+$/, "");
 const mqttBase = (brokerUrl("mqtt") ?? "").replace(/\/+$/, "");
 const natsBase = (brokerUrl("nats") ?? "").replace(/\/+$/, "");
 
-// Kafka: KAFKA_BROKERS when set, else the testkit broker in this process (the spawned commands
-// reach it over TCP like any client).
-let kafkaBrokers = process.env.KAFKA_BROKERS ?? "";
-let stopKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  if (!kafkaBrokers) {
-    const broker = await startKafkaBroker({ log: () => undefined });
-    kafkaBrokers = broker.brokers.join(",");
-    stopKafka = () => broker.stop();
-  }
-});
-afterAll(async () => {
-  await stopKafka?.();
-});
+// Kafka: KAFKA_BROKERS when set, else the testkit broker in this process.
+const kafkaBrokers = kafkaBrokersForFile();
 
 const dir = mkdtempSync(join(tmpdir(), "posthorn-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -102,7 +90,7 @@ describe("send then receive, on every scheme (spawned commands)", () => {
 
   it("kafka: send, then a new group reads from the earliest offset", async () => {
     const topic = unique("posthorn-cli");
-    const url = `kafka://${kafkaBrokers}/${topic}`;
+    const url = `kafka://${kafkaBrokers()}/${topic}`;
     const id = unique("id");
     expect(
       (await runCli(["send", `${url}?mode=structured&format=avro`, ...eventArgs(id)])).code,
@@ -181,7 +169,7 @@ describe.skipIf(!mqttOk)("bridge mqtt -> kafka (skipped: no broker outside CI)",
     const { file, ids } = thousandEvents(tag);
     const from = `${mqttBase}/posthorn/${tag}?version=5&qos=1&clientid=${tag}`;
     const topic = `posthorn-${tag}`;
-    const to = `kafka://${kafkaBrokers}/${topic}?mode=structured`;
+    const to = `kafka://${kafkaBrokers()}/${topic}?mode=structured`;
     const bridge = startCli(["bridge", from, to, ...MOVE_ALL]);
     await bridge.waitFor("ready:");
     const sent = await runCli([
@@ -195,7 +183,7 @@ describe.skipIf(!mqttOk)("bridge mqtt -> kafka (skipped: no broker outside CI)",
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ moved: 1000, lost: 0, rejected: 0 });
     const seen = await collect(
-      await createSubscriber(`kafka://${kafkaBrokers}/${topic}?group=${topic}&from=earliest`),
+      await createSubscriber(`kafka://${kafkaBrokers()}/${topic}?group=${topic}&from=earliest`),
       ids,
       60_000,
     );
@@ -235,7 +223,7 @@ describe("conformance (spawned)", () => {
       ...(natsOk ? ["nats"] : []),
     ];
     const r = await runCli(["conformance", "--only", only.join(","), "--report", report], {
-      env: { KAFKA_BROKERS: kafkaBrokers },
+      env: { KAFKA_BROKERS: kafkaBrokers() },
     });
     const json = JSON.parse(readFileSync(report, "utf8"));
     const bindings = json.rows.map((row: { binding: string }) => row.binding);
