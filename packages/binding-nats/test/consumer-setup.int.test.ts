@@ -106,17 +106,21 @@ describe.each(clients)("with %s", (_, client) => {
       const name = await stream();
       await jsm.consumers.add(name, { durable_name: "w", ack_policy: AckPolicy.Explicit });
       const subscriber = await jetStreamSubscriber(client, { stream: name, consumer: "w" });
-      const next = subscriber[Symbol.asyncIterator]().next();
+      // Handled from the start: the failure can arrive while the deletion's own request is still
+      // waiting for its answer, and a rejection left unhandled until then fails the run.
+      const next = subscriber[Symbol.asyncIterator]()
+        .next()
+        .then(
+          () => "resolved",
+          (err: unknown) => err,
+        );
       // The pull request is at the server before the deletion.
       await nc.flush();
       await new Promise((resolve) => setTimeout(resolve, 100));
       if (deleted === "consumer") await jsm.consumers.delete(name, "w");
       else await jsm.streams.delete(name);
       const outcome = await Promise.race([
-        next.then(
-          () => "resolved",
-          (err: unknown) => err,
-        ),
+        next,
         new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5000)),
       ]);
       expect(outcome).toMatchObject({
