@@ -16,6 +16,7 @@ import {
   type Message,
   type MessageProperties,
   malformed,
+  noFormatFor,
   PosthornError,
   type PropertyValue,
   parseCanonical,
@@ -194,17 +195,7 @@ function decodeStructured(
   const formats = options.formats ?? [];
   const match = findFormat(formats, contentType);
   if (match === undefined) {
-    // Say what was given and where a format goes: without `formats`, every structured record
-    // arrives as this error, and the reader has to know which option to set.
-    const given =
-      formats.length === 0
-        ? "options.formats is empty"
-        : `options.formats reads ${formats.map((f) => f.contentType).join(", ")}`;
-    throw new PosthornError(
-      "UnsupportedContentType",
-      `no registered event format reads ${contentType} (${given}): add the format for it to options.formats, e.g. formats: [json] from @posthorn/format-json`,
-      { attribute: CONTENT_TYPE_HEADER },
-    );
+    throw noFormatFor(String(contentType), formats, { attribute: CONTENT_TYPE_HEADER });
   }
   if (match.batch) {
     throw new PosthornError(

@@ -7,6 +7,7 @@ import {
   type EventFormat,
   type ExtensionRegistry,
   findFormat,
+  formatsGiven,
   formatWithRegistry,
   invalidEvent,
   isAttributeName,
@@ -17,6 +18,7 @@ import {
   type MessageProperties,
   malformed,
   NameIndex,
+  noFormatFor,
   PosthornError,
   parseCanonical,
   quoted,
@@ -504,13 +506,6 @@ export function receiveNatsMessage<T>(
   return { event, error, message: envelope(message, headers, s.contentType, metadata) };
 }
 
-/** What `options.formats` holds, for an error that says it lacks a format. */
-function formatsGiven(formats: readonly EventFormat[]): string {
-  return formats.length === 0
-    ? "options.formats is empty"
-    : `options.formats reads ${formats.map((f) => f.contentType).join(", ")}`;
-}
-
 function fromStructured(
   data: Uint8Array,
   contentType: string | undefined,
@@ -529,14 +524,7 @@ function fromStructured(
     return formatWithRegistry(jsonFormat, options.registry).decode(data);
   }
   const match = findFormat(formats, contentType);
-  if (!match) {
-    // Without `formats`, every structured message arrives as this error: say where one goes.
-    throw new PosthornError(
-      "UnsupportedContentType",
-      `no registered event format reads ${contentType} (${formatsGiven(formats)}): add the format for it to options.formats, e.g. formats: [json] from @posthorn/format-json`,
-      { protocolCode: contentType },
-    );
-  }
+  if (!match) throw noFormatFor(contentType, formats, { protocolCode: contentType });
   if (match.batch) {
     throw new PosthornError(
       "UnsupportedContentType",

@@ -1,4 +1,5 @@
 import { parseContentType } from "./content-type.js";
+import { PosthornError, type PosthornErrorOptions } from "./errors.js";
 import type { CloudEvent, CloudEventLike } from "./event.js";
 import type { ExtensionRegistry } from "./extensions.js";
 
@@ -131,6 +132,41 @@ export function findFormat(
     if (format.batchContentType === mediaType) return { format, batch: true };
   }
   return undefined;
+}
+
+/**
+ * What a decoder's `formats` option holds, for an error that says it lacks a format: without
+ * `formats`, every structured message of a subscriber arrives as such an error, and the reader
+ * has to know which option to set.
+ *
+ * @param formats - the formats the caller registered
+ * @returns `options.formats is empty`, or the content types it reads
+ */
+export function formatsGiven(formats: readonly EventFormat[]): string {
+  return formats.length === 0
+    ? "options.formats is empty"
+    : `options.formats reads ${formats.map((f) => f.contentType).join(", ")}`;
+}
+
+/**
+ * The `UnsupportedContentType` error of a structured message whose content type no registered
+ * format reads: it says what `options.formats` holds and where the missing format goes.
+ *
+ * @param contentType - the message's content type
+ * @param formats - the formats the caller registered
+ * @param options - the error's `attribute` or `protocolCode`
+ * @returns the error, to throw
+ */
+export function noFormatFor(
+  contentType: string,
+  formats: readonly EventFormat[],
+  options: PosthornErrorOptions = {},
+): PosthornError {
+  return new PosthornError(
+    "UnsupportedContentType",
+    `no registered event format reads ${contentType} (${formatsGiven(formats)}): add the format for it to options.formats, e.g. formats: [json] from @posthorn/format-json`,
+    options,
+  );
 }
 
 // Formats adapted to a registry, made once per format and registry: bindings look them up for

@@ -105,8 +105,10 @@ export {
   type EventFormat,
   type FormatMatch,
   findFormat,
+  formatsGiven,
   formatWithRegistry,
   isCloudEventsContentType,
+  noFormatFor,
 } from "./format.js";
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
