@@ -503,14 +503,12 @@ export async function mqttSubscriber<T = unknown>(
   const dispatcher = dispatcherFor(client);
   // Redeliveries this subscriber caused with release(), by packet identifier.
   const released = new Map<number, number>();
-  let generation = 0;
   let closing = false;
   let arrived: (() => void) | undefined;
   // What close() waits on for the deliveries in hand.
   const drain = new Drain();
 
   const onClose = () => {
-    generation++;
     // Acknowledgements of the lost connection can never be sent; with a persistent session the
     // broker resends those messages, so drop the copies not yet handed out.
     if (sessionPersists) {
@@ -610,13 +608,16 @@ export async function mqttSubscriber<T = unknown>(
       return;
     }
 
-    const born = generation;
+    let delivery: Delivery<T>;
+    const owed: OwedAck = { packet, send: undefined, epoch: dispatcher.epoch };
+    // The connection it arrived on was lost or dropped (release()), maybe before 'close'.
+    const lost = () => owed.epoch !== dispatcher.epoch;
     // Why the acknowledgement is no longer held: the application closed the subscriber (or left
     // its loop), or the connection dropped. Either way no acknowledgement was sent.
     const stale = () =>
       new PosthornErrorClass(
         "SettlementFailed",
-        closing && born === generation
+        closing && !lost()
           ? sessionPersists
             ? "the subscriber was closed and released this delivery without acknowledging it; the broker redelivers it when the session resumes"
             : "the subscriber was closed and released this delivery without acknowledging it; without a persistent session the broker does not redeliver it"
@@ -624,10 +625,6 @@ export async function mqttSubscriber<T = unknown>(
             ? "the connection was lost before settlement; the broker redelivers the message"
             : "the connection was lost before settlement; without a persistent session the broker dropped the message",
       );
-    let delivery: Delivery<T>;
-    const owed: OwedAck = { packet, send: undefined, epoch: dispatcher.epoch };
-    // The connection it arrived on was lost or dropped (release()), maybe before 'close'.
-    const lost = () => owed.epoch !== dispatcher.epoch;
     dispatcher.owed.push(owed);
     // MQTT 5 4.6: acknowledgements go out in the order the messages arrived, so one settled
     // ahead of an earlier one waits for it.
@@ -638,7 +635,7 @@ export async function mqttSubscriber<T = unknown>(
     const ack = () => {
       if (!held.has(delivery) || lost()) {
         // Lost with a clean session: the broker already forgot it, so there is nothing to ack.
-        if (!sessionPersists && (born !== generation || lost())) return;
+        if (!sessionPersists && lost()) return;
         throw stale();
       }
       forget(delivery);
