@@ -94,3 +94,33 @@ export function fromKafkaError(
     ...(protocolCode === undefined ? {} : { protocolCode }),
   });
 }
+
+/**
+ * Refuses a topic option that names no topic (`topic`, `deadLetterTopic`): kafkajs takes `""`,
+ * and every request to it then fails with the broker's "Invalid topic".
+ *
+ * @internal
+ */
+export function checkTopicName(option: string, value: unknown): void {
+  if (typeof value === "string" && value !== "") return;
+  throw new PosthornError(
+    "NotSupported",
+    `${option} must be a topic name (a non-empty string), got ${shownTopics(value)}`,
+    { attribute: option },
+  );
+}
+
+/**
+ * A topic option as an error message shows it: strings quoted, patterns as written, lists of both.
+ *
+ * @internal
+ */
+export function shownTopics(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(shownTopics).join(", ")}]`;
+  if (value instanceof RegExp) return String(value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return typeof value;
+  }
+}

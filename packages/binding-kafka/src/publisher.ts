@@ -10,7 +10,7 @@ import {
   type PublishOptions,
 } from "@posthorn/core";
 import type { KafkaProducerLike, KafkaSendMessage, KafkaSendRecord } from "./client.js";
-import { fromKafkaError } from "./errors.js";
+import { checkTopicName, fromKafkaError } from "./errors.js";
 import type { KafkaContentMode, KafkaEncodeOptions, KeyMapper } from "./record.js";
 import { toKafkaRecord } from "./to-record.js";
 
@@ -103,7 +103,7 @@ export function kafkaPublisher(
   // Kafka's produce request has -1, 0 and 1; kafkajs sends any number, and NaN or a fraction
   // left the publish waiting for an answer that never came.
   checkChoiceOption("acks", options.acks, [-1, 0, 1]);
-  checkTopic(options.topic);
+  checkTopicName("topic", options.topic);
   const defaultMode = options.mode ?? "binary";
   if (defaultMode === "structured" && options.format === undefined) {
     throw new PosthornError("NotSupported", "a structured-mode Kafka publisher needs a format");
@@ -120,7 +120,7 @@ export function kafkaPublisher(
     // kafkajs groups records by partition and drops, unsent, those of a partition it has no
     // metadata for (-1, NaN, a fraction, one past the topic's count), and still resolves.
     checkCountOption("partition", call.partition, 0, false);
-    if (call.topic !== undefined) checkTopic(call.topic);
+    if (call.topic !== undefined) checkTopicName("topic", call.topic);
     const topic = call.topic ?? options.topic;
     // Aborted before the call: nothing is sent (waitFor only stops waiting for what was).
     if (call.abortSignal?.aborted) {
@@ -186,16 +186,6 @@ export function kafkaPublisher(
       await Promise.allSettled([...inFlight]);
     },
   };
-}
-
-/** Refuses a topic that names none: kafkajs took `""`, and every publish then failed with the broker's "Invalid topic". */
-function checkTopic(topic: unknown): void {
-  if (typeof topic === "string" && topic !== "") return;
-  throw new PosthornError(
-    "NotSupported",
-    `topic must be a topic name (a non-empty string), got ${typeof topic === "string" ? JSON.stringify(topic) : String(topic)}`,
-    { attribute: "topic" },
-  );
 }
 
 /**

@@ -21,7 +21,7 @@ import type {
   KafkaProducerLike,
   KafkaSendHeaderValue,
 } from "./client.js";
-import { fromKafkaError } from "./errors.js";
+import { checkTopicName, fromKafkaError, shownTopics } from "./errors.js";
 import { readKafkaRecord } from "./from-record.js";
 import { DELIVERY_COUNT_HEADER, type KafkaDecodeOptions } from "./record.js";
 
@@ -314,15 +314,8 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         { attribute: "topics" },
       );
     }
-    if (
-      options.deadLetterTopic !== undefined &&
-      (typeof options.deadLetterTopic !== "string" || options.deadLetterTopic.length === 0)
-    ) {
-      throw new PosthornError(
-        "NotSupported",
-        `deadLetterTopic must be a topic name, got ${shownTopics(options.deadLetterTopic)}`,
-        { attribute: "deadLetterTopic" },
-      );
+    if (options.deadLetterTopic !== undefined) {
+      checkTopicName("deadLetterTopic", options.deadLetterTopic);
     }
     if (options.deadLetterTopic !== undefined && options.producer === undefined) {
       throw new PosthornError(
@@ -777,17 +770,6 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     } catch (err) {
       throw fromKafkaError(err, "stopping the Kafka consumer");
     }
-  }
-}
-
-/** A topics option as an error message shows it. */
-function shownTopics(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(shownTopics).join(", ")}]`;
-  if (value instanceof RegExp) return String(value);
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return typeof value;
   }
 }
 
