@@ -190,6 +190,55 @@ function stateOf(client: MqttClient): ClientState {
   return state;
 }
 
+/**
+ * Hands one message to mqtt.js the way every publish on the client goes out (the publishers' and
+ * a subscriber's dead-letter copies alike): a QoS 1/2 one waits while the server's Receive Maximum
+ * of them is unacknowledged, and one mqtt.js would hold forever (the client ended, or closed
+ * without reconnecting) is failed. `done` is called once, with mqtt.js's error if any.
+ */
+export function publishOnClient(
+  client: MqttClient,
+  topic: string,
+  payload: Buffer,
+  publishOptions: IClientPublishOptions,
+  done: (err?: Error) => void,
+): void {
+  const state = stateOf(client);
+  let settled = false;
+  let slot = false;
+  const finish = (err?: Error): void => {
+    // Once: the 'end' listener may fail a publish that mqtt.js calls back later after all.
+    if (settled) return;
+    settled = true;
+    state.pending.delete(finish);
+    if (slot) {
+      state.inFlight--;
+      schedulePump(client, state);
+    }
+    done(err);
+  };
+  state.pending.add(finish);
+  const go = (): boolean => {
+    // Failed while it waited (the client was ended): nothing to send.
+    if (settled) return false;
+    slot = publishOptions.qos !== 0;
+    try {
+      client.publish(topic, payload, publishOptions, (err) => finish(err));
+    } catch (err) {
+      finish(err as Error);
+    }
+    return true;
+  };
+  if ((publishOptions.qos ?? 0) === 0) {
+    go();
+  } else {
+    // MQTT 5 4.9: no more QoS 1/2 PUBLISHes unacknowledged than the server's Receive
+    // Maximum; past it Mosquitto refuses QoS 2 ones with 0x97 Quota exceeded.
+    state.waiting.push(go);
+    pump(client, state);
+  }
+}
+
 /** What a publish the client gave up on fails with (`Closed`: see {@link fromMqttError}). */
 const ENDED = new Error(
   "client disconnected: the client was ended before the broker acknowledged the message; it may or may not have arrived",
@@ -226,8 +275,9 @@ function checkRetainable(message: MqttMessage): void {
  * reconnected; at most `maxQueued` of this publisher's messages, past which `publish()` fails at
  * once with `PublishRejected` (retryable).
  *
- * At MQTT 5 the publishers of a client keep at most the server's Receive Maximum of QoS 1/2
- * messages unacknowledged (MQTT 5 4.9); the rest wait in order for acknowledgements.
+ * At MQTT 5 the publishers of a client (and its subscribers' dead-letter copies) keep at most the
+ * server's Receive Maximum of QoS 1/2 messages unacknowledged (MQTT 5 4.9); the rest wait in order
+ * for acknowledgements.
  *
  * @param client - a connected (or connecting) mqtt.js `MqttClient`
  * @param options - topic, QoS, mode, format, retain, limits
@@ -281,7 +331,6 @@ export function mqttPublisher(
   let closing: Promise<void> | undefined;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
   const state = stateOf(client);
-  const pending = state.pending;
 
   // The mapping options of each mode, made once rather than for every event.
   const mappingOptions = (mode: "binary" | "structured"): ToMqttMessageOptions => {
@@ -317,42 +366,12 @@ export function mqttPublisher(
     const publishOptions = publishOptionsOf(message, call);
     messages++;
     return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      let slot = false;
-      const done = (err?: Error): void => {
-        // Once: the 'end' listener may fail a publish that mqtt.js calls back later after all.
-        if (settled) return;
-        settled = true;
-        pending.delete(done);
-        if (slot) {
-          state.inFlight--;
-          schedulePump(client, state);
-        }
+      publishOnClient(client, topic, asBuffer(message.payload), publishOptions, (err) => {
         messages--;
         settledOne();
         if (err) reject(fromMqttError(err, `publish to ${topic}`));
         else resolve();
-      };
-      pending.add(done);
-      const go = (): boolean => {
-        // Failed while it waited (the client was ended): nothing to send.
-        if (settled) return false;
-        slot = publishOptions.qos !== 0;
-        try {
-          client.publish(topic, asBuffer(message.payload), publishOptions, (err) => done(err));
-        } catch (err) {
-          done(err as Error);
-        }
-        return true;
-      };
-      if (publishOptions.qos === 0) {
-        go();
-      } else {
-        // MQTT 5 4.9: no more QoS 1/2 PUBLISHes unacknowledged than the server's Receive
-        // Maximum; past it Mosquitto refuses QoS 2 ones with 0x97 Quota exceeded.
-        state.waiting.push(go);
-        pump(client, state);
-      }
+      });
     });
   };
 

@@ -25,7 +25,13 @@ import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
 import { classifyMqttMessage, fromMqttMessage, toPlainMessage } from "./from-message.js";
 import type { MqttLimits, MqttMessage } from "./mqtt-message.js";
-import { asBuffer, clientProtocolVersion, MQTT_QOS_LEVELS, type MqttQos } from "./publisher.js";
+import {
+  asBuffer,
+  clientProtocolVersion,
+  MQTT_QOS_LEVELS,
+  type MqttQos,
+  publishOnClient,
+} from "./publisher.js";
 
 /** Options for {@link mqttSubscriber}. */
 export interface MqttSubscriberOptions extends MqttLimits {
@@ -577,7 +583,10 @@ export async function mqttSubscriber<T = unknown>(
         publishOptions.properties = deadLetterProperties(props, topic, reason);
       }
       return new Promise<void>((resolve, reject) => {
-        client.publish(topicOut, asBuffer(payload), publishOptions, (err) =>
+        // Through the client's publish quota, as its publishers send: a burst of rejections
+        // must not pass the server's Receive Maximum (Mosquitto answers QoS 2 ones past it
+        // with Quota exceeded).
+        publishOnClient(client, topicOut, asBuffer(payload), publishOptions, (err) =>
           err ? reject(fromMqttError(err, `publish to ${topicOut}`)) : resolve(),
         );
       });
