@@ -235,14 +235,16 @@ class PartitionTrack {
  * - when the consumer crashes and kafkajs will not restart it, iteration fails with the error,
  *   settling is `SettlementFailed` (nothing can be committed), and `close()` does not wait.
  *
- * @param consumer - a connected consumer that is not running yet
+ * @param consumer - a connected consumer that is not running yet (the subscriber subscribes and
+ *   runs it; once the subscriber is closed, a kafkajs consumer may be given to another)
  * @param options - topics, dead-letter topic and producer, decoding options
  * @throws {@link PosthornError} `NotSupported` for `topics` that is not a non-empty array of
  *   topic names and patterns, an empty `deadLetterTopic`, a dead-letter topic without a producer, a
  *   `maxInFlight` or `partitionsConsumedConcurrently` that is not a whole number of 1 or more
  *   (`maxInFlight` may be `Infinity`), a `commitIntervalMs` outside 0 to `MAX_TIMER_MS`, a
- *   `drainTimeoutMs` that is not a number of 0 or more, or a decoding limit that is not a whole
- *   number of 0 or more
+ *   `drainTimeoutMs` that is not a number of 0 or more, a decoding limit that is not a whole
+ *   number of 0 or more, or a consumer that has a subscriber not yet closed (one the application
+ *   runs itself rejects `ready` with `NotSupported`)
  * @example
  * ```ts
  * const consumer = kafka.consumer({ groupId: "billing" });
@@ -337,6 +339,15 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     checkCountOption("maxValueBytes", options.maxValueBytes, 0);
     checkCountOption("maxHeaders", options.maxHeaders, 0);
     checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+    // A consumer subscribes and runs once: kafkajs refused the second subscriber's subscribe()
+    // only once it started, with "Cannot subscribe to topic while consumer is running".
+    if (consumersInUse.has(consumer)) {
+      throw new PosthornError(
+        "NotSupported",
+        "this consumer already has a kafkaSubscriber that is not closed: a consumer runs once, so give one subscriber every topic (topics: [...]), or make a consumer for each subscriber",
+      );
+    }
+    consumersInUse.add(consumer);
     this.#consumer = consumer;
     this.#options = options;
     this.#maxInFlight = options.maxInFlight ?? 1000;
@@ -385,7 +396,13 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         partitionsConsumedConcurrently: this.#options.partitionsConsumedConcurrently ?? 1,
       });
     } catch (err) {
-      const error = fromKafkaError(err, "starting the Kafka consumer");
+      const error = RUNNING.test(String((err as Error | undefined)?.message))
+        ? new PosthornError(
+            "NotSupported",
+            "the consumer is already running (consumer.run() was called on it): give kafkaSubscriber a connected consumer that does not run yet; it subscribes and runs it",
+            { cause: err },
+          )
+        : fromKafkaError(err, "starting the Kafka consumer");
       this.#queue.fail(error);
       throw error;
     }
@@ -766,12 +783,20 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         }
       } else {
         await this.#consumer.stop();
+        // Stopped, a kafkajs consumer can subscribe and run again: another subscriber may have it.
+        consumersInUse.delete(this.#consumer);
       }
     } catch (err) {
       throw fromKafkaError(err, "stopping the Kafka consumer");
     }
   }
 }
+
+/** The consumers a subscriber runs (until it is closed and the consumer stopped). */
+const consumersInUse = new WeakSet<KafkaConsumerLike>();
+
+/** kafkajs's refusal to subscribe a consumer that runs. */
+const RUNNING = /while consumer is running/;
 
 /** Deliveries a record had before it was written where it is now (dead-letter or retry topics). */
 function previousDeliveries(record: KafkaConsumedRecord): number {
