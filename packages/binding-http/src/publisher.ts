@@ -152,9 +152,24 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (value === null) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
+  // Only the three HTTP-date forms (RFC 9110 5.6.7): Date.parse alone reads "1.5" or "-1" as a
+  // date in 2001 (and so as "retry now"), where such a header is malformed and is ignored.
+  let at: number;
+  if (IMF_FIXDATE.test(text) || RFC850_DATE.test(text)) at = Date.parse(text);
+  // asctime has no zone; it is GMT, but Date.parse would take it as local time.
+  else if (ASCTIME_DATE.test(text)) at = Date.parse(`${text} GMT`);
+  else return undefined;
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
+
+const MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
+const CLOCK = "\\d{2}:\\d{2}:\\d{2}";
+/** `Sun, 06 Nov 1994 08:49:37 GMT` */
+const IMF_FIXDATE = new RegExp(`^[A-Z][a-z]{2}, \\d{2} ${MONTH} \\d{4} ${CLOCK} GMT$`);
+/** `Sunday, 06-Nov-94 08:49:37 GMT` (obsolete, still to be read) */
+const RFC850_DATE = new RegExp(`^[A-Z][a-z]+, \\d{2}-${MONTH}-\\d{2} ${CLOCK} GMT$`);
+/** `Sun Nov  6 08:49:37 1994` (obsolete, still to be read) */
+const ASCTIME_DATE = new RegExp(`^[A-Z][a-z]{2} ${MONTH} [ \\d]\\d ${CLOCK} \\d{4}$`);
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {

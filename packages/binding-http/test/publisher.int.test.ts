@@ -244,6 +244,16 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6000);
       expect(parseRetryAfter("soon")).toBeUndefined();
     });
+    it("ignores a Retry-After that is neither whole seconds nor an HTTP-date", () => {
+      // Date.parse reads these as dates in 2001, which made them "retry at once".
+      for (const value of ["1.5", "-1", "+3", "1e3", "10s", "May 2"]) {
+        expect(parseRetryAfter(value, 5_000)).toBeUndefined();
+      }
+      expect(parseRetryAfter("Thu, 01 Jan 1970 00:00:10 GMT", 4_000)).toBe(6000);
+      expect(parseRetryAfter("Thursday, 01-Jan-70 00:00:10 GMT", 4_000)).toBe(6000);
+      // asctime carries no zone and means GMT, whatever the local time zone.
+      expect(parseRetryAfter("Thu Jan  1 00:00:10 1970", 4_000)).toBe(6000);
+    });
     it("sends the Authorization header, static or from a function", async () => {
       const { url, seen } = await scripted([]);
       await httpPublisher({
