@@ -267,6 +267,24 @@ export function jsonMembers(event: CloudEvent, withData = true): Record<string, 
 
 Object.defineProperty(CloudEvent.prototype, BRAND, { value: true });
 
+/**
+ * A copy of a valid event with other data, the data not checked against `datacontenttype`: what
+ * `EventRouter` hands a route's handler when a schema's output replaces the data (bytes
+ * decoded into an object under `application/avro`, text split into a list). The attributes are
+ * the event's own, already valid.
+ *
+ * @param event - a valid event
+ * @param data - the new data; `undefined` for none
+ * @internal
+ */
+export function withDataAsIs<U>(event: CloudEvent, data: U): CloudEvent<U> {
+  const record = event as unknown as Record<string, unknown>;
+  const copy = Object.create(CloudEvent.prototype) as Record<string, unknown>;
+  for (const key of Object.keys(record)) if (key !== "data") copy[key] = record[key];
+  if (data !== undefined) copy.data = data;
+  return Object.freeze(copy) as unknown as CloudEvent<U>;
+}
+
 const KNOWN = new Set([
   "specversion",
   "id",

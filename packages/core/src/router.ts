@@ -1,6 +1,6 @@
 import type { Delivery } from "./envelopes.js";
 import { isPosthornError } from "./errors.js";
-import type { CloudEvent } from "./event.js";
+import { type CloudEvent, withDataAsIs } from "./event.js";
 import { checkCountOption } from "./options.js";
 
 /**
@@ -93,7 +93,10 @@ export type RouterFallback = (
 export interface EventRouterOptions {
   /** What happens to unknown types, invalid data and undecodable messages. Default: reject. */
   fallback?: RouterFallback;
-  /** Called with errors the router handled itself (a failed handler, a settlement that failed). */
+  /**
+   * Called with errors the router handled itself (a failed handler, a settlement that failed).
+   * An error it throws is ignored: the router goes on.
+   */
   onError?: (error: unknown, delivery: Delivery) => void;
 }
 
@@ -119,6 +122,27 @@ function pattern(text: string | undefined): RegExp | undefined {
   if (text === undefined || !text.includes("*")) return undefined;
   const escaped = text.split("*").map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
   return new RegExp(`^${escaped.join(".*")}$`);
+}
+
+function checkMatch(m: RouteMatch): void {
+  if (typeof m !== "object" || m === null || typeof m.type !== "string" || m.type === "") {
+    throw new TypeError(
+      'a route needs an event type: on("com.example.type", ...) or on({ type, source?, subject? }, ...)',
+    );
+  }
+  for (const field of ["source", "subject"] as const) {
+    if (m[field] !== undefined && typeof m[field] !== "string") {
+      throw new TypeError(`a route's ${field} must be a string (exact, or a * pattern)`);
+    }
+  }
+}
+
+function isStandardSchema(value: unknown): value is StandardSchemaV1 {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return false;
+  const standard = (value as { "~standard"?: { validate?: unknown } })["~standard"];
+  return (
+    typeof standard === "object" && standard !== null && typeof standard.validate === "function"
+  );
 }
 
 function matches(
@@ -181,11 +205,15 @@ export class EventRouter {
    * order added; the first whose `source` and `subject` match takes the delivery.
    *
    * @param match - the event type (exact, or a `*` pattern), or a type with `source` and `subject`
-   * @param schema - a Standard Schema for `data`; data it rejects goes to the fallback
-   *   (`invalid-data`), and its output, when different, replaces `data`
+   * @param schema - a Standard Schema for `data` (an object or, as ArkType's, a function with a
+   *   `~standard` member); data it rejects goes to the fallback (`invalid-data`), and its output,
+   *   when different, replaces `data` as it is, even where `datacontenttype` would not allow it
+   *   (an object decoded from `application/avro` bytes): the handler's event is for reading, and
+   *   `delivery.event` is the event as received
    * @param handler - gets the event with typed data and the delivery
    * @returns this router, for chaining
-   * @throws TypeError when `handler` is not a function
+   * @throws TypeError when `match` has no `type` string, `schema` is not a Standard Schema, or
+   *   `handler` is not a function
    */
   on<S extends StandardSchemaV1>(
     match: string | RouteMatch,
@@ -198,7 +226,8 @@ export class EventRouter {
    * @param match - the event type (exact, or a `*` pattern), or a type with `source` and `subject`
    * @param handler - gets the event and the delivery
    * @returns this router, for chaining
-   * @throws TypeError when `handler` is not a function
+   * @throws TypeError when `match` has no `type` string, or `handler` is not a function (a
+   *   schema given without a handler included)
    */
   on<T = unknown>(match: string | RouteMatch, handler: RouteHandler<T>): this;
   on(
@@ -207,11 +236,21 @@ export class EventRouter {
     maybeHandler?: RouteHandler<unknown>,
   ): this {
     const m: RouteMatch = typeof match === "string" ? { type: match } : match;
-    const schema = typeof schemaOrHandler === "function" ? undefined : schemaOrHandler;
-    const handler = (
-      typeof schemaOrHandler === "function" ? schemaOrHandler : maybeHandler
-    ) as RouteHandler<unknown>;
-    if (typeof handler !== "function") throw new TypeError("a route needs a handler function");
+    checkMatch(m);
+    // Three arguments are (match, schema, handler), whatever the schema is: an ArkType type is a
+    // function, and was taken for the handler (it then "handled" every event, and the real
+    // handler never ran).
+    const withSchema = maybeHandler !== undefined;
+    const schema = withSchema ? schemaOrHandler : undefined;
+    const handler = (withSchema ? maybeHandler : schemaOrHandler) as RouteHandler<unknown>;
+    if (schema !== undefined && !isStandardSchema(schema)) {
+      throw new TypeError(
+        "the schema of a route must implement Standard Schema v1 (a '~standard' member with validate(), as zod 3.24+, valibot 1 and ArkType 2 have); to take data unvalidated, pass the handler alone",
+      );
+    }
+    if (typeof handler !== "function" || (!withSchema && isStandardSchema(handler))) {
+      throw new TypeError("a route needs a handler function");
+    }
     const route: Route = {
       match: m,
       type: pattern(m.type),
@@ -235,8 +274,8 @@ export class EventRouter {
   }
 
   /**
-   * Handles one delivery: routes, validates, calls the handler and settles. Never throws for a
-   * handler's failure; errors go to `onError`.
+   * Handles one delivery: routes, validates, calls the handler and settles. Never rejects:
+   * errors go to `onError`.
    *
    * @param delivery - a delivery from any subscriber
    */
@@ -246,13 +285,23 @@ export class EventRouter {
     } catch (err) {
       // A handler, a schema's validate or the fallback threw (or the accept after a handler
       // failed): onError hears it once, and a delivery still unsettled is given back.
-      this.#onError?.(err, delivery);
+      this.#report(err, delivery);
       if (delivery.settled) return;
       try {
         await this.#retryOrReject(delivery, err);
       } catch (settleErr) {
-        this.#onError?.(settleErr, delivery);
+        this.#report(settleErr, delivery);
       }
+    }
+  }
+
+  // An onError that throws is not let out: dispatch() would reject, and run() would stop reading
+  // and leave the other deliveries' rejections unhandled (which ends a Node process).
+  #report(err: unknown, delivery: Delivery): void {
+    try {
+      this.#onError?.(err, delivery);
+    } catch {
+      // nothing more can be done with it
     }
   }
 
@@ -274,7 +323,10 @@ export class EventRouter {
         await this.#fallback(delivery, "invalid-data", result.issues);
         return;
       }
-      if (result.value !== event.data) typed = event.withData(result.value);
+      // The output as it is, without checking it against datacontenttype: a schema may turn
+      // bytes under application/avro into an object, or text into a list, and checking would
+      // refuse that on every redelivery (the handler never ran).
+      if (result.value !== event.data) typed = withDataAsIs(event, result.value);
     }
     await route.handler(typed, delivery);
     if (!delivery.settled) await delivery.accept();

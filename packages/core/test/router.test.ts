@@ -211,4 +211,97 @@ describe("EventRouter", () => {
     expect(peak).toBe(3);
     expect(outcomes.flat()).toEqual(Array(12).fill("accept"));
   });
+  it("hands the handler a schema's output even where datacontenttype would not allow it", async () => {
+    // bytes under application/octet-stream turned into an object, text/plain into a list: the
+    // handler ran on neither before (InvalidEvent, then release, on every redelivery).
+    const decoded: unknown[] = [];
+    const sizeOf = {
+      "~standard": {
+        version: 1 as const,
+        vendor: "test",
+        validate: (v: unknown) =>
+          v instanceof Uint8Array
+            ? { value: { size: v.length } }
+            : { issues: [{ message: "bytes" }] },
+      },
+    };
+    const router = new EventRouter()
+      .on("bin", sizeOf, (event) => void decoded.push(event.data))
+      .on(
+        "txt",
+        z.string().transform((s) => s.split(",")),
+        (event) => void decoded.push(event.data),
+      );
+    const bin = delivery(
+      ev("bin", new Uint8Array([1, 2, 3]), { datacontenttype: "application/octet-stream" }),
+    );
+    const txt = delivery(ev("txt", "a,b", { datacontenttype: "text/plain" }));
+    await router.dispatch(bin.d);
+    await router.dispatch(txt.d);
+    expect(decoded).toEqual([{ size: 3 }, ["a", "b"]]);
+    expect([...bin.outcome, ...txt.outcome]).toEqual(["accept", "accept"]);
+    // The delivery keeps the event as it came.
+    expect(bin.d.event?.data).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  it("takes a schema that is a function (as ArkType's are) as the schema, not the handler", async () => {
+    const seen: unknown[] = [];
+    const arkLike = Object.assign(() => "called as a handler", {
+      "~standard": {
+        version: 1 as const,
+        vendor: "arklike",
+        validate: (v: unknown) => ({ value: { wrapped: v } }),
+      },
+    });
+    const router = new EventRouter().on("t", arkLike, (event) => void seen.push(event.data));
+    const { d, outcome } = delivery(ev("t", 5));
+    await router.dispatch(d);
+    expect(seen).toEqual([{ wrapped: 5 }]);
+    expect(outcome).toEqual(["accept"]);
+  });
+
+  it("refuses, when a route is added, a schema that is no Standard Schema, a schema without a handler and a match without a type", () => {
+    const router = new EventRouter();
+    const legacy = { parse: (v: unknown) => v }; // a validator without '~standard'
+    expect(() => router.on("t", legacy as never, () => {})).toThrowError(/Standard Schema v1/);
+    expect(() => router.on("t", Order as never)).toThrowError(/handler function/);
+    expect(() => router.on({ source: "/orders/*" } as never, () => {})).toThrowError(
+      /needs an event type/,
+    );
+    expect(() => router.on({ type: "t", source: 5 } as never, () => {})).toThrowError(
+      /source must be a string/,
+    );
+  });
+
+  it("goes on when onError throws: dispatch resolves, run reads every delivery", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => void unhandled.push(e);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const router = new EventRouter({
+        onError: () => {
+          throw new Error("logger broke");
+        },
+      }).on("t", () => {
+        throw new Error("handler failed");
+      });
+      const one = delivery(ev("t", {}));
+      await expect(router.dispatch(one.d)).resolves.toBeUndefined();
+      expect(one.outcome).toEqual(["release"]);
+      const outcomes: string[][] = [];
+      async function* source() {
+        for (let i = 0; i < 4; i++) {
+          const x = delivery(ev("t", { i }));
+          outcomes.push(x.outcome);
+          yield x.d;
+        }
+      }
+      await router.run(source(), { concurrency: 4 });
+      await new Promise((r) => setTimeout(r, 10));
+      expect(outcomes.flat()).toEqual(Array(4).fill("release"));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
 });
