@@ -124,6 +124,32 @@ function retryableStatus(status: number): boolean {
   return status === 429 || (status >= 500 && status !== 501 && status !== 505);
 }
 
+/**
+ * Refuses, for the fetch sender, what the node:http one refuses too: an absolute URL that is not
+ * http(s) (a `data:` URL "answers" 200 to any POST) or that holds credentials. A relative URL is
+ * left to `fetch`, which resolves it against the page in a browser.
+ */
+function checkFetchUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return;
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new PosthornError(
+      "MalformedInput",
+      `${JSON.stringify(url)} is not an http: or https: URL`,
+    );
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw new PosthornError(
+      "MalformedInput",
+      "the publisher's url holds credentials; pass them as the authorization option instead",
+    );
+  }
+}
+
 function checkHeaders(headers: Record<string, string>): void {
   for (const name of Object.keys(headers)) {
     const value = headers[name] as string;
@@ -329,6 +355,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       const f = options.fetch ?? global.fetch;
       if (f === undefined)
         throw new PosthornError("NotSupported", "no fetch is available; pass options.fetch");
+      checkFetchUrl(this.#url);
       // Browsers refuse a fetch called on another object ("Illegal invocation"): call it unbound.
       this.#sender = fetchSender(this.#url, (input, init) => f(input, init));
     }
@@ -419,7 +446,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    * @throws {@link PosthornError} `PublishRejected` (`protocolCode` is the HTTP status; retryable
    *   for 429 and 5xx but 501 and 505 once retries are spent, or when a `Retry-After` would end past
    *   `maxDelayMs` or the call's `timeoutMs`), `Timeout` (an attempt's or the call's),
-   *   `ConnectionFailed`, `Aborted`, `Closed`, `InvalidEvent`
+   *   `ConnectionFailed`, `Aborted`, `Closed`, `InvalidEvent` (an event that cannot be encoded,
+   *   or a header that cannot be sent: nothing is sent), `MalformedInput` (a relative `url` that
+   *   `fetch` cannot resolve)
    *
    * @param events - one event, or an array sent in order (one request in batch mode)
    * @param options - extra headers, `timeoutMs` for the whole call, and an `abortSignal`
@@ -741,8 +770,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  *   `Infinity`), a `webhook.requestRate` or `webhook.burst` that is not a whole number of 1 or
  *   more (a per-call `timeoutMs` is checked likewise, and the call rejects with nothing sent);
  *   `InvalidEvent` when a configured header holds CR, LF or NUL,
- *   `MalformedInput` when `webhook.callbackUrl` is not an absolute http(s) URL, or in Node when
- *   `url` is not an absolute http(s) URL or holds credentials
+ *   `MalformedInput` when `webhook.callbackUrl` is not an absolute http(s) URL, or when `url`
+ *   is absolute but not http(s) or holds credentials (in Node, also when it is not absolute)
  */
 export function httpPublisher(options: HttpPublisherOptions): HttpPublisher {
   return new HttpPublisher(options);

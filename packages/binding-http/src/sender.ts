@@ -83,7 +83,10 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
           redirect: "manual",
         });
       } catch (err) {
-        throw fetchFailure(err, request.signal, request.what, request.timeoutMs);
+        throw (
+          requestFault(url, request, err) ??
+          fetchFailure(err, request.signal, request.what, request.timeoutMs)
+        );
       }
       if (response.type === "opaqueredirect") {
         // A browser hides a redirect not followed: status 0, no headers, no body.
@@ -95,6 +98,45 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
     },
     close() {},
   };
+}
+
+/**
+ * What `fetch` refused before sending anything, for a fault of the request itself, which no retry
+ * mends: a header name or value it cannot send (as `node:http` refuses them, `InvalidEvent`), or
+ * a URL it cannot request (relative outside a page, or holding credentials: `MalformedInput`).
+ * `undefined` when the request is sendable, or the runtime has no `Headers` and `Request` to tell.
+ * Called only once a fetch failed, so a request that goes through costs nothing more.
+ */
+function requestFault(
+  url: string,
+  request: SenderRequest,
+  err: unknown,
+): PosthornError | undefined {
+  if (isPosthornError(err)) return undefined;
+  const web = globalThis as { Headers?: typeof Headers; Request?: typeof Request };
+  if (web.Headers !== undefined) {
+    try {
+      new web.Headers(request.headers);
+    } catch (refusal) {
+      return new PosthornError(
+        "InvalidEvent",
+        `${request.what}: a header cannot be sent: ${(refusal as Error)?.message ?? refusal}`,
+        { cause: err },
+      );
+    }
+  }
+  if (web.Request !== undefined) {
+    try {
+      new web.Request(url);
+    } catch (refusal) {
+      return new PosthornError(
+        "MalformedInput",
+        `${request.what}: the URL cannot be requested (it must be absolute http(s), without credentials): ${(refusal as Error)?.message ?? refusal}`,
+        { cause: err },
+      );
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -203,7 +203,8 @@ export function httpUrl(value: string): string | undefined {
  * @throws {@link PosthornError} `MalformedInput` (not an absolute http(s) URL), `PublishRejected`
  *   (a non-2xx answer; `protocolCode` is the status), `Timeout`, `ConnectionFailed`, `Aborted`,
  *   `NotSupported` (no fetch available, or an `allowedRate` that is neither `*` nor a whole
- *   number of 1 or more; nothing is sent)
+ *   number of 1 or more; nothing is sent), `InvalidEvent` (an `allowedOrigin` a header cannot
+ *   carry; nothing is sent)
  *
  * @example
  * ```ts

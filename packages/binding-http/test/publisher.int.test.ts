@@ -277,6 +277,45 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
         }),
       ).toThrow(/CR, LF/);
     });
+    it("a header the transport cannot send is InvalidEvent, with nothing sent and no retry", async () => {
+      const { url, seen } = await scripted([]);
+      const cases: Array<Parameters<typeof httpPublisher>[0]> = [
+        { url, headers: { "x-name": "Ω" } },
+        { url, headers: { "x name": "1" } },
+        { url, authorization: () => "Bearer \u20ac" },
+      ];
+      for (const options of cases) {
+        const publisher = httpPublisher({ ...sender, ...options, retry: { baseDelayMs: 1_000 } });
+        const started = Date.now();
+        const err = await failure(publisher.publish(event, { headers: {} }));
+        expect(err).toMatchObject({ code: "InvalidEvent", retryable: false });
+        expect(Date.now() - started).toBeLessThan(500); // not retried after a backoff
+        await publisher.close();
+      }
+      expect(seen).toHaveLength(0);
+    });
+    it("refuses an absolute URL that is not http(s), or holds credentials, when it is made", () => {
+      for (const url of ["data:,x", "ftp://127.0.0.1/", "http://user:secret@127.0.0.1/"]) {
+        expect(() => httpPublisher({ ...sender, url })).toThrow(
+          expect.objectContaining({ code: "MalformedInput" }),
+        );
+      }
+    });
+    it("a relative URL is MalformedInput in Node, when made or on publish, and not retried", async () => {
+      let publisher: ReturnType<typeof httpPublisher>;
+      try {
+        publisher = httpPublisher({ ...sender, url: "/events", retry: { baseDelayMs: 1_000 } });
+      } catch (err) {
+        expect(err).toMatchObject({ code: "MalformedInput" }); // node:http: when it is made
+        return;
+      }
+      const started = Date.now();
+      expect(await failure(publisher.publish(event))).toMatchObject({
+        code: "MalformedInput",
+        retryable: false,
+      });
+      expect(Date.now() - started).toBeLessThan(500);
+    });
     it("refuses to publish after close", async () => {
       const publisher = httpPublisher({
         ...sender,
