@@ -290,10 +290,11 @@ function clientHeaderName(name: string): boolean {
   return true;
 }
 
-// ASCII case-insensitive test for the "ce-" prefix without allocating.
+// ASCII case-insensitive test for the "ce-" prefix without allocating. A header named just `ce-`
+// counts: it names no attribute, and attributeNameOf refuses it.
 function isCeHeader(name: string): boolean {
   return (
-    name.length > 3 &&
+    name.length >= 3 &&
     (name.charCodeAt(0) | 0x20) === 0x63 &&
     (name.charCodeAt(1) | 0x20) === 0x65 &&
     name.charCodeAt(2) === 0x2d

@@ -242,6 +242,12 @@ describe("fromNatsMessage", () => {
     );
   });
 
+  it("refuses a header named just ce- (no attribute name), as the HTTP and Kafka bindings do", () => {
+    // It was read as some other header and the event accepted without it.
+    expectTypedError(() => fromNatsMessage(msg({ ...ceHeaders, "ce-": "x" })), ["InvalidEvent"]);
+    expectTypedError(() => fromNatsMessage(msg({ ...ceHeaders, "CE-": "x" })), ["InvalidEvent"]);
+  });
+
   it("refuses __proto__ and constructor as attribute names without polluting anything", () => {
     expectTypedError(
       () => fromNatsMessage(msg({ ...ceHeaders, "ce-__proto__": "x" })),
