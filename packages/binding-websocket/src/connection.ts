@@ -112,11 +112,30 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 /** WebSocket close code 1009 (RFC 6455 7.4.1): a message too big to process. */
 const MESSAGE_TOO_BIG = 1009;
 
-function payloadTooLarge(limit: number, size?: number): PosthornError {
+/**
+ * The close code a browser's `WebSocket` closes with for a message past the subscriber's limit:
+ * its `close()` takes only 1000 and 3000-4999 (anything else throws `InvalidAccessError`), so
+ * 1009 is out of reach there. 4009, in the private-use range, echoes it; the reason says it.
+ */
+const MESSAGE_TOO_BIG_BROWSER = 4009;
+
+/**
+ * @param limit - the subscriber's limit, or `undefined` when `ws` refused the message against the
+ *   socket's own (`maxPayload`)
+ */
+function payloadTooLarge(
+  limit: number | undefined,
+  size: number | undefined,
+  code: number,
+): PosthornError {
+  const which =
+    limit === undefined
+      ? "the socket's limit (ws's maxPayload)"
+      : `the subscriber's maxPayloadBytes (${limit} bytes)`;
   return new PosthornError(
     "PayloadTooLarge",
-    `a WebSocket message${size === undefined ? "" : ` of ${size} bytes`} exceeds the limit of ${limit} bytes; the connection was closed with ${MESSAGE_TOO_BIG}`,
-    { protocolCode: MESSAGE_TOO_BIG },
+    `a WebSocket message${size === undefined ? "" : ` of ${size} bytes`} exceeds ${which}; the connection was closed with ${code}. To accept such messages raise maxPayloadBytes on both sides: the subscriber's, and the socket's (connectWebSocket, webSocketServerOptions)`,
+    { protocolCode: code },
   );
 }
 
@@ -169,7 +188,8 @@ export interface WebSocketBindingOptions {
   formats: readonly EventFormat[];
   /**
    * Largest message a subscriber accepts ({@link DEFAULT_MAX_PAYLOAD_BYTES} by default); a larger
-   * one closes the connection with 1009 and fails iteration with `PayloadTooLarge`. With `ws`,
+   * one closes the connection with 1009 (4009 on a browser's `WebSocket`, whose `close()` cannot
+   * send 1009) and fails iteration with `PayloadTooLarge`. With `ws`,
    * also give the socket a `maxPayload` ({@link connectWebSocket}, {@link webSocketServerOptions}),
    * so the message is refused while it arrives rather than after. A publisher refuses a larger
    * message of its own with `PayloadTooLarge` before sending it (raise the limit on both sides
@@ -614,8 +634,11 @@ export function webSocketSubscriber(
     const body =
       typeof data === "string" && data.length > maxPayloadBytes ? undefined : frameBytes(data);
     if (body === undefined || body.length > maxPayloadBytes) {
-      queue.fail(payloadTooLarge(maxPayloadBytes, body?.length));
-      socket.close(MESSAGE_TOO_BIG, "message too big");
+      // A browser's close() throws on 1009: thrown from this listener, that left the connection
+      // open (and ended a Node process using a WHATWG WebSocket).
+      const code = node ? MESSAGE_TOO_BIG : MESSAGE_TOO_BIG_BROWSER;
+      queue.fail(payloadTooLarge(maxPayloadBytes, body?.length, code));
+      socket.close(code, "message too big");
       return;
     }
     const message: Message = { body, contentType, properties: {} };
@@ -666,7 +689,7 @@ export function webSocketSubscriber(
     // `ws` refuses a message past its maxPayload while it arrives, closes with 1009, and says so.
     const code = (err as { code?: unknown } | undefined)?.code;
     if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
-      queue.fail(payloadTooLarge(maxPayloadBytes));
+      queue.fail(payloadTooLarge(undefined, undefined, MESSAGE_TOO_BIG));
       return;
     }
     const detail = (err as { message?: unknown } | undefined)?.message;

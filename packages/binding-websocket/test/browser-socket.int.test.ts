@@ -1,0 +1,84 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { webSocketPublisher, webSocketServerOptions } from "@posthorn/binding-websocket";
+import { CloudEvent, type EventFormat } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
+import { json } from "@posthorn/format-json";
+import { afterEach, describe, expect, it } from "vitest";
+import { type WebSocket, WebSocketServer } from "ws";
+
+// The browser path (a socket without ws's EventEmitter API) on a real WHATWG WebSocket: Node's
+// own, in a child process, since Node 20 has it only behind a flag. It follows the same
+// specification as browsers' (close() takes only 1000 and 3000-4999, binary data as ArrayBuffer).
+
+const peer = fileURLToPath(new URL("./fixtures/whatwg-peer.ts", import.meta.url));
+const flags = "WebSocket" in globalThis ? [] : ["--experimental-websocket"];
+const servers: WebSocketServer[] = [];
+afterEach(async () => {
+  for (const wss of servers.splice(0)) {
+    for (const socket of wss.clients) socket.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  }
+});
+
+const event = (id: string, size: number) =>
+  new CloudEvent({ specversion: "1.0", id, source: "/s", type: "t", data: "x".repeat(size) });
+
+/** Runs the WHATWG peer against a server here; `serve` publishes to it once it is connected. */
+async function runPeer(
+  format: EventFormat,
+  maxPayloadBytes: number,
+  serve: (socket: WebSocket) => Promise<void>,
+): Promise<{ lines: Record<string, unknown>[]; exitCode: number | null; serverClose: number }> {
+  const wss = new WebSocketServer({
+    port: 0,
+    host: "127.0.0.1",
+    ...webSocketServerOptions([json, avro]),
+  });
+  servers.push(wss);
+  await once(wss, "listening");
+  const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  const child = spawn(
+    process.execPath,
+    [...flags, "--import", "tsx", peer, url, format.name, String(maxPayloadBytes)],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk;
+  });
+  const [socket] = (await once(wss, "connection")) as [WebSocket];
+  const serverClose = new Promise<number>((resolve) => socket.once("close", resolve));
+  await serve(socket);
+  const [exitCode] = (await once(child, "exit")) as [number | null];
+  const lines = out
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { lines, exitCode, serverClose: await serverClose };
+}
+
+describe("a subscriber on a WHATWG WebSocket (the browser's API)", () => {
+  for (const format of [json, avro]) {
+    it(`${format.name}: a message past its maxPayloadBytes fails iteration with PayloadTooLarge and closes the connection with 4009, the code a browser may send`, {
+      timeout: 20_000,
+    }, async () => {
+      const { lines, exitCode, serverClose } = await runPeer(format, 2000, async (socket) => {
+        const publisher = webSocketPublisher(socket, { formats: [json, avro] });
+        await publisher.publish(event("small", 10));
+        await publisher.publish(event("big", 5000));
+      });
+      expect(lines[0]).toEqual({ open: `cloudevents.${format.name === "avro" ? "avro" : "json"}` });
+      expect(lines[1]).toEqual({ event: "small", error: null });
+      expect(lines[2]).toMatchObject({
+        failed: { code: "PayloadTooLarge", protocolCode: 4009 },
+      });
+      expect(JSON.stringify(lines[2])).toContain("maxPayloadBytes (2000 bytes)");
+      expect(lines[3]).toEqual({ closed: 4009 });
+      expect(serverClose).toBe(4009);
+      expect(exitCode).toBe(0);
+    });
+  }
+});
