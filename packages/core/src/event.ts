@@ -153,8 +153,10 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
    * @param init - the attributes, extensions and data
    * @param options - whether to fill `time`
    * @throws {@link PosthornError} `InvalidEvent` naming the first attribute that breaks a rule
+   *   (or without an attribute, when `init` is not an object)
    */
   static create<T>(init: CloudEventCreateInit<T>, options: CreateEventOptions = {}): CloudEvent<T> {
+    if (typeof init !== "object" || init === null) throw invalidEvent("an event must be an object");
     const full = ownMembers(init as unknown as Record<string, unknown>) as CloudEventInit<T>;
     if (full.id === undefined) full.id = randomId();
     if (full.specversion === undefined) full.specversion = "1.0";
@@ -178,9 +180,13 @@ export class CloudEvent<T = unknown> implements CloudEventAttributes {
    *
    * @param patch - the attributes (or `data`, `data_base64`) to set; `data_base64` without
    *   `data` replaces the data
-   * @throws {@link PosthornError} `InvalidEvent` when the result breaks a rule
+   * @throws {@link PosthornError} `InvalidEvent` when the result breaks a rule, or `patch` is not
+   *   an object
    */
   cloneWith<U = T>(patch: Partial<CloudEventInit<U>>): CloudEvent<U> {
+    if (typeof patch !== "object" || patch === null) {
+      throw invalidEvent("cloneWith takes an object of the attributes to change");
+    }
     const skipData = "data_base64" in patch && !("data" in patch);
     const next = ownMembers(
       this as unknown as Record<string, unknown>,

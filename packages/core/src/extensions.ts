@@ -17,6 +17,16 @@ export function isAttributeName(name: string): boolean {
   return true;
 }
 
+const ATTRIBUTE_TYPES: ReadonlySet<string> = new Set<AttributeType>([
+  "Boolean",
+  "Integer",
+  "String",
+  "Binary",
+  "URI",
+  "URI-reference",
+  "Timestamp",
+]);
+
 /**
  * The context attributes of CloudEvents 1.0 (spec.md, "Context Attributes") and their types.
  */
@@ -104,12 +114,31 @@ export class ExtensionRegistry {
    *   the earlier one
    * @returns this registry, for chaining
    * @throws TypeError when the name is not lower-case letters and digits, or names a context
-   *   attribute or `data` (the event's data in every format)
+   *   attribute or `data` (the event's data in every format), or the type is not one of the
+   *   CloudEvents types (`Boolean`, `Integer`, `String`, `Binary`, `URI`, `URI-reference`,
+   *   `Timestamp`, spelled so)
    */
   declare(declaration: ExtensionDeclaration): this {
+    if (typeof declaration !== "object" || declaration === null) {
+      throw new TypeError("a declaration is an object: { name, type }");
+    }
     const name = declaration.name;
-    if (!isAttributeName(name) || isContextAttribute(name) || name === "data") {
-      throw new TypeError(`cannot declare extension ${JSON.stringify(declaration.name)}`);
+    if (
+      typeof name !== "string" ||
+      !isAttributeName(name) ||
+      isContextAttribute(name) ||
+      name === "data"
+    ) {
+      throw new TypeError(
+        `cannot declare extension ${JSON.stringify(declaration.name)}: a name is lower-case letters and digits, and not a context attribute or data`,
+      );
+    }
+    // A type outside the seven (say "integer") matched no value: every value of the attribute
+    // was refused, even the numbers it was declared for.
+    if (!ATTRIBUTE_TYPES.has(declaration.type)) {
+      throw new TypeError(
+        `cannot declare extension ${name} with type ${JSON.stringify(declaration.type)}: the type is one of ${[...ATTRIBUTE_TYPES].join(", ")}`,
+      );
     }
     this.#byName.set(declaration.name, Object.freeze({ ...declaration }));
     return this;
@@ -154,7 +183,7 @@ export const extensions: ExtensionRegistry = new ExtensionRegistry(SPEC_EXTENSIO
  *
  * @param declaration - the name, type and placements; replaces an earlier declaration of the name
  * @throws TypeError when the name is not lower-case letters and digits, or names a context
- *   attribute or `data`
+ *   attribute or `data`, or the type is not one of the seven CloudEvents types
  * @example
  * ```ts
  * declareExtension({ name: "priority", type: "Integer" });

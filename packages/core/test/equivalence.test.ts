@@ -143,3 +143,25 @@ describe("registry lookups", () => {
     expect(registry.typeOf("time")).toBe("Timestamp");
   });
 });
+
+describe("declarations", () => {
+  it("refuse a type that is not one of the seven CloudEvents types, and a declaration that is no object", () => {
+    const registry = new ExtensionRegistry();
+    for (const type of ["integer", "Int", "Date", undefined]) {
+      expect(() => registry.declare({ name: "priority", type } as never)).toThrowError(TypeError);
+    }
+    expect(() => registry.declare(null as never)).toThrowError(/a declaration is an object/);
+    expect(registry.get("priority")).toBeUndefined();
+    for (const type of [
+      "Boolean",
+      "Integer",
+      "String",
+      "Binary",
+      "URI",
+      "URI-reference",
+      "Timestamp",
+    ]) {
+      expect(registry.declare({ name: "priority", type } as never).typeOf("priority")).toBe(type);
+    }
+  });
+});

@@ -94,6 +94,16 @@ describe("CloudEvent construction", () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  it("create, cloneWith and new CloudEvent refuse a value that is not an object with InvalidEvent", () => {
+    const e = new CloudEvent(base as never);
+    for (const bad of [null, undefined, 5]) {
+      const invalid = expect.objectContaining({ name: "PosthornError", code: "InvalidEvent" });
+      expect(() => CloudEvent.create(bad as never)).toThrowError(invalid);
+      expect(() => e.cloneWith(bad as never)).toThrowError(invalid);
+      expect(() => new CloudEvent(bad as never)).toThrowError(invalid);
+    }
+  });
+
   it("turns data_base64 into bytes and Dates into RFC 3339", () => {
     const e = new CloudEvent({
       ...base,
