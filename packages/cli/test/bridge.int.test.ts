@@ -53,3 +53,35 @@ describe.skipIf(!amqpOk)("bridge --count (skipped: no broker outside CI)", () =>
     expect(ids.sort()).toEqual(["3", "4", "5"]);
   });
 });
+
+describe.skipIf(!amqpOk)("bridge --publish-timeout (skipped: no broker outside CI)", () => {
+  it("a downstream slower than --publish-timeout has the event released upstream; within it, moved", {
+    timeout: 60_000,
+  }, async () => {
+    const { createServer } = await import("node:http");
+    // Answers every POST 200 after 600 ms.
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => setTimeout(() => res.writeHead(200).end(), 600));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    try {
+      const queue = `${amqpBase}/queue/${unique("posthorn-cli-publish-timeout")}`;
+      const sent = await runCli(["send", queue], { stdin: events(["slow"]) });
+      expect(sent.code, sent.stderr).toBe(0);
+      const args = ["bridge", queue, `http://127.0.0.1:${port}/in`, "--count", "1", "--json"];
+      const short = await runCli([...args, "--publish-timeout", "100", "--timeout", "2500"]);
+      const shortStats = JSON.parse(short.stdout) as { moved: number; released: number };
+      expect(shortStats.moved).toBe(0);
+      expect(shortStats.released).toBeGreaterThan(0);
+      expect(short.stderr).toContain("downstream publish failed");
+      // The default (10 s) waits for the answer: the released event is still there, and moves.
+      const long = await runCli([...args, "--timeout", "20000"]);
+      expect(long.code, long.stderr).toBe(0);
+      expect(JSON.parse(long.stdout)).toMatchObject({ moved: 1, released: 0 });
+    } finally {
+      server.close();
+    }
+  });
+});

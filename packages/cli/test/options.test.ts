@@ -42,6 +42,22 @@ describe("count options", () => {
     expect(r.stderr).toContain('--concurrency must be a whole number, 1 or more, got "0"');
   });
 
+  it("bridge --publish-timeout must be a whole number of 1 or more (0 would time out every publish)", async () => {
+    for (const bad of ["0", "2.5", "soon"]) {
+      const r = await run([
+        "bridge",
+        "nats://127.0.0.1:1/a",
+        "nats://127.0.0.1:1/b",
+        "--publish-timeout",
+        bad,
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `--publish-timeout must be a whole number, 1 or more, got "${bad}"`,
+      );
+    }
+  });
+
   it("send --concurrency must be a whole number of 1 or more (2.5 ran 2 at once)", async () => {
     const r = await run(["send", "nats://127.0.0.1:1/s", "--concurrency", "2.5"]);
     expect(r.code).toBe(2);

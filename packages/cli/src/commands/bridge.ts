@@ -24,6 +24,9 @@ Options:
   --count <n>         stop after n events were moved
   --timeout <ms>      stop after this long
   --concurrency <n>   downstream publishes in flight at once (default 16; 1 keeps strict order)
+  --publish-timeout <ms>
+                      how long a downstream publish may take before the event is released
+                      upstream for redelivery (default 10000)
   --json              print a JSON summary on stdout at the end
   -h, --help          this text
 
@@ -41,6 +44,7 @@ const OPTIONS = {
   count: { type: "string", short: "n" },
   timeout: { type: "string" },
   concurrency: { type: "string" },
+  "publish-timeout": { type: "string" },
   json: { type: "boolean" },
 } as const;
 
@@ -107,6 +111,8 @@ export async function bridgeCommand(
   const count = countOption(values, "count");
   const timeoutMs = numberOption(values, "timeout");
   const concurrency = countOption(values, "concurrency", 16, 1) as number;
+  // 0 would time out every publish before it is sent: a whole number of ms, 1 or more.
+  const publishTimeoutMs = countOption(values, "publish-timeout", 10_000, 1) as number;
   const upstream = await openEndpoint(from);
   const downstream = await openEndpoint(to);
   const publisher = await downstream.createPublisher();
@@ -142,7 +148,7 @@ export async function bridgeCommand(
             publisher,
             stats,
             io,
-            10_000,
+            publishTimeoutMs,
             signal,
           ).then((ok) => {
             inFlight.delete(task);
