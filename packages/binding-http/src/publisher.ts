@@ -328,6 +328,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   #approval: PendingApproval | undefined;
   #permission: WebhookPermission | undefined;
   #closed = false;
+  /** Ends a handshake still retrying once `close()` has waited for the publishes in flight. */
+  readonly #closedSignal = new AbortController();
 
   /** @param options - destination, mode, format, timeouts, retries, headers, webhook, agent */
   constructor(options: HttpPublisherOptions) {
@@ -571,14 +573,21 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       const auth = this.#options.authorization;
       if (auth !== undefined)
         headers.authorization = typeof auth === "string" ? auth : await auth();
-      const answer = await this.#sender.send({
-        method: "OPTIONS",
-        headers,
-        body: undefined,
-        timeoutMs: webhook.timeoutMs ?? 10_000,
-        signal: undefined,
-        what: "the webhook validation request",
-      });
+      // Retried as a delivery is: a 429 or 5xx answer, a failed connection or a timeout is no
+      // refusal (it failed the publish as one, not retryable), and is asked again by the policy.
+      let answer: SenderAnswer;
+      try {
+        answer = await this.#attempts(
+          { method: "OPTIONS", headers, body: undefined },
+          this.#closedSignal.signal,
+          UNBOUNDED,
+          { attemptMs: webhook.timeoutMs ?? 10_000 },
+        );
+      } catch (err) {
+        // An approval by callback that came while the request was being retried still counts.
+        if (this.#permission !== undefined) return this.#permission;
+        throw err;
+      }
       try {
         return readWebhookGrant(answer.status, answer.headers, webhook.origin);
       } catch (refusal) {
@@ -622,22 +631,32 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     });
   }
 
+  /**
+   * Sends `init` until it is answered 2xx, or with a failure that is final or the last one the
+   * retry policy allows. With `handshake`, the validation request: each attempt bounded by
+   * `handshake.attemptMs`, not paced, and a final answer other than 2xx (a refusal, for the
+   * caller to read) returned instead of thrown.
+   */
   async #attempts(
-    init: { method: string; headers: Record<string, string>; body: Uint8Array },
+    init: { method: string; headers: Record<string, string>; body: Uint8Array | undefined },
     user: AbortSignal | undefined,
     budget: CallBudget,
-  ): Promise<void> {
+    handshake?: { attemptMs: number },
+  ): Promise<SenderAnswer> {
     const retry = this.#options.retry === false ? { maxAttempts: 1 } : (this.#options.retry ?? {});
     const maxAttempts = Math.max(1, retry.maxAttempts ?? 3);
     const baseDelayMs = retry.baseDelayMs ?? 100;
     const maxDelayMs = retry.maxDelayMs ?? 10_000;
-    const attemptMs = retry.attemptTimeoutMs ?? 30_000;
-    const what = `${init.method} ${this.#url}`;
+    const attemptMs = handshake?.attemptMs ?? retry.attemptTimeoutMs ?? 30_000;
+    const what =
+      handshake === undefined
+        ? `${init.method} ${this.#url}`
+        : `the webhook validation request (OPTIONS ${this.#url})`;
     let failure: PosthornError | undefined;
     for (let attempt = 1; ; attempt++) {
       // http-webhook.md 4.2.2: every request, retries included, counts against the granted rate.
       // The wait counts against the call's timeoutMs; the caller's abortSignal ends it too.
-      if (this.#limiter) await this.#paced(user, budget, what, failure);
+      if (this.#limiter && handshake === undefined) await this.#paced(user, budget, what, failure);
       // The attempt's own timeout, shortened to the time left in the call.
       const left = budget.deadline - performance.now();
       if (left <= 0) throw callTimeout(what, budget, failure);
@@ -664,12 +683,14 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       }
       if (answer !== undefined) {
         const status = answer.status;
-        if (status >= 200 && status < 300) return;
+        if (status >= 200 && status < 300) return answer;
         const retryable = retryableStatus(status);
+        if (!retryable && handshake !== undefined) return answer;
         const text = answer.text;
+        const who = handshake === undefined ? this.#url : what;
         failure = new PosthornError(
           "PublishRejected",
-          `${this.#url} answered ${status}${text ? `: ${text.slice(0, 200)}` : ""}`,
+          `${who} answered ${status}${text ? `: ${text.slice(0, 200)}` : ""}`,
           { protocolCode: status, retryable },
         );
         if (!retryable) throw failure;
@@ -743,6 +764,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     this.#closed = true;
     this.#approval?.reject(new PosthornError("Closed", "the publisher was closed before approval"));
     await Promise.allSettled([...this.#inFlight]);
+    // A handshake that every publish waiting for it gave up on (their timeoutMs) sends no more.
+    this.#closedSignal.abort();
     this.#sender.close();
   }
 }

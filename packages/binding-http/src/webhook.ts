@@ -262,7 +262,10 @@ export interface WebhookSenderOptions {
   origin: string;
   /** Requests per minute asked for, sent as `WebHook-Request-Rate`. */
   requestRate?: number;
-  /** Timeout of the `OPTIONS` request. Default 10 s. */
+  /**
+   * Timeout of each attempt of the `OPTIONS` request, which is retried under the publisher's
+   * `retry` policy when answered 429 or 5xx, or when it fails or times out. Default 10 s.
+   */
   timeoutMs?: number;
   /**
    * A URL the sender serves, sent as `WebHook-Request-Callback` (http-webhook.md 4.1.3), where

@@ -389,5 +389,39 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       expect(err.code).toBe("PublishRejected");
       expect(seen.map((s) => s.method)).toEqual(["OPTIONS"]);
     });
+    it("retries a validation request answered 429 or 5xx, as a delivery is, then delivers", async () => {
+      const { url, seen } = await scripted([
+        { status: 503, headers: { "retry-after": "0" } },
+        { status: 500 },
+        { status: 200, headers: { "webhook-allowed-origin": "a.example" } },
+      ]);
+      await httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 3, baseDelayMs: 1 },
+        webhook: { origin: "a.example" },
+      }).publish(event);
+      expect(seen.map((s) => s.method)).toEqual(["OPTIONS", "OPTIONS", "OPTIONS", "POST"]);
+    });
+    it("fails with a retryable PublishRejected, not a refusal, when the 5xx answers outlast the retries", async () => {
+      const { url, seen } = await scripted([
+        { status: 503 },
+        { status: 502 },
+        { status: 200, headers: { "webhook-allowed-origin": "*" } },
+      ]);
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 2, baseDelayMs: 1 },
+        webhook: { origin: "a.example" },
+      });
+      const err = await failure(publisher.publish(event));
+      expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 502, retryable: true });
+      expect(err.message).toContain("validation request");
+      expect(seen.map((s) => s.method)).toEqual(["OPTIONS", "OPTIONS"]);
+      // The next publish asks again.
+      await publisher.publish(event);
+      expect(seen.map((s) => s.method)).toEqual(["OPTIONS", "OPTIONS", "OPTIONS", "POST"]);
+    });
   });
 });
