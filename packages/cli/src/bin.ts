@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { runCli } from "./main.js";
 
-// The posthorn command. Ctrl-C (or SIGTERM) stops receive and bridge cleanly: subscriptions are
-// closed and unsettled deliveries released; a second Ctrl-C exits at once.
+// The posthorn command. Ctrl-C (or SIGTERM) stops receive and bridge cleanly (subscriptions are
+// closed and unsettled deliveries released) and send after the publishes under way; a second
+// Ctrl-C exits at once.
 const controller = new AbortController();
 let interrupted = 0;
 const onSignal = (signal: NodeJS.Signals) => {

@@ -81,3 +81,43 @@ describe("Ctrl-C (spawned)", () => {
     },
   );
 });
+
+describe("Ctrl-C on send (spawned)", () => {
+  it("starts no more publishes, waits for the one under way, says how many were sent, exits 1", {
+    timeout: 60_000,
+  }, async () => {
+    // Each request answered 200 after 400 ms: one at a time (--concurrency 1), 20 events take 8 s.
+    const arrived: string[] = [];
+    const slow = createServer((req: IncomingMessage, res: ServerResponse) => {
+      arrived.push(String(req.headers["ce-id"]));
+      req.resume();
+      setTimeout(() => res.writeHead(200).end(), 400);
+    });
+    await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (slow.address() as AddressInfo).port;
+      const lines = Array.from({ length: 20 }, (_, i) =>
+        JSON.stringify({ specversion: "1.0", id: `e${i}`, source: "/s", type: "t" }),
+      ).join("\n");
+      const running = startCli(
+        ["send", `http://127.0.0.1:${port}/in`, "--concurrency", "1", "--json"],
+        { stdin: lines },
+      );
+      while (arrived.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+      const at = Date.now();
+      running.child.kill("SIGINT");
+      const r = await running.done;
+      // Before: it went on sending until the 3 s fallback ended it with 130 and no summary.
+      expect(Date.now() - at).toBeLessThan(2500);
+      expect(r.code, r.stderr).toBe(1);
+      const summary = JSON.parse(r.stdout) as { sent: number; unsent: number };
+      expect(summary.sent + summary.unsent).toBe(20);
+      // Every publish started was acknowledged: none left unknown.
+      expect(summary.sent).toBe(arrived.length);
+      expect(summary.unsent).toBeGreaterThan(10);
+      expect(r.stderr).toContain(`interrupted: sent ${summary.sent} of 20 events`);
+    } finally {
+      await new Promise<void>((resolve) => slow.close(() => resolve()));
+    }
+  });
+});

@@ -1,6 +1,14 @@
 import { readFile } from "node:fs/promises";
 import type { CloudEvent } from "@posthorn/core";
-import { type CommandIo, countOption, EXIT_OK, note, numberOption, UsageError } from "../cli-io.js";
+import {
+  type CommandIo,
+  countOption,
+  EXIT_FAILED,
+  EXIT_OK,
+  note,
+  numberOption,
+  UsageError,
+} from "../cli-io.js";
 import { openEndpoint } from "../endpoint.js";
 import { buildEvent, parseEventsText, readAll } from "../input.js";
 import { parseOrHelp, positionalArgs, withModeAndFormat } from "./shared.js";
@@ -32,7 +40,10 @@ Options:
   --json                print a JSON summary on stdout
   -h, --help            this text
 
-Exit status: 0 when every event was acknowledged, 1 when any failed, 2 on a usage error.
+Ctrl-C starts no more publishes, waits for those under way, and says how many were sent.
+
+Exit status: 0 when every event was acknowledged, 1 when any failed or was not sent after Ctrl-C,
+2 on a usage error.
 
 Examples:
   posthorn send http://127.0.0.1:8080/events --type com.example.ping --source /cli --data '{"n":1}'
@@ -108,7 +119,11 @@ async function loadEvents(values: Record<string, unknown>, io: CommandIo): Promi
 }
 
 /** Runs `posthorn send`. */
-export async function sendCommand(argv: readonly string[], io: CommandIo): Promise<number> {
+export async function sendCommand(
+  argv: readonly string[],
+  io: CommandIo,
+  signal?: AbortSignal,
+): Promise<number> {
   const parsed = parseOrHelp(argv, OPTIONS, SEND_HELP, io);
   if (!parsed) return EXIT_OK;
   const { values, positionals } = parsed;
@@ -122,15 +137,20 @@ export async function sendCommand(argv: readonly string[], io: CommandIo): Promi
   );
   const started = Date.now();
   const publisher = await endpoint.createPublisher();
+  let sent = 0;
   try {
     if (endpoint.mode === "batch") {
       await publisher.publish(events, { timeoutMs });
+      sent = events.length;
     } else {
       let next = 0;
+      // Ctrl-C starts no more publishes; those under way finish (they were handed to the
+      // transport, and ending them now would leave unknown whether they arrived).
       const worker = async () => {
-        while (next < events.length) {
+        while (next < events.length && signal?.aborted !== true) {
           const event = events[next++] as CloudEvent;
           await publisher.publish(event, { timeoutMs });
+          sent++;
         }
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, events.length) }, worker));
@@ -139,14 +159,23 @@ export async function sendCommand(argv: readonly string[], io: CommandIo): Promi
     await publisher.close();
   }
   const ms = Date.now() - started;
-  const what = `${events.length} event${events.length === 1 ? "" : "s"}`;
+  const count = (n: number) => `${n} event${n === 1 ? "" : "s"}`;
   const how = endpoint.mode === "binary" ? "binary" : `${endpoint.mode}/${endpoint.formatName}`;
+  const interrupted = sent < events.length;
   if (values.json) {
+    const summary: Record<string, unknown> = { sent };
+    if (interrupted) summary.unsent = events.length - sent;
     io.stdout.write(
-      `${JSON.stringify({ sent: events.length, url: endpoint.display, mode: endpoint.mode, format: endpoint.formatName, ms })}\n`,
+      `${JSON.stringify({ ...summary, url: endpoint.display, mode: endpoint.mode, format: endpoint.formatName, ms })}\n`,
     );
-  } else {
-    note(io, `sent ${what} to ${endpoint.display} (${how}) in ${ms} ms`);
   }
+  if (interrupted) {
+    note(
+      io,
+      `interrupted: sent ${sent} of ${count(events.length)} to ${endpoint.display} (${how}) in ${ms} ms; the other ${events.length - sent} were not sent`,
+    );
+    return EXIT_FAILED;
+  }
+  if (!values.json) note(io, `sent ${count(sent)} to ${endpoint.display} (${how}) in ${ms} ms`);
   return EXIT_OK;
 }
