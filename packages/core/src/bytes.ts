@@ -271,6 +271,28 @@ export function toUint8Array(value: ArrayBuffer | ArrayBufferView): Uint8Array {
 }
 
 /**
+ * The bytes a decoder was handed, checked: a `Uint8Array` (or `Buffer`) as it is, an `ArrayBuffer`
+ * or another view of one as a `Uint8Array` over the same memory. Anything else is a
+ * `MalformedInput` that says what was given instead: a string (an HTTP body read as text, say)
+ * read as bytes gave errors about varints or UTF-8 that pointed nowhere near the mistake.
+ *
+ * @param value - what was passed to `decode`
+ * @param what - the decoder, for the message, e.g. `"json.decode"`
+ * @returns the bytes
+ * @throws {@link PosthornError} `MalformedInput` when `value` is not binary
+ */
+export function inputBytes(value: unknown, what: string): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return toUint8Array(value);
+  const given = value === null ? "null" : typeof value;
+  throw malformed(
+    typeof value === "string"
+      ? `${what} takes bytes (a Uint8Array), not a string: encode the text first (new TextEncoder().encode(text))`
+      : `${what} takes bytes (a Uint8Array), not ${Array.isArray(value) ? "an array" : given}`,
+  );
+}
+
+/**
  * Whether a value is binary data: a `Uint8Array` (which includes Node's `Buffer`).
  *
  * @param value - any value

@@ -1,5 +1,5 @@
 import { parseContentType } from "./content-type.js";
-import { PosthornError, type PosthornErrorOptions } from "./errors.js";
+import { invalidEvent, PosthornError, type PosthornErrorOptions } from "./errors.js";
 import type { CloudEvent, CloudEventLike } from "./event.js";
 import type { ExtensionRegistry } from "./extensions.js";
 
@@ -102,6 +102,28 @@ export interface DataCodec<T = unknown> {
    * @throws {@link PosthornError} `MalformedInput`
    */
   decode(bytes: Uint8Array): T;
+}
+
+/**
+ * The events an `encodeBatch` was handed, checked to be an array: a single event, a `Set` or
+ * `undefined` failed with a TypeError from `.map`, which named no event and no fix.
+ *
+ * @param events - what was passed to `encodeBatch`
+ * @param what - the encoder, for the message, e.g. `"json.encodeBatch"`
+ * @returns the same array
+ * @throws {@link PosthornError} `InvalidEvent` when `events` is not an array
+ */
+export function batchOf<T>(events: readonly T[], what: string): readonly T[] {
+  if (Array.isArray(events)) return events;
+  const given =
+    events === null
+      ? "null"
+      : typeof events === "object"
+        ? "an object that is not an array"
+        : typeof events;
+  throw invalidEvent(
+    `${what} takes an array of events, not ${given}: pass [event] for one event, Array.from(...) for another collection`,
+  );
 }
 
 /** What a format matched for a content type: the format, and whether it names its batch type. */

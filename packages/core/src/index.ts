@@ -5,6 +5,7 @@ export {
   base64DecodeBytes,
   base64Encode,
   bytesEqual,
+  inputBytes,
   isBase64,
   isBytes,
   lastIndexOfAscii,
@@ -101,6 +102,7 @@ export {
 } from "./extensions.js";
 export {
   type BatchEventFormat,
+  batchOf,
   type DataCodec,
   type EventFormat,
   type FormatMatch,

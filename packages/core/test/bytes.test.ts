@@ -4,6 +4,7 @@ import {
   base64DecodeBytes,
   base64Encode,
   bytesEqual,
+  inputBytes,
   isBase64,
   lastIndexOfAscii,
   toUint8Array,
@@ -215,4 +216,24 @@ describe("utf8EncodeSpliced, lastIndexOfAscii, asciiText", async () => {
       );
     });
   }
+});
+
+describe("inputBytes", () => {
+  it("passes bytes through and views an ArrayBuffer or another view as bytes", () => {
+    const bytes = new Uint8Array([1, 2, 3, 4]);
+    expect(inputBytes(bytes, "x")).toBe(bytes);
+    expect(inputBytes(bytes.buffer, "x")).toEqual(bytes);
+    expect(inputBytes(new DataView(bytes.buffer, 1, 2), "x")).toEqual(new Uint8Array([2, 3]));
+  });
+
+  it("refuses anything else with MalformedInput saying what was given", () => {
+    expect(() => inputBytes("{}", "json.decode")).toThrowError(
+      /json.decode takes bytes .* not a string: encode the text first/,
+    );
+    expect(() => inputBytes(null, "x")).toThrowError(/not null$/);
+    expect(() => inputBytes([1], "x")).toThrowError(/not an array$/);
+    expect(() => inputBytes(7, "x")).toThrowError(
+      expect.objectContaining({ code: "MalformedInput" }),
+    );
+  });
 });

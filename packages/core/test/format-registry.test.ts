@@ -1,4 +1,5 @@
 import {
+  batchOf,
   CloudEvent,
   type EventFormat,
   ExtensionRegistry,
@@ -58,5 +59,21 @@ describe("formatWithRegistry", () => {
     const { withRegistry: _, ...legacy } = format;
     expect(formatWithRegistry(legacy, new ExtensionRegistry())).toBe(legacy);
     expect(made.count).toBe(0);
+  });
+});
+
+describe("batchOf", () => {
+  it("passes an array through and refuses anything else with InvalidEvent saying what to pass", () => {
+    const events: unknown[] = [];
+    expect(batchOf(events, "x")).toBe(events);
+    expect(() => batchOf({ id: "1" } as never, "json.encodeBatch")).toThrowError(
+      /json.encodeBatch takes an array of events, not an object that is not an array: pass \[event\]/,
+    );
+    expect(() => batchOf(undefined as never, "x")).toThrowError(
+      expect.objectContaining({
+        code: "InvalidEvent",
+        message: expect.stringContaining("not undefined"),
+      }),
+    );
   });
 });

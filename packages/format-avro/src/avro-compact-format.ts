@@ -11,6 +11,7 @@ import {
   type ExtensionRegistry,
   effectiveContentType,
   encodeData,
+  inputBytes,
   invalidEvent,
   isBytes,
   isContextAttribute,
@@ -93,7 +94,7 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {
-        const r = new AvroReader(bytes);
+        const r = new AvroReader(inputBytes(bytes, "avro-compact decode"));
         const init: Record<string, unknown> = {};
         init.specversion = "1.0";
         init.id = r.string();

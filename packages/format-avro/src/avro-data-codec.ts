@@ -2,6 +2,7 @@ import {
   asDecodeError,
   checkCountOption,
   type DataCodec,
+  inputBytes,
   invalidEvent,
   isAbsoluteUri,
   malformed,
@@ -114,8 +115,9 @@ export function avroDataCodec<T = unknown>(
         );
       }
     },
-    decode(bytes: Uint8Array): T {
+    decode(input: Uint8Array): T {
       try {
+        const bytes = inputBytes(input, "avroDataCodec decode");
         const reader = new AvroReader(bytes);
         walk(type, reader, limits, minSizes, 0, { zeroSizeItems: 0 });
         reader.expectEnd("Avro data");

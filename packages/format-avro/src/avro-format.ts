@@ -8,6 +8,7 @@ import {
   extensions as defaultRegistry,
   type EventFormat,
   type ExtensionRegistry,
+  inputBytes,
   invalidEvent,
   isBytes,
   isInteger,
@@ -123,7 +124,7 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {
-        const reader = new AvroReader(bytes);
+        const reader = new AvroReader(inputBytes(bytes, "avro.decode"));
         const init = readEvent(reader, maxDepth, registry);
         reader.expectEnd("Avro event");
         return new CloudEvent(init as never);

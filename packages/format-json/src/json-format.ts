@@ -4,11 +4,13 @@ import {
   type BatchEventFormat,
   base64DecodeBytes,
   base64Encode,
+  batchOf,
   CloudEvent,
   type CloudEventLike,
   checkCountOption,
   extensions as defaultRegistry,
   type ExtensionRegistry,
+  inputBytes,
   isBytes,
   type JsonLimits,
   jsonMembers,
@@ -180,8 +182,9 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     encode(event: CloudEventLike): Uint8Array {
       return encodeEvent(CloudEvent.from(event));
     },
-    decode(bytes: Uint8Array): CloudEvent {
+    decode(input: Uint8Array): CloudEvent {
       try {
+        const bytes = inputBytes(input, "json.decode");
         const spliced = bytes.length > SPLIT_BASE64_FROM ? decodeSpliced(bytes) : undefined;
         return spliced ?? decodeValue(parse(bytes, "JSON event"));
       } catch (err) {
@@ -189,11 +192,11 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
       }
     },
     encodeBatch(events: readonly CloudEventLike[]): Uint8Array {
-      return encodeEvents(events.map((e) => CloudEvent.from(e)));
+      return encodeEvents(batchOf(events, "json.encodeBatch").map((e) => CloudEvent.from(e)));
     },
-    decodeBatch(bytes: Uint8Array): CloudEvent[] {
+    decodeBatch(input: Uint8Array): CloudEvent[] {
       try {
-        const value = parse(bytes, "JSON batch");
+        const value = parse(inputBytes(input, "json.decodeBatch"), "JSON batch");
         if (!Array.isArray(value)) throw malformed("a JSON batch must be a JSON array");
         return value.map(decodeValue);
       } catch (err) {

@@ -1,4 +1,10 @@
-import { asDecodeError, type DataCodec, invalidEvent, isAbsoluteUri } from "@posthorn/core";
+import {
+  asDecodeError,
+  type DataCodec,
+  inputBytes,
+  invalidEvent,
+  isAbsoluteUri,
+} from "@posthorn/core";
 import { PROTOBUF_DATA_CONTENT_TYPE } from "./protobuf-format.js";
 
 /**
@@ -79,7 +85,7 @@ export function protobufDataCodec<T>(
     },
     decode(bytes: Uint8Array): T {
       try {
-        return type.decode(bytes) as T;
+        return type.decode(inputBytes(bytes, "protobufDataCodec decode")) as T;
       } catch (err) {
         throw asDecodeError(err, `protobuf ${fullName ?? "message"}`);
       }

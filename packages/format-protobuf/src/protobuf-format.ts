@@ -2,6 +2,7 @@ import {
   asDeclaredType,
   asDecodeError,
   type BatchEventFormat,
+  batchOf,
   CloudEvent,
   type CloudEventLike,
   checkCountOption,
@@ -9,6 +10,7 @@ import {
   decodeData,
   extensions as defaultRegistry,
   type ExtensionRegistry,
+  inputBytes,
   invalidEvent,
   isBytes,
   isInteger,
@@ -122,15 +124,16 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
       }
       return writer.finish();
     },
-    decode(bytes: Uint8Array): CloudEvent {
+    decode(input: Uint8Array): CloudEvent {
       try {
+        const bytes = inputBytes(input, "protobuf.decode");
         return new CloudEvent(readEvent(new ProtoReader(bytes), limits, registry) as never);
       } catch (err) {
         throw asDecodeError(err, "protobuf event");
       }
     },
     encodeBatch(events: readonly CloudEventLike[]): Uint8Array {
-      const list = events.map((e) => CloudEvent.from(e));
+      const list = batchOf(events, "protobuf.encodeBatch").map((e) => CloudEvent.from(e));
       writer.reset();
       try {
         // protobuf-format.md 5.1: CloudEventBatch { repeated CloudEvent events = 1; }
@@ -146,8 +149,9 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
       }
       return writer.finish();
     },
-    decodeBatch(bytes: Uint8Array): CloudEvent[] {
+    decodeBatch(input: Uint8Array): CloudEvent[] {
       try {
+        const bytes = inputBytes(input, "protobuf.decodeBatch");
         const r = new ProtoReader(bytes);
         const out: CloudEvent[] = [];
         while (r.pos < r.end) {
