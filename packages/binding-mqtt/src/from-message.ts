@@ -15,6 +15,7 @@ import {
   type Message,
   type MessageProperties,
   malformed,
+  noFormatFor,
   PosthornError,
   parseCanonical,
   ReceivedMessage,
@@ -108,13 +109,11 @@ function structuredFormat(
 ): EventFormat {
   // MQTT binding 3.2: without a Content Type (MQTT 3.1.1) the event is in the JSON format.
   const match = findFormat(formats, contentType ?? JSON_EVENT_CONTENT_TYPE);
-  if (match === undefined || match.batch) {
-    throw new PosthornError(
-      "UnsupportedContentType",
-      match?.batch
-        ? "the MQTT binding defines no batch mode"
-        : `no registered event format reads ${contentType ?? JSON_EVENT_CONTENT_TYPE}`,
-    );
+  if (match === undefined) {
+    throw noFormatFor(contentType ?? JSON_EVENT_CONTENT_TYPE, formats);
+  }
+  if (match.batch) {
+    throw new PosthornError("UnsupportedContentType", "the MQTT binding defines no batch mode");
   }
   return match.format;
 }

@@ -243,6 +243,13 @@ describe("fromMqttMessage", () => {
         ),
       "UnsupportedContentType",
     );
+    // The message says what options.formats holds and what to add, as the other bindings' do.
+    expect(() =>
+      fromMqttMessage(
+        { payload, contentType: "application/cloudevents+avro" },
+        { formats: [json] },
+      ),
+    ).toThrow(/reads application\/cloudevents\+json\): add the format for it to options\.formats/);
     expectCode(
       () =>
         fromMqttMessage(

@@ -74,45 +74,48 @@ describe.skipIf(!ok)("the server's Receive Maximum (skipped: no broker outside C
   }
 });
 
-describe.skipIf(!ok)("dead-letter copies within the Receive Maximum (skipped: no broker outside CI)", () => {
-  it("20 rejections at once and 20 publishes on the same client: every one succeeds, never more than 20 in flight", async () => {
-    const topic = uniqueTopic("receive-max-dlq");
-    const deadLetterTopic = `${topic}/dead`;
-    const otherTopic = `${topic}/other`;
-    const watcher = await client();
-    await watcher.subscribeAsync([deadLetterTopic, otherTopic], { qos: 2 });
-    let copies = 0;
-    let others = 0;
-    watcher.on("message", (t) => {
-      if (t === deadLetterTopic) copies++;
-      else if (t === otherTopic) others++;
-    });
+describe.skipIf(!ok)(
+  "dead-letter copies within the Receive Maximum (skipped: no broker outside CI)",
+  () => {
+    it("20 rejections at once and 20 publishes on the same client: every one succeeds, never more than 20 in flight", async () => {
+      const topic = uniqueTopic("receive-max-dlq");
+      const deadLetterTopic = `${topic}/dead`;
+      const otherTopic = `${topic}/other`;
+      const watcher = await client();
+      await watcher.subscribeAsync([deadLetterTopic, otherTopic], { qos: 2 });
+      let copies = 0;
+      let others = 0;
+      watcher.on("message", (t) => {
+        if (t === deadLetterTopic) copies++;
+        else if (t === otherTopic) others++;
+      });
 
-    const sub = await client();
-    const most = watchInFlight(sub);
-    const subscriber = await mqttSubscriber(sub, {
-      topic,
-      qos: 1,
-      formats: [json],
-      deadLetterTopic,
-      deadLetterQos: 2,
-    });
-    opened.push(subscriber);
-    const producer = mqttPublisher(await client(), { topic, qos: 1 });
-    await Promise.all(Array.from({ length: 20 }, (_, i) => producer.publish(event(i))));
+      const sub = await client();
+      const most = watchInFlight(sub);
+      const subscriber = await mqttSubscriber(sub, {
+        topic,
+        qos: 1,
+        formats: [json],
+        deadLetterTopic,
+        deadLetterQos: 2,
+      });
+      opened.push(subscriber);
+      const producer = mqttPublisher(await client(), { topic, qos: 1 });
+      await Promise.all(Array.from({ length: 20 }, (_, i) => producer.publish(event(i))));
 
-    // Mosquitto sends a client at most 20 unacknowledged: all of them in hand at once.
-    // (Not a for await loop: leaving one closes the subscriber.)
-    const deliveries = subscriber[Symbol.asyncIterator]();
-    const inHand = [];
-    while (inHand.length < 20) inHand.push((await deliveries.next()).value);
-    const sideways = mqttPublisher(sub, { topic: otherTopic, qos: 2 });
-    const results = await Promise.allSettled([
-      ...inHand.map((d) => d.reject("refused in bulk")),
-      ...Array.from({ length: 20 }, (_, i) => sideways.publish(event(100 + i))),
-    ]);
-    expect(results.filter((r) => r.status === "rejected")).toEqual([]);
-    await expect.poll(() => [copies, others], { timeout: 5000 }).toEqual([20, 20]);
-    expect(most()).toBeLessThanOrEqual(20);
-  });
-});
+      // Mosquitto sends a client at most 20 unacknowledged: all of them in hand at once.
+      // (Not a for await loop: leaving one closes the subscriber.)
+      const deliveries = subscriber[Symbol.asyncIterator]();
+      const inHand = [];
+      while (inHand.length < 20) inHand.push((await deliveries.next()).value);
+      const sideways = mqttPublisher(sub, { topic: otherTopic, qos: 2 });
+      const results = await Promise.allSettled([
+        ...inHand.map((d) => d.reject("refused in bulk")),
+        ...Array.from({ length: 20 }, (_, i) => sideways.publish(event(100 + i))),
+      ]);
+      expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+      await expect.poll(() => [copies, others], { timeout: 5000 }).toEqual([20, 20]);
+      expect(most()).toBeLessThanOrEqual(20);
+    });
+  },
+);
