@@ -16,6 +16,7 @@ import {
   isBytes,
   isContextAttribute,
   isInteger,
+  malformed,
 } from "@posthorn/core";
 import { AvroReader, AvroWriter } from "./avro-io.js";
 import { fromMicros, toMicros } from "./timestamp-micros.js";
@@ -115,8 +116,11 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
             ) {
               throw invalidEvent(`${name} cannot be an extension`, name);
             }
-            if (Object.hasOwn(init, name))
-              throw invalidEvent(`extension ${name} appears twice`, name);
+            // As the other Avro format's attribute map: a repeated key is broken bytes, not an
+            // event that breaks a rule.
+            if (Object.hasOwn(init, name)) {
+              throw malformed(`Avro compact extensions map repeats ${JSON.stringify(name)}`);
+            }
             const value = readExtension(r);
             const declared = registry.get(name)?.type;
             init[name] =

@@ -1,6 +1,7 @@
 import { CloudEvent } from "@posthorn/core";
 import { AVRO_COMPACT_CONTENT_TYPE, avroCompactFormat } from "@posthorn/format-avro";
 import { describe, expect, it } from "vitest";
+import { long } from "./avro-bytes.js";
 
 const compact = avroCompactFormat();
 const base = { specversion: "1.0", id: "1", source: "/s", type: "t" } as const;
@@ -30,6 +31,34 @@ describe("compact Avro format", () => {
     const back = compact.decode(compact.encode(new CloudEvent({ ...base, data: { a: 1 } })));
     expect(back.datacontenttype).toBe("application/json");
     expect(back.data).toEqual({ a: 1 });
+  });
+
+  it("refuses an extension the map holds twice with MalformedInput, as the other Avro format does", () => {
+    const str = (s: string) => [...long(s.length), ...new TextEncoder().encode(s)];
+    const bytes = new Uint8Array([
+      ...str("1"),
+      ...str("/s"),
+      ...str("t"),
+      0, // datacontenttype: null
+      0, // dataschema: null
+      0, // subject: null
+      0, // time: null
+      ...long(2),
+      ...str("ext"),
+      ...long(3), // string branch
+      ...str("a"),
+      ...str("ext"),
+      ...long(3),
+      ...str("b"),
+      0, // end of the map
+      ...long(1), // data: null
+    ]);
+    expect(() => compact.decode(bytes)).toThrowError(
+      expect.objectContaining({
+        code: "MalformedInput",
+        message: expect.stringContaining("repeats"),
+      }),
+    );
   });
 
   it("refuses specversion other than 1.0 at encoding", () => {
