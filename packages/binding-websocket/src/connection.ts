@@ -34,11 +34,13 @@ import {
   withLoss,
 } from "./liveness.js";
 import {
+  checkFormats,
   formatOfSubprotocol,
   frameBytes,
   frameText,
   fromWebSocketFrame,
   offeredSubprotocols,
+  SUBPROTOCOLS,
   toWebSocketFrame,
   type WebSocketFrame,
 } from "./subprotocol.js";
@@ -156,6 +158,7 @@ export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
   deliveryCount: "none",
 });
 
+const CONNECTING = 0;
 const OPEN = 1;
 const CLOSED = 3;
 
@@ -166,7 +169,8 @@ const RESOLVED: Promise<void> = Promise.resolve();
  *
  * @param socket - an open socket
  * @param formats - the formats this side accepts
- * @throws {@link PosthornError} `NotSupported` when the socket negotiated no known subprotocol
+ * @throws {@link PosthornError} `NotSupported` when the socket negotiated no known subprotocol, or
+ *   is still connecting (no subprotocol is known before the handshake)
  */
 export function negotiatedFormat(
   socket: WebSocketLike,
@@ -174,9 +178,17 @@ export function negotiatedFormat(
 ): EventFormat {
   const format = formatOfSubprotocol(formats, socket.protocol);
   if (format === undefined) {
+    // No subprotocol is known before the handshake: say so, rather than that it chose none.
+    if (socket.readyState === CONNECTING) {
+      throw new PosthornError(
+        "NotSupported",
+        "the WebSocket is still connecting (readyState 0), so no subprotocol is negotiated yet: wait for its open event, or open it with connectWebSocket, which resolves once it is open",
+      );
+    }
+    const cloudEvents = Object.values(SUBPROTOCOLS).includes(socket.protocol);
     throw new PosthornError(
       "NotSupported",
-      `the WebSocket negotiated ${socket.protocol ? `subprotocol ${socket.protocol}` : "no subprotocol"}; CloudEvents needs one of ${offeredSubprotocols(formats).join(", ")}`,
+      `the WebSocket negotiated ${socket.protocol ? `subprotocol ${socket.protocol}` : "no subprotocol"}; ${cloudEvents ? "add its format to formats, which offers only" : "CloudEvents needs one of"} ${offeredSubprotocols(formats).join(", ")}`,
     );
   }
   return format;
@@ -315,7 +327,8 @@ export interface WebSocketPublishOptions extends PublishOptions {
  *   (default 64 MiB): past it a publish is refused with `PublishRejected`, and `closeTimeoutMs`
  *   (default 5 s): how long `close()` waits for the frames to be written
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
- *   subprotocol, for a `maxPayloadBytes` or `maxBufferedBytes` that is not a whole number of 0 or
+ *   subprotocol among `formats` (or is still connecting, so has negotiated none yet), for an empty
+ *   or missing `formats`, for a `maxPayloadBytes` or `maxBufferedBytes` that is not a whole number of 0 or
  *   more, or a `heartbeatMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call
  *   `timeoutMs` is checked likewise, and the call rejects with nothing sent)
  */
@@ -526,6 +539,7 @@ function refuseCall(call: PublishOptions): PosthornError | undefined {
 
 // The options the publisher and the subscriber share, checked once when either is made.
 function checkBindingOptions(options: WebSocketBindingOptions): void {
+  checkFormats((options as Partial<WebSocketBindingOptions> | undefined)?.formats);
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
   checkTimeOption("heartbeatMs", options.heartbeatMs);
 }
@@ -602,7 +616,8 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  *   {@link DEFAULT_MAX_PENDING}), the extension `registry` and, with `ws`, `heartbeatMs` (default
  *   {@link DEFAULT_HEARTBEAT_MS})
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
- *   subprotocol; `NotSupported` for a `maxPending` that is not a whole number of 1 or more (or
+ *   subprotocol among `formats` (or is still connecting, so has negotiated none yet); `NotSupported`
+ *   for an empty or missing `formats`, or a `maxPending` that is not a whole number of 1 or more (or
  *   `Infinity`), a `maxPayloadBytes` that is not a whole number of 0 or more, or a `heartbeatMs`
  *   that is not a number of 0 or more
  */
@@ -794,8 +809,10 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
  *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
- *   it (for instance because it speaks none of the offered subprotocols), `NotSupported` when it
- *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, a format has no
+ *   it (for instance because it speaks none of the offered subprotocols; not retryable for a 4xx
+ *   answer other than 408 and 429, or a URL the constructor refuses), `NotSupported` when it
+ *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, `formats` is empty or
+ *   missing, a format has no
  *   WebSockets subprotocol, or before connecting for a `timeoutMs` or `heartbeatMs` that is not a
  *   number of 0 or more or a `maxPayloadBytes` that is not a whole number of 1 or more (or
  *   `Infinity`); `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
@@ -812,6 +829,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
   url: string,
   options: ConnectWebSocketOptions<S>,
 ): Promise<S> {
+  try {
+    checkFormats(options?.formats);
+  } catch (err) {
+    return Promise.reject(err);
+  }
   // Without options.WebSocket nothing infers S, so S is WebSocketLike: the global constructor's.
   const Ctor =
     options.WebSocket ??
@@ -855,9 +877,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     try {
       socket = new Ctor(url, protocols, { maxPayload });
     } catch (err) {
+      // The constructor refuses what no retry mends: a URL it cannot use (a SyntaxError).
       reject(
         new PosthornError("ConnectionFailed", `cannot open ${url}: ${(err as Error).message}`, {
           cause: err,
+          retryable: false,
         }),
       );
       return;
@@ -922,8 +946,9 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
 
 // ws's handshake failures that trying again cannot mend: the server refused the request (4xx), or
 // answered without a subprotocol, or with one that was not offered (it speaks none of ours).
+// 408 (request timeout) and 429 (too many requests) say to come back later: those are retryable.
 const NOT_RETRYABLE_HANDSHAKE =
-  /Unexpected server response: 4\d\d|Server sent (no|an invalid|a) subprotocol/;
+  /Unexpected server response: 4(?!08|29)\d\d|Server sent (no|an invalid|a) subprotocol/;
 
 /** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
 export interface WebSocketServerCloudEventsOptions {
@@ -954,7 +979,8 @@ export interface WebSocketServerCloudEventsOptions {
  * @param formats - the formats the server speaks
  * @param options - `maxPayloadBytes`, the largest message accepted: a whole number, 1 or more
  *   (`ws` takes 0 for no limit), or `Infinity` for none
- * @throws {@link PosthornError} `NotSupported` for any other `maxPayloadBytes`
+ * @throws {@link PosthornError} `NotSupported` for any other `maxPayloadBytes`, for an empty or
+ *   missing `formats`, and for a format with no WebSockets subprotocol
  * @example
  * ```ts
  * const wss = new WebSocketServer({ port: 8080, ...webSocketServerOptions([json, avro]) });

@@ -37,13 +37,34 @@ export function subprotocolOf(format: EventFormat): string {
 }
 
 /**
- * The subprotocols a client offers for `formats`, in the caller's order of preference.
+ * Checks the `formats` option: a non-empty list. With none, a client would offer no subprotocol
+ * and a server would refuse every client, failing later with an error that names no cause.
+ *
+ * @param formats - the option as given
+ * @throws {@link PosthornError} `NotSupported` (`attribute` `formats`) when it is not a list, or
+ *   an empty one
+ */
+export function checkFormats(formats: unknown): asserts formats is readonly EventFormat[] {
+  if (Array.isArray(formats) && formats.length > 0) return;
+  throw new PosthornError(
+    "NotSupported",
+    `formats must be a non-empty list of event formats (e.g. formats: [json] from @posthorn/format-json), got ${Array.isArray(formats) ? "an empty list" : typeof formats}`,
+    { attribute: "formats" },
+  );
+}
+
+/**
+ * The subprotocols a client offers for `formats`, in the caller's order of preference, each once
+ * (two formats of one name, such as `json` and `json.withRegistry(r)`, share a subprotocol, and a
+ * WebSocket client refuses a list that names one twice).
  *
  * @param formats - the formats to offer, most preferred first
- * @throws {@link PosthornError} `NotSupported` for a format the WebSockets binding does not name
+ * @throws {@link PosthornError} `NotSupported` for a format the WebSockets binding does not name,
+ *   or when `formats` is empty or not a list
  */
 export function offeredSubprotocols(formats: readonly EventFormat[]): string[] {
-  return formats.map(subprotocolOf);
+  checkFormats(formats);
+  return [...new Set(formats.map(subprotocolOf))];
 }
 
 /**
