@@ -181,6 +181,9 @@ type Outcome =
   | { kind: "release"; delayMs: number | undefined }
   | { kind: "reject"; reason: string | undefined };
 
+/** The methods a receiver answers, for `Allow`. */
+const ALLOWED_METHODS = "POST, PUT, OPTIONS";
+
 const ERROR_STATUS: Readonly<Record<string, number>> = {
   UnsupportedContentType: 415,
   PayloadTooLarge: 413,
@@ -315,7 +318,7 @@ export class HttpReceiver implements Subscriber {
     }
     const method = request.method.toUpperCase();
     if (method !== "OPTIONS" && method !== "POST" && method !== "PUT") {
-      return errorReply(405, `method ${method} not allowed`, { allow: "POST, PUT, OPTIONS" });
+      return errorReply(405, `method ${method} not allowed`, { allow: ALLOWED_METHODS });
     }
     const timeoutMs = o.requestTimeoutMs ?? 60_000;
     const waiter = this.#wait(request.signal, timeoutMs);
@@ -346,7 +349,14 @@ export class HttpReceiver implements Subscriber {
     // The webhook handshake too: a closed receiver takes no deliveries, so it grants none.
     if (this.#closed) return closedReply();
     if (method === "OPTIONS") {
-      const answer = await Promise.race([this.#options_(headers), stop]);
+      let answer: HttpReply | Interruption;
+      try {
+        answer = await Promise.race([this.#options_(headers), stop]);
+      } catch {
+        // As for authorize: the application's callback failed, not the sender's request. (It was
+        // answered "the event handler failed", for a request that carries no event.)
+        return errorReply(500, "the webhook callback (allowedOrigins or onCallback) failed");
+      }
       if (typeof answer !== "symbol") return answer;
       if (answer === TIMED_OUT) {
         return errorReply(500, `the webhook callbacks did not answer within ${timeoutMs} ms`);
@@ -487,7 +497,7 @@ export class HttpReceiver implements Subscriber {
     const webhook = this.#options.webhook;
     if (origin === undefined || webhook === undefined) {
       // Not a validation request, or no handshake configured: say what is allowed, grant nothing.
-      return { status: 204, headers: { allow: "POST, PUT, OPTIONS" } };
+      return { status: 204, headers: { allow: ALLOWED_METHODS } };
     }
     const grant = await answerWebhookValidation(
       origin,
@@ -495,7 +505,9 @@ export class HttpReceiver implements Subscriber {
       webhook,
       headers[WEBHOOK_HEADERS.requestCallback],
     );
-    return { status: grant.status, headers: grant.headers };
+    // The receiver takes PUT too, as its other answers say (answerWebhookValidation, which may
+    // serve a POST-only endpoint, does not).
+    return { status: grant.status, headers: { ...grant.headers, allow: ALLOWED_METHODS } };
   }
 
   /**

@@ -275,6 +275,39 @@ describe("HTTP receiver as a Subscriber", () => {
       expect(await response.text()).toContain("closed");
     }
   });
+  it("answers the handshake with the same Allow as its other answers, and says which callback failed", async () => {
+    const url = await serve({
+      webhook: {
+        allowedOrigins: (origin) => {
+          if (origin === "broken.example") throw new Error("lookup down");
+          return origin === "sender.example";
+        },
+        onCallback: () => {
+          throw new Error("queue down");
+        },
+      },
+    });
+    const options = (headers: Record<string, string>) =>
+      fetch(url, { method: "OPTIONS", headers });
+    for (const origin of ["sender.example", "other.example"]) {
+      const response = await options({ "webhook-request-origin": origin });
+      expect(response.status).toBe(origin === "sender.example" ? 200 : 403);
+      expect(response.headers.get("allow")).toBe("POST, PUT, OPTIONS");
+    }
+    for (const headers of [
+      { "webhook-request-origin": "broken.example" },
+      {
+        "webhook-request-origin": "other.example",
+        "webhook-request-callback": "https://other.example/ok",
+      },
+    ]) {
+      const response = await options(headers);
+      expect(response.status).toBe(500);
+      expect(await response.text()).toBe(
+        "the webhook callback (allowedOrigins or onCallback) failed",
+      );
+    }
+  });
   it("answers a handshake whose allowedOrigins check is still running at close() 503 at once", async () => {
     const receiver = httpReceiver({
       formats: [json],
