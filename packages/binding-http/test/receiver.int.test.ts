@@ -287,8 +287,7 @@ describe("HTTP receiver as a Subscriber", () => {
         },
       },
     });
-    const options = (headers: Record<string, string>) =>
-      fetch(url, { method: "OPTIONS", headers });
+    const options = (headers: Record<string, string>) => fetch(url, { method: "OPTIONS", headers });
     for (const origin of ["sender.example", "other.example"]) {
       const response = await options({ "webhook-request-origin": origin });
       expect(response.status).toBe(origin === "sender.example" ? 200 : 403);
