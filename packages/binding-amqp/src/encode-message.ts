@@ -15,6 +15,7 @@ import {
 } from "@posthorn/core";
 import { AMQP_PREFIX } from "./amqp-message.js";
 import type { BufferPool } from "./buffer-pool.js";
+import { checkBinaryOptions, unknownMode } from "./options.js";
 import { type ToAmqpMessageOptions, timestampMillis } from "./to-message.js";
 
 /** Options for {@link encodeAmqpMessage}: those of `toAmqpMessage`, without the rhea codec. */
@@ -225,12 +226,8 @@ export function encodeWithPool(
     writeBody(w, body);
     return { bytes: w.bytes(), pooled: w.pooled };
   }
-  if (mode !== "binary") {
-    throw new PosthornError(
-      "NotSupported",
-      `the AMQP binding has no ${mode} mode; publish the events one by one`,
-    );
-  }
+  if (mode !== "binary") throw unknownMode(mode);
+  checkBinaryOptions(options);
   const prefix = options.prefix ?? AMQP_PREFIX;
   const asInt = options.integerType === "int";
   const registry = options.registry ?? defaultRegistry;

@@ -19,6 +19,14 @@ import {
 } from "./connection-events.js";
 import { encodeWithPool } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
+import {
+  checkAddress,
+  checkBinaryOptions,
+  checkConnection,
+  checkFields,
+  checkStringChoice,
+  RESERVED_FIELDS,
+} from "./options.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
 
 /** Options for {@link amqpPublisher}. */
@@ -69,7 +77,8 @@ export interface AmqpPublishOptions extends PublishOptions {
   /**
    * AMQP message fields to set besides the binding's, by rhea's names: `subject` (RabbitMQ's
    * routing key on `/exchange/<name>` addresses), `message_id`, `correlation_id`, `ttl`,
-   * `durable`, `priority`, ...
+   * `durable`, `priority`, ... An unknown name or a value of the wrong type fails the call with
+   * `NotSupported`, nothing sent.
    */
   fields?: Readonly<Record<string, unknown>>;
 }
@@ -84,8 +93,8 @@ export interface AmqpPublisher extends Publisher<AmqpPublishOptions> {
 
 /** What the link sends for one event. */
 interface Encoded {
-  /** Pre-encoded bytes, or a message for rhea to encode (when extra fields are set). */
-  readonly message: Buffer | AmqpMessage;
+  /** The message's bytes (with extra fields set, as rhea's encoder wrote them). */
+  readonly message: Buffer;
   /** The pool's buffer `message` was written into: handed back once the peer settled it. */
   readonly pooled: Buffer | undefined;
 }
@@ -99,7 +108,10 @@ interface Job extends Encoded {
   cleanup: (() => void) | undefined;
 }
 
-const RESERVED_FIELDS = new Set(["application_properties", "body", "content_type"]);
+/** rhea's message encoder, on the connection's container (rhea's `message` module). */
+interface MessageEncoder {
+  readonly message: { encode(message: AmqpMessage): Buffer };
+}
 
 /**
  * Publishes CloudEvents over a rhea connection the application opened, on a sender link of its
@@ -113,7 +125,9 @@ const RESERVED_FIELDS = new Set(["application_properties", "body", "content_type
  *
  * @param connection - an open (or opening) rhea connection
  * @param options - the address and how events are mapped
- * @throws {@link PosthornError} `NotSupported` for a `maxInFlight` that is not a whole number of 1
+ * @throws {@link PosthornError} `NotSupported` for a `connection` that is not a rhea
+ *   `Connection`, an `address` that is not a non-empty string, an unknown `mode`, `prefix` or
+ *   `integerType`, structured mode without a `format`, a `maxInFlight` that is not a whole number of 1
  *   or more, a `maxQueued` that is not a whole number of 0 or more (either may be `Infinity`), or
  *   a `timeoutMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call `timeoutMs`
  *   is checked likewise, and the call rejects with nothing sent)
@@ -130,6 +144,17 @@ export function amqpPublisher(
   connection: Connection,
   options: AmqpPublisherOptions,
 ): AmqpPublisher {
+  checkConnection("amqpPublisher", connection);
+  checkAddress("amqpPublisher", options?.address);
+  checkStringChoice("mode", options.mode, ["binary", "structured"]);
+  if (options.mode === "structured" && options.format === undefined) {
+    throw new PosthornError(
+      "NotSupported",
+      'amqpPublisher: mode "structured" needs an event format (format: json, from @posthorn/format-json, for one)',
+      { attribute: "format" },
+    );
+  }
+  checkBinaryOptions(options);
   checkCountOption("maxInFlight", options.maxInFlight);
   checkCountOption("maxQueued", options.maxQueued, 0);
   checkTimeOption("timeoutMs", options.timeoutMs);
@@ -265,9 +290,20 @@ export function amqpPublisher(
         queue.splice(0, queueHead);
         queueHead = 0;
       }
-      const delivery = Buffer.isBuffer(job.message)
-        ? sender.send(job.message, undefined, 0)
-        : sender.send(job.message as never);
+      let delivery: RheaDelivery;
+      try {
+        delivery = sender.send(job.message, undefined, 0);
+      } catch (err) {
+        // Nothing went out; the publish must not be left waiting, out of the queue and the map.
+        finish(job);
+        job.reject(
+          new PosthornError("ConnectionFailed", `${what}: rhea could not send the message`, {
+            cause: err,
+            retryable: false,
+          }),
+        );
+        continue;
+      }
       inFlight.set(delivery, job);
       sent = true;
     }
@@ -350,12 +386,26 @@ export function amqpPublisher(
     options: ToAmqpMessageOptions,
     fields: Readonly<Record<string, unknown>> | undefined,
   ): Encoded => {
-    if (fields) {
+    if (fields !== undefined) {
+      checkFields(what, fields);
       const built = toAmqpMessage(event, options);
       for (const key of Object.keys(fields)) {
         if (!RESERVED_FIELDS.has(key)) built[key] = fields[key];
       }
-      return { message: built, pooled: undefined };
+      // Encoded here, not when the link has credit: what rhea cannot write fails this call, not
+      // a socket callback later.
+      try {
+        return {
+          message: (codec as unknown as MessageEncoder).message.encode(built),
+          pooled: undefined,
+        };
+      } catch (err) {
+        throw new PosthornError(
+          "NotSupported",
+          `${what}: rhea could not encode the message with these fields: ${(err as Error)?.message ?? String(err)}`,
+          { attribute: "fields", cause: err },
+        );
+      }
     }
     // The common case skips rhea's generic encoder: the binding writes the bytes itself, large
     // messages into a buffer of the pool.

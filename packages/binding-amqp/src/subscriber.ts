@@ -22,6 +22,7 @@ import {
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
+import { checkAddress, checkConnection, checkStringChoice, MAX_UINT } from "./options.js";
 import { SlotSet, type Slotted } from "./slot-set.js";
 import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
@@ -147,6 +148,10 @@ interface Tracked extends Slotted {
  *
  * @param connection - an open (or opening) rhea connection
  * @param options - the address, credit, formats for structured mode and decoding limits
+ * @throws {@link PosthornError} `NotSupported` for a `connection` that is not a rhea
+ *   `Connection`, an `address` that is not a non-empty string, a `credit` that is not a whole
+ *   number from 1 to 4294967295, an unknown `releaseOutcome`, a `rejectCondition` that is not a
+ *   non-empty string, or a time limit or decoding limit that is not a number of 0 or more
  * @example
  * ```ts
  * const subscriber = amqpSubscriber(connection, { address: "/amq/queue/orders", formats: [json] });
@@ -160,8 +165,29 @@ export function amqpSubscriber<T = unknown>(
   connection: Connection,
   options: AmqpSubscriberOptions,
 ): AmqpSubscriber<T> {
-  // Checked once, here: AMQP credit is a finite count, and 0 would never let a message in.
+  checkConnection("amqpSubscriber", connection);
+  checkAddress("amqpSubscriber", options?.address);
+  // Checked once, here: AMQP credit is a finite count, and 0 would never let a message in. Past
+  // a uint, the flow frame carried a wrapped value and RabbitMQ dropped the connection.
   checkCountOption("credit", options.credit, 1, false);
+  if (options.credit !== undefined && options.credit > MAX_UINT) {
+    throw new PosthornError(
+      "NotSupported",
+      `credit must be at most ${MAX_UINT} (AMQP link credit is a 32-bit count), got ${options.credit}`,
+      { attribute: "credit" },
+    );
+  }
+  checkStringChoice("releaseOutcome", options.releaseOutcome, ["released", "modified"]);
+  if (
+    options.rejectCondition !== undefined &&
+    (typeof options.rejectCondition !== "string" || options.rejectCondition.length === 0)
+  ) {
+    throw new PosthornError(
+      "NotSupported",
+      `rejectCondition must be a non-empty string, an AMQP error condition such as "posthorn:rejected", got ${typeof options.rejectCondition === "string" ? '""' : typeof options.rejectCondition}`,
+      { attribute: "rejectCondition" },
+    );
+  }
   checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
   checkCountOption("maxMessageBytes", options.maxMessageBytes, 0);

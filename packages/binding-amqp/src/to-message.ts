@@ -22,6 +22,7 @@ import {
   type AmqpMessage,
   type AmqpPrefix,
 } from "./amqp-message.js";
+import { checkBinaryOptions, unknownMode } from "./options.js";
 
 /** Options for {@link toAmqpMessage}. */
 export interface ToAmqpMessageOptions {
@@ -83,12 +84,8 @@ export function toAmqpMessage(input: CloudEventLike, options: ToAmqpMessageOptio
       body: codec.message.data_section(formatWithRegistry(format, options.registry).encode(event)),
     };
   }
-  if (mode !== "binary") {
-    throw new PosthornError(
-      "NotSupported",
-      `the AMQP binding has no ${mode} mode; publish the events one by one`,
-    );
-  }
+  if (mode !== "binary") throw unknownMode(mode);
+  checkBinaryOptions(options);
   const prefix = options.prefix ?? AMQP_PREFIX;
   const wrapInteger =
     options.integerType === "int"

@@ -1,0 +1,192 @@
+import { PosthornError } from "@posthorn/core";
+
+// How a refused value reads in a message: strings quoted, anything else with its type.
+function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "bigint") return String(value);
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : typeof value;
+}
+
+function refuse(name: string, rule: string, value: unknown): PosthornError {
+  return new PosthornError("NotSupported", `${name} must be ${rule}, got ${shown(value)}`, {
+    attribute: name,
+  });
+}
+
+/**
+ * Checks an option that takes one of a few strings (`mode`, `prefix`, `releaseOutcome`, ...)
+ * where it is given: a typo would otherwise be read as the default, or written to the wire.
+ *
+ * @internal
+ */
+export function checkStringChoice(name: string, value: unknown, choices: readonly string[]): void {
+  if (value === undefined || (typeof value === "string" && choices.includes(value))) return;
+  throw refuse(name, `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`, value);
+}
+
+/**
+ * Checks the `address` of a publisher or subscriber: a non-empty string. rhea sends anything
+ * else as it is, and the broker refuses the link late (RabbitMQ: `amqp:invalid-field`), or rhea
+ * throws a `TypeError` from its encoder, or (`""`) RabbitMQ takes the messages and drops them.
+ *
+ * @internal
+ */
+export function checkAddress(what: string, value: unknown): asserts value is string {
+  if (typeof value === "string" && value.length > 0) return;
+  throw new PosthornError(
+    "NotSupported",
+    `${what}: address must be a non-empty string such as "/queues/orders" (RabbitMQ 4) or "/amq/queue/orders" (RabbitMQ 3), got ${shown(value)}`,
+    { attribute: "address" },
+  );
+}
+
+/**
+ * Checks that `connection` is a rhea `Connection`: the container (`rhea` itself) or a URL is a
+ * likely mistake, which failed with a `TypeError` from deep inside.
+ *
+ * @internal
+ */
+export function checkConnection(what: string, connection: unknown): void {
+  const c = connection as { create_session?: unknown } | null | undefined;
+  if (typeof c === "object" && c !== null && typeof c.create_session === "function") return;
+  const hint =
+    typeof c === "object" &&
+    c !== null &&
+    typeof (c as { connect?: unknown }).connect === "function"
+      ? " (this is a rhea container: pass what its connect() returns)"
+      : "";
+  throw new PosthornError(
+    "NotSupported",
+    `${what} needs a rhea Connection, from rhea.connect(options) or container.connect(options), got ${shown(connection)}${hint}`,
+    { attribute: "connection" },
+  );
+}
+
+/** The largest AMQP `uint`, and so the largest link credit a flow can grant. */
+export const MAX_UINT = 0xffff_ffff;
+
+type FieldCheck = (value: unknown) => boolean;
+
+const isUint =
+  (max: number): FieldCheck =>
+  (v) =>
+    typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= max;
+const isBoolean: FieldCheck = (v) => typeof v === "boolean";
+const isString: FieldCheck = (v) => typeof v === "string";
+const isTime: FieldCheck = (v) =>
+  (v instanceof Date && !Number.isNaN(v.getTime())) ||
+  (typeof v === "number" && Number.isFinite(v));
+const isMap: FieldCheck = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+// A value rhea wrapped itself (rhea.types.wrap_uuid(...), wrap_ulong(...)) carries its type,
+// typecode and all.
+const isWrapped = (v: unknown): boolean =>
+  typeof v === "object" &&
+  v !== null &&
+  typeof (v as { type?: { typecode?: unknown } }).type?.typecode === "number";
+const isMessageId: FieldCheck = (v) =>
+  typeof v === "string" ||
+  (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) ||
+  v instanceof Uint8Array ||
+  isWrapped(v);
+const isBinary: FieldCheck = (v) => v instanceof Uint8Array || typeof v === "string";
+
+/** The message fields `fields` may set, by rhea's names, and what each takes. */
+const FIELDS: Readonly<Record<string, readonly [FieldCheck, string]>> = {
+  durable: [isBoolean, "a boolean"],
+  priority: [isUint(255), "a whole number from 0 to 255"],
+  ttl: [isUint(MAX_UINT), "a whole number of milliseconds from 0 to 4294967295"],
+  first_acquirer: [isBoolean, "a boolean"],
+  delivery_count: [isUint(MAX_UINT), "a whole number from 0 to 4294967295"],
+  delivery_annotations: [isMap, "an object of annotations"],
+  message_annotations: [isMap, "an object of annotations"],
+  message_id: [isMessageId, "a string, a whole number 0 or more, bytes or a rhea-wrapped uuid"],
+  user_id: [isBinary, "bytes or a string"],
+  to: [isString, "a string"],
+  subject: [isString, "a string"],
+  reply_to: [isString, "a string"],
+  correlation_id: [isMessageId, "a string, a whole number 0 or more, bytes or a rhea-wrapped uuid"],
+  content_encoding: [isString, "a string"],
+  absolute_expiry_time: [isTime, "a Date or milliseconds since the epoch"],
+  creation_time: [isTime, "a Date or milliseconds since the epoch"],
+  group_id: [isString, "a string"],
+  group_sequence: [isUint(MAX_UINT), "a whole number from 0 to 4294967295"],
+  reply_to_group_id: [isString, "a string"],
+  footer: [isMap, "an object"],
+};
+
+/** The fields the binding writes itself: `fields` may not replace them, and they are skipped. */
+export const RESERVED_FIELDS: ReadonlySet<string> = new Set([
+  "application_properties",
+  "body",
+  "content_type",
+]);
+
+/**
+ * Checks a publish's `fields`: an object of AMQP message fields by rhea's names, each of the
+ * type the field takes. rhea writes what it is given without asking: a `ttl` of `"abc"` went out
+ * as 0 (the broker may expire the message at once), an unknown name such as `messageId` was
+ * dropped, and a `priority` of 300 threw a `RangeError` out of rhea, or, sent once the link
+ * attached, out of a socket callback, which ended the connection.
+ *
+ * @internal
+ */
+export function checkFields(what: string, fields: unknown): void {
+  if (!isMap(fields)) {
+    throw new PosthornError(
+      "NotSupported",
+      `${what}: fields must be an object of AMQP message fields, got ${shown(fields)}`,
+      { attribute: "fields" },
+    );
+  }
+  for (const key of Object.keys(fields as object)) {
+    if (RESERVED_FIELDS.has(key)) continue;
+    const value = (fields as Record<string, unknown>)[key];
+    const field = FIELDS[key];
+    if (field === undefined) {
+      throw new PosthornError(
+        "NotSupported",
+        `${what}: fields.${key} is not an AMQP message field; by rhea's names they are ${Object.keys(FIELDS).join(", ")}`,
+        { attribute: `fields.${key}` },
+      );
+    }
+    if (value !== undefined && !field[0](value)) {
+      throw refuse(`fields.${key}`, field[1], value);
+    }
+  }
+}
+
+/**
+ * The error for a `mode` that is neither `binary` nor `structured`. Batch mode has a message of
+ * its own: AMQP has none, and an array of events is published one message each.
+ *
+ * @internal
+ */
+export function unknownMode(mode: unknown): PosthornError {
+  if (mode === "batch") {
+    return new PosthornError(
+      "NotSupported",
+      "the AMQP binding has no batch mode; publish the events one by one (publish([a, b]) sends each as its own message)",
+      { attribute: "mode" },
+    );
+  }
+  return refuse("mode", 'one of "binary", "structured"', mode);
+}
+
+/**
+ * Checks the binary-mode options of the mapping: a `prefix` other than the binding's two was
+ * written as given (`ce-id`), which no receiver reads as a CloudEvent; an `integerType` other
+ * than `int` was taken as `long`.
+ *
+ * @internal
+ */
+export function checkBinaryOptions(options: { prefix?: unknown; integerType?: unknown }): void {
+  const { prefix, integerType } = options;
+  if (prefix !== undefined && prefix !== "cloudEvents:" && prefix !== "cloudEvents_") {
+    checkStringChoice("prefix", prefix, ["cloudEvents:", "cloudEvents_"]);
+  }
+  if (integerType !== undefined && integerType !== "long" && integerType !== "int") {
+    checkStringChoice("integerType", integerType, ["long", "int"]);
+  }
+}

@@ -1,0 +1,172 @@
+// What a new user gets wrong, against a rhea peer on a free port (no broker): each mistake is a
+// typed NotSupported at once, naming the option, never a TypeError, a dead connection, a publish
+// that never settles, or a value read as the default.
+
+import {
+  amqpPublisher,
+  amqpSubscriber,
+  encodeAmqpMessage,
+  toAmqpMessage,
+} from "@posthorn/binding-amqp";
+import { freePort, nextDelivery, refusedOption, vector } from "@posthorn/testkit";
+import rhea, { type Connection } from "rhea";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeConnection, openConnection, startPeer, uniqueName } from "./helpers.js";
+
+let peer: Awaited<ReturnType<typeof startPeer>>;
+let connection: Connection;
+
+beforeAll(async () => {
+  const port = await freePort();
+  peer = await startPeer(port);
+  connection = await openConnection({ host: "127.0.0.1", port });
+});
+
+afterAll(async () => {
+  await closeConnection(connection);
+  await peer.stop();
+});
+
+const event = vector("typical").event;
+
+const notSupported = (attribute: string, message: RegExp) =>
+  expect.objectContaining({
+    name: "PosthornError",
+    code: "NotSupported",
+    attribute,
+    message: expect.stringMatching(message),
+  });
+
+describe("amqpPublisher and amqpSubscriber refuse what they cannot use, when made", () => {
+  it("a rhea container, or anything but a Connection, in place of the connection", () => {
+    for (const make of [
+      () => amqpPublisher(rhea as never, { address: "/queue/a" }),
+      () => amqpSubscriber(rhea as never, { address: "/queue/a" }),
+    ]) {
+      // Was a TypeError: connection.create_session is not a function.
+      expect(make).toThrow(notSupported("connection", /rhea container: pass what its connect\(\)/));
+    }
+    expect(() => amqpPublisher(undefined as never, { address: "/queue/a" })).toThrow(
+      notSupported("connection", /needs a rhea Connection/),
+    );
+  });
+
+  it("an address that is not a non-empty string", () => {
+    // A number was a TypeError from rhea's encoder; undefined a late amqp:invalid-field from the
+    // broker; "" was taken by RabbitMQ 3.10, and the message dropped.
+    for (const address of [undefined, "", 5]) {
+      expect(() => amqpPublisher(connection, { address } as never)).toThrow(
+        notSupported("address", /address must be a non-empty string/),
+      );
+      expect(() => amqpSubscriber(connection, { address } as never)).toThrow(
+        notSupported("address", /address must be a non-empty string/),
+      );
+    }
+  });
+
+  it("a mode, prefix or integerType the binding does not have, and structured mode without a format", () => {
+    const address = "/queue/never-attached";
+    const cases: [object, string, string][] = [
+      // Was "the AMQP binding has no Structured mode; publish the events one by one", at publish.
+      [{ mode: "Structured" }, "mode", '"Structured"'],
+      // Was written as given ("ce-id"): no receiver read the message as a CloudEvent.
+      [{ prefix: "ce-" }, "prefix", '"ce-"'],
+      // Was taken as long.
+      [{ integerType: "short" }, "integerType", '"short"'],
+    ];
+    for (const [options, option, shown] of cases) {
+      expect(() => amqpPublisher(connection, { address, ...options })).toThrow(
+        refusedOption(option, shown),
+      );
+    }
+    expect(() => amqpPublisher(connection, { address, mode: "structured" })).toThrow(
+      notSupported("format", /needs an event format/),
+    );
+  });
+
+  it("the mapping functions refuse an unknown prefix, integerType and mode too", () => {
+    expect(() => encodeAmqpMessage(event, { prefix: "ce_" as never })).toThrow(
+      refusedOption("prefix", '"ce_"'),
+    );
+    expect(() => toAmqpMessage(event, { codec: rhea, integerType: "i32" as never })).toThrow(
+      refusedOption("integerType", '"i32"'),
+    );
+    expect(() => encodeAmqpMessage(event, { mode: "bin" as never })).toThrow(
+      refusedOption("mode", '"bin"'),
+    );
+    expect(() => encodeAmqpMessage(event, { mode: "batch" as never })).toThrow(
+      notSupported("mode", /no batch mode; publish the events one by one/),
+    );
+  });
+
+  it("a releaseOutcome or rejectCondition the subscriber cannot send, and a credit past 32 bits", () => {
+    const address = "/queue/never-attached";
+    // A typo was sent as `released`.
+    expect(() =>
+      amqpSubscriber(connection, { address, releaseOutcome: "modify" as never }),
+    ).toThrow(refusedOption("releaseOutcome", '"modify"'));
+    expect(() => amqpSubscriber(connection, { address, rejectCondition: 5 as never })).toThrow(
+      notSupported("rejectCondition", /non-empty string/),
+    );
+    // Was sent in a flow frame, and RabbitMQ dropped the connection.
+    expect(() => amqpSubscriber(connection, { address, credit: 2 ** 33 })).toThrow(
+      notSupported("credit", /at most 4294967295/),
+    );
+  });
+});
+
+describe("publish fields", () => {
+  it("a field value rhea cannot write fails the call before the link attached, and the connection lives on", async () => {
+    const own = await openConnection({
+      host: "127.0.0.1",
+      port: (connection as never as { options: { port: number } }).options.port,
+    });
+    try {
+      const address = uniqueName("fields-bad");
+      const subscriber = amqpSubscriber(own, { address });
+      const publisher = amqpPublisher(own, { address, timeoutMs: 60_000 });
+      // Not awaiting ready: the send used to happen in rhea's attach callback, where rhea's
+      // RangeError ended the connection and the publish, out of the queue, never settled.
+      const bad = publisher.publish(event, { fields: { priority: 300 } });
+      await expect(bad).rejects.toEqual(refusedOption("fields.priority", "300"));
+      await publisher.publish(event, { fields: { priority: 9, subject: "s" } });
+      const delivery = await nextDelivery(subscriber[Symbol.asyncIterator]());
+      expect(delivery.message.metadata).toMatchObject({ subject: "s" });
+      await delivery.accept();
+      await Promise.all([publisher.close(), subscriber.close()]);
+    } finally {
+      await closeConnection(own);
+    }
+  });
+
+  it("refuses fields that are not an object, unknown names and values of the wrong type", async () => {
+    const publisher = amqpPublisher(connection, { address: uniqueName("fields-refused") });
+    await publisher.ready;
+    const cases: [unknown, string, RegExp][] = [
+      ["abc", "fields", /fields must be an object/],
+      // The metadata's name, not rhea's: silently dropped before.
+      [{ messageId: "m-1" }, "fields.messageId", /not an AMQP message field; by rhea's names/],
+      // Went out as a ttl of 0.
+      [{ ttl: "abc" }, "fields.ttl", /must be a whole number of milliseconds/],
+      [{ durable: "yes" }, "fields.durable", /must be a boolean/],
+      [{ message_id: { a: 1 } }, "fields.message_id", /must be a string, a whole number/],
+      [{ creation_time: "yesterday" }, "fields.creation_time", /a Date or milliseconds/],
+    ];
+    for (const [fields, attribute, message] of cases) {
+      await expect(publisher.publish(event, { fields } as never)).rejects.toEqual(
+        notSupported(attribute, message),
+      );
+    }
+    // What rhea can write still goes out: a Date, a wrapped uuid, bytes.
+    await publisher.publish(event, {
+      fields: {
+        creation_time: new Date(),
+        message_id: rhea.types.wrap_uuid(Buffer.alloc(16, 1)),
+        correlation_id: Buffer.from("c"),
+        ttl: 60_000,
+        durable: true,
+      },
+    });
+    await publisher.close();
+  });
+});
