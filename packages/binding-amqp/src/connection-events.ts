@@ -107,6 +107,15 @@ function closedByApplication(connection: Connection): boolean {
 }
 
 /**
+ * Whether the application already closed the connection and the peer answered: a publisher or
+ * subscriber made on it then would wait for an attach that never comes (rhea does not reopen a
+ * connection the application closed), so it fails at once with `Closed`.
+ */
+export function closedForGood(connection: Connection): boolean {
+  return connection.is_closed() && closedByApplication(connection);
+}
+
+/**
  * Calls `handler` when the connection is lost: the socket dropped (`disconnected`), or the
  * connection was closed, by the peer or by the application (`connection_close`). rhea reports a
  * closed connection only with `connection_close`: its socket ending afterwards is no

@@ -13,6 +13,7 @@ import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
 import { BufferPool } from "./buffer-pool.js";
 import {
   applyNoDelay,
+  closedForGood,
   closeLinkAndSession,
   observeConnectionLoss,
   socketOf,
@@ -375,6 +376,14 @@ export function amqpPublisher(
       }
     }),
   ];
+
+  if (closedForGood(connection)) {
+    failure = new PosthornError(
+      "Closed",
+      `the application closed the connection carrying ${what} before the publisher was made`,
+    );
+    readyReject(failure);
+  }
 
   // The mapping options of a call: the publisher's, unless the call asks for another mode.
   const mappingOf = (opts: AmqpPublishOptions): ToAmqpMessageOptions =>

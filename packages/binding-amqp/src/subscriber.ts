@@ -15,6 +15,7 @@ import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } fro
 import type { AmqpMessage } from "./amqp-message.js";
 import {
   applyNoDelay,
+  closedForGood,
   closeLinkAndSession,
   observeConnectionLoss,
   socketOf,
@@ -398,6 +399,15 @@ export function amqpSubscriber<T = unknown>(
       }
     },
   );
+
+  if (closedForGood(connection)) {
+    const err = new PosthornError(
+      "Closed",
+      `the application closed the connection carrying ${address} before the subscriber was made`,
+    );
+    readyReject(err);
+    queue.fail(err);
+  }
 
   const linkOpen = (): boolean => receiver.is_open() && !connection.is_closed();
   // Sends the delivery back to the broker for another consumer; settling it later fails.

@@ -170,3 +170,23 @@ describe("publish fields", () => {
     await publisher.close();
   });
 });
+
+describe("a connection the application already closed", () => {
+  it("fails a publisher and a subscriber made on it at once with Closed", async () => {
+    const port = (connection as never as { options: { port: number } }).options.port;
+    const own = await openConnection({ host: "127.0.0.1", port });
+    await closeConnection(own);
+    const address = uniqueName("closed-before");
+    const publisher = amqpPublisher(own, { address, timeoutMs: 20_000 });
+    const subscriber = amqpSubscriber(own, { address });
+    const closed = expect.objectContaining({ name: "PosthornError", code: "Closed" });
+    // The publish waited for its timeoutMs; ready and iteration waited for ever.
+    const started = Date.now();
+    await expect(publisher.publish(event)).rejects.toEqual(closed);
+    await expect(publisher.ready).rejects.toEqual(closed);
+    await expect(subscriber.ready).rejects.toEqual(closed);
+    await expect(subscriber[Symbol.asyncIterator]().next()).rejects.toEqual(closed);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await Promise.all([publisher.close(), subscriber.close()]);
+  });
+});
