@@ -6,6 +6,7 @@ import {
   invalidEvent,
   isAbsoluteUri,
   malformed,
+  utf8Decode,
 } from "@posthorn/core";
 import avsc from "avsc";
 import { AvroReader } from "./avro-io.js";
@@ -41,7 +42,7 @@ interface AvroTypeNode {
   readonly itemsType?: AvroTypeNode;
   readonly valuesType?: AvroTypeNode;
   readonly types?: readonly AvroTypeNode[];
-  readonly fields?: readonly { readonly type: AvroTypeNode }[];
+  readonly fields?: readonly { readonly name: string; readonly type: AvroTypeNode }[];
   readonly symbols?: readonly string[];
   readonly size?: number;
   readonly underlyingType?: AvroTypeNode;
@@ -60,12 +61,14 @@ const NodeBuffer = (globalThis as { Buffer?: BufferCtor }).Buffer;
  * users send records: `encode` writes a value with the user's schema, `decode` reads it back.
  * Input is first walked against the schema with every length and count checked against the
  * remaining bytes, so truncated or hostile bytes give `MalformedInput` and never a hang or a huge
- * allocation, and map keys named `__proto__` are refused. The payload is a bare Avro datum: no
+ * allocation, and map keys named `__proto__` and invalid UTF-8 in strings and keys are refused
+ * (`avsc` would read replacement characters). The payload is a bare Avro datum: no
  * object-container header and no schema-registry prefix.
  *
  * @param schema - the schema, as JSON text, parsed JSON, or an `avsc` type
  * @param options - the `dataschema` URI and decoding limits
- * @throws {@link PosthornError} `InvalidEvent` when the schema or `dataschema` is not valid;
+ * @throws {@link PosthornError} `InvalidEvent` when the schema or `dataschema` is not valid, or a
+ *   record of the schema has a field named `__proto__` (no JavaScript object holds it as a field);
  *   `NotSupported` for a `maxZeroSizeItems` or `maxDepth` that is not a whole number of 0 or more
  *   (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
@@ -88,6 +91,15 @@ export function avroDataCodec<T = unknown>(
       : avsc.Type.forSchema(parsed as never)) as unknown as CompiledType;
   } catch (err) {
     throw invalidEvent(`not a valid Avro schema: ${(err as Error).message}`, "dataschema", err);
+  }
+  const protoField = fieldNamedProto(type, new Set());
+  if (protoField !== undefined) {
+    // avsc's record constructor assigns each field to `this`: a field named __proto__ replaced
+    // the decoded record's prototype with the field's value, and the field itself was lost.
+    throw invalidEvent(
+      `not a usable Avro schema: record ${protoField} has a field named __proto__, which a JavaScript object cannot hold as a field`,
+      "dataschema",
+    );
   }
   checkCountOption("maxZeroSizeItems", options.maxZeroSizeItems, 0);
   checkCountOption("maxDepth", options.maxDepth, 0);
@@ -130,6 +142,27 @@ export function avroDataCodec<T = unknown>(
       }
     },
   };
+}
+
+/** The name of a record (reached from `t`) that has a field named `__proto__`, if any. */
+function fieldNamedProto(t: AvroTypeNode, seen: Set<AvroTypeNode>): string | undefined {
+  if (seen.has(t)) return undefined;
+  seen.add(t);
+  for (const field of t.fields ?? []) {
+    if (field.name === "__proto__") return (t as { name?: string }).name ?? "(anonymous)";
+  }
+  const inner = [
+    ...(t.fields ?? []).map((f) => f.type),
+    ...(t.types ?? []),
+    t.itemsType,
+    t.valuesType,
+    t.underlyingType,
+  ];
+  for (const child of inner) {
+    const found = child === undefined ? undefined : fieldNamedProto(child, seen);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /** Schema JSON text, or a bare type name such as `string` (not JSON, but a valid schema). */
@@ -213,8 +246,10 @@ function walk(
       skip(r, 8);
       return;
     case "bytes":
-    case "string":
       skip(r, r.length());
+      return;
+    case "string":
+      checkUtf8(r, r.length());
       return;
     case "fixed":
       skip(r, t.size ?? 0);
@@ -263,6 +298,21 @@ function walk(
   }
 }
 
+/**
+ * Skips a string of `n` bytes, refusing invalid UTF-8: avsc decodes it with replacement
+ * characters, so a corrupted string silently became another one.
+ */
+function checkUtf8(r: AvroReader, n: number): void {
+  const end = r.pos + n;
+  for (let i = r.pos; i < end; i++) {
+    if ((r.buf[i] as number) >= 0x80) {
+      utf8Decode(r.buf.subarray(r.pos, end), "Avro string");
+      break;
+    }
+  }
+  r.pos = end;
+}
+
 function skip(r: AvroReader, n: number): void {
   if (n > r.remaining) throw malformed("Avro data is truncated");
   r.pos += n;
@@ -275,5 +325,5 @@ function checkKey(r: AvroReader): void {
     for (let i = 0; i < n; i++) if (r.buf[r.pos + i] !== PROTO_KEY[i]) same = false;
     if (same) throw malformed("Avro map key __proto__ is refused");
   }
-  r.pos += n;
+  checkUtf8(r, n);
 }

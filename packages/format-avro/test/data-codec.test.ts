@@ -93,4 +93,58 @@ describe("avroDataCodec", () => {
       expect.objectContaining({ code: "InvalidEvent" }),
     );
   });
+
+  it("refuses invalid UTF-8 in a string or a map key with MalformedInput, not replacement characters", () => {
+    const text = avroDataCodec<string>("string");
+    expect(() => text.decode(new Uint8Array([4, 0xff, 0xfe]))).toThrow(
+      expect.objectContaining({
+        code: "MalformedInput",
+        message: expect.stringContaining("UTF-8"),
+      }),
+    );
+    const map = avroDataCodec<Record<string, number>>({ type: "map", values: "int" });
+    expect(() => map.decode(new Uint8Array([2, 2, 0xc0, 2, 0]))).toThrow(
+      expect.objectContaining({
+        code: "MalformedInput",
+        message: expect.stringContaining("UTF-8"),
+      }),
+    );
+    // Valid text beyond ASCII still reads.
+    expect(text.decode(text.encode("héllo \u{1F600}"))).toBe("héllo \u{1F600}");
+    expect(map.decode(map.encode({ clé: 1 }))).toEqual({ clé: 1 });
+  });
+
+  it("refuses a schema whose record has a field named __proto__ (avsc made it the prototype)", () => {
+    const nested = {
+      type: "record",
+      name: "Outer",
+      fields: [
+        {
+          name: "items",
+          type: {
+            type: "array",
+            items: {
+              type: "record",
+              name: "Inner",
+              fields: [{ name: "__proto__", type: { type: "map", values: "boolean" } }],
+            },
+          },
+        },
+      ],
+    };
+    expect(() => avroDataCodec(nested)).toThrow(
+      expect.objectContaining({ code: "InvalidEvent", message: expect.stringContaining("Inner") }),
+    );
+    // A recursive schema without one is fine.
+    const list = avroDataCodec({
+      type: "record",
+      name: "Node",
+      fields: [
+        { name: "value", type: "int" },
+        { name: "next", type: ["null", "Node"] },
+      ],
+    });
+    const value = { value: 1, next: { value: 2, next: null } };
+    expect(list.decode(list.encode(value))).toEqual(value);
+  });
 });
