@@ -88,7 +88,9 @@ export interface HttpPublisherOptions {
   headers?: Record<string, string>;
   /**
    * The `Authorization` header (http-webhook.md 3.3), e.g. `Bearer <token>`, or a function giving
-   * it per request (a token that refreshes).
+   * it per request (a token that refreshes). A function that throws or rejects fails the publish,
+   * nothing sent, with a retryable `ConnectionFailed` whose `cause` is its error (a
+   * `PosthornError` it throws passes as it is); one that gives no string, with `InvalidEvent`.
    */
   authorization?: string | (() => string | Promise<string>);
   /**
@@ -122,6 +124,35 @@ export interface HttpPublishOptions extends PublishOptions {
  */
 function retryableStatus(status: number): boolean {
   return status === 429 || (status >= 500 && status !== 501 && status !== 505);
+}
+
+/**
+ * The `Authorization` value from the option's callback, with what goes wrong typed: a failure
+ * (a token service down) is a retryable `ConnectionFailed` with the error as its `cause` (a
+ * `PosthornError` passes as it is), and a value that is not a string is `InvalidEvent`, where
+ * `fetch` would have sent `Authorization: undefined`.
+ */
+function callAuthorization(auth: () => string | Promise<string>): Promise<string> {
+  return Promise.resolve()
+    .then(auth)
+    .then(
+      (value: unknown) => {
+        if (typeof value === "string") return value;
+        throw new PosthornError(
+          "InvalidEvent",
+          `the authorization callback gave ${value === null ? "null" : typeof value}, not a string`,
+          { attribute: "authorization" },
+        );
+      },
+      (err: unknown) => {
+        if (isPosthornError(err)) throw err;
+        throw new PosthornError(
+          "ConnectionFailed",
+          `the authorization callback failed: ${(err as Error)?.message ?? String(err)}`,
+          { cause: err, retryable: true },
+        );
+      },
+    );
 }
 
 /**
@@ -528,7 +559,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     if (typeof auth === "function") {
       // A token callback that hangs (a token service down) is bounded like the rest of the call.
       headers.authorization = await bounded(
-        Promise.resolve().then(auth),
+        callAuthorization(auth),
         options.abortSignal,
         budget,
         "the authorization callback",
@@ -572,7 +603,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     try {
       const auth = this.#options.authorization;
       if (auth !== undefined)
-        headers.authorization = typeof auth === "string" ? auth : await auth();
+        headers.authorization = typeof auth === "string" ? auth : await callAuthorization(auth);
       // Retried as a delivery is: a 429 or 5xx answer, a failed connection or a timeout is no
       // refusal (it failed the publish as one, not retryable), and is asked again by the policy.
       let answer: SenderAnswer;

@@ -268,6 +268,32 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       }).publish(event);
       expect(seen.map((s) => s.headers.authorization)).toEqual(["Bearer a", "Bearer b"]);
     });
+    it("types what an authorization callback does wrong, and sends nothing", async () => {
+      const { url, seen } = await scripted([]);
+      const boom = new Error("token service down");
+      const cases: Array<[() => string | Promise<string>, object]> = [
+        [
+          () => {
+            throw boom;
+          },
+          { code: "ConnectionFailed", retryable: true, cause: boom },
+        ],
+        [() => Promise.reject(boom), { code: "ConnectionFailed", retryable: true, cause: boom }],
+        [(() => undefined) as unknown as () => string, { code: "InvalidEvent", retryable: false }],
+      ];
+      for (const [authorization, expected] of cases) {
+        for (const webhook of [undefined, { origin: "a.example" }]) {
+          const publisher = httpPublisher({
+            ...sender,
+            url,
+            authorization,
+            ...(webhook ? { webhook } : {}),
+          });
+          expect(await failure(publisher.publish(event))).toMatchObject(expected);
+        }
+      }
+      expect(seen).toHaveLength(0);
+    });
     it("refuses headers with CR or LF", () => {
       expect(() =>
         httpPublisher({
