@@ -4,7 +4,26 @@ import { dataWithoutJson } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
 const base = { specversion: "1.0", id: "e-1", source: "/s", type: "t" } as const;
-const unserializable = dataWithoutJson();
+// JSON has no text for these: JSON.stringify writes null, so another event arrived.
+const nonFinite: Array<[string, unknown]> = [
+  ["NaN", Number.NaN],
+  ["Infinity inside an object", { reading: Number.POSITIVE_INFINITY }],
+  ["-Infinity inside an array", [1, null, Number.NEGATIVE_INFINITY]],
+];
+const unserializable = [...dataWithoutJson(), ...nonFinite];
+
+describe("JSON format, data with null in it", () => {
+  it("still writes null data, null members and the text null, and what a toJSON hides", () => {
+    const hidden = { reading: Number.NaN, toJSON: () => ({ reading: null }) };
+    for (const data of [null, { a: null, b: "null" }, [null], hidden]) {
+      const event = CloudEvent.create({ ...base, data });
+      expect(json.decode(json.encode(event)).data).toEqual(JSON.parse(JSON.stringify(data)));
+      expect(json.decodeBatch(json.encodeBatch([event]))[0]?.data).toEqual(
+        JSON.parse(JSON.stringify(data)),
+      );
+    }
+  });
+});
 
 describe("JSON format, data that has no JSON text", () => {
   it.each(unserializable)(

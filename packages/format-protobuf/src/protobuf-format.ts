@@ -16,6 +16,7 @@ import {
   isInteger,
   isJsonContentType,
   type JsonLimits,
+  jsonText,
   parseContentType,
   parseJson,
 } from "@posthorn/core";
@@ -237,15 +238,7 @@ function writeEvent(w: ProtoWriter, event: CloudEvent, registry: ExtensionRegist
   if (typeof data === "string" && contentType !== undefined && !isJsonContentType(contentType)) {
     text = data;
   } else {
-    try {
-      text = JSON.stringify(data);
-    } catch (err) {
-      throw invalidEvent(
-        `data cannot be serialized as JSON: ${(err as Error).message}`,
-        "data",
-        err,
-      );
-    }
+    text = jsonText(data);
     if (text === undefined) throw invalidEvent("data has no JSON representation", "data");
   }
   w.tag(F_TEXT_DATA, LEN);
