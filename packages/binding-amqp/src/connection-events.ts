@@ -6,11 +6,18 @@ const MARK = Symbol.for("posthorn.amqp.listener");
 
 type Marked = ((context: EventContext) => void) & { [MARK]?: true };
 
+/** Posthorn's handlers of one connection's events: one rhea listener per event, for them all. */
+const hubs = new WeakMap<Connection, Map<string, Set<(context: EventContext) => void>>>();
+
 /**
  * Listens to a connection event without taking it away from the application. rhea hands an
  * event to the connection's listeners when it has any, and only otherwise to the container's; so
  * while Posthorn's are the only ones on the connection, the event is passed on to the container
  * as rhea would have done.
+ *
+ * Every publisher and subscriber on the connection shares one listener per event: a listener
+ * each made Node warn of a possible memory leak (`MaxListenersExceededWarning`) at the eleventh
+ * publisher or subscriber on one connection.
  *
  * @returns a function that removes the listener
  */
@@ -19,22 +26,44 @@ export function observeConnection(
   event: "disconnected" | "connection_close" | "connection_error",
   handler: (context: EventContext) => void,
 ): () => void {
-  const listener: Marked = (context: EventContext) => {
-    const others = connection
-      .listeners(event)
-      .filter((l) => (l as Marked)[MARK] !== true && l !== listener);
-    handler(context);
-    if (others.length === 0 && isFirstMarked(connection, event, listener)) {
-      const handled = containerOf(connection)?.dispatch?.(event, context) === true;
-      if (!handled && event === "connection_close") unhandledClose(connection, context);
-    }
-  };
-  listener[MARK] = true;
-  connection.on(event, listener);
+  let byEvent = hubs.get(connection);
+  if (byEvent === undefined) {
+    byEvent = new Map();
+    hubs.set(connection, byEvent);
+  }
+  let handlers = byEvent.get(event);
+  if (handlers === undefined) {
+    const set = new Set<(context: EventContext) => void>();
+    handlers = set;
+    byEvent.set(event, set);
+    const listener: Marked = (context: EventContext) => {
+      const others = connection.listeners(event).some((l) => (l as Marked)[MARK] !== true);
+      // A handler may remove itself (or another) while they run: each of those present now runs.
+      for (const h of [...set]) h(context);
+      if (!others) {
+        const handled = containerOf(connection)?.dispatch?.(event, context) === true;
+        if (!handled && event === "connection_close") unhandledClose(connection, context);
+      }
+    };
+    listener[MARK] = true;
+    connection.on(event, listener);
+    hubListeners.set(set, listener);
+  }
+  // A wrapper of its own, so that one function observing twice is removed once per call.
+  const entry = (context: EventContext): void => handler(context);
+  const set = handlers;
+  set.add(entry);
   return () => {
-    connection.removeListener(event, listener);
+    if (!set.delete(entry) || set.size > 0) return;
+    const listener = hubListeners.get(set);
+    if (listener !== undefined) connection.removeListener(event, listener);
+    hubListeners.delete(set);
+    if (byEvent.get(event) === set) byEvent.delete(event);
   };
 }
+
+/** The rhea listener of each set of handlers in `hubs`. */
+const hubListeners = new WeakMap<Set<(context: EventContext) => void>, Marked>();
 
 interface RheaContainer {
   dispatch?: (name: string, ...args: unknown[]) => boolean;
@@ -183,11 +212,6 @@ export function guardErrors(connection: Connection): void {
     if ((container?.listenerCount?.("error") ?? 0) > 0) container?.dispatch?.("error", err);
   };
   connection.on("error", forward as never);
-}
-
-// Several Posthorn publishers and subscribers may watch one connection; one of them forwards.
-function isFirstMarked(connection: Connection, event: string, listener: Marked): boolean {
-  return connection.listeners(event).find((l) => (l as Marked)[MARK] === true) === listener;
 }
 
 /**

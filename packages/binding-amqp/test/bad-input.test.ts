@@ -190,3 +190,37 @@ describe("a connection the application already closed", () => {
     await Promise.all([publisher.close(), subscriber.close()]);
   });
 });
+
+describe("many publishers and subscribers on one connection", () => {
+  it("share one listener per connection event: no MaxListenersExceededWarning at the eleventh", async () => {
+    const port = (connection as never as { options: { port: number } }).options.port;
+    const own = await openConnection({ host: "127.0.0.1", port });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on("warning", onWarning);
+    // openConnection's own listeners.
+    const before = [own.listenerCount("disconnected"), own.listenerCount("connection_close")];
+    try {
+      const address = uniqueName("many");
+      const links = Array.from({ length: 12 }, () => [
+        amqpPublisher(own, { address }),
+        amqpSubscriber(own, { address }),
+      ]).flat();
+      await Promise.all(links.map((l) => l.ready));
+      // Node emits the warning on a later tick.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
+      expect(own.listenerCount("disconnected")).toBe((before[0] as number) + 1);
+      await Promise.all(links.map((l) => l.close()));
+      // The last one closed takes the shared listener away.
+      expect([own.listenerCount("disconnected"), own.listenerCount("connection_close")]).toEqual(
+        before,
+      );
+    } finally {
+      process.off("warning", onWarning);
+      await closeConnection(own);
+    }
+  });
+});
