@@ -84,7 +84,11 @@ export interface HttpPublisherOptions {
   timeoutMs?: number;
   /** Retry policy, or `false` for a single attempt (still bounded by `attemptTimeoutMs`). */
   retry?: RetryOptions | false;
-  /** Extra headers on every request (not `content-type` or `ce-*`, which the mapping writes). */
+  /**
+   * Extra headers on every request. `content-type` and the `ce-*` headers the event maps to are
+   * written by the mapping, which wins; `content-length` and `transfer-encoding` (the body's
+   * framing, the sender's own) are refused with `InvalidEvent`.
+   */
   headers?: Record<string, string>;
   /**
    * The `Authorization` header (http-webhook.md 3.3), e.g. `Bearer <token>`, or a function giving
@@ -111,7 +115,11 @@ export interface HttpAgentLike {
 
 /** Per-call options of {@link HttpPublisher.publish}. */
 export interface HttpPublishOptions extends PublishOptions {
-  /** Extra headers for this call. */
+  /**
+   * Extra headers for this call, over the publisher's `headers`. As there, `content-type` and the
+   * `ce-*` headers the event maps to are the event's own (the mapping's win), and
+   * `content-length` or `transfer-encoding` rejects the call with `InvalidEvent`.
+   */
   headers?: Record<string, string>;
 }
 
@@ -184,6 +192,16 @@ function checkFetchUrl(url: string): void {
 function checkHeaders(headers: Record<string, string>): void {
   for (const name of Object.keys(headers)) {
     const value = headers[name] as string;
+    const lower = name.toLowerCase();
+    if (lower === "content-length" || lower === "transfer-encoding") {
+      // The sender frames the body. node:http sent a wrong Content-Length as given, and the
+      // bytes past it went down the kept-alive connection as the start of another request.
+      throw new PosthornError(
+        "InvalidEvent",
+        `header ${JSON.stringify(name)} frames the body, which the publisher does itself; leave it out`,
+        { attribute: name },
+      );
+    }
     if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) {
       throw new PosthornError(
         "InvalidEvent",
@@ -539,7 +557,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       await bounded(this.#handshake(), options.abortSignal, budget, "the webhook handshake");
     }
     // The message's headers are made for this request alone, so they are sent as they are when
-    // nothing is added; otherwise the publisher's go first, then the message's, then the call's.
+    // nothing is added; otherwise the publisher's go first, then the call's, then the message's:
+    // `content-type` and `ce-*` are the event's, whoever else sets them.
     let headers = message.headers as Record<string, string>;
     const auth = this.#options.authorization;
     if (this.#staticHeaderNames.length > 0 || options.headers || typeof auth === "function") {
@@ -547,13 +566,13 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       for (const name of this.#staticHeaderNames) {
         headers[name] = this.#staticHeaders[name] as string;
       }
-      for (const name of Object.keys(message.headers)) {
-        headers[name] = message.headers[name] as string;
-      }
       if (options.headers) {
         for (const name of Object.keys(options.headers)) {
           headers[name.toLowerCase()] = options.headers[name] as string;
         }
+      }
+      for (const name of Object.keys(message.headers)) {
+        headers[name] = message.headers[name] as string;
       }
     }
     if (typeof auth === "function") {

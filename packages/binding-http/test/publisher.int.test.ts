@@ -294,6 +294,27 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       }
       expect(seen).toHaveLength(0);
     });
+    it("keeps the event's content-type and ce-* headers over configured ones, and refuses framing headers", async () => {
+      const { url, seen } = await scripted([]);
+      const clash = { "Content-Type": "text/html", "CE-Type": "forged", "X-Extra": "1" };
+      await httpPublisher({ ...sender, url, headers: clash }).publish(event);
+      await httpPublisher({ ...sender, url }).publish(event, { headers: clash });
+      for (const { headers } of seen) {
+        expect(headers["content-type"]).toBe("text/plain");
+        expect(headers["ce-type"]).toBe("t");
+        expect(headers["x-extra"]).toBe("1");
+      }
+      for (const framing of [{ "Content-Length": "1" }, { "transfer-encoding": "chunked" }]) {
+        expect(() => httpPublisher({ ...sender, url, headers: framing })).toThrow(
+          expect.objectContaining({ code: "InvalidEvent" }),
+        );
+        const err = await failure(
+          httpPublisher({ ...sender, url }).publish(event, { headers: framing }),
+        );
+        expect(err).toMatchObject({ code: "InvalidEvent", retryable: false });
+      }
+      expect(seen).toHaveLength(2);
+    });
     it("refuses headers with CR or LF", () => {
       expect(() =>
         httpPublisher({
