@@ -185,7 +185,9 @@ export class FrameGuard {
       const size = readUint32(data, at);
       if (size < 8) throw violation(`a frame declares ${size} bytes, fewer than its header's 8`);
       if (size > this.#maxFrame) {
-        throw violation(`a frame of ${size} bytes is larger than the limit of ${this.#maxFrame}`);
+        throw violation(
+          `a frame of ${size} bytes is larger than the limit of ${this.#maxFrame} (the frame guard's maxFrameBytes)`,
+        );
       }
       if (rest < size) {
         this.#need = size;
@@ -354,7 +356,7 @@ export class FrameGuard {
   }
 
   #tooLarge(bytes: number): string {
-    return `PayloadTooLarge: the message of ${bytes} bytes or more is larger than the limit of ${this.#maxMessage} bytes`;
+    return `PayloadTooLarge: the message of ${bytes} bytes or more is larger than the limit of ${this.#maxMessage} bytes (the frame guard's maxMessageBytes)`;
   }
 
   /** Past maxMessageBytes: releases the first frame as a marker and strips the later ones. */

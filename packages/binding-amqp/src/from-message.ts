@@ -168,7 +168,7 @@ export function readAmqpMessage(
     if (count > (options.maxProperties ?? DEFAULT_MAX_PROPERTIES)) {
       throw new PosthornError(
         "PayloadTooLarge",
-        `the message has ${count} application properties, more than the limit of ${options.maxProperties ?? DEFAULT_MAX_PROPERTIES}`,
+        `the message has ${count} application properties, more than the limit of ${options.maxProperties ?? DEFAULT_MAX_PROPERTIES} (option maxProperties)`,
       );
     }
     if (bodyError) throw bodyError;
@@ -176,7 +176,7 @@ export function readAmqpMessage(
     if (body !== undefined && body.length > max) {
       throw new PosthornError(
         "PayloadTooLarge",
-        `the message body has ${body.length} bytes, more than the limit of ${max}`,
+        `the message body has ${body.length} bytes, more than the limit of ${max} (option maxPayloadBytes)`,
       );
     }
     const event = structured

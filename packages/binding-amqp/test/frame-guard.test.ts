@@ -321,7 +321,7 @@ describe("FrameGuard", () => {
       [
         "a frame past maxFrameBytes",
         bytes(u32(70_000), 2, 0, 0, 0),
-        /larger than the limit of 65536/,
+        /larger than the limit of 65536 \(the frame guard's maxFrameBytes\)/,
       ],
       ["a data offset past the frame", bytes(u32(8), 9, 0, 0, 0), /data offset/],
       ["an unknown frame type", bytes(u32(9), 2, 7, 0, 0, 0x40), /unknown type 7/],

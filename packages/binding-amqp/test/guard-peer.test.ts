@@ -164,7 +164,9 @@ describe("guardedConnect against a hostile peer", () => {
     const [tooLarge, good] = await take(subscriber, 2);
     expect(tooLarge?.error).toMatchObject({
       code: "PayloadTooLarge",
-      message: expect.stringMatching(/larger than the limit of 4096 bytes/),
+      message: expect.stringMatching(
+        /larger than the limit of 4096 bytes \(the frame guard's maxMessageBytes\)$/,
+      ),
     });
     expect(tooLarge?.message.body.length).toBe(0);
     expect(good?.event?.id).toBe(vector("typical").event.id);

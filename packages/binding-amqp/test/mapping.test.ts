@@ -444,11 +444,13 @@ describe("readAmqpMessage", () => {
       { maxMessageBytes: 1024 },
     );
     expect(big.error?.code).toBe("PayloadTooLarge");
+    // The message names the option to raise.
+    expect(big.error?.message).toMatch(/more than the limit of 1024 \(option maxPayloadBytes\)$/);
     const many: Record<string, unknown> = { ...base };
     for (let i = 0; i < 20; i++) many[`p${i}`] = i;
-    expect(
-      readAmqpMessage({ application_properties: many }, { maxProperties: 10 }).error?.code,
-    ).toBe("PayloadTooLarge");
+    const tooMany = readAmqpMessage({ application_properties: many }, { maxProperties: 10 }).error;
+    expect(tooMany?.code).toBe("PayloadTooLarge");
+    expect(tooMany?.message).toMatch(/more than the limit of 10 \(option maxProperties\)$/);
   });
 
   it("structured mode: an unregistered format or a batch type is UnsupportedContentType", () => {
