@@ -60,7 +60,8 @@ export interface CloudEventInit<T = unknown> {
   time?: string | Date | undefined;
   /**
    * The payload: bytes (`Uint8Array`), a string, or a JSON value when the content type is JSON
-   * or absent. `null` is kept as data; `undefined` means none.
+   * or absent. `null` is kept as data; `undefined` means none. A function, a symbol or a bigint
+   * is refused (`InvalidEvent`): no format can carry one.
    */
   data?: T;
   /** Binary data in base64, decoded to bytes. Not together with `data` (unless they agree). */
@@ -496,6 +497,11 @@ function checkData(data: unknown, datacontenttype: string | undefined): void {
   // Only strings and JSON values can be carried without bytes; a non-string under a content type
   // that is not JSON has no encoding any format could write (JSON format 3.1.1).
   if (typeof data === "string") return;
+  // Nor has a function, a symbol or a bigint: the JSON format left such data out (an event with
+  // data arrived without), where binary mode and the other formats refused it.
+  if (typeof data === "function" || typeof data === "symbol" || typeof data === "bigint") {
+    throw invalidEvent(`data of type ${typeof data} has no JSON representation`, "data");
+  }
   if (datacontenttype === undefined || isJsonContentType(datacontenttype)) return;
   throw invalidEvent(
     `data of type ${data === null ? "null" : typeof data} needs a JSON datacontenttype or must be a string or Uint8Array, not ${datacontenttype}`,

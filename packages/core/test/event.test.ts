@@ -104,6 +104,14 @@ describe("CloudEvent construction", () => {
     }
   });
 
+  it("refuses data that is a function, a symbol or a bigint: no format has a representation", () => {
+    for (const data of [() => 1, Symbol("s"), 10n]) {
+      expect(() => new CloudEvent({ ...base, data } as never)).toThrowError(
+        expect.objectContaining({ code: "InvalidEvent", attribute: "data" }),
+      );
+    }
+  });
+
   it("turns data_base64 into bytes and Dates into RFC 3339", () => {
     const e = new CloudEvent({
       ...base,

@@ -198,11 +198,20 @@ function writeAttribute(w: AvroWriter, name: string, value: unknown): void {
   }
 }
 
-/** What JSON.stringify would make of a value: toJSON applied, unrepresentable values as undefined. */
+/**
+ * What JSON.stringify makes of a value (SerializeJSONProperty): toJSON applied, a Number, String
+ * or Boolean object as its primitive, functions and symbols as undefined. So the Avro formats
+ * carry the same data as the JSON format: `new Number(5)` is 5, not an empty map.
+ */
 function jsonView(value: unknown, key: string): unknown {
-  if (typeof value === "object" && value !== null) {
+  if ((typeof value === "object" && value !== null) || typeof value === "bigint") {
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === "function") return toJSON.call(value, key);
+    if (typeof toJSON === "function") value = toJSON.call(value, key);
+  }
+  if (typeof value === "object" && value !== null) {
+    if (value instanceof Number) return Number(value);
+    if (value instanceof String) return String(value);
+    if (value instanceof Boolean) return value.valueOf();
     return value;
   }
   if (typeof value === "function" || typeof value === "symbol") return undefined;
@@ -221,7 +230,7 @@ function checkNumber(n: number): number {
  * unions differ only in that the data union has `bytes` first (so a JSON null, whose `null`
  * branch there means "no data", goes as its JSON text) and maps whose values are member unions.
  */
-function writeJsonValue(w: AvroWriter, value: unknown, top: boolean): void {
+function writeJsonValue(w: AvroWriter, value: unknown, top: boolean, members?: Members): void {
   if (value === null) {
     if (top) {
       w.long(DATA_BYTES);
@@ -241,15 +250,13 @@ function writeJsonValue(w: AvroWriter, value: unknown, top: boolean): void {
     writeBoxArray(w, value);
   } else if (typeof value === "object") {
     w.long(top ? DATA_MAP : INNER_MAP);
-    const obj = value as Record<string, unknown>;
-    const keys = presentKeys(obj);
+    const { keys, values } = members ?? presentMembers(value as Record<string, unknown>);
     if (keys.length > 0) {
       w.long(keys.length);
-      for (const key of keys) {
-        w.string(key);
-        const member = jsonView(obj[key], key);
-        if (top) writeMember(w, member);
-        else writeBox(w, member);
+      for (let i = 0; i < keys.length; i++) {
+        w.string(keys[i] as string);
+        if (top) writeMember(w, values[i]);
+        else writeBox(w, values[i]);
       }
     }
     w.long(0);
@@ -258,19 +265,28 @@ function writeJsonValue(w: AvroWriter, value: unknown, top: boolean): void {
   }
 }
 
-/** Keys JSON.stringify would write: those whose values are not undefined, functions or symbols. */
-function presentKeys(obj: Record<string, unknown>): string[] {
-  const keys = Object.keys(obj);
-  for (let i = 0; i < keys.length; i++) {
-    const v = obj[keys[i] as string];
-    if (v === undefined || typeof v === "function" || typeof v === "symbol") {
-      return keys.filter((k) => {
-        const x = obj[k];
-        return !(x === undefined || typeof x === "function" || typeof x === "symbol");
-      });
+/** An object's members as JSON.stringify writes them: names, and values as {@link jsonView} sees them. */
+interface Members {
+  readonly keys: string[];
+  readonly values: unknown[];
+}
+
+/**
+ * The members JSON.stringify writes, each value viewed once (a toJSON called once): those that
+ * come out undefined (undefined, functions, symbols, a toJSON that returns undefined) are left
+ * out, as JSON leaves them out.
+ */
+function presentMembers(obj: Record<string, unknown>): Members {
+  const keys: string[] = [];
+  const values: unknown[] = [];
+  for (const key of Object.keys(obj)) {
+    const value = jsonView(obj[key], key);
+    if (value !== undefined) {
+      keys.push(key);
+      values.push(value);
     }
   }
-  return keys;
+  return { keys, values };
 }
 
 function writeMember(w: AvroWriter, value: unknown): void {
@@ -297,15 +313,16 @@ function writeMember(w: AvroWriter, value: unknown): void {
  * named `value`) is written as its members; anything else as a single member named `value`.
  */
 function writeBox(w: AvroWriter, value: unknown): void {
+  let members: Members | undefined;
   if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-    const obj = value as Record<string, unknown>;
-    const keys = presentKeys(obj);
+    members = presentMembers(value as Record<string, unknown>);
+    const { keys, values } = members;
     if (!(keys.length === 1 && keys[0] === "value")) {
       if (keys.length > 0) {
         w.long(keys.length);
-        for (const key of keys) {
-          w.string(key);
-          writeJsonValue(w, jsonView(obj[key], key), false);
+        for (let i = 0; i < keys.length; i++) {
+          w.string(keys[i] as string);
+          writeJsonValue(w, values[i], false);
         }
       }
       w.long(0);
@@ -314,7 +331,7 @@ function writeBox(w: AvroWriter, value: unknown): void {
   }
   w.long(1);
   w.string("value");
-  writeJsonValue(w, value, false);
+  writeJsonValue(w, value, false, members);
   w.long(0);
 }
 

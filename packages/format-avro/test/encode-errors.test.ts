@@ -24,3 +24,18 @@ describe.each(formats)("%s format, data that has no JSON value", (_, format) => 
     );
   });
 });
+
+describe("Avro format, JSON data as JSON.stringify sees it", () => {
+  it("writes Number, String and Boolean objects as their values, and leaves out a member whose toJSON gives undefined", () => {
+    const cases: unknown[] = [
+      new Number(5),
+      { s: new String("x"), b: new Boolean(false), n: [new Number(-1.5)] },
+      { gone: { toJSON: () => undefined }, kept: 2 },
+      [{ value: new String("boxed") }],
+    ];
+    for (const data of cases) {
+      const event = CloudEvent.create({ ...base, data });
+      expect(avro.decode(avro.encode(event)).data).toEqual(JSON.parse(JSON.stringify(data)));
+    }
+  });
+});
