@@ -136,7 +136,7 @@ function payloadTooLarge(
       : `the subscriber's maxPayloadBytes (${limit} bytes)`;
   return new PosthornError(
     "PayloadTooLarge",
-    `a WebSocket message${size === undefined ? "" : ` of ${size} bytes`} exceeds ${which}; the connection was closed with ${code}. To accept such messages raise maxPayloadBytes on both sides: the subscriber's, and the socket's (connectWebSocket, webSocketServerOptions)`,
+    `a WebSocket message${size === undefined ? "" : ` of ${size} bytes`} exceeds ${which}; the connection was closed with ${code}. To accept such messages raise maxPayloadBytes where the socket is made (connectWebSocket, webSocketServerOptions), on a subscriber that sets its own, and on the peer's publisher`,
     { protocolCode: code },
   );
 }
@@ -199,8 +199,9 @@ export interface WebSocketBindingOptions {
   /** The formats this side accepts; the socket's negotiated subprotocol picks one. */
   formats: readonly EventFormat[];
   /**
-   * Largest message a subscriber accepts ({@link DEFAULT_MAX_PAYLOAD_BYTES} by default); a larger
-   * one closes the connection with 1009 (4009 on a browser's `WebSocket`, whose `close()` cannot
+   * Largest message a subscriber accepts: by default the limit the socket was given where it was
+   * made ({@link connectWebSocket}'s, or {@link webSocketServerOptions}' for a server's socket),
+   * else {@link DEFAULT_MAX_PAYLOAD_BYTES}; a larger one closes the connection with 1009 (4009 on a browser's `WebSocket`, whose `close()` cannot
    * send 1009) and fails iteration with `PayloadTooLarge`. With `ws`,
    * also give the socket a `maxPayload` ({@link connectWebSocket}, {@link webSocketServerOptions}),
    * so the message is refused while it arrives rather than after. A publisher refuses a larger
@@ -544,6 +545,19 @@ function checkBindingOptions(options: WebSocketBindingOptions): void {
   checkTimeOption("heartbeatMs", options.heartbeatMs);
 }
 
+// The limit on incoming messages this binding gave a socket where it was made: connectWebSocket's
+// socket, or, for a server's, the TCP connection under it (webSocketServerOptions sees the upgrade
+// request, whose socket becomes the ws socket's). A subscriber given no maxPayloadBytes of its own
+// takes it, so a limit raised where the socket is made is not undercut by the subscriber's default.
+const socketLimits = new WeakMap<object, number>();
+
+function givenLimit(socket: WebSocketLike): number | undefined {
+  const own = socketLimits.get(socket);
+  if (own !== undefined) return own;
+  const tcp = (socket as unknown as { _socket?: object | null })._socket;
+  return tcp ? socketLimits.get(tcp) : undefined;
+}
+
 /**
  * `maxPayloadBytes` as `ws`'s `maxPayload`, which it truncates to 32 bits and takes 0 (or less)
  * for no limit: 0 is refused (it would lift the limit it names), and `Infinity` or anything past
@@ -612,7 +626,8 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
- *   `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}), `maxPending` (default
+ *   `maxPayloadBytes` (default: the socket's own, where {@link connectWebSocket} or
+ *   {@link webSocketServerOptions} set it, else {@link DEFAULT_MAX_PAYLOAD_BYTES}), `maxPending` (default
  *   {@link DEFAULT_MAX_PENDING}), the extension `registry` and, with `ws`, `heartbeatMs` (default
  *   {@link DEFAULT_HEARTBEAT_MS})
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
@@ -631,7 +646,8 @@ export function webSocketSubscriber(
   watch(socket, options.heartbeatMs);
   const queue = new AsyncQueue<Delivery>();
   const contentType = format.contentType;
-  const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const maxPayloadBytes =
+    options.maxPayloadBytes ?? givenLimit(socket) ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
   const node = isNodeWs(socket) ? (socket as unknown as NodeWs) : undefined;
   // ws reads as fast as the peer sends: past maxPending unpulled deliveries, stop reading until
@@ -791,8 +807,9 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
   heartbeatMs?: number;
   /**
    * Largest message the socket accepts, given to `ws` as `maxPayload` (browsers set their own
-   * limits). Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. Past it `ws` closes the connection with
-   * 1009 and the subscriber's iteration fails with `PayloadTooLarge`. A whole number, 1 or more
+   * limits), and the default of the socket's subscribers. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}.
+   * Past it `ws` closes the connection with 1009 and the subscriber's iteration fails with
+   * `PayloadTooLarge`. A whole number, 1 or more
    * (`ws` would take 0 for no limit), or `Infinity` for no limit.
    */
   maxPayloadBytes?: number;
@@ -890,6 +907,7 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     // the peer can make it emit others once the socket is open: none may go unheard. The
     // heartbeat starts pinging once the socket is open.
     watch(socket, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+    socketLimits.set(socket, options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES);
     const giveUp = (err: PosthornError): void => {
       done();
       socket.close();
@@ -973,7 +991,8 @@ export interface WebSocketServerCloudEventsOptions {
  * Options for a `ws` `WebSocketServer` that speaks the CloudEvents subprotocols of `formats`:
  * the server picks the client's first offered subprotocol it knows, and refuses a client that
  * offers none with `400 Bad Request` and a message naming the subprotocols it would accept.
- * Messages past `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}) close the connection
+ * Messages past `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}; the sockets'
+ * subscribers take it as theirs unless given their own) close the connection
  * with 1009.
  *
  * @param formats - the formats the server speaks
@@ -992,6 +1011,7 @@ export function webSocketServerOptions(
   options: { maxPayloadBytes?: number } = {},
 ): WebSocketServerCloudEventsOptions {
   const maxPayload = wsMaxPayload(options.maxPayloadBytes);
+  const limit = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const known = new Set(offeredSubprotocols(formats));
   const pick = (offered: Iterable<string>): string | false => {
     for (const p of offered) if (known.has(p)) return p;
@@ -999,7 +1019,13 @@ export function webSocketServerOptions(
   };
   return {
     maxPayload,
-    handleProtocols: (protocols) => pick(protocols),
+    handleProtocols(protocols, request) {
+      // ws calls this once per accepted handshake, with the request whose TCP socket the new ws
+      // socket takes: the socket's subscribers then default to this limit.
+      const tcp = (request as { socket?: unknown } | undefined)?.socket;
+      if (typeof tcp === "object" && tcp !== null) socketLimits.set(tcp, limit);
+      return pick(protocols);
+    },
     verifyClient(info, callback) {
       const header = info.req.headers["sec-websocket-protocol"];
       const text = Array.isArray(header) ? header.join(",") : (header ?? "");

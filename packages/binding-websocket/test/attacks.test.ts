@@ -124,6 +124,37 @@ describe("attack: oversized WebSocket messages", () => {
   });
 });
 
+describe("a limit raised where the socket is made", () => {
+  const MiB = 1024 * 1024;
+  for (const side of ["client", "server"] as const) {
+    it(`holds for a ${side} subscriber given no maxPayloadBytes of its own (${side === "client" ? "connectWebSocket" : "webSocketServerOptions"})`, async () => {
+      const { client, server } = await pair(
+        side === "client" ? { clientMaxPayloadBytes: 8 * MiB } : { serverMaxPayloadBytes: 8 * MiB },
+      );
+      const [receiver, sender] = side === "client" ? [client, server] : [server, client];
+      const iterator = webSocketSubscriber(receiver, { formats: FORMATS })[Symbol.asyncIterator]();
+      await webSocketPublisher(sender, { formats: FORMATS, maxPayloadBytes: 8 * MiB }).publish(
+        event(5 * MiB),
+      );
+      expect((await iterator.next()).value?.event?.id).toBe("big");
+      // The subscriber's own limit, where given, still applies.
+      const strict = webSocketSubscriber(receiver, { formats: FORMATS, maxPayloadBytes: 1000 });
+      const refused = strict[Symbol.asyncIterator]();
+      await webSocketPublisher(sender, { formats: FORMATS }).publish(event(2000));
+      expect(isPosthornError(await failure(refused), "PayloadTooLarge")).toBe(true);
+    });
+  }
+
+  it("leaves the default where the socket's limit was not raised", async () => {
+    const { client, server } = await pair();
+    const iterator = webSocketSubscriber(server, { formats: FORMATS })[Symbol.asyncIterator]();
+    await webSocketPublisher(client, { formats: FORMATS, maxPayloadBytes: 8 * MiB }).publish(
+      event(DEFAULT_MAX_PAYLOAD_BYTES),
+    );
+    expect(isPosthornError(await failure(iterator), "PayloadTooLarge")).toBe(true);
+  });
+});
+
 describe("attack: hostile messages arrive as deliveries with a typed error", () => {
   const deep = (n: number) => `${"[".repeat(n)}${"]".repeat(n)}`;
   const cases: Array<[string, EventFormat, string | Uint8Array, readonly string[]]> = [
