@@ -17,6 +17,8 @@ import {
   isContextAttribute,
   isInteger,
   malformed,
+  parseTimestamp,
+  quoted,
 } from "@posthorn/core";
 import { AvroReader, AvroWriter } from "./avro-io.js";
 import { fromMicros, toMicros } from "./timestamp-micros.js";
@@ -181,8 +183,12 @@ function writeEvent(w: AvroWriter, event: CloudEvent, registry: ExtensionRegistr
   else {
     const micros = typeof event.time === "string" ? toMicros(event.time) : undefined;
     if (micros === undefined) {
+      // Say which: the message told a 9999-12-31T23:00:00-05:00 it was too fine.
+      const fine = (parseTimestamp(String(event.time))?.fraction.length ?? 0) > 6;
       throw invalidEvent(
-        "time must be an RFC 3339 timestamp no finer than a microsecond for the compact Avro format",
+        fine
+          ? `time ${quoted(String(event.time))} is finer than a microsecond, which the compact Avro format's timestamp-micros cannot carry (it is refused, not rounded)`
+          : `time ${quoted(String(event.time))} falls outside the years 0000 to 9999 in UTC, which the compact Avro format's timestamp-micros cannot carry`,
         "time",
       );
     }

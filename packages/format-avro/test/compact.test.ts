@@ -61,6 +61,22 @@ describe("compact Avro format", () => {
     );
   });
 
+  it("says which a time it cannot carry is: finer than a microsecond, or outside 0000 to 9999 in UTC", () => {
+    for (const [time, reason] of [
+      ["2024-01-01T00:00:00.1234567Z", "finer than a microsecond"],
+      ["9999-12-31T23:00:00-05:00", "outside the years 0000 to 9999"],
+      ["0000-01-01T00:00:00+01:00", "outside the years 0000 to 9999"],
+    ] as const) {
+      expect(() => compact.encode(new CloudEvent({ ...base, time }))).toThrowError(
+        expect.objectContaining({
+          code: "InvalidEvent",
+          attribute: "time",
+          message: expect.stringContaining(reason),
+        }),
+      );
+    }
+  });
+
   it("refuses specversion other than 1.0 at encoding", () => {
     const unchecked = { ...base, specversion: "0.3" };
     expect(() => compact.encode(unchecked as never)).toThrow(
