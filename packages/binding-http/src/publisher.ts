@@ -18,7 +18,12 @@ import {
   type SenderAnswer,
   type WithPlatformSender,
 } from "./sender.js";
-import { type HttpMessage, type ToHttpMessageOptions, toHttpMessage } from "./to-message.js";
+import {
+  checkMode,
+  type HttpMessage,
+  type ToHttpMessageOptions,
+  toHttpMessage,
+} from "./to-message.js";
 import {
   checkRateOption,
   httpUrl,
@@ -383,6 +388,15 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   /** @param options - destination, mode, format, timeouts, retries, headers, webhook, agent */
   constructor(options: HttpPublisherOptions) {
     checkTimeOption("timeoutMs", options.timeoutMs);
+    if (options.mode !== undefined) checkMode(options.mode);
+    const method = options.method;
+    if (method !== undefined && method !== "POST" && method !== "PUT") {
+      throw new PosthornError(
+        "NotSupported",
+        `method must be "POST" or "PUT", got ${JSON.stringify(String(method))}: a receiver answers other methods 405`,
+        { attribute: "method" },
+      );
+    }
     const retry = options.retry === false ? undefined : options.retry;
     // NaN attempts were never used up: a failing receiver was retried for ever.
     checkCountOption("retry.maxAttempts", retry?.maxAttempts);
@@ -841,8 +855,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  *   (outside Node), or for a time limit (`timeoutMs`, `retry.*Ms`, `webhook.*Ms`) that is not a
  *   number of 0 or more, a `retry.maxAttempts` that is not a whole number of 1 or more (or
  *   `Infinity`), a `webhook.requestRate` or `webhook.burst` that is not a whole number of 1 or
- *   more (a per-call `timeoutMs` is checked likewise, and the call rejects with nothing sent);
- *   `InvalidEvent` when a configured header holds CR, LF or NUL,
+ *   more (a per-call `timeoutMs` is checked likewise, and the call rejects with nothing sent),
+ *   or a `mode` that is none of `binary`, `structured` and `batch` (per call too), or a
+ *   `method` other than `POST` and `PUT`;
+ *   `InvalidEvent` when a configured header holds CR, LF or NUL, or is `content-length` or
+ *   `transfer-encoding`,
  *   `MalformedInput` when `webhook.callbackUrl` is not an absolute http(s) URL, or when `url`
  *   is absolute but not http(s) or holds credentials (in Node, also when it is not absolute)
  */

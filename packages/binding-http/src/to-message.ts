@@ -105,6 +105,21 @@ function toBinary(event: CloudEvent): HttpMessage {
   return { headers, body: encodeData(data, dct) ?? EMPTY };
 }
 
+/**
+ * Refuses a mode that is none of the three (a typo from JavaScript): it was written in
+ * structured mode whenever a format was given.
+ *
+ * @internal
+ */
+export function checkMode(mode: unknown): void {
+  if (mode === "binary" || mode === "structured" || mode === "batch") return;
+  throw new PosthornError(
+    "NotSupported",
+    `mode must be "binary", "structured" or "batch", got ${typeof mode === "string" ? JSON.stringify(mode) : String(mode)}`,
+    { attribute: "mode" },
+  );
+}
+
 function requireFormat(options: ToHttpMessageOptions, mode: ContentMode): EventFormat {
   if (options.format === undefined) {
     throw new PosthornError("NotSupported", `${mode} mode needs an event format (options.format)`);
@@ -143,7 +158,8 @@ export function formatContentType(format: EventFormat, batch: boolean): string {
  * @param options - mode and format
  * @returns the headers and body
  * @throws {@link PosthornError} `InvalidEvent` when an event cannot be represented,
- *   `NotSupported` when the mode needs a format (or a batch type) that was not given
+ *   `NotSupported` when the mode needs a format (or a batch type) that was not given, or is
+ *   none of `binary`, `structured` and `batch`
  *
  * @example
  * ```ts
@@ -156,6 +172,7 @@ export function toHttpMessage(
   options: ToHttpMessageOptions = {},
 ): HttpMessage {
   const mode = options.mode ?? "binary";
+  if (mode !== "binary" && mode !== "structured") checkMode(mode);
   if (mode === "batch") {
     const format = requireFormat(options, mode);
     const contentType = formatContentType(format, true);

@@ -5,8 +5,10 @@ import {
   createNodeHandler,
   httpPublisher,
   httpReceiver,
+  toHttpMessage,
 } from "@posthorn/binding-http";
 import { CloudEvent } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
 import { refusedOption } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -76,6 +78,29 @@ describe("httpPublisher numeric options", () => {
     );
     expect(requests).toBe(before);
     await publisher.close();
+  });
+});
+
+describe("httpPublisher mode and method", () => {
+  const event = new CloudEvent({ specversion: "1.0", id: "m", source: "/m", type: "t" });
+  it("refuses a mode or method it does not know, naming it, with no request made", async () => {
+    const url = "http://127.0.0.1:1/";
+    // "structred" was sent in structured mode once a format was given; GET went out with a body.
+    for (const [options, attribute] of [
+      [{ mode: "structred", format: json }, "mode"],
+      [{ method: "GET" }, "method"],
+    ] as const) {
+      expect(() => httpPublisher({ url, ...(options as object) })).toThrow(
+        expect.objectContaining({ code: "NotSupported", attribute }),
+      );
+    }
+    const publisher = httpPublisher({ url, format: json });
+    await expect(
+      publisher.publish(event, { mode: "structred" as "structured" }),
+    ).rejects.toMatchObject({ code: "NotSupported", attribute: "mode" });
+    expect(() => toHttpMessage(event, { mode: "batches" as "batch", format: json })).toThrow(
+      expect.objectContaining({ code: "NotSupported", attribute: "mode" }),
+    );
   });
 });
 
