@@ -344,7 +344,8 @@ export class EventRouter {
 
   /**
    * Dispatches every delivery of a subscriber until it ends (or is closed), then waits for the
-   * deliveries still being handled.
+   * deliveries still being handled. When the subscriber's iteration fails, it waits for them too,
+   * then rejects with that error.
    *
    * @param deliveries - the subscriber, or any async iterable of deliveries
    * @param options - how many deliveries are handled at once (default 1, in order)
@@ -354,11 +355,16 @@ export class EventRouter {
   async run(deliveries: AsyncIterable<Delivery>, options: RouterRunOptions = {}): Promise<void> {
     const concurrency = checkCountOption("concurrency", options.concurrency) ?? 1;
     const running = new Set<Promise<void>>();
-    for await (const delivery of deliveries) {
-      const p: Promise<void> = this.dispatch(delivery).finally(() => running.delete(p));
-      running.add(p);
-      if (running.size >= concurrency) await Promise.race(running);
+    try {
+      for await (const delivery of deliveries) {
+        const p: Promise<void> = this.dispatch(delivery).finally(() => running.delete(p));
+        running.add(p);
+        if (running.size >= concurrency) await Promise.race(running);
+      }
+    } finally {
+      // Also when the subscriber fails (a lost connection): the caller, told of it, closes
+      // things, and handlers still running would then settle on a closed client.
+      await Promise.all(running);
     }
-    await Promise.all(running);
   }
 }

@@ -304,4 +304,20 @@ describe("EventRouter", () => {
       process.off("unhandledRejection", onUnhandled);
     }
   });
+  it("waits for the deliveries in hand before run() rejects with the subscriber's failure", async () => {
+    const log: string[] = [];
+    const router = new EventRouter().on("t", async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      log.push("handled");
+    });
+    async function* failing() {
+      for (let i = 0; i < 2; i++) {
+        const x = delivery(ev("t", { i }));
+        yield x.d;
+      }
+      throw new Error("connection lost");
+    }
+    await expect(router.run(failing(), { concurrency: 4 })).rejects.toThrowError("connection lost");
+    expect(log).toEqual(["handled", "handled"]);
+  });
 });
