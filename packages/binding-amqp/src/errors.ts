@@ -108,7 +108,18 @@ export function translateAmqpError(
   what: string,
   outcome?: "rejected" | "released" | "modified",
 ): PosthornError {
-  if (isPosthornError(error)) return error;
+  if (isPosthornError(error)) {
+    // The frame guard ends a connection with MalformedInput (a peer that broke the framing or
+    // does not speak AMQP 1.0): for what ran on it, the connection failed. Trying again reaches
+    // the same peer.
+    if (context === "connection" && error.code !== "ConnectionFailed" && error.code !== "Closed") {
+      return new PosthornError("ConnectionFailed", `${what} failed: ${error.message}`, {
+        retryable: false,
+        cause: error,
+      });
+    }
+    return error;
+  }
   const condition = conditionOf(error);
   const byCondition = condition === undefined ? undefined : AMQP_ERROR_TABLE[condition];
   const byOutcome = outcome === undefined ? undefined : AMQP_ERROR_TABLE[outcome];

@@ -177,6 +177,7 @@ export class FrameGuard {
       if (this.#header || (this.#sasl && isProtocolHeader(data, at))) {
         // The protocol header: first, and again after SASL's exchange (AMQP 1.0, 5.3.2).
         if (rest < 8) break;
+        if (this.#header) checkProtocolHeader(data, at);
         this.#header = false;
         this.#sasl = false;
         at += 8;
@@ -376,6 +377,28 @@ export class FrameGuard {
 // What #frame answers besides a replacement frame.
 const PASS = new Uint8Array(0);
 const HOLD = new Uint8Array(0);
+
+/**
+ * Checks the peer's first 8 bytes: `AMQP`, a protocol id and version 1.0. Anything else is not an
+ * AMQP 1.0 peer, and its bytes read as frame sizes gave a message about a huge frame: an HTTP
+ * server's answer was "a frame of 540291120 bytes is larger than the limit".
+ */
+function checkProtocolHeader(b: Uint8Array, at: number): void {
+  const bytes = Buffer.from(b.subarray(at, at + 8));
+  if (isProtocolHeader(b, at)) {
+    // A broker that speaks only AMQP 0-9-1 answers with its own header, then closes.
+    if (bytes[4] === 0 && bytes[5] === 0 && bytes[6] === 9) {
+      throw violation(
+        "the peer speaks AMQP 0-9-1, not 1.0 (on RabbitMQ 3.x, enable the rabbitmq_amqp1_0 plugin)",
+      );
+    }
+    return;
+  }
+  const shown = bytes.toString("latin1").replace(/[^\x20-\x7e]/g, ".");
+  throw violation(
+    `the peer did not start with the AMQP protocol header but with ${JSON.stringify(shown)} (${bytes.toString("hex")}): is this an AMQP port, and is the transport (tcp or tls) the one it takes?`,
+  );
+}
 
 function isProtocolHeader(b: Uint8Array, at: number): boolean {
   return b[at] === 0x41 && b[at + 1] === 0x4d && b[at + 2] === 0x51 && b[at + 3] === 0x50;

@@ -6,6 +6,7 @@
 import { createServer, Socket } from "node:net";
 import {
   type AmqpSubscriber,
+  amqpPublisher,
   amqpSubscriber,
   guardedConnect,
   guardedListen,
@@ -200,6 +201,50 @@ describe("guardedConnect against a hostile peer", () => {
       code: "MalformedInput",
       message: expect.stringMatching(/^AMQP frame guard: .*empty elements/),
     });
+  });
+
+  it("says what the peer is when it does not speak AMQP 1.0, and publishers fail with ConnectionFailed", async () => {
+    const answers: Array<[Buffer, RegExp]> = [
+      // An HTTP server: its answer read as frame sizes gave "a frame of 540291120 bytes".
+      [
+        Buffer.from("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n", "latin1"),
+        /did not start with the AMQP protocol header but with "HTTP\/1\.1" \(485454502f312e31\): is this an AMQP port/,
+      ],
+      // RabbitMQ without its AMQP 1.0 plugin answers with the 0-9-1 header and closes.
+      [Buffer.from("AMQP\x00\x00\x09\x01", "latin1"), /speaks AMQP 0-9-1, not 1\.0/],
+    ];
+    for (const [answer, reason] of answers) {
+      const port = await freePort();
+      const server = createServer((socket: Socket) => {
+        socket.once("data", () => socket.end(answer));
+        socket.on("error", () => {});
+      });
+      await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+      cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      const connection = rhea.create_container().connect({
+        host: "127.0.0.1",
+        port,
+        reconnect: false,
+        connect: guardedConnect(),
+      } as Parameters<typeof rhea.connect>[0]);
+      const disconnected = new Promise<unknown>((resolve) =>
+        connection.once("disconnected", (ctx: EventContext) => resolve(ctx.error)),
+      );
+      const publisher = amqpPublisher(connection, { address: "x" });
+      const failed = await publisher.publish(vector("typical").event).catch((e: unknown) => e);
+      expect(await disconnected).toMatchObject({
+        code: "MalformedInput",
+        message: expect.stringMatching(reason),
+      });
+      // The docs' promise: what ran on the connection fails with ConnectionFailed (the guard's
+      // MalformedInput came through as it was), not retryable: the same peer answers again.
+      expect(failed).toMatchObject({
+        name: "PosthornError",
+        code: "ConnectionFailed",
+        retryable: false,
+        message: expect.stringMatching(reason),
+      });
+    }
   });
 
   it("gives a message of another message format, which rhea does not decode, as NotSupported (with or without the guard)", async () => {
