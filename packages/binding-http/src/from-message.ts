@@ -17,6 +17,7 @@ import {
   type JsonLimits,
   malformed,
   NameIndex,
+  noFormatFor,
   PosthornError,
   parseCanonical,
   quoted,
@@ -185,13 +186,9 @@ function detect(collected: CollectedHeaders, formats: readonly EventFormat[]): D
   const contentType = collected.contentType;
   if (isCloudEventsContentType(contentType)) {
     const match = findFormat(formats, contentType);
-    if (match === undefined) {
-      throw new PosthornError(
-        "UnsupportedContentType",
-        `no registered event format reads ${contentType}`,
-        { protocolCode: 415 },
-      );
-    }
+    // Says what `formats` holds and where the missing format goes, as the other bindings do.
+    if (match === undefined)
+      throw noFormatFor(contentType as string, formats, { protocolCode: 415 });
     return { mode: match.batch ? "batch" : "structured", format: match.format };
   }
   if (collected.attributes.indexOf("specversion") !== -1) return { mode: "binary" };

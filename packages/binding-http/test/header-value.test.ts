@@ -6,6 +6,7 @@ import {
   encodeHeaderValue,
   isPosthornError,
 } from "@posthorn/core";
+import { avro } from "@posthorn/format-avro";
 import { expectTypedError } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
@@ -186,6 +187,22 @@ describe("fromHttpMessage", () => {
         }),
       ["UnsupportedContentType"],
     );
+  });
+  it("says, for a format not registered, what options.formats holds and where the format goes", () => {
+    const message = { headers: { "content-type": "application/cloudevents+json" }, body: "{}" };
+    for (const [formats, holds] of [
+      [undefined, "options.formats is empty"],
+      [[avro], "reads application/cloudevents+avro"],
+    ] as const) {
+      try {
+        fromHttpMessage(message, formats ? { formats } : {});
+        expect.unreachable();
+      } catch (err) {
+        expect(err).toMatchObject({ code: "UnsupportedContentType", protocolCode: 415 });
+        expect((err as Error).message).toContain(holds);
+        expect((err as Error).message).toContain("formats: [json]");
+      }
+    }
   });
   it("says a message with neither ce-specversion nor a CloudEvents content type is not a CloudEvent", () => {
     expectTypedError(
