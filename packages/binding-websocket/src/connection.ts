@@ -30,6 +30,7 @@ import {
   markWritten,
   type NodeWs,
   pauseReading,
+  resumeReading,
   watch,
   withLoss,
 } from "./liveness.js";
@@ -657,7 +658,8 @@ export function webSocketSubscriber(
   let paused = false;
   const resume = (): void => {
     paused = false;
-    node?.resume?.();
+    // One pause of several, where other subscribers on this socket hold it too.
+    resumeReading(socket as unknown as NodeWs & WebSocketLike);
   };
 
   const receive = (data: string | Uint8Array | ArrayBuffer | Uint8Array[]): void => {

@@ -61,6 +61,8 @@ export interface Watch {
   held: boolean;
   /** Why the connection was lost, once it is known: the heartbeat, or an abnormal close. */
   lost: PosthornError | undefined;
+  /** How many subscribers hold the socket paused: it reads again once none does. */
+  pausers: number;
 }
 
 const watches = new WeakMap<WebSocketLike, Watch>();
@@ -104,6 +106,7 @@ export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): W
       wrote: false,
       held: false,
       lost: undefined,
+      pausers: 0,
     };
     w = created;
     watches.set(socket, created);
@@ -135,16 +138,30 @@ export function markWritten(w: Watch): void {
 }
 
 /**
- * Stops reading `socket` (the subscriber's flow control). Its heartbeat then gives no verdict, since
- * the peer's answers wait unread, and tells the peer this side lives (see {@link hold}) until
- * reading resumes; the check starts over with the first ping after that.
+ * Stops reading `socket` (the subscriber's flow control), for one subscriber: until each one that
+ * paused it has called {@link resumeReading}, since `ws`'s own pause is one flag, and one
+ * subscriber resuming it would let the peer flood another that is still full. Its heartbeat then
+ * gives no verdict, since the peer's answers wait unread, and tells the peer this side lives (see
+ * {@link hold}) until reading resumes; the check starts over with the first ping after that.
  *
  * @param socket - a `ws` socket that can pause
  */
 export function pauseReading(socket: NodeWs & WebSocketLike): void {
-  socket.pause?.();
   const w = watches.get(socket);
+  if (w !== undefined) w.pausers++;
+  socket.pause?.();
   if (w !== undefined) hold(w);
+}
+
+/**
+ * Undoes one {@link pauseReading}: the socket reads again once no subscriber holds it paused.
+ *
+ * @param socket - a `ws` socket paused by {@link pauseReading}
+ */
+export function resumeReading(socket: NodeWs & WebSocketLike): void {
+  const w = watches.get(socket);
+  if (w !== undefined && w.pausers > 0 && --w.pausers > 0) return;
+  socket.resume?.();
 }
 
 function startHeartbeat(w: Watch, ms: number): void {

@@ -274,6 +274,44 @@ describe("a peer that sends faster than the application pulls", () => {
     }
   });
 
+  it("two subscribers on one socket: one that drains does not resume a socket the other still holds paused", {
+    timeout: 30_000,
+  }, async () => {
+    const l = await open();
+    // Every message goes to both; `held` is never pulled, `pulled` is.
+    const held = webSocketSubscriber(l.server, { formats, maxPending: 4 });
+    const pulled = webSocketSubscriber(l.server, { formats, maxPending: 4 })[
+      Symbol.asyncIterator
+    ]();
+    const publishes = flood(l, 2000);
+    await until(() => l.server.isPaused);
+    expect(l.server.isPaused).toBe(true);
+    // `held` holds `pulled` up: it gets what arrived before the pause, then nothing. Before,
+    // each time `pulled` drained below half it resumed the socket (ws's pause is one flag), so it
+    // got all 2,000 while `held`'s queue grew to 2,000 events of 16 KiB, never pulled.
+    let got = 0;
+    let waiting = pulled.next();
+    for (;;) {
+      const next = await settledWithin(waiting, 300);
+      if (next === "pending") break;
+      expect(next).toMatchObject({ resolved: { value: { event: { id: `flood-${got}` } } } });
+      got++;
+      waiting = pulled.next();
+    }
+    expect(got).toBeGreaterThanOrEqual(4);
+    expect(got).toBeLessThan(100);
+    expect(l.server.isPaused).toBe(true);
+    // Once `held` lets go, the socket reads again and `pulled` gets the rest in order, the first
+    // through the pull still waiting.
+    await held.close();
+    expect((await waiting).value?.event?.id).toBe(`flood-${got}`);
+    for (let i = got + 1; i < 2000; i++) {
+      expect((await nextDelivery(pulled, 10_000)).event?.id).toBe(`flood-${i}`);
+    }
+    await Promise.all(publishes);
+    expect(l.server.isPaused).toBe(false);
+  });
+
   it("closing a paused subscriber resumes the socket: a new subscriber gets what follows", {
     timeout: 30_000,
   }, async () => {
