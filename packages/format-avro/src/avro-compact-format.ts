@@ -54,6 +54,30 @@ const DATA_NULL = 1;
 
 const writer = new AvroWriter();
 
+// Data's toJSON runs in the middle of an encode and may itself encode an event in this format:
+// on the shared writer that overwrote the outer event's bytes, which came out corrupted (an
+// encode that succeeded, bytes no decoder reads). While the shared writer is in use, a fresh one.
+let writerBusy = false;
+
+function encodeWith(write: (w: AvroWriter) => void): Uint8Array {
+  if (writerBusy) {
+    const own = new AvroWriter();
+    write(own);
+    return own.finish();
+  }
+  writerBusy = true;
+  writer.reset();
+  try {
+    write(writer);
+    return writer.finish();
+  } catch (err) {
+    writer.reset();
+    throw err;
+  } finally {
+    writerBusy = false;
+  }
+}
+
 /**
  * The compact Avro format (`application/cloudevents+avro-compact`), a working draft of the
  * CloudEvents specification (working-drafts/avro-compact-format.md): `id`, `source`, `type` and
@@ -86,14 +110,7 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
     text: false,
     encode(input: CloudEventLike): Uint8Array {
       const event = CloudEvent.from(input);
-      writer.reset();
-      try {
-        writeEvent(writer, event, registry);
-      } catch (err) {
-        writer.reset();
-        throw err;
-      }
-      return writer.finish();
+      return encodeWith((w) => writeEvent(w, event, registry));
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {

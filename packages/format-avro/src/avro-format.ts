@@ -70,6 +70,30 @@ const INNER_STRING = 5;
 const JSON_NULL_BYTES = utf8Encode("null");
 const writer = new AvroWriter();
 
+// Data's toJSON runs in the middle of an encode and may itself encode an event in this format:
+// on the shared writer that overwrote the outer event's bytes, which came out corrupted (an
+// encode that succeeded, bytes no decoder reads). While the shared writer is in use, a fresh one.
+let writerBusy = false;
+
+function encodeWith(write: (w: AvroWriter) => void): Uint8Array {
+  if (writerBusy) {
+    const own = new AvroWriter();
+    write(own);
+    return own.finish();
+  }
+  writerBusy = true;
+  writer.reset();
+  try {
+    write(writer);
+    return writer.finish();
+  } catch (err) {
+    writer.reset();
+    throw err;
+  } finally {
+    writerBusy = false;
+  }
+}
+
 /**
  * The CloudEvents Avro event format (`application/cloudevents+avro`, avro-format.md).
  *
@@ -107,11 +131,9 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
     text: false,
     encode(input: CloudEventLike): Uint8Array {
       const event = CloudEvent.from(input);
-      writer.reset();
       try {
-        writeEvent(writer, event);
+        return encodeWith((w) => writeEvent(w, event));
       } catch (err) {
-        writer.reset();
         if (isPosthornError(err)) throw err;
         // A cycle overflows the stack (RangeError); a toJSON of the data may throw anything.
         throw invalidEvent(
@@ -120,7 +142,6 @@ export function avroFormat(options: AvroFormatOptions = {}): EventFormat {
           err,
         );
       }
-      return writer.finish();
     },
     decode(bytes: Uint8Array): CloudEvent {
       try {

@@ -72,6 +72,30 @@ const PROTOBUF_MEDIA_TYPES = new Set(["application/protobuf", "application/x-pro
 
 const writer = new ProtoWriter();
 
+// Data's toJSON runs in the middle of an encode and may itself encode an event in this format:
+// on the shared writer that overwrote the outer event's bytes, which came out corrupted (an
+// encode that succeeded, bytes no decoder reads). While the shared writer is in use, a fresh one.
+let writerBusy = false;
+
+function encodeWith(write: (w: ProtoWriter) => void): Uint8Array {
+  if (writerBusy) {
+    const own = new ProtoWriter();
+    write(own);
+    return own.finish();
+  }
+  writerBusy = true;
+  writer.reset();
+  try {
+    write(writer);
+    return writer.finish();
+  } catch (err) {
+    writer.reset();
+    throw err;
+  } finally {
+    writerBusy = false;
+  }
+}
+
 /**
  * The CloudEvents Protobuf event format (`application/cloudevents+protobuf`) and its batch
  * (`application/cloudevents-batch+protobuf`), with the field numbers of the specification's
@@ -116,14 +140,7 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
     text: false,
     encode(input: CloudEventLike): Uint8Array {
       const event = CloudEvent.from(input);
-      writer.reset();
-      try {
-        writeEvent(writer, event, registry);
-      } catch (err) {
-        writer.reset();
-        throw err;
-      }
-      return writer.finish();
+      return encodeWith((w) => writeEvent(w, event, registry));
     },
     decode(input: Uint8Array): CloudEvent {
       try {
@@ -135,20 +152,15 @@ export function protobufFormat(options: ProtobufFormatOptions = {}): BatchEventF
     },
     encodeBatch(events: readonly CloudEventLike[]): Uint8Array {
       const list = batchOf(events, "protobuf.encodeBatch").map((e) => CloudEvent.from(e));
-      writer.reset();
-      try {
+      return encodeWith((w) => {
         // protobuf-format.md 5.1: CloudEventBatch { repeated CloudEvent events = 1; }
         for (const event of list) {
-          writer.tag(1, LEN);
-          const at = writer.fork();
-          writeEvent(writer, event, registry);
-          writer.join(at);
+          w.tag(1, LEN);
+          const at = w.fork();
+          writeEvent(w, event, registry);
+          w.join(at);
         }
-      } catch (err) {
-        writer.reset();
-        throw err;
-      }
-      return writer.finish();
+      });
     },
     decodeBatch(input: Uint8Array): CloudEvent[] {
       try {
