@@ -395,7 +395,8 @@ export function amqpPublisher(
     options: ToAmqpMessageOptions,
     fields: Readonly<Record<string, unknown>> | undefined,
   ): Encoded => {
-    if (fields !== undefined) {
+    // null, as undefined: no fields (as before they were checked).
+    if (fields !== undefined && fields !== null) {
       checkFields(what, fields);
       const built = toAmqpMessage(event, options);
       for (const key of Object.keys(fields)) {

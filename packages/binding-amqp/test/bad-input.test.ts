@@ -157,6 +157,8 @@ describe("publish fields", () => {
         notSupported(attribute, message),
       );
     }
+    // null is no fields, as it was before they were checked.
+    await publisher.publish(event, { fields: null } as never);
     // What rhea can write still goes out: a Date, a wrapped uuid, bytes.
     await publisher.publish(event, {
       fields: {
