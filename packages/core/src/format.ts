@@ -94,12 +94,17 @@ export interface DataCodec<T = unknown> {
   readonly contentType: string;
   /** The `dataschema` URI naming the schema, when the codec has one. */
   readonly dataschema?: string;
-  /** Encodes a value. */
+  /**
+   * Encodes a value.
+   *
+   * @throws {@link PosthornError} `InvalidEvent` (attribute `data`) when the value does not fit
+   *   the schema or message type
+   */
   encode(value: T): Uint8Array;
   /**
    * Decodes bytes into a value.
    *
-   * @throws {@link PosthornError} `MalformedInput`
+   * @throws {@link PosthornError} `MalformedInput`, also when given anything but bytes
    */
   decode(bytes: Uint8Array): T;
 }
