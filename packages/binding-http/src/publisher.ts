@@ -132,11 +132,13 @@ export interface HttpPublishOptions extends PublishOptions {
  * Whether an answer with `status` is worth another attempt. http-webhook.md 2.2: 429 asks to slow
  * down and 503 is a temporary failure; a 5xx is the server's failure (a handler that crashed, a
  * proxy whose receiver is briefly away), not the event's, and the next attempt may succeed. The
- * exceptions are 501 and 505, which say the server cannot take this kind of request at all. Every
- * other 4xx is the event's or the request's fault, and final.
+ * exceptions are 501 and 505, which say the server cannot take this kind of request at all. 408
+ * (RFC 9110 15.5.9) says the request took too long to arrive and may be repeated: a receiver
+ * answers it to a body that trickled in past its `requestTimeoutMs`. Every other 4xx is the
+ * event's or the request's fault, and final.
  */
 function retryableStatus(status: number): boolean {
-  return status === 429 || (status >= 500 && status !== 501 && status !== 505);
+  return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505);
 }
 
 /**
@@ -509,7 +511,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    * included; `retry.attemptTimeoutMs` bounds each attempt.
    *
    * @throws {@link PosthornError} `PublishRejected` (`protocolCode` is the HTTP status; retryable
-   *   for 429 and 5xx but 501 and 505 once retries are spent, or when a `Retry-After` would end past
+   *   for 408, 429 and 5xx but 501 and 505 once retries are spent, or when a `Retry-After` would end past
    *   `maxDelayMs` or the call's `timeoutMs`), `Timeout` (an attempt's or the call's),
    *   `ConnectionFailed`, `Aborted`, `Closed`, `InvalidEvent` (an event that cannot be encoded,
    *   or a header that cannot be sent: nothing is sent), `MalformedInput` (a relative `url` that
@@ -637,7 +639,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       const auth = this.#options.authorization;
       if (auth !== undefined)
         headers.authorization = typeof auth === "string" ? auth : await callAuthorization(auth);
-      // Retried as a delivery is: a 429 or 5xx answer, a failed connection or a timeout is no
+      // Retried as a delivery is: a 408, 429 or 5xx answer, a failed connection or a timeout is no
       // refusal (it failed the publish as one, not retryable), and is asked again by the policy.
       let answer: SenderAnswer;
       try {
@@ -837,7 +839,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
 /**
  * A publisher that POSTs events over HTTP: binary, structured or batch mode, a timeout for the
  * whole call (`timeoutMs`) and one per attempt (`retry.attemptTimeoutMs`), retries with
- * exponential backoff and jitter on 429 and 5xx (but 501 and 505) and on connection failures and timeouts
+ * exponential backoff and jitter on 408, 429 and 5xx (but 501 and 505) and on connection failures and timeouts
  * (honouring `Retry-After` on 429 and 503), never on other 4xx; optional webhook validation
  * handshake (synchronous, or by callback) with pacing to the granted rate, and `Authorization`.
  * In Node (the package's `node` export condition) requests go through `node:http` /

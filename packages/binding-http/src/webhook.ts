@@ -264,7 +264,7 @@ export interface WebhookSenderOptions {
   requestRate?: number;
   /**
    * Timeout of each attempt of the `OPTIONS` request, which is retried under the publisher's
-   * `retry` policy when answered 429 or 5xx, or when it fails or times out. Default 10 s.
+   * `retry` policy when answered 408, 429 or 5xx, or when it fails or times out. Default 10 s.
    */
   timeoutMs?: number;
   /**

@@ -160,6 +160,11 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
         expect(seen, String(status)).toHaveLength(2);
       }
     });
+    it("retries a 408 (the receiver's requestTimeoutMs passed before the body arrived), then delivers", async () => {
+      const { url, seen } = await scripted([{ status: 408, headers: { connection: "close" } }]);
+      await httpPublisher({ ...sender, url, retry: { baseDelayMs: 10 } }).publish(event);
+      expect(seen).toHaveLength(2);
+    });
     it("never retries another 4xx, nor 501 or 505 (the server cannot take such a request at all), and reports the status as protocolCode", async () => {
       for (const status of [400, 401, 404, 413, 415, 422, 501, 505]) {
         const { url, seen } = await scripted([{ status }]);
