@@ -967,8 +967,10 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
 // ws's handshake failures that trying again cannot mend: the server refused the request (4xx), or
 // answered without a subprotocol, or with one that was not offered (it speaks none of ours).
 // 408 (request timeout) and 429 (too many requests) say to come back later: those are retryable.
+// The last is the WHATWG WebSocket of Node (undici) on a server that picked none of ours; a
+// browser's error event says nothing, so there every failure stays retryable.
 const NOT_RETRYABLE_HANDSHAKE =
-  /Unexpected server response: 4(?!08|29)\d\d|Server sent (no|an invalid|a) subprotocol/;
+  /Unexpected server response: 4(?!08|29)\d\d|Server sent (no|an invalid|a) subprotocol|did not respond with sent protocols/;
 
 /** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
 export interface WebSocketServerCloudEventsOptions {

@@ -7,7 +7,7 @@ import { CloudEvent, type EventFormat } from "@posthorn/core";
 import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
 import { afterEach, describe, expect, it } from "vitest";
-import { type WebSocket, WebSocketServer } from "ws";
+import { type ServerOptions, type WebSocket, WebSocketServer } from "ws";
 
 // The browser path (a socket without ws's EventEmitter API) on a real WHATWG WebSocket: Node's
 // own, in a child process, since Node 20 has it only behind a flag. It follows the same
@@ -31,12 +31,9 @@ async function runPeer(
   format: EventFormat,
   maxPayloadBytes: number,
   serve: (socket: WebSocket) => Promise<void>,
+  serverOptions: ServerOptions = webSocketServerOptions([json, avro]),
 ): Promise<{ lines: Record<string, unknown>[]; exitCode: number | null; serverClose: number }> {
-  const wss = new WebSocketServer({
-    port: 0,
-    host: "127.0.0.1",
-    ...webSocketServerOptions([json, avro]),
-  });
+  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", ...serverOptions });
   servers.push(wss);
   await once(wss, "listening");
   const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
@@ -59,6 +56,32 @@ async function runPeer(
     .map((line) => JSON.parse(line) as Record<string, unknown>);
   return { lines, exitCode, serverClose: await serverClose };
 }
+
+describe("connectWebSocket on a WHATWG WebSocket", () => {
+  it("a server that picks no subprotocol is a failure no retry mends", {
+    timeout: 20_000,
+  }, async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", handleProtocols: () => false });
+    servers.push(wss);
+    await once(wss, "listening");
+    const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+    const child = spawn(
+      process.execPath,
+      [...flags, "--import", "tsx", peer, url, "json", "1000"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk;
+    });
+    await once(child, "exit");
+    expect(JSON.parse(out)).toMatchObject({
+      connectFailed: { code: "ConnectionFailed", retryable: false },
+    });
+  });
+});
 
 describe("a subscriber on a WHATWG WebSocket (the browser's API)", () => {
   for (const format of [json, avro]) {
