@@ -289,6 +289,16 @@ export class HttpReceiver implements Subscriber {
     checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
     checkTimeOption("requestTimeoutMs", options.requestTimeoutMs);
     checkRateOption("webhook.allowedRate", options.webhook?.allowedRate);
+    const releaseStatus: unknown = options.releaseStatus;
+    if (releaseStatus !== undefined && releaseStatus !== 429 && releaseStatus !== 503) {
+      // Any other status was sent as given: 200 told the sender a released event was delivered,
+      // and a 500 or "429" (a string) lost the Retry-After it carries.
+      throw new PosthornError(
+        "NotSupported",
+        `releaseStatus must be 429 or 503, got ${typeof releaseStatus === "string" ? JSON.stringify(releaseStatus) : String(releaseStatus)}`,
+        { attribute: "releaseStatus" },
+      );
+    }
     this.#options = options;
   }
 
@@ -669,7 +679,8 @@ export class HttpReceiver implements Subscriber {
  *   `maxHeaderBytes`, `json.maxDepth`) that is not a whole number of 0 or more, or a time
  *   (`defaultRetryAfterMs`, `settleTimeoutMs`, `drainTimeoutMs`, `requestTimeoutMs`) that is not a
  *   number of 0 or more (`defaultRetryAfterMs` also finite), or a `webhook.allowedRate` that is
- *   neither `"*"` nor a whole number of 1 or more; so do the adapters given options
+ *   neither `"*"` nor a whole number of 1 or more, or a `releaseStatus` other than 429 and 503;
+ *   so do the adapters given options
  *   (default none: binary mode only, deliveries read by iterating)
  * @example
  * ```ts

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import {
   createFetchHandler,
   createNodeHandler,
+  type HttpReceiverOptions,
   httpPublisher,
   httpReceiver,
   toHttpMessage,
@@ -127,5 +128,16 @@ describe("httpReceiver numeric options", () => {
     expect(() =>
       httpReceiver({ maxPayloadBytes: 0, settleTimeoutMs: Infinity, requestTimeoutMs: Infinity }),
     ).not.toThrow();
+  });
+  it("refuses a releaseStatus other than 429 and 503 (200 told the sender a released event was delivered)", () => {
+    for (const releaseStatus of [200, 500, "429"]) {
+      const options = { releaseStatus } as unknown as HttpReceiverOptions;
+      for (const make of [httpReceiver, createNodeHandler, createFetchHandler]) {
+        expect(() => make(options)).toThrow(
+          expect.objectContaining({ code: "NotSupported", attribute: "releaseStatus" }),
+        );
+      }
+    }
+    expect(() => httpReceiver({ releaseStatus: 429 })).not.toThrow();
   });
 });
