@@ -289,6 +289,22 @@ export class HttpReceiver implements Subscriber {
     checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
     checkTimeOption("requestTimeoutMs", options.requestTimeoutMs);
     checkRateOption("webhook.allowedRate", options.webhook?.allowedRate);
+    const webhook = options.webhook;
+    if (webhook !== undefined) {
+      const allowed: unknown = webhook.allowedOrigins;
+      if (
+        allowed !== "*" &&
+        typeof allowed !== "function" &&
+        !(Array.isArray(allowed) && allowed.every((o) => typeof o === "string"))
+      ) {
+        // A single origin as a string failed every handshake later, with a TypeError (500).
+        throw new PosthornError(
+          "NotSupported",
+          `webhook.allowedOrigins must be "*", an array of origins or a function, got ${typeof allowed === "string" ? JSON.stringify(allowed) : String(allowed)}${typeof allowed === "string" ? `; for one origin write [${JSON.stringify(allowed)}]` : ""}`,
+          { attribute: "webhook.allowedOrigins" },
+        );
+      }
+    }
     const releaseStatus: unknown = options.releaseStatus;
     if (releaseStatus !== undefined && releaseStatus !== 429 && releaseStatus !== 503) {
       // Any other status was sent as given: 200 told the sender a released event was delivered,
@@ -679,7 +695,8 @@ export class HttpReceiver implements Subscriber {
  *   `maxHeaderBytes`, `json.maxDepth`) that is not a whole number of 0 or more, or a time
  *   (`defaultRetryAfterMs`, `settleTimeoutMs`, `drainTimeoutMs`, `requestTimeoutMs`) that is not a
  *   number of 0 or more (`defaultRetryAfterMs` also finite), or a `webhook.allowedRate` that is
- *   neither `"*"` nor a whole number of 1 or more, or a `releaseStatus` other than 429 and 503;
+ *   neither `"*"` nor a whole number of 1 or more, a `webhook.allowedOrigins` that is not `"*"`,
+ *   an array of strings or a function, or a `releaseStatus` other than 429 and 503;
  *   so do the adapters given options
  *   (default none: binary mode only, deliveries read by iterating)
  * @example

@@ -140,4 +140,21 @@ describe("httpReceiver numeric options", () => {
     }
     expect(() => httpReceiver({ releaseStatus: 429 })).not.toThrow();
   });
+  it('refuses a webhook.allowedOrigins that is not "*", a list of origins or a function', () => {
+    // A single origin as a string failed every handshake later with a TypeError (500).
+    for (const allowedOrigins of ["partner.example", undefined, [1], null]) {
+      const options = { webhook: { allowedOrigins } } as unknown as HttpReceiverOptions;
+      for (const make of [httpReceiver, createNodeHandler, createFetchHandler]) {
+        expect(() => make(options)).toThrow(
+          expect.objectContaining({ code: "NotSupported", attribute: "webhook.allowedOrigins" }),
+        );
+      }
+    }
+    expect(() => httpReceiver({ webhook: { allowedOrigins: "partner.example" as "*" } })).toThrow(
+      /\["partner\.example"\]/,
+    );
+    for (const allowedOrigins of ["*", ["a.example"], () => true] as const) {
+      expect(() => httpReceiver({ webhook: { allowedOrigins } })).not.toThrow();
+    }
+  });
 });
