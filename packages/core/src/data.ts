@@ -131,41 +131,19 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
 }
 
 /**
- * `JSON.stringify(value)`, with a failure (a BigInt, a cycle, a `toJSON` that throws, or `NaN` or
- * an infinity, which `JSON.stringify` would write as `null`: only an event's `data` can hold
- * those) as an `InvalidEvent` error on `data`.
+ * `JSON.stringify(value)`, with a failure (a BigInt, a cycle, a `toJSON` that throws: only an
+ * event's `data` can hold those) as an `InvalidEvent` error on `data`.
  *
  * @param value - an event, events, or an event's data
  * @returns the JSON text; `undefined` when the value has none (say, a function)
- * @throws {@link PosthornError} `InvalidEvent` (attribute `data`) when it cannot be serialized,
- *   or holds a number JSON has no text for
+ * @throws {@link PosthornError} `InvalidEvent` (attribute `data`) when it cannot be serialized
  */
 export function jsonText(value: unknown): string | undefined {
-  let text: string | undefined;
   try {
-    text = JSON.stringify(value);
+    return JSON.stringify(value);
   } catch (err) {
     throw invalidEvent(`data cannot be serialized as JSON: ${(err as Error).message}`, "data", err);
   }
-  // NaN and the infinities come out as null, so the event that arrives is another one (and the
-  // Avro format refuses the same event). Only a text holding null can hide one: the look with a
-  // replacer, which sees values as JSON.stringify does (after toJSON), runs only then.
-  if (text?.includes("null") && stringifiesNonFinite(value)) {
-    throw invalidEvent(
-      "data holds NaN or an infinite number, which JSON has no text for (JSON.stringify would write null)",
-      "data",
-    );
-  }
-  return text;
-}
-
-function stringifiesNonFinite(value: unknown): boolean {
-  let found = false;
-  JSON.stringify(value, (_key, v: unknown) => {
-    if (typeof v === "number" && !Number.isFinite(v)) found = true;
-    return found ? undefined : v;
-  });
-  return found;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { encodeData, jsonText, parseJson, withFormerMaxDepth } from "@posthorn/core";
+import { parseJson, withFormerMaxDepth } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 
 describe("withFormerMaxDepth (a binding's deprecated depth option beside json.maxDepth)", () => {
@@ -45,28 +45,5 @@ describe("parseJson and numbers past the range of a double", () => {
     const depth = 20_000;
     const text = `${"[".repeat(depth)}1e400${"]".repeat(depth)}`;
     expect(() => parseJson(text, "JSON", { maxDepth: depth + 1 })).toThrowError(refused);
-  });
-});
-
-describe("jsonText", () => {
-  it("refuses NaN and the infinities JSON.stringify would write as null, on data", () => {
-    for (const data of [
-      Number.NaN,
-      { a: [1, Number.POSITIVE_INFINITY] },
-      [Number.NEGATIVE_INFINITY],
-    ]) {
-      expect(() => jsonText(data)).toThrowError(
-        expect.objectContaining({ code: "InvalidEvent", attribute: "data" }),
-      );
-      expect(() => encodeData(data, "application/json")).toThrowError(
-        expect.objectContaining({ code: "InvalidEvent", attribute: "data" }),
-      );
-    }
-  });
-
-  it("writes null, the text null and finite numbers as JSON.stringify does", () => {
-    for (const data of [null, { a: null, b: "null", c: -0, d: 1e308 }, [null, 1.5]]) {
-      expect(jsonText(data)).toBe(JSON.stringify(data));
-    }
   });
 });

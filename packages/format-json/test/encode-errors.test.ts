@@ -4,13 +4,7 @@ import { dataWithoutJson } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 
 const base = { specversion: "1.0", id: "e-1", source: "/s", type: "t" } as const;
-// JSON has no text for these: JSON.stringify writes null, so another event arrived.
-const nonFinite: Array<[string, unknown]> = [
-  ["NaN", Number.NaN],
-  ["Infinity inside an object", { reading: Number.POSITIVE_INFINITY }],
-  ["-Infinity inside an array", [1, null, Number.NEGATIVE_INFINITY]],
-];
-const unserializable = [...dataWithoutJson(), ...nonFinite];
+const unserializable = dataWithoutJson();
 
 describe("JSON format, data with null in it", () => {
   it("still writes null data, null members and the text null, and what a toJSON hides", () => {
