@@ -406,6 +406,15 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     checkTimeOption("retry.maxDelayMs", retry?.maxDelayMs);
     checkTimeOption("retry.attemptTimeoutMs", retry?.attemptTimeoutMs);
     const webhook = options.webhook;
+    const origin: unknown = webhook?.origin;
+    if (webhook !== undefined && (typeof origin !== "string" || origin.trim() === "")) {
+      // Sent as it was: "undefined" over fetch, or an empty WebHook-Request-Origin.
+      throw new PosthornError(
+        "NotSupported",
+        `webhook.origin must be the sender's origin, a non-empty string such as "events.example.com", got ${typeof origin === "string" ? JSON.stringify(origin) : String(origin)}`,
+        { attribute: "webhook.origin" },
+      );
+    }
     checkCountOption("webhook.requestRate", webhook?.requestRate, 1, false);
     checkTimeOption("webhook.timeoutMs", webhook?.timeoutMs);
     checkTimeOption("webhook.approvalTimeoutMs", webhook?.approvalTimeoutMs);
@@ -856,7 +865,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
  * @throws {@link PosthornError} `NotSupported` when there is no global `fetch` and none is given
  *   (outside Node), or for a time limit (`timeoutMs`, `retry.*Ms`, `webhook.*Ms`) that is not a
  *   number of 0 or more, a `retry.maxAttempts` that is not a whole number of 1 or more (or
- *   `Infinity`), a `webhook.requestRate` or `webhook.burst` that is not a whole number of 1 or
+ *   `Infinity`), a `webhook.origin` that is not a non-empty string, a `webhook.requestRate` or
+ *   `webhook.burst` that is not a whole number of 1 or
  *   more (a per-call `timeoutMs` is checked likewise, and the call rejects with nothing sent),
  *   or a `mode` that is none of `binary`, `structured` and `batch` (per call too), or a
  *   `method` other than `POST` and `PUT`;

@@ -82,6 +82,19 @@ describe("httpPublisher numeric options", () => {
   });
 });
 
+describe("httpPublisher webhook.origin", () => {
+  it("refuses an origin that is not a non-empty string (fetch sent 'undefined')", () => {
+    for (const origin of [undefined, "", "  ", 5]) {
+      const options = { url: "http://127.0.0.1:1/", webhook: { origin } } as unknown as Parameters<
+        typeof httpPublisher
+      >[0];
+      expect(() => httpPublisher(options)).toThrow(
+        expect.objectContaining({ code: "NotSupported", attribute: "webhook.origin" }),
+      );
+    }
+  });
+});
+
 describe("httpPublisher mode and method", () => {
   const event = new CloudEvent({ specversion: "1.0", id: "m", source: "/m", type: "t" });
   it("refuses a mode or method it does not know, naming it, with no request made", async () => {
