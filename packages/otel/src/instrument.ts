@@ -13,8 +13,8 @@ import {
   CloudEvent,
   type CloudEventLike,
   type Delivery,
+  PosthornError,
   type Publisher,
-  type PublishOptions,
   type Subscriber,
 } from "@posthorn/core";
 import { extractTraceContext, injectTraceContext } from "./trace-context.js";
@@ -30,6 +30,46 @@ export interface InstrumentOptions {
 }
 
 const defaultTracer = (): Tracer => trace.getTracer("@posthorn/otel");
+
+function refused(name: string, rule: string, value: unknown): PosthornError {
+  const shown =
+    value === null ? "null" : typeof value === "string" ? JSON.stringify(value) : typeof value;
+  return new PosthornError("NotSupported", `${name} must be ${rule}, got ${shown}`, {
+    attribute: name,
+  });
+}
+
+// Checked where the wrapper is made: a missing option would otherwise name every span
+// `send undefined`, and a missing publisher or subscriber fail later with a TypeError.
+function checkOptions(options: InstrumentOptions | undefined): Tracer {
+  if (typeof options !== "object" || options === null) {
+    throw refused("options", "an object with system and destination", options);
+  }
+  for (const name of ["system", "destination"] as const) {
+    const value = options[name];
+    if (typeof value !== "string" || value === "") {
+      throw refused(name, "a non-empty string", value);
+    }
+  }
+  if (options.tracer !== undefined && typeof options.tracer?.startSpan !== "function") {
+    throw refused("tracer", "an OpenTelemetry Tracer", options.tracer);
+  }
+  return options.tracer ?? defaultTracer();
+}
+
+// The wrapped object with `own` in place of its members of the same name; every other member
+// (a NATS publisher's flush(), an AMQP link's address) reads from the wrapped object, methods
+// bound to it.
+function forwarding<W extends object>(wrapped: W, own: Record<PropertyKey, unknown>): W {
+  return new Proxy(wrapped, {
+    get(target, key) {
+      if (Object.hasOwn(own, key)) return own[key];
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+    has: (target, key) => Object.hasOwn(own, key) || Reflect.has(target, key),
+  });
+}
 
 /**
  * CloudEvents semantic-convention attributes of an event (`cloudevents.event_*`), plus
@@ -55,18 +95,27 @@ export function eventAttributes(event: CloudEvent): Attributes {
  * `traceparent`/`tracestate` extensions. The span ends when the transport acknowledged, with an
  * error status when it did not.
  *
- * @param publisher - the publisher to wrap; `close()` passes through to it
+ * The wrapper has the wrapped publisher's type: every other member (`close()`, a NATS
+ * publisher's `flush()`, an AMQP publisher's `address` and `ready`) passes through to it.
+ *
+ * @param publisher - the publisher to wrap
  * @param options - the tracer, `messaging.system` and `messaging.destination.name`
+ * @throws {@link PosthornError} `NotSupported` naming the option, when `system` or `destination`
+ *   is not a non-empty string, or `publisher` has no `publish` method
  */
-export function instrumentPublisher<O extends PublishOptions>(
-  publisher: Publisher<O>,
+// biome-ignore lint/suspicious/noExplicitAny: any publisher, whatever its options
+export function instrumentPublisher<P extends Publisher<any>>(
+  publisher: P,
   options: InstrumentOptions,
-): Publisher<O> {
-  const tracer = options.tracer ?? defaultTracer();
-  return {
+): P {
+  const tracer = checkOptions(options);
+  if (typeof (publisher as Partial<Publisher> | null)?.publish !== "function") {
+    throw refused("publisher", "a Publisher (an object with publish and close)", publisher);
+  }
+  return forwarding(publisher, {
     async publish(
       events: CloudEventLike | readonly CloudEventLike[],
-      publishOptions?: O,
+      publishOptions?: Parameters<P["publish"]>[1],
     ): Promise<void> {
       const list = Array.isArray(events)
         ? (events as readonly CloudEventLike[]).map((e) => CloudEvent.from(e))
@@ -101,8 +150,7 @@ export function instrumentPublisher<O extends PublishOptions>(
         span.end();
       }
     },
-    close: () => publisher.close(),
-  };
+  });
 }
 
 /** A delivery with the span of its processing, and the context to run follow-up work in. */
@@ -116,17 +164,24 @@ export interface TracedDelivery<T = unknown> extends Delivery<T> {
 /**
  * Wraps a subscriber so each delivery gets a CONSUMER span `process <destination>`, a child of the
  * producer's context carried in the event's `traceparent` (so one trace id follows the event
- * across transports) and linked to it. The span ends when the delivery is settled; `release` and
- * `reject` set an error status.
+ * across transports) and linked to it. The span ends when the delivery is first settled; `release`
+ * and `reject` set an error status, and so does a settlement that fails (the error is recorded on
+ * the span and rethrown). Every other member of the subscriber (`ready`, `close()`, an AMQP
+ * subscriber's `address`) passes through to it.
  *
  * @param subscriber - the subscriber to wrap
  * @param options - the tracer, `messaging.system` and `messaging.destination.name`
+ * @throws {@link PosthornError} `NotSupported` naming the option, when `system` or `destination`
+ *   is not a non-empty string, or `subscriber` is not async iterable
  */
-export function instrumentSubscriber<T>(
-  subscriber: Subscriber<T>,
+export function instrumentSubscriber<T, S extends Subscriber<T> = Subscriber<T>>(
+  subscriber: S & Subscriber<T>,
   options: InstrumentOptions,
-): Subscriber<T> & AsyncIterable<TracedDelivery<T>> {
-  const tracer = options.tracer ?? defaultTracer();
+): Omit<S, typeof Symbol.asyncIterator> & Subscriber<T> & AsyncIterable<TracedDelivery<T>> {
+  const tracer = checkOptions(options);
+  if (typeof (subscriber as Partial<Subscriber> | null)?.[Symbol.asyncIterator] !== "function") {
+    throw refused("subscriber", "a Subscriber (an async iterable of deliveries)", subscriber);
+  }
   const wrap = (delivery: Delivery<T>): TracedDelivery<T> => {
     const parent = delivery.event
       ? extractTraceContext(delivery.event, contextApi.active())
@@ -150,11 +205,15 @@ export function instrumentSubscriber<T>(
       parent,
     );
     const ctx = trace.setSpan(parent, span);
+    let ended = false;
     const settle = async (
       outcome: string,
       action: () => Promise<void>,
       failed: boolean,
     ): Promise<void> => {
+      // A second settlement goes to the delivery (which refuses it) and leaves the ended span be.
+      if (ended) return action();
+      ended = true;
       try {
         await action();
         span.setAttribute("messaging.operation.settlement", outcome);
@@ -163,6 +222,7 @@ export function instrumentSubscriber<T>(
         );
       } catch (err) {
         span.recordException(err as Error);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error)?.message });
         throw err;
       } finally {
         span.end();
@@ -176,16 +236,11 @@ export function instrumentSubscriber<T>(
       reject: (r?: string | Error) => settle("reject", () => delivery.reject(r), true),
     }) as TracedDelivery<T>;
   };
-  return {
-    get capabilities() {
-      return subscriber.capabilities;
-    },
-    get ready() {
-      return subscriber.ready;
-    },
-    close: () => subscriber.close(),
+  return forwarding<Subscriber<T>>(subscriber, {
     async *[Symbol.asyncIterator]() {
-      for await (const delivery of subscriber) yield wrap(delivery);
+      for await (const delivery of subscriber as Subscriber<T>) yield wrap(delivery);
     },
-  };
+  }) as unknown as Omit<S, typeof Symbol.asyncIterator> &
+    Subscriber<T> &
+    AsyncIterable<TracedDelivery<T>>;
 }

@@ -6,7 +6,7 @@ import {
   TraceFlags,
   trace,
 } from "@opentelemetry/api";
-import { CloudEvent, type CloudEventLike } from "@posthorn/core";
+import { CloudEvent, type CloudEventLike, invalidEvent } from "@posthorn/core";
 
 // W3C Trace Context level 1, section 3.2: version "00", 32 hex trace id, 16 hex parent id, 2 hex
 // flags; all-zero ids are invalid. Later versions may append fields after another dash.
@@ -18,12 +18,13 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
  * @param traceparent - the `traceparent` value, e.g. `00-<32 hex>-<16 hex>-01`
  * @param tracestate - the `tracestate` value, when the event carries one
  * @returns the remote span context (only the sampled flag kept), or `undefined` when the value is
- *   not a valid traceparent
+ *   not a valid traceparent (a value that is not a string included)
  */
 export function parseTraceparent(
   traceparent: string,
   tracestate?: string,
 ): SpanContext | undefined {
+  if (typeof traceparent !== "string") return undefined;
   const m = TRACEPARENT.exec(traceparent.trim());
   if (!m) return undefined;
   const [, version, traceId, spanId, flags, rest] = m as unknown as [
@@ -41,7 +42,9 @@ export function parseTraceparent(
     spanId,
     traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED,
     isRemote: true,
-    ...(tracestate ? { traceState: createTraceState(tracestate) } : {}),
+    ...(typeof tracestate === "string" && tracestate !== ""
+      ? { traceState: createTraceState(tracestate) }
+      : {}),
   };
 }
 
@@ -84,11 +87,15 @@ export function injectTraceContext<T>(
  *
  * @param event - the received event
  * @param parent - the context to set the remote parent on (default: the active context)
+ * @throws {@link PosthornError} `InvalidEvent` when `event` is not an object
  */
 export function extractTraceContext(
   event: CloudEventLike,
   parent: Context = contextApi.active(),
 ): Context {
+  if (typeof event !== "object" || event === null) {
+    throw invalidEvent("an event must be an object");
+  }
   const traceparent = (event as Record<string, unknown>).traceparent;
   if (typeof traceparent !== "string") return parent;
   const tracestate = (event as Record<string, unknown>).tracestate;

@@ -211,3 +211,106 @@ describe("instrumented publisher and subscriber", () => {
     await expect(instrumentSubscriber(failing.subscriber, options).ready).rejects.toBe(refused);
   });
 });
+
+describe("what a user gets wrong", () => {
+  const options = { tracer, system: "test", destination: "orders" };
+
+  it.each([
+    ["destination", { tracer, system: "test" }],
+    ["destination", { tracer, system: "test", destination: "" }],
+    ["system", { tracer, destination: "orders" }],
+    ["system", { tracer, system: 7, destination: "orders" }],
+    ["tracer", { tracer: {}, system: "test", destination: "orders" }],
+    ["options", undefined],
+  ])("refuses a missing or wrong %s where the wrapper is made", (name, given) => {
+    const { publisher, subscriber } = loopback();
+    const refusal = expect.objectContaining({
+      name: "PosthornError",
+      code: "NotSupported",
+      attribute: name,
+    });
+    expect(() => instrumentPublisher(publisher, given as never)).toThrow(refusal);
+    expect(() => instrumentSubscriber(subscriber, given as never)).toThrow(refusal);
+  });
+
+  it("refuses something that is not a publisher or a subscriber", () => {
+    expect(() => instrumentPublisher(undefined as never, options)).toThrow(
+      expect.objectContaining({ code: "NotSupported", attribute: "publisher" }),
+    );
+    expect(() => instrumentSubscriber({} as never, options)).toThrow(
+      expect.objectContaining({ code: "NotSupported", attribute: "subscriber" }),
+    );
+  });
+
+  it("keeps the wrapped publisher's and subscriber's other members (flush, address)", async () => {
+    const { publisher, subscriber } = loopback();
+    // A class with a private field: its methods only work called on the instance itself.
+    class Flushing {
+      #flushes = 0;
+      readonly address = "orders-queue";
+      publish = publisher.publish;
+      close = publisher.close;
+      async flush(): Promise<number> {
+        this.#flushes += 1;
+        return this.#flushes;
+      }
+    }
+    const pub = instrumentPublisher(new Flushing(), options);
+    await pub.publish(event);
+    await expect(pub.flush()).resolves.toBe(1);
+    expect(pub.address).toBe("orders-queue");
+    const sub = instrumentSubscriber(
+      Object.assign(subscriber, { address: "orders-queue" }),
+      options,
+    );
+    expect(sub.address).toBe("orders-queue");
+    for await (const d of sub) {
+      expect(d.span).toBeDefined();
+      await d.accept();
+      break;
+    }
+  });
+
+  it("marks a settlement that fails as an error, and ends the span once", async () => {
+    const { publisher } = loopback();
+    const refusing: Subscriber = {
+      capabilities: caps,
+      ready: Promise.resolve(),
+      close: async () => {},
+      async *[Symbol.asyncIterator]() {
+        yield createDelivery({
+          message: { body: new Uint8Array(0), properties: {} },
+          event,
+          deliveryCount: 1,
+          capabilities: caps,
+          accept: () => {},
+          release: () => {},
+          reject: () => {
+            throw new PosthornError("NotSupported", "reject() is not supported here");
+          },
+        });
+      },
+    };
+    await publisher.close();
+    for await (const d of instrumentSubscriber(refusing, options)) {
+      await expect(d.reject("bad")).rejects.toThrow("not supported here");
+      // The delivery refuses a second settlement; the span, ended already, is left as it was.
+      await expect(d.accept()).rejects.toThrow(
+        expect.objectContaining({ code: "SettlementFailed" }),
+      );
+      break;
+    }
+    const consumers = exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.CONSUMER);
+    expect(consumers).toHaveLength(1);
+    expect(consumers[0]?.status).toEqual({ code: 2, message: "reject() is not supported here" });
+    expect(consumers[0]?.attributes["messaging.operation.settlement"]).toBeUndefined();
+  });
+
+  it("reads a traceparent that is not a string as none, and refuses an event that is not an object", () => {
+    expect(parseTraceparent(undefined as never)).toBeUndefined();
+    expect(parseTraceparent(42 as never)).toBeUndefined();
+    expect(() => extractTraceContext(null as never)).toThrow(
+      expect.objectContaining({ name: "PosthornError", code: "InvalidEvent" }),
+    );
+  });
+});
