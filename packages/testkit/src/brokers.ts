@@ -208,11 +208,17 @@ export interface LaunchedBroker {
   readonly ports: Readonly<Record<string, number>>;
   /** The running process; a new one after {@link LaunchedBroker.restart}. */
   readonly process: ChildProcess;
-  /** Stops the process and removes its temporary files. */
+  /**
+   * Stops the process (SIGTERM, SIGKILL after 3 s) and removes its temporary files. A broker not
+   * stopped is killed, and its files removed, when the test process exits.
+   */
   stop(): Promise<void>;
   /** Kills the process hard (for fault tests) without removing its state. */
   kill(): Promise<void>;
-  /** Starts it again on the same ports with the same state. */
+  /**
+   * Starts it again on the same ports with the same state (after {@link LaunchedBroker.kill}, or
+   * stopping the running process first).
+   */
   restart(): Promise<void>;
 }
 
@@ -233,6 +239,32 @@ function exited(child: ChildProcess): Promise<void> {
   });
 }
 
+// Broker processes still running and their directories: killed and removed when the test process
+// exits without stopping them (a crashed or interrupted test), so no broker outlives its run.
+const running = new Map<ChildProcess, string>();
+let exitHookInstalled = false;
+
+function track(child: ChildProcess, dir: string): void {
+  running.set(child, dir);
+  child.once("exit", () => running.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const [c, d] of running) {
+      c.kill("SIGKILL");
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+  await exited(child);
+  clearTimeout(timer);
+}
+
 async function launch(
   binary: string,
   args: string[],
@@ -243,6 +275,7 @@ async function launch(
 ): Promise<LaunchedBroker> {
   const start = async (): Promise<ChildProcess> => {
     const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+    track(child, dir);
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -257,11 +290,18 @@ async function launch(
       ]);
     } catch (err) {
       child.kill("SIGKILL");
+      await exited(child);
       throw err;
     }
     return child;
   };
-  let child = await start();
+  let child: ChildProcess;
+  try {
+    child = await start();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const broker: LaunchedBroker = {
     url,
     port: ports[main] as number,
@@ -274,13 +314,13 @@ async function launch(
       await exited(child);
     },
     async restart() {
+      // A broker still running is stopped first: a second process on the same ports would exit
+      // at once while the first kept answering, and then outlive stop().
+      await terminate(child);
       child = await start();
     },
     async stop() {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited(child);
-      clearTimeout(timer);
+      await terminate(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -297,6 +337,7 @@ export interface NatsServerOptions {
  * Starts `nats-server` with JetStream on a free port and a temporary store directory.
  *
  * @param options - the server's `max_payload` (default 4 MiB)
+ * @throws RangeError when `maxPayloadBytes` is not a whole number from 1 to 64 MiB
  * @throws Error when `nats-server` is not installed, or it exits or does not listen within 10 s
  * @example
  * ```ts
@@ -305,6 +346,12 @@ export interface NatsServerOptions {
  * ```
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<LaunchedBroker> {
+  const max = options.maxPayloadBytes;
+  if (max !== undefined && !(Number.isInteger(max) && max >= 1 && max <= 64 * 1024 * 1024)) {
+    throw new RangeError(
+      `maxPayloadBytes must be a whole number from 1 to 64 MiB (nats-server's limit), got ${String(max)}`,
+    );
+  }
   const binary = findBinary("nats-server");
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-nats-"));
@@ -341,9 +388,18 @@ export interface MosquittoOptions {
  * Starts `mosquitto` on a free port (and a WebSocket listener when asked), anonymous access.
  *
  * @param options - whether to listen for MQTT over WebSockets too, more configuration and files
+ * @throws RangeError when a name in `files` is not a plain file name (`acl`, not `../acl`)
  * @throws Error when `mosquitto` is not installed, or it exits or does not listen within 10 s
  */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<LaunchedBroker> {
+  for (const name of Object.keys(options.files ?? {})) {
+    // Written into the broker's directory, which stop() removes: a path would write elsewhere.
+    if (name === "" || name === "." || name === ".." || /[/\\\0]/.test(name)) {
+      throw new RangeError(
+        `files: ${JSON.stringify(name)} is not a plain file name; name files without a directory, and read them from the directory config is given`,
+      );
+    }
+  }
   const binary = findBinary("mosquitto");
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-"));
