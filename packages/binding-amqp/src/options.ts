@@ -1,8 +1,9 @@
-import { PosthornError } from "@posthorn/core";
+import { checkChoiceOption, PosthornError } from "@posthorn/core";
 
-// How a refused value reads in a message: strings quoted, anything else with its type.
+// How a refused value reads in a message: a string quoted after its type, as core's option
+// checks show it; numbers as they print; anything else by its kind.
 function shown(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") return `string ${JSON.stringify(value)}`;
   if (typeof value === "number" || typeof value === "bigint") return String(value);
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
@@ -13,17 +14,6 @@ function refuse(name: string, rule: string, value: unknown): PosthornError {
   return new PosthornError("NotSupported", `${name} must be ${rule}, got ${shown(value)}`, {
     attribute: name,
   });
-}
-
-/**
- * Checks an option that takes one of a few strings (`mode`, `prefix`, `releaseOutcome`, ...)
- * where it is given: a typo would otherwise be read as the default, or written to the wire.
- *
- * @internal
- */
-export function checkStringChoice(name: string, value: unknown, choices: readonly string[]): void {
-  if (value === undefined || (typeof value === "string" && choices.includes(value))) return;
-  throw refuse(name, `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`, value);
 }
 
 /**
@@ -184,9 +174,9 @@ export function unknownMode(mode: unknown): PosthornError {
 export function checkBinaryOptions(options: { prefix?: unknown; integerType?: unknown }): void {
   const { prefix, integerType } = options;
   if (prefix !== undefined && prefix !== "cloudEvents:" && prefix !== "cloudEvents_") {
-    checkStringChoice("prefix", prefix, ["cloudEvents:", "cloudEvents_"]);
+    checkChoiceOption("prefix", prefix, ["cloudEvents:", "cloudEvents_"]);
   }
   if (integerType !== undefined && integerType !== "long" && integerType !== "int") {
-    checkStringChoice("integerType", integerType, ["long", "int"]);
+    checkChoiceOption("integerType", integerType, ["long", "int"]);
   }
 }

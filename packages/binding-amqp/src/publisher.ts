@@ -1,5 +1,6 @@
 import {
   type CloudEventLike,
+  checkChoiceOption,
   checkCountOption,
   checkTimeOption,
   corkForThisTick,
@@ -25,7 +26,6 @@ import {
   checkBinaryOptions,
   checkConnection,
   checkFields,
-  checkStringChoice,
   RESERVED_FIELDS,
 } from "./options.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
@@ -147,7 +147,7 @@ export function amqpPublisher(
 ): AmqpPublisher {
   checkConnection("amqpPublisher", connection);
   checkAddress("amqpPublisher", options?.address);
-  checkStringChoice("mode", options.mode, ["binary", "structured"]);
+  checkChoiceOption("mode", options.mode, ["binary", "structured"]);
   if (options.mode === "structured" && options.format === undefined) {
     throw new PosthornError(
       "NotSupported",

@@ -1,5 +1,6 @@
 import {
   AsyncQueue,
+  checkChoiceOption,
   checkCountOption,
   checkTimeOption,
   closeOnReturn,
@@ -23,7 +24,7 @@ import {
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
-import { checkAddress, checkConnection, checkStringChoice, MAX_UINT } from "./options.js";
+import { checkAddress, checkConnection, MAX_UINT } from "./options.js";
 import { SlotSet, type Slotted } from "./slot-set.js";
 import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
@@ -178,7 +179,7 @@ export function amqpSubscriber<T = unknown>(
       { attribute: "credit" },
     );
   }
-  checkStringChoice("releaseOutcome", options.releaseOutcome, ["released", "modified"]);
+  checkChoiceOption("releaseOutcome", options.releaseOutcome, ["released", "modified"]);
   if (
     options.rejectCondition !== undefined &&
     (typeof options.rejectCondition !== "string" || options.rejectCondition.length === 0)

@@ -68,11 +68,11 @@ describe("amqpPublisher and amqpSubscriber refuse what they cannot use, when mad
     const address = "/queue/never-attached";
     const cases: [object, string, string][] = [
       // Was "the AMQP binding has no Structured mode; publish the events one by one", at publish.
-      [{ mode: "Structured" }, "mode", '"Structured"'],
+      [{ mode: "Structured" }, "mode", 'string "Structured"'],
       // Was written as given ("ce-id"): no receiver read the message as a CloudEvent.
-      [{ prefix: "ce-" }, "prefix", '"ce-"'],
+      [{ prefix: "ce-" }, "prefix", 'string "ce-"'],
       // Was taken as long.
-      [{ integerType: "short" }, "integerType", '"short"'],
+      [{ integerType: "short" }, "integerType", 'string "short"'],
     ];
     for (const [options, option, shown] of cases) {
       expect(() => amqpPublisher(connection, { address, ...options })).toThrow(
@@ -86,13 +86,13 @@ describe("amqpPublisher and amqpSubscriber refuse what they cannot use, when mad
 
   it("the mapping functions refuse an unknown prefix, integerType and mode too", () => {
     expect(() => encodeAmqpMessage(event, { prefix: "ce_" as never })).toThrow(
-      refusedOption("prefix", '"ce_"'),
+      refusedOption("prefix", 'string "ce_"'),
     );
     expect(() => toAmqpMessage(event, { codec: rhea, integerType: "i32" as never })).toThrow(
-      refusedOption("integerType", '"i32"'),
+      refusedOption("integerType", 'string "i32"'),
     );
     expect(() => encodeAmqpMessage(event, { mode: "bin" as never })).toThrow(
-      refusedOption("mode", '"bin"'),
+      refusedOption("mode", 'string "bin"'),
     );
     expect(() => encodeAmqpMessage(event, { mode: "batch" as never })).toThrow(
       notSupported("mode", /no batch mode; publish the events one by one/),
@@ -104,7 +104,7 @@ describe("amqpPublisher and amqpSubscriber refuse what they cannot use, when mad
     // A typo was sent as `released`.
     expect(() =>
       amqpSubscriber(connection, { address, releaseOutcome: "modify" as never }),
-    ).toThrow(refusedOption("releaseOutcome", '"modify"'));
+    ).toThrow(refusedOption("releaseOutcome", 'string "modify"'));
     expect(() => amqpSubscriber(connection, { address, rejectCondition: 5 as never })).toThrow(
       notSupported("rejectCondition", /non-empty string/),
     );

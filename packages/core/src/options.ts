@@ -83,22 +83,24 @@ export function checkCountOption<T extends number | undefined>(
 }
 
 /**
- * Checks an option that takes one of a few numbers (`acks`, `qos`) once, where it is given:
- * `value` must be one of `choices` itself, so `NaN`, `"1"` and `1.0000001` are refused as
- * plainly as 3. Handed on unchecked, such a value reaches the client library or the wire, where
- * it fails late, or not at all and means something else.
+ * Checks an option that takes one of a few values (numbers such as `acks` and `qos`, or strings
+ * such as `mode` and `releaseOutcome`) once, where it is given: `value` must be one of `choices`
+ * itself, so `NaN`, `"1"`, `1.0000001` and `"Binary"` are refused as plainly as 3. Handed on
+ * unchecked, such a value reaches the client library or the wire, where it fails late, or not at
+ * all and means something else (a misspelt mode read as the default).
  *
- * @param name - the option's name, as the caller wrote it (`"acks"`, `"deadLetterQos"`)
+ * @param name - the option's name, as the caller wrote it (`"acks"`, `"releaseOutcome"`)
  * @param value - the value given; `undefined` (not given) passes
  * @param choices - the values accepted
  * @returns `value`
  * @throws {@link PosthornError} `NotSupported` naming the option, the choices and the value
  */
-export function checkChoiceOption<T extends number | undefined>(
+export function checkChoiceOption<T>(
   name: string,
   value: T,
-  choices: readonly number[],
+  choices: readonly (number | string)[],
 ): T {
-  if (value === undefined || choices.includes(value)) return value;
-  throw refuse(name, value, `one of ${choices.join(", ")}`);
+  if (value === undefined || choices.includes(value as number | string)) return value;
+  const listed = choices.map((c) => (typeof c === "string" ? JSON.stringify(c) : String(c)));
+  throw refuse(name, value, `one of ${listed.join(", ")}`);
 }

@@ -82,6 +82,22 @@ describe("checkChoiceOption", () => {
       "qos must be one of 0, 1, 2, got 3",
     );
   });
+
+  it("takes string choices too, matched exactly, and quotes them in the message", () => {
+    expect(checkChoiceOption("mode", "binary", ["binary", "structured"])).toBe("binary");
+    for (const [mode, shown] of [
+      ["Binary", 'string "Binary"'],
+      ["binary ", 'string "binary "'],
+      [1, "1"],
+    ] as const) {
+      expect(() => checkChoiceOption("mode", mode, ["binary", "structured"])).toThrow(
+        refused("mode", shown),
+      );
+    }
+    expect(() => checkChoiceOption("mode", "bin", ["binary", "structured"])).toThrow(
+      'mode must be one of "binary", "structured", got string "bin"',
+    );
+  });
 });
 
 describe("EventRouter.run concurrency", () => {
