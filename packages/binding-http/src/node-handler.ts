@@ -28,6 +28,8 @@ export interface NodeRequestLike {
   readonly readableEnded?: boolean;
   /** Whether the stream was destroyed: before its end, the client went away. */
   readonly destroyed?: boolean;
+  /** 2 for a request of `node:http2`'s compatibility API, which has no `Connection` header. */
+  readonly httpVersionMajor?: number;
   /** Adds a stream listener; the receiver listens for `data`, `end`, `error`, `close`, `aborted`. */
   on(event: string, listener: Listener): unknown;
   /** Removes a listener added with `on`. */
@@ -38,8 +40,13 @@ export interface NodeRequestLike {
 export interface NodeResponseLike {
   /** Sends the status line and headers. */
   writeHead(status: number, headers: Record<string, string>): unknown;
-  /** Sends the body, if any, and finishes the response. */
-  end(body?: string): unknown;
+  /** Finishes the response. */
+  end(): unknown;
+  /**
+   * Sends the body and finishes the response. (Two overloads, not one optional parameter: a
+   * `node:http2` response, whose `end` takes a callback first, then matches this type too.)
+   */
+  end(body: string): unknown;
   /** Adds a listener; the receiver listens for `close`, which before the answer means the client left. */
   on?(event: string, listener: Listener): unknown;
   /** Removes a listener added with `on`. */
@@ -182,7 +189,8 @@ export function preReadBody(request: NodeRequestLike & { body?: unknown }): Uint
 /** Writes a receiver's reply to a Node response. */
 export function writeReply(response: NodeResponseLike, reply: HttpReply): void {
   response.writeHead(reply.status, reply.headers);
-  response.end(reply.body);
+  if (reply.body === undefined) response.end();
+  else response.end(reply.body);
 }
 
 /**
@@ -216,6 +224,12 @@ export async function handleNodeRequest(
     },
     signal: clientSignal(request, response),
   });
+  // HTTP/2 has no Connection header (RFC 9113 8.2.2): node:http2 drops it with a warning.
+  if (request.httpVersionMajor === 2 && reply.headers.connection !== undefined) {
+    const { connection: _, ...headers } = reply.headers;
+    writeReply(response, { ...reply, headers });
+    return;
+  }
   writeReply(response, reply);
 }
 

@@ -1,5 +1,12 @@
+import { once } from "node:events";
+import { connect as connectHttp2, createServer as createHttp2Server } from "node:http2";
 import type { AddressInfo } from "node:net";
-import { httpPublisher, httpReceiver } from "@posthorn/binding-http";
+import {
+  createNodeHandler,
+  httpPublisher,
+  httpReceiver,
+  toHttpMessage,
+} from "@posthorn/binding-http";
 import { expressHandler } from "@posthorn/binding-http/express";
 import { fastifyCloudEvents } from "@posthorn/binding-http/fastify";
 import type { CloudEvent, Delivery } from "@posthorn/core";
@@ -139,5 +146,45 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
       body: '{"a":1}',
     });
     expect(await response.json()).toEqual({ echoed: { a: 1 } });
+  });
+});
+
+describe("createNodeHandler on node:http2", () => {
+  it("answers HTTP/2 requests, with no Connection header for node:http2 to warn about", async () => {
+    const received: CloudEvent[] = [];
+    const receiver = httpReceiver({
+      formats: [json],
+      maxPayloadBytes: 10,
+      onDelivery: (d: Delivery) => void received.push(d.event as CloudEvent),
+    });
+    const server = createHttp2Server(createNodeHandler(receiver));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.message);
+    process.on("warning", onWarning);
+    const client = connectHttp2(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const post = async (body: string) => {
+        const { headers } = toHttpMessage(samples[0] as CloudEvent);
+        const request = client.request({ ":method": "POST", ":path": "/", ...headers });
+        request.end(body);
+        const [answer] = (await once(request, "response")) as [Record<string, unknown>];
+        request.resume();
+        await once(request, "end");
+        return answer;
+      };
+      expect((await post(""))[":status"]).toBe(204);
+      // 413 carries Connection: close over HTTP/1.1.
+      const tooLarge = await post("x".repeat(100));
+      expect(tooLarge[":status"]).toBe(413);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => /connection header/i.test(w))).toEqual([]);
+      expect(received).toHaveLength(1);
+    } finally {
+      process.off("warning", onWarning);
+      client.close();
+      await receiver.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
