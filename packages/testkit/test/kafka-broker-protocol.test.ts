@@ -385,6 +385,21 @@ describe("Kafka test broker at the wire level", () => {
       return r.int16();
     };
 
+    // OffsetCommit v5 of one partition of "raw-group-topic".
+    broker.createTopic("raw-group-topic", 1);
+    const commit = async (c: RawClient, generation: number, memberId: string, offset: bigint) => {
+      const r = await c.request(ApiKey.OffsetCommit, 5, (w) => {
+        w.string("raw-group").int32(generation).string(memberId);
+        w.int32(1).string("raw-group-topic").int32(1).int32(0).int64(offset).nullableString(null);
+      });
+      r.int32();
+      r.int32(); // one topic
+      r.string();
+      r.int32(); // one partition
+      r.int32();
+      return r.int16();
+    };
+
     const a1 = await join(a, "");
     expect(a1).toMatchObject({ error: 0, generation: 1, protocol: "range", leader: a1.memberId });
     expect(a1.members).toHaveLength(1);
@@ -397,6 +412,9 @@ describe("Kafka test broker at the wire level", () => {
     const b1Pending = join(b, ""); // parks until a rejoins
     await new Promise((r) => setTimeout(r, 50));
     expect(await heartbeat(a, 1, a1.memberId)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
+    // Told of the rebalance, a member still commits what it processed before it rejoins (as
+    // Kafka allows in PreparingRebalance), so the next owner does not read it again.
+    expect(await commit(a, 1, a1.memberId, 5n)).toBe(ErrorCode.NONE);
     const [a2, b1] = await Promise.all([join(a, a1.memberId), b1Pending]);
     expect(a2.generation).toBe(2);
     expect(b1.generation).toBe(2);
@@ -404,6 +422,9 @@ describe("Kafka test broker at the wire level", () => {
     expect(a2.members.map((m) => m.id).sort()).toEqual([a1.memberId, b1.memberId].sort());
     expect(b1.members).toEqual([]); // only the leader gets the metadata
 
+    // Between the join and the assignment: an old generation is refused, the new one waits.
+    expect(await commit(a, 1, a1.memberId, 6n)).toBe(ErrorCode.ILLEGAL_GENERATION);
+    expect(await commit(a, 2, a1.memberId, 6n)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
     const bSync = sync(b, 2, b1.memberId, []); // waits for the leader's assignment
     const aSync = await sync(a, 2, a1.memberId, [
       [a1.memberId, "p0"],

@@ -275,6 +275,61 @@ describe("Kafka test broker with kafkajs", () => {
     for (let i = 0; i < 40; i++) expect(all).toContain(`m${i}`);
   });
 
+  it("lets a member commit while a rebalance is prepared, so a joining member reads nothing twice", async () => {
+    const topic = unique("handover");
+    const groupId = unique("g");
+    broker.createTopic(topic, 4);
+    const assignments = new Map<string, number[]>();
+    const got: string[] = [];
+    let openGate = () => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+
+    async function member(name: string, first?: Promise<void>): Promise<Consumer> {
+      const c = await consumer(groupId);
+      c.on(c.events.GROUP_JOIN, (e) => {
+        assignments.set(name, [...(e.payload.memberAssignment[topic] ?? [])]);
+      });
+      await c.subscribe({ topic, fromBeginning: true });
+      await c.run({
+        eachMessage: async ({ message }) => {
+          if (first !== undefined) await first; // hold a's first batch until b has asked to join
+          got.push(String(message.value));
+        },
+      });
+      return c;
+    }
+
+    const p = await producer();
+    await p.send({
+      topic,
+      messages: Array.from({ length: 40 }, (_, i) => ({ value: `m${i}`, partition: i % 4 })),
+    });
+    const a = await member("a", gate);
+    await until(() => assignments.get("a")?.length === 4, 15_000, "a owning all partitions");
+    // b's JoinGroup puts the group in PreparingRebalance while a still holds its records; a then
+    // commits them before it rejoins. A commit refused there left b (or a) reading them again.
+    const joining = member("b");
+    await new Promise((r) => setTimeout(r, 300));
+    openGate();
+    const b = await joining;
+    await until(
+      () => (assignments.get("a")?.length ?? 0) === 2 && (assignments.get("b")?.length ?? 0) === 2,
+      15_000,
+      "a and b sharing the partitions",
+    );
+    await p.send({
+      topic,
+      messages: Array.from({ length: 8 }, (_, i) => ({ value: `late${i}`, partition: i % 4 })),
+    });
+    await until(() => new Set(got).size >= 48, 15_000, "all 48 records");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.length - new Set(got).size, "records read twice").toBe(0);
+    await a.disconnect();
+    await b.disconnect();
+  });
+
   it("keeps committed offsets across a consumer restart", async () => {
     const topic = unique("commit");
     const groupId = unique("g");

@@ -348,7 +348,9 @@ export class GroupCoordinator {
   /**
    * Checks whether a member may commit offsets now: standalone commits (generation -1, no member
    * id) only to groups without members; group members only with the current generation, while the
-   * group is stable.
+   * group is stable or preparing a rebalance (as Kafka does: a member told of a rebalance commits
+   * what it processed before it rejoins, or the next owner of its partitions reads it again), and
+   * not between the join and the leader's assignment (`REBALANCE_IN_PROGRESS`).
    */
   checkCommit(groupId: string, generationId: number, memberId: string): number {
     const g = this.group(groupId);
@@ -357,8 +359,8 @@ export class GroupCoordinator {
     }
     const m = g.members.get(memberId);
     if (!m) return ErrorCode.UNKNOWN_MEMBER_ID;
-    if (g.state !== "Stable") return ErrorCode.REBALANCE_IN_PROGRESS;
     if (generationId !== g.generationId) return ErrorCode.ILLEGAL_GENERATION;
+    if (g.state === "CompletingRebalance") return ErrorCode.REBALANCE_IN_PROGRESS;
     this.touch(g, m);
     return ErrorCode.NONE;
   }
