@@ -554,10 +554,42 @@ describe("Kafka test broker lifecycle", () => {
     }
   });
 
+  it.each([
+    [
+      { maxFrameBytes: Number.NaN },
+      /maxFrameBytes must be a whole number of bytes, 64 or more, got NaN/,
+    ],
+    [{ maxFrameBytes: -1 }, /maxFrameBytes .* got -1/],
+    [
+      { defaultPartitions: 20_000 },
+      /defaultPartitions must be a whole number from 1 to 10000, got 20000/,
+    ],
+    [{ defaultPartitions: 0 }, /defaultPartitions .* got 0/],
+    [{ port: -1 }, /port must be a whole number from 0 \(a free port\) to 65535, got -1/],
+    [{ port: "9092" }, /port .* got "9092"/],
+    [{ host: "" }, /host must be a non-empty string/],
+    [{ autoCreateTopics: "false" }, /autoCreateTopics must be true or false, got "false"/],
+    [{ traceRequests: 1 }, /traceRequests must be true or false, got 1/],
+    [{ log: "console" }, /log must be a function taking one line, got "console"/],
+  ])("refuses the option %j before it listens", async (options, message) => {
+    await expect(startKafkaBroker(options as never)).rejects.toThrow(message);
+  });
+
+  it("names an IPv6 host in brackets in its bootstrap address", async () => {
+    const broker = await startKafkaBroker({ host: "::1", log: () => {} });
+    try {
+      expect(broker.brokers).toEqual([`[::1]:${broker.port}`]);
+    } finally {
+      await broker.stop();
+    }
+  });
+
   it("validates createTopic arguments", async () => {
     const broker = await startKafkaBroker({ log: () => {} });
     try {
       expect(() => broker.createTopic("bad name!")).toThrow(RangeError);
+      expect(() => broker.createTopic(undefined as never)).toThrow(/invalid topic name undefined/);
+      expect(() => broker.createTopic("t", 1.5)).toThrow(/invalid partition count 1.5: a whole/);
       expect(() => broker.createTopic("ok", 0)).toThrow(RangeError);
       broker.createTopic("ok", 2);
       broker.createTopic("ok", 5); // exists: no-op

@@ -42,7 +42,7 @@ export interface KafkaTestBroker {
   readonly host: string;
   /** The port it listens on. */
   readonly port: number;
-  /** Bootstrap addresses for clients: `["<host>:<port>"]`. */
+  /** Bootstrap addresses for clients: `["<host>:<port>"]` (`["[::1]:<port>"]` for IPv6). */
   readonly brokers: string[];
   /** Creates a topic (default partition count when omitted); no-op if it exists. */
   createTopic(name: string, partitions?: number): void;
@@ -61,6 +61,10 @@ const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const DEFAULT_MAX_FRAME = 100 * 1024 * 1024;
 const MAX_QUEUED_REQUESTS = 64;
 const MAX_FETCH_WAIT_MS = 5 * 60_000;
+/** Most partitions of one topic. */
+const MAX_PARTITIONS = 10_000;
+/** Smallest `maxFrameBytes`: room for an ApiVersions request with a short client id. */
+const MIN_FRAME = 64;
 
 /** API keys and version ranges the broker implements and advertises in ApiVersions. */
 export const SUPPORTED_APIS: readonly { key: number; name: string; min: number; max: number }[] = [
@@ -119,9 +123,9 @@ class BrokerCore {
 
   /** Creates a topic; returns an error code (TOPIC_ALREADY_EXISTS when it exists). */
   createTopic(name: string, partitions = this.defaultPartitions): number {
-    if (!TOPIC_NAME.test(name) || name === "." || name === "..")
+    if (typeof name !== "string" || !TOPIC_NAME.test(name) || name === "." || name === "..")
       return ErrorCode.INVALID_TOPIC_EXCEPTION;
-    if (!Number.isInteger(partitions) || partitions < 1 || partitions > 10_000) {
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
       return ErrorCode.INVALID_PARTITIONS;
     }
     if (this.topics.has(name)) return ErrorCode.TOPIC_ALREADY_EXISTS;
@@ -849,6 +853,59 @@ class Connection {
   }
 }
 
+// What a value reads as in a refusal: strings quoted, anything else as JavaScript prints it.
+function shown(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+// Options are checked before anything listens: NaN or a negative maxFrameBytes turned the frame
+// limit off or closed every connection, a defaultPartitions over the per-topic limit made every
+// auto-created topic fail later with INVALID_PARTITIONS, and a log that is not a function threw
+// "info is not a function".
+function checkOptions(options: KafkaTestBrokerOptions): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`startKafkaBroker options must be an object, got ${shown(options)}`);
+  }
+  const { host, port, defaultPartitions, maxFrameBytes, log } = options;
+  if (host !== undefined && (typeof host !== "string" || host === "")) {
+    throw new TypeError(`host must be a non-empty string, got ${shown(host)}`);
+  }
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+    throw new RangeError(
+      `port must be a whole number from 0 (a free port) to 65535, got ${shown(port)}`,
+    );
+  }
+  if (
+    defaultPartitions !== undefined &&
+    !(
+      Number.isInteger(defaultPartitions) &&
+      defaultPartitions >= 1 &&
+      defaultPartitions <= MAX_PARTITIONS
+    )
+  ) {
+    throw new RangeError(
+      `defaultPartitions must be a whole number from 1 to ${MAX_PARTITIONS}, got ${shown(defaultPartitions)}`,
+    );
+  }
+  if (
+    maxFrameBytes !== undefined &&
+    !(Number.isInteger(maxFrameBytes) && maxFrameBytes >= MIN_FRAME)
+  ) {
+    throw new RangeError(
+      `maxFrameBytes must be a whole number of bytes, ${MIN_FRAME} or more, got ${shown(maxFrameBytes)}`,
+    );
+  }
+  for (const name of ["autoCreateTopics", "traceRequests"] as const) {
+    const value = options[name];
+    if (value !== undefined && typeof value !== "boolean") {
+      throw new TypeError(`${name} must be true or false, got ${shown(value)}`);
+    }
+  }
+  if (log !== undefined && typeof log !== "function") {
+    throw new TypeError(`log must be a function taking one line, got ${shown(log)}`);
+  }
+}
+
 /**
  * Starts a single-node, in-memory Kafka-protocol broker on `host:port` (a free port by default).
  * kafkajs and librdkafka-based clients (kcat) can produce, consume and run consumer groups
@@ -868,15 +925,13 @@ class Connection {
 export async function startKafkaBroker(
   options: KafkaTestBrokerOptions = {},
 ): Promise<KafkaTestBroker> {
+  checkOptions(options);
   const host = options.host ?? "127.0.0.1";
   const defaultPartitions = options.defaultPartitions ?? 3;
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME;
   const info = options.log ?? (() => {});
   const warn = options.log ?? ((line: string) => console.warn(`[kafka-test-broker] ${line}`));
   const trace = options.traceRequests ? info : undefined;
-  if (!Number.isInteger(defaultPartitions) || defaultPartitions < 1) {
-    throw new RangeError(`defaultPartitions must be a positive integer, got ${defaultPartitions}`);
-  }
   const core = new BrokerCore(
     host,
     options.port ?? 0,
@@ -925,13 +980,18 @@ export async function startKafkaBroker(
   return {
     host,
     port: core.port,
-    brokers: [`${host}:${core.port}`],
+    // An IPv6 address in brackets, as librdkafka reads it (kafkajs reads no IPv6 address).
+    brokers: [host.includes(":") ? `[${host}]:${core.port}` : `${host}:${core.port}`],
     createTopic(name: string, partitions?: number): void {
       const error = core.createTopic(name, partitions);
       if (error === ErrorCode.INVALID_TOPIC_EXCEPTION)
-        throw new RangeError(`invalid topic name ${JSON.stringify(name)}`);
+        throw new RangeError(
+          `invalid topic name ${shown(name)}: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', not '.' or '..'`,
+        );
       if (error === ErrorCode.INVALID_PARTITIONS)
-        throw new RangeError(`invalid partition count ${partitions}`);
+        throw new RangeError(
+          `invalid partition count ${shown(partitions)}: a whole number from 1 to ${MAX_PARTITIONS}`,
+        );
     },
     async stop(): Promise<void> {
       if (stopped) return;
