@@ -387,7 +387,7 @@ describe("Kafka test broker at the wire level", () => {
 
     // OffsetCommit v5 of one partition of "raw-group-topic".
     broker.createTopic("raw-group-topic", 1);
-    const commit = async (c: RawClient, generation: number, memberId: string, offset: bigint) => {
+    const commit = async (c: RawClient, generation: number, memberId: string, offset: number) => {
       const r = await c.request(ApiKey.OffsetCommit, 5, (w) => {
         w.string("raw-group").int32(generation).string(memberId);
         w.int32(1).string("raw-group-topic").int32(1).int32(0).int64(offset).nullableString(null);
@@ -414,7 +414,7 @@ describe("Kafka test broker at the wire level", () => {
     expect(await heartbeat(a, 1, a1.memberId)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
     // Told of the rebalance, a member still commits what it processed before it rejoins (as
     // Kafka allows in PreparingRebalance), so the next owner does not read it again.
-    expect(await commit(a, 1, a1.memberId, 5n)).toBe(ErrorCode.NONE);
+    expect(await commit(a, 1, a1.memberId, 5)).toBe(ErrorCode.NONE);
     const [a2, b1] = await Promise.all([join(a, a1.memberId), b1Pending]);
     expect(a2.generation).toBe(2);
     expect(b1.generation).toBe(2);
@@ -423,8 +423,8 @@ describe("Kafka test broker at the wire level", () => {
     expect(b1.members).toEqual([]); // only the leader gets the metadata
 
     // Between the join and the assignment: an old generation is refused, the new one waits.
-    expect(await commit(a, 1, a1.memberId, 6n)).toBe(ErrorCode.ILLEGAL_GENERATION);
-    expect(await commit(a, 2, a1.memberId, 6n)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
+    expect(await commit(a, 1, a1.memberId, 6)).toBe(ErrorCode.ILLEGAL_GENERATION);
+    expect(await commit(a, 2, a1.memberId, 6)).toBe(ErrorCode.REBALANCE_IN_PROGRESS);
     const bSync = sync(b, 2, b1.memberId, []); // waits for the leader's assignment
     const aSync = await sync(a, 2, a1.memberId, [
       [a1.memberId, "p0"],
