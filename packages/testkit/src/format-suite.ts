@@ -39,15 +39,25 @@ export function expectEquivalent(actual: unknown, expected: CloudEvent, context 
 /**
  * Asserts that `action` throws a Posthorn error (any code, or one of `codes`).
  *
- * @param action - called once, synchronously; a returned promise is not awaited
+ * @param action - called once, synchronously. An action that returns a promise fails the
+ *   assertion, saying so: for an async call use
+ *   `await expect(promise).rejects.toMatchObject({ name: "PosthornError", code })`.
  * @param codes - the codes accepted; any code when left out
  */
 export function expectTypedError(action: () => unknown, codes?: readonly string[]): void {
   let thrown: unknown;
+  let returned: unknown;
   try {
-    action();
+    returned = action();
   } catch (err) {
     thrown = err;
+  }
+  if (typeof (returned as PromiseLike<unknown> | undefined)?.then === "function") {
+    // Its rejection would otherwise surface later as an unhandled error of some other test.
+    Promise.resolve(returned).catch(() => {});
+    expect.fail(
+      'expectTypedError checks a synchronous throw, but the action returned a promise: use await expect(promise).rejects.toMatchObject({ name: "PosthornError" }) for an async call',
+    );
   }
   expect(thrown, "expected a typed error, got none").toBeDefined();
   expect(isPosthornError(thrown), `expected a PosthornError, got ${String(thrown)}`).toBe(true);
@@ -105,7 +115,9 @@ export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
  *
  * @param format - the format under test
  * @param options - vectors to skip, and whether the format keeps value types (default true)
- * @returns the cases it registered, to check coverage with
+ * @returns the valid-vector round-trip cases it registered, by vector name, and those skipped
+ *   (`name (reason)`), to check coverage with; the batch, invalid-vector and corruption tests
+ *   always run and are not listed
  * @example
  * ```ts
  * describeFormatConformance(json);
@@ -122,7 +134,10 @@ export function describeFormatConformance(
 
   describe(`format conformance: ${format.name} (${format.contentType})`, () => {
     it("carries at least 40 vectors", () => {
-      expect(carried.length).toBeGreaterThanOrEqual(40);
+      expect(
+        carried.length,
+        `the format carries ${carried.length} of the ${validVectors.length} valid vectors: skip() leaves out too many`,
+      ).toBeGreaterThanOrEqual(40);
     });
 
     describe("valid vectors round-trip", () => {
