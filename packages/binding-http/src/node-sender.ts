@@ -64,6 +64,7 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
       ? new module.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS })
       : undefined;
   const agent = (options.agent ?? ownAgent) as http.Agent;
+  if (options.agent !== undefined) checkAgent(options.agent, target.secure);
   const hostname = target.hostname;
   const port = target.port === "" ? undefined : target.port;
   const path = target.path;
@@ -159,6 +160,32 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
       ownAgent?.destroy();
     },
   };
+}
+
+/**
+ * Refuses, when the publisher is made, an `agent` node:http cannot send with to this URL: it
+ * failed every publish instead, as `InvalidEvent` (a fault of no event).
+ *
+ * @throws {@link PosthornError} `NotSupported` (attribute `agent`) for an object that is no
+ *   `Agent`, or an `http.Agent` for an https: URL (or the other way round)
+ */
+function checkAgent(agent: unknown, secure: boolean): void {
+  const candidate = agent as { addRequest?: unknown; protocol?: unknown } | null;
+  if (candidate === null || typeof candidate?.addRequest !== "function") {
+    throw new PosthornError(
+      "NotSupported",
+      "options.agent must be a node:http or node:https Agent (or one made like it, such as a proxy agent)",
+      { attribute: "agent" },
+    );
+  }
+  const wanted = secure ? "https:" : "http:";
+  if (typeof candidate.protocol === "string" && candidate.protocol !== wanted) {
+    throw new PosthornError(
+      "NotSupported",
+      `options.agent sends ${candidate.protocol.slice(0, -1)} requests, but the url is ${wanted.slice(0, -1)}: pass a node:${wanted.slice(0, -1)} Agent`,
+      { attribute: "agent" },
+    );
+  }
 }
 
 function connectionFailed(what: string, err: Error): PosthornError {

@@ -76,7 +76,8 @@ export interface HttpPublisherOptions {
    * Node only, without `fetch`: the `node:http` or `node:https` `Agent` to send with (TLS
    * options such as a private CA, socket limits, a proxy agent). Default: a keep-alive agent of
    * the publisher's own, whose idle connections close after 4 s and whose sockets `close()`
-   * destroys; an agent given here is left open.
+   * destroys; an agent given here is left open. One for the other protocol than the `url`'s,
+   * or an object that is no `Agent`, is refused with `NotSupported` when the publisher is made.
    */
   agent?: HttpAgentLike;
   /**

@@ -117,6 +117,24 @@ describe("httpPublisher over node:http", () => {
     }
   });
 
+  it("refuses an agent for the other protocol, or no agent at all, when it is made", () => {
+    // It failed every publish instead, as InvalidEvent ("Protocol "https:" not supported").
+    const cases: Array<[string, unknown, RegExp]> = [
+      ["https://127.0.0.1:1/", new Agent(), /pass a node:https Agent/],
+      ["http://127.0.0.1:1/", new HttpsAgent(), /pass a node:http Agent/],
+      ["http://127.0.0.1:1/", {}, /must be a node:http or node:https Agent/],
+    ];
+    for (const [url, agent, message] of cases) {
+      expect(() => httpPublisher({ url, agent: agent as Agent })).toThrow(message);
+      expect(() => httpPublisher({ url, agent: agent as Agent })).toThrow(
+        expect.objectContaining({ code: "NotSupported", attribute: "agent" }),
+      );
+    }
+    const agent = new HttpsAgent();
+    expect(() => httpPublisher({ url: "https://127.0.0.1:1/", agent })).not.toThrow();
+    agent.destroy();
+  });
+
   it("a header node:http refuses is InvalidEvent with nothing sent", async () => {
     const server = await recording();
     const publisher = httpPublisher({ url: server.url, headers: { "x-name": "Ω" } });
