@@ -210,7 +210,8 @@ export interface LaunchedBroker {
   readonly process: ChildProcess;
   /**
    * Stops the process (SIGTERM, SIGKILL after 3 s) and removes its temporary files. A broker not
-   * stopped is killed, and its files removed, when the test process exits.
+   * stopped is killed, and its files removed, when the test process exits or is ended by
+   * SIGTERM, SIGINT or SIGHUP (as vitest ends its workers).
    */
   stop(): Promise<void>;
   /** Kills the process hard (for fault tests) without removing its state. */
@@ -240,20 +241,45 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 // Broker processes still running and their directories: killed and removed when the test process
-// exits without stopping them (a crashed or interrupted test), so no broker outlives its run.
+// ends without stopping them (a crashed or interrupted test, or a test file that forgot stop()),
+// so no broker outlives its run. Vitest ends its worker processes with SIGTERM, which skips
+// "exit" handlers: while a broker runs, SIGTERM, SIGINT and SIGHUP are watched too, and when no
+// one else listens for that signal the brokers are killed and the signal raised again, so the
+// process ends as it would have.
 const running = new Map<ChildProcess, string>();
-let exitHookInstalled = false;
+const SIGNALS = ["SIGTERM", "SIGINT", "SIGHUP"] as const;
+
+function killRunning(): void {
+  for (const [child, dir] of running) {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+  running.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  // Someone else handles it (and may go on running): the brokers stay, "exit" still catches them.
+  if (process.listenerCount(signal) > 1) return;
+  unwatch();
+  killRunning();
+  process.kill(process.pid, signal);
+}
+
+function watch(): void {
+  process.on("exit", killRunning);
+  for (const s of SIGNALS) process.on(s, onSignal);
+}
+
+function unwatch(): void {
+  process.off("exit", killRunning);
+  for (const s of SIGNALS) process.off(s, onSignal);
+}
 
 function track(child: ChildProcess, dir: string): void {
+  if (running.size === 0) watch();
   running.set(child, dir);
-  child.once("exit", () => running.delete(child));
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const [c, d] of running) {
-      c.kill("SIGKILL");
-      rmSync(d, { recursive: true, force: true });
-    }
+  child.once("exit", () => {
+    if (running.delete(child) && running.size === 0) unwatch();
   });
 }
 

@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -15,6 +15,12 @@ function alive(pid: number | undefined): boolean {
   }
   const stat = spawnSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" });
   return stat.stdout.trim() !== "" && !stat.stdout.trim().startsWith("Z");
+}
+
+// What a failing check would leave behind: the broker process and its directory.
+function cleanUp(pid: number, dir: string): void {
+  if (alive(pid)) process.kill(pid, "SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
 }
 
 // The launchers need the nats-server and mosquitto binaries; a missing one is a failure here.
@@ -69,9 +75,54 @@ describe("broker launchers clean up", () => {
     );
     expect(run.status, run.stderr).toBe(0);
     const { pid, dir } = JSON.parse(run.stdout.trim().split("\n").at(-1) as string);
-    expect(alive(pid), "nats-server outlived the process that started it").toBe(false);
-    expect(existsSync(dir)).toBe(false);
-    expect(readdirSync(tmpdir())).not.toContain(dir.split("/").at(-1));
+    try {
+      expect(alive(pid), "nats-server outlived the process that started it").toBe(false);
+      expect(existsSync(dir)).toBe(false);
+      expect(readdirSync(tmpdir())).not.toContain(dir.split("/").at(-1));
+    } finally {
+      cleanUp(pid, dir);
+    }
+  });
+
+  it("kills a broker the test process did not stop when SIGTERM ends that process, as vitest ends its workers", async () => {
+    const script = [
+      `import { startNatsServer } from ${JSON.stringify(join(import.meta.dirname, "../src/brokers.ts"))};`,
+      "const nats = await startNatsServer();",
+      "console.log(JSON.stringify({ pid: nats.process.pid, dir: nats.process.spawnargs.at(-1) }));",
+      "setInterval(() => {}, 1000);",
+    ].join("\n");
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    const line = await new Promise<string>((resolve) => {
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes("\n")) resolve(out.trim());
+      });
+    });
+    const { pid, dir } = JSON.parse(line);
+    expect(alive(pid)).toBe(true);
+    const ended = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.once("exit", (_code, signal) => resolve(signal)),
+    );
+    child.kill("SIGTERM");
+    try {
+      expect(await ended, "the process ends by the signal, as without the launcher").toBe(
+        "SIGTERM",
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      expect(alive(pid), "nats-server outlived the SIGTERM of the process that started it").toBe(
+        false,
+      );
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      cleanUp(pid, dir);
+    }
   });
 
   it("refuses options that would break the broker or write outside its directory", async () => {
