@@ -12,6 +12,7 @@ import {
 } from "@posthorn/core";
 import { expect } from "vitest";
 import { freePort, type LaunchedBroker, waitForPort } from "./brokers.js";
+import { track } from "./process-cleanup.js";
 
 /** The counts of a {@link DeliveryLedger}. */
 export interface LedgerCounts {
@@ -529,6 +530,7 @@ export async function startPersistentMosquitto(
   );
   const start = async (): Promise<ChildProcess> => {
     const child = spawn(binary, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+    track(child, dir);
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -542,11 +544,18 @@ export async function startPersistentMosquitto(
       ]);
     } catch (err) {
       child.kill("SIGKILL");
+      await exited(child);
       throw err;
     }
     return child;
   };
-  let child = await start();
+  let child: ChildProcess;
+  try {
+    child = await start();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const stopWith = async (signal: NodeJS.Signals) => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill(signal);

@@ -84,46 +84,56 @@ describe("broker launchers clean up", () => {
     }
   });
 
-  it("kills a broker the test process did not stop when SIGTERM ends that process, as vitest ends its workers", async () => {
-    const script = [
-      `import { startNatsServer } from ${JSON.stringify(join(import.meta.dirname, "../src/brokers.ts"))};`,
-      "const nats = await startNatsServer();",
-      "console.log(JSON.stringify({ pid: nats.process.pid, dir: nats.process.spawnargs.at(-1) }));",
-      "setInterval(() => {}, 1000);",
-    ].join("\n");
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", script],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-      },
-    );
-    const line = await new Promise<string>((resolve) => {
-      let out = "";
-      child.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes("\n")) resolve(out.trim());
+  it.each([
+    ["startNatsServer", "brokers.ts"],
+    ["startPersistentMosquitto", "faults.ts"],
+  ])(
+    "kills a broker of %s the test process did not stop when SIGTERM ends that process, as vitest ends its workers",
+    async (launcher, file) => {
+      const script = [
+        `import { ${launcher} } from ${JSON.stringify(join(import.meta.dirname, "../src", file))};`,
+        `const broker = await ${launcher}();`,
+        // The directory: nats-server's last argument, or the folder of Mosquitto's configuration.
+        "const last = broker.process.spawnargs.at(-1);",
+        "const dir = last.endsWith('.conf') ? last.slice(0, last.lastIndexOf('/')) : last;",
+        "console.log(JSON.stringify({ pid: broker.process.pid, dir }));",
+        "setInterval(() => {}, 1000);",
+      ].join("\n");
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", "--input-type=module", "-e", script],
+        {
+          stdio: ["ignore", "pipe", "inherit"],
+        },
+      );
+      const line = await new Promise<string>((resolve) => {
+        let out = "";
+        child.stdout.on("data", (d: Buffer) => {
+          out += d.toString();
+          if (out.includes("\n")) resolve(out.trim());
+        });
       });
-    });
-    const { pid, dir } = JSON.parse(line);
-    expect(alive(pid)).toBe(true);
-    const ended = new Promise<NodeJS.Signals | null>((resolve) =>
-      child.once("exit", (_code, signal) => resolve(signal)),
-    );
-    child.kill("SIGTERM");
-    try {
-      expect(await ended, "the process ends by the signal, as without the launcher").toBe(
-        "SIGTERM",
+      const { pid, dir } = JSON.parse(line);
+      expect(alive(pid)).toBe(true);
+      const ended = new Promise<NodeJS.Signals | null>((resolve) =>
+        child.once("exit", (_code, signal) => resolve(signal)),
       );
-      await new Promise((r) => setTimeout(r, 100));
-      expect(alive(pid), "nats-server outlived the SIGTERM of the process that started it").toBe(
-        false,
-      );
-      expect(existsSync(dir)).toBe(false);
-    } finally {
-      cleanUp(pid, dir);
-    }
-  });
+      child.kill("SIGTERM");
+      try {
+        expect(await ended, "the process ends by the signal, as without the launcher").toBe(
+          "SIGTERM",
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        expect(
+          alive(pid),
+          `${launcher}: the broker outlived the SIGTERM of the process that started it`,
+        ).toBe(false);
+        expect(existsSync(dir)).toBe(false);
+      } finally {
+        cleanUp(pid, dir);
+      }
+    },
+  );
 
   it("refuses options that would break the broker or write outside its directory", async () => {
     await expect(startNatsServer({ maxPayloadBytes: Number.NaN })).rejects.toThrow(
