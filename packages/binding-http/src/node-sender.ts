@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import { limitTimer, PosthornError } from "@posthorn/core";
-import type { RequestSender, SenderAnswer } from "./sender.js";
+import { connectionFailure, type RequestSender, type SenderAnswer } from "./sender.js";
 
 // How much of an answer's body is kept for the error message (the rest is read and dropped, so
 // the connection can be reused).
@@ -189,10 +189,5 @@ function checkAgent(agent: unknown, secure: boolean): void {
 }
 
 function connectionFailed(what: string, err: Error): PosthornError {
-  const code = (err as { code?: unknown }).code;
-  return new PosthornError(
-    "ConnectionFailed",
-    `${what} failed: ${err.message}`,
-    typeof code === "string" ? { cause: err, protocolCode: code } : { cause: err },
-  );
+  return connectionFailure(what, err.message, err, (err as { code?: unknown }).code);
 }
