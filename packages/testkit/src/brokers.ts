@@ -68,9 +68,16 @@ export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<
  * @throws TypeError when the URL cannot be parsed
  */
 export function hostPort(url: string, defaultPort: number): { host: string; port: number } {
-  const first = url.split(",")[0]?.trim() ?? url;
+  const first = String(url).split(",")[0]?.trim() ?? "";
   const withScheme = first.includes("://") ? first : `tcp://${first}`;
-  const u = new URL(withScheme);
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new TypeError(
+      `cannot read a host and port from the broker address ${JSON.stringify(withoutPassword(String(url)))}: give a URL such as mqtt://127.0.0.1:1883, or host:port`,
+    );
+  }
   return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : defaultPort };
 }
 
@@ -99,7 +106,11 @@ const DEFAULT_PORTS: Record<BrokerName, number> = {
  *   broker does not answer
  */
 export async function requireBroker(name: BrokerName, url = brokerUrl(name)): Promise<boolean> {
-  if (url === undefined) throw new Error(`no address for ${name}: set ${ENV[name]}`);
+  if (url === undefined) {
+    throw new Error(
+      `no address for ${name}: set ${ENV[name]}${name === "kafka" ? ", or start the testkit's own broker with startKafkaBroker() and use its brokers" : ""}`,
+    );
+  }
   const { host, port } = hostPort(url, DEFAULT_PORTS[name]);
   const shown = withoutPassword(url);
   let problem: string | undefined;

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:net";
-import { amqpProtocolAnswer, brokerUrl, requireBroker } from "@posthorn/testkit";
+import { amqpProtocolAnswer, brokerUrl, hostPort, requireBroker } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 
 // A TCP server that answers every client with fixed bytes, as a broker's first reply.
@@ -60,4 +60,25 @@ describe("requireBroker for AMQP", () => {
       expect(await amqpProtocolAnswer(url.hostname, Number(url.port || 5672))).toBe("1.0");
     },
   );
+});
+
+describe("requireBroker and hostPort, given what they cannot use", () => {
+  it("says how to read a broker address that is not one, without its password", () => {
+    expect(() => hostPort("amqp://guest:secret@", 5672)).toThrow(
+      /cannot read a host and port from the broker address "amqp:\/\/guest:\*\*\*@": give a URL/,
+    );
+    expect(() => hostPort("not a url", 1)).toThrow(TypeError);
+  });
+
+  it("names the testkit's own Kafka broker when KAFKA_BROKERS is unset", async () => {
+    const given = process.env.KAFKA_BROKERS;
+    delete process.env.KAFKA_BROKERS;
+    try {
+      await expect(requireBroker("kafka")).rejects.toThrow(
+        /set KAFKA_BROKERS, or start the testkit's own broker with startKafkaBroker\(\)/,
+      );
+    } finally {
+      if (given !== undefined) process.env.KAFKA_BROKERS = given;
+    }
+  });
 });
