@@ -366,8 +366,15 @@ export function invalidEvent(vector: InvalidVector): CloudEvent {
  */
 export function vector(name: string): EventVector {
   const found = validVectors.find((x) => x.name === name);
-  if (!found) throw new Error(`no vector named ${name}`);
-  return found;
+  if (found) return found;
+  if (invalidVectors.some((x) => x.name === name)) {
+    throw new Error(
+      `${JSON.stringify(name)} is an invalid vector: take it from invalidVectors and build its event with invalidEvent()`,
+    );
+  }
+  throw new Error(
+    `no valid vector named ${JSON.stringify(name)}; the names are ${validVectors.map((x) => x.name).join(", ")}`,
+  );
 }
 
 /**

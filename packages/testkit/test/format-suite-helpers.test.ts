@@ -1,6 +1,6 @@
 import { PosthornError } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
-import { expectTypedError } from "../src/index.js";
+import { expectTypedError, vector } from "../src/index.js";
 
 describe("expectTypedError", () => {
   it("passes on a synchronous PosthornError of an accepted code", () => {
@@ -24,5 +24,15 @@ describe("expectTypedError", () => {
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
+  });
+});
+
+describe("vector", () => {
+  it("says which names exist, and where an invalid vector is found", () => {
+    expect(vector("minimal").name).toBe("minimal");
+    expect(() => vector("typo")).toThrow(/no valid vector named "typo"; the names are minimal, /);
+    expect(() => vector("missing-id")).toThrow(
+      /"missing-id" is an invalid vector: take it from invalidVectors/,
+    );
   });
 });
