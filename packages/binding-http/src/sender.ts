@@ -1,4 +1,4 @@
-import { isPosthornError, MAX_TIMER_MS, PosthornError } from "@posthorn/core";
+import { isCertificateErrorCode, isPosthornError, MAX_TIMER_MS, PosthornError } from "@posthorn/core";
 
 /** One request of a publisher, as its sender sends it. */
 export interface SenderRequest {
@@ -167,33 +167,8 @@ function fetchFailure(
 }
 
 /**
- * The error codes Node (and undici, as the `cause`) give when the server's certificate is not
- * accepted: trying again fails the same way until the configuration changes (a CA in the
- * `agent`, a renewed certificate, the right host name), so such a failure is not retryable.
- */
-const CERTIFICATE_CODES: ReadonlySet<string> = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "CERT_REVOKED",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_CHAIN_TOO_LONG",
-  "INVALID_CA",
-  "INVALID_PURPOSE",
-  "PATH_LENGTH_EXCEEDED",
-  "HOSTNAME_MISMATCH",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
-
-/**
  * A failed connection as a `ConnectionFailed`, retryable unless the server's certificate was not
- * accepted (see {@link CERTIFICATE_CODES}), which the message then says how to mend.
+ * accepted (core's `isCertificateErrorCode`), which the message then says how to mend.
  *
  * @internal
  */
@@ -203,7 +178,7 @@ export function connectionFailure(
   cause: unknown,
   code: unknown,
 ): PosthornError {
-  const certificate = typeof code === "string" && CERTIFICATE_CODES.has(code);
+  const certificate = isCertificateErrorCode(code);
   const hint = certificate
     ? " (the server's certificate was not accepted: trust its CA with options.agent, an https.Agent with ca, or with undici's dispatcher when options.fetch is given; or fix the certificate. Retrying does not help)"
     : "";

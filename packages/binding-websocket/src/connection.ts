@@ -12,6 +12,7 @@ import {
   type EventFormat,
   type ExtensionRegistry,
   formatWithRegistry,
+  isCertificateErrorCode,
   isPosthornError,
   limitTimer,
   type Message,
@@ -941,13 +942,20 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
           : typeof error?.message === "string"
             ? error.message
             : "connection failed";
+      const code = (error as { code?: unknown } | null | undefined)?.code;
+      // A TLS certificate not accepted fails the same way until the configuration changes.
+      const certificate = isCertificateErrorCode(code);
+      const hint = certificate
+        ? " (the server's certificate was not accepted: trust its CA by passing as options.WebSocket a subclass of ws's that adds { ca } (docs/bindings/websocket.md, Headers, TLS and other ws options), or fix the certificate. Retrying does not help)"
+        : "";
       reject(
         new PosthornError(
           "ConnectionFailed",
-          `WebSocket ${url} (offering ${protocols.join(", ")}) failed: ${detail}`,
+          `WebSocket ${url} (offering ${protocols.join(", ")}) failed: ${detail}${hint}`,
           {
             cause: event.error ?? event,
-            retryable: !NOT_RETRYABLE_HANDSHAKE.test(detail),
+            ...(typeof code === "string" ? { protocolCode: code } : {}),
+            retryable: !certificate && !NOT_RETRYABLE_HANDSHAKE.test(detail),
           },
         ),
       );

@@ -166,3 +166,46 @@ export function asDecodeError(err: unknown, what: string): PosthornError {
   const reason = err instanceof Error ? err.message : String(err);
   return malformed(`${what}: ${reason}`, err);
 }
+
+/**
+ * The error codes Node gives (undici as the `cause` of a `fetch` failure, `ws` on its error)
+ * when a server's TLS certificate is not accepted: untrusted, expired, revoked or for another
+ * host name. Trying again fails the same way until the configuration changes (a CA to trust, a
+ * renewed certificate, the right host name), so a binding makes such a failure not retryable.
+ */
+const CERTIFICATE_CODES: ReadonlySet<string> = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_CHAIN_TOO_LONG",
+  "INVALID_CA",
+  "INVALID_PURPOSE",
+  "PATH_LENGTH_EXCEEDED",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/**
+ * Whether `code` (an error's `code`, e.g. `"CERT_HAS_EXPIRED"`) says a server's TLS certificate
+ * was not accepted: a failure retrying cannot mend.
+ *
+ * @param code - the `code` of the error a connection failed with (anything else is `false`)
+ * @returns `true` for Node's certificate verification codes
+ * @example
+ * ```ts
+ * socket.on("error", (err) => {
+ *   const retryable = !isCertificateErrorCode((err as { code?: unknown }).code);
+ * });
+ * ```
+ */
+export function isCertificateErrorCode(code: unknown): boolean {
+  return typeof code === "string" && CERTIFICATE_CODES.has(code);
+}

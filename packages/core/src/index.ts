@@ -73,6 +73,7 @@ export {
   asDecodeError,
   type ErrorCode,
   invalidEvent,
+  isCertificateErrorCode,
   isPosthornError,
   malformed,
   PosthornError,

@@ -5,6 +5,7 @@ import {
   checkTimeOption,
   type Delivery,
   EventRouter,
+  isCertificateErrorCode,
 } from "@posthorn/core";
 import { refusedOption } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
@@ -127,5 +128,20 @@ describe("EventRouter.run concurrency", () => {
     await expect(
       new EventRouter().run(idle(), { concurrency: Number.POSITIVE_INFINITY }),
     ).resolves.toBeUndefined();
+  });
+});
+
+describe("isCertificateErrorCode", () => {
+  it("is true for Node's certificate verification codes only", () => {
+    for (const code of [
+      "DEPTH_ZERO_SELF_SIGNED_CERT",
+      "CERT_HAS_EXPIRED",
+      "ERR_TLS_CERT_ALTNAME_INVALID",
+    ]) {
+      expect(isCertificateErrorCode(code)).toBe(true);
+    }
+    for (const code of ["ECONNREFUSED", "ECONNRESET", "EPROTO", "", undefined, 7, null]) {
+      expect(isCertificateErrorCode(code)).toBe(false);
+    }
   });
 });
