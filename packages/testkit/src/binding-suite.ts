@@ -77,6 +77,37 @@ export function pathsOf(coverage: SuiteCoverage): string[] {
   return [...new Set(coverage.cases.map((c) => c.slice(0, c.indexOf(": "))))];
 }
 
+// A harness mistake shows as a collection error naming it, not as cases that test nothing: a
+// structured or batch path without its format, or no path at all.
+function checkHarness(harness: BindingHarness): void {
+  if (typeof harness?.roundTrip !== "function") {
+    throw new TypeError("describeBindingConformance: the harness needs roundTrip(event, path)");
+  }
+  if (!Array.isArray(harness.paths) || harness.paths.length === 0) {
+    throw new TypeError(
+      `describeBindingConformance: harness ${JSON.stringify(harness.name)} has no paths; give at least { mode: "binary" }`,
+    );
+  }
+  for (const path of harness.paths) {
+    const mode = path?.mode;
+    if (mode !== "binary" && mode !== "structured" && mode !== "batch") {
+      throw new TypeError(
+        `describeBindingConformance: a path's mode must be "binary", "structured" or "batch", got ${JSON.stringify(mode)}`,
+      );
+    }
+    if (mode !== "binary" && path.format === undefined) {
+      throw new TypeError(
+        `describeBindingConformance: the ${mode} path of ${JSON.stringify(harness.name)} needs its format, e.g. { mode: "${mode}", format: json }`,
+      );
+    }
+    if (mode === "batch" && typeof harness.roundTripBatch !== "function") {
+      throw new TypeError(
+        `describeBindingConformance: harness ${JSON.stringify(harness.name)} has a batch path but no roundTripBatch(events, path)`,
+      );
+    }
+  }
+}
+
 /**
  * The shared conformance suite for a binding: every valid vector along every path round-trips to
  * an equivalent event; every invalid vector the path can detect is rejected with a typed error;
@@ -84,12 +115,15 @@ export function pathsOf(coverage: SuiteCoverage): string[] {
  *
  * @param harness - how to send an event along each path and read it back
  * @returns the cases it registered, to check coverage with
+ * @throws TypeError when the harness has no paths, a path with another mode, a structured or
+ *   batch path without its format, or a batch path without `roundTripBatch`
  * @example
  * ```ts
  * describeBindingConformance(httpMappingHarness());
  * ```
  */
 export function describeBindingConformance(harness: BindingHarness): SuiteCoverage {
+  checkHarness(harness);
   const cases: string[] = [];
   const skipped: string[] = [];
   describe(`binding conformance: ${harness.name}`, () => {

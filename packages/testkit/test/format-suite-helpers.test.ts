@@ -1,6 +1,6 @@
-import { PosthornError } from "@posthorn/core";
+import { type CloudEvent, PosthornError } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
-import { expectTypedError, vector } from "../src/index.js";
+import { describeBindingConformance, expectTypedError, vector } from "../src/index.js";
 
 describe("expectTypedError", () => {
   it("passes on a synchronous PosthornError of an accepted code", () => {
@@ -34,5 +34,25 @@ describe("vector", () => {
     expect(() => vector("missing-id")).toThrow(
       /"missing-id" is an invalid vector: take it from invalidVectors/,
     );
+  });
+});
+
+describe("describeBindingConformance, given a harness it cannot run", () => {
+  const roundTrip = (e: CloudEvent) => e;
+  const json = { name: "json" }; // only its presence is checked here
+  it.each([
+    [{ name: "none", paths: [], roundTrip }, /harness "none" has no paths/],
+    [
+      { name: "s", paths: [{ mode: "structured" }], roundTrip },
+      /the structured path of "s" needs its format, e\.g\. \{ mode: "structured", format: json \}/,
+    ],
+    [{ name: "m", paths: [{ mode: "stuctured" }], roundTrip }, /mode must be .*got "stuctured"/],
+    [
+      { name: "b", paths: [{ mode: "batch", format: json }], roundTrip },
+      /"b" has a batch path but no roundTripBatch/,
+    ],
+    [{ name: "r", paths: [{ mode: "binary" }] }, /the harness needs roundTrip/],
+  ])("refuses %j where it is called", (harness, message) => {
+    expect(() => describeBindingConformance(harness as never)).toThrow(message);
   });
 });
