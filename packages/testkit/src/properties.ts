@@ -12,12 +12,27 @@ import {
 import fc from "fast-check";
 import { describe, expect, it as vitestIt } from "vitest";
 import type { SuiteCoverage } from "./binding-suite.js";
+import { inCi } from "./brokers.js";
 
-/** How many generated cases each property runs: at least 1,000 under CI, fewer locally. */
+/**
+ * How many generated cases each property runs: `POSTHORN_PROPERTY_RUNS` when set, else 1,000
+ * under CI (`CI` set and not `false` or `0`) and 300 locally.
+ *
+ * @throws RangeError when `POSTHORN_PROPERTY_RUNS` is set to anything but a whole number of 1 or
+ *   more (it was ignored, or a fraction was handed to fast-check)
+ */
 export function propertyRuns(): number {
-  const fromEnv = Number(process.env.POSTHORN_PROPERTY_RUNS);
-  if (Number.isFinite(fromEnv) && fromEnv > 0) return fromEnv;
-  return process.env.CI ? 1000 : 300;
+  const given = process.env.POSTHORN_PROPERTY_RUNS;
+  if (given !== undefined && given.trim() !== "") {
+    const runs = Number(given);
+    if (!Number.isInteger(runs) || runs < 1) {
+      throw new RangeError(
+        `POSTHORN_PROPERTY_RUNS must be a whole number of runs, 1 or more, got ${JSON.stringify(given)}`,
+      );
+    }
+    return runs;
+  }
+  return inCi() ? 1000 : 300;
 }
 
 const validString = (minLength = 0, maxLength = 40): fc.Arbitrary<string> =>

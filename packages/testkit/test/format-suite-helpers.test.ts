@@ -1,6 +1,11 @@
 import { type CloudEvent, PosthornError } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
-import { describeBindingConformance, expectTypedError, vector } from "../src/index.js";
+import {
+  describeBindingConformance,
+  expectTypedError,
+  propertyRuns,
+  vector,
+} from "../src/index.js";
 
 describe("expectTypedError", () => {
   it("passes on a synchronous PosthornError of an accepted code", () => {
@@ -54,5 +59,38 @@ describe("describeBindingConformance, given a harness it cannot run", () => {
     [{ name: "r", paths: [{ mode: "binary" }] }, /the harness needs roundTrip/],
   ])("refuses %j where it is called", (harness, message) => {
     expect(() => describeBindingConformance(harness as never)).toThrow(message);
+  });
+});
+
+describe("propertyRuns", () => {
+  const saved = { runs: process.env.POSTHORN_PROPERTY_RUNS, ci: process.env.CI };
+  const restore = () => {
+    for (const [key, value] of [
+      ["POSTHORN_PROPERTY_RUNS", saved.runs],
+      ["CI", saved.ci],
+    ] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  };
+
+  it("reads CI as inCi() does, and refuses a run count that is not a whole number", () => {
+    try {
+      delete process.env.POSTHORN_PROPERTY_RUNS;
+      process.env.CI = "false";
+      expect(propertyRuns()).toBe(300);
+      process.env.CI = "true";
+      expect(propertyRuns()).toBe(1000);
+      process.env.POSTHORN_PROPERTY_RUNS = "50";
+      expect(propertyRuns()).toBe(50);
+      for (const bad of ["2.5", "lots", "0"]) {
+        process.env.POSTHORN_PROPERTY_RUNS = bad;
+        expect(() => propertyRuns()).toThrow(
+          `POSTHORN_PROPERTY_RUNS must be a whole number of runs, 1 or more, got "${bad}"`,
+        );
+      }
+    } finally {
+      restore();
+    }
   });
 });
