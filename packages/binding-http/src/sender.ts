@@ -1,4 +1,9 @@
-import { isCertificateErrorCode, isPosthornError, MAX_TIMER_MS, PosthornError } from "@posthorn/core";
+import {
+  isCertificateErrorCode,
+  isPosthornError,
+  MAX_TIMER_MS,
+  PosthornError,
+} from "@posthorn/core";
 
 /** One request of a publisher, as its sender sends it. */
 export interface SenderRequest {
