@@ -330,6 +330,34 @@ describe("Kafka test broker with kafkajs", () => {
     await b.disconnect();
   });
 
+  it("lists a group whose members all left as an empty consumer group, as Kafka does", async () => {
+    const topic = unique("emptied");
+    const groupId = unique("g");
+    broker.createTopic(topic, 1);
+    const c = await consumer(groupId);
+    let joined = false;
+    c.on(c.events.GROUP_JOIN, () => {
+      joined = true;
+    });
+    await c.subscribe({ topic, fromBeginning: true });
+    await c.run({ eachMessage: async () => {} });
+    await until(() => joined, 15_000, "the join");
+    await c.disconnect();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const { groups } = await admin.listGroups();
+      expect(groups.find((g) => g.groupId === groupId)).toEqual({
+        groupId,
+        protocolType: "consumer",
+      });
+      const described = await admin.describeGroups([groupId]);
+      expect(described.groups[0]).toMatchObject({ state: "Empty", protocolType: "consumer" });
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
   it("keeps committed offsets across a consumer restart", async () => {
     const topic = unique("commit");
     const groupId = unique("g");

@@ -211,9 +211,10 @@ export class GroupCoordinator {
     }
     g.generationId++;
     if (g.members.size === 0) {
+      // As Kafka does, an emptied group keeps its protocol type ("consumer"): ListGroups and
+      // DescribeGroups still show it as a consumer group with its committed offsets.
       g.state = "Empty";
       g.protocolName = null;
-      g.protocolType = null;
       g.leader = null;
       return;
     }
