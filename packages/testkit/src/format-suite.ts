@@ -65,6 +65,28 @@ export function expectTypedError(action: () => unknown, codes?: readonly string[
 }
 
 /**
+ * Throws a `TypeError` naming the suite when `format` is not an event format (no `encode` and
+ * `decode` functions, or only one of `encodeBatch` and `decodeBatch`), so the mistake shows where
+ * the suite is called instead of as a `TypeError` in every case.
+ *
+ * @param suite - the suite's name, to start the message
+ * @param format - what was passed as the format
+ */
+export function checkFormat(suite: string, format: EventFormat): void {
+  const f = format as Partial<EventFormat> | null | undefined;
+  if (typeof f?.encode !== "function" || typeof f?.decode !== "function") {
+    throw new TypeError(
+      `${suite}: the format must be an EventFormat with encode(event) and decode(bytes), got ${f === null ? "null" : typeof f === "object" ? `an object with ${Object.keys(f).join(", ") || "no keys"}` : typeof f}`,
+    );
+  }
+  if ((f.encodeBatch === undefined) !== (f.decodeBatch === undefined)) {
+    throw new TypeError(
+      `${suite}: format ${JSON.stringify(f.name)} has only one of encodeBatch and decodeBatch; give both, or neither`,
+    );
+  }
+}
+
+/**
  * Invalid vectors a path can detect, given whether it keeps types and name case.
  *
  * @param options - `typed`: the path keeps attribute value types; `caseSensitive`: it keeps the
@@ -118,6 +140,8 @@ export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
  * @returns the valid-vector round-trip cases it registered, by vector name, and those skipped
  *   (`name (reason)`), to check coverage with; the batch, invalid-vector and corruption tests
  *   always run and are not listed
+ * @throws TypeError when `format` has no `encode` and `decode`, or only one of `encodeBatch` and
+ *   `decodeBatch`
  * @example
  * ```ts
  * describeFormatConformance(json);
@@ -127,6 +151,7 @@ export function describeFormatConformance(
   format: EventFormat,
   options: FormatConformanceOptions = {},
 ): SuiteCoverage {
+  checkFormat("describeFormatConformance", format);
   const cases: string[] = [];
   const skipped: string[] = [];
   const typed = options.typed ?? true;

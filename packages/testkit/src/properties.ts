@@ -13,6 +13,7 @@ import fc from "fast-check";
 import { describe, expect, it as vitestIt } from "vitest";
 import type { SuiteCoverage } from "./binding-suite.js";
 import { inCi } from "./brokers.js";
+import { checkFormat } from "./format-suite.js";
 
 /**
  * How many generated cases each property runs: `POSTHORN_PROPERTY_RUNS` when set, else 1,000
@@ -175,11 +176,14 @@ export function expectEventOrTypedError(decode: () => unknown): void {
  * @param format - the format under test
  * @param options - options for the generated events (whether Binary extensions are generated)
  * @returns the cases it registered, to check coverage with
+ * @throws TypeError when `format` has no `encode` and `decode`, or only one of `encodeBatch` and
+ *   `decodeBatch`
  */
 export function describeFormatProperties(
   format: EventFormat,
   options: ArbitraryEventOptions = {},
 ): SuiteCoverage {
+  checkFormat("describeFormatProperties", format);
   const numRuns = propertyRuns();
   const cases: string[] = [];
   // Every property test below, by name, so the calling file can check what ran.

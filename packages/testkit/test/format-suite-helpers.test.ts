@@ -2,6 +2,8 @@ import { type CloudEvent, PosthornError } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 import {
   describeBindingConformance,
+  describeFormatConformance,
+  describeFormatProperties,
   expectTypedError,
   propertyRuns,
   vector,
@@ -92,5 +94,24 @@ describe("propertyRuns", () => {
     } finally {
       restore();
     }
+  });
+});
+
+describe("the format suites, given something that is not a format", () => {
+  it.each([
+    [undefined, /describeFormatConformance: the format must be an EventFormat .*, got undefined/],
+    [{ name: "x", encode: () => new Uint8Array(0) }, /got an object with name, encode/],
+    [
+      { name: "half", encode: () => {}, decode: () => {}, encodeBatch: () => {} },
+      /format "half" has only one of encodeBatch and decodeBatch/,
+    ],
+  ])("describeFormatConformance refuses %j where it is called", (format, message) => {
+    expect(() => describeFormatConformance(format as never)).toThrow(message);
+  });
+
+  it("describeFormatProperties refuses it too", () => {
+    expect(() => describeFormatProperties({} as never)).toThrow(
+      /describeFormatProperties: the format must be an EventFormat .*got an object with no keys/,
+    );
   });
 });
