@@ -157,3 +157,43 @@ export class ByteWriter {
     this.pos += written;
   }
 }
+
+/**
+ * An encode function over one writer kept from call to call (no buffer to allocate per event),
+ * safe against re-entry: data's `toJSON` runs in the middle of an encode and may itself encode an
+ * event in the same format, and on the shared writer that overwrote the outer event's bytes (an
+ * encode that succeeded, bytes no decoder reads). While the kept writer is in use, a nested
+ * encode gets a fresh one. A failed encode leaves the writer empty.
+ *
+ * @param make - makes a writer (once for keeping, and for each nested encode)
+ * @returns `encodeWith(write)`: runs `write` on a writer and returns the bytes it wrote
+ * @example
+ * ```ts
+ * const encodeWith = reusedWriter(() => new ByteWriter());
+ * const bytes = encodeWith((w) => { w.byte(1); w.raw(payload); });
+ * ```
+ */
+export function reusedWriter<W extends ByteWriter>(
+  make: () => W,
+): (write: (writer: W) => void) => Uint8Array {
+  const kept = make();
+  let busy = false;
+  return (write) => {
+    if (busy) {
+      const own = make();
+      write(own);
+      return own.finish();
+    }
+    busy = true;
+    kept.reset();
+    try {
+      write(kept);
+      return kept.finish();
+    } catch (err) {
+      kept.reset();
+      throw err;
+    } finally {
+      busy = false;
+    }
+  };
+}

@@ -1,4 +1,4 @@
-export { ByteWriter, varintSize } from "./byte-buffer.js";
+export { ByteWriter, reusedWriter, varintSize } from "./byte-buffer.js";
 export {
   asciiText,
   base64Decode,

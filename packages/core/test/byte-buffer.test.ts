@@ -1,4 +1,4 @@
-import { ByteWriter, utf8Decode, varintSize } from "@posthorn/core";
+import { ByteWriter, reusedWriter, utf8Decode, varintSize } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 
 /** Reads the varint at `at`, independently of the writer: low seven bits first. */
@@ -76,5 +76,34 @@ describe("ByteWriter", () => {
     w.reset();
     w.byte(9);
     expect([...w.finish()]).toEqual([9]);
+  });
+});
+
+describe("reusedWriter", () => {
+  it("keeps one writer, gives a nested encode its own, and starts empty after a failure", () => {
+    let made = 0;
+    const encodeWith = reusedWriter(() => {
+      made++;
+      return new ByteWriter();
+    });
+    expect(encodeWith((w) => w.byte(1))).toEqual(new Uint8Array([1]));
+    // A nested encode in the middle of another: both come out whole.
+    let inner: Uint8Array | undefined;
+    const outer = encodeWith((w) => {
+      w.byte(7);
+      inner = encodeWith((n) => n.raw(new Uint8Array([8, 9])));
+      w.byte(10);
+    });
+    expect(outer).toEqual(new Uint8Array([7, 10]));
+    expect(inner).toEqual(new Uint8Array([8, 9]));
+    expect(made).toBe(2);
+    expect(() =>
+      encodeWith((w) => {
+        w.byte(5);
+        throw new Error("bad data");
+      }),
+    ).toThrow("bad data");
+    expect(encodeWith((w) => w.byte(6))).toEqual(new Uint8Array([6]));
+    expect(made).toBe(2);
   });
 });

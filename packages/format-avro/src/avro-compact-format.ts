@@ -19,6 +19,7 @@ import {
   malformed,
   parseTimestamp,
   quoted,
+  reusedWriter,
 } from "@posthorn/core";
 import { AvroReader, AvroWriter } from "./avro-io.js";
 import { fromMicros, toMicros } from "./timestamp-micros.js";
@@ -52,31 +53,9 @@ const EXT_STRING = 3;
 const DATA_BYTES = 0;
 const DATA_NULL = 1;
 
-const writer = new AvroWriter();
-
-// Data's toJSON runs in the middle of an encode and may itself encode an event in this format:
-// on the shared writer that overwrote the outer event's bytes, which came out corrupted (an
-// encode that succeeded, bytes no decoder reads). While the shared writer is in use, a fresh one.
-let writerBusy = false;
-
-function encodeWith(write: (w: AvroWriter) => void): Uint8Array {
-  if (writerBusy) {
-    const own = new AvroWriter();
-    write(own);
-    return own.finish();
-  }
-  writerBusy = true;
-  writer.reset();
-  try {
-    write(writer);
-    return writer.finish();
-  } catch (err) {
-    writer.reset();
-    throw err;
-  } finally {
-    writerBusy = false;
-  }
-}
+// One writer kept from encode to encode; an encode nested in another (data's toJSON encoding an
+// event in this format) gets its own.
+const encodeWith = reusedWriter(() => new AvroWriter());
 
 /**
  * The compact Avro format (`application/cloudevents+avro-compact`), a working draft of the

@@ -16,6 +16,7 @@ import {
   isPosthornError,
   malformed,
   parseJson,
+  reusedWriter,
   utf8Decode,
   utf8Encode,
 } from "@posthorn/core";
@@ -68,31 +69,9 @@ const INNER_DOUBLE = 4;
 const INNER_STRING = 5;
 
 const JSON_NULL_BYTES = utf8Encode("null");
-const writer = new AvroWriter();
-
-// Data's toJSON runs in the middle of an encode and may itself encode an event in this format:
-// on the shared writer that overwrote the outer event's bytes, which came out corrupted (an
-// encode that succeeded, bytes no decoder reads). While the shared writer is in use, a fresh one.
-let writerBusy = false;
-
-function encodeWith(write: (w: AvroWriter) => void): Uint8Array {
-  if (writerBusy) {
-    const own = new AvroWriter();
-    write(own);
-    return own.finish();
-  }
-  writerBusy = true;
-  writer.reset();
-  try {
-    write(writer);
-    return writer.finish();
-  } catch (err) {
-    writer.reset();
-    throw err;
-  } finally {
-    writerBusy = false;
-  }
-}
+// One writer kept from encode to encode; an encode nested in another (data's toJSON encoding an
+// event in this format) gets its own.
+const encodeWith = reusedWriter(() => new AvroWriter());
 
 /**
  * The CloudEvents Avro event format (`application/cloudevents+avro`, avro-format.md).

@@ -19,6 +19,7 @@ import {
   jsonText,
   parseContentType,
   parseJson,
+  reusedWriter,
 } from "@posthorn/core";
 import { fromProtoTimestamp, toProtoTimestamp } from "./timestamp.js";
 import { expectWireType, LEN, ProtoReader, ProtoWriter, readTag, VARINT } from "./wire.js";
@@ -70,31 +71,9 @@ const A_TIMESTAMP = 7;
 const OWN_FIELDS = new Set(["id", "source", "specversion", "type"]);
 const PROTOBUF_MEDIA_TYPES = new Set(["application/protobuf", "application/x-protobuf"]);
 
-const writer = new ProtoWriter();
-
-// Data's toJSON runs in the middle of an encode and may itself encode an event in this format:
-// on the shared writer that overwrote the outer event's bytes, which came out corrupted (an
-// encode that succeeded, bytes no decoder reads). While the shared writer is in use, a fresh one.
-let writerBusy = false;
-
-function encodeWith(write: (w: ProtoWriter) => void): Uint8Array {
-  if (writerBusy) {
-    const own = new ProtoWriter();
-    write(own);
-    return own.finish();
-  }
-  writerBusy = true;
-  writer.reset();
-  try {
-    write(writer);
-    return writer.finish();
-  } catch (err) {
-    writer.reset();
-    throw err;
-  } finally {
-    writerBusy = false;
-  }
-}
+// One writer kept from encode to encode; an encode nested in another (data's toJSON encoding an
+// event in this format) gets its own.
+const encodeWith = reusedWriter(() => new ProtoWriter());
 
 /**
  * The CloudEvents Protobuf event format (`application/cloudevents+protobuf`) and its batch
