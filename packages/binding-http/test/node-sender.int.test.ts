@@ -1,15 +1,11 @@
 // The Node entry point's publisher sends over node:http / node:https: what that sender does
 // that fetch did for it (content-length, keep-alive, TLS, URL checks) and what it must not do
 // (leave sockets behind, crash on a header node:http refuses, hang on an answer cut short).
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, Agent as HttpsAgent } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { httpPublisher } from "@posthorn/binding-http";
-import { inCi } from "@posthorn/testkit";
+import { selfSignedCertificate, type TestCertificate } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { failure, startServer, type TestServer, textEvent } from "./servers.js";
 
@@ -193,78 +189,42 @@ describe("httpPublisher over node:http", () => {
 
 // A certificate for 127.0.0.1 made by openssl for this run: the publisher trusts it only
 // through the agent it is given.
-const openssl = (() => {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!openssl && inCi())
-  throw new Error("openssl is not installed; under CI=true the TLS test must run");
+const tls = selfSignedCertificate();
 
-describe.skipIf(!openssl)("httpPublisher over node:https", () => {
+describe.skipIf(!tls)("httpPublisher over node:https", () => {
   it("sends over TLS with a private CA given through the agent, and refuses the certificate without it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "posthorn-tls-"));
-    try {
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-days",
-          "1",
-          "-subj",
-          "/CN=127.0.0.1",
-          "-addext",
-          "subjectAltName=IP:127.0.0.1",
-          "-keyout",
-          join(dir, "key.pem"),
-          "-out",
-          join(dir, "cert.pem"),
-        ],
-        { stdio: "ignore" },
-      );
-      const cert = readFileSync(join(dir, "cert.pem"));
-      const key = readFileSync(join(dir, "key.pem"));
-      const seen: string[] = [];
-      const server = createHttpsServer({ cert, key }, (req, res) => {
-        seen.push(String(req.headers["ce-id"]));
-        req.resume();
-        req.on("end", () => {
-          res.writeHead(202);
-          res.end();
-        });
+    const { cert, key } = tls as TestCertificate;
+    const seen: string[] = [];
+    const server = createHttpsServer({ cert, key }, (req, res) => {
+      seen.push(String(req.headers["ce-id"]));
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(202);
+        res.end();
       });
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
-      try {
-        const agent = new HttpsAgent({ keepAlive: true, ca: cert });
-        const trusting = httpPublisher({ url, agent, retry: false });
-        await trusting.publish(textEvent("tls-1", "/node"));
-        expect(seen).toEqual(["tls-1"]);
-        await trusting.close();
-        agent.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+    try {
+      const agent = new HttpsAgent({ keepAlive: true, ca: cert });
+      const trusting = httpPublisher({ url, agent, retry: false });
+      await trusting.publish(textEvent("tls-1", "/node"));
+      expect(seen).toEqual(["tls-1"]);
+      await trusting.close();
+      agent.destroy();
 
-        const untrusting = httpPublisher({ url, retry: false });
-        const err = await failure(untrusting.publish(textEvent("tls-2", "/node")));
-        expect(err.code).toBe("ConnectionFailed");
-        expect(err.protocolCode).toBe("DEPTH_ZERO_SELF_SIGNED_CERT");
-        // Trying again fails the same way until the configuration changes.
-        expect(err.retryable).toBe(false);
-        expect(err.message).toContain("options.agent");
-        expect(seen).toEqual(["tls-1"]);
-        await untrusting.close();
-      } finally {
-        server.closeAllConnections();
-        await new Promise((r) => server.close(r));
-      }
+      const untrusting = httpPublisher({ url, retry: false });
+      const err = await failure(untrusting.publish(textEvent("tls-2", "/node")));
+      expect(err.code).toBe("ConnectionFailed");
+      expect(err.protocolCode).toBe("DEPTH_ZERO_SELF_SIGNED_CERT");
+      // Trying again fails the same way until the configuration changes.
+      expect(err.retryable).toBe(false);
+      expect(err.message).toContain("options.agent");
+      expect(seen).toEqual(["tls-1"]);
+      await untrusting.close();
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     }
   });
 });

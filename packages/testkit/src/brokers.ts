@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +38,59 @@ export function brokerUrl(name: BrokerName): string | undefined {
 export function inCi(): boolean {
   const ci = process.env.CI;
   return ci !== undefined && ci !== "" && ci !== "false" && ci !== "0";
+}
+
+/** A TLS certificate and its private key, PEM-encoded. */
+export interface TestCertificate {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+/**
+ * A self-signed TLS certificate for a loopback address, made by `openssl` for this run, for
+ * tests of TLS clients and servers: a client trusts it only when given it as `ca`, and fails
+ * with Node's `DEPTH_ZERO_SELF_SIGNED_CERT` otherwise. Valid for one day.
+ *
+ * @param host - the IP address it is for (its common name and subject alternative name)
+ * @returns the certificate and key, or `undefined` when `openssl` is not installed
+ * @throws Error when `openssl` is not installed under CI (`CI=true`), where the TLS tests must run
+ */
+export function selfSignedCertificate(host = "127.0.0.1"): TestCertificate | undefined {
+  try {
+    execFileSync("openssl", ["version"], { stdio: "ignore" });
+  } catch {
+    if (inCi()) throw new Error("openssl is not installed; under CI=true the TLS tests must run");
+    return undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "posthorn-tls-"));
+  try {
+    const keyFile = join(dir, "key.pem");
+    const certFile = join(dir, "cert.pem");
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        `/CN=${host}`,
+        "-addext",
+        `subjectAltName=IP:${host}`,
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+      ],
+      { stdio: "ignore" },
+    );
+    return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -18,8 +18,10 @@ export {
   type NatsServerOptions,
   portOpen,
   requireBroker,
+  selfSignedCertificate,
   startMosquitto,
   startNatsServer,
+  type TestCertificate,
   waitForPort,
 } from "./brokers.js";
 export {
