@@ -42,7 +42,9 @@ export function inCi(): boolean {
 
 /** A TLS certificate and its private key, PEM-encoded. */
 export interface TestCertificate {
+  /** The certificate: give it to a server as `cert`, and to a client that trusts it as `ca`. */
   readonly cert: Buffer;
+  /** Its private key, for the server (`key`). */
   readonly key: Buffer;
 }
 
