@@ -1,7 +1,12 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import { limitTimer, PosthornError } from "@posthorn/core";
-import { connectionFailure, type RequestSender, type SenderAnswer } from "./sender.js";
+import {
+  checkHttpUrl,
+  connectionFailure,
+  type RequestSender,
+  type SenderAnswer,
+} from "./sender.js";
 
 // How much of an answer's body is kept for the error message (the rest is read and dropped, so
 // the connection can be reused).
@@ -24,18 +29,7 @@ function targetOf(url: string): { secure: boolean; hostname: string; port: strin
   } catch {
     throw new PosthornError("MalformedInput", `${JSON.stringify(url)} is not an absolute URL`);
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new PosthornError(
-      "MalformedInput",
-      `${JSON.stringify(url)} is not an http: or https: URL`,
-    );
-  }
-  if (parsed.username !== "" || parsed.password !== "") {
-    throw new PosthornError(
-      "MalformedInput",
-      "the publisher's url holds credentials; pass them as the authorization option instead",
-    );
-  }
+  checkHttpUrl(parsed, url);
   // URL keeps the brackets of an IPv6 host; node:http wants the bare address.
   const host = parsed.hostname;
   return {

@@ -12,6 +12,7 @@ import {
 } from "@posthorn/core";
 import {
   anySignal,
+  checkHttpUrl,
   fetchSender,
   PLATFORM_SENDER,
   type RequestSender,
@@ -183,18 +184,7 @@ function checkFetchUrl(url: string): void {
   } catch {
     return;
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new PosthornError(
-      "MalformedInput",
-      `${JSON.stringify(url)} is not an http: or https: URL`,
-    );
-  }
-  if (parsed.username !== "" || parsed.password !== "") {
-    throw new PosthornError(
-      "MalformedInput",
-      "the publisher's url holds credentials; pass them as the authorization option instead",
-    );
-  }
+  checkHttpUrl(parsed, url);
 }
 
 function checkHeaders(headers: Record<string, string>): void {

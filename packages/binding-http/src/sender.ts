@@ -205,3 +205,25 @@ export function anySignal(signals: AbortSignal[]): AbortSignal {
   }
   return controller.signal;
 }
+
+/**
+ * Refuses an absolute URL the publisher cannot send to: one that is not http(s) (a `data:` URL
+ * "answers" 200 to any POST over `fetch`) or that holds credentials (they belong in the
+ * `authorization` option, not in logs and error messages).
+ *
+ * @internal
+ */
+export function checkHttpUrl(parsed: URL, url: string): void {
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new PosthornError(
+      "MalformedInput",
+      `${JSON.stringify(url)} is not an http: or https: URL`,
+    );
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw new PosthornError(
+      "MalformedInput",
+      "the publisher's url holds credentials; pass them as the authorization option instead",
+    );
+  }
+}
