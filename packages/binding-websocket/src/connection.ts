@@ -829,8 +829,9 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
  *   and {@link webSocketSubscriber}
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
- *   it (for instance because it speaks none of the offered subprotocols; not retryable for a 4xx
- *   answer other than 408 and 429, or a URL the constructor refuses), `NotSupported` when it
+ *   it (for instance because it speaks none of the offered subprotocols; not retryable for an
+ *   answer other than 101, 408, 429 and 5xx, a TLS certificate not accepted, or a URL the
+ *   constructor refuses), `NotSupported` when it
  *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, `formats` is empty or
  *   missing, a format has no
  *   WebSockets subprotocol, or before connecting for a `timeoutMs` or `heartbeatMs` that is not a
@@ -972,13 +973,15 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
   });
 }
 
-// ws's handshake failures that trying again cannot mend: the server refused the request (4xx), or
-// answered without a subprotocol, or with one that was not offered (it speaks none of ours).
-// 408 (request timeout) and 429 (too many requests) say to come back later: those are retryable.
+// ws's handshake failures that trying again cannot mend: the server answered the upgrade with
+// something other than 101 (4xx refused it; a 2xx is a plain web page, a 3xx a redirect ws does
+// not follow), or without a subprotocol, or with one that was not offered (it speaks none of
+// ours). 408 (request timeout), 429 (too many requests) and 5xx say to come back later: those
+// are retryable.
 // The last is the WHATWG WebSocket of Node (undici) on a server that picked none of ours; a
 // browser's error event says nothing, so there every failure stays retryable.
 const NOT_RETRYABLE_HANDSHAKE =
-  /Unexpected server response: 4(?!08|29)\d\d|Server sent (no|an invalid|a) subprotocol|did not respond with sent protocols/;
+  /Unexpected server response: (?!408|429|5\d\d)\d{3}|Server sent (no|an invalid|a) subprotocol|did not respond with sent protocols/;
 
 /** What {@link webSocketServerOptions} returns: options to spread into `new WebSocketServer()`. */
 export interface WebSocketServerCloudEventsOptions {

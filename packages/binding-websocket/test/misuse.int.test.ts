@@ -121,7 +121,7 @@ describe("connectWebSocket's retryable flag", () => {
     }
   });
 
-  it("is true for 408 and 429 answers to the upgrade, false for other 4xx", async () => {
+  it("is true for 408, 429 and 5xx answers to the upgrade, false for other answers", async () => {
     const server = createServer();
     let status = 0;
     server.on("upgrade", (_request, socket) => {
@@ -137,6 +137,10 @@ describe("connectWebSocket's retryable flag", () => {
       [400, false],
       [403, false],
       [404, false],
+      // A plain web page (200) or a redirect ws does not follow answers the same every time.
+      [200, false],
+      [301, false],
+      [502, true],
     ] as const) {
       status = code;
       await expect(connectWebSocket(url, { formats: [json], WebSocket })).rejects.toMatchObject({
