@@ -106,12 +106,12 @@ const FIELDS: Readonly<Record<string, readonly [FieldCheck, string]>> = {
   footer: [isMap, "an object"],
 };
 
-/** The fields the binding writes itself: `fields` may not replace them, and they are skipped. */
-export const RESERVED_FIELDS: ReadonlySet<string> = new Set([
-  "application_properties",
-  "body",
-  "content_type",
-]);
+/** The fields the binding writes itself, and what each carries: `fields` may not set them. */
+const RESERVED_FIELDS: Readonly<Record<string, string>> = {
+  application_properties: "the event's attributes in binary mode (declare extensions instead)",
+  body: "the event's data, or the formatted event in structured mode",
+  content_type: "the event's datacontenttype in binary mode, the format's in structured mode",
+};
 
 /**
  * Checks a publish's `fields`: an object of AMQP message fields by rhea's names, each of the
@@ -131,7 +131,15 @@ export function checkFields(what: string, fields: unknown): void {
     );
   }
   for (const key of Object.keys(fields as object)) {
-    if (RESERVED_FIELDS.has(key)) continue;
+    const reserved = Object.hasOwn(RESERVED_FIELDS, key) ? RESERVED_FIELDS[key] : undefined;
+    if (reserved !== undefined) {
+      // It was dropped without a word: the binding writes it from the event.
+      throw new PosthornError(
+        "NotSupported",
+        `${what}: fields.${key} is the binding's: it carries ${reserved}`,
+        { attribute: `fields.${key}` },
+      );
+    }
     const value = (fields as Record<string, unknown>)[key];
     const field = FIELDS[key];
     if (field === undefined) {

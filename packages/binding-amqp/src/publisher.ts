@@ -21,13 +21,7 @@ import {
 } from "./connection-events.js";
 import { encodeWithPool } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
-import {
-  checkAddress,
-  checkBinaryOptions,
-  checkConnection,
-  checkFields,
-  RESERVED_FIELDS,
-} from "./options.js";
+import { checkAddress, checkBinaryOptions, checkConnection, checkFields } from "./options.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
 
 /** Options for {@link amqpPublisher}. */
@@ -400,7 +394,7 @@ export function amqpPublisher(
       checkFields(what, fields);
       const built = toAmqpMessage(event, options);
       for (const key of Object.keys(fields)) {
-        if (!RESERVED_FIELDS.has(key)) built[key] = fields[key];
+        built[key] = fields[key];
       }
       // Encoded here, not when the link has credit: what rhea cannot write fails this call, not
       // a socket callback later.

@@ -151,6 +151,10 @@ describe("publish fields", () => {
       [{ durable: "yes" }, "fields.durable", /must be a boolean/],
       [{ message_id: { a: 1 } }, "fields.message_id", /must be a string, a whole number/],
       [{ creation_time: "yesterday" }, "fields.creation_time", /a Date or milliseconds/],
+      // The binding's own: dropped without a word before.
+      [{ content_type: "text/plain" }, "fields.content_type", /is the binding's: it carries/],
+      [{ body: "x" }, "fields.body", /is the binding's/],
+      [{ application_properties: { a: 1 } }, "fields.application_properties", /is the binding's/],
     ];
     for (const [fields, attribute, message] of cases) {
       await expect(publisher.publish(event, { fields } as never)).rejects.toEqual(
