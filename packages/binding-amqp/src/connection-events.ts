@@ -1,5 +1,5 @@
 import type { CorkableStream } from "@posthorn/core";
-import { limitTimer } from "@posthorn/core";
+import { limitTimer, PosthornError } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Sender, Session } from "rhea";
 
 const MARK = Symbol.for("posthorn.amqp.listener");
@@ -136,12 +136,67 @@ function closedByApplication(connection: Connection): boolean {
 }
 
 /**
- * Whether the application already closed the connection and the peer answered: a publisher or
- * subscriber made on it then would wait for an attach that never comes (rhea does not reopen a
- * connection the application closed), so it fails at once with `Closed`.
+ * Why a publisher or subscriber made on `connection` now could never attach its link, if so:
+ * the application already closed the connection and the peer answered (`Closed`; rhea does not
+ * reopen it), or the connection dropped and will not come back by itself: rhea's `reconnect` is
+ * off or gave up, or the peer refused the login (`ConnectionFailed`, not retryable: a new
+ * connection is needed). Made on such a connection, a publish waited for its `timeoutMs` and a
+ * subscriber's `ready` and iteration for ever.
+ *
+ * @param connection - the connection given
+ * @param what - the publisher or subscriber, for the message (`the publisher to /queue/a`)
+ * @returns the error to fail with at once, or `undefined` when the link may still attach
  */
-export function closedForGood(connection: Connection): boolean {
-  return connection.is_closed() && closedByApplication(connection);
+export function deadConnection(connection: Connection, what: string): PosthornError | undefined {
+  if (connection.is_closed() && closedByApplication(connection)) {
+    return new PosthornError(
+      "Closed",
+      `the application closed the connection before ${what} was made`,
+    );
+  }
+  const c = connection as unknown as {
+    state?: { local_open?: unknown; was_open?: unknown };
+    scheduled_reconnect?: unknown;
+  };
+  // rhea's state after a drop: no longer open locally, once open before, and no reconnect timer
+  // (one is set at the drop when it will reconnect, and cleared when it tries).
+  if (
+    !connection.is_open() &&
+    c.state?.local_open === false &&
+    c.state.was_open === true &&
+    c.scheduled_reconnect === undefined
+  ) {
+    return new PosthornError(
+      "ConnectionFailed",
+      `the connection was lost before ${what} was made, and it does not reconnect (rhea's reconnect is off or gave up): open a new connection`,
+      { retryable: false },
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Makes a session begun while the connection waits to reconnect begin again once it is back.
+ * rhea writes what a session or link opened in that gap sends into the dropped connection's
+ * transport, which it replaces on reconnecting, and then counts those frames as sent: the link
+ * never attached (a publish waited for its `timeoutMs`, a subscriber got nothing). Marked as
+ * rhea marks the sessions and links open at the drop, they are begun and attached again with
+ * the connection.
+ *
+ * @param connection - the connection the session is on
+ * @param session - a session just begun, its links attached
+ */
+export function resumeWithConnection(connection: Connection, session: Session): void {
+  const c = connection as unknown as {
+    state?: { local_open?: unknown; was_open?: unknown };
+    scheduled_reconnect?: unknown;
+  };
+  const waiting =
+    !connection.is_open() &&
+    c.state?.local_open === false &&
+    c.state.was_open === true &&
+    c.scheduled_reconnect !== undefined;
+  if (waiting) (session as unknown as { _disconnect?: () => void })._disconnect?.();
 }
 
 /**

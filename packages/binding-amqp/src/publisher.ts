@@ -14,9 +14,10 @@ import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
 import { BufferPool } from "./buffer-pool.js";
 import {
   applyNoDelay,
-  closedForGood,
   closeLinkAndSession,
+  deadConnection,
   observeConnectionLoss,
+  resumeWithConnection,
   socketOf,
 } from "./connection-events.js";
 import { encodeWithPool } from "./encode-message.js";
@@ -194,6 +195,7 @@ export function amqpPublisher(
     // rhea reports `modified` as `released` unless told not to; the caller sees which it was.
     treat_modified_as_released: false,
   });
+  resumeWithConnection(connection, session);
 
   let readyResolve!: () => void;
   let readyReject!: (e: unknown) => void;
@@ -371,12 +373,10 @@ export function amqpPublisher(
     }),
   ];
 
-  if (closedForGood(connection)) {
-    failure = new PosthornError(
-      "Closed",
-      `the application closed the connection carrying ${what} before the publisher was made`,
-    );
-    readyReject(failure);
+  const dead = deadConnection(connection, `the publisher to ${address}`);
+  if (dead !== undefined) {
+    failure = dead;
+    readyReject(dead);
   }
 
   // The mapping options of a call: the publisher's, unless the call asks for another mode.

@@ -16,9 +16,10 @@ import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } fro
 import type { AmqpMessage } from "./amqp-message.js";
 import {
   applyNoDelay,
-  closedForGood,
   closeLinkAndSession,
+  deadConnection,
   observeConnectionLoss,
+  resumeWithConnection,
   socketOf,
 } from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
@@ -218,6 +219,7 @@ export function amqpSubscriber<T = unknown>(
     autosettle: true,
     credit_window: 0,
   });
+  resumeWithConnection(connection, session);
 
   let readyResolve!: () => void;
   let readyReject!: (e: unknown) => void;
@@ -401,13 +403,10 @@ export function amqpSubscriber<T = unknown>(
     },
   );
 
-  if (closedForGood(connection)) {
-    const err = new PosthornError(
-      "Closed",
-      `the application closed the connection carrying ${address} before the subscriber was made`,
-    );
-    readyReject(err);
-    queue.fail(err);
+  const dead = deadConnection(connection, `the subscriber to ${address}`);
+  if (dead !== undefined) {
+    readyReject(dead);
+    queue.fail(dead);
   }
 
   const linkOpen = (): boolean => receiver.is_open() && !connection.is_closed();

@@ -2,6 +2,7 @@
 // typed NotSupported at once, naming the option, never a TypeError, a dead connection, a publish
 // that never settles, or a value read as the default.
 
+import type { Socket } from "node:net";
 import {
   amqpPublisher,
   amqpSubscriber,
@@ -228,5 +229,55 @@ describe("many publishers and subscribers on one connection", () => {
       process.off("warning", onWarning);
       await closeConnection(own);
     }
+  });
+});
+
+describe("a connection lost before the publisher or subscriber was made", () => {
+  const port = () => (connection as never as { options: { port: number } }).options.port;
+  /** Ends the connection's socket under rhea, as a network failure would. */
+  const drop = async (c: Connection) => {
+    const lost = new Promise((resolve) => c.once("disconnected", resolve));
+    (c as never as { socket: Socket }).socket.destroy(new Error("the network went away"));
+    await lost;
+  };
+
+  it("without reconnect: both fail at once with ConnectionFailed, not retryable", async () => {
+    const own = await openConnection({ host: "127.0.0.1", port: port() });
+    await drop(own);
+    const address = uniqueName("lost-before");
+    const publisher = amqpPublisher(own, { address, timeoutMs: 20_000 });
+    const subscriber = amqpSubscriber(own, { address });
+    const lost = expect.objectContaining({
+      code: "ConnectionFailed",
+      retryable: false,
+      message: expect.stringMatching(/does not reconnect .*open a new connection/),
+    });
+    // The publish waited for its timeoutMs; ready and iteration waited for ever.
+    const started = Date.now();
+    await expect(publisher.publish(event)).rejects.toEqual(lost);
+    await expect(subscriber.ready).rejects.toEqual(lost);
+    await expect(subscriber[Symbol.asyncIterator]().next()).rejects.toEqual(lost);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await Promise.all([publisher.close(), subscriber.close()]);
+  });
+
+  it("with reconnect on: made while it reconnects, they work once it is back", async () => {
+    const own = rhea.create_container().connect({
+      host: "127.0.0.1",
+      port: port(),
+      reconnect: true,
+      initial_reconnect_delay: 100,
+    });
+    await new Promise((resolve) => own.once("connection_open", resolve));
+    await drop(own);
+    const address = uniqueName("lost-reconnecting");
+    const subscriber = amqpSubscriber(own, { address });
+    const publisher = amqpPublisher(own, { address, timeoutMs: 10_000 });
+    await publisher.publish(event);
+    const delivery = await nextDelivery(subscriber[Symbol.asyncIterator]());
+    expect(delivery.event?.id).toBe(event.id);
+    await delivery.accept();
+    await Promise.all([publisher.close(), subscriber.close()]);
+    await closeConnection(own);
   });
 });
