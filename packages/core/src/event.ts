@@ -1,9 +1,10 @@
 import { base64Decode, base64Encode, isBytes } from "./bytes.js";
 import { isJsonContentType, isMediaType } from "./content-type.js";
 import { invalidEvent, quoted } from "./errors.js";
-import { isAttributeName } from "./extensions.js";
+import { extensions, isAttributeName } from "./extensions.js";
 import {
   type AttributeValue,
+  asDeclaredType,
   checkValue,
   dateToTimestamp,
   isAbsoluteUri,
@@ -438,6 +439,7 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
           );
         }
         target[key] = checkExtension(key, value);
+        checkDeclared(key, target[key] as AttributeValue);
     }
   }
   // An instance of the `cloudevents` package's class carries binary data twice, as `data` bytes
@@ -463,6 +465,19 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
   if (target.data !== undefined && !isBytes(target.data)) {
     checkData(target.data, target.datacontenttype as string | undefined);
   }
+}
+
+/**
+ * An extension declared in the default registry (the spec's, such as `severitynumber` Integer,
+ * and the application's `declareExtension`) must be readable as its type: every decoder that
+ * knows the declaration refuses the event otherwise (`ce-severitynumber: high`), so a sender
+ * would publish what no such receiver takes. A string that parses as the type passes, as it does
+ * on receipt.
+ */
+function checkDeclared(name: string, value: AttributeValue): void {
+  const declared = extensions.get(name)?.type;
+  if (declared === undefined || declared === "String") return;
+  asDeclaredType(name, value, declared, "the event");
 }
 
 function checkExtension(name: string, value: unknown): AttributeValue {

@@ -1,6 +1,7 @@
 import {
   CloudEvent,
   createUncheckedEvent,
+  declareExtension,
   isCloudEvent,
   isPosthornError,
   PosthornError,
@@ -192,5 +193,47 @@ describe("CloudEvent.from and brands", () => {
     const bad = createUncheckedEvent({ ...base, id: "" });
     expect(isCloudEvent(bad)).toBe(true);
     expect(bad.id).toBe("");
+  });
+});
+
+describe("extensions declared in the default registry", () => {
+  it("refuses a value no decoder that knows the declaration would read back", () => {
+    // severitynumber is declared Integer, deprecated Boolean, expirytime Timestamp (the spec's):
+    // each was sent as given and refused by every receiver (ce-severitynumber: high).
+    for (const [name, value] of [
+      ["severitynumber", "high"],
+      ["severitynumber", true],
+      ["deprecated", "maybe"],
+      ["deprecated", 1],
+      ["expirytime", "tomorrow"],
+    ] as const) {
+      expect(() => new CloudEvent({ ...base, [name]: value })).toThrow(
+        expect.objectContaining({ code: "InvalidEvent", attribute: name }),
+      );
+    }
+  });
+
+  it("takes values of the type, and strings that read as it, as decoders do", () => {
+    const event = new CloudEvent({
+      ...base,
+      severitynumber: 9,
+      deprecated: "true",
+      expirytime: "2030-01-01T00:00:00Z",
+      severitytext: "anything at all",
+      priority: "high",
+    });
+    expect(event.severitynumber).toBe(9);
+    // Kept as given: the check reads it, it does not rewrite it.
+    expect(event.deprecated).toBe("true");
+    expect(event.priority).toBe("high");
+  });
+
+  it("follows the application's declarations", () => {
+    // (Vitest gives each test file its own modules: the declaration stays in this file.)
+    declareExtension({ name: "eventtestretries", type: "Integer" });
+    expect(() => new CloudEvent({ ...base, eventtestretries: "many" })).toThrow(
+      expect.objectContaining({ code: "InvalidEvent", attribute: "eventtestretries" }),
+    );
+    expect(new CloudEvent({ ...base, eventtestretries: 3 }).eventtestretries).toBe(3);
   });
 });
