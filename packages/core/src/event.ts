@@ -374,7 +374,7 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
   target.specversion = "1.0";
   const id = init.id;
   if (typeof id !== "string" || id.length === 0 || !isValidString(id)) {
-    throw invalidEvent("id is required and must be a non-empty String", "id");
+    throw invalidEvent(badString("id", id, true), "id");
   }
   target.id = id;
   const source = init.source;
@@ -384,7 +384,7 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
   target.source = source;
   const type = init.type;
   if (typeof type !== "string" || type.length === 0 || !isValidString(type)) {
-    throw invalidEvent("type is required and must be a non-empty String", "type");
+    throw invalidEvent(badString("type", type, true), "type");
   }
   target.type = type;
 
@@ -417,7 +417,7 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
         continue;
       case "subject":
         if (!(typeof value === "string" && value.length > 0 && isValidString(value))) {
-          throw invalidEvent("subject must be a non-empty String", key);
+          throw invalidEvent(badString("subject", value, false), key);
         }
         target.subject = value;
         continue;
@@ -465,6 +465,18 @@ function buildInto(target: Record<string, unknown>, init: CloudEventInit): void 
   if (target.data !== undefined && !isBytes(target.data)) {
     checkData(target.data, target.datacontenttype as string | undefined);
   }
+}
+
+/**
+ * Why `value` is no non-empty String for `name`: missing, of another type, empty, or holding a
+ * character a String may not (a tab or a line break read from a file is the usual one).
+ */
+function badString(name: string, value: unknown, required: boolean): string {
+  const rule = `${name}${required ? " is required and" : ""} must be a non-empty String`;
+  if (value === undefined || value === null) return rule;
+  if (typeof value !== "string") return `${rule}, got a ${typeof value}`;
+  if (value.length === 0) return `${rule}, got an empty one`;
+  return `${rule} without control characters, noncharacters or lone surrogates (a tab or a line break is one), got ${quoted(value)}`;
 }
 
 /**

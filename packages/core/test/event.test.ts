@@ -237,3 +237,25 @@ describe("extensions declared in the default registry", () => {
     expect(new CloudEvent({ ...base, eventtestretries: 3 }).eventtestretries).toBe(3);
   });
 });
+
+describe("the messages of a refused String attribute", () => {
+  it("say what is wrong with it: missing, another type, empty, or a character a String may not hold", () => {
+    const message = (init: Record<string, unknown>) => {
+      try {
+        new CloudEvent({ ...base, ...init } as never);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "accepted";
+    };
+    expect(message({ id: undefined })).toBe("id is required and must be a non-empty String");
+    expect(message({ id: 5 })).toBe("id is required and must be a non-empty String, got a number");
+    expect(message({ type: "" })).toBe(
+      "type is required and must be a non-empty String, got an empty one",
+    );
+    // Read from a file with its line break: it said only "must be a non-empty String".
+    expect(message({ subject: "orders\n" })).toMatch(
+      /^subject must be a non-empty String without control characters.*\(a tab or a line break is one\), got "orders\\n"$/,
+    );
+  });
+});
