@@ -7,8 +7,14 @@ if (!from || !to) {
 }
 const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
-const counts = await bridge(from, to, {
-  signal: stop.signal,
-  onReady: () => console.error("bridging; Ctrl-C to stop"),
-});
-console.log(counts);
+try {
+  const counts = await bridge(from, to, {
+    signal: stop.signal,
+    onReady: () => console.error(`bridging ${from} -> ${to}; Ctrl-C to stop`),
+  });
+  console.log(counts);
+} catch (err) {
+  // A PosthornError says what failed and where (an unreachable broker, a bad URL).
+  console.error(`bridge failed: ${(err as Error).message}`);
+  process.exitCode = 1;
+}

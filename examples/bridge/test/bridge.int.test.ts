@@ -26,7 +26,7 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
         );
       }
       await publisher.close();
-      expect(await running).toEqual({ moved: 20, released: 0, rejected: 0 });
+      expect(await running).toEqual({ moved: 20, released: 0, rejected: 0, lost: 0 });
       const sub = await createSubscriber(`${to}&from=earliest`);
       const ids: string[] = [];
       for await (const d of sub) {
@@ -40,5 +40,31 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
     } finally {
       await kafka.stop();
     }
+  });
+
+  it("counts an event it could not publish from an upstream that cannot redeliver as lost, and goes on", {
+    timeout: 30_000,
+  }, async () => {
+    // WebSockets have no acknowledgement, so release() is NotSupported there; nothing listens
+    // on the downstream port, so every publish fails.
+    const from = `ws://127.0.0.1:${await freePort()}/in`;
+    const to = `http://127.0.0.1:${await freePort()}/nowhere?retries=0`;
+    const stop = new AbortController();
+    let ready!: () => void;
+    const isReady = new Promise<void>((r) => {
+      ready = r;
+    });
+    const running = bridge(from, to, { signal: stop.signal, onReady: ready });
+    await isReady;
+    const publisher = await createPublisher(from);
+    for (let i = 0; i < 2; i++) {
+      await publisher.publish(
+        CloudEvent.create({ type: "com.example.n", source: "/t", id: `w-${i}` }),
+      );
+    }
+    await publisher.close();
+    await new Promise((r) => setTimeout(r, 1500));
+    stop.abort();
+    expect(await running).toEqual({ moved: 0, released: 0, rejected: 0, lost: 2 });
   });
 });
