@@ -1,5 +1,5 @@
 import { CloudEvent } from "@posthorn/core";
-import { sendEverywhere } from "./send-everywhere.js";
+import { formatResult, sendEverywhere } from "./send-everywhere.js";
 
 const urls = process.argv.slice(2);
 if (urls.length === 0) {
@@ -13,6 +13,5 @@ const event = CloudEvent.create({
   data: { orderId: 42 },
 });
 const results = await sendEverywhere(event, urls);
-for (const r of results)
-  console.log(`${r.ok ? "ok  " : "FAIL"} ${r.url} ${r.ms.toFixed(1)} ms ${r.error ?? ""}`);
+for (const r of results) console.log(formatResult(r));
 process.exitCode = results.every((r) => r.ok) ? 0 : 1;

@@ -1,5 +1,5 @@
 import type { CloudEventLike } from "@posthorn/core";
-import { createPublisher } from "posthorn";
+import { createPublisher, hidePassword, redact } from "posthorn";
 
 /** What happened at one endpoint. */
 export interface SendResult {
@@ -33,4 +33,11 @@ export async function sendEverywhere(
       }
     }),
   );
+}
+
+/** One line for a result, with any password in the URL or the error shown as `***`. */
+export function formatResult(result: SendResult): string {
+  const status = result.ok ? "ok  " : "FAIL";
+  const error = result.error === undefined ? "" : ` ${redact(result.error)}`;
+  return `${status} ${hidePassword(result.url)} ${result.ms.toFixed(1)} ms${error}`;
 }

@@ -2,7 +2,7 @@ import { CloudEvent, equivalent } from "@posthorn/core";
 import { freePort, startKafkaBroker } from "@posthorn/testkit";
 import { createSubscriber } from "posthorn";
 import { describe, expect, it } from "vitest";
-import { sendEverywhere } from "../src/send-everywhere.js";
+import { formatResult, sendEverywhere } from "../src/send-everywhere.js";
 
 describe("sendEverywhere", () => {
   it("delivers one event over HTTP and Kafka, and reports an unreachable endpoint", async () => {
@@ -39,5 +39,16 @@ describe("sendEverywhere", () => {
       await http.close();
       await kafka.stop();
     }
+  });
+
+  it("prints a result without the password of its URL", async () => {
+    const [result] = await sendEverywhere(
+      CloudEvent.create({ type: "com.example.t", source: "/t" }),
+      ["amqp://guest:s3cret-pw@127.0.0.1:1/orders"],
+    );
+    expect(result?.ok).toBe(false);
+    const line = formatResult(result as NonNullable<typeof result>);
+    expect(line).toMatch(/^FAIL amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1\/orders /);
+    expect(line).not.toContain("s3cret-pw");
   });
 });
