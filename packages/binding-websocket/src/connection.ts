@@ -163,6 +163,8 @@ export const WEBSOCKET_CAPABILITIES: SettlementCapabilities = Object.freeze({
 const CONNECTING = 0;
 const OPEN = 1;
 const CLOSED = 3;
+/** How long a WHATWG WebSocket's 'close' may take to follow its 'error' before the error alone fails iteration. */
+const ERROR_CLOSE_WAIT_MS = 1000;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -717,8 +719,30 @@ export function webSocketSubscriber(
   };
   const onNodeClose = (code: number, reason: Uint8Array): void =>
     ended(closeLoss(code, reason, socket));
-  const onClose = (event: WebSocketEventLike): void =>
-    ended(closeLoss(event.code, event.reason, socket));
+  // A WHATWG WebSocket fires 'error' only when it fails the connection (a frame it cannot read,
+  // say), and then 'close' with the code: that one says what happened, with the error's words
+  // where it had any (a browser's have none). A close that does not follow in time fails it so.
+  let browserError:
+    | { detail: string | undefined; timer: ReturnType<typeof setTimeout> }
+    | undefined;
+  const onClose = (event: WebSocketEventLike): void => {
+    const loss = closeLoss(event.code, event.reason, socket);
+    if (browserError !== undefined) clearTimeout(browserError.timer);
+    const detail = browserError?.detail;
+    ended(
+      loss === undefined || detail === undefined
+        ? loss
+        : new PosthornError(loss.code, `${loss.message}: ${detail}`, {
+            protocolCode: loss.protocolCode ?? "",
+            retryable: loss.retryable,
+          }),
+    );
+  };
+  const onBrowserError = (event?: unknown): void => {
+    const message = (event as { message?: unknown } | undefined)?.message;
+    const detail = typeof message === "string" && message !== "" ? message : undefined;
+    browserError ??= { detail, timer: setTimeout(() => onError(event), ERROR_CLOSE_WAIT_MS) };
+  };
   const onError = (err?: unknown): void => {
     // `ws` refuses a message past its maxPayload while it arrives, closes with 1009, and says so.
     const code = (err as { code?: unknown } | undefined)?.code;
@@ -743,7 +767,7 @@ export function webSocketSubscriber(
     socket.binaryType = "arraybuffer";
     socket.addEventListener("message", onMessage);
     socket.addEventListener("close", onClose);
-    socket.addEventListener("error", onError);
+    socket.addEventListener("error", onBrowserError);
   }
   // A socket that closed before this call (a peer gone while the application awaited something
   // before subscribing) will not emit close again: waiting for it would hang the first pull. How it
@@ -760,7 +784,8 @@ export function webSocketSubscriber(
     } else {
       socket.removeEventListener("message", onMessage);
       socket.removeEventListener("close", onClose);
-      socket.removeEventListener("error", onError);
+      socket.removeEventListener("error", onBrowserError);
+      if (browserError !== undefined) clearTimeout(browserError.timer);
     }
     queue.end();
   };

@@ -105,3 +105,44 @@ describe("a subscriber on a WHATWG WebSocket (the browser's API)", () => {
     });
   }
 });
+
+describe("a lost or failed connection on a WHATWG WebSocket", () => {
+  const lost = async (end: (socket: WebSocket) => void) => {
+    const { lines, exitCode } = await runPeer(json, 100_000, async (socket) => {
+      const publisher = webSocketPublisher(socket, { formats: [json] });
+      await publisher.publish(event("before", 10));
+      setTimeout(() => end(socket), 100);
+    });
+    expect(lines[1]).toEqual({ event: "before", error: null });
+    expect(exitCode).toBe(0);
+    return lines.slice(2);
+  };
+
+  it("no closing handshake: iteration fails with ConnectionFailed carrying 1006", {
+    timeout: 20_000,
+  }, async () => {
+    const after = await lost((socket) => socket.terminate());
+    expect(after[0]).toMatchObject({ failed: { code: "ConnectionFailed", protocolCode: 1006 } });
+    expect(after[1]).toEqual({ closed: 1006 });
+  });
+
+  it("a frame it cannot read: the close after the error says what happened, 1006", {
+    timeout: 20_000,
+  }, async () => {
+    // A frame with the reserved bits set: the WebSocket fails the connection, firing 'error'
+    // (and closed already) and then 'close'. Iteration failed at the error, with no code.
+    const after = await lost((socket) =>
+      (socket as unknown as { _socket: { write(b: Uint8Array): void } })._socket.write(
+        new Uint8Array([0xf1, 0x00]),
+      ),
+    );
+    expect(after[0]).toMatchObject({
+      failed: {
+        code: "ConnectionFailed",
+        protocolCode: 1006,
+        message: expect.stringContaining("1006"),
+      },
+    });
+    expect(after[1]).toEqual({ closed: 1006 });
+  });
+});
