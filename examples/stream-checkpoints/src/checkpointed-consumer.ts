@@ -9,7 +9,7 @@ export interface CheckpointOptions {
   readonly group: string;
   /** Stop after this many events (a stand-in for a deployment that stops). */
   readonly limit: number;
-  /** Stop when nothing arrives for this long. Default 5000 ms. */
+  /** Stop when nothing arrives for this long, counted from joining the group. Default 5000 ms. */
   readonly idleMs?: number;
 }
 
@@ -26,11 +26,13 @@ export async function consumeWithCheckpoints(
 ): Promise<CloudEvent[]> {
   const sep = options.url.includes("?") ? "&" : "?";
   const subscriber = await createSubscriber(
-    `${options.url}${sep}group=${options.group}&from=earliest`,
+    `${options.url}${sep}group=${encodeURIComponent(options.group)}&from=earliest`,
   );
   const seen: CloudEvent[] = [];
   const iterator = subscriber[Symbol.asyncIterator]();
   try {
+    // Joining a group can take seconds on a real cluster; the idle clock starts once it joined.
+    await subscriber.ready;
     while (seen.length < options.limit) {
       let timer: NodeJS.Timeout | undefined;
       const idle = new Promise<"idle">((resolve) => {

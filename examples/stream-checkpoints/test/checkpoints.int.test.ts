@@ -27,7 +27,7 @@ describe("consumeWithCheckpoints (testkit Kafka broker)", () => {
       );
       expect(second.map((e) => e.id)).toEqual(["o-4", "o-5", "o-6", "o-7", "o-8", "o-9"]);
       const fresh = await consumeWithCheckpoints(
-        { url, group: "audit", limit: 100, idleMs: 1500 },
+        { url, group: "audit & billing", limit: 100, idleMs: 1500 },
         () => undefined,
       );
       expect(fresh).toHaveLength(10);
