@@ -1,5 +1,5 @@
 import {
-  type CloudEvent,
+  CloudEvent,
   differences,
   type EventFormat,
   isCloudEvent,
@@ -209,6 +209,38 @@ export function describeFormatConformance(
         });
       });
     }
+
+    describe("JSON data as JSON.stringify reads it", () => {
+      const base = { specversion: "1.0", source: "/suite", type: "t" } as const;
+      it("Number, String and Boolean objects, toJSON results, members with no JSON left out", () => {
+        const data = {
+          n: new Number(5),
+          s: new String("x"),
+          b: new Boolean(true),
+          at: new Date(0),
+          gone: undefined,
+          call: () => 1,
+          nested: { toJSON: () => ({ k: [1, "two", null] }) },
+        };
+        const event = new CloudEvent({ ...base, id: "json-view", data });
+        expect(format.decode(format.encode(event)).data).toEqual(JSON.parse(JSON.stringify(data)));
+      });
+      it("an encode nested in another (data's toJSON encoding an event) leaves both whole", () => {
+        const inner = new CloudEvent({ ...base, id: "inner", data: { inner: true } });
+        let innerBytes: Uint8Array | undefined;
+        const data = {
+          toJSON: () => {
+            innerBytes = format.encode(inner);
+            return { outer: true };
+          },
+        };
+        const outer = new CloudEvent({ ...base, id: "outer", data });
+        const bytes = format.encode(outer);
+        expect(format.decode(bytes).data).toEqual({ outer: true });
+        expect(innerBytes).toBeInstanceOf(Uint8Array);
+        expectEquivalent(format.decode(innerBytes as Uint8Array), inner, "inner");
+      });
+    });
 
     describe("invalid vectors are rejected with a typed error", () => {
       for (const vec of detectableInvalidVectors({ typed, caseSensitive: true })) {
