@@ -86,4 +86,25 @@ describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)",
     await working;
     expect(log).toEqual([{ id: "job-0", outcome: "done" }]);
   });
+
+  it("a stop while waiting for a job ends the worker at once", async () => {
+    const options = { server: brokerUrl("nats") as string, name: `exidle${Date.now()}` };
+    await submitJobs(options, []); // nothing to do; the worker waits
+    const stop = new AbortController();
+    let handled = 0;
+    const working = runWorker(
+      options,
+      async () => {
+        handled++;
+      },
+      () => undefined,
+      stop.signal,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const stopped = performance.now();
+    stop.abort();
+    await working;
+    expect(performance.now() - stopped).toBeLessThan(1000);
+    expect(handled).toBe(0);
+  });
 });
