@@ -67,4 +67,37 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
     stop.abort();
     expect(await running).toEqual({ moved: 0, released: 0, rejected: 0, lost: 2 });
   });
+
+  it("releases an event the downstream did not take, and moves it when the upstream delivers it again", {
+    timeout: 30_000,
+  }, async () => {
+    const from = `http://127.0.0.1:${await freePort()}/in`;
+    const to = `http://127.0.0.1:${await freePort()}/out`;
+    let ready!: () => void;
+    const isReady = new Promise<void>((r) => {
+      ready = r;
+    });
+    const running = bridge(from, `${to}?retries=0`, { limit: 1, onReady: ready });
+    await isReady;
+    // Nothing listens downstream yet: the bridge releases the event, so the upstream receiver
+    // answers 503 with Retry-After and the HTTP publisher sends it again.
+    const publisher = await createPublisher(`${from}?retries=5`);
+    const sent = publisher.publish(
+      CloudEvent.create({ type: "com.example.n", source: "/t", id: "again" }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const downstream = await createSubscriber(to);
+    let got: string | undefined;
+    for await (const d of downstream) {
+      got = d.event?.id;
+      await d.accept();
+      break;
+    }
+    await sent;
+    await publisher.close();
+    const counts = await running;
+    expect(got).toBe("again");
+    expect(counts.moved).toBe(1);
+    expect(counts.released).toBeGreaterThanOrEqual(1);
+  });
 });
