@@ -1,16 +1,36 @@
 import { CloudEvent, type Job } from "@posthorn/core";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import { connect } from "nats";
 import { createSubscriber } from "posthorn";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { type Outcome, queueUrls, runWorker, submitJobs } from "../src/job-queue.js";
 
 const ok = await requireBroker("nats");
+
+// Each test makes a queue of its own: two streams, removed at the end.
+const queues: string[] = [];
+const queue = (prefix: string) => {
+  const name = `${prefix}${Date.now()}`;
+  queues.push(name);
+  return name;
+};
+afterAll(async () => {
+  if (!ok || queues.length === 0) return;
+  const nc = await connect({ servers: new URL(brokerUrl("nats") as string).host });
+  const jsm = await nc.jetstreamManager();
+  for (const name of queues) {
+    for (const kind of ["WORK", "DEAD"]) {
+      await jsm.streams.delete(`${name.toUpperCase()}_${kind}`).catch(() => undefined);
+    }
+  }
+  await nc.close();
+});
 
 describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)", () => {
   it("shares jobs between two workers, retries failures, and dead-letters a poison job", async () => {
     const options = {
       server: brokerUrl("nats") as string,
-      name: `exjobs${Date.now()}`,
+      name: queue("exjobs"),
       maxAttempts: 3,
     };
     const jobs = Array.from({ length: 20 }, (_, i) =>
@@ -54,7 +74,7 @@ describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)",
   });
 
   it("a stop during a job finishes and settles that job first, and starts no other", async () => {
-    const options = { server: brokerUrl("nats") as string, name: `exstop${Date.now()}` };
+    const options = { server: brokerUrl("nats") as string, name: queue("exstop") };
     const jobs = Array.from({ length: 3 }, (_, i) =>
       CloudEvent.create({ type: "com.example.job", source: "/test", id: `job-${i}`, data: { i } }),
     );
@@ -88,7 +108,7 @@ describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)",
   });
 
   it("a stop while waiting for a job ends the worker at once", async () => {
-    const options = { server: brokerUrl("nats") as string, name: `exidle${Date.now()}` };
+    const options = { server: brokerUrl("nats") as string, name: queue("exidle") };
     await submitJobs(options, []); // nothing to do; the worker waits
     const stop = new AbortController();
     let handled = 0;
