@@ -26,7 +26,13 @@ export interface BridgeCounts {
 export async function bridge(
   from: string,
   to: string,
-  options: { limit?: number; signal?: AbortSignal; onReady?: () => void } = {},
+  options: {
+    limit?: number;
+    signal?: AbortSignal;
+    onReady?: () => void;
+    /** Called after each upstream delivery was settled, with what became of it. */
+    onSettled?: (outcome: keyof BridgeCounts) => void;
+  } = {},
 ): Promise<BridgeCounts> {
   const counts: BridgeCounts = { moved: 0, released: 0, rejected: 0, lost: 0 };
   const downstream = await createPublisher(to);
@@ -43,6 +49,7 @@ export async function bridge(
       if (!delivery.event) {
         counts.rejected++;
         await (can.reject === "none" ? delivery.accept() : delivery.reject("not a CloudEvent"));
+        options.onSettled?.("rejected");
         continue;
       }
       try {
@@ -52,6 +59,7 @@ export async function bridge(
           // release() would be a NotSupported error: nothing can deliver this event again.
           counts.lost++;
           await delivery.accept();
+          options.onSettled?.("lost");
           continue;
         }
         // Not acknowledged downstream: let the upstream transport deliver it again, after a
@@ -64,10 +72,12 @@ export async function bridge(
           if (options.signal?.aborted) break;
           await delivery.release();
         }
+        options.onSettled?.("released");
         continue;
       }
       await delivery.accept();
       counts.moved++;
+      options.onSettled?.("moved");
       if (options.limit !== undefined && counts.moved >= options.limit) break;
     }
   } finally {

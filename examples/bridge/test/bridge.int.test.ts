@@ -54,7 +54,18 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
     const isReady = new Promise<void>((r) => {
       ready = r;
     });
-    const running = bridge(from, to, { signal: stop.signal, onReady: ready });
+    let lost = 0;
+    let bothLost!: () => void;
+    const isBothLost = new Promise<void>((r) => {
+      bothLost = r;
+    });
+    const running = bridge(from, to, {
+      signal: stop.signal,
+      onReady: ready,
+      onSettled: (outcome) => {
+        if (outcome === "lost" && ++lost === 2) bothLost();
+      },
+    });
     await isReady;
     const publisher = await createPublisher(from);
     for (let i = 0; i < 2; i++) {
@@ -63,7 +74,7 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
       );
     }
     await publisher.close();
-    await new Promise((r) => setTimeout(r, 1500));
+    await isBothLost;
     stop.abort();
     expect(await running).toEqual({ moved: 0, released: 0, rejected: 0, lost: 2 });
   });
@@ -77,7 +88,17 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
     const isReady = new Promise<void>((r) => {
       ready = r;
     });
-    const running = bridge(from, `${to}?retries=0`, { limit: 1, onReady: ready });
+    let released!: () => void;
+    const isReleased = new Promise<void>((r) => {
+      released = r;
+    });
+    const running = bridge(from, `${to}?retries=0`, {
+      limit: 1,
+      onReady: ready,
+      onSettled: (outcome) => {
+        if (outcome === "released") released();
+      },
+    });
     await isReady;
     // Nothing listens downstream yet: the bridge releases the event, so the upstream receiver
     // answers 503 with Retry-After and the HTTP publisher sends it again.
@@ -85,7 +106,7 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
     const sent = publisher.publish(
       CloudEvent.create({ type: "com.example.n", source: "/t", id: "again" }),
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await isReleased;
     const downstream = await createSubscriber(to);
     let got: string | undefined;
     for await (const d of downstream) {
