@@ -42,7 +42,7 @@ function brokerAddress(url: ParsedEndpointUrl): string {
   return `${secure ? "mqtts" : "mqtt"}://${h}:${port}`;
 }
 
-async function connect(endpoint: ResolvedEndpoint, role: string): Promise<MqttClient> {
+function clientOptions(endpoint: ResolvedEndpoint, role: string): IClientOptions {
   const url = endpoint.url;
   const v = version(url);
   const clientId = url.params.get("clientid") ?? endpoint.options.clientId;
@@ -66,14 +66,38 @@ async function connect(endpoint: ResolvedEndpoint, role: string): Promise<MqttCl
     if (tls.key !== undefined) options.key = Buffer.from(tls.key);
     if (tls.rejectUnauthorized !== undefined) options.rejectUnauthorized = tls.rejectUnauthorized;
   }
-  const connecting = mqtt.connectAsync(brokerAddress(url), options, false);
+  return options;
+}
+
+/**
+ * Settles once the client's first connection attempt does: resolves on CONNACK, rejects with
+ * the error, or when the connection closes first (as mqtt.js's `connectAsync` without retries).
+ */
+function firstConnect(client: MqttClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      client.off("connect", onConnect);
+      client.off("error", onError);
+      client.off("close", onClose);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onConnect = () => done();
+    const onError = (err: Error) => done(err);
+    const onClose = () => done(new Error("Couldn't connect to server"));
+    client.on("connect", onConnect);
+    client.on("error", onError);
+    client.on("close", onClose);
+  });
+}
+
+async function connect(endpoint: ResolvedEndpoint, role: string): Promise<MqttClient> {
+  const client = mqtt.connect(brokerAddress(endpoint.url), clientOptions(endpoint, role));
   try {
-    return await withTimeout(connecting, endpoint.timeoutMs, "MQTT connect");
+    await withTimeout(firstConnect(client), endpoint.timeoutMs, "MQTT connect");
+    return client;
   } catch (err) {
-    connecting.then(
-      (c) => c.end(true),
-      () => undefined,
-    );
+    client.end(true);
     throw err;
   }
 }
@@ -126,18 +150,25 @@ export const driver: EndpointDriver = {
     return ownedPublisher(publisher, () => client.endAsync());
   },
   async createSubscriber(endpoint) {
-    const client = await connect(endpoint, "sub");
     const url = endpoint.url;
+    // The subscriber is made before the client connects: a resumed session's unacknowledged
+    // messages come right after CONNACK, and mqtt.js acknowledged those that arrived before the
+    // subscriber's hook was in, so a message released before a restart was lost for good.
+    const client = mqtt.connect(brokerAddress(url), clientOptions(endpoint, "sub"));
+    const group = url.params.get("group") ?? undefined;
+    const dlq = url.params.get("dlq") ?? undefined;
+    const subscribing = mqttSubscriber(client, {
+      topic: topicOf(url),
+      qos: qos(url),
+      formats: endpoint.formats,
+      ...(group === undefined ? {} : { group }),
+      ...(dlq === undefined ? {} : { deadLetterTopic: dlq }),
+    });
+    // Awaited below, after the connection: a refusal meanwhile is not an unhandled rejection.
+    subscribing.catch(() => undefined);
     try {
-      const group = url.params.get("group") ?? undefined;
-      const dlq = url.params.get("dlq") ?? undefined;
-      const subscriber = await mqttSubscriber(client, {
-        topic: topicOf(url),
-        qos: qos(url),
-        formats: endpoint.formats,
-        ...(group === undefined ? {} : { group }),
-        ...(dlq === undefined ? {} : { deadLetterTopic: dlq }),
-      });
+      await withTimeout(firstConnect(client), endpoint.timeoutMs, "MQTT connect");
+      const subscriber = await withTimeout(subscribing, endpoint.timeoutMs, "MQTT subscribe");
       return ownedSubscriber(subscriber, () => client.endAsync());
     } catch (err) {
       await client.endAsync(true);
