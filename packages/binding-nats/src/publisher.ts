@@ -69,9 +69,9 @@ export interface NatsPublishOptions extends PublishOptions {
 export interface JetStreamPublisherOptions extends NatsPublisherOptions {
   /**
    * The JetStream message id (`Nats-Msg-Id`) for an event, which the stream de-duplicates on
-   * within its duplicate window. Defaults to the event `id` (percent-encoded for the header);
-   * return `undefined` for no de-duplication. Use `source` and `id` together when ids are only
-   * unique per source.
+   * within its duplicate window. Defaults to the event's `source` and `id` (each percent-encoded
+   * for the header, a space between them), which together identify an event: two sources may use
+   * one id. Return `undefined` for no de-duplication.
    */
   messageId?: (event: CloudEvent) => string | undefined;
   /**
@@ -482,7 +482,7 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
 
 /**
  * A publisher on JetStream: each publish waits for the stream's acknowledgement (`PubAck`), and
- * sets the message id (`Nats-Msg-Id`) from the event `id`, so re-publishing an event inside the
+ * sets the message id (`Nats-Msg-Id`) from the event `source` and `id`, so re-publishing an event inside the
  * stream's duplicate window stores it once. A subject no stream listens on is `PublishRejected`.
  * While the connection reconnects, a publish is refused with `ConnectionFailed` (retryable), not
  * sent to be dropped by nats.js and end as a `Timeout`.
@@ -507,7 +507,12 @@ export function jetStreamPublisher(
   checkCountOption("maxInFlight", options.maxInFlight);
   const nc = connectionOf(js);
   const prepare = preparer(options, () => nc?.info?.max_payload);
-  const messageId = options.messageId ?? ((e: CloudEvent) => encodeHeaderValue(e.id, "id"));
+  // CloudEvents 3.1.1: source and id together identify an event; two sources may use one id.
+  // Percent-encoded, neither holds a space, so the one between them cannot be read two ways.
+  const messageId =
+    options.messageId ??
+    ((e: CloudEvent) =>
+      `${encodeHeaderValue(e.source, "source")} ${encodeHeaderValue(e.id, "id")}`);
   const maxInFlight = options.maxInFlight ?? 256;
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;

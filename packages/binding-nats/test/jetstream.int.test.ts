@@ -404,7 +404,7 @@ describe("JetStream settlement", () => {
     await expect(d?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
   });
 
-  it("stores a re-published event once within the duplicate window (message id = event id)", async () => {
+  it("stores a re-published event once within the duplicate window (message id = source and id)", async () => {
     const { stream, subject } = await streamWithConsumer({ duplicateWindowMs: 60_000 });
     const publisher = jetStreamPublisher(js, { subject });
     const event = vector("unicode-id").event;
@@ -418,6 +418,11 @@ describe("JetStream settlement", () => {
     expect(info.state.messages).toBe(1);
     await publisher.publish(event.cloneWith({ id: "another" }));
     expect((await jsm.streams.info(stream)).state.messages).toBe(2);
+    // Another source's event with the same id is another event (ids are unique per source):
+    // with the id alone as message id the stream dropped it, and publish() resolved.
+    const elsewhere = await publisher.publishWithAck(event.cloneWith({ source: "/elsewhere" }));
+    expect(elsewhere.duplicate).toBe(false);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(3);
   });
 
   it("refuses a subject no stream listens on with PublishRejected", async () => {
