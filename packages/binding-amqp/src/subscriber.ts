@@ -11,6 +11,7 @@ import {
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
+  type UnsupportedSettlements,
 } from "@posthorn/core";
 import type { Connection, EventContext, Receiver, Delivery as RheaDelivery } from "rhea";
 import type { AmqpMessage } from "./amqp-message.js";
@@ -42,6 +43,14 @@ export const AMQP_SETTLEMENT_CAPABILITIES: SettlementCapabilities = Object.freez
   reject: "native",
   inProgress: false,
   deliveryCount: "native",
+});
+
+/** Why an AMQP delivery cannot be released with a delay or extended, in the binding's words. */
+const AMQP_UNSUPPORTED: UnsupportedSettlements = Object.freeze({
+  releaseDelay:
+    "AMQP 1.0 has no delayed redelivery: release() hands the message back at once (wait before releasing, or use the broker's own delay, such as a RabbitMQ dead-letter queue with a message TTL)",
+  inProgress:
+    "AMQP 1.0 has no acknowledgement wait to extend: a delivery stays unsettled, and the message the consumer's, for as long as the link is open",
 });
 
 /** Options for {@link amqpSubscriber}. */
@@ -323,6 +332,7 @@ export function amqpSubscriber<T = unknown>(
       error: decoded.error,
       deliveryCount: deliveryCountOf(amqp),
       capabilities: AMQP_SETTLEMENT_CAPABILITIES,
+      unsupported: AMQP_UNSUPPORTED,
       accept: () => settle(tracked, "accepted", (d) => d.accept()),
       release: () =>
         settle(tracked, releaseOutcome, (d) =>

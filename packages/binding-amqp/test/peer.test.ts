@@ -194,6 +194,15 @@ describe("amqp peer to peer", () => {
       fields: { subject: "order.created", message_id: "m-42" },
     });
     const delivery = await nextDelivery(subscriber[Symbol.asyncIterator]());
+    // What AMQP cannot do, said in its words (it was "this transport cannot ...").
+    await expect(delivery.inProgress()).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringContaining("AMQP 1.0 has no acknowledgement wait to extend"),
+    });
+    await expect(delivery.release({ delayMs: 100 })).rejects.toMatchObject({
+      code: "NotSupported",
+      message: expect.stringContaining("AMQP 1.0 has no delayed redelivery"),
+    });
     await delivery.accept();
     expect(delivery.message.metadata).toMatchObject({
       subject: "order.created",

@@ -18,6 +18,7 @@ import {
   type PropertyValue,
   type SettlementCapabilities,
   type Subscriber,
+  type UnsupportedSettlements,
 } from "@posthorn/core";
 import { DEFAULT_MAX_BODY_BYTES, fromHttpMessage, type HttpHeadersInput } from "./from-message.js";
 import {
@@ -38,6 +39,12 @@ export const HTTP_CAPABILITIES: SettlementCapabilities = Object.freeze({
   reject: "native",
   inProgress: false,
   deliveryCount: "none",
+});
+
+/** Why an HTTP delivery cannot be extended, in the binding's words. */
+const HTTP_UNSUPPORTED: UnsupportedSettlements = Object.freeze({
+  inProgress:
+    "HTTP has no acknowledgement wait to extend: the sender waits for the answer, which comes at settlement or after settleTimeoutMs (503, to deliver again)",
 });
 
 /**
@@ -578,6 +585,7 @@ export class HttpReceiver implements Subscriber {
         event,
         deliveryCount: 1,
         capabilities: HTTP_CAPABILITIES,
+        unsupported: HTTP_UNSUPPORTED,
         accept: () => settle({ kind: "accept" }),
         release: (options) => settle({ kind: "release", delayMs: options.delayMs }),
         reject: (reason) => settle({ kind: "reject", reason }),

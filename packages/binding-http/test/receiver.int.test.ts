@@ -201,7 +201,11 @@ describe("HTTP receiver as a Subscriber", () => {
     const delivery = value as Delivery;
     expect(delivery.event?.id).toBe("r-1");
     expect(delivery.capabilities.release).toBe("native");
-    await expect(delivery.inProgress()).rejects.toMatchObject({ code: "NotSupported" });
+    await expect(delivery.inProgress()).rejects.toMatchObject({
+      code: "NotSupported",
+      // It said "this transport cannot extend ownership".
+      message: expect.stringContaining("HTTP has no acknowledgement wait to extend"),
+    });
     await delivery.release({ delayMs: 1000 });
     await expect(delivery.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
     const r = await responding;
