@@ -154,18 +154,7 @@ export function deadConnection(connection: Connection, what: string): PosthornEr
       `the application closed the connection before ${what} was made`,
     );
   }
-  const c = connection as unknown as {
-    state?: { local_open?: unknown; was_open?: unknown };
-    scheduled_reconnect?: unknown;
-  };
-  // rhea's state after a drop: no longer open locally, once open before, and no reconnect timer
-  // (one is set at the drop when it will reconnect, and cleared when it tries).
-  if (
-    !connection.is_open() &&
-    c.state?.local_open === false &&
-    c.state.was_open === true &&
-    c.scheduled_reconnect === undefined
-  ) {
+  if (dropped(connection) === "for good") {
     return new PosthornError(
       "ConnectionFailed",
       `the connection was lost before ${what} was made, and it does not reconnect (rhea's reconnect is off or gave up): open a new connection`,
@@ -187,16 +176,25 @@ export function deadConnection(connection: Connection, what: string): PosthornEr
  * @param session - a session just begun, its links attached
  */
 export function resumeWithConnection(connection: Connection, session: Session): void {
+  if (dropped(connection) === "reconnecting") {
+    (session as unknown as { _disconnect?: () => void })._disconnect?.();
+  }
+}
+
+/**
+ * Whether the connection dropped and what comes next, read off rhea's state: after a drop it is
+ * no longer open locally though it was open before, and rhea has a reconnect timer set while it
+ * will reconnect (cleared when it tries). `undefined` while it is open or opening.
+ */
+function dropped(connection: Connection): "reconnecting" | "for good" | undefined {
   const c = connection as unknown as {
     state?: { local_open?: unknown; was_open?: unknown };
     scheduled_reconnect?: unknown;
   };
-  const waiting =
-    !connection.is_open() &&
-    c.state?.local_open === false &&
-    c.state.was_open === true &&
-    c.scheduled_reconnect !== undefined;
-  if (waiting) (session as unknown as { _disconnect?: () => void })._disconnect?.();
+  if (connection.is_open() || c.state?.local_open !== false || c.state.was_open !== true) {
+    return undefined;
+  }
+  return c.scheduled_reconnect === undefined ? "for good" : "reconnecting";
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   type Message,
   type MessageProperties,
   malformed,
+  noFormatFor,
   PosthornError,
   type PropertyValue,
   ReceivedMessage,
@@ -223,11 +224,13 @@ function decodeStructured(
   contentType: string | undefined,
   options: FromAmqpMessageOptions,
 ): CloudEvent {
-  const match = findFormat(options.formats ?? [], contentType);
-  if (match === undefined || match.batch) {
+  const formats = options.formats ?? [];
+  const match = findFormat(formats, contentType);
+  if (match === undefined) throw noFormatFor(String(contentType), formats);
+  if (match.batch) {
     throw new PosthornError(
       "UnsupportedContentType",
-      `no registered event format reads ${contentType}${match?.batch ? " (AMQP carries no batches)" : ""}`,
+      `no registered event format reads ${contentType} (AMQP carries no batches)`,
     );
   }
   if (body === undefined) throw malformed("a structured-mode message has no body");
