@@ -112,7 +112,7 @@ export const driver: EndpointDriver = {
         format: endpoint.format,
         timeoutMs: endpoint.timeoutMs,
         // The stream de-duplicates on the event id by default (what a retrying producer wants);
-        // dedupe=false sends events that share an id as distinct messages.
+        // dedupe=false sends events that share a source and id as distinct messages.
         ...(booleanParam(url, "dedupe") === false ? { messageId: () => undefined } : {}),
       });
       return ownedPublisher(publisher, () => nc.close());
