@@ -1,4 +1,4 @@
-import { asJob, type CloudEvent, type Job } from "@posthorn/core";
+import { asJob, type CloudEvent, type Job, type Publisher } from "@posthorn/core";
 import { createPublisher, createSubscriber } from "posthorn";
 
 /** Where the queue lives: subjects and streams on one NATS server. */
@@ -39,7 +39,13 @@ export async function runWorker(
   const { work, dead } = queueUrls(options);
   const maxAttempts = options.maxAttempts ?? 3;
   const jobs = await createSubscriber(work);
-  const deadLetters = await createPublisher(dead);
+  let deadLetters: Publisher;
+  try {
+    deadLetters = await createPublisher(dead);
+  } catch (err) {
+    await jobs.close();
+    throw err;
+  }
   // Closing the subscriber while a job is in hand would give that job back (another worker then
   // does it again) and make its accept() fail; so a stop waits for the job in hand.
   let busy = false;

@@ -127,4 +127,33 @@ describe.skipIf(!ok)("job queue over JetStream (skipped: no broker outside CI)",
     expect(performance.now() - stopped).toBeLessThan(1000);
     expect(handled).toBe(0);
   });
+
+  it("when the dead-letter publisher cannot be made, the worker fails and leaves no connection open", async () => {
+    const options = { server: brokerUrl("nats") as string, name: queue("exnodead") };
+    await submitJobs(options, []);
+    // Another stream already holds the dead-letter subject, so the dead-letter stream cannot be made.
+    const nc = await connect({ servers: new URL(brokerUrl("nats") as string).host });
+    const jsm = await nc.jetstreamManager();
+    const squatter = `${options.name.toUpperCase()}_SQUAT`;
+    await jsm.streams.add({ name: squatter, subjects: [`${options.name}.dead`] });
+    const sockets = () =>
+      process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length;
+    try {
+      const before = sockets();
+      await expect(
+        runWorker(
+          options,
+          async () => undefined,
+          () => undefined,
+          new AbortController().signal,
+        ),
+      ).rejects.toThrow(/overlap/);
+      // A subscriber left open would keep its connection to the server.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(sockets()).toBe(before);
+    } finally {
+      await jsm.streams.delete(squatter);
+      await nc.close();
+    }
+  });
 });
