@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs publint and attw (Are The Types Wrong) on every published package, after `npm run build`.
-// Exits non-zero when either reports a problem for any package.
+// Runs publint and attw (Are The Types Wrong) on every published package, after `npm run build`,
+// and checks that each command a package declares in `bin` is linked into the workspace's
+// node_modules/.bin and runs (`--version` prints the package's version).
+// Exits non-zero when any check reports a problem for any package.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +22,17 @@ for (const dir of readdirSync(join(root, "packages")).sort()) {
     console.error(`${pkg.name}: no dist/ (run npm run build first)`);
     failed++;
     continue;
+  }
+  for (const command of Object.keys(pkg.bin ?? {})) {
+    const link = join(root, "node_modules", ".bin", command);
+    try {
+      const printed = execFileSync(link, ["--version"], { encoding: "utf8" }).trim();
+      if (printed !== pkg.version) throw new Error(`--version printed "${printed}"`);
+      console.log(`ok   ${"bin".padEnd(8)} ${pkg.name} (${command})`);
+    } catch (err) {
+      failed++;
+      console.error(`FAIL ${"bin".padEnd(8)} ${pkg.name}: ${link} does not run: ${err.message}`);
+    }
   }
   for (const [tool, args] of [
     ["publint", ["publint", "--strict", pkgDir]],
