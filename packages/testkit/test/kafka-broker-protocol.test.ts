@@ -575,6 +575,62 @@ describe("Kafka test broker lifecycle", () => {
     await expect(startKafkaBroker(options as never)).rejects.toThrow(message);
   });
 
+  it("answers DeleteGroups v0 and v1 per group: deleted, unknown, empty id, named twice", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    const c = await RawClient.open(broker.port);
+    try {
+      const versions = await c.request(ApiKey.ApiVersions, 2, () => {});
+      versions.int16();
+      const apis = versions.array((r) => ({ key: r.int16(), min: r.int16(), max: r.int16() }));
+      expect(apis.find((a) => a.key === ApiKey.DeleteGroups)).toEqual({ key: 42, min: 0, max: 1 });
+
+      broker.createTopic("raw-delete-topic", 1);
+      const commit = async (group: string, generation: number, memberId: string) => {
+        const r = await c.request(ApiKey.OffsetCommit, 5, (w) => {
+          w.string(group).int32(generation).string(memberId);
+          w.int32(1).string("raw-delete-topic").int32(1).int32(0).int64(7).nullableString(null);
+        });
+        r.int32();
+        r.int32();
+        r.string();
+        r.int32();
+        r.int32();
+        return r.int16();
+      };
+      const deleteGroups = async (version: number, ids: string[]) => {
+        const r = await c.request(ApiKey.DeleteGroups, version, (w) => {
+          w.array(ids, (w, id) => w.string(id));
+        });
+        expect(r.int32()).toBe(0); // throttle_time_ms
+        const results = r.array((r) => [r.string(), r.int16()] as const);
+        expect(r.remaining).toBe(0);
+        return results;
+      };
+      // A standalone commit (generation -1, no member) makes an empty group with offsets; a commit
+      // refused for an unknown member makes no group.
+      expect(await commit("raw-delete-standalone", -1, "")).toBe(ErrorCode.NONE);
+      expect(await commit("raw-delete-refused", 3, "nobody")).toBe(ErrorCode.UNKNOWN_MEMBER_ID);
+      expect(
+        await deleteGroups(0, [
+          "raw-delete-standalone",
+          "raw-delete-refused",
+          "",
+          "raw-delete-standalone",
+        ]),
+      ).toEqual([
+        ["raw-delete-standalone", ErrorCode.NONE],
+        ["raw-delete-refused", ErrorCode.GROUP_ID_NOT_FOUND],
+        ["", ErrorCode.INVALID_GROUP_ID],
+      ]);
+      expect(await deleteGroups(1, ["raw-delete-standalone"])).toEqual([
+        ["raw-delete-standalone", ErrorCode.GROUP_ID_NOT_FOUND],
+      ]);
+    } finally {
+      c.close();
+      await broker.stop();
+    }
+  });
+
   it("names an IPv6 host in brackets in its bootstrap address", async () => {
     const broker = await startKafkaBroker({ host: "::1", log: () => {} });
     try {

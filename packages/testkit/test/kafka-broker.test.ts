@@ -358,6 +358,67 @@ describe("Kafka test broker with kafkajs", () => {
     }
   });
 
+  it("deletes an empty group and its offsets with admin.deleteGroups(), and refuses a group with members or an unknown one as Kafka does", async () => {
+    const topic = unique("delete-groups");
+    const emptied = unique("g");
+    const busy = unique("g");
+    const unknown = unique("g");
+    broker.createTopic(topic, 1);
+    const p = await producer();
+    await p.send({ topic, messages: [{ value: "one" }, { value: "two" }] });
+
+    // A group whose only member read both records, committed and left: empty, with offsets.
+    const first = await consumer(emptied);
+    await first.subscribe({ topic, fromBeginning: true });
+    const seen: string[] = [];
+    await first.run({
+      eachMessage: async (payload) => void seen.push(String(payload.message.value)),
+    });
+    await until(() => seen.length === 2, 15_000, "2 records");
+    await first.disconnect();
+    // A group with a running member.
+    const running = await consumer(busy);
+    let joined = false;
+    running.on(running.events.GROUP_JOIN, () => {
+      joined = true;
+    });
+    await running.subscribe({ topic, fromBeginning: true });
+    await running.run({ eachMessage: async () => {} });
+    await until(() => joined, 15_000, "the join");
+
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      expect(
+        (await admin.fetchOffsets({ groupId: emptied, topics: [topic] }))[0]?.partitions,
+      ).toEqual([{ partition: 0, offset: "2", metadata: null }]);
+      expect(await admin.deleteGroups([emptied])).toEqual([{ groupId: emptied, errorCode: 0 }]);
+      const { groups } = await admin.listGroups();
+      expect(groups.map((g) => g.groupId)).not.toContain(emptied);
+      expect((await admin.describeGroups([emptied])).groups[0]).toMatchObject({ state: "Dead" });
+      // Its committed offsets went with it.
+      expect(
+        (await admin.fetchOffsets({ groupId: emptied, topics: [topic] }))[0]?.partitions,
+      ).toEqual([{ partition: 0, offset: "-1", metadata: null }]);
+
+      for (const [groupId, type] of [
+        [busy, "NON_EMPTY_GROUP"],
+        [unknown, "GROUP_ID_NOT_FOUND"],
+        [emptied, "GROUP_ID_NOT_FOUND"], // deleted already
+      ] as const) {
+        const error = await admin.deleteGroups([groupId]).catch((e: unknown) => e);
+        expect(error, groupId).toMatchObject({
+          name: "KafkaJSDeleteGroupsError",
+          groups: [{ groupId, errorCode: type === "NON_EMPTY_GROUP" ? 68 : 69, error: { type } }],
+        });
+      }
+      // The refused group is untouched: its member still owns it.
+      expect((await admin.describeGroups([busy])).groups[0]?.members).toHaveLength(1);
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
   it("keeps committed offsets across a consumer restart", async () => {
     const topic = unique("commit");
     const groupId = unique("g");

@@ -85,6 +85,8 @@ export const SUPPORTED_APIS: readonly { key: number; name: string; min: number; 
   { key: ApiKey.CreateTopics, name: "CreateTopics", min: 0, max: 3 },
   { key: ApiKey.DeleteTopics, name: "DeleteTopics", min: 0, max: 1 },
   { key: ApiKey.InitProducerId, name: "InitProducerId", min: 0, max: 1 },
+  // v2 is the first flexible version (compact strings, tagged fields): not advertised.
+  { key: ApiKey.DeleteGroups, name: "DeleteGroups", min: 0, max: 1 },
 ];
 const SUPPORTED = new Map(SUPPORTED_APIS.map((a) => [a.key, a]));
 
@@ -176,6 +178,8 @@ class BrokerCore {
         return this.listGroups(ctx.version);
       case ApiKey.InitProducerId:
         return this.initProducerId(r);
+      case ApiKey.DeleteGroups:
+        return this.deleteGroups(r);
       default:
         throw new ProtocolError(`API key ${apiKey} not implemented`);
     }
@@ -694,6 +698,18 @@ class BrokerCore {
     w.int16(ErrorCode.NONE);
     w.array(this.groups.list(), (w, g) => {
       w.string(g.groupId).string(g.protocolType);
+    });
+    return w.finish();
+  }
+
+  /** DeleteGroups v0-1 (one shape): each group's error code, in the order first asked for. */
+  private deleteGroups(r: Reader): Buffer {
+    const ids = r.array((r) => r.string(), 2);
+    const w = new Writer();
+    w.int32(0); // throttle_time_ms
+    // Kafka answers a group named twice once.
+    w.array([...new Set(ids)], (w, id) => {
+      w.string(id).int16(this.groups.delete(id));
     });
     return w.finish();
   }

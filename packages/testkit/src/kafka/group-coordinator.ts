@@ -354,12 +354,14 @@ export class GroupCoordinator {
    * not between the join and the leader's assignment (`REBALANCE_IN_PROGRESS`).
    */
   checkCommit(groupId: string, generationId: number, memberId: string): number {
-    const g = this.group(groupId);
     if (generationId < 0 && memberId === "") {
+      const g = this.group(groupId);
       return g.members.size === 0 ? ErrorCode.NONE : ErrorCode.UNKNOWN_MEMBER_ID;
     }
-    const m = g.members.get(memberId);
-    if (!m) return ErrorCode.UNKNOWN_MEMBER_ID;
+    // A refused commit does not create the group (DeleteGroups would find it), as in Kafka.
+    const g = this.groups.get(groupId);
+    const m = g?.members.get(memberId);
+    if (!g || !m) return ErrorCode.UNKNOWN_MEMBER_ID;
     if (generationId !== g.generationId) return ErrorCode.ILLEGAL_GENERATION;
     if (g.state === "CompletingRebalance") return ErrorCode.REBALANCE_IN_PROGRESS;
     this.touch(g, m);
@@ -421,6 +423,23 @@ export class GroupCoordinator {
         assignment: m.assignment,
       })),
     };
+  }
+
+  /**
+   * Deletes a group and its committed offsets, as Kafka's DeleteGroups does, and returns the
+   * error code: `INVALID_GROUP_ID` for an empty id, `GROUP_ID_NOT_FOUND` for a group the broker
+   * does not know (or deleted already), `NON_EMPTY_GROUP` while it has members (or a rebalance
+   * is under way), `NONE` when deleted. A group that has only committed offsets is empty.
+   */
+  delete(groupId: string): number {
+    if (groupId === "") return ErrorCode.INVALID_GROUP_ID;
+    const g = this.groups.get(groupId);
+    if (!g) return ErrorCode.GROUP_ID_NOT_FOUND;
+    if (g.members.size > 0 || g.state !== "Empty") return ErrorCode.NON_EMPTY_GROUP;
+    clearTimeout(g.rebalanceTimer);
+    this.groups.delete(groupId);
+    this.log(`group ${groupId} deleted`);
+    return ErrorCode.NONE;
   }
 
   /** Every known group with its protocol type, for ListGroups. */

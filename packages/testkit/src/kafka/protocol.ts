@@ -29,6 +29,7 @@ export const ApiKey = {
   CreateTopics: 19,
   DeleteTopics: 20,
   InitProducerId: 22,
+  DeleteGroups: 42,
 } as const;
 
 /** Kafka error codes the test broker returns (protocol guide, "Error Codes"). */
