@@ -9,6 +9,7 @@ import {
   type EventFormat,
   findFormat,
   formatWithRegistry,
+  invalidEvent,
   isAttributeName,
   isCloudEventsContentType,
   isContextAttribute,
@@ -66,18 +67,24 @@ export function classifyMqttMessage(
  * Reads a CloudEvent from an MQTT message, detecting the mode ({@link classifyMqttMessage}) and,
  * in structured mode, the format from the Content Type among `options.formats`. In binary mode,
  * attributes whose type is declared (context attributes and extensions in `options.registry`)
- * are restored to that type; other extensions stay Strings. The user properties a subscriber's
- * `reject()` adds to a dead-letter copy (core's `DEAD_LETTER_ORIGINAL_TOPIC` and
- * `DEAD_LETTER_REASON`) are not attributes and are skipped, so the copy reads as the same event;
- * {@link toPlainMessage} keeps them.
+ * are restored to that type; other extensions stay Strings. A user property whose name cannot be
+ * an attribute name (not lower-case letters and digits: `X-Request-Id`, `content_encoding`) is
+ * the producer's or the broker's, not the event's: it is not read, and {@link toPlainMessage}
+ * keeps it (as the subscriber's `delivery.message.properties`). Two exceptions are refused, as
+ * likely mis-spelt attributes: `data_base64`, and a name that differs only in ASCII case from a
+ * context attribute or from another user property of the message (`Type`, `ID`). The two a
+ * subscriber's `reject()` adds to a dead-letter copy (core's `DEAD_LETTER_ORIGINAL_TOPIC` and
+ * `DEAD_LETTER_REASON`) are not counted against `maxUserProperties`, so the copy of an event that
+ * fitted still decodes; every other user property counts, foreign ones too.
  *
  * @param message - the payload and MQTT 5 properties
  * @param options - the formats to accept, the protocol version, the extension registry, limits
- * @throws {@link PosthornError} `MalformedInput` (not a CloudEvent, repeated user property names,
- *   unparseable payload), `InvalidEvent` (an attribute breaks a rule), `UnsupportedContentType`
- *   (no registered format for the Content Type), `PayloadTooLarge` (a limit is exceeded);
- *   `NotSupported`, before anything is read, for a `maxPayloadBytes`, `maxUserProperties` or
- *   `json.maxDepth` that is not a whole number of 0 or more (or `Infinity`)
+ * @throws {@link PosthornError} `MalformedInput` (not a CloudEvent, a repeated attribute user
+ *   property, a `data` or `data_base64` user property, unparseable payload), `InvalidEvent` (an
+ *   attribute breaks a rule, a user property named as an attribute in another case),
+ *   `UnsupportedContentType` (no registered format for the Content Type), `PayloadTooLarge` (a
+ *   limit is exceeded); `NotSupported`, before anything is read, for a `maxPayloadBytes`,
+ *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more (or `Infinity`)
  */
 export function fromMqttMessage(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
   // Checked on every call, as the subscriber checks its own once: NaN compared false and turned
@@ -137,14 +144,21 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
       `${names.length} user properties exceed the limit of ${maxProps}`,
     );
   }
-  // When every name is an attribute name (lower-case letters and digits, so never `__proto__`),
-  // a plain object: V8 keeps it in fast mode, and the event constructor reads it about twice as
-  // fast as a dictionary. Otherwise a prototype-less object, so a property named `__proto__`
-  // stays a plain (and invalid) name for the constructor to refuse.
-  const init = (names.every(isAttributeName) ? {} : Object.create(null)) as Record<string, unknown>;
+  // Only attribute names (lower-case letters and digits, so never `__proto__`) are written, so a
+  // plain object: V8 keeps it in fast mode, and the event constructor reads it about twice as
+  // fast as a dictionary. `constructor` or `toString` becomes an own member, as any extension.
+  const init: Record<string, unknown> = {};
+  let foreign: string[] | undefined;
   for (const name of names) {
+    // A name that cannot be an attribute is the producer's or the broker's, not the event's:
+    // left to the message's properties, unread here (it may repeat, as MQTT allows).
+    if (!isAttributeName(name)) {
+      if (foreign === undefined) foreign = [name];
+      else foreign.push(name);
+      continue;
+    }
     const value = single(name, props[name]);
-    if (name === "data" || name === "data_base64") {
+    if (name === "data") {
       throw malformed(`user property ${name} is not an attribute name`, undefined, name);
     }
     const type = isContextAttribute(name) ? undefined : registry.typeOf(name);
@@ -152,6 +166,7 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
     init[name] =
       type === undefined || type === "String" ? value : parseCanonical(value, type, name);
   }
+  if (foreign !== undefined) for (const name of foreign) checkForeign(name, props);
   // MQTT binding 3.1.3.2: Content Type is datacontenttype.
   const contentType = message.contentType;
   const fromProperty = init.datacontenttype as string | undefined;
@@ -173,6 +188,41 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
     if (data !== undefined) init.data = data;
   }
   return new CloudEvent(init as never);
+}
+
+/**
+ * Refuses the foreign (not attribute) names that look like a mis-spelt attribute rather than the
+ * producer's own: `data_base64`, the JSON format's member for binary data, and a name that differs
+ * only in ASCII case from a context attribute or from another user property of this message
+ * (`Type`, `ID`, `Tenant` beside `tenant`). Reading it as foreign would drop what the producer
+ * meant as an attribute without a word. Declared extensions are not in the list: `CorrelationId`
+ * or an HTTP bridge's `Traceparent` is as likely the producer's own, and the event is complete
+ * without it.
+ */
+function checkForeign(name: string, props: NonNullable<MqttMessage["userProperties"]>): void {
+  if (name === "data_base64") {
+    throw malformed(`user property ${name} is not an attribute name`, undefined, name);
+  }
+  const folded = caseFolded(name);
+  if (folded !== undefined && (isContextAttribute(folded) || Object.hasOwn(props, folded))) {
+    throw invalidEvent(
+      `user property ${name} differs from the attribute name ${folded} only in case ` +
+        "(attribute names are lower-case)",
+      name,
+    );
+  }
+}
+
+/** `name` in lower case when it is ASCII letters and digits only, else `undefined`. */
+function caseFolded(name: string): string | undefined {
+  if (name.length === 0) return undefined;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57))) {
+      return undefined;
+    }
+  }
+  return name.toLowerCase();
 }
 
 function isDeadLetterName(name: string): boolean {

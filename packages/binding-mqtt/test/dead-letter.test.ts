@@ -62,19 +62,24 @@ describe("dead-letter user properties", () => {
     expect(differences(back, event)).toEqual([]);
   });
 
-  it("are the only names skipped: another name that is not an attribute name is still refused", () => {
+  it("are the only names not counted; another foreign name is counted, and neither is read", () => {
     const message = toMqttMessage(event, { mode: "binary" });
-    const bad = {
-      ...message,
-      userProperties: { ...message.userProperties, "posthorn-dead-letter-note": "x" },
+    const count = Object.keys(message.userProperties ?? {}).length;
+    const noted: MqttMessage = {
+      ...deadLetterCopy(message),
+      userProperties: {
+        ...deadLetterCopy(message).userProperties,
+        "posthorn-dead-letter-note": "x",
+      },
     };
+    expect(differences(fromMqttMessage(noted, { formats: [json] }), event)).toEqual([]);
     let error: unknown;
     try {
-      fromMqttMessage(bad, { formats: [json] });
+      fromMqttMessage(noted, { formats: [json], maxUserProperties: count });
     } catch (err) {
       error = err;
     }
-    expect(isPosthornError(error, "InvalidEvent")).toBe(true);
+    expect(isPosthornError(error, "PayloadTooLarge")).toBe(true);
   });
 
   it("are kept in the plain message view, where a dead-letter consumer reads them", () => {

@@ -1,4 +1,10 @@
-import { CloudEvent, extensions, isPosthornError, PosthornError } from "@posthorn/core";
+import {
+  CloudEvent,
+  differences,
+  extensions,
+  isPosthornError,
+  PosthornError,
+} from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   type BindingPath,
@@ -13,6 +19,7 @@ import {
   fromMqttMessage,
   type MqttMessage,
   toMqttMessage,
+  toPlainMessage,
 } from "../src/index.js";
 import { FORMATS } from "./formats.js";
 
@@ -165,10 +172,15 @@ describe("fromMqttMessage", () => {
     const props = Object.create(null) as Record<string, string>;
     Object.assign(props, required);
     Object.defineProperty(props, "__proto__", { value: "x", enumerable: true });
-    expectCode(
-      () => fromMqttMessage({ ...base, userProperties: props }, { formats: [json] }),
-      "InvalidEvent",
-    );
+    // `__proto__` cannot be an attribute name: a foreign user property, left to the properties.
+    const decoded = fromMqttMessage({ ...base, userProperties: props }, { formats: [json] });
+    expect(Object.getPrototypeOf(decoded)).toBe(CloudEvent.prototype);
+    expect(Object.hasOwn(decoded, "__proto__")).toBe(false);
+    expect(Object.keys(decoded).sort()).toEqual(Object.keys(required).sort());
+    const properties = toPlainMessage({ ...base, userProperties: props }).properties;
+    expect(Object.getPrototypeOf(properties)).toBeNull();
+    expect(Object.hasOwn(properties, "__proto__")).toBe(true);
+    expect(Object.getOwnPropertyDescriptor(properties, "__proto__")?.value).toBe("x");
     for (const name of ["constructor", "prototype"]) {
       const event = fromMqttMessage(
         { ...base, userProperties: { ...required, [name]: "y" } },
@@ -349,3 +361,132 @@ describe("fromMqttMessage limits given per call", () => {
     expect(read.id).toBe("1");
   });
 });
+
+describe("foreign user properties (names that cannot be attributes)", () => {
+  const foreign = {
+    "X-Request-Id": "req-42",
+    "Content-Encoding": "gzip",
+    content_encoding: "gzip",
+    traceId: "abc",
+    Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    CorrelationId: "c-1",
+    İD: "dotted capital I, not ASCII",
+    "": "empty name",
+  };
+  const event = new CloudEvent({
+    ...required,
+    subject: "s",
+    tenant: "acme",
+    data: { n: 1 },
+  });
+
+  it("are not read as attributes and do not fail the event; the properties keep them", () => {
+    const message = toMqttMessage(event, { mode: "binary" });
+    const withForeign: MqttMessage = {
+      ...message,
+      userProperties: { ...message.userProperties, ...foreign },
+    };
+    const back = fromMqttMessage(withForeign, { formats: [json] });
+    expect(differences(back, event)).toEqual([]);
+    for (const name of Object.keys(foreign)) expect(Object.hasOwn(back, name)).toBe(false);
+    const properties = toPlainMessage(withForeign).properties;
+    for (const [name, value] of Object.entries(foreign)) expect(properties[name]).toBe(value);
+    expect(properties.tenant).toBe("acme");
+  });
+
+  it("may repeat (MQTT allows it): the properties keep every value", () => {
+    const message: MqttMessage = {
+      ...base,
+      userProperties: { ...required, "X-Hop": ["a", "b", "c"] },
+    };
+    const back = fromMqttMessage(message, { formats: [json] });
+    expect(back.id).toBe("1");
+    expect(toPlainMessage(message).properties["X-Hop"]).toEqual(["a", "b", "c"]);
+  });
+
+  it("do not make a message binary mode: without specversion it stays a plain message", () => {
+    const message: MqttMessage = {
+      payload: new TextEncoder().encode("hi"),
+      userProperties: { "X-Request-Id": "1", SpecVersion: "1.0" },
+    };
+    expect(classifyMqttMessage(message)).toBeUndefined();
+  });
+
+  it("a name that is a context attribute in another case is refused as InvalidEvent, naming it", () => {
+    for (const name of ["Type", "ID", "Source", "SpecVersion", "DataContentType", "TIME"]) {
+      const error = thrownBy(() =>
+        fromMqttMessage(
+          { ...base, userProperties: { ...required, [name]: "x" } },
+          { formats: [json] },
+        ),
+      );
+      expect(isPosthornError(error, "InvalidEvent"), name).toBe(true);
+      expect((error as PosthornError).attribute).toBe(name);
+      expect((error as PosthornError).message).toContain(name);
+    }
+  });
+
+  it("a name that is another user property of the message in another case is refused", () => {
+    const error = thrownBy(() =>
+      fromMqttMessage(
+        { ...base, userProperties: { ...required, tenant: "a", Tenant: "b" } },
+        { formats: [json] },
+      ),
+    );
+    expect(isPosthornError(error, "InvalidEvent")).toBe(true);
+    expect((error as PosthornError).attribute).toBe("Tenant");
+    // Alone, the same name is foreign: nothing says it was meant as an attribute.
+    const back = fromMqttMessage(
+      { ...base, userProperties: { ...required, Tenant: "b" } },
+      { formats: [json] },
+    );
+    expect(Object.hasOwn(back, "tenant") || Object.hasOwn(back, "Tenant")).toBe(false);
+  });
+
+  it("data_base64 stays MalformedInput; data in another case is foreign", () => {
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { ...base, userProperties: { ...required, data_base64: "AAAA" } },
+          { formats: [json] },
+        ),
+      "MalformedInput",
+    );
+    const back = fromMqttMessage(
+      { ...base, userProperties: { ...required, Data: "AAAA" } },
+      { formats: [json] },
+    );
+    expect(back.data).toBeUndefined();
+  });
+
+  it("count against maxUserProperties", () => {
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { ...base, userProperties: { ...required, "X-Request-Id": "1" } },
+          { formats: [json], maxUserProperties: 4 },
+        ),
+      "PayloadTooLarge",
+    );
+  });
+
+  it("never break a structured-mode message (user properties are not read there)", () => {
+    const message = toMqttMessage(event, { mode: "structured", format: json });
+    const props = Object.create(null) as Record<string, string | string[]>;
+    Object.assign(props, foreign, { Type: "mis-cased", "X-Hop": ["a", "b"], specversion: "0.3" });
+    Object.defineProperty(props, "__proto__", { value: "x", enumerable: true });
+    const withForeign: MqttMessage = { ...message, userProperties: props };
+    expect(classifyMqttMessage(withForeign)).toBe("structured");
+    expect(differences(fromMqttMessage(withForeign, { formats: [json] }), event)).toEqual([]);
+    expect(toPlainMessage(withForeign).properties["X-Request-Id"]).toBe("req-42");
+  });
+});
+
+function thrownBy(action: () => unknown): unknown {
+  try {
+    action();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}

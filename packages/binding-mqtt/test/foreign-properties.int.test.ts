@@ -1,0 +1,94 @@
+import { CloudEvent, type Delivery, differences, isPosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import type { MqttClient } from "mqtt";
+import { describe, expect, it } from "vitest";
+import { mqttSubscriber, toMqttMessage } from "../src/index.js";
+import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+
+const ok = await requireBroker("mqtt");
+const url = brokerUrl("mqtt") as string;
+
+const opened = closedAfterEach();
+
+async function client(): Promise<MqttClient> {
+  const c = await connect(url, { protocolVersion: 5 });
+  opened.push(c);
+  return c;
+}
+
+async function next(it: AsyncIterator<Delivery>, ms = 5000): Promise<Delivery> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const r = await Promise.race([
+    it.next(),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (r.done) throw new Error("the subscriber ended");
+  return r.value;
+}
+
+const event = new CloudEvent({
+  specversion: "1.0",
+  id: "foreign-1",
+  source: "/tests/foreign",
+  type: "com.example.order",
+  tenant: "acme",
+  data: { n: 1 },
+});
+
+// What another producer (or a broker plugin) adds of its own: names that cannot be attributes.
+const foreign = { "X-Request-Id": "req-42", "Content-Encoding": "identity", trace_id: "t-1" };
+
+/**
+ * Publishes `message` with a raw mqtt.js client (not Posthorn's publisher), its user properties
+ * joined by `extra`, and returns what a Posthorn subscriber makes of it.
+ */
+async function receiveRaw(
+  mode: "binary" | "structured",
+  extra: Record<string, string | string[]>,
+): Promise<Delivery> {
+  const topic = uniqueTopic(`foreign-${mode}`);
+  const subscriber = await mqttSubscriber(await client(), { topic, formats: [json] });
+  opened.push(subscriber);
+  const it = subscriber[Symbol.asyncIterator]();
+  const message = toMqttMessage(event, mode === "binary" ? { mode } : { mode, format: json });
+  const publisher = await client();
+  await publisher.publishAsync(topic, Buffer.from(message.payload), {
+    qos: 1,
+    properties: {
+      ...(message.contentType === undefined ? {} : { contentType: message.contentType }),
+      // toMqttMessage writes one string per name in binary mode, none in structured mode.
+      userProperties: { ...(message.userProperties as Record<string, string>), ...extra },
+    },
+  });
+  const delivery = await next(it);
+  await delivery.accept();
+  return delivery;
+}
+
+describe.skipIf(!ok)("foreign user properties over Mosquitto, MQTT 5 (skipped: no broker)", () => {
+  for (const mode of ["binary", "structured"] as const) {
+    it(`${mode} mode: the event decodes, and the properties keep them`, async () => {
+      const delivery = await receiveRaw(mode, { ...foreign, "X-Hop": ["edge", "core"] });
+      expect(delivery.error).toBeUndefined();
+      expect(differences(delivery.event as CloudEvent, event)).toEqual([]);
+      for (const name of [...Object.keys(foreign), "X-Hop"]) {
+        expect(Object.hasOwn(delivery.event as object, name)).toBe(false);
+      }
+      const properties = delivery.message.properties ?? {};
+      for (const [name, value] of Object.entries(foreign)) expect(properties[name]).toBe(value);
+      expect(properties["X-Hop"]).toEqual(["edge", "core"]);
+    });
+  }
+
+  it("binary mode: a context attribute in another case is InvalidEvent naming it", async () => {
+    const delivery = await receiveRaw("binary", { Type: "com.example.other" });
+    expect(delivery.event).toBeUndefined();
+    expect(isPosthornError(delivery.error, "InvalidEvent")).toBe(true);
+    expect(delivery.error?.attribute).toBe("Type");
+    expect(delivery.message.properties?.Type).toBe("com.example.other");
+  });
+});
