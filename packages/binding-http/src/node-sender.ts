@@ -16,6 +16,11 @@ const KEEP_TEXT_BYTES = 4096;
 // a Node server's default `keepAliveTimeout` (5 s) closes them under a request being sent.
 const IDLE_SOCKET_MS = 4000;
 
+// How long the rest of an answer's body may take once its status and headers are in. The answer
+// does not wait for it (a 2xx settles at once); past it the connection is destroyed rather than
+// reused with a body still arriving.
+const BODY_MS = 1000;
+
 /**
  * The target of a publisher as `node:http` takes it, checked once.
  *
@@ -92,9 +97,51 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
         };
         const onAbort = (): void => fail(aborted());
         const onAnswer = (res: http.IncomingMessage): void => {
+          const status = res.statusCode ?? 0;
+          const answerHeaders = res.headers;
+          const answer = (text: string): SenderAnswer => ({
+            status,
+            headers: {
+              get: (name) => {
+                const value = answerHeaders[name.toLowerCase()];
+                if (value === undefined) return null;
+                return Array.isArray(value) ? value.join(", ") : value;
+              },
+            },
+            text,
+          });
+          // An answer cut off mid-body ends in an error here ("aborted"), not in "end". Once the
+          // status is known it settles nothing: the answer is the status and headers.
+          res.on("error", () => undefined);
+          // The rest of the body is read and dropped so that keep-alive can reuse the connection;
+          // one that does not end within BODY_MS is destroyed instead, never handed back to the
+          // agent with a body still coming down it.
+          const cutoff = setTimeout(() => req?.destroy(), BODY_MS);
+          const stopCutoff = (): void => clearTimeout(cutoff);
+          res.on("end", stopCutoff);
+          res.on("close", stopCutoff);
+          if (status >= 200 && status < 300) {
+            // 2xx: the receiver took the event (http-webhook.md 2.2). Waiting for a body that never
+            // ends would time the attempt out and send the event again, a second delivery of one
+            // already accepted.
+            if (!settle()) {
+              req?.destroy();
+              return;
+            }
+            res.resume();
+            resolve(answer(""));
+            return;
+          }
           // Most answers have no body: the bytes are kept, and made text only when there are any.
           let kept: Buffer[] | undefined;
           let keptBytes = 0;
+          const done = (): void => {
+            if (!settle()) return;
+            clearTimeout(textTimer);
+            resolve(answer(kept === undefined ? "" : Buffer.concat(kept).toString("utf8")));
+          };
+          // A failure's text is for the error message only: what came within BODY_MS is enough.
+          const textTimer = setTimeout(done, BODY_MS);
           res.on("data", (chunk: Buffer) => {
             if (keptBytes < KEEP_TEXT_BYTES) {
               if (kept === undefined) kept = [chunk];
@@ -102,23 +149,8 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
               keptBytes += chunk.length;
             }
           });
-          res.on("end", () => {
-            if (!settle()) return;
-            const answerHeaders = res.headers;
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: {
-                get: (name) => {
-                  const value = answerHeaders[name.toLowerCase()];
-                  if (value === undefined) return null;
-                  return Array.isArray(value) ? value.join(", ") : value;
-                },
-              },
-              text: kept === undefined ? "" : Buffer.concat(kept).toString("utf8"),
-            });
-          });
-          // An answer cut off mid-body ends in an error here ("aborted"), not in "end".
-          res.on("error", (err: Error) => fail(connectionFailed(what, err)));
+          res.on("end", done);
+          res.on("close", done);
         };
         try {
           // An object literal, not a spread of shared options: V8's slow path, per request.

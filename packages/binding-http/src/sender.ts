@@ -4,6 +4,7 @@ import {
   MAX_TIMER_MS,
   PosthornError,
 } from "@posthorn/core";
+import { concatChunks } from "./body.js";
 
 /** One request of a publisher, as its sender sends it. */
 export interface SenderRequest {
@@ -59,6 +60,53 @@ export interface WithPlatformSender {
 const NO_HEADERS = { get: (): null => null };
 
 /**
+ * How long the rest of an answer's body may take once its status and headers are in; past it the
+ * body is cancelled (and its connection closed) rather than waited for.
+ */
+const BODY_MS = 1000;
+
+/** How much of an answer's body is kept for an error message. */
+const KEEP_TEXT_BYTES = 4096;
+
+/**
+ * Reads an answer's body to its end, or for BODY_MS at most, then cancels it. Never rejects: a
+ * body cut off mid-way gives what arrived.
+ *
+ * @param keep - keep the first KEEP_TEXT_BYTES and return them as text (else `""`)
+ */
+async function readBody(response: Response, keep: boolean): Promise<string> {
+  const body = response.body;
+  if (body === null) return "";
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), BODY_MS);
+  });
+  try {
+    for (;;) {
+      const next = await Promise.race([reader.read(), late]);
+      if (next === undefined) {
+        reader.cancel().catch(() => undefined);
+        break;
+      }
+      if (next.done) break;
+      if (keep && size < KEEP_TEXT_BYTES) {
+        chunks.push(next.value);
+        size += next.value.length;
+      }
+    }
+  } catch {
+    // Cut off mid-body (or the request's signal fired): what arrived is the text.
+  } finally {
+    clearTimeout(timer);
+  }
+  if (size === 0) return "";
+  return new TextDecoder().decode(concatChunks(chunks, size));
+}
+
+/**
  * A sender over a `fetch`: one `AbortSignal` per request (its timeout, joined with the caller's
  * signal when there is one). Redirects are not followed: a 3xx is the answer (in a browser, which
  * hides it, status 0).
@@ -97,9 +145,17 @@ export function fetchSender(url: string, f: typeof fetch): RequestSender {
         // A browser hides a redirect not followed: status 0, no headers, no body.
         return { status: 0, headers: NO_HEADERS, text: "a redirect, not followed" };
       }
-      // Reading the (small) answer lets keep-alive reuse the connection.
-      const text = await response.text().catch(() => "");
-      return { status: response.status, headers: response.headers, text };
+      const status = response.status;
+      if (status >= 200 && status < 300) {
+        // 2xx: the receiver took the event (http-webhook.md 2.2), whatever its body does next.
+        // Waiting for a body that never ends would time the attempt out and send the event
+        // again. The body is read and dropped (so keep-alive can reuse the connection), and
+        // cancelled, which closes the connection, if it has not ended within BODY_MS.
+        void readBody(response, false);
+        return { status, headers: response.headers, text: "" };
+      }
+      // A failure's text is for the error message only: what arrives within BODY_MS is enough.
+      return { status, headers: response.headers, text: await readBody(response, true) };
     },
     close() {},
   };
