@@ -490,3 +490,65 @@ function thrownBy(action: () => unknown): unknown {
   }
   return undefined;
 }
+
+// The MQTT binding's own examples and the rules no other test above reads directly.
+describe("MQTT binding spec rules", () => {
+  const utf8 = (s: string) => new TextEncoder().encode(s);
+  const attributes = {
+    specversion: "1.0",
+    type: "com.example.someevent",
+    time: "2018-04-05T03:56:24Z",
+    id: "1234-1234-1234",
+    source: "/mycontext/subcontext",
+  };
+
+  it("3.1.4: the binary example, a datacontenttype user property agreeing with Content Type", () => {
+    const event = fromMqttMessage(
+      {
+        payload: utf8('{"n":1}'),
+        contentType: "application/json; charset=utf-8",
+        userProperties: { ...attributes, datacontenttype: "application/json; charset=utf-8" },
+      },
+      { formats: [json] },
+    );
+    expect(event.datacontenttype).toBe("application/json; charset=utf-8");
+    expect(event.time).toBe("2018-04-05T03:56:24Z");
+    expect(event.data).toEqual({ n: 1 });
+  });
+
+  it("3.1.3: a datacontenttype user property without Content Type still declares the data", () => {
+    const event = fromMqttMessage(
+      {
+        payload: utf8("hello"),
+        userProperties: { ...attributes, datacontenttype: "text/plain" },
+      },
+      { formats: [json] },
+    );
+    expect(event.datacontenttype).toBe("text/plain");
+    expect(event.data).toBe("hello");
+  });
+
+  it("3.2.1: a structured Content Type with parameters is still the JSON format", () => {
+    const message: MqttMessage = {
+      payload: utf8(JSON.stringify({ ...attributes, data: { n: 1 } })),
+      contentType: "application/cloudevents+json; charset=utf-8",
+    };
+    expect(classifyMqttMessage(message)).toBe("structured");
+    expect(fromMqttMessage(message, { formats: [json] }).data).toEqual({ n: 1 });
+  });
+
+  it("3.2.3: structured mode may carry the binary user properties too; the payload decides", () => {
+    const message: MqttMessage = {
+      payload: utf8(JSON.stringify({ ...attributes, data: { n: 1 } })),
+      contentType: "application/cloudevents+json",
+      userProperties: { ...attributes, id: "not-the-payload's" },
+    };
+    expect(fromMqttMessage(message, { formats: [json] }).id).toBe("1234-1234-1234");
+  });
+
+  it("3.2: the MQTT 3.1.1 example (no Content Type) is structured JSON", () => {
+    const payload = utf8(JSON.stringify({ ...attributes, datacontenttype: "application/json" }));
+    const event = fromMqttMessage({ payload }, { formats: [json], protocolVersion: 4 });
+    expect(event.type).toBe("com.example.someevent");
+  });
+});
