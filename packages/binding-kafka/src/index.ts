@@ -42,6 +42,7 @@ export {
 export {
   DEAD_LETTER_HEADERS,
   DEFAULT_COMMIT_INTERVAL_MS,
+  DEFAULT_DEAD_LETTER_TIMEOUT_MS,
   type KafkaSubscriber,
   type KafkaSubscriberOptions,
   kafkaCapabilities,

@@ -8,6 +8,8 @@ import {
   DEAD_LETTER_REASON,
   type Delivery,
   Drain,
+  isPosthornError,
+  limitTimer,
   MAX_TIMER_MS,
   PosthornError,
   type SettlementCapabilities,
@@ -51,6 +53,16 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
   /** The producer that writes to the dead-letter topic. Required with `deadLetterTopic`. */
   producer?: KafkaProducerLike;
   /**
+   * How long `reject()` waits for the dead-letter write to be acknowledged, in milliseconds.
+   * Default {@link DEFAULT_DEAD_LETTER_TIMEOUT_MS} (30 s); `Infinity` waits as long as the
+   * producer retries. Past it, or when the write fails, `reject()` rejects with a retryable
+   * `SettlementFailed` (its `cause` a `Timeout`, or the producer's error) and the record is not
+   * done: nothing is committed past it and it is delivered again. A write that timed out is not
+   * recalled: if it completes later, the dead-letter topic holds a copy of a record that also
+   * comes again (at-least-once). A number of 1 or more (`NotSupported` otherwise).
+   */
+  deadLetterTimeoutMs?: number;
+  /**
    * Most records handed out and not yet settled; above it the subscriber pauses the partitions
    * that deliver, and resumes them when half have been settled. Default 1000.
    */
@@ -88,6 +100,9 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
 
 /** The default `commitIntervalMs` of {@link kafkaSubscriber}. */
 export const DEFAULT_COMMIT_INTERVAL_MS = 100;
+
+/** The default `deadLetterTimeoutMs` of {@link kafkaSubscriber}: 30 seconds. */
+export const DEFAULT_DEAD_LETTER_TIMEOUT_MS = 30_000;
 
 /** A subscriber over a Kafka consumer group. */
 export interface KafkaSubscriber extends Subscriber {
@@ -228,7 +243,9 @@ class PartitionTrack {
  * - `release()` seeks the partition back so the record is delivered again (records after it that
  *   are in flight or done are not handed out twice);
  * - `reject()` writes the record, with its headers and the reason, to the dead-letter topic,
- *   then counts as done;
+ *   then counts as done; a write that fails, or is not acknowledged within
+ *   `deadLetterTimeoutMs`, rejects with a retryable `SettlementFailed` and the record is
+ *   delivered again (never committed as done);
  * - `close()` commits what was accepted, stops the consumer, and leaves what was not settled to
  *   be delivered again (settling it later is `SettlementFailed`); the consumer stays the
  *   caller's to disconnect. Leaving a `for await` loop closes the subscriber the same way;
@@ -242,7 +259,8 @@ class PartitionTrack {
  *   topic names and patterns, an empty `deadLetterTopic`, a dead-letter topic without a producer, a
  *   `maxInFlight` or `partitionsConsumedConcurrently` that is not a whole number of 1 or more
  *   (`maxInFlight` may be `Infinity`), a `commitIntervalMs` outside 0 to `MAX_TIMER_MS`, a
- *   `drainTimeoutMs` that is not a number of 0 or more, a decoding limit that is not a whole
+ *   `drainTimeoutMs` that is not a number of 0 or more, a `deadLetterTimeoutMs` that is not a
+ *   number of 1 or more, a decoding limit that is not a whole
  *   number of 0 or more, or a consumer that has a subscriber not yet closed (one the application
  *   runs itself rejects `ready` with `NotSupported`)
  * @example
@@ -335,6 +353,8 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     // An interval, not a limit: a setTimeout of more than MAX_TIMER_MS fires after 1 ms.
     checkTimeOption("commitIntervalMs", options.commitIntervalMs, 0, MAX_TIMER_MS);
     checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
+    // 0 would fail every reject before the write could be acknowledged.
+    checkTimeOption("deadLetterTimeoutMs", options.deadLetterTimeoutMs, 1);
     checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
     checkCountOption("maxValueBytes", options.maxValueBytes, 0);
     checkCountOption("maxHeaders", options.maxHeaders, 0);
@@ -609,12 +629,22 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         try {
           await this.#deadLetter(record, topic, partition, deliveryCount, reason);
         } catch (err) {
-          // Not dead-lettered, so not done: deliver it again rather than lose it.
-          this.#release(track, entry);
-          settle();
+          // Not dead-lettered (or not known to be), so not done: nothing is committed past it,
+          // and it is delivered again rather than lost.
+          try {
+            this.#release(track, entry);
+          } catch {
+            // No seek (the consumer stopped or crashed meanwhile): the record is still not done,
+            // so it comes again from the last commit.
+          } finally {
+            settle();
+          }
+          const timedOut = isPosthornError(err) && err.code === "Timeout";
           throw new PosthornError(
             "SettlementFailed",
-            `reject failed: the record could not be written to ${this.#options.deadLetterTopic}, so it will be delivered again`,
+            timedOut
+              ? `reject failed: the record was not written to ${this.#options.deadLetterTopic} within deadLetterTimeoutMs, so it will be delivered again`
+              : `reject failed: the record could not be written to ${this.#options.deadLetterTopic}, so it will be delivered again`,
             { cause: fromKafkaError(err, "dead-letter publish"), retryable: true },
           );
         }
@@ -670,10 +700,32 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     headers[DEAD_LETTER_HEADERS.partition] = String(partition);
     headers[DEAD_LETTER_HEADERS.offset] = record.offset;
     headers[DELIVERY_COUNT_HEADER] = String(deliveryCount);
-    await producer.send({
-      topic: this.#options.deadLetterTopic as string,
+    const deadLetterTopic = this.#options.deadLetterTopic as string;
+    const sent = producer.send({
+      topic: deadLetterTopic,
       messages: [{ key: record.key ?? null, value: record.value ?? null, headers }],
     });
+    const limitMs = this.#options.deadLetterTimeoutMs ?? DEFAULT_DEAD_LETTER_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // kafkajs retries an unknown topic or a broker that does not answer for as long as its retry
+    // settings allow (minutes by default), and the record holds its partition's checkpoint
+    // meanwhile: the time limit bounds that wait. The send goes on unobserved past it.
+    const expired = new Promise<never>((_, reject) => {
+      timer = limitTimer(() => {
+        sent.catch(() => {});
+        reject(
+          new PosthornError(
+            "Timeout",
+            `no acknowledgement of the dead-letter write to ${deadLetterTopic} within ${limitMs} ms`,
+          ),
+        );
+      }, limitMs);
+    });
+    try {
+      await Promise.race([sent, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #settled(): void {

@@ -149,6 +149,10 @@ describe.skipIf(!ok)(
         [{ topics: "orders" }, "topics", '"orders"'],
         [{ topics: ["orders", ""] }, "topics", '["orders", ""]'],
         [{ deadLetterTopic: "", producer: { send: async () => [] } }, "deadLetterTopic", '""'],
+        // 0 would fail every reject before the dead-letter write could be acknowledged.
+        [{ deadLetterTimeoutMs: 0 }, "deadLetterTimeoutMs", "0"],
+        [{ deadLetterTimeoutMs: NaN_ }, "deadLetterTimeoutMs", "NaN"],
+        [{ deadLetterTimeoutMs: "100" }, "deadLetterTimeoutMs", 'string "100"'],
       ];
       for (const [options, option, shown] of cases) {
         expect(() => kafkaSubscriber(consumer, { topics, ...options })).toThrow(

@@ -252,6 +252,81 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
     await dlq.close();
   });
 
+  it("reject() to a dead-letter topic that cannot be written fails in bounded time with a retryable error, commits nothing past the record, and delivers it again", async () => {
+    const sent = events(3, "t");
+    const topic = await topicWith("reject-stuck", 1, sent);
+    // A dead-letter topic that does not exist, with auto-creation off: kafkajs retries the
+    // unknown topic as retriable, here for minutes (its default retries take tens of seconds).
+    const deadLetterTopic = env.topicName("missing-dlq");
+    const producer = await env.producer({
+      allowAutoTopicCreation: false,
+      retry: { retries: 1000, initialRetryTime: 100, maxRetryTime: 1000 },
+    });
+    const groupId = env.topicName("group");
+    const subscriber = await subscribe(topic, groupId, {
+      deadLetterTopic,
+      producer,
+      deadLetterTimeoutMs: 500,
+      commitIntervalMs: 0,
+    });
+    const [d0, d1, d2] = await take(subscriber, 3);
+    await d0?.accept();
+    await d2?.accept();
+    const started = Date.now();
+    // Raced with a bound of its own, so that an unbounded reject fails here instead of hanging.
+    const outcome = await Promise.race([
+      (d1 as Delivery).reject("poison").then(
+        () => "resolved",
+        (err: unknown) => err,
+      ),
+      new Promise((r) => setTimeout(() => r("still waiting after 5 s"), 5000)),
+    ]);
+    const elapsed = Date.now() - started;
+    expect(outcome).toMatchObject({
+      name: "PosthornError",
+      code: "SettlementFailed",
+      retryable: true,
+      message: expect.stringMatching(/within deadLetterTimeoutMs.*delivered again/),
+      cause: { code: "Timeout" },
+    });
+    expect(elapsed).toBeGreaterThanOrEqual(450);
+    expect(elapsed).toBeLessThan(3000);
+    expect(d1?.settled).toBe(true);
+    // d0 is committed; d1 holds the checkpoint although d2 after it was accepted.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await committed(groupId, topic)).toEqual(["1"]);
+    // The record comes again (d2, done, is not handed out twice).
+    const [again] = await take(subscriber, 1);
+    expect(idOf(again as Delivery)).toBe("t1");
+    expect(again?.deliveryCount).toBe(2);
+    expect(await takeFor(subscriber, 300)).toEqual([]);
+    await again?.accept();
+    await subscriber.close();
+    expect(await committed(groupId, topic)).toEqual(["3"]);
+  });
+
+  it("reject() whose dead-letter write fails (no retries) rejects with a retryable SettlementFailed and delivers the record again", async () => {
+    const topic = await topicWith("reject-fails", 1, events(1, "f"));
+    const producer = await env.producer({ allowAutoTopicCreation: false, retry: { retries: 0 } });
+    const groupId = env.topicName("group");
+    const subscriber = await subscribe(topic, groupId, {
+      deadLetterTopic: env.topicName("missing-dlq"),
+      producer,
+    });
+    const [d] = await take(subscriber, 1);
+    await expect(d?.reject("poison")).rejects.toMatchObject({
+      code: "SettlementFailed",
+      retryable: true,
+      message: expect.stringMatching(/could not be written to .*delivered again/),
+      cause: { name: "PosthornError" },
+    });
+    const [again] = await take(subscriber, 1);
+    expect(idOf(again as Delivery)).toBe("f0");
+    expect(again?.deliveryCount).toBe(2);
+    await subscriber.close();
+    expect(await committed(groupId, topic)).toEqual(["0"]);
+  });
+
   it("resumes paused partitions as deliveries settle (maxInFlight)", async () => {
     const sent = events(60, "b");
     const topic = await topicWith("backpressure", 1, sent);
