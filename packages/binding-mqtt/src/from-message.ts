@@ -1,6 +1,7 @@
 import {
   asDecodeError,
   CloudEvent,
+  canonicalMediaType,
   checkCountOption,
   DEAD_LETTER_ORIGINAL_TOPIC,
   DEAD_LETTER_REASON,
@@ -171,7 +172,12 @@ function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): Clou
   const contentType = message.contentType;
   const fromProperty = init.datacontenttype as string | undefined;
   if (contentType !== undefined) {
-    if (fromProperty !== undefined && fromProperty !== contentType) {
+    // The same media type written differently (case, spacing, parameter order) agrees.
+    if (
+      fromProperty !== undefined &&
+      fromProperty !== contentType &&
+      canonicalMediaType(fromProperty) !== canonicalMediaType(contentType)
+    ) {
       throw malformed(
         "the datacontenttype user property contradicts the Content Type",
         undefined,

@@ -219,6 +219,38 @@ describe("fromMqttMessage", () => {
     );
   });
 
+  it("accepts a datacontenttype user property naming the Content Type's media type in another spelling", () => {
+    for (const [property, contentType] of [
+      ["application/json;charset=utf-8", "application/json; charset=utf-8"],
+      ["Text/Plain; Charset=utf-8", "text/plain;charset=utf-8"],
+      ["text/plain; a=1; b=2", "text/plain; b=2; a=1"],
+    ] as const) {
+      const event = fromMqttMessage(
+        {
+          payload: new TextEncoder().encode('"hi"'),
+          contentType,
+          userProperties: { ...required, datacontenttype: property },
+        },
+        { formats: [json] },
+      );
+      // The Content Type wins, as when the two are written alike.
+      expect(event.datacontenttype).toBe(contentType);
+    }
+    // A parameter of another value is another media type.
+    expectCode(
+      () =>
+        fromMqttMessage(
+          {
+            payload: new TextEncoder().encode("hi"),
+            contentType: "text/plain; charset=utf-8",
+            userProperties: { ...required, datacontenttype: "text/plain; charset=latin1" },
+          },
+          { formats: [json] },
+        ),
+      "MalformedInput",
+    );
+  });
+
   it("assumes the JSON format for a message without Content Type (MQTT 3.1.1)", () => {
     const payload = json.encode(vector("typical").event);
     for (const protocolVersion of [4, 5] as const) {
