@@ -19,6 +19,7 @@ export {
 } from "./from-record.js";
 export { declaredKeyMapper, partitionKeyMapper } from "./key-mappers.js";
 export {
+  type KafkaAcks,
   type KafkaPublisher,
   type KafkaPublisherOptions,
   type KafkaPublishOptions,

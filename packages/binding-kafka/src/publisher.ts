@@ -28,12 +28,12 @@ export interface KafkaPublisherOptions {
    */
   keyMapper?: KeyMapper;
   /**
-   * Acknowledgements to wait for: -1 all in-sync replicas (kafkajs' default), 1 the leader, 0
-   * none; any other value is refused with `NotSupported` when the publisher is made. Leave unset
-   * with an idempotent producer (it requires -1) and with `@confluentinc/kafka-javascript` (acks
-   * are producer configuration there).
+   * Acknowledgements to wait for: -1 or `"all"` (the same: all in-sync replicas, kafkajs'
+   * default), 1 the leader, 0 none; any other value is refused with `NotSupported` when the
+   * publisher is made. An idempotent producer takes only -1 or `"all"`. Leave unset with
+   * `@confluentinc/kafka-javascript` (acks are producer configuration there).
    */
-  acks?: number;
+  acks?: KafkaAcks;
   /**
    * Default for {@link PublishOptions.timeoutMs}: give up waiting for the acknowledgement
    * (`Timeout`). 0 fails every publish at once with `Timeout` and nothing sent; `Infinity` is no
@@ -41,6 +41,15 @@ export interface KafkaPublisherOptions {
    */
   timeoutMs?: number;
 }
+
+/**
+ * The acknowledgements a Kafka produce request can ask for: -1 or `"all"` (every in-sync
+ * replica), 1 (the partition leader) or 0 (none: the broker does not answer).
+ */
+export type KafkaAcks = -1 | "all" | 0 | 1;
+
+/** The values of {@link KafkaAcks}, as the publisher checks them. */
+const ACKS: readonly KafkaAcks[] = [-1, "all", 0, 1];
 
 /** Per-call options of a Kafka publisher. */
 export interface KafkaPublishOptions extends PublishOptions {
@@ -84,7 +93,7 @@ function asBuffer<T>(value: T): T {
  * @param producer - a connected producer
  * @param options - topic, content mode, format, key mapper, acks
  * @throws {@link PosthornError} `NotSupported` for structured mode without a format, an `acks`
- *   other than -1, 0 or 1, or a `timeoutMs` that is not a number of 0 or more (a per-call one is
+ *   other than -1, `"all"`, 0 or 1, or a `timeoutMs` that is not a number of 0 or more (a per-call one is
  *   checked likewise, and the call rejects with nothing sent, as for a per-call `partition` that
  *   is not a whole number of 0 or more)
  * @example
@@ -101,8 +110,10 @@ export function kafkaPublisher(
 ): KafkaPublisher {
   checkTimeOption("timeoutMs", options.timeoutMs);
   // Kafka's produce request has -1, 0 and 1; kafkajs sends any number, and NaN or a fraction
-  // left the publish waiting for an answer that never came.
-  checkChoiceOption("acks", options.acks, [-1, 0, 1]);
+  // left the publish waiting for an answer that never came. Its Int16 encoder writes a string
+  // such as "all" as 0 while waiting for an answer, so "all" goes to it as -1.
+  checkChoiceOption("acks", options.acks, ACKS);
+  const acks = options.acks === "all" ? -1 : options.acks;
   checkTopicName("topic", options.topic);
   const defaultMode = options.mode ?? "binary";
   if (defaultMode === "structured" && options.format === undefined) {
@@ -159,7 +170,7 @@ export function kafkaPublisher(
       throw new PosthornError("Timeout", `timeoutMs is 0: nothing was sent to ${topic}`);
     }
     const request: KafkaSendRecord = { topic, messages };
-    if (options.acks !== undefined) request.acks = options.acks;
+    if (acks !== undefined) request.acks = acks;
     const sent = producer.send(request);
     inFlight.add(sent);
     let result: unknown;
@@ -170,7 +181,7 @@ export function kafkaPublisher(
     } finally {
       inFlight.delete(sent);
     }
-    if (call.partition !== undefined && options.acks !== 0 && !wrote(result, call.partition)) {
+    if (call.partition !== undefined && acks !== 0 && !wrote(result, call.partition)) {
       throw new PosthornError(
         "PublishRejected",
         `publish to ${topic} wrote nothing: the topic has no partition ${call.partition} (the client dropped the records unsent); give a partition below the topic's partition count`,

@@ -45,23 +45,46 @@ describe.skipIf(!ok)(
       await publisher.close();
     });
 
-    it("kafkaPublisher refuses an acks other than -1, 0 or 1, before anything is sent", async () => {
+    it('kafkaPublisher refuses an acks other than -1, "all", 0 or 1, before anything is sent', async () => {
       const topic = env.topicName("opts-acks");
       // The test broker took 2, 5 and -2 (Kafka answers INVALID_REQUIRED_ACKS); with NaN or 0.5
-      // the publish never got an answer.
+      // the publish never got an answer. kafkajs writes a string as 0 and still waits.
       for (const [acks, shown] of [
         [2, "2"],
         [-2, "-2"],
         [NaN_, "NaN"],
         [0.5, "0.5"],
+        ["1", 'string "1"'],
+        ["ALL", 'string "ALL"'],
+        [null, "object null"],
       ] as const) {
-        expect(() => kafkaPublisher(producer, { topic, acks })).toThrow(refused("acks", shown));
+        expect(() => kafkaPublisher(producer, { topic, acks: acks as never })).toThrow(
+          refused("acks", shown),
+        );
       }
       const event = new CloudEvent({ specversion: "1.0", id: "a", source: "/o", type: "t" });
-      for (const acks of [-1, 0, 1]) {
+      for (const acks of [-1, "all", 0, 1] as const) {
         const publisher = kafkaPublisher(producer, { topic, acks });
         await expect(publisher.publish(event)).resolves.toBeUndefined();
         await publisher.close();
+      }
+    });
+
+    it('acks "all" is -1: an idempotent producer, which takes nothing else, publishes with it', async () => {
+      const topic = env.topicName("opts-acks-all");
+      await env.createTopic(topic, 1);
+      const idempotent = await env.producer({ idempotent: true });
+      const publisher = kafkaPublisher(idempotent, { topic, acks: "all" });
+      const event = new CloudEvent({ specversion: "1.0", id: "all", source: "/o", type: "t" });
+      await expect(publisher.publish(event, { partition: 0 })).resolves.toBeUndefined();
+      await publisher.close();
+      const admin = env.kafka.admin();
+      await admin.connect();
+      try {
+        const [offsets] = await admin.fetchTopicOffsets(topic);
+        expect(offsets?.high).toBe("1");
+      } finally {
+        await admin.disconnect();
       }
     });
 
