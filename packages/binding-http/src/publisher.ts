@@ -375,6 +375,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   #approval: PendingApproval | undefined;
   #permission: WebhookPermission | undefined;
   #closed = false;
+  /**
+   * When, on the `performance.now()` clock, the `Retry-After` of the receiver's last 429 ends: no
+   * request goes out before it (http-webhook.md 2.2). 0 when none was asked.
+   */
+  #holdUntil = 0;
   /** Ends a handshake still retrying once `close()` has waited for the publishes in flight. */
   readonly #closedSignal = new AbortController();
 
@@ -720,6 +725,11 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         : `the webhook validation request (OPTIONS ${this.#url})`;
     let failure: PosthornError | undefined;
     for (let attempt = 1; ; attempt++) {
+      // http-webhook.md 2.2: after a 429 with Retry-After the sender sends nothing to the target
+      // until that time, whichever publish it came to.
+      if (this.#holdUntil > performance.now()) {
+        await this.#held(user, budget, maxDelayMs, failure);
+      }
       // http-webhook.md 4.2.2: every request, retries included, counts against the granted rate.
       // The wait counts against the call's timeoutMs; the caller's abortSignal ends it too.
       if (this.#limiter && handshake === undefined) await this.#paced(user, budget, what, failure);
@@ -761,8 +771,15 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         );
         if (!retryable) throw failure;
         // Retry-After is honoured on 429 and 503 (http-webhook.md 2.2; RFC 9110 10.2.3).
-        if (status === 429 || status === 503)
+        if (status === 429 || status === 503) {
           waitMs = parseRetryAfter(answer.headers.get("retry-after"));
+          // A 429 is about the sender's pace, so its Retry-After holds every request to the
+          // target; a 503's may be about this event alone (a receiver's release({ delayMs })).
+          if (status === 429 && waitMs !== undefined) {
+            const until = performance.now() + waitMs;
+            if (until > this.#holdUntil) this.#holdUntil = until;
+          }
+        }
       }
       // This attempt failed, with an answer or without: `failure` says how.
       const last = failure as PosthornError;
@@ -793,6 +810,40 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
         throw callTimeout(what, budget, last);
       }
       await sleep(delay, user);
+    }
+  }
+
+  /**
+   * Waits until the receiver's `Retry-After` (see {@link HttpPublisher.#holdUntil}) has passed. A
+   * wait longer than `maxDelayMs`, or one that would end past the call's deadline, is not waited
+   * out: the publish fails at once, as the request that got the 429 does, with a retryable
+   * `PublishRejected` 429.
+   */
+  async #held(
+    user: AbortSignal | undefined,
+    budget: CallBudget,
+    maxDelayMs: number,
+    failure: PosthornError | undefined,
+  ): Promise<void> {
+    // Another answer may push the time further on while this publish waits.
+    for (let now = performance.now(); this.#holdUntil > now; now = performance.now()) {
+      const ms = this.#holdUntil - now;
+      const why =
+        ms > maxDelayMs
+          ? `exceeds maxDelayMs ${maxDelayMs}`
+          : now + ms >= budget.deadline
+            ? `ends past the call's timeoutMs ${budget.timeoutMs} ms`
+            : undefined;
+      if (why !== undefined) {
+        throw new PosthornError(
+          "PublishRejected",
+          `${this.#url} answered 429 with a Retry-After that holds every request for ${Math.ceil(ms)} ms more, which ${why}`,
+          failure === undefined
+            ? { protocolCode: 429, retryable: true }
+            : { protocolCode: 429, retryable: true, cause: failure },
+        );
+      }
+      await sleep(ms, user);
     }
   }
 

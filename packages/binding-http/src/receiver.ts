@@ -24,6 +24,7 @@ import { DEFAULT_MAX_BODY_BYTES, fromHttpMessage, type HttpHeadersInput } from "
 import {
   answerWebhookValidation,
   checkRateOption,
+  OriginRates,
   WEBHOOK_HEADERS,
   type WebhookReceiverOptions,
 } from "./webhook.js";
@@ -282,6 +283,8 @@ export class HttpReceiver implements Subscriber {
    */
   readonly #waiting = new Set<Waiter>();
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Deliveries per origin, when `webhook.enforceRate` is set. */
+  readonly #rates: OriginRates | undefined;
 
   /** @param options - formats, limits, handler, webhook and authorization settings */
   constructor(options: HttpReceiverOptions = {}) {
@@ -311,6 +314,17 @@ export class HttpReceiver implements Subscriber {
           { attribute: "webhook.allowedOrigins" },
         );
       }
+    }
+    if (webhook?.enforceRate === true) {
+      const rate = webhook.allowedRate;
+      if (typeof rate !== "number") {
+        throw new PosthornError(
+          "NotSupported",
+          `webhook.enforceRate needs webhook.allowedRate as a number of requests per minute, got ${rate === undefined ? "none" : JSON.stringify(rate)}`,
+          { attribute: "webhook.enforceRate" },
+        );
+      }
+      this.#rates = new OriginRates(rate);
     }
     const releaseStatus: unknown = options.releaseStatus;
     if (releaseStatus !== undefined && releaseStatus !== 429 && releaseStatus !== 503) {
@@ -423,6 +437,19 @@ export class HttpReceiver implements Subscriber {
       if (typeof allowed === "symbol") return interruptedReply(allowed);
       if (allowed !== true) {
         return errorReply(401, "not authorized", { "www-authenticate": "Bearer" });
+      }
+    }
+    if (this.#rates !== undefined) {
+      // http-webhook.md 4.2.2: over the granted rate, the sender is throttled with 429; 2.2: with
+      // Retry-After, which it must wait out. The body is not read: nothing is delivered.
+      const origin = (headers[WEBHOOK_HEADERS.requestOrigin] ?? "").trim().toLowerCase();
+      const waitMs = this.#rates.take(origin);
+      if (waitMs > 0) {
+        return errorReply(
+          429,
+          `origin ${origin === "" ? "(none)" : origin} is over its rate of ${o.webhook?.allowedRate} requests per minute`,
+          { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+        );
       }
     }
     const max = o.maxPayloadBytes ?? o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;

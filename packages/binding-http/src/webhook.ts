@@ -29,6 +29,16 @@ export interface WebhookReceiverOptions {
    */
   allowedRate?: number | "*";
   /**
+   * Enforce `allowedRate` on deliveries (http-webhook.md 4.2.2: a sender over its granted rate
+   * "ought to expect request throttling", shown by 429). When true, a `POST` or `PUT` from an
+   * origin (its `WebHook-Request-Origin`, ignoring case; requests without one count as one origin
+   * of their own) that already had `allowedRate` deliveries within the last minute is answered
+   * 429 with `Retry-After` (whole seconds until it may send again), before its body is read. Only
+   * requests that pass `authorize` count. Needs a numeric `allowedRate` (else `NotSupported` when
+   * the receiver is made). Default false: the rate is granted, not enforced.
+   */
+  enforceRate?: boolean;
+  /**
    * Asynchronous validation (http-webhook.md 4.1.3). When set, a validation request whose origin
    * `allowedOrigins` does not grant at once, but which carries an absolute `http(s)`
    * `WebHook-Request-Callback` URL, is answered 200 with the grant headers withheld, and handed to
@@ -472,4 +482,73 @@ export class RateLimiter {
 
 function rateAborted(): PosthornError {
   return new PosthornError("Aborted", "the publish was aborted while waiting for the webhook rate");
+}
+
+/**
+ * How much sooner than a full minute a delivery leaves an origin's window: a sender paced to the
+ * rate (`60000 / rate` ms apart) whose requests arrive a little unevenly is not throttled for it.
+ */
+const RATE_SLACK_MS = 1000;
+
+/** The deliveries of one origin within the window, oldest first, from `head` on. */
+interface OriginWindow {
+  times: number[];
+  head: number;
+}
+
+/**
+ * Counts a receiver's deliveries per origin against a rate in requests per minute, over a sliding
+ * window of one minute (less {@link RATE_SLACK_MS}): a delivery is within the rate when fewer than
+ * `rate` deliveries of its origin were counted in the window. Only deliveries within the rate are
+ * counted. Origins with nothing in the window are forgotten, so many origins cost memory for a
+ * minute at most.
+ */
+export class OriginRates {
+  readonly #rate: number;
+  readonly #windowMs = 60_000 - RATE_SLACK_MS;
+  readonly #origins = new Map<string, OriginWindow>();
+  #sweepAt = 0;
+
+  /** @param perMinute - deliveries allowed per origin and minute (a whole number, 1 or more) */
+  constructor(perMinute: number) {
+    this.#rate = perMinute;
+  }
+
+  /**
+   * Counts a delivery from `origin` now, if it is within the rate.
+   *
+   * @param origin - the sender's origin, as the receiver keys it
+   * @param now - the current time on the `performance.now()` clock
+   * @returns 0 when the delivery is within the rate (and counted), else the milliseconds until it
+   *   would be
+   */
+  take(origin: string, now: number = performance.now()): number {
+    const since = now - this.#windowMs;
+    if (now >= this.#sweepAt) this.#sweep(since, now);
+    let window = this.#origins.get(origin);
+    if (window === undefined) {
+      window = { times: [], head: 0 };
+      this.#origins.set(origin, window);
+    }
+    const times = window.times;
+    while (window.head < times.length && (times[window.head] as number) <= since) window.head++;
+    if (window.head > 64 && window.head * 2 > times.length) {
+      times.splice(0, window.head);
+      window.head = 0;
+    }
+    if (times.length - window.head >= this.#rate) {
+      return Math.max(1, (times[window.head] as number) - since);
+    }
+    times.push(now);
+    return 0;
+  }
+
+  /** Forgets the origins with nothing left in the window. */
+  #sweep(since: number, now: number): void {
+    this.#sweepAt = now + this.#windowMs;
+    for (const [origin, window] of this.#origins) {
+      const newest = window.times[window.times.length - 1];
+      if (newest === undefined || newest <= since) this.#origins.delete(origin);
+    }
+  }
 }
