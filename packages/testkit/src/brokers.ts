@@ -1,9 +1,15 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { track } from "./process-cleanup.js";
+import {
+  type BrokerCommand,
+  MOSQUITTO_LOG,
+  MOSQUITTO_READY,
+  restartOnPorts,
+  startOnFreePorts,
+} from "./launch.js";
 
 /** The brokers the integration tests use, and the environment variable naming each. */
 export type BrokerName = "amqp" | "mqtt" | "nats" | "kafka";
@@ -233,7 +239,13 @@ export function amqpProtocolAnswer(host: string, port: number, timeoutMs = 2000)
   });
 }
 
-/** A free TCP port on 127.0.0.1. */
+/**
+ * A TCP port on 127.0.0.1 that was free when asked: the operating system's pick for a listener
+ * on port 0, closed again. Another process (a parallel test worker) can take it before the
+ * caller binds it; a server in this process should listen on port 0 itself and read its port
+ * instead. The testkit's launchers do not rely on it: they retry on new ports when a port was
+ * taken (see {@link startNatsServer}).
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -285,7 +297,8 @@ export interface LaunchedBroker {
   kill(): Promise<void>;
   /**
    * Starts it again on the same ports with the same state (after {@link LaunchedBroker.kill}, or
-   * stopping the running process first).
+   * stopping the running process first). Rejects, naming the ports, when another process took
+   * one while the broker was down (clients know the old ports, so no new one is chosen).
    */
   restart(): Promise<void>;
 }
@@ -316,45 +329,24 @@ async function terminate(child: ChildProcess): Promise<void> {
 }
 
 async function launch(
-  binary: string,
-  args: string[],
-  ports: Record<string, number>,
+  names: readonly string[],
+  command: (ports: Readonly<Record<string, number>>) => BrokerCommand,
   main: string,
-  url: string,
+  url: (port: number) => string,
   dir: string,
 ): Promise<LaunchedBroker> {
-  const start = async (): Promise<ChildProcess> => {
-    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
-    track(child, dir);
-    let stderr = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4000);
-    });
-    try {
-      // Every listener, not only the main one: Mosquitto opens its WebSocket listener later.
-      await Promise.race([
-        Promise.all(Object.values(ports).map((p) => waitForPort("127.0.0.1", p))),
-        exited(child).then(() => {
-          throw new Error(`${binary} exited at start: ${stderr}`);
-        }),
-      ]);
-    } catch (err) {
-      child.kill("SIGKILL");
-      await exited(child);
-      throw err;
-    }
-    return child;
-  };
   let child: ChildProcess;
+  let ports: Record<string, number>;
   try {
-    child = await start();
+    ({ child, ports } = await startOnFreePorts(names, command, dir));
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const port = ports[main] as number;
   const broker: LaunchedBroker = {
-    url,
-    port: ports[main] as number,
+    url: url(port),
+    port,
     ports,
     get process() {
       return child;
@@ -367,7 +359,7 @@ async function launch(
       // A broker still running is stopped first: a second process on the same ports would exit
       // at once while the first kept answering, and then outlive stop().
       await terminate(child);
-      child = await start();
+      child = await restartOnPorts(command(ports), ports, dir);
     },
     async stop() {
       await terminate(child);
@@ -386,9 +378,14 @@ export interface NatsServerOptions {
 /**
  * Starts `nats-server` with JetStream on a free port and a temporary store directory.
  *
+ * Ready means the server logged "Server is ready": its port is its own, not one another process
+ * took after it was chosen. A start that fails because the port was taken is tried again on a
+ * new port, up to 5 starts in all.
+ *
  * @param options - the server's `max_payload` (default 4 MiB)
  * @throws RangeError when `maxPayloadBytes` is not a whole number from 1 to 64 MiB
- * @throws Error when `nats-server` is not installed, or it exits or does not listen within 10 s
+ * @throws Error when `nats-server` is not installed, exits at start, does not log that it is
+ *   ready within 10 s, or finds its port taken at each of 5 starts
  * @example
  * ```ts
  * const nats = await startNatsServer();
@@ -403,17 +400,20 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     );
   }
   const binary = findBinary("nats-server");
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-nats-"));
   const conf = join(dir, "nats.conf");
   // max_payload is only settable in a configuration file.
   writeFileSync(conf, `max_payload: ${options.maxPayloadBytes ?? 4 * 1024 * 1024}\n`);
   return launch(
-    binary,
-    ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
-    { nats: port },
+    ["nats"],
+    ({ nats }) => ({
+      binary,
+      args: ["-c", conf, "-a", "127.0.0.1", "-p", String(nats), "-js", "-sd", dir],
+      // Logged once the client listener is bound (a taken port ends it with "address already in use").
+      ready: /Server is ready/,
+    }),
     "nats",
-    `nats://127.0.0.1:${port}`,
+    (port) => `nats://127.0.0.1:${port}`,
     dir,
   );
 }
@@ -437,9 +437,14 @@ export interface MosquittoOptions {
 /**
  * Starts `mosquitto` on a free port (and a WebSocket listener when asked), anonymous access.
  *
+ * Ready means Mosquitto logged "mosquitto version ... running", after binding every listener: the
+ * ports are its own. A start that fails because a port was taken is tried again on new ports, up
+ * to 5 starts in all. The configuration ends with lines that keep that log on stderr.
+ *
  * @param options - whether to listen for MQTT over WebSockets too, more configuration and files
  * @throws RangeError when a name in `files` is not a plain file name (`acl`, not `../acl`)
- * @throws Error when `mosquitto` is not installed, or it exits or does not listen within 10 s
+ * @throws Error when `mosquitto` is not installed, exits at start, does not log that it is ready
+ *   within 10 s, or finds a port taken at each of 5 starts
  */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<LaunchedBroker> {
   for (const name of Object.keys(options.files ?? {})) {
@@ -451,7 +456,6 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<La
     }
   }
   const binary = findBinary("mosquitto");
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-"));
   if (options.files !== undefined) {
     chmodSync(dir, 0o777);
@@ -460,24 +464,33 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<La
       chmodSync(join(dir, name), 0o666);
     }
   }
-  const ports: Record<string, number> = { mqtt: port };
-  const lines = [
-    "per_listener_settings false",
-    "allow_anonymous true",
-    // Global (every listener's client sockets). Mosquitto 2.0 leaves Nagle's algorithm on, so a
-    // PUBACK written right after another small packet waits for the peer's delayed ACK (~40 ms),
-    // which stalls small QoS 1 batches.
-    "set_tcp_nodelay true",
-    `listener ${port} 127.0.0.1`,
-  ];
-  if (options.websockets) {
-    const wsPort = await freePort();
-    ports.websocket = wsPort;
-    lines.push(`listener ${wsPort} 127.0.0.1`, "protocol websockets");
-  }
-  lines.push("persistence false", "max_queued_messages 100000", "max_inflight_messages 0");
-  lines.push(...(options.config?.(dir) ?? []));
   const conf = join(dir, "mosquitto.conf");
-  writeFileSync(conf, `${lines.join("\n")}\n`);
-  return launch(binary, ["-c", conf], ports, "mqtt", `mqtt://127.0.0.1:${port}`, dir);
+  const extra = options.config?.(dir) ?? [];
+  const configure = (ports: Readonly<Record<string, number>>): BrokerCommand => {
+    const lines = [
+      "per_listener_settings false",
+      "allow_anonymous true",
+      // Global (every listener's client sockets). Mosquitto 2.0 leaves Nagle's algorithm on, so a
+      // PUBACK written right after another small packet waits for the peer's delayed ACK (~40 ms),
+      // which stalls small QoS 1 batches.
+      "set_tcp_nodelay true",
+      `listener ${ports.mqtt} 127.0.0.1`,
+    ];
+    if (options.websockets)
+      lines.push(`listener ${ports.websocket} 127.0.0.1`, "protocol websockets");
+    lines.push("persistence false", "max_queued_messages 100000", "max_inflight_messages 0");
+    lines.push(...extra);
+    // Last, so a `config` that changes logging cannot hide the lines the launcher reads: the one
+    // that says Mosquitto is ready, and the error of a taken port.
+    lines.push(...MOSQUITTO_LOG);
+    writeFileSync(conf, `${lines.join("\n")}\n`);
+    return { binary, args: ["-c", conf], ready: MOSQUITTO_READY };
+  };
+  return launch(
+    options.websockets ? ["mqtt", "websocket"] : ["mqtt"],
+    configure,
+    "mqtt",
+    (port) => `mqtt://127.0.0.1:${port}`,
+    dir,
+  );
 }

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,8 +11,8 @@ import {
   type PosthornError,
 } from "@posthorn/core";
 import { expect } from "vitest";
-import { freePort, type LaunchedBroker, waitForPort } from "./brokers.js";
-import { track } from "./process-cleanup.js";
+import type { LaunchedBroker } from "./brokers.js";
+import { type BrokerCommand, MOSQUITTO_READY, restartOnPorts, startOnFreePorts } from "./launch.js";
 
 /** The counts of a {@link DeliveryLedger}. */
 export interface LedgerCounts {
@@ -499,6 +499,9 @@ function exited(child: ChildProcess): Promise<void> {
  * Mosquitto writes its store when it stops (SIGTERM, {@link FaultBroker.terminate}) and every
  * `autosaveIntervalS`; a SIGKILL ({@link LaunchedBroker.kill}) loses what arrived since the last save.
  *
+ * Like {@link startMosquitto}, it is ready once Mosquitto logged that it runs, and a start that
+ * finds its port taken by another process is tried again on a new port (5 starts in all).
+ *
  * @param options - `autosaveIntervalS` (default 1800, Mosquitto's own default)
  */
 export async function startPersistentMosquitto(
@@ -509,49 +512,33 @@ export async function startPersistentMosquitto(
     .map((d) => join(d, "mosquitto"))
     .find((p) => existsSync(p));
   if (binary === undefined) throw new Error("mosquitto is not installed");
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "posthorn-mosquitto-faults-"));
   // Started as root, Mosquitto drops to its own user, which must be able to write the store.
   chmodSync(dir, 0o777);
   const conf = join(dir, "mosquitto.conf");
-  writeFileSync(
-    conf,
-    [
-      "per_listener_settings false",
-      "allow_anonymous true",
-      `listener ${port} 127.0.0.1`,
-      "persistence true",
-      `persistence_location ${dir}/`,
-      `autosave_interval ${options.autosaveIntervalS ?? 1800}`,
-      "max_queued_messages 100000",
-      "max_inflight_messages 0",
-      "",
-    ].join("\n"),
-  );
-  const start = async (): Promise<ChildProcess> => {
-    const child = spawn(binary, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-    track(child, dir);
-    let stderr = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4000);
-    });
-    try {
-      await Promise.race([
-        waitForPort("127.0.0.1", port),
-        exited(child).then(() => {
-          throw new Error(`mosquitto exited at start: ${stderr}`);
-        }),
-      ]);
-    } catch (err) {
-      child.kill("SIGKILL");
-      await exited(child);
-      throw err;
-    }
-    return child;
+  const configure = (ports: Readonly<Record<string, number>>): BrokerCommand => {
+    writeFileSync(
+      conf,
+      [
+        "per_listener_settings false",
+        "allow_anonymous true",
+        `listener ${ports.mqtt} 127.0.0.1`,
+        "persistence true",
+        `persistence_location ${dir}/`,
+        `autosave_interval ${options.autosaveIntervalS ?? 1800}`,
+        "max_queued_messages 100000",
+        "max_inflight_messages 0",
+        "",
+      ].join("\n"),
+    );
+    return { binary, args: ["-c", conf], ready: MOSQUITTO_READY };
   };
   let child: ChildProcess;
+  let port: number;
   try {
-    child = await start();
+    const started = await startOnFreePorts(["mqtt"], configure, dir);
+    child = started.child;
+    port = started.ports.mqtt as number;
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -574,7 +561,7 @@ export async function startPersistentMosquitto(
     terminate: () => stopWith("SIGTERM"),
     async restart() {
       await stopWith("SIGTERM");
-      child = await start();
+      child = await restartOnPorts(configure({ mqtt: port }), { mqtt: port }, dir);
     },
     async stop() {
       await stopWith("SIGTERM");
