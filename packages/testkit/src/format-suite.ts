@@ -15,6 +15,20 @@ import {
   validVectors,
 } from "./vectors.js";
 
+/**
+ * What {@link describeFormatConformance} registered: `cases` and `skipped` as every suite reports
+ * them (its valid-vector round-trips, by vector name), and `allCases`, every case it runs.
+ */
+export interface FormatSuiteCoverage extends SuiteCoverage {
+  /**
+   * Every case the suite registered, each as `kind: name`: `count: ...` (the check that enough
+   * vectors are carried), `round-trip: <vector>`, `batch: ...` (only for a format with
+   * `encodeBatch` and `decodeBatch`), `json-data: ...`, `rejects: <invalid vector>` and
+   * `corrupted: <vector>`. Skipped round-trips are listed too, as in `cases`.
+   */
+  readonly allCases: readonly string[];
+}
+
 /** Options for {@link describeFormatConformance}. */
 export interface FormatConformanceOptions {
   /** Why a vector cannot be carried by this format, or `undefined` when it can. */
@@ -138,8 +152,9 @@ export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
  * @param format - the format under test
  * @param options - vectors to skip, and whether the format keeps value types (default true)
  * @returns the valid-vector round-trip cases it registered, by vector name, and those skipped
- *   (`name (reason)`), to check coverage with; the batch, invalid-vector and corruption tests
- *   always run and are not listed
+ *   (`name (reason)`), to check coverage with; and `allCases`, every case it registered by kind
+ *   (round-trip, batch, JSON data, invalid vectors, corruptions). `cases` keeps to the
+ *   round-trips, so checks written against it (the format packages' own) stay as they are
  * @throws TypeError when `format` has no `encode` and `decode`, or only one of `encodeBatch` and
  *   `decodeBatch`
  * @example
@@ -150,15 +165,22 @@ export function corruptions(bytes: Uint8Array, count = 24): Uint8Array[] {
 export function describeFormatConformance(
   format: EventFormat,
   options: FormatConformanceOptions = {},
-): SuiteCoverage {
+): FormatSuiteCoverage {
   checkFormat("describeFormatConformance", format);
   const cases: string[] = [];
+  const allCases: string[] = [];
+  // Registers a case and lists it under its kind.
+  const registerCase = (kind: string, name: string, fn: () => void, skip?: string): void => {
+    allCases.push(`${kind}: ${name}`);
+    if (skip === undefined) it(name, fn);
+    else it.skip(`${name} (skipped: ${skip})`, fn);
+  };
   const skipped: string[] = [];
   const typed = options.typed ?? true;
   const carried = validVectors.filter((vec) => options.skip?.(vec) === undefined);
 
   describe(`format conformance: ${format.name} (${format.contentType})`, () => {
-    it("carries at least 40 vectors", () => {
+    registerCase("count", "carries at least 40 vectors", () => {
       expect(
         carried.length,
         `the format carries ${carried.length} of the ${validVectors.length} valid vectors: skip() leaves out too many`,
@@ -170,13 +192,15 @@ export function describeFormatConformance(
         const reason = options.skip?.(vec);
         cases.push(vec.name);
         if (reason !== undefined) skipped.push(`${vec.name} (${reason})`);
-        it.skipIf(reason !== undefined)(
-          `${vec.name}${reason ? ` (skipped: ${reason})` : ""}`,
+        registerCase(
+          "round-trip",
+          vec.name,
           () => {
             const bytes = format.encode(vec.event);
             expect(bytes).toBeInstanceOf(Uint8Array);
             expectEquivalent(format.decode(bytes), vec.event, vec.name);
           },
+          reason,
         );
       }
     });
@@ -185,17 +209,17 @@ export function describeFormatConformance(
       const encodeBatch = format.encodeBatch.bind(format);
       const decodeBatch = format.decodeBatch.bind(format);
       describe(`batch (${format.batchContentType})`, () => {
-        it("round-trips every vector in one batch, in order", () => {
+        registerCase("batch", "round-trips every vector in one batch, in order", () => {
           const events = carried.map((x) => x.event);
           const back = decodeBatch(encodeBatch(events));
           expect(back).toHaveLength(events.length);
           for (const [i, e] of back.entries())
             expectEquivalent(e, events[i] as CloudEvent, carried[i]?.name);
         });
-        it("round-trips an empty batch", () => {
+        registerCase("batch", "round-trips an empty batch", () => {
           expect(decodeBatch(encodeBatch([]))).toEqual([]);
         });
-        it("rejects a batch holding an invalid event", () => {
+        registerCase("batch", "rejects a batch holding an invalid event", () => {
           const bad = invalidEvent(invalidVectors[0] as InvalidVector);
           const first = carried[0]?.event as CloudEvent;
           let bytes: Uint8Array;
@@ -212,39 +236,49 @@ export function describeFormatConformance(
 
     describe("JSON data as JSON.stringify reads it", () => {
       const base = { specversion: "1.0", source: "/suite", type: "t" } as const;
-      it("Number, String and Boolean objects, toJSON results, members with no JSON left out", () => {
-        const data = {
-          n: new Number(5),
-          s: new String("x"),
-          b: new Boolean(true),
-          at: new Date(0),
-          gone: undefined,
-          call: () => 1,
-          nested: { toJSON: () => ({ k: [1, "two", null] }) },
-        };
-        const event = new CloudEvent({ ...base, id: "json-view", data });
-        expect(format.decode(format.encode(event)).data).toEqual(JSON.parse(JSON.stringify(data)));
-      });
-      it("an encode nested in another (data's toJSON encoding an event) leaves both whole", () => {
-        const inner = new CloudEvent({ ...base, id: "inner", data: { inner: true } });
-        let innerBytes: Uint8Array | undefined;
-        const data = {
-          toJSON: () => {
-            innerBytes = format.encode(inner);
-            return { outer: true };
-          },
-        };
-        const outer = new CloudEvent({ ...base, id: "outer", data });
-        const bytes = format.encode(outer);
-        expect(format.decode(bytes).data).toEqual({ outer: true });
-        expect(innerBytes).toBeInstanceOf(Uint8Array);
-        expectEquivalent(format.decode(innerBytes as Uint8Array), inner, "inner");
-      });
+      registerCase(
+        "json-data",
+        "Number, String and Boolean objects, toJSON results, members with no JSON left out",
+        () => {
+          const data = {
+            n: new Number(5),
+            s: new String("x"),
+            b: new Boolean(true),
+            at: new Date(0),
+            gone: undefined,
+            call: () => 1,
+            nested: { toJSON: () => ({ k: [1, "two", null] }) },
+          };
+          const event = new CloudEvent({ ...base, id: "json-view", data });
+          expect(format.decode(format.encode(event)).data).toEqual(
+            JSON.parse(JSON.stringify(data)),
+          );
+        },
+      );
+      registerCase(
+        "json-data",
+        "an encode nested in another (data's toJSON encoding an event) leaves both whole",
+        () => {
+          const inner = new CloudEvent({ ...base, id: "inner", data: { inner: true } });
+          let innerBytes: Uint8Array | undefined;
+          const data = {
+            toJSON: () => {
+              innerBytes = format.encode(inner);
+              return { outer: true };
+            },
+          };
+          const outer = new CloudEvent({ ...base, id: "outer", data });
+          const bytes = format.encode(outer);
+          expect(format.decode(bytes).data).toEqual({ outer: true });
+          expect(innerBytes).toBeInstanceOf(Uint8Array);
+          expectEquivalent(format.decode(innerBytes as Uint8Array), inner, "inner");
+        },
+      );
     });
 
     describe("invalid vectors are rejected with a typed error", () => {
       for (const vec of detectableInvalidVectors({ typed, caseSensitive: true })) {
-        it(vec.name, () => {
+        registerCase("rejects", vec.name, () => {
           expectTypedError(
             () => format.decode(format.encode(invalidEvent(vec))),
             ["InvalidEvent", "MalformedInput"],
@@ -255,20 +289,24 @@ export function describeFormatConformance(
 
     describe("truncated and corrupted bytes", () => {
       for (const vec of carried.filter((x) => !x.tags.includes("large")).slice(0, 20)) {
-        it(`${vec.name}: every corruption decodes to a typed error or a valid event`, () => {
-          for (const bad of corruptions(format.encode(vec.event))) {
-            let result: unknown;
-            try {
-              result = format.decode(bad);
-            } catch (err) {
-              expect(isPosthornError(err), `untyped error: ${String(err)}`).toBe(true);
-              continue;
+        registerCase(
+          "corrupted",
+          `${vec.name}: every corruption decodes to a typed error or a valid event`,
+          () => {
+            for (const bad of corruptions(format.encode(vec.event))) {
+              let result: unknown;
+              try {
+                result = format.decode(bad);
+              } catch (err) {
+                expect(isPosthornError(err), `untyped error: ${String(err)}`).toBe(true);
+                continue;
+              }
+              expect(isCloudEvent(result)).toBe(true);
             }
-            expect(isCloudEvent(result)).toBe(true);
-          }
-        });
+          },
+        );
       }
     });
   });
-  return { cases, skipped };
+  return { cases, skipped, allCases };
 }

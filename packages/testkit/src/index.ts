@@ -59,6 +59,7 @@ export {
   expectEquivalent,
   expectTypedError,
   type FormatConformanceOptions,
+  type FormatSuiteCoverage,
 } from "./format-suite.js";
 export {
   type KafkaTestBroker,
