@@ -315,6 +315,13 @@ export class HttpReceiver implements Subscriber {
         );
       }
     }
+    if (webhook?.authorizeValidation === true && options.authorize === undefined) {
+      throw new PosthornError(
+        "NotSupported",
+        "webhook.authorizeValidation needs the receiver's authorize option",
+        { attribute: "webhook.authorizeValidation" },
+      );
+    }
     if (webhook?.enforceRate === true) {
       const rate = webhook.allowedRate;
       if (typeof rate !== "number") {
@@ -396,6 +403,15 @@ export class HttpReceiver implements Subscriber {
     // The webhook handshake too: a closed receiver takes no deliveries, so it grants none.
     if (this.#closed) return closedReply();
     if (method === "OPTIONS") {
+      // A validation request goes through authorize only when asked (see authorizeValidation).
+      if (
+        o.authorize &&
+        o.webhook?.authorizeValidation === true &&
+        headers[WEBHOOK_HEADERS.requestOrigin] !== undefined
+      ) {
+        const refused = await this.#authorize(o.authorize, request, headers, waiter, timeoutMs);
+        if (refused !== undefined) return refused;
+      }
       let answer: HttpReply | Interruption;
       try {
         answer = await Promise.race([this.#options_(headers), stop]);
@@ -411,33 +427,8 @@ export class HttpReceiver implements Subscriber {
       return interruptedReply(answer);
     }
     if (o.authorize) {
-      const authorize = o.authorize;
-      const credential = headers.authorization ?? accessToken(request.url);
-      // Its signal is made only if authorize reads it.
-      const context: AuthorizeContext = {
-        get abortSignal() {
-          return waiter.abortSignal();
-        },
-      };
-      let allowed: boolean | Interruption;
-      try {
-        // Through then(), so an authorize that throws at once is a rejection like any other.
-        allowed = await Promise.race([
-          Promise.resolve().then(() => authorize(credential, context)),
-          stop,
-        ]);
-      } catch {
-        return errorReply(500, "authorize failed");
-      }
-      if (allowed === TIMED_OUT) {
-        return errorReply(500, `authorize did not answer within ${timeoutMs} ms`, {
-          connection: "close",
-        });
-      }
-      if (typeof allowed === "symbol") return interruptedReply(allowed);
-      if (allowed !== true) {
-        return errorReply(401, "not authorized", { "www-authenticate": "Bearer" });
-      }
+      const refused = await this.#authorize(o.authorize, request, headers, waiter, timeoutMs);
+      if (refused !== undefined) return refused;
     }
     if (this.#rates !== undefined) {
       // http-webhook.md 4.2.2: over the granted rate, the sender is throttled with 429; 2.2: with
@@ -511,6 +502,50 @@ export class HttpReceiver implements Subscriber {
       });
     }
     return this.#reply(await outcomes);
+  }
+
+  /**
+   * Runs `authorize` on the request's credential (`Authorization`, or the `access_token` query
+   * parameter), within the request's waits.
+   *
+   * @returns the answer when the request goes no further (401, 500, or the client gone), else
+   *   `undefined`
+   */
+  async #authorize(
+    authorize: NonNullable<HttpReceiverOptions["authorize"]>,
+    request: HttpReceiverRequest,
+    headers: Record<string, string>,
+    waiter: Waiter,
+    timeoutMs: number,
+  ): Promise<HttpReply | undefined> {
+    const stop = waiter.when;
+    const credential = headers.authorization ?? accessToken(request.url);
+    // Its signal is made only if authorize reads it.
+    const context: AuthorizeContext = {
+      get abortSignal() {
+        return waiter.abortSignal();
+      },
+    };
+    let allowed: boolean | Interruption;
+    try {
+      // Through then(), so an authorize that throws at once is a rejection like any other.
+      allowed = await Promise.race([
+        Promise.resolve().then(() => authorize(credential, context)),
+        stop,
+      ]);
+    } catch {
+      return errorReply(500, "authorize failed");
+    }
+    if (allowed === TIMED_OUT) {
+      return errorReply(500, `authorize did not answer within ${timeoutMs} ms`, {
+        connection: "close",
+      });
+    }
+    if (typeof allowed === "symbol") return interruptedReply(allowed);
+    if (allowed !== true) {
+      return errorReply(401, "not authorized", { "www-authenticate": "Bearer" });
+    }
+    return undefined;
   }
 
   /**

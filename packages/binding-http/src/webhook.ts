@@ -39,6 +39,16 @@ export interface WebhookReceiverOptions {
    */
   enforceRate?: boolean;
   /**
+   * Run the receiver's `authorize` on validation requests (`OPTIONS` with
+   * `WebHook-Request-Origin`) too: one it refuses is answered 401 and never reaches
+   * `allowedOrigins` or `onCallback`. Default false, since http-webhook.md section 4 says the
+   * handshake establishes no authorization context, and a sender need not send a credential
+   * with it (Posthorn's publisher sends its `authorization` anyway). Needs the receiver's
+   * `authorize` (else `NotSupported` when the receiver is made). Only `httpReceiver` and its
+   * adapters read it; `answerWebhookValidation` does not.
+   */
+  authorizeValidation?: boolean;
+  /**
    * Asynchronous validation (http-webhook.md 4.1.3). When set, a validation request whose origin
    * `allowedOrigins` does not grant at once, but which carries an absolute `http(s)`
    * `WebHook-Request-Callback` URL, is answered 200 with the grant headers withheld, and handed to
