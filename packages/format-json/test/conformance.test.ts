@@ -8,3 +8,11 @@ it("round-trips every valid vector, skipping none", () => {
   expect(coverage.cases).toEqual(validVectors.map((v) => v.name));
   expect(coverage.skipped).toEqual([]);
 });
+
+it("runs the count, JSON-data, invalid-vector and corruption cases besides the round-trips with its batch cases", () => {
+  const kinds = [...new Set(coverage.allCases.map((c) => c.slice(0, c.indexOf(":"))))];
+  expect(kinds).toEqual(["count", "round-trip", "batch", "json-data", "rejects", "corrupted"]);
+  expect(coverage.allCases.filter((c) => c.startsWith("round-trip: "))).toEqual(
+    validVectors.map((v) => `round-trip: ${v.name}`),
+  );
+});

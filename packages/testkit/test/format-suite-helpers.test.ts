@@ -1,14 +1,11 @@
-import { type CloudEvent, type EventFormat, PosthornError } from "@posthorn/core";
+import { type CloudEvent, PosthornError } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 import {
   describeBindingConformance,
   describeFormatConformance,
   describeFormatProperties,
-  detectableInvalidVectors,
   expectTypedError,
-  type FormatSuiteCoverage,
   propertyRuns,
-  validVectors,
   vector,
 } from "../src/index.js";
 
@@ -115,71 +112,6 @@ describe("the format suites, given something that is not a format", () => {
   it("describeFormatProperties refuses it too", () => {
     expect(() => describeFormatProperties({} as never)).toThrow(
       /describeFormatProperties: the format must be an EventFormat .*got an object with no keys/,
-    );
-  });
-});
-
-describe("describeFormatConformance's coverage", () => {
-  // Formats that cannot carry anything: the suites are registered in a skipped describe, only to
-  // read what they list. One has batch functions, one has not.
-  const refuse = (): never => {
-    throw new PosthornError("MalformedInput", "not a format");
-  };
-  const single = {
-    name: "nothing",
-    contentType: "application/x-nothing",
-    encode: refuse,
-    decode: refuse,
-  } as unknown as EventFormat;
-  const batched = {
-    ...single,
-    name: "nothing-batched",
-    batchContentType: "application/x-nothings",
-    encodeBatch: refuse,
-    decodeBatch: refuse,
-  } as unknown as EventFormat;
-  let withoutBatch: FormatSuiteCoverage | undefined;
-  let withBatch: FormatSuiteCoverage | undefined;
-  describe.skip("registered only to be listed", () => {
-    withoutBatch = describeFormatConformance(single, {
-      skip: (v) => (v.name === "minimal" ? "left out here" : undefined),
-    });
-    withBatch = describeFormatConformance(batched);
-  });
-
-  it("lists every case it runs, by kind, and keeps cases to the round-trips", () => {
-    const rejects = detectableInvalidVectors({ typed: true, caseSensitive: true }).map(
-      (v) => `rejects: ${v.name}`,
-    );
-    const corrupted = validVectors
-      .filter((v) => !v.tags.includes("large") && v.name !== "minimal")
-      .slice(0, 20)
-      .map(
-        (v) => `corrupted: ${v.name}: every corruption decodes to a typed error or a valid event`,
-      );
-    const jsonData = [
-      "json-data: Number, String and Boolean objects, toJSON results, members with no JSON left out",
-      "json-data: an encode nested in another (data's toJSON encoding an event) leaves both whole",
-    ];
-    const roundTrips = validVectors.map((v) => `round-trip: ${v.name}`);
-    expect(withoutBatch?.allCases).toEqual([
-      "count: carries at least 40 vectors",
-      ...roundTrips,
-      ...jsonData,
-      ...rejects,
-      ...corrupted,
-    ]);
-    expect(withoutBatch?.cases).toEqual(validVectors.map((v) => v.name));
-    expect(withoutBatch?.skipped).toEqual(["minimal (left out here)"]);
-
-    const batchCases = (withBatch?.allCases ?? []).filter((c) => c.startsWith("batch: "));
-    expect(batchCases).toEqual([
-      "batch: round-trips every vector in one batch, in order",
-      "batch: round-trips an empty batch",
-      "batch: rejects a batch holding an invalid event",
-    ]);
-    expect(withBatch?.allCases.length).toBe(
-      1 + roundTrips.length + 3 + jsonData.length + rejects.length + 20,
     );
   });
 });
