@@ -10,6 +10,8 @@ import {
   Drain,
   PosthornError,
   type SettlementCapabilities,
+  SlotSet,
+  type Slotted,
   type Subscriber,
   type UnsupportedSettlements,
 } from "@posthorn/core";
@@ -27,7 +29,6 @@ import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
 import { checkAddress, checkConnection, MAX_UINT } from "./options.js";
-import { SlotSet, type Slotted } from "./slot-set.js";
 import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
 /**

@@ -17,6 +17,8 @@ import {
   type PosthornError,
   PosthornError as PosthornErrorClass,
   type SettlementCapabilities,
+  SlotSet,
+  type Slotted,
   type Subscriber,
   type UnsupportedSettlements,
   utf8Length,
@@ -122,6 +124,12 @@ interface Route {
   readonly id: number | undefined;
   matches(topic: string): boolean;
   receive(packet: PacketLike, callback: (err?: Error) => void): void;
+}
+
+/** A delivery not yet settled, in the subscriber's {@link SlotSet}, and what it owes. */
+interface Held<T> extends Slotted {
+  delivery: Delivery<T>;
+  readonly owed: OwedAck;
 }
 
 /**
@@ -504,8 +512,8 @@ export async function mqttSubscriber<T = unknown>(
     paused = undefined;
     go?.();
   };
-  // Acknowledgements owed for deliveries not yet settled, by delivery.
-  const held = new Map<Delivery<T>, OwedAck>();
+  // Deliveries not yet settled, each with the acknowledgement it owes.
+  const held = new SlotSet<Held<T>>();
   const dispatcher = dispatcherFor(client);
   // Redeliveries this subscriber caused with release(), by packet identifier.
   const released = new Map<number, number>();
@@ -518,7 +526,9 @@ export async function mqttSubscriber<T = unknown>(
     // Acknowledgements of the lost connection can never be sent; with a persistent session the
     // broker resends those messages, so drop the copies not yet handed out.
     if (sessionPersists) {
-      const keep = queue.drain().filter((d) => !held.has(d));
+      const inHand = new Set<Delivery<T>>();
+      for (const h of held) inHand.add(h.delivery);
+      const keep = queue.drain().filter((d) => !inHand.has(d));
       for (const d of keep) queue.push(d);
     }
     held.clear();
@@ -528,8 +538,8 @@ export async function mqttSubscriber<T = unknown>(
   };
   client.on("close", onClose);
 
-  const forget = (delivery: Delivery<T>) => {
-    held.delete(delivery);
+  const forget = (entry: Held<T>) => {
+    held.delete(entry);
     drain.wake();
   };
 
@@ -617,8 +627,9 @@ export async function mqttSubscriber<T = unknown>(
       return;
     }
 
-    let delivery: Delivery<T>;
     const owed: OwedAck = { packet, send: undefined, epoch: dispatcher.epoch };
+    // Its delivery is set once made (the delivery's settlement functions need the entry).
+    const entry: Held<T> = { slot: -1, owed, delivery: undefined as unknown as Delivery<T> };
     // The connection it arrived on was lost or dropped (release()), maybe before 'close'.
     const lost = () => owed.epoch !== dispatcher.epoch;
     // Why the acknowledgement is no longer held: the application closed the subscriber (or left
@@ -642,15 +653,15 @@ export async function mqttSubscriber<T = unknown>(
       dispatcher.flush();
     };
     const ack = () => {
-      if (!held.has(delivery) || lost()) {
+      if (!held.has(entry) || lost()) {
         // Lost with a clean session: the broker already forgot it, so there is nothing to ack.
         if (!sessionPersists && lost()) return;
         throw stale();
       }
-      forget(delivery);
+      forget(entry);
       settle(true);
     };
-    delivery = createDelivery<T>({
+    const delivery = createDelivery<T>({
       message,
       event,
       error,
@@ -659,8 +670,8 @@ export async function mqttSubscriber<T = unknown>(
       unsupported,
       accept: ack,
       release: () => {
-        if (!held.has(delivery) || lost()) throw stale();
-        forget(delivery);
+        if (!held.has(entry) || lost()) throw stale();
+        forget(entry);
         // Acknowledgements free to go in order (settled, with nothing unsettled before them) are
         // sent before the connection goes.
         settle(false);
@@ -670,14 +681,15 @@ export async function mqttSubscriber<T = unknown>(
         dispatcher.drop();
       },
       reject: async (reason) => {
-        if (!held.has(delivery) || lost()) throw stale();
+        if (!held.has(entry) || lost()) throw stale();
         // Copy first, then acknowledge: a crash in between leaves the message with the broker.
         const sent = deadLetter(reason);
         ack();
         await sent;
       },
     });
-    held.set(delivery, owed);
+    entry.delivery = delivery;
+    held.add(entry);
     queue.push(delivery);
     arrived?.();
   };
@@ -729,16 +741,17 @@ export async function mqttSubscriber<T = unknown>(
     // What mqtt.js still has to process comes to receive(), which now leaves it unacknowledged.
     resume();
     // Deliveries not yet handed out are released: their acknowledgements are withheld.
-    for (const d of queue.drain()) {
-      const owed = held.get(d);
-      held.delete(d);
-      if (owed) owed.send = false;
+    const queued = new Set(queue.drain());
+    for (const h of held) {
+      if (!queued.has(h.delivery)) continue;
+      held.delete(h);
+      h.owed.send = false;
     }
     dispatcher.flush();
     queue.end();
     if (held.size > 0) await drain.wait(options.drainTimeoutMs ?? 5000, () => held.size === 0);
     // Whatever is still in hand is released the same way: no acknowledgement is sent.
-    for (const owed of held.values()) owed.send = false;
+    for (const h of held) h.owed.send = false;
     held.clear();
     dispatcher.flush();
     client.off("close", onClose);

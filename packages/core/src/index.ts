@@ -131,6 +131,7 @@ export {
   type StandardResult,
   type StandardSchemaV1,
 } from "./router.js";
+export { SlotSet, type Slotted } from "./slot-set.js";
 export {
   type AttributeType,
   type AttributeValue,

@@ -9,10 +9,12 @@ export interface Slotted {
  * each item knows its index: adding appends, deleting moves the last item into the gap. Both are
  * O(1), and a deleted item is no longer referenced by anything the set holds.
  *
- * A `Set` did the same job in the subscriber, but under load (tens of thousands of deliveries
- * added and deleted a second) it made V8's young-generation collector promote about 700 KB per
- * collection instead of about 150 KB: deliveries (with their rhea deliveries and received bytes)
- * lived on into the old generation, which cost several microseconds of CPU per delivery.
+ * For the bindings' subscribers, in place of a `Set` or `Map` keyed by delivery. Under load (tens
+ * of thousands of deliveries added and deleted a second) those made V8's young-generation
+ * collector promote settled deliveries (with their received bytes) into the old generation: the
+ * AMQP subscriber promoted about 700 KB per collection instead of about 150 KB, several
+ * microseconds of CPU per delivery; the MQTT subscriber's heap peaked at 193 MiB instead of 51 MiB
+ * over 100,000 1 KiB events (a bare mqtt.js subscriber: 52 MiB).
  *
  * Iterating goes over a copy, so the loop may delete items, including the current one.
  *
