@@ -1,10 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type NatsContentMode, toNatsMessage } from "@posthorn/binding-nats";
 import type { CloudEvent } from "@posthorn/core";
-import { type BindingPath, freePort, waitForPort } from "@posthorn/testkit";
+import { type BindingPath, startNatsServer } from "@posthorn/testkit";
 
 /** A NATS server for one test file: a launched one, or the one NATS_URL names. */
 export interface TestNats {
@@ -21,72 +17,17 @@ export interface TestNats {
  */
 export const TEST_MAX_PAYLOAD = 4 * 1024 * 1024;
 
-function findNatsServer(): string {
-  for (const dir of (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/usr/local/bin"])) {
-    const candidate = join(dir, "nats-server");
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error("nats-server is not installed (or set NATS_URL)");
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
-  });
-}
-
 /**
  * Starts nats-server on a free loopback port with JetStream, a temporary store and a raised
- * max_payload (a config file, since the command line has no max_payload flag), unless NATS_URL
- * is set.
+ * max_payload, unless NATS_URL is set. testkit's launcher counts the server as started when it
+ * logs that it is ready (a port another process took meanwhile is retried, never mistaken for
+ * ours).
  */
 export async function startTestNats(): Promise<TestNats> {
   const fromEnv = process.env.NATS_URL;
   if (fromEnv) return { url: fromEnv, stop: async () => {} };
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "posthorn-binding-nats-"));
-  const conf = join(dir, "nats.conf");
-  writeFileSync(
-    conf,
-    [
-      `listen: "127.0.0.1:${port}"`,
-      `max_payload: ${TEST_MAX_PAYLOAD}`,
-      "jetstream {",
-      `  store_dir: ${JSON.stringify(join(dir, "js"))}`,
-      "  max_memory_store: 268435456",
-      "  max_file_store: 1073741824",
-      "}",
-      "",
-    ].join("\n"),
-  );
-  const child = spawn(findNatsServer(), ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  try {
-    await Promise.race([
-      waitForPort("127.0.0.1", port),
-      exited(child).then(() => {
-        throw new Error(`nats-server exited at start: ${stderr}`);
-      }),
-    ]);
-  } catch (err) {
-    child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    async stop() {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited(child);
-      clearTimeout(timer);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const server = await startNatsServer({ maxPayloadBytes: TEST_MAX_PAYLOAD });
+  return { url: server.url, stop: () => server.stop() };
 }
 
 let counter = 0;
