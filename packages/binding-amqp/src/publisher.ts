@@ -8,6 +8,8 @@ import {
   PosthornError,
   type Publisher,
   type PublishOptions,
+  SlotSet,
+  type Slotted,
 } from "@posthorn/core";
 import type { Connection, EventContext, Delivery as RheaDelivery, Sender } from "rhea";
 import type { AmqpCodec, AmqpMessage } from "./amqp-message.js";
@@ -95,7 +97,7 @@ interface Encoded {
   readonly pooled: Buffer | undefined;
 }
 
-interface Job extends Encoded {
+interface Job extends Encoded, Slotted {
   readonly resolve: () => void;
   readonly reject: (err: PosthornError) => void;
   /** `Date.now()` past which the publish fails with `Timeout`. */
@@ -103,6 +105,9 @@ interface Job extends Encoded {
   readonly timeoutMs: number;
   cleanup: (() => void) | undefined;
 }
+
+/** A transfer this publisher sent, carrying its publish until the peer settles it. */
+type SentDelivery = RheaDelivery & { posthornJob?: Job | undefined };
 
 /** rhea's message encoder, on the connection's container (rhea's `message` module). */
 interface MessageEncoder {
@@ -170,7 +175,9 @@ export function amqpPublisher(
   const what = `publish to ${address}`;
   const queue: Job[] = [];
   let queueHead = 0;
-  const inFlight = new Map<RheaDelivery, Job>();
+  // Publishes sent and not yet settled by the peer; each transfer carries its publish
+  // (`posthornJob`). A SlotSet rather than a Map keyed by transfer, as in the subscribers.
+  const inFlight = new SlotSet<Job>();
   // Encoding buffers of large messages, reused after the peer settled them (see BufferPool).
   const pool = new BufferPool(16 * 1024 * 1024);
   let failure: PosthornError | undefined;
@@ -227,9 +234,9 @@ export function amqpPublisher(
   const sweep = (): void => {
     const now = Date.now();
     const expired: Job[] = [];
-    for (const [delivery, job] of inFlight) {
+    for (const job of inFlight) {
       if (job.deadline <= now) {
-        inFlight.delete(delivery);
+        inFlight.delete(job);
         expired.push(job);
       }
     }
@@ -257,7 +264,7 @@ export function amqpPublisher(
   };
 
   const failAll = (err: PosthornError, includeQueued: boolean): void => {
-    const jobs = [...inFlight.values()];
+    const jobs = [...inFlight];
     inFlight.clear();
     if (includeQueued) {
       jobs.push(...queue.slice(queueHead));
@@ -287,7 +294,7 @@ export function amqpPublisher(
         queue.splice(0, queueHead);
         queueHead = 0;
       }
-      let delivery: RheaDelivery;
+      let delivery: SentDelivery;
       try {
         delivery = sender.send(job.message, undefined, 0);
       } catch (err) {
@@ -301,18 +308,20 @@ export function amqpPublisher(
         );
         continue;
       }
-      inFlight.set(delivery, job);
+      delivery.posthornJob = job;
+      inFlight.add(job);
       sent = true;
     }
     if (sent) corkForThisTick(socketOf(connection));
   };
 
   const settleWith = (context: EventContext, outcome?: "rejected" | "released" | "modified") => {
-    const delivery = context.delivery;
+    const delivery = context.delivery as SentDelivery | undefined;
     if (delivery === undefined) return;
-    const job = inFlight.get(delivery);
-    if (job === undefined) return;
-    inFlight.delete(delivery);
+    const job = delivery.posthornJob;
+    // Not in flight any more: it timed out, was aborted or failed with the connection.
+    if (job === undefined || !inFlight.delete(job)) return;
+    delivery.posthornJob = undefined;
     finish(job);
     // The peer settled the transfer, so rhea wrote its bytes long ago: the buffer can be reused.
     if (job.pooled !== undefined) pool.give(job.pooled);
@@ -448,7 +457,7 @@ export function amqpPublisher(
       if (!jobs.has(job)) queue[kept++] = job;
     }
     queue.length = kept;
-    for (const [d, j] of inFlight) if (jobs.has(j)) inFlight.delete(d);
+    for (const job of jobs) inFlight.delete(job);
     for (const job of [...jobs]) {
       finish(job);
       job.reject(new PosthornError("Aborted", `${what} was aborted`));
@@ -492,6 +501,7 @@ export function amqpPublisher(
         deadline: finite ? Date.now() + timeoutMs : Number.POSITIVE_INFINITY,
         timeoutMs,
         cleanup: undefined,
+        slot: -1,
       };
       if (finite) armSweeper(timeoutMs);
       if (group) {
