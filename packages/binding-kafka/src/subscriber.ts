@@ -158,7 +158,6 @@ type EntryState = "inflight" | "released" | "done";
 
 interface Entry {
   readonly offset: bigint;
-  readonly key: string;
   state: EntryState;
   deliveries: number;
 }
@@ -169,9 +168,10 @@ interface Entry {
  * last done), so nothing past a record in flight is ever committed.
  */
 class PartitionTrack {
+  // In offset order, strictly increasing: a record fetched again is found by binary search, not
+  // in a Map by offset (one set and one delete per record made V8 promote settled records).
   readonly #entries: Entry[] = [];
   #head = 0;
-  readonly #byOffset = new Map<string, Entry>();
   /** One past the highest offset popped as done. */
   #floor = -1n;
   /** The offset last committed by this subscriber. */
@@ -185,20 +185,35 @@ class PartitionTrack {
 
   /** Registers a fetched record; returns its entry when it is to be delivered now. */
   receive(offsetText: string): Entry | undefined {
-    const known = this.#byOffset.get(offsetText);
-    if (known !== undefined) {
-      if (known.state !== "released") return undefined; // in the application's hands, or done
+    const offset = BigInt(offsetText);
+    const last = this.#entries[this.#entries.length - 1];
+    if (last !== undefined && offset <= last.offset) {
+      // Fetched before: delivered again only when released (not in hand, not done).
+      const known = this.#find(offset);
+      if (known === undefined || known.state !== "released") return undefined;
       known.state = "inflight";
       known.deliveries++;
       return known;
     }
-    const offset = BigInt(offsetText);
-    const last = this.#entries[this.#entries.length - 1];
-    if (offset < this.#floor || (last !== undefined && offset <= last.offset)) return undefined;
-    const entry: Entry = { offset, key: offsetText, state: "inflight", deliveries: 1 };
+    if (offset < this.#floor) return undefined;
+    const entry: Entry = { offset, state: "inflight", deliveries: 1 };
     this.#entries.push(entry);
-    this.#byOffset.set(offsetText, entry);
     return entry;
+  }
+
+  /** The entry of `offset` among those not yet popped as done. */
+  #find(offset: bigint): Entry | undefined {
+    const entries = this.#entries;
+    let low = this.#head;
+    let high = entries.length - 1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      const entry = entries[mid] as Entry;
+      if (entry.offset === offset) return entry;
+      if (entry.offset < offset) low = mid + 1;
+      else high = mid - 1;
+    }
+    return undefined;
   }
 
   /** Marks a record done. */
@@ -208,7 +223,6 @@ class PartitionTrack {
       const first = this.#entries[this.#head] as Entry;
       if (first.state !== "done") break;
       this.#floor = first.offset + 1n;
-      this.#byOffset.delete(first.key);
       this.#head++;
     }
     if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {

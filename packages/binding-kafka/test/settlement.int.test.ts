@@ -221,6 +221,28 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
     await subscriber.close();
   });
 
+  it("release() of records after others were accepted delivers those records alone again: the accepted ones and those in hand are not handed out twice", async () => {
+    const sent = events(6, "m");
+    const topic = await topicWith("release-middle", 1, sent);
+    const groupId = env.topicName("group");
+    const subscriber = await subscribe(topic, groupId);
+    const [m0, m1, m2, m3, m4, m5] = await take(subscriber, 6);
+    // m0 is done and behind the checkpoint; m2 and m4 are done but held behind m1 and m3.
+    await m0?.accept();
+    await m2?.accept();
+    await m4?.accept();
+    await m3?.release();
+    await m1?.release();
+    // The partition is fetched again from m1: of m1 to m5, only the two released come again.
+    const again = await take(subscriber, 2);
+    expect(again.map(idOf)).toEqual(["m1", "m3"]);
+    expect(again.map((d) => d.deliveryCount)).toEqual([2, 2]);
+    expect(await takeFor(subscriber, 300)).toEqual([]);
+    for (const d of [...again, m5]) await d?.accept();
+    await subscriber.close();
+    expect(await committed(groupId, topic)).toEqual(["6"]);
+  });
+
   it("reject() writes the record to the dead-letter topic with the reason, then counts as done", async () => {
     const sent = events(3, "d");
     const topic = await topicWith("reject", 1, sent);
