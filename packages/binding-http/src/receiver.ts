@@ -17,6 +17,8 @@ import {
   PosthornError,
   type PropertyValue,
   type SettlementCapabilities,
+  SlotSet,
+  type Slotted,
   type Subscriber,
   type UnsupportedSettlements,
 } from "@posthorn/core";
@@ -189,6 +191,15 @@ type Outcome =
   | { kind: "release"; delayMs: number | undefined }
   | { kind: "reject"; reason: string | undefined };
 
+/** A delivery whose request waits for its answer, in the receiver's {@link SlotSet}. */
+interface Pending extends Slotted {
+  readonly delivery: HttpDelivery;
+  /** Answers the delivery's part of the request; does nothing once it was answered. */
+  readonly finish: (o: Outcome) => void;
+  /** Whether it is in the iterator's queue, not handed to the application yet. */
+  queued: boolean;
+}
+
 /** The methods a receiver answers, for `Allow`. */
 const ALLOWED_METHODS = "POST, PUT, OPTIONS";
 
@@ -266,11 +277,12 @@ export class HttpReceiver implements Subscriber {
    */
   readonly ready: Promise<void> = Promise.resolve();
   readonly #options: HttpReceiverOptions;
-  readonly #queue = new AsyncQueue<HttpDelivery>();
-  /** Deliveries whose request waits for its answer, and what answers it. */
-  readonly #pending = new Map<HttpDelivery, (o: Outcome) => void>();
-  /** Deliveries in the queue, not handed to the application yet. */
-  readonly #queued = new Set<HttpDelivery>();
+  readonly #queue = new AsyncQueue<Pending>();
+  /**
+   * Deliveries whose request waits for its answer, each with what answers it. A SlotSet, not a
+   * Map keyed by delivery: one add and one delete per request (see core's SlotSet).
+   */
+  readonly #pending = new SlotSet<Pending>();
   /** What close() waits on for the deliveries in the application's hands. */
   readonly #drain = new Drain();
   #closed = false;
@@ -492,13 +504,13 @@ export class HttpReceiver implements Subscriber {
       properties: headers as Record<string, PropertyValue>,
       metadata: { method, ...(request.url === undefined ? {} : { url: request.url }) },
     };
-    const queued: HttpDelivery[] = [];
+    const queued: Pending[] = [];
     const outcomes = Promise.all(events.map((event) => this.#deliver(message, event, queued)));
     if (queued.length > 0) {
       // A client gone while its deliveries wait in the queue: they are withdrawn rather than
       // handed out for an answer nobody hears (its sender, unanswered, delivers them again).
       void stop.then((why) => {
-        if (why === ABORTED) for (const delivery of queued) this.#withdraw(delivery);
+        if (why === ABORTED) for (const entry of queued) this.#withdraw(entry);
       });
     }
     return this.#reply(await outcomes);
@@ -609,7 +621,7 @@ export class HttpReceiver implements Subscriber {
    * Hands one event to `onDelivery`, or queues it for the iterator (and adds it to `queued`), and
    * resolves with its outcome.
    */
-  #deliver(message: Message, event: CloudEvent, queued: HttpDelivery[]): Promise<Outcome> {
+  #deliver(message: Message, event: CloudEvent, queued: Pending[]): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       let done = false;
       // Whether this call is the one that ends the delivery's wait (an outcome, or the handler's
@@ -617,7 +629,7 @@ export class HttpReceiver implements Subscriber {
       const end = (): boolean => {
         if (done) return false;
         done = true;
-        this.#pending.delete(delivery);
+        this.#pending.delete(entry);
         clearTimeout(timer);
         return true;
       };
@@ -652,12 +664,13 @@ export class HttpReceiver implements Subscriber {
         release: (options) => settle({ kind: "release", delayMs: options.delayMs }),
         reject: (reason) => settle({ kind: "reject", reason }),
       }) as HttpDelivery;
-      this.#pending.set(delivery, finish);
+      const entry: Pending = { slot: -1, delivery, finish, queued: false };
+      this.#pending.add(entry);
       const handler = this.#options.onDelivery;
       if (handler === undefined) {
-        this.#queued.add(delivery);
-        queued.push(delivery);
-        this.#queue.push(delivery);
+        entry.queued = true;
+        queued.push(entry);
+        this.#queue.push(entry);
         return;
       }
       Promise.resolve()
@@ -709,11 +722,12 @@ export class HttpReceiver implements Subscriber {
     const next = async (): Promise<IteratorResult<HttpDelivery>> => {
       for (;;) {
         const r = await source.next();
-        if (r.done === true) return r;
-        this.#queued.delete(r.value);
+        if (r.done === true) return { done: true, value: undefined };
+        const entry = r.value;
+        entry.queued = false;
         // One already answered while it waited here (its client went away, or settleTimeoutMs
         // passed) is skipped: its sender delivers it again.
-        if (this.#pending.has(r.value)) return r;
+        if (this.#pending.has(entry)) return { done: false, value: entry.delivery };
       }
     };
     // Leaving a for-await loop closes the receiver: otherwise each request would wait
@@ -722,9 +736,11 @@ export class HttpReceiver implements Subscriber {
   }
 
   /** Answers a delivery that is still in the queue as released, and so takes it out. */
-  #withdraw(delivery: HttpDelivery): void {
-    if (this.#queued.delete(delivery)) {
-      this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
+  #withdraw(entry: Pending): void {
+    if (entry.queued) {
+      entry.queued = false;
+      // Does nothing when the request was answered meanwhile.
+      entry.finish({ kind: "release", delayMs: undefined });
     }
   }
 
@@ -742,18 +758,16 @@ export class HttpReceiver implements Subscriber {
   async #close(): Promise<void> {
     this.#closed = true;
     for (const waiter of [...this.#waiting]) waiter.end(CLOSED);
-    for (const delivery of this.#queue.drain()) {
-      this.#pending.get(delivery)?.({ kind: "release", delayMs: undefined });
+    for (const entry of this.#queue.drain()) {
+      entry.queued = false;
+      entry.finish({ kind: "release", delayMs: undefined });
     }
-    this.#queued.clear();
     this.#queue.end();
     const drainMs = this.#options.drainTimeoutMs ?? 0;
     if (drainMs > 0 && this.#pending.size > 0) {
       await this.#drain.wait(drainMs, () => this.#pending.size === 0);
     }
-    for (const finish of [...this.#pending.values()]) {
-      finish({ kind: "release", delayMs: undefined });
-    }
+    for (const entry of this.#pending) entry.finish({ kind: "release", delayMs: undefined });
   }
 }
 
