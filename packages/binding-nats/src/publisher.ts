@@ -9,6 +9,8 @@ import {
   PosthornError,
   type Publisher,
   type PublishOptions,
+  SlotSet,
+  type Slotted,
 } from "@posthorn/core";
 import {
   connectionOf,
@@ -480,6 +482,12 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
   }>;
 }
 
+/** A PubAck awaited, in the JetStream publisher's {@link SlotSet}. */
+interface AwaitedAck extends Slotted {
+  /** Settles (never rejects) when the PubAck came or the wait failed. */
+  readonly ack: Promise<unknown>;
+}
+
 /**
  * A publisher on JetStream: each publish waits for the stream's acknowledgement (`PubAck`), and
  * sets the message id (`Nats-Msg-Id`) from the event `source` and `id`, so re-publishing an event inside the
@@ -514,7 +522,8 @@ export function jetStreamPublisher(
     ((e: CloudEvent) =>
       `${encodeHeaderValue(e.source, "source")} ${encodeHeaderValue(e.id, "id")}`);
   const maxInFlight = options.maxInFlight ?? 256;
-  const inFlight = new Set<Promise<unknown>>();
+  // The PubAcks close() waits for (SlotSet: one add and one delete per message).
+  const inFlight = new SlotSet<AwaitedAck>();
   let closed = false;
 
   // A limit of 0 is over before any PubAck could come: Timeout with nothing sent, as over HTTP,
@@ -545,7 +554,7 @@ export function jetStreamPublisher(
     // end as a Timeout ("may be stored"); refused now, it is known not to be.
     if (isReconnecting(nc)) throw reconnectingError();
     const ack = js.publish(p.subject, p.message.data, publishOptions);
-    const tracked = ack.catch(() => undefined);
+    const tracked: AwaitedAck = { slot: -1, ack: ack.catch(() => undefined) };
     inFlight.add(tracked);
     try {
       const signal = call?.abortSignal;
@@ -616,7 +625,7 @@ export function jetStreamPublisher(
     },
     async close() {
       closed = true;
-      await Promise.all(inFlight);
+      await Promise.all(Array.from(inFlight, (a) => a.ack));
     },
   };
 }

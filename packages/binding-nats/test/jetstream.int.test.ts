@@ -554,3 +554,24 @@ describe("JetStream settlement", () => {
     expect((await jsm.streams.info(stream)).state.messages).toBe(0);
   }, 30_000);
 });
+
+describe("JetStream publisher close()", () => {
+  it("waits for every publish still awaiting its PubAck, single and array, whatever order they end in", async () => {
+    const { stream, subject } = await streamWithConsumer();
+    const publisher = jetStreamPublisher(js, { subject });
+    const events = Array.from({ length: 30 }, (_, i) =>
+      vector("typical").event.cloneWith({ id: `close-${i}` }),
+    );
+    let settled = 0;
+    const publishes = [
+      ...events.slice(0, 20).map((e) => publisher.publish(e)),
+      publisher.publish(events.slice(20)),
+    ].map((p) => p.finally(() => settled++));
+    await publisher.close();
+    // What is left of each publish after its PubAck runs in the microtasks before this.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(publishes.length);
+    await Promise.all(publishes);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(30);
+  });
+});
