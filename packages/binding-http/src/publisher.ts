@@ -9,6 +9,8 @@ import {
   PosthornError,
   type Publisher,
   type PublishOptions,
+  SlotSet,
+  type Slotted,
 } from "@posthorn/core";
 import {
   anySignal,
@@ -353,6 +355,11 @@ function bounded<T>(
   });
 }
 
+/** A publish not yet settled, in the publisher's {@link SlotSet}: what close() waits for. */
+interface Running extends Slotted {
+  readonly run: Promise<void>;
+}
+
 interface PendingApproval {
   resolve(permission: WebhookPermission): void;
   reject(err: PosthornError): void;
@@ -368,7 +375,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   readonly #sender: RequestSender;
   readonly #staticHeaders: Record<string, string>;
   readonly #staticHeaderNames: readonly string[];
-  readonly #inFlight = new Set<Promise<unknown>>();
+  // One add and one delete per publish: a SlotSet rather than a Set (see core's SlotSet).
+  readonly #inFlight = new SlotSet<Running>();
   readonly #limiter: RateLimiter | undefined;
   readonly #callbackUrl: string | undefined;
   #grant: Promise<WebhookPermission> | undefined;
@@ -538,9 +546,10 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       }
     }
     const run = this.#publish(events, options);
-    this.#inFlight.add(run);
+    const running: Running = { slot: -1, run };
+    this.#inFlight.add(running);
     const forget = (): void => {
-      this.#inFlight.delete(run);
+      this.#inFlight.delete(running);
     };
     run.then(forget, forget);
     return run;
@@ -880,7 +889,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   async close(): Promise<void> {
     this.#closed = true;
     this.#approval?.reject(new PosthornError("Closed", "the publisher was closed before approval"));
-    await Promise.allSettled([...this.#inFlight]);
+    await Promise.allSettled(Array.from(this.#inFlight, (r) => r.run));
     // A handshake that every publish waiting for it gave up on (their timeoutMs) sends no more.
     this.#closedSignal.abort();
     this.#sender.close();
