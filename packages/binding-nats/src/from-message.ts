@@ -186,7 +186,40 @@ function notUtf8(bytes: Uint8Array): boolean {
  */
 function readHeaders(message: NatsMessageLike): HeaderList {
   const read = readHeaderBlock(message);
-  return read === undefined ? clientHeaders(message) : read;
+  if (read !== undefined) return read;
+  const list = clientHeaders(message);
+  // nats.js read the block as text (bytes that are not UTF-8 became U+FFFD): where the block is
+  // still on the message, its bytes say whether a replacement character was sent as such.
+  if (list.values.some(hasReplacement)) {
+    const block = rawHeaderBlock(message);
+    if (block !== undefined) list.notUtf8 = notUtf8(block);
+  }
+  return list;
+}
+
+/**
+ * The undecoded header block of a nats.js `MsgImpl` (or of the one a `JsMsgImpl` wraps), or
+ * `undefined` when the message has none.
+ *
+ * @param evenIfRead - also when nats.js already decoded it into `msg.headers`
+ */
+function rawHeaderBlock(message: NatsMessageLike, evenIfRead = true): Uint8Array | undefined {
+  let raw = message as RawNatsMsg;
+  if (raw._msg === undefined && typeof raw.msg === "object" && raw.msg !== null) {
+    raw = raw.msg as RawNatsMsg;
+  }
+  const hdr = raw._msg?.hdr;
+  const bytes = raw._rdata;
+  if (
+    (!evenIfRead && raw._headers !== undefined) ||
+    typeof hdr !== "number" ||
+    hdr <= 0 ||
+    !(bytes instanceof Uint8Array) ||
+    hdr > bytes.length
+  ) {
+    return undefined;
+  }
+  return bytes.subarray(0, hdr);
 }
 
 /**
@@ -204,22 +237,8 @@ function clientHeaders(message: NatsMessageLike): HeaderList {
 
 /** {@link readHeaders}'s own reading; `undefined` where it leaves the block to nats.js. */
 function readHeaderBlock(message: NatsMessageLike): HeaderList | undefined {
-  let raw = message as RawNatsMsg;
-  if (raw._msg === undefined && typeof raw.msg === "object" && raw.msg !== null) {
-    raw = raw.msg as RawNatsMsg;
-  }
-  const hdr = raw._msg?.hdr;
-  const bytes = raw._rdata;
-  if (
-    raw._headers !== undefined ||
-    typeof hdr !== "number" ||
-    hdr <= 0 ||
-    !(bytes instanceof Uint8Array) ||
-    hdr > bytes.length
-  ) {
-    return undefined;
-  }
-  const block = bytes.subarray(0, hdr);
+  const block = rawHeaderBlock(message, false);
+  if (block === undefined) return undefined;
   const text = headerText.decode(block);
   const list = new HeaderList();
   // Checked only when the text shows a replacement character: one sent as such is valid UTF-8.

@@ -352,6 +352,17 @@ describe("core NATS publisher and subscriber", () => {
     expect(() => fromNatsMessage(seen[0] as never, { formats: [json] })).toThrow(
       expect.objectContaining({ code: "MalformedInput" }),
     );
+    // The same once the application read msg.headers first: nats.js decoded the block as text
+    // (0xE9 became U+FFFD), and the binding reads nats.js's map; the block's bytes still decide.
+    const decodedFirst = seen[0] as { headers: { get(name: string): string } };
+    expect(decodedFirst.headers.get("ce-subject")).toBe("caf\uFFFD");
+    expect(() => fromNatsMessage(decodedFirst as never, { formats: [json] })).toThrow(
+      expect.objectContaining({ code: "MalformedInput", attribute: "subject" }),
+    );
+    // A replacement character sent as such still reads through nats.js's map.
+    const sentAsSuch = seen[2] as { headers: { get(name: string): string } };
+    expect(sentAsSuch.headers.get("ce-subject")).toBe("a\uFFFD");
+    expect(fromNatsMessage(sentAsSuch as never, { formats: [json] }).subject).toBe("a\uFFFD");
     await subscriber.close();
   });
 
