@@ -2,24 +2,17 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { limitTimer, PosthornError } from "@posthorn/core";
 import {
+  BODY_MS,
   checkHttpUrl,
   connectionFailure,
+  KEEP_TEXT_BYTES,
   type RequestSender,
   type SenderAnswer,
 } from "./sender.js";
 
-// How much of an answer's body is kept for the error message (the rest is read and dropped, so
-// the connection can be reused).
-const KEEP_TEXT_BYTES = 4096;
-
 // Idle keep-alive connections of the publisher's own agent are closed after this long: before
 // a Node server's default `keepAliveTimeout` (5 s) closes them under a request being sent.
 const IDLE_SOCKET_MS = 4000;
-
-// How long the rest of an answer's body may take once its status and headers are in. The answer
-// does not wait for it (a 2xx settles at once); past it the connection is destroyed rather than
-// reused with a body still arriving.
-const BODY_MS = 1000;
 
 /**
  * The target of a publisher as `node:http` takes it, checked once.
@@ -115,11 +108,14 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           res.on("error", () => undefined);
           // The rest of the body is read and dropped so that keep-alive can reuse the connection;
           // one that does not end within BODY_MS is destroyed instead, never handed back to the
-          // agent with a body still coming down it.
-          const cutoff = setTimeout(() => req?.destroy(), BODY_MS);
-          const stopCutoff = (): void => clearTimeout(cutoff);
-          res.on("end", stopCutoff);
-          res.on("close", stopCutoff);
+          // agent with a body still coming down it. An answer that has no body (204, 304, or a
+          // Content-Length of 0: most answers to a publish) cannot hang, and needs no timer.
+          if (status !== 204 && status !== 304 && answerHeaders["content-length"] !== "0") {
+            const cutoff = setTimeout(() => req?.destroy(), BODY_MS);
+            const stopCutoff = (): void => clearTimeout(cutoff);
+            res.on("end", stopCutoff);
+            res.on("close", stopCutoff);
+          }
           if (status >= 200 && status < 300) {
             // 2xx: the receiver took the event (http-webhook.md 2.2). Waiting for a body that never
             // ends would time the attempt out and send the event again, a second delivery of one

@@ -61,12 +61,15 @@ const NO_HEADERS = { get: (): null => null };
 
 /**
  * How long the rest of an answer's body may take once its status and headers are in; past it the
- * body is cancelled (and its connection closed) rather than waited for.
+ * body is cancelled (and its connection closed) rather than waited for. Both senders use it.
  */
-const BODY_MS = 1000;
+export const BODY_MS = 1000;
 
-/** How much of an answer's body is kept for an error message. */
-const KEEP_TEXT_BYTES = 4096;
+/**
+ * How much of an answer's body is kept for an error message (the rest is read and dropped, so
+ * the connection can be reused). Both senders use it.
+ */
+export const KEEP_TEXT_BYTES = 4096;
 
 /**
  * Reads an answer's body to its end, or for BODY_MS at most, then cancels it. Never rejects: a

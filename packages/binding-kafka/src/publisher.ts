@@ -4,10 +4,10 @@ import {
   checkCountOption,
   checkTimeOption,
   type EventFormat,
-  limitTimer,
   PosthornError,
   type Publisher,
   type PublishOptions,
+  settleWithin,
 } from "@posthorn/core";
 import type { KafkaProducerLike, KafkaSendMessage, KafkaSendRecord } from "./client.js";
 import { checkTopicName, fromKafkaError } from "./errors.js";
@@ -218,39 +218,11 @@ function waitFor(
   timeoutMs: number | undefined,
   topic: string,
 ): Promise<unknown> {
-  if (signal === undefined && timeoutMs === undefined) return sent;
-  if (signal?.aborted) {
-    sent.catch(() => {});
-    return Promise.reject(new PosthornError("Aborted", `publish to ${topic} was aborted`));
-  }
-  return new Promise((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const onAbort = () => {
-      cleanup();
-      reject(new PosthornError("Aborted", `publish to ${topic} was aborted`));
-    };
-    const cleanup = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    if (timeoutMs !== undefined) {
-      timer = limitTimer(() => {
-        cleanup();
-        reject(
-          new PosthornError("Timeout", `no acknowledgement from ${topic} within ${timeoutMs} ms`),
-        );
-      }, timeoutMs);
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    sent.then(
-      (v) => {
-        cleanup();
-        resolve(v);
-      },
-      (err) => {
-        cleanup();
-        reject(err);
-      },
-    );
+  return settleWithin(sent, {
+    timeoutMs,
+    signal,
+    timedOut: () =>
+      new PosthornError("Timeout", `no acknowledgement from ${topic} within ${timeoutMs} ms`),
+    aborted: () => new PosthornError("Aborted", `publish to ${topic} was aborted`),
   });
 }

@@ -9,11 +9,11 @@ import {
   type Delivery,
   Drain,
   isPosthornError,
-  limitTimer,
   MAX_TIMER_MS,
   PosthornError,
   type SettlementCapabilities,
   type Subscriber,
+  settleWithin,
   type UnsupportedSettlements,
 } from "@posthorn/core";
 import type {
@@ -720,26 +720,17 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       messages: [{ key: record.key ?? null, value: record.value ?? null, headers }],
     });
     const limitMs = this.#options.deadLetterTimeoutMs ?? DEFAULT_DEAD_LETTER_TIMEOUT_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     // kafkajs retries an unknown topic or a broker that does not answer for as long as its retry
     // settings allow (minutes by default), and the record holds its partition's checkpoint
     // meanwhile: the time limit bounds that wait. The send goes on unobserved past it.
-    const expired = new Promise<never>((_, reject) => {
-      timer = limitTimer(() => {
-        sent.catch(() => {});
-        reject(
-          new PosthornError(
-            "Timeout",
-            `no acknowledgement of the dead-letter write to ${deadLetterTopic} within ${limitMs} ms`,
-          ),
-        );
-      }, limitMs);
+    await settleWithin(sent, {
+      timeoutMs: limitMs,
+      timedOut: () =>
+        new PosthornError(
+          "Timeout",
+          `no acknowledgement of the dead-letter write to ${deadLetterTopic} within ${limitMs} ms`,
+        ),
     });
-    try {
-      await Promise.race([sent, expired]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   #settled(): void {

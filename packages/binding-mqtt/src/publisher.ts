@@ -5,10 +5,10 @@ import {
   checkTimeOption,
   Drain,
   type EventFormat,
-  limitTimer,
   PosthornError,
   type Publisher,
   type PublishOptions,
+  settleWithin,
 } from "@posthorn/core";
 import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
@@ -408,26 +408,11 @@ export function mqttPublisher(
 
   const withLimits = (work: Promise<void>, call: MqttPublishOptions): Promise<void> => {
     const timeoutMs = call.timeoutMs ?? options.timeoutMs;
-    const signal = call.abortSignal;
-    if (timeoutMs === undefined && signal === undefined) return work;
-    return new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => finish(new PosthornError("Aborted", "publish aborted"));
-      const finish = (err?: unknown) => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        if (err === undefined) resolve();
-        else reject(err);
-      };
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (timeoutMs !== undefined) {
-        timer = limitTimer(
-          () => finish(new PosthornError("Timeout", `no acknowledgement within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      }
-      work.then(() => finish(), finish);
+    return settleWithin(work, {
+      timeoutMs,
+      signal: call.abortSignal,
+      timedOut: () => new PosthornError("Timeout", `no acknowledgement within ${timeoutMs} ms`),
+      aborted: () => new PosthornError("Aborted", "publish aborted"),
     });
   };
 

@@ -350,6 +350,69 @@ export function limitTimer(
   return ms > MAX_TIMER_MS ? undefined : setTimeout(callback, Math.max(0, ms));
 }
 
+/** The bounds of {@link settleWithin}: a time limit, a signal, and the errors each ends with. */
+export interface WaitBounds {
+  /** Milliseconds to wait at most; `undefined` (or past `MAX_TIMER_MS`) for no limit. */
+  readonly timeoutMs?: number | undefined;
+  /** Ends the wait when it aborts (at once when it already has). */
+  readonly signal?: AbortSignal | undefined;
+  /** The error when `timeoutMs` pass first. */
+  timedOut(): PosthornError;
+  /** The error when `signal` aborts first. Default an `Aborted` `PosthornError`. */
+  aborted?(): PosthornError;
+}
+
+/**
+ * `work`'s outcome, unless `bounds.timeoutMs` pass or `bounds.signal` aborts first: then the
+ * error `bounds` makes for it. `work` itself is not recalled (a send goes on), and its outcome,
+ * once nobody waits for it, is ignored rather than left unhandled. The timer and the listener are
+ * removed whichever way it ends. With neither a limit nor a signal, it is `work` itself.
+ *
+ * For a binding's waits on its client (a publish acknowledged, a dead-letter copy written).
+ *
+ * @param work - what to wait for
+ * @param bounds - the limit, the signal, and the error for each
+ */
+export function settleWithin<T>(work: Promise<T>, bounds: WaitBounds): Promise<T> {
+  const { timeoutMs, signal } = bounds;
+  if (timeoutMs === undefined && signal === undefined) return work;
+  const abortError = (): PosthornError =>
+    bounds.aborted?.() ?? new PosthornError("Aborted", "the wait was aborted");
+  if (signal?.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(abortError());
+  }
+  return new Promise<T>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const cleanup = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(abortError());
+    };
+    if (timeoutMs !== undefined) {
+      timer = limitTimer(() => {
+        cleanup();
+        reject(bounds.timedOut());
+      }, timeoutMs);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    // Also handles a rejection that comes after the wait ended (rejecting again does nothing).
+    work.then(
+      (value) => {
+        cleanup();
+        resolve(value);
+      },
+      (err: unknown) => {
+        cleanup();
+        reject(err);
+      },
+    );
+  });
+}
+
 /**
  * What a `close()` waits on for a bounded time: a subscriber's deliveries in the application's
  * hands being settled (`drainTimeoutMs`), a publisher's messages being acknowledged or written

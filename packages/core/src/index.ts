@@ -44,7 +44,9 @@ export {
   Drain,
   limitTimer,
   MAX_TIMER_MS,
+  settleWithin,
   type UnsupportedSettlements,
+  type WaitBounds,
 } from "./delivery.js";
 export {
   asJob,
