@@ -1,34 +1,16 @@
 import { CloudEvent, type Delivery, differences, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import type { MqttClient } from "mqtt";
+import { brokerUrl, nextDelivery, requireBroker } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { mqttSubscriber, toMqttMessage } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, uniqueTopic, v5Clients } from "./live-harness.js";
 
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
 const opened = closedAfterEach();
 
-async function client(): Promise<MqttClient> {
-  const c = await connect(url, { protocolVersion: 5 });
-  opened.push(c);
-  return c;
-}
-
-async function next(it: AsyncIterator<Delivery>, ms = 5000): Promise<Delivery> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([
-    it.next(),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (r.done) throw new Error("the subscriber ended");
-  return r.value;
-}
+const client = v5Clients(url, opened);
 
 const event = new CloudEvent({
   specversion: "1.0",
@@ -64,7 +46,7 @@ async function receiveRaw(
       userProperties: { ...(message.userProperties as Record<string, string>), ...extra },
     },
   });
-  const delivery = await next(it);
+  const delivery = await nextDelivery(it);
   await delivery.accept();
   return delivery;
 }

@@ -26,6 +26,21 @@ export function closedAfterEach(): Array<{ close(): Promise<void> } | MqttClient
   return opened;
 }
 
+/**
+ * The `client()` of a test file: an MQTT 5 client of the broker at `url`, connected, and closed
+ * after each test with the rest of `opened` (from {@link closedAfterEach}).
+ */
+export function v5Clients(
+  url: string,
+  opened: ReturnType<typeof closedAfterEach>,
+): () => Promise<MqttClient> {
+  return async () => {
+    const c = await connect(url, { protocolVersion: 5 });
+    opened.push(c);
+    return c;
+  };
+}
+
 /** Connects an mqtt.js client and waits for CONNACK. */
 export function connect(url: string, options: IClientOptions = {}): Promise<MqttClient> {
   return mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 5000, ...options });

@@ -4,7 +4,7 @@ import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import type { MqttClient } from "mqtt";
 import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, uniqueTopic, v5Clients } from "./live-harness.js";
 
 // MQTT 5 3.3.4 (Flow Control): a client sends at most the server's Receive Maximum of QoS 1 and 2
 // PUBLISHes not yet acknowledged. mqtt.js does not count them; Mosquitto (Receive Maximum 20)
@@ -15,11 +15,7 @@ const url = brokerUrl("mqtt") as string;
 
 const opened = closedAfterEach();
 
-async function client(): Promise<MqttClient> {
-  const c = await connect(url, { protocolVersion: 5 });
-  opened.push(c);
-  return c;
-}
+const client = v5Clients(url, opened);
 
 /** The most QoS 1/2 PUBLISHes the client had sent and not seen completed at any moment. */
 function watchInFlight(c: MqttClient): () => number {

@@ -1,10 +1,9 @@
 import { CloudEvent, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import type { MqttClient } from "mqtt";
 import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import { closedAfterEach, uniqueTopic, v5Clients } from "./live-harness.js";
 
 // MQTT 5 3.3.1.3 (3.1.1 likewise): a retained PUBLISH with an empty payload deletes the topic's
 // retained message. An event without data has an empty payload in binary mode, so retaining one
@@ -15,11 +14,7 @@ const url = brokerUrl("mqtt") as string;
 
 const opened = closedAfterEach();
 
-async function client(): Promise<MqttClient> {
-  const c = await connect(url, { protocolVersion: 5 });
-  opened.push(c);
-  return c;
-}
+const client = v5Clients(url, opened);
 
 function event(id: string, data?: unknown): CloudEvent {
   return new CloudEvent({
