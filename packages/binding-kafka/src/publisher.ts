@@ -30,8 +30,9 @@ export interface KafkaPublisherOptions {
   /**
    * Acknowledgements to wait for: -1 or `"all"` (the same: all in-sync replicas, kafkajs'
    * default), 1 the leader, 0 none; any other value is refused with `NotSupported` when the
-   * publisher is made. An idempotent producer takes only -1 or `"all"`. Leave unset with
-   * `@confluentinc/kafka-javascript` (acks are producer configuration there).
+   * publisher is made. An idempotent producer takes only -1 or `"all"`. With
+   * `@confluentinc/kafka-javascript`, acks are producer configuration: any value here is refused
+   * with `NotSupported` when the publisher is made (that client's `send` throws on it).
    */
   acks?: KafkaAcks;
   /**
@@ -47,6 +48,15 @@ export interface KafkaPublisherOptions {
  * replica), 1 (the partition leader) or 0 (none: the broker does not answer).
  */
 export type KafkaAcks = -1 | "all" | 0 | 1;
+
+/**
+ * Whether `producer` is `@confluentinc/kafka-javascript`'s KafkaJS-compatible producer: it has
+ * `dependentAdmin()` and `flush()`, which a kafkajs producer has not.
+ */
+function isConfluentProducer(producer: KafkaProducerLike): boolean {
+  const p = producer as unknown as Record<string, unknown>;
+  return typeof p.dependentAdmin === "function" && typeof p.flush === "function";
+}
 
 /** The values of {@link KafkaAcks}, as the publisher checks them. */
 const ACKS: readonly KafkaAcks[] = [-1, "all", 0, 1];
@@ -93,7 +103,7 @@ function asBuffer<T>(value: T): T {
  * @param producer - a connected producer
  * @param options - topic, content mode, format, key mapper, acks
  * @throws {@link PosthornError} `NotSupported` for structured mode without a format, an `acks`
- *   other than -1, `"all"`, 0 or 1, or a `timeoutMs` that is not a number of 0 or more (a per-call one is
+ *   other than -1, `"all"`, 0 or 1 (or any `acks` with `@confluentinc/kafka-javascript`), or a `timeoutMs` that is not a number of 0 or more (a per-call one is
  *   checked likewise, and the call rejects with nothing sent, as for a per-call `partition` that
  *   is not a whole number of 0 or more)
  * @example
@@ -114,6 +124,14 @@ export function kafkaPublisher(
   // such as "all" as 0 while waiting for an answer, so "all" goes to it as -1.
   checkChoiceOption("acks", options.acks, ACKS);
   const acks = options.acks === "all" ? -1 : options.acks;
+  // That client's send() throws on any `acks` in the request, so every publish would fail: say
+  // so once, when the publisher is made.
+  if (acks !== undefined && isConfluentProducer(producer)) {
+    throw new PosthornError(
+      "NotSupported",
+      "acks is producer configuration with @confluentinc/kafka-javascript: set it where the producer is made (kafka.producer({ kafkaJS: { acks } })) and leave the publisher's unset",
+    );
+  }
   checkTopicName("topic", options.topic);
   const defaultMode = options.mode ?? "binary";
   if (defaultMode === "structured" && options.format === undefined) {

@@ -5,9 +5,10 @@ import {
   kafkaPublisher,
   kafkaSubscriber,
 } from "@posthorn/binding-kafka";
-import { CloudEvent, type Delivery, type EventFormat } from "@posthorn/core";
+import { CloudEvent, type Delivery, type EventFormat, PosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { type BindingHarness, describeBindingConformance } from "@posthorn/testkit";
+import { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
 import { kafkaHarness } from "./harness.js";
@@ -212,5 +213,34 @@ describe.skipIf(!ok)(
         expect(per.b).toBeGreaterThan(0);
       }, 90_000);
     });
+  },
+);
+
+describe.skipIf(loaded === undefined)(
+  "a publisher over @confluentinc/kafka-javascript's producer (skipped: the package is not installed, outside CI)",
+  () => {
+    // That client's send() throws on an `acks` in the request: every publish would fail.
+    it.each([-1, "all", 0, 1] as const)(
+      "refuses acks %s when made, naming where acks go instead; kafkajs' producer takes it",
+      async (acks) => {
+        const kafka = new KafkaJS.Kafka({
+          kafkaJS: { brokers: ["127.0.0.1:1"], logLevel: KafkaJS.logLevel.NOTHING },
+        });
+        // Not connected: making a publisher sends nothing.
+        const producer = kafka.producer();
+        let thrown: unknown;
+        try {
+          kafkaPublisher(producer, { topic: "orders", acks });
+        } catch (err) {
+          thrown = err;
+        }
+        expect(thrown).toBeInstanceOf(PosthornError);
+        expect(thrown).toMatchObject({ code: "NotSupported" });
+        expect((thrown as Error).message).toContain("kafkaJS: { acks }");
+        expect(() => kafkaPublisher(producer, { topic: "orders" })).not.toThrow();
+        const kafkajsProducer = new Kafka({ brokers: ["127.0.0.1:1"] }).producer();
+        expect(() => kafkaPublisher(kafkajsProducer, { topic: "orders", acks })).not.toThrow();
+      },
+    );
   },
 );
