@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:net";
 import {
   CompressionTypes,
   type Consumer,
@@ -8,7 +9,7 @@ import {
   type Producer,
 } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type KafkaTestBroker, startKafkaBroker } from "../src/index.js";
+import { type KafkaTestBroker, portOpen, startKafkaBroker } from "../src/index.js";
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
 
@@ -527,5 +528,52 @@ describe("Kafka test broker with kafkajs", () => {
     await until(() => got.length >= 4, 20_000, "2 records after the restart");
     await c.disconnect();
     expect(got.map((g) => g.value).sort()).toEqual(["four", "one", "three", "two"]);
+  });
+});
+
+describe("Kafka test broker restart() on a port taken while it was down", () => {
+  it("rejects naming the port and stays down; once the port is free, restart() brings it back with its data", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    const squatter = createServer((socket) => socket.destroy());
+    try {
+      const kafka = new Kafka({
+        clientId: "broker-test-taken",
+        brokers: broker.brokers,
+        logLevel: logLevel.NOTHING,
+        retry: { retries: 5, initialRetryTime: 50 },
+      });
+      const topic = unique("taken");
+      broker.createTopic(topic, 1);
+      const p = kafka.producer();
+      await p.connect();
+      await p.send({ topic, messages: [{ value: "before" }] });
+      await p.disconnect();
+
+      await broker.kill();
+      expect(await portOpen("127.0.0.1", broker.port, 500)).toBe(false);
+      // Another process takes the port while the broker is down.
+      await new Promise<void>((resolve, reject) => {
+        squatter.once("error", reject);
+        squatter.listen(broker.port, "127.0.0.1", () => resolve());
+      });
+      await expect(broker.restart()).rejects.toThrow(
+        `cannot restart the Kafka test broker on its port (127.0.0.1:${broker.port}): another process took it while the broker was down`,
+      );
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      expect(await portOpen("127.0.0.1", broker.port, 500)).toBe(false);
+
+      await broker.restart();
+      const c = kafka.consumer({ groupId: unique("g"), ...CONSUMER_TIMINGS });
+      await c.connect();
+      await c.subscribe({ topic, fromBeginning: true });
+      const got: Received[] = [];
+      await c.run({ eachMessage: async (payload) => void got.push(received(payload)) });
+      await until(() => got.length >= 1, 15_000, "the record written before kill()");
+      await c.disconnect();
+      expect(got.map((g) => g.value)).toEqual(["before"]);
+    } finally {
+      if (squatter.listening) squatter.close();
+      await broker.stop();
+    }
   });
 });

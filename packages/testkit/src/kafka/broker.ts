@@ -49,8 +49,19 @@ export interface KafkaTestBroker {
   /** Closes the server and every client connection, and cancels all timers. */
   stop(): Promise<void>;
   /**
-   * Drops every connection and listens again on the same port, keeping topics, records, producer
-   * state, groups and committed offsets: for fault-injection tests.
+   * Stops listening and drops every connection, keeping topics, records, producer state, groups
+   * and committed offsets: the broker is down, as after a crash, until {@link restart}. Does
+   * nothing when it is already down or stopped.
+   */
+  kill(): Promise<void>;
+  /**
+   * Drops every connection (after {@link kill}, there are none) and listens again on the same
+   * port, keeping topics, records, producer state, groups and committed offsets: for
+   * fault-injection tests. Rejects, naming the port, when another process took it while the
+   * broker was down (clients know the old port, so no new one is chosen); the broker then stays
+   * down, and `restart()` can be called again once the port is free.
+   *
+   * @throws Error when the broker was stopped, or its port was taken
    */
   restart(): Promise<void>;
 }
@@ -1016,11 +1027,27 @@ export async function startKafkaBroker(
       await closeAll();
       info(`broker ${instanceId} stopped`);
     },
+    async kill(): Promise<void> {
+      if (stopped || server === undefined) return;
+      await closeAll();
+      core.groups.dropConnections();
+      info(`broker ${instanceId} killed`);
+    },
     async restart(): Promise<void> {
       if (stopped) throw new Error("the broker was stopped");
       await closeAll();
       core.groups.dropConnections();
-      server = await listen(core.port);
+      try {
+        server = await listen(core.port);
+      } catch (err) {
+        // The launchers' restart says the same (launch.ts restartOnPorts): Node's own
+        // "listen EADDRINUSE" did not say that the broker is now down, nor what to do.
+        if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+        throw new Error(
+          `cannot restart the Kafka test broker on its port (${host}:${core.port}): another process took it while the broker was down; the broker stays down (restart() again once the port is free, or stop())`,
+          { cause: err },
+        );
+      }
       info(`broker ${instanceId} restarted on ${host}:${core.port}`);
     },
   };
