@@ -578,10 +578,12 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     const { topic, partition, messages } = payload.batch;
     if (this.#confluent) this.#followAssignment();
     const track = this.#track(topic, partition);
+    // Stop at close (nothing more is handed out or resolved: the next owner fetches it), and when
+    // a seek made this batch stale. Asked once per batch: nothing in the loop below awaits, so no
+    // close, stop or seek (a release runs in the application's code) comes between its records;
+    // and kafkajs's isStale() builds a JSON key per call (0.5 µs of a record's ~85 µs end to end).
+    if (this.#stopping || payload.isRunning?.() === false || payload.isStale?.() === true) return;
     for (const record of messages) {
-      // Stop at close (nothing more is handed out or resolved: the next owner fetches it), and
-      // when a seek made the rest of this batch stale.
-      if (this.#stopping || payload.isRunning?.() === false || payload.isStale?.() === true) return;
       const entry = track.receive(record.offset);
       payload.resolveOffset(record.offset);
       if (entry !== undefined) {
