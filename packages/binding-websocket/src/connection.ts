@@ -123,6 +123,40 @@ const MESSAGE_TOO_BIG = 1009;
  */
 const MESSAGE_TOO_BIG_BROWSER = 4009;
 
+/** WebSocket close code 1002 (RFC 6455 7.4.1): a protocol error, here no CloudEvents subprotocol. */
+const PROTOCOL_ERROR = 1002;
+
+/**
+ * The close code a browser's `WebSocket` closes with for a connection that opened without a
+ * CloudEvents subprotocol: 1002 is out of its reach as 1009 is, so 4002 echoes it.
+ */
+const PROTOCOL_ERROR_BROWSER = 4002;
+
+/**
+ * Closes `socket` and never throws. A browser's `close()` throws for a code other than 1000 and
+ * 3000-4999 or a reason past 123 bytes, and a subclass passed as `WebSocket` may throw for its own
+ * reasons: thrown from a listener, that skipped the settlement after it (a promise left pending)
+ * and, on Node's WHATWG `WebSocket`, ended the process. Should a close with a code throw, the
+ * socket is closed without one, so the connection still goes.
+ *
+ * @param socket - the socket to close
+ * @param code - the close code, one the socket's API accepts (see {@link MESSAGE_TOO_BIG_BROWSER})
+ * @param reason - the close reason, a few words
+ */
+function closeQuietly(socket: WebSocketLike, code?: number, reason?: string): void {
+  try {
+    if (code === undefined) socket.close();
+    else socket.close(code, reason);
+  } catch {
+    if (code === undefined) return;
+    try {
+      socket.close();
+    } catch {
+      // Nothing more to try: the caller settles what waits on the socket either way.
+    }
+  }
+}
+
 /**
  * @param limit - the subscriber's limit, or `undefined` when `ws` refused the message against the
  *   socket's own (`maxPayload`)
@@ -674,7 +708,7 @@ export function webSocketSubscriber(
       // open (and ended a Node process using a WHATWG WebSocket).
       const code = node ? MESSAGE_TOO_BIG : MESSAGE_TOO_BIG_BROWSER;
       queue.fail(payloadTooLarge(maxPayloadBytes, body?.length, code));
-      socket.close(code, "message too big");
+      closeQuietly(socket, code, "message too big");
       return;
     }
     const message: Message = { body, contentType, properties: {} };
@@ -857,7 +891,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  *   it (for instance because it speaks none of the offered subprotocols; not retryable for an
  *   answer other than 101, 408, 429 and 5xx, a TLS certificate not accepted, or a URL the
  *   constructor refuses), `NotSupported` when it
- *   opens without a CloudEvents subprotocol, there is no `WebSocket` to use, `formats` is empty or
+ *   opens without a CloudEvents subprotocol (then closed with 1002, 4002 on a browser's
+ *   `WebSocket`, whose `close()` takes no 1002), there is no `WebSocket` to use, `formats` is empty or
  *   missing, a format has no
  *   WebSockets subprotocol, or before connecting for a `timeoutMs` or `heartbeatMs` that is not a
  *   number of 0 or more or a `maxPayloadBytes` that is not a whole number of 1 or more (or
@@ -937,10 +972,11 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     // heartbeat starts pinging once the socket is open.
     watch(socket, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
     socketLimits.set(socket, options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES);
+    // Settled first, then closed: nothing close() does may keep the call from settling.
     const giveUp = (err: PosthornError): void => {
       done();
-      socket.close();
       reject(err);
+      closeQuietly(socket);
     };
     // No timer past what one holds (Infinity): waits with no limit.
     const timer = limitTimer(
@@ -952,11 +988,19 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
       done();
       try {
         negotiatedFormat(socket, options.formats);
-        resolve(socket);
       } catch (err) {
-        socket.close(1002, "no CloudEvents subprotocol");
+        // Open with a subprotocol offered besides ours (a WebSocket subclass that adds one). A
+        // browser's close(1002) throws, and thrown here it left the call pending for ever (the
+        // timer is cleared): rejected first, and closed with a code the socket can send.
         reject(err);
+        closeQuietly(
+          socket,
+          isNodeWs(socket) ? PROTOCOL_ERROR : PROTOCOL_ERROR_BROWSER,
+          "no CloudEvents subprotocol",
+        );
+        return;
       }
+      resolve(socket);
     };
     // ws's error events say what failed (message, error); a browser's say nothing.
     const onError = (event: WebSocketEventLike): void => {

@@ -32,6 +32,7 @@ async function runPeer(
   maxPayloadBytes: number,
   serve: (socket: WebSocket) => Promise<void>,
   serverOptions: ServerOptions = webSocketServerOptions([json, avro]),
+  offerAlso: string[] = [],
 ): Promise<{ lines: Record<string, unknown>[]; exitCode: number | null; serverClose: number }> {
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", ...serverOptions });
   servers.push(wss);
@@ -39,7 +40,7 @@ async function runPeer(
   const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   const child = spawn(
     process.execPath,
-    [...flags, "--import", "tsx", peer, url, format.name, String(maxPayloadBytes)],
+    [...flags, "--import", "tsx", peer, url, format.name, String(maxPayloadBytes), ...offerAlso],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
@@ -80,6 +81,37 @@ describe("connectWebSocket on a WHATWG WebSocket", () => {
     expect(JSON.parse(out)).toMatchObject({
       connectFailed: { code: "ConnectionFailed", retryable: false },
     });
+  });
+
+  it("a server that picks another subprotocol the socket offered: NotSupported at once, and the connection closed with 4002, a code a browser may send", {
+    timeout: 20_000,
+  }, async () => {
+    // The socket opens (the browser saw its own offer chosen), so the binding closes it. With
+    // close(1002), which a browser's WebSocket refuses by throwing, the call never settled (and the
+    // throw ended this Node process).
+    const { lines, exitCode, serverClose } = await runPeer(
+      json,
+      1000,
+      async () => undefined,
+      { handleProtocols: (offered) => (offered.has("chat.v1") ? "chat.v1" : false) },
+      ["chat.v1"],
+    );
+    expect(lines).toEqual([
+      {
+        connectFailed: {
+          code: "NotSupported",
+          retryable: false,
+          message: expect.stringMatching(
+            /negotiated subprotocol chat\.v1; CloudEvents needs one of cloudevents\.json/,
+          ),
+          ms: expect.any(Number),
+        },
+      },
+    ]);
+    // Well inside connectWebSocket's own 10 s timeout, which the open had cleared.
+    expect((lines[0] as { connectFailed: { ms: number } }).connectFailed.ms).toBeLessThan(5000);
+    expect(serverClose).toBe(4002);
+    expect(exitCode).toBe(0);
   });
 });
 

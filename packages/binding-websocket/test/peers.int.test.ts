@@ -77,6 +77,30 @@ describe("connectWebSocket against a server that negotiates no CloudEvents subpr
     expect(String((err as Error).message)).toMatch(/no subprotocol/);
   });
 
+  it("fails with NotSupported, and closes with 1002, when the server picks another subprotocol the socket offered", async () => {
+    const { url, accepted } = await serve({
+      handleProtocols: (offered) => (offered.has("chat.v1") ? "chat.v1" : false),
+    });
+    // As the docs' subclass pattern allows: a socket that offers a protocol of its own too.
+    class OfferingAlso extends WebSocket {
+      constructor(address: string, protocols?: string | string[]) {
+        super(address, [
+          ...(typeof protocols === "string" ? [protocols] : (protocols ?? [])),
+          "chat.v1",
+        ]);
+      }
+    }
+    const settled = settledWithin(
+      connectWebSocket(url, { formats, WebSocket: OfferingAlso }),
+      2000,
+    );
+    const code = closed(await accepted);
+    expect(await settled).toMatchObject({
+      rejected: { code: "NotSupported", message: expect.stringMatching(/subprotocol chat\.v1/) },
+    });
+    expect(await code).toBe(1002);
+  });
+
   it("fails with ConnectionFailed, not retryable, when the server picks a subprotocol not offered", async () => {
     const { url } = await serve({ handleProtocols: () => "chat" });
     const err = await connectWebSocket(url, { formats, WebSocket }).catch((e: unknown) => e);
