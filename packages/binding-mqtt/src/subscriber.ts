@@ -157,6 +157,13 @@ interface Dispatcher {
   drop(): void;
 }
 
+/** The socket under an mqtt.js client, as far as `release()` touches it. */
+interface CorkableStream {
+  readonly writableCorked?: number;
+  uncork(): void;
+  destroy(): void;
+}
+
 /** The mqtt.js internals the subscriber acknowledges through (not in its public types). */
 interface ClientInternals {
   _sendPacket(packet: object, callback?: () => void): void;
@@ -270,7 +277,12 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       // Voided now, not at the 'close' event: an accept() in between would resolve on an
       // acknowledgement written to a destroyed socket.
       lose();
-      (client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+      const stream = (client as unknown as { stream?: CorkableStream }).stream;
+      // mqtt-packet corks the socket for every packet it writes and uncorks on the next tick:
+      // acknowledgements sent in this tick (accepts just before a release()) were still corked,
+      // and destroy() discarded them, so the broker resent messages that had been accepted.
+      while ((stream?.writableCorked ?? 0) > 0) stream?.uncork();
+      stream?.destroy();
     },
   };
   dispatcher = made;

@@ -151,6 +151,26 @@ describe.skipIf(!ok)("release() with several in hand (skipped: no broker outside
     expect(again.map((d) => d.deliveryCount)).toEqual([2, 1, 1]);
     for (const d of again) await d.accept();
   });
+
+  it("acknowledgements sent just before release() reach the broker: the accepted ones do not come again", async () => {
+    const topic = uniqueTopic("release-after-accepts");
+    const sub = await client({ ...persistent(5), reconnectPeriod: 100 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
+    for (let i = 0; i < 3; i++) await publisher.publish(event(i));
+    const it = subscriber[Symbol.asyncIterator]();
+    const [a, b, c] = [await next(it), await next(it), await next(it)];
+    // All three in hand, so nothing waits for the network between these: the two PUBACKs and the
+    // dropped connection happen in one tick.
+    await a.accept();
+    await b.accept();
+    await c.release();
+    const again = await next(it);
+    expect([again.event?.id, again.deliveryCount]).toEqual(["job-2", 2]);
+    await again.accept();
+    await expect(within("a fourth delivery", it.next(), 500)).rejects.toThrow(/nothing within/);
+  });
 });
 
 // Mosquitto does not show the order acknowledgements arrive in: here a real broker (aedes, in
