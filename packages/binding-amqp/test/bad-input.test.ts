@@ -9,7 +9,7 @@ import {
   encodeAmqpMessage,
   toAmqpMessage,
 } from "@posthorn/binding-amqp";
-import { freePort, nextDelivery, refusedOption, vector } from "@posthorn/testkit";
+import { nextDelivery, refusedOption, vector } from "@posthorn/testkit";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeConnection, openConnection, startPeer, uniqueName } from "./helpers.js";
@@ -18,9 +18,8 @@ let peer: Awaited<ReturnType<typeof startPeer>>;
 let connection: Connection;
 
 beforeAll(async () => {
-  const port = await freePort();
-  peer = await startPeer(port);
-  connection = await openConnection({ host: "127.0.0.1", port });
+  peer = await startPeer();
+  connection = await openConnection({ host: "127.0.0.1", port: peer.port });
 });
 
 afterAll(async () => {

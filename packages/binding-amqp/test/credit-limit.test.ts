@@ -3,10 +3,10 @@
 
 import { amqpSubscriber, toAmqpMessage } from "@posthorn/binding-amqp";
 import type { Delivery } from "@posthorn/core";
-import { freePort, vector } from "@posthorn/testkit";
+import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type EventContext } from "rhea";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { closeConnection, openConnection } from "./helpers.js";
+import { closeConnection, listeningPort, openConnection } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 interface Peer {
-  readonly port: number;
+  port: number;
   /** How many transfers the peer sent. */
   sent: number;
   /** The error of the subscriber's detach, once the peer has read it. */
@@ -34,9 +34,8 @@ async function startPeer(options: {
   flood?: number;
   properties?: Record<string, unknown>;
 }): Promise<Peer> {
-  const port = await freePort();
   const container = rhea.create_container({ id: "posthorn-credit-peer" });
-  const peer: Peer = { port, sent: 0, detachError: undefined };
+  const peer: Peer = { port: 0, sent: 0, detachError: undefined };
   container.on("sender_open", (ctx: EventContext) => {
     const sender = ctx.sender as rhea.Sender;
     sender.set_source({ address: (sender.source as { address?: string }).address ?? "" });
@@ -64,14 +63,11 @@ async function startPeer(options: {
   container.on("disconnected", () => {});
   container.on("error", () => {});
   const server = container.listen({
-    port,
+    port: 0,
     host: "127.0.0.1",
     ...(options.properties === undefined ? {} : { properties: options.properties }),
   } as Parameters<typeof container.listen>[0]);
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", () => resolve());
-    server.once("error", reject);
-  });
+  peer.port = await listeningPort(server);
   cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return peer;
 }

@@ -14,10 +14,10 @@ import {
   toAmqpMessage,
 } from "@posthorn/binding-amqp";
 import type { Delivery } from "@posthorn/core";
-import { freePort, refusedOption, vector } from "@posthorn/testkit";
+import { refusedOption, vector } from "@posthorn/testkit";
 import rhea, { type Connection, type EventContext } from "rhea";
 import { afterEach, describe, expect, it } from "vitest";
-import { closeConnection } from "./helpers.js";
+import { closeConnection, listeningPort } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -32,7 +32,6 @@ interface Peer {
 
 /** A peer that sends `payloads` (message bytes, and their message format) on the first link attached from it. */
 async function startPeer(payloads: Array<[Buffer, number?]>): Promise<Peer> {
-  const port = await freePort();
   const container = rhea.create_container({ id: "posthorn-hostile-peer", autoaccept: false });
   const outcomes: string[] = [];
   container.on("sender_open", (ctx: EventContext) => {
@@ -53,8 +52,8 @@ async function startPeer(payloads: Array<[Buffer, number?]>): Promise<Peer> {
   }
   container.on("disconnected", () => {});
   container.on("error", () => {});
-  const server = container.listen({ port, host: "127.0.0.1" });
-  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+  const server = container.listen({ port: 0, host: "127.0.0.1" });
+  const port = await listeningPort(server);
   cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { port, outcomes };
 }
@@ -175,7 +174,6 @@ describe("guardedConnect against a hostile peer", () => {
   });
 
   it("ends the connection with MalformedInput when a performative is hostile (an open holding 2^32 - 1 nulls)", async () => {
-    const port = await freePort();
     const server = createServer((socket: Socket) => {
       socket.once("data", () => {
         const open = Buffer.from([
@@ -186,7 +184,7 @@ describe("guardedConnect against a hostile peer", () => {
       });
       socket.on("error", () => {});
     });
-    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+    const port = await listeningPort(server.listen(0, "127.0.0.1"));
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const connection = rhea.create_container().connect({
       host: "127.0.0.1",
@@ -214,12 +212,11 @@ describe("guardedConnect against a hostile peer", () => {
       [Buffer.from("AMQP\x00\x00\x09\x01", "latin1"), /speaks AMQP 0-9-1, not 1\.0/],
     ];
     for (const [answer, reason] of answers) {
-      const port = await freePort();
       const server = createServer((socket: Socket) => {
         socket.once("data", () => socket.end(answer));
         socket.on("error", () => {});
       });
-      await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+      const port = await listeningPort(server.listen(0, "127.0.0.1"));
       cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
       const connection = rhea.create_container().connect({
         host: "127.0.0.1",
@@ -302,9 +299,8 @@ describe("guardedListen: a rhea server whose accepted connections are guarded", 
     const disconnected: unknown[] = [];
     container.on("disconnected", (ctx: EventContext) => disconnected.push(ctx.error));
     container.on("error", () => {});
-    const port = await freePort();
-    const server = guardedListen(container, { port, host: "127.0.0.1" }, limits);
-    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    const server = guardedListen(container, { port: 0, host: "127.0.0.1" }, limits);
+    const port = await listeningPort(server);
     cleanups.push(async () => {
       for (const s of subscribers) await s.close().catch(() => undefined);
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -361,9 +357,8 @@ describe("guardedListen: a rhea server whose accepted connections are guarded", 
     const disconnected: unknown[] = [];
     container.on("disconnected", (ctx: EventContext) => disconnected.push(ctx.error));
     container.on("error", () => {});
-    const port = await freePort();
-    const server = guardedListen(container, { port, host: "127.0.0.1", max_frame_size: 512 });
-    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    const server = guardedListen(container, { port: 0, host: "127.0.0.1", max_frame_size: 512 });
+    const port = await listeningPort(server);
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     // A raw client whose first frame (after the protocol header) claims 4 KiB.
     const socket = new Socket();

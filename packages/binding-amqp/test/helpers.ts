@@ -17,6 +17,7 @@ import {
 // The next delivery of a subscriber, or a failure after `timeoutMs`: testkit's, for these tests.
 export { nextDelivery };
 
+import type { Server } from "node:net";
 import amqplib from "amqplib";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 import { afterAll, beforeAll } from "vitest";
@@ -154,11 +155,34 @@ export interface PeerOutcome {
 }
 
 /**
- * A tiny AMQP 1.0 peer on a free port (rhea's own `listen`): messages arriving on a link to an
+ * The port a server listens on, once it listens (rejects with its error, such as `EADDRINUSE`).
+ * Test servers listen on port 0 and read it back: a port taken from testkit's `freePort()` could
+ * be taken by another process (a parallel test worker) before the server bound it.
+ */
+export function listeningPort(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      server.off("error", reject);
+      const address = server.address();
+      if (address !== null && typeof address === "object") resolve(address.port);
+      else reject(new Error(`the server listens on ${String(address)}, not on a TCP port`));
+    };
+    if (server.listening) done();
+    else {
+      server.once("listening", done);
+      server.once("error", reject);
+    }
+  });
+}
+
+/**
+ * A tiny AMQP 1.0 peer on a port the system picks (rhea's own `listen` on port 0): messages arriving on a link to an
  * address are accepted and sent on to the links attached from that address, in order; redelivery
  * is not emulated. Links to addresses starting with `nocredit` get no credit. Settlements the subscriber sends are recorded in `outcomes`.
  */
-export async function startPeer(port: number): Promise<{
+export async function startPeer(): Promise<{
+  /** The port it listens on, on 127.0.0.1. */
+  readonly port: number;
   readonly container: Container;
   readonly outcomes: PeerOutcome[];
   /** Hands a raw message to the consumers of `address` (to send what a publisher would not). */
@@ -251,12 +275,10 @@ export async function startPeer(port: number): Promise<{
   });
   container.on("disconnected", () => {});
   container.on("error", () => {});
-  const server = container.listen({ port, host: "127.0.0.1" });
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", () => resolve());
-    server.once("error", reject);
-  });
+  const server = container.listen({ port: 0, host: "127.0.0.1" });
+  const port = await listeningPort(server);
   return {
+    port,
     container,
     outcomes,
     inject,

@@ -4,13 +4,13 @@
 // receives until the test settles it.
 
 import { amqpPublisher } from "@posthorn/binding-amqp";
-import { freePort, vector } from "@posthorn/testkit";
+import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type Delivery, type EventContext } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeConnection, openConnection } from "./helpers.js";
+import { closeConnection, listeningPort, openConnection } from "./helpers.js";
 
 /** A peer that keeps each transfer unsettled, by the id of the event it carries. */
-async function holdingPeer(port: number) {
+async function holdingPeer() {
   const container = rhea.create_container({ id: "holding-peer", autoaccept: false });
   const held = new Map<string, Delivery>();
   const arrivals: (() => void)[] = [];
@@ -25,9 +25,10 @@ async function holdingPeer(port: number) {
   });
   container.on("disconnected", () => {});
   container.on("error", () => {});
-  const server = container.listen({ port, host: "127.0.0.1" });
-  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+  const server = container.listen({ port: 0, host: "127.0.0.1" });
+  const port = await listeningPort(server);
   return {
+    port,
     held,
     /** Resolves once `n` transfers are held. */
     async holding(n: number): Promise<void> {
@@ -48,9 +49,8 @@ describe("amqp publisher: transfers in flight", () => {
   let peer: Awaited<ReturnType<typeof holdingPeer>>;
   let connection: Connection;
   beforeAll(async () => {
-    const port = await freePort();
-    peer = await holdingPeer(port);
-    connection = await openConnection({ host: "127.0.0.1", port });
+    peer = await holdingPeer();
+    connection = await openConnection({ host: "127.0.0.1", port: peer.port });
   });
   afterAll(async () => {
     await closeConnection(connection);

@@ -4,10 +4,10 @@
 
 import type { Socket } from "node:net";
 import { amqpPublisher, amqpSubscriber, DEFAULT_CLOSE_TIMEOUT_MS } from "@posthorn/binding-amqp";
-import { freePort, vector } from "@posthorn/testkit";
+import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { closeConnection } from "./helpers.js";
+import { closeConnection, listeningPort } from "./helpers.js";
 
 interface Peer {
   readonly port: number;
@@ -28,7 +28,6 @@ afterEach(async () => {
  * it through `onSender`.
  */
 async function startPeer(onSender?: (ctx: EventContext) => void): Promise<Peer> {
-  const port = await freePort();
   const container = rhea.create_container({
     id: "posthorn-faulty-peer",
     credit_window: 0,
@@ -54,11 +53,8 @@ async function startPeer(onSender?: (ctx: EventContext) => void): Promise<Peer> 
   });
   container.on("disconnected", () => {});
   container.on("error", () => {});
-  const server = container.listen({ port, host: "127.0.0.1" });
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", () => resolve());
-    server.once("error", reject);
-  });
+  const server = container.listen({ port: 0, host: "127.0.0.1" });
+  const port = await listeningPort(server);
   cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { port, container, connections, received };
 }

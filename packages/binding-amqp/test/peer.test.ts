@@ -1,4 +1,4 @@
-// rhea to rhea with no broker: a rhea container listens on a free port and relays messages from
+// rhea to rhea with no broker: a rhea container listens on a port the system picks and relays messages from
 // the publisher's link to the subscriber's, so the whole binding runs over real AMQP frames.
 
 import type { Socket } from "node:net";
@@ -8,7 +8,6 @@ import {
   type BindingPath,
   countSocketWrites,
   describeBindingConformance,
-  freePort,
   vector,
 } from "@posthorn/testkit";
 import rhea, { type Connection } from "rhea";
@@ -35,8 +34,8 @@ let port = 0;
 
 async function ensurePeer(): Promise<Peer> {
   if (!peer) {
-    port = await freePort();
-    peer = await startPeer(port);
+    peer = await startPeer();
+    port = peer.port;
   }
   return peer;
 }
