@@ -24,6 +24,7 @@ import {
   type UnsupportedSettlements,
 } from "@posthorn/core";
 import {
+  checkHeartbeatMs,
   closeLoss,
   DEFAULT_HEARTBEAT_MS,
   isNodeWs,
@@ -253,7 +254,9 @@ export interface WebSocketBindingOptions {
    * without closing the connection), so that waiting publishes fail and subscribers end with
    * `ConnectionFailed`. A side that paused reading (the subscriber's `maxPending`) gives no verdict
    * while paused, and sends the peer an unsolicited pong every half interval instead, so a slow
-   * consumer is not taken for a gone one on either side. `0` or `Infinity`: no heartbeat.
+   * consumer is not taken for a gone one on either side. `0` or `Infinity`: no heartbeat; other
+   * than 0, at least `MIN_HEARTBEAT_MS` (100 ms), and well above the longest time the peer's
+   * event loop may be busy, since a peer silent for one interval is taken for gone.
    * The heartbeat belongs to the socket and lasts until it closes: the first of
    * {@link connectWebSocket}, {@link webSocketPublisher} and {@link webSocketSubscriber} to touch
    * it starts it, with this option or {@link DEFAULT_HEARTBEAT_MS}; a later one that gives another
@@ -368,8 +371,9 @@ export interface WebSocketPublishOptions extends PublishOptions {
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
  *   subprotocol among `formats` (or is still connecting, so has negotiated none yet), for an empty
  *   or missing `formats`, for a `maxPayloadBytes` or `maxBufferedBytes` that is not a whole number of 0 or
- *   more, or a `heartbeatMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call
- *   `timeoutMs` is checked likewise, and the call rejects with nothing sent)
+ *   more, a `closeTimeoutMs` that is not a number of 0 or more, or a `heartbeatMs` that is not 0
+ *   or a number of `MIN_HEARTBEAT_MS` or more (a per-call `timeoutMs` is checked like
+ *   `closeTimeoutMs`, and the call rejects with nothing sent)
  */
 export function webSocketPublisher(
   socket: WebSocketLike,
@@ -580,7 +584,7 @@ function refuseCall(call: PublishOptions): PosthornError | undefined {
 function checkBindingOptions(options: WebSocketBindingOptions): void {
   checkFormats((options as Partial<WebSocketBindingOptions> | undefined)?.formats);
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
-  checkTimeOption("heartbeatMs", options.heartbeatMs);
+  checkHeartbeatMs(options.heartbeatMs);
 }
 
 // The limit on incoming messages this binding gave a socket where it was made: connectWebSocket's
@@ -672,7 +676,7 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  *   subprotocol among `formats` (or is still connecting, so has negotiated none yet); `NotSupported`
  *   for an empty or missing `formats`, or a `maxPending` that is not a whole number of 1 or more (or
  *   `Infinity`), a `maxPayloadBytes` that is not a whole number of 0 or more, or a `heartbeatMs`
- *   that is not a number of 0 or more
+ *   that is not 0 or a number of `MIN_HEARTBEAT_MS` or more
  */
 export function webSocketSubscriber(
   socket: WebSocketLike,
@@ -863,8 +867,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
    * With `ws`: ping the server this often, and terminate the socket when by the next ping it
    * answered nothing, sent nothing else and took none of the bytes waiting for it (see
    * {@link WebSocketBindingOptions.heartbeatMs}).
-   * Default {@link DEFAULT_HEARTBEAT_MS}; `0` or `Infinity`: no heartbeat. A browser's `WebSocket`
-   * cannot ping, so there it has no effect.
+   * Default {@link DEFAULT_HEARTBEAT_MS}; `0` or `Infinity`: no heartbeat; other than 0, at least
+   * `MIN_HEARTBEAT_MS`. A browser's `WebSocket` cannot ping, so there it has no effect.
    */
   heartbeatMs?: number;
   /**
@@ -894,8 +898,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  *   opens without a CloudEvents subprotocol (then closed with 1002, 4002 on a browser's
  *   `WebSocket`, whose `close()` takes no 1002), there is no `WebSocket` to use, `formats` is empty or
  *   missing, a format has no
- *   WebSockets subprotocol, or before connecting for a `timeoutMs` or `heartbeatMs` that is not a
- *   number of 0 or more or a `maxPayloadBytes` that is not a whole number of 1 or more (or
+ *   WebSockets subprotocol, or before connecting for a `timeoutMs` that is not a number of 0 or
+ *   more, a `heartbeatMs` that is not 0 or `MIN_HEARTBEAT_MS` or more, or a `maxPayloadBytes` that is not a whole number of 1 or more (or
  *   `Infinity`); `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
  *   a rejection, none is thrown.
  *
@@ -943,7 +947,7 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
   let maxPayload: number;
   try {
     checkTimeOption("timeoutMs", options.timeoutMs);
-    checkTimeOption("heartbeatMs", options.heartbeatMs);
+    checkHeartbeatMs(options.heartbeatMs);
     maxPayload = wsMaxPayload(options.maxPayloadBytes);
   } catch (err) {
     return Promise.reject(err);

@@ -20,7 +20,7 @@ export {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "./connection.js";
-export { DEFAULT_HEARTBEAT_MS } from "./liveness.js";
+export { DEFAULT_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "./liveness.js";
 export {
   formatOfSubprotocol,
   frameBytes,

@@ -1,4 +1,4 @@
-import { MAX_TIMER_MS, PosthornError, quoted } from "@posthorn/core";
+import { checkTimeOption, MAX_TIMER_MS, PosthornError, quoted } from "@posthorn/core";
 import type { WebSocketLike } from "./connection.js";
 
 /**
@@ -7,6 +7,33 @@ import type { WebSocketLike } from "./connection.js";
  * twice that of the last byte it took.
  */
 export const DEFAULT_HEARTBEAT_MS = 30_000;
+
+/**
+ * The smallest `heartbeatMs` other than 0 (no heartbeat): 100 ms. The heartbeat takes a peer that
+ * is silent for a whole interval for gone, and a live one is silent while its event loop is busy
+ * (decoding a large message, collecting garbage): below this a peer busy for 30 ms was given up,
+ * and at 1 ms an idle one over loopback, with a ping every millisecond. A smaller value is more
+ * likely seconds written as milliseconds than a wish.
+ */
+export const MIN_HEARTBEAT_MS = 100;
+
+/**
+ * Checks a `heartbeatMs` option: a number of milliseconds, 0 or {@link MIN_HEARTBEAT_MS} or more
+ * (`Infinity` or anything past what a timer holds: no heartbeat, as 0).
+ *
+ * @param value - the option as given; `undefined` passes
+ * @throws {@link PosthornError} `NotSupported` (`attribute` `heartbeatMs`) naming the floor and the value
+ */
+export function checkHeartbeatMs(value: number | undefined): void {
+  checkTimeOption("heartbeatMs", value);
+  if (value !== undefined && value > 0 && value < MIN_HEARTBEAT_MS) {
+    throw new PosthornError(
+      "NotSupported",
+      `heartbeatMs must be 0 (no heartbeat) or ${MIN_HEARTBEAT_MS} or more (a peer silent for one interval is taken for gone, and a live one is silent while busy), got ${value}`,
+      { attribute: "heartbeatMs" },
+    );
+  }
+}
 
 const OPEN = 1;
 const CLOSED = 3;

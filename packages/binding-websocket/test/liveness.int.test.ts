@@ -148,10 +148,10 @@ describe("heartbeat (heartbeatMs)", () => {
 
   it("keeps a connection whose peer answers the pings, over many intervals", async () => {
     const { url, accepted, heard } = await serve();
-    const client = await connectWebSocket(url, { formats, WebSocket, heartbeatMs: 50 });
+    const client = await connectWebSocket(url, { formats, WebSocket, heartbeatMs: 100 });
     const server = await accepted;
     const iterator = webSocketSubscriber(server, { formats })[Symbol.asyncIterator]();
-    await sleep(500);
+    await sleep(800);
     expect(heard.pings).toBeGreaterThanOrEqual(5);
     expect(client.readyState).toBe(WebSocket.OPEN);
     await webSocketPublisher(client, { formats }).publish(shutdownEvent("ws", 1));
@@ -212,15 +212,15 @@ describe("heartbeat (heartbeatMs)", () => {
       client.close(1000);
     }
     const { url, accepted, heard } = await serve();
-    const client = await connectWebSocket(url, { formats, WebSocket, heartbeatMs: 20 });
+    const client = await connectWebSocket(url, { formats, WebSocket, heartbeatMs: 100 });
     await accepted;
-    await sleep(100);
+    await sleep(250);
     expect(heard.pings).toBeGreaterThan(0);
     webSocketPublisher(client, { formats, heartbeatMs: 0 });
     // A ping sent just before may still be on its way to the server.
     await sleep(30);
     const before = heard.pings;
-    await sleep(150);
+    await sleep(300);
     expect(heard.pings).toBe(before);
     client.close(1000);
   });

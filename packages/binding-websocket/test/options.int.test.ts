@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import {
   connectWebSocket,
+  MIN_HEARTBEAT_MS,
   webSocketPublisher,
   webSocketServerOptions,
   webSocketSubscriber,
@@ -87,6 +88,34 @@ describe("WebSocket numeric options", () => {
       refused("maxPayloadBytes", "0"),
     );
     expect(webSocketServerOptions(formats, { maxPayloadBytes: Infinity }).maxPayload).toBe(0);
+  });
+
+  it("heartbeatMs other than 0 is refused below MIN_HEARTBEAT_MS (100 ms), naming the floor, everywhere it is taken", async () => {
+    expect(MIN_HEARTBEAT_MS).toBe(100);
+    const l = await link();
+    links.push(l);
+    // 1 ms pinged a thousand times a second and gave an idle peer over loopback up within a few
+    // hundred ms; 0.5 was the same 1 ms timer; 5 and 30 (seconds written as ms) gave up a peer
+    // whose event loop was busy for 30 ms.
+    const floor = /^heartbeatMs must be 0 \(no heartbeat\) or 100 or more /;
+    for (const heartbeatMs of [0.5, 1, 5, 30, 99.9]) {
+      const refusal = refused("heartbeatMs", String(heartbeatMs));
+      const made = [
+        () => webSocketPublisher(l.client, { formats, heartbeatMs }),
+        () => webSocketSubscriber(l.client, { formats, heartbeatMs }),
+      ];
+      for (const make of made) {
+        expect(make).toThrow(refusal);
+        expect(make).toThrow(floor);
+      }
+      const connecting = connectWebSocket("ws://127.0.0.1:9/", { formats, WebSocket, heartbeatMs });
+      await expect(connecting).rejects.toEqual(refusal);
+      await expect(connecting).rejects.toThrow(floor);
+    }
+    // 0, the floor itself and Infinity are taken.
+    for (const heartbeatMs of [0, MIN_HEARTBEAT_MS, Infinity]) {
+      expect(() => webSocketPublisher(l.client, { formats, heartbeatMs })).not.toThrow();
+    }
   });
 
   it("a maxPayloadBytes past 32 bits is no limit, not what ws's 32-bit truncation leaves", async () => {
