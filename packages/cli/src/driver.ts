@@ -27,6 +27,18 @@ export interface EndpointOptions {
   timeoutMs?: number;
 }
 
+/**
+ * What `createSubscriber` returns: a subscriber, and for `http://` and `ws://` (where it listens)
+ * the port it listens on.
+ */
+export interface EndpointSubscriber extends Subscriber {
+  /**
+   * The port it listens on, for `http://` and `ws://`: the one the system picked when the URL gave
+   * port 0. `undefined` for transports that connect to a broker.
+   */
+  readonly listeningPort?: number;
+}
+
 /** Whether a mode is possible on an endpoint and, for structured and batch, with which formats. */
 export interface ModeSupport {
   /** `true`, or why binary mode is not possible. */
@@ -88,7 +100,7 @@ export interface EndpointDriver {
   createPublisher(endpoint: ResolvedEndpoint): Promise<Publisher>;
   /**
    * Connects (or listens) and returns a subscriber that is already receiving when the promise
-   * resolves; closing it closes the connection.
+   * resolves; closing it closes the connection. A subscriber that listens says on which port.
    */
-  createSubscriber(endpoint: ResolvedEndpoint): Promise<Subscriber>;
+  createSubscriber(endpoint: ResolvedEndpoint): Promise<EndpointSubscriber>;
 }

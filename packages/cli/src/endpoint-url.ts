@@ -74,7 +74,10 @@ function decode(part: string, what: string, display: string): string {
   }
 }
 
-function parseHost(text: string, display: string): HostPort {
+// Schemes whose URL a subscriber listens on: port 0 there asks the system for a free port.
+const LISTENING_SCHEMES = ["http", "https", "ws", "wss"];
+
+function parseHost(text: string, display: string, portZero: boolean): HostPort {
   // [v6]:port, host:port, host
   const v6 = /^\[([^\]]+)\](?::(\d*))?$/.exec(text);
   const m = v6 ?? /^([^:]*)(?::(\d*))?$/.exec(text);
@@ -84,7 +87,12 @@ function parseHost(text: string, display: string): HostPort {
   let port: number | undefined;
   if (portText !== undefined && portText !== "") {
     port = Number(portText);
-    if (!Number.isInteger(port) || port < 1 || port > 65535)
+    if (port === 0 && !portZero) {
+      throw bad(
+        `${display}: port 0 (a port the system picks) is only for receiving on http:// and ws://, where posthorn listens; give the port the broker listens on`,
+      );
+    }
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
       throw bad(`${display}: port "${portText}" is not a number from 1 to 65535`);
   }
   return { host, port };
@@ -153,7 +161,8 @@ export function parseEndpointUrl(input: string): ParsedEndpointUrl {
   });
   const display = `${scheme}://${shownUserinfo}${authority}${rawPath}${shownQuery ? `?${shownQuery}` : ""}`;
   if (authority === "") throw bad(`${display}: the URL names no host`);
-  const hosts = authority.split(",").map((h) => parseHost(h.trim(), display));
+  const portZero = LISTENING_SCHEMES.includes(scheme);
+  const hosts = authority.split(",").map((h) => parseHost(h.trim(), display, portZero));
   const params = new URLSearchParams(query);
   const modeText = params.get("mode") ?? undefined;
   if (modeText !== undefined && !(MODE_NAMES as readonly string[]).includes(modeText)) {
@@ -175,6 +184,23 @@ export function parseEndpointUrl(input: string): ParsedEndpointUrl {
     format: formatText as FormatName | undefined,
     display,
   };
+}
+
+/**
+ * The same endpoint URL with another port: where a subscriber given port 0 listens.
+ *
+ * @param url - an endpoint URL of one host (`http://127.0.0.1:0/events?mode=binary`)
+ * @param port - the port to put in its place
+ * @returns the URL with that port, everything else as written
+ * @throws {@link PosthornError} `MalformedInput` when the URL cannot be read
+ */
+export function withPort(url: string, port: number): string {
+  const m = URL_SHAPE.exec(url.trim());
+  if (!m) throw bad(`"${hidePassword(url)}" is not an endpoint URL`);
+  const [, scheme, userinfo, authority = "", rest = "", query] = m;
+  // [v6]:port or host:port: the port is what follows the last ":" after the host.
+  const host = authority.replace(/:\d*$/, "");
+  return `${scheme}://${userinfo === undefined ? "" : `${userinfo}@`}${host}:${port}${rest}${query === undefined ? "" : `?${query}`}`;
 }
 
 /**

@@ -1,7 +1,8 @@
-import { type ContentMode, PosthornError, type Publisher, type Subscriber } from "@posthorn/core";
+import { type ContentMode, PosthornError, type Publisher } from "@posthorn/core";
 import type {
   EndpointDriver,
   EndpointOptions,
+  EndpointSubscriber,
   ModeSupport,
   ResolvedEndpoint,
   TransportTraits,
@@ -11,6 +12,7 @@ import {
   type FormatName,
   type ParsedEndpointUrl,
   parseEndpointUrl,
+  withPort,
 } from "./endpoint-url.js";
 import { loadAllFormats, loadFormat } from "./formats.js";
 import { describeError, registerSecret } from "./redact.js";
@@ -109,8 +111,12 @@ export interface Endpoint {
   readonly traits: TransportTraits;
   /** Connects and returns a publisher; closing it closes the connection. */
   createPublisher(): Promise<Publisher>;
-  /** Connects (or listens) and returns a subscriber that is receiving when it resolves. */
-  createSubscriber(): Promise<Subscriber>;
+  /**
+   * Connects (or listens) and returns a subscriber that is receiving when it resolves. On
+   * `http://` and `ws://` it listens on the URL's host, port and path; port 0 asks the system for
+   * a free port, which the subscriber's `listeningPort` gives.
+   */
+  createSubscriber(): Promise<EndpointSubscriber>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -212,6 +218,23 @@ export async function openEndpoint(url: string, options: EndpointOptions = {}): 
   };
 }
 
+/**
+ * The URL a subscriber listens on, to print: `url` with the port it listens on (the system's
+ * pick for port 0), secrets hidden; `display` for a subscriber that does not listen.
+ *
+ * @param url - the endpoint URL it was opened with
+ * @param display - that URL as printed ({@link Endpoint.display})
+ * @param subscriber - what `createSubscriber` returned
+ */
+export function listeningDisplay(
+  url: string,
+  display: string,
+  subscriber: EndpointSubscriber,
+): string {
+  const port = subscriber.listeningPort;
+  return port === undefined ? display : parseEndpointUrl(withPort(url, port)).display;
+}
+
 /** Names the endpoint and the cause when opening it fails; secrets are hidden. */
 function connectError(display: string, what: string, err: unknown): PosthornError {
   const code = (err as { code?: unknown })?.code;
@@ -246,7 +269,8 @@ export async function createPublisher(
 
 /**
  * Connects to (or, for `http` and `ws`, listens on) an endpoint URL and returns a subscriber that
- * is already receiving.
+ * is already receiving. Listening on port 0 (`http://127.0.0.1:0/events`) takes a port the system
+ * picks, so no other process can take it first; `listeningPort` says which.
  *
  * @param url - see {@link openEndpoint} for the URL forms
  * @param options - credentials, TLS and timeouts when they are not in the URL
@@ -259,6 +283,6 @@ export async function createPublisher(
 export async function createSubscriber(
   url: string,
   options: EndpointOptions = {},
-): Promise<Subscriber> {
+): Promise<EndpointSubscriber> {
   return (await openEndpoint(url, options)).createSubscriber();
 }

@@ -1,6 +1,7 @@
 export type {
   EndpointDriver,
   EndpointOptions,
+  EndpointSubscriber,
   EndpointTlsOptions,
   ModeSupport,
   ResolvedEndpoint,
@@ -10,6 +11,7 @@ export {
   createPublisher,
   createSubscriber,
   type Endpoint,
+  listeningDisplay,
   listTransports,
   loadDriver,
   openEndpoint,

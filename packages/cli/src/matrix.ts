@@ -12,7 +12,7 @@ import {
 import { json } from "@posthorn/format-json";
 import type { TransportTraits } from "./driver.js";
 import { type Endpoint, openEndpoint } from "./endpoint.js";
-import type { FormatName } from "./endpoint-url.js";
+import { type FormatName, withPort } from "./endpoint-url.js";
 import { describeError } from "./redact.js";
 
 /** One way to carry events over a transport: a mode and, except for binary, a format. */
@@ -76,13 +76,19 @@ export interface OpenCell {
   close(): Promise<void>;
 }
 
-/** Opens the subscriber first (so nothing published is missed), then the publisher. */
+/**
+ * Opens the subscriber first (so nothing published is missed), then the publisher. An http:// or
+ * ws:// URL with port 0 listens on a port the system picks, and the publisher sends there.
+ */
 export async function openCell(url: string, timeoutMs = 10_000): Promise<OpenCell> {
   const endpoint = await openEndpoint(url, { timeoutMs });
   const subscriber = await endpoint.createSubscriber();
   let publisher: Publisher;
   try {
-    publisher = await endpoint.createPublisher();
+    const port = subscriber.listeningPort;
+    const target =
+      port === undefined ? endpoint : await openEndpoint(withPort(url, port), { timeoutMs });
+    publisher = await target.createPublisher();
   } catch (err) {
     await subscriber.close();
     throw err;

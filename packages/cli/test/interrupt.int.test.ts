@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { brokerUrl, freePort, requireBroker } from "@posthorn/testkit";
+import { brokerUrl, requireBroker } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli, startCli, unique } from "./run-cli.js";
 
@@ -22,7 +22,8 @@ async function interrupt(args: string[], before?: () => Promise<void>) {
 
 describe("Ctrl-C (spawned)", () => {
   it("receive stops and exits at once, 0, when nothing is held", async () => {
-    const url = `http://127.0.0.1:${await freePort()}/${unique("events")}`;
+    // Port 0: the system picks a free port, which no other process can take first.
+    const url = `http://127.0.0.1:0/${unique("events")}`;
     const r = await interrupt(["receive", url]);
     expect(r.code, r.stderr).toBe(0);
     // The unreferenced fallback kept the process alive 2 s after a clean stop.

@@ -18,8 +18,8 @@ export interface CliResult {
 /** A running command. */
 export interface RunningCli {
   readonly child: ChildProcess;
-  /** Resolves once stderr contains `text` (e.g. `ready:`). */
-  waitFor(text: string, timeoutMs?: number): Promise<void>;
+  /** Resolves, with stderr so far, once stderr contains `text` (e.g. `ready:`). */
+  waitFor(text: string, timeoutMs?: number): Promise<string>;
   /** Resolves when the process exits. */
   readonly done: Promise<CliResult>;
 }
@@ -40,7 +40,7 @@ export function startCli(
   const child = spawn(TSX, [BIN, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
-  const waiters: Array<{ text: string; resolve: () => void }> = [];
+  const waiters: Array<{ text: string; resolve: (stderr: string) => void }> = [];
   child.stdout?.on("data", (d: Buffer) => {
     stdout += d.toString();
   });
@@ -49,7 +49,7 @@ export function startCli(
     for (const w of [...waiters]) {
       if (stderr.includes(w.text)) {
         waiters.splice(waiters.indexOf(w), 1);
-        w.resolve();
+        w.resolve(stderr);
       }
     }
   });
@@ -62,17 +62,17 @@ export function startCli(
     child,
     done,
     waitFor(text, timeoutMs = 30_000) {
-      if (stderr.includes(text)) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => {
+      if (stderr.includes(text)) return Promise.resolve(stderr);
+      return new Promise<string>((resolve, reject) => {
         const timer = setTimeout(
           () => reject(new Error(`no "${text}" within ${timeoutMs} ms; stderr: ${stderr}`)),
           timeoutMs,
         );
         waiters.push({
           text,
-          resolve: () => {
+          resolve: (text) => {
             clearTimeout(timer);
-            resolve();
+            resolve(text);
           },
         });
         void done.then(() => {
@@ -91,6 +91,17 @@ export function runCli(
   options: { env?: Record<string, string | undefined>; stdin?: string } = {},
 ): Promise<CliResult> {
   return startCli(args, options).done;
+}
+
+/**
+ * The URL a running `receive` or `bridge` listens on, from its `ready:` line: for an http:// or
+ * ws:// URL with port 0, the port the system picked.
+ */
+export async function readyUrl(running: RunningCli): Promise<string> {
+  const stderr = await running.waitFor("ready:");
+  const url = /ready: (?:receiving from|bridging) (\S+)/.exec(stderr)?.[1];
+  if (url === undefined) throw new Error(`no URL on the ready: line; stderr: ${stderr}`);
+  return url;
 }
 
 /** A name no other test (or run) uses. */

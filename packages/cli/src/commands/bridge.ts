@@ -7,7 +7,7 @@ import {
   note,
   numberOption,
 } from "../cli-io.js";
-import { openEndpoint } from "../endpoint.js";
+import { listeningDisplay, openEndpoint } from "../endpoint.js";
 import { describeError } from "../redact.js";
 import { consume } from "./receive.js";
 import { parseOrHelp, positionalArgs, sleep } from "./shared.js";
@@ -120,7 +120,10 @@ export async function bridgeCommand(
   const started = Date.now();
   try {
     const subscriber = await upstream.createSubscriber();
-    note(io, `ready: bridging ${upstream.display} -> ${downstream.display}`);
+    note(
+      io,
+      `ready: bridging ${listeningDisplay(from, upstream.display, subscriber)} -> ${downstream.display}`,
+    );
     const inFlight = new Set<Promise<void>>();
     const stop = new AbortController();
     signal?.addEventListener("abort", () => stop.abort(), { once: true });

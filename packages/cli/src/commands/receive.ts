@@ -8,7 +8,7 @@ import {
   note,
   numberOption,
 } from "../cli-io.js";
-import { openEndpoint } from "../endpoint.js";
+import { listeningDisplay, openEndpoint } from "../endpoint.js";
 import { describeError, REDACTED } from "../redact.js";
 import { parseOrHelp, positionalArgs } from "./shared.js";
 
@@ -17,7 +17,8 @@ export const RECEIVE_HELP = `Usage: posthorn receive <url> [options]
 
 Receives events from an endpoint URL and prints each as one line of the JSON event format
 on stdout, then accepts it (so the output pipes into jq, a file, or posthorn send).
-For http:// and ws:// it listens on the URL's host, port and path.
+For http:// and ws:// it listens on the URL's host, port and path; port 0 listens on a
+free port the system picks, which the "ready" line names (http://127.0.0.1:0/events).
 
 Options:
   --count <n>        stop after n events (default: run until --timeout or Ctrl-C);
@@ -140,7 +141,8 @@ export async function receiveCommand(
   const timeoutMs = numberOption(values, "timeout");
   const endpoint = await openEndpoint(url);
   const subscriber = await endpoint.createSubscriber();
-  note(io, `ready: receiving from ${endpoint.display}`);
+  // On http:// and ws:// with port 0, the port the system picked: a sender needs it.
+  note(io, `ready: receiving from ${listeningDisplay(url, endpoint.display, subscriber)}`);
   let handled = 0;
   try {
     handled = await consume(

@@ -128,6 +128,30 @@ export function refuseFragment(url: ParsedEndpointUrl): void {
   );
 }
 
+/**
+ * Refuses to send to port 0, which only a receiver can be given (the system then picks its port).
+ *
+ * @throws {@link PosthornError} `MalformedInput` naming the fix
+ */
+export function refusePortZero(url: ParsedEndpointUrl): void {
+  if (!url.hosts.some((h) => h.port === 0)) return;
+  throw new PosthornError(
+    "MalformedInput",
+    `${url.display}: port 0 is for receiving (the system picks a free port to listen on); send to the port the receiver listens on, which posthorn receive prints on its "ready:" line`,
+  );
+}
+
+/** The port a server listens on, once it listens. */
+export function boundPort(address: string | { port: number } | null): number {
+  if (address === null || typeof address === "string") {
+    throw new PosthornError(
+      "ConnectionFailed",
+      `the server listens on ${String(address)}, not a TCP port`,
+    );
+  }
+  return address.port;
+}
+
 /** The `host:port` of the first host of a URL, with a default port. */
 export function firstHost(
   hosts: readonly { host: string; port: number | undefined }[],

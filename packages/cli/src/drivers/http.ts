@@ -10,12 +10,14 @@ import type { EndpointDriver, ResolvedEndpoint } from "../driver.js";
 import { integerParam, type ParsedEndpointUrl } from "../endpoint-url.js";
 import {
   batchFormatsHere,
+  boundPort,
   firstHost,
   formatsHere,
   headerTraits,
   ownedPublisher,
   ownedSubscriber,
   refuseFragment,
+  refusePortZero,
 } from "./common.js";
 
 // Parameters the driver reads; every other query parameter belongs to the target URL.
@@ -53,6 +55,7 @@ export const driver: EndpointDriver = {
   }),
   traits: (_url, mode) => headerTraits(mode, false),
   async createPublisher(endpoint) {
+    refusePortZero(endpoint.url);
     const retries = integerParam(endpoint.url, "retries");
     const auth = authorization(endpoint);
     const publisher = httpPublisher({
@@ -115,12 +118,14 @@ export const driver: EndpointDriver = {
         resolve();
       });
     });
-    return ownedSubscriber(receiver, async () => {
+    const subscriber = ownedSubscriber(receiver, async () => {
       server.closeIdleConnections();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         setTimeout(() => server.closeAllConnections(), 1000).unref();
       });
     });
+    // Port 0 in the URL: the port the system picked.
+    return { ...subscriber, listeningPort: boundPort(server.address()) };
   },
 };

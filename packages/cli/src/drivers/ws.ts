@@ -11,7 +11,15 @@ import { AsyncQueue, type Delivery, PosthornError, type Subscriber } from "@post
 import { WebSocket, WebSocketServer } from "ws";
 import type { EndpointDriver } from "../driver.js";
 import type { FormatName, ParsedEndpointUrl } from "../endpoint-url.js";
-import { firstHost, formatsHere, ownedPublisher, refuseFragment, withTimeout } from "./common.js";
+import {
+  boundPort,
+  firstHost,
+  formatsHere,
+  ownedPublisher,
+  refuseFragment,
+  refusePortZero,
+  withTimeout,
+} from "./common.js";
 
 // The subprotocols of the WebSockets binding, by the format they carry.
 const BY_SUBPROTOCOL: Readonly<Record<string, FormatName>> = {
@@ -71,6 +79,7 @@ export const driver: EndpointDriver = {
   },
   traits: () => ({ typed: true, caseSensitive: true }),
   async createPublisher(endpoint) {
+    refusePortZero(endpoint.url);
     const formats = [endpoint.format];
     const socket = await connectWebSocket(address(endpoint.url), {
       formats,
@@ -104,7 +113,9 @@ export const driver: EndpointDriver = {
       endpoint.timeoutMs,
       "WebSocket listen",
     );
-    return mergedSubscriber(server, endpoint.formats);
+    // Port 0 in the URL: the port the system picked.
+    const listeningPort = boundPort(server.address());
+    return { ...mergedSubscriber(server, endpoint.formats), listeningPort };
   },
 };
 
