@@ -241,10 +241,19 @@ export function amqpProtocolAnswer(host: string, port: number, timeoutMs = 2000)
 
 /**
  * A TCP port on 127.0.0.1 that was free when asked: the operating system's pick for a listener
- * on port 0, closed again. Another process (a parallel test worker) can take it before the
- * caller binds it; a server in this process should listen on port 0 itself and read its port
- * instead. The testkit's launchers do not rely on it: they retry on new ports when a port was
- * taken (see {@link startNatsServer}).
+ * on port 0, closed again.
+ *
+ * Racy: another process (a parallel test worker, an outgoing connection's local port) can take
+ * the port between this call and the caller's bind, and the caller then fails with
+ * `EADDRINUSE`, or worse, talks to whoever took it. A server in this process should instead
+ * listen on port 0 itself and read its port back (`server.listen(0, "127.0.0.1")`, then
+ * `server.address().port`), then build its URL from that. A process started by a test should
+ * take port 0 and report its port (as `posthorn receive http://127.0.0.1:0/...` does), or be
+ * retried on a new port when it finds its port taken, as the testkit's launchers are (see
+ * {@link startNatsServer}). Use it only for a port that nothing should listen on, in a test that
+ * fails, rather than passes, when another process took the port meanwhile.
+ *
+ * @returns the port
  */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
