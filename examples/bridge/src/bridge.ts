@@ -29,7 +29,11 @@ export async function bridge(
   options: {
     limit?: number;
     signal?: AbortSignal;
-    onReady?: () => void;
+    /**
+     * Called once the upstream subscription is in place, with the port it listens on when it is
+     * a listening endpoint (`http://`, `ws://`): give port 0 in `from` and the system picks one.
+     */
+    onReady?: (listeningPort: number | undefined) => void;
     /** Called after each upstream delivery was settled, with what became of it. */
     onSettled?: (outcome: keyof BridgeCounts) => void;
   } = {},
@@ -43,7 +47,7 @@ export async function bridge(
   options.signal?.addEventListener("abort", () => void upstream.close(), { once: true });
   try {
     await upstream.ready;
-    options.onReady?.();
+    options.onReady?.(upstream.listeningPort);
     for await (const delivery of upstream) {
       const can = delivery.capabilities;
       if (!delivery.event) {

@@ -10,7 +10,10 @@ process.once("SIGINT", () => stop.abort());
 try {
   const counts = await bridge(from, to, {
     signal: stop.signal,
-    onReady: () => console.error(`bridging ${from} -> ${to}; Ctrl-C to stop`),
+    onReady: (port) =>
+      console.error(
+        `bridging ${from}${port === undefined ? "" : ` (listening on port ${port})`} -> ${to}; Ctrl-C to stop`,
+      ),
   });
   console.log(counts);
 } catch (err) {

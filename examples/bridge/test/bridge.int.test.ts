@@ -10,15 +10,15 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
   }, async () => {
     const kafka = await startKafkaBroker({ log: () => undefined });
     try {
-      const from = `http://127.0.0.1:${await freePort()}/in`;
       const topic = `example-bridge-${Date.now()}`;
       const to = `kafka://${kafka.brokers[0]}/${topic}?mode=structured&format=avro`;
-      let ready!: () => void;
-      const isReady = new Promise<void>((r) => {
+      // Port 0: the bridge's HTTP receiver listens on a port the system picks, named to onReady.
+      let ready!: (port: number | undefined) => void;
+      const isReady = new Promise<number | undefined>((r) => {
         ready = r;
       });
-      const running = bridge(from, to, { limit: 20, onReady: ready });
-      await isReady;
+      const running = bridge("http://127.0.0.1:0/in", to, { limit: 20, onReady: ready });
+      const from = `http://127.0.0.1:${await isReady}/in`;
       const publisher = await createPublisher(from);
       for (let i = 0; i < 20; i++) {
         await publisher.publish(
@@ -47,11 +47,11 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
   }, async () => {
     // WebSockets have no acknowledgement, so release() is NotSupported there; nothing listens
     // on the downstream port, so every publish fails.
-    const from = `ws://127.0.0.1:${await freePort()}/in`;
+    // Nothing listens on `to`'s port (were another process to take it, the counts would differ).
     const to = `http://127.0.0.1:${await freePort()}/nowhere?retries=0`;
     const stop = new AbortController();
-    let ready!: () => void;
-    const isReady = new Promise<void>((r) => {
+    let ready!: (port: number | undefined) => void;
+    const isReady = new Promise<number | undefined>((r) => {
       ready = r;
     });
     let lost = 0;
@@ -59,14 +59,14 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
     const isBothLost = new Promise<void>((r) => {
       bothLost = r;
     });
-    const running = bridge(from, to, {
+    const running = bridge("ws://127.0.0.1:0/in", to, {
       signal: stop.signal,
       onReady: ready,
       onSettled: (outcome) => {
         if (outcome === "lost" && ++lost === 2) bothLost();
       },
     });
-    await isReady;
+    const from = `ws://127.0.0.1:${await isReady}/in`;
     const publisher = await createPublisher(from);
     for (let i = 0; i < 2; i++) {
       await publisher.publish(
@@ -82,24 +82,24 @@ describe("bridge (HTTP to the testkit Kafka broker)", () => {
   it("releases an event the downstream did not take, and moves it when the upstream delivers it again", {
     timeout: 30_000,
   }, async () => {
-    const from = `http://127.0.0.1:${await freePort()}/in`;
+    // `to` is a port nothing listens on until the test starts a receiver there.
     const to = `http://127.0.0.1:${await freePort()}/out`;
-    let ready!: () => void;
-    const isReady = new Promise<void>((r) => {
+    let ready!: (port: number | undefined) => void;
+    const isReady = new Promise<number | undefined>((r) => {
       ready = r;
     });
     let released!: () => void;
     const isReleased = new Promise<void>((r) => {
       released = r;
     });
-    const running = bridge(from, `${to}?retries=0`, {
+    const running = bridge("http://127.0.0.1:0/in", `${to}?retries=0`, {
       limit: 1,
       onReady: ready,
       onSettled: (outcome) => {
         if (outcome === "released") released();
       },
     });
-    await isReady;
+    const from = `http://127.0.0.1:${await isReady}/in`;
     // Nothing listens downstream yet: the bridge releases the event, so the upstream receiver
     // answers 503 with Retry-After and the HTTP publisher sends it again.
     const publisher = await createPublisher(`${from}?retries=5`);

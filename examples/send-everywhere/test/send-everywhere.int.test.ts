@@ -1,5 +1,5 @@
 import { CloudEvent, equivalent } from "@posthorn/core";
-import { freePort, startKafkaBroker } from "@posthorn/testkit";
+import { startKafkaBroker } from "@posthorn/testkit";
 import { createSubscriber } from "posthorn";
 import { describe, expect, it } from "vitest";
 import { formatResult, sendEverywhere } from "../src/send-everywhere.js";
@@ -7,10 +7,11 @@ import { formatResult, sendEverywhere } from "../src/send-everywhere.js";
 describe("sendEverywhere", () => {
   it("delivers one event over HTTP and Kafka, and reports an unreachable endpoint", async () => {
     const kafka = await startKafkaBroker({ log: () => undefined });
-    const httpUrl = `http://127.0.0.1:${await freePort()}/events`;
+    // Port 0: the system picks a free port as the receiver listens, and listeningPort names it.
+    const http = await createSubscriber("http://127.0.0.1:0/events");
+    const httpUrl = `http://127.0.0.1:${http.listeningPort}/events`;
     const topic = `example-everywhere-${Date.now()}`;
     const kafkaUrl = `kafka://${kafka.brokers[0]}/${topic}?mode=structured&format=protobuf`;
-    const http = await createSubscriber(httpUrl);
     const event = CloudEvent.create({ type: "com.example.t", source: "/t", data: { n: 1 } });
     try {
       const received = (async () => {
