@@ -150,3 +150,46 @@ describe("connectWebSocket timeoutMs", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
   });
 });
+
+describe("connectWebSocket with a WebSocket whose close() throws", () => {
+  // A subclass of one's own (docs: Headers, TLS and other ws options) may refuse to close, as a
+  // browser's close() refuses codes it does not allow. giveUp closed before it rejected: the throw
+  // left the timer's or the signal's listener, and the call never settled.
+  const made: WebSocket[] = [];
+  class RefusingClose extends WebSocket {
+    constructor(address: string, protocols?: string | string[], options?: WebSocket.ClientOptions) {
+      super(address, protocols, options);
+      made.push(this);
+    }
+    override close(): void {
+      throw new Error("close refused");
+    }
+  }
+  afterEach(() => {
+    for (const socket of made.splice(0)) socket.terminate();
+  });
+
+  it("still fails with Timeout when timeoutMs passes", async () => {
+    const { url, held } = await silentServer();
+    const result = connectWebSocket(url, { formats, WebSocket: RefusingClose, timeoutMs: 100 });
+    await until(() => held.length === 1);
+    expect(await settledWithin(result, 2000)).toMatchObject({
+      rejected: { name: "PosthornError", code: "Timeout" },
+    });
+  });
+
+  it("still fails with Aborted when the signal fires", async () => {
+    const { url, held } = await silentServer();
+    const controller = new AbortController();
+    const result = connectWebSocket(url, {
+      formats,
+      WebSocket: RefusingClose,
+      abortSignal: controller.signal,
+    });
+    await until(() => held.length === 1);
+    controller.abort();
+    expect(await settledWithin(result, 2000)).toMatchObject({
+      rejected: { name: "PosthornError", code: "Aborted" },
+    });
+  });
+});
