@@ -347,6 +347,11 @@ export interface WebSocketPublishOptions extends PublishOptions {
   timeoutMs?: number;
 }
 
+/** A frame to send; on a browser's socket, a text frame carries its text as a string too. */
+interface OutgoingFrame extends WebSocketFrame {
+  readonly string?: string;
+}
+
 /**
  * Publishes events over an open WebSocket, one structured event per message in the negotiated
  * format (text frames for JSON, binary frames for Avro and Protobuf). Works on either side of a
@@ -408,7 +413,7 @@ export function webSocketPublisher(
 
   // Hands one encoded frame to the socket: with ws, settles on its send callback; in a browser,
   // resolves at once.
-  const send = (frame: WebSocketFrame): Promise<void> => {
+  const send = (frame: OutgoingFrame): Promise<void> => {
     if (node) {
       pending++;
       return new Promise((resolve, reject) => {
@@ -452,7 +457,7 @@ export function webSocketPublisher(
     }
     // The browser API sends strings as text frames and buffers as binary frames; it says nothing
     // about when a frame leaves, so the publish resolves once the frame is queued.
-    socket.send(frame.text ? frameText(frame) : frame.data);
+    socket.send(frame.string ?? frame.data);
     return RESOLVED;
   };
   // ws corks around each frame and uncorks at once: one system call per frame otherwise.
@@ -465,7 +470,7 @@ export function webSocketPublisher(
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
-  const encode = (event: CloudEventLike): WebSocketFrame => {
+  const encode = (event: CloudEventLike): OutgoingFrame => {
     const frame = toWebSocketFrame(event, format);
     if (frame.data.length > maxPayloadBytes) {
       throw new PosthornError(
@@ -473,11 +478,14 @@ export function webSocketPublisher(
         `the WebSocket message is ${frame.data.length} bytes, more than maxPayloadBytes (${maxPayloadBytes}); a receiver with that limit closes the connection (1009)`,
       );
     }
-    return frame;
+    // A browser's send() takes a text frame as a string: made with the encoding, so that a text
+    // format whose bytes are not UTF-8 fails the call as a rejection with nothing sent (it threw
+    // out of publish, for an array after the frames before it were sent).
+    return node || !frame.text ? frame : { ...frame, string: frameText(frame) };
   };
 
   const sendOne = (event: CloudEventLike): Promise<void> => {
-    let frame: WebSocketFrame;
+    let frame: OutgoingFrame;
     try {
       frame = encode(event);
     } catch (err) {
@@ -492,7 +500,7 @@ export function webSocketPublisher(
   // nothing sent.
   const sendAll = (events: readonly CloudEventLike[]): Promise<void> => {
     const n = events.length;
-    const frames: WebSocketFrame[] = new Array(n);
+    const frames: OutgoingFrame[] = new Array(n);
     try {
       for (let i = 0; i < n; i++) frames[i] = encode(events[i] as CloudEventLike);
     } catch (err) {
@@ -501,7 +509,7 @@ export function webSocketPublisher(
     if (n === 0) return RESOLVED;
     cork();
     const sends: Promise<void>[] = new Array(n);
-    for (let i = 0; i < n; i++) sends[i] = send(frames[i] as WebSocketFrame);
+    for (let i = 0; i < n; i++) sends[i] = send(frames[i] as OutgoingFrame);
     return Promise.all(sends).then(() => undefined);
   };
 

@@ -138,6 +138,54 @@ describe("a subscriber on a WHATWG WebSocket (the browser's API)", () => {
   }
 });
 
+describe("a publisher on a WHATWG WebSocket", () => {
+  it("a text format whose bytes are not UTF-8 fails the call as a rejection, with nothing of it sent", {
+    timeout: 20_000,
+  }, async () => {
+    // The browser's send() takes text as a string: the conversion threw out of publish(), and for
+    // an array after the frames before it had gone.
+    const publisher = fileURLToPath(new URL("./fixtures/whatwg-publisher.ts", import.meta.url));
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions([json]),
+    });
+    servers.push(wss);
+    await once(wss, "listening");
+    const received: string[] = [];
+    wss.on("connection", (socket) => socket.on("message", (data) => received.push(String(data))));
+    const child = spawn(
+      process.execPath,
+      [
+        ...flags,
+        "--import",
+        "tsx",
+        publisher,
+        `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk;
+    });
+    const [exitCode] = (await once(child, "exit")) as [number | null];
+    expect(
+      out
+        .split("\n")
+        .filter((line) => line.length > 0)
+        .map((line) => JSON.parse(line)),
+    ).toEqual([
+      { call: "array", rejected: "MalformedInput" },
+      { call: "single", rejected: "MalformedInput" },
+      { call: "last", resolved: true },
+    ]);
+    expect(exitCode).toBe(0);
+    await expect.poll(() => received.length).toBe(1);
+    expect(JSON.parse(received[0] as string)).toMatchObject({ id: "last" });
+  });
+});
+
 describe("a lost or failed connection on a WHATWG WebSocket", () => {
   const lost = async (end: (socket: WebSocket) => void) => {
     const { lines, exitCode } = await runPeer(json, 100_000, async (socket) => {
