@@ -114,6 +114,14 @@ export type WebSocketConstructor<S extends WebSocketLike = WebSocketLike> = new 
  */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Whether a frame's data is a `Blob`: what a socket whose `binaryType` is `"blob"` hands over (a
+ * browser's default, and `ws`'s option since 8.18; the subscriber sets `"arraybuffer"`).
+ */
+function isBlob(data: unknown): boolean {
+  return typeof Blob !== "undefined" && data instanceof Blob;
+}
+
 /** WebSocket close code 1009 (RFC 6455 7.4.1): a message too big to process. */
 const MESSAGE_TOO_BIG = 1009;
 
@@ -712,6 +720,19 @@ export function webSocketSubscriber(
   };
 
   const receive = (data: string | Uint8Array | ArrayBuffer | Uint8Array[]): void => {
+    if (isBlob(data)) {
+      // Its bytes can only be read asynchronously, which would reorder it with the frames after
+      // it; read as an ArrayBuffer view it is empty, and the decoder's error pointed elsewhere.
+      deliver(
+        { body: new Uint8Array(0), contentType, properties: {} },
+        undefined,
+        new PosthornError(
+          "MalformedInput",
+          'a binary frame arrived as a Blob: the socket\'s binaryType was changed from "arraybuffer", which the subscriber sets, after it attached; leave binaryType as it is while subscribed',
+        ),
+      );
+      return;
+    }
     // A string has at least as many UTF-8 bytes as UTF-16 units: refuse before converting.
     const body =
       typeof data === "string" && data.length > maxPayloadBytes ? undefined : frameBytes(data);
@@ -733,6 +754,14 @@ export function webSocketSubscriber(
         ? err
         : new PosthornError("MalformedInput", String(err), { cause: err });
     }
+    deliver(message, event, error);
+  };
+
+  const deliver = (
+    message: Message,
+    event: ReturnType<typeof fromWebSocketFrame> | undefined,
+    error: PosthornError | undefined,
+  ): void => {
     queue.push(
       createDelivery({
         message,

@@ -7,7 +7,7 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import { type EventFormat, extensions } from "@posthorn/core";
+import { CloudEvent, type EventFormat, extensions } from "@posthorn/core";
 import { avro } from "@posthorn/format-avro";
 import { json } from "@posthorn/format-json";
 import { refusedOption } from "@posthorn/testkit";
@@ -149,5 +149,29 @@ describe("connectWebSocket's retryable flag", () => {
         message: expect.stringContaining(`Unexpected server response: ${code}`),
       });
     }
+  });
+});
+
+describe("binaryType changed while subscribed", () => {
+  it("a binary frame that arrives as a Blob is a MalformedInput delivery naming binaryType, and the frames after it still come, in order", async () => {
+    const { url, wss } = await serve([avro]);
+    const accepted = new Promise<WebSocket>((resolve) => wss.once("connection", resolve));
+    const socket = await connectWebSocket(url, { formats: [avro], WebSocket });
+    stops.unshift(async () => socket.terminate());
+    const deliveries = webSocketSubscriber(socket, { formats: [avro] })[Symbol.asyncIterator]();
+    const server = await accepted;
+    const publisher = webSocketPublisher(server, { formats: [avro] });
+    const event = (id: string) =>
+      CloudEvent.create({ id, source: "/misuse", type: "com.example.blob", data: { id } });
+    // ws (8.18 and later) hands binary data over as a Blob with this, as browsers do by default.
+    socket.binaryType = "blob" as WebSocket["binaryType"];
+    await publisher.publish(event("as-blob"));
+    const first = await deliveries.next();
+    expect(first.value?.event).toBeUndefined();
+    expect(first.value?.error).toMatchObject({ code: "MalformedInput" });
+    expect(first.value?.error?.message).toContain("binaryType");
+    socket.binaryType = "nodebuffer";
+    await publisher.publish(event("after"));
+    expect((await deliveries.next()).value?.event?.id).toBe("after");
   });
 });
