@@ -81,7 +81,21 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * Default {@link DEFAULT_MAX_PENDING}.
    */
   maxPending?: number;
+  /**
+   * Most QoS 1 and 2 messages whose acknowledgement is not yet sent on this client's connection
+   * (those handed out and unsettled, those waiting to be pulled, and those settled but waiting
+   * for an earlier one): the broker's in-flight window, kept on this side too. A message the
+   * broker sends past it waits, unread by the application, and mqtt.js processes no further
+   * packet on the connection until an acknowledgement goes out. Mosquitto 2.0.11 sends past its
+   * own window once acknowledgements flow. Default: the client's MQTT 5 `receiveMaximum` when
+   * set, else 20 (Mosquitto's `max_inflight_messages`); give the broker's window when it is
+   * larger. A whole number of 1 or more, or `Infinity` (no limit).
+   */
+  maxInFlight?: number;
 }
+
+/** Mosquitto's default `max_inflight_messages`: the `maxInFlight` of a client without `receiveMaximum`. */
+const DEFAULT_BROKER_WINDOW = 20;
 
 /** The default `maxPending` of {@link mqttSubscriber}: 256 QoS 0 deliveries waiting to be pulled. */
 export const DEFAULT_MAX_PENDING = 256;
@@ -143,6 +157,17 @@ interface OwedAck {
   readonly epoch: number;
 }
 
+/** A QoS 1/2 packet that arrived past a subscriber's window, held until an acknowledgement goes out. */
+interface Parked {
+  /** The window of the subscriber it is for. */
+  readonly limit: number;
+  readonly route: Route;
+  /** Hands the packet on (the window has room). */
+  admit(): void;
+  /** Leaves it unacknowledged and lets mqtt.js go on: the connection was lost or the subscriber closed. */
+  drop(): void;
+}
+
 interface Dispatcher {
   readonly routes: Set<Route>;
   /** The Subscription Identifier for the next subscriber, or `undefined` where there are none. */
@@ -151,11 +176,24 @@ interface Dispatcher {
   readonly owed: OwedAck[];
   /** Counts the connections lost or dropped: an acknowledgement owed on an earlier one is void. */
   readonly epoch: number;
-  /** Sends what is settled at the head of `owed`, in arrival order. */
+  /**
+   * Sends what is settled at the head of `owed`, in arrival order, then admits the parked packet
+   * if its window has room.
+   */
   flush(): void;
+  /**
+   * Holds a packet that arrived with `limit` acknowledgements already owed. mqtt.js handles one
+   * packet at a time and waits for this one's callback, so at most one is ever parked.
+   */
+  park(parked: Parked): void;
+  /** Drops the parked packet if it is for `route` (its subscriber is closing). */
+  unpark(route: Route): void;
   /** Drops the connection (mqtt.js reconnects), voiding every acknowledgement owed on it. */
   drop(): void;
 }
+
+/** How long `release()` waits for the broker to read what was sent before the connection goes. */
+const DROP_WAIT_MS = 1000;
 
 /** The socket under an mqtt.js client, as far as `release()` touches it. */
 interface CorkableStream {
@@ -221,6 +259,11 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   const target = client as unknown as { handleMessage: HandleMessage };
   const previous = target.handleMessage.bind(client);
   target.handleMessage = (packet, callback) => {
+    if (ending !== undefined && packet.qos > 0) {
+      // The connection release() dropped: its acknowledgements are void, the session resends.
+      callback(WITHHELD);
+      return;
+    }
     // MQTT 5 3.3.4: a broker may send one copy per matching subscription (Mosquitto does), each
     // naming its subscription: the subscriber that made it takes it, not the first whose filter
     // matches (two overlapping filters on one client gave that one both copies, the other none).
@@ -247,11 +290,21 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   };
   // What was owed on a lost connection can never be sent on the next one (the packet identifiers
   // belong to the old one); a persistent session resends those messages instead.
+  let parked: Parked | undefined;
+  // Set from drop() until the dropped connection is destroyed: ends the wait for its PINGRESP.
+  let ending: (() => void) | undefined;
   const lose = () => {
     owed.length = 0;
     made.epoch++;
+    // Never admitted on the next connection: its acknowledgement would carry a stale identifier.
+    const p = parked;
+    parked = undefined;
+    p?.drop();
   };
-  client.on("close", lose);
+  client.on("close", () => {
+    ending?.();
+    lose();
+  });
   let lastId = 0;
   const made = {
     routes,
@@ -272,6 +325,20 @@ function dispatcherFor(client: MqttClient): Dispatcher {
         // Never queued for a later connection: mqtt.js would send it there, with a stale identifier.
         if (head.send && client.connected) sendAck(client, head.packet);
       }
+      if (parked !== undefined && owed.length < parked.limit) {
+        const p = parked;
+        parked = undefined;
+        p.admit();
+      }
+    },
+    park: (p: Parked) => {
+      parked = p;
+    },
+    unpark: (route: Route) => {
+      if (parked?.route !== route) return;
+      const p = parked;
+      parked = undefined;
+      p.drop();
     },
     drop: () => {
       // Voided now, not at the 'close' event: an accept() in between would resolve on an
@@ -282,7 +349,30 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       // acknowledgements sent in this tick (accepts just before a release()) were still corked,
       // and destroy() discarded them, so the broker resent messages that had been accepted.
       while ((stream?.writableCorked ?? 0) > 0) stream?.uncork();
-      stream?.destroy();
+      if (ending !== undefined) return;
+      if (!client.connected) {
+        stream?.destroy();
+        return;
+      }
+      // Destroyed at once, a socket with unread data in it (mqtt.js stopped reading past the
+      // window, or the broker sent more meanwhile) is reset rather than closed, and the broker
+      // loses what it had not read yet: the acknowledgements just sent, so it resent messages
+      // that had been accepted (11 of 50 rounds of a probe). The broker handles a connection's
+      // packets in order, so its PINGRESP shows it has read them; until then what the connection
+      // still brings is left unacknowledged (the resumed session resends it).
+      const end = () => {
+        client.off("packetreceive", onPacket);
+        clearTimeout(timer);
+        ending = undefined;
+        stream?.destroy();
+      };
+      const onPacket = (packet: { cmd: string }) => {
+        if (packet.cmd === "pingresp") end();
+      };
+      client.on("packetreceive", onPacket);
+      const timer = setTimeout(end, DROP_WAIT_MS);
+      ending = end;
+      (client as unknown as ClientInternals)._sendPacket({ cmd: "pingreq" });
     },
   };
   dispatcher = made;
@@ -456,6 +546,7 @@ export async function mqttSubscriber<T = unknown>(
 ): Promise<MqttSubscriber<T>> {
   checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
   checkCountOption("maxPending", options.maxPending);
+  checkCountOption("maxInFlight", options.maxInFlight);
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
   checkCountOption("maxUserProperties", options.maxUserProperties, 0);
   checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
@@ -514,6 +605,10 @@ export async function mqttSubscriber<T = unknown>(
   };
 
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+  const maxInFlight =
+    options.maxInFlight ??
+    (protocolVersion === 5 ? opts.properties?.receiveMaximum : undefined) ??
+    DEFAULT_BROKER_WINDOW;
   const resumeAt = maxPending >> 1;
   const queue = new AsyncQueue<Delivery<T>>();
   // mqtt.js's callback for the message that filled the queue: held, mqtt.js processes no further
@@ -559,6 +654,19 @@ export async function mqttSubscriber<T = unknown>(
     if (closing) {
       // Not ours to process any more: leave it unacknowledged for the session to resend.
       callback(packet.qos > 0 ? WITHHELD : undefined);
+      return;
+    }
+    if (packet.qos > 0 && dispatcher.owed.length >= maxInFlight) {
+      // Past the window (Mosquitto 2.0.11 sends past its own once acknowledgements flow): not
+      // handed out, and mqtt.js reads nothing more, until an acknowledgement goes out. A broker
+      // whose window is no larger never sends one, so a full window alone stops nothing
+      // (keepalive goes on). Dropped with the connection, it is resent to a persistent session.
+      dispatcher.park({
+        limit: maxInFlight,
+        route,
+        admit: () => receive(packet, callback),
+        drop: () => callback(WITHHELD),
+      });
       return;
     }
     const payload =
@@ -616,13 +724,18 @@ export async function mqttSubscriber<T = unknown>(
 
     // QoS 1/2: mqtt.js is told not to acknowledge (the acknowledgement is owed until settled),
     // so it goes on reading while deliveries are in hand, and they can be settled in any order.
-    const handled = packet.qos === 0 ? callback : () => callback(WITHHELD);
-    if (queue.size + 1 >= maxPending) {
-      paused = handled;
-      queue.onDrainedTo(resumeAt, resume);
-    } else {
-      handled();
-    }
+    // Called last, once this message is queued and counted: called from outside mqtt.js's own
+    // packet loop (a packet admitted by accept(), see above), the callback makes mqtt.js process
+    // the next packet at once, which overtook this one (ids 30 and 31 swapped).
+    const goOn = () => {
+      const handled = packet.qos === 0 ? callback : () => callback(WITHHELD);
+      if (queue.size >= maxPending) {
+        paused = handled;
+        queue.onDrainedTo(resumeAt, resume);
+      } else {
+        handled();
+      }
+    };
     if (packet.qos === 0) {
       queue.push(
         createDelivery<T>({
@@ -636,6 +749,7 @@ export async function mqttSubscriber<T = unknown>(
           reject: (reason) => deadLetter(reason).then(() => undefined),
         }),
       );
+      goOn();
       return;
     }
 
@@ -703,6 +817,7 @@ export async function mqttSubscriber<T = unknown>(
     entry.delivery = delivery;
     held.add(entry);
     queue.push(delivery);
+    goOn();
     arrived?.();
   };
 
@@ -752,6 +867,7 @@ export async function mqttSubscriber<T = unknown>(
     closing = true;
     // What mqtt.js still has to process comes to receive(), which now leaves it unacknowledged.
     resume();
+    dispatcher.unpark(route);
     // Deliveries not yet handed out are released: their acknowledgements are withheld.
     const queued = new Set(queue.drain());
     for (const h of held) {

@@ -120,6 +120,8 @@ describe.skipIf(!ok)("MQTT numeric options (skipped: no broker outside CI)", () 
       [{ drainTimeoutMs: NaN_ }, "drainTimeoutMs", "NaN"],
       [{ maxPending: 0 }, "maxPending", "0"],
       [{ maxPending: 1.5 }, "maxPending", "1.5"],
+      [{ maxInFlight: 0 }, "maxInFlight", "0"],
+      [{ maxInFlight: NaN_ }, "maxInFlight", "NaN"],
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
       [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
       [{ maxUserProperties: NaN_ }, "maxUserProperties", "NaN"],
