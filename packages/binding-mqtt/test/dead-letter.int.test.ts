@@ -6,29 +6,24 @@ import {
   differences,
 } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import type { MqttClient } from "mqtt";
+import { brokerUrl, nextDelivery, requireBroker } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import { clientsOf, closedAfterEach, uniqueTopic } from "./live-harness.js";
 
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
 const opened = closedAfterEach();
 
-async function client(protocolVersion: 4 | 5): Promise<MqttClient> {
-  const c = await connect(url, { protocolVersion });
-  opened.push(c);
-  return c;
-}
+const client = clientsOf(url, opened);
 
 async function subscribe(
   protocolVersion: 4 | 5,
   topic: string,
   deadLetterTopic?: string,
 ): Promise<AsyncIterator<Delivery>> {
-  const subscriber: MqttSubscriber = await mqttSubscriber(await client(protocolVersion), {
+  const subscriber: MqttSubscriber = await mqttSubscriber(await client({ protocolVersion }), {
     topic,
     formats: [json],
     ...(deadLetterTopic === undefined ? {} : { deadLetterTopic }),
@@ -50,19 +45,6 @@ function job(id: string): CloudEvent {
   });
 }
 
-async function next(it: AsyncIterator<Delivery>, ms = 5000): Promise<Delivery> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([
-    it.next(),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (r.done) throw new Error("the subscriber ended");
-  return r.value;
-}
-
 /**
  * Publishes `event` to a fresh topic at `protocolVersion`, rejects it there with `reason`, and
  * returns the rejected delivery and the copy read from the dead-letter topic.
@@ -77,12 +59,12 @@ async function rejectOnce(
   const deadLetterTopic = `${topic}/dead`;
   const dlq = await subscribe(protocolVersion, deadLetterTopic);
   const it = await subscribe(protocolVersion, topic, deadLetterTopic);
-  const pub = await client(protocolVersion);
+  const pub = await client({ protocolVersion });
   await mqttPublisher(pub, { topic, mode, format: json }).publish(event);
-  const got = await next(it);
+  const got = await nextDelivery(it);
   expect(got.event?.id).toBe(event.id);
   await (reason === undefined ? got.reject() : got.reject(reason));
-  const dead = await next(dlq);
+  const dead = await nextDelivery(dlq);
   await dead.accept();
   return { topic, deadLetterTopic, got, dead };
 }
@@ -151,12 +133,12 @@ describe.skipIf(!ok)("reject() to a dead-letter topic over Mosquitto (skipped: n
     const last = await subscribe(5, secondDead);
     const dlq = await subscribe(5, firstDead, secondDead);
     const it = await subscribe(5, topic, firstDead);
-    await mqttPublisher(await client(5), { topic }).publish(event);
-    await (await next(it)).reject("first");
-    const copy = await next(dlq);
+    await mqttPublisher(await client({ protocolVersion: 5 }), { topic }).publish(event);
+    await (await nextDelivery(it)).reject("first");
+    const copy = await nextDelivery(dlq);
     expect(copy.message.properties?.[DEAD_LETTER_REASON]).toBe("first");
     await copy.reject();
-    const again = await next(last);
+    const again = await nextDelivery(last);
     await again.accept();
     const props = again.message.properties ?? {};
     expect(props[DEAD_LETTER_ORIGINAL_TOPIC]).toBe(firstDead);

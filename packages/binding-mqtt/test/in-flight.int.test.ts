@@ -4,7 +4,7 @@ import { type LaunchedBroker, nextDelivery, startMosquitto } from "@posthorn/tes
 import type { IClientOptions, MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import { clientsOf, closedAfterEach, persistentSession, uniqueTopic } from "./live-harness.js";
 
 // How many deliveries a QoS 1/2 subscriber holds unsettled, against a Mosquitto 2.0.11 this file
 // starts with the default in-flight window (max_inflight_messages 20; the testkit's default is 0,
@@ -25,11 +25,7 @@ afterAll(async () => {
 
 const opened = closedAfterEach();
 
-async function client(options: IClientOptions): Promise<MqttClient> {
-  const c = await connect(broker.url, options);
-  opened.push(c);
-  return c;
-}
+const client = clientsOf(() => broker.url, opened);
 
 function event(i: number): CloudEvent {
   return new CloudEvent({ specversion: "1.0", id: `${i}`, source: "/in-flight", type: "t" });
@@ -145,12 +141,7 @@ describe("deliveries in hand stay within the in-flight window while a slow consu
     timeout: 30_000,
   }, async () => {
     const topic = uniqueTopic("in-flight-release");
-    const sub = await client({
-      protocolVersion: 5,
-      clean: false,
-      clientId: `posthorn-in-flight-${Math.random().toString(36).slice(2, 10)}`,
-      properties: { sessionExpiryInterval: 30 },
-    });
+    const sub = await client(persistentSession(5, "in-flight"));
     const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
     opened.push(subscriber);
     await publishAll(topic, 1);

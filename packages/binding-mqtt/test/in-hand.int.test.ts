@@ -1,13 +1,20 @@
 import { type AddressInfo, createServer } from "node:net";
-import { CloudEvent, type Delivery } from "@posthorn/core";
+import type { Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { brokerUrl, requireBroker } from "@posthorn/testkit";
+import { brokerUrl, nextDelivery, requireBroker } from "@posthorn/testkit";
 import { Aedes } from "aedes";
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions } from "mqtt";
 import mqttPacket from "mqtt-packet";
 import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import {
+  clientsOf,
+  closedAfterEach,
+  connect,
+  job,
+  persistentSession,
+  uniqueTopic,
+} from "./live-harness.js";
 
 // Several QoS 1/2 deliveries in hand on one connection: mqtt.js handles incoming packets one at a
 // time, and the subscriber used to hold that loop until accept(), so a loop that pulled a second
@@ -18,30 +25,7 @@ const url = brokerUrl("mqtt") as string;
 
 const opened = closedAfterEach();
 
-async function client(options: IClientOptions): Promise<MqttClient> {
-  const c = await connect(url, options);
-  opened.push(c);
-  return c;
-}
-
-function persistent(protocolVersion: 4 | 5): IClientOptions {
-  return {
-    protocolVersion,
-    clean: false,
-    clientId: `posthorn-hand-${Math.random().toString(36).slice(2, 10)}`,
-    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 30 } } : {}),
-  };
-}
-
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `job-${i}`,
-    source: "/tests",
-    type: "com.example.job",
-    data: { i },
-  });
-}
+const client = clientsOf(url, opened);
 
 async function within<T>(what: string, p: Promise<T>, ms = 3000): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -55,12 +39,6 @@ async function within<T>(what: string, p: Promise<T>, ms = 3000): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-async function next<T>(it: AsyncIterator<Delivery<T>>): Promise<Delivery<T>> {
-  const r = await within("next delivery", it.next());
-  if (r.done) throw new Error("the subscriber ended");
-  return r.value;
 }
 
 /** What the broker resends to a session resumed on a new connection, within `ms`. */
@@ -83,11 +61,11 @@ describe.skipIf(!ok)("several deliveries in hand (skipped: no broker outside CI)
         opened.push(subscriber);
         const pub = await client({ protocolVersion: version });
         const publisher = mqttPublisher(pub, { topic, qos, mode: "structured", format: json });
-        for (let i = 0; i < 4; i++) await publisher.publish(event(i));
+        for (let i = 0; i < 4; i++) await publisher.publish(job(i));
         const it = subscriber[Symbol.asyncIterator]();
         const ids: string[] = [];
         for (let round = 0; round < 2; round++) {
-          const batch = [await next(it), await next(it)];
+          const batch = [await nextDelivery(it), await nextDelivery(it)];
           for (const d of batch) {
             ids.push(d.event?.id as string);
             await d.accept();
@@ -104,23 +82,23 @@ describe.skipIf(!ok)("several deliveries in hand (skipped: no broker outside CI)
     const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
     opened.push(subscriber);
     const publisher = mqttPublisher(sub, { topic: `${topic}/out` });
-    await mqttPublisher(await client({ protocolVersion: 5 }), { topic }).publish(event(1));
-    const d = await next(subscriber[Symbol.asyncIterator]());
+    await mqttPublisher(await client({ protocolVersion: 5 }), { topic }).publish(job(1));
+    const d = await nextDelivery(subscriber[Symbol.asyncIterator]());
     // Its PUBACK comes in behind the held delivery: mqtt.js must still read it.
-    await within("publish on the same client", publisher.publish(event(2)));
+    await within("publish on the same client", publisher.publish(job(2)));
     await d.accept();
   });
 
   it("accepted out of order, every one is acknowledged; the unsettled one comes back", async () => {
     const topic = uniqueTopic("order");
-    const options = persistent(5);
+    const options = persistentSession(5, "hand");
     const sub = await client(options);
     const subscriber = await mqttSubscriber(sub, { topic, formats: [json], drainTimeoutMs: 0 });
     const pub = await client({ protocolVersion: 5 });
     const publisher = mqttPublisher(pub, { topic });
-    for (let i = 0; i < 3; i++) await publisher.publish(event(i));
+    for (let i = 0; i < 3; i++) await publisher.publish(job(i));
     const it = subscriber[Symbol.asyncIterator]();
-    const [a, b, c] = [await next(it), await next(it), await next(it)];
+    const [a, b, c] = [await nextDelivery(it), await nextDelivery(it), await nextDelivery(it)];
     await c.accept();
     await a.accept();
     // b stays unsettled: close() lets it go without an acknowledgement.
@@ -133,40 +111,52 @@ describe.skipIf(!ok)("several deliveries in hand (skipped: no broker outside CI)
 });
 
 describe.skipIf(!ok)("release() with several in hand (skipped: no broker outside CI)", () => {
-  it("the others of the dropped connection come again, and settling their old copies is SettlementFailed", async () => {
-    const topic = uniqueTopic("release-several");
-    const sub = await client({ ...persistent(5), reconnectPeriod: 100 });
+  /**
+   * Three jobs in hand, in order, on a persistent session that reconnects by itself (as release()
+   * needs), and the iterator they came from.
+   */
+  async function threeInHand(label: string) {
+    const topic = uniqueTopic(label);
+    const sub = await client({ ...persistentSession(5, "hand"), reconnectPeriod: 100 });
     const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
     opened.push(subscriber);
     const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
-    for (let i = 0; i < 3; i++) await publisher.publish(event(i));
+    for (let i = 0; i < 3; i++) await publisher.publish(job(i));
     const it = subscriber[Symbol.asyncIterator]();
-    const [a, b, c] = [await next(it), await next(it), await next(it)];
+    const inHand = [
+      await nextDelivery(it),
+      await nextDelivery(it),
+      await nextDelivery(it),
+    ] as const;
+    return { it, inHand };
+  }
+
+  it("the others of the dropped connection come again, and settling their old copies is SettlementFailed", async () => {
+    const {
+      it,
+      inHand: [a, b, c],
+    } = await threeInHand("release-several");
     await c.accept(); // waits behind b, so it is not sent before the drop
     await a.release();
     // b's connection is gone: its acknowledgement could only be written to a destroyed socket.
     await expect(b.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
-    const again = [await next(it), await next(it), await next(it)];
+    const again = [await nextDelivery(it), await nextDelivery(it), await nextDelivery(it)];
     expect(again.map((d) => d.event?.id)).toEqual(["job-0", "job-1", "job-2"]);
     expect(again.map((d) => d.deliveryCount)).toEqual([2, 1, 1]);
     for (const d of again) await d.accept();
   });
 
   it("acknowledgements sent just before release() reach the broker: the accepted ones do not come again", async () => {
-    const topic = uniqueTopic("release-after-accepts");
-    const sub = await client({ ...persistent(5), reconnectPeriod: 100 });
-    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
-    opened.push(subscriber);
-    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
-    for (let i = 0; i < 3; i++) await publisher.publish(event(i));
-    const it = subscriber[Symbol.asyncIterator]();
-    const [a, b, c] = [await next(it), await next(it), await next(it)];
+    const {
+      it,
+      inHand: [a, b, c],
+    } = await threeInHand("release-after-accepts");
     // All three in hand, so nothing waits for the network between these: the two PUBACKs and the
     // dropped connection happen in one tick.
     await a.accept();
     await b.accept();
     await c.release();
-    const again = await next(it);
+    const again = await nextDelivery(it);
     expect([again.event?.id, again.deliveryCount]).toEqual(["job-2", 2]);
     await again.accept();
     await expect(within("a fourth delivery", it.next(), 500)).rejects.toThrow(/nothing within/);
@@ -196,9 +186,9 @@ it("acknowledgements go out in the order the messages arrived, whatever order th
     const pub = await connect(brokerUrl, { protocolVersion: 4 });
     opened.push(pub);
     const publisher = mqttPublisher(pub, { topic: "order", mode: "structured", format: json });
-    for (let i = 0; i < 3; i++) await publisher.publish(event(i));
+    for (let i = 0; i < 3; i++) await publisher.publish(job(i));
     const it = subscriber[Symbol.asyncIterator]();
-    const [a, b, c] = [await next(it), await next(it), await next(it)];
+    const [a, b, c] = [await nextDelivery(it), await nextDelivery(it), await nextDelivery(it)];
     // The publisher's client sends no PUBACK; every one seen is the subscriber's.
     const id = (d: Delivery) => d.message.metadata?.messageId as number;
     const settle = async (d: Delivery) => {

@@ -1,10 +1,9 @@
 import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import type { IClientOptions, MqttClient } from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { connect, uniqueTopic } from "./live-harness.js";
+import { clientsOf, closedAfterEach, persistentSession, uniqueTopic } from "./live-harness.js";
 
 // Leaving a for-await loop closes the subscriber (core's Subscriber contract). Without that, the
 // next QoS 1 message for the abandoned subscriber is held for an accept() nobody calls, and
@@ -12,16 +11,8 @@ import { connect, uniqueTopic } from "./live-harness.js";
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
-const opened: MqttClient[] = [];
-afterEach(async () => {
-  for (const c of opened.splice(0)) await c.endAsync(true);
-});
-
-async function client(options: IClientOptions): Promise<MqttClient> {
-  const c = await connect(url, options);
-  opened.push(c);
-  return c;
-}
+const opened = closedAfterEach();
+const client = clientsOf(url, opened);
 
 function event(id: string): CloudEvent {
   return new CloudEvent({ specversion: "1.0", id, source: "/tests", type: "com.example.t" });
@@ -107,16 +98,9 @@ describe.skipIf(!ok)("settling after close() over Mosquitto", () => {
   for (const persistent of [false, true]) {
     it(`says the subscriber was closed, not that the connection was lost (${persistent ? "persistent" : "clean"} session)`, async () => {
       const topic = uniqueTopic("settle-after-close");
-      const sub = await client({
-        protocolVersion: 5,
-        ...(persistent
-          ? {
-              clean: false,
-              clientId: `posthorn-closed-${Math.random().toString(36).slice(2, 10)}`,
-              properties: { sessionExpiryInterval: 30 },
-            }
-          : {}),
-      });
+      const sub = await client(
+        persistent ? persistentSession(5, "closed") : { protocolVersion: 5 },
+      );
       const pub = await client({ protocolVersion: 5 });
       const subscriber = await mqttSubscriber(sub, {
         topic,

@@ -1,4 +1,4 @@
-import { type CloudEvent, type Delivery, type EventFormat, PosthornError } from "@posthorn/core";
+import { CloudEvent, type Delivery, type EventFormat, PosthornError } from "@posthorn/core";
 import type { BindingHarness, BindingPath, EventVector } from "@posthorn/testkit";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { afterEach } from "vitest";
@@ -27,18 +27,52 @@ export function closedAfterEach(): Array<{ close(): Promise<void> } | MqttClient
 }
 
 /**
- * The `client()` of a test file: an MQTT 5 client of the broker at `url`, connected, and closed
- * after each test with the rest of `opened` (from {@link closedAfterEach}).
+ * The `client(options)` of a test file: an mqtt.js client of the broker at `url` (a function for
+ * a broker the file starts in `beforeAll`), connected, and closed after each test with the rest
+ * of `opened` (from {@link closedAfterEach}).
  */
+export function clientsOf(
+  url: string | (() => string),
+  opened: ReturnType<typeof closedAfterEach>,
+): (options: IClientOptions) => Promise<MqttClient> {
+  return async (options) => {
+    const c = await connect(typeof url === "string" ? url : url(), options);
+    opened.push(c);
+    return c;
+  };
+}
+
+/** The `client()` of a test file whose clients all speak MQTT 5: {@link clientsOf}, at MQTT 5. */
 export function v5Clients(
   url: string,
   opened: ReturnType<typeof closedAfterEach>,
 ): () => Promise<MqttClient> {
-  return async () => {
-    const c = await connect(url, { protocolVersion: 5 });
-    opened.push(c);
-    return c;
+  const client = clientsOf(url, opened);
+  return () => client({ protocolVersion: 5 });
+}
+
+/**
+ * Options for a client whose session survives reconnects, as `release()` needs: `clean: false`,
+ * a client id of its own, and at MQTT 5 a session expiry of 30 s.
+ */
+export function persistentSession(protocolVersion: 4 | 5, label: string): IClientOptions {
+  return {
+    protocolVersion,
+    clean: false,
+    clientId: `posthorn-${label}-${Math.random().toString(36).slice(2, 10)}`,
+    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 30 } } : {}),
   };
+}
+
+/** The `i`th event of a test's jobs: id `job-<i>`, data `{ i }`. */
+export function job(i: number): CloudEvent {
+  return new CloudEvent({
+    specversion: "1.0",
+    id: `job-${i}`,
+    source: "/tests",
+    type: "com.example.job",
+    data: { i },
+  });
 }
 
 /** Connects an mqtt.js client and waits for CONNACK. */

@@ -1,54 +1,17 @@
-import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
+import { isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { brokerUrl, requireBroker } from "@posthorn/testkit";
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { brokerUrl, nextDelivery, requireBroker } from "@posthorn/testkit";
+import mqtt from "mqtt";
 import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { closedAfterEach, connect, uniqueTopic } from "./live-harness.js";
+import { clientsOf, closedAfterEach, job, persistentSession, uniqueTopic } from "./live-harness.js";
 
 const ok = await requireBroker("mqtt");
 const url = brokerUrl("mqtt") as string;
 
 const opened = closedAfterEach();
 
-async function client(options: IClientOptions): Promise<MqttClient> {
-  const c = await connect(url, options);
-  opened.push(c);
-  return c;
-}
-
-/** A client with a session that survives reconnects, as release() needs. */
-function persistent(protocolVersion: 4 | 5): IClientOptions {
-  return {
-    protocolVersion,
-    clean: false,
-    clientId: `posthorn-${protocolVersion}-${Math.random().toString(36).slice(2, 10)}`,
-    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 30 } } : {}),
-  };
-}
-
-function event(i: number): CloudEvent {
-  return new CloudEvent({
-    specversion: "1.0",
-    id: `job-${i}`,
-    source: "/tests",
-    type: "com.example.job",
-    data: { i },
-  });
-}
-
-async function next<T>(it: AsyncIterator<Delivery<T>>, ms = 5000): Promise<Delivery<T>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([
-    it.next(),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no delivery within ${ms} ms`)), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (r.done) throw new Error("the subscriber ended");
-  return r.value;
-}
+const client = clientsOf(url, opened);
 
 describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)", () => {
   for (const version of [5, 4] as const) {
@@ -56,14 +19,14 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
     describe(`MQTT ${version === 5 ? "5" : "3.1.1"}`, () => {
       it("accept() acknowledges: the message is not redelivered after a reconnect", async () => {
         const topic = uniqueTopic("accept");
-        const sub = await client(persistent(version));
+        const sub = await client(persistentSession(version, "settle"));
         const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
         opened.push(subscriber);
         const pub = await client({ protocolVersion: version });
         const publisher = mqttPublisher(pub, { topic, mode, format: json });
         const it = subscriber[Symbol.asyncIterator]();
-        await publisher.publish(event(1));
-        const first = await next(it);
+        await publisher.publish(job(1));
+        const first = await nextDelivery(it);
         expect(first.event?.id).toBe("job-1");
         expect(first.deliveryCount).toBe(1);
         await first.accept();
@@ -73,25 +36,25 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
         const reconnected = new Promise((r) => sub.once("connect", r));
         (sub as unknown as { stream: { destroy(): void } }).stream.destroy();
         await reconnected;
-        await publisher.publish(event(2));
-        const second = await next(it);
+        await publisher.publish(job(2));
+        const second = await nextDelivery(it);
         expect(second.event?.id).toBe("job-2");
         await second.accept();
       });
 
       it("release() withholds the ack and the broker redelivers after the reconnect", async () => {
         const topic = uniqueTopic("release");
-        const sub = await client(persistent(version));
+        const sub = await client(persistentSession(version, "settle"));
         const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
         opened.push(subscriber);
         expect(subscriber.capabilities.release).toBe("emulated");
         const pub = await client({ protocolVersion: version });
-        await mqttPublisher(pub, { topic, mode, format: json }).publish(event(3));
+        await mqttPublisher(pub, { topic, mode, format: json }).publish(job(3));
         const it = subscriber[Symbol.asyncIterator]();
-        const first = await next(it);
+        const first = await nextDelivery(it);
         expect(first.event?.id).toBe("job-3");
         await first.release();
-        const again = await next(it);
+        const again = await nextDelivery(it);
         expect(again.event?.id).toBe("job-3");
         expect(again.deliveryCount).toBe(2);
         expect(again.message.metadata?.dup).toBe(true);
@@ -105,15 +68,15 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
         const dlqClient = await client({ protocolVersion: version });
         const dlq = await mqttSubscriber(dlqClient, { topic: deadLetterTopic, formats: [json] });
         opened.push(dlq);
-        const sub = await client(persistent(version));
+        const sub = await client(persistentSession(version, "settle"));
         const subscriber = await mqttSubscriber(sub, { topic, formats: [json], deadLetterTopic });
         opened.push(subscriber);
         expect(subscriber.capabilities.reject).toBe("dead-letter-topic");
         const pub = await client({ protocolVersion: version });
-        await mqttPublisher(pub, { topic, mode, format: json }).publish(event(4));
-        const got = await next(subscriber[Symbol.asyncIterator]());
+        await mqttPublisher(pub, { topic, mode, format: json }).publish(job(4));
+        const got = await nextDelivery(subscriber[Symbol.asyncIterator]());
         await got.reject("cannot process");
-        const dead = await next(dlq[Symbol.asyncIterator]());
+        const dead = await nextDelivery(dlq[Symbol.asyncIterator]());
         expect(dead.event?.id).toBe("job-4");
         expect(dead.event?.data).toEqual({ i: 4 });
         await dead.accept();
@@ -128,8 +91,8 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
         const publisher = mqttPublisher(pub, { topic, qos: 2, mode, format: json });
         const it = subscriber[Symbol.asyncIterator]();
         for (const i of [5, 6]) {
-          await publisher.publish(event(i));
-          const d = await next(it);
+          await publisher.publish(job(i));
+          const d = await nextDelivery(it);
           expect(d.event?.id).toBe(`job-${i}`);
           expect(d.message.metadata?.qos).toBe(2);
           await d.accept();
@@ -149,8 +112,8 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
       deliveryCount: "none",
     });
     const pub = await client({ protocolVersion: 5 });
-    await mqttPublisher(pub, { topic }).publish(event(7));
-    const d = await next(subscriber[Symbol.asyncIterator]());
+    await mqttPublisher(pub, { topic }).publish(job(7));
+    const d = await nextDelivery(subscriber[Symbol.asyncIterator]());
     for (const action of [() => d.release(), () => d.reject("x"), () => d.inProgress()]) {
       const err = await action().catch((e: unknown) => e);
       expect(isPosthornError(err, "NotSupported")).toBe(true);
@@ -176,7 +139,7 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
       qos: 1,
       properties: { contentType: "text/plain", userProperties: { unit: ["C", "K"] } },
     });
-    const d = await next(subscriber[Symbol.asyncIterator]());
+    const d = await nextDelivery(subscriber[Symbol.asyncIterator]());
     expect(d.event).toBeUndefined();
     expect(d.error).toBeUndefined();
     expect(new TextDecoder().decode(d.message.body)).toBe("21.5");
@@ -195,7 +158,7 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
       qos: 1,
       properties: { contentType: "application/cloudevents+json" },
     });
-    const d = await next(subscriber[Symbol.asyncIterator]());
+    const d = await nextDelivery(subscriber[Symbol.asyncIterator]());
     expect(d.event).toBeUndefined();
     expect(d.error?.code).toBe("MalformedInput");
     await d.accept();
@@ -221,10 +184,10 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
       });
     }
     const iterator = subscriber[Symbol.asyncIterator]();
-    const within = await next(iterator);
+    const within = await nextDelivery(iterator);
     expect(within.event?.id).toBe("n-4");
     await within.accept();
-    const beyond = await next(iterator);
+    const beyond = await nextDelivery(iterator);
     expect(beyond.event).toBeUndefined();
     expect(beyond.error?.code).toBe("MalformedInput");
     expect(beyond.error?.message).toContain("deeper than 4");
@@ -260,7 +223,7 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
     });
     const pub = await client({ protocolVersion: 5 });
     const publisher = mqttPublisher(pub, { topic, qos: 1 });
-    await Promise.all(Array.from({ length: total }, (_, i) => publisher.publish(event(i))));
+    await Promise.all(Array.from({ length: total }, (_, i) => publisher.publish(job(i))));
     await done;
     expect(seen.size).toBe(total);
     expect(counts[0]).toBeGreaterThan(0);
@@ -270,12 +233,12 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
 
   it("close() withholds acknowledgements of unsettled deliveries so the session resends them", async () => {
     const topic = uniqueTopic("close");
-    const options = persistent(5);
+    const options = persistentSession(5, "settle");
     const sub = await client(options);
     const subscriber = await mqttSubscriber(sub, { topic, formats: [json], drainTimeoutMs: 50 });
     const pub = await client({ protocolVersion: 5 });
-    await mqttPublisher(pub, { topic }).publish(event(8));
-    const d = await next(subscriber[Symbol.asyncIterator]());
+    await mqttPublisher(pub, { topic }).publish(job(8));
+    const d = await nextDelivery(subscriber[Symbol.asyncIterator]());
     expect(d.event?.id).toBe("job-8");
     await subscriber.close();
     // The unsettled message comes back when the same session resumes on a new connection.
