@@ -190,6 +190,8 @@ interface Dispatcher {
   unpark(route: Route): void;
   /** Drops the connection (mqtt.js reconnects), voiding every acknowledgement owed on it. */
   drop(): void;
+  /** Called each time a connection is lost or dropped, after {@link epoch} moved on. */
+  readonly onLost: Set<() => void>;
 }
 
 /** How long `release()` waits for the broker to read what was sent before the connection goes. */
@@ -293,6 +295,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   let parked: Parked | undefined;
   // Set from drop() until the dropped connection is destroyed: ends the wait for its PINGRESP.
   let ending: (() => void) | undefined;
+  const onLost = new Set<() => void>();
   const lose = () => {
     owed.length = 0;
     made.epoch++;
@@ -300,6 +303,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     const p = parked;
     parked = undefined;
     p?.drop();
+    for (const fn of onLost) fn();
   };
   client.on("close", () => {
     ending?.();
@@ -309,6 +313,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   const made = {
     routes,
     owed,
+    onLost,
     epoch: 0,
     nextId: () => {
       if (client.options.protocolVersion !== 5) return undefined;
@@ -823,6 +828,23 @@ export async function mqttSubscriber<T = unknown>(
 
   const route: Route = { id: dispatcher.nextId(), matches: topicMatcher(filter), receive };
   dispatcher.routes.add(route);
+  // The connection went (lost, or dropped by release()): QoS 1/2 deliveries of it still queued,
+  // not yet pulled, can no longer be acknowledged, and the resumed session resends them. Handed
+  // out, each was processed only for its settlement to fail, then came again: run twice. Without
+  // a persistent session nothing comes again, so they stay to be handed out (at most once).
+  const dropUnpulled = () => {
+    if (closing || !sessionPersists || held.size === 0 || queue.size === 0) return;
+    const old = new Map<Delivery<T>, Held<T>>();
+    for (const h of held) if (h.owed.epoch !== dispatcher.epoch) old.set(h.delivery, h);
+    if (old.size === 0) return;
+    for (const d of queue.drain()) {
+      const h = old.get(d);
+      if (h === undefined) queue.push(d);
+      else forget(h);
+    }
+    if (paused !== undefined && queue.size <= resumeAt) resume();
+  };
+  dispatcher.onLost.add(dropUnpulled);
 
   const subscribed = (async () => {
     const grants = await client.subscribeAsync(
@@ -851,6 +873,7 @@ export async function mqttSubscriber<T = unknown>(
     await Promise.race([subscribed, early]);
   } catch (err) {
     dispatcher.routes.delete(route);
+    dispatcher.onLost.delete(dropUnpulled);
     client.off("close", onClose);
     throw fromMqttError(err, `subscribe to ${filter}`);
   } finally {
@@ -859,6 +882,7 @@ export async function mqttSubscriber<T = unknown>(
   subscribed.catch((err: unknown) => {
     if (closing) return;
     dispatcher.routes.delete(route);
+    dispatcher.onLost.delete(dropUnpulled);
     queue.fail(fromMqttError(err, `subscribe to ${filter}`));
   });
 
@@ -889,6 +913,7 @@ export async function mqttSubscriber<T = unknown>(
       // The client is going away; the broker drops the subscription with the session.
     } finally {
       dispatcher.routes.delete(route);
+      dispatcher.onLost.delete(dropUnpulled);
     }
   };
 

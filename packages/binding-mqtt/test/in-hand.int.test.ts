@@ -146,6 +146,47 @@ describe.skipIf(!ok)("release() with several in hand (skipped: no broker outside
     for (const d of again) await d.accept();
   });
 
+  it("deliveries of the dropped connection not yet pulled are not handed out: what comes next is the resent copies, each of which can be accepted", async () => {
+    const topic = uniqueTopic("release-unpulled");
+    const sub = await client({ ...persistentSession(5, "hand"), reconnectPeriod: 100 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
+    for (let i = 0; i < 4; i++) await publisher.publish(job(i));
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = await nextDelivery(it);
+    // job-1 to job-3 arrive and wait in the subscriber, unpulled, on the connection release() drops.
+    await new Promise((r) => setTimeout(r, 300));
+    await first.release();
+    const next: Delivery[] = [];
+    for (let i = 0; i < 4; i++) {
+      const d = await within(`delivery ${i} after the release`, nextDelivery(it));
+      next.push(d);
+      // The old copies could not be acknowledged: SettlementFailed, and each came again later.
+      await d.accept();
+    }
+    expect(next.map((d) => d.event?.id)).toEqual(["job-0", "job-1", "job-2", "job-3"]);
+    expect(next[0]?.deliveryCount).toBe(2);
+    await expect(within("a fifth delivery", it.next(), 500)).rejects.toThrow(/nothing within/);
+  });
+
+  it("without a persistent session, deliveries not yet pulled when the connection is lost are still handed out: nothing would resend them", async () => {
+    const topic = uniqueTopic("lost-clean");
+    const sub = await client({ protocolVersion: 5, reconnectPeriod: 100 });
+    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
+    opened.push(subscriber);
+    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
+    for (let i = 0; i < 3; i++) await publisher.publish(job(i));
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = await nextDelivery(it);
+    await new Promise((r) => setTimeout(r, 300));
+    const gone = new Promise<void>((r) => sub.once("close", () => r()));
+    (sub as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await gone;
+    const rest = [await within("job-1", nextDelivery(it)), await within("job-2", nextDelivery(it))];
+    expect([first, ...rest].map((d) => d.event?.id)).toEqual(["job-0", "job-1", "job-2"]);
+  });
+
   it("acknowledgements sent just before release() reach the broker: the accepted ones do not come again", async () => {
     const {
       it,
