@@ -11,6 +11,7 @@ import {
   type PublishOptions,
   SlotSet,
   type Slotted,
+  settleWithin,
 } from "@posthorn/core";
 import {
   anySignal,
@@ -313,7 +314,7 @@ function callTimeout(
 
 /**
  * Settles like `promise`, unless `signal` fires (`Aborted`) or the call's deadline passes
- * (`Timeout`) first. A timer runs only when the call has a deadline.
+ * (`Timeout`) first (core's `settleWithin`). A timer runs only when the call has a deadline.
  */
 function bounded<T>(
   promise: Promise<T>,
@@ -323,35 +324,15 @@ function bounded<T>(
 ): Promise<T> {
   if (signal === undefined && budget === UNBOUNDED) return promise;
   const left = budget.deadline - performance.now();
-  if (signal?.aborted || left <= 0) {
+  if (!signal?.aborted && left <= 0) {
     promise.catch(() => undefined); // settles later, with nobody waiting for it
-    return Promise.reject(signal?.aborted ? aborted() : callTimeout(what, budget));
+    return Promise.reject(callTimeout(what, budget));
   }
-  return new Promise<T>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const done = (): void => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    const onAbort = (): void => {
-      done();
-      reject(aborted());
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    timer = limitTimer(() => {
-      done();
-      reject(callTimeout(what, budget));
-    }, left);
-    promise.then(
-      (value) => {
-        done();
-        resolve(value);
-      },
-      (err: unknown) => {
-        done();
-        reject(err);
-      },
-    );
+  return settleWithin(promise, {
+    timeoutMs: left,
+    signal,
+    timedOut: () => callTimeout(what, budget),
+    aborted,
   });
 }
 

@@ -11,6 +11,7 @@ import {
   type PublishOptions,
   SlotSet,
   type Slotted,
+  settleWithin,
 } from "@posthorn/core";
 import {
   connectionOf,
@@ -559,7 +560,9 @@ export function jetStreamPublisher(
     try {
       const signal = call?.abortSignal;
       if (aborted) return await Promise.race([ack, aborted]);
-      return await (signal ? withAbort(ack, signal) : ack);
+      return await (signal
+        ? settleWithin(ack, { signal, aborted: () => abortedError(signal) })
+        : ack);
     } catch (err) {
       throw noStreamError(err, p.subject) ?? translateNatsError(err, "publish");
     } finally {
@@ -628,21 +631,4 @@ export function jetStreamPublisher(
       await Promise.all(Array.from(inFlight, (a) => a.ack));
     },
   };
-}
-
-function withAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortedError(signal));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -21,6 +21,7 @@ import {
   type PublishOptions,
   type SettlementCapabilities,
   type Subscriber,
+  settleWithin,
   type UnsupportedSettlements,
 } from "@posthorn/core";
 import {
@@ -634,32 +635,15 @@ function wsMaxPayload(maxPayloadBytes: number | undefined): number {
 function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
   const timeoutMs = call.timeoutMs;
   const signal = call.abortSignal;
-  if (timeoutMs === undefined && signal === undefined) return work;
-  return new Promise<void>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const onAbort = (): void =>
-      finish(
-        new PosthornError("Aborted", "the publish was aborted before ws wrote it", {
-          cause: signal?.reason,
-        }),
-      );
-    const finish = (err?: unknown): void => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (timeoutMs !== undefined) {
-      timer = limitTimer(
-        () =>
-          finish(
-            new PosthornError("Timeout", `ws did not write the frames within ${timeoutMs} ms`),
-          ),
-        timeoutMs,
-      );
-    }
-    work.then(() => finish(), finish);
+  return settleWithin(work, {
+    timeoutMs,
+    signal,
+    timedOut: () =>
+      new PosthornError("Timeout", `ws did not write the frames within ${timeoutMs} ms`),
+    aborted: () =>
+      new PosthornError("Aborted", "the publish was aborted before ws wrote it", {
+        cause: signal?.reason,
+      }),
   });
 }
 

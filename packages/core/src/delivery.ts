@@ -356,8 +356,8 @@ export interface WaitBounds {
   readonly timeoutMs?: number | undefined;
   /** Ends the wait when it aborts (at once when it already has). */
   readonly signal?: AbortSignal | undefined;
-  /** The error when `timeoutMs` pass first. */
-  timedOut(): PosthornError;
+  /** The error when `timeoutMs` pass first. Default a `Timeout` `PosthornError`. */
+  timedOut?(): PosthornError;
   /** The error when `signal` aborts first. Default an `Aborted` `PosthornError`. */
   aborted?(): PosthornError;
 }
@@ -395,7 +395,10 @@ export function settleWithin<T>(work: Promise<T>, bounds: WaitBounds): Promise<T
     if (timeoutMs !== undefined) {
       timer = limitTimer(() => {
         cleanup();
-        reject(bounds.timedOut());
+        reject(
+          bounds.timedOut?.() ??
+            new PosthornError("Timeout", `the wait took longer than ${timeoutMs} ms`),
+        );
       }, timeoutMs);
     }
     signal?.addEventListener("abort", onAbort, { once: true });

@@ -52,6 +52,17 @@ describe("settleWithin", () => {
     }
   });
 
+  it("without timedOut() or aborted(), fails with a Timeout or an Aborted PosthornError", async () => {
+    const never = new Promise<number>(() => {});
+    await expect(settleWithin(never, { timeoutMs: 5 })).rejects.toMatchObject({
+      code: "Timeout",
+      message: "the wait took longer than 5 ms",
+    });
+    await expect(settleWithin(never, { signal: AbortSignal.abort() })).rejects.toMatchObject({
+      code: "Aborted",
+    });
+  });
+
   it("fails with aborted() when the signal aborts, at once when it already has", async () => {
     const never = new Promise<void>(() => undefined);
     const controller = new AbortController();
