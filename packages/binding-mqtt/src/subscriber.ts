@@ -634,9 +634,13 @@ export async function mqttSubscriber<T = unknown>(
   // What close() waits on for the deliveries in hand.
   const drain = new Drain();
 
-  const onClose = () => {
+  // Run when the connection is lost, and at once when release() drops it (not at its 'close'
+  // event, up to a second later: copies pulled in between were processed only for their
+  // settlement to fail, then came again).
+  const onLost = () => {
     // Acknowledgements of the lost connection can never be sent; with a persistent session the
-    // broker resends those messages, so drop the copies not yet handed out.
+    // broker resends those messages, so drop the copies not yet handed out (without one, nothing
+    // comes again: they stay, to be handed out).
     if (sessionPersists) {
       const inHand = new Set<Delivery<T>>();
       for (const h of held) inHand.add(h.delivery);
@@ -648,7 +652,7 @@ export async function mqttSubscriber<T = unknown>(
     resume();
     drain.wake();
   };
-  client.on("close", onClose);
+  dispatcher.onLost.add(onLost);
 
   const forget = (entry: Held<T>) => {
     held.delete(entry);
@@ -828,23 +832,6 @@ export async function mqttSubscriber<T = unknown>(
 
   const route: Route = { id: dispatcher.nextId(), matches: topicMatcher(filter), receive };
   dispatcher.routes.add(route);
-  // The connection went (lost, or dropped by release()): QoS 1/2 deliveries of it still queued,
-  // not yet pulled, can no longer be acknowledged, and the resumed session resends them. Handed
-  // out, each was processed only for its settlement to fail, then came again: run twice. Without
-  // a persistent session nothing comes again, so they stay to be handed out (at most once).
-  const dropUnpulled = () => {
-    if (closing || !sessionPersists || held.size === 0 || queue.size === 0) return;
-    const old = new Map<Delivery<T>, Held<T>>();
-    for (const h of held) if (h.owed.epoch !== dispatcher.epoch) old.set(h.delivery, h);
-    if (old.size === 0) return;
-    for (const d of queue.drain()) {
-      const h = old.get(d);
-      if (h === undefined) queue.push(d);
-      else forget(h);
-    }
-    if (paused !== undefined && queue.size <= resumeAt) resume();
-  };
-  dispatcher.onLost.add(dropUnpulled);
 
   const subscribed = (async () => {
     const grants = await client.subscribeAsync(
@@ -873,8 +860,7 @@ export async function mqttSubscriber<T = unknown>(
     await Promise.race([subscribed, early]);
   } catch (err) {
     dispatcher.routes.delete(route);
-    dispatcher.onLost.delete(dropUnpulled);
-    client.off("close", onClose);
+    dispatcher.onLost.delete(onLost);
     throw fromMqttError(err, `subscribe to ${filter}`);
   } finally {
     arrived = undefined;
@@ -882,7 +868,6 @@ export async function mqttSubscriber<T = unknown>(
   subscribed.catch((err: unknown) => {
     if (closing) return;
     dispatcher.routes.delete(route);
-    dispatcher.onLost.delete(dropUnpulled);
     queue.fail(fromMqttError(err, `subscribe to ${filter}`));
   });
 
@@ -906,14 +891,13 @@ export async function mqttSubscriber<T = unknown>(
     for (const h of held) h.owed.send = false;
     held.clear();
     dispatcher.flush();
-    client.off("close", onClose);
+    dispatcher.onLost.delete(onLost);
     try {
       if (client.connected) await client.unsubscribeAsync(filter);
     } catch {
       // The client is going away; the broker drops the subscription with the session.
     } finally {
       dispatcher.routes.delete(route);
-      dispatcher.onLost.delete(dropUnpulled);
     }
   };
 
