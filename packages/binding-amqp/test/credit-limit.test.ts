@@ -6,7 +6,7 @@ import type { Delivery } from "@posthorn/core";
 import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type EventContext } from "rhea";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { closeConnection, listeningPort, openConnection } from "./helpers.js";
+import { closeConnection, listenOnLoopback, openConnection } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -60,15 +60,12 @@ async function startPeer(options: {
   };
   container.on("sender_close", onDetach);
   container.on("sender_error", onDetach);
-  container.on("disconnected", () => {});
-  container.on("error", () => {});
-  const server = container.listen({
-    port: 0,
-    host: "127.0.0.1",
-    ...(options.properties === undefined ? {} : { properties: options.properties }),
-  } as Parameters<typeof container.listen>[0]);
-  peer.port = await listeningPort(server);
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const listening = await listenOnLoopback(
+    container,
+    options.properties === undefined ? {} : { properties: options.properties },
+  );
+  peer.port = listening.port;
+  cleanups.push(listening.stop);
   return peer;
 }
 

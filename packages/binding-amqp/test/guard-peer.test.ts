@@ -17,7 +17,7 @@ import type { Delivery } from "@posthorn/core";
 import { refusedOption, vector } from "@posthorn/testkit";
 import rhea, { type Connection, type EventContext } from "rhea";
 import { afterEach, describe, expect, it } from "vitest";
-import { closeConnection, listeningPort } from "./helpers.js";
+import { closeConnection, listeningPort, listenOnLoopback } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -50,11 +50,8 @@ async function startPeer(payloads: Array<[Buffer, number?]>): Promise<Peer> {
   for (const outcome of ["accepted", "rejected", "released", "modified"]) {
     container.on(outcome, () => outcomes.push(outcome));
   }
-  container.on("disconnected", () => {});
-  container.on("error", () => {});
-  const server = container.listen({ port: 0, host: "127.0.0.1" });
-  const port = await listeningPort(server);
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port, stop } = await listenOnLoopback(container);
+  cleanups.push(stop);
   return { port, outcomes };
 }
 

@@ -155,6 +155,25 @@ export interface PeerOutcome {
 }
 
 /**
+ * Makes `container` listen on a loopback port the system picks (with `options` added to rhea's
+ * listen options), its connections' `disconnected` and `error` events heard: a peer of a test.
+ *
+ * @returns the port, and `stop()`, which closes the server
+ */
+export async function listenOnLoopback(
+  container: Container,
+  options: Record<string, unknown> = {},
+): Promise<{ port: number; stop(): Promise<void> }> {
+  container.on("disconnected", () => {});
+  container.on("error", () => {});
+  const server = container.listen({ port: 0, host: "127.0.0.1", ...options } as Parameters<
+    Container["listen"]
+  >[0]);
+  const port = await listeningPort(server);
+  return { port, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/**
  * The port a server listens on, once it listens (rejects with its error, such as `EADDRINUSE`).
  * Test servers listen on port 0 and read it back: a port taken from testkit's `freePort()` could
  * be taken by another process (a parallel test worker) before the server bound it.
@@ -273,20 +292,8 @@ export async function startPeer(): Promise<{
       ctx.connection as unknown as { socket?: { setNoDelay?(v: boolean): void } }
     ).socket?.setNoDelay?.(true);
   });
-  container.on("disconnected", () => {});
-  container.on("error", () => {});
-  const server = container.listen({ port: 0, host: "127.0.0.1" });
-  const port = await listeningPort(server);
-  return {
-    port,
-    container,
-    outcomes,
-    inject,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-      }),
-  };
+  const { port, stop } = await listenOnLoopback(container);
+  return { port, container, outcomes, inject, stop };
 }
 
 /** What {@link QueueAdmin.count} reads of a queue. */

@@ -7,7 +7,7 @@ import { amqpPublisher } from "@posthorn/binding-amqp";
 import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type Delivery, type EventContext } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeConnection, listeningPort, openConnection } from "./helpers.js";
+import { closeConnection, listenOnLoopback, openConnection } from "./helpers.js";
 
 /** A peer that keeps each transfer unsettled, by the id of the event it carries. */
 async function holdingPeer() {
@@ -23,10 +23,7 @@ async function holdingPeer() {
     held.set(String(props?.cloudEvents_id ?? props?.["cloudEvents:id"]), ctx.delivery as Delivery);
     for (const wake of arrivals.splice(0)) wake();
   });
-  container.on("disconnected", () => {});
-  container.on("error", () => {});
-  const server = container.listen({ port: 0, host: "127.0.0.1" });
-  const port = await listeningPort(server);
+  const { port, stop } = await listenOnLoopback(container);
   return {
     port,
     held,
@@ -34,7 +31,7 @@ async function holdingPeer() {
     async holding(n: number): Promise<void> {
       while (held.size < n) await new Promise<void>((resolve) => arrivals.push(resolve));
     },
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop,
   };
 }
 

@@ -7,7 +7,7 @@ import { amqpPublisher, amqpSubscriber, DEFAULT_CLOSE_TIMEOUT_MS } from "@postho
 import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { closeConnection, listeningPort } from "./helpers.js";
+import { closeConnection, listenOnLoopback } from "./helpers.js";
 
 interface Peer {
   readonly port: number;
@@ -51,11 +51,8 @@ async function startPeer(onSender?: (ctx: EventContext) => void): Promise<Peer> 
     ctx.delivery?.accept();
     ctx.receiver?.add_credit(1);
   });
-  container.on("disconnected", () => {});
-  container.on("error", () => {});
-  const server = container.listen({ port: 0, host: "127.0.0.1" });
-  const port = await listeningPort(server);
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port, stop } = await listenOnLoopback(container);
+  cleanups.push(stop);
   return { port, container, connections, received };
 }
 
