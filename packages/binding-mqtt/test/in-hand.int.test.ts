@@ -112,17 +112,25 @@ describe.skipIf(!ok)("several deliveries in hand (skipped: no broker outside CI)
 
 describe.skipIf(!ok)("release() with several in hand (skipped: no broker outside CI)", () => {
   /**
-   * Three jobs in hand, in order, on a persistent session that reconnects by itself (as release()
-   * needs), and the iterator they came from.
+   * `count` jobs published to a subscriber on a persistent session that reconnects by itself (as
+   * release() needs), and the iterator they come from.
    */
-  async function threeInHand(label: string) {
+  async function jobsWaiting(label: string, count: number) {
     const topic = uniqueTopic(label);
     const sub = await client({ ...persistentSession(5, "hand"), reconnectPeriod: 100 });
     const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
     opened.push(subscriber);
     const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
-    for (let i = 0; i < 3; i++) await publisher.publish(job(i));
-    const it = subscriber[Symbol.asyncIterator]();
+    for (let i = 0; i < count; i++) await publisher.publish(job(i));
+    return subscriber[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Three jobs in hand, in order, on a persistent session that reconnects by itself (as release()
+   * needs), and the iterator they came from.
+   */
+  async function threeInHand(label: string) {
+    const it = await jobsWaiting(label, 3);
     const inHand = [
       await nextDelivery(it),
       await nextDelivery(it),
@@ -147,13 +155,7 @@ describe.skipIf(!ok)("release() with several in hand (skipped: no broker outside
   });
 
   it("deliveries of the dropped connection not yet pulled are not handed out: what comes next is the resent copies, each of which can be accepted", async () => {
-    const topic = uniqueTopic("release-unpulled");
-    const sub = await client({ ...persistentSession(5, "hand"), reconnectPeriod: 100 });
-    const subscriber = await mqttSubscriber(sub, { topic, formats: [json] });
-    opened.push(subscriber);
-    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
-    for (let i = 0; i < 4; i++) await publisher.publish(job(i));
-    const it = subscriber[Symbol.asyncIterator]();
+    const it = await jobsWaiting("release-unpulled", 4);
     const first = await nextDelivery(it);
     // job-1 to job-3 arrive and wait in the subscriber, unpulled, on the connection release() drops.
     await new Promise((r) => setTimeout(r, 300));
