@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import {
   createNodeHandler,
   type HttpReceiver,
@@ -10,7 +11,6 @@ import {
   DeliveryLedger,
   expectEverySentEventReceived,
   faultEvent,
-  freePort,
   publishEachWithRetry,
 } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
@@ -46,7 +46,6 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       timeout: 60_000,
     }, async () => {
       const ledger = new DeliveryLedger("http");
-      const port = await freePort();
       const makeReceiver = () =>
         httpReceiver({
           formats: [json],
@@ -58,7 +57,10 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
           },
         });
       let receiver = makeReceiver();
-      let server = await listen(port, receiver);
+      // Port 0 for the first start (nothing can take it between a choice and the bind); the
+      // restart needs the same port, which another process could take while it is down.
+      let server = await listen(0, receiver);
+      const port = (server.address() as AddressInfo).port;
       const publisher = httpPublisher({
         ...sender,
         url: `http://127.0.0.1:${port}/events`,

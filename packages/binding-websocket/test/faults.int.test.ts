@@ -1,4 +1,5 @@
 import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import {
   connectWebSocket,
   webSocketPublisher,
@@ -7,7 +8,7 @@ import {
 } from "@posthorn/binding-websocket";
 import { type CloudEvent, isPosthornError, type Publisher } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { DeliveryLedger, faultEvent, forEachConcurrently, freePort } from "@posthorn/testkit";
+import { DeliveryLedger, faultEvent, forEachConcurrently } from "@posthorn/testkit";
 import { describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 
@@ -114,8 +115,10 @@ describe("WebSocket under server faults (at-most-once, no silent failure)", () =
       timeout: 60_000,
     }, async () => {
       const ledger = new DeliveryLedger(`websocket (${how})`);
-      const port = await freePort();
-      let wss = await startServer(port, ledger);
+      // Port 0 for the first start (nothing can take it between a choice and the bind); the
+      // restart needs the same port, which another process could take while it is down.
+      let wss = await startServer(0, ledger);
+      const port = (wss.address() as AddressInfo).port;
       const events = Array.from({ length: EVENTS }, (_, i) =>
         faultEvent("websocket", i, "ws-fault"),
       );
