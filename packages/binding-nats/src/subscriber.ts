@@ -39,7 +39,8 @@ export interface NatsSubscriberOptions extends NatsDecodeOptions {
   subject: string;
   /**
    * A queue group: subscribers sharing it compete, and each message goes to one of them
-   * (competing consumers on core NATS, still at-most-once).
+   * (competing consumers on core NATS, still at-most-once). One or more characters, none of
+   * them white space or a control character (else `NotSupported`).
    */
   queue?: string;
   /**
@@ -121,6 +122,33 @@ function checkDecodeLimits(options: NatsDecodeOptions): void {
 }
 
 /**
+ * Refuses a queue group name the `SUB` line cannot carry. Neither nats.js line checks it: it is
+ * written into the line as it is, so white space split the line (the server called it a protocol
+ * error and dropped the whole connection), a CR or LF ended it and made what followed a command
+ * of its own (a `PUB` in it was published), and `""` was taken for no group at all (every member
+ * got every message).
+ */
+function checkQueue(queue: unknown): void {
+  if (queue === undefined) return;
+  if (typeof queue === "string" && queue.length > 0) {
+    let clean = true;
+    for (let i = 0; i < queue.length && clean; i++) {
+      const c = queue.charCodeAt(i);
+      // Space, tab, CR, LF, every other control character, DEL.
+      clean = c > 0x20 && c !== 0x7f;
+    }
+    if (clean) return;
+  }
+  const shown =
+    typeof queue === "string" ? JSON.stringify(queue) : `${typeof queue} ${String(queue)}`;
+  throw new PosthornError(
+    "NotSupported",
+    `queue must be a queue group name of one or more characters, none of them white space or a control character, got ${shown}`,
+    { attribute: "queue" },
+  );
+}
+
+/**
  * A subscriber on core NATS: an async iterable of deliveries. CloudEvents (binary or structured)
  * arrive with `event` set; other messages with only `message`; messages that claim to be
  * CloudEvents but do not decode with `error` set. Core NATS is at-most-once: `accept()` does
@@ -139,8 +167,10 @@ function checkDecodeLimits(options: NatsDecodeOptions): void {
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
  * @throws {@link PosthornError} `NotSupported` when `maxPending` is not a whole number of 1 or more
- *   (or `Infinity`), a decoding limit not a whole number of 0 or more, or a `subject` nats.js
- *   refuses (empty, or holding white space; `attribute` is `subject`); `ConnectionFailed`
+ *   (or `Infinity`), a decoding limit not a whole number of 0 or more, a `subject` nats.js
+ *   refuses (empty, or holding white space; `attribute` is `subject`), or a `queue` that is
+ *   empty or holds white space or a control character (`attribute` is `queue`: nats.js writes
+ *   it into the protocol line unchecked); `ConnectionFailed`
  *   (or the code of the client's error) when subscribing fails; a flush that fails rejects
  *   `ready` (and ends iteration) with the translated error instead
  * @example
@@ -156,6 +186,7 @@ export function natsSubscriber<T = unknown>(
 ): NatsSubscriber<T> {
   checkDecodeLimits(options);
   checkCountOption("maxPending", options.maxPending);
+  checkQueue(options.queue);
   const queue = new AsyncQueue<Delivery<T>>();
   const decodeOptions: NatsDecodeOptions = options;
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;

@@ -115,6 +115,51 @@ describe("core NATS publisher and subscriber", () => {
     }
   });
 
+  it("refuses a queue group name the SUB line cannot carry, before anything reaches the server", async () => {
+    // Its own connection: on the old code "a b" made the server drop the connection.
+    const own = await connect({ servers: server.url });
+    try {
+      const watched = unique("queue_injected");
+      const watcher = natsSubscriber(own, { subject: watched });
+      await watcher.ready;
+      const queues = [
+        "a b",
+        "",
+        "tab\there",
+        // CR/LF ended the SUB line: the server ran the PUB that followed.
+        `g\r\nPUB ${watched} 5\r\nhello\r\nSUB ${unique("queue_rest")}`,
+      ];
+      for (const queue of queues) {
+        let thrown: unknown;
+        try {
+          natsSubscriber(own, { subject: unique("queue"), queue });
+        } catch (err) {
+          thrown = err;
+        }
+        expect({ queue, thrown }).toMatchObject({
+          queue,
+          thrown: {
+            code: "NotSupported",
+            attribute: "queue",
+            message: expect.stringMatching(/^queue must be .*, got "/),
+          },
+        });
+      }
+      // A round trip on the same connection, then time for an injected message to come back:
+      // nothing was published.
+      await own.flush();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(watcher.pending).toBe(0);
+      // A good name still makes a group.
+      const member = natsSubscriber(own, { subject: unique("queue"), queue: "billing.v2-eu_1" });
+      await member.ready;
+      await member.close();
+      await watcher.close();
+    } finally {
+      await own.close();
+    }
+  });
+
   it("is at-most-once: accept() is a no-op, release() and reject() are NotSupported", async () => {
     const subject = unique("caps");
     const subscriber = natsSubscriber(nc, { subject });
