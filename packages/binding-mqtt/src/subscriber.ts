@@ -305,7 +305,17 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     p?.drop();
     for (const fn of onLost) fn();
   };
+  // PINGREQs sent on the current connection and not yet answered (mqtt.js's keepalive ones
+  // included): the broker answers them in order, so release() knows which PINGRESP is its own.
+  let pings = 0;
+  client.on("packetsend", (packet: { cmd: string }) => {
+    if (packet.cmd === "pingreq") pings++;
+  });
+  client.on("packetreceive", (packet: { cmd: string }) => {
+    if (packet.cmd === "pingresp" && pings > 0) pings--;
+  });
   client.on("close", () => {
+    pings = 0;
     ending?.();
     lose();
   });
@@ -363,8 +373,12 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       // window, or the broker sent more meanwhile) is reset rather than closed, and the broker
       // loses what it had not read yet: the acknowledgements just sent, so it resent messages
       // that had been accepted (11 of 50 rounds of a probe). The broker handles a connection's
-      // packets in order, so its PINGRESP shows it has read them; until then what the connection
-      // still brings is left unacknowledged (the resumed session resends it).
+      // packets in order, so the PINGRESP to this PINGREQ shows it has read them; until then what
+      // the connection still brings is left unacknowledged (the resumed session resends it).
+      // Not the first PINGRESP: one answering an earlier PINGREQ (mqtt.js's keepalive, sent
+      // before these acknowledgements) ended the wait before a broker slow to read had read
+      // them, and the accepted message came again.
+      let answers = 0;
       const end = () => {
         client.off("packetreceive", onPacket);
         clearTimeout(timer);
@@ -372,12 +386,14 @@ function dispatcherFor(client: MqttClient): Dispatcher {
         stream?.destroy();
       };
       const onPacket = (packet: { cmd: string }) => {
-        if (packet.cmd === "pingresp") end();
+        if (packet.cmd === "pingresp" && --answers <= 0) end();
       };
       client.on("packetreceive", onPacket);
       const timer = setTimeout(end, DROP_WAIT_MS);
       ending = end;
       (client as unknown as ClientInternals)._sendPacket({ cmd: "pingreq" });
+      // Counted by the packetsend listener above, ours included (written at once: connected).
+      answers = Math.max(pings, 1);
     },
   };
   dispatcher = made;
