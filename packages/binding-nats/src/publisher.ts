@@ -6,6 +6,7 @@ import {
   type EventFormat,
   encodeHeaderValue,
   limitTimer,
+  MAX_TIMER_MS,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -79,8 +80,8 @@ export interface JetStreamPublisherOptions extends NatsPublisherOptions {
   messageId?: (event: CloudEvent) => string | undefined;
   /**
    * How long to wait for the stream's acknowledgement (`Timeout`; the stream may still store
-   * it). 0 fails every publish at once with `Timeout` and nothing sent; `Infinity` is no limit.
-   * Default 5000 ms (per call: `timeoutMs`).
+   * it). 0 fails every publish at once with `Timeout` and nothing sent; `Infinity` (or anything
+   * past `MAX_TIMER_MS`, about 24.8 days) is no limit. Default 5000 ms (per call: `timeoutMs`).
    */
   timeoutMs?: number;
   /** How many publishes of one batch wait for acknowledgements at once. Default 256. */
@@ -545,7 +546,10 @@ export function jetStreamPublisher(
     aborted?: Promise<never>,
   ): Promise<PubAckLike> => {
     const id = messageId(p.event);
-    const timeout = call?.timeoutMs ?? options.timeoutMs ?? 5000;
+    // nats.js hands the limit to setTimeout, which fires after 1 ms for anything past
+    // MAX_TIMER_MS (Infinity included): every publish failed with Timeout at once, and the stream
+    // stored it all the same. The longest timer is the nearest nats.js has to no limit.
+    const timeout = Math.min(call?.timeoutMs ?? options.timeoutMs ?? 5000, MAX_TIMER_MS);
     const publishOptions: { headers: NatsHeaders; timeout: number; msgID?: string } = {
       headers: p.message.headers,
       timeout,

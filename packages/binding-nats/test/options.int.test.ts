@@ -164,6 +164,40 @@ describe("NATS numeric options", () => {
     }
   });
 
+  it("a JetStream timeoutMs of Infinity, or past the longest timer, waits for the PubAck", async () => {
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("OPTS_INF").toUpperCase();
+    const subject = `${stream.toLowerCase()}.events`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    const overflows: string[] = [];
+    const onWarning = (warning: Error) => {
+      if (warning.name === "TimeoutOverflowWarning") overflows.push(warning.message);
+    };
+    process.on("warning", onWarning);
+    try {
+      // nats.js gave the limit to setTimeout, which fired after 1 ms: Timeout every time, the
+      // event stored all the same.
+      const unlimited = jetStreamPublisher(js, { subject, timeoutMs: Infinity });
+      const perCall = jetStreamPublisher(js, { subject });
+      const acks = [
+        await unlimited.publishWithAck(shutdownEvent("nats", 0)),
+        await perCall.publishWithAck(shutdownEvent("nats", 1), { timeoutMs: Infinity }),
+        await perCall.publishWithAck(shutdownEvent("nats", 2), { timeoutMs: 2 ** 31 }),
+      ];
+      await unlimited.publish([shutdownEvent("nats", 3), shutdownEvent("nats", 4)]);
+      expect(acks.map((a) => a.sequence)).toEqual([1, 2, 3]);
+      expect((await jsm.streams.info(stream)).state.messages).toBe(5);
+      // setImmediate: Node emits process warnings on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(overflows).toEqual([]);
+      await unlimited.close();
+      await perCall.close();
+    } finally {
+      process.off("warning", onWarning);
+      await jsm.streams.delete(stream);
+    }
+  });
+
   it("natsSubscriber refuses a bad maxPending or decoding limit before it subscribes", () => {
     const subject = unique("opts");
     const cases: [object, string, string][] = [
