@@ -63,8 +63,9 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
    */
   deadLetterTimeoutMs?: number;
   /**
-   * Most records handed out and not yet settled; above it the subscriber pauses the partitions
-   * that deliver, and resumes them when half have been settled. Default 1000.
+   * Most records handed out and not yet settled; once that many are, the subscriber pauses the
+   * partitions that deliver, and resumes them when half have been settled (and when a rebalance
+   * takes one away, so that it is read again if it comes back). Default 1000.
    */
   maxInFlight?: number;
   /**
@@ -553,8 +554,16 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       if (!owned(track.topic, track.partition)) {
         track.dropped = true;
         this.#tracks.delete(key);
-        this.#paused.delete(key);
         this.#dirty.delete(track);
+        if (this.#paused.delete(key)) {
+          // kafkajs keeps a pause across rebalances: left paused, a partition given back to this
+          // member later would never be read again, since nothing here would resume it.
+          try {
+            this.#consumer.resume([{ topic: track.topic, partitions: [track.partition] }]);
+          } catch {
+            // A client that refuses to resume a partition it no longer has kept no pause for it.
+          }
+        }
       }
     }
   }

@@ -365,6 +365,42 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
     await subscriber.close();
   });
 
+  it("a partition paused by maxInFlight that a rebalance takes away and later gives back is read again", {
+    timeout: 90_000,
+  }, async () => {
+    // kafkajs keeps a partition's pause across rebalances. The subscriber forgot the lost
+    // partition's pause but left it paused in the consumer: given back, it was never read again
+    // (its records, and every later one, stalled for good).
+    const topic = env.topicName("paused-moved");
+    await env.createTopic(topic, 2);
+    const publisher = kafkaPublisher(await env.producer({ idempotent: true }), { topic });
+    for (const p of [0, 1]) await publisher.publish(events(10, `p${p}-`), { partition: p });
+    const groupId = env.topicName("group");
+    const a = await subscribe(topic, groupId, { maxInFlight: 2 });
+    // All 20 in hand and unsettled: each partition's last batch left A over maxInFlight, so both
+    // partitions are paused.
+    const held = await take(a, 20);
+    const partitionOf = (d: Delivery | undefined) => Number(d?.message.metadata?.partition);
+    const b = await subscribe(topic, groupId);
+    const [first] = await take(b, 1, 30_000);
+    const moved = partitionOf(first);
+    // B leaves without accepting anything: A gets the partition back, uncommitted.
+    await b.close();
+    for (const d of held) await d.accept();
+    const again = await take(a, 10, 30_000);
+    expect(again.map(idOf).sort()).toEqual(
+      events(10, `p${moved}-`)
+        .map((e) => e.id)
+        .sort(),
+    );
+    for (const d of again) await d.accept();
+    await publisher.publish(events(1, "late-")[0] as CloudEvent, { partition: moved });
+    const [late] = await take(a, 1, 20_000);
+    expect(idOf(late as Delivery)).toBe("late-0");
+    await late?.accept();
+    await a.close();
+  });
+
   it("refuses settlement after close, and close() is idempotent", async () => {
     const topic = await topicWith("closed", 1, events(1, "c"));
     const subscriber = await subscribe(topic, env.topicName("group"));
