@@ -85,7 +85,10 @@ export interface AmqpPublishOptions extends PublishOptions {
 export interface AmqpPublisher extends Publisher<AmqpPublishOptions> {
   /** The target address. */
   readonly address: string;
-  /** Resolves when the sender link is attached; rejects when the peer refused it. */
+  /**
+   * Resolves when the sender link is attached; rejects when the peer refused it, when the
+   * connection is lost for good, and with `Closed` when `close()` came before the attach.
+   */
   readonly ready: Promise<void>;
 }
 
@@ -563,6 +566,11 @@ export function amqpPublisher(
     },
     close() {
       if (closing) return closing;
+      // A close before the link attached: `ready` would never settle otherwise (a no-op once it
+      // has).
+      readyReject(
+        new PosthornError("Closed", "the AMQP publisher was closed before its link attached"),
+      );
       closing = (async () => {
         // A lost link or connection fails what is waiting, which ends the wait as well.
         await drain.wait(closeTimeoutMs, idle);

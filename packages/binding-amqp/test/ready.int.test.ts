@@ -58,6 +58,23 @@ describe.skipIf(!ok)("amqpSubscriber ready on RabbitMQ (skipped: no broker outsi
     await closed;
   });
 
+  it("the publisher's ready rejects with Closed when it is closed before the link attached", async () => {
+    const publisher = amqpPublisher(publishing, { address: `/topic/${uniqueName("early")}` });
+    const closed = publisher.close();
+    // It used to stay pending for as long as the link was not attached, or resolve when the
+    // attach came after close().
+    expect(
+      await Promise.race([
+        publisher.ready.then(
+          () => "resolved",
+          (err: unknown) => err,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve("pending after 3 s"), 3000)),
+      ]),
+    ).toMatchObject({ name: "PosthornError", code: "Closed" });
+    await closed;
+  });
+
   it("rejects with a PosthornError when the broker refuses the link", async () => {
     const connection = await connectRabbit();
     try {
