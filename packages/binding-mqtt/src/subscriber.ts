@@ -192,6 +192,13 @@ interface Dispatcher {
   drop(): void;
   /** Called each time a connection is lost or dropped, after {@link epoch} moved on. */
   readonly onLost: Set<() => void>;
+  /**
+   * The filters of subscribers closed while the client's session persists, each with its
+   * matcher: QoS 1/2 messages for them that no open subscriber takes (resent copies of
+   * deliveries left unsettled, messages the broker queued before the unsubscribe) are left
+   * unacknowledged for a later subscriber, not acknowledged by mqtt.js's own handler.
+   */
+  readonly closedFilters: Map<string, (topic: string) => boolean>;
 }
 
 /** How long `release()` waits for the broker to read what was sent before the connection goes. */
@@ -258,6 +265,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   if (dispatcher) return dispatcher;
   const routes = new Set<Route>();
   const owed: OwedAck[] = [];
+  const closedFilters = new Map<string, (topic: string) => boolean>();
   const target = client as unknown as { handleMessage: HandleMessage };
   const previous = target.handleMessage.bind(client);
   target.handleMessage = (packet, callback) => {
@@ -286,6 +294,16 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       if (route.matches(topic)) {
         route.receive(packet, callback);
         return;
+      }
+    }
+    if (packet.qos > 0) {
+      for (const matches of closedFilters.values()) {
+        if (matches(topic)) {
+          // mqtt.js's handler would acknowledge it, and the message was lost to the application
+          // (30 of 30 after a reconnect, its 'message' listeners aside): the session keeps it.
+          callback(WITHHELD);
+          return;
+        }
       }
     }
     previous(packet, callback);
@@ -324,6 +342,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     routes,
     owed,
     onLost,
+    closedFilters,
     epoch: 0,
     nextId: () => {
       if (client.options.protocolVersion !== 5) return undefined;
@@ -536,7 +555,10 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   the copy decodes to the same event; MQTT 3.1.1 has no properties to carry them.
  * - `close()`, and leaving a `for await` loop over the subscriber, which closes it, withhold the
  *   acknowledgement of what is unsettled after `drainTimeoutMs`; settling it later is
- *   `SettlementFailed`.
+ *   `SettlementFailed`. While the session persists, what the broker resends for the closed
+ *   filter goes to an open subscriber on this client whose filter matches, or stays
+ *   unacknowledged (never acknowledged by mqtt.js's own handler); until then it keeps part of
+ *   the broker's in-flight window for this client taken, which can starve its other subscribers.
  *
  * @param client - a connected mqtt.js client. Several subscribers may share it: at MQTT 5 each
  *   subscribes with its own Subscription Identifier and gets the copies sent for it; at 3.1.1 a
@@ -881,6 +903,8 @@ export async function mqttSubscriber<T = unknown>(
   } finally {
     arrived = undefined;
   }
+  // An open subscriber on the filter takes what a closed one left to the session.
+  dispatcher.closedFilters.delete(filter);
   subscribed.catch((err: unknown) => {
     if (closing) return;
     dispatcher.routes.delete(route);
@@ -908,6 +932,9 @@ export async function mqttSubscriber<T = unknown>(
     held.clear();
     dispatcher.flush();
     dispatcher.onLost.delete(onLost);
+    // What the session resends for this filter waits for a later subscriber on it: never
+    // acknowledged unseen by mqtt.js's handler.
+    if (sessionPersists && qos > 0) dispatcher.closedFilters.set(filter, route.matches);
     try {
       if (client.connected) await client.unsubscribeAsync(filter);
     } catch {

@@ -3,6 +3,7 @@ import {
   baselineHandles,
   expectNoLeakedHandles,
   type LaunchedBroker,
+  nextDelivery,
   type OpenHandles,
   shutdownEvent,
   startMosquitto,
@@ -11,7 +12,7 @@ import {
 import mqtt, { type IClientOptions } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
-import { uniqueTopic } from "./live-harness.js";
+import { job, uniqueTopic } from "./live-harness.js";
 
 // Graceful shutdown against a Mosquitto this file starts: close() of publishers and subscribers
 // resolves with deliveries in hand, what was not settled comes back, and nothing stays open.
@@ -91,5 +92,55 @@ describe("MQTT graceful shutdown", () => {
     await again.endAsync();
 
     await expectNoLeakedHandles(baseline);
+  });
+
+  it("close() with deliveries unsettled on a client that goes on: after a reconnect the session's copies wait for a later subscriber on that client, mqtt.js does not acknowledge them", {
+    timeout: 20_000,
+  }, async () => {
+    const topic = uniqueTopic("closed-unsettled");
+    const sub = await mqtt.connectAsync(
+      broker.url,
+      options(`posthorn-closed-${process.pid}-${Date.now().toString(36)}`),
+    );
+    const pub = await mqtt.connectAsync(broker.url, { protocolVersion: 5, connectTimeout: 5000 });
+    try {
+      const closing = await mqttSubscriber(sub, { topic, formats: [json], drainTimeoutMs: 0 });
+      const other = await mqttSubscriber(sub, { topic: `${topic}/other`, formats: [json] });
+      const publisher = mqttPublisher(pub, { topic });
+      for (let i = 0; i < 3; i++) await publisher.publish(job(i));
+      const it = closing[Symbol.asyncIterator]();
+      const unsettled = await takeDeliveries(it, 3);
+      await closing.close();
+      await expect(unsettled[0]?.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+      // The other subscriber goes on (3 withheld leave room in the broker's window of 20).
+      await mqttPublisher(pub, { topic: `${topic}/other` }).publish(job(9));
+      const oit = other[Symbol.asyncIterator]();
+      const o = await nextDelivery(oit);
+      expect(o.event?.id).toBe("job-9");
+      await o.accept();
+      const reconnect = async () => {
+        const back = new Promise((r) => sub.once("connect", r));
+        (sub as unknown as { stream: { destroy(): void } }).stream.destroy();
+        await back;
+        // The session's resent copies arrive (and before, mqtt.js acknowledged them).
+        await new Promise((r) => setTimeout(r, 500));
+      };
+      await reconnect();
+      const later = await mqttSubscriber(sub, { topic, formats: [json] });
+      await reconnect();
+      const lit = later[Symbol.asyncIterator]();
+      const again = await takeDeliveries(lit, 3);
+      expect(again.map((d) => [d.event?.id, d.message.metadata?.dup])).toEqual([
+        ["job-0", true],
+        ["job-1", true],
+        ["job-2", true],
+      ]);
+      for (const d of again) await d.accept();
+      await later.close();
+      await other.close();
+    } finally {
+      await sub.endAsync(true);
+      await pub.endAsync(true);
+    }
   });
 });
