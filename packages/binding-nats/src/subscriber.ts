@@ -23,6 +23,7 @@ import {
   type ConsumerLike,
   type ConsumerMessagesLike,
   connectionOf,
+  isReconnecting,
   type JetStreamClientLike,
   type JsMsgLike,
   type NatsConnectionLike,
@@ -342,7 +343,10 @@ function serverAtLeast210(version: string | undefined): boolean {
  * settled, then naks those still unsettled (so another consumer gets them at once rather than
  * after the ack wait; settling one later is `SettlementFailed`). Leaving a `for await` loop
  * closes the subscriber the same way. When the consumer or its stream is deleted, iteration fails
- * with `ConnectionFailed` (not retryable) rather than waiting for it to come back.
+ * with `ConnectionFailed` (not retryable) rather than waiting for it to come back. A settlement
+ * made while the connection is closed or reconnecting rejects with `SettlementFailed` (nats.js
+ * would write it nowhere, or drop it at the reconnection): the server delivers the message again
+ * after the ack wait.
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
@@ -392,6 +396,27 @@ export async function jetStreamSubscriber<T = unknown>(
   let closed = false;
   const capabilities: SettlementCapabilities = JETSTREAM_CAPABILITIES;
 
+  /**
+   * Throws when `what` (an ack, nak, term or +WPI) cannot reach the server. nats.js writes each
+   * through the connection's protocol without looking at it: closed, the write went nowhere, and
+   * while reconnecting it was dropped with the outbound buffer at the reconnection. Either way
+   * the call returned, the settlement resolved, and the message came back after the ack wait.
+   */
+  const sendable = (what: string, retryable: boolean): void => {
+    if (!nc) return;
+    const why = nc.isClosed()
+      ? "the NATS connection is closed"
+      : isReconnecting(nc)
+        ? "the NATS connection is reconnecting, and nats.js drops what is written meanwhile"
+        : undefined;
+    if (why === undefined) return;
+    throw new PosthornError(
+      "SettlementFailed",
+      `${what} was not sent: ${why}; the server delivers the message again once the consumer's ack wait has passed`,
+      { retryable },
+    );
+  };
+
   const toDelivery = (msg: JsMsgLike): Delivery<T> => {
     const info = msg.info;
     const { event, error, message } = receiveNatsMessage<T>(
@@ -421,6 +446,7 @@ export async function jetStreamSubscriber<T = unknown>(
       capabilities,
       async accept() {
         done();
+        sendable("the ack", false);
         if (options.confirmAck) {
           let ok: boolean;
           try {
@@ -436,15 +462,19 @@ export async function jetStreamSubscriber<T = unknown>(
       },
       release({ delayMs }) {
         done();
+        sendable("the nak", false);
         if (delayMs !== undefined && delayMs > 0) msg.nak(delayMs);
         else msg.nak();
       },
       reject(reason) {
         done();
+        sendable("the term", false);
         if (termWithReason && reason) msg.term(reason);
         else msg.term();
       },
       inProgress() {
+        // The delivery stays unsettled: once the connection is back, this can be called again.
+        sendable("the in-progress signal (+WPI)", true);
         msg.working();
       },
     });

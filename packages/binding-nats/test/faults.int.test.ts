@@ -7,7 +7,7 @@ import {
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetStreamPublisher, jetStreamSubscriber, natsPublisher } from "@posthorn/binding-nats";
-import { isPosthornError } from "@posthorn/core";
+import { type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
   DeliveryLedger,
@@ -140,8 +140,62 @@ describe("JetStream under broker faults (acknowledged publish, explicit acks)", 
     await again.accept();
     await other.close();
     const late = await got.accept().catch((e: unknown) => e);
-    // The dead consumer's acknowledgement can no longer reach the server.
-    expect(late === undefined || isPosthornError(late)).toBe(true);
+    // The dead consumer's acknowledgement can no longer reach the server, and says so.
+    expect(isPosthornError(late, "SettlementFailed")).toBe(true);
+  });
+
+  it("settling on a closed connection fails with SettlementFailed, and the server did get nothing: each job comes back", async () => {
+    const nc = await natsConnection();
+    const { stream, subject, consumer } = await streamWithConsumer(
+      await jetstreamManager(nc),
+      1000,
+    );
+    const jobs = [1, 2, 3, 4].map((i) => faultEvent("nats", i, "job"));
+    await jetStreamPublisher(jetstream(nc), { subject }).publish(jobs);
+
+    const gone = await connect({ servers: server.url });
+    const first = await jetStreamSubscriber(jetstream(gone), {
+      stream,
+      consumer,
+      formats: [json],
+      maxMessages: 4,
+    });
+    const it = first[Symbol.asyncIterator]();
+    const held = [];
+    for (let i = 0; i < 4; i++) held.push(await nextDelivery(it, 5000));
+    await gone.close();
+    // nats.js wrote each into a closed connection and returned: they resolved, settling nothing.
+    const [a, b, c, d] = held as [Delivery, Delivery, Delivery, Delivery];
+    const outcomes = await Promise.all(
+      [a.accept(), b.release(), c.reject("poison"), d.inProgress()].map((p) =>
+        p.then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    );
+    for (const outcome of outcomes) {
+      expect(outcome).toMatchObject({
+        name: "PosthornError",
+        code: "SettlementFailed",
+        message: expect.stringMatching(/was not sent: the NATS connection is closed/),
+      });
+    }
+    // inProgress() leaves the delivery unsettled; the others are settled (and cannot be redone).
+    expect(held.map((h) => h.settled)).toEqual([true, true, true, false]);
+
+    // What the errors say is true: all four come back, even the accepted and the rejected one.
+    const other = await jetStreamSubscriber(jetstream(nc), { stream, consumer, formats: [json] });
+    const back = other[Symbol.asyncIterator]();
+    const again: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const job = await nextDelivery(back, 10_000);
+      expect(job.deliveryCount).toBe(2);
+      again.push(String(job.event?.id));
+      await job.accept();
+    }
+    expect(again.sort()).toEqual(jobs.map((j) => j.id).sort());
+    await other.close();
   });
 });
 
@@ -215,6 +269,61 @@ describe("natsPublisher while the server is away", () => {
       );
       expect(isPosthornError(refused, "ConnectionFailed")).toBe(true);
       expect(Date.now() - started).toBeLessThan(1000);
+      await nc.close();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("JetStream: settling while the connection reconnects fails with SettlementFailed, and the job comes back", {
+    timeout: 30_000,
+  }, async () => {
+    const { own, nc } = await awayServer();
+    try {
+      const jsm = await jetstreamManager(nc);
+      const stream = unique("AWAY").toUpperCase();
+      const subject = `${stream.toLowerCase()}.events`;
+      await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+      await jsm.consumers.add(stream, {
+        durable_name: "workers",
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: 1 * SECOND,
+      });
+      await jetStreamPublisher(jetstream(nc), { subject }).publish(faultEvent("nats", 1, "job"));
+      const subscriber = await jetStreamSubscriber(jetstream(nc), {
+        stream,
+        consumer: "workers",
+        formats: [json],
+        maxMessages: 1,
+      });
+      const it = subscriber[Symbol.asyncIterator]();
+      const job = await nextDelivery(it, 5000);
+      expect(job.deliveryCount).toBe(1);
+      await own.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // nats.js queued the +WPI and the ack, then dropped them at the reconnection.
+      const working = await job.inProgress().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(working).toMatchObject({ code: "SettlementFailed", retryable: true });
+      expect(job.settled).toBe(false);
+      const accepted = await job.accept().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(accepted).toMatchObject({
+        code: "SettlementFailed",
+        retryable: false,
+        message: expect.stringMatching(/the ack was not sent: the NATS connection is reconnecting/),
+      });
+      await own.restart();
+      // True: the server never had the ack, and delivers the job again after its ack wait.
+      const again = await nextDelivery(it, 15_000);
+      expect(again.event?.id).toBe("job-1");
+      expect(again.deliveryCount).toBe(2);
+      await again.accept();
+      await subscriber.close();
       await nc.close();
     } finally {
       await own.stop();
