@@ -278,6 +278,15 @@ export function guardErrors(connection: Connection): void {
  * about one in three hundred unanswered with the link detached: nothing waits on the session then
  * (its link and dispositions are done), so the wait for its end is short, and rhea keeps the
  * session until an answer comes or the connection closes.
+ *
+ * A link whose attach is not answered yet is detached once it is, the wait for that counting
+ * against `detachTimeoutMs`; while the connection is still opening, or when no answer came in
+ * time, nothing waits, and the link is detached when the answer comes. On a connection waiting to
+ * reconnect, the session is taken off the connection. rhea re-begins every session it holds, and
+ * re-attaches its links, whenever the connection (re)opens, and it takes back a detach sent before
+ * the attach was answered. A closed subscriber's link used to be attached all the same, take its
+ * credit and stay the queue's consumer until the connection closed (against RabbitMQ 3.10 it
+ * released one message 100 times, its whole credit, within a second).
  */
 export async function closeLinkAndSession(
   connection: Connection,
@@ -286,33 +295,99 @@ export async function closeLinkAndSession(
   detachTimeoutMs = 5000,
   endTimeoutMs = 1000,
 ): Promise<void> {
-  if (connection.is_closed() || !session.is_open()) return;
+  const opened = link.is_receiver() ? "receiver_open" : "sender_open";
+  const closed = link.is_receiver() ? "receiver_close" : "sender_close";
+  const deadline = Date.now() + detachTimeoutMs;
+  if (awaitingAttach(link) && connection.is_open()) {
+    await answered(connection, link, [opened, closed], () => {}, detachTimeoutMs);
+  }
+  if (connection.is_closed()) return;
+  if (dropped(connection) === "reconnecting") {
+    session.remove();
+    return;
+  }
+  if (awaitingAttach(link)) {
+    retireOnAttach(connection, session, link, opened, closed);
+    return;
+  }
+  if (!session.is_open()) return;
   if (link.is_open()) {
-    const event = link.is_receiver() ? "receiver_close" : "sender_close";
-    await answered(connection, link, event, () => link.close(), detachTimeoutMs);
+    const left = Math.max(deadline - Date.now(), 0);
+    await answered(connection, link, [closed], () => link.close(), left);
   }
   if (connection.is_closed() || !session.is_open()) return;
-  await answered(connection, session, "session_close", () => session.close(), endTimeoutMs);
+  await answered(connection, session, ["session_close"], () => session.close(), endTimeoutMs);
 }
 
-/** Does `act` and waits for `event` on `endpoint`, a lost connection or `timeoutMs`, whichever is first. */
+/**
+ * Whether the link asked to attach and has had no answer yet: made on a connection still
+ * opening, or on a session not yet begun, or re-attaching after rhea reconnected.
+ */
+function awaitingAttach(link: Sender | Receiver): boolean {
+  const l = link as unknown as {
+    state?: { local_open?: boolean; remote_open?: boolean };
+    remote?: { detach?: unknown };
+  };
+  return (
+    l.state?.local_open === true && l.state.remote_open !== true && l.remote?.detach === undefined
+  );
+}
+
+/**
+ * Detaches the link as soon as its attach is answered, and ends its session once the detach is
+ * (or at once when the peer refuses the link); takes the session off the connection if the
+ * connection drops first and rhea reconnects.
+ */
+function retireOnAttach(
+  connection: Connection,
+  session: Session,
+  link: Sender | Receiver,
+  opened: string,
+  closed: string,
+): void {
+  const stop = (): void => {
+    link.removeListener(opened, onOpen);
+    link.removeListener(closed, onClose);
+    stopObserving();
+  };
+  const onOpen = (): void => {
+    stop();
+    link.once(closed, () => session.close());
+    link.close();
+  };
+  const onClose = (): void => {
+    stop();
+    session.close();
+  };
+  link.once(opened, onOpen);
+  link.once(closed, onClose);
+  const stopObserving = observeConnectionLoss(connection, ({ reconnecting }) => {
+    stop();
+    if (reconnecting) session.remove();
+  });
+}
+
+/**
+ * Does `act` and waits for one of `events` on `endpoint`, a lost connection or `timeoutMs`,
+ * whichever is first.
+ */
 function answered(
   connection: Connection,
   endpoint: Session | Sender | Receiver,
-  event: string,
+  events: readonly string[],
   act: () => void,
   timeoutMs: number,
 ): Promise<void> {
   return new Promise<void>((resolve) => {
     const done = (): void => {
       clearTimeout(timer);
-      endpoint.removeListener(event, done);
+      for (const event of events) endpoint.removeListener(event, done);
       stopObserving();
       resolve();
     };
     const timer = limitTimer(done, timeoutMs);
     const stopObserving = observeConnectionLoss(connection, done);
-    endpoint.once(event, done);
+    for (const event of events) endpoint.once(event, done);
     act();
   });
 }

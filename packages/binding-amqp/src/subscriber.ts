@@ -354,6 +354,8 @@ export function amqpSubscriber<T = unknown>(
   });
 
   receiver.on("receiver_open", () => {
+    // Closed before the attach was answered: close() detaches it now, and it takes no messages.
+    if (closing) return;
     readyResolve();
     // A (re)attached link starts without credit, and counts its transfers afresh; grant room for
     // what is not yet settled.

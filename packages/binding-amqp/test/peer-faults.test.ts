@@ -221,6 +221,90 @@ describe("amqp publisher and subscriber when the peer misbehaves or goes away", 
   });
 });
 
+describe("amqp publisher and subscriber closed before their links are attached", () => {
+  /**
+   * What the peer sees of the links: each attach and each detach, by address, and each link
+   * given credit (a subscriber's flow). A link close() left behind shows up in all three.
+   */
+  function watchLinks(peer: Peer): { attached: string[]; detached: string[]; credited: string[] } {
+    const seen = { attached: [] as string[], detached: [] as string[], credited: [] as string[] };
+    const name = (ctx: EventContext): string => {
+      const terminus = (ctx.sender ? ctx.sender.source : ctx.receiver?.target) as
+        | { address?: string }
+        | undefined;
+      return terminus?.address ?? "";
+    };
+    for (const event of ["sender_open", "receiver_open"]) {
+      peer.container.on(event, (ctx: EventContext) => seen.attached.push(name(ctx)));
+    }
+    for (const event of ["sender_close", "receiver_close"]) {
+      peer.container.on(event, (ctx: EventContext) => seen.detached.push(name(ctx)));
+    }
+    peer.container.on("sender_flow", (ctx: EventContext) => {
+      if (((ctx.sender as unknown as { credit?: number }).credit ?? 0) > 0) {
+        seen.credited.push(name(ctx));
+      }
+    });
+    return seen;
+  }
+
+  it("closed while rhea waits to reconnect: neither link is attached again when the connection is back", async () => {
+    const peer = await startPeer();
+    const links = watchLinks(peer);
+    const { connection } = await bareConnection(peer.port, {
+      reconnect: true,
+      initial_reconnect_delay: 200,
+      max_reconnect_delay: 200,
+    });
+    connection.on("disconnected", () => {});
+    const subscriber = amqpSubscriber(connection, { address: "gone-source" });
+    const publisher = amqpPublisher(connection, { address: "gone-target" });
+    await Promise.all([subscriber.ready, publisher.ready]);
+    const dropped = new Promise((resolve) => connection.once("disconnected", resolve));
+    (peer.connections[0] as unknown as { socket: Socket }).socket.destroy();
+    await dropped;
+    expect(await within(Promise.all([subscriber.close(), publisher.close()]), 3000)).not.toBe(
+      "pending",
+    );
+    links.attached.length = 0;
+    links.credited.length = 0;
+    // A link made now is attached once the connection is back, with whatever rhea still holds.
+    const witness = amqpSubscriber(connection, { address: "witness" });
+    expect(await within(failure(witness.ready), 5000)).toBe("resolved");
+    await vi.waitFor(() => expect(links.credited).toContain("witness"));
+    // Both used to come back, the closed subscriber's link with 100 credit.
+    expect(links.attached).toEqual(["witness"]);
+    expect(links.credited).toEqual(["witness"]);
+    await witness.close();
+  });
+
+  it("closed while the connection is still opening: each link is detached once attached, and the subscriber takes no credit", async () => {
+    const peer = await startPeer();
+    const links = watchLinks(peer);
+    const container = rhea.create_container();
+    const connection = container.connect({
+      host: "127.0.0.1",
+      port: peer.port,
+      reconnect: false,
+    } as Parameters<Container["connect"]>[0]);
+    cleanups.push(() => closeConnection(connection));
+    const subscriber = amqpSubscriber(connection, { address: "early-source" });
+    const publisher = amqpPublisher(connection, { address: "early-target" });
+    expect(await within(Promise.all([subscriber.close(), publisher.close()]), 3000)).not.toBe(
+      "pending",
+    );
+    const witness = amqpSubscriber(connection, { address: "witness" });
+    expect(await within(failure(witness.ready), 5000)).toBe("resolved");
+    await vi.waitFor(() => expect(links.credited).toContain("witness"));
+    // Both used to stay attached for as long as the connection lived, the subscriber with 100
+    // credit.
+    await vi.waitFor(() => expect(links.detached.sort()).toEqual(["early-source", "early-target"]));
+    expect(links.attached.sort()).toEqual(["early-source", "early-target", "witness"]);
+    expect(links.credited).toEqual(["witness"]);
+    await witness.close();
+  });
+});
+
 describe("amqp publisher close() against a peer that never settles", () => {
   /** A peer that takes every transfer and never sends a disposition; `received` counts them. */
   async function silentPeer(): Promise<Peer> {

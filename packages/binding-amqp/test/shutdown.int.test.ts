@@ -146,6 +146,32 @@ describe.skipIf(!ok)("AMQP graceful shutdown (skipped: no broker outside CI)", (
 });
 
 describe.skipIf(!ok)(
+  "AMQP close() before the link is attached (skipped: no broker outside CI)",
+  () => {
+    const rabbit = rabbitFixture();
+
+    it("a subscriber closed in the tick it was made leaves no consumer behind, and a message sent to its queue then stays there", {
+      timeout: 20_000,
+    }, async () => {
+      const queue = await rabbit.admin.queue(uniqueName("early-close"));
+      const address = `/amq/queue/${queue}`;
+      const subscriber = amqpSubscriber(rabbit.connection, { address });
+      const publisher = amqpPublisher(rabbit.connection, { address });
+      await Promise.all([subscriber.close(), publisher.close()]);
+      const sender = amqpPublisher(rabbit.connection, { address });
+      await sender.publish(shutdownEvent("amqp", 1));
+      await sender.close();
+      // RabbitMQ takes a moment to count a consumer, and to requeue a released message.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // The closed subscriber's link used to attach all the same, with 100 credit, and stay the
+      // queue's consumer until the connection closed: it released the message as often as its
+      // credit let the broker send it (100 times within a second), then held no credit.
+      expect(await rabbit.admin.count(queue)).toEqual({ messages: 1, consumers: 0 });
+    });
+  },
+);
+
+describe.skipIf(!ok)(
   "AMQP connection closed by the application (skipped: no broker outside CI)",
   () => {
     const rabbit = rabbitFixture();
