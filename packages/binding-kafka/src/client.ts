@@ -137,6 +137,10 @@ export interface KafkaConsumerLike {
     readonly GROUP_JOIN?: string;
     /** Emitted when the consumer crashed. */
     readonly CRASH?: string;
+    /** Emitted when the consumer stopped (its owner's `stop()`, or before a crash report). */
+    readonly STOP?: string;
+    /** Emitted when the consumer disconnected (its owner's `disconnect()`, or a crash). */
+    readonly DISCONNECT?: string;
     /** Emitted when a fetch from one broker (`payload.nodeId`) starts. */
     readonly FETCH_START?: string;
     /** Emitted when a fetch from one broker (`payload.nodeId`) has returned. */

@@ -118,7 +118,7 @@ export interface KafkaSubscriber extends Subscriber {
    *
    * Rejects when the consumer could not start, or crashed before it was ready and will not
    * restart (iteration then fails with the same error), and with `Closed` when the subscriber is
-   * closed first. With `client: "confluent"` it resolves sooner and promises less (see
+   * closed first or its owner stops or disconnects the consumer first. With `client: "confluent"` it resolves sooner and promises less (see
    * {@link KafkaSubscriberOptions.client}); with a consumer that has no kafkajs instrumentation
    * events, it resolves once `run()` returned.
    *
@@ -265,7 +265,9 @@ class PartitionTrack {
  *   be delivered again (settling it later is `SettlementFailed`); the consumer stays the
  *   caller's to disconnect. Leaving a `for await` loop closes the subscriber the same way;
  * - when the consumer crashes and kafkajs will not restart it, iteration fails with the error,
- *   settling is `SettlementFailed` (nothing can be committed), and `close()` does not wait.
+ *   settling is `SettlementFailed` (nothing can be committed), and `close()` does not wait; the
+ *   same, with a `Closed` error, when its owner stops or disconnects the consumer before closing
+ *   the subscriber (once no crash report explained the stop within a second).
  *
  * @param consumer - a connected consumer that is not running yet (the subscriber subscribes and
  *   runs it; once the subscriber is closed, a kafkajs consumer may be given to another)
@@ -313,8 +315,17 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #inFlight = 0;
   #flushing: Promise<void> | undefined;
   #closed = false;
-  /** Why the consumer stopped for good: it crashed and kafkajs will not restart it. */
+  /**
+   * Why the consumer stopped for good: it crashed and kafkajs will not restart it, or its owner
+   * stopped or disconnected it under this subscriber.
+   */
   #crashed: PosthornError | undefined;
+  /** What settling says once {@link #crashed} is set: why nothing can be committed any more. */
+  #crashedWhy = "";
+  /** Crashes kafkajs reported: a stop that no crash follows is the owner's. */
+  #crashes = 0;
+  /** Set from a stop this subscriber did not make until the crash that may explain it. */
+  #ownerStopTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
   #closing: Promise<void> | undefined;
   // What close() waits on for the deliveries in hand.
@@ -482,19 +493,39 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     });
     add(events.CRASH, (event) => {
       const payload = event.payload as { error?: unknown; restart?: boolean } | undefined;
+      this.#crashes++;
+      clearTimeout(this.#ownerStopTimer);
       // A restart joins again, with new fetches.
       this.#fetchingSinceJoin = undefined;
       if (payload?.restart === false) {
         const error = fromKafkaError(payload.error, "the Kafka consumer");
-        // kafkajs disconnected the consumer: nothing can be committed or sought any more, so
-        // settling says so (the records come again to the group's next member), and close()
-        // no longer waits for deliveries to settle.
-        this.#crashed = error;
-        this.#queue.fail(error);
-        this.#settleStart(error);
-        this.#drain.wake();
+        this.#halt(
+          error,
+          `the Kafka consumer stopped after a crash and will not restart (${error.message})`,
+        );
       }
     });
+    // kafkajs stops and disconnects a consumer that crashed before it reports the crash; a stop
+    // or a disconnect that no crash follows is the owner's (consumer.stop() or disconnect()
+    // while this subscriber runs). Iteration used to wait for ever then, and settling resolved
+    // with nothing committed.
+    const ownerStop = () => {
+      if (this.#stopping || this.#crashed !== undefined) return;
+      const crashes = this.#crashes;
+      clearTimeout(this.#ownerStopTimer);
+      this.#ownerStopTimer = setTimeout(() => {
+        this.#ownerStopTimer = undefined;
+        if (this.#stopping || this.#crashed !== undefined || this.#crashes !== crashes) return;
+        const error = new PosthornError(
+          "Closed",
+          "the Kafka consumer was stopped or disconnected while its kafkaSubscriber ran: close the subscriber first (it commits what was accepted), then disconnect the consumer",
+        );
+        this.#halt(error, "the Kafka consumer was stopped or disconnected by its owner");
+      }, OWNER_STOP_GRACE_MS);
+      this.#ownerStopTimer.unref?.();
+    };
+    add(events.STOP, ownerStop);
+    add(events.DISCONNECT, ownerStop);
     if (
       events.GROUP_JOIN === undefined ||
       events.FETCH_START === undefined ||
@@ -525,6 +556,19 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       },
       this.#startRemovers,
     );
+  }
+
+  /**
+   * The consumer stopped for good: nothing can be committed or sought any more, so settling says
+   * so (the records come again to the group's next member), iteration fails with `error`, and
+   * close() no longer waits for deliveries to settle.
+   */
+  #halt(error: PosthornError, why: string): void {
+    this.#crashed = error;
+    this.#crashedWhy = why;
+    this.#queue.fail(error);
+    this.#settleStart(error);
+    this.#drain.wake();
   }
 
   /** After a join: whether the start offsets are known now, or at the next fetch. */
@@ -683,7 +727,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     if (this.#crashed !== undefined) {
       throw new PosthornError(
         "SettlementFailed",
-        `cannot ${what}: the Kafka consumer stopped after a crash and will not restart (${this.#crashed.message}), so nothing more is committed; the record will be delivered again to the group's next member`,
+        `cannot ${what}: ${this.#crashedWhy}, so nothing more is committed; the record will be delivered again to the group's next member`,
         { cause: this.#crashed },
       );
     }
@@ -810,6 +854,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
 
   async #close(): Promise<void> {
     this.#stopping = true;
+    clearTimeout(this.#ownerStopTimer);
     // Closed before the start offsets were known: `ready` says why (a no-op once it settled).
     this.#settleStart(
       new PosthornError("Closed", "the Kafka subscriber was closed before it was ready"),
@@ -859,6 +904,13 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     }
   }
 }
+
+/**
+ * How long a stop or disconnect of the consumer that the subscriber did not make may wait for the
+ * crash report that explains it (kafkajs sends it once the consumer is disconnected and its
+ * `restartOnFailure` answered) before it counts as the owner's.
+ */
+const OWNER_STOP_GRACE_MS = 1000;
 
 /** The consumers a subscriber runs (until it is closed and the consumer stopped). */
 const consumersInUse = new WeakSet<KafkaConsumerLike>();
