@@ -42,7 +42,8 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    * Most publishes waiting for link credit or a free in-flight slot; past it `publish` fails
    * at once (`PublishRejected`, retryable), so a peer that grants no credit cannot make the
    * publisher buffer without bound. 0: a publish that cannot be sent at once (no credit, no free
-   * slot, the link not attached yet) fails. `Infinity`: no limit. Default 10,000.
+   * slot, the link not attached yet) fails. `Infinity`: no limit. Default 10,000. An array is
+   * taken whole or not at all: one whose events do not all fit fails with nothing sent.
    */
   maxQueued?: number;
   /**
@@ -470,9 +471,23 @@ export function amqpPublisher(
   };
 
   /**
-   * Queues one message. With `group` (the jobs of one array publish), the caller listens for
-   * the abort once for all of them: a listener per message would pass Node's limit of ten per
-   * signal, and it warns of a leak.
+   * How many publishes may be added now: those the link can send at once (attached, nothing
+   * waiting, credit and in-flight room) and the room left in the queue.
+   */
+  const room = (): number => {
+    const waiting = queue.length - queueHead;
+    const credit = (sender as unknown as { credit?: number }).credit ?? 0;
+    const now =
+      attached && waiting === 0 && sender.sendable()
+        ? Math.max(0, Math.min(credit, maxInFlight - inFlight.size))
+        : 0;
+    return maxQueued - waiting + now;
+  };
+
+  /**
+   * Queues one message. With `group` (the jobs of one array publish, which the caller made room
+   * for), the caller listens for the abort once for all of them: a listener per message would pass
+   * Node's limit of ten per signal, and it warns of a leak.
    */
   const enqueue = (
     { message, pooled }: Encoded,
@@ -480,6 +495,7 @@ export function amqpPublisher(
     group?: Set<Job>,
   ): Promise<void> => {
     if (
+      group === undefined &&
       queue.length - queueHead >= maxQueued &&
       // Nothing waits and the link can take it now: it goes out without waiting (maxQueued 0).
       !(attached && queueHead === queue.length && inFlight.size < maxInFlight && sender.sendable())
@@ -546,13 +562,25 @@ export function amqpPublisher(
       } catch (err) {
         return Promise.reject(err);
       }
+      // The array is queued whole or not at all. Refused part-way, the events before the refusal
+      // went out while the call failed retryable, and a retry sent them twice.
+      const free = room();
+      if (n > 0 && n > free) {
+        return Promise.reject(
+          new PosthornError(
+            "PublishRejected",
+            `${what}: an array of ${n} events does not fit, room for ${Math.max(free, 0)} (maxQueued ${maxQueued}, ${queue.length - queueHead} publishes already wait for link credit); nothing was sent`,
+            { retryable: true },
+          ),
+        );
+      }
       const signal = opts.abortSignal;
-      const group = signal ? new Set<Job>() : undefined;
+      const group = new Set<Job>();
       const sends: Promise<void>[] = new Array(n);
       for (let i = 0; i < n; i++) {
         sends[i] = enqueue(encoded[i] as Encoded, opts, group);
       }
-      if (signal && group && group.size > 0) {
+      if (signal && group.size > 0) {
         const onAbort = (): void => abort(group);
         signal.addEventListener("abort", onAbort, { once: true });
         // A job leaves the group when it settles, however; the last one takes the listener away.

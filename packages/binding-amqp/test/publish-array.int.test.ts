@@ -34,6 +34,33 @@ describe.skipIf(!ok)("amqpPublisher publish(array) (skipped: no broker outside C
     expect(await admin.count(queue)).toEqual({ messages: 1, consumers: 0 });
   });
 
+  it("an array that does not fit in maxQueued is refused whole, retryable, with nothing sent; one that fits goes out whole", async () => {
+    const queue = await admin.queue(uniqueName("array-queued"));
+    const address = `/amq/queue/${queue}`;
+    const events = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => shutdownEvent("amqp", from + i));
+    // Published before the link is attached: every event waits in the queue.
+    const early = amqpPublisher(rabbit.connection, { address, maxQueued: 5 });
+    const err = await early.publish(events(0, 8)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: "PosthornError", code: "PublishRejected", retryable: true });
+    // close() waits for what was queued. The first five of the refused array used to go out:
+    // retried, as the error invites, they arrived twice.
+    await early.close();
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
+    const retry = amqpPublisher(rabbit.connection, { address, maxQueued: 5 });
+    await expect(retry.publish(events(10, 5))).resolves.toBeUndefined();
+    await retry.close();
+    // Attached, with credit: what the link can send at once counts as room too.
+    const attached = amqpPublisher(rabbit.connection, { address, maxQueued: 2, maxInFlight: 3 });
+    await attached.ready;
+    await expect(attached.publish(events(20, 5))).resolves.toBeUndefined();
+    await expect(attached.publish(events(30, 6))).rejects.toMatchObject({
+      code: "PublishRejected",
+    });
+    await attached.close();
+    expect(await admin.count(queue)).toEqual({ messages: 10, consumers: 0 });
+  });
+
   it("listens for an abortSignal once per call, not once per message: no leak warning, none left", async () => {
     const queue = await admin.queue(uniqueName("array-abort"));
     const warnings: Error[] = [];
