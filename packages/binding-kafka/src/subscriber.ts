@@ -279,7 +279,7 @@ class PartitionTrack {
  *   `drainTimeoutMs` that is not a number of 0 or more, a `deadLetterTimeoutMs` that is not a
  *   number of 1 or more, a decoding limit that is not a whole
  *   number of 0 or more, or a consumer that has a subscriber not yet closed (one the application
- *   runs itself rejects `ready` with `NotSupported`)
+ *   runs itself rejects `ready` with `NotSupported`, and `close()` then leaves it running)
  * @example
  * ```ts
  * const consumer = kafka.consumer({ groupId: "billing" });
@@ -332,6 +332,8 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   readonly #drain = new Drain();
   /** Subscribing and `run()`: settled once the consumer runs (or could not start). */
   readonly #running: Promise<void>;
+  /** Whether this subscriber's `run()` started the consumer: only then is it this one's to stop. */
+  #ran = false;
   /** Settled once every assigned partition's start offset is fixed (or it never will be). */
   readonly #startOffsets: Promise<void>;
   /** Resolves or rejects {@link #startOffsets}, once (a later call does nothing). */
@@ -441,6 +443,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         ...(this.#confluent ? {} : { autoCommit: false }),
         partitionsConsumedConcurrently: this.#options.partitionsConsumedConcurrently ?? 1,
       });
+      this.#ran = true;
     } catch (err) {
       const error = RUNNING.test(String((err as Error | undefined)?.message))
         ? new PosthornError(
@@ -881,6 +884,12 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
       await this.#flushing;
     }
     for (const remove of this.#removers.splice(0)) remove();
+    if (!this.#ran) {
+      // It never ran the consumer (one the application runs itself, or a start that failed):
+      // stopping or pausing it would end the application's own run.
+      consumersInUse.delete(this.#consumer);
+      return;
+    }
     try {
       if (this.#confluent) {
         // Its KafkaJS API has no stop() ("Not implemented"): pausing every assigned partition

@@ -49,18 +49,31 @@ describe.skipIf(!ok)(
       await second.close();
     });
 
-    it("a consumer the application already runs: ready rejects with NotSupported saying so", async () => {
+    it("a consumer the application already runs: ready rejects with NotSupported saying so, and close() leaves the application's run alone", async () => {
       const topic = env.topicName("already-running");
       await env.createTopic(topic, 1);
       const consumer = await env.consumer(env.topicName("running-group"));
-      await consumer.subscribe({ topics: [topic] });
-      await consumer.run({ eachMessage: async () => {} });
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      const seen: string[] = [];
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          seen.push(String(message.headers?.ce_id));
+        },
+      });
       const subscriber = kafkaSubscriber(consumer, { topics: [topic], formats: [json] });
       await expect(subscriber.ready).rejects.toMatchObject({
         code: "NotSupported",
         message: expect.stringMatching(/already running \(consumer\.run\(\) was called/),
       });
       await subscriber.close();
+      // The subscriber never ran this consumer: its close() used to stop the application's run,
+      // and nothing more was read.
+      const event = new CloudEvent({ specversion: "1.0", id: "app", source: "/s", type: "t" });
+      await kafkaPublisher(await env.producer(), { topic }).publish(event);
+      const deadline = Date.now() + 10_000;
+      while (seen.length === 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toEqual(["app"]);
     });
   },
 );
