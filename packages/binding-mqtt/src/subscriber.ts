@@ -213,10 +213,25 @@ interface CorkableStream {
 
 /** The mqtt.js internals the subscriber acknowledges through (not in its public types). */
 interface ClientInternals {
-  _sendPacket(packet: object, callback?: () => void): void;
+  _sendPacket(
+    packet: { cmd: string; messageId?: number },
+    callback?: () => void,
+    ...rest: unknown[]
+  ): void;
   incomingStore: { del(packet: object, callback: () => void): void };
   _releaseIncomingQoS2Publish?(messageId: number): void;
 }
+
+/**
+ * mqtt.js's hook for an incoming QoS 1/2 PUBLISH (`customHandleAcks`): it answers a QoS 2 one
+ * with a PUBREC once `done` is called with reason code 0.
+ */
+type HandleAcks = (
+  topic: string,
+  message: Uint8Array,
+  packet: PacketLike,
+  done: (error: Error | number | null, code?: number) => void,
+) => void;
 
 const noop = () => undefined;
 
@@ -229,31 +244,15 @@ function checkClientInternals(client: MqttClient): void {
   const internals = client as unknown as Partial<ClientInternals>;
   if (
     typeof internals._sendPacket === "function" &&
-    typeof internals.incomingStore?.del === "function"
+    typeof internals.incomingStore?.del === "function" &&
+    typeof client.options?.customHandleAcks === "function"
   ) {
     return;
   }
   throw new PosthornErrorClass(
     "NotSupported",
-    "this MQTT client has no _sendPacket and incomingStore, which mqttSubscriber acknowledges QoS 1 and 2 messages through: use an mqtt.js 5 client (the mqtt package, 5.x)",
+    "this MQTT client has no _sendPacket, incomingStore and options.customHandleAcks, which mqttSubscriber acknowledges QoS 1 and 2 messages through: use an mqtt.js 5 client (the mqtt package, 5.x)",
   );
-}
-
-/**
- * Sends the acknowledgement mqtt.js was told to skip: PUBACK at QoS 1, and at QoS 2 what mqtt.js
- * does after its handler calls back (forget the stored PUBLISH, then PUBCOMP).
- */
-function sendAck(client: MqttClient, packet: PacketLike): void {
-  const messageId = packet.messageId;
-  if (messageId === undefined) return;
-  const internals = client as unknown as ClientInternals;
-  if (packet.qos === 2) {
-    internals.incomingStore.del(packet, noop);
-    internals._releaseIncomingQoS2Publish?.(messageId);
-    internals._sendPacket({ cmd: "pubcomp", messageId });
-  } else {
-    internals._sendPacket({ cmd: "puback", messageId });
-  }
 }
 
 // One dispatcher per client: mqtt.js has a single handleMessage hook, which every subscriber on
@@ -268,11 +267,12 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   const closedFilters = new Map<string, (topic: string) => boolean>();
   const target = client as unknown as { handleMessage: HandleMessage };
   const previous = target.handleMessage.bind(client);
-  target.handleMessage = (packet, callback) => {
+  /** Hands `packet` to the subscriber it is for; `false` when it is for none. */
+  const dispatch = (packet: PacketLike, callback: (err?: Error) => void): boolean => {
     if (ending !== undefined && packet.qos > 0) {
       // The connection release() dropped: its acknowledgements are void, the session resends.
       callback(WITHHELD);
-      return;
+      return true;
     }
     // MQTT 5 3.3.4: a broker may send one copy per matching subscription (Mosquitto does), each
     // naming its subscription: the subscriber that made it takes it, not the first whose filter
@@ -285,7 +285,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
           (ids === route.id || (Array.isArray(ids) && ids.includes(route.id)))
         ) {
           route.receive(packet, callback);
-          return;
+          return true;
         }
       }
     }
@@ -293,7 +293,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     for (const route of routes) {
       if (route.matches(topic)) {
         route.receive(packet, callback);
-        return;
+        return true;
       }
     }
     if (packet.qos > 0) {
@@ -302,11 +302,74 @@ function dispatcherFor(client: MqttClient): Dispatcher {
           // mqtt.js's handler would acknowledge it, and the message was lost to the application
           // (30 of 30 after a reconnect, its 'message' listeners aside): the session keeps it.
           callback(WITHHELD);
-          return;
+          return true;
         }
       }
     }
-    previous(packet, callback);
+    return false;
+  };
+  // QoS 2 messages handed out at their PUBREL: mqtt.js answered their PUBLISH before there was a
+  // subscriber to take it (a resumed session resends right after CONNACK, maybe before
+  // mqttSubscriber was called), and what settles them is the PUBCOMP.
+  const atPubrel = new WeakSet<PacketLike>();
+  target.handleMessage = (packet, callback) => {
+    if (packet.qos === 2) atPubrel.add(packet);
+    if (!dispatch(packet, callback)) previous(packet, callback);
+  };
+  // QoS 2: the subscriber takes the PUBLISH itself, and its settlement sends the PUBREC. mqtt.js
+  // answered each PUBLISH with a PUBREC at once and kept it until the broker's PUBREL, which was
+  // when the subscriber saw it: nothing bounded those (173-180 of 200 held against Mosquitto
+  // 2.0.11, which sends past its window), and maxInFlight now counts them from the PUBLISH.
+  const options = client.options as unknown as { customHandleAcks: HandleAcks };
+  const handleAcks = options.customHandleAcks;
+  // QoS 2 PUBLISHes a subscriber took whose PUBREC mqtt.js is about to send: it is not sent.
+  const taken = new Set<number>();
+  options.customHandleAcks = (topic, message, packet, done) => {
+    const messageId = packet.messageId;
+    if (packet.qos !== 2 || messageId === undefined) {
+      handleAcks(topic, message, packet, done);
+      return;
+    }
+    // mqtt.js emits a QoS 1 message to its 'message' listeners before its handler, and a QoS 2
+    // one at its PUBREL if it stored the PUBLISH, which it no longer does for these.
+    const claimed = dispatch(packet, () => {
+      taken.add(messageId);
+      done(0);
+    });
+    if (!claimed) handleAcks(topic, message, packet, done);
+    else client.emit("message", topic, message as Buffer, packet as never);
+  };
+  const internals = client as unknown as ClientInternals;
+  const sendPacket = internals._sendPacket.bind(client);
+  internals._sendPacket = (packet, callback, ...rest) => {
+    const messageId = packet.messageId;
+    if (packet.cmd === "pubrec" && messageId !== undefined && taken.delete(messageId)) {
+      // mqtt.js stored the PUBLISH for the PUBREL that answers its PUBREC; the subscriber holds it
+      // instead, and a PUBREL answering its own PUBREC finds nothing stored (mqtt.js then sends
+      // the PUBCOMP).
+      internals.incomingStore.del(packet, noop);
+      internals._releaseIncomingQoS2Publish?.(messageId);
+      callback?.();
+      return;
+    }
+    sendPacket(packet, callback, ...rest);
+  };
+  /**
+   * Sends the acknowledgement mqtt.js was told to skip: PUBACK at QoS 1, PUBREC at QoS 2 (the
+   * broker's PUBREL then finds nothing stored, and mqtt.js answers it with PUBCOMP), and for a
+   * QoS 2 message handed out at its PUBREL what mqtt.js does once its handler calls back (forget
+   * the stored PUBLISH, then PUBCOMP).
+   */
+  const sendAck = (packet: PacketLike): void => {
+    const messageId = packet.messageId;
+    if (messageId === undefined) return;
+    if (packet.qos === 2 && atPubrel.has(packet)) {
+      internals.incomingStore.del(packet, noop);
+      internals._releaseIncomingQoS2Publish?.(messageId);
+      sendPacket({ cmd: "pubcomp", messageId });
+    } else {
+      sendPacket({ cmd: packet.qos === 2 ? "pubrec" : "puback", messageId });
+    }
   };
   // What was owed on a lost connection can never be sent on the next one (the packet identifiers
   // belong to the old one); a persistent session resends those messages instead.
@@ -357,7 +420,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       while (owed.length > 0 && (owed[0] as OwedAck).send !== undefined) {
         const head = owed.shift() as OwedAck;
         // Never queued for a later connection: mqtt.js would send it there, with a stale identifier.
-        if (head.send && client.connected) sendAck(client, head.packet);
+        if (head.send && client.connected) sendAck(head.packet);
       }
       if (parked !== undefined && owed.length < parked.limit) {
         const p = parked;
@@ -540,10 +603,11 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *
  * Settlement (see docs/bindings/mqtt.md):
  * - QoS 0: nothing to acknowledge; `accept()` is a no-op and `release()` is `NotSupported`.
- * - QoS 1 and 2: the PUBACK (PUBCOMP) waits for `accept()`. mqtt.js handles incoming packets
- *   one after another; the subscriber tells it to skip the acknowledgement and sends it on
- *   settlement, so mqtt.js goes on reading: several deliveries can be in hand (up to the broker's
- *   in-flight window) and settled in any order, and the acknowledgements go out in arrival order.
+ * - QoS 1 and 2: the PUBACK (QoS 2: the PUBREC, which answers the PUBLISH; mqtt.js then
+ *   answers the broker's PUBREL) waits for `accept()`. mqtt.js handles incoming packets one after
+ *   another; the subscriber tells it to skip the acknowledgement and sends it on settlement, so
+ *   mqtt.js goes on reading: several deliveries can be in hand (up to `maxInFlight`) and settled
+ *   in any order, and the acknowledgements go out in arrival order.
  * - `release()` withholds the acknowledgement and reconnects the client, so the broker resends
  *   the message (MQTT redelivers only on session resumption). It needs a persistent session
  *   (`clean: false`, and at MQTT 5 a `sessionExpiryInterval` above 0) and automatic reconnects;

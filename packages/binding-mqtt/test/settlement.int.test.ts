@@ -98,6 +98,32 @@ describe.skipIf(!ok)("settlement over Mosquitto (skipped: no broker outside CI)"
           await d.accept();
         }
       });
+
+      it("QoS 2 release(): the broker resends the PUBLISH (DUP set), and the one accepted before is not resent", async () => {
+        const topic = uniqueTopic("qos2-release");
+        const sub = await client(persistentSession(version, "settle"));
+        const subscriber = await mqttSubscriber(sub, { topic, qos: 2, formats: [json] });
+        opened.push(subscriber);
+        const pub = await client({ protocolVersion: version });
+        const publisher = mqttPublisher(pub, { topic, qos: 2, mode, format: json });
+        for (const i of [10, 11]) await publisher.publish(job(i));
+        const it = subscriber[Symbol.asyncIterator]();
+        const [accepted, released] = [await nextDelivery(it), await nextDelivery(it)];
+        await accepted.accept();
+        await released.release();
+        const again = await nextDelivery(it);
+        expect([again.event?.id, again.deliveryCount, again.message.metadata?.dup]).toEqual([
+          "job-11",
+          2,
+          true,
+        ]);
+        await again.accept();
+        const more = await Promise.race([
+          it.next().then((r) => (r.done ? "done" : r.value.event?.id)),
+          new Promise((r) => setTimeout(() => r("nothing"), 500)),
+        ]);
+        expect(more).toBe("nothing");
+      });
     });
   }
 
