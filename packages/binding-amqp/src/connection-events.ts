@@ -298,6 +298,9 @@ export async function closeLinkAndSession(
   const opened = link.is_receiver() ? "receiver_open" : "sender_open";
   const closed = link.is_receiver() ? "receiver_close" : "sender_close";
   const deadline = Date.now() + detachTimeoutMs;
+  // A session the peer ended (RabbitMQ refusing an address ends it) holds nothing any more, and
+  // its link's attach will never be answered.
+  if (connection.is_closed() || endedByPeer(session)) return;
   if (awaitingAttach(link) && connection.is_open()) {
     await answered(connection, link, [opened, closed], () => {}, detachTimeoutMs);
   }
@@ -317,6 +320,12 @@ export async function closeLinkAndSession(
   }
   if (connection.is_closed() || !session.is_open()) return;
   await answered(connection, session, ["session_close"], () => session.close(), endTimeoutMs);
+}
+
+/** Whether the peer ended the session: its end came, or rhea already closed it after one. */
+function endedByPeer(session: Session): boolean {
+  const remote = (session as unknown as { remote?: { end?: unknown } }).remote;
+  return remote?.end !== undefined || session.is_itself_closed();
 }
 
 /**
