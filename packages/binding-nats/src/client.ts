@@ -191,6 +191,17 @@ export function whenClosed(nc: NatsConnectionLike | undefined): Promise<unknown>
 }
 
 /**
+ * Whether the connection is closed or closing for good: closed, or draining (`isDraining()` of
+ * v2 and v3, read only when it is there), which ends with the connection closed.
+ */
+export function connectionEnding(nc: NatsConnectionLike | undefined): boolean {
+  if (nc === undefined) return false;
+  if (nc.isClosed()) return true;
+  const draining = (nc as { isDraining?: () => boolean }).isDraining;
+  return typeof draining === "function" && draining.call(nc) === true;
+}
+
+/**
  * Whether nats.js is between connections, reconnecting (`protocol.connected` of v2 and v3, read
  * only when it is there). It empties its outbound buffer on every reconnection attempt, so what
  * is published meanwhile is dropped after the call returned.

@@ -22,6 +22,7 @@ import {
 import {
   type ConsumerLike,
   type ConsumerMessagesLike,
+  connectionEnding,
   connectionOf,
   isReconnecting,
   type JetStreamClientLike,
@@ -114,6 +115,39 @@ export const DEFAULT_STOP_TIMEOUT_MS = 5000;
 
 const noop = (): void => {};
 
+/**
+ * Why the connection under a subscriber ended, once it has: nats.js closes every subscription
+ * first, then resolves `closed()` (v2 and v3, read only when it is there) with the error it gave
+ * the connection up on (reconnect attempts exhausted, a fatal protocol error), or with nothing
+ * when the application closed it (`nc.close()`, `nc.drain()`). The first is `ConnectionFailed`
+ * with that error as `cause`, the second `Closed`, as in the AMQP and Kafka bindings.
+ * `undefined` for a client without `closed()`: iteration then just ends.
+ */
+async function connectionEnd(
+  nc: NatsConnectionLike | undefined,
+  what: string,
+): Promise<PosthornError | undefined> {
+  const closed = whenClosed(nc);
+  if (closed === undefined) return undefined;
+  const why = await closed.then(
+    (result) => result,
+    (err: unknown) => err,
+  );
+  if (why instanceof Error) {
+    const translated = translateNatsError(why, "subscribe");
+    return new PosthornError(
+      "ConnectionFailed",
+      `the NATS connection was lost for good (nats.js gave it up: ${why.message}), which ended ${what}: connect again and make a new subscriber`,
+      {
+        cause: why,
+        retryable: translated.retryable,
+        ...(translated.protocolCode === undefined ? {} : { protocolCode: translated.protocolCode }),
+      },
+    );
+  }
+  return new PosthornError("Closed", `the application closed the NATS connection under ${what}`);
+}
+
 // The decoding limits both subscribers take, checked once when the subscriber is made.
 function checkDecodeLimits(options: NatsDecodeOptions): void {
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
@@ -160,6 +194,9 @@ function checkQueue(queue: unknown): void {
  * then ends iteration once the queued deliveries are consumed. Leaving a `for await` loop
  * closes the subscriber, and so leaves its queue group. At most `maxPending` deliveries
  * wait to be pulled; past that, arriving messages are dropped and counted in `dropped`.
+ * When the connection ends under an open subscriber, iteration fails after the deliveries that
+ * had arrived: with `ConnectionFailed` (nats.js's error as `cause`) when nats.js gave the
+ * connection up, with `Closed` when the application closed it.
  *
  * The subscriber is returned at once, before the server has the subscription: `await
  * subscriber.ready` (a round trip of the connection, `flush()`) before publishing anything it
@@ -263,12 +300,20 @@ export function natsSubscriber<T = unknown>(
   });
   // The failure also ends iteration; `ready` rejecting unobserved must not crash the process.
   ready.catch(noop);
+  let closing: Promise<void> | undefined;
   sub.closed.then(
-    (result) =>
-      result instanceof Error ? queue.fail(translateNatsError(result, "subscribe")) : queue.end(),
+    (result) => {
+      if (result instanceof Error) queue.fail(translateNatsError(result, "subscribe"));
+      else if (closing !== undefined) queue.end();
+      // Not closed by close(): nats.js ended it with the connection. A worker's loop must not
+      // stop as if closed normally when nats.js gave the connection up.
+      else
+        void connectionEnd(nc, `the subscription to ${options.subject}`).then((err) =>
+          err === undefined ? queue.end() : queue.fail(err),
+        );
+    },
     (err: unknown) => queue.fail(translateNatsError(err, "subscribe")),
   );
-  let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (!nc.isClosed()) {
@@ -343,7 +388,10 @@ function serverAtLeast210(version: string | undefined): boolean {
  * settled, then naks those still unsettled (so another consumer gets them at once rather than
  * after the ack wait; settling one later is `SettlementFailed`). Leaving a `for await` loop
  * closes the subscriber the same way. When the consumer or its stream is deleted, iteration fails
- * with `ConnectionFailed` (not retryable) rather than waiting for it to come back. A settlement
+ * with `ConnectionFailed` (not retryable) rather than waiting for it to come back. When the
+ * connection ends under an open subscriber, iteration fails after the messages that had arrived:
+ * with `ConnectionFailed` (nats.js's error as `cause`) when nats.js gave the connection up, with
+ * `Closed` when the application closed it. A settlement
  * made while the connection is closed or reconnecting rejects with `SettlementFailed` (nats.js
  * would write it nowhere, or drop it at the reconnection): the server delivers the message again
  * after the ack wait.
@@ -388,6 +436,11 @@ export async function jetStreamSubscriber<T = unknown>(
     throw consumerLookupError(err, options.stream, options.consumer);
   }
   const nc = connectionOf(js);
+  // nats.js v3 ends the iteration when the connection closes, after the messages it holds; v2
+  // went on waiting for more, for good. Stopped here as well (a no-op for v3), the same way.
+  whenClosed(nc)?.then(() => {
+    if (!closed) messages.stop();
+  }, noop);
   const termWithReason = options.termWithReason ?? serverAtLeast210(nc?.info?.version);
   const decodeOptions: NatsDecodeOptions = options;
   const unsettled = new Set<Delivery<T>>();
@@ -483,6 +536,8 @@ export async function jetStreamSubscriber<T = unknown>(
   };
 
   let closing: Promise<void> | undefined;
+  // Whether iteration already ended with the connection (its error is thrown once).
+  let ended = false;
   // The one iterator over nats.js's messages (it allows one), shared with close().
   let source: AsyncIterator<JsMsgLike> | undefined;
 
@@ -636,6 +691,16 @@ export async function jetStreamSubscriber<T = unknown>(
             if (r.done || closed) {
               // A message pulled after close() goes back at once.
               if (!r.done) r.value.nak();
+              else if (!closed && !ended && connectionEnding(nc)) {
+                // nats.js ends the iteration when the connection closes, after what it had
+                // received, the same way whether it gave the connection up or was told to.
+                ended = true;
+                const err = await connectionEnd(
+                  nc,
+                  `the subscriber to consumer ${quoted(options.consumer)} of stream ${quoted(options.stream)}`,
+                );
+                if (err) throw err;
+              }
               return { value: undefined, done: true };
             }
             return { value: toDelivery(r.value), done: false };

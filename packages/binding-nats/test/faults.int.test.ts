@@ -6,7 +6,13 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetStreamPublisher, jetStreamSubscriber, natsPublisher } from "@posthorn/binding-nats";
+import {
+  jetStreamPublisher,
+  jetStreamSubscriber,
+  type NatsConnectionLike,
+  natsPublisher,
+  natsSubscriber,
+} from "@posthorn/binding-nats";
 import { type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import {
@@ -20,6 +26,7 @@ import {
   settledWithin,
   startNatsServer,
 } from "@posthorn/testkit";
+import { connect as connectV2 } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unique } from "./nats-server.js";
 
@@ -375,6 +382,171 @@ describe("natsPublisher while the server is away", () => {
       expect(took).toBeGreaterThanOrEqual(550);
       expect(took).toBeLessThan(3000);
       await nc.close();
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
+describe("subscribers when nats.js gives the connection up", () => {
+  /** The members of a v2 or v3 connection these tests use besides the binding's. */
+  interface GivenUp extends NatsConnectionLike {
+    close(): Promise<void>;
+    closed(): Promise<unknown>;
+  }
+  // Few reconnect attempts, so that nats.js gives the connection up soon after the server dies.
+  const clients: Record<string, (url: string) => Promise<GivenUp>> = {
+    "@nats-io/transport-node (v3)": (url) =>
+      connect({ servers: url, maxReconnectAttempts: 2, reconnectTimeWait: 100 }),
+    "nats (v2)": (url) =>
+      connectV2({ servers: url, maxReconnectAttempts: 2, reconnectTimeWait: 100 }),
+  };
+
+  /** The ids of what iteration hands out, and how it ends: `done`, or the error it throws. */
+  async function untilEnd(
+    iterator: AsyncIterator<Delivery>,
+    withinMs: number,
+  ): Promise<{ ids: string[]; end: unknown }> {
+    const ids: string[] = [];
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const r = await Promise.race([
+        iterator.next().then(
+          (value) => ({ value }),
+          (error: unknown) => ({ error }),
+        ),
+        new Promise<"late">((resolve) => {
+          timer = setTimeout(() => resolve("late"), Math.max(0, deadline - Date.now()));
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (r === "late") return { ids, end: `not ended within ${withinMs} ms` };
+      if ("error" in r) return { ids, end: r.error };
+      if (r.value.done) return { ids, end: "done" };
+      ids.push(String(r.value.value.event?.id));
+    }
+  }
+
+  /** A JetStream stream of `count` jobs and a durable consumer, made over a connection of its own. */
+  async function jobsOn(url: string, count: number) {
+    const admin = await connect({ servers: url });
+    const jsm = await jetstreamManager(admin);
+    const stream = unique("GIVENUP").toUpperCase();
+    await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
+    await jsm.consumers.add(stream, { durable_name: "workers", ack_policy: AckPolicy.Explicit });
+    const jobs = Array.from({ length: count }, (_, i) => faultEvent("nats", i + 1, "job"));
+    await jetStreamPublisher(jetstream(admin), { subject: `${stream.toLowerCase()}.jobs` }).publish(
+      jobs,
+    );
+    await admin.close();
+    return { stream, ids: jobs.map((j) => j.id) };
+  }
+
+  for (const [client, connectTo] of Object.entries(clients)) {
+    it(`${client}: core NATS iteration hands out what had arrived, then fails with ConnectionFailed`, {
+      timeout: 20_000,
+    }, async () => {
+      const own = await startNatsServer();
+      try {
+        const nc = await connectTo(own.url);
+        const subject = unique("givenup");
+        const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+        await subscriber.ready;
+        const events = [1, 2, 3].map((i) => faultEvent("nats", i));
+        await natsPublisher(nc, { subject }).publish(events);
+        await nc.flush();
+        await waitUntil(async () => subscriber.pending === 3, 5000);
+        await own.kill();
+        // nats.js tries twice, fails, and closes the connection with the error it gave up on.
+        const gaveUp = await nc.closed();
+        expect(gaveUp).toBeInstanceOf(Error);
+        // It used to end with done: true, as if closed normally: a worker just stopped.
+        const { ids, end } = await untilEnd(subscriber[Symbol.asyncIterator](), 5000);
+        expect(ids).toEqual(events.map((e) => e.id));
+        expect(end).toMatchObject({
+          name: "PosthornError",
+          code: "ConnectionFailed",
+          cause: gaveUp,
+          message: expect.stringMatching(/the NATS connection was lost for good/),
+        });
+        await subscriber.close();
+      } finally {
+        await own.stop();
+      }
+    });
+
+    it(`${client}: JetStream iteration hands out what had arrived, then fails with ConnectionFailed`, {
+      timeout: 20_000,
+    }, async () => {
+      const own = await startNatsServer();
+      try {
+        const { stream, ids: jobs } = await jobsOn(own.url, 3);
+        const nc = await connectTo(own.url);
+        const js =
+          (nc as unknown as { jetstream?: () => unknown }).jetstream?.() ??
+          jetstream(nc as NatsConnection);
+        const subscriber = await jetStreamSubscriber(
+          js as Parameters<typeof jetStreamSubscriber>[0],
+          {
+            stream,
+            consumer: "workers",
+            formats: [json],
+          },
+        );
+        const it = subscriber[Symbol.asyncIterator]();
+        const first = await nextDelivery(it, 5000);
+        // The other two arrived with the same pull.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await own.kill();
+        const gaveUp = await nc.closed();
+        expect(gaveUp).toBeInstanceOf(Error);
+        const { ids, end } = await untilEnd(it, 5000);
+        expect([String(first.event?.id), ...ids]).toEqual(jobs);
+        expect(end).toMatchObject({
+          name: "PosthornError",
+          code: "ConnectionFailed",
+          cause: gaveUp,
+          message: expect.stringMatching(/the NATS connection was lost for good/),
+        });
+        // Thrown once: a later pull ends.
+        expect((await it.next()).done).toBe(true);
+        await subscriber.close();
+      } finally {
+        await own.stop();
+      }
+    });
+  }
+
+  it("the application closing the connection fails iteration with Closed; close() ends it", {
+    timeout: 20_000,
+  }, async () => {
+    const own = await startNatsServer();
+    try {
+      const { stream } = await jobsOn(own.url, 1);
+      const nc = await connect({ servers: own.url });
+      const subject = unique("appclosed");
+      const core = natsSubscriber(nc, { subject, formats: [json] });
+      const closedByUs = natsSubscriber(nc, { subject, formats: [json] });
+      await core.ready;
+      const js = await jetStreamSubscriber(jetstream(nc), { stream, consumer: "workers" });
+      const jsIt = js[Symbol.asyncIterator]();
+      await (await nextDelivery(jsIt, 5000)).accept();
+      await closedByUs.close();
+      expect(await untilEnd(closedByUs[Symbol.asyncIterator](), 1000)).toEqual({
+        ids: [],
+        end: "done",
+      });
+      await nc.close();
+      for (const { end } of [
+        await untilEnd(core[Symbol.asyncIterator](), 5000),
+        await untilEnd(jsIt, 5000),
+      ]) {
+        expect(end).toMatchObject({
+          name: "PosthornError",
+          code: "Closed",
+          message: expect.stringMatching(/the application closed the NATS connection under/),
+        });
+      }
     } finally {
       await own.stop();
     }
