@@ -54,7 +54,12 @@ export interface NatsSubscriberOptions extends NatsDecodeOptions {
    * for no limit.
    */
   maxPending?: number;
-  /** Called for each message dropped because `maxPending` deliveries were waiting, with the total. */
+  /**
+   * Called for each message dropped because `maxPending` deliveries were waiting, with the total.
+   * It must not throw: what it throws ends this subscriber (iteration fails with `NotSupported`,
+   * `attribute` `onDrop`, the thrown error as `cause`, after the deliveries waiting), never the
+   * connection.
+   */
   onDrop?: (dropped: number) => void;
 }
 
@@ -237,7 +242,15 @@ export function natsSubscriber<T = unknown>(
     }
     if (queue.size >= maxPending) {
       dropped++;
-      onDrop?.(dropped);
+      if (onDrop) {
+        // User code, run inside nats.js's message callback: what it throws would reach nats.js,
+        // which closes the whole connection over it ("reader closed").
+        try {
+          onDrop(dropped);
+        } catch (err) {
+          onDropFailed(err);
+        }
+      }
       return;
     }
     const received = receiveNatsMessage<T>(
@@ -256,6 +269,22 @@ export function natsSubscriber<T = unknown>(
         accept: noop,
       }),
     );
+  };
+  /**
+   * A throwing `onDrop` ends this subscriber, and only it: iteration fails after the deliveries
+   * waiting (the way a failure of the subscription itself is reported), and the subscription
+   * ends, so that a queue-group member does not go on taking messages nobody reads.
+   */
+  const onDropFailed = (err: unknown): void => {
+    const why = err instanceof Error ? err.message : String(err);
+    queue.fail(
+      new PosthornError(
+        "NotSupported",
+        `onDrop threw (${why}) for the subscription to ${options.subject}; the subscriber stopped, its connection is untouched. onDrop must not throw`,
+        { attribute: "onDrop", cause: err },
+      ),
+    );
+    sub.unsubscribe();
   };
   let sub: ReturnType<NatsConnectionLike["subscribe"]>;
   try {
@@ -304,7 +333,7 @@ export function natsSubscriber<T = unknown>(
   sub.closed.then(
     (result) => {
       if (result instanceof Error) queue.fail(translateNatsError(result, "subscribe"));
-      else if (closing !== undefined) queue.end();
+      else if (closing !== undefined || queue.ended) queue.end();
       // Not closed by close(): nats.js ended it with the connection. A worker's loop must not
       // stop as if closed normally when nats.js gave the connection up.
       else

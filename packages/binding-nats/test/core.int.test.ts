@@ -490,6 +490,53 @@ describe("core NATS publisher and subscriber", () => {
     }
   });
 
+  it("an onDrop that throws ends its subscriber with NotSupported, and leaves the connection up (nats.js closed it)", async () => {
+    const conn = await connect({ servers: server.url });
+    try {
+      const subject = unique("ondrop");
+      const bug = new Error("user bug");
+      const subscriber = natsSubscriber(conn, {
+        subject,
+        formats: [json],
+        maxPending: 2,
+        onDrop: () => {
+          throw bug;
+        },
+      });
+      const other = natsSubscriber(conn, { subject, formats: [json] });
+      await Promise.all([subscriber.ready, other.ready]);
+      const publisher = natsPublisher(nc, { subject });
+      await publisher.publish(
+        ["d0", "d1", "d2"].map((id) => vector("typical").event.cloneWith({ id })),
+      );
+      await nc.flush();
+      // The server routed the three before it answers this round trip on the other connection.
+      await conn.flush();
+      expect(conn.isClosed()).toBe(false);
+      expect(subscriber.dropped).toBe(1);
+      // What waited is handed out, then the throw, typed, with the callback's error as cause.
+      const it = subscriber[Symbol.asyncIterator]();
+      expect((await it.next()).value?.event?.id).toBe("d0");
+      expect((await it.next()).value?.event?.id).toBe("d1");
+      await expect(it.next()).rejects.toMatchObject({
+        name: "PosthornError",
+        code: "NotSupported",
+        attribute: "onDrop",
+        cause: bug,
+      });
+      // The connection's other subscriber goes on: the three, and one published afterwards.
+      await publisher.publish(vector("typical").event.cloneWith({ id: "d3" }));
+      const rest = other[Symbol.asyncIterator]();
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push(String((await rest.next()).value?.event?.id));
+      expect(ids).toEqual(["d0", "d1", "d2", "d3"]);
+      await subscriber.close();
+      await other.close();
+    } finally {
+      await conn.close();
+    }
+  });
+
   it("hands a delivery with a typed error for a message that claims to be a CloudEvent and is not", async () => {
     const subject = unique("broken");
     const subscriber = natsSubscriber(nc, { subject, formats: [json] });
