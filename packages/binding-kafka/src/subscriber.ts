@@ -59,7 +59,9 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
    * `SettlementFailed` (its `cause` a `Timeout`, or the producer's error) and the record is not
    * done: nothing is committed past it and it is delivered again. A write that timed out is not
    * recalled: if it completes later, the dead-letter topic holds a copy of a record that also
-   * comes again (at-least-once). A number of 1 or more (`NotSupported` otherwise).
+   * comes again (at-least-once). `close()` ends the wait sooner: see
+   * {@link KafkaSubscriberOptions.drainTimeoutMs}. A number of 1 or more (`NotSupported`
+   * otherwise).
    */
   deadLetterTimeoutMs?: number;
   /**
@@ -77,7 +79,13 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
    * (at-least-once duplicates, never a loss); `close()` commits at once.
    */
   commitIntervalMs?: number;
-  /** On `close()`, wait up to this long for deliveries in the application's hands to settle. Default 0. */
+  /**
+   * On `close()`, wait up to this long for deliveries in the application's hands to settle, a
+   * `reject()` still writing its dead-letter copy included. Default 0. A `reject()` still writing
+   * when it ends fails at once with `SettlementFailed` (its `cause` a `Closed` error): the record
+   * is not committed and comes again on the next start, and the write is not recalled (if it
+   * completes, the dead-letter topic holds a copy too).
+   */
   drainTimeoutMs?: number;
   /** Passed to the consumer's `run`. Default 1. */
   partitionsConsumedConcurrently?: number;
@@ -261,9 +269,11 @@ class PartitionTrack {
  *   then counts as done; a write that fails, or is not acknowledged within
  *   `deadLetterTimeoutMs`, rejects with a retryable `SettlementFailed` and the record is
  *   delivered again (never committed as done);
- * - `close()` commits what was accepted, stops the consumer, and leaves what was not settled to
- *   be delivered again (settling it later is `SettlementFailed`); the consumer stays the
- *   caller's to disconnect. Leaving a `for await` loop closes the subscriber the same way;
+ * - `close()` waits up to `drainTimeoutMs` (default 0) for deliveries in hand, then fails the
+ *   `reject()`s still writing to the dead-letter topic with `SettlementFailed`, commits what was
+ *   accepted, stops the consumer, and leaves what was not settled to be delivered again
+ *   (settling it later is `SettlementFailed`); the consumer stays the caller's to disconnect.
+ *   Leaving a `for await` loop closes the subscriber the same way;
  * - when the consumer crashes and kafkajs will not restart it, iteration fails with the error,
  *   settling is `SettlementFailed` (nothing can be committed), and `close()` does not wait; the
  *   same, with a `Closed` error, when its owner stops or disconnects the consumer before closing
@@ -327,6 +337,12 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   /** Set from a stop this subscriber did not make until the crash that may explain it. */
   #ownerStopTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
+  /**
+   * Aborted when settlements still running can no longer count: at close() once the drain is
+   * over, or when the consumer stops for good. A reject() then stops waiting for its dead-letter
+   * write (its timer cleared) and fails, and a write that completes later commits nothing.
+   */
+  readonly #settlingEnded = new AbortController();
   #closing: Promise<void> | undefined;
   // What close() waits on for the deliveries in hand.
   readonly #drain = new Drain();
@@ -569,6 +585,7 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #halt(error: PosthornError, why: string): void {
     this.#crashed = error;
     this.#crashedWhy = why;
+    this.#settlingEnded.abort(error);
     this.#queue.fail(error);
     this.#settleStart(error);
     this.#drain.wake();
@@ -701,6 +718,18 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         try {
           await this.#deadLetter(record, topic, partition, deliveryCount, reason);
         } catch (err) {
+          const ended = this.#settlingEnded.signal;
+          if (ended.aborted && err === ended.reason) {
+            // Closed (past drainTimeoutMs) or stopped for good while the write ran: nothing can
+            // be committed any more, so the record is not done and comes again on the next
+            // start; no seek on a consumer that is stopping.
+            settle();
+            throw new PosthornError(
+              "SettlementFailed",
+              `reject failed: ${this.#crashed === undefined ? "the subscriber was closed" : this.#crashedWhy} before the dead-letter write to ${this.#options.deadLetterTopic} was acknowledged, so nothing is committed and the record will be delivered again; the write is not recalled: if it completes, the dead-letter topic holds a copy too`,
+              { cause: err },
+            );
+          }
           // Not dead-lettered (or not known to be), so not done: nothing is committed past it,
           // and it is delivered again rather than lost.
           try {
@@ -781,8 +810,11 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     // kafkajs retries an unknown topic or a broker that does not answer for as long as its retry
     // settings allow (minutes by default), and the record holds its partition's checkpoint
     // meanwhile: the time limit bounds that wait. The send goes on unobserved past it.
+    const ended = this.#settlingEnded.signal;
     await settleWithin(sent, {
       timeoutMs: limitMs,
+      signal: ended,
+      aborted: () => ended.reason as PosthornError,
       timedOut: () =>
         new PosthornError(
           "Timeout",
@@ -870,6 +902,14 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     const drained = () => this.#inFlight === 0 || this.#crashed !== undefined;
     if (drainMs > 0 && !drained()) await this.#drain.wait(drainMs, drained);
     this.#closed = true;
+    // A reject() still writing its dead-letter copy fails now, rather than keeping its timer
+    // (up to deadLetterTimeoutMs) past close() and committing on a stopped consumer if the
+    // write completed later.
+    if (!this.#settlingEnded.signal.aborted) {
+      this.#settlingEnded.abort(
+        new PosthornError("Closed", "the Kafka subscriber was closed while the settlement ran"),
+      );
+    }
     // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop),
     // and stop it only once run() returned (a stop during kafkajs' join is ignored).
     await this.#running.catch(() => {});

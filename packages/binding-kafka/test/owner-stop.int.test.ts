@@ -74,5 +74,42 @@ describe.skipIf(!ok)(
         await next.close();
       });
     }
+
+    it("consumer.stop() while a reject() writes to a dead-letter topic that cannot be written: the reject fails once the stop is taken as the owner's, not deadLetterTimeoutMs later", {
+      timeout: 60_000,
+    }, async () => {
+      // The write kept waiting for its own timer (deadLetterTimeoutMs, 30 s by default) although
+      // nothing could be committed any more.
+      const topic = env.topicName("owner-reject");
+      await env.createTopic(topic, 1);
+      await kafkaPublisher(await env.producer(), { topic }).publish(event("r"));
+      const producer = await env.producer({
+        allowAutoTopicCreation: false,
+        retry: { retries: 1000, initialRetryTime: 100, maxRetryTime: 1000 },
+      });
+      const consumer = await env.consumer(env.topicName("group"));
+      const subscriber = kafkaSubscriber(consumer, {
+        topics: [topic],
+        fromBeginning: true,
+        formats: [json],
+        deadLetterTopic: env.topicName("missing-dlq"),
+        producer,
+      });
+      const d = await nextDelivery(subscriber[Symbol.asyncIterator](), 10_000);
+      const rejected = d.reject("poison");
+      rejected.catch(() => {});
+      await consumer.stop();
+      const outcome = await settledWithin(rejected, 5000);
+      expect(outcome).toMatchObject({
+        rejected: {
+          code: "SettlementFailed",
+          message: expect.stringMatching(
+            /stopped or disconnected by its owner before the dead-letter write/,
+          ),
+          cause: { code: "Closed" },
+        },
+      });
+      await subscriber.close();
+    });
   },
 );

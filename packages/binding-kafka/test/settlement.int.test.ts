@@ -7,9 +7,11 @@ import {
 } from "@posthorn/binding-kafka";
 import { CloudEvent, type Delivery, isPosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { expectEquivalent } from "@posthorn/testkit";
+import { expectEquivalent, settledWithin } from "@posthorn/testkit";
+import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+import { slowProduces } from "./sockets.js";
 
 const ok = await externalKafkaOk();
 
@@ -347,6 +349,98 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
     expect(again?.deliveryCount).toBe(2);
     await subscriber.close();
     expect(await committed(groupId, topic)).toEqual(["0"]);
+  });
+
+  it("close() with a reject() still writing to a dead-letter topic that cannot be written: the reject fails at the end of drainTimeoutMs, not deadLetterTimeoutMs later, and the record comes again", {
+    timeout: 60_000,
+  }, async () => {
+    // The write waited out its own timer (deadLetterTimeoutMs, 30 s by default) after close()
+    // had returned: close() came back in about 60 ms and the reject failed seconds later.
+    const topic = await topicWith("reject-at-close", 1, events(1, "rc"));
+    const producer = await env.producer({
+      allowAutoTopicCreation: false,
+      retry: { retries: 1000, initialRetryTime: 100, maxRetryTime: 1000 },
+    });
+    const groupId = env.topicName("group");
+    const errors: unknown[] = [];
+    const subscriber = await subscribe(topic, groupId, {
+      deadLetterTopic: env.topicName("missing-dlq"),
+      producer,
+      drainTimeoutMs: 300,
+      onError: (e) => errors.push(e),
+    });
+    const [d] = await take(subscriber, 1);
+    const rejected = (d as Delivery).reject("poison");
+    // Its outcome comes while close() is awaited, and is read after.
+    rejected.catch(() => {});
+    const started = Date.now();
+    expect(await settledWithin(subscriber.close(), 5000)).toEqual({ resolved: undefined });
+    const outcome = await settledWithin(rejected, 1000);
+    expect(Date.now() - started).toBeLessThan(3000);
+    const error = (outcome as { rejected?: unknown }).rejected;
+    expect(error).toMatchObject({
+      name: "PosthornError",
+      code: "SettlementFailed",
+      retryable: false,
+      message: expect.stringMatching(/subscriber was closed before the dead-letter write/),
+      cause: { code: "Closed" },
+    });
+    expect(errors).toEqual([]);
+    const next = await subscribe(topic, groupId);
+    const [again] = await take(next, 1);
+    expect(idOf(again as Delivery)).toBe("rc0");
+    await again?.accept();
+    await next.close();
+  });
+
+  it("close() with a reject() whose dead-letter write is acknowledged after it: the reject fails at close, nothing is committed on the stopped consumer, and the record comes again", {
+    timeout: 60_000,
+  }, async () => {
+    // The write completed after close() had stopped the consumer: the reject resolved, and the
+    // commit of the record went to a stopped consumer and failed into onError.
+    const topic = await topicWith("reject-late-ack", 1, events(1, "rl"));
+    const deadLetterTopic = env.topicName("dlq");
+    await env.createTopic(deadLetterTopic, 1);
+    const slow = new Kafka({
+      clientId: "posthorn-slow-produce",
+      brokers: env.brokers,
+      logLevel: logLevel.NOTHING,
+      socketFactory: slowProduces(1500),
+    }).producer();
+    await slow.connect();
+    try {
+      const groupId = env.topicName("group");
+      const errors: unknown[] = [];
+      const subscriber = await subscribe(topic, groupId, {
+        deadLetterTopic,
+        producer: slow,
+        commitIntervalMs: 0,
+        onError: (e) => errors.push(e),
+      });
+      const [d] = await take(subscriber, 1);
+      const rejected = (d as Delivery).reject("poison");
+      rejected.catch(() => {});
+      await subscriber.close();
+      const outcome = await settledWithin(rejected, 1000);
+      expect(outcome).toMatchObject({
+        rejected: { code: "SettlementFailed", message: expect.stringMatching(/was closed/) },
+      });
+      // The write is not recalled: it lands in the dead-letter topic (at-least-once).
+      const copies = await subscribe(deadLetterTopic, env.topicName("dlq-group"));
+      const [copy] = await take(copies, 1, 15_000);
+      expect(idOf(copy as Delivery)).toBe("rl0");
+      await copies.close();
+      expect(errors).toEqual([]);
+      // close() committed offset 0 (the record not done); nothing moved it past the record.
+      expect(await committed(groupId, topic)).toEqual(["0"]);
+      const next = await subscribe(topic, groupId);
+      const [again] = await take(next, 1);
+      expect(idOf(again as Delivery)).toBe("rl0");
+      await again?.accept();
+      await next.close();
+    } finally {
+      await slow.disconnect();
+    }
   });
 
   it("resumes paused partitions as deliveries settle (maxInFlight)", async () => {

@@ -2,6 +2,8 @@ import { connect, Socket } from "node:net";
 import type { ISocketFactory } from "kafkajs";
 
 // Kafka API keys, as the first two bytes after a request's 4-byte size.
+/** Produce: a producer's send. */
+const PRODUCE = 0;
 /** ListOffsets: how a consumer learns where the end (or the beginning) of a partition is. */
 const LIST_OFFSETS = 2;
 /** JoinGroup: the first step of joining a consumer group. */
@@ -24,13 +26,29 @@ function apiKeyOf(chunk: unknown): number | undefined {
  * @param delayMs - how long each ListOffsets request is held back
  */
 export function slowOffsetLookups(delayMs: number): ISocketFactory {
+  return slowRequests(LIST_OFFSETS, delayMs);
+}
+
+/**
+ * A kafkajs socket factory whose connections hold every Produce request back for `delayMs` (and
+ * the requests written after it): a producer made with it has its sends acknowledged that much
+ * later, so a send can still be running when a test closes what waits for it.
+ *
+ * @param delayMs - how long each Produce request is held back
+ */
+export function slowProduces(delayMs: number): ISocketFactory {
+  return slowRequests(PRODUCE, delayMs);
+}
+
+/** Connections that hold each request of API `apiKey` back for `delayMs`, keeping their order. */
+function slowRequests(apiKey: number, delayMs: number): ISocketFactory {
   return ({ host, port, onConnect }) => {
     const socket: Socket = connect({ host, port }, onConnect);
     const write = socket.write.bind(socket) as Write;
     let queue: Promise<void> | undefined;
     let queued = 0;
     socket.write = ((chunk: Buffer, encoding?: BufferEncoding) => {
-      const slow = apiKeyOf(chunk) === LIST_OFFSETS;
+      const slow = apiKeyOf(chunk) === apiKey;
       if (!slow && queue === undefined) return write(chunk, encoding);
       queued++;
       queue = (queue ?? Promise.resolve())
