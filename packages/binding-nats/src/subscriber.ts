@@ -398,6 +398,24 @@ async function checkAckPolicy(
   );
 }
 
+/**
+ * The longest nak delay nats-server takes, in whole milliseconds. nats.js sends `delayMs` times
+ * 10^6 as a JSON number, and the server reads it into a Go `time.Duration`: int64 nanoseconds, at
+ * most 9,223,372,036,854,775,807 (about 292 years). One past that, or written as `9.007e+21` (for
+ * `Number.MAX_SAFE_INTEGER`, which core allows), did not parse, and the server took the nak for
+ * one without a delay: the message came back within milliseconds (nats-server 2.9.10).
+ */
+const MAX_NAK_DELAY_MS = 9_223_372_036_854;
+
+/**
+ * The delay to nak with: whole milliseconds, rounded up (a fraction of a nanosecond, such as
+ * 1331.0000000000005 ms from an exponential backoff, is no int64 either, and was redelivered at
+ * once too), at most {@link MAX_NAK_DELAY_MS}.
+ */
+function nakDelayMs(delayMs: number): number {
+  return Math.min(Math.ceil(delayMs), MAX_NAK_DELAY_MS);
+}
+
 function serverAtLeast210(version: string | undefined): boolean {
   if (!version) return false;
   const [major, minor] = version.split(".").map((n) => Number.parseInt(n, 10));
@@ -407,7 +425,8 @@ function serverAtLeast210(version: string | undefined): boolean {
 /**
  * A subscriber on a durable JetStream consumer: an async iterable of deliveries that must be
  * settled ({@link JETSTREAM_CAPABILITIES}): `accept()` acks, `release({ delayMs })` naks (with
- * that delay), `reject()` terminates, `inProgress()` tells the server the handler is still
+ * that delay, rounded up to whole milliseconds and at most 9,223,372,036,854 ms, the longest
+ * nats-server reads), `reject()` terminates, `inProgress()` tells the server the handler is still
  * working (resetting the ack wait). `deliveryCount` is the server's count of deliveries of the
  * message, so a job knows its attempt number.
  *
@@ -545,7 +564,7 @@ export async function jetStreamSubscriber<T = unknown>(
       release({ delayMs }) {
         done();
         sendable("the nak", false);
-        if (delayMs !== undefined && delayMs > 0) msg.nak(delayMs);
+        if (delayMs !== undefined && delayMs > 0) msg.nak(nakDelayMs(delayMs));
         else msg.nak();
       },
       reject(reason) {

@@ -281,6 +281,30 @@ describe("JetStream settlement", () => {
     await again?.accept();
   });
 
+  it("release({ delayMs }) past the longest delay nats-server takes, or of a fraction of a nanosecond, still holds the message back", async () => {
+    const { stream, subject, consumer } = await streamWithConsumer();
+    const events = ["huge", "backoff"].map((id) => vector("typical").event.cloneWith({ id }));
+    await jetStreamPublisher(js, { subject }).publish(events);
+    const it = (await subscribe(stream, consumer))[Symbol.asyncIterator]();
+    const [huge, backoff] = [await next(it), await next(it)];
+    expect([huge?.event?.id, backoff?.event?.id]).toEqual(["huge", "backoff"]);
+    // nats.js sends delayMs * 10^6 as a JSON number, which the server reads into a Go duration
+    // (int64 nanoseconds): 9.007e21 did not parse, and the server took a plain nak (back at once).
+    await huge?.release({ delayMs: Number.MAX_SAFE_INTEGER });
+    const released = Date.now();
+    // An exponential backoff's 1331.0000000000005 ms is 1331000000.0000005 ns: no int64 either.
+    await backoff?.release({ delayMs: 1000 * 1.1 ** 3 });
+    const again = await next(it, 5000);
+    expect(again?.event?.id).toBe("backoff");
+    expect(again?.deliveryCount).toBe(2);
+    expect(Date.now() - released).toBeGreaterThanOrEqual(1300);
+    await again?.accept();
+    expect(await next(it, 1500)).toBeUndefined();
+    // The server holds it, delivered once and not acknowledged, until its far redelivery time.
+    const info = await jsm.consumers.info(stream, consumer);
+    expect(info.num_ack_pending).toBe(1);
+  });
+
   it("reject() terminates: no redelivery, and the server publishes a MSG_TERMINATED advisory", async () => {
     const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
     const advisories: string[] = [];
