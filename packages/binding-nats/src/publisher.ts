@@ -5,6 +5,7 @@ import {
   checkTimeOption,
   type EventFormat,
   encodeHeaderValue,
+  isPosthornError,
   limitTimer,
   MAX_TIMER_MS,
   PosthornError,
@@ -34,7 +35,11 @@ import {
 
 /** Options for {@link natsPublisher} and {@link jetStreamPublisher}. */
 export interface NatsPublisherOptions {
-  /** The subject to publish on, or a function choosing it per event. */
+  /**
+   * The subject to publish on, or a function choosing it per event. What the function throws
+   * rejects the publish with `InvalidEvent` (`attribute` `subject`, the error as `cause`; a
+   * `PosthornError` as it is), nothing sent.
+   */
   subject: string | ((event: CloudEvent) => string);
   /** Content mode: `binary` (default) or `structured` (then `format` is required). */
   mode?: NatsContentMode;
@@ -150,9 +155,29 @@ function preparer(
         );
       }
     }
-    const subject = call?.subject ?? (typeof subjectOf === "string" ? subjectOf : subjectOf(event));
+    const subject =
+      call?.subject ?? (typeof subjectOf === "string" ? subjectOf : subjectFor(subjectOf, event));
     return { event, subject, message };
   };
+}
+
+/**
+ * The subject the publisher's `subject` function chooses for `event`. What the function throws
+ * is `InvalidEvent` (this event cannot be routed; `attribute` `subject`, the error as `cause`),
+ * as the HTTP binding treats a callback's unusable answer; a `PosthornError` passes as it is.
+ */
+function subjectFor(choose: (event: CloudEvent) => string, event: CloudEvent): string {
+  try {
+    return choose(event);
+  } catch (err) {
+    if (isPosthornError(err)) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new PosthornError(
+      "InvalidEvent",
+      `the subject function threw for event ${JSON.stringify(event.id)}: ${why}; nothing was published`,
+      { attribute: "subject", cause: err },
+    );
+  }
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();

@@ -2,7 +2,7 @@ import { getEventListeners } from "node:events";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetStreamPublisher, natsPublisher } from "@posthorn/binding-nats";
-import { isPosthornError } from "@posthorn/core";
+import { isPosthornError, PosthornError } from "@posthorn/core";
 import { settledWithin, shutdownEvent, unencodableEvent } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestNats, unique } from "./nats-server.js";
@@ -127,6 +127,45 @@ describe("publish(array) with an event that cannot be encoded", () => {
     } finally {
       await jsm.streams.delete(stream);
     }
+  });
+});
+
+describe("a subject function that throws", () => {
+  const bug = new Error("no region on this event");
+  const subject = () => {
+    throw bug;
+  };
+
+  it("rejects the publish with InvalidEvent, the error as cause, core and JetStream, nothing sent", async () => {
+    const core = natsPublisher(nc, { subject });
+    const js = jetStreamPublisher(jetstream(nc), { subject });
+    for (const publish of [
+      () => core.publish(shutdownEvent("nats", 1)),
+      () => core.publish([shutdownEvent("nats", 1), shutdownEvent("nats", 2)]),
+      () => js.publish(shutdownEvent("nats", 1)),
+      () => js.publishWithAck(shutdownEvent("nats", 1)),
+      () => js.publish([shutdownEvent("nats", 1), shutdownEvent("nats", 2)]),
+    ]) {
+      // It used to reject with the function's raw Error.
+      await expect(publish()).rejects.toMatchObject({
+        name: "PosthornError",
+        code: "InvalidEvent",
+        attribute: "subject",
+        retryable: false,
+        cause: bug,
+        message: expect.stringContaining('the subject function threw for event "shutdown-1"'),
+      });
+    }
+    // A PosthornError the function throws is passed on as it is.
+    const own = new PosthornError("NotSupported", "no subject for this type");
+    const typed = natsPublisher(nc, {
+      subject: () => {
+        throw own;
+      },
+    });
+    await expect(typed.publish(shutdownEvent("nats", 1))).rejects.toBe(own);
+    await core.close();
+    await js.close();
   });
 });
 
