@@ -24,7 +24,9 @@ export interface KafkaPublisherOptions {
   format?: EventFormat;
   /**
    * Computes each record's key from its event (opt in; Kafka binding 3.1). Without it, the key
-   * is the one passed to `publish`, or none.
+   * is the one passed to `publish`, or none. One that throws fails the call with nothing sent:
+   * with `InvalidEvent` (`attribute` `key`, what it threw as `cause`), or with the
+   * `PosthornError` it threw.
    */
   keyMapper?: KeyMapper;
   /**
@@ -189,7 +191,14 @@ export function kafkaPublisher(
     }
     const request: KafkaSendRecord = { topic, messages };
     if (acks !== undefined) request.acks = acks;
-    const sent = producer.send(request);
+    let sent: Promise<unknown>;
+    try {
+      sent = producer.send(request);
+    } catch (err) {
+      // Typed as a rejection of the same send would be: thrown as it was, it reached the caller
+      // untyped.
+      throw fromKafkaError(err, `publish to ${topic}`);
+    }
     inFlight.add(sent);
     let result: unknown;
     try {

@@ -54,7 +54,11 @@ export interface KafkaEncodeOptions {
   format?: EventFormat;
   /** The record key the caller provides (Kafka binding 3.1: the default mapping). */
   key?: Uint8Array | string | null;
-  /** Computes the key from the event instead; `undefined` from it falls back to `key`. */
+  /**
+   * Computes the key from the event instead; `undefined` from it falls back to `key`. What it
+   * throws is `InvalidEvent` (`attribute` `key`, the original as `cause`), a `PosthornError`
+   * excepted, which is thrown as it is.
+   */
   keyMapper?: KeyMapper;
 }
 

@@ -8,8 +8,10 @@ import {
   invalidEvent,
   isBytes,
   isInteger,
+  isPosthornError,
   PosthornError,
   prefixedName,
+  quoted,
 } from "@posthorn/core";
 import {
   ATTRIBUTE_PREFIX,
@@ -32,8 +34,11 @@ import {
  * @param input - the event; plain `CloudEventV1`-shaped objects are validated first
  * @param options - mode, format and key
  * @returns the record, with string headers and a byte value
- * @throws {@link PosthornError} `InvalidEvent` when the event cannot be represented,
- *   `NotSupported` for `batch` mode or structured mode without a format
+ * @throws {@link PosthornError} `InvalidEvent` when the event cannot be represented, or when
+ *   `options.keyMapper` or the format's `encode` throws something other than a `PosthornError`
+ *   (`attribute` `key` or `value`, what it threw as `cause`; a `PosthornError` is thrown as it
+ *   is), `NotSupported` for `batch` mode, structured mode without a format, or a key that is not
+ *   a string, bytes or `null`
  * @example
  * ```ts
  * const record = toKafkaRecord(event, { mode: "structured", format: json, key: "order-42" });
@@ -61,9 +66,33 @@ export function toKafkaRecord(
 
 function recordKey(event: CloudEvent, options: KafkaEncodeOptions): Uint8Array | string | null {
   // Kafka binding 3.1: the caller's key by default; a key mapper only when the caller opts in.
-  const mapped = options.keyMapper?.(event);
-  if (mapped !== undefined) return checkedKey(mapped, "the keyMapper returned");
+  const mapper = options.keyMapper;
+  if (mapper !== undefined) {
+    let mapped: unknown;
+    try {
+      mapped = mapper(event);
+    } catch (err) {
+      throw thrownBy(err, "the keyMapper", event, "key");
+    }
+    if (mapped !== undefined) return checkedKey(mapped, "the keyMapper returned");
+  }
   return options.key === undefined ? null : checkedKey(options.key, "the key given is");
+}
+
+/**
+ * What a function of the caller's (a key mapper, a format's `encode`) threw for `event`, typed:
+ * a `PosthornError` as it is, anything else `InvalidEvent` (this event could not be made into a
+ * record; not retryable) naming the function, with what it threw as `cause`. Thrown as it was,
+ * a `TypeError` reached the publisher's caller untyped.
+ */
+function thrownBy(err: unknown, what: string, event: CloudEvent, attribute: string): PosthornError {
+  if (isPosthornError(err)) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new PosthornError(
+    "InvalidEvent",
+    `${what} threw for event ${quoted(String(event.id))}: ${reason}`,
+    { attribute, cause: err },
+  );
 }
 
 /**
@@ -89,11 +118,13 @@ function structured(
   }
   // Kafka binding 3.3.1: content-type is the format's media type; 3.3.2: the value is the
   // formatted event, so even an event without data is not a tombstone.
-  return {
-    key,
-    value: format.encode(event),
-    headers: { [CONTENT_TYPE_HEADER]: structuredContentType(format) },
-  };
+  let value: Uint8Array;
+  try {
+    value = format.encode(event);
+  } catch (err) {
+    throw thrownBy(err, `the ${format.contentType} format's encode`, event, "value");
+  }
+  return { key, value, headers: { [CONTENT_TYPE_HEADER]: structuredContentType(format) } };
 }
 
 const contentTypes = new WeakMap<EventFormat, string>();

@@ -5,7 +5,8 @@ import {
   kafkaSubscriber,
   partitionKeyMapper,
 } from "@posthorn/binding-kafka";
-import { CloudEvent, isPosthornError } from "@posthorn/core";
+import { CloudEvent, type EventFormat, isPosthornError, PosthornError } from "@posthorn/core";
+import { json } from "@posthorn/format-json";
 import { watchTimerOverflows } from "@posthorn/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
@@ -121,6 +122,79 @@ describe.skipIf(!ok)("kafkaPublisher (skipped: KAFKA_BROKERS unreachable outside
       [0, "0"],
       [1, "1"],
     ]);
+  });
+
+  it("a keyMapper, a format's encode or a producer's send that throws fails the publish with a typed error, the original as cause, and nothing sent", async () => {
+    // Each reached the caller as the raw error it threw (a TypeError, not a PosthornError).
+    const topic = env.topicName("pub-throws");
+    await env.createTopic(topic, 1);
+    const producer = await env.producer();
+    const sends: KafkaSendRecord[] = [];
+    const counting: KafkaProducerLike = {
+      send: (record) => {
+        sends.push(record);
+        return producer.send(record as never);
+      },
+    };
+    const boom = new TypeError("Cannot read properties of undefined (reading 'tenant')");
+    const mapperThrows = kafkaPublisher(counting, {
+      topic,
+      keyMapper: () => {
+        throw boom;
+      },
+    });
+    const fromMapper = await mapperThrows.publish([event("m1"), event("m2")]).catch((e) => e);
+    expect(fromMapper).toMatchObject({
+      name: "PosthornError",
+      code: "InvalidEvent",
+      attribute: "key",
+      retryable: false,
+      message: expect.stringMatching(/^the keyMapper threw for event "m1": Cannot read/),
+      cause: boom,
+    });
+    // A PosthornError it throws is kept as it is.
+    const own = new PosthornError("InvalidEvent", "no tenant", { attribute: "tenant" });
+    const mapperRefuses = kafkaPublisher(counting, {
+      topic,
+      keyMapper: () => {
+        throw own;
+      },
+    });
+    expect(await mapperRefuses.publish(event("m3")).catch((e) => e)).toBe(own);
+    const format: EventFormat = {
+      ...json,
+      encode: () => {
+        throw new RangeError("Maximum call stack size exceeded");
+      },
+    };
+    const encodeThrows = kafkaPublisher(counting, { topic, mode: "structured", format });
+    expect(await encodeThrows.publish(event("f1")).catch((e) => e)).toMatchObject({
+      code: "InvalidEvent",
+      attribute: "value",
+      message: expect.stringMatching(/format's encode threw for event "f1": Maximum call stack/),
+      cause: { name: "RangeError" },
+    });
+    expect(sends).toHaveLength(0);
+
+    const sendThrows: KafkaProducerLike = {
+      send: () => {
+        throw new TypeError("producer.send is not ready");
+      },
+    };
+    const fromSend = await kafkaPublisher(sendThrows, { topic })
+      .publish(event("s1"))
+      .catch((e) => e);
+    expect(fromSend).toMatchObject({
+      name: "PosthornError",
+      code: "PublishRejected",
+      message: expect.stringMatching(/publish to .* failed: producer.send is not ready/),
+      cause: { name: "TypeError" },
+    });
+    const admin = env.kafka.admin();
+    await admin.connect();
+    const offsets = await admin.fetchTopicOffsets(topic);
+    await admin.disconnect();
+    expect(offsets.map((o) => o.high)).toEqual(["0"]);
   });
 
   it("turns client failures into typed errors", async () => {
