@@ -4,7 +4,9 @@ import { checkChoiceOption, PosthornError } from "@posthorn/core";
 // checks show it; numbers as they print; anything else by its kind.
 function shown(value: unknown): string {
   if (typeof value === "string") return `string ${JSON.stringify(value)}`;
-  if (typeof value === "number" || typeof value === "bigint") return String(value);
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") {
+    return String(value);
+  }
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   return typeof value === "object" ? "an object" : typeof value;
@@ -186,5 +188,70 @@ export function checkBinaryOptions(options: { prefix?: unknown; integerType?: un
   }
   if (integerType !== undefined && integerType !== "long" && integerType !== "int") {
     checkChoiceOption("integerType", integerType, ["long", "int"]);
+  }
+}
+
+/** A link option the binding needs at one value, or among a few: what each value allowed means. */
+type LinkRule = readonly [allowed: readonly unknown[], rule: string];
+
+/**
+ * The rhea sender options that decide settlement, and the values the publisher works with. The
+ * publisher settles each transfer itself when the peer's outcome comes (`autosettle`), tells
+ * `modified` from `released`, and either waits for that outcome (`snd_settle_mode` 0, or 2: rhea
+ * sends unsettled then) or sends pre-settled and waits for none (1, at-most-once).
+ */
+const SENDER_RULES: Readonly<Record<string, LinkRule>> = {
+  snd_settle_mode: [
+    [0, 1, 2],
+    "0 (unsettled: publish resolves on the peer's outcome), 1 (settled: at-most-once, publish resolves once the transfer is sent) or 2 (mixed: sent unsettled, as 0)",
+  ],
+  rcv_settle_mode: [
+    [0],
+    "0 (first: the peer settles with its outcome); 1 (second) would leave every transfer waiting for a settlement the publisher never sends",
+  ],
+  autosettle: [[true], "true (the publisher settles each transfer when the outcome comes)"],
+  treat_modified_as_released: [
+    [false],
+    "false (the publisher reports modified as amqp:modified, released as amqp:released)",
+  ],
+};
+
+/**
+ * The rhea receiver options that decide settlement and credit, and the values the subscriber
+ * works with: unsettled deliveries (so `release()` and `reject()` reach the broker), settled by
+ * the application, credit granted by the subscriber.
+ */
+const RECEIVER_RULES: Readonly<Record<string, LinkRule>> = {
+  snd_settle_mode: [
+    [0],
+    "0 (unsettled); 1 (settled) or 2 (mixed) let the broker send deliveries pre-settled, gone from the queue on sending, which release() and reject() could not give back",
+  ],
+  rcv_settle_mode: [[0], "0 (first: accept(), release() and reject() settle the delivery)"],
+  autoaccept: [[false], "false (the application settles each delivery)"],
+  autosettle: [[true], "true (each settlement is final)"],
+  credit_window: [[0], "0 (the subscriber grants credit: set its credit option instead)"],
+};
+
+/**
+ * Checks the rhea link options a publisher (`senderOptions`) or subscriber (`receiverOptions`)
+ * passes through: those that decide settlement must have a value the binding works with, else
+ * `NotSupported` naming the option. They were passed to rhea as given: with `snd_settle_mode: 1`
+ * every publish waited for an outcome that never comes (`Timeout`, though the broker queued the
+ * message), and a subscriber's `release()` of a pre-settled delivery lost the message.
+ *
+ * @internal
+ */
+export function checkLinkOptions(
+  name: "senderOptions" | "receiverOptions",
+  options: unknown,
+): void {
+  if (options === undefined) return;
+  if (!isMap(options)) throw refuse(name, "an object of rhea link options", options);
+  const rules = name === "senderOptions" ? SENDER_RULES : RECEIVER_RULES;
+  for (const key of Object.keys(rules)) {
+    const value = (options as Record<string, unknown>)[key];
+    const [allowed, rule] = rules[key] as LinkRule;
+    if (value !== undefined && !allowed.includes(value))
+      throw refuse(`${name}.${key}`, rule, value);
   }
 }

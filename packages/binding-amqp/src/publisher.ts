@@ -24,7 +24,13 @@ import {
 } from "./connection-events.js";
 import { encodeWithPool } from "./encode-message.js";
 import { translateAmqpError } from "./errors.js";
-import { checkAddress, checkBinaryOptions, checkConnection, checkFields } from "./options.js";
+import {
+  checkAddress,
+  checkBinaryOptions,
+  checkConnection,
+  checkFields,
+  checkLinkOptions,
+} from "./options.js";
 import { type ToAmqpMessageOptions, toAmqpMessage } from "./to-message.js";
 
 /** Options for {@link amqpPublisher}. */
@@ -61,9 +67,15 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    */
   closeTimeoutMs?: number;
   /**
-   * Extra rhea sender options (link name, source, ...); settlement is set here, and the target's
-   * `address`. Other target fields are kept: `{ target: { durable: 2 } }` asks for a durable
-   * terminus, which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable.
+   * Extra rhea sender options (link name, source, ...). The target's `address` is set here;
+   * other target fields are kept: `{ target: { durable: 2 } }` asks for a durable terminus,
+   * which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable. Of the options that
+   * decide settlement, `snd_settle_mode` may be 0 (default: `publish` resolves on the peer's
+   * `accepted`), 2 (mixed: rhea sends unsettled, as 0) or 1: pre-settled transfers, at-most-once,
+   * `publish` resolving once the transfer is handed to the connection to write, with no outcome
+   * from the peer (a refused or lost message is not reported). `rcv_settle_mode` may only be 0,
+   * `autosettle` true and `treat_modified_as_released` false; anything else is `NotSupported`,
+   * naming the option.
    */
   senderOptions?: Record<string, unknown>;
 }
@@ -135,7 +147,8 @@ interface MessageEncoder {
  *   `integerType`, structured mode without a `format`, a `maxInFlight` that is not a whole number of 1
  *   or more, a `maxQueued` that is not a whole number of 0 or more (either may be `Infinity`), or
  *   a `timeoutMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call `timeoutMs`
- *   is checked likewise, and the call rejects with nothing sent)
+ *   is checked likewise, and the call rejects with nothing sent), or a settlement option of
+ *   `senderOptions` the publisher cannot work with (see {@link AmqpPublisherOptions.senderOptions})
  * @example
  * ```ts
  * import rhea from "rhea";
@@ -164,6 +177,7 @@ export function amqpPublisher(
   checkCountOption("maxQueued", options.maxQueued, 0);
   checkTimeOption("timeoutMs", options.timeoutMs);
   checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
+  checkLinkOptions("senderOptions", options.senderOptions);
   const codec = (connection as unknown as { container: AmqpCodec }).container;
   const { address, senderOptions, maxInFlight = 1000, maxQueued = 10_000 } = options;
   const defaultTimeoutMs = options.timeoutMs ?? 30_000;
@@ -177,6 +191,8 @@ export function amqpPublisher(
     ...(options.registry === undefined ? {} : { registry: options.registry }),
   };
   const what = `publish to ${address}`;
+  // At-most-once: transfers go out settled, and the peer sends no outcome to wait for.
+  const presettled = senderOptions?.snd_settle_mode === 1;
   const queue: Job[] = [];
   let queueHead = 0;
   // Publishes sent and not yet settled by the peer; each transfer carries its publish
@@ -312,9 +328,16 @@ export function amqpPublisher(
         );
         continue;
       }
+      sent = true;
+      if (presettled) {
+        // Sent: rhea writes it with this tick's frames. (Its buffer is not given back to the
+        // pool: rhea holds the bytes until then, and no settlement says when it is done.)
+        finish(job);
+        job.resolve();
+        continue;
+      }
       delivery.posthornJob = job;
       inFlight.add(job);
-      sent = true;
     }
     if (sent) corkForThisTick(socketOf(connection));
   };

@@ -28,7 +28,7 @@ import {
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
 import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
-import { checkAddress, checkConnection, MAX_UINT } from "./options.js";
+import { checkAddress, checkConnection, checkLinkOptions, MAX_UINT } from "./options.js";
 import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
 /**
@@ -78,8 +78,12 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
    */
   drainTimeoutMs?: number;
   /**
-   * Extra rhea receiver options (link name, filters, ...); credit and settlement are set here, and
-   * the source's `address`. Other source fields are kept (`durable`, `filter`, ...).
+   * Extra rhea receiver options (link name, filters, ...). The source's `address` is set here;
+   * other source fields are kept (`durable`, `filter`, ...). Credit and settlement are the
+   * subscriber's: `snd_settle_mode` and `rcv_settle_mode` may only be 0 (unsettled deliveries,
+   * settled by `accept()`, `release()` or `reject()`), `autoaccept` false, `autosettle` true and
+   * `credit_window` 0 (use `credit`); anything else is `NotSupported`, naming the option. (A
+   * pre-settled delivery is gone from the broker once sent: `release()` could not give it back.)
    */
   receiverOptions?: Record<string, unknown>;
 }
@@ -164,7 +168,9 @@ interface Tracked extends Slotted {
  * @throws {@link PosthornError} `NotSupported` for a `connection` that is not a rhea
  *   `Connection`, an `address` that is not a non-empty string, a `credit` that is not a whole
  *   number from 1 to 4294967295, an unknown `releaseOutcome`, a `rejectCondition` that is not a
- *   non-empty string, or a time limit or decoding limit that is not a number of 0 or more
+ *   non-empty string, a time limit or decoding limit that is not a number of 0 or more, or a
+ *   credit or settlement option of `receiverOptions` the subscriber cannot work with (see
+ *   {@link AmqpSubscriberOptions.receiverOptions})
  * @example
  * ```ts
  * const subscriber = amqpSubscriber(connection, { address: "/amq/queue/orders", formats: [json] });
@@ -207,6 +213,7 @@ export function amqpSubscriber<T = unknown>(
   checkCountOption("maxProperties", options.maxProperties, 0);
   checkCountOption("maxDepth", options.maxDepth, 0);
   checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+  checkLinkOptions("receiverOptions", options.receiverOptions);
   const { address, receiverOptions } = options;
   const credit = options.credit ?? 100;
   const releaseOutcome = options.releaseOutcome ?? "released";
