@@ -36,7 +36,10 @@ import {
 /** Options for {@link natsPublisher} and {@link jetStreamPublisher}. */
 export interface NatsPublisherOptions {
   /**
-   * The subject to publish on, or a function choosing it per event. What the function throws
+   * The subject to publish on, or a function choosing it per event. A subject with a wildcard
+   * token (`*`, `>`), white space or a control character, or empty, is `NotSupported`
+   * (`attribute` `subject`): a fixed one when the publisher is made, a chosen one at the
+   * publish, nothing sent. What the function throws
    * rejects the publish with `InvalidEvent` (`attribute` `subject`, the error as `cause`; a
    * `PosthornError` as it is), nothing sent.
    */
@@ -63,7 +66,7 @@ export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /** Per-call options of a NATS publisher. */
 export interface NatsPublishOptions extends PublishOptions {
-  /** Publish this call on another subject. */
+  /** Publish this call on another subject (checked as the publisher's `subject` is). */
   subject?: string;
   /**
    * JetStream: how long to wait for the stream's acknowledgement (the publisher's `timeoutMs`
@@ -110,8 +113,10 @@ function checkCall(options: NatsPublishOptions | undefined): void {
   if (options?.timeoutMs !== undefined) checkTimeOption("timeoutMs", options.timeoutMs);
 }
 
-// The options both publishers share; the numeric ones are checked once, here.
+// The options both publishers share; the numeric ones and a fixed subject are checked once, here.
 function checkFormat(options: NatsPublisherOptions): void {
+  if (typeof options.subject !== "function")
+    checkedSubject(options.subject, "the publisher's subject");
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
   checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   if ((options.mode ?? "binary") === "structured" && !options.format) {
@@ -155,10 +160,55 @@ function preparer(
         );
       }
     }
+    // A fixed subject was checked when the publisher was made.
     const subject =
-      call?.subject ?? (typeof subjectOf === "string" ? subjectOf : subjectFor(subjectOf, event));
+      call?.subject != null
+        ? checkedSubject(call.subject, "the call's subject")
+        : typeof subjectOf === "string"
+          ? subjectOf
+          : checkedSubject(subjectFor(subjectOf, event), "the subject function's answer");
     return { event, subject, message };
   };
+}
+
+/**
+ * `subject` when a message can be published to it, else `NotSupported` (`attribute` `subject`).
+ * A token `*` or `>` is a wildcard, which NATS allows in subscriptions only, though nats-server
+ * (2.9.10, outside pedantic mode) takes such a publish: it went only to subscribers whose own
+ * wildcards match it token for token (`orders.*` and `orders.>`, never `orders.created`), and a
+ * JetStream stream stored it under the subject `orders.*`. An empty subject, or one with white
+ * space or a control character, nats.js refuses itself (empty, space, tab, CR, LF) or writes
+ * into the `PUB` line.
+ */
+function checkedSubject(subject: unknown, what: string): string {
+  if (typeof subject === "string" && subject.length > 0) {
+    let clean = true;
+    let wildcard = false;
+    for (let i = 0; i < subject.length && clean && !wildcard; i++) {
+      const c = subject.charCodeAt(i);
+      clean = c > 0x20 && c !== 0x7f;
+      // `*` (42) or `>` (62) as a whole token, between dots (46) or the ends.
+      wildcard =
+        (c === 42 || c === 62) &&
+        (i === 0 || subject.charCodeAt(i - 1) === 46) &&
+        (i + 1 === subject.length || subject.charCodeAt(i + 1) === 46);
+    }
+    if (clean && !wildcard) return subject;
+    if (wildcard) {
+      throw new PosthornError(
+        "NotSupported",
+        `cannot publish to ${JSON.stringify(subject)} (${what}): a "*" or ">" token is a wildcard, which NATS allows only in subscriptions; name the subject in full`,
+        { attribute: "subject" },
+      );
+    }
+  }
+  const shown =
+    typeof subject === "string" ? JSON.stringify(subject) : `${typeof subject} ${String(subject)}`;
+  throw new PosthornError(
+    "NotSupported",
+    `a NATS subject to publish to is one or more characters, none of them white space or a control character; ${what} is ${shown}`,
+    { attribute: "subject" },
+  );
 }
 
 /**
@@ -250,9 +300,11 @@ export interface NatsPublisher extends Publisher<NatsPublishOptions> {
  *
  * @param nc - a connection from nats.js (`connect()` of `nats` v2 or `@nats-io/transport-node`)
  * @param options - subject, content mode, format and size limit
- * @throws {@link PosthornError} `NotSupported` for structured mode without a format, a time limit
- *   that is not a number of 0 or more, or a count or size that is not a whole number (a per-call
- *   `timeoutMs` is checked likewise, and the call rejects)
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format, a fixed
+ *   `subject` NATS cannot publish to (a `*` or `>` token, white space, a control character, or
+ *   empty; `attribute` `subject`), a time limit that is not a number of 0 or more, or a count or
+ *   size that is not a whole number (a per-call `timeoutMs` or `subject` is checked likewise, and
+ *   the call rejects)
  * @example
  * ```ts
  * const nc = await connect({ servers: "127.0.0.1:4222" });
@@ -524,9 +576,11 @@ interface AwaitedAck extends Slotted {
  *
  * @param js - a JetStream client (`jetstream(nc)` of `@nats-io/jetstream`, or `nc.jetstream()` of `nats`)
  * @param options - subject, mode, format, message id, timeout
- * @throws {@link PosthornError} `NotSupported` for structured mode without a format, a time limit
- *   that is not a number of 0 or more, or a count or size that is not a whole number (a per-call
- *   `timeoutMs` is checked likewise, and the call rejects)
+ * @throws {@link PosthornError} `NotSupported` for structured mode without a format, a fixed
+ *   `subject` NATS cannot publish to (a `*` or `>` token, white space, a control character, or
+ *   empty; `attribute` `subject`), a time limit that is not a number of 0 or more, or a count or
+ *   size that is not a whole number (a per-call `timeoutMs` or `subject` is checked likewise, and
+ *   the call rejects)
  * @example
  * ```ts
  * const publisher = jetStreamPublisher(jetstream(nc), { subject: "jobs.resize" });

@@ -169,6 +169,64 @@ describe("a subject function that throws", () => {
   });
 });
 
+describe("subjects NATS cannot publish to", () => {
+  const refused = { name: "PosthornError", code: "NotSupported", attribute: "subject" };
+
+  it("a wildcard token is refused with NotSupported before anything is sent: a fixed subject when the publisher is made, a computed or per-call one per publish", async () => {
+    const base = unique("wild");
+    // nats-server took such publishes: this subscription got each one (and `${base}.a` none).
+    let received = 0;
+    const sub = nc.subscribe(`${base}.>`, { callback: () => void received++ });
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("WILD").toUpperCase();
+    const js = `${stream.toLowerCase()}`;
+    await jsm.streams.add({ name: stream, subjects: [`${js}.>`] });
+    try {
+      await nc.flush();
+      for (const subject of [`${base}.*`, `${base}.>`, `${base}.*.x`, "*", ">", `${js}.*`]) {
+        expect(thrown(() => natsPublisher(nc, { subject }))).toMatchObject(refused);
+        expect(thrown(() => jetStreamPublisher(jetstream(nc), { subject }))).toMatchObject(refused);
+      }
+      const event = shutdownEvent("nats", 1);
+      for (const publish of [
+        () => natsPublisher(nc, { subject: () => `${base}.*` }).publish(event),
+        () => natsPublisher(nc, { subject: `${base}.a` }).publish(event, { subject: `${base}.>` }),
+        () =>
+          natsPublisher(nc, { subject: `${base}.a` }).publish([event], { subject: `${base}.*` }),
+        () => jetStreamPublisher(jetstream(nc), { subject: () => `${js}.>` }).publish(event),
+        () =>
+          jetStreamPublisher(jetstream(nc), { subject: `${js}.a` }).publishWithAck(event, {
+            subject: `${js}.*`,
+          }),
+      ]) {
+        await expect(publish()).rejects.toMatchObject({
+          ...refused,
+          message: expect.stringMatching(/a "\*" or ">" token is a wildcard/),
+        });
+      }
+      // A "*" or ">" inside a token is no wildcard.
+      await natsPublisher(nc, { subject: `${base}.a*b` }).publish(event);
+      await jetStreamPublisher(jetstream(nc), { subject: `${js}.a>b` }).publish(event);
+      await nc.flush();
+      expect(received).toBe(1);
+      expect((await jsm.streams.info(stream)).state.messages).toBe(1);
+    } finally {
+      sub.unsubscribe();
+      await jsm.streams.delete(stream);
+    }
+  });
+
+  it("an empty subject, or one with white space or a control character, is NotSupported too", async () => {
+    for (const subject of ["", "a b", "a\tb", "a\r\nPUB x 1", "a\u0000b", undefined, 42]) {
+      const options = { subject } as unknown as { subject: string };
+      expect(thrown(() => natsPublisher(nc, options))).toMatchObject(refused);
+      expect(thrown(() => jetStreamPublisher(jetstream(nc), options))).toMatchObject(refused);
+      const computed = natsPublisher(nc, { subject: () => subject as string });
+      await expect(computed.publish(shutdownEvent("nats", 1))).rejects.toMatchObject(refused);
+    }
+  });
+});
+
 describe("JetStream publish(array) with an abortSignal", () => {
   it("listens once per call, not once per message in flight: no leak warning, none left", async () => {
     const jsm = await jetstreamManager(nc);
