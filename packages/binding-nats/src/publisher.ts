@@ -83,7 +83,8 @@ export interface JetStreamPublisherOptions extends NatsPublisherOptions {
    * The JetStream message id (`Nats-Msg-Id`) for an event, which the stream de-duplicates on
    * within its duplicate window. Defaults to the event's `source` and `id` (each percent-encoded
    * for the header, a space between them), which together identify an event: two sources may use
-   * one id. Return `undefined` for no de-duplication.
+   * one id. Return `undefined` for no de-duplication. What it throws rejects the publish with
+   * `InvalidEvent` (`attribute` `messageId`, the error as `cause`), nothing of the call sent.
    */
   messageId?: (event: CloudEvent) => string | undefined;
   /**
@@ -561,6 +562,11 @@ export interface JetStreamPublisher extends Publisher<NatsPublishOptions> {
   }>;
 }
 
+/** A JetStream message ready to send: encoded, its subject and message id chosen. */
+interface WithId extends Prepared {
+  readonly id: string | undefined;
+}
+
 /** A PubAck awaited, in the JetStream publisher's {@link SlotSet}. */
 interface AwaitedAck extends Slotted {
   /** Settles (never rejects) when the PubAck came or the wait failed. */
@@ -602,6 +608,28 @@ export function jetStreamPublisher(
     options.messageId ??
     ((e: CloudEvent) =>
       `${encodeHeaderValue(e.source, "source")} ${encodeHeaderValue(e.id, "id")}`);
+  /**
+   * Encodes an event and takes its message id, before anything of the call is sent: a
+   * `messageId` that throws (your code) is `InvalidEvent`, `attribute` `messageId`, as a
+   * throwing `subject` function is; in an array it used to throw once the events before it were
+   * published, and its raw error.
+   */
+  const prepareWithId = (input: CloudEventLike, call: NatsPublishOptions | undefined): WithId => {
+    const p = prepare(input, call);
+    let id: string | undefined;
+    try {
+      id = messageId(p.event);
+    } catch (err) {
+      if (isPosthornError(err)) throw err;
+      const why = err instanceof Error ? err.message : String(err);
+      throw new PosthornError(
+        "InvalidEvent",
+        `the messageId function threw for event ${JSON.stringify(p.event.id)}: ${why}; nothing was published`,
+        { attribute: "messageId", cause: err },
+      );
+    }
+    return { event: p.event, subject: p.subject, message: p.message, id };
+  };
   const maxInFlight = options.maxInFlight ?? 256;
   // The PubAcks close() waits for (SlotSet: one add and one delete per message).
   const inFlight = new SlotSet<AwaitedAck>();
@@ -620,11 +648,11 @@ export function jetStreamPublisher(
    * publish's one abort for all its messages) or else the call's own signal.
    */
   const send = async (
-    p: Prepared,
+    p: WithId,
     call: NatsPublishOptions | undefined,
     aborted?: Promise<never>,
   ): Promise<PubAckLike> => {
-    const id = messageId(p.event);
+    const id = p.id;
     // nats.js hands the limit to setTimeout, which fires after 1 ms for anything past
     // MAX_TIMER_MS (Infinity included): every publish failed with Timeout at once, and the stream
     // stored it all the same. The longest timer is the nearest nats.js has to no limit.
@@ -658,7 +686,7 @@ export function jetStreamPublisher(
     checkCall(call);
     if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
     checkZeroTimeout(call);
-    const ack = await send(prepare(event, call), call);
+    const ack = await send(prepareWithId(event, call), call);
     return { stream: ack.stream, sequence: ack.seq, duplicate: ack.duplicate };
   };
 
@@ -673,7 +701,7 @@ export function jetStreamPublisher(
       checkCall(call);
       if (call?.abortSignal?.aborted) throw abortedError(call.abortSignal);
       checkZeroTimeout(call);
-      const prepared = (events as readonly CloudEventLike[]).map((e) => prepare(e, call));
+      const prepared = (events as readonly CloudEventLike[]).map((e) => prepareWithId(e, call));
       // One listener on the caller's signal for the whole array: one per message in flight (up
       // to maxInFlight) would pass Node's limit of ten per signal, and it warns of a leak.
       const signal = call?.abortSignal;
@@ -692,7 +720,7 @@ export function jetStreamPublisher(
       let failure: unknown;
       const worker = async (): Promise<void> => {
         while (next < prepared.length && failure === undefined) {
-          const p = prepared[next++] as Prepared;
+          const p = prepared[next++] as WithId;
           try {
             await send(p, call, aborted);
           } catch (err) {

@@ -169,6 +169,42 @@ describe("a subject function that throws", () => {
   });
 });
 
+describe("a JetStream messageId function that throws", () => {
+  it("rejects with InvalidEvent, the error as cause, and the stream stores none of an array", async () => {
+    const jsm = await jetstreamManager(nc);
+    const stream = unique("MSGID").toUpperCase();
+    const subject = `${stream.toLowerCase()}.events`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    try {
+      const bug = new Error("no tenant on this event");
+      const publisher = jetStreamPublisher(jetstream(nc), {
+        subject,
+        messageId: (e) => {
+          if (e.id === "shutdown-3") throw bug;
+          return e.id;
+        },
+      });
+      const refused = {
+        name: "PosthornError",
+        code: "InvalidEvent",
+        attribute: "messageId",
+        cause: bug,
+      };
+      // It threw once the two events before it were published, with the raw Error.
+      await expect(
+        publisher.publish([1, 2, 3].map((i) => shutdownEvent("nats", i))),
+      ).rejects.toMatchObject(refused);
+      await expect(publisher.publishWithAck(shutdownEvent("nats", 3))).rejects.toMatchObject(
+        refused,
+      );
+      await publisher.close();
+      expect((await jsm.streams.info(stream)).state.messages).toBe(0);
+    } finally {
+      await jsm.streams.delete(stream);
+    }
+  });
+});
+
 describe("subjects NATS cannot publish to", () => {
   const refused = { name: "PosthornError", code: "NotSupported", attribute: "subject" };
 
