@@ -19,6 +19,7 @@ export {
 } from "./from-record.js";
 export { declaredKeyMapper, partitionKeyMapper } from "./key-mappers.js";
 export {
+  DEFAULT_CLOSE_TIMEOUT_MS,
   type KafkaAcks,
   type KafkaPublisher,
   type KafkaPublisherOptions,

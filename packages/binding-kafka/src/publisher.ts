@@ -3,6 +3,7 @@ import {
   checkChoiceOption,
   checkCountOption,
   checkTimeOption,
+  Drain,
   type EventFormat,
   PosthornError,
   type Publisher,
@@ -43,7 +44,19 @@ export interface KafkaPublisherOptions {
    * limit. Default: none, as long as kafkajs waits.
    */
   timeoutMs?: number;
+  /**
+   * How long `close()` waits for the sends still in the producer's hands, those of publishes
+   * that already ended with `Timeout` or `Aborted` included (kafkajs goes on sending and retrying
+   * them). Past it `close()` rejects with `Timeout` saying how many were left: the producer keeps
+   * them, so they may still be written, and a publish still waiting for one settles when the
+   * producer answers. `Infinity` waits as long as the producer does; 0 does not wait. Default
+   * {@link DEFAULT_CLOSE_TIMEOUT_MS}, as the other bindings' publishers.
+   */
+  closeTimeoutMs?: number;
 }
+
+/** The default `closeTimeoutMs` of {@link kafkaPublisher}: 5 seconds. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * The acknowledgements a Kafka produce request can ask for: -1 or `"all"` (every in-sync
@@ -100,12 +113,15 @@ function asBuffer<T>(value: T): T {
  * A publisher over a kafkajs `Producer` the caller made and connected (or the KafkaJS-compatible
  * producer of `@confluentinc/kafka-javascript`). `publish` of an array sends all its records in
  * one `send` and resolves when the broker acknowledged them; it works with the idempotent
- * producer. `close()` waits for sends in flight; the producer stays the caller's to disconnect.
+ * producer. `close()` waits up to `closeTimeoutMs` for every send still in the producer's hands
+ * (also those whose publish already ended with `Timeout` or `Aborted`); the producer stays the
+ * caller's to disconnect.
  *
  * @param producer - a connected producer
  * @param options - topic, content mode, format, key mapper, acks
  * @throws {@link PosthornError} `NotSupported` for structured mode without a format, an `acks`
- *   other than -1, `"all"`, 0 or 1 (or any `acks` with `@confluentinc/kafka-javascript`), or a `timeoutMs` that is not a number of 0 or more (a per-call one is
+ *   other than -1, `"all"`, 0 or 1 (or any `acks` with `@confluentinc/kafka-javascript`), or a
+ *   `timeoutMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call `timeoutMs` is
  *   checked likewise, and the call rejects with nothing sent, as for a per-call `partition` that
  *   is not a whole number of 0 or more)
  * @example
@@ -121,6 +137,7 @@ export function kafkaPublisher(
   options: KafkaPublisherOptions,
 ): KafkaPublisher {
   checkTimeOption("timeoutMs", options.timeoutMs);
+  checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   // Kafka's produce request has -1, 0 and 1; kafkajs sends any number, and NaN or a fraction
   // left the publish waiting for an answer that never came. Its Int16 encoder writes a string
   // such as "all" as 0 while waiting for an answer, so "all" goes to it as -1.
@@ -139,8 +156,17 @@ export function kafkaPublisher(
   if (defaultMode === "structured" && options.format === undefined) {
     throw new PosthornError("NotSupported", "a structured-mode Kafka publisher needs a format");
   }
+  const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+  // Every send the producer has not answered yet, whether or not its publish still waits: a
+  // timeout or an abort ends the wait, not the send (kafkajs goes on retrying it).
   const inFlight = new Set<Promise<unknown>>();
+  const drain = new Drain();
+  const answered = (sent: Promise<unknown>) => (): void => {
+    inFlight.delete(sent);
+    drain.wake();
+  };
   let closed = false;
+  let closing: Promise<void> | undefined;
 
   const publish = async (
     events: CloudEventLike | readonly CloudEventLike[],
@@ -200,13 +226,13 @@ export function kafkaPublisher(
       throw fromKafkaError(err, `publish to ${topic}`);
     }
     inFlight.add(sent);
+    const forget = answered(sent);
+    sent.then(forget, forget);
     let result: unknown;
     try {
       result = await waitFor(sent, call.abortSignal, timeoutMs, topic);
     } catch (err) {
       throw fromKafkaError(err, `publish to ${topic}`);
-    } finally {
-      inFlight.delete(sent);
     }
     if (call.partition !== undefined && acks !== 0 && !wrote(result, call.partition)) {
       throw new PosthornError(
@@ -219,9 +245,20 @@ export function kafkaPublisher(
 
   return {
     publish,
-    async close() {
+    close() {
       closed = true;
-      await Promise.allSettled([...inFlight]);
+      closing ??= (async () => {
+        const idle = () => inFlight.size === 0;
+        await drain.wait(closeTimeoutMs, idle);
+        if (!idle()) {
+          const n = inFlight.size;
+          throw new PosthornError(
+            "Timeout",
+            `${n} send${n === 1 ? "" : "s"} to Kafka still unanswered after closeTimeoutMs (${closeTimeoutMs} ms); the producer keeps ${n === 1 ? "it" : "them"} until it answers or is disconnected, so ${n === 1 ? "it" : "they"} may still be written`,
+          );
+        }
+      })();
+      return closing;
     },
   };
 }

@@ -36,6 +36,9 @@ describe.skipIf(!ok)(
       expect(() => kafkaPublisher(producer, { topic, timeoutMs: -1 })).toThrow(
         refused("timeoutMs", "-1"),
       );
+      expect(() => kafkaPublisher(producer, { topic, closeTimeoutMs: NaN_ })).toThrow(
+        refused("closeTimeoutMs", "NaN"),
+      );
       const publisher = kafkaPublisher(producer, { topic, timeoutMs: Infinity });
       // NaN made a timer that fired at once: Timeout, with the record sent anyway.
       const event = new CloudEvent({ specversion: "1.0", id: "x", source: "/o", type: "t" });

@@ -7,9 +7,11 @@ import {
 } from "@posthorn/binding-kafka";
 import { CloudEvent, type EventFormat, isPosthornError, PosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { watchTimerOverflows } from "@posthorn/testkit";
+import { settledWithin, watchTimerOverflows } from "@posthorn/testkit";
+import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
+import { slowProduces } from "./sockets.js";
 
 const ok = await externalKafkaOk();
 
@@ -195,6 +197,87 @@ describe.skipIf(!ok)("kafkaPublisher (skipped: KAFKA_BROKERS unreachable outside
     const offsets = await admin.fetchTopicOffsets(topic);
     await admin.disconnect();
     expect(offsets.map((o) => o.high)).toEqual(["0"]);
+  });
+
+  /** A producer whose sends are acknowledged `delayMs` late, and the topic's record count. */
+  async function slowProducer(delayMs: number) {
+    const producer = new Kafka({
+      clientId: "posthorn-slow-produce",
+      brokers: env.brokers,
+      logLevel: logLevel.NOTHING,
+      socketFactory: slowProduces(delayMs),
+    }).producer();
+    await producer.connect();
+    return producer;
+  }
+
+  async function written(topic: string): Promise<string> {
+    const admin = env.kafka.admin();
+    await admin.connect();
+    try {
+      const [p0] = await admin.fetchTopicOffsets(topic);
+      return p0?.high ?? "?";
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  it("close() waits for sends whose publish already ended with Timeout or Aborted: the producer still had them", {
+    timeout: 30_000,
+  }, async () => {
+    // close() waited only for publishes still waiting, and resolved at once while kafkajs still
+    // had both sends (the docs said it waits for sends in flight).
+    const topic = env.topicName("pub-close-after-timeout");
+    await env.createTopic(topic, 1);
+    const producer = await slowProducer(1500);
+    try {
+      const publisher = kafkaPublisher(producer, { topic });
+      const started = Date.now();
+      await expect(publisher.publish(event("t1"), { timeoutMs: 100 })).rejects.toMatchObject({
+        code: "Timeout",
+      });
+      const controller = new AbortController();
+      const aborted = publisher.publish(event("a1"), { abortSignal: controller.signal });
+      controller.abort();
+      await expect(aborted).rejects.toMatchObject({ code: "Aborted" });
+      await publisher.close();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1200);
+      // Both were written by the time close() resolved.
+      expect(await written(topic)).toBe("2");
+    } finally {
+      await producer.disconnect();
+    }
+  });
+
+  it("close() is bounded by closeTimeoutMs: past it, it rejects with Timeout saying how many sends the producer still has, and the publish settles when the producer answers", {
+    timeout: 30_000,
+  }, async () => {
+    // close() waited as long as kafkajs did (its retries: minutes), with no bound of its own.
+    const topic = env.topicName("pub-close-bounded");
+    await env.createTopic(topic, 1);
+    const producer = await slowProducer(2500);
+    try {
+      const publisher = kafkaPublisher(producer, { topic, closeTimeoutMs: 300 });
+      const sent = publisher.publish([event("b1"), event("b2")]);
+      const started = Date.now();
+      const closing = publisher.close();
+      expect(await settledWithin(closing, 2000)).toMatchObject({
+        rejected: {
+          code: "Timeout",
+          message: expect.stringMatching(
+            /^1 send to Kafka still unanswered after closeTimeoutMs \(300 ms\)/,
+          ),
+        },
+      });
+      expect(Date.now() - started).toBeLessThan(2000);
+      // Not recalled: the producer writes it, and the publish resolves.
+      await expect(sent).resolves.toBeUndefined();
+      expect(await written(topic)).toBe("2");
+      // A second close() says the same (it does not wait again).
+      await expect(publisher.close()).rejects.toMatchObject({ code: "Timeout" });
+    } finally {
+      await producer.disconnect();
+    }
   });
 
   it("turns client failures into typed errors", async () => {
