@@ -39,6 +39,8 @@ export const SYM32 = 0xb3;
 const LIST32 = 0xd0;
 export const MAP32 = 0xd1;
 const SMALLULONG = 0x53;
+const LIST8 = 0xc0;
+const HEADER = 0x70;
 const PROPERTIES = 0x73;
 const APPLICATION_PROPERTIES = 0x74;
 export const DATA = 0x75;
@@ -204,7 +206,8 @@ export function encodeAmqpMessage(
 /**
  * {@link encodeAmqpMessage}, writing into a buffer from `pool` when the message is large enough
  * for one: `pooled` is that buffer (which `bytes` is a view of), to hand back once nothing reads
- * the bytes any more.
+ * the bytes any more. With `durable` given, the message starts with a header section carrying
+ * only that flag.
  *
  * @internal
  */
@@ -212,6 +215,7 @@ export function encodeWithPool(
   input: CloudEventLike,
   options: EncodeAmqpMessageOptions,
   pool: BufferPool | undefined,
+  durable?: boolean,
 ): { bytes: Buffer; pooled: Buffer | undefined } {
   const event = isCloudEvent(input) ? input : CloudEvent.from(input);
   const mode = options.mode ?? "binary";
@@ -222,6 +226,7 @@ export function encodeWithPool(
     }
     const body = formatWithRegistry(format, options.registry).encode(event);
     const w = new Writer(body.length + 64 + format.contentType.length, pool);
+    if (durable !== undefined) writeHeader(w, durable);
     writeProperties(w, format.contentType);
     writeBody(w, body);
     return { bytes: w.bytes(), pooled: w.pooled };
@@ -236,6 +241,7 @@ export function encodeWithPool(
   const datacontenttype = record.datacontenttype as string | undefined;
   const bytes = encodeData(data, datacontenttype);
   const w = new Writer(512 + (bytes?.length ?? 0), pool);
+  if (durable !== undefined) writeHeader(w, durable);
   const contentType = effectiveContentType(data, datacontenttype);
   if (contentType !== undefined) writeProperties(w, contentType);
   w.descriptor(APPLICATION_PROPERTIES);
@@ -253,6 +259,16 @@ export function encodeWithPool(
   w.close(mapAt, count);
   writeBody(w, bytes);
   return { bytes: w.bytes(), pooled: w.pooled };
+}
+
+// AMQP messaging 3.2.1: the header's first field, durable (false when absent, so a message
+// without it is not kept across a broker restart); the other fields keep their defaults.
+function writeHeader(w: Writer, durable: boolean): void {
+  w.descriptor(HEADER);
+  w.byte(LIST8);
+  w.byte(2); // size: the count and one element
+  w.byte(1); // count
+  w.byte(durable ? TRUE : FALSE);
 }
 
 // 3.1.1 / 3.2.1: content-type is field 6 of the properties list; the fields before it are null.

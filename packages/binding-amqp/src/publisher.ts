@@ -67,6 +67,13 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    */
   closeTimeoutMs?: number;
   /**
+   * Whether messages are published durable (the AMQP header's `durable` flag): the broker keeps
+   * a durable message in a durable queue across a restart, and drops a transient one (AMQP 1.0
+   * 3.2.1 makes a message without the flag transient; RabbitMQ 3.x does so). Default `true`; per
+   * call, `fields: { durable }` wins.
+   */
+  durable?: boolean;
+  /**
    * Extra rhea sender options (link name, source, ...). The target's `address` is set here;
    * other target fields are kept: `{ target: { durable: 2 } }` asks for a durable terminus,
    * which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable. Of the options that
@@ -147,7 +154,8 @@ interface MessageEncoder {
  *   `integerType`, structured mode without a `format`, a `maxInFlight` that is not a whole number of 1
  *   or more, a `maxQueued` that is not a whole number of 0 or more (either may be `Infinity`), or
  *   a `timeoutMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call `timeoutMs`
- *   is checked likewise, and the call rejects with nothing sent), or a settlement option of
+ *   is checked likewise, and the call rejects with nothing sent), a `durable` that is not a
+ *   boolean, or a settlement option of
  *   `senderOptions` the publisher cannot work with (see {@link AmqpPublisherOptions.senderOptions})
  * @example
  * ```ts
@@ -178,6 +186,14 @@ export function amqpPublisher(
   checkTimeOption("timeoutMs", options.timeoutMs);
   checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
   checkLinkOptions("senderOptions", options.senderOptions);
+  if (options.durable !== undefined && typeof options.durable !== "boolean") {
+    throw new PosthornError(
+      "NotSupported",
+      `durable must be a boolean, got ${typeof options.durable === "string" ? `string ${JSON.stringify(options.durable)}` : typeof options.durable}`,
+      { attribute: "durable" },
+    );
+  }
+  const durable = options.durable ?? true;
   const codec = (connection as unknown as { container: AmqpCodec }).container;
   const { address, senderOptions, maxInFlight = 1000, maxQueued = 10_000 } = options;
   const defaultTimeoutMs = options.timeoutMs ?? 30_000;
@@ -432,6 +448,7 @@ export function amqpPublisher(
       for (const key of Object.keys(fields)) {
         built[key] = fields[key];
       }
+      if (built.durable === undefined) built.durable = durable;
       // Encoded here, not when the link has credit: what rhea cannot write fails this call, not
       // a socket callback later.
       try {
@@ -449,7 +466,7 @@ export function amqpPublisher(
     }
     // The common case skips rhea's generic encoder: the binding writes the bytes itself, large
     // messages into a buffer of the pool.
-    const { bytes, pooled } = encodeWithPool(event, options, pool);
+    const { bytes, pooled } = encodeWithPool(event, options, pool, durable);
     return { message: bytes, pooled };
   };
 

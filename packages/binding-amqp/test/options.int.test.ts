@@ -28,6 +28,8 @@ describe.skipIf(!ok)("amqpPublisher numeric options (skipped: no broker outside 
       [{ timeoutMs: NaN_ }, "timeoutMs", "NaN"],
       [{ timeoutMs: -1 }, "timeoutMs", "-1"],
       [{ closeTimeoutMs: NaN_ }, "closeTimeoutMs", "NaN"],
+      // Not a flag: a string would have been taken as true.
+      [{ durable: "yes" }, "durable", 'string "yes"'],
     ];
     for (const [options, option, shown] of cases) {
       expect(() => amqpPublisher(rabbit.connection, { address, ...options })).toThrow(
