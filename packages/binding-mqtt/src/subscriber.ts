@@ -255,6 +255,20 @@ function checkClientInternals(client: MqttClient): void {
   );
 }
 
+/**
+ * Whether `client` was made with mqtt.js's `manualConnect` and its `connect()` not called yet (nor
+ * `end()`): it has no stream, and processes no packet until the application connects it.
+ */
+function notConnectedYet(client: MqttClient): boolean {
+  return (
+    (client as { stream?: unknown }).stream === undefined &&
+    !client.connected &&
+    !client.reconnecting &&
+    !client.disconnecting &&
+    !client.disconnected
+  );
+}
+
 // One dispatcher per client: mqtt.js has a single handleMessage hook, which every subscriber on
 // that client shares. Packets no subscriber claims go to the hook that was there before.
 const dispatchers = new WeakMap<MqttClient, Dispatcher>();
@@ -624,12 +638,21 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   unacknowledged (never acknowledged by mqtt.js's own handler); until then it keeps part of
  *   the broker's in-flight window for this client taken, which can starve its other subscribers.
  *
- * @param client - a connected mqtt.js client. Several subscribers may share it: at MQTT 5 each
- *   subscribes with its own Subscription Identifier and gets the copies sent for it; at 3.1.1 a
- *   message matching two of their filters reaches only the subscriber made first
+ * On a resumed persistent session the broker resends what was not acknowledged right after
+ * CONNACK, and mqtt.js acknowledges what no subscriber takes yet: make the client with mqtt.js's
+ * `manualConnect: true`, make its subscribers, then call `client.connect()`.
+ *
+ * @param client - an mqtt.js client: connected, connecting, or made with `manualConnect: true`
+ *   and not connected yet (the way that loses nothing a resumed session resends). Several
+ *   subscribers may share it: at MQTT 5 each subscribes with its own Subscription Identifier and
+ *   gets the copies sent for it; at 3.1.1 a message matching two of their filters reaches only
+ *   the subscriber made first
  * @param options - filter, QoS, formats, dead-letter topic, limits
  * @returns the subscriber, once the broker granted the subscription (or, on a resumed session,
- *   once the broker resent a message for it: a refusal arriving later then ends iteration)
+ *   once the broker resent a message for it: a refusal arriving later then ends iteration); on a
+ *   client not connected yet (`manualConnect`), at once, with `ready` resolving at the SUBACK or
+ *   the first resent message, and rejecting (iteration failing with the same error) when the
+ *   subscription is refused or the first connection attempt fails
  * @throws {@link PosthornError} `PublishRejected` when the broker refuses the subscription, with
  *   the SUBACK's reason code as `protocolCode` (e.g. 0x87 Not authorized at MQTT 5, 0x80 at 3.1.1;
  *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first;
@@ -640,7 +663,10 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   `/`, `+` or `#`)
  * @example
  * ```ts
+ * const client = mqtt.connect(url, { protocolVersion: 5, clean: false, clientId: "billing-1",
+ *   properties: { sessionExpiryInterval: 3600 }, manualConnect: true });
  * const sub = await mqttSubscriber(client, { topic: "orders", group: "billing", formats: [json] });
+ * client.connect();
  * for await (const delivery of sub) {
  *   if (delivery.event) await handle(delivery.event);
  *   await delivery.accept();
@@ -932,6 +958,12 @@ export async function mqttSubscriber<T = unknown>(
     arrived?.();
   };
 
+  // A client made with mqtt.js's manualConnect whose connect() the application has not called
+  // yet: nothing can arrive before the route below is in place, so a resumed session's resent
+  // messages all reach a subscriber (made on a connected client, mqtt.js's own handler had
+  // acknowledged them unseen: 10 of 10 held by a restarted worker lost). The SUBACK cannot come
+  // before the application connects, so the subscriber is handed out now and `ready` waits.
+  const unopened = notConnectedYet(client);
   const route: Route = { id: dispatcher.nextId(), matches: topicMatcher(filter), receive };
   dispatcher.routes.add(route);
 
@@ -958,14 +990,29 @@ export async function mqttSubscriber<T = unknown>(
   const early = new Promise<void>((resolve) => {
     arrived = resolve;
   });
-  try {
-    await Promise.race([subscribed, early]);
-  } catch (err) {
-    dispatcher.routes.delete(route);
-    dispatcher.onLost.delete(onLost);
-    throw fromMqttError(err, `subscribe to ${filter}`);
-  } finally {
-    arrived = undefined;
+  const established = Promise.race([subscribed, early]).then(
+    () => {
+      arrived = undefined;
+    },
+    (err: unknown) => {
+      arrived = undefined;
+      throw fromMqttError(err, `subscribe to ${filter}`);
+    },
+  );
+  let ready: Promise<void> = Promise.resolve();
+  if (unopened) {
+    // Rejected (refused, or the first connection attempt failed), it fails iteration below too:
+    // not an unhandled rejection when the application only iterates.
+    established.catch(noop);
+    ready = established;
+  } else {
+    try {
+      await established;
+    } catch (err) {
+      dispatcher.routes.delete(route);
+      dispatcher.onLost.delete(onLost);
+      throw err;
+    }
   }
   // An open subscriber on the filter takes what a closed one left to the session.
   dispatcher.closedFilters.delete(filter);
@@ -1001,6 +1048,9 @@ export async function mqttSubscriber<T = unknown>(
     if (sessionPersists && qos > 0) dispatcher.closedFilters.set(filter, route.matches);
     try {
       if (client.connected) await client.unsubscribeAsync(filter);
+      // Not connected yet: the UNSUBSCRIBE follows the queued SUBSCRIBE when the client connects
+      // (waiting for its UNSUBACK would hold close() until the application calls connect()).
+      else if (notConnectedYet(client)) client.unsubscribe(filter, noop);
     } catch {
       // The client is going away; the broker drops the subscription with the session.
     } finally {
@@ -1015,8 +1065,9 @@ export async function mqttSubscriber<T = unknown>(
   return {
     filter,
     capabilities,
-    // Handed out only once the broker has the subscription (see above), so nothing to wait for.
-    ready: Promise.resolve(),
+    // Handed out once the broker has the subscription (see above), so nothing to wait for;
+    // made before the client connects, at the SUBACK (or the first delivery).
+    ready,
     close: closeOnce,
     // Leaving a for-await loop closes the subscriber: a message held for an accept() that never
     // comes would stall every subscriber on this client.

@@ -2,9 +2,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { json } from "@posthorn/format-json";
 import { inCi, type LaunchedBroker, settledWithin, startMosquitto } from "@posthorn/testkit";
-import type { MqttClient } from "mqtt";
+import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { mqttPublisher, mqttSubscriber } from "../src/index.js";
+import { type MqttSubscriber, mqttPublisher, mqttSubscriber } from "../src/index.js";
 import { connect, uniqueTopic } from "./live-harness.js";
 
 // A subscription the broker refuses (a SUBACK failure code), against Mosquitto processes this
@@ -104,6 +104,29 @@ describe.skipIf(MOSQUITTO === undefined || DYNSEC === undefined)(
         await subscriber.close();
       });
     }
+
+    it("made before connect() on a manualConnect client, mqttSubscriber() resolves; after connect() its ready rejects with PublishRejected and its iteration fails the same", async () => {
+      const client = mqtt.connect(broker.url, {
+        protocolVersion: 5,
+        manualConnect: true,
+        connectTimeout: 5000,
+      });
+      clients.push(client);
+      const topic = `denied/${uniqueTopic("suback-manual")}`;
+      const made = await settledWithin(mqttSubscriber(client, { topic, formats: [json] }), 3000);
+      expect(made).toHaveProperty("resolved");
+      const subscriber = (made as { resolved: MqttSubscriber }).resolved;
+      client.connect();
+      const refusal = {
+        name: "PosthornError",
+        code: "PublishRejected",
+        protocolCode: 0x87,
+        message: expect.stringContaining(`subscribe to ${topic}: the broker refused`),
+      };
+      await expect(subscriber.ready).rejects.toMatchObject(refusal);
+      await expect(subscriber[Symbol.asyncIterator]().next()).rejects.toMatchObject(refusal);
+      await subscriber.close();
+    });
   },
 );
 
