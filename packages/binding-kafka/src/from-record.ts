@@ -44,7 +44,11 @@ export interface KafkaReadResult {
   readonly mode: KafkaContentMode | undefined;
   /** The event, when the record is a valid CloudEvent. */
   readonly event: CloudEvent | undefined;
-  /** Why a record that claims to be a CloudEvent could not be decoded. */
+  /**
+   * Why a record that claims to be a CloudEvent could not be decoded, or, for any record, that
+   * it is past `maxPayloadBytes` or `maxHeaders` (`PayloadTooLarge`, `mode` then `undefined` for
+   * a record that is no CloudEvent).
+   */
   readonly error: PosthornError | undefined;
 }
 
@@ -125,7 +129,9 @@ export function fromKafkaRecord(record: KafkaRecord, options: KafkaDecodeOptions
 
 /**
  * Reads any record: the message envelope always, and the event when the record claims to be a
- * CloudEvent (or the typed error saying why it is not a valid one). Never throws for a record.
+ * CloudEvent (or the typed error saying why it is not a valid one). The limits apply to every
+ * record: one that is no CloudEvent, past `maxPayloadBytes` or `maxHeaders`, comes with a
+ * `PayloadTooLarge` error beside its message. Never throws for a record.
  *
  * @param record - the record as delivered
  * @param options - as for {@link fromKafkaRecord}
@@ -143,7 +149,13 @@ export function readKafkaRecord(
   let mode: KafkaContentMode | undefined;
   try {
     mode = contentModeOf(record);
-    if (mode === undefined) return { message, mode, event: undefined, error: undefined };
+    if (mode === undefined) {
+      // The limits guard the receiver whatever the record holds: a record that is no CloudEvent
+      // was handed out whatever its size and header count.
+      checkValueSize(record.value, options);
+      checkHeaderCount(record.headers ?? {}, options);
+      return { message, mode, event: undefined, error: undefined };
+    }
     const event = decodeEvent(record, options, mode);
     return { message, mode, event, error: undefined };
   } catch (err) {
@@ -169,6 +181,23 @@ function decodeEvent(
 ): CloudEvent | undefined {
   const headers = record.headers ?? {};
   const value = record.value;
+  checkValueSize(value, options);
+  const contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
+  const mode = knownMode ?? (isCloudEventsContentType(contentType) ? "structured" : "binary");
+  if (mode === "structured") {
+    // Binary mode counts as it reads the headers; a structured event is in the value, but its
+    // record's headers are the receiver's to hold all the same (1,000 passed maxHeaders 10).
+    checkHeaderCount(headers, options);
+    return decodeStructured(value, contentType, options);
+  }
+  return decodeBinary(headers, value, contentType, options);
+}
+
+/** `PayloadTooLarge` for a value past `maxPayloadBytes` (or the deprecated `maxValueBytes`). */
+function checkValueSize(
+  value: Uint8Array | string | null | undefined,
+  options: KafkaDecodeOptions,
+): void {
   const maxValue = options.maxPayloadBytes ?? options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
   if (value !== null && value !== undefined && value.length > maxValue) {
     // Named by the option that set it, so that the reader knows what to raise.
@@ -181,10 +210,25 @@ function decodeEvent(
       `record value of ${value.length} bytes exceeds the limit of ${maxValue} (${limit}${limit === "maxPayloadBytes" && options.maxPayloadBytes === undefined ? ", by default" : ""}): raise ${limit} to accept it`,
     );
   }
-  const contentType = headerText(headers[CONTENT_TYPE_HEADER], CONTENT_TYPE_HEADER);
-  const mode = knownMode ?? (isCloudEventsContentType(contentType) ? "structured" : "binary");
-  if (mode === "structured") return decodeStructured(value, contentType, options);
-  return decodeBinary(headers, value, contentType, options);
+}
+
+/** `PayloadTooLarge` for more header entries than `maxHeaders` (a repeated name once per value). */
+function checkHeaderCount(headers: KafkaHeaders, options: KafkaDecodeOptions): void {
+  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  let count = 0;
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue;
+    const raw = headers[name];
+    count += Array.isArray(raw) ? raw.length : 1;
+    if (count > maxHeaders) throw tooManyHeaders(maxHeaders, options);
+  }
+}
+
+function tooManyHeaders(maxHeaders: number, options: KafkaDecodeOptions): PosthornError {
+  return new PosthornError(
+    "PayloadTooLarge",
+    `the record has more than ${maxHeaders} headers (maxHeaders${options.maxHeaders === undefined ? ", by default" : ""}): raise maxHeaders to accept it`,
+  );
 }
 
 function decodeStructured(
@@ -229,12 +273,7 @@ function decodeBinary(
   for (const header of Object.keys(headers)) {
     const raw = headers[header];
     count += Array.isArray(raw) ? raw.length : 1;
-    if (count > maxHeaders) {
-      throw new PosthornError(
-        "PayloadTooLarge",
-        `the record has more than ${maxHeaders} headers (maxHeaders${options.maxHeaders === undefined ? ", by default" : ""}): raise maxHeaders to accept it`,
-      );
-    }
+    if (count > maxHeaders) throw tooManyHeaders(maxHeaders, options);
     const name = attributeNameOf(header);
     if (name === undefined) continue;
     claimed = true;

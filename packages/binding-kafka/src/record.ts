@@ -75,8 +75,9 @@ export interface KafkaDecodeOptions {
    */
   registry?: ExtensionRegistry;
   /**
-   * Largest record value accepted, in bytes; more is `PayloadTooLarge`. Default
-   * {@link DEFAULT_MAX_VALUE_BYTES} (8 MiB). The same name as in every other binding.
+   * Largest record value accepted, in bytes; more is `PayloadTooLarge`, whatever the record
+   * holds (binary, structured, or no CloudEvent). Default {@link DEFAULT_MAX_VALUE_BYTES}
+   * (8 MiB). The same name as in every other binding.
    */
   maxPayloadBytes?: number;
   /**
@@ -86,7 +87,11 @@ export interface KafkaDecodeOptions {
    * @deprecated use maxPayloadBytes
    */
   maxValueBytes?: number;
-  /** Most header entries accepted (repeated names count once per value). Default 256. */
+  /**
+   * Most header entries accepted (repeated names count once per value); more is
+   * `PayloadTooLarge`, whatever the record holds (binary, structured, or no CloudEvent).
+   * Default 256.
+   */
   maxHeaders?: number;
   /** Limits for JSON data and JSON-format values. */
   json?: JsonLimits;

@@ -84,6 +84,71 @@ describe.skipIf(!ok)("kafkaSubscriber size limit (skipped: KAFKA_BROKERS unreach
     expect(small.event?.id).toBe("small");
   });
 
+  it("both limits apply to every record: structured ones past maxHeaders, and records that are no CloudEvent past either", async () => {
+    // A structured record's headers were never counted (1,000 with maxHeaders 10 decoded), and a
+    // record that is no CloudEvent was handed out as a Message whatever its size and headers.
+    const topic = env.topicName("limit-any");
+    await env.createTopic(topic, 1);
+    const producer = await env.producer();
+    const many = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-h${i}`, "v"]));
+    const structured = new TextEncoder().encode(
+      JSON.stringify({ specversion: "1.0", id: "s", source: "/l", type: "t" }),
+    );
+    const ct = { "content-type": "application/cloudevents+json" };
+    await producer.send({
+      topic,
+      messages: [
+        { value: Buffer.from(structured), headers: { ...ct, ...many(1000) } },
+        { value: Buffer.from(structured), headers: { ...ct, ...many(5) } },
+        { value: Buffer.alloc(100, 1), headers: { "x-kind": "plain" } },
+        { value: Buffer.from("a"), headers: many(11) },
+        { value: Buffer.from("b"), headers: { "x-kind": "plain" } },
+      ],
+    });
+    const subscriber = kafkaSubscriber(await env.consumer(env.topicName("group")), {
+      topics: [topic],
+      fromBeginning: true,
+      formats: [json],
+      maxHeaders: 10,
+      maxPayloadBytes: 80,
+    });
+    try {
+      const it = subscriber[Symbol.asyncIterator]();
+      const got: Delivery[] = [];
+      for (let i = 0; i < 5; i++) {
+        const d = await next(it);
+        got.push(d);
+        await d.accept();
+      }
+      const [tooMany, fits, plainBig, plainMany, plain] = got as [
+        Delivery,
+        Delivery,
+        Delivery,
+        Delivery,
+        Delivery,
+      ];
+      expect(tooMany.event).toBeUndefined();
+      expect(tooMany.error).toMatchObject({
+        code: "PayloadTooLarge",
+        message: expect.stringMatching(/more than 10 headers \(maxHeaders\)/),
+      });
+      expect(fits.event?.id).toBe("s");
+      expect(plainBig.error).toMatchObject({
+        code: "PayloadTooLarge",
+        message: expect.stringMatching(/100 bytes exceeds the limit of 80 \(maxPayloadBytes\)/),
+      });
+      // Still handed out as the message it is, beside the error.
+      expect(plainBig.message.metadata?.offset).toBe("2");
+      expect(plainMany.error?.code).toBe("PayloadTooLarge");
+      expect(plain.error).toBeUndefined();
+      expect(plain.event).toBeUndefined();
+      expect(new TextDecoder().decode(plain.message.body as Uint8Array)).toBe("b");
+    } finally {
+      await subscriber.close();
+    }
+  });
+
   it("maxPayloadBytes wins when both are given", async () => {
     const [big] = await receive({ maxPayloadBytes: 2000, maxValueBytes: 1000 });
     expect(big.error).toBeUndefined();
