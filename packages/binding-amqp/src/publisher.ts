@@ -5,6 +5,7 @@ import {
   checkTimeOption,
   corkForThisTick,
   Drain,
+  MAX_TIMER_MS,
   PosthornError,
   type Publisher,
   type PublishOptions,
@@ -86,6 +87,9 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    */
   senderOptions?: Record<string, unknown>;
 }
+
+/** The shortest time between a sweep that failed publishes with `Timeout` and the next sweep. */
+const MIN_SWEEP_GAP_MS = 5;
 
 /** The default `closeTimeoutMs` of {@link amqpPublisher}: 5 seconds. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
@@ -252,37 +256,51 @@ export function amqpPublisher(
     job.cleanup?.();
   };
 
-  // One sweeping timer for every pending publish, instead of a timer per publish.
-  let sweeper: ReturnType<typeof setInterval> | undefined;
-  let sweepEveryMs = Number.POSITIVE_INFINITY;
+  // One timer for every pending publish, instead of a timer per publish: it is set for the
+  // earliest deadline, and a sweep fails every publish past its own and sets it for the next.
+  // It used to tick every quarter of the limit (at most 1 s), so a Timeout came up to 25% (or
+  // 1 s) late. A sweep that failed publishes is followed by the next at least
+  // MIN_SWEEP_GAP_MS later, so publishes whose deadlines fall a millisecond apart do not sweep
+  // the whole queue each millisecond.
+  let sweeper: ReturnType<typeof setTimeout> | undefined;
+  let sweepAt = Number.POSITIVE_INFINITY;
+  let lastExpiry = Number.NEGATIVE_INFINITY;
   const stopSweeper = (): void => {
-    if (sweeper !== undefined) clearInterval(sweeper);
+    if (sweeper !== undefined) clearTimeout(sweeper);
     sweeper = undefined;
-    sweepEveryMs = Number.POSITIVE_INFINITY;
+    sweepAt = Number.POSITIVE_INFINITY;
   };
-  const armSweeper = (timeoutMs: number): void => {
-    const every = Math.min(1000, Math.max(5, Math.floor(timeoutMs / 4)));
-    if (sweeper !== undefined && every >= sweepEveryMs) return;
-    stopSweeper();
-    sweepEveryMs = every;
-    sweeper = setInterval(sweep, every);
+  const armSweeper = (deadline: number): void => {
+    const at = Math.max(deadline, lastExpiry + MIN_SWEEP_GAP_MS);
+    if (at >= sweepAt) return;
+    if (sweeper !== undefined) clearTimeout(sweeper);
+    sweepAt = at;
+    // A deadline past what a timer holds is looked at again when the timer fires.
+    sweeper = setTimeout(sweep, Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS));
   };
   const sweep = (): void => {
+    sweeper = undefined;
+    sweepAt = Number.POSITIVE_INFINITY;
     const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
     const expired: Job[] = [];
     for (const job of inFlight) {
       if (job.deadline <= now) {
         inFlight.delete(job);
         expired.push(job);
-      }
+      } else if (job.deadline < next) next = job.deadline;
     }
     for (let i = queueHead; i < queue.length; i++) {
       const job = queue[i] as Job;
       if (job.deadline <= now) {
         queue.splice(i--, 1);
         expired.push(job);
-      }
+      } else if (job.deadline < next) next = job.deadline;
     }
+    // Only a sweep that failed publishes holds the next one back: a timer that fired a little
+    // before Date.now() reached the deadline is set again for it at once.
+    if (expired.length > 0) lastExpiry = now;
+    if (next !== Number.POSITIVE_INFINITY) armSweeper(next);
     for (const job of expired) {
       finish(job);
       job.reject(
@@ -562,7 +580,7 @@ export function amqpPublisher(
         cleanup: undefined,
         slot: -1,
       };
-      if (finite) armSweeper(timeoutMs);
+      if (finite) armSweeper(job.deadline);
       if (group) {
         group.add(job);
       } else if (signal) {

@@ -384,6 +384,47 @@ describe("amqp publisher close() against a peer that never settles", () => {
     expect(await within(sent, 100)).toMatchObject({ code: "Timeout" });
   });
 
+  it("fails each publish with Timeout at its own timeoutMs, not up to a quarter of it (or 1 s) late", {
+    timeout: 20_000,
+  }, async () => {
+    const peer = await silentPeer();
+    const { connection } = await bareConnection(peer.port);
+    const short = amqpPublisher(connection, { address: "silent-2s", timeoutMs: 2000 });
+    const long = amqpPublisher(connection, { address: "silent-5s", timeoutMs: 5000 });
+    await Promise.all([short.ready, long.ready]);
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    // How long each publish took to fail, next to its limit.
+    const timed = (
+      publisher: typeof short,
+      id: string,
+      limit: number,
+      timeoutMs?: number,
+    ): Promise<[string, number, number]> => {
+      const started = performance.now();
+      return publisher
+        .publish({ ...vector("minimal").event, id }, timeoutMs === undefined ? {} : { timeoutMs })
+        .then(
+          () => [id, Number.POSITIVE_INFINITY, limit],
+          () => [id, performance.now() - started, limit],
+        );
+    };
+    const runs = [timed(short, "a", 2000), timed(long, "d", 5000)];
+    await pause(260);
+    runs.push(timed(short, "b", 2000));
+    await pause(40);
+    // A shorter limit on one call: the timer is set earlier for it.
+    runs.push(timed(short, "c", 600, 600));
+    await pause(200);
+    runs.push(timed(long, "e", 5000));
+    // One timer ticked every quarter of the limit, at most every second: "a" and "b" failed 111
+    // and 148 ms late (ticks 500 ms apart, then 150 ms once "c" came), "e" 501 ms late.
+    for (const [id, ms, limit] of await Promise.all(runs)) {
+      expect(ms, id).toBeGreaterThanOrEqual(limit - 5);
+      expect(ms, id).toBeLessThan(limit + 100);
+    }
+    await Promise.all([short.close(), long.close()]);
+  });
+
   it("resolves as before when the peer settles within closeTimeoutMs", async () => {
     let settle: (() => void) | undefined;
     const peer = await startPeer();
