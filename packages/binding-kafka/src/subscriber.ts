@@ -338,11 +338,17 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #ownerStopTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
   /**
-   * Aborted when settlements still running can no longer count: at close() once the drain is
-   * over, or when the consumer stops for good. A reject() then stops waiting for its dead-letter
-   * write (its timer cleared) and fails, and a write that completes later commits nothing.
+   * The dead-letter writes of reject()s still waiting, one controller each (many listeners on one
+   * shared signal make Node warn of a leak past ten). Aborted when settlements still running can
+   * no longer count: at close() once the drain is over, or when the consumer stops for good. Such
+   * a reject() then stops waiting (its timer cleared) and fails, and a write that completes
+   * later commits nothing.
    */
-  readonly #settlingEnded = new AbortController();
+  readonly #deadLettering = new Set<AbortController>();
+  /** Why settlements still running were ended (see {@link #deadLettering}), once they were. */
+  #settlingEnded: PosthornError | undefined;
+  /** The same, as a reject() that failed for it says. */
+  #settlingEndedWhy = "";
   #closing: Promise<void> | undefined;
   // What close() waits on for the deliveries in hand.
   readonly #drain = new Drain();
@@ -585,10 +591,20 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #halt(error: PosthornError, why: string): void {
     this.#crashed = error;
     this.#crashedWhy = why;
-    this.#settlingEnded.abort(error);
+    this.#endSettlements(error, why);
     this.#queue.fail(error);
     this.#settleStart(error);
     this.#drain.wake();
+  }
+
+  /** Ends the waits of the reject()s still writing (the first reason stays). */
+  #endSettlements(reason: PosthornError, why: string): void {
+    if (this.#settlingEnded === undefined) {
+      this.#settlingEnded = reason;
+      this.#settlingEndedWhy = why;
+    }
+    for (const stop of this.#deadLettering) stop.abort(this.#settlingEnded);
+    this.#deadLettering.clear();
   }
 
   /** After a join: whether the start offsets are known now, or at the next fetch. */
@@ -718,15 +734,14 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         try {
           await this.#deadLetter(record, topic, partition, deliveryCount, reason);
         } catch (err) {
-          const ended = this.#settlingEnded.signal;
-          if (ended.aborted && err === ended.reason) {
+          if (err !== undefined && err === this.#settlingEnded) {
             // Closed (past drainTimeoutMs) or stopped for good while the write ran: nothing can
             // be committed any more, so the record is not done and comes again on the next
             // start; no seek on a consumer that is stopping.
             settle();
             throw new PosthornError(
               "SettlementFailed",
-              `reject failed: ${this.#crashed === undefined ? "the subscriber was closed" : this.#crashedWhy} before the dead-letter write to ${this.#options.deadLetterTopic} was acknowledged, so nothing is committed and the record will be delivered again; the write is not recalled: if it completes, the dead-letter topic holds a copy too`,
+              `reject failed: ${this.#settlingEndedWhy} before the dead-letter write to ${this.#options.deadLetterTopic} was acknowledged, so nothing is committed and the record will be delivered again; the write is not recalled: if it completes, the dead-letter topic holds a copy too`,
               { cause: err },
             );
           }
@@ -810,17 +825,22 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     // kafkajs retries an unknown topic or a broker that does not answer for as long as its retry
     // settings allow (minutes by default), and the record holds its partition's checkpoint
     // meanwhile: the time limit bounds that wait. The send goes on unobserved past it.
-    const ended = this.#settlingEnded.signal;
-    await settleWithin(sent, {
-      timeoutMs: limitMs,
-      signal: ended,
-      aborted: () => ended.reason as PosthornError,
-      timedOut: () =>
-        new PosthornError(
-          "Timeout",
-          `no acknowledgement of the dead-letter write to ${deadLetterTopic} within ${limitMs} ms`,
-        ),
-    });
+    const stop = new AbortController();
+    this.#deadLettering.add(stop);
+    try {
+      await settleWithin(sent, {
+        timeoutMs: limitMs,
+        signal: stop.signal,
+        aborted: () => stop.signal.reason as PosthornError,
+        timedOut: () =>
+          new PosthornError(
+            "Timeout",
+            `no acknowledgement of the dead-letter write to ${deadLetterTopic} within ${limitMs} ms`,
+          ),
+      });
+    } finally {
+      this.#deadLettering.delete(stop);
+    }
   }
 
   #settled(): void {
@@ -905,11 +925,10 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
     // A reject() still writing its dead-letter copy fails now, rather than keeping its timer
     // (up to deadLetterTimeoutMs) past close() and committing on a stopped consumer if the
     // write completed later.
-    if (!this.#settlingEnded.signal.aborted) {
-      this.#settlingEnded.abort(
-        new PosthornError("Closed", "the Kafka subscriber was closed while the settlement ran"),
-      );
-    }
+    this.#endSettlements(
+      new PosthornError("Closed", "the Kafka subscriber was closed while the settlement ran"),
+      "the subscriber was closed",
+    );
     // Commit what was accepted while the consumer still runs (kafkajs ignores commits after stop),
     // and stop it only once run() returned (a stop during kafkajs' join is ignored).
     await this.#running.catch(() => {});
