@@ -5,10 +5,12 @@ import {
   checkTimeOption,
   Drain,
   type EventFormat,
+  isValidString,
   PosthornError,
   type Publisher,
   type PublishOptions,
   settleWithin,
+  utf8Length,
 } from "@posthorn/core";
 import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
@@ -21,9 +23,44 @@ export type MqttQos = 0 | 1 | 2;
 /** The QoS levels MQTT has (MQTT 5 3.3.1.2, 3.1.1 3.3.1.2): any other is refused where given. */
 export const MQTT_QOS_LEVELS: readonly MqttQos[] = Object.freeze([0, 1, 2]);
 
+/** The longest UTF-8 string an MQTT packet can carry (MQTT 5 1.5.4, 3.1.1 1.5.3), in bytes. */
+const MAX_TOPIC_BYTES = 65_535;
+
+/**
+ * @internal Refuses a topic name no PUBLISH may carry, with `NotSupported` naming `attribute`:
+ * not a string, empty, a `+` or `#` wildcard (MQTT 5 4.7.1, 4.7.3), a control character,
+ * noncharacter or lone surrogate (MQTT 5 1.5.4; U+0000 is forbidden outright), or over 65,535
+ * UTF-8 bytes. Mosquitto 2.0.11 closes the connection on each of these (the empty topic excepted,
+ * which it leaves unanswered), and mqtt.js resends a QoS 1/2 PUBLISH from its store after every
+ * reconnect: the publish never settled, and the client reconnected about every
+ * `reconnectPeriod` for as long as it lived, its subscribers' deliveries in hand lost each time.
+ * A lone surrogate was sent as U+FFFD, to another topic.
+ */
+export function checkTopicName(topic: unknown, attribute: string): void {
+  let why: string | undefined;
+  if (typeof topic !== "string" || topic.length === 0) why = "a non-empty string";
+  else if (topic.includes("+") || topic.includes("#")) {
+    why = "a topic name without the wildcards + and # (MQTT 5 4.7.1)";
+  } else if (!isValidString(topic)) {
+    why = "free of control characters, noncharacters and lone surrogates (MQTT 5 1.5.4)";
+  } else if (topic.length > MAX_TOPIC_BYTES / 3 && utf8Length(topic) > MAX_TOPIC_BYTES) {
+    why = `at most ${MAX_TOPIC_BYTES} UTF-8 bytes`;
+  }
+  if (why === undefined) return;
+  const shown = typeof topic === "string" && topic.length > 80 ? `${topic.slice(0, 80)}...` : topic;
+  throw new PosthornError(
+    "NotSupported",
+    `${attribute} must be ${why}, got ${JSON.stringify(shown) ?? String(topic)}: nothing was published`,
+    { attribute },
+  );
+}
+
 /** Options for {@link mqttPublisher}. */
 export interface MqttPublisherOptions {
-  /** The topic to publish to (no wildcards). */
+  /**
+   * The topic to publish to: a topic name, not a filter. Empty, a `+` or `#` wildcard, a control
+   * character or over 65,535 UTF-8 bytes is refused with `NotSupported` (`attribute: "topic"`).
+   */
   topic: string;
   /**
    * QoS of every publish: 0, 1 or 2 (anything else is refused with `NotSupported` when the
@@ -72,7 +109,7 @@ export const DEFAULT_MAX_QUEUED = 10_000;
 
 /** Per-call options of an MQTT publisher. */
 export interface MqttPublishOptions extends PublishOptions {
-  /** Another topic for this call. */
+  /** Another topic for this call, checked as the publisher's (`NotSupported`, nothing sent). */
   topic?: string;
   /** Another QoS for this call: 0, 1 or 2 (anything else rejects the call, nothing sent). */
   qos?: MqttQos;
@@ -284,8 +321,10 @@ function checkRetainable(message: MqttMessage): void {
  * @throws {@link PosthornError} `NotSupported` when the options ask for what the client's
  *   protocol version cannot carry (binary mode or a non-JSON format at MQTT 3.1.1), or for a
  *   time limit that is not a number of 0 or more (`NaN`, negative), a `maxQueued` that is not a
- *   whole number of 0 or more, or a `qos` other than 0, 1 or 2 (a per-call `timeoutMs` or `qos`
- *   is checked likewise, and the call rejects with nothing sent); a retained `publish()` of an
+ *   whole number of 0 or more, a `qos` other than 0, 1 or 2, or a `topic` that is not a topic
+ *   name (empty, a `+` or `#` wildcard, a control character, over 65,535 UTF-8 bytes) (a per-call
+ *   `timeoutMs`, `qos` or `topic` is checked likewise, and the call rejects with nothing sent); a
+ *   retained `publish()` of an
  *   event whose payload would be empty (binary mode without data) rejects with `NotSupported`
  *   and nothing sent, since MQTT reads an empty retained payload as deleting the retained message
  * @example
@@ -305,6 +344,7 @@ export function mqttPublisher(
   // mqtt.js failed a QoS of 3, -1 or 1.5 with a TypeError from its packet writer (taken for a
   // lost connection), and sent NaN as if it were 0.
   checkChoiceOption("qos", options.qos, MQTT_QOS_LEVELS);
+  checkTopicName(options.topic, "topic");
   const protocolVersion = clientProtocolVersion(client);
   const defaultMode = options.mode ?? (protocolVersion === 5 ? "binary" : "structured");
   if (protocolVersion !== 5 && defaultMode === "binary") {
@@ -420,6 +460,9 @@ export function mqttPublisher(
     async publish(events, call: MqttPublishOptions = {}) {
       if (call.timeoutMs !== undefined) checkTimeOption("timeoutMs", call.timeoutMs);
       checkChoiceOption("qos", call.qos, MQTT_QOS_LEVELS);
+      if (call.topic !== undefined && call.topic !== options.topic) {
+        checkTopicName(call.topic, "topic");
+      }
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
       // An ended client (mqtt.js sets `disconnected`) would store the message and never send it.
       if ((client as { disconnected?: boolean }).disconnected === true) {

@@ -29,6 +29,7 @@ import { classifyMqttMessage, fromMqttMessage, toPlainMessage } from "./from-mes
 import type { MqttLimits, MqttMessage } from "./mqtt-message.js";
 import {
   asBuffer,
+  checkTopicName,
   clientProtocolVersion,
   MQTT_QOS_LEVELS,
   type MqttQos,
@@ -64,7 +65,9 @@ export interface MqttSubscriberOptions extends MqttLimits {
   /**
    * Where `reject()` publishes the message (unchanged) before acknowledging it. At MQTT 5 the
    * copy adds the user properties {@link DEAD_LETTER_ORIGINAL_TOPIC} and, when `reject()` is
-   * given one, {@link DEAD_LETTER_REASON}.
+   * given one, {@link DEAD_LETTER_REASON}. A topic name as the publisher's `topic`: empty, a `+`
+   * or `#` wildcard, a control character or over 65,535 UTF-8 bytes is refused with
+   * `NotSupported` (`attribute: "deadLetterTopic"`) when the subscriber is made.
    */
   deadLetterTopic?: string;
   /** QoS of dead-letter publishes: 0, 1 or 2, checked like `qos`. Default 1. */
@@ -659,8 +662,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   `NotSupported`, before subscribing, for a `drainTimeoutMs` that is not a number of 0 or more,
  *   a `maxPending` that is not a whole number of 1 or more, or a `maxPayloadBytes`,
  *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more, a `qos` or
- *   `deadLetterQos` other than 0, 1 or 2, or a `group` that is not a share name (empty, or with
- *   `/`, `+` or `#`)
+ *   `deadLetterQos` other than 0, 1 or 2, a `group` that is not a share name (empty, or with
+ *   `/`, `+` or `#`), or a `deadLetterTopic` that is not a topic name (empty, a wildcard, a
+ *   control character, over 65,535 UTF-8 bytes)
  * @example
  * ```ts
  * const client = mqtt.connect(url, { protocolVersion: 5, clean: false, clientId: "billing-1",
@@ -688,6 +692,11 @@ export async function mqttSubscriber<T = unknown>(
   checkChoiceOption("qos", options.qos, MQTT_QOS_LEVELS);
   checkChoiceOption("deadLetterQos", options.deadLetterQos, MQTT_QOS_LEVELS);
   checkGroup(options.group);
+  // A topic no PUBLISH may carry: every reject() would have hung and made the client reconnect
+  // in a loop (the publisher's topic is checked the same way).
+  if (options.deadLetterTopic !== undefined) {
+    checkTopicName(options.deadLetterTopic, "deadLetterTopic");
+  }
   checkClientInternals(client);
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
