@@ -103,7 +103,10 @@ export interface KafkaSubscriberOptions extends KafkaDecodeOptions {
    * committed offsets, or one created with `fromBeginning: true`, does not.
    */
   client?: "kafkajs" | "confluent";
-  /** Called with errors that have no caller to go to (a background commit that failed). */
+  /**
+   * Called with errors that have no caller to go to (a background commit that failed). What it
+   * throws is dropped, having no caller either.
+   */
   onError?: (error: PosthornError) => void;
 }
 
@@ -888,11 +891,24 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         } catch (err) {
           // The next accept (or close) commits again; a commit that fails after a rebalance is
           // harmless: the new owner delivers from the last commit.
-          this.#options.onError?.(fromKafkaError(err, "commit offsets", "SettlementFailed"));
+          this.#report(fromKafkaError(err, "commit offsets", "SettlementFailed"));
         }
       }
     } finally {
       this.#flushing = undefined;
+    }
+  }
+
+  /**
+   * Hands an error that has no caller to `onError`. What that throws has nowhere to go either:
+   * let out of the background commit, it was an unhandled rejection (which ends a Node process)
+   * and the reason close() rejected.
+   */
+  #report(error: PosthornError): void {
+    try {
+      this.#options.onError?.(error);
+    } catch {
+      // Dropped: see above.
     }
   }
 

@@ -11,7 +11,7 @@ import { expectEquivalent, settledWithin } from "@posthorn/testkit";
 import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalKafkaOk, type KafkaEnv, kafkaEnv } from "./env.js";
-import { slowProduces } from "./sockets.js";
+import { failingCommits, slowProduces } from "./sockets.js";
 
 const ok = await externalKafkaOk();
 
@@ -450,6 +450,43 @@ describe.skipIf(!ok)("Kafka settlement (skipped: KAFKA_BROKERS unreachable outsi
       await next.close();
     } finally {
       await slow.disconnect();
+    }
+  });
+
+  it("an onError that throws is dropped: no unhandled rejection, and close() resolves", {
+    timeout: 60_000,
+  }, async () => {
+    // Its throw left the background commit as an unhandled rejection (which ends a Node
+    // process), and close() rejected with it.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const topic = await topicWith("on-error-throws", 1, events(1, "oe"));
+      const consumer = await env.consumer(env.topicName("group"), {}, failingCommits());
+      const reported: unknown[] = [];
+      const subscriber = kafkaSubscriber(consumer, {
+        topics: [topic],
+        fromBeginning: true,
+        formats: [json],
+        commitIntervalMs: 0,
+        onError: (e) => {
+          reported.push(e);
+          throw new Error("a bug in the application's onError");
+        },
+      });
+      const [d] = await take(subscriber, 1);
+      await d?.accept();
+      const deadline = Date.now() + 15_000;
+      while (reported.length === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(reported[0]).toMatchObject({ code: expect.any(String), name: "PosthornError" });
+      expect(await settledWithin(subscriber.close(), 15_000)).toEqual({ resolved: undefined });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
     }
   });
 

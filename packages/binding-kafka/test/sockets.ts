@@ -6,6 +6,8 @@ import type { ISocketFactory } from "kafkajs";
 const PRODUCE = 0;
 /** ListOffsets: how a consumer learns where the end (or the beginning) of a partition is. */
 const LIST_OFFSETS = 2;
+/** OffsetCommit: a consumer group's commit. */
+const OFFSET_COMMIT = 8;
 /** JoinGroup: the first step of joining a consumer group. */
 const JOIN_GROUP = 11;
 
@@ -58,6 +60,23 @@ function slowRequests(apiKey: number, delayMs: number): ISocketFactory {
           if (--queued === 0) queue = undefined;
         });
       return true;
+    }) as typeof socket.write;
+    return socket;
+  };
+}
+
+/**
+ * A kafkajs socket factory whose connections are cut when an OffsetCommit request is written: a
+ * consumer made with it reads and joins as usual, and every commit it sends fails.
+ */
+export function failingCommits(): ISocketFactory {
+  return ({ host, port, onConnect }) => {
+    const socket: Socket = connect({ host, port }, onConnect);
+    const write = socket.write.bind(socket) as Write;
+    socket.write = ((chunk: Buffer, encoding?: BufferEncoding) => {
+      if (apiKeyOf(chunk) !== OFFSET_COMMIT) return write(chunk, encoding);
+      socket.destroy(new Error("test: connection cut on OffsetCommit"));
+      return false;
     }) as typeof socket.write;
     return socket;
   };
