@@ -104,7 +104,9 @@ export interface HttpPublisherOptions {
    * The `Authorization` header (http-webhook.md 3.3), e.g. `Bearer <token>`, or a function giving
    * it per request (a token that refreshes). A function that throws or rejects fails the publish,
    * nothing sent, with a retryable `ConnectionFailed` whose `cause` is its error (a
-   * `PosthornError` it throws passes as it is); one that gives no string, with `InvalidEvent`.
+   * `PosthornError` it throws passes as it is); one that gives no string, with `InvalidEvent`;
+   * one that has not answered within `retry.attemptTimeoutMs` (`webhook.timeoutMs` for the
+   * handshake's), or the call's `timeoutMs` if that ends sooner, with a retryable `Timeout`.
    */
   authorization?: string | (() => string | Promise<string>);
   /**
@@ -152,8 +154,11 @@ function retryableStatus(status: number): boolean {
  * `PosthornError` passes as it is), and a value that is not a string is `InvalidEvent`, where
  * `fetch` would have sent `Authorization: undefined`.
  */
-function callAuthorization(auth: () => string | Promise<string>): Promise<string> {
-  return Promise.resolve()
+function callAuthorization(
+  auth: () => string | Promise<string>,
+  timeoutMs: number,
+): Promise<string> {
+  const value = Promise.resolve()
     .then(auth)
     .then(
       (value: unknown) => {
@@ -173,6 +178,17 @@ function callAuthorization(auth: () => string | Promise<string>): Promise<string
         );
       },
     );
+  // A callback that never answers (a token service that hangs) is bounded like an attempt: it
+  // kept the publish, and close(), waiting for ever when the call had no timeoutMs.
+  return settleWithin(value, {
+    timeoutMs,
+    timedOut: () =>
+      new PosthornError(
+        "Timeout",
+        `the authorization callback did not answer within ${timeoutMs} ms; nothing was sent`,
+        { attribute: "authorization", retryable: true },
+      ),
+  });
 }
 
 /**
@@ -588,8 +604,9 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     }
     if (typeof auth === "function") {
       // A token callback that hangs (a token service down) is bounded like the rest of the call.
+      const retry = this.#options.retry;
       headers.authorization = await bounded(
-        callAuthorization(auth),
+        callAuthorization(auth, (retry === false ? undefined : retry?.attemptTimeoutMs) ?? 30_000),
         options.abortSignal,
         budget,
         "the authorization callback",
@@ -633,7 +650,10 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
     try {
       const auth = this.#options.authorization;
       if (auth !== undefined)
-        headers.authorization = typeof auth === "string" ? auth : await callAuthorization(auth);
+        headers.authorization =
+          typeof auth === "string"
+            ? auth
+            : await callAuthorization(auth, webhook.timeoutMs ?? 10_000);
       // Retried as a delivery is: a 408, 429 or 5xx answer, a failed connection or a timeout is no
       // refusal (it failed the publish as one, not retryable), and is asked again by the policy.
       let answer: SenderAnswer;

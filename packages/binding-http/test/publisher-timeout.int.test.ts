@@ -210,6 +210,38 @@ describe.each(SENDERS)("over $name", ({ options: sender }) => {
       expect(err?.code).toBe("Aborted");
       expect(seen).toHaveLength(0);
     });
+
+    it("without timeoutMs, a callback that never answers ends the call at retry.attemptTimeoutMs, and close() returns", async () => {
+      const { url, seen } = await slowServer(0, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        retry: { maxAttempts: 3, attemptTimeoutMs: 300 },
+        authorization: () => new Promise<string>(() => {}),
+      });
+      // It never settled, and close(), which waits for publishes in flight, never returned.
+      const { err, ms } = await timed(() => publisher.publish(event("auth-3")));
+      expect(err).toMatchObject({ code: "Timeout", retryable: true, attribute: "authorization" });
+      expect(ms).toBeGreaterThanOrEqual(280);
+      expect(ms).toBeLessThan(1500);
+      expect(seen).toHaveLength(0);
+      await publisher.close();
+    });
+
+    it("the handshake's callback is bounded by webhook.timeoutMs: the publish fails, nothing sent", async () => {
+      const { url, seen } = await slowServer(0, { status: 204 });
+      const publisher = httpPublisher({
+        ...sender,
+        url,
+        webhook: { origin: "sender.example", timeoutMs: 300 },
+        authorization: () => new Promise<string>(() => {}),
+      });
+      const { err, ms } = await timed(() => publisher.publish(event("auth-4")));
+      expect(err).toMatchObject({ code: "Timeout", attribute: "authorization" });
+      expect(ms).toBeLessThan(1500);
+      expect(seen).toHaveLength(0);
+      await publisher.close();
+    });
   });
 
   describe("httpPublisher retry.attemptTimeoutMs", () => {
