@@ -159,7 +159,9 @@ interface Tracked extends Slotted {
  * Receives from an AMQP 1.0 source over a rhea connection the application opened, with manual
  * settlement: `accept()` sends `accepted`, `release()` `released` (or `modified` with
  * delivery-failed), `reject(reason)` `rejected` with an error condition. The link never holds
- * more than `credit` unsettled deliveries. `close()` releases what was not handed out yet, waits up
+ * more than `credit` unsettled deliveries. A delivery the peer sent settled (at-most-once) cannot
+ * be handed back: its `release()` and `reject()` fail with `SettlementFailed`. `close()` releases
+ * what was not handed out yet, waits up
  * to `drainTimeoutMs` for the deliveries in the application's hands to be settled, releases those
  * still unsettled and detaches.
  *
@@ -300,6 +302,18 @@ export function amqpSubscriber<T = unknown>(
     }
     unsettled.delete(tracked);
     drain.wake();
+    // The peer settled it first (sent pre-settled, at-most-once, though the link asked for
+    // unsettled deliveries, or settled it on its own since): the message is no longer the
+    // broker's to hand back or dead-letter, and a released or rejected outcome would go nowhere.
+    if (tracked.delivery.remote_settled === true && key !== "accepted") {
+      grant();
+      return Promise.reject(
+        new PosthornError(
+          "SettlementFailed",
+          `the peer settled this delivery itself (sent pre-settled, at-most-once): the message is gone from ${address}, and ${key.startsWith("rejected") ? "reject()" : "release()"} cannot hand it back`,
+        ),
+      );
+    }
     return new Promise<void>((resolve) => {
       gate.submit(key, () => {
         action(tracked.delivery);

@@ -4,6 +4,7 @@
 
 import type { Socket } from "node:net";
 import { amqpPublisher, amqpSubscriber, DEFAULT_CLOSE_TIMEOUT_MS } from "@posthorn/binding-amqp";
+import type { Delivery } from "@posthorn/core";
 import { vector } from "@posthorn/testkit";
 import rhea, { type Connection, type Container, type EventContext } from "rhea";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -218,6 +219,47 @@ describe("amqp publisher and subscriber when the peer misbehaves or goes away", 
       if (listening) expect(errors[0]).toMatchObject({ condition: "amqp:unauthorized-access" });
       await subscriber.close();
     }
+  });
+});
+
+describe("amqp subscriber and a peer that sends deliveries pre-settled", () => {
+  it("release() and reject() of a delivery the peer sent settled fail with SettlementFailed; accept() resolves; credit comes back", async () => {
+    // The subscriber asks for unsettled deliveries (snd_settle_mode 0); this peer sends each
+    // transfer settled all the same, as a broker in an at-most-once mode would.
+    let sender: rhea.Sender | undefined;
+    let sent = 0;
+    const send = (): void => {
+      while (sender?.sendable() && sent < 5) {
+        const delivery = sender.send({ body: `presettled-${sent++}` });
+        (delivery as { settled: boolean }).settled = true;
+      }
+    };
+    const peer = await startPeer((ctx) => {
+      sender = ctx.sender as rhea.Sender;
+      sender.on("sendable", send);
+      send();
+    });
+    const { connection } = await bareConnection(peer.port);
+    const subscriber = amqpSubscriber(connection, { address: "presettled", credit: 1 });
+    const iterator = subscriber[Symbol.asyncIterator]();
+    const next = async () => (await iterator.next()).value as Delivery;
+    // release() resolved, and the message, already gone from the peer, was lost unnoticed.
+    const released = await next();
+    expect(await failure(released.release())).toMatchObject({
+      name: "PosthornError",
+      code: "SettlementFailed",
+      message: expect.stringContaining("release() cannot hand it back"),
+    });
+    const rejected = await next();
+    expect(await failure(rejected.reject("bad"))).toMatchObject({
+      code: "SettlementFailed",
+      message: expect.stringContaining("reject() cannot hand it back"),
+    });
+    // With credit 1, each later delivery came only because the failed settlements gave it back.
+    const accepted = await next();
+    expect(await failure(accepted.accept())).toBe("resolved");
+    expect(String((await next()).message.body)).toContain("presettled-3");
+    await subscriber.close();
   });
 });
 
