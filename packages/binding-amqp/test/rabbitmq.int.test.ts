@@ -240,6 +240,7 @@ describe.skipIf(!ok)("amqp against RabbitMQ (skipped: no broker outside CI)", ()
       await Promise.all([...consumers.map((c) => c.ready), publisher.ready]);
       const seen = new Map<string, number>();
       const perConsumer = [0, 0];
+      let accepted = 0;
       let done: () => void = () => {};
       const allSeen = new Promise<void>((resolve) => {
         done = resolve;
@@ -252,7 +253,9 @@ describe.skipIf(!ok)("amqp against RabbitMQ (skipped: no broker outside CI)", ()
           // Some work, so both consumers hold jobs at once.
           if (perConsumer[index] % 50 === 0) await new Promise((r) => setTimeout(r, 1));
           await job.accept();
-          if (seen.size === total) done();
+          // Every job accepted, not merely seen: the other consumer may still hold the last one
+          // seen, and closing it then released that job and failed its accept().
+          if (++accepted === total) done();
         }
       });
       const base = vector("typical").event;
