@@ -191,6 +191,14 @@ interface Dispatcher {
   park(parked: Parked): void;
   /** Drops the parked packet if it is for `route` (its subscriber is closing). */
   unpark(route: Route): void;
+  /**
+   * Dead-letter copies of QoS 1/2 deliveries waiting for the broker's acknowledgement. While any
+   * does, no packet is parked (a parked one is admitted): the copy's PUBACK can be behind it on
+   * the connection, and the delivery's own acknowledgement waits for that PUBACK.
+   */
+  copies: number;
+  /** Admits the parked packet, whatever its window (a dead-letter copy started). */
+  admitParked(): void;
   /** Drops the connection (mqtt.js reconnects), voiding every acknowledgement owed on it. */
   drop(): void;
   /** Called each time a connection is lost or dropped, after {@link epoch} moved on. */
@@ -448,6 +456,12 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     park: (p: Parked) => {
       parked = p;
     },
+    copies: 0,
+    admitParked: () => {
+      const p = parked;
+      parked = undefined;
+      p?.admit();
+    },
     unpark: (route: Route) => {
       if (parked?.route !== route) return;
       const p = parked;
@@ -629,8 +643,12 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   the message (MQTT redelivers only on session resumption). It needs a persistent session
  *   (`clean: false`, and at MQTT 5 a `sessionExpiryInterval` above 0) and automatic reconnects;
  *   otherwise `capabilities.release` is `none` and it is `NotSupported`.
- * - `reject(reason)` publishes the message unchanged to `deadLetterTopic`, then acknowledges
- *   it; without a dead-letter topic it is `NotSupported`. At MQTT 5 the copy also carries the
+ * - `reject(reason)` publishes the message unchanged to `deadLetterTopic`, and acknowledges it
+ *   once the broker has the copy (at `deadLetterQos`); without a dead-letter topic it is
+ *   `NotSupported`. A copy that fails (the broker refuses it, the client is ended) rejects with
+ *   `SettlementFailed`, its error as `cause`: the message is not acknowledged and comes again as
+ *   after `release()` (retryable) when the session allows that, else it is acknowledged all the
+ *   same (not retryable: MQTT cannot bring it back). At MQTT 5 the copy also carries the
  *   user properties `posthorn-original-topic` and, when given, `posthorn-dead-letter-reason`
  *   (core's `DEAD_LETTER_ORIGINAL_TOPIC` and `DEAD_LETTER_REASON`), which the decoder skips, so
  *   the copy decodes to the same event; MQTT 3.1.1 has no properties to carry them.
@@ -802,7 +820,7 @@ export async function mqttSubscriber<T = unknown>(
       callback(packet.qos > 0 ? WITHHELD : undefined);
       return;
     }
-    if (packet.qos > 0 && dispatcher.owed.length >= maxInFlight) {
+    if (packet.qos > 0 && dispatcher.owed.length >= maxInFlight && dispatcher.copies === 0) {
       // Past the window (Mosquitto 2.0.11 sends past its own once acknowledgements flow): not
       // handed out, and mqtt.js reads nothing more, until an acknowledgement goes out. A broker
       // whose window is no larger never sends one, so a full window alone stops nothing
@@ -933,6 +951,36 @@ export async function mqttSubscriber<T = unknown>(
       forget(entry);
       settle(true);
     };
+    // The dead-letter copy failed: the message is not acknowledged, and comes again as after
+    // release() when the session allows; otherwise nothing could bring it back, and it is
+    // acknowledged (as before) so that the acknowledgements behind it can go.
+    const copyFailed = (err: unknown): PosthornError => {
+      const why = isPosthornError(err) ? err.message : String(err);
+      if (!held.has(entry) || lost()) {
+        return new PosthornErrorClass(
+          "SettlementFailed",
+          `the dead-letter copy failed (${why}) and ${stale().message}`,
+          { cause: err, retryable: sessionPersists },
+        );
+      }
+      forget(entry);
+      if (!persistent) {
+        settle(true);
+        return new PosthornErrorClass(
+          "SettlementFailed",
+          `the dead-letter copy failed (${why}); the message was acknowledged all the same and is lost: without a persistent session that reconnects by itself MQTT cannot redeliver it`,
+          { cause: err },
+        );
+      }
+      settle(false);
+      if (messageId !== undefined) released.set(messageId, deliveryCount);
+      dispatcher.drop();
+      return new PosthornErrorClass(
+        "SettlementFailed",
+        `the dead-letter copy failed (${why}); the message was not acknowledged and comes again, as after release()`,
+        { cause: err, retryable: true },
+      );
+    };
     const delivery = createDelivery<T>({
       message,
       event,
@@ -954,10 +1002,22 @@ export async function mqttSubscriber<T = unknown>(
       },
       reject: async (reason) => {
         if (!held.has(entry) || lost()) throw stale();
-        // Copy first, then acknowledge: a crash in between leaves the message with the broker.
-        const sent = deadLetter(reason);
+        // Copy first, and acknowledge once the broker has it: acknowledged at once, a copy the
+        // broker refused (0x87 Not authorized, a packet too large) lost the message.
+        const copy = deadLetter(reason);
+        // Until the broker acknowledges the copy, packets past the window are handed out
+        // rather than parked: its PUBACK may be behind them, and this delivery's own
+        // acknowledgement (which would admit them) waits for it.
+        dispatcher.copies++;
+        dispatcher.admitParked();
+        try {
+          await copy;
+        } catch (err) {
+          throw copyFailed(err);
+        } finally {
+          dispatcher.copies--;
+        }
         ack();
-        await sent;
       },
     });
     entry.delivery = delivery;
