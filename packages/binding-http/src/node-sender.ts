@@ -88,7 +88,11 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           req?.destroy();
           reject(err);
         };
-        const onAbort = (): void => fail(aborted());
+        // Once a non-2xx status is in, what settles the request with it and what of its body came:
+        // the status is the answer (as over fetch), so neither the attempt's timeout nor an abort
+        // turns it into a retryable Timeout (a final 400 was sent again) or hides a Retry-After.
+        let answered: (() => void) | undefined;
+        const onAbort = (): void => (answered ? answered() : fail(aborted()));
         const onAnswer = (res: http.IncomingMessage): void => {
           const status = res.statusCode ?? 0;
           const answerHeaders = res.headers;
@@ -138,6 +142,7 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           };
           // A failure's text is for the error message only: what came within BODY_MS is enough.
           const textTimer = setTimeout(done, BODY_MS);
+          answered = done;
           res.on("data", (chunk: Buffer) => {
             if (keptBytes < KEEP_TEXT_BYTES) {
               if (kept === undefined) kept = [chunk];
@@ -164,16 +169,16 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           );
           return;
         }
-        timer = limitTimer(
-          () =>
+        timer = limitTimer(() => {
+          if (answered) answered();
+          else
             fail(
               new PosthornError(
                 "Timeout",
                 `${what} did not complete within ${request.timeoutMs} ms`,
               ),
-            ),
-          request.timeoutMs,
-        );
+            );
+        }, request.timeoutMs);
         req.on("error", (err: Error) => fail(connectionFailed(what, err)));
         signal?.addEventListener("abort", onAbort, { once: true });
         req.end(body);

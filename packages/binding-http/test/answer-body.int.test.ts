@@ -126,4 +126,45 @@ describe.each(SENDERS)("an answer's body, over $name", ({ options }) => {
     expect(target.ids).toEqual(["bad-1"]);
     await publisher.close();
   });
+
+  it("a 400 whose body outlasts attemptTimeoutMs is final, sent once, not a retryable Timeout", async () => {
+    const target = await server((res) => {
+      res.writeHead(400, { "content-type": "text/plain" });
+      res.write("bad event");
+    });
+    const publisher = httpPublisher({
+      url: target.url,
+      retry: { maxAttempts: 3, attemptTimeoutMs: 300, baseDelayMs: 10 },
+      ...options,
+    });
+    // Over node:http it was a Timeout, and the event was sent three times.
+    const err = await failure(publisher.publish(textEvent("slow-bad-1", "/body")));
+    expect(err).toMatchObject({ code: "PublishRejected", protocolCode: 400, retryable: false });
+    expect(err.message).toContain("bad event");
+    expect(target.ids).toEqual(["slow-bad-1"]);
+    await publisher.close();
+  });
+
+  it("a 429 whose body outlasts attemptTimeoutMs still holds the publisher for its Retry-After", async () => {
+    const target = await server((res) => {
+      res.writeHead(429, { "content-type": "text/plain", "retry-after": "30" });
+      res.write("slow down");
+    });
+    const publisher = httpPublisher({
+      url: target.url,
+      retry: { maxAttempts: 3, attemptTimeoutMs: 300, baseDelayMs: 10, maxDelayMs: 60_000 },
+      ...options,
+    });
+    const first = await failure(
+      publisher.publish(textEvent("slow-429-1", "/body"), { timeoutMs: 1000 }),
+    );
+    expect(first).toMatchObject({ code: "PublishRejected", protocolCode: 429, retryable: true });
+    // The next publish is held by the Retry-After, nothing sent (it went out: the 429 was lost).
+    const second = await failure(
+      publisher.publish(textEvent("slow-429-2", "/body"), { timeoutMs: 1000 }),
+    );
+    expect(second).toMatchObject({ code: "PublishRejected", protocolCode: 429 });
+    expect(target.ids).toEqual(["slow-429-1"]);
+    await publisher.close();
+  });
 });
