@@ -258,6 +258,11 @@ export function publishOnClient(
   const go = (): boolean => {
     // Failed while it waited (the client was ended): nothing to send.
     if (settled) return false;
+    const tooLarge = overServerMaximum(client, topic, payload, publishOptions);
+    if (tooLarge !== undefined) {
+      finish(tooLarge);
+      return false;
+    }
     slot = publishOptions.qos !== 0;
     try {
       client.publish(topic, payload, publishOptions, (err) => finish(err));
@@ -274,6 +279,57 @@ export function publishOnClient(
     state.waiting.push(go);
     pump(client, state);
   }
+}
+
+/** Bytes of a Variable Byte Integer holding `n` (MQTT 5 1.5.5). */
+function varIntBytes(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+/**
+ * `PayloadTooLarge` when the MQTT 5 PUBLISH for this message would exceed the Maximum Packet Size
+ * the server named in its CONNACK (MQTT 5 3.2.2.3.6; the client MUST NOT send a larger one), else
+ * `undefined`. mqtt.js does not check it: Mosquitto 2.0.11 (`max_packet_size`) closed the
+ * connection on such a PUBLISH, and mqtt.js resent it after every reconnect, so the publish
+ * never settled and the client reconnected in a loop. Free when the server names no maximum
+ * (Mosquitto by default); not known while the client is not connected.
+ */
+function overServerMaximum(
+  client: MqttClient,
+  topic: string,
+  payload: Buffer,
+  publishOptions: IClientPublishOptions,
+): PosthornError | undefined {
+  if (client.options.protocolVersion !== 5) return undefined;
+  const max = (client as unknown as { _serverProperties?: { maximumPacketSize?: unknown } })
+    ._serverProperties?.maximumPacketSize;
+  if (typeof max !== "number") return undefined;
+  let properties = 0;
+  const props = publishOptions.properties;
+  if (props?.contentType !== undefined) properties += 3 + utf8Length(props.contentType);
+  const user = props?.userProperties;
+  if (user !== undefined) {
+    for (const name of Object.keys(user)) {
+      const value = user[name] as string | string[];
+      const nameBytes = utf8Length(name);
+      for (const v of Array.isArray(value) ? value : [value]) {
+        properties += 5 + nameBytes + utf8Length(String(v));
+      }
+    }
+  }
+  const remaining =
+    2 +
+    utf8Length(topic) +
+    ((publishOptions.qos ?? 0) > 0 ? 2 : 0) +
+    varIntBytes(properties) +
+    properties +
+    payload.length;
+  const size = 1 + varIntBytes(remaining) + remaining;
+  if (size <= max) return undefined;
+  return new PosthornError(
+    "PayloadTooLarge",
+    `publish to ${topic}: the PUBLISH would be ${size} bytes, over the server's Maximum Packet Size of ${max} (from its CONNACK); nothing was sent`,
+  );
 }
 
 /** What a publish the client gave up on fails with (`Closed`: see {@link fromMqttError}). */
@@ -326,7 +382,10 @@ function checkRetainable(message: MqttMessage): void {
  *   `timeoutMs`, `qos` or `topic` is checked likewise, and the call rejects with nothing sent); a
  *   retained `publish()` of an
  *   event whose payload would be empty (binary mode without data) rejects with `NotSupported`
- *   and nothing sent, since MQTT reads an empty retained payload as deleting the retained message
+ *   and nothing sent, since MQTT reads an empty retained payload as deleting the retained message;
+ *   at MQTT 5 a `publish()` whose PUBLISH would exceed the Maximum Packet Size the server named
+ *   in its CONNACK rejects with `PayloadTooLarge` and nothing sent (checked while the client is
+ *   connected)
  * @example
  * ```ts
  * const client = await mqtt.connectAsync("mqtt://localhost", { protocolVersion: 5 });
