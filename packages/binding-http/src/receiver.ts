@@ -484,6 +484,10 @@ export class HttpReceiver implements Subscriber {
       if (gone()) return interruptedReply(ABORTED);
       return errorReply(400, "the request body could not be read", { connection: "close" });
     }
+    // Past the waits that requestTimeoutMs and close() end: from here only the client going away
+    // ends `stop` (which withdraws deliveries still queued). Ended by the deadline, it no longer
+    // could: a request in the queue past requestTimeoutMs was handed out after its client left.
+    this.#waiting.delete(waiter);
     // Closed just as the body arrived: its delivery would go to a queue nobody reads any more.
     if (this.#closed) return closedReply();
     // Gone just as the body arrived: nobody waits for the answer a delivery would get.

@@ -479,6 +479,21 @@ describe("deliveries waiting in the queue", () => {
     expect((await answered).status).toBe(204);
   });
 
+  it("one whose client went away after requestTimeoutMs (settleTimeoutMs longer) is withdrawn too", async () => {
+    const { url, deliveries } = await iterated({ requestTimeoutMs: 200, settleTimeoutMs: 10_000 });
+    const socket = await openRequest(url, body);
+    // It waits in the queue past requestTimeoutMs, which bounds only what comes before the
+    // delivery; then its client goes away. It was handed out, for an answer nobody hears.
+    await sleep(500);
+    socket.destroy();
+    await sleep(200);
+    const answered = sendSecond(url);
+    const next = await deliveries.next();
+    expect(next.value?.event.id).toBe("a-2");
+    await next.value?.accept();
+    expect((await answered).status).toBe(204);
+  });
+
   it("one already answered 503 after settleTimeoutMs is not handed out afterwards", async () => {
     const { url, deliveries } = await iterated({ settleTimeoutMs: 200 });
     const first = await fetch(url, { method: "POST", headers: message.headers, body });
