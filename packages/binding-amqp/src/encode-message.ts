@@ -1,9 +1,9 @@
 import {
+  binaryContentType,
   CloudEvent,
   type CloudEventLike,
   extensions as defaultRegistry,
   type ExtensionRegistry,
-  effectiveContentType,
   encodeData,
   formatWithRegistry,
   invalidEvent,
@@ -242,7 +242,7 @@ export function encodeWithPool(
   const bytes = encodeData(data, datacontenttype);
   const w = new Writer(512 + (bytes?.length ?? 0), pool);
   if (durable !== undefined) writeHeader(w, durable);
-  const contentType = effectiveContentType(data, datacontenttype);
+  const contentType = binaryContentType(data, datacontenttype);
   if (contentType !== undefined) writeProperties(w, contentType);
   w.descriptor(APPLICATION_PROPERTIES);
   const mapAt = w.open(MAP32);

@@ -1,11 +1,11 @@
 import {
+  binaryContentType,
   CloudEvent,
   type CloudEventLike,
   type ContentMode,
   extensions as defaultRegistry,
   type EventFormat,
   type ExtensionRegistry,
-  effectiveContentType,
   encodeData,
   formatWithRegistry,
   invalidEvent,
@@ -105,7 +105,7 @@ export function toAmqpMessage(input: CloudEventLike, options: ToAmqpMessageOptio
   const datacontenttype = record.datacontenttype as string | undefined;
   const message: AmqpMessage = { application_properties: properties };
   // 3.1.1: datacontenttype is the AMQP content-type property.
-  const contentType = effectiveContentType(data, datacontenttype);
+  const contentType = binaryContentType(data, datacontenttype);
   if (contentType !== undefined) message.content_type = contentType;
   // 3.1.2: the data as bytes in the application-data (data) section, never an AMQP value.
   const bytes = encodeData(data, datacontenttype);

@@ -1,10 +1,10 @@
 import {
+  binaryContentType,
   CloudEvent,
   type CloudEventLike,
   type ContentMode,
   canonicalString,
   type EventFormat,
-  effectiveContentType,
   encodeData,
   encodeHeaderValue,
   invalidEvent,
@@ -99,7 +99,7 @@ function toBinary(event: CloudEvent): HttpMessage {
   const data = event.data;
   const dct = event.datacontenttype;
   // 3.1.1: datacontenttype is the Content-Type; JSON data without one is written as JSON.
-  const contentType = effectiveContentType(data, dct);
+  const contentType = binaryContentType(data, dct);
   if (contentType !== undefined) headers["content-type"] = safeContentType(contentType);
   // 3.1.2: the body is the data.
   return { headers, body: encodeData(data, dct) ?? EMPTY };

@@ -1,9 +1,9 @@
 import {
+  binaryContentType,
   CloudEvent,
   type CloudEventLike,
   canonicalString,
   type EventFormat,
-  effectiveContentType,
   encodeData,
   invalidEvent,
   isBytes,
@@ -159,7 +159,7 @@ function binary(event: CloudEvent, key: Uint8Array | string | null): OutgoingKaf
     headers[prefixedName(ATTRIBUTE_PREFIX, name)] = headerValue(name, value);
   }
   // Kafka binding 3.2.1: datacontenttype is the content-type header.
-  const contentType = effectiveContentType(data, datacontenttype);
+  const contentType = binaryContentType(data, datacontenttype);
   if (contentType !== undefined) headers[CONTENT_TYPE_HEADER] = contentType;
   // Kafka binding 3.2.2: the data bytes are the value; no data is no value.
   const value = encodeData(data, contentType) ?? null;

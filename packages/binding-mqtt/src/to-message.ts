@@ -1,10 +1,10 @@
 import {
   type AttributeValue,
+  binaryContentType,
   CloudEvent,
   type CloudEventLike,
   canonicalString,
   type EventFormat,
-  effectiveContentType,
   encodeData,
   invalidEvent,
   isAttributeName,
@@ -114,7 +114,7 @@ function toBinary(event: CloudEvent): MqttMessage {
   }
   const datacontenttype = event.datacontenttype;
   // MQTT binding 3.1.3.2: datacontenttype travels as the Content Type property.
-  const contentType = effectiveContentType(hasData ? data : undefined, datacontenttype);
+  const contentType = binaryContentType(hasData ? data : undefined, datacontenttype);
   const payload = hasData ? (encodeData(data, datacontenttype) ?? EMPTY) : EMPTY;
   return contentType === undefined
     ? { payload, userProperties }

@@ -1,6 +1,7 @@
 import { isBytes, utf8Decode, utf8Encode } from "./bytes.js";
 import { isJsonContentType, isTextContentType } from "./content-type.js";
-import { invalidEvent, malformed } from "./errors.js";
+import { invalidEvent, malformed, PosthornError } from "./errors.js";
+import { isCloudEventsContentType } from "./format.js";
 
 /** Limits applied when parsing JSON from the wire. */
 export interface JsonLimits {
@@ -188,6 +189,44 @@ export function effectiveContentType(
   if (datacontenttype !== undefined) return datacontenttype;
   if (data === undefined || isBytes(data)) return undefined;
   return "application/json";
+}
+
+// A cheap first look for binaryContentType: every content type that names a CloudEvents format
+// starts so (after optional white space); only those are parsed.
+const CLOUDEVENTS_PREFIX = /^[\t ]*application\/cloudevents/i;
+
+/**
+ * The content type binary mode writes as the protocol's own content type (HTTP `Content-Type`,
+ * the AMQP `content-type` property, Kafka's `content-type` header, MQTT 5's Content Type), as
+ * {@link effectiveContentType} gives it, refusing one that names a CloudEvents format. Receivers
+ * take a content type of the form `application/cloudevents...` for structured or batch mode
+ * (every binding's mode detection), so an event whose own `datacontenttype` is one, its data an
+ * encoded event say, would come back as a different event or not at all: it can travel in
+ * structured mode only.
+ *
+ * @param data - the event's `data`
+ * @param datacontenttype - the event's `datacontenttype`, if it has one
+ * @returns the content type, or `undefined` for an event without one whose data is absent or
+ *   bytes
+ * @throws {@link PosthornError} `NotSupported` (attribute `datacontenttype`) for a CloudEvents
+ *   media type
+ */
+export function binaryContentType(
+  data: unknown,
+  datacontenttype: string | undefined,
+): string | undefined {
+  if (
+    datacontenttype !== undefined &&
+    CLOUDEVENTS_PREFIX.test(datacontenttype) &&
+    isCloudEventsContentType(datacontenttype)
+  ) {
+    throw new PosthornError(
+      "NotSupported",
+      `binary mode cannot carry an event whose datacontenttype is ${JSON.stringify(datacontenttype)}: receivers read a content type of the form application/cloudevents... as structured or batch mode; send this event in structured mode`,
+      { attribute: "datacontenttype" },
+    );
+  }
+  return effectiveContentType(data, datacontenttype);
 }
 
 /**

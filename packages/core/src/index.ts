@@ -25,6 +25,7 @@ export {
 } from "./content-type.js";
 export { type CorkableStream, corkForThisTick } from "./cork.js";
 export {
+  binaryContentType,
   DEFAULT_MAX_JSON_DEPTH,
   decodeData,
   effectiveContentType,

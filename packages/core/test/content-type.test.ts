@@ -1,8 +1,10 @@
 import {
+  binaryContentType,
   type EventFormat,
   findFormat,
   isCloudEventsContentType,
   isJsonContentType,
+  isPosthornError,
   isTextContentType,
   parseContentType,
   sameMediaType,
@@ -102,5 +104,38 @@ describe("sameMediaType", () => {
     expect(sameMediaType("garbage", "other garbage")).toBe(false);
     expect(sameMediaType("garbage", "application/json")).toBe(false);
     expect(sameMediaType("application/json", "garbage")).toBe(false);
+  });
+});
+
+describe("binaryContentType", () => {
+  it("refuses a CloudEvents media type, which receivers read as structured or batch mode", () => {
+    for (const ct of [
+      "application/cloudevents+json",
+      "Application/CloudEvents+JSON; charset=utf-8",
+      " application/cloudevents-batch+json",
+      "application/cloudevents+avro",
+      "application/cloudevents",
+    ]) {
+      let thrown: unknown;
+      try {
+        binaryContentType({ a: 1 }, ct);
+      } catch (err) {
+        thrown = err;
+      }
+      expect(isPosthornError(thrown), ct).toBe(true);
+      expect(thrown).toMatchObject({ code: "NotSupported", attribute: "datacontenttype" });
+    }
+  });
+  it("gives any other content type as effectiveContentType does", () => {
+    expect(binaryContentType({ a: 1 }, "application/json")).toBe("application/json");
+    expect(binaryContentType("x", "text/plain; charset=utf-8")).toBe("text/plain; charset=utf-8");
+    expect(binaryContentType({ a: 1 }, undefined)).toBe("application/json");
+    expect(binaryContentType(new Uint8Array(1), undefined)).toBeUndefined();
+    expect(binaryContentType(undefined, undefined)).toBeUndefined();
+    // Only the media type counts: a parameter may mention CloudEvents.
+    expect(binaryContentType("x", 'text/plain; note="application/cloudevents"')).toBe(
+      'text/plain; note="application/cloudevents"',
+    );
+    expect(binaryContentType("x", "application/cloudevent")).toBe("application/cloudevent");
   });
 });

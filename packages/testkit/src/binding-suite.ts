@@ -1,9 +1,4 @@
-import {
-  type CloudEvent,
-  type ContentMode,
-  type EventFormat,
-  isPosthornError,
-} from "@posthorn/core";
+import { CloudEvent, type ContentMode, type EventFormat, isPosthornError } from "@posthorn/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { detectableInvalidVectors, expectEquivalent } from "./format-suite.js";
 import { type EventVector, invalidEvent, validVectors } from "./vectors.js";
@@ -170,6 +165,34 @@ export function describeBindingConformance(harness: BindingHarness): SuiteCovera
             harness.timeoutMs,
           );
         }
+        // An event whose data is itself an event, under a CloudEvents media type. Every binding
+        // reads a content type of the form application/cloudevents... as structured mode, so a
+        // binary path that writes the datacontenttype as the protocol's content type cannot
+        // carry it: it must refuse it when sending, never hand back the inner event or another.
+        cases.push(`${pathLabel(path)}: data that is itself an event`);
+        it(
+          path.mode === "binary"
+            ? "carries an event whose data is itself an event, or refuses it with NotSupported"
+            : "carries an event whose data is itself an event",
+          async () => {
+            const event = nestedEvent();
+            let back: CloudEvent | undefined;
+            let thrown: unknown;
+            try {
+              back = await harness.roundTrip(event, path);
+            } catch (err) {
+              thrown = err;
+            }
+            if (path.mode === "binary" && thrown !== undefined) {
+              expect(isPosthornError(thrown), `untyped error: ${String(thrown)}`).toBe(true);
+              expect((thrown as { code?: unknown }).code).toBe("NotSupported");
+              return;
+            }
+            if (thrown !== undefined) throw thrown;
+            expectEquivalent(back as CloudEvent, event, `nested event via ${pathLabel(path)}`);
+          },
+          harness.timeoutMs,
+        );
         for (const vec of invalid) {
           cases.push(`${pathLabel(path)}: rejects ${vec.name}`);
           it(
@@ -191,4 +214,22 @@ export function describeBindingConformance(harness: BindingHarness): SuiteCovera
     }
   });
   return { cases, skipped };
+}
+
+/** An event whose data is a structured JSON event, under `application/cloudevents+json`. */
+function nestedEvent(): CloudEvent {
+  return CloudEvent.create({
+    id: "outer-1",
+    source: "/conformance/outer",
+    type: "com.example.envelope",
+    time: "2026-01-02T03:04:05Z",
+    datacontenttype: "application/cloudevents+json",
+    data: {
+      specversion: "1.0",
+      id: "inner-1",
+      source: "/conformance/inner",
+      type: "com.example.inner",
+      data: { n: 1 },
+    },
+  });
 }
