@@ -562,6 +562,42 @@ export function webSocketPublisher(
   };
 }
 
+/**
+ * Messages a `connectWebSocket` socket received before its first subscriber, and the listener
+ * that holds them. `ws` drops a message that nobody listens for, and a server that sends at once
+ * (on `connection`) has its first frames arrive in the same read as the handshake's answer: they
+ * were emitted before the caller's `await connectWebSocket(...)` resumed, and lost.
+ */
+interface EarlyMessages {
+  readonly data: Array<Uint8Array | ArrayBuffer | Uint8Array[]>;
+  readonly listener: (data: Uint8Array | ArrayBuffer | Uint8Array[]) => void;
+}
+
+const earlyMessages = new WeakMap<object, EarlyMessages>();
+
+/**
+ * Holds what arrives on `node` until {@link takeEarly}: up to {@link DEFAULT_MAX_PENDING}
+ * messages, as many as a subscriber queues before it pauses; past that, as without a listener,
+ * they are dropped (a socket that only publishes, whose peer sends to it, holds no more).
+ */
+function holdEarly(node: NodeWs): void {
+  const data: EarlyMessages["data"] = [];
+  const listener: EarlyMessages["listener"] = (message) => {
+    if (data.length < DEFAULT_MAX_PENDING) data.push(message);
+  };
+  earlyMessages.set(node, { data, listener });
+  node.on("message", listener);
+}
+
+/** What {@link holdEarly} held on `node`, once: the first subscriber takes it and stops the hold. */
+function takeEarly(node: NodeWs): EarlyMessages["data"] {
+  const early = earlyMessages.get(node);
+  if (early === undefined) return [];
+  earlyMessages.delete(node);
+  node.off("message", early.listener);
+  return early.data;
+}
+
 /** Whether the TCP socket under a `ws` socket (its `_socket`, set once it opens) was destroyed. */
 function tcpDestroyed(node: NodeWs): boolean {
   const tcp = (node as unknown as { _socket?: { destroyed?: boolean } | null })._socket;
@@ -819,6 +855,9 @@ export function webSocketSubscriber(
     );
   };
   if (node) {
+    // What arrived on a connectWebSocket socket before any subscriber listened comes first, in
+    // order: nothing can arrive in between, since this runs in one go.
+    for (const data of takeEarly(node)) receive(data);
     node.on("message", onNodeMessage);
     node.on("close", onNodeClose);
     node.on("error", onError);
@@ -911,7 +950,9 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  * @param options - the formats to offer, the constructor, the open timeout (default 10 s), an
  *   `abortSignal`, `maxPayloadBytes` and, with `ws`, `heartbeatMs` (default 30 s)
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
- *   and {@link webSocketSubscriber}
+ *   and {@link webSocketSubscriber}. With `ws`, what arrives on it before its first subscriber is
+ *   made (up to {@link DEFAULT_MAX_PENDING} messages) is held for that subscriber, which hands it
+ *   out first: `ws` drops a message nobody listens for
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols; not retryable for an
  *   answer other than 101, 408, 429 and 5xx, a TLS certificate not accepted, or a URL the
@@ -1025,6 +1066,9 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
         );
         return;
       }
+      // ws drops a message nobody listens for, and the first frames often come in the same read
+      // as the handshake's answer, before the caller's await resumes: held for the first subscriber.
+      if (isNodeWs(socket)) holdEarly(socket as unknown as NodeWs);
       resolve(socket);
     };
     // ws's error events say what failed (message, error); a browser's say nothing.

@@ -7,7 +7,7 @@ import {
 } from "@posthorn/binding-websocket";
 import { type EventFormat, ExtensionRegistry } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { shutdownEvent } from "@posthorn/testkit";
+import { nextDelivery, shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 import { formats } from "./link.js";
@@ -116,6 +116,49 @@ describe("connectWebSocket", () => {
     }
     expect(thrown).toBeUndefined();
     await expect(result).rejects.toMatchObject({ name: "PosthornError", code: "NotSupported" });
+  });
+});
+
+describe("a connectWebSocket socket whose server sends at once", () => {
+  it("holds what arrived before the first subscriber and hands it over first, in order", async () => {
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions(formats),
+    });
+    servers.push(wss);
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    // A server that greets every client as it connects: its frames share a read with the 101.
+    wss.on("connection", (socket) => {
+      const replies = webSocketPublisher(socket, { formats });
+      replies.publish([1, 2, 3].map((n) => shutdownEvent("welcome", n))).catch(() => undefined);
+      webSocketSubscriber(socket, { formats }); // takes the client's publish, unread
+    });
+    const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
+      formats,
+      WebSocket,
+    });
+    // As the docs' client does: publish, then subscribe.
+    await webSocketPublisher(client, { formats }).publish(shutdownEvent("client", 1));
+    const subscriber = webSocketSubscriber(client, { formats });
+    for (const socket of wss.clients) {
+      await webSocketPublisher(socket, { formats }).publish(shutdownEvent("welcome", 4));
+    }
+    const iterator = subscriber[Symbol.asyncIterator]();
+    const ids: (string | undefined)[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await nextDelivery(iterator, 5000)).event?.id);
+    // Before, ws emitted the three greetings before the await resumed, to no listener: lost.
+    expect(ids).toEqual([1, 2, 3, 4].map((n) => shutdownEvent("welcome", n).id));
+    // Only the first subscriber gets them: a second one sees what comes after it.
+    const second = webSocketSubscriber(client, { formats });
+    await subscriber.close();
+    for (const socket of wss.clients) {
+      await webSocketPublisher(socket, { formats }).publish(shutdownEvent("welcome", 5));
+    }
+    const next = await nextDelivery(second[Symbol.asyncIterator](), 5000);
+    expect(next.event?.id).toBe(shutdownEvent("welcome", 5).id);
+    await second.close();
+    client.close();
   });
 });
 
