@@ -177,7 +177,9 @@ function preparer(
  * A token `*` or `>` is a wildcard, which NATS allows in subscriptions only, though nats-server
  * (2.9.10, outside pedantic mode) takes such a publish: it went only to subscribers whose own
  * wildcards match it token for token (`orders.*` and `orders.>`, never `orders.created`), and a
- * JetStream stream stored it under the subject `orders.*`. An empty subject, or one with white
+ * JetStream stream stored it under the subject `orders.*`. A subject with an empty token (`a..b`,
+ * `.a`, `a.`) it takes too, and delivers to no one, not even a subscriber to `>`. An empty
+ * subject, or one with white
  * space or a control character, nats.js refuses itself (empty, space, tab, CR, LF) or writes
  * into the `PUB` line.
  */
@@ -185,7 +187,8 @@ function checkedSubject(subject: unknown, what: string): string {
   if (typeof subject === "string" && subject.length > 0) {
     let clean = true;
     let wildcard = false;
-    for (let i = 0; i < subject.length && clean && !wildcard; i++) {
+    let emptyToken = false;
+    for (let i = 0; i < subject.length && clean && !wildcard && !emptyToken; i++) {
       const c = subject.charCodeAt(i);
       clean = c > 0x20 && c !== 0x7f;
       // `*` (42) or `>` (62) as a whole token, between dots (46) or the ends.
@@ -193,12 +196,22 @@ function checkedSubject(subject: unknown, what: string): string {
         (c === 42 || c === 62) &&
         (i === 0 || subject.charCodeAt(i - 1) === 46) &&
         (i + 1 === subject.length || subject.charCodeAt(i + 1) === 46);
+      // A dot at either end or next to another leaves a token empty.
+      emptyToken =
+        c === 46 && (i === 0 || i + 1 === subject.length || subject.charCodeAt(i + 1) === 46);
     }
-    if (clean && !wildcard) return subject;
+    if (clean && !wildcard && !emptyToken) return subject;
     if (wildcard) {
       throw new PosthornError(
         "NotSupported",
         `cannot publish to ${JSON.stringify(subject)} (${what}): a "*" or ">" token is a wildcard, which NATS allows only in subscriptions; name the subject in full`,
+        { attribute: "subject" },
+      );
+    }
+    if (emptyToken) {
+      throw new PosthornError(
+        "NotSupported",
+        `cannot publish to ${JSON.stringify(subject)} (${what}): it has an empty token (a dot at an end or next to another), which no subscription can match; nats-server takes the publish and delivers it to no one`,
         { attribute: "subject" },
       );
     }

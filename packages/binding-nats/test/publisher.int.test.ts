@@ -252,6 +252,33 @@ describe("subjects NATS cannot publish to", () => {
     }
   });
 
+  it("a subject with an empty token is refused: nats-server took it and delivered it to no one", async () => {
+    const base = unique("hollow");
+    // Not even a subscriber to everything got such a publish (checked against nats-server 2.9.10).
+    let received = 0;
+    const sub = nc.subscribe(">", {
+      callback: (_err, msg) => {
+        if (msg.subject.startsWith(base)) received++;
+      },
+    });
+    try {
+      await nc.flush();
+      for (const subject of [`${base}..a`, `.${base}`, `${base}.`, "."]) {
+        expect(thrown(() => natsPublisher(nc, { subject }))).toMatchObject(refused);
+        expect(thrown(() => jetStreamPublisher(jetstream(nc), { subject }))).toMatchObject(refused);
+        await expect(
+          natsPublisher(nc, { subject: () => subject }).publish(shutdownEvent("nats", 1)),
+        ).rejects.toMatchObject({ ...refused, message: expect.stringMatching(/empty token/) });
+      }
+      // The same subject with every token filled goes out.
+      await natsPublisher(nc, { subject: `${base}.a.b` }).publish(shutdownEvent("nats", 2));
+      await nc.flush();
+      expect(received).toBe(1);
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+
   it("an empty subject, or one with white space or a control character, is NotSupported too", async () => {
     for (const subject of ["", "a b", "a\tb", "a\r\nPUB x 1", "a\u0000b", undefined, 42]) {
       const options = { subject } as unknown as { subject: string };
