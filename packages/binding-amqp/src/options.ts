@@ -234,16 +234,24 @@ const RECEIVER_RULES: Readonly<Record<string, LinkRule>> = {
 
 /**
  * Checks the rhea link options a publisher (`senderOptions`) or subscriber (`receiverOptions`)
- * passes through: those that decide settlement must have a value the binding works with, else
- * `NotSupported` naming the option. They were passed to rhea as given: with `snd_settle_mode: 1`
- * every publish waited for an outcome that never comes (`Timeout`, though the broker queued the
- * message), and a subscriber's `release()` of a pre-settled delivery lost the message.
+ * passes through: those that decide settlement must have a value the binding works with, and the
+ * terminus (the publisher's `target`, the subscriber's `source`) must address the node `address`
+ * names, else `NotSupported` naming the option. They were passed to rhea as given: with
+ * `snd_settle_mode: 1` every publish waited for an outcome that never comes (`Timeout`, though
+ * the broker queued the message), and a subscriber's `release()` of a pre-settled delivery lost
+ * the message. A terminus `address` other than `address` was replaced by it without a word; a
+ * `dynamic` terminus asks the broker for a node of its own naming instead of `address` (RabbitMQ
+ * 3.10 ends the session with `amqp:not-implemented`); a source with `distribution_mode: "copy"`
+ * asks to browse, which the subscriber's settlements cannot express (RabbitMQ 3.10 echoes it and
+ * consumes all the same: an accepted message is gone from the queue). A source `filter` must be a
+ * map; the subscriber checks the broker's attach for each filter (see amqpSubscriber).
  *
  * @internal
  */
 export function checkLinkOptions(
   name: "senderOptions" | "receiverOptions",
   options: unknown,
+  address: string,
 ): void {
   if (options === undefined) return;
   if (!isMap(options)) throw refuse(name, "an object of rhea link options", options);
@@ -253,5 +261,37 @@ export function checkLinkOptions(
     const [allowed, rule] = rules[key] as LinkRule;
     if (value !== undefined && !allowed.includes(value))
       throw refuse(`${name}.${key}`, rule, value);
+  }
+  const node = name === "senderOptions" ? "target" : "source";
+  const terminus = (options as Record<string, unknown>)[node];
+  if (terminus === undefined) return;
+  const prefix = `${name}.${node}`;
+  if (!isMap(terminus)) throw refuse(prefix, "an object of terminus fields", terminus);
+  const fields = terminus as Record<string, unknown>;
+  if (fields.address !== undefined && fields.address !== address) {
+    throw refuse(
+      `${prefix}.address`,
+      `absent or the same as address (${JSON.stringify(address)}), which sets it`,
+      fields.address,
+    );
+  }
+  if (fields.dynamic !== undefined && fields.dynamic !== false) {
+    throw refuse(
+      `${prefix}.dynamic`,
+      "false: a dynamic node is one the broker creates and names, not address",
+      fields.dynamic,
+    );
+  }
+  if (node === "source" && fields.filter !== undefined && !isMap(fields.filter)) {
+    throw refuse(`${prefix}.filter`, "an object of filters by name", fields.filter);
+  }
+  if (node === "source" && fields.distribution_mode !== undefined) {
+    if (fields.distribution_mode !== "move") {
+      throw refuse(
+        `${prefix}.distribution_mode`,
+        'absent or "move": "copy" (browsing, the message left for others) has no meaning for accept(), release() or reject()',
+        fields.distribution_mode,
+      );
+    }
   }
 }

@@ -75,9 +75,11 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    */
   durable?: boolean;
   /**
-   * Extra rhea sender options (link name, source, ...). The target's `address` is set here;
-   * other target fields are kept: `{ target: { durable: 2 } }` asks for a durable terminus,
-   * which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable. Of the options that
+   * Extra rhea sender options (link name, source, ...). The target's `address` is set here
+   * (a `target.address` other than {@link AmqpPublisherOptions.address}, a `target` that is not
+   * an object and `target.dynamic: true`, a node the broker would create and name, are
+   * `NotSupported`); other target fields are kept: `{ target: { durable: 2 } }` asks for a
+   * durable terminus, which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable. Of the options that
    * decide settlement, `snd_settle_mode` may be 0 (default: `publish` resolves on the peer's
    * `accepted`), 2 (mixed: rhea sends unsettled, as 0) or 1: pre-settled transfers, at-most-once,
    * `publish` resolving once the transfer is handed to the connection to write, with no outcome
@@ -159,7 +161,7 @@ interface MessageEncoder {
  *   or more, a `maxQueued` that is not a whole number of 0 or more (either may be `Infinity`), or
  *   a `timeoutMs` or `closeTimeoutMs` that is not a number of 0 or more (a per-call `timeoutMs`
  *   is checked likewise, and the call rejects with nothing sent), a `durable` that is not a
- *   boolean, or a settlement option of
+ *   boolean, or a settlement or target option of
  *   `senderOptions` the publisher cannot work with (see {@link AmqpPublisherOptions.senderOptions})
  * @example
  * ```ts
@@ -189,7 +191,7 @@ export function amqpPublisher(
   checkCountOption("maxQueued", options.maxQueued, 0);
   checkTimeOption("timeoutMs", options.timeoutMs);
   checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
-  checkLinkOptions("senderOptions", options.senderOptions);
+  checkLinkOptions("senderOptions", options.senderOptions, options.address);
   if (options.durable !== undefined && typeof options.durable !== "boolean") {
     throw new PosthornError(
       "NotSupported",

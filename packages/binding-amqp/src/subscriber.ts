@@ -78,8 +78,15 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
    */
   drainTimeoutMs?: number;
   /**
-   * Extra rhea receiver options (link name, filters, ...). The source's `address` is set here;
-   * other source fields are kept (`durable`, `filter`, ...). Credit and settlement are the
+   * Extra rhea receiver options (link name, filters, ...). The source's `address` is set here
+   * (a `source.address` other than {@link AmqpSubscriberOptions.address}, a `source` that is not
+   * an object, `source.dynamic: true` and a `source.distribution_mode` other than `"move"` are
+   * `NotSupported`: `"copy"`, browsing, leaves nothing for `accept()`, `release()` or `reject()`
+   * to settle); other source fields are kept (`durable`, `filter`, ...). A `filter` (an object
+   * of filters by name) the broker leaves out of its attach is one it does not apply (AMQP 1.0
+   * 3.5.3): `ready` and iteration then fail with `NotSupported`, the link detached before any
+   * credit is granted. (RabbitMQ 3.10 echoes a filter it does not apply, such as a
+   * `jms-selector`, so this cannot catch it there.) Credit and settlement are the
    * subscriber's: `snd_settle_mode` and `rcv_settle_mode` may only be 0 (unsettled deliveries,
    * settled by `accept()`, `release()` or `reject()`), `autoaccept` false, `autosettle` true and
    * `credit_window` 0 (use `credit`); anything else is `NotSupported`, naming the option. (A
@@ -92,7 +99,10 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
 export interface AmqpSubscriber<T = unknown> extends Subscriber<T> {
   /** The source address. */
   readonly address: string;
-  /** Resolves when the receiver link is attached; rejects when the peer refused it. */
+  /**
+   * Resolves when the receiver link is attached; rejects when the peer refused it, or attached
+   * it without a filter of `receiverOptions.source.filter` (`NotSupported`).
+   */
   readonly ready: Promise<void>;
 }
 
@@ -171,8 +181,8 @@ interface Tracked extends Slotted {
  *   `Connection`, an `address` that is not a non-empty string, a `credit` that is not a whole
  *   number from 1 to 4294967295, an unknown `releaseOutcome`, a `rejectCondition` that is not a
  *   non-empty string, a time limit or decoding limit that is not a number of 0 or more, or a
- *   credit or settlement option of `receiverOptions` the subscriber cannot work with (see
- *   {@link AmqpSubscriberOptions.receiverOptions})
+ *   credit, settlement or source option of `receiverOptions` the subscriber cannot work with
+ *   (see {@link AmqpSubscriberOptions.receiverOptions})
  * @example
  * ```ts
  * const subscriber = amqpSubscriber(connection, { address: "/amq/queue/orders", formats: [json] });
@@ -215,7 +225,7 @@ export function amqpSubscriber<T = unknown>(
   checkCountOption("maxProperties", options.maxProperties, 0);
   checkCountOption("maxDepth", options.maxDepth, 0);
   checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
-  checkLinkOptions("receiverOptions", options.receiverOptions);
+  checkLinkOptions("receiverOptions", options.receiverOptions, options.address);
   const { address, receiverOptions } = options;
   const credit = options.credit ?? 100;
   const releaseOutcome = options.releaseOutcome ?? "released";
@@ -374,9 +384,41 @@ export function amqpSubscriber<T = unknown>(
     queue.push(delivery);
   });
 
+  // The filters asked for, by name. AMQP 1.0 (3.5.3): the sending end's attach carries the filter
+  // actually in place, so one the broker left out is one it does not apply, and the subscriber
+  // would hand out every message the application meant to filter away.
+  const wantedFilters = Object.keys(
+    ((receiverOptions?.source as { filter?: unknown } | undefined)?.filter as
+      | Record<string, unknown>
+      | undefined) ?? {},
+  );
+  // Set when the broker left a filter out: the link is detached and iteration failed with it.
+  let unfiltered: PosthornError | undefined;
+  const droppedFilter = (): string | undefined => {
+    if (wantedFilters.length === 0) return undefined;
+    // rhea keeps the peer's attach on `remote`, which its typings leave out.
+    const peer = (receiver as unknown as { remote?: { attach?: { source?: unknown } } }).remote;
+    const applied = (peer?.attach?.source as { filter?: unknown } | null | undefined)?.filter;
+    return wantedFilters.find(
+      (key) => typeof applied !== "object" || applied === null || !Object.hasOwn(applied, key),
+    );
+  };
+
   receiver.on("receiver_open", () => {
     // Closed before the attach was answered: close() detaches it now, and it takes no messages.
-    if (closing) return;
+    if (closing || unfiltered) return;
+    const dropped = droppedFilter();
+    if (dropped !== undefined) {
+      unfiltered = new PosthornError(
+        "NotSupported",
+        `the broker attached the receiver link from ${address} without the filter ${JSON.stringify(dropped)} of receiverOptions.source.filter, so it would not apply it; no credit was granted`,
+        { attribute: `receiverOptions.source.filter.${dropped}` },
+      );
+      readyReject(unfiltered);
+      queue.fail(unfiltered);
+      receiver.close({ condition: "amqp:not-implemented", description: unfiltered.message });
+      return;
+    }
     readyResolve();
     // A (re)attached link starts without credit, and counts its transfers afresh; grant room for
     // what is not yet settled.
@@ -396,7 +438,7 @@ export function amqpSubscriber<T = unknown>(
 
   const onLinkError = (context: EventContext): void => {
     forget();
-    if (closing) return;
+    if (closing || unfiltered) return;
     const err = translateAmqpError(
       context.receiver?.error,
       "link",
