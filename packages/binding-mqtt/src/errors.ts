@@ -2,7 +2,10 @@ import { type ErrorCode, isPosthornError, PosthornError } from "@posthorn/core";
 
 // mqtt.js reports failures as plain Errors distinguished by message (and, for MQTT 5 reason
 // codes, a numeric `code`); this one table turns them into Posthorn codes.
-const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode]> = [
+const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode, boolean?]> = [
+  // The publisher's own, for a client with reconnectPeriod 0 whose connection closed: gone until
+  // the application reconnects it, so not retryable (as the other bindings' lost connections).
+  ["does not reconnect by itself", "ConnectionFailed", false],
   ["client disconnecting", "Closed"],
   ["Client is disconnecting", "Closed"],
   ["client disconnected", "Closed"],
@@ -50,10 +53,10 @@ export function fromMqttError(err: unknown, what: string): PosthornError {
       },
     );
   }
-  const code =
-    BY_MESSAGE.find(([fragment]) => message.includes(fragment))?.[1] ?? "ConnectionFailed";
-  return new PosthornError(code, `${what}: ${message}`, {
+  const known = BY_MESSAGE.find(([fragment]) => message.includes(fragment));
+  return new PosthornError(known?.[1] ?? "ConnectionFailed", `${what}: ${message}`, {
     ...(typeof e?.code === "string" ? { protocolCode: e.code } : {}),
+    ...(known?.[2] === undefined ? {} : { retryable: known[2] }),
     cause: err,
   });
 }

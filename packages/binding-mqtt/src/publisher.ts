@@ -188,18 +188,37 @@ function schedulePump(client: MqttClient, state: ClientState): void {
 const clientStates = new WeakMap<MqttClient, ClientState>();
 
 /**
+ * @internal Whether `client` is closed for good, as far as what is published on it goes: `ended`
+ * when the application ended it (mqtt.js sets `disconnected`; it stays so until `reconnect()`),
+ * `stranded` when its connection (or its first connection attempt) closed and it does not
+ * reconnect by itself (`reconnectPeriod: 0`, its stream destroyed, nothing reconnecting), else
+ * `undefined` (connected, connecting, reconnecting, or a `manualConnect` client not connected
+ * yet). mqtt.js queues what is published or subscribed on such a client and never calls it back.
+ */
+export function closedForGood(client: MqttClient): "ended" | "stranded" | undefined {
+  if ((client as { disconnected?: boolean }).disconnected === true) return "ended";
+  if (client.connected || client.reconnecting || client.options.reconnectPeriod !== 0) {
+    return undefined;
+  }
+  const stream = (client as { stream?: { destroyed?: boolean } }).stream;
+  return stream?.destroyed === true ? "stranded" : undefined;
+}
+
+/**
  * The state of a client's publishers. mqtt.js never calls back a publish it still holds (offline
  * queue, unacknowledged QoS 1/2) when the client is ended (`end(true)`, or `end()` while it is
  * offline), nor while a client with `reconnectPeriod: 0` stays disconnected, so those are failed
- * here: on 'end' with `Closed`, on 'close' of such a client with `ConnectionFailed`. Two listeners
- * per client, added with its first publisher.
+ * here: on 'end' with `Closed`, on 'close' of such a client with `ConnectionFailed`. Three
+ * listeners per client ('end', 'close', 'connect'), added with its first publisher or dead-letter
+ * copy; a client already closed for good then (the 'close' event passed before anything
+ * listened) starts stranded.
  */
 function stateOf(client: MqttClient): ClientState {
   const known = clientStates.get(client);
   if (known !== undefined) return known;
   const state: ClientState = {
     pending: new Set(),
-    stranded: false,
+    stranded: closedForGood(client) === "stranded",
     inFlight: 0,
     waiting: [],
     pumpScheduled: false,
@@ -241,6 +260,13 @@ export function publishOnClient(
   done: (err?: Error) => void,
 ): void {
   const state = stateOf(client);
+  // Closed for good, mqtt.js would queue the message and never call back (a QoS 0 dead-letter
+  // copy made reject() hang for ever; a publisher made after the close as well).
+  const gone = closedForGood(client);
+  if (gone !== undefined || state.stranded) {
+    done(gone === "ended" ? ENDED_BEFORE : STRANDED);
+    return;
+  }
   let settled = false;
   let slot = false;
   const finish = (err?: Error): void => {
@@ -337,9 +363,25 @@ const ENDED = new Error(
   "client disconnected: the client was ended before the broker acknowledged the message; it may or may not have arrived",
 );
 
-/** What a publish on a client that will not reconnect fails with (`ConnectionFailed`). */
+/** What a publish made on an ended client fails with (`Closed`), nothing sent. */
+const ENDED_BEFORE = new Error("client disconnected: the client was ended; nothing was sent");
+
+/**
+ * @internal The typed error for what is refused on a client {@link closedForGood}: `Closed` for
+ * an ended one, `ConnectionFailed` (not retryable) for a stranded one; `undefined` otherwise.
+ */
+export function closedForGoodError(client: MqttClient, what: string): PosthornError | undefined {
+  const gone = closedForGood(client);
+  if (gone === undefined) return undefined;
+  return fromMqttError(gone === "ended" ? ENDED_BEFORE : STRANDED, what);
+}
+
+/**
+ * What a publish on a client that will not reconnect fails with (`ConnectionFailed`, not
+ * retryable: see {@link fromMqttError}).
+ */
 const STRANDED = new Error(
-  "Connection closed, and the client does not reconnect by itself (reconnectPeriod 0); the message may or may not have arrived",
+  "Connection closed, and the client does not reconnect by itself (reconnectPeriod 0) until you call client.reconnect(); a message handed over before the close may or may not have arrived",
 );
 
 /**
@@ -359,7 +401,13 @@ function checkRetainable(message: MqttMessage): void {
  * Publishes CloudEvents through an mqtt.js client the caller made and connected. Each
  * `publish()` resolves when the broker acknowledged at the chosen QoS (QoS 0: written to the
  * connection; QoS 1: PUBACK; QoS 2: PUBCOMP), and rejects with a typed error when the broker
- * refuses (MQTT 5 reason codes, `PublishRejected`) or the connection fails. MQTT has no batch
+ * refuses (MQTT 5 reason codes, `PublishRejected`) or the connection fails. At MQTT 3.1.1 an
+ * acknowledgement carries no reason code, so a resolved publish does not show the broker took the
+ * message: Mosquitto acknowledges a PUBLISH it denies (to a `$SYS/` topic) and drops it.
+ *
+ * On a client closed for good `publish()` is refused at once: `Closed` when it was ended,
+ * `ConnectionFailed` (not retryable) when its connection closed and it does not reconnect by
+ * itself (`reconnectPeriod: 0`), until the application calls `client.reconnect()`. MQTT has no batch
  * mode: an array is published as one message per event, all awaited.
  *
  * The client stays the caller's: `close()` waits for in-flight publishes and does not end it.
@@ -524,11 +572,10 @@ export function mqttPublisher(
       }
       if (closed) throw new PosthornError("Closed", "the MQTT publisher is closed");
       // An ended client (mqtt.js sets `disconnected`) would store the message and never send it.
-      if ((client as { disconnected?: boolean }).disconnected === true) {
-        throw new PosthornError("Closed", "the mqtt.js client was ended");
-      }
+      const gone = closedForGood(client);
+      if (gone === "ended") throw new PosthornError("Closed", "the mqtt.js client was ended");
       if (!client.connected) {
-        if (state.stranded) throw fromMqttError(STRANDED, "publish");
+        if (state.stranded || gone === "stranded") throw fromMqttError(STRANDED, "publish");
         // Every message mqtt.js has not called back is one it holds while the client is away.
         const count = Array.isArray(events) ? events.length : 1;
         if (messages + count > maxQueued) {

@@ -31,6 +31,7 @@ import {
   asBuffer,
   checkTopicName,
   clientProtocolVersion,
+  closedForGoodError,
   MQTT_QOS_LEVELS,
   type MqttQos,
   publishOnClient,
@@ -81,7 +82,9 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * this connection (it then stops reading the socket, and TCP holds the broker back) until half
    * were pulled. QoS 1 and 2 deliveries count too, though the broker's in-flight window (its
    * `max_inflight_messages`, or the client's MQTT 5 `receiveMaximum`) usually stops them first.
-   * Default {@link DEFAULT_MAX_PENDING}.
+   * While a dead-letter copy at QoS 1/2 waits for its acknowledgement, mqtt.js reads on past it
+   * (the acknowledgement may be behind what it would not read). Default
+   * {@link DEFAULT_MAX_PENDING}.
    */
   maxPending?: number;
   /**
@@ -192,13 +195,20 @@ interface Dispatcher {
   /** Drops the parked packet if it is for `route` (its subscriber is closing). */
   unpark(route: Route): void;
   /**
-   * Dead-letter copies of QoS 1/2 deliveries waiting for the broker's acknowledgement. While any
-   * does, no packet is parked (a parked one is admitted): the copy's PUBACK can be behind it on
-   * the connection, and the delivery's own acknowledgement waits for that PUBACK.
+   * Dead-letter copies waiting for the broker's acknowledgement (QoS 1/2 copies, of deliveries at
+   * any QoS). While any does, no packet is parked past a window nor held past `maxPending`: the
+   * copy's PUBACK can be behind it on the connection, and `reject()` (and a QoS 1/2 delivery's
+   * own acknowledgement) waits for that PUBACK.
    */
-  copies: number;
-  /** Admits the parked packet, whatever its window (a dead-letter copy started). */
-  admitParked(): void;
+  readonly copies: number;
+  /**
+   * Counts a copy from now until the returned function is called, and lets mqtt.js read on:
+   * admits the parked packet whatever its window, and resumes every subscriber holding mqtt.js
+   * past its `maxPending`.
+   */
+  copyStarted(): () => void;
+  /** The resume functions of this client's subscribers holding mqtt.js past `maxPending`. */
+  readonly paused: Set<() => void>;
   /** Drops the connection (mqtt.js reconnects), voiding every acknowledgement owed on it. */
   drop(): void;
   /** Called each time a connection is lost or dropped, after {@link epoch} moved on. */
@@ -457,10 +467,18 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       parked = p;
     },
     copies: 0,
-    admitParked: () => {
+    paused: new Set<() => void>(),
+    copyStarted: () => {
+      made.copies++;
       const p = parked;
       parked = undefined;
       p?.admit();
+      for (const resume of [...made.paused]) resume();
+      let counted = true;
+      return () => {
+        if (counted) made.copies--;
+        counted = false;
+      };
     },
     unpark: (route: Route) => {
       if (parked?.route !== route) return;
@@ -648,7 +666,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   `NotSupported`. A copy that fails (the broker refuses it, the client is ended) rejects with
  *   `SettlementFailed`, its error as `cause`: the message is not acknowledged and comes again as
  *   after `release()` (retryable) when the session allows that, else it is acknowledged all the
- *   same (not retryable: MQTT cannot bring it back). At MQTT 5 the copy also carries the
+ *   same (not retryable: MQTT cannot bring it back); at QoS 0 it is not retryable. On a client
+ *   closed for good (ended, or its connection closed with `reconnectPeriod: 0`) the copy is
+ *   refused at once (`Closed`, or `ConnectionFailed` not retryable, as `cause`). At MQTT 5 the copy also carries the
  *   user properties `posthorn-original-topic` and, when given, `posthorn-dead-letter-reason`
  *   (core's `DEAD_LETTER_ORIGINAL_TOPIC` and `DEAD_LETTER_REASON`), which the decoder skips, so
  *   the copy decodes to the same event; MQTT 3.1.1 has no properties to carry them.
@@ -676,7 +696,10 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   subscription is refused or the first connection attempt fails
  * @throws {@link PosthornError} `PublishRejected` when the broker refuses the subscription, with
  *   the SUBACK's reason code as `protocolCode` (e.g. 0x87 Not authorized at MQTT 5, 0x80 at 3.1.1;
- *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first;
+ *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first,
+ *   or, not retryable, at once on a client whose connection closed and that does not reconnect by
+ *   itself (`reconnectPeriod: 0`: mqtt.js would never send the SUBSCRIBE); `Closed` at once on an
+ *   ended client;
  *   `NotSupported`, before subscribing, for a `drainTimeoutMs` that is not a number of 0 or more,
  *   a `maxPending` that is not a whole number of 1 or more, or a `maxPayloadBytes`,
  *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more, a `qos` or
@@ -716,6 +739,10 @@ export async function mqttSubscriber<T = unknown>(
     checkTopicName(options.deadLetterTopic, "deadLetterTopic");
   }
   checkClientInternals(client);
+  // mqtt.js queues the SUBSCRIBE of a client closed for good and never sends it: awaited, this
+  // never returned.
+  const gone = closedForGoodError(client, `subscribe to ${options.topic}`);
+  if (gone !== undefined) throw gone;
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;
@@ -771,17 +798,18 @@ export async function mqttSubscriber<T = unknown>(
     DEFAULT_BROKER_WINDOW;
   const resumeAt = maxPending >> 1;
   const queue = new AsyncQueue<Delivery<T>>();
+  const dispatcher = dispatcherFor(client);
   // mqtt.js's callback for the message that filled the queue: held, mqtt.js processes no further
   // packet on this connection and stops reading its socket until the queue is pulled down.
   let paused: (() => void) | undefined;
   const resume = () => {
     const go = paused;
     paused = undefined;
+    dispatcher.paused.delete(resume);
     go?.();
   };
   // Deliveries not yet settled, each with the acknowledgement it owes.
   const held = new SlotSet<Held<T>>();
-  const dispatcher = dispatcherFor(client);
   // Redeliveries this subscriber caused with release(), by packet identifier.
   const released = new Map<number, number>();
   let closing = false;
@@ -876,13 +904,19 @@ export async function mqttSubscriber<T = unknown>(
       if (protocolVersion === 5) {
         publishOptions.properties = deadLetterProperties(props, topic, reason);
       }
+      // Until the broker acknowledges the copy mqtt.js must read on: its PUBACK may be behind
+      // a packet parked past the window or held past maxPending (a QoS 0 subscriber with
+      // maxPending deliveries not pulled: await reject() never returned).
+      const copied = publishOptions.qos === 0 ? noop : dispatcher.copyStarted();
       return new Promise<void>((resolve, reject) => {
         // Through the client's publish quota, as its publishers send: a burst of rejections
         // must not pass the server's Receive Maximum (Mosquitto answers QoS 2 ones past it
         // with Quota exceeded).
-        publishOnClient(client, topicOut, asBuffer(payload), publishOptions, (err) =>
-          err ? reject(fromMqttError(err, `publish to ${topicOut}`)) : resolve(),
-        );
+        publishOnClient(client, topicOut, asBuffer(payload), publishOptions, (err) => {
+          copied();
+          if (err) reject(fromMqttError(err, `publish to ${topicOut}`));
+          else resolve();
+        });
       });
     };
 
@@ -893,8 +927,10 @@ export async function mqttSubscriber<T = unknown>(
     // the next packet at once, which overtook this one (ids 30 and 31 swapped).
     const goOn = () => {
       const handled = packet.qos === 0 ? callback : () => callback(WITHHELD);
-      if (queue.size >= maxPending) {
+      // Not while a dead-letter copy waits: its PUBACK may be behind (see deadLetter).
+      if (queue.size >= maxPending && dispatcher.copies === 0) {
         paused = handled;
+        dispatcher.paused.add(resume);
         queue.onDrainedTo(resumeAt, resume);
       } else {
         handled();
@@ -910,7 +946,17 @@ export async function mqttSubscriber<T = unknown>(
           capabilities: qos0Capabilities,
           unsupported: qos0Unsupported,
           accept: () => undefined,
-          reject: (reason) => deadLetter(reason).then(() => undefined),
+          // As a QoS 1/2 delivery's: SettlementFailed with the copy's error as cause; not
+          // retryable, since nothing ever brings a QoS 0 message again.
+          reject: (reason) =>
+            deadLetter(reason).catch((err: unknown) => {
+              const why = isPosthornError(err) ? err.message : String(err);
+              throw new PosthornErrorClass(
+                "SettlementFailed",
+                `the dead-letter copy failed (${why}); a QoS 0 message is never redelivered, so it is lost`,
+                { cause: err, retryable: false },
+              );
+            }),
         }),
       );
       goOn();
@@ -1004,18 +1050,13 @@ export async function mqttSubscriber<T = unknown>(
         if (!held.has(entry) || lost()) throw stale();
         // Copy first, and acknowledge once the broker has it: acknowledged at once, a copy the
         // broker refused (0x87 Not authorized, a packet too large) lost the message.
-        const copy = deadLetter(reason);
         // Until the broker acknowledges the copy, packets past the window are handed out
-        // rather than parked: its PUBACK may be behind them, and this delivery's own
-        // acknowledgement (which would admit them) waits for it.
-        dispatcher.copies++;
-        dispatcher.admitParked();
+        // rather than parked (see deadLetter): this delivery's own acknowledgement, which
+        // would admit them, waits for the copy's PUBACK.
         try {
-          await copy;
+          await deadLetter(reason);
         } catch (err) {
           throw copyFailed(err);
-        } finally {
-          dispatcher.copies--;
         }
         ack();
       },

@@ -1,5 +1,6 @@
+import type { Delivery } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
-import { type LaunchedBroker, startMosquitto } from "@posthorn/testkit";
+import { type LaunchedBroker, settledWithin, startMosquitto } from "@posthorn/testkit";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
@@ -103,6 +104,74 @@ describe("MQTT QoS 0 subscriber flow control", () => {
       await d.accept();
       break;
     }
+  });
+
+  it("reject() of a delivery pulled while mqtt.js is held past maxPending settles, and the copy reaches the dead-letter topic", {
+    timeout: 30_000,
+  }, async () => {
+    const topic = uniqueTopic("flow-reject");
+    const deadLetterTopic = `${topic}/dead`;
+    const dlq = await mqttSubscriber(await client(), { topic: deadLetterTopic, formats: [json] });
+    const sub = await client();
+    let processed = 0;
+    sub.on("message", () => processed++);
+    const subscriber = await mqttSubscriber(sub, {
+      topic,
+      qos: 0,
+      formats: [json],
+      maxPending: 4,
+      deadLetterTopic,
+    });
+    await publishAll(topic);
+    const deadline = Date.now() + 3000;
+    while (processed < COUNT && Date.now() < deadline) await sleep(50);
+    // mqtt.js is held: the copy's PUBACK is behind what it does not read.
+    expect(processed).toBeLessThanOrEqual(4);
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Delivery;
+    expect(await settledWithin(first.reject("cannot process"), 5000)).toEqual({
+      resolved: undefined,
+    });
+    const copy = (await dlq[Symbol.asyncIterator]().next()).value as Delivery;
+    expect(copy.event?.id).toBe("f-0");
+    await copy.accept();
+    // The rest still arrive, in order.
+    const ids: string[] = [];
+    for (let d = await it.next(); !d.done; d = await it.next()) {
+      ids.push(d.value.event?.id ?? "?");
+      if (ids.length === COUNT - 1) break;
+    }
+    expect(ids).toEqual(Array.from({ length: COUNT - 1 }, (_, i) => `f-${i + 1}`));
+    await subscriber.close();
+    await dlq.close();
+  });
+
+  it("reject() on one subscriber settles while another subscriber on the client holds mqtt.js past maxPending", {
+    timeout: 30_000,
+  }, async () => {
+    const topic = uniqueTopic("flow-reject-other");
+    const sub = await client();
+    const held = await mqttSubscriber(sub, { topic, qos: 0, formats: [json], maxPending: 4 });
+    const other = await mqttSubscriber(sub, {
+      topic: `${topic}-other`,
+      qos: 0,
+      formats: [json],
+      deadLetterTopic: `${topic}-other/dead`,
+    });
+    const otherIt = other[Symbol.asyncIterator]();
+    await mqttPublisher(await client(), { topic: `${topic}-other`, qos: 1 }).publish({
+      specversion: "1.0",
+      id: "other-1",
+      source: "/flow",
+      type: "t",
+    });
+    const delivery = (await otherIt.next()).value as Delivery;
+    // Now the first subscriber fills up and mqtt.js stops reading.
+    await publishAll(topic);
+    await sleep(300);
+    expect(await settledWithin(delivery.reject(), 5000)).toEqual({ resolved: undefined });
+    await held.close();
+    await other.close();
   });
 
   it("refuses a maxPending below 1 with NotSupported", async () => {

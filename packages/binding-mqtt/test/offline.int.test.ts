@@ -159,7 +159,7 @@ describe("MQTT publisher while the broker is away", () => {
     expect(await stateAfter(sent, 3000)).toBe("Closed");
   });
 
-  it("with reconnectPeriod 0, publishes held when the connection drops fail with ConnectionFailed, and later ones are refused at once", {
+  it("with reconnectPeriod 0, publishes held when the connection drops fail with ConnectionFailed (not retryable), and later ones are refused at once", {
     timeout: 30_000,
   }, async () => {
     const topic = uniqueTopic("offline-no-reconnect");
@@ -180,10 +180,15 @@ describe("MQTT publisher while the broker is away", () => {
     closing.catch(() => undefined);
     await broker.kill();
     expect(await stateAfter(held, 3000)).toBe("ConnectionFailed");
+    // Gone until the application reconnects the client: retrying on it cannot succeed.
+    await expect(held).rejects.toMatchObject({ retryable: false });
     // close() had only that publish to wait for.
     expect(await stateAfter(closing, 1000)).toBe("resolved");
     const other = mqttPublisher(pub, { topic });
-    expect(await stateAfter(other.publish(event("h2"), { qos: 1 }), 1000)).toBe("ConnectionFailed");
+    const refused = other.publish(event("h2"), { qos: 1 });
+    refused.catch(() => undefined);
+    expect(await stateAfter(refused, 1000)).toBe("ConnectionFailed");
+    await expect(refused).rejects.toMatchObject({ retryable: false });
   });
 
   it("past maxQueued while the broker is down, publish() fails at once with PublishRejected (retryable) and hands nothing to mqtt.js; what was kept arrives once the broker is back", {
