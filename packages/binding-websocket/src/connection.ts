@@ -692,7 +692,7 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * other close code, a socket error, or the heartbeat giving up on a silent peer (`heartbeatMs`).
  *
  * Settlement: WebSockets have no acknowledgement, so `accept()` does nothing, and `release()` and
- * `reject()` throw `NotSupported` (see {@link WEBSOCKET_CAPABILITIES}). `close()` stops listening;
+ * `reject()` reject with `NotSupported` (see {@link WEBSOCKET_CAPABILITIES}). `close()` stops listening;
  * the socket itself stays open (it belongs to the caller). Leaving a `for await` loop closes the
  * subscriber the same way.
  *
