@@ -114,9 +114,30 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           // one that does not end within BODY_MS is destroyed instead, never handed back to the
           // agent with a body still coming down it. An answer that has no body (204, 304, or a
           // Content-Length of 0: most answers to a publish) cannot hang, and needs no timer.
+          // Once the publish has settled that reading is background work, which must not keep a
+          // process up that has nothing else to do (it did, for up to BODY_MS after the last
+          // publish): the timer is unref'd, and so is the socket while the rest of the body comes,
+          // on the publisher's own agent only. That agent has no socket limit, so no request ever
+          // waits in its queue for this socket; one waiting in the queue of an agent given as an
+          // option (maxSockets) has no handle of its own, and the process would exit under it.
+          // At the body's end the socket is ref'd again; the agent unrefs it when it goes idle.
+          let background: (() => void) | undefined;
           if (status !== 204 && status !== 304 && answerHeaders["content-length"] !== "0") {
             const cutoff = setTimeout(() => req?.destroy(), BODY_MS);
-            const stopCutoff = (): void => clearTimeout(cutoff);
+            cutoff.unref();
+            const socket = res.socket;
+            let unrefd = false;
+            background = () => {
+              if (ownAgent === undefined || res.complete || socket === null || socket.destroyed)
+                return;
+              socket.unref();
+              unrefd = true;
+            };
+            const stopCutoff = (): void => {
+              clearTimeout(cutoff);
+              if (unrefd) socket?.ref();
+              unrefd = false;
+            };
             res.on("end", stopCutoff);
             res.on("close", stopCutoff);
           }
@@ -129,6 +150,7 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
               return;
             }
             res.resume();
+            background?.();
             resolve(answer(""));
             return;
           }
@@ -138,6 +160,7 @@ export function nodeSender(url: string, options: { readonly agent?: unknown }): 
           const done = (): void => {
             if (!settle()) return;
             clearTimeout(textTimer);
+            background?.();
             resolve(answer(kept === undefined ? "" : Buffer.concat(kept).toString("utf8")));
           };
           // A failure's text is for the error message only: what came within BODY_MS is enough.

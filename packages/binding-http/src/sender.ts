@@ -86,6 +86,9 @@ async function readBody(response: Response, keep: boolean): Promise<string> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<undefined>((resolve) => {
     timer = setTimeout(() => resolve(undefined), BODY_MS);
+    // Reading a 2xx's body to drop it is background work: it must not keep a process up that has
+    // nothing else to do. A failure's text is awaited by its publish, so that timer stays.
+    if (!keep) (timer as { unref?: () => void }).unref?.();
   });
   try {
     for (;;) {
