@@ -42,9 +42,22 @@ export interface FastifyInstanceLike {
     method: string[];
     /** The path. */
     url: string;
+    /** Whether Fastify adds a `HEAD` route for a `GET` one; the plugin adds its own. */
+    exposeHeadRoute?: boolean;
     /** Handles one request. */
     handler: (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown>;
   }): unknown;
+  /** The methods Fastify routes (Fastify 5); without it, `GET`, `HEAD`, `DELETE` and `PATCH`. */
+  readonly supportedMethods?: readonly string[];
+  /** Whether a route for this method and full path exists already. */
+  hasRoute?(options: {
+    /** The method. */
+    method: string;
+    /** The full path, the plugin's prefix included. */
+    url: string;
+  }): boolean;
+  /** The prefix the plugin was registered with, if any. */
+  readonly prefix?: string;
 }
 
 /** Options of {@link fastifyCloudEvents}. */
@@ -53,13 +66,26 @@ export interface FastifyCloudEventsOptions extends HttpReceiverOptions {
   path?: string;
   /** A receiver to drive (e.g. one you iterate as a subscriber); its own options apply. */
   receiver?: HttpReceiver;
+  /**
+   * Whether the plugin also routes the other methods Fastify knows (`GET`, `HEAD`, `DELETE`,
+   * `PATCH`...) at `path`, to answer them 405 with `Allow: POST, PUT, OPTIONS` as the other
+   * receivers do, where Fastify would answer 404. Default `true`. A method the application
+   * routed at that path before the plugin loaded is left to it; Fastify refuses a second route for
+   * one method and path (`FST_ERR_DUPLICATED_ROUTE`), so a route of yours added after
+   * `await app.register(...)` needs this `false` (or to be added first).
+   */
+  methodNotAllowed?: boolean;
 }
+
+/** Routed when Fastify does not say which methods it routes (before Fastify 5). */
+const OTHER_METHODS = ["GET", "HEAD", "DELETE", "PATCH"];
 
 /**
  * A Fastify plugin that receives CloudEvents on `POST`, `PUT` and `OPTIONS` (the webhook
- * handshake) at `path`. Inside its own encapsulated context it replaces Fastify's body parsers
- * with one that leaves the body unread, so the receiver sees the exact bytes and enforces its own
- * `maxPayloadBytes`.
+ * handshake) at `path`, and answers the other methods there 405 with `Allow` (see
+ * {@link FastifyCloudEventsOptions.methodNotAllowed}). Inside its own encapsulated context it
+ * replaces Fastify's body parsers with one that leaves the body unread, so the receiver sees the
+ * exact bytes and enforces its own `maxPayloadBytes`.
  *
  * @param options - the route path and the receiver's options, or a `receiver` to drive (then
  *   the other receiver options here are ignored)
@@ -72,26 +98,37 @@ export interface FastifyCloudEventsOptions extends HttpReceiverOptions {
 export function fastifyCloudEvents(
   options: FastifyCloudEventsOptions = {},
 ): (instance: FastifyInstanceLike, opts: unknown, done: (err?: Error) => void) => void {
-  const { path = "/", receiver, ...rest } = options;
+  const { path = "/", receiver, methodNotAllowed = true, ...rest } = options;
   const target = receiver instanceof HttpReceiver ? receiver : toReceiver(rest);
+  const handler = async (request: FastifyRequestLike, reply: FastifyReplyLike) => {
+    // The receiver reads the body itself here, so the request stream tells when the client left.
+    const answer = await target.handle({
+      method: request.method,
+      url: request.url,
+      headers: request.headers,
+      readBody: (limit) => readNodeBody(request.raw, limit),
+      signal: clientSignal(request.raw),
+    });
+    return reply.code(answer.status).headers(answer.headers).send(answer.body);
+  };
   return (instance, _opts, done) => {
     instance.removeAllContentTypeParsers();
     instance.addContentTypeParser("*", (_request, _payload, parsed) => parsed(null, undefined));
-    instance.route({
-      method: ["POST", "PUT", "OPTIONS"],
-      url: path,
-      handler: async (request, reply) => {
-        // The receiver reads the body itself here, so the request stream tells when the client left.
-        const answer = await target.handle({
-          method: request.method,
-          url: request.url,
-          headers: request.headers,
-          readBody: (limit) => readNodeBody(request.raw, limit),
-          signal: clientSignal(request.raw),
-        });
-        return reply.code(answer.status).headers(answer.headers).send(answer.body);
-      },
-    });
+    instance.route({ method: ["POST", "PUT", "OPTIONS"], url: path, handler });
+    if (methodNotAllowed) {
+      // One route per method, so that one the application already has is skipped alone.
+      const full = `${instance.prefix ?? ""}${path}`;
+      for (const method of instance.supportedMethods ?? OTHER_METHODS) {
+        if (method === "POST" || method === "PUT" || method === "OPTIONS") continue;
+        if (instance.hasRoute?.({ method, url: full })) continue;
+        try {
+          instance.route({ method: [method], url: path, exposeHeadRoute: false, handler });
+        } catch (err) {
+          // Taken in a way hasRoute did not see (or before Fastify had it): the route is theirs.
+          if ((err as { code?: unknown }).code !== "FST_ERR_DUPLICATED_ROUTE") throw err;
+        }
+      }
+    }
     done();
   };
 }

@@ -81,6 +81,14 @@ describe("Express adapter (@posthorn/binding-http/express)", () => {
     expect(response.status).toBe(500);
     expect(await response.text()).toMatch(/before body parsers/);
   });
+  it("answers other methods 405 with Allow when mounted with app.use", async () => {
+    for (const method of ["GET", "DELETE", "PATCH"]) {
+      const response = await fetch(`${base}/events`, { method });
+      expect([method, response.status]).toEqual([method, 405]);
+      expect(response.headers.get("allow")).toBe("POST, PUT, OPTIONS");
+      await response.text();
+    }
+  });
   it("maps reject to 422 and oversized bodies to 413", async () => {
     const publisher = httpPublisher({ url: `${base}/reject`, retry: false });
     await expect(publisher.publish(vector("minimal").event)).rejects.toMatchObject({
@@ -111,6 +119,16 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
       for await (const d of subscriber) await d.release({ delayMs: 2000 });
     })();
     app.addHook("onClose", () => subscriber.close());
+    // The application's own GET at a path the plugin serves, routed before the plugin loads.
+    app.get("/mixed", async () => ({ listing: true }));
+    await app.register(
+      fastifyCloudEvents({ path: "/mixed", formats: [json], onDelivery: () => undefined }),
+    );
+    await app.register(
+      fastifyCloudEvents({ path: "/legacy", formats: [json], methodNotAllowed: false }),
+    );
+    // After the plugin loaded: only without methodNotAllowed does Fastify take it.
+    app.get("/legacy", async () => ({ legacy: true }));
     // The plugin's parsers are encapsulated: the app's own JSON routes still parse JSON.
     app.post("/plain", async (request) => ({ echoed: request.body }));
     await app.listen({ port: 0, host: "127.0.0.1" });
@@ -138,6 +156,41 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
     expect(response.status).toBe(503);
     expect(response.headers.get("retry-after")).toBe("2");
     await response.text();
+  });
+  it("answers the other methods at its path 405 with Allow, as the other receivers do", async () => {
+    for (const method of ["GET", "HEAD", "DELETE", "PATCH"]) {
+      const response = await fetch(`${base}/events`, { method });
+      expect([method, response.status]).toEqual([method, 405]);
+      expect(response.headers.get("allow")).toBe("POST, PUT, OPTIONS");
+      await response.text();
+    }
+  });
+  it("leaves a method the application routed at its path to the application", async () => {
+    const listing = await fetch(`${base}/mixed`);
+    expect(await listing.json()).toEqual({ listing: true });
+    const head = await fetch(`${base}/mixed`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    const other = await fetch(`${base}/mixed`, { method: "DELETE" });
+    expect(other.status).toBe(405);
+    await other.text();
+    await httpPublisher({ url: `${base}/mixed`, retry: false }).publish(samples[0] as CloudEvent);
+  });
+  it("routes only POST, PUT and OPTIONS with methodNotAllowed: false", async () => {
+    expect(await (await fetch(`${base}/legacy`)).json()).toEqual({ legacy: true });
+    const other = await fetch(`${base}/legacy`, { method: "DELETE" });
+    expect(other.status).toBe(404);
+    await other.text();
+  });
+  it("makes Fastify refuse the application's own route for that method added after it", async () => {
+    const late = Fastify();
+    try {
+      await late.register(fastifyCloudEvents({ path: "/events", formats: [json] }));
+      expect(() => late.get("/events", async () => "mine")).toThrow(
+        expect.objectContaining({ code: "FST_ERR_DUPLICATED_ROUTE" }),
+      );
+    } finally {
+      await late.close();
+    }
   });
   it("leaves the application's other routes and parsers alone", async () => {
     const response = await fetch(`${base}/plain`, {
