@@ -92,6 +92,15 @@ export interface HttpPublisherOptions {
    * backoff. Per call: {@link PublishOptions.timeoutMs}.
    */
   timeoutMs?: number;
+  /**
+   * How long `close()` lets publishes in flight start requests: past it, a publish still waiting
+   * to send (for its turn at the webhook rate, a `Retry-After` or a backoff) fails with `Closed`,
+   * nothing more sent, and `close()` returns once the requests already sent are answered (each
+   * bounded by `retry.attemptTimeoutMs`). Default 5000 ms, as the other bindings' publishers;
+   * `Infinity` sends them all however long the rate makes that take; 0 starts no request after
+   * `close()`.
+   */
+  closeTimeoutMs?: number;
   /** Retry policy, or `false` for a single attempt (still bounded by `attemptTimeoutMs`). */
   retry?: RetryOptions | false;
   /**
@@ -263,21 +272,45 @@ const RFC850_DATE = new RegExp(`^[A-Z][a-z]+, \\d{2}-${MONTH}-\\d{2} ${CLOCK} GM
 /** `Sun Nov  6 08:49:37 1994` (obsolete, still to be read) */
 const ASCTIME_DATE = new RegExp(`^[A-Z][a-z]{2} ${MONTH} [ \\d]\\d ${CLOCK} \\d{4}$`);
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** What ends a wait of {@link sleep} besides the caller's signal, and the error it ends with. */
+interface Closing {
+  readonly signal: AbortSignal;
+  error(): PosthornError;
+}
+
+/**
+ * Waits `ms`. `signal` (the caller's) ends the wait with `Aborted`; `closing` (the publisher's,
+ * once its `closeTimeoutMs` passed) with its error.
+ */
+function sleep(ms: number, signal: AbortSignal | undefined, closing?: Closing): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(aborted());
       return;
     }
-    const onAbort = (): void => {
+    if (closing?.signal.aborted) {
+      reject(closing.error());
+      return;
+    }
+    const stop = (): void => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      closing?.signal.removeEventListener("abort", onClosing);
+    };
+    const onAbort = (): void => {
+      stop();
       reject(aborted());
     };
+    const onClosing = (): void => {
+      stop();
+      if (closing) reject(closing.error());
+    };
     const timer = limitTimer(() => {
-      signal?.removeEventListener("abort", onAbort);
+      stop();
       resolve();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
+    closing?.signal.addEventListener("abort", onClosing, { once: true });
   });
 }
 
@@ -352,6 +385,19 @@ function bounded<T>(
   });
 }
 
+/** How long `close()` lets publishes in flight start requests, by default (`closeTimeoutMs`). */
+const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+
+/**
+ * The error of a publish that `close()`'s `closeTimeoutMs` stopped before a request: the one
+ * `closing` was aborted with, the attempt's earlier failure (a 503 it would have retried) kept as
+ * the cause.
+ */
+function closedUnsent(closing: AbortController, failure: PosthornError | undefined): PosthornError {
+  const { message } = closing.signal.reason as PosthornError;
+  return new PosthornError("Closed", message, failure === undefined ? {} : { cause: failure });
+}
+
 /** A publish not yet settled, in the publisher's {@link SlotSet}: what close() waits for. */
 interface Running extends Slotted {
   readonly run: Promise<void>;
@@ -387,10 +433,16 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   #holdUntil = 0;
   /** Ends a handshake still retrying once `close()` has waited for the publishes in flight. */
   readonly #closedSignal = new AbortController();
+  /**
+   * Aborted, with a `Closed` error as its reason, when `close()`'s `closeTimeoutMs` has passed:
+   * from then on no request starts, and the waits before one end.
+   */
+  readonly #closeExpired = new AbortController();
 
   /** @param options - destination, mode, format, timeouts, retries, headers, webhook, agent */
   constructor(options: HttpPublisherOptions) {
     checkTimeOption("timeoutMs", options.timeoutMs);
+    checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
     if (options.mode !== undefined) checkMode(options.mode);
     const method = options.method;
     if (method !== undefined && method !== "POST" && method !== "PUT") {
@@ -743,6 +795,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       // http-webhook.md 4.2.2: every request, retries included, counts against the granted rate.
       // The wait counts against the call's timeoutMs; the caller's abortSignal ends it too.
       if (this.#limiter && handshake === undefined) await this.#paced(user, budget, what, failure);
+      // After close()'s closeTimeoutMs nothing more is sent.
+      if (this.#closeExpired.signal.aborted) throw closedUnsent(this.#closeExpired, failure);
       // The attempt's own timeout, shortened to the time left in the call.
       const left = budget.deadline - performance.now();
       if (left <= 0) throw callTimeout(what, budget, failure);
@@ -808,7 +862,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
             `Retry-After of ${waitMs} ms ends past the call's timeoutMs ${budget.timeoutMs} ms`,
           );
         }
-        await sleep(waitMs, user);
+        await sleep(waitMs, user, this.#closing(last));
         continue;
       }
       const backoff = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
@@ -816,10 +870,10 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       const rest = budget.deadline - performance.now();
       if (delay >= rest) {
         // The call's time runs out during the backoff: wait until it does, then Timeout.
-        await sleep(Math.max(0, rest), user);
+        await sleep(Math.max(0, rest), user, this.#closing(last));
         throw callTimeout(what, budget, last);
       }
-      await sleep(delay, user);
+      await sleep(delay, user, this.#closing(last));
     }
   }
 
@@ -853,8 +907,14 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
             : { protocolCode: 429, retryable: true, cause: failure },
         );
       }
-      await sleep(ms, user);
+      await sleep(ms, user, this.#closing(failure));
     }
+  }
+
+  /** How `close()`'s `closeTimeoutMs` ends a wait before a request; `failure`, its cause. */
+  #closing(failure: PosthornError | undefined): Closing {
+    const closing = this.#closeExpired;
+    return { signal: closing.signal, error: () => closedUnsent(closing, failure) };
   }
 
   /** Waits for the webhook rate's next token, within the call's time. */
@@ -883,14 +943,25 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   }
 
   /**
-   * Refuses new publishes and waits for those in flight (including those queued for the granted
-   * rate, which are still sent). Publishes waiting for an asynchronous webhook approval fail with
-   * `Closed`. Idempotent.
+   * Refuses new publishes and waits for those in flight. Those still waiting to send when
+   * `closeTimeoutMs` (default 5 s) has passed (for the granted rate, a `Retry-After`, a backoff)
+   * fail with `Closed`, nothing more sent; requests already sent are awaited. Publishes waiting
+   * for an asynchronous webhook approval fail with `Closed` at once. Idempotent.
    */
   async close(): Promise<void> {
     this.#closed = true;
     this.#approval?.reject(new PosthornError("Closed", "the publisher was closed before approval"));
+    const closeMs = this.#options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    const expire = limitTimer(() => {
+      const error = new PosthornError(
+        "Closed",
+        `the publisher was closed, and its closeTimeoutMs (${closeMs} ms) passed before this publish was sent`,
+      );
+      this.#closeExpired.abort(error);
+      this.#limiter?.close(() => new PosthornError("Closed", error.message));
+    }, closeMs);
     await Promise.allSettled(Array.from(this.#inFlight, (r) => r.run));
+    clearTimeout(expire);
     // A handshake that every publish waiting for it gave up on (their timeoutMs) sends no more.
     this.#closedSignal.abort();
     this.#sender.close();

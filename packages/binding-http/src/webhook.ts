@@ -409,6 +409,7 @@ export function readWebhookGrant(
 
 interface RateWaiter {
   resolve(): void;
+  /** Rejects the wait, its abort listener removed. */
   reject(err: PosthornError): void;
 }
 
@@ -426,6 +427,8 @@ export class RateLimiter {
   #tat = 0;
   readonly #queue: RateWaiter[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by {@link RateLimiter.close}: the error of every wait from then on. */
+  #closed: (() => PosthornError) | undefined;
 
   /** @param burst - requests allowed back to back after an idle spell (at least 1) */
   constructor(burst = 1) {
@@ -446,6 +449,7 @@ export class RateLimiter {
   acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(rateAborted());
     if (this.#queue.length === 0 && this.#take()) return Promise.resolve();
+    if (this.#closed !== undefined) return Promise.reject(this.#closed());
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         const at = this.#queue.indexOf(waiter);
@@ -458,12 +462,28 @@ export class RateLimiter {
           signal?.removeEventListener("abort", onAbort);
           resolve();
         },
-        reject,
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#queue.push(waiter);
       this.#pump();
     });
+  }
+
+  /**
+   * Ends every wait, now and later, with `error()`: a request that would have to wait for its
+   * token is not sent. One for which a token is there at once still goes.
+   */
+  close(error: () => PosthornError): void {
+    this.#closed = error;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    for (const waiter of this.#queue.splice(0)) waiter.reject(error());
   }
 
   /** Takes a token if one is there now. */

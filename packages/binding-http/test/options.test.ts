@@ -38,6 +38,8 @@ describe("httpPublisher numeric options", () => {
     const cases: [object, string, string][] = [
       [{ timeoutMs: NaN_ }, "timeoutMs", "NaN"],
       [{ timeoutMs: -1 }, "timeoutMs", "-1"],
+      [{ closeTimeoutMs: -1 }, "closeTimeoutMs", "-1"],
+      [{ closeTimeoutMs: NaN_ }, "closeTimeoutMs", "NaN"],
       // attempt >= NaN never held: a receiver answering 503 was tried again for ever.
       [{ retry: { maxAttempts: NaN_ } }, "retry.maxAttempts", "NaN"],
       [{ retry: { maxAttempts: 0 } }, "retry.maxAttempts", "0"],
@@ -61,6 +63,7 @@ describe("httpPublisher numeric options", () => {
       httpPublisher({
         url,
         timeoutMs: Infinity,
+        closeTimeoutMs: Infinity,
         retry: { maxAttempts: Infinity, maxDelayMs: 0, attemptTimeoutMs: Infinity },
       }),
     ).not.toThrow();

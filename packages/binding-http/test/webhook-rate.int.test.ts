@@ -197,6 +197,91 @@ describe("webhook rate (WebHook-Allowed-Rate)", () => {
   });
 });
 
+describe("close() and publishes waiting for the rate (closeTimeoutMs)", () => {
+  it("sends what the rate allows within closeTimeoutMs, then fails the rest with Closed, nothing sent", async () => {
+    const { url, posts } = await rateReceiver(60); // one per second
+    const publisher = httpPublisher({
+      url,
+      closeTimeoutMs: 1500,
+      webhook: { origin: "sender.example" },
+    });
+    await publisher.publish(event("first"));
+    const queued = ["b", "c", "d"].map((id) =>
+      publisher.publish(event(id)).then(
+        () => "sent",
+        (err: { code?: string }) => err.code,
+      ),
+    );
+    const started = performance.now();
+    await publisher.close();
+    const took = performance.now() - started;
+    // "b" got its turn a second after "first"; "c" would have had to wait until 2 s.
+    expect(await Promise.all(queued)).toEqual(["sent", "Closed", "Closed"]);
+    expect(took).toBeGreaterThanOrEqual(1400);
+    expect(took).toBeLessThan(1900);
+    // Give a wrongly sent request time to arrive before checking nothing else was sent.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(posts.map((p) => p.id)).toEqual(["first", "b"]);
+  });
+
+  it("bounds that wait by 5 s by default (it was the whole queue's: here 10 s)", {
+    timeout: 15_000,
+  }, async () => {
+    const { url, posts } = await rateReceiver(6); // one per 10 s
+    const publisher = httpPublisher({ url, webhook: { origin: "sender.example" } });
+    await publisher.publish(event("first"));
+    const waiting = failure(publisher.publish(event("second")));
+    const started = performance.now();
+    await publisher.close();
+    const took = performance.now() - started;
+    const err = await waiting;
+    expect(err.code).toBe("Closed");
+    expect(err.message).toMatch(/closeTimeoutMs \(5000 ms\)/);
+    expect(took).toBeGreaterThanOrEqual(4900);
+    expect(took).toBeLessThan(6500);
+    expect(posts.map((p) => p.id)).toEqual(["first"]);
+  });
+
+  it("with closeTimeoutMs: Infinity, close() waits until every queued publish is sent", async () => {
+    const { url, posts } = await rateReceiver(600); // one per 100 ms
+    const publisher = httpPublisher({
+      url,
+      closeTimeoutMs: Infinity,
+      webhook: { origin: "sender.example" },
+    });
+    await publisher.publish(event("first"));
+    const ids = ["b", "c", "d", "e"];
+    const queued = Promise.all(ids.map((id) => publisher.publish(event(id))));
+    await publisher.close();
+    await queued;
+    expect(posts.map((p) => p.id).sort()).toEqual(["b", "c", "d", "e", "first"]);
+  });
+
+  it("stops a publish backing off before a retry with Closed, the 503 it got as its cause", async () => {
+    let requests = 0;
+    const server = await startServer((req: IncomingMessage, res: ServerResponse) => {
+      requests++;
+      req.resume();
+      req.on("end", () => res.writeHead(503).end());
+    });
+    servers.push(server);
+    const publisher = httpPublisher({
+      url: server.url,
+      closeTimeoutMs: 200,
+      retry: { maxAttempts: 5, baseDelayMs: 2000, maxDelayMs: 2000 },
+    });
+    const publishing = failure(publisher.publish(event("retried")));
+    while (requests === 0) await new Promise((r) => setTimeout(r, 10));
+    const started = performance.now();
+    await publisher.close();
+    expect(performance.now() - started).toBeLessThan(900);
+    const err = await publishing;
+    expect(err.code).toBe("Closed");
+    expect((err.cause as { protocolCode?: unknown }).protocolCode).toBe(503);
+    expect(requests).toBe(1);
+  });
+});
+
 describe("webhook rates given as options", () => {
   const bad: Array<[unknown, string]> = [
     [0, "0"],
