@@ -200,6 +200,10 @@ function startHeartbeat(w: Watch, ms: number): void {
   // Node's timers can let the process exit; other runtimes' may not have unref.
   (timer as { unref?: () => unknown }).unref?.();
   w.timer = timer;
+  // Set anew while paused: stopHeartbeat cleared the unsolicited pongs, and the first beat would
+  // restart them only an interval later, while the peer, which hears nothing else from a side
+  // that does not read, gave it up meanwhile. They go on at once, at the new pace.
+  if (w.socket.isPaused === true) hold(w);
 }
 
 function stopHeartbeat(w: Watch): void {

@@ -200,6 +200,31 @@ describe("heartbeat (heartbeatMs)", () => {
     client.close(1000);
   });
 
+  it("keeps a paused side whose heartbeatMs is set anew: its unsolicited pongs go on, so the peer does not give it up", async () => {
+    const { url, accepted } = await serve();
+    // The peer's interval is no shorter than half the paused side's, before and after: kept.
+    const client = await connectWebSocket(url, { formats, WebSocket, heartbeatMs: 500 });
+    const server = await accepted;
+    webSocketPublisher(server, { formats, heartbeatMs: 300 });
+    const lost = closed(server);
+    const subscriber = webSocketSubscriber(client, { formats, maxPending: 1 });
+    server.send(JSON.stringify(shutdownEvent("websocket", 1)));
+    server.send(JSON.stringify(shutdownEvent("websocket", 2)));
+    await sleep(200);
+    expect(client.isPaused).toBe(true);
+    // A later publisher with another heartbeatMs sets the socket's heartbeat anew while it is paused.
+    webSocketPublisher(client, { formats, heartbeatMs: 550 });
+    // Before, no pong went out until the first beat of the new interval: the server, pinging every
+    // 300 ms and hearing nothing, terminated the connection (1006) within about a second.
+    expect(await settledWithin(lost, 2500)).toBe("pending");
+    expect(client.readyState).toBe(WebSocket.OPEN);
+    const iterator = subscriber[Symbol.asyncIterator]();
+    expect((await nextDelivery(iterator)).event?.id).toBe(shutdownEvent("websocket", 1).id);
+    expect((await nextDelivery(iterator)).event?.id).toBe(shutdownEvent("websocket", 2).id);
+    await subscriber.close();
+    client.close(1000);
+  });
+
   it("sends no ping with heartbeatMs 0 or Infinity (neither becomes a timer firing at once), and a later heartbeatMs 0 stops one", async () => {
     for (const heartbeatMs of [0, Number.POSITIVE_INFINITY, 2 ** 31]) {
       const { url, accepted, heard } = await serve();
