@@ -69,10 +69,11 @@ export interface FastifyCloudEventsOptions extends HttpReceiverOptions {
   /**
    * Whether the plugin also routes the other methods Fastify knows (`GET`, `HEAD`, `DELETE`,
    * `PATCH`...) at `path`, to answer them 405 with `Allow: POST, PUT, OPTIONS` as the other
-   * receivers do, where Fastify would answer 404. Default `true`. A method the application
-   * routed at that path before the plugin loaded is left to it; Fastify refuses a second route for
-   * one method and path (`FST_ERR_DUPLICATED_ROUTE`), so a route of yours added after
-   * `await app.register(...)` needs this `false` (or to be added first).
+   * receivers do, where Fastify answers 404. Default `false`: Fastify refuses a second route for
+   * one method and path (`FST_ERR_DUPLICATED_ROUTE`), so with this on, a route of the
+   * application's at that path added after `await app.register(...)` (a `GET /` page, with the
+   * default `path`) would fail the application's start. A method the application routed there
+   * before the plugin loaded is left to it.
    */
   methodNotAllowed?: boolean;
 }
@@ -82,8 +83,8 @@ const OTHER_METHODS = ["GET", "HEAD", "DELETE", "PATCH"];
 
 /**
  * A Fastify plugin that receives CloudEvents on `POST`, `PUT` and `OPTIONS` (the webhook
- * handshake) at `path`, and answers the other methods there 405 with `Allow` (see
- * {@link FastifyCloudEventsOptions.methodNotAllowed}). Inside its own encapsulated context it
+ * handshake) at `path`, and with {@link FastifyCloudEventsOptions.methodNotAllowed} answers the
+ * other methods there 405 with `Allow`. Inside its own encapsulated context it
  * replaces Fastify's body parsers with one that leaves the body unread, so the receiver sees the
  * exact bytes and enforces its own `maxPayloadBytes`.
  *
@@ -98,7 +99,7 @@ const OTHER_METHODS = ["GET", "HEAD", "DELETE", "PATCH"];
 export function fastifyCloudEvents(
   options: FastifyCloudEventsOptions = {},
 ): (instance: FastifyInstanceLike, opts: unknown, done: (err?: Error) => void) => void {
-  const { path = "/", receiver, methodNotAllowed = true, ...rest } = options;
+  const { path = "/", receiver, methodNotAllowed = false, ...rest } = options;
   const target = receiver instanceof HttpReceiver ? receiver : toReceiver(rest);
   const handler = async (request: FastifyRequestLike, reply: FastifyReplyLike) => {
     // The receiver reads the body itself here, so the request stream tells when the client left.

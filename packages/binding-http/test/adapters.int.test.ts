@@ -111,6 +111,7 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
         formats: [json],
         webhook: { allowedOrigins: ["sender.example"] },
         onDelivery: (d) => void received.push(d.event as CloudEvent),
+        methodNotAllowed: true,
       }),
     );
     const subscriber = httpReceiver({ formats: [json], settleTimeoutMs: 5000 });
@@ -122,12 +123,15 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
     // The application's own GET at a path the plugin serves, routed before the plugin loads.
     app.get("/mixed", async () => ({ listing: true }));
     await app.register(
-      fastifyCloudEvents({ path: "/mixed", formats: [json], onDelivery: () => undefined }),
+      fastifyCloudEvents({
+        path: "/mixed",
+        formats: [json],
+        onDelivery: () => undefined,
+        methodNotAllowed: true,
+      }),
     );
-    await app.register(
-      fastifyCloudEvents({ path: "/legacy", formats: [json], methodNotAllowed: false }),
-    );
-    // After the plugin loaded: only without methodNotAllowed does Fastify take it.
+    await app.register(fastifyCloudEvents({ path: "/legacy", formats: [json] }));
+    // After the plugin loaded: without methodNotAllowed (the default) Fastify takes it.
     app.get("/legacy", async () => ({ legacy: true }));
     // The plugin's parsers are encapsulated: the app's own JSON routes still parse JSON.
     app.post("/plain", async (request) => ({ echoed: request.body }));
@@ -157,7 +161,7 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
     expect(response.headers.get("retry-after")).toBe("2");
     await response.text();
   });
-  it("answers the other methods at its path 405 with Allow, as the other receivers do", async () => {
+  it("with methodNotAllowed, answers the other methods at its path 405 with Allow, as the other receivers do", async () => {
     for (const method of ["GET", "HEAD", "DELETE", "PATCH"]) {
       const response = await fetch(`${base}/events`, { method });
       expect([method, response.status]).toEqual([method, 405]);
@@ -175,16 +179,18 @@ describe("Fastify adapter (@posthorn/binding-http/fastify)", () => {
     await other.text();
     await httpPublisher({ url: `${base}/mixed`, retry: false }).publish(samples[0] as CloudEvent);
   });
-  it("routes only POST, PUT and OPTIONS with methodNotAllowed: false", async () => {
+  it("routes only POST, PUT and OPTIONS by default, leaving a route added after it to the application", async () => {
     expect(await (await fetch(`${base}/legacy`)).json()).toEqual({ legacy: true });
     const other = await fetch(`${base}/legacy`, { method: "DELETE" });
     expect(other.status).toBe(404);
     await other.text();
   });
-  it("makes Fastify refuse the application's own route for that method added after it", async () => {
+  it("with methodNotAllowed, makes Fastify refuse the application's own route for that method added after it", async () => {
     const late = Fastify();
     try {
-      await late.register(fastifyCloudEvents({ path: "/events", formats: [json] }));
+      await late.register(
+        fastifyCloudEvents({ path: "/events", formats: [json], methodNotAllowed: true }),
+      );
       expect(() => late.get("/events", async () => "mine")).toThrow(
         expect.objectContaining({ code: "FST_ERR_DUPLICATED_ROUTE" }),
       );
