@@ -8,10 +8,9 @@ import {
   invalidEvent,
   isBytes,
   isInteger,
-  isPosthornError,
   PosthornError,
   prefixedName,
-  quoted,
+  thrownFor,
 } from "@posthorn/core";
 import {
   ATTRIBUTE_PREFIX,
@@ -72,27 +71,11 @@ function recordKey(event: CloudEvent, options: KafkaEncodeOptions): Uint8Array |
     try {
       mapped = mapper(event);
     } catch (err) {
-      throw thrownBy(err, "the keyMapper", event, "key");
+      throw thrownFor(err, "the keyMapper", event.id, "key");
     }
     if (mapped !== undefined) return checkedKey(mapped, "the keyMapper returned");
   }
   return options.key === undefined ? null : checkedKey(options.key, "the key given is");
-}
-
-/**
- * What a function of the caller's (a key mapper, a format's `encode`) threw for `event`, typed:
- * a `PosthornError` as it is, anything else `InvalidEvent` (this event could not be made into a
- * record; not retryable) naming the function, with what it threw as `cause`. Thrown as it was,
- * a `TypeError` reached the publisher's caller untyped.
- */
-function thrownBy(err: unknown, what: string, event: CloudEvent, attribute: string): PosthornError {
-  if (isPosthornError(err)) return err;
-  const reason = err instanceof Error ? err.message : String(err);
-  return new PosthornError(
-    "InvalidEvent",
-    `${what} threw for event ${quoted(String(event.id))}: ${reason}`,
-    { attribute, cause: err },
-  );
 }
 
 /**
@@ -122,7 +105,7 @@ function structured(
   try {
     value = format.encode(event);
   } catch (err) {
-    throw thrownBy(err, `the ${format.contentType} format's encode`, event, "value");
+    throw thrownFor(err, `the ${format.contentType} format's encode`, event.id, "value");
   }
   return { key, value, headers: { [CONTENT_TYPE_HEADER]: structuredContentType(format) } };
 }

@@ -5,7 +5,6 @@ import {
   checkTimeOption,
   type EventFormat,
   encodeHeaderValue,
-  isPosthornError,
   limitTimer,
   MAX_TIMER_MS,
   PosthornError,
@@ -14,6 +13,7 @@ import {
   SlotSet,
   type Slotted,
   settleWithin,
+  thrownFor,
 } from "@posthorn/core";
 import {
   connectionOf,
@@ -234,13 +234,7 @@ function subjectFor(choose: (event: CloudEvent) => string, event: CloudEvent): s
   try {
     return choose(event);
   } catch (err) {
-    if (isPosthornError(err)) throw err;
-    const why = err instanceof Error ? err.message : String(err);
-    throw new PosthornError(
-      "InvalidEvent",
-      `the subject function threw for event ${JSON.stringify(event.id)}: ${why}; nothing was published`,
-      { attribute: "subject", cause: err },
-    );
+    throw thrownFor(err, "the subject function", event.id, "subject", "; nothing was published");
   }
 }
 
@@ -633,12 +627,12 @@ export function jetStreamPublisher(
     try {
       id = messageId(p.event);
     } catch (err) {
-      if (isPosthornError(err)) throw err;
-      const why = err instanceof Error ? err.message : String(err);
-      throw new PosthornError(
-        "InvalidEvent",
-        `the messageId function threw for event ${JSON.stringify(p.event.id)}: ${why}; nothing was published`,
-        { attribute: "messageId", cause: err },
+      throw thrownFor(
+        err,
+        "the messageId function",
+        p.event.id,
+        "messageId",
+        "; nothing was published",
       );
     }
     return { event: p.event, subject: p.subject, message: p.message, id };

@@ -168,6 +168,36 @@ export function asDecodeError(err: unknown, what: string): PosthornError {
 }
 
 /**
+ * Types what a function of the caller's threw for an event it was handed (a key mapper, a
+ * subject or message id function, a format's `encode`): a {@link PosthornError} passes through,
+ * anything else becomes `InvalidEvent` (this event cannot be sent this way, so not retryable)
+ * naming the function and the event, with what it threw as `cause`. Thrown as it was, a
+ * `TypeError` from the caller's code reached the publisher's caller untyped.
+ *
+ * @param err - what the function threw
+ * @param what - the function, e.g. `"the keyMapper"`; starts the message
+ * @param eventId - the id of the event it was handed
+ * @param attribute - what it was to give, e.g. `"key"` or `"subject"`
+ * @param after - appended to the message, e.g. `"; nothing was published"`
+ * @returns the error, to throw
+ */
+export function thrownFor(
+  err: unknown,
+  what: string,
+  eventId: unknown,
+  attribute: string,
+  after = "",
+): PosthornError {
+  if (isPosthornError(err)) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new PosthornError(
+    "InvalidEvent",
+    `${what} threw for event ${quoted(String(eventId))}: ${reason}${after}`,
+    { attribute, cause: err },
+  );
+}
+
+/**
  * The error codes Node gives (undici as the `cause` of a `fetch` failure, `ws` on its error)
  * when a server's TLS certificate is not accepted: untrusted, expired, revoked or for another
  * host name. Trying again fails the same way until the configuration changes (a CA to trust, a

@@ -82,6 +82,7 @@ export {
   PosthornError,
   type PosthornErrorOptions,
   quoted,
+  thrownFor,
 } from "./errors.js";
 export {
   CloudEvent,

@@ -1,4 +1,4 @@
-import { CloudEvent, isPosthornError, PosthornError } from "@posthorn/core";
+import { CloudEvent, isPosthornError, PosthornError, thrownFor } from "@posthorn/core";
 import { describe, expect, it } from "vitest";
 
 // Error messages quote what arrived, and go on to logs, HTTP answers and dead-letter reasons: a
@@ -35,5 +35,22 @@ describe("PosthornError holds bounded text", () => {
       expect((thrown as Error).message.length).toBeLessThan(300);
       expect(((thrown as PosthornError).attribute ?? "").length).toBeLessThan(300);
     }
+  });
+});
+
+describe("thrownFor", () => {
+  it("types what a caller's function threw as InvalidEvent, keeping it as cause", () => {
+    const thrown = new TypeError("x is undefined");
+    const err = thrownFor(thrown, "the keyMapper", "e-1", "key");
+    expect(err).toMatchObject({ code: "InvalidEvent", attribute: "key", retryable: false });
+    expect(err.cause).toBe(thrown);
+    expect(err.message).toBe('the keyMapper threw for event "e-1": x is undefined');
+    expect(thrownFor("no", "f", 7, "subject", "; nothing sent").message).toBe(
+      'f threw for event "7": no; nothing sent',
+    );
+  });
+  it("passes a PosthornError through as it is", () => {
+    const own = new PosthornError("NotSupported", "mine");
+    expect(thrownFor(own, "the keyMapper", "e-1", "key")).toBe(own);
   });
 });
