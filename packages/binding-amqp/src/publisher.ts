@@ -4,6 +4,7 @@ import {
   checkCountOption,
   checkTimeOption,
   corkForThisTick,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   Drain,
   MAX_TIMER_MS,
   PosthornError,
@@ -93,8 +94,7 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
 /** The shortest time between a sweep that failed publishes with `Timeout` and the next sweep. */
 const MIN_SWEEP_GAP_MS = 5;
 
-/** The default `closeTimeoutMs` of {@link amqpPublisher}: 5 seconds. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+export { DEFAULT_CLOSE_TIMEOUT_MS };
 
 /** Per-call options of {@link AmqpPublisher.publish}. */
 export interface AmqpPublishOptions extends PublishOptions {

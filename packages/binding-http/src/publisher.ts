@@ -3,6 +3,7 @@ import {
   type ContentMode,
   checkCountOption,
   checkTimeOption,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   type EventFormat,
   isPosthornError,
   limitTimer,
@@ -384,9 +385,6 @@ function bounded<T>(
     aborted,
   });
 }
-
-/** How long `close()` lets publishes in flight start requests, by default (`closeTimeoutMs`). */
-const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * The error of a publish that `close()`'s `closeTimeoutMs` stopped before a request: the one

@@ -3,6 +3,7 @@ import {
   checkChoiceOption,
   checkCountOption,
   checkTimeOption,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   Drain,
   type EventFormat,
   PosthornError,
@@ -55,8 +56,7 @@ export interface KafkaPublisherOptions {
   closeTimeoutMs?: number;
 }
 
-/** The default `closeTimeoutMs` of {@link kafkaPublisher}: 5 seconds. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+export { DEFAULT_CLOSE_TIMEOUT_MS };
 
 /**
  * The acknowledgements a Kafka produce request can ask for: -1 or `"all"` (every in-sync

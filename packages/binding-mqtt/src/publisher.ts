@@ -3,6 +3,7 @@ import {
   checkChoiceOption,
   checkCountOption,
   checkTimeOption,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   Drain,
   type EventFormat,
   isValidString,
@@ -101,8 +102,7 @@ export interface MqttPublisherOptions {
   maxQueued?: number;
 }
 
-/** The default `closeTimeoutMs` of {@link mqttPublisher}: 5 seconds. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+export { DEFAULT_CLOSE_TIMEOUT_MS };
 
 /** The default `maxQueued` of {@link mqttPublisher}: 10,000 messages, as the AMQP publisher's. */
 export const DEFAULT_MAX_QUEUED = 10_000;

@@ -3,6 +3,7 @@ import {
   type CloudEventLike,
   checkCountOption,
   checkTimeOption,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   type EventFormat,
   encodeHeaderValue,
   limitTimer,
@@ -61,8 +62,7 @@ export interface NatsPublisherOptions {
   closeTimeoutMs?: number;
 }
 
-/** The default `closeTimeoutMs` of {@link natsPublisher}: 5 seconds. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+export { DEFAULT_CLOSE_TIMEOUT_MS };
 
 /** Per-call options of a NATS publisher. */
 export interface NatsPublishOptions extends PublishOptions {

@@ -7,6 +7,7 @@ import {
   closeOnReturn,
   corkForThisTick,
   createDelivery,
+  DEFAULT_CLOSE_TIMEOUT_MS,
   type Delivery,
   Drain,
   type EventFormat,
@@ -301,8 +302,7 @@ export interface WebSocketSubscriberOptions extends WebSocketBindingOptions {
   registry?: ExtensionRegistry;
 }
 
-/** The default `closeTimeoutMs` of {@link webSocketPublisher}: 5 seconds. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+export { DEFAULT_CLOSE_TIMEOUT_MS };
 
 /**
  * The default `maxBufferedBytes` of {@link webSocketPublisher}: 64 MiB, sixteen messages of the

@@ -120,7 +120,12 @@ export {
 export { decodeHeaderValue, encodeHeaderValue, prefixedName } from "./header-value.js";
 export { toCloudEventV1 } from "./interop.js";
 export { NameIndex } from "./name-index.js";
-export { checkChoiceOption, checkCountOption, checkTimeOption } from "./options.js";
+export {
+  checkChoiceOption,
+  checkCountOption,
+  checkTimeOption,
+  DEFAULT_CLOSE_TIMEOUT_MS,
+} from "./options.js";
 export { type MessageProperties, ReceivedMessage } from "./received-message.js";
 export {
   EventRouter,

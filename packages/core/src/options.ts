@@ -104,3 +104,10 @@ export function checkChoiceOption<T>(
   const listed = choices.map((c) => (typeof c === "string" ? JSON.stringify(c) : String(c)));
   throw refuse(name, value, `one of ${listed.join(", ")}`);
 }
+
+/**
+ * The default `closeTimeoutMs` of every binding's publisher (AMQP, HTTP, Kafka, MQTT, NATS,
+ * WebSocket): how long `close()` waits for what is still in flight, 5 seconds. Each binding
+ * exports it under this name too.
+ */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
