@@ -792,7 +792,17 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       }
       // http-webhook.md 4.2.2: every request, retries included, counts against the granted rate.
       // The wait counts against the call's timeoutMs; the caller's abortSignal ends it too.
-      if (this.#limiter && handshake === undefined) await this.#paced(user, budget, what, failure);
+      if (this.#limiter && handshake === undefined) {
+        try {
+          await this.#paced(user, budget, what, failure);
+        } catch (err) {
+          // close()'s closeTimeoutMs ended the wait: the failure this attempt retries is the cause.
+          if (this.#closeExpired.signal.aborted && (err as PosthornError).code === "Closed") {
+            throw closedUnsent(this.#closeExpired, failure);
+          }
+          throw err;
+        }
+      }
       // After close()'s closeTimeoutMs nothing more is sent.
       if (this.#closeExpired.signal.aborted) throw closedUnsent(this.#closeExpired, failure);
       // The attempt's own timeout, shortened to the time left in the call.

@@ -280,6 +280,40 @@ describe("close() and publishes waiting for the rate (closeTimeoutMs)", () => {
     expect((err.cause as { protocolCode?: unknown }).protocolCode).toBe(503);
     expect(requests).toBe(1);
   });
+
+  it("stops a retry waiting for the granted rate with Closed, the 503 that made it retry as its cause", async () => {
+    // The rate-queue wait ended with a bare Closed: the 503 the publish was retrying was lost.
+    const receiver = httpReceiver({
+      webhook: { allowedOrigins: ["sender.example"], allowedRate: 6 }, // one per 10 s
+    });
+    const handler = createNodeHandler(receiver);
+    let posts = 0;
+    const server = await startServer((req: IncomingMessage, res: ServerResponse) => {
+      if (req.method === "POST" && ++posts === 1) {
+        req.resume();
+        req.on("end", () => res.writeHead(503).end());
+        return;
+      }
+      handler(req, res);
+    });
+    servers.push(server);
+    const publisher = httpPublisher({
+      url: server.url,
+      closeTimeoutMs: 200,
+      webhook: { origin: "sender.example" },
+      retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 10 },
+    });
+    const publishing = failure(publisher.publish(event("paced-retry")));
+    while (posts === 0) await new Promise((r) => setTimeout(r, 10));
+    const started = performance.now();
+    await publisher.close();
+    expect(performance.now() - started).toBeLessThan(900);
+    const err = await publishing;
+    expect(err.code).toBe("Closed");
+    expect(err.message).toMatch(/closeTimeoutMs \(200 ms\)/);
+    expect((err.cause as { protocolCode?: unknown } | undefined)?.protocolCode).toBe(503);
+    expect(posts).toBe(1);
+  });
 });
 
 describe("webhook rates given as options", () => {
