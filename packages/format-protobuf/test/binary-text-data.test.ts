@@ -1,0 +1,41 @@
+import { CloudEvent, differences } from "@posthorn/core";
+import { protobuf } from "@posthorn/format-protobuf";
+import { describe, expect, it } from "vitest";
+
+const event = (datacontenttype: string, data: Uint8Array) =>
+  new CloudEvent({ specversion: "1.0", id: "1", source: "/s", type: "t", datacontenttype, data });
+
+describe("binary_data under a text content type", () => {
+  // "café" in Latin-1: é is the single byte 0xe9, no UTF-8.
+  const latin1 = new Uint8Array([0x63, 0x61, 0x66, 0xe9]);
+
+  it.each([
+    ["text/plain; charset=iso-8859-1", latin1],
+    ["text/csv; charset=windows-1252", latin1],
+    ["text/plain", new Uint8Array([0xff, 0xfe, 0x00])],
+    ["application/xml", new Uint8Array([0x3c, 0x61, 0xe9, 0x2f, 0x3e])],
+    ["application/octet-stream; charset=binary", new Uint8Array([0x80, 0x81])],
+  ])("reads bytes that are not UTF-8 text back as the same bytes (%s)", (type, bytes) => {
+    const back = protobuf.decode(protobuf.encode(event(type, bytes)));
+    expect(back.data).toEqual(bytes);
+    expect(differences(event(type, bytes), back)).toEqual([]);
+  });
+
+  it("keeps bytes under a non-UTF-8 charset as bytes even when they happen to be valid UTF-8", () => {
+    // 0xc3 0xa9 is "Ã©" in Latin-1, and would read as "é" taken for UTF-8.
+    const bytes = new Uint8Array([0xc3, 0xa9]);
+    const back = protobuf.decode(protobuf.encode(event("text/plain; charset=ISO-8859-1", bytes)));
+    expect(back.data).toEqual(bytes);
+  });
+
+  it("still reads UTF-8 text as a string, with or without a UTF-8 charset", () => {
+    const utf8 = new TextEncoder().encode("café");
+    for (const type of [
+      "text/plain",
+      "text/plain; charset=UTF-8",
+      "text/plain; charset=us-ascii",
+    ]) {
+      expect(protobuf.decode(protobuf.encode(event(type, utf8))).data).toBe("café");
+    }
+  });
+});
