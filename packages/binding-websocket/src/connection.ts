@@ -700,7 +700,9 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * socket, so TCP holds the peer back, and resumes it once half of them were pulled. While paused,
  * the socket's heartbeat gives no verdict and tells the peer, by unsolicited pongs, that this side
  * lives, so holding deliveries longer than `heartbeatMs` costs the connection on neither side. A
- * browser's WebSocket cannot pause: there what arrives waits in memory.
+ * socket the application closes while paused reads on, so the closing handshake completes at once:
+ * what the peer sent before it saw the close is delivered, then iteration ends. A browser's
+ * WebSocket cannot pause: there what arrives waits in memory.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),

@@ -36,6 +36,7 @@ export function checkHeartbeatMs(value: number | undefined): void {
 }
 
 const OPEN = 1;
+const CLOSING = 2;
 const CLOSED = 3;
 
 // The `ws` package's socket: an EventEmitter whose `send` takes options and a callback, whose
@@ -90,6 +91,8 @@ export interface Watch {
   lost: PosthornError | undefined;
   /** How many subscribers hold the socket paused: it reads again once none does. */
   pausers: number;
+  /** Whether the socket's `close()` was wrapped to read on once called (see {@link readOnClose}). */
+  closeWrapped: boolean;
 }
 
 const watches = new WeakMap<WebSocketLike, Watch>();
@@ -134,6 +137,7 @@ export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): W
       held: false,
       lost: undefined,
       pausers: 0,
+      closeWrapped: false,
     };
     w = created;
     watches.set(socket, created);
@@ -174,10 +178,39 @@ export function markWritten(w: Watch): void {
  * @param socket - a `ws` socket that can pause
  */
 export function pauseReading(socket: NodeWs & WebSocketLike): void {
+  // A closing socket reads on: the peer's close frame waits behind what it sent (see readOnClose).
+  if (socket.readyState !== OPEN) return;
   const w = watches.get(socket);
-  if (w !== undefined) w.pausers++;
+  if (w !== undefined) {
+    w.pausers++;
+    readOnClose(w);
+  }
   socket.pause?.();
   if (w !== undefined) hold(w);
+}
+
+/**
+ * Makes the socket read again as soon as the application calls its `close()` while subscribers
+ * hold it paused. `ws` sends the close frame and waits for the peer's, which arrives behind the
+ * frames the peer sent before it, unread while paused: the closing handshake never completed, and
+ * `ws`'s close timeout (30 s) destroyed the connection, so the subscribers failed with 1006 and
+ * the frames in flight were lost. Reading on, they join the subscribers' queues (no more than the
+ * peer sent before it saw the close frame), and the peer's close frame then ends iteration
+ * cleanly. `ws` says nothing when `close()` is called, so the socket's own method is wrapped, once,
+ * on the first pause; `terminate()` needs nothing, as it ends the connection at once.
+ */
+function readOnClose(w: Watch): void {
+  if (w.closeWrapped) return;
+  w.closeWrapped = true;
+  const socket = w.socket;
+  const close = socket.close;
+  socket.close = (...args: Parameters<WebSocketLike["close"]>): void => {
+    Reflect.apply(close, socket, args);
+    if (w.pausers > 0 && socket.readyState === CLOSING) {
+      w.pausers = 0;
+      socket.resume?.();
+    }
+  };
 }
 
 /**

@@ -144,6 +144,43 @@ describe("heartbeat under flow control", () => {
   });
 });
 
+describe("a socket its subscriber holds paused, closed by the application", () => {
+  for (const consumer of ["client", "server"] as const) {
+    it(`completes the closing handshake at once on the ${consumer}, delivers what was in flight, and ends iteration cleanly`, {
+      timeout: 15_000,
+    }, async () => {
+      const { client, server } = await connection();
+      const [reader, writer] = consumer === "client" ? [client, server] : [server, client];
+      const publisher = webSocketPublisher(writer, { formats });
+      const subscriber = webSocketSubscriber(reader, { formats, maxPending: 4 });
+      const iterator = subscriber[Symbol.asyncIterator]();
+      // 4 MiB: the reader pauses after 4, and the rest wait in the kernels and the writer's ws.
+      const count = 64;
+      const publishes = Array.from({ length: count }, (_, i) =>
+        publisher.publish(bigEvent(`closing-${i}`, 64 * 1024)),
+      );
+      await expect.poll(() => reader.isPaused, { timeout: 2000 }).toBe(true);
+      const readerClosed = closed(reader);
+      const started = Date.now();
+      reader.close();
+      // Before, the peer's close frame waited unread behind the frames: ws gave up after its
+      // close timeout (30 s) with 1006, and the subscriber failed with ConnectionFailed.
+      expect(await settledWithin(readerClosed, 5000)).toEqual({ resolved: 1005 });
+      expect(Date.now() - started).toBeLessThan(2000);
+      // Every frame the writer sent before it saw the close frame arrives, then a clean end.
+      for (let i = 0; i < count; i++) {
+        expect((await nextDelivery(iterator)).event?.id).toBe(`closing-${i}`);
+      }
+      expect(await settledWithin(iterator.next(), 2000)).toEqual({
+        resolved: { value: undefined, done: true },
+      });
+      expect(await settledWithin(Promise.all(publishes), 2000)).toEqual({
+        resolved: publishes.map(() => undefined),
+      });
+    });
+  }
+});
+
 const peerScript = fileURLToPath(new URL("./fixtures/stoppable-peer.ts", import.meta.url));
 
 /** Starts a Posthorn client in its own process, connected to a server here. */
