@@ -92,8 +92,9 @@ export function eventAttributes(event: CloudEvent): Attributes {
 /**
  * Wraps a publisher so each `publish` runs in a PRODUCER span named `send <destination>` (OpenTelemetry
  * messaging semantic conventions), and every event leaves carrying that span's context in its
- * `traceparent`/`tracestate` extensions. The span ends when the transport acknowledged, with an
- * error status when it did not.
+ * `traceparent`/`tracestate` extensions. The span is a child of the active span; with none
+ * active, of the trace a single event already carries in its `traceparent`. The span ends when
+ * the transport acknowledged, with an error status when it did not.
  *
  * The wrapper has the wrapped publisher's type: every other member (`close()`, a NATS
  * publisher's `flush()`, an AMQP publisher's `address` and `ready`) passes through to it.
@@ -128,11 +129,20 @@ export function instrumentPublisher<P extends Publisher<any>>(
       };
       if (list.length === 1) Object.assign(attributes, eventAttributes(list[0] as CloudEvent));
       else attributes["messaging.batch.message_count"] = list.length;
-      const span = tracer.startSpan(`send ${options.destination}`, {
-        kind: SpanKind.PRODUCER,
-        attributes,
-      });
-      const ctx = trace.setSpan(contextApi.active(), span);
+      // With no span active, the trace an event already carries (a traceparent set upstream, or
+      // an event forwarded as received) is the parent: starting a new trace would overwrite that
+      // traceparent and cut the event off from it. A batch has no single such trace.
+      let parent = contextApi.active();
+      const active = trace.getSpanContext(parent);
+      if (list.length === 1 && !(active && trace.isSpanContextValid(active))) {
+        parent = extractTraceContext(list[0] as CloudEvent, parent);
+      }
+      const span = tracer.startSpan(
+        `send ${options.destination}`,
+        { kind: SpanKind.PRODUCER, attributes },
+        parent,
+      );
+      const ctx = trace.setSpan(parent, span);
       try {
         const traced = list.map((e) => injectTraceContext(e, ctx));
         await contextApi.with(ctx, () =>

@@ -143,6 +143,33 @@ describe("instrumented publisher and subscriber", () => {
     expect(consumer?.attributes["messaging.operation.settlement"]).toBe("accept");
   });
 
+  it("publishes an event that already carries a traceparent in its trace when no span is active", async () => {
+    const { publisher, subscriber } = loopback();
+    const pub = instrumentPublisher(publisher, { tracer, system: "test", destination: "fwd" });
+    const upstream = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    await pub.publish(
+      event.cloneWith({ traceparent: upstream, tracestate: "rojo=00f067aa0ba902b7" }),
+    );
+    const producer = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.PRODUCER);
+    expect(producer?.spanContext().traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(producer?.parentSpanContext?.spanId).toBe("b7ad6b7169203331");
+    for await (const d of subscriber) {
+      // The event left in the upstream trace, as a child of the PRODUCER span, its tracestate kept.
+      expect(d.event?.traceparent).toBe(formatTraceparent(producer?.spanContext() as never));
+      expect(d.event?.tracestate).toBe("rojo=00f067aa0ba902b7");
+      await d.accept();
+      break;
+    }
+    // An active span still wins over the event's own traceparent.
+    exporter.reset();
+    const outer = tracer.startSpan("outer");
+    await context.with(trace.setSpan(context.active(), outer), () =>
+      pub.publish(event.cloneWith({ traceparent: upstream })),
+    );
+    outer.end();
+    const second = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.PRODUCER);
+    expect(second?.spanContext().traceId).toBe(outer.spanContext().traceId);
+  });
   it("marks a failed publish and a rejected delivery as errors", async () => {
     const failing: Publisher = {
       publish: () => Promise.reject(new Error("broker down")),
