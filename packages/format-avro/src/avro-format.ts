@@ -145,7 +145,13 @@ export const avro: EventFormat = avroFormat();
 function writeEvent(w: AvroWriter, event: CloudEvent): void {
   const keys = Object.keys(event);
   const hasData = Object.hasOwn(event, "data");
-  const count = hasData ? keys.length - 1 : keys.length;
+  const data = event.data;
+  // JSON data as the data union holds it (toJSON called once, before anything is written).
+  const json = hasData && !isBytes(data) && typeof data !== "string" ? jsonView(data, "") : data;
+  // A JSON null goes as the bytes `null`, which read as JSON only under a JSON content type; an
+  // event that names none (JSON by json-format.md 3.1.2) says so, as the other formats do.
+  const namesJson = hasData && json === null && event.datacontenttype === undefined;
+  const count = (hasData ? keys.length - 1 : keys.length) + (namesJson ? 1 : 0);
   // avro-format.md 2.4: the attribute map.
   if (count > 0) {
     w.long(count);
@@ -154,6 +160,10 @@ function writeEvent(w: AvroWriter, event: CloudEvent): void {
       w.string(name);
       writeAttribute(w, name, event[name]);
     }
+    if (namesJson) {
+      w.string("datacontenttype");
+      writeAttribute(w, "datacontenttype", "application/json");
+    }
   }
   w.long(0);
   // avro-format.md 3: the data union.
@@ -161,7 +171,6 @@ function writeEvent(w: AvroWriter, event: CloudEvent): void {
     w.long(DATA_NULL);
     return;
   }
-  const data = event.data;
   if (isBytes(data)) {
     w.long(DATA_BYTES);
     w.bytes(data);
@@ -169,7 +178,7 @@ function writeEvent(w: AvroWriter, event: CloudEvent): void {
     w.long(DATA_STRING);
     w.string(data);
   } else {
-    writeJsonValue(w, jsonView(data, ""), true);
+    writeJsonValue(w, json, true);
   }
 }
 
