@@ -16,6 +16,8 @@ const BY_MESSAGE: ReadonlyArray<readonly [string, ErrorCode, boolean?]> = [
   ["ECONNRESET", "ConnectionFailed"],
   ["exceeding packets size", "PayloadTooLarge"],
   ["Invalid topic", "PublishRejected"],
+  // The publisher's own, for an acknowledgement mqtt.js could not read (Mosquitto's 0x95).
+  ["reason code mqtt.js cannot read", "PayloadTooLarge", false],
 ];
 
 /**
@@ -32,7 +34,8 @@ function refusedSubscription(e: { packet?: unknown } | null): number | undefined
 /**
  * Translates an error from mqtt.js into a {@link PosthornError}. An MQTT 5 reason code of 0x80 or
  * more (on an acknowledgement, or in a SUBACK refusing a subscription, 0x80 at MQTT 3.1.1 too)
- * becomes `PublishRejected` with the reason code as `protocolCode`.
+ * becomes `PublishRejected` with the reason code as `protocolCode` (0x95 Packet too large:
+ * `PayloadTooLarge`, with the code).
  *
  * @param err - what mqtt.js passed to a callback or rejected with
  * @param what - the operation, for the message
@@ -44,7 +47,8 @@ export function fromMqttError(err: unknown, what: string): PosthornError {
   const reason = typeof e?.code === "number" ? e.code : refusedSubscription(e);
   if (reason !== undefined && reason >= 0x80) {
     return new PosthornError(
-      "PublishRejected",
+      // 0x95 Packet too large: over a limit of the broker's, as the Maximum Packet Size check.
+      reason === 0x95 ? "PayloadTooLarge" : "PublishRejected",
       `${what}: the broker refused (reason ${reason}): ${message}`,
       {
         protocolCode: reason,

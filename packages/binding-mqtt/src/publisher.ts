@@ -243,7 +243,96 @@ function stateOf(client: MqttClient): ClientState {
     // A new CONNACK may allow more.
     pump(client, state);
   });
+  if (client.options.protocolVersion === 5) watchUnreadableAcks(client);
   return state;
+}
+
+/** The stream mqtt.js pipes a connection's bytes into, to its packet parser. */
+interface ParserInput {
+  _write(chunk: unknown, encoding: unknown, done: () => void): void;
+  write(chunk: unknown): boolean;
+}
+
+/**
+ * @internal What a publish fails with when the broker answered it with a reason code mqtt.js
+ * cannot read (`PayloadTooLarge`, see {@link fromMqttError}).
+ */
+export const UNREADABLE_ACK =
+  "the broker refused the message with a reason code mqtt.js cannot read (one MQTT 5 does not list for a PUBACK or PUBREC): Mosquitto answers so, with 0x95 Packet too large, a message over its message_size_limit. The message was not delivered; the connection was dropped, since mqtt.js reads nothing more on it";
+
+/**
+ * mqtt-packet 9 refuses a PUBACK or PUBREC whose reason code MQTT 5 does not list for it, and
+ * Mosquitto 2.0.11 answers a PUBLISH over its `message_size_limit` with one (0x95 Packet too
+ * large). mqtt.js then emits 'error' ("Invalid puback reason code"), never calls the publish back,
+ * and its parser, left mid-packet, reads nothing more on the connection: every later
+ * acknowledgement was lost, the keepalive timed out, and mqtt.js resent the message on the next
+ * connection, to the same answer, for ever. The broker answers QoS 1 PUBLISHes in the order it
+ * received them, and QoS 2 ones likewise (MQTT 5 4.6), so the refused one is the oldest of its
+ * QoS unanswered once mqtt.js has handled the packets read before the bad one: it is failed
+ * then (removed from mqtt.js's store, so never resent), and the connection dropped.
+ */
+function watchUnreadableAcks(client: MqttClient): void {
+  // QoS 1 and QoS 2 PUBLISHes written on the current connection and not yet answered, by the
+  // acknowledgement that answers them, in the order they were sent.
+  const unanswered = { puback: new Set<number>(), pubrec: new Set<number>() };
+  let connection = 0;
+  client.on("packetsend", (packet: { cmd: string; qos?: number; messageId?: number }) => {
+    if (packet.cmd !== "publish" || !packet.qos || packet.messageId === undefined) return;
+    (packet.qos === 1 ? unanswered.puback : unanswered.pubrec).add(packet.messageId);
+  });
+  client.on("packetreceive", (packet: { cmd: string; messageId?: number }) => {
+    if ((packet.cmd === "puback" || packet.cmd === "pubrec") && packet.messageId !== undefined) {
+      unanswered[packet.cmd].delete(packet.messageId);
+    }
+  });
+  client.on("close", () => {
+    connection++;
+    unanswered.puback.clear();
+    unanswered.pubrec.clear();
+  });
+  client.on("error", (err: Error) => {
+    const bad = /^Invalid (puback|pubrec) reason code$/.exec(err?.message ?? "");
+    if (bad === null) {
+      // Alone, this listener must not swallow what mqtt.js emits: Node throws an unheard 'error'.
+      if (client.listenerCount("error") === 1) throw err;
+      return;
+    }
+    const of = unanswered[bad[1] as "puback" | "pubrec"];
+    const at = connection;
+    const stream = client.stream as unknown as {
+      destroy(): void;
+      _readableState?: { pipes?: unknown[] };
+    };
+    const refuse = () => {
+      // The connection closed meanwhile: mqtt.js resends on the next one, and the broker's
+      // answer comes again.
+      if (connection !== at) return;
+      const messageId = of.values().next().value;
+      const pending = messageId === undefined ? undefined : client.outgoing[messageId];
+      if (messageId !== undefined && pending !== undefined) {
+        of.delete(messageId);
+        const cb = pending.cb;
+        pending.cb = (_err, packet) => cb(new Error(UNREADABLE_ACK), packet);
+        client.removeOutgoingMessage(messageId);
+      }
+      stream.destroy();
+    };
+    // The error comes while mqtt.js parses, before it has handled the packets parsed ahead of the
+    // bad one (acknowledgements of older messages among them): a marker written behind them
+    // reaches the parser's input once they are handled. What the connection still brings is
+    // not parsed (the parser would misread it).
+    const input = stream._readableState?.pipes?.[0] as ParserInput | undefined;
+    if (typeof input?._write !== "function" || typeof input.write !== "function") {
+      refuse();
+      return;
+    }
+    const marker = asBuffer(new Uint8Array(0));
+    input._write = (chunk, _encoding, done) => {
+      if (chunk === marker) refuse();
+      done();
+    };
+    input.write(marker);
+  });
 }
 
 /**
@@ -404,6 +493,13 @@ function checkRetainable(message: MqttMessage): void {
  * refuses (MQTT 5 reason codes, `PublishRejected`) or the connection fails. At MQTT 3.1.1 an
  * acknowledgement carries no reason code, so a resolved publish does not show the broker took the
  * message: Mosquitto acknowledges a PUBLISH it denies (to a `$SYS/` topic) and drops it.
+ *
+ * At MQTT 5 a QoS 1/2 publish Mosquitto refuses for its `message_size_limit` (a PUBACK or PUBREC
+ * of reason 0x95, which mqtt.js cannot read) rejects with `PayloadTooLarge`, and the connection,
+ * on which mqtt.js then reads nothing more, is dropped: mqtt.js reconnects (unless
+ * `reconnectPeriod` is 0) and resends the other unacknowledged messages. The publisher listens
+ * for the client's `error` events for this, and throws every other one on while it is the only
+ * listener.
  *
  * On a client closed for good `publish()` is refused at once: `Closed` when it was ended,
  * `ConnectionFailed` (not retryable) when its connection closed and it does not reconnect by
