@@ -2,7 +2,13 @@ import { base64Encode, isBytes, utf8Decode, utf8Encode } from "./bytes.js";
 import { isJsonContentType, parseContentType } from "./content-type.js";
 import { CloudEvent, type CloudEventLike } from "./event.js";
 import { extensions as defaultRegistry, type ExtensionRegistry } from "./extensions.js";
-import { type AttributeValue, canonicalString, canonicalTimestamp } from "./types.js";
+import {
+  type AttributeType,
+  type AttributeValue,
+  canonicalString,
+  canonicalTimestamp,
+  parseCanonical,
+} from "./types.js";
 
 /** The data of an event reduced to what equivalence compares. */
 export type CanonicalData =
@@ -43,6 +49,8 @@ export interface EquivalenceOptions {
  *   base64), so a typed value and the string a header carried compare equal;
  * - Timestamps (`time` and declared Timestamp extensions) as the instant they name, at full
  *   precision, in UTC;
+ * - a string held by a declared Integer, Boolean or Binary extension read as that type first, so
+ *   `"05"` and `"+5"` for an Integer compare equal to 5;
  * - `datacontenttype` with the media type lower-cased and a `charset=utf-8` parameter dropped
  *   (all text Posthorn reads and writes is UTF-8), and written as `application/json` when the
  *   event has non-binary data and no content type (JSON format 3.1.2);
@@ -66,8 +74,8 @@ export function canonicalize(
     const value = event[name] as AttributeValue;
     if (name === "datacontenttype") {
       attributes[name] = canonicalMediaType(value as string);
-    } else if (registry.typeOf(name) === "Timestamp" && typeof value === "string") {
-      attributes[name] = canonicalTimestamp(value);
+    } else if (typeof value === "string" && registry.typeOf(name) !== undefined) {
+      attributes[name] = declaredCanonical(name, value, registry.typeOf(name) as AttributeType);
     } else {
       attributes[name] = canonicalString(value);
     }
@@ -79,6 +87,22 @@ export function canonicalize(
     attributes: sortKeys(attributes),
     data: canonicalData(data, attributes.datacontenttype),
   };
+}
+
+/**
+ * The canonical string of a string value of a declared attribute: a Timestamp as its instant, an
+ * Integer, Boolean or Binary read as that type (the constructor keeps `"05"` or `"+5"` for an
+ * Integer as given, and a receiver that knows the declaration restores 5), a string that does not
+ * read as its type as it stands.
+ */
+function declaredCanonical(name: string, value: string, type: AttributeType): string {
+  if (type === "Timestamp") return canonicalTimestamp(value);
+  if (type !== "Integer" && type !== "Boolean" && type !== "Binary") return value;
+  try {
+    return canonicalString(parseCanonical(value, type, name));
+  } catch {
+    return value;
+  }
 }
 
 function sortKeys(record: Record<string, string>): Record<string, string> {

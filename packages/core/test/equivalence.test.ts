@@ -50,6 +50,19 @@ describe("equivalent", () => {
       ),
     ).toBe(true);
   });
+  it("reads a declared Integer, Boolean or Binary extension held as a string as its type", () => {
+    // The constructor keeps "05" and "+5" as given; a receiver that knows the declaration
+    // (HTTP, Kafka, MQTT and NATS headers) restores 5.
+    expect(differences(ev({ severitynumber: "05" }), ev({ severitynumber: 5 }))).toEqual([]);
+    expect(equivalent(ev({ severitynumber: "+5" }), ev({ severitynumber: "5" }))).toBe(true);
+    expect(equivalent(ev({ severitynumber: "-0" }), ev({ severitynumber: 0 }))).toBe(true);
+    expect(equivalent(ev({ severitynumber: "05" }), ev({ severitynumber: 6 }))).toBe(false);
+    const registry = new ExtensionRegistry([{ name: "level", type: "Integer" }]);
+    expect(equivalent(ev({ level: "007" }), ev({ level: 7 }), { registry })).toBe(true);
+    // Undeclared, a string is a String: "05" and 5 differ.
+    expect(equivalent(ev({ level: "05" }), ev({ level: 5 }))).toBe(false);
+    expect(canonicalize(ev({ severitynumber: "012" })).attributes.severitynumber).toBe("12");
+  });
   it("needs the same attribute names", () => {
     expect(differences(ev({ a: "x" }), ev({}))).toEqual([
       'a: "x" on the left, absent on the right',
