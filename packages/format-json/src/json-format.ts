@@ -104,14 +104,15 @@ export interface JsonFormatOptions extends JsonLimits {
  *
  * Decoding (3.1.2) treats unknown members as extensions, keeps a JSON string under a JSON content
  * type as the string it is, and refuses non-string `data` under a non-JSON content type. Invalid
- * JSON, invalid UTF-8 and nesting deeper than `maxDepth` are `MalformedInput`; members that break
+ * JSON, invalid UTF-8 and JSON data nested deeper than `maxDepth` (the event's object and a
+ * batch's array not counted) are `MalformedInput`; members that break
  * the CloudEvents rules are `InvalidEvent`. Extensions declared in the registry get their declared
  * type: `"5"` for a declared Integer is read as 5, `"high"` is an `InvalidEvent`.
  * `withRegistry(other)` gives the same format with the same `maxDepth` reading declared types
  * from `other` (itself for the registry it already has).
  *
- * @param options - the extension registry and the nesting limit for decoding (`maxDepth`,
- *   default 128)
+ * @param options - the extension registry and the nesting limit of JSON data for decoding
+ *   (`maxDepth`, default 128)
  * @throws {@link PosthornError} `NotSupported` for a `maxDepth` that is not a whole number of 0 or
  *   more (or `Infinity`): `NaN` compared false and turned the limit off
  * @example
@@ -123,7 +124,12 @@ export interface JsonFormatOptions extends JsonLimits {
 export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
   checkCountOption("maxDepth", options.maxDepth, 0);
   const maxDepth = options.maxDepth ?? 128;
-  const limits: JsonLimits = { maxDepth };
+  // `maxDepth` limits the nesting of JSON data, as in the other formats and binary mode: the
+  // event's own object (data's member is one level down) and a batch's array are not counted.
+  // Counting them refused data of 128 levels that every other path reads, and a batch of an
+  // event whose data was 127 levels that reads alone.
+  const limits: JsonLimits = { maxDepth: maxDepth + 1 };
+  const batchLimits: JsonLimits = { maxDepth: maxDepth + 2 };
   const registry = options.registry ?? defaultRegistry;
 
   const decodeValue = (value: unknown): CloudEvent => {
@@ -139,8 +145,8 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     return new CloudEvent(init as never);
   };
 
-  const parse = (bytes: Uint8Array, what: string): unknown =>
-    parseJson(utf8Decode(bytes, what), what, limits);
+  const parse = (bytes: Uint8Array, what: string, within: JsonLimits): unknown =>
+    parseJson(utf8Decode(bytes, what), what, within);
 
   // A text that ends in a long `data_base64` member written the compact way (as Posthorn and most
   // SDKs write it): the members before it parsed, and the data decoded from the member's bytes as
@@ -186,7 +192,7 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
       try {
         const bytes = inputBytes(input, "json.decode");
         const spliced = bytes.length > SPLIT_BASE64_FROM ? decodeSpliced(bytes) : undefined;
-        return spliced ?? decodeValue(parse(bytes, "JSON event"));
+        return spliced ?? decodeValue(parse(bytes, "JSON event", limits));
       } catch (err) {
         throw asDecodeError(err, "JSON event");
       }
@@ -196,7 +202,7 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     },
     decodeBatch(input: Uint8Array): CloudEvent[] {
       try {
-        const value = parse(inputBytes(input, "json.decodeBatch"), "JSON batch");
+        const value = parse(inputBytes(input, "json.decodeBatch"), "JSON batch", batchLimits);
         if (!Array.isArray(value)) throw malformed("a JSON batch must be a JSON array");
         return value.map(decodeValue);
       } catch (err) {
