@@ -563,39 +563,78 @@ export function webSocketPublisher(
 }
 
 /**
- * Messages a `connectWebSocket` socket received before its first subscriber, and the listener
- * that holds them. `ws` drops a message that nobody listens for, and a server that sends at once
- * (on `connection`) has its first frames arrive in the same read as the handshake's answer: they
- * were emitted before the caller's `await connectWebSocket(...)` resumed, and lost.
+ * Messages a `ws` socket received before its first subscriber, and the listener that holds them.
+ * `ws` drops a message that nobody listens for. A server that sends at once (on `connection`) has
+ * its first frames arrive in the same read as the handshake's answer: they were emitted before the
+ * caller's `await connectWebSocket(...)` resumed, and lost. On a server, a client that sends as
+ * soon as it is open lost what came before an application that awaits something (a lookup, an
+ * authorization) on `connection` made its subscriber.
  */
 interface EarlyMessages {
   readonly data: Array<Uint8Array | ArrayBuffer | Uint8Array[]>;
+  /** How many arrived past {@link DEFAULT_MAX_PENDING} and were dropped. */
+  dropped: number;
   readonly listener: (data: Uint8Array | ArrayBuffer | Uint8Array[]) => void;
 }
 
 const earlyMessages = new WeakMap<object, EarlyMessages>();
+/** The sockets whose first subscriber was made: nothing is held on them any more. */
+const subscribed = new WeakSet<object>();
 
 /**
  * Holds what arrives on `node` until {@link takeEarly}: up to {@link DEFAULT_MAX_PENDING}
- * messages, as many as a subscriber queues before it pauses; past that, as without a listener,
- * they are dropped (a socket that only publishes, whose peer sends to it, holds no more).
+ * messages, as many as a subscriber queues before it pauses; past that they are dropped, as without
+ * a listener, and counted, so that the first subscriber is told (a socket that only publishes,
+ * whose peer sends to it, holds no more).
  */
 function holdEarly(node: NodeWs): void {
-  const data: EarlyMessages["data"] = [];
-  const listener: EarlyMessages["listener"] = (message) => {
-    if (data.length < DEFAULT_MAX_PENDING) data.push(message);
+  if (subscribed.has(node) || earlyMessages.has(node)) return;
+  const early: EarlyMessages = {
+    data: [],
+    dropped: 0,
+    listener: (message) => {
+      if (early.data.length < DEFAULT_MAX_PENDING) early.data.push(message);
+      else early.dropped++;
+    },
   };
-  earlyMessages.set(node, { data, listener });
-  node.on("message", listener);
+  earlyMessages.set(node, early);
+  node.on("message", early.listener);
 }
 
-/** What {@link holdEarly} held on `node`, once: the first subscriber takes it and stops the hold. */
-function takeEarly(node: NodeWs): EarlyMessages["data"] {
+/**
+ * What {@link holdEarly} held on `node`, once: the first subscriber takes it and stops the hold.
+ * Called for every subscriber's socket, so that a hold that would start later (a server's, at the
+ * first bytes) does not start once a subscriber listens.
+ */
+function takeEarly(node: NodeWs): EarlyMessages | undefined {
+  subscribed.add(node);
   const early = earlyMessages.get(node);
-  if (early === undefined) return [];
+  if (early === undefined) return undefined;
   earlyMessages.delete(node);
   node.off("message", early.listener);
-  return early.data;
+  return early;
+}
+
+/**
+ * Starts {@link holdEarly} on the `ws` socket a `WebSocketServer` makes on `tcp`, the accepted
+ * connection, at its first bytes: before `ws` reads them, since this listener was added before
+ * `ws`'s own. `ws` makes the socket only after `handleProtocols`, and says which it is only through
+ * the connection's `websocket` symbol; where that is missing (another `ws` than 8.x), nothing is
+ * held, as before.
+ */
+function holdAccepted(tcp: object): void {
+  const stream = tcp as { once?: unknown };
+  if (typeof stream.once !== "function") return;
+  (tcp as { once(event: "data", listener: () => void): unknown }).once("data", () => {
+    for (const key of Object.getOwnPropertySymbols(tcp)) {
+      if (key.description !== "websocket") continue;
+      const node = (tcp as Record<symbol, unknown>)[key] as WebSocketLike | undefined;
+      if (typeof node === "object" && node !== null && isNodeWs(node)) {
+        holdEarly(node as unknown as NodeWs);
+      }
+      return;
+    }
+  });
 }
 
 /** Whether the TCP socket under a `ws` socket (its `_socket`, set once it opens) was destroyed. */
@@ -857,9 +896,23 @@ export function webSocketSubscriber(
     );
   };
   if (node) {
-    // What arrived on a connectWebSocket socket before any subscriber listened comes first, in
-    // order: nothing can arrive in between, since this runs in one go.
-    for (const data of takeEarly(node)) receive(data);
+    // What arrived on a connectWebSocket or a server's socket before any subscriber listened
+    // comes first, in order (nothing can arrive in between: this runs in one go), then what was
+    // dropped past the hold's bound, as a delivery that says so.
+    const early = takeEarly(node);
+    if (early !== undefined) {
+      for (const data of early.data) receive(data);
+      if (early.dropped > 0) {
+        deliver(
+          { body: new Uint8Array(0), contentType, properties: {} },
+          undefined,
+          new PosthornError(
+            "PayloadTooLarge",
+            `${early.dropped} WebSocket message(s) arrived before the socket's first subscriber, past the ${DEFAULT_MAX_PENDING} held for it (DEFAULT_MAX_PENDING), and were dropped; make the subscriber sooner after the socket opens`,
+          ),
+        );
+      }
+    }
     node.on("message", onNodeMessage);
     node.on("close", onNodeClose);
     node.on("error", onError);
@@ -954,7 +1007,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
  *   and {@link webSocketSubscriber}. With `ws`, what arrives on it before its first subscriber is
  *   made (up to {@link DEFAULT_MAX_PENDING} messages) is held for that subscriber, which hands it
- *   out first: `ws` drops a message nobody listens for
+ *   out first: `ws` drops a message nobody listens for. Past that bound they are dropped, and the
+ *   subscriber gets one delivery with `error` `PayloadTooLarge` saying how many
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols; not retryable for an
  *   answer other than 101, 408, 429 and 5xx, a TLS certificate not accepted, or a URL the
@@ -1148,7 +1202,10 @@ export interface WebSocketServerCloudEventsOptions {
  * offers none with `400 Bad Request` and a message naming the subprotocols it would accept.
  * Messages past `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}; the sockets'
  * subscribers take it as theirs unless given their own) close the connection
- * with 1009.
+ * with 1009. What a client sends before its socket's first subscriber is held for that subscriber
+ * as on a {@link connectWebSocket} socket (up to {@link DEFAULT_MAX_PENDING} messages, then a
+ * `PayloadTooLarge` delivery counting the dropped ones), so the `connection` handler may await
+ * before it subscribes.
  *
  * @param formats - the formats the server speaks
  * @param options - `maxPayloadBytes`, the largest message accepted: a whole number, 1 or more
@@ -1178,7 +1235,12 @@ export function webSocketServerOptions(
       // ws calls this once per accepted handshake, with the request whose TCP socket the new ws
       // socket takes: the socket's subscribers then default to this limit.
       const tcp = (request as { socket?: unknown } | undefined)?.socket;
-      if (typeof tcp === "object" && tcp !== null) socketLimits.set(tcp, limit);
+      if (typeof tcp === "object" && tcp !== null) {
+        socketLimits.set(tcp, limit);
+        // What the client sends before the application's subscriber is held for it, as on a
+        // connectWebSocket socket.
+        holdAccepted(tcp);
+      }
       return pick(protocols);
     },
     verifyClient(info, callback) {

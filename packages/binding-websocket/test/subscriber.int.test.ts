@@ -1,11 +1,12 @@
 import type { AddressInfo } from "node:net";
 import {
   connectWebSocket,
+  DEFAULT_MAX_PENDING,
   webSocketPublisher,
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
-import { type EventFormat, ExtensionRegistry } from "@posthorn/core";
+import { type Delivery, type EventFormat, ExtensionRegistry } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { nextDelivery, shutdownEvent } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
@@ -158,6 +159,69 @@ describe("a connectWebSocket socket whose server sends at once", () => {
     const next = await nextDelivery(second[Symbol.asyncIterator](), 5000);
     expect(next.event?.id).toBe(shutdownEvent("welcome", 5).id);
     await second.close();
+    client.close();
+  });
+});
+
+describe("a server's socket whose client sends before the application subscribes", () => {
+  /**
+   * A server whose application makes its subscriber only once the client's ping, sent after its
+   * publishes, has arrived (as one that awaits a lookup on `connection` would, later): the frames
+   * before it were read with no subscriber listening.
+   */
+  async function lateServer() {
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions(formats),
+    });
+    servers.push(wss);
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    const subscribed = new Promise<AsyncIterator<Delivery>>((resolve) =>
+      wss.once("connection", (socket: WebSocket) => {
+        socket.once("ping", () =>
+          resolve(webSocketSubscriber(socket, { formats })[Symbol.asyncIterator]()),
+        );
+      }),
+    );
+    const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
+      formats,
+      WebSocket,
+    });
+    return { client, subscribed };
+  }
+
+  it("holds them for the first subscriber, which hands them out first, in order", async () => {
+    const { client, subscribed } = await lateServer();
+    const publisher = webSocketPublisher(client, { formats });
+    await publisher.publish([1, 2, 3].map((n) => shutdownEvent("early", n)));
+    client.ping();
+    const iterator = await subscribed;
+    await publisher.publish(shutdownEvent("early", 4));
+    const ids: (string | undefined)[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await nextDelivery(iterator, 5000)).event?.id);
+    // Before, ws emitted the first three to no listener: lost, though their publishes resolved.
+    expect(ids).toEqual([1, 2, 3, 4].map((n) => shutdownEvent("early", n).id));
+    client.close();
+  });
+
+  it("holds DEFAULT_MAX_PENDING, and tells the subscriber with a PayloadTooLarge delivery how many it dropped", async () => {
+    const { client, subscribed } = await lateServer();
+    const publisher = webSocketPublisher(client, { formats });
+    const sent = DEFAULT_MAX_PENDING + 44;
+    await publisher.publish(Array.from({ length: sent }, (_, n) => shutdownEvent("flood", n)));
+    client.ping();
+    const iterator = await subscribed;
+    for (let n = 0; n < DEFAULT_MAX_PENDING; n++) {
+      expect((await nextDelivery(iterator, 5000)).event?.id).toBe(shutdownEvent("flood", n).id);
+    }
+    const dropped = await nextDelivery(iterator, 5000);
+    expect(dropped.event).toBeUndefined();
+    expect(dropped.error?.code).toBe("PayloadTooLarge");
+    expect(dropped.error?.message).toContain("44 WebSocket message(s)");
+    // The socket reads on: what comes once the subscriber listens arrives as usual.
+    await publisher.publish(shutdownEvent("flood", sent));
+    expect((await nextDelivery(iterator, 5000)).event?.id).toBe(shutdownEvent("flood", sent).id);
     client.close();
   });
 });
