@@ -23,6 +23,40 @@ async function run(
   return { code, stderr: text };
 }
 
+describe("mode and format options", () => {
+  it("send --mode and --format outside their values are usage errors naming the option", async () => {
+    // They were exit 1, a MalformedInput about "nats://127.0.0.1:1/s?mode=bogus", a query
+    // parameter the URL given never had.
+    const mode = await run([
+      "send",
+      "nats://127.0.0.1:1/s",
+      "--type",
+      "t",
+      "--source",
+      "/s",
+      "--mode",
+      "bogus",
+    ]);
+    expect(mode.code).toBe(2);
+    expect(mode.stderr).toContain('--mode must be one of binary, structured, batch, got "bogus"');
+    expect(mode.stderr).not.toContain("?mode=");
+    const format = await run([
+      "send",
+      "nats://127.0.0.1:1/s",
+      "--type",
+      "t",
+      "--source",
+      "/s",
+      "--mode",
+      "structured",
+      "--format",
+      "xml",
+    ]);
+    expect(format.code).toBe(2);
+    expect(format.stderr).toContain('--format must be one of json, avro, protobuf, got "xml"');
+  });
+});
+
 describe("count options", () => {
   it("receive --count must be a whole number (2.5 was read as 3)", async () => {
     const r = await run(["receive", "nats://127.0.0.1:1/s", "--count", "2.5"]);

@@ -6,6 +6,7 @@ import {
   UsageError,
 } from "../cli-io.js";
 import { listTransports } from "../endpoint.js";
+import { FORMAT_NAMES, MODE_NAMES } from "../endpoint-url.js";
 
 /**
  * Parses a command's arguments, or answers `--help`: prints `help` on stdout and returns
@@ -26,12 +27,25 @@ export function parseOrHelp(
 /**
  * Sets `mode` and `format` query parameters on an endpoint URL from `--mode` and `--format`
  * (the options win over the URL).
+ *
+ * @throws {@link UsageError} when `--mode` or `--format` is not one of its values: a wrong option
+ *   is a usage error (exit 2), not a `MalformedInput` about a `?mode=` the URL never had
  */
 export function withModeAndFormat(
   url: string,
   mode: string | undefined,
   format: string | undefined,
 ): string {
+  if (mode !== undefined && !(MODE_NAMES as readonly string[]).includes(mode)) {
+    throw new UsageError(
+      `--mode must be one of ${MODE_NAMES.join(", ")}, got ${JSON.stringify(mode)}`,
+    );
+  }
+  if (format !== undefined && !(FORMAT_NAMES as readonly string[]).includes(format)) {
+    throw new UsageError(
+      `--format must be one of ${FORMAT_NAMES.join(", ")}, got ${JSON.stringify(format)}`,
+    );
+  }
   if (mode === undefined && format === undefined) return url;
   const hash = url.indexOf("#");
   const base = hash < 0 ? url : url.slice(0, hash);
