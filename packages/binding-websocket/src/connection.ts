@@ -413,9 +413,13 @@ export function webSocketPublisher(
   const written = async (timeoutMs: number): Promise<void> => {
     await drain.wait(timeoutMs, () => pending === 0);
     if (pending > 0) {
+      // With 0, close() does not wait at all: the frames of this tick's publishes are unwritten
+      // whatever the peer does, so its reading is not in question.
       throw new PosthornError(
         "Timeout",
-        `ws did not write ${pending} frame(s) within closeTimeoutMs (${timeoutMs} ms): the peer is not reading; they stay in the socket's buffers until it does or the socket closes`,
+        timeoutMs === 0
+          ? `closeTimeoutMs is 0, so close() did not wait for ws to write ${pending} frame(s) still unwritten; they still go out, and their publishes settle once written or when the socket closes`
+          : `ws did not write ${pending} frame(s) within closeTimeoutMs (${timeoutMs} ms): the peer is not reading them, or not within that limit; they stay in the socket's buffers until it does or the socket closes`,
       );
     }
   };

@@ -111,6 +111,20 @@ describe("webSocketPublisher per-call options", () => {
     await expect(settledWithin(publisher.close(), 1000)).resolves.toEqual({ resolved: undefined });
   });
 
+  it("closeTimeoutMs 0: close() rejects with Timeout for a frame still unwritten, without blaming a healthy peer", async () => {
+    const l = await open();
+    const publisher = webSocketPublisher(l.client, { formats, closeTimeoutMs: 0 });
+    const published = publisher.publish(shutdownEvent("ws", 30));
+    const closing = await settledWithin(publisher.close(), 2000);
+    expect(closing).toMatchObject({ rejected: { name: "PosthornError", code: "Timeout" } });
+    const message = (closing as { rejected: Error }).rejected.message;
+    // Before, it said "the peer is not reading" of a peer that reads everything, as this one does.
+    expect(message).not.toContain("not reading");
+    expect(message).toContain("closeTimeoutMs is 0");
+    await published;
+    expect(await nextId(l)).toBe("shutdown-30");
+  });
+
   it("timeoutMs Infinity sets no limit: a publish behind a congested socket waits for it", {
     timeout: 20_000,
   }, async () => {
