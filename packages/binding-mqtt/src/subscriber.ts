@@ -679,6 +679,11 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   unacknowledged (never acknowledged by mqtt.js's own handler); until then it keeps part of
  *   the broker's in-flight window for this client taken, which can starve its other subscribers.
  *
+ * On a new session (a CONNACK without Session Present) the subscriber subscribes again when
+ * mqtt.js does not (mqtt.js does on its own reconnects with a `reconnectPeriod` above 0 and
+ * `resubscribe` on; not after `client.reconnect()` on a client with `reconnectPeriod: 0`); a
+ * refusal or failure of that SUBSCRIBE ends the iteration with the error.
+ *
  * On a resumed persistent session the broker resends what was not acknowledged right after
  * CONNACK, and mqtt.js acknowledges what no subscriber takes yet: make the client with mqtt.js's
  * `manualConnect: true`, make its subscribers, then call `client.connect()`.
@@ -1077,7 +1082,7 @@ export async function mqttSubscriber<T = unknown>(
   const route: Route = { id: dispatcher.nextId(), matches: topicMatcher(filter), receive };
   dispatcher.routes.add(route);
 
-  const subscribed = (async () => {
+  const subscribe = async () => {
     const grants = await client.subscribeAsync(
       filter,
       route.id === undefined ? { qos } : { qos, properties: { subscriptionIdentifier: route.id } },
@@ -1092,7 +1097,25 @@ export async function mqttSubscriber<T = unknown>(
         },
       );
     }
-  })();
+  };
+  const subscribed = subscribe();
+  // A new session (CONNACK without Session Present: a clean session, or one the broker no longer
+  // had) has no subscriptions. mqtt.js subscribes again on its own reconnects, but only to what it
+  // recorded, which it does only with a reconnectPeriod above 0 and `resubscribe` on: after
+  // `client.reconnect()` on a client with reconnectPeriod 0 the subscriber received nothing
+  // more, and nothing said so. It subscribes again itself then; a refusal or failure ends its
+  // iteration with the error.
+  const onConnack = (connack?: { sessionPresent?: boolean }) => {
+    if (closing || connack?.sessionPresent === true) return;
+    const recorded = (client as unknown as { _resubscribeTopics?: Record<string, unknown> })
+      ._resubscribeTopics;
+    if (recorded !== undefined && Object.hasOwn(recorded, filter)) return;
+    subscribe().catch((err: unknown) => {
+      if (closing) return;
+      dispatcher.routes.delete(route);
+      queue.fail(fromMqttError(err, `subscribe to ${filter}`));
+    });
+  };
   // A resumed session resends its unacknowledged messages right after CONNACK, possibly before
   // the SUBACK, which then waits behind them if they fill maxPending (mqtt.js handles packets one
   // at a time). A delivery on this filter shows the broker has the subscription, so the
@@ -1126,11 +1149,17 @@ export async function mqttSubscriber<T = unknown>(
   }
   // An open subscriber on the filter takes what a closed one left to the session.
   dispatcher.closedFilters.delete(filter);
-  subscribed.catch((err: unknown) => {
-    if (closing) return;
-    dispatcher.routes.delete(route);
-    queue.fail(fromMqttError(err, `subscribe to ${filter}`));
-  });
+  subscribed.then(
+    () => {
+      // From the SUBACK on: the CONNACK before it (a manualConnect client's) is not a new session.
+      if (!closing) client.on("connect", onConnack);
+    },
+    (err: unknown) => {
+      if (closing) return;
+      dispatcher.routes.delete(route);
+      queue.fail(fromMqttError(err, `subscribe to ${filter}`));
+    },
+  );
 
   let closed: Promise<void> | undefined;
   const close = async (): Promise<void> => {
@@ -1153,6 +1182,7 @@ export async function mqttSubscriber<T = unknown>(
     held.clear();
     dispatcher.flush();
     dispatcher.onLost.delete(onLost);
+    client.off("connect", onConnack);
     // What the session resends for this filter waits for a later subscriber on it: never
     // acknowledged unseen by mqtt.js's handler.
     if (sessionPersists && qos > 0) dispatcher.closedFilters.set(filter, route.matches);

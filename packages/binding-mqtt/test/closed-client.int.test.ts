@@ -101,4 +101,82 @@ describe.skipIf(!ok)("a client closed for good (skipped: no broker)", () => {
     expect(delivery.event?.id).toBe("job-2");
     await delivery.accept();
   });
+
+  for (const protocolVersion of [5, 4] as const) {
+    for (const how of ["lost", "ended", "connected"] as const) {
+      it(`MQTT ${protocolVersion === 5 ? "5" : "3.1.1"}: a subscriber on a clean-session client (reconnectPeriod 0) receives again after client.reconnect() (connection ${how})`, {
+        timeout: 20_000,
+      }, async () => {
+        const topic = uniqueTopic(`reconnect-resubscribe-${protocolVersion}-${how}`);
+        const c = await client({ protocolVersion, reconnectPeriod: 0 });
+        const subscriber = await mqttSubscriber(c, { topic, formats: [json] });
+        opened.push(subscriber);
+        const it = subscriber[Symbol.asyncIterator]();
+        const publisher = mqttPublisher(await client({ protocolVersion: 5 }), {
+          topic,
+          mode: "structured",
+          format: json,
+        });
+        await publisher.publish(job(1));
+        const first = await nextDelivery(it);
+        expect(first.event?.id).toBe("job-1");
+        await first.accept();
+        if (how === "lost") await loseConnection(c);
+        if (how === "ended") await c.endAsync();
+        const back = new Promise<void>((r) => c.once("connect", () => r()));
+        c.reconnect();
+        await back;
+        // The broker has the subscription again once it answers a PINGREQ sent after it.
+        expect(await settledWithin(pingRoundTrip(c), 3000)).toEqual({ resolved: undefined });
+        await publisher.publish([job(2), job(3), job(4)]);
+        const ids: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const d = await nextDelivery(it, 5000);
+          ids.push(d.event?.id as string);
+          await d.accept();
+        }
+        expect(ids).toEqual(["job-2", "job-3", "job-4"]);
+      });
+    }
+  }
+
+  it("on mqtt.js's own reconnects (reconnectPeriod above 0) the subscription is made again once, by mqtt.js", {
+    timeout: 20_000,
+  }, async () => {
+    const topic = uniqueTopic("reconnect-auto");
+    const c = await client({ protocolVersion: 5, reconnectPeriod: 100 });
+    const subscriber = await mqttSubscriber(c, { topic, formats: [json] });
+    opened.push(subscriber);
+    const it = subscriber[Symbol.asyncIterator]();
+    let subscribes = 0;
+    c.on("packetsend", (packet: { cmd: string }) => {
+      if (packet.cmd === "subscribe") subscribes++;
+    });
+    const back = new Promise<void>((r) => c.once("connect", () => r()));
+    await loseConnection(c);
+    await back;
+    const publisher = mqttPublisher(await client({ protocolVersion: 5 }), { topic });
+    await pingRoundTrip(c);
+    await publisher.publish(job(1));
+    const d = await nextDelivery(it, 5000);
+    expect(d.event?.id).toBe("job-1");
+    await d.accept();
+    expect(subscribes).toBe(1);
+  });
 });
+
+/**
+ * Resolves when the broker answers a PINGREQ sent now: it has then read every packet the client
+ * wrote before (a SUBSCRIBE mqtt.js sent at the CONNACK among them).
+ */
+function pingRoundTrip(c: MqttClient): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const onPacket = (packet: { cmd: string }) => {
+      if (packet.cmd !== "pingresp") return;
+      c.off("packetreceive", onPacket);
+      resolve();
+    };
+    c.on("packetreceive", onPacket);
+    (c as unknown as { _sendPacket(p: { cmd: string }): void })._sendPacket({ cmd: "pingreq" });
+  });
+}
