@@ -228,6 +228,36 @@ interface NatsStatusIteratorLike extends AsyncIterable<{ readonly type: string }
   stop?(): void;
 }
 
+/**
+ * Waits until `nc`, which dropped, is connected again (a `reconnect` event on `nc.status()`, v2
+ * and v3, which nats.js dispatches after it re-sent every subscription on the new connection), or
+ * closed for good.
+ *
+ * @param nc - the connection
+ * @returns `true` once connected again (at once when it is not reconnecting), `false` once closed
+ *   or draining, or when the client has no `status()` to tell
+ */
+export async function reconnected(nc: NatsConnectionLike): Promise<boolean> {
+  const status = (nc as { status?: () => NatsStatusIteratorLike }).status?.();
+  if (status === undefined) return false;
+  try {
+    // Asked after the watch started, so that a reconnection between the two is not missed.
+    if (connectionEnding(nc)) return false;
+    if (!isReconnecting(nc)) return true;
+    const closed = whenClosed(nc)?.then(
+      () => false,
+      () => false,
+    );
+    const back = (async () => {
+      for await (const s of status) if (s.type === "reconnect") return true;
+      return false;
+    })().catch(() => false);
+    return await (closed === undefined ? back : Promise.race([back, closed]));
+  } finally {
+    status.stop?.();
+  }
+}
+
 /** How many times a connection dropped, as far as nats.js reported it so far. */
 export interface DropCount {
   readonly count: number;

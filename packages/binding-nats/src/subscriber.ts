@@ -29,6 +29,7 @@ import {
   type JsMsgLike,
   type NatsConnectionLike,
   type NatsMsgLike,
+  reconnected,
   socketOf,
   whenClosed,
 } from "./client.js";
@@ -205,7 +206,8 @@ function checkQueue(queue: unknown): void {
  *
  * The subscriber is returned at once, before the server has the subscription: `await
  * subscriber.ready` (a round trip of the connection, `flush()`) before publishing anything it
- * must receive.
+ * must receive. A drop while nats.js reconnects is waited out: the round trip is made again on
+ * the new connection, where nats.js re-sends the subscription.
  *
  * @param nc - a connection from nats.js (v2 or v3)
  * @param options - subject, queue group, formats, extension registry, limits
@@ -214,8 +216,9 @@ function checkQueue(queue: unknown): void {
  *   refuses (empty, or holding white space; `attribute` is `subject`), or a `queue` that is
  *   empty or holds white space or a control character (`attribute` is `queue`: nats.js writes
  *   it into the protocol line unchecked); `ConnectionFailed`
- *   (or the code of the client's error) when subscribing fails; a flush that fails rejects
- *   `ready` (and ends iteration) with the translated error instead
+ *   (or the code of the client's error) when subscribing fails; when the connection ends
+ *   before the server confirmed the subscription, `ready` rejects (and iteration ends) with
+ *   `ConnectionFailed` (nats.js gave it up) or `Closed` (the application closed it) instead
  * @example
  * ```ts
  * const subscriber = natsSubscriber(nc, { subject: "orders.>", formats: [json] });
@@ -297,34 +300,52 @@ export function natsSubscriber<T = unknown>(
   }
   // subscribe() only queues the SUB line: the server has the subscription once it answered a
   // PING sent after it (a flush), and a message published before then is not delivered. nats.js
-  // v3 leaves that flush unanswered for good when the connection closes first, so the end of the
-  // subscription settles `ready` too. Set up before the handler below, so that the failure, not
-  // a plain end, is what iteration sees.
+  // rejects that flush when the connection drops, and re-sends the SUB on the connection it makes
+  // next, so the flush is sent again there: a drop while reconnecting is not the subscriber's end,
+  // as it is not after `ready`. nats.js v3 leaves a flush unanswered for good when the connection
+  // closes first, so the end of the subscription settles `ready` too. Set up before the handler
+  // below, so that the failure, not a plain end, is what iteration sees.
   let confirmed = false;
+  const what = `the subscription to ${options.subject}`;
   const ready = new Promise<void>((resolve, reject) => {
-    const fail = (err: unknown): void => {
+    const fail = (error: PosthornError): void => {
       if (confirmed) return;
       confirmed = true;
-      const error = translateNatsError(err, "subscribe");
       queue.fail(error);
       reject(error);
     };
-    nc.flush().then(() => {
+    // Why the subscription cannot be confirmed once the connection ended: given up or closed.
+    const ended = async (err: unknown): Promise<PosthornError> =>
+      (await connectionEnd(nc, what)) ?? translateNatsError(err, "subscribe");
+    const confirm = async (): Promise<void> => {
+      for (;;) {
+        try {
+          await nc.flush();
+          break;
+        } catch (err) {
+          if (confirmed) return;
+          if (connectionEnding(nc) || !(await reconnected(nc))) {
+            fail(nc.isClosed() ? await ended(err) : translateNatsError(err, "subscribe"));
+            return;
+          }
+        }
+      }
       if (confirmed) return;
       confirmed = true;
       resolve();
-    }, fail);
+    };
+    void confirm();
     sub.closed.then(
-      (result) =>
-        fail(
-          result instanceof Error
-            ? result
-            : new PosthornError(
-                "Closed",
-                `the subscription to ${options.subject} ended before the server confirmed it`,
-              ),
-        ),
-      fail,
+      (result) => {
+        if (confirmed) return;
+        if (result instanceof Error) fail(translateNatsError(result, "subscribe"));
+        else if (closing !== undefined) {
+          // close() ends iteration itself, as a plain end.
+          confirmed = true;
+          reject(new PosthornError("Closed", `${what} was closed before the server confirmed it`));
+        } else void ended(undefined).then(fail);
+      },
+      (err: unknown) => fail(translateNatsError(err, "subscribe")),
     );
   });
   // The failure also ends iteration; `ready` rejecting unobserved must not crash the process.
@@ -332,6 +353,8 @@ export function natsSubscriber<T = unknown>(
   let closing: Promise<void> | undefined;
   sub.closed.then(
     (result) => {
+      // Not yet confirmed: how `ready` fails is how iteration ends.
+      if (!confirmed) return;
       if (result instanceof Error) queue.fail(translateNatsError(result, "subscribe"));
       else if (closing !== undefined || queue.ended) queue.end();
       // Not closed by close(): nats.js ended it with the connection. A worker's loop must not

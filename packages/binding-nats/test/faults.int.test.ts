@@ -1,3 +1,4 @@
+import { readdir, readFile } from "node:fs/promises";
 import {
   AckPolicy,
   type JetStreamClient,
@@ -517,6 +518,74 @@ describe("subscribers when nats.js gives the connection up", () => {
     });
   }
 
+  for (const [client, connectTo] of Object.entries(clients)) {
+    it(`${client}: core NATS ready rejects with ConnectionFailed when the connection is lost before the server confirmed the subscription`, {
+      timeout: 20_000,
+    }, async () => {
+      const own = await startNatsServer();
+      try {
+        const nc = await connectTo(own.url);
+        // A stopped server never answers the PING sent after the SUB.
+        await pause(own);
+        const subscriber = natsSubscriber(nc, { subject: unique("unconfirmed"), formats: [json] });
+        const ready = subscriber.ready.then(
+          () => "resolved",
+          (err: unknown) => err,
+        );
+        await own.kill();
+        const gaveUp = await nc.closed();
+        expect(gaveUp).toBeInstanceOf(Error);
+        // It rejected at the first drop, while nats.js was still reconnecting, with the flush's
+        // "connection disconnected" as if the drop were the end.
+        expect(await ready).toMatchObject({
+          name: "PosthornError",
+          code: "ConnectionFailed",
+          cause: gaveUp,
+          message: expect.stringMatching(/the NATS connection was lost for good/),
+        });
+        expect((await untilEnd(subscriber[Symbol.asyncIterator](), 1000)).end).toMatchObject({
+          code: "ConnectionFailed",
+        });
+        await subscriber.close();
+      } finally {
+        await own.stop();
+      }
+    });
+  }
+
+  it("core NATS ready waits out a drop before the server confirmed the subscription, and confirms it on the new connection", {
+    timeout: 20_000,
+  }, async () => {
+    const own = await startNatsServer();
+    try {
+      const nc = await connect({
+        servers: own.url,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 100,
+      });
+      connections.push(nc);
+      const subject = unique("redialled");
+      await pause(own);
+      const subscriber = natsSubscriber(nc, { subject, formats: [json] });
+      const ready = subscriber.ready.then(
+        () => "resolved",
+        (err: unknown) => err,
+      );
+      await own.kill();
+      await own.restart();
+      // It rejected with ConnectionFailed at the drop and ended iteration, though nats.js
+      // reconnected and re-made the subscription a moment later.
+      expect(await ready).toBe("resolved");
+      const event = faultEvent("nats", 1);
+      await natsPublisher(nc, { subject }).publish(event);
+      const delivery = await nextDelivery(subscriber[Symbol.asyncIterator](), 5000);
+      expect(delivery.event?.id).toBe(event.id);
+      await subscriber.close();
+    } finally {
+      await own.stop();
+    }
+  });
+
   it("the application closing the connection fails iteration with Closed; close() ends it", {
     timeout: 20_000,
   }, async () => {
@@ -552,6 +621,19 @@ describe("subscribers when nats.js gives the connection up", () => {
     }
   });
 });
+
+/** Stops `broker`'s process (SIGSTOP) and waits until the kernel shows every thread of it stopped. */
+async function pause(broker: LaunchedBroker): Promise<void> {
+  broker.process.kill("SIGSTOP");
+  const tasks = `/proc/${broker.process.pid}/task`;
+  // A thread's state is the field after its parenthesised name: T when stopped.
+  const stopped = async (task: string) =>
+    /\) T /.test(await readFile(`${tasks}/${task}/stat`, "utf8"));
+  await waitUntil(
+    async () => (await Promise.all((await readdir(tasks)).map(stopped))).every(Boolean),
+    5000,
+  );
+}
 
 async function waitUntil(done: () => Promise<boolean>, withinMs: number): Promise<void> {
   const until = Date.now() + withinMs;
