@@ -254,7 +254,8 @@ export interface WebSocketBindingOptions {
    * send 1009) and fails iteration with `PayloadTooLarge`. With `ws`,
    * also give the socket a `maxPayload` ({@link connectWebSocket}, {@link webSocketServerOptions}),
    * so the message is refused while it arrives rather than after. A publisher refuses a larger
-   * message of its own with `PayloadTooLarge` before sending it (raise the limit on both sides
+   * message of its own with `PayloadTooLarge` before sending it, and takes the same default: the
+   * socket's own limit, else {@link DEFAULT_MAX_PAYLOAD_BYTES} (raise the limit on both sides
    * together).
    */
   maxPayloadBytes?: number;
@@ -378,8 +379,10 @@ interface OutgoingFrame extends WebSocketFrame {
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)
  * @param options - the formats this side accepts (the negotiated subprotocol picks one),
- *   `maxPayloadBytes` (default 4 MiB): a larger message is refused with `PayloadTooLarge` before
- *   it is sent, since a receiver with that limit would close the connection, `maxBufferedBytes`
+ *   `maxPayloadBytes` (default: the socket's own, where {@link connectWebSocket} or
+ *   {@link webSocketServerOptions} set it, else {@link DEFAULT_MAX_PAYLOAD_BYTES}): a larger message
+ *   is refused with `PayloadTooLarge` before it is sent, since a receiver with that limit would
+ *   close the connection, `maxBufferedBytes`
  *   (default 64 MiB): past it a publish is refused with `PublishRejected`, and `closeTimeoutMs`
  *   (default 5 s): how long `close()` waits for the frames to be written
  * @throws {@link PosthornError} `NotSupported` when the socket negotiated no CloudEvents
@@ -480,7 +483,10 @@ export function webSocketPublisher(
 
   // The receiving side closes the whole connection (1009) on a message past its limit, which by
   // default is this one: an event too large for it is refused here, before it costs the others.
-  const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  // A socket made with a limit of its own (connectWebSocket's, webSocketServerOptions') takes it:
+  // both sides of a connection are expected to be given the same one.
+  const maxPayloadBytes =
+    options.maxPayloadBytes ?? givenLimit(socket) ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
   const encode = (event: CloudEventLike): OutgoingFrame => {

@@ -244,4 +244,42 @@ describe("webSocketPublisher maxPayloadBytes", () => {
     await subscriber.close();
     await publisher.close();
   });
+
+  it("defaults to the limit the socket was made with, on either side", async () => {
+    const limit = 6 * 1024 * 1024;
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions(formats, { maxPayloadBytes: limit }),
+    });
+    servers.push(wss);
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    const accepted = new Promise<WebSocket>((resolve) => wss.once("connection", resolve));
+    const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
+      formats,
+      WebSocket,
+      maxPayloadBytes: limit,
+    });
+    const server = await accepted;
+    // 5 MiB: past the 4 MiB DEFAULT_MAX_PAYLOAD_BYTES, within the sockets' own limit.
+    const big = { ...shutdownEvent("raised", 1), data: "x".repeat(5 * 1024 * 1024) };
+    for (const [from, to] of [
+      [client, server],
+      [server, client],
+    ] as const) {
+      const subscriber = webSocketSubscriber(to, { formats });
+      const publisher = webSocketPublisher(from, { formats });
+      // Before, the publisher refused it against 4 MiB (PayloadTooLarge), though both sockets take it.
+      await publisher.publish(big);
+      const delivery = await nextDelivery(subscriber[Symbol.asyncIterator](), 5000);
+      expect(delivery.event?.id).toBe(big.id);
+      // Past the socket's own limit it is still refused before anything is sent.
+      const bigger = { ...big, data: "x".repeat(limit + 1) };
+      await expect(publisher.publish(bigger)).rejects.toMatchObject({ code: "PayloadTooLarge" });
+      expect(from.readyState).toBe(WebSocket.OPEN);
+      await subscriber.close();
+      await publisher.close();
+    }
+    client.close();
+  });
 });
