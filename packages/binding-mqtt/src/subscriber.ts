@@ -140,8 +140,11 @@ type MqttMetadata = {
 };
 
 interface Route {
-  /** The MQTT 5 Subscription Identifier its SUBSCRIBE carried, if any. */
-  readonly id: number | undefined;
+  /**
+   * The MQTT 5 Subscription Identifier its SUBSCRIBE carried, if any: chosen once the server's
+   * CONNACK has said whether it takes them, `undefined` until then.
+   */
+  id: number | undefined;
   matches(topic: string): boolean;
   receive(packet: PacketLike, callback: (err?: Error) => void): void;
 }
@@ -443,6 +446,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     closedFilters,
     epoch: 0,
     nextId: () => {
+      // Called once the client has its CONNACK, which says whether the server takes them.
       if (client.options.protocolVersion !== 5) return undefined;
       const server = (client as unknown as { _serverProperties?: Record<string, unknown> })
         ._serverProperties;
@@ -690,8 +694,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *
  * @param client - an mqtt.js client: connected, connecting, or made with `manualConnect: true`
  *   and not connected yet (the way that loses nothing a resumed session resends). Several
- *   subscribers may share it: at MQTT 5 each subscribes with its own Subscription Identifier and
- *   gets the copies sent for it; at 3.1.1 a message matching two of their filters reaches only
+ *   subscribers may share it: at MQTT 5 each subscribes with its own Subscription Identifier
+ *   (when the server's CONNACK says it takes them: a subscriber made before the CONNACK sends its
+ *   SUBSCRIBE once it is in) and gets the copies sent for it; at 3.1.1 a message matching two of their filters reaches only
  *   the subscriber made first
  * @param options - filter, QoS, formats, dead-letter topic, limits
  * @returns the subscriber, once the broker granted the subscription (or, on a resumed session,
@@ -1079,10 +1084,37 @@ export async function mqttSubscriber<T = unknown>(
   // acknowledged them unseen: 10 of 10 held by a restarted worker lost). The SUBACK cannot come
   // before the application connects, so the subscriber is handed out now and `ready` waits.
   const unopened = notConnectedYet(client);
-  const route: Route = { id: dispatcher.nextId(), matches: topicMatcher(filter), receive };
+  const route: Route = { id: undefined, matches: topicMatcher(filter), receive };
   dispatcher.routes.add(route);
 
+  // Whether the server takes Subscription Identifiers is in its CONNACK (MQTT 5 3.2.2.3.12), and
+  // one that does not closes the connection on a SUBSCRIBE carrying one (a Protocol Error, MQTT 5
+  // 3.8.2.1.2). mqtt.js queues a SUBSCRIBE made before the CONNACK and sends it as it was made, so
+  // the SUBSCRIBE waits for the CONNACK here, and the identifier is chosen then.
+  const connack = (): Promise<void> => {
+    if (client.connected) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        client.off("connect", onConnect);
+        client.off("close", onClose);
+        client.off("end", onEnd);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const onConnect = () => done();
+      // As mqtt.js fails a SUBSCRIBE it queued: the attempt ended without a CONNACK.
+      const onClose = () => done(new Error("Connection closed before the broker's CONNACK"));
+      const onEnd = () => done(new Error("client disconnected before the broker's CONNACK"));
+      client.on("connect", onConnect);
+      client.on("close", onClose);
+      client.on("end", onEnd);
+    });
+  };
   const subscribe = async () => {
+    await connack();
+    // Closed while it waited: nothing to subscribe to.
+    if (closing) return;
+    route.id ??= dispatcher.nextId();
     const grants = await client.subscribeAsync(
       filter,
       route.id === undefined ? { qos } : { qos, properties: { subscriptionIdentifier: route.id } },
