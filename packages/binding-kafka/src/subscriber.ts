@@ -280,7 +280,8 @@ class PartitionTrack {
  * - when the consumer crashes and kafkajs will not restart it, iteration fails with the error,
  *   settling is `SettlementFailed` (nothing can be committed), and `close()` does not wait; the
  *   same, with a `Closed` error, when its owner stops or disconnects the consumer before closing
- *   the subscriber (once no crash report explained the stop within a second).
+ *   the subscriber (the subscriber watches the consumer's `stop` and `disconnect` methods while it
+ *   runs, to tell those calls from kafkajs's own stop of a crashed consumer it will restart)
  *
  * @param consumer - a connected consumer that is not running yet (the subscriber subscribes and
  *   runs it; once the subscriber is closed, a kafkajs consumer may be given to another)
@@ -339,6 +340,8 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
   #crashes = 0;
   /** Set from a stop this subscriber did not make until the crash that may explain it. */
   #ownerStopTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the consumer's own `stop()` or `disconnect()` was called while this subscriber ran. */
+  #ownerCalled = false;
   #stopping = false;
   /**
    * The dead-letter writes of reject()s still waiting, one controller each (many listeners on one
@@ -533,22 +536,29 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
         );
       }
     });
-    // kafkajs stops and disconnects a consumer that crashed before it reports the crash; a stop
-    // or a disconnect that no crash follows is the owner's (consumer.stop() or disconnect()
-    // while this subscriber runs). Iteration used to wait for ever then, and settling resolved
-    // with nothing committed.
+    // kafkajs stops and disconnects a consumer that crashed before it reports the crash, which
+    // comes only once its `retry.restartOnFailure` answered, however long that takes. The
+    // owner's consumer.stop() or disconnect() while this subscriber runs is told apart by
+    // watching those two methods (kafkajs's crash handling calls its own functions, not them):
+    // iteration used to wait for ever then, and settling resolved with nothing committed. Where
+    // the methods cannot be watched, a stop that no crash report follows within
+    // OWNER_STOP_GRACE_MS is taken for the owner's.
+    const watched = this.#watchOwnerCalls();
     const ownerStop = () => {
       if (this.#stopping || this.#crashed !== undefined) return;
+      if (this.#ownerCalled) {
+        clearTimeout(this.#ownerStopTimer);
+        this.#haltByOwner();
+        return;
+      }
+      // Watched and not called: kafkajs's own stop, whose crash report follows.
+      if (watched) return;
       const crashes = this.#crashes;
       clearTimeout(this.#ownerStopTimer);
       this.#ownerStopTimer = setTimeout(() => {
         this.#ownerStopTimer = undefined;
         if (this.#stopping || this.#crashed !== undefined || this.#crashes !== crashes) return;
-        const error = new PosthornError(
-          "Closed",
-          "the Kafka consumer was stopped or disconnected while its kafkaSubscriber ran: close the subscriber first (it commits what was accepted), then disconnect the consumer",
-        );
-        this.#halt(error, "the Kafka consumer was stopped or disconnected by its owner");
+        this.#haltByOwner();
       }, OWNER_STOP_GRACE_MS);
       this.#ownerStopTimer.unref?.();
     };
@@ -591,6 +601,57 @@ class KafkaSubscriberImpl implements KafkaSubscriber {
    * so (the records come again to the group's next member), iteration fails with `error`, and
    * close() no longer waits for deliveries to settle.
    */
+  /** Ends the subscriber for a stop or disconnect of the consumer that its owner made. */
+  #haltByOwner(): void {
+    const error = new PosthornError(
+      "Closed",
+      "the Kafka consumer was stopped or disconnected while its kafkaSubscriber ran: close the subscriber first (it commits what was accepted), then disconnect the consumer",
+    );
+    this.#halt(error, "the Kafka consumer was stopped or disconnected by its owner");
+  }
+
+  /**
+   * Replaces the consumer's `stop` and `disconnect` with functions that note the call, then call
+   * the original, until the subscriber is closed (the originals are put back).
+   *
+   * @returns whether both could be replaced (not a frozen or read-only consumer)
+   */
+  #watchOwnerCalls(): boolean {
+    const consumer = this.#consumer as unknown as Record<string, unknown>;
+    // Calls from this subscriber's own close() come after the originals are put back.
+    const note = (): void => {
+      this.#ownerCalled = true;
+    };
+    let watched = true;
+    for (const name of ["stop", "disconnect"]) {
+      const original = consumer[name];
+      if (typeof original !== "function") {
+        watched = false;
+        continue;
+      }
+      const own = Object.hasOwn(consumer, name);
+      const noted = function (this: unknown, ...args: unknown[]): unknown {
+        note();
+        return original.apply(this, args);
+      };
+      try {
+        consumer[name] = noted;
+      } catch {
+        // A frozen consumer, or one whose method is a getter only.
+      }
+      if (consumer[name] !== noted) {
+        watched = false;
+        continue;
+      }
+      this.#removers.push(() => {
+        if (consumer[name] !== noted) return;
+        if (own) consumer[name] = original;
+        else delete consumer[name];
+      });
+    }
+    return watched;
+  }
+
   #halt(error: PosthornError, why: string): void {
     this.#crashed = error;
     this.#crashedWhy = why;

@@ -164,5 +164,55 @@ describe.skipIf(!ok)(
       // Every delivery was settled once: close() has nothing to wait for.
       expect(await settledWithin(subscriber.close(), 5000)).toEqual({ resolved: undefined });
     });
+
+    it("a restartOnFailure that answers after more than a second is not taken for the owner's stop: the consumer restarts, the held record settles, and later records arrive", {
+      timeout: 60_000,
+    }, async () => {
+      const topic = env.topicName("crash-slow-restart");
+      await env.createTopic(topic, 1);
+      const publisher = kafkaPublisher(await env.producer(), { topic });
+      await publisher.publish(["a", "b"].map(crashEvent));
+      const connections = cuttableConnections();
+      let asked = 0;
+      const consumer = await env.consumer(
+        env.topicName("crash-slow-restart-group"),
+        {
+          retry: {
+            retries: 1,
+            initialRetryTime: 50,
+            maxRetryTime: 100,
+            // An application that checks something before letting kafkajs restart.
+            restartOnFailure: async () => {
+              asked++;
+              await new Promise((r) => setTimeout(r, 1500));
+              connections.restore();
+              return true;
+            },
+          },
+        },
+        connections.factory,
+      );
+      const subscriber = kafkaSubscriber(consumer, {
+        topics: [topic],
+        fromBeginning: true,
+        formats: [json],
+      });
+      const iterator = subscriber[Symbol.asyncIterator]();
+      const a = await nextDelivery(iterator, 10_000);
+      const b = await nextDelivery(iterator, 10_000);
+      await a.accept();
+      await new Promise((r) => setTimeout(r, 500)); // the commit of "a" reaches the broker
+      connections.cut();
+      await publisher.publish(crashEvent("c"));
+      // The subscriber took kafkajs's stop for its owner's after 1 s and ended iteration with
+      // Closed, though kafkajs restarted the consumer half a second later.
+      const c = await nextDelivery(iterator, 20_000);
+      expect(asked).toBe(1);
+      expect(c.event?.id).toBe("c");
+      // "b", still held, belongs to the same member after the restart: it settles.
+      await b.accept();
+      await c.accept();
+      expect(await settledWithin(subscriber.close(), 5000)).toEqual({ resolved: undefined });
+    });
   },
 );
