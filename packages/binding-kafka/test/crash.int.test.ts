@@ -10,6 +10,20 @@ import { cuttableConnections } from "./sockets.js";
 // restartOnFailure says no), disconnects it, and reports the crash. The cluster carries on.
 const ok = await externalKafkaOk();
 
+/**
+ * A consumer of `groupId` over `connections`, which the test cuts to crash it: kafkajs retries
+ * once, quickly, then asks `restartOnFailure` whether to restart it.
+ */
+function crashingConsumer(
+  env: KafkaEnv,
+  groupId: string,
+  connections: ReturnType<typeof cuttableConnections>,
+  restartOnFailure: () => Promise<boolean>,
+) {
+  const retry = { retries: 1, initialRetryTime: 50, maxRetryTime: 100, restartOnFailure };
+  return env.consumer(groupId, { retry }, connections.factory);
+}
+
 function crashEvent(id: string): CloudEvent {
   return new CloudEvent({ specversion: "1.0", id, source: "/crash", type: "com.example.crash" });
 }
@@ -35,18 +49,7 @@ describe.skipIf(!ok)(
       );
       const groupId = env.topicName("crash-group");
       const connections = cuttableConnections();
-      const consumer = await env.consumer(
-        groupId,
-        {
-          retry: {
-            retries: 1,
-            initialRetryTime: 50,
-            maxRetryTime: 100,
-            restartOnFailure: async () => false,
-          },
-        },
-        connections.factory,
-      );
+      const consumer = await crashingConsumer(env, groupId, connections, async () => false);
       const errors: PosthornError[] = [];
       const subscriber = kafkaSubscriber(consumer, {
         topics: [topic],
@@ -119,22 +122,16 @@ describe.skipIf(!ok)(
       const restarting = new Promise<void>((r) => {
         restart = r;
       });
-      const consumer = await env.consumer(
+      const consumer = await crashingConsumer(
+        env,
         env.topicName("crash-restart-group"),
-        {
-          retry: {
-            retries: 1,
-            initialRetryTime: 50,
-            maxRetryTime: 100,
-            // kafkajs has disconnected the consumer when it asks: it restarts once let.
-            restartOnFailure: async () => {
-              crashed();
-              await restarting;
-              return true;
-            },
-          },
+        connections,
+        // kafkajs has disconnected the consumer when it asks: it restarts once let.
+        async () => {
+          crashed();
+          await restarting;
+          return true;
         },
-        connections.factory,
       );
       const subscriber = kafkaSubscriber(consumer, {
         topics: [topic],
@@ -174,23 +171,17 @@ describe.skipIf(!ok)(
       await publisher.publish(["a", "b"].map(crashEvent));
       const connections = cuttableConnections();
       let asked = 0;
-      const consumer = await env.consumer(
+      const consumer = await crashingConsumer(
+        env,
         env.topicName("crash-slow-restart-group"),
-        {
-          retry: {
-            retries: 1,
-            initialRetryTime: 50,
-            maxRetryTime: 100,
-            // An application that checks something before letting kafkajs restart.
-            restartOnFailure: async () => {
-              asked++;
-              await new Promise((r) => setTimeout(r, 1500));
-              connections.restore();
-              return true;
-            },
-          },
+        connections,
+        // An application that checks something before letting kafkajs restart.
+        async () => {
+          asked++;
+          await new Promise((r) => setTimeout(r, 1500));
+          connections.restore();
+          return true;
         },
-        connections.factory,
       );
       const subscriber = kafkaSubscriber(consumer, {
         topics: [topic],
