@@ -582,9 +582,31 @@ export function webSocketPublisher(
  */
 interface EarlyMessages {
   readonly data: Array<Uint8Array | ArrayBuffer | Uint8Array[]>;
-  /** How many arrived past {@link DEFAULT_MAX_PENDING} and were dropped. */
+  /** The bytes of the messages in {@link EarlyMessages.data}. */
+  bytes: number;
+  /** How many arrived past the hold's bounds and were dropped (every one after the first too). */
   dropped: number;
+  /** The most bytes held: the `maxHeldBytes` of the option that made the socket. */
+  readonly maxBytes: number;
   readonly listener: (data: Uint8Array | ArrayBuffer | Uint8Array[]) => void;
+}
+
+/**
+ * The default `maxHeldBytes` of {@link connectWebSocket} and {@link webSocketServerOptions}: 1 MiB.
+ * What arrives on a `ws` socket before its first subscriber is held for it up to
+ * {@link DEFAULT_MAX_PENDING} messages and this many bytes, whichever comes first; a socket that
+ * only publishes holds that much for as long as it is open. Past it a peer that sends at once
+ * (a hostile client of a server's socket that never subscribes, say) could pin 256 messages of
+ * `maxPayloadBytes` each, 1 GiB at the default 4 MiB, per connection.
+ */
+export const DEFAULT_MAX_HELD_BYTES = 1024 * 1024;
+
+/** The bytes of a message as `ws` emits it. */
+function messageBytes(data: Uint8Array | ArrayBuffer | Uint8Array[]): number {
+  if (!Array.isArray(data)) return data.byteLength;
+  let n = 0;
+  for (const part of data) n += part.byteLength;
+  return n;
 }
 
 const earlyMessages = new WeakMap<object, EarlyMessages>();
@@ -593,18 +615,28 @@ const subscribed = new WeakSet<object>();
 
 /**
  * Holds what arrives on `node` until {@link takeEarly}: up to {@link DEFAULT_MAX_PENDING}
- * messages, as many as a subscriber queues before it pauses; past that they are dropped, as without
- * a listener, and counted, so that the first subscriber is told (a socket that only publishes,
- * whose peer sends to it, holds no more).
+ * messages, as many as a subscriber queues before it pauses, and `maxBytes` bytes; from the first
+ * message past either bound on, they are dropped, as without a listener, and counted, so that the
+ * first subscriber is told (a socket that only publishes, whose peer sends to it, holds no more).
+ * What is held is always what arrived first, with no gap; `maxBytes` 0 holds nothing and counts.
  */
-function holdEarly(node: NodeWs): void {
+function holdEarly(node: NodeWs, maxBytes: number): void {
   if (subscribed.has(node) || earlyMessages.has(node)) return;
   const early: EarlyMessages = {
     data: [],
+    bytes: 0,
     dropped: 0,
+    maxBytes,
     listener: (message) => {
-      if (early.data.length < DEFAULT_MAX_PENDING) early.data.push(message);
-      else early.dropped++;
+      if (early.dropped === 0 && early.data.length < DEFAULT_MAX_PENDING) {
+        const bytes = early.bytes + messageBytes(message);
+        if (bytes <= maxBytes) {
+          early.bytes = bytes;
+          early.data.push(message);
+          return;
+        }
+      }
+      early.dropped++;
     },
   };
   earlyMessages.set(node, early);
@@ -632,7 +664,7 @@ function takeEarly(node: NodeWs): EarlyMessages | undefined {
  * the connection's `websocket` symbol; where that is missing (another `ws` than 8.x), nothing is
  * held, as before.
  */
-function holdAccepted(tcp: object): void {
+function holdAccepted(tcp: object, maxBytes: number): void {
   const stream = tcp as { once?: unknown };
   if (typeof stream.once !== "function") return;
   (tcp as { once(event: "data", listener: () => void): unknown }).once("data", () => {
@@ -640,7 +672,7 @@ function holdAccepted(tcp: object): void {
       if (key.description !== "websocket") continue;
       const node = (tcp as Record<symbol, unknown>)[key] as WebSocketLike | undefined;
       if (typeof node === "object" && node !== null && isNodeWs(node)) {
-        holdEarly(node as unknown as NodeWs);
+        holdEarly(node as unknown as NodeWs, maxBytes);
       }
       return;
     }
@@ -918,7 +950,7 @@ export function webSocketSubscriber(
           undefined,
           new PosthornError(
             "PayloadTooLarge",
-            `${early.dropped} WebSocket message(s) arrived before the socket's first subscriber, past the ${DEFAULT_MAX_PENDING} held for it (DEFAULT_MAX_PENDING), and were dropped; make the subscriber sooner after the socket opens`,
+            `${early.dropped} WebSocket message(s) arrived before the socket's first subscriber, past the ${early.data.length} (${early.bytes} bytes) held for it (at most ${DEFAULT_MAX_PENDING} messages, DEFAULT_MAX_PENDING, and maxHeldBytes, ${early.maxBytes} bytes), and were dropped; make the subscriber sooner after the socket opens, or raise maxHeldBytes where the socket is made`,
           ),
         );
       }
@@ -1004,6 +1036,14 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
    * (`ws` would take 0 for no limit), or `Infinity` for no limit.
    */
   maxPayloadBytes?: number;
+  /**
+   * With `ws`: most bytes of what arrives before the socket's first subscriber that are held for
+   * it (as well as at most {@link DEFAULT_MAX_PENDING} messages); from the first message past
+   * either bound on, they are dropped and counted, and the first subscriber gets one delivery with
+   * `error` `PayloadTooLarge` saying how many. Default {@link DEFAULT_MAX_HELD_BYTES} (1 MiB); 0
+   * holds nothing (a socket that only publishes), `Infinity` bounds only the count.
+   */
+  maxHeldBytes?: number;
 }
 
 /**
@@ -1013,12 +1053,14 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  * @typeParam S - the socket type: `ws`'s `WebSocket` when `options.WebSocket` is `ws`'s class
  * @param url - the server's `ws:` or `wss:` URL
  * @param options - the formats to offer, the constructor, the open timeout (default 10 s), an
- *   `abortSignal`, `maxPayloadBytes` and, with `ws`, `heartbeatMs` (default 30 s)
+ *   `abortSignal`, `maxPayloadBytes` and, with `ws`, `heartbeatMs` (default 30 s) and
+ *   `maxHeldBytes` (default 1 MiB)
  * @returns the open socket, of the type `options.WebSocket` makes, for {@link webSocketPublisher}
  *   and {@link webSocketSubscriber}. With `ws`, what arrives on it before its first subscriber is
- *   made (up to {@link DEFAULT_MAX_PENDING} messages) is held for that subscriber, which hands it
- *   out first: `ws` drops a message nobody listens for. Past that bound they are dropped, and the
- *   subscriber gets one delivery with `error` `PayloadTooLarge` saying how many
+ *   made (up to {@link DEFAULT_MAX_PENDING} messages and `maxHeldBytes`) is held for that
+ *   subscriber, which hands it out first: `ws` drops a message nobody listens for. Past those
+ *   bounds they are dropped, and the subscriber gets one delivery with `error` `PayloadTooLarge`
+ *   saying how many
  * @throws {@link PosthornError} `ConnectionFailed` when the connection fails or the server refuses
  *   it (for instance because it speaks none of the offered subprotocols; not retryable for an
  *   answer other than 101, 408, 429 and 5xx, a TLS certificate not accepted, or a URL the
@@ -1027,8 +1069,8 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
  *   `WebSocket`, whose `close()` takes no 1002), there is no `WebSocket` to use, `formats` is empty or
  *   missing, a format has no
  *   WebSockets subprotocol, or before connecting for a `timeoutMs` that is not a number of 0 or
- *   more, a `heartbeatMs` that is not 0 or `MIN_HEARTBEAT_MS` or more, or a `maxPayloadBytes` that is not a whole number of 1 or more (or
- *   `Infinity`); `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
+ *   more, a `heartbeatMs` that is not 0 or `MIN_HEARTBEAT_MS` or more, a `maxPayloadBytes` that is not a whole number of 1 or more (or
+ *   `Infinity`), or a `maxHeldBytes` that is not a whole number of 0 or more (or `Infinity`); `Timeout`; `Aborted` when `abortSignal` fires first. Every failure is
  *   a rejection, none is thrown.
  *
  * @example
@@ -1077,6 +1119,7 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
     checkTimeOption("timeoutMs", options.timeoutMs);
     checkHeartbeatMs(options.heartbeatMs);
     maxPayload = wsMaxPayload(options.maxPayloadBytes);
+    checkCountOption("maxHeldBytes", options.maxHeldBytes, 0);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -1134,7 +1177,9 @@ export function connectWebSocket<S extends WebSocketLike = WebSocketLike>(
       }
       // ws drops a message nobody listens for, and the first frames often come in the same read
       // as the handshake's answer, before the caller's await resumes: held for the first subscriber.
-      if (isNodeWs(socket)) holdEarly(socket as unknown as NodeWs);
+      if (isNodeWs(socket)) {
+        holdEarly(socket as unknown as NodeWs, options.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES);
+      }
       resolve(socket);
     };
     // ws's error events say what failed (message, error); a browser's say nothing.
@@ -1213,15 +1258,17 @@ export interface WebSocketServerCloudEventsOptions {
  * Messages past `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}; the sockets'
  * subscribers take it as theirs unless given their own) close the connection
  * with 1009. What a client sends before its socket's first subscriber is held for that subscriber
- * as on a {@link connectWebSocket} socket (up to {@link DEFAULT_MAX_PENDING} messages, then a
- * `PayloadTooLarge` delivery counting the dropped ones), so the `connection` handler may await
- * before it subscribes.
+ * as on a {@link connectWebSocket} socket (up to {@link DEFAULT_MAX_PENDING} messages and
+ * `maxHeldBytes`, then a `PayloadTooLarge` delivery counting the dropped ones), so the
+ * `connection` handler may await before it subscribes.
  *
  * @param formats - the formats the server speaks
  * @param options - `maxPayloadBytes`, the largest message accepted: a whole number, 1 or more
- *   (`ws` takes 0 for no limit), or `Infinity` for none
- * @throws {@link PosthornError} `NotSupported` for any other `maxPayloadBytes`, for an empty or
- *   missing `formats`, and for a format with no WebSockets subprotocol
+ *   (`ws` takes 0 for no limit), or `Infinity` for none; `maxHeldBytes`, the most bytes held for a
+ *   socket's first subscriber (default {@link DEFAULT_MAX_HELD_BYTES}, 1 MiB; 0 holds nothing,
+ *   for servers whose sockets only publish): a whole number, 0 or more, or `Infinity`
+ * @throws {@link PosthornError} `NotSupported` for any other `maxPayloadBytes` or `maxHeldBytes`,
+ *   for an empty or missing `formats`, and for a format with no WebSockets subprotocol
  * @example
  * ```ts
  * const wss = new WebSocketServer({ port: 8080, ...webSocketServerOptions([json, avro]) });
@@ -1230,9 +1277,11 @@ export interface WebSocketServerCloudEventsOptions {
  */
 export function webSocketServerOptions(
   formats: readonly EventFormat[],
-  options: { maxPayloadBytes?: number } = {},
+  options: { maxPayloadBytes?: number; maxHeldBytes?: number } = {},
 ): WebSocketServerCloudEventsOptions {
   const maxPayload = wsMaxPayload(options.maxPayloadBytes);
+  const maxHeldBytes =
+    checkCountOption("maxHeldBytes", options.maxHeldBytes, 0) ?? DEFAULT_MAX_HELD_BYTES;
   const limit = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const known = new Set(offeredSubprotocols(formats));
   const pick = (offered: Iterable<string>): string | false => {
@@ -1249,7 +1298,7 @@ export function webSocketServerOptions(
         socketLimits.set(tcp, limit);
         // What the client sends before the application's subscriber is held for it, as on a
         // connectWebSocket socket.
-        holdAccepted(tcp);
+        holdAccepted(tcp, maxHeldBytes);
       }
       return pick(protocols);
     },

@@ -78,6 +78,8 @@ describe("WebSocket numeric options", () => {
       // ws takes a maxPayload of 0 for no limit.
       [{ maxPayloadBytes: 0 }, "maxPayloadBytes", "0"],
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
+      [{ maxHeldBytes: -1 }, "maxHeldBytes", "-1"],
+      [{ maxHeldBytes: 0.5 }, "maxHeldBytes", "0.5"],
     ];
     for (const [options, option, shown] of cases) {
       await expect(connectWebSocket(url, { formats, WebSocket, ...options })).rejects.toEqual(
@@ -88,6 +90,9 @@ describe("WebSocket numeric options", () => {
       refused("maxPayloadBytes", "0"),
     );
     expect(webSocketServerOptions(formats, { maxPayloadBytes: Infinity }).maxPayload).toBe(0);
+    expect(() => webSocketServerOptions(formats, { maxHeldBytes: NaN_ })).toThrow(
+      refused("maxHeldBytes", "NaN"),
+    );
   });
 
   it("heartbeatMs other than 0 is refused below MIN_HEARTBEAT_MS (100 ms), naming the floor, everywhere it is taken", async () => {

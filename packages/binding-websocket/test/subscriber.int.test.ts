@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import {
   connectWebSocket,
+  DEFAULT_MAX_HELD_BYTES,
   DEFAULT_MAX_PENDING,
   webSocketPublisher,
   webSocketServerOptions,
@@ -169,11 +170,11 @@ describe("a server's socket whose client sends before the application subscribes
    * publishes, has arrived (as one that awaits a lookup on `connection` would, later): the frames
    * before it were read with no subscriber listening.
    */
-  async function lateServer() {
+  async function lateServer(options: Parameters<typeof webSocketServerOptions>[1] = {}) {
     const wss = new WebSocketServer({
       port: 0,
       host: "127.0.0.1",
-      ...webSocketServerOptions(formats),
+      ...webSocketServerOptions(formats, options),
     });
     servers.push(wss);
     await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
@@ -222,6 +223,78 @@ describe("a server's socket whose client sends before the application subscribes
     // The socket reads on: what comes once the subscriber listens arrives as usual.
     await publisher.publish(shutdownEvent("flood", sent));
     expect((await nextDelivery(iterator, 5000)).event?.id).toBe(shutdownEvent("flood", sent).id);
+    client.close();
+  });
+
+  it("holds at most DEFAULT_MAX_HELD_BYTES (1 MiB): from the first message past it on, they are dropped and counted", async () => {
+    expect(DEFAULT_MAX_HELD_BYTES).toBe(1024 * 1024);
+    const { client, subscribed } = await lateServer();
+    const publisher = webSocketPublisher(client, { formats });
+    // 300 KiB each: three fit in 1 MiB, the fourth does not, nor (once one was dropped) the small
+    // one after it, so what is held is what came first, with no gap.
+    const big = (n: number) => ({ ...shutdownEvent("bytes", n), data: "x".repeat(300 * 1024) });
+    await publisher.publish([big(0), big(1), big(2), big(3), shutdownEvent("bytes", 4)]);
+    client.ping();
+    const iterator = await subscribed;
+    for (let n = 0; n < 3; n++) {
+      expect((await nextDelivery(iterator, 5000)).event?.id).toBe(big(n).id);
+    }
+    // Before, all five were held: up to 256 messages of any size (1 GiB at 4 MiB each).
+    const dropped = await nextDelivery(iterator, 5000);
+    expect(dropped.event).toBeUndefined();
+    expect(dropped.error?.code).toBe("PayloadTooLarge");
+    expect(dropped.error?.message).toMatch(
+      /^2 WebSocket message\(s\) .* past the 3 \(\d+ bytes\) held/,
+    );
+    expect(dropped.error?.message).toContain("maxHeldBytes, 1048576 bytes");
+    await publisher.publish(shutdownEvent("bytes", 5));
+    expect((await nextDelivery(iterator, 5000)).event?.id).toBe(shutdownEvent("bytes", 5).id);
+    client.close();
+  });
+
+  it("maxHeldBytes 0 holds nothing (a socket that only publishes), and still tells the first subscriber how many were dropped", async () => {
+    const { client, subscribed } = await lateServer({ maxHeldBytes: 0 });
+    const publisher = webSocketPublisher(client, { formats });
+    await publisher.publish([1, 2, 3].map((n) => shutdownEvent("nohold", n)));
+    client.ping();
+    const iterator = await subscribed;
+    const dropped = await nextDelivery(iterator, 5000);
+    expect(dropped.event).toBeUndefined();
+    expect(dropped.error?.code).toBe("PayloadTooLarge");
+    expect(dropped.error?.message).toMatch(
+      /^3 WebSocket message\(s\) .* past the 0 \(0 bytes\) held/,
+    );
+    await publisher.publish(shutdownEvent("nohold", 4));
+    expect((await nextDelivery(iterator, 5000)).event?.id).toBe(shutdownEvent("nohold", 4).id);
+    client.close();
+  });
+
+  it("a connectWebSocket socket takes maxHeldBytes too", async () => {
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions(formats),
+    });
+    servers.push(wss);
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    // The server greets with two events at once, before the client's application subscribes.
+    wss.on("connection", (socket: WebSocket) => {
+      void webSocketPublisher(socket, { formats }).publish(
+        [1, 2].map((n) => shutdownEvent("greet", n)),
+      );
+    });
+    const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
+      formats,
+      WebSocket,
+      maxHeldBytes: 0,
+    });
+    // The server's pong comes after its greeting: both were read once it is here.
+    client.ping();
+    await new Promise((resolve) => client.once("pong", resolve));
+    const iterator = webSocketSubscriber(client, { formats })[Symbol.asyncIterator]();
+    const dropped = await nextDelivery(iterator, 5000);
+    expect(dropped.error?.code).toBe("PayloadTooLarge");
+    expect(dropped.error?.message).toMatch(/^2 WebSocket message\(s\)/);
     client.close();
   });
 });
