@@ -127,7 +127,12 @@ function parseParameters(text: string, into: Record<string, string>): boolean {
 export function isJsonContentType(value: string | undefined): boolean {
   if (value === undefined) return false;
   const ct = parseContentType(value);
-  return ct !== undefined && (ct.subtype === "json" || ct.suffix === "json");
+  return ct !== undefined && isJsonType(ct);
+}
+
+/** {@link isJsonContentType} of a parsed type (internal: data.ts parses once per message). */
+export function isJsonType(ct: ContentType): boolean {
+  return ct.subtype === "json" || ct.suffix === "json";
 }
 
 const TEXT_SUBTYPES = new Set([
@@ -143,23 +148,44 @@ const TEXT_SUBTYPES = new Set([
   "sql",
 ]);
 
+// Top-level types whose data is binary by definition (RFC 2046 4.2-4.4, RFC 8081): a charset
+// parameter on one names no encoding of its data. A text syntax under them (image/svg+xml) is
+// still text, by its suffix.
+const BINARY_TOP_LEVEL = new Set(["image", "audio", "video", "font"]);
+
 /**
- * Whether a content type names text: `text/*`, JSON, XML and YAML (also as `+suffix`), and any
- * type with a `charset` parameter. Such data is carried as a string.
+ * Whether a content type names text: `text/*`, JSON, XML and YAML (also as `+suffix`), CSV and a
+ * few other text syntaxes, and a type with a `charset` parameter that names a character encoding.
+ * A charset marks no text on `application/octet-stream` (RFC 2046 4.5.1: arbitrary binary data),
+ * on image, audio, video and font types, or as `charset=binary` (what `file --mime` writes for
+ * data that is not text), so `application/octet-stream; charset=binary` is not text. Such data is
+ * carried as a string.
  *
  * @param value - a `Content-Type` value; `undefined` or an unparseable value is not text
  */
 export function isTextContentType(value: string | undefined): boolean {
   if (value === undefined) return false;
   const ct = parseContentType(value);
-  if (ct === undefined) return false;
-  return (
+  return ct !== undefined && isTextType(ct);
+}
+
+/** {@link isTextContentType} of a parsed type (internal: data.ts parses once per message). */
+export function isTextType(ct: ContentType): boolean {
+  if (
     ct.type === "text" ||
     TEXT_SUBTYPES.has(ct.subtype) ||
     ct.suffix === "json" ||
     ct.suffix === "xml" ||
-    ct.suffix === "yaml" ||
-    "charset" in ct.parameters
+    ct.suffix === "yaml"
+  ) {
+    return true;
+  }
+  const charset = ct.parameters.charset;
+  return (
+    charset !== undefined &&
+    charset.toLowerCase() !== "binary" &&
+    ct.mediaType !== "application/octet-stream" &&
+    !BINARY_TOP_LEVEL.has(ct.type)
   );
 }
 

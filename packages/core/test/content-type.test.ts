@@ -70,6 +70,30 @@ describe("content type classes", () => {
     expect(isTextContentType("application/octet-stream")).toBe(false);
     expect(isTextContentType("application/x-thing; charset=utf-8")).toBe(true);
   });
+  it("takes a charset for text only where it names a character encoding of the data", () => {
+    // RFC 2046 4.5.1: octet-stream is arbitrary binary data; charset=binary is file(1)'s "no text".
+    for (const type of [
+      "application/octet-stream; charset=binary",
+      "application/octet-stream; charset=utf-8",
+      "application/x-thing; charset=binary",
+      "application/x-thing; charset=BINARY",
+      "image/png; charset=utf-8",
+      "audio/ogg; charset=iso-8859-1",
+      "video/mp4; charset=utf-8",
+      "font/woff2; charset=utf-8",
+    ]) {
+      expect(isTextContentType(type), type).toBe(false);
+    }
+    for (const type of [
+      "application/x-thing; charset=iso-8859-1",
+      "text/plain; charset=binary",
+      "image/svg+xml",
+      "image/svg+xml; charset=utf-8",
+      "application/xml; charset=binary",
+    ]) {
+      expect(isTextContentType(type), type).toBe(true);
+    }
+  });
   it("recognises CloudEvents structured and batch types", () => {
     expect(isCloudEventsContentType("application/cloudevents+json; charset=utf-8")).toBe(true);
     expect(isCloudEventsContentType("application/cloudevents-batch+protobuf")).toBe(true);
