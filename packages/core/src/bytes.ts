@@ -116,6 +116,20 @@ export function utf8Decode(bytes: Uint8Array, what = "text"): string {
 }
 
 /**
+ * Text of UTF-8 bytes, or `undefined` when they are not valid UTF-8 (internal: for a reader that
+ * keeps such bytes as they are, without making the error {@link utf8Decode} throws).
+ *
+ * @param bytes - the bytes; a leading byte order mark is kept as U+FEFF
+ */
+export function utf8DecodeOrUndefined(bytes: Uint8Array): string | undefined {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Number of bytes `text` takes in UTF-8.
  *
  * @param text - the string to measure

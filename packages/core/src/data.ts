@@ -1,5 +1,11 @@
-import { isBytes, utf8Decode, utf8Encode } from "./bytes.js";
-import { isJsonContentType, isTextContentType } from "./content-type.js";
+import { isBytes, utf8Decode, utf8DecodeOrUndefined, utf8Encode } from "./bytes.js";
+import {
+  type ContentType,
+  isJsonContentType,
+  isJsonType,
+  isTextType,
+  parseContentType,
+} from "./content-type.js";
 import { invalidEvent, malformed, PosthornError } from "./errors.js";
 import { isCloudEventsContentType } from "./format.js";
 
@@ -229,16 +235,25 @@ export function binaryContentType(
   return effectiveContentType(data, datacontenttype);
 }
 
+// Charsets whose text reads as UTF-8: UTF-8 itself, and US-ASCII, a subset of it.
+const UTF8_READABLE = new Set(["utf-8", "utf8", "us-ascii"]);
+
 /**
- * Reads `data` back from the bytes of a binary-mode message: under a JSON content type the
- * parsed JSON value, under a text type the string, otherwise the bytes.
+ * Reads `data` back from the bytes of a binary-mode message (and of formats that hold data as
+ * bytes): under a JSON content type the parsed JSON value; under a text type (see
+ * {@link isTextContentType}) the string when the bytes are UTF-8 text; otherwise the bytes. Text
+ * that is not UTF-8 stays the bytes it is, so an event whose data is such bytes comes back as it
+ * was sent: under a `charset` other than UTF-8 and US-ASCII (Latin-1 under
+ * `text/plain; charset=iso-8859-1`, even where its bytes happen to be valid UTF-8), and where the
+ * bytes do not decode as UTF-8.
  *
  * @param bytes - the message body
  * @param datacontenttype - the content type the message carried; without one the bytes are
  *   returned as they are
  * @param limits - the nesting limit for JSON (default {@link DEFAULT_MAX_JSON_DEPTH})
  * @returns the data; `undefined` for an empty body under a JSON content type
- * @throws {@link PosthornError} `MalformedInput` on invalid JSON or invalid UTF-8
+ * @throws {@link PosthornError} `MalformedInput` under a JSON content type, on invalid JSON,
+ *   invalid UTF-8 or nesting past the limit
  */
 export function decodeData(
   bytes: Uint8Array,
@@ -246,10 +261,19 @@ export function decodeData(
   limits?: JsonLimits,
 ): unknown {
   if (datacontenttype === undefined) return bytes;
-  if (isJsonContentType(datacontenttype)) {
+  const ct = parseContentType(datacontenttype);
+  if (ct === undefined) return bytes;
+  if (isJsonType(ct)) {
     if (bytes.length === 0) return undefined;
     return parseJson(utf8Decode(bytes, "JSON data"), "JSON data", limits);
   }
-  if (isTextContentType(datacontenttype)) return utf8Decode(bytes, "text data");
-  return bytes;
+  if (!isTextType(ct) || !readsAsUtf8(ct)) return bytes;
+  return utf8DecodeOrUndefined(bytes) ?? bytes;
+}
+
+function readsAsUtf8(ct: ContentType): boolean {
+  const charset = ct.parameters.charset;
+  return (
+    charset === undefined || UTF8_READABLE.has(charset) || UTF8_READABLE.has(charset.toLowerCase())
+  );
 }
