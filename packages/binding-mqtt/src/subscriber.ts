@@ -82,9 +82,10 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * this connection (it then stops reading the socket, and TCP holds the broker back) until half
    * were pulled. QoS 1 and 2 deliveries count too, though the broker's in-flight window (its
    * `max_inflight_messages`, or the client's MQTT 5 `receiveMaximum`) usually stops them first.
-   * While a dead-letter copy at QoS 1/2 waits for its acknowledgement, mqtt.js reads on past it
-   * (the acknowledgement may be behind what it would not read). Default
-   * {@link DEFAULT_MAX_PENDING}.
+   * While a dead-letter copy at QoS 1/2 waits for its acknowledgement, mqtt.js reads on to twice
+   * this many (the acknowledgement may be behind what it would not read); held there with no
+   * delivery pulled by the next turn of the event loop, the copy's wait ends and `reject()`
+   * rejects with `SettlementFailed`, cause `Timeout`. Default {@link DEFAULT_MAX_PENDING}.
    */
   maxPending?: number;
   /**
@@ -199,17 +200,22 @@ interface Dispatcher {
   unpark(route: Route): void;
   /**
    * Dead-letter copies waiting for the broker's acknowledgement (QoS 1/2 copies, of deliveries at
-   * any QoS). While any does, no packet is parked past a window nor held past `maxPending`: the
-   * copy's PUBACK can be behind it on the connection, and `reject()` (and a QoS 1/2 delivery's
-   * own acknowledgement) waits for that PUBACK.
+   * any QoS). While any does, no packet is parked past a window, and a subscriber holds mqtt.js
+   * only at twice its `maxPending`: the copy's PUBACK can be behind on the connection, and
+   * `reject()` (and a QoS 1/2 delivery's own acknowledgement) waits for that PUBACK.
    */
   readonly copies: number;
   /**
    * Counts a copy from now until the returned function is called, and lets mqtt.js read on:
    * admits the parked packet whatever its window, and resumes every subscriber holding mqtt.js
-   * past its `maxPending`.
+   * past its `maxPending`. `fail` ends the copy's wait early (see {@link failCopies}).
    */
-  copyStarted(): () => void;
+  copyStarted(fail: (err: PosthornError) => void): () => void;
+  /**
+   * Ends the wait of every copy still waiting with `err`, uncounting them: a subscriber holds
+   * mqtt.js, so their PUBACKs may not be read until its deliveries are pulled.
+   */
+  failCopies(err: PosthornError): void;
   /** The resume functions of this client's subscribers holding mqtt.js past `maxPending`. */
   readonly paused: Set<() => void>;
   /** Drops the connection (mqtt.js reconnects), voiding every acknowledgement owed on it. */
@@ -439,6 +445,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     lose();
   });
   let lastId = 0;
+  const waitingCopies = new Set<{ fail: (err: PosthornError) => void }>();
   const made = {
     routes,
     owed,
@@ -470,19 +477,25 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     park: (p: Parked) => {
       parked = p;
     },
-    copies: 0,
+    get copies() {
+      return waitingCopies.size;
+    },
     paused: new Set<() => void>(),
-    copyStarted: () => {
-      made.copies++;
+    copyStarted: (fail: (err: PosthornError) => void) => {
+      const copy = { fail };
+      waitingCopies.add(copy);
       const p = parked;
       parked = undefined;
       p?.admit();
       for (const resume of [...made.paused]) resume();
-      let counted = true;
       return () => {
-        if (counted) made.copies--;
-        counted = false;
+        waitingCopies.delete(copy);
       };
+    },
+    failCopies: (err: PosthornError) => {
+      const failed = [...waitingCopies];
+      waitingCopies.clear();
+      for (const copy of failed) copy.fail(err);
     },
     unpark: (route: Route) => {
       if (parked?.route !== route) return;
@@ -672,7 +685,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   after `release()` (retryable) when the session allows that, else it is acknowledged all the
  *   same (not retryable: MQTT cannot bring it back); at QoS 0 it is not retryable. On a client
  *   closed for good (ended, or its connection closed with `reconnectPeriod: 0`) the copy is
- *   refused at once (`Closed`, or `ConnectionFailed` not retryable, as `cause`). At MQTT 5 the copy also carries the
+ *   refused at once (`Closed`, or `ConnectionFailed` not retryable, as `cause`). A copy whose
+ *   acknowledgement mqtt.js cannot read (held at twice `maxPending`, nothing pulled) fails with
+ *   `Timeout` as `cause`. At MQTT 5 the copy also carries the
  *   user properties `posthorn-original-topic` and, when given, `posthorn-dead-letter-reason`
  *   (core's `DEAD_LETTER_ORIGINAL_TOPIC` and `DEAD_LETTER_REASON`), which the decoder skips, so
  *   the copy decodes to the same event; MQTT 3.1.1 has no properties to carry them.
@@ -914,16 +929,27 @@ export async function mqttSubscriber<T = unknown>(
       if (protocolVersion === 5) {
         publishOptions.properties = deadLetterProperties(props, topic, reason);
       }
-      // Until the broker acknowledges the copy mqtt.js must read on: its PUBACK may be behind
-      // a packet parked past the window or held past maxPending (a QoS 0 subscriber with
-      // maxPending deliveries not pulled: await reject() never returned).
-      const copied = publishOptions.qos === 0 ? noop : dispatcher.copyStarted();
       return new Promise<void>((resolve, reject) => {
+        let ended = false;
+        // Until the broker acknowledges the copy mqtt.js must read on: its PUBACK may be behind
+        // a packet parked past the window or held past maxPending (a QoS 0 subscriber with
+        // maxPending deliveries not pulled: await reject() never returned). Up to a bound (see
+        // goOn), where the wait ends with `Timeout`.
+        const copied =
+          publishOptions.qos === 0
+            ? noop
+            : dispatcher.copyStarted((err) => {
+                if (ended) return;
+                ended = true;
+                reject(err);
+              });
         // Through the client's publish quota, as its publishers send: a burst of rejections
         // must not pass the server's Receive Maximum (Mosquitto answers QoS 2 ones past it
         // with Quota exceeded).
         publishOnClient(client, topicOut, asBuffer(payload), publishOptions, (err) => {
           copied();
+          if (ended) return;
+          ended = true;
           if (err) reject(fromMqttError(err, `publish to ${topicOut}`));
           else resolve();
         });
@@ -937,8 +963,24 @@ export async function mqttSubscriber<T = unknown>(
     // the next packet at once, which overtook this one (ids 30 and 31 swapped).
     const goOn = () => {
       const handled = packet.qos === 0 ? callback : () => callback(WITHHELD);
-      // Not while a dead-letter copy waits: its PUBACK may be behind (see deadLetter).
-      if (queue.size >= maxPending && dispatcher.copies === 0) {
+      // While a dead-letter copy waits its PUBACK may be behind (see deadLetter): mqtt.js reads
+      // on, to twice maxPending. It read on without a limit, every message up to the PUBACK
+      // (2,000 of 2,000 behind it with maxPending 4), and with a broker that kept sending, for
+      // as long as the application did not pull. Held there, it reads the PUBACK only once
+      // deliveries are pulled, which a loop awaiting reject() never does: if none are by the
+      // next turn of the event loop, the copies' waits end.
+      if (queue.size >= maxPending && (dispatcher.copies === 0 || queue.size >= 2 * maxPending)) {
+        if (dispatcher.copies > 0) {
+          setTimeout(() => {
+            if (paused !== handled || dispatcher.copies === 0) return;
+            dispatcher.failCopies(
+              new PosthornErrorClass(
+                "Timeout",
+                `the copy was sent, but the broker's acknowledgement of it may be behind messages mqtt.js does not read while a subscriber of this client holds ${queue.size} deliveries not pulled (twice its maxPending of ${maxPending} or more): whether the broker took it is not known. Pull deliveries while reject() waits, raise maxPending, or use deadLetterQos 0`,
+              ),
+            );
+          }, 0);
+        }
         paused = handled;
         dispatcher.paused.add(resume);
         queue.onDrainedTo(resumeAt, resume);

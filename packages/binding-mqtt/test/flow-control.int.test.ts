@@ -106,7 +106,7 @@ describe("MQTT QoS 0 subscriber flow control", () => {
     }
   });
 
-  it("reject() of a delivery pulled while mqtt.js is held past maxPending settles, and the copy reaches the dead-letter topic", {
+  it("reject() of a delivery pulled while mqtt.js is held past maxPending: mqtt.js reads at most twice maxPending, reject() ends with SettlementFailed (cause Timeout), the copy still arrives, and so does every message", {
     timeout: 30_000,
   }, async () => {
     const topic = uniqueTopic("flow-reject");
@@ -129,28 +129,76 @@ describe("MQTT QoS 0 subscriber flow control", () => {
     expect(processed).toBeLessThanOrEqual(4);
     const it = subscriber[Symbol.asyncIterator]();
     const first = (await it.next()).value as Delivery;
+    // mqtt.js read on past maxPending up to twice it, then was held again: the copy's PUBACK,
+    // behind the 2,000 messages, cannot be read until they are pulled, and reject() ends.
     expect(await settledWithin(first.reject("cannot process"), 5000)).toEqual({
-      resolved: undefined,
+      rejected: expect.objectContaining({
+        code: "SettlementFailed",
+        retryable: false,
+        cause: expect.objectContaining({ code: "Timeout" }),
+      }),
     });
-    const copy = (await dlq[Symbol.asyncIterator]().next()).value as Delivery;
-    expect(copy.event?.id).toBe("f-0");
-    await copy.accept();
-    // The rest still arrive, in order.
+    await sleep(200);
+    expect(processed).toBeLessThanOrEqual(2 * 4 + 1);
+    // The rest still arrive, in order, and the copy was sent all the same.
     const ids: string[] = [];
     for (let d = await it.next(); !d.done; d = await it.next()) {
       ids.push(d.value.event?.id ?? "?");
       if (ids.length === COUNT - 1) break;
     }
     expect(ids).toEqual(Array.from({ length: COUNT - 1 }, (_, i) => `f-${i + 1}`));
+    const copy = (await dlq[Symbol.asyncIterator]().next()).value as Delivery;
+    expect(copy.event?.id).toBe("f-0");
+    await copy.accept();
     await subscriber.close();
     await dlq.close();
   });
 
-  it("reject() on one subscriber settles while another subscriber on the client holds mqtt.js past maxPending", {
+  it("reject() while mqtt.js is held past maxPending resolves when the application pulls meanwhile", {
+    timeout: 30_000,
+  }, async () => {
+    const topic = uniqueTopic("flow-reject-pulling");
+    const deadLetterTopic = `${topic}/dead`;
+    const dlq = await mqttSubscriber(await client(), { topic: deadLetterTopic, formats: [json] });
+    const sub = await client();
+    let processed = 0;
+    sub.on("message", () => processed++);
+    const subscriber = await mqttSubscriber(sub, {
+      topic,
+      qos: 0,
+      formats: [json],
+      maxPending: 16,
+      deadLetterTopic,
+    });
+    await publishAll(topic);
+    const deadline = Date.now() + 3000;
+    while (processed < 16 && Date.now() < deadline) await sleep(50);
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Delivery;
+    const rejected = first.reject("cannot process");
+    const ids: string[] = [];
+    for (let d = await it.next(); !d.done; d = await it.next()) {
+      ids.push(d.value.event?.id ?? "?");
+      if (ids.length === COUNT - 1) break;
+    }
+    expect(await settledWithin(rejected, 5000)).toEqual({ resolved: undefined });
+    expect(ids).toEqual(Array.from({ length: COUNT - 1 }, (_, i) => `f-${i + 1}`));
+    const copy = (await dlq[Symbol.asyncIterator]().next()).value as Delivery;
+    expect(copy.event?.id).toBe("f-0");
+    await copy.accept();
+    await subscriber.close();
+    await dlq.close();
+  });
+
+  it("reject() on one subscriber while another subscriber on the client holds mqtt.js past maxPending: that one reads at most twice its maxPending, and reject() ends", {
     timeout: 30_000,
   }, async () => {
     const topic = uniqueTopic("flow-reject-other");
     const sub = await client();
+    let processed = 0;
+    sub.on("message", (t) => {
+      if (t === topic) processed++;
+    });
     const held = await mqttSubscriber(sub, { topic, qos: 0, formats: [json], maxPending: 4 });
     const other = await mqttSubscriber(sub, {
       topic: `${topic}-other`,
@@ -169,7 +217,15 @@ describe("MQTT QoS 0 subscriber flow control", () => {
     // Now the first subscriber fills up and mqtt.js stops reading.
     await publishAll(topic);
     await sleep(300);
-    expect(await settledWithin(delivery.reject(), 5000)).toEqual({ resolved: undefined });
+    expect(processed).toBeLessThanOrEqual(4);
+    expect(await settledWithin(delivery.reject(), 5000)).toEqual({
+      rejected: expect.objectContaining({
+        code: "SettlementFailed",
+        cause: expect.objectContaining({ code: "Timeout" }),
+      }),
+    });
+    await sleep(200);
+    expect(processed).toBeLessThanOrEqual(2 * 4 + 1);
     await held.close();
     await other.close();
   });
