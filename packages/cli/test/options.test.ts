@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
+import { withModeAndFormat } from "../src/commands/shared.js";
 import { openEndpoint } from "../src/index.js";
 import { runCli } from "../src/main.js";
 
@@ -54,6 +55,45 @@ describe("mode and format options", () => {
     ]);
     expect(format.code).toBe(2);
     expect(format.stderr).toContain('--format must be one of json, avro, protobuf, got "xml"');
+  });
+});
+
+describe("--mode and --format on a URL with a # or an encoded query", () => {
+  it("keep every character of the URL but the mode and format parameters", () => {
+    // The URL was cut at "#" (amqp://h/exchange/x/key#1 sent to exchange/x/key) and its query
+    // rebuilt by URLSearchParams (%20 became +, / became %2F, a repeated name was lost).
+    expect(withModeAndFormat("amqp://h/exchange/x/key#1", "structured", undefined)).toBe(
+      "amqp://h/exchange/x/key#1?mode=structured",
+    );
+    expect(withModeAndFormat("mqtt://h/a/b?version=5&clientid=c#1", "binary", undefined)).toBe(
+      "mqtt://h/a/b?version=5&clientid=c#1&mode=binary",
+    );
+    expect(
+      withModeAndFormat(
+        "http://h/e?q=a%20b&p=x/y&p=z&mode=binary&mo%64e=batch",
+        "structured",
+        "avro",
+      ),
+    ).toBe("http://h/e?q=a%20b&p=x/y&p=z&mode=structured&format=avro");
+    expect(withModeAndFormat("nats://h/s?format=avro", "structured", undefined)).toBe(
+      "nats://h/s?format=avro&mode=structured",
+    );
+  });
+
+  it("an http:// URL with a # is still refused, not sent to the URL before the #", async () => {
+    const r = await run([
+      "send",
+      "http://127.0.0.1:1/events#x",
+      "--type",
+      "t",
+      "--source",
+      "/s",
+      "--mode",
+      "structured",
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("MalformedInput");
+    expect(r.stderr).toContain("write %23");
   });
 });
 

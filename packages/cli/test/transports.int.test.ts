@@ -121,6 +121,53 @@ describe("send then receive, on every scheme (spawned commands)", () => {
   });
 });
 
+// --mode and --format rewrite the URL's query: a "#" in the path (or query) stays where it was.
+// The URL was cut at the "#", so the event silently went to another queue, topic or subject.
+describe("send --mode with a # in the URL (spawned commands)", () => {
+  describe.skipIf(!amqpOk)("amqp (skipped: no broker outside CI)", () => {
+    it("sends to the queue named with its #, not to the name before it", async () => {
+      const url = `${amqpBase}/queue/${unique("posthorn-cli-hash")}#1`;
+      const id = unique("id");
+      const sent = await runCli(["send", url, ...eventArgs(id), "--mode", "structured"]);
+      expect(sent.code, sent.stderr).toBe(0);
+      expect(sent.stderr).toContain("#1?mode=structured");
+      expect(await receiveWaiting(url)).toMatchObject({ id, data: { n: 1 } });
+    });
+  });
+
+  describe.skipIf(!mqttOk)("mqtt (skipped: no broker outside CI)", () => {
+    it("refuses a topic with the # wildcard instead of publishing to the topic before it", async () => {
+      const topic = `posthorn/${unique("cli-hash")}`;
+      const sent = await runCli([
+        "send",
+        `${mqttBase}/${topic}/#?version=5`,
+        ...eventArgs(unique("id")),
+        "--mode",
+        "structured",
+        "--timeout",
+        "5000",
+      ]);
+      expect(sent.code).toBe(1);
+      expect(sent.stderr).toContain(`got "${topic}/#": nothing was published`);
+    });
+  });
+
+  describe.skipIf(!natsOk)("nats (skipped: no broker outside CI)", () => {
+    it("sends to the subject with its #", async () => {
+      const subject = `${unique("posthorn.cli").replace(/-/g, "_")}.#x`;
+      const id = unique("id");
+      const [line] = await sendThenReceive(`${natsBase}/${subject}`, [
+        ...eventArgs(id),
+        "--format",
+        "protobuf",
+        "--mode",
+        "structured",
+      ]);
+      expect(line).toMatchObject({ id, data: { n: 1 } });
+    });
+  });
+});
+
 /** The bridge options of the 1,000-event runs: stop after all moved, print the JSON summary. */
 const MOVE_ALL = ["--count", "1000", "--timeout", "90000", "--json"];
 

@@ -47,14 +47,21 @@ export function withModeAndFormat(
     );
   }
   if (mode === undefined && format === undefined) return url;
-  const hash = url.indexOf("#");
-  const base = hash < 0 ? url : url.slice(0, hash);
-  const q = base.indexOf("?");
-  const head = q < 0 ? base : base.slice(0, q);
-  const params = new URLSearchParams(q < 0 ? "" : base.slice(q + 1));
-  if (mode !== undefined) params.set("mode", mode);
-  if (format !== undefined) params.set("format", format);
-  return `${head}?${params.toString()}`;
+  // Every character but the parameters replaced stays as given: a "#" belongs to the path or
+  // the query (an AMQP address, an MQTT topic), as parseEndpointUrl reads it. The URL was cut at
+  // "#" (amqp://h/queue/q#1 sent to queue/q) and the rest of its query re-encoded.
+  const text = url.trim();
+  const q = text.indexOf("?");
+  const head = q < 0 ? text : text.slice(0, q);
+  const query = q < 0 ? "" : text.slice(q + 1);
+  const kept = (query === "" ? [] : query.split("&")).filter((piece) => {
+    // The name as parseEndpointUrl reads it (URLSearchParams: "+" and percent-decoding).
+    const name = new URLSearchParams(piece).keys().next().value;
+    return !(name === "mode" && mode !== undefined) && !(name === "format" && format !== undefined);
+  });
+  if (mode !== undefined) kept.push(`mode=${mode}`);
+  if (format !== undefined) kept.push(`format=${format}`);
+  return `${head}?${kept.join("&")}`;
 }
 
 /**
