@@ -1,12 +1,6 @@
 import { isBytes, utf8Decode, utf8DecodeOrUndefined, utf8Encode } from "./bytes.js";
-import {
-  type ContentType,
-  isJsonContentType,
-  isJsonType,
-  isTextType,
-  parseContentType,
-} from "./content-type.js";
-import { invalidEvent, malformed, PosthornError } from "./errors.js";
+import { type ContentType, isJsonType, isTextType, parseContentType } from "./content-type.js";
+import { invalidEvent, malformed, PosthornError, quoted } from "./errors.js";
 import { isCloudEventsContentType } from "./format.js";
 
 /** Limits applied when parsing JSON from the wire. */
@@ -156,14 +150,21 @@ export function jsonText(value: unknown): string | undefined {
 /**
  * The bytes that carry `data` in binary mode (and in formats that hold data as bytes), following
  * the JSON format's rules so every path agrees: bytes as they are; under a JSON content type (or
- * no content type, which implies JSON) the JSON text of the value; a string as UTF-8.
+ * no content type, which implies JSON) the JSON text of the value, as UTF-8 (RFC 8259 8.1: a
+ * `charset` parameter has no meaning there); a string in the charset of its text content type.
+ * A string is written as UTF-8 unless a text type's `charset` names US-ASCII or ISO-8859-1
+ * (Latin-1, under any of its registered names), so the bytes match their label; a type that is
+ * not text (see {@link isTextContentType}) takes it as UTF-8 too.
  *
  * @param data - the event's `data`
  * @param datacontenttype - the event's `datacontenttype`, if it has one
  * @returns the bytes, or `undefined` when the event has no data
- * @throws {@link PosthornError} `InvalidEvent` when the data cannot be represented: JSON that
- *   `JSON.stringify` refuses (a cycle, a bigint) or has no text for, or a value that is neither
- *   bytes nor a string under a non-JSON content type
+ * @throws {@link PosthornError} `InvalidEvent` (attribute `data`) when the data cannot be
+ *   represented: JSON that `JSON.stringify` refuses (a cycle, a bigint) or has no text for, a
+ *   value that is neither bytes nor a string under a non-JSON content type, or a string with a
+ *   character its US-ASCII or Latin-1 charset has not; `NotSupported` (attribute
+ *   `datacontenttype`) for a string under a text type whose charset is none of UTF-8, US-ASCII
+ *   and Latin-1 (give such data as bytes already in that charset)
  */
 export function encodeData(
   data: unknown,
@@ -171,13 +172,71 @@ export function encodeData(
 ): Uint8Array | undefined {
   if (data === undefined) return undefined;
   if (isBytes(data)) return data;
-  if (datacontenttype === undefined || isJsonContentType(datacontenttype)) {
+  const ct = datacontenttype === undefined ? undefined : parseContentType(datacontenttype);
+  if (datacontenttype === undefined || (ct !== undefined && isJsonType(ct))) {
     const text = jsonText(data);
     if (text === undefined) throw invalidEvent("data has no JSON representation", "data");
     return utf8Encode(text);
   }
-  if (typeof data === "string") return utf8Encode(data);
+  if (typeof data === "string") {
+    const charset = ct?.parameters.charset;
+    return charset === undefined || !isTextType(ct as ContentType)
+      ? utf8Encode(data)
+      : charsetBytes(data, charset, datacontenttype);
+  }
   throw invalidEvent(`data must be bytes or a string under ${datacontenttype}`, "data");
+}
+
+// Charsets a string can be written in without a dependency (TextEncoder is UTF-8 only), by
+// lower-cased name (the IANA names and aliases): the highest code unit each holds, one byte per
+// character; UTF-8 as -1.
+const WRITABLE_CHARSETS = new Map<string, number>([
+  ["utf-8", -1],
+  ["utf8", -1],
+  ["us-ascii", 0x7f],
+  ["iso-8859-1", 0xff],
+  ["iso_8859-1", 0xff],
+  ["iso_8859-1:1987", 0xff],
+  ["iso-ir-100", 0xff],
+  ["latin1", 0xff],
+  ["l1", 0xff],
+  ["ibm819", 0xff],
+  ["cp819", 0xff],
+  ["csisolatin1", 0xff],
+]);
+
+/**
+ * A string's bytes in `charset` (internal: equivalence compares text data as these bytes).
+ *
+ * @param text - the string
+ * @param charset - the `charset` parameter of a text content type
+ * @param contentType - the whole content type, for the error messages
+ * @throws {@link PosthornError} `NotSupported` for a charset not written here, `InvalidEvent`
+ *   for a character the charset has not
+ */
+export function charsetBytes(text: string, charset: string, contentType: string): Uint8Array {
+  const highest = WRITABLE_CHARSETS.get(charset) ?? WRITABLE_CHARSETS.get(charset.toLowerCase());
+  if (highest === -1) return utf8Encode(text);
+  if (highest === undefined) {
+    throw new PosthornError(
+      "NotSupported",
+      `string data cannot be written as ${quoted(charset)} (datacontenttype ${quoted(contentType)}): Posthorn writes text as UTF-8, US-ASCII or ISO-8859-1 only; give the data as bytes already in that charset`,
+      { attribute: "datacontenttype" },
+    );
+  }
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > highest) {
+      const point = text.codePointAt(i) as number;
+      throw invalidEvent(
+        `data holds U+${point.toString(16).toUpperCase().padStart(4, "0")} at index ${i}, which the charset ${quoted(charset)} of its datacontenttype ${quoted(contentType)} cannot carry`,
+        "data",
+      );
+    }
+    out[i] = c;
+  }
+  return out;
 }
 
 /**

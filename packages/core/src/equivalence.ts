@@ -1,5 +1,6 @@
 import { base64Encode, isBytes, utf8Decode, utf8Encode } from "./bytes.js";
-import { isJsonContentType, parseContentType } from "./content-type.js";
+import { isJsonContentType, isTextType, parseContentType } from "./content-type.js";
+import { charsetBytes } from "./data.js";
 import { CloudEvent, type CloudEventLike } from "./event.js";
 import { extensions as defaultRegistry, type ExtensionRegistry } from "./extensions.js";
 import {
@@ -19,7 +20,10 @@ export type CanonicalData =
   | {
       /** Data compared as bytes: binary data, or text under a non-JSON content type. */
       readonly kind: "bytes";
-      /** The bytes (text as UTF-8) in standard base64. */
+      /**
+       * The bytes in standard base64; text as binary mode writes it (UTF-8, or the US-ASCII or
+       * Latin-1 its charset names).
+       */
       readonly base64: string;
     }
   | {
@@ -52,10 +56,12 @@ export interface EquivalenceOptions {
  * - a string held by a declared Integer, Boolean or Binary extension read as that type first, so
  *   `"05"` and `"+5"` for an Integer compare equal to 5;
  * - `datacontenttype` with the media type lower-cased and a `charset=utf-8` parameter dropped
- *   (all text Posthorn reads and writes is UTF-8), and written as `application/json` when the
+ *   (UTF-8 is what Posthorn writes text in without one), and written as `application/json` when the
  *   event has non-binary data and no content type (JSON format 3.1.2);
- * - data as bytes (binary or text, text taken as UTF-8) or as a JSON value under a JSON content
- *   type; empty data and no data are the same, since most transports cannot tell them apart.
+ * - data as bytes (binary or text, text taken as the bytes `encodeData` writes for it: UTF-8,
+ *   or US-ASCII or Latin-1 where its text type's charset says so) or as a JSON value under a JSON
+ *   content type; empty data and no data are the same, since most transports cannot tell them
+ *   apart.
  *
  * @param input - the event; one that is not a Posthorn `CloudEvent` is validated first
  * @param options - where declared Timestamp extensions are looked up
@@ -85,7 +91,7 @@ export function canonicalize(
   }
   return {
     attributes: sortKeys(attributes),
-    data: canonicalData(data, attributes.datacontenttype),
+    data: canonicalData(data, attributes.datacontenttype, event.datacontenttype),
   };
 }
 
@@ -127,7 +133,11 @@ export function canonicalMediaType(value: string): string {
   return ct.mediaType + params.join("");
 }
 
-function canonicalData(data: unknown, contentType: string | undefined): CanonicalData {
+function canonicalData(
+  data: unknown,
+  contentType: string | undefined,
+  ownContentType: string | undefined,
+): CanonicalData {
   if (data === undefined) return { kind: "none" };
   const json = isJsonContentType(contentType);
   if (isBytes(data)) {
@@ -144,9 +154,22 @@ function canonicalData(data: unknown, contentType: string | undefined): Canonica
   if (typeof data === "string" && !json) {
     return data.length === 0
       ? { kind: "none" }
-      : { kind: "bytes", base64: base64Encode(utf8Encode(data)) };
+      : { kind: "bytes", base64: base64Encode(textBytes(data, ownContentType)) };
   }
   return { kind: "json", value: data };
+}
+
+// The bytes binary mode writes for text data (encodeData), so text sent under a Latin-1 charset
+// compares equal to the bytes a receiver keeps; UTF-8 where that refuses the string.
+function textBytes(text: string, contentType: string | undefined): Uint8Array {
+  const ct = contentType === undefined ? undefined : parseContentType(contentType);
+  const charset = ct !== undefined && isTextType(ct) ? ct.parameters.charset : undefined;
+  if (charset === undefined) return utf8Encode(text);
+  try {
+    return charsetBytes(text, charset, contentType as string);
+  } catch {
+    return utf8Encode(text);
+  }
 }
 
 /**

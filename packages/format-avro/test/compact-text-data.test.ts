@@ -22,11 +22,16 @@ describe("compact Avro format, bytes under a text content type", () => {
     expect(differences(event(type, bytes), back)).toEqual([]);
   });
 
-  it("still reads text as a string, a string under another charset included", () => {
-    for (const type of ["text/plain", "text/plain; charset=iso-8859-1"]) {
-      expect(compact.decode(compact.encode(event(type, "café"))).data).toBe("café");
-      const utf8 = new TextEncoder().encode("café");
-      expect(compact.decode(compact.encode(event(type, utf8))).data).toBe("café");
-    }
+  it("still reads UTF-8 text as a string", () => {
+    expect(compact.decode(compact.encode(event("text/plain", "café"))).data).toBe("café");
+    const utf8 = new TextEncoder().encode("café");
+    expect(compact.decode(compact.encode(event("text/plain", utf8))).data).toBe("café");
+  });
+
+  it("writes a string under a Latin-1 charset as Latin-1, read back as those bytes", () => {
+    const sent = event("text/plain; charset=iso-8859-1", "café");
+    const back = compact.decode(compact.encode(sent));
+    expect(back.data).toEqual(latin1);
+    expect(differences(sent, back)).toEqual([]);
   });
 });
