@@ -661,8 +661,9 @@ function takeEarly(node: NodeWs): EarlyMessages | undefined {
  * Starts {@link holdEarly} on the `ws` socket a `WebSocketServer` makes on `tcp`, the accepted
  * connection, at its first bytes: before `ws` reads them, since this listener was added before
  * `ws`'s own. `ws` makes the socket only after `handleProtocols`, and says which it is only through
- * the connection's `websocket` symbol; where that is missing (another `ws` than 8.x), nothing is
- * held, as before.
+ * the connection's `websocket` symbol (every `ws` 8.x sets it, from 8.0.0 to 8.23.0 at least);
+ * where that is missing (another `ws`, or a server that hands `ws` another stream than the
+ * request's socket), nothing is held, as before, and a warning says so, once per process.
  */
 function holdAccepted(tcp: object, maxBytes: number): void {
   const stream = tcp as { once?: unknown };
@@ -673,10 +674,34 @@ function holdAccepted(tcp: object, maxBytes: number): void {
       const node = (tcp as Record<symbol, unknown>)[key] as WebSocketLike | undefined;
       if (typeof node === "object" && node !== null && isNodeWs(node)) {
         holdEarly(node as unknown as NodeWs, maxBytes);
+        return;
       }
-      return;
+      break;
     }
+    warnNoHold();
   });
+}
+
+/** The code of the warning {@link warnNoHold} emits. */
+const NO_HOLD_WARNING = "POSTHORN_WS_NO_HOLD";
+let warnedNoHold = false;
+
+/**
+ * Says, once per process, that a server's socket holds nothing for its first subscriber: through
+ * Node's `process.emitWarning` (printed on stderr unless the application handles `warning`).
+ */
+function warnNoHold(): void {
+  if (warnedNoHold) return;
+  warnedNoHold = true;
+  const message =
+    "@posthorn/binding-websocket could not find the ws socket of an accepted connection (ws does not name it as ws 8.x does), so what a client sends before the socket's first subscriber is not held: ws drops it. Subscribe in the 'connection' handler before any await (docs/bindings/websocket.md, Server)";
+  const emit = (globalThis as { process?: { emitWarning?: unknown } }).process?.emitWarning;
+  if (typeof emit === "function") {
+    Reflect.apply(emit, (globalThis as { process?: unknown }).process, [
+      message,
+      { type: "PosthornWarning", code: NO_HOLD_WARNING },
+    ]);
+  } else console.warn(message);
 }
 
 /** Whether the TCP socket under a `ws` socket (its `_socket`, set once it opens) was destroyed. */
