@@ -16,13 +16,10 @@ import {
   isBytes,
   isContextAttribute,
   isInteger,
-  isJsonContentType,
-  isTextContentType,
   malformed,
   parseTimestamp,
   quoted,
   reusedWriter,
-  utf8Decode,
 } from "@posthorn/core";
 import { AvroReader, AvroWriter } from "./avro-io.js";
 import { fromMicros, toMicros } from "./timestamp-micros.js";
@@ -129,7 +126,7 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
           }
         }
         if (r.branch(2) === DATA_BYTES) {
-          const data = readData(r.bytes(), init.datacontenttype as string | undefined, limits);
+          const data = decodeData(r.bytes(), init.datacontenttype as string | undefined, limits);
           if (data !== undefined) init.data = data;
         }
         r.expectEnd("Avro compact event");
@@ -145,29 +142,6 @@ export function avroCompactFormat(options: AvroCompactFormatOptions = {}): Event
     },
   };
   return format;
-}
-
-/**
- * The data bytes as binary mode reads a payload (JSON parsed, text as a string), except text
- * bytes that are not UTF-8, which stay bytes: an event with such data (Latin-1 under
- * `text/plain; charset=iso-8859-1`) is valid and this format writes its bytes as they are, so
- * reading them as UTF-8 made the event it wrote a `MalformedInput`. Strings are written as UTF-8
- * whatever the charset, so UTF-8 is tried first under any text type.
- */
-function readData(
-  bytes: Uint8Array,
-  contentType: string | undefined,
-  limits: { maxDepth: number },
-): unknown {
-  if (contentType === undefined || isJsonContentType(contentType)) {
-    return decodeData(bytes, contentType, limits);
-  }
-  if (!isTextContentType(contentType)) return bytes;
-  try {
-    return utf8Decode(bytes, "text data");
-  } catch {
-    return bytes;
-  }
 }
 
 function optionalString(w: AvroWriter, value: unknown, name: string): void {

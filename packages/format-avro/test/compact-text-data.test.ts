@@ -22,6 +22,15 @@ describe("compact Avro format, bytes under a text content type", () => {
     expect(differences(event(type, bytes), back)).toEqual([]);
   });
 
+  it("keeps bytes under a Latin-1 charset as bytes even when they happen to be valid UTF-8", () => {
+    // 0xc3 0xa9 is "Ã©" in Latin-1, and would read as "é" taken for UTF-8.
+    const bytes = new Uint8Array([0xc3, 0xa9]);
+    const sent = event("text/plain; charset=ISO-8859-1", bytes);
+    expect(compact.decode(compact.encode(sent)).data).toEqual(bytes);
+    const text = event("text/plain; charset=ISO-8859-1", "Ã©");
+    expect(differences(text, compact.decode(compact.encode(text)))).toEqual([]);
+  });
+
   it("still reads UTF-8 text as a string", () => {
     expect(compact.decode(compact.encode(event("text/plain", "café"))).data).toBe("café");
     const utf8 = new TextEncoder().encode("café");

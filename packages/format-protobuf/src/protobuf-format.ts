@@ -15,13 +15,11 @@ import {
   isBytes,
   isInteger,
   isJsonContentType,
-  isTextContentType,
   type JsonLimits,
   jsonText,
   parseContentType,
   parseJson,
   reusedWriter,
-  utf8Decode,
 } from "@posthorn/core";
 import { fromProtoTimestamp, toProtoTimestamp } from "./timestamp.js";
 import { expectWireType, LEN, ProtoReader, ProtoWriter, readTag, VARINT } from "./wire.js";
@@ -360,40 +358,12 @@ function readEvent(
       init.data = t;
     }
   } else if (dataField === F_BINARY_DATA) {
-    const data = readBinaryData(binary as Uint8Array, contentType, limits);
+    const data = decodeData(binary as Uint8Array, contentType, limits);
     if (data !== undefined) init.data = data;
   } else if (dataField === F_PROTO_DATA) {
     init.data = binary;
   }
   return init;
-}
-
-const UTF8_CHARSETS = new Set(["utf-8", "utf8", "us-ascii"]);
-
-/**
- * `binary_data` as binary-mode bindings read a payload (JSON parsed, UTF-8 text as a string),
- * except text that is not UTF-8, which stays the bytes it is: a `charset` other than UTF-8 or
- * US-ASCII (Latin-1 under `text/plain; charset=iso-8859-1`, `charset=binary`), or bytes that do
- * not decode. Such an event is valid and this format writes it as `binary_data`; reading it as
- * UTF-8 made the event it wrote a `MalformedInput` (or, for Latin-1 bytes that happen to be valid
- * UTF-8, other text).
- */
-function readBinaryData(
-  bytes: Uint8Array,
-  contentType: string | undefined,
-  limits: JsonLimits,
-): unknown {
-  if (contentType === undefined || isJsonContentType(contentType)) {
-    return decodeData(bytes, contentType, limits);
-  }
-  if (!isTextContentType(contentType)) return bytes;
-  const charset = parseContentType(contentType)?.parameters.charset;
-  if (charset !== undefined && !UTF8_CHARSETS.has(charset.toLowerCase())) return bytes;
-  try {
-    return utf8Decode(bytes, "text data");
-  } catch {
-    return bytes;
-  }
 }
 
 /**
