@@ -5,6 +5,7 @@ import {
   isPosthornError,
   malformed,
   PosthornError,
+  utf8Decode,
   utf8Encode,
 } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
@@ -158,10 +159,20 @@ export function buildEvent(options: BuildEventOptions): CloudEvent {
   return CloudEvent.create(init as Parameters<typeof CloudEvent.create>[0]);
 }
 
-/** Reads all of a readable stream (stdin) as UTF-8 text. */
-export async function readAll(stream: AsyncIterable<Uint8Array | string>): Promise<string> {
+/**
+ * Reads all of a readable stream (stdin) as UTF-8 text.
+ *
+ * @param stream - the stream
+ * @param source - what it is, for the error message (default `stdin`)
+ * @throws {@link PosthornError} `MalformedInput` when the bytes are not valid UTF-8 (they were
+ *   read as U+FFFD, changing the events they held)
+ */
+export async function readAll(
+  stream: AsyncIterable<Uint8Array | string>,
+  source = "stdin",
+): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream)
     chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : Buffer.from(chunk));
-  return Buffer.concat(chunks).toString("utf8");
+  return utf8Decode(Buffer.concat(chunks), source);
 }

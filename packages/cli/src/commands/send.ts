@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import type { CloudEvent } from "@posthorn/core";
+import { type CloudEvent, utf8Decode } from "@posthorn/core";
 import {
   type CommandIo,
   countOption,
@@ -89,13 +89,14 @@ async function loadEvents(values: Record<string, unknown>, io: CommandIo): Promi
   if (file === "-")
     return parseEventsText(await readAll(io.stdin as AsyncIterable<Uint8Array>), "stdin");
   if (file !== undefined) {
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = await readFile(file, "utf8");
+      bytes = await readFile(file);
     } catch (err) {
       throw new UsageError(`cannot read --event ${file}: ${(err as Error).message}`);
     }
-    return parseEventsText(text, file);
+    // Invalid UTF-8 is MalformedInput, as on stdin: it was read as U+FFFD and sent.
+    return parseEventsText(utf8Decode(bytes, file), file);
   }
   if (values.type !== undefined || values.source !== undefined || values.data !== undefined) {
     return [
