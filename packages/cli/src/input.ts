@@ -5,6 +5,7 @@ import {
   isPosthornError,
   malformed,
   PosthornError,
+  parseJson,
   utf8Decode,
   utf8Encode,
 } from "@posthorn/core";
@@ -145,9 +146,13 @@ export function buildEvent(options: BuildEventOptions): CloudEvent {
     let isJson = false;
     if (wantsJson) {
       try {
-        value = JSON.parse(options.data);
+        // Core's limits, as for JSON from the wire: --data nested 2,000 deep, or holding 1e400
+        // (read as Infinity), was sent as it parsed.
+        value = parseJson(options.data, "--data");
         isJson = true;
-      } catch {
+      } catch (err) {
+        // Text that is not JSON is sent as text; JSON past the limits is an error.
+        if (isOneJsonValue(options.data)) throw err;
         value = options.data;
       }
     }

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
+import { buildEvent } from "../src/input.js";
 import { runCli } from "../src/main.js";
 
 // Input that cannot be read as it was written fails before anything connects (the URL points at
@@ -62,5 +63,38 @@ describe("input that is not valid UTF-8", () => {
     const r = await send(["--event", file, "--timeout", "2000"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("ConnectionFailed");
+  });
+});
+
+describe("--data past core's JSON limits", () => {
+  it("nested deeper than 128 levels is MalformedInput, not sent", async () => {
+    // It went through JSON.parse without a limit and was sent (2,000 levels).
+    const deep = `${"[".repeat(2000)}${"]".repeat(2000)}`;
+    expect(() => buildEvent({ type: "t", source: "/s", data: deep })).toThrowError(
+      expect.objectContaining({
+        code: "MalformedInput",
+        message: "--data is nested deeper than 128 levels",
+      }),
+    );
+    const r = await send(["--type", "t", "--source", "/s", "--data", deep]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("MalformedInput: --data is nested deeper than 128 levels");
+  });
+
+  it("holding a number past the range of a double is MalformedInput", () => {
+    // JSON.parse read 1e400 as Infinity, which the JSON format writes as null.
+    expect(() => buildEvent({ type: "t", source: "/s", data: '{"n":1e400}' })).toThrowError(
+      expect.objectContaining({ code: "MalformedInput" }),
+    );
+  });
+
+  it("within the limits is JSON, and text that is not JSON is still text", () => {
+    const nested = `${"[".repeat(128)}${"]".repeat(128)}`;
+    const json = buildEvent({ type: "t", source: "/s", data: nested });
+    expect(json.datacontenttype).toBe("application/json");
+    expect(JSON.stringify(json.data)).toBe(nested);
+    const text = buildEvent({ type: "t", source: "/s", data: `${"[".repeat(200)}` });
+    expect(text.datacontenttype).toBe("text/plain");
+    expect(text.data).toBe("[".repeat(200));
   });
 });
