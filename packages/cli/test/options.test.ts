@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -167,6 +167,32 @@ describe("--only", () => {
       expect(empty.stderr).toContain("--only needs transports");
     },
   );
+});
+
+describe("conformance --report to a path that cannot be written", () => {
+  it("is a usage error before the run, and the report is written where it can be", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "posthorn-cli-report-"));
+    try {
+      // It ran every vector first, then failed writing the report (exit 1, ENOENT).
+      const missing = join(dir, "no-such-dir", "report.json");
+      const r = await run(["conformance", "--only", "http", "--report", missing]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `--report ${missing}: the directory ${join(dir, "no-such-dir")} does not exist`,
+      );
+      const folder = join(dir, "folder.html");
+      mkdirSync(folder);
+      const d = await run(["conformance", "--only", "http", "--report", folder]);
+      expect(d.code).toBe(2);
+      expect(d.stderr).toContain(`--report ${folder} is a directory`);
+      const ok = join(dir, "report.json");
+      const written = await run(["conformance", "--only", "http", "--report", ok]);
+      expect(written.code, written.stderr).toBe(0);
+      expect(existsSync(ok)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("a broker variable that points at nothing", () => {

@@ -1,4 +1,5 @@
-import { writeFile } from "node:fs/promises";
+import { open, stat, unlink, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import {
   type CommandIo,
   EXIT_FAILED,
@@ -41,6 +42,30 @@ const OPTIONS = {
   "require-all": { type: "boolean" },
 } as const;
 
+/**
+ * Checks that `--report` can be written before the run, so that a path into a directory that does
+ * not exist is a usage error now rather than a failure (exit 1) after every vector ran.
+ */
+async function checkReportPath(file: string): Promise<void> {
+  const path = resolve(file);
+  const dir = dirname(path);
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory()) throw new UsageError(`--report ${file} is a directory`);
+  const parent = await stat(dir).catch(() => undefined);
+  if (!parent?.isDirectory()) {
+    throw new UsageError(`--report ${file}: the directory ${dir} does not exist`);
+  }
+  // Opened for appending (nothing written), and removed again when it was made here: what the
+  // write after the run needs, on any file system and for any user (root passes access()).
+  try {
+    const handle = await open(path, "a");
+    await handle.close();
+    if (!existing) await unlink(path);
+  } catch (err) {
+    throw new UsageError(`--report ${file} cannot be written: ${(err as Error).message}`);
+  }
+}
+
 /** Runs `posthorn conformance`. */
 export async function conformanceCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const parsed = parseOrHelp(argv, OPTIONS, CONFORMANCE_HELP, io);
@@ -50,6 +75,7 @@ export async function conformanceCommand(argv: readonly string[], io: CommandIo)
   if (reportFile !== undefined && !/\.(html?|json)$/i.test(reportFile)) {
     throw new UsageError("--report must name a .html or .json file");
   }
+  if (reportFile !== undefined) await checkReportPath(reportFile);
   const only = onlyOption(values);
   const ci = io.env.CI !== undefined && !["", "0", "false"].includes(io.env.CI);
   const requireAll = values["require-all"] === true || ci;
