@@ -76,7 +76,9 @@ export function classifyMqttMessage(
  * context attribute or from another user property of the message (`Type`, `ID`). The two a
  * subscriber's `reject()` adds to a dead-letter copy (core's `DEAD_LETTER_ORIGINAL_TOPIC` and
  * `DEAD_LETTER_REASON`) are not counted against `maxUserProperties`, so the copy of an event that
- * fitted still decodes; every other user property counts, foreign ones too.
+ * fitted still decodes; every other user property counts, foreign ones too, in structured mode
+ * as in binary mode. `maxPayloadBytes` and `maxUserProperties` are checked before the message is
+ * classified: a message over one is `PayloadTooLarge` whatever it carries.
  *
  * @param message - the payload and MQTT 5 properties
  * @param options - the formats to accept, the protocol version, the extension registry, limits
@@ -93,13 +95,8 @@ export function fromMqttMessage(message: MqttMessage, options: FromMqttMessageOp
   checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
   checkCountOption("maxUserProperties", options.maxUserProperties, 0);
   checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
-  const maxBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-  if (message.payload.length > maxBytes) {
-    throw new PosthornError(
-      "PayloadTooLarge",
-      `MQTT payload of ${message.payload.length} bytes exceeds the limit of ${maxBytes}`,
-    );
-  }
+  const over = mqttLimitError(message, options);
+  if (over !== undefined) throw over;
   const mode = classifyMqttMessage(message, options);
   if (mode === undefined) throw malformed("the MQTT message does not carry a CloudEvent");
   try {
@@ -109,6 +106,51 @@ export function fromMqttMessage(message: MqttMessage, options: FromMqttMessageOp
   } catch (err) {
     throw asDecodeError(err, "MQTT message");
   }
+}
+
+/**
+ * The names of `props` that count against `maxUserProperties`: all of them but the two reject()
+ * adds to a dead-letter copy, which are about the message, not the event (so the copy of an
+ * event that fitted still fits, and decodes to the event that was rejected).
+ */
+function counted(props: NonNullable<MqttMessage["userProperties"]>): string[] {
+  const names = Object.keys(props);
+  if (
+    Object.hasOwn(props, DEAD_LETTER_ORIGINAL_TOPIC) ||
+    Object.hasOwn(props, DEAD_LETTER_REASON)
+  ) {
+    return names.filter((name) => !isDeadLetterName(name));
+  }
+  return names;
+}
+
+/**
+ * @internal The `PayloadTooLarge` error for a message over `maxPayloadBytes` or
+ * `maxUserProperties` (the limits checked, not validated: callers check them once), whatever
+ * it carries: a CloudEvent in either mode, or none. The limits protect the receiver, so a plain
+ * message is held to them as an event is. `undefined` when it is within both.
+ */
+export function mqttLimitError(
+  message: MqttMessage,
+  options: Pick<FromMqttMessageOptions, "maxPayloadBytes" | "maxUserProperties">,
+): PosthornError | undefined {
+  const maxBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  if (message.payload.length > maxBytes) {
+    return new PosthornError(
+      "PayloadTooLarge",
+      `MQTT payload of ${message.payload.length} bytes exceeds the limit of ${maxBytes}`,
+    );
+  }
+  const props = message.userProperties;
+  if (props === undefined) return undefined;
+  const maxProps = options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES;
+  // Cheap first: a message with no more names than the limit cannot be over it.
+  const n = Object.keys(props).length <= maxProps ? 0 : counted(props).length;
+  if (n <= maxProps) return undefined;
+  return new PosthornError(
+    "PayloadTooLarge",
+    `${n} user properties exceed the limit of ${maxProps}`,
+  );
 }
 
 function structuredFormat(
@@ -129,22 +171,8 @@ function structuredFormat(
 function fromBinary(message: MqttMessage, options: FromMqttMessageOptions): CloudEvent {
   const registry = options.registry ?? defaultExtensions;
   const props = message.userProperties ?? {};
-  let names = Object.keys(props);
-  // What reject() adds to a dead-letter copy is about the message, not the event: skip exactly
-  // those names, so the copy decodes to the event that was rejected.
-  if (
-    Object.hasOwn(props, DEAD_LETTER_ORIGINAL_TOPIC) ||
-    Object.hasOwn(props, DEAD_LETTER_REASON)
-  ) {
-    names = names.filter((name) => !isDeadLetterName(name));
-  }
-  const maxProps = options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES;
-  if (names.length > maxProps) {
-    throw new PosthornError(
-      "PayloadTooLarge",
-      `${names.length} user properties exceed the limit of ${maxProps}`,
-    );
-  }
+  // Counted against maxUserProperties already (mqttLimitError).
+  const names = counted(props);
   // Only attribute names (lower-case letters and digits, so never `__proto__`) are written, so a
   // plain object: V8 keeps it in fast mode, and the event constructor reads it about twice as
   // fast as a dictionary. `constructor` or `toString` becomes an own member, as any extension.

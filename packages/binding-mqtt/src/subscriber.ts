@@ -25,7 +25,12 @@ import {
 } from "@posthorn/core";
 import type { IClientPublishOptions, MqttClient } from "mqtt";
 import { fromMqttError } from "./errors.js";
-import { classifyMqttMessage, fromMqttMessage, toPlainMessage } from "./from-message.js";
+import {
+  classifyMqttMessage,
+  fromMqttMessage,
+  mqttLimitError,
+  toPlainMessage,
+} from "./from-message.js";
 import type { MqttLimits, MqttMessage } from "./mqtt-message.js";
 import {
   asBuffer,
@@ -906,8 +911,11 @@ export async function mqttSubscriber<T = unknown>(
     };
     if (messageId !== undefined) metadata.messageId = messageId;
     let event: CloudEvent<T> | undefined;
-    let error: PosthornError | undefined;
-    if (classifyMqttMessage(mqttMessage, decodeOptions) !== undefined) {
+    // The limits protect the process, so they hold for every message, CloudEvent or not: a plain
+    // message over one was handed out as if it were within them (a 64 KiB payload past
+    // maxPayloadBytes 1,024, 300 user properties past maxUserProperties 10, no error beside it).
+    let error: PosthornError | undefined = mqttLimitError(mqttMessage, decodeOptions);
+    if (error === undefined && classifyMqttMessage(mqttMessage, decodeOptions) !== undefined) {
       try {
         event = fromMqttMessage(mqttMessage, decodeOptions) as CloudEvent<T>;
       } catch (err) {

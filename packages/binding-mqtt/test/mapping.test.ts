@@ -502,6 +502,27 @@ describe("foreign user properties (names that cannot be attributes)", () => {
     );
   });
 
+  it("count against maxUserProperties in structured mode too, and for a plain message", () => {
+    const message = toMqttMessage(event, { mode: "structured", format: json });
+    const userProperties = { a: "1", b: "2", "X-C": "3" };
+    expectCode(
+      () =>
+        fromMqttMessage({ ...message, userProperties }, { formats: [json], maxUserProperties: 2 }),
+      "PayloadTooLarge",
+    );
+    expect(
+      fromMqttMessage({ ...message, userProperties }, { formats: [json], maxUserProperties: 3 }).id,
+    ).toBe(event.id);
+    expectCode(
+      () =>
+        fromMqttMessage(
+          { payload: new Uint8Array(1), contentType: "text/plain", userProperties },
+          { formats: [json], maxUserProperties: 2 },
+        ),
+      "PayloadTooLarge",
+    );
+  });
+
   it("never break a structured-mode message (user properties are not read there)", () => {
     const message = toMqttMessage(event, { mode: "structured", format: json });
     const props = Object.create(null) as Record<string, string | string[]>;
