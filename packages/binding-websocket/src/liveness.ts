@@ -91,8 +91,13 @@ export interface Watch {
   lost: PosthornError | undefined;
   /** How many subscribers hold the socket paused: it reads again once none does. */
   pausers: number;
-  /** Whether the socket's `close()` was wrapped to read on once called (see {@link readOnClose}). */
+  /**
+   * Whether the socket's `close()` was wrapped to read on once called (see {@link readOnClose}):
+   * once for the socket's life, however often it pauses.
+   */
   closeWrapped: boolean;
+  /** Takes the wrapper off again, once the socket has closed. */
+  unwrapClose: (() => void) | undefined;
 }
 
 const watches = new WeakMap<WebSocketLike, Watch>();
@@ -138,6 +143,7 @@ export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): W
       lost: undefined,
       pausers: 0,
       closeWrapped: false,
+      unwrapClose: undefined,
     };
     w = created;
     watches.set(socket, created);
@@ -148,6 +154,8 @@ export function watch(socket: WebSocketLike, heartbeatMs: number | undefined): W
     node.once("close", (code, reason) => {
       stopHeartbeat(created);
       created.lost ??= closeLoss(code, reason);
+      created.pausers = 0;
+      created.unwrapClose?.();
     });
   } else if (heartbeatMs === undefined || heartbeatMs === w.heartbeatMs) {
     // Restarting an unchanged interval would put the next ping off: a publisher made for every
@@ -204,12 +212,23 @@ function readOnClose(w: Watch): void {
   w.closeWrapped = true;
   const socket = w.socket;
   const close = socket.close;
-  socket.close = (...args: Parameters<WebSocketLike["close"]>): void => {
+  // Usually ws's own method, on the prototype; the application's, where it set one.
+  const own = Object.hasOwn(socket, "close");
+  const wrapper = (...args: Parameters<WebSocketLike["close"]>): void => {
     Reflect.apply(close, socket, args);
     if (w.pausers > 0 && socket.readyState === CLOSING) {
       w.pausers = 0;
       socket.resume?.();
     }
+  };
+  socket.close = wrapper;
+  // Once closed, nothing is left of it: the socket's close() is what it was before (unless
+  // someone replaced the wrapper since, whose method stays).
+  w.unwrapClose = () => {
+    w.unwrapClose = undefined;
+    if (socket.close !== wrapper) return;
+    if (own) socket.close = close;
+    else delete (socket as Partial<WebSocketLike>).close;
   };
 }
 

@@ -181,6 +181,44 @@ describe("a socket its subscriber holds paused, closed by the application", () =
   }
 });
 
+describe("the close() a paused socket is given", () => {
+  it("is put on once however often the socket pauses, adds no listener, and is gone once the socket closed", {
+    timeout: 15_000,
+  }, async () => {
+    const { client, server } = await connection();
+    const publisher = webSocketPublisher(client, { formats });
+    const subscriber = webSocketSubscriber(server, { formats, maxPending: 2 });
+    const iterator = subscriber[Symbol.asyncIterator]();
+    const listeners = () =>
+      server.eventNames().map((name) => `${String(name)}:${server.listenerCount(name)}`);
+    let wrapped: unknown;
+    let counted: string[] | undefined;
+    // Three rounds of pause and resume: 2 events pause the socket, pulling them resumes it.
+    for (let round = 0; round < 3; round++) {
+      await publisher.publish([bigEvent(`r${round}-a`, 64), bigEvent(`r${round}-b`, 64)]);
+      await expect.poll(() => server.isPaused, { timeout: 2000 }).toBe(true);
+      expect(Object.hasOwn(server, "close")).toBe(true);
+      wrapped ??= server.close;
+      expect(server.close).toBe(wrapped);
+      counted ??= listeners();
+      expect(listeners()).toEqual(counted);
+      await nextDelivery(iterator);
+      await nextDelivery(iterator);
+      expect(server.isPaused).toBe(false);
+    }
+    const serverClosed = closed(server);
+    // Twice: the second is ws's no-op on a closing socket.
+    server.close();
+    server.close();
+    expect(await settledWithin(serverClosed, 5000)).toEqual({ resolved: 1005 });
+    // Before, the wrapper stayed on the socket for good.
+    expect(Object.hasOwn(server, "close")).toBe(false);
+    expect(server.close).toBe(WebSocket.prototype.close);
+    server.close();
+    expect(server.readyState).toBe(WebSocket.CLOSED);
+  });
+});
+
 const peerScript = fileURLToPath(new URL("./fixtures/stoppable-peer.ts", import.meta.url));
 
 /** Starts a Posthorn client in its own process, connected to a server here. */
