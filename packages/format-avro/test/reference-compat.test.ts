@@ -1,5 +1,11 @@
 import { readFileSync } from "node:fs";
-import { CloudEvent, extensions, isBytes, isJsonContentType } from "@posthorn/core";
+import {
+  CloudEvent,
+  extensions,
+  isBytes,
+  isJsonContentType,
+  parseContentType,
+} from "@posthorn/core";
 import {
   avro,
   avroCompactFormat,
@@ -53,8 +59,11 @@ function toReference(event: CloudEvent): Record<string, unknown> {
   if (event.hasData()) {
     const d = event.data as Json | Uint8Array;
     if (isBytes(d)) data = buf(d);
-    else if (d === null) data = Buffer.from("null");
-    else if (Array.isArray(d)) data = d.map(box);
+    else if (d === null) {
+      data = Buffer.from("null");
+      // JSON null with no content type says application/json, so a reader can tell (470bffc).
+      if (event.datacontenttype === undefined) attribute.datacontenttype = "application/json";
+    } else if (Array.isArray(d)) data = d.map(box);
     else if (isObject(d)) data = mapValues(d, member);
     else data = d;
   }
@@ -112,8 +121,14 @@ function toCompactReference(event: CloudEvent): Record<string, unknown> {
   let bytes: Buffer | null = null;
   if (hasData) {
     if (isBytes(data)) bytes = buf(data);
-    else if (typeof data === "string" && !isJsonContentType(ct)) bytes = Buffer.from(data);
-    else bytes = Buffer.from(JSON.stringify(data));
+    else if (typeof data === "string" && !isJsonContentType(ct)) {
+      // A string is written in its text type's charset: Latin-1 where that says ISO-8859-1.
+      const charset = parseContentType(ct as string)?.parameters.charset?.toLowerCase();
+      bytes = Buffer.from(
+        data,
+        charset === "iso-8859-1" || charset === "latin1" ? "latin1" : "utf8",
+      );
+    } else bytes = Buffer.from(JSON.stringify(data));
   }
   return {
     id: event.id,

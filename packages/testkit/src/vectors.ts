@@ -8,6 +8,7 @@ export type VectorTag =
   | "minimal"
   | "json-data"
   | "text-data"
+  | "non-utf8-text"
   | "binary-data"
   | "no-data"
   | "null-data"
@@ -77,6 +78,22 @@ function pseudoRandomBytes(length: number, seed: number): Uint8Array {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+// "Grüße, café" in ISO-8859-1: ü, ß and é are the single bytes 0xfc, 0xdf and 0xe9, none of them
+// UTF-8 (and 0xfc 0xdf not even a UTF-8 sequence).
+function latin1Bytes(): Uint8Array {
+  return new Uint8Array([0x47, 0x72, 0xfc, 0xdf, 0x65, 0x2c, 0x20, 0x63, 0x61, 0x66, 0xe9]);
+}
+
+/**
+ * JSON data nested `levels` deep, counted as the JSON format's `maxDepth` counts (each array or
+ * object one level): objects and arrays in turn around a leaf object.
+ */
+function nestedJson(levels: number): unknown {
+  let data: unknown = { leaf: levels };
+  for (let level = 2; level <= levels; level++) data = level % 2 === 0 ? [data] : { n: data };
+  return data;
 }
 
 function largeJson(): unknown {
@@ -184,6 +201,36 @@ export const validVectors: readonly EventVector[] = Object.freeze([
     datacontenttype: "text/plain",
     data: "",
   }),
+  v(
+    "text-latin1-bytes",
+    "Latin-1 bytes (not UTF-8) as data under text/plain; charset=iso-8859-1",
+    ["text-data", "binary-data", "non-utf8-text"],
+    { datacontenttype: "text/plain; charset=iso-8859-1", data: latin1Bytes() },
+  ),
+  v(
+    "text-latin1-string",
+    "a string under a Latin-1 charset, which binary mode writes as Latin-1",
+    ["text-data", "unicode", "non-utf8-text"],
+    { datacontenttype: "text/plain; charset=iso-8859-1", data: "Grüße, café" },
+  ),
+  v(
+    "text-invalid-utf8",
+    "bytes that are not valid UTF-8 under text/plain, no charset",
+    ["text-data", "binary-data", "non-utf8-text"],
+    { datacontenttype: "text/plain", data: new Uint8Array([0x61, 0xff, 0xfe, 0x62, 0xc3]) },
+  ),
+  v(
+    "json-depth-128",
+    "JSON data nested exactly 128 levels, the JSON format's default maxDepth",
+    ["json-data"],
+    { datacontenttype: "application/json", data: nestedJson(128) },
+  ),
+  v(
+    "null-no-content-type",
+    "JSON null data with no datacontenttype (implies JSON)",
+    ["json-data", "null-data"],
+    { data: null },
+  ),
   v("content-type-no-data", "a datacontenttype but no data", ["no-data"], {
     datacontenttype: "application/json",
   }),
