@@ -244,7 +244,10 @@ const RECEIVER_RULES: Readonly<Record<string, LinkRule>> = {
  * 3.10 ends the session with `amqp:not-implemented`); a source with `distribution_mode: "copy"`
  * asks to browse, which the subscriber's settlements cannot express (RabbitMQ 3.10 echoes it and
  * consumes all the same: an accepted message is gone from the queue). A source `filter` must be a
- * map; the subscriber checks the broker's attach for each filter (see amqpSubscriber).
+ * map; the subscriber checks the broker's attach for each filter (see amqpSubscriber). The
+ * terminus's `durable`, `expiry_policy` and `timeout` must be of their AMQP types
+ * (checkTerminusFields), and a source's `outcomes` and `default_outcome` must leave the
+ * subscriber's settlements possible (checkOutcomes).
  *
  * @internal
  */
@@ -252,6 +255,7 @@ export function checkLinkOptions(
   name: "senderOptions" | "receiverOptions",
   options: unknown,
   address: string,
+  releaseOutcome: "released" | "modified" = "released",
 ): void {
   if (options === undefined) return;
   if (!isMap(options)) throw refuse(name, "an object of rhea link options", options);
@@ -282,6 +286,8 @@ export function checkLinkOptions(
       fields.dynamic,
     );
   }
+  checkTerminusFields(prefix, fields);
+  if (node === "source") checkOutcomes(prefix, fields, releaseOutcome);
   if (node === "source" && fields.filter !== undefined && !isMap(fields.filter)) {
     throw refuse(`${prefix}.filter`, "an object of filters by name", fields.filter);
   }
@@ -291,6 +297,107 @@ export function checkLinkOptions(
         `${prefix}.distribution_mode`,
         'absent or "move": "copy" (browsing, the message left for others) has no meaning for accept(), release() or reject()',
         fields.distribution_mode,
+      );
+    }
+  }
+}
+
+/** The terminus expiry policies of AMQP 1.0 (3.5.6). */
+const EXPIRY_POLICIES: readonly string[] = [
+  "link-detach",
+  "session-end",
+  "connection-close",
+  "never",
+];
+
+/**
+ * Checks the terminus fields rhea writes by their AMQP type without asking: `durable` (0 none, 1
+ * configuration, 2 unsettled-state), `expiry_policy` (a symbol of 3.5.6) and `timeout` (seconds,
+ * a uint). Against RabbitMQ 3.10 a `durable` of 7 was never answered (the link never attached,
+ * `ready` waited for ever), a `timeout` of -1 threw a `RangeError` out of rhea's socket writer and
+ * ended the connection, and an `expiry_policy` of 5 threw a `TypeError` out of `attach`.
+ */
+function checkTerminusFields(prefix: string, fields: Record<string, unknown>): void {
+  const { durable, expiry_policy: expiry, timeout } = fields;
+  if (durable !== undefined && durable !== 0 && durable !== 1 && durable !== 2) {
+    throw refuse(
+      `${prefix}.durable`,
+      "0 (none), 1 (configuration) or 2 (unsettled-state), the AMQP terminus durability",
+      durable,
+    );
+  }
+  if (expiry !== undefined && !EXPIRY_POLICIES.includes(expiry as string)) {
+    throw refuse(
+      `${prefix}.expiry_policy`,
+      `one of ${EXPIRY_POLICIES.map((p) => JSON.stringify(p)).join(", ")}`,
+      expiry,
+    );
+  }
+  if (timeout !== undefined && !isUint(MAX_UINT)(timeout)) {
+    throw refuse(`${prefix}.timeout`, "a whole number of seconds from 0 to 4294967295", timeout);
+  }
+}
+
+/** The outcome descriptors, by their symbolic names and codes (AMQP 1.0 3.4). */
+const OUTCOME_CODES: Readonly<Record<string, number>> = {
+  "amqp:accepted:list": 0x24,
+  "amqp:rejected:list": 0x25,
+  "amqp:released:list": 0x26,
+  "amqp:modified:list": 0x27,
+};
+
+/** The symbolic name of an outcome rhea wrote (`rhea.message.released().described()`), if any. */
+function outcomeName(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const descriptor = (value as { descriptor?: { value?: unknown } }).descriptor?.value;
+  for (const [name, code] of Object.entries(OUTCOME_CODES)) {
+    if (descriptor === name || descriptor === code || descriptor === BigInt(code)) return name;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a subscriber source's `outcomes` and `default_outcome` (AMQP 1.0 3.5.3). `outcomes`
+ * lists the outcomes the receiver may settle with: without `accepted`, `rejected` and `released`
+ * (which `close()` sends for what it gives back), and `modified` for `releaseOutcome:
+ * "modified"`, a broker keeping to it would refuse `accept()`, `reject()` or `release()`.
+ * `default_outcome` is what the broker applies to deliveries the link leaves unsettled when it
+ * ends: the subscriber promises they are redelivered, so only `released` and `modified` keep it
+ * (`accepted` would consume them unseen, `rejected` dead-letter them). RabbitMQ 3.10 ignores
+ * both (it takes `reject()` over a link that listed only `accepted`), ends the session for an
+ * outcome it does not know (`amqp:not-implemented`), and never answers the attach when
+ * `default_outcome` is not an outcome rhea wrote (a string, or `rhea.message.released()` without
+ * `.described()`).
+ */
+function checkOutcomes(
+  prefix: string,
+  fields: Record<string, unknown>,
+  releaseOutcome: "released" | "modified",
+): void {
+  const { outcomes, default_outcome: defaultOutcome } = fields;
+  if (outcomes !== undefined) {
+    const needed = ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"];
+    if (releaseOutcome === "modified") needed.push("amqp:modified:list");
+    const listed = Array.isArray(outcomes) && outcomes.every((o) => typeof o === "string");
+    const missing = listed ? needed.filter((o) => !outcomes.includes(o)) : needed;
+    if (!listed || missing.length > 0) {
+      throw refuse(
+        `${prefix}.outcomes`,
+        `absent or an array of outcome symbols with ${needed.join(", ")} (accept(), reject(), release() and close() settle with them${listed ? `; missing ${missing.join(", ")}` : ""})`,
+        outcomes,
+      );
+    }
+  }
+  if (defaultOutcome !== undefined) {
+    const name = outcomeName(defaultOutcome);
+    if (name !== "amqp:released:list" && name !== "amqp:modified:list") {
+      throw refuse(
+        `${prefix}.default_outcome`,
+        "absent, or released or modified as rhea writes them (rhea.message.released().described()): the deliveries a lost or closed link leaves unsettled must go back to the queue" +
+          (name === undefined
+            ? ""
+            : ` (${name} would ${name === "amqp:accepted:list" ? "consume them unseen" : "dead-letter or drop them"})`),
+        name ?? defaultOutcome,
       );
     }
   }

@@ -80,7 +80,11 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    * (a `target.address` other than {@link AmqpPublisherOptions.address}, a `target` that is not
    * an object and `target.dynamic: true`, a node the broker would create and name, are
    * `NotSupported`); other target fields are kept: `{ target: { durable: 2 } }` asks for a
-   * durable terminus, which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable. Of the options that
+   * durable terminus, which RabbitMQ 3.x needs to declare a `/queue/<name>` queue durable. The
+   * target's `durable` must be 0, 1 or 2, `expiry_policy` one of `"link-detach"`,
+   * `"session-end"`, `"connection-close"`, `"never"` and `timeout` a whole number of seconds
+   * (rhea writes them as given: RabbitMQ never answered a `durable` of 7, and a negative
+   * `timeout` ended the connection). Of the options that
    * decide settlement, `snd_settle_mode` may be 0 (default: `publish` resolves on the peer's
    * `accepted`), 2 (mixed: rhea sends unsettled, as 0) or 1: pre-settled transfers, at-most-once,
    * `publish` resolving once the transfer is handed to the connection to write, with no outcome

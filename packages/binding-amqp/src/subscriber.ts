@@ -86,7 +86,15 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
    * of filters by name) the broker leaves out of its attach is one it does not apply (AMQP 1.0
    * 3.5.3): `ready` and iteration then fail with `NotSupported`, the link detached before any
    * credit is granted. (RabbitMQ 3.10 echoes a filter it does not apply, such as a
-   * `jms-selector`, so this cannot catch it there.) Credit and settlement are the
+   * `jms-selector`, so this cannot catch it there.) The source's `durable` must be 0, 1 or 2,
+   * `expiry_policy` one of `"link-detach"`, `"session-end"`, `"connection-close"`, `"never"` and
+   * `timeout` a whole number of seconds. `outcomes`, the outcomes the subscriber may settle with,
+   * must list `amqp:accepted:list`, `amqp:rejected:list` and `amqp:released:list` (and
+   * `amqp:modified:list` with `releaseOutcome: "modified"`), else a broker keeping to it could
+   * refuse `accept()`, `reject()` or `release()`; `default_outcome`, what the broker does with
+   * deliveries a closed or lost link left unsettled, may only be released or modified, as rhea
+   * writes them (`rhea.message.released().described()`): `accepted` would consume them unseen.
+   * (RabbitMQ 3.10 applies neither.) Credit and settlement are the
    * subscriber's: `snd_settle_mode` and `rcv_settle_mode` may only be 0 (unsettled deliveries,
    * settled by `accept()`, `release()` or `reject()`), `autoaccept` false, `autosettle` true and
    * `credit_window` 0 (use `credit`); anything else is `NotSupported`, naming the option. (A
@@ -225,7 +233,12 @@ export function amqpSubscriber<T = unknown>(
   checkCountOption("maxProperties", options.maxProperties, 0);
   checkCountOption("maxDepth", options.maxDepth, 0);
   checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
-  checkLinkOptions("receiverOptions", options.receiverOptions, options.address);
+  checkLinkOptions(
+    "receiverOptions",
+    options.receiverOptions,
+    options.address,
+    options.releaseOutcome ?? "released",
+  );
   const { address, receiverOptions } = options;
   const credit = options.credit ?? 100;
   const releaseOutcome = options.releaseOutcome ?? "released";

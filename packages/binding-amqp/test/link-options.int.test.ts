@@ -9,6 +9,16 @@ import { rabbitFixture, uniqueName } from "./helpers.js";
 
 const ok = await requireBroker("amqp");
 
+// rhea's outcome constructors (rhea.message.released() ...), which its typings leave out.
+const outcome = (
+  rhea as unknown as {
+    message: Record<string, (fields?: object) => { described(): unknown }>;
+  }
+).message as Record<
+  "accepted" | "rejected" | "released" | "modified",
+  (fields?: object) => { described(): unknown }
+>;
+
 describe.skipIf(!ok)("AMQP link terminus options (skipped: no broker outside CI)", () => {
   const rabbit = rabbitFixture();
   const { admin } = rabbit;
@@ -82,6 +92,146 @@ describe.skipIf(!ok)("AMQP link terminus options (skipped: no broker outside CI)
         receiverOptions: { source: { filter: "subject = 'a'" } },
       }),
     ).toThrow(refusedOption("receiverOptions.source.filter", `string "subject = 'a'"`));
+  });
+
+  it("refuses a terminus durable, expiry_policy or timeout rhea would write out of type", () => {
+    const address = "/amq/queue/link-options-never-attached";
+    // RabbitMQ 3.10 never answered a durable of 7 (ready waited for ever); a timeout of -1 threw
+    // out of rhea's socket writer and ended the connection; an expiry_policy of 5 threw a
+    // TypeError out of rhea's attach.
+    const cases: ReadonlyArray<readonly [string, unknown, string]> = [
+      ["durable", 7, "7"],
+      ["durable", true, "true"],
+      ["expiry_policy", 5, "5"],
+      ["expiry_policy", "forever", 'string "forever"'],
+      ["timeout", -1, "-1"],
+      ["timeout", 1.5, "1.5"],
+    ];
+    for (const [field, value, shown] of cases) {
+      expect(() =>
+        amqpPublisher(rabbit.connection, {
+          address,
+          senderOptions: { target: { [field]: value } },
+        }),
+      ).toThrow(refusedOption(`senderOptions.target.${field}`, shown));
+      expect(() =>
+        amqpSubscriber(rabbit.connection, {
+          address,
+          receiverOptions: { source: { [field]: value } },
+        }),
+      ).toThrow(refusedOption(`receiverOptions.source.${field}`, shown));
+    }
+  });
+
+  it("refuses source outcomes without accepted, rejected and released (modified when release sends it)", () => {
+    const address = "/amq/queue/link-options-never-attached";
+    const all = ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"];
+    const refused: ReadonlyArray<readonly [unknown, string, string | undefined]> = [
+      // RabbitMQ 3.10 takes reject() over a link that listed accepted only; another broker need not.
+      [["amqp:accepted:list"], "an array", undefined],
+      [["amqp:accepted:list", "amqp:released:list"], "an array", undefined],
+      [["amqp:accepted:list", "amqp:rejected:list"], "an array", undefined],
+      // RabbitMQ 3.10 ends the session for a single symbol: amqp:not-implemented.
+      ["amqp:accepted:list", 'string "amqp:accepted:list"', undefined],
+      [[...all, 7], "an array", undefined],
+      [all, "an array", "modified"],
+    ];
+    for (const [outcomes, shown, releaseOutcome] of refused) {
+      expect(() =>
+        amqpSubscriber(rabbit.connection, {
+          address,
+          ...(releaseOutcome === "modified" ? { releaseOutcome: "modified" as const } : {}),
+          receiverOptions: { source: { outcomes } },
+        }),
+      ).toThrow(refusedOption("receiverOptions.source.outcomes", shown));
+    }
+    expect(() =>
+      amqpSubscriber(rabbit.connection, {
+        address,
+        receiverOptions: { source: { outcomes: ["amqp:accepted:list"] } },
+      }),
+    ).toThrow("missing amqp:rejected:list, amqp:released:list");
+  });
+
+  it("refuses a source default_outcome that would not give unsettled deliveries back", () => {
+    const address = "/amq/queue/link-options-never-attached";
+    const refused: ReadonlyArray<readonly [unknown, string]> = [
+      // Deliveries a lost link left unsettled would be consumed unseen, or dead-lettered.
+      [outcome.accepted().described(), 'string "amqp:accepted:list"'],
+      [outcome.rejected({}).described(), 'string "amqp:rejected:list"'],
+      // RabbitMQ 3.10 never answered the attach for these.
+      [outcome.released(), "an object"],
+      ["amqp:released:list", 'string "amqp:released:list"'],
+    ];
+    for (const [value, shown] of refused) {
+      expect(() =>
+        amqpSubscriber(rabbit.connection, {
+          address,
+          receiverOptions: { source: { default_outcome: value } },
+        }),
+      ).toThrow(refusedOption("receiverOptions.source.default_outcome", shown));
+    }
+    expect(() =>
+      amqpSubscriber(rabbit.connection, {
+        address,
+        receiverOptions: { source: { default_outcome: outcome.accepted().described() } },
+      }),
+    ).toThrow("would consume them unseen");
+  });
+
+  it("takes terminus durability, expiry, timeout, full outcomes and a released default; every settlement works", async () => {
+    const queue = await admin.queue(uniqueName("link-options-terminus"));
+    const address = `/amq/queue/${queue}`;
+    const publisher = amqpPublisher(rabbit.connection, {
+      address,
+      senderOptions: { target: { durable: 2, expiry_policy: "never", timeout: 0 } },
+    });
+    const subscriber = amqpSubscriber(rabbit.connection, {
+      address,
+      credit: 1,
+      receiverOptions: {
+        source: {
+          durable: 1,
+          expiry_policy: "link-detach",
+          timeout: 30,
+          outcomes: ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"],
+          default_outcome: outcome.released().described(),
+        },
+      },
+    });
+    await Promise.all([publisher.ready, subscriber.ready]);
+    await publisher.publish([shutdownEvent("amqp", 1), shutdownEvent("amqp", 2)]);
+    const iterator = subscriber[Symbol.asyncIterator]();
+    const first = await nextDelivery(iterator, 5000);
+    expect(first.event?.id).toBe(shutdownEvent("amqp", 1).id);
+    await first.release();
+    const again = await nextDelivery(iterator, 5000);
+    expect(again.event?.id).toBe(shutdownEvent("amqp", 1).id);
+    await again.accept();
+    const second = await nextDelivery(iterator, 5000);
+    expect(second.event?.id).toBe(shutdownEvent("amqp", 2).id);
+    await second.reject("unwanted");
+    await Promise.all([publisher.close(), subscriber.close()]);
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
+    // modified as the default, with modified listed for releaseOutcome "modified": made.
+    const modified = amqpSubscriber(rabbit.connection, {
+      address: "/amq/queue/link-options-never-attached",
+      releaseOutcome: "modified",
+      receiverOptions: {
+        source: {
+          outcomes: [
+            "amqp:accepted:list",
+            "amqp:rejected:list",
+            "amqp:released:list",
+            "amqp:modified:list",
+          ],
+          default_outcome: outcome.modified({ delivery_failed: true }).described(),
+        },
+      },
+    });
+    expect(modified.address).toBe("/amq/queue/link-options-never-attached");
+    await modified.ready.catch(() => {});
+    await modified.close();
   });
 
   it("takes the same address, move, dynamic false and a filter RabbitMQ echoes; messages flow", async () => {
