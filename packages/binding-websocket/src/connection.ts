@@ -807,7 +807,10 @@ function withLimits(work: Promise<void>, call: PublishOptions): Promise<void> {
  * the socket's heartbeat gives no verdict and tells the peer, by unsolicited pongs, that this side
  * lives, so holding deliveries longer than `heartbeatMs` costs the connection on neither side. A
  * socket the application closes while paused reads on, so the closing handshake completes at once:
- * what the peer sent before it saw the close is delivered, then iteration ends. A browser's
+ * what the peer sent before it saw the close is delivered, then iteration ends. A close the peer
+ * starts waits, unread behind its frames, until the application pulls enough for reading to resume:
+ * held past the peer's close timeout (`ws`: 30 s), the peer gives up with 1006, and so, usually,
+ * does this side once it reads again. A browser's
  * WebSocket cannot pause: there what arrives waits in memory.
  *
  * @param socket - an open socket (browser `WebSocket` or `ws`)

@@ -7,6 +7,7 @@ import {
   webSocketServerOptions,
   webSocketSubscriber,
 } from "@posthorn/binding-websocket";
+import type { Delivery } from "@posthorn/core";
 import { nextDelivery, settledWithin } from "@posthorn/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
@@ -179,6 +180,87 @@ describe("a socket its subscriber holds paused, closed by the application", () =
       });
     });
   }
+});
+
+describe("a close the peer starts while this side's subscriber holds the socket paused", () => {
+  /** ws's client, giving up on a closing handshake after 1 s (ws's closeTimeout, default 30 s). */
+  class QuickClose extends WebSocket {
+    constructor(url: string, protocols?: string | string[], options?: object) {
+      // ws takes closeTimeout (8.19 and later); @types/ws does not list it yet.
+      super(url, protocols, { ...options, closeTimeout: 1000 } as WebSocket.ClientOptions);
+    }
+  }
+
+  async function peerCloses(holdMs: number) {
+    const { url, accepted } = await serve();
+    const client = await connectWebSocket(url, {
+      formats,
+      WebSocket: QuickClose as unknown as typeof WebSocket,
+    });
+    sockets.push(client);
+    const server = await accepted;
+    const iterator = webSocketSubscriber(server, { formats, maxPending: 4 })[
+      Symbol.asyncIterator
+    ]();
+    const publisher = webSocketPublisher(client, { formats });
+    const count = 64;
+    const publishes = Array.from({ length: count }, (_, i) =>
+      publisher.publish(bigEvent(`peer-close-${i}`, 64 * 1024)).then(
+        () => "resolved",
+        (err: { code?: string }) => err.code,
+      ),
+    );
+    await expect.poll(() => server.isPaused, { timeout: 2000 }).toBe(true);
+    const clientClosed = closed(client);
+    client.close();
+    // The application holds its deliveries this long, then pulls everything.
+    await sleep(holdMs);
+    const ids: (string | undefined)[] = [];
+    let end: unknown;
+    try {
+      for (;;) {
+        const next = await settledWithin(iterator.next(), 5000);
+        if (typeof next !== "object") throw new Error("neither a delivery nor an end within 5 s");
+        if ("rejected" in next) throw next.rejected;
+        const result = next.resolved as IteratorResult<Delivery>;
+        if (result.done) break;
+        ids.push(result.value.event?.id);
+      }
+    } catch (err) {
+      end = err;
+    }
+    return { count, ids, end, client: await clientClosed, publishes: await Promise.all(publishes) };
+  }
+
+  it("completes cleanly when the application pulls within the peer's close timeout", {
+    timeout: 15_000,
+  }, async () => {
+    const r = await peerCloses(100);
+    expect(r.client).toBe(1005);
+    expect(r.ids).toHaveLength(r.count);
+    expect(r.end).toBeUndefined();
+    expect(r.publishes.every((p) => p === "resolved")).toBe(true);
+  });
+
+  it("held past it, the peer gives up with 1006; this side gets what reached it, then 1006 unless the close frame had too (docs/bindings/websocket.md)", {
+    timeout: 15_000,
+  }, async () => {
+    const r = await peerCloses(2000);
+    // The peer's close frame waited unread behind its frames: no handshake within its 1 s.
+    expect(r.client).toBe(1006);
+    // What reached this side's kernel comes first, in order.
+    expect(r.ids).toEqual(r.ids.map((_, i) => `peer-close-${i}`));
+    if (r.ids.length < r.count) {
+      // Usually (4 runs of 5 in the probe: 58 of 64): the peer gave up with frames unwritten,
+      // which are lost, and its publishes that shared their write fail.
+      expect(r.end).toMatchObject({ code: "ConnectionFailed", protocolCode: 1006 });
+      expect(r.publishes).toContain("ConnectionFailed");
+    } else {
+      // Every frame and the close frame were in this side's kernel when the peer gave up: read
+      // at last, they end iteration cleanly, though the peer saw 1006.
+      expect(r.end).toBeUndefined();
+    }
+  });
 });
 
 describe("the close() a paused socket is given", () => {
