@@ -87,6 +87,26 @@ describe("posthorn (spawned)", () => {
       expect(r.stderr).not.toContain("n0t-the-pw");
     });
 
+    it("a wrong password and a timeout shorter than RabbitMQ's wait says authentication may be why", async () => {
+      // RabbitMQ waits (about 4 s here) before refusing the credentials; a 2 s timeout was a
+      // bare "AMQP connection: no answer within 2000 ms", which reads as a broker that is down.
+      const host = (brokerUrl("amqp") as string).replace(/^amqp:\/\/[^@]*@/, "");
+      const r = await sendOne(`amqp://guest:n0t-the-pw@${host}/x`, "--timeout", "2000");
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("Timeout: ");
+      expect(r.stderr).toContain(
+        'the broker had not yet answered the authentication of user "guest"; a wrong user name or password may be the cause',
+      );
+      expect(r.stderr).not.toContain("n0t-the-pw");
+      // The right credentials connect within the same timeout.
+      const ok = await sendOne(
+        `${brokerUrl("amqp")}/queue/${`posthorn-cli-auth-${Date.now()}`}`,
+        "--timeout",
+        "2000",
+      );
+      expect(ok.code, ok.stderr).toBe(0);
+    });
+
     it("receive --json prints one object per delivery, with the event and its delivery count", async () => {
       const base = brokerUrl("amqp") as string;
       const queue = `${base.replace(/\/+$/, "")}/queue/posthorn-cli-bad-${Date.now()}`;

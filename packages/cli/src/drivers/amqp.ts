@@ -1,5 +1,5 @@
 import { amqpPublisher, amqpSubscriber, guardedConnect } from "@posthorn/binding-amqp";
-import { PosthornError } from "@posthorn/core";
+import { isPosthornError, PosthornError } from "@posthorn/core";
 import rhea, { type Connection, type ConnectionOptions } from "rhea";
 import type { EndpointDriver, ResolvedEndpoint } from "../driver.js";
 import { integerParam, type ParsedEndpointUrl } from "../endpoint-url.js";
@@ -70,8 +70,39 @@ async function connect(endpoint: ResolvedEndpoint): Promise<Connection> {
     return await withTimeout(opened, endpoint.timeoutMs, "AMQP connection");
   } catch (err) {
     connection.close();
+    // RabbitMQ waits before it refuses a wrong user name or password: a timeout shorter than
+    // that wait read as a broker that does not answer, though it was the credentials.
+    if (isPosthornError(err) && err.code === "Timeout" && saslOutcomePending(connection)) {
+      throw new PosthornError(
+        "Timeout",
+        `${err.message}: the broker had not yet answered the authentication of user ${JSON.stringify(endpoint.username ?? "")}; a wrong user name or password may be the cause (RabbitMQ waits before refusing one): check user:password@ in the URL, or allow a longer timeout to see the broker's answer`,
+        { cause: err },
+      );
+    }
     throw err;
   }
+}
+
+/**
+ * Whether the connection sent its SASL credentials and waits for the outcome (rhea's SASL client
+ * state, which its typings leave out).
+ */
+function saslOutcomePending(connection: Connection): boolean {
+  const sasl = (
+    connection as unknown as {
+      sasl_transport?: {
+        mechanism?: unknown;
+        failed?: boolean;
+        transport?: { read_complete?: boolean };
+      };
+    }
+  ).sasl_transport;
+  return (
+    sasl !== undefined &&
+    sasl.mechanism !== undefined &&
+    sasl.failed !== true &&
+    sasl.transport?.read_complete !== true
+  );
 }
 
 function describe(err: unknown): string | undefined {
