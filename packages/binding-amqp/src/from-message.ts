@@ -51,7 +51,8 @@ export interface FromAmqpMessageOptions {
    */
   registry?: ExtensionRegistry;
   /**
-   * Largest body accepted, in bytes; more is `PayloadTooLarge`. Default
+   * Largest body accepted, in bytes; more is `PayloadTooLarge`, for every message, CloudEvent or
+   * not. Default
    * {@link DEFAULT_MAX_MESSAGE_BYTES} (16 MiB). The same name as in every other binding.
    */
   maxPayloadBytes?: number;
@@ -62,7 +63,10 @@ export interface FromAmqpMessageOptions {
    * @deprecated use maxPayloadBytes
    */
   maxMessageBytes?: number;
-  /** Most application properties accepted; more is `PayloadTooLarge`. Default 1024. */
+  /**
+   * Most application properties accepted; more is `PayloadTooLarge`, for every message,
+   * CloudEvent or not. Default 1024.
+   */
   maxProperties?: number;
   /**
    * Limits for JSON data read in binary mode: `maxDepth`, the deepest nesting accepted (default
@@ -83,7 +87,10 @@ export interface AmqpDecoded {
   readonly message: Message;
   /** The event, when the message is a valid CloudEvent. */
   readonly event: CloudEvent | undefined;
-  /** Why a message that claims to be a CloudEvent could not be decoded. */
+  /**
+   * Why a message that claims to be a CloudEvent could not be decoded, or, for any message, that
+   * it is past `maxPayloadBytes` or `maxProperties` (`PayloadTooLarge`).
+   */
   readonly error: PosthornError | undefined;
 }
 
@@ -127,6 +134,10 @@ const EMPTY = new Uint8Array(0);
  *   a string or binary.
  * - Anything else is a plain `Message` (no event, no error).
  *
+ * The limits apply to every message: one past `maxProperties` or `maxPayloadBytes`, CloudEvent or
+ * not, comes with a `PayloadTooLarge` error beside its message (a plain message's body that is
+ * an AMQP value other than a string or binary is not counted).
+ *
  * @param amqp - the message as rhea delivered it
  * @param options - formats for structured mode, the extension registry and the limits
  *   (`maxPayloadBytes` 16 MiB, `maxProperties` 1024, JSON nesting 128 by default)
@@ -164,22 +175,13 @@ export function readAmqpMessage(
   const refused = refusalOf(amqp);
   if (refused !== undefined) return { message, event: undefined, error: refused };
   const structured = isCloudEventsContentType(contentType);
-  if (!structured && !claimsEvent) return { message, event: undefined, error: undefined };
+  // The limits protect the receiver whatever the message holds: a message that is no CloudEvent
+  // was handed out whatever its size and property count.
+  const overLimit = limitError(count, body, options);
+  if (!structured && !claimsEvent) return { message, event: undefined, error: overLimit };
   try {
-    if (count > (options.maxProperties ?? DEFAULT_MAX_PROPERTIES)) {
-      throw new PosthornError(
-        "PayloadTooLarge",
-        `the message has ${count} application properties, more than the limit of ${options.maxProperties ?? DEFAULT_MAX_PROPERTIES} (option maxProperties)`,
-      );
-    }
+    if (overLimit) throw overLimit;
     if (bodyError) throw bodyError;
-    const max = options.maxPayloadBytes ?? options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    if (body !== undefined && body.length > max) {
-      throw new PosthornError(
-        "PayloadTooLarge",
-        `the message body has ${body.length} bytes, more than the limit of ${max} (option maxPayloadBytes)`,
-      );
-    }
     const event = structured
       ? decodeStructured(body, contentType, options)
       : decodeBinary(props as Record<string, unknown>, body, contentType, options);
@@ -187,6 +189,32 @@ export function readAmqpMessage(
   } catch (err) {
     return { message, event: undefined, error: asDecodeError(err, "AMQP message") };
   }
+}
+
+/**
+ * `PayloadTooLarge` for more application properties than `maxProperties`, or a body past
+ * `maxPayloadBytes` (or the deprecated `maxMessageBytes`); else undefined.
+ */
+function limitError(
+  count: number,
+  body: Uint8Array | undefined,
+  options: FromAmqpMessageOptions,
+): PosthornError | undefined {
+  const maxProperties = options.maxProperties ?? DEFAULT_MAX_PROPERTIES;
+  if (count > maxProperties) {
+    return new PosthornError(
+      "PayloadTooLarge",
+      `the message has ${count} application properties, more than the limit of ${maxProperties} (option maxProperties)`,
+    );
+  }
+  const max = options.maxPayloadBytes ?? options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (body !== undefined && body.length > max) {
+    return new PosthornError(
+      "PayloadTooLarge",
+      `the message body has ${body.length} bytes, more than the limit of ${max} (option maxPayloadBytes)`,
+    );
+  }
+  return undefined;
 }
 
 /**

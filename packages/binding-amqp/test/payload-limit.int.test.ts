@@ -1,6 +1,7 @@
 import { type AmqpSubscriberOptions, amqpPublisher, amqpSubscriber } from "@posthorn/binding-amqp";
 import { CloudEvent, type Delivery } from "@posthorn/core";
 import { requireBroker } from "@posthorn/testkit";
+import rhea, { type Connection } from "rhea";
 import { describe, expect, it } from "vitest";
 import { nextDelivery, rabbitFixture, uniqueName } from "./helpers.js";
 
@@ -63,5 +64,72 @@ describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)"
     const [big] = await receive({ maxPayloadBytes: 2000, maxMessageBytes: 1000 });
     expect(big.error).toBeUndefined();
     expect(big.event?.id).toBe("big");
+  });
+
+  /** Sends plain AMQP messages (no CloudEvent) over a bare rhea sender, each settled accepted. */
+  function sendPlain(
+    connection: Connection,
+    address: string,
+    messages: ReadonlyArray<{ body: Uint8Array; application_properties?: Record<string, string> }>,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const sender = connection.open_sender(address);
+      let settled = 0;
+      let sent = false;
+      sender.on("sendable", () => {
+        if (sent) return;
+        sent = true;
+        for (const m of messages) {
+          sender.send({ ...m, body: rhea.message.data_section(Buffer.from(m.body)) });
+        }
+      });
+      sender.on("accepted", () => {
+        if (++settled === messages.length) {
+          sender.close();
+          resolve();
+        }
+      });
+      sender.on("rejected", (ctx) => reject(new Error(`rejected: ${JSON.stringify(ctx)}`)));
+      sender.on("sender_error", (ctx) => reject(ctx.sender?.error));
+    });
+  }
+
+  it("the limits apply to messages that are no CloudEvent too: PayloadTooLarge beside the message", async () => {
+    const queue = await admin.queue(uniqueName("limit-plain"));
+    const address = `/amq/queue/${queue}`;
+    const many = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`p${i}`, "v"]));
+    await sendPlain(rabbit.connection, address, [
+      { body: new Uint8Array(1500).fill(7) },
+      { body: new Uint8Array(10), application_properties: many },
+      { body: new Uint8Array(500), application_properties: { p0: "v" } },
+    ]);
+    const subscriber = amqpSubscriber(rabbit.connection, {
+      address,
+      maxPayloadBytes: 1000,
+      maxProperties: 10,
+    });
+    try {
+      const it = subscriber[Symbol.asyncIterator]();
+      // Both used to come out as plain messages without an error, whatever the limits.
+      const big = await nextDelivery(it);
+      expect(big.event).toBeUndefined();
+      expect(big.error?.code).toBe("PayloadTooLarge");
+      expect(big.error?.message).toContain("1500 bytes, more than the limit of 1000");
+      // As for an event over the limit, the message is kept for the application to look at.
+      expect(big.message.body.length).toBe(1500);
+      await big.reject(big.error?.message);
+      const crowded = await nextDelivery(it);
+      expect(crowded.error?.code).toBe("PayloadTooLarge");
+      expect(crowded.error?.message).toContain("20 application properties");
+      await crowded.reject(crowded.error?.message);
+      const small = await nextDelivery(it);
+      expect(small.event).toBeUndefined();
+      expect(small.error).toBeUndefined();
+      expect(small.message.body.length).toBe(500);
+      await small.accept();
+    } finally {
+      await subscriber.close();
+    }
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
   });
 });
