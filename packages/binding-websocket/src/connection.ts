@@ -1058,7 +1058,7 @@ export interface ConnectWebSocketOptions<S extends WebSocketLike = WebSocketLike
   heartbeatMs?: number;
   /**
    * Largest message the socket accepts, given to `ws` as `maxPayload` (browsers set their own
-   * limits), and the default of the socket's subscribers. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}.
+   * limits), and the default of the socket's subscribers and publishers. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}.
    * Past it `ws` closes the connection with 1009 and the subscriber's iteration fails with
    * `PayloadTooLarge`. A whole number, 1 or more
    * (`ws` would take 0 for no limit), or `Infinity` for no limit.
@@ -1284,7 +1284,7 @@ export interface WebSocketServerCloudEventsOptions {
  * the server picks the client's first offered subprotocol it knows, and refuses a client that
  * offers none with `400 Bad Request` and a message naming the subprotocols it would accept.
  * Messages past `maxPayloadBytes` (default {@link DEFAULT_MAX_PAYLOAD_BYTES}; the sockets'
- * subscribers take it as theirs unless given their own) close the connection
+ * subscribers and publishers take it as theirs unless given their own) close the connection
  * with 1009. What a client sends before its socket's first subscriber is held for that subscriber
  * as on a {@link connectWebSocket} socket (up to {@link DEFAULT_MAX_PENDING} messages and
  * `maxHeldBytes`, then a `PayloadTooLarge` delivery counting the dropped ones), so the
