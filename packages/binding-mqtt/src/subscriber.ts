@@ -234,6 +234,13 @@ interface Dispatcher {
    * unacknowledged for a later subscriber, not acknowledged by mqtt.js's own handler.
    */
   readonly closedFilters: Map<string, (topic: string) => boolean>;
+  /**
+   * Told of each filter the broker refused when mqtt.js subscribed again on its own after a
+   * reconnect (its resubscription; a SUBACK failure code such as 0x87 Not authorized, 0x80 at
+   * 3.1.1), with the reason code and mqtt.js's error. mqtt.js calls that SUBSCRIBE back to no
+   * one, so the subscriber on the filter learns of the refusal only here.
+   */
+  readonly refusedAgain: Set<(filter: string, code: number, err: Error) => void>;
 }
 
 /** How long `release()` waits for the broker to read what was sent before the connection goes. */
@@ -449,6 +456,8 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     ending?.();
     lose();
   });
+  const refusedAgain = new Set<(filter: string, code: number, err: Error) => void>();
+  watchResubscription(client, refusedAgain);
   let lastId = 0;
   const waitingCopies = new Set<{ fail: (err: PosthornError) => void }>();
   const made = {
@@ -456,6 +465,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     owed,
     onLost,
     closedFilters,
+    refusedAgain,
     epoch: 0,
     nextId: () => {
       // Called once the client has its CONNACK, which says whether the server takes them.
@@ -552,6 +562,72 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   dispatcher = made;
   dispatchers.set(client, dispatcher);
   return dispatcher;
+}
+
+/**
+ * Tells `refusedAgain` of the filters the broker refuses in the SUBSCRIBEs mqtt.js sends on its
+ * own after reconnecting (`_resubscribe`, with no callback: a refusal went unnoticed, and the
+ * subscriber on that filter received nothing, silently). It wraps `_resubscribe` to hand its
+ * `subscribe` calls a callback; a client without it (not mqtt.js 5) is left as it is.
+ */
+function watchResubscription(
+  client: MqttClient,
+  refusedAgain: Set<(filter: string, code: number, err: Error) => void>,
+): void {
+  type Subscribe = (topics: unknown, opts?: unknown, callback?: unknown) => unknown;
+  const target = client as unknown as {
+    _resubscribe?: () => void;
+    _resubscribeTopics?: Record<string, unknown>;
+    subscribe: Subscribe;
+  };
+  const resubscribe = target._resubscribe;
+  if (typeof resubscribe !== "function") return;
+  target._resubscribe = function (this: unknown) {
+    const own = Object.hasOwn(target, "subscribe");
+    const subscribe = target.subscribe;
+    target.subscribe = (topics, opts, callback) => {
+      // What mqtt.js subscribes to again: a record of filter to options (`resubscribe` is its
+      // flag, not a filter), in the order of the SUBSCRIBE's subscriptions and its SUBACK's codes.
+      const filters =
+        topics !== null && typeof topics === "object" && !Array.isArray(topics)
+          ? Object.keys(topics).filter((f) => f !== "resubscribe")
+          : [];
+      const given = typeof opts === "function" ? opts : callback;
+      const answered = (err: Error | null, ...rest: unknown[]) => {
+        if (err) refused(filters, err);
+        if (typeof given === "function") given(err, ...rest);
+      };
+      return typeof opts === "function"
+        ? subscribe.call(client, topics, answered)
+        : subscribe.call(client, topics, opts, answered);
+    };
+    try {
+      resubscribe.call(this);
+    } finally {
+      if (own) target.subscribe = subscribe;
+      else delete (target as { subscribe?: Subscribe }).subscribe;
+    }
+  };
+  const refused = (filters: readonly string[], err: Error) => {
+    const granted = (err as { packet?: { granted?: unknown } }).packet?.granted;
+    // Not a SUBACK (the connection closed first): mqtt.js subscribes again on the next connection.
+    if (!Array.isArray(granted)) return;
+    const recorded = target._resubscribeTopics ?? {};
+    for (let i = 0; i < filters.length; i++) {
+      const filter = filters[i] as string;
+      // One SUBACK code per subscription, in order; with the SUBSCRIBE split in batches
+      // (`subscribeBatchSize`) they are not all in this SUBACK, and the refused filters are
+      // those mqtt.js forgot (it forgets every filter of a SUBSCRIBE one of whose is refused).
+      const code =
+        granted.length === filters.length
+          ? (granted[i] as number)
+          : Object.hasOwn(recorded, filter)
+            ? 0
+            : (granted.find((g): g is number => typeof g === "number" && g >= 0x80) ?? 0x80);
+      if (typeof code !== "number" || code < 0x80) continue;
+      for (const fn of [...refusedAgain]) fn(filter, code, err);
+    }
+  };
 }
 
 /**
@@ -706,7 +782,9 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  * On a new session (a CONNACK without Session Present) the subscriber subscribes again when
  * mqtt.js does not (mqtt.js does on its own reconnects with a `reconnectPeriod` above 0 and
  * `resubscribe` on; not after `client.reconnect()` on a client with `reconnectPeriod: 0`); a
- * refusal or failure of that SUBSCRIBE ends the iteration with the error.
+ * refusal or failure of that SUBSCRIBE ends the iteration with the error, as does the broker's
+ * refusal of the SUBSCRIBE mqtt.js sends again itself (`PublishRejected`, the SUBACK's reason code
+ * as `protocolCode`).
  *
  * On a resumed persistent session the broker resends what was not acknowledged right after
  * CONNACK, and mqtt.js acknowledges what no subscriber takes yet: make the client with mqtt.js's
@@ -1194,9 +1272,28 @@ export async function mqttSubscriber<T = unknown>(
     if (recorded !== undefined && Object.hasOwn(recorded, filter)) return;
     subscribe().catch((err: unknown) => {
       if (closing) return;
-      dispatcher.routes.delete(route);
-      queue.fail(fromMqttError(err, `subscribe to ${filter}`));
+      ended(fromMqttError(err, `subscribe to ${filter}`));
     });
+  };
+  // mqtt.js's own resubscription after its reconnects: a refusal (an ACL changed meanwhile) left
+  // the subscriber receiving nothing, and nothing said so.
+  const onRefusedAgain = (refusedFilter: string, code: number, err: Error) => {
+    if (closing || refusedFilter !== filter) return;
+    ended(
+      new PosthornErrorClass(
+        "PublishRejected",
+        `subscribe to ${filter}: the broker refused (reason ${code}) the subscription mqtt.js made again after reconnecting: ${err.message}`,
+        // As the first SUBSCRIBE's refusal (fromMqttError): quota exceeded, server busy.
+        { protocolCode: code, retryable: code === 0x97 || code === 0x89, cause: err },
+      ),
+    );
+  };
+  // The subscription is gone: iteration ends with `err`, and nothing subscribes again.
+  const ended = (err: PosthornError) => {
+    dispatcher.routes.delete(route);
+    dispatcher.refusedAgain.delete(onRefusedAgain);
+    client.off("connect", onConnack);
+    queue.fail(err);
   };
   // A resumed session resends its unacknowledged messages right after CONNACK, possibly before
   // the SUBACK, which then waits behind them if they fill maxPending (mqtt.js handles packets one
@@ -1234,7 +1331,9 @@ export async function mqttSubscriber<T = unknown>(
   subscribed.then(
     () => {
       // From the SUBACK on: the CONNACK before it (a manualConnect client's) is not a new session.
-      if (!closing) client.on("connect", onConnack);
+      if (closing) return;
+      client.on("connect", onConnack);
+      dispatcher.refusedAgain.add(onRefusedAgain);
     },
     (err: unknown) => {
       if (closing) return;
@@ -1265,6 +1364,7 @@ export async function mqttSubscriber<T = unknown>(
     dispatcher.flush();
     dispatcher.onLost.delete(onLost);
     client.off("connect", onConnack);
+    dispatcher.refusedAgain.delete(onRefusedAgain);
     // What the session resends for this filter waits for a later subscriber on it: never
     // acknowledged unseen by mqtt.js's handler.
     if (sessionPersists && qos > 0) dispatcher.closedFilters.set(filter, route.matches);
