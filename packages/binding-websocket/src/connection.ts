@@ -601,12 +601,18 @@ interface EarlyMessages {
  */
 export const DEFAULT_MAX_HELD_BYTES = 1024 * 1024;
 
-/** The bytes of a message as `ws` emits it. */
+/**
+ * The bytes of a message as `ws` emits it: a `Buffer`, an `ArrayBuffer`, `Buffer` fragments, or
+ * (`binaryType` `"blob"`, `ws` 8.18 and later) a `Blob`, whose length is its `size`.
+ */
 function messageBytes(data: Uint8Array | ArrayBuffer | Uint8Array[]): number {
-  if (!Array.isArray(data)) return data.byteLength;
-  let n = 0;
-  for (const part of data) n += part.byteLength;
-  return n;
+  if (Array.isArray(data)) {
+    let n = 0;
+    for (const part of data) n += part.byteLength;
+    return n;
+  }
+  const n = data.byteLength ?? (data as { size?: unknown }).size;
+  return typeof n === "number" ? n : 0;
 }
 
 const earlyMessages = new WeakMap<object, EarlyMessages>();

@@ -269,6 +269,40 @@ describe("a server's socket whose client sends before the application subscribes
     client.close();
   });
 
+  it("counts a Blob (binaryType blob) by its size: held, not dropped", async () => {
+    const wss = new WebSocketServer({
+      port: 0,
+      host: "127.0.0.1",
+      ...webSocketServerOptions(formats),
+    });
+    servers.push(wss);
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    const subscribed = new Promise<AsyncIterator<Delivery>>((resolve) =>
+      wss.once("connection", (socket: WebSocket) => {
+        // ws 8.18 and later emit binary messages as Blobs so.
+        socket.binaryType = "blob" as WebSocket["binaryType"];
+        socket.once("ping", () =>
+          resolve(webSocketSubscriber(socket, { formats })[Symbol.asyncIterator]()),
+        );
+      }),
+    );
+    const client = await connectWebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, {
+      formats,
+      WebSocket,
+    });
+    client.send(new Uint8Array([1, 2, 3]));
+    client.send(new Uint8Array([4, 5, 6]));
+    client.ping();
+    const iterator = await subscribed;
+    // Before, a Blob's byteLength (undefined) failed the byte bound: both were dropped, counted.
+    for (let i = 0; i < 2; i++) {
+      const delivery = await nextDelivery(iterator, 5000);
+      expect(delivery.error?.code).toBe("MalformedInput");
+      expect(delivery.error?.message).toContain("binaryType");
+    }
+    client.close();
+  });
+
   it("a connectWebSocket socket takes maxHeldBytes too", async () => {
     const wss = new WebSocketServer({
       port: 0,
