@@ -97,7 +97,8 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
    * (RabbitMQ 3.10 applies neither.) Credit and settlement are the
    * subscriber's: `snd_settle_mode` and `rcv_settle_mode` may only be 0 (unsettled deliveries,
    * settled by `accept()`, `release()` or `reject()`), `autoaccept` false, `autosettle` true and
-   * `credit_window` 0 (use `credit`); anything else is `NotSupported`, naming the option. (A
+   * `credit_window` 0 (use `credit`); anything else is `NotSupported`, naming the option. The
+   * link asks for 0 and 0 itself, whatever rhea's connection-wide `receiver_options` say. (A
    * pre-settled delivery is gone from the broker once sent: `release()` could not give it back.)
    */
   receiverOptions?: Record<string, unknown>;
@@ -257,6 +258,10 @@ export function amqpSubscriber<T = unknown>(
   const receiver: Receiver = session.attach_receiver({
     ...receiverOptions,
     source: { ...(receiverOptions?.source as Record<string, unknown> | undefined), address },
+    // Unsettled deliveries, settled by the application, whatever rhea's default (mixed, which
+    // lets the peer pre-settle) or the connection's receiver_options say.
+    snd_settle_mode: 0,
+    rcv_settle_mode: 0,
     autoaccept: false,
     autosettle: true,
     credit_window: 0,

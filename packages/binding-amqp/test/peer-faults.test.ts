@@ -263,6 +263,52 @@ describe("amqp subscriber and a peer that sends deliveries pre-settled", () => {
   });
 });
 
+describe("amqp subscriber's settle modes on the wire", () => {
+  it("asks for unsettled deliveries, even under rhea's mixed default or the connection's receiver_options; release() reaches a peer that would pre-settle", async () => {
+    // A peer that takes the receiver's word: it sends settled unless the attach asked for
+    // unsettled deliveries (snd_settle_mode 0); mixed (2, rhea's default) lets it choose, and
+    // it chooses settled, as AMQP 1.0 (2.8.2) allows.
+    const asked: unknown[] = [];
+    const outcomes: string[] = [];
+    const senders: rhea.Sender[] = [];
+    const peer = await startPeer((ctx) => {
+      const sender = ctx.sender as rhea.Sender;
+      senders.push(sender);
+      const mode = (sender as unknown as { snd_settle_mode?: number }).snd_settle_mode;
+      asked.push([mode, (sender as unknown as { rcv_settle_mode?: number }).rcv_settle_mode]);
+      let sent = 0;
+      const send = (): void => {
+        while (sender.sendable() && sent < 1) {
+          const delivery = sender.send({ body: `settle-mode-${sent++}` });
+          if (mode !== 0) (delivery as { settled: boolean }).settled = true;
+        }
+      };
+      sender.on("sendable", send);
+      sender.on("released", () => outcomes.push("released"));
+      sender.on("accepted", () => outcomes.push("accepted"));
+      send();
+    });
+    // The second connection asks, through rhea's connection-wide receiver_options, for
+    // pre-settled deliveries received in mode second: the subscriber's link must not inherit it.
+    for (const options of [{}, { receiver_options: { snd_settle_mode: 1, rcv_settle_mode: 1 } }]) {
+      const { connection } = await bareConnection(peer.port, options);
+      const subscriber = amqpSubscriber(connection, { address: "settle-mode", credit: 1 });
+      const iterator = subscriber[Symbol.asyncIterator]();
+      const delivery = (await iterator.next()).value as Delivery;
+      // Old code: rhea's default (mixed) went out, the peer sent the delivery settled, and
+      // release() failed with SettlementFailed: the message was gone.
+      expect(await failure(delivery.release())).toBe("resolved");
+      await subscriber.close();
+    }
+    expect(asked).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    await vi.waitFor(() => expect(outcomes).toHaveLength(2), { timeout: 5000 });
+    expect(outcomes).toEqual(["released", "released"]);
+  });
+});
+
 describe("amqp publisher and subscriber closed before their links are attached", () => {
   /**
    * What the peer sees of the links: each attach and each detach, by address, and each link
