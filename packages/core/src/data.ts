@@ -1,5 +1,5 @@
 import { isBytes, utf8Decode, utf8DecodeOrUndefined, utf8Encode } from "./bytes.js";
-import { type ContentType, isJsonType, isTextType, parseContentType } from "./content-type.js";
+import { isJsonType, isTextType, parseContentType } from "./content-type.js";
 import { invalidEvent, malformed, PosthornError, quoted } from "./errors.js";
 import { isCloudEventsContentType } from "./format.js";
 
@@ -172,19 +172,43 @@ export function encodeData(
 ): Uint8Array | undefined {
   if (data === undefined) return undefined;
   if (isBytes(data)) return data;
-  const ct = datacontenttype === undefined ? undefined : parseContentType(datacontenttype);
-  if (datacontenttype === undefined || (ct !== undefined && isJsonType(ct))) {
+  let writing: Writing | undefined = WRITE_JSON;
+  if (datacontenttype !== undefined) {
+    writing = writings.get(datacontenttype);
+    if (writing === undefined) {
+      writing = writingOf(datacontenttype);
+      if (writings.size >= CACHE_LIMIT) writings.clear();
+      writings.set(datacontenttype, writing);
+    }
+  }
+  if (writing === WRITE_JSON) {
     const text = jsonText(data);
     if (text === undefined) throw invalidEvent("data has no JSON representation", "data");
     return utf8Encode(text);
   }
   if (typeof data === "string") {
-    const charset = ct?.parameters.charset;
-    return charset === undefined || !isTextType(ct as ContentType)
+    return writing === WRITE_UTF8
       ? utf8Encode(data)
-      : charsetBytes(data, charset, datacontenttype);
+      : charsetBytes(data, writing, datacontenttype as string);
   }
   throw invalidEvent(`data must be bytes or a string under ${datacontenttype}`, "data");
+}
+
+// How encodeData writes data under a content type, cached by the content type's text (the same
+// few values recur): as JSON text, a string as UTF-8, or a string in the charset named.
+type Writing = typeof WRITE_JSON | typeof WRITE_UTF8 | string;
+const WRITE_JSON = 0;
+const WRITE_UTF8 = 1;
+const writings = new Map<string, Writing>();
+const CACHE_LIMIT = 256;
+
+function writingOf(datacontenttype: string): Writing {
+  const ct = parseContentType(datacontenttype);
+  if (ct === undefined) return WRITE_UTF8;
+  if (isJsonType(ct)) return WRITE_JSON;
+  const charset = ct.parameters.charset;
+  if (charset === undefined || !isTextType(ct)) return WRITE_UTF8;
+  return WRITABLE_CHARSETS.get(charset.toLowerCase()) === -1 ? WRITE_UTF8 : charset;
 }
 
 // Charsets a string can be written in without a dependency (TextEncoder is UTF-8 only), by
@@ -320,19 +344,34 @@ export function decodeData(
   limits?: JsonLimits,
 ): unknown {
   if (datacontenttype === undefined) return bytes;
-  const ct = parseContentType(datacontenttype);
-  if (ct === undefined) return bytes;
-  if (isJsonType(ct)) {
+  let reading = readings.get(datacontenttype);
+  if (reading === undefined) {
+    reading = readingOf(datacontenttype);
+    if (readings.size >= CACHE_LIMIT) readings.clear();
+    readings.set(datacontenttype, reading);
+  }
+  if (reading === READ_BYTES) return bytes;
+  if (reading === READ_JSON) {
     if (bytes.length === 0) return undefined;
     return parseJson(utf8Decode(bytes, "JSON data"), "JSON data", limits);
   }
-  if (!isTextType(ct) || !readsAsUtf8(ct)) return bytes;
   return utf8DecodeOrUndefined(bytes) ?? bytes;
 }
 
-function readsAsUtf8(ct: ContentType): boolean {
+// How decodeData reads data under a content type, cached by the content type's text (one lookup
+// per message; the same few values recur): as bytes, as JSON, or as UTF-8 text where it decodes.
+const READ_BYTES = 0;
+const READ_JSON = 1;
+const READ_UTF8_TEXT = 2;
+const readings = new Map<string, number>();
+
+function readingOf(datacontenttype: string): number {
+  const ct = parseContentType(datacontenttype);
+  if (ct === undefined) return READ_BYTES;
+  if (isJsonType(ct)) return READ_JSON;
+  if (!isTextType(ct)) return READ_BYTES;
   const charset = ct.parameters.charset;
-  return (
-    charset === undefined || UTF8_READABLE.has(charset) || UTF8_READABLE.has(charset.toLowerCase())
-  );
+  return charset === undefined || UTF8_READABLE.has(charset.toLowerCase())
+    ? READ_UTF8_TEXT
+    : READ_BYTES;
 }
