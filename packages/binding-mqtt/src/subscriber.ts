@@ -241,6 +241,12 @@ interface Dispatcher {
    * one, so the subscriber on the filter learns of the refusal only here.
    */
   readonly refusedAgain: Set<(filter: string, code: number, err: Error) => void>;
+  /**
+   * Called when the application ends a `manualConnect` client that never connected: mqtt.js's
+   * `end()` then throws a `TypeError` (it has no stream to close) and emits neither `end` nor
+   * `close`, so nothing else tells a SUBSCRIBE waiting for the CONNACK.
+   */
+  readonly endedUnopened: Set<() => void>;
 }
 
 /** How long `release()` waits for the broker to read what was sent before the connection goes. */
@@ -308,6 +314,19 @@ function notConnectedYet(client: MqttClient): boolean {
     !client.reconnecting &&
     !client.disconnecting &&
     !client.disconnected
+  );
+}
+
+/**
+ * Whether `client` is a `manualConnect` client ended before `connect()` was called: mqtt.js's
+ * `end()` set `disconnecting` and threw before it could set `disconnected` or emit `end`.
+ */
+function endedBeforeConnecting(client: MqttClient): boolean {
+  return (
+    (client as { stream?: unknown }).stream === undefined &&
+    client.disconnecting &&
+    !client.connected &&
+    !client.reconnecting
   );
 }
 
@@ -458,6 +477,17 @@ function dispatcherFor(client: MqttClient): Dispatcher {
   });
   const refusedAgain = new Set<(filter: string, code: number, err: Error) => void>();
   watchResubscription(client, refusedAgain);
+  const endedUnopened = new Set<() => void>();
+  const ended = client as unknown as { end: (...args: unknown[]) => unknown };
+  const end = ended.end;
+  ended.end = function (this: unknown, ...args: unknown[]) {
+    const unopened = notConnectedYet(client);
+    try {
+      return end.apply(this, args);
+    } finally {
+      if (unopened && endedBeforeConnecting(client)) for (const fn of [...endedUnopened]) fn();
+    }
+  };
   let lastId = 0;
   const waitingCopies = new Set<{ fail: (err: PosthornError) => void }>();
   const made = {
@@ -466,6 +496,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     onLost,
     closedFilters,
     refusedAgain,
+    endedUnopened,
     epoch: 0,
     nextId: () => {
       // Called once the client has its CONNACK, which says whether the server takes them.
@@ -801,13 +832,14 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   once the broker resent a message for it: a refusal arriving later then ends iteration); on a
  *   client not connected yet (`manualConnect`), at once, with `ready` resolving at the SUBACK or
  *   the first resent message, and rejecting (iteration failing with the same error) when the
- *   subscription is refused or the first connection attempt fails
+ *   subscription is refused or the first connection attempt fails (`Closed` when the client is
+ *   ended before it connected)
  * @throws {@link PosthornError} `PublishRejected` when the broker refuses the subscription, with
  *   the SUBACK's reason code as `protocolCode` (e.g. 0x87 Not authorized at MQTT 5, 0x80 at 3.1.1;
  *   retryable only for 0x97 Quota exceeded); `ConnectionFailed` when the connection fails first,
  *   or, not retryable, at once on a client whose connection closed and that does not reconnect by
  *   itself (`reconnectPeriod: 0`: mqtt.js would never send the SUBSCRIBE); `Closed` at once on an
- *   ended client;
+ *   ended client (a `manualConnect` one ended before it connected included);
  *   `NotSupported`, before subscribing, for a `drainTimeoutMs` that is not a number of 0 or more,
  *   a `maxPending` that is not a whole number of 1 or more, or a `maxPayloadBytes`,
  *   `maxUserProperties` or `json.maxDepth` that is not a whole number of 0 or more, a `qos` or
@@ -851,6 +883,13 @@ export async function mqttSubscriber<T = unknown>(
   // never returned.
   const gone = closedForGoodError(client, `subscribe to ${options.topic}`);
   if (gone !== undefined) throw gone;
+  // Nor does it ever send that of a manualConnect client ended before it connected.
+  if (endedBeforeConnecting(client)) {
+    throw new PosthornErrorClass(
+      "Closed",
+      `subscribe to ${options.topic}: the client was ended before it connected (end() of a manualConnect client whose connect() was never called)`,
+    );
+  }
   const protocolVersion = clientProtocolVersion(client);
   const filter = options.group ? `$share/${options.group}/${options.topic}` : options.topic;
   const qos = options.qos ?? 1;
@@ -1226,6 +1265,7 @@ export async function mqttSubscriber<T = unknown>(
         client.off("connect", onConnect);
         client.off("close", onClose);
         client.off("end", onEnd);
+        dispatcher.endedUnopened.delete(onEndedUnopened);
         if (err === undefined) resolve();
         else reject(err);
       };
@@ -1233,6 +1273,15 @@ export async function mqttSubscriber<T = unknown>(
       // As mqtt.js fails a SUBSCRIBE it queued: the attempt ended without a CONNACK.
       const onClose = () => done(new Error("Connection closed before the broker's CONNACK"));
       const onEnd = () => done(new Error("client disconnected before the broker's CONNACK"));
+      // ready stayed pending for ever: mqtt.js's end() threw, and emitted nothing.
+      const onEndedUnopened = () =>
+        done(
+          new PosthornErrorClass(
+            "Closed",
+            `subscribe to ${filter}: the client was ended before it connected (end() of a manualConnect client whose connect() was never called)`,
+          ),
+        );
+      dispatcher.endedUnopened.add(onEndedUnopened);
       client.on("connect", onConnect);
       client.on("close", onClose);
       client.on("end", onEnd);

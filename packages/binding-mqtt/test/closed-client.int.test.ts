@@ -1,6 +1,6 @@
 import { json } from "@posthorn/format-json";
 import { brokerUrl, nextDelivery, requireBroker, settledWithin } from "@posthorn/testkit";
-import type { MqttClient } from "mqtt";
+import mqtt, { type MqttClient } from "mqtt";
 import { describe, expect, it } from "vitest";
 import { mqttPublisher, mqttSubscriber } from "../src/index.js";
 import { clientsOf, closedAfterEach, job, uniqueTopic } from "./live-harness.js";
@@ -78,6 +78,28 @@ describe.skipIf(!ok)("a client closed for good (skipped: no broker)", () => {
     expect(await settledWithin(made, 2000)).toEqual({
       rejected: expect.objectContaining({ code: "Closed" }),
     });
+  });
+
+  it("a subscriber made on a manualConnect client that is then ended without ever connecting: ready rejects with Closed, and iteration fails the same", {
+    timeout: 20_000,
+  }, async () => {
+    const c = mqtt.connect(url, { protocolVersion: 5, manualConnect: true });
+    const subscriber = await mqttSubscriber(c, {
+      topic: uniqueTopic("ended-unopened"),
+      formats: [json],
+    });
+    // mqtt.js's own end() of a client that never connected throws (it has no stream), and emits
+    // neither 'end' nor 'close'.
+    expect(() => c.end()).toThrow(TypeError);
+    const closed = expect.objectContaining({ name: "PosthornError", code: "Closed" });
+    expect(await settledWithin(subscriber.ready, 2000)).toEqual({ rejected: closed });
+    expect(await settledWithin(subscriber[Symbol.asyncIterator]().next(), 2000)).toEqual({
+      rejected: closed,
+    });
+    expect(await settledWithin(subscriber.close(), 2000)).toEqual({ resolved: undefined });
+    // A subscriber made on it afterwards is refused at once: mqtt.js would never send its SUBSCRIBE.
+    const late = mqttSubscriber(c, { topic: uniqueTopic("ended-unopened-late"), formats: [json] });
+    expect(await settledWithin(late, 2000)).toEqual({ rejected: closed });
   });
 
   it("a publisher made while the client is closed for good publishes again once the application calls client.reconnect()", {
