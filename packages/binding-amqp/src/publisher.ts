@@ -90,7 +90,8 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    * `publish` resolving once the transfer is handed to the connection to write, with no outcome
    * from the peer (a refused or lost message is not reported). `rcv_settle_mode` may only be 0,
    * `autosettle` true and `treat_modified_as_released` false; anything else is `NotSupported`,
-   * naming the option.
+   * naming the option. The link carries these settle modes itself, whatever rhea's
+   * connection-wide `sender_options` say.
    */
   senderOptions?: Record<string, unknown>;
 }
@@ -244,6 +245,10 @@ export function amqpPublisher(
   const sender: Sender = session.attach_sender({
     ...senderOptions,
     target: { ...(senderOptions?.target as Record<string, unknown> | undefined), address },
+    // The settle modes the publisher works with, as checked, whatever the connection's
+    // sender_options say: rhea's default mixed (2) unless senderOptions chose.
+    snd_settle_mode: senderOptions?.snd_settle_mode ?? 2,
+    rcv_settle_mode: 0,
     autosettle: true,
     // rhea reports `modified` as `released` unless told not to; the caller sees which it was.
     treat_modified_as_released: false,

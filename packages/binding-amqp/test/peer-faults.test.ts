@@ -263,6 +263,31 @@ describe("amqp subscriber and a peer that sends deliveries pre-settled", () => {
   });
 });
 
+describe("amqp publisher's settle modes on the wire", () => {
+  it("keeps its own settle modes under the connection's sender_options: publish resolves on the peer's accepted", async () => {
+    const peer = await startPeer();
+    const modes: unknown[] = [];
+    peer.container.on("receiver_open", (ctx: EventContext) => {
+      const receiver = ctx.receiver as unknown as {
+        snd_settle_mode?: number;
+        rcv_settle_mode?: number;
+      };
+      modes.push([receiver.snd_settle_mode, receiver.rcv_settle_mode]);
+    });
+    // rhea applies these to every sender of the connection; the option checks never saw them.
+    const { connection } = await bareConnection(peer.port, {
+      sender_options: { snd_settle_mode: 1, rcv_settle_mode: 1 },
+    });
+    const publisher = amqpPublisher(connection, { address: "sender-modes", timeoutMs: 2000 });
+    // Old code: the transfer went out pre-settled, and publish waited for an outcome that never
+    // comes: Timeout, though the peer had the message.
+    expect(await failure(publisher.publish(vector("minimal").event))).toBe("resolved");
+    expect(peer.received).toHaveLength(1);
+    expect(modes).toEqual([[2, 0]]);
+    await publisher.close();
+  });
+});
+
 describe("amqp subscriber's settle modes on the wire", () => {
   it("asks for unsettled deliveries, even under rhea's mixed default or the connection's receiver_options; release() reaches a peer that would pre-settle", async () => {
     // A peer that takes the receiver's word: it sends settled unless the attach asked for
