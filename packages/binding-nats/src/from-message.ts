@@ -66,9 +66,16 @@ export interface NatsDecodeOptions {
    * own in structured mode.
    */
   registry?: ExtensionRegistry;
-  /** Larger payloads are `PayloadTooLarge`. Default {@link DEFAULT_MAX_PAYLOAD_BYTES}. */
+  /**
+   * Larger payloads are `PayloadTooLarge`, for every message, CloudEvent or not (a subscriber
+   * hands a plain message past it out as its `Message` with that error beside it). Default
+   * {@link DEFAULT_MAX_PAYLOAD_BYTES}.
+   */
   maxPayloadBytes?: number;
-  /** More header values than this are `PayloadTooLarge`. Default {@link DEFAULT_MAX_HEADERS}. */
+  /**
+   * More header values than this (a repeated name once per value) are `PayloadTooLarge`, for
+   * every message: binary, structured or no CloudEvent. Default {@link DEFAULT_MAX_HEADERS}.
+   */
   maxHeaders?: number;
   /**
    * Limits for JSON data read in binary mode: `maxDepth`, the deepest nesting accepted (default
@@ -450,6 +457,7 @@ export function fromNatsMessage(
   try {
     const data = checkedPayload(message, options);
     const headers = readHeaders(message);
+    checkHeaderCount(headers, options);
     const s = scan(headers);
     const mode = modeOf(s, message, options);
     if (mode === "structured") return fromStructured(data, s.contentType, options);
@@ -470,10 +478,35 @@ function checkedPayload(message: NatsMessageLike, options: NatsDecodeOptions): U
   if (data.length > maxPayload) {
     throw new PosthornError(
       "PayloadTooLarge",
-      `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
+      `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload} (maxPayloadBytes${options.maxPayloadBytes === undefined ? ", by default" : ""}): raise maxPayloadBytes to accept it`,
     );
   }
   return data;
+}
+
+/**
+ * `PayloadTooLarge` for more header values than `maxHeaders` (a repeated name once per value),
+ * whatever the message carries: a structured event's headers and a plain message's are the
+ * receiver's to hold as much as a binary event's.
+ */
+function checkHeaderCount(headers: HeaderList, options: NatsDecodeOptions): void {
+  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  const { values } = headers;
+  if (values.length <= maxHeaders && !values.some(isRepeated)) return;
+  let count = 0;
+  for (const value of values) {
+    count += typeof value === "string" ? 1 : value.length;
+    if (count > maxHeaders) {
+      throw new PosthornError(
+        "PayloadTooLarge",
+        `the NATS message has more than ${maxHeaders} header values (maxHeaders${options.maxHeaders === undefined ? ", by default" : ""}): raise maxHeaders to accept it`,
+      );
+    }
+  }
+}
+
+function isRepeated(value: string | readonly string[]): boolean {
+  return typeof value !== "string";
 }
 
 /** What a subscriber makes of one received message. @internal */
@@ -486,7 +519,8 @@ export interface Received<T> {
 /**
  * A subscriber's whole receive path in one pass over the headers: mode detection, decoding (as
  * {@link fromNatsMessage}, its error caught), and the envelope (as {@link toMessageEnvelope}).
- * A message that is no CloudEvent has neither `event` nor `error`.
+ * A message that is no CloudEvent has no `event`, and no `error` unless it is past
+ * `maxPayloadBytes` or `maxHeaders` (`PayloadTooLarge`): the limits hold for every message.
  *
  * @internal
  */
@@ -511,17 +545,22 @@ export function receiveNatsMessage<T>(
   const mode = modeOf(s, message, options);
   let event: CloudEvent<T> | undefined;
   let error: PosthornError | undefined;
-  if (mode !== undefined) {
-    try {
-      const data = checkedPayload(message, options);
+  try {
+    // The limits protect the receiver whatever the message holds: one that is no CloudEvent was
+    // handed out with no error whatever its size and header count (1,500 bytes past
+    // maxPayloadBytes 1,000, 20 headers past maxHeaders 10), and a structured event's headers
+    // went uncounted. Such a message keeps its envelope, with the error beside it.
+    const data = checkedPayload(message, options);
+    checkHeaderCount(headers, options);
+    if (mode !== undefined) {
       event = (
         mode === "structured"
           ? fromStructured(data, s.contentType, options)
           : fromBinary(headers, data, s.contentType, options)
       ) as CloudEvent<T>;
-    } catch (err) {
-      error = asDecodeError(err, "NATS message");
     }
+  } catch (err) {
+    error = asDecodeError(err, "NATS message");
   }
   return { event, error, message: envelope(message, headers, s.contentType, metadata) };
 }
@@ -562,23 +601,14 @@ function fromBinary(
   options: NatsDecodeOptions,
 ): CloudEvent {
   const registry = options.registry ?? defaultRegistry;
-  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
   // Plain objects, which V8 keeps in fast mode (the event constructor reads them about twice as
   // fast as prototype-less dictionaries): only checked attribute names (lower-case letters and
   // digits, never `__proto__`) are ever written to them.
   const attributes: Record<string, unknown> = {};
-  let count = 0;
   const { names, values } = headers;
   for (let i = 0; i < names.length; i++) {
     const header = names[i] as string;
     const raw = values[i] as string | readonly string[];
-    count += typeof raw === "string" ? 1 : raw.length;
-    if (count > maxHeaders) {
-      throw new PosthornError(
-        "PayloadTooLarge",
-        `the NATS message has more than ${maxHeaders} header values`,
-      );
-    }
     if (!isCeHeader(header)) continue;
     const name = attributeNameOf(header);
     if (headers.notUtf8 && hasReplacement(raw)) {

@@ -306,6 +306,17 @@ describe("fromNatsMessage", () => {
     const many: Record<string, string> = { ...ceHeaders };
     for (let i = 0; i < 20; i++) many[`ce-x${i}`] = "v";
     expectTypedError(() => fromNatsMessage(msg(many), { maxHeaders: 10 }), ["PayloadTooLarge"]);
+    // A structured event's headers count too: they are the receiver's to hold all the same.
+    const structured: Record<string, string> = {
+      "Content-Type": "application/cloudevents+json",
+    };
+    for (let i = 0; i < 20; i++) structured[`x-h${i}`] = "v";
+    const body = utf8Encode('{"specversion":"1.0","id":"1","source":"/s","type":"t"}');
+    expect(fromNatsMessage(msg(structured, body), { formats: [json] }).id).toBe("1");
+    expectTypedError(
+      () => fromNatsMessage(msg(structured, body), { formats: [json], maxHeaders: 10 }),
+      ["PayloadTooLarge"],
+    );
   });
 
   it("structured mode is told by a Content-Type of application/cloudevents, case-insensitively", () => {
