@@ -81,7 +81,8 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
   stream: string;
   /**
    * The durable consumer to read from, created beforehand (with explicit acks) by the application
-   * or its deployment. Several subscribers on one durable consumer share its messages.
+   * or its deployment. Several subscribers on one durable consumer share its messages. Not an
+   * ordered consumer: an empty or missing name is `NotSupported`.
    */
   consumer: string;
   /** How many messages the client pulls ahead. Default 256. */
@@ -422,6 +423,23 @@ async function checkAckPolicy(
 }
 
 /**
+ * Refuses a `consumer` that names no durable consumer. nats.js takes a missing name (or an
+ * options object) for an ordered consumer, an ephemeral one with `ack_policy` `none` whose
+ * settlements the server ignores; that failed as `ConnectionFailed` with a `TypeError` inside
+ * ("Cannot read properties of undefined"), and `""` as `ConnectionFailed` "durable name required".
+ */
+function checkConsumerName(options: JetStreamSubscriberOptions): void {
+  const name: unknown = options.consumer;
+  if (typeof name === "string" && name.length > 0) return;
+  const shown = typeof name === "string" ? '""' : `${typeof name} ${String(name)}`;
+  throw new PosthornError(
+    "NotSupported",
+    `consumer must name a durable consumer of stream ${quoted(options.stream)} with ack_policy "explicit", got ${shown}: jetStreamSubscriber does not take an ordered consumer, whose acknowledgements the server ignores (read one with nats.js's own consume())`,
+    { attribute: "consumer" },
+  );
+}
+
+/**
  * The longest nak delay nats-server takes, in whole milliseconds. nats.js sends `delayMs` times
  * 10^6 as a JSON number, and the server reads it into a Go `time.Duration`: int64 nanoseconds, at
  * most 9,223,372,036,854,775,807 (about 292 years). One past that, or written as `9.007e+21` (for
@@ -471,7 +489,8 @@ function serverAtLeast210(version: string | undefined): boolean {
  * @param options - stream, durable consumer, formats, extension registry, limits
  * @throws {@link PosthornError} when the consumer cannot be found or read; `NotSupported` for a
  *   consumer whose `ack_policy` is not `explicit` (with `none` the server ignores every
- *   settlement; with `all` one ack settles earlier messages too) and, before reading it, for a
+ *   settlement; with `all` one ack settles earlier messages too), for a `consumer` that is not a
+ *   non-empty string (nats.js would make an ordered consumer) and, before reading it, for a
  *   `maxMessages` that is not a whole number of 1 or more, an `expiresMs` outside
  *   1000 to `MAX_TIMER_MS`, a `drainTimeoutMs` or `stopTimeoutMs` that is not a number of 0 or
  *   more, or a decoding limit that is not a whole number of 0 or more
@@ -494,6 +513,7 @@ export async function jetStreamSubscriber<T = unknown>(
   checkTimeOption("expiresMs", options.expiresMs, 1000, MAX_TIMER_MS);
   checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
   checkTimeOption("stopTimeoutMs", options.stopTimeoutMs);
+  checkConsumerName(options);
   let messages: ConsumerMessagesLike;
   try {
     const consumer = await js.consumers.get(options.stream, options.consumer);

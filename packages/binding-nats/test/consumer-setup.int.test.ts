@@ -59,6 +59,18 @@ describe("jetStreamSubscriber", () => {
     await expect(made).rejects.toMatchObject({ code: "NotSupported", protocolCode: "all" });
   });
 
+  it("refuses a consumer name that asks nats.js for an ordered consumer, whose acks the server ignores", async () => {
+    const name = await stream();
+    for (const consumer of [undefined, "", { name_prefix: "o" }] as unknown as string[]) {
+      const made = jetStreamSubscriber(js, { stream: name, consumer, formats: [json] });
+      await expect(made).rejects.toMatchObject({
+        code: "NotSupported",
+        attribute: "consumer",
+        message: expect.stringMatching(/durable consumer.*ordered consumer/),
+      });
+    }
+  });
+
   it("takes a consumer with explicit acks", async () => {
     const name = await stream();
     await jsm.consumers.add(name, { durable_name: "ok", ack_policy: AckPolicy.Explicit });
