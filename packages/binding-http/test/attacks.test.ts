@@ -276,9 +276,12 @@ describe("attack: deeply nested JSON", () => {
 
 describe("attack: invalid UTF-8", () => {
   const bad = new Uint8Array([0x61, 0xc0, 0xa0, 0x62]); // an overlong encoding of a space
-  it("in text data (binary mode) is 400", async () => {
-    const { send } = receiver();
-    expect((await send({ ...base, "content-type": "text/plain" }, bad)).status).toBe(400);
+  it("in text data (binary mode) arrives as the bytes sent; in JSON data it is 400", async () => {
+    const { send, events } = receiver();
+    // Text that is not UTF-8 is the sender's to label: it stays bytes, never a replaced string.
+    expect((await send({ ...base, "content-type": "text/plain" }, bad)).status).toBe(204);
+    expect(events).toHaveLength(1);
+    expect(events[0]?.data).toEqual(bad);
     expect(
       (
         await send(

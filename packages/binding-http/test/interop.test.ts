@@ -60,6 +60,21 @@ function percentDecoded(value: string): string {
   );
 }
 
+/** Whether a content type's text is UTF-8: no charset, or utf-8 / us-ascii. */
+function utf8Charset(contentType: string | undefined): boolean {
+  const charset = parseContentType(contentType ?? "")?.parameters.charset?.toLowerCase();
+  return charset === undefined || charset === "utf-8" || charset === "us-ascii";
+}
+
+function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    utf8Decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface Limitation<Trip> {
   readonly reason: string;
   pin(trip: Trip): void;
@@ -132,6 +147,15 @@ function theirsToOurs(vector: EventVector, mode: Mode): Limitation<TheirTrip> | 
   }
   if (mode === "binary") {
     const data = e.data;
+    if (typeof data === "string" && !utf8Charset(e.datacontenttype)) {
+      return {
+        reason: "cloudevents HTTP.binary writes a string as UTF-8 whatever charset it is labelled",
+        pin: (t) => {
+          expect(t.message.body).toBe(data);
+          expectPinnedChanges(t.decode(), t.sent, { data: new TextEncoder().encode(data) });
+        },
+      };
+    }
     if (typeof data === "string" && isJsonContentType(e.datacontenttype ?? "application/json")) {
       return {
         reason: "cloudevents HTTP.binary writes a string under a JSON type bare, not as JSON",
@@ -207,7 +231,22 @@ function oursToTheirs(vector: EventVector, mode: Mode): Limitation<OurTrip> | un
       reason: "cloudevents HTTP.toEvent drops falsy data in structured mode",
       pin: (t) => {
         expect(t.theirs.data).toBeUndefined();
-        expectPinnedChanges(t.plain as never, e, { data: undefined });
+        // Without data, no datacontenttype is implied (application/json stood for the data's).
+        const implied = e.datacontenttype === undefined ? { datacontenttype: undefined } : {};
+        expectPinnedChanges(t.plain as never, e, { data: undefined, ...implied });
+      },
+    };
+  }
+  const ct = e.datacontenttype;
+  const textBody = ct !== undefined && /json|text|xml/.test(ct);
+  if (mode === "binary" && isBytes(data) && textBody && utf8Charset(ct) && !isUtf8(data)) {
+    const replaced = new TextDecoder().decode(data);
+    return {
+      reason:
+        "an HTTP stack hands cloudevents a text body as a string: bytes that are not UTF-8 are replaced",
+      pin: (t) => {
+        expect(t.theirs.data).toBe(replaced);
+        expectPinnedChanges(t.plain as never, e, { data: replaced });
       },
     };
   }
@@ -287,10 +326,11 @@ function theirTrip(vector: EventVector, mode: Mode): TheirTrip {
 function ourTrip(vector: EventVector, mode: Mode): OurTrip {
   const { headers, body } = toHttpMessage(vector.event, { mode, format: json });
   const ct = headers["content-type"];
-  // Text bodies as strings, as an HTTP server framework hands them over; bytes otherwise.
+  // Text bodies as strings, as an HTTP server framework's text parser hands them over (decoded
+  // in their charset, bytes that do not decode replaced); bytes otherwise.
   const text =
     mode === "structured" || (ct !== undefined && /json|text|xml/.test(ct))
-      ? utf8Decode(body)
+      ? new TextDecoder(utf8Charset(ct) ? "utf-8" : "latin1").decode(body)
       : body;
   const theirs = HTTP.toEvent({
     headers,
