@@ -141,6 +141,8 @@ export interface ConsumerLike {
     readonly config: {
       /** `explicit`, `all` or `none`. */
       readonly ack_policy?: string;
+      /** The most deliveries of a message; -1 or 0 for no limit. */
+      readonly max_deliver?: number;
     };
   }>;
   /** Starts pulling messages, which arrive through the returned iterable. */

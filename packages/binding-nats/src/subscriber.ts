@@ -411,10 +411,14 @@ export interface JetStreamSubscriber<T = unknown> extends Subscriber<T> {
 async function checkAckPolicy(
   consumer: ConsumerLike,
   options: JetStreamSubscriberOptions,
-): Promise<void> {
-  if (typeof consumer.info !== "function") return;
-  const policy = (await consumer.info(true)).config.ack_policy;
-  if (policy === undefined || policy === "explicit") return;
+): Promise<number | undefined> {
+  if (typeof consumer.info !== "function") return undefined;
+  const config = (await consumer.info(true)).config;
+  const policy = config.ack_policy;
+  if (policy === undefined || policy === "explicit") {
+    const max = config.max_deliver;
+    return typeof max === "number" && max > 0 ? max : undefined;
+  }
   throw new PosthornError(
     "NotSupported",
     `consumer ${quoted(options.consumer)} of stream ${quoted(options.stream)} has ack_policy ${quoted(policy)}: jetStreamSubscriber settles each message on its own and needs ack_policy "explicit" (create the consumer with AckPolicy.Explicit)`,
@@ -487,6 +491,11 @@ function serverAtLeast210(version: string | undefined): boolean {
  *
  * @param js - a JetStream client (v2 or v3)
  * @param options - stream, durable consumer, formats, extension registry, limits
+ * A consumer with `max_deliver` says so in each delivery's `metadata.maxDeliver`: the delivery
+ * whose `deliveryCount` reaches it is the last, and releasing it (or letting its ack wait pass)
+ * ends it; the server keeps it in the stream, delivers it no more and publishes a
+ * `MAX_DELIVERIES` advisory. Settle such a delivery with `reject()` where it must be seen.
+ *
  * @throws {@link PosthornError} when the consumer cannot be found or read; `NotSupported` for a
  *   consumer whose `ack_policy` is not `explicit` (with `none` the server ignores every
  *   settlement; with `all` one ack settles earlier messages too), for a `consumer` that is not a
@@ -515,9 +524,11 @@ export async function jetStreamSubscriber<T = unknown>(
   checkTimeOption("stopTimeoutMs", options.stopTimeoutMs);
   checkConsumerName(options);
   let messages: ConsumerMessagesLike;
+  // The consumer's max_deliver, when it has one: the delivery that reaches it is the last.
+  let maxDeliver: number | undefined;
   try {
     const consumer = await js.consumers.get(options.stream, options.consumer);
-    await checkAckPolicy(consumer, options);
+    maxDeliver = await checkAckPolicy(consumer, options);
     messages = await consumer.consume({
       max_messages: options.maxMessages ?? 256,
       abort_on_missing_resource: true,
@@ -572,6 +583,7 @@ export async function jetStreamSubscriber<T = unknown>(
         deliverySequence: info.deliverySequence,
         pending: info.pending,
         timestampNanos: info.timestampNanos,
+        ...(maxDeliver === undefined ? {} : { maxDeliver }),
       },
       decodeOptions,
     );

@@ -323,6 +323,41 @@ describe("JetStream settlement", () => {
     adv.unsubscribe();
   });
 
+  it("a release() of the delivery that reaches max_deliver is the last: no redelivery, a MAX_DELIVERIES advisory, and metadata.maxDeliver said so", async () => {
+    const { stream, subject } = await streamWithConsumer();
+    const consumer = "limited";
+    await jsm.consumers.add(stream, {
+      durable_name: consumer,
+      ack_policy: AckPolicy.Explicit,
+      max_deliver: 2,
+    });
+    const advisories: string[] = [];
+    const adv = nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumer}`, {
+      callback: (_err, m) => {
+        advisories.push(m.string());
+      },
+    });
+    await nc.flush();
+    await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
+    const it = (await subscribe(stream, consumer))[Symbol.asyncIterator]();
+    const first = await next(it);
+    expect(first?.deliveryCount).toBe(1);
+    expect(first?.message.metadata?.maxDeliver).toBe(2);
+    await first?.release();
+    const last = await next(it);
+    expect(last?.deliveryCount).toBe(2);
+    expect(last?.deliveryCount).toBe(last?.message.metadata?.maxDeliver);
+    await last?.release();
+    // The server delivers it no more: not at once, not after an ack wait.
+    expect(await next(it, 1500)).toBeUndefined();
+    expect(advisories).toHaveLength(1);
+    expect(JSON.parse(advisories[0] as string)).toMatchObject({ stream_seq: 1, deliveries: 2 });
+    // Still stored, and no longer pending on the consumer.
+    expect((await jsm.streams.info(stream)).state.messages).toBe(1);
+    expect((await jsm.consumers.info(stream, consumer)).num_ack_pending).toBe(0);
+    adv.unsubscribe();
+  });
+
   it("inProgress() keeps a long job from being redelivered past the ack wait", async () => {
     const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
     await jetStreamPublisher(js, { subject }).publish(vector("typical").event);
