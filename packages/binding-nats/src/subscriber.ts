@@ -85,7 +85,13 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
    * ordered consumer: an empty or missing name is `NotSupported`.
    */
   consumer: string;
-  /** How many messages the client pulls ahead. Default 256. */
+  /**
+   * How many messages the client pulls ahead. Default 256. The server's ack wait of a message
+   * runs from when it is sent, so one that waits here longer than the consumer's `ack_wait` is
+   * sent again while this subscriber holds it, and is handled twice (`inProgress()` extends only
+   * the delivery it is called on): keep `maxMessages` times a handler's time below `ack_wait`,
+   * and use 1 for handlers that run past it.
+   */
   maxMessages?: number;
   /** How long each pull request waits on the server. Default the client's (30 s). */
   expiresMs?: number;

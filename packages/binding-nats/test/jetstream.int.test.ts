@@ -20,7 +20,7 @@ import {
 } from "@posthorn/binding-nats";
 import {
   asJob,
-  type CloudEvent,
+  CloudEvent,
   type Delivery,
   type EventFormat,
   ExtensionRegistry,
@@ -377,6 +377,39 @@ describe("JetStream settlement", () => {
     await d?.accept();
     expect(redelivered).toBe(false);
     await sub.close();
+  });
+
+  it("messages pulled ahead run out their ack wait before they are handed out; maxMessages 1 keeps each job to one handling", async () => {
+    // A handler of 700 ms, under the 1 s ack wait and calling inProgress() every 300 ms: the job in
+    // hand is safe, but the ones nats.js pulled ahead wait in its buffer while their ack wait runs,
+    // and the server sends each again. maxMessages 1 pulls the next job only once this one is done.
+    const handlings = async (maxMessages: number): Promise<string[]> => {
+      const { stream, subject, consumer } = await streamWithConsumer({ ackWaitMs: 1000 });
+      const publisher = jetStreamPublisher(js, { subject });
+      for (const id of ["a", "b", "c"]) {
+        await publisher.publish(
+          new CloudEvent({ specversion: "1.0", id, source: "/jobs", type: "job" }),
+        );
+      }
+      const sub = await jetStreamSubscriber(js, { stream, consumer, formats, maxMessages });
+      subscribers.push(sub);
+      const it = sub[Symbol.asyncIterator]();
+      const seen: string[] = [];
+      for (let d = await next(it, 3000); d; d = await next(it, 1500)) {
+        seen.push(`${d.event?.id}#${d.deliveryCount}`);
+        const work = setInterval(() => void d?.inProgress(), 300);
+        await new Promise((r) => setTimeout(r, 700));
+        clearInterval(work);
+        await d.accept();
+      }
+      await sub.close();
+      return seen;
+    };
+    const ahead = await handlings(64);
+    expect(ahead.slice(0, 3)).toEqual(["a#1", "b#1", "c#1"]);
+    // Job c waited 1,400 ms in the buffer: handed out again, as its second delivery.
+    expect(ahead).toContain("c#2");
+    expect(await handlings(1)).toEqual(["a#1", "b#1", "c#1"]);
   });
 
   it("close() releases deliveries handed out and not settled, so another consumer gets them at once", async () => {
