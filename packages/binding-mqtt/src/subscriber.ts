@@ -90,7 +90,8 @@ export interface MqttSubscriberOptions extends MqttLimits {
    * While a dead-letter copy at QoS 1/2 waits for its acknowledgement, mqtt.js reads on to twice
    * this many (the acknowledgement may be behind what it would not read); held there with no
    * delivery pulled by the next turn of the event loop, the copy's wait ends and `reject()`
-   * rejects with `SettlementFailed`, cause `Timeout`. Default {@link DEFAULT_MAX_PENDING}.
+   * rejects with `SettlementFailed`, cause `Timeout` (the message is acknowledged once the
+   * copy's acknowledgement is read). Default {@link DEFAULT_MAX_PENDING}.
    */
   maxPending?: number;
   /**
@@ -217,8 +218,11 @@ interface Dispatcher {
    */
   copyStarted(fail: (err: PosthornError) => void): () => void;
   /**
-   * Ends the wait of every copy still waiting with `err`, uncounting them: a subscriber holds
-   * mqtt.js, so their PUBACKs may not be read until its deliveries are pulled.
+   * Ends the wait of every copy still waiting with `err`: a subscriber holds mqtt.js, so their
+   * PUBACKs may not be read until its deliveries are pulled. They stay counted until their
+   * answer is read: the rejected message's acknowledgement waits for it, so a packet parked past
+   * the window in front of it would never let it through (20 accepted deliveries' PUBACKs and
+   * the 21st message stuck for good behind one such copy).
    */
   failCopies(err: PosthornError): void;
   /** The resume functions of this client's subscribers holding mqtt.js past `maxPending`. */
@@ -489,7 +493,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     }
   };
   let lastId = 0;
-  const waitingCopies = new Set<{ fail: (err: PosthornError) => void }>();
+  const waitingCopies = new Set<{ fail: (err: PosthornError) => void; failed: boolean }>();
   const made = {
     routes,
     owed,
@@ -528,7 +532,7 @@ function dispatcherFor(client: MqttClient): Dispatcher {
     },
     paused: new Set<() => void>(),
     copyStarted: (fail: (err: PosthornError) => void) => {
-      const copy = { fail };
+      const copy = { fail, failed: false };
       waitingCopies.add(copy);
       const p = parked;
       parked = undefined;
@@ -539,9 +543,11 @@ function dispatcherFor(client: MqttClient): Dispatcher {
       };
     },
     failCopies: (err: PosthornError) => {
-      const failed = [...waitingCopies];
-      waitingCopies.clear();
-      for (const copy of failed) copy.fail(err);
+      for (const copy of [...waitingCopies]) {
+        if (copy.failed) continue;
+        copy.failed = true;
+        copy.fail(err);
+      }
     },
     unpark: (route: Route) => {
       if (parked?.route !== route) return;
@@ -798,8 +804,10 @@ const WITHHELD = new Error("posthorn: acknowledgement withheld");
  *   same (not retryable: MQTT cannot bring it back); at QoS 0 it is not retryable. On a client
  *   closed for good (ended, or its connection closed with `reconnectPeriod: 0`) the copy is
  *   refused at once (`Closed`, or `ConnectionFailed` not retryable, as `cause`). A copy whose
- *   acknowledgement mqtt.js cannot read (held at twice `maxPending`, nothing pulled) fails with
- *   `Timeout` as `cause`. At MQTT 5 the copy also carries the
+ *   acknowledgement mqtt.js cannot read (held at twice `maxPending`, nothing pulled) ends the
+ *   wait with `Timeout` as `cause`, not retryable: the copy was sent, and the message is settled
+ *   once its answer is read (acknowledged, or, refused, as for a failed copy); it is not sent
+ *   again meanwhile. At MQTT 5 the copy also carries the
  *   user properties `posthorn-original-topic` and, when given, `posthorn-dead-letter-reason`
  *   (core's `DEAD_LETTER_ORIGINAL_TOPIC` and `DEAD_LETTER_REASON`), which the decoder skips, so
  *   the copy decodes to the same event; MQTT 3.1.1 has no properties to carry them.
@@ -1047,7 +1055,15 @@ export async function mqttSubscriber<T = unknown>(
     const deliveryCount = 1 + (priorReleases ?? 0);
     const message = toPlainMessage(mqttMessage, metadata);
 
-    const deadLetter = (reason: string | undefined): Promise<void> => {
+    /**
+     * Publishes the dead-letter copy. When its wait ends before the broker's answer is read (the
+     * `Timeout` of goOn: the copy was sent), the promise rejects with that error, `wait.gaveUp`
+     * is set, and `late` is called with the answer once mqtt.js reads it (an error, or nothing).
+     */
+    const deadLetter = (
+      reason: string | undefined,
+      wait: { gaveUp: boolean; late?: (err?: PosthornError) => void } = { gaveUp: false },
+    ): Promise<void> => {
       const topicOut = options.deadLetterTopic as string;
       const publishOptions: IClientPublishOptions = { qos: options.deadLetterQos ?? 1 };
       // MQTT 3.1.1 has no properties: the copy is the payload alone, and the reason is lost.
@@ -1066,6 +1082,7 @@ export async function mqttSubscriber<T = unknown>(
             : dispatcher.copyStarted((err) => {
                 if (ended) return;
                 ended = true;
+                wait.gaveUp = true;
                 reject(err);
               });
         // Through the client's publish quota, as its publishers send: a burst of rejections
@@ -1073,7 +1090,11 @@ export async function mqttSubscriber<T = unknown>(
         // with Quota exceeded).
         publishOnClient(client, topicOut, asBuffer(payload), publishOptions, (err) => {
           copied();
-          if (ended) return;
+          if (ended) {
+            if (wait.gaveUp)
+              wait.late?.(err ? fromMqttError(err, `publish to ${topicOut}`) : undefined);
+            return;
+          }
           ended = true;
           if (err) reject(fromMqttError(err, `publish to ${topicOut}`));
           else resolve();
@@ -1097,6 +1118,7 @@ export async function mqttSubscriber<T = unknown>(
       if (queue.size >= maxPending && (dispatcher.copies === 0 || queue.size >= 2 * maxPending)) {
         if (dispatcher.copies > 0) {
           setTimeout(() => {
+            // Copies whose wait already ended are counted until their answer, and not failed again.
             if (paused !== handled || dispatcher.copies === 0) return;
             dispatcher.failCopies(
               new PosthornErrorClass(
@@ -1125,15 +1147,19 @@ export async function mqttSubscriber<T = unknown>(
           accept: () => undefined,
           // As a QoS 1/2 delivery's: SettlementFailed with the copy's error as cause; not
           // retryable, since nothing ever brings a QoS 0 message again.
-          reject: (reason) =>
-            deadLetter(reason).catch((err: unknown) => {
+          reject: (reason) => {
+            const wait = { gaveUp: false };
+            return deadLetter(reason, wait).catch((err: unknown) => {
               const why = isPosthornError(err) ? err.message : String(err);
               throw new PosthornErrorClass(
                 "SettlementFailed",
-                `the dead-letter copy failed (${why}); a QoS 0 message is never redelivered, so it is lost`,
+                wait.gaveUp
+                  ? `the dead-letter copy was not confirmed in time (${why}); it usually arrives, and if it did not, this QoS 0 message is lost: it is never redelivered`
+                  : `the dead-letter copy failed (${why}); a QoS 0 message is never redelivered, so it is lost`,
                 { cause: err, retryable: false },
               );
-            }),
+            });
+          },
         }),
       );
       goOn();
@@ -1230,10 +1256,38 @@ export async function mqttSubscriber<T = unknown>(
         // Until the broker acknowledges the copy, packets past the window are handed out
         // rather than parked (see deadLetter): this delivery's own acknowledgement, which
         // would admit them, waits for the copy's PUBACK.
+        const wait: { gaveUp: boolean; late?: (err?: PosthornError) => void } = { gaveUp: false };
         try {
-          await deadLetter(reason);
+          await deadLetter(reason, wait);
         } catch (err) {
-          throw copyFailed(err);
+          if (!wait.gaveUp || !held.has(entry) || lost()) throw copyFailed(err);
+          // The copy was sent and its answer is behind what mqtt.js does not read: the message
+          // stays unacknowledged until it is read (pulling deliveries lets mqtt.js read on), then
+          // is settled as the copy's answer says. Dropping the connection at once, as for a
+          // failed copy, had the broker send the message again while the copy had most likely
+          // arrived: a loop awaiting reject() got it again at each reconnect (m-0 19 times in
+          // 4 s, 20 copies on the dead-letter topic, no other message handed out).
+          forget(entry);
+          wait.late = (copyErr) => {
+            if (lost()) return;
+            if (copyErr === undefined || !persistent) {
+              settle(true);
+              return;
+            }
+            settle(false);
+            if (messageId !== undefined) released.set(messageId, deliveryCount);
+            dispatcher.drop();
+          };
+          const why = isPosthornError(err) ? err.message : String(err);
+          throw new PosthornErrorClass(
+            "SettlementFailed",
+            `the dead-letter copy was not confirmed in time (${why}); the message is acknowledged once the broker's answer to the copy is read, which needs deliveries pulled, and ${
+              persistent
+                ? "comes again, as after release(), if the broker refused the copy"
+                : "is acknowledged all the same if the broker refused the copy (without a persistent session that reconnects by itself MQTT cannot redeliver it)"
+            }`,
+            { cause: err, retryable: false },
+          );
         }
         ack();
       },

@@ -131,11 +131,13 @@ describe("MQTT QoS 0 subscriber flow control", () => {
     const first = (await it.next()).value as Delivery;
     // mqtt.js read on past maxPending up to twice it, then was held again: the copy's PUBACK,
     // behind the 2,000 messages, cannot be read until they are pulled, and reject() ends.
+    // Not "lost": the copy was sent, and usually arrives (it does, below).
     expect(await settledWithin(first.reject("cannot process"), 5000)).toEqual({
       rejected: expect.objectContaining({
         code: "SettlementFailed",
         retryable: false,
         cause: expect.objectContaining({ code: "Timeout" }),
+        message: expect.stringContaining("it usually arrives"),
       }),
     });
     await sleep(200);
@@ -228,6 +230,81 @@ describe("MQTT QoS 0 subscriber flow control", () => {
     expect(processed).toBeLessThanOrEqual(2 * 4 + 1);
     await held.close();
     await other.close();
+  });
+
+  it("reject() at QoS 1 on a persistent session whose copy's wait ends (Timeout): the message is not sent again, the copy arrives once, and the message is acknowledged once mqtt.js reads the copy's answer", {
+    timeout: 30_000,
+  }, async () => {
+    const topic = uniqueTopic("flow-reject-persistent");
+    const deadLetterTopic = `${topic}/dead`;
+    const dead = await client();
+    const copies: string[] = [];
+    // Binary mode: the event's id is a user property.
+    const idOf = (packet: { properties?: { userProperties?: Record<string, unknown> } }) =>
+      String(packet.properties?.userProperties?.id);
+    dead.on("message", (t, _payload, packet) => {
+      if (t === deadLetterTopic) copies.push(idOf(packet));
+    });
+    await dead.subscribeAsync(deadLetterTopic, { qos: 1 });
+    const session = {
+      protocolVersion: 5,
+      clean: false,
+      clientId: `posthorn-flow-${Math.random().toString(36).slice(2, 10)}`,
+      properties: { sessionExpiryInterval: 30 },
+      reconnectPeriod: 100,
+      connectTimeout: 5000,
+    } as const;
+    const sub = await mqtt.connectAsync(broker.url, session);
+    clients.push(sub);
+    const subscriber = await mqttSubscriber(sub, {
+      topic,
+      qos: 1,
+      formats: [json],
+      maxPending: 4,
+      deadLetterTopic,
+    });
+    const publisher = mqttPublisher(await client(), { topic, qos: 1 });
+    const n = 30;
+    for (let i = 0; i < n; i++) {
+      await publisher.publish({ specversion: "1.0", id: `p-${i}`, source: "/flow", type: "t" });
+    }
+    await sleep(200);
+    const it = subscriber[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Delivery;
+    expect(first.event?.id).toBe("p-0");
+    // A loop that awaits reject() before pulling the next: mqtt.js is held at twice maxPending.
+    expect(await settledWithin(first.reject("cannot process"), 5000)).toEqual({
+      rejected: expect.objectContaining({
+        code: "SettlementFailed",
+        retryable: false,
+        cause: expect.objectContaining({ code: "Timeout" }),
+        message: expect.stringContaining("not confirmed in time"),
+      }),
+    });
+    // The rest arrive once pulled, and p-0 does not come again (it did, at each of the
+    // reconnects the subscriber made, while the loop went on rejecting it).
+    const ids: string[] = [];
+    while (ids.length < n - 1) {
+      const d = await it.next();
+      if (d.done) break;
+      ids.push(d.value.event?.id ?? "?");
+      await d.value.accept();
+    }
+    expect(ids).toEqual(Array.from({ length: n - 1 }, (_, i) => `p-${i + 1}`));
+    const deadline = Date.now() + 3000;
+    while (copies.length < 1 && Date.now() < deadline) await sleep(50);
+    expect(copies).toEqual(["p-0"]);
+    // Every message was acknowledged, p-0 included: a new connection on the session gets none.
+    await subscriber.close();
+    const resumed = await mqtt.connectAsync(broker.url, { ...session, reconnectPeriod: 0 });
+    clients.splice(clients.indexOf(sub), 1);
+    await sub.endAsync(true);
+    clients.push(resumed);
+    const again: string[] = [];
+    resumed.on("message", (_t, _payload, packet) => again.push(idOf(packet)));
+    await sleep(500);
+    expect(again).toEqual([]);
+    expect(copies).toEqual(["p-0"]);
   });
 
   it("refuses a maxPending below 1 with NotSupported", async () => {
