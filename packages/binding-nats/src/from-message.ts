@@ -89,7 +89,8 @@ export interface NatsDecodeOptions {
    */
   maxJsonDepth?: number;
   /**
-   * Whether a message with no headers whose payload is a JSON object with a `specversion` member
+   * Whether a message with neither a `Content-Type` nor a `ce-` header (other headers do not
+   * count) whose payload is a JSON object holding a `"specversion"` member name in its first 64 KiB
    * is read as a structured JSON event (as producers of NATS binding 1.0.2, which had no headers,
    * send them). Needs a JSON format in `formats`. Default `true`.
    */

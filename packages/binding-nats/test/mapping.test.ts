@@ -339,6 +339,19 @@ describe("fromNatsMessage", () => {
     expect(detectNatsMode({ data })).toBe("structured");
     expect(fromNatsMessage({ data }, { formats }).id).toBe(event.id);
     expect(detectNatsMode({ data }, { detectHeaderlessJson: false })).toBeUndefined();
+    // Headers other than Content-Type and ce- do not count: a JetStream message id, a trace header.
+    const headers = { "Nats-Msg-Id": "x", traceparent: "00-1-2-01" };
+    expect(fromNatsMessage({ data, headers }, { formats }).id).toBe(event.id);
+    expect(
+      detectNatsMode({ data, headers: { "Content-Type": "application/json" } }),
+    ).toBeUndefined();
+    // A nested member name is a claim too; what then does not decode is an error, not a message.
+    const nested = utf8Encode('{"data":{"specversion":1}}');
+    expect(detectNatsMode({ data: nested })).toBe("structured");
+    expectTypedError(
+      () => fromNatsMessage({ data: nested }, { formats }),
+      ["InvalidEvent", "MalformedInput"],
+    );
   });
 
   it("says UnsupportedContentType for unregistered formats and for batches", () => {
