@@ -517,7 +517,16 @@ export class HttpReceiver implements Subscriber {
         if (why === ABORTED) for (const entry of queued) this.#withdraw(entry);
       });
     }
-    return this.#reply(await outcomes);
+    let settled: Outcome[];
+    try {
+      settled = await outcomes;
+    } catch {
+      // The handler's failure is the receiver's, whatever it threw: a PosthornError from its own
+      // work (a downstream publish's InvalidEvent or PayloadTooLarge) was answered with that
+      // code's 4xx, which told the sender to drop an event it had sent correctly.
+      return errorReply(500, "the event handler failed");
+    }
+    return this.#reply(settled);
   }
 
   /**

@@ -4,7 +4,7 @@ import {
   httpReceiver,
   toHttpMessage,
 } from "@posthorn/binding-http";
-import { CloudEvent, type Delivery } from "@posthorn/core";
+import { CloudEvent, type Delivery, PosthornError } from "@posthorn/core";
 import { json } from "@posthorn/format-json";
 import { watchTimerOverflows } from "@posthorn/testkit";
 import { afterAll, describe, expect, it } from "vitest";
@@ -81,6 +81,28 @@ describe("HTTP receiver status codes (node:http)", () => {
       },
     });
     expect((await post(url)).status).toBe(500);
+  });
+  it("answers 500 when the handler throws a PosthornError, never that code's 4xx", async () => {
+    // A handler forwarding the event fails with its downstream's error: a 413 or 400 here told
+    // the sender its (correct) event was bad, and the sender dropped it for good.
+    for (const code of [
+      "PayloadTooLarge",
+      "InvalidEvent",
+      "MalformedInput",
+      "UnsupportedContentType",
+    ] as const) {
+      const url = await serve({
+        onDelivery: () => {
+          throw new PosthornError(code, "the downstream broker refused it");
+        },
+      });
+      const r = await post(url);
+      expect({ code, status: r.status, text: r.text }).toEqual({
+        code,
+        status: 500,
+        text: "the event handler failed",
+      });
+    }
   });
   it("answers 400 for an invalid event and for an unparseable body", async () => {
     const url = await serve({ onDelivery: () => undefined });
