@@ -796,6 +796,98 @@ describe("Kafka test broker under hostile input", () => {
   });
 });
 
+describe("Kafka test broker and a client that does not read its responses", () => {
+  it("handles no more of its requests until it reads, so its responses do not pile up in memory", async () => {
+    const handled: string[] = [];
+    const broker = await startKafkaBroker({
+      log: (l) => {
+        if (l.includes("from slow-reader")) handled.push(l);
+      },
+      traceRequests: true,
+    });
+    const sockets: Socket[] = [];
+    try {
+      broker.createTopic("slow-reader-topic", 1);
+      const producer = await RawClient.open(broker.port);
+      sockets.push(producer.socket);
+      // One batch of 1 MiB (16 records of 64 KiB): each fetch below is answered with all of it.
+      const [error] = await produce(
+        producer,
+        "slow-reader-topic",
+        0,
+        recordBatch(Array.from({ length: 16 }, () => ({ key: null, value: "x".repeat(1 << 16) }))),
+      );
+      expect(error).toBe(ErrorCode.NONE);
+
+      const requests = 300;
+      const frames: Buffer[] = [];
+      for (let id = 1; id <= requests; id++) {
+        const w = new Writer();
+        w.int16(ApiKey.Fetch).int16(11).int32(id).nullableString("slow-reader");
+        w.int32(-1)
+          .int32(0)
+          .int32(1)
+          .int32(2 << 20)
+          .int8(0)
+          .int32(0)
+          .int32(-1);
+        w.int32(1)
+          .string("slow-reader-topic")
+          .int32(1)
+          .int32(0)
+          .int32(-1)
+          .int64(0)
+          .int64(-1)
+          .int32(2 << 20);
+        w.int32(0).string("");
+        const body = w.finish();
+        frames.push(new Writer().int32(body.length).raw(body).finish().slice());
+      }
+      // 300 requests of under 100 bytes, each answered with 1 MiB, from a client that reads
+      // nothing: the old broker handled all of them at once and held 300 MiB of responses.
+      const slow = connect(broker.port, "127.0.0.1");
+      sockets.push(slow);
+      slow.pause();
+      await new Promise<void>((resolve) => slow.once("connect", () => resolve()));
+      slow.write(Buffer.concat(frames));
+      // What is not handled cannot be awaited: give the broker time it would use to handle them.
+      const settle = Date.now() + 1000;
+      while (Date.now() < settle && handled.length < requests) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // What the socket buffers take before the broker waits (a few MiB), not all 300.
+      expect(handled.length).toBeGreaterThan(0);
+      expect(handled.length).toBeLessThan(40);
+
+      // Once the client reads, every request is answered, in order.
+      const ids: number[] = [];
+      let buffered = Buffer.alloc(0);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`only ${ids.length} of ${requests} responses within 20 s`)),
+          20_000,
+        );
+        slow.on("data", (chunk: Buffer) => {
+          buffered = Buffer.concat([buffered, chunk]);
+          while (buffered.length >= 4 && buffered.length >= buffered.readInt32BE(0) + 4) {
+            ids.push(buffered.readInt32BE(4));
+            buffered = buffered.subarray(buffered.readInt32BE(0) + 4);
+          }
+          if (ids.length === requests) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        slow.resume();
+      });
+      expect(ids).toEqual(Array.from({ length: requests }, (_, i) => i + 1));
+    } finally {
+      for (const s of sockets) s.destroy();
+      await broker.stop();
+    }
+  });
+});
+
 describe("Kafka test broker group timeouts", () => {
   let broker: KafkaTestBroker;
   const clients: RawClient[] = [];

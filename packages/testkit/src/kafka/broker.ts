@@ -806,10 +806,28 @@ class Connection {
         if (this.queue.length < MAX_QUEUED_REQUESTS / 2 && this.socket.isPaused())
           this.socket.resume();
         await this.handleFrame(frame);
+        // Kafka mutes a connection until its response is sent. A client that does not read its
+        // responses must not have more handled meanwhile: each one (a fetch can answer megabytes
+        // to a request of a hundred bytes) would wait in memory, without bound, for it to read.
+        // Stopping here fills the queue, and then reading stops too.
+        if (this.socket.writableNeedDrain) await this.drained();
       }
     } finally {
       this.busy = false;
     }
+  }
+
+  /** Resolves when the socket has sent what it buffered, or when the connection closes. */
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off("drain", done);
+        this.closeHooks.delete(done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.closeHooks.add(done);
+    });
   }
 
   private async handleFrame(frame: Buffer): Promise<void> {
