@@ -55,7 +55,7 @@ export interface NodeWs {
   ping(data?: undefined, mask?: undefined, cb?: (err?: Error | null) => void): void;
   pong(): void;
   terminate(): void;
-  // Since ws 8.? (absent in the oldest 8.x): stop and restart reading the TCP socket.
+  // Since ws 8.3.0, the oldest in the peer range: stop and restart reading the TCP socket.
   pause?(): void;
   resume?(): void;
   readonly isPaused?: boolean;
