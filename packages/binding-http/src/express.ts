@@ -7,13 +7,14 @@ import {
 import { type ReceiverOrOptions, toReceiver } from "./receiver.js";
 
 /**
- * An Express request, structurally: a Node request, possibly with a `body` that `express.raw()`
- * or `express.text()` read. Express itself is not a dependency.
+ * An Express request, structurally: a Node request, possibly with a `body` that a body parser
+ * such as `express.raw()` read. Express itself is not a dependency.
  */
 export interface ExpressRequestLike extends NodeRequestLike {
   /**
-   * What a body parser left: bytes or text are decoded as the body; an object means the body was
-   * parsed as JSON or a form, and is answered 500.
+   * What a body parser left: bytes (`express.raw()`) are decoded as the body; an object (the body
+   * parsed as JSON or a form) or text (`express.text()`, whose bytes cannot be recovered exactly)
+   * is answered 500 saying so.
    */
   readonly body?: unknown;
 }
@@ -29,7 +30,8 @@ export type ExpressHandler = (
  * An Express route handler for CloudEvents: mount it with `app.post(path, ...)` (and
  * `app.options(path, ...)` for the webhook handshake), or `app.use(path, ...)`. It reads the
  * raw body itself; put it before `express.json()`, or give it `express.raw({ type: () => true })`
- * output, since a body already parsed into an object cannot be decoded faithfully (500).
+ * output, since a body already parsed into an object, or decoded to text by `express.text()`,
+ * cannot be decoded faithfully (500).
  *
  * @param receiver - an {@link HttpReceiver}, or options to make one
  *

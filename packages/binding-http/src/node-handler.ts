@@ -168,19 +168,22 @@ class NodeClientSignal implements ClientSignal {
 }
 
 /**
- * A body an upstream middleware already read (Express `express.raw()` or `express.text()`), or
- * `undefined` when the stream is still unread.
+ * A body an upstream middleware already read as bytes (Express `express.raw()`), or `undefined`
+ * when the stream is still unread.
  *
- * @throws {@link PosthornError} `NotSupported` when a parser turned the body into an object
+ * @throws {@link PosthornError} `NotSupported` when a parser turned the body into an object, or
+ *   decoded it to text (`express.text()`): the bytes the sender sent cannot be recovered from a
+ *   string (a charset other than UTF-8, bytes that are not UTF-8, a byte order mark)
  */
 export function preReadBody(request: NodeRequestLike & { body?: unknown }): Uint8Array | undefined {
   const body = request.body;
   if (isBytes(body)) return body;
-  if (typeof body === "string") return utf8Encode(body);
   if (body !== undefined && request.readableEnded === true) {
+    // A string was encoded back as UTF-8: Latin-1 text arrived as other bytes under its
+    // charset, and bytes that are not UTF-8 as U+FFFD, where the receiver keeps them as sent.
     throw new PosthornError(
       "NotSupported",
-      "the request body was parsed before the CloudEvents receiver saw it; mount the receiver before body parsers, or use express.raw({ type: () => true })",
+      `the request body was ${typeof body === "string" ? "decoded to text" : "parsed"} before the CloudEvents receiver saw it, so its bytes are lost; mount the receiver before body parsers, or use express.raw({ type: () => true })`,
     );
   }
   return undefined;

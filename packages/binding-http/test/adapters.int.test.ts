@@ -52,6 +52,12 @@ describe("Express adapter (@posthorn/binding-http/express)", () => {
       express.json({ type: () => true }),
       expressHandler({ formats: [json], onDelivery }),
     );
+    // Behind express.text(), the bytes are gone too: a string cannot give them back.
+    app.post(
+      "/text",
+      express.text({ type: "text/*" }),
+      expressHandler({ formats: [json], onDelivery }),
+    );
     app.post(
       "/reject",
       expressHandler({ formats: [json], maxBodyBytes: 100, onDelivery: (d) => d.reject("nope") }),
@@ -80,6 +86,34 @@ describe("Express adapter (@posthorn/binding-http/express)", () => {
     });
     expect(response.status).toBe(500);
     expect(await response.text()).toMatch(/before body parsers/);
+  });
+  it("answers 500 with an explanation behind express.text(), delivering nothing", async () => {
+    // Latin-1 text and bytes that are not UTF-8: the string express.text() leaves was encoded
+    // back as UTF-8, and the event carried other bytes than the sender's.
+    for (const [contentType, bytes] of [
+      ["text/plain; charset=iso-8859-1", [0x68, 0xe9]],
+      ["text/plain", [0x68, 0xff]],
+    ] as const) {
+      received.length = 0;
+      const response = await fetch(`${base}/text`, {
+        method: "POST",
+        headers: {
+          "ce-specversion": "1.0",
+          "ce-id": "text-1",
+          "ce-source": "/adapters",
+          "ce-type": "com.example.text",
+          "content-type": contentType,
+        },
+        body: new Uint8Array(bytes),
+      });
+      const text = await response.text();
+      expect({ contentType, status: response.status, received: received.length }).toEqual({
+        contentType,
+        status: 500,
+        received: 0,
+      });
+      expect(text).toMatch(/decoded to text .*express\.raw/);
+    }
   });
   it("answers other methods 405 with Allow when mounted with app.use", async () => {
     for (const method of ["GET", "DELETE", "PATCH"]) {
