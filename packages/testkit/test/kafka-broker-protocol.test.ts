@@ -888,6 +888,97 @@ describe("Kafka test broker and a client that does not read its responses", () =
   });
 });
 
+describe("Kafka test broker and large requests queued behind a parked fetch", () => {
+  it("stops reading once about maxFrameBytes of requests wait, not after 64 of any size", async () => {
+    const broker = await startKafkaBroker({ log: () => {}, maxFrameBytes: 1 << 20 });
+    const sockets: Socket[] = [];
+    try {
+      broker.createTopic("queued-bytes-topic", 1);
+      const frame = (id: number, body: (w: Writer) => void, padTo = 0): Buffer => {
+        const w = new Writer();
+        w.int16(id === 1 ? ApiKey.Fetch : ApiKey.ApiVersions)
+          .int16(id === 1 ? 11 : 0)
+          .int32(id)
+          .nullableString("queued-bytes");
+        body(w);
+        const payload = Buffer.alloc(Math.max(padTo, w.finish().length));
+        w.finish().copy(payload);
+        return new Writer().int32(payload.length).raw(payload).finish().slice();
+      };
+      // A fetch parked for 30 s holds the connection; behind it, 60 requests of almost 1 MiB each
+      // (ApiVersions reads no body, so the padding is ignored), 60 MiB in all.
+      const parked = frame(1, (w) => {
+        w.int32(-1)
+          .int32(30_000)
+          .int32(1)
+          .int32(1 << 20)
+          .int8(0)
+          .int32(0)
+          .int32(-1);
+        w.int32(1)
+          .string("queued-bytes-topic")
+          .int32(1)
+          .int32(0)
+          .int32(-1)
+          .int64(0)
+          .int64(-1)
+          .int32(1 << 20);
+        w.int32(0).string("");
+      });
+      const requests = 60;
+      const client = connect(broker.port, "127.0.0.1");
+      sockets.push(client);
+      await new Promise<void>((resolve) => client.once("connect", () => resolve()));
+      const ids: number[] = [];
+      let buffered = Buffer.alloc(0);
+      const answered = new Promise<void>((resolve) => {
+        client.on("data", (chunk: Buffer) => {
+          buffered = Buffer.concat([buffered, chunk]);
+          while (buffered.length >= 4 && buffered.length >= buffered.readInt32BE(0) + 4) {
+            ids.push(buffered.readInt32BE(4));
+            buffered = buffered.subarray(buffered.readInt32BE(0) + 4);
+          }
+          if (ids.length === requests + 1) resolve();
+        });
+      });
+      client.write(parked);
+      for (let id = 2; id <= requests + 1; id++) client.write(frame(id, () => {}, (1 << 20) - 64));
+      // The old broker read on until 64 requests waited: all 60 MiB, and so 6.4 GB with the
+      // default 100 MiB limit. What it does not read cannot be awaited: give it the time.
+      const settle = Date.now() + 1000;
+      while (Date.now() < settle && client.writableLength > 0) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // The broker holds about 1 MiB, the kernel's socket buffers a few more: the rest stays here.
+      expect(client.writableLength).toBeGreaterThan(30 << 20);
+
+      // A record wakes the fetch; then every request is answered, in order.
+      const producer = await RawClient.open(broker.port);
+      sockets.push(producer.socket);
+      const [error] = await produce(
+        producer,
+        "queued-bytes-topic",
+        0,
+        recordBatch([{ key: null, value: "wake" }]),
+      );
+      expect(error).toBe(ErrorCode.NONE);
+      await Promise.race([
+        answered,
+        new Promise((_, reject) =>
+          setTimeout(
+            () => reject(new Error(`only ${ids.length} of ${requests + 1} answers within 20 s`)),
+            20_000,
+          ),
+        ),
+      ]);
+      expect(ids).toEqual(Array.from({ length: requests + 1 }, (_, i) => i + 1));
+    } finally {
+      for (const s of sockets) s.destroy();
+      await broker.stop();
+    }
+  });
+});
+
 describe("Kafka test broker group timeouts", () => {
   let broker: KafkaTestBroker;
   const clients: RawClient[] = [];

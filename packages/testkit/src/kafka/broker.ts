@@ -747,6 +747,8 @@ class Connection {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private readonly queue: Buffer[] = [];
+  /** Bytes of the requests in {@link queue}. */
+  private queuedBytes = 0;
   private busy = false;
   private closed = false;
   private readonly closeHooks = new Set<() => void>();
@@ -785,12 +787,18 @@ class Connection {
         if (this.pendingBytes < size + 4) break;
         const all = this.pending.length === 1 ? head : Buffer.concat(this.pending);
         this.queue.push(all.subarray(4, size + 4));
+        this.queuedBytes += size;
         const rest = all.subarray(size + 4);
         this.pending = rest.length > 0 ? [rest] : [];
         this.pendingBytes = rest.length;
       }
-      // Requests are handled one at a time; stop reading while too many wait (TCP backpressure).
-      if (this.queue.length >= MAX_QUEUED_REQUESTS && !this.socket.isPaused()) this.socket.pause();
+      // Requests are handled one at a time; stop reading while too many wait (TCP backpressure),
+      // or too many bytes: 64 frames of up to maxFrameBytes each (6.4 GB by default) were held.
+      if (
+        (this.queue.length >= MAX_QUEUED_REQUESTS || this.queuedBytes >= this.maxFrameBytes) &&
+        !this.socket.isPaused()
+      )
+        this.socket.pause();
       if (!this.busy) void this.pump();
     } catch (err) {
       this.fail(`frame error: ${(err as Error).message}`);
@@ -803,7 +811,12 @@ class Connection {
       while (!this.closed) {
         const frame = this.queue.shift();
         if (!frame) break;
-        if (this.queue.length < MAX_QUEUED_REQUESTS / 2 && this.socket.isPaused())
+        this.queuedBytes -= frame.length;
+        if (
+          this.queue.length < MAX_QUEUED_REQUESTS / 2 &&
+          this.queuedBytes < this.maxFrameBytes / 2 &&
+          this.socket.isPaused()
+        )
           this.socket.resume();
         await this.handleFrame(frame);
         // Kafka mutes a connection until its response is sent. A client that does not read its
@@ -890,6 +903,7 @@ class Connection {
     if (this.closed) return;
     this.closed = true;
     this.queue.length = 0;
+    this.queuedBytes = 0;
     this.pending = [];
     for (const hook of this.closeHooks) hook();
     this.closeHooks.clear();
