@@ -703,18 +703,21 @@ export class HttpReceiver implements Subscriber {
   }
 
   #reply(outcomes: readonly Outcome[]): HttpReply {
-    // A batch is one request: a release anywhere asks for the whole batch again; otherwise a
-    // reject anywhere refuses it; otherwise it is accepted.
-    let release: Outcome | undefined;
+    // A batch is one request: a release anywhere asks for the whole batch again, after the
+    // longest delay any release asked for (the sender resends it once, so the first release's
+    // delay brought back early an event that asked for longer); otherwise a reject anywhere
+    // refuses it; otherwise it is accepted.
+    let releaseMs: number | undefined;
     let rejected: Outcome | undefined;
     for (const outcome of outcomes) {
-      if (outcome.kind === "release") release ??= outcome;
-      else if (outcome.kind === "reject") rejected ??= outcome;
+      if (outcome.kind === "release") {
+        const ms = outcome.delayMs ?? this.#options.defaultRetryAfterMs ?? 1000;
+        releaseMs = releaseMs === undefined ? ms : Math.max(releaseMs, ms);
+      } else if (outcome.kind === "reject") rejected ??= outcome;
     }
-    if (release?.kind === "release") {
-      const ms = release.delayMs ?? this.#options.defaultRetryAfterMs ?? 1000;
+    if (releaseMs !== undefined) {
       return errorReply(this.#options.releaseStatus ?? 503, "released: deliver again later", {
-        "retry-after": String(Math.max(0, Math.ceil(ms / 1000))),
+        "retry-after": String(Math.max(0, Math.ceil(releaseMs / 1000))),
       });
     }
     if (rejected?.kind === "reject") {

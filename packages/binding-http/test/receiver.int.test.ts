@@ -198,6 +198,36 @@ describe("HTTP receiver status codes (node:http)", () => {
     });
     expect((await post(url, batch)).status).toBe(503);
   });
+  it("asks a released batch again after the longest delay any of its releases asked for", async () => {
+    // The sender resends the whole batch once: the first release's Retry-After (here 1 s) sent
+    // the event that asked for 30 s back after 1 s.
+    const delays: Record<string, number | undefined> = {
+      "b-1": 1000,
+      "b-2": 30_000,
+      "b-3": undefined,
+      "b-4": 2000,
+    };
+    const url = await serve({
+      defaultRetryAfterMs: 5000,
+      onDelivery: (d) => {
+        const delayMs = delays[d.event.id];
+        return d.release(delayMs === undefined ? {} : { delayMs });
+      },
+    });
+    const batch = toHttpMessage(
+      Object.keys(delays).map((id) => event.cloneWith({ id })),
+      { mode: "batch", format: json },
+    );
+    const r = await post(url, batch);
+    expect({ status: r.status, retryAfter: r.headers.get("retry-after") }).toEqual({
+      status: 503,
+      retryAfter: "30",
+    });
+    // Without a delay of its own, a release counts as defaultRetryAfterMs.
+    delays["b-2"] = undefined;
+    const again = await post(url, batch);
+    expect(again.headers.get("retry-after")).toBe("5");
+  });
 });
 
 describe("HTTP receiver as a Subscriber", () => {
