@@ -510,6 +510,81 @@ describe("Kafka test broker at the wire level", () => {
     await done;
     expect(ids).toEqual([100, 101, 102]);
   });
+
+  it("hands back int64 values at the edge of the range exactly: a committed offset and a record timestamp", async () => {
+    const max = 2n ** 63n - 1n;
+    // An int64 read exactly, as two int32 halves.
+    const int64 = (r: Reader) => (BigInt(r.int32()) << 32n) | BigInt(r.int32() >>> 0);
+    broker.createTopic("raw-int64-topic", 2);
+    const c = await client();
+    const answer = (request: Promise<Reader>): Promise<Reader> =>
+      Promise.race([
+        request,
+        c.closed.then(() => {
+          throw new Error("the broker closed the connection instead of answering");
+        }),
+      ]);
+    // A standalone commit (generation -1, no member) of the largest offset an int64 holds.
+    const committed = await c.request(ApiKey.OffsetCommit, 5, (w) => {
+      w.string("raw-int64-group").int32(-1).string("");
+      w.int32(1).string("raw-int64-topic").int32(2);
+      for (const [partition, offset] of [
+        [0, max],
+        [1, 2n ** 53n + 1n],
+      ] as const) {
+        w.int32(partition).int64(offset).nullableString(null);
+      }
+    });
+    committed.int32();
+    committed.int32();
+    committed.string();
+    committed.int32();
+    committed.int32();
+    expect(committed.int16()).toBe(ErrorCode.NONE);
+    committed.int32();
+    expect(committed.int16()).toBe(ErrorCode.NONE);
+
+    // The old broker read them as numbers: 2^53 + 1 came back as 2^53, and 2^63 - 1 as 2^63,
+    // which it could not write, so every OffsetFetch of the group closed the connection.
+    const fetched = await answer(
+      c.request(ApiKey.OffsetFetch, 4, (w) => {
+        w.string("raw-int64-group").int32(1).string("raw-int64-topic").int32(2).int32(0).int32(1);
+      }),
+    );
+    fetched.int32();
+    fetched.int32();
+    expect(fetched.string()).toBe("raw-int64-topic");
+    const offsets = fetched.array((r) => {
+      const partition = r.int32();
+      const offset = int64(r);
+      r.nullableString();
+      return [partition, offset, r.int16()];
+    });
+    expect(offsets).toEqual([
+      [0, max, ErrorCode.NONE],
+      [1, 2n ** 53n + 1n, ErrorCode.NONE],
+    ]);
+
+    // A record stamped with the largest timestamp, found by ListOffsets with that timestamp.
+    const batch = recordBatch([{ key: null, value: "late" }]);
+    batch.writeBigInt64BE(max, 27); // base timestamp (the record's delta is 0)
+    batch.writeBigInt64BE(max, 35); // max timestamp
+    batch.writeUInt32BE(crc32c(batch, 21), 17);
+    expect(await produce(c, "raw-int64-topic", 0, batch)).toEqual([ErrorCode.NONE, 0]);
+    const listed = await answer(
+      c.request(ApiKey.ListOffsets, 3, (w) => {
+        w.int32(-1).int8(0).int32(1).string("raw-int64-topic").int32(1).int32(0).int64(Date.now());
+      }),
+    );
+    listed.int32();
+    listed.int32();
+    listed.string();
+    listed.int32();
+    listed.int32();
+    expect(listed.int16()).toBe(ErrorCode.NONE);
+    expect(int64(listed)).toBe(max);
+    expect(listed.int64()).toBe(0);
+  });
 });
 
 describe("Kafka test broker lifecycle", () => {

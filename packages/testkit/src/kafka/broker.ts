@@ -512,7 +512,7 @@ class BrokerCore {
           return;
         }
         let offset: number;
-        let timestamp = -1;
+        let timestamp: number | bigint = -1;
         if (p.timestamp === -1) offset = log.highWatermark;
         else if (p.timestamp === -2) offset = log.logStartOffset;
         else {
@@ -629,7 +629,7 @@ class BrokerCore {
         name: r.string(),
         partitions: r.array((r) => {
           const index = r.int32();
-          const offset = r.int64();
+          const offset = r.int64Exact();
           if (v === 1) r.int64(); // commit_timestamp
           return { index, offset, metadata: r.nullableString() };
         }, 14),

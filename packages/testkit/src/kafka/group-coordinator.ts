@@ -57,7 +57,8 @@ export interface SyncResult {
 
 /** A committed offset. */
 export interface CommittedOffset {
-  readonly offset: number;
+  /** Exactly as committed: any int64, not only offsets a number holds. */
+  readonly offset: bigint;
   readonly metadata: string | null;
 }
 

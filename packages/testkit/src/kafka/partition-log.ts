@@ -161,7 +161,7 @@ export class PartitionLog {
   }
 
   /** ListOffsets: the first offset whose record timestamp is at least `timestamp`. */
-  offsetForTimestamp(timestamp: number): { offset: number; timestamp: number } | undefined {
+  offsetForTimestamp(timestamp: number): { offset: number; timestamp: bigint } | undefined {
     for (const b of this.batches) {
       const found = offsetForTimestamp(b.bytes, timestamp);
       if (found) return found;

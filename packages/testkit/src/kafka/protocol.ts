@@ -116,6 +116,14 @@ export class Reader {
     return Number(this.buf.readBigInt64BE(this.need(8)));
   }
 
+  /**
+   * An int64 exactly, for a value the broker hands back as it was sent (a committed offset): as a
+   * number, one past 2^53 came back changed, and 2^63 - 1 read as 2^63, which no int64 holds.
+   */
+  int64Exact(): bigint {
+    return this.buf.readBigInt64BE(this.need(8));
+  }
+
   nullableString(): string | null {
     const len = this.int16();
     if (len < 0) return null;
@@ -202,9 +210,10 @@ export class Writer {
     return this;
   }
 
-  int64(v: number): this {
+  /** An int64; a bigint is written exactly (wrapped to 64 bits, as Kafka's longs wrap). */
+  int64(v: number | bigint): this {
     const at = this.ensure(8);
-    this.buf.writeBigInt64BE(BigInt(v), at);
+    this.buf.writeBigInt64BE(typeof v === "bigint" ? BigInt.asIntN(64, v) : BigInt(v), at);
     return this;
   }
 

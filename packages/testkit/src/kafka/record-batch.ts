@@ -195,18 +195,21 @@ function checkRecords(buf: Buffer, start: number, end: number, count: number): s
 /**
  * The offset of the first record in a stored batch whose timestamp is at least `timestamp`, or
  * undefined. Uncompressed batches are searched record by record; compressed ones answer with their
- * base offset when their max timestamp qualifies.
+ * base offset when their max timestamp qualifies. The timestamp found is exact (a bigint): read
+ * as a number, one near 2^63 became 2^63, which ListOffsets could not write, and the connection
+ * that asked was closed.
  */
 export function offsetForTimestamp(
   bytes: Buffer,
   timestamp: number,
-): { offset: number; timestamp: number } | undefined {
+): { offset: number; timestamp: bigint } | undefined {
   const baseOffset = Number(bytes.readBigInt64BE(0));
-  const maxTimestamp = Number(bytes.readBigInt64BE(MAX_TIMESTAMP_OFFSET));
-  if (maxTimestamp < timestamp) return undefined;
+  const maxTimestamp = bytes.readBigInt64BE(MAX_TIMESTAMP_OFFSET);
+  if (Number(maxTimestamp) < timestamp) return undefined;
   const attributes = bytes.readInt16BE(ATTRIBUTES_OFFSET);
   if ((attributes & 0x07) !== 0) return { offset: baseOffset, timestamp: maxTimestamp };
-  const baseTimestamp = Number(bytes.readBigInt64BE(BASE_TIMESTAMP_OFFSET));
+  const base = bytes.readBigInt64BE(BASE_TIMESTAMP_OFFSET);
+  const baseTimestamp = Number(base);
   const count = bytes.readInt32BE(RECORD_COUNT_OFFSET);
   const c = new VarintCursor(bytes, BATCH_HEADER_SIZE, bytes.length);
   for (let i = 0; i < count; i++) {
@@ -216,7 +219,11 @@ export function offsetForTimestamp(
     const delta = r.varint() ?? 0;
     const offsetDelta = r.varint() ?? i;
     if (baseTimestamp + delta >= timestamp) {
-      return { offset: baseOffset + offsetDelta, timestamp: baseTimestamp + delta };
+      // The delta is a varint of up to 64 bits: the sum wraps as Kafka's long arithmetic does.
+      return {
+        offset: baseOffset + offsetDelta,
+        timestamp: BigInt.asIntN(64, base + BigInt(delta)),
+      };
     }
     c.pos = recordEnd;
   }
