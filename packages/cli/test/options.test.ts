@@ -24,35 +24,22 @@ async function run(
   return { code, stderr: text };
 }
 
+/** `send URL` with the event's required options, then `rest`. */
+function sendArgs(url: string, ...rest: string[]): string[] {
+  return ["send", url, "--type", "t", "--source", "/s", ...rest];
+}
+
 describe("mode and format options", () => {
   it("send --mode and --format outside their values are usage errors naming the option", async () => {
     // They were exit 1, a MalformedInput about "nats://127.0.0.1:1/s?mode=bogus", a query
     // parameter the URL given never had.
-    const mode = await run([
-      "send",
-      "nats://127.0.0.1:1/s",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-      "--mode",
-      "bogus",
-    ]);
+    const mode = await run(sendArgs("nats://127.0.0.1:1/s", "--mode", "bogus"));
     expect(mode.code).toBe(2);
     expect(mode.stderr).toContain('--mode must be one of binary, structured, batch, got "bogus"');
     expect(mode.stderr).not.toContain("?mode=");
-    const format = await run([
-      "send",
-      "nats://127.0.0.1:1/s",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-      "--mode",
-      "structured",
-      "--format",
-      "xml",
-    ]);
+    const format = await run(
+      sendArgs("nats://127.0.0.1:1/s", "--mode", "structured", "--format", "xml"),
+    );
     expect(format.code).toBe(2);
     expect(format.stderr).toContain('--format must be one of json, avro, protobuf, got "xml"');
   });
@@ -81,16 +68,7 @@ describe("--mode and --format on a URL with a # or an encoded query", () => {
   });
 
   it("an http:// URL with a # is still refused, not sent to the URL before the #", async () => {
-    const r = await run([
-      "send",
-      "http://127.0.0.1:1/events#x",
-      "--type",
-      "t",
-      "--source",
-      "/s",
-      "--mode",
-      "structured",
-    ]);
+    const r = await run(sendArgs("http://127.0.0.1:1/events#x", "--mode", "structured"));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("MalformedInput");
     expect(r.stderr).toContain("write %23");
