@@ -143,6 +143,8 @@ export interface ConsumerLike {
       readonly ack_policy?: string;
       /** The most deliveries of a message; -1 or 0 for no limit. */
       readonly max_deliver?: number;
+      /** How long the server waits for a delivery's acknowledgement, in nanoseconds. */
+      readonly ack_wait?: number;
     };
   }>;
   /** Starts pulling messages, which arrive through the returned iterable. */

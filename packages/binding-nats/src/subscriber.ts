@@ -87,10 +87,10 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
   consumer: string;
   /**
    * How many messages the client pulls ahead. Default 256. The server's ack wait of a message
-   * runs from when it is sent, so one that waits here longer than the consumer's `ack_wait` is
-   * sent again while this subscriber holds it, and is handled twice (`inProgress()` extends only
-   * the delivery it is called on): keep `maxMessages` times a handler's time below `ack_wait`,
-   * and use 1 for handlers that run past it.
+   * runs from when it is sent; the subscriber tells the server (+WPI) that the messages it holds
+   * and has not handed out are in progress, each within half the consumer's `ack_wait`, so that
+   * none is sent again while it waits here. They are held for as long as they wait, away from
+   * other subscribers on the consumer: a lower `maxMessages` shares a slow backlog more evenly.
    */
   maxMessages?: number;
   /** How long each pull request waits on the server. Default the client's (30 s). */
@@ -127,6 +127,9 @@ export interface JetStreamSubscriberOptions extends NatsDecodeOptions {
 export const DEFAULT_STOP_TIMEOUT_MS = 5000;
 
 const noop = (): void => {};
+
+/** nats-server's default `ack_wait`: 30 seconds. */
+const DEFAULT_ACK_WAIT_MS = 30_000;
 
 /**
  * Why the connection under a subscriber ended, once it has: nats.js closes every subscription
@@ -417,13 +420,17 @@ export interface JetStreamSubscriber<T = unknown> extends Subscriber<T> {
 async function checkAckPolicy(
   consumer: ConsumerLike,
   options: JetStreamSubscriberOptions,
-): Promise<number | undefined> {
-  if (typeof consumer.info !== "function") return undefined;
+): Promise<{ maxDeliver?: number; ackWaitMs?: number }> {
+  if (typeof consumer.info !== "function") return {};
   const config = (await consumer.info(true)).config;
   const policy = config.ack_policy;
   if (policy === undefined || policy === "explicit") {
     const max = config.max_deliver;
-    return typeof max === "number" && max > 0 ? max : undefined;
+    const wait = config.ack_wait;
+    return {
+      ...(typeof max === "number" && max > 0 ? { maxDeliver: max } : {}),
+      ...(typeof wait === "number" && wait > 0 ? { ackWaitMs: wait / 1e6 } : {}),
+    };
   }
   throw new PosthornError(
     "NotSupported",
@@ -479,7 +486,10 @@ function serverAtLeast210(version: string | undefined): boolean {
  * that delay, rounded up to whole milliseconds and at most 9,223,372,036,854 ms, the longest
  * nats-server reads), `reject()` terminates, `inProgress()` tells the server the handler is still
  * working (resetting the ack wait). `deliveryCount` is the server's count of deliveries of the
- * message, so a job knows its attempt number.
+ * message, so a job knows its attempt number. The messages pulled ahead (`maxMessages`) and not
+ * handed out yet the subscriber keeps in progress itself (+WPI, each within half the consumer's
+ * `ack_wait`), so that none is sent again while it waits; a delivery handed out is the
+ * application's to keep in progress.
  *
  * `close()` stops pulling (a round trip, at most `stopTimeoutMs`, so that what the server sent
  * meanwhile is received too) and ends iteration, naks the messages the client had pulled but not
@@ -532,9 +542,13 @@ export async function jetStreamSubscriber<T = unknown>(
   let messages: ConsumerMessagesLike;
   // The consumer's max_deliver, when it has one: the delivery that reaches it is the last.
   let maxDeliver: number | undefined;
+  // The consumer's ack_wait (nats-server's default when it cannot be read).
+  let ackWaitMs = DEFAULT_ACK_WAIT_MS;
   try {
     const consumer = await js.consumers.get(options.stream, options.consumer);
-    maxDeliver = await checkAckPolicy(consumer, options);
+    const config = await checkAckPolicy(consumer, options);
+    maxDeliver = config.maxDeliver;
+    ackWaitMs = config.ackWaitMs ?? ackWaitMs;
     messages = await consumer.consume({
       max_messages: options.maxMessages ?? 256,
       abort_on_missing_resource: true,
@@ -547,6 +561,7 @@ export async function jetStreamSubscriber<T = unknown>(
   // nats.js v3 ends the iteration when the connection closes, after the messages it holds; v2
   // went on waiting for more, for good. Stopped here as well (a no-op for v3), the same way.
   whenClosed(nc)?.then(() => {
+    clearInterval(keeping);
     if (!closed) messages.stop();
   }, noop);
   const termWithReason = options.termWithReason ?? serverAtLeast210(nc?.info?.version);
@@ -643,6 +658,64 @@ export async function jetStreamSubscriber<T = unknown>(
     unsettled.add(delivery);
     return delivery;
   };
+
+  // Messages nats.js received and holds, not handed out yet. The server's ack wait of each runs
+  // from when it sent it, so one held past the consumer's ack_wait would be sent again while this
+  // subscriber holds it and be handled twice (up to maxMessages are pulled ahead). nats.js keeps
+  // them in its iterator: queued (`yields` of its QueuedIterator in v2 and v3, read only when it
+  // is there, as in releaseBuffered), and in the batch its iterator took from that queue and
+  // yields one message per next(). `batch` is that batch when known, `batchNext` the index after
+  // the message it yielded last; handedOut finds them after each next(), no timer or closure
+  // per message. One timer for them all, keepHeld, tells the server they are in progress (+WPI).
+  let batch: unknown[] | undefined;
+  let batchNext = 0;
+  const queuedOf = (): unknown[] | undefined => {
+    const queued = (messages as { yields?: unknown }).yields;
+    return Array.isArray(queued) ? queued : undefined;
+  };
+  // Where `msg` is in `list` from index `from` (messages come out in order, with nats.js's pull
+  // requests, functions, between them): sets batchNext after it.
+  const findIn = (list: unknown[], from: number, msg: JsMsgLike): boolean => {
+    for (let i = from; i < list.length; i++) {
+      if (list[i] === msg) {
+        batchNext = i + 1;
+        return true;
+      }
+    }
+    return false;
+  };
+  // `msg` was just handed out: it came from the batch nats.js's iterator is going through, or
+  // else from what was queued before the call, which the iterator took as its next batch.
+  const handedOut = (msg: JsMsgLike, queuedBefore: unknown[] | undefined): void => {
+    if (batch !== undefined && findIn(batch, batchNext, msg)) return;
+    batch = queuedBefore !== undefined && findIn(queuedBefore, 0, msg) ? queuedBefore : undefined;
+  };
+  // The newest message held at the previous tick: it and those before it have been held a tick.
+  let mark: unknown;
+  /**
+   * Sends +WPI for the messages held since the previous tick (never for one handed out: that is
+   * the application's `inProgress()`). Ticking every quarter of the ack wait, each held message
+   * is told in progress within half of it from its arrival, and every quarter after that.
+   */
+  const keepHeld = (): void => {
+    if (closed || (nc && (nc.isClosed() || isReconnecting(nc)))) {
+      mark = undefined;
+      return;
+    }
+    const held: JsMsgLike[] = [];
+    const queued = queuedOf();
+    if (batch !== undefined && batch !== queued) collectMessages(batch, batchNext, held);
+    if (queued !== undefined) collectMessages(queued, 0, held);
+    const through = mark === undefined ? -1 : held.indexOf(mark as JsMsgLike);
+    try {
+      for (let i = 0; i <= through; i++) (held[i] as JsMsgLike).working();
+    } catch {
+      // The connection went meanwhile: the ack wait brings the rest back, as for any delivery.
+    }
+    mark = held[held.length - 1];
+  };
+  const keeping = setInterval(keepHeld, Math.min(Math.max(ackWaitMs / 4, 1), MAX_TIMER_MS));
+  (keeping as { unref?: () => void }).unref?.();
 
   let closing: Promise<void> | undefined;
   // Whether iteration already ended with the connection (its error is thrown once).
@@ -752,6 +825,7 @@ export async function jetStreamSubscriber<T = unknown>(
   const close = (): Promise<void> => {
     closing ??= (async () => {
       closed = true;
+      clearInterval(keeping);
       await stopPulling();
       await releaseBuffered().catch(() => undefined);
       await roundTrip(() => (nc ? nc.flush() : Promise.resolve()));
@@ -790,14 +864,18 @@ export async function jetStreamSubscriber<T = unknown>(
           next: async (): Promise<IteratorResult<Delivery<T>>> => {
             if (closed) return { value: undefined, done: true };
             let r: IteratorResult<JsMsgLike>;
+            const queuedBefore = queuedOf();
             try {
               r = await it.next();
             } catch (err) {
+              clearInterval(keeping);
               // nats.js ends iteration with an error when the consumer is deleted (it was told
               // to: abort_on_missing_resource), rather than waiting in silence for it to return.
               throw consumerLookupError(err, options.stream, options.consumer);
             }
+            if (!r.done) handedOut(r.value, queuedBefore);
             if (r.done || closed) {
+              if (r.done) clearInterval(keeping);
               // A message pulled after close() goes back at once.
               if (!r.done) r.value.nak();
               else if (!closed && !ended && connectionEnding(nc)) {
@@ -820,6 +898,16 @@ export async function jetStreamSubscriber<T = unknown>(
     },
     close,
   };
+}
+
+/** Appends the JetStream messages of `list` from index `from` (skipping nats.js's functions). */
+function collectMessages(list: unknown[], from: number, into: JsMsgLike[]): void {
+  for (let i = from; i < list.length; i++) {
+    const m = list[i];
+    if (typeof m === "object" && m !== null && typeof (m as JsMsgLike).working === "function") {
+      into.push(m as JsMsgLike);
+    }
+  }
 }
 
 /**

@@ -63,6 +63,47 @@ describe("with the nats v2 package", () => {
     await jsm.streams.delete(stream);
   });
 
+  it("keeps the jobs pulled ahead in progress until handed out: each is handled once past the ack wait", async () => {
+    const jsm = await nc.jetstreamManager();
+    const stream = unique("V2AHEAD").toUpperCase();
+    const subject = `${stream.toLowerCase()}.jobs`;
+    await jsm.streams.add({ name: stream, subjects: [subject] });
+    await jsm.consumers.add(stream, {
+      durable_name: "w",
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: 1_000_000_000,
+    });
+    try {
+      const js = nc.jetstream();
+      const publisher = jetStreamPublisher(js, { subject });
+      for (const id of ["a", "b", "c"]) {
+        await publisher.publish(vector("typical").event.cloneWith({ id }));
+      }
+      const subscriber = await jetStreamSubscriber(js, { stream, consumer: "w", formats: [json] });
+      const it = subscriber[Symbol.asyncIterator]();
+      const seen: string[] = [];
+      // Handlers of 1.2 s, past the 1 s ack wait (inProgress() every 300 ms for the one in hand):
+      // b and c wait in nats.js's buffer for 1.2 s and 2.4 s.
+      for (;;) {
+        const r = await Promise.race([
+          it.next(),
+          new Promise<undefined>((resolve) => setTimeout(resolve, 1500)),
+        ]);
+        if (r === undefined || r.done) break;
+        const d = r.value;
+        seen.push(`${d.event?.id}#${d.deliveryCount}`);
+        const work = setInterval(() => void d.inProgress(), 300);
+        await new Promise((resolve) => setTimeout(resolve, 1200));
+        clearInterval(work);
+        await d.accept();
+      }
+      await subscriber.close();
+      expect(seen).toEqual(["a#1", "b#1", "c#1"]);
+    } finally {
+      await jsm.streams.delete(stream);
+    }
+  });
+
   it("close() with drainTimeoutMs waits for a delivery in hand, whose accept then reaches the server", async () => {
     const jsm = await nc.jetstreamManager();
     const stream = unique("V2DRAIN").toUpperCase();
