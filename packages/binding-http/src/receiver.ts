@@ -82,6 +82,15 @@ export interface HttpReceiverOptions {
    * @deprecated use maxPayloadBytes
    */
   maxBodyBytes?: number;
+  /**
+   * Most events one batch request (`application/cloudevents-batch+json` and the like) may carry:
+   * past it the request is answered 413 saying so, and none of its events is delivered. Checked
+   * once the body is decoded, before any delivery is made. Default 1,000; a whole number of 1 or
+   * more, or `Infinity` for no limit. Every delivery costs the receiver memory until the request
+   * is answered, and a 1 MiB batch holds some 19,000 minimal events. A request in binary or
+   * structured mode carries one event.
+   */
+  maxBatchEvents?: number;
   /** Most request headers accepted (431 above it). Default 200. */
   maxHeaderCount?: number;
   /** Largest total size of header names and values (431 above it). Default 64 KiB. */
@@ -200,6 +209,9 @@ interface Pending extends Slotted {
   queued: boolean;
 }
 
+/** The default of {@link HttpReceiverOptions.maxBatchEvents}. */
+const DEFAULT_MAX_BATCH_EVENTS = 1000;
+
 /** The methods a receiver answers, for `Allow`. */
 const ALLOWED_METHODS = "POST, PUT, OPTIONS";
 
@@ -302,6 +314,7 @@ export class HttpReceiver implements Subscriber {
   constructor(options: HttpReceiverOptions = {}) {
     checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
     checkCountOption("maxBodyBytes", options.maxBodyBytes, 0);
+    checkCountOption("maxBatchEvents", options.maxBatchEvents, 1);
     checkCountOption("maxHeaderCount", options.maxHeaderCount, 0);
     checkCountOption("maxHeaderBytes", options.maxHeaderBytes, 0);
     checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
@@ -501,6 +514,14 @@ export class HttpReceiver implements Subscriber {
         ...(o.json ? { json: o.json } : {}),
       },
     );
+    const maxEvents = o.maxBatchEvents ?? DEFAULT_MAX_BATCH_EVENTS;
+    if (Array.isArray(decoded) && decoded.length > maxEvents) {
+      // Nothing delivered: each delivery holds memory (and a handler's work) until the answer.
+      return errorReply(
+        413,
+        `batch of ${decoded.length} events exceeds maxBatchEvents ${maxEvents}; send it in smaller batches`,
+      );
+    }
     const events = Array.isArray(decoded) ? decoded : [decoded];
     const message: Message = {
       body,
@@ -792,7 +813,8 @@ export class HttpReceiver implements Subscriber {
  *
  * @param options - formats, limits, the delivery handler, release status and webhook answers
  * @throws {@link PosthornError} `NotSupported` for a limit (`maxPayloadBytes`, `maxHeaderCount`,
- *   `maxHeaderBytes`, `json.maxDepth`) that is not a whole number of 0 or more, or a time
+ *   `maxHeaderBytes`, `json.maxDepth`) that is not a whole number of 0 or more, a
+ *   `maxBatchEvents` that is not a whole number of 1 or more (or `Infinity`), or a time
  *   (`defaultRetryAfterMs`, `settleTimeoutMs`, `drainTimeoutMs`, `requestTimeoutMs`) that is not a
  *   number of 0 or more (`defaultRetryAfterMs` also finite), or a `webhook.allowedRate` that is
  *   neither `"*"` nor a whole number of 1 or more, a `webhook.allowedOrigins` that is not `"*"`,

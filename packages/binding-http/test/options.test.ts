@@ -127,6 +127,10 @@ describe("httpReceiver numeric options", () => {
       [{ maxPayloadBytes: NaN_ }, "maxPayloadBytes", "NaN"],
       [{ maxBodyBytes: -1 }, "maxBodyBytes", "-1"],
       [{ maxHeaderCount: 1.5 }, "maxHeaderCount", "1.5"],
+      // A batch limit of 0 would refuse every batch, empty ones aside.
+      [{ maxBatchEvents: 0 }, "maxBatchEvents", "0"],
+      [{ maxBatchEvents: NaN_ }, "maxBatchEvents", "NaN"],
+      [{ maxBatchEvents: 2.5 }, "maxBatchEvents", "2.5"],
       [{ maxHeaderBytes: NaN_ }, "maxHeaderBytes", "NaN"],
       [{ json: { maxDepth: -1 } }, "json.maxDepth", "-1"],
       // Sent as Retry-After: NaN went out as "NaN".
@@ -144,6 +148,8 @@ describe("httpReceiver numeric options", () => {
     expect(() =>
       httpReceiver({ maxPayloadBytes: 0, settleTimeoutMs: Infinity, requestTimeoutMs: Infinity }),
     ).not.toThrow();
+    expect(() => httpReceiver({ maxBatchEvents: 1 })).not.toThrow();
+    expect(() => httpReceiver({ maxBatchEvents: Infinity })).not.toThrow();
   });
   it("refuses a releaseStatus other than 429 and 503 (200 told the sender a released event was delivered)", () => {
     for (const releaseStatus of [200, 500, "429"]) {

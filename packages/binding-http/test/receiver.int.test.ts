@@ -104,6 +104,28 @@ describe("HTTP receiver status codes (node:http)", () => {
       });
     }
   });
+  it("answers a handler that settles and then throws with its settlement, not 500", async () => {
+    const url = await serve({
+      onDelivery: async (d) => {
+        await d.reject("refused first");
+        throw new Error("boom after settling");
+      },
+    });
+    const r = await post(url);
+    expect({ status: r.status, text: r.text }).toEqual({ status: 422, text: "refused first" });
+  });
+  it("fails a whole batch with 400 for one invalid event in it, delivering none of it", async () => {
+    const seen: string[] = [];
+    const url = await serve({ onDelivery: (d) => void seen.push(d.event.id) });
+    const good = JSON.parse(new TextDecoder().decode(json.encode(event)));
+    const body = JSON.stringify([good, { ...good, id: "r-bad", type: undefined }, good]);
+    const r = await post(url, {
+      headers: { "content-type": "application/cloudevents-batch+json" },
+      body: new TextEncoder().encode(body),
+    });
+    expect(r.status).toBe(400);
+    expect(seen).toEqual([]);
+  });
   it("answers 400 for an invalid event and for an unparseable body", async () => {
     const url = await serve({ onDelivery: () => undefined });
     const missingType = { "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s" };
