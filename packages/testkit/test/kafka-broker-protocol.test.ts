@@ -291,6 +291,62 @@ describe("Kafka test broker at the wire level", () => {
     expect(await latestOffset(c, "raw-idem", 0)).toBe(4);
   });
 
+  it("stores none of a partition's batches when one of them is refused", async () => {
+    const c = await client();
+    broker.createTopic("raw-all-or-none", 1);
+    const init = await c.request(ApiKey.InitProducerId, 1, (w) =>
+      w.nullableString(null).int32(60_000),
+    );
+    init.int32();
+    expect(init.int16()).toBe(ErrorCode.NONE);
+    const id = init.int64();
+    const epoch = init.int16();
+    const two = [
+      { key: "a", value: "1" },
+      { key: "b", value: "2" },
+    ];
+    const transactional = recordBatch([{ key: "t", value: "x" }]);
+    transactional.writeInt16BE(0x10, 21);
+    transactional.writeUInt32BE(crc32c(transactional, 21), 17);
+    const cases: [string, Buffer[], number][] = [
+      // The old broker stored the plain batch's 2 records, then refused the transactional one.
+      [
+        "a plain batch, then a transactional one",
+        [recordBatch(two), transactional],
+        ErrorCode.INVALID_RECORD,
+      ],
+      // It stored sequence 0's record, then refused the gap.
+      [
+        "sequence 0, then a gap",
+        [
+          recordBatch([{ key: "c", value: "3" }], { id, epoch, sequence: 0 }),
+          recordBatch([{ key: "d", value: "4" }], { id, epoch, sequence: 2 }),
+        ],
+        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+      ],
+    ];
+    for (const [what, batches, expected] of cases) {
+      expect([what, (await produce(c, "raw-all-or-none", 0, Buffer.concat(batches)))[0]]).toEqual([
+        what,
+        expected,
+      ]);
+      expect([what, await latestOffset(c, "raw-all-or-none", 0)]).toEqual([what, 0]);
+    }
+    // Nothing of the refused request counts towards the producer's sequence: it starts at 0, and
+    // each batch of one request continues the sequence the batches before it leave.
+    const chained = Buffer.concat([
+      recordBatch(two, { id, epoch, sequence: 0 }),
+      recordBatch([{ key: "c", value: "3" }], { id, epoch, sequence: 2 }),
+    ]);
+    expect(await produce(c, "raw-all-or-none", 0, chained)).toEqual([ErrorCode.NONE, 0]);
+    expect(await latestOffset(c, "raw-all-or-none", 0)).toBe(3);
+    // A retry of that request is acknowledged with its first offset and stores nothing again.
+    expect(await produce(c, "raw-all-or-none", 0, chained)).toEqual([ErrorCode.NONE, 0]);
+    expect(await latestOffset(c, "raw-all-or-none", 0)).toBe(3);
+    const fetched = await fetchOnce(c, "raw-all-or-none", 0, 0);
+    expect(fetched.highWatermark).toBe(3);
+  });
+
   it("stores records produced with acks=0 without answering", async () => {
     const c = await client();
     broker.createTopic("raw-acks0", 1);

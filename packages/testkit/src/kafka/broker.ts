@@ -357,20 +357,18 @@ class BrokerCore {
       this.log(`produce to ${topic}/${index} rejected: ${parsed.reason}`);
       return { errorCode: parsed.errorCode, baseOffset: -1 };
     }
-    let first = -1;
-    for (const batch of parsed) {
-      if (batch.transactional) {
-        this.log(`produce to ${topic}/${index} rejected: transactional batch`);
-        return { errorCode: ErrorCode.INVALID_RECORD, baseOffset: -1 };
-      }
-      const result = log.append(batch);
-      if (result.errorCode !== ErrorCode.NONE) {
-        this.log(`produce to ${topic}/${index} rejected: ${result.reason ?? result.errorCode}`);
-        return { errorCode: result.errorCode, baseOffset: -1 };
-      }
-      if (first < 0) first = result.baseOffset;
+    // Every batch is checked before any is stored: appended one by one, a plain batch followed by
+    // a transactional one was refused yet stored.
+    if (parsed.some((batch) => batch.transactional)) {
+      this.log(`produce to ${topic}/${index} rejected: transactional batch`);
+      return { errorCode: ErrorCode.INVALID_RECORD, baseOffset: -1 };
     }
-    return { errorCode: ErrorCode.NONE, baseOffset: first };
+    const result = log.append(parsed);
+    if (result.errorCode !== ErrorCode.NONE) {
+      this.log(`produce to ${topic}/${index} rejected: ${result.reason ?? result.errorCode}`);
+      return { errorCode: result.errorCode, baseOffset: -1 };
+    }
+    return { errorCode: ErrorCode.NONE, baseOffset: result.baseOffset };
   }
 
   private fetch(r: Reader, ctx: RequestContext): Buffer | Promise<Buffer> {

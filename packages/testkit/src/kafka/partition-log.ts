@@ -48,78 +48,69 @@ export class PartitionLog {
   readonly logStartOffset = 0;
 
   /**
-   * Appends a validated batch. Idempotent batches (producer id >= 0) must continue the producer's
-   * sequence in this partition: a retry of one of the last five batches is answered with its
-   * original offset and not stored again, a gap gives OUT_OF_ORDER_SEQUENCE_NUMBER, an older
-   * epoch INVALID_PRODUCER_EPOCH.
+   * Appends the validated batches of one produce request for this partition, all or none: every
+   * batch is checked first, its sequence against the producer's state as the batches before it
+   * leave it, and a failing one leaves the log untouched. Idempotent batches (producer id >= 0)
+   * must continue the producer's sequence in this partition: a retry of one of the last five
+   * batches is answered with its original offset and not stored again, a gap gives
+   * OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch INVALID_PRODUCER_EPOCH. The result carries the
+   * first batch's base offset.
    */
-  append(batch: IncomingBatch): AppendResult {
-    if (batch.producerId >= 0) {
-      const check = this.checkSequence(batch);
-      if (check) return check;
-    }
-    const baseOffset = this.highWatermark;
-    assignBaseOffset(batch.bytes, baseOffset);
-    this.batches.push({
-      baseOffset,
-      lastOffset: baseOffset + batch.lastOffsetDelta,
-      bytes: batch.bytes,
-    });
-    this.highWatermark = baseOffset + batch.lastOffsetDelta + 1;
-    if (batch.producerId >= 0) this.recordSequence(batch, baseOffset);
-    this.wake();
-    return { errorCode: ErrorCode.NONE, baseOffset };
-  }
-
-  private checkSequence(batch: IncomingBatch): AppendResult | undefined {
-    const state = this.producers.get(batch.producerId);
-    const fail = (errorCode: number, reason: string): AppendResult => ({
-      errorCode,
-      baseOffset: -1,
-      reason,
-    });
-    if (!state || batch.producerEpoch > state.epoch) {
-      if (batch.baseSequence !== 0) {
-        return fail(
-          ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-          `producer ${batch.producerId} epoch ${batch.producerEpoch} must start at sequence 0, got ${batch.baseSequence}`,
+  append(batches: readonly IncomingBatch[]): AppendResult {
+    // Producer states as the batches checked so far leave them, copied on first use: appending
+    // batch by batch stored the ones before a failing batch that was still refused.
+    const planned = new Map<number, ProducerState | undefined>();
+    const plan: { batch: IncomingBatch; baseOffset: number; duplicate: boolean }[] = [];
+    let next = this.highWatermark;
+    for (const batch of batches) {
+      if (batch.producerId < 0) {
+        plan.push({ batch, baseOffset: next, duplicate: false });
+        next += batch.lastOffsetDelta + 1;
+        continue;
+      }
+      if (!planned.has(batch.producerId)) {
+        const state = this.producers.get(batch.producerId);
+        planned.set(
+          batch.producerId,
+          state && {
+            epoch: state.epoch,
+            lastSequence: state.lastSequence,
+            recent: [...state.recent],
+          },
         );
       }
-      return undefined;
+      const state = planned.get(batch.producerId);
+      const check = checkSequence(batch, state);
+      if (check && check.errorCode !== ErrorCode.NONE) return check;
+      if (check) {
+        plan.push({ batch, baseOffset: check.baseOffset, duplicate: true });
+        continue;
+      }
+      planned.set(batch.producerId, recordSequence(batch, state, next));
+      plan.push({ batch, baseOffset: next, duplicate: false });
+      next += batch.lastOffsetDelta + 1;
     }
-    if (batch.producerEpoch < state.epoch) {
-      return fail(
-        ErrorCode.INVALID_PRODUCER_EPOCH,
-        `producer ${batch.producerId} epoch ${batch.producerEpoch} is older than ${state.epoch}`,
-      );
+    let appended = false;
+    for (const { batch, baseOffset, duplicate } of plan) {
+      if (duplicate) continue;
+      assignBaseOffset(batch.bytes, baseOffset);
+      this.batches.push({
+        baseOffset,
+        lastOffset: baseOffset + batch.lastOffsetDelta,
+        bytes: batch.bytes,
+      });
+      appended = true;
     }
-    const last = lastSequenceOf(batch);
-    const dup = state.recent.find(
-      (r) => r.firstSequence === batch.baseSequence && r.lastSequence === last,
-    );
-    if (dup) return { errorCode: ErrorCode.NONE, baseOffset: dup.baseOffset, reason: "duplicate" };
-    if (batch.baseSequence !== nextSequence(state.lastSequence)) {
-      return fail(
-        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-        `producer ${batch.producerId}: expected sequence ${nextSequence(state.lastSequence)}, got ${batch.baseSequence}`,
-      );
-    }
-    return undefined;
-  }
-
-  private recordSequence(batch: IncomingBatch, baseOffset: number): void {
-    let state = this.producers.get(batch.producerId);
-    if (!state || batch.producerEpoch > state.epoch) {
-      state = { epoch: batch.producerEpoch, lastSequence: -1, recent: [] };
-      this.producers.set(batch.producerId, state);
-    }
-    state.lastSequence = lastSequenceOf(batch);
-    state.recent.push({
-      firstSequence: batch.baseSequence,
-      lastSequence: state.lastSequence,
-      baseOffset,
-    });
-    if (state.recent.length > MAX_RECENT) state.recent.shift();
+    for (const [id, state] of planned) if (state) this.producers.set(id, state);
+    this.highWatermark = next;
+    if (appended) this.wake();
+    const first = plan[0];
+    if (!first) return { errorCode: ErrorCode.NONE, baseOffset: -1 };
+    return {
+      errorCode: ErrorCode.NONE,
+      baseOffset: first.baseOffset,
+      ...(plan.every((p) => p.duplicate) ? { reason: "duplicate" } : {}),
+    };
   }
 
   /** Index of the first batch whose last offset is at or after `offset`. */
@@ -182,4 +173,66 @@ export class PartitionLog {
     this.waiters.clear();
     for (const w of all) w();
   }
+}
+
+/**
+ * Checks an idempotent batch against its producer's state: undefined when it continues the
+ * sequence, NONE with the original offset for a retry of a recent batch, else the error.
+ */
+function checkSequence(
+  batch: IncomingBatch,
+  state: ProducerState | undefined,
+): AppendResult | undefined {
+  const fail = (errorCode: number, reason: string): AppendResult => ({
+    errorCode,
+    baseOffset: -1,
+    reason,
+  });
+  if (!state || batch.producerEpoch > state.epoch) {
+    if (batch.baseSequence !== 0) {
+      return fail(
+        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        `producer ${batch.producerId} epoch ${batch.producerEpoch} must start at sequence 0, got ${batch.baseSequence}`,
+      );
+    }
+    return undefined;
+  }
+  if (batch.producerEpoch < state.epoch) {
+    return fail(
+      ErrorCode.INVALID_PRODUCER_EPOCH,
+      `producer ${batch.producerId} epoch ${batch.producerEpoch} is older than ${state.epoch}`,
+    );
+  }
+  const last = lastSequenceOf(batch);
+  const dup = state.recent.find(
+    (r) => r.firstSequence === batch.baseSequence && r.lastSequence === last,
+  );
+  if (dup) return { errorCode: ErrorCode.NONE, baseOffset: dup.baseOffset, reason: "duplicate" };
+  if (batch.baseSequence !== nextSequence(state.lastSequence)) {
+    return fail(
+      ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+      `producer ${batch.producerId}: expected sequence ${nextSequence(state.lastSequence)}, got ${batch.baseSequence}`,
+    );
+  }
+  return undefined;
+}
+
+/** The producer state after `batch` is stored at `baseOffset` (a new one for a new epoch). */
+function recordSequence(
+  batch: IncomingBatch,
+  state: ProducerState | undefined,
+  baseOffset: number,
+): ProducerState {
+  const next =
+    !state || batch.producerEpoch > state.epoch
+      ? { epoch: batch.producerEpoch, lastSequence: -1, recent: [] }
+      : state;
+  next.lastSequence = lastSequenceOf(batch);
+  next.recent.push({
+    firstSequence: batch.baseSequence,
+    lastSequence: next.lastSequence,
+    baseOffset,
+  });
+  if (next.recent.length > MAX_RECENT) next.recent.shift();
+  return next;
 }
