@@ -27,7 +27,7 @@ import {
 } from "./connection-events.js";
 import { dispositionGate } from "./disposition-gate.js";
 import { translateAmqpError } from "./errors.js";
-import { type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
+import { checkDecodeLimits, type FromAmqpMessageOptions, readAmqpMessage } from "./from-message.js";
 import { checkAddress, checkConnection, checkLinkOptions, MAX_UINT } from "./options.js";
 import { UNDECODABLE_ANNOTATION } from "./wire-check.js";
 
@@ -229,11 +229,11 @@ export function amqpSubscriber<T = unknown>(
     );
   }
   checkTimeOption("drainTimeoutMs", options.drainTimeoutMs);
-  checkCountOption("maxPayloadBytes", options.maxPayloadBytes, 0);
-  checkCountOption("maxMessageBytes", options.maxMessageBytes, 0);
-  checkCountOption("maxProperties", options.maxProperties, 0);
-  checkCountOption("maxDepth", options.maxDepth, 0);
-  checkCountOption("json.maxDepth", options.json?.maxDepth, 0);
+  checkDecodeLimits(options);
+  // The decoding options as checked: readAmqpMessage checks them again on every message, and a
+  // limit the caller changed afterwards would throw out of rhea's message event.
+  const decodeOptions: FromAmqpMessageOptions =
+    options.json === undefined ? { ...options } : { ...options, json: { ...options.json } };
   checkLinkOptions(
     "receiverOptions",
     options.receiverOptions,
@@ -371,7 +371,7 @@ export function amqpSubscriber<T = unknown>(
       return;
     }
     unsettled.add(tracked);
-    const decoded = readAmqpMessage(amqp, options);
+    const decoded = readAmqpMessage(amqp, decodeOptions);
     const message = decoded.message;
     // The metadata object is the decoder's fresh one: adding to it costs far less than a copy
     // (a spread followed by a new member takes V8's slow path, about 0.5 us).

@@ -7,8 +7,12 @@ import {
   amqpPublisher,
   amqpSubscriber,
   encodeAmqpMessage,
+  type FromAmqpMessageOptions,
+  fromAmqpMessage,
+  readAmqpMessage,
   toAmqpMessage,
 } from "@posthorn/binding-amqp";
+import { CloudEvent } from "@posthorn/core";
 import { nextDelivery, refusedOption, vector } from "@posthorn/testkit";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -97,6 +101,44 @@ describe("amqpPublisher and amqpSubscriber refuse what they cannot use, when mad
     expect(() => encodeAmqpMessage(event, { mode: "batch" as never })).toThrow(
       notSupported("mode", /no batch mode; publish the events one by one/),
     );
+  });
+
+  it("readAmqpMessage and fromAmqpMessage refuse a limit that is no whole number of 0 or more, as the subscriber does", () => {
+    // A 1,500-byte binary-mode event: NaN turned the limit off (the event came through), -1
+    // refused it as PayloadTooLarge, and so did a fraction, as it refuses every message.
+    const amqp = toAmqpMessage(
+      new CloudEvent({
+        specversion: "1.0",
+        id: "limits",
+        source: "/tests/limits",
+        type: "t",
+        data: new Uint8Array(1500),
+      }),
+      { codec: rhea },
+    );
+    const cases: ReadonlyArray<readonly [FromAmqpMessageOptions, string, string]> = [
+      [{ maxPayloadBytes: Number.NaN }, "maxPayloadBytes", "NaN"],
+      [{ maxPayloadBytes: -1 }, "maxPayloadBytes", "-1"],
+      [{ maxMessageBytes: Number.NaN }, "maxMessageBytes", "NaN"],
+      [{ maxProperties: 1.5 }, "maxProperties", "1.5"],
+      [{ maxProperties: -1 }, "maxProperties", "-1"],
+      [{ maxDepth: Number.NaN }, "maxDepth", "NaN"],
+      [{ json: { maxDepth: -2 } }, "json.maxDepth", "-2"],
+      [{ maxPayloadBytes: "1000" as never }, "maxPayloadBytes", 'string "1000"'],
+    ];
+    for (const [options, name, shown] of cases) {
+      expect(() => readAmqpMessage(amqp, options), name).toThrow(refusedOption(name, shown));
+      expect(() => fromAmqpMessage(amqp, options), name).toThrow(refusedOption(name, shown));
+      expect(() => amqpSubscriber(connection, { address: "/queue/x", ...options }), name).toThrow(
+        refusedOption(name, shown),
+      );
+    }
+    // The limits that are whole numbers (or Infinity) still read the message, as before.
+    expect(readAmqpMessage(amqp, { maxPayloadBytes: Number.POSITIVE_INFINITY }).event?.id).toBe(
+      "limits",
+    );
+    expect(readAmqpMessage(amqp, { maxPayloadBytes: 1000 }).error?.code).toBe("PayloadTooLarge");
+    expect(readAmqpMessage(amqp, { maxProperties: 0 }).error?.code).toBe("PayloadTooLarge");
   });
 
   it("a releaseOutcome or rejectCondition the subscriber cannot send, and a credit past 32 bits", () => {

@@ -66,6 +66,32 @@ describe.skipIf(!ok)("amqpSubscriber size limit (skipped: no broker outside CI)"
     expect(big.event?.id).toBe("big");
   });
 
+  it("keeps the limits it was made with when the options object changes afterwards", async () => {
+    // readAmqpMessage checks its limits on every call: the subscriber reads with the options it
+    // checked, so a later NaN neither throws out of rhea's message event nor (as it did) turns
+    // the limit off.
+    const queue = await admin.queue(uniqueName("limit-later"));
+    const address = `/amq/queue/${queue}`;
+    const options: AmqpSubscriberOptions = { address, maxPayloadBytes: 1000 };
+    const publisher = amqpPublisher(rabbit.connection, { address });
+    const subscriber = amqpSubscriber(rabbit.connection, options);
+    options.maxPayloadBytes = Number.NaN;
+    try {
+      await Promise.all([publisher.ready, subscriber.ready]);
+      await publisher.publish([event("big", 1500), event("small", 500)]);
+      const it = subscriber[Symbol.asyncIterator]();
+      const big = await nextDelivery(it);
+      await big.accept();
+      const small = await nextDelivery(it);
+      await small.accept();
+      expect(big.error?.code).toBe("PayloadTooLarge");
+      expect(small.event?.id).toBe("small");
+    } finally {
+      await publisher.close();
+      await subscriber.close();
+    }
+  });
+
   /** Sends plain AMQP messages (no CloudEvent) over a bare rhea sender, each settled accepted. */
   function sendPlain(
     connection: Connection,
