@@ -212,6 +212,19 @@ interface Pending extends Slotted {
 /** The default of {@link HttpReceiverOptions.maxBatchEvents}. */
 const DEFAULT_MAX_BATCH_EVENTS = 1000;
 
+/**
+ * The deliveries of one request, and the one `settleTimeoutMs` timer they share: a timer per
+ * delivery cost a batch thousands of them, all set in the same turn for the same time.
+ */
+interface RequestDeliveries {
+  /** Its deliveries, emptied once every one has ended. */
+  readonly entries: Pending[];
+  /** How many of them have not ended yet. */
+  open: number;
+  /** Answers those still open as released, `settleTimeoutMs` after they were made. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
 /** The methods a receiver answers, for `Allow`. */
 const ALLOWED_METHODS = "POST, PUT, OPTIONS";
 
@@ -529,13 +542,23 @@ export class HttpReceiver implements Subscriber {
       properties: headers as Record<string, PropertyValue>,
       metadata: { method, ...(request.url === undefined ? {} : { url: request.url }) },
     };
-    const queued: Pending[] = [];
-    const outcomes = Promise.all(events.map((event) => this.#deliver(message, event, queued)));
-    if (queued.length > 0) {
+    const deliveries: RequestDeliveries = { entries: [], open: events.length, timer: undefined };
+    const outcomes = Promise.all(events.map((event) => this.#deliver(message, event, deliveries)));
+    // Set after every delivery was made, in the same turn: none can have ended yet (handlers and
+    // the iterator run later), and each waits settleTimeoutMs from its making, as it did with a
+    // timer of its own.
+    if (deliveries.open > 0) {
+      deliveries.timer = limitTimer(() => {
+        for (const entry of [...deliveries.entries]) {
+          entry.finish({ kind: "release", delayMs: undefined });
+        }
+      }, o.settleTimeoutMs ?? 30_000);
+    }
+    if (o.onDelivery === undefined && events.length > 0) {
       // A client gone while its deliveries wait in the queue: they are withdrawn rather than
       // handed out for an answer nobody hears (its sender, unanswered, delivers them again).
       void stop.then((why) => {
-        if (why === ABORTED) for (const entry of queued) this.#withdraw(entry);
+        if (why === ABORTED) for (const entry of [...deliveries.entries]) this.#withdraw(entry);
       });
     }
     let settled: Outcome[];
@@ -652,10 +675,10 @@ export class HttpReceiver implements Subscriber {
   }
 
   /**
-   * Hands one event to `onDelivery`, or queues it for the iterator (and adds it to `queued`), and
-   * resolves with its outcome.
+   * Hands one event to `onDelivery`, or queues it for the iterator, adds it to its request's
+   * `deliveries` (whose timer answers it after `settleTimeoutMs`), and resolves with its outcome.
    */
-  #deliver(message: Message, event: CloudEvent, queued: Pending[]): Promise<Outcome> {
+  #deliver(message: Message, event: CloudEvent, deliveries: RequestDeliveries): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       let done = false;
       // Whether this call is the one that ends the delivery's wait (an outcome, or the handler's
@@ -664,7 +687,11 @@ export class HttpReceiver implements Subscriber {
         if (done) return false;
         done = true;
         this.#pending.delete(entry);
-        clearTimeout(timer);
+        if (--deliveries.open === 0) {
+          clearTimeout(deliveries.timer);
+          // A delivery the application keeps no longer holds the rest of its batch.
+          deliveries.entries.length = 0;
+        }
         return true;
       };
       const finish = (outcome: Outcome): void => {
@@ -672,8 +699,6 @@ export class HttpReceiver implements Subscriber {
         resolve(outcome);
         this.#drain.wake();
       };
-      const timeoutMs = this.#options.settleTimeoutMs ?? 30_000;
-      const timer = limitTimer(() => finish({ kind: "release", delayMs: undefined }), timeoutMs);
       // The request may already have been answered for the application (503 when the receiver
       // closed or settleTimeoutMs passed): settling then must say so, not pretend it worked.
       const settle = (outcome: Outcome): void => {
@@ -700,10 +725,10 @@ export class HttpReceiver implements Subscriber {
       }) as HttpDelivery;
       const entry: Pending = { slot: -1, delivery, finish, queued: false };
       this.#pending.add(entry);
+      deliveries.entries.push(entry);
       const handler = this.#options.onDelivery;
       if (handler === undefined) {
         entry.queued = true;
-        queued.push(entry);
         this.#queue.push(entry);
         return;
       }

@@ -329,6 +329,43 @@ describe("HTTP receiver as a Subscriber", () => {
     await receiver.close();
     expect((await post(server.url)).status).toBe(503);
   });
+  it("gives a batch's deliveries one settleTimeoutMs timer, not one each", async () => {
+    // A timer per delivery: a 1 MiB batch of 19,000 minimal events set 19,000 timers.
+    const receiver = httpReceiver({ formats: [json], settleTimeoutMs: 60_000 });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = timers();
+    const events = Array.from({ length: 200 }, (_, i) => event.cloneWith({ id: `one-timer-${i}` }));
+    const responding = post(server.url, toHttpMessage(events, { mode: "batch", format: json }));
+    const iterator = receiver[Symbol.asyncIterator]();
+    const held: Delivery[] = [];
+    for (let i = 0; i < 200; i++) held.push((await iterator.next()).value as Delivery);
+    // The request's own timer, and a few of the HTTP client's and server's at most.
+    expect(timers() - before).toBeLessThan(10);
+    for (const d of held) await d.accept();
+    expect((await responding).status).toBe(204);
+    await receiver.close();
+  });
+  it("releases every delivery of a batch still unsettled after settleTimeoutMs, together", async () => {
+    const receiver = httpReceiver({ formats: [json], settleTimeoutMs: 200 });
+    const server = await startServer(createNodeHandler(receiver));
+    servers.push(server);
+    const events = ["t-1", "t-2", "t-3"].map((id) => event.cloneWith({ id }));
+    const started = Date.now();
+    const responding = post(server.url, toHttpMessage(events, { mode: "batch", format: json }));
+    const iterator = receiver[Symbol.asyncIterator]();
+    const held: Delivery[] = [];
+    for (let i = 0; i < 3; i++) held.push((await iterator.next()).value as Delivery);
+    await held[0]?.accept();
+    const r = await responding;
+    expect(r.status).toBe(503);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+    for (const d of held.slice(1)) {
+      await expect(d.accept()).rejects.toMatchObject({ code: "SettlementFailed" });
+    }
+    await receiver.close();
+  });
   it("answers the webhook handshake (OPTIONS) 503 after close, granting nothing, like every other request", async () => {
     const receiver = httpReceiver({ formats: [json], webhook: { allowedOrigins: "*" } });
     const server = await startServer(createNodeHandler(receiver));
