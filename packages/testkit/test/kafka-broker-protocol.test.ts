@@ -702,6 +702,11 @@ describe("Kafka test broker lifecycle", () => {
     [{ autoCreateTopics: "false" }, /autoCreateTopics must be true or false, got "false"/],
     [{ traceRequests: 1 }, /traceRequests must be true or false, got 1/],
     [{ log: "console" }, /log must be a function taking one line, got "console"/],
+    [
+      { stalledFrameTimeoutMs: 0 },
+      /stalledFrameTimeoutMs must be a whole number of milliseconds from 1 to 2147483647, got 0/,
+    ],
+    [{ stalledFrameTimeoutMs: 2 ** 31 }, /stalledFrameTimeoutMs .* got 2147483648/],
   ])("refuses the option %j before it listens", async (options, message) => {
     await expect(startKafkaBroker(options as never)).rejects.toThrow(message);
   });
@@ -1105,6 +1110,85 @@ describe("Kafka test broker and large requests queued behind a parked fetch", ()
       expect(ids).toEqual(Array.from({ length: requests + 1 }, (_, i) => i + 1));
     } finally {
       for (const s of sockets) s.destroy();
+      await broker.stop();
+    }
+  });
+});
+
+describe("Kafka test broker and a client that stalls mid-frame", () => {
+  it("closes a connection that sent part of a frame and then nothing for stalledFrameTimeoutMs", async () => {
+    const timeout = 300;
+    const logged: string[] = [];
+    const broker = await startKafkaBroker({
+      log: (line) => logged.push(line),
+      stalledFrameTimeoutMs: timeout,
+    });
+    const clients: RawClient[] = [];
+    const open = async (): Promise<RawClient> => {
+      const c = await RawClient.open(broker.port);
+      clients.push(c);
+      return c;
+    };
+    const within = <T>(ms: number, what: string, p: Promise<T>): Promise<T> =>
+      Promise.race([
+        p,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms),
+        ),
+      ]);
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // An ApiVersions v2 request, framed, to send in pieces.
+    const w = new Writer();
+    w.int16(ApiKey.ApiVersions).int16(2).int32(7).nullableString("stall-test");
+    const payload = w.finish();
+    const frame = Buffer.alloc(4 + payload.length);
+    frame.writeInt32BE(payload.length, 0);
+    payload.copy(frame, 4);
+    try {
+      // A size that promises 1 MiB, and 100 bytes of it: the old broker held them as long as
+      // the client stayed connected.
+      const stalled = await open();
+      const started = Date.now();
+      const head = Buffer.alloc(104);
+      head.writeInt32BE(1 << 20, 0);
+      stalled.socket.write(head);
+      await within(10 * timeout, "the stalled connection was not closed", stalled.closed);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(timeout - 50);
+      expect(logged.some((l) => l.includes("stalledFrameTimeoutMs"))).toBe(true);
+
+      // The timeout runs from the last data, not from the frame's first byte: a frame sent in
+      // three pieces, each well within the timeout but the whole longer, is answered.
+      const slow = await open();
+      let slowClosed = false;
+      void slow.closed.then(() => {
+        slowClosed = true;
+      });
+      const answered = new Promise<number>((resolve) =>
+        slow.socket.on("data", (chunk: Buffer) => resolve(chunk.readInt32BE(4))),
+      );
+      slow.socket.write(frame.subarray(0, 2)); // not even the whole size
+      await pause(timeout * 0.6);
+      slow.socket.write(frame.subarray(2, 10));
+      await pause(timeout * 0.6);
+      expect(slowClosed).toBe(false);
+      slow.socket.write(frame.subarray(10));
+      expect(await within(10 * timeout, "the slow frame was not answered", answered)).toBe(7);
+
+      // A connection idle between frames is kept.
+      const idle = await open();
+      const first = await idle.request(ApiKey.ApiVersions, 2, () => {});
+      expect(first.int16()).toBe(ErrorCode.NONE);
+      let idleClosed = false;
+      void idle.closed.then(() => {
+        idleClosed = true;
+      });
+      await pause(timeout * 3);
+      expect(idleClosed).toBe(false);
+      const again = await idle.request(ApiKey.ApiVersions, 2, () => {});
+      expect(again.int16()).toBe(ErrorCode.NONE);
+      expect(slowClosed).toBe(false);
+    } finally {
+      for (const c of clients) c.close();
       await broker.stop();
     }
   });

@@ -28,6 +28,12 @@ export interface KafkaTestBrokerOptions {
   /** Largest accepted request frame in bytes. Default 100 MiB. */
   maxFrameBytes?: number;
   /**
+   * A connection that has sent part of a request frame and then nothing for this many
+   * milliseconds is closed, freeing the partial frame (up to `maxFrameBytes`) it held. Time the
+   * broker itself stops reading (requests queued) does not count. Default 60000.
+   */
+  stalledFrameTimeoutMs?: number;
+  /**
    * Receives the broker's log lines (closed connections and why, group rebalances). Default:
    * protocol violations go to `console.warn`, other lines are dropped.
    */
@@ -72,6 +78,9 @@ const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const DEFAULT_MAX_FRAME = 100 * 1024 * 1024;
 const MAX_QUEUED_REQUESTS = 64;
 const MAX_FETCH_WAIT_MS = 5 * 60_000;
+const DEFAULT_STALLED_FRAME_MS = 60_000;
+/** The longest delay Node's timers take (a larger one fires at once). */
+const MAX_TIMER_MS = 0x7fffffff;
 /** Most partitions of one topic. */
 const MAX_PARTITIONS = 10_000;
 /** Smallest `maxFrameBytes`: room for an ApiVersions request with a short client id. */
@@ -751,11 +760,14 @@ class Connection {
   private closed = false;
   private readonly closeHooks = new Set<() => void>();
   private readonly clientHost: string;
+  /** Runs while part of a frame is held and reading is on; closes the connection when it fires. */
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
     private readonly core: BrokerCore,
     private readonly maxFrameBytes: number,
+    private readonly stalledFrameMs: number,
     private readonly warn: (line: string) => void,
     private readonly onGone: (c: Connection) => void,
     private readonly trace: ((line: string) => void) | undefined,
@@ -797,6 +809,7 @@ class Connection {
         !this.socket.isPaused()
       )
         this.socket.pause();
+      this.watchStall();
       if (!this.busy) void this.pump();
     } catch (err) {
       this.fail(`frame error: ${(err as Error).message}`);
@@ -814,8 +827,10 @@ class Connection {
           this.queue.length < MAX_QUEUED_REQUESTS / 2 &&
           this.queuedBytes < this.maxFrameBytes / 2 &&
           this.socket.isPaused()
-        )
+        ) {
           this.socket.resume();
+          this.watchStall();
+        }
         await this.handleFrame(frame);
         // Kafka mutes a connection until its response is sent. A client that does not read its
         // responses must not have more handled meanwhile: each one (a fetch can answer megabytes
@@ -826,6 +841,30 @@ class Connection {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Starts (or restarts, after new data) the stall timer while part of a frame is held and the
+   * socket is read, and stops it otherwise. Without it a client that stopped mid-frame kept its
+   * connection, and up to maxFrameBytes of partial frame, for as long as it stayed connected.
+   */
+  private watchStall(): void {
+    if (this.closed || this.pendingBytes === 0 || this.socket.isPaused()) {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = undefined;
+      return;
+    }
+    if (this.stallTimer) {
+      this.stallTimer.refresh();
+      return;
+    }
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      this.fail(
+        `${this.pendingBytes} bytes of a request frame, then nothing for ${this.stalledFrameMs} ms (stalledFrameTimeoutMs)`,
+      );
+    }, this.stalledFrameMs);
+    this.stallTimer.unref();
   }
 
   /** Resolves when the socket has sent what it buffered, or when the connection closes. */
@@ -900,6 +939,8 @@ class Connection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     this.queue.length = 0;
     this.queuedBytes = 0;
     this.pending = [];
@@ -923,7 +964,7 @@ function checkOptions(options: KafkaTestBrokerOptions): void {
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`startKafkaBroker options must be an object, got ${shown(options)}`);
   }
-  const { host, port, defaultPartitions, maxFrameBytes, log } = options;
+  const { host, port, defaultPartitions, maxFrameBytes, stalledFrameTimeoutMs, log } = options;
   if (host !== undefined && (typeof host !== "string" || host === "")) {
     throw new TypeError(`host must be a non-empty string, got ${shown(host)}`);
   }
@@ -950,6 +991,18 @@ function checkOptions(options: KafkaTestBrokerOptions): void {
   ) {
     throw new RangeError(
       `maxFrameBytes must be a whole number of bytes, ${MIN_FRAME} or more, got ${shown(maxFrameBytes)}`,
+    );
+  }
+  if (
+    stalledFrameTimeoutMs !== undefined &&
+    !(
+      Number.isInteger(stalledFrameTimeoutMs) &&
+      stalledFrameTimeoutMs >= 1 &&
+      stalledFrameTimeoutMs <= MAX_TIMER_MS
+    )
+  ) {
+    throw new RangeError(
+      `stalledFrameTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, got ${shown(stalledFrameTimeoutMs)}`,
     );
   }
   for (const name of ["autoCreateTopics", "traceRequests"] as const) {
@@ -986,6 +1039,7 @@ export async function startKafkaBroker(
   const host = options.host ?? "127.0.0.1";
   const defaultPartitions = options.defaultPartitions ?? 3;
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME;
+  const stalledFrameMs = options.stalledFrameTimeoutMs ?? DEFAULT_STALLED_FRAME_MS;
   const info = options.log ?? (() => {});
   const warn = options.log ?? ((line: string) => console.warn(`[kafka-test-broker] ${line}`));
   const trace = options.traceRequests ? info : undefined;
@@ -1005,7 +1059,15 @@ export async function startKafkaBroker(
       const s = createServer((socket) => {
         try {
           connections.add(
-            new Connection(socket, core, maxFrameBytes, warn, (c) => connections.delete(c), trace),
+            new Connection(
+              socket,
+              core,
+              maxFrameBytes,
+              stalledFrameMs,
+              warn,
+              (c) => connections.delete(c),
+              trace,
+            ),
           );
         } catch (err) {
           warn(`could not accept a connection: ${(err as Error).message}`);
