@@ -266,12 +266,17 @@ export function checkLinkOptions(
     if (value !== undefined && !allowed.includes(value))
       throw refuse(`${name}.${key}`, rule, value);
   }
+  for (const key of ["offered_capabilities", "desired_capabilities"]) {
+    checkSymbols(`${name}.${key}`, (options as Record<string, unknown>)[key]);
+  }
+  checkOwnTerminus(name, (options as Record<string, unknown>)[OWN_TERMINUS[name]]);
   const node = name === "senderOptions" ? "target" : "source";
   const terminus = (options as Record<string, unknown>)[node];
   if (terminus === undefined) return;
   const prefix = `${name}.${node}`;
   if (!isMap(terminus)) throw refuse(prefix, "an object of terminus fields", terminus);
   const fields = terminus as Record<string, unknown>;
+  checkSymbols(`${prefix}.capabilities`, fields.capabilities);
   if (fields.address !== undefined && fields.address !== address) {
     throw refuse(
       `${prefix}.address`,
@@ -299,6 +304,52 @@ export function checkLinkOptions(
         fields.distribution_mode,
       );
     }
+  }
+}
+
+/** The link's own end, whose terminus the broker does not address: a sender's source, a receiver's target. */
+const OWN_TERMINUS = { senderOptions: "source", receiverOptions: "target" } as const;
+
+/**
+ * Checks a value rhea writes as an array of symbols (a terminus's `capabilities`, a link's
+ * `offered_capabilities` and `desired_capabilities`): absent, a string or an array of strings.
+ * rhea writes what it is given: a number threw a `TypeError` out of `attach_sender` (the
+ * publisher or subscriber half made), and a number in an array threw out of rhea's socket writer,
+ * which ended the connection with every link on it.
+ */
+function checkSymbols(name: string, value: unknown): void {
+  if (value === undefined || typeof value === "string") return;
+  if (Array.isArray(value) && value.every((v) => typeof v === "string")) return;
+  throw refuse(name, "absent, a symbol (a string) or an array of symbols", value);
+}
+
+/**
+ * Checks the terminus of the link's own end (a publisher's `source`, a subscriber's `target`),
+ * which rhea writes as given and the broker reads: its `durable`, `expiry_policy`, `timeout` and
+ * `capabilities` as the other terminus's (against RabbitMQ 3.10 a `timeout` of -1 ended the
+ * connection, an `expiry_policy` of 5 threw a `TypeError`), and a publisher's `outcomes`, the
+ * outcomes the broker may answer a publish with: RabbitMQ 3.10 ends the session for an outcome it
+ * does not know, and without `accepted`, `rejected` and `released` a broker keeping to the list
+ * could not tell the publisher it took, refused or could not take a message. The rest is passed
+ * through: a string (rhea reads it as the address), its `address`, `dynamic` and
+ * `dynamic_node_properties`, and a publisher's `default_outcome`, which RabbitMQ 3.10 ignores.
+ */
+function checkOwnTerminus(name: "senderOptions" | "receiverOptions", terminus: unknown): void {
+  if (terminus === undefined || typeof terminus === "string") return;
+  const prefix = `${name}.${OWN_TERMINUS[name]}`;
+  if (!isMap(terminus)) {
+    throw refuse(prefix, "an object of terminus fields (or a string, its address)", terminus);
+  }
+  const fields = terminus as Record<string, unknown>;
+  checkTerminusFields(prefix, fields);
+  checkSymbols(`${prefix}.capabilities`, fields.capabilities);
+  if (name === "senderOptions") {
+    checkOutcomeList(
+      `${prefix}.outcomes`,
+      fields.outcomes,
+      ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"],
+      "the broker answers each publish with one of them",
+    );
   }
 }
 
@@ -357,6 +408,38 @@ function outcomeName(value: unknown): string | undefined {
 }
 
 /**
+ * Checks a terminus's `outcomes` (AMQP 1.0 3.5.3): absent, or an array of the outcome symbols of
+ * AMQP 1.0 3.4 holding each of `needed`. RabbitMQ 3.10 ends the session (`amqp:not-implemented`,
+ * "Outcomes not supported") for a symbol that is no outcome it knows, and for a single symbol
+ * not in an array, on a publisher's link as on a subscriber's; the binding settles with no
+ * other outcome, so an extra one has no use.
+ */
+function checkOutcomeList(
+  name: string,
+  outcomes: unknown,
+  needed: readonly string[],
+  why: string,
+): void {
+  if (outcomes === undefined) return;
+  const rule = `absent or an array of outcome symbols (${Object.keys(OUTCOME_CODES).join(", ")}) with ${needed.join(", ")} (${why})`;
+  if (!Array.isArray(outcomes) || !outcomes.every((o) => typeof o === "string")) {
+    throw refuse(name, rule, outcomes);
+  }
+  const unknown = outcomes.find((o) => !Object.hasOwn(OUTCOME_CODES, o));
+  if (unknown !== undefined) {
+    throw refuse(
+      name,
+      `${rule}; RabbitMQ ends the session for an outcome it does not know`,
+      unknown,
+    );
+  }
+  const missing = needed.filter((o) => !outcomes.includes(o));
+  if (missing.length > 0) {
+    throw refuse(name, `${rule}; missing ${missing.join(", ")}`, outcomes);
+  }
+}
+
+/**
  * Checks a subscriber source's `outcomes` and `default_outcome` (AMQP 1.0 3.5.3). `outcomes`
  * lists the outcomes the receiver may settle with: without `accepted`, `rejected` and `released`
  * (which `close()` sends for what it gives back), and `modified` for `releaseOutcome:
@@ -375,19 +458,14 @@ function checkOutcomes(
   releaseOutcome: "released" | "modified",
 ): void {
   const { outcomes, default_outcome: defaultOutcome } = fields;
-  if (outcomes !== undefined) {
-    const needed = ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"];
-    if (releaseOutcome === "modified") needed.push("amqp:modified:list");
-    const listed = Array.isArray(outcomes) && outcomes.every((o) => typeof o === "string");
-    const missing = listed ? needed.filter((o) => !outcomes.includes(o)) : needed;
-    if (!listed || missing.length > 0) {
-      throw refuse(
-        `${prefix}.outcomes`,
-        `absent or an array of outcome symbols with ${needed.join(", ")} (accept(), reject(), release() and close() settle with them${listed ? `; missing ${missing.join(", ")}` : ""})`,
-        outcomes,
-      );
-    }
-  }
+  const needed = ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"];
+  if (releaseOutcome === "modified") needed.push("amqp:modified:list");
+  checkOutcomeList(
+    `${prefix}.outcomes`,
+    outcomes,
+    needed,
+    "accept(), reject(), release() and close() settle with them",
+  );
   if (defaultOutcome !== undefined) {
     const name = outcomeName(defaultOutcome);
     if (name !== "amqp:released:list" && name !== "amqp:modified:list") {

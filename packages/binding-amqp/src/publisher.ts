@@ -91,7 +91,15 @@ export interface AmqpPublisherOptions extends Omit<ToAmqpMessageOptions, "codec"
    * from the peer (a refused or lost message is not reported). `rcv_settle_mode` may only be 0,
    * `autosettle` true and `treat_modified_as_released` false; anything else is `NotSupported`,
    * naming the option. The link carries these settle modes itself, whatever rhea's
-   * connection-wide `sender_options` say.
+   * connection-wide `sender_options` say. The link's own `source` is checked too: `durable`,
+   * `expiry_policy` and `timeout` as the target's, and `outcomes`, the outcomes the broker may
+   * answer a publish with, absent or an array of AMQP's four outcome symbols holding
+   * `amqp:accepted:list`, `amqp:rejected:list` and `amqp:released:list` (RabbitMQ 3.10 ends the
+   * session for another symbol); its `address`, `dynamic` and `default_outcome` are passed
+   * through (RabbitMQ 3.10 ignores them). `capabilities` on either terminus, and the link's
+   * `offered_capabilities` and `desired_capabilities`, must be a string or an array of strings
+   * (a number threw a `TypeError` out of rhea, or ended the connection);
+   * `dynamic_node_properties` is passed through.
    */
   senderOptions?: Record<string, unknown>;
 }

@@ -100,6 +100,13 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
    * `credit_window` 0 (use `credit`); anything else is `NotSupported`, naming the option. The
    * link asks for 0 and 0 itself, whatever rhea's connection-wide `receiver_options` say. (A
    * pre-settled delivery is gone from the broker once sent: `release()` could not give it back.)
+   * An `outcomes` symbol other than AMQP's four is `NotSupported` too (RabbitMQ 3.10 ended the
+   * session). The link's own `target` is checked for `durable`, `expiry_policy` and `timeout` as
+   * the source is (a `timeout` of -1 ended the connection); its `address` and `dynamic` are
+   * passed through (RabbitMQ 3.10 ignores them). `capabilities` on either terminus, and the
+   * link's `offered_capabilities` and `desired_capabilities`, must be a string or an array of
+   * strings (a number threw a `TypeError` out of rhea, or ended the connection);
+   * `dynamic_node_properties` is passed through.
    */
   receiverOptions?: Record<string, unknown>;
 }

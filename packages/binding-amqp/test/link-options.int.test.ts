@@ -263,4 +263,141 @@ describe.skipIf(!ok)("AMQP link terminus options (skipped: no broker outside CI)
     await Promise.all([publisher.close(), subscriber.close()]);
     expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
   });
+
+  it("checks the link's own terminus (a publisher's source, a subscriber's target) as the other", async () => {
+    const address = "/amq/queue/link-options-never-attached";
+    // A timeout of -1 ended the connection (rhea's socket writer threw), an expiry_policy of 5
+    // threw a TypeError out of attach; RabbitMQ 3.10 ended the session for an outcome it does
+    // not know and for a single symbol (amqp:not-implemented, "Outcomes not supported").
+    const fields: ReadonlyArray<readonly [string, unknown, string]> = [
+      ["durable", 7, "7"],
+      ["expiry_policy", 5, "5"],
+      ["timeout", -1, "-1"],
+      ["capabilities", 5, "5"],
+    ];
+    for (const [field, value, shown] of fields) {
+      expect(() =>
+        amqpPublisher(rabbit.connection, {
+          address,
+          senderOptions: { source: { [field]: value } },
+        }),
+      ).toThrow(refusedOption(`senderOptions.source.${field}`, shown));
+      expect(() =>
+        amqpSubscriber(rabbit.connection, {
+          address,
+          receiverOptions: { target: { [field]: value } },
+        }),
+      ).toThrow(refusedOption(`receiverOptions.target.${field}`, shown));
+    }
+    const all = ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"];
+    const outcomes: ReadonlyArray<readonly [unknown, string]> = [
+      [[...all, "bogus"], 'string "bogus"'],
+      ["amqp:accepted:list", 'string "amqp:accepted:list"'],
+      // A broker keeping to these could not refuse a publish, or ask for it again.
+      [["amqp:accepted:list"], "an array"],
+      [["amqp:accepted:list", "amqp:rejected:list"], "an array"],
+    ];
+    for (const [value, shown] of outcomes) {
+      expect(() =>
+        amqpPublisher(rabbit.connection, {
+          address,
+          senderOptions: { source: { outcomes: value } },
+        }),
+      ).toThrow(refusedOption("senderOptions.source.outcomes", shown));
+    }
+    // The subscriber's source too: the session ended for "bogus" beside the three it needs.
+    expect(() =>
+      amqpSubscriber(rabbit.connection, {
+        address,
+        receiverOptions: { source: { outcomes: [...all, "bogus"] } },
+      }),
+    ).toThrow(refusedOption("receiverOptions.source.outcomes", 'string "bogus"'));
+    expect(() =>
+      amqpPublisher(rabbit.connection, { address, senderOptions: { source: 5 } }),
+    ).toThrow(refusedOption("senderOptions.source", "5"));
+    // Nothing was attached or written: the shared connection still carries a publish.
+    const queue = await admin.queue(uniqueName("link-options-own-after"));
+    const publisher = amqpPublisher(rabbit.connection, { address: `/amq/queue/${queue}` });
+    await publisher.publish(shutdownEvent("amqp", 1));
+    await publisher.close();
+    expect((await admin.count(queue)).messages).toBe(1);
+  });
+
+  it("refuses capabilities that are not symbols, on either terminus and on the link", () => {
+    const address = "/amq/queue/link-options-never-attached";
+    // A number threw a TypeError out of rhea's attach; a number in an array threw out of its
+    // socket writer and ended the connection.
+    for (const [value, shown] of [
+      [5, "5"],
+      [["queue", 5], "an array"],
+    ] as const) {
+      expect(() =>
+        amqpPublisher(rabbit.connection, {
+          address,
+          senderOptions: { target: { capabilities: value } },
+        }),
+      ).toThrow(refusedOption("senderOptions.target.capabilities", shown));
+      expect(() =>
+        amqpSubscriber(rabbit.connection, {
+          address,
+          receiverOptions: { source: { capabilities: value } },
+        }),
+      ).toThrow(refusedOption("receiverOptions.source.capabilities", shown));
+      expect(() =>
+        amqpPublisher(rabbit.connection, {
+          address,
+          senderOptions: { offered_capabilities: value },
+        }),
+      ).toThrow(refusedOption("senderOptions.offered_capabilities", shown));
+      expect(() =>
+        amqpSubscriber(rabbit.connection, {
+          address,
+          receiverOptions: { desired_capabilities: value },
+        }),
+      ).toThrow(refusedOption("receiverOptions.desired_capabilities", shown));
+    }
+  });
+
+  it("passes the rest of both termini through; RabbitMQ takes them and every settlement works", async () => {
+    const queue = await admin.queue(uniqueName("link-options-passed"));
+    const address = `/amq/queue/${queue}`;
+    const all = ["amqp:accepted:list", "amqp:rejected:list", "amqp:released:list"];
+    const publisher = amqpPublisher(rabbit.connection, {
+      address,
+      senderOptions: {
+        desired_capabilities: ["posthorn-test"],
+        source: {
+          address: "/posthorn/publisher",
+          dynamic: true,
+          durable: 0,
+          timeout: 0,
+          capabilities: "posthorn-test",
+          outcomes: [...all, "amqp:modified:list"],
+          default_outcome: outcome.accepted().described(),
+        },
+        target: { capabilities: ["queue"], dynamic_node_properties: { "lifetime-policy": "x" } },
+      },
+    });
+    const subscriber = amqpSubscriber(rabbit.connection, {
+      address,
+      credit: 1,
+      receiverOptions: {
+        target: { address: "/posthorn/subscriber", dynamic: true, capabilities: [] },
+        source: { capabilities: ["queue"], dynamic_node_properties: {}, outcomes: all },
+      },
+    });
+    await Promise.all([publisher.ready, subscriber.ready]);
+    await publisher.publish([shutdownEvent("amqp", 1), shutdownEvent("amqp", 2)]);
+    const iterator = subscriber[Symbol.asyncIterator]();
+    const first = await nextDelivery(iterator, 5000);
+    expect(first.event?.id).toBe(shutdownEvent("amqp", 1).id);
+    await first.release();
+    const again = await nextDelivery(iterator, 5000);
+    expect(again.event?.id).toBe(shutdownEvent("amqp", 1).id);
+    await again.accept();
+    const second = await nextDelivery(iterator, 5000);
+    await second.reject("unwanted");
+    await Promise.all([publisher.close(), subscriber.close()]);
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
+  });
 });
