@@ -76,6 +76,12 @@ export interface FromHttpMessageOptions {
 /** The default body limit of the decoder and the receivers: 1 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
+/**
+ * The most events one batch request carries by default: what the receivers take
+ * (`maxBatchEvents`) and what the publisher sends in one request, splitting a longer array.
+ */
+export const DEFAULT_MAX_BATCH_EVENTS = 1000;
+
 /** What {@link detectMode} found: the content mode and, for structured and batch, the format. */
 export interface DetectedMode {
   /** `binary`, `structured` or `batch`. */

@@ -1,5 +1,6 @@
 export { createFetchHandler, readRequestBody, toResponse } from "./fetch-handler.js";
 export {
+  DEFAULT_MAX_BATCH_EVENTS,
   DEFAULT_MAX_BODY_BYTES,
   type DetectedMode,
   detectMode,

@@ -14,6 +14,7 @@ import {
   type Slotted,
   settleWithin,
 } from "@posthorn/core";
+import { DEFAULT_MAX_BATCH_EVENTS } from "./from-message.js";
 import {
   anySignal,
   checkHttpUrl,
@@ -102,6 +103,15 @@ export interface HttpPublisherOptions {
    * `close()`.
    */
   closeTimeoutMs?: number;
+  /**
+   * In batch mode, the most events one request carries: a longer array is sent as several
+   * requests of at most this many, in order, each encoded before the first is sent (a request
+   * that fails stops the call; the batches before it were delivered). Default
+   * {@link DEFAULT_MAX_BATCH_EVENTS} (1,000), what `httpReceiver` takes by default (it answers a
+   * larger batch 413); a whole number of 1 or more, or `Infinity` for one request whatever the
+   * length.
+   */
+  maxBatchEvents?: number;
   /** Retry policy, or `false` for a single attempt (still bounded by `attemptTimeoutMs`). */
   retry?: RetryOptions | false;
   /**
@@ -441,6 +451,7 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
   constructor(options: HttpPublisherOptions) {
     checkTimeOption("timeoutMs", options.timeoutMs);
     checkTimeOption("closeTimeoutMs", options.closeTimeoutMs);
+    checkCountOption("maxBatchEvents", options.maxBatchEvents, 1);
     if (options.mode !== undefined) checkMode(options.mode);
     const method = options.method;
     if (method !== undefined && method !== "POST" && method !== "PUT") {
@@ -564,7 +575,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    * Sends one event, or several. In binary and structured mode each event is its own request,
    * sent in order, once every event is encoded (an event that cannot be encoded fails the call
    * with no request made; a request that fails stops the call, and the events before it were
-   * delivered); in batch mode the array is one request. Resolves on a 2xx answer; a redirect is
+   * delivered); in batch mode the array is one request, or several of `maxBatchEvents` (default
+   * 1,000) each when it is longer. Resolves on a 2xx answer; a redirect is
    * not followed (a 3xx is `PublishRejected` with its status, 0 in a browser).
    *
    * `timeoutMs` (per call, else the publisher's) bounds the whole call, every request of an array
@@ -577,7 +589,8 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
    *   or a header that cannot be sent: nothing is sent), `MalformedInput` (a relative `url` that
    *   `fetch` cannot resolve)
    *
-   * @param events - one event, or an array sent in order (one request in batch mode)
+   * @param events - one event, or an array sent in order (in batch mode one request per
+   *   `maxBatchEvents` events)
    * @param options - extra headers, `timeoutMs` for the whole call, and an `abortSignal`
    */
   publish(
@@ -618,6 +631,18 @@ export class HttpPublisher implements Publisher<HttpPublishOptions> {
       const messages: HttpMessage[] = new Array(list.length);
       for (let i = 0; i < list.length; i++) {
         messages[i] = toHttpMessage(list[i] as CloudEventLike, mapping);
+      }
+      for (const message of messages) await this.#send(message, options, budget);
+      return;
+    }
+    const most = this.#options.maxBatchEvents ?? DEFAULT_MAX_BATCH_EVENTS;
+    if (Array.isArray(events) && events.length > most) {
+      // A receiver answers a batch past its maxBatchEvents 413: sent as batches of `most`, each
+      // encoded before the first request.
+      const list = events as readonly CloudEventLike[];
+      const messages: HttpMessage[] = [];
+      for (let at = 0; at < list.length; at += most) {
+        messages.push(toHttpMessage(list.slice(at, at + most), mapping));
       }
       for (const message of messages) await this.#send(message, options, budget);
       return;

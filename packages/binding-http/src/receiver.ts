@@ -22,7 +22,12 @@ import {
   type Subscriber,
   type UnsupportedSettlements,
 } from "@posthorn/core";
-import { DEFAULT_MAX_BODY_BYTES, fromHttpMessage, type HttpHeadersInput } from "./from-message.js";
+import {
+  DEFAULT_MAX_BATCH_EVENTS,
+  DEFAULT_MAX_BODY_BYTES,
+  fromHttpMessage,
+  type HttpHeadersInput,
+} from "./from-message.js";
 import {
   answerWebhookValidation,
   checkRateOption,
@@ -85,8 +90,9 @@ export interface HttpReceiverOptions {
   /**
    * Most events one batch request (`application/cloudevents-batch+json` and the like) may carry:
    * past it the request is answered 413 saying so, and none of its events is delivered. Checked
-   * once the body is decoded, before any delivery is made. Default 1,000; a whole number of 1 or
-   * more, or `Infinity` for no limit. Every delivery costs the receiver memory until the request
+   * once the body is decoded, before any delivery is made. Default
+   * {@link DEFAULT_MAX_BATCH_EVENTS} (1,000; the publisher splits a longer array into requests of
+   * that many); a whole number of 1 or more, or `Infinity` for no limit. Every delivery costs the receiver memory until the request
    * is answered, and a 1 MiB batch holds some 19,000 minimal events. A request in binary or
    * structured mode carries one event.
    */
@@ -208,9 +214,6 @@ interface Pending extends Slotted {
   /** Whether it is in the iterator's queue, not handed to the application yet. */
   queued: boolean;
 }
-
-/** The default of {@link HttpReceiverOptions.maxBatchEvents}. */
-const DEFAULT_MAX_BATCH_EVENTS = 1000;
 
 /**
  * The deliveries of one request, and the one `settleTimeoutMs` timer they share: a timer per

@@ -5,6 +5,7 @@ import {
   createFetchHandler,
   createNodeHandler,
   type HttpReceiverOptions,
+  httpPublisher,
   httpReceiver,
 } from "@posthorn/binding-http";
 import { expressHandler } from "@posthorn/binding-http/express";
@@ -145,5 +146,80 @@ describe("maxBatchEvents default and Infinity", () => {
     expect(first.value?.event.source).toBe("/batch-limit/iterated/after");
     await first.value?.accept();
     expect((await sent).status).toBe(204);
+  });
+});
+
+describe("the publisher's maxBatchEvents", () => {
+  function events(count: number, source: string): CloudEvent[] {
+    return Array.from(
+      { length: count },
+      (_, i) => new CloudEvent({ specversion: "1.0", id: String(i), source, type: "t" }),
+    );
+  }
+
+  /** A default receiver (an iterating subscriber) recording the ids it is handed, in order. */
+  async function recordingReceiver() {
+    const ids: string[] = [];
+    const receiver = httpReceiver({ formats: [json] });
+    const url = await nodeServer(receiver);
+    void (async () => {
+      for await (const d of receiver) {
+        ids.push(d.event?.id ?? "");
+        await d.accept();
+      }
+    })();
+    return { url, ids };
+  }
+
+  it("sends a batch past a default receiver's limit as batches of 1,000, in order, all delivered", async () => {
+    // One request of 2,500 events: the receiver's default maxBatchEvents answered it 413.
+    const { url, ids } = await recordingReceiver();
+    const publisher = httpPublisher({ url, mode: "batch", format: json });
+    const sent = events(2500, "/batch-limit/publisher/default");
+    await publisher.publish(sent);
+    expect(ids).toEqual(sent.map((e) => e.id));
+    await publisher.close();
+  });
+
+  it("splits at its own maxBatchEvents, and sends one request with Infinity", async () => {
+    const requests: number[] = [];
+    const counting: typeof fetch = async (input, init) => {
+      const body = JSON.parse(new TextDecoder().decode(init?.body as Uint8Array)) as unknown[];
+      requests.push(body.length);
+      return fetch(input, init);
+    };
+    const url = await nodeServer({
+      formats: [json],
+      maxBatchEvents: Infinity,
+      onDelivery: () => {},
+    });
+    const split = httpPublisher({
+      url,
+      mode: "batch",
+      format: json,
+      maxBatchEvents: 2,
+      fetch: counting,
+    });
+    await split.publish(events(5, "/batch-limit/publisher/two"));
+    expect(requests).toEqual([2, 2, 1]);
+    requests.length = 0;
+    const whole = httpPublisher({
+      url,
+      mode: "batch",
+      format: json,
+      maxBatchEvents: Infinity,
+      fetch: counting,
+    });
+    await whole.publish(events(1500, "/batch-limit/publisher/whole"));
+    expect(requests).toEqual([1500]);
+    await Promise.all([split.close(), whole.close()]);
+  });
+
+  it("refuses a maxBatchEvents that is not a whole number of 1 or more", () => {
+    for (const bad of [0, -1, 2.5, Number.NaN]) {
+      expect(() => httpPublisher({ url: "http://127.0.0.1:1/", maxBatchEvents: bad })).toThrow(
+        expect.objectContaining({ code: "NotSupported", attribute: "maxBatchEvents" }),
+      );
+    }
   });
 });
