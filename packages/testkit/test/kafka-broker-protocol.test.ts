@@ -67,6 +67,8 @@ interface TestRecord {
   key: string | null;
   value: string | null;
   headers?: [string, string][];
+  /** The record's timestamp delta from the batch's base timestamp. Default 0. */
+  timestampDelta?: number;
 }
 
 function varint(out: number[], n: number): void {
@@ -91,12 +93,16 @@ function bytesField(out: number[], s: string | null): void {
 /** Encodes a magic-v2 record batch (uncompressed) with a valid CRC-32C. */
 function recordBatch(
   records: TestRecord[],
-  producer: { id: number; epoch: number; sequence: number } = { id: -1, epoch: -1, sequence: -1 },
+  producer: { id: number | bigint; epoch: number; sequence: number } = {
+    id: -1,
+    epoch: -1,
+    sequence: -1,
+  },
 ): Buffer {
   const body: number[] = [];
   records.forEach((r, i) => {
     const rec: number[] = [0];
-    varint(rec, 0); // timestamp delta
+    varint(rec, r.timestampDelta ?? 0); // timestamp delta
     varint(rec, i); // offset delta
     bytesField(rec, r.key);
     bytesField(rec, r.value);
@@ -640,6 +646,63 @@ describe("Kafka test broker at the wire level", () => {
     expect(listed.int16()).toBe(ErrorCode.NONE);
     expect(int64(listed)).toBe(max);
     expect(listed.int64()).toBe(0);
+  });
+});
+
+describe("Kafka test broker and int64 values past 2^53", () => {
+  it("tells apart producer ids and ListOffsets timestamps that differ past 2^53", async () => {
+    const broker = await startKafkaBroker({ log: () => {} });
+    const c = await RawClient.open(broker.port);
+    // An int64 read exactly, as two int32 halves.
+    const int64 = (r: Reader) => (BigInt(r.int32()) << 32n) | BigInt(r.int32() >>> 0);
+    const big = 2n ** 53n;
+    try {
+      // Two producers whose ids a number cannot tell apart, each with its first batch. The old
+      // broker took the second for a retry of the first's: acknowledged at offset 0, not stored.
+      broker.createTopic("int64-producers", 1);
+      for (const [id, value] of [
+        [big, "from 2^53"],
+        [big + 1n, "from 2^53 + 1"],
+      ] as const) {
+        const batch = recordBatch([{ key: null, value }], { id, epoch: 0, sequence: 0 });
+        expect(await produce(c, "int64-producers", 0, batch)).toEqual([
+          ErrorCode.NONE,
+          id === big ? 0 : 1,
+        ]);
+      }
+      expect(await latestOffset(c, "int64-producers", 0)).toBe(2);
+
+      // Records stamped 2^53 and 2^53 + 1 (a delta of 1 from the base timestamp).
+      broker.createTopic("int64-timestamps", 1);
+      const batch = recordBatch([
+        { key: null, value: "at 2^53" },
+        { key: null, value: "at 2^53 + 1", timestampDelta: 1 },
+      ]);
+      batch.writeBigInt64BE(big, 27);
+      batch.writeBigInt64BE(big + 1n, 35);
+      batch.writeUInt32BE(crc32c(batch, 21), 17);
+      expect(await produce(c, "int64-timestamps", 0, batch)).toEqual([ErrorCode.NONE, 0]);
+      const listed = async (timestamp: bigint): Promise<[bigint, number]> => {
+        const r = await c.request(ApiKey.ListOffsets, 3, (w) => {
+          w.int32(-1).int8(0).int32(1).string("int64-timestamps").int32(1).int32(0);
+          w.int64(timestamp);
+        });
+        r.int32();
+        r.int32();
+        r.string();
+        r.int32();
+        r.int32();
+        expect(r.int16()).toBe(ErrorCode.NONE);
+        return [int64(r), r.int64()];
+      };
+      // The old broker read 2^53 + 1 as 2^53 and found the first record.
+      expect(await listed(big + 1n)).toEqual([big + 1n, 1]);
+      expect(await listed(big)).toEqual([big, 0]);
+      expect(await listed(big + 2n)).toEqual([-1n, -1]);
+    } finally {
+      c.close();
+      await broker.stop();
+    }
   });
 });
 

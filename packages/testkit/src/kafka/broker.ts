@@ -504,7 +504,8 @@ class BrokerCore {
     const topics = r.array(
       (r) => ({
         name: r.string(),
-        partitions: r.array((r) => ({ index: r.int32(), timestamp: r.int64() }), 12),
+        // Exactly: read as a number, 2^53 + 1 found a record stamped 2^53.
+        partitions: r.array((r) => ({ index: r.int32(), timestamp: r.int64Exact() }), 12),
       }),
       6,
     );
@@ -520,8 +521,8 @@ class BrokerCore {
         }
         let offset: number;
         let timestamp: number | bigint = -1;
-        if (p.timestamp === -1) offset = log.highWatermark;
-        else if (p.timestamp === -2) offset = log.logStartOffset;
+        if (p.timestamp === -1n) offset = log.highWatermark;
+        else if (p.timestamp === -2n) offset = log.logStartOffset;
         else {
           const found = log.offsetForTimestamp(p.timestamp);
           offset = found?.offset ?? -1;

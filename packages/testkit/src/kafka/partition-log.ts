@@ -41,7 +41,7 @@ export interface AppendResult {
 /** One partition's log. */
 export class PartitionLog {
   private readonly batches: StoredBatch[] = [];
-  private readonly producers = new Map<number, ProducerState>();
+  private readonly producers = new Map<bigint, ProducerState>();
   private readonly waiters = new Set<() => void>();
   /** The next offset to assign; equals the high watermark (there are no followers). */
   highWatermark = 0;
@@ -59,11 +59,11 @@ export class PartitionLog {
   append(batches: readonly IncomingBatch[]): AppendResult {
     // Producer states as the batches checked so far leave them, copied on first use: appending
     // batch by batch stored the ones before a failing batch that was still refused.
-    const planned = new Map<number, ProducerState | undefined>();
+    const planned = new Map<bigint, ProducerState | undefined>();
     const plan: { batch: IncomingBatch; baseOffset: number; duplicate: boolean }[] = [];
     let next = this.highWatermark;
     for (const batch of batches) {
-      if (batch.producerId < 0) {
+      if (batch.producerId < 0n) {
         plan.push({ batch, baseOffset: next, duplicate: false });
         next += batch.lastOffsetDelta + 1;
         continue;
@@ -152,7 +152,7 @@ export class PartitionLog {
   }
 
   /** ListOffsets: the first offset whose record timestamp is at least `timestamp`. */
-  offsetForTimestamp(timestamp: number): { offset: number; timestamp: bigint } | undefined {
+  offsetForTimestamp(timestamp: bigint): { offset: number; timestamp: bigint } | undefined {
     for (const b of this.batches) {
       const found = offsetForTimestamp(b.bytes, timestamp);
       if (found) return found;

@@ -35,8 +35,12 @@ export interface IncomingBatch {
   readonly bytes: Buffer;
   readonly recordCount: number;
   readonly lastOffsetDelta: number;
-  readonly maxTimestamp: number;
-  readonly producerId: number;
+  readonly maxTimestamp: bigint;
+  /**
+   * Exactly as sent: read as a number, ids past 2^53 that differ (2^53 and 2^53 + 1) were one
+   * producer, and the second one's first batch was taken for a retry of the first's and dropped.
+   */
+  readonly producerId: bigint;
   readonly producerEpoch: number;
   readonly baseSequence: number;
   readonly transactional: boolean;
@@ -110,8 +114,8 @@ export function parseBatches(records: Buffer): IncomingBatch[] | BatchError {
       bytes,
       recordCount,
       lastOffsetDelta,
-      maxTimestamp: Number(bytes.readBigInt64BE(MAX_TIMESTAMP_OFFSET)),
-      producerId: Number(bytes.readBigInt64BE(PRODUCER_ID_OFFSET)),
+      maxTimestamp: bytes.readBigInt64BE(MAX_TIMESTAMP_OFFSET),
+      producerId: bytes.readBigInt64BE(PRODUCER_ID_OFFSET),
       producerEpoch: bytes.readInt16BE(PRODUCER_EPOCH_OFFSET),
       baseSequence: bytes.readInt32BE(BASE_SEQUENCE_OFFSET),
       transactional: (attributes & 0x10) !== 0,
@@ -144,6 +148,18 @@ class VarintCursor {
       result += (b & 0x7f) * factor;
       if ((b & 0x80) === 0) return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
       factor *= 128;
+    }
+    return undefined;
+  }
+
+  /** A zigzag varlong exactly (a record's timestamp delta may use all 64 bits). */
+  varlong(): bigint | undefined {
+    let result = 0n;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) return undefined;
+      const b = this.buf[this.pos++] as number;
+      result |= BigInt(b & 0x7f) << BigInt(7 * i);
+      if ((b & 0x80) === 0) return BigInt.asIntN(64, (result >> 1n) ^ -(result & 1n));
     }
     return undefined;
   }
@@ -195,35 +211,32 @@ function checkRecords(buf: Buffer, start: number, end: number, count: number): s
 /**
  * The offset of the first record in a stored batch whose timestamp is at least `timestamp`, or
  * undefined. Uncompressed batches are searched record by record; compressed ones answer with their
- * base offset when their max timestamp qualifies. The timestamp found is exact (a bigint): read
- * as a number, one near 2^63 became 2^63, which ListOffsets could not write, and the connection
- * that asked was closed.
+ * base offset when their max timestamp qualifies. Timestamps are compared and returned exactly
+ * (bigints): read as a number, one near 2^63 became 2^63, which ListOffsets could not write, and
+ * the connection that asked was closed; and a record stamped 2^53 was found for 2^53 + 1.
  */
 export function offsetForTimestamp(
   bytes: Buffer,
-  timestamp: number,
+  timestamp: bigint,
 ): { offset: number; timestamp: bigint } | undefined {
   const baseOffset = Number(bytes.readBigInt64BE(0));
   const maxTimestamp = bytes.readBigInt64BE(MAX_TIMESTAMP_OFFSET);
-  if (Number(maxTimestamp) < timestamp) return undefined;
+  if (maxTimestamp < timestamp) return undefined;
   const attributes = bytes.readInt16BE(ATTRIBUTES_OFFSET);
   if ((attributes & 0x07) !== 0) return { offset: baseOffset, timestamp: maxTimestamp };
   const base = bytes.readBigInt64BE(BASE_TIMESTAMP_OFFSET);
-  const baseTimestamp = Number(base);
   const count = bytes.readInt32BE(RECORD_COUNT_OFFSET);
   const c = new VarintCursor(bytes, BATCH_HEADER_SIZE, bytes.length);
   for (let i = 0; i < count; i++) {
     const length = c.varint() ?? 0;
     const recordEnd = c.pos + length;
     const r = new VarintCursor(bytes, c.pos + 1, recordEnd);
-    const delta = r.varint() ?? 0;
+    const delta = r.varlong() ?? 0n;
     const offsetDelta = r.varint() ?? i;
-    if (baseTimestamp + delta >= timestamp) {
-      // The delta is a varint of up to 64 bits: the sum wraps as Kafka's long arithmetic does.
-      return {
-        offset: baseOffset + offsetDelta,
-        timestamp: BigInt.asIntN(64, base + BigInt(delta)),
-      };
+    // The delta is a varlong: the sum wraps as Kafka's long arithmetic does.
+    const recordTimestamp = BigInt.asIntN(64, base + delta);
+    if (recordTimestamp >= timestamp) {
+      return { offset: baseOffset + offsetDelta, timestamp: recordTimestamp };
     }
     c.pos = recordEnd;
   }
