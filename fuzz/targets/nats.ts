@@ -299,7 +299,10 @@ export const natsTarget: Target<NatsInput> = (() => {
           const again: NatsMessageLike = raw
             ? rawMessage(MsgImplV3 as unknown as MsgClass, m.headers.encode(), m.data)
             : m;
-          return fromNatsMessage(again, { ...options, maxPayloadBytes: ROUND_TRIP_LIMIT });
+          // Encoding may add headers the input had not (header-less JSON comes back with a
+          // Content-Type): the input's header limit is not the encoder's.
+          const { maxHeaders: _, ...limits } = options;
+          return fromNatsMessage(again, { ...limits, maxPayloadBytes: ROUND_TRIP_LIMIT });
         },
         `fromNatsMessage (${mode ?? "?"}${raw ? ", raw header block" : ""})`,
         registry,
