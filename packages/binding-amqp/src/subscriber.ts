@@ -66,8 +66,11 @@ export interface AmqpSubscriberOptions extends FromAmqpMessageOptions {
   /**
    * The outcome `release()` sends: `released` (default; the delivery count is not raised) or
    * `modified` with `delivery-failed` (the broker raises the delivery count). RabbitMQ 3.x ends
-   * the session on `modified`; use it with brokers that support it (ActiveMQ Artemis, Qpid,
-   * Azure Service Bus, RabbitMQ 4).
+   * the session on `modified` (the first `release()` failed iteration, every delivery in hand
+   * lost), so against it (told by its open frame) `ready` and iteration fail with
+   * `NotSupported` (attribute `releaseOutcome`) once the link attaches, before any credit is
+   * granted; use it with brokers that support it (ActiveMQ Artemis, Qpid, Azure Service Bus,
+   * RabbitMQ 4).
    */
   releaseOutcome?: "released" | "modified";
   /** The error condition `reject()` sends with the `rejected` outcome. Default `posthorn:rejected`. */
@@ -164,10 +167,15 @@ export function deliveryCountOf(message: AmqpMessage): number {
  * @returns `false` for RabbitMQ before 4, `true` for every other peer
  */
 function creditKeptBy(connection: Connection): boolean {
+  return rabbitMq3Version(connection) === undefined;
+}
+
+/** The version of a RabbitMQ before 4 at the other end (from its open frame), else undefined. */
+function rabbitMq3Version(connection: Connection): string | undefined {
   const properties = (connection as unknown as { properties?: Record<string, unknown> }).properties;
-  if (properties?.product !== "RabbitMQ") return true;
+  if (properties?.product !== "RabbitMQ") return undefined;
   const major = Number.parseInt(String(properties.version), 10);
-  return Number.isNaN(major) || major >= 4;
+  return Number.isNaN(major) || major >= 4 ? undefined : String(properties.version);
 }
 
 interface Tracked extends Slotted {
@@ -433,11 +441,20 @@ export function amqpSubscriber<T = unknown>(
     // Closed before the attach was answered: close() detaches it now, and it takes no messages.
     if (closing || unfiltered) return;
     const dropped = droppedFilter();
-    if (dropped !== undefined) {
+    const rabbit3 = releaseOutcome === "modified" ? rabbitMq3Version(connection) : undefined;
+    if (dropped !== undefined || rabbit3 !== undefined) {
+      // RabbitMQ 3.x's AMQP 1.0 plugin ends the session on a modified outcome ("Unrecognised
+      // state", amqp:invalid-field): the first release() took the subscriber down with every
+      // delivery in hand.
       unfiltered = new PosthornError(
         "NotSupported",
-        `the broker attached the receiver link from ${address} without the filter ${JSON.stringify(dropped)} of receiverOptions.source.filter, so it would not apply it; no credit was granted`,
-        { attribute: `receiverOptions.source.filter.${dropped}` },
+        dropped !== undefined
+          ? `the broker attached the receiver link from ${address} without the filter ${JSON.stringify(dropped)} of receiverOptions.source.filter, so it would not apply it; no credit was granted`
+          : `releaseOutcome "modified" cannot be used with RabbitMQ ${rabbit3}: its AMQP 1.0 plugin ends the session on a modified outcome (amqp:invalid-field); use "released" (RabbitMQ 4 takes modified). No credit was granted`,
+        {
+          attribute:
+            dropped !== undefined ? `receiverOptions.source.filter.${dropped}` : "releaseOutcome",
+        },
       );
       readyReject(unfiltered);
       queue.fail(unfiltered);

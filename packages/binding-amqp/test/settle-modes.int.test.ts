@@ -124,4 +124,37 @@ describe.skipIf(!ok)("AMQP link settlement options (skipped: no broker outside C
     await Promise.all([publisher.close(), subscriber.close()]);
     expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
   });
+
+  it('refuses releaseOutcome "modified" on RabbitMQ 3.x once attached, before any credit; the message stays queued', async () => {
+    // The plugin ended the session at the first release() (amqp:invalid-field, "Unrecognised
+    // state"): iteration failed with ConnectionFailed and every delivery in hand was lost.
+    const version = String(
+      (rabbit.connection as unknown as { properties?: { version?: unknown } }).properties?.version,
+    );
+    expect(Number.parseInt(version, 10), "this test needs RabbitMQ 3.x").toBeLessThan(4);
+    const queue = await admin.queue(uniqueName("settle-modified"));
+    const address = `/amq/queue/${queue}`;
+    const publisher = amqpPublisher(rabbit.connection, { address });
+    await publisher.publish(shutdownEvent("amqp", 1));
+    const subscriber = amqpSubscriber(rabbit.connection, { address, releaseOutcome: "modified" });
+    await expect(subscriber.ready).rejects.toMatchObject({
+      code: "NotSupported",
+      attribute: "releaseOutcome",
+    });
+    await expect(nextDelivery(subscriber[Symbol.asyncIterator](), 2000)).rejects.toMatchObject({
+      code: "NotSupported",
+    });
+    await subscriber.close();
+    // Nothing was delivered, and the connection carries a released redelivery as before.
+    const released = amqpSubscriber(rabbit.connection, { address, credit: 1 });
+    const iterator = released[Symbol.asyncIterator]();
+    const first = await nextDelivery(iterator, 5000);
+    expect(first.deliveryCount).toBe(1);
+    await first.release();
+    const again = await nextDelivery(iterator, 5000);
+    expect(again.event?.id).toBe(shutdownEvent("amqp", 1).id);
+    await again.accept();
+    await Promise.all([publisher.close(), released.close()]);
+    expect(await admin.count(queue)).toEqual({ messages: 0, consumers: 0 });
+  });
 });
