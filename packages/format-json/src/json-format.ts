@@ -12,6 +12,7 @@ import {
   type ExtensionRegistry,
   inputBytes,
   isBytes,
+  isPosthornError,
   type JsonLimits,
   jsonMembers,
   jsonText,
@@ -22,6 +23,9 @@ import {
   utf8Encode,
   utf8EncodeSpliced,
 } from "@posthorn/core";
+
+/** The message of core's `parseJson` for nesting past its limit. */
+const DEPTH_ERROR = /is nested deeper than \d+ levels$/;
 
 /** Media type of one event in the JSON format (json-format.md section 4). */
 export const JSON_CONTENT_TYPE = "application/cloudevents+json";
@@ -145,8 +149,18 @@ export function jsonFormat(options: JsonFormatOptions = {}): BatchEventFormat {
     return new CloudEvent(init as never);
   };
 
-  const parse = (bytes: Uint8Array, what: string, within: JsonLimits): unknown =>
-    parseJson(utf8Decode(bytes, what), what, within);
+  const parse = (bytes: Uint8Array, what: string, within: JsonLimits): unknown => {
+    const text = utf8Decode(bytes, what);
+    try {
+      return parseJson(text, what, within);
+    } catch (err) {
+      // parseJson counts the envelope's levels too: the message names the data's limit.
+      if (isPosthornError(err, "MalformedInput") && DEPTH_ERROR.test(err.message)) {
+        throw malformed(`${what}: JSON data nested deeper than ${maxDepth} levels (maxDepth)`, err);
+      }
+      throw err;
+    }
+  };
 
   // A text that ends in a long `data_base64` member written the compact way (as Posthorn and most
   // SDKs write it): the members before it parsed, and the data decoded from the member's bytes as

@@ -29,10 +29,17 @@ describe("jsonFormat's maxDepth limits the nesting of JSON data, not of the enve
     expect(batch.map((e) => e.data)).toEqual([event.data, nested(127)]);
   });
 
-  it("refuses data one level deeper, alone and in a batch", () => {
+  it("refuses data one level deeper, alone and in a batch, naming the data's limit", () => {
     const event = eventWith(129);
     expect(codeOf(() => json.decode(json.encode(event)))).toBe("MalformedInput");
     expect(codeOf(() => json.decodeBatch(json.encodeBatch([event])))).toBe("MalformedInput");
+    // It said "deeper than 129 levels" (130 for a batch): the envelope's levels counted in.
+    expect(() => json.decode(json.encode(event))).toThrow(
+      "JSON event: JSON data nested deeper than 128 levels (maxDepth)",
+    );
+    expect(() => json.decodeBatch(json.encodeBatch([event]))).toThrow(
+      "JSON batch: JSON data nested deeper than 128 levels (maxDepth)",
+    );
   });
 
   it.each([0, 1, 4])("with maxDepth %i reads data that deep and refuses one level more", (n) => {
