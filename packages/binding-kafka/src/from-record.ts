@@ -17,6 +17,7 @@ import {
   type MessageProperties,
   malformed,
   noFormatFor,
+  overLimit,
   PosthornError,
   type PropertyValue,
   parseCanonical,
@@ -205,9 +206,10 @@ function checkValueSize(
       options.maxPayloadBytes === undefined && options.maxValueBytes !== undefined
         ? "maxValueBytes"
         : "maxPayloadBytes";
-    throw new PosthornError(
-      "PayloadTooLarge",
-      `record value of ${value.length} bytes exceeds the limit of ${maxValue} (${limit}${limit === "maxPayloadBytes" && options.maxPayloadBytes === undefined ? ", by default" : ""}): raise ${limit} to accept it`,
+    throw overLimit(
+      `record value of ${value.length} bytes exceeds the limit of ${maxValue}`,
+      limit,
+      limit === "maxPayloadBytes" && options.maxPayloadBytes === undefined,
     );
   }
 }
@@ -225,9 +227,10 @@ function checkHeaderCount(headers: KafkaHeaders, options: KafkaDecodeOptions): v
 }
 
 function tooManyHeaders(maxHeaders: number, options: KafkaDecodeOptions): PosthornError {
-  return new PosthornError(
-    "PayloadTooLarge",
-    `the record has more than ${maxHeaders} headers (maxHeaders${options.maxHeaders === undefined ? ", by default" : ""}): raise maxHeaders to accept it`,
+  return overLimit(
+    `the record has more than ${maxHeaders} headers`,
+    "maxHeaders",
+    options.maxHeaders === undefined,
   );
 }
 

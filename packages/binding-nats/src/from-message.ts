@@ -19,6 +19,7 @@ import {
   malformed,
   NameIndex,
   noFormatFor,
+  overLimit,
   PosthornError,
   parseCanonical,
   quoted,
@@ -477,9 +478,10 @@ function checkedPayload(message: NatsMessageLike, options: NatsDecodeOptions): U
   const data = message.data;
   if (!(data instanceof Uint8Array)) throw malformed("a NATS message payload must be bytes");
   if (data.length > maxPayload) {
-    throw new PosthornError(
-      "PayloadTooLarge",
-      `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload} (maxPayloadBytes${options.maxPayloadBytes === undefined ? ", by default" : ""}): raise maxPayloadBytes to accept it`,
+    throw overLimit(
+      `NATS payload of ${data.length} bytes exceeds the limit of ${maxPayload}`,
+      "maxPayloadBytes",
+      options.maxPayloadBytes === undefined,
     );
   }
   return data;
@@ -498,9 +500,10 @@ function checkHeaderCount(headers: HeaderList, options: NatsDecodeOptions): void
   for (const value of values) {
     count += typeof value === "string" ? 1 : value.length;
     if (count > maxHeaders) {
-      throw new PosthornError(
-        "PayloadTooLarge",
-        `the NATS message has more than ${maxHeaders} header values (maxHeaders${options.maxHeaders === undefined ? ", by default" : ""}): raise maxHeaders to accept it`,
+      throw overLimit(
+        `the NATS message has more than ${maxHeaders} header values`,
+        "maxHeaders",
+        options.maxHeaders === undefined,
       );
     }
   }

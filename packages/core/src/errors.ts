@@ -153,6 +153,22 @@ export function malformed(message: string, cause?: unknown, attribute?: string):
 }
 
 /**
+ * A `PayloadTooLarge` error for input past a decoding limit, naming the option that sets it so
+ * the reader knows what to raise: `<what> (<option>[, by default]): raise <option> to accept it`.
+ *
+ * @param what - what is past the limit, e.g. `record value of 2048 bytes exceeds the limit of 1024`
+ * @param option - the option's name, e.g. `maxPayloadBytes`
+ * @param byDefault - whether the limit is the option's default (the caller set none)
+ * @returns the error, to throw
+ */
+export function overLimit(what: string, option: string, byDefault: boolean): PosthornError {
+  return new PosthornError(
+    "PayloadTooLarge",
+    `${what} (${option}${byDefault ? ", by default" : ""}): raise ${option} to accept it`,
+  );
+}
+
+/**
  * Wraps anything thrown by a decoder into a typed error: a {@link PosthornError} passes through,
  * anything else (a `RangeError` from a library, a `TypeError` from truncated bytes) becomes
  * `MalformedInput` with the original as `cause`.

@@ -79,6 +79,7 @@ export {
   isCertificateErrorCode,
   isPosthornError,
   malformed,
+  overLimit,
   PosthornError,
   type PosthornErrorOptions,
   quoted,
